@@ -1,0 +1,64 @@
+package board
+
+// Debian archive roots. The security archive carries the current kernel ABI;
+// the main archive carries point-release kernels and systemd-boot.
+var debianArchives = []string{
+	"http://deb.debian.org/debian-security",
+	"http://deb.debian.org/debian",
+}
+
+// SystemdBoot pins the systemd-boot EFI package used by UEFIDisk boards.
+var SystemdBoot = Kernel{
+	Package:  "systemd-boot-efi",
+	Version:  "252.39-1~deb12u2",
+	DebArch:  "amd64",
+	Pool:     "pool/main/s/systemd/systemd-boot-efi_252.39-1~deb12u2_amd64.deb",
+	SHA256:   "8f2b81bdcfafc466882a0cae460272dbf10d8d97c6a3c1c6ea33038c155a2f5e",
+	Archives: []string{"http://deb.debian.org/debian"},
+	Image:    "usr/lib/systemd/boot/efi/systemd-bootx64.efi",
+}
+
+var kernelAmd64 = Kernel{
+	Package:  "linux-image-6.1.0-56-amd64",
+	Version:  "6.1.192-2",
+	DebArch:  "amd64",
+	Pool:     "pool/updates/main/l/linux-signed-amd64/linux-image-6.1.0-56-amd64_6.1.192-2_amd64.deb",
+	SHA256:   "a86e2049672f52354c4536a089203b6c82639420424d31c91cf31a181fd4d8f1",
+	Archives: debianArchives,
+	Release:  "6.1.0-56-amd64",
+	Image:    "boot/vmlinuz-6.1.0-56-amd64",
+}
+
+var kernelCloudArm64 = Kernel{
+	Package:  "linux-image-6.1.0-56-cloud-arm64",
+	Version:  "6.1.192-2",
+	DebArch:  "arm64",
+	Pool:     "pool/updates/main/l/linux-signed-arm64/linux-image-6.1.0-56-cloud-arm64_6.1.192-2_arm64.deb",
+	SHA256:   "481ab54a27246579aadeb372315c56de02f2fe0cba4e09b387946269fff2f415",
+	Archives: debianArchives,
+	Release:  "6.1.0-56-cloud-arm64",
+	Image:    "boot/vmlinuz-6.1.0-56-cloud-arm64",
+}
+
+// Modules every board needs: the nftables core for the baseline ruleset
+// (installed before any interface is up), conntrack for established/related,
+// VLANs and the dummy overlay interface, virtio devices.
+var (
+	nftModules = []string{
+		"nfnetlink", "nf_tables", "nf_conntrack", "nft_ct", "nf_defrag_ipv4",
+		"nf_defrag_ipv6", "nft_log", "nf_log_syslog", "nft_limit",
+		"nft_reject", "nft_reject_inet", "nft_fib_inet", "nft_socket",
+	}
+	netModules    = []string{"8021q", "dummy"}
+	virtioModules = []string{
+		"virtio_pci", "virtio_net", "virtio_blk", "virtio_rng",
+	}
+)
+
+func concat(lists ...[]string) []string {
+	var out []string
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	return out
+}

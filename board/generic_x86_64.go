@@ -1,0 +1,32 @@
+package board
+
+import "time"
+
+func init() {
+	register(&Board{
+		Name: "generic-x86_64",
+		Description: "x86_64 DIN-rail industrial PC or VM: UEFI-bootable GPT disk (systemd-boot), " +
+			"persistent partition on the same disk, i6300esb or iTCO watchdog",
+		Arch:        "amd64",
+		GoArchLevel: "v1",
+		Kernel:      kernelAmd64,
+		Modules: concat(nftModules, netModules, virtioModules,
+			[]string{"ext4", "i6300esb", "iTCO_wdt", "button", "evdev", "e1000e", "igb", "r8169", "ahci", "nvme", "sd_mod"}),
+		Console: "ttyS0",
+		Cmdline: []string{"console=tty0"},
+		Boot:    UEFIDisk,
+		NICs:    []NIC{{Name: "eth0", Role: Uplink}, {Name: "eth1", Role: Downlink}},
+		Watchdog: Watchdog{
+			Device: "/dev/watchdog", Module: "i6300esb", Timeout: 10 * time.Second,
+			Hardware: true, QEMUDevice: "i6300esb",
+		},
+		TPM:  TPM{Device: "/dev/tpmrm0", QEMUDevice: "tpm-tis"},
+		Perm: Perm{Device: "PARTLABEL=otgate-perm", FSType: "ext4"},
+		QEMU: QEMU{
+			Binary: "qemu-system-x86_64", Machine: "q35", CPU: "max",
+			Firmware:     "/usr/share/OVMF/OVMF_CODE.fd",
+			VarsTemplate: "/usr/share/OVMF/OVMF_VARS.fd",
+			NICModel:     "virtio-net-pci", DiskModel: "virtio-blk-pci", Memory: "512M",
+		},
+	})
+}

@@ -1,0 +1,29 @@
+package board
+
+import "time"
+
+func init() {
+	register(&Board{
+		Name:        "qemu-x86_64",
+		Description: "x86_64 virtual machine, direct kernel boot (QEMU -kernel), i6300esb watchdog, virtio NICs and disk",
+		Arch:        "amd64",
+		GoArchLevel: "v1",
+		// The generic kernel, not -cloud: only it has the i6300esb driver.
+		Kernel: kernelAmd64,
+		Modules: concat(nftModules, netModules, virtioModules,
+			[]string{"ext4", "i6300esb", "button", "evdev"}),
+		Console: "ttyS0",
+		Boot:    DirectKernel,
+		NICs:    []NIC{{Name: "eth0", Role: Uplink}, {Name: "eth1", Role: Downlink}},
+		Watchdog: Watchdog{
+			Device: "/dev/watchdog", Module: "i6300esb", Timeout: 10 * time.Second,
+			Hardware: true, QEMUDevice: "i6300esb",
+		},
+		TPM:  TPM{Device: "/dev/tpmrm0", QEMUDevice: "tpm-tis"},
+		Perm: Perm{Device: "/dev/vda", FSType: "ext4"},
+		QEMU: QEMU{
+			Binary: "qemu-system-x86_64", Machine: "pc", CPU: "max",
+			NICModel: "virtio-net-pci", DiskModel: "virtio-blk-pci", Memory: "512M",
+		},
+	})
+}

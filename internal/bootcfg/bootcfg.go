@@ -1,0 +1,235 @@
+// Package bootcfg is the contract between the image builder and PID 1: the
+// builder compiles a board definition and a service table into one CBOR file
+// in the initramfs (/etc/otgate/boot.cbor); init reads it at boot and does
+// what it says. Nothing else configures init.
+package bootcfg
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/fxamacker/cbor/v2"
+)
+
+// Path is where the builder places the file and init reads it.
+const Path = "/etc/otgate/boot.cbor"
+
+// RunDir holds runtime sockets and the init log ring.
+const RunDir = "/run/otgate"
+
+// StatusSocket is init's status socket (CBOR request/response).
+const StatusSocket = RunDir + "/init.sock"
+
+// Sentinel errors of Validate.
+var (
+	ErrCycle        = errors.New("dependency cycle")
+	ErrUnknownDep   = errors.New("unknown dependency")
+	ErrDuplicate    = errors.New("duplicate service")
+	ErrBadReadiness = errors.New("bad readiness signal")
+)
+
+// Config is everything init needs.
+type Config struct {
+	Hostname string `cbor:"1,keyasint"`
+	Board    string `cbor:"2,keyasint"`
+	Arch     string `cbor:"3,keyasint"`
+	// KernelRelease names /lib/modules/<release>.
+	KernelRelease string `cbor:"4,keyasint"`
+	// Modules to load, in dependency order, as paths relative to
+	// /lib/modules/<release>/ (the builder resolved the closure).
+	Modules []string `cbor:"5,keyasint"`
+	Console string   `cbor:"6,keyasint"`
+
+	Watchdog Watchdog `cbor:"7,keyasint"`
+	Perm     Perm     `cbor:"8,keyasint"`
+	TPM      string   `cbor:"9,keyasint"` // TPM device path, e.g. /dev/tpmrm0
+	// Uplink and Downlinks are interface names by role.
+	Uplink    string   `cbor:"10,keyasint"`
+	Downlinks []string `cbor:"11,keyasint"`
+
+	Services  []Service `cbor:"12,keyasint"`
+	CrashLoop CrashLoop `cbor:"13,keyasint"`
+	// StopGrace is how long a service gets between SIGTERM and SIGKILL.
+	StopGrace time.Duration `cbor:"14,keyasint"`
+
+	// Debug images carry a shell and core commands for the serial console.
+	Debug bool `cbor:"15,keyasint"`
+	// TestHooks enables test-only kernel command-line hooks
+	// (otgate.test.*). Never set in release images.
+	TestHooks bool `cbor:"16,keyasint"`
+	// ImageID is the sha256 of the image inputs, for status and logs.
+	ImageID string `cbor:"17,keyasint"`
+}
+
+// Watchdog is the device init pets.
+type Watchdog struct {
+	Device   string        `cbor:"1,keyasint"` // empty: no watchdog
+	Timeout  time.Duration `cbor:"2,keyasint"`
+	Hardware bool          `cbor:"3,keyasint"`
+}
+
+// Perm is the persistent disk.
+type Perm struct {
+	Device string `cbor:"1,keyasint"` // "/dev/vda" or "PARTLABEL=otgate-perm"
+	FSType string `cbor:"2,keyasint"`
+}
+
+// CrashLoop: Restarts restarts within Window marks a service failed.
+type CrashLoop struct {
+	Restarts int           `cbor:"1,keyasint"`
+	Window   time.Duration `cbor:"2,keyasint"`
+}
+
+// Readiness kinds.
+const (
+	// ReadyNotify: the service writes "READY=1\n" to the file descriptor
+	// named by $OTGATE_NOTIFY_FD (see package ready).
+	ReadyNotify = "notify"
+	// ReadyStarted: ready as soon as the process has started.
+	ReadyStarted = "started"
+	// ReadyExit: a one-shot task; ready when it exits 0.
+	ReadyExit = "exit"
+)
+
+// Service is one row of the service table.
+type Service struct {
+	Name      string   `cbor:"1,keyasint"`
+	Binary    string   `cbor:"2,keyasint"` // absolute path in the image
+	Args      []string `cbor:"3,keyasint"`
+	Env       []string `cbor:"4,keyasint"`
+	DependsOn []string `cbor:"5,keyasint"`
+	// Critical services gate "init: ready" and the watchdog.
+	Critical  bool          `cbor:"6,keyasint"`
+	Readiness string        `cbor:"7,keyasint"`
+	Timeout   time.Duration `cbor:"8,keyasint"` // readiness timeout
+	// UID/GID to run as; 0 is root.
+	UID uint32 `cbor:"9,keyasint"`
+	GID uint32 `cbor:"10,keyasint"`
+}
+
+var encMode = func() cbor.EncMode {
+	m, err := cbor.CoreDetEncOptions().EncMode()
+	if err != nil {
+		panic(err)
+	}
+	return m
+}()
+
+// Marshal encodes c deterministically.
+func Marshal(c *Config) ([]byte, error) { return encMode.Marshal(c) }
+
+// Unmarshal decodes and validates.
+func Unmarshal(b []byte) (*Config, error) {
+	var c Config
+	dm, _ := cbor.DecOptions{ExtraReturnErrors: cbor.ExtraDecErrorUnknownField}.DecMode()
+	if err := dm.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("bootcfg: decode: %w", err)
+	}
+	if err := c.Validate(nil); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Load reads and validates path.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("bootcfg: %w", err)
+	}
+	c, err := Unmarshal(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Validate checks the service table: unique names, known dependencies, no
+// cycles, known readiness kinds, and (when exists is not nil) that every
+// binary exists.
+func (c *Config) Validate(exists func(path string) bool) error {
+	byName := map[string]*Service{}
+	for i := range c.Services {
+		s := &c.Services[i]
+		if s.Name == "" {
+			return fmt.Errorf("service table row %d: empty name", i+1)
+		}
+		if _, dup := byName[s.Name]; dup {
+			return fmt.Errorf("service %q: %w", s.Name, ErrDuplicate)
+		}
+		byName[s.Name] = s
+		switch s.Readiness {
+		case ReadyNotify, ReadyStarted, ReadyExit:
+		default:
+			return fmt.Errorf("service %q: %w %q (want %s, %s or %s)", s.Name, ErrBadReadiness, s.Readiness, ReadyNotify, ReadyStarted, ReadyExit)
+		}
+		if exists != nil && !exists(s.Binary) {
+			return fmt.Errorf("service %q: unknown binary %q: not in the image", s.Name, s.Binary)
+		}
+	}
+	for _, s := range c.Services {
+		for _, d := range s.DependsOn {
+			if _, ok := byName[d]; !ok {
+				var known []string
+				for n := range byName {
+					known = append(known, n)
+				}
+				sort.Strings(known)
+				return fmt.Errorf("service %q depends on %q: %w (known: %s)", s.Name, d, ErrUnknownDep, strings.Join(known, ", "))
+			}
+		}
+	}
+	_, err := c.StartOrder()
+	return err
+}
+
+// StartOrder returns service names in dependency order (dependencies first,
+// table order among equals). A cycle is an error naming it.
+func (c *Config) StartOrder() ([]string, error) {
+	deps := map[string][]string{}
+	for _, s := range c.Services {
+		deps[s.Name] = s.DependsOn
+	}
+	const (
+		white = iota
+		grey
+		black
+	)
+	color := map[string]int{}
+	var order []string
+	var stack []string
+	var visit func(n string) error
+	visit = func(n string) error {
+		switch color[n] {
+		case grey:
+			i := 0
+			for stack[i] != n {
+				i++
+			}
+			return fmt.Errorf("%w: %s -> %s", ErrCycle, strings.Join(stack[i:], " -> "), n)
+		case black:
+			return nil
+		}
+		color[n] = grey
+		stack = append(stack, n)
+		for _, d := range deps[n] {
+			if err := visit(d); err != nil {
+				return err
+			}
+		}
+		stack = stack[:len(stack)-1]
+		color[n] = black
+		order = append(order, n)
+		return nil
+	}
+	for _, s := range c.Services {
+		if err := visit(s.Name); err != nil {
+			return nil, err
+		}
+	}
+	return order, nil
+}
