@@ -1,0 +1,56 @@
+# otgate. The Makefile only names entry points; the logic lives in Go
+# (image/, qemu/, integration/) and in tools/install-deps.sh.
+#
+#   make run                     build the qemu-x86_64 image and boot the demo
+#   make test                    install what is missing, then run every test
+#   make image BOARD=b [DEBUG=1] build out/<b>/
+#   make repro-check BOARD=b     build twice in different dirs, compare bytes
+#   make bench                   print benchmark figures
+
+BOARD ?= qemu-x86_64
+GO ?= go
+export GOFLAGS := -buildvcs=false
+IMAGE_FLAGS := -board $(BOARD) $(if $(DEBUG),-debug)
+
+.PHONY: all deps image repro-check run test lint unit integration bench clean
+
+all: image
+
+deps:
+	sh tools/install-deps.sh
+
+image: deps
+	$(GO) run ./image/cmd/otgate-image $(IMAGE_FLAGS)
+
+repro-check: deps
+	$(GO) run ./image/cmd/otgate-image $(IMAGE_FLAGS) -repro-check
+
+run: deps
+	$(GO) run ./image/cmd/otgate-image -board qemu-x86_64 $(if $(DEBUG),-debug)
+	$(GO) run ./qemu/cmd/otgate-run -board qemu-x86_64
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \
+		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	staticcheck ./...
+
+# Host tests: real nftables in private namespaces, real swtpm, real TLS,
+# real Modbus peers. QEMU tests live in qemu/ and integration/.
+unit:
+	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v -e /integration)
+
+integration:
+	$(GO) test -count=1 -p 1 -timeout 25m -v ./integration/... 2>&1 | tools/test-summary.sh
+
+test: deps lint unit
+	$(GO) run ./image/cmd/otgate-image -board qemu-x86_64 -repro-check
+	$(GO) run ./image/cmd/otgate-image -board qemu-aarch64 -repro-check
+	$(MAKE) integration
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 30m ./...
+	$(GO) run ./integration/cmd/otgate-bench
+
+clean:
+	rm -rf out
