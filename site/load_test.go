@@ -1,0 +1,223 @@
+package site
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// now is the clock every test validates against.
+var now = time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+
+func readTestdata(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestParseValidPlant(t *testing.T) {
+	s, err := Parse("plant.yaml", readTestdata(t, "plant.yaml"), Options{Now: now})
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if s.Name != "plant-north" || len(s.Zones) != 3 || len(s.Assets) != 4 || len(s.Exceptions) != 2 {
+		t.Fatalf("unexpected shape: %+v", s)
+	}
+	if z := s.Zones[1]; z.Mode != ModeMonitor || z.VLAN != 102 || z.Interface != "eth1" || z.Subnet != netip.MustParsePrefix("10.10.2.0/24") {
+		t.Errorf("zone cell-2 = %+v", z)
+	}
+	plc := s.Assets[0]
+	if plc.MAC != "00:1d:9c:c7:b0:70" {
+		t.Errorf("MAC not normalised: %q", plc.MAC)
+	}
+	if want := []Service{{"modbus", 502}, {"s7", 102}}; len(plc.Services) != 2 || plc.Services[0] != want[0] || plc.Services[1] != want[1] {
+		t.Errorf("plc-1 services = %+v, want %+v (well-known ports filled in)", plc.Services, want)
+	}
+	if s.Assets[2].Overlay != netip.MustParseAddr("100.64.200.10") {
+		t.Errorf("pinned overlay = %v", s.Assets[2].Overlay)
+	}
+	o := s.Overlay
+	if o.Gate != netip.MustParseAddr("100.64.0.1") || o.Quarantine != 168*time.Hour || o.PoolSize != 256 {
+		t.Errorf("overlay = %+v", o)
+	}
+	if len(o.Pools) != 2 || o.Pools[0].Zone != "cell-2" || o.Pools[1].Size != 1024 {
+		t.Errorf("pools not sorted by zone or wrong: %+v", o.Pools)
+	}
+	e := s.Exceptions[0]
+	if e.From.Address != netip.MustParseAddr("10.10.1.20") || e.To.Asset != "plc-2" || e.Port != 44818 {
+		t.Errorf("exception 0 = %+v (asset endpoints resolve to their address)", e)
+	}
+	if !s.Exceptions[1].Expires.Equal(time.Date(2027, 2, 1, 11, 0, 0, 0, time.UTC)) {
+		t.Errorf("expiry = %v", s.Exceptions[1].Expires)
+	}
+	if s.Limits.MaxExceptionLifetime != 90*24*time.Hour {
+		t.Errorf("limit = %v", s.Limits.MaxExceptionLifetime)
+	}
+}
+
+func TestParseDefaults(t *testing.T) {
+	s, err := Parse("min.yaml", []byte(`site: tiny
+zones:
+  - {name: z, owner: o, mode: enforce, interface: eth1, subnet: 10.0.0.0/24}
+`), Options{Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := s.Overlay
+	if o.Prefix != DefaultOverlayPrefix || o.Gate != netip.MustParseAddr("100.64.0.1") || o.Quarantine != DefaultQuarantine || o.PoolSize != DefaultPoolSize {
+		t.Errorf("overlay defaults = %+v", o)
+	}
+	if s.Limits.MaxExceptionLifetime != DefaultMaxExceptionLifetime {
+		t.Errorf("limit default = %v", s.Limits.MaxExceptionLifetime)
+	}
+}
+
+// edit returns the plant file with old replaced by new (exactly once).
+func edit(t *testing.T, old, new string) string {
+	t.Helper()
+	src := string(readTestdata(t, "plant.yaml"))
+	if strings.Count(src, old) != 1 {
+		t.Fatalf("edit: %q occurs %d times in plant.yaml", old, strings.Count(src, old))
+	}
+	return strings.Replace(src, old, new, 1)
+}
+
+func TestParseErrors(t *testing.T) {
+	cases := []struct {
+		name string
+		src  string
+		want []string // every one must appear, each its own error line
+	}{
+		{"unknown zone", edit(t, "    zone: cell-2\n    address: 10.10.2.10", "    zone: cell-9\n    address: 10.10.2.10"),
+			[]string{`plant.yaml:52: assets[2].zone: unknown zone "cell-9" (known: cell-1, cell-2, utilities)`}},
+		{"unknown top-level field", edit(t, "site: plant-north", "site: plant-north\ncolour: blue"),
+			[]string{`plant.yaml:3: colour: unknown field (known: site, limits, zones, overlay, assets, exceptions)`}},
+		{"unknown asset field", edit(t, "    mac: 00:1D:9C:C7:B0:70", "    mac: 00:1D:9C:C7:B0:70\n    colour: red"),
+			[]string{`plant.yaml:41: assets[0].colour: unknown field`}},
+		{"wrong type", edit(t, "    vlan: 101", "    vlan: [101]"),
+			[]string{`plant.yaml:12: zones[0].vlan: want an integer, got a list`}},
+		{"string for int", edit(t, "    vlan: 101", "    vlan: \"101\""),
+			[]string{`plant.yaml:12: zones[0].vlan: want an integer, got str "101"`}},
+		{"duplicate asset name", edit(t, "  - name: hmi-1", "  - name: plc-1"),
+			[]string{`plant.yaml:44: assets[1].name: duplicate asset "plc-1"`}},
+		{"duplicate zone name", edit(t, "  - name: cell-2", "  - name: cell-1"),
+			[]string{`plant.yaml:14: zones[1].name: duplicate zone "cell-1" (first at line 8)`}},
+		{"duplicate underlay address", edit(t, "    address: 10.10.1.20", "    address: 10.10.1.10"),
+			[]string{`plant.yaml:46: assets[1].address: duplicate address 10.10.1.10 (also asset "plc-1")`}},
+		{"duplicate MAC", edit(t, "    address: 10.10.1.20", "    address: 10.10.1.20\n    mac: 00-1d-9c-c7-b0-70"),
+			[]string{`plant.yaml:47: assets[1].mac: duplicate MAC 00:1d:9c:c7:b0:70 (also asset "plc-1")`}},
+		{"duplicate pinned overlay", edit(t, "    address: 10.10.1.20", "    address: 10.10.1.20\n    overlay: 100.64.200.10"),
+			[]string{`plant.yaml:55: assets[2].overlay: pinned overlay address 100.64.200.10 collides with asset "hmi-1"`}},
+		{"overlapping subnets", edit(t, "    subnet: 10.20.0.0/22", "    subnet: 10.10.0.0/16"),
+			[]string{`plant.yaml:24: zones[2].subnet: subnet 10.10.0.0/16 overlaps zone "cell-1" subnet 10.10.1.0/24`,
+				`zones[2].subnet: subnet 10.10.0.0/16 overlaps zone "cell-2" subnet 10.10.2.0/24`}},
+		{"duplicate VLAN", edit(t, "    vlan: 102", "    vlan: 101"),
+			[]string{`plant.yaml:18: zones[1].vlan: duplicate VLAN 101 on interface eth1 (also zone "cell-1")`}},
+		{"asset outside subnet", edit(t, "    address: 10.10.1.20", "    address: 10.10.3.20"),
+			[]string{`plant.yaml:46: assets[1].address: address 10.10.3.20 is outside zone "cell-1" subnet 10.10.1.0/24`}},
+		{"bad MAC", edit(t, "    mac: 00:1D:9C:C7:B0:70", "    mac: 00:1D:9C:C7:B0"),
+			[]string{`plant.yaml:40: assets[0].mac: bad MAC address "00:1D:9C:C7:B0"`}},
+		{"bad IP", edit(t, "    address: 10.10.1.20", "    address: 10.10.1.256"),
+			[]string{`plant.yaml:46: assets[1].address: bad IPv4 address "10.10.1.256"`}},
+		{"IPv6 address", edit(t, "    address: 10.10.1.20", "    address: fe80::1"),
+			[]string{`assets[1].address: bad IPv4 address "fe80::1"`}},
+		{"bad CIDR", edit(t, "    subnet: 10.10.1.0/24", "    subnet: 10.10.1.0/33"),
+			[]string{`plant.yaml:13: zones[0].subnet: bad IPv4 CIDR "10.10.1.0/33"`}},
+		{"host bits", edit(t, "    subnet: 10.10.1.0/24", "    subnet: 10.10.1.7/24"),
+			[]string{`zones[0].subnet: CIDR "10.10.1.7/24" has host bits set (did you mean 10.10.1.0/24?)`}},
+		{"bad port", edit(t, "        port: 5901", "        port: 70000"),
+			[]string{`plant.yaml:50: assets[1].services[1].port: 70000 is out of range 1..65535`}},
+		{"bad protocol", edit(t, "      - protocol: s7", "      - protocol: profinet"),
+			[]string{`plant.yaml:43: assets[0].services[1].protocol: unknown protocol "profinet" (known: dnp3, enip,`}},
+		{"tcp without port", edit(t, "      - protocol: tcp\n        port: 9600", "      - protocol: tcp"),
+			[]string{`plant.yaml:62: assets[3].services[1].port: missing (required for protocol "tcp")`}},
+		{"bad mode", edit(t, "    mode: monitor", "    mode: audit"),
+			[]string{`plant.yaml:16: zones[1].mode: unknown mode "audit" (want monitor or enforce)`}},
+		{"pinned outside prefix", edit(t, "    overlay: 100.64.200.10", "    overlay: 100.65.0.10"),
+			[]string{`plant.yaml:54: assets[2].overlay: pinned overlay address 100.65.0.10 is outside the overlay prefix 100.64.0.0/16`}},
+		{"pinned on gate", edit(t, "    overlay: 100.64.200.10", "    overlay: 100.64.0.1"),
+			[]string{`assets[2].overlay: pinned overlay address 100.64.0.1 is the gate's own overlay address`}},
+		{"exception missing owner, justification, expiry", edit(t, "    owner: facilities@plant.example\n    justification: historian collector\n    expires: \"2027-02-01T12:00:00+01:00\"\n", ""),
+			[]string{`plant.yaml:73: exceptions[1].owner: missing (required)`, `plant.yaml:73: exceptions[1].justification: missing (required)`, `plant.yaml:73: exceptions[1].expires: missing (required)`}},
+		{"exception expired", edit(t, "    expires: 2027-01-15T00:00:00Z", "    expires: 2026-11-15T00:00:00Z"),
+			[]string{`plant.yaml:72: exceptions[0].expires: expired at 2026-11-15T00:00:00Z (now 2026-12-01T00:00:00Z)`}},
+		{"exception too long", edit(t, "    expires: 2027-01-15T00:00:00Z", "    expires: 2027-06-15T00:00:00Z"),
+			[]string{`plant.yaml:72: exceptions[0].expires: expiry 2027-06-15T00:00:00Z is more than the maximum exception lifetime (2160h0m0s) from now; limit: 2027-03-01T00:00:00Z`}},
+		{"exception shorter limit", edit(t, "  max_exception_lifetime: 90d", "  max_exception_lifetime: 7d"),
+			[]string{`exceptions[0].expires: expiry 2027-01-15T00:00:00Z is more than the maximum exception lifetime (168h0m0s)`, `exceptions[1].expires: expiry`}},
+		{"exception unknown asset", edit(t, "    to: plc-2", "    to: plc-9"),
+			[]string{`plant.yaml:67: exceptions[0].to: unknown asset "plc-9"`}},
+		{"exception address in no zone", edit(t, "  - from: 10.10.1.50", "  - from: 192.168.7.7"),
+			[]string{`plant.yaml:73: exceptions[1].from: address 192.168.7.7 is in no zone's subnet`}},
+		{"bad expiry format", edit(t, "    expires: 2027-01-15T00:00:00Z", "    expires: next tuesday"),
+			[]string{`plant.yaml:72: exceptions[0].expires: bad time "next tuesday" (want RFC 3339`}},
+		{"overlay overlaps a zone", edit(t, "  prefix: 100.64.0.0/16", "  prefix: 10.0.0.0/8"),
+			[]string{`overlay.prefix: overlay prefix 10.0.0.0/8 overlaps zone "cell-1" subnet 10.10.1.0/24`}},
+		{"pool for unknown zone", edit(t, "    utilities:\n", "    boiler:\n"),
+			[]string{`plant.yaml:31: overlay.pools.boiler: unknown zone "boiler"`}},
+		{"pool size not power of two", edit(t, "      size: 1024", "      size: 1000"),
+			[]string{`plant.yaml:32: overlay.pools.utilities.size: pool size 1000 is not a power of two`}},
+		{"pool outside prefix", edit(t, "      prefix: 100.64.200.0/24", "      prefix: 100.99.200.0/24"),
+			[]string{`overlay.pools.cell-2.prefix: pool 100.99.200.0/24 is outside the overlay prefix 100.64.0.0/16`}},
+		{"duplicate key", edit(t, "    address: 10.10.1.20", "    address: 10.10.1.20\n    address: 10.10.1.21"),
+			[]string{`plant.yaml:47: assets[1].address: duplicate field (first on line 46)`}},
+		{"alias", edit(t, "  - name: cell-1\n", "  - &z name: cell-1\n"),
+			[]string{`anchors and aliases are not allowed`}},
+		{"bad name", edit(t, "  - name: rtu-1", "  - name: RTU 1"),
+			[]string{`plant.yaml:57: assets[3].name: bad name "RTU 1"`}},
+		{"syntax error", "site: x\nzones: [\n", []string{`plant.yaml:`, `bad YAML`}},
+		{"two documents", "site: x\n---\nsite: y\n", []string{`more than one YAML document`}},
+		{"empty file", "", []string{`plant.yaml: empty site file`}},
+		{"not a mapping", "- a\n- b\n", []string{`plant.yaml:1: want a mapping, got a list`}},
+		{"missing sections", "limits: {}\n", []string{`plant.yaml:1: site: missing (required)`, `plant.yaml:1: zones: missing (required)`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Parse("plant.yaml", []byte(tc.src), Options{Now: now})
+			if err == nil {
+				t.Fatalf("Parse accepted a bad file: %+v", s)
+			}
+			if s != nil {
+				t.Errorf("Parse returned a Site alongside an error: nothing may be applied")
+			}
+			var list ErrorList
+			if !errors.As(err, &list) {
+				t.Fatalf("error is %T, want ErrorList", err)
+			}
+			msg := err.Error()
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error does not contain\n  %s\ngot:\n  %s", w, strings.ReplaceAll(msg, "\n", "\n  "))
+				}
+			}
+		})
+	}
+}
+
+// TestParseCollectsAllErrors checks that several problems in one file are
+// all reported, in line order, not just the first.
+func TestParseCollectsAllErrors(t *testing.T) {
+	src := edit(t, "    vlan: 102", "    vlan: 101")
+	src = strings.Replace(src, "    zone: cell-2\n    address: 10.10.2.10", "    zone: cell-9\n    address: 10.10.2.10", 1)
+	src = strings.Replace(src, "    expires: 2027-01-15T00:00:00Z", "    expires: 2020-01-01T00:00:00Z", 1)
+	src = strings.Replace(src, "    mac: 00:1D:9C:C7:B0:70", "    mac: nope", 1)
+	_, err := Parse("plant.yaml", []byte(src), Options{Now: now})
+	var list ErrorList
+	if !errors.As(err, &list) {
+		t.Fatalf("err = %v", err)
+	}
+	if len(list) != 4 {
+		t.Fatalf("got %d errors, want 4:\n%v", len(list), err)
+	}
+	for i := 1; i < len(list); i++ {
+		if list[i].Line < list[i-1].Line {
+			t.Errorf("errors not in line order:\n%v", err)
+		}
+	}
+}

@@ -1,0 +1,113 @@
+package site
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+func decodeZones(d *decoder, n *yaml.Node, path string, s *Site) {
+	for i, it := range d.list(n, path) {
+		p := index(path, i)
+		f := d.fields(it, p, "name", "owner", "mode", "interface", "vlan", "subnet")
+		d.require(it, p, f, "name", "owner", "mode", "interface", "subnet")
+		var z Zone
+		if v, ok := f["name"]; ok {
+			z.Name, _ = d.name(v, join(p, "name"))
+		}
+		if v, ok := f["owner"]; ok {
+			z.Owner, _ = d.str(v, join(p, "owner"))
+		}
+		if v, ok := f["mode"]; ok {
+			if m, ok := d.str(v, join(p, "mode")); ok {
+				switch Mode(m) {
+				case ModeMonitor, ModeEnforce:
+					z.Mode = Mode(m)
+				default:
+					d.nodeErrorf(v, join(p, "mode"), "unknown mode %q (want %s or %s)", m, ModeMonitor, ModeEnforce)
+				}
+			}
+		}
+		if v, ok := f["interface"]; ok {
+			if name, ok := d.str(v, join(p, "interface")); ok {
+				if err := checkIfName(name); err != nil {
+					d.nodeErrorf(v, join(p, "interface"), "%v", err)
+				} else {
+					z.Interface = name
+				}
+			}
+		}
+		if v, ok := f["vlan"]; ok {
+			z.VLAN, _ = d.integer(v, join(p, "vlan"), 1, 4094)
+		}
+		if v, ok := f["subnet"]; ok {
+			z.Subnet, _ = d.prefix4(v, join(p, "subnet"))
+		}
+		s.Zones = append(s.Zones, z)
+	}
+}
+
+// checkIfName checks a Linux interface name (at most 15 bytes, no '/',
+// ':' or white space).
+func checkIfName(s string) error {
+	if len(s) > 15 || s == "." || s == ".." || strings.ContainsAny(s, "/: \t\n") {
+		return fmt.Errorf("bad interface name %q (at most 15 characters, no '/', ':' or spaces)", s)
+	}
+	return nil
+}
+
+func validateZones(v *validator, s *Site) {
+	v.zones = map[string]*Zone{}
+	vlans := map[string]int{} // parent/vlan -> zone index
+	for i := range s.Zones {
+		z := &s.Zones[i]
+		p := index("zones", i)
+		if z.Name != "" {
+			if first, dup := v.zones[z.Name]; dup {
+				v.errorf(join(p, "name"), "duplicate zone %q (first at line %d)", z.Name, v.d.lines[join(zonePath(s, first), "name")])
+			} else {
+				v.zones[z.Name] = z
+			}
+		}
+		if z.VLAN != 0 && z.Interface != "" {
+			key := fmt.Sprintf("%s/%d", z.Interface, z.VLAN)
+			if j, dup := vlans[key]; dup {
+				v.errorf(join(p, "vlan"), "duplicate VLAN %d on interface %s (also zone %q)", z.VLAN, z.Interface, s.Zones[j].Name)
+			} else {
+				vlans[key] = i
+			}
+		}
+		if z.Subnet.IsValid() {
+			for j := 0; j < i; j++ {
+				o := s.Zones[j]
+				if o.Subnet.IsValid() && o.Subnet.Overlaps(z.Subnet) {
+					v.errorf(join(p, "subnet"), "subnet %s overlaps zone %q subnet %s", z.Subnet, o.Name, o.Subnet)
+				}
+			}
+		}
+	}
+}
+
+func zonePath(s *Site, z *Zone) string {
+	for i := range s.Zones {
+		if &s.Zones[i] == z {
+			return index("zones", i)
+		}
+	}
+	return "zones"
+}
+
+// knownZones lists zone names for "unknown zone" messages.
+func (v *validator) knownZones() string {
+	var names []string
+	for n := range v.zones {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		return "none declared"
+	}
+	return strings.Join(names, ", ")
+}
