@@ -1,0 +1,227 @@
+package identity
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/url"
+	"regexp"
+	"time"
+)
+
+// Dev-mode markers carried by every certificate and CSR made in dev mode.
+const (
+	DevModeOU  = "DEV-MODE-SOFTWARE-KEY"
+	DevModeURI = "urn:otgate:dev-mode-software-key"
+)
+
+// Validity of what the service issues.
+const (
+	deviceCertValidity     = 20 * 365 * 24 * time.Hour
+	workloadCAValidity     = 5 * 365 * 24 * time.Hour
+	MaxWorkloadCertTTL     = time.Hour
+	certBackdate           = 5 * time.Minute
+	workloadBackdate       = time.Minute
+	workloadCAKeySecret    = "workload-ca-key"
+	identitySecretOwner    = "identity"
+	serviceNameDescription = "lower-case letters, digits, '.', '_' or '-', at most 64"
+)
+
+// ErrCertKeyMismatch: a certificate offered for installation is not for
+// the device key.
+var ErrCertKeyMismatch = errors.New("certificate public key does not match the device key")
+
+var siteRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$`)
+
+// checkSite validates the SPIFFE trust domain.
+func checkSite(site string) error {
+	if !siteRE.MatchString(site) {
+		return fmt.Errorf("identity: bad site %q: want a SPIFFE trust domain (lower-case letters, digits, '.', '-')", site)
+	}
+	return nil
+}
+
+// DeviceURI is the device's SPIFFE-style ID.
+func DeviceURI(site, serial string) *url.URL {
+	return &url.URL{Scheme: "spiffe", Host: site, Path: "/gate/" + serial}
+}
+
+// WorkloadURI is the SPIFFE-style ID of one of the gate's services.
+func WorkloadURI(site, serial, service string) *url.URL {
+	return &url.URL{Scheme: "spiffe", Host: site, Path: "/gate/" + serial + "/service/" + service}
+}
+
+func devURIs(dev bool) []*url.URL {
+	if !dev {
+		return nil
+	}
+	u, _ := url.Parse(DevModeURI)
+	return []*url.URL{u}
+}
+
+func subject(cn string, dev bool) pkix.Name {
+	n := pkix.Name{CommonName: cn, Organization: []string{"otgate"}}
+	if dev {
+		n.OrganizationalUnit = []string{DevModeOU}
+	}
+	return n
+}
+
+func randomSerial() (*big.Int, error) {
+	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+}
+
+// selfSignedDeviceCert makes the default device certificate. It is a CA
+// (path length 1) so that it can sign the workload CA.
+func selfSignedDeviceCert(signer crypto.Signer, site, serial string, dev bool, now time.Time) ([]byte, error) {
+	sn, err := randomSerial()
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          sn,
+		Subject:               subject("otgate gate "+serial, dev),
+		NotBefore:             now.Add(-certBackdate),
+		NotAfter:              now.Add(deviceCertValidity),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            1,
+		URIs:                  append([]*url.URL{DeviceURI(site, serial)}, devURIs(dev)...),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, signer.Public(), signer)
+	if err != nil {
+		return nil, fmt.Errorf("identity: self-sign device certificate: %w", err)
+	}
+	return der, nil
+}
+
+// deviceCSR makes a PKCS#10 request signed by the device key.
+func deviceCSR(signer crypto.Signer, site, serial string, dev bool) ([]byte, error) {
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: subject("otgate gate "+serial, dev),
+		URIs:    append([]*url.URL{DeviceURI(site, serial)}, devURIs(dev)...),
+	}, signer)
+	if err != nil {
+		return nil, fmt.Errorf("identity: make CSR: %w", err)
+	}
+	return der, nil
+}
+
+// parseCertChain reads PEM (one or more CERTIFICATE blocks) or one DER
+// certificate; the first is the leaf.
+func parseCertChain(b []byte) ([]*x509.Certificate, error) {
+	var certs []*x509.Certificate
+	rest := b
+	for {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("PEM block %d is %q, want CERTIFICATE", len(certs)+1, blk.Type)
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("PEM block %d: %w", len(certs)+1, err)
+		}
+		certs = append(certs, c)
+	}
+	if len(certs) > 0 {
+		return certs, nil
+	}
+	c, err := x509.ParseCertificate(b)
+	if err != nil {
+		return nil, fmt.Errorf("neither PEM certificates nor one DER certificate: %w", err)
+	}
+	return []*x509.Certificate{c}, nil
+}
+
+// matchesKey checks that cert certifies pub.
+func matchesKey(cert *x509.Certificate, pub crypto.PublicKey) error {
+	want, ok := pub.(*ecdsa.PublicKey)
+	if !ok {
+		return fmt.Errorf("device key is %T", pub)
+	}
+	got, ok := cert.PublicKey.(*ecdsa.PublicKey)
+	if !ok || !got.Equal(want) {
+		return fmt.Errorf("%w (certificate subject %q, serial %x)", ErrCertKeyMismatch, cert.Subject.String(), cert.SerialNumber)
+	}
+	return nil
+}
+
+// newWorkloadCA makes the workload CA key and its certificate, signed by
+// the device key.
+func newWorkloadCA(device crypto.Signer, deviceCert *x509.Certificate, site, serial string, dev bool, now time.Time) (*ecdsa.PrivateKey, []byte, error) {
+	key, err := ecdsa.GenerateKey(deviceCurve(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	sn, err := randomSerial()
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          sn,
+		Subject:               subject("otgate workload CA "+serial, dev),
+		NotBefore:             now.Add(-certBackdate),
+		NotAfter:              now.Add(workloadCAValidity),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            0,
+		MaxPathLenZero:        true,
+		URIs:                  append([]*url.URL{{Scheme: "spiffe", Host: site, Path: "/gate/" + serial + "/workload-ca"}}, devURIs(dev)...),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, deviceCert, &key.PublicKey, device)
+	if err != nil {
+		return nil, nil, fmt.Errorf("identity: sign workload CA certificate with the device key: %w", err)
+	}
+	return key, der, nil
+}
+
+// issueWorkloadCert certifies the key of csrDER for service, valid for ttl
+// (at most MaxWorkloadCertTTL).
+func issueWorkloadCert(caKey *ecdsa.PrivateKey, caCert *x509.Certificate, csrDER []byte, site, serial, service string, ttl time.Duration, dev bool, now time.Time) ([]byte, error) {
+	if ttl <= 0 || ttl > MaxWorkloadCertTTL {
+		return nil, fmt.Errorf("identity: workload certificate lifetime %v out of range (0, %v]", ttl, MaxWorkloadCertTTL)
+	}
+	if !secretNameRE.MatchString(service) {
+		return nil, fmt.Errorf("identity: bad service name %q (%s)", service, serviceNameDescription)
+	}
+	csr, err := x509.ParseCertificateRequest(csrDER)
+	if err != nil {
+		return nil, fmt.Errorf("identity: workload CSR: %w", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("identity: workload CSR signature: %w", err)
+	}
+	sn, err := randomSerial()
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: sn,
+		Subject:      subject(service, dev),
+		// The whole validity window, backdating included, is at most ttl.
+		NotBefore:   now.Add(-workloadBackdate),
+		NotAfter:    now.Add(-workloadBackdate + ttl),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		URIs:        append([]*url.URL{WorkloadURI(site, serial, service)}, devURIs(dev)...),
+		DNSNames:    []string{service + ".otgate.internal"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, csr.PublicKey, caKey)
+	if err != nil {
+		return nil, fmt.Errorf("identity: issue workload certificate for %q: %w", service, err)
+	}
+	return der, nil
+}

@@ -1,0 +1,184 @@
+package identity
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/google/go-tpm/tpm2/transport"
+)
+
+// create makes a new identity for cfg in a fresh directory next to
+// cfg.StateDir and renames it into place, so a power cut leaves either no
+// identity or a whole one. t is nil in dev mode.
+func create(cfg Config, t transport.TPM, replaced string) error {
+	if err := checkSite(cfg.Site); err != nil {
+		return err
+	}
+	pcrs, err := sealPCRs(cfg.BoardPCRs)
+	if err != nil {
+		return err
+	}
+	parent := filepath.Dir(cfg.StateDir)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(cfg.StateDir)+".new-*")
+	if err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	defer os.RemoveAll(tmp) // after a successful rename tmp no longer exists
+
+	now := cfg.now()
+	var (
+		key    keyRecord
+		signer crypto.Signer
+		dev    deviceRecord
+		seal   *sealRecord
+	)
+	dataKeyBytes := make([]byte, dataKeySize)
+	if _, err := rand.Read(dataKeyBytes); err != nil {
+		return err
+	}
+	dev = deviceRecord{Version: stateVersion, Site: cfg.Site, CreatedAt: now.Unix(), ReplacedIdentity: replaced, SelfSigned: true}
+	if cfg.DevMode {
+		k, err := ecdsa.GenerateKey(deviceCurve(), rand.Reader)
+		if err != nil {
+			return err
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(k)
+		if err != nil {
+			return err
+		}
+		key = keyRecord{Version: stateVersion, Mode: ModeDev, SoftwareKey: der}
+		signer = k
+		seal = &sealRecord{Version: stateVersion, Mode: ModeDev, DevDataKey: dataKeyBytes}
+		serial := make([]byte, 8)
+		if _, err := rand.Read(serial); err != nil {
+			return err
+		}
+		dev.Serial, dev.SerialSource = "dev-"+hex.EncodeToString(serial), "random"
+	} else {
+		ek, err := readEK(t)
+		if err != nil {
+			return err
+		}
+		dev.EKPublic, dev.EKCertRSA, dev.EKCertECC = ek.PublicDER, ek.CertRSA, ek.CertECC
+		dev.Serial, dev.SerialSource = ek.serial(), "ek"
+		pub, priv, err := createDeviceKey(t)
+		if err != nil {
+			return err
+		}
+		key = keyRecord{Version: stateVersion, Mode: ModeTPM, Public: pub, Private: priv}
+		h, pubArea, err := loadObject(t, pub, priv)
+		if err != nil {
+			return fmt.Errorf("identity: load the device key just created: %w", err)
+		}
+		s, err := newTPMSigner(t, h, pubArea)
+		if err != nil {
+			flush(t, h.Handle)
+			return err
+		}
+		defer s.close()
+		signer = s
+		if seal, err = sealDataKey(t, pcrs, dataKeyBytes); err != nil {
+			return err
+		}
+	}
+	certDER, err := selfSignedDeviceCert(signer, cfg.Site, dev.Serial, cfg.DevMode, now)
+	if err != nil {
+		return err
+	}
+	dev.Cert = certDER
+	if err := writeWorkloadCA(tmp, signer, certDER, cfg.Site, dev.Serial, cfg.DevMode, &dataKey{b: dataKeyBytes}, now); err != nil {
+		return err
+	}
+	for name, rec := range map[string]any{KeyFile: &key, SealFile: seal, DeviceFile: &dev} {
+		if err := writeState(tmp, name, rec); err != nil {
+			return err
+		}
+	}
+	if err := os.Chmod(tmp, 0o700); err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	// rename(2) replaces an empty directory: a pre-made empty state dir is
+	// fine, a non-empty one makes this fail rather than mix identities.
+	if err := os.Rename(tmp, cfg.StateDir); err != nil {
+		return fmt.Errorf("identity: move new identity into %s: %w", cfg.StateDir, err)
+	}
+	return syncDir(parent)
+}
+
+// writeWorkloadCA makes a workload CA, seals its key as a secret and
+// writes its certificate.
+func writeWorkloadCA(dir string, device crypto.Signer, deviceCertDER []byte, site, serial string, devMode bool, dk *dataKey, now time.Time) error {
+	deviceCert, err := x509.ParseCertificate(deviceCertDER)
+	if err != nil {
+		return err
+	}
+	caKey, caDER, err := newWorkloadCA(device, deviceCert, site, serial, devMode, now)
+	if err != nil {
+		return err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(caKey)
+	if err != nil {
+		return err
+	}
+	if err := sealSecret(dir, dk, identitySecretOwner, workloadCAKeySecret, keyDER); err != nil {
+		return err
+	}
+	return writeState(dir, WorkloadCAFile, &workloadCARecord{Version: stateVersion, Cert: caDER})
+}
+
+// Reset moves the identity in cfg.StateDir aside (to
+// <StateDir>.replaced-<time>) and creates a new one: a new device key, a new
+// serial in dev mode, new certificates, a new data key; secrets sealed under
+// the old data key stay in the old directory and are unreadable. The gate
+// becomes a different device. It returns the directory the old state was
+// moved to ("" if there was none).
+func Reset(cfg Config) (string, error) {
+	w := cfg.Log
+	if w == nil {
+		w = os.Stderr
+	}
+	var t transport.TPMCloser
+	if !cfg.DevMode {
+		if cfg.TPM.open == nil {
+			return "", fmt.Errorf("identity: reset: %w", ErrNoTPM)
+		}
+		var err error
+		if t, err = cfg.TPM.Open(); err != nil {
+			return "", fmt.Errorf("identity: reset: %w", err)
+		}
+		defer t.Close()
+	}
+	old := ""
+	if _, err := os.Stat(cfg.StateDir); err == nil {
+		old = fmt.Sprintf("%s.replaced-%s", cfg.StateDir, cfg.now().UTC().Format("20060102T150405Z"))
+		if err := os.Rename(cfg.StateDir, old); err != nil {
+			return "", fmt.Errorf("identity: reset: move %s aside: %w", cfg.StateDir, err)
+		}
+		if err := syncDir(filepath.Dir(cfg.StateDir)); err != nil {
+			return "", err
+		}
+		fmt.Fprintf(w, "identity: RESET: old identity moved to %s\n", old)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("identity: reset: %w", err)
+	}
+	var tt transport.TPM
+	if t != nil {
+		tt = t
+	}
+	if err := create(cfg, tt, filepath.Base(old)); err != nil {
+		return old, fmt.Errorf("identity: reset: create new identity (old one is in %s): %w", old, err)
+	}
+	fmt.Fprintf(w, "identity: RESET: created a NEW device identity in %s (this gate is now a different device)\n", cfg.StateDir)
+	return old, nil
+}

@@ -1,0 +1,76 @@
+// Package identity is the gate's device identity: an ECDSA P-256 signing key
+// that lives in the TPM and never leaves it, the device certificate built on
+// it, a data key sealed to the measured boot state, named secrets encrypted
+// under that data key, and short-lived workload certificates for mutual TLS
+// between the gate's own services.
+//
+// # Layering
+//
+// The TPM holds two objects of ours, both children of the storage root key
+// (SRK). The SRK is not persisted: it is re-created on every start from the
+// standard TCG ECC P-256 SRK template (tpm2.ECCSRKTemplate) under the owner
+// hierarchy, which yields the same key as long as the owner seed is the same
+// (it changes only on TPM2_Clear). Nothing is written to TPM NV, so the
+// identity never competes for the few persistent handles of the TPM.
+//
+//   - the device key: ECC P-256, fixedTPM|fixedParent|sensitiveDataOrigin|
+//     userWithAuth|sign|noDA, no decrypt. fixedTPM and fixedParent make
+//     TPM2_Duplicate impossible: the private part exists in the clear only
+//     inside this TPM. Its public and wrapped private blobs are kept in
+//     key.cbor in the state directory (/perm/identity).
+//   - the sealed data key: a keyed-hash object holding 32 random bytes, with
+//     no user auth (userWithAuth clear) and an authPolicy of TPM2_PolicyPCR
+//     over the board's PCRs plus MeasuredPCR. Kept in seal.cbor.
+//
+// Everything else (named secrets, the workload CA key) is encrypted in
+// software with AES-256-GCM under the data key, the secret's name as
+// additional data, so a TPM is touched once per boot for sealing and once per
+// signature for the device key.
+//
+// # Measured boot
+//
+// With direct kernel boot no firmware or boot loader measures the image, so
+// PID 1 extends MeasuredPCR (15) early, before it starts any service, with
+// the SHA-256 digest of what it boots (its own binary, the service binaries
+// and the applied configuration): it calls ExtendBootMeasurement. PCR 15 is
+// not used by firmware (0-7), shim/grub (8, 9, 14), the Linux EFI stub (9),
+// IMA (10), systemd-boot/systemd-stub (11, 12, 13) or the debug and
+// resettable PCRs (16, 23); only systemd's user space uses it, and the
+// appliance does not run systemd. It cannot be reset without a reboot.
+//
+// # Dictionary attacks
+//
+// Both TPM objects carry noDA: the device key has an empty auth value, the
+// sealed object is policy-only, so there is no secret to guess, and a local
+// process sending wrong auth values can never drive the TPM into lockout and
+// brick the gate.
+//
+// # Signed updates (planned, not implemented)
+//
+// A PCR policy names exact PCR values, so a new image would no longer unseal.
+// The plan is to seal instead under
+//
+//	PolicyAuthorize(approvedPolicy, policyRef="otgate-boot", keySign=Name(U))
+//
+// where U is the vendor's update-signing public key, loaded with
+// TPM2_LoadExternal. The vendor signs, for each release, the PolicyPCR
+// digest the release will produce (board PCRs plus the new MeasuredPCR
+// value, which the image builder can compute). At unseal time the service
+// runs PolicyPCR with the current PCRs, asks the TPM to verify the vendor's
+// signature over the resulting digest (TPM2_VerifySignature gives a ticket)
+// and runs PolicyAuthorize with that ticket. The update bundle carries the
+// signed policy; the sealed blob never changes. Rollback protection adds
+// PolicyNV on a monotonic NV counter written by the update. Until then an
+// update has to re-seal the data key while the old image still runs (read
+// the data key, seal it to the new expected PCR values).
+//
+// # Quarantine and break-glass recovery
+//
+// If the data key does not unseal because the PCRs differ from those it was
+// sealed to (another image, another configuration, or tampering), the
+// service starts in quarantine: it still answers status and sign requests,
+// refuses everything that needs the data key (secrets, workload
+// certificates), and prints one line on the console saying why. Init keeps
+// the deny-all ruleset and does not start the proxy. See README.md for the
+// recovery procedure.
+package identity

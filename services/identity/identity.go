@@ -1,0 +1,383 @@
+package identity
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/google/go-tpm/tpm2/transport"
+)
+
+// ErrNoTPM: no TPM is configured and dev mode is not set.
+var ErrNoTPM = errors.New("no TPM: refusing to start without a TPM unless dev mode is set")
+
+// ErrQuarantine: the request needs the data key, which did not unseal.
+var ErrQuarantine = errors.New("gate is in quarantine")
+
+// Config says where the identity lives and how to reach the TPM.
+type Config struct {
+	// StateDir holds the identity files (/perm/identity on the appliance).
+	StateDir string
+	// Site is the SPIFFE trust domain of the gate's IDs. Used when the
+	// identity is created; afterwards the recorded site is used.
+	Site string
+	// TPM opens the TPM. Required unless DevMode.
+	TPM TPMOpener
+	// DevMode uses a software key kept in StateDir instead of the TPM. Every
+	// certificate it makes says so.
+	DevMode bool
+	// BoardPCRs are the PCRs (SHA-256 bank) the data key is sealed to, in
+	// addition to MeasuredPCR. Used when the identity is created.
+	BoardPCRs []uint
+	// Create allows creating a new identity when StateDir holds none (first
+	// boot). A partial or corrupt state is never replaced.
+	Create bool
+	// Log receives the service's log lines; nil: standard error.
+	Log io.Writer
+	// Now is the clock; nil: time.Now.
+	Now func() time.Time
+}
+
+// Quarantine explains why the data key is not available.
+type Quarantine struct {
+	Reason string
+	Remedy string
+	Err    error
+}
+
+// Identity is an opened device identity.
+type Identity struct {
+	cfg    Config
+	log    *log.Logger
+	tpm    transport.TPMCloser // nil in dev mode
+	signer crypto.Signer
+	dev    bool
+	device deviceRecord
+
+	mu         sync.Mutex // guards device (install-cert) and the workload CA
+	dataKey    *dataKey   // nil in quarantine
+	quarantine *Quarantine
+	wcaKey     *ecdsa.PrivateKey
+	wcaCert    *x509.Certificate
+}
+
+func deviceCurve() elliptic.Curve { return elliptic.P256() }
+
+func (c *Config) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+// Open opens the identity in cfg.StateDir, creating it on first boot when
+// cfg.Create is set. A data key that does not unseal because the PCRs
+// changed does not fail Open: the identity opens in quarantine (see
+// Quarantine). Missing or corrupt state fails with a *StateError.
+func Open(cfg Config) (*Identity, error) {
+	w := cfg.Log
+	if w == nil {
+		w = os.Stderr
+	}
+	id := &Identity{cfg: cfg, log: log.New(w, "identity: ", 0), dev: cfg.DevMode}
+	if cfg.StateDir == "" {
+		return nil, errors.New("identity: no state directory configured")
+	}
+	if cfg.DevMode {
+		id.log.Printf("WARNING: DEV MODE: the device key is a SOFTWARE key in %s and the data key is NOT sealed; never use this on a production gate", cfg.StateDir)
+	} else {
+		if cfg.TPM.open == nil {
+			return nil, fmt.Errorf("identity: %w (pass the TPM device, or dev mode on a development host)", ErrNoTPM)
+		}
+		t, err := cfg.TPM.Open()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrNoTPM, err)
+		}
+		id.tpm = t
+	}
+	exists, err := stateExists(cfg.StateDir)
+	if err == nil && !exists {
+		if !cfg.Create {
+			err = fmt.Errorf("identity: %w in %s (first boot creates it; `otgate identity reset -yes` replaces one)", ErrNoIdentity, cfg.StateDir)
+		} else {
+			id.log.Printf("first boot: no identity in %s, creating a new device identity", cfg.StateDir)
+			err = create(cfg, id.tpm, "")
+		}
+	}
+	if err == nil {
+		err = id.load()
+	}
+	if err != nil {
+		id.Close()
+		return nil, err
+	}
+	return id, nil
+}
+
+// Close releases the TPM.
+func (id *Identity) Close() error {
+	if s, ok := id.signer.(*tpmSigner); ok {
+		s.close()
+	}
+	if id.tpm != nil {
+		return id.tpm.Close()
+	}
+	return nil
+}
+
+// load reads the state, loads the key and unseals the data key.
+func (id *Identity) load() error {
+	dir := id.cfg.StateDir
+	var key keyRecord
+	if err := readState(dir, KeyFile, &key); err != nil {
+		return err
+	}
+	keyPath := filepath.Join(dir, KeyFile)
+	switch {
+	case key.Mode == ModeDev && !id.dev:
+		return corrupt(keyPath, "holds a dev-mode software key but dev mode is not set", nil)
+	case key.Mode == ModeTPM && id.dev:
+		return corrupt(keyPath, "holds a TPM key but dev mode is set (a TPM identity cannot be used in dev mode)", nil)
+	case key.Mode == ModeTPM:
+		h, pub, err := loadObject(id.tpm, key.Public, key.Private)
+		if errors.Is(err, errBlobRefused) {
+			return corrupt(keyPath, "device key", err)
+		}
+		if err != nil {
+			return err
+		}
+		if err := checkDeviceKeyAttributes(pub); err != nil {
+			flush(id.tpm, h.Handle)
+			return corrupt(keyPath, "device key", err)
+		}
+		s, err := newTPMSigner(id.tpm, h, pub)
+		if err != nil {
+			flush(id.tpm, h.Handle)
+			return corrupt(keyPath, "device key", err)
+		}
+		id.signer = s
+	case key.Mode == ModeDev:
+		k, err := x509.ParsePKCS8PrivateKey(key.SoftwareKey)
+		if err != nil {
+			return corrupt(keyPath, "dev-mode software key", err)
+		}
+		ec, ok := k.(*ecdsa.PrivateKey)
+		if !ok {
+			return corrupt(keyPath, fmt.Sprintf("dev-mode software key is %T, want ECDSA", k), nil)
+		}
+		id.signer = ec
+	default:
+		return corrupt(keyPath, fmt.Sprintf("unknown key mode %q", key.Mode), nil)
+	}
+
+	devPath := filepath.Join(dir, DeviceFile)
+	if err := readState(dir, DeviceFile, &id.device); err != nil {
+		return err
+	}
+	cert, err := x509.ParseCertificate(id.device.Cert)
+	if err != nil {
+		return corrupt(devPath, "device certificate", err)
+	}
+	if err := matchesKey(cert, id.signer.Public()); err != nil {
+		return corrupt(devPath, "device certificate is not for the key in "+KeyFile, err)
+	}
+	if id.dev {
+		id.log.Printf("WARNING: DEV MODE: identity %s uses a SOFTWARE key", DeviceURI(id.device.Site, id.device.Serial))
+	} else {
+		id.log.Printf("device identity %s (TPM key, %s)", DeviceURI(id.device.Site, id.device.Serial), id.cfg.TPM.Name)
+	}
+
+	var seal sealRecord
+	if err := readState(dir, SealFile, &seal); err != nil {
+		return err
+	}
+	sealPath := filepath.Join(dir, SealFile)
+	var dk []byte
+	switch {
+	case seal.Mode != key.Mode:
+		return corrupt(sealPath, fmt.Sprintf("mode %q differs from %s mode %q", seal.Mode, KeyFile, key.Mode), nil)
+	case seal.Mode == ModeDev:
+		if len(seal.DevDataKey) != dataKeySize {
+			return corrupt(sealPath, fmt.Sprintf("dev-mode data key is %d bytes, want %d", len(seal.DevDataKey), dataKeySize), nil)
+		}
+		dk = seal.DevDataKey
+	default:
+		dk, err = unsealDataKey(id.tpm, &seal, sealPath)
+		var pe *PCRMismatchError
+		if errors.As(err, &pe) {
+			id.enterQuarantine(pe)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	id.dataKey = &dataKey{b: dk}
+	return id.loadWorkloadCA()
+}
+
+func (id *Identity) loadWorkloadCA() error {
+	dir := id.cfg.StateDir
+	path := filepath.Join(dir, WorkloadCAFile)
+	var rec workloadCARecord
+	if err := readState(dir, WorkloadCAFile, &rec); err != nil {
+		return err
+	}
+	cert, err := x509.ParseCertificate(rec.Cert)
+	if err != nil {
+		return corrupt(path, "workload CA certificate", err)
+	}
+	der, err := openSecret(dir, id.dataKey, identitySecretOwner, workloadCAKeySecret)
+	if err != nil {
+		return err
+	}
+	k, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return corrupt(path, "workload CA key (secret identity/"+workloadCAKeySecret+")", err)
+	}
+	ec, ok := k.(*ecdsa.PrivateKey)
+	if !ok || !ec.PublicKey.Equal(cert.PublicKey) {
+		return corrupt(path, "workload CA certificate does not match its key", nil)
+	}
+	id.wcaKey, id.wcaCert = ec, cert
+	return nil
+}
+
+func (id *Identity) enterQuarantine(err *PCRMismatchError) {
+	q := &Quarantine{Err: err, Reason: err.Error()}
+	measured := false
+	for _, c := range err.Changes {
+		measured = measured || c.Measured
+	}
+	if measured {
+		q.Remedy = "the booted image or its configuration differs from the one this gate was sealed to: boot the approved image, " +
+			"or follow the break-glass recovery in services/identity/README.md (re-seal with `otgate identity reseal -yes` on a verified image)"
+	} else {
+		q.Remedy = "the platform (firmware, boot chain or board) measurements changed: restore the previous firmware, " +
+			"or follow the break-glass recovery in services/identity/README.md"
+	}
+	id.quarantine = q
+	id.log.Printf("QUARANTINE: sealed data key did not unseal: %s. What to do: %s", q.Reason, q.Remedy)
+}
+
+// Quarantine reports why the gate is in quarantine, or nil.
+func (id *Identity) Quarantine() *Quarantine { return id.quarantine }
+
+// DevMode reports whether the identity uses a software key.
+func (id *Identity) DevMode() bool { return id.dev }
+
+// Signer is the device key. In TPM mode its private key never leaves the
+// TPM.
+func (id *Identity) Signer() crypto.Signer { return id.signer }
+
+// Site and Serial of the device.
+func (id *Identity) Site() string   { return id.device.Site }
+func (id *Identity) Serial() string { return id.device.Serial }
+
+// SignDigest signs a digest with the device key (ECDSA, ASN.1 DER).
+func (id *Identity) SignDigest(digest []byte, h crypto.Hash) ([]byte, error) {
+	if _, err := tpmHash(digest, h); err != nil {
+		return nil, err
+	}
+	return id.signer.Sign(rand.Reader, digest, h)
+}
+
+// DeviceCertificate returns the device certificate chain (leaf first).
+func (id *Identity) DeviceCertificate() [][]byte {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	return append([][]byte{id.device.Cert}, id.device.Chain...)
+}
+
+// EK returns the EK inventory: PKIX public key and certificates (DER, nil
+// when absent). Empty in dev mode.
+func (id *Identity) EK() (pub, certRSA, certECC []byte) {
+	return id.device.EKPublic, id.device.EKCertRSA, id.device.EKCertECC
+}
+
+// CSR makes a certificate request for the device key.
+func (id *Identity) CSR() ([]byte, error) {
+	return deviceCSR(id.signer, id.device.Site, id.device.Serial, id.dev)
+}
+
+// InstallCertificate installs a certificate (PEM chain, leaf first, or one
+// DER certificate) issued for the device key, typically by an enterprise
+// CA from CSR. It is refused unless its public key is the device key.
+func (id *Identity) InstallCertificate(b []byte) error {
+	certs, err := parseCertChain(b)
+	if err != nil {
+		return fmt.Errorf("identity: install certificate: %w", err)
+	}
+	if err := matchesKey(certs[0], id.signer.Public()); err != nil {
+		return fmt.Errorf("identity: install certificate: %w", err)
+	}
+	now := id.cfg.now()
+	if now.After(certs[0].NotAfter) {
+		return fmt.Errorf("identity: install certificate: expired on %s", certs[0].NotAfter.UTC().Format(time.RFC3339))
+	}
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	rec := id.device
+	rec.Cert = certs[0].Raw
+	rec.Chain = nil
+	for _, c := range certs[1:] {
+		rec.Chain = append(rec.Chain, c.Raw)
+	}
+	rec.SelfSigned = bytes.Equal(certs[0].RawIssuer, certs[0].RawSubject)
+	if err := writeState(id.cfg.StateDir, DeviceFile, &rec); err != nil {
+		return err
+	}
+	id.device = rec
+	id.log.Printf("installed device certificate issued by %q, valid until %s", certs[0].Issuer.String(), certs[0].NotAfter.UTC().Format(time.RFC3339))
+	return nil
+}
+
+func (id *Identity) needDataKey() error {
+	if id.quarantine != nil {
+		return fmt.Errorf("identity: %w: %s; what to do: %s", ErrQuarantine, id.quarantine.Reason, id.quarantine.Remedy)
+	}
+	return nil
+}
+
+// SealSecret stores plaintext as owner/name, encrypted under the data key.
+func (id *Identity) SealSecret(owner, name string, plaintext []byte) error {
+	if err := id.needDataKey(); err != nil {
+		return err
+	}
+	return sealSecret(id.cfg.StateDir, id.dataKey, owner, name, plaintext)
+}
+
+// UnsealSecret returns the secret owner/name.
+func (id *Identity) UnsealSecret(owner, name string) ([]byte, error) {
+	if err := id.needDataKey(); err != nil {
+		return nil, err
+	}
+	return openSecret(id.cfg.StateDir, id.dataKey, owner, name)
+}
+
+// IssueWorkloadCertificate certifies the key in csrDER for service, valid
+// for ttl (at most one hour). It returns the leaf and the workload CA
+// certificate (the trust anchor for the gate's services).
+func (id *Identity) IssueWorkloadCertificate(service string, csrDER []byte, ttl time.Duration) (leaf, ca []byte, err error) {
+	if err := id.needDataKey(); err != nil {
+		return nil, nil, err
+	}
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	leaf, err = issueWorkloadCert(id.wcaKey, id.wcaCert, csrDER, id.device.Site, id.device.Serial, service, ttl, id.dev, id.cfg.now())
+	if err != nil {
+		return nil, nil, err
+	}
+	return leaf, id.wcaCert.Raw, nil
+}

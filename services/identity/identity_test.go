@@ -1,0 +1,66 @@
+package identity
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/sha256"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestKeyCreatedOnceAndReusedAcrossRestarts(t *testing.T) {
+	tpm, _ := startSWTPM(t, "")
+	cfg := testConfig(t, tpm)
+
+	first, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub1 := first.Signer().Public().(*ecdsa.PublicKey)
+	cert1 := first.DeviceCertificate()[0]
+	serial := first.Serial()
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	keyBlob, err := os.ReadFile(filepath.Join(cfg.StateDir, KeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Restart twice: same key, same blobs, same certificate.
+	for i := 0; i < 2; i++ {
+		again, err := Open(cfg)
+		if err != nil {
+			t.Fatalf("restart %d: %v", i, err)
+		}
+		if !again.Signer().Public().(*ecdsa.PublicKey).Equal(pub1) {
+			t.Fatalf("restart %d: device key changed", i)
+		}
+		if !bytes.Equal(again.DeviceCertificate()[0], cert1) || again.Serial() != serial {
+			t.Fatalf("restart %d: device certificate or serial changed", i)
+		}
+		if q := again.Quarantine(); q != nil {
+			t.Fatalf("restart %d: unexpected quarantine: %s", i, q.Reason)
+		}
+		digest := sha256.Sum256([]byte("checkpoint"))
+		sig, err := again.SignDigest(digest[:], crypto.SHA256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ecdsa.VerifyASN1(pub1, digest[:], sig) {
+			t.Fatalf("restart %d: signature does not verify with the first boot's key", i)
+		}
+		again.Close()
+	}
+	after, err := os.ReadFile(filepath.Join(cfg.StateDir, KeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(keyBlob, after) {
+		t.Fatal("key.cbor was rewritten on restart")
+	}
+	_ = rand.Reader
+}
