@@ -114,7 +114,7 @@ func (l *Lab) configureLab() error {
 	if err != nil {
 		return fmt.Errorf("netlink handle: %w", err)
 	}
-	defer h.Delete()
+	defer h.Close()
 	for _, name := range []string{"lo", UplinkTap, DownlinkTap} {
 		if err := linkUp(h, name); err != nil {
 			return err
@@ -157,7 +157,7 @@ func (l *Lab) configurePlant() error {
 	if err != nil {
 		return fmt.Errorf("netlink handle: %w", err)
 	}
-	defer h.Delete()
+	defer h.Close()
 	for _, name := range []string{"lo", PlantIface} {
 		if err := linkUp(h, name); err != nil {
 			return err

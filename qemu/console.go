@@ -1,0 +1,152 @@
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"sync"
+)
+
+// ErrExited is returned by WaitFor when QEMU ended before the pattern
+// appeared on the console.
+var ErrExited = errors.New("qemu: VM exited")
+
+// console collects the serial output: into the log file, an optional tee,
+// and a list of complete lines that WaitFor scans.
+type console struct {
+	mu      sync.Mutex
+	lines   []string
+	partial []byte
+	closed  bool
+	changed chan struct{} // closed and replaced on every change
+}
+
+func newConsole() *console {
+	return &console{changed: make(chan struct{})}
+}
+
+// copyFrom reads r until EOF, writing every byte to the sinks and splitting
+// lines. Write errors of the sinks are ignored: losing the terminal copy
+// must not stop the log.
+func (c *console) copyFrom(r io.Reader, sinks ...io.Writer) {
+	buf := make([]byte, 32*1024)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			for _, s := range sinks {
+				if s != nil {
+					_, _ = s.Write(buf[:n])
+				}
+			}
+			c.add(buf[:n])
+		}
+		if err != nil {
+			c.finish()
+			return
+		}
+	}
+}
+
+func (c *console) add(p []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.partial = append(c.partial, p...)
+	for {
+		i := bytes.IndexByte(c.partial, '\n')
+		if i < 0 {
+			break
+		}
+		c.lines = append(c.lines, cleanLine(c.partial[:i]))
+		c.partial = c.partial[i+1:]
+	}
+	c.notify()
+}
+
+func (c *console) finish() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.partial) > 0 {
+		c.lines = append(c.lines, cleanLine(c.partial))
+		c.partial = nil
+	}
+	c.closed = true
+	c.notify()
+}
+
+func (c *console) notify() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+func cleanLine(b []byte) string {
+	return strings.TrimRight(string(b), "\r")
+}
+
+// snapshot returns the complete lines so far.
+func (c *console) snapshot() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.lines...)
+}
+
+// tail returns the last n lines as one string, for error messages.
+func (c *console) tail(n int) string {
+	l := c.snapshot()
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}
+
+type matcher func(string) bool
+
+func compilePattern(pattern any) (matcher, string, error) {
+	switch p := pattern.(type) {
+	case string:
+		if p == "" {
+			return nil, "", errors.New("qemu: WaitFor: empty pattern")
+		}
+		return func(l string) bool { return strings.HasPrefix(l, p) }, fmt.Sprintf("line starting %q", p), nil
+	case *regexp.Regexp:
+		if p == nil {
+			return nil, "", errors.New("qemu: WaitFor: nil regexp")
+		}
+		return p.MatchString, fmt.Sprintf("line matching /%s/", p), nil
+	default:
+		return nil, "", fmt.Errorf("qemu: WaitFor: pattern of type %T (want string prefix or *regexp.Regexp)", pattern)
+	}
+}
+
+// waitFor scans every line from the first one and returns the first match,
+// waiting for more output as needed.
+func (c *console) waitFor(ctx context.Context, pattern any) (string, error) {
+	match, desc, err := compilePattern(pattern)
+	if err != nil {
+		return "", err
+	}
+	next := 0
+	for {
+		c.mu.Lock()
+		for ; next < len(c.lines); next++ {
+			if match(c.lines[next]) {
+				l := c.lines[next]
+				c.mu.Unlock()
+				return l, nil
+			}
+		}
+		closed, changed := c.closed, c.changed
+		c.mu.Unlock()
+		if closed {
+			return "", fmt.Errorf("%w before a %s appeared; console ends:\n%s", ErrExited, desc, c.tail(20))
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return "", fmt.Errorf("qemu: waiting for a %s: %w; console ends:\n%s", desc, ctx.Err(), c.tail(20))
+		}
+	}
+}

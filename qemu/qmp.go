@@ -1,0 +1,158 @@
+package qemu
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+)
+
+// qmpClient is one QMP connection: commands are sent one at a time; a
+// goroutine reads every message, records events and routes replies.
+type qmpClient struct {
+	conn net.Conn
+
+	cmdMu   sync.Mutex // one command in flight
+	replies chan qmpMessage
+
+	mu     sync.Mutex
+	events []Event
+	done   chan struct{} // reader ended (QEMU closed the socket)
+}
+
+type qmpMessage struct {
+	Return    json.RawMessage `json:"return"`
+	Error     *qmpError       `json:"error"`
+	Event     string          `json:"event"`
+	Data      map[string]any  `json:"data"`
+	Timestamp *struct {
+		Seconds      int64 `json:"seconds"`
+		Microseconds int64 `json:"microseconds"`
+	} `json:"timestamp"`
+	QMP json.RawMessage `json:"QMP"`
+}
+
+type qmpError struct {
+	Class string `json:"class"`
+	Desc  string `json:"desc"`
+}
+
+// dialQMP connects to QEMU's QMP socket, retrying until it accepts, alive
+// reports QEMU gone, or ctx ends. It then negotiates capabilities.
+func dialQMP(ctx context.Context, path string, alive func() bool) (*qmpClient, error) {
+	var conn net.Conn
+	for {
+		var err error
+		var d net.Dialer
+		conn, err = d.DialContext(ctx, "unix", path)
+		if err == nil {
+			break
+		}
+		if !alive() {
+			return nil, fmt.Errorf("qemu: QMP %s: QEMU exited before accepting: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("qemu: QMP %s: %w (last error: %v)", path, ctx.Err(), err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	c := &qmpClient{conn: conn, replies: make(chan qmpMessage, 1), done: make(chan struct{})}
+	r := bufio.NewReader(conn)
+	line, err := r.ReadBytes('\n')
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("qemu: QMP %s: read greeting: %w", path, err)
+	}
+	var greet qmpMessage
+	if err := json.Unmarshal(line, &greet); err != nil || greet.QMP == nil {
+		conn.Close()
+		return nil, fmt.Errorf("qemu: QMP %s: unexpected greeting %q", path, line)
+	}
+	go c.read(r)
+	if _, err := c.execute(ctx, "qmp_capabilities", nil); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *qmpClient) read(r *bufio.Reader) {
+	defer close(c.done)
+	for {
+		line, err := r.ReadBytes('\n')
+		if len(line) > 0 {
+			var m qmpMessage
+			if json.Unmarshal(line, &m) == nil {
+				if m.Event != "" {
+					ev := Event{Name: m.Event, Data: m.Data}
+					if m.Timestamp != nil {
+						ev.Time = time.Unix(m.Timestamp.Seconds, m.Timestamp.Microseconds*1000)
+					}
+					c.mu.Lock()
+					c.events = append(c.events, ev)
+					c.mu.Unlock()
+				} else {
+					select {
+					case c.replies <- m:
+					default: // a reply nobody waits for (timed-out command)
+					}
+				}
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// execute sends one command and waits for its reply.
+func (c *qmpClient) execute(ctx context.Context, command string, args map[string]any) (json.RawMessage, error) {
+	c.cmdMu.Lock()
+	defer c.cmdMu.Unlock()
+	// Drop a stale reply left by an earlier command that gave up waiting.
+	select {
+	case <-c.replies:
+	default:
+	}
+	req := map[string]any{"execute": command}
+	if args != nil {
+		req["arguments"] = args
+	}
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("qemu: QMP %s: encode: %w", command, err)
+	}
+	if _, err := c.conn.Write(append(b, '\n')); err != nil {
+		return nil, fmt.Errorf("qemu: QMP %s: send: %w", command, err)
+	}
+	select {
+	case m := <-c.replies:
+		if m.Error != nil {
+			return nil, fmt.Errorf("qemu: QMP %s: %s: %s", command, m.Error.Class, m.Error.Desc)
+		}
+		return m.Return, nil
+	case <-c.done:
+		return nil, fmt.Errorf("qemu: QMP %s: %w (connection closed)", command, ErrExited)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("qemu: QMP %s: %w", command, ctx.Err())
+	}
+}
+
+func (c *qmpClient) snapshot() []Event {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Event(nil), c.events...)
+}
+
+func (c *qmpClient) close() error {
+	err := c.conn.Close()
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
