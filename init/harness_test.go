@@ -1,0 +1,111 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/otgate/otgate/internal/bootcfg"
+)
+
+// testsvcBin and initBin are built once, before any test starts a reaper
+// (the reaper must not race with os/exec's Wait).
+var testsvcBin, initBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "otgate-init-test")
+	if err != nil {
+		panic(err)
+	}
+	testsvcBin = filepath.Join(dir, "testsvc")
+	initBin = filepath.Join(dir, "init")
+	for bin, pkg := range map[string]string{testsvcBin: "../internal/testsvc", initBin: "."} {
+		out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, out)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// waitTimeout is generous: the machine may be busy with QEMU and builds.
+const waitTimeout = 60 * time.Second
+
+// svc is a service row running testsvc.
+func svc(name, readiness string, args ...string) bootcfg.Service {
+	return bootcfg.Service{Name: name, Binary: testsvcBin, Args: args, Readiness: readiness}
+}
+
+// runSupervisor starts a supervisor for cfg in this process and stops it at
+// the end of the test.
+func runSupervisor(t *testing.T, cfg *bootcfg.Config) (*supervisor, *logger) {
+	t.Helper()
+	if err := cfg.Validate(nil); err != nil {
+		t.Fatal(err)
+	}
+	log := newLogger(testWriter{t})
+	r := newReaper(log, false)
+	r.run()
+	sv, err := newSupervisor(cfg, log, r, spawnOptions{deathSignal: syscall.SIGKILL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sv.start()
+	t.Cleanup(func() {
+		sv.stopAll()
+		r.stop()
+	})
+	return sv, log
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
+
+// waitLine waits for a log line starting with prefix and returns its
+// index in the ring.
+func waitLine(t *testing.T, log *logger, prefix string) int {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for time.Now().Before(deadline) {
+		if i := lineIndex(log.Lines(), prefix); i >= 0 {
+			return i
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no log line %q after %s; log:\n%s", prefix, waitTimeout, strings.Join(log.Lines(), "\n"))
+	return -1
+}
+
+func lineIndex(lines []string, prefix string) int {
+	for i, l := range lines {
+		if strings.HasPrefix(l, prefix) {
+			return i
+		}
+	}
+	return -1
+}
+
+// waitState waits until service name is in state.
+func waitState(t *testing.T, sv *supervisor, name, state string) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for time.Now().Before(deadline) {
+		if sv.byName[name].getState() == state {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s: state %s, want %s after %s", name, sv.byName[name].getState(), state, waitTimeout)
+}

@@ -1,0 +1,239 @@
+// Command init is the otgate appliance's PID 1. It mounts the file
+// systems, loads the board's kernel modules, prepares /perm, installs the
+// baseline firewall, then supervises the services of the boot config
+// (bootcfg.Path): dependency order, readiness, restart with back-off, crash
+// loops, a watchdog petted only while the critical services are healthy, a
+// status socket, and a clean power-off or reboot. It never exits as PID 1.
+//
+// On a development host (not PID 1) it skips everything that changes the
+// machine (mounts, modules, host name, reboot) and takes its paths below
+// -root, so the supervisor and the status socket can be run and tested
+// with real child processes:
+//
+//	go run ./init -root /tmp/x -config /tmp/x/boot.cbor
+package main
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/otgate/otgate/internal/bootcfg"
+	"golang.org/x/sys/unix"
+)
+
+// initProc is the state of one init run.
+type initProc struct {
+	pid1    bool
+	root    string // "/" as PID 1
+	cfg     *bootcfg.Config
+	log     *logger
+	reaper  *reaper
+	sup     *supervisor
+	wd      *watchdog
+	perm    permState
+	started time.Time
+	cmdline map[string]string
+
+	readyMu sync.Mutex
+	ready   bool
+}
+
+// path maps an absolute path of the appliance to the root directory.
+func (in *initProc) path(p string) string { return filepath.Join(in.root, p) }
+
+func main() {
+	// Keep PID 1 small: collect early, and return memory to the kernel.
+	debug.SetGCPercent(50)
+	debug.SetMemoryLimit(12 << 20)
+
+	pid1 := os.Getpid() == 1
+	root := flag.String("root", "/", "directory the appliance's paths are relative to (development hosts)")
+	config := flag.String("config", "", "boot config (default <root>"+bootcfg.Path+")")
+	cmdline := flag.String("cmdline", "", "kernel command line to use instead of /proc/cmdline (development hosts)")
+	if !pid1 {
+		flag.Parse()
+	}
+	in := &initProc{pid1: pid1, root: *root, started: time.Now(), log: newLogger(os.Stderr)}
+	if *config == "" {
+		*config = in.path(bootcfg.Path)
+	}
+	a := in.boot(*config, *cmdline)
+	in.shutdown(a)
+	if pid1 {
+		select {}
+	}
+}
+
+// boot brings the system up and returns the first shutdown request.
+func (in *initProc) boot(configPath, cmdline string) action {
+	log := in.log
+	if in.pid1 {
+		mountEarly(log)
+		openConsole(log)
+	} else {
+		log.Printf("not PID 1: development mode below %s (no mounts, modules, host name or reboot)", in.root)
+		unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+	}
+	in.reaper = newReaper(log, true)
+	in.reaper.run()
+
+	shutdownCh := make(chan action, 1)
+	shutdownRequests(shutdownCh)
+
+	runDir := in.path(bootcfg.RunDir)
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		log.Printf("mkdir %s: %v", runDir, err)
+	}
+	if err := log.mirror(filepath.Join(runDir, "init.log")); err != nil {
+		log.Printf("%v", err)
+	}
+	if cmdline != "" || !in.pid1 {
+		in.cmdline = parseCmdline(cmdline)
+	} else {
+		in.cmdline = readCmdline("/proc/cmdline")
+	}
+
+	cfg, err := bootcfg.Load(configPath)
+	if err != nil {
+		log.Printf("CONFIG ERROR: %v", err)
+		log.Printf("running no services; the gate is NOT operational")
+		cfg = &bootcfg.Config{}
+	}
+	in.cfg = cfg
+	log.Printf("otgate init: board %s, image %s, %d services", cfg.Board, cfg.ImageID, len(cfg.Services))
+
+	if in.pid1 {
+		if err := setHostname(cfg.Hostname); err != nil {
+			log.Printf("%v", err)
+		}
+		if err := loopbackUp(); err != nil {
+			log.Printf("%v", err)
+		}
+		loadModules(log, filepath.Join("/lib/modules", cfg.KernelRelease), cfg.Modules)
+	}
+	if d, err := waitRNG(); err != nil {
+		log.Printf("rng: %v", err)
+	} else {
+		log.Printf("rng ready (waited %s)", secs(d))
+	}
+
+	if in.pid1 {
+		in.perm = setupPerm(log, cfg.Perm.Device, "/sys", "/dev", "/perm")
+	} else {
+		in.perm = hostPerm(log, in.path("/perm"))
+	}
+
+	if installBaseline != nil {
+		if err := installBaseline(); err != nil {
+			log.Printf("FIREWALL: baseline ruleset NOT installed: %v", err)
+			log.Printf("FIREWALL: interfaces stay down as far as init is concerned; services start anyway (fix the ruleset)")
+		} else {
+			log.Printf("firewall: baseline deny ruleset installed")
+		}
+	} else {
+		log.Printf("firewall: no baseline ruleset hook in this build")
+	}
+
+	var spawnOpts spawnOptions
+	if !in.pid1 {
+		spawnOpts.deathSignal = syscall.SIGKILL
+	}
+	sup, err := newSupervisor(cfg, log, in.reaper, spawnOpts)
+	if err != nil { // Load validated it already; keep going with nothing
+		log.Printf("service table: %v", err)
+		sup, _ = newSupervisor(&bootcfg.Config{}, log, in.reaper, spawnOpts)
+	}
+	in.sup = sup
+
+	in.startWatchdog()
+
+	if _, err := in.serveStatus(in.path(bootcfg.StatusSocket)); err != nil {
+		log.Printf("%v", err)
+	}
+	if in.pid1 {
+		watchPowerButton(log, "/dev/input", func() {
+			log.Printf("power button pressed")
+			select {
+			case shutdownCh <- powerOff:
+			default:
+			}
+		})
+	}
+
+	sup.start()
+	go guard(log, "ready watcher", in.watchReady)
+	return <-shutdownCh
+}
+
+// openConsole makes /dev/console init's stdin, stdout and stderr (the
+// kernel could not open it before devtmpfs was mounted).
+func openConsole(log *logger) {
+	f, err := os.OpenFile("/dev/console", os.O_RDWR, 0)
+	if err != nil {
+		log.Printf("open /dev/console: %v", err)
+		return
+	}
+	for fd := 0; fd <= 2; fd++ {
+		unix.Dup3(int(f.Fd()), fd, 0)
+	}
+	f.Close()
+	log.setOutputs(os.Stdout)
+}
+
+// hostPerm is /perm on a development host: a plain directory below root.
+func hostPerm(log *logger, dir string) permState {
+	st := permState{Device: dir, FSType: "host-dir"}
+	n, err := countBoot(filepath.Join(dir, "init", "boots"))
+	if err != nil {
+		log.Printf("/perm: boot counter: %v", err)
+	}
+	st.Boots = n
+	log.Printf("/perm is %s (development host, boot %d)", dir, n)
+	return st
+}
+
+// uptime is the time since the kernel booted (since init started when
+// not PID 1).
+func (in *initProc) uptime() time.Duration {
+	if in.pid1 {
+		var ts unix.Timespec
+		if unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts) == nil {
+			return time.Duration(ts.Nano())
+		}
+	}
+	return time.Since(in.started)
+}
+
+func (in *initProc) isReady() bool {
+	in.readyMu.Lock()
+	defer in.readyMu.Unlock()
+	return in.ready
+}
+
+// watchReady logs "init: ready (...)" once every critical service has been
+// ready, then applies the watchdog test hook.
+func (in *initProc) watchReady() {
+	for _, s := range in.sup.critical() {
+		select {
+		case <-s.readyCh:
+		case <-s.failedCh:
+			in.log.Printf("NOT READY: critical service %s failed", s.cfg.Name)
+			return
+		}
+	}
+	in.readyMu.Lock()
+	in.ready = true
+	in.readyMu.Unlock()
+	in.log.Printf("ready (%d services, %s after boot)", len(in.cfg.Services), secs(in.uptime()))
+	if in.cfg.TestHooks && in.cmdline[hookStopWatchdog] == "1" {
+		if in.wd != nil {
+			in.wd.halt("test hook " + hookStopWatchdog)
+		}
+		in.log.Printf("test hook: watchdog petting stopped")
+	}
+}

@@ -1,0 +1,266 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/diskfs/go-diskfs/backend/file"
+	"github.com/diskfs/go-diskfs/filesystem/ext4"
+	"golang.org/x/sys/unix"
+)
+
+// permState is what the status socket reports about /perm.
+type permState struct {
+	Device  string
+	FSType  string
+	Boots   uint64
+	Warning string
+}
+
+// Content of a would-be /perm device.
+type diskContent int
+
+const (
+	diskBlank   diskContent = iota // all zero where a file system would be
+	diskExt4                       // ext2/3/4 superblock magic
+	diskUnknown                    // something else: never formatted over
+)
+
+func (c diskContent) String() string {
+	return [...]string{"blank", "ext4", "unknown content"}[c]
+}
+
+// resolvePermDevice turns "/dev/vda" or "PARTLABEL=name" into a device
+// path, searching sysDir (/sys) for the partition name.
+func resolvePermDevice(spec, sysDir, devDir string) (string, error) {
+	label, ok := strings.CutPrefix(spec, "PARTLABEL=")
+	if !ok {
+		return spec, nil
+	}
+	dirs, err := filepath.Glob(filepath.Join(sysDir, "class/block/*/uevent"))
+	if err != nil {
+		return "", err
+	}
+	for _, u := range dirs {
+		kv := readUevent(u)
+		if kv["PARTNAME"] == label && kv["DEVNAME"] != "" {
+			return filepath.Join(devDir, kv["DEVNAME"]), nil
+		}
+	}
+	return "", fmt.Errorf("no partition labelled %q in %s/class/block", label, sysDir)
+}
+
+func readUevent(path string) map[string]string {
+	m := map[string]string{}
+	f, err := os.Open(path)
+	if err != nil {
+		return m
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// probeDisk reads the first 64 KiB of dev and says what is on it.
+func probeDisk(dev string) (diskContent, error) {
+	f, err := os.Open(dev)
+	if err != nil {
+		return diskUnknown, err
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	n, err := io.ReadFull(f, buf)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return diskUnknown, fmt.Errorf("read %s: %w", dev, err)
+	}
+	buf = buf[:n]
+	// The ext superblock starts at byte 1024; its magic 0xEF53 (LE) is at
+	// offset 0x38 within it.
+	if len(buf) >= 1024+0x3a && binary.LittleEndian.Uint16(buf[1024+0x38:]) == 0xEF53 {
+		return diskExt4, nil
+	}
+	if len(buf) > 0 && bytes.Count(buf, []byte{0}) == len(buf) {
+		return diskBlank, nil
+	}
+	return diskUnknown, nil
+}
+
+// formatExt4 writes an ext4 file system over the whole of dev (pure Go,
+// go-diskfs).
+func formatExt4(dev string) (int64, error) {
+	f, err := os.OpenFile(dev, os.O_RDWR, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return 0, fmt.Errorf("size of %s: %w", dev, err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return 0, err
+	}
+	if _, err := ext4.Create(file.New(f, false), size, 0, 512, &ext4.Params{VolumeName: "otgate-perm"}); err != nil {
+		return 0, fmt.Errorf("mkfs.ext4 %s (%d bytes): %w", dev, size, err)
+	}
+	if err := f.Sync(); err != nil {
+		return 0, fmt.Errorf("sync %s: %w", dev, err)
+	}
+	return size, nil
+}
+
+// setupPerm makes /perm (at target) usable: it mounts devSpec, formatting a
+// blank disk first. Anything else (no disk, unknown content, mount error)
+// falls back to a tmpfs with a loud warning: the gate still runs, but
+// nothing it writes survives a reboot.
+func setupPerm(log *logger, devSpec, sysDir, devDir, target string) permState {
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		log.Printf("/perm: mkdir %s: %v", target, err)
+	}
+	st, err := mountPermDevice(log, devSpec, sysDir, devDir, target)
+	if err != nil {
+		st = permState{FSType: "tmpfs", Warning: fmt.Sprintf("no persistent storage (%v); /perm is a tmpfs and is lost at power-off", err)}
+		if merr := unix.Mount("tmpfs", target, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); merr != nil {
+			log.Printf("/perm: mount tmpfs: %v", merr)
+		}
+		warnNoPerm(log, err)
+	}
+	boots, err := countBoot(filepath.Join(target, "init", "boots"))
+	if err != nil {
+		log.Printf("/perm: boot counter: %v", err)
+	}
+	st.Boots = boots
+	if st.Warning == "" {
+		log.Printf("/perm mounted (%s, %s, boot %d)", st.Device, st.FSType, boots)
+	}
+	return st
+}
+
+func warnNoPerm(log *logger, err error) {
+	bar := strings.Repeat("*", 64)
+	log.Printf("%s", bar)
+	log.Printf("WARNING: NO PERSISTENT STORAGE")
+	log.Printf("WARNING: /perm: %v", err)
+	log.Printf("WARNING: /perm is a tmpfs: policy, identity, users and audit")
+	log.Printf("WARNING: records written now are LOST at power-off.")
+	log.Printf("%s", bar)
+}
+
+func mountPermDevice(log *logger, devSpec, sysDir, devDir, target string) (permState, error) {
+	if devSpec == "" {
+		return permState{}, errors.New("the board names no persistent disk")
+	}
+	var dev string
+	var err error
+	// Block devices appear as their drivers probe: wait a little.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		dev, err = resolvePermDevice(devSpec, sysDir, devDir)
+		if err == nil {
+			if _, err = os.Stat(dev); err == nil {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			return permState{}, fmt.Errorf("device %s: %w", devSpec, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	content, err := probeDisk(dev)
+	if err != nil {
+		return permState{}, err
+	}
+	switch content {
+	case diskUnknown:
+		return permState{}, fmt.Errorf("%s holds something that is not ext4; refusing to format it (wipe its first MiB to let init format it)", dev)
+	case diskBlank:
+		log.Printf("/perm: %s is blank, formatting ext4", dev)
+		start := time.Now()
+		size, err := formatExt4(dev)
+		if err != nil {
+			return permState{}, err
+		}
+		log.Printf("/perm: formatted %s (%d MiB) in %s", dev, size>>20, secs(time.Since(start)))
+	}
+	if err := unix.Mount(dev, target, "ext4", unix.MS_NOATIME|unix.MS_NODEV|unix.MS_NOSUID, ""); err != nil {
+		return permState{}, fmt.Errorf("mount %s on %s: %w", dev, target, err)
+	}
+	return permState{Device: dev, FSType: "ext4"}, nil
+}
+
+// countBoot increments the decimal counter in path (atomically) and returns
+// the new value. A missing file counts as zero; a corrupt one is an error
+// and is left as it is.
+func countBoot(path string) (uint64, error) {
+	var n uint64
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		n, err = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: not a boot count: %w", path, err)
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return 0, err
+	}
+	n++
+	if err := writeFileAtomic(path, []byte(strconv.FormatUint(n, 10)+"\n"), 0o644); err != nil {
+		return n, err
+	}
+	return n, nil
+}
+
+// writeFileAtomic replaces path with data: temp file, fsync, rename, fsync
+// of the directory. A power cut leaves the old or the new content.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("fsync %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
+}

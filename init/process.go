@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/otgate/otgate/internal/bootcfg"
+	"github.com/otgate/otgate/internal/ready"
+	"golang.org/x/sys/unix"
+)
+
+// proc is one running instance of a service.
+type proc struct {
+	pid    int
+	exit   <-chan unix.WaitStatus
+	notify <-chan string // lines from the notify pipe; nil unless notify
+}
+
+// spawnOptions are process settings that differ between PID 1 and tests.
+type spawnOptions struct {
+	// deathSignal kills children when a non-PID-1 init dies (tests).
+	deathSignal syscall.Signal
+}
+
+// spawn starts one instance of svc: stdin /dev/null, stdout and stderr into
+// the log prefixed with the service name, fd 3 the notify pipe for notify
+// services, its own session, svc.UID/GID.
+func spawn(r *reaper, log *logger, svc *bootcfg.Service, opts spawnOptions) (*proc, error) {
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return nil, err
+	}
+	defer devnull.Close()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer outW.Close()
+	files := []uintptr{devnull.Fd(), outW.Fd(), outW.Fd()}
+	env := append([]string(nil), svc.Env...)
+	if !hasEnv(env, "PATH") {
+		env = append(env, "PATH=/bin:/sbin:/usr/bin:/usr/sbin")
+	}
+	var notifyR *os.File
+	if svc.Readiness == bootcfg.ReadyNotify {
+		var notifyW *os.File
+		notifyR, notifyW, err = os.Pipe()
+		if err != nil {
+			outR.Close()
+			return nil, err
+		}
+		defer notifyW.Close()
+		files = append(files, notifyW.Fd())
+		env = append(env, ready.Env+"=3")
+	}
+	sys := &syscall.SysProcAttr{Setsid: true, Pdeathsig: opts.deathSignal}
+	if svc.UID != uint32(os.Getuid()) || svc.GID != uint32(os.Getgid()) {
+		sys.Credential = &syscall.Credential{Uid: svc.UID, Gid: svc.GID, Groups: []uint32{}}
+	}
+	argv := append([]string{svc.Binary}, svc.Args...)
+	pid, exit, err := r.start(svc.Binary, argv, &syscall.ProcAttr{Dir: "/", Env: env, Files: files, Sys: sys})
+	if err != nil {
+		outR.Close()
+		if notifyR != nil {
+			notifyR.Close()
+		}
+		return nil, fmt.Errorf("start %s: %w", svc.Binary, err)
+	}
+	go copyOutput(log, svc.Name, outR)
+	p := &proc{pid: pid, exit: exit}
+	if notifyR != nil {
+		ch := make(chan string, 32)
+		go readNotify(notifyR, ch)
+		p.notify = ch
+	}
+	return p, nil
+}
+
+func hasEnv(env []string, key string) bool {
+	for _, e := range env {
+		if strings.HasPrefix(e, key+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// copyOutput logs each line a service writes, as "<name>: line".
+func copyOutput(log *logger, name string, r *os.File) {
+	defer r.Close()
+	defer func() {
+		if p := recover(); p != nil {
+			log.Printf("PANIC copying output of %s: %v", name, p)
+		}
+	}()
+	br := bufio.NewReaderSize(r, 4096)
+	for {
+		line, _, err := br.ReadLine()
+		if len(line) > 0 {
+			log.line(name + ": " + string(line))
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func readNotify(r *os.File, ch chan<- string) {
+	defer r.Close()
+	defer close(ch)
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		select {
+		case ch <- sc.Text():
+		default: // the supervisor stopped listening (process gone)
+		}
+	}
+}

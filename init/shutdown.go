@@ -1,0 +1,102 @@
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Shutdown actions.
+type action int
+
+const (
+	powerOff action = iota
+	reboot
+)
+
+func (a action) String() string {
+	if a == reboot {
+		return "reboot"
+	}
+	return "power off"
+}
+
+// Signals to PID 1 follow busybox init, which the "poweroff" and "reboot"
+// commands of busybox (and most embedded Linux tooling) send:
+//
+//	SIGUSR2  power off
+//	SIGTERM  reboot
+//	SIGINT   reboot (ctrl-alt-del, with the kernel's C-A-D handling off)
+//
+// The ACPI power button (QEMU system_powerdown) powers off.
+var shutdownSignals = map[os.Signal]action{
+	syscall.SIGUSR2: powerOff,
+	syscall.SIGTERM: reboot,
+	syscall.SIGINT:  reboot,
+}
+
+// shutdownRequests turns the signals above into actions on ch.
+func shutdownRequests(ch chan<- action) {
+	sig := make(chan os.Signal, 4)
+	var list []os.Signal
+	for s := range shutdownSignals {
+		list = append(list, s)
+	}
+	signal.Notify(sig, list...)
+	go func() {
+		for s := range sig {
+			select {
+			case ch <- shutdownSignals[s]:
+			default:
+			}
+		}
+	}()
+}
+
+// shutdown stops everything and powers off or reboots. As PID 1 it never
+// returns; otherwise (a development host) it returns after the services
+// have stopped.
+func (in *initProc) shutdown(a action) {
+	log := in.log
+	log.Printf("shutting down (%s)", a)
+	guard(log, "stop services", in.sup.stopAll)
+	if in.pid1 {
+		// Whatever is left (orphans): TERM, a moment, KILL.
+		unix.Kill(-1, unix.SIGTERM)
+		time.Sleep(200 * time.Millisecond)
+		unix.Kill(-1, unix.SIGKILL)
+	}
+	unix.Sync()
+	if in.wd != nil {
+		if err := in.wd.close(); err != nil {
+			log.Printf("watchdog: close: %v", err)
+		} else {
+			log.Printf("watchdog: disarmed (magic close)")
+		}
+	}
+	if in.pid1 {
+		if err := unix.Unmount(in.path("/perm"), 0); err != nil {
+			log.Printf("unmount /perm: %v (remounting read-only)", err)
+			unix.Mount("", in.path("/perm"), "", unix.MS_REMOUNT|unix.MS_RDONLY, "")
+		}
+		unix.Sync()
+	}
+	cmd := unix.LINUX_REBOOT_CMD_POWER_OFF
+	if a == reboot {
+		log.Printf("rebooting")
+		cmd = unix.LINUX_REBOOT_CMD_RESTART
+	} else {
+		log.Printf("powering off")
+	}
+	if !in.pid1 {
+		log.Printf("not PID 1: exiting instead")
+		return
+	}
+	if err := unix.Reboot(cmd); err != nil {
+		log.Printf("reboot(%s): %v", a, err)
+	}
+	select {} // never exit as PID 1
+}

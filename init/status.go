@@ -1,0 +1,76 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/otgate/otgate/internal/initstatus"
+)
+
+// serveStatus answers the status socket at path (mode 0600): one CBOR
+// request per connection.
+func (in *initProc) serveStatus(path string) (net.Listener, error) {
+	os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("status socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("status socket %s: %w", path, err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if err != nil {
+				in.log.Printf("status socket: accept: %v", err)
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			go guard(in.log, "status request", func() { in.answer(c) })
+		}
+	}()
+	return ln, nil
+}
+
+func (in *initProc) answer(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	var req initstatus.Request
+	var resp initstatus.Response
+	if err := initstatus.DecMode().NewDecoder(c).Decode(&req); err != nil {
+		resp.Error = fmt.Sprintf("bad request: %v", err)
+	} else {
+		switch req.Op {
+		case initstatus.OpStatus:
+			resp.Status = in.status()
+		case initstatus.OpLog:
+			resp.Log = in.log.Lines()
+		default:
+			resp.Error = fmt.Sprintf("unknown op %q (want %q or %q)", req.Op, initstatus.OpStatus, initstatus.OpLog)
+		}
+	}
+	initstatus.EncMode().NewEncoder(c).Encode(resp)
+}
+
+func (in *initProc) status() *initstatus.Status {
+	st := &initstatus.Status{
+		Hostname: in.cfg.Hostname, Board: in.cfg.Board, ImageID: in.cfg.ImageID,
+		BootTime: in.started, Uptime: in.uptime(), Ready: in.isReady(),
+		Perm: initstatus.Perm{Device: in.perm.Device, FSType: in.perm.FSType, Boots: in.perm.Boots, Warning: in.perm.Warning},
+		Services: in.sup.snapshot(),
+	}
+	if in.wd != nil {
+		pet, last, note := in.wd.state()
+		st.Watchdog = initstatus.Watchdog{Device: in.wd.path, Timeout: in.wd.timeout, Petting: pet, LastPet: last, Note: note}
+	} else if in.cfg.Watchdog.Device != "" {
+		st.Watchdog = initstatus.Watchdog{Device: in.cfg.Watchdog.Device, Timeout: in.cfg.Watchdog.Timeout, Note: "could not open"}
+	}
+	return st
+}

@@ -1,0 +1,388 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/otgate/otgate/internal/bootcfg"
+	"github.com/otgate/otgate/internal/initstatus"
+	"github.com/otgate/otgate/internal/ready"
+	"golang.org/x/sys/unix"
+)
+
+// Supervision defaults.
+const (
+	defaultReadyTimeout = 30 * time.Second
+	defaultStopGrace    = 5 * time.Second
+	backoffMin          = 250 * time.Millisecond
+	backoffMax          = 30 * time.Second
+	// backoffReset: a service that ran ready this long before exiting
+	// starts again from backoffMin.
+	backoffReset = 10 * time.Second
+)
+
+// supervisor runs the service table.
+type supervisor struct {
+	cfg    *bootcfg.Config
+	log    *logger
+	reaper *reaper
+	spawn  spawnOptions
+	grace  time.Duration
+
+	order    []*service // start order
+	byName   map[string]*service
+	mu       sync.Mutex
+	changeCh chan struct{} // closed and replaced on every state change
+}
+
+// service is one row of the table and its current state.
+type service struct {
+	cfg *bootcfg.Service
+	sv  *supervisor
+
+	mu       sync.Mutex
+	state    string
+	pid      int
+	restarts int
+	lastExit string
+	since    time.Time
+	reason   string
+
+	readyOnce  sync.Once
+	readyCh    chan struct{} // closed on the first ready (or done)
+	failOnce   sync.Once
+	failedCh   chan struct{} // closed when marked failed
+	stopOnce   sync.Once
+	stopReq    chan struct{} // closed to stop the service
+	finished   chan struct{} // closed when its goroutine returned
+	startedRun bool
+}
+
+func newSupervisor(cfg *bootcfg.Config, log *logger, r *reaper, opts spawnOptions) (*supervisor, error) {
+	names, err := cfg.StartOrder()
+	if err != nil {
+		return nil, err
+	}
+	sv := &supervisor{cfg: cfg, log: log, reaper: r, spawn: opts, grace: cfg.StopGrace,
+		byName: map[string]*service{}, changeCh: make(chan struct{})}
+	if sv.grace <= 0 {
+		sv.grace = defaultStopGrace
+	}
+	for i := range cfg.Services {
+		s := &service{cfg: &cfg.Services[i], sv: sv, state: initstatus.StateWaiting, since: time.Now(),
+			readyCh: make(chan struct{}), failedCh: make(chan struct{}), stopReq: make(chan struct{}), finished: make(chan struct{})}
+		sv.byName[s.cfg.Name] = s
+	}
+	for _, n := range names {
+		sv.order = append(sv.order, sv.byName[n])
+	}
+	return sv, nil
+}
+
+// changes returns a channel closed at the next state change.
+func (sv *supervisor) changes() <-chan struct{} {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	return sv.changeCh
+}
+
+func (sv *supervisor) changed() {
+	sv.mu.Lock()
+	close(sv.changeCh)
+	sv.changeCh = make(chan struct{})
+	sv.mu.Unlock()
+}
+
+// start launches every service's goroutine; each waits for its own
+// dependencies, so independent services start in parallel and a dependent
+// starts only after its dependencies are ready.
+func (sv *supervisor) start() {
+	for _, s := range sv.order {
+		s.startedRun = true
+		go s.run()
+	}
+}
+
+// stopAll stops the services in reverse start order.
+func (sv *supervisor) stopAll() {
+	for i := len(sv.order) - 1; i >= 0; i-- {
+		sv.order[i].stop()
+	}
+}
+
+// critical returns the critical services.
+func (sv *supervisor) critical() []*service {
+	var out []*service
+	for _, s := range sv.order {
+		if s.cfg.Critical {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// criticalHealthy says whether every critical service is running and
+// healthy: ready, done, or still within its readiness timeout (waiting or
+// starting). backoff, unhealthy, failed and stopped are not healthy.
+func (sv *supervisor) criticalHealthy() (bool, string) {
+	for _, s := range sv.critical() {
+		switch st := s.getState(); st {
+		case initstatus.StateReady, initstatus.StateDone, initstatus.StateStarting, initstatus.StateWaiting:
+		default:
+			return false, s.cfg.Name + " " + st
+		}
+	}
+	return true, ""
+}
+
+// snapshot is the per-service part of the status.
+func (sv *supervisor) snapshot() []initstatus.Service {
+	var out []initstatus.Service
+	for _, s := range sv.order {
+		s.mu.Lock()
+		out = append(out, initstatus.Service{Name: s.cfg.Name, Critical: s.cfg.Critical, State: s.state, PID: s.pid,
+			Restarts: s.restarts, LastExit: s.lastExit, Since: s.since, Reason: s.reason})
+		s.mu.Unlock()
+	}
+	return out
+}
+
+func (s *service) getState() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state
+}
+
+func (s *service) set(state, reason string, pid int) {
+	s.mu.Lock()
+	if s.state != state {
+		s.since = time.Now()
+	}
+	s.state, s.reason, s.pid = state, reason, pid
+	s.mu.Unlock()
+	s.sv.changed()
+}
+
+func (s *service) markReady() { s.readyOnce.Do(func() { close(s.readyCh) }) }
+
+func (s *service) fail(reason string) {
+	s.set(initstatus.StateFailed, reason, 0)
+	s.failOnce.Do(func() { close(s.failedCh) })
+	s.sv.changed()
+}
+
+// stop asks the service to stop and waits until it has.
+func (s *service) stop() {
+	s.stopOnce.Do(func() { close(s.stopReq) })
+	if s.startedRun {
+		<-s.finished
+	}
+}
+
+func (s *service) readyTimeout() time.Duration {
+	if s.cfg.Timeout > 0 {
+		return s.cfg.Timeout
+	}
+	return defaultReadyTimeout
+}
+
+// run is the life of one service: wait for dependencies, then start,
+// wait for readiness, restart with back-off, until stopped or failed.
+func (s *service) run() {
+	defer close(s.finished)
+	defer func() {
+		if p := recover(); p != nil {
+			s.sv.log.Printf("PANIC supervising %s (recovered): %v", s.cfg.Name, p)
+			s.fail(fmt.Sprintf("supervisor panic: %v", p))
+			<-s.stopReq
+		}
+	}()
+	log := s.sv.log
+	name := s.cfg.Name
+	for _, d := range s.cfg.DependsOn {
+		dep := s.sv.byName[d]
+		select {
+		case <-dep.readyCh:
+		case <-dep.failedCh:
+			log.Printf("%s: not started: dependency %s failed", name, d)
+			s.fail("dependency " + d + " failed")
+			<-s.stopReq
+			return
+		case <-s.stopReq:
+			s.set(initstatus.StateStopped, "", 0)
+			return
+		}
+	}
+	delay := backoffMin
+	var recent []time.Time // restarts inside the crash-loop window
+	for {
+		start := time.Now()
+		p, err := spawn(s.sv.reaper, log, s.cfg, s.sv.spawn)
+		var ws unix.WaitStatus
+		var exitText string
+		readyAt := time.Time{}
+		if err != nil {
+			log.Printf("%s: %v", name, err)
+			exitText = "start error"
+		} else {
+			s.set(initstatus.StateStarting, "", p.pid)
+			if s.cfg.Readiness == bootcfg.ReadyStarted {
+				readyAt = time.Now()
+				s.becomeReady(start)
+			}
+			var stopped bool
+			ws, readyAt, stopped = s.watch(p, start, readyAt)
+			if stopped {
+				return
+			}
+			exitText = exitString(ws)
+		}
+		s.mu.Lock()
+		s.lastExit = exitText
+		s.mu.Unlock()
+		if s.cfg.Readiness == bootcfg.ReadyExit && err == nil && ws.Exited() && ws.ExitStatus() == 0 {
+			log.Printf("%s done (%s)", name, secs(time.Since(start)))
+			s.set(initstatus.StateDone, "", 0)
+			s.markReady()
+			<-s.stopReq
+			return
+		}
+		now := time.Now()
+		if !readyAt.IsZero() && now.Sub(readyAt) >= backoffReset {
+			delay = backoffMin
+		}
+		window := s.sv.cfg.CrashLoop.Window
+		keep := recent[:0]
+		for _, t := range recent {
+			if now.Sub(t) < window {
+				keep = append(keep, t)
+			}
+		}
+		recent = keep
+		if limit := s.sv.cfg.CrashLoop.Restarts; limit > 0 && len(recent) >= limit {
+			log.Printf("%s exited (%s)", name, exitText)
+			log.Printf("%s: crash loop (%d restarts in %s), marked failed", name, len(recent), short(window))
+			s.fail(fmt.Sprintf("crash loop: %d restarts in %s, last %s", len(recent), short(window), exitText))
+			<-s.stopReq
+			return
+		}
+		s.mu.Lock()
+		s.restarts++
+		n := s.restarts
+		s.mu.Unlock()
+		recent = append(recent, now)
+		log.Printf("%s exited (%s), restart %d in %s", name, exitText, n, short(delay))
+		s.set(initstatus.StateBackoff, exitText, 0)
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-s.stopReq:
+			t.Stop()
+			s.set(initstatus.StateStopped, "", 0)
+			return
+		}
+		delay = min(delay*2, backoffMax)
+	}
+}
+
+func (s *service) becomeReady(start time.Time) {
+	s.sv.log.Printf("%s ready (%s)", s.cfg.Name, secs(time.Since(start)))
+	s.mu.Lock()
+	pid := s.pid
+	s.mu.Unlock()
+	s.set(initstatus.StateReady, "", pid)
+	s.markReady()
+}
+
+// watch follows one running process until it exits (returning its status)
+// or the service is stopped (stopped true, the process is gone).
+func (s *service) watch(p *proc, start, readyAt time.Time) (ws unix.WaitStatus, _ time.Time, stopped bool) {
+	log := s.sv.log
+	name := s.cfg.Name
+	var timeout <-chan time.Time
+	if readyAt.IsZero() {
+		t := time.NewTimer(s.readyTimeout())
+		defer t.Stop()
+		timeout = t.C
+	}
+	notify := p.notify
+	for {
+		select {
+		case line, ok := <-notify:
+			if !ok {
+				notify = nil
+				continue
+			}
+			switch {
+			case line == ready.MsgReady:
+				if readyAt.IsZero() && s.cfg.Readiness == bootcfg.ReadyNotify {
+					readyAt = time.Now()
+					timeout = nil
+					s.becomeReady(start)
+				}
+			case strings.HasPrefix(line, ready.MsgUnhealthy):
+				reason := strings.TrimSpace(strings.TrimPrefix(line, ready.MsgUnhealthy))
+				if !readyAt.IsZero() {
+					log.Printf("%s unhealthy: %s", name, reason)
+					s.set(initstatus.StateUnhealthy, reason, p.pid)
+				}
+			case line == ready.MsgHealthy:
+				if s.getState() == initstatus.StateUnhealthy {
+					log.Printf("%s healthy again", name)
+					s.set(initstatus.StateReady, "", p.pid)
+				}
+			default:
+				log.Printf("%s: unknown notify message %q (ignored)", name, line)
+			}
+		case <-timeout:
+			timeout = nil
+			log.Printf("%s: not ready after %s, killing it", name, short(s.readyTimeout()))
+			signalGroup(p.pid, unix.SIGKILL)
+		case ws = <-p.exit:
+			return ws, readyAt, false
+		case <-s.stopReq:
+			s.terminate(p)
+			return ws, readyAt, true
+		}
+	}
+}
+
+// terminate stops a running process at shutdown: SIGTERM, StopGrace,
+// SIGKILL.
+func (s *service) terminate(p *proc) {
+	log := s.sv.log
+	name := s.cfg.Name
+	log.Printf("stopping %s", name)
+	start := time.Now()
+	signalGroup(p.pid, unix.SIGTERM)
+	t := time.NewTimer(s.sv.grace)
+	defer t.Stop()
+	var ws unix.WaitStatus
+	select {
+	case ws = <-p.exit:
+	case <-t.C:
+		log.Printf("%s: still running after %s, sending SIGKILL", name, short(s.sv.grace))
+		signalGroup(p.pid, unix.SIGKILL)
+		select {
+		case ws = <-p.exit:
+		case <-time.After(5 * time.Second):
+			log.Printf("%s: pid %d did not die after SIGKILL, giving up on it", name, p.pid)
+		}
+	}
+	s.mu.Lock()
+	s.lastExit = exitString(ws)
+	s.mu.Unlock()
+	log.Printf("%s stopped (%s)", name, secs(time.Since(start)))
+	s.set(initstatus.StateStopped, "", 0)
+}
+
+// signalGroup signals the service's process group (it is a session
+// leader), falling back to the process itself.
+func signalGroup(pid int, sig syscall.Signal) {
+	if err := unix.Kill(-pid, sig); err != nil {
+		unix.Kill(pid, sig)
+	}
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// watchdog pets a watchdog device every interval, but only while healthy()
+// says every critical service is running and healthy. When petting stops
+// the device resets the machine after its timeout: that is the point.
+type watchdog struct {
+	dev      io.WriteCloser
+	path     string
+	timeout  time.Duration
+	interval time.Duration
+	healthy  func() (bool, string)
+	log      *logger
+
+	mu      sync.Mutex
+	petting bool
+	lastPet time.Time
+	note    string
+	halted  bool // test hook or shutdown: never pet again
+	quit    chan struct{}
+	done    chan struct{}
+}
+
+// openWatchdog opens a watchdog character device and programs its timeout.
+// Opening arms it. (Never call this on a development host's /dev/watchdog.)
+func openWatchdog(path string, timeout time.Duration) (*os.File, time.Duration, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return nil, 0, fmt.Errorf("watchdog %s: %w", path, err)
+	}
+	secs := int32(timeout / time.Second)
+	if secs > 0 {
+		// WDIOC_SETTIMEOUT takes and returns an int (seconds).
+		if _, _, e := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.WDIOC_SETTIMEOUT, uintptr(unsafe.Pointer(&secs))); e != 0 {
+			return f, timeout, fmt.Errorf("watchdog %s: set timeout %s: %w", path, timeout, e)
+		}
+		timeout = time.Duration(secs) * time.Second
+	}
+	return f, timeout, nil
+}
+
+func newWatchdog(log *logger, dev io.WriteCloser, path string, timeout time.Duration, healthy func() (bool, string)) *watchdog {
+	return &watchdog{dev: dev, path: path, timeout: timeout, interval: timeout / 3, healthy: healthy, log: log,
+		quit: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (w *watchdog) run() {
+	go func() {
+		defer close(w.done)
+		t := time.NewTicker(w.interval)
+		defer t.Stop()
+		for {
+			guard(w.log, "watchdog", w.tick)
+			select {
+			case <-t.C:
+			case <-w.quit:
+				return
+			}
+		}
+	}()
+}
+
+func (w *watchdog) tick() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.halted {
+		return
+	}
+	ok, why := w.healthy()
+	if !ok {
+		if w.petting || w.note == "" {
+			w.log.Printf("watchdog: not petting: %s", why)
+		}
+		w.petting, w.note = false, why
+		return
+	}
+	if _, err := w.dev.Write([]byte{0}); err != nil {
+		w.log.Printf("watchdog: pet %s: %v", w.path, err)
+		w.petting, w.note = false, err.Error()
+		return
+	}
+	if !w.petting && w.note != "" {
+		w.log.Printf("watchdog: petting again")
+	}
+	w.petting, w.note, w.lastPet = true, "", time.Now()
+}
+
+// halt stops petting for good (the test hook).
+func (w *watchdog) halt(why string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.halted, w.petting, w.note = true, false, why
+}
+
+// close stops the loop and magic-closes the device ('V'), which disarms a
+// watchdog that supports it, then closes it.
+func (w *watchdog) close() error {
+	close(w.quit)
+	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.halted, w.petting, w.note = true, false, "closed"
+	_, err := w.dev.Write([]byte("V"))
+	if cerr := w.dev.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (w *watchdog) state() (petting bool, last time.Time, note string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.petting, w.lastPet, w.note
+}

@@ -1,0 +1,120 @@
+// Package initstatus is the protocol of init's status socket
+// (bootcfg.StatusSocket): one CBOR request per connection, one CBOR
+// response. It holds the message types, a Client used by `otgate status`
+// and tests, and the table both print.
+package initstatus
+
+import (
+	"errors"
+	"time"
+
+	"github.com/fxamacker/cbor/v2"
+)
+
+// Operations a Request may name.
+const (
+	OpStatus = "status"
+	OpLog    = "log"
+)
+
+// Service states.
+const (
+	StateWaiting   = "waiting"   // waiting for its dependencies
+	StateStarting  = "starting"  // started, not ready yet
+	StateReady     = "ready"     // reported ready (or started/done)
+	StateUnhealthy = "unhealthy" // ready once, then reported HEALTHY=0
+	StateBackoff   = "backoff"   // exited, waiting to be restarted
+	StateFailed    = "failed"    // crash loop or dependency failed: not restarted
+	StateStopped   = "stopped"   // stopped at shutdown
+	StateDone      = "done"      // one-shot task that exited 0
+)
+
+// ErrRemote is wrapped by errors the server reports in Response.Error.
+var ErrRemote = errors.New("init status")
+
+// Request is what a client sends.
+type Request struct {
+	Op string `cbor:"op"`
+}
+
+// Response is what init answers; exactly one of Status, Log or Error is set.
+type Response struct {
+	Error  string   `cbor:"error,omitempty"`
+	Status *Status  `cbor:"status,omitempty"`
+	Log    []string `cbor:"log,omitempty"`
+}
+
+// Status is a snapshot of init.
+type Status struct {
+	Hostname string `cbor:"hostname"`
+	Board    string `cbor:"board"`
+	ImageID  string `cbor:"image_id"`
+	// BootTime is when init started (wall clock); Uptime is the time
+	// since the kernel booted (init's start outside PID 1).
+	BootTime time.Time     `cbor:"boot_time"`
+	Uptime   time.Duration `cbor:"uptime"`
+	// Ready is true once every critical service has been ready.
+	Ready    bool      `cbor:"ready"`
+	Perm     Perm      `cbor:"perm"`
+	Watchdog Watchdog  `cbor:"watchdog"`
+	Services []Service `cbor:"services"`
+}
+
+// Perm describes the persistent file system.
+type Perm struct {
+	Device string `cbor:"device"` // empty when /perm is a tmpfs
+	FSType string `cbor:"fs"`     // "ext4" or "tmpfs"
+	Boots  uint64 `cbor:"boots"`
+	// Warning is set when /perm is not persistent.
+	Warning string `cbor:"warning,omitempty"`
+}
+
+// Watchdog describes the hardware watchdog.
+type Watchdog struct {
+	Device  string        `cbor:"device"` // empty: no watchdog
+	Timeout time.Duration `cbor:"timeout"`
+	// Petting is true while init pets the device.
+	Petting bool      `cbor:"petting"`
+	LastPet time.Time `cbor:"last_pet"`
+	// Note explains why petting stopped, if it did.
+	Note string `cbor:"note,omitempty"`
+}
+
+// Service is one supervised service.
+type Service struct {
+	Name     string `cbor:"name"`
+	Critical bool   `cbor:"critical"`
+	State    string `cbor:"state"`
+	PID      int    `cbor:"pid"`
+	Restarts int    `cbor:"restarts"`
+	// LastExit is "status N" or "signal NAME", empty before the first exit.
+	LastExit string `cbor:"last_exit,omitempty"`
+	// Since is when the service entered State.
+	Since time.Time `cbor:"since"`
+	// Reason says why the service is unhealthy or failed.
+	Reason string `cbor:"reason,omitempty"`
+}
+
+var encMode = func() cbor.EncMode {
+	opts := cbor.CoreDetEncOptions()
+	opts.Time = cbor.TimeRFC3339Nano
+	m, err := opts.EncMode()
+	if err != nil {
+		panic(err)
+	}
+	return m
+}()
+
+var decMode = func() cbor.DecMode {
+	m, err := cbor.DecOptions{MaxArrayElements: 1 << 16}.DecMode()
+	if err != nil {
+		panic(err)
+	}
+	return m
+}()
+
+// EncMode is the deterministic encoding both sides use.
+func EncMode() cbor.EncMode { return encMode }
+
+// DecMode is the decoding both sides use.
+func DecMode() cbor.DecMode { return decMode }

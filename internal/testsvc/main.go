@@ -1,0 +1,148 @@
+// Command testsvc is a service for testing init's supervisor: it becomes
+// ready, crashes, hangs or reports the status of init, as -mode says. It is
+// placed only in test images.
+//
+//	-mode=steady        notify ready, run until SIGTERM, exit 0
+//	-mode=flaky         count starts in -state; exit 1 before notifying for
+//	                    the first -crashes starts, then behave like steady
+//	-mode=crash         exit 1 after ~100ms, never ready
+//	-mode=status        wait until init's status socket reports every
+//	                    critical service ready, print "testsvc: status" and
+//	                    the table `otgate status` prints, exit 0
+//	-mode=hang-on-term  notify ready, ignore SIGTERM (init must SIGKILL it)
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/otgate/otgate/internal/bootcfg"
+	"github.com/otgate/otgate/internal/initstatus"
+	"github.com/otgate/otgate/internal/ready"
+)
+
+func main() {
+	mode := flag.String("mode", "steady", "steady, flaky, crash, status or hang-on-term")
+	crashes := flag.Int("crashes", 1, "flaky: crash on this many starts")
+	state := flag.String("state", "", "flaky: file counting starts")
+	socket := flag.String("socket", bootcfg.StatusSocket, "status: init's status socket")
+	wait := flag.Duration("wait", 60*time.Second, "status: how long to wait for readiness")
+	flag.Parse()
+	if err := run(*mode, *crashes, *state, *socket, *wait); err != nil {
+		fmt.Fprintf(os.Stderr, "testsvc: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(mode string, crashes int, state, socket string, wait time.Duration) error {
+	switch mode {
+	case "steady":
+		return steady(false)
+	case "hang-on-term":
+		return steady(true)
+	case "crash":
+		time.Sleep(100 * time.Millisecond)
+		fmt.Println("testsvc: crashing")
+		os.Exit(1)
+	case "flaky":
+		if state == "" {
+			return errors.New("-mode=flaky needs -state FILE")
+		}
+		n, err := countStart(state)
+		if err != nil {
+			return err
+		}
+		if n <= crashes {
+			fmt.Printf("testsvc: start %d of %d crashing starts: exiting 1\n", n, crashes)
+			os.Exit(1)
+		}
+		return steady(false)
+	case "status":
+		return printStatus(socket, wait)
+	}
+	return fmt.Errorf("unknown -mode %q (want steady, flaky, crash, status or hang-on-term)", mode)
+}
+
+func steady(ignoreTerm bool) error {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM)
+	if err := ready.Notify(); err != nil {
+		return err
+	}
+	fmt.Println("testsvc: ready")
+	for range sig {
+		if ignoreTerm {
+			fmt.Println("testsvc: SIGTERM ignored")
+			continue
+		}
+		fmt.Println("testsvc: SIGTERM, exiting")
+		return nil
+	}
+	return nil
+}
+
+// countStart increments the decimal counter in path and returns it.
+func countStart(path string) (int, error) {
+	n := 0
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if n, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
+			return 0, fmt.Errorf("%s: %w", path, err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return 0, err
+	}
+	n++
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(n)), 0o644); err != nil {
+		return 0, err
+	}
+	return n, os.Rename(tmp, path)
+}
+
+func printStatus(socket string, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		st, err := status(socket)
+		if err == nil && criticalReady(st) {
+			fmt.Println("testsvc: status")
+			return initstatus.WriteTable(os.Stdout, st)
+		}
+		if time.Now().After(deadline) {
+			if err == nil {
+				err = errors.New("critical services not ready")
+			}
+			return fmt.Errorf("status after %s: %w", wait, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func status(socket string) (*initstatus.Status, error) {
+	c, err := initstatus.Dial(socket)
+	if err != nil {
+		return nil, err
+	}
+	return c.Status()
+}
+
+// criticalReady: every critical service except this process is ready.
+func criticalReady(st *initstatus.Status) bool {
+	for _, s := range st.Services {
+		if !s.Critical || s.PID == os.Getpid() {
+			continue
+		}
+		if s.State != initstatus.StateReady && s.State != initstatus.StateDone {
+			return false
+		}
+	}
+	return true
+}
