@@ -1,0 +1,39 @@
+package audit
+
+import (
+	"errors"
+	"fmt"
+)
+
+// More sentinel errors wrapped by a *Problem.
+var (
+	ErrChain      = errors.New("hash chain broken")
+	ErrSeq        = errors.New("sequence broken")
+	ErrSignature  = errors.New("bad checkpoint signature")
+	ErrCheckpoint = errors.New("bad checkpoint")
+	ErrLogID      = errors.New("log id mismatch")
+	ErrFiles      = errors.New("bad file set")
+)
+
+// Problem names the first bad record of a log: file, offset, seq (when it
+// could be read) and what is wrong.
+type Problem struct {
+	File   string
+	Offset int64
+	Seq    uint64
+	HasSeq bool
+	Err    error
+}
+
+func (p *Problem) Error() string {
+	where := p.File
+	if p.Offset >= 0 {
+		where += fmt.Sprintf(" offset %d", p.Offset)
+	}
+	if p.HasSeq {
+		where += fmt.Sprintf(" seq %d", p.Seq)
+	}
+	return where + ": " + p.Err.Error()
+}
+
+func (p *Problem) Unwrap() error { return p.Err }

@@ -1,0 +1,119 @@
+package audit
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// Entry is one record as read from disk.
+type Entry struct {
+	File   string // base name of the file
+	Offset int64  // offset of the frame in the file
+	Size   int64  // frame size in bytes
+	Record Record
+	Body   Body
+	Hash   Hash
+}
+
+// Reader reads the records of every file of a log directory in order. It
+// checks framing, CRC and encoding (not the chain: see Verify).
+type Reader struct {
+	dir   string
+	files []logFile
+	i     int
+	f     *os.File
+	sc    *frameScanner
+	torn  *TornTail
+}
+
+// NewReader opens dir for reading.
+func NewReader(dir string) (*Reader, error) {
+	files, err := listFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("%w: no %s*%s files in %s", ErrFiles, filePrefix, fileSuffix, dir)
+	}
+	return &Reader{dir: dir, files: files, i: -1}, nil
+}
+
+// Torn returns the torn tail of the newest file once Next has reached it.
+func (r *Reader) Torn() *TornTail { return r.torn }
+
+// FileIndex returns the index of the file the last Entry came from.
+func (r *Reader) fileIndex() uint64 { return r.files[r.i].index }
+
+// Next returns the next record, io.EOF after the last one, or a *Problem.
+// A torn tail is only accepted at the end of the newest file (see Torn);
+// in an older file it is reported as ErrTruncated.
+func (r *Reader) Next() (Entry, error) {
+	for {
+		if r.sc == nil {
+			if r.i+1 >= len(r.files) {
+				return Entry{}, io.EOF
+			}
+			r.i++
+			if err := r.open(); err != nil {
+				return Entry{}, err
+			}
+		}
+		payload, off, err := r.sc.next()
+		if err == io.EOF {
+			r.closeFile()
+			continue
+		}
+		var torn *errTorn
+		if errors.As(err, &torn) {
+			r.closeFile()
+			if r.i == len(r.files)-1 {
+				r.torn = &torn.tail
+				return Entry{}, io.EOF
+			}
+			return Entry{}, &Problem{File: torn.tail.File, Offset: torn.tail.Offset,
+				Err: fmt.Errorf("%w: %s in a file that is not the newest (only the newest file may end in a torn record)", ErrTruncated, torn.tail.Reason)}
+		}
+		if err != nil {
+			r.closeFile()
+			return Entry{}, err
+		}
+		rec, body, h, err := DecodeRecord(payload)
+		if err != nil {
+			r.closeFile()
+			return Entry{}, &Problem{File: r.files[r.i].name, Offset: off, Err: err}
+		}
+		return Entry{File: r.files[r.i].name, Offset: off, Size: frameHeaderSize + int64(len(payload)),
+			Record: rec, Body: body, Hash: h}, nil
+	}
+}
+
+func (r *Reader) open() error {
+	name := r.files[r.i].name
+	f, err := os.Open(filepath.Join(r.dir, name))
+	if err != nil {
+		return fmt.Errorf("open audit log file: %w", err)
+	}
+	sc, err := newFrameScanner(f, name)
+	if err != nil {
+		f.Close()
+		return err
+	}
+	r.f, r.sc = f, sc
+	return nil
+}
+
+func (r *Reader) closeFile() {
+	if r.f != nil {
+		r.f.Close()
+	}
+	r.f, r.sc = nil, nil
+}
+
+// Close releases the open file, if any.
+func (r *Reader) Close() error {
+	r.closeFile()
+	return nil
+}

@@ -1,0 +1,195 @@
+package audit
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// PayloadFormatter renders a payload record decoded by one protocol
+// inspector (see ShowOptions.Formatters); ok false falls back to the
+// default rendering.
+type PayloadFormatter func(p Payload) (line string, ok bool)
+
+// ShowOptions selects and renders records for a transcript.
+type ShowOptions struct {
+	// Session keeps only the records of this session id.
+	Session string
+	// Formatters renders payloads by Decoded.Protocol.
+	Formatters map[string]PayloadFormatter
+	// HexPreview is how many raw bytes a payload line shows (default 16).
+	HexPreview int
+}
+
+// Show writes a transcript of the log in dir to out, one line per record.
+// It checks framing and encoding (not the chain or signatures: use Verify)
+// and stops at the first unreadable record with its error.
+func Show(out io.Writer, dir string, opts ShowOptions) error {
+	r, err := NewReader(dir)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	for {
+		e, err := r.Next()
+		if err == io.EOF {
+			if t := r.Torn(); t != nil && opts.Session == "" {
+				fmt.Fprintf(out, "-- %s\n", t)
+			}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if opts.Session != "" && SessionOf(e.Body) != opts.Session {
+			continue
+		}
+		if _, err := fmt.Fprintln(out, FormatEntry(e, opts)); err != nil {
+			return fmt.Errorf("write transcript: %w", err)
+		}
+	}
+}
+
+// SessionOf returns the session id a body belongs to, or "".
+func SessionOf(b Body) string {
+	switch v := b.(type) {
+	case SessionStart:
+		return v.SessionID
+	case Payload:
+		return v.SessionID
+	case SessionEnd:
+		return v.SessionID
+	case Event:
+		return v.SessionID
+	}
+	return ""
+}
+
+// FormatTime renders a record time: UTC, milliseconds.
+func FormatTime(ts Timestamp) string {
+	return ts.Time().Format("2006-01-02T15:04:05.000Z")
+}
+
+// FormatEntry renders one record as a transcript line.
+func FormatEntry(e Entry, opts ShowOptions) string {
+	return fmt.Sprintf("%s #%d %s", FormatTime(e.Record.Time), e.Record.Seq, FormatBody(e.Record.Time, e.Body, opts))
+}
+
+// FormatBody renders a record body; at is the record's time (for "until").
+func FormatBody(at Timestamp, b Body, opts ShowOptions) string {
+	switch v := b.(type) {
+	case SessionStart:
+		s := fmt.Sprintf("session %s start %s -> %s (%s) rule %q", v.SessionID, v.User, v.Asset, v.Protocol, v.Rule)
+		if v.ValidUntil != 0 {
+			s += " until " + untilString(at.Time(), v.ValidUntil.Time())
+		}
+		if v.Source != "" {
+			s += " from " + v.Source
+		}
+		if v.CertSerial != "" {
+			s += " cert " + v.CertSerial
+		}
+		return s
+	case Payload:
+		return "session " + v.SessionID + " " + formatPayload(v, opts)
+	case SessionEnd:
+		return fmt.Sprintf("session %s end %s (-> %d B, <- %d B)", v.SessionID, v.Reason, v.BytesToAsset, v.BytesToClient)
+	case Event:
+		s := "event " + v.Type
+		for _, f := range []struct{ k, v string }{{"user", v.User}, {"from", v.Source}, {"session", v.SessionID},
+			{"asset", v.Asset}, {"protocol", v.Protocol}, {"rule", v.Rule}} {
+			if f.v != "" {
+				s += " " + f.k + " " + f.v
+			}
+		}
+		if v.Reason != "" {
+			s += ": " + v.Reason
+		}
+		return s
+	case Checkpoint:
+		return fmt.Sprintf("checkpoint %d..%d head %x key %s", v.First, v.Last, v.Head[:8], v.KeyID)
+	case Rotation:
+		s := fmt.Sprintf("rotation file %d log %s prev head %x", v.File, v.LogID, v.PrevHead[:8])
+		if v.PrevFile != "" {
+			s += " after " + v.PrevFile
+		}
+		return s
+	}
+	return fmt.Sprintf("%T", b)
+}
+
+func untilString(at, until time.Time) string {
+	if at.Year() == until.Year() && at.YearDay() == until.YearDay() {
+		return until.Format("15:04")
+	}
+	return until.Format("2006-01-02T15:04Z")
+}
+
+func formatPayload(p Payload, opts ShowOptions) string {
+	if p.Decoded != nil {
+		if f := opts.Formatters[p.Decoded.Protocol]; f != nil {
+			if line, ok := f(p); ok {
+				return line
+			}
+		}
+		return p.Direction.String() + " " + formatDecoded(*p.Decoded)
+	}
+	n := opts.HexPreview
+	if n <= 0 {
+		n = 16
+	}
+	s := fmt.Sprintf("%s %d bytes", p.Direction, p.Bytes)
+	if len(p.Raw) > 0 {
+		show := p.Raw
+		if len(show) > n {
+			show = show[:n]
+		}
+		s += " " + spacedHex(show)
+		if uint64(len(show)) < p.Bytes {
+			s += " ..."
+		}
+	}
+	return s
+}
+
+func formatDecoded(d Decoded) string {
+	var b strings.Builder
+	b.WriteString(d.Protocol)
+	fmt.Fprintf(&b, " unit %d fc %d", d.Unit, d.Function)
+	if d.FunctionName != "" {
+		b.WriteString(" " + d.FunctionName)
+	}
+	if d.Table != "" {
+		fmt.Fprintf(&b, " %s %d+%d", d.Table, d.Start, d.Count)
+	} else if d.Count > 0 {
+		fmt.Fprintf(&b, " %d+%d", d.Start, d.Count)
+	}
+	if len(d.Values) > 0 {
+		vals := make([]string, len(d.Values))
+		for i, v := range d.Values {
+			vals[i] = strconv.FormatInt(v, 10)
+		}
+		b.WriteString(" = [" + strings.Join(vals, " ") + "]")
+	}
+	if d.Outcome != "" {
+		b.WriteString(" " + d.Outcome)
+	}
+	if d.Latency > 0 {
+		b.WriteString(" " + time.Duration(d.Latency).String())
+	}
+	return b.String()
+}
+
+func spacedHex(b []byte) string {
+	const digits = "0123456789abcdef"
+	out := make([]byte, 0, len(b)*3)
+	for i, c := range b {
+		if i > 0 {
+			out = append(out, ' ')
+		}
+		out = append(out, digits[c>>4], digits[c&15])
+	}
+	return string(out)
+}

@@ -1,0 +1,334 @@
+package audit
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+)
+
+// ErrClosed is returned by appends to a closed Writer.
+var ErrClosed = errors.New("audit log closed")
+
+// Position says where a record was written.
+type Position struct {
+	File   string
+	Offset int64
+	Seq    uint64
+	Hash   Hash
+}
+
+// Writer appends records to a log directory. It is safe for concurrent use.
+type Writer struct {
+	dir    string
+	cfg    config
+	signer crypto.Signer
+	keyID  string
+	logID  string
+
+	mu       sync.Mutex
+	cond     *sync.Cond
+	f        *os.File
+	fileIdx  uint64
+	fileName string
+	fileSize int64
+	nextSeq  uint64
+	head     Hash
+	written  uint64 // logical bytes written, across files
+	durable  uint64 // logical bytes known fsynced
+	syncing  bool
+	err      error // sticky: set by a failed write or fsync
+	closed   bool
+	frameBuf []byte
+
+	// Checkpoint bookkeeping (under mu).
+	nextUnsigned  uint64 // first seq not covered by a checkpoint
+	nonCP         uint64 // non-checkpoint records appended since Open
+	nonCPSigned   uint64 // ... of which covered by the last checkpoint
+	pendingSigned uint64 // nonCP snapshot of the checkpoint being appended
+	lastCP        Position
+
+	signMu    sync.Mutex // one checkpoint at a time
+	trigger   chan struct{}
+	done      chan struct{}
+	loopDone  chan struct{}
+	recovered *TornTail
+}
+
+// Open opens the log in dir for appending, creating dir and the first file
+// if needed. For an existing log it reads the newest file, checks its
+// chain, and truncates a torn tail (keeping the torn bytes in a side file
+// and recording a "log-recovered" event); any other damage makes Open fail
+// without changing anything. signer signs checkpoints.
+func Open(dir string, signer crypto.Signer, opts ...Option) (*Writer, error) {
+	if signer == nil {
+		return nil, errors.New("open audit log: no checkpoint signer")
+	}
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	keyID, err := KeyID(signer.Public())
+	if err != nil {
+		return nil, fmt.Errorf("open audit log %s: signer: %w", dir, err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open audit log: %w", err)
+	}
+	w := &Writer{dir: dir, cfg: cfg, signer: signer, keyID: keyID,
+		trigger: make(chan struct{}, 1), done: make(chan struct{}), loopDone: make(chan struct{})}
+	w.cond = sync.NewCond(&w.mu)
+	files, err := listFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	if len(files) == 0 {
+		if err := w.create(); err != nil {
+			return nil, err
+		}
+	} else if err := w.recover(files[len(files)-1]); err != nil {
+		return nil, err
+	}
+	go w.loop()
+	if w.recovered != nil {
+		ev := Event{Type: "log-recovered", Reason: w.recovered.String()}
+		if _, err := w.Append(context.Background(), ev); err != nil {
+			w.Close()
+			return nil, err
+		}
+		w.kick()
+	}
+	return w, nil
+}
+
+// create starts a new log with file 0.
+func (w *Writer) create() error {
+	w.logID = w.cfg.logID
+	if w.logID == "" {
+		var b [16]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return fmt.Errorf("new audit log id: %w", err)
+		}
+		w.logID = hex.EncodeToString(b[:])
+	}
+	g := Genesis(w.logID)
+	return w.startFile(0, g, Rotation{LogID: w.logID, File: 0, PrevHead: g[:]})
+}
+
+// startFile creates file idx durably, holding only its rotation record,
+// and makes it current. prev is the hash the rotation record chains to.
+func (w *Writer) startFile(idx uint64, prev Hash, rot Rotation) error {
+	enc, err := encodeBody(rot)
+	if err != nil {
+		return err
+	}
+	rec := Record{Seq: w.nextSeq, Time: TimestampOf(w.cfg.now()), Prev: prev[:], Kind: KindRotation, Body: enc}
+	payload, err := encodeRecord(&rec)
+	if err != nil {
+		return fmt.Errorf("encode rotation record: %w", err)
+	}
+	content := appendFrame([]byte(fileMagic), payload)
+	name := FileName(idx)
+	f, err := createDurable(w.dir, name, content)
+	if err != nil {
+		return fmt.Errorf("start audit log file: %w", err)
+	}
+	if w.f != nil {
+		w.f.Close()
+	}
+	w.f, w.fileIdx, w.fileName, w.fileSize = f, idx, name, int64(len(content))
+	w.written += uint64(len(content))
+	w.durable = w.written
+	w.nextSeq++
+	w.nonCP++
+	w.head = sha256.Sum256(payload)
+	return nil
+}
+
+// LogID returns the id of the log.
+func (w *Writer) LogID() string { return w.logID }
+
+// KeyID returns the id of the checkpoint signing key.
+func (w *Writer) KeyID() string { return w.keyID }
+
+// Recovered returns the torn tail Open truncated, or nil.
+func (w *Writer) Recovered() *TornTail { return w.recovered }
+
+// Append writes b and returns once it is durable (fsynced). Concurrent
+// callers share fsyncs. ctx is checked before writing only: once written,
+// Append waits for the fsync. On error the record may or may not be in the
+// log; the caller must treat the action it records as not logged (the
+// proxy refuses the session).
+func (w *Writer) Append(ctx context.Context, b Body) (Position, error) {
+	if err := ctx.Err(); err != nil {
+		return Position{}, fmt.Errorf("append %s: %w", b.Kind(), err)
+	}
+	pos, end, err := w.append(b)
+	if err != nil {
+		return Position{}, err
+	}
+	if err := w.waitDurable(end); err != nil {
+		return Position{}, err
+	}
+	return pos, nil
+}
+
+// AppendBuffered writes b without waiting for an fsync; see the package
+// documentation for when it becomes durable.
+func (w *Writer) AppendBuffered(b Body) (Position, error) {
+	pos, _, err := w.append(b)
+	return pos, err
+}
+
+// Sync returns once every record written so far is durable.
+func (w *Writer) Sync() error {
+	w.mu.Lock()
+	end := w.written
+	w.mu.Unlock()
+	return w.waitDurable(end)
+}
+
+func (w *Writer) append(b Body) (Position, uint64, error) {
+	switch b.(type) {
+	case Rotation, *Rotation:
+		return Position{}, 0, fmt.Errorf("append: %w: rotation records are written by the log itself", ErrInvalidBody)
+	case Checkpoint, *Checkpoint:
+		return Position{}, 0, fmt.Errorf("append: %w: use Writer.Checkpoint", ErrInvalidBody)
+	}
+	return w.appendAny(b)
+}
+
+func (w *Writer) appendAny(b Body) (Position, uint64, error) {
+	enc, err := encodeBody(b)
+	if err != nil {
+		return Position{}, 0, fmt.Errorf("append: %w", err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.usable(); err != nil {
+		return Position{}, 0, err
+	}
+	for w.fileSize >= w.cfg.maxFileSize {
+		if w.syncing {
+			w.cond.Wait()
+			if err := w.usable(); err != nil {
+				return Position{}, 0, err
+			}
+			continue
+		}
+		if err := w.rotate(); err != nil {
+			return Position{}, 0, err
+		}
+	}
+	rec := Record{Seq: w.nextSeq, Time: TimestampOf(w.cfg.now()), Prev: w.head[:], Kind: b.Kind(), Body: enc}
+	payload, err := encodeRecord(&rec)
+	if err != nil {
+		return Position{}, 0, fmt.Errorf("append %s: encode: %w", b.Kind(), err)
+	}
+	if len(payload) > MaxRecordSize {
+		return Position{}, 0, fmt.Errorf("append %s: record of %d bytes exceeds the maximum %d", b.Kind(), len(payload), MaxRecordSize)
+	}
+	w.frameBuf = appendFrame(w.frameBuf[:0], payload)
+	if _, err := w.f.WriteAt(w.frameBuf, w.fileSize); err != nil {
+		// Best effort: remove a partial frame now; Open would anyway.
+		_ = w.f.Truncate(w.fileSize)
+		w.fail(fmt.Errorf("write %s at offset %d: %w", w.fileName, w.fileSize, err))
+		return Position{}, 0, w.err
+	}
+	pos := Position{File: w.fileName, Offset: w.fileSize, Seq: rec.Seq, Hash: sha256.Sum256(payload)}
+	w.fileSize += int64(len(w.frameBuf))
+	w.written += uint64(len(w.frameBuf))
+	w.nextSeq++
+	w.head = pos.Hash
+	switch v := b.(type) {
+	case Checkpoint:
+		w.nextUnsigned = v.Last + 1
+		w.nonCPSigned = w.pendingSigned
+		w.lastCP = pos
+	case SessionEnd:
+		w.nonCP++
+		w.kick()
+	default:
+		w.nonCP++
+		if w.nonCP-w.nonCPSigned >= w.cfg.checkpointEvery {
+			w.kick()
+		}
+	}
+	return pos, w.written, nil
+}
+
+func (w *Writer) usable() error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+func (w *Writer) fail(err error) {
+	if w.err == nil {
+		w.err = fmt.Errorf("audit log %s unusable, no further records can be written: %w", w.dir, err)
+	}
+	w.cond.Broadcast()
+}
+
+// waitDurable returns once logical offset end is fsynced. The first waiter
+// that finds no fsync running runs one for everybody written so far.
+func (w *Writer) waitDurable(end uint64) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for w.durable < end {
+		if w.err != nil {
+			return w.err
+		}
+		if w.syncing {
+			w.cond.Wait()
+			continue
+		}
+		w.syncing = true
+		target, f, name := w.written, w.f, w.fileName
+		w.mu.Unlock()
+		err := f.Sync()
+		w.mu.Lock()
+		w.syncing = false
+		if err != nil {
+			w.fail(fmt.Errorf("fsync %s: %w", name, err))
+		} else if target > w.durable {
+			w.durable = target
+		}
+		w.cond.Broadcast()
+	}
+	return nil
+}
+
+// rotate closes the current file (fsynced) and starts the next one with a
+// rotation record carrying the head. Called with mu held and no fsync
+// running.
+func (w *Writer) rotate() error {
+	if err := w.f.Sync(); err != nil {
+		w.fail(fmt.Errorf("fsync %s before rotation: %w", w.fileName, err))
+		return w.err
+	}
+	w.durable = w.written
+	rot := Rotation{LogID: w.logID, File: w.fileIdx + 1, PrevHead: append([]byte(nil), w.head[:]...),
+		PrevFile: w.fileName, NextUnsigned: w.nextUnsigned}
+	if err := w.startFile(w.fileIdx+1, w.head, rot); err != nil {
+		w.fail(err)
+		return w.err
+	}
+	return nil
+}
+
+func (w *Writer) kick() {
+	select {
+	case w.trigger <- struct{}{}:
+	default:
+	}
+}
