@@ -1,0 +1,270 @@
+package ruleset
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// The one table the gate owns, and the names inside it.
+const (
+	TableName = "otgate"
+
+	ChainInput      = "input"
+	ChainForward    = "forward"
+	ChainOutput     = "output"
+	ChainToOT       = "to_ot"
+	ChainWouldBlock = "would_block"
+
+	SetDownlinks    = "downlinks"
+	SetListenPorts  = "listen_ports"
+	SetAssetPorts   = "asset_ports"
+	SetEnforceAddrs = "enforce_addrs"
+	SetMonitorAddrs = "monitor_addrs"
+	SetExceptions   = "exceptions"
+	SetWBLast       = "would_block_last"
+	SetWBFirst      = "would_block_first"
+
+	// LogPrefix starts every would-block log line.
+	LogPrefix = "otgate-would-block"
+
+	// rulePrefix starts every rule comment (userdata) the gate writes.
+	rulePrefix = "otgate:"
+)
+
+// Table is the gate's table.
+var Table = &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
+
+var flowKeyType = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
+
+// Desired is a pure description of the gate's table: what Apply writes and
+// what the drift check compares the kernel with.
+type Desired struct {
+	Sets   []SetDesc
+	Chains []ChainDesc
+}
+
+// SetDesc is one named set with its elements.
+type SetDesc struct {
+	Set      nftables.Set
+	Elements []nftables.SetElement
+	// Dynamic sets are filled by the packet path; their elements are not
+	// part of the desired state.
+	Dynamic bool
+}
+
+// ChainDesc is one chain and its rules in order.
+type ChainDesc struct {
+	Name   string
+	Base   bool // a base chain with a hook
+	Hook   *nftables.ChainHook
+	Policy nftables.ChainPolicy
+	Rules  []RuleDesc
+}
+
+// RuleDesc is one rule. Name is unique in the table; it is stored as the
+// rule's comment so drift can be reported in words.
+type RuleDesc struct {
+	Name  string
+	Exprs []expr.Any
+}
+
+// Comment is the rule comment the kernel keeps for this rule.
+func (r RuleDesc) Comment() string { return rulePrefix + r.Name }
+
+// Build describes the table for spec at time now (exceptions expired at now
+// are left out; the others carry their remaining lifetime as a kernel
+// timeout, so the kernel drops them on time even if no service runs).
+func Build(spec *Spec, now time.Time) (*Desired, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	d := &Desired{}
+	ids := map[string]uint32{}
+	addSet := func(s nftables.Set, elems []nftables.SetElement, dynamic bool) {
+		s.Table = Table
+		s.ID = uint32(len(d.Sets) + 1)
+		ids[s.Name] = s.ID
+		d.Sets = append(d.Sets, SetDesc{Set: s, Elements: elems, Dynamic: dynamic})
+	}
+
+	// Interfaces and listeners.
+	var downs []nftables.SetElement
+	for _, n := range sortedStrings(spec.Downlinks) {
+		downs = append(downs, nftables.SetElement{Key: ifname(n)})
+	}
+	addSet(nftables.Set{Name: SetDownlinks, KeyType: nftables.TypeIFName}, downs, false)
+	var listen []nftables.SetElement
+	for _, p := range sortedPorts(spec.ListenPorts) {
+		listen = append(listen, nftables.SetElement{Key: portKey(p)})
+	}
+	addSet(nftables.Set{Name: SetListenPorts, KeyType: nftables.TypeInetService}, listen, false)
+
+	// Assets: the proxy's allowed destinations and the zone membership.
+	var assetPorts, enforce, monitor []nftables.SetElement
+	for _, a := range spec.Assets {
+		ip, _ := parseIPv4(a.Address) // validated
+		for _, p := range sortedPorts(a.TCPPorts) {
+			assetPorts = append(assetPorts, nftables.SetElement{Key: addrPortKey(ip, p)})
+		}
+		b := ip.As4()
+		if a.Mode == ModeMonitor {
+			monitor = append(monitor, nftables.SetElement{Key: b[:]})
+		} else {
+			enforce = append(enforce, nftables.SetElement{Key: b[:]})
+		}
+	}
+	addSet(nftables.Set{Name: SetAssetPorts, Concatenation: true,
+		KeyType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)}, sortedElems(assetPorts), false)
+	addSet(nftables.Set{Name: SetEnforceAddrs, KeyType: nftables.TypeIPAddr}, sortedElems(enforce), false)
+	addSet(nftables.Set{Name: SetMonitorAddrs, KeyType: nftables.TypeIPAddr}, sortedElems(monitor), false)
+
+	// Exceptions: one element each, with a per-element counter and the
+	// remaining lifetime as its kernel timeout.
+	var exc []nftables.SetElement
+	for _, e := range spec.Active(now) {
+		from, _ := parseIPv4(e.From)
+		to, _ := parseIPv4(e.To)
+		proto, _ := protoNumber(e.Protocol)
+		left := e.Expires.Sub(now).Round(time.Millisecond)
+		if left < time.Millisecond {
+			left = time.Millisecond
+		}
+		exc = append(exc, nftables.SetElement{Key: flowKey(from, to, proto, e.Port), Timeout: left, Comment: e.ID})
+	}
+	addSet(nftables.Set{Name: SetExceptions, Concatenation: true, HasTimeout: true, Counter: true, KeyType: flowKeyType}, exc, false)
+
+	// Would-block report sets: "last" is refreshed on every packet
+	// (update), "first" is only added (its timer starts at the first packet).
+	ttl := spec.wouldBlockTTL()
+	addSet(nftables.Set{Name: SetWBLast, Concatenation: true, Dynamic: true, HasTimeout: true, Timeout: ttl,
+		Counter: true, Size: 65535, KeyType: flowKeyType}, nil, true)
+	addSet(nftables.Set{Name: SetWBFirst, Concatenation: true, Dynamic: true, HasTimeout: true, Timeout: ttl,
+		Size: 65535, KeyType: flowKeyType}, nil, true)
+
+	est := matchCtState(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED)
+	invalidState := matchCtState(expr.CtStateBitINVALID)
+	accept, drop := verdict(expr.VerdictAccept), verdict(expr.VerdictDrop)
+
+	input := ChainDesc{Name: ChainInput, Base: true, Hook: nftables.ChainHookInput, Policy: nftables.ChainPolicyDrop}
+	input.Rules = append(input.Rules,
+		RuleDesc{"input/loopback", cat(matchIIF("lo"), one(accept))},
+		RuleDesc{"input/invalid", cat(invalidState, one(&expr.Counter{}, drop))},
+		RuleDesc{"input/established", cat(est, one(accept))},
+	)
+	if spec.DHCPClient {
+		input.Rules = append(input.Rules, RuleDesc{"input/dhcp-client", cat(matchIIF(spec.Uplink), matchL4(unix.IPPROTO_UDP),
+			one(loadTransport(1, thSportOffset), &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: portKey(67)},
+				loadTransport(1, thDportOffset), &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: portKey(68)}, accept))})
+	}
+	input.Rules = append(input.Rules,
+		RuleDesc{"input/listeners", cat(matchIIF(spec.Uplink), matchL4(unix.IPPROTO_TCP),
+			one(loadTransport(1, thDportOffset), &expr.Lookup{SourceRegister: 1, SetName: SetListenPorts, SetID: ids[SetListenPorts]}, accept))},
+		RuleDesc{"input/drop", one(&expr.Counter{}, drop)},
+	)
+
+	wbLoad := func() []expr.Any { return cat(matchIPv4(), loadFlowKey(false)) }
+	forward := ChainDesc{Name: ChainForward, Base: true, Hook: nftables.ChainHookForward, Policy: nftables.ChainPolicyDrop}
+	forward.Rules = append(forward.Rules,
+		RuleDesc{"forward/invalid", cat(invalidState, one(&expr.Counter{}, drop))},
+		RuleDesc{"forward/exceptions", cat(wbLoad(), one(
+			&expr.Lookup{SourceRegister: 1, SetName: SetExceptions, SetID: ids[SetExceptions]}, accept))},
+		RuleDesc{"forward/exception-replies", cat(est, matchIPv4(), loadFlowKey(true), one(
+			&expr.Lookup{SourceRegister: 1, SetName: SetExceptions, SetID: ids[SetExceptions]}, accept))},
+		RuleDesc{"forward/to-enforce-zone", cat(matchIPv4(), matchAddrSet(ipv4DaddrOffset, SetEnforceAddrs, ids[SetEnforceAddrs]), one(&expr.Counter{}, drop))},
+		RuleDesc{"forward/to-monitor-zone", cat(matchIPv4(), matchAddrSet(ipv4DaddrOffset, SetMonitorAddrs, ids[SetMonitorAddrs]), one(jump(ChainWouldBlock)))},
+		RuleDesc{"forward/from-monitor-zone", cat(matchIPv4(), matchAddrSet(ipv4SaddrOffset, SetMonitorAddrs, ids[SetMonitorAddrs]), one(jump(ChainWouldBlock)))},
+		RuleDesc{"forward/drop", one(&expr.Counter{}, drop)},
+	)
+
+	output := ChainDesc{Name: ChainOutput, Base: true, Hook: nftables.ChainHookOutput, Policy: nftables.ChainPolicyAccept}
+	output.Rules = append(output.Rules,
+		RuleDesc{"output/to-ot", cat(matchOIFSet(SetDownlinks, ids[SetDownlinks]), one(jump(ChainToOT)))})
+
+	proxy := cat(matchUID(spec.Proxy.UID))
+	if spec.Proxy.Mark != 0 {
+		proxy = cat(proxy, matchMark(spec.Proxy.Mark))
+	}
+	toOT := ChainDesc{Name: ChainToOT}
+	toOT.Rules = append(toOT.Rules,
+		RuleDesc{"to_ot/invalid", cat(invalidState, one(&expr.Counter{}, drop))},
+		RuleDesc{"to_ot/established", cat(est, one(accept))},
+		RuleDesc{"to_ot/proxy-to-asset", cat(proxy, matchIPv4(), matchL4(unix.IPPROTO_TCP), one(
+			loadNet(1, ipv4DaddrOffset, 4), loadTransport(9, thDportOffset),
+			&expr.Lookup{SourceRegister: 1, SetName: SetAssetPorts, SetID: ids[SetAssetPorts]}, accept))},
+		RuleDesc{"to_ot/to-enforce-zone", cat(matchIPv4(), matchAddrSet(ipv4DaddrOffset, SetEnforceAddrs, ids[SetEnforceAddrs]), one(&expr.Counter{}, drop))},
+		RuleDesc{"to_ot/to-monitor-zone", cat(matchIPv4(), matchAddrSet(ipv4DaddrOffset, SetMonitorAddrs, ids[SetMonitorAddrs]), one(jump(ChainWouldBlock)))},
+		RuleDesc{"to_ot/drop", one(&expr.Counter{}, drop)},
+	)
+
+	wb := ChainDesc{Name: ChainWouldBlock}
+	wb.Rules = append(wb.Rules,
+		RuleDesc{"would_block/replies", cat(est, matchCtReply(), one(accept))},
+		RuleDesc{"would_block/record", cat(wbLoad(), one(
+			&expr.Dynset{SrcRegKey: 1, SetName: SetWBLast, SetID: ids[SetWBLast], Operation: uint32(unix.NFT_DYNSET_OP_UPDATE), Exprs: []expr.Any{&expr.Counter{}}},
+			&expr.Dynset{SrcRegKey: 1, SetName: SetWBFirst, SetID: ids[SetWBFirst], Operation: uint32(unix.NFT_DYNSET_OP_ADD)},
+		))},
+		RuleDesc{"would_block/log", one(
+			&expr.Limit{Type: expr.LimitTypePkts, Rate: 10, Unit: expr.LimitTimeSecond, Burst: 20},
+			&expr.Log{Key: 1<<unix.NFTA_LOG_PREFIX | 1<<unix.NFTA_LOG_GROUP, Group: spec.LogGroup, Data: []byte(LogPrefix)},
+		)},
+		RuleDesc{"would_block/accept", one(&expr.Counter{}, accept)},
+	)
+
+	d.Chains = []ChainDesc{input, forward, output, toOT, wb}
+	return d, nil
+}
+
+// BuildBaseline describes the baseline table: the deny rules without any
+// asset or exception.
+func BuildBaseline(b BaselineSpec) (*Desired, error) {
+	return Build(&Spec{BaselineSpec: b}, time.Time{})
+}
+
+// RuleNames lists the rule names of chain in order (for drift reports).
+func (d *Desired) RuleNames(chain string) []string {
+	for _, c := range d.Chains {
+		if c.Name == chain {
+			var out []string
+			for _, r := range c.Rules {
+				out = append(out, r.Name)
+			}
+			return out
+		}
+	}
+	return nil
+}
+
+func sortedStrings(in []string) []string {
+	out := append([]string(nil), in...)
+	sort.Strings(out)
+	return out
+}
+
+func sortedPorts(in []uint16) []uint16 {
+	out := append([]uint16(nil), in...)
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+func sortedElems(in []nftables.SetElement) []nftables.SetElement {
+	sort.Slice(in, func(i, j int) bool { return string(in[i].Key) < string(in[j].Key) })
+	return in
+}
+
+// String names a desired table briefly (for logs).
+func (d *Desired) String() string {
+	n := 0
+	for _, c := range d.Chains {
+		n += len(c.Rules)
+	}
+	e := 0
+	for _, s := range d.Sets {
+		e += len(s.Elements)
+	}
+	return fmt.Sprintf("table inet %s: %d chains, %d rules, %d sets, %d elements", TableName, len(d.Chains), n, len(d.Sets), e)
+}

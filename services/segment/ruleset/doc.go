@@ -1,0 +1,37 @@
+// Package ruleset turns a Spec (the gate's interfaces, the proxy's identity,
+// the assets and the exceptions) into the gate's nftables ruleset and puts it
+// into the kernel as one atomic batch.
+//
+// The gate owns exactly one table, "inet otgate". Every change deletes and
+// recreates that table inside a single netlink batch (one nftables.Conn
+// Flush), so the kernel switches from the old ruleset to the new one in one
+// step: there is never a moment without the deny rules, and tables owned by
+// anything else are never touched. Rules stay in the kernel when the process
+// that installed them exits.
+//
+// The layering:
+//
+//   - spec.go: what the caller wants (Spec, BaselineSpec) and its validation;
+//   - desired.go: a pure description of the table (sets, chains, rules with a
+//     name each) computed from a Spec at a given time;
+//   - apply.go: writes a description to the kernel in one batch;
+//   - observe.go: reads the table back and compares it (drift);
+//   - report.go: reads the monitor-mode and exception counters.
+//
+// # Proxy identity
+//
+// Packets toward the OT side are allowed only from the proxy's own sockets:
+// "meta skuid" equal to the proxy's uid and, when Spec.Proxy.Mark is not zero,
+// also "meta mark" equal to it. The socket uid is set by the kernel when the
+// socket is created (from the creating thread's fsuid) and cannot be changed
+// by the process afterwards; a process needs CAP_SETUID to create sockets as
+// another uid. The socket mark can only be set with CAP_NET_ADMIN
+// (SO_MARK), which ordinary services do not hold. Requiring both means a
+// compromised service running under another uid cannot reach an asset, and
+// neither can a process that merely shares the proxy's uid but lacks the
+// capability. Packets that have no full socket (TIME_WAIT acknowledgements,
+// for example) carry no uid: they pass only as part of a connection that
+// conntrack already saw being opened by the proxy (ct state
+// established,related), so the identity check is made once per connection, on
+// its first packet, and fails closed when no socket is attached.
+package ruleset

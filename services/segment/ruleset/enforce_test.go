@@ -1,0 +1,121 @@
+package ruleset_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/otgate/otgate/services/segment/internal/nslab"
+	"github.com/otgate/otgate/services/segment/ruleset"
+)
+
+// Without the ruleset the lab routes everything; with it, only the proxy's
+// sockets reach an asset, and only on its declared ports.
+func TestOnlyProxyIdentityReachesAsset(t *testing.T) {
+	l := nslab.New(t)
+	listenAll(t, l)
+	asset1 := nslab.Asset1 + ":502"
+
+	// Control: the lab works, so every "unreachable" below is the ruleset.
+	check(t, []probe{
+		{"control: gate as another uid", l.Gate, otherUID, asset1, true},
+		{"control: client through the gate", l.Client, root, asset1, true},
+		{"control: asset to asset across zones", l.Plant, root, nslab.Asset3 + ":502", true},
+	})
+	if t.Failed() {
+		t.Fatal("lab does not route; cannot test isolation")
+	}
+
+	conn := gateConn(t, l)
+	if _, err := ruleset.Apply(conn, threeAssets(ruleset.ModeEnforce), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	check(t, []probe{
+		{"proxy to declared asset port", l.Gate, proxy, asset1, true},
+		{"proxy to second asset", l.Gate, proxy, nslab.Asset3 + ":502", true},
+		{"proxy to undeclared port", l.Gate, proxy, nslab.Asset1 + ":503", false},
+		{"proxy uid without the mark", l.Gate, noMark, asset1, false},
+		{"another uid with the mark", l.Gate, otherUID, asset1, false},
+		{"root", l.Gate, root, asset1, false},
+		{"client through the gate (forward)", l.Client, root, asset1, false},
+		{"asset to asset across zones (forward)", l.Plant, root, nslab.Asset3 + ":502", false},
+		{"asset to asset, other direction", l.Plant2, root, asset1, false},
+	})
+
+	objs := nftJSON(t, l)
+	if n := nftCount(objs, "table", "inet", "otgate"); n != 1 {
+		t.Errorf("nft -j: %d tables inet otgate, want 1", n)
+	}
+	list := nft(t, l, "list", "set", "inet", "otgate", "asset_ports")
+	for _, want := range []string{"10.20.0.10 . 502", "10.20.0.11 . 8080", "10.30.0.10 . 502"} {
+		if !strings.Contains(list, want) {
+			t.Errorf("nft list set asset_ports lacks %q:\n%s", want, list)
+		}
+	}
+}
+
+// The baseline reaches nothing on the OT side, keeps the gate's own
+// listener reachable from the uplink only, and InstallBaseline works on the
+// current namespace as init calls it.
+func TestBaseline(t *testing.T) {
+	l := nslab.New(t)
+	listenAll(t, l)
+	l.Gate.Listen(t, "0.0.0.0:8443")
+	l.Gate.Listen(t, "0.0.0.0:9000")
+	if err := l.Gate.Do(func() error { return ruleset.InstallBaseline(baseSpec()) }); err != nil {
+		t.Fatal(err)
+	}
+	check(t, []probe{
+		{"proxy to an asset (none declared)", l.Gate, proxy, nslab.Asset1 + ":502", false},
+		{"client to gate listener on uplink", l.Client, root, nslab.GateUplink + ":8443", true},
+		{"client to gate, undeclared port", l.Client, root, nslab.GateUplink + ":9000", false},
+		{"plant to gate listener (downlink)", l.Plant, root, nslab.GateDownlink + ":8443", false},
+		{"client through the gate", l.Client, root, nslab.Asset1 + ":502", false},
+		{"loopback on the gate", l.Gate, otherUID, "127.0.0.1:9000", true},
+	})
+	objs := nftJSON(t, l)
+	if n := nftCount(objs, "rule", "inet", "otgate"); n == 0 {
+		t.Error("nft -j: no rules in inet otgate after InstallBaseline")
+	}
+}
+
+// Apply replaces only its own table: another table survives, unchanged.
+func TestApplyLeavesOtherTablesAlone(t *testing.T) {
+	l := nslab.New(t)
+	nft(t, l, "add", "table", "ip", "someone")
+	nft(t, l, "add", "chain", "ip", "someone", "c")
+	nft(t, l, "add", "rule", "ip", "someone", "c", "counter")
+	before := nft(t, l, "list", "table", "ip", "someone")
+	conn := gateConn(t, l)
+	for i := 0; i < 3; i++ {
+		if _, err := ruleset.Apply(conn, threeAssets(ruleset.ModeEnforce), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := nft(t, l, "list", "table", "ip", "someone"); after != before {
+		t.Errorf("table ip someone changed:\n%s\nwant\n%s", after, before)
+	}
+	if n := nftCount(nftJSON(t, l), "table", "inet", "otgate"); n != 1 {
+		t.Errorf("%d tables inet otgate after 3 applies, want 1", n)
+	}
+}
+
+// A bad spec is refused before anything reaches the kernel.
+func TestBadSpecChangesNothing(t *testing.T) {
+	l := nslab.New(t)
+	conn := gateConn(t, l)
+	good := threeAssets(ruleset.ModeEnforce)
+	if _, err := ruleset.Apply(conn, good, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	before := nft(t, l, "list", "table", "inet", "otgate")
+	bad := threeAssets(ruleset.ModeEnforce)
+	bad.Assets[1].Address = nslab.Asset1 // duplicate address
+	_, err := ruleset.Apply(conn, bad, time.Now())
+	if err == nil || !strings.Contains(err.Error(), `already used by asset "plc-1"`) {
+		t.Fatalf("Apply(duplicate address) = %v, want an error naming plc-1", err)
+	}
+	if after := nft(t, l, "list", "table", "inet", "otgate"); after != before {
+		t.Errorf("table changed after a refused spec")
+	}
+}

@@ -1,0 +1,155 @@
+package ruleset
+
+import (
+	"net/netip"
+
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// Small builders for the expressions the ruleset uses. Every match loads
+// into register 1 (and 9..11 for the parts of a concatenated key).
+
+const ifNameSize = 16
+
+func ifname(name string) []byte {
+	b := make([]byte, ifNameSize)
+	copy(b, name)
+	return b
+}
+
+func matchIIF(name string) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(name)},
+	}
+}
+
+func matchOIFSet(set string, id uint32) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+		&expr.Lookup{SourceRegister: 1, SetName: set, SetID: id},
+	}
+}
+
+func matchCtState(bits uint32) []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(bits), Xor: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+	}
+}
+
+func matchCtReply() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeyDIRECTION},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{ctDirReply}},
+	}
+}
+
+func matchIPv4() []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
+	}
+}
+
+func matchL4(proto byte) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+	}
+}
+
+func matchUID(uid uint32) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeySKUID, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(uid)},
+	}
+}
+
+func matchMark(mark uint32) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(mark)},
+	}
+}
+
+// Payload offsets in the IPv4 header and the transport header.
+const (
+	ipv4SaddrOffset = 12
+	ipv4DaddrOffset = 16
+	thSportOffset   = 0
+	thDportOffset   = 2
+)
+
+func loadNet(reg, offset, length uint32) *expr.Payload {
+	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: length}
+}
+
+func loadTransport(reg, offset uint32) *expr.Payload {
+	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: offset, Len: 2}
+}
+
+func matchAddrSet(offset uint32, set string, id uint32) []expr.Any {
+	return []expr.Any{
+		loadNet(1, offset, 4),
+		&expr.Lookup{SourceRegister: 1, SetName: set, SetID: id},
+	}
+}
+
+// loadFlowKey loads "ip saddr . ip daddr . meta l4proto . th dport" into
+// registers 1, 9, 10, 11 (16 bytes from register 1). With reverse it loads
+// "ip daddr . ip saddr . meta l4proto . th sport": the key of the original
+// direction as seen on a reply packet.
+func loadFlowKey(reverse bool) []expr.Any {
+	src, dst, port := uint32(ipv4SaddrOffset), uint32(ipv4DaddrOffset), uint32(thDportOffset)
+	if reverse {
+		src, dst, port = ipv4DaddrOffset, ipv4SaddrOffset, thSportOffset
+	}
+	return []expr.Any{
+		loadNet(1, src, 4),
+		loadNet(9, dst, 4),
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 10},
+		loadTransport(11, port),
+	}
+}
+
+// flowKey is the element key matching loadFlowKey: each part padded to a
+// 4-byte register.
+func flowKey(from, to netip.Addr, proto byte, port uint16) []byte {
+	k := make([]byte, 0, 16)
+	f, t := from.As4(), to.As4()
+	k = append(k, f[:]...)
+	k = append(k, t[:]...)
+	k = append(k, proto, 0, 0, 0)
+	k = append(k, byte(port>>8), byte(port), 0, 0)
+	return k
+}
+
+// addrPortKey is the key of "ip daddr . tcp dport".
+func addrPortKey(a netip.Addr, port uint16) []byte {
+	b := a.As4()
+	return []byte{b[0], b[1], b[2], b[3], byte(port >> 8), byte(port), 0, 0}
+}
+
+func portKey(p uint16) []byte { return []byte{byte(p >> 8), byte(p)} }
+
+func verdict(k expr.VerdictKind) *expr.Verdict { return &expr.Verdict{Kind: k} }
+
+func jump(chain string) *expr.Verdict { return &expr.Verdict{Kind: expr.VerdictJump, Chain: chain} }
+
+func cat(parts ...[]expr.Any) []expr.Any {
+	var out []expr.Any
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+func one(e ...expr.Any) []expr.Any { return e }
+
+// ctDirReply is IP_CT_DIR_REPLY.
+const ctDirReply = 1
