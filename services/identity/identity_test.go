@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/rand"
 	"crypto/sha256"
 	"os"
 	"path/filepath"
@@ -12,7 +11,7 @@ import (
 )
 
 func TestKeyCreatedOnceAndReusedAcrossRestarts(t *testing.T) {
-	tpm, _ := startSWTPM(t, "")
+	_, tpm := startTPM(t)
 	cfg := testConfig(t, tpm)
 
 	first, err := Open(cfg)
@@ -62,5 +61,4 @@ func TestKeyCreatedOnceAndReusedAcrossRestarts(t *testing.T) {
 	if !bytes.Equal(keyBlob, after) {
 		t.Fatal("key.cbor was rewritten on restart")
 	}
-	_ = rand.Reader
 }
