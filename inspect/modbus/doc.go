@@ -1,0 +1,23 @@
+// Package modbus inspects Modbus/TCP traffic between a client and a device.
+//
+// It has four layers, each usable on its own:
+//
+//   - a parser for both directions (Request.Parse, Response.Parse,
+//     Response.Match) that validates the MBAP header and every public
+//     function code against the Modbus Application Protocol specification
+//     v1.1b3 and decodes them without allocating;
+//   - grant rules (Rules, with yaml tags and Validate) compiled into a
+//     Policy whose Judge allows a request or denies it with the exception a
+//     device would answer and a reason naming the rule;
+//   - a Session that sits in a relay: requests from the client are read
+//     whole, judged, then forwarded or answered locally with an exception;
+//     responses from the device are forwarded as their bytes arrive
+//     (cut-through) while a follower matches them to pipelined requests by
+//     transaction id;
+//   - Records: one decoded transaction each (times, unit, function, table,
+//     addresses, values, outcome), handed to a Sink and rendered by
+//     Record.AppendText as "14:03:04.120 alice plc-7 unit 1 write holding
+//     52 = 55 -> ok (1.2 ms)".
+//
+// Relay ties a Session to two connections for the proxy.
+package modbus

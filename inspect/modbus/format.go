@@ -1,0 +1,190 @@
+package modbus
+
+import (
+	"strconv"
+	"time"
+)
+
+// maxValuesShown bounds the values a transcript line lists.
+const maxValuesShown = 16
+
+// String renders the record without user and asset.
+func (r *Record) String() string { return string(r.AppendText(nil, "", "")) }
+
+// AppendText appends the transcript line of r, e.g.
+//
+//	14:03:04.120 alice plc-7 unit 1 write holding 52 = 55 -> ok (1.2 ms)
+//	14:03:05.004 alice plc-7 unit 1 read holding 0..2 -> ok = 10 20 30 (0.8 ms)
+//	14:03:06.310 alice plc-7 unit 1 write holding 60 = 1 -> denied, exception 02 illegal data address: modbus rules "g": ...
+//
+// user and asset are left out when empty. The time is printed in the
+// location RequestTime carries.
+func (r *Record) AppendText(b []byte, user, asset string) []byte {
+	t := r.RequestTime
+	if t.IsZero() {
+		t = r.ResponseTime
+	}
+	b = t.AppendFormat(b, "15:04:05.000")
+	for _, s := range [...]string{user, asset} {
+		if s != "" {
+			b = append(b, ' ')
+			b = append(b, s...)
+		}
+	}
+	b = append(b, " unit "...)
+	b = strconv.AppendUint(b, uint64(r.Unit), 10)
+	b = append(b, ' ')
+	b = r.appendOperation(b)
+	b = append(b, " -> "...)
+	switch r.Verdict {
+	case VerdictDenied:
+		b = append(b, "denied, exception "...)
+		b = append(b, r.Exception.String()...)
+		b = append(b, ": "...)
+		return append(b, r.Reason...)
+	case VerdictNone:
+		b = append(b, "unsolicited "...)
+	}
+	switch r.Outcome {
+	case OutcomeOK:
+		b = append(b, "ok"...)
+		if len(r.ReadValues) > 0 {
+			b = append(b, " ="...)
+			b = r.appendValues(b, r.ReadValues, r.Table.isBits(), int(r.Count))
+		}
+	case OutcomeException:
+		b = append(b, "exception "...)
+		b = append(b, r.Exception.String()...)
+	case OutcomeNoResponse:
+		b = append(b, "no response"...)
+	case OutcomeMalformed:
+		b = append(b, "malformed response: "...)
+		b = append(b, r.Reason...)
+	case OutcomeUnsolicited:
+		b = append(b, "response"...)
+	}
+	if d := r.Latency(); d > 0 {
+		b = append(b, " ("...)
+		b = appendMillis(b, d)
+		b = append(b, " ms)"...)
+	}
+	if r.Verdict == VerdictWouldDeny {
+		b = append(b, " [would deny, exception "...)
+		b = append(b, r.DenyException.String()...)
+		b = append(b, ": "...)
+		b = append(b, r.Reason...)
+		b = append(b, ']')
+	}
+	return b
+}
+
+func appendMillis(b []byte, d time.Duration) []byte {
+	ms := float64(d) / float64(time.Millisecond)
+	prec := 1
+	if ms < 0.1 {
+		prec = 3
+	}
+	return strconv.AppendFloat(b, ms, 'f', prec, 64)
+}
+
+func appendSpan(b []byte, addr, count uint16) []byte {
+	b = strconv.AppendUint(b, uint64(addr), 10)
+	if count > 1 {
+		b = append(b, ".."...)
+		b = strconv.AppendUint(b, uint64(addr)+uint64(count)-1, 10)
+	}
+	return b
+}
+
+func (r *Record) appendOperation(b []byte) []byte {
+	switch r.Function {
+	case FuncReadCoils, FuncReadDiscreteInputs, FuncReadHoldingRegisters, FuncReadInputRegisters:
+		b = append(b, "read "...)
+		b = append(b, r.Table.String()...)
+		b = append(b, ' ')
+		return appendSpan(b, r.Address, r.Count)
+	case FuncReadFIFOQueue:
+		b = append(b, "read fifo holding "...)
+		return strconv.AppendUint(b, uint64(r.Address), 10)
+	case FuncWriteSingleCoil:
+		b = append(b, "write coil "...)
+		b = strconv.AppendUint(b, uint64(r.Address), 10)
+		if len(r.Written) == 2 && r.Written[0] == 0xFF {
+			return append(b, " = on"...)
+		}
+		return append(b, " = off"...)
+	case FuncWriteSingleRegister, FuncWriteMultipleCoils, FuncWriteMultipleRegisters:
+		b = append(b, "write "...)
+		b = append(b, r.Table.String()...)
+		b = append(b, ' ')
+		b = appendSpan(b, r.Address, r.Count)
+		b = append(b, " ="...)
+		return r.appendValues(b, r.Written, r.Table.isBits(), int(r.Count))
+	case FuncMaskWriteRegister:
+		b = append(b, "mask write holding "...)
+		b = strconv.AppendUint(b, uint64(r.Address), 10)
+		if len(r.Written) == 4 {
+			b = append(b, " and 0x"...)
+			b = appendHex16(b, be16(r.Written))
+			b = append(b, " or 0x"...)
+			b = appendHex16(b, be16(r.Written[2:]))
+		}
+		return b
+	case FuncReadWriteMultipleRegisters:
+		b = append(b, "read/write holding read "...)
+		b = appendSpan(b, r.Address, r.Count)
+		b = append(b, " write "...)
+		b = appendSpan(b, r.WriteAddress, r.WriteCount)
+		b = append(b, " ="...)
+		return r.appendValues(b, r.Written, false, int(r.WriteCount))
+	case FuncDiagnostics:
+		b = append(b, "diagnostics "...)
+		if n := DiagSubFunctionName(r.SubFunction); n != "" {
+			return append(b, n...)
+		}
+		b = append(b, "sub-function 0x"...)
+		return appendHex16(b, r.SubFunction)
+	case FuncEncapsulatedInterface:
+		switch r.SubFunction {
+		case MEIReadDeviceIdentification:
+			return append(b, "read-device-identification"...)
+		case MEICANopen:
+			return append(b, "canopen-general-reference"...)
+		}
+		b = append(b, "encapsulated-interface-transport mei "...)
+		return strconv.AppendUint(b, uint64(r.SubFunction), 10)
+	case FuncReadFileRecord, FuncWriteFileRecord:
+		b = append(b, r.Function.String()...)
+		b = append(b, ' ')
+		b = strconv.AppendUint(b, uint64(r.Count), 10)
+		return append(b, " sub-requests"...)
+	}
+	return append(b, r.Function.String()...)
+}
+
+func appendHex16(b []byte, v uint16) []byte {
+	const hexd = "0123456789abcdef"
+	return append(b, hexd[v>>12], hexd[v>>8&15], hexd[v>>4&15], hexd[v&15])
+}
+
+// appendValues lists register values, or count bits as 1/0.
+func (r *Record) appendValues(b, data []byte, bits bool, count int) []byte {
+	n := len(data) / 2
+	if bits {
+		n = min(count, 8*len(data))
+	}
+	for i := 0; i < n && i < maxValuesShown; i++ {
+		b = append(b, ' ')
+		if bits {
+			b = append(b, '0'+(data[i/8]>>(i%8))&1)
+		} else {
+			b = strconv.AppendUint(b, uint64(be16(data[2*i:])), 10)
+		}
+	}
+	if n > maxValuesShown {
+		b = append(b, " ... ("...)
+		b = strconv.AppendInt(b, int64(n), 10)
+		b = append(b, " values)"...)
+	}
+	return b
+}

@@ -1,0 +1,138 @@
+package modbus
+
+import "time"
+
+// Verdict is what the policy said about a request.
+type Verdict uint8
+
+// Verdicts.
+const (
+	VerdictNone      Verdict = iota // no request (unsolicited response)
+	VerdictAllowed                  // forwarded
+	VerdictDenied                   // answered locally with an exception, never forwarded
+	VerdictWouldDeny                // monitor mode: forwarded, enforce mode would deny
+)
+
+var verdictNames = [...]string{"none", "allowed", "denied", "would-deny"}
+
+func (v Verdict) String() string { return verdictNames[v] }
+
+// Outcome is how a transaction ended.
+type Outcome uint8
+
+// Outcomes.
+const (
+	OutcomeOK          Outcome = iota // normal response
+	OutcomeException                  // exception response (from the device, or the gate's own when denied)
+	OutcomeNoResponse                 // none before the session ended, or the slot was reused
+	OutcomeMalformed                  // the response broke the specification or did not match the request
+	OutcomeUnsolicited                // a response to no outstanding request
+)
+
+var outcomeNames = [...]string{"ok", "exception", "no-response", "malformed", "unsolicited"}
+
+func (o Outcome) String() string { return outcomeNames[o] }
+
+// Record is one decoded transaction. A Sink receives a pointer that is
+// valid only during the call: its slices alias the inspector's buffers,
+// so a sink that keeps a record copies it (Clone).
+type Record struct {
+	RequestTime  time.Time // request judged (zero for an unsolicited response)
+	ResponseTime time.Time // response complete or exception sent (zero if none)
+
+	TransactionID uint16
+	Unit          uint8
+	Function      Function
+	SubFunction   uint16 // diagnostics sub-function, MEI type
+	Table         Table
+	// Address and Count: the span read or written (the read span for 23).
+	Address, Count uint16
+	// WriteAddress, WriteCount: the write span of 23.
+	WriteAddress, WriteCount uint16
+	// Written: values the request writes (registers big-endian, packed
+	// coils, the 0xFF00/0x0000 of function 5, the masks of 22).
+	Written []byte
+	// ReadValues: values the response returns (registers, packed bits).
+	ReadValues []byte
+
+	Verdict Verdict
+	Outcome Outcome
+	// Exception: the exception code of the response (the device's, or
+	// the gate's own when denied).
+	Exception ExceptionCode
+	// DenyException: what the policy answers (denied) or would answer
+	// (would-deny) the request with.
+	DenyException ExceptionCode
+	Rule          string
+	// Reason: why the request was (or would be) denied, or what is wrong
+	// with the response.
+	Reason string
+}
+
+// Latency is ResponseTime - RequestTime, 0 if either is missing.
+func (r *Record) Latency() time.Duration {
+	if r.RequestTime.IsZero() || r.ResponseTime.IsZero() {
+		return 0
+	}
+	return r.ResponseTime.Sub(r.RequestTime)
+}
+
+// Clone returns a copy that owns its slices.
+func (r *Record) Clone() *Record {
+	c := *r
+	c.Written = append([]byte(nil), r.Written...)
+	c.ReadValues = append([]byte(nil), r.ReadValues...)
+	return &c
+}
+
+// Sink receives the decoded records of a session. The inspector
+// serialises its calls; a call must not block for long, since the
+// device-to-client direction waits for it.
+type Sink interface {
+	Record(r *Record)
+}
+
+// SinkFunc adapts a function to Sink.
+type SinkFunc func(r *Record)
+
+// Record calls f.
+func (f SinkFunc) Record(r *Record) { f(r) }
+
+// fillRequest copies the request's decoded fields into r.
+func (r *Record) fillRequest(req *Request, at time.Time) {
+	*r = Record{
+		RequestTime:   at,
+		TransactionID: req.Header.TransactionID,
+		Unit:          req.Header.Unit,
+		Function:      req.Function,
+		SubFunction:   req.SubFunction,
+		Table:         req.Table,
+		Address:       req.Address,
+		Count:         req.Count,
+		WriteAddress:  req.WriteAddress,
+		WriteCount:    req.WriteCount,
+	}
+	switch req.Function {
+	case FuncWriteSingleCoil, FuncWriteSingleRegister, FuncWriteMultipleCoils,
+		FuncWriteMultipleRegisters, FuncMaskWriteRegister, FuncReadWriteMultipleRegisters:
+		r.Written = req.Data
+	}
+}
+
+// fillResponse copies the response's outcome and values into r.
+func (r *Record) fillResponse(resp *Response, at time.Time) {
+	r.ResponseTime = at
+	if resp.Exception != 0 {
+		r.Outcome, r.Exception = OutcomeException, resp.Exception
+		return
+	}
+	r.Outcome = OutcomeOK
+	switch resp.Function {
+	case FuncReadCoils, FuncReadDiscreteInputs, FuncReadHoldingRegisters,
+		FuncReadInputRegisters, FuncReadWriteMultipleRegisters, FuncReadFIFOQueue:
+		r.ReadValues = resp.Data
+		if resp.Function == FuncReadFIFOQueue {
+			r.Count = resp.Count
+		}
+	}
+}

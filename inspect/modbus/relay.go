@@ -1,0 +1,76 @@
+package modbus
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"time"
+)
+
+// DrainTimeout is how long Relay keeps reading the device after the
+// client has closed its side, for responses still in flight.
+const DrainTimeout = 2 * time.Second
+
+type closeWriter interface{ CloseWrite() error }
+
+// Relay inspects one session between client and device until either side
+// ends, ctx is cancelled, or the inspector ends it. It closes both
+// connections and returns why the session ended: nil for a normal close,
+// an *EndError for a malformed or oversized frame, ctx.Err(), or the I/O
+// error. Every transaction has been handed to cfg.Sink when it returns.
+func Relay(ctx context.Context, cfg Config, client, device io.ReadWriteCloser) error {
+	s, err := NewSession(cfg, client, device)
+	if err != nil {
+		client.Close()
+		device.Close()
+		return err
+	}
+	var reqErr, respErr, ctxErr error
+	reqDone, respDone := make(chan struct{}), make(chan struct{})
+	go func() { reqErr = s.Requests(client); close(reqDone) }()
+	go func() { respErr = s.Responses(device); close(respDone) }()
+
+	select {
+	case <-reqDone:
+		if reqErr == nil {
+			// The client closed: let responses in flight reach it.
+			if cw, ok := device.(closeWriter); ok {
+				cw.CloseWrite()
+			}
+			t := time.NewTimer(DrainTimeout)
+			select {
+			case <-respDone:
+			case <-t.C:
+			case <-ctx.Done():
+				ctxErr = ctx.Err()
+			}
+			t.Stop()
+		}
+	case <-respDone:
+	case <-ctx.Done():
+		ctxErr = ctx.Err()
+	}
+	client.Close()
+	device.Close()
+	<-reqDone
+	<-respDone
+	s.Finish()
+
+	var end *EndError
+	switch {
+	case errors.As(reqErr, &end), errors.As(respErr, &end):
+		return end
+	case ctxErr != nil:
+		return ctxErr
+	case !isClosedError(reqErr):
+		return reqErr
+	case !isClosedError(respErr):
+		return respErr
+	}
+	return nil
+}
+
+func isClosedError(err error) bool {
+	return err == nil || errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF)
+}

@@ -1,0 +1,342 @@
+package modbus
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+)
+
+// Mode is the zone's enforcement mode.
+type Mode uint8
+
+// Modes.
+const (
+	// Enforce answers denied requests locally with an exception.
+	Enforce Mode = iota
+	// Monitor forwards every well-formed request and records the ones
+	// enforce mode would deny as VerdictWouldDeny.
+	Monitor
+)
+
+// DefaultMaxOutstanding is the default number of pipelined requests a
+// session tracks.
+const DefaultMaxOutstanding = 64
+
+// Config configures a Session.
+type Config struct {
+	Policy *Policy // required
+	Mode   Mode
+	Sink   Sink // required: no unlogged session
+	// MaxOutstanding bounds the requests awaiting a response; when it is
+	// exceeded the oldest is recorded as OutcomeNoResponse and forgotten.
+	MaxOutstanding int
+	// Now is the clock (time.Now if nil).
+	Now func() time.Time
+}
+
+// EndError says why the inspector ended a session: a malformed or
+// oversized frame, with the direction and stream offset where it started.
+type EndError struct {
+	Direction string // "client->device" or "device->client"
+	Offset    int64  // byte offset of the bad frame in its direction's stream
+	Err       error
+}
+
+func (e *EndError) Error() string {
+	return fmt.Sprintf("%s frame at byte %d: %v", e.Direction, e.Offset, e.Err)
+}
+
+func (e *EndError) Unwrap() error { return e.Err }
+
+// Session inspects one client<->device connection. Requests and Responses
+// run concurrently, one goroutine each; Finish records what is still
+// outstanding once both have returned.
+type Session struct {
+	cfg      Config
+	now      func() time.Time
+	toClient io.Writer
+	toDevice io.Writer
+
+	// clientMu serialises writes to the client: the device's cut-through
+	// bytes and the gate's own exception responses. midFrame is true while
+	// a device response is half written; exceptions wait for the boundary.
+	clientMu   sync.Mutex
+	clientCond *sync.Cond
+	midFrame   bool
+	clientErr  error
+
+	// mu guards pending and serialises the sink.
+	mu      sync.Mutex
+	pending pendingTable
+	// method values made once, so the hot path does not allocate them
+	evictFn   func(*outstanding)
+	onFrameFn func([]byte)
+
+	// request side (Requests goroutine only)
+	reqBuf   [16 * 1024]byte
+	req      Request
+	reqRec   Record
+	excBuf   [HeaderLen + 2]byte
+	reqBytes int64
+
+	// response side (Responses goroutine only)
+	follow  follower
+	resp    Response
+	respRec Record
+	respBuf [16 * 1024]byte
+}
+
+// NewSession returns a session writing forwarded requests to toDevice and
+// responses and exceptions to toClient.
+func NewSession(cfg Config, toClient, toDevice io.Writer) (*Session, error) {
+	if cfg.Policy == nil {
+		return nil, errors.New("modbus session: no policy (refusing to relay uninspected)")
+	}
+	if cfg.Sink == nil {
+		return nil, errors.New("modbus session: no record sink (refusing an unlogged session)")
+	}
+	if cfg.MaxOutstanding <= 0 {
+		cfg.MaxOutstanding = DefaultMaxOutstanding
+	}
+	s := &Session{cfg: cfg, now: cfg.Now, toClient: toClient, toDevice: toDevice}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.clientCond = sync.NewCond(&s.clientMu)
+	s.evictFn, s.onFrameFn = s.evict, s.onResponse
+	s.pending.slots = make([]outstanding, cfg.MaxOutstanding)
+	return s, nil
+}
+
+// Requests reads the client's stream until EOF (nil) or an error. Each
+// frame is read whole, judged, and forwarded to the device or answered
+// with an exception. A malformed or oversized frame returns an *EndError
+// and nothing of it reaches the device.
+func (s *Session) Requests(from io.Reader) error {
+	start, end := 0, 0
+	for {
+		n, rerr := from.Read(s.reqBuf[end:])
+		end += n
+		run := start // first byte of frames judged allowed, not yet written
+		for end-start >= HeaderLen {
+			h, err := ParseHeader(s.reqBuf[start:end])
+			if err != nil {
+				return s.requestEnd(run, start, err)
+			}
+			total := h.FrameLen()
+			if end-start < total {
+				break
+			}
+			frame := s.reqBuf[start : start+total]
+			if err := s.req.Parse(frame); err != nil {
+				return s.requestEnd(run, start, err)
+			}
+			at := s.now()
+			dec := s.cfg.Policy.Judge(&s.req)
+			switch {
+			case dec.Allow:
+				s.track(at, VerdictAllowed, dec)
+			case s.cfg.Mode == Monitor:
+				s.track(at, VerdictWouldDeny, dec)
+			default:
+				if err := s.writeDevice(run, start); err != nil {
+					return err
+				}
+				if err := s.answer(at, dec); err != nil {
+					return err
+				}
+				run = start + total
+			}
+			start += total
+			s.reqBytes += int64(total)
+		}
+		if err := s.writeDevice(run, start); err != nil {
+			return err
+		}
+		if start == end {
+			start, end = 0, 0
+		} else if len(s.reqBuf)-end < MaxADU {
+			end = copy(s.reqBuf[:], s.reqBuf[start:end])
+			start = 0
+		}
+		if rerr != nil {
+			if rerr == io.EOF {
+				if end > start {
+					return &EndError{Direction: "client->device", Offset: s.reqBytes,
+						Err: fmt.Errorf("%w: stream ended inside a frame (%d bytes of it received)", ErrMalformed, end-start)}
+				}
+				return nil
+			}
+			return rerr
+		}
+	}
+}
+
+// requestEnd forwards the frames judged before the bad one and returns
+// the reason the session ends.
+func (s *Session) requestEnd(run, bad int, err error) error {
+	if werr := s.writeDevice(run, bad); werr != nil {
+		return werr
+	}
+	return &EndError{Direction: "client->device", Offset: s.reqBytes, Err: err}
+}
+
+func (s *Session) writeDevice(from, to int) error {
+	if from == to {
+		return nil
+	}
+	if _, err := s.toDevice.Write(s.reqBuf[from:to]); err != nil {
+		return fmt.Errorf("modbus session: write to device: %w", err)
+	}
+	return nil
+}
+
+// track records a forwarded request as outstanding before its bytes are
+// written, so its response always finds it.
+func (s *Session) track(at time.Time, v Verdict, dec Decision) {
+	s.mu.Lock()
+	s.pending.put(&s.req, at, v, dec, s.evictFn)
+	s.mu.Unlock()
+}
+
+// evict records a request that will never be matched; s.mu is held.
+func (s *Session) evict(o *outstanding) {
+	s.reqRec.fillRequest(&o.req, o.at)
+	s.reqRec.Verdict, s.reqRec.Outcome = o.verdict, OutcomeNoResponse
+	s.reqRec.Rule, s.reqRec.Reason = o.dec.Rule, o.dec.Reason
+	if o.verdict == VerdictWouldDeny {
+		s.reqRec.DenyException = o.dec.Exception
+	}
+	s.cfg.Sink.Record(&s.reqRec)
+	o.used = false
+}
+
+// answer sends the gate's exception response for the denied s.req and
+// records it.
+func (s *Session) answer(at time.Time, dec Decision) error {
+	frame := AppendException(s.excBuf[:0], &s.req, dec.Exception)
+	s.clientMu.Lock()
+	for s.midFrame && s.clientErr == nil {
+		s.clientCond.Wait()
+	}
+	err := s.clientErr
+	if err == nil {
+		_, err = s.toClient.Write(frame)
+	}
+	s.clientMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("modbus session: write exception to client: %w", err)
+	}
+	s.mu.Lock()
+	s.reqRec.fillRequest(&s.req, at)
+	s.reqRec.ResponseTime = s.now()
+	s.reqRec.Verdict, s.reqRec.Outcome = VerdictDenied, OutcomeException
+	s.reqRec.Exception, s.reqRec.DenyException = dec.Exception, dec.Exception
+	s.reqRec.Rule, s.reqRec.Reason = dec.Rule, dec.Reason
+	s.cfg.Sink.Record(&s.reqRec)
+	s.mu.Unlock()
+	return nil
+}
+
+// Responses forwards the device's stream to the client as bytes arrive
+// and follows it frame by frame to match and record responses. It returns
+// nil at EOF, an *EndError if the stream cannot be followed (a bad MBAP
+// header: the bytes are already forwarded, the session must end), or the
+// I/O error.
+func (s *Session) Responses(from io.Reader) error {
+	for {
+		n, rerr := from.Read(s.respBuf[:])
+		if n > 0 {
+			s.clientMu.Lock()
+			_, werr := s.toClient.Write(s.respBuf[:n])
+			ferr := s.follow.feed(s.respBuf[:n], s.onFrameFn)
+			s.midFrame = s.follow.have > 0
+			if werr != nil {
+				s.clientErr = werr
+			}
+			if !s.midFrame || s.clientErr != nil {
+				s.clientCond.Broadcast()
+			}
+			s.clientMu.Unlock()
+			if werr != nil {
+				return fmt.Errorf("modbus session: write to client: %w", werr)
+			}
+			if ferr != nil {
+				return ferr
+			}
+		}
+		if rerr != nil {
+			s.clientMu.Lock()
+			if s.clientErr == nil {
+				s.clientErr = fmt.Errorf("device stream ended: %w", rerr)
+			}
+			s.clientCond.Broadcast()
+			s.clientMu.Unlock()
+			if rerr == io.EOF {
+				return nil
+			}
+			return rerr
+		}
+	}
+}
+
+// onResponse handles one complete response frame (clientMu held).
+func (s *Session) onResponse(frame []byte) {
+	at := s.now()
+	perr := s.resp.Parse(frame)
+	tid := be16(frame)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec := &s.respRec
+	o := s.pending.take(tid)
+	if o == nil {
+		*rec = Record{ResponseTime: at, TransactionID: tid, Unit: frame[6],
+			Function: Function(frame[HeaderLen] &^ exceptionBit), Outcome: OutcomeUnsolicited}
+		if perr != nil {
+			rec.Outcome, rec.Reason = OutcomeMalformed, perr.Error()
+		} else if s.resp.Exception != 0 {
+			rec.Exception = s.resp.Exception
+		}
+		s.cfg.Sink.Record(rec)
+		return
+	}
+	rec.fillRequest(&o.req, o.at)
+	rec.Verdict, rec.Rule = o.verdict, o.dec.Rule
+	if o.verdict == VerdictWouldDeny {
+		rec.Reason = o.dec.Reason
+	}
+	if perr == nil {
+		perr = s.resp.Match(&o.req)
+	}
+	if perr != nil {
+		rec.ResponseTime, rec.Outcome, rec.Reason = at, OutcomeMalformed, perr.Error()
+	} else {
+		rec.fillResponse(&s.resp, at)
+	}
+	if o.verdict == VerdictWouldDeny {
+		rec.DenyException = o.dec.Exception
+	}
+	s.cfg.Sink.Record(rec)
+	o.used = false
+}
+
+// Finish records every request still outstanding as OutcomeNoResponse.
+// Call it once Requests and Responses have both returned.
+func (s *Session) Finish() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		var oldest *outstanding
+		for i := range s.pending.slots {
+			if o := &s.pending.slots[i]; o.used && (oldest == nil || o.seq < oldest.seq) {
+				oldest = o
+			}
+		}
+		if oldest == nil {
+			return
+		}
+		s.evict(oldest)
+	}
+}

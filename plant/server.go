@@ -1,0 +1,117 @@
+package plant
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"sync"
+
+	"github.com/otgate/otgate/inspect/modbus"
+)
+
+// Server serves a Tank over Modbus/TCP.
+type Server struct {
+	Tank *Tank
+	Unit uint8       // the unit id answered (1 by default)
+	Log  *log.Logger // connection events (nil: silent)
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+// Serve accepts connections on l until l is closed, serving each in its
+// own goroutine; it waits for them to end when l closes.
+func (s *Server) Serve(l net.Listener) error {
+	defer s.wg.Wait()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				s.closeConns()
+				return nil
+			}
+			return fmt.Errorf("plant: accept on %s: %w", l.Addr(), err)
+		}
+		s.mu.Lock()
+		if s.conns == nil {
+			s.conns = map[net.Conn]struct{}{}
+		}
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			err := s.ServeConn(c)
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+			if s.Log != nil {
+				s.Log.Printf("plant: %s: connection ended: %v", c.RemoteAddr(), err)
+			}
+		}()
+	}
+}
+
+func (s *Server) closeConns() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.Close()
+	}
+}
+
+// ServeConn answers requests on c, one at a time in arrival order, until
+// c ends or a request is malformed (the connection is then closed, as a
+// device does). It returns nil at EOF.
+func (s *Server) ServeConn(c net.Conn) error {
+	defer c.Close()
+	var in [modbus.MaxADU]byte
+	var out [modbus.MaxADU]byte
+	var req modbus.Request
+	unit := s.Unit
+	if unit == 0 {
+		unit = 1
+	}
+	for {
+		if _, err := io.ReadFull(c, in[:modbus.HeaderLen]); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		h, err := modbus.ParseHeader(in[:modbus.HeaderLen])
+		if err != nil {
+			return err
+		}
+		n := h.FrameLen()
+		if _, err := io.ReadFull(c, in[modbus.HeaderLen:n]); err != nil {
+			return err
+		}
+		if err := req.Parse(in[:n]); err != nil {
+			return err
+		}
+		resp := s.handle(out[:0], &req, unit)
+		if _, err := c.Write(resp); err != nil {
+			return err
+		}
+	}
+}
+
+// handle builds the response ADU to req in dst.
+func (s *Server) handle(dst []byte, req *modbus.Request, unit uint8) []byte {
+	if req.Header.Unit != unit {
+		return modbus.AppendException(dst, req, modbus.ExGatewayTargetNoResponse)
+	}
+	pdu, exc := s.Tank.serve(dst[modbus.HeaderLen:modbus.HeaderLen], req)
+	if exc != 0 {
+		return modbus.AppendException(dst, req, exc)
+	}
+	dst = dst[:modbus.HeaderLen+len(pdu)]
+	tid, n := req.Header.TransactionID, len(pdu)+1
+	dst[0], dst[1], dst[2], dst[3] = byte(tid>>8), byte(tid), 0, 0
+	dst[4], dst[5], dst[6] = byte(n>>8), byte(n), req.Header.Unit
+	return dst
+}
