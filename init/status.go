@@ -63,7 +63,7 @@ func (in *initProc) status() *initstatus.Status {
 	st := &initstatus.Status{
 		Hostname: in.cfg.Hostname, Board: in.cfg.Board, ImageID: in.cfg.ImageID,
 		BootTime: in.started, Uptime: in.uptime(), Ready: in.isReady(),
-		Perm: initstatus.Perm{Device: in.perm.Device, FSType: in.perm.FSType, Boots: in.perm.Boots, Warning: in.perm.Warning},
+		Perm:     initstatus.Perm{Device: in.perm.Device, FSType: in.perm.FSType, Boots: in.perm.Boots, Warning: in.perm.Warning},
 		Services: in.sup.snapshot(),
 	}
 	if in.wd != nil {

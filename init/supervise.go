@@ -82,13 +82,6 @@ func newSupervisor(cfg *bootcfg.Config, log *logger, r *reaper, opts spawnOption
 	return sv, nil
 }
 
-// changes returns a channel closed at the next state change.
-func (sv *supervisor) changes() <-chan struct{} {
-	sv.mu.Lock()
-	defer sv.mu.Unlock()
-	return sv.changeCh
-}
-
 func (sv *supervisor) changed() {
 	sv.mu.Lock()
 	close(sv.changeCh)

@@ -1,0 +1,233 @@
+package main
+
+import (
+	"bufio"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/otgate/otgate/internal/bootcfg"
+	"github.com/otgate/otgate/internal/initstatus"
+)
+
+// hostInit is the init binary running on this host (not PID 1) below a
+// temporary root.
+type hostInit struct {
+	root string
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  []string
+	done chan struct{}
+}
+
+func runHostInit(t *testing.T, root, cmdline string) *hostInit {
+	t.Helper()
+	h := &hostInit{root: root, done: make(chan struct{})}
+	h.cmd = exec.Command(initBin, "-root", root, "-cmdline", cmdline)
+	stderr, err := h.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(h.done)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			h.mu.Lock()
+			h.out = append(h.out, sc.Text())
+			h.mu.Unlock()
+			t.Log(sc.Text())
+		}
+	}()
+	t.Cleanup(func() {
+		h.cmd.Process.Signal(syscall.SIGUSR2)
+		select {
+		case <-h.done:
+		case <-time.After(30 * time.Second):
+			h.cmd.Process.Kill()
+		}
+		h.cmd.Wait()
+	})
+	return h
+}
+
+func (h *hostInit) lines() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.out...)
+}
+
+func (h *hostInit) wait(t *testing.T, prefix string) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for time.Now().Before(deadline) {
+		if lineIndex(h.lines(), prefix) >= 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("init printed no line %q within %s", prefix, waitTimeout)
+}
+
+func (h *hostInit) socket() string { return filepath.Join(h.root, bootcfg.StatusSocket) }
+
+func TestHostInitStatusSocketAndShutdown(t *testing.T) {
+	core := svc("core", bootcfg.ReadyNotify, "-mode=steady")
+	core.Critical = true
+	reporter := svc("reporter", bootcfg.ReadyExit, "-mode=status", "-socket=PLACEHOLDER")
+	reporter.DependsOn = []string{"core"}
+	cfg := &bootcfg.Config{Hostname: "gate-test", Board: "host", ImageID: "0123456789abcdef0123", Services: []bootcfg.Service{core, reporter}}
+	root := t.TempDir()
+	cfg.Services[1].Args[1] = "-socket=" + filepath.Join(root, bootcfg.StatusSocket)
+	b, _ := bootcfg.Marshal(cfg)
+	os.MkdirAll(filepath.Join(root, "etc/otgate"), 0o755)
+	if err := os.WriteFile(filepath.Join(root, bootcfg.Path), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := runHostInit(t, root, "")
+	h.wait(t, "init: ready (2 services, ")
+	h.wait(t, "init: reporter done (")
+
+	fi, err := os.Stat(h.socket())
+	if err != nil || fi.Mode().Perm() != 0o600 || fi.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("status socket: %v, mode %v; want a 0600 socket", err, fi.Mode())
+	}
+	c, err := initstatus.Dial(h.socket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Ready || st.Hostname != "gate-test" || st.ImageID != cfg.ImageID || st.Perm.FSType != "host-dir" || st.Perm.Boots != 1 {
+		t.Errorf("status header %+v", st)
+	}
+	if len(st.Services) != 2 || st.Services[0].Name != "core" || st.Services[0].State != initstatus.StateReady || st.Services[0].PID <= 0 ||
+		st.Services[1].Name != "reporter" || st.Services[1].State != initstatus.StateDone {
+		t.Errorf("services %+v", st.Services)
+	}
+	// The reporter printed the same table through init's log.
+	if lineIndex(h.lines(), "reporter: testsvc: status") < 0 || lineIndex(h.lines(), "reporter: core*") < 0 {
+		t.Errorf("reporter output missing from the console")
+	}
+	logLines, err := c.Log()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lineIndex(logLines, "init: ready (") < 0 {
+		t.Errorf("log op: no ready line in %d lines", len(logLines))
+	}
+	if b, err := os.ReadFile(filepath.Join(h.root, "run/otgate/init.log")); err != nil || !strings.Contains(string(b), "init: ready (") {
+		t.Errorf("run/otgate/init.log: %v, has ready line: %v", err, strings.Contains(string(b), "init: ready ("))
+	}
+
+	// SIGUSR2: power off (outside PID 1: stop and exit 0).
+	h.cmd.Process.Signal(syscall.SIGUSR2)
+	<-h.done
+	if err := h.cmd.Wait(); err != nil {
+		t.Fatalf("init exit: %v", err)
+	}
+	for _, want := range []string{"init: shutting down (power off)", "init: stopping core", "init: core stopped (", "init: powering off"} {
+		if lineIndex(h.lines(), want) < 0 {
+			t.Errorf("no line %q", want)
+		}
+	}
+
+	// Second boot below the same root counts boot 2.
+	h2 := runHostInit(t, root, "")
+	h2.wait(t, "init: ready (")
+	h2.wait(t, "init: /perm is "+filepath.Join(root, "perm")+" (development host, boot 2)")
+}
+
+func TestHostInitWatchdogTestHook(t *testing.T) {
+	core := svc("core", bootcfg.ReadyNotify, "-mode=steady")
+	core.Critical = true
+	cfg := &bootcfg.Config{TestHooks: true, Services: []bootcfg.Service{core},
+		Watchdog: bootcfg.Watchdog{Device: "/dev/watchdog", Timeout: 600 * time.Millisecond}}
+	root := t.TempDir()
+	b, _ := bootcfg.Marshal(cfg)
+	os.MkdirAll(filepath.Join(root, "etc/otgate"), 0o755)
+	os.WriteFile(filepath.Join(root, bootcfg.Path), b, 0o644)
+	os.MkdirAll(filepath.Join(root, "dev"), 0o755)
+	fifo := filepath.Join(root, "dev/watchdog")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	pets := newPetCounter(r)
+
+	h := runHostInit(t, root, "otgate.test.stop_watchdog=1 quiet")
+	h.wait(t, "init: test hook: watchdog petting stopped")
+	if n := pets.count(); n == 0 {
+		t.Fatalf("no pets before the test hook")
+	}
+	before := pets.count()
+	time.Sleep(4 * 200 * time.Millisecond) // four petting intervals
+	if after := pets.count(); after != before {
+		t.Fatalf("%d pets after the test hook stopped petting", after-before)
+	}
+	h.cmd.Process.Signal(syscall.SIGUSR2)
+	<-h.done
+	h.cmd.Wait()
+	if !pets.sawMagicClose() {
+		t.Fatalf("no magic close 'V' at shutdown")
+	}
+}
+
+// petCounter counts the bytes written to a watchdog stand-in.
+type petCounter struct {
+	mu    sync.Mutex
+	bytes []byte
+}
+
+func newPetCounter(r io.Reader) *petCounter {
+	p := &petCounter{}
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			n, err := r.Read(buf)
+			p.mu.Lock()
+			p.bytes = append(p.bytes, buf[:n]...)
+			p.mu.Unlock()
+			if err != nil && err != syscall.EAGAIN && !os.IsTimeout(err) {
+				if err == io.EOF {
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				return
+			}
+		}
+	}()
+	return p
+}
+
+func (p *petCounter) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, b := range p.bytes {
+		if b != 'V' {
+			n++
+		}
+	}
+	return n
+}
+
+func (p *petCounter) sawMagicClose() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.bytes) > 0 && p.bytes[len(p.bytes)-1] == 'V'
+}

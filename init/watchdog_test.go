@@ -1,0 +1,93 @@
+package main
+
+import (
+	"os"
+	"testing"
+	"time"
+
+	"github.com/otgate/otgate/internal/bootcfg"
+	"github.com/otgate/otgate/internal/initstatus"
+)
+
+// A critical service that reports HEALTHY=0 stops the petting; HEALTHY=1
+// resumes it. The watchdog device is a pipe.
+func TestWatchdogStopsWhileCriticalUnhealthy(t *testing.T) {
+	sh, err := lookPath("sh")
+	if err != nil {
+		t.Skip(err)
+	}
+	dir := t.TempDir()
+	flag := dir + "/healthy-again"
+	script := `echo READY=1 >&3; sleep 0.3; echo "HEALTHY=0 uplink down" >&3; ` +
+		`while [ ! -e ` + flag + ` ]; do sleep 0.05; done; echo HEALTHY=1 >&3; exec sleep 100`
+	s := bootcfg.Service{Name: "gatekeeper", Binary: sh, Args: []string{"-c", script}, Readiness: bootcfg.ReadyNotify, Critical: true}
+	sv, log := runSupervisor(t, &bootcfg.Config{Services: []bootcfg.Service{s}})
+
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	pets := newPetCounter(r)
+	wd := newWatchdog(log, w, "pipe", 300*time.Millisecond, sv.criticalHealthy)
+	wd.run()
+
+	waitLine(t, log, "init: gatekeeper unhealthy: uplink down")
+	waitLine(t, log, "init: watchdog: not petting: gatekeeper unhealthy")
+	if pets.count() == 0 {
+		t.Fatal("no pets while the service was starting and ready")
+	}
+	if pet, _, note := wd.state(); pet || note != "gatekeeper unhealthy" {
+		t.Fatalf("watchdog state petting=%v note=%q", pet, note)
+	}
+	before := pets.count()
+	time.Sleep(4 * wd.interval)
+	if n := pets.count() - before; n != 0 {
+		t.Fatalf("%d pets while a critical service was unhealthy", n)
+	}
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitLine(t, log, "init: gatekeeper healthy again")
+	waitLine(t, log, "init: watchdog: petting again")
+	waitState(t, sv, "gatekeeper", initstatus.StateReady)
+	if err := wd.close(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for !pets.sawMagicClose() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !pets.sawMagicClose() {
+		t.Fatal("no magic close")
+	}
+}
+
+func TestCriticalHealthy(t *testing.T) {
+	cfg := &bootcfg.Config{Services: []bootcfg.Service{
+		{Name: "a", Readiness: bootcfg.ReadyStarted, Critical: true},
+		{Name: "b", Readiness: bootcfg.ReadyStarted},
+	}}
+	sv, err := newSupervisor(cfg, newLogger(), nil, spawnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		a, b string
+		ok   bool
+	}{
+		{initstatus.StateWaiting, initstatus.StateFailed, true},
+		{initstatus.StateStarting, initstatus.StateFailed, true},
+		{initstatus.StateReady, initstatus.StateBackoff, true},
+		{initstatus.StateDone, initstatus.StateFailed, true},
+		{initstatus.StateUnhealthy, initstatus.StateReady, false},
+		{initstatus.StateBackoff, initstatus.StateReady, false},
+		{initstatus.StateFailed, initstatus.StateReady, false},
+		{initstatus.StateStopped, initstatus.StateReady, false},
+	} {
+		sv.byName["a"].state, sv.byName["b"].state = tc.a, tc.b
+		if ok, why := sv.criticalHealthy(); ok != tc.ok {
+			t.Errorf("critical a %s, b %s: healthy %v (%s), want %v", tc.a, tc.b, ok, why, tc.ok)
+		}
+	}
+}
