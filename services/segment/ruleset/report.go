@@ -69,16 +69,16 @@ func ReadWouldBlock(conn *nftables.Conn, now time.Time) ([]WouldBlock, error) {
 		return nil, err
 	}
 	firstSeen := map[string]time.Time{}
-	for _, e := range first {
-		firstSeen[string(e.Key)] = now.Add(-(e.Timeout - e.Expires))
+	for _, e := range first.elems {
+		firstSeen[string(e.Key)] = now.Add(-(first.timeout(e) - e.Expires))
 	}
 	var out []WouldBlock
-	for _, e := range last {
+	for _, e := range last.elems {
 		f, err := flowFromKey(e.Key)
 		if err != nil {
 			return nil, fmt.Errorf("ruleset: set %s: %w", SetWBLast, err)
 		}
-		wb := WouldBlock{Flow: f, LastSeen: now.Add(-(e.Timeout - e.Expires))}
+		wb := WouldBlock{Flow: f, LastSeen: now.Add(-(last.timeout(e) - e.Expires))}
 		if e.Counter != nil {
 			wb.Packets, wb.Bytes = e.Counter.Packets, e.Counter.Bytes
 		}
@@ -95,12 +95,12 @@ func ReadWouldBlock(conn *nftables.Conn, now time.Time) ([]WouldBlock, error) {
 // ReadExceptions reads the installed exceptions and their counters (both
 // directions of the flow are counted).
 func ReadExceptions(conn *nftables.Conn) ([]ExceptionCounter, error) {
-	elems, err := readElems(conn, SetExceptions)
+	set, err := readElems(conn, SetExceptions)
 	if err != nil {
 		return nil, err
 	}
 	var out []ExceptionCounter
-	for _, e := range elems {
+	for _, e := range set.elems {
 		f, err := flowFromKey(e.Key)
 		if err != nil {
 			return nil, fmt.Errorf("ruleset: set %s: %w", SetExceptions, err)
@@ -115,14 +115,28 @@ func ReadExceptions(conn *nftables.Conn) ([]ExceptionCounter, error) {
 	return out, nil
 }
 
-func readElems(conn *nftables.Conn, name string) ([]nftables.SetElement, error) {
+type setElems struct {
+	set   *nftables.Set
+	elems []nftables.SetElement
+}
+
+// timeout is an element's full lifetime: its own, or the set's default
+// (the kernel reports an element timeout only when it differs).
+func (s setElems) timeout(e nftables.SetElement) time.Duration {
+	if e.Timeout != 0 {
+		return e.Timeout
+	}
+	return s.set.Timeout
+}
+
+func readElems(conn *nftables.Conn, name string) (setElems, error) {
 	s, err := conn.GetSetByName(Table, name)
 	if err != nil {
-		return nil, fmt.Errorf("ruleset: set %s: %w", name, err)
+		return setElems{}, fmt.Errorf("ruleset: set %s: %w", name, err)
 	}
 	elems, err := conn.GetSetElements(s)
 	if err != nil {
-		return nil, fmt.Errorf("ruleset: elements of set %s: %w", name, err)
+		return setElems{}, fmt.Errorf("ruleset: elements of set %s: %w", name, err)
 	}
-	return elems, nil
+	return setElems{s, elems}, nil
 }

@@ -1,0 +1,172 @@
+package ruleset_test
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/otgate/otgate/services/segment/internal/nslab"
+	"github.com/otgate/otgate/services/segment/ruleset"
+)
+
+// An exception forwards exactly its flow, counts it, and stops at expiry by
+// the kernel's own timer (no re-apply needed); a later apply of the same
+// spec never brings it back.
+func TestExceptionAllowsItsFlowUntilExpiry(t *testing.T) {
+	l := nslab.New(t)
+	listenAll(t, l)
+	spec := threeAssets(ruleset.ModeEnforce)
+	expires := time.Now().Add(4 * time.Second)
+	spec.Exceptions = []ruleset.Exception{{ID: "hist-pull", From: nslab.Asset1, To: nslab.Asset3, Protocol: "tcp", Port: 502,
+		Owner: "ops@plant", Expires: expires}}
+	conn := gateConn(t, l)
+	if _, err := ruleset.Apply(conn, spec, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	check(t, []probe{
+		{"exception flow", l.Plant, root, nslab.Asset3 + ":502", true},
+		{"reverse of the exception", l.Plant2, root, nslab.Asset1 + ":502", false},
+	})
+	cs, err := ruleset.ReadExceptions(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cs) != 1 || cs[0].ID != "hist-pull" || cs[0].Packets == 0 {
+		t.Fatalf("exception counters = %+v, want hist-pull with packets > 0", cs)
+	}
+	if cs[0].Flow.String() != "10.20.0.10 -> 10.30.0.10 tcp/502" {
+		t.Errorf("exception flow = %s", cs[0].Flow)
+	}
+
+	time.Sleep(time.Until(expires) + 200*time.Millisecond) // wait for expiry, not an assertion
+	check(t, []probe{{"exception flow after expiry (kernel timeout)", l.Plant, root, nslab.Asset3 + ":502", false}})
+
+	if _, err := ruleset.Apply(conn, spec, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	check(t, []probe{{"exception flow after re-apply", l.Plant, root, nslab.Asset3 + ":502", false}})
+	if list := nft(t, l, "list", "set", "inet", "otgate", "exceptions"); strings.Contains(list, "10.30.0.10") {
+		t.Errorf("expired exception reappeared:\n%s", list)
+	}
+}
+
+// Monitor mode passes what enforce mode drops toward and out of the zone,
+// and the kernel records it: flow, count, first and last seen.
+func TestMonitorModePassesAndReports(t *testing.T) {
+	l := nslab.New(t)
+	listenAll(t, l)
+	conn := gateConn(t, l)
+	start := time.Now()
+	if _, err := ruleset.Apply(conn, threeAssets(ruleset.ModeMonitor), start); err != nil {
+		t.Fatal(err)
+	}
+	check(t, []probe{
+		{"client to monitored asset", l.Client, root, nslab.Asset3 + ":502", true},
+		{"monitored asset to enforced asset", l.Plant2, root, nslab.Asset1 + ":502", false},
+		{"client to enforced asset", l.Client, root, nslab.Asset1 + ":502", false},
+		{"another uid to monitored asset", l.Gate, otherUID, nslab.Asset3 + ":502", true},
+	})
+	time.Sleep(50 * time.Millisecond) // separate first and last seen
+	check(t, []probe{{"client to monitored asset again", l.Client, root, nslab.Asset3 + ":502", true}})
+
+	rep, err := ruleset.ReadWouldBlock(conn, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	byFlow := map[string]ruleset.WouldBlock{}
+	for _, r := range rep {
+		byFlow[r.Flow.String()] = r
+	}
+	c, ok := byFlow["10.10.0.2 -> 10.30.0.10 tcp/502"]
+	if !ok {
+		t.Fatalf("report lacks client -> rtu-1: %+v", rep)
+	}
+	// Two connections, each at least SYN + ACK (+ FIN...) in the original direction.
+	if c.Packets < 4 || c.Bytes == 0 {
+		t.Errorf("client flow counted %d packets %d bytes, want >= 4 packets", c.Packets, c.Bytes)
+	}
+	if !c.FirstSeen.Before(c.LastSeen) || c.FirstSeen.Before(start.Add(-time.Second)) || c.LastSeen.After(time.Now().Add(time.Second)) {
+		t.Errorf("client flow first %s last %s, want start <= first < last <= now", c.FirstSeen, c.LastSeen)
+	}
+	if _, ok := byFlow["10.30.0.1 -> 10.30.0.10 tcp/502"]; !ok {
+		t.Errorf("report lacks the gate's non-proxy socket to rtu-1: %+v", rep)
+	}
+	for f := range byFlow {
+		if strings.Contains(f, "10.20.0.10 tcp") || strings.HasPrefix(f, "10.30.0.10 -> 10.10.0.2") {
+			t.Errorf("report holds %s (enforced destination or a reply direction)", f)
+		}
+	}
+	if !strings.Contains(nft(t, l, "list", "chain", "inet", "otgate", "would_block"), `log prefix "otgate-would-block" group 0`) {
+		t.Error("would_block chain has no otgate-would-block log statement")
+	}
+}
+
+// Drift: a rule deleted with the nft CLI is detected, opens a real hole,
+// and one atomic re-apply closes it.
+func TestDriftDetectedAndRepaired(t *testing.T) {
+	l := nslab.New(t)
+	listenAll(t, l)
+	conn := gateConn(t, l)
+	spec := threeAssets(ruleset.ModeEnforce)
+	d, err := ruleset.Apply(conn, spec, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied, err := ruleset.ReadSnapshot(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now, err := ruleset.ReadSnapshot(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if drift := ruleset.Drift(d, now, applied); len(drift) != 0 {
+		t.Fatalf("drift right after apply: %v", drift)
+	}
+
+	// Delete output/to-ot by handle: the output policy is accept, so any
+	// uid now reaches the assets.
+	var handle uint64
+	for _, r := range applied.Chains["output"].Rules {
+		if r.Comment == "otgate:output/to-ot" {
+			handle = r.Handle
+		}
+	}
+	nft(t, l, "delete", "rule", "inet", "otgate", "output", "handle", itoa(handle))
+	check(t, []probe{{"another uid after the drop rule was deleted", l.Gate, otherUID, nslab.Asset1 + ":502", true}})
+
+	now, err = ruleset.ReadSnapshot(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drift := ruleset.Drift(d, now, applied)
+	if len(drift) != 1 || drift[0] != "chain output: rule output/to-ot is missing" {
+		t.Fatalf("drift = %q, want the missing output/to-ot", drift)
+	}
+
+	// A modified rule (same comment, different expressions) is drift too.
+	if err := ruleset.ApplyDesired(conn, d); err != nil {
+		t.Fatal(err)
+	}
+	applied, _ = ruleset.ReadSnapshot(conn)
+	for _, r := range applied.Chains["input"].Rules {
+		if r.Comment == "otgate:input/drop" {
+			nft(t, l, "replace", "rule", "inet", "otgate", "input", "handle", itoa(r.Handle), "accept", "comment", `"otgate:input/drop"`)
+		}
+	}
+	now, _ = ruleset.ReadSnapshot(conn)
+	if drift := ruleset.Drift(d, now, applied); len(drift) != 1 || drift[0] != "chain input: rule input/drop was modified" {
+		t.Fatalf("drift = %q, want input/drop modified", drift)
+	}
+	if err := ruleset.ApplyDesired(conn, d); err != nil {
+		t.Fatal(err)
+	}
+	now, _ = ruleset.ReadSnapshot(conn)
+	if drift := ruleset.Drift(d, now, nil); len(drift) != 0 {
+		t.Fatalf("drift after repair: %v", drift)
+	}
+	check(t, []probe{{"another uid after repair", l.Gate, otherUID, nslab.Asset1 + ":502", false}})
+}
+
+func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
