@@ -1,0 +1,108 @@
+package alloc
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/otgate/otgate/internal/atomicfile"
+)
+
+// DefaultStatePath is where the device keeps the allocation table.
+const DefaultStatePath = "/perm/overlay/alloc.cbor"
+
+// Allocator owns the allocation table and its state file.
+type Allocator struct {
+	path string
+	hook atomicfile.Hook
+
+	mu sync.Mutex
+	t  *table
+}
+
+// Option tunes Open.
+type Option func(*Allocator)
+
+// WithWriteHook makes every state write call hook after each step
+// (tests simulate a crash at any point with it).
+func WithWriteHook(h atomicfile.Hook) Option { return func(a *Allocator) { a.hook = h } }
+
+// Open loads the table from path (none yet: empty). A damaged file is
+// ErrCorruptState: the allocator refuses to start rather than renumber.
+// Leftover temporary files of an interrupted write are removed.
+func Open(path string, opts ...Option) (*Allocator, error) {
+	a := &Allocator{path: path}
+	for _, o := range opts {
+		o(a)
+	}
+	if err := atomicfile.Clean(path); err != nil {
+		return nil, fmt.Errorf("alloc: %w", err)
+	}
+	t, err := readTable(path)
+	if err != nil {
+		return nil, fmt.Errorf("alloc: %w", err)
+	}
+	a.t = t
+	return a, nil
+}
+
+// Apply makes the table serve exactly reqs: existing assets keep their
+// addresses, new ones get one, removed ones are quarantined. The new
+// table is persisted before it is used; on any error (bad request,
+// conflict, exhausted pool, write failure) nothing changes.
+func (a *Allocator) Apply(cfg Config, reqs []Request, now time.Time) (Diff, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	cfg = cfg.withDefaults()
+	next, diff, err := plan(a.t, cfg, reqs, now)
+	if err != nil {
+		return Diff{}, fmt.Errorf("alloc: %w", err)
+	}
+	b, err := encodeTable(next)
+	if err != nil {
+		return Diff{}, fmt.Errorf("alloc: encode: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(a.path), 0o700); err != nil {
+		return Diff{}, fmt.Errorf("alloc: %w", err)
+	}
+	if err := atomicfile.WriteHooked(a.path, b, 0o600, a.hook); err != nil {
+		return Diff{}, fmt.Errorf("alloc: persist: %w", err)
+	}
+	a.t = next
+	return diff, nil
+}
+
+// Table returns the allocation table, sorted by asset.
+func (a *Allocator) Table() []Entry {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]Entry(nil), a.t.entries...)
+}
+
+// Quarantined returns the quarantined addresses, sorted by address.
+func (a *Allocator) Quarantined() []Held {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]Held(nil), a.t.held...)
+}
+
+// Pools returns the carved pools, sorted by zone.
+func (a *Allocator) Pools() []Pool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]Pool(nil), a.t.pools...)
+}
+
+// Gate returns the gate's overlay address of the current table (the
+// zero Addr before the first Apply).
+func (a *Allocator) Gate() (gate netip.Addr, prefix netip.Prefix) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.t.gate, a.t.prefix
+}
+
+func sortStrings(s []string) { sort.Strings(s) }
