@@ -1,0 +1,164 @@
+package api
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// Client is a connection to the identity service. It is safe for
+// concurrent use; calls are serialised on one connection.
+type Client struct {
+	mu   sync.Mutex
+	path string
+	conn net.Conn
+}
+
+// Dial connects to the service socket.
+func Dial(path string) (*Client, error) {
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("identity: connect %s: %w", path, err)
+	}
+	return &Client{path: path, conn: c}, nil
+}
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// Call sends req and returns the response; a response with a Code becomes
+// an *Error.
+func (c *Client) Call(req *Request) (*Response, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	werr := WriteMessage(c.conn, req)
+	// Even when the write fails the server may have answered (a refusal
+	// is sent before the request is read): read it.
+	var rsp Response
+	if err := ReadMessage(c.conn, &rsp); err != nil {
+		if werr != nil {
+			return nil, fmt.Errorf("identity %s: send to %s: %w", req.Op, c.path, werr)
+		}
+		if err == io.EOF {
+			return nil, fmt.Errorf("identity %s: %s closed the connection", req.Op, c.path)
+		}
+		return nil, fmt.Errorf("identity %s: read from %s: %w", req.Op, c.path, err)
+	}
+	if rsp.Code != "" {
+		return nil, &Error{Op: req.Op, Code: rsp.Code, Msg: rsp.Error}
+	}
+	return &rsp, nil
+}
+
+// Status asks for the service state.
+func (c *Client) Status() (*Status, error) {
+	rsp, err := c.Call(&Request{Op: OpStatus})
+	if err != nil {
+		return nil, err
+	}
+	if rsp.Status == nil {
+		return nil, fmt.Errorf("identity status: empty answer")
+	}
+	return rsp.Status, nil
+}
+
+// Sign signs digest (of hash h) with the device key; the result is ASN.1
+// DER ECDSA.
+func (c *Client) Sign(digest []byte, h crypto.Hash) ([]byte, error) {
+	rsp, err := c.Call(&Request{Op: OpSign, Digest: digest, Hash: uint(h)})
+	if err != nil {
+		return nil, err
+	}
+	return rsp.Signature, nil
+}
+
+// Seal stores a named secret of the calling service.
+func (c *Client) Seal(name string, data []byte) error {
+	_, err := c.Call(&Request{Op: OpSeal, Name: name, Data: data})
+	return err
+}
+
+// Unseal returns a named secret of the calling service.
+func (c *Client) Unseal(name string) ([]byte, error) {
+	rsp, err := c.Call(&Request{Op: OpUnseal, Name: name})
+	if err != nil {
+		return nil, err
+	}
+	return rsp.Data, nil
+}
+
+// TLSCertificate returns the device certificate chain with a private key
+// that signs through the service (the key stays in the TPM), for the
+// proxy's listener.
+func (c *Client) TLSCertificate() (*tls.Certificate, error) {
+	rsp, err := c.Call(&Request{Op: OpTLSCert})
+	if err != nil {
+		return nil, err
+	}
+	if len(rsp.Certs) == 0 {
+		return nil, fmt.Errorf("identity tls-cert: no certificate in the answer")
+	}
+	leaf, err := x509.ParseCertificate(rsp.Certs[0])
+	if err != nil {
+		return nil, fmt.Errorf("identity tls-cert: %w", err)
+	}
+	pub, ok := leaf.PublicKey.(*ecdsa.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("identity tls-cert: device key is %T, want ECDSA", leaf.PublicKey)
+	}
+	return &tls.Certificate{Certificate: rsp.Certs, PrivateKey: &Signer{c: c, pub: pub}, Leaf: leaf}, nil
+}
+
+// Signer is a crypto.Signer for the device key that calls the service.
+type Signer struct {
+	c   *Client
+	pub *ecdsa.PublicKey
+}
+
+// Public is the device public key.
+func (s *Signer) Public() crypto.PublicKey { return s.pub }
+
+// Sign asks the service to sign digest.
+func (s *Signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	return s.c.Sign(digest, opts.HashFunc())
+}
+
+// WorkloadCertificate makes a fresh P-256 key, has the service certify it
+// for ttl (at most one hour) and returns the certificate with its key, and
+// a pool holding the workload CA to verify the other services with.
+func (c *Client) WorkloadCertificate(ttl time.Duration) (*tls.Certificate, *x509.CertPool, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	rsp, err := c.Call(&Request{Op: OpWorkloadCert, CSR: csr, TTLSeconds: int64(ttl / time.Second)})
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(rsp.Certs) != 2 {
+		return nil, nil, fmt.Errorf("identity workload-cert: %d certificates in the answer, want leaf and CA", len(rsp.Certs))
+	}
+	leaf, err := x509.ParseCertificate(rsp.Certs[0])
+	if err != nil {
+		return nil, nil, fmt.Errorf("identity workload-cert: %w", err)
+	}
+	ca, err := x509.ParseCertificate(rsp.Certs[1])
+	if err != nil {
+		return nil, nil, fmt.Errorf("identity workload-cert: CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return &tls.Certificate{Certificate: rsp.Certs, PrivateKey: key, Leaf: leaf}, pool, nil
+}

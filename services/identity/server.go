@@ -1,0 +1,243 @@
+package identity
+
+import (
+	"crypto"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/otgate/otgate/services/identity/api"
+)
+
+// ServerConfig says where the local API listens and who may use it.
+type ServerConfig struct {
+	// Socket path (api.DefaultSocket on the appliance).
+	Socket string
+	// GID owns the socket (mode 0660); -1 leaves the process's group.
+	GID int
+	// Allow maps the uids that may connect to the service name they act
+	// as. Everyone else is refused after the SO_PEERCRED check.
+	Allow map[uint32]string
+}
+
+// Server is the local API over a unix socket.
+type Server struct {
+	id    *Identity
+	allow map[uint32]string
+	ln    *net.UnixListener
+
+	mu     sync.Mutex
+	conns  map[net.Conn]bool
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// Listen creates the socket (mode 0660, group cfg.GID) and returns a server
+// ready to Serve.
+func Listen(id *Identity, cfg ServerConfig) (*Server, error) {
+	for uid, name := range cfg.Allow {
+		if !secretNameRE.MatchString(name) {
+			return nil, fmt.Errorf("identity: allow-list: uid %d: bad service name %q (%s)", uid, name, serviceNameDescription)
+		}
+	}
+	if err := os.Remove(cfg.Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("identity: remove stale socket %s: %w", cfg.Socket, err)
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: cfg.Socket, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("identity: listen on %s: %w", cfg.Socket, err)
+	}
+	// Until chmod the socket may be wider; SO_PEERCRED still guards it.
+	if err := os.Chmod(cfg.Socket, 0o660); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("identity: chmod %s: %w", cfg.Socket, err)
+	}
+	if cfg.GID >= 0 {
+		if err := os.Chown(cfg.Socket, -1, cfg.GID); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("identity: chown %s to gid %d: %w", cfg.Socket, cfg.GID, err)
+		}
+	}
+	return &Server{id: id, allow: cfg.Allow, ln: ln, conns: map[net.Conn]bool{}}, nil
+}
+
+// Serve accepts connections until Close.
+func (s *Server) Serve() error {
+	for {
+		c, err := s.ln.AcceptUnix()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return nil
+			}
+			return fmt.Errorf("identity: accept: %w", err)
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.Close()
+			return nil
+		}
+		s.conns[c] = true
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			s.serveConn(c)
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+// Close stops accepting, closes every connection and waits for them.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	err := s.ln.Close()
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return err
+}
+
+// peerCred reads the connecting process's credentials from the kernel.
+func peerCred(c *net.UnixConn) (*unix.Ucred, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var cred *unix.Ucred
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return nil, err
+	}
+	return cred, serr
+}
+
+func (s *Server) allowed() string {
+	var l []string
+	for uid, n := range s.allow {
+		l = append(l, fmt.Sprintf("%d=%s", uid, n))
+	}
+	sort.Strings(l)
+	return strings.Join(l, ",")
+}
+
+func (s *Server) serveConn(c *net.UnixConn) {
+	defer c.Close()
+	cred, err := peerCred(c)
+	if err != nil {
+		s.id.log.Printf("refused a connection: cannot read peer credentials: %v", err)
+		return
+	}
+	caller, ok := s.allow[cred.Uid]
+	if !ok {
+		s.id.log.Printf("refused a connection from uid %d (pid %d): not in the allow-list (%s)", cred.Uid, cred.Pid, s.allowed())
+		// Answer, then read (and ignore) the first request before closing,
+		// so the client reads the refusal instead of a broken pipe.
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		api.WriteMessage(c, &api.Response{Code: api.CodeDenied,
+			Error: fmt.Sprintf("uid %d may not use the identity service", cred.Uid)})
+		var ignored api.Request
+		api.ReadMessage(c, &ignored)
+		return
+	}
+	for {
+		var req api.Request
+		if err := api.ReadMessage(c, &req); err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				s.id.log.Printf("connection from %s (uid %d): %v", caller, cred.Uid, err)
+			}
+			return
+		}
+		rsp := s.handle(caller, &req)
+		if err := api.WriteMessage(c, rsp); err != nil {
+			return
+		}
+	}
+}
+
+func errResponse(code string, err error) *api.Response {
+	return &api.Response{Code: code, Error: err.Error()}
+}
+
+func (s *Server) dataKeyError(err error) *api.Response {
+	switch {
+	case errors.Is(err, ErrQuarantine):
+		return errResponse(api.CodeQuarantine, err)
+	case errors.Is(err, ErrSecretNotFound):
+		return errResponse(api.CodeNotFound, err)
+	default:
+		return errResponse(api.CodeInternal, err)
+	}
+}
+
+func (s *Server) handle(caller string, req *api.Request) *api.Response {
+	id := s.id
+	switch req.Op {
+	case api.OpStatus:
+		st := &api.Status{DeviceURI: DeviceURI(id.Site(), id.Serial()).String(), Serial: id.Serial(), DevMode: id.dev, Caller: caller}
+		if q := id.Quarantine(); q != nil {
+			st.Quarantine, st.Reason, st.Remedy = true, q.Reason, q.Remedy
+		}
+		return &api.Response{Status: st}
+	case api.OpSign:
+		h := crypto.Hash(req.Hash)
+		if _, err := tpmHash(req.Digest, h); err != nil {
+			return errResponse(api.CodeBadRequest, err)
+		}
+		sig, err := id.SignDigest(req.Digest, h)
+		if err != nil {
+			return errResponse(api.CodeInternal, err)
+		}
+		return &api.Response{Signature: sig}
+	case api.OpTLSCert:
+		return &api.Response{Certs: id.DeviceCertificate()}
+	case api.OpSeal, api.OpUnseal:
+		if !secretNameRE.MatchString(req.Name) {
+			return errResponse(api.CodeBadRequest, fmt.Errorf("bad secret name %q (%s)", req.Name, serviceNameDescription))
+		}
+		if req.Op == api.OpSeal {
+			if err := id.SealSecret(caller, req.Name, req.Data); err != nil {
+				return s.dataKeyError(err)
+			}
+			return &api.Response{}
+		}
+		data, err := id.UnsealSecret(caller, req.Name)
+		if err != nil {
+			return s.dataKeyError(err)
+		}
+		return &api.Response{Data: data}
+	case api.OpWorkloadCert:
+		ttl := time.Duration(req.TTLSeconds) * time.Second
+		if ttl <= 0 || ttl > MaxWorkloadCertTTL {
+			return errResponse(api.CodeBadRequest, fmt.Errorf("lifetime %ds out of range (0, %d]", req.TTLSeconds, int(MaxWorkloadCertTTL/time.Second)))
+		}
+		leaf, ca, err := id.IssueWorkloadCertificate(caller, req.CSR, ttl)
+		if err != nil {
+			if errors.Is(err, ErrQuarantine) {
+				return s.dataKeyError(err)
+			}
+			return errResponse(api.CodeBadRequest, err)
+		}
+		return &api.Response{Certs: [][]byte{leaf, ca}}
+	default:
+		return errResponse(api.CodeBadRequest, fmt.Errorf("unknown operation %q", req.Op))
+	}
+}

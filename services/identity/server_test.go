@@ -1,0 +1,280 @@
+package identity
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/otgate/otgate/services/identity/api"
+)
+
+// clientEnv makes the test binary act as a socket client (see TestMain):
+// it is run as another uid to test the SO_PEERCRED check.
+const clientEnv = "OTGATE_IDENTITY_TEST_CLIENT_SOCKET"
+
+func TestMain(m *testing.M) {
+	if sock := os.Getenv(clientEnv); sock != "" {
+		c, err := api.Dial(sock)
+		if err != nil {
+			fmt.Println("DIAL-ERROR", err)
+			os.Exit(0)
+		}
+		st, err := c.Status()
+		switch {
+		case errors.Is(err, api.ErrDenied):
+			fmt.Println("DENIED", err)
+		case err != nil:
+			fmt.Println("ERROR", err)
+		default:
+			fmt.Println("OK caller=" + st.Caller)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// serve opens the API of id on a fresh socket in a directory everyone can
+// traverse, with the socket's group gid.
+func serve(t *testing.T, id *Identity, gid int, allow map[uint32]string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "idsock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "identity.sock")
+	srv, err := Listen(id, ServerConfig{Socket: sock, GID: gid, Allow: allow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve() }()
+	t.Cleanup(func() {
+		srv.Close()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return sock
+}
+
+func TestSocketSignTLSAndSecrets(t *testing.T) {
+	_, opener := startTPM(t)
+	id, err := Open(testConfig(t, opener))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer id.Close()
+	sock := serve(t, id, -1, map[uint32]string{uint32(os.Getuid()): "proxy"})
+	fi, err := os.Stat(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := fi.Mode().Perm(); perm != 0o660 {
+		t.Fatalf("socket mode %v, want 0660", perm)
+	}
+	c, err := api.Dial(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	// Sign a digest (an audit checkpoint) and verify it.
+	digest := sha256.Sum256([]byte("audit checkpoint 42"))
+	sig, err := c.Sign(digest[:], crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := id.Signer().Public().(*ecdsa.PublicKey)
+	if !ecdsa.VerifyASN1(pub, digest[:], sig) {
+		t.Fatal("signature from the socket does not verify with the device key")
+	}
+	if _, err := c.Sign(digest[:20], crypto.SHA256); err == nil {
+		t.Fatal("a digest of the wrong length was signed")
+	}
+
+	// TLS 1.3 with the TPM-backed signer behind the socket.
+	cert, err := c.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsHandshake(t, cert, cert.Leaf)
+
+	// Secrets are per calling service.
+	if err := c.Seal("users", []byte("alice:hash")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Unseal("users")
+	if err != nil || string(got) != "alice:hash" {
+		t.Fatalf("unseal = %q, %v", got, err)
+	}
+	if _, err := os.Stat(filepath.Join(id.cfg.StateDir, SecretsDir, "proxy", "users.cbor")); err != nil {
+		t.Fatalf("secret not stored under the caller's name: %v", err)
+	}
+	if _, err := c.Unseal("nothing"); !errors.Is(err, api.ErrNotFound) {
+		t.Fatalf("unseal of a missing secret: %v, want not-found", err)
+	}
+
+	// Workload certificates: at most one hour, SPIFFE ID of the caller,
+	// mutual TLS between two services.
+	if _, _, err := c.WorkloadCertificate(2 * time.Hour); err == nil {
+		t.Fatal("a two-hour workload certificate was issued")
+	}
+	wc, pool, err := c.WorkloadCertificate(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if life := wc.Leaf.NotAfter.Sub(wc.Leaf.NotBefore); life > time.Hour {
+		t.Fatalf("workload certificate valid for %v", life)
+	}
+	want := WorkloadURI(id.Site(), id.Serial(), "proxy").String()
+	if len(wc.Leaf.URIs) != 1 || wc.Leaf.URIs[0].String() != want {
+		t.Fatalf("workload URIs %v, want [%s]", wc.Leaf.URIs, want)
+	}
+	wc2, _, err := c.WorkloadCertificate(10 * time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mutualTLS(t, wc, wc2, pool)
+}
+
+// tlsHandshake runs a TLS 1.3 handshake between a crypto/tls server using
+// cert and a client trusting root.
+func tlsHandshake(t testing.TB, cert *tls.Certificate, root *x509.Certificate) {
+	t.Helper()
+	pool := x509.NewCertPool()
+	pool.AddCert(root)
+	sc, cc := net.Pipe()
+	defer sc.Close()
+	defer cc.Close()
+	srv := tls.Server(sc, &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS13})
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Handshake() }()
+	cli := tls.Client(cc, &tls.Config{RootCAs: pool, ServerName: "unused", MinVersion: tls.VersionTLS13,
+		VerifyConnection: func(cs tls.ConnectionState) error { return verifyByURI(cs, pool) }, InsecureSkipVerify: true})
+	if err := cli.Handshake(); err != nil {
+		t.Fatalf("client handshake: %v", err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("server handshake: %v", err)
+	}
+	if v := cli.ConnectionState().Version; v != tls.VersionTLS13 {
+		t.Fatalf("TLS version %x, want 1.3", v)
+	}
+}
+
+// verifyByURI checks the chain against roots; the gate is named by its
+// SPIFFE URI, not a DNS name, so host name checking is replaced by this.
+func verifyByURI(cs tls.ConnectionState, roots *x509.CertPool) error {
+	inter := x509.NewCertPool()
+	for _, c := range cs.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	return err
+}
+
+func mutualTLS(t *testing.T, a, b *tls.Certificate, pool *x509.CertPool) {
+	t.Helper()
+	sc, cc := net.Pipe()
+	defer sc.Close()
+	defer cc.Close()
+	srv := tls.Server(sc, &tls.Config{Certificates: []tls.Certificate{*a}, ClientCAs: pool,
+		ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13})
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Handshake() }()
+	cli := tls.Client(cc, &tls.Config{Certificates: []tls.Certificate{*b}, RootCAs: pool,
+		ServerName: a.Leaf.DNSNames[0], MinVersion: tls.VersionTLS13})
+	if err := cli.Handshake(); err != nil {
+		t.Fatalf("mTLS client: %v", err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("mTLS server: %v", err)
+	}
+	if n := len(srv.ConnectionState().PeerCertificates); n == 0 {
+		t.Fatal("server saw no client certificate")
+	}
+}
+
+// TestSocketRefusesUnlistedUID runs a client as uid/gid 65534 (nobody):
+// the socket's group lets it connect, the SO_PEERCRED check refuses it;
+// with 65534 on the allow-list it is served.
+func TestSocketRefusesUnlistedUID(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to run a client as another uid")
+	}
+	_, opener := startTPM(t)
+	id, err := Open(testConfig(t, opener))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer id.Close()
+
+	// A copy of this test binary that uid 65534 can execute.
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	binDir, err := os.MkdirTemp("", "idclient")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(binDir) })
+	os.Chmod(binDir, 0o755)
+	bin := filepath.Join(binDir, "client")
+	copyFile(t, self, bin)
+
+	run := func(sock string) string {
+		cmd := exec.Command(bin, "-test.run=^$")
+		cmd.Env = append(os.Environ(), clientEnv+"="+sock)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("client as uid 65534: %v\n%s", err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+
+	refused := serve(t, id, 65534, map[uint32]string{0: "admin"})
+	if out := run(refused); !strings.HasPrefix(out, "DENIED") {
+		t.Fatalf("uid 65534 not on the allow-list: got %q, want DENIED", out)
+	}
+	served := serve(t, id, 65534, map[uint32]string{0: "admin", 65534: "proxy"})
+	if out := run(served); out != "OK caller=proxy" {
+		t.Fatalf("uid 65534 on the allow-list: got %q, want OK caller=proxy", out)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	in, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
