@@ -46,7 +46,9 @@ func TestProperties(t *testing.T) {
 	now := t0
 	nextAsset := 0
 	applied, refused := 0, 0
-	defer func() { t.Logf("seed %d: %d edits applied, %d refused, %d assets at the end", seed, applied, refused, len(want)) }()
+	defer func() {
+		t.Logf("seed %d: %d edits applied, %d refused, %d assets at the end", seed, applied, refused, len(want))
+	}()
 
 	for step := 0; step < *propSteps; step++ {
 		now = now.Add(time.Duration(rng.Intn(20)) * time.Minute)
