@@ -1,0 +1,359 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"os"
+	"testing"
+)
+
+// sampleLog writes a closed log of several files and returns it with its
+// records.
+func sampleLog(t *testing.T) (string, []Entry, *Writer) {
+	t.Helper()
+	dir := t.TempDir()
+	key := newKey(t)
+	w := openLog(t, dir, key, WithMaxFileSize(1500), WithCheckpointEvery(7))
+	for _, id := range []string{"a", "b", "c", "d"} {
+		writeSession(t, w, id, 3)
+		if _, err := w.Checkpoint(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	es := entries(t, dir)
+	if es[len(es)-1].File == FileName(0) {
+		t.Fatal("sample log must span several files")
+	}
+	return dir, es, w
+}
+
+
+// rewrite re-encodes every record through mutate and re-chains all hashes,
+// as an attacker with write access to the files could.
+func rewrite(t *testing.T, dir string, mutate func(e Entry) Body) {
+	t.Helper()
+	es := entries(t, dir)
+	files := map[string][]byte{}
+	var order []string
+	var prev Hash
+	for i, e := range es {
+		b := mutate(e)
+		if rot, ok := b.(Rotation); ok && i > 0 {
+			rot.PrevHead = append([]byte(nil), prev[:]...)
+			b = rot
+		}
+		enc, err := encMode.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := e.Record
+		if i > 0 {
+			rec.Prev = append([]byte(nil), prev[:]...)
+		}
+		rec.Body = enc
+		payload, err := encodeRecord(&rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := files[e.File]; !ok {
+			files[e.File] = []byte(fileMagic)
+			order = append(order, e.File)
+		}
+		files[e.File] = appendFrame(files[e.File], payload)
+		prev = sha256.Sum256(payload)
+	}
+	for _, name := range order {
+		mustWrite(t, dir+"/"+name, files[name])
+	}
+}
+
+func keep(e Entry) Body { return e.Body }
+
+func firstOfKind(es []Entry, k Kind, after int) int {
+	for i := after; i < len(es); i++ {
+		if es[i].Record.Kind == k {
+			return i
+		}
+	}
+	return -1
+}
+
+func TestVerifyDetectsTampering(t *testing.T) {
+	key := newKey(t)
+	build := func(t *testing.T) (string, []Entry) {
+		dir := t.TempDir()
+		w := openLog(t, dir, key, WithMaxFileSize(1500), WithCheckpointEvery(7))
+		for _, id := range []string{"a", "b", "c", "d"} {
+			writeSession(t, w, id, 3)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		es := entries(t, dir)
+		if es[len(es)-1].File == FileName(0) {
+			t.Fatal("log must span several files")
+		}
+		if _, err := Verify(dir, trustOf(key)); err != nil {
+			t.Fatalf("untouched log does not verify: %v", err)
+		}
+		return dir, es
+	}
+	// k is a payload record in the middle of file 0.
+	pick := func(es []Entry) int {
+		k := firstOfKind(es, KindPayload, 3)
+		if es[k+1].File != es[k].File {
+			panic("sample layout changed")
+		}
+		return k
+	}
+	cases := []struct {
+		name   string
+		tamper func(t *testing.T, dir string, es []Entry) (file string, seq int64)
+		trust  func(Trust) Trust
+		want   error
+	}{
+		{"flipped byte", func(t *testing.T, dir string, es []Entry) (string, int64) {
+			k := pick(es)
+			p := dir + "/" + es[k].File
+			b := mustRead(t, p)
+			b[es[k].Offset+es[k].Size/2] ^= 1
+			mustWrite(t, p, b)
+			return es[k].File, -1
+		}, nil, ErrCRC},
+		{"deleted record", func(t *testing.T, dir string, es []Entry) (string, int64) {
+			k := pick(es)
+			p := dir + "/" + es[k].File
+			b := mustRead(t, p)
+			b = append(b[:es[k].Offset:es[k].Offset], b[es[k].Offset+es[k].Size:]...)
+			mustWrite(t, p, b)
+			return es[k].File, int64(es[k+1].Record.Seq)
+		}, nil, ErrSeq},
+		{"two records swapped", func(t *testing.T, dir string, es []Entry) (string, int64) {
+			k := pick(es)
+			p := dir + "/" + es[k].File
+			b := mustRead(t, p)
+			a := append([]byte(nil), b[es[k].Offset:es[k].Offset+es[k].Size]...)
+			c := append([]byte(nil), b[es[k+1].Offset:es[k+1].Offset+es[k+1].Size]...)
+			out := append(append(append(append([]byte(nil), b[:es[k].Offset]...), c...), a...), b[es[k+1].Offset+es[k+1].Size:]...)
+			mustWrite(t, p, out)
+			return es[k].File, int64(es[k+1].Record.Seq)
+		}, nil, ErrSeq},
+		{"older file truncated mid-record", func(t *testing.T, dir string, es []Entry) (string, int64) {
+			p := fileOf(t, dir, 0)
+			b := mustRead(t, p)
+			mustWrite(t, p, b[:len(b)-5])
+			return FileName(0), -1
+		}, nil, ErrTruncated},
+		{"older file lost its last record", func(t *testing.T, dir string, es []Entry) (string, int64) {
+			last := 0
+			for i, e := range es {
+				if e.File == FileName(0) {
+					last = i
+				}
+			}
+			p := fileOf(t, dir, 0)
+			b := mustRead(t, p)
+			mustWrite(t, p, b[:es[last].Offset])
+			return FileName(1), int64(es[last+1].Record.Seq)
+		}, nil, ErrSeq},
+		{"middle file missing", func(t *testing.T, dir string, es []Entry) (string, int64) {
+			if err := os.Remove(fileOf(t, dir, 1)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(fileOf(t, dir, 2)); err != nil {
+				t.Skip("needs three files")
+			}
+			return FileName(1), -1
+		}, nil, ErrFiles},
+		{"first file missing", func(t *testing.T, dir string, es []Entry) (string, int64) {
+			if err := os.Remove(fileOf(t, dir, 0)); err != nil {
+				t.Fatal(err)
+			}
+			return FileName(1), int64(firstSeqOf(es, FileName(1)))
+		}, nil, ErrFiles},
+		{"forged checkpoint signature", func(t *testing.T, dir string, es []Entry) (string, int64) {
+			k := firstOfKind(es, KindCheckpoint, 0)
+			rewrite(t, dir, func(e Entry) Body {
+				if e.Record.Seq == es[k].Record.Seq {
+					cp := e.Body.(Checkpoint)
+					cp.Signature = append([]byte(nil), cp.Signature...)
+					cp.Signature[len(cp.Signature)-3] ^= 0x10
+					return cp
+				}
+				return e.Body
+			})
+			return es[k].File, int64(es[k].Record.Seq)
+		}, nil, ErrSignature},
+		{"history rewritten and re-chained", func(t *testing.T, dir string, es []Entry) (string, int64) {
+			k := firstOfKind(es, KindSessionStart, 0)
+			rewrite(t, dir, func(e Entry) Body {
+				if e.Record.Seq == es[k].Record.Seq {
+					s := e.Body.(SessionStart)
+					s.User = "mallory"
+					return s
+				}
+				return e.Body
+			})
+			c := firstOfKind(es, KindCheckpoint, k)
+			return es[c].File, int64(es[c].Record.Seq)
+		}, nil, ErrCheckpoint},
+		{"history rewritten with checkpoint heads updated", func(t *testing.T, dir string, es []Entry) (string, int64) {
+			k := firstOfKind(es, KindSessionStart, 0)
+			// First pass changes the record; second pass fixes heads to the new hashes.
+			rewrite(t, dir, func(e Entry) Body {
+				if e.Record.Seq == es[k].Record.Seq {
+					s := e.Body.(SessionStart)
+					s.User = "mallory"
+					return s
+				}
+				return e.Body
+			})
+			hashes := map[uint64]Hash{}
+			for _, e := range entries(t, dir) {
+				hashes[e.Record.Seq] = e.Hash
+			}
+			rewrite(t, dir, func(e Entry) Body {
+				if cp, ok := e.Body.(Checkpoint); ok {
+					h := hashes[cp.Last]
+					cp.Head = h[:]
+					return cp
+				}
+				return e.Body
+			})
+			c := firstOfKind(es, KindCheckpoint, k)
+			return es[c].File, int64(es[c].Record.Seq)
+		}, nil, ErrSignature},
+		{"wrong trusted key", func(t *testing.T, dir string, es []Entry) (string, int64) {
+			c := firstOfKind(es, KindCheckpoint, 0)
+			return es[c].File, int64(es[c].Record.Seq)
+		}, func(tr Trust) Trust { tr.PublicKey = &newKey(t).PublicKey; return tr }, ErrSignature},
+		{"wrong log id", func(t *testing.T, dir string, es []Entry) (string, int64) {
+			return FileName(0), 0
+		}, func(tr Trust) Trust { tr.LogID = "another-log"; return tr }, ErrLogID},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, es := build(t)
+			file, seq := tc.tamper(t, dir, es)
+			tr := trustOf(key)
+			if tc.trust != nil {
+				tr = tc.trust(tr)
+			}
+			_, err := Verify(dir, tr)
+			p := wantProblem(t, err, tc.want, file, seq)
+			t.Logf("reported: %v", p)
+		})
+	}
+}
+
+func firstSeqOf(es []Entry, file string) uint64 {
+	for _, e := range es {
+		if e.File == file {
+			return e.Record.Seq
+		}
+	}
+	return 0
+}
+
+func TestVerifyPartialLogWhenAllowed(t *testing.T) {
+	dir, es, _ := sampleLog(t)
+	_ = es
+	if err := os.Remove(fileOf(t, dir, 0)); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Verify(dir, Trust{ChainOnly: true, AllowPartial: true})
+	if err != nil {
+		t.Fatalf("partial log with AllowPartial: %v", err)
+	}
+	if rep.FirstSeq == 0 {
+		t.Fatalf("partial log reports first seq 0: %+v", rep)
+	}
+}
+
+func TestVerifyTornTailOfNewestFileIsNotAnError(t *testing.T) {
+	dir := t.TempDir()
+	key := newKey(t)
+	w := openLog(t, dir, key)
+	writeSession(t, w, "s", 2)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	es := entries(t, dir)
+	p := fileOf(t, dir, 0)
+	b := mustRead(t, p)
+	mustWrite(t, p, b[:len(b)-3])
+	rep, err := Verify(dir, trustOf(key))
+	if err != nil {
+		t.Fatalf("torn tail must not fail Verify: %v", err)
+	}
+	last := es[len(es)-1]
+	if rep.Torn == nil || rep.Torn.Offset != last.Offset || rep.Records != uint64(len(es)-1) {
+		t.Fatalf("want torn tail at offset %d and %d records, got %+v torn %+v", last.Offset, len(es)-1, rep, rep.Torn)
+	}
+}
+
+func TestVerifyReportsUnsignedTail(t *testing.T) {
+	dir := t.TempDir()
+	key := newKey(t)
+	w := openLog(t, dir, key)
+	writeSession(t, w, "s", 1)
+	cp, err := w.Checkpoint(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := w.AppendBuffered(Event{Type: "refusal", User: "bob"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Verify(dir, trustOf(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Unsigned != 3 || rep.SignedThrough != cp.Seq-1 || rep.LastSeq != cp.Seq+3 {
+		t.Fatalf("want 3 unsigned records after seq %d, got %+v", cp.Seq, rep)
+	}
+	// Chain-only checks do not claim anything is signed.
+	rep, err = Verify(dir, Trust{ChainOnly: true})
+	if err != nil || rep.Signed || rep.SignaturesChecked {
+		t.Fatalf("chain-only: %+v, %v", rep, err)
+	}
+	if _, err := Verify(dir, Trust{}); err == nil {
+		t.Fatal("Verify without key and without ChainOnly must refuse")
+	}
+	w.Close()
+}
+
+func TestDecodeRejectsNonCanonical(t *testing.T) {
+	es := entries(t, func() string { d, _, _ := sampleLog(t); return d }())
+	payload, err := encodeRecord(&es[1].Record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := DecodeRecord(payload); err != nil {
+		t.Fatalf("canonical record rejected: %v", err)
+	}
+	// A map with keys out of canonical order, same content.
+	var m map[int]any
+	if err := decMode.Unmarshal(payload, &m); err != nil {
+		t.Fatal(err)
+	}
+	lenient, _ := encMode.Marshal(m)
+	if !bytes.Equal(lenient, payload) {
+		t.Fatal("re-encoded map differs")
+	}
+	bad := append([]byte{payload[0]}, payload[1:]...)
+	bad[0] = 0xbf // indefinite-length map header
+	bad = append(bad, 0xff)
+	if _, _, _, err := DecodeRecord(bad); !errors.Is(err, ErrEncoding) {
+		t.Fatalf("indefinite-length record accepted: %v", err)
+	}
+}
