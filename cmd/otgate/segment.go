@@ -1,0 +1,96 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/otgate/otgate/services/segment"
+)
+
+func init() {
+	register(command{name: "segment", summary: "show the gate's microsegments and the monitor-mode report", run: runSegment})
+}
+
+func runSegment(args []string) error {
+	fs := flag.NewFlagSet("segment", flag.ContinueOnError)
+	socket := fs.String("socket", segment.DefaultSocket, "segment service status socket")
+	asJSON := fs.Bool("json", false, "print JSON instead of words")
+	fs.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: otgate segment [-socket path] [-json] show|report|status")
+		fs.PrintDefaults()
+	}
+	if len(args) == 0 {
+		fs.Usage()
+		return fmt.Errorf("missing subcommand (show, report or status)")
+	}
+	op, rest := args[0], args[1:]
+	if strings.HasPrefix(op, "-") { // flags first: otgate segment -socket x show
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if fs.NArg() != 1 {
+			fs.Usage()
+			return fmt.Errorf("want exactly one subcommand, got %q", fs.Args())
+		}
+		op = fs.Arg(0)
+	} else if err := fs.Parse(rest); err != nil {
+		return err
+	}
+	switch op {
+	case segment.OpShow, segment.OpReport, segment.OpStatus:
+	default:
+		return fmt.Errorf("unknown subcommand %q (want show, report or status)", op)
+	}
+	resp, err := segment.Query(*socket, op)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		switch op {
+		case segment.OpShow:
+			return enc.Encode(resp.Show)
+		case segment.OpReport:
+			return enc.Encode(resp.Report)
+		default:
+			return enc.Encode(resp.Status)
+		}
+	}
+	switch op {
+	case segment.OpShow:
+		for _, a := range resp.Show {
+			ep := "no overlay endpoint yet"
+			if a.Endpoint != "" {
+				ep = "endpoint " + a.Endpoint
+			}
+			fmt.Printf("%s (%s, zone %s, %s mode, %s)\n", a.Asset, a.Address, a.Zone, a.Mode, ep)
+			for _, r := range a.Reachers {
+				fmt.Printf("  reachable by %s\n", r)
+			}
+		}
+		fmt.Println("everything else toward the OT side is dropped; the gate does not route")
+	case segment.OpReport:
+		if len(resp.Report) == 0 {
+			fmt.Println("no would-have-blocked flows")
+		}
+		for _, r := range resp.Report {
+			fmt.Printf("%s  %d packets %d bytes  first %s  last %s\n", r.Flow, r.Packets, r.Bytes,
+				r.FirstSeen.UTC().Format(time.RFC3339Nano), r.LastSeen.UTC().Format(time.RFC3339Nano))
+		}
+	default:
+		st := resp.Status
+		fmt.Printf("applied %s (%d applies, %d drift repairs)\n%s\n", st.Applied.UTC().Format(time.RFC3339), st.Applies, st.Drifts, st.Ruleset)
+		for _, e := range st.Exceptions {
+			fmt.Printf("exception %s: %s, %d packets, expires in %s\n", e.ID, e.Flow, e.Packets, e.Expires)
+		}
+		for _, e := range st.Events {
+			fmt.Printf("%s %s: %s\n", e.Time.UTC().Format(time.RFC3339), e.Kind, e.Message)
+		}
+	}
+	return nil
+}

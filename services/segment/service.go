@@ -1,0 +1,261 @@
+package segment
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/otgate/otgate/services/segment/ruleset"
+)
+
+// DefaultInterval is how often the kernel is compared with the desired state.
+const DefaultInterval = 10 * time.Second
+
+// Event is one thing the service did or saw.
+type Event struct {
+	Time    time.Time `cbor:"1,keyasint" json:"time"`
+	Kind    string    `cbor:"2,keyasint" json:"kind"` // applied, drift, exception-expired, error
+	Message string    `cbor:"3,keyasint" json:"message"`
+}
+
+const maxEvents = 200
+
+// Service reconciles the kernel with a Spec. Create it with New, then Run.
+type Service struct {
+	conn     *nftables.Conn
+	spec     *ruleset.Spec
+	interval time.Duration
+	logf     func(format string, a ...any)
+	now      func() time.Time
+
+	mu       sync.Mutex
+	desired  *ruleset.Desired
+	applied  *ruleset.Snapshot
+	appliedT time.Time
+	events   []Event
+	expired  map[string]bool // exception ids announced as expired
+	hist     map[string]*ruleset.WouldBlock
+	gen      map[string][2]uint64 // kernel counters of the current table generation
+	drifts   int
+	applies  int
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithInterval sets the drift check interval.
+func WithInterval(d time.Duration) Option { return func(s *Service) { s.interval = d } }
+
+// WithLogf sets the log function (default log.Printf).
+func WithLogf(f func(string, ...any)) Option { return func(s *Service) { s.logf = f } }
+
+// New returns a service for spec on conn.
+func New(conn *nftables.Conn, spec *ruleset.Spec, opts ...Option) *Service {
+	s := &Service{conn: conn, spec: spec, interval: DefaultInterval, logf: log.Printf, now: time.Now,
+		expired: map[string]bool{}, hist: map[string]*ruleset.WouldBlock{}, gen: map[string][2]uint64{}}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+func (s *Service) event(kind, format string, a ...any) {
+	e := Event{Time: s.now(), Kind: kind, Message: fmt.Sprintf(format, a...)}
+	s.logf("segment: %s: %s", kind, e.Message)
+	s.events = append(s.events, e)
+	if len(s.events) > maxEvents {
+		s.events = s.events[len(s.events)-maxEvents:]
+	}
+}
+
+// Start applies the spec once (an atomic replacement of whatever table is
+// there, the baseline from init or a previous run's), carrying the kernel's
+// monitor record into the service's history first. On error the kernel
+// keeps its previous table.
+func (s *Service) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.applyLocked("start")
+}
+
+// applyLocked polls the report (so nothing counted before the replacement is
+// lost), applies, and snapshots the result for exact drift comparison.
+func (s *Service) applyLocked(why string) error {
+	now := s.now()
+	if err := s.pollLocked(now); err != nil {
+		s.logf("segment: report before apply: %v (continuing)", err)
+	}
+	s.announceExpiredLocked(now)
+	d, err := ruleset.Apply(s.conn, s.spec, now)
+	if err != nil {
+		s.event("error", "apply (%s): %v", why, err)
+		return err
+	}
+	snap, err := ruleset.ReadSnapshot(s.conn)
+	if err != nil {
+		s.event("error", "read back after apply: %v", err)
+		return err
+	}
+	if drift := ruleset.Drift(d, snap, nil); len(drift) != 0 {
+		s.event("error", "kernel differs right after apply: %v", drift)
+		return fmt.Errorf("segment: kernel differs right after apply: %v", drift)
+	}
+	s.desired, s.applied, s.appliedT = d, snap, now
+	s.gen = map[string][2]uint64{}
+	s.applies++
+	s.event("applied", "%s (%s)", d, why)
+	return nil
+}
+
+func (s *Service) announceExpiredLocked(now time.Time) {
+	for _, e := range s.spec.Exceptions {
+		if !e.Expires.After(now) && !s.expired[e.ID] {
+			s.expired[e.ID] = true
+			s.event("exception-expired", "exception %s (%s -> %s %s/%d, owner %s) expired at %s; removed",
+				e.ID, e.From, e.To, e.Protocol, e.Port, e.Owner, e.Expires.UTC().Format(time.RFC3339))
+		}
+	}
+}
+
+// Check compares the kernel with the desired state and repairs drift with
+// one atomic re-apply. It returns the drift it found.
+func (s *Service) Check() ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	if next := s.spec.NextExpiry(s.appliedT); !next.IsZero() && !next.After(now) {
+		return nil, s.applyLocked("exception expiry")
+	}
+	snap, err := ruleset.ReadSnapshot(s.conn)
+	if err != nil {
+		return nil, err
+	}
+	drift := ruleset.Drift(s.desired, snap, s.applied)
+	if len(drift) == 0 {
+		return nil, nil
+	}
+	s.drifts++
+	for _, d := range drift {
+		s.event("drift", "%s", d)
+	}
+	return drift, s.applyLocked("drift repair")
+}
+
+// Run applies and then reconciles until ctx ends: a drift check every
+// interval and a re-apply at each exception expiry. The table stays in the
+// kernel when Run returns.
+func (s *Service) Run(ctx context.Context) error {
+	t := time.NewTicker(s.interval)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		next := s.spec.NextExpiry(s.appliedT)
+		s.mu.Unlock()
+		var expiry <-chan time.Time
+		var timer *time.Timer
+		if !next.IsZero() {
+			timer = time.NewTimer(time.Until(next))
+			expiry = timer.C
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-expiry:
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if _, err := s.Check(); err != nil {
+			s.logf("segment: reconcile: %v", err)
+		}
+		s.mu.Lock()
+		if err := s.pollLocked(s.now()); err != nil {
+			s.logf("segment: report: %v", err)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// pollLocked merges the kernel's would-block record into the history.
+func (s *Service) pollLocked(now time.Time) error {
+	rep, err := ruleset.ReadWouldBlock(s.conn, now)
+	if err != nil {
+		return err
+	}
+	for _, r := range rep {
+		k := r.Flow.String()
+		prev := s.gen[k]
+		dp, db := r.Packets-prev[0], r.Bytes-prev[1]
+		if r.Packets < prev[0] { // element expired and came back
+			dp, db = r.Packets, r.Bytes
+		}
+		s.gen[k] = [2]uint64{r.Packets, r.Bytes}
+		h, ok := s.hist[k]
+		if !ok {
+			c := r
+			c.Packets, c.Bytes = 0, 0
+			h = &c
+			s.hist[k] = h
+		}
+		h.Packets += dp
+		h.Bytes += db
+		if r.FirstSeen.Before(h.FirstSeen) {
+			h.FirstSeen = r.FirstSeen
+		}
+		if r.LastSeen.After(h.LastSeen) {
+			h.LastSeen = r.LastSeen
+		}
+	}
+	return nil
+}
+
+// Report returns the would-have-blocked flows seen since the service started
+// (including what the kernel had recorded before).
+func (s *Service) Report() ([]ruleset.WouldBlock, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.pollLocked(s.now()); err != nil {
+		return nil, err
+	}
+	var out []ruleset.WouldBlock
+	for _, h := range s.hist {
+		out = append(out, *h)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Flow.String() < out[j].Flow.String() })
+	return out, nil
+}
+
+// Status is the service's state for the status socket.
+type Status struct {
+	Applied    time.Time                  `cbor:"1,keyasint" json:"applied"`
+	Applies    int                        `cbor:"2,keyasint" json:"applies"`
+	Drifts     int                        `cbor:"3,keyasint" json:"drifts"`
+	Ruleset    string                     `cbor:"4,keyasint" json:"ruleset"`
+	Exceptions []ruleset.ExceptionCounter `cbor:"5,keyasint" json:"exceptions"`
+	Events     []Event                    `cbor:"6,keyasint" json:"events"`
+}
+
+// Status reports the last apply, the installed exceptions with their
+// counters, and recent events.
+func (s *Service) Status() (*Status, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	exc, err := ruleset.ReadExceptions(s.conn)
+	if err != nil {
+		return nil, err
+	}
+	st := &Status{Applied: s.appliedT, Applies: s.applies, Drifts: s.drifts, Exceptions: exc,
+		Events: append([]Event(nil), s.events...)}
+	if s.desired != nil {
+		st.Ruleset = s.desired.String()
+	}
+	return st, nil
+}
+
+// Spec returns the spec the service enforces.
+func (s *Service) Spec() *ruleset.Spec { return s.spec }

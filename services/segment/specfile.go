@@ -1,0 +1,104 @@
+// Package segment is the segment service: it keeps the kernel's nftables
+// ruleset equal to the desired one (a reconcile loop from a Spec file to
+// the kernel), repairs drift, expires exceptions, keeps the monitor-mode
+// "would have blocked" report, and answers status requests on a unix
+// socket. The ruleset itself is built by package ruleset.
+package segment
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/fxamacker/cbor/v2"
+	"github.com/otgate/otgate/services/segment/ruleset"
+)
+
+var (
+	encMode = func() cbor.EncMode {
+		m, err := cbor.CoreDetEncOptions().EncMode()
+		if err != nil {
+			panic(err)
+		}
+		return m
+	}()
+	decMode = func() cbor.DecMode {
+		m, err := cbor.DecOptions{ExtraReturnErrors: cbor.ExtraDecErrorUnknownField}.DecMode()
+		if err != nil {
+			panic(err)
+		}
+		return m
+	}()
+)
+
+// LoadSpec reads and validates a spec file: CBOR, or JSON when the name
+// ends in ".json". Unknown fields are errors.
+func LoadSpec(path string) (*ruleset.Spec, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("segment: spec: %w", err)
+	}
+	var s ruleset.Spec
+	if strings.HasSuffix(path, ".json") {
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&s); err != nil {
+			return nil, fmt.Errorf("segment: spec %s: %w", path, err)
+		}
+	} else if err := decMode.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("segment: spec %s: %w", path, err)
+	}
+	if err := s.Validate(); err != nil {
+		return nil, fmt.Errorf("segment: spec %s: %w", path, err)
+	}
+	return &s, nil
+}
+
+// WriteSpec validates s and writes it as deterministic CBOR, atomically
+// (temp file, fsync, rename, fsync of the directory).
+func WriteSpec(path string, s *ruleset.Spec) error {
+	if err := s.Validate(); err != nil {
+		return fmt.Errorf("segment: write spec %s: %w", path, err)
+	}
+	b, err := encMode.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("segment: encode spec: %w", err)
+	}
+	return writeAtomic(path, b)
+}
+
+func writeAtomic(path string, b []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("segment: write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after a successful rename
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("segment: write %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("segment: fsync %s: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("segment: close %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("segment: rename %s: %w", path, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("segment: open dir %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("segment: fsync dir %s: %w", dir, err)
+	}
+	return nil
+}
