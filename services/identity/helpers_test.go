@@ -1,6 +1,8 @@
 package identity
 
 import (
+	"crypto"
+	"crypto/tls"
 	"path/filepath"
 	"testing"
 
@@ -29,4 +31,14 @@ type testWriter struct{ tb testing.TB }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.tb.Logf("%s", p)
 	return len(p), nil
+}
+
+// tlsCertificate builds a tls.Certificate from a chain and a signer.
+type tlsCertificate struct {
+	chain  [][]byte
+	signer crypto.Signer
+}
+
+func (c tlsCertificate) get() *tls.Certificate {
+	return &tls.Certificate{Certificate: c.chain, PrivateKey: c.signer}
 }

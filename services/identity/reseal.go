@@ -63,4 +63,3 @@ func Reseal(cfg Config) (string, error) {
 	id.log.Printf("RESEAL: new data key sealed to PCRs %v on the current boot; old secrets moved to %s", rec.PCRs, moved)
 	return moved, nil
 }
-
