@@ -1,0 +1,171 @@
+package main
+
+import (
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/otgate/otgate/services/identity"
+	"github.com/otgate/otgate/services/identity/api"
+)
+
+func init() {
+	register(command{
+		name:    "identity",
+		summary: "device identity: csr, install-cert, status, reset, reseal",
+		run:     runIdentity,
+	})
+}
+
+const identityUsage = `usage: otgate identity <subcommand> [flags]
+
+  csr           write a certificate request signed by the TPM device key (-out)
+  install-cert  install a certificate issued for the device key (-in, PEM chain or DER)
+  status        ask the identity service for its state (quarantine, dev mode)
+  reset -yes    move the identity aside and create a NEW one (a different device)
+  reseal -yes   in quarantine only: seal a new data key to the current boot;
+                secrets sealed under the old one are moved aside, unreadable
+
+Run "otgate identity <subcommand> -h" for the flags.`
+
+func runIdentity(args []string) error {
+	if len(args) == 0 {
+		fmt.Fprintln(os.Stderr, identityUsage)
+		return errors.New("identity: missing subcommand")
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("otgate identity "+sub, flag.ContinueOnError)
+	switch sub {
+	case "csr":
+		f := identity.RegisterFlags(fs)
+		out := fs.String("out", "-", "file to write the PEM CSR to (- for standard output)")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		return identityCSR(f, *out, os.Stdout)
+	case "install-cert":
+		f := identity.RegisterFlags(fs)
+		in := fs.String("in", "", "certificate file (PEM chain, leaf first, or DER)")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		return identityInstallCert(f, *in)
+	case "status":
+		socket := fs.String("socket", api.DefaultSocket, "identity service socket")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		return identityStatus(*socket, os.Stdout)
+	case "reset", "reseal":
+		f := identity.RegisterFlags(fs)
+		yes := fs.Bool("yes", false, "really do it")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if !*yes {
+			return fmt.Errorf("identity %s: refusing without -yes (%s)", sub, map[string]string{
+				"reset":  "this creates a NEW device identity: the gate becomes a different device and must be enrolled again",
+				"reseal": "secrets sealed under the old data key become unreadable",
+			}[sub])
+		}
+		cfg, err := f.Config(true, os.Stderr)
+		if err != nil {
+			return err
+		}
+		if sub == "reset" {
+			old, err := identity.Reset(cfg)
+			if err != nil {
+				return err
+			}
+			if old == "" {
+				old = "(there was none)"
+			}
+			fmt.Printf("new identity in %s; the old one is in %s\n", cfg.StateDir, old)
+			return nil
+		}
+		moved, err := identity.Reseal(cfg)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("data key resealed to the current boot; old secrets moved to %s\n", moved)
+		return nil
+	default:
+		fmt.Fprintln(os.Stderr, identityUsage)
+		return fmt.Errorf("identity: unknown subcommand %q", sub)
+	}
+}
+
+func identityCSR(f *identity.Flags, out string, stdout io.Writer) error {
+	cfg, err := f.Config(false, os.Stderr)
+	if err != nil {
+		return err
+	}
+	id, err := identity.Open(cfg)
+	if err != nil {
+		return err
+	}
+	defer id.Close()
+	der, err := id.CSR()
+	if err != nil {
+		return err
+	}
+	b := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+	if out == "-" {
+		_, err = stdout.Write(b)
+		return err
+	}
+	if err := os.WriteFile(out, b, 0o644); err != nil {
+		return fmt.Errorf("identity csr: %w", err)
+	}
+	return nil
+}
+
+func identityInstallCert(f *identity.Flags, in string) error {
+	if in == "" {
+		return errors.New("identity install-cert: -in is required")
+	}
+	b, err := os.ReadFile(in)
+	if err != nil {
+		return fmt.Errorf("identity install-cert: %w", err)
+	}
+	cfg, err := f.Config(false, os.Stderr)
+	if err != nil {
+		return err
+	}
+	id, err := identity.Open(cfg)
+	if err != nil {
+		return err
+	}
+	defer id.Close()
+	if err := id.InstallCertificate(b); err != nil {
+		return fmt.Errorf("%s: %w", in, err)
+	}
+	return nil
+}
+
+func identityStatus(socket string, w io.Writer) error {
+	c, err := api.Dial(socket)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	st, err := c.Status()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "device:     %s\n", st.DeviceURI)
+	if st.DevMode {
+		fmt.Fprintln(w, "key:        DEV MODE SOFTWARE KEY (not a production gate)")
+	} else {
+		fmt.Fprintln(w, "key:        TPM")
+	}
+	if st.Quarantine {
+		fmt.Fprintf(w, "state:      QUARANTINE\nreason:     %s\nwhat to do: %s\n", st.Reason, st.Remedy)
+		return errors.New("identity: gate is in quarantine")
+	}
+	fmt.Fprintln(w, "state:      ok")
+	return nil
+}
