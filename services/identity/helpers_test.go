@@ -3,6 +3,7 @@ package identity
 import (
 	"crypto"
 	"crypto/tls"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -42,3 +43,5 @@ type tlsCertificate struct {
 func (c tlsCertificate) get() *tls.Certificate {
 	return &tls.Certificate{Certificate: c.chain, PrivateKey: c.signer}
 }
+
+func osGetuid() int { return os.Getuid() }
