@@ -108,6 +108,9 @@ func TestHostInitStatusSocketAndShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if st.InitRSS == 0 {
+		t.Errorf("status: no init RSS")
+	}
 	if !st.Ready || st.Hostname != "gate-test" || st.ImageID != cfg.ImageID || st.Perm.FSType != "host-dir" || st.Perm.Boots != 1 {
 		t.Errorf("status header %+v", st)
 	}

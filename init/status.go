@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/otgate/otgate/internal/initstatus"
@@ -65,6 +67,7 @@ func (in *initProc) status() *initstatus.Status {
 		BootTime: in.started, Uptime: in.uptime(), Ready: in.isReady(),
 		Perm:     initstatus.Perm{Device: in.perm.Device, FSType: in.perm.FSType, Boots: in.perm.Boots, Warning: in.perm.Warning},
 		Services: in.sup.snapshot(),
+		InitRSS:  selfRSS(),
 	}
 	if in.wd != nil {
 		pet, last, note := in.wd.state()
@@ -73,4 +76,19 @@ func (in *initProc) status() *initstatus.Status {
 		st.Watchdog = initstatus.Watchdog{Device: in.cfg.Watchdog.Device, Timeout: in.cfg.Watchdog.Timeout, Note: "could not open"}
 	}
 	return st
+}
+
+// selfRSS reads VmRSS from /proc/self/status, in bytes (0 if unknown).
+func selfRSS() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }

@@ -268,7 +268,7 @@ func (s *service) run() {
 		s.mu.Unlock()
 		recent = append(recent, now)
 		log.Printf("%s exited (%s), restart %d in %s", name, exitText, n, short(delay))
-		s.set(initstatus.StateBackoff, exitText, 0)
+		s.set(initstatus.StateBackoff, "", 0)
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:

@@ -40,5 +40,5 @@ func (in *initProc) startWatchdog() {
 	}
 	in.wd = newWatchdog(in.log, f, cfg.Device, timeout, in.sup.criticalHealthy)
 	in.wd.run()
-	in.log.Printf("watchdog: %s armed, timeout %s, petting every %s while critical services are healthy", cfg.Device, short(timeout), short(in.wd.interval))
+	in.log.Printf("watchdog: %s armed, timeout %s, petting every %s while critical services are healthy", cfg.Device, short(timeout), in.wd.interval.Round(time.Millisecond))
 }

@@ -54,7 +54,9 @@ type Status struct {
 	BootTime time.Time     `cbor:"boot_time"`
 	Uptime   time.Duration `cbor:"uptime"`
 	// Ready is true once every critical service has been ready.
-	Ready    bool      `cbor:"ready"`
+	Ready bool `cbor:"ready"`
+	// InitRSS is init's resident memory in bytes (VmRSS).
+	InitRSS  uint64    `cbor:"init_rss"`
 	Perm     Perm      `cbor:"perm"`
 	Watchdog Watchdog  `cbor:"watchdog"`
 	Services []Service `cbor:"services"`

@@ -8,7 +8,8 @@
 //	-mode=crash         exit 1 after ~100ms, never ready
 //	-mode=status        wait until init's status socket reports every
 //	                    critical service ready, print "testsvc: status" and
-//	                    the table `otgate status` prints, exit 0
+//	                    the table `otgate status` prints, exit 0 (-after D:
+//	                    sleep D first)
 //	-mode=hang-on-term  notify ready, ignore SIGTERM (init must SIGKILL it)
 package main
 
@@ -35,7 +36,9 @@ func main() {
 	state := flag.String("state", "", "flaky: file counting starts")
 	socket := flag.String("socket", bootcfg.StatusSocket, "status: init's status socket")
 	wait := flag.Duration("wait", 60*time.Second, "status: how long to wait for readiness")
+	after := flag.Duration("after", 0, "status: sleep this long first")
 	flag.Parse()
+	time.Sleep(*after)
 	if err := run(*mode, *crashes, *state, *socket, *wait); err != nil {
 		fmt.Fprintf(os.Stderr, "testsvc: %v\n", err)
 		os.Exit(1)
