@@ -1,0 +1,145 @@
+package ruleset_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/otgate/otgate/services/segment/internal/nslab"
+	"github.com/otgate/otgate/services/segment/ruleset"
+	"golang.org/x/sys/unix"
+)
+
+// manyAssets returns a spec with n assets (two ports each, 64 per zone,
+// zones alternating enforce/monitor); asset 0 is the lab's plc at Asset1.
+func manyAssets(n int) *ruleset.Spec {
+	s := &ruleset.Spec{BaselineSpec: baseSpec()}
+	for i := 0; i < n; i++ {
+		addr := fmt.Sprintf("10.100.%d.%d", i/250, i%250+1)
+		if i == 0 {
+			addr = nslab.Asset1
+		}
+		zone := i / 64
+		mode := ruleset.ModeEnforce
+		if zone%2 == 1 {
+			mode = ruleset.ModeMonitor
+		}
+		s.Assets = append(s.Assets, ruleset.Asset{Name: fmt.Sprintf("asset-%d", i), Zone: fmt.Sprintf("zone-%d", zone),
+			Mode: mode, Address: addr, TCPPorts: []uint16{502, 44818}})
+	}
+	for i := 0; i < 8; i++ {
+		s.Exceptions = append(s.Exceptions, ruleset.Exception{ID: fmt.Sprintf("x-%d", i), From: nslab.Asset1,
+			To: fmt.Sprintf("10.100.0.%d", i+2), Protocol: "tcp", Port: 502, Owner: "ops", Expires: time.Now().Add(time.Hour)})
+	}
+	return s
+}
+
+// BenchmarkApply times one atomic replacement of the whole table.
+func BenchmarkApply(b *testing.B) {
+	l := nslab.New(b)
+	conn := gateConn(b, l)
+	for _, n := range []int{16, 256, 4096} {
+		spec := manyAssets(n)
+		b.Run(fmt.Sprintf("assets=%d", n), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if _, err := ruleset.Apply(conn, spec, time.Now()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/apply")
+		})
+	}
+}
+
+// pathFigures measures, from the proxy's identity in the gate namespace to
+// the lab's plc, the TCP connection setup rate and one connection's
+// throughput, each for d.
+func pathFigures(b *testing.B, l *nslab.Lab, d time.Duration) (connsPerSec, mbPerSec float64) {
+	b.Helper()
+	err := l.Gate.Do(func() error {
+		unix.Setfsuid(int(proxy.UID))
+		dialer := net.Dialer{Timeout: 10 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			if err := rc.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(proxy.Mark))
+			}); err != nil {
+				return err
+			}
+			return serr
+		}}
+		n := 0
+		start := time.Now()
+		for time.Since(start) < d {
+			c, err := dialer.Dial("tcp4", nslab.Asset1+":502")
+			if err != nil {
+				return fmt.Errorf("connect %d: %w", n, err)
+			}
+			_ = c.(*net.TCPConn).SetLinger(0) // RST: no TIME_WAIT pile-up
+			c.Close()
+			n++
+		}
+		connsPerSec = float64(n) / time.Since(start).Seconds()
+
+		c, err := dialer.Dial("tcp4", nslab.Asset1+":502")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		buf := make([]byte, 64<<10)
+		var sent int64
+		start = time.Now()
+		for time.Since(start) < d {
+			m, err := c.Write(buf)
+			sent += int64(m)
+			if err != nil && err != io.ErrShortWrite {
+				return err
+			}
+		}
+		mbPerSec = float64(sent) / 1e6 / time.Since(start).Seconds()
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return connsPerSec, mbPerSec
+}
+
+// BenchmarkAllowedPath compares the allowed path with 16 and with 4096
+// assets installed, in the same run: rounds alternate between the two
+// rulesets so machine load affects both alike. The ratios (4096 / 16) are
+// the figures to watch: 1.0 means the per-packet cost does not grow with
+// the number of assets.
+func BenchmarkAllowedPath(b *testing.B) {
+	l := nslab.New(b)
+	l.Plant.Listen(b, nslab.Asset1+":502")
+	conn := gateConn(b, l)
+	small, large := manyAssets(16), manyAssets(4096)
+	const round = 500 * time.Millisecond
+	var c16, c4k, t16, t4k float64
+	rounds := 0
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, s := range []struct {
+			spec     *ruleset.Spec
+			conns, t *float64
+		}{{small, &c16, &t16}, {large, &c4k, &t4k}} {
+			if _, err := ruleset.Apply(conn, s.spec, time.Now()); err != nil {
+				b.Fatal(err)
+			}
+			cps, mbs := pathFigures(b, l, round)
+			*s.conns += cps
+			*s.t += mbs
+		}
+		rounds++
+	}
+	r := float64(rounds)
+	b.ReportMetric(c16/r, "conn/s@16")
+	b.ReportMetric(c4k/r, "conn/s@4096")
+	b.ReportMetric(c4k/c16, "conn-ratio")
+	b.ReportMetric(t16/r, "MB/s@16")
+	b.ReportMetric(t4k/r, "MB/s@4096")
+	b.ReportMetric(t4k/t16, "tput-ratio")
+}

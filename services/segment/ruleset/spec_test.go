@@ -1,0 +1,89 @@
+package ruleset_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/otgate/otgate/services/segment/ruleset"
+)
+
+func validSpec() *ruleset.Spec {
+	return &ruleset.Spec{
+		BaselineSpec: ruleset.BaselineSpec{Uplink: "eth0", Downlinks: []string{"eth1", "eth1.20"}, ListenPorts: []uint16{443},
+			Proxy: ruleset.ProxyIdentity{UID: 990}},
+		Assets: []ruleset.Asset{
+			{Name: "plc-1", Zone: "a", Mode: ruleset.ModeEnforce, Address: "10.0.0.5", TCPPorts: []uint16{502}},
+			{Name: "plc-2", Zone: "b", Mode: ruleset.ModeMonitor, Address: "10.0.1.5", TCPPorts: []uint16{502}},
+		},
+		Exceptions: []ruleset.Exception{{ID: "x", From: "10.0.0.5", To: "10.0.1.5", Protocol: "tcp", Port: 502,
+			Owner: "ops", Expires: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}},
+	}
+}
+
+func TestSpecValidation(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutate func(s *ruleset.Spec)
+		want   string // "" = valid
+	}{
+		{"valid", func(*ruleset.Spec) {}, ""},
+		{"root proxy", func(s *ruleset.Spec) { s.Proxy.UID = 0 }, "proxy.uid: 0 (root)"},
+		{"no downlinks", func(s *ruleset.Spec) { s.Downlinks = nil }, "downlinks: none given"},
+		{"uplink reused", func(s *ruleset.Spec) { s.Downlinks = []string{"eth0"} }, `downlinks[0]: interface "eth0" already used as uplink`},
+		{"bad ifname", func(s *ruleset.Spec) { s.Uplink = "eth 0" }, `uplink: bad interface name "eth 0"`},
+		{"long ifname", func(s *ruleset.Spec) { s.Uplink = "abcdefghijklmnop" }, "uplink: bad interface name"},
+		{"dup listen port", func(s *ruleset.Spec) { s.ListenPorts = []uint16{443, 443} }, "listen_ports[1]: duplicate port 443"},
+		{"dup asset", func(s *ruleset.Spec) { s.Assets[1].Name = "plc-1" }, `assets[1] "plc-1": duplicate asset name`},
+		{"bad mode", func(s *ruleset.Spec) { s.Assets[0].Mode = "audit" }, `mode "audit" (want enforce or monitor)`},
+		{"zone modes disagree", func(s *ruleset.Spec) { s.Assets[1].Zone = "a" }, `zone "a" mode "monitor", but another asset`},
+		{"ipv6 asset", func(s *ruleset.Spec) { s.Assets[0].Address = "fd00::1" }, `assets[0] "plc-1": address: "fd00::1" is not an IPv4 address`},
+		{"dup address", func(s *ruleset.Spec) { s.Assets[1].Address = "10.0.0.5" }, `already used by asset "plc-1"`},
+		{"port 0", func(s *ruleset.Spec) { s.Assets[0].TCPPorts = []uint16{0} }, "tcp_ports[0]: port 0"},
+		{"bad endpoint", func(s *ruleset.Spec) { s.Assets[0].Endpoint = "x" }, `endpoint: "x" is not an IP address`},
+		{"exception no owner", func(s *ruleset.Spec) { s.Exceptions[0].Owner = " " }, `exceptions[0] "x": no owner`},
+		{"exception no expiry", func(s *ruleset.Spec) { s.Exceptions[0].Expires = time.Time{} }, "no expiry"},
+		{"exception icmp", func(s *ruleset.Spec) { s.Exceptions[0].Protocol = "icmp" }, `protocol "icmp" (want tcp or udp)`},
+		{"exception broadcast", func(s *ruleset.Spec) { s.Exceptions[0].To = "255.255.255.255" }, "not a unicast address"},
+		{"dup exception", func(s *ruleset.Spec) { s.Exceptions = append(s.Exceptions, s.Exceptions[0]) }, `exceptions[1] "x": duplicate id`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := validSpec()
+			tc.mutate(s)
+			err := s.Validate()
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, ruleset.ErrInvalidSpec) {
+				t.Fatalf("Validate() = %v, want ErrInvalidSpec containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// Build leaves expired exceptions out and gives the others their remaining
+// lifetime as the kernel timeout.
+func TestBuildExceptionLifetimes(t *testing.T) {
+	s := validSpec()
+	now := time.Date(2029, 12, 31, 23, 0, 0, 0, time.UTC)
+	s.Exceptions = append(s.Exceptions, ruleset.Exception{ID: "old", From: "10.0.0.5", To: "10.0.1.5", Protocol: "udp", Port: 47808,
+		Owner: "ops", Expires: now.Add(-time.Second)})
+	d, err := ruleset.Build(s, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sd := range d.Sets {
+		if sd.Set.Name != ruleset.SetExceptions {
+			continue
+		}
+		if len(sd.Elements) != 1 || sd.Elements[0].Comment != "x" || sd.Elements[0].Timeout != time.Hour {
+			t.Fatalf("exceptions set = %+v, want only x with 1h timeout", sd.Elements)
+		}
+		return
+	}
+	t.Fatal("no exceptions set")
+}
