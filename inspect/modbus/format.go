@@ -42,8 +42,6 @@ func (r *Record) AppendText(b []byte, user, asset string) []byte {
 		b = append(b, r.Exception.String()...)
 		b = append(b, ": "...)
 		return append(b, r.Reason...)
-	case VerdictNone:
-		b = append(b, "unsolicited "...)
 	}
 	switch r.Outcome {
 	case OutcomeOK:
@@ -61,7 +59,11 @@ func (r *Record) AppendText(b []byte, user, asset string) []byte {
 		b = append(b, "malformed response: "...)
 		b = append(b, r.Reason...)
 	case OutcomeUnsolicited:
-		b = append(b, "response"...)
+		b = append(b, "unsolicited response"...)
+		if r.Exception != 0 {
+			b = append(b, ", exception "...)
+			b = append(b, r.Exception.String()...)
+		}
 	}
 	if d := r.Latency(); d > 0 {
 		b = append(b, " ("...)
@@ -97,6 +99,12 @@ func appendSpan(b []byte, addr, count uint16) []byte {
 }
 
 func (r *Record) appendOperation(b []byte) []byte {
+	if r.Verdict == VerdictNone {
+		// a response without request: only its header is known
+		b = append(b, r.Function.String()...)
+		b = append(b, " transaction "...)
+		return strconv.AppendUint(b, uint64(r.TransactionID), 10)
+	}
 	switch r.Function {
 	case FuncReadCoils, FuncReadDiscreteInputs, FuncReadHoldingRegisters, FuncReadInputRegisters:
 		b = append(b, "read "...)

@@ -33,8 +33,10 @@ func Relay(ctx context.Context, cfg Config, client, device io.ReadWriteCloser) e
 
 	select {
 	case <-reqDone:
-		if reqErr == nil {
-			// The client closed: let responses in flight reach it.
+		var end *EndError
+		if reqErr == nil || errors.As(reqErr, &end) {
+			// The client closed, or sent a frame that ends the session:
+			// let the responses to requests already forwarded reach it.
 			if cw, ok := device.(closeWriter); ok {
 				cw.CloseWrite()
 			}

@@ -1,0 +1,297 @@
+package modbus_test
+
+import (
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/otgate/otgate/inspect/modbus"
+)
+
+func TestSessionPipelinedReads(t *testing.T) {
+	g := startGate(t, startPlant(t), modbus.Enforce)
+	c := dial(t, g.addr)
+	// Five requests in one write: several transaction ids outstanding.
+	var burst []byte
+	for i := uint16(0); i < 5; i++ {
+		burst = append(burst, frame(100+i, 1, 3, 0, byte(i), 0, 2)...)
+	}
+	burst = append(burst, frame(200, 1, 4, 0, 0, 0, 3)...)
+	if _, err := c.Write(burst); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[uint16]bool{}
+	for i := 0; i < 6; i++ {
+		f := readFrame(t, c)
+		seen[tidOf(f)] = true
+		if f[7]&0x80 != 0 {
+			t.Fatalf("exception for transaction %d: % x", tidOf(f), f)
+		}
+	}
+	for _, tid := range []uint16{100, 101, 102, 103, 104, 200} {
+		if !seen[tid] {
+			t.Errorf("no response for transaction %d", tid)
+		}
+	}
+	recs := g.rec.wait(t, 6)
+	for _, r := range recs {
+		if r.Verdict != modbus.VerdictAllowed || r.Outcome != modbus.OutcomeOK || r.Latency() <= 0 {
+			t.Errorf("record %s: verdict %v outcome %v latency %v", r, r.Verdict, r.Outcome, r.Latency())
+		}
+		if r.TransactionID >= 100 && r.TransactionID < 105 {
+			// holding 0..4 are valve 20, setpoints 800 200, alarm 950, 0
+			want := []uint16{20, 800, 200, 950, 0, 0}[r.Address : r.Address+2]
+			if len(r.ReadValues) != 4 || be(r.ReadValues, 0) != want[0] || be(r.ReadValues, 1) != want[1] {
+				t.Errorf("record %s: values % x, want %v", r, r.ReadValues, want)
+			}
+		}
+	}
+	c.Close()
+	if err := g.end(t); err != nil {
+		t.Fatalf("normal close ended with %v", err)
+	}
+}
+
+func be(b []byte, i int) uint16 { return uint16(b[2*i])<<8 | uint16(b[2*i+1]) }
+
+func TestSessionDeniedWriteThenRead(t *testing.T) {
+	dev := startPlant(t)
+	g := startGate(t, dev, modbus.Enforce)
+	c := dial(t, g.addr)
+	// A denied write (holding 60, outside 50-55) and a read, pipelined.
+	deny := frame(0x4d2, 1, 6, 0, 60, 0x12, 0x34)
+	read := frame(0x4d3, 1, 3, 0, 60, 0, 1)
+	if _, err := c.Write(append(deny, read...)); err != nil {
+		t.Fatal(err)
+	}
+	got := map[uint16][]byte{}
+	for i := 0; i < 2; i++ {
+		f := readFrame(t, c)
+		got[tidOf(f)] = f
+	}
+	if want := frame(0x4d2, 1, 0x86, 0x02); string(got[0x4d2]) != string(want) {
+		t.Fatalf("denied write answered % x, want % x", got[0x4d2], want)
+	}
+	if want := frame(0x4d3, 1, 3, 2, 0, 0); string(got[0x4d3]) != string(want) {
+		t.Fatalf("read after deny answered % x, want % x (register 60 unchanged: 0)", got[0x4d3], want)
+	}
+	// The write never reached the device: read holding 60 directly.
+	d := dial(t, dev)
+	d.Write(frame(1, 1, 3, 0, 60, 0, 1))
+	if f := readFrame(t, d); string(f) != string(frame(1, 1, 3, 2, 0, 0)) {
+		t.Fatalf("device holding 60 = % x, the denied write reached it", f)
+	}
+	// Value limit: 101 into register 52 -> exception 03; 55 passes.
+	c.Write(frame(7, 1, 6, 0, 52, 0, 101))
+	if f := readFrame(t, c); string(f) != string(frame(7, 1, 0x86, 0x03)) {
+		t.Fatalf("over-limit write answered % x", f)
+	}
+	c.Write(frame(8, 1, 6, 0, 52, 0, 55))
+	if f := readFrame(t, c); string(f) != string(frame(8, 1, 6, 0, 52, 0, 55)) {
+		t.Fatalf("allowed write answered % x", f)
+	}
+	recs := g.rec.wait(t, 4)
+	text := g.rec.text()
+	for _, want := range []string{
+		`unit 1 write holding 60 = 4660 -> denied, exception 02 illegal data address: modbus rules "alice-plc7": write holding 60 outside write ranges 50-55`,
+		"unit 1 read holding 60 -> ok = 0 (",
+		`write holding 52 = 101 -> denied, exception 03 illegal data value: modbus rules "alice-plc7": write holding 52 = 101 outside limit 0..100`,
+		"unit 1 write holding 52 = 55 -> ok (",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("transcript lacks %q:\n%s", want, text)
+		}
+	}
+	if recs[0].TransactionID != 0x4d2 || recs[0].Verdict != modbus.VerdictDenied || recs[0].Exception != modbus.ExIllegalDataAddress {
+		t.Errorf("first record %+v", recs[0])
+	}
+}
+
+func TestSessionMalformedFrameEndsSession(t *testing.T) {
+	cases := []struct {
+		name  string
+		bad   []byte
+		err   string
+		isErr error
+	}{
+		{"byte count", frame(9, 1, 16, 0, 50, 0, 4, 7, 1, 2, 3, 4, 5, 6, 7), "client->device frame at byte 12: function 16: byte count 7 does not match quantity 4 (want 8)", modbus.ErrMalformed},
+		{"oversized", []byte{0, 9, 0, 0, 0x01, 0x2c, 1, 3}, "length 300 over 254", modbus.ErrOversized},
+		{"protocol id", []byte{0, 9, 0, 5, 0, 6, 1, 3, 0, 0, 0, 1}, "protocol id 5, want 0", modbus.ErrMalformed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			devAddr, devConn := scriptedDevice(t)
+			g := startGate(t, devAddr, modbus.Enforce)
+			c := dial(t, g.addr)
+			good := frame(1, 1, 3, 0, 0, 0, 1)
+			if _, err := c.Write(append(good, tc.bad...)); err != nil {
+				t.Fatal(err)
+			}
+			dev := <-devConn
+			dev.SetDeadline(time.Now().Add(30 * time.Second))
+			got := make([]byte, len(good))
+			if _, err := io.ReadFull(dev, got); err != nil || string(got) != string(good) {
+				t.Fatalf("device received % x, %v", got, err)
+			}
+			dev.Write(frame(1, 1, 3, 2, 0, 42))
+			// The gate half-closes the device side: nothing of the bad frame follows.
+			if extra, err := io.ReadAll(dev); err != nil || len(extra) != 0 {
+				t.Fatalf("device received % x after the good frame (err %v)", extra, err)
+			}
+			dev.Close()
+			if f := readFrame(t, c); string(f) != string(frame(1, 1, 3, 2, 0, 42)) {
+				t.Fatalf("good request before the bad one answered % x", f)
+			}
+			if n, err := c.Read(make([]byte, 1)); err != io.EOF {
+				t.Fatalf("after a malformed frame the client read %d bytes, err %v; want EOF", n, err)
+			}
+			err := g.end(t)
+			var end *modbus.EndError
+			if !errors.As(err, &end) || !errors.Is(err, tc.isErr) || !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("session ended with %v, want EndError containing %q", err, tc.err)
+			}
+			if recs := g.rec.wait(t, 1); recs[0].Outcome != modbus.OutcomeOK {
+				t.Fatalf("good request record %s", recs[0])
+			}
+		})
+	}
+}
+
+func TestSessionDeviceMisbehaves(t *testing.T) {
+	devAddr, devConn := scriptedDevice(t)
+	g := startGate(t, devAddr, modbus.Enforce)
+	c := dial(t, g.addr)
+	reqs := append(frame(1, 1, 3, 0, 0, 0, 2), frame(2, 1, 3, 0, 5, 0, 1)...)
+	reqs = append(reqs, frame(3, 1, 1, 0, 0, 0, 4)...)
+	c.Write(reqs)
+	dev := <-devConn
+	dev.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.ReadFull(dev, make([]byte, len(reqs))); err != nil {
+		t.Fatal(err)
+	}
+	// 1: wrong byte count for the quantity; 9: nobody asked; 2, 3: never answered.
+	dev.Write(append(frame(1, 1, 3, 2, 0, 1), frame(9, 1, 0x83, 4)...))
+	for i := 0; i < 2; i++ {
+		readFrame(t, c) // forwarded unchanged: the gate only records
+	}
+	dev.Close()
+	if err := g.end(t); err != nil {
+		t.Fatalf("session end: %v", err)
+	}
+	text := g.rec.text()
+	for _, want := range []string{
+		"read holding 0..1 -> malformed response: function 3 response: byte count 2 for quantity 2 (want 4)",
+		"unit 1 read-holding-registers transaction 9 -> unsolicited response, exception 04 server device failure",
+		"read holding 5 -> no response",
+		"read coil 0..3 -> no response",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("transcript lacks %q:\n%s", want, text)
+		}
+	}
+}
+
+func TestSessionMonitorMode(t *testing.T) {
+	dev := startPlant(t)
+	g := startGate(t, dev, modbus.Monitor)
+	c := dial(t, g.addr)
+	c.Write(frame(31, 1, 6, 0, 60, 0, 9))
+	if f := readFrame(t, c); string(f) != string(frame(31, 1, 6, 0, 60, 0, 9)) {
+		t.Fatalf("monitor mode: write answered % x, want the device's echo", f)
+	}
+	c.Write(frame(32, 1, 3, 0, 60, 0, 1))
+	if f := readFrame(t, c); string(f) != string(frame(32, 1, 3, 2, 0, 9)) {
+		t.Fatalf("monitor mode: register 60 reads % x, want 9", f)
+	}
+	recs := g.rec.wait(t, 2)
+	r := recs[0]
+	if r.Verdict != modbus.VerdictWouldDeny || r.Outcome != modbus.OutcomeOK || r.DenyException != modbus.ExIllegalDataAddress {
+		t.Fatalf("monitor record %s: %+v", r, r)
+	}
+	if !strings.Contains(r.String(), "write holding 60 = 9 -> ok (") || !strings.Contains(r.String(), "[would deny, exception 02 illegal data address: modbus rules \"alice-plc7\": write holding 60 outside write ranges 50-55]") {
+		t.Fatalf("monitor transcript: %s", r)
+	}
+	if recs[1].Verdict != modbus.VerdictAllowed {
+		t.Fatalf("allowed read recorded as %v", recs[1].Verdict)
+	}
+}
+
+// scriptedDevice accepts one connection and hands it to the test.
+func scriptedDevice(t *testing.T) (string, <-chan net.Conn) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		l.Close()
+		if err == nil {
+			t.Cleanup(func() { c.Close() })
+			ch <- c
+		}
+	}()
+	return l.Addr().String(), ch
+}
+
+func TestSessionCutThroughAndFrameBoundary(t *testing.T) {
+	devAddr, devConn := scriptedDevice(t)
+	// The clock tells the test when the gate has judged a request.
+	clockCalls := make(chan struct{}, 100)
+	now := func() time.Time { clockCalls <- struct{}{}; return time.Now() }
+	g := startGateWith(t, devAddr, modbus.Enforce, now)
+	c := dial(t, g.addr)
+	req := frame(1, 1, 3, 0, 0, 0, 2)
+	c.Write(req)
+	dev := <-devConn
+	dev.SetDeadline(time.Now().Add(30 * time.Second))
+	got := make([]byte, len(req))
+	if _, err := io.ReadFull(dev, got); err != nil || string(got) != string(req) {
+		t.Fatalf("device received % x, %v", got, err)
+	}
+	resp := frame(1, 1, 3, 4, 0, 10, 0, 20)
+	// Cut-through: the first 5 bytes reach the client before the rest exists.
+	dev.Write(resp[:5])
+	head := make([]byte, 5)
+	if _, err := io.ReadFull(c, head); err != nil || string(head) != string(resp[:5]) {
+		t.Fatalf("client got % x, %v before the frame was complete", head, err)
+	}
+	// A denied request now: its exception must wait for the frame boundary.
+	c.Write(frame(2, 1, 6, 0, 99, 0, 1))
+	// Clock calls so far: judging request 1, judging request 2 (the
+	// half-forwarded response has not completed, so it has not read the
+	// clock). After the second, the exception is waiting for the boundary.
+	for i := 0; i < 2; i++ {
+		select {
+		case <-clockCalls:
+		case <-time.After(20 * time.Second):
+			t.Fatal("gate did not judge the requests")
+		}
+	}
+	dev.Write(resp[5:])
+	rest := make([]byte, len(resp)-5)
+	if _, err := io.ReadFull(c, rest); err != nil || string(rest) != string(resp[5:]) {
+		t.Fatalf("rest of the response % x, %v: the exception was interleaved into it", rest, err)
+	}
+	if f := readFrame(t, c); string(f) != string(frame(2, 1, 0x86, 2)) {
+		t.Fatalf("exception after the frame % x", f)
+	}
+	recs := g.rec.wait(t, 2)
+	var read *modbus.Record
+	for _, r := range recs {
+		if r.TransactionID == 1 {
+			read = r
+		}
+	}
+	if read == nil || read.Outcome != modbus.OutcomeOK || !strings.Contains(read.String(), "unit 1 read holding 0..1 -> ok = 10 20 (") {
+		t.Fatalf("read record: %v", read)
+	}
+	// The device closes: the session ends normally.
+	dev.Close()
+	if err := g.end(t); err != nil {
+		t.Fatalf("device close ended the session with %v", err)
+	}
+}
