@@ -2,6 +2,7 @@ package ruleset_test
 
 import (
 	"encoding/json"
+	"sync"
 	"testing"
 	"time"
 
@@ -74,20 +75,35 @@ type probe struct {
 	want bool
 }
 
+// check runs the probes concurrently (a dropped SYN costs a full timeout)
+// and reports every mismatch.
 func check(t *testing.T, probes []probe) {
 	t.Helper()
-	for _, p := range probes {
+	type result struct {
+		got bool
+		err error
+	}
+	res := make([]result, len(probes))
+	var wg sync.WaitGroup
+	for i, p := range probes {
 		timeout := mustFail
 		if p.want {
 			timeout = mustPass
 		}
-		got, err := p.from.Reach(p.to, p.id, timeout)
-		if err != nil {
-			t.Errorf("%s: %v", p.what, err)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[i].got, res[i].err = p.from.Reach(p.to, p.id, timeout)
+		}()
+	}
+	wg.Wait()
+	for i, p := range probes {
+		if res[i].err != nil {
+			t.Errorf("%s: %v", p.what, res[i].err)
 			continue
 		}
-		if got != p.want {
-			t.Errorf("%s (%s -> %s as uid %d mark %#x): reachable=%v, want %v", p.what, p.from.Name, p.to, p.id.UID, p.id.Mark, got, p.want)
+		if res[i].got != p.want {
+			t.Errorf("%s (%s -> %s as uid %d mark %#x): reachable=%v, want %v", p.what, p.from.Name, p.to, p.id.UID, p.id.Mark, res[i].got, p.want)
 		}
 	}
 }
