@@ -49,6 +49,7 @@ func main() {
 	say("net %s", strings.Join(listDir("/sys/class/net"), " "))
 	tpms, _ := filepath.Glob("/dev/tpm*")
 	say("tpm %s", strings.Join(tpms, " "))
+	say("block %s", strings.Join(listDir("/sys/block"), " "))
 
 	if a := params["testinit.addr"]; a != "" {
 		for _, spec := range strings.Split(a, ",") {
@@ -78,7 +79,7 @@ func main() {
 	switch params["testinit.then"] {
 	case "wait":
 		say("waiting")
-		select {}
+		forever()
 	case "powerbutton":
 		waitPowerButton()
 	}
@@ -87,7 +88,7 @@ func main() {
 	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF); err != nil {
 		say("power off: %v", err)
 	}
-	select {}
+	forever()
 }
 
 func cmdline() map[string]string {
@@ -222,19 +223,35 @@ func armWatchdog(seconds string) {
 		say("watchdog pet: %v", err)
 	}
 	say("watchdog armed %ds, not petting", n)
-	select {}
+	forever()
+}
+
+// forever blocks without tripping Go's deadlock detector (select{} with no
+// other goroutine makes the runtime exit, and PID 1 exiting panics the
+// kernel).
+func forever() {
+	for {
+		time.Sleep(time.Hour)
+	}
 }
 
 func waitPowerButton() {
 	evs, _ := filepath.Glob("/dev/input/event*")
-	say("waiting for the power button (%s)", strings.Join(evs, " "))
 	pressed := make(chan string, 1)
+	var files []*os.File
 	for _, p := range evs {
-		go func(p string) {
-			f, err := os.Open(p)
-			if err != nil {
-				return
-			}
+		f, err := os.Open(p)
+		if err != nil {
+			say("open %s: %v", p, err)
+			continue
+		}
+		files = append(files, f)
+	}
+	// Opened before the marker: a press right after it is not missed.
+	say("waiting for the power button (%s)", strings.Join(evs, " "))
+	for _, f := range files {
+		go func(f *os.File) {
+			p := f.Name()
 			defer f.Close()
 			var ev [24]byte // struct input_event on 64-bit: timeval, type, code, value
 			for {
@@ -248,7 +265,7 @@ func waitPowerButton() {
 					return
 				}
 			}
-		}(p)
+		}(f)
 	}
 	say("power button pressed on %s", <-pressed)
 }
