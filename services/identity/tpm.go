@@ -6,7 +6,6 @@ import (
 
 	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
-	"github.com/google/go-tpm/tpm2/transport/linuxudstpm"
 )
 
 // DefaultTPMDevice is the resource-managed TPM device on the appliance.
@@ -40,10 +39,12 @@ func DeviceTPM(path string) TPMOpener {
 }
 
 // SocketTPM opens an swtpm "--server type=unixio" socket, for development
-// hosts and tests. swtpm has no resource manager: this package flushes every
-// transient object it loads.
+// hosts and tests, over one persistent connection (see swtpmConn). swtpm
+// has no resource manager: this package flushes every transient object it
+// loads. swtpm serves one connection at a time, so two processes cannot use
+// it at once (the appliance's /dev/tpmrm0 has no such limit).
 func SocketTPM(path string) TPMOpener {
-	return TPMOpener{Name: "swtpm:" + path, open: func() (transport.TPMCloser, error) { return linuxudstpm.Open(path) }}
+	return TPMOpener{Name: "swtpm:" + path, open: func() (transport.TPMCloser, error) { return openSWTPM(path) }}
 }
 
 // lockedTPM serialises commands: the transports are not safe for concurrent
