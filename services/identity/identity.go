@@ -268,7 +268,7 @@ func (id *Identity) enterQuarantine(err *PCRMismatchError) {
 			"or follow the break-glass recovery in services/identity/README.md"
 	}
 	id.quarantine = q
-	id.log.Printf("QUARANTINE: sealed data key did not unseal: %s. What to do: %s", q.Reason, q.Remedy)
+	id.log.Printf("GATE IN QUARANTINE: the sealed data key did not unseal: %s -- what to do: %s", q.Reason, q.Remedy)
 }
 
 // Quarantine reports why the gate is in quarantine, or nil.

@@ -44,11 +44,9 @@ func run(f *identity.Flags, socket string, gid int, allowSpec string) error {
 		return err
 	}
 	defer id.Close()
-	if q := id.Quarantine(); q != nil {
-		// One clear console line; init and `otgate status` read the
-		// details from the status call.
-		fmt.Fprintf(os.Stderr, "identity: GATE IN QUARANTINE: %s -- %s\n", q.Reason, q.Remedy)
-	}
+	// In quarantine Open has printed one "GATE IN QUARANTINE" console line;
+	// the service still starts so init and `otgate identity status` can
+	// read the reason and remedy.
 	srv, err := identity.Listen(id, identity.ServerConfig{Socket: socket, GID: gid, Allow: allow})
 	if err != nil {
 		return err
