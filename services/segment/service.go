@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/otgate/otgate/internal/ready"
 	"github.com/otgate/otgate/services/segment/ruleset"
 )
 
@@ -145,33 +146,47 @@ func (s *Service) Check() ([]string, error) {
 	return drift, s.applyLocked("drift repair")
 }
 
-// Run applies and then reconciles until ctx ends: a drift check every
-// interval and a re-apply at each exception expiry. The table stays in the
-// kernel when Run returns.
+// Run reconciles until ctx ends: a drift check every interval, right after
+// any nftables change in the namespace (netlink events, coalesced), and a
+// re-apply at each exception expiry. The table stays in the kernel when Run
+// returns.
 func (s *Service) Run(ctx context.Context) error {
 	t := time.NewTicker(s.interval)
 	defer t.Stop()
+	changed := s.watch(ctx)
+	unhealthy := false // told init; tell again only on a change
 	for {
 		s.mu.Lock()
 		next := s.spec.NextExpiry(s.appliedT)
 		s.mu.Unlock()
 		var expiry <-chan time.Time
 		var timer *time.Timer
-		if !next.IsZero() {
+		if !next.IsZero() && next.After(s.now()) { // a past expiry is handled by Check
 			timer = time.NewTimer(time.Until(next))
 			expiry = timer.C
 		}
 		select {
 		case <-ctx.Done():
+			if timer != nil {
+				timer.Stop()
+			}
 			return nil
 		case <-t.C:
 		case <-expiry:
+		case <-changed:
 		}
 		if timer != nil {
 			timer.Stop()
 		}
 		if _, err := s.Check(); err != nil {
 			s.logf("segment: reconcile: %v", err)
+			if !unhealthy {
+				_ = ready.Unhealthy("segment: reconcile failed: " + err.Error())
+				unhealthy = true
+			}
+		} else if unhealthy {
+			_ = ready.Healthy()
+			unhealthy = false
 		}
 		s.mu.Lock()
 		if err := s.pollLocked(s.now()); err != nil {
@@ -179,6 +194,33 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		s.mu.Unlock()
 	}
+}
+
+// watch returns a channel that receives (coalesced) when the namespace's
+// nftables ruleset changes. Without netlink events the periodic check alone
+// finds drift.
+func (s *Service) watch(ctx context.Context) <-chan struct{} {
+	changed := make(chan struct{}, 1)
+	mon := nftables.NewMonitor(nftables.WithMonitorAction(nftables.MonitorActionAny),
+		nftables.WithMonitorObject(nftables.MonitorObjectRuleset))
+	events, err := s.conn.AddGenerationalMonitor(mon)
+	if err != nil {
+		s.logf("segment: nftables events unavailable (%v); periodic checks only", err)
+		return changed
+	}
+	go func() {
+		<-ctx.Done()
+		mon.Close()
+	}()
+	go func() {
+		for range events {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return changed
 }
 
 // pollLocked merges the kernel's would-block record into the history.

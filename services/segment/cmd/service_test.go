@@ -71,9 +71,9 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func start(t *testing.T, l *nslab.Lab, bin, spec, sock string) *service {
+func start(t *testing.T, l *nslab.Lab, bin, spec, sock, interval string) *service {
 	t.Helper()
-	cmd := l.Gate.Command(bin, "-spec", spec, "-socket", sock, "-interval", "200ms")
+	cmd := l.Gate.Command(bin, "-spec", spec, "-socket", sock, "-interval", interval)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -124,7 +124,7 @@ func TestServiceReconciles(t *testing.T) {
 	if err := segment.WriteSpec(specPath, testSpec(expires)); err != nil {
 		t.Fatal(err)
 	}
-	svc := start(t, l, bin, specPath, sock)
+	svc := start(t, l, bin, specPath, sock, "1h") // drift is found through nftables events
 
 	show, err := exec.Command(cli, "segment", "-socket", sock, "show").CombinedOutput()
 	if err != nil {
@@ -202,7 +202,7 @@ func TestKillRestartLoopLeaksNothing(t *testing.T) {
 	if err := segment.WriteSpec(specPath, spec); err != nil {
 		t.Fatal(err)
 	}
-	start(t, l, bin, specPath, sock).kill() // first install, then the loop
+	start(t, l, bin, specPath, sock, "200ms").kill() // first install, then the loop
 
 	var leaked, refused, proxyOK, proxyFail atomic.Int64
 	stop := make(chan struct{})
@@ -249,7 +249,7 @@ func TestKillRestartLoopLeaksNothing(t *testing.T) {
 
 	restarts := 0
 	for end := time.Now().Add(8 * time.Second); time.Now().Before(end); restarts++ {
-		s := start(t, l, bin, specPath, sock)
+		s := start(t, l, bin, specPath, sock, "200ms")
 		time.Sleep(time.Duration(restarts%5) * 40 * time.Millisecond)
 		s.kill()
 	}
