@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,6 +78,23 @@ func (h *hostInit) wait(t *testing.T, prefix string) {
 	t.Fatalf("init printed no line %q within %s", prefix, waitTimeout)
 }
 
+// dial connects to the status socket, which appears a moment after the
+// config is read.
+func (h *hostInit) dial(t *testing.T) *initstatus.Client {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		c, err := initstatus.Dial(h.socket())
+		if err == nil {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func (h *hostInit) socket() string { return filepath.Join(h.root, bootcfg.StatusSocket) }
 
 func TestHostInitStatusSocketAndShutdown(t *testing.T) {
@@ -132,6 +150,18 @@ func TestHostInitStatusSocketAndShutdown(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(h.root, "run/otgate/init.log")); err != nil || !strings.Contains(string(b), "init: ready (") {
 		t.Errorf("run/otgate/init.log: %v, has ready line: %v", err, strings.Contains(string(b), "init: ready ("))
 	}
+
+	// An unknown op gets an error that names it, not a status.
+	conn, err := net.Dial("unix", h.socket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	initstatus.EncMode().NewEncoder(conn).Encode(initstatus.Request{Op: "reboot"})
+	var resp initstatus.Response
+	if err := initstatus.DecMode().NewDecoder(conn).Decode(&resp); err != nil || resp.Status != nil || !strings.Contains(resp.Error, `unknown op "reboot"`) {
+		t.Errorf("unknown op: %+v, %v", resp, err)
+	}
+	conn.Close()
 
 	// SIGUSR2: power off (outside PID 1: stop and exit 0).
 	h.cmd.Process.Signal(syscall.SIGUSR2)
@@ -233,4 +263,80 @@ func (p *petCounter) sawMagicClose() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.bytes) > 0 && p.bytes[len(p.bytes)-1] == 'V'
+}
+
+// An orphan (a grandchild whose parent exited) is reaped by init and
+// logged; the supervised service is not disturbed.
+func TestHostInitReapsOrphans(t *testing.T) {
+	sh, err := lookPath("sh")
+	if err != nil {
+		t.Skip(err)
+	}
+	s := bootcfg.Service{Name: "parent", Binary: sh, Readiness: bootcfg.ReadyNotify, Critical: true,
+		Args: []string{"-c", "(sleep 0.3 &); exec " + testsvcBin + " -mode=steady"}}
+	h := runHostInit(t, writeRoot(t, &bootcfg.Config{Services: []bootcfg.Service{s}}), "")
+	h.wait(t, "init: ready (")
+	h.wait(t, "init: reaped orphan ")
+	if i := lineIndex(h.lines(), "init: reaped orphan "); !strings.HasSuffix(h.lines()[i], "(status 0)") {
+		t.Fatalf("orphan line %q", h.lines()[i])
+	}
+	c, err := initstatus.Dial(h.socket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Status()
+	if err != nil || st.Services[0].State != initstatus.StateReady || st.Services[0].Restarts != 0 {
+		t.Fatalf("parent after the orphan exited: %+v, %v", st, err)
+	}
+}
+
+// Bad boot configs: init names the cause, runs nothing and never says
+// ready, but keeps answering and shuts down cleanly.
+func TestHostInitBadConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  *bootcfg.Config
+		want string
+	}{
+		{"missing binary", &bootcfg.Config{Services: []bootcfg.Service{{Name: "ghost", Binary: "/nonexistent/ghost", Readiness: bootcfg.ReadyStarted}}},
+			`service "ghost": unknown binary "/nonexistent/ghost": not in the image`},
+		{"cycle", &bootcfg.Config{Services: []bootcfg.Service{
+			{Name: "a", Binary: testsvcBin, Readiness: bootcfg.ReadyStarted, DependsOn: []string{"b"}},
+			{Name: "b", Binary: testsvcBin, Readiness: bootcfg.ReadyStarted, DependsOn: []string{"a"}}}},
+			"dependency cycle: a -> b -> a"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := runHostInit(t, writeRoot(t, tc.cfg), "")
+			h.wait(t, "init: CONFIG ERROR: running no services")
+			if i := lineIndex(h.lines(), "init: CONFIG ERROR: "); !strings.Contains(h.lines()[i], tc.want) {
+				t.Fatalf("error line %q lacks %q", h.lines()[i], tc.want)
+			}
+			c := h.dial(t)
+			if st, err := c.Status(); err != nil || st.Ready || len(st.Services) != 0 {
+				t.Fatalf("status %+v, %v; want not ready, no services", st, err)
+			}
+			if lineIndex(h.lines(), "init: ready") >= 0 {
+				t.Fatal("init said ready with a bad config")
+			}
+			h.cmd.Process.Signal(syscall.SIGTERM)
+			<-h.done
+			if err := h.cmd.Wait(); err != nil || lineIndex(h.lines(), "init: rebooting") < 0 {
+				t.Fatalf("shutdown: %v", err)
+			}
+		})
+	}
+}
+
+func writeRoot(t *testing.T, cfg *bootcfg.Config) string {
+	t.Helper()
+	root := t.TempDir()
+	b, err := bootcfg.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(root, "etc/otgate"), 0o755)
+	if err := os.WriteFile(filepath.Join(root, bootcfg.Path), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return root
 }

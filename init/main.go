@@ -15,6 +15,7 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -41,6 +42,9 @@ type initProc struct {
 
 	readyMu sync.Mutex
 	ready   bool
+
+	shutdownCh chan action
+	configErr  bool
 }
 
 // path maps an absolute path of the appliance to the root directory.
@@ -62,19 +66,25 @@ func main() {
 	if *config == "" {
 		*config = in.path(bootcfg.Path)
 	}
-	a := in.boot(*config, *cmdline)
+	in.shutdownCh = make(chan action, 1)
+	guard(in.log, "boot (continuing with what is up)", func() { in.boot(*config, *cmdline) })
+	a := <-in.shutdownCh
 	in.shutdown(a)
 	if pid1 {
 		select {}
 	}
 }
 
-// boot brings the system up and returns the first shutdown request.
-func (in *initProc) boot(configPath, cmdline string) action {
+// boot brings the system up; shutdown requests arrive on in.shutdownCh.
+func (in *initProc) boot(configPath, cmdline string) {
 	log := in.log
 	if in.pid1 {
 		mountEarly(log)
 		openConsole(log)
+		// ctrl-alt-del sends SIGINT to init instead of rebooting at once.
+		if err := unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF); err != nil {
+			log.Printf("ctrl-alt-del to SIGINT: %v", err)
+		}
 	} else {
 		log.Printf("not PID 1: development mode below %s (no mounts, modules, host name or reboot)", in.root)
 		unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
@@ -82,7 +92,7 @@ func (in *initProc) boot(configPath, cmdline string) action {
 	in.reaper = newReaper(log, true)
 	in.reaper.run()
 
-	shutdownCh := make(chan action, 1)
+	shutdownCh := in.shutdownCh
 	shutdownRequests(shutdownCh)
 
 	runDir := in.path(bootcfg.RunDir)
@@ -99,10 +109,21 @@ func (in *initProc) boot(configPath, cmdline string) action {
 	}
 
 	cfg, err := bootcfg.Load(configPath)
+	if err == nil {
+		// Every binary must be in the image.
+		err = cfg.Validate(func(p string) bool {
+			fi, err := os.Stat(p)
+			return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
+		})
+		if err != nil {
+			err = fmt.Errorf("%s: %w", configPath, err)
+		}
+	}
 	if err != nil {
 		log.Printf("CONFIG ERROR: %v", err)
-		log.Printf("running no services; the gate is NOT operational")
+		log.Printf("CONFIG ERROR: running no services; the gate is NOT operational and will not report ready")
 		cfg = &bootcfg.Config{}
+		in.configErr = true
 	}
 	in.cfg = cfg
 	log.Printf("otgate init: board %s, image %s, %d services", cfg.Board, cfg.ImageID, len(cfg.Services))
@@ -166,8 +187,9 @@ func (in *initProc) boot(configPath, cmdline string) action {
 	}
 
 	sup.start()
-	go guard(log, "ready watcher", in.watchReady)
-	return <-shutdownCh
+	if !in.configErr {
+		go guard(log, "ready watcher", in.watchReady)
+	}
 }
 
 // openConsole makes /dev/console init's stdin, stdout and stderr (the

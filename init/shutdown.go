@@ -62,7 +62,9 @@ func shutdownRequests(ch chan<- action) {
 func (in *initProc) shutdown(a action) {
 	log := in.log
 	log.Printf("shutting down (%s)", a)
-	guard(log, "stop services", in.sup.stopAll)
+	if in.sup != nil {
+		guard(log, "stop services", in.sup.stopAll)
+	}
 	if in.pid1 {
 		// Whatever is left (orphans): TERM, a moment, KILL.
 		unix.Kill(-1, unix.SIGTERM)
@@ -71,11 +73,13 @@ func (in *initProc) shutdown(a action) {
 	}
 	unix.Sync()
 	if in.wd != nil {
-		if err := in.wd.close(); err != nil {
-			log.Printf("watchdog: close: %v", err)
-		} else {
-			log.Printf("watchdog: disarmed (magic close)")
-		}
+		guard(log, "watchdog close", func() {
+			if err := in.wd.close(); err != nil {
+				log.Printf("watchdog: close: %v", err)
+			} else {
+				log.Printf("watchdog: disarmed (magic close)")
+			}
+		})
 	}
 	if in.pid1 {
 		if err := unix.Unmount(in.path("/perm"), 0); err != nil {

@@ -65,9 +65,11 @@ func (in *initProc) status() *initstatus.Status {
 	st := &initstatus.Status{
 		Hostname: in.cfg.Hostname, Board: in.cfg.Board, ImageID: in.cfg.ImageID,
 		BootTime: in.started, Uptime: in.uptime(), Ready: in.isReady(),
-		Perm:     initstatus.Perm{Device: in.perm.Device, FSType: in.perm.FSType, Boots: in.perm.Boots, Warning: in.perm.Warning},
-		Services: in.sup.snapshot(),
-		InitRSS:  selfRSS(),
+		Perm:    initstatus.Perm{Device: in.perm.Device, FSType: in.perm.FSType, Boots: in.perm.Boots, Warning: in.perm.Warning},
+		InitRSS: selfRSS(),
+	}
+	if in.sup != nil {
+		st.Services = in.sup.snapshot()
 	}
 	if in.wd != nil {
 		pet, last, note := in.wd.state()

@@ -31,6 +31,9 @@ type supervisor struct {
 	reaper *reaper
 	spawn  spawnOptions
 	grace  time.Duration
+	// Back-off: first delay, cap, and how long a service must have run
+	// ready before an exit starts the back-off from the first delay again.
+	backoffMin, backoffMax, backoffReset time.Duration
 
 	order    []*service // start order
 	byName   map[string]*service
@@ -67,6 +70,7 @@ func newSupervisor(cfg *bootcfg.Config, log *logger, r *reaper, opts spawnOption
 		return nil, err
 	}
 	sv := &supervisor{cfg: cfg, log: log, reaper: r, spawn: opts, grace: cfg.StopGrace,
+		backoffMin: backoffMin, backoffMax: backoffMax, backoffReset: backoffReset,
 		byName: map[string]*service{}, changeCh: make(chan struct{})}
 	if sv.grace <= 0 {
 		sv.grace = defaultStopGrace
@@ -209,7 +213,7 @@ func (s *service) run() {
 			return
 		}
 	}
-	delay := backoffMin
+	delay := s.sv.backoffMin
 	var recent []time.Time // restarts inside the crash-loop window
 	for {
 		start := time.Now()
@@ -244,8 +248,8 @@ func (s *service) run() {
 			return
 		}
 		now := time.Now()
-		if !readyAt.IsZero() && now.Sub(readyAt) >= backoffReset {
-			delay = backoffMin
+		if !readyAt.IsZero() && now.Sub(readyAt) >= s.sv.backoffReset {
+			delay = s.sv.backoffMin
 		}
 		window := s.sv.cfg.CrashLoop.Window
 		keep := recent[:0]
@@ -277,7 +281,7 @@ func (s *service) run() {
 			s.set(initstatus.StateStopped, "", 0)
 			return
 		}
-		delay = min(delay*2, backoffMax)
+		delay = min(delay*2, s.sv.backoffMax)
 	}
 }
 

@@ -209,3 +209,37 @@ func (s *service) snapshotPID() int {
 	defer s.mu.Unlock()
 	return s.pid
 }
+
+// A service that ran ready longer than the reset time restarts after the
+// first delay again instead of a doubled one.
+func TestBackoffResetsAfterHealthyRun(t *testing.T) {
+	sh, err := lookPath("sh")
+	if err != nil {
+		t.Skip(err)
+	}
+	s := bootcfg.Service{Name: "tired", Binary: sh, Args: []string{"-c", "echo READY=1 >&3; sleep 0.4; exit 3"}, Readiness: bootcfg.ReadyNotify}
+	cfg := &bootcfg.Config{Services: []bootcfg.Service{s}}
+	if err := cfg.Validate(nil); err != nil {
+		t.Fatal(err)
+	}
+	log := newLogger(testWriter{t})
+	r := newReaper(log, false)
+	r.run()
+	sv, err := newSupervisor(cfg, log, r, spawnOptions{deathSignal: 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sv.backoffReset = 200 * time.Millisecond
+	sv.start()
+	t.Cleanup(func() { sv.stopAll(); r.stop() })
+	waitLine(t, log, "init: tired exited (status 3), restart 3 in ")
+	for i, want := range []string{
+		"init: tired exited (status 3), restart 1 in 250ms",
+		"init: tired exited (status 3), restart 2 in 250ms",
+		"init: tired exited (status 3), restart 3 in 250ms",
+	} {
+		if lineIndex(log.Lines(), want) < 0 {
+			t.Fatalf("exit %d: no line %q", i+1, want)
+		}
+	}
+}

@@ -1,0 +1,55 @@
+package initstatus
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestWriteTable(t *testing.T) {
+	boot := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	st := &Status{
+		Hostname: "gate", Board: "qemu-x86_64", ImageID: "0123456789abcdef", BootTime: boot, Uptime: 2500 * time.Millisecond,
+		Ready: true, InitRSS: 3 << 20,
+		Perm:     Perm{FSType: "tmpfs", Boots: 1, Warning: "no persistent storage"},
+		Watchdog: Watchdog{Device: "/dev/watchdog", Timeout: 10 * time.Second, Note: "proxy unhealthy"},
+		Services: []Service{
+			{Name: "segment", Critical: true, State: StateReady, PID: 42, Since: boot},
+			{Name: "proxy", State: StateFailed, Restarts: 5, LastExit: "status 2", Since: boot, Reason: "crash loop"},
+		},
+	}
+	var b bytes.Buffer
+	if err := WriteTable(&b, st); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"host      gate (board qemu-x86_64, image 0123456789ab)",
+		"up        2.5s (since 2026-01-02T03:04:05Z), ready: yes",
+		"init      rss 3.0 MiB",
+		"perm      tmpfs, boot 1: WARNING: no persistent storage",
+		"watchdog  /dev/watchdog, timeout 10s, NOT petting (proxy unhealthy)",
+		"segment*  ready   42   0         -          03:04:05",
+		"proxy     failed  -    5         status 2   03:04:05  crash loop",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+func TestStatusRoundTripIsDeterministic(t *testing.T) {
+	st := Status{Hostname: "gate", BootTime: time.Unix(1700000000, 5).UTC(), Services: []Service{{Name: "a", State: StateReady}}}
+	a, err := EncMode().Marshal(Response{Status: &st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Response
+	if err := DecMode().Unmarshal(a, &back); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := EncMode().Marshal(back)
+	if !bytes.Equal(a, b) || !back.Status.BootTime.Equal(st.BootTime) || back.Status.Services[0].Name != "a" {
+		t.Fatalf("round trip changed the status: %+v", back.Status)
+	}
+}
