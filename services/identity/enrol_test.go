@@ -100,3 +100,28 @@ func TestCSRAndInstallCertificate(t *testing.T) {
 	}
 	tlsHandshake(t, tlsCertificate{chain: got, signer: id.Signer()}.get(), ca.cert)
 }
+
+// TestRunningServiceServesANewlyInstalledCertificate: install-cert from
+// another process (a second Identity on the same state, as the CLI is)
+// while the service runs; the next tls-cert answer carries it.
+func TestRunningServiceServesANewlyInstalledCertificate(t *testing.T) {
+	cfg := Config{StateDir: t.TempDir() + "/identity", Site: "lab", DevMode: true, Create: true, Log: testWriter{t}}
+	svc, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	cli, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, _ := cli.CSR()
+	if err := cli.InstallCertificate(newTestCA(t).sign(t, csr)); err != nil {
+		t.Fatal(err)
+	}
+	cli.Close()
+	leaf, _ := x509.ParseCertificate(svc.DeviceCertificate()[0])
+	if leaf.Issuer.CommonName != "Plant Enterprise CA" {
+		t.Fatalf("running service still serves the certificate issued by %q", leaf.Issuer.CommonName)
+	}
+}

@@ -20,6 +20,19 @@ func TestPrivateKeyCannotBeExported(t *testing.T) {
 	defer id.Close()
 	key := id.signer.(*tpmSigner).key
 
+	// The TPM reports the loaded key as non-duplicable, signing only.
+	rp, err := tpm2.ReadPublic{ObjectHandle: key.Handle}.Execute(id.tpm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	area, err := rp.OutPublic.Contents()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := area.ObjectAttributes; !a.FixedTPM || !a.FixedParent || !a.SensitiveDataOrigin || a.Decrypt || !a.SignEncrypt {
+		t.Fatalf("device key attributes in the TPM: %+v", a)
+	}
+
 	// Duplicate needs the DUP role, i.e. a policy session; try a password
 	// first, then a policy session that asserts the Duplicate command.
 	_, err = tpm2.Duplicate{

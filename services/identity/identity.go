@@ -293,10 +293,29 @@ func (id *Identity) SignDigest(digest []byte, h crypto.Hash) ([]byte, error) {
 	return id.signer.Sign(rand.Reader, digest, h)
 }
 
-// DeviceCertificate returns the device certificate chain (leaf first).
+// DeviceCertificate returns the device certificate chain (leaf first). It
+// re-reads device.cbor so a certificate installed by `otgate identity
+// install-cert` while the service runs is served at once; a file that no
+// longer reads or does not match the key is logged and the last good
+// certificate kept.
 func (id *Identity) DeviceCertificate() [][]byte {
 	id.mu.Lock()
 	defer id.mu.Unlock()
+	var rec deviceRecord
+	err := readState(id.cfg.StateDir, DeviceFile, &rec)
+	if err == nil {
+		var cert *x509.Certificate
+		if cert, err = x509.ParseCertificate(rec.Cert); err == nil {
+			err = matchesKey(cert, id.signer.Public())
+		}
+	}
+	switch {
+	case err != nil:
+		id.log.Printf("keeping the loaded device certificate: %v", err)
+	case !bytes.Equal(rec.Cert, id.device.Cert):
+		id.log.Printf("device certificate changed on disk: serving the new one")
+		id.device = rec
+	}
 	return append([][]byte{id.device.Cert}, id.device.Chain...)
 }
 

@@ -5,6 +5,8 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/sha256"
+	"crypto/x509"
+	"github.com/otgate/otgate/services/identity/swtpmtest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -61,4 +63,35 @@ func TestKeyCreatedOnceAndReusedAcrossRestarts(t *testing.T) {
 	if !bytes.Equal(keyBlob, after) {
 		t.Fatal("key.cbor was rewritten on restart")
 	}
+}
+
+// TestEKInventoryFromManufacturedTPM uses a TPM with EK certificates in
+// NV (swtpm_setup): the RSA EK certificate at 0x01c00002 is recorded and
+// certifies the recorded EK public key, and the serial derives from it.
+func TestEKInventoryFromManufacturedTPM(t *testing.T) {
+	sw := swtpmtest.StartManufactured(t)
+	id, err := Open(testConfig(t, SocketTPM(sw.Socket)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer id.Close()
+	pub, certRSA, _ := id.EK()
+	if len(certRSA) == 0 {
+		t.Fatal("EK certificate at 0x01c00002 not recorded")
+	}
+	cert, err := x509.ParseCertificate(certRSA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPub, err := x509.MarshalPKIXPublicKey(cert.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(certPub, pub) {
+		t.Fatal("EK certificate does not certify the recorded EK public key")
+	}
+	if want := (&ekInventory{PublicDER: pub}).serial(); id.Serial() != want {
+		t.Fatalf("serial %s, want %s (from the EK)", id.Serial(), want)
+	}
+	t.Logf("EK certificate issuer %q, serial %s", cert.Issuer.String(), id.Serial())
 }
