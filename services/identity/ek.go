@@ -14,14 +14,17 @@ import (
 // TCG NV indices of the EK certificates (EK Credential Profile).
 const (
 	EKCertIndexRSA = 0x01c00002 // RSA 2048 EK certificate
-	EKCertIndexECC = 0x01c0000a // ECC NIST P-256 EK certificate
+	EKCertIndexECC = 0x01c0000a // ECC NIST P-256 EK certificate (low range)
+	// EKCertIndexECCP384 is the ECC NIST P-384 EK certificate of the high
+	// range (TCG H-3 template), where swtpm_setup puts its ECC EK.
+	EKCertIndexECCP384 = 0x01c00016
 )
 
 // ekInventory is what the service records about the endorsement key.
 type ekInventory struct {
 	PublicDER []byte // PKIX DER of the RSA EK (TCG default template)
 	CertRSA   []byte // DER from EKCertIndexRSA, nil when absent
-	CertECC   []byte // DER from EKCertIndexECC, nil when absent
+	CertECC   []byte // DER from EKCertIndexECC or else EKCertIndexECCP384, nil when absent
 }
 
 // serial derives the device serial from the EK: the first 8 bytes of the
@@ -58,8 +61,13 @@ func readEK(t transport.TPM) (*ekInventory, error) {
 	if inv.CertRSA, err = readNVCert(t, EKCertIndexRSA); err != nil {
 		return nil, err
 	}
-	if inv.CertECC, err = readNVCert(t, EKCertIndexECC); err != nil {
-		return nil, err
+	for _, idx := range []tpm2.TPMHandle{EKCertIndexECC, EKCertIndexECCP384} {
+		if inv.CertECC, err = readNVCert(t, idx); err != nil {
+			return nil, err
+		}
+		if inv.CertECC != nil {
+			break
+		}
 	}
 	return inv, nil
 }

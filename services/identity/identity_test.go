@@ -75,7 +75,10 @@ func TestEKInventoryFromManufacturedTPM(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer id.Close()
-	pub, certRSA, _ := id.EK()
+	pub, certRSA, certECC := id.EK()
+	if len(certECC) == 0 {
+		t.Fatal("ECC EK certificate (0x01c00016 on swtpm) not recorded")
+	}
 	if len(certRSA) == 0 {
 		t.Fatal("EK certificate at 0x01c00002 not recorded")
 	}
