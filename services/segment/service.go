@@ -43,6 +43,8 @@ type Service struct {
 	gen      map[string][2]uint64 // kernel counters of the current table generation
 	drifts   int
 	applies  int
+
+	statePath string // would-block history file, "" for none
 }
 
 // Option configures a Service.
@@ -80,6 +82,7 @@ func (s *Service) event(kind, format string, a ...any) {
 func (s *Service) Start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.loadHistoryLocked()
 	return s.applyLocked("start")
 }
 
@@ -107,6 +110,9 @@ func (s *Service) applyLocked(why string) error {
 	}
 	s.desired, s.applied, s.appliedT = d, snap, now
 	s.gen = map[string][2]uint64{}
+	if err := s.saveHistoryLocked(); err != nil {
+		s.logf("segment: %v", err)
+	}
 	s.applies++
 	s.event("applied", "%s (%s)", d, why)
 	return nil
@@ -229,6 +235,14 @@ func (s *Service) pollLocked(now time.Time) error {
 	if err != nil {
 		return err
 	}
+	changed := false
+	defer func() {
+		if changed {
+			if err := s.saveHistoryLocked(); err != nil {
+				s.logf("segment: %v", err)
+			}
+		}
+	}()
 	for _, r := range rep {
 		k := r.Flow.String()
 		prev := s.gen[k]
@@ -237,6 +251,10 @@ func (s *Service) pollLocked(now time.Time) error {
 			dp, db = r.Packets, r.Bytes
 		}
 		s.gen[k] = [2]uint64{r.Packets, r.Bytes}
+		if dp == 0 && db == 0 {
+			continue
+		}
+		changed = true
 		h, ok := s.hist[k]
 		if !ok {
 			c := r

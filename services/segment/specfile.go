@@ -19,7 +19,9 @@ import (
 
 var (
 	encMode = func() cbor.EncMode {
-		m, err := cbor.CoreDetEncOptions().EncMode()
+		opts := cbor.CoreDetEncOptions()
+		opts.Time = cbor.TimeRFC3339Nano // report times need sub-second precision
+		m, err := opts.EncMode()
 		if err != nil {
 			panic(err)
 		}

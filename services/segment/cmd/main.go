@@ -23,16 +23,17 @@ func main() {
 	specPath := flag.String("spec", "/perm/policy/segment.cbor", "spec file (CBOR, or JSON when it ends in .json)")
 	socket := flag.String("socket", segment.DefaultSocket, "status socket path")
 	interval := flag.Duration("interval", segment.DefaultInterval, "drift check interval")
+	state := flag.String("state", "/perm/segment/would-block.cbor", "would-block history file (empty: memory only)")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("")
-	if err := run(*specPath, *socket, *interval); err != nil {
+	if err := run(*specPath, *socket, *state, *interval); err != nil {
 		log.Printf("segment: %v", err)
 		os.Exit(1)
 	}
 }
 
-func run(specPath, socket string, interval time.Duration) error {
+func run(specPath, socket, state string, interval time.Duration) error {
 	if interval <= 0 {
 		return fmt.Errorf("-interval %s: must be positive", interval)
 	}
@@ -44,7 +45,7 @@ func run(specPath, socket string, interval time.Duration) error {
 	if err != nil {
 		return err
 	}
-	svc := segment.New(conn, spec, segment.WithInterval(interval))
+	svc := segment.New(conn, spec, segment.WithInterval(interval), segment.WithStateFile(state))
 	if err := svc.Start(); err != nil {
 		return err
 	}

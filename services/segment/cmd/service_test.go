@@ -71,9 +71,10 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func start(t *testing.T, l *nslab.Lab, bin, spec, sock, interval string) *service {
+func start(t *testing.T, l *nslab.Lab, bin, spec, sock, interval string, extra ...string) *service {
 	t.Helper()
-	cmd := l.Gate.Command(bin, "-spec", spec, "-socket", sock, "-interval", interval)
+	state := filepath.Join(filepath.Dir(sock), "would-block.cbor")
+	cmd := l.Gate.Command(bin, append([]string{"-spec", spec, "-socket", sock, "-interval", interval, "-state", state}, extra...)...)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -267,4 +268,65 @@ func TestKillRestartLoopLeaksNothing(t *testing.T) {
 		t.Errorf("proxy path failed %d times during restarts (an apply must not disturb allowed flows)", proxyFail.Load())
 	}
 	_ = os.Remove(sock)
+}
+
+// The would-block report survives restarts without counting anything twice.
+func TestReportSurvivesRestarts(t *testing.T) {
+	l := nslab.New(t)
+	bin := buildBinary(t, ".", "otgate-segment")
+	l.Plant2.Listen(t, nslab.Asset3+":502")
+	dir := t.TempDir()
+	specPath, sock := filepath.Join(dir, "segment.cbor"), filepath.Join(dir, "segment.sock")
+	if err := segment.WriteSpec(specPath, testSpec(time.Now().Add(-time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	report := func() ruleset.WouldBlock {
+		t.Helper()
+		r, err := segment.Query(sock, segment.OpReport)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, wb := range r.Report {
+			if wb.Flow.String() == "10.10.0.2 -> 10.30.0.10 tcp/502" {
+				return wb
+			}
+		}
+		t.Fatalf("report lacks the client flow: %+v", r.Report)
+		return ruleset.WouldBlock{}
+	}
+	connect := func() {
+		t.Helper()
+		if ok, err := l.Client.Reach(nslab.Asset3+":502", root, 10*time.Second); !ok || err != nil {
+			t.Fatalf("client to monitored rtu-1: reachable=%v err=%v", ok, err)
+		}
+	}
+
+	s := start(t, l, bin, specPath, sock, "200ms")
+	connect()
+	// Wait until the connection's last packets (FIN, ACK) are counted.
+	first := report()
+	for stable := 0; stable < 3; {
+		time.Sleep(100 * time.Millisecond)
+		if next := report(); next.Packets == first.Packets {
+			stable++
+		} else {
+			first, stable = next, 0
+		}
+	}
+	s.kill()
+	s = start(t, l, bin, specPath, sock, "200ms")
+	if got := report(); got.Packets != first.Packets || !got.FirstSeen.Equal(first.FirstSeen) {
+		t.Errorf("after one restart: %+v, want %+v", got, first)
+	}
+	s.kill()
+	s = start(t, l, bin, specPath, sock, "200ms")
+	if got := report(); got.Packets != first.Packets {
+		t.Errorf("after two restarts: %d packets, want %d", got.Packets, first.Packets)
+	}
+	connect()
+	got := report()
+	if got.Packets <= first.Packets || !got.FirstSeen.Equal(first.FirstSeen) || !got.LastSeen.After(first.LastSeen) {
+		t.Errorf("after more traffic: %+v, want more packets than %d, same first seen, later last seen", got, first.Packets)
+	}
+	s.kill()
 }

@@ -1,0 +1,73 @@
+package segment
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/otgate/otgate/services/segment/ruleset"
+)
+
+// The would-block history is kept in a CBOR file so that the report survives
+// restarts of the service and of the gate: every apply starts the kernel's
+// record afresh, and the service is the one place that adds them up.
+
+// historyFile is the file's content: the history, and the kernel counters
+// of the current table generation already added into it (so a restarted
+// service does not count them twice).
+type historyFile struct {
+	History   []ruleset.WouldBlock `cbor:"1,keyasint"`
+	Accounted map[string][2]uint64 `cbor:"2,keyasint"`
+}
+
+// WithStateFile keeps the would-block history in path ("" keeps it in memory
+// only).
+func WithStateFile(path string) Option { return func(s *Service) { s.statePath = path } }
+
+func (s *Service) loadHistoryLocked() {
+	if s.statePath == "" {
+		return
+	}
+	b, err := os.ReadFile(s.statePath)
+	if errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	var f historyFile
+	if err == nil {
+		err = decMode.Unmarshal(b, &f)
+	}
+	if err != nil {
+		aside := s.statePath + ".corrupt"
+		_ = os.Rename(s.statePath, aside)
+		s.event("error", "would-block history %s unreadable (%v); moved to %s, starting empty", s.statePath, err, aside)
+		return
+	}
+	for i := range f.History {
+		h := f.History[i]
+		s.hist[h.Flow.String()] = &h
+	}
+	for k, v := range f.Accounted {
+		s.gen[k] = v
+	}
+}
+
+func (s *Service) saveHistoryLocked() error {
+	if s.statePath == "" {
+		return nil
+	}
+	hist := make([]ruleset.WouldBlock, 0, len(s.hist))
+	for _, h := range s.hist {
+		hist = append(hist, *h)
+	}
+	sort.Slice(hist, func(i, j int) bool { return hist[i].Flow.String() < hist[j].Flow.String() })
+	b, err := encMode.Marshal(historyFile{History: hist, Accounted: s.gen})
+	if err != nil {
+		return fmt.Errorf("segment: encode would-block history: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(s.statePath), 0o700); err != nil {
+		return fmt.Errorf("segment: would-block history dir: %w", err)
+	}
+	return writeAtomic(s.statePath, b)
+}
