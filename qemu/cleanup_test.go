@@ -1,0 +1,183 @@
+package qemu
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/otgate/otgate/qemu/lab"
+)
+
+// The leak tests run a helper test in a child test binary that starts a lab
+// and a VM with swtpm, records what it started, and then fails, panics or
+// is killed outright. The parent checks that no QEMU or swtpm process, no
+// namespace and no host interface is left.
+
+const helperEnv = "OTGATE_QEMU_LEAK_HELPER" // "fail", "panic" or "hang", then ":" and the record file
+
+func TestLeakHelper(t *testing.T) {
+	spec := os.Getenv(helperEnv)
+	if spec == "" {
+		t.Skip("helper for TestNothingLeaks, run in a child process")
+	}
+	mode, record, _ := strings.Cut(spec, ":")
+	b := mustBoard(t, "qemu-x86_64")
+	img := testImage(t, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	l, err := lab.New(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	sleeper := l.Plant.Command("sleep", "600")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	vm := StartT(t, b, "", img, WithLab(l), WithTPM(t.TempDir()), WithCmdline("testinit.then=wait"))
+	if _, err := vm.WaitFor(ctx, "testinit: waiting"); err != nil {
+		t.Fatal(err)
+	}
+	rec := fmt.Sprintf("pids %d %d %d\nnetns %d %d\n", vm.PID(), vm.TPMPID(), sleeper.Process.Pid,
+		l.Uplink.Inode(), l.Plant.Inode())
+	if err := os.WriteFile(record+".tmp", []byte(rec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(record+".tmp", record); err != nil {
+		t.Fatal(err)
+	}
+	switch mode {
+	case "fail":
+		t.Fatal("helper fails on purpose")
+	case "panic":
+		panic("helper panics on purpose")
+	case "hang":
+		time.Sleep(10 * time.Minute) // the parent kills this process
+	}
+}
+
+func TestNothingLeaks(t *testing.T) {
+	b := mustBoard(t, "qemu-x86_64")
+	requireQEMU(t, b, "swtpm", "nsenter", "ip")
+	testKernel(t, b) // skip early when the kernel is not cached
+	for _, mode := range []string{"fail", "panic", "hang"} {
+		t.Run(mode, func(t *testing.T) {
+			before := hostLinks(t)
+			record := filepath.Join(t.TempDir(), "record")
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestLeakHelper$", "-test.count=1", "-test.v")
+			cmd.Env = append(os.Environ(), helperEnv+"="+mode+":"+record)
+			out := &tailBuffer{max: 16 << 10}
+			cmd.Stdout, cmd.Stderr = out, out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if mode == "hang" {
+				if err := waitFile(ctx, record); err != nil {
+					_ = cmd.Process.Kill()
+					t.Fatalf("helper never recorded its processes: %v\n%s", err, out)
+				}
+				_ = cmd.Process.Signal(syscall.SIGKILL)
+			}
+			err := cmd.Wait()
+			if err == nil {
+				t.Fatalf("helper in mode %s passed; it must fail:\n%s", mode, out)
+			}
+			data, rerr := os.ReadFile(record)
+			if rerr != nil {
+				t.Fatalf("helper left no record (%v):\n%s", rerr, out)
+			}
+			var q, swtpm, sleeper int
+			var labNS, plantNS uint64
+			if _, err := fmt.Sscanf(string(data), "pids %d %d %d\nnetns %d %d\n", &q, &swtpm, &sleeper, &labNS, &plantNS); err != nil {
+				t.Fatalf("record %q: %v", data, err)
+			}
+			for _, p := range []struct {
+				pid  int
+				what string
+			}{{q, "qemu"}, {swtpm, "swtpm"}, {sleeper, "plant process"}} {
+				if err := waitGone(ctx, p.pid); err != nil {
+					t.Errorf("%s (pid %d) survived a helper that ended by %s: %v", p.what, p.pid, mode, err)
+				}
+			}
+			for _, ino := range []uint64{labNS, plantNS} {
+				if nsReferenced(ino) {
+					t.Errorf("network namespace net:[%d] still referenced after the helper ended by %s", ino, mode)
+				}
+			}
+			if after := hostLinks(t); after != before {
+				t.Errorf("host interfaces changed:\nbefore %s\nafter  %s", before, after)
+			}
+			t.Logf("helper ended by %s; processes %d %d %d and namespaces %d %d gone", mode, q, swtpm, sleeper, labNS, plantNS)
+		})
+	}
+}
+
+func waitFile(ctx context.Context, path string) error {
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// waitGone waits until pid no longer exists (zombies of other parents
+// count as gone only when reaped; these are all children of the helper,
+// which is dead, so init reaps them).
+func waitGone(ctx context.Context, pid int) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("still there: %s", stat)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func nsReferenced(inode uint64) bool {
+	want := fmt.Sprintf("net:[%d]", inode)
+	for _, pattern := range []string{"/proc/[0-9]*/task/*/ns/net", "/proc/[0-9]*/fd/*"} {
+		paths, _ := filepath.Glob(pattern)
+		for _, p := range paths {
+			if link, err := os.Readlink(p); err == nil && link == want {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func hostLinks(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("ip", "-o", "link", "show").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip link: %v\n%s", err, out)
+	}
+	var names []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 1 {
+			names = append(names, f[1])
+		}
+	}
+	ns, _ := exec.Command("ip", "netns", "list").CombinedOutput()
+	return strings.Join(names, " ") + " | netns: " + strings.TrimSpace(string(ns))
+}
