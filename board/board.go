@@ -196,7 +196,9 @@ func (b *Board) Interface(r Role) string {
 
 // KernelCmdline is the full kernel command line for this board.
 func (b *Board) KernelCmdline() string {
-	args := []string{"console=" + b.Console, "rdinit=/init", "panic=-1", "quiet", "loglevel=3"}
-	args = append(args, b.Cmdline...)
+	args := append([]string{"rdinit=/init", "panic=-1", "quiet", "loglevel=3"}, b.Cmdline...)
+	// The serial console comes last: the last console= becomes
+	// /dev/console, where PID 1 writes its log.
+	args = append(args, "console="+b.Console)
 	return strings.Join(args, " ")
 }

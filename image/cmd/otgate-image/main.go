@@ -1,0 +1,78 @@
+// Command otgate-image builds the appliance image of one board into
+// out/<board>/ (see package image), or with -repro-check builds it twice
+// from copies of the source tree in different directories and compares the
+// bytes.
+//
+//	otgate-image -board NAME [-debug] [-test] [-out DIR] [-repro-check] [-quiet]
+//
+// Progress lines go to stderr unless -quiet or CI=true.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/otgate/otgate/board"
+	"github.com/otgate/otgate/image"
+)
+
+func main() {
+	boardName := flag.String("board", "", "board to build (one of: "+strings.Join(board.Names(), ", ")+")")
+	debug := flag.Bool("debug", false, "add u-root's shell and core commands for the serial console")
+	test := flag.Bool("test", false, "add the test-only services and enable init's test hooks")
+	out := flag.String("out", "out", "output directory; the image goes to <out>/<board>/")
+	repro := flag.Bool("repro-check", false, "build twice in different directories and compare every artifact")
+	quiet := flag.Bool("quiet", os.Getenv("CI") == "true", "no progress lines (default true when CI=true)")
+	flag.Parse()
+	if flag.NArg() != 0 {
+		fmt.Fprintf(os.Stderr, "otgate-image: unexpected arguments %q\n", flag.Args())
+		flag.Usage()
+		os.Exit(2)
+	}
+	if *boardName == "" {
+		fmt.Fprintln(os.Stderr, "otgate-image: -board is required")
+		flag.Usage()
+		os.Exit(2)
+	}
+	if err := run(*boardName, *debug, *test, *out, *repro, *quiet); err != nil {
+		fmt.Fprintf(os.Stderr, "otgate-image: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(boardName string, debug, test bool, out string, repro, quiet bool) error {
+	b, err := board.Lookup(boardName)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	opts := []image.Option{image.WithOutDir(out), image.WithDebug(debug), image.WithTestServices(test)}
+	if !quiet {
+		opts = append(opts, image.WithLog(os.Stderr))
+	}
+	if repro {
+		m, err := image.ReproCheck(ctx, b, opts...)
+		if err != nil {
+			return err
+		}
+		if quiet {
+			for _, a := range m.Artifacts {
+				fmt.Printf("%s  %s\n", a.SHA256, a.Name)
+			}
+		}
+		fmt.Printf("repro-check %s: reproducible (image %s)\n", b.Name, m.ImageID)
+		return nil
+	}
+	m, err := image.Build(ctx, b, opts...)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s/%s: image %s\n", out, b.Name, m.ImageID)
+	return nil
+}

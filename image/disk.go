@@ -1,0 +1,132 @@
+package image
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"path"
+	"sort"
+	"strconv"
+	"sync"
+
+	diskfs "github.com/diskfs/go-diskfs"
+	"github.com/diskfs/go-diskfs/disk"
+	"github.com/diskfs/go-diskfs/filesystem"
+	"github.com/diskfs/go-diskfs/partition/gpt"
+)
+
+// GPT layout of UEFI disk images (512-byte sectors).
+const (
+	sectorSize = 512
+	mib        = 1 << 20
+	espStart   = 1 * mib   // after the protective MBR and primary GPT
+	espSize    = 128 * mib // kernel + initramfs + systemd-boot, with room
+	permSize   = 256 * mib // formatted by init on first boot
+	// diskSize leaves 1 MiB after the last partition for the backup GPT.
+	diskSize = espStart + espSize + permSize + 1*mib
+
+	// PermPartitionName is the GPT name of the persistent partition
+	// (boards find it as PARTLABEL=otgate-perm).
+	PermPartitionName = "otgate-perm"
+
+	// fatEpoch is the timestamp of every file on the ESP:
+	// 1980-01-01T00:00:00Z, the first instant FAT can represent.
+	fatEpoch = 315532800
+)
+
+// espFile is one file on the EFI system partition.
+type espFile struct {
+	path string // absolute, '/'-separated
+	data []byte
+}
+
+// diskGUID derives a fixed, board-specific GUID (RFC 4122 version 4
+// layout) so the disk image is reproducible.
+func diskGUID(boardName, what string) string {
+	s := sha256.Sum256([]byte("otgate disk " + boardName + " " + what))
+	s[6] = s[6]&0x0f | 0x40
+	s[8] = s[8]&0x3f | 0x80
+	return fmt.Sprintf("%X-%X-%X-%X-%X", s[0:4], s[4:6], s[6:8], s[8:10], s[10:16])
+}
+
+// fatTimeMu serializes disk writes: go-diskfs takes FAT timestamps from
+// the process environment (SOURCE_DATE_EPOCH).
+var fatTimeMu sync.Mutex
+
+// writeDisk writes a raw GPT disk image to dst: partition 1 is the EFI
+// system partition (FAT32) holding files, partition 2 the unformatted
+// persistent partition named PermPartitionName.
+func writeDisk(ctx context.Context, dst, boardName string, files []espFile) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	fatTimeMu.Lock()
+	defer fatTimeMu.Unlock()
+	old, had := os.LookupEnv("SOURCE_DATE_EPOCH")
+	os.Setenv("SOURCE_DATE_EPOCH", strconv.Itoa(fatEpoch))
+	defer func() {
+		if had {
+			os.Setenv("SOURCE_DATE_EPOCH", old)
+		} else {
+			os.Unsetenv("SOURCE_DATE_EPOCH")
+		}
+	}()
+
+	d, err := diskfs.Create(dst, diskSize, diskfs.SectorSize512)
+	if err != nil {
+		return fmt.Errorf("disk image %s: %w", dst, err)
+	}
+	defer d.Close()
+	espFirst := uint64(espStart / sectorSize)
+	permFirst := espFirst + espSize/sectorSize
+	table := &gpt.Table{
+		LogicalSectorSize:  sectorSize,
+		PhysicalSectorSize: sectorSize,
+		ProtectiveMBR:      true,
+		GUID:               diskGUID(boardName, "disk"),
+		Partitions: []*gpt.Partition{
+			{Index: 1, Start: espFirst, End: permFirst - 1, Type: gpt.EFISystemPartition,
+				Name: "EFI System", GUID: diskGUID(boardName, "esp")},
+			{Index: 2, Start: permFirst, End: permFirst + permSize/sectorSize - 1, Type: gpt.LinuxFilesystem,
+				Name: PermPartitionName, GUID: diskGUID(boardName, "perm")},
+		},
+	}
+	if err := d.Partition(table); err != nil {
+		return fmt.Errorf("disk image %s: partition: %w", dst, err)
+	}
+	fs, err := d.CreateFilesystem(disk.FilesystemSpec{
+		Partition: 1, FSType: filesystem.TypeFat32, VolumeLabel: "OTGATE-ESP", Reproducible: true,
+	})
+	if err != nil {
+		return fmt.Errorf("disk image %s: EFI system partition: %w", dst, err)
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].path < files[j].path })
+	made := map[string]bool{}
+	for _, f := range files {
+		if dir := path.Dir(f.path); dir != "/" && !made[dir] {
+			if err := fs.Mkdir(dir); err != nil {
+				return fmt.Errorf("disk image %s: mkdir %s: %w", dst, dir, err)
+			}
+			made[dir] = true
+		}
+		w, err := fs.OpenFile(f.path, os.O_CREATE|os.O_RDWR)
+		if err != nil {
+			return fmt.Errorf("disk image %s: create %s: %w", dst, f.path, err)
+		}
+		if _, err := w.Write(f.data); err != nil {
+			w.Close()
+			return fmt.Errorf("disk image %s: write %s: %w", dst, f.path, err)
+		}
+		if err := w.Close(); err != nil {
+			return fmt.Errorf("disk image %s: close %s: %w", dst, f.path, err)
+		}
+	}
+	return nil
+}
+
+// writeQCOW2 converts the raw image src to qcow2 at dst with qemu-img
+// (qemu-utils). Its output depends only on the input bytes.
+func writeQCOW2(ctx context.Context, src, dst string) error {
+	return runIn(ctx, "", nil, "qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", src, dst)
+}

@@ -1,0 +1,117 @@
+package image
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/otgate/otgate/board"
+)
+
+// ErrChecksum is wrapped by errors about a package whose sha256 differs
+// from the one pinned in the board definition.
+var ErrChecksum = errors.New("sha256 mismatch")
+
+// fetchPackage returns the path of the verified .deb of pkg in
+// <cache>/debs/, downloading it from pkg.URLs() in order unless a cached
+// copy with the pinned sha256 exists. A cached copy with another sum is
+// removed and downloaded again; a download with another sum is removed and
+// is an error naming package, expected and actual sum.
+func fetchPackage(ctx context.Context, pkg board.Kernel, cache string, p *progress) (string, error) {
+	what := pkg.Package + " " + pkg.Version
+	if len(pkg.SHA256) != 64 {
+		return "", fmt.Errorf("package %s: pinned sha256 %q is not 64 hex digits", what, pkg.SHA256)
+	}
+	dir := filepath.Join(cache, "debs")
+	dst := filepath.Join(dir, pkg.FileName())
+	if sum, err := fileSHA256(dst); err == nil {
+		if sum == pkg.SHA256 {
+			p.step("fetch", "%s: cached copy verified", what)
+			return dst, nil
+		}
+		p.step("fetch", "%s: cached copy %s has sha256 %s, want %s: removing it", what, dst, sum, pkg.SHA256)
+		if err := os.Remove(dst); err != nil {
+			return "", fmt.Errorf("package %s: remove bad cached copy: %w", what, err)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("package %s: cache: %w", what, err)
+	}
+	urls := pkg.URLs()
+	if len(urls) == 0 {
+		return "", fmt.Errorf("package %s: no download address (board definition has no archives)", what)
+	}
+	var errs []error
+	for _, u := range urls {
+		err := download(ctx, u, dst, pkg.SHA256)
+		if err == nil {
+			p.step("fetch", "%s: downloaded from %s, verified", what, u)
+			return dst, nil
+		}
+		if errors.Is(err, ErrChecksum) {
+			// A wrong package is not a network hiccup: stop here.
+			return "", fmt.Errorf("package %s from %s: %w", what, u, err)
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", u, err))
+	}
+	return "", fmt.Errorf("package %s: download failed: %w", what, errors.Join(errs...))
+}
+
+// download fetches url into dst via a temporary file, which it renames into
+// place only when the content has sha256 want.
+func download(ctx context.Context, url, dst, want string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("HTTP %s", resp.Status)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(dst), filepath.Base(dst)+".part-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(tmp, h), resp.Body); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); !strings.EqualFold(got, want) {
+		return fmt.Errorf("%w: expected %s, got %s (download removed)", ErrChecksum, want, got)
+	}
+	return os.Rename(tmp.Name(), dst)
+}
+
+// fileSHA256 is the hex sha256 of the file at path.
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}

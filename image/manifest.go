@@ -1,0 +1,125 @@
+package image
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Manifest describes one built image: what it is made of and the sha256 of
+// every artifact. It holds no absolute paths and no timestamps, so it is
+// reproducible like the artifacts.
+type Manifest struct {
+	Board string `json:"board"`
+	// ImageID is the sha256 over the inputs (also in boot.cbor).
+	ImageID   string     `json:"image_id"`
+	Debug     bool       `json:"debug"`
+	Test      bool       `json:"test"`
+	Artifacts []Artifact `json:"artifacts"`
+	Inputs    Inputs     `json:"inputs"`
+}
+
+// Artifact is one file in out/<board>/.
+type Artifact struct {
+	Name   string `json:"name"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// Inputs are everything that went into the image.
+type Inputs struct {
+	Kernel      Package  `json:"kernel"`
+	SystemdBoot *Package `json:"systemd_boot,omitempty"`
+	GoVersion   string   `json:"go_version"`
+	GOARCH      string   `json:"goarch"`
+	// GoArchLevel is the GOAMD64/GOARM64 value.
+	GoArchLevel string `json:"goarch_level"`
+	// Modules are the Go modules compiled into the image's binaries.
+	Modules []GoModule `json:"go_modules"`
+	// KernelModules are the shipped kernel modules in load order.
+	KernelModules []string `json:"kernel_modules"`
+	// BuiltinModules are board modules the kernel has built in.
+	BuiltinModules []string `json:"builtin_modules,omitempty"`
+	// Sources are the source tree files that went in, relative paths.
+	Sources []SourceFile `json:"sources"`
+}
+
+// Package is a pinned Debian package.
+type Package struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	SHA256  string `json:"sha256"`
+}
+
+// GoModule is a dependency compiled into a binary.
+type GoModule struct {
+	Path    string `json:"path"`
+	Version string `json:"version"`
+	// Sum is the go.sum hash (h1:...) of the module.
+	Sum string `json:"sum"`
+}
+
+// SourceFile is one source tree file.
+type SourceFile struct {
+	Path   string `json:"path"`
+	SHA256 string `json:"sha256"`
+}
+
+// ReadManifest reads out/<board>/manifest.json.
+func ReadManifest(dir string) (*Manifest, error) {
+	b, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	if err != nil {
+		return nil, err
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ManifestFile), err)
+	}
+	return &m, nil
+}
+
+func (m *Manifest) marshal() ([]byte, error) {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// goSums reads the h1: hashes of a go.sum file, keyed "path version".
+func goSums(path string) (map[string]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	sums := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 3 && !strings.HasSuffix(f[1], "/go.mod") {
+			sums[f[0]+" "+f[1]] = f[2]
+		}
+	}
+	return sums, sc.Err()
+}
+
+func sortModules(m []GoModule) []GoModule {
+	sort.Slice(m, func(i, j int) bool {
+		if m[i].Path != m[j].Path {
+			return m[i].Path < m[j].Path
+		}
+		return m[i].Version < m[j].Version
+	})
+	out := m[:0]
+	for i, x := range m {
+		if i == 0 || x != m[i-1] {
+			out = append(out, x)
+		}
+	}
+	return out
+}

@@ -1,0 +1,335 @@
+package image
+
+import (
+	"bufio"
+	"bytes"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// ErrNoModule is wrapped by errors about a board module the kernel does not
+// have.
+var ErrNoModule = errors.New("no such kernel module")
+
+// moduleTree indexes the modules of one unpacked kernel release.
+type moduleTree struct {
+	release string
+	dir     string            // .../lib/modules/<release>
+	byName  map[string]string // normalized name -> path relative to dir
+	builtin map[string]bool   // normalized names built into the kernel
+	order   map[string]int    // relative path -> line in modules.order
+	aliases map[string][]string
+}
+
+// moduleName normalizes a module name: '-' and '_' are the same to the
+// kernel.
+func moduleName(s string) string {
+	return strings.ReplaceAll(strings.TrimSuffix(filepath.Base(s), ".ko"), "-", "_")
+}
+
+// openModuleTree indexes <root>/lib/modules/<release> (or usr/lib/...).
+func openModuleTree(root, release string) (*moduleTree, error) {
+	t := &moduleTree{release: release, byName: map[string]string{}, builtin: map[string]bool{}, order: map[string]int{}}
+	for _, d := range []string{"lib/modules", "usr/lib/modules"} {
+		p := filepath.Join(root, d, release)
+		if st, err := os.Stat(p); err == nil && st.IsDir() {
+			t.dir = p
+			break
+		}
+	}
+	if t.dir == "" {
+		return nil, fmt.Errorf("kernel package has no lib/modules/%s", release)
+	}
+	err := filepath.WalkDir(t.dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() || !strings.HasSuffix(p, ".ko") {
+			return nil
+		}
+		rel, err := filepath.Rel(t.dir, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		n := moduleName(rel)
+		if prev, dup := t.byName[n]; dup {
+			return fmt.Errorf("module %s exists twice: %s and %s", n, prev, rel)
+		}
+		t.byName[n] = rel
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("index modules of %s: %w", release, err)
+	}
+	if err := t.readList("modules.builtin", func(i int, rel string) { t.builtin[moduleName(rel)] = true }); err != nil {
+		return nil, err
+	}
+	if err := t.readList("modules.order", func(i int, rel string) { t.order[rel] = i }); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// readList calls f for each line of the optional list file name.
+func (t *moduleTree) readList(name string, f func(i int, line string)) error {
+	b, err := os.ReadFile(filepath.Join(t.dir, name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for i := 0; sc.Scan(); i++ {
+		if l := strings.TrimSpace(sc.Text()); l != "" {
+			f(i, l)
+		}
+	}
+	return sc.Err()
+}
+
+// modinfo holds the fields of a module's .modinfo section the builder
+// uses.
+type modinfo struct {
+	depends []string // hard dependencies (depends=)
+	softPre []string // softdep=pre: names or aliases, loaded first
+	aliases []string
+}
+
+// readModinfo reads the .modinfo section of the module at path.
+func readModinfo(path string) (*modinfo, error) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	sec := f.Section(".modinfo")
+	if sec == nil {
+		return nil, fmt.Errorf("%s: no .modinfo section", path)
+	}
+	data, err := sec.Data()
+	if err != nil {
+		return nil, fmt.Errorf("%s: .modinfo: %w", path, err)
+	}
+	mi := &modinfo{}
+	for _, kv := range bytes.Split(data, []byte{0}) {
+		k, v, ok := strings.Cut(string(kv), "=")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "depends":
+			for _, d := range strings.Split(v, ",") {
+				if d != "" {
+					mi.depends = append(mi.depends, d)
+				}
+			}
+		case "softdep":
+			// "pre: a b post: c"
+			pre := false
+			for _, w := range strings.Fields(v) {
+				switch w {
+				case "pre:":
+					pre = true
+				case "post:":
+					pre = false
+				default:
+					if pre {
+						mi.softPre = append(mi.softPre, w)
+					}
+				}
+			}
+		case "alias":
+			mi.aliases = append(mi.aliases, v)
+		}
+	}
+	return mi, nil
+}
+
+// lookupSoft resolves a softdep name: a module name, else every module
+// with that exact alias (e.g. "crc32c": crc32c_generic, crc32c-intel).
+func (t *moduleTree) lookupSoft(name string) ([]string, error) {
+	if rel, ok := t.byName[moduleName(name)]; ok {
+		return []string{rel}, nil
+	}
+	if t.aliases == nil {
+		t.aliases = map[string][]string{}
+		var rels []string
+		for _, rel := range t.byName {
+			rels = append(rels, rel)
+		}
+		sort.Strings(rels)
+		for _, rel := range rels {
+			mi, err := readModinfo(filepath.Join(t.dir, rel))
+			if err != nil {
+				return nil, err
+			}
+			for _, a := range mi.aliases {
+				t.aliases[a] = append(t.aliases[a], rel)
+			}
+		}
+	}
+	return t.aliases[name], nil
+}
+
+// moduleClosure is the set of modules an image ships.
+type moduleClosure struct {
+	// Load is every module (path relative to /lib/modules/<release>) in
+	// load order: dependencies first.
+	Load []string
+	// Deps maps each module to its direct dependencies.
+	Deps map[string][]string
+	// Builtin lists requested modules the kernel has built in.
+	Builtin []string
+}
+
+// resolve returns the dependency closure of wanted. A wanted module that is
+// neither a loadable module nor built in is an error naming it, the board
+// and the kernel.
+func (t *moduleTree) resolve(wanted []string, boardName, kernel string) (*moduleClosure, error) {
+	c := &moduleClosure{Deps: map[string][]string{}}
+	const (
+		visiting = 1
+		done     = 2
+	)
+	state := map[string]int{}
+	var visit func(rel string, chain []string) error
+	visit = func(rel string, chain []string) error {
+		switch state[rel] {
+		case visiting:
+			return fmt.Errorf("kernel %s: module dependency cycle: %s -> %s", kernel, strings.Join(chain, " -> "), rel)
+		case done:
+			return nil
+		}
+		state[rel] = visiting
+		mi, err := readModinfo(filepath.Join(t.dir, rel))
+		if err != nil {
+			return fmt.Errorf("kernel %s: %w", kernel, err)
+		}
+		// Soft pre-dependencies (libcrc32c and ext4 need a crc32c
+		// implementation from the crypto API) are shipped and loaded
+		// first, but are not part of modules.dep, as with depmod.
+		for _, n := range mi.softPre {
+			rels, err := t.lookupSoft(n)
+			if err != nil {
+				return fmt.Errorf("kernel %s: %w", kernel, err)
+			}
+			for _, d := range rels {
+				if err := visit(d, append(chain, rel)); err != nil {
+					return err
+				}
+			}
+		}
+		var deps []string
+		for _, n := range mi.depends {
+			d, ok := t.byName[moduleName(n)]
+			if !ok {
+				return fmt.Errorf("kernel %s: module %s depends on %q: %w", kernel, rel, n, ErrNoModule)
+			}
+			if err := visit(d, append(chain, rel)); err != nil {
+				return err
+			}
+			deps = append(deps, d)
+		}
+		c.Deps[rel] = deps
+		state[rel] = done
+		c.Load = append(c.Load, rel)
+		return nil
+	}
+	for _, w := range wanted {
+		n := moduleName(w)
+		rel, ok := t.byName[n]
+		if !ok {
+			if t.builtin[n] {
+				c.Builtin = append(c.Builtin, w)
+				continue
+			}
+			return nil, fmt.Errorf("board %s: module %q: %w in kernel %s (release %s): not a loadable module and not built in",
+				boardName, w, ErrNoModule, kernel, t.release)
+		}
+		if err := visit(rel, nil); err != nil {
+			return nil, fmt.Errorf("board %s: %w", boardName, err)
+		}
+	}
+	return c, nil
+}
+
+// modulesDep renders modules.dep for the closure the way depmod writes it:
+// one line per module in modules.order order ("path:" then " dep" for every
+// direct and indirect dependency), dependencies listed in depmod's
+// topological order, users before what they use, so that loading the list
+// from its end loads dependencies first. A module without dependencies is
+// "path:" with no trailing space (u-root's kmodule parser relies on it).
+func (t *moduleTree) modulesDep(c *moduleClosure) []byte {
+	mods := append([]string(nil), c.Load...)
+	sort.SliceStable(mods, func(i, j int) bool {
+		oi, iok := t.order[mods[i]]
+		oj, jok := t.order[mods[j]]
+		switch {
+		case iok && jok:
+			return oi < oj
+		case iok != jok:
+			return iok // listed modules first, as depmod does
+		}
+		return mods[i] < mods[j]
+	})
+	// depmod's topological sort (kmod depmod_calculate_dependencies):
+	// modules no one uses are roots; pop a root, number it, release its
+	// dependencies.
+	users := map[string]int{}
+	for _, m := range mods {
+		for _, d := range c.Deps[m] {
+			users[d]++
+		}
+	}
+	var roots []string
+	for _, m := range mods {
+		if users[m] == 0 {
+			roots = append(roots, m)
+		}
+	}
+	idx := map[string]int{}
+	for len(roots) > 0 {
+		m := roots[len(roots)-1]
+		roots = roots[:len(roots)-1]
+		idx[m] = len(idx)
+		for _, d := range c.Deps[m] {
+			users[d]--
+			if users[d] == 0 {
+				roots = append(roots, d)
+			}
+		}
+	}
+	var b bytes.Buffer
+	for _, m := range mods {
+		b.WriteString(m + ":")
+		all := map[string]bool{}
+		var walk func(string)
+		walk = func(x string) {
+			for _, d := range c.Deps[x] {
+				if !all[d] {
+					all[d] = true
+					walk(d)
+				}
+			}
+		}
+		walk(m)
+		var deps []string
+		for d := range all {
+			deps = append(deps, d)
+		}
+		sort.Slice(deps, func(i, j int) bool { return idx[deps[i]] < idx[deps[j]] })
+		for _, d := range deps {
+			b.WriteString(" " + d)
+		}
+		b.WriteByte('\n')
+	}
+	return b.Bytes()
+}
