@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,6 +18,25 @@ import (
 	"github.com/otgate/otgate/services/identity/api"
 	"github.com/otgate/otgate/services/identity/swtpmtest"
 )
+
+// syncBuffer collects the service's console output; exec copies into it
+// from its own goroutine while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
 
 // buildService builds this command once per test.
 func buildService(t *testing.T) string {
@@ -45,14 +65,14 @@ func measure(t *testing.T, sw *swtpmtest.TPM, what string) {
 // start runs the service as init would (readiness through
 // OTGATE_NOTIFY_FD) and waits for READY=1. It returns the console output
 // so far and a stop function that sends SIGTERM and checks a clean exit.
-func start(t *testing.T, bin string, args ...string) (console *strings.Builder, stop func()) {
+func start(t *testing.T, bin string, args ...string) (console *syncBuffer, stop func()) {
 	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	console = &strings.Builder{}
+	console = &syncBuffer{}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "OTGATE_NOTIFY_FD=3")
 	cmd.ExtraFiles = []*os.File{w}
@@ -118,7 +138,7 @@ func TestServiceBootsThenQuarantinesOnChangedMeasurement(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
 	sock := filepath.Join(sockDir, "identity.sock")
 
-	bootOnce := func(sw *swtpmtest.TPM, image string) (*strings.Builder, func(), *api.Client) {
+	bootOnce := func(sw *swtpmtest.TPM, image string) (*syncBuffer, func(), *api.Client) {
 		measure(t, sw, image)
 		console, stop := start(t, bin, "-tpm-socket", sw.Socket, "-state", state, "-site", "plant.example",
 			"-pcrs", "0,7", "-socket", sock, "-allow", fmt.Sprintf("%d=proxy", os.Getuid()))
