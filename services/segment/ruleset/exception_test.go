@@ -1,6 +1,9 @@
 package ruleset_test
 
 import (
+	"bufio"
+	"bytes"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -61,6 +64,7 @@ func TestMonitorModePassesAndReports(t *testing.T) {
 	if _, err := ruleset.Apply(conn, threeAssets(ruleset.ModeMonitor), start); err != nil {
 		t.Fatal(err)
 	}
+	logged := captureNFLOG(t, l)
 	check(t, []probe{
 		{"client to monitored asset", l.Client, root, nslab.Asset3 + ":502", true},
 		{"monitored asset to enforced asset", l.Plant2, root, nslab.Asset1 + ":502", false},
@@ -99,6 +103,11 @@ func TestMonitorModePassesAndReports(t *testing.T) {
 	}
 	if !strings.Contains(nft(t, l, "list", "chain", "inet", "otgate", "would_block"), `log prefix "otgate-would-block" group 0`) {
 		t.Error("would_block chain has no otgate-would-block log statement")
+	}
+	if line := logged(); line != "" && line != "otgate-would-block\t10.30.0.10" {
+		t.Errorf("NFLOG group 0 line = %q, want otgate-would-block toward 10.30.0.10", line)
+	} else {
+		t.Logf("NFLOG group 0: %q", line)
 	}
 }
 
@@ -170,3 +179,59 @@ func TestDriftDetectedAndRepaired(t *testing.T) {
 }
 
 func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
+
+// captureNFLOG listens on NFLOG group 0 in the gate namespace with tshark
+// and returns a function that waits for the first logged packet and returns
+// "prefix<TAB>destination". Without tshark it returns "" (the check is then
+// limited to the rule itself).
+func captureNFLOG(t *testing.T, l *nslab.Lab) func() string {
+	t.Helper()
+	if _, err := exec.LookPath("tshark"); err != nil {
+		t.Log("tshark not installed: NFLOG delivery not checked")
+		return func() string { return "" }
+	}
+	cmd := l.Gate.Command("tshark", "-l", "-i", "nflog:0", "-c", "1", "-a", "duration:60", "-T", "fields", "-e", "nflog.prefix", "-e", "ip.dst")
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	started := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		ok := false
+		for sc.Scan() {
+			if !ok && strings.Contains(sc.Text(), "Capturing on") {
+				ok = true
+				started <- true
+			}
+		}
+		if !ok {
+			started <- false
+		}
+	}()
+	select {
+	case ok := <-started:
+		if !ok {
+			t.Fatal("tshark exited without capturing on nflog:0")
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("tshark did not start capturing in 60s")
+	}
+	time.Sleep(500 * time.Millisecond) // "Capturing on" precedes the NFLOG bind by a moment
+	return func() string {
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("tshark: %v", err)
+		}
+		line := strings.TrimSpace(out.String())
+		if line == "" {
+			t.Error("no packet logged on NFLOG group 0")
+		}
+		return line
+	}
+}
