@@ -57,7 +57,9 @@ func spawn(r *reaper, log *logger, svc *bootcfg.Service, opts spawnOptions) (*pr
 		env = append(env, ready.Env+"=3")
 	}
 	sys := &syscall.SysProcAttr{Setsid: true, Pdeathsig: opts.deathSignal}
-	if svc.UID != uint32(os.Getuid()) || svc.GID != uint32(os.Getgid()) {
+	// Outside PID 1 as an ordinary user, "root" (0/0) means "as myself".
+	asSelf := os.Getuid() != 0 && svc.UID == 0 && svc.GID == 0
+	if !asSelf && (svc.UID != uint32(os.Getuid()) || svc.GID != uint32(os.Getgid())) {
 		sys.Credential = &syscall.Credential{Uid: svc.UID, Gid: svc.GID, Groups: []uint32{}}
 	}
 	argv := append([]string{svc.Binary}, svc.Args...)

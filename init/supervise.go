@@ -35,10 +35,8 @@ type supervisor struct {
 	// ready before an exit starts the back-off from the first delay again.
 	backoffMin, backoffMax, backoffReset time.Duration
 
-	order    []*service // start order
-	byName   map[string]*service
-	mu       sync.Mutex
-	changeCh chan struct{} // closed and replaced on every state change
+	order  []*service // start order
+	byName map[string]*service
 }
 
 // service is one row of the table and its current state.
@@ -71,7 +69,7 @@ func newSupervisor(cfg *bootcfg.Config, log *logger, r *reaper, opts spawnOption
 	}
 	sv := &supervisor{cfg: cfg, log: log, reaper: r, spawn: opts, grace: cfg.StopGrace,
 		backoffMin: backoffMin, backoffMax: backoffMax, backoffReset: backoffReset,
-		byName: map[string]*service{}, changeCh: make(chan struct{})}
+		byName: map[string]*service{}}
 	if sv.grace <= 0 {
 		sv.grace = defaultStopGrace
 	}
@@ -84,13 +82,6 @@ func newSupervisor(cfg *bootcfg.Config, log *logger, r *reaper, opts spawnOption
 		sv.order = append(sv.order, sv.byName[n])
 	}
 	return sv, nil
-}
-
-func (sv *supervisor) changed() {
-	sv.mu.Lock()
-	close(sv.changeCh)
-	sv.changeCh = make(chan struct{})
-	sv.mu.Unlock()
 }
 
 // start launches every service's goroutine; each waits for its own
@@ -160,7 +151,6 @@ func (s *service) set(state, reason string, pid int) {
 	}
 	s.state, s.reason, s.pid = state, reason, pid
 	s.mu.Unlock()
-	s.sv.changed()
 }
 
 func (s *service) markReady() { s.readyOnce.Do(func() { close(s.readyCh) }) }
@@ -168,7 +158,6 @@ func (s *service) markReady() { s.readyOnce.Do(func() { close(s.readyCh) }) }
 func (s *service) fail(reason string) {
 	s.set(initstatus.StateFailed, reason, 0)
 	s.failOnce.Do(func() { close(s.failedCh) })
-	s.sv.changed()
 }
 
 // stop asks the service to stop and waits until it has.

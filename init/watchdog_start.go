@@ -32,11 +32,11 @@ func (in *initProc) startWatchdog() {
 		f, err = os.OpenFile(path, os.O_WRONLY, 0)
 	}
 	if f == nil {
-		in.log.Printf("watchdog: %v", err)
+		in.log.Printf("WATCHDOG NOT ARMED: %v", err)
 		return
 	}
 	if err != nil {
-		in.log.Printf("watchdog: %v (petting anyway)", err)
+		in.log.Printf("%v (petting anyway)", err)
 	}
 	in.wd = newWatchdog(in.log, f, cfg.Device, timeout, in.sup.criticalHealthy)
 	in.wd.run()
