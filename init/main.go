@@ -5,6 +5,10 @@
 // loops, a watchdog petted only while the critical services are healthy, a
 // status socket, and a clean power-off or reboot. It never exits as PID 1.
 //
+// Signals to PID 1 follow busybox init: SIGUSR2 powers off, SIGTERM
+// reboots, SIGINT (ctrl-alt-del) reboots; the ACPI power button (QEMU
+// system_powerdown) powers off.
+//
 // On a development host (not PID 1) it skips everything that changes the
 // machine (mounts, modules, host name, reboot) and takes its paths below
 // -root, so the supervisor and the status socket can be run and tested

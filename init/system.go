@@ -57,11 +57,6 @@ func waitRNG() (time.Duration, error) {
 	}
 }
 
-// firewall: installBaseline installs the baseline deny-all ruleset. The
-// segmentation service package provides it; init calls it after the
-// modules are loaded and before any service (or interface) comes up.
-var installBaseline func() error
-
 // secs formats a duration as seconds with two decimals: "0.12s".
 func secs(d time.Duration) string {
 	return fmt.Sprintf("%.2fs", d.Seconds())
