@@ -23,15 +23,6 @@ func adu(tid uint16, unit uint8, p []byte) []byte {
 	return append(b, p...)
 }
 
-// regs encodes register values.
-func regs(v ...uint16) []byte {
-	var b []byte
-	for _, x := range v {
-		b = append(b, byte(x>>8), byte(x))
-	}
-	return b
-}
-
 func cat(parts ...[]byte) []byte {
 	var b []byte
 	for _, p := range parts {

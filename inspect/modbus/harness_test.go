@@ -115,17 +115,23 @@ type gate struct {
 
 func startGate(t testing.TB, device string, mode modbus.Mode) *gate {
 	t.Helper()
-	return startGateWith(t, device, mode, nil)
+	return startGateWith(t, device, mode, gateOptions{})
 }
 
-func startGateWith(t testing.TB, device string, mode modbus.Mode, now func() time.Time) *gate {
+// gateOptions: a clock for the inspector and a wrapper for the client side.
+type gateOptions struct {
+	now  func() time.Time
+	wrap func(net.Conn) net.Conn
+}
+
+func startGateWith(t testing.TB, device string, mode modbus.Mode, opts gateOptions) *gate {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	g := &gate{addr: l.Addr().String(), rec: newRecorder(), ends: make(chan error, 100)}
-	cfg := modbus.Config{Policy: policy(t), Mode: mode, Sink: g.rec, Now: now}
+	cfg := modbus.Config{Policy: policy(t), Mode: mode, Sink: g.rec, Now: opts.now}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -135,6 +141,9 @@ func startGateWith(t testing.TB, device string, mode modbus.Mode, now func() tim
 			c, err := l.Accept()
 			if err != nil {
 				return
+			}
+			if opts.wrap != nil {
+				c = opts.wrap(c)
 			}
 			d, err := net.Dial("tcp", device)
 			if err != nil {

@@ -242,7 +242,7 @@ func TestSessionCutThroughAndFrameBoundary(t *testing.T) {
 	// The clock tells the test when the gate has judged a request.
 	clockCalls := make(chan struct{}, 100)
 	now := func() time.Time { clockCalls <- struct{}{}; return time.Now() }
-	g := startGateWith(t, devAddr, modbus.Enforce, now)
+	g := startGateWith(t, devAddr, modbus.Enforce, gateOptions{now: now})
 	c := dial(t, g.addr)
 	req := frame(1, 1, 3, 0, 0, 0, 2)
 	c.Write(req)
