@@ -312,7 +312,7 @@ func TestHostInitBadConfig(t *testing.T) {
 				t.Fatalf("error line %q lacks %q", h.lines()[i], tc.want)
 			}
 			c := h.dial(t)
-			if st, err := c.Status(); err != nil || st.Ready || len(st.Services) != 0 {
+			if st, err := c.Status(); err != nil || st.Ready || len(st.Services) != 0 || !strings.Contains(st.ConfigError, tc.want) {
 				t.Fatalf("status %+v, %v; want not ready, no services", st, err)
 			}
 			if lineIndex(h.lines(), "init: ready") >= 0 {

@@ -48,7 +48,7 @@ type initProc struct {
 	ready   bool
 
 	shutdownCh chan action
-	configErr  bool
+	configErr  string
 }
 
 // path maps an absolute path of the appliance to the root directory.
@@ -127,7 +127,7 @@ func (in *initProc) boot(configPath, cmdline string) {
 		log.Printf("CONFIG ERROR: %v", err)
 		log.Printf("CONFIG ERROR: running no services; the gate is NOT operational and will not report ready")
 		cfg = &bootcfg.Config{}
-		in.configErr = true
+		in.configErr = err.Error()
 	}
 	in.cfg = cfg
 	log.Printf("otgate init: board %s, image %s, %d services", cfg.Board, cfg.ImageID, len(cfg.Services))
@@ -191,7 +191,7 @@ func (in *initProc) boot(configPath, cmdline string) {
 	}
 
 	sup.start()
-	if !in.configErr {
+	if in.configErr == "" {
 		go guard(log, "ready watcher", in.watchReady)
 	}
 }

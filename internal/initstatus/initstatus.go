@@ -34,67 +34,70 @@ var ErrRemote = errors.New("init status")
 
 // Request is what a client sends.
 type Request struct {
-	Op string `cbor:"op"`
+	Op string `cbor:"op" json:"op"`
 }
 
 // Response is what init answers; exactly one of Status, Log or Error is set.
 type Response struct {
-	Error  string   `cbor:"error,omitempty"`
-	Status *Status  `cbor:"status,omitempty"`
-	Log    []string `cbor:"log,omitempty"`
+	Error  string   `cbor:"error,omitempty" json:"error,omitempty"`
+	Status *Status  `cbor:"status,omitempty" json:"status,omitempty"`
+	Log    []string `cbor:"log,omitempty" json:"log,omitempty"`
 }
 
 // Status is a snapshot of init.
 type Status struct {
-	Hostname string `cbor:"hostname"`
-	Board    string `cbor:"board"`
-	ImageID  string `cbor:"image_id"`
+	Hostname string `cbor:"hostname" json:"hostname"`
+	Board    string `cbor:"board" json:"board"`
+	ImageID  string `cbor:"image_id" json:"image_id"`
 	// BootTime is when init started (wall clock); Uptime is the time
 	// since the kernel booted (init's start outside PID 1).
-	BootTime time.Time     `cbor:"boot_time"`
-	Uptime   time.Duration `cbor:"uptime"`
+	BootTime time.Time     `cbor:"boot_time" json:"boot_time"`
+	Uptime   time.Duration `cbor:"uptime" json:"uptime"`
 	// Ready is true once every critical service has been ready.
-	Ready bool `cbor:"ready"`
+	Ready bool `cbor:"ready" json:"ready"`
+	// ConfigError is set when the boot config was unusable: init then runs
+	// no services and never reports ready.
+	ConfigError string `cbor:"config_error,omitempty" json:"config_error,omitempty"`
 	// InitRSS is init's resident memory in bytes (VmRSS).
-	InitRSS  uint64    `cbor:"init_rss"`
-	Perm     Perm      `cbor:"perm"`
-	Watchdog Watchdog  `cbor:"watchdog"`
-	Services []Service `cbor:"services"`
+	InitRSS  uint64    `cbor:"init_rss" json:"init_rss"`
+	Perm     Perm      `cbor:"perm" json:"perm"`
+	Watchdog Watchdog  `cbor:"watchdog" json:"watchdog"`
+	Services []Service `cbor:"services" json:"services"`
 }
 
 // Perm describes the persistent file system.
 type Perm struct {
-	Device string `cbor:"device"` // empty when /perm is a tmpfs
-	FSType string `cbor:"fs"`     // "ext4" or "tmpfs"
-	Boots  uint64 `cbor:"boots"`
+	Device string `cbor:"device" json:"device"` // empty when /perm is a tmpfs
+	FSType string `cbor:"fs" json:"fs"`         // "ext4" or "tmpfs"
+	Boots  uint64 `cbor:"boots" json:"boots"`
 	// Warning is set when /perm is not persistent.
-	Warning string `cbor:"warning,omitempty"`
+	Warning string `cbor:"warning,omitempty" json:"warning,omitempty"`
 }
 
 // Watchdog describes the hardware watchdog.
 type Watchdog struct {
-	Device  string        `cbor:"device"` // empty: no watchdog
-	Timeout time.Duration `cbor:"timeout"`
+	Device  string        `cbor:"device" json:"device"` // empty: no watchdog
+	Timeout time.Duration `cbor:"timeout" json:"timeout"`
 	// Petting is true while init pets the device.
-	Petting bool      `cbor:"petting"`
-	LastPet time.Time `cbor:"last_pet"`
+	Petting bool      `cbor:"petting" json:"petting"`
+	LastPet time.Time `cbor:"last_pet" json:"last_pet"`
 	// Note explains why petting stopped, if it did.
-	Note string `cbor:"note,omitempty"`
+	Note string `cbor:"note,omitempty" json:"note,omitempty"`
 }
 
 // Service is one supervised service.
 type Service struct {
-	Name     string `cbor:"name"`
-	Critical bool   `cbor:"critical"`
-	State    string `cbor:"state"`
-	PID      int    `cbor:"pid"`
-	Restarts int    `cbor:"restarts"`
+	Name     string `cbor:"name" json:"name"`
+	Critical bool   `cbor:"critical" json:"critical"`
+	State    string `cbor:"state" json:"state"`
+	PID      int    `cbor:"pid" json:"pid"`
+	Restarts int    `cbor:"restarts" json:"restarts"`
 	// LastExit is "status N" or "signal NAME", empty before the first exit.
-	LastExit string `cbor:"last_exit,omitempty"`
+	LastExit string `cbor:"last_exit,omitempty" json:"last_exit,omitempty"`
 	// Since is when the service entered State.
-	Since time.Time `cbor:"since"`
+	Since time.Time `cbor:"since" json:"since"`
 	// Reason says why the service is unhealthy or failed.
-	Reason string `cbor:"reason,omitempty"`
+	Reason string `cbor:"reason,omitempty" json:"reason,omitempty"`
 }
 
 var encMode = func() cbor.EncMode {

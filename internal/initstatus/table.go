@@ -18,6 +18,9 @@ func WriteTable(w io.Writer, s *Status) error {
 	}
 	fmt.Fprintf(&b, "host      %s (board %s, image %s)\n", s.Hostname, s.Board, short(s.ImageID))
 	fmt.Fprintf(&b, "up        %s (since %s), ready: %s\n", round(s.Uptime), s.BootTime.UTC().Format(time.RFC3339), ready)
+	if s.ConfigError != "" {
+		fmt.Fprintf(&b, "CONFIG ERROR: %s\n", s.ConfigError)
+	}
 	fmt.Fprintf(&b, "init      rss %.1f MiB\n", float64(s.InitRSS)/(1<<20))
 	if s.Perm.Warning != "" {
 		fmt.Fprintf(&b, "perm      %s, boot %d: WARNING: %s\n", s.Perm.FSType, s.Perm.Boots, s.Perm.Warning)
