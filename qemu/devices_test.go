@@ -126,7 +126,7 @@ func TestPowerdownPressesThePowerButton(t *testing.T) {
 	if _, err := vm.WaitFor(ctx, "testinit: waiting for the power button"); err != nil {
 		t.Fatal(err)
 	}
-	if err := vm.Powerdown(); err != nil {
+	if err := vm.Powerdown(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := vm.WaitFor(ctx, "testinit: power button pressed"); err != nil {

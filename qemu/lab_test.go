@@ -73,7 +73,7 @@ func TestLabNetwork(t *testing.T) {
 			// The uplink tap's host side is in the lab namespace.
 			hello(ctx, t, "lab", l.Uplink, lab.GateUplinkIP+":7777")
 
-			if err := vm.Quit(); err != nil {
+			if err := vm.Quit(ctx); err != nil {
 				t.Fatal(err)
 			}
 			exit, err := vm.Wait(ctx)

@@ -37,7 +37,7 @@ func startSwtpm(ctx context.Context, stateDir, dir string) (*swtpm, error) {
 		"--log", "file="+filepath.Join(dir, "swtpm.log"))
 	s.cmd.Stdout = s.stderr
 	s.cmd.Stderr = s.stderr
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := s.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("qemu: start swtpm: %w", err)
 	}

@@ -55,6 +55,7 @@ type VM struct {
 	forwards   []HostForward
 	started    time.Time
 	logFile    *os.File
+	consoleIn  *os.File // write end of QEMU's standard input, with WithConsoleFrom
 
 	killMu   sync.Mutex
 	killed   bool
@@ -127,22 +128,42 @@ func Start(ctx context.Context, b *board.Board, imageDir string, opts ...Option)
 	vm.cmd.Dir = dir
 	vm.cmd.ExtraFiles = inv.files
 	vm.cmd.Stderr = vm.stderr
-	vm.cmd.Stdin = c.consoleIn
-	vm.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stdout, err := vm.cmd.StdoutPipe()
+	// Its own process group: a terminal's Ctrl-C reaches the program that
+	// owns the VM (make run powers it down), not QEMU directly. PDEATHSIG
+	// still kills QEMU if that program dies.
+	vm.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	// The console goes through a pipe this package owns (not StdoutPipe,
+	// which Wait may close before the last bytes are read).
+	conR, conW, err := os.Pipe()
 	if err != nil {
 		return vm, fmt.Errorf("qemu: console pipe: %w", err)
 	}
+	defer conW.Close()
+	vm.cmd.Stdout = conW
+	if c.consoleIn != nil {
+		inR, inW, err := os.Pipe()
+		if err != nil {
+			conR.Close()
+			return vm, fmt.Errorf("qemu: console input pipe: %w", err)
+		}
+		defer inR.Close()
+		vm.consoleIn = inW
+		vm.cmd.Stdin = inR
+		go func() { _, _ = io.Copy(inW, c.consoleIn) }()
+	}
 	if err := vm.cmd.Start(); err != nil {
+		conR.Close()
 		return vm, fmt.Errorf("qemu: start %s: %w", inv.binary, err)
 	}
+	conW.Close()
 	vm.started = time.Now()
 	if c.timeout > 0 {
 		vm.timer = time.AfterFunc(c.timeout, func() { vm.kill(true) })
 	}
 	drained := make(chan struct{})
 	go func() {
-		vm.con.copyFrom(stdout, vm.logFile, c.console)
+		vm.con.copyFrom(conR, vm.logFile, c.console)
+		conR.Close()
 		close(drained)
 	}()
 	exited := make(chan struct{})
@@ -295,6 +316,9 @@ func (vm *VM) Log() string {
 	return b.String()
 }
 
+// Tail returns the last n console lines as text, for failure messages.
+func (vm *VM) Tail(n int) string { return vm.con.tail(n) }
+
 // SerialLogPath is the file the console is written to.
 func (vm *VM) SerialLogPath() string { return vm.serialPath }
 
@@ -331,17 +355,13 @@ func (vm *VM) QMP(ctx context.Context, command string, args map[string]any) ([]b
 
 // Powerdown presses the ACPI power button (QMP system_powerdown). The guest
 // decides what to do; Wait tells how it ended.
-func (vm *VM) Powerdown() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+func (vm *VM) Powerdown(ctx context.Context) error {
 	_, err := vm.QMP(ctx, "system_powerdown", nil)
 	return err
 }
 
 // Quit asks QEMU to exit at once (QMP quit): the guest gets no say.
-func (vm *VM) Quit() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+func (vm *VM) Quit(ctx context.Context) error {
 	_, err := vm.QMP(ctx, "quit", nil)
 	if errors.Is(err, ErrExited) {
 		return nil
@@ -396,6 +416,9 @@ func (vm *VM) Close() error {
 		}
 		if vm.logFile != nil {
 			errs = append(errs, vm.logFile.Close())
+		}
+		if vm.consoleIn != nil {
+			_ = vm.consoleIn.Close()
 		}
 		errs = append(errs, os.RemoveAll(vm.dir))
 		vm.closeErr = errors.Join(errs...)

@@ -1,0 +1,149 @@
+// Command otgate-run boots a built image (out/<board>/) under QEMU for
+// `make run`: with a software TPM and a persistent disk whose state lives in
+// out/run/<board>/ (so the next run sees the same TPM and /perm), the board's
+// watchdog, and the lab network (the gate's uplink on a tap in a private
+// "lab" namespace, its OT downlink bridged into a "plant" namespace). The
+// serial console is shown on the terminal and fed from standard input.
+//
+// Ctrl-C (or SIGTERM) presses the ACPI power button and waits for the gate
+// to power off; a second Ctrl-C, or 60 s without power-off, kills QEMU.
+// Everything it started (QEMU, swtpm, namespaces) goes away with it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/otgate/otgate/board"
+	"github.com/otgate/otgate/qemu"
+	"github.com/otgate/otgate/qemu/lab"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "otgate-run:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	boardName := flag.String("board", "qemu-x86_64", "board to boot ("+fmt.Sprint(board.Names())+")")
+	imageDir := flag.String("image", "", "image directory (default out/<board>)")
+	stateDir := flag.String("state", "", "TPM state and persistent disk directory, kept between runs (default out/run/<board>)")
+	noLab := flag.Bool("no-lab", false, "no lab network (the NICs are unconnected)")
+	memory := flag.String("m", "", "guest memory (default: the board's)")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", flag.Args())
+	}
+	b, err := board.Lookup(*boardName)
+	if err != nil {
+		return err
+	}
+	if *imageDir == "" {
+		*imageDir = filepath.Join("out", b.Name)
+	}
+	if *stateDir == "" {
+		*stateDir = filepath.Join("out", "run", b.Name)
+	}
+	if err := os.MkdirAll(*stateDir, 0o700); err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	ctx := context.Background()
+
+	opts := []qemu.Option{
+		qemu.WithTPM(filepath.Join(*stateDir, "tpm")),
+		qemu.WithSerialLog(filepath.Join(*stateDir, "serial.log")),
+		qemu.WithConsoleTo(os.Stdout),
+		qemu.WithConsoleFrom(stdinReader{}),
+	}
+	if b.Boot == board.UEFIDisk {
+		opts = append(opts, qemu.WithDisk(filepath.Join(*stateDir, "disk.img"), 0))
+	} else {
+		opts = append(opts, qemu.WithDisk(filepath.Join(*stateDir, "perm.img"), 1<<30))
+	}
+	if b.Watchdog.QEMUDevice != "" {
+		opts = append(opts, qemu.WithWatchdog(qemu.WatchdogReset), qemu.WithReboot())
+	}
+	if *memory != "" {
+		opts = append(opts, qemu.WithMemory(*memory))
+	}
+	var l *lab.Lab
+	if !*noLab {
+		if l, err = lab.New(ctx); err != nil {
+			return fmt.Errorf("lab network (needs root): %w", err)
+		}
+		defer l.Close()
+		opts = append(opts, qemu.WithLab(l))
+	}
+
+	fmt.Fprintf(os.Stderr, "otgate-run: booting %s from %s (TCG: give it a few seconds)\n", b.Name, *imageDir)
+	fmt.Fprintf(os.Stderr, "otgate-run: TPM state, /perm disk and serial log in %s (delete it for a factory-fresh gate)\n", *stateDir)
+	if l != nil {
+		fmt.Fprintf(os.Stderr, "otgate-run: lab: gate uplink %s <-> tap %s (%s) in the lab namespace; OT downlink %s <-> bridge %s <-> plant %s\n",
+			b.Interface(board.Uplink), lab.UplinkTap, lab.UplinkHostCIDR, b.Interface(board.Downlink), lab.Bridge, lab.PlantCIDR)
+		fmt.Fprintf(os.Stderr, "otgate-run: shell in the lab namespace: nsenter --net=%s; in the plant: nsenter --net=%s\n",
+			l.Uplink.Path(), l.Plant.Path())
+	}
+	fmt.Fprintf(os.Stderr, "otgate-run: stop with Ctrl-C (ACPI power-down; a second Ctrl-C kills the VM)\n\n")
+
+	vm, err := qemu.Start(ctx, b, *imageDir, opts...)
+	if err != nil {
+		return err
+	}
+	defer vm.Close()
+
+	exited := make(chan qemu.Exit, 1)
+	go func() {
+		e, _ := vm.Wait(context.Background())
+		exited <- e
+	}()
+	var exit qemu.Exit
+	select {
+	case exit = <-exited:
+	case <-sigs:
+		fmt.Fprintf(os.Stderr, "\notgate-run: powering the gate down (Ctrl-C again to kill it)\n")
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := vm.Powerdown(pctx)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "otgate-run: power-down: %v; killing\n", err)
+			vm.Kill()
+		}
+		select {
+		case exit = <-exited:
+		case <-sigs:
+			vm.Kill()
+			exit = <-exited
+		case <-time.After(60 * time.Second):
+			fmt.Fprintf(os.Stderr, "otgate-run: no power-off after 60 s; killing\n")
+			vm.Kill()
+			exit = <-exited
+		}
+	}
+	fmt.Fprintf(os.Stderr, "otgate-run: QEMU ended: %s\n", exit)
+	if exit.Code != 0 || exit.Killed {
+		return errors.New("the VM did not power off cleanly")
+	}
+	return nil
+}
+
+// stdinReader hides os.Stdin's *os.File type so QEMU gets a pipe, not the
+// terminal: the terminal stays in its normal mode and Ctrl-C reaches this
+// program, which powers the gate down instead of QEMU dying at once.
+type stdinReader struct{}
+
+func (stdinReader) Read(p []byte) (int, error) { return os.Stdin.Read(p) }
+
+var _ io.Reader = stdinReader{}
