@@ -1,6 +1,12 @@
 package ruleset_test
 
 import (
+	"encoding/binary"
+	"fmt"
+	"os/exec"
+	"strconv"
+
+	"golang.org/x/sys/unix"
 	"strings"
 	"testing"
 	"time"
@@ -117,5 +123,44 @@ func TestBadSpecChangesNothing(t *testing.T) {
 	}
 	if after := nft(t, l, "list", "table", "inet", "otgate"); after != before {
 		t.Errorf("table changed after a refused spec")
+	}
+}
+
+// The same identity check with real processes: socat run by setpriv as a
+// given uid, holding CAP_NET_ADMIN only to set SO_MARK on its socket.
+func TestProxyIdentityRealProcesses(t *testing.T) {
+	for _, b := range []string{"setpriv", "socat"} {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Skipf("%s not installed (Debian packages util-linux, socat)", b)
+		}
+	}
+	l := nslab.New(t)
+	listenAll(t, l)
+	if _, err := ruleset.Apply(gateConn(t, l), threeAssets(ruleset.ModeEnforce), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	connect := func(uid, mark int) error {
+		args := []string{"--reuid", strconv.Itoa(uid), "--regid", strconv.Itoa(uid), "--clear-groups",
+			"--inh-caps", "+net_admin", "--ambient-caps", "+net_admin", "socat", "-u", "OPEN:/dev/null",
+			// setsockopt-listen is socat's pre-connect phase (setsockopt-int
+			// would mark the socket only after the SYN has left).
+			fmt.Sprintf("TCP4:%s:502,connect-timeout=3,setsockopt-listen=%d:%d:x%x", nslab.Asset1, unix.SOL_SOCKET, unix.SO_MARK,
+				binary.NativeEndian.AppendUint32(nil, uint32(mark)))}
+		out, err := l.Gate.Command("setpriv", args...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+	if err := connect(990, 0x5a); err != nil {
+		t.Errorf("socat as the proxy (uid 990, mark 0x5a): %v", err)
+	}
+	// Refused means dropped: the connect times out (any other failure would
+	// say nothing about the ruleset).
+	if err := connect(1000, 0x5a); err == nil || !strings.Contains(err.Error(), "timed out") {
+		t.Errorf("socat as uid 1000 with the proxy's mark: %v, want a connect timeout", err)
+	}
+	if err := connect(990, 0x1); err == nil || !strings.Contains(err.Error(), "timed out") {
+		t.Errorf("socat as uid 990 with another mark: %v, want a connect timeout", err)
 	}
 }
