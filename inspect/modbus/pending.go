@@ -70,3 +70,14 @@ func (p *pendingTable) take(tid uint16) *outstanding {
 	}
 	return nil
 }
+
+// count returns the number of outstanding requests.
+func (p *pendingTable) count() int {
+	n := 0
+	for i := range p.slots {
+		if p.slots[i].used {
+			n++
+		}
+	}
+	return n
+}

@@ -8,8 +8,9 @@ import (
 	"time"
 )
 
-// DrainTimeout is how long Relay keeps reading the device after the
-// client has closed its side, for responses still in flight.
+// DrainTimeout bounds how long Relay keeps reading the device after the
+// client has closed its side (or sent a frame that ends the session) while
+// responses are still outstanding.
 const DrainTimeout = 2 * time.Second
 
 type closeWriter interface{ CloseWrite() error }
@@ -41,11 +42,18 @@ func Relay(ctx context.Context, cfg Config, client, device io.ReadWriteCloser) e
 				cw.CloseWrite()
 			}
 			t := time.NewTimer(DrainTimeout)
-			select {
-			case <-respDone:
-			case <-t.C:
-			case <-ctx.Done():
-				ctxErr = ctx.Err()
+		drain:
+			for s.Outstanding() > 0 {
+				select {
+				case <-s.idle:
+				case <-respDone:
+					break drain
+				case <-t.C:
+					break drain
+				case <-ctx.Done():
+					ctxErr = ctx.Err()
+					break drain
+				}
 			}
 			t.Stop()
 		}

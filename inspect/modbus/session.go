@@ -16,13 +16,15 @@ const (
 	// Enforce answers denied requests locally with an exception.
 	Enforce Mode = iota
 	// Monitor forwards every well-formed request and records the ones
-	// enforce mode would deny as VerdictWouldDeny.
+	// enforce mode would deny as VerdictWouldDeny. Malformed and
+	// oversized frames still end the session: the stream can no longer
+	// be followed, so it could no longer be recorded.
 	Monitor
 )
 
 // DefaultMaxOutstanding is the default number of pipelined requests a
 // session tracks.
-const DefaultMaxOutstanding = 64
+const DefaultMaxOutstanding = 32
 
 // Config configures a Session.
 type Config struct {
@@ -70,12 +72,14 @@ type Session struct {
 	// mu guards pending and serialises the sink.
 	mu      sync.Mutex
 	pending pendingTable
+	// idle receives a token whenever the last outstanding request is answered.
+	idle chan struct{}
 	// method values made once, so the hot path does not allocate them
 	evictFn   func(*outstanding)
 	onFrameFn func([]byte)
 
 	// request side (Requests goroutine only)
-	reqBuf   [16 * 1024]byte
+	reqBuf   [4096]byte
 	req      Request
 	reqRec   Record
 	excBuf   [HeaderLen + 2]byte
@@ -85,7 +89,7 @@ type Session struct {
 	follow  follower
 	resp    Response
 	respRec Record
-	respBuf [16 * 1024]byte
+	respBuf [4096]byte
 }
 
 // NewSession returns a session writing forwarded requests to toDevice and
@@ -107,6 +111,7 @@ func NewSession(cfg Config, toClient, toDevice io.Writer) (*Session, error) {
 	s.clientCond = sync.NewCond(&s.clientMu)
 	s.evictFn, s.onFrameFn = s.evict, s.onResponse
 	s.pending.slots = make([]outstanding, cfg.MaxOutstanding)
+	s.idle = make(chan struct{}, 1)
 	return s, nil
 }
 
@@ -320,6 +325,19 @@ func (s *Session) onResponse(frame []byte) {
 	}
 	s.cfg.Sink.Record(rec)
 	o.used = false
+	if s.pending.count() == 0 {
+		select {
+		case s.idle <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Outstanding returns the number of forwarded requests awaiting a response.
+func (s *Session) Outstanding() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pending.count()
 }
 
 // Finish records every request still outstanding as OutcomeNoResponse.

@@ -1,0 +1,68 @@
+package modbus
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestPendingEvictionAndDuplicates(t *testing.T) {
+	var recs []string
+	sink := SinkFunc(func(r *Record) { recs = append(recs, r.String()[13:]) })
+	var toDevice bytes.Buffer
+	s, err := NewSession(Config{Policy: demoPolicy(t), Sink: sink, MaxOutstanding: 2}, &bytes.Buffer{}, &toDevice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var in []byte
+	in = append(in, adu(1, 1, []byte{3, 0, 1, 0, 1})...)
+	in = append(in, adu(2, 1, []byte{3, 0, 2, 0, 1})...)
+	in = append(in, adu(3, 1, []byte{3, 0, 3, 0, 1})...)             // table full: 1 is evicted
+	in = append(in, adu(3, 1, []byte{16, 0, 50, 0, 1, 2, 0, 9})...) // same id as an outstanding one: replaces it
+	if err := s.Requests(bytes.NewReader(in)); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(toDevice.Bytes(), in) {
+		t.Fatalf("device got % x, want all four requests", toDevice.Bytes())
+	}
+	// The write to 50 must still decode from the table's own copy.
+	if err := s.follow.feed(adu(3, 1, []byte{16, 0, 50, 0, 1}), s.onFrameFn); err != nil {
+		t.Fatal(err)
+	}
+	s.Finish()
+	want := []string{
+		"unit 1 read holding 1 -> no response",
+		"unit 1 read holding 3 -> no response",
+		"unit 1 write holding 50 = 9 -> ok",
+		"unit 1 read holding 2 -> no response",
+	}
+	if len(recs) != len(want) {
+		t.Fatalf("records:\n%s", strings.Join(recs, "\n"))
+	}
+	for i := range want {
+		if !strings.HasPrefix(recs[i], want[i]) {
+			t.Errorf("record %d = %q, want %q", i, recs[i], want[i])
+		}
+	}
+}
+
+func TestNewSessionRefusesMissingParts(t *testing.T) {
+	if _, err := NewSession(Config{Sink: SinkFunc(func(*Record) {})}, nil, nil); err == nil || !strings.Contains(err.Error(), "no policy") {
+		t.Errorf("no policy: %v", err)
+	}
+	if _, err := NewSession(Config{Policy: demoPolicy(t)}, nil, nil); err == nil || !strings.Contains(err.Error(), "no record sink") {
+		t.Errorf("no sink: %v", err)
+	}
+}
+
+func TestRequestsTruncatedStream(t *testing.T) {
+	s, err := NewSession(Config{Policy: demoPolicy(t), Sink: SinkFunc(func(*Record) {})}, &bytes.Buffer{}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := adu(1, 1, []byte{3, 0, 1, 0, 1})
+	err = s.Requests(bytes.NewReader(append(f, f[:9]...)))
+	if err == nil || !strings.Contains(err.Error(), "client->device frame at byte 12: malformed Modbus frame: stream ended inside a frame (9 bytes of it received)") {
+		t.Fatalf("truncated stream: %v", err)
+	}
+}
