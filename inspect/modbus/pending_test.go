@@ -17,7 +17,7 @@ func TestPendingEvictionAndDuplicates(t *testing.T) {
 	var in []byte
 	in = append(in, adu(1, 1, []byte{3, 0, 1, 0, 1})...)
 	in = append(in, adu(2, 1, []byte{3, 0, 2, 0, 1})...)
-	in = append(in, adu(3, 1, []byte{3, 0, 3, 0, 1})...)             // table full: 1 is evicted
+	in = append(in, adu(3, 1, []byte{3, 0, 3, 0, 1})...)            // table full: 1 is evicted
 	in = append(in, adu(3, 1, []byte{16, 0, 50, 0, 1, 2, 0, 9})...) // same id as an outstanding one: replaces it
 	if err := s.Requests(bytes.NewReader(in)); err != nil {
 		t.Fatal(err)
