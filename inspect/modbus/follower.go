@@ -1,7 +1,5 @@
 package modbus
 
-import "fmt"
-
 // follower reassembles the device's response stream into frames while
 // the bytes themselves are already on their way to the client.
 type follower struct {
@@ -36,7 +34,7 @@ func (f *follower) feed(b []byte, onFrame func([]byte)) error {
 		b = b[c:]
 		if f.have == HeaderLen {
 			if _, err := ParseHeader(f.frame[:HeaderLen]); err != nil {
-				return &EndError{Direction: "device->client", Offset: f.offset, Err: fmt.Errorf("%w", err)}
+				return &EndError{Direction: "device->client", Offset: f.offset, Err: err}
 			}
 			// MinLength 2 means a frame is always longer than its header.
 			continue

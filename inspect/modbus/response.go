@@ -62,7 +62,7 @@ func (r *Response) Parse(adu []byte) error {
 		return r.byteCounted(d, 2, 250, true)
 	case FuncWriteSingleCoil, FuncWriteSingleRegister, FuncWriteMultipleCoils, FuncWriteMultipleRegisters:
 		if len(d) != 4 {
-			return respErr(f, "response is %d data bytes, want 4 (address, %s)", len(d), map[bool]string{true: "value", false: "quantity"}[f <= 6])
+			return respErr(f, "response is %d data bytes, want 4 (address, value or quantity)", len(d))
 		}
 		r.Address = be16(d)
 		if f <= FuncWriteSingleRegister {
@@ -140,7 +140,11 @@ func (r *Response) byteCounted(d []byte, unit, max int, words bool) error {
 	}
 	bc := int(d[0])
 	if bc < unit || bc > max || (words && bc%2 != 0) {
-		return respErr(f, "byte count %d, want %s in %d..%d", bc, map[bool]string{true: "an even number", false: "a number"}[words], unit, max)
+		kind := "a number"
+		if words {
+			kind = "an even number"
+		}
+		return respErr(f, "byte count %d, want %s in %d..%d", bc, kind, unit, max)
 	}
 	if len(d)-1 != bc {
 		return respErr(f, "byte count %d but %d value bytes follow", bc, len(d)-1)
