@@ -121,7 +121,7 @@ func TestStartWithoutImageNamesTheFix(t *testing.T) {
 
 func TestWaitForPatterns(t *testing.T) {
 	c := newConsole()
-	c.add([]byte("kernel: hello\r\ninit: ready (3 services)\r\npartial"))
+	c.add([]byte("kernel: hello\r\n\x1b[2J\x1b[01;01H\x1b[=3hinit: ready (3 services)\r\npartial"))
 	ctx := context.Background()
 	if l, err := c.waitFor(ctx, "init: ready ("); err != nil || l != "init: ready (3 services)" {
 		t.Errorf("prefix: %q %v", l, err)

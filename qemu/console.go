@@ -82,8 +82,14 @@ func (c *console) notify() {
 	c.changed = make(chan struct{})
 }
 
+// ansiEscape matches terminal control sequences (CSI and the charset
+// selects OVMF emits when it clears the screen).
+var ansiEscape = regexp.MustCompile(`\x1b(\[[0-9;?=]*[@-~]|[()][0-9A-Za-z])`)
+
+// cleanLine drops the carriage return and terminal escapes, so a pattern
+// matches what a person sees; the log file keeps the raw bytes.
 func cleanLine(b []byte) string {
-	return strings.TrimRight(string(b), "\r")
+	return ansiEscape.ReplaceAllString(strings.TrimRight(string(b), "\r"), "")
 }
 
 // snapshot returns the complete lines so far.
