@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -195,6 +196,9 @@ func mountPermDevice(log *logger, devSpec, sysDir, devDir, target string) (permS
 			return permState{}, err
 		}
 		log.Printf("/perm: formatted %s (%d MiB) in %s", dev, size>>20, secs(time.Since(start)))
+		// The formatter's buffers are garbage now: give the memory back
+		// so PID 1 stays small for the rest of its life.
+		debug.FreeOSMemory()
 	}
 	if err := unix.Mount(dev, target, "ext4", unix.MS_NOATIME|unix.MS_NODEV|unix.MS_NOSUID, ""); err != nil {
 		return permState{}, fmt.Errorf("mount %s on %s: %w", dev, target, err)
