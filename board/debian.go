@@ -47,7 +47,7 @@ var (
 	nftModules = []string{
 		"nfnetlink", "nf_tables", "nf_conntrack", "nft_ct", "nf_defrag_ipv4",
 		"nf_defrag_ipv6", "nft_log", "nf_log_syslog", "nft_limit",
-		"nft_reject", "nft_reject_inet", "nft_fib_inet", "nft_socket",
+		"nft_reject", "nft_reject_inet", "nft_fib_inet", "nft_socket", "nfnetlink_log",
 	}
 	netModules    = []string{"8021q", "dummy"}
 	virtioModules = []string{
