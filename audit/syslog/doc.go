@@ -1,0 +1,23 @@
+// Package syslog exports audit log records to a SIEM as RFC 5424 syslog
+// messages over TCP with octet-counting framing (RFC 6587) or over TLS
+// (RFC 5425).
+//
+// Every message carries the record's seq and hash (and session id, user,
+// asset where known) as structured data, under the SD-ID otgate@32473
+// (32473 is the example enterprise number of RFC 5612; a deployment with
+// its own private enterprise number should change SDID).
+//
+// # Delivery
+//
+// Plain syslog has no acknowledgements, so the exporter uses the next
+// best thing: after writing a batch it waits until the kernel reports the
+// socket's send queue empty (SIOCOUTQ = 0: every byte was acknowledged by
+// the receiver's TCP), and only then moves its cursor (the last exported
+// seq, log id and hash, written atomically: temp file, fsync, rename,
+// fsync dir). After a broken connection or a restart it resends from the
+// record after the cursor. Nothing is skipped; a record can be sent twice
+// (at-least-once), and the seq and hash in the structured data let the
+// SIEM drop duplicates. A receiver that crashes with acknowledged bytes
+// still in its socket buffer can lose them: that is outside what TCP
+// syslog can tell a sender.
+package syslog

@@ -1,0 +1,95 @@
+package syslog
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/otgate/otgate/audit"
+)
+
+// SDID is the structured-data id of otgate's parameters.
+const SDID = "otgate@32473"
+
+const (
+	facilityLogAudit = 13
+	severityWarning  = 4
+	severityNotice   = 5
+)
+
+// session remembers what a session start said, to label its later records.
+type session struct{ user, asset string }
+
+// Format renders one record as an RFC 5424 message (without framing).
+// known supplies user and asset for records of sessions started earlier.
+func Format(e audit.Entry, logID, hostname, appName string, known map[string]session) string {
+	sev := severityNotice
+	params := [][2]string{{"log", logID}, {"seq", strconv.FormatUint(e.Record.Seq, 10)},
+		{"hash", e.Hash.String()}, {"kind", e.Record.Kind.String()}}
+	add := func(k, v string) {
+		if v != "" {
+			params = append(params, [2]string{k, v})
+		}
+	}
+	switch b := e.Body.(type) {
+	case audit.SessionStart:
+		add("session", b.SessionID)
+		add("user", b.User)
+		add("asset", b.Asset)
+		add("protocol", b.Protocol)
+		add("rule", b.Rule)
+		add("source", b.Source)
+	case audit.Event:
+		sev = severityWarning
+		add("event", b.Type)
+		add("session", b.SessionID)
+		add("user", b.User)
+		add("asset", b.Asset)
+		add("source", b.Source)
+	default:
+		if id := audit.SessionOf(b); id != "" {
+			add("session", id)
+			if s, ok := known[id]; ok {
+				add("user", s.user)
+				add("asset", s.asset)
+			}
+		}
+	}
+	var sd strings.Builder
+	sd.WriteString("[" + SDID)
+	for _, p := range params {
+		sd.WriteString(" " + p[0] + `="` + escapeParam(p[1]) + `"`)
+	}
+	sd.WriteString("]")
+	ts := e.Record.Time.Time().Format("2006-01-02T15:04:05.000000Z")
+	msg := audit.FormatBody(e.Record.Time, e.Body, audit.ShowOptions{})
+	msg = strings.NewReplacer("\n", " ", "\r", " ").Replace(msg)
+	return fmt.Sprintf("<%d>1 %s %s %s - %s %s %s", facilityLogAudit*8+sev, ts, header(hostname, 255),
+		header(appName, 48), header(e.Record.Kind.String(), 32), sd.String(), msg)
+}
+
+// Frame adds RFC 6587 octet-counting framing.
+func Frame(msg string) []byte { return []byte(strconv.Itoa(len(msg)) + " " + msg) }
+
+// escapeParam escapes a PARAM-VALUE (RFC 5424 section 6.3.3).
+func escapeParam(v string) string {
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, `]`, `\]`).Replace(v)
+}
+
+// header makes a header field PRINTUSASCII, non-empty and bounded.
+func header(v string, max int) string {
+	b := []byte(v)
+	out := b[:0]
+	for _, c := range b {
+		if c >= 33 && c <= 126 {
+			out = append(out, c)
+		}
+	}
+	if len(out) == 0 {
+		return "-"
+	}
+	if len(out) > max {
+		out = out[:max]
+	}
+	return string(out)
+}
