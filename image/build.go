@@ -45,8 +45,8 @@ func plan(b *board.Board, c *config) ([]binary, error) {
 		}
 		if p, ok := byPath[r.Service.Binary]; ok {
 			if p != r.Package {
-				return nil, fmt.Errorf("service %q: binary %s built from %s, but another row builds it from %s",
-					r.Service.Name, r.Service.Binary, r.Package, p)
+				return nil, fmt.Errorf("board %s: service %q: binary %s built from %s, but another row builds it from %s",
+					b.Name, r.Service.Name, r.Service.Binary, r.Package, p)
 			}
 			continue
 		}
@@ -279,7 +279,7 @@ func build(ctx context.Context, b *board.Board, c *config) (m *Manifest, err err
 	if err := os.WriteFile(filepath.Join(tmp, InitramfsFile), initrd.Bytes(), 0o644); err != nil {
 		return nil, err
 	}
-	p.step("initramfs", "%d entries, %.1f MiB -> %.1f MiB gzip; kernel %.1f MiB",
+	p.step("initramfs", "%d entries, %.1f MiB -> %.1f MiB zstd; kernel %.1f MiB",
 		len(tree.entries), float64(tree.size())/mib, float64(initrd.Len())/mib, float64(len(kernel))/mib)
 
 	// 8. UEFI disk.

@@ -2,19 +2,22 @@ package image
 
 import (
 	"bytes"
-	"compress/gzip"
 	"fmt"
 	"io"
 	"strings"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/u-root/u-root/pkg/cpio"
 )
 
-// writeInitramfs writes t as a gzip-compressed newc cpio archive. The
+// writeInitramfs writes t as a zstd-compressed newc cpio archive. The
 // archive is reproducible: records in path order, parents first, sequential
-// inode numbers, zero mtimes/uids/devices (cpio.MakeReproducible); the gzip
-// header has no name and no mtime, and the compressor is Go's at a fixed
-// level, so the bytes depend only on the tree and the Go version.
+// inode numbers, zero mtimes/uids/devices (cpio.MakeReproducible); the
+// encoder (klauspost/compress, pinned in go.mod) runs single-threaded at a
+// fixed level, so the bytes depend only on the tree and the pinned
+// versions. zstd at its best level is 25% smaller than gzip -9 and 2.5x
+// faster to write (BenchmarkInitramfsCompression); both Debian kernels
+// have CONFIG_RD_ZSTD.
 func writeInitramfs(w io.Writer, t *fileTree) error {
 	var recs []cpio.Record
 	for i, name := range t.names() {
@@ -40,11 +43,10 @@ func writeInitramfs(w io.Writer, t *fileTree) error {
 		recs = append(recs, rec)
 	}
 	cpio.MakeAllReproducible(recs)
-	zw, err := gzip.NewWriterLevel(w, gzip.BestCompression)
+	zw, err := zstd.NewWriter(w, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedBestCompression))
 	if err != nil {
 		return err
 	}
-	// The zero Header: no name, no mtime, OS "unknown".
 	cw := cpio.Newc.Writer(zw)
 	if err := cpio.WriteRecords(cw, recs); err != nil {
 		return fmt.Errorf("initramfs: %w", err)
@@ -55,13 +57,14 @@ func writeInitramfs(w io.Writer, t *fileTree) error {
 	return zw.Close()
 }
 
-// readInitramfs lists the records of a gzip-compressed newc archive (for
+// readInitramfs lists the records of a zstd-compressed newc archive (for
 // tests and inspection).
 func readInitramfs(b []byte) ([]cpio.Record, error) {
-	zr, err := gzip.NewReader(bytes.NewReader(b))
+	zr, err := zstd.NewReader(bytes.NewReader(b))
 	if err != nil {
 		return nil, err
 	}
+	defer zr.Close()
 	raw, err := io.ReadAll(zr)
 	if err != nil {
 		return nil, err
