@@ -1,0 +1,279 @@
+package overlay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/otgate/otgate/internal/ready"
+	"github.com/otgate/otgate/services/overlay/alloc"
+	"github.com/otgate/otgate/site"
+)
+
+// Service is the overlay service: a reconcile loop from the applied
+// policy to the allocation table and the overlay interface.
+type Service struct {
+	PolicyPath string // compiled policy (site.AppliedFile)
+	StatePath  string // allocator state
+	SocketPath string // where the snapshot is served
+	Link       string
+	LinkKind   LinkKind
+	// Handle talks netlink in the service's network namespace.
+	Handle *netlink.Handle
+	// Poll is how often the policy file is checked for a change.
+	Poll time.Duration
+	// Repair is how often the interface is reconciled without a change
+	// (drift repair).
+	Repair time.Duration
+	Now    func() time.Time
+	Logf   func(format string, args ...any)
+
+	alloc *alloc.Allocator
+	recon *Reconciler
+
+	mu        sync.Mutex
+	snap      Snapshot
+	policyID  fileID
+	warned    string
+	unhealthy bool
+}
+
+// fileID identifies one version of the policy file.
+type fileID struct {
+	size  int64
+	mtime time.Time
+	ino   uint64
+}
+
+func statID(path string) fileID {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fileID{}
+	}
+	id := fileID{size: st.Size(), mtime: st.ModTime()}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		id.ino = uint64(sys.Ino)
+	}
+	return id
+}
+
+// Snapshot returns the current snapshot.
+func (s *Service) Snapshot() Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.snap
+}
+
+// Run opens the state, serves the socket, syncs once, tells init it is
+// ready, then syncs again on every policy change, on reload (SIGHUP in
+// the command) and every Repair interval, until ctx ends. A corrupt
+// allocator state stops it (it never starts over and renumbers).
+func (s *Service) Run(ctx context.Context, reload <-chan struct{}) error {
+	if s.Now == nil {
+		s.Now = time.Now
+	}
+	if s.Logf == nil {
+		s.Logf = func(string, ...any) {}
+	}
+	if s.Poll == 0 {
+		s.Poll = 2 * time.Second
+	}
+	if s.Repair == 0 {
+		s.Repair = 30 * time.Second
+	}
+	if s.Link == "" {
+		s.Link = DefaultLink
+	}
+	a, err := alloc.Open(s.StatePath)
+	if err != nil {
+		return err
+	}
+	s.alloc = a
+	l, err := listen(s.SocketPath)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	go serve(l, s.Snapshot, s.Logf)
+
+	s.sync()
+	if err := ready.Notify(); err != nil {
+		s.Logf("overlay: notify init: %v", err)
+	}
+	poll := time.NewTicker(s.Poll)
+	defer poll.Stop()
+	repair := time.NewTicker(s.Repair)
+	defer repair.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-reload:
+			s.Logf("overlay: reload requested")
+			s.sync()
+		case <-poll.C:
+			if statID(s.PolicyPath) != s.policyID {
+				s.Logf("overlay: policy file changed")
+				s.sync()
+			}
+		case <-repair.C:
+			s.sync()
+		}
+	}
+}
+
+// sync runs one pass and records its outcome in the snapshot and in the
+// health reported to init.
+func (s *Service) sync() {
+	s.policyID = statID(s.PolicyPath)
+	err := s.syncOnce()
+	s.mu.Lock()
+	s.snap.Syncs++
+	if err != nil {
+		s.snap.Error = err.Error()
+	} else {
+		s.snap.Error = ""
+	}
+	s.mu.Unlock()
+	switch {
+	case err != nil && errors.Is(err, site.ErrNoPolicy):
+		s.Logf("overlay: %v; waiting for one (nothing changed)", err)
+	case err != nil:
+		s.Logf("overlay: sync failed, nothing changed: %v", err)
+		s.unhealthy = true
+		_ = ready.Unhealthy(err.Error())
+	case s.unhealthy:
+		s.unhealthy = false
+		_ = ready.Healthy()
+	}
+}
+
+func (s *Service) syncOnce() error {
+	applied, err := site.LoadApplied(s.PolicyPath)
+	if err != nil {
+		return err
+	}
+	st := &applied.Site
+	cfg := alloc.Config{
+		Prefix:     st.Overlay.Prefix,
+		Gate:       st.Overlay.Gate,
+		Quarantine: st.Overlay.Quarantine,
+		PoolSize:   st.Overlay.PoolSize,
+		Pools:      map[string]alloc.PoolSpec{},
+	}
+	for _, p := range st.Overlay.Pools {
+		cfg.Pools[p.Zone] = alloc.PoolSpec{Size: p.Size, Prefix: p.Prefix}
+	}
+	reqs := make([]alloc.Request, len(st.Assets))
+	for i, as := range st.Assets {
+		reqs[i] = alloc.Request{Asset: as.Name, Zone: as.Zone, Pinned: as.Overlay}
+	}
+
+	nets, err := s.hostNetworks()
+	if err != nil {
+		return err
+	}
+	for _, z := range st.Zones {
+		nets = append(nets, alloc.Network{Name: "zone " + z.Name, Prefix: z.Subnet})
+	}
+	warns, err := alloc.CheckCollisions(st.Overlay.Prefix, nets)
+	if err != nil {
+		return err
+	}
+	var warnText []string
+	for _, w := range warns {
+		warnText = append(warnText, w.String())
+	}
+	if key := fmt.Sprint(st.Overlay.Prefix, warnText); key != s.warned {
+		s.warned = key
+		for _, w := range warnText {
+			s.Logf("overlay: warning: %s", w)
+		}
+	}
+
+	diff, err := s.alloc.Apply(cfg, reqs, s.Now())
+	if err != nil {
+		return err
+	}
+	for _, e := range diff.Added {
+		s.Logf("overlay: %s (zone %s) -> %s", e.Asset, e.Zone, e.Addr)
+	}
+	for _, e := range diff.Moved {
+		s.Logf("overlay: %s moved to its pinned %s", e.Asset, e.Addr)
+	}
+	for _, h := range diff.Released {
+		s.Logf("overlay: %s released %s, quarantined until %s", h.Asset, h.Addr, h.Until.Format(time.RFC3339))
+	}
+
+	gate, prefix := s.alloc.Gate()
+	if s.recon == nil || s.recon.prefix != prefix {
+		r, err := NewReconciler(s.Handle, s.Link, s.LinkKind, prefix)
+		if err != nil {
+			return err
+		}
+		s.recon = r
+	}
+	table := s.alloc.Table()
+	want := make([]netip.Addr, 0, len(table)+1)
+	want = append(want, gate)
+	for _, e := range table {
+		want = append(want, e.Addr)
+	}
+	res, rerr := s.recon.Reconcile(want)
+	if len(res.Added)+len(res.Removed) > 0 {
+		s.Logf("overlay: %s: %d addresses added, %d removed", s.Link, len(res.Added), len(res.Removed))
+	}
+
+	s.mu.Lock()
+	s.snap = Snapshot{
+		PolicySHA256: applied.SourceSHA256,
+		Prefix:       prefix,
+		Gate:         gate,
+		Entries:      table,
+		Quarantined:  s.alloc.Quarantined(),
+		Pools:        s.alloc.Pools(),
+		Warnings:     warnText,
+		Link:         s.Link,
+		Syncs:        s.snap.Syncs,
+	}
+	s.mu.Unlock()
+	return rerr
+}
+
+// hostNetworks lists the subnets of every other interface of the
+// namespace (uplink, downlinks), which the overlay must not overlap.
+func (s *Service) hostNetworks() ([]alloc.Network, error) {
+	links, err := s.Handle.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("overlay: list interfaces: %w", err)
+	}
+	var nets []alloc.Network
+	for _, l := range links {
+		name := l.Attrs().Name
+		if name == s.Link || l.Attrs().Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		as, err := s.Handle.AddrList(l, netlink.FAMILY_V4)
+		if err != nil {
+			return nil, fmt.Errorf("overlay: list addresses of %s: %w", name, err)
+		}
+		for _, a := range as {
+			p, ok := netip.AddrFromSlice(a.IP.To4())
+			ones, _ := a.Mask.Size()
+			if ok {
+				nets = append(nets, alloc.Network{Name: "interface " + name, Prefix: netip.PrefixFrom(p, ones).Masked()})
+			}
+		}
+	}
+	sort.Slice(nets, func(i, j int) bool { return nets[i].Name < nets[j].Name })
+	return nets, nil
+}
