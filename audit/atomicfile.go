@@ -46,9 +46,13 @@ func createDurable(dir, name string, content []byte) (*os.File, error) {
 	if err := os.Rename(tmp, final); err != nil {
 		return fail(fmt.Errorf("rename %s: %w", tmp, err))
 	}
+	f.Close()
 	if err := syncDir(dir); err != nil {
-		f.Close()
 		return nil, err
+	}
+	// Reopen under the final name so errors name the real file.
+	if f, err = os.OpenFile(final, os.O_RDWR, 0); err != nil {
+		return nil, fmt.Errorf("reopen %s: %w", final, err)
 	}
 	return f, nil
 }

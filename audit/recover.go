@@ -34,6 +34,7 @@ func (w *Writer) recover(lf logFile) error {
 	first := true
 	var end int64
 	var torn *TornTail
+	var unsignedSeqs []uint64 // non-checkpoint records not covered by a checkpoint
 	for {
 		payload, off, err := sc.next()
 		if err == io.EOF {
@@ -58,13 +59,19 @@ func (w *Writer) recover(lf logFile) error {
 		switch b := body.(type) {
 		case Rotation:
 			w.nextUnsigned = b.NextUnsigned
-			w.nonCP = 1
+			unsignedSeqs = append(unsignedSeqs, rec.Seq)
 		case Checkpoint:
 			w.nextUnsigned = b.Last + 1
-			w.nonCP = 0
 			w.lastCP = Position{File: lf.name, Offset: off, Seq: rec.Seq, Hash: h}
+			kept := unsignedSeqs[:0]
+			for _, s := range unsignedSeqs {
+				if s > b.Last {
+					kept = append(kept, s)
+				}
+			}
+			unsignedSeqs = kept
 		default:
-			w.nonCP++
+			unsignedSeqs = append(unsignedSeqs, rec.Seq)
 		}
 		first = false
 		end = sc.off
@@ -86,7 +93,7 @@ func (w *Writer) recover(lf logFile) error {
 	w.logID = chain.logID
 	w.f, w.fileIdx, w.fileName, w.fileSize = f, lf.index, lf.name, end
 	w.nextSeq, w.head = chain.nextSeq, chain.head
-	w.nonCPSigned = 0
+	w.nonCP, w.nonCPSigned = uint64(len(unsignedSeqs)), 0
 	ok = true
 	return nil
 }

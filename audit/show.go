@@ -3,6 +3,7 @@ package audit
 import (
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -178,6 +179,14 @@ func formatDecoded(d Decoded) string {
 	}
 	if d.Latency > 0 {
 		b.WriteString(" " + time.Duration(d.Latency).String())
+	}
+	keys := make([]string, 0, len(d.Detail))
+	for k := range d.Detail {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&b, " %s=%s", k, d.Detail[k])
 	}
 	return b.String()
 }

@@ -32,7 +32,6 @@ func sampleLog(t *testing.T) (string, []Entry, *Writer) {
 	return dir, es, w
 }
 
-
 // rewrite re-encodes every record through mutate and re-chains all hashes,
 // as an attacker with write access to the files could.
 func rewrite(t *testing.T, dir string, mutate func(e Entry) Body) {
@@ -71,8 +70,6 @@ func rewrite(t *testing.T, dir string, mutate func(e Entry) Body) {
 		mustWrite(t, dir+"/"+name, files[name])
 	}
 }
-
-func keep(e Entry) Body { return e.Body }
 
 func firstOfKind(es []Entry, k Kind, after int) int {
 	for i := after; i < len(es); i++ {

@@ -270,7 +270,7 @@ func TestExportToRsyslogTLSAcrossReceiverRestart(t *testing.T) {
 	w := writeLog(t, logDir, []string{"t1", "t2"})
 	defer w.Close()
 	cfg := Config{Dir: logDir, Cursor: filepath.Join(t.TempDir(), "cursor"), Addr: r.addr(), Hostname: "gate-1",
-		TLS: &tls.Config{RootCAs: pool, ServerName: "siem.test", MinVersion: tls.VersionTLS12},
+		TLS:  &tls.Config{RootCAs: pool, ServerName: "siem.test", MinVersion: tls.VersionTLS12},
 		Poll: 20 * time.Millisecond, Batch: 4, RetryDelay: 50 * time.Millisecond}
 	stop := runExporter(t, cfg)
 	defer func() { stop() }()

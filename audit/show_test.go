@@ -1,0 +1,55 @@
+package audit
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestFormatBody(t *testing.T) {
+	at := TimestampOf(time.Date(2026, 11, 22, 14, 3, 4, 0, time.UTC))
+	modbus := Payload{SessionID: "7f3a", Direction: ToClient, Bytes: 25,
+		Decoded: &Decoded{Protocol: "modbus", Unit: 1, Function: 3, FunctionName: "read-holding-registers", Table: "holding",
+			Start: 100, Count: 3, Values: []int64{1, 2, 65535}, Outcome: "ok", Latency: int64(1200 * time.Microsecond)}}
+	cases := []struct {
+		name string
+		body Body
+		opts ShowOptions
+		want string
+	}{
+		{"start next day", SessionStart{SessionID: "7f3a", User: "alice", Asset: "plc-7", Protocol: "modbus", Rule: "night",
+			ValidUntil: TimestampOf(time.Date(2026, 11, 23, 6, 0, 0, 0, time.UTC))}, ShowOptions{},
+			`session 7f3a start alice -> plc-7 (modbus) rule "night" until 2026-11-23T06:00Z`},
+		{"raw truncated", Payload{SessionID: "7f3a", Direction: ToAsset, Bytes: 300, Raw: make([]byte, 40)}, ShowOptions{HexPreview: 4},
+			`session 7f3a -> 300 bytes 00 00 00 00 ...`},
+		{"decoded default", modbus, ShowOptions{},
+			`session 7f3a <- modbus unit 1 fc 3 read-holding-registers holding 100+3 = [1 2 65535] ok 1.2ms`},
+		{"decoded by the inspector's formatter", modbus, ShowOptions{Formatters: map[string]PayloadFormatter{
+			"modbus": func(p Payload) (string, bool) { return "<- FC3 ok", true }}},
+			`session 7f3a <- FC3 ok`},
+		{"event", Event{Type: "lockout", User: "mallory", Source: "10.0.0.9", Reason: "5 failed logins"}, ShowOptions{},
+			`event lockout user mallory from 10.0.0.9: 5 failed logins`},
+	}
+	for _, tc := range cases {
+		if got := FormatBody(at, tc.body, tc.opts); got != tc.want {
+			t.Errorf("%s:\n got %s\nwant %s", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestShowMarksTornTail(t *testing.T) {
+	dir := t.TempDir()
+	w := openLog(t, dir, newKey(t))
+	writeSession(t, w, "s", 1)
+	w.Close()
+	p := fileOf(t, dir, 0)
+	b := mustRead(t, p)
+	mustWrite(t, p, b[:len(b)-1])
+	var out strings.Builder
+	if err := Show(&out, dir, ShowOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "torn tail") || !strings.Contains(out.String(), "session s start alice") {
+		t.Fatalf("transcript:\n%s", out.String())
+	}
+}
