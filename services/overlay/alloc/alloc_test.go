@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -215,5 +216,22 @@ func TestCollisions(t *testing.T) {
 	}
 	if warns, _ := CheckCollisions(netip.MustParsePrefix("198.18.0.0/16"), nil); len(warns) != 0 {
 		t.Errorf("198.18.0.0/16 warned: %v", warns)
+	}
+}
+
+func TestUnchangedApplyDoesNotRewrite(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "alloc.cbor")
+	a := open(t, path)
+	reqs := []Request{{Asset: "a", Zone: "z"}}
+	if _, err := a.Apply(Config{}, reqs, t0); err != nil {
+		t.Fatal(err)
+	}
+	st1, _ := os.Stat(path)
+	if _, err := open(t, path).Apply(Config{}, reqs, t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	st2, _ := os.Stat(path)
+	if !os.SameFile(st1, st2) {
+		t.Error("an Apply that changed nothing rewrote the state file")
 	}
 }

@@ -1,6 +1,7 @@
 package alloc
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"net/netip"
 	"os"
@@ -22,6 +23,9 @@ type Allocator struct {
 
 	mu sync.Mutex
 	t  *table
+	// onDisk is the sha256 of the bytes last read or written, so an
+	// Apply that changes nothing does not rewrite the file (flash wear).
+	onDisk [32]byte
 }
 
 // Option tunes Open.
@@ -42,11 +46,11 @@ func Open(path string, opts ...Option) (*Allocator, error) {
 	if err := atomicfile.Clean(path); err != nil {
 		return nil, fmt.Errorf("alloc: %w", err)
 	}
-	t, err := readTable(path)
+	t, sum, err := readTable(path)
 	if err != nil {
 		return nil, fmt.Errorf("alloc: %w", err)
 	}
-	a.t = t
+	a.t, a.onDisk = t, sum
 	return a, nil
 }
 
@@ -66,13 +70,18 @@ func (a *Allocator) Apply(cfg Config, reqs []Request, now time.Time) (Diff, erro
 	if err != nil {
 		return Diff{}, fmt.Errorf("alloc: encode: %w", err)
 	}
+	sum := sha256.Sum256(b)
+	if sum == a.onDisk {
+		a.t = next
+		return diff, nil
+	}
 	if err := os.MkdirAll(filepath.Dir(a.path), 0o700); err != nil {
 		return Diff{}, fmt.Errorf("alloc: %w", err)
 	}
 	if err := atomicfile.WriteHooked(a.path, b, 0o600, a.hook); err != nil {
 		return Diff{}, fmt.Errorf("alloc: persist: %w", err)
 	}
-	a.t = next
+	a.t, a.onDisk = next, sum
 	return diff, nil
 }
 

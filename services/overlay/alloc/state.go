@@ -187,18 +187,19 @@ func (t *table) check() error {
 	return nil
 }
 
-// readTable loads path; a missing file is an empty table.
-func readTable(path string) (*table, error) {
+// readTable loads path and returns the sha256 of its bytes; a missing
+// file is an empty table.
+func readTable(path string) (*table, [32]byte, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return &table{}, nil
+		return &table{}, [32]byte{}, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, [32]byte{}, err
 	}
 	t, err := decodeTable(b)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, [32]byte{}, fmt.Errorf("%s: %w", path, err)
 	}
-	return t, nil
+	return t, sha256.Sum256(b), nil
 }
