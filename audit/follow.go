@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -23,7 +24,13 @@ type Follower struct {
 	off      int64
 	chain    chainState
 	first    bool // the next record is the first of its file
+	expect   []byte
 }
+
+// ExpectHash makes the follower check that the record at seq after (the
+// resume point) has hash h, so a cursor cannot silently resume in a log
+// that was replaced or rewritten.
+func (f *Follower) ExpectHash(h []byte) { f.expect = append([]byte(nil), h...) }
 
 // NewFollower follows the log in dir from its first record, or, when
 // hasAfter, from the record after seq after.
@@ -43,6 +50,10 @@ func (f *Follower) TryNext() (e Entry, ok bool, err error) {
 			return e, ok, err
 		}
 		if f.hasAfter && e.Record.Seq <= f.after {
+			if e.Record.Seq == f.after && f.expect != nil && !bytes.Equal(f.expect, e.Hash[:]) {
+				return Entry{}, false, &Problem{File: e.File, Offset: e.Offset, Seq: e.Record.Seq, HasSeq: true,
+					Err: fmt.Errorf("%w: resume point has hash %s, the cursor expects %x", ErrChain, e.Hash, f.expect)}
+			}
 			continue
 		}
 		return e, true, nil

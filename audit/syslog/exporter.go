@@ -116,6 +116,9 @@ func (x *Exporter) session(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	f := audit.NewFollower(x.cfg.Dir, cur.Seq, hasCur)
+	if hasCur {
+		f.ExpectHash(cur.Hash)
+	}
 	var buf bytes.Buffer
 	pending := 0
 	var last audit.Entry

@@ -262,6 +262,27 @@ func TestExportToRsyslogTCP(t *testing.T) {
 	stop = runExporter(t, cfg)
 	checkReceived(t, r, logDir)
 	stop()
+	// An exporter that died after sending but before saving its cursor
+	// resends (at-least-once): the receiver gets duplicates, never gaps.
+	rd, _ := audit.NewReader(logDir)
+	var old audit.Entry
+	for i := 0; i < 6; i++ {
+		old, _ = rd.Next()
+	}
+	rd.Close()
+	if err := SaveCursor(cursor, Cursor{LogID: "siem-log", Seq: old.Record.Seq, Hash: old.Hash[:]}); err != nil {
+		t.Fatal(err)
+	}
+	before := len(r.lines(t))
+	stop = runExporter(t, cfg)
+	rep, err := audit.Verify(logDir, audit.Trust{ChainOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resend := int(rep.LastSeq - old.Record.Seq)
+	waitFor(t, "the resent records", func() bool { return len(r.lines(t)) >= before+resend })
+	checkReceived(t, r, logDir)
+	stop()
 }
 
 func TestExportToRsyslogTLSAcrossReceiverRestart(t *testing.T) {
