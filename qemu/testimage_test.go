@@ -46,7 +46,7 @@ var extractMu sync.Mutex
 
 // testKernel returns the board's kernel image and a directory of the test
 // modules, extracted once from the verified kernel package into a cache.
-func testKernel(t *testing.T, b *board.Board) (kernel, modDir string) {
+func testKernel(t testing.TB, b *board.Board) (kernel, modDir string) {
 	t.Helper()
 	extractMu.Lock()
 	defer extractMu.Unlock()
@@ -150,7 +150,7 @@ var (
 
 // testInitramfs builds internal/testinit for the board's architecture and
 // packs it with the test modules into a newc cpio archive.
-func testInitramfs(t *testing.T, b *board.Board, modDir string) string {
+func testInitramfs(t testing.TB, b *board.Board, modDir string) string {
 	t.Helper()
 	initMu.Lock()
 	defer initMu.Unlock()
@@ -221,13 +221,13 @@ func TestMain(m *testing.M) {
 }
 
 // testImage returns WithKernel for the board's kernel and the test init.
-func testImage(t *testing.T, b *board.Board) Option {
+func testImage(t testing.TB, b *board.Board) Option {
 	t.Helper()
 	kernel, modDir := testKernel(t, b)
 	return WithKernel(kernel, testInitramfs(t, b, modDir))
 }
 
-func requireQEMU(t *testing.T, b *board.Board, bins ...string) {
+func requireQEMU(t testing.TB, b *board.Board, bins ...string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("QEMU harness tests run as root (taps, namespaces)")
@@ -239,7 +239,7 @@ func requireQEMU(t *testing.T, b *board.Board, bins ...string) {
 	}
 }
 
-func mustBoard(t *testing.T, name string) *board.Board {
+func mustBoard(t testing.TB, name string) *board.Board {
 	t.Helper()
 	b, err := board.Lookup(name)
 	if err != nil {
