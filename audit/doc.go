@@ -34,6 +34,21 @@
 // of the last FlushInterval that no durable append has followed, and what it
 // loses is always a suffix of the log: the prefix stays intact and verifiable.
 //
+// # Checkpoints
+//
+// A background goroutine signs a checkpoint when CheckpointEvery records
+// are unsigned, every CheckpointInterval while any are, right after every
+// SessionEnd (Append of a SessionEnd returns once the end record is
+// durable; its checkpoint follows asynchronously, typically within one
+// signature's time), and on Close. Writer.Checkpoint forces one and waits
+// for it. Signing happens outside the append lock, so records appended
+// while the TPM signs land between the signed head and the checkpoint
+// record and are covered by the next checkpoint. Verify reports records not
+// covered by any verified signature as the unsigned tail (Report.Unsigned):
+// they are chained but anybody with write access could have appended them.
+// A signer failure is reported (WithErrorHandler, or the error of
+// Checkpoint) and does not stop appends.
+//
 // # Torn tails and corruption
 //
 // Only the newest file may end in a torn tail: the bytes after its last

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -23,7 +24,7 @@ func newKey(t testing.TB) *ecdsa.PrivateKey {
 	return k
 }
 
-func openLog(t testing.TB, dir string, key *ecdsa.PrivateKey, opts ...Option) *Writer {
+func openLog(t testing.TB, dir string, key crypto.Signer, opts ...Option) *Writer {
 	t.Helper()
 	// Long background intervals keep tests deterministic unless a test asks.
 	base := []Option{WithLogID("test-log"), WithCheckpointInterval(time.Hour), WithFlushInterval(time.Hour)}
