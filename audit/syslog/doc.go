@@ -20,4 +20,11 @@
 // SIEM drop duplicates. A receiver that crashes with acknowledged bytes
 // still in its socket buffer can lose them: that is outside what TCP
 // syslog can tell a sender.
+//
+// Records are exported once they are Config.MinAge old (default 2 s), by
+// which time the writer's periodic flush has made them durable; a record
+// that a power cut took back is thus not exported. If it happens anyway (a
+// writer process that died before its flush, then a power cut), the
+// rewritten seq no longer matches the cursor's hash and the exporter stops
+// with an error instead of skipping or mixing records.
 package syslog

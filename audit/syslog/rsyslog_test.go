@@ -292,7 +292,7 @@ func TestExportToRsyslogTLSAcrossReceiverRestart(t *testing.T) {
 	defer w.Close()
 	cfg := Config{Dir: logDir, Cursor: filepath.Join(t.TempDir(), "cursor"), Addr: r.addr(), Hostname: "gate-1",
 		TLS:  &tls.Config{RootCAs: pool, ServerName: "siem.test", MinVersion: tls.VersionTLS12},
-		Poll: 20 * time.Millisecond, Batch: 4, RetryDelay: 50 * time.Millisecond}
+		Poll: 20 * time.Millisecond, Batch: 4, RetryDelay: 50 * time.Millisecond, MinAge: 100 * time.Millisecond}
 	stop := runExporter(t, cfg)
 	defer func() { stop() }()
 	checkReceived(t, r, logDir)
