@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 )
 
 // debugShellDir is the Go module (relative to the source root) that pins
@@ -43,8 +44,14 @@ func buildDebugShell(ctx context.Context, src, tmp string, targetEnv []string, o
 	if err := goBuild(ctx, dir, hostGoEnv(), "github.com/u-root/gobusybox/src/cmd/makebb", makebb); err != nil {
 		return fmt.Errorf("debug shell: build makebb: %w", err)
 	}
+	// makebb, built with -trimpath, cannot find GOROOT by itself.
+	goroot, err := goOutput(ctx, dir, hostGoEnv(), "env", "GOROOT")
+	if err != nil {
+		return fmt.Errorf("debug shell: %w", err)
+	}
+	env := append(append([]string(nil), targetEnv...), "GOROOT="+strings.TrimSpace(string(goroot)))
 	args := append([]string{"-o", out}, debugCommandPackages()...)
-	if err := runIn(ctx, dir, targetEnv, makebb, args...); err != nil {
+	if err := runIn(ctx, dir, env, makebb, args...); err != nil {
 		return fmt.Errorf("debug shell: %w", err)
 	}
 	return nil

@@ -39,16 +39,24 @@ func ReproCheck(ctx context.Context, b *board.Board, opts ...Option) (*Manifest,
 	}
 	var outs [2]string
 	var mans [2]*Manifest
+	var srcs [2]string
+	// Both copies come from one snapshot: the second is copied from the
+	// first, so edits to the live tree during the check cannot differ.
+	from := c.sourceDir
 	for i, name := range []string{"otgate-repro-a-*", "otgate-repro-second-*"} {
 		dir, err := os.MkdirTemp("", name)
 		if err != nil {
 			return nil, err
 		}
 		defer os.RemoveAll(dir)
-		src := filepath.Join(dir, fmt.Sprintf("src%d", i))
-		if err := copyFiles(c.sourceDir, src, files); err != nil {
+		srcs[i] = filepath.Join(dir, fmt.Sprintf("src%d", i))
+		if err := copyFiles(from, srcs[i], files); err != nil {
 			return nil, fmt.Errorf("repro-check: copy source tree: %w", err)
 		}
+		from = srcs[0]
+	}
+	for i, src := range srcs {
+		dir := filepath.Dir(src)
 		cc := *c
 		cc.sourceDir, cc.outDir = src, filepath.Join(dir, "out")
 		if cc.log != nil {
