@@ -1,0 +1,133 @@
+package auth
+
+import (
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// SourceLimit bounds failed logins from one source address: a token
+// bucket of Burst failures refilled by one every Every. While the bucket
+// is empty every attempt from the source is refused before any check.
+// IPv6 sources count per /64, as one host usually owns one.
+type SourceLimit struct {
+	Burst int
+	Every time.Duration
+}
+
+// DefaultSourceLimit allows 10 failures at once, then one every 30 s.
+var DefaultSourceLimit = SourceLimit{Burst: 10, Every: 30 * time.Second}
+
+// maxSources bounds the table; full buckets are dropped first.
+const maxSources = 10000
+
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+type sourceLimiter struct {
+	lim SourceLimit
+	mu  sync.Mutex
+	m   map[netip.Prefix]*bucket
+}
+
+func newSourceLimiter(l SourceLimit) *sourceLimiter {
+	return &sourceLimiter{lim: l, m: map[netip.Prefix]*bucket{}}
+}
+
+func sourceKey(a netip.Addr) netip.Prefix {
+	a = a.Unmap()
+	bits := 32
+	if a.Is6() {
+		bits = 64
+	}
+	p, err := a.Prefix(bits)
+	if err != nil { // invalid address: all of them share one bucket
+		return netip.Prefix{}
+	}
+	return p
+}
+
+func (l *sourceLimiter) refill(b *bucket, now time.Time) {
+	if now.After(b.at) {
+		b.tokens += float64(now.Sub(b.at)) / float64(l.lim.Every)
+		if max := float64(l.lim.Burst); b.tokens > max {
+			b.tokens = max
+		}
+	}
+	b.at = now
+}
+
+// allow reports whether source may try now; when not, how long until it
+// may.
+func (l *sourceLimiter) allow(src netip.Addr, now time.Time) (bool, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.m[sourceKey(src)]
+	if b == nil {
+		return true, 0
+	}
+	l.refill(b, now)
+	if b.tokens >= 1 {
+		return true, 0
+	}
+	return false, time.Duration((1 - b.tokens) * float64(l.lim.Every))
+}
+
+// fail takes one token from source's bucket.
+func (l *sourceLimiter) fail(src netip.Addr, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := sourceKey(src)
+	b := l.m[k]
+	if b == nil {
+		if len(l.m) >= maxSources {
+			l.prune(now)
+		}
+		b = &bucket{tokens: float64(l.lim.Burst), at: now}
+		l.m[k] = b
+	}
+	l.refill(b, now)
+	b.tokens--
+	if b.tokens < 0 {
+		b.tokens = 0
+	}
+}
+
+// prune drops the buckets that have refilled (they hold no information).
+func (l *sourceLimiter) prune(now time.Time) {
+	for k, b := range l.m {
+		l.refill(b, now)
+		if b.tokens >= float64(l.lim.Burst) {
+			delete(l.m, k)
+		}
+	}
+}
+
+// UserBackoff is the delay forced between failed logins of one user:
+// Base after the first failure, doubling with each consecutive failure, at
+// most Max. Attempts inside the delay are refused without checking
+// anything and do not count as failures.
+type UserBackoff struct {
+	Base time.Duration
+	Max  time.Duration
+}
+
+// DefaultUserBackoff: 1 s, 2 s, 4 s, ... at most 5 min.
+var DefaultUserBackoff = UserBackoff{Base: time.Second, Max: 5 * time.Minute}
+
+// delay after n consecutive failures.
+func (b UserBackoff) delay(n int) time.Duration {
+	if n <= 0 || b.Base <= 0 {
+		return 0
+	}
+	d := b.Base
+	for i := 1; i < n && d < b.Max; i++ {
+		d *= 2
+	}
+	if d > b.Max {
+		d = b.Max
+	}
+	return d
+}

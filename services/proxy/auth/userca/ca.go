@@ -1,0 +1,287 @@
+// Package userca is the gate's user certificate authority: after a
+// successful MFA login it issues a short-lived client certificate, and the
+// proxy's TLS listener verifies every client certificate with it.
+//
+// The CA key is an ECDSA P-256 software key kept as the sealed secret
+// "user-ca-key" of the identity service (so it is encrypted under the
+// TPM-sealed data key and useless on any other gate). Its certificate is
+// signed by the device identity key (in the TPM), not self-signed: anyone
+// who trusts the gate's device certificate can check that a user
+// certificate was issued by this gate. The key is not a TPM key itself
+// because every login signs with it and the TPM is slow and shared.
+//
+// A user certificate names the user as spiffe://<site>/user/<name> and
+// carries the user's credential generation and roles in an extension;
+// Verify refuses it once the generation is no longer current, the user is
+// disabled or removed, or its serial was revoked (asked of a
+// CredentialChecker, the user store), and of course once it has expired.
+package userca
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/url"
+	"regexp"
+	"time"
+
+	"github.com/fxamacker/cbor/v2"
+
+	"github.com/otgate/otgate/services/identity/api"
+)
+
+// KeySecret is the sealed secret holding the CA key and certificate.
+const KeySecret = "user-ca-key"
+
+// Validity limits.
+const (
+	DefaultMaxValidity = 8 * time.Hour
+	caValidity         = 10 * 365 * 24 * time.Hour
+	backdate           = time.Minute // client clocks run a little late
+)
+
+// Sealer keeps named secrets sealed by the device identity (the identity
+// api.Client); Unseal of an unknown name matches api.ErrNotFound.
+type Sealer interface {
+	Seal(name string, data []byte) error
+	Unseal(name string) ([]byte, error)
+}
+
+// CredentialChecker says whether a certificate of user with this
+// generation and serial is still good (auth.Store implements it).
+type CredentialChecker interface {
+	CheckCredential(user string, generation uint64, serial *big.Int) error
+}
+
+// Config configures the CA.
+type Config struct {
+	// Site is the SPIFFE trust domain (the identity's site).
+	Site string
+	// Sealer keeps the CA key.
+	Sealer Sealer
+	// Device is the device identity (api.Client.TLSCertificate()): its
+	// key signs the CA certificate when the CA is created, and its public
+	// key checks the CA certificate when it is loaded.
+	Device *tls.Certificate
+	// Checker is asked about every certificate Verify sees.
+	Checker CredentialChecker
+	// MaxValidity bounds every certificate (DefaultMaxValidity).
+	MaxValidity time.Duration
+	// Now is the clock; nil: time.Now.
+	Now func() time.Time
+}
+
+// Errors of Verify and Issue.
+var (
+	ErrNoCertificate = errors.New("no client certificate")
+	ErrNotOurs       = errors.New("certificate not issued by this gate's user CA")
+	ErrExpired       = errors.New("certificate expired or not yet valid")
+	ErrMalformed     = errors.New("malformed user certificate")
+	ErrRevoked       = errors.New("certificate revoked")
+	ErrNoValidity    = errors.New("no validity left")
+	ErrCAState       = errors.New("user CA state unusable")
+)
+
+// CA is the user certificate authority.
+type CA struct {
+	cfg  Config
+	key  *ecdsa.PrivateKey
+	cert *x509.Certificate
+	pool *x509.CertPool
+}
+
+type caRecord struct {
+	Version int    `cbor:"1,keyasint"`
+	Key     []byte `cbor:"2,keyasint"` // PKCS#8
+	Cert    []byte `cbor:"3,keyasint"` // DER
+}
+
+var siteRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$`)
+
+// Open loads the CA from its sealed secret, or creates it (key, and a
+// certificate signed by the device key) when the secret does not exist.
+func Open(cfg Config) (*CA, error) {
+	if !siteRE.MatchString(cfg.Site) {
+		return nil, fmt.Errorf("userca: bad site %q: want a SPIFFE trust domain (lower-case letters, digits, '.', '-')", cfg.Site)
+	}
+	if cfg.Sealer == nil || cfg.Checker == nil || cfg.Device == nil || len(cfg.Device.Certificate) == 0 || cfg.Device.PrivateKey == nil {
+		return nil, errors.New("userca: Sealer, Checker and Device (certificate and signer) are required")
+	}
+	if cfg.MaxValidity == 0 {
+		cfg.MaxValidity = DefaultMaxValidity
+	}
+	if cfg.MaxValidity < time.Minute || cfg.MaxValidity > 7*24*time.Hour {
+		return nil, fmt.Errorf("userca: maximum validity %v: want 1 minute to 7 days", cfg.MaxValidity)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	device := cfg.Device.Leaf
+	if device == nil {
+		var err error
+		if device, err = x509.ParseCertificate(cfg.Device.Certificate[0]); err != nil {
+			return nil, fmt.Errorf("userca: device certificate: %w", err)
+		}
+	}
+	ca := &CA{cfg: cfg}
+	b, err := cfg.Sealer.Unseal(KeySecret)
+	switch {
+	case errors.Is(err, api.ErrNotFound):
+		if err := ca.create(device); err != nil {
+			return nil, err
+		}
+	case err != nil:
+		return nil, fmt.Errorf("userca: unseal %q: %w", KeySecret, err)
+	default:
+		if err := ca.load(b, device); err != nil {
+			return nil, err
+		}
+	}
+	ca.pool = x509.NewCertPool()
+	ca.pool.AddCert(ca.cert)
+	return ca, nil
+}
+
+func (ca *CA) subject() pkix.Name {
+	return pkix.Name{CommonName: "otgate user CA " + ca.cfg.Site, Organization: []string{"otgate"}}
+}
+
+func (ca *CA) create(device *x509.Certificate) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("userca: generate key: %w", err)
+	}
+	signer, ok := ca.cfg.Device.PrivateKey.(crypto.Signer)
+	if !ok {
+		return fmt.Errorf("userca: device key %T is not a crypto.Signer", ca.cfg.Device.PrivateKey)
+	}
+	sn, err := randomSerial()
+	if err != nil {
+		return err
+	}
+	now := ca.cfg.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          sn,
+		Subject:               ca.subject(),
+		NotBefore:             now.Add(-backdate),
+		NotAfter:              now.Add(caValidity),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            0,
+		MaxPathLenZero:        true,
+		URIs:                  []*url.URL{{Scheme: "spiffe", Host: ca.cfg.Site, Path: "/user-ca"}},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, device, key.Public(), signer)
+	if err != nil {
+		return fmt.Errorf("userca: sign the CA certificate with the device key: %w", err)
+	}
+	pk, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	rec, err := encMode.Marshal(caRecord{Version: 1, Key: pk, Cert: der})
+	if err != nil {
+		return err
+	}
+	if err := ca.cfg.Sealer.Seal(KeySecret, rec); err != nil {
+		return fmt.Errorf("userca: seal the CA key as %q: %w", KeySecret, err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return err
+	}
+	ca.key, ca.cert = key, cert
+	return nil
+}
+
+func (ca *CA) load(b []byte, device *x509.Certificate) error {
+	bad := func(problem string, err error) error {
+		if err != nil {
+			return fmt.Errorf("userca: sealed secret %q: %w: %s: %w", KeySecret, ErrCAState, problem, err)
+		}
+		return fmt.Errorf("userca: sealed secret %q: %w: %s", KeySecret, ErrCAState, problem)
+	}
+	var rec caRecord
+	if err := decMode.Unmarshal(b, &rec); err != nil {
+		return bad("not a CA record", err)
+	}
+	if rec.Version != 1 {
+		return bad(fmt.Sprintf("version %d, this build reads 1", rec.Version), nil)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(rec.Key)
+	if err != nil {
+		return bad("key", err)
+	}
+	key, ok := k.(*ecdsa.PrivateKey)
+	if !ok {
+		return bad(fmt.Sprintf("key is %T, want ECDSA", k), nil)
+	}
+	cert, err := x509.ParseCertificate(rec.Cert)
+	if err != nil {
+		return bad("certificate", err)
+	}
+	if pub, ok := cert.PublicKey.(*ecdsa.PublicKey); !ok || !pub.Equal(key.Public()) {
+		return bad("certificate is not for the key", nil)
+	}
+	if !cert.IsCA {
+		return bad("certificate is not a CA", nil)
+	}
+	if err := device.CheckSignature(cert.SignatureAlgorithm, cert.RawTBSCertificate, cert.Signature); err != nil {
+		return bad("certificate is not signed by this gate's device key", err)
+	}
+	ca.key, ca.cert = key, cert
+	return nil
+}
+
+func randomSerial() (*big.Int, error) {
+	// 128 random bits, kept positive and non-zero.
+	for {
+		n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
+		if err != nil {
+			return nil, fmt.Errorf("userca: serial: %w", err)
+		}
+		if n.Sign() > 0 {
+			return n, nil
+		}
+	}
+}
+
+// Certificate is the CA certificate (the trust anchor for user
+// certificates).
+func (ca *CA) Certificate() *x509.Certificate { return ca.cert }
+
+// Chain is the CA certificate followed by the device chain, DER: what a
+// client needs to check that a certificate comes from this gate.
+func (ca *CA) Chain() [][]byte {
+	return append([][]byte{ca.cert.Raw}, ca.cfg.Device.Certificate...)
+}
+
+// Pool holds the CA certificate (tls.Config.ClientCAs, as a hint to
+// clients).
+func (ca *CA) Pool() *x509.CertPool { return ca.pool }
+
+var (
+	encMode = func() cbor.EncMode {
+		m, err := cbor.CoreDetEncOptions().EncMode()
+		if err != nil {
+			panic(err)
+		}
+		return m
+	}()
+	decMode = func() cbor.DecMode {
+		m, err := cbor.DecOptions{ExtraReturnErrors: cbor.ExtraDecErrorUnknownField}.DecMode()
+		if err != nil {
+			panic(err)
+		}
+		return m
+	}()
+)
