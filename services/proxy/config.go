@@ -1,0 +1,195 @@
+package proxy
+
+import (
+	"crypto"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net/netip"
+	"time"
+
+	"github.com/otgate/otgate/audit"
+	"github.com/otgate/otgate/inspect/modbus"
+	"github.com/otgate/otgate/services/proxy/auth"
+	"github.com/otgate/otgate/site"
+)
+
+// Users is the user store (*auth.Store).
+type Users interface {
+	Authenticate(user string, password []byte, code string, source netip.Addr) (*auth.Login, error)
+	Unlock(name string) error
+	Revoke(name, why string) (uint64, error)
+	RevokeCertificate(name string, serial *big.Int, notAfter time.Time, why string) error
+}
+
+// Credential is what a verified client certificate says.
+type Credential struct {
+	User       string
+	Roles      []string
+	Generation uint64
+	Serial     *big.Int
+	NotAfter   time.Time
+}
+
+// SerialString is the serial in lower-case hex, as the audit log has it.
+func (c *Credential) SerialString() string {
+	if c.Serial == nil {
+		return ""
+	}
+	return c.Serial.Text(16)
+}
+
+// CertAuthority issues and verifies user certificates (auth/userca).
+type CertAuthority interface {
+	// Issue certifies pub for the login, valid at most until notAfter;
+	// it returns the chain, leaf first.
+	Issue(login *auth.Login, pub crypto.PublicKey, notAfter time.Time) ([][]byte, error)
+	// Verify checks a presented chain (leaf first): issued by this CA,
+	// not expired, not revoked, generation current, user enabled.
+	Verify(chain [][]byte) (*Credential, error)
+}
+
+// DecisionRequest is what the policy decides on.
+type DecisionRequest struct {
+	User     string
+	Roles    []string
+	Asset    string
+	Protocol string
+	Source   netip.Addr
+	Time     time.Time
+}
+
+// Decision is the policy's answer. Every decision names the rule that made
+// it (empty only when no rule matched) and, when allowed, until when it
+// holds (zero: no end known).
+type Decision struct {
+	Allow  bool
+	Rule   string
+	Reason string
+	Until  time.Time
+	// Modbus is the grant's Modbus rules; required for protocol modbus.
+	Modbus *modbus.Policy
+	// Monitor: the asset's zone is in monitor mode (denied Modbus
+	// requests are forwarded and recorded as would-deny).
+	Monitor bool
+}
+
+// Decider is a compiled policy (policy.Policy).
+type Decider interface {
+	Decide(DecisionRequest) Decision
+}
+
+// Policy is one applied site: the asset inventory and its decider.
+type Policy struct {
+	Site    *site.Site
+	Decider Decider
+	// Source names where it came from (file name), for logs.
+	Source string
+}
+
+// asset returns the named asset.
+func (p *Policy) asset(name string) (site.Asset, bool) {
+	for _, a := range p.Site.Assets {
+		if a.Name == name {
+			return a, true
+		}
+	}
+	return site.Asset{}, false
+}
+
+// PolicyLoader loads, validates and compiles the site file; an error must
+// name file, line and field. It is called at reload (SIGHUP, admin).
+type PolicyLoader func() (*Policy, error)
+
+// Config configures a Server. Fields marked required must be set.
+type Config struct {
+	// Certificate is the listener's certificate (identity TLSCertificate()),
+	// required.
+	Certificate *tls.Certificate
+	Users       Users         // required
+	CA          CertAuthority // required
+	Log         *audit.Writer // required: no unlogged session
+	// LoadPolicy loads the policy at start and at every reload; required.
+	LoadPolicy PolicyLoader
+	// Dial opens the connection to an asset (default: TCP with Mark).
+	Dial func(addr netip.AddrPort) (io.ReadWriteCloser, error)
+	// Mark is set as SO_MARK on sockets to assets (0: none); the segment
+	// ruleset lets only the proxy's mark/uid reach assets.
+	Mark int
+	// DialTimeout bounds connecting to an asset (5 s).
+	DialTimeout time.Duration
+	// IdleTimeout ends a session with no bytes either way (30 min).
+	IdleTimeout time.Duration
+	// MaxCertValidity bounds a client certificate (8 h); it never outlasts
+	// the user's current time window either.
+	MaxCertValidity time.Duration
+	// MaxSessions and MaxSessionsPerUser limit live sessions (1024, 64).
+	MaxSessions, MaxSessionsPerUser int
+	// HandshakeTimeout bounds the TLS handshake and the header (10 s).
+	HandshakeTimeout time.Duration
+	// RawPrefix is how many bytes of each relayed chunk of a raw stream
+	// are kept in its payload record (64; -1: none).
+	RawPrefix int
+	// Logf receives the service's log lines (nil: discard).
+	Logf func(format string, args ...any)
+	// Now is the clock (time.Now).
+	Now func() time.Time
+}
+
+func (c *Config) defaults() error {
+	var missing []string
+	if c.Certificate == nil {
+		missing = append(missing, "Certificate")
+	}
+	if c.Users == nil {
+		missing = append(missing, "Users")
+	}
+	if c.CA == nil {
+		missing = append(missing, "CA")
+	}
+	if c.Log == nil {
+		missing = append(missing, "Log")
+	}
+	if c.LoadPolicy == nil {
+		missing = append(missing, "LoadPolicy")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("proxy: config: missing %v", missing)
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = 5 * time.Second
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 30 * time.Minute
+	}
+	if c.MaxCertValidity == 0 {
+		c.MaxCertValidity = 8 * time.Hour
+	}
+	if c.MaxSessions == 0 {
+		c.MaxSessions = 1024
+	}
+	if c.MaxSessionsPerUser == 0 {
+		c.MaxSessionsPerUser = 64
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.RawPrefix == 0 {
+		c.RawPrefix = 64
+	}
+	if c.Logf == nil {
+		c.Logf = func(string, ...any) {}
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.MaxSessions < 1 || c.MaxSessionsPerUser < 1 {
+		return errors.New("proxy: config: MaxSessions and MaxSessionsPerUser must be at least 1")
+	}
+	if c.Dial == nil {
+		c.Dial = tcpDialer(c.Mark, c.DialTimeout)
+	}
+	return nil
+}

@@ -1,0 +1,167 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"time"
+
+	"github.com/otgate/otgate/audit"
+	"github.com/otgate/otgate/services/proxy/auth"
+	"github.com/otgate/otgate/services/proxy/wire"
+)
+
+// Audit event types written by the login side.
+const (
+	EventCertIssued  = "certificate-issued"
+	EventLoginNoopen = "login-refused"
+	EventLogout      = "logout"
+)
+
+// maxLoginRequests bounds the requests on one login connection.
+const maxLoginRequests = 16
+
+func (s *Server) login(tc *tls.Conn) {
+	defer tc.Close()
+	src := sourceOf(tc)
+	for i := 0; i < maxLoginRequests; i++ {
+		tc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+		var req wire.Request
+		if err := wire.ReadFrame(tc, &req); err != nil {
+			if !errors.Is(err, io.EOF) {
+				s.cfg.Logf("proxy: login connection from %s: %v", src, err)
+				wire.WriteFrame(tc, wire.Response{Code: wire.CodeBadRequest, Error: err.Error()})
+			}
+			return
+		}
+		var rsp wire.Response
+		switch req.Op {
+		case wire.OpLogin:
+			rsp = s.doLogin(&req, src)
+		case wire.OpAssets:
+			rsp = s.doAssets(tc, src)
+		case wire.OpLogout:
+			rsp = s.doLogout(tc, src)
+		default:
+			rsp = wire.Response{Code: wire.CodeBadRequest, Error: fmt.Sprintf("unknown operation %q (want %s, %s or %s)", req.Op, wire.OpLogin, wire.OpAssets, wire.OpLogout)}
+		}
+		if err := wire.WriteFrame(tc, rsp); err != nil {
+			return
+		}
+	}
+}
+
+func (s *Server) doLogin(req *wire.Request, src netip.Addr) wire.Response {
+	pub, err := x509.ParsePKIXPublicKey(req.PublicKey)
+	if err != nil {
+		return wire.Response{Code: wire.CodeBadRequest, Error: fmt.Sprintf("public key: not a PKIX DER public key: %v", err)}
+	}
+	login, err := s.cfg.Users.Authenticate(req.User, []byte(req.Password), req.Code, src)
+	if err != nil {
+		var ref *auth.Refusal
+		if errors.As(err, &ref) {
+			return wire.Response{Code: wire.CodeRefused, Error: ref.ClientMessage()}
+		}
+		s.cfg.Logf("proxy: login of %q from %s: %v", req.User, src, err)
+		return wire.Response{Code: wire.CodeInternal, Error: "the gate could not check the login; try again later"}
+	}
+	now := s.cfg.Now()
+	notAfter := now.Add(s.cfg.MaxCertValidity)
+	// Never past the end of the user's current time window: the latest
+	// end among the decisions that allow the user something now.
+	allowed := s.allowedAssets(login.User, login.Roles, src, now)
+	if len(allowed) == 0 {
+		s.event(audit.Event{Type: EventLoginNoopen, User: login.User, Source: src.String(), Reason: "no grant allows this user any asset now"})
+		return wire.Response{Code: wire.CodeRefused, Error: "login correct, but no grant allows you any asset now"}
+	}
+	var latest time.Time
+	open := false
+	for _, a := range allowed {
+		if a.until.IsZero() {
+			open = true
+		} else if a.until.After(latest) {
+			latest = a.until
+		}
+	}
+	if !open && latest.Before(notAfter) {
+		notAfter = latest
+	}
+	chain, err := s.cfg.CA.Issue(login, pub, notAfter)
+	if err != nil {
+		s.cfg.Logf("proxy: issue certificate for %q: %v", login.User, err)
+		return wire.Response{Code: wire.CodeInternal, Error: "the gate could not issue a certificate: " + err.Error()}
+	}
+	leaf, err := x509.ParseCertificate(chain[0])
+	if err != nil {
+		return wire.Response{Code: wire.CodeInternal, Error: "issued certificate does not parse: " + err.Error()}
+	}
+	if err := s.event(audit.Event{Type: EventCertIssued, User: login.User, Source: src.String(),
+		Reason: fmt.Sprintf("serial %s valid until %s", leaf.SerialNumber.Text(16), leaf.NotAfter.UTC().Format(time.RFC3339))}); err != nil {
+		return wire.Response{Code: wire.CodeInternal, Error: "the gate cannot record the login (audit log unavailable)"}
+	}
+	return wire.Response{Certificate: chain, NotAfter: leaf.NotAfter.Unix(), User: login.User}
+}
+
+// verifyPeer checks the client certificate of a login connection.
+func (s *Server) verifyPeer(tc *tls.Conn) (*Credential, *wire.Response) {
+	st := tc.ConnectionState()
+	if len(st.PeerCertificates) == 0 {
+		return nil, &wire.Response{Code: wire.CodeAuth, Error: "no client certificate: log in first (otgate login)"}
+	}
+	cred, err := s.cfg.CA.Verify(rawChain(st))
+	if err != nil {
+		return nil, &wire.Response{Code: wire.CodeAuth, Error: "certificate refused: " + err.Error()}
+	}
+	return cred, nil
+}
+
+type allowedAsset struct {
+	name, protocol, rule string
+	until                time.Time
+}
+
+func (s *Server) allowedAssets(user string, roles []string, src netip.Addr, now time.Time) []allowedAsset {
+	pol := s.policy.Load()
+	var out []allowedAsset
+	for _, a := range pol.Site.Assets {
+		for _, svc := range a.Services {
+			d := pol.Decider.Decide(DecisionRequest{User: user, Roles: roles, Asset: a.Name, Protocol: svc.Protocol, Source: src, Time: now})
+			if d.Allow {
+				out = append(out, allowedAsset{a.Name, svc.Protocol, d.Rule, d.Until})
+			}
+		}
+	}
+	return out
+}
+
+func (s *Server) doAssets(tc *tls.Conn, src netip.Addr) wire.Response {
+	cred, bad := s.verifyPeer(tc)
+	if bad != nil {
+		return *bad
+	}
+	rsp := wire.Response{User: cred.User, NotAfter: cred.NotAfter.Unix()}
+	for _, a := range s.allowedAssets(cred.User, cred.Roles, src, s.cfg.Now()) {
+		until := a.until
+		if until.IsZero() || cred.NotAfter.Before(until) {
+			until = cred.NotAfter
+		}
+		rsp.Assets = append(rsp.Assets, wire.Asset{Name: a.name, Protocol: a.protocol, Rule: a.rule, Until: until.Unix()})
+	}
+	return rsp
+}
+
+func (s *Server) doLogout(tc *tls.Conn, src netip.Addr) wire.Response {
+	cred, bad := s.verifyPeer(tc)
+	if bad != nil {
+		return *bad
+	}
+	if _, err := s.cfg.Users.Revoke(cred.User, "logout from "+src.String()); err != nil {
+		return wire.Response{Code: wire.CodeInternal, Error: "logout: " + err.Error()}
+	}
+	s.event(audit.Event{Type: EventLogout, User: cred.User, Source: src.String(), Reason: "credential generation bumped"})
+	s.RecheckUser(cred.User)
+	return wire.Response{User: cred.User}
+}

@@ -1,0 +1,113 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"math/big"
+	"time"
+
+	"github.com/otgate/otgate/audit"
+)
+
+// RecheckUser re-verifies the certificate of every live session of user
+// and ends those that no longer pass (revoked serial, bumped generation,
+// disabled or removed user). Wire it to the user store's OnRevoke.
+func (s *Server) RecheckUser(user string) int {
+	n := 0
+	for _, sess := range s.reg.snapshot() {
+		if sess.user != user {
+			continue
+		}
+		if _, err := s.cfg.CA.Verify(sess.chain); err != nil {
+			s.cfg.Logf("proxy: ending session %s of %s: %v", sess.id, user, err)
+			sess.end(EndRevoked + ": " + err.Error())
+			n++
+		}
+	}
+	return n
+}
+
+// RevokeUser bumps the user's credential generation and ends the user's
+// live sessions; it returns how many ended.
+func (s *Server) RevokeUser(user, why string) (int, error) {
+	if _, err := s.cfg.Users.Revoke(user, why); err != nil {
+		return 0, fmt.Errorf("revoke %q: %w", user, err)
+	}
+	s.event(audit.Event{Type: "admin-revoke", User: user, Reason: why})
+	return s.RecheckUser(user), nil
+}
+
+// RevokeSerial revokes one certificate (hex serial) of user and ends the
+// sessions opened with it.
+func (s *Server) RevokeSerial(user, serialHex, why string) (int, error) {
+	serial, ok := new(big.Int).SetString(serialHex, 16)
+	if !ok || serial.Sign() <= 0 {
+		return 0, fmt.Errorf("revoke: serial %q is not a positive hex number", serialHex)
+	}
+	// The serial's certificate can live at most MaxCertValidity from now.
+	notAfter := s.cfg.Now().Add(s.cfg.MaxCertValidity + time.Minute)
+	for _, sess := range s.reg.snapshot() {
+		if sess.user == user && sess.serial == serial.Text(16) && !sess.until.IsZero() {
+			notAfter = sess.until.Add(time.Minute)
+		}
+	}
+	if err := s.cfg.Users.RevokeCertificate(user, serial, notAfter, why); err != nil {
+		return 0, fmt.Errorf("revoke serial %s of %q: %w", serialHex, user, err)
+	}
+	s.event(audit.Event{Type: "admin-revoke-serial", User: user, Reason: "serial " + serial.Text(16) + ": " + why})
+	return s.RecheckUser(user), nil
+}
+
+// Unlock lifts a login lockout.
+func (s *Server) Unlock(user string) error {
+	if err := s.cfg.Users.Unlock(user); err != nil {
+		return fmt.Errorf("unlock %q: %w", user, err)
+	}
+	return nil
+}
+
+// ErrReload wraps a reload that kept the old policy.
+var ErrReload = errors.New("reload failed: the old policy stays in force")
+
+// Reload loads the policy again. On error the old policy stays and the
+// error (naming file:line:field) is returned. On success every live
+// session is decided again under the new policy and those no longer
+// allowed are ended with the reason; it returns how many ended.
+func (s *Server) Reload() (int, error) {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	p, err := s.cfg.LoadPolicy()
+	if err == nil {
+		err = checkPolicy(p)
+	}
+	if err != nil {
+		s.event(audit.Event{Type: "policy-reload-failed", Reason: err.Error()})
+		return 0, fmt.Errorf("%w: %w", ErrReload, err)
+	}
+	s.policy.Store(p)
+	s.event(audit.Event{Type: "policy-reloaded", Reason: p.Source})
+	now := s.cfg.Now()
+	n := 0
+	for _, sess := range s.reg.snapshot() {
+		why := ""
+		a, ok := p.asset(sess.asset)
+		if !ok {
+			why = fmt.Sprintf("asset %q no longer in the site file", sess.asset)
+		} else {
+			offered := false
+			for _, svc := range a.Services {
+				offered = offered || svc.Protocol == sess.protocol
+			}
+			if !offered {
+				why = fmt.Sprintf("asset %q no longer offers %s", sess.asset, sess.protocol)
+			} else if d := p.Decider.Decide(DecisionRequest{User: sess.user, Roles: sess.roles, Asset: sess.asset, Protocol: sess.protocol, Source: sess.source, Time: now}); !d.Allow {
+				why = "no longer allowed: " + d.Reason
+			}
+		}
+		if why != "" {
+			sess.end(EndPolicy + ": " + why)
+			n++
+		}
+	}
+	return n, nil
+}

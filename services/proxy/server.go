@@ -1,0 +1,194 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/otgate/otgate/audit"
+	"github.com/otgate/otgate/services/proxy/wire"
+)
+
+// Server is the proxy. New loads the policy; Serve accepts connections.
+type Server struct {
+	cfg    Config
+	tls    *tls.Config
+	policy atomic.Pointer[Policy]
+	reg    *registry
+
+	reloadMu sync.Mutex
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+
+	mu        sync.Mutex
+	listeners map[net.Listener]bool
+	closed    bool
+}
+
+// New checks cfg, loads the policy and returns a server ready to Serve.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	p, err := cfg.LoadPolicy()
+	if err != nil {
+		return nil, fmt.Errorf("proxy: load policy: %w", err)
+	}
+	if err := checkPolicy(p); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, reg: newRegistry(cfg.MaxSessions, cfg.MaxSessionsPerUser), listeners: map[net.Listener]bool{}}
+	s.policy.Store(p)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.tls = &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{*cfg.Certificate},
+		NextProtos:   []string{wire.ALPNTunnel, wire.ALPNLogin},
+		// The proxy verifies client certificates itself (CA.Verify) after
+		// the handshake, so that an expired or revoked certificate is
+		// refused with its reason in the audit log instead of a bare
+		// TLS alert.
+		ClientAuth: tls.RequestClientCert,
+	}
+	s.wg.Add(1)
+	go s.sweep()
+	return s, nil
+}
+
+func checkPolicy(p *Policy) error {
+	if p == nil || p.Site == nil || p.Decider == nil {
+		return errors.New("proxy: policy loader returned no site or no decider")
+	}
+	return nil
+}
+
+// Serve accepts connections on ln until Close. ln is a plain TCP listener;
+// Serve does the TLS.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return net.ErrClosed
+	}
+	s.listeners[ln] = true
+	s.mu.Unlock()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("proxy: accept on %s: %w", ln.Addr(), err)
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.handle(c)
+		}()
+	}
+}
+
+// Close stops the listeners, ends every live session (recorded) and waits
+// for the handlers.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	s.mu.Unlock()
+	for _, sess := range s.reg.snapshot() {
+		sess.end(EndShutdown)
+	}
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}
+
+// Policy returns the policy in force.
+func (s *Server) Policy() *Policy { return s.policy.Load() }
+
+func (s *Server) handle(c net.Conn) {
+	c.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	tc := tls.Server(c, s.tls)
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.HandshakeTimeout)
+	err := tc.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		s.cfg.Logf("proxy: TLS handshake with %s: %v", c.RemoteAddr(), err)
+		c.Close()
+		return
+	}
+	switch tc.ConnectionState().NegotiatedProtocol {
+	case wire.ALPNTunnel:
+		s.tunnel(tc)
+	case wire.ALPNLogin:
+		s.login(tc)
+	default:
+		s.cfg.Logf("proxy: %s negotiated no otgate protocol (ALPN %q): closing", c.RemoteAddr(), tc.ConnectionState().NegotiatedProtocol)
+		tc.Close()
+	}
+}
+
+// sweep ends idle sessions.
+func (s *Server) sweep() {
+	defer s.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := s.cfg.Now().UnixNano()
+		for _, sess := range s.reg.snapshot() {
+			if now-sess.lastActive.Load() > int64(s.cfg.IdleTimeout) {
+				sess.end(EndIdle)
+			}
+		}
+	}
+}
+
+// event appends a non-session event durably.
+func (s *Server) event(e audit.Event) error {
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	_, err := s.cfg.Log.Append(ctx, e)
+	if err != nil {
+		s.cfg.Logf("proxy: audit log: %s event of %q: %v", e.Type, e.User, err)
+	}
+	return err
+}
+
+// Sessions lists the live sessions.
+func (s *Server) Sessions() []SessionInfo {
+	now := s.cfg.Now()
+	var out []SessionInfo
+	for _, x := range s.reg.snapshot() {
+		out = append(out, SessionInfo{ID: x.id, User: x.user, Serial: x.serial, Asset: x.asset, Protocol: x.protocol,
+			Source: x.source.String(), Rule: x.rule, Started: x.started, Until: x.until,
+			BytesToAsset: x.toAsset.Load(), BytesToClient: x.toClient.Load(),
+			Idle: now.Sub(time.Unix(0, x.lastActive.Load()))})
+	}
+	return out
+}

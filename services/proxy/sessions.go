@@ -1,0 +1,147 @@
+package proxy
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// End reasons recorded in session-end records.
+const (
+	EndClientClosed = "client closed"
+	EndAssetClosed  = "asset closed"
+	EndIdle         = "idle timeout"
+	EndUntil        = "decision expired"
+	EndRevoked      = "credential revoked"
+	EndPolicy       = "policy reload"
+	EndShutdown     = "gate shutting down"
+)
+
+// session is one live tunnel.
+type session struct {
+	id       string
+	user     string
+	roles    []string
+	serial   string
+	asset    string
+	protocol string
+	source   netip.Addr
+	rule     string
+	started  time.Time
+	until    time.Time
+	chain    [][]byte // the client certificate chain, re-verified on revocation
+
+	toAsset, toClient atomic.Uint64
+	lastActive        atomic.Int64 // unix ns
+
+	endOnce   sync.Once
+	endReason string
+	ended     chan struct{}
+	closeConn func() // closes both connections; set before the relay starts
+	mu        sync.Mutex
+}
+
+func newSessionID() string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("proxy: crypto/rand: %v", err))
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// end ends the session for reason; the first reason wins.
+func (s *session) end(reason string) {
+	s.endOnce.Do(func() {
+		s.mu.Lock()
+		s.endReason = reason
+		c := s.closeConn
+		s.mu.Unlock()
+		close(s.ended)
+		if c != nil {
+			c()
+		}
+	})
+}
+
+// reason returns the recorded end reason, or def if none was set.
+func (s *session) reason(def string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.endReason != "" {
+		return s.endReason
+	}
+	return def
+}
+
+func (s *session) touch(now int64) { s.lastActive.Store(now) }
+
+// SessionInfo describes a live session (admin list).
+type SessionInfo struct {
+	ID, User, Serial, Asset, Protocol, Source, Rule string
+	Started, Until                                  time.Time
+	BytesToAsset, BytesToClient                     uint64
+	Idle                                            time.Duration
+}
+
+// registry holds the live sessions and enforces the limits.
+type registry struct {
+	mu      sync.Mutex
+	all     map[string]*session
+	perUser map[string]int
+	max     int
+	maxUser int
+}
+
+func newRegistry(max, maxUser int) *registry {
+	return &registry{all: map[string]*session{}, perUser: map[string]int{}, max: max, maxUser: maxUser}
+}
+
+// add admits s or says why not.
+func (r *registry) add(s *session) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.all) >= r.max {
+		return fmt.Errorf("gate session limit reached (%d live sessions)", r.max)
+	}
+	if r.perUser[s.user] >= r.maxUser {
+		return fmt.Errorf("session limit of user %q reached (%d live sessions)", s.user, r.maxUser)
+	}
+	r.all[s.id] = s
+	r.perUser[s.user]++
+	return nil
+}
+
+func (r *registry) remove(s *session) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.all[s.id]; !ok {
+		return
+	}
+	delete(r.all, s.id)
+	if r.perUser[s.user]--; r.perUser[s.user] <= 0 {
+		delete(r.perUser, s.user)
+	}
+}
+
+// snapshot returns the live sessions sorted by start time.
+func (r *registry) snapshot() []*session {
+	r.mu.Lock()
+	out := make([]*session, 0, len(r.all))
+	for _, s := range r.all {
+		out = append(out, s)
+	}
+	r.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].started.Before(out[j].started) })
+	return out
+}
+
+func (r *registry) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.all)
+}

@@ -1,0 +1,185 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/otgate/otgate/audit"
+	"github.com/otgate/otgate/services/proxy/wire"
+)
+
+// EventSessionRefused is the audit event type of a refused tunnel.
+const EventSessionRefused = "session-refused"
+
+func sourceOf(c net.Conn) netip.Addr {
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+func rawChain(st tls.ConnectionState) [][]byte {
+	chain := make([][]byte, len(st.PeerCertificates))
+	for i, c := range st.PeerCertificates {
+		chain[i] = c.Raw
+	}
+	return chain
+}
+
+// refuse records the refusal durably, then tells the client.
+func (s *Server) refuse(tc *tls.Conn, ev audit.Event, rule string) {
+	ev.Type = EventSessionRefused
+	ev.Rule = rule
+	s.event(ev)
+	s.cfg.Logf("proxy: refused %s %s/%s from %s: %s", ev.User, ev.Asset, ev.Protocol, ev.Source, ev.Reason)
+	wire.WriteFrame(tc, wire.Reply{Accept: false, Rule: rule, Reason: ev.Reason})
+	tc.Close()
+}
+
+func (s *Server) tunnel(tc *tls.Conn) {
+	src := sourceOf(tc)
+	ev := audit.Event{Source: src.String()}
+	h, err := wire.ReadHeader(tc)
+	if err != nil {
+		ev.Reason = err.Error()
+		s.refuse(tc, ev, "")
+		return
+	}
+	ev.Asset, ev.Protocol = h.Asset, h.Protocol
+	st := tc.ConnectionState()
+	if len(st.PeerCertificates) == 0 {
+		ev.Reason = "no client certificate (log in first: otgate login)"
+		s.refuse(tc, ev, "")
+		return
+	}
+	chain := rawChain(st)
+	cred, err := s.cfg.CA.Verify(chain)
+	if err != nil {
+		ev.User = st.PeerCertificates[0].Subject.CommonName
+		ev.Reason = "certificate refused: " + err.Error()
+		s.refuse(tc, ev, "")
+		return
+	}
+	ev.User = cred.User
+	now := s.cfg.Now()
+	pol := s.policy.Load()
+	a, ok := pol.asset(h.Asset)
+	if !ok {
+		ev.Reason = fmt.Sprintf("no such asset %q", h.Asset)
+		s.refuse(tc, ev, "")
+		return
+	}
+	var port uint16
+	for _, svc := range a.Services {
+		if svc.Protocol == h.Protocol {
+			port = svc.Port
+		}
+	}
+	if port == 0 {
+		ev.Reason = fmt.Sprintf("asset %q does not offer protocol %q", h.Asset, h.Protocol)
+		s.refuse(tc, ev, "")
+		return
+	}
+	d := pol.Decider.Decide(DecisionRequest{User: cred.User, Roles: cred.Roles, Asset: h.Asset, Protocol: h.Protocol, Source: src, Time: now})
+	if !d.Allow {
+		ev.Reason = "denied: " + d.Reason
+		s.refuse(tc, ev, d.Rule)
+		return
+	}
+	if h.Protocol == "modbus" && d.Modbus == nil {
+		ev.Reason = fmt.Sprintf("rule %q allows modbus but carries no modbus rules: refusing to relay uninspected", d.Rule)
+		s.refuse(tc, ev, d.Rule)
+		return
+	}
+	until := d.Until
+	if until.IsZero() || cred.NotAfter.Before(until) {
+		// A session never outlives the certificate that opened it.
+		until = cred.NotAfter
+	}
+	if !until.IsZero() && !now.Before(until) {
+		ev.Reason = "denied: decision already expired"
+		s.refuse(tc, ev, d.Rule)
+		return
+	}
+	sess := &session{id: newSessionID(), user: cred.User, roles: slices.Clone(cred.Roles), serial: cred.SerialString(),
+		asset: h.Asset, protocol: h.Protocol, source: src, rule: d.Rule, started: now, until: until,
+		chain: chain, ended: make(chan struct{})}
+	sess.touch(now.UnixNano())
+	ev.SessionID = sess.id
+	if err := s.reg.add(sess); err != nil {
+		ev.Reason = err.Error()
+		s.refuse(tc, ev, d.Rule)
+		return
+	}
+	defer s.reg.remove(sess)
+
+	// No unlogged session: the start record is durable before the asset
+	// sees a connection, let alone a byte.
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	_, err = s.cfg.Log.Append(ctx, audit.SessionStart{SessionID: sess.id, User: sess.user, CertSerial: sess.serial,
+		Source: src.String(), Asset: sess.asset, Protocol: sess.protocol, Rule: sess.rule, ValidUntil: audit.TimestampOf(until)})
+	cancel()
+	if err != nil {
+		s.cfg.Logf("proxy: session %s refused: audit log: %v", sess.id, err)
+		wire.WriteFrame(tc, wire.Reply{Accept: false, Rule: d.Rule, Reason: "the gate cannot record the session (audit log unavailable): refused"})
+		tc.Close()
+		return
+	}
+	reason, toAsset, toClient := s.runSession(tc, sess, netip.AddrPortFrom(a.Address, port), d)
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	_, err = s.cfg.Log.Append(ctx, audit.SessionEnd{SessionID: sess.id, Reason: reason, BytesToAsset: toAsset, BytesToClient: toClient})
+	cancel()
+	if err != nil {
+		s.cfg.Logf("proxy: session %s end (%s): audit log: %v", sess.id, reason, err)
+	}
+	s.cfg.Logf("proxy: session %s of %s to %s/%s ended: %s (%d bytes to asset, %d to client)", sess.id, sess.user, sess.asset, sess.protocol, reason, toAsset, toClient)
+}
+
+// runSession dials, accepts and relays; it returns the end reason and the
+// byte counts.
+func (s *Server) runSession(tc *tls.Conn, sess *session, addr netip.AddrPort, d Decision) (string, uint64, uint64) {
+	asset, err := s.cfg.Dial(addr)
+	if err != nil {
+		reason := fmt.Sprintf("asset %s unreachable at %s: %v", sess.asset, addr, err)
+		wire.WriteFrame(tc, wire.Reply{Accept: false, Rule: sess.rule, Reason: reason, Session: sess.id})
+		tc.Close()
+		return reason, 0, 0
+	}
+	var until int64
+	if !sess.until.IsZero() {
+		until = sess.until.Unix()
+	}
+	if err := wire.WriteFrame(tc, wire.Reply{Accept: true, Rule: sess.rule, Reason: d.Reason, Until: until, Session: sess.id}); err != nil {
+		asset.Close()
+		tc.Close()
+		return "client gone before accept: " + err.Error(), 0, 0
+	}
+	tc.SetDeadline(time.Time{})
+	sess.mu.Lock()
+	sess.closeConn = func() { tc.Close(); asset.Close() }
+	sess.mu.Unlock()
+	select {
+	case <-sess.ended: // revoked or reloaded between decision and now
+		sess.closeConn()
+	default:
+	}
+	if !sess.until.IsZero() {
+		t := time.AfterFunc(sess.until.Sub(s.cfg.Now()), func() { sess.end(EndUntil) })
+		defer t.Stop()
+	}
+	var natural string
+	if sess.protocol == "modbus" {
+		natural = s.relayModbus(tc, asset, sess, d)
+	} else {
+		natural = s.relayRaw(tc, asset, sess)
+	}
+	return sess.reason(natural), sess.toAsset.Load(), sess.toClient.Load()
+}
+
+var _ io.ReadWriteCloser = (*tls.Conn)(nil)
