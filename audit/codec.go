@@ -24,7 +24,8 @@ func init() {
 		panic(err)
 	}
 	decMode, err = cbor.DecOptions{
-		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
+		// Duplicate keys need no extra check: a map with a duplicate key
+		// never re-encodes to the same bytes, so strictUnmarshal rejects it.
 		IndefLength:       cbor.IndefLengthForbidden,
 		TagsMd:            cbor.TagsForbidden,
 		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,

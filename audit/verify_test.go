@@ -347,6 +347,16 @@ func TestDecodeRejectsNonCanonical(t *testing.T) {
 	if !bytes.Equal(lenient, payload) {
 		t.Fatal("re-encoded map differs")
 	}
+	// The same map with key 1 (seq) given twice.
+	if payload[0] != 0xa5 {
+		t.Fatalf("record header %#x, want a 5-entry map", payload[0])
+	}
+	seqKV, _ := encMode.Marshal(1)
+	seqV, _ := encMode.Marshal(es[1].Record.Seq)
+	dup := append(append(append([]byte{0xa6}, seqKV...), seqV...), payload[1:]...)
+	if _, _, _, err := DecodeRecord(dup); !errors.Is(err, ErrEncoding) {
+		t.Fatalf("record with a duplicate key accepted: %v", err)
+	}
 	bad := append([]byte{payload[0]}, payload[1:]...)
 	bad[0] = 0xbf // indefinite-length map header
 	bad = append(bad, 0xff)
