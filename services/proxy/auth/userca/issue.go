@@ -26,7 +26,7 @@ var CredentialOID = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 59590, 1, 1}
 
 type credentialExt struct {
 	Generation int64
-	Roles      []string `asn1:"utf8"`
+	Roles      []string
 }
 
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9._-]{0,63}$`)

@@ -1,0 +1,374 @@
+package userca_test
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"math/big"
+	"net"
+	"net/netip"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/otgate/otgate/services/proxy/auth"
+	"github.com/otgate/otgate/services/proxy/auth/authtest"
+	"github.com/otgate/otgate/services/proxy/auth/totp"
+	"github.com/otgate/otgate/services/proxy/auth/userca"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// gate is a store and a CA on a real identity service.
+type gate struct {
+	t      *testing.T
+	id     *authtest.Identity
+	device *tls.Certificate
+	clock  *clock
+	store  *auth.Store
+	ca     *userca.CA
+}
+
+func newGate(t *testing.T) *gate {
+	t.Helper()
+	g := &gate{t: t, id: authtest.StartIdentity(t), clock: &clock{t: time.Now().Truncate(time.Second)}}
+	var err error
+	if g.device, err = g.id.Client.TLSCertificate(); err != nil {
+		t.Fatal(err)
+	}
+	g.store, err = auth.Open(auth.Config{Dir: filepath.Join(t.TempDir(), "proxy"), Sealer: g.id.Client, Now: g.clock.Now,
+		Argon2: auth.Argon2Params{Time: 1, MemoryKiB: 8 * 1024, Threads: 1, KeyLen: 32}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.store.Close() })
+	g.ca = g.openCA()
+	return g
+}
+
+func (g *gate) openCA() *userca.CA {
+	g.t.Helper()
+	ca, err := userca.Open(userca.Config{Site: authtest.Site, Sealer: g.id.Client, Device: g.device, Checker: g.store, Now: g.clock.Now})
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return ca
+}
+
+// login enrols user and logs in with a code from oathtool, returning
+// what the proxy would pass to Issue.
+func (g *gate) login(user string) *auth.Login {
+	g.t.Helper()
+	en, err := g.store.AddUser(user, []byte("correct horse battery"), []string{"engineer", "vendor"})
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	bin, err := exec.LookPath("oathtool")
+	if err != nil {
+		g.t.Skip("oathtool not installed")
+	}
+	out, err := exec.Command(bin, "--totp", "-b", "--now", g.clock.Now().UTC().Format("2006-01-02 15:04:05 UTC"), totp.EncodeSecret(en.Key.Secret)).Output()
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	l, err := g.store.Authenticate(user, []byte("correct horse battery"), strings.TrimSpace(string(out)), netip.MustParseAddr("192.0.2.1"))
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return l
+}
+
+// client is the user's key and certificate.
+type client struct {
+	key    *ecdsa.PrivateKey
+	issued *userca.Issued
+}
+
+func (g *gate) issue(l *auth.Login, windowEnd time.Time) *client {
+	g.t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	is, err := g.ca.Issue(userca.Request{User: l.User, Roles: l.Roles, Generation: l.Generation, PublicKey: key.Public(), WindowEnd: windowEnd})
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return &client{key: key, issued: is}
+}
+
+// handshake runs a real TLS 1.3 mutual handshake on loopback: the server
+// uses the device certificate (signing through the identity service) and
+// verifies the client with the CA. It returns the server's verdict.
+func (g *gate) handshake(c *client) (*userca.Identity, error) {
+	g.t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer ln.Close()
+	type result struct {
+		id  *userca.Identity
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			res <- result{err: err}
+			return
+		}
+		defer conn.Close()
+		var verr error
+		srv := tls.Server(conn, &tls.Config{
+			MinVersion:   tls.VersionTLS13,
+			Certificates: []tls.Certificate{*g.device},
+			ClientAuth:   tls.RequireAnyClientCert,
+			ClientCAs:    g.ca.Pool(),
+			VerifyPeerCertificate: func(raw [][]byte, chains [][]*x509.Certificate) error {
+				verr = g.ca.VerifyPeerCertificate(raw, chains)
+				return verr
+			},
+		})
+		conn.SetDeadline(time.Now().Add(30 * time.Second))
+		if err := srv.Handshake(); err != nil {
+			if verr != nil {
+				err = verr
+			}
+			res <- result{err: err}
+			return
+		}
+		id, err := g.ca.IdentityOf(srv.ConnectionState().PeerCertificates)
+		res <- result{id: id, err: err}
+		srv.Write([]byte("ok"))
+	}()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	var certs []tls.Certificate
+	if c != nil {
+		certs = []tls.Certificate{{Certificate: [][]byte{c.issued.DER}, PrivateKey: c.key}}
+	}
+	cl := tls.Client(conn, &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: certs,
+		// The client pins the gate's device certificate.
+		InsecureSkipVerify: true,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 || string(raw[0]) != string(g.device.Certificate[0]) {
+				return errors.New("not the gate's device certificate")
+			}
+			return nil
+		},
+	})
+	cl.Handshake() // TLS 1.3: the client learns of a refusal on its first read
+	buf := make([]byte, 2)
+	cl.Read(buf)
+	if v := cl.ConnectionState().Version; v != 0 && v != tls.VersionTLS13 {
+		g.t.Errorf("TLS version %x", v)
+	}
+	r := <-res
+	return r.id, r.err
+}
+
+func TestMutualTLSAndRevocation(t *testing.T) {
+	g := newGate(t)
+	l := g.login("alice")
+	c := g.issue(l, time.Time{})
+	id, err := g.handshake(c)
+	if err != nil {
+		t.Fatalf("handshake with a fresh certificate: %v", err)
+	}
+	if id.User != "alice" || id.Generation != l.Generation || id.Serial.Cmp(c.issued.Serial) != 0 || len(id.Roles) != 2 {
+		t.Errorf("identity %+v", id)
+	}
+
+	// No certificate at all.
+	if _, err := g.handshake(nil); err == nil {
+		t.Error("handshake without a client certificate succeeded")
+	}
+
+	// One certificate revoked (logout of a session): that one is refused,
+	// another of the same login still works.
+	c2 := g.issue(l, time.Time{})
+	if err := g.store.RevokeCertificate("alice", c.issued.Serial, c.issued.NotAfter, "logout"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.handshake(c); !errors.Is(err, userca.ErrRevoked) {
+		t.Errorf("revoked serial: %v, want ErrRevoked", err)
+	}
+	if _, err := g.handshake(c2); err != nil {
+		t.Errorf("sibling certificate: %v", err)
+	}
+
+	// Generation bump (admin revoke): every earlier certificate is refused.
+	if _, err := g.store.Revoke("alice", "admin revoke"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.handshake(c2); !errors.Is(err, userca.ErrRevoked) || !errors.Is(err, auth.ErrCredentialRevoked) {
+		t.Errorf("after generation bump: %v, want ErrRevoked", err)
+	}
+}
+
+func TestDisabledUserCertificateRefused(t *testing.T) {
+	g := newGate(t)
+	c := g.issue(g.login("bob"), time.Time{})
+	if err := g.store.Disable("bob"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.handshake(c); !errors.Is(err, userca.ErrRevoked) {
+		t.Errorf("disabled user: %v, want ErrRevoked", err)
+	}
+}
+
+func TestValidityAndExpiry(t *testing.T) {
+	g := newGate(t)
+	l := g.login("alice")
+	now := g.clock.Now()
+
+	full := g.issue(l, time.Time{})
+	if want := now.Add(userca.DefaultMaxValidity); !full.issued.NotAfter.Equal(want) {
+		t.Errorf("no window: not after %v, want %v", full.issued.NotAfter, want)
+	}
+	windowEnd := now.Add(90 * time.Minute)
+	short := g.issue(l, windowEnd)
+	if !short.issued.NotAfter.Equal(windowEnd) {
+		t.Errorf("window ending in 90 min: not after %v, want %v", short.issued.NotAfter, windowEnd)
+	}
+	if _, err := g.ca.Issue(userca.Request{User: "alice", Generation: l.Generation, PublicKey: short.key.Public(), WindowEnd: now.Add(-time.Second)}); !errors.Is(err, userca.ErrNoValidity) {
+		t.Errorf("window already ended: %v", err)
+	}
+	if _, err := g.handshake(short); err != nil {
+		t.Fatal(err)
+	}
+	g.clock.Add(91 * time.Minute)
+	if _, err := g.handshake(short); !errors.Is(err, userca.ErrExpired) {
+		t.Errorf("after the window: %v, want ErrExpired", err)
+	}
+	if _, err := g.handshake(full); err != nil {
+		t.Errorf("the 8h certificate after 91 min: %v", err)
+	}
+	g.clock.Add(8 * time.Hour)
+	if _, err := g.handshake(full); !errors.Is(err, userca.ErrExpired) {
+		t.Errorf("after 8h: %v, want ErrExpired", err)
+	}
+}
+
+func TestCASignedByDeviceAndPersistent(t *testing.T) {
+	g := newGate(t)
+	cert := g.ca.Certificate()
+	device := g.device.Leaf
+	if err := cert.CheckSignatureFrom(device); err != nil {
+		t.Fatalf("user CA is not signed by the device certificate: %v", err)
+	}
+	if !cert.IsCA || cert.MaxPathLen != 0 || !cert.MaxPathLenZero {
+		t.Errorf("CA constraints: IsCA %v MaxPathLen %d", cert.IsCA, cert.MaxPathLen)
+	}
+	// A user certificate chains to the device certificate too.
+	c := g.issue(g.login("alice"), time.Time{})
+	roots := x509.NewCertPool()
+	roots.AddCert(device)
+	inter := x509.NewCertPool()
+	inter.AddCert(cert)
+	if _, err := c.issued.Cert.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: g.clock.Now(),
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("user certificate does not chain to the device: %v", err)
+	}
+	if len(c.issued.Serial.Bytes()) < 12 {
+		t.Errorf("serial %x looks short for 128 random bits", c.issued.Serial)
+	}
+	u := c.issued.Cert.URIs
+	if len(u) != 1 || u[0].String() != "spiffe://"+authtest.Site+"/user/alice" {
+		t.Errorf("URIs %v", u)
+	}
+	// Reopened: the same CA, and old certificates still verify.
+	again := g.openCA()
+	if !again.Certificate().Equal(cert) {
+		t.Error("reopened CA has another certificate")
+	}
+	g.ca = again
+	if _, err := g.handshake(c); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestForeignCertificateRefused(t *testing.T) {
+	g := newGate(t)
+	l := g.login("alice")
+	// Same names, same extension, other CA: a different gate's.
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := *g.ca.Certificate()
+	tmpl.Subject = pkix.Name{CommonName: tmpl.Subject.CommonName}
+	tmpl.PublicKey, tmpl.AuthorityKeyId, tmpl.SubjectKeyId = key.Public(), nil, nil
+	fake, err := x509.CreateCertificate(rand.Reader, &tmpl, &tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fakeCA, _ := x509.ParseCertificate(fake)
+	good := g.issue(l, time.Time{})
+	forged := *good.issued.Cert
+	forged.SerialNumber = big.NewInt(42)
+	der, err := x509.CreateCertificate(rand.Reader, &forged, fakeCA, good.key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.ca.Verify([][]byte{der, fake}); !errors.Is(err, userca.ErrNotOurs) {
+		t.Errorf("foreign certificate: %v, want ErrNotOurs", err)
+	}
+	if _, err := g.ca.Verify(nil); !errors.Is(err, userca.ErrNoCertificate) {
+		t.Errorf("no certificate: %v", err)
+	}
+	if _, err := g.ca.Verify([][]byte{[]byte("junk")}); !errors.Is(err, userca.ErrMalformed) {
+		t.Errorf("junk: %v", err)
+	}
+}
+
+func TestIssueRefusesBadRequests(t *testing.T) {
+	g := newGate(t)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	weak, _ := ecdsa.GenerateKey(elliptic.P224(), rand.Reader)
+	for _, r := range []userca.Request{
+		{User: "Alice", Generation: 1, PublicKey: key.Public()},
+		{User: "alice", Generation: 0, PublicKey: key.Public()},
+		{User: "alice", Generation: 1, PublicKey: weak.Public()},
+		{User: "alice", Generation: 1, PublicKey: nil},
+		{User: "alice", Roles: []string{"x y"}, Generation: 1, PublicKey: key.Public()},
+	} {
+		if _, err := g.ca.Issue(r); err == nil {
+			t.Errorf("Issue(%+v) accepted", r)
+		}
+	}
+	var _ crypto.Signer = key
+}
+
+func TestCorruptCASecret(t *testing.T) {
+	g := newGate(t)
+	if err := g.id.Client.Seal(userca.KeySecret, []byte("not a CA")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := userca.Open(userca.Config{Site: authtest.Site, Sealer: g.id.Client, Device: g.device, Checker: g.store})
+	if !errors.Is(err, userca.ErrCAState) {
+		t.Errorf("corrupt CA secret: %v, want ErrCAState", err)
+	}
+}
