@@ -97,7 +97,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown zone", edit(t, "    zone: cell-2\n    address: 10.10.2.10", "    zone: cell-9\n    address: 10.10.2.10"),
 			[]string{`plant.yaml:52: assets[2].zone: unknown zone "cell-9" (known: cell-1, cell-2, utilities)`}},
 		{"unknown top-level field", edit(t, "site: plant-north", "site: plant-north\ncolour: blue"),
-			[]string{`plant.yaml:3: colour: unknown field (known: site, limits, zones, overlay, assets, exceptions)`}},
+			[]string{`plant.yaml:3: colour: unknown field (known: site, limits, zones, overlay, assets, exceptions, roles, users, maintenance_windows, grants)`}},
 		{"unknown asset field", edit(t, "    mac: 00:1D:9C:C7:B0:70", "    mac: 00:1D:9C:C7:B0:70\n    colour: red"),
 			[]string{`plant.yaml:41: assets[0].colour: unknown field`}},
 		{"wrong type", edit(t, "    vlan: 101", "    vlan: [101]"),

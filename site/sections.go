@@ -26,6 +26,11 @@ var sections = []section{
 	{key: "overlay", decode: decodeOverlay, validate: validateOverlay},
 	{key: "assets", decode: decodeAssets, validate: validateAssets},
 	{key: "exceptions", decode: decodeExceptions, validate: validateExceptions},
+	// Access (access.go): roles, users, maintenance windows, grants.
+	{key: "roles", decode: decodeRoles, validate: validateRoles},
+	{key: "users", decode: decodeUsers, validate: validateUsers},
+	{key: "maintenance_windows", decode: decodeMaintenanceWindows, validate: validateMaintenanceWindows},
+	{key: "grants", decode: decodeGrants, validate: validateGrants},
 }
 
 func sectionKeys() []string {

@@ -29,6 +29,8 @@ type Site struct {
 	Exceptions []Exception `cbor:"4,keyasint"`
 	Overlay    Overlay     `cbor:"5,keyasint"`
 	Limits     Limits      `cbor:"6,keyasint"`
+	// Access: roles, users, maintenance windows and grants (access.go).
+	Access Access `cbor:"7,keyasint,omitempty"`
 }
 
 // Mode is how a zone's segment is enforced.

@@ -1,0 +1,163 @@
+package site
+
+import (
+	"gopkg.in/yaml.v3"
+
+	"github.com/otgate/otgate/inspect/modbus"
+)
+
+// decodeModbusRules reads a grant's modbus: rules node by node (so every
+// problem has its line and field), then has inspect/modbus check the
+// whole (its Compile is the single definition of what is valid).
+func decodeModbusRules(d *decoder, n *yaml.Node, p, grant string) (*modbus.Rules, bool) {
+	f := d.fields(n, p, "units", "functions", "coils", "discrete-inputs", "holding-registers", "input-registers", "limits")
+	d.require(n, p, f, "units", "functions")
+	if f == nil {
+		return nil, false
+	}
+	r := &modbus.Rules{Name: grant}
+	ok := true
+	if v, has := f["units"]; has {
+		up := join(p, "units")
+		items := d.list(v, up)
+		if len(items) == 0 {
+			d.nodeErrorf(v, up, "want at least one unit id (0..255)")
+			ok = false
+		}
+		for i, it := range items {
+			u, good := d.integer(it, index(up, i), 0, 255)
+			ok = ok && good
+			r.Units = append(r.Units, u)
+		}
+	}
+	if v, has := f["functions"]; has {
+		fp := join(p, "functions")
+		items := d.list(v, fp)
+		if len(items) == 0 {
+			d.nodeErrorf(v, fp, "want at least one function set, name or code")
+			ok = false
+		}
+		for i, it := range items {
+			s, good := d.scalar(it, index(fp, i), "a function set, name or code", "!!str", "!!int")
+			if good {
+				probe := modbus.Rules{Units: []int{0}, Functions: []string{s}}
+				if _, err := probe.Compile(); err != nil {
+					d.nodeErrorf(it, index(fp, i), "%s", trimRulesPrefix(err.Error()))
+					good = false
+				}
+			}
+			ok = ok && good
+			r.Functions = append(r.Functions, s)
+		}
+	}
+	for _, tb := range []struct {
+		key      string
+		ranges   *modbus.TableRanges
+		readOnly bool
+	}{
+		{"coils", &r.Coils, false},
+		{"discrete-inputs", &r.DiscreteInputs, true},
+		{"holding-registers", &r.HoldingRegisters, false},
+		{"input-registers", &r.InputRegisters, true},
+	} {
+		v, has := f[tb.key]
+		if !has {
+			continue
+		}
+		tp := join(p, tb.key)
+		tf := d.fields(v, tp, "read", "write")
+		if tf == nil {
+			ok = false
+			continue
+		}
+		if rv, has := tf["read"]; has {
+			rs, good := d.ranges(rv, join(tp, "read"))
+			tb.ranges.Read, ok = rs, ok && good
+		}
+		if wv, has := tf["write"]; has {
+			if tb.readOnly {
+				d.nodeErrorf(wv, join(tp, "write"), "%s are read-only in Modbus; remove the write ranges", tb.key)
+				ok = false
+			} else {
+				rs, good := d.ranges(wv, join(tp, "write"))
+				tb.ranges.Write, ok = rs, ok && good
+			}
+		}
+	}
+	if v, has := f["limits"]; has {
+		lp := join(p, "limits")
+		for i, it := range d.list(v, lp) {
+			ip := index(lp, i)
+			lf := d.fields(it, ip, "registers", "min", "max", "signed")
+			d.require(it, ip, lf, "registers", "min", "max")
+			if lf == nil || lf["registers"] == nil || lf["min"] == nil || lf["max"] == nil {
+				ok = false
+				continue
+			}
+			var l modbus.ValueLimit
+			rg, good := d.modbusRange(lf["registers"], join(ip, "registers"))
+			ok = ok && good
+			l.Registers = rg
+			if sv, has := lf["signed"]; has {
+				l.Signed, good = d.boolean(sv, join(ip, "signed"))
+				ok = ok && good
+			}
+			lo, hi := 0, 65535
+			if l.Signed {
+				lo, hi = -32768, 32767
+			}
+			l.Min, good = d.integer(lf["min"], join(ip, "min"), lo, hi)
+			ok = ok && good
+			l.Max, good = d.integer(lf["max"], join(ip, "max"), lo, hi)
+			ok = ok && good
+			if good && l.Min > l.Max {
+				d.nodeErrorf(lf["max"], join(ip, "max"), "max %d is less than min %d", l.Max, l.Min)
+				ok = false
+			}
+			r.Limits = append(r.Limits, l)
+		}
+	}
+	if ok {
+		if err := r.Validate(); err != nil {
+			d.nodeErrorf(n, p, "%s", trimRulesPrefix(err.Error()))
+			ok = false
+		}
+	}
+	return r, ok
+}
+
+func (d *decoder) ranges(n *yaml.Node, path string) ([]modbus.Range, bool) {
+	ok := true
+	var out []modbus.Range
+	items := d.list(n, path)
+	for i, it := range items {
+		r, good := d.modbusRange(it, index(path, i))
+		ok = ok && good
+		out = append(out, r)
+	}
+	return out, ok
+}
+
+// modbusRange reads "50-55", "52" or 52.
+func (d *decoder) modbusRange(n *yaml.Node, path string) (modbus.Range, bool) {
+	s, ok := d.scalar(n, path, `an address range like "50-55" or 52`, "!!str", "!!int")
+	if !ok {
+		return modbus.Range{}, false
+	}
+	r, err := modbus.ParseRange(s)
+	if err != nil {
+		d.nodeErrorf(n, path, "%v", err)
+		return modbus.Range{}, false
+	}
+	return r, true
+}
+
+// trimRulesPrefix drops inspect/modbus's "modbus rules: " prefix: the
+// field path already says where.
+func trimRulesPrefix(s string) string {
+	const prefix = "modbus rules: "
+	if len(s) > len(prefix) && s[:len(prefix)] == prefix {
+		return s[len(prefix):]
+	}
+	return s
+}
