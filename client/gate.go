@@ -1,0 +1,319 @@
+package client
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/otgate/otgate/services/proxy/wire"
+)
+
+// DefaultPort is the gate's port when the URL names none.
+const DefaultPort = "8443"
+
+// ParseGate turns "otgate://host[:port]", "https://host[:port]" or
+// "host[:port]" into host:port.
+func ParseGate(s string) (string, error) {
+	if strings.Contains(s, "://") {
+		u, err := url.Parse(s)
+		if err != nil {
+			return "", fmt.Errorf("gate %q: %w", s, err)
+		}
+		if u.Scheme != "otgate" && u.Scheme != "https" {
+			return "", fmt.Errorf("gate %q: scheme %q (want otgate:// or https://)", s, u.Scheme)
+		}
+		s = u.Host
+	}
+	if s == "" {
+		return "", errors.New("gate address is empty")
+	}
+	if _, _, err := net.SplitHostPort(s); err != nil {
+		s = net.JoinHostPort(strings.Trim(s, "[]"), DefaultPort)
+	}
+	return s, nil
+}
+
+// Fingerprint is the hex SHA-256 of a certificate's public key info.
+func Fingerprint(c *x509.Certificate) string {
+	h := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+	return hex.EncodeToString(h[:])
+}
+
+// tlsConfig checks the gate by pin and/or CA file. learned receives the
+// fingerprint seen when pin is empty (first use).
+func tlsConfig(alpn, pin, caFile string, cert *tls.Certificate, learned *string) (*tls.Config, error) {
+	var roots *x509.CertPool
+	if caFile != "" {
+		b, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("CA file: %w", err)
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("CA file %s: no PEM certificate in it", caFile)
+		}
+	}
+	cfg := &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		NextProtos: []string{alpn},
+		// The gate's certificate names the device (a SPIFFE URI), not a
+		// DNS name: it is checked by pin or CA below, never skipped.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("gate sent no certificate")
+			}
+			leaf := cs.PeerCertificates[0]
+			if roots != nil {
+				inter := x509.NewCertPool()
+				for _, c := range cs.PeerCertificates[1:] {
+					inter.AddCert(c)
+				}
+				if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter}); err != nil {
+					return fmt.Errorf("gate certificate does not verify with %s: %w", caFile, err)
+				}
+			}
+			fp := Fingerprint(leaf)
+			switch {
+			case pin == "" && learned != nil:
+				*learned = fp
+			case pin == "":
+				return errors.New("no pin for the gate: log in again")
+			case pin != fp:
+				return fmt.Errorf("gate certificate changed: pinned %s, got %s (a different gate, or a reset identity: check with the gate's administrator, then otgate logout and login again)", pin, fp)
+			}
+			if cs.NegotiatedProtocol != alpn {
+				return fmt.Errorf("gate does not speak %s (ALPN %q)", alpn, cs.NegotiatedProtocol)
+			}
+			return nil
+		},
+	}
+	if cert != nil {
+		cfg.Certificates = []tls.Certificate{*cert}
+	}
+	return cfg, nil
+}
+
+func dialTLS(ctx context.Context, gate string, cfg *tls.Config) (*tls.Conn, error) {
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 15 * time.Second}, Config: cfg}
+	c, err := d.DialContext(ctx, "tcp", gate)
+	if err != nil {
+		return nil, fmt.Errorf("connect to gate %s: %w", gate, err)
+	}
+	return c.(*tls.Conn), nil
+}
+
+// LoginOptions are the inputs of Login.
+type LoginOptions struct {
+	Gate     string // as ParseGate takes it
+	User     string
+	Password string
+	Code     string
+	CAFile   string
+	// Dir is the profile directory (DefaultDir when empty).
+	Dir string
+}
+
+// LoginResult says what Login did.
+type LoginResult struct {
+	Gate        string
+	Fingerprint string
+	FirstUse    bool // the pin was learned now
+	User        string
+	NotAfter    time.Time
+}
+
+// Login makes a key, logs in, and stores key, certificate and pin. A pin
+// already stored for the same gate is enforced.
+func Login(ctx context.Context, o LoginOptions) (*LoginResult, error) {
+	gate, err := ParseGate(o.Gate)
+	if err != nil {
+		return nil, err
+	}
+	dir := o.Dir
+	if dir == "" {
+		if dir, err = DefaultDir(); err != nil {
+			return nil, err
+		}
+	}
+	pin := ""
+	if p, err := LoadProfile(dir); err == nil && p.Gate == gate {
+		pin = p.Pin
+	}
+	var learned string
+	cfg, err := tlsConfig(wire.ALPNLogin, pin, o.CAFile, nil, &learned)
+	if err != nil {
+		return nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	c, err := dialTLS(ctx, gate, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	rsp, err := call(c, wire.Request{Op: wire.OpLogin, User: o.User, Password: o.Password, Code: o.Code, PublicKey: pub})
+	if err != nil {
+		return nil, err
+	}
+	if len(rsp.Certificate) == 0 {
+		return nil, errors.New("gate answered the login without a certificate")
+	}
+	leaf, err := x509.ParseCertificate(rsp.Certificate[0])
+	if err != nil {
+		return nil, fmt.Errorf("certificate from the gate: %w", err)
+	}
+	if !leaf.PublicKey.(interface{ Equal(any) bool }).Equal(&key.PublicKey) {
+		return nil, errors.New("gate issued a certificate for a different key")
+	}
+	res := &LoginResult{Gate: gate, User: rsp.User, NotAfter: leaf.NotAfter, Fingerprint: pin}
+	if pin == "" {
+		res.Fingerprint, res.FirstUse = learned, true
+	}
+	if err := saveProfile(dir, &Profile{Gate: gate, Pin: res.Fingerprint, CAFile: o.CAFile, User: rsp.User, Expiry: leaf.NotAfter}); err != nil {
+		return nil, fmt.Errorf("store profile in %s: %w", dir, err)
+	}
+	if err := saveCredential(dir, key, rsp.Certificate); err != nil {
+		return nil, fmt.Errorf("store credential in %s: %w", dir, err)
+	}
+	return res, nil
+}
+
+// GateError is an error answer of the gate.
+type GateError struct{ Code, Msg string }
+
+func (e *GateError) Error() string { return "gate: " + e.Msg }
+
+func call(c *tls.Conn, req wire.Request) (*wire.Response, error) {
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if err := wire.WriteFrame(c, req); err != nil {
+		return nil, fmt.Errorf("send %s: %w", req.Op, err)
+	}
+	var rsp wire.Response
+	if err := wire.ReadFrame(c, &rsp); err != nil {
+		return nil, fmt.Errorf("read %s answer: %w", req.Op, err)
+	}
+	if rsp.Code != "" {
+		return nil, &GateError{Code: rsp.Code, Msg: rsp.Error}
+	}
+	return &rsp, nil
+}
+
+// Session is a logged-in profile.
+type Session struct {
+	Dir     string
+	Profile *Profile
+	cert    *tls.Certificate
+}
+
+// Open loads the profile in dir (DefaultDir when empty).
+func Open(dir string) (*Session, error) {
+	var err error
+	if dir == "" {
+		if dir, err = DefaultDir(); err != nil {
+			return nil, err
+		}
+	}
+	p, err := LoadProfile(dir)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := loadCredential(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &Session{Dir: dir, Profile: p, cert: cert}, nil
+}
+
+func (s *Session) dial(ctx context.Context, alpn string) (*tls.Conn, error) {
+	cfg, err := tlsConfig(alpn, s.Profile.Pin, s.Profile.CAFile, s.cert, nil)
+	if err != nil {
+		return nil, err
+	}
+	return dialTLS(ctx, s.Profile.Gate, cfg)
+}
+
+// Assets asks the gate what the user may reach now.
+func (s *Session) Assets(ctx context.Context) (*wire.Response, error) {
+	c, err := s.dial(ctx, wire.ALPNLogin)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return call(c, wire.Request{Op: wire.OpAssets})
+}
+
+// Logout asks the gate to invalidate every certificate of the user, then
+// deletes the local files (also when the gate cannot be reached: the
+// error is returned after the files are gone).
+func (s *Session) Logout(ctx context.Context) error {
+	var gerr error
+	c, err := s.dial(ctx, wire.ALPNLogin)
+	if err != nil {
+		gerr = err
+	} else {
+		_, gerr = call(c, wire.Request{Op: wire.OpLogout})
+		c.Close()
+	}
+	if err := RemoveProfile(s.Dir); err != nil {
+		return errors.Join(gerr, err)
+	}
+	return gerr
+}
+
+// DeniedError is a refused tunnel.
+type DeniedError struct{ Reply wire.Reply }
+
+func (e *DeniedError) Error() string {
+	if e.Reply.Rule != "" {
+		return fmt.Sprintf("gate refused: %s (rule %s)", e.Reply.Reason, e.Reply.Rule)
+	}
+	return "gate refused: " + e.Reply.Reason
+}
+
+// Tunnel opens one stream to asset/protocol. On accept the returned
+// connection carries the application's bytes.
+func (s *Session) Tunnel(ctx context.Context, asset, protocol string) (*tls.Conn, *wire.Reply, error) {
+	hdr, err := wire.Header{Asset: asset, Protocol: protocol}.AppendBinary(nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := s.dial(ctx, wire.ALPNTunnel)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.Write(hdr); err != nil {
+		c.Close()
+		return nil, nil, fmt.Errorf("send tunnel header: %w", err)
+	}
+	var r wire.Reply
+	if err := wire.ReadFrame(c, &r); err != nil {
+		c.Close()
+		return nil, nil, fmt.Errorf("read the gate's answer: %w", err)
+	}
+	if !r.Accept {
+		c.Close()
+		return nil, &r, &DeniedError{Reply: r}
+	}
+	c.SetDeadline(time.Time{})
+	return c, &r, nil
+}

@@ -1,0 +1,5 @@
+package client
+
+import "runtime"
+
+func isWindows() bool { return runtime.GOOS == "windows" }
