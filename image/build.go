@@ -269,14 +269,14 @@ func build(ctx context.Context, b *board.Board, c *config) (m *Manifest, err err
 			os.RemoveAll(tmp)
 		}
 	}()
-	if err := os.WriteFile(filepath.Join(tmp, KernelFile), kernel, 0o644); err != nil {
+	if err := writeFileSync(filepath.Join(tmp, KernelFile), kernel); err != nil {
 		return nil, err
 	}
 	var initrd bytes.Buffer
 	if err := writeInitramfs(&initrd, tree); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(tmp, InitramfsFile), initrd.Bytes(), 0o644); err != nil {
+	if err := writeFileSync(filepath.Join(tmp, InitramfsFile), initrd.Bytes()); err != nil {
 		return nil, err
 	}
 	p.step("initramfs", "%d entries, %.1f MiB -> %.1f MiB zstd; kernel %.1f MiB",
@@ -297,7 +297,7 @@ func build(ctx context.Context, b *board.Board, c *config) (m *Manifest, err err
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(tmp, ManifestFile), mb, 0o644); err != nil {
+	if err := writeFileSync(filepath.Join(tmp, ManifestFile), mb); err != nil {
 		return nil, err
 	}
 	if err := syncDir(tmp); err != nil {
@@ -429,4 +429,21 @@ func syncDir(dir string) error {
 	}
 	defer f.Close()
 	return f.Sync()
+}
+
+// writeFileSync writes an artifact and flushes it to disk.
+func writeFileSync(name string, data []byte) error {
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

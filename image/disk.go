@@ -128,5 +128,22 @@ func writeDisk(ctx context.Context, dst, boardName string, files []espFile) erro
 // writeQCOW2 converts the raw image src to qcow2 at dst with qemu-img
 // (qemu-utils). Its output depends only on the input bytes.
 func writeQCOW2(ctx context.Context, src, dst string) error {
-	return runIn(ctx, "", nil, "qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", src, dst)
+	if err := runIn(ctx, "", nil, "qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", src, dst); err != nil {
+		return err
+	}
+	for _, p := range []string{src, dst} {
+		if err := syncFile(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func syncFile(name string) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }

@@ -20,8 +20,16 @@ const readinessTimeout = 30 * time.Second
 
 // ProductionServices is the service table of every image. A row is added
 // when its service's main package lands in services/<name>/cmd (binary
-// /bin/otgate-<name>); there are none yet.
-var ProductionServices = []ServiceRow{}
+// /bin/otgate-<name>).
+var ProductionServices = []ServiceRow{
+	// identity: TPM device key, sealed data key, local API socket. Not
+	// critical yet: images booted without a TPM (plain QEMU runs) must
+	// still reach ready; make it critical once every boot has a TPM.
+	{Package: "./services/identity/cmd", Service: bootcfg.Service{
+		Name: "identity", Binary: "/bin/otgate-identity", Readiness: bootcfg.ReadyNotify,
+		Timeout: readinessTimeout,
+	}},
+}
 
 // testsvcBinary is the test service's binary in test images.
 const testsvcBinary = "/bin/otgate-testsvc"
