@@ -269,6 +269,9 @@ func build(ctx context.Context, b *board.Board, c *config) (m *Manifest, err err
 			os.RemoveAll(tmp)
 		}
 	}()
+	if err := os.Chmod(tmp, 0o755); err != nil { // MkdirTemp makes it 0700
+		return nil, err
+	}
 	if err := writeFileSync(filepath.Join(tmp, KernelFile), kernel); err != nil {
 		return nil, err
 	}
