@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/otgate/otgate/client"
+)
+
+func init() {
+	register(command{name: "login", summary: "log in to a gate with password and TOTP (login <gate-url>)",
+		run: func(args []string) error { return runLogin(args, os.Stdin, os.Stdout) }})
+}
+
+// profileDirFlag adds --profile (the credential directory).
+func profileDirFlag(fs *flag.FlagSet) *string {
+	return fs.String("profile", "", "credential directory (default: the user config dir's otgate folder)")
+}
+
+func runLogin(args []string, in io.Reader, out io.Writer) error {
+	fs := flag.NewFlagSet("otgate login", flag.ContinueOnError)
+	user := fs.String("user", "", "user name (default: asked)")
+	code := fs.String("code", "", "the TOTP code (default: asked)")
+	pwStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input")
+	caFile := fs.String("ca", "", "PEM file of the CA that signed the gate's certificate (default: pin on first use)")
+	dir := profileDirFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("usage: otgate login [--user NAME] [--code 123456] [--password-stdin] [--ca gate-ca.pem] <gate-url>")
+	}
+	r := bufio.NewReader(in)
+	var err error
+	if *user == "" {
+		if *user, err = prompt(r, out, "user: "); err != nil {
+			return err
+		}
+	}
+	var password string
+	if *pwStdin {
+		line, err := r.ReadString('\n')
+		if err != nil && (err != io.EOF || line == "") {
+			return fmt.Errorf("read password from standard input: %w", err)
+		}
+		password = strings.TrimRight(line, "\r\n")
+	} else {
+		f, ok := in.(*os.File)
+		if !ok || !term.IsTerminal(int(f.Fd())) {
+			return errors.New("standard input is not a terminal: use --password-stdin")
+		}
+		fmt.Fprint(out, "password: ")
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(out)
+		if err != nil {
+			return err
+		}
+		password = string(b)
+	}
+	if *code == "" {
+		if *code, err = prompt(r, out, "TOTP code: "); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := client.Login(ctx, client.LoginOptions{Gate: fs.Arg(0), User: *user, Password: password, Code: *code, CAFile: *caFile, Dir: *dir})
+	if err != nil {
+		return err
+	}
+	if res.FirstUse {
+		fmt.Fprintf(out, "first connection to %s: pinned its certificate, SHA-256 of its key %s\n", res.Gate, res.Fingerprint)
+		fmt.Fprintln(out, "compare this fingerprint with the one the gate's console shows; a change will be refused")
+	}
+	fmt.Fprintf(out, "logged in as %s until %s\n", res.User, res.NotAfter.Local().Format("2006-01-02 15:04:05 MST"))
+	return nil
+}
+
+func prompt(r *bufio.Reader, out io.Writer, p string) (string, error) {
+	fmt.Fprint(out, p)
+	line, err := r.ReadString('\n')
+	if err != nil && (err != io.EOF || line == "") {
+		return "", fmt.Errorf("read %s: %w", strings.TrimSuffix(p, ": "), err)
+	}
+	return strings.TrimSpace(line), nil
+}
