@@ -1,0 +1,189 @@
+// Package boot holds the QEMU integration tests of the appliance image
+// itself: PID 1, the service supervisor, the watchdog, shutdown and the
+// persistent disk, on every board.
+package boot
+
+import (
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/otgate/otgate/integration/internal/gatetest"
+	"github.com/otgate/otgate/qemu"
+)
+
+// The story of one gate on qemu-x86_64: first boot formats /perm and comes
+// up; a flaky service is restarted with back-off; a crash-looping one is
+// marked failed while the rest keep running; the status socket lists every
+// service; an ACPI power-down stops services in reverse order and QEMU exits
+// 0. The second boot finds the first boot's data on /perm; when PID 1 stops
+// petting (test hook) the hardware watchdog resets the VM, and the harness
+// tells that apart from a clean shutdown.
+func TestX86Lifecycle(t *testing.T) {
+	b, img := gatetest.Image(t, "qemu-x86_64")
+	state := t.TempDir()
+	disk := filepath.Join(state, "perm.raw")
+	tpm := filepath.Join(state, "tpm")
+
+	// Boot 1.
+	vm := qemu.StartT(t, b, img,
+		qemu.WithDisk(disk, 256<<20),
+		qemu.WithTPM(tpm),
+		qemu.WithWatchdog(qemu.WatchdogReset),
+		qemu.WithTimeout(5*time.Minute),
+	)
+	ctx := gatetest.Context(t, 4*time.Minute)
+	mustSee(t, vm, `init: /perm mounted (/dev/vda, ext4, boot 1)`)
+	ready := mustSee(t, vm, "init: ready (")
+	t.Logf("boot 1: %s", ready)
+
+	// Back-off: flaky crashes twice, each restart delay doubles, then it runs.
+	mustSee(t, vm, "init: flaky exited (status 1), restart 1 in 250ms")
+	mustSee(t, vm, "init: flaky exited (status 1), restart 2 in 500ms")
+	mustSee(t, vm, regexp.MustCompile(`^init: flaky ready \(`))
+	// Crash loop: crashloop is given up on; steady keeps running.
+	mustSee(t, vm, regexp.MustCompile(`^init: crashloop: crash loop \(5 restarts in 30s\), marked failed$`))
+
+	// The status socket, read on the device by the test service through
+	// the same client `otgate status` uses.
+	mustSee(t, vm, "testsvc: status")
+	status := mustSee(t, vm, regexp.MustCompile(`^steady\s+ready\b`))
+	t.Logf("status row: %s", status)
+	for _, name := range []string{"flaky", "crashloop"} {
+		mustSee(t, vm, regexp.MustCompile(`^`+name+`\s+\S+`))
+	}
+
+	// Nothing else died meanwhile.
+	if line := find(vm, regexp.MustCompile(`^init: steady exited`)); line != "" {
+		t.Errorf("steady exited while crashloop was failing: %q", line)
+	}
+
+	// ACPI power button: reverse order stop, clean power-off, QEMU exit 0.
+	if err := vm.Powerdown(ctx); err != nil {
+		t.Fatalf("powerdown: %v", err)
+	}
+	exit, err := vm.Wait(ctx)
+	if err != nil {
+		t.Fatalf("wait: %v", err)
+	}
+	if !exit.CleanPowerOff() {
+		t.Fatalf("boot 1 did not power off cleanly: %s\n%s", exit, vm.Tail(40))
+	}
+	stops := stopOrder(vm)
+	want := []string{"flaky", "steady"}
+	if !sameOrder(stops, want) {
+		t.Errorf("stop order %v, want %v (reverse of start order) as a subsequence", stops, want)
+	}
+	mustSee(t, vm, "init: powering off")
+
+	// Boot 2: same disk, same TPM; the watchdog test hook stops petting.
+	vm2 := qemu.StartT(t, b, img,
+		qemu.WithDisk(disk, 256<<20),
+		qemu.WithTPM(tpm),
+		qemu.WithWatchdog(qemu.WatchdogReset),
+		qemu.WithCmdline("otgate.test.stop_watchdog=1"),
+		qemu.WithTimeout(5*time.Minute),
+	)
+	mustSee(t, vm2, `init: /perm mounted (/dev/vda, ext4, boot 2)`)
+	mustSee(t, vm2, "init: ready (")
+	mustSee(t, vm2, "init: test hook: watchdog petting stopped")
+	exit2, err := vm2.Wait(ctx)
+	if err != nil {
+		t.Fatalf("wait for watchdog: %v", err)
+	}
+	action, fired := exit2.WatchdogFired()
+	if !fired || action != "reset" {
+		t.Fatalf("watchdog did not reset the VM: %s\n%s", exit2, vm2.Tail(40))
+	}
+	if exit2.CleanPowerOff() {
+		t.Fatalf("a watchdog reset was reported as a clean power-off: %s", exit2)
+	}
+	if find(vm2, regexp.MustCompile(`^init: powering off`)) != "" {
+		t.Errorf("init printed a clean shutdown before the watchdog reset")
+	}
+}
+
+// qemu-aarch64 boots to ready under TCG.
+func TestAarch64Boot(t *testing.T) {
+	b, img := gatetest.Image(t, "qemu-aarch64")
+	state := t.TempDir()
+	vm := qemu.StartT(t, b, img,
+		qemu.WithDisk(filepath.Join(state, "perm.raw"), 256<<20),
+		qemu.WithTPM(filepath.Join(state, "tpm")),
+		qemu.WithTimeout(5*time.Minute),
+	)
+	mustSee(t, vm, `init: /perm mounted (/dev/vda, ext4, boot 1)`)
+	t.Logf("arm64: %s", mustSee(t, vm, "init: ready ("))
+	mustSee(t, vm, regexp.MustCompile(`^steady\s+ready\b`))
+}
+
+// generic-x86_64: the UEFI disk image boots under OVMF to ready and finds
+// its persistent partition on the boot disk.
+func TestGenericUEFIBoot(t *testing.T) {
+	b, img := gatetest.Image(t, "generic-x86_64")
+	state := t.TempDir()
+	vm := qemu.StartT(t, b, img,
+		qemu.WithDisk(filepath.Join(state, "disk.img"), 0),
+		qemu.WithTPM(filepath.Join(state, "tpm")),
+		qemu.WithTimeout(5*time.Minute),
+	)
+	mustSee(t, vm, regexp.MustCompile(`^init: /perm mounted \(/dev/vda\d+, ext4, boot 1\)`))
+	t.Logf("uefi: %s", mustSee(t, vm, "init: ready ("))
+	ctx := gatetest.Context(t, 2*time.Minute)
+	if err := vm.Powerdown(ctx); err != nil {
+		t.Fatalf("powerdown: %v", err)
+	}
+	exit, err := vm.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !exit.CleanPowerOff() {
+		t.Fatalf("no clean power-off: %s\n%s", exit, vm.Tail(40))
+	}
+}
+
+// mustSee waits (up to three minutes: TCG on a loaded 2-core machine) for a
+// console line matching pattern (a prefix string or a regexp).
+func mustSee(t *testing.T, vm *qemu.VM, pattern any) string {
+	t.Helper()
+	ctx := gatetest.Context(t, 3*time.Minute)
+	line, err := vm.WaitFor(ctx, pattern)
+	if err != nil {
+		t.Fatalf("waiting for %v: %v\nconsole tail:\n%s", pattern, err, vm.Tail(60))
+	}
+	return line
+}
+
+func find(vm *qemu.VM, re *regexp.Regexp) string {
+	for _, l := range vm.Lines() {
+		if re.MatchString(l) {
+			return l
+		}
+	}
+	return ""
+}
+
+var stopRE = regexp.MustCompile(`^init: stopping (\S+)`)
+
+func stopOrder(vm *qemu.VM) []string {
+	var names []string
+	for _, l := range vm.Lines() {
+		if m := stopRE.FindStringSubmatch(l); m != nil {
+			names = append(names, strings.TrimSuffix(m[1], ":"))
+		}
+	}
+	return names
+}
+
+// sameOrder: want appears in got in this order.
+func sameOrder(got, want []string) bool {
+	i := 0
+	for _, g := range got {
+		if i < len(want) && g == want[i] {
+			i++
+		}
+	}
+	return i == len(want)
+}
