@@ -317,3 +317,12 @@ func (s *Store) Users() []UserInfo {
 	}
 	return out
 }
+
+// IssuerForSite is the issuer name shown in authenticator apps for the
+// gate of site (Config.Issuer), so the CLI and the proxy enrol alike.
+func IssuerForSite(site string) string {
+	if site == "" {
+		return "otgate"
+	}
+	return "otgate " + site
+}

@@ -21,13 +21,20 @@ const Site = "plant-1.example"
 type Identity struct {
 	TPM    *swtpmtest.TPM
 	Socket string
-	// Client is connected as the "proxy" service.
+	// Client is connected as the service StartIdentityAs was given.
 	Client *api.Client
 }
 
 // StartIdentity starts swtpm, creates a device identity on it and serves
-// its API. The test skips when swtpm is not installed.
+// its API, the test's uid acting as the "proxy" service. The test skips
+// when swtpm is not installed.
 func StartIdentity(tb testing.TB) *Identity {
+	tb.Helper()
+	return StartIdentityAs(tb, "proxy")
+}
+
+// StartIdentityAs is StartIdentity with the test's uid acting as service.
+func StartIdentityAs(tb testing.TB, service string) *Identity {
 	tb.Helper()
 	tpm := swtpmtest.Start(tb, "")
 	id, err := identity.Open(identity.Config{
@@ -49,7 +56,7 @@ func StartIdentity(tb testing.TB) *Identity {
 	tb.Cleanup(func() { os.RemoveAll(dir) })
 	sock := filepath.Join(dir, "identity.sock")
 	srv, err := identity.Listen(id, identity.ServerConfig{Socket: sock, GID: -1,
-		Allow: map[uint32]string{uint32(os.Getuid()): "proxy"}})
+		Allow: map[uint32]string{uint32(os.Getuid()): service}})
 	if err != nil {
 		tb.Fatalf("identity listen: %v", err)
 	}

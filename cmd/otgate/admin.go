@@ -1,0 +1,289 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/otgate/otgate/services/identity/api"
+	"github.com/otgate/otgate/services/proxy/auth"
+	"github.com/otgate/otgate/services/proxy/auth/qrterm"
+	"github.com/otgate/otgate/services/proxy/auth/totp"
+)
+
+func init() {
+	register(command{
+		name:    "admin",
+		summary: "gate administration: user add|list|unlock|disable|enable|revoke|remove|reset-totp",
+		run: func(args []string) error {
+			return runAdmin(args, adminIO{in: os.Stdin, out: os.Stdout, errOut: os.Stderr})
+		},
+	})
+}
+
+const adminUsage = `usage: otgate admin user <subcommand> [flags] [name]
+
+  add NAME [--roles r1,r2] [--password-stdin]
+                   create a user: asks for the password twice (or reads one
+                   line from standard input), prints the authenticator QR
+                   code and otpauth:// URI; the first login confirms it
+  list             users and their state
+  unlock NAME      lift a lockout after failed logins
+  disable NAME     refuse the user's logins and end its certificates
+  enable NAME      allow a disabled user again
+  revoke NAME      end every certificate issued to the user so far
+  remove NAME      delete the user
+  reset-totp NAME  new authenticator secret (a lost phone); prints the QR code
+
+Common flags: -identity (identity service socket, default /run/otgate/identity.sock),
+-state (user store directory, default /perm/proxy).
+
+The commands open the user store directly and need the store key from the
+identity service as the "proxy" service: run them while the proxy is stopped,
+as a uid the identity service allows as proxy.`
+
+// adminIO are the streams of an admin command (tests replace them).
+type adminIO struct {
+	in          io.Reader
+	out, errOut io.Writer
+}
+
+func runAdmin(args []string, aio adminIO) error {
+	if len(args) < 2 || args[0] != "user" {
+		fmt.Fprintln(aio.errOut, adminUsage)
+		return errors.New("admin: want: admin user <subcommand>")
+	}
+	sub, args := args[1], args[2:]
+	fs := flag.NewFlagSet("otgate admin user "+sub, flag.ContinueOnError)
+	fs.SetOutput(aio.errOut)
+	socket := fs.String("identity", api.DefaultSocket, "identity service socket")
+	state := fs.String("state", "/perm/proxy", "user store directory")
+	var roles *string
+	var pwStdin, invert *bool
+	if sub == "add" {
+		roles = fs.String("roles", "", "comma-separated roles")
+		pwStdin = fs.Bool("password-stdin", false, "read the password from one line of standard input")
+	}
+	if sub == "add" || sub == "reset-totp" {
+		invert = fs.Bool("invert-qr", false, "draw the QR code for a light-background terminal")
+	}
+	name, err := parseNamed(fs, args, sub != "list")
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "add", "list", "unlock", "disable", "enable", "revoke", "remove", "reset-totp":
+	default:
+		fmt.Fprintln(aio.errOut, adminUsage)
+		return fmt.Errorf("admin user: unknown subcommand %q", sub)
+	}
+	var password []byte
+	if sub == "add" {
+		// Check the name and ask for the password before touching the store.
+		if err := auth.CheckName(name); err != nil {
+			return err
+		}
+		if password, err = readNewPassword(aio, *pwStdin); err != nil {
+			return err
+		}
+	}
+	st, site, closeStore, err := openUserStore(*socket, *state, aio.errOut)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	switch sub {
+	case "add":
+		var rs []string
+		for _, r := range strings.Split(*roles, ",") {
+			if r = strings.TrimSpace(r); r != "" {
+				rs = append(rs, r)
+			}
+		}
+		en, err := st.AddUser(name, password, rs)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(aio.out, "user %s added (roles: %s); enrolment pending until the first login (gate %s)\n", name, strings.Join(rs, ","), site)
+		return printEnrolment(aio.out, en, *invert)
+	case "list":
+		return printUsers(aio.out, st.Users())
+	case "unlock":
+		err = st.Unlock(name)
+	case "disable":
+		err = st.Disable(name)
+	case "enable":
+		err = st.Enable(name)
+	case "revoke":
+		var gen uint64
+		if gen, err = st.Revoke(name, "admin revoke (otgate admin user revoke)"); err == nil {
+			fmt.Fprintf(aio.out, "user %s: every certificate issued before is revoked (credential generation now %d)\n", name, gen)
+			return nil
+		}
+	case "remove":
+		err = st.RemoveUser(name)
+	case "reset-totp":
+		en, err := st.ResetTOTP(name)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(aio.out, "user %s: new authenticator secret; enrolment pending until the next login\n", name)
+		return printEnrolment(aio.out, en, *invert)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(aio.out, "user %s: %s\n", name, map[string]string{"unlock": "unlocked", "disable": "disabled",
+		"enable": "enabled", "remove": "removed"}[sub])
+	return nil
+}
+
+// parseNamed parses flags with the user name before or after them.
+func parseNamed(fs *flag.FlagSet, args []string, wantName bool) (string, error) {
+	var name string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return "", err
+	}
+	rest := fs.Args()
+	if name == "" && len(rest) > 0 {
+		name, rest = rest[0], rest[1:]
+	}
+	switch {
+	case len(rest) > 0:
+		return "", fmt.Errorf("%s: unexpected arguments %q", fs.Name(), rest)
+	case wantName && name == "":
+		return "", fmt.Errorf("%s: missing user name", fs.Name())
+	case !wantName && name != "":
+		return "", fmt.Errorf("%s: takes no user name (got %q)", fs.Name(), name)
+	}
+	return name, nil
+}
+
+// readNewPassword reads the new user's password: one line of standard
+// input with --password-stdin, else twice without echo from the terminal.
+func readNewPassword(aio adminIO, fromStdin bool) ([]byte, error) {
+	if fromStdin {
+		line, err := bufio.NewReader(io.LimitReader(aio.in, auth.MaxPasswordLen+2)).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("read password from standard input: %w", err)
+		}
+		pw := strings.TrimRight(line, "\r\n")
+		if pw == "" {
+			return nil, errors.New("read password from standard input: empty")
+		}
+		return []byte(pw), nil
+	}
+	f, ok := aio.in.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil, errors.New("standard input is not a terminal: pass --password-stdin and write the password to it")
+	}
+	fmt.Fprintf(aio.errOut, "password (at least %d characters): ", auth.MinPasswordLen)
+	a, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(aio.errOut)
+	if err != nil {
+		return nil, fmt.Errorf("read password: %w", err)
+	}
+	fmt.Fprint(aio.errOut, "again: ")
+	b, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(aio.errOut)
+	if err != nil {
+		return nil, fmt.Errorf("read password: %w", err)
+	}
+	if string(a) != string(b) {
+		return nil, errors.New("the two passwords differ; nothing was changed")
+	}
+	return a, nil
+}
+
+// openUserStore connects to the identity service and opens the store.
+func openUserStore(socket, dir string, log io.Writer) (*auth.Store, string, func(), error) {
+	c, err := api.Dial(socket)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	st, err := c.Status()
+	if err != nil {
+		c.Close()
+		return nil, "", nil, err
+	}
+	if st.Caller != "proxy" {
+		c.Close()
+		return nil, "", nil, fmt.Errorf("the identity service at %s knows this uid (%d) as service %q, but the user store key is a secret of service \"proxy\": run as the proxy's uid (or route the command through the proxy)", socket, os.Getuid(), st.Caller)
+	}
+	site := ""
+	if u, err := url.Parse(st.DeviceURI); err == nil {
+		site = u.Host
+	}
+	s, err := auth.Open(auth.Config{Dir: dir, Sealer: c, Issuer: auth.IssuerForSite(site), Events: logEvents{log}})
+	if err != nil {
+		c.Close()
+		return nil, "", nil, err
+	}
+	return s, site, func() { s.Close(); c.Close() }, nil
+}
+
+// logEvents prints the store's audit events (the CLI has no audit log of
+// its own yet).
+type logEvents struct{ w io.Writer }
+
+func (l logEvents) AuthEvent(e auth.AuthEvent) {
+	fmt.Fprintf(l.w, "audit: %s %s user=%s generation=%d %s\n", e.Time.UTC().Format(time.RFC3339), e.Kind, e.User, e.Generation, e.Detail)
+}
+
+func printEnrolment(w io.Writer, en *auth.Enrolment, invert bool) error {
+	qr, err := qrterm.Render(en.URI, invert)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nScan this QR code with an authenticator app (or enter the secret by hand):\n\n%s\n%s\n", qr, en.URI)
+	s := totp.EncodeSecret(en.Key.Secret)
+	var groups []string
+	for len(s) > 4 {
+		groups, s = append(groups, s[:4]), s[4:]
+	}
+	groups = append(groups, s)
+	p := en.Key.Params
+	_, err = fmt.Fprintf(w, "secret: %s (%s, %d digits, %d s)\n", strings.Join(groups, " "), p.Algorithm, p.Digits, p.Period)
+	return err
+}
+
+func printUsers(w io.Writer, users []auth.UserInfo) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tROLES\tSTATE\tFAILURES\tGENERATION\tLAST LOGIN")
+	for _, u := range users {
+		var state []string
+		switch {
+		case u.Disabled:
+			state = append(state, "disabled")
+		case u.Pending:
+			state = append(state, "pending")
+		default:
+			state = append(state, "active")
+		}
+		if u.Locked {
+			l := "locked"
+			if !u.LockedUntil.IsZero() {
+				l += " until " + u.LockedUntil.UTC().Format(time.RFC3339)
+			}
+			state = append(state, l)
+		}
+		last := "never"
+		if !u.LastLogin.IsZero() {
+			last = u.LastLogin.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", u.Name, strings.Join(u.Roles, ","), strings.Join(state, ","), u.Failures, u.Generation, last)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/otgate/otgate/services/proxy/auth"
+	"github.com/otgate/otgate/services/proxy/auth/authtest"
+	"github.com/otgate/otgate/services/proxy/auth/qrterm"
+	"github.com/otgate/otgate/services/proxy/auth/totp"
+)
+
+// admin runs `otgate admin user ...` with stdin and returns stdout.
+func admin(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := runAdmin(append([]string{"user"}, args...), adminIO{in: strings.NewReader(stdin), out: &out, errOut: &errOut})
+	t.Logf("otgate admin user %s\n%s%s", strings.Join(args, " "), out.String(), errOut.String())
+	return out.String(), err
+}
+
+// TestAdminUserLifecycle drives the admin commands against a real identity
+// service on swtpm, and logs in with a code computed by oathtool from the
+// printed secret.
+func TestAdminUserLifecycle(t *testing.T) {
+	id := authtest.StartIdentity(t)
+	state := filepath.Join(t.TempDir(), "proxy")
+	common := []string{"-identity", id.Socket, "-state", state}
+	run := func(stdin string, args ...string) string {
+		t.Helper()
+		out, err := admin(t, stdin, append(args, common...)...)
+		if err != nil {
+			t.Fatalf("admin user %v: %v", args, err)
+		}
+		return out
+	}
+
+	out := run("correct horse battery\n", "add", "alice", "--roles", "engineer,vendor", "--password-stdin")
+	uri := regexp.MustCompile(`(?m)^otpauth://\S+$`).FindString(out)
+	if uri == "" {
+		t.Fatal("no otpauth URI printed")
+	}
+	key, err := totp.ParseURI(uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key.Account != "alice" || key.Issuer != auth.IssuerForSite(authtest.Site) {
+		t.Errorf("URI names %q / %q", key.Issuer, key.Account)
+	}
+	// The printed QR code is the URI's (qrterm's tests decode it with an
+	// independent decoder).
+	var qrLines []string
+	for _, l := range strings.Split(out, "\n") {
+		if l != "" && strings.Trim(l, " █▀▄") == "" {
+			qrLines = append(qrLines, l)
+		}
+	}
+	printed, err := qrterm.Parse(strings.Join(qrLines, "\n")+"\n", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := qrterm.Matrix(uri)
+	for y := range want {
+		for x := range want[y] {
+			if printed[y][x] != want[y][x] {
+				t.Fatalf("printed QR differs from the URI's at (%d,%d)", x, y)
+			}
+		}
+	}
+	// The printed secret, grouped by four, is the URI's.
+	sec := regexp.MustCompile(`secret: ([A-Z2-7 ]+) \(`).FindStringSubmatch(out)
+	if sec == nil || strings.ReplaceAll(sec[1], " ", "") != totp.EncodeSecret(key.Secret) {
+		t.Errorf("printed secret %q", sec)
+	}
+
+	// Bad input changes nothing.
+	for _, args := range [][]string{
+		{"add", "alice", "--password-stdin"}, // exists
+		{"add", "Bob", "--password-stdin"},   // bad name
+		{"add", "bob", "--password-stdin"},   // short password below
+		{"unlock", "nobody"},                 // unknown
+		{"frobnicate", "alice"},              // unknown subcommand
+		{"list", "alice"},                    // list takes no name
+		{"add", "--password-stdin"},          // no name
+	} {
+		if _, err := admin(t, "short\n", append(args, common...)...); err == nil {
+			t.Errorf("admin user %v accepted", args)
+		}
+	}
+	// Not a terminal and no --password-stdin.
+	if _, err := admin(t, "", append([]string{"add", "bob"}, common...)...); err == nil || !strings.Contains(err.Error(), "--password-stdin") {
+		t.Errorf("add without a terminal: %v", err)
+	}
+
+	if out := run("", "list"); !regexp.MustCompile(`alice\s+engineer,vendor\s+pending`).MatchString(out) {
+		t.Errorf("list after add:\n%s", out)
+	}
+
+	// Log in with the printed secret, codes by oathtool.
+	login := func(wantReason auth.Reason) {
+		t.Helper()
+		st, err := auth.Open(auth.Config{Dir: state, Sealer: id.Client})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		bin, err := exec.LookPath("oathtool")
+		if err != nil {
+			t.Skip("oathtool not installed")
+		}
+		code, err := exec.Command(bin, "--totp", "-b", totp.EncodeSecret(key.Secret)).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = st.Authenticate("alice", []byte("correct horse battery"), strings.TrimSpace(string(code)), netip.MustParseAddr("192.0.2.7"))
+		if got := auth.ReasonOf(err); got != wantReason || (wantReason == "" && err != nil) {
+			t.Fatalf("login: %v, want reason %q", err, wantReason)
+		}
+	}
+	login("")
+	if out := run("", "list"); !regexp.MustCompile(`alice\s+engineer,vendor\s+active`).MatchString(out) {
+		t.Errorf("list after login:\n%s", out)
+	}
+
+	run("", "disable", "alice")
+	if out := run("", "list"); !strings.Contains(out, "disabled") {
+		t.Errorf("list after disable:\n%s", out)
+	}
+	run("", "enable", "alice")
+	if out := run("", "revoke", "alice"); !strings.Contains(out, "generation now") {
+		t.Errorf("revoke: %s", out)
+	}
+	run("", "unlock", "alice")
+	run("", "reset-totp", "alice")
+	if out := run("", "list"); !regexp.MustCompile(`alice\s+engineer,vendor\s+pending`).MatchString(out) {
+		t.Errorf("list after reset-totp:\n%s", out)
+	}
+	login(auth.ReasonBadCode) // the old authenticator no longer works
+	run("", "remove", "alice")
+	if out := run("", "list"); strings.Contains(out, "alice") {
+		t.Errorf("list after remove:\n%s", out)
+	}
+}
+
+// TestAdminRefusesBusyStore: while the proxy has the store open, the CLI
+// does not touch it.
+func TestAdminRefusesBusyStore(t *testing.T) {
+	id := authtest.StartIdentity(t)
+	state := filepath.Join(t.TempDir(), "proxy")
+	st, err := auth.Open(auth.Config{Dir: state, Sealer: id.Client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	_, err = admin(t, "", "list", "-identity", id.Socket, "-state", state)
+	if !errors.Is(err, auth.ErrStoreBusy) {
+		t.Errorf("list while the store is open elsewhere: %v, want ErrStoreBusy", err)
+	}
+}
+
+// TestAdminRefusesWrongService: a uid the identity service knows as
+// another service never reaches (or creates) the proxy's store.
+func TestAdminRefusesWrongService(t *testing.T) {
+	id := authtest.StartIdentityAs(t, "admin")
+	state := filepath.Join(t.TempDir(), "proxy")
+	_, err := admin(t, "", "list", "-identity", id.Socket, "-state", state)
+	if err == nil || !strings.Contains(err.Error(), `as service "admin"`) {
+		t.Errorf("list as service admin: %v", err)
+	}
+	if _, serr := os.Stat(state); !os.IsNotExist(serr) {
+		t.Errorf("store directory created anyway: %v", serr)
+	}
+}
