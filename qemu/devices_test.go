@@ -23,7 +23,7 @@ func TestTPMAndDiskVisibleInGuest(t *testing.T) {
 			disk := filepath.Join(t.TempDir(), "perm.img")
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			vm := StartT(t, b, "", img, WithTPM(state), WithDisk(disk, 64<<20))
+			vm := StartT(t, b, "", img, WithTPM(state), WithDisk(disk, 64<<20), WithCmdline("testinit.tpmek=1"))
 			if vm.TPMPID() == 0 {
 				t.Fatal("no swtpm process with WithTPM")
 			}
@@ -54,9 +54,17 @@ func TestTPMAndDiskVisibleInGuest(t *testing.T) {
 			if err != nil || st.Size() != 64<<20 {
 				t.Errorf("persistent disk %s: %v size %v, want 64 MiB", disk, err, st)
 			}
-			ents, err := os.ReadDir(state)
-			if err != nil || len(ents) == 0 {
-				t.Fatalf("TPM state directory %s empty after boot (%v): a second boot would get a new TPM", state, err)
+			ek1 := ekDigest(ctx, t, vm)
+
+			// Same state directory: the same TPM (same endorsement seed).
+			vm2 := StartT(t, b, "", img, WithTPM(state), WithCmdline("testinit.tpmek=1"))
+			if ek2 := ekDigest(ctx, t, vm2); ek2 != ek1 {
+				t.Errorf("second boot with the same TPM state sees EK %s, first boot %s", ek2, ek1)
+			}
+			// A fresh state directory: another TPM. (Shows the check above can fail.)
+			vm3 := StartT(t, b, "", img, WithTPM(filepath.Join(t.TempDir(), "tpm")), WithCmdline("testinit.tpmek=1"))
+			if ek3 := ekDigest(ctx, t, vm3); ek3 == ek1 {
+				t.Errorf("a fresh TPM state has the same EK %s", ek3)
 			}
 		})
 	}
@@ -142,4 +150,19 @@ func TestPowerdownPressesThePowerButton(t *testing.T) {
 	if exit.Events[0].Name != "POWERDOWN" {
 		t.Errorf("first event %s, want POWERDOWN", exit.Events[0])
 	}
+}
+
+var ekRE = regexp.MustCompile(`^testinit: ek ([0-9a-f]{16})$`)
+
+func ekDigest(ctx context.Context, t *testing.T, vm *VM) string {
+	t.Helper()
+	line, err := vm.WaitFor(ctx, regexp.MustCompile(`^testinit: ek `))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := ekRE.FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("TPM endorsement key: %q", line)
+	}
+	return m[1]
 }

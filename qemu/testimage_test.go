@@ -29,7 +29,7 @@ import (
 // modules a kernel does not ship as .ko (built in) are skipped.
 var testModules = []string{
 	"virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci",
-	"failover", "net_failover", "virtio_net", "virtio-rng",
+	"failover", "net_failover", "virtio_net", "virtio_blk", "virtio-rng",
 	"tpm_tis_core", "tpm_tis", "watchdog", "i6300esb", "button", "evdev",
 }
 
@@ -52,7 +52,10 @@ func testKernel(t testing.TB, b *board.Board) (kernel, modDir string) {
 	defer extractMu.Unlock()
 	deb := filepath.Join(debCache(), b.Kernel.FileName())
 	home, _ := os.UserHomeDir()
-	dir := filepath.Join(home, ".cache", "otgate", "qemu-test", strings.TrimSuffix(b.Kernel.FileName(), ".deb"))
+	// The cache key covers the module list: adding a module re-extracts.
+	sum := sha256.Sum256([]byte(strings.Join(testModules, ",")))
+	dir := filepath.Join(home, ".cache", "otgate", "qemu-test",
+		strings.TrimSuffix(b.Kernel.FileName(), ".deb")+"-"+hex.EncodeToString(sum[:4]))
 	kernel, modDir = filepath.Join(dir, "kernel"), filepath.Join(dir, "modules")
 	if _, err := os.Stat(kernel); err == nil {
 		return kernel, modDir

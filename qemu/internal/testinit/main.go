@@ -7,6 +7,7 @@
 //	testinit.addr=eth1=10.77.0.1/24,eth0=192.0.2.10/24  configure NICs (netlink)
 //	testinit.listen=7777       TCP listener answering "hello from testinit\n"
 //	testinit.dial=10.77.0.20:9000  connect out and send "guest says hi\n"
+//	testinit.tpmek=1           print a digest of the TPM's ECC endorsement key (same TPM state, same key)
 //	testinit.watchdog=2        arm /dev/watchdog with a 2 s timeout, pet it once, then stop
 //	testinit.then=poweroff|wait|powerbutton   how to end (default poweroff)
 //
@@ -15,6 +16,7 @@ package main
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -26,6 +28,8 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -50,6 +54,9 @@ func main() {
 	tpms, _ := filepath.Glob("/dev/tpm*")
 	say("tpm %s", strings.Join(tpms, " "))
 	say("block %s", strings.Join(listDir("/sys/block"), " "))
+	if params["testinit.tpmek"] != "" {
+		printEK()
+	}
 
 	if a := params["testinit.addr"]; a != "" {
 		for _, spec := range strings.Split(a, ",") {
@@ -268,4 +275,26 @@ func waitPowerButton() {
 		}(f)
 	}
 	say("power button pressed on %s", <-pressed)
+}
+
+// printEK derives the ECC endorsement key from the TPM's endorsement seed
+// (kept in swtpm's state directory) and prints a digest of its public part.
+func printEK() {
+	tpm, err := linuxtpm.Open("/dev/tpmrm0")
+	if err != nil {
+		say("ek: open: %v", err)
+		return
+	}
+	defer tpm.Close()
+	rsp, err := tpm2.CreatePrimary{
+		PrimaryHandle: tpm2.TPMRHEndorsement,
+		InPublic:      tpm2.New2B(tpm2.ECCEKTemplate),
+	}.Execute(tpm)
+	if err != nil {
+		say("ek: create primary: %v", err)
+		return
+	}
+	_, _ = tpm2.FlushContext{FlushHandle: rsp.ObjectHandle}.Execute(tpm)
+	sum := sha256.Sum256(rsp.OutPublic.Bytes())
+	say("ek %x", sum[:8])
 }
