@@ -1,0 +1,194 @@
+package netconf
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// dhcpLab is a gate namespace whose uplink up0 is wired to srv0 in a
+// server namespace (10.99.0.1/24).
+type dhcpLab struct {
+	gate, srv *labNS
+	dir       string
+	mac       net.HardwareAddr
+}
+
+func newDHCPLab(t *testing.T) *dhcpLab {
+	needRoot(t)
+	l := &dhcpLab{gate: newLabNS(t, "gate"), srv: newLabNS(t, "dhcpsrv"), dir: t.TempDir()}
+	veth(t, l.gate, "up0", l.srv, "srv0")
+	mustRun(t, "ip", "-n", l.srv.Name, "addr", "add", "10.99.0.1/24", "dev", "srv0")
+	mustRun(t, "ip", "-n", l.srv.Name, "link", "set", "srv0", "up")
+	link, err := l.gate.Handle.LinkByName("up0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.mac = link.Attrs().HardwareAddr
+	return l
+}
+
+func (l *dhcpLab) client(ring *Ring) *DHCPClient {
+	return &DHCPClient{
+		Link: "up0", Handle: l.gate.Handle, NS: l.gate.NS,
+		Resolver: &Resolver{Path: filepath.Join(l.dir, "resolv.conf")},
+		HintPath: filepath.Join(l.dir, "perm", "dhcp-hint.cbor"),
+		BackoffMin: time.Second, BackoffMax: 2 * time.Second, RetryMin: time.Second,
+		Events: ring,
+	}
+}
+
+// uplinkState is what the kernel shows on up0.
+func (l *dhcpLab) uplinkState(t *testing.T) (addrs []string, gw string) {
+	t.Helper()
+	link, err := l.gate.Handle.LinkByName("up0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	as, err := l.gate.Handle.AddrList(link, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range as {
+		addrs = append(addrs, a.IPNet.String()+" "+a.Label)
+	}
+	rs, err := l.gate.Handle.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if (r.Dst == nil || r.Dst.String() == "0.0.0.0/0") && r.Protocol == unix.RTPROT_DHCP {
+			gw = r.Gw.String()
+		}
+	}
+	return addrs, gw
+}
+
+func startClient(t *testing.T, c *DHCPClient) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("dhcp client: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("dhcp client did not stop within 20s")
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// TestDHCPLeaseRenewRelease runs the client against dnsmasq: a stale
+// remembered address is refused (NAK at INIT-REBOOT), a lease is obtained
+// and applied (address, default route, DNS file), renewed at T1 by
+// unicast, released on stop; a restart gets the same address back by
+// INIT-REBOOT.
+func TestDHCPLeaseRenewRelease(t *testing.T) {
+	l := newDHCPLab(t)
+	// T1 4 s, T2 90 s: renewal shows within seconds; lease 2 min
+	// (dnsmasq's minimum).
+	srv := startDnsmasq(t, l.srv, "srv0", l.dir, "--dhcp-option=option:T1,4", "--dhcp-option=option:T2,90")
+
+	ring := NewRing(0, t.Logf)
+	c := l.client(ring)
+	c.hw = l.mac
+	c.saveHint(netip.MustParseAddr("10.99.0.250")) // outside the range: stale
+	if _, err := os.Stat(c.HintPath); err != nil {
+		t.Fatalf("hint not written: %v", err)
+	}
+	start := time.Now()
+	stop := startClient(t, c)
+
+	nak := waitEvent(t, ring, 0, EventNAK, 20*time.Second, nil)
+	if !strings.Contains(nak.Detail, "10.99.0.250") {
+		t.Errorf("NAK event should name the remembered address: %s", nak)
+	}
+	ev := waitEvent(t, ring, nak.Seq, EventLease, 30*time.Second, nil)
+	t.Logf("lease after %s: %s", time.Since(start).Round(time.Millisecond), ev)
+	st := c.Status()
+	if st.Lease == nil || st.State != StateBound {
+		t.Fatalf("status after lease: %+v", st)
+	}
+	got := st.Lease.Address
+	if !netip.MustParsePrefix("10.99.0.0/24").Contains(got.Addr()) || got.Bits() != 24 || got.Addr().As4()[3] < 100 || got.Addr().As4()[3] > 150 {
+		t.Fatalf("leased %s, want an address of 10.99.0.100-150/24", got)
+	}
+	if st.Lease.T1 != 4*time.Second || st.Lease.Duration != 2*time.Minute {
+		t.Errorf("lease T1 %s duration %s, want 4s and 2m0s", st.Lease.T1, st.Lease.Duration)
+	}
+	if st.NAKs != 1 {
+		t.Errorf("NAKs = %d, want 1", st.NAKs)
+	}
+	addrs, gw := l.uplinkState(t)
+	if want := got.String() + " up0:nc"; len(addrs) != 1 || addrs[0] != want {
+		t.Errorf("up0 addresses %q, want [%q]", addrs, want)
+	}
+	if gw != "10.99.0.1" {
+		t.Errorf("default route via %q, want 10.99.0.1 (protocol dhcp)", gw)
+	}
+	resolv, _ := os.ReadFile(c.Resolver.Path)
+	if !strings.Contains(string(resolv), "nameserver 10.99.0.53\n") || !strings.Contains(string(resolv), "search plant.example\n") {
+		t.Errorf("resolv.conf:\n%s", resolv)
+	}
+	// The kernel holds the address only for the lease's lifetime.
+	link, _ := l.gate.Handle.LinkByName("up0")
+	as, _ := l.gate.Handle.AddrList(link, netlink.FAMILY_V4)
+	if len(as) == 1 && (as[0].ValidLft <= 0 || as[0].ValidLft > 120) {
+		t.Errorf("address valid lifetime %d s, want the lease's (<= 120)", as[0].ValidLft)
+	}
+
+	ren := waitEvent(t, ring, ev.Seq, EventRenewed, 30*time.Second, nil)
+	t.Logf("renewed after %s: %s", time.Since(start).Round(time.Millisecond), ren)
+	if c.Status().Renewals < 1 {
+		t.Errorf("renewal counter not raised: %+v", c.Status())
+	}
+	// dnsmasq saw the renewal come from the leased address (unicast,
+	// ciaddr set): its log names the address with the REQUEST.
+	waitFor(t, 5*time.Second, "dnsmasq to log the renewal", func() bool {
+		return strings.Count(srv.logText(), "DHCPACK(srv0) "+got.Addr().String()) >= 2
+	})
+	if !strings.Contains(srv.leaseText(), l.mac.String()) {
+		t.Fatalf("dnsmasq lease file lacks %s:\n%s", l.mac, srv.leaseText())
+	}
+
+	stop()
+	waitEvent(t, ring, ren.Seq, EventReleased, 5*time.Second, nil)
+	waitFor(t, 10*time.Second, "dnsmasq to drop the released lease", func() bool {
+		return !strings.Contains(srv.leaseText(), l.mac.String()) && strings.Contains(srv.logText(), "DHCPRELEASE(srv0) "+got.Addr().String())
+	})
+	if addrs, gw := l.uplinkState(t); len(addrs) != 0 || gw != "" {
+		t.Errorf("after release up0 still has %q, route via %q", addrs, gw)
+	}
+
+	// A restart asks for the remembered address first and gets it.
+	ring2 := NewRing(0, t.Logf)
+	c2 := l.client(ring2)
+	stop2 := startClient(t, c2)
+	ev2 := waitEvent(t, ring2, 0, EventLease, 20*time.Second, nil)
+	if st := c2.Status(); st.Lease == nil || st.Lease.Address != got || st.NAKs != 0 {
+		t.Errorf("after restart: %+v, want %s again without NAK", st, got)
+	}
+	if !strings.Contains(srv.logText(), "DHCPREQUEST(srv0) "+got.Addr().String()) {
+		t.Errorf("dnsmasq log lacks the INIT-REBOOT request for %s", got)
+	}
+	_ = ev2
+	stop2()
+}

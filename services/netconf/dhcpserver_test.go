@@ -1,0 +1,116 @@
+package netconf
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// dhcpServer is a real DHCP server process in a namespace.
+type dhcpServer struct {
+	cmd    *exec.Cmd
+	dir    string
+	Leases string // lease file
+	Log    string // log file
+}
+
+func (s *dhcpServer) stop(t *testing.T) {
+	t.Helper()
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-done
+	}
+	s.cmd = nil
+}
+
+func (s *dhcpServer) logText() string {
+	b, _ := os.ReadFile(s.Log)
+	return string(b)
+}
+
+func (s *dhcpServer) leaseText() string {
+	b, _ := os.ReadFile(s.Leases)
+	return string(b)
+}
+
+// startDnsmasq serves 10.99.0.100-150/24 on iface in ns, router
+// 10.99.0.1, DNS 10.99.0.53, with the given extra options.
+func startDnsmasq(t *testing.T, ns *labNS, iface, dir string, extra ...string) *dhcpServer {
+	t.Helper()
+	bin, err := exec.LookPath("dnsmasq")
+	if err != nil {
+		t.Skip("dnsmasq not installed (apt-get install dnsmasq)")
+	}
+	s := &dhcpServer{dir: dir, Leases: filepath.Join(dir, "dnsmasq.leases"), Log: filepath.Join(dir, "dnsmasq.log")}
+	args := []string{"netns", "exec", ns.Name, bin, "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
+		"--interface=" + iface, "--bind-interfaces", "--user=root", "--group=root",
+		"--dhcp-range=10.99.0.100,10.99.0.150,255.255.255.0,2m",
+		"--dhcp-option=option:router,10.99.0.1", "--dhcp-option=option:dns-server,10.99.0.53",
+		"--dhcp-option=option:domain-search,plant.example",
+		"--dhcp-authoritative", "--no-ping", "--dhcp-leasefile=" + s.Leases, "--log-dhcp", "--log-facility=" + s.Log,
+		"--pid-file=" + filepath.Join(dir, "dnsmasq.pid")}
+	args = append(args, extra...)
+	s.cmd = exec.Command("ip", args...)
+	var stderr strings.Builder
+	s.cmd.Stderr = &stderr
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("start dnsmasq: %v", err)
+	}
+	t.Cleanup(func() { s.stop(t) })
+	waitFor(t, 10*time.Second, "dnsmasq to start", func() bool {
+		return strings.Contains(s.logText(), "DHCP, IP range") || stderr.Len() > 0
+	})
+	if stderr.Len() > 0 && !strings.Contains(s.logText(), "DHCP, IP range") {
+		t.Fatalf("dnsmasq: %s", stderr.String())
+	}
+	return s
+}
+
+// startKea serves 10.99.0.100-150/24 on iface in ns with a lease of
+// valid seconds, renew at t1 and rebind at t2 (kea allows short ones).
+func startKea(t *testing.T, ns *labNS, iface, dir string, valid, t1, t2 int) *dhcpServer {
+	t.Helper()
+	bin, err := exec.LookPath("kea-dhcp4")
+	if err != nil {
+		t.Skip("kea-dhcp4 not installed (apt-get install kea-dhcp4-server)")
+	}
+	s := &dhcpServer{dir: dir, Leases: filepath.Join(dir, "kea-leases4.csv"), Log: filepath.Join(dir, "kea.log")}
+	conf := fmt.Sprintf(`{"Dhcp4": {
+  "interfaces-config": {"interfaces": [%q]},
+  "lease-database": {"type": "memfile", "persist": true, "name": %q, "lfc-interval": 0},
+  "valid-lifetime": %d, "renew-timer": %d, "rebind-timer": %d,
+  "authoritative": true,
+  "subnet4": [{"subnet": "10.99.0.0/24", "pools": [{"pool": "10.99.0.100 - 10.99.0.150"}],
+    "option-data": [{"name": "routers", "data": "10.99.0.1"}, {"name": "domain-name-servers", "data": "10.99.0.53"}]}],
+  "loggers": [{"name": "kea-dhcp4", "output_options": [{"output": %q}], "severity": "DEBUG", "debuglevel": 40}]
+}}`, iface, s.Leases, valid, t1, t2, s.Log)
+	cf := filepath.Join(dir, "kea.conf")
+	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.cmd = exec.Command("ip", "netns", "exec", ns.Name, bin, "-c", cf)
+	s.cmd.Env = append(os.Environ(), "KEA_LOCKFILE_DIR="+dir, "KEA_PIDFILE_DIR="+dir)
+	var out strings.Builder
+	s.cmd.Stdout, s.cmd.Stderr = &out, &out
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("start kea: %v", err)
+	}
+	t.Cleanup(func() { s.stop(t) })
+	waitFor(t, 15*time.Second, "kea to start", func() bool {
+		return strings.Contains(s.logText(), "DHCP4_STARTED") || s.cmd.ProcessState != nil
+	})
+	return s
+}

@@ -1,0 +1,27 @@
+// Package netconf is the network configuration service of the gate: it
+// configures the interfaces named by the board's NIC roles, runs the
+// uplink's DHCP client, and watches the OT side's neighbours against the
+// declared inventory.
+//
+//   - Interfaces (Plan, Reconciler): the uplink by DHCP or statically, each
+//     OT downlink statically with the gate's address in its zone's subnet,
+//     and one 802.1Q sub-interface (eth1.100) per zone that names a VLAN.
+//     The reconciler converges the kernel to the plan and owns only what it
+//     marked: addresses carry the label "<ifname>:nc", VLAN interfaces it
+//     created carry the alias "otgate-netconf". Anything else is left alone.
+//   - DHCP (DHCPClient): the full RFC 2131 lease life cycle on the uplink
+//     with github.com/insomniacslk/dhcp/nclient4: INIT-REBOOT with a
+//     remembered address, DISCOVER/OFFER/REQUEST/ACK, renewal at T1 by
+//     unicast to the server, rebinding at T2 by broadcast, expiry (the
+//     address and route go, discovery starts again), NAK handling, back-off,
+//     and RELEASE on shutdown. The address is installed with the lease's
+//     lifetime, so the kernel drops it at expiry even if the service died.
+//   - Neighbour watch (Watcher): netlink neighbour updates and the ARP
+//     packets seen on the downlinks are compared with the declared assets
+//     (IP and MAC): unknown devices, declared assets that stay absent, and
+//     MAC changes (possible spoofing) become events; each declared asset is
+//     probed by ARP at a low rate, only on its own downlink.
+//
+// Status, the inventory and the events ring are served on a unix socket
+// in deterministic CBOR (Query, DefaultSocket).
+package netconf

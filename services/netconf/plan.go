@@ -1,0 +1,182 @@
+package netconf
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"github.com/otgate/otgate/site"
+)
+
+// LinkPlan is the desired state of one OT-side interface.
+type LinkPlan struct {
+	Name string
+	// Parent and VLAN are set for an 802.1Q sub-interface.
+	Parent string
+	VLAN   int
+	// Addresses are the gate's own addresses on the interface.
+	Addresses []netip.Prefix
+	// Zones served on this interface.
+	Zones []string
+}
+
+// Plan is the desired state of the OT side: board downlinks first, then
+// the VLAN sub-interfaces on them (the order they are brought up in).
+type Plan struct {
+	Links    []LinkPlan
+	Warnings []string
+}
+
+// Link returns the planned interface called name.
+func (p *Plan) Link(name string) (LinkPlan, bool) {
+	for _, l := range p.Links {
+		if l.Name == name {
+			return l, true
+		}
+	}
+	return LinkPlan{}, false
+}
+
+// Addresses maps interface names to the gate's addresses on them, as given
+// by -downlink NAME=ADDR/LEN and -address NAME=ADDR/LEN.
+type Addresses map[string][]netip.Prefix
+
+// MakePlan computes the OT side from the board's downlinks, the gate's
+// addresses and the zones of the applied policy (nil: no policy yet).
+// A zone on an interface that is not a downlink of this gate, a gate
+// address outside its zone's subnet or overlapping another interface's
+// address is an error, and nothing of the plan is applied.
+func MakePlan(uplink string, downlinks []string, addrs Addresses, zones []site.Zone) (*Plan, error) {
+	p := &Plan{}
+	isDown := map[string]bool{}
+	for _, d := range downlinks {
+		if err := checkIfName(d); err != nil {
+			return nil, fmt.Errorf("netconf: downlink: %w", err)
+		}
+		if d == uplink {
+			return nil, fmt.Errorf("netconf: %s is both the uplink and a downlink", d)
+		}
+		if isDown[d] {
+			return nil, fmt.Errorf("netconf: downlink %s listed twice", d)
+		}
+		isDown[d] = true
+		p.Links = append(p.Links, LinkPlan{Name: d, Addresses: sortedPrefixes(addrs[d])})
+	}
+	index := map[string]int{}
+	for i, l := range p.Links {
+		index[l.Name] = i
+	}
+	known := strings.Join(downlinks, ", ")
+	if known == "" {
+		known = "none"
+	}
+	var vlans []LinkPlan
+	for _, z := range zones {
+		if z.Interface == uplink {
+			return nil, fmt.Errorf("netconf: zone %q: interface %s is the uplink, not an OT downlink", z.Name, z.Interface)
+		}
+		if !isDown[z.Interface] {
+			return nil, fmt.Errorf("netconf: zone %q: interface %s is not a downlink of this gate (downlinks: %s)", z.Name, z.Interface, known)
+		}
+		name := z.Interface
+		if z.VLAN != 0 {
+			name = fmt.Sprintf("%s.%d", z.Interface, z.VLAN)
+			if err := checkIfName(name); err != nil {
+				return nil, fmt.Errorf("netconf: zone %q: VLAN %d on %s: %w", z.Name, z.VLAN, z.Interface, err)
+			}
+			if _, dup := index[name]; !dup {
+				index[name] = -1 - len(vlans)
+				vlans = append(vlans, LinkPlan{Name: name, Parent: z.Interface, VLAN: z.VLAN, Addresses: sortedPrefixes(addrs[name])})
+			}
+		}
+		var lp *LinkPlan
+		if i := index[name]; i >= 0 {
+			lp = &p.Links[i]
+		} else {
+			lp = &vlans[-1-i]
+		}
+		lp.Zones = append(lp.Zones, z.Name)
+		found := false
+		for _, a := range lp.Addresses {
+			if a.Masked() == z.Subnet.Masked() {
+				found = true
+			}
+		}
+		if !found {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("zone %q on %s: no gate address in %s (give -address %s=ADDR/%d); its assets cannot be reached or probed",
+				z.Name, name, z.Subnet, name, z.Subnet.Bits()))
+		}
+	}
+	p.Links = append(p.Links, vlans...)
+
+	// Every gate address must sit on a planned interface, in one of its
+	// zones' subnets when it has zones, and not overlap another.
+	var names []string
+	for n := range addrs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		lp, ok := p.Link(n)
+		if !ok {
+			if len(zones) == 0 && !isDown[n] {
+				p.Warnings = append(p.Warnings, fmt.Sprintf("address for %s waits for a zone naming that VLAN interface", n))
+				continue
+			}
+			if !isDown[n] {
+				return nil, fmt.Errorf("netconf: address for %s: not a downlink (%s) nor the VLAN interface of a zone", n, known)
+			}
+		}
+		for _, a := range addrs[n] {
+			if len(lp.Zones) == 0 {
+				continue
+			}
+			match := false
+			for _, z := range zones {
+				if zoneIfName(z) == n && z.Subnet.Masked() == a.Masked() {
+					match = true
+				}
+			}
+			if !match {
+				var subs []string
+				for _, z := range zones {
+					if zoneIfName(z) == n {
+						subs = append(subs, fmt.Sprintf("%s %s", z.Name, z.Subnet))
+					}
+				}
+				return nil, fmt.Errorf("netconf: gate address %s on %s is in no zone subnet of that interface (zones: %s)", a, n, strings.Join(subs, ", "))
+			}
+		}
+	}
+	type owned struct {
+		link string
+		p    netip.Prefix
+	}
+	var all []owned
+	for _, l := range p.Links {
+		for _, a := range l.Addresses {
+			for _, o := range all {
+				if o.p.Overlaps(a) {
+					return nil, fmt.Errorf("netconf: gate address %s on %s overlaps %s on %s", a, l.Name, o.p, o.link)
+				}
+			}
+			all = append(all, owned{l.Name, a})
+		}
+	}
+	return p, nil
+}
+
+// zoneIfName is the interface a zone lives on (parent.vlan for a VLAN).
+func zoneIfName(z site.Zone) string {
+	if z.VLAN != 0 {
+		return fmt.Sprintf("%s.%d", z.Interface, z.VLAN)
+	}
+	return z.Interface
+}
+
+func sortedPrefixes(ps []netip.Prefix) []netip.Prefix {
+	out := append([]netip.Prefix(nil), ps...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Addr().Less(out[j].Addr()) })
+	return out
+}

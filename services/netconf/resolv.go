@@ -1,0 +1,76 @@
+package netconf
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/otgate/otgate/internal/atomicfile"
+)
+
+// DefaultResolvConf is the resolver file the service owns.
+const DefaultResolvConf = "/run/otgate/resolv.conf"
+
+// Resolver writes the DNS settings of the uplink.
+type Resolver struct {
+	// Path is always written (DefaultResolvConf).
+	Path string
+	// Etc is also written when it is writable (e.g. /etc/resolv.conf);
+	// empty: never. A symlink to Path is left as it is.
+	Etc  string
+	Logf func(string, ...any)
+
+	etcWarned bool
+}
+
+// ResolvContent renders a resolv.conf.
+func ResolvContent(source string, servers []netip.Addr, search []string) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# written by otgate-netconf (%s)\n", source)
+	if len(search) > 0 {
+		fmt.Fprintf(&b, "search %s\n", strings.Join(search, " "))
+	}
+	for i, s := range servers {
+		if i == 3 { // the resolver reads at most three
+			break
+		}
+		fmt.Fprintf(&b, "nameserver %s\n", s)
+	}
+	return []byte(b.String())
+}
+
+// Write stores the settings in Path and, if possible, Etc.
+func (r *Resolver) Write(source string, servers []netip.Addr, search []string) error {
+	if r.Path == "" {
+		return nil
+	}
+	data := ResolvContent(source, servers, search)
+	if err := os.MkdirAll(filepath.Dir(r.Path), 0o755); err != nil {
+		return fmt.Errorf("netconf: %w", err)
+	}
+	if err := atomicfile.Write(r.Path, data, 0o644); err != nil {
+		return fmt.Errorf("netconf: write %s: %w", r.Path, err)
+	}
+	if r.Etc == "" {
+		return nil
+	}
+	if target, err := filepath.EvalSymlinks(r.Etc); err == nil {
+		if own, err := filepath.EvalSymlinks(r.Path); err == nil && own == target {
+			return nil
+		}
+	}
+	if err := atomicfile.Write(r.Etc, data, 0o644); err != nil {
+		if errors.Is(err, os.ErrPermission) || strings.Contains(err.Error(), "read-only") {
+			if !r.etcWarned && r.Logf != nil {
+				r.Logf("netconf: %s is not writable (%v); DNS settings are in %s only", r.Etc, err, r.Path)
+			}
+			r.etcWarned = true
+			return nil
+		}
+		return fmt.Errorf("netconf: write %s: %w", r.Etc, err)
+	}
+	return nil
+}

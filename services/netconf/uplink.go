@@ -1,0 +1,206 @@
+package netconf
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// UplinkConfig is what the uplink should carry: one address (with a
+// lifetime for a lease, zero for static), a default route and DNS.
+type UplinkConfig struct {
+	Address  netip.Prefix
+	Lifetime time.Duration // 0: permanent
+	Gateway  netip.Addr    // zero: no default route
+	DNS      []netip.Addr
+	Search   []string
+}
+
+// uplinkLink applies UplinkConfig to the uplink interface. It owns the
+// addresses labelled OwnerLabel(name) and the default routes on the
+// uplink with its route protocol (static or dhcp); nothing else.
+type uplinkLink struct {
+	h        *netlink.Handle
+	name     string
+	proto    netlink.RouteProtocol
+	resolver *Resolver
+	source   string // for resolv.conf: "dhcp from 10.0.0.1", "static"
+}
+
+func (u *uplinkLink) link() (netlink.Link, error) {
+	l, err := u.h.LinkByName(u.name)
+	if err != nil {
+		return nil, fmt.Errorf("netconf: uplink %s: %w", u.name, err)
+	}
+	return l, nil
+}
+
+// up brings the uplink up (DHCP needs a running link before an address).
+func (u *uplinkLink) up() error {
+	l, err := u.link()
+	if err != nil {
+		return err
+	}
+	if l.Attrs().Flags&net.FlagUp == 0 {
+		if err := u.h.LinkSetUp(l); err != nil {
+			return fmt.Errorf("netconf: bring up uplink %s: %w", u.name, err)
+		}
+	}
+	return nil
+}
+
+// apply installs c: its address (replacing the lifetime of an existing
+// one), removes other owned addresses, sets the default route, writes DNS.
+// It reports whether anything in the kernel changed.
+func (u *uplinkLink) apply(c UplinkConfig) (bool, error) {
+	if err := u.up(); err != nil {
+		return false, err
+	}
+	l, err := u.link()
+	if err != nil {
+		return false, err
+	}
+	label := OwnerLabel(u.name)
+	have, err := u.h.AddrList(l, netlink.FAMILY_V4)
+	if err != nil {
+		return false, fmt.Errorf("netconf: list addresses of %s: %w", u.name, err)
+	}
+	changed := false
+	present := false
+	for _, a := range have {
+		p, ok := addrPrefix(a)
+		if !ok {
+			continue
+		}
+		if a.Label != label {
+			if p.Addr() == c.Address.Addr() {
+				return false, fmt.Errorf("netconf: %s on uplink %s carries label %q: %w", p, u.name, a.Label, ErrForeign)
+			}
+			continue
+		}
+		if p == c.Address {
+			present = true
+			continue
+		}
+		del := a
+		if err := u.h.AddrDel(l, &del); err != nil {
+			return changed, fmt.Errorf("netconf: remove old %s from %s: %w", p, u.name, err)
+		}
+		changed = true
+	}
+	ad := &netlink.Addr{IPNet: prefixIPNet(c.Address), Label: label}
+	if c.Lifetime > 0 {
+		secs := int(c.Lifetime / time.Second)
+		if secs < 1 {
+			secs = 1
+		}
+		ad.ValidLft, ad.PreferedLft = secs, secs
+	}
+	if !present || c.Lifetime > 0 {
+		if err := u.h.AddrReplace(l, ad); err != nil {
+			return changed, fmt.Errorf("netconf: set %s on %s: %w", c.Address, u.name, err)
+		}
+		changed = changed || !present
+	}
+	rc, err := u.setDefaultRoute(l, c.Gateway)
+	changed = changed || rc
+	if err != nil {
+		return changed, err
+	}
+	if len(c.DNS) > 0 || len(c.Search) > 0 {
+		if err := u.resolver.Write(u.source, c.DNS, c.Search); err != nil {
+			return changed, err
+		}
+	}
+	return changed, nil
+}
+
+// defaultRoutes lists the IPv4 default routes of the main table.
+func (u *uplinkLink) defaultRoutes() ([]netlink.Route, error) {
+	rs, err := u.h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return nil, fmt.Errorf("netconf: list routes: %w", err)
+	}
+	var out []netlink.Route
+	for _, r := range rs {
+		if r.Dst == nil || r.Dst.String() == "0.0.0.0/0" {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (u *uplinkLink) owns(r netlink.Route, l netlink.Link) bool {
+	return r.LinkIndex == l.Attrs().Index && r.Protocol == u.proto
+}
+
+// setDefaultRoute makes the owned default route go via gw (zero: none). A
+// foreign default route of the same metric is left alone and reported.
+func (u *uplinkLink) setDefaultRoute(l netlink.Link, gw netip.Addr) (bool, error) {
+	rs, err := u.defaultRoutes()
+	if err != nil {
+		return false, err
+	}
+	changed := false
+	have := false
+	for _, r := range rs {
+		if !u.owns(r, l) {
+			if gw.IsValid() && r.Priority == 0 {
+				return changed, fmt.Errorf("netconf: a default route via %s (protocol %s) is already there: %w; left alone", r.Gw, r.Protocol, ErrForeign)
+			}
+			continue
+		}
+		if gw.IsValid() && r.Gw != nil && r.Gw.Equal(gw.AsSlice()) {
+			have = true
+			continue
+		}
+		del := r
+		if err := u.h.RouteDel(&del); err != nil {
+			return changed, fmt.Errorf("netconf: remove old default route via %s: %w", r.Gw, err)
+		}
+		changed = true
+	}
+	if !gw.IsValid() || have {
+		return changed, nil
+	}
+	r := &netlink.Route{LinkIndex: l.Attrs().Index, Gw: gw.AsSlice(), Protocol: u.proto, Table: unix.RT_TABLE_MAIN}
+	if err := u.h.RouteAdd(r); err != nil {
+		return changed, fmt.Errorf("netconf: default route via %s on %s: %w", gw, u.name, err)
+	}
+	return true, nil
+}
+
+// clear removes every owned address and default route from the uplink
+// and empties the DNS file.
+func (u *uplinkLink) clear() error {
+	l, err := u.link()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if _, err := u.setDefaultRoute(l, netip.Addr{}); err != nil {
+		errs = append(errs, err)
+	}
+	have, err := u.h.AddrList(l, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("netconf: list addresses of %s: %w", u.name, err)
+	}
+	for _, a := range have {
+		if a.Label != OwnerLabel(u.name) {
+			continue
+		}
+		del := a
+		if err := u.h.AddrDel(l, &del); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			errs = append(errs, fmt.Errorf("netconf: remove %s from %s: %w", a.IPNet, u.name, err))
+		}
+	}
+	if err := u.resolver.Write(u.source+", no lease", nil, nil); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
