@@ -127,7 +127,16 @@ func (s *Store) Authenticate(user string, password []byte, code string, source n
 	if err != nil || !codeOK {
 		return nil, s.fail(u, ReasonBadCode, source, now)
 	}
-	return s.succeed(u, step, source, now)
+	// Raised cost parameters apply from the next successful login on.
+	var rehash *passwordHash
+	if u.Password.Params != s.cfg.Argon2 {
+		s.hash(func() {
+			if h, err := hashPassword(password, s.cfg.Argon2); err == nil {
+				rehash = &h
+			}
+		})
+	}
+	return s.succeed(u, step, rehash, source, now)
 }
 
 // hash runs f (an argon2id computation) within the concurrency bound.
@@ -187,8 +196,9 @@ func (s *Store) fail(snap *userRecord, reason Reason, source netip.Addr, now tim
 // succeed commits a login whose password and code matched the snapshot,
 // re-checking the current record: the code's step must still be new (two
 // concurrent logins with one code: only one wins) and nothing that
-// refuses a login may have happened meanwhile.
-func (s *Store) succeed(snap *userRecord, step uint64, source netip.Addr, now time.Time) (*Login, error) {
+// refuses a login may have happened meanwhile. rehash, when set, replaces
+// a password hash made with older cost parameters.
+func (s *Store) succeed(snap *userRecord, step uint64, rehash *passwordHash, source netip.Addr, now time.Time) (*Login, error) {
 	s.mu.Lock()
 	cur := s.data.Users[snap.Name]
 	var reason Reason
@@ -221,6 +231,9 @@ func (s *Store) succeed(snap *userRecord, step uint64, source netip.Addr, now ti
 	u.LastStep = step
 	u.Failures, u.Locked, u.LockedAt, u.LockedUntil = 0, false, time.Time{}, time.Time{}
 	u.LastLogin = now
+	if rehash != nil {
+		u.Password = *rehash
+	}
 	err := s.commitLocked(u.Name, u, now)
 	s.mu.Unlock()
 	if err != nil {

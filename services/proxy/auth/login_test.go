@@ -239,3 +239,22 @@ func TestDisabledUser(t *testing.T) {
 		t.Errorf("certificate from before the disable works again after enable: %v", err)
 	}
 }
+
+func TestRaisedArgon2ParamsRehashOnLogin(t *testing.T) {
+	e := newEnv(t, nil)
+	secret := e.add("alice")
+	e.s.Close()
+	raised := testArgon2
+	raised.Time = 2
+	e.cfg.Argon2 = raised
+	e.open()
+	e.mustLogin("alice", testPassword, e.oathtool(secret, 0), srcA)
+	if got := e.s.data.Users["alice"].Password.Params; got != raised {
+		t.Errorf("after login the hash has %+v, want %+v", got, raised)
+	}
+	e.restart()
+	e.clock.Add(30 * time.Second)
+	e.mustLogin("alice", testPassword, e.oathtool(secret, 0), srcA)
+	e.clock.Add(30 * time.Second)
+	e.mustRefuse("alice", "not the password", e.oathtool(secret, 0), srcA, ReasonBadPassword)
+}
