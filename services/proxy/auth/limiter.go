@@ -131,3 +131,54 @@ func (b UserBackoff) delay(n int) time.Duration {
 	}
 	return d
 }
+
+// unknownNames applies the per-user back-off to names that are not users,
+// so that a throttled refusal does not reveal which names exist.
+type unknownNames struct {
+	mu sync.Mutex
+	m  map[string]*unknownName
+}
+
+type unknownName struct {
+	failures int
+	last     time.Time
+}
+
+func (u *unknownNames) wait(name string, b UserBackoff, now time.Time) (time.Duration, int) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	e := u.m[name]
+	if e == nil {
+		return 0, 0
+	}
+	if until := e.last.Add(b.delay(e.failures)); now.Before(until) {
+		return until.Sub(now), e.failures
+	}
+	return 0, e.failures
+}
+
+func (u *unknownNames) fail(name string, b UserBackoff, now time.Time) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.m == nil {
+		u.m = map[string]*unknownName{}
+	}
+	if len(u.m) >= maxSources {
+		for k, e := range u.m {
+			if now.Sub(e.last) > b.Max {
+				delete(u.m, k)
+			}
+		}
+		if len(u.m) >= maxSources { // still full: forget everything
+			clear(u.m)
+		}
+	}
+	e := u.m[name]
+	if e == nil {
+		e = &unknownName{}
+		u.m[name] = e
+	}
+	e.failures++
+	e.last = now
+	return e.failures
+}

@@ -36,6 +36,9 @@ type Refusal struct {
 	Failures int
 	// Locked: the account is locked (now, or by this attempt).
 	Locked bool
+	// UnknownUser: there is no such user (Reason says so too, except for
+	// a throttled attempt on an unknown name).
+	UnknownUser bool
 }
 
 func (r *Refusal) Error() string {
@@ -48,6 +51,9 @@ func (r *Refusal) Error() string {
 	}
 	if r.Locked {
 		msg += " (account locked)"
+	}
+	if r.UnknownUser && r.Reason != ReasonUnknownUser {
+		msg += " (unknown user)"
 	}
 	return msg
 }
@@ -70,7 +76,11 @@ func (r *Refusal) ClientMessage() string {
 }
 
 func (s *Store) refuse(r *Refusal, now time.Time) error {
-	s.emit(AuthEvent{Time: now, Kind: EventLoginFailed, User: r.User, Source: r.Source, Reason: r.Reason, Failures: r.Failures})
+	e := AuthEvent{Time: now, Kind: EventLoginFailed, User: r.User, Source: r.Source, Reason: r.Reason, Failures: r.Failures}
+	if r.UnknownUser && r.Reason != ReasonUnknownUser {
+		e.Detail = "unknown user"
+	}
+	s.emit(e)
 	return r
 }
 
@@ -100,9 +110,15 @@ func (s *Store) Authenticate(user string, password []byte, code string, source n
 	s.mu.Unlock()
 
 	if u == nil {
+		// Behave as for a user with a wrong password: same back-off, same
+		// argon2id cost, same client message.
+		if wait, n := s.unknown.wait(user, s.cfg.UserBackoff, now); wait > 0 {
+			return nil, s.refuse(&Refusal{User: user, Source: source, Reason: ReasonThrottled, RetryAfter: wait, Failures: n, UnknownUser: true}, now)
+		}
 		s.hash(func() { s.dummy.verify(password) })
 		s.sources.fail(source, now)
-		return nil, s.refuse(&Refusal{User: user, Source: source, Reason: ReasonUnknownUser}, now)
+		n := s.unknown.fail(user, s.cfg.UserBackoff, now)
+		return nil, s.refuse(&Refusal{User: user, Source: source, Reason: ReasonUnknownUser, Failures: n, UnknownUser: true}, now)
 	}
 	if lockExpired(u, now) {
 		u.Locked, u.Failures = false, 0

@@ -36,6 +36,12 @@ func TestRefusalReasons(t *testing.T) {
 	secret := e.add("alice")
 	code := e.oathtool(secret, 0)
 	r1 := e.mustRefuse("mallory", testPassword, code, srcA, ReasonUnknownUser)
+	// An unknown name is throttled like a user: a throttled refusal does
+	// not tell that alice exists and mallory does not.
+	rm := e.mustRefuse("mallory", testPassword, code, srcA, ReasonThrottled)
+	if !rm.UnknownUser || rm.RetryAfter != time.Second || e.ev.last().Detail != "unknown user" {
+		t.Errorf("throttled unknown user: %+v, event %+v", rm, e.ev.last())
+	}
 	e.clock.Add(time.Minute)
 	code = e.oathtool(secret, 0)
 	r2 := e.mustRefuse("alice", "wrong password!!", code, srcA, ReasonBadPassword)
@@ -56,7 +62,7 @@ func TestRefusalReasons(t *testing.T) {
 			reasons = append(reasons, ev.Reason)
 		}
 	}
-	want := []Reason{ReasonUnknownUser, ReasonBadPassword, ReasonBadCode, ReasonBadCode, ReasonMalformed}
+	want := []Reason{ReasonUnknownUser, ReasonThrottled, ReasonBadPassword, ReasonBadCode, ReasonBadCode, ReasonMalformed}
 	if !slices.Equal(reasons, want) {
 		t.Errorf("audit reasons %v, want %v", reasons, want)
 	}

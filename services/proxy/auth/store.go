@@ -120,6 +120,7 @@ type Store struct {
 	aead    cipher.AEAD
 	lock    *os.File
 	sources *sourceLimiter
+	unknown unknownNames
 	hashes  chan struct{}
 	dummy   passwordHash // verified for unknown users, to take the same time
 
