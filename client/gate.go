@@ -181,7 +181,7 @@ func Login(ctx context.Context, o LoginOptions) (*LoginResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("certificate from the gate: %w", err)
 	}
-	if !leaf.PublicKey.(interface{ Equal(any) bool }).Equal(&key.PublicKey) {
+	if !key.PublicKey.Equal(leaf.PublicKey) {
 		return nil, errors.New("gate issued a certificate for a different key")
 	}
 	res := &LoginResult{Gate: gate, User: rsp.User, NotAfter: leaf.NotAfter, Fingerprint: pin}

@@ -30,11 +30,13 @@ func (s *Server) RecheckUser(user string) int {
 // RevokeUser bumps the user's credential generation and ends the user's
 // live sessions; it returns how many ended.
 func (s *Server) RevokeUser(user, why string) (int, error) {
+	live := s.userSessions(user)
 	if _, err := s.cfg.Users.Revoke(user, why); err != nil {
 		return 0, fmt.Errorf("revoke %q: %w", user, err)
 	}
 	s.event(audit.Event{Type: "admin-revoke", User: user, Reason: why})
-	return s.RecheckUser(user), nil
+	s.RecheckUser(user)
+	return countEnded(live), nil
 }
 
 // RevokeSerial revokes one certificate (hex serial) of user and ends the
@@ -51,11 +53,13 @@ func (s *Server) RevokeSerial(user, serialHex, why string) (int, error) {
 			notAfter = sess.until.Add(time.Minute)
 		}
 	}
+	live := s.userSessions(user)
 	if err := s.cfg.Users.RevokeCertificate(user, serial, notAfter, why); err != nil {
 		return 0, fmt.Errorf("revoke serial %s of %q: %w", serialHex, user, err)
 	}
 	s.event(audit.Event{Type: "admin-revoke-serial", User: user, Reason: "serial " + serial.Text(16) + ": " + why})
-	return s.RecheckUser(user), nil
+	s.RecheckUser(user)
+	return countEnded(live), nil
 }
 
 // Unlock lifts a login lockout.
@@ -110,4 +114,28 @@ func (s *Server) Reload() (int, error) {
 		}
 	}
 	return n, nil
+}
+
+func (s *Server) userSessions(user string) []*session {
+	var out []*session
+	for _, x := range s.reg.snapshot() {
+		if x.user == user {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// countEnded counts the sessions of ss that have been ended (by anyone:
+// the store's OnRevoke hook may have been first).
+func countEnded(ss []*session) int {
+	n := 0
+	for _, x := range ss {
+		select {
+		case <-x.ended:
+			n++
+		default:
+		}
+	}
+	return n
 }
