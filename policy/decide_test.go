@@ -20,12 +20,12 @@ func grantYAML(name, schedule string) string {
 func TestDecideUntilAcrossDSTAndMidnight(t *testing.T) {
 	const berlin = "\n    time_zone: Europe/Berlin"
 	cases := []struct {
-		name     string
-		extra    string // sections after the base
-		at       string
-		allow    bool
-		rule     string
-		until    string // RFC 3339; "" for none
+		name  string
+		extra string // sections after the base
+		at    string
+		allow bool
+		rule  string
+		until string // RFC 3339; "" for none
 	}{
 		// 2026-03-29: clocks go 02:00 CET -> 03:00 CEST (01:00Z).
 		{"whole sunday, spring forward, inside", "grants:" + grantYAML("sun", berlin+"\n    windows: [{days: [sun], hours: [\"00:00-24:00\"]}]"),
