@@ -73,7 +73,7 @@ func modbusPayload(id string, r *modbus.Record) audit.Payload {
 		Start:        uint32(r.Address),
 		Count:        uint32(r.Count),
 		Latency:      int64(r.Latency()),
-		Detail:       map[string]string{"text": string(r.AppendText(nil, "", "")), "verdict": r.Verdict.String()},
+		Detail:       map[string]string{"text": string(r.AppendText(nil, "", ""))},
 	}
 	if r.Table != 0 {
 		dec.Table = r.Table.String()
@@ -88,9 +88,6 @@ func modbusPayload(id string, r *modbus.Record) audit.Payload {
 	}
 	if r.Verdict == modbus.VerdictDenied || r.Verdict == modbus.VerdictWouldDeny {
 		dec.Outcome = r.Verdict.String() + ": " + r.Reason + " (" + dec.Outcome + ")"
-		if r.Rule != "" {
-			dec.Detail["rule"] = r.Rule
-		}
 	}
 	if r.Table == modbus.TableHoldingRegisters || r.Table == modbus.TableInputRegisters {
 		vals := r.Written
