@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -73,3 +74,5 @@ func at(t testing.TB, s string) time.Time {
 	}
 	return v
 }
+
+func readFile(path string) ([]byte, error) { return os.ReadFile(path) }

@@ -29,12 +29,6 @@ import (
 
 var zones = []string{"Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "UTC", "Asia/Kolkata"}
 
-type randomSite struct {
-	yaml   string
-	site   *site.Site
-	policy *Policy
-}
-
 func clock(m int) string { return fmt.Sprintf("%02d:%02d", m/60, m%60) }
 
 func randomGrants(r *rand.Rand) string {
