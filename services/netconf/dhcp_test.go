@@ -28,6 +28,7 @@ func newDHCPLab(t *testing.T) *dhcpLab {
 	veth(t, l.gate, "up0", l.srv, "srv0")
 	mustRun(t, "ip", "-n", l.srv.Name, "addr", "add", "10.99.0.1/24", "dev", "srv0")
 	mustRun(t, "ip", "-n", l.srv.Name, "link", "set", "srv0", "up")
+	mustRun(t, "ip", "-n", l.gate.Name, "link", "set", "up0", "up") // carrier for the server
 	link, err := l.gate.Handle.LinkByName("up0")
 	if err != nil {
 		t.Fatal(err)
@@ -191,4 +192,57 @@ func TestDHCPLeaseRenewRelease(t *testing.T) {
 	}
 	_ = ev2
 	stop2()
+}
+
+// TestDHCPServerGone runs the client against kea with a 10 s lease (T1
+// 3 s, T2 6 s): with the server gone the client renews, then rebinds,
+// then at expiry the address and route go and discovery starts again;
+// when the server is back a new lease is applied.
+func TestDHCPServerGone(t *testing.T) {
+	l := newDHCPLab(t)
+	kdir := filepath.Join(l.dir, "kea")
+	if err := os.MkdirAll(kdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	srv := startKea(t, l.srv, "srv0", kdir, 10, 3, 6)
+	ring := NewRing(0, t.Logf)
+	c := l.client(ring)
+	startClient(t, c)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("kea log:\n%s", srv.logText())
+		}
+	})
+	ev := waitEvent(t, ring, 0, EventLease, 30*time.Second, nil)
+	st := c.Status()
+	if st.Lease == nil || st.Lease.Duration != 10*time.Second || st.Lease.T1 != 3*time.Second || st.Lease.T2 != 6*time.Second {
+		t.Fatalf("lease %+v, want 10s with T1 3s and T2 6s", st.Lease)
+	}
+	first := st.Lease.Address
+	ren := waitEvent(t, ring, ev.Seq, EventRenewed, 15*time.Second, nil)
+
+	srv.stop(t)
+	gone := time.Now()
+	t.Logf("kea stopped")
+	// After T1 the client renews (unicast), after T2 it rebinds
+	// (broadcast), at expiry the lease is gone.
+	waitFor(t, 15*time.Second, "the client to enter rebinding", func() bool { return c.Status().State == StateRebinding })
+	exp := waitEvent(t, ring, ren.Seq, EventExpired, 20*time.Second, nil)
+	t.Logf("lease expired %s after the server went away", time.Since(gone).Round(time.Millisecond))
+	if addrs, gw := l.uplinkState(t); len(addrs) != 0 || gw != "" {
+		t.Errorf("after expiry up0 still has %q, route via %q", addrs, gw)
+	}
+	if st := c.Status(); st.Lease != nil || st.Expiries != 1 {
+		t.Errorf("after expiry: %+v", st)
+	}
+
+	startKea(t, l.srv, "srv0", kdir, 10, 3, 6)
+	back := time.Now()
+	nl := waitEvent(t, ring, exp.Seq, EventLease, 30*time.Second, nil)
+	t.Logf("new lease %s after the server came back: %s", time.Since(back).Round(time.Millisecond), nl)
+	addrs, gw := l.uplinkState(t)
+	if len(addrs) != 1 || gw != "10.99.0.1" {
+		t.Errorf("after the new lease up0 has %q, route via %q", addrs, gw)
+	}
+	t.Logf("first lease %s, new lease %s", first, c.Status().Lease.Address)
 }

@@ -89,7 +89,7 @@ func startKea(t *testing.T, ns *labNS, iface, dir string, valid, t1, t2 int) *dh
 	}
 	s := &dhcpServer{dir: dir, Leases: filepath.Join(dir, "kea-leases4.csv"), Log: filepath.Join(dir, "kea.log")}
 	conf := fmt.Sprintf(`{"Dhcp4": {
-  "interfaces-config": {"interfaces": [%q]},
+  "interfaces-config": {"interfaces": [%q], "service-sockets-max-retries": 100, "service-sockets-retry-wait-time": 200},
   "lease-database": {"type": "memfile", "persist": true, "name": %q, "lfc-interval": 0},
   "valid-lifetime": %d, "renew-timer": %d, "rebind-timer": %d,
   "authoritative": true,

@@ -204,3 +204,24 @@ func (u *uplinkLink) clear() error {
 	}
 	return errors.Join(errs...)
 }
+
+// StaticUplink configures the uplink from fixed settings.
+type StaticUplink struct {
+	link *uplinkLink
+	cfg  UplinkConfig
+}
+
+// NewStaticUplink returns the static configuration of u through h.
+func NewStaticUplink(h *netlink.Handle, u Uplink, r *Resolver) *StaticUplink {
+	if r == nil {
+		r = &Resolver{}
+	}
+	return &StaticUplink{
+		link: &uplinkLink{h: h, name: u.Name, proto: unix.RTPROT_STATIC, resolver: r, source: "static on " + u.Name},
+		cfg:  UplinkConfig{Address: u.Address, Gateway: u.Gateway, DNS: u.DNS},
+	}
+}
+
+// Apply converges the uplink to the static settings and reports whether
+// the kernel changed (a second Apply changes nothing).
+func (s *StaticUplink) Apply() (bool, error) { return s.link.apply(s.cfg) }
