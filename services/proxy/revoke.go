@@ -49,8 +49,8 @@ func (s *Server) RevokeSerial(user, serialHex, why string) (int, error) {
 	// The serial's certificate can live at most MaxCertValidity from now.
 	notAfter := s.cfg.Now().Add(s.cfg.MaxCertValidity + time.Minute)
 	for _, sess := range s.reg.snapshot() {
-		if sess.user == user && sess.serial == serial.Text(16) && !sess.until.IsZero() {
-			notAfter = sess.until.Add(time.Minute)
+		if sess.user == user && sess.serial == serial.Text(16) && !sess.certEnd.IsZero() {
+			notAfter = sess.certEnd.Add(time.Minute)
 		}
 	}
 	live := s.userSessions(user)
@@ -106,6 +106,18 @@ func (s *Server) Reload() (int, error) {
 				why = fmt.Sprintf("asset %q no longer offers %s", sess.asset, sess.protocol)
 			} else if d := p.Decider.Decide(DecisionRequest{User: sess.user, Roles: sess.roles, Asset: sess.asset, Protocol: sess.protocol, Source: sess.source, Time: now}); !d.Allow {
 				why = "no longer allowed: " + d.Reason
+			} else if d.Rule != sess.rule {
+				// Another grant (maybe with other protocol rules) governs
+				// it now: fail closed, the client reconnects under it.
+				why = fmt.Sprintf("now governed by rule %q instead of %q: reconnect", d.Rule, sess.rule)
+			} else {
+				until := d.Until
+				if until.IsZero() || sess.certEnd.Before(until) {
+					until = sess.certEnd
+				}
+				if !until.Equal(sess.untilTime()) {
+					sess.setUntil(until, now)
+				}
 			}
 		}
 		if why != "" {

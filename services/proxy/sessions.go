@@ -35,6 +35,8 @@ type session struct {
 	started  time.Time
 	until    time.Time
 	chain    [][]byte // the client certificate chain, re-verified on revocation
+	certEnd  time.Time
+	timer    *time.Timer // ends the session at until; guarded by mu
 
 	toAsset, toClient atomic.Uint64
 	lastActive        atomic.Int64 // unix ns
@@ -144,4 +146,32 @@ func (r *registry) count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.all)
+}
+
+// setUntil (re)arms the end of the session at until (zero: none).
+func (s *session) setUntil(until time.Time, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.until = until
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	if !until.IsZero() {
+		s.timer = time.AfterFunc(until.Sub(now), func() { s.end(EndUntil) })
+	}
+}
+
+func (s *session) stopTimer() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+}
+
+func (s *session) untilTime() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.until
 }

@@ -109,7 +109,7 @@ func (s *Server) tunnel(tc *tls.Conn) {
 	}
 	sess := &session{id: newSessionID(), user: cred.User, roles: slices.Clone(cred.Roles), serial: cred.SerialString(),
 		asset: h.Asset, protocol: h.Protocol, source: src, rule: d.Rule, started: now, until: until,
-		chain: chain, ended: make(chan struct{})}
+		chain: chain, certEnd: cred.NotAfter, ended: make(chan struct{})}
 	sess.touch(now.UnixNano())
 	ev.SessionID = sess.id
 	if err := s.reg.add(sess); err != nil {
@@ -169,10 +169,8 @@ func (s *Server) runSession(tc *tls.Conn, sess *session, addr netip.AddrPort, d 
 		sess.closeConn()
 	default:
 	}
-	if !sess.until.IsZero() {
-		t := time.AfterFunc(sess.until.Sub(s.cfg.Now()), func() { sess.end(EndUntil) })
-		defer t.Stop()
-	}
+	sess.setUntil(sess.until, s.cfg.Now())
+	defer sess.stopTimer()
 	var natural string
 	if sess.protocol == "modbus" {
 		natural = s.relayModbus(tc, asset, sess, d)
