@@ -215,7 +215,11 @@ func decision(cands []*grant, chosen *grant, u *user, a *site.Asset, proto strin
 	if chosen == nil {
 		d := Decision{Rule: RuleDefaultDeny, Until: until}
 		var b strings.Builder
-		fmt.Fprintf(&b, "no grant lets %s reach %s over %s at %s", u.Name, a.Name, proto, t.UTC().Format(time.RFC3339))
+		loc := time.UTC
+		if len(cands) > 0 {
+			loc = cands[0].loc
+		}
+		fmt.Fprintf(&b, "no grant lets %s reach %s over %s at %s", u.Name, a.Name, proto, t.In(loc).Format(time.RFC3339))
 		if len(cands) == 0 {
 			b.WriteString(" (no grant names the user or a role of theirs for this asset and protocol)")
 		} else {
@@ -226,7 +230,7 @@ func decision(cands []*grant, chosen *grant, u *user, a *site.Asset, proto strin
 			fmt.Fprintf(&b, " (%s)", strings.Join(names, "; "))
 		}
 		if !until.IsZero() {
-			fmt.Fprintf(&b, "; this changes at %s", until.UTC().Format(time.RFC3339))
+			fmt.Fprintf(&b, "; this changes at %s", until.In(loc).Format(time.RFC3339))
 		}
 		d.Reason = b.String()
 		return d

@@ -201,7 +201,7 @@ type Decision struct {
 	MaxSession time.Duration
 	// Modbus is the allowing grant's compiled Modbus rules (nil when the
 	// protocol is not modbus or the decision is a deny).
-	Modbus *modbus.Policy
+	Modbus *modbus.Policy `json:"-"`
 }
 
 // SessionDeadline is when a session started at start under this decision
