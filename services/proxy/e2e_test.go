@@ -15,6 +15,7 @@ import (
 
 	"github.com/otgate/otgate/audit"
 	"github.com/otgate/otgate/client"
+	"github.com/otgate/otgate/services/proxy/adminapi"
 	"github.com/otgate/otgate/services/proxy/wire"
 )
 
@@ -248,6 +249,38 @@ func TestEndToEnd(t *testing.T) {
 		_, _, err = tunnel(t, dave, "echo-1", "tcp")
 		denied(t, err, "revoked")
 		g.waitEvent(EventSessionRefused, "dave", "revoked")
+	})
+
+	t.Run("admin socket", func(t *testing.T) {
+		sock := filepath.Join(t.TempDir(), "admin.sock")
+		a, err := g.srv.ListenAdmin(sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go a.Serve()
+		defer a.Close()
+		if st, _ := os.Stat(sock); st.Mode().Perm() != 0o600 {
+			t.Fatalf("admin socket mode %v, want 0600", st.Mode().Perm())
+		}
+		c, r, err := tunnel(t, alice, "echo-1", "tcp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		echoRoundTrip(t, c, "listed")
+		rsp, err := adminapi.Call(sock, adminapi.Request{Op: adminapi.OpSessions})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rsp.Sessions) != 1 || rsp.Sessions[0].ID != r.Session || rsp.Sessions[0].BytesToAsset != 6 {
+			t.Fatalf("sessions = %+v, want session %s with 6 bytes to the asset", rsp.Sessions, r.Session)
+		}
+		if _, err := adminapi.Call(sock, adminapi.Request{Op: "format-disk"}); err == nil || !strings.Contains(err.Error(), "unknown operation") {
+			t.Fatalf("unknown op: %v", err)
+		}
+		if _, err := adminapi.Call(sock, adminapi.Request{Op: adminapi.OpUnlock, User: "nobody"}); err == nil {
+			t.Fatal("unlock of an unknown user succeeded")
+		}
 	})
 
 	t.Run("window ends during a session", func(t *testing.T) {

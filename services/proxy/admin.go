@@ -1,0 +1,126 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/otgate/otgate/services/proxy/adminapi"
+	"github.com/otgate/otgate/services/proxy/wire"
+)
+
+// AdminServer serves the admin socket: root only.
+type AdminServer struct {
+	srv *Server
+	ln  *net.UnixListener
+	// AllowUID is the uid allowed besides root (tests); -1: root only.
+	allowUID int
+}
+
+// ListenAdmin creates the admin socket at path (mode 0600).
+func (s *Server) ListenAdmin(path string) (*AdminServer, error) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("proxy admin: remove stale socket %s: %w", path, err)
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("proxy admin: listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("proxy admin: chmod %s: %w", path, err)
+	}
+	return &AdminServer{srv: s, ln: ln, allowUID: -1}, nil
+}
+
+// Close stops the admin socket.
+func (a *AdminServer) Close() error { return a.ln.Close() }
+
+// Serve accepts admin connections until Close.
+func (a *AdminServer) Serve() error {
+	for {
+		c, err := a.ln.AcceptUnix()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		go a.serveConn(c)
+	}
+}
+
+func (a *AdminServer) serveConn(c *net.UnixConn) {
+	defer c.Close()
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return
+	}
+	var cred *unix.Ucred
+	var cerr error
+	raw.Control(func(fd uintptr) { cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
+	if cerr != nil || (cred.Uid != 0 && int(cred.Uid) != a.allowUID) {
+		uid := -1
+		if cred != nil {
+			uid = int(cred.Uid)
+		}
+		wire.WriteFrame(c, adminapi.Response{Error: fmt.Sprintf("permission denied: uid %d is not root", uid)})
+		return
+	}
+	for {
+		c.SetDeadline(time.Now().Add(5 * time.Minute))
+		var req adminapi.Request
+		if err := wire.ReadFrame(c, &req); err != nil {
+			if !errors.Is(err, io.EOF) {
+				wire.WriteFrame(c, adminapi.Response{Error: err.Error()})
+			}
+			return
+		}
+		if err := wire.WriteFrame(c, a.handle(req)); err != nil {
+			return
+		}
+	}
+}
+
+func (a *AdminServer) handle(req adminapi.Request) adminapi.Response {
+	s := a.srv
+	why := req.Reason
+	if why == "" {
+		why = "admin"
+	}
+	var n int
+	var err error
+	switch req.Op {
+	case adminapi.OpSessions:
+		var out []adminapi.Session
+		for _, x := range s.Sessions() {
+			var until int64
+			if !x.Until.IsZero() {
+				until = x.Until.UnixNano()
+			}
+			out = append(out, adminapi.Session{ID: x.ID, User: x.User, Serial: x.Serial, Asset: x.Asset, Protocol: x.Protocol,
+				Source: x.Source, Rule: x.Rule, Started: x.Started.UnixNano(), Until: until,
+				BytesToAsset: x.BytesToAsset, BytesToClient: x.BytesToClient, IdleNanos: int64(x.Idle)})
+		}
+		return adminapi.Response{Sessions: out}
+	case adminapi.OpRevokeUser:
+		n, err = s.RevokeUser(req.User, why)
+	case adminapi.OpRevokeSerial:
+		n, err = s.RevokeSerial(req.User, req.Serial, why)
+	case adminapi.OpReload:
+		n, err = s.Reload()
+	case adminapi.OpUnlock:
+		err = s.Unlock(req.User)
+	default:
+		err = fmt.Errorf("unknown operation %q", req.Op)
+	}
+	if err != nil {
+		return adminapi.Response{Error: err.Error(), Ended: n}
+	}
+	return adminapi.Response{Ended: n}
+}

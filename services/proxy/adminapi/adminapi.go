@@ -1,0 +1,78 @@
+// Package adminapi is the proxy's local admin protocol: framed CBOR (see
+// package wire) over the unix socket DefaultSocket, root only (the server
+// checks SO_PEERCRED). One request, one response per call; several calls
+// may share a connection.
+package adminapi
+
+import (
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/otgate/otgate/services/proxy/wire"
+)
+
+// DefaultSocket is where the proxy listens on the appliance.
+const DefaultSocket = "/run/otgate/proxy-admin.sock"
+
+// Operations.
+const (
+	OpSessions     = "sessions"      // -> Sessions
+	OpRevokeUser   = "revoke-user"   // User, Reason -> Ended
+	OpRevokeSerial = "revoke-serial" // User, Serial (hex), Reason -> Ended
+	OpReload       = "reload"        // -> Ended
+	OpUnlock       = "unlock"        // User
+)
+
+// Request is one admin call.
+type Request struct {
+	Op     string `cbor:"1,keyasint"`
+	User   string `cbor:"2,keyasint,omitempty"`
+	Serial string `cbor:"3,keyasint,omitempty"`
+	Reason string `cbor:"4,keyasint,omitempty"`
+}
+
+// Response answers a Request; Error is set on failure.
+type Response struct {
+	Error    string    `cbor:"1,keyasint,omitempty"`
+	Sessions []Session `cbor:"2,keyasint,omitempty"`
+	// Ended counts the live sessions the call ended.
+	Ended int `cbor:"3,keyasint,omitempty"`
+}
+
+// Session is one live session.
+type Session struct {
+	ID            string `cbor:"1,keyasint"`
+	User          string `cbor:"2,keyasint"`
+	Serial        string `cbor:"3,keyasint,omitempty"`
+	Asset         string `cbor:"4,keyasint"`
+	Protocol      string `cbor:"5,keyasint"`
+	Source        string `cbor:"6,keyasint,omitempty"`
+	Rule          string `cbor:"7,keyasint"`
+	Started       int64  `cbor:"8,keyasint"`           // unix ns
+	Until         int64  `cbor:"9,keyasint,omitempty"` // unix ns
+	BytesToAsset  uint64 `cbor:"10,keyasint,omitempty"`
+	BytesToClient uint64 `cbor:"11,keyasint,omitempty"`
+	IdleNanos     int64  `cbor:"12,keyasint,omitempty"`
+}
+
+// Call sends one request to the socket at path.
+func Call(path string, req Request) (*Response, error) {
+	c, err := net.DialTimeout("unix", path, 10*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("proxy admin socket: %w", err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	if err := wire.WriteFrame(c, req); err != nil {
+		return nil, fmt.Errorf("proxy admin %s: %w", req.Op, err)
+	}
+	var rsp Response
+	if err := wire.ReadFrame(c, &rsp); err != nil {
+		return nil, fmt.Errorf("proxy admin %s: read answer: %w", req.Op, err)
+	}
+	if rsp.Error != "" {
+		return &rsp, fmt.Errorf("proxy admin %s: %s", req.Op, rsp.Error)
+	}
+	return &rsp, nil
+}
