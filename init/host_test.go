@@ -29,8 +29,13 @@ type hostInit struct {
 
 func runHostInit(t *testing.T, root, cmdline string) *hostInit {
 	t.Helper()
-	h := &hostInit{root: root, done: make(chan struct{})}
-	h.cmd = exec.Command(initBin, "-root", root, "-cmdline", cmdline)
+	return runHostInitCmd(t, root, exec.Command(initBin, "-root", root, "-cmdline", cmdline))
+}
+
+// runHostInitCmd runs init as cmd (e.g. wrapped in unshare).
+func runHostInitCmd(t *testing.T, root string, cmd *exec.Cmd) *hostInit {
+	t.Helper()
+	h := &hostInit{root: root, done: make(chan struct{}), cmd: cmd}
 	stderr, err := h.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

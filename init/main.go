@@ -49,7 +49,15 @@ type initProc struct {
 
 	shutdownCh chan action
 	configErr  string
+	// firewallErr is set when the baseline ruleset could not be
+	// installed: init then runs no services (fail closed).
+	firewallErr string
+	// measurement is the hex digest extended into the boot PCR, or "".
+	measurement string
 }
+
+// firewall is the -firewall flag (always on as PID 1).
+var firewall = new(bool)
 
 // path maps an absolute path of the appliance to the root directory.
 func (in *initProc) path(p string) string { return filepath.Join(in.root, p) }
@@ -63,6 +71,7 @@ func main() {
 	root := flag.String("root", "/", "directory the appliance's paths are relative to (development hosts)")
 	config := flag.String("config", "", "boot config (default <root>"+bootcfg.Path+")")
 	cmdline := flag.String("cmdline", "", "kernel command line to use instead of /proc/cmdline (development hosts)")
+	firewall = flag.Bool("firewall", false, "install the baseline ruleset when not PID 1 (only inside a private network namespace)")
 	if !pid1 {
 		flag.Parse()
 	}
@@ -136,10 +145,23 @@ func (in *initProc) boot(configPath, cmdline string) {
 		if err := setHostname(cfg.Hostname); err != nil {
 			log.Printf("%v", err)
 		}
+		loadModules(log, filepath.Join("/lib/modules", cfg.KernelRelease), cfg.Modules)
+	}
+	// The baseline goes in right after the modules, before any interface
+	// (loopback included) is up. Without it init fails closed.
+	if in.pid1 || *firewall {
+		if in.firewallErr = in.setupFirewall(); in.firewallErr != "" {
+			cfg = &bootcfg.Config{Board: cfg.Board, ImageID: cfg.ImageID, Hostname: cfg.Hostname,
+				Watchdog: cfg.Watchdog, Perm: cfg.Perm, TPM: cfg.TPM, TestHooks: cfg.TestHooks}
+			in.cfg = cfg
+		}
+	} else {
+		log.Printf("firewall: not PID 1: baseline not installed (-firewall installs it, only inside a private network namespace)")
+	}
+	if in.pid1 {
 		if err := loopbackUp(); err != nil {
 			log.Printf("%v", err)
 		}
-		loadModules(log, filepath.Join("/lib/modules", cfg.KernelRelease), cfg.Modules)
 	}
 	if d, err := waitRNG(); err != nil {
 		log.Printf("rng: %v", err)
@@ -153,16 +175,8 @@ func (in *initProc) boot(configPath, cmdline string) {
 		in.perm = hostPerm(log, in.path("/perm"))
 	}
 
-	if installBaseline != nil {
-		if err := installBaseline(); err != nil {
-			log.Printf("FIREWALL: baseline ruleset NOT installed: %v", err)
-			log.Printf("FIREWALL: interfaces stay down as far as init is concerned; services start anyway (fix the ruleset)")
-		} else {
-			log.Printf("firewall: baseline deny ruleset installed")
-		}
-	} else {
-		log.Printf("firewall: no baseline ruleset hook in this build")
-	}
+	// Measure what this boot runs before any service starts.
+	in.measurement = in.measure(configPath)
 
 	var spawnOpts spawnOptions
 	if !in.pid1 {
@@ -191,7 +205,7 @@ func (in *initProc) boot(configPath, cmdline string) {
 	}
 
 	sup.start()
-	if in.configErr == "" {
+	if in.configErr == "" && in.firewallErr == "" {
 		go guard(log, "ready watcher", in.watchReady)
 	}
 }

@@ -66,7 +66,7 @@ func (in *initProc) status() *initstatus.Status {
 		Hostname: in.cfg.Hostname, Board: in.cfg.Board, ImageID: in.cfg.ImageID,
 		BootTime: in.started, Uptime: in.uptime(), Ready: in.isReady(),
 		Perm:    initstatus.Perm{Device: in.perm.Device, FSType: in.perm.FSType, Boots: in.perm.Boots, Warning: in.perm.Warning},
-		InitRSS: selfRSS(), ConfigError: in.configErr,
+		InitRSS: selfRSS(), ConfigError: in.configErr, FirewallError: in.firewallErr, Measurement: in.measurement,
 	}
 	if in.sup != nil {
 		st.Services = in.sup.snapshot()

@@ -48,11 +48,10 @@ func TestX86Lifecycle(t *testing.T) {
 
 	// The status socket, read on the device by the test service through
 	// the same client `otgate status` uses.
-	mustSee(t, vm, "testsvc: status")
-	status := mustSee(t, vm, regexp.MustCompile(`^steady\s+ready\b`))
-	t.Logf("status row: %s", status)
-	for _, name := range []string{"flaky", "crashloop"} {
-		mustSee(t, vm, regexp.MustCompile(`^`+name+`\s+\S+`))
+	// statusdump prints it 20 s after start, once the crash loop is over.
+	mustSee(t, vm, "statusdump: testsvc: status")
+	for _, row := range []string{`steady\*\s+ready`, `flaky\s+ready`, `crashloop\s+failed`, `identity\s+\S+`} {
+		t.Logf("status row: %s", mustSee(t, vm, regexp.MustCompile(`^statusdump: `+row+`\b`)))
 	}
 
 	// Nothing else died meanwhile.
@@ -116,7 +115,7 @@ func TestAarch64Boot(t *testing.T) {
 	)
 	mustSee(t, vm, `init: /perm mounted (/dev/vda, ext4, boot 1)`)
 	t.Logf("arm64: %s", mustSee(t, vm, "init: ready ("))
-	mustSee(t, vm, regexp.MustCompile(`^steady\s+ready\b`))
+	mustSee(t, vm, regexp.MustCompile(`^statusdump: steady\*\s+ready\b`))
 }
 
 // generic-x86_64: the UEFI disk image boots under OVMF to ready and finds

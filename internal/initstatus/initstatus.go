@@ -58,6 +58,12 @@ type Status struct {
 	// ConfigError is set when the boot config was unusable: init then runs
 	// no services and never reports ready.
 	ConfigError string `cbor:"config_error,omitempty" json:"config_error,omitempty"`
+	// FirewallError is set when the baseline ruleset could not be
+	// installed: init then runs no services (fail closed).
+	FirewallError string `cbor:"firewall_error,omitempty" json:"firewall_error,omitempty"`
+	// Measurement is the hex digest init extended into the boot
+	// measurement PCR, empty when the boot was not measured.
+	Measurement string `cbor:"measurement,omitempty" json:"measurement,omitempty"`
 	// InitRSS is init's resident memory in bytes (VmRSS).
 	InitRSS  uint64    `cbor:"init_rss" json:"init_rss"`
 	Perm     Perm      `cbor:"perm" json:"perm"`

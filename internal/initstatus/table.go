@@ -21,7 +21,15 @@ func WriteTable(w io.Writer, s *Status) error {
 	if s.ConfigError != "" {
 		fmt.Fprintf(&b, "CONFIG ERROR: %s\n", s.ConfigError)
 	}
+	if s.FirewallError != "" {
+		fmt.Fprintf(&b, "FIREWALL ERROR: %s\n", s.FirewallError)
+	}
 	fmt.Fprintf(&b, "init      rss %.1f MiB\n", float64(s.InitRSS)/(1<<20))
+	if s.Measurement != "" {
+		fmt.Fprintf(&b, "measured  PCR 15 %s\n", short(s.Measurement))
+	} else {
+		b.WriteString("measured  no (no TPM)\n")
+	}
 	if s.Perm.Warning != "" {
 		fmt.Fprintf(&b, "perm      %s, boot %d: WARNING: %s\n", s.Perm.FSType, s.Perm.Boots, s.Perm.Warning)
 	} else {

@@ -319,3 +319,18 @@ func (s *Service) Status() (*Status, error) {
 
 // Spec returns the spec the service enforces.
 func (s *Service) Spec() *ruleset.Spec { return s.spec }
+
+// SetSpec replaces the desired state and applies it at once, in one atomic
+// replacement of the table (a policy reload). On error the kernel keeps the
+// previous table and the service keeps enforcing the previous spec.
+func (s *Service) SetSpec(spec *ruleset.Spec, why string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.spec
+	s.spec = spec
+	if err := s.applyLocked(why); err != nil {
+		s.spec = old
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/otgate/otgate/internal/bootcfg"
+	"github.com/otgate/otgate/internal/ready"
+	"github.com/otgate/otgate/services/segment"
+	"github.com/otgate/otgate/services/segment/baseline"
+	"github.com/otgate/otgate/services/segment/ruleset"
+	"github.com/otgate/otgate/services/segment/sitespec"
+	"github.com/otgate/otgate/site"
+)
+
+// policySource builds the desired state from the applied site policy on
+// top of the gate's baseline (from the boot config, as init installed it).
+type policySource struct {
+	path string
+	base ruleset.BaselineSpec
+	id   fileVersion
+}
+
+// fileVersion identifies one version of a file (zero: absent).
+type fileVersion struct {
+	size  int64
+	mtime time.Time
+	ino   uint64
+}
+
+func statVersion(path string) fileVersion {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fileVersion{}
+	}
+	v := fileVersion{size: st.Size(), mtime: st.ModTime()}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		v.ino = sys.Ino
+	}
+	return v
+}
+
+func newPolicySource(policyPath, bootPath string) (*policySource, error) {
+	cfg, err := bootcfg.Load(bootPath)
+	if err != nil {
+		return nil, fmt.Errorf("-boot: %w", err)
+	}
+	base := baseline.FromBoot(cfg)
+	if err := base.Validate(); err != nil {
+		return nil, fmt.Errorf("-boot %s: baseline: %w", bootPath, err)
+	}
+	return &policySource{path: policyPath, base: base}, nil
+}
+
+// load reads the policy. No applied policy yet is not an error: the spec
+// is then the baseline alone (no asset reachable).
+func (p *policySource) load() (*ruleset.Spec, string, error) {
+	p.id = statVersion(p.path)
+	applied, err := site.LoadApplied(p.path)
+	if errors.Is(err, site.ErrNoPolicy) {
+		return &ruleset.Spec{BaselineSpec: p.base}, "no applied policy yet: baseline only, no asset reachable", nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	spec, err := sitespec.Spec(&applied.Site, p.base)
+	if err != nil {
+		return nil, "", fmt.Errorf("policy %s (from %s): %w", p.path, applied.Source, err)
+	}
+	return spec, fmt.Sprintf("policy %s from %s (sha256 %x)", p.path, applied.Source, applied.SourceSHA256[:6]), nil
+}
+
+func (p *policySource) changed() bool { return statVersion(p.path) != p.id }
+
+// watchPolicy re-reads the policy on SIGHUP and when the file changes, and
+// applies it. A policy that does not load or fit changes nothing: the
+// kernel keeps the last good table, and init hears the service is
+// unhealthy until a good policy arrives.
+func watchPolicy(ctx context.Context, p *policySource, svc *segment.Service, poll time.Duration) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	bad := false
+	for {
+		why := ""
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			why = "reload (SIGHUP)"
+		case <-t.C:
+			if !p.changed() {
+				continue
+			}
+			why = "policy file changed"
+		}
+		spec, what, err := p.load()
+		if err == nil {
+			err = svc.SetSpec(spec, why)
+		}
+		if err != nil {
+			log.Printf("segment: %s: %v; nothing changed, the previous ruleset stays", why, err)
+			if !bad {
+				_ = ready.Unhealthy("policy: " + err.Error())
+				bad = true
+			}
+			continue
+		}
+		log.Printf("segment: %s: now enforcing %s: %d assets, %d exceptions", why, what, len(spec.Assets), len(spec.Active(time.Now())))
+		if bad {
+			_ = ready.Healthy()
+			bad = false
+		}
+	}
+}
