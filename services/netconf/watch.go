@@ -3,6 +3,7 @@ package netconf
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sort"
@@ -14,12 +15,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// WatchLink is one downlink the watch covers; Source is the gate's
-// address there (the zero Prefix: watch passively, do not probe).
+// WatchLink is one downlink the watch covers; Sources are the gate's
+// addresses there, probes go from the one whose subnet holds the asset
+// (none: watch passively, do not probe).
 type WatchLink struct {
-	Name   string
-	Source netip.Prefix
+	Name    string
+	Sources []netip.Prefix
 }
+
+func (l WatchLink) key() string { return fmt.Sprint(l.Name, l.Sources) }
 
 // Watcher feeds an Inventory from the kernel's neighbour table (netlink
 // updates, and the table as it is at start) and from ARP traffic on the
@@ -134,7 +138,7 @@ func (w *Watcher) SetLinks(links []WatchLink) {
 	var stop []*watchedLink
 	var start []*watchedLink
 	for name, wl := range w.links {
-		if spec, ok := want[name]; !ok || spec != wl.spec {
+		if spec, ok := want[name]; !ok || spec.key() != wl.spec.key() {
 			stop = append(stop, wl)
 			delete(w.links, name)
 		}
@@ -228,12 +232,18 @@ func (w *Watcher) startLink(wl *watchedLink) {
 // probeLoop asks for every declared asset of the link once per
 // ProbeInterval, spread evenly, from the gate's address there.
 func (w *Watcher) probeLoop(ctx context.Context, conn *arpConn, spec WatchLink) {
-	if w.ProbeInterval <= 0 || !spec.Source.IsValid() {
+	if w.ProbeInterval <= 0 || len(spec.Sources) == 0 {
 		return
 	}
+	type target struct{ src, ip netip.Addr }
 	for ctx.Err() == nil {
-		targets := w.Inventory.probeTargets(spec.Name, spec.Source)
-		sort.Slice(targets, func(i, j int) bool { return targets[i].Less(targets[j]) })
+		var targets []target
+		for _, src := range spec.Sources {
+			for _, ip := range w.Inventory.probeTargets(spec.Name, src) {
+				targets = append(targets, target{src.Addr(), ip})
+			}
+		}
+		sort.Slice(targets, func(i, j int) bool { return targets[i].ip.Less(targets[j].ip) })
 		if len(targets) == 0 {
 			if !sleepUntil(ctx, time.Now().Add(w.ProbeInterval)) {
 				return
@@ -241,10 +251,10 @@ func (w *Watcher) probeLoop(ctx context.Context, conn *arpConn, spec WatchLink) 
 			continue
 		}
 		gap := w.ProbeInterval / time.Duration(len(targets))
-		for _, ip := range targets {
+		for _, tg := range targets {
 			next := time.Now().Add(gap)
-			if err := conn.probe(spec.Source.Addr(), ip); err != nil && ctx.Err() == nil {
-				w.Logf("netconf: ARP probe for %s on %s: %v", ip, spec.Name, err)
+			if err := conn.probe(tg.src, tg.ip); err != nil && ctx.Err() == nil {
+				w.Logf("netconf: ARP probe for %s on %s: %v", tg.ip, spec.Name, err)
 			}
 			if !sleepUntil(ctx, next) {
 				return

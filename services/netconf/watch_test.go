@@ -84,7 +84,7 @@ func TestNeighbourWatch(t *testing.T) {
 		{Name: "plc-3", Zone: "cell-2", Link: "eth2", IP: netip.MustParseAddr("10.78.0.10")},
 	}, time.Now())
 	w := &Watcher{Handle: l.gate.Handle, NS: l.gate.NS, Inventory: inv, ProbeInterval: 300 * time.Millisecond, Logf: t.Logf}
-	w.SetLinks([]WatchLink{{Name: "eth1", Source: netip.MustParsePrefix("10.77.0.1/24")}})
+	w.SetLinks([]WatchLink{{Name: "eth1", Sources: []netip.Prefix{netip.MustParsePrefix("10.77.0.1/24")}}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()

@@ -1,0 +1,467 @@
+package netconf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/otgate/otgate/internal/ready"
+	"github.com/otgate/otgate/site"
+)
+
+// Config is everything the service is told (flags in the command).
+type Config struct {
+	Uplink    Uplink
+	Downlinks []string
+	Addresses Addresses
+	// PolicyPath is the compiled policy (zones and assets); absent: the
+	// downlinks are configured from the flags alone until one appears.
+	PolicyPath string
+	SocketPath string
+	Resolver   *Resolver
+	// HintPath remembers the uplink's last DHCP address ("" : nothing).
+	HintPath string
+	// AbsentAfter and ProbeInterval tune the neighbour watch.
+	AbsentAfter, ProbeInterval time.Duration
+	// ReadyWait is how long readiness waits for the uplink's first
+	// lease; after it the service is ready with the uplink "waiting for
+	// lease".
+	ReadyWait time.Duration
+	// Poll is how often the policy file is checked for a change; Repair
+	// how often the interfaces are reconciled anyway (drift repair).
+	Poll, Repair time.Duration
+	// DHCP timing (zero: RFC defaults).
+	BackoffMin, BackoffMax, RetryMin time.Duration
+}
+
+// Service is the netconf service.
+type Service struct {
+	Config
+	Handle *netlink.Handle
+	NS     netns.NsHandle // where sockets are opened (tests); zero: here
+	Logf   func(string, ...any)
+	// Notify tells init the service is ready (nil: ready.Notify).
+	Notify func() error
+
+	events  *Ring
+	inv     *Inventory
+	watcher *Watcher
+	dhcp    *DHCPClient
+	static  *StaticUplink
+	recon   *Reconciler
+
+	mu        sync.Mutex
+	status    Status
+	policyID  fileID
+	unhealthy bool
+	readyOnce sync.Once
+	uplinkOK  chan struct{}
+	upOnce    sync.Once
+	reload    chan struct{}
+}
+
+// Events is the service's events ring.
+func (s *Service) Events() *Ring { return s.events }
+
+// Inventory is the neighbour watch's inventory.
+func (s *Service) Inventory() *Inventory { return s.inv }
+
+type fileID struct {
+	size  int64
+	mtime time.Time
+	ino   uint64
+}
+
+func statID(path string) fileID {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fileID{}
+	}
+	id := fileID{size: st.Size(), mtime: st.ModTime()}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		id.ino = uint64(sys.Ino)
+	}
+	return id
+}
+
+func (s *Service) defaults() {
+	if s.Logf == nil {
+		s.Logf = func(string, ...any) {}
+	}
+	if s.Notify == nil {
+		s.Notify = ready.Notify
+	}
+	if s.Resolver == nil {
+		s.Resolver = &Resolver{Path: DefaultResolvConf, Logf: s.Logf}
+	}
+	if s.AbsentAfter == 0 {
+		s.AbsentAfter = 5 * time.Minute
+	}
+	if s.ReadyWait == 0 {
+		s.ReadyWait = 10 * time.Second
+	}
+	if s.Poll == 0 {
+		s.Poll = 2 * time.Second
+	}
+	if s.Repair == 0 {
+		s.Repair = 30 * time.Second
+	}
+	if s.Uplink.Mode == "" {
+		s.Uplink.Mode = UplinkDHCP
+	}
+	if s.reload == nil {
+		s.reload = make(chan struct{}, 1)
+	}
+}
+
+// New checks the configuration and prepares the service.
+func New(cfg Config, h *netlink.Handle, logf func(string, ...any)) (*Service, error) {
+	s := &Service{Config: cfg, Handle: h, Logf: logf, reload: make(chan struct{}, 1)}
+	s.defaults()
+	switch s.Uplink.Mode {
+	case UplinkDHCP, UplinkStatic:
+		if err := checkIfName(s.Uplink.Name); err != nil {
+			return nil, fmt.Errorf("netconf: uplink: %w", err)
+		}
+	case UplinkNone:
+	default:
+		return nil, fmt.Errorf("netconf: unknown uplink mode %q (want %s, %s or %s)", s.Uplink.Mode, UplinkDHCP, UplinkStatic, UplinkNone)
+	}
+	if s.Uplink.Mode == UplinkStatic && !s.Uplink.Address.IsValid() {
+		return nil, fmt.Errorf("netconf: static uplink %s needs an address", s.Uplink.Name)
+	}
+	// The plan without a policy checks the flags themselves.
+	if _, err := MakePlan(s.Uplink.Name, s.Downlinks, s.Addresses, nil); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Run configures the interfaces, tells init it is ready, and keeps
+// everything converged until ctx ends; then it releases the lease. The
+// downlinks keep their configuration when the service stops.
+func (s *Service) Run(ctx context.Context) error {
+	s.defaults()
+	s.events = NewRing(0, s.Logf)
+	s.inv = NewInventory(s.AbsentAfter, s.events)
+	s.watcher = &Watcher{Handle: s.Handle, NS: s.NS, Inventory: s.inv, ProbeInterval: s.ProbeInterval, Logf: s.Logf}
+	s.recon = NewReconciler(s.Handle)
+	s.uplinkOK = make(chan struct{})
+	s.status.Uplink = UplinkStatus{Name: s.Uplink.Name, Mode: s.Uplink.Mode}
+	if s.Uplink.Mode == UplinkDHCP {
+		s.status.Uplink.State = "waiting for lease"
+	}
+
+	var l interface{ Close() error }
+	if s.SocketPath != "" {
+		ln, err := listen(s.SocketPath)
+		if err != nil {
+			return err
+		}
+		l = ln
+		go s.serve(ln)
+	}
+	defer func() {
+		if l != nil {
+			l.Close()
+		}
+	}()
+
+	var wg sync.WaitGroup
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer func() { stopWatch(); wg.Wait() }()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := s.watcher.Run(wctx); err != nil {
+			s.Logf("netconf: neighbour watch stopped: %v", err)
+		}
+	}()
+
+	s.sync()
+
+	switch s.Uplink.Mode {
+	case UplinkStatic:
+		s.static = NewStaticUplink(s.Handle, s.Uplink, s.Resolver)
+		s.applyStatic()
+	case UplinkDHCP:
+		s.dhcp = &DHCPClient{Link: s.Uplink.Name, Handle: s.Handle, NS: s.NS, Resolver: s.Resolver, HintPath: s.HintPath,
+			BackoffMin: s.BackoffMin, BackoffMax: s.BackoffMax, RetryMin: s.RetryMin, Events: s.events, Logf: s.Logf,
+			OnChange: s.dhcpChanged}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.dhcp.Run(ctx); err != nil {
+				s.Logf("netconf: dhcp on %s stopped: %v", s.Uplink.Name, err)
+				s.setUplinkError(err)
+			}
+		}()
+	default:
+		s.upOnce.Do(func() { close(s.uplinkOK) })
+	}
+
+	readyWait := time.NewTimer(s.ReadyWait)
+	defer readyWait.Stop()
+	select {
+	case <-s.uplinkOK:
+	case <-readyWait.C:
+		s.Logf("netconf: uplink %s: no lease after %s; ready anyway, waiting for lease", s.Uplink.Name, s.ReadyWait)
+	case <-ctx.Done():
+		return nil
+	}
+	s.markReady()
+
+	poll := time.NewTicker(s.Poll)
+	defer poll.Stop()
+	repair := time.NewTicker(s.Repair)
+	defer repair.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-poll.C:
+			if s.PolicyPath != "" && statID(s.PolicyPath) != s.policyID {
+				s.Logf("netconf: policy file changed")
+				s.sync()
+			}
+		case <-s.reload:
+			s.Logf("netconf: reload requested")
+			s.sync()
+		case <-repair.C:
+			s.sync()
+			if s.static != nil {
+				s.applyStatic()
+			}
+		}
+	}
+}
+
+func (s *Service) markReady() {
+	s.readyOnce.Do(func() {
+		s.mu.Lock()
+		s.status.Ready = true
+		s.mu.Unlock()
+		if err := s.Notify(); err != nil {
+			s.Logf("netconf: notify init: %v", err)
+		}
+	})
+}
+
+func (s *Service) applyStatic() {
+	changed, err := s.static.Apply()
+	if changed {
+		s.Logf("netconf: uplink %s configured: %s via %s", s.Uplink.Name, s.Uplink.Address, s.Uplink.Gateway)
+	}
+	s.mu.Lock()
+	s.status.Uplink.State = "configured"
+	s.status.Uplink.Address = s.Uplink.Address.String()
+	if s.Uplink.Gateway.IsValid() {
+		s.status.Uplink.Gateway = s.Uplink.Gateway.String()
+	}
+	s.status.Uplink.Error = ""
+	if err != nil {
+		s.status.Uplink.Error = err.Error()
+	}
+	s.mu.Unlock()
+	if err != nil {
+		s.Logf("netconf: uplink %s: %v", s.Uplink.Name, err)
+	}
+	s.upOnce.Do(func() { close(s.uplinkOK) })
+}
+
+func (s *Service) setUplinkError(err error) {
+	s.mu.Lock()
+	s.status.Uplink.Error = err.Error()
+	s.mu.Unlock()
+}
+
+// dhcpChanged mirrors the DHCP client's state into the status.
+func (s *Service) dhcpChanged() {
+	st := s.dhcp.Status()
+	s.mu.Lock()
+	u := &s.status.Uplink
+	u.DHCP = &st
+	u.Error = st.LastError
+	if st.Lease != nil {
+		u.State = "bound"
+		u.Address = st.Lease.Address.String()
+		u.Gateway = ""
+		if st.Lease.Gateway.IsValid() {
+			u.Gateway = st.Lease.Gateway.String()
+		}
+	} else {
+		u.State = "waiting for lease"
+		u.Address, u.Gateway = "", ""
+	}
+	s.mu.Unlock()
+	if st.Lease != nil {
+		s.upOnce.Do(func() { close(s.uplinkOK) })
+	}
+}
+
+// sync reads the policy, plans the OT side and converges it. A bad
+// policy or plan changes nothing (the last good state stays).
+func (s *Service) sync() {
+	s.policyID = statID(s.PolicyPath)
+	var zones []site.Zone
+	var assets []site.Asset
+	var sum [32]byte
+	var warn []string
+	if s.PolicyPath != "" {
+		applied, err := site.LoadApplied(s.PolicyPath)
+		switch {
+		case errors.Is(err, site.ErrNoPolicy):
+			warn = append(warn, "no applied policy yet: downlinks configured from flags only, no zones or assets")
+		case err != nil:
+			s.syncFailed(fmt.Errorf("netconf: %w; nothing changed", err))
+			return
+		default:
+			zones, assets, sum = applied.Site.Zones, applied.Site.Assets, applied.SourceSHA256
+		}
+	}
+	plan, err := MakePlan(s.Uplink.Name, s.Downlinks, s.Addresses, zones)
+	if err != nil {
+		s.syncFailed(fmt.Errorf("%w; nothing changed", err))
+		return
+	}
+	res, rerr := s.recon.Reconcile(plan)
+	for _, c := range res.Changes {
+		s.Logf("netconf: %s", c)
+	}
+
+	var decl []DeclaredAsset
+	for _, a := range assets {
+		z, _ := zoneByName(zones, a.Zone)
+		decl = append(decl, DeclaredAsset{Name: a.Name, Zone: a.Zone, Link: zoneIfName(z), IP: a.Address, MAC: a.MAC})
+	}
+	s.inv.SetAssets(decl, time.Now())
+	var wl []WatchLink
+	for _, l := range plan.Links {
+		wl = append(wl, WatchLink{Name: l.Name, Sources: l.Addresses})
+	}
+	s.watcher.SetLinks(wl)
+
+	links := make([]LinkStatus, 0, len(plan.Links))
+	for _, l := range plan.Links {
+		ls := LinkStatus{Name: l.Name, Parent: l.Parent, VLAN: l.VLAN, Zones: l.Zones}
+		for _, a := range l.Addresses {
+			ls.Addresses = append(ls.Addresses, a.String())
+		}
+		links = append(links, ls)
+	}
+	s.mu.Lock()
+	s.status.Links = links
+	s.status.Warnings = append(warn, plan.Warnings...)
+	s.status.Foreign = res.Foreign
+	s.status.PolicySHA256 = sum
+	s.status.Syncs++
+	s.status.Error = ""
+	if rerr != nil {
+		s.status.Error = rerr.Error()
+	}
+	s.mu.Unlock()
+	if rerr != nil {
+		s.Logf("netconf: reconcile: %v", rerr)
+		s.setHealth(rerr)
+		return
+	}
+	s.setHealth(nil)
+}
+
+func (s *Service) syncFailed(err error) {
+	s.Logf("%v", err)
+	s.mu.Lock()
+	s.status.Syncs++
+	s.status.Error = err.Error()
+	s.mu.Unlock()
+	s.setHealth(err)
+}
+
+func (s *Service) setHealth(err error) {
+	switch {
+	case err != nil && !s.unhealthy:
+		s.unhealthy = true
+		_ = ready.Unhealthy(err.Error())
+	case err == nil && s.unhealthy:
+		s.unhealthy = false
+		_ = ready.Healthy()
+	}
+}
+
+func zoneByName(zones []site.Zone, name string) (site.Zone, bool) {
+	for _, z := range zones {
+		if z.Name == name {
+			return z, true
+		}
+	}
+	return site.Zone{}, false
+}
+
+// Status returns the service's status with the inventory.
+func (s *Service) Status() Status {
+	s.mu.Lock()
+	st := s.status
+	st.Links = append([]LinkStatus(nil), s.status.Links...)
+	st.Warnings = append([]string(nil), s.status.Warnings...)
+	if s.status.Uplink.DHCP != nil {
+		d := *s.status.Uplink.DHCP
+		st.Uplink.DHCP = &d
+	}
+	s.mu.Unlock()
+	if s.inv != nil {
+		st.Assets = s.inv.Assets()
+		st.Unknown = s.inv.Unknown()
+	}
+	return st
+}
+
+// Status is what `otgate netconf status` shows.
+type Status struct {
+	Ready        bool         `cbor:"1,keyasint" json:"ready"`
+	Uplink       UplinkStatus `cbor:"2,keyasint" json:"uplink"`
+	Links        []LinkStatus `cbor:"3,keyasint" json:"downlinks"`
+	Warnings     []string     `cbor:"4,keyasint,omitempty" json:"warnings,omitempty"`
+	Foreign      []string     `cbor:"5,keyasint,omitempty" json:"foreign,omitempty"`
+	Error        string       `cbor:"6,keyasint,omitempty" json:"error,omitempty"`
+	PolicySHA256 [32]byte     `cbor:"7,keyasint" json:"-"`
+	Syncs        uint64       `cbor:"8,keyasint" json:"syncs"`
+	Assets       []AssetView  `cbor:"9,keyasint" json:"assets"`
+	Unknown      []Device     `cbor:"10,keyasint" json:"unknown_devices"`
+}
+
+// UplinkStatus is the uplink's part of Status.
+type UplinkStatus struct {
+	Name string     `cbor:"1,keyasint" json:"name"`
+	Mode UplinkMode `cbor:"2,keyasint" json:"mode"`
+	// State: "configured" (static), "bound", "waiting for lease".
+	State   string      `cbor:"3,keyasint" json:"state"`
+	Address string      `cbor:"4,keyasint,omitempty" json:"address,omitempty"`
+	Gateway string      `cbor:"5,keyasint,omitempty" json:"gateway,omitempty"`
+	DHCP    *DHCPStatus `cbor:"6,keyasint,omitempty" json:"dhcp,omitempty"`
+	Error   string      `cbor:"7,keyasint,omitempty" json:"error,omitempty"`
+}
+
+// LinkStatus is one planned downlink.
+type LinkStatus struct {
+	Name      string   `cbor:"1,keyasint" json:"name"`
+	Parent    string   `cbor:"2,keyasint,omitempty" json:"parent,omitempty"`
+	VLAN      int      `cbor:"3,keyasint,omitempty" json:"vlan,omitempty"`
+	Addresses []string `cbor:"4,keyasint,omitempty" json:"addresses,omitempty"`
+	Zones     []string `cbor:"5,keyasint,omitempty" json:"zones,omitempty"`
+}
+
+
+// Reload asks for a policy re-read and reconcile at once (SIGHUP).
+func (s *Service) Reload() {
+	select {
+	case s.reload <- struct{}{}:
+	default:
+	}
+}
