@@ -12,23 +12,25 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/otgate/otgate/services/netconf/internal/lab"
 )
 
 // dhcpLab is a gate namespace whose uplink up0 is wired to srv0 in a
 // server namespace (10.99.0.1/24).
 type dhcpLab struct {
-	gate, srv *labNS
+	gate, srv *lab.NS
 	dir       string
 	mac       net.HardwareAddr
 }
 
 func newDHCPLab(t *testing.T) *dhcpLab {
-	needRoot(t)
-	l := &dhcpLab{gate: newLabNS(t, "gate"), srv: newLabNS(t, "dhcpsrv"), dir: t.TempDir()}
-	veth(t, l.gate, "up0", l.srv, "srv0")
-	mustRun(t, "ip", "-n", l.srv.Name, "addr", "add", "10.99.0.1/24", "dev", "srv0")
-	mustRun(t, "ip", "-n", l.srv.Name, "link", "set", "srv0", "up")
-	mustRun(t, "ip", "-n", l.gate.Name, "link", "set", "up0", "up") // carrier for the server
+	lab.NeedRoot(t)
+	l := &dhcpLab{gate: lab.NewNS(t, "gate"), srv: lab.NewNS(t, "dhcpsrv"), dir: t.TempDir()}
+	lab.Veth(t, l.gate, "up0", l.srv, "srv0")
+	lab.Run(t, "ip", "-n", l.srv.Name, "addr", "add", "10.99.0.1/24", "dev", "srv0")
+	lab.Run(t, "ip", "-n", l.srv.Name, "link", "set", "srv0", "up")
+	lab.Run(t, "ip", "-n", l.gate.Name, "link", "set", "up0", "up") // carrier for the server
 	link, err := l.gate.Handle.LinkByName("up0")
 	if err != nil {
 		t.Fatal(err)
@@ -40,8 +42,8 @@ func newDHCPLab(t *testing.T) *dhcpLab {
 func (l *dhcpLab) client(ring *Ring) *DHCPClient {
 	return &DHCPClient{
 		Link: "up0", Handle: l.gate.Handle, NS: l.gate.NS,
-		Resolver: &Resolver{Path: filepath.Join(l.dir, "resolv.conf")},
-		HintPath: filepath.Join(l.dir, "perm", "dhcp-hint.cbor"),
+		Resolver:   &Resolver{Path: filepath.Join(l.dir, "resolv.conf")},
+		HintPath:   filepath.Join(l.dir, "perm", "dhcp-hint.cbor"),
 		BackoffMin: time.Second, BackoffMax: 2 * time.Second, RetryMin: time.Second,
 		Events: ring,
 	}
@@ -106,7 +108,7 @@ func TestDHCPLeaseRenewRelease(t *testing.T) {
 	l := newDHCPLab(t)
 	// T1 4 s, T2 90 s: renewal shows within seconds; lease 2 min
 	// (dnsmasq's minimum).
-	srv := startDnsmasq(t, l.srv, "srv0", l.dir, "--dhcp-option=option:T1,4", "--dhcp-option=option:T2,90")
+	srv := lab.StartDnsmasq(t, l.srv, "srv0", l.dir, "--dhcp-option=option:T1,4", "--dhcp-option=option:T2,90")
 
 	ring := NewRing(0, t.Logf)
 	c := l.client(ring)
@@ -163,17 +165,17 @@ func TestDHCPLeaseRenewRelease(t *testing.T) {
 	}
 	// dnsmasq saw the renewal come from the leased address (unicast,
 	// ciaddr set): its log names the address with the REQUEST.
-	waitFor(t, 5*time.Second, "dnsmasq to log the renewal", func() bool {
-		return strings.Count(srv.logText(), "DHCPACK(srv0) "+got.Addr().String()) >= 2
+	lab.WaitFor(t, 5*time.Second, "dnsmasq to log the renewal", func() bool {
+		return strings.Count(srv.LogText(), "DHCPACK(srv0) "+got.Addr().String()) >= 2
 	})
-	if !strings.Contains(srv.leaseText(), l.mac.String()) {
-		t.Fatalf("dnsmasq lease file lacks %s:\n%s", l.mac, srv.leaseText())
+	if !strings.Contains(srv.LeaseText(), l.mac.String()) {
+		t.Fatalf("dnsmasq lease file lacks %s:\n%s", l.mac, srv.LeaseText())
 	}
 
 	stop()
 	waitEvent(t, ring, ren.Seq, EventReleased, 5*time.Second, nil)
-	waitFor(t, 10*time.Second, "dnsmasq to drop the released lease", func() bool {
-		return !strings.Contains(srv.leaseText(), l.mac.String()) && strings.Contains(srv.logText(), "DHCPRELEASE(srv0) "+got.Addr().String())
+	lab.WaitFor(t, 10*time.Second, "dnsmasq to drop the released lease", func() bool {
+		return !strings.Contains(srv.LeaseText(), l.mac.String()) && strings.Contains(srv.LogText(), "DHCPRELEASE(srv0) "+got.Addr().String())
 	})
 	if addrs, gw := l.uplinkState(t); len(addrs) != 0 || gw != "" {
 		t.Errorf("after release up0 still has %q, route via %q", addrs, gw)
@@ -187,7 +189,7 @@ func TestDHCPLeaseRenewRelease(t *testing.T) {
 	if st := c2.Status(); st.Lease == nil || st.Lease.Address != got || st.NAKs != 0 {
 		t.Errorf("after restart: %+v, want %s again without NAK", st, got)
 	}
-	if !strings.Contains(srv.logText(), "DHCPREQUEST(srv0) "+got.Addr().String()) {
+	if !strings.Contains(srv.LogText(), "DHCPREQUEST(srv0) "+got.Addr().String()) {
 		t.Errorf("dnsmasq log lacks the INIT-REBOOT request for %s", got)
 	}
 	_ = ev2
@@ -204,13 +206,13 @@ func TestDHCPServerGone(t *testing.T) {
 	if err := os.MkdirAll(kdir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	srv := startKea(t, l.srv, "srv0", kdir, 10, 3, 6)
+	srv := lab.StartKea(t, l.srv, "srv0", kdir, 10, 3, 6)
 	ring := NewRing(0, t.Logf)
 	c := l.client(ring)
 	startClient(t, c)
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("kea log:\n%s", srv.logText())
+			t.Logf("kea log:\n%s", srv.LogText())
 		}
 	})
 	ev := waitEvent(t, ring, 0, EventLease, 30*time.Second, nil)
@@ -221,12 +223,12 @@ func TestDHCPServerGone(t *testing.T) {
 	first := st.Lease.Address
 	ren := waitEvent(t, ring, ev.Seq, EventRenewed, 15*time.Second, nil)
 
-	srv.stop(t)
+	srv.Stop(t)
 	gone := time.Now()
 	t.Logf("kea stopped")
 	// After T1 the client renews (unicast), after T2 it rebinds
 	// (broadcast), at expiry the lease is gone.
-	waitFor(t, 15*time.Second, "the client to enter rebinding", func() bool { return c.Status().State == StateRebinding })
+	lab.WaitFor(t, 15*time.Second, "the client to enter rebinding", func() bool { return c.Status().State == StateRebinding })
 	exp := waitEvent(t, ring, ren.Seq, EventExpired, 20*time.Second, nil)
 	t.Logf("lease expired %s after the server went away", time.Since(gone).Round(time.Millisecond))
 	if addrs, gw := l.uplinkState(t); len(addrs) != 0 || gw != "" {
@@ -236,7 +238,7 @@ func TestDHCPServerGone(t *testing.T) {
 		t.Errorf("after expiry: %+v", st)
 	}
 
-	startKea(t, l.srv, "srv0", kdir, 10, 3, 6)
+	lab.StartKea(t, l.srv, "srv0", kdir, 10, 3, 6)
 	back := time.Now()
 	nl := waitEvent(t, ring, exp.Seq, EventLease, 30*time.Second, nil)
 	t.Logf("new lease %s after the server came back: %s", time.Since(back).Round(time.Millisecond), nl)

@@ -13,6 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/otgate/otgate/services/netconf/internal/lab"
 	"github.com/otgate/otgate/site"
 )
 
@@ -48,11 +49,11 @@ func isUp(t *testing.T, h *netlink.Handle, name string) bool {
 // left alone; a changed plan swaps only owned addresses; a downlink the
 // board names but the machine lacks is a clear error.
 func TestReconcileDownlinks(t *testing.T) {
-	needRoot(t)
-	gate, plant := newLabNS(t, "gate"), newLabNS(t, "plant")
-	veth(t, gate, "eth1", plant, "p1")
-	veth(t, gate, "eth2", plant, "p2")
-	mustRun(t, "ip", "-n", gate.Name, "addr", "add", "192.0.2.7/24", "dev", "eth1") // foreign
+	lab.NeedRoot(t)
+	gate, plant := lab.NewNS(t, "gate"), lab.NewNS(t, "plant")
+	lab.Veth(t, gate, "eth1", plant, "p1")
+	lab.Veth(t, gate, "eth2", plant, "p2")
+	lab.Run(t, "ip", "-n", gate.Name, "addr", "add", "192.0.2.7/24", "dev", "eth1") // foreign
 
 	zones := []site.Zone{
 		{Name: "cell-1", Interface: "eth1", Subnet: netip.MustParsePrefix("10.77.0.0/24")},
@@ -106,7 +107,7 @@ func TestReconcileDownlinks(t *testing.T) {
 	}
 
 	// Drift: an owned address removed by hand comes back.
-	mustRun(t, "ip", "-n", gate.Name, "addr", "del", "10.78.0.1/24", "dev", "eth2")
+	lab.Run(t, "ip", "-n", gate.Name, "addr", "del", "10.78.0.1/24", "dev", "eth2")
 	res, err = r.Reconcile(plan)
 	if err != nil || len(res.Changes) != 1 || res.Changes[0].String() != "eth2: added 10.78.0.1/24" {
 		t.Errorf("drift repair: %v %v", res.Changes, err)
@@ -114,8 +115,8 @@ func TestReconcileDownlinks(t *testing.T) {
 
 	// A foreign address sitting on the wanted one is an error naming it
 	// and is left alone.
-	mustRun(t, "ip", "-n", gate.Name, "addr", "del", "10.78.0.1/24", "dev", "eth2")
-	mustRun(t, "ip", "-n", gate.Name, "addr", "add", "10.78.0.1/24", "dev", "eth2") // foreign, on the wanted address
+	lab.Run(t, "ip", "-n", gate.Name, "addr", "del", "10.78.0.1/24", "dev", "eth2")
+	lab.Run(t, "ip", "-n", gate.Name, "addr", "add", "10.78.0.1/24", "dev", "eth2") // foreign, on the wanted address
 	_, err = r.Reconcile(plan)
 	if !errors.Is(err, ErrForeign) || !strings.Contains(err.Error(), "10.78.0.1 on eth2") {
 		t.Errorf("foreign address on the wanted one: err %v, want ErrForeign naming 10.78.0.1 on eth2", err)
@@ -137,9 +138,9 @@ func TestReconcileDownlinks(t *testing.T) {
 // TestReconcileVLAN creates a VLAN sub-interface per zone; on a kernel
 // without 802.1Q it checks the error is clear and skips the rest.
 func TestReconcileVLAN(t *testing.T) {
-	needRoot(t)
-	gate, plant := newLabNS(t, "gate"), newLabNS(t, "plant")
-	veth(t, gate, "eth1", plant, "p1")
+	lab.NeedRoot(t)
+	gate, plant := lab.NewNS(t, "gate"), lab.NewNS(t, "plant")
+	lab.Veth(t, gate, "eth1", plant, "p1")
 	zones := []site.Zone{
 		{Name: "cell-1", Interface: "eth1", VLAN: 100, Subnet: netip.MustParsePrefix("10.77.0.0/24")},
 		{Name: "cell-2", Interface: "eth1", VLAN: 200, Subnet: netip.MustParsePrefix("10.78.0.0/24")},
@@ -197,10 +198,10 @@ func TestReconcileVLAN(t *testing.T) {
 // TestStaticUplink sets address, default route and DNS; a second apply
 // changes nothing; a foreign address stays.
 func TestStaticUplink(t *testing.T) {
-	needRoot(t)
-	gate, up := newLabNS(t, "gate"), newLabNS(t, "upstream")
-	veth(t, gate, "eth0", up, "u0")
-	mustRun(t, "ip", "-n", gate.Name, "addr", "add", "192.0.2.9/24", "dev", "eth0")
+	lab.NeedRoot(t)
+	gate, up := lab.NewNS(t, "gate"), lab.NewNS(t, "upstream")
+	lab.Veth(t, gate, "eth0", up, "u0")
+	lab.Run(t, "ip", "-n", gate.Name, "addr", "add", "192.0.2.9/24", "dev", "eth0")
 	u, err := ParseStaticUplink("eth0", "10.50.0.2/24", "10.50.0.1", "10.50.0.53, 10.50.0.54")
 	if err != nil {
 		t.Fatal(err)
@@ -215,7 +216,7 @@ func TestStaticUplink(t *testing.T) {
 	if a := linkAddrs(t, gate.Handle, "eth0"); !reflect.DeepEqual(a, []string{"10.50.0.2/24 eth0:nc", "192.0.2.9/24 eth0"}) {
 		t.Errorf("eth0 addresses %q", a)
 	}
-	routes := mustRun(t, "ip", "-n", gate.Name, "route", "show", "default")
+	routes := lab.Run(t, "ip", "-n", gate.Name, "route", "show", "default")
 	if !strings.Contains(routes, "default via 10.50.0.1 dev eth0 proto static") {
 		t.Errorf("routes: %s", routes)
 	}

@@ -457,7 +457,6 @@ type LinkStatus struct {
 	Zones     []string `cbor:"5,keyasint,omitempty" json:"zones,omitempty"`
 }
 
-
 // Reload asks for a policy re-read and reconcile at once (SIGHUP).
 func (s *Service) Reload() {
 	select {

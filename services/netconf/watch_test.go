@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/otgate/otgate/services/netconf/internal/lab"
 )
 
 // plantLab is a gate namespace whose downlink eth1 (10.77.0.1/24) sits
@@ -13,40 +15,40 @@ import (
 // own namespace; the gate also has an uplink eth0 to an upstream
 // namespace, on which no probe may ever appear.
 type plantLab struct {
-	gate, sw, up *labNS
-	devices      map[string]*labNS
+	gate, sw, up *lab.NS
+	devices      map[string]*lab.NS
 }
 
 func newPlantLab(t *testing.T) *plantLab {
-	needRoot(t)
-	l := &plantLab{gate: newLabNS(t, "gate"), sw: newLabNS(t, "switch"), up: newLabNS(t, "upstream"), devices: map[string]*labNS{}}
-	mustRun(t, "ip", "-n", l.sw.Name, "link", "add", "br0", "type", "bridge")
-	mustRun(t, "ip", "-n", l.sw.Name, "link", "set", "br0", "up")
-	veth(t, l.gate, "eth1", l.sw, "sw-gate")
+	lab.NeedRoot(t)
+	l := &plantLab{gate: lab.NewNS(t, "gate"), sw: lab.NewNS(t, "switch"), up: lab.NewNS(t, "upstream"), devices: map[string]*lab.NS{}}
+	lab.Run(t, "ip", "-n", l.sw.Name, "link", "add", "br0", "type", "bridge")
+	lab.Run(t, "ip", "-n", l.sw.Name, "link", "set", "br0", "up")
+	lab.Veth(t, l.gate, "eth1", l.sw, "sw-gate")
 	l.plug(t, "sw-gate")
-	mustRun(t, "ip", "-n", l.gate.Name, "addr", "add", "10.77.0.1/24", "dev", "eth1")
-	mustRun(t, "ip", "-n", l.gate.Name, "link", "set", "eth1", "up")
-	veth(t, l.gate, "eth0", l.up, "u0")
-	l.gate.run(t, "sysctl", "-q", "-w", "net.ipv6.conf.eth0.disable_ipv6=1")
-	mustRun(t, "ip", "-n", l.gate.Name, "link", "set", "eth0", "up")
-	mustRun(t, "ip", "-n", l.up.Name, "link", "set", "u0", "up")
+	lab.Run(t, "ip", "-n", l.gate.Name, "addr", "add", "10.77.0.1/24", "dev", "eth1")
+	lab.Run(t, "ip", "-n", l.gate.Name, "link", "set", "eth1", "up")
+	lab.Veth(t, l.gate, "eth0", l.up, "u0")
+	l.gate.Run(t, "sysctl", "-q", "-w", "net.ipv6.conf.eth0.disable_ipv6=1")
+	lab.Run(t, "ip", "-n", l.gate.Name, "link", "set", "eth0", "up")
+	lab.Run(t, "ip", "-n", l.up.Name, "link", "set", "u0", "up")
 	return l
 }
 
 func (l *plantLab) plug(t *testing.T, port string) {
-	mustRun(t, "ip", "-n", l.sw.Name, "link", "set", port, "master", "br0")
-	mustRun(t, "ip", "-n", l.sw.Name, "link", "set", port, "up")
+	lab.Run(t, "ip", "-n", l.sw.Name, "link", "set", port, "master", "br0")
+	lab.Run(t, "ip", "-n", l.sw.Name, "link", "set", port, "up")
 }
 
 // device adds a device with ip/24 and mac on the switch.
-func (l *plantLab) device(t *testing.T, name, ip, mac string) *labNS {
-	ns := newLabNS(t, name)
+func (l *plantLab) device(t *testing.T, name, ip, mac string) *lab.NS {
+	ns := lab.NewNS(t, name)
 	port := "sw-" + name
-	veth(t, ns, "d0", l.sw, port)
+	lab.Veth(t, ns, "d0", l.sw, port)
 	l.plug(t, port)
-	mustRun(t, "ip", "-n", ns.Name, "link", "set", "d0", "address", mac)
-	mustRun(t, "ip", "-n", ns.Name, "addr", "add", ip+"/24", "dev", "d0")
-	mustRun(t, "ip", "-n", ns.Name, "link", "set", "d0", "up")
+	lab.Run(t, "ip", "-n", ns.Name, "link", "set", "d0", "address", mac)
+	lab.Run(t, "ip", "-n", ns.Name, "addr", "add", ip+"/24", "dev", "d0")
+	lab.Run(t, "ip", "-n", ns.Name, "link", "set", "d0", "up")
 	l.devices[name] = ns
 	return ns
 }
@@ -70,9 +72,9 @@ func TestNeighbourWatch(t *testing.T) {
 	plc2 := l.device(t, "plc2", "10.77.0.11", "02:00:00:00:00:11")
 	l.device(t, "rogue", "10.77.0.66", "02:00:00:00:00:66")
 	// The rogue is in the gate's neighbour table before the watch starts.
-	poke(t, l.gate, "10.77.0.66")
-	waitFor(t, 5*time.Second, "the rogue in the gate's neighbour table", func() bool {
-		return strings.Contains(mustRun(t, "ip", "-n", l.gate.Name, "neigh", "show", "10.77.0.66"), "lladdr 02:00:00:00:00:66")
+	lab.Poke(t, l.gate, "10.77.0.66")
+	lab.WaitFor(t, 5*time.Second, "the rogue in the gate's neighbour table", func() bool {
+		return strings.Contains(lab.Run(t, "ip", "-n", l.gate.Name, "neigh", "show", "10.77.0.66"), "lladdr 02:00:00:00:00:66")
 	})
 	txBefore := l.uplinkTx(t)
 
@@ -107,12 +109,12 @@ func TestNeighbourWatch(t *testing.T) {
 
 	// A device that appears later, talking to the gate.
 	late := l.device(t, "late", "10.77.0.67", "02:00:00:00:00:67")
-	poke(t, late, "10.77.0.1")
+	lab.Poke(t, late, "10.77.0.1")
 	waitEvent(t, ring, 0, EventUnknown, 10*time.Second, func(e Event) bool { return e.IP == "10.77.0.67" && e.MAC == "02:00:00:00:00:67" })
 
 	// plc-1's MAC changes: the next probe answer shows it.
 	mark, _ := ring.Since(0)
-	mustRun(t, "ip", "-n", l.devices["plc1"].Name, "link", "set", "dev", "d0", "address", "02:00:00:00:00:99")
+	lab.Run(t, "ip", "-n", l.devices["plc1"].Name, "link", "set", "dev", "d0", "address", "02:00:00:00:00:99")
 	changed := time.Now()
 	mc := waitEvent(t, ring, mark[len(mark)-1].Seq, EventMACChanged, 10*time.Second, func(e Event) bool { return e.Asset == "plc-1" })
 	if mc.OldMAC != "02:00:00:00:00:10" || mc.MAC != "02:00:00:00:00:99" {
@@ -127,7 +129,7 @@ func TestNeighbourWatch(t *testing.T) {
 	}
 
 	// plc-2 goes away.
-	mustRun(t, "ip", "-n", plc2.Name, "link", "del", "d0")
+	lab.Run(t, "ip", "-n", plc2.Name, "link", "del", "d0")
 	gone := time.Now()
 	waitEvent(t, ring, 0, EventAbsent, 15*time.Second, func(e Event) bool { return e.Asset == "plc-2" })
 	t.Logf("plc-2 absent %s after it went away (absent time 2s)", time.Since(gone).Round(time.Millisecond))
@@ -148,11 +150,4 @@ func TestNeighbourWatch(t *testing.T) {
 	if tx := l.uplinkTx(t); tx != txBefore {
 		t.Errorf("the uplink sent %d packets during the watch; probes must only leave by the downlink", tx-txBefore)
 	}
-}
-
-// poke sends one UDP datagram from ns to ip (the kernel resolves ip by
-// ARP first); nothing needs to listen.
-func poke(t *testing.T, ns *labNS, ip string) {
-	t.Helper()
-	ns.run(t, "bash", "-c", "echo poke > /dev/udp/"+ip+"/9")
 }

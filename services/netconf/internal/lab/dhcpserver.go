@@ -1,4 +1,4 @@
-package netconf
+package lab
 
 import (
 	"fmt"
@@ -11,15 +11,15 @@ import (
 	"time"
 )
 
-// dhcpServer is a real DHCP server process in a namespace.
-type dhcpServer struct {
+// DHCPServer is a real DHCP server process in a namespace.
+type DHCPServer struct {
 	cmd    *exec.Cmd
 	dir    string
 	Leases string // lease file
 	Log    string // log file
 }
 
-func (s *dhcpServer) stop(t *testing.T) {
+func (s *DHCPServer) Stop(t *testing.T) {
 	t.Helper()
 	if s.cmd == nil {
 		return
@@ -36,25 +36,25 @@ func (s *dhcpServer) stop(t *testing.T) {
 	s.cmd = nil
 }
 
-func (s *dhcpServer) logText() string {
+func (s *DHCPServer) LogText() string {
 	b, _ := os.ReadFile(s.Log)
 	return string(b)
 }
 
-func (s *dhcpServer) leaseText() string {
+func (s *DHCPServer) LeaseText() string {
 	b, _ := os.ReadFile(s.Leases)
 	return string(b)
 }
 
-// startDnsmasq serves 10.99.0.100-150/24 on iface in ns, router
+// StartDnsmasq serves 10.99.0.100-150/24 on iface in ns, router
 // 10.99.0.1, DNS 10.99.0.53, with the given extra options.
-func startDnsmasq(t *testing.T, ns *labNS, iface, dir string, extra ...string) *dhcpServer {
+func StartDnsmasq(t *testing.T, ns *NS, iface, dir string, extra ...string) *DHCPServer {
 	t.Helper()
 	bin, err := exec.LookPath("dnsmasq")
 	if err != nil {
 		t.Skip("dnsmasq not installed (apt-get install dnsmasq)")
 	}
-	s := &dhcpServer{dir: dir, Leases: filepath.Join(dir, "dnsmasq.leases"), Log: filepath.Join(dir, "dnsmasq.log")}
+	s := &DHCPServer{dir: dir, Leases: filepath.Join(dir, "dnsmasq.leases"), Log: filepath.Join(dir, "dnsmasq.log")}
 	args := []string{"netns", "exec", ns.Name, bin, "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
 		"--interface=" + iface, "--bind-interfaces", "--user=root", "--group=root",
 		"--dhcp-range=10.99.0.100,10.99.0.150,255.255.255.0,2m",
@@ -69,25 +69,25 @@ func startDnsmasq(t *testing.T, ns *labNS, iface, dir string, extra ...string) *
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("start dnsmasq: %v", err)
 	}
-	t.Cleanup(func() { s.stop(t) })
-	waitFor(t, 10*time.Second, "dnsmasq to start", func() bool {
-		return strings.Contains(s.logText(), "DHCP, IP range") || stderr.Len() > 0
+	t.Cleanup(func() { s.Stop(t) })
+	WaitFor(t, 10*time.Second, "dnsmasq to start", func() bool {
+		return strings.Contains(s.LogText(), "DHCP, IP range") || stderr.Len() > 0
 	})
-	if stderr.Len() > 0 && !strings.Contains(s.logText(), "DHCP, IP range") {
+	if stderr.Len() > 0 && !strings.Contains(s.LogText(), "DHCP, IP range") {
 		t.Fatalf("dnsmasq: %s", stderr.String())
 	}
 	return s
 }
 
-// startKea serves 10.99.0.100-150/24 on iface in ns with a lease of
+// StartKea serves 10.99.0.100-150/24 on iface in ns with a lease of
 // valid seconds, renew at t1 and rebind at t2 (kea allows short ones).
-func startKea(t *testing.T, ns *labNS, iface, dir string, valid, t1, t2 int) *dhcpServer {
+func StartKea(t *testing.T, ns *NS, iface, dir string, valid, t1, t2 int) *DHCPServer {
 	t.Helper()
 	bin, err := exec.LookPath("kea-dhcp4")
 	if err != nil {
 		t.Skip("kea-dhcp4 not installed (apt-get install kea-dhcp4-server)")
 	}
-	s := &dhcpServer{dir: dir, Leases: filepath.Join(dir, "kea-leases4.csv"), Log: filepath.Join(dir, "kea.log")}
+	s := &DHCPServer{dir: dir, Leases: filepath.Join(dir, "kea-leases4.csv"), Log: filepath.Join(dir, "kea.log")}
 	conf := fmt.Sprintf(`{"Dhcp4": {
   "interfaces-config": {"interfaces": [%q], "service-sockets-max-retries": 100, "service-sockets-retry-wait-time": 200},
   "lease-database": {"type": "memfile", "persist": true, "name": %q, "lfc-interval": 0},
@@ -108,9 +108,9 @@ func startKea(t *testing.T, ns *labNS, iface, dir string, valid, t1, t2 int) *dh
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("start kea: %v", err)
 	}
-	t.Cleanup(func() { s.stop(t) })
-	waitFor(t, 15*time.Second, "kea to start", func() bool {
-		return strings.Contains(s.logText(), "DHCP4_STARTED") || s.cmd.ProcessState != nil
+	t.Cleanup(func() { s.Stop(t) })
+	WaitFor(t, 15*time.Second, "kea to start", func() bool {
+		return strings.Contains(s.LogText(), "DHCP4_STARTED") || s.cmd.ProcessState != nil
 	})
 	return s
 }
