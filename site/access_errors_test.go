@@ -67,7 +67,7 @@ func TestParseAccessErrors(t *testing.T) {
 		{"modbus bad unit", "    modbus:\n      units: [1]\n      functions: [read-write]", "    modbus:\n      units: [300]\n      functions: [read-write]",
 			[]string{`example-site.yaml:70: grants[0].modbus.units[0]: 300 is out of range 0..255`}},
 		{"modbus unknown function", "      functions: [read-write]", "      functions: [read-write, everything]",
-			[]string{`example-site.yaml:71: grants[0].modbus.functions[1]: functions[0]: unknown function "everything"`}},
+			[]string{`example-site.yaml:71: grants[0].modbus.functions[1]: unknown function "everything"`}},
 		{"modbus bad range", `        write: ["50-55"]`, `        write: ["55-50"]`,
 			[]string{`example-site.yaml:74: grants[0].modbus.holding-registers.write[0]: range "55-50": first address 55 is after last address 50`}},
 		{"modbus write to input registers", "      input-registers:\n        read: [\"0-99\"]", "      input-registers:\n        read: [\"0-99\"]\n        write: [\"1\"]",

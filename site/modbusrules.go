@@ -1,6 +1,8 @@
 package site
 
 import (
+	"strings"
+
 	"gopkg.in/yaml.v3"
 
 	"github.com/otgate/otgate/inspect/modbus"
@@ -42,7 +44,7 @@ func decodeModbusRules(d *decoder, n *yaml.Node, p, grant string) (*modbus.Rules
 			if good {
 				probe := modbus.Rules{Units: []int{0}, Functions: []string{s}}
 				if _, err := probe.Compile(); err != nil {
-					d.nodeErrorf(it, index(fp, i), "%s", trimRulesPrefix(err.Error()))
+					d.nodeErrorf(it, index(fp, i), "%s", strings.TrimPrefix(trimRulesPrefix(err.Error()), "functions[0]: "))
 					good = false
 				}
 			}
