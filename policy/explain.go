@@ -13,6 +13,7 @@ import (
 // Reach is one user who can reach an asset over one protocol now.
 type Reach struct {
 	User     string
+	Asset    string
 	Protocol string
 	Rule     string
 	Until    time.Time
@@ -35,7 +36,7 @@ func (p *Policy) WhoCanReach(asset string, t time.Time) ([]Reach, error) {
 		for _, svc := range a.Services {
 			d := p.decide(Request{User: name, Asset: asset, Protocol: svc.Protocol, Time: t}, false)
 			if d.Allow {
-				out = append(out, Reach{User: name, Protocol: svc.Protocol, Rule: d.Rule, Until: d.Until, Reason: d.Reason, SourceNetworks: u.SourceNetworks})
+				out = append(out, Reach{User: name, Asset: asset, Protocol: svc.Protocol, Rule: d.Rule, Until: d.Until, Reason: d.Reason, SourceNetworks: u.SourceNetworks})
 			}
 		}
 	}

@@ -173,3 +173,25 @@ func readExample() (string, error) {
 	b, err := readFile("../site/testdata/example-site.yaml")
 	return string(b), err
 }
+
+func TestReachableAndAccessUntil(t *testing.T) {
+	p := examplePolicy(t)
+	vendorNet := netip.MustParseAddr("192.0.2.9")
+	sat := at(t, "2026-12-05T09:00:00+01:00")
+	got := p.Reachable("bob", vendorNet, sat)
+	if len(got) != 1 || got[0].Asset != "plc-tank" || got[0].Rule != "vendor-maintenance" {
+		t.Fatalf("bob on saturday: %+v", got)
+	}
+	if until, ok := p.AccessUntil("bob", vendorNet, sat); !ok || !until.Equal(at(t, "2026-12-05T12:00:00+01:00")) {
+		t.Errorf("bob's access until %v %t", until, ok)
+	}
+	if got := p.Reachable("bob", netip.MustParseAddr("198.51.100.1"), sat); len(got) != 0 {
+		t.Errorf("bob from outside his networks reaches %+v", got)
+	}
+	if _, ok := p.AccessUntil("alice", netip.Addr{}, sat); ok {
+		t.Error("alice reaches something on saturday")
+	}
+	if until, ok := p.AccessUntil("carol", netip.Addr{}, sat); !ok || !until.IsZero() {
+		t.Errorf("carol's HMI access has no end: %v %t", until, ok)
+	}
+}
