@@ -9,10 +9,10 @@ import (
 
 // inNetNS runs fn with the calling thread in ns, for the few calls that
 // open sockets in "the current" namespace (packet and UDP sockets, which
-// stay in the namespace they were opened in). A closed or None handle
+// stay in the namespace they were opened in). A zero or None handle
 // runs fn where the process is.
 func inNetNS(ns netns.NsHandle, fn func() error) error {
-	if !ns.IsOpen() {
+	if !nsGiven(ns) {
 		return fn()
 	}
 	runtime.LockOSThread()
@@ -35,3 +35,7 @@ func inNetNS(ns netns.NsHandle, fn func() error) error {
 	runtime.UnlockOSThread()
 	return ferr
 }
+
+// nsGiven tells whether ns names a namespace: the zero NsHandle (a
+// Config left unset) means "the process's own", like None (-1).
+func nsGiven(ns netns.NsHandle) bool { return ns > 0 }

@@ -68,7 +68,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	done := make(chan struct{})
 	defer close(done)
 	ns := w.NS
-	if !ns.IsOpen() {
+	if !nsGiven(ns) {
 		ns = netns.None()
 	}
 	err := netlink.NeighSubscribeWithOptions(ch, done, netlink.NeighSubscribeOptions{
