@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/otgate/otgate/audit"
+	"github.com/otgate/otgate/policy"
 )
 
 // RecheckUser re-verifies the certificate of every live session of user
@@ -88,7 +89,7 @@ func (s *Server) Reload() (int, error) {
 		s.event(audit.Event{Type: "policy-reload-failed", Reason: err.Error()})
 		return 0, fmt.Errorf("%w: %w", ErrReload, err)
 	}
-	s.policy.Store(p)
+	old := s.policy.Swap(p)
 	s.event(audit.Event{Type: "policy-reloaded", Reason: p.Source})
 	now := s.cfg.Now()
 	n := 0
@@ -106,11 +107,16 @@ func (s *Server) Reload() (int, error) {
 				why = fmt.Sprintf("asset %q no longer offers %s", sess.asset, sess.protocol)
 			} else if d := p.Decider.Decide(DecisionRequest{User: sess.user, Roles: sess.roles, Asset: sess.asset, Protocol: sess.protocol, Source: sess.source, Time: now}); !d.Allow {
 				why = "no longer allowed: " + d.Reason
+			} else if changed, how, deadline := reevaluate(old, p, sess, now); changed {
+				why = how
 			} else if d.Rule != sess.rule {
 				// Another grant (maybe with other protocol rules) governs
 				// it now: fail closed, the client reconnects under it.
 				why = fmt.Sprintf("now governed by rule %q instead of %q: reconnect", d.Rule, sess.rule)
 			} else {
+				if deadline != nil {
+					d.Until = *deadline
+				}
 				until := d.Until
 				if until.IsZero() || sess.certEnd.Before(until) {
 					until = sess.certEnd
@@ -150,4 +156,30 @@ func countEnded(ss []*session) int {
 		}
 	}
 	return n
+}
+
+// reevaluate asks the policy package about a live session when both
+// policies are compiled site files: a Modbus session whose rules changed
+// under the same grant ends (the inspector cannot switch rules
+// mid-session: fail closed, the client reconnects under the new rules),
+// and the session's deadline counts the grant's max session from the
+// session's start, not from the reload.
+func reevaluate(old, new *Policy, sess *session, now time.Time) (end bool, why string, deadline *time.Time) {
+	if old == nil {
+		return false, "", nil
+	}
+	o, ok1 := old.Decider.(PolicyDecider)
+	n, ok2 := new.Decider.(PolicyDecider)
+	if !ok1 || !ok2 {
+		return false, "", nil
+	}
+	r := policy.Reevaluate(o.P, n.P, policy.Session{User: sess.user, Asset: sess.asset, Protocol: sess.protocol, Source: sess.source, Start: sess.started}, now)
+	if !r.Allowed {
+		return true, r.Reason, nil
+	}
+	if sess.protocol == "modbus" && r.RulesChanged {
+		return true, fmt.Sprintf("modbus rules of grant %q changed: reconnect under the new rules", r.Decision.Rule), nil
+	}
+	dl := r.Decision.SessionDeadline(sess.started)
+	return false, "", &dl
 }
