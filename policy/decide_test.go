@@ -206,3 +206,31 @@ func TestDecideIdentityChecks(t *testing.T) {
 	}
 	_ = vendorNet
 }
+
+// A recurring deny window inside an allow window, on the fall-back day:
+// the deny's 02:30 is the first 02:30 (CEST) and its 04:00 is CET.
+func TestDecideRecurringDenyAcrossFallBack(t *testing.T) {
+	p := compileYAML(t, "grants:"+grantYAML("sunday", "\n    time_zone: Europe/Berlin\n    windows: [{days: [sun], hours: [\"00:00-24:00\"]}]")+`
+  - name: backup-hours
+    effect: deny
+    subjects: {roles: [engineer]}
+    targets: {zones: [cell-1]}
+    time_zone: Europe/Berlin
+    windows: [{days: [sun], hours: ["02:30-04:00"]}]
+`)
+	steps := []struct {
+		at, rule, until string
+		allow           bool
+	}{
+		{"2026-10-24T22:00:00Z", "sunday", "2026-10-25T00:30:00Z", true},
+		{"2026-10-25T00:30:00Z", "backup-hours", "2026-10-25T03:00:00Z", false},
+		{"2026-10-25T02:10:00+01:00", "backup-hours", "2026-10-25T03:00:00Z", false}, // the second 02:10
+		{"2026-10-25T03:00:00Z", "sunday", "2026-10-25T23:00:00Z", true},
+	}
+	for _, s := range steps {
+		d := p.Decide(Request{User: "alice", Asset: "plc-tank", Protocol: "modbus", Time: at(t, s.at)})
+		if d.Allow != s.allow || d.Rule != s.rule || !d.Until.Equal(at(t, s.until)) {
+			t.Errorf("at %s: allow %t rule %q until %v (%s); want allow %t rule %q until %s", s.at, d.Allow, d.Rule, d.Until.UTC(), d.Reason, s.allow, s.rule, s.until)
+		}
+	}
+}
