@@ -64,3 +64,33 @@ func TestEnsureRawDisk(t *testing.T) {
 		t.Errorf("an existing disk was replaced: %q", b)
 	}
 }
+
+func TestSweepRemovesOnlyOrphanedVMDirectories(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
+	mine, err := os.MkdirTemp("", "otgate-qemu-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeOwner(mine); err != nil {
+		t.Fatal(err)
+	}
+	orphan, err := os.MkdirTemp("", "otgate-qemu-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// pid 1 exists but did not start at tick 0: the owner is gone.
+	if err := os.WriteFile(filepath.Join(orphan, ownerFile), []byte("1 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	unknown, err := os.MkdirTemp("", "otgate-qemu-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sweepStale()
+	for dir, want := range map[string]bool{mine: true, orphan: false, unknown: true} {
+		_, err := os.Stat(dir)
+		if got := err == nil; got != want {
+			t.Errorf("%s: exists %v after sweep, want %v", dir, got, want)
+		}
+	}
+}

@@ -85,9 +85,14 @@ func Start(ctx context.Context, b *board.Board, imageDir string, opts ...Option)
 	if _, err := exec.LookPath(b.QEMU.Binary); err != nil {
 		return nil, fmt.Errorf("qemu: board %s needs %s (Debian qemu-system-x86 / qemu-system-arm): %w", b.Name, b.QEMU.Binary, err)
 	}
+	sweepStale()
 	dir, err := os.MkdirTemp("", "otgate-qemu-")
 	if err != nil {
 		return nil, fmt.Errorf("qemu: temporary directory: %w", err)
+	}
+	if err := writeOwner(dir); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("qemu: temporary directory %s: %w", dir, err)
 	}
 	vm = &VM{Board: b, dir: dir, con: newConsole(), stderr: &tailBuffer{max: 8 << 10},
 		qmpSet: make(chan struct{}), done: make(chan struct{})}

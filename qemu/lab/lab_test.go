@@ -23,29 +23,37 @@ func requireRoot(t *testing.T) {
 	}
 }
 
-// hostNetState is what must look the same before and after a lab: the root
-// namespace's links and the named namespaces.
-func hostNetState(t *testing.T) string {
+// hostLinks lists the interfaces of the host's network namespace.
+func hostLinks(t *testing.T) map[string]bool {
 	t.Helper()
 	out, err := exec.Command("ip", "-o", "link", "show").CombinedOutput()
 	if err != nil {
 		t.Fatalf("ip link: %v\n%s", err, out)
 	}
-	var names []string
+	names := map[string]bool{}
 	for _, line := range strings.Split(string(out), "\n") {
 		if f := strings.Fields(line); len(f) > 1 {
-			names = append(names, f[1])
+			names[strings.TrimSuffix(strings.SplitN(f[1], "@", 2)[0], ":")] = true
 		}
 	}
-	ns, err := exec.Command("ip", "netns", "list").CombinedOutput()
-	if err != nil {
-		t.Fatalf("ip netns list: %v\n%s", err, ns)
+	return names
+}
+
+// requireNoLabLinksOnHost fails if any of the lab's interfaces shows up in
+// the host namespace (other programs may add their own meanwhile).
+func requireNoLabLinksOnHost(t *testing.T, when string) {
+	t.Helper()
+	links := hostLinks(t)
+	for _, n := range []string{UplinkTap, DownlinkTap, Bridge, PlantVethLab} {
+		if links[n] {
+			t.Errorf("%s: lab interface %s is in the host namespace", when, n)
+		}
 	}
-	return fmt.Sprintf("links: %s\nnetns: %s", strings.Join(names, " "), ns)
 }
 
 // nsAlive reports whether anything still refers to the network namespace
-// with the given inode: a process's thread or an open descriptor.
+// with the given inode: a thread, an open descriptor, or a bind mount
+// (what `ip netns add` puts in /run/netns).
 func nsAlive(inode uint64) bool {
 	want := fmt.Sprintf("net:[%d]", inode)
 	for _, pattern := range []string{"/proc/[0-9]*/task/*/ns/net", "/proc/[0-9]*/fd/*"} {
@@ -56,12 +64,17 @@ func nsAlive(inode uint64) bool {
 			}
 		}
 	}
-	return false
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	return strings.Contains(string(mi), want)
+}
+
+func nsMounted(inode uint64) bool {
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	return strings.Contains(string(mi), fmt.Sprintf("net:[%d]", inode))
 }
 
 func TestLabTopologyAndCleanup(t *testing.T) {
 	requireRoot(t)
-	before := hostNetState(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	l, err := New(ctx)
@@ -76,8 +89,11 @@ func TestLabTopologyAndCleanup(t *testing.T) {
 		}
 	}
 
-	if got := hostNetState(t); got != before {
-		t.Errorf("host network changed while the lab is up:\nbefore %s\nafter  %s", before, got)
+	requireNoLabLinksOnHost(t, "lab up")
+	for _, ino := range inodes {
+		if nsMounted(ino) {
+			t.Errorf("namespace net:[%d] is bind-mounted (named in /run/netns?)", ino)
+		}
 	}
 	out, err := l.Uplink.Command("ip", "-o", "addr", "show").CombinedOutput()
 	if err != nil {
@@ -123,9 +139,7 @@ func TestLabTopologyAndCleanup(t *testing.T) {
 			t.Errorf("namespace net:[%d] still referenced after Close", ino)
 		}
 	}
-	if got := hostNetState(t); got != before {
-		t.Errorf("host network changed after Close:\nbefore %s\nafter  %s", before, got)
-	}
+	requireNoLabLinksOnHost(t, "after Close")
 	if err := l.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
