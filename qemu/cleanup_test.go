@@ -155,7 +155,6 @@ func waitGone(ctx context.Context, pid int) error {
 	}
 }
 
-
 // hostLinks lists the interfaces of this process's (the host's) network
 // namespace.
 func hostLinks(t *testing.T) []string {
