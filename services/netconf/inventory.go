@@ -139,10 +139,10 @@ func (inv *Inventory) Observe(link string, ip netip.Addr, mac string, now time.T
 			return
 		}
 		note := "not declared"
-		if owner, ok := inv.byMAC[mac]; ok {
-			note = fmt.Sprintf("not declared; the MAC is asset %q's", owner)
-		} else if other, ok := inv.assets[ip]; ok {
+		if other, ok := inv.assets[ip]; ok {
 			note = fmt.Sprintf("address of asset %q seen on %s, declared on %s", other.Asset, link, other.Link)
+		} else if owner, ok := inv.byMAC[mac]; ok {
+			note = fmt.Sprintf("not declared; the MAC is asset %q's", owner)
 		}
 		inv.evictUnknown()
 		inv.unknown[k] = &Device{Link: link, IP: ip, MAC: mac, FirstSeen: now, LastSeen: now, Note: note}
