@@ -40,7 +40,15 @@ var TestServices = []ServiceRow{
 	testRow("steady", true, bootcfg.ReadyNotify, nil, "-mode=steady"),
 	testRow("flaky", false, bootcfg.ReadyNotify, nil, "-mode=flaky", "-crashes=2", "-state=/run/otgate/testsvc-flaky"),
 	testRow("crashloop", false, bootcfg.ReadyNotify, nil, "-mode=crash"),
-	testRow("statusdump", false, bootcfg.ReadyExit, []string{"steady"}, "-mode=status"),
+	statusdumpRow(),
+}
+
+// statusdumpRow prints the status table 20 s after it starts, when the
+// crash loop has been given up on and flaky has recovered.
+func statusdumpRow() ServiceRow {
+	r := testRow("statusdump", false, bootcfg.ReadyExit, []string{"steady"}, "-mode=status", "-after=20s")
+	r.Service.Timeout = 2 * time.Minute
+	return r
 }
 
 func testRow(name string, critical bool, readiness string, deps []string, args ...string) ServiceRow {
