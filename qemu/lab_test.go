@@ -104,6 +104,42 @@ func hello(ctx context.Context, t *testing.T, from string, ns *lab.Namespace, ad
 	}
 }
 
+// TestLabDHCP: the gate's uplink gets its address from the lab's DHCP
+// server and is then reachable from the lab namespace.
+func TestLabDHCP(t *testing.T) {
+	b := mustBoard(t, "qemu-x86_64")
+	requireQEMU(t, b, "nsenter", "dnsmasq")
+	img := testImage(t, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	l, err := lab.New(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	srv, err := l.StartDHCP(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	vm := StartT(t, b, "", img, WithLab(l), WithCmdline("testinit.dhcp=eth0", "testinit.listen=7777", "testinit.then=wait"))
+	line, err := vm.WaitFor(ctx, "testinit: dhcp eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "testinit: dhcp eth0 " + lab.GateUplinkIP + "/24 from 192.0.2.1"; line != want {
+		t.Fatalf("got %q, want %q", line, want)
+	}
+	if _, err := vm.WaitFor(ctx, "testinit: listening 7777"); err != nil {
+		t.Fatal(err)
+	}
+	hello(ctx, t, "lab", l.Uplink, lab.GateUplinkIP+":7777")
+	leases, err := srv.Leases()
+	if err != nil || !strings.Contains(leases, "52:54:00:0e:0a:10 "+lab.GateUplinkIP) {
+		t.Errorf("lease file: %v %q, want the gate's eth0 MAC with %s", err, leases, lab.GateUplinkIP)
+	}
+}
+
 // TestUserNetForward reaches a guest listener through a slirp hostfwd on
 // the host's loopback.
 func TestUserNetForward(t *testing.T) {

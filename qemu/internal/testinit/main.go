@@ -5,6 +5,7 @@
 // kernel command line asks (testinit.* parameters):
 //
 //	testinit.addr=eth1=10.77.0.1/24,eth0=192.0.2.10/24  configure NICs (netlink)
+//	testinit.dhcp=eth0         get an address by DHCP and configure it
 //	testinit.listen=7777       TCP listener answering "hello from testinit\n"
 //	testinit.dial=10.77.0.20:9000  connect out and send "guest says hi\n"
 //	testinit.tpmek=1           print a digest of the TPM's ECC endorsement key (same TPM state, same key)
@@ -16,6 +17,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -29,6 +31,7 @@ import (
 	"unsafe"
 
 	"github.com/google/go-tpm/tpm2"
+	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -67,6 +70,9 @@ func main() {
 				say("addr %s %s", name, cidr)
 			}
 		}
+	}
+	if ifname := params["testinit.dhcp"]; ifname != "" {
+		dhcp(ifname)
 	}
 	if p := params["testinit.listen"]; p != "" {
 		l, err := net.Listen("tcp", ":"+p)
@@ -297,4 +303,35 @@ func printEK() {
 	_, _ = tpm2.FlushContext{FlushHandle: rsp.ObjectHandle}.Execute(tpm)
 	sum := sha256.Sum256(rsp.OutPublic.Bytes())
 	say("ek %x", sum[:8])
+}
+
+func dhcp(ifname string) {
+	link, err := waitLink(ifname)
+	if err == nil {
+		err = netlink.LinkSetUp(link)
+	}
+	if err != nil {
+		say("dhcp %s failed: %v", ifname, err)
+		return
+	}
+	c, err := nclient4.New(ifname)
+	if err != nil {
+		say("dhcp %s failed: %v", ifname, err)
+		return
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	lease, err := c.Request(ctx)
+	if err != nil {
+		say("dhcp %s failed: %v", ifname, err)
+		return
+	}
+	ones, _ := lease.ACK.SubnetMask().Size()
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: lease.ACK.YourIPAddr, Mask: lease.ACK.SubnetMask()}}
+	if err := netlink.AddrAdd(link, addr); err != nil {
+		say("dhcp %s: add %s: %v", ifname, addr, err)
+		return
+	}
+	say("dhcp %s %s/%d from %s", ifname, lease.ACK.YourIPAddr, ones, lease.ACK.ServerIPAddr)
 }
