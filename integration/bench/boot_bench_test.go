@@ -1,0 +1,223 @@
+// Package bench prints the appliance image's figures (issue 2): boot to
+// ready against a baseline measured in the same run, artifact sizes, and
+// PID 1's resident memory at steady state. Run it with `make bench` (or
+// go test -run '^$' -bench . -benchtime 1x ./integration/bench/); it
+// prints figures and asserts nothing about them.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/otgate/otgate/board"
+	"github.com/otgate/otgate/image"
+	"github.com/otgate/otgate/integration/internal/gatetest"
+	"github.com/otgate/otgate/qemu"
+	"github.com/u-root/u-root/pkg/cpio"
+)
+
+const boots = 5
+
+// BenchmarkBootToReady boots the production image of each direct-boot
+// board five times (after one warm-up boot that formats /perm) and the
+// same kernel with a trivial init that powers off at once, and reports the
+// medians and their difference. Target: ready within 1.5 s of baseline.
+func BenchmarkBootToReady(b *testing.B) {
+	for _, name := range []string{"qemu-x86_64", "qemu-aarch64"} {
+		b.Run(name, func(b *testing.B) {
+			bd, err := board.Lookup(name)
+			if err != nil {
+				b.Fatal(err)
+			}
+			gatetest.Require(b, bd)
+			img := productionImage(b, bd)
+			state := b.TempDir()
+			opts := []qemu.Option{
+				qemu.WithDisk(filepath.Join(state, "perm.raw"), 256<<20),
+				qemu.WithTPM(filepath.Join(state, "tpm")),
+			}
+			bootOnce(b, bd, img, "init: ready (", opts...) // warm-up: formats /perm, creates the identity
+			var ready, base []time.Duration
+			kernel := filepath.Join(img, "kernel")
+			initrd := baselineInitramfs(b, bd)
+			for i := 0; i < boots; i++ {
+				ready = append(ready, bootOnce(b, bd, img, "init: ready (", opts...))
+				base = append(base, bootOnce(b, bd, "", "baseline: up", qemu.WithKernel(kernel, initrd)))
+			}
+			r, bl := median(ready), median(base)
+			b.ReportMetric(ms(r), "ms-ready-p50")
+			b.ReportMetric(ms(bl), "ms-baseline-p50")
+			b.ReportMetric(ms(r-bl), "ms-over-baseline")
+			b.Logf("%s: ready %v (runs %v), baseline %v (runs %v), over baseline %v (target <= 1.5s)",
+				name, r, ready, bl, base, r-bl)
+		})
+	}
+}
+
+// BenchmarkImageSize reports the artifact sizes of each board's production
+// image. Target (qemu-x86_64): kernel + initramfs <= 32 MiB.
+func BenchmarkImageSize(b *testing.B) {
+	for _, name := range []string{"qemu-x86_64", "qemu-aarch64", "generic-x86_64"} {
+		b.Run(name, func(b *testing.B) {
+			bd, err := board.Lookup(name)
+			if err != nil {
+				b.Fatal(err)
+			}
+			img := productionImage(b, bd)
+			var total int64
+			for _, f := range []string{"kernel", "initramfs"} {
+				st, err := os.Stat(filepath.Join(img, f))
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(st.Size())/(1<<20), f+"-MiB")
+				total += st.Size()
+			}
+			b.ReportMetric(float64(total)/(1<<20), "kernel+initramfs-MiB")
+			b.Logf("%s: kernel + initramfs = %.1f MiB (target for qemu-x86_64 <= 32 MiB)", name, float64(total)/(1<<20))
+		})
+	}
+}
+
+var rssRE = regexp.MustCompile(`^statusdump: init\s+rss ([0-9.]+) MiB`)
+
+// BenchmarkInitRSS boots the qemu-x86_64 test image (the production
+// services plus test services) and reads PID 1's resident memory from the
+// status table printed 20 s after boot. Target: <= 8 MiB.
+func BenchmarkInitRSS(b *testing.B) {
+	bd, img := gatetest.Image(b, "qemu-x86_64")
+	state := b.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	vm, err := qemu.Start(ctx, bd, img,
+		qemu.WithDisk(filepath.Join(state, "perm.raw"), 256<<20),
+		qemu.WithTPM(filepath.Join(state, "tpm")))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer vm.Close()
+	line, err := vm.WaitFor(ctx, rssRE)
+	if err != nil {
+		b.Fatalf("%v\n%s", err, vm.Tail(40))
+	}
+	mib, _ := strconv.ParseFloat(rssRE.FindStringSubmatch(line)[1], 64)
+	b.ReportMetric(mib, "init-rss-MiB")
+	b.Logf("PID 1 resident memory at steady state: %.1f MiB (target <= 8 MiB)", mib)
+}
+
+func bootOnce(b *testing.B, bd *board.Board, img, marker string, opts ...qemu.Option) time.Duration {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	vm, err := qemu.Start(ctx, bd, img, opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer vm.Close()
+	if _, err := vm.WaitFor(ctx, marker); err != nil {
+		b.Fatalf("waiting for %q: %v\n%s", marker, err, vm.Tail(40))
+	}
+	d := time.Since(vm.Started())
+	if marker == "init: ready (" {
+		// A clean power-down keeps /perm consistent for the next boot.
+		if err := vm.Powerdown(ctx); err == nil {
+			_, _ = vm.Wait(ctx)
+		}
+	} else {
+		_, _ = vm.Wait(ctx)
+	}
+	return d
+}
+
+var built = map[string]string{}
+
+// productionImage builds the board's production image (no test services)
+// into out/bench/<board> once per run.
+func productionImage(b *testing.B, bd *board.Board) string {
+	b.Helper()
+	if dir, ok := built[bd.Name]; ok {
+		return dir
+	}
+	root := gatetest.RepoRoot(b)
+	out := filepath.Join(root, "out", "bench")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if _, err := image.Build(ctx, bd, image.WithSourceDir(root), image.WithOutDir(out)); err != nil {
+		b.Fatal(err)
+	}
+	built[bd.Name] = filepath.Join(out, bd.Name)
+	return built[bd.Name]
+}
+
+// baselineInit is a trivial PID 1: print a marker, power off.
+const baselineInit = `package main
+
+import (
+	"os"
+	"syscall"
+)
+
+func main() {
+	os.Stdout.WriteString("baseline: up\n")
+	syscall.Sync()
+	syscall.Reboot(syscall.LINUX_REBOOT_CMD_POWER_OFF)
+	select {}
+}
+`
+
+// baselineInitramfs builds the trivial init for the board's architecture
+// and packs it with u-root's cpio writer.
+func baselineInitramfs(b *testing.B, bd *board.Board) string {
+	b.Helper()
+	dir := b.TempDir()
+	src := filepath.Join(dir, "main.go")
+	if err := os.WriteFile(src, []byte(baselineInit), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	bin := filepath.Join(dir, "init")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, src)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+bd.Arch, "GO111MODULE=off")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("build baseline init: %v\n%s", err, out)
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var buf bytes.Buffer
+	w := cpio.Newc.Writer(&buf)
+	recs := []cpio.Record{
+		cpio.Directory(".", 0o755),
+		cpio.Directory("dev", 0o755),
+		cpio.CharDev("dev/console", 0o600, 5, 1),
+		cpio.StaticFile("init", string(data), 0o755),
+	}
+	if err := cpio.WriteRecordsAndDirs(w, recs); err != nil {
+		b.Fatal(err)
+	}
+	if err := cpio.WriteTrailer(w); err != nil {
+		b.Fatal(err)
+	}
+	out := filepath.Join(dir, "initramfs")
+	if err := os.WriteFile(out, buf.Bytes(), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return out
+}
+
+func median(d []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
