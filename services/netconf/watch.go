@@ -59,7 +59,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 	if w.links == nil {
 		w.links = map[string]*watchedLink{}
 	}
-	pending := w.links
+	var pending []*watchedLink
+	for _, l := range w.links {
+		pending = append(pending, l)
+	}
 	w.mu.Unlock()
 	for _, l := range pending {
 		w.startLink(l)
@@ -159,10 +162,7 @@ func (w *Watcher) SetLinks(links []WatchLink) {
 	running := w.ctx != nil
 	w.mu.Unlock()
 	for _, wl := range stop {
-		if wl.cancel != nil {
-			wl.cancel()
-			<-wl.done
-		}
+		w.stopLink(wl)
 	}
 	if running {
 		for _, wl := range start {
@@ -179,22 +179,34 @@ func (w *Watcher) stopAll() {
 	}
 	w.mu.Unlock()
 	for _, wl := range all {
-		if wl.cancel != nil {
-			wl.cancel()
-			<-wl.done
-		}
+		w.stopLink(wl)
+	}
+}
+
+// stopLink stops a started link and waits for it.
+func (w *Watcher) stopLink(wl *watchedLink) {
+	w.mu.Lock()
+	cancel, done := wl.cancel, wl.done
+	w.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
 	}
 }
 
 // startLink opens the ARP socket of one downlink, reads it, and probes.
 func (w *Watcher) startLink(wl *watchedLink) {
 	w.mu.Lock()
-	parent := w.ctx
+	if wl.cancel != nil { // already started
+		w.mu.Unlock()
+		return
+	}
+	ctx, cancel := context.WithCancel(w.ctx)
+	done := make(chan struct{})
+	wl.cancel, wl.done = cancel, done
 	w.mu.Unlock()
-	ctx, cancel := context.WithCancel(parent)
-	wl.cancel, wl.done = cancel, make(chan struct{})
 	go func() {
-		defer close(wl.done)
+		defer close(done)
 		var conn *arpConn
 		for ctx.Err() == nil {
 			err := inNetNS(w.NS, func() error {
