@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/otgate/otgate/board"
 	"github.com/otgate/otgate/internal/bootcfg"
@@ -220,6 +221,9 @@ func build(ctx context.Context, b *board.Board, c *config) (m *Manifest, err err
 	// The kernel opens /dev/console for PID 1 before devtmpfs is mounted.
 	if err := tree.add("/dev/console", &entry{kind: kindCharDev, perm: 0o600, major: 5, minor: 1, from: "builder"}); err != nil {
 		return nil, err
+	}
+	if _, err := addDefaultPolicy(tree, c.sourceDir, time.Now()); err != nil {
+		return nil, fmt.Errorf("board %s: %w", b.Name, err)
 	}
 	if m.Inputs.Sources, err = hashSources(c.sourceDir, srcFiles); err != nil {
 		return nil, err

@@ -18,16 +18,66 @@ type ServiceRow struct {
 // readinessTimeout is how long init waits for a service to report ready.
 const readinessTimeout = 30 * time.Second
 
+// Paths on the device the rows share.
+const (
+	policyDir     = "/perm/policy"
+	appliedPolicy = policyDir + "/applied.cbor"
+)
+
 // ProductionServices is the service table of every image. A row is added
 // when its service's main package lands in services/<name>/cmd (binary
 // /bin/otgate-<name>).
+//
+// Start order: "policy" stores the image's default site policy on a first
+// boot; segment (critical: the gate's enforcement), overlay and netconf
+// follow the applied policy; identity opens the TPM identity and "trust"
+// stops there when the gate is in quarantine. The proxy's row, when it
+// lands, must depend on "trust" (so it never starts in quarantine) and on
+// segment and overlay, and needs CAP_NET_ADMIN for its SO_MARK (see
+// services/segment/baseline).
+//
+// The interface names are the boards' NIC roles (eth0 uplink, eth1 OT
+// downlink on every board; a test keeps them in step) and 10.77.0.1/24 is
+// the gate's address in the default site's zone (rootfs/etc/otgate/site.yaml).
 var ProductionServices = []ServiceRow{
-	// identity: TPM device key, sealed data key, local API socket. Not
-	// critical yet: images booted without a TPM (plain QEMU runs) must
-	// still reach ready; make it critical once every boot has a TPM.
+	// policy: on a first boot, store the image's compiled default site
+	// policy; never replaces an applied one (nor a corrupt one).
+	{Service: bootcfg.Service{
+		Name: "policy", Binary: otgateBinary, Readiness: bootcfg.ReadyExit, Timeout: readinessTimeout,
+		Args: []string{"site", "apply", "-if-missing", "-dir", policyDir, defaultPolicyPath},
+	}},
+	{Package: "./services/segment/cmd", Service: bootcfg.Service{
+		Name: "segment", Binary: "/bin/otgate-segment", Readiness: bootcfg.ReadyNotify, Timeout: readinessTimeout,
+		Critical: true, DependsOn: []string{"policy"},
+		Args: []string{"-policy", appliedPolicy, "-boot", bootcfg.Path, "-socket", bootcfg.RunDir + "/segment.sock",
+			"-state", "/perm/segment/would-block.cbor"},
+	}},
+	{Package: "./services/overlay/cmd", Service: bootcfg.Service{
+		Name: "overlay", Binary: "/bin/otgate-overlay", Readiness: bootcfg.ReadyNotify, Timeout: readinessTimeout,
+		DependsOn: []string{"policy"},
+		Args:      []string{"-policy", appliedPolicy, "-state", "/perm/overlay/alloc.cbor", "-socket", bootcfg.RunDir + "/overlay.sock"},
+	}},
+	{Package: "./services/netconf/cmd", Service: bootcfg.Service{
+		Name: "netconf", Binary: "/bin/otgate-netconf", Readiness: bootcfg.ReadyNotify, Timeout: readinessTimeout,
+		DependsOn: []string{"policy"},
+		Args: []string{"-uplink", "eth0", "-uplink-mode", "dhcp", "-downlink", "eth1=10.77.0.1/24",
+			"-policy", appliedPolicy, "-socket", bootcfg.RunDir + "/netconf.sock", "-dhcp-hint", "/perm/netconf/dhcp-hint.cbor"},
+	}},
+	// identity: TPM device key, sealed data key, local API socket (the
+	// proxy, uid 101, may use it). Not critical yet: images booted without
+	// a TPM (plain QEMU runs) must still reach ready; make it critical once
+	// every boot has a TPM.
 	{Package: "./services/identity/cmd", Service: bootcfg.Service{
 		Name: "identity", Binary: "/bin/otgate-identity", Readiness: bootcfg.ReadyNotify,
 		Timeout: readinessTimeout,
+		Args:    []string{"-state", "/perm/identity", "-tpm", "/dev/tpmrm0", "-socket-gid", "101", "-allow", "0=admin,101=proxy"},
+	}},
+	// trust: done when the identity is not in quarantine; in quarantine it
+	// fails without restart (bootcfg.ExitNoRestart) and its dependents
+	// never start.
+	{Service: bootcfg.Service{
+		Name: "trust", Binary: otgateBinary, Readiness: bootcfg.ReadyExit, Timeout: readinessTimeout,
+		DependsOn: []string{"identity"}, Args: []string{"identity", "check-trust"},
 	}},
 }
 
@@ -35,18 +85,32 @@ var ProductionServices = []ServiceRow{
 const testsvcBinary = "/bin/otgate-testsvc"
 
 // TestServices is added by WithTestServices: the test service
-// (internal/testsvc) in its four modes, for init's integration tests.
+// (internal/testsvc) in several modes, for the integration tests.
 var TestServices = []ServiceRow{
 	testRow("steady", true, bootcfg.ReadyNotify, nil, "-mode=steady"),
 	testRow("flaky", false, bootcfg.ReadyNotify, nil, "-mode=flaky", "-crashes=2", "-state=/run/otgate/testsvc-flaky"),
 	testRow("crashloop", false, bootcfg.ReadyNotify, nil, "-mode=crash"),
 	statusdumpRow(),
+	// netdump: the gate's links, addresses and nftables tables once netconf
+	// has configured both sides, and what a connection from the gate to
+	// the default site's PLC does as root and as the proxy.
+	netdumpRow(),
+}
+
+// netdumpRow waits (up to 90 s: DHCP under TCG on a busy machine) for both
+// sides to be configured before it dumps.
+func netdumpRow() ServiceRow {
+	r := testRow("netdump", false, bootcfg.ReadyExit, []string{"segment", "overlay", "netconf"},
+		"-mode=netdump", "-wait=90s", "-wait-addr=eth0,eth1", "-probe=10.77.0.20:502")
+	r.Service.Timeout = 2 * time.Minute
+	return r
 }
 
 // statusdumpRow prints the status table 20 s after it starts, when the
-// crash loop has been given up on and flaky has recovered.
+// crash loop has been given up on and flaky has recovered, and once the
+// trust gate has settled (done, or failed in quarantine).
 func statusdumpRow() ServiceRow {
-	r := testRow("statusdump", false, bootcfg.ReadyExit, []string{"steady"}, "-mode=status", "-after=20s")
+	r := testRow("statusdump", false, bootcfg.ReadyExit, []string{"steady"}, "-mode=status", "-after=20s", "-wait-for=trust")
 	r.Service.Timeout = 2 * time.Minute
 	return r
 }

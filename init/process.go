@@ -45,7 +45,9 @@ func spawn(r *reaper, log *logger, svc *bootcfg.Service, opts spawnOptions) (*pr
 		env = append(env, "PATH=/bin:/sbin:/usr/bin:/usr/sbin")
 	}
 	var notifyR *os.File
-	if svc.Readiness == bootcfg.ReadyNotify {
+	// Notify services report readiness on it; one-shot services may
+	// send STATUS= notes before they exit.
+	if svc.Readiness == bootcfg.ReadyNotify || svc.Readiness == bootcfg.ReadyExit {
 		var notifyW *os.File
 		notifyR, notifyW, err = os.Pipe()
 		if err != nil {

@@ -236,6 +236,18 @@ func (s *service) run() {
 			<-s.stopReq
 			return
 		}
+		if err == nil && ws.Exited() && ws.ExitStatus() == bootcfg.ExitNoRestart {
+			s.mu.Lock()
+			note := s.reason
+			s.mu.Unlock()
+			if note == "" {
+				note = fmt.Sprintf("exit status %d: do not restart", bootcfg.ExitNoRestart)
+			}
+			log.Printf("%s exited (%s), asks not to be restarted: marked failed: %s", name, exitText, note)
+			s.fail(note)
+			<-s.stopReq
+			return
+		}
 		now := time.Now()
 		if !readyAt.IsZero() && now.Sub(readyAt) >= s.sv.backoffReset {
 			delay = s.sv.backoffMin
@@ -315,6 +327,10 @@ func (s *service) watch(p *proc, start, readyAt time.Time) (ws unix.WaitStatus, 
 					log.Printf("%s unhealthy: %s", name, reason)
 					s.set(initstatus.StateUnhealthy, reason, p.pid)
 				}
+			case strings.HasPrefix(line, ready.MsgStatus):
+				s.mu.Lock()
+				s.reason = strings.TrimSpace(strings.TrimPrefix(line, ready.MsgStatus))
+				s.mu.Unlock()
 			case line == ready.MsgHealthy:
 				if s.getState() == initstatus.StateUnhealthy {
 					log.Printf("%s healthy again", name)
@@ -328,10 +344,36 @@ func (s *service) watch(p *proc, start, readyAt time.Time) (ws unix.WaitStatus, 
 			log.Printf("%s: not ready after %s, killing it", name, short(s.readyTimeout()))
 			signalGroup(p.pid, unix.SIGKILL)
 		case ws = <-p.exit:
+			s.drainStatus(notify)
 			return ws, readyAt, false
 		case <-s.stopReq:
 			s.terminate(p)
 			return ws, readyAt, true
+		}
+	}
+}
+
+// drainStatus reads what the process wrote to its notify pipe before it
+// exited (the exit can be seen first), keeping the last STATUS= note.
+func (s *service) drainStatus(notify <-chan string) {
+	if notify == nil {
+		return
+	}
+	t := time.NewTimer(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case line, ok := <-notify:
+			if !ok {
+				return
+			}
+			if note, ok := strings.CutPrefix(line, ready.MsgStatus); ok {
+				s.mu.Lock()
+				s.reason = strings.TrimSpace(note)
+				s.mu.Unlock()
+			}
+		case <-t.C:
+			return
 		}
 	}
 }

@@ -15,7 +15,7 @@ import (
 func init() {
 	register(command{
 		name:    "identity",
-		summary: "device identity: csr, install-cert, status, reset, reseal",
+		summary: "device identity: csr, install-cert, status, check-trust, reset, reseal",
 		run:     runIdentity,
 	})
 }
@@ -28,6 +28,9 @@ const identityUsage = `usage: otgate identity <subcommand> [flags]
   reset -yes    move the identity aside and create a NEW one (a different device)
   reseal -yes   in quarantine only: seal a new data key to the current boot;
                 secrets sealed under the old one are moved aside, unreadable
+  check-trust   init's trust gate (service row "trust"): exit 0 when the gate
+                is not in quarantine; in quarantine say why and exit 100 (init:
+                failed, not restarted), so what depends on it never starts
 
 Run "otgate identity <subcommand> -h" for the flags.`
 
@@ -59,6 +62,12 @@ func runIdentity(args []string) error {
 			return err
 		}
 		return identityStatus(*socket, os.Stdout)
+	case "check-trust":
+		socket := fs.String("socket", api.DefaultSocket, "identity service socket")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		return identityCheckTrust(*socket, os.Stdout, os.Exit)
 	case "reset", "reseal":
 		f := identity.RegisterFlags(fs)
 		yes := fs.Bool("yes", false, "really do it")

@@ -95,6 +95,12 @@ const (
 	ReadyExit = "exit"
 )
 
+// ExitNoRestart is the exit status with which a service tells init "I
+// failed and a restart will not help": init marks it failed at once (no
+// back-off, no crash loop) and never starts the services that depend on
+// it. The identity trust gate uses it in quarantine.
+const ExitNoRestart = 100
+
 // Service is one row of the service table.
 type Service struct {
 	Name      string   `cbor:"1,keyasint"`

@@ -19,6 +19,9 @@ const (
 	MsgReady     = "READY=1"
 	MsgUnhealthy = "HEALTHY=0"
 	MsgHealthy   = "HEALTHY=1"
+	// MsgStatus prefixes a one-line note init shows in the service's
+	// status row (e.g. why it is about to fail).
+	MsgStatus = "STATUS="
 )
 
 var (
@@ -53,3 +56,7 @@ func Unhealthy(reason string) error { return send(MsgUnhealthy + " " + reason) }
 
 // Healthy clears Unhealthy.
 func Healthy() error { return send(MsgHealthy) }
+
+// Status sets the note init shows in the service's status row. Init gives
+// the notify descriptor to notify and one-shot (exit) services.
+func Status(note string) error { return send(MsgStatus + note) }

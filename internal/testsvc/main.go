@@ -11,6 +11,15 @@
 //	                    the table `otgate status` prints, exit 0 (-after D:
 //	                    sleep D first)
 //	-mode=hang-on-term  notify ready, ignore SIGTERM (init must SIGKILL it)
+//	-mode=refuse        send STATUS=<-note> and exit bootcfg.ExitNoRestart
+//	-mode=netdump       wait for -wait-addr interfaces to have an IPv4
+//	                    address, print every link with its addresses, the
+//	                    nftables tables, and for -probe ADDR:PORT whether a
+//	                    TCP connection from the gate gets through as root
+//	                    and as the proxy (uid and mark); exit 0
+//
+// -mode=status with -wait-for NAME first waits until that service has
+// settled (ready, done or failed).
 package main
 
 import (
@@ -30,6 +39,9 @@ import (
 	"github.com/otgate/otgate/internal/ready"
 )
 
+// Flags of the newer modes.
+var waitFor, note, waitAddr, probe string
+
 func main() {
 	mode := flag.String("mode", "steady", "steady, flaky, crash, status or hang-on-term")
 	crashes := flag.Int("crashes", 1, "flaky: crash on this many starts")
@@ -37,6 +49,10 @@ func main() {
 	socket := flag.String("socket", bootcfg.StatusSocket, "status: init's status socket")
 	wait := flag.Duration("wait", 60*time.Second, "status: how long to wait for readiness")
 	after := flag.Duration("after", 0, "status: sleep this long first")
+	flag.StringVar(&waitFor, "wait-for", "", "status: wait until this service is ready, done or failed")
+	flag.StringVar(&note, "note", "test service refuses to run", "refuse: the STATUS note")
+	flag.StringVar(&waitAddr, "wait-addr", "", "netdump: comma-separated interfaces that must have an IPv4 address first")
+	flag.StringVar(&probe, "probe", "", "netdump: ADDR:PORT to try a TCP connection to")
 	flag.Parse()
 	time.Sleep(*after)
 	if err := run(*mode, *crashes, *state, *socket, *wait); err != nil {
@@ -70,8 +86,16 @@ func run(mode string, crashes int, state, socket string, wait time.Duration) err
 		return steady(false)
 	case "status":
 		return printStatus(socket, wait)
+	case "refuse":
+		fmt.Printf("testsvc: refusing: %s\n", note)
+		if err := ready.Status(note); err != nil {
+			return err
+		}
+		os.Exit(bootcfg.ExitNoRestart)
+	case "netdump":
+		return netdump(wait)
 	}
-	return fmt.Errorf("unknown -mode %q (want steady, flaky, crash, status or hang-on-term)", mode)
+	return fmt.Errorf("unknown -mode %q (want steady, flaky, crash, status, hang-on-term, refuse or netdump)", mode)
 }
 
 func steady(ignoreTerm bool) error {
@@ -115,7 +139,7 @@ func printStatus(socket string, wait time.Duration) error {
 	deadline := time.Now().Add(wait)
 	for {
 		st, err := status(socket)
-		if err == nil && criticalReady(st) {
+		if err == nil && criticalReady(st) && settled(st, waitFor) {
 			fmt.Println("testsvc: status")
 			return initstatus.WriteTable(os.Stdout, st)
 		}
@@ -135,6 +159,22 @@ func status(socket string) (*initstatus.Status, error) {
 		return nil, err
 	}
 	return c.Status()
+}
+
+// settled: the named service (if any) is ready, done or failed.
+func settled(st *initstatus.Status, name string) bool {
+	if name == "" {
+		return true
+	}
+	for _, s := range st.Services {
+		if s.Name == name {
+			switch s.State {
+			case initstatus.StateReady, initstatus.StateDone, initstatus.StateFailed:
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // criticalReady: every critical service except this process is ready.

@@ -1,0 +1,104 @@
+package image
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/otgate/otgate/board"
+	"github.com/otgate/otgate/internal/bootcfg"
+	"github.com/otgate/otgate/site"
+)
+
+func row(t *testing.T, name string) bootcfg.Service {
+	t.Helper()
+	for _, r := range ProductionServices {
+		if r.Service.Name == name {
+			return r.Service
+		}
+	}
+	t.Fatalf("no production row %q", name)
+	return bootcfg.Service{}
+}
+
+func arg(s bootcfg.Service, flag string) string {
+	for i, a := range s.Args {
+		if a == flag && i+1 < len(s.Args) {
+			return s.Args[i+1]
+		}
+	}
+	return ""
+}
+
+// The rows name the interfaces every board gives the uplink and downlink
+// roles, and the default site's zones sit on those downlinks.
+func TestProductionRowsMatchBoardsAndDefaultSite(t *testing.T) {
+	netconf := row(t, "netconf")
+	up := arg(netconf, "-uplink")
+	down, _, _ := strings.Cut(arg(netconf, "-downlink"), "=")
+	for _, name := range board.Names() {
+		b, err := board.Lookup(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := bootConfig(b, nil, ProductionServices, false, false)
+		if cfg.Uplink != up || len(cfg.Downlinks) != 1 || cfg.Downlinks[0] != down {
+			t.Errorf("board %s: uplink %s downlinks %v; the netconf row says %s and %s", name, cfg.Uplink, cfg.Downlinks, up, down)
+		}
+		if err := cfg.Validate(nil); err != nil {
+			t.Errorf("board %s: %v", name, err)
+		}
+	}
+	s, _, err := site.Load("../"+rootfsDir+"/"+defaultSiteFile, site.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, z := range s.Zones {
+		if z.Interface != down {
+			t.Errorf("default site zone %s on %s, the gate's downlink is %s", z.Name, z.Interface, down)
+		}
+	}
+	// Every row that reads the policy reads the file "policy" writes.
+	for _, name := range []string{"segment", "overlay", "netconf"} {
+		r := row(t, name)
+		if got := arg(r, "-policy"); got != appliedPolicy || !reflect.DeepEqual(r.DependsOn, []string{"policy"}) {
+			t.Errorf("%s: -policy %q, depends on %v", name, got, r.DependsOn)
+		}
+	}
+	if p := row(t, "policy"); arg(p, "-dir")+"/"+site.AppliedFile != appliedPolicy || p.Args[len(p.Args)-1] != defaultPolicyPath {
+		t.Errorf("policy row %v", p.Args)
+	}
+	if !row(t, "segment").Critical {
+		t.Error("segment is not critical")
+	}
+}
+
+// The image's default site is the demo plant of site/testdata.
+func TestDefaultSiteIsTheDemoPlant(t *testing.T) {
+	now := time.Now()
+	img, _, err := site.Load("../"+rootfsDir+"/"+defaultSiteFile, site.Options{Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	demo, _, err := site.Load("../site/testdata/example-site.yaml", site.Options{Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(img, demo) {
+		t.Error("rootfs/etc/otgate/site.yaml differs from site/testdata/example-site.yaml")
+	}
+}
+
+// The builder compiles the default site; a broken one stops the build
+// with the loader's file:line:field error.
+func TestAddDefaultPolicy(t *testing.T) {
+	tree := newFileTree()
+	ok, err := addDefaultPolicy(tree, "..", time.Now())
+	if err != nil || !ok || !tree.exists(defaultPolicyPath) {
+		t.Fatalf("addDefaultPolicy: %v, %v", ok, err)
+	}
+	if ok, err := addDefaultPolicy(newFileTree(), t.TempDir(), time.Now()); ok || err != nil {
+		t.Fatalf("no default site: %v, %v", ok, err)
+	}
+}

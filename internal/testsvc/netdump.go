@@ -1,0 +1,162 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/otgate/otgate/services/segment/baseline"
+)
+
+// netdump prints the gate's network state as seen from inside: links and
+// addresses, nftables tables, and what a connection to -probe does.
+func netdump(wait time.Duration) error {
+	if waitAddr != "" {
+		if err := waitForAddresses(strings.Split(waitAddr, ","), wait); err != nil {
+			fmt.Printf("testsvc: netdump: %v\n", err)
+		}
+	}
+	fmt.Println("testsvc: netdump")
+	links, err := netlink.LinkList()
+	if err != nil {
+		return fmt.Errorf("netdump: links: %w", err)
+	}
+	sort.Slice(links, func(i, j int) bool { return links[i].Attrs().Index < links[j].Attrs().Index })
+	for _, l := range links {
+		a := l.Attrs()
+		state := "down"
+		if a.Flags&net.FlagUp != 0 {
+			state = "up"
+		}
+		var addrs []string
+		list, err := netlink.AddrList(l, netlink.FAMILY_V4)
+		if err != nil {
+			return fmt.Errorf("netdump: addresses of %s: %w", a.Name, err)
+		}
+		for _, ad := range list {
+			addrs = append(addrs, ad.IPNet.String())
+		}
+		fmt.Printf("testsvc: link %s %s %s %s\n", a.Name, l.Type(), state, strings.Join(addrs, " "))
+	}
+	if b, err := readForwarding(); err == nil {
+		fmt.Printf("testsvc: sysctl net.ipv4.ip_forward=%s\n", b)
+	}
+	conn, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("netdump: nftables: %w", err)
+	}
+	tables, err := conn.ListTables()
+	if err != nil {
+		return fmt.Errorf("netdump: list tables: %w", err)
+	}
+	for _, t := range tables {
+		chains, err := conn.ListChainsOfTableFamily(t.Family)
+		if err != nil {
+			return fmt.Errorf("netdump: chains of %s: %w", t.Name, err)
+		}
+		var names []string
+		for _, c := range chains {
+			if c.Table.Name == t.Name {
+				names = append(names, c.Name)
+			}
+		}
+		fmt.Printf("testsvc: nft table %s %s chains %s\n", family(t.Family), t.Name, strings.Join(names, ","))
+	}
+	if probe != "" {
+		fmt.Printf("testsvc: probe %s as root: %s\n", probe, dialAs(probe, 0, 0))
+		fmt.Printf("testsvc: probe %s as the proxy (uid %d, mark %#x): %s\n", probe, baseline.ProxyUID, baseline.ProxyMark,
+			dialAs(probe, baseline.ProxyUID, baseline.ProxyMark))
+	}
+	fmt.Println("testsvc: netdump end")
+	return nil
+}
+
+func family(f nftables.TableFamily) string {
+	switch f {
+	case nftables.TableFamilyINet:
+		return "inet"
+	case nftables.TableFamilyIPv4:
+		return "ip"
+	case nftables.TableFamilyIPv6:
+		return "ip6"
+	}
+	return fmt.Sprintf("family-%d", f)
+}
+
+func readForwarding() (string, error) {
+	b, err := readFile("/proc/sys/net/ipv4/ip_forward")
+	return strings.TrimSpace(b), err
+}
+
+// waitForAddresses waits until every named interface has an IPv4 address.
+func waitForAddresses(names []string, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		missing := ""
+		for _, n := range names {
+			l, err := netlink.LinkByName(n)
+			if err != nil {
+				missing = n
+				break
+			}
+			if as, err := netlink.AddrList(l, netlink.FAMILY_V4); err != nil || len(as) == 0 {
+				missing = n
+				break
+			}
+		}
+		if missing == "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s has no IPv4 address after %s", missing, wait)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// dialAs tries a TCP connection as uid (the socket's owner is the
+// thread's fsuid) with SO_MARK mark, and says what happened. The thread
+// is locked and never handed back, so the fsuid does not leak.
+func dialAs(addr string, uid, mark int) string {
+	res := make(chan string, 1)
+	go func() {
+		runtime.LockOSThread() // not unlocked: the thread ends with this goroutine
+		if uid != 0 {
+			unix.Setfsuid(uid)
+		}
+		d := net.Dialer{Timeout: 3 * time.Second}
+		if mark != 0 {
+			d.Control = func(_, _ string, rc syscall.RawConn) error {
+				var serr error
+				if err := rc.Control(func(fd uintptr) {
+					serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, mark)
+				}); err != nil {
+					return err
+				}
+				return serr
+			}
+		}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			res <- "blocked (" + err.Error() + ")"
+			return
+		}
+		c.Close()
+		res <- "connected"
+	}()
+	return <-res
+}
+
+func readFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	return string(b), err
+}
