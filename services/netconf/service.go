@@ -155,8 +155,11 @@ func (s *Service) Run(ctx context.Context) error {
 	s.recon = NewReconciler(s.Handle)
 	s.uplinkOK = make(chan struct{})
 	s.status.Uplink = UplinkStatus{Name: s.Uplink.Name, Mode: s.Uplink.Mode}
-	if s.Uplink.Mode == UplinkDHCP {
+	switch s.Uplink.Mode {
+	case UplinkDHCP:
 		s.status.Uplink.State = "waiting for lease"
+	case UplinkNone:
+		s.status.Uplink.State = "not managed"
 	}
 
 	var l interface{ Close() error }
@@ -440,7 +443,8 @@ type Status struct {
 type UplinkStatus struct {
 	Name string     `cbor:"1,keyasint" json:"name"`
 	Mode UplinkMode `cbor:"2,keyasint" json:"mode"`
-	// State: "configured" (static), "bound", "waiting for lease".
+	// State: "configured" (static), "bound" or "waiting for lease"
+	// (DHCP), "not managed" (none).
 	State   string      `cbor:"3,keyasint" json:"state"`
 	Address string      `cbor:"4,keyasint,omitempty" json:"address,omitempty"`
 	Gateway string      `cbor:"5,keyasint,omitempty" json:"gateway,omitempty"`
