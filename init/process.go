@@ -29,6 +29,10 @@ type spawnOptions struct {
 // the log prefixed with the service name, fd 3 the notify pipe for notify
 // services, its own session, svc.UID/GID.
 func spawn(r *reaper, log *logger, svc *bootcfg.Service, opts spawnOptions) (*proc, error) {
+	caps, err := svc.CapabilityNumbers()
+	if err != nil {
+		return nil, err
+	}
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
 		return nil, err
@@ -63,6 +67,9 @@ func spawn(r *reaper, log *logger, svc *bootcfg.Service, opts spawnOptions) (*pr
 	asSelf := os.Getuid() != 0 && svc.UID == 0 && svc.GID == 0
 	if !asSelf && (svc.UID != uint32(os.Getuid()) || svc.GID != uint32(os.Getgid())) {
 		sys.Credential = &syscall.Credential{Uid: svc.UID, Gid: svc.GID, Groups: []uint32{}}
+		// Ambient capabilities survive the switch to svc.UID and the exec
+		// (the kernel keeps them only for a non-root, non-setuid binary).
+		sys.AmbientCaps = caps
 	}
 	argv := append([]string{svc.Binary}, svc.Args...)
 	pid, exit, err := r.start(svc.Binary, argv, &syscall.ProcAttr{Dir: "/", Env: env, Files: files, Sys: sys})

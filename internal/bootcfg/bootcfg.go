@@ -115,6 +115,10 @@ type Service struct {
 	// UID/GID to run as; 0 is root.
 	UID uint32 `cbor:"9,keyasint"`
 	GID uint32 `cbor:"10,keyasint"`
+	// Capabilities are raised as ambient capabilities for a service that
+	// runs as a non-root UID (names from KnownCapabilities, e.g.
+	// "CAP_NET_RAW"); empty: none.
+	Capabilities []string `cbor:"11,keyasint,omitempty"`
 }
 
 var encMode = func() cbor.EncMode {
@@ -172,6 +176,9 @@ func (c *Config) Validate(exists func(path string) bool) error {
 		case ReadyNotify, ReadyStarted, ReadyExit:
 		default:
 			return fmt.Errorf("service %q: %w %q (want %s, %s or %s)", s.Name, ErrBadReadiness, s.Readiness, ReadyNotify, ReadyStarted, ReadyExit)
+		}
+		if err := checkCapabilities(s); err != nil {
+			return err
 		}
 		if exists != nil && !exists(s.Binary) {
 			return fmt.Errorf("service %q: unknown binary %q: not in the image", s.Name, s.Binary)
