@@ -31,8 +31,8 @@ import (
 	"unsafe"
 
 	"github.com/google/go-tpm/tpm2"
-	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
+	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
