@@ -112,16 +112,18 @@ func Decode(doc []byte) (*Applied, error) {
 }
 
 // Store writes a compiled document atomically as dir/applied.cbor,
-// creating dir if needed.
+// creating dir if needed. The file is group-readable (the policy holds no
+// secrets): on the appliance dir is set-group-ID to the proxy's group, so
+// the unprivileged proxy reads every policy applied later too.
 func Store(dir string, doc []byte) error {
 	if _, err := Decode(doc); err != nil {
 		return fmt.Errorf("site: refusing to store: %w", err)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return fmt.Errorf("site: %w", err)
 	}
 	path := filepath.Join(dir, AppliedFile)
-	if err := atomicfile.Write(path, doc, 0o600); err != nil {
+	if err := atomicfile.Write(path, doc, 0o640); err != nil {
 		return fmt.Errorf("site: %w", err)
 	}
 	return nil

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/otgate/otgate/services/identity/api"
+	"github.com/otgate/otgate/services/proxy/adminapi"
 	"github.com/otgate/otgate/services/proxy/auth"
 	"github.com/otgate/otgate/services/proxy/auth/qrterm"
 	"github.com/otgate/otgate/services/proxy/auth/totp"
@@ -32,10 +33,14 @@ func init() {
 
 const adminUsage = `usage: otgate admin user <subcommand> [flags] [name]
 
-  add NAME [--roles r1,r2] [--password-stdin]
+  add NAME [--roles r1,r2] [--password-stdin | --password-file FILE]
+           [--totp-secret-file FILE] [--exists-ok]
                    create a user: asks for the password twice (or reads one
-                   line from standard input), prints the authenticator QR
-                   code and otpauth:// URI; the first login confirms it
+                   line from standard input or a file), prints the
+                   authenticator QR code and otpauth:// URI; the first login
+                   confirms it. --totp-secret-file imports an existing base32
+                   secret; --exists-ok succeeds without change when the user
+                   exists (set-up scripts)
   list             users and their state
   unlock NAME      lift a lockout after failed logins
   disable NAME     refuse the user's logins and end its certificates
@@ -44,12 +49,16 @@ const adminUsage = `usage: otgate admin user <subcommand> [flags] [name]
   remove NAME      delete the user
   reset-totp NAME  new authenticator secret (a lost phone); prints the QR code
 
-Common flags: -identity (identity service socket, default /run/otgate/identity.sock),
--state (user store directory, default /perm/proxy).
+On the gate (as root) the commands go through the running proxy's admin
+socket (-admin, default ` + adminapi.DefaultSocket + `): the proxy
+holds the user store open, and live sessions of a disabled, revoked or
+removed user end at once.
 
-The commands open the user store directly and need the store key from the
-identity service as the "proxy" service: run them while the proxy is stopped,
-as a uid the identity service allows as proxy.`
+--direct opens the user store itself instead (a development host, with the
+proxy stopped): -identity (identity service socket, default
+/run/otgate/identity.sock) and -state (user store directory, default
+/perm/proxy); it needs the store key from the identity service as the
+"proxy" service, so run it as a uid the identity service allows as proxy.`
 
 // adminIO are the streams of an admin command (tests replace them).
 type adminIO struct {
@@ -65,13 +74,18 @@ func runAdmin(args []string, aio adminIO) error {
 	sub, args := args[1], args[2:]
 	fs := flag.NewFlagSet("otgate admin user "+sub, flag.ContinueOnError)
 	fs.SetOutput(aio.errOut)
-	socket := fs.String("identity", api.DefaultSocket, "identity service socket")
-	state := fs.String("state", "/perm/proxy", "user store directory")
-	var roles *string
-	var pwStdin, invert *bool
+	direct := fs.Bool("direct", false, "open the user store directly (proxy stopped) instead of the proxy's admin socket")
+	adminSock := fs.String("admin", adminapi.DefaultSocket, "the proxy's admin socket")
+	socket := fs.String("identity", api.DefaultSocket, "with --direct: identity service socket")
+	state := fs.String("state", "/perm/proxy", "with --direct: user store directory")
+	var roles, secretFile, pwFile *string
+	var pwStdin, invert, existsOK *bool
 	if sub == "add" {
 		roles = fs.String("roles", "", "comma-separated roles")
 		pwStdin = fs.Bool("password-stdin", false, "read the password from one line of standard input")
+		pwFile = fs.String("password-file", "", "read the password from the first line of this file")
+		secretFile = fs.String("totp-secret-file", "", "import this base32 TOTP secret (one line) instead of generating one")
+		existsOK = fs.Bool("exists-ok", false, "a user of that name already existing is success (nothing is changed)")
 	}
 	if sub == "add" || sub == "reset-totp" {
 		invert = fs.Bool("invert-qr", false, "draw the QR code for a light-background terminal")
@@ -86,21 +100,47 @@ func runAdmin(args []string, aio adminIO) error {
 		fmt.Fprintln(aio.errOut, adminUsage)
 		return fmt.Errorf("admin user: unknown subcommand %q", sub)
 	}
-	var password []byte
+	var password, secret []byte
 	if sub == "add" {
 		// Check the name and ask for the password before touching the store.
 		if err := auth.CheckName(name); err != nil {
 			return err
 		}
-		if password, err = readNewPassword(aio, *pwStdin); err != nil {
-			return err
+		if *secretFile != "" {
+			if secret, err = readSecretFile(*secretFile); err != nil {
+				return err
+			}
+		}
+		switch {
+		case *pwFile != "" && *pwStdin:
+			return errors.New("admin user add: --password-file and --password-stdin exclude each other")
+		case *pwFile != "":
+			f, err := os.Open(*pwFile)
+			if err != nil {
+				return fmt.Errorf("--password-file: %w", err)
+			}
+			password, err = readNewPassword(adminIO{in: f, out: aio.out, errOut: aio.errOut}, true)
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("--password-file %s: %w", *pwFile, err)
+			}
+		default:
+			if password, err = readNewPassword(aio, *pwStdin); err != nil {
+				return err
+			}
 		}
 	}
-	st, site, closeStore, err := openUserStore(*socket, *state, aio.errOut)
-	if err != nil {
-		return err
+	var ua userAdmin
+	if *direct {
+		st, site, closeStore, err := openUserStore(*socket, *state, aio.errOut)
+		if err != nil {
+			return err
+		}
+		defer closeStore()
+		ua = storeAdmin{st: st, site: site}
+	} else {
+		ua = socketAdmin{path: *adminSock}
 	}
-	defer closeStore()
 	switch sub {
 	case "add":
 		var rs []string
@@ -109,42 +149,69 @@ func runAdmin(args []string, aio adminIO) error {
 				rs = append(rs, r)
 			}
 		}
-		en, err := st.AddUser(name, password, rs)
+		if *existsOK {
+			users, err := ua.list()
+			if err != nil {
+				return err
+			}
+			for _, u := range users {
+				if u.Name == name {
+					fmt.Fprintf(aio.out, "user %s exists already (roles: %s); nothing changed\n", name, strings.Join(u.Roles, ","))
+					return nil
+				}
+			}
+		}
+		en, err := ua.add(name, password, rs, secret)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(aio.out, "user %s added (roles: %s); enrolment pending until the first login (gate %s)\n", name, strings.Join(rs, ","), site)
+		fmt.Fprintf(aio.out, "user %s added (roles: %s); enrolment pending until the first login%s\n", name, strings.Join(rs, ","), ua.where())
 		return printEnrolment(aio.out, en, *invert)
 	case "list":
-		return printUsers(aio.out, st.Users())
-	case "unlock":
-		err = st.Unlock(name)
-	case "disable":
-		err = st.Disable(name)
-	case "enable":
-		err = st.Enable(name)
-	case "revoke":
-		var gen uint64
-		if gen, err = st.Revoke(name, "admin revoke (otgate admin user revoke)"); err == nil {
-			fmt.Fprintf(aio.out, "user %s: every certificate issued before is revoked (credential generation now %d)\n", name, gen)
-			return nil
+		users, err := ua.list()
+		if err != nil {
+			return err
 		}
-	case "remove":
-		err = st.RemoveUser(name)
+		return printUsers(aio.out, users)
+	case "revoke":
+		msg, err := ua.revoke(name)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(aio.out, "user %s: every certificate issued before is revoked (%s)\n", name, msg)
+		return nil
 	case "reset-totp":
-		en, err := st.ResetTOTP(name)
+		en, err := ua.resetTOTP(name)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(aio.out, "user %s: new authenticator secret; enrolment pending until the next login\n", name)
 		return printEnrolment(aio.out, en, *invert)
 	}
+	ended, err := ua.change(sub, name)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(aio.out, "user %s: %s\n", name, map[string]string{"unlock": "unlocked", "disable": "disabled",
-		"enable": "enabled", "remove": "removed"}[sub])
+	fmt.Fprintf(aio.out, "user %s: %s%s\n", name, map[string]string{"unlock": "unlocked", "disable": "disabled",
+		"enable": "enabled", "remove": "removed"}[sub], ended)
 	return nil
+}
+
+// readSecretFile reads a base32 TOTP secret (the first line of file).
+func readSecretFile(file string) ([]byte, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("--totp-secret-file: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	secret, err := totp.DecodeSecret(strings.TrimSpace(line))
+	if err != nil {
+		return nil, fmt.Errorf("--totp-secret-file %s: %w", file, err)
+	}
+	if len(secret) < totp.MinSecretLen {
+		return nil, fmt.Errorf("--totp-secret-file %s: secret of %d bytes, want at least %d", file, len(secret), totp.MinSecretLen)
+	}
+	return secret, nil
 }
 
 // parseNamed parses flags with the user name before or after them.
@@ -242,20 +309,19 @@ func (l logEvents) AuthEvent(e auth.AuthEvent) {
 	fmt.Fprintf(l.w, "audit: %s %s user=%s generation=%d %s\n", e.Time.UTC().Format(time.RFC3339), e.Kind, e.User, e.Generation, e.Detail)
 }
 
-func printEnrolment(w io.Writer, en *auth.Enrolment, invert bool) error {
+func printEnrolment(w io.Writer, en *adminapi.Enrolment, invert bool) error {
 	qr, err := qrterm.Render(en.URI, invert)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "\nScan this QR code with an authenticator app (or enter the secret by hand):\n\n%s\n%s\n", qr, en.URI)
-	s := totp.EncodeSecret(en.Key.Secret)
+	s := totp.EncodeSecret(en.Secret)
 	var groups []string
 	for len(s) > 4 {
 		groups, s = append(groups, s[:4]), s[4:]
 	}
 	groups = append(groups, s)
-	p := en.Key.Params
-	_, err = fmt.Fprintf(w, "secret: %s (%s, %d digits, %d s)\n", strings.Join(groups, " "), p.Algorithm, p.Digits, p.Period)
+	_, err = fmt.Fprintf(w, "secret: %s (%s, %d digits, %d s)\n", strings.Join(groups, " "), en.Algorithm, en.Digits, en.Period)
 	return err
 }
 

@@ -32,7 +32,7 @@ func admin(t *testing.T, stdin string, args ...string) (string, error) {
 func TestAdminUserLifecycle(t *testing.T) {
 	id := authtest.StartIdentity(t)
 	state := filepath.Join(t.TempDir(), "proxy")
-	common := []string{"-identity", id.Socket, "-state", state}
+	common := []string{"--direct", "-identity", id.Socket, "-state", state}
 	run := func(stdin string, args ...string) string {
 		t.Helper()
 		out, err := admin(t, stdin, append(args, common...)...)
@@ -159,7 +159,7 @@ func TestAdminRefusesBusyStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	_, err = admin(t, "", "list", "-identity", id.Socket, "-state", state)
+	_, err = admin(t, "", "list", "--direct", "-identity", id.Socket, "-state", state)
 	if !errors.Is(err, auth.ErrStoreBusy) {
 		t.Errorf("list while the store is open elsewhere: %v, want ErrStoreBusy", err)
 	}
@@ -170,7 +170,7 @@ func TestAdminRefusesBusyStore(t *testing.T) {
 func TestAdminRefusesWrongService(t *testing.T) {
 	id := authtest.StartIdentityAs(t, "admin")
 	state := filepath.Join(t.TempDir(), "proxy")
-	_, err := admin(t, "", "list", "-identity", id.Socket, "-state", state)
+	_, err := admin(t, "", "list", "--direct", "-identity", id.Socket, "-state", state)
 	if err == nil || !strings.Contains(err.Error(), `as service "admin"`) {
 		t.Errorf("list as service admin: %v", err)
 	}

@@ -116,6 +116,9 @@ func (a *AdminServer) handle(req adminapi.Request) adminapi.Response {
 		n, err = s.Reload()
 	case adminapi.OpUnlock:
 		err = s.Unlock(req.User)
+	case adminapi.OpUserAdd, adminapi.OpUserList, adminapi.OpUserDisable, adminapi.OpUserEnable,
+		adminapi.OpUserRemove, adminapi.OpUserResetTOTP:
+		return a.handleUser(req)
 	default:
 		err = fmt.Errorf("unknown operation %q", req.Op)
 	}

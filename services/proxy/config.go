@@ -108,9 +108,12 @@ type Config struct {
 	// Certificate is the listener's certificate (identity TLSCertificate()),
 	// required.
 	Certificate *tls.Certificate
-	Users       Users         // required
-	CA          CertAuthority // required
-	Log         *audit.Writer // required: no unlogged session
+	Users       Users // required
+	// UserAdmin administers the user store through the admin socket
+	// (the same *auth.Store as Users); nil: user operations are refused.
+	UserAdmin UserAdmin
+	CA        CertAuthority // required
+	Log       *audit.Writer // required: no unlogged session
 	// LoadPolicy loads the policy at start and at every reload; required.
 	LoadPolicy PolicyLoader
 	// Dial opens the connection to an asset (default: TCP with Mark).

@@ -46,3 +46,22 @@ func SiteFileLoader(path string) PolicyLoader {
 		return &Policy{Site: s, Decider: PolicyDecider{P: p, Site: s}, Source: path}, nil
 	}
 }
+
+// AppliedPolicyLoader loads the compiled policy the gate applies
+// (/perm/policy/applied.cbor, written by `otgate site apply`) and compiles
+// its decisions. A missing or corrupt file is an error naming it; at a
+// reload the old policy then stays in force.
+func AppliedPolicyLoader(path string) PolicyLoader {
+	return func() (*Policy, error) {
+		a, err := site.LoadApplied(path)
+		if err != nil {
+			return nil, err
+		}
+		s := &a.Site
+		p, err := policy.Compile(s)
+		if err != nil {
+			return nil, fmt.Errorf("%s (from %s): %w", path, a.Source, err)
+		}
+		return &Policy{Site: s, Decider: PolicyDecider{P: p, Site: s}, Source: path + " (" + a.Source + ")"}, nil
+	}
+}

@@ -13,7 +13,7 @@ import (
 )
 
 // DefaultSocket is where the proxy listens on the appliance.
-const DefaultSocket = "/run/otgate/proxy-admin.sock"
+const DefaultSocket = "/run/otgate/proxy/admin.sock"
 
 // Operations.
 const (
@@ -22,6 +22,14 @@ const (
 	OpRevokeSerial = "revoke-serial" // User, Serial (hex), Reason -> Ended
 	OpReload       = "reload"        // -> Ended
 	OpUnlock       = "unlock"        // User
+
+	// User administration (the proxy's user store; see users.go).
+	OpUserAdd       = "user-add"        // User, Roles, Password[, TOTPSecret] -> Enrolment
+	OpUserList      = "user-list"       // -> Users
+	OpUserDisable   = "user-disable"    // User -> Ended
+	OpUserEnable    = "user-enable"     // User
+	OpUserRemove    = "user-remove"     // User -> Ended
+	OpUserResetTOTP = "user-reset-totp" // User -> Enrolment, Ended
 )
 
 // Request is one admin call.
@@ -30,6 +38,16 @@ type Request struct {
 	User   string `cbor:"2,keyasint,omitempty"`
 	Serial string `cbor:"3,keyasint,omitempty"`
 	Reason string `cbor:"4,keyasint,omitempty"`
+	// Roles and Password of a new user; TOTPSecret (raw bytes) imports
+	// an existing authenticator secret instead of generating one.
+	Roles      []string `cbor:"5,keyasint,omitempty"`
+	Password   []byte   `cbor:"6,keyasint,omitempty"`
+	TOTPSecret []byte   `cbor:"7,keyasint,omitempty"`
+}
+
+// String leaves out the password and the TOTP secret.
+func (r Request) String() string {
+	return fmt.Sprintf("%s user=%q serial=%q roles=%v", r.Op, r.User, r.Serial, r.Roles)
 }
 
 // Response answers a Request; Error is set on failure.
@@ -38,6 +56,10 @@ type Response struct {
 	Sessions []Session `cbor:"2,keyasint,omitempty"`
 	// Ended counts the live sessions the call ended.
 	Ended int `cbor:"3,keyasint,omitempty"`
+	// Users answers OpUserList.
+	Users []User `cbor:"4,keyasint,omitempty"`
+	// Enrolment answers OpUserAdd and OpUserResetTOTP: shown once.
+	Enrolment *Enrolment `cbor:"5,keyasint,omitempty"`
 }
 
 // Session is one live session.

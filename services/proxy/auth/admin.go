@@ -34,6 +34,14 @@ func (s *Store) newTOTP(name string) (totp.Key, string, error) {
 // AddUser creates a user with a password and a new TOTP secret. The user
 // is pending until the first successful login proves the authenticator.
 func (s *Store) AddUser(name string, password []byte, roles []string) (*Enrolment, error) {
+	return s.AddUserWithSecret(name, password, roles, nil)
+}
+
+// AddUserWithSecret is AddUser with a given TOTP secret (an existing
+// authenticator entry moved to this gate, or the demo image's
+// pre-generated one); nil generates a new secret. The secret must be at
+// least totp.MinSecretLen bytes.
+func (s *Store) AddUserWithSecret(name string, password []byte, roles []string, secret []byte) (*Enrolment, error) {
 	if err := CheckName(name); err != nil {
 		return nil, fmt.Errorf("auth: add user: %w", err)
 	}
@@ -58,6 +66,15 @@ func (s *Store) AddUser(name string, password []byte, roles []string) (*Enrolmen
 	key, uri, err := s.newTOTP(name)
 	if err != nil {
 		return nil, err
+	}
+	if secret != nil {
+		if len(secret) < totp.MinSecretLen {
+			return nil, fmt.Errorf("auth: add user %q: TOTP secret of %d bytes is shorter than the minimum %d", name, len(secret), totp.MinSecretLen)
+		}
+		key.Secret = slices.Clone(secret)
+		if uri, err = key.URI(); err != nil {
+			return nil, fmt.Errorf("auth: add user %q: %w", name, err)
+		}
 	}
 	rs := slices.Clone(roles)
 	slices.Sort(rs)

@@ -36,11 +36,19 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "prepare" {
+		if err := prepare(os.Args[2:], os.Stderr); err != nil {
+			fmt.Fprintf(os.Stderr, "otgate-proxy prepare: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	listen := flag.String("listen", ":8443", "uplink address of the TLS listener")
 	idSock := flag.String("identity", api.DefaultSocket, "identity service socket")
 	state := flag.String("state", "/perm/proxy", "user store directory")
 	auditDir := flag.String("audit", "/perm/audit", "audit log directory")
-	sitePath := flag.String("site", "/perm/site.yaml", "site file")
+	sitePath := flag.String("site", "", "site file (YAML; development hosts)")
+	appliedPath := flag.String("policy", "", "the applied compiled policy (the appliance: /perm/policy/applied.cbor); exactly one of -site and -policy")
 	adminSock := flag.String("admin", adminapi.DefaultSocket, "admin socket (root only)")
 	mark := flag.Int("mark", 0, "SO_MARK on sockets to assets (the segment ruleset lets only this mark reach assets)")
 	idle := flag.Duration("idle", 30*time.Minute, "end sessions idle this long")
@@ -53,13 +61,23 @@ func main() {
 	syslogCA := flag.String("syslog-ca", "", "PEM CA of the syslog receiver (with -syslog-tls)")
 	flag.Parse()
 	lg := log.New(os.Stderr, "", 0)
-	if err := run(lg, *listen, *idSock, *state, *auditDir, *sitePath, *adminSock, *mark, *idle, *maxSessions, *maxPerUser, *maxCert, *devCert, *syslogAddr, *syslogTLS, *syslogCA); err != nil {
+	var loader proxy.PolicyLoader
+	switch {
+	case (*sitePath == "") == (*appliedPath == ""):
+		lg.Printf("otgate-proxy: want exactly one of -site FILE.yaml and -policy applied.cbor")
+		os.Exit(2)
+	case *sitePath != "":
+		loader = proxy.SiteFileLoader(*sitePath)
+	default:
+		loader, *sitePath = proxy.AppliedPolicyLoader(*appliedPath), *appliedPath
+	}
+	if err := run(lg, loader, *listen, *idSock, *state, *auditDir, *sitePath, *adminSock, *mark, *idle, *maxSessions, *maxPerUser, *maxCert, *devCert, *syslogAddr, *syslogTLS, *syslogCA); err != nil {
 		lg.Printf("otgate-proxy: %v", err)
 		os.Exit(1)
 	}
 }
 
-func run(lg *log.Logger, listen, idSock, state, auditDir, sitePath, adminSock string, mark int, idle time.Duration,
+func run(lg *log.Logger, loader proxy.PolicyLoader, listen, idSock, state, auditDir, sitePath, adminSock string, mark int, idle time.Duration,
 	maxSessions, maxPerUser int, maxCert time.Duration, devCert bool, syslogAddr string, syslogTLS bool, syslogCA string) error {
 	idc, err := api.Dial(idSock)
 	if err != nil {
@@ -91,7 +109,7 @@ func run(lg *log.Logger, listen, idSock, state, auditDir, sitePath, adminSock st
 	}
 	defer w.Close()
 	var srv *proxy.Server
-	users, err := auth.Open(auth.Config{Dir: state, Sealer: idc, Events: proxy.AuthEvents{Log: w, Logf: lg.Printf},
+	users, err := auth.Open(auth.Config{Dir: state, Sealer: idc, Issuer: auth.IssuerForSite(u.Host), Events: proxy.AuthEvents{Log: w, Logf: lg.Printf},
 		OnRevoke: func(user string) {
 			if srv != nil {
 				srv.RecheckUser(user)
@@ -105,8 +123,8 @@ func run(lg *log.Logger, listen, idSock, state, auditDir, sitePath, adminSock st
 	if err != nil {
 		return err
 	}
-	srv, err = proxy.New(proxy.Config{Certificate: listenerCert, Users: users, CA: proxy.UserCA{CA: ca}, Log: w,
-		LoadPolicy: proxy.SiteFileLoader(sitePath), Mark: mark, IdleTimeout: idle, MaxCertValidity: maxCert,
+	srv, err = proxy.New(proxy.Config{Certificate: listenerCert, Users: users, UserAdmin: users, CA: proxy.UserCA{CA: ca}, Log: w,
+		LoadPolicy: loader, Mark: mark, IdleTimeout: idle, MaxCertValidity: maxCert,
 		MaxSessions: maxSessions, MaxSessionsPerUser: maxPerUser, Logf: lg.Printf})
 	if err != nil {
 		return err
