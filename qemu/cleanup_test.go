@@ -81,6 +81,7 @@ func TestNothingLeaks(t *testing.T) {
 			cmd.Env = append(os.Environ(), helperEnv+"="+mode+":"+record, "TMPDIR="+t.TempDir())
 			out := &tailBuffer{max: 16 << 10}
 			cmd.Stdout, cmd.Stderr = out, out
+			startTicks := bootTicks(t)
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
@@ -114,7 +115,7 @@ func TestNothingLeaks(t *testing.T) {
 				}
 			}
 			for _, ino := range []uint64{labNS, plantNS} {
-				if ref := labNamespaceLeft(ino, endTicks); ref != "" {
+				if ref := labNamespaceLeft(ino, startTicks, endTicks); ref != "" {
 					t.Errorf("lab network namespace net:[%d] still alive (%s) after the helper ended by %s", ino, ref, mode)
 				}
 			}
@@ -213,12 +214,14 @@ func bootTicks(t *testing.T) uint64 {
 }
 
 // labNamespaceLeft tells whether the network namespace with the given inode
-// is still alive because of the helper: referenced by a process that
-// started before the helper ended (at boot tick endTicks), or bind-mounted
+// is still alive because of the helper: referenced by a process started
+// while the helper ran (between boot ticks startTicks and endTicks: only
+// such a process can have inherited anything from it), or bind-mounted
 // (what `ip netns add` makes) while holding a lab interface. Namespace
-// inodes are reused at once, so a namespace with the same inode that only a
-// younger process holds belongs to another program. It returns what holds it.
-func labNamespaceLeft(inode, endTicks uint64) string {
+// inodes are reused at once, so a namespace with the same inode held by an
+// older or younger process belongs to another program. It returns what
+// holds it.
+func labNamespaceLeft(inode, startTicks, endTicks uint64) string {
 	want := fmt.Sprintf("net:[%d]", inode)
 	for _, pattern := range []string{"/proc/[0-9]*/task/*/ns/net", "/proc/[0-9]*/fd/*"} {
 		paths, _ := filepath.Glob(pattern)
@@ -231,7 +234,7 @@ func labNamespaceLeft(inode, endTicks uint64) string {
 			if err != nil {
 				continue
 			}
-			if n, _ := strconv.ParseUint(start, 10, 64); n <= endTicks {
+			if n, _ := strconv.ParseUint(start, 10, 64); n+1 >= startTicks && n <= endTicks {
 				return p
 			}
 		}
