@@ -34,6 +34,9 @@ lint:
 		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	staticcheck ./...
+	@# The client CLI is pure Go for Linux, Windows and macOS.
+	GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null ./cmd/otgate
+	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cmd/otgate
 
 # Host tests: real nftables in private namespaces, real swtpm, real TLS,
 # real Modbus peers. QEMU tests live in qemu/ and integration/.
