@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/otgate/otgate/internal/bootcfg"
-	"github.com/otgate/otgate/services/identity"
+	"github.com/otgate/otgate/services/identity/bootmeasure"
 )
 
 // Paths of the measured configuration.
@@ -133,20 +133,15 @@ func (in *initProc) measure(configPath string) string {
 	}
 	m, err := measureBoot(in.cfg, in.root, "/proc/self/exe", configPath, extra)
 	if err != nil {
-		log.Printf("MEASURED BOOT ERROR: %v; PCR %d not extended (the identity service will see the difference)", err, identity.MeasuredPCR)
+		log.Printf("MEASURED BOOT ERROR: %v; PCR %d not extended (the identity service will see the difference)", err, bootmeasure.PCR)
 		return ""
 	}
 	d := m.sum()
-	tpm, err := identity.DeviceTPM(in.path(dev)).Open()
-	if err == nil {
-		err = identity.ExtendBootMeasurement(tpm, d)
-		tpm.Close()
-	}
-	if err != nil {
+	if err := bootmeasure.ExtendDevice(in.path(dev), d); err != nil {
 		log.Printf("MEASURED BOOT ERROR: %v; the identity service will see the difference", err)
 		return ""
 	}
 	digest := hex.EncodeToString(d[:])
-	log.Printf("measured boot into PCR %d (%s)", identity.MeasuredPCR, digest[:16])
+	log.Printf("measured boot into PCR %d (%s)", bootmeasure.PCR, digest[:16])
 	return digest
 }

@@ -65,7 +65,12 @@ func netdump(wait time.Duration) error {
 		}
 		var names []string
 		for _, c := range chains {
-			if c.Table.Name == t.Name {
+			if c.Table.Name != t.Name {
+				continue
+			}
+			if c.Hooknum != nil && c.Policy != nil {
+				names = append(names, fmt.Sprintf("%s(%s, %s)", c.Name, hookName(*c.Hooknum), policyName(*c.Policy)))
+			} else {
 				names = append(names, c.Name)
 			}
 		}
@@ -159,4 +164,27 @@ func dialAs(addr string, uid, mark int) string {
 func readFile(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	return string(b), err
+}
+
+func hookName(h nftables.ChainHook) string {
+	switch h {
+	case *nftables.ChainHookPrerouting:
+		return "prerouting"
+	case *nftables.ChainHookInput:
+		return "input"
+	case *nftables.ChainHookForward:
+		return "forward"
+	case *nftables.ChainHookOutput:
+		return "output"
+	case *nftables.ChainHookPostrouting:
+		return "postrouting"
+	}
+	return fmt.Sprintf("hook-%d", h)
+}
+
+func policyName(p nftables.ChainPolicy) string {
+	if p == nftables.ChainPolicyDrop {
+		return "drop"
+	}
+	return "accept"
 }

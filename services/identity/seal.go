@@ -10,11 +10,13 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
+
+	"github.com/otgate/otgate/services/identity/bootmeasure"
 )
 
 // MeasuredPCR is the PCR init extends with the digest of what it boots
 // (see the package documentation for why 15).
-const MeasuredPCR = 15
+const MeasuredPCR = bootmeasure.PCR
 
 // ErrPCRMismatch: the PCRs differ from the values the data key was sealed
 // to. The gate goes into quarantine.
@@ -63,17 +65,10 @@ func (e *PCRMismatchError) Unwrap() []error {
 
 // ExtendBootMeasurement extends MeasuredPCR (SHA-256 bank) with digest.
 // Init calls it once, early, with the SHA-256 of what it boots, before any
-// service starts. Only the SHA-256 bank is extended: the sealing policy
-// reads that bank alone.
+// service starts (through package bootmeasure, which keeps init small).
 func ExtendBootMeasurement(t transport.TPM, digest [32]byte) error {
-	_, err := tpm2.PCRExtend{
-		PCRHandle: tpm2.AuthHandle{Handle: tpm2.TPMHandle(MeasuredPCR), Auth: tpm2.PasswordAuth(nil)},
-		Digests: tpm2.TPMLDigestValues{Digests: []tpm2.TPMTHA{
-			{HashAlg: tpm2.TPMAlgSHA256, Digest: digest[:]},
-		}},
-	}.Execute(t)
-	if err != nil {
-		return fmt.Errorf("identity: extend PCR %d: %w", MeasuredPCR, err)
+	if err := bootmeasure.Extend(t, digest); err != nil {
+		return fmt.Errorf("identity: %w", err)
 	}
 	return nil
 }
