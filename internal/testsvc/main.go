@@ -7,9 +7,9 @@
 //	                    the first -crashes starts, then behave like steady
 //	-mode=crash         exit 1 after ~100ms, never ready
 //	-mode=status        wait until init's status socket reports every
-//	                    critical service ready, print "testsvc: status" and
-//	                    the table `otgate status` prints, exit 0 (-after D:
-//	                    sleep D first)
+//	                    critical service ready (or failed for good), print
+//	                    "testsvc: status" and the table `otgate status`
+//	                    prints, exit 0 (-after D: sleep D first)
 //	-mode=hang-on-term  notify ready, ignore SIGTERM (init must SIGKILL it)
 //	-mode=refuse        send STATUS=<-note> and exit bootcfg.ExitNoRestart
 //	-mode=netdump       wait for -wait-addr interfaces to have an IPv4
@@ -139,13 +139,13 @@ func printStatus(socket string, wait time.Duration) error {
 	deadline := time.Now().Add(wait)
 	for {
 		st, err := status(socket)
-		if err == nil && criticalReady(st) && settled(st, waitFor) {
+		if err == nil && criticalSettled(st) && settled(st, waitFor) {
 			fmt.Println("testsvc: status")
 			return initstatus.WriteTable(os.Stdout, st)
 		}
 		if time.Now().After(deadline) {
 			if err == nil {
-				err = errors.New("critical services not ready")
+				err = errors.New("critical services not settled (ready, done or failed)")
 			}
 			return fmt.Errorf("status after %s: %w", wait, err)
 		}
@@ -177,13 +177,17 @@ func settled(st *initstatus.Status, name string) bool {
 	return false
 }
 
-// criticalReady: every critical service except this process is ready.
-func criticalReady(st *initstatus.Status) bool {
+// criticalSettled: every critical service except this process is ready,
+// done, or failed for good (a gate in quarantine never gets ready, and its
+// status table is what must be shown then).
+func criticalSettled(st *initstatus.Status) bool {
 	for _, s := range st.Services {
 		if !s.Critical || s.PID == os.Getpid() {
 			continue
 		}
-		if s.State != initstatus.StateReady && s.State != initstatus.StateDone {
+		switch s.State {
+		case initstatus.StateReady, initstatus.StateDone, initstatus.StateFailed:
+		default:
 			return false
 		}
 	}

@@ -1,0 +1,246 @@
+// Package network holds the QEMU integration tests of the gate's network
+// half on the lab network: the baseline ruleset before any interface, the
+// segment, overlay and netconf services on the image's default site (the
+// demo plant), and an asset that only the gate's proxy can reach.
+package network
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/otgate/otgate/integration/internal/gatetest"
+	"github.com/otgate/otgate/qemu"
+	"github.com/otgate/otgate/qemu/lab"
+)
+
+// plcAddr is the default site's tank PLC (rootfs/etc/otgate/site.yaml),
+// the lab plant's address.
+const plcAddr = "10.77.0.20:502"
+
+// The story of one gate between the lab's uplink and its plant: init puts
+// the deny ruleset into the kernel before any interface is up; the policy,
+// segment, overlay, netconf and identity services come up on the demo
+// plant; the uplink gets its address by DHCP; the PLC gets an overlay
+// endpoint on the gate; from the uplink side the PLC cannot be reached
+// through the gate even with a route pointing at it, while the gate itself
+// answers there; on the gate only the proxy's identity reaches the PLC.
+func TestGateOnTheLabNetwork(t *testing.T) {
+	b, img := gatetest.Image(t, "qemu-x86_64")
+	if _, err := exec.LookPath("dnsmasq"); err != nil {
+		t.Skip("dnsmasq not installed (make test installs it)")
+	}
+	ctx := gatetest.Context(t, 8*time.Minute)
+	l, err := lab.New(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	startDHCPServer(t, l)
+	plc := listen(t, l.Plant, plcAddr)
+
+	state := t.TempDir()
+	vm := qemu.StartT(t, b, img,
+		qemu.WithLab(l),
+		qemu.WithDisk(filepath.Join(state, "perm.raw"), 256<<20),
+		qemu.WithTPM(filepath.Join(state, "tpm")),
+		qemu.WithTimeout(6*time.Minute),
+	)
+	mustSee(t, vm, "init: firewall: baseline deny ruleset installed before any interface is up (uplink eth0: tcp 8443, dhcp; downlinks eth1")
+	t.Logf("boot: %s", mustSee(t, vm, "init: ready ("))
+	for _, svc := range []string{"policy done", "segment ready", "overlay ready", "netconf ready", "identity ready", "trust done"} {
+		mustSee(t, vm, "init: "+svc+" (")
+	}
+	mustSee(t, vm, regexp.MustCompile(`^policy: site: applied demo-plant from /etc/otgate/site.cbor: 1 zones, 2 assets`))
+	mustSee(t, vm, regexp.MustCompile(`^segment: segment: ready: 2 assets, 0 exceptions`))
+
+	// Order: modules, then the baseline, then the first interface up.
+	lines := vm.Lines()
+	modules := index(lines, regexp.MustCompile(`^init: loaded \d+ of \d+ modules`))
+	baseline := index(lines, regexp.MustCompile(`^init: firewall: baseline deny ruleset installed`))
+	firstUp := index(lines, regexp.MustCompile(`^netconf: .*netconf: (eth0|eth1): up$`))
+	firstService := index(lines, regexp.MustCompile(`^(policy|segment|overlay|netconf|identity|steady): `))
+	if modules < 0 || baseline < modules || firstUp < baseline || firstService < baseline {
+		t.Errorf("console order: modules at %d, baseline at %d, first interface up at %d, first service output at %d; want modules < baseline < the rest",
+			modules, baseline, firstUp, firstService)
+	}
+
+	// The uplink is configured by DHCP from the lab.
+	mustSee(t, vm, regexp.MustCompile(`^netconf: .*netconf: event .* lease on eth0 ip `+regexp.QuoteMeta(lab.GateUplinkIP)+`/24: server 192\.0\.2\.1`))
+
+	// Overlay: the PLC's endpoint is allocated and sits on the gate's
+	// overlay interface.
+	alloc := mustSee(t, vm, regexp.MustCompile(`^overlay: .*overlay: plc-tank \(zone cell-1\) -> (100\.64\.\d+\.\d+)$`))
+	endpoint := regexp.MustCompile(`(100\.64\.\d+\.\d+)$`).FindString(alloc)
+	mustSee(t, vm, "netdump: testsvc: netdump")
+	link := mustSee(t, vm, regexp.MustCompile(`^netdump: testsvc: link otg-overlay `))
+	if !strings.Contains(link, " "+endpoint+"/32") {
+		t.Errorf("overlay endpoint %s of plc-tank is not on the gate's overlay interface: %q", endpoint, link)
+	}
+	mustSee(t, vm, regexp.MustCompile(`^netdump: testsvc: link eth0 device up `+regexp.QuoteMeta(lab.GateUplinkIP)+`/24`))
+	mustSee(t, vm, regexp.MustCompile(`^netdump: testsvc: link eth1 device up `+regexp.QuoteMeta(lab.GateDownlinkIP)+`/24`))
+	mustSee(t, vm, regexp.MustCompile(`^netdump: testsvc: nft table inet otgate chains .*forward\(forward, drop\)`))
+	mustSee(t, vm, "netdump: testsvc: sysctl net.ipv4.ip_forward=0")
+
+	// On the gate: root is dropped toward the PLC, the proxy's identity
+	// gets through (the policy's per-asset allow is in force).
+	asRoot := mustSee(t, vm, "netdump: testsvc: probe "+plcAddr+" as root: ")
+	asProxy := mustSee(t, vm, "netdump: testsvc: probe "+plcAddr+" as the proxy ")
+	if !strings.Contains(asRoot, "blocked") || !strings.HasSuffix(asProxy, ": connected") {
+		t.Errorf("from the gate: %q, %q; want root blocked and the proxy connected", asRoot, asProxy)
+	}
+	mustSee(t, vm, "netdump: testsvc: netdump end")
+	if n := plc.accepted(); n < 1 {
+		t.Errorf("the PLC saw %d connections; the proxy's probe should have reached it", n)
+	}
+
+	// From the uplink side, with a route to the plant through the gate:
+	// the gate answers for itself on its listener port (the proxy's, open
+	// in the ruleset: connected, or refused while nothing listens) and
+	// drops the rest, but never forwards.
+	addRoute(t, l, lab.PlantPrefix, lab.GateUplinkIP)
+	before := plc.accepted()
+	if err := dial(l.Uplink, lab.GateUplinkIP+":8443"); err != nil && !isRefused(err) {
+		t.Errorf("uplink -> gate tcp/8443: %v; want an answer (connected or refused): the gate's listener port is open", err)
+	}
+	if err := dial(l.Uplink, lab.GateUplinkIP+":22"); err == nil || isRefused(err) {
+		t.Errorf("uplink -> gate tcp/22: %v; want a silent drop (timeout)", err)
+	}
+	if err := dial(l.Uplink, plcAddr); err == nil {
+		t.Errorf("uplink -> PLC %s through the gate: connected; the gate must never forward", plcAddr)
+	} else {
+		t.Logf("uplink -> PLC through the gate: %v", err)
+	}
+	if n := plc.accepted(); n != before {
+		t.Errorf("the PLC accepted %d connections from the uplink side", n-before)
+	}
+	// The PLC itself is up: the plant reaches it.
+	if err := dial(l.Plant, plcAddr); err != nil {
+		t.Errorf("plant -> PLC: %v (the asset is not listening; the checks above prove nothing)", err)
+	}
+
+	powerOff(t, vm)
+}
+
+// startDHCPServer serves the gate's uplink address from the lab namespace.
+func startDHCPServer(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := l.Uplink.Command("dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
+		"--interface="+lab.UplinkTap, "--bind-interfaces", "--user=root", "--group=root",
+		"--dhcp-range="+lab.GateUplinkIP+","+lab.GateUplinkIP+",255.255.255.0,1h",
+		"--dhcp-option=option:router,192.0.2.1", "--dhcp-authoritative", "--no-ping",
+		"--dhcp-leasefile="+filepath.Join(dir, "leases"), "--pid-file="+filepath.Join(dir, "pid"))
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("dnsmasq: %v", err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("dnsmasq output:\n%s", out.String())
+		}
+	})
+}
+
+// plcListener is the asset: a TCP listener in the plant that counts the
+// connections it accepts.
+type plcListener struct{ n chan struct{} }
+
+func listen(t *testing.T, ns *lab.Namespace, addr string) *plcListener {
+	t.Helper()
+	ln, err := ns.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	p := &plcListener{n: make(chan struct{}, 1000)}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.n <- struct{}{}
+			c.Close()
+		}
+	}()
+	return p
+}
+
+func (p *plcListener) accepted() int { return len(p.n) }
+
+func addRoute(t *testing.T, l *lab.Lab, prefix, via string) {
+	t.Helper()
+	_, dst, err := net.ParseCIDR(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = l.Uplink.Do(func() error {
+		return netlink.RouteAdd(&netlink.Route{Dst: dst, Gw: net.ParseIP(via)})
+	})
+	if err != nil {
+		t.Fatalf("route %s via %s in the lab namespace: %v", prefix, via, err)
+	}
+}
+
+func dial(ns *lab.Namespace, addr string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	c, err := ns.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+func isRefused(err error) bool {
+	return err != nil && errors.Is(err, syscall.ECONNREFUSED)
+}
+
+func index(lines []string, re *regexp.Regexp) int {
+	for i, l := range lines {
+		if re.MatchString(l) {
+			return i
+		}
+	}
+	return -1
+}
+
+// mustSee waits (up to three minutes: TCG on a loaded 2-core machine) for a
+// console line matching pattern (a prefix string or a regexp).
+func mustSee(t *testing.T, vm *qemu.VM, pattern any) string {
+	t.Helper()
+	ctx := gatetest.Context(t, 3*time.Minute)
+	line, err := vm.WaitFor(ctx, pattern)
+	if err != nil {
+		t.Fatalf("waiting for %v: %v\nconsole tail:\n%s", pattern, err, vm.Tail(60))
+	}
+	return line
+}
+
+func powerOff(t *testing.T, vm *qemu.VM) {
+	t.Helper()
+	ctx := gatetest.Context(t, 2*time.Minute)
+	if err := vm.Powerdown(ctx); err != nil {
+		t.Fatalf("powerdown: %v", err)
+	}
+	exit, err := vm.Wait(ctx)
+	if err != nil {
+		t.Fatalf("wait: %v", err)
+	}
+	if !exit.CleanPowerOff() {
+		t.Fatalf("no clean power-off: %s\n%s", exit, vm.Tail(40))
+	}
+}
