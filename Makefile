@@ -26,8 +26,8 @@ repro-check: deps
 	$(GO) run ./image/cmd/otgate-image $(IMAGE_FLAGS) -repro-check
 
 run: deps
-	$(GO) run ./image/cmd/otgate-image -board qemu-x86_64 $(if $(DEBUG),-debug)
-	$(GO) run ./qemu/cmd/otgate-run -board qemu-x86_64
+	$(GO) run ./image/cmd/otgate-image -board qemu-x86_64 -demo -out out/demo $(if $(DEBUG),-debug)
+	$(GO) run ./qemu/cmd/otgate-run -board qemu-x86_64 -demo
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \

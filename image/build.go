@@ -225,6 +225,14 @@ func build(ctx context.Context, b *board.Board, c *config) (m *Manifest, err err
 	if _, err := addDefaultPolicy(tree, c.sourceDir, time.Now()); err != nil {
 		return nil, fmt.Errorf("board %s: %w", b.Name, err)
 	}
+	var demo *DemoCredentials
+	if c.demo {
+		if demo, err = addDemo(tree, time.Now()); err != nil {
+			return nil, fmt.Errorf("board %s: %w", b.Name, err)
+		}
+		srcFiles = append(srcFiles, demoSiteSource)
+		m.Demo = true
+	}
 	if m.Inputs.Sources, err = hashSources(c.sourceDir, srcFiles); err != nil {
 		return nil, err
 	}
@@ -288,6 +296,12 @@ func build(ctx context.Context, b *board.Board, c *config) (m *Manifest, err err
 	}
 	p.step("initramfs", "%d entries, %.1f MiB -> %.1f MiB zstd; kernel %.1f MiB",
 		len(tree.entries), float64(tree.size())/mib, float64(initrd.Len())/mib, float64(len(kernel))/mib)
+
+	if demo != nil {
+		if err := writeDemoCredentials(tmp, demo); err != nil {
+			return nil, err
+		}
+	}
 
 	// 8. UEFI disk.
 	if b.Boot == board.UEFIDisk {

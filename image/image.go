@@ -48,6 +48,7 @@ type config struct {
 	cacheDir  string
 	debug     bool
 	test      bool
+	demo      bool
 	log       io.Writer
 	// services overrides the service table (tests).
 	services []ServiceRow
@@ -156,6 +157,9 @@ func newConfig(opts []Option) (*config, error) {
 		c.services = ProductionServices
 		if c.test {
 			c.services = append(append([]ServiceRow(nil), ProductionServices...), TestServices...)
+		}
+		if c.demo {
+			c.services = append(append([]ServiceRow(nil), c.services...), DemoServices...)
 		}
 	}
 	return c, nil

@@ -17,9 +17,11 @@ import (
 type Manifest struct {
 	Board string `json:"board"`
 	// ImageID is the sha256 over the inputs (also in boot.cbor).
-	ImageID   string     `json:"image_id"`
-	Debug     bool       `json:"debug"`
-	Test      bool       `json:"test"`
+	ImageID string `json:"image_id"`
+	Debug   bool   `json:"debug"`
+	Test    bool   `json:"test"`
+	// Demo images carry the demo site and demo credentials (make run).
+	Demo      bool       `json:"demo,omitempty"`
 	Artifacts []Artifact `json:"artifacts"`
 	Inputs    Inputs     `json:"inputs"`
 }

@@ -31,9 +31,9 @@ const (
 // Start order: "policy" stores the image's default site policy on a first
 // boot; segment (critical: the gate's enforcement), overlay and netconf
 // follow the applied policy; identity opens the TPM identity and "trust"
-// stops there when the gate is in quarantine. The proxy's row, when it
-// lands, must depend on "trust" (so it never starts in quarantine) and on
-// segment and overlay, and needs CAP_NET_ADMIN for its SO_MARK (see
+// stops there when the gate is in quarantine. The proxy's rows
+// (proxyrows.go) depend on "trust" (so it never starts in quarantine) and
+// on segment; it runs as uid 101 with CAP_NET_RAW for its SO_MARK (see
 // services/segment/baseline).
 //
 // The interface names are the boards' NIC roles (eth0 uplink, eth1 OT
@@ -79,6 +79,8 @@ var ProductionServices = []ServiceRow{
 		Name: "trust", Binary: otgateBinary, Readiness: bootcfg.ReadyExit, Timeout: readinessTimeout,
 		DependsOn: []string{"identity"}, Args: []string{"identity", "check-trust"},
 	}},
+	proxyPrepareRow(),
+	proxyRow(),
 }
 
 // testsvcBinary is the test service's binary in test images.

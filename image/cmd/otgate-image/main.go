@@ -25,6 +25,7 @@ func main() {
 	boardName := flag.String("board", "", "board to build (one of: "+strings.Join(board.Names(), ", ")+")")
 	debug := flag.Bool("debug", false, "add u-root's shell and core commands for the serial console")
 	test := flag.Bool("test", false, "add the test-only services and enable init's test hooks")
+	demo := flag.Bool("demo", false, "DEMO ONLY (make run): demo site and a demo user with generated credentials (out/<board>/"+image.DemoCredentialsFile+")")
 	out := flag.String("out", "out", "output directory; the image goes to <out>/<board>/")
 	repro := flag.Bool("repro-check", false, "build twice in different directories and compare every artifact")
 	quiet := flag.Bool("quiet", os.Getenv("CI") == "true", "no progress lines (default true when CI=true)")
@@ -39,20 +40,24 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
-	if err := run(*boardName, *debug, *test, *out, *repro, *quiet); err != nil {
+	if *demo && *repro {
+		fmt.Fprintln(os.Stderr, "otgate-image: -demo images are not reproducible (new demo credentials every build): drop -repro-check or -demo")
+		os.Exit(2)
+	}
+	if err := run(*boardName, *debug, *test, *demo, *out, *repro, *quiet); err != nil {
 		fmt.Fprintf(os.Stderr, "otgate-image: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(boardName string, debug, test bool, out string, repro, quiet bool) error {
+func run(boardName string, debug, test, demo bool, out string, repro, quiet bool) error {
 	b, err := board.Lookup(boardName)
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	opts := []image.Option{image.WithOutDir(out), image.WithDebug(debug), image.WithTestServices(test)}
+	opts := []image.Option{image.WithOutDir(out), image.WithDebug(debug), image.WithTestServices(test), image.WithDemo(demo)}
 	if !quiet {
 		opts = append(opts, image.WithLog(os.Stderr))
 	}

@@ -107,3 +107,40 @@ func Context(t testing.TB, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// Variant builds the named board's image with extra options (e.g.
+// image.WithDemo) into out/test-<variant>/<board> once per test binary and
+// returns the board and the image directory. Variants do not share the
+// plain test image's directory, so test binaries of other packages
+// building that one at the same time are not disturbed.
+func Variant(t testing.TB, name, variant string, opts ...image.Option) (*board.Board, string) {
+	t.Helper()
+	b, err := board.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	Require(t, b)
+	mu.Lock()
+	defer mu.Unlock()
+	key := name + "/" + variant
+	if dir, ok := built[key]; ok {
+		return b, dir
+	}
+	if err, ok := errors[key]; ok {
+		t.Fatalf("image %s (%s): %v", name, variant, err)
+	}
+	root := RepoRoot(t)
+	out := filepath.Join(root, "out", "test-"+variant)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	start := time.Now()
+	all := append([]image.Option{image.WithSourceDir(root), image.WithOutDir(out), image.WithLog(testWriter{t})}, opts...)
+	if _, err := image.Build(ctx, b, all...); err != nil {
+		errors[key] = err
+		t.Fatalf("image %s (%s): %v", name, variant, err)
+	}
+	dir := filepath.Join(out, name)
+	t.Logf("image %s (%s) built in %s: %s", name, variant, time.Since(start).Round(time.Millisecond), dir)
+	built[key] = dir
+	return b, dir
+}

@@ -1,5 +1,5 @@
 // Command otgate-run boots a built image (out/<board>/) under QEMU for
-// `make run`: with a software TPM and a persistent disk whose state lives in
+// `make run` (with -demo: the demo, see demo.go): with a software TPM and a persistent disk whose state lives in
 // out/run/<board>/ (so the next run sees the same TPM and /perm), the board's
 // watchdog, and the lab network (the gate's uplink on a tap in a private
 // "lab" namespace, its OT downlink bridged into a "plant" namespace). The
@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/otgate/otgate/board"
+	"github.com/otgate/otgate/image"
 	"github.com/otgate/otgate/qemu"
 	"github.com/otgate/otgate/qemu/lab"
 )
@@ -40,6 +41,8 @@ func run() error {
 	stateDir := flag.String("state", "", "TPM state and persistent disk directory, kept between runs (default out/run/<board>)")
 	noLab := flag.Bool("no-lab", false, "no lab network (the NICs are unconnected)")
 	memory := flag.String("m", "", "guest memory (default: the board's)")
+	demo := flag.Bool("demo", false, "the demo (make run): a demo image (otgate-image -demo), the plant simulator, uplink on 127.0.0.1:-port, factory-fresh every run")
+	port := flag.Int("port", 8443, "with -demo: the host's 127.0.0.1 port forwarded to the gate's proxy (0: pick a free one)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", flag.Args())
@@ -50,9 +53,34 @@ func run() error {
 	}
 	if *imageDir == "" {
 		*imageDir = filepath.Join("out", b.Name)
+		if *demo {
+			*imageDir = filepath.Join("out", "demo", b.Name)
+		}
 	}
 	if *stateDir == "" {
 		*stateDir = filepath.Join("out", "run", b.Name)
+		if *demo {
+			*stateDir = filepath.Join("out", "run", b.Name+"-demo")
+		}
+	}
+	var creds *image.DemoCredentials
+	var tools demoTools
+	if *demo {
+		if *noLab {
+			return errors.New("-demo needs the lab network (the plant): drop -no-lab")
+		}
+		if creds, err = image.ReadDemoCredentials(*imageDir); err != nil {
+			return err
+		}
+		// Factory-fresh: a rebuilt demo image measures differently, and the
+		// old TPM state would (rightly) keep the gate in quarantine.
+		if err := os.RemoveAll(*stateDir); err != nil {
+			return fmt.Errorf("reset demo state: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "otgate-run: building the client and the plant simulator into out/bin\n")
+		if tools, err = buildDemoTools(context.Background(), filepath.Join("out", "bin")); err != nil {
+			return err
+		}
 	}
 	if err := os.MkdirAll(*stateDir, 0o700); err != nil {
 		return fmt.Errorf("state directory: %w", err)
@@ -87,10 +115,22 @@ func run() error {
 		defer l.Close()
 		opts = append(opts, qemu.WithLab(l))
 	}
+	if *demo {
+		plant, err := startPlant(ctx, l, tools.plant)
+		if err != nil {
+			return err
+		}
+		defer func() { plant.Process.Kill(); plant.Wait() }()
+		opts = append(opts, qemu.WithUserNet(qemu.HostForward{HostPort: *port, GuestPort: 8443}))
+	}
 
 	fmt.Fprintf(os.Stderr, "otgate-run: booting %s from %s (TCG: give it a few seconds)\n", b.Name, *imageDir)
 	fmt.Fprintf(os.Stderr, "otgate-run: TPM state, /perm disk and serial log in %s (delete it for a factory-fresh gate)\n", *stateDir)
-	if l != nil {
+	if *demo {
+		fmt.Fprintf(os.Stderr, "otgate-run: DEMO: gate uplink %s on QEMU user networking, 127.0.0.1:%d on this host -> gate :8443; OT downlink %s <-> bridge %s <-> plant simulator (plc-tank) on %s:502\n",
+			b.Interface(board.Uplink), *port, b.Interface(board.Downlink), lab.Bridge, lab.PlantIP())
+		fmt.Fprintf(os.Stderr, "otgate-run: DEMO: the login instructions follow once the gate is up (about a minute under TCG)\n")
+	} else if l != nil {
 		fmt.Fprintf(os.Stderr, "otgate-run: lab: gate uplink %s <-> tap %s (%s) in the lab namespace; OT downlink %s <-> bridge %s <-> plant %s\n",
 			b.Interface(board.Uplink), lab.UplinkTap, lab.UplinkHostCIDR, b.Interface(board.Downlink), lab.Bridge, lab.PlantCIDR)
 		fmt.Fprintf(os.Stderr, "otgate-run: shell in the lab namespace: nsenter --net=%s; in the plant: nsenter --net=%s\n",
@@ -103,6 +143,9 @@ func run() error {
 		return err
 	}
 	defer vm.Close()
+	if *demo {
+		go announceDemo(vm, os.Stderr, creds, tools, vm.HostPort(8443))
+	}
 
 	exited := make(chan qemu.Exit, 1)
 	go func() {

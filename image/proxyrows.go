@@ -1,0 +1,57 @@
+package image
+
+import (
+	"path"
+	"strconv"
+
+	"github.com/otgate/otgate/internal/bootcfg"
+	"github.com/otgate/otgate/services/identity/api"
+	"github.com/otgate/otgate/services/proxy/adminapi"
+	"github.com/otgate/otgate/services/segment/baseline"
+)
+
+// The proxy's places on the device.
+const (
+	proxyBinary   = "/bin/otgate-proxy"
+	proxyPackage  = "./services/proxy/cmd"
+	proxyStateDir = "/perm/proxy" // the sealed user store
+	proxyAuditDir = "/perm/audit" // the session log
+)
+
+// proxyPrepareRow: a root one-shot that gives the unprivileged proxy its
+// directories (user store, audit log, admin socket directory) and read
+// access to the applied policy (group otgate-proxy, set-group-ID
+// directory, so later `otgate site apply` keeps it readable).
+func proxyPrepareRow() ServiceRow {
+	uid, gid := strconv.Itoa(baseline.ProxyUID), strconv.Itoa(baseline.ProxyUID)
+	return ServiceRow{Package: proxyPackage, Service: bootcfg.Service{
+		Name: "proxy-prepare", Binary: proxyBinary, Readiness: bootcfg.ReadyExit, Timeout: readinessTimeout,
+		DependsOn: []string{"policy"},
+		Args: []string{"prepare", "-uid", uid, "-gid", gid, "-own", proxyStateDir, "-own", proxyAuditDir,
+			"-own", path.Dir(adminapi.DefaultSocket), "-read", policyDir},
+	}}
+}
+
+// proxyRow is the identity-aware proxy: critical (no access to any asset
+// without it), started only once the trust gate passed (never in
+// quarantine: "trust" fails without restart and init does not start its
+// dependents; a proxy started anyway could not unseal its user store or
+// CA key and would exit), after the segment ruleset is in place.
+//
+// It runs as otgate-proxy (uid 101), the only uid the segment ruleset
+// lets reach assets, and sets baseline.ProxyMark on its asset sockets,
+// which the ruleset also requires. SO_MARK needs CAP_NET_RAW (Linux 5.17
+// and later; CAP_NET_ADMIN before): the row raises CAP_NET_RAW as its only
+// ambient capability, not CAP_NET_ADMIN, which would let a compromised
+// proxy rewrite the firewall. The listener is :8443; the baseline and
+// segment rulesets admit it on the uplink only.
+func proxyRow() ServiceRow {
+	return ServiceRow{Package: proxyPackage, Service: bootcfg.Service{
+		Name: "proxy", Binary: proxyBinary, Readiness: bootcfg.ReadyNotify, Timeout: readinessTimeout,
+		Critical: true, DependsOn: []string{"proxy-prepare", "trust", "segment"},
+		UID: baseline.ProxyUID, GID: baseline.ProxyUID, Capabilities: []string{"CAP_NET_RAW"},
+		Args: []string{"-listen", ":" + strconv.Itoa(baseline.ProxyListenPort), "-policy", appliedPolicy,
+			"-state", proxyStateDir, "-audit", proxyAuditDir, "-admin", adminapi.DefaultSocket,
+			"-identity", api.DefaultSocket, "-mark", strconv.Itoa(baseline.ProxyMark)},
+	}}
+}

@@ -1,0 +1,371 @@
+// Package proxy holds the QEMU integration test of the identity-aware
+// proxy on the appliance: the full image (init, policy, segment, overlay,
+// netconf, identity, trust, proxy) in the lab network, the demo plant in
+// the plant namespace, and a user on the uplink side who reaches the PLC
+// only through the gate, after MFA, with every Modbus request judged and
+// recorded.
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/otgate/otgate/image"
+	"github.com/otgate/otgate/integration/internal/gatetest"
+	"github.com/otgate/otgate/qemu"
+	"github.com/otgate/otgate/qemu/lab"
+)
+
+const plcAddr = "10.77.0.20:502"
+
+// The story: the demo image boots with a TPM, a disk and the lab; the
+// demo-setup service enrols alice through the running proxy's admin
+// socket; from the lab's uplink namespace alice logs in with her password
+// and a TOTP code from oathtool, and `otgate connect plc-tank` carries
+// mbpoll's reads and an allowed write to the plant simulator; a write the
+// grant does not allow is answered by the gate with exception 02 and the
+// same transaction id and never reaches the PLC; the PLC is unreachable
+// from the uplink side without the gate. After a clean power-off the
+// session log on the gate's disk verifies against the gate's TLS
+// certificate and its transcript shows the denied write.
+func TestProxyOnTheAppliance(t *testing.T) {
+	for _, bin := range []string{"mbpoll", "oathtool", "debugfs", "nsenter", "ip", "dnsmasq"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("%s not installed (make test installs it)", bin)
+		}
+	}
+	b, img := gatetest.Variant(t, "qemu-x86_64", "demo", image.WithDemo(true))
+	creds, err := image.ReadDemoCredentials(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bins := buildTools(t, gatetest.RepoRoot(t))
+	state := t.TempDir()
+	disk := filepath.Join(state, "perm.raw")
+
+	l, err := lab.New(gatetest.Context(t, time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	if _, err := l.StartDHCP(gatetest.Context(t, time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	startPlant(t, l, bins.plant)
+
+	vm := qemu.StartT(t, b, img,
+		qemu.WithLab(l),
+		qemu.WithDisk(disk, 256<<20),
+		qemu.WithTPM(filepath.Join(state, "tpm")),
+		qemu.WithTimeout(6*time.Minute),
+	)
+	start := time.Now()
+	mustSee(t, vm, regexp.MustCompile(`^proxy-prepare: otgate-proxy prepare: /perm/policy readable by group 101 \(1 files\)`))
+	listening := mustSee(t, vm, regexp.MustCompile(`^proxy: otgate-proxy: listening on \S+:8443 \(site \S+, gate key SHA-256 [0-9a-f]{64}\)`))
+	t.Logf("%s after %s", listening, time.Since(start).Round(time.Second))
+	t.Logf("boot: %s", mustSee(t, vm, "init: ready ("))
+	mustSee(t, vm, regexp.MustCompile(`^demo-setup: user alice added \(roles: engineer\); enrolment pending until the first login \(through the proxy at /run/otgate/proxy/admin.sock\)`))
+	mustSee(t, vm, regexp.MustCompile(`^netconf: .*(uplink eth0 configured: |lease on eth0 ip )`+regexp.QuoteMeta(lab.GateUplinkIP)+`/24`))
+	t.Logf("gate up, alice enrolled, after %s", time.Since(start).Round(time.Second))
+
+	gate := "https://" + net.JoinHostPort(lab.GateUplinkIP, "8443")
+	profile := filepath.Join(state, "alice")
+
+	// A wrong TOTP code is refused; the right one (computed by oathtool
+	// from the secret the builder generated) logs alice in.
+	if out, err := login(t, l, bins.otgate, gate, profile, creds.Password, "000000"); err == nil {
+		t.Fatalf("login with a wrong code succeeded:\n%s", out)
+	}
+	code := oathtool(t, creds.Secret)
+	if out, err := login(t, l, bins.otgate, gate, profile, creds.Password, code); err != nil ||
+		!strings.Contains(out, "logged in as alice") || !strings.Contains(out, "pinned its certificate") {
+		t.Fatalf("otgate login: %v\n%s\n%s", err, out, vm.Tail(30))
+	}
+	t.Logf("logged in after %s", time.Since(start).Round(time.Second))
+
+	// otgate connect in the uplink namespace.
+	connect := l.Uplink.Command(bins.otgate, "connect", "plc-tank", "--listen", "127.0.0.1:5020", "--profile", profile)
+	lines := startLines(t, connect)
+	waitLine(t, lines, regexp.MustCompile(`listening on 127\.0\.0\.1:5020 for plc-tank/modbus`))
+
+	// mbpoll reads holding registers 0-9: valve 20, setpoints 800/200,
+	// alarm level 950 (the simulator's start values).
+	out := mbpoll(t, l, "-r", "1", "-c", "10")
+	for _, want := range []string{`\[1\]:\s+20\n`, `\[2\]:\s+800\n`, `\[3\]:\s+200\n`, `\[4\]:\s+950\n`} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("mbpoll read through the gate lacks %s:\n%s", want, out)
+		}
+	}
+	sess := waitLine(t, lines, regexp.MustCompile(`session ([0-9a-f]+) allowed by rule engineer-demo`))
+	t.Logf("read through the gate: %s", sess[0])
+
+	// An allowed write (recipe register 50), read back.
+	if out := mbpoll(t, l, "-r", "51", "127.0.0.1", "1234"); !strings.Contains(out, "Written 1 references") {
+		t.Fatalf("allowed write: %s", out)
+	}
+	if out := mbpoll(t, l, "-r", "51", "-c", "1"); !regexp.MustCompile(`\[51\]:\s+1234\n`).MatchString(out) {
+		t.Fatalf("read back of register 50: %s", out)
+	}
+
+	// A denied write (the valve, register 0): exception 02 from the gate
+	// with the same transaction id; the valve stays at 20.
+	if got := rawModbus(t, l, "5020", "4242000000060106000000"+"64"); got != "42420000000301"+"8602" {
+		t.Fatalf("denied write answered %s, want 424200000003018602 (tid 4242, exception 02)", got)
+	}
+	dout, err := l.Uplink.Command("mbpoll", "-m", "tcp", "-p", "5020", "-a", "1", "-t", "4", "-1", "-o", "10", "-r", "1", "127.0.0.1", "100").CombinedOutput()
+	if err == nil || !strings.Contains(string(dout), "Write output (holding) register failed: Illegal data address") {
+		t.Fatalf("mbpoll's denied write: %v\n%s", err, dout)
+	}
+	if got := rawModbus(t, l, "5020", "4243000000060103000000"+"01"); got != "4243000000050103020014" {
+		t.Fatalf("valve after the denied write: %s, want 20 (0x0014): the write reached the PLC", got)
+	}
+
+	// Without the gate: the uplink side routes the plant prefix to the
+	// gate, which neither forwards nor proxies unauthenticated.
+	if out, err := l.Uplink.Command("ip", "route", "add", lab.PlantPrefix, "via", lab.GateUplinkIP).CombinedOutput(); err != nil {
+		t.Fatalf("route to the plant via the gate: %v\n%s", err, out)
+	}
+	if err := dialFromUplink(l, plcAddr); err == nil {
+		t.Fatalf("direct connection from the uplink side to %s succeeded", plcAddr)
+	} else {
+		t.Logf("direct %s from the uplink side: %v (as it must)", plcAddr, err)
+	}
+
+	// The gate's TLS certificate (its TPM-bound identity), for verifying
+	// the checkpoints of the session log offline.
+	certPEM := gateCertificate(t, l)
+	connect.Process.Kill()
+
+	// Clean power-off: the proxy ends its sessions and checkpoints.
+	ctx := gatetest.Context(t, 2*time.Minute)
+	if err := vm.Powerdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	exit, err := vm.Wait(ctx)
+	if err != nil || !exit.CleanPowerOff() {
+		t.Fatalf("power-off: %v %s\n%s", err, exit, vm.Tail(40))
+	}
+	t.Logf("powered off after %s", time.Since(start).Round(time.Second))
+
+	// The session log, read from the gate's own disk.
+	logs := filepath.Join(state, "extract")
+	if err := os.Mkdir(logs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("debugfs", "-R", "rdump /audit "+logs, disk).CombinedOutput(); err != nil {
+		t.Fatalf("debugfs rdump /audit: %v\n%s", err, out)
+	}
+	auditDir := filepath.Join(logs, "audit")
+	certFile := filepath.Join(state, "gate.pem")
+	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bins.otgate, "audit", "verify", "--cert", certFile, "--require-signed", auditDir).CombinedOutput(); err != nil {
+		t.Fatalf("otgate audit verify of the gate's log: %v\n%s", err, out)
+	} else {
+		t.Logf("otgate audit verify: %s", strings.TrimSpace(string(out)))
+	}
+	show, err := exec.Command(bins.otgate, "audit", "show", auditDir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("otgate audit show: %v\n%s", err, show)
+	}
+	t.Logf("otgate audit show (the gate's session log):\n%s", show)
+	for _, want := range []string{`start alice -> plc-tank \(modbus\) rule "engineer-demo"`, `unit 1 read holding 0\.\.9 -> ok = 20 800 200 950 `,
+		`unit 1 write holding 50(\.\.50)? = 1234 -> ok`, `unit 1 write holding 0 = 100 -> denied, exception 02`, `end client closed`} {
+		if !regexp.MustCompile(want).Match(show) {
+			t.Errorf("transcript lacks %s", want)
+		}
+	}
+}
+
+type tools struct{ otgate, plant string }
+
+// buildTools builds the client CLI and the plant simulator for the host.
+func buildTools(t *testing.T, root string) tools {
+	t.Helper()
+	dir := t.TempDir()
+	out := tools{otgate: filepath.Join(dir, "otgate"), plant: filepath.Join(dir, "otgate-plant")}
+	for bin, pkg := range map[string]string{out.otgate: "./cmd/otgate", out.plant: "./plant/cmd/otgate-plant"} {
+		cmd := exec.Command("go", "build", "-o", bin, pkg)
+		cmd.Dir = root
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+		}
+	}
+	return out
+}
+
+// startPlant runs the tank simulator on the PLC's address in the plant
+// namespace.
+func startPlant(t *testing.T, l *lab.Lab, bin string) {
+	t.Helper()
+	cmd := l.Plant.Command(bin, "-listen", plcAddr)
+	lines := startLines(t, cmd)
+	waitLine(t, lines, regexp.MustCompile(`otgate-plant: unit 1 listening on 10\.77\.0\.20:502`))
+}
+
+func login(t *testing.T, l *lab.Lab, otgate, gate, profile, password, code string) (string, error) {
+	t.Helper()
+	cmd := l.Uplink.Command(otgate, "login", "--user", "alice", "--password-stdin", "--code", code, "--profile", profile, gate)
+	cmd.Stdin = strings.NewReader(password + "\n")
+	out, err := cmd.CombinedOutput()
+	t.Logf("otgate login %s (code %s): %v\n%s", gate, code, err, out)
+	return string(out), err
+}
+
+func oathtool(t *testing.T, secret string) string {
+	t.Helper()
+	out, err := exec.Command("oathtool", "--totp", "-b", secret).Output()
+	if err != nil {
+		t.Fatalf("oathtool: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// mbpoll runs mbpoll once against `otgate connect` in the uplink
+// namespace (table 4, holding registers; 1-based references).
+func mbpoll(t *testing.T, l *lab.Lab, args ...string) string {
+	t.Helper()
+	full := []string{"-m", "tcp", "-p", "5020", "-a", "1", "-t", "4", "-1", "-o", "10"}
+	full = append(full, args...)
+	if !strings.Contains(strings.Join(args, " "), "127.0.0.1") {
+		full = append(full, "127.0.0.1")
+	}
+	out, err := l.Uplink.Command("mbpoll", full...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("mbpoll %v: %v\n%s", full, err, out)
+	}
+	return string(out)
+}
+
+// rawModbus sends one ADU (hex) to 127.0.0.1:port in the uplink namespace
+// and returns the answer ADU in hex.
+func rawModbus(t *testing.T, l *lab.Lab, port, adu string) string {
+	t.Helper()
+	req, err := hex.DecodeString(adu)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := l.Uplink.DialContext(ctx, "tcp", "127.0.0.1:"+port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.Write(req); err != nil {
+		t.Fatal(err)
+	}
+	hdr := make([]byte, 6)
+	if _, err := io.ReadFull(c, hdr); err != nil {
+		t.Fatalf("modbus answer to %s: %v", adu, err)
+	}
+	body := make([]byte, int(hdr[4])<<8|int(hdr[5]))
+	if _, err := io.ReadFull(c, body); err != nil {
+		t.Fatalf("modbus answer to %s: %v", adu, err)
+	}
+	return hex.EncodeToString(append(hdr, body...))
+}
+
+func dialFromUplink(l *lab.Lab, addr string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := l.Uplink.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	c.Close()
+	return nil
+}
+
+// gateCertificate fetches the certificate the gate's TLS listener serves.
+func gateCertificate(t *testing.T, l *lab.Lab) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	raw, err := l.Uplink.DialContext(ctx, "tcp", net.JoinHostPort(lab.GateUplinkIP, "8443"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := tls.Client(raw, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"otgate-login/1"}}) //nolint:gosec // only to read the certificate
+	defer c.Close()
+	if err := c.HandshakeContext(ctx); err != nil {
+		t.Fatalf("TLS to the gate: %v", err)
+	}
+	leaf := c.ConnectionState().PeerCertificates[0]
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw})
+}
+
+// startLines starts cmd and returns its output lines (stdout and stderr).
+func startLines(t *testing.T, cmd *exec.Cmd) <-chan string {
+	t.Helper()
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		pw.Close()
+	})
+	ch := make(chan string, 1024)
+	go func() {
+		defer close(ch)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			ch <- sc.Text()
+		}
+	}()
+	return ch
+}
+
+// waitLine waits up to a minute for a line matching re and returns its
+// submatches; it logs what it skipped.
+func waitLine(t *testing.T, lines <-chan string, re *regexp.Regexp) []string {
+	t.Helper()
+	var seen bytes.Buffer
+	deadline := time.After(time.Minute)
+	for {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatalf("output ended without %s:\n%s", re, seen.String())
+			}
+			fmt.Fprintln(&seen, line)
+			if m := re.FindStringSubmatch(line); m != nil {
+				return m
+			}
+		case <-deadline:
+			t.Fatalf("no line %s within a minute:\n%s", re, seen.String())
+		}
+	}
+}
+
+// mustSee waits (up to three minutes: TCG on a loaded 2-core machine) for
+// a console line.
+func mustSee(t *testing.T, vm *qemu.VM, pattern any) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	line, err := vm.WaitFor(ctx, pattern)
+	if err != nil {
+		t.Fatalf("console: waiting for %v: %v\n%s", pattern, err, vm.Tail(60))
+	}
+	return line
+}
