@@ -177,6 +177,9 @@ func (in *initProc) boot(configPath, cmdline string) {
 
 	// Measure what this boot runs before any service starts.
 	in.measurement = in.measure(configPath)
+	// Building the ruleset and hashing the binaries were one-off
+	// allocations: give their pages back before the long steady state.
+	debug.FreeOSMemory()
 
 	var spawnOpts spawnOptions
 	if !in.pid1 {

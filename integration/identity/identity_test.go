@@ -80,6 +80,7 @@ func TestIdentityAcrossRebootsAndQuarantine(t *testing.T) {
 	row := mustSee(t, vm, regexp.MustCompile(`^statusdump: trust\s+failed\s.*QUARANTINE: `))
 	t.Logf("status: %s", row)
 	mustSee(t, vm, regexp.MustCompile(`^statusdump: up .* ready: no$`))
+	t.Logf("PID 1 memory: %s", mustSee(t, vm, regexp.MustCompile(`^statusdump: init\s+rss `)))
 	for _, l := range vm.Lines() {
 		if strings.HasPrefix(l, "init: trust exited (status 100), restart") || strings.HasPrefix(l, "init: ready (") ||
 			regexp.MustCompile(`^init: proxy (ready|exited)`).MatchString(l) || strings.HasPrefix(l, "proxy: ") {
