@@ -1,0 +1,82 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/otgate/otgate/internal/bootcfg"
+	"github.com/otgate/otgate/services/identity"
+	"github.com/otgate/otgate/services/identity/swtpmtest"
+)
+
+// serveIdentity opens the identity on sw after extending the boot PCR
+// with image (as init does) and serves its socket until the test ends.
+func serveIdentity(t *testing.T, sw *swtpmtest.TPM, state, sock, image string) {
+	t.Helper()
+	cfg, err := identityFlags(t, sw.Socket, state).Config(true, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpm, err := cfg.TPM.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := identity.ExtendBootMeasurement(tpm, sha256.Sum256([]byte(image))); err != nil {
+		t.Fatal(err)
+	}
+	tpm.Close()
+	id, err := identity.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := identity.Listen(id, identity.ServerConfig{Socket: sock, GID: -1, Allow: map[uint32]string{uint32(os.Getuid()): "admin"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve()
+	t.Cleanup(func() { srv.Close(); id.Close() })
+}
+
+// The trust gate passes a gate that unseals, and stops one in quarantine
+// with the reason, the remedy and the no-restart exit status.
+func TestIdentityCheckTrust(t *testing.T) {
+	sw := swtpmtest.Start(t, "")
+	state := filepath.Join(t.TempDir(), "identity")
+	sockDir, err := os.MkdirTemp("", "trust")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	sock := filepath.Join(sockDir, "id.sock")
+
+	serveIdentity(t, sw, state, sock, "image-A")
+	var out bytes.Buffer
+	exited := -1
+	exit := func(code int) { exited = code }
+	if err := identityCheckTrust(sock, &out, exit); err != nil || exited != -1 || !strings.Contains(out.String(), "is not in quarantine") {
+		t.Fatalf("trusted gate: err %v, exit %d, output %q", err, exited, out.String())
+	}
+
+	// Reboot into another image: quarantine.
+	sw.Stop()
+	sw = swtpmtest.Start(t, sw.StateDir)
+	serveIdentity(t, sw, state, sock, "image-B")
+	out.Reset()
+	if err := identityCheckTrust(sock, &out, exit); err != nil || exited != bootcfg.ExitNoRestart {
+		t.Fatalf("quarantined gate: err %v, exit %d, output %q", err, exited, out.String())
+	}
+	for _, want := range []string{"trust: GATE IN QUARANTINE: ", "PCR 15", "trust: what to do: ", "the proxy and everything that depends on"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	// No identity service: an error (init retries with back-off), not a pass.
+	if err := identityCheckTrust(filepath.Join(sockDir, "none.sock"), &out, exit); err == nil {
+		t.Fatal("check-trust passed without an identity service")
+	}
+}
