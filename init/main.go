@@ -1,6 +1,9 @@
 // Command init is the otgate appliance's PID 1. It mounts the file
-// systems, loads the board's kernel modules, prepares /perm, installs the
-// baseline firewall, then supervises the services of the boot config
+// systems, loads the board's kernel modules, installs the baseline deny
+// ruleset before any interface (loopback included) is up and fails closed
+// without it (no service starts), prepares /perm, extends the boot
+// measurement into TPM PCR 15 (measure.go), then supervises the services
+// of the boot config
 // (bootcfg.Path): dependency order, readiness, restart with back-off, crash
 // loops, a watchdog petted only while the critical services are healthy, a
 // status socket, and a clean power-off or reboot. It never exits as PID 1.

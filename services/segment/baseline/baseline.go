@@ -13,8 +13,9 @@ import (
 
 // The proxy's identity and listener. ProxyUID is "otgate-proxy" in
 // rootfs/etc/passwd (a test checks it). The proxy sets ProxyMark with
-// SO_MARK on every socket toward an asset; that needs CAP_NET_ADMIN, so the
-// proxy's service row must grant it (see the README of services/segment).
+// SO_MARK on every socket toward an asset; that needs CAP_NET_RAW (Linux
+// 5.17 and later, CAP_NET_ADMIN before), which the proxy's service row
+// raises as an ambient capability.
 const (
 	ProxyUser       = "otgate-proxy"
 	ProxyUID        = 101
