@@ -28,6 +28,7 @@ import (
 	"github.com/otgate/otgate/integration/internal/gatetest"
 	"github.com/otgate/otgate/qemu"
 	"github.com/otgate/otgate/qemu/lab"
+	"github.com/otgate/otgate/site"
 )
 
 const plcAddr = "10.77.0.20:502"
@@ -41,7 +42,9 @@ const plcAddr = "10.77.0.20:502"
 // same transaction id and never reaches the PLC; the PLC is unreachable
 // from the uplink side without the gate. After a clean power-off the
 // session log on the gate's disk verifies against the gate's TLS
-// certificate and its transcript shows the denied write.
+// certificate and its transcript shows the denied write. A second boot
+// after the policy on the disk was changed offline is in quarantine, and
+// the proxy stays down (fail closed).
 func TestProxyOnTheAppliance(t *testing.T) {
 	for _, bin := range []string{"mbpoll", "oathtool", "debugfs", "nsenter", "ip", "dnsmasq"} {
 		if _, err := exec.LookPath(bin); err != nil {
@@ -188,6 +191,63 @@ func TestProxyOnTheAppliance(t *testing.T) {
 		`unit 1 write holding 50(\.\.50)? = 1234 -> ok`, `unit 1 write holding 0 = 100 -> denied, exception 02`, `end client closed`} {
 		if !regexp.MustCompile(want).Match(show) {
 			t.Errorf("transcript lacks %s", want)
+		}
+	}
+
+	// Boot 2: the applied policy on the gate's disk was changed offline
+	// (here: the example site, whose engineers' grant has a time window).
+	// The boot measurement differs from the one the data key is sealed
+	// to: identity reports quarantine, the trust gate fails, and the
+	// proxy is never started: nobody logs in, nothing is proxied.
+	tamperPolicy(t, gatetest.RepoRoot(t), disk, state)
+	vm2 := qemu.StartT(t, b, img,
+		qemu.WithLab(l),
+		qemu.WithDisk(disk, 256<<20),
+		qemu.WithTPM(filepath.Join(state, "tpm")),
+		qemu.WithTimeout(4*time.Minute),
+	)
+	start = time.Now()
+	mustSee(t, vm2, regexp.MustCompile(`^identity: .*GATE IN QUARANTINE`))
+	t.Logf("boot 2: %s", mustSee(t, vm2, regexp.MustCompile(`^init: proxy: not started: dependency \S+ failed`)))
+	mustSee(t, vm2, regexp.MustCompile(`^netconf: .*(uplink eth0 configured: |lease on eth0 ip )`+regexp.QuoteMeta(lab.GateUplinkIP)+`/24`))
+	if out, err := login(t, l, bins.otgate, gate, profile, creds.Password, oathtool(t, creds.Secret)); err == nil {
+		t.Fatalf("login to a gate in quarantine succeeded:\n%s", out)
+	}
+	for _, line := range vm2.Lines() {
+		if strings.HasPrefix(line, "proxy: ") || strings.HasPrefix(line, "demo-setup: ") {
+			t.Errorf("a service behind the trust gate ran in quarantine: %q", line)
+		}
+	}
+	t.Logf("boot 2 (quarantine) checked after %s", time.Since(start).Round(time.Second))
+	if err := vm2.Powerdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if exit, err := vm2.Wait(ctx); err != nil || !exit.CleanPowerOff() {
+		t.Fatalf("boot 2 power-off: %v %s\n%s", err, exit, vm2.Tail(40))
+	}
+}
+
+// tamperPolicy replaces /policy/applied.cbor on the powered-off gate's
+// /perm disk with the compiled example site (a valid policy, not the one
+// the gate applied).
+func tamperPolicy(t *testing.T, root, disk, dir string) {
+	t.Helper()
+	src := filepath.Join(root, "site", "testdata", "example-site.yaml")
+	s, data, err := site.Load(src, site.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := site.Compile(s, src, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "other-policy.cbor")
+	if err := os.WriteFile(other, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range []string{"rm /policy/applied.cbor", "write " + other + " /policy/applied.cbor"} {
+		if out, err := exec.Command("debugfs", "-w", "-R", req, disk).CombinedOutput(); err != nil {
+			t.Fatalf("debugfs %s: %v\n%s", req, err, out)
 		}
 	}
 }
