@@ -63,6 +63,12 @@ func run() error {
 			*stateDir = filepath.Join("out", "run", b.Name+"-demo")
 		}
 	}
+	// QEMU runs in its own directory: hand it absolute paths.
+	for _, p := range []*string{imageDir, stateDir} {
+		if *p, err = filepath.Abs(*p); err != nil {
+			return err
+		}
+	}
 	var creds *image.DemoCredentials
 	var tools demoTools
 	if *demo {
