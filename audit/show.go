@@ -74,7 +74,16 @@ func FormatTime(ts Timestamp) string {
 }
 
 // FormatEntry renders one record as a transcript line.
+// A payload that a protocol formatter renders is shown as the formatter's
+// line alone: it carries its own time.
 func FormatEntry(e Entry, opts ShowOptions) string {
+	if p, ok := e.Body.(Payload); ok && p.Decoded != nil {
+		if f := opts.Formatters[p.Decoded.Protocol]; f != nil {
+			if line, ok := f(p); ok {
+				return line
+			}
+		}
+	}
 	return fmt.Sprintf("%s #%d %s", FormatTime(e.Record.Time), e.Record.Seq, FormatBody(e.Record.Time, e.Body, opts))
 }
 

@@ -116,5 +116,15 @@ func runAuditShow(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return audit.Show(out, dir, audit.ShowOptions{Session: *session})
+	return audit.Show(out, dir, audit.ShowOptions{Session: *session, Formatters: transcriptFormatters})
+}
+
+// transcriptFormatters render decoded protocol payloads as the inspector's
+// own transcript line (Decoded.Detail["text"]), e.g.
+// "14:03:04.120 alice plc-7 unit 1 write holding 52 = 55 -> ok (1.2 ms)".
+var transcriptFormatters = map[string]audit.PayloadFormatter{
+	"modbus": func(p audit.Payload) (string, bool) {
+		t := p.Decoded.Detail["text"]
+		return t, t != ""
+	},
 }

@@ -46,7 +46,7 @@ func (s *Server) relayModbus(tc *tls.Conn, asset io.ReadWriteCloser, sess *sessi
 		mode = modbus.Monitor
 	}
 	sink := modbus.SinkFunc(func(r *modbus.Record) {
-		if _, err := s.cfg.Log.AppendBuffered(modbusPayload(sess.id, r)); err != nil {
+		if _, err := s.cfg.Log.AppendBuffered(modbusPayload(sess, r)); err != nil {
 			sess.end("audit log failed: " + err.Error())
 		}
 	})
@@ -63,7 +63,11 @@ func (s *Server) relayModbus(tc *tls.Conn, asset io.ReadWriteCloser, sess *sessi
 }
 
 // modbusPayload turns a decoded transaction into a payload record.
-func modbusPayload(id string, r *modbus.Record) audit.Payload {
+// Its Detail["text"] is the transcript line with the session's user and
+// asset, e.g. "14:03:04.120 alice plc-7 unit 1 write holding 52 = 55 -> ok
+// (1.2 ms)", which `otgate audit show` prints.
+func modbusPayload(sess *session, r *modbus.Record) audit.Payload {
+	id := sess.id
 	dec := &audit.Decoded{
 		Protocol:     "modbus",
 		Transaction:  uint64(r.TransactionID),
@@ -73,7 +77,7 @@ func modbusPayload(id string, r *modbus.Record) audit.Payload {
 		Start:        uint32(r.Address),
 		Count:        uint32(r.Count),
 		Latency:      int64(r.Latency()),
-		Detail:       map[string]string{"text": string(r.AppendText(nil, "", ""))},
+		Detail:       map[string]string{"text": string(r.AppendText(nil, sess.user, sess.asset))},
 	}
 	if r.Table != 0 {
 		dec.Table = r.Table.String()
