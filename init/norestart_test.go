@@ -45,3 +45,32 @@ func TestExitNoRestartFailsWithoutRetryAndBlocksDependents(t *testing.T) {
 		t.Errorf("gate was restarted:\n%s", lines)
 	}
 }
+
+// A critical service held back by a deliberate refusal (quarantine) does
+// not stop the watchdog: the gate is in its fail-closed state, and a
+// reset would only come back to the same decision. A critical service
+// that failed by crashing still does.
+func TestHeldCriticalKeepsWatchdogPetted(t *testing.T) {
+	gate := svc("gate", bootcfg.ReadyExit, "-mode=refuse", "-note=QUARANTINE: PCR 15 differs")
+	proxy := svc("proxy", bootcfg.ReadyNotify, "-mode=steady")
+	proxy.DependsOn = []string{"gate"}
+	proxy.Critical = true
+	crash := svc("crash", bootcfg.ReadyNotify, "-mode=crash")
+	cfg := &bootcfg.Config{CrashLoop: bootcfg.CrashLoop{Restarts: 2, Window: 30 * time.Second},
+		Services: []bootcfg.Service{gate, proxy, crash}}
+	sv, log := runSupervisor(t, cfg)
+	waitLine(t, log, "init: proxy: not started: dependency gate failed")
+	if ok, why := sv.criticalHealthy(); !ok {
+		t.Fatalf("held critical proxy stops the watchdog: %s", why)
+	}
+
+	crash2 := svc("crash", bootcfg.ReadyNotify, "-mode=crash")
+	crash2.Critical = true
+	cfg2 := &bootcfg.Config{CrashLoop: bootcfg.CrashLoop{Restarts: 2, Window: 30 * time.Second},
+		Services: []bootcfg.Service{crash2}}
+	sv2, _ := runSupervisor(t, cfg2)
+	waitState(t, sv2, "crash", initstatus.StateFailed)
+	if ok, _ := sv2.criticalHealthy(); ok {
+		t.Fatal("a crash-looped critical service keeps the watchdog petted")
+	}
+}

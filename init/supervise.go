@@ -51,6 +51,12 @@ type service struct {
 	lastExit string
 	since    time.Time
 	reason   string
+	// held: failed on purpose, not by a fault: the service exited
+	// bootcfg.ExitNoRestart (e.g. trust in quarantine), or a dependency
+	// of it is held. The gate sits in a deliberate fail-closed state, so
+	// a held critical service does not stop the watchdog: resetting the
+	// board would only repeat the same decision in a loop.
+	held bool
 
 	readyOnce  sync.Once
 	readyCh    chan struct{} // closed on the first ready (or done)
@@ -119,6 +125,10 @@ func (sv *supervisor) criticalHealthy() (bool, string) {
 	for _, s := range sv.critical() {
 		switch st := s.getState(); st {
 		case initstatus.StateReady, initstatus.StateDone, initstatus.StateStarting, initstatus.StateWaiting:
+		case initstatus.StateFailed:
+			if !s.isHeld() {
+				return false, s.cfg.Name + " " + st
+			}
 		default:
 			return false, s.cfg.Name + " " + st
 		}
@@ -136,6 +146,12 @@ func (sv *supervisor) snapshot() []initstatus.Service {
 		s.mu.Unlock()
 	}
 	return out
+}
+
+func (s *service) isHeld() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.held
 }
 
 func (s *service) getState() string {
@@ -194,6 +210,11 @@ func (s *service) run() {
 		case <-dep.readyCh:
 		case <-dep.failedCh:
 			log.Printf("%s: not started: dependency %s failed", name, d)
+			if dep.isHeld() {
+				s.mu.Lock()
+				s.held = true
+				s.mu.Unlock()
+			}
 			s.fail("dependency " + d + " failed")
 			<-s.stopReq
 			return
@@ -244,6 +265,9 @@ func (s *service) run() {
 				note = fmt.Sprintf("exit status %d: do not restart", bootcfg.ExitNoRestart)
 			}
 			log.Printf("%s exited (%s), asks not to be restarted: marked failed: %s", name, exitText, note)
+			s.mu.Lock()
+			s.held = true
+			s.mu.Unlock()
 			s.fail(note)
 			<-s.stopReq
 			return
