@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/google/go-tpm/tpm2/transport"
+
+	"github.com/otgate/otgate/internal/atomicfile"
 )
 
 // ErrNoTPM: no TPM is configured and dev mode is not set.
@@ -47,6 +49,9 @@ type Config struct {
 	Log io.Writer
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
+	// StateWriteHook is called after each step of the atomic writes of the
+	// seal slots (nil in production): crash tests stop a write there.
+	StateWriteHook atomicfile.Hook
 }
 
 // Quarantine explains why the data key is not available.
@@ -213,7 +218,7 @@ func (id *Identity) load() error {
 		}
 		dk = seal.DevDataKey
 	default:
-		dk, err = unsealDataKey(id.tpm, &seal, sealPath)
+		dk, err = id.unsealSlots(&seal, sealPath)
 		var pe *PCRMismatchError
 		if errors.As(err, &pe) {
 			id.enterQuarantine(pe)

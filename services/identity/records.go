@@ -35,6 +35,9 @@ type sealRecord struct {
 	Private []byte `cbor:"6,keyasint,omitempty"`
 	// Dev mode only: the data key in the clear.
 	DevDataKey []byte `cbor:"7,keyasint,omitempty"`
+	// NextBootDigest (NextSealFile only) is the boot measurement the slot
+	// was sealed for by an authorized policy apply.
+	NextBootDigest []byte `cbor:"8,keyasint,omitempty"`
 }
 
 func (r *sealRecord) version() int { return r.Version }

@@ -60,6 +60,8 @@ func Reseal(cfg Config) (string, error) {
 	if err := writeState(cfg.StateDir, SealFile, rec); err != nil {
 		return moved, err
 	}
+	// A next-boot slot holds the old data key: useless now.
+	id.removeNext(filepath.Join(cfg.StateDir, NextSealFile))
 	id.log.Printf("RESEAL: new data key sealed to PCRs %v on the current boot; old secrets moved to %s", rec.PCRs, moved)
 	return moved, nil
 }

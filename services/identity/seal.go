@@ -142,6 +142,16 @@ func sealDataKey(t transport.TPM, pcrs []uint, dataKey []byte) (*sealRecord, err
 	if err != nil {
 		return nil, err
 	}
+	return sealDataKeyTo(t, pcrs, values, dataKey)
+}
+
+// sealDataKeyTo seals dataKey to values of pcrs, which need not be the
+// current ones: the authPolicy is computed in software (pcrPolicy) and the
+// TPM enforces it at unseal time.
+func sealDataKeyTo(t transport.TPM, pcrs []uint, values [][]byte, dataKey []byte) (*sealRecord, error) {
+	if len(values) != len(pcrs) {
+		return nil, fmt.Errorf("identity: seal: %d PCR values for PCRs %v", len(values), pcrs)
+	}
 	policy, err := pcrPolicy(pcrs, values)
 	if err != nil {
 		return nil, err

@@ -166,7 +166,7 @@ func (s *Server) serveConn(c *net.UnixConn) {
 			}
 			return
 		}
-		rsp := s.handle(caller, &req)
+		rsp := s.handle(caller, cred.Uid, &req)
 		if err := api.WriteMessage(c, rsp); err != nil {
 			return
 		}
@@ -188,7 +188,7 @@ func (s *Server) dataKeyError(err error) *api.Response {
 	}
 }
 
-func (s *Server) handle(caller string, req *api.Request) *api.Response {
+func (s *Server) handle(caller string, uid uint32, req *api.Request) *api.Response {
 	id := s.id
 	switch req.Op {
 	case api.OpStatus:
@@ -237,6 +237,17 @@ func (s *Server) handle(caller string, req *api.Request) *api.Response {
 			return errResponse(api.CodeBadRequest, err)
 		}
 		return &api.Response{Certs: [][]byte{leaf, ca}}
+	case api.OpSealNextBoot:
+		if uid != 0 {
+			return errResponse(api.CodeDenied, fmt.Errorf("%s is for root (an authorized policy apply); uid %d (%s) may not", req.Op, uid, caller))
+		}
+		if len(req.Digest) != 32 {
+			return errResponse(api.CodeBadRequest, fmt.Errorf("boot measurement digest is %d bytes, want 32", len(req.Digest)))
+		}
+		if err := id.SealNextBoot([32]byte(req.Digest)); err != nil {
+			return s.dataKeyError(err)
+		}
+		return &api.Response{}
 	default:
 		return errResponse(api.CodeBadRequest, fmt.Errorf("unknown operation %q", req.Op))
 	}

@@ -13,6 +13,7 @@ import (
 const (
 	KeyFile        = "key.cbor"         // device key blobs (or the dev-mode software key)
 	SealFile       = "seal.cbor"        // sealed data key and the PCR values it is bound to
+	NextSealFile   = "seal-next.cbor"   // the same data key sealed for the next boot after an authorized policy apply
 	DeviceFile     = "device.cbor"      // site, serial, device certificate, EK inventory
 	WorkloadCAFile = "workload-ca.cbor" // workload CA certificate (its key is a named secret)
 	SecretsDir     = "secrets"          // secrets/<service>/<name>.cbor

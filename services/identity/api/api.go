@@ -29,6 +29,10 @@ const (
 	OpSeal         = "seal"          // Name, Data
 	OpUnseal       = "unseal"        // Name -> Data
 	OpWorkloadCert = "workload-cert" // CSR, TTLSeconds -> Certs (leaf, workload CA)
+	// OpSealNextBoot (root only): Digest is the boot measurement the next
+	// boot will extend; the service seals the data key to the PCR values
+	// that boot will have (an authorized policy apply, `otgate site apply`).
+	OpSealNextBoot = "seal-next-boot"
 )
 
 // Error codes of Response.Code.

@@ -162,3 +162,10 @@ func (c *Client) WorkloadCertificate(ttl time.Duration) (*tls.Certificate, *x509
 	pool.AddCert(ca)
 	return &tls.Certificate{Certificate: rsp.Certs, PrivateKey: key, Leaf: leaf}, pool, nil
 }
+
+// SealNextBoot asks the service (as root) to seal the data key for the
+// next boot, which will extend the boot measurement digest.
+func (c *Client) SealNextBoot(digest [32]byte) error {
+	_, err := c.Call(&Request{Op: OpSealNextBoot, Digest: digest[:]})
+	return err
+}
