@@ -1,0 +1,236 @@
+package proxy
+
+import (
+	"crypto"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+
+	"github.com/otgate/otgate/audit"
+	"github.com/otgate/otgate/inspect/modbus"
+	"github.com/otgate/otgate/plant"
+	"github.com/otgate/otgate/services/identity"
+	"github.com/otgate/otgate/services/identity/api"
+	"github.com/otgate/otgate/services/proxy/auth"
+	"github.com/otgate/otgate/services/proxy/auth/totp"
+	"github.com/otgate/otgate/services/proxy/auth/userca"
+	"github.com/otgate/otgate/site"
+)
+
+// BenchmarkModbus runs two child processes, both this test binary
+// re-executed: the plant (the Modbus server every path ends at) and the
+// gate. The roles are chosen by environment variables read in init, before
+// TestMain, so that benchgate_test.go's TestMain stays as it is.
+const (
+	// modbusGateEnv holds "TPM-SOCKET PLANT-ADDR STATE-DIR" for the gate
+	// child; the audit log is STATE-DIR/audit.
+	modbusGateEnv = "OTGATE_BENCH_MODBUS_GATE"
+	// modbusPlantEnv makes the child serve the plant simulator.
+	modbusPlantEnv = "OTGATE_BENCH_MODBUS_PLANT"
+	// goRelayEnv holds the plant's address for the plain Go relay child.
+	goRelayEnv = "OTGATE_BENCH_GO_RELAY"
+	// ModbusGateProfileEnv, when set in the benchmark's environment, makes
+	// the gate child write a CPU profile of its whole life to that path.
+	modbusGateProfileEnv = "OTGATE_BENCH_GATE_CPUPROFILE"
+)
+
+func init() {
+	if cfg := os.Getenv(modbusGateEnv); cfg != "" {
+		if err := runModbusBenchGate(cfg); err != nil {
+			fmt.Fprintln(os.Stderr, "modbus bench gate:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	if addr := os.Getenv(goRelayEnv); addr != "" {
+		if err := runGoRelay(addr); err != nil {
+			fmt.Fprintln(os.Stderr, "go relay:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	if os.Getenv(modbusPlantEnv) != "" {
+		if err := runBenchPlant(); err != nil {
+			fmt.Fprintln(os.Stderr, "modbus bench plant:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+}
+
+// runBenchPlant serves the demo plant's tank on a loopback port, prints the
+// address and serves until its standard input closes.
+func runBenchPlant() error {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &plant.Server{Tank: plant.NewTank(nil), Unit: 1}
+	go srv.Serve(l)
+	fmt.Println(l.Addr())
+	io.Copy(io.Discard, os.Stdin)
+	return l.Close()
+}
+
+// runGoRelay is the reference relay: plain TCP, one goroutine copying
+// each way with io.Copy, nothing else. It shows what the Go runtime's
+// network path costs on this machine, apart from anything the gate does.
+func runGoRelay(plantAddr string) error {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				d, err := net.Dial("tcp", plantAddr)
+				if err != nil {
+					return
+				}
+				defer d.Close()
+				go func() { io.Copy(d, c); d.(*net.TCPConn).CloseWrite() }()
+				io.Copy(c, d)
+			}()
+		}
+	}()
+	fmt.Println(l.Addr())
+	io.Copy(io.Discard, os.Stdin)
+	return l.Close()
+}
+
+const modbusBenchSite = `site: bench
+zones:
+  - name: cell
+    owner: ot@lab.example
+    mode: enforce
+    interface: eth1
+    subnet: 10.99.0.0/24
+assets:
+  - name: plc-1
+    zone: cell
+    address: 10.99.0.5
+    services:
+      - protocol: modbus
+`
+
+// modbusBenchRules is the grant the benchmark's user holds: unit 1, read
+// holding registers 0-9, write holding registers 10-19.
+var modbusBenchRules = modbus.Rules{Name: "bench-plc", Units: []int{1}, Functions: []string{"read-write"},
+	HoldingRegisters: modbus.TableRanges{Read: []modbus.Range{{First: 0, Last: 9}}, Write: []modbus.Range{{First: 10, Last: 19}}}}
+
+// runModbusBenchGate is the gate child, built as the otgate-proxy service
+// builds it: the device identity on a TPM (swtpm, socket given by the
+// parent) served over its unix socket API, the user store and user CA
+// sealed by it, the audit log with checkpoints signed by the TPM key
+// (default checkpoint and flush settings), and a real Modbus grant. Only
+// the asset dial differs: it goes to the plant on loopback instead of an
+// OT-side address. It prints "ADDR TOTP-SECRET" and runs until its
+// standard input closes; then it closes the log (final checkpoint).
+func runModbusBenchGate(cfg string) error {
+	var tpmSock, plantAddr, dir string
+	if _, err := fmt.Sscan(cfg, &tpmSock, &plantAddr, &dir); err != nil {
+		return fmt.Errorf("%s=%q: want \"TPM-SOCKET PLANT-ADDR STATE-DIR\": %w", modbusGateEnv, cfg, err)
+	}
+	if path := os.Getenv(modbusGateProfileEnv); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
+	id, err := identity.Open(identity.Config{StateDir: filepath.Join(dir, "identity"), Site: "bench.test",
+		TPM: identity.SocketTPM(tpmSock), Create: true, Log: io.Discard})
+	if err != nil {
+		return fmt.Errorf("identity on %s: %w", tpmSock, err)
+	}
+	defer id.Close()
+	idSock := filepath.Join(dir, "identity.sock")
+	idSrv, err := identity.Listen(id, identity.ServerConfig{Socket: idSock, GID: -1,
+		Allow: map[uint32]string{uint32(os.Geteuid()): "proxy"}})
+	if err != nil {
+		return err
+	}
+	go idSrv.Serve()
+	defer idSrv.Close()
+	idc, err := api.Dial(idSock)
+	if err != nil {
+		return err
+	}
+	defer idc.Close()
+	dev, err := idc.TLSCertificate()
+	if err != nil {
+		return err
+	}
+
+	w, err := audit.Open(filepath.Join(dir, "audit"), dev.PrivateKey.(crypto.Signer),
+		audit.WithErrorHandler(func(err error) { fmt.Fprintln(os.Stderr, "modbus bench gate: audit log:", err) }))
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	users, err := auth.Open(auth.Config{Dir: filepath.Join(dir, "users"), Sealer: idc,
+		Argon2: auth.Argon2Params{Time: 1, MemoryKiB: 8 * 1024, Threads: 1, KeyLen: 32}})
+	if err != nil {
+		return err
+	}
+	defer users.Close()
+	en, err := users.AddUser("bench", []byte("correct horse battery"), nil)
+	if err != nil {
+		return err
+	}
+	ca, err := userca.Open(userca.Config{Site: "bench.test", Sealer: idc, Device: dev, Checker: users})
+	if err != nil {
+		return err
+	}
+	rules := modbusBenchRules
+	pol, err := rules.Compile()
+	if err != nil {
+		return err
+	}
+	sitePath := filepath.Join(dir, "site.yaml")
+	if err := os.WriteFile(sitePath, []byte(modbusBenchSite), 0o600); err != nil {
+		return err
+	}
+	srv, err := New(Config{Certificate: dev, Users: users, CA: UserCA{ca}, Log: w,
+		LoadPolicy: func() (*Policy, error) {
+			s, _, err := site.Load(sitePath, site.Options{})
+			if err != nil {
+				return nil, err
+			}
+			return &Policy{Site: s, Source: sitePath,
+				Decider: grantTable{{rule: "bench-plc", user: "bench", asset: "plc-1", protocol: "modbus", modbus: pol}}}, nil
+		},
+		Dial: func(netip.AddrPort) (io.ReadWriteCloser, error) {
+			c, err := net.Dial("tcp", plantAddr)
+			if err != nil {
+				return nil, err
+			}
+			return c, nil
+		},
+		MaxSessions: 10000, MaxSessionsPerUser: 10000})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go srv.Serve(ln)
+	fmt.Printf("%s %s\n", ln.Addr(), totp.EncodeSecret(en.Key.Secret))
+	io.Copy(io.Discard, os.Stdin)
+	return nil
+}
