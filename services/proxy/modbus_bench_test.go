@@ -9,7 +9,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -28,18 +30,24 @@ type benchPath struct {
 	// one session, accumulated over the interleaved rounds
 	lat1                       []time.Duration
 	relayCPU1, plantCPU1, cli1 time.Duration
+	others1                    float64 // CPUs other programs kept busy
 	// by session count
 	load                     map[int]loadResult
 	relayCPU, plantCPU, cliN map[int]time.Duration
+	othersN                  map[int]float64
 }
 
-// cpuWindow samples the CPU time of the processes a measurement charges.
+// cpuWindow samples the CPU time of the processes a measurement charges,
+// and of the whole machine, to tell how much other programs took.
 type cpuWindow struct {
 	relay, plant, self time.Duration
+	ours               time.Duration // every process of the benchmark
+	machine            time.Duration // every CPU of the machine, busy time
+	at                 time.Time
 }
 
-func sampleCPU(b *testing.B, relay, plant *benchProc) cpuWindow {
-	var w cpuWindow
+func sampleCPU(b *testing.B, relay, plant *benchProc, ours []*benchProc) cpuWindow {
+	w := cpuWindow{at: time.Now()}
 	if relay != nil {
 		w.relay = relay.cpu(b)
 	}
@@ -49,7 +57,43 @@ func sampleCPU(b *testing.B, relay, plant *benchProc) cpuWindow {
 		b.Fatal(err)
 	}
 	w.self = self
+	w.ours = self
+	for _, p := range ours {
+		w.ours += p.cpu(b)
+	}
+	if w.machine, err = machineBusy(); err != nil {
+		b.Fatal(err)
+	}
 	return w
+}
+
+// othersLoad is how many CPUs other programs kept busy between w0 and w1.
+func othersLoad(w0, w1 cpuWindow) float64 {
+	others := (w1.machine - w0.machine) - (w1.ours - w0.ours)
+	return max(float64(others)/float64(w1.at.Sub(w0.at)), 0)
+}
+
+// machineBusy is the busy time of all CPUs from /proc/stat (user, nice,
+// system, irq, softirq, steal).
+func machineBusy() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, fmt.Errorf("/proc/stat: first line %q is not the cpu total", line)
+	}
+	var busy uint64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+		v, err := strconv.ParseUint(f[i], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/stat: field %d of %q: %w", i, line, err)
+		}
+		busy += v
+	}
+	return time.Duration(busy) * time.Second / 100, nil
 }
 
 // Sizes of the run (about a minute in all, most of it the 256 tunnels'
@@ -138,11 +182,13 @@ func BenchmarkModbus(b *testing.B) {
 	}()
 	gatePub := viaGate.conns[0].c.(*tls.Conn).ConnectionState().PeerCertificates[0].PublicKey
 	setup := time.Since(setupStart)
+	ours := []*benchProc{plantProc, haproxy, goRelay, gate.benchProc, gate.tpm}
 	b.ResetTimer()
 
 	// One session: interleaved rounds, every path charged its own CPU.
 	for _, p := range all {
 		p.load, p.relayCPU, p.plantCPU, p.cliN = map[int]loadResult{}, map[int]time.Duration{}, map[int]time.Duration{}, map[int]time.Duration{}
+		p.othersN = map[int]float64{}
 		if _, err := p.conns[0].sequential(200, nil); err != nil { // warm up
 			b.Fatalf("path %s: %v", p.name, err)
 		}
@@ -150,13 +196,14 @@ func BenchmarkModbus(b *testing.B) {
 	}
 	for range latencyRounds {
 		for _, p := range all {
-			c0 := sampleCPU(b, p.relay, plantProc)
+			c0 := sampleCPU(b, p.relay, plantProc, ours)
 			var err error
 			p.lat1, err = p.conns[0].sequential(latencyPerPath, p.lat1)
-			c1 := sampleCPU(b, p.relay, plantProc)
+			c1 := sampleCPU(b, p.relay, plantProc, ours)
 			if err != nil {
 				b.Fatalf("path %s, one session: %v", p.name, err)
 			}
+			p.others1 += othersLoad(c0, c1) / latencyRounds
 			p.tx += latencyPerPath
 			p.relayCPU1 += c1.relay - c0.relay
 			p.plantCPU1 += c1.plant - c0.plant
@@ -179,9 +226,10 @@ func BenchmarkModbus(b *testing.B) {
 			if err != nil {
 				b.Fatalf("path %s, %d sessions, warm-up: %v", p.name, n, err)
 			}
-			c0 := sampleCPU(b, p.relay, plantProc)
+			c0 := sampleCPU(b, p.relay, plantProc, ours)
 			res, err := closedLoop(conns, loadWindow)
-			c1 := sampleCPU(b, p.relay, plantProc)
+			c1 := sampleCPU(b, p.relay, plantProc, ours)
+			p.othersN[n] = othersLoad(c0, c1)
 			p.tx += res.tx
 			if err != nil {
 				b.Fatalf("path %s, %d sessions: %v", p.name, n, err)
@@ -357,23 +405,23 @@ func modbusTable(m modbusPaths, info benchTableInfo) string {
 	var s strings.Builder
 	fmt.Fprintf(&s, "Modbus/TCP: read 10 holding registers / write single register, alternating; server: plant simulator (package plant) in its own process\n")
 	fmt.Fprintf(&s, "one session (%d x %d transactions per path, interleaved rounds)\n", latencyRounds, latencyPerPath)
-	fmt.Fprintf(&s, "  %-15s %9s %9s %10s %10s %12s %12s %12s\n", "path", "p50 us", "p99 us", "+p50 us", "+p99 us", "relay CPU/tx", "plant CPU/tx", "client CPU/tx")
+	fmt.Fprintf(&s, "  %-15s %9s %9s %10s %10s %12s %12s %12s %13s\n", "path", "p50 us", "p99 us", "+p50 us", "+p99 us", "relay CPU/tx", "plant CPU/tx", "client CPU/tx", "others' CPUs")
 	for _, p := range all {
 		n := len(p.lat1)
-		fmt.Fprintf(&s, "  %-15s %9.1f %9.1f %10.1f %10.1f %12s %12s %12s\n", p.name, us(pct(p.lat1, .5)), us(pct(p.lat1, .99)),
+		fmt.Fprintf(&s, "  %-15s %9.1f %9.1f %10.1f %10.1f %12s %12s %12s %13.2f\n", p.name, us(pct(p.lat1, .5)), us(pct(p.lat1, .99)),
 			us(pct(p.lat1, .5)-pct(direct.lat1, .5)), us(pct(p.lat1, .99)-pct(direct.lat1, .99)),
-			cpuCell(p.relay != nil, p.relayCPU1, n), cpuCell(true, p.plantCPU1, n), cpuCell(true, p.cli1, n))
+			cpuCell(p.relay != nil, p.relayCPU1, n), cpuCell(true, p.plantCPU1, n), cpuCell(true, p.cli1, n), p.others1)
 	}
 	for _, n := range benchSessionCounts {
 		fmt.Fprintf(&s, "%d sessions (closed loop, one request outstanding per session, %v window)\n", n, loadWindow)
-		fmt.Fprintf(&s, "  %-15s %9s %9s %10s %12s %12s %12s\n", "path", "tx/s", "p50 us", "p99 us", "relay CPU/tx", "plant CPU/tx", "client CPU/tx")
+		fmt.Fprintf(&s, "  %-15s %9s %9s %10s %12s %12s %12s %13s\n", "path", "tx/s", "p50 us", "p99 us", "relay CPU/tx", "plant CPU/tx", "client CPU/tx", "others' CPUs")
 		for _, p := range all {
 			r, ok := p.load[n]
 			if !ok {
 				continue
 			}
-			fmt.Fprintf(&s, "  %-15s %9.0f %9.1f %10.1f %12s %12s %12s\n", p.name, r.perSecond(), us(r.pct(.5)), us(r.pct(.99)),
-				cpuCell(p.relay != nil, p.relayCPU[n], r.tx), cpuCell(true, p.plantCPU[n], r.tx), cpuCell(true, p.cliN[n], r.tx))
+			fmt.Fprintf(&s, "  %-15s %9.0f %9.1f %10.1f %12s %12s %12s %13.2f\n", p.name, r.perSecond(), us(r.pct(.5)), us(r.pct(.99)),
+				cpuCell(p.relay != nil, p.relayCPU[n], r.tx), cpuCell(true, p.plantCPU[n], r.tx), cpuCell(true, p.cliN[n], r.tx), p.othersN[n])
 		}
 	}
 	fmt.Fprintf(&s, "%s\n", m.targets())
@@ -403,7 +451,18 @@ func modbusSummary(m modbusPaths, info benchTableInfo) string {
 	all, direct := m.all, m.direct
 	var s strings.Builder
 	last := benchSessionCounts[len(benchSessionCounts)-1]
-	fmt.Fprintf(&s, "Modbus read 10 HR / write 1 HR to the plant server; +pNN: added over direct at 1 session; CPU: relay process us/tx\n")
+	var others float64
+	var windows int
+	for _, p := range all {
+		others += p.others1
+		windows++
+		for _, o := range p.othersN {
+			others += o
+			windows++
+		}
+	}
+	fmt.Fprintf(&s, "Modbus read 10 HR / write 1 HR, plant server; +pNN: added over direct, 1 session; CPU: relay us/tx; other programs used %.2f of %d CPUs\n",
+		others/float64(windows), runtime.NumCPU())
 	fmt.Fprintf(&s, "  %-14s %6s %6s %6s %6s | %8s %8s | %6s %6s %6s\n", "path", "p50", "p99", "+p50", "+p99",
 		"tx/s@16", fmt.Sprintf("tx/s@%d", last), "CPU@1", "CPU@16", fmt.Sprintf("CPU@%d", last))
 	for _, p := range all {
