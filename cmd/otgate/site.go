@@ -9,6 +9,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/otgate/otgate/internal/atomicfile"
+	"github.com/otgate/otgate/internal/bootcfg"
+	"github.com/otgate/otgate/services/identity/api"
+	"github.com/otgate/otgate/services/identity/bootmeasure"
 	"github.com/otgate/otgate/site"
 )
 
@@ -19,13 +23,15 @@ func init() {
 func runSite(args []string) error { return siteCommand(args, os.Stdout) }
 
 func siteCommand(args []string, out io.Writer) error {
-	usage := "usage: otgate site check FILE\n       otgate site apply [-if-missing] [-dir " + site.DefaultStateDir + "] FILE"
+	usage := "usage: otgate site check FILE\n       otgate site apply [-if-missing] [-dir " + site.DefaultStateDir + "] [-boot-config " + bootcfg.Path + "] [-identity-socket " + api.DefaultSocket + "] FILE"
 	if len(args) == 0 {
 		return fmt.Errorf("missing subcommand\n%s", usage)
 	}
 	fs := flag.NewFlagSet("site "+args[0], flag.ContinueOnError)
 	dir := fs.String("dir", site.DefaultStateDir, "apply: state directory receiving "+site.AppliedFile)
 	ifMissing := fs.Bool("if-missing", false, "apply: do nothing when a policy is already applied (first boot)")
+	bootConfig := fs.String("boot-config", bootcfg.Path, "apply: the gate's boot config (absent: not a gate, the policy is only stored)")
+	socket := fs.String("identity-socket", api.DefaultSocket, "apply: the identity service, which seals the data key for the next boot")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -42,7 +48,8 @@ func siteCommand(args []string, out io.Writer) error {
 		fmt.Fprintf(out, "site: %s is valid: %s\n", file, summary(s))
 		return nil
 	case "apply":
-		return applySite(out, file, *dir, *ifMissing)
+		return applySite(out, file, applyTarget{dir: *dir, bootConfig: *bootConfig, socket: *socket,
+			initBinary: bootmeasure.InitBinary, cmdline: "/proc/cmdline"}, *ifMissing)
 	}
 	return fmt.Errorf("unknown subcommand %q\n%s", args[0], usage)
 }
@@ -77,11 +84,25 @@ func loadSiteFile(file string) (*site.Site, []byte, error) {
 	return s, doc, nil
 }
 
+// applyTarget is where and how an apply stores the policy.
+type applyTarget struct {
+	dir        string // policy state directory (site.AppliedFile in it)
+	bootConfig string // the gate's boot config; absent: not a gate
+	initBinary string // the init binary the next boot measures
+	cmdline    string // kernel command line file (test hook of the measurement)
+	socket     string // identity service socket
+	// storeHook is a crash-test hook (nil in production).
+	storeHook atomicfile.Hook
+}
+
 // applySite stores file as the applied policy. With ifMissing an existing
 // policy is left alone, even a corrupt one: it is never silently replaced
 // by a default (the services refuse it, loudly, until an operator applies
-// a good one).
-func applySite(out io.Writer, file, dir string, ifMissing bool) error {
+// a good one); -if-missing stores the image's default, which the boot
+// already measured, so it needs no resealing. Otherwise, on a gate, the
+// apply is an authorized configuration change (storeAuthorized).
+func applySite(out io.Writer, file string, t applyTarget, ifMissing bool) error {
+	dir := t.dir
 	path := filepath.Join(dir, site.AppliedFile)
 	if ifMissing {
 		_, err := site.LoadApplied(path)
@@ -100,7 +121,12 @@ func applySite(out io.Writer, file, dir string, ifMissing bool) error {
 	if err != nil {
 		return err
 	}
-	if err := site.Store(dir, doc); err != nil {
+	if ifMissing {
+		err = storeDoc(t, doc)
+	} else {
+		err = storeAuthorized(out, t, doc)
+	}
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "site: applied %s from %s: %s -> %s\n", s.Name, file, summary(s), path)
@@ -109,4 +135,21 @@ func applySite(out io.Writer, file, dir string, ifMissing bool) error {
 
 func summary(s *site.Site) string {
 	return fmt.Sprintf("%d zones, %d assets, %d exceptions", len(s.Zones), len(s.Assets), len(s.Exceptions))
+}
+
+// storeDoc validates doc and writes it atomically as the applied policy.
+func storeDoc(t applyTarget, doc []byte) error {
+	if t.storeHook == nil {
+		return site.Store(t.dir, doc)
+	}
+	if _, err := site.Decode(doc); err != nil {
+		return fmt.Errorf("site: refusing to store: %w", err)
+	}
+	if err := os.MkdirAll(t.dir, 0o750); err != nil {
+		return fmt.Errorf("site: %w", err)
+	}
+	if err := atomicfile.WriteHooked(filepath.Join(t.dir, site.AppliedFile), doc, 0o640, t.storeHook); err != nil {
+		return fmt.Errorf("site: %w", err)
+	}
+	return nil
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
-	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
 )
 
 // PCR is the PCR init extends with the digest of what it boots. Firmware
@@ -31,15 +30,4 @@ func Extend(t transport.TPM, digest [32]byte) error {
 		return fmt.Errorf("extend PCR %d: %w", PCR, err)
 	}
 	return nil
-}
-
-// ExtendDevice opens the TPM character device (normally /dev/tpmrm0),
-// extends PCR with digest and closes it.
-func ExtendDevice(path string, digest [32]byte) error {
-	t, err := linuxtpm.Open(path)
-	if err != nil {
-		return fmt.Errorf("open TPM %s: %w", path, err)
-	}
-	defer t.Close()
-	return Extend(t, digest)
 }
