@@ -64,6 +64,21 @@
 // update has to re-seal the data key while the old image still runs (read
 // the data key, seal it to the new expected PCR values).
 //
+// # Authorized configuration changes
+//
+// The applied site policy is measured, so storing a new one would make the
+// next boot unseal nothing. An authorized apply (`otgate site apply` by root
+// on a healthy gate) first asks this service, through the root-only
+// seal-next-boot operation, to seal the data key it holds to the PCR values
+// of the next boot: board PCRs as now, MeasuredPCR =
+// SHA-256(0^32 || digest) where digest is bootmeasure.Compute over the new
+// policy (SealNextBoot). The object goes to NextSealFile; SealFile stays.
+// Only then is the policy stored. At boot the current slot is tried, then
+// the next one, which is promoted on success. A power cut at any point
+// leaves either the old policy with the current slot or the new policy with
+// the next slot. An offline edit of /perm has no slot and quarantines. See
+// README.md, "Authorized policy changes".
+//
 // # Quarantine and break-glass recovery
 //
 // If the data key does not unseal because the PCRs differ from those it was

@@ -266,7 +266,7 @@ func (id *Identity) enterQuarantine(err *PCRMismatchError) {
 		measured = measured || c.Measured
 	}
 	if measured {
-		q.Remedy = "the booted image or its configuration differs from the one this gate was sealed to: boot the approved image, " +
+		q.Remedy = "the booted image or its configuration differs from the one this gate was sealed to (a policy changed without `otgate site apply` on the running gate counts as tampering): boot the approved image or restore the previous policy, " +
 			"or follow the break-glass recovery in services/identity/README.md (re-seal with `otgate identity reseal -yes` on a verified image)"
 	} else {
 		q.Remedy = "the platform (firmware, boot chain or board) measurements changed: restore the previous firmware, " +
