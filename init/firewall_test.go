@@ -59,6 +59,9 @@ func TestHostInitInstallsBaselineBeforeServices(t *testing.T) {
 	writeBootConfig(t, root, &bootcfg.Config{Uplink: "eth0", Downlinks: []string{"eth1"}, Services: []bootcfg.Service{core}})
 	h := runInitInPrivateNetns(t, root)
 	h.wait(t, "init: ready (")
+	// The service's own output travels through another pipe than its
+	// readiness: wait for it too before comparing positions.
+	h.wait(t, "core: testsvc: ready")
 	lines := h.lines()
 	fw := lineIndex(lines, "init: firewall: baseline deny ruleset installed before any interface is up")
 	start := lineIndex(lines, "core: testsvc: ready")
