@@ -133,8 +133,10 @@ var benchSessionCounts = []int{16, 256}
 // gate's public key, and its decoded records counted against the
 // transactions sent through it.
 //
-// The measurement is made once, whatever b.N. To profile the gate, set
-// OTGATE_BENCH_GATE_CPUPROFILE=/path/gate.pprof.
+// The measurement is made once, whatever b.N. To profile the gate in its
+// throughput windows, set OTGATE_BENCH_GATE_CPUPROFILE=/path/gate: the
+// profiles are /path/gate-16.pprof and /path/gate-256.pprof (read them
+// with go tool pprof and this test binary).
 func BenchmarkModbus(b *testing.B) {
 	if testing.Short() {
 		b.Skip("-short: the Modbus path benchmark takes about a minute")
@@ -226,9 +228,16 @@ func BenchmarkModbus(b *testing.B) {
 			if err != nil {
 				b.Fatalf("path %s, %d sessions, warm-up: %v", p.name, n, err)
 			}
+			profile := os.Getenv(modbusGateProfileEnv)
+			if profile != "" && p == viaGate {
+				gate.command(b, fmt.Sprintf("profile %s-%d.pprof", profile, n), "profiling")
+			}
 			c0 := sampleCPU(b, p.relay, plantProc, ours)
 			res, err := closedLoop(conns, loadWindow)
 			c1 := sampleCPU(b, p.relay, plantProc, ours)
+			if profile != "" && p == viaGate {
+				gate.command(b, "stop", "stopped")
+			}
 			p.othersN[n] = othersLoad(c0, c1)
 			p.tx += res.tx
 			if err != nil {

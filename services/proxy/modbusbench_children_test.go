@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"crypto"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"strings"
 
 	"github.com/otgate/otgate/audit"
 	"github.com/otgate/otgate/inspect/modbus"
@@ -33,8 +35,9 @@ const (
 	modbusPlantEnv = "OTGATE_BENCH_MODBUS_PLANT"
 	// goRelayEnv holds the plant's address for the plain Go relay child.
 	goRelayEnv = "OTGATE_BENCH_GO_RELAY"
-	// ModbusGateProfileEnv, when set in the benchmark's environment, makes
-	// the gate child write a CPU profile of its whole life to that path.
+	// modbusGateProfileEnv, when set in the benchmark's environment to a
+	// path prefix, makes the gate child write a CPU profile of each of its
+	// throughput windows to PREFIX-SESSIONS.pprof.
 	modbusGateProfileEnv = "OTGATE_BENCH_GATE_CPUPROFILE"
 )
 
@@ -134,22 +137,12 @@ var modbusBenchRules = modbus.Rules{Name: "bench-plc", Units: []int{1}, Function
 // (default checkpoint and flush settings), and a real Modbus grant. Only
 // the asset dial differs: it goes to the plant on loopback instead of an
 // OT-side address. It prints "ADDR TOTP-SECRET" and runs until its
-// standard input closes; then it closes the log (final checkpoint).
+// standard input closes; then it closes the log (final checkpoint). On
+// its input, "profile PATH" starts a CPU profile and "stop" ends it.
 func runModbusBenchGate(cfg string) error {
 	var tpmSock, plantAddr, dir string
 	if _, err := fmt.Sscan(cfg, &tpmSock, &plantAddr, &dir); err != nil {
 		return fmt.Errorf("%s=%q: want \"TPM-SOCKET PLANT-ADDR STATE-DIR\": %w", modbusGateEnv, cfg, err)
-	}
-	if path := os.Getenv(modbusGateProfileEnv); path != "" {
-		f, err := os.Create(path)
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer f.Close()
-		defer pprof.StopCPUProfile()
 	}
 	id, err := identity.Open(identity.Config{StateDir: filepath.Join(dir, "identity"), Site: "bench.test",
 		TPM: identity.SocketTPM(tpmSock), Create: true, Log: io.Discard})
@@ -231,6 +224,40 @@ func runModbusBenchGate(cfg string) error {
 	}
 	go srv.Serve(ln)
 	fmt.Printf("%s %s\n", ln.Addr(), totp.EncodeSecret(en.Key.Secret))
-	io.Copy(io.Discard, os.Stdin)
-	return nil
+	return serveProfileCommands(os.Stdin)
+}
+
+// serveProfileCommands answers "profile PATH" and "stop" lines until in
+// ends.
+func serveProfileCommands(in io.Reader) error {
+	var f *os.File
+	sc := bufio.NewScanner(in)
+	for sc.Scan() {
+		cmd, arg, _ := strings.Cut(sc.Text(), " ")
+		switch {
+		case cmd == "profile" && f == nil:
+			var err error
+			if f, err = os.Create(arg); err != nil {
+				return err
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+			fmt.Println("profiling")
+		case cmd == "stop" && f != nil:
+			pprof.StopCPUProfile()
+			if err := f.Close(); err != nil {
+				return err
+			}
+			f = nil
+			fmt.Println("stopped")
+		default:
+			return fmt.Errorf("unexpected command %q on standard input", sc.Text())
+		}
+	}
+	if f != nil {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}
+	return sc.Err()
 }

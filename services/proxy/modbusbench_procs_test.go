@@ -23,10 +23,11 @@ import (
 // benchProc is a process the Modbus benchmark started: the plant, the
 // gate, haproxy or swtpm. Its CPU time is read from /proc.
 type benchProc struct {
-	name string
-	pid  int
-	cmd  *exec.Cmd
-	in   io.WriteCloser
+	name  string
+	pid   int
+	cmd   *exec.Cmd
+	in    io.WriteCloser
+	lines chan string // what a child prints after its first line
 }
 
 // cpu returns the process's user+system CPU time so far (all threads).
@@ -85,16 +86,17 @@ func startChild(b *testing.B, name, env string) (*benchProc, string) {
 	if err := cmd.Start(); err != nil {
 		b.Fatalf("start the %s child: %v", name, err)
 	}
-	p := &benchProc{name: name, pid: cmd.Process.Pid, cmd: cmd, in: in}
+	p := &benchProc{name: name, pid: cmd.Process.Pid, cmd: cmd, in: in, lines: make(chan string, 16)}
 	b.Cleanup(func() { p.stop(10 * time.Second) })
-	line := make(chan string, 1)
 	go func() {
-		l, _ := bufio.NewReader(out).ReadString('\n')
-		line <- strings.TrimSpace(l)
-		io.Copy(io.Discard, out)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			p.lines <- sc.Text()
+		}
+		close(p.lines)
 	}()
 	select {
-	case l := <-line:
+	case l := <-p.lines:
 		if l == "" {
 			b.Fatalf("the %s child exited before it was ready (its stderr is above)", name)
 		}
@@ -103,6 +105,22 @@ func startChild(b *testing.B, name, env string) (*benchProc, string) {
 		b.Fatalf("the %s child printed nothing within 90s", name)
 	}
 	return nil, ""
+}
+
+// command sends a line to the child and waits for its answer.
+func (p *benchProc) command(b *testing.B, line, want string) {
+	b.Helper()
+	if _, err := fmt.Fprintln(p.in, line); err != nil {
+		b.Fatalf("%s: send %q: %v", p.name, line, err)
+	}
+	select {
+	case got := <-p.lines:
+		if got != want {
+			b.Fatalf("%s answered %q to %q, want %q", p.name, got, line, want)
+		}
+	case <-time.After(30 * time.Second):
+		b.Fatalf("%s did not answer %q within 30s", p.name, line)
+	}
 }
 
 // stop closes the child's standard input (its signal to shut down
