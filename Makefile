@@ -56,7 +56,7 @@ test: deps lint
 
 # Benchmarks print figures; none of them passes or fails on a number.
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 30m $$($(GO) list ./... | grep -v -e /integration)
+	$(GO) test -p 1 -run '^$$' -bench . -benchmem -count 1 -timeout 30m $$($(GO) list ./... | grep -v -e /integration)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 30m -v ./integration/bench/
 
 clean:
