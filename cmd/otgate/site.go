@@ -8,9 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/otgate/otgate/internal/atomicfile"
 	"github.com/otgate/otgate/internal/bootcfg"
+	"github.com/otgate/otgate/internal/policyreload"
 	"github.com/otgate/otgate/services/identity/api"
 	"github.com/otgate/otgate/services/identity/bootmeasure"
 	"github.com/otgate/otgate/site"
@@ -23,7 +25,7 @@ func init() {
 func runSite(args []string) error { return siteCommand(args, os.Stdout) }
 
 func siteCommand(args []string, out io.Writer) error {
-	usage := "usage: otgate site check FILE\n       otgate site apply [-if-missing] [-dir " + site.DefaultStateDir + "] [-boot-config " + bootcfg.Path + "] [-identity-socket " + api.DefaultSocket + "] FILE"
+	usage := "usage: otgate site check FILE\n       otgate site apply [-if-missing] [-dir " + site.DefaultStateDir + "] [-boot-config " + bootcfg.Path + "] [-identity-socket " + api.DefaultSocket + "] [-no-reload] FILE"
 	if len(args) == 0 {
 		return fmt.Errorf("missing subcommand\n%s", usage)
 	}
@@ -32,6 +34,7 @@ func siteCommand(args []string, out io.Writer) error {
 	ifMissing := fs.Bool("if-missing", false, "apply: do nothing when a policy is already applied (first boot)")
 	bootConfig := fs.String("boot-config", bootcfg.Path, "apply: the gate's boot config (absent: not a gate, the policy is only stored)")
 	socket := fs.String("identity-socket", api.DefaultSocket, "apply: the identity service, which seals the data key for the next boot")
+	noReload := fs.Bool("no-reload", false, "apply: do not ask the running services to take the new policy (they still notice the file)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -48,8 +51,13 @@ func siteCommand(args []string, out io.Writer) error {
 		fmt.Fprintf(out, "site: %s is valid: %s\n", file, summary(s))
 		return nil
 	case "apply":
-		return applySite(out, file, applyTarget{dir: *dir, bootConfig: *bootConfig, socket: *socket,
-			initBinary: bootmeasure.InitBinary, cmdline: "/proc/cmdline"}, *ifMissing)
+		t := applyTarget{dir: *dir, bootConfig: *bootConfig, socket: *socket,
+			initBinary: bootmeasure.InitBinary, cmdline: "/proc/cmdline"}
+		if !*noReload {
+			sockets := policyreload.DefaultSockets()
+			t.services = &sockets
+		}
+		return applySite(out, file, t, *ifMissing)
 	}
 	return fmt.Errorf("unknown subcommand %q\n%s", args[0], usage)
 }
@@ -93,6 +101,11 @@ type applyTarget struct {
 	socket     string // identity service socket
 	// storeHook is a crash-test hook (nil in production).
 	storeHook atomicfile.Hook
+	// services are the running services told about a new policy after
+	// it is stored (nil: none, as with -no-reload); reloadWait bounds the
+	// wait for the file-watching ones (0: policyreload.DefaultWait).
+	services   *policyreload.Sockets
+	reloadWait time.Duration
 }
 
 // applySite stores file as the applied policy. With ifMissing an existing
@@ -122,15 +135,18 @@ func applySite(out io.Writer, file string, t applyTarget, ifMissing bool) error 
 		return err
 	}
 	if ifMissing {
-		err = storeDoc(t, doc)
-	} else {
-		err = storeAuthorized(out, t, doc)
+		if err := storeDoc(t, doc); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "site: applied %s from %s: %s -> %s\n", s.Name, file, summary(s), path)
+		return nil
 	}
-	if err != nil {
+	since := time.Now()
+	if err := storeAuthorized(out, t, doc); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "site: applied %s from %s: %s -> %s\n", s.Name, file, summary(s), path)
-	return nil
+	return reloadServices(out, t, doc, since)
 }
 
 func summary(s *site.Site) string {

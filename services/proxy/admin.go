@@ -113,7 +113,13 @@ func (a *AdminServer) handle(req adminapi.Request) adminapi.Response {
 	case adminapi.OpRevokeSerial:
 		n, err = s.RevokeSerial(req.User, req.Serial, why)
 	case adminapi.OpReload:
-		n, err = s.Reload()
+		if n, err = s.Reload(); err != nil {
+			s.cfg.Logf("proxy: admin reload (%s): %v", why, err)
+			break
+		}
+		src := s.Policy().Source
+		s.cfg.Logf("proxy: admin reload (%s): policy reloaded from %s, %d sessions ended", why, src, n)
+		return adminapi.Response{Ended: n, Policy: src}
 	case adminapi.OpUnlock:
 		err = s.Unlock(req.User)
 	case adminapi.OpUserAdd, adminapi.OpUserList, adminapi.OpUserDisable, adminapi.OpUserEnable,

@@ -60,6 +60,8 @@ type Response struct {
 	Users []User `cbor:"4,keyasint,omitempty"`
 	// Enrolment answers OpUserAdd and OpUserResetTOTP: shown once.
 	Enrolment *Enrolment `cbor:"5,keyasint,omitempty"`
+	// Policy names the policy in force after OpReload (its source).
+	Policy string `cbor:"6,keyasint,omitempty"`
 }
 
 // Session is one live session.
