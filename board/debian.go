@@ -49,10 +49,10 @@ var (
 		"nf_defrag_ipv6", "nft_log", "nf_log_syslog", "nft_limit",
 		"nft_reject", "nft_reject_inet", "nft_fib_inet", "nft_socket", "nfnetlink_log",
 	}
-	// xfrm_user: vishvananda/netlink's NewHandle() with no families opens
-	// an XFRM socket too and fails with "protocol not supported" without
-	// it (overlay, netconf); drop it once they ask for NETLINK_ROUTE only.
-	netModules    = []string{"8021q", "dummy", "xfrm_user"}
+	// No xfrm_user: overlay and netconf open their netlink handles for
+	// NETLINK_ROUTE only (a handle with no families named would open an
+	// XFRM socket too and fail without that module).
+	netModules    = []string{"8021q", "dummy"}
 	virtioModules = []string{
 		"virtio_pci", "virtio_net", "virtio_blk", "virtio_rng",
 	}

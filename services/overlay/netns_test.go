@@ -34,7 +34,7 @@ func newNetNS(t *testing.T) *netlink.Handle {
 	if err := netns.Set(orig); err != nil {
 		t.Fatalf("back to the original namespace: %v", err)
 	}
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE) // as the service opens it
 	if err != nil {
 		ns.Close()
 		t.Fatal(err)

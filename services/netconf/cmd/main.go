@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/otgate/otgate/services/netconf"
 	"github.com/otgate/otgate/site"
@@ -70,7 +71,9 @@ func main() {
 	cfg.Poll, cfg.Repair = *poll, *repair
 	cfg.BackoffMin, cfg.BackoffMax, cfg.RetryMin = *backoffMin, *backoffMax, *retryMin
 
-	h, err := netlink.NewHandle()
+	// Routing netlink only: a handle with no families named opens an XFRM
+	// socket too, which needs the xfrm_user module for nothing.
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		logger.Fatalf("netconf: netlink: %v", err)
 	}

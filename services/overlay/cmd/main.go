@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/otgate/otgate/services/overlay"
 	"github.com/otgate/otgate/services/overlay/alloc"
@@ -38,7 +39,9 @@ func main() {
 	}
 	logger := log.New(os.Stderr, "", log.LstdFlags)
 
-	h, err := netlink.NewHandle()
+	// Routing netlink only: a handle with no families named opens an XFRM
+	// socket too, which needs the xfrm_user module for nothing.
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		logger.Fatalf("overlay: netlink: %v", err)
 	}

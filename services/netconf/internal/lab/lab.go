@@ -15,6 +15,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // The tests build small labs of named network namespaces (ip netns),
@@ -49,7 +50,7 @@ func NewNS(t *testing.T, role string) *NS {
 	if err != nil {
 		t.Fatalf("open namespace %s: %v", name, err)
 	}
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE) // as the service opens it
 	if err != nil {
 		ns.Close()
 		t.Fatalf("netlink in %s: %v", name, err)
