@@ -131,6 +131,12 @@ type TPM struct {
 	// QEMUDevice is the QEMU front end: "tpm-tis" (x86) or
 	// "tpm-tis-device" (arm64 virt).
 	QEMUDevice string
+	// PCRs are the PCRs (SHA-256 bank) the firmware of this board measures
+	// that the identity's data key is sealed to, besides the PCR init
+	// extends with the boot measurement (15). Each board file says why it
+	// chose them (what its firmware measures there, and that the values
+	// are stable from boot to boot). Empty: only the boot measurement.
+	PCRs []int
 }
 
 // Perm names the persistent disk mounted at /perm.

@@ -1,6 +1,8 @@
 package image
 
 import (
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/otgate/otgate/board"
@@ -30,6 +32,7 @@ func bootConfig(b *board.Board, modules []string, rows []ServiceRow, debug, test
 		},
 		Perm:      bootcfg.Perm{Device: b.Perm.Device, FSType: b.Perm.FSType},
 		TPM:       b.TPM.Device,
+		TPMPCRs:   append([]int(nil), b.TPM.PCRs...),
 		Uplink:    b.Interface(board.Uplink),
 		CrashLoop: bootcfg.CrashLoop{Restarts: crashLoopRestarts, Window: crashLoopWindow},
 		StopGrace: stopGrace,
@@ -42,7 +45,25 @@ func bootConfig(b *board.Board, modules []string, rows []ServiceRow, debug, test
 		}
 	}
 	for _, r := range rows {
-		c.Services = append(c.Services, r.Service)
+		c.Services = append(c.Services, withBoardArgs(b, r.Service))
 	}
 	return c
+}
+
+// identityService is the identity row's name (services.go).
+const identityService = "identity"
+
+// withBoardArgs returns s with the arguments that depend on the board: the
+// identity service seals its data key to the board's PCRs (-pcrs). The
+// row's own Args are never modified (the table is shared by all boards).
+func withBoardArgs(b *board.Board, s bootcfg.Service) bootcfg.Service {
+	if s.Name != identityService || len(b.TPM.PCRs) == 0 {
+		return s
+	}
+	pcrs := make([]string, len(b.TPM.PCRs))
+	for i, p := range b.TPM.PCRs {
+		pcrs[i] = strconv.Itoa(p)
+	}
+	s.Args = append(append([]string(nil), s.Args...), "-pcrs", strings.Join(pcrs, ","))
+	return s
 }

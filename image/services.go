@@ -97,6 +97,9 @@ var TestServices = []ServiceRow{
 	// has configured both sides, and what a connection from the gate to
 	// the default site's PLC does as root and as the proxy.
 	netdumpRow(),
+	// pcrdump: the TPM's SHA-256 PCRs as this boot left them (after init's
+	// boot measurement), to compare boots and check a board's PCR choice.
+	testRow("pcrdump", false, bootcfg.ReadyExit, nil, "-mode=pcrs"),
 }
 
 // netdumpRow waits (up to 90 s: DHCP under TCG on a busy machine) for both

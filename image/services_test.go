@@ -102,3 +102,39 @@ func TestAddDefaultPolicy(t *testing.T) {
 		t.Fatalf("no default site: %v, %v", ok, err)
 	}
 }
+
+// The identity row seals to the board's PCRs: -pcrs is added per board
+// (and only when the board names some), the shared table is not changed,
+// and init's configuration carries the same list.
+func TestIdentityRowGetsBoardPCRs(t *testing.T) {
+	before := append([]string(nil), row(t, "identity").Args...)
+	for _, c := range []struct {
+		board string
+		want  string
+	}{{"generic-x86_64", "0,2,4,7"}, {"qemu-x86_64", ""}, {"qemu-aarch64", ""}} {
+		b, err := board.Lookup(c.board)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := bootConfig(b, nil, ProductionServices, false, false)
+		var id bootcfg.Service
+		for _, s := range cfg.Services {
+			if s.Name == "identity" {
+				id = s
+			}
+		}
+		if got := arg(id, "-pcrs"); got != c.want {
+			t.Errorf("board %s: identity -pcrs %q, want %q (args %v)", c.board, got, c.want, id.Args)
+		}
+		if !reflect.DeepEqual(cfg.TPMPCRs, b.TPM.PCRs) && (len(cfg.TPMPCRs) != 0 || len(b.TPM.PCRs) != 0) {
+			t.Errorf("board %s: boot config TPM PCRs %v, board %v", c.board, cfg.TPMPCRs, b.TPM.PCRs)
+		}
+	}
+	if after := row(t, "identity").Args; !reflect.DeepEqual(before, after) {
+		t.Errorf("the shared identity row changed: %v -> %v", before, after)
+	}
+	bad := bootConfig(&board.Board{Name: "x", TPM: board.TPM{PCRs: []int{7, 24}}}, nil, ProductionServices, false, false)
+	if err := bad.Validate(nil); err == nil || !strings.Contains(err.Error(), "PCR 24 is out of range") {
+		t.Errorf("PCR 24: %v", err)
+	}
+}

@@ -118,31 +118,6 @@ func TestAarch64Boot(t *testing.T) {
 	mustSee(t, vm, regexp.MustCompile(`^statusdump: steady\*\s+ready\b`))
 }
 
-// generic-x86_64: the UEFI disk image boots under OVMF to ready and finds
-// its persistent partition on the boot disk.
-func TestGenericUEFIBoot(t *testing.T) {
-	b, img := gatetest.Image(t, "generic-x86_64")
-	state := t.TempDir()
-	vm := qemu.StartT(t, b, img,
-		qemu.WithDisk(filepath.Join(state, "disk.img"), 0),
-		qemu.WithTPM(filepath.Join(state, "tpm")),
-		qemu.WithTimeout(5*time.Minute),
-	)
-	mustSee(t, vm, regexp.MustCompile(`^init: /perm mounted \(/dev/vda\d+, ext4, boot 1\)`))
-	t.Logf("uefi: %s", mustSee(t, vm, "init: ready ("))
-	ctx := gatetest.Context(t, 2*time.Minute)
-	if err := vm.Powerdown(ctx); err != nil {
-		t.Fatalf("powerdown: %v", err)
-	}
-	exit, err := vm.Wait(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !exit.CleanPowerOff() {
-		t.Fatalf("no clean power-off: %s\n%s", exit, vm.Tail(40))
-	}
-}
-
 // mustSee waits (up to three minutes: TCG on a loaded 2-core machine) for a
 // console line matching pattern (a prefix string or a regexp).
 func mustSee(t *testing.T, vm *qemu.VM, pattern any) string {

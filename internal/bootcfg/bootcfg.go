@@ -63,6 +63,9 @@ type Config struct {
 	TestHooks bool `cbor:"16,keyasint"`
 	// ImageID is the sha256 of the image inputs, for status and logs.
 	ImageID string `cbor:"17,keyasint"`
+	// TPMPCRs are the board's PCRs (SHA-256 bank) the identity's data key
+	// is sealed to, besides the boot measurement PCR (board.TPM.PCRs).
+	TPMPCRs []int `cbor:"18,keyasint,omitempty"`
 }
 
 // Watchdog is the device init pets.
@@ -162,6 +165,13 @@ func Load(path string) (*Config, error) {
 // cycles, known readiness kinds, and (when exists is not nil) that every
 // binary exists.
 func (c *Config) Validate(exists func(path string) bool) error {
+	seen := map[int]bool{}
+	for _, p := range c.TPMPCRs {
+		if p < 0 || p > 23 || seen[p] {
+			return fmt.Errorf("TPM PCRs %v: PCR %d is out of range 0-23 or listed twice", c.TPMPCRs, p)
+		}
+		seen[p] = true
+	}
 	byName := map[string]*Service{}
 	for i := range c.Services {
 		s := &c.Services[i]

@@ -17,6 +17,7 @@
 //	                    nftables tables, and for -probe ADDR:PORT whether a
 //	                    TCP connection from the gate gets through as root
 //	                    and as the proxy (uid and mark); exit 0
+//	-mode=pcrs          print the TPM's SHA-256 PCRs 0-23 from sysfs; exit 0
 //
 // -mode=status with -wait-for NAME first waits until that service has
 // settled (ready, done or failed).
@@ -94,8 +95,10 @@ func run(mode string, crashes int, state, socket string, wait time.Duration) err
 		os.Exit(bootcfg.ExitNoRestart)
 	case "netdump":
 		return netdump(wait)
+	case "pcrs":
+		return printPCRs()
 	}
-	return fmt.Errorf("unknown -mode %q (want steady, flaky, crash, status, hang-on-term, refuse or netdump)", mode)
+	return fmt.Errorf("unknown -mode %q (want steady, flaky, crash, status, hang-on-term, refuse, netdump or pcrs)", mode)
 }
 
 func steady(ignoreTerm bool) error {
