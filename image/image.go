@@ -156,7 +156,7 @@ func newConfig(opts []Option) (*config, error) {
 	if c.services == nil {
 		c.services = ProductionServices
 		if c.test {
-			c.services = append(append([]ServiceRow(nil), ProductionServices...), TestServices...)
+			c.services = append(append(testProductionRows(), TestServices...), TestPolicyServices...)
 		}
 		if c.demo {
 			c.services = append(append([]ServiceRow(nil), c.services...), DemoServices...)

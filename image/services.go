@@ -83,6 +83,24 @@ var ProductionServices = []ServiceRow{
 	proxyRow(),
 }
 
+// TestVLANAddress is the gate's address on the lab's VLAN 100 (eth1.100)
+// in test images only: netconf holds it until a site names a zone on that
+// VLAN (integration/vlan applies such a site); the default site has none,
+// so on other tests it only waits (a netconf warning).
+const TestVLANAddress = "eth1.100=10.77.100.1/24"
+
+// testProductionRows is ProductionServices as test images run them: the
+// netconf row also gets TestVLANAddress. The shared table is not changed.
+func testProductionRows() []ServiceRow {
+	rows := append([]ServiceRow(nil), ProductionServices...)
+	for i := range rows {
+		if rows[i].Service.Name == "netconf" {
+			rows[i].Service.Args = append(append([]string(nil), rows[i].Service.Args...), "-address", TestVLANAddress)
+		}
+	}
+	return rows
+}
+
 // testsvcBinary is the test service's binary in test images.
 const testsvcBinary = "/bin/otgate-testsvc"
 

@@ -16,7 +16,9 @@
 //	                    address, print every link with its addresses, the
 //	                    nftables tables, and for -probe ADDR:PORT whether a
 //	                    TCP connection from the gate gets through as root
-//	                    and as the proxy (uid and mark); exit 0
+//	                    and as the proxy (uid and mark); exit 0; the kernel
+//	                    command line's otgate.test.netdump_wait=IF,... and
+//	                    otgate.test.netdump_probe=ADDR:PORT,... add more
 //	-mode=pcrs          print the TPM's SHA-256 PCRs 0-23 from sysfs; exit 0
 //
 // -mode=status with -wait-for NAME first waits until that service has

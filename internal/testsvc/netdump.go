@@ -20,8 +20,15 @@ import (
 // netdump prints the gate's network state as seen from inside: links and
 // addresses, nftables tables, and what a connection to -probe does.
 func netdump(wait time.Duration) error {
+	waits, probes := netdumpHooks(readCmdline())
 	if waitAddr != "" {
-		if err := waitForAddresses(strings.Split(waitAddr, ","), wait); err != nil {
+		waits = append(strings.Split(waitAddr, ","), waits...)
+	}
+	if probe != "" {
+		probes = append([]string{probe}, probes...)
+	}
+	if len(waits) > 0 {
+		if err := waitForAddresses(waits, wait); err != nil {
 			fmt.Printf("testsvc: netdump: %v\n", err)
 		}
 	}
@@ -76,7 +83,7 @@ func netdump(wait time.Duration) error {
 		}
 		fmt.Printf("testsvc: nft table %s %s chains %s\n", family(t.Family), t.Name, strings.Join(names, ","))
 	}
-	if probe != "" {
+	for _, probe := range probes {
 		fmt.Printf("testsvc: probe %s as root: %s\n", probe, dialAs(probe, 0, 0))
 		fmt.Printf("testsvc: probe %s as the proxy (uid %d, mark %#x): %s\n", probe, baseline.ProxyUID, baseline.ProxyMark,
 			dialAs(probe, baseline.ProxyUID, baseline.ProxyMark))
@@ -187,4 +194,30 @@ func policyName(p nftables.ChainPolicy) string {
 		return "drop"
 	}
 	return "accept"
+}
+
+// Kernel command-line hooks of netdump (test images only, like the
+// service): more interfaces to wait for and more ADDR:PORT to probe, each
+// comma-separated, on top of -wait-addr and -probe.
+const (
+	hookNetdumpWait  = "otgate.test.netdump_wait"
+	hookNetdumpProbe = "otgate.test.netdump_probe"
+)
+
+func netdumpHooks(cmdline string) (waits, probes []string) {
+	for _, f := range strings.Fields(cmdline) {
+		k, v, _ := strings.Cut(f, "=")
+		switch {
+		case k == hookNetdumpWait && v != "":
+			waits = append(waits, strings.Split(v, ",")...)
+		case k == hookNetdumpProbe && v != "":
+			probes = append(probes, strings.Split(v, ",")...)
+		}
+	}
+	return waits, probes
+}
+
+func readCmdline() string {
+	b, _ := readFile("/proc/cmdline")
+	return b
 }

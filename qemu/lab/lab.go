@@ -56,6 +56,9 @@ type Lab struct {
 	mu     sync.Mutex
 	taps   map[board.Role]*os.File
 	closed bool
+	// extra namespaces (VLAN access ports) and the relays to stop first.
+	extra []*Namespace
+	stops []func()
 }
 
 // New builds the lab. The context bounds the set-up only. On error nothing
@@ -223,13 +226,16 @@ func (l *Lab) Close() error {
 		return nil
 	}
 	l.closed = true
+	for _, stop := range l.stops {
+		stop()
+	}
 	var errs []error
 	for _, f := range l.taps {
 		if err := f.Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	for _, n := range []*Namespace{l.Plant, l.Uplink} {
+	for _, n := range append(l.extra, l.Plant, l.Uplink) {
 		if n != nil {
 			errs = append(errs, n.close())
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/otgate/otgate/site"
@@ -120,7 +121,9 @@ func MakePlan(uplink string, downlinks []string, addrs Addresses, zones []site.Z
 	for _, n := range names {
 		lp, ok := p.Link(n)
 		if !ok {
-			if len(zones) == 0 && !isDown[n] {
+			// A VLAN interface of a downlink (eth1.100) may get its gate
+			// address before the policy names a zone on that VLAN.
+			if !isDown[n] && (len(zones) == 0 || isDown[vlanParent(n)]) {
 				p.Warnings = append(p.Warnings, fmt.Sprintf("address for %s waits for a zone naming that VLAN interface", n))
 				continue
 			}
@@ -165,6 +168,16 @@ func MakePlan(uplink string, downlinks []string, addrs Addresses, zones []site.Z
 		}
 	}
 	return p, nil
+}
+
+// vlanParent is the parent of a VLAN interface name "parent.vid" (vid
+// 1-4094), or "".
+func vlanParent(name string) string {
+	parent, vid, ok := strings.Cut(name, ".")
+	if n, err := strconv.Atoi(vid); !ok || err != nil || n < 1 || n > 4094 || strconv.Itoa(n) != vid {
+		return ""
+	}
+	return parent
 }
 
 // zoneIfName is the interface a zone lives on (parent.vlan for a VLAN).

@@ -63,8 +63,10 @@ func TestMakePlanErrors(t *testing.T) {
 		{"downlink twice", []string{"eth1", "eth1"}, nil, nil, "downlink eth1 listed twice"},
 		{"address outside its zone", []string{"eth1"}, Addresses{"eth1": pfx("10.2.0.1/24")}, []site.Zone{zone("z", "eth1", 0, "10.1.0.0/24")},
 			"gate address 10.2.0.1/24 on eth1 is in no zone subnet of that interface (zones: z 10.1.0.0/24)"},
-		{"address on nothing", []string{"eth1"}, Addresses{"eth1.5": pfx("10.2.0.1/24")}, []site.Zone{zone("z", "eth1", 0, "10.1.0.0/24")},
-			"address for eth1.5: not a downlink (eth1) nor the VLAN interface of a zone"},
+		{"address on nothing", []string{"eth1"}, Addresses{"eth2.5": pfx("10.2.0.1/24")}, []site.Zone{zone("z", "eth1", 0, "10.1.0.0/24")},
+			"address for eth2.5: not a downlink (eth1) nor the VLAN interface of a zone"},
+		{"address on a bad VLAN name", []string{"eth1"}, Addresses{"eth1.4095": pfx("10.2.0.1/24")}, []site.Zone{zone("z", "eth1", 0, "10.1.0.0/24")},
+			"address for eth1.4095: not a downlink (eth1) nor the VLAN interface of a zone"},
 		{"overlapping addresses", []string{"eth1", "eth2"}, Addresses{"eth1": pfx("10.1.0.1/24"), "eth2": pfx("10.1.0.2/16")}, nil,
 			"gate address 10.1.0.2/16 on eth2 overlaps 10.1.0.1/24 on eth1"},
 		{"VLAN name too long", []string{"enp0s31f6abcd"}, nil, []site.Zone{zone("z", "enp0s31f6abcd", 4000, "10.1.0.0/24")}, `zone "z": VLAN 4000 on enp0s31f6abcd: bad interface name`},
@@ -96,5 +98,21 @@ func TestParseDownlink(t *testing.T) {
 		if _, err := ParseDownlink(in); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %q", in, err, want)
 		}
+	}
+}
+
+// A gate address for a VLAN of a downlink that no zone names yet waits
+// (a warning), and nothing is created for it.
+func TestMakePlanAddressWaitsForVLANZone(t *testing.T) {
+	addrs := Addresses{"eth1": pfx("10.77.0.1/24"), "eth1.100": pfx("10.77.100.1/24")}
+	p, err := MakePlan("eth0", []string{"eth1"}, addrs, []site.Zone{zone("cell-1", "eth1", 0, "10.77.0.0/24")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := p.Link("eth1.100"); ok || len(p.Links) != 1 {
+		t.Errorf("links %+v; want eth1 only", p.Links)
+	}
+	if len(p.Warnings) != 1 || p.Warnings[0] != "address for eth1.100 waits for a zone naming that VLAN interface" {
+		t.Errorf("warnings %q", p.Warnings)
 	}
 }
