@@ -225,6 +225,12 @@ func build(ctx context.Context, b *board.Board, c *config) (m *Manifest, err err
 	if _, err := addDefaultPolicy(tree, c.sourceDir, time.Now()); err != nil {
 		return nil, fmt.Errorf("board %s: %w", b.Name, err)
 	}
+	if c.test {
+		if err := addTestPolicy(tree); err != nil {
+			return nil, fmt.Errorf("board %s: %w", b.Name, err)
+		}
+		srcFiles = append(srcFiles, testSiteSource)
+	}
 	var demo *DemoCredentials
 	if c.demo {
 		if demo, err = addDemo(tree, time.Now()); err != nil {
