@@ -35,23 +35,23 @@ func TestX86Lifecycle(t *testing.T) {
 		qemu.WithTimeout(5*time.Minute),
 	)
 	ctx := gatetest.Context(t, 4*time.Minute)
-	mustSee(t, vm, `init: /perm mounted (/dev/vda, ext4, boot 1)`)
-	ready := mustSee(t, vm, "init: ready (")
+	gatetest.MustSee(t, vm, `init: /perm mounted (/dev/vda, ext4, boot 1)`)
+	ready := gatetest.MustSee(t, vm, "init: ready (")
 	t.Logf("boot 1: %s", ready)
 
 	// Back-off: flaky crashes twice, each restart delay doubles, then it runs.
-	mustSee(t, vm, "init: flaky exited (status 1), restart 1 in 250ms")
-	mustSee(t, vm, "init: flaky exited (status 1), restart 2 in 500ms")
-	mustSee(t, vm, regexp.MustCompile(`^init: flaky ready \(`))
+	gatetest.MustSee(t, vm, "init: flaky exited (status 1), restart 1 in 250ms")
+	gatetest.MustSee(t, vm, "init: flaky exited (status 1), restart 2 in 500ms")
+	gatetest.MustSee(t, vm, regexp.MustCompile(`^init: flaky ready \(`))
 	// Crash loop: crashloop is given up on; steady keeps running.
-	mustSee(t, vm, regexp.MustCompile(`^init: crashloop: crash loop \(5 restarts in 30s\), marked failed$`))
+	gatetest.MustSee(t, vm, regexp.MustCompile(`^init: crashloop: crash loop \(5 restarts in 30s\), marked failed$`))
 
 	// The status socket, read on the device by the test service through
 	// the same client `otgate status` uses.
 	// statusdump prints it 20 s after start, once the crash loop is over.
-	mustSee(t, vm, "statusdump: testsvc: status")
+	gatetest.MustSee(t, vm, "statusdump: testsvc: status")
 	for _, row := range []string{`steady\*\s+ready`, `flaky\s+ready`, `crashloop\s+failed`, `identity\s+\S+`} {
-		t.Logf("status row: %s", mustSee(t, vm, regexp.MustCompile(`^statusdump: `+row+`\b`)))
+		t.Logf("status row: %s", gatetest.MustSee(t, vm, regexp.MustCompile(`^statusdump: `+row+`\b`)))
 	}
 
 	// Nothing else died meanwhile.
@@ -75,7 +75,7 @@ func TestX86Lifecycle(t *testing.T) {
 	if !sameOrder(stops, want) {
 		t.Errorf("stop order %v, want %v (reverse of start order) as a subsequence", stops, want)
 	}
-	mustSee(t, vm, "init: powering off")
+	gatetest.MustSee(t, vm, "init: powering off")
 
 	// Boot 2: same disk, same TPM; the watchdog test hook stops petting.
 	vm2 := qemu.StartT(t, b, img,
@@ -85,9 +85,9 @@ func TestX86Lifecycle(t *testing.T) {
 		qemu.WithCmdline("otgate.test.stop_watchdog=1"),
 		qemu.WithTimeout(5*time.Minute),
 	)
-	mustSee(t, vm2, `init: /perm mounted (/dev/vda, ext4, boot 2)`)
-	mustSee(t, vm2, "init: ready (")
-	mustSee(t, vm2, "init: test hook: watchdog petting stopped")
+	gatetest.MustSee(t, vm2, `init: /perm mounted (/dev/vda, ext4, boot 2)`)
+	gatetest.MustSee(t, vm2, "init: ready (")
+	gatetest.MustSee(t, vm2, "init: test hook: watchdog petting stopped")
 	exit2, err := vm2.Wait(ctx)
 	if err != nil {
 		t.Fatalf("wait for watchdog: %v", err)
@@ -113,21 +113,9 @@ func TestAarch64Boot(t *testing.T) {
 		qemu.WithTPM(filepath.Join(state, "tpm")),
 		qemu.WithTimeout(5*time.Minute),
 	)
-	mustSee(t, vm, `init: /perm mounted (/dev/vda, ext4, boot 1)`)
-	t.Logf("arm64: %s", mustSee(t, vm, "init: ready ("))
-	mustSee(t, vm, regexp.MustCompile(`^statusdump: steady\*\s+ready\b`))
-}
-
-// mustSee waits (up to three minutes: TCG on a loaded 2-core machine) for a
-// console line matching pattern (a prefix string or a regexp).
-func mustSee(t *testing.T, vm *qemu.VM, pattern any) string {
-	t.Helper()
-	ctx := gatetest.Context(t, 3*time.Minute)
-	line, err := vm.WaitFor(ctx, pattern)
-	if err != nil {
-		t.Fatalf("waiting for %v: %v\nconsole tail:\n%s", pattern, err, vm.Tail(60))
-	}
-	return line
+	gatetest.MustSee(t, vm, `init: /perm mounted (/dev/vda, ext4, boot 1)`)
+	t.Logf("arm64: %s", gatetest.MustSee(t, vm, "init: ready ("))
+	gatetest.MustSee(t, vm, regexp.MustCompile(`^statusdump: steady\*\s+ready\b`))
 }
 
 func find(vm *qemu.VM, re *regexp.Regexp) string {

@@ -40,17 +40,17 @@ func TestGenericUEFIBoot(t *testing.T) {
 	}
 
 	vm := qemu.StartT(t, b, img, opts...)
-	mustSee(t, vm, regexp.MustCompile(`^init: /perm mounted \(/dev/vda\d+, ext4, boot 1\)`))
-	t.Logf("uefi: %s", mustSee(t, vm, "init: ready ("))
-	mustSee(t, vm, "identity: identity: first boot: ")
-	mustSee(t, vm, "init: trust done (")
+	gatetest.MustSee(t, vm, regexp.MustCompile(`^init: /perm mounted \(/dev/vda\d+, ext4, boot 1\)`))
+	t.Logf("uefi: %s", gatetest.MustSee(t, vm, "init: ready ("))
+	gatetest.MustSee(t, vm, "identity: identity: first boot: ")
+	gatetest.MustSee(t, vm, "init: trust done (")
 	boot1 := pcrs(t, vm)
 	for _, p := range append(slices.Clone(b.TPM.PCRs), 15) {
 		if v := boot1[p]; v == "" || strings.Trim(v, "0") == "" || strings.Trim(v, "f") == "" {
 			t.Errorf("boot 1: PCR %d = %q; a sealed PCR must hold a measurement", p, v)
 		}
 	}
-	powerOff(t, vm)
+	gatetest.PowerOff(t, vm)
 
 	// The seal on the disk names the board's PCRs plus 15, with the
 	// values the first boot had.
@@ -66,9 +66,9 @@ func TestGenericUEFIBoot(t *testing.T) {
 	}
 
 	vm = qemu.StartT(t, b, img, opts...)
-	mustSee(t, vm, regexp.MustCompile(`^init: /perm mounted \(/dev/vda\d+, ext4, boot 2\)`))
-	mustSee(t, vm, "trust: trust: ")
-	mustSee(t, vm, "init: trust done (")
+	gatetest.MustSee(t, vm, regexp.MustCompile(`^init: /perm mounted \(/dev/vda\d+, ext4, boot 2\)`))
+	gatetest.MustSee(t, vm, "trust: trust: ")
+	gatetest.MustSee(t, vm, "init: trust done (")
 	boot2 := pcrs(t, vm)
 	for _, p := range want {
 		if boot2[int(p)] != boot1[int(p)] {
@@ -81,7 +81,7 @@ func TestGenericUEFIBoot(t *testing.T) {
 		}
 	}
 	t.Logf("boot 2 of the same disk and TPM: not in quarantine, PCRs %v stable", want)
-	powerOff(t, vm)
+	gatetest.PowerOff(t, vm)
 }
 
 var pcrRE = regexp.MustCompile(`^pcrdump: testsvc: pcr sha256 (\d+) ([0-9a-f]{64})$`)
@@ -89,7 +89,7 @@ var pcrRE = regexp.MustCompile(`^pcrdump: testsvc: pcr sha256 (\d+) ([0-9a-f]{64
 // pcrs reads the pcrdump service's lines: PCR index -> hex value.
 func pcrs(t *testing.T, vm *qemu.VM) map[int]string {
 	t.Helper()
-	mustSee(t, vm, "pcrdump: testsvc: pcrs end")
+	gatetest.MustSee(t, vm, "pcrdump: testsvc: pcrs end")
 	out := map[int]string{}
 	for _, l := range vm.Lines() {
 		if m := pcrRE.FindStringSubmatch(l); m != nil {
@@ -149,19 +149,4 @@ func uintPCRs(b *board.Board) []uint {
 		out = append(out, uint(p))
 	}
 	return out
-}
-
-func powerOff(t *testing.T, vm *qemu.VM) {
-	t.Helper()
-	ctx := gatetest.Context(t, 2*time.Minute)
-	if err := vm.Powerdown(ctx); err != nil {
-		t.Fatalf("powerdown: %v", err)
-	}
-	exit, err := vm.Wait(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !exit.CleanPowerOff() {
-		t.Fatalf("no clean power-off: %s\n%s", exit, vm.Tail(40))
-	}
 }

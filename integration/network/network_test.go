@@ -5,7 +5,6 @@
 package network
 
 import (
-	"context"
 	"errors"
 	"net"
 	"os/exec"
@@ -45,8 +44,8 @@ func TestGateOnTheLabNetwork(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	startDHCPServer(t, l)
-	plc := listen(t, l.Plant, plcAddr)
+	gatetest.StartDHCPServer(t, l)
+	plc := gatetest.Listen(t, l.Plant, plcAddr)
 
 	state := t.TempDir()
 	vm := qemu.StartT(t, b, img,
@@ -55,13 +54,13 @@ func TestGateOnTheLabNetwork(t *testing.T) {
 		qemu.WithTPM(filepath.Join(state, "tpm")),
 		qemu.WithTimeout(6*time.Minute),
 	)
-	mustSee(t, vm, "init: firewall: baseline deny ruleset installed before any interface is up (uplink eth0: tcp 8443, dhcp; downlinks eth1")
-	t.Logf("boot: %s", mustSee(t, vm, "init: ready ("))
+	gatetest.MustSee(t, vm, "init: firewall: baseline deny ruleset installed before any interface is up (uplink eth0: tcp 8443, dhcp; downlinks eth1")
+	t.Logf("boot: %s", gatetest.MustSee(t, vm, "init: ready ("))
 	for _, svc := range []string{"policy done", "segment ready", "overlay ready", "netconf ready", "identity ready", "trust done"} {
-		mustSee(t, vm, "init: "+svc+" (")
+		gatetest.MustSee(t, vm, "init: "+svc+" (")
 	}
-	mustSee(t, vm, regexp.MustCompile(`^policy: site: applied demo-plant from /etc/otgate/site.cbor: 1 zones, 2 assets`))
-	mustSee(t, vm, regexp.MustCompile(`^segment: segment: ready: 2 assets, 0 exceptions`))
+	gatetest.MustSee(t, vm, regexp.MustCompile(`^policy: site: applied demo-plant from /etc/otgate/site.cbor: 1 zones, 2 assets`))
+	gatetest.MustSee(t, vm, regexp.MustCompile(`^segment: segment: ready: 2 assets, 0 exceptions`))
 
 	// Order: modules, then the baseline, then the first interface up.
 	lines := vm.Lines()
@@ -75,31 +74,31 @@ func TestGateOnTheLabNetwork(t *testing.T) {
 	}
 
 	// The uplink is configured by DHCP from the lab.
-	mustSee(t, vm, regexp.MustCompile(`^netconf: .*netconf: event .* lease on eth0 ip `+regexp.QuoteMeta(lab.GateUplinkIP)+`/24: server 192\.0\.2\.1`))
+	gatetest.MustSee(t, vm, regexp.MustCompile(`^netconf: .*netconf: event .* lease on eth0 ip `+regexp.QuoteMeta(lab.GateUplinkIP)+`/24: server 192\.0\.2\.1`))
 
 	// Overlay: the PLC's endpoint is allocated and sits on the gate's
 	// overlay interface.
-	alloc := mustSee(t, vm, regexp.MustCompile(`^overlay: .*overlay: plc-tank \(zone cell-1\) -> (100\.64\.\d+\.\d+)$`))
+	alloc := gatetest.MustSee(t, vm, regexp.MustCompile(`^overlay: .*overlay: plc-tank \(zone cell-1\) -> (100\.64\.\d+\.\d+)$`))
 	endpoint := regexp.MustCompile(`(100\.64\.\d+\.\d+)$`).FindString(alloc)
-	mustSee(t, vm, "netdump: testsvc: netdump")
-	link := mustSee(t, vm, regexp.MustCompile(`^netdump: testsvc: link otg-overlay `))
+	gatetest.MustSee(t, vm, "netdump: testsvc: netdump")
+	link := gatetest.MustSee(t, vm, regexp.MustCompile(`^netdump: testsvc: link otg-overlay `))
 	if !strings.Contains(link, " "+endpoint+"/32") {
 		t.Errorf("overlay endpoint %s of plc-tank is not on the gate's overlay interface: %q", endpoint, link)
 	}
-	mustSee(t, vm, regexp.MustCompile(`^netdump: testsvc: link eth0 device up `+regexp.QuoteMeta(lab.GateUplinkIP)+`/24`))
-	mustSee(t, vm, regexp.MustCompile(`^netdump: testsvc: link eth1 device up `+regexp.QuoteMeta(lab.GateDownlinkIP)+`/24`))
-	mustSee(t, vm, regexp.MustCompile(`^netdump: testsvc: nft table inet otgate chains .*forward\(forward, drop\)`))
-	mustSee(t, vm, "netdump: testsvc: sysctl net.ipv4.ip_forward=0")
+	gatetest.MustSee(t, vm, regexp.MustCompile(`^netdump: testsvc: link eth0 device up `+regexp.QuoteMeta(lab.GateUplinkIP)+`/24`))
+	gatetest.MustSee(t, vm, regexp.MustCompile(`^netdump: testsvc: link eth1 device up `+regexp.QuoteMeta(lab.GateDownlinkIP)+`/24`))
+	gatetest.MustSee(t, vm, regexp.MustCompile(`^netdump: testsvc: nft table inet otgate chains .*forward\(forward, drop\)`))
+	gatetest.MustSee(t, vm, "netdump: testsvc: sysctl net.ipv4.ip_forward=0")
 
 	// On the gate: root is dropped toward the PLC, the proxy's identity
 	// gets through (the policy's per-asset allow is in force).
-	asRoot := mustSee(t, vm, "netdump: testsvc: probe "+plcAddr+" as root: ")
-	asProxy := mustSee(t, vm, "netdump: testsvc: probe "+plcAddr+" as the proxy ")
+	asRoot := gatetest.MustSee(t, vm, "netdump: testsvc: probe "+plcAddr+" as root: ")
+	asProxy := gatetest.MustSee(t, vm, "netdump: testsvc: probe "+plcAddr+" as the proxy ")
 	if !strings.Contains(asRoot, "blocked") || !strings.HasSuffix(asProxy, ": connected") {
 		t.Errorf("from the gate: %q, %q; want root blocked and the proxy connected", asRoot, asProxy)
 	}
-	mustSee(t, vm, "netdump: testsvc: netdump end")
-	if n := plc.accepted(); n < 1 {
+	gatetest.MustSee(t, vm, "netdump: testsvc: netdump end")
+	if n := plc.Accepted(); n < 1 {
 		t.Errorf("the PLC saw %d connections; the proxy's probe should have reached it", n)
 	}
 
@@ -108,78 +107,28 @@ func TestGateOnTheLabNetwork(t *testing.T) {
 	// in the ruleset: connected, or refused while nothing listens) and
 	// drops the rest, but never forwards.
 	addRoute(t, l, lab.PlantPrefix, lab.GateUplinkIP)
-	before := plc.accepted()
-	if err := dial(l.Uplink, lab.GateUplinkIP+":8443"); err != nil && !isRefused(err) {
+	before := plc.Accepted()
+	if err := gatetest.Dial(l.Uplink, lab.GateUplinkIP+":8443"); err != nil && !isRefused(err) {
 		t.Errorf("uplink -> gate tcp/8443: %v; want an answer (connected or refused): the gate's listener port is open", err)
 	}
-	if err := dial(l.Uplink, lab.GateUplinkIP+":22"); err == nil || isRefused(err) {
+	if err := gatetest.Dial(l.Uplink, lab.GateUplinkIP+":22"); err == nil || isRefused(err) {
 		t.Errorf("uplink -> gate tcp/22: %v; want a silent drop (timeout)", err)
 	}
-	if err := dial(l.Uplink, plcAddr); err == nil {
+	if err := gatetest.Dial(l.Uplink, plcAddr); err == nil {
 		t.Errorf("uplink -> PLC %s through the gate: connected; the gate must never forward", plcAddr)
 	} else {
 		t.Logf("uplink -> PLC through the gate: %v", err)
 	}
-	if n := plc.accepted(); n != before {
+	if n := plc.Accepted(); n != before {
 		t.Errorf("the PLC accepted %d connections from the uplink side", n-before)
 	}
 	// The PLC itself is up: the plant reaches it.
-	if err := dial(l.Plant, plcAddr); err != nil {
+	if err := gatetest.Dial(l.Plant, plcAddr); err != nil {
 		t.Errorf("plant -> PLC: %v (the asset is not listening; the checks above prove nothing)", err)
 	}
 
-	powerOff(t, vm)
+	gatetest.PowerOff(t, vm)
 }
-
-// startDHCPServer serves the gate's uplink address from the lab namespace.
-func startDHCPServer(t *testing.T, l *lab.Lab) {
-	t.Helper()
-	dir := t.TempDir()
-	cmd := l.Uplink.Command("dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
-		"--interface="+lab.UplinkTap, "--bind-interfaces", "--user=root", "--group=root",
-		"--dhcp-range="+lab.GateUplinkIP+","+lab.GateUplinkIP+",255.255.255.0,1h",
-		"--dhcp-option=option:router,192.0.2.1", "--dhcp-authoritative", "--no-ping",
-		"--dhcp-leasefile="+filepath.Join(dir, "leases"), "--pid-file="+filepath.Join(dir, "pid"))
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("dnsmasq: %v", err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("dnsmasq output:\n%s", out.String())
-		}
-	})
-}
-
-// plcListener is the asset: a TCP listener in the plant that counts the
-// connections it accepts.
-type plcListener struct{ n chan struct{} }
-
-func listen(t *testing.T, ns *lab.Namespace, addr string) *plcListener {
-	t.Helper()
-	ln, err := ns.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	p := &plcListener{n: make(chan struct{}, 1000)}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.n <- struct{}{}
-			c.Close()
-		}
-	}()
-	return p
-}
-
-func (p *plcListener) accepted() int { return len(p.n) }
 
 func addRoute(t *testing.T, l *lab.Lab, prefix, via string) {
 	t.Helper()
@@ -195,16 +144,6 @@ func addRoute(t *testing.T, l *lab.Lab, prefix, via string) {
 	}
 }
 
-func dial(ns *lab.Namespace, addr string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	c, err := ns.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return err
-	}
-	return c.Close()
-}
-
 func isRefused(err error) bool {
 	return err != nil && errors.Is(err, syscall.ECONNREFUSED)
 }
@@ -216,31 +155,4 @@ func index(lines []string, re *regexp.Regexp) int {
 		}
 	}
 	return -1
-}
-
-// mustSee waits (up to three minutes: TCG on a loaded 2-core machine) for a
-// console line matching pattern (a prefix string or a regexp).
-func mustSee(t *testing.T, vm *qemu.VM, pattern any) string {
-	t.Helper()
-	ctx := gatetest.Context(t, 3*time.Minute)
-	line, err := vm.WaitFor(ctx, pattern)
-	if err != nil {
-		t.Fatalf("waiting for %v: %v\nconsole tail:\n%s", pattern, err, vm.Tail(60))
-	}
-	return line
-}
-
-func powerOff(t *testing.T, vm *qemu.VM) {
-	t.Helper()
-	ctx := gatetest.Context(t, 2*time.Minute)
-	if err := vm.Powerdown(ctx); err != nil {
-		t.Fatalf("powerdown: %v", err)
-	}
-	exit, err := vm.Wait(ctx)
-	if err != nil {
-		t.Fatalf("wait: %v", err)
-	}
-	if !exit.CleanPowerOff() {
-		t.Fatalf("no clean power-off: %s\n%s", exit, vm.Tail(40))
-	}
 }

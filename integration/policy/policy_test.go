@@ -48,66 +48,66 @@ func TestApplyOnARunningGate(t *testing.T) {
 	// Boot 1: the default policy, then the change applied while running.
 	start := time.Now()
 	vm := qemu.StartT(t, b, img, append(opts, qemu.WithCmdline("otgate.test.apply_site="+image.TestSiteFile))...)
-	measured1 := submatch(t, vm, measuredRE)
-	mustSee(t, vm, regexp.MustCompile(`^segment: segment: enforcing policy /perm/policy/applied\.cbor from site\.yaml \(`))
-	mustSee(t, vm, "testapply: testapply: test hook: otgate site apply "+image.TestSiteFile)
-	sealed := mustSee(t, vm, regexp.MustCompile(`^testapply: site: data key sealed for the next boot \(measurement [0-9a-f]{16}\)`))
-	mustSee(t, vm, regexp.MustCompile(`^testapply: site: applied demo-plant from `+regexp.QuoteMeta(image.TestSiteFile)+`: 1 zones, 3 assets, 0 exceptions`))
+	measured1 := gatetest.Submatch(t, vm, measuredRE)
+	gatetest.MustSee(t, vm, regexp.MustCompile(`^segment: segment: enforcing policy /perm/policy/applied\.cbor from site\.yaml \(`))
+	gatetest.MustSee(t, vm, "testapply: testapply: test hook: otgate site apply "+image.TestSiteFile)
+	sealed := gatetest.MustSee(t, vm, regexp.MustCompile(`^testapply: site: data key sealed for the next boot \(measurement [0-9a-f]{16}\)`))
+	gatetest.MustSee(t, vm, regexp.MustCompile(`^testapply: site: applied demo-plant from `+regexp.QuoteMeta(image.TestSiteFile)+`: 1 zones, 3 assets, 0 exceptions`))
 	for _, want := range []string{
 		`^testapply: site: proxy: reloaded: decides by /perm/policy/applied\.cbor \(site-2\.yaml\); 0 live sessions ended`,
 		`^testapply: site: segment: reloaded: ruleset .*policy file changed`,
 		`^testapply: site: overlay: reloaded: serves policy sha256 [0-9a-f]{12}: 3 overlay addresses`,
 		`^testapply: site: netconf: reloaded: configured for policy sha256 [0-9a-f]{12}: `,
 	} {
-		t.Logf("boot 1: %s", mustSee(t, vm, regexp.MustCompile(want)))
+		t.Logf("boot 1: %s", gatetest.MustSee(t, vm, regexp.MustCompile(want)))
 	}
-	mustSee(t, vm, "testapply: testapply: APPLIED "+image.TestSiteFile)
+	gatetest.MustSee(t, vm, "testapply: testapply: APPLIED "+image.TestSiteFile)
 	// The services' own words.
-	mustSee(t, vm, "proxy: proxy: admin reload (otgate site apply): policy reloaded from /perm/policy/applied.cbor (site-2.yaml), 0 sessions ended")
-	mustSee(t, vm, regexp.MustCompile(`^segment: segment: policy file changed: now enforcing policy /perm/policy/applied\.cbor from site-2\.yaml \(sha256 [0-9a-f]{12}\): 3 assets`))
-	mustSee(t, vm, regexp.MustCompile(`^overlay: .*overlay: rtu-2 \(zone cell-1\) -> 100\.64\.`))
+	gatetest.MustSee(t, vm, "proxy: proxy: admin reload (otgate site apply): policy reloaded from /perm/policy/applied.cbor (site-2.yaml), 0 sessions ended")
+	gatetest.MustSee(t, vm, regexp.MustCompile(`^segment: segment: policy file changed: now enforcing policy /perm/policy/applied\.cbor from site-2\.yaml \(sha256 [0-9a-f]{12}\): 3 assets`))
+	gatetest.MustSee(t, vm, regexp.MustCompile(`^overlay: .*overlay: rtu-2 \(zone cell-1\) -> 100\.64\.`))
 	t.Logf("boot 1: %s; applied and reloaded after %s", sealed, time.Since(start).Round(time.Second))
-	powerOff(t, vm)
+	gatetest.PowerOff(t, vm)
 
 	// Boot 2: the new policy measured, unsealed from the next-boot slot.
 	start = time.Now()
 	vm = qemu.StartT(t, b, img, opts...)
-	measured2 := submatch(t, vm, measuredRE)
+	measured2 := gatetest.Submatch(t, vm, measuredRE)
 	if measured2 == measured1 {
 		t.Errorf("boot 2 measured %s like boot 1: the applied policy must change the measurement", measured2)
 	}
 	if !strings.Contains(sealed, measured2) {
 		t.Errorf("boot 2 measured %s, the apply predicted %q", measured2, sealed)
 	}
-	mustSee(t, vm, regexp.MustCompile(`^identity: .*authorized configuration change: the data key unsealed from the next-boot slot`))
-	mustSee(t, vm, "init: trust done (")
-	mustSee(t, vm, regexp.MustCompile(`^segment: segment: enforcing policy /perm/policy/applied\.cbor from site-2\.yaml \(sha256 [0-9a-f]{12}\)`))
-	mustSee(t, vm, regexp.MustCompile(`^proxy: otgate-proxy: listening on \S+:8443`))
-	mustSee(t, vm, "testapply: testapply: no otgate.test.apply_site hook; nothing applied")
-	t.Logf("boot 2: %s after %s", mustSee(t, vm, "init: ready ("), time.Since(start).Round(time.Second))
+	gatetest.MustSee(t, vm, regexp.MustCompile(`^identity: .*authorized configuration change: the data key unsealed from the next-boot slot`))
+	gatetest.MustSee(t, vm, "init: trust done (")
+	gatetest.MustSee(t, vm, regexp.MustCompile(`^segment: segment: enforcing policy /perm/policy/applied\.cbor from site-2\.yaml \(sha256 [0-9a-f]{12}\)`))
+	gatetest.MustSee(t, vm, regexp.MustCompile(`^proxy: otgate-proxy: listening on \S+:8443`))
+	gatetest.MustSee(t, vm, "testapply: testapply: no otgate.test.apply_site hook; nothing applied")
+	t.Logf("boot 2: %s after %s", gatetest.MustSee(t, vm, "init: ready ("), time.Since(start).Round(time.Second))
 	for _, l := range vm.Lines() {
 		if strings.Contains(l, "QUARANTINE") {
 			t.Errorf("boot 2 after an authorized apply: %q", l)
 		}
 	}
-	powerOff(t, vm)
+	gatetest.PowerOff(t, vm)
 
 	// Boot 3: the stored policy edited offline (the default site written
 	// back): no next-boot slot matches, quarantine, the proxy stays down.
 	writeBackDefault(t, gatetest.RepoRoot(t), disk, state)
 	start = time.Now()
 	vm = qemu.StartT(t, b, img, opts...)
-	if m := submatch(t, vm, measuredRE); m == measured2 {
+	if m := gatetest.Submatch(t, vm, measuredRE); m == measured2 {
 		t.Errorf("boot 3 measured %s like boot 2 despite the offline edit", m)
 	}
-	mustSee(t, vm, regexp.MustCompile(`^identity: .*GATE IN QUARANTINE`))
-	t.Logf("boot 3: %s after %s", mustSee(t, vm, regexp.MustCompile(`^init: proxy: not started: dependency \S+ failed`)), time.Since(start).Round(time.Second))
+	gatetest.MustSee(t, vm, regexp.MustCompile(`^identity: .*GATE IN QUARANTINE`))
+	t.Logf("boot 3: %s after %s", gatetest.MustSee(t, vm, regexp.MustCompile(`^init: proxy: not started: dependency \S+ failed`)), time.Since(start).Round(time.Second))
 	for _, l := range vm.Lines() {
 		if strings.HasPrefix(l, "proxy: ") || strings.HasPrefix(l, "init: ready (") {
 			t.Errorf("in quarantine: %q", l)
 		}
 	}
-	powerOff(t, vm)
+	gatetest.PowerOff(t, vm)
 }
 
 // writeBackDefault replaces /policy/applied.cbor on the powered-off gate's
@@ -131,36 +131,5 @@ func writeBackDefault(t *testing.T, root, disk, dir string) {
 		if out, err := exec.Command("debugfs", "-w", "-R", req, disk).CombinedOutput(); err != nil {
 			t.Fatalf("debugfs %s: %v\n%s", req, err, out)
 		}
-	}
-}
-
-func submatch(t *testing.T, vm *qemu.VM, re *regexp.Regexp) string {
-	t.Helper()
-	return re.FindStringSubmatch(mustSee(t, vm, re))[1]
-}
-
-// mustSee waits (up to three minutes: TCG on a loaded 2-core machine) for a
-// console line matching pattern (a prefix string or a regexp).
-func mustSee(t *testing.T, vm *qemu.VM, pattern any) string {
-	t.Helper()
-	line, err := vm.WaitFor(gatetest.Context(t, 3*time.Minute), pattern)
-	if err != nil {
-		t.Fatalf("waiting for %v: %v\nconsole tail:\n%s", pattern, err, vm.Tail(80))
-	}
-	return line
-}
-
-func powerOff(t *testing.T, vm *qemu.VM) {
-	t.Helper()
-	ctx := gatetest.Context(t, 2*time.Minute)
-	if err := vm.Powerdown(ctx); err != nil {
-		t.Fatalf("powerdown: %v", err)
-	}
-	exit, err := vm.Wait(ctx)
-	if err != nil {
-		t.Fatalf("wait: %v", err)
-	}
-	if !exit.CleanPowerOff() {
-		t.Fatalf("no clean power-off: %s\n%s", exit, vm.Tail(40))
 	}
 }

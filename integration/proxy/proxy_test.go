@@ -77,12 +77,12 @@ func TestProxyOnTheAppliance(t *testing.T) {
 		qemu.WithTimeout(6*time.Minute),
 	)
 	start := time.Now()
-	mustSee(t, vm, regexp.MustCompile(`^proxy-prepare: otgate-proxy prepare: /perm/policy readable by group 101 \(1 files\)`))
-	listening := mustSee(t, vm, regexp.MustCompile(`^proxy: otgate-proxy: listening on \S+:8443 \(site \S+, gate key SHA-256 [0-9a-f]{64}\)`))
+	gatetest.MustSee(t, vm, regexp.MustCompile(`^proxy-prepare: otgate-proxy prepare: /perm/policy readable by group 101 \(1 files\)`))
+	listening := gatetest.MustSee(t, vm, regexp.MustCompile(`^proxy: otgate-proxy: listening on \S+:8443 \(site \S+, gate key SHA-256 [0-9a-f]{64}\)`))
 	t.Logf("%s after %s", listening, time.Since(start).Round(time.Second))
-	t.Logf("boot: %s", mustSee(t, vm, "init: ready ("))
-	mustSee(t, vm, regexp.MustCompile(`^demo-setup: user alice added \(roles: engineer\); enrolment pending until the first login \(through the proxy at /run/otgate/proxy/admin.sock\)`))
-	mustSee(t, vm, regexp.MustCompile(`^netconf: .*(uplink eth0 configured: |lease on eth0 ip )`+regexp.QuoteMeta(lab.GateUplinkIP)+`/24`))
+	t.Logf("boot: %s", gatetest.MustSee(t, vm, "init: ready ("))
+	gatetest.MustSee(t, vm, regexp.MustCompile(`^demo-setup: user alice added \(roles: engineer\); enrolment pending until the first login \(through the proxy at /run/otgate/proxy/admin.sock\)`))
+	gatetest.MustSee(t, vm, regexp.MustCompile(`^netconf: .*(uplink eth0 configured: |lease on eth0 ip )`+regexp.QuoteMeta(lab.GateUplinkIP)+`/24`))
 	t.Logf("gate up, alice enrolled, after %s", time.Since(start).Round(time.Second))
 
 	gate := "https://" + net.JoinHostPort(lab.GateUplinkIP, "8443")
@@ -208,9 +208,9 @@ func TestProxyOnTheAppliance(t *testing.T) {
 		qemu.WithTimeout(4*time.Minute),
 	)
 	start = time.Now()
-	mustSee(t, vm2, regexp.MustCompile(`^identity: .*GATE IN QUARANTINE`))
-	t.Logf("boot 2: %s", mustSee(t, vm2, regexp.MustCompile(`^init: proxy: not started: dependency \S+ failed`)))
-	mustSee(t, vm2, regexp.MustCompile(`^netconf: .*(uplink eth0 configured: |lease on eth0 ip )`+regexp.QuoteMeta(lab.GateUplinkIP)+`/24`))
+	gatetest.MustSee(t, vm2, regexp.MustCompile(`^identity: .*GATE IN QUARANTINE`))
+	t.Logf("boot 2: %s", gatetest.MustSee(t, vm2, regexp.MustCompile(`^init: proxy: not started: dependency \S+ failed`)))
+	gatetest.MustSee(t, vm2, regexp.MustCompile(`^netconf: .*(uplink eth0 configured: |lease on eth0 ip )`+regexp.QuoteMeta(lab.GateUplinkIP)+`/24`))
 	if out, err := login(t, l, bins.otgate, gate, profile, creds.Password, oathtool(t, creds.Secret)); err == nil {
 		t.Fatalf("login to a gate in quarantine succeeded:\n%s", out)
 	}
@@ -416,17 +416,4 @@ func waitLine(t *testing.T, lines <-chan string, re *regexp.Regexp) []string {
 			t.Fatalf("no line %s within a minute:\n%s", re, seen.String())
 		}
 	}
-}
-
-// mustSee waits (up to three minutes: TCG on a loaded 2-core machine) for
-// a console line.
-func mustSee(t *testing.T, vm *qemu.VM, pattern any) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	line, err := vm.WaitFor(ctx, pattern)
-	if err != nil {
-		t.Fatalf("console: waiting for %v: %v\n%s", pattern, err, vm.Tail(60))
-	}
-	return line
 }

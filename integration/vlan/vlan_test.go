@@ -5,7 +5,6 @@
 package vlan
 
 import (
-	"context"
 	"net"
 	"os"
 	"os/exec"
@@ -56,9 +55,9 @@ func TestVLANZone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	startDHCPServer(t, l)
-	tank := listen(t, l.Plant, tankAddr)
-	pressPLC := listen(t, press, pressAddr)
+	gatetest.StartDHCPServer(t, l)
+	tank := gatetest.Listen(t, l.Plant, tankAddr)
+	pressPLC := gatetest.Listen(t, press, pressAddr)
 
 	state := t.TempDir()
 	disk := permWithPolicy(t, state, filepath.Join("testdata", "site-vlan.yaml"))
@@ -69,27 +68,27 @@ func TestVLANZone(t *testing.T) {
 		qemu.WithCmdline("otgate.test.netdump_wait=eth1.100", "otgate.test.netdump_probe="+pressAddr),
 		qemu.WithTimeout(5*time.Minute),
 	)
-	mustSee(t, vm, regexp.MustCompile(`^init: /perm mounted \(/dev/vda, ext4, boot 1\)`))
-	mustSee(t, vm, regexp.MustCompile(`^segment: segment: ready: 2 assets, 0 exceptions`))
-	mustSee(t, vm, regexp.MustCompile(`^netconf: .*eth1\.100: created \(VLAN 100 on eth1\)`))
-	mustSee(t, vm, regexp.MustCompile(`^netconf: .*eth1\.100: added `+regexp.QuoteMeta(gateVLANIP)+`/24`))
-	mustSee(t, vm, regexp.MustCompile(`^overlay: .*overlay: plc-press \(zone cell-2\) -> 100\.64\.\d+\.\d+$`))
+	gatetest.MustSee(t, vm, regexp.MustCompile(`^init: /perm mounted \(/dev/vda, ext4, boot 1\)`))
+	gatetest.MustSee(t, vm, regexp.MustCompile(`^segment: segment: ready: 2 assets, 0 exceptions`))
+	gatetest.MustSee(t, vm, regexp.MustCompile(`^netconf: .*eth1\.100: created \(VLAN 100 on eth1\)`))
+	gatetest.MustSee(t, vm, regexp.MustCompile(`^netconf: .*eth1\.100: added `+regexp.QuoteMeta(gateVLANIP)+`/24`))
+	gatetest.MustSee(t, vm, regexp.MustCompile(`^overlay: .*overlay: plc-press \(zone cell-2\) -> 100\.64\.\d+\.\d+$`))
 
 	// netdump, once eth1.100 has its address: the VLAN interface, and what
 	// a connection from the gate to the press PLC does as root and as the
 	// proxy.
-	mustSee(t, vm, "netdump: testsvc: netdump")
-	link := mustSee(t, vm, regexp.MustCompile(`^netdump: testsvc: link eth1\.100 `))
+	gatetest.MustSee(t, vm, "netdump: testsvc: netdump")
+	link := gatetest.MustSee(t, vm, regexp.MustCompile(`^netdump: testsvc: link eth1\.100 `))
 	if !strings.Contains(link, " vlan up "+gateVLANIP+"/24") {
 		t.Errorf("eth1.100 on the gate: %q; want a VLAN interface, up, with %s/24", link, gateVLANIP)
 	}
-	asRoot := mustSee(t, vm, "netdump: testsvc: probe "+pressAddr+" as root: ")
-	asProxy := mustSee(t, vm, "netdump: testsvc: probe "+pressAddr+" as the proxy ")
+	asRoot := gatetest.MustSee(t, vm, "netdump: testsvc: probe "+pressAddr+" as root: ")
+	asProxy := gatetest.MustSee(t, vm, "netdump: testsvc: probe "+pressAddr+" as the proxy ")
 	if !strings.Contains(asRoot, "blocked") || !strings.HasSuffix(asProxy, ": connected") {
 		t.Errorf("from the gate to the VLAN 100 PLC: %q, %q; want root blocked and the proxy connected", asRoot, asProxy)
 	}
-	mustSee(t, vm, "netdump: testsvc: netdump end")
-	if n := pressPLC.accepted(); n != 1 {
+	gatetest.MustSee(t, vm, "netdump: testsvc: netdump end")
+	if n := pressPLC.Accepted(); n != 1 {
 		t.Errorf("the VLAN 100 PLC saw %d connections; want exactly the proxy's probe", n)
 	}
 
@@ -100,13 +99,13 @@ func TestVLANZone(t *testing.T) {
 	// segment), nor does the VLAN side for the untagged subnet.
 	addRoute(t, l.Plant, "10.77.100.0/24", lab.GateDownlinkIP)
 	addRoute(t, press, lab.PlantPrefix, gateVLANIP)
-	tankBefore, pressBefore := tank.accepted(), pressPLC.accepted()
+	tankBefore, pressBefore := tank.Accepted(), pressPLC.Accepted()
 	for _, c := range []struct {
 		from *lab.Namespace
 		name string
 		addr string
 	}{{l.Plant, "untagged cell -> VLAN 100 PLC via the gate", pressAddr}, {press, "VLAN 100 -> untagged PLC via the gate", tankAddr}} {
-		if err := dial(c.from, c.addr); err == nil {
+		if err := gatetest.Dial(c.from, c.addr); err == nil {
 			t.Errorf("%s: connected; the gate must never forward", c.name)
 		} else {
 			t.Logf("%s: %v", c.name, err)
@@ -119,23 +118,23 @@ func TestVLANZone(t *testing.T) {
 		name string
 		addr string
 	}{{l.Plant, "untagged cell -> VLAN 100 PLC on the wire", pressAddr}, {press, "VLAN 100 -> untagged PLC on the wire", tankAddr}} {
-		if err := dial(c.from, c.addr); err == nil {
+		if err := gatetest.Dial(c.from, c.addr); err == nil {
 			t.Errorf("%s: connected; the VLANs leak into each other", c.name)
 		}
 	}
-	if tank.accepted() != tankBefore || pressPLC.accepted() != pressBefore {
-		t.Errorf("PLCs accepted connections across cells: tank %d, press %d", tank.accepted()-tankBefore, pressPLC.accepted()-pressBefore)
+	if tank.Accepted() != tankBefore || pressPLC.Accepted() != pressBefore {
+		t.Errorf("PLCs accepted connections across cells: tank %d, press %d", tank.Accepted()-tankBefore, pressPLC.Accepted()-pressBefore)
 	}
 	// Both PLCs are up: their own segments reach them (the checks above
 	// are not passing on dead listeners).
-	if err := dial(l.Plant, tankAddr); err != nil {
+	if err := gatetest.Dial(l.Plant, tankAddr); err != nil {
 		t.Errorf("plant -> tank PLC: %v", err)
 	}
-	if err := dial(press, pressAddr); err != nil {
+	if err := gatetest.Dial(press, pressAddr); err != nil {
 		t.Errorf("VLAN 100 -> press PLC: %v", err)
 	}
 
-	powerOff(t, vm)
+	gatetest.PowerOff(t, vm)
 }
 
 // permWithPolicy makes the gate's /perm disk (ext4, 256 MiB) holding the
@@ -168,50 +167,6 @@ func permWithPolicy(t *testing.T, dir, siteFile string) string {
 	return disk
 }
 
-// startDHCPServer serves the gate's uplink address from the lab namespace.
-func startDHCPServer(t *testing.T, l *lab.Lab) {
-	t.Helper()
-	dir := t.TempDir()
-	cmd := l.Uplink.Command("dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
-		"--interface="+lab.UplinkTap, "--bind-interfaces", "--user=root", "--group=root",
-		"--dhcp-range="+lab.GateUplinkIP+","+lab.GateUplinkIP+",255.255.255.0,1h",
-		"--dhcp-option=option:router,192.0.2.1", "--dhcp-authoritative", "--no-ping",
-		"--dhcp-leasefile="+filepath.Join(dir, "leases"), "--pid-file="+filepath.Join(dir, "pid"))
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("dnsmasq: %v", err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-}
-
-// plcListener is an asset: a TCP listener that counts what it accepts.
-type plcListener struct{ n chan struct{} }
-
-func listen(t *testing.T, ns *lab.Namespace, addr string) *plcListener {
-	t.Helper()
-	ln, err := ns.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	p := &plcListener{n: make(chan struct{}, 1000)}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.n <- struct{}{}
-			c.Close()
-		}
-	}()
-	return p
-}
-
-func (p *plcListener) accepted() int { return len(p.n) }
-
 // addRoute adds prefix via gw in ns.
 func addRoute(t *testing.T, ns *lab.Namespace, prefix, gw string) {
 	t.Helper()
@@ -240,42 +195,5 @@ func replaceRoute(t *testing.T, ns *lab.Namespace, prefix string) {
 	})
 	if err != nil {
 		t.Fatalf("on-link route %s in %s: %v", prefix, ns.Name(), err)
-	}
-}
-
-func dial(ns *lab.Namespace, addr string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	c, err := ns.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return err
-	}
-	return c.Close()
-}
-
-// mustSee waits (up to three minutes: TCG on a loaded 2-core machine) for a
-// console line matching pattern (a prefix string or a regexp).
-func mustSee(t *testing.T, vm *qemu.VM, pattern any) string {
-	t.Helper()
-	ctx := gatetest.Context(t, 3*time.Minute)
-	line, err := vm.WaitFor(ctx, pattern)
-	if err != nil {
-		t.Fatalf("waiting for %v: %v\nconsole tail:\n%s", pattern, err, vm.Tail(60))
-	}
-	return line
-}
-
-func powerOff(t *testing.T, vm *qemu.VM) {
-	t.Helper()
-	ctx := gatetest.Context(t, 2*time.Minute)
-	if err := vm.Powerdown(ctx); err != nil {
-		t.Fatalf("powerdown: %v", err)
-	}
-	exit, err := vm.Wait(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !exit.CleanPowerOff() {
-		t.Fatalf("no clean power-off: %s\n%s", exit, vm.Tail(40))
 	}
 }
