@@ -220,8 +220,14 @@ func TestHostInitWatchdogTestHook(t *testing.T) {
 	h.cmd.Process.Signal(syscall.SIGUSR2)
 	<-h.done
 	h.cmd.Wait()
-	if !pets.sawMagicClose() {
-		t.Fatalf("no magic close 'V' at shutdown")
+	// The reader goroutine drains the FIFO on its own schedule: give it
+	// time to see the last byte init wrote before it exited.
+	deadline := time.Now().Add(waitTimeout)
+	for !pets.sawMagicClose() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no magic close 'V' at shutdown")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
