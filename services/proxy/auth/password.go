@@ -72,6 +72,25 @@ func hashPassword(pw []byte, p Argon2Params) (passwordHash, error) {
 	return passwordHash{Params: p, Salt: salt, Hash: argon2.IDKey(pw, salt, p.Time, p.MemoryKiB, p.Threads, p.KeyLen)}, nil
 }
 
+// dummyHash is a hash no password matches: a random salt and random
+// "hash" bytes under the store's parameters. Verifying against it costs
+// one Argon2id run, as for a real user, so an unknown user's login takes
+// the same time; building it costs nothing (hashing a dummy password at
+// start-up took seconds of the proxy's boot on a slow CPU).
+func dummyHash(p Argon2Params) (passwordHash, error) {
+	if err := p.validate(); err != nil {
+		return passwordHash{}, err
+	}
+	h := passwordHash{Params: p, Salt: make([]byte, saltLen), Hash: make([]byte, p.KeyLen)}
+	if _, err := rand.Read(h.Salt); err != nil {
+		return passwordHash{}, fmt.Errorf("auth: salt: %w", err)
+	}
+	if _, err := rand.Read(h.Hash); err != nil {
+		return passwordHash{}, fmt.Errorf("auth: dummy hash: %w", err)
+	}
+	return h, nil
+}
+
 // verify recomputes the hash and compares in constant time.
 func (h passwordHash) verify(pw []byte) bool {
 	if len(pw) > MaxPasswordLen || h.Params.validate() != nil {

@@ -176,7 +176,7 @@ func Open(cfg Config) (*Store, error) {
 		d.Users = map[string]*userRecord{}
 	}
 	s.data = d
-	if s.dummy, err = hashPassword([]byte("otgate timing equaliser"), cfg.Argon2); err != nil {
+	if s.dummy, err = dummyHash(cfg.Argon2); err != nil {
 		return nil, err
 	}
 	ok = true

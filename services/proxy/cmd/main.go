@@ -79,6 +79,7 @@ func main() {
 
 func run(lg *log.Logger, loader proxy.PolicyLoader, listen, idSock, state, auditDir, sitePath, adminSock string, mark int, idle time.Duration,
 	maxSessions, maxPerUser int, maxCert time.Duration, devCert bool, syslogAddr string, syslogTLS bool, syslogCA string) error {
+	ph := newPhases()
 	idc, err := api.Dial(idSock)
 	if err != nil {
 		return err
@@ -96,6 +97,7 @@ func run(lg *log.Logger, loader proxy.PolicyLoader, listen, idSock, state, audit
 	if err != nil {
 		return err
 	}
+	ph.done("identity")
 	listenerCert := device
 	if devCert {
 		lg.Printf("otgate-proxy: WARNING: DEV MODE: serving a SELF-SIGNED SOFTWARE certificate, not the device identity's; never use this on a production gate")
@@ -108,6 +110,7 @@ func run(lg *log.Logger, loader proxy.PolicyLoader, listen, idSock, state, audit
 		return err
 	}
 	defer w.Close()
+	ph.done("audit log")
 	var srv *proxy.Server
 	users, err := auth.Open(auth.Config{Dir: state, Sealer: idc, Issuer: auth.IssuerForSite(u.Host), Events: proxy.AuthEvents{Log: w, Logf: lg.Printf},
 		OnRevoke: func(user string) {
@@ -119,10 +122,12 @@ func run(lg *log.Logger, loader proxy.PolicyLoader, listen, idSock, state, audit
 		return err
 	}
 	defer users.Close()
+	ph.done("user store")
 	ca, err := userca.Open(userca.Config{Site: u.Host, Sealer: idc, Device: device, Checker: users, MaxValidity: maxCert})
 	if err != nil {
 		return err
 	}
+	ph.done("user CA")
 	srv, err = proxy.New(proxy.Config{Certificate: listenerCert, Users: users, UserAdmin: users, CA: proxy.UserCA{CA: ca}, Log: w,
 		LoadPolicy: loader, Mark: mark, IdleTimeout: idle, MaxCertValidity: maxCert,
 		MaxSessions: maxSessions, MaxSessionsPerUser: maxPerUser, Logf: lg.Printf})
@@ -130,6 +135,7 @@ func run(lg *log.Logger, loader proxy.PolicyLoader, listen, idSock, state, audit
 		return err
 	}
 	defer srv.Close()
+	ph.done("policy")
 	if err := os.MkdirAll(filepath.Dir(adminSock), 0o755); err != nil {
 		return err
 	}
@@ -169,7 +175,7 @@ func run(lg *log.Logger, loader proxy.PolicyLoader, listen, idSock, state, audit
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	lg.Printf("otgate-proxy: listening on %s (site %s, gate key SHA-256 %s)", ln.Addr(), u.Host, spkiHash(listenerCert))
+	lg.Printf("otgate-proxy: listening on %s (site %s, gate key SHA-256 %s; %v)", ln.Addr(), u.Host, spkiHash(listenerCert), ph)
 	ready.Notify()
 	sig := make(chan os.Signal, 4)
 	signal.Notify(sig, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
