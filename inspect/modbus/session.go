@@ -69,9 +69,13 @@ type Session struct {
 	midFrame   bool
 	clientErr  error
 
-	// mu guards pending and serialises the sink.
+	// mu guards pending. It is never held while the Responses goroutine
+	// hands a record to the sink, so the request direction does not wait
+	// for the log.
 	mu      sync.Mutex
 	pending pendingTable
+	// sinkMu serialises the sink; taken after mu when both are held.
+	sinkMu sync.Mutex
 	// idle receives a token whenever the last outstanding request is answered.
 	idle chan struct{}
 	// method values made once, so the hot path does not allocate them
@@ -86,10 +90,11 @@ type Session struct {
 	reqBytes int64
 
 	// response side (Responses goroutine only)
-	follow  follower
-	resp    Response
-	respRec Record
-	respBuf [4096]byte
+	follow      follower
+	resp        Response
+	respRec     Record
+	respWritten [MaxADU]byte // respRec.Written, copied out of the pending slot
+	respBuf     [4096]byte
 }
 
 // NewSession returns a session writing forwarded requests to toDevice and
@@ -214,8 +219,15 @@ func (s *Session) evict(o *outstanding) {
 	if o.verdict == VerdictWouldDeny {
 		s.reqRec.DenyException = o.dec.Exception
 	}
-	s.cfg.Sink.Record(&s.reqRec)
+	s.record(&s.reqRec)
 	o.used = false
+}
+
+// record hands r to the sink, one call at a time.
+func (s *Session) record(r *Record) {
+	s.sinkMu.Lock()
+	s.cfg.Sink.Record(r)
+	s.sinkMu.Unlock()
 }
 
 // answer sends the gate's exception response for the denied s.req and
@@ -234,13 +246,13 @@ func (s *Session) answer(at time.Time, dec Decision) error {
 	if err != nil {
 		return fmt.Errorf("modbus session: write exception to client: %w", err)
 	}
-	s.mu.Lock()
+	s.mu.Lock() // s.reqRec is also evict's, which runs under s.mu
 	s.reqRec.fillRequest(&s.req, at)
 	s.reqRec.ResponseTime = s.now()
 	s.reqRec.Verdict, s.reqRec.Outcome = VerdictDenied, OutcomeException
 	s.reqRec.Exception, s.reqRec.DenyException = dec.Exception, dec.Exception
 	s.reqRec.Rule, s.reqRec.Reason = dec.Rule, dec.Reason
-	s.cfg.Sink.Record(&s.reqRec)
+	s.record(&s.reqRec)
 	s.mu.Unlock()
 	return nil
 }
@@ -287,16 +299,18 @@ func (s *Session) Responses(from io.Reader) error {
 	}
 }
 
-// onResponse handles one complete response frame (clientMu held).
+// onResponse handles one complete response frame (clientMu held). The
+// record is filled under s.mu and handed to the sink after releasing it:
+// the request direction (track) never waits for the log.
 func (s *Session) onResponse(frame []byte) {
 	at := s.now()
 	perr := s.resp.Parse(frame)
 	tid := be16(frame)
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	rec := &s.respRec
+	s.mu.Lock()
 	o := s.pending.take(tid)
 	if o == nil {
+		s.mu.Unlock()
 		*rec = Record{ResponseTime: at, TransactionID: tid, Unit: frame[6],
 			Function: Function(frame[HeaderLen] &^ exceptionBit), Outcome: OutcomeUnsolicited}
 		if perr != nil {
@@ -304,10 +318,13 @@ func (s *Session) onResponse(frame []byte) {
 		} else if s.resp.Exception != 0 {
 			rec.Exception = s.resp.Exception
 		}
-		s.cfg.Sink.Record(rec)
+		s.record(rec)
 		return
 	}
 	rec.fillRequest(&o.req, o.at)
+	// Written aliases the slot's frame, which a new request may reuse
+	// once s.mu is released: keep a copy.
+	rec.Written = append(s.respWritten[:0], rec.Written...)
 	rec.Verdict, rec.Rule = o.verdict, o.dec.Rule
 	if o.verdict == VerdictWouldDeny {
 		rec.Reason = o.dec.Reason
@@ -323,9 +340,11 @@ func (s *Session) onResponse(frame []byte) {
 	if o.verdict == VerdictWouldDeny {
 		rec.DenyException = o.dec.Exception
 	}
-	s.cfg.Sink.Record(rec)
 	o.used = false
-	if s.pending.count() == 0 {
+	idle := s.pending.count() == 0
+	s.mu.Unlock()
+	s.record(rec)
+	if idle {
 		select {
 		case s.idle <- struct{}{}:
 		default:
