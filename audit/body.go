@@ -70,6 +70,11 @@ func (p Payload) Truncated() bool { return uint64(len(p.Raw)) < p.Bytes }
 // Decoded is a protocol inspector's view of one request or response. The
 // fields fit register/table protocols (Modbus: Unit, Function, Table,
 // Start, Count, Values); Detail holds anything else.
+//
+// Fields 13 to 22 detail a transaction so that a viewer renders the
+// inspector's transcript line from them and the session's start record
+// (user, asset) rather than the log storing the line as text; records
+// written before them carry the line in Detail["text"].
 type Decoded struct {
 	Protocol     string            `cbor:"1,keyasint"`
 	Transaction  uint64            `cbor:"2,keyasint,omitempty"`
@@ -83,6 +88,17 @@ type Decoded struct {
 	Outcome      string            `cbor:"10,keyasint,omitempty"` // "ok", "exception 2", "denied: ..."
 	Latency      int64             `cbor:"11,keyasint,omitempty"` // ns, request to response
 	Detail       map[string]string `cbor:"12,keyasint,omitempty"`
+
+	SubFunction   uint32 `cbor:"13,keyasint,omitempty"` // Modbus: diagnostics sub-function, MEI type
+	WriteStart    uint32 `cbor:"14,keyasint,omitempty"` // write span of a combined read/write request
+	WriteCount    uint32 `cbor:"15,keyasint,omitempty"`
+	Written       []byte `cbor:"16,keyasint,omitempty"` // the values the request writes, as sent
+	Read          []byte `cbor:"17,keyasint,omitempty"` // the values the response returns, as received
+	Verdict       string `cbor:"18,keyasint,omitempty"` // "allowed", "denied", "would-deny"
+	Result        string `cbor:"19,keyasint,omitempty"` // "ok", "exception", "no-response", "malformed", "unsolicited"
+	Exception     uint32 `cbor:"20,keyasint,omitempty"` // the response's exception code (the gate's own when denied)
+	DenyException uint32 `cbor:"21,keyasint,omitempty"` // what the policy answers, or would answer, the request with
+	Reason        string `cbor:"22,keyasint,omitempty"` // why (would be) denied, or what is wrong with the response
 }
 
 // Event records a decision that is not a session: login failures,

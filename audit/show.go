@@ -11,8 +11,9 @@ import (
 
 // PayloadFormatter renders a payload record decoded by one protocol
 // inspector (see ShowOptions.Formatters); ok false falls back to the
-// default rendering.
-type PayloadFormatter func(p Payload) (line string, ok bool)
+// default rendering. start is the start record of the payload's session
+// when the transcript has read it (Show), nil otherwise.
+type PayloadFormatter func(p Payload, start *SessionStart) (line string, ok bool)
 
 // ShowOptions selects and renders records for a transcript.
 type ShowOptions struct {
@@ -33,6 +34,8 @@ func Show(out io.Writer, dir string, opts ShowOptions) error {
 		return err
 	}
 	defer r.Close()
+	// The start records of open sessions, for the formatters.
+	starts := map[string]*SessionStart{}
 	for {
 		e, err := r.Next()
 		if err == io.EOF {
@@ -47,7 +50,16 @@ func Show(out io.Writer, dir string, opts ShowOptions) error {
 		if opts.Session != "" && SessionOf(e.Body) != opts.Session {
 			continue
 		}
-		if _, err := fmt.Fprintln(out, FormatEntry(e, opts)); err != nil {
+		var start *SessionStart
+		switch v := e.Body.(type) {
+		case SessionStart:
+			starts[v.SessionID] = &v
+		case SessionEnd:
+			delete(starts, v.SessionID)
+		case Payload:
+			start = starts[v.SessionID]
+		}
+		if _, err := fmt.Fprintln(out, formatEntry(e, opts, start)); err != nil {
 			return fmt.Errorf("write transcript: %w", err)
 		}
 	}
@@ -76,10 +88,13 @@ func FormatTime(ts Timestamp) string {
 // FormatEntry renders one record as a transcript line.
 // A payload that a protocol formatter renders is shown as the formatter's
 // line alone: it carries its own time.
-func FormatEntry(e Entry, opts ShowOptions) string {
+func FormatEntry(e Entry, opts ShowOptions) string { return formatEntry(e, opts, nil) }
+
+// formatEntry is FormatEntry with the start record of a payload's session.
+func formatEntry(e Entry, opts ShowOptions, start *SessionStart) string {
 	if p, ok := e.Body.(Payload); ok && p.Decoded != nil {
 		if f := opts.Formatters[p.Decoded.Protocol]; f != nil {
-			if line, ok := f(p); ok {
+			if line, ok := f(p, start); ok {
 				return line
 			}
 		}
@@ -140,7 +155,7 @@ func untilString(at, until time.Time) string {
 func formatPayload(p Payload, opts ShowOptions) string {
 	if p.Decoded != nil {
 		if f := opts.Formatters[p.Decoded.Protocol]; f != nil {
-			if line, ok := f(p); ok {
+			if line, ok := f(p, nil); ok {
 				return line
 			}
 		}

@@ -25,7 +25,7 @@ func TestFormatBody(t *testing.T) {
 		{"decoded default", modbus, ShowOptions{},
 			`session 7f3a <- modbus unit 1 fc 3 read-holding-registers holding 100+3 = [1 2 65535] ok 1.2ms`},
 		{"decoded by the inspector's formatter", modbus, ShowOptions{Formatters: map[string]PayloadFormatter{
-			"modbus": func(p Payload) (string, bool) { return "<- FC3 ok", true }}},
+			"modbus": func(p Payload, _ *SessionStart) (string, bool) { return "<- FC3 ok", true }}},
 			`session 7f3a <- FC3 ok`},
 		{"event", Event{Type: "lockout", User: "mallory", Source: "10.0.0.9", Reason: "5 failed logins"}, ShowOptions{},
 			`event lockout user mallory from 10.0.0.9: 5 failed logins`},

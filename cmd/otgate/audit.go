@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/otgate/otgate/audit"
+	"github.com/otgate/otgate/inspect/modbus"
 )
 
 func init() {
@@ -120,11 +121,24 @@ func runAuditShow(args []string, out io.Writer) error {
 }
 
 // transcriptFormatters render decoded protocol payloads as the inspector's
-// own transcript line (Decoded.Detail["text"]), e.g.
-// "14:03:04.120 alice plc-7 unit 1 write holding 52 = 55 -> ok (1.2 ms)".
+// transcript line with the user and asset of the session's start record,
+// e.g. "14:03:04.120 alice plc-7 unit 1 write holding 52 = 55 -> ok
+// (1.2 ms)" (times in UTC, like every other line of the transcript).
+// Records written before the structured fields carry the line itself in
+// Decoded.Detail["text"].
 var transcriptFormatters = map[string]audit.PayloadFormatter{
-	"modbus": func(p audit.Payload) (string, bool) {
-		t := p.Decoded.Detail["text"]
-		return t, t != ""
+	"modbus": func(p audit.Payload, start *audit.SessionStart) (string, bool) {
+		if t := p.Decoded.Detail["text"]; t != "" {
+			return t, true
+		}
+		r, err := modbus.RecordOf(p)
+		if err != nil {
+			return "", false // the generic decoded rendering
+		}
+		var user, asset string
+		if start != nil {
+			user, asset = start.User, start.Asset
+		}
+		return string(r.AppendText(nil, user, asset)), true
 	},
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/otgate/otgate/audit"
+	"github.com/otgate/otgate/inspect/modbus"
 )
 
 func TestAuditVerifyAndShow(t *testing.T) {
@@ -79,5 +80,67 @@ func TestAuditVerifyAndShow(t *testing.T) {
 	err = runAudit([]string{"verify", "--key", keyPath, logDir}, &out)
 	if err == nil || !strings.Contains(err.Error(), "first bad record: "+audit.FileName(0)+" offset") {
 		t.Fatalf("verify of a damaged log: %v", err)
+	}
+}
+
+// TestAuditShowModbusTranscript: a Modbus payload stores fields only; show
+// renders the inspector's line with the user and asset of its session's
+// start record. A record from before the fields, carrying its line in
+// Detail["text"], still shows that line.
+func TestAuditShowModbusTranscript(t *testing.T) {
+	logDir := filepath.Join(t.TempDir(), "log")
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	w, err := audit.Open(logDir, key, audit.WithLogID("cli"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 22, 14, 3, 4, 120e6, time.UTC)
+	ctx := context.Background()
+	write := modbus.Record{RequestTime: at, ResponseTime: at.Add(1200 * time.Microsecond), TransactionID: 9, Unit: 1,
+		Function: modbus.FuncWriteSingleRegister, Table: modbus.TableHoldingRegisters, Address: 52, Count: 1,
+		Written: []byte{0, 55}, Verdict: modbus.VerdictAllowed, Outcome: modbus.OutcomeOK}
+	denied := modbus.Record{RequestTime: at.Add(time.Second), ResponseTime: at.Add(time.Second + 30*time.Microsecond), TransactionID: 10, Unit: 1,
+		Function: modbus.FuncWriteSingleRegister, Table: modbus.TableHoldingRegisters, Address: 60, Count: 1,
+		Written: []byte{0, 1}, Verdict: modbus.VerdictDenied, Outcome: modbus.OutcomeException,
+		Exception: modbus.ExIllegalDataAddress, DenyException: modbus.ExIllegalDataAddress, Reason: "outside write ranges 50-55"}
+	old := audit.Payload{SessionID: "7f3a", First: audit.TimestampOf(at), Direction: audit.ToAsset, Decoded: &audit.Decoded{
+		Protocol: "modbus", Unit: 1, Function: 3, Outcome: "ok", Detail: map[string]string{"text": "14:03:00.000 alice plc-7 unit 1 read holding 0 -> ok = 1 (0.5 ms)"}}}
+	bodies := []audit.Body{
+		audit.SessionStart{SessionID: "7f3a", User: "alice", Asset: "plc-7", Protocol: "modbus", Rule: "eng-day"},
+		audit.SessionStart{SessionID: "8b21", User: "bob", Asset: "rtu-2", Protocol: "modbus", Rule: "eng-day"},
+		old,
+		modbus.AuditPayload("7f3a", &write),
+		modbus.AuditPayload("8b21", &write),
+		modbus.AuditPayload("7f3a", &denied),
+		audit.SessionEnd{SessionID: "7f3a", Reason: "client closed"},
+	}
+	for _, b := range bodies {
+		if _, err := w.Append(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := runAudit([]string{"show", "--session", "7f3a", logDir}, &out); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	want := []string{
+		"14:03:00.000 alice plc-7 unit 1 read holding 0 -> ok = 1 (0.5 ms)",
+		"14:03:04.120 alice plc-7 unit 1 write holding 52 = 55 -> ok (1.2 ms)",
+		"14:03:05.120 alice plc-7 unit 1 write holding 60 = 1 -> denied, exception 02 illegal data address: outside write ranges 50-55",
+	}
+	if len(lines) != 5 || !strings.Contains(lines[0], "session 7f3a start alice") || !strings.Contains(lines[4], "session 7f3a end") ||
+		strings.Join(lines[1:4], "\n") != strings.Join(want, "\n") {
+		t.Fatalf("show --session 7f3a:\n%s\nwant the start, then\n%s\nthen the end", out.String(), strings.Join(want, "\n"))
+	}
+	out.Reset()
+	if err := runAudit([]string{"show", "--session", "8b21", logDir}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "\n14:03:04.120 bob rtu-2 unit 1 write holding 52 = 55 -> ok (1.2 ms)\n") {
+		t.Fatalf("show --session 8b21 (bob's session):\n%s", out.String())
 	}
 }

@@ -3,12 +3,9 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"io"
-	"strconv"
 
-	"github.com/otgate/otgate/audit"
 	"github.com/otgate/otgate/inspect/modbus"
 )
 
@@ -39,14 +36,16 @@ func (c *countingClient) Write(b []byte) (int, error) {
 }
 
 // relayModbus inspects the session with the decision's Modbus rules and
-// writes one decoded payload record per transaction.
+// writes one decoded payload record per transaction (its fields; `otgate
+// audit show` renders the transcript line from them and the session's
+// start record).
 func (s *Server) relayModbus(tc *tls.Conn, asset io.ReadWriteCloser, sess *session, d Decision) string {
 	mode := modbus.Enforce
 	if d.Monitor {
 		mode = modbus.Monitor
 	}
 	sink := modbus.SinkFunc(func(r *modbus.Record) {
-		if _, err := s.cfg.Log.AppendBuffered(modbusPayload(sess, r)); err != nil {
+		if _, err := s.cfg.Log.AppendBuffered(modbus.AuditPayload(sess.id, r)); err != nil {
 			sess.end("audit log failed: " + err.Error())
 		}
 	})
@@ -60,52 +59,4 @@ func (s *Server) relayModbus(tc *tls.Conn, asset io.ReadWriteCloser, sess *sessi
 		return "modbus relay: " + err.Error()
 	}
 	return EndClientClosed
-}
-
-// modbusPayload turns a decoded transaction into a payload record.
-// Its Detail["text"] is the transcript line with the session's user and
-// asset, e.g. "14:03:04.120 alice plc-7 unit 1 write holding 52 = 55 -> ok
-// (1.2 ms)", which `otgate audit show` prints.
-func modbusPayload(sess *session, r *modbus.Record) audit.Payload {
-	id := sess.id
-	dec := &audit.Decoded{
-		Protocol:     "modbus",
-		Transaction:  uint64(r.TransactionID),
-		Unit:         uint32(r.Unit),
-		Function:     uint32(r.Function),
-		FunctionName: r.Function.String(),
-		Start:        uint32(r.Address),
-		Count:        uint32(r.Count),
-		Latency:      int64(r.Latency()),
-		Detail:       map[string]string{"text": string(r.AppendText(nil, sess.user, sess.asset))},
-	}
-	if r.Table != 0 {
-		dec.Table = r.Table.String()
-	}
-	switch r.Outcome {
-	case modbus.OutcomeOK:
-		dec.Outcome = "ok"
-	case modbus.OutcomeException:
-		dec.Outcome = "exception " + strconv.Itoa(int(r.Exception))
-	default:
-		dec.Outcome = r.Outcome.String()
-	}
-	if r.Verdict == modbus.VerdictDenied || r.Verdict == modbus.VerdictWouldDeny {
-		dec.Outcome = r.Verdict.String() + ": " + r.Reason + " (" + dec.Outcome + ")"
-	}
-	if r.Table == modbus.TableHoldingRegisters || r.Table == modbus.TableInputRegisters {
-		vals := r.Written
-		if len(vals) == 0 {
-			vals = r.ReadValues
-		}
-		for i := 0; i+1 < len(vals); i += 2 {
-			dec.Values = append(dec.Values, int64(binary.BigEndian.Uint16(vals[i:])))
-		}
-	}
-	p := audit.Payload{SessionID: id, First: audit.TimestampOf(r.RequestTime), Last: audit.TimestampOf(r.ResponseTime),
-		Direction: audit.ToAsset, Decoded: dec}
-	if p.First == 0 {
-		p.First, p.Direction = p.Last, audit.ToClient
-	}
-	return p
 }

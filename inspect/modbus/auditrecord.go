@@ -1,0 +1,137 @@
+package modbus
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strconv"
+
+	"github.com/otgate/otgate/audit"
+)
+
+// AuditPayload turns the decoded transaction r of session sessionID into
+// the audit log's payload record. It stores fields, not the transcript
+// line: RecordOf gives the Record back and Record.AppendText renders the
+// line with the user and asset of the session's start record. The
+// payload's slices alias r's, which the Sink contract makes valid only
+// during the Sink call: encode it (append it to the log) before returning.
+func AuditPayload(sessionID string, r *Record) audit.Payload {
+	dec := &audit.Decoded{
+		Protocol:      "modbus",
+		Transaction:   uint64(r.TransactionID),
+		Unit:          uint32(r.Unit),
+		Function:      uint32(r.Function),
+		FunctionName:  r.Function.String(),
+		Table:         r.Table.String(),
+		Start:         uint32(r.Address),
+		Count:         uint32(r.Count),
+		Latency:       int64(r.Latency()),
+		SubFunction:   uint32(r.SubFunction),
+		WriteStart:    uint32(r.WriteAddress),
+		WriteCount:    uint32(r.WriteCount),
+		Written:       r.Written,
+		Read:          r.ReadValues,
+		Result:        r.Outcome.String(),
+		Exception:     uint32(r.Exception),
+		DenyException: uint32(r.DenyException),
+		Reason:        r.Reason,
+	}
+	if r.Verdict != VerdictNone {
+		dec.Verdict = r.Verdict.String()
+	}
+	switch r.Outcome {
+	case OutcomeOK:
+		dec.Outcome = "ok"
+	case OutcomeException:
+		dec.Outcome = "exception " + strconv.Itoa(int(r.Exception))
+	default:
+		dec.Outcome = r.Outcome.String()
+	}
+	if r.Verdict == VerdictDenied || r.Verdict == VerdictWouldDeny {
+		dec.Outcome = r.Verdict.String() + ": " + r.Reason + " (" + dec.Outcome + ")"
+	}
+	if r.Table == TableHoldingRegisters || r.Table == TableInputRegisters {
+		vals := r.Written
+		if len(vals) == 0 {
+			vals = r.ReadValues
+		}
+		if n := len(vals) / 2; n > 0 {
+			dec.Values = make([]int64, n)
+			for i := range dec.Values {
+				dec.Values[i] = int64(binary.BigEndian.Uint16(vals[2*i:]))
+			}
+		}
+	}
+	p := audit.Payload{SessionID: sessionID, First: audit.TimestampOf(r.RequestTime), Last: audit.TimestampOf(r.ResponseTime),
+		Direction: audit.ToAsset, Decoded: dec}
+	if p.First == 0 {
+		p.First, p.Direction = p.Last, audit.ToClient
+	}
+	return p
+}
+
+// RecordOf returns the transaction an AuditPayload record describes. It
+// fails, naming the field, for a payload that is not a Modbus decoded
+// record with the transaction fields (those written before the fields
+// existed carry their line in Decoded.Detail["text"] instead). The
+// record's times are in UTC.
+func RecordOf(p audit.Payload) (Record, error) {
+	d := p.Decoded
+	var r Record
+	switch {
+	case d == nil:
+		return r, fmt.Errorf("payload of session %s: not decoded", p.SessionID)
+	case d.Protocol != "modbus":
+		return r, fmt.Errorf("payload of session %s: protocol %q, not modbus", p.SessionID, d.Protocol)
+	case d.Result == "":
+		return r, fmt.Errorf("payload of session %s, transaction %d: no result field (a record from before structured transcripts)", p.SessionID, d.Transaction)
+	}
+	bad := func(field string, v any) error {
+		return fmt.Errorf("payload of session %s, transaction %d: %s %v out of range", p.SessionID, d.Transaction, field, v)
+	}
+	if d.Transaction > 0xFFFF {
+		return r, bad("transaction", d.Transaction)
+	}
+	for _, f := range []struct {
+		name string
+		v    uint32
+		max  uint32
+	}{{"unit", d.Unit, 0xFF}, {"function", d.Function, 0xFF}, {"sub-function", d.SubFunction, 0xFFFF},
+		{"start", d.Start, 0xFFFF}, {"count", d.Count, 0xFFFF}, {"write start", d.WriteStart, 0xFFFF},
+		{"write count", d.WriteCount, 0xFFFF}, {"exception", d.Exception, 0xFF}, {"deny exception", d.DenyException, 0xFF}} {
+		if f.v > f.max {
+			return r, bad(f.name, f.v)
+		}
+	}
+	r = Record{TransactionID: uint16(d.Transaction), Unit: uint8(d.Unit), Function: Function(d.Function),
+		SubFunction: uint16(d.SubFunction), Address: uint16(d.Start), Count: uint16(d.Count),
+		WriteAddress: uint16(d.WriteStart), WriteCount: uint16(d.WriteCount), Written: d.Written, ReadValues: d.Read,
+		Exception: ExceptionCode(d.Exception), DenyException: ExceptionCode(d.DenyException), Reason: d.Reason}
+	var ok bool
+	if r.Table, ok = lookupName[Table](tableNames[:], d.Table); !ok {
+		return r, fmt.Errorf("payload of session %s, transaction %d: unknown table %q", p.SessionID, d.Transaction, d.Table)
+	}
+	if r.Outcome, ok = lookupName[Outcome](outcomeNames[:], d.Result); !ok {
+		return r, fmt.Errorf("payload of session %s, transaction %d: unknown result %q", p.SessionID, d.Transaction, d.Result)
+	}
+	if d.Verdict != "" {
+		if r.Verdict, ok = lookupName[Verdict](verdictNames[:], d.Verdict); !ok || r.Verdict == VerdictNone {
+			return r, fmt.Errorf("payload of session %s, transaction %d: unknown verdict %q", p.SessionID, d.Transaction, d.Verdict)
+		}
+	}
+	if p.Direction == audit.ToClient {
+		r.ResponseTime = p.First.Time()
+	} else {
+		r.RequestTime, r.ResponseTime = p.First.Time(), p.Last.Time()
+	}
+	return r, nil
+}
+
+// lookupName returns the index of name in names, as T.
+func lookupName[T ~uint8](names []string, name string) (T, bool) {
+	for i, n := range names {
+		if n == name {
+			return T(i), true
+		}
+	}
+	return 0, false
+}

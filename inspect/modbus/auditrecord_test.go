@@ -1,0 +1,158 @@
+package modbus
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/otgate/otgate/audit"
+)
+
+// TestAuditPayloadRoundTrip writes records of every kind through a real
+// audit log and checks that the transcript line rendered from what was
+// read back (RecordOf) is the line of the original record.
+func TestAuditPayloadRoundTrip(t *testing.T) {
+	at := time.Date(2026, 11, 22, 14, 3, 4, 120e6, time.UTC)
+	later := at.Add(1200 * time.Microsecond)
+	rec := func(req, resp string, tid uint16, v Verdict, deny ExceptionCode, reason string) Record {
+		var q Request
+		if err := q.Parse(adu(tid, 1, pdu(t, req))); err != nil {
+			t.Fatalf("parse %s: %v", req, err)
+		}
+		var r Record
+		r.fillRequest(&q, at)
+		r.Verdict, r.DenyException, r.Reason = v, deny, reason
+		switch {
+		case v == VerdictDenied:
+			r.ResponseTime, r.Outcome, r.Exception = later, OutcomeException, deny
+		case resp == "":
+			r.Outcome = OutcomeNoResponse
+		default:
+			var p Response
+			if err := p.Parse(adu(tid, 1, pdu(t, resp))); err != nil {
+				t.Fatalf("parse %s: %v", resp, err)
+			}
+			r.fillResponse(&p, later)
+		}
+		return r
+	}
+	recs := []Record{
+		rec("06 0034 0037", "06 0034 0037", 1, VerdictAllowed, 0, ""),
+		rec("03 0000 0003", "03 06 000a 0014 001e", 2, VerdictAllowed, 0, ""),
+		rec("01 0000 000a", "01 02 0502", 3, VerdictAllowed, 0, ""),
+		rec("05 0003 ff00", "05 0003 ff00", 4, VerdictAllowed, 0, ""),
+		rec("0f 0000 000a 02 0502", "0f 0000 000a", 5, VerdictAllowed, 0, ""),
+		rec("10 0032 0002 04 0001 0002", "10 0032 0002", 6, VerdictAllowed, 0, ""),
+		rec("04 0000 0001", "84 02", 7, VerdictAllowed, 0, ""),
+		rec("06 003c 0001", "", 8, VerdictDenied, ExIllegalDataAddress, `modbus rules "g": write holding 60 outside write ranges 50-55`),
+		rec("06 003c 0001", "06 003c 0001", 9, VerdictWouldDeny, ExIllegalDataAddress, "r"),
+		rec("17 0000 0001 0032 0001 02 0007", "17 02 0009", 10, VerdictAllowed, 0, ""),
+		rec("16 0004 00f2 0025", "16 0004 00f2 0025", 11, VerdictAllowed, 0, ""),
+		rec("08 0000 1234", "08 0000 1234", 12, VerdictAllowed, 0, ""),
+		rec("2b 0e 01 00", "2b 0e 01 01 00 00 00", 13, VerdictAllowed, 0, ""),
+		rec("18 0010", "18 0004 0001 0063", 14, VerdictAllowed, 0, ""),
+		rec("03 0000 0001", "", 15, VerdictAllowed, 0, ""),
+		{ResponseTime: later, TransactionID: 16, Unit: 1, Function: FuncReadCoils, Outcome: OutcomeUnsolicited, Exception: ExIllegalFunction},
+		{RequestTime: at, ResponseTime: later, TransactionID: 17, Unit: 1, Function: FuncReadHoldingRegisters,
+			Table: TableHoldingRegisters, Count: 2, Verdict: VerdictAllowed, Outcome: OutcomeMalformed, Reason: "byte count 3 for 2 registers"},
+	}
+
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	w, err := audit.Open(dir, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range recs {
+		if _, err := w.Append(context.Background(), AuditPayload("s1", &recs[i])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := audit.NewReader(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	i := 0
+	for {
+		e, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, ok := e.Body.(audit.Payload)
+		if !ok {
+			continue
+		}
+		want := string(recs[i].AppendText(nil, "alice", "plc-7"))
+		back, err := RecordOf(p)
+		if err != nil {
+			t.Fatalf("record %d (%s): %v", i, want, err)
+		}
+		if got := string(back.AppendText(nil, "alice", "plc-7")); got != want {
+			t.Errorf("record %d read back:\n got %s\nwant %s", i, got, want)
+		}
+		i++
+	}
+	if i != len(recs) {
+		t.Fatalf("read back %d payload records, wrote %d", i, len(recs))
+	}
+	// Spot checks: the lines are the transcript's, not empty renderings.
+	for _, want := range []string{"write holding 52 = 55 -> ok (1.2 ms)", "read coil 0..9 -> ok = 1 0 1 0 0 0 0 0 0 1",
+		"-> denied, exception 02 illegal data address: modbus rules", "[would deny, exception 02", "-> no response",
+		"unsolicited response, exception 01", "malformed response: byte count 3"} {
+		found := false
+		for i := range recs {
+			found = found || strings.Contains(recs[i].String(), want)
+		}
+		if !found {
+			t.Errorf("no record renders %q", want)
+		}
+	}
+}
+
+func TestRecordOfRejects(t *testing.T) {
+	ok := func() audit.Payload {
+		r := Record{RequestTime: time.Unix(1, 0), ResponseTime: time.Unix(2, 0), Unit: 1, Function: FuncReadHoldingRegisters,
+			Table: TableHoldingRegisters, Count: 1, ReadValues: []byte{0, 7}, Verdict: VerdictAllowed}
+		return AuditPayload("s1", &r)
+	}
+	if _, err := RecordOf(ok()); err != nil {
+		t.Fatalf("a good payload: %v", err)
+	}
+	cases := []struct {
+		name  string
+		spoil func(p *audit.Payload)
+		want  string
+	}{
+		{"not decoded", func(p *audit.Payload) { p.Decoded = nil }, "not decoded"},
+		{"other protocol", func(p *audit.Payload) { p.Decoded.Protocol = "dnp3" }, `protocol "dnp3"`},
+		{"old text record", func(p *audit.Payload) { p.Decoded.Result = "" }, "no result field"},
+		{"unit", func(p *audit.Payload) { p.Decoded.Unit = 256 }, "unit 256 out of range"},
+		{"start", func(p *audit.Payload) { p.Decoded.Start = 70000 }, "start 70000 out of range"},
+		{"table", func(p *audit.Payload) { p.Decoded.Table = "registers" }, `unknown table "registers"`},
+		{"result", func(p *audit.Payload) { p.Decoded.Result = "fine" }, `unknown result "fine"`},
+		{"verdict", func(p *audit.Payload) { p.Decoded.Verdict = "none" }, `unknown verdict "none"`},
+	}
+	for _, c := range cases {
+		p := ok()
+		c.spoil(&p)
+		if _, err := RecordOf(p); err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "session s1") {
+			t.Errorf("%s: err %v, want one naming the session and %q", c.name, err, c.want)
+		}
+	}
+}
