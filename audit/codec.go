@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/fxamacker/cbor/v2"
 )
@@ -15,12 +16,18 @@ var ErrEncoding = errors.New("bad record encoding")
 
 var (
 	encMode cbor.EncMode
-	decMode cbor.DecMode
+	// bufEncMode is encMode's encoding into a caller's buffer: the append
+	// path reuses its buffers instead of allocating two per record.
+	bufEncMode cbor.UserBufferEncMode
+	decMode    cbor.DecMode
 )
 
 func init() {
 	var err error
 	if encMode, err = cbor.CoreDetEncOptions().EncMode(); err != nil {
+		panic(err)
+	}
+	if bufEncMode, err = cbor.CoreDetEncOptions().UserBufferEncMode(); err != nil {
 		panic(err)
 	}
 	decMode, err = cbor.DecOptions{
@@ -53,6 +60,24 @@ func encodeBody(b Body) ([]byte, error) {
 	}
 	return enc, nil
 }
+
+// encodeBodyTo is encodeBody into buf (reset first); the result aliases buf.
+func encodeBodyTo(b Body, buf *bytes.Buffer) ([]byte, error) {
+	if err := b.validate(); err != nil {
+		return nil, err
+	}
+	buf.Reset()
+	if err := bufEncMode.MarshalToBuffer(b, buf); err != nil {
+		return nil, fmt.Errorf("encode %s body: %w", b.Kind(), err)
+	}
+	return buf.Bytes(), nil
+}
+
+// bodyBufs holds buffers for bodies encoded outside the writer's lock.
+var bodyBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBuf bounds the buffers kept for reuse.
+const maxPooledBuf = 64 << 10
 
 // strictUnmarshal decodes data into v and requires that data is exactly the
 // deterministic encoding of v, so every record has one byte form only.

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -45,6 +46,7 @@ type Writer struct {
 	err      error // sticky: set by a failed write or fsync
 	closed   bool
 	frameBuf []byte
+	recBuf   bytes.Buffer // the record being appended, encoded (under mu)
 
 	// Checkpoint bookkeeping (under mu).
 	nextUnsigned  uint64 // first seq not covered by a checkpoint
@@ -204,7 +206,13 @@ func (w *Writer) append(b Body) (Position, uint64, error) {
 }
 
 func (w *Writer) appendAny(b Body) (Position, uint64, error) {
-	enc, err := encodeBody(b)
+	bodyBuf := bodyBufs.Get().(*bytes.Buffer)
+	defer func() {
+		if bodyBuf.Cap() <= maxPooledBuf {
+			bodyBufs.Put(bodyBuf)
+		}
+	}()
+	enc, err := encodeBodyTo(b, bodyBuf)
 	if err != nil {
 		return Position{}, 0, fmt.Errorf("append: %w", err)
 	}
@@ -226,14 +234,18 @@ func (w *Writer) appendAny(b Body) (Position, uint64, error) {
 		}
 	}
 	rec := Record{Seq: w.nextSeq, Time: TimestampOf(w.cfg.now()), Prev: w.head[:], Kind: b.Kind(), Body: enc}
-	payload, err := encodeRecord(&rec)
-	if err != nil {
+	w.recBuf.Reset()
+	if err := bufEncMode.MarshalToBuffer(&rec, &w.recBuf); err != nil {
 		return Position{}, 0, fmt.Errorf("append %s: encode: %w", b.Kind(), err)
 	}
+	payload := w.recBuf.Bytes()
 	if len(payload) > MaxRecordSize {
 		return Position{}, 0, fmt.Errorf("append %s: record of %d bytes exceeds the maximum %d", b.Kind(), len(payload), MaxRecordSize)
 	}
 	w.frameBuf = appendFrame(w.frameBuf[:0], payload)
+	if w.recBuf.Cap() > maxPooledBuf {
+		w.recBuf = bytes.Buffer{} // a rare large record: do not keep its buffer
+	}
 	if _, err := w.f.WriteAt(w.frameBuf, w.fileSize); err != nil {
 		// Best effort: remove a partial frame now; Open would anyway.
 		_ = w.f.Truncate(w.fileSize)

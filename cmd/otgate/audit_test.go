@@ -109,9 +109,9 @@ func TestAuditShowModbusTranscript(t *testing.T) {
 		audit.SessionStart{SessionID: "7f3a", User: "alice", Asset: "plc-7", Protocol: "modbus", Rule: "eng-day"},
 		audit.SessionStart{SessionID: "8b21", User: "bob", Asset: "rtu-2", Protocol: "modbus", Rule: "eng-day"},
 		old,
-		modbus.AuditPayload("7f3a", &write),
-		modbus.AuditPayload("8b21", &write),
-		modbus.AuditPayload("7f3a", &denied),
+		modbus.AuditPayload("7f3a", &write, nil),
+		modbus.AuditPayload("8b21", &write, nil),
+		modbus.AuditPayload("7f3a", &denied, nil),
 		audit.SessionEnd{SessionID: "7f3a", Reason: "client closed"},
 	}
 	for _, b := range bodies {

@@ -14,8 +14,18 @@ import (
 // line with the user and asset of the session's start record. The
 // payload's slices alias r's, which the Sink contract makes valid only
 // during the Sink call: encode it (append it to the log) before returning.
-func AuditPayload(sessionID string, r *Record) audit.Payload {
-	dec := &audit.Decoded{
+//
+// dec, if not nil, is overwritten and used as the payload's Decoded (its
+// Values' storage reused): a sink that appends each payload before the
+// next call keeps one per session instead of allocating one per record.
+func AuditPayload(sessionID string, r *Record, dec *audit.Decoded) audit.Payload {
+	var values []int64
+	if dec == nil {
+		dec = new(audit.Decoded)
+	} else {
+		values = dec.Values[:0]
+	}
+	*dec = audit.Decoded{
 		Protocol:      "modbus",
 		Transaction:   uint64(r.TransactionID),
 		Unit:          uint32(r.Unit),
@@ -54,11 +64,11 @@ func AuditPayload(sessionID string, r *Record) audit.Payload {
 		if len(vals) == 0 {
 			vals = r.ReadValues
 		}
-		if n := len(vals) / 2; n > 0 {
-			dec.Values = make([]int64, n)
-			for i := range dec.Values {
-				dec.Values[i] = int64(binary.BigEndian.Uint16(vals[2*i:]))
-			}
+		for i := 0; i+1 < len(vals); i += 2 {
+			values = append(values, int64(binary.BigEndian.Uint16(vals[i:])))
+		}
+		if len(values) > 0 {
+			dec.Values = values
 		}
 	}
 	p := audit.Payload{SessionID: sessionID, First: audit.TimestampOf(r.RequestTime), Last: audit.TimestampOf(r.ResponseTime),

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -72,8 +73,9 @@ func TestAuditPayloadRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var dec audit.Decoded // reused across records, as the proxy's sink does
 	for i := range recs {
-		if _, err := w.Append(context.Background(), AuditPayload("s1", &recs[i])); err != nil {
+		if _, err := w.Append(context.Background(), AuditPayload("s1", &recs[i], &dec)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -106,6 +108,9 @@ func TestAuditPayloadRoundTrip(t *testing.T) {
 		if got := string(back.AppendText(nil, "alice", "plc-7")); got != want {
 			t.Errorf("record %d read back:\n got %s\nwant %s", i, got, want)
 		}
+		if fresh := AuditPayload("s1", &recs[i], nil).Decoded; !reflect.DeepEqual(p.Decoded, fresh) {
+			t.Errorf("record %d read back (written with a reused Decoded):\n got %+v\nwant %+v", i, *p.Decoded, *fresh)
+		}
 		i++
 	}
 	if i != len(recs) {
@@ -129,7 +134,7 @@ func TestRecordOfRejects(t *testing.T) {
 	ok := func() audit.Payload {
 		r := Record{RequestTime: time.Unix(1, 0), ResponseTime: time.Unix(2, 0), Unit: 1, Function: FuncReadHoldingRegisters,
 			Table: TableHoldingRegisters, Count: 1, ReadValues: []byte{0, 7}, Verdict: VerdictAllowed}
-		return AuditPayload("s1", &r)
+		return AuditPayload("s1", &r, nil)
 	}
 	if _, err := RecordOf(ok()); err != nil {
 		t.Fatalf("a good payload: %v", err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 
+	"github.com/otgate/otgate/audit"
 	"github.com/otgate/otgate/inspect/modbus"
 )
 
@@ -44,8 +45,9 @@ func (s *Server) relayModbus(tc *tls.Conn, asset io.ReadWriteCloser, sess *sessi
 	if d.Monitor {
 		mode = modbus.Monitor
 	}
+	var dec audit.Decoded // reused: the inspector serialises sink calls, each appends before returning
 	sink := modbus.SinkFunc(func(r *modbus.Record) {
-		if _, err := s.cfg.Log.AppendBuffered(modbus.AuditPayload(sess.id, r)); err != nil {
+		if _, err := s.cfg.Log.AppendBuffered(modbus.AuditPayload(sess.id, r, &dec)); err != nil {
 			sess.end("audit log failed: " + err.Error())
 		}
 	})

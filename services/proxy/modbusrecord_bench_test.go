@@ -40,22 +40,24 @@ func BenchmarkModbusRecord(b *testing.B) {
 			}
 			defer w.Close()
 			var next atomic.Int64
-			record := func(i int64) {
-				if _, err := w.AppendBuffered(modbus.AuditPayload("0123456789abcdef", recs[i&1])); err != nil {
+			record := func(i int64, dec *audit.Decoded) {
+				if _, err := w.AppendBuffered(modbus.AuditPayload("0123456789abcdef", recs[i&1], dec)); err != nil {
 					b.Error(err)
 				}
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			if mode == "serial" {
+				var dec audit.Decoded
 				for i := range b.N {
-					record(int64(i))
+					record(int64(i), &dec)
 				}
 			} else {
 				b.SetParallelism(8) // 16 goroutines on 2 CPUs
 				b.RunParallel(func(pb *testing.PB) {
+					var dec audit.Decoded // one per session, as relayModbus keeps
 					for pb.Next() {
-						record(next.Add(1))
+						record(next.Add(1), &dec)
 					}
 				})
 			}
