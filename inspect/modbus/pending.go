@@ -6,7 +6,7 @@ import "time"
 // a copy of the request frame, so the request stays decoded after the
 // read buffer moves on.
 type outstanding struct {
-	used    bool
+	idx     int // position in the table
 	seq     uint64
 	at      time.Time
 	verdict Verdict
@@ -17,41 +17,51 @@ type outstanding struct {
 
 // pendingTable holds the outstanding requests of a session (pipelining:
 // several transaction ids at once). Fixed size, no allocation after
-// creation; the caller locks.
+// creation; the caller locks. Lookups scan the compact used/tids index,
+// not the slots (each several hundred bytes): with hundreds of sessions
+// the slots are mostly out of cache.
 type pendingTable struct {
 	slots []outstanding
+	used  []bool   // used[i]: slots[i] holds an outstanding request
+	tids  []uint16 // tids[i]: its transaction id
+	n     int      // outstanding requests
 	seq   uint64
 }
 
-// put stores req; if its transaction id is already outstanding, or the
-// table is full, the displaced request is returned first through evict.
-func (p *pendingTable) put(req *Request, at time.Time, verdict Verdict, dec Decision, evict func(*outstanding)) {
-	var slot *outstanding
+func newPendingTable(size int) pendingTable {
+	p := pendingTable{slots: make([]outstanding, size), used: make([]bool, size), tids: make([]uint16, size)}
 	for i := range p.slots {
-		s := &p.slots[i]
-		if s.used && s.req.Header.TransactionID == req.Header.TransactionID {
-			evict(s)
-			slot = s
-			break
-		}
+		p.slots[i].idx = i
 	}
-	if slot == nil {
-		for i := range p.slots {
-			s := &p.slots[i]
-			if !s.used {
-				slot = s
+	return p
+}
+
+// put stores req; if its transaction id is already outstanding, or the
+// table is full, the displaced request is handed to evict first, then
+// released.
+func (p *pendingTable) put(req *Request, at time.Time, verdict Verdict, dec Decision, evict func(*outstanding)) {
+	tid := req.Header.TransactionID
+	i := p.find(tid)
+	if i < 0 {
+		for j, u := range p.used {
+			if !u {
+				i = j
 				break
 			}
-			if slot == nil || s.seq < slot.seq {
-				slot = s
+			if i < 0 || p.slots[j].seq < p.slots[i].seq {
+				i = j // the oldest, if none is free
 			}
 		}
-		if slot.used {
-			evict(slot)
-		}
+	}
+	slot := &p.slots[i]
+	if p.used[i] {
+		evict(slot)
+		p.release(slot)
 	}
 	p.seq++
-	slot.used, slot.seq, slot.at, slot.verdict, slot.dec = true, p.seq, at, verdict, dec
+	p.used[i], p.tids[i] = true, tid
+	p.n++
+	slot.seq, slot.at, slot.verdict, slot.dec = p.seq, at, verdict, dec
 	n := copy(slot.frame[:], req.ADU)
 	slot.req = *req
 	slot.req.ADU = slot.frame[:n]
@@ -61,23 +71,44 @@ func (p *pendingTable) put(req *Request, at time.Time, verdict Verdict, dec Deci
 	}
 }
 
-// take finds the outstanding request with transaction id tid.
-func (p *pendingTable) take(tid uint16) *outstanding {
-	for i := range p.slots {
-		if s := &p.slots[i]; s.used && s.req.Header.TransactionID == tid {
-			return s
+// find returns the slot index of the outstanding request with
+// transaction id tid, or -1.
+func (p *pendingTable) find(tid uint16) int {
+	for i, t := range p.tids {
+		if t == tid && p.used[i] {
+			return i
 		}
+	}
+	return -1
+}
+
+// take finds the outstanding request with transaction id tid; the caller
+// releases it once done with it.
+func (p *pendingTable) take(tid uint16) *outstanding {
+	if i := p.find(tid); i >= 0 {
+		return &p.slots[i]
 	}
 	return nil
 }
 
-// count returns the number of outstanding requests.
-func (p *pendingTable) count() int {
-	n := 0
-	for i := range p.slots {
-		if p.slots[i].used {
-			n++
+// release frees o's slot.
+func (p *pendingTable) release(o *outstanding) {
+	if p.used[o.idx] {
+		p.used[o.idx] = false
+		p.n--
+	}
+}
+
+// oldest returns the outstanding request forwarded first, or nil.
+func (p *pendingTable) oldest() *outstanding {
+	var o *outstanding
+	for i, u := range p.used {
+		if u && (o == nil || p.slots[i].seq < o.seq) {
+			o = &p.slots[i]
 		}
 	}
-	return n
+	return o
 }
+
+// count returns the number of outstanding requests.
+func (p *pendingTable) count() int { return p.n }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestPendingEvictionAndDuplicates(t *testing.T) {
@@ -64,5 +65,51 @@ func TestRequestsTruncatedStream(t *testing.T) {
 	err = s.Requests(bytes.NewReader(append(f, f[:9]...)))
 	if err == nil || !strings.Contains(err.Error(), "client->device frame at byte 12: malformed Modbus frame: stream ended inside a frame (9 bytes of it received)") {
 		t.Fatalf("truncated stream: %v", err)
+	}
+}
+
+// TestPendingTableIndex: the compact index (used, tids, n) agrees with
+// the slots through puts, evictions, duplicate ids and releases.
+func TestPendingTableIndex(t *testing.T) {
+	p := newPendingTable(3)
+	var evicted []uint16
+	evict := func(o *outstanding) { evicted = append(evicted, o.req.Header.TransactionID) }
+	put := func(tid uint16) {
+		var r Request
+		if err := r.Parse(adu(tid, 1, []byte{3, 0, byte(tid), 0, 1})); err != nil {
+			t.Fatal(err)
+		}
+		p.put(&r, time.Time{}, VerdictAllowed, Decision{}, evict)
+	}
+	for _, tid := range []uint16{10, 11, 12} {
+		put(tid)
+	}
+	if p.count() != 3 || len(evicted) != 0 {
+		t.Fatalf("3 puts in 3 slots: count %d, evicted %v", p.count(), evicted)
+	}
+	put(13) // full: 10, the oldest, goes
+	put(12) // same id as an outstanding one: replaces it
+	if p.count() != 3 || len(evicted) != 2 || evicted[0] != 10 || evicted[1] != 12 {
+		t.Fatalf("after a full-table put and a duplicate: count %d, evicted %v, want 3 and [10 12]", p.count(), evicted)
+	}
+	if p.take(10) != nil {
+		t.Fatal("evicted transaction 10 is still found")
+	}
+	o := p.take(11)
+	if o == nil || o.req.Header.TransactionID != 11 || o.req.Address != 11 {
+		t.Fatalf("take(11) = %+v", o)
+	}
+	p.release(o)
+	p.release(o) // releasing twice changes nothing
+	if p.count() != 2 || p.take(11) != nil {
+		t.Fatalf("after releasing 11: count %d, take(11) %v", p.count(), p.take(11))
+	}
+	var order []uint16
+	for o := p.oldest(); o != nil; o = p.oldest() {
+		order = append(order, o.req.Header.TransactionID)
+		p.release(o)
+	}
+	if len(order) != 2 || order[0] != 13 || order[1] != 12 || p.count() != 0 {
+		t.Fatalf("oldest first: %v (count %d), want [13 12] and 0", order, p.count())
 	}
 }

@@ -115,7 +115,7 @@ func NewSession(cfg Config, toClient, toDevice io.Writer) (*Session, error) {
 	}
 	s.clientCond = sync.NewCond(&s.clientMu)
 	s.evictFn, s.onFrameFn = s.evict, s.onResponse
-	s.pending.slots = make([]outstanding, cfg.MaxOutstanding)
+	s.pending = newPendingTable(cfg.MaxOutstanding)
 	s.idle = make(chan struct{}, 1)
 	return s, nil
 }
@@ -211,7 +211,8 @@ func (s *Session) track(at time.Time, v Verdict, dec Decision) {
 	s.mu.Unlock()
 }
 
-// evict records a request that will never be matched; s.mu is held.
+// evict records a request that will never be matched; s.mu is held. The
+// caller releases its slot.
 func (s *Session) evict(o *outstanding) {
 	s.reqRec.fillRequest(&o.req, o.at)
 	s.reqRec.Verdict, s.reqRec.Outcome = o.verdict, OutcomeNoResponse
@@ -220,7 +221,6 @@ func (s *Session) evict(o *outstanding) {
 		s.reqRec.DenyException = o.dec.Exception
 	}
 	s.record(&s.reqRec)
-	o.used = false
 }
 
 // record hands r to the sink, one call at a time.
@@ -340,7 +340,7 @@ func (s *Session) onResponse(frame []byte) {
 	if o.verdict == VerdictWouldDeny {
 		rec.DenyException = o.dec.Exception
 	}
-	o.used = false
+	s.pending.release(o)
 	idle := s.pending.count() == 0
 	s.mu.Unlock()
 	s.record(rec)
@@ -365,15 +365,11 @@ func (s *Session) Finish() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
-		var oldest *outstanding
-		for i := range s.pending.slots {
-			if o := &s.pending.slots[i]; o.used && (oldest == nil || o.seq < oldest.seq) {
-				oldest = o
-			}
-		}
-		if oldest == nil {
+		o := s.pending.oldest()
+		if o == nil {
 			return
 		}
-		s.evict(oldest)
+		s.evict(o)
+		s.pending.release(o)
 	}
 }
