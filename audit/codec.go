@@ -62,11 +62,18 @@ func encodeBody(b Body) ([]byte, error) {
 }
 
 // encodeBodyTo is encodeBody into buf (reset first); the result aliases buf.
+// Payloads take the reflection-free encoder (cborpayload.go).
 func encodeBodyTo(b Body, buf *bytes.Buffer) ([]byte, error) {
 	if err := b.validate(); err != nil {
 		return nil, err
 	}
 	buf.Reset()
+	if p, ok := b.(Payload); ok {
+		if enc, ok := appendPayloadCBOR(buf.AvailableBuffer(), &p); ok {
+			buf.Write(enc) // in place when it fitted; grows buf for the next time otherwise
+			return buf.Bytes(), nil
+		}
+	}
 	if err := bufEncMode.MarshalToBuffer(b, buf); err != nil {
 		return nil, fmt.Errorf("encode %s body: %w", b.Kind(), err)
 	}

@@ -235,7 +235,9 @@ func (w *Writer) appendAny(b Body) (Position, uint64, error) {
 	}
 	rec := Record{Seq: w.nextSeq, Time: TimestampOf(w.cfg.now()), Prev: w.head[:], Kind: b.Kind(), Body: enc}
 	w.recBuf.Reset()
-	if err := bufEncMode.MarshalToBuffer(&rec, &w.recBuf); err != nil {
+	if enc, ok := appendRecordCBOR(w.recBuf.AvailableBuffer(), &rec); ok {
+		w.recBuf.Write(enc) // in place when it fitted
+	} else if err := bufEncMode.MarshalToBuffer(&rec, &w.recBuf); err != nil {
 		return Position{}, 0, fmt.Errorf("append %s: encode: %w", b.Kind(), err)
 	}
 	payload := w.recBuf.Bytes()
