@@ -268,9 +268,16 @@ func TestEndToEnd(t *testing.T) {
 		}
 		defer c.Close()
 		echoRoundTrip(t, c, "listed")
-		rsp, err := adminapi.Call(sock, adminapi.Request{Op: adminapi.OpSessions})
-		if err != nil {
-			t.Fatal(err)
+		// The echo can be back before the relay has counted the bytes it
+		// wrote to the asset: the count may lag, never stay wrong.
+		var rsp *adminapi.Response
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if rsp, err = adminapi.Call(sock, adminapi.Request{Op: adminapi.OpSessions}); err != nil {
+				t.Fatal(err)
+			}
+			if len(rsp.Sessions) == 1 && rsp.Sessions[0].BytesToAsset == 6 || time.Now().After(deadline) {
+				break
+			}
 		}
 		if len(rsp.Sessions) != 1 || rsp.Sessions[0].ID != r.Session || rsp.Sessions[0].BytesToAsset != 6 {
 			t.Fatalf("sessions = %+v, want session %s with 6 bytes to the asset", rsp.Sessions, r.Session)

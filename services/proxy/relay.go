@@ -36,12 +36,23 @@ func (s *Server) relayRaw(tc *tls.Conn, asset io.ReadWriteCloser, sess *session)
 			time.AfterFunc(drainTimeout, sess.closeConn)
 		}
 	}
+	// Who ended first is settled before the other side learns of it (the
+	// half-close), or its answering close could be taken for the first.
+	oneWay := func(dst io.Writer, src io.Reader, dir audit.Direction, count *atomic.Uint64) {
+		err := s.pump(dst, src, sess, dir, count)
+		finish(dir, err)
+		if err == nil {
+			if cw, ok := dst.(closeWriter); ok {
+				cw.CloseWrite()
+			}
+		}
+	}
 	done := make(chan struct{})
 	go func() {
-		finish(audit.ToClient, s.pump(tc, asset, sess, audit.ToClient, &sess.toClient))
+		oneWay(tc, asset, audit.ToClient, &sess.toClient)
 		close(done)
 	}()
-	finish(audit.ToAsset, s.pump(asset, tc, sess, audit.ToAsset, &sess.toAsset))
+	oneWay(asset, tc, audit.ToAsset, &sess.toAsset)
 	<-done
 	sess.closeConn()
 	if err, _ := firstErr.Load().(error); err != nil && !isClosed(err) {
@@ -56,8 +67,8 @@ func (s *Server) relayRaw(tc *tls.Conn, asset io.ReadWriteCloser, sess *session)
 	return EndClientClosed
 }
 
-// pump copies src to dst; at EOF it half-closes dst. It returns nil at
-// EOF, or the error.
+// pump copies src to dst. It returns nil at EOF (the caller half-closes
+// dst), or the error.
 func (s *Server) pump(dst io.Writer, src io.Reader, sess *session, dir audit.Direction, count *atomic.Uint64) error {
 	buf := make([]byte, relayBufSize)
 	prefix := s.cfg.RawPrefix
@@ -82,9 +93,6 @@ func (s *Server) pump(dst io.Writer, src io.Reader, sess *session, dir audit.Dir
 		}
 		if rerr != nil {
 			if rerr == io.EOF {
-				if cw, ok := dst.(closeWriter); ok {
-					cw.CloseWrite()
-				}
 				return nil
 			}
 			return rerr
