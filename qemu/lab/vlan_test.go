@@ -47,7 +47,9 @@ func TestFixTransportChecksum(t *testing.T) {
 
 // The VLAN access namespace is its own segment: the untagged plant, told
 // the VLAN's subnet is on its link, reaches nobody there (the relay passes
-// only frames tagged with the VLAN), and Close removes it all.
+// only frames tagged with the VLAN), and Close removes it all. Isolation
+// alone would also hold with no relay at all: the positive controls are in
+// vlan_relay_test.go.
 func TestVLANAccessIsolatedFromUntagged(t *testing.T) {
 	requireRoot(t)
 	l, err := New(context.Background())
