@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/otgate/otgate/internal/policywatch"
 	"github.com/otgate/otgate/internal/ready"
 	"github.com/otgate/otgate/site"
 )
@@ -59,7 +58,7 @@ type Service struct {
 
 	mu        sync.Mutex
 	status    Status
-	policyID  fileID
+	policy    policywatch.File
 	unhealthy bool
 	readyOnce sync.Once
 	uplinkOK  chan struct{}
@@ -72,24 +71,6 @@ func (s *Service) Events() *Ring { return s.events }
 
 // Inventory is the neighbour watch's inventory.
 func (s *Service) Inventory() *Inventory { return s.inv }
-
-type fileID struct {
-	size  int64
-	mtime time.Time
-	ino   uint64
-}
-
-func statID(path string) fileID {
-	st, err := os.Stat(path)
-	if err != nil {
-		return fileID{}
-	}
-	id := fileID{size: st.Size(), mtime: st.ModTime()}
-	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-		id.ino = uint64(sys.Ino)
-	}
-	return id
-}
 
 func (s *Service) defaults() {
 	if s.Logf == nil {
@@ -149,6 +130,7 @@ func New(cfg Config, h *netlink.Handle, logf func(string, ...any)) (*Service, er
 // downlinks keep their configuration when the service stops.
 func (s *Service) Run(ctx context.Context) error {
 	s.defaults()
+	s.policy = policywatch.File{Path: s.PolicyPath}
 	s.events = NewRing(0, s.Logf)
 	s.inv = NewInventory(s.AbsentAfter, s.events)
 	s.watcher = &Watcher{Handle: s.Handle, NS: s.NS, Inventory: s.inv, ProbeInterval: s.ProbeInterval, Logf: s.Logf}
@@ -221,29 +203,16 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.markReady()
 
-	poll := time.NewTicker(s.Poll)
-	defer poll.Stop()
-	repair := time.NewTicker(s.Repair)
-	defer repair.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-poll.C:
-			if s.PolicyPath != "" && statID(s.PolicyPath) != s.policyID {
-				s.Logf("netconf: policy file changed")
-				s.sync()
-			}
-		case <-s.reload:
-			s.Logf("netconf: reload requested")
-			s.sync()
-		case <-repair.C:
-			s.sync()
-			if s.static != nil {
-				s.applyStatic()
-			}
+	loop := policywatch.Loop{File: &s.policy, Poll: s.Poll, Repair: s.Repair, Reload: s.reload}
+	return loop.Run(ctx, func(why policywatch.Trigger) {
+		if why != policywatch.Repair {
+			s.Logf("netconf: %s", why)
 		}
-	}
+		s.sync()
+		if why == policywatch.Repair && s.static != nil {
+			s.applyStatic()
+		}
+	})
 }
 
 func (s *Service) markReady() {
@@ -312,7 +281,7 @@ func (s *Service) dhcpChanged() {
 // sync reads the policy, plans the OT side and converges it. A bad
 // policy or plan changes nothing (the last good state stays).
 func (s *Service) sync() {
-	s.policyID = statID(s.PolicyPath)
+	s.policy.Mark()
 	var zones []site.Zone
 	var assets []site.Asset
 	var sum [32]byte

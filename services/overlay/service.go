@@ -6,14 +6,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"sort"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/otgate/otgate/internal/policywatch"
 	"github.com/otgate/otgate/internal/ready"
 	"github.com/otgate/otgate/services/overlay/alloc"
 	"github.com/otgate/otgate/site"
@@ -42,28 +41,9 @@ type Service struct {
 
 	mu        sync.Mutex
 	snap      Snapshot
-	policyID  fileID
+	policy    policywatch.File
 	warned    string
 	unhealthy bool
-}
-
-// fileID identifies one version of the policy file.
-type fileID struct {
-	size  int64
-	mtime time.Time
-	ino   uint64
-}
-
-func statID(path string) fileID {
-	st, err := os.Stat(path)
-	if err != nil {
-		return fileID{}
-	}
-	id := fileID{size: st.Size(), mtime: st.ModTime()}
-	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-		id.ino = uint64(sys.Ino)
-	}
-	return id
 }
 
 // Snapshot returns the current snapshot.
@@ -93,6 +73,7 @@ func (s *Service) Run(ctx context.Context, reload <-chan struct{}) error {
 	if s.Link == "" {
 		s.Link = DefaultLink
 	}
+	s.policy = policywatch.File{Path: s.PolicyPath}
 	a, err := alloc.Open(s.StatePath)
 	if err != nil {
 		return err
@@ -109,32 +90,19 @@ func (s *Service) Run(ctx context.Context, reload <-chan struct{}) error {
 	if err := ready.Notify(); err != nil {
 		s.Logf("overlay: notify init: %v", err)
 	}
-	poll := time.NewTicker(s.Poll)
-	defer poll.Stop()
-	repair := time.NewTicker(s.Repair)
-	defer repair.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-reload:
-			s.Logf("overlay: reload requested")
-			s.sync()
-		case <-poll.C:
-			if statID(s.PolicyPath) != s.policyID {
-				s.Logf("overlay: policy file changed")
-				s.sync()
-			}
-		case <-repair.C:
-			s.sync()
+	loop := policywatch.Loop{File: &s.policy, Poll: s.Poll, Repair: s.Repair, Reload: reload}
+	return loop.Run(ctx, func(why policywatch.Trigger) {
+		if why != policywatch.Repair {
+			s.Logf("overlay: %s", why)
 		}
-	}
+		s.sync()
+	})
 }
 
 // sync runs one pass and records its outcome in the snapshot and in the
 // health reported to init.
 func (s *Service) sync() {
-	s.policyID = statID(s.PolicyPath)
+	s.policy.Mark()
 	err := s.syncOnce()
 	s.mu.Lock()
 	s.snap.Syncs++

@@ -5,12 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log"
-	"os"
-	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/otgate/otgate/internal/bootcfg"
+	"github.com/otgate/otgate/internal/policywatch"
 	"github.com/otgate/otgate/internal/ready"
 	"github.com/otgate/otgate/services/segment"
 	"github.com/otgate/otgate/services/segment/baseline"
@@ -24,26 +23,7 @@ import (
 type policySource struct {
 	path string
 	base ruleset.BaselineSpec
-	id   fileVersion
-}
-
-// fileVersion identifies one version of a file (zero: absent).
-type fileVersion struct {
-	size  int64
-	mtime time.Time
-	ino   uint64
-}
-
-func statVersion(path string) fileVersion {
-	st, err := os.Stat(path)
-	if err != nil {
-		return fileVersion{}
-	}
-	v := fileVersion{size: st.Size(), mtime: st.ModTime()}
-	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-		v.ino = sys.Ino
-	}
-	return v
+	file policywatch.File
 }
 
 func newPolicySource(policyPath, bootPath string) (*policySource, error) {
@@ -55,13 +35,13 @@ func newPolicySource(policyPath, bootPath string) (*policySource, error) {
 	if err := base.Validate(); err != nil {
 		return nil, fmt.Errorf("-boot %s: baseline: %w", bootPath, err)
 	}
-	return &policySource{path: policyPath, base: base}, nil
+	return &policySource{path: policyPath, base: base, file: policywatch.File{Path: policyPath}}, nil
 }
 
 // load reads the policy. No applied policy yet is not an error: the spec
 // is then the baseline alone (no asset reachable).
 func (p *policySource) load() (*ruleset.Spec, string, error) {
-	p.id = statVersion(p.path)
+	p.file.Mark()
 	applied, err := site.LoadApplied(p.path)
 	if errors.Is(err, site.ErrNoPolicy) {
 		return &ruleset.Spec{BaselineSpec: p.base}, "no applied policy yet: baseline only, no asset reachable", nil
@@ -76,31 +56,17 @@ func (p *policySource) load() (*ruleset.Spec, string, error) {
 	return spec, fmt.Sprintf("policy %s from %s (sha256 %x)", p.path, applied.Source, applied.SourceSHA256[:6]), nil
 }
 
-func (p *policySource) changed() bool { return statVersion(p.path) != p.id }
-
 // watchPolicy re-reads the policy on SIGHUP and when the file changes, and
 // applies it. A policy that does not load or fit changes nothing: the
 // kernel keeps the last good table, and init hears the service is
 // unhealthy until a good policy arrives.
 func watchPolicy(ctx context.Context, p *policySource, svc *segment.Service, poll time.Duration) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	t := time.NewTicker(poll)
-	defer t.Stop()
+	loop := policywatch.Loop{File: &p.file, Poll: poll, Reload: policywatch.OnSignal(ctx, syscall.SIGHUP)}
 	bad := false
-	for {
-		why := ""
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
+	err := loop.Run(ctx, func(trigger policywatch.Trigger) {
+		why := trigger.String() // "policy file changed"
+		if trigger == policywatch.Reload {
 			why = "reload (SIGHUP)"
-		case <-t.C:
-			if !p.changed() {
-				continue
-			}
-			why = "policy file changed"
 		}
 		spec, what, err := p.load()
 		if err == nil {
@@ -112,12 +78,15 @@ func watchPolicy(ctx context.Context, p *policySource, svc *segment.Service, pol
 				_ = ready.Unhealthy("policy: " + err.Error())
 				bad = true
 			}
-			continue
+			return
 		}
 		log.Printf("segment: %s: now enforcing %s: %d assets, %d exceptions", why, what, len(spec.Assets), len(spec.Active(time.Now())))
 		if bad {
 			_ = ready.Healthy()
 			bad = false
 		}
+	})
+	if err != nil {
+		log.Printf("segment: policy watch stopped: %v", err)
 	}
 }
