@@ -7,12 +7,12 @@
 package api
 
 import (
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 
 	"github.com/fxamacker/cbor/v2"
+
+	"github.com/otgate/otgate/internal/cborframe"
 )
 
 // DefaultSocket is where the service listens on the appliance.
@@ -98,55 +98,14 @@ func (e *Error) Is(target error) bool {
 	return ok && t.Code == e.Code
 }
 
-var (
-	encMode = func() cbor.EncMode {
-		m, err := cbor.CoreDetEncOptions().EncMode()
-		if err != nil {
-			panic(err)
-		}
-		return m
-	}()
-	decMode = func() cbor.DecMode {
-		m, err := cbor.DecOptions{ExtraReturnErrors: cbor.ExtraDecErrorUnknownField}.DecMode()
-		if err != nil {
-			panic(err)
-		}
-		return m
-	}()
-)
+// frames is the protocol's framing; decoding is strict (an unknown field
+// is an error, not silently dropped).
+var frames = cborframe.MustNew(MaxMessage, cbor.DecOptions{ExtraReturnErrors: cbor.ExtraDecErrorUnknownField})
 
-// WriteMessage writes v as one framed CBOR message.
-func WriteMessage(w io.Writer, v any) error {
-	b, err := encMode.Marshal(v)
-	if err != nil {
-		return err
-	}
-	if len(b) > MaxMessage {
-		return fmt.Errorf("message of %d bytes exceeds %d", len(b), MaxMessage)
-	}
-	buf := make([]byte, 4+len(b))
-	binary.BigEndian.PutUint32(buf, uint32(len(b)))
-	copy(buf[4:], b)
-	_, err = w.Write(buf)
-	return err
-}
+// WriteMessage writes v as one framed CBOR message; one over MaxMessage is
+// an error naming its size, and nothing is written.
+func WriteMessage(w io.Writer, v any) error { return frames.Write(w, v) }
 
-// ReadMessage reads one framed CBOR message into v.
-func ReadMessage(r io.Reader, v any) error {
-	var hdr [4]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return err
-	}
-	n := binary.BigEndian.Uint32(hdr[:])
-	if n > MaxMessage {
-		return fmt.Errorf("message of %d bytes exceeds %d", n, MaxMessage)
-	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r, b); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return err
-	}
-	return decMode.Unmarshal(b, v)
-}
+// ReadMessage reads one framed CBOR message into v. At a clean end of the
+// stream it returns io.EOF itself; see cborframe.Codec.Read.
+func ReadMessage(r io.Reader, v any) error { return frames.Read(r, v) }

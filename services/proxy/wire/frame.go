@@ -1,81 +1,36 @@
 package wire
 
 import (
-	"encoding/binary"
-	"errors"
-	"fmt"
 	"io"
 
 	"github.com/fxamacker/cbor/v2"
+
+	"github.com/otgate/otgate/internal/cborframe"
 )
 
 // MaxFrame bounds one framed CBOR message (a certificate chain fits easily).
 const MaxFrame = 64 << 10
 
-var (
-	encMode = func() cbor.EncMode {
-		m, err := cbor.CoreDetEncOptions().EncMode()
-		if err != nil {
-			panic(err)
-		}
-		return m
-	}()
-	decMode = func() cbor.DecMode {
-		m, err := cbor.DecOptions{
-			ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-			MaxArrayElements:  4096,
-			MaxMapPairs:       4096,
-			MaxNestedLevels:   8,
-		}.DecMode()
-		if err != nil {
-			panic(err)
-		}
-		return m
-	}()
-)
+// frames is the wire's framing; decoding is strict (unknown fields are
+// errors) and bounded.
+var frames = cborframe.MustNew(MaxFrame, cbor.DecOptions{
+	ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
+	MaxArrayElements:  4096,
+	MaxMapPairs:       4096,
+	MaxNestedLevels:   8,
+})
 
 // Marshal encodes v as deterministic CBOR.
-func Marshal(v any) ([]byte, error) { return encMode.Marshal(v) }
+func Marshal(v any) ([]byte, error) { return frames.Marshal(v) }
 
 // Unmarshal decodes CBOR strictly (unknown fields are errors).
-func Unmarshal(b []byte, v any) error { return decMode.Unmarshal(b, v) }
+func Unmarshal(b []byte, v any) error { return frames.Unmarshal(b, v) }
 
-// WriteFrame writes v as one framed CBOR message in a single Write.
-func WriteFrame(w io.Writer, v any) error {
-	b, err := encMode.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("encode %T: %w", v, err)
-	}
-	if len(b) > MaxFrame {
-		return fmt.Errorf("frame of %d bytes exceeds %d", len(b), MaxFrame)
-	}
-	buf := make([]byte, 4+len(b))
-	binary.BigEndian.PutUint32(buf, uint32(len(b)))
-	copy(buf[4:], b)
-	_, err = w.Write(buf)
-	return err
-}
+// WriteFrame writes v as one framed CBOR message in a single Write; one
+// over MaxFrame is an error naming its size, and nothing is written.
+func WriteFrame(w io.Writer, v any) error { return frames.Write(w, v) }
 
 // ReadFrame reads one framed CBOR message into v, reading exactly the
-// frame's bytes.
-func ReadFrame(r io.Reader, v any) error {
-	var hdr [4]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return err
-	}
-	n := binary.BigEndian.Uint32(hdr[:])
-	if n > MaxFrame {
-		return fmt.Errorf("frame of %d bytes exceeds %d", n, MaxFrame)
-	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r, b); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return err
-	}
-	if err := decMode.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("decode %T: %w", v, err)
-	}
-	return nil
-}
+// frame's bytes. At a clean end of the stream it returns io.EOF itself;
+// see cborframe.Codec.Read.
+func ReadFrame(r io.Reader, v any) error { return frames.Read(r, v) }
