@@ -116,6 +116,13 @@ func TestServiceTableRejected(t *testing.T) {
 			svc("a", "/bin/otgate-a", "PKG"),
 			svc("b", "/bin/otgate-a", "./cmd/otgate"),
 		}, nil, "another row builds it"},
+		{"multi-call link built from a package", []ServiceRow{
+			svc("a", "/bin/otgate-a", "PKG"),
+			{MultiCall: true, Service: bootcfg.Service{Name: "b", Binary: "/bin/otgate-a", Readiness: bootcfg.ReadyNotify}},
+		}, nil, "is a link to /bin/otgate, but another row builds it"},
+		{"multi-call row with a package", []ServiceRow{
+			{MultiCall: true, Package: "PKG", Service: bootcfg.Service{Name: "b", Binary: "/bin/otgate-b", Readiness: bootcfg.ReadyNotify}},
+		}, nil, "names no package"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pkg := standin(t)
@@ -143,7 +150,7 @@ func TestTablesValidate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := plan(testBoard(t, "qemu-x86_64"), c); err != nil {
+		if _, _, err := plan(testBoard(t, "qemu-x86_64"), c); err != nil {
 			t.Errorf("test=%v: service table: %v", test, err)
 		}
 	}

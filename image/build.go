@@ -37,16 +37,32 @@ type binary struct {
 // plan lists the binaries of the image and checks the service table
 // against what the image will hold, before anything is built or written:
 // a cycle, an unknown dependency or a binary nothing provides is an error.
-func plan(b *board.Board, c *config) ([]binary, error) {
+func plan(b *board.Board, c *config) ([]binary, []string, error) {
 	bins := []binary{{initBinary, c.initPkg}, {otgateBinary, otgatePkg}}
 	byPath := map[string]string{initBinary: c.initPkg, otgateBinary: otgatePkg}
+	var links []string
 	for _, r := range c.services {
+		if r.MultiCall {
+			if r.Package != "" {
+				return nil, nil, fmt.Errorf("board %s: service %q: a multi-call service (a link to %s) names no package, not %s",
+					b.Name, r.Service.Name, otgateBinary, r.Package)
+			}
+			if p, ok := byPath[r.Service.Binary]; ok && p != otgatePkg {
+				return nil, nil, fmt.Errorf("board %s: service %q: binary %s is a link to %s, but another row builds it from %s",
+					b.Name, r.Service.Name, r.Service.Binary, otgateBinary, p)
+			}
+			if _, ok := byPath[r.Service.Binary]; !ok {
+				byPath[r.Service.Binary] = otgatePkg
+				links = append(links, r.Service.Binary)
+			}
+			continue
+		}
 		if r.Package == "" {
 			continue // provided by another binary or by rootfs/
 		}
 		if p, ok := byPath[r.Service.Binary]; ok {
 			if p != r.Package {
-				return nil, fmt.Errorf("board %s: service %q: binary %s built from %s, but another row builds it from %s",
+				return nil, nil, fmt.Errorf("board %s: service %q: binary %s built from %s, but another row builds it from %s",
 					b.Name, r.Service.Name, r.Service.Binary, r.Package, p)
 			}
 			continue
@@ -66,9 +82,9 @@ func plan(b *board.Board, c *config) ([]binary, error) {
 	}
 	cfg := bootConfig(b, nil, c.services, c.debug, c.test)
 	if err := cfg.Validate(planned); err != nil {
-		return nil, fmt.Errorf("board %s: service table: %w", b.Name, err)
+		return nil, nil, fmt.Errorf("board %s: service table: %w", b.Name, err)
 	}
-	return bins, nil
+	return bins, links, nil
 }
 
 func isDebugCommand(p string) bool {
@@ -87,7 +103,7 @@ func build(ctx context.Context, b *board.Board, c *config) (m *Manifest, err err
 			p.step("failed", "%v", err)
 		}
 	}()
-	bins, err := plan(b, c)
+	bins, links, err := plan(b, c)
 	if err != nil {
 		return nil, err
 	}
@@ -162,6 +178,11 @@ func build(ctx context.Context, b *board.Board, c *config) (m *Manifest, err err
 		}
 		pkgs = append(pkgs, bin.pkg)
 	}
+	for _, l := range links {
+		if err := tree.add(l, &entry{kind: kindSymlink, perm: 0o777, data: []byte(otgateLinkTarget(l)), from: "multi-call " + otgatePkg}); err != nil {
+			return nil, err
+		}
+	}
 	goVersion, err := goOutput(ctx, c.sourceDir, env, "env", "GOVERSION")
 	if err != nil {
 		return nil, err
@@ -172,7 +193,7 @@ func build(ctx context.Context, b *board.Board, c *config) (m *Manifest, err err
 		return nil, fmt.Errorf("board %s: list inputs: %w", b.Name, err)
 	}
 	srcFiles = append(srcFiles, "go.mod", "go.sum")
-	p.step("go", "%d binaries built with %s GOARCH=%s level %s", len(bins), m.Inputs.GoVersion, b.Arch, b.GoArchLevel)
+	p.step("go", "%d binaries built with %s GOARCH=%s level %s, %d services linked to %s", len(bins), m.Inputs.GoVersion, b.Arch, b.GoArchLevel, len(links), otgateBinary)
 
 	// 4. Debug shell.
 	if c.debug {
@@ -473,4 +494,14 @@ func writeFileSync(name string, data []byte) error {
 		return err
 	}
 	return f.Close()
+}
+
+// otgateLinkTarget is the target of a multi-call service's link: relative
+// when the link sits next to /bin/otgate, so that the image reads the same
+// when mounted elsewhere.
+func otgateLinkTarget(link string) string {
+	if path.Dir(link) == path.Dir(otgateBinary) {
+		return path.Base(otgateBinary)
+	}
+	return otgateBinary
 }

@@ -76,9 +76,26 @@ func (t *fileTree) addFile(name string, perm uint32, src string) error {
 	return t.addData(name, perm, data, src)
 }
 
+// exists tells whether name is a regular file of the tree, or a link
+// (through links) to one.
 func (t *fileTree) exists(name string) bool {
-	e, ok := t.entries[name]
-	return ok && e.kind == kindFile
+	for hops := 0; hops < 8; hops++ { // a link to a link, at most 8 deep
+		e, ok := t.entries[name]
+		switch {
+		case !ok:
+			return false
+		case e.kind == kindFile:
+			return true
+		case e.kind != kindSymlink:
+			return false
+		}
+		target := string(e.data)
+		if !path.IsAbs(target) {
+			target = path.Join(path.Dir(name), target)
+		}
+		name = target
+	}
+	return false
 }
 
 // addDir copies the directory src below dst: directories 0755, files 0755

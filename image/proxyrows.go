@@ -13,7 +13,6 @@ import (
 // The proxy's places on the device.
 const (
 	proxyBinary   = "/bin/otgate-proxy"
-	proxyPackage  = "./services/proxy/cmd"
 	proxyStateDir = "/perm/proxy" // the sealed user store
 	proxyAuditDir = "/perm/audit" // the session log
 )
@@ -24,7 +23,7 @@ const (
 // directory, so later `otgate site apply` keeps it readable).
 func proxyPrepareRow() ServiceRow {
 	uid, gid := strconv.Itoa(baseline.ProxyUID), strconv.Itoa(baseline.ProxyUID)
-	return ServiceRow{Package: proxyPackage, Service: bootcfg.Service{
+	return ServiceRow{MultiCall: true, Service: bootcfg.Service{
 		Name: "proxy-prepare", Binary: proxyBinary, Readiness: bootcfg.ReadyExit, Timeout: readinessTimeout,
 		DependsOn: []string{"policy"},
 		Args: []string{"prepare", "-uid", uid, "-gid", gid, "-own", proxyStateDir, "-own", proxyAuditDir,
@@ -46,7 +45,7 @@ func proxyPrepareRow() ServiceRow {
 // proxy rewrite the firewall. The listener is :8443; the baseline and
 // segment rulesets admit it on the uplink only.
 func proxyRow() ServiceRow {
-	return ServiceRow{Package: proxyPackage, Service: bootcfg.Service{
+	return ServiceRow{MultiCall: true, Service: bootcfg.Service{
 		Name: "proxy", Binary: proxyBinary, Readiness: bootcfg.ReadyNotify, Timeout: readinessTimeout,
 		Critical: true, DependsOn: []string{"proxy-prepare", "trust", "segment"},
 		UID: baseline.ProxyUID, GID: baseline.ProxyUID, Capabilities: []string{"CAP_NET_RAW"},

@@ -13,6 +13,10 @@ import (
 type ServiceRow struct {
 	Service bootcfg.Service
 	Package string
+	// MultiCall: Service.Binary is a link to /bin/otgate, which runs the
+	// service its name says (cmd/otgate's serviceMains); Package is then
+	// empty.
+	MultiCall bool
 }
 
 // readinessTimeout is how long init waits for a service to report ready.
@@ -46,18 +50,18 @@ var ProductionServices = []ServiceRow{
 		Name: "policy", Binary: otgateBinary, Readiness: bootcfg.ReadyExit, Timeout: readinessTimeout,
 		Args: []string{"site", "apply", "-if-missing", "-dir", policyDir, defaultPolicyPath},
 	}},
-	{Package: "./services/segment/cmd", Service: bootcfg.Service{
+	{MultiCall: true, Service: bootcfg.Service{
 		Name: "segment", Binary: "/bin/otgate-segment", Readiness: bootcfg.ReadyNotify, Timeout: readinessTimeout,
 		Critical: true, DependsOn: []string{"policy"},
 		Args: []string{"-policy", appliedPolicy, "-boot", bootcfg.Path, "-socket", bootcfg.RunDir + "/segment.sock",
 			"-state", "/perm/segment/would-block.cbor"},
 	}},
-	{Package: "./services/overlay/cmd", Service: bootcfg.Service{
+	{MultiCall: true, Service: bootcfg.Service{
 		Name: "overlay", Binary: "/bin/otgate-overlay", Readiness: bootcfg.ReadyNotify, Timeout: readinessTimeout,
 		DependsOn: []string{"policy"},
 		Args:      []string{"-policy", appliedPolicy, "-state", "/perm/overlay/alloc.cbor", "-socket", bootcfg.RunDir + "/overlay.sock"},
 	}},
-	{Package: "./services/netconf/cmd", Service: bootcfg.Service{
+	{MultiCall: true, Service: bootcfg.Service{
 		Name: "netconf", Binary: "/bin/otgate-netconf", Readiness: bootcfg.ReadyNotify, Timeout: readinessTimeout,
 		DependsOn: []string{"policy"},
 		Args: []string{"-uplink", "eth0", "-uplink-mode", "dhcp", "-downlink", "eth1=10.77.0.1/24",
@@ -67,7 +71,7 @@ var ProductionServices = []ServiceRow{
 	// proxy, uid 101, may use it). Not critical yet: images booted without
 	// a TPM (plain QEMU runs) must still reach ready; make it critical once
 	// every boot has a TPM.
-	{Package: "./services/identity/cmd", Service: bootcfg.Service{
+	{MultiCall: true, Service: bootcfg.Service{
 		Name: "identity", Binary: "/bin/otgate-identity", Readiness: bootcfg.ReadyNotify,
 		Timeout: readinessTimeout,
 		Args:    []string{"-state", "/perm/identity", "-tpm", "/dev/tpmrm0", "-socket-gid", "101", "-allow", "0=admin,101=proxy"},

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/hex"
 	"os"
+	"time"
 
 	"github.com/otgate/otgate/internal/bootcfg"
 	"github.com/otgate/otgate/services/identity/bootmeasure"
@@ -49,6 +50,7 @@ func (in *initProc) measure(configPath string) string {
 			log.Printf("test hook: %s=%q mixed into the boot measurement", hookMeasureExtra, v)
 		}
 	}
+	start := time.Now()
 	m, err := measureBoot(in.cfg, in.root, "/proc/self/exe", configPath, extra)
 	if err != nil {
 		log.Printf("MEASURED BOOT ERROR: %v; PCR %d not extended (the identity service will see the difference)", err, bootmeasure.PCR)
@@ -60,6 +62,6 @@ func (in *initProc) measure(configPath string) string {
 		return ""
 	}
 	digest := hex.EncodeToString(d[:])
-	log.Printf("measured boot into PCR %d (%s)", bootmeasure.PCR, digest[:16])
+	log.Printf("measured boot into PCR %d (%s, %s)", bootmeasure.PCR, digest[:16], secs(time.Since(start)))
 	return digest
 }

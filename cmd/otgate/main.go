@@ -1,12 +1,15 @@
 // Command otgate is the client and admin CLI of the otgate access gate.
 //
 // Each subcommand lives in its own file and registers itself with
-// register; main only dispatches.
+// register; main only dispatches. Called by a service's name (the
+// appliance's /bin/otgate-segment, ... links), it runs that service
+// instead (serviceMains).
 package main
 
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 )
@@ -40,6 +43,10 @@ func usage() {
 }
 
 func main() {
+	if run, ok := serviceMains[filepath.Base(os.Args[0])]; ok {
+		run()
+		return
+	}
 	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
 		usage()
 		os.Exit(2)

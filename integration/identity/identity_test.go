@@ -17,7 +17,7 @@ import (
 
 var (
 	deviceRE   = regexp.MustCompile(`^identity: identity: device identity (spiffe://\S+/gate/[0-9a-f]+) \(TPM key, /dev/tpmrm0\)`)
-	measuredRE = regexp.MustCompile(`^init: measured boot into PCR 15 \(([0-9a-f]{16})\)$`)
+	measuredRE = regexp.MustCompile(`^init: measured boot into PCR 15 \(([0-9a-f]{16}), [0-9.]+s\)$`)
 )
 
 // The story of one gate over three boots with the same disk and TPM:

@@ -20,7 +20,7 @@ import (
 	"github.com/otgate/otgate/site"
 )
 
-var measuredRE = regexp.MustCompile(`^init: measured boot into PCR 15 \(([0-9a-f]{16})\)$`)
+var measuredRE = regexp.MustCompile(`^init: measured boot into PCR 15 \(([0-9a-f]{16}), [0-9.]+s\)$`)
 
 // The story of one gate over three boots with the same disk and TPM.
 // Boot 1 runs the default policy; once the proxy is up, the testapply row

@@ -141,6 +141,16 @@ func PCRAfterBoot(digest [32]byte) [32]byte {
 type measurement struct {
 	h     hash.Hash
 	parts []string
+	// files caches each file's length and digest (os.SameFile): the
+	// appliance's services are links to one multi-call binary, read and
+	// hashed once (the stream still names it once per link).
+	files []fileDigest
+}
+
+type fileDigest struct {
+	fi  os.FileInfo
+	n   int64
+	sum []byte
 }
 
 func (m *measurement) add(label string, data []byte) {
@@ -155,12 +165,30 @@ func (m *measurement) addFile(label, path string) error {
 		return err
 	}
 	defer f.Close()
-	fh := sha256.New()
-	n, err := io.Copy(fh, f)
+	fi, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("read %s: %w", path, err)
+		return err
 	}
-	fmt.Fprintf(m.h, "%s %d %x\n", label, n, fh.Sum(nil))
+	d, ok := m.cached(fi)
+	if !ok {
+		fh := sha256.New()
+		n, err := io.Copy(fh, f)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", path, err)
+		}
+		d = fileDigest{fi, n, fh.Sum(nil)}
+		m.files = append(m.files, d)
+	}
+	fmt.Fprintf(m.h, "%s %d %x\n", label, d.n, d.sum)
 	m.parts = append(m.parts, label+" "+path)
 	return nil
+}
+
+func (m *measurement) cached(fi os.FileInfo) (fileDigest, bool) {
+	for _, d := range m.files {
+		if os.SameFile(d.fi, fi) && d.fi.ModTime().Equal(fi.ModTime()) && d.fi.Size() == fi.Size() {
+			return d, true
+		}
+	}
+	return fileDigest{}, false
 }

@@ -1,4 +1,4 @@
-package main
+package proxyd
 
 // The appliance has no /usr/share/zoneinfo: grants name IANA time zones
 // (Europe/Berlin), so the proxy carries Go's copy of the database.

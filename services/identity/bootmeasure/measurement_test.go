@@ -1,0 +1,56 @@
+package bootmeasure
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/otgate/otgate/internal/bootcfg"
+)
+
+// Services that are links to one multi-call binary measure exactly as if
+// each were its own copy of it (the binary is hashed once, the stream
+// names it per link); a changed byte in the binary changes the digest.
+func TestLinkedServicesMeasureLikeCopies(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	initBin := write("init", "init binary")
+	cfgPath := write("boot.cbor", "boot config")
+	multi := write("otgate", "multi-call binary")
+	for _, l := range []string{"otgate-a", "otgate-b"} {
+		if err := os.Symlink("otgate", filepath.Join(dir, l)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyA, copyB := write("copy-a", "multi-call binary"), write("copy-b", "multi-call binary")
+	other := write("other", "multi-call binarY")
+	digest := func(bins ...string) [32]byte {
+		t.Helper()
+		cfg := &bootcfg.Config{}
+		for i, b := range bins {
+			cfg.Services = append(cfg.Services, bootcfg.Service{Name: string(rune('a' + i)), Binary: b})
+		}
+		m, err := Compute(Inputs{Init: initBin, Config: cfg, ConfigPath: cfgPath, Policy: filepath.Join(dir, "none")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Digest
+	}
+	linked := digest(multi, filepath.Join(dir, "otgate-a"), filepath.Join(dir, "otgate-b"))
+	copies := digest(multi, copyA, copyB)
+	if linked != copies {
+		t.Errorf("links measure %x, copies %x: want equal", linked, copies)
+	}
+	if changed := digest(multi, filepath.Join(dir, "otgate-a"), other); changed == linked {
+		t.Error("a changed binary measured the same")
+	}
+	if fewer := digest(multi, filepath.Join(dir, "otgate-a")); fewer == linked {
+		t.Error("one link fewer measured the same")
+	}
+}
