@@ -311,10 +311,12 @@ func (s *service) run() {
 }
 
 func (s *service) becomeReady(start time.Time) {
-	s.sv.log.Printf("%s ready (%s)", s.cfg.Name, secs(time.Since(start)))
 	s.mu.Lock()
 	pid := s.pid
 	s.mu.Unlock()
+	// The CPU time it took to get ready tells a slow start on a busy CPU
+	// (all services start at once) from a slow service.
+	s.sv.log.Printf("%s ready (%s%s)", s.cfg.Name, secs(time.Since(start)), cpuNote("/proc", pid))
 	s.set(initstatus.StateReady, "", pid)
 	s.markReady()
 }
