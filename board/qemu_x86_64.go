@@ -30,8 +30,11 @@ func init() {
 		// measurement.
 		TPM:  TPM{Device: "/dev/tpmrm0", QEMUDevice: "tpm-tis"},
 		Perm: Perm{Device: "/dev/vda", FSType: "ext4"},
+		// q35 (PCIe, like today's industrial PCs), not pc (i440FX): on pc
+		// every virtio device's legacy interrupt link is routed by ACPI
+		// methods, ~115 ms each under TCG, 0.6 s of a boot's module loading.
 		QEMU: QEMU{
-			Binary: "qemu-system-x86_64", Machine: "pc", CPU: "max",
+			Binary: "qemu-system-x86_64", Machine: "q35", CPU: "max",
 			NICModel: "virtio-net-pci", DiskModel: "virtio-blk-pci", Memory: "512M",
 		},
 	})
