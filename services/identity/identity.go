@@ -13,6 +13,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -75,7 +76,22 @@ type Identity struct {
 	quarantine *Quarantine
 	wcaKey     *ecdsa.PrivateKey
 	wcaCert    *x509.Certificate
+
+	// steps times Open's steps (most are TPM commands), for StartupSteps.
+	steps     []string
+	stepStart time.Time
 }
+
+// step ends Open's step called name.
+func (id *Identity) step(name string) {
+	now := time.Now()
+	id.steps = append(id.steps, fmt.Sprintf("%s %.2fs", name, now.Sub(id.stepStart).Seconds()))
+	id.stepStart = now
+}
+
+// StartupSteps says how long Open's steps took ("tpm 0.01s, device key
+// 0.20s, ..."): on a gate that boots slowly, it tells the TPM's share.
+func (id *Identity) StartupSteps() string { return strings.Join(id.steps, ", ") }
 
 func deviceCurve() elliptic.Curve { return elliptic.P256() }
 
@@ -95,7 +111,7 @@ func Open(cfg Config) (*Identity, error) {
 	if w == nil {
 		w = os.Stderr
 	}
-	id := &Identity{cfg: cfg, log: log.New(w, "identity: ", 0), dev: cfg.DevMode}
+	id := &Identity{cfg: cfg, log: log.New(w, "identity: ", 0), dev: cfg.DevMode, stepStart: time.Now()}
 	if cfg.StateDir == "" {
 		return nil, errors.New("identity: no state directory configured")
 	}
@@ -110,6 +126,7 @@ func Open(cfg Config) (*Identity, error) {
 			return nil, fmt.Errorf("%w: %w", ErrNoTPM, err)
 		}
 		id.tpm = t
+		id.step("tpm")
 	}
 	exists, err := stateExists(cfg.StateDir)
 	if err == nil && !exists {
@@ -118,6 +135,7 @@ func Open(cfg Config) (*Identity, error) {
 		} else {
 			id.log.Printf("first boot: no identity in %s, creating a new device identity", cfg.StateDir)
 			err = create(cfg, id.tpm, "")
+			id.step("create")
 		}
 	}
 	if err == nil {
@@ -172,6 +190,7 @@ func (id *Identity) load() error {
 			return corrupt(keyPath, "device key", err)
 		}
 		id.signer = s
+		id.step("device key")
 	case key.Mode == ModeDev:
 		k, err := x509.ParsePKCS8PrivateKey(key.SoftwareKey)
 		if err != nil {
@@ -229,7 +248,10 @@ func (id *Identity) load() error {
 		}
 	}
 	id.dataKey = &dataKey{b: dk}
-	return id.loadWorkloadCA()
+	id.step("unseal")
+	err = id.loadWorkloadCA()
+	id.step("workload CA")
+	return err
 }
 
 func (id *Identity) loadWorkloadCA() error {

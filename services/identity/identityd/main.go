@@ -59,7 +59,7 @@ func run(f *identity.Flags, socket string, gid int, allowSpec string) error {
 	if err := ready.Notify(); err != nil {
 		fmt.Fprintln(os.Stderr, "identity: notify init:", err)
 	}
-	fmt.Fprintf(os.Stderr, "identity: serving on %s\n", socket)
+	fmt.Fprintf(os.Stderr, "identity: serving on %s (started: %s)\n", socket, id.StartupSteps())
 	select {
 	case s := <-sigs:
 		fmt.Fprintf(os.Stderr, "identity: %v, stopping\n", s)
