@@ -19,13 +19,14 @@ const (
 
 // bootConfig compiles the board and the service table into init's
 // configuration. ImageID is left empty; the caller fills it in.
-func bootConfig(b *board.Board, modules []string, rows []ServiceRow, debug, test bool) *bootcfg.Config {
+func bootConfig(b *board.Board, modules []string, moduleDeps [][]int, rows []ServiceRow, debug, test bool) *bootcfg.Config {
 	c := &bootcfg.Config{
 		Hostname:      hostname,
 		Board:         b.Name,
 		Arch:          b.Arch,
 		KernelRelease: b.Kernel.Release,
 		Modules:       modules,
+		ModuleDeps:    moduleDeps,
 		Console:       b.Console,
 		Watchdog: bootcfg.Watchdog{
 			Device: b.Watchdog.Device, Timeout: b.Watchdog.Timeout, Hardware: b.Watchdog.Hardware,

@@ -80,7 +80,7 @@ func plan(b *board.Board, c *config) ([]binary, []string, error) {
 		st, err := os.Stat(filepath.Join(c.sourceDir, rootfsDir, filepath.FromSlash(p)))
 		return err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0
 	}
-	cfg := bootConfig(b, nil, c.services, c.debug, c.test)
+	cfg := bootConfig(b, nil, nil, c.services, c.debug, c.test)
 	if err := cfg.Validate(planned); err != nil {
 		return nil, nil, fmt.Errorf("board %s: service table: %w", b.Name, err)
 	}
@@ -266,7 +266,7 @@ func build(ctx context.Context, b *board.Board, c *config) (m *Manifest, err err
 	p.step("rootfs", "%d files from %s/", countFiles(rootfs), rootfsDir)
 
 	// 6. boot.cbor, with the image ID over every input.
-	cfg := bootConfig(b, closure.Load, c.services, c.debug, c.test)
+	cfg := bootConfig(b, closure.Load, closure.loadDeps(), c.services, c.debug, c.test)
 	if err := cfg.Validate(tree.exists); err != nil {
 		return nil, fmt.Errorf("board %s: service table: %w", b.Name, err)
 	}

@@ -186,6 +186,9 @@ type moduleClosure struct {
 	Load []string
 	// Deps maps each module to its direct dependencies.
 	Deps map[string][]string
+	// Before maps each module to what must be loaded before it: Deps and
+	// the soft pre-dependencies (which modules.dep does not list).
+	Before map[string][]string
 	// Builtin lists requested modules the kernel has built in.
 	Builtin []string
 }
@@ -194,7 +197,7 @@ type moduleClosure struct {
 // neither a loadable module nor built in is an error naming it, the board
 // and the kernel.
 func (t *moduleTree) resolve(wanted []string, boardName, kernel string) (*moduleClosure, error) {
-	c := &moduleClosure{Deps: map[string][]string{}}
+	c := &moduleClosure{Deps: map[string][]string{}, Before: map[string][]string{}}
 	const (
 		visiting = 1
 		done     = 2
@@ -216,6 +219,7 @@ func (t *moduleTree) resolve(wanted []string, boardName, kernel string) (*module
 		// Soft pre-dependencies (libcrc32c and ext4 need a crc32c
 		// implementation from the crypto API) are shipped and loaded
 		// first, but are not part of modules.dep, as with depmod.
+		var before []string
 		for _, n := range mi.softPre {
 			rels, err := t.lookupSoft(n)
 			if err != nil {
@@ -225,6 +229,7 @@ func (t *moduleTree) resolve(wanted []string, boardName, kernel string) (*module
 				if err := visit(d, append(chain, rel)); err != nil {
 					return err
 				}
+				before = append(before, d)
 			}
 		}
 		var deps []string
@@ -239,6 +244,7 @@ func (t *moduleTree) resolve(wanted []string, boardName, kernel string) (*module
 			deps = append(deps, d)
 		}
 		c.Deps[rel] = deps
+		c.Before[rel] = append(before, deps...)
 		state[rel] = done
 		c.Load = append(c.Load, rel)
 		return nil
@@ -332,4 +338,26 @@ func (t *moduleTree) modulesDep(c *moduleClosure) []byte {
 		b.WriteByte('\n')
 	}
 	return b.Bytes()
+}
+
+// loadDeps is init's view of Before: for each module of Load, the indexes
+// in Load of the modules to load before it (bootcfg.Config.ModuleDeps).
+func (c *moduleClosure) loadDeps() [][]int {
+	index := make(map[string]int, len(c.Load))
+	for i, m := range c.Load {
+		index[m] = i
+	}
+	out := make([][]int, len(c.Load))
+	for i, m := range c.Load {
+		seen := map[int]bool{}
+		out[i] = []int{}
+		for _, d := range c.Before[m] {
+			if j := index[d]; !seen[j] {
+				seen[j] = true
+				out[i] = append(out[i], j)
+			}
+		}
+		sort.Ints(out[i])
+	}
+	return out
 }

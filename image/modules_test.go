@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/otgate/otgate/internal/bootcfg"
 )
 
 // kernelTree unpacks (or reuses) the real kernel package of a board.
@@ -134,7 +137,61 @@ func TestBoardModulesResolve(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("%d modules, built in: %v", len(c.Load), c.Builtin)
+			checkLoadDeps(t, c)
 		})
+	}
+}
+
+// checkLoadDeps: init's dependency lists name only earlier modules, cover
+// every modules.dep dependency and soft pre-dependency, and leave some
+// modules free to load side by side (else there is nothing to gain).
+func checkLoadDeps(t *testing.T, c *moduleClosure) {
+	t.Helper()
+	deps := c.loadDeps()
+	if len(deps) != len(c.Load) {
+		t.Fatalf("%d dependency lists for %d modules", len(deps), len(c.Load))
+	}
+	index := map[string]int{}
+	for i, m := range c.Load {
+		index[m] = i
+	}
+	roots := 0
+	for i, m := range c.Load {
+		got := map[int]bool{}
+		for _, d := range deps[i] {
+			if d >= i {
+				t.Errorf("%s: dependency %d (%s) is not loaded before it", m, d, c.Load[d])
+			}
+			got[d] = true
+		}
+		for _, d := range c.Before[m] {
+			if !got[index[d]] {
+				t.Errorf("%s: needs %s, missing from its load dependencies %v", m, d, deps[i])
+			}
+		}
+		if len(deps[i]) == 0 {
+			roots++
+		}
+	}
+	cfg := &bootcfg.Config{Modules: c.Load, ModuleDeps: deps}
+	if err := cfg.Validate(nil); err != nil {
+		t.Errorf("boot config refuses the dependencies: %v", err)
+	}
+	if roots < 2 {
+		t.Errorf("only %d modules without dependencies: nothing loads side by side", roots)
+	}
+	for i, m := range c.Load {
+		if strings.HasSuffix(m, "/ext4.ko") {
+			var names []string
+			for _, d := range deps[i] {
+				names = append(names, path.Base(c.Load[d]))
+			}
+			for _, want := range []string{"jbd2.ko", "mbcache.ko", "crc16.ko", "crc32c_generic.ko"} {
+				if !slices.Contains(names, want) {
+					t.Errorf("ext4 loads after %v, want %s among them", names, want)
+				}
+			}
+		}
 	}
 }
 

@@ -42,7 +42,7 @@ func TestProductionRowsMatchBoardsAndDefaultSite(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg := bootConfig(b, nil, ProductionServices, false, false)
+		cfg := bootConfig(b, nil, nil, ProductionServices, false, false)
 		if cfg.Uplink != up || len(cfg.Downlinks) != 1 || cfg.Downlinks[0] != down {
 			t.Errorf("board %s: uplink %s downlinks %v; the netconf row says %s and %s", name, cfg.Uplink, cfg.Downlinks, up, down)
 		}
@@ -116,7 +116,7 @@ func TestIdentityRowGetsBoardPCRs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg := bootConfig(b, nil, ProductionServices, false, false)
+		cfg := bootConfig(b, nil, nil, ProductionServices, false, false)
 		var id bootcfg.Service
 		for _, s := range cfg.Services {
 			if s.Name == "identity" {
@@ -133,7 +133,7 @@ func TestIdentityRowGetsBoardPCRs(t *testing.T) {
 	if after := row(t, "identity").Args; !reflect.DeepEqual(before, after) {
 		t.Errorf("the shared identity row changed: %v -> %v", before, after)
 	}
-	bad := bootConfig(&board.Board{Name: "x", TPM: board.TPM{PCRs: []int{7, 24}}}, nil, ProductionServices, false, false)
+	bad := bootConfig(&board.Board{Name: "x", TPM: board.TPM{PCRs: []int{7, 24}}}, nil, nil, ProductionServices, false, false)
 	if err := bad.Validate(nil); err == nil || !strings.Contains(err.Error(), "PCR 24 is out of range") {
 		t.Errorf("PCR 24: %v", err)
 	}

@@ -148,7 +148,7 @@ func (in *initProc) boot(configPath, cmdline string) {
 		if err := setHostname(cfg.Hostname); err != nil {
 			log.Printf("%v", err)
 		}
-		loadModules(log, filepath.Join("/lib/modules", cfg.KernelRelease), cfg.Modules)
+		loadModules(log, filepath.Join("/lib/modules", cfg.KernelRelease), cfg.Modules, cfg.ModuleDeps)
 	}
 	// The baseline goes in right after the modules, before any interface
 	// (loopback included) is up. Without it init fails closed.

@@ -5,27 +5,65 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// loadModules loads each module (a path relative to modDir) in the given
-// order, which the image builder resolved so that dependencies come first.
-// A module already loaded is fine; any other failure is logged, naming the
-// module, and loading goes on. It returns the number loaded.
-func loadModules(log *logger, modDir string, modules []string) int {
+// loadModules loads the modules (paths relative to modDir), which the
+// image builder listed with their dependencies first. deps[i] are the
+// indexes of the modules Modules[i] needs loaded first (bootcfg
+// ModuleDeps): modules with no path between them load at the same time,
+// one per CPU, the way udev loads a desktop's drivers; without deps, or
+// with one CPU, they load one at a time in order. A module already loaded
+// is fine; any other failure is logged, naming the module, and loading
+// goes on (its dependents are still tried: the kernel names what they
+// miss). It returns the number loaded.
+func loadModules(log *logger, modDir string, modules []string, deps [][]int) int {
 	start := time.Now()
+	workers := runtime.NumCPU()
+	if len(deps) != len(modules) {
+		deps, workers = nil, 1
+	}
+	errs := make([]error, len(modules))
+	if workers <= 1 {
+		for i, m := range modules {
+			errs[i] = loadModule(filepath.Join(modDir, m))
+		}
+	} else {
+		done := make([]chan struct{}, len(modules))
+		for i := range done {
+			done[i] = make(chan struct{})
+		}
+		slots := make(chan struct{}, workers)
+		var wg sync.WaitGroup
+		for i, m := range modules {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer close(done[i])
+				for _, d := range deps[i] {
+					<-done[d]
+				}
+				slots <- struct{}{}
+				errs[i] = loadModule(filepath.Join(modDir, m))
+				<-slots
+			}()
+		}
+		wg.Wait()
+	}
 	loaded := 0
-	for _, m := range modules {
-		if err := loadModule(filepath.Join(modDir, m)); err != nil {
-			log.Printf("module %s: %v", m, err)
+	for i, err := range errs {
+		if err != nil {
+			log.Printf("module %s: %v", modules[i], err)
 			continue
 		}
 		loaded++
 	}
 	if len(modules) > 0 {
-		log.Printf("loaded %d of %d modules (%s)", loaded, len(modules), secs(time.Since(start)))
+		log.Printf("loaded %d of %d modules (%s, %d at a time)", loaded, len(modules), secs(time.Since(start)), workers)
 	}
 	return loaded
 }

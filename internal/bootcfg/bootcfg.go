@@ -66,6 +66,11 @@ type Config struct {
 	// TPMPCRs are the board's PCRs (SHA-256 bank) the identity's data key
 	// is sealed to, besides the boot measurement PCR (board.TPM.PCRs).
 	TPMPCRs []int `cbor:"18,keyasint,omitempty"`
+	// ModuleDeps[i] are the indexes in Modules (each below i) of the
+	// modules to load before Modules[i]: its modules.dep dependencies and
+	// soft pre-dependencies. Modules with none between them may load at
+	// the same time. Empty: one at a time, in order.
+	ModuleDeps [][]int `cbor:"19,keyasint,omitempty"`
 }
 
 // Watchdog is the device init pets.
@@ -165,6 +170,16 @@ func Load(path string) (*Config, error) {
 // cycles, known readiness kinds, and (when exists is not nil) that every
 // binary exists.
 func (c *Config) Validate(exists func(path string) bool) error {
+	if len(c.ModuleDeps) != 0 && len(c.ModuleDeps) != len(c.Modules) {
+		return fmt.Errorf("module dependencies: %d lists for %d modules", len(c.ModuleDeps), len(c.Modules))
+	}
+	for i, deps := range c.ModuleDeps {
+		for _, d := range deps {
+			if d < 0 || d >= i {
+				return fmt.Errorf("module %s: dependency index %d is not an earlier module (0-%d)", c.Modules[i], d, i-1)
+			}
+		}
+	}
 	seen := map[int]bool{}
 	for _, p := range c.TPMPCRs {
 		if p < 0 || p > 23 || seen[p] {
