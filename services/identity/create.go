@@ -77,7 +77,7 @@ func create(cfg Config, t transport.TPM, replaced string) error {
 			return err
 		}
 		key = keyRecord{Version: stateVersion, Mode: ModeTPM, Public: pub, Private: priv}
-		h, pubArea, err := loadObject(t, pub, priv)
+		h, pubArea, err := loadObject(t, nil, pub, priv)
 		if err != nil {
 			return fmt.Errorf("identity: load the device key just created: %w", err)
 		}

@@ -81,7 +81,7 @@ func TestPrivateKeyCannotBeExported(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ot.Close()
-	if h, _, err := loadObject(ot, rec.Public, rec.Private); err == nil {
+	if h, _, err := loadObject(ot, nil, rec.Public, rec.Private); err == nil {
 		flush(ot, h.Handle)
 		t.Fatal("the device key blob loaded into another TPM")
 	} else {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2/transport"
 
+	"github.com/google/go-tpm/tpm2"
 	"github.com/otgate/otgate/internal/atomicfile"
 )
 
@@ -167,13 +168,21 @@ func (id *Identity) load() error {
 		return err
 	}
 	keyPath := filepath.Join(dir, KeyFile)
+	var parent *tpm2.NamedHandle
 	switch {
 	case key.Mode == ModeDev && !id.dev:
 		return corrupt(keyPath, "holds a dev-mode software key but dev mode is not set", nil)
 	case key.Mode == ModeTPM && id.dev:
 		return corrupt(keyPath, "holds a TPM key but dev mode is set (a TPM identity cannot be used in dev mode)", nil)
 	case key.Mode == ModeTPM:
-		h, pub, err := loadObject(id.tpm, key.Public, key.Private)
+		// One SRK for the device key and the unseal below.
+		p, err := srk(id.tpm)
+		if err != nil {
+			return err
+		}
+		defer flush(id.tpm, p.Handle)
+		parent = &p
+		h, pub, err := loadObject(id.tpm, parent, key.Public, key.Private)
 		if errors.Is(err, errBlobRefused) {
 			return corrupt(keyPath, "device key", err)
 		}
@@ -237,7 +246,7 @@ func (id *Identity) load() error {
 		}
 		dk = seal.DevDataKey
 	default:
-		dk, err = id.unsealSlots(&seal, sealPath)
+		dk, err = id.unsealSlots(parent, &seal, sealPath)
 		var pe *PCRMismatchError
 		if errors.As(err, &pe) {
 			id.enterQuarantine(pe)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/google/go-tpm/tpm2"
 	"github.com/otgate/otgate/internal/atomicfile"
 	"github.com/otgate/otgate/services/identity/bootmeasure"
 )
@@ -75,10 +76,10 @@ func (id *Identity) SealNextBoot(digest [32]byte) error {
 // slot that unseals is promoted: it becomes SealFile (atomically) and
 // NextSealFile is removed. The returned *PCRMismatchError is the current
 // slot's (what the quarantine report shows).
-func (id *Identity) unsealSlots(cur *sealRecord, curPath string) ([]byte, error) {
+func (id *Identity) unsealSlots(parent *tpm2.NamedHandle, cur *sealRecord, curPath string) ([]byte, error) {
 	dir := id.cfg.StateDir
 	nextPath := filepath.Join(dir, NextSealFile)
-	dk, err := unsealDataKey(id.tpm, cur, curPath)
+	dk, err := unsealDataKey(id.tpm, parent, cur, curPath)
 	if err == nil {
 		id.keepOrDropNext(cur, nextPath)
 		return dk, nil
@@ -99,7 +100,7 @@ func (id *Identity) unsealSlots(cur *sealRecord, curPath string) ([]byte, error)
 		id.log.Printf("next-boot slot %s: mode %q, want %q; ignored", nextPath, next.Mode, ModeTPM)
 		return nil, err
 	}
-	ndk, nerr := unsealDataKey(id.tpm, &next, nextPath)
+	ndk, nerr := unsealDataKey(id.tpm, parent, &next, nextPath)
 	if nerr != nil {
 		id.log.Printf("next-boot slot %s does not unseal either: %v", nextPath, nerr)
 		return nil, err

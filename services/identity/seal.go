@@ -190,7 +190,7 @@ func sealDataKeyTo(t transport.TPM, pcrs []uint, values [][]byte, dataKey []byte
 // unsealDataKey compares the current PCRs with the sealed values (to say
 // which changed) and asks the TPM to unseal, which is what enforces the
 // policy.
-func unsealDataKey(t transport.TPM, rec *sealRecord, path string) ([]byte, error) {
+func unsealDataKey(t transport.TPM, parent *tpm2.NamedHandle, rec *sealRecord, path string) ([]byte, error) {
 	if len(rec.PCRs) == 0 || len(rec.PCRs) != len(rec.PCRValues) {
 		return nil, corrupt(path, fmt.Sprintf("%d PCRs but %d sealed values", len(rec.PCRs), len(rec.PCRValues)), nil)
 	}
@@ -204,7 +204,7 @@ func unsealDataKey(t transport.TPM, rec *sealRecord, path string) ([]byte, error
 			changes = append(changes, PCRChange{PCR: p, Sealed: rec.PCRValues[i], Current: current[i], Measured: p == MeasuredPCR})
 		}
 	}
-	key, err := unsealTPM(t, rec, path)
+	key, err := unsealTPM(t, parent, rec, path)
 	if err != nil {
 		if errors.Is(err, tpm2.TPMRCPolicyFail) || errors.Is(err, tpm2.TPMRCValue) || len(changes) > 0 {
 			return nil, &PCRMismatchError{Changes: changes, TPMErr: err}
@@ -222,8 +222,8 @@ func unsealDataKey(t transport.TPM, rec *sealRecord, path string) ([]byte, error
 // unsealTPM loads the sealed object and unseals it in a PolicyPCR session
 // over the current PCR values: the TPM refuses (TPM_RC_POLICY_FAIL) unless
 // they equal the sealed ones.
-func unsealTPM(t transport.TPM, rec *sealRecord, path string) ([]byte, error) {
-	obj, _, err := loadObject(t, rec.Public, rec.Private)
+func unsealTPM(t transport.TPM, parent *tpm2.NamedHandle, rec *sealRecord, path string) ([]byte, error) {
+	obj, _, err := loadObject(t, parent, rec.Public, rec.Private)
 	if errors.Is(err, errBlobRefused) {
 		return nil, corrupt(path, "sealed data key", err)
 	}

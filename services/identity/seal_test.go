@@ -110,7 +110,7 @@ func TestUnsealFailsAfterMeasuredPCRChanges(t *testing.T) {
 	if err := readState(cfg.StateDir, SealFile, &rec); err != nil {
 		t.Fatal(err)
 	}
-	_, err := unsealTPM(id.tpm, &rec, "seal.cbor")
+	_, err := unsealTPM(id.tpm, nil, &rec, "seal.cbor")
 	if !errors.Is(err, tpm2.TPMRCPolicyFail) {
 		t.Fatalf("direct TPM unseal with the wrong PCR: got %v, want TPM_RC_POLICY_FAIL", err)
 	}

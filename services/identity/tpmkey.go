@@ -79,9 +79,12 @@ func createDeviceKey(t transport.TPM) (pub, priv []byte, err error) {
 // errBlobRefused: a key blob does not decode or the TPM refuses to load it.
 var errBlobRefused = errors.New("TPM object blob refused")
 
-// loadObject loads a child of the SRK from its blobs. The SRK is flushed
-// again at once: a loaded child does not need its parent loaded.
-func loadObject(t transport.TPM, pubBlob, privBlob []byte) (tpm2.NamedHandle, *tpm2.TPMTPublic, error) {
+// loadObject loads a child of the SRK from its blobs. parent is an SRK
+// the caller holds (Open loads the device key and unseals with one: each
+// CreatePrimary is TPM round trips on the boot's critical path); nil
+// creates one and flushes it again at once: a loaded child does not need
+// its parent loaded.
+func loadObject(t transport.TPM, parent *tpm2.NamedHandle, pubBlob, privBlob []byte) (tpm2.NamedHandle, *tpm2.TPMTPublic, error) {
 	pub, err := tpm2.Unmarshal[tpm2.TPM2BPublic](pubBlob)
 	if err != nil {
 		return tpm2.NamedHandle{}, nil, fmt.Errorf("%w: public blob: %w", errBlobRefused, err)
@@ -94,11 +97,14 @@ func loadObject(t transport.TPM, pubBlob, privBlob []byte) (tpm2.NamedHandle, *t
 	if err != nil {
 		return tpm2.NamedHandle{}, nil, fmt.Errorf("%w: private blob: %w", errBlobRefused, err)
 	}
-	parent, err := srk(t)
-	if err != nil {
-		return tpm2.NamedHandle{}, nil, err
+	if parent == nil {
+		p, err := srk(t)
+		if err != nil {
+			return tpm2.NamedHandle{}, nil, err
+		}
+		defer flush(t, p.Handle)
+		parent = &p
 	}
-	defer flush(t, parent.Handle)
 	rsp, err := tpm2.Load{
 		ParentHandle: tpm2.AuthHandle{Handle: parent.Handle, Name: parent.Name, Auth: tpm2.PasswordAuth(nil)},
 		InPublic:     *pub,
