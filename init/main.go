@@ -31,11 +31,14 @@ import (
 	"time"
 
 	"github.com/otgate/otgate/internal/bootcfg"
+	"github.com/otgate/otgate/services/identity/bootmeasure"
 	"golang.org/x/sys/unix"
 )
 
 // initProc is the state of one init run.
 type initProc struct {
+	prehashed *bootmeasure.Prehashed // the boot measurement's binaries, hashed ahead
+
 	pid1    bool
 	root    string // "/" as PID 1
 	cfg     *bootcfg.Config
@@ -147,6 +150,9 @@ func (in *initProc) boot(configPath, cmdline string) {
 	if in.pid1 {
 		if err := setHostname(cfg.Hostname); err != nil {
 			log.Printf("%v", err)
+		}
+		if cfg.TPM != "" {
+			in.prehashed = prehash("/proc/self/exe", cfg)
 		}
 		loadModules(log, filepath.Join("/lib/modules", cfg.KernelRelease), cfg.Modules, cfg.ModuleDeps)
 	}

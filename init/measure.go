@@ -20,11 +20,22 @@ const (
 // measureBoot computes the boot measurement with bootmeasure.Compute (see
 // there for the inputs and their order). root maps appliance paths (a
 // development host's -root); self is the running init binary.
-func measureBoot(cfg *bootcfg.Config, root, self, configPath string, extra string) (*bootmeasure.Measurement, error) {
+func measureBoot(cfg *bootcfg.Config, root, self, configPath string, extra string, pre *bootmeasure.Prehashed) (*bootmeasure.Measurement, error) {
 	return bootmeasure.Compute(bootmeasure.Inputs{
 		Init: self, Config: cfg, ConfigPath: configPath,
-		Policy: bootmeasure.PolicyFile(root), Extra: extra,
+		Policy: bootmeasure.PolicyFile(root), Extra: extra, Prehashed: pre,
 	})
+}
+
+// prehash starts hashing init's own binary and the service binaries, the
+// bulk of the boot measurement, so that it runs beside module loading on
+// a machine with more than one CPU.
+func prehash(self string, cfg *bootcfg.Config) *bootmeasure.Prehashed {
+	paths := []string{self}
+	for _, s := range cfg.Services {
+		paths = append(paths, s.Binary)
+	}
+	return bootmeasure.Prehash(paths...)
 }
 
 // measure extends the boot measurement PCR once, before any service
@@ -51,7 +62,7 @@ func (in *initProc) measure(configPath string) string {
 		}
 	}
 	start := time.Now()
-	m, err := measureBoot(in.cfg, in.root, "/proc/self/exe", configPath, extra)
+	m, err := measureBoot(in.cfg, in.root, "/proc/self/exe", configPath, extra, in.prehashed)
 	if err != nil {
 		log.Printf("MEASURED BOOT ERROR: %v; PCR %d not extended (the identity service will see the difference)", err, bootmeasure.PCR)
 		return ""

@@ -36,7 +36,7 @@ func TestMeasureBoot(t *testing.T) {
 	}}
 	digest := func(extra string) string {
 		t.Helper()
-		m, err := measureBoot(cfg, root, filepath.Join(root, "init"), filepath.Join(root, "etc/otgate/boot.cbor"), extra)
+		m, err := measureBoot(cfg, root, filepath.Join(root, "init"), filepath.Join(root, "etc/otgate/boot.cbor"), extra, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -74,7 +74,7 @@ func TestMeasureBoot(t *testing.T) {
 	check("another service order", digest(""))
 
 	os.Remove(filepath.Join(root, "bin/a"))
-	if _, err := measureBoot(cfg, root, filepath.Join(root, "init"), filepath.Join(root, "etc/otgate/boot.cbor"), ""); err == nil ||
+	if _, err := measureBoot(cfg, root, filepath.Join(root, "init"), filepath.Join(root, "etc/otgate/boot.cbor"), "", nil); err == nil ||
 		!strings.Contains(err.Error(), "measure service a") {
 		t.Fatalf("missing binary: %v", err)
 	}

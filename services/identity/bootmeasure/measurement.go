@@ -51,6 +51,31 @@ type Inputs struct {
 	PolicyDoc []byte
 	// Extra is the HookMeasureExtra string ("" in production).
 	Extra string
+	// Prehashed, when set, holds digests Prehash computed ahead of time
+	// (init hashes the binaries while the kernel loads modules). A file
+	// that changed since (size or modification time) is hashed again.
+	Prehashed *Prehashed
+}
+
+// Prehashed is the result of Prehash.
+type Prehashed struct {
+	done  chan struct{}
+	files []fileDigest
+}
+
+// Prehash starts hashing files in the background, for Compute to use.
+// A file it cannot read is left to Compute, which reports it.
+func Prehash(paths ...string) *Prehashed {
+	p := &Prehashed{done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		m := &measurement{}
+		for _, path := range paths {
+			m.digest(path) //nolint:errcheck // Compute reads it again and says what is wrong
+		}
+		p.files = m.files
+	}()
+	return p
 }
 
 // Measurement is a computed boot measurement.
@@ -101,6 +126,10 @@ func Compute(in Inputs) (*Measurement, error) {
 		return nil, errors.New("measure: no boot config")
 	}
 	m := &measurement{h: sha256.New()}
+	if in.Prehashed != nil {
+		<-in.Prehashed.done
+		m.files = append(m.files, in.Prehashed.files...)
+	}
 	if err := m.addFile("init", in.Init); err != nil {
 		return nil, fmt.Errorf("measure init binary: %w", err)
 	}
@@ -160,28 +189,38 @@ func (m *measurement) add(label string, data []byte) {
 }
 
 func (m *measurement) addFile(label, path string) error {
-	f, err := os.Open(path)
+	d, err := m.digest(path)
 	if err != nil {
 		return err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	d, ok := m.cached(fi)
-	if !ok {
-		fh := sha256.New()
-		n, err := io.Copy(fh, f)
-		if err != nil {
-			return fmt.Errorf("read %s: %w", path, err)
-		}
-		d = fileDigest{fi, n, fh.Sum(nil)}
-		m.files = append(m.files, d)
 	}
 	fmt.Fprintf(m.h, "%s %d %x\n", label, d.n, d.sum)
 	m.parts = append(m.parts, label+" "+path)
 	return nil
+}
+
+// digest is path's length and sha256, from the cache when the same file
+// (unchanged) was hashed before.
+func (m *measurement) digest(path string) (fileDigest, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return fileDigest{}, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fileDigest{}, err
+	}
+	if d, ok := m.cached(fi); ok {
+		return d, nil
+	}
+	fh := sha256.New()
+	n, err := io.Copy(fh, f)
+	if err != nil {
+		return fileDigest{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	d := fileDigest{fi, n, fh.Sum(nil)}
+	m.files = append(m.files, d)
+	return d, nil
 }
 
 func (m *measurement) cached(fi os.FileInfo) (fileDigest, bool) {

@@ -3,6 +3,7 @@ package bootmeasure
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/otgate/otgate/internal/bootcfg"
@@ -52,5 +53,54 @@ func TestLinkedServicesMeasureLikeCopies(t *testing.T) {
 	}
 	if fewer := digest(multi, filepath.Join(dir, "otgate-a")); fewer == linked {
 		t.Error("one link fewer measured the same")
+	}
+}
+
+// Digests hashed ahead of time give the same measurement; a file changed
+// after Prehash (new size) is hashed again, not taken from the cache; an
+// unreadable file is left to Compute, which names it.
+func TestPrehash(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	initBin, cfgPath := write("init", "init binary"), write("boot.cbor", "boot config")
+	svc := write("otgate", "multi-call binary")
+	in := func(pre *Prehashed) Inputs {
+		return Inputs{Init: initBin, ConfigPath: cfgPath, Policy: filepath.Join(dir, "none"), Prehashed: pre,
+			Config: &bootcfg.Config{Services: []bootcfg.Service{{Name: "a", Binary: svc}}}}
+	}
+	plain, err := Compute(in(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pre, err := Compute(in(Prehash(initBin, svc, filepath.Join(dir, "missing"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pre.Digest != plain.Digest {
+		t.Errorf("prehashed %x, plain %x", pre.Digest, plain.Digest)
+	}
+	p := Prehash(initBin, svc)
+	write("otgate", "multi-call binary, changed")
+	changed, err := Compute(in(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := Compute(in(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changed.Digest != fresh.Digest || changed.Digest == plain.Digest {
+		t.Errorf("after a change: prehashed %x, fresh %x, before %x: the stale digest was used", changed.Digest, fresh.Digest, plain.Digest)
+	}
+	bad := in(Prehash(initBin))
+	bad.Config.Services[0].Binary = filepath.Join(dir, "missing")
+	if _, err := Compute(bad); err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Errorf("Compute with a missing service binary: %v", err)
 	}
 }
