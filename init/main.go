@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"syscall"
@@ -151,7 +152,9 @@ func (in *initProc) boot(configPath, cmdline string) {
 		if err := setHostname(cfg.Hostname); err != nil {
 			log.Printf("%v", err)
 		}
-		if cfg.TPM != "" {
+		// With one CPU the hashing would only compete with the module
+		// loads (and hold up each one's return for a scheduler slice).
+		if cfg.TPM != "" && runtime.NumCPU() > 1 {
 			in.prehashed = prehash("/proc/self/exe", cfg)
 		}
 		loadModules(log, filepath.Join("/lib/modules", cfg.KernelRelease), cfg.Modules, cfg.ModuleDeps)
