@@ -49,6 +49,11 @@ type Board struct {
 	Arch string
 	// GOAMD64 or GOARM64 level, pinned for reproducible binaries.
 	GoArchLevel string
+	// InitramfsCompression is "zstd" (the default when empty) or "none".
+	// VM boards boot uncompressed: the hypervisor reads the file from the
+	// host's page cache, and decompressing 20 MiB on an emulated CPU is
+	// most of a second of every boot. Boards for real hardware compress.
+	InitramfsCompression string
 
 	Kernel Kernel
 	// Modules lists kernel modules (names without .ko, '-' or '_' alike) to

@@ -4,11 +4,12 @@ import "time"
 
 func init() {
 	register(&Board{
-		Name:        "qemu-aarch64",
-		Description: "arm64 virtual machine (QEMU virt), direct kernel boot, virtio NICs and disk, software watchdog",
-		Arch:        "arm64",
-		GoArchLevel: "v8.0",
-		Kernel:      kernelCloudArm64,
+		Name:                 "qemu-aarch64",
+		Description:          "arm64 virtual machine (QEMU virt), direct kernel boot, virtio NICs and disk, software watchdog",
+		Arch:                 "arm64",
+		GoArchLevel:          "v8.0",
+		InitramfsCompression: "none",
+		Kernel:               kernelCloudArm64,
 		// ext4 is built into the arm64 cloud kernel; tpm_tis is a module.
 		Modules: concat(nftModules, netModules, virtioModules,
 			[]string{"tpm_tis", "softdog", "evdev"}),

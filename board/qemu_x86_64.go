@@ -4,10 +4,11 @@ import "time"
 
 func init() {
 	register(&Board{
-		Name:        "qemu-x86_64",
-		Description: "x86_64 virtual machine, direct kernel boot (QEMU -kernel), i6300esb watchdog, virtio NICs and disk",
-		Arch:        "amd64",
-		GoArchLevel: "v1",
+		Name:                 "qemu-x86_64",
+		Description:          "x86_64 virtual machine, direct kernel boot (QEMU -kernel), i6300esb watchdog, virtio NICs and disk",
+		Arch:                 "amd64",
+		GoArchLevel:          "v1",
+		InitramfsCompression: "none",
 		// The generic kernel, not -cloud: only it has the i6300esb driver.
 		Kernel: kernelAmd64,
 		Modules: concat(nftModules, netModules, virtioModules,

@@ -107,6 +107,10 @@ func build(ctx context.Context, b *board.Board, c *config) (m *Manifest, err err
 	if err != nil {
 		return nil, err
 	}
+	compress, err := compression(b)
+	if err != nil {
+		return nil, err
+	}
 	env, err := goEnv(b)
 	if err != nil {
 		return nil, err
@@ -275,7 +279,7 @@ func build(ctx context.Context, b *board.Board, c *config) (m *Manifest, err err
 		return nil, err
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "otgate image\nkernel %s\n", b.Kernel.SHA256)
+	fmt.Fprintf(h, "otgate image\nkernel %s\ninitramfs %s\n", b.Kernel.SHA256, compress)
 	if b.Boot == board.UEFIDisk {
 		fmt.Fprintf(h, "systemd-boot %s\ncmdline %s\n", board.SystemdBoot.SHA256, b.KernelCmdline())
 	}
@@ -315,14 +319,14 @@ func build(ctx context.Context, b *board.Board, c *config) (m *Manifest, err err
 		return nil, err
 	}
 	var initrd bytes.Buffer
-	if err := writeInitramfs(&initrd, tree); err != nil {
+	if err := writeInitramfs(&initrd, tree, compress); err != nil {
 		return nil, err
 	}
 	if err := writeFileSync(filepath.Join(tmp, InitramfsFile), initrd.Bytes()); err != nil {
 		return nil, err
 	}
-	p.step("initramfs", "%d entries, %.1f MiB -> %.1f MiB zstd; kernel %.1f MiB",
-		len(tree.entries), float64(tree.size())/mib, float64(initrd.Len())/mib, float64(len(kernel))/mib)
+	p.step("initramfs", "%d entries, %.1f MiB -> %.1f MiB (%s); kernel %.1f MiB",
+		len(tree.entries), float64(tree.size())/mib, float64(initrd.Len())/mib, compress, float64(len(kernel))/mib)
 
 	if demo != nil {
 		if err := writeDemoCredentials(tmp, demo); err != nil {

@@ -7,10 +7,29 @@ import (
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/otgate/otgate/board"
 	"github.com/u-root/u-root/pkg/cpio"
 )
 
-// writeInitramfs writes t as a zstd-compressed newc cpio archive. The
+// Initramfs compressions (board.Board.InitramfsCompression).
+const (
+	compressZstd = "zstd"
+	compressNone = "none"
+)
+
+// compression is the board's initramfs compression, checked.
+func compression(b *board.Board) (string, error) {
+	switch b.InitramfsCompression {
+	case "", compressZstd:
+		return compressZstd, nil
+	case compressNone:
+		return compressNone, nil
+	}
+	return "", fmt.Errorf("board %s: initramfs compression %q: want %q or %q", b.Name, b.InitramfsCompression, compressZstd, compressNone)
+}
+
+// writeInitramfs writes t as a newc cpio archive, zstd-compressed unless
+// compress is compressNone. The
 // archive is reproducible: records in path order, parents first, sequential
 // inode numbers, zero mtimes/uids/devices (cpio.MakeReproducible); the
 // encoder (klauspost/compress, pinned in go.mod) runs single-threaded at a
@@ -18,7 +37,7 @@ import (
 // versions. zstd at its best level is 25% smaller than gzip -9 and 2.5x
 // faster to write (BenchmarkInitramfsCompression); both Debian kernels
 // have CONFIG_RD_ZSTD.
-func writeInitramfs(w io.Writer, t *fileTree) error {
+func writeInitramfs(w io.Writer, t *fileTree, compress string) error {
 	var recs []cpio.Record
 	for i, name := range t.names() {
 		e := t.entries[name]
@@ -43,31 +62,44 @@ func writeInitramfs(w io.Writer, t *fileTree) error {
 		recs = append(recs, rec)
 	}
 	cpio.MakeAllReproducible(recs)
-	zw, err := zstd.NewWriter(w, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedBestCompression))
-	if err != nil {
-		return err
+	out := w
+	var zw *zstd.Encoder
+	if compress != compressNone {
+		var err error
+		if zw, err = zstd.NewWriter(w, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedBestCompression)); err != nil {
+			return err
+		}
+		out = zw
 	}
-	cw := cpio.Newc.Writer(zw)
+	cw := cpio.Newc.Writer(out)
 	if err := cpio.WriteRecords(cw, recs); err != nil {
 		return fmt.Errorf("initramfs: %w", err)
 	}
 	if err := cpio.WriteTrailer(cw); err != nil {
 		return fmt.Errorf("initramfs: %w", err)
 	}
-	return zw.Close()
+	if zw != nil {
+		return zw.Close()
+	}
+	return nil
 }
 
-// readInitramfs lists the records of a zstd-compressed newc archive (for
-// tests and inspection).
+// zstdMagic starts every zstd frame.
+var zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+
+// readInitramfs lists the records of a newc archive, zstd-compressed or
+// not (for tests and inspection).
 func readInitramfs(b []byte) ([]cpio.Record, error) {
-	zr, err := zstd.NewReader(bytes.NewReader(b))
-	if err != nil {
-		return nil, err
-	}
-	defer zr.Close()
-	raw, err := io.ReadAll(zr)
-	if err != nil {
-		return nil, err
+	raw := b
+	if bytes.HasPrefix(b, zstdMagic) {
+		zr, err := zstd.NewReader(bytes.NewReader(b))
+		if err != nil {
+			return nil, err
+		}
+		defer zr.Close()
+		if raw, err = io.ReadAll(zr); err != nil {
+			return nil, err
+		}
 	}
 	return cpio.ReadAllRecords(cpio.EOFReader{RecordReader: cpio.Newc.Reader(bytes.NewReader(raw))})
 }
