@@ -78,7 +78,7 @@ func TestProxyOnTheAppliance(t *testing.T) {
 	)
 	start := time.Now()
 	gatetest.MustSee(t, vm, regexp.MustCompile(`^proxy-prepare: otgate-proxy prepare: /perm/policy readable by group 101 \(1 files\)`))
-	listening := gatetest.MustSee(t, vm, regexp.MustCompile(`^proxy: otgate-proxy: listening on \S+:8443 \(site \S+, gate key SHA-256 [0-9a-f]{64}\)`))
+	listening := gatetest.MustSee(t, vm, regexp.MustCompile(`^proxy: otgate-proxy: listening on \S+:8443 \(site \S+, gate key SHA-256 [0-9a-f]{64}; started in [0-9.]+s: identity [0-9.]+s, audit log [0-9.]+s, user store [0-9.]+s, user CA [0-9.]+s, policy [0-9.]+s\)$`))
 	t.Logf("%s after %s", listening, time.Since(start).Round(time.Second))
 	t.Logf("boot: %s", gatetest.MustSee(t, vm, "init: ready ("))
 	gatetest.MustSee(t, vm, regexp.MustCompile(`^demo-setup: user alice added \(roles: engineer\); enrolment pending until the first login \(through the proxy at /run/otgate/proxy/admin.sock\)`))
