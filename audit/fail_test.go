@@ -11,14 +11,7 @@ import (
 // an error (the proxy then refuses the session), every later append must
 // fail too, and the log must still verify with every acknowledged record.
 func TestAppendFailsClosedWhenDiskFull(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a tmpfs")
-	}
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", mnt).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount tmpfs: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
+	mnt := tinyTmpfs(t)
 	key := newKey(t)
 	w := openLog(t, mnt, key)
 	var acked uint64
@@ -81,4 +74,19 @@ func TestReopenDoesNotAddRedundantCheckpoints(t *testing.T) {
 	if err != nil || rep.Unsigned != 0 || rep.Records != before.Records+2 {
 		t.Fatalf("after reopen+append+close: %+v %v", rep, err)
 	}
+}
+
+// tinyTmpfs mounts a 64 KiB tmpfs for a disk-full test (root only; the
+// test is skipped otherwise) and unmounts it at the end.
+func tinyTmpfs(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a tmpfs")
+	}
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
+	return mnt
 }

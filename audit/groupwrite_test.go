@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -80,14 +79,7 @@ func TestBufferedAppendIsInTheFileWhenItReturns(t *testing.T) {
 // the log, the failure is sticky for all, and the log reopens without a
 // torn tail (a failed batch is removed whole).
 func TestConcurrentAppendsWhenDiskFills(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a tmpfs")
-	}
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", mnt).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount tmpfs: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
+	mnt := tinyTmpfs(t)
 	key := newKey(t)
 	w := openLog(t, mnt, key)
 	var mu sync.Mutex
