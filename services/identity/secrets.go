@@ -8,7 +8,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
+
+	"github.com/otgate/otgate/internal/namepattern"
 )
 
 // dataKeySize is the size of the sealed data key: AES-256.
@@ -33,7 +34,7 @@ func (dataKey) MarshalCBOR() ([]byte, error) {
 	return nil, errors.New("identity: refusing to marshal the data key")
 }
 
-var secretNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+var secretNameRE = namepattern.New("[a-z0-9]", "[a-z0-9._-]", 64)
 
 // secretPath checks owner and name and returns the file of the secret.
 func secretPath(dir, owner, name string) (string, error) {

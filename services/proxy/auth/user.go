@@ -2,10 +2,10 @@ package auth
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 	"time"
 
+	"github.com/otgate/otgate/internal/namepattern"
 	"github.com/otgate/otgate/services/proxy/auth/totp"
 )
 
@@ -86,7 +86,7 @@ func (u *userRecord) clone() *userRecord {
 	return &c
 }
 
-var nameRE = regexp.MustCompile(`^[a-z][a-z0-9._-]{0,63}$`)
+var nameRE = namepattern.New("[a-z]", "[a-z0-9._-]", 64)
 
 // NameRule describes valid user and role names.
 const NameRule = "a lower-case letter, then up to 63 lower-case letters, digits, '.', '_' or '-'"

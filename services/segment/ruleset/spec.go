@@ -4,10 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/otgate/otgate/internal/namepattern"
 )
 
 // Zone modes.
@@ -89,8 +90,8 @@ type Spec struct {
 const DefaultWouldBlockTTL = 24 * time.Hour
 
 var (
-	ifNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,14}$`)
-	nameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+	ifNameRE = namepattern.New("[A-Za-z0-9]", "[A-Za-z0-9._@-]", 15)
+	nameRE   = namepattern.New("[A-Za-z0-9]", "[A-Za-z0-9._-]", 63)
 )
 
 func invalid(format string, a ...any) error {

@@ -13,8 +13,9 @@ import (
 	"fmt"
 	"math/big"
 	"net/url"
-	"regexp"
 	"time"
+
+	"github.com/otgate/otgate/internal/namepattern"
 )
 
 // CredentialOID identifies the extension carrying the credential
@@ -29,7 +30,7 @@ type credentialExt struct {
 	Roles      []string
 }
 
-var nameRE = regexp.MustCompile(`^[a-z][a-z0-9._-]{0,63}$`)
+var nameRE = namepattern.New("[a-z]", "[a-z0-9._-]", 64)
 
 // Request asks for a user certificate after a successful login.
 type Request struct {
