@@ -85,6 +85,7 @@ func Verify(dir string, trust Trust) (*Report, error) {
 			rot := e.Body.(Rotation)
 			cps.expectFirst = rot.NextUnsigned
 			cps.base = e.Record.Seq
+			cps.partial = trust.AllowPartial && e.Record.Seq != 0
 		}
 		verified := false
 		switch b := e.Body.(type) {
@@ -120,6 +121,10 @@ func Verify(dir string, trust Trust) (*Report, error) {
 // checkpoint, so a checkpoint appended a little after the head it signs
 // can be checked.
 type checkpointState struct {
+	// partial: the log starts after its first file (Trust.AllowPartial);
+	// a checkpoint appended after a rotation may cover only records of
+	// the missing file.
+	partial     bool
 	expectFirst uint64
 	base        uint64 // seq of hashes[0]
 	hashes      []Hash
@@ -143,22 +148,25 @@ func (c *checkpointState) check(cp Checkpoint, seq uint64, logID string, trust T
 		return fmt.Errorf("%w: range starts at seq %d, want %d (the seq after the previous checkpoint)", ErrCheckpoint, cp.First, c.expectFirst)
 	}
 	if cp.Last < c.base {
-		return fmt.Errorf("%w: covers seq %d, before the records this check holds (from %d)", ErrCheckpoint, cp.Last, c.base)
+		if !c.partial {
+			return fmt.Errorf("%w: covers seq %d, before the records this check holds (from %d)", ErrCheckpoint, cp.Last, c.base)
+		}
+		// A checkpoint appended after the rotation that covers only
+		// records of the file this partial log lacks: its head cannot be
+		// matched to a record here, its signature still is checked, and
+		// no record held here counts as signed by it.
+		if err := checkSignature(cp, logID, trust, keyID); err != nil {
+			return err
+		}
+		c.expectFirst = cp.Last + 1
+		return nil
 	}
 	idx := cp.Last - c.base
 	if h := c.hashes[idx]; !bytes.Equal(cp.Head, h[:]) {
 		return fmt.Errorf("%w: head %x is not the hash of record %d (%x)", ErrCheckpoint, cp.Head, cp.Last, h[:])
 	}
-	if !trust.ChainOnly {
-		if cp.KeyID != keyID {
-			return fmt.Errorf("%w: signed by key %s, trusted key is %s", ErrSignature, cp.KeyID, keyID)
-		}
-		if err := verifyDigest(trust.PublicKey, CheckpointDigest(logID, cp.First, cp.Last, cp.Head), cp.Signature); err != nil {
-			if errors.Is(err, ErrSignature) {
-				return fmt.Errorf("%w: checkpoint %d..%d does not verify against key %s", ErrSignature, cp.First, cp.Last, keyID)
-			}
-			return err
-		}
+	if err := checkSignature(cp, logID, trust, keyID); err != nil {
+		return err
 	}
 	c.expectFirst = cp.Last + 1
 	// Drop what the checkpoint covers.
@@ -170,5 +178,23 @@ func (c *checkpointState) check(cp Checkpoint, seq uint64, logID string, trust T
 	c.hashes = append([]Hash(nil), c.hashes[idx+1:]...)
 	c.isCP = append([]bool(nil), c.isCP[idx+1:]...)
 	c.base = cp.Last + 1
+	return nil
+}
+
+// checkSignature checks a checkpoint's key and signature (nothing with
+// Trust.ChainOnly).
+func checkSignature(cp Checkpoint, logID string, trust Trust, keyID string) error {
+	if trust.ChainOnly {
+		return nil
+	}
+	if cp.KeyID != keyID {
+		return fmt.Errorf("%w: signed by key %s, trusted key is %s", ErrSignature, cp.KeyID, keyID)
+	}
+	if err := verifyDigest(trust.PublicKey, CheckpointDigest(logID, cp.First, cp.Last, cp.Head), cp.Signature); err != nil {
+		if errors.Is(err, ErrSignature) {
+			return fmt.Errorf("%w: checkpoint %d..%d does not verify against key %s", ErrSignature, cp.First, cp.Last, keyID)
+		}
+		return err
+	}
 	return nil
 }

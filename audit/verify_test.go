@@ -364,3 +364,67 @@ func TestDecodeRejectsNonCanonical(t *testing.T) {
 		t.Fatalf("indefinite-length record accepted: %v", err)
 	}
 }
+
+// A checkpoint may land in the file after a rotation yet cover only
+// records of the file before (it is appended a little after the head it
+// signs). With that earlier file gone, AllowPartial accepts it (its
+// signature checked, its head unmatched); a forged one is still refused,
+// and without AllowPartial the missing file is an error. The file sizes
+// are searched until that layout occurs, so the test cannot pass without
+// it.
+func TestVerifyPartialLogStartsAfterALateCheckpoint(t *testing.T) {
+	key := newKey(t)
+	for size := int64(600); size < 3000; size += 7 {
+		dir := t.TempDir()
+		w := openLog(t, dir, key, WithMaxFileSize(size))
+		for _, id := range []string{"a", "b", "c", "d", "e"} {
+			writeSession(t, w, id, 2)
+			if _, err := w.Checkpoint(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		es := entries(t, dir)
+		var late *Entry
+		for i, e := range es {
+			cp, ok := e.Body.(Checkpoint)
+			if ok && e.File == FileName(1) && i > 0 && es[i-1].File == FileName(1) {
+				if first := firstSeqOf(es, FileName(1)); cp.Last < first {
+					late = &es[i]
+					break
+				}
+			}
+		}
+		if late == nil {
+			continue
+		}
+		if _, err := Verify(dir, trustOf(key)); err != nil {
+			t.Fatalf("whole log: %v", err)
+		}
+		if err := os.Remove(fileOf(t, dir, 0)); err != nil {
+			t.Fatal(err)
+		}
+		for _, trust := range []Trust{trustOf(key), {ChainOnly: true, AllowPartial: true}} {
+			trust.AllowPartial = true
+			rep, err := Verify(dir, trust)
+			if err != nil {
+				t.Fatalf("size %d, partial log from %s (checkpoint at seq %d covers the missing file): %v", size, FileName(1), late.Record.Seq, err)
+			}
+			if rep.FirstSeq == 0 || rep.Checkpoints == 0 {
+				t.Fatalf("partial report %+v", rep)
+			}
+		}
+		if _, err := Verify(dir, trustOf(key)); err == nil {
+			t.Fatal("a log without its first file verified without AllowPartial")
+		}
+		other := trustOf(newKey(t))
+		other.AllowPartial = true
+		if _, err := Verify(dir, other); !errors.Is(err, ErrSignature) {
+			t.Fatalf("partial log against another key: %v, want %v", err, ErrSignature)
+		}
+		return
+	}
+	t.Fatal("no file size put a checkpoint for the first file behind the rotation: the case is not exercised")
+}
