@@ -131,12 +131,18 @@ func bootOnce(b *testing.B, bd *board.Board, img, marker string, opts ...qemu.Op
 	d := time.Since(vm.Started())
 	if marker == "init: ready (" {
 		// A clean power-down keeps /perm consistent for the next boot.
-		// qemu-aarch64's kernel has no power-button driver: after 30 s
-		// the deferred Close kills it (ext4's journal covers that).
+		// qemu-aarch64's kernel has no power-button driver: when init
+		// does not say it saw the button within 5 s, the deferred Close
+		// kills the VM (ext4's journal covers that).
 		pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
 		defer pcancel()
 		if err := vm.Powerdown(pctx); err == nil {
-			_, _ = vm.Wait(pctx)
+			seen, cancel := context.WithTimeout(pctx, 5*time.Second)
+			_, err := vm.WaitFor(seen, "init: power button pressed")
+			cancel()
+			if err == nil {
+				_, _ = vm.Wait(pctx)
+			}
 		}
 	} else {
 		_, _ = vm.Wait(ctx)
