@@ -6,7 +6,6 @@
 package policy
 
 import (
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -17,7 +16,6 @@ import (
 	"github.com/otgate/otgate/image"
 	"github.com/otgate/otgate/integration/internal/gatetest"
 	"github.com/otgate/otgate/qemu"
-	"github.com/otgate/otgate/site"
 )
 
 var measuredRE = regexp.MustCompile(`^init: measured boot into PCR 15 \(([0-9a-f]{16}), [0-9.]+s\)$`)
@@ -94,7 +92,7 @@ func TestApplyOnARunningGate(t *testing.T) {
 
 	// Boot 3: the stored policy edited offline (the default site written
 	// back): no next-boot slot matches, quarantine, the proxy stays down.
-	writeBackDefault(t, gatetest.RepoRoot(t), disk, state)
+	gatetest.ReplaceAppliedPolicy(t, disk, filepath.Join(gatetest.RepoRoot(t), "rootfs", "etc", "otgate", "site.yaml")) // the default site: valid, but not applied
 	start = time.Now()
 	vm = qemu.StartT(t, b, img, opts...)
 	if m := gatetest.Submatch(t, vm, measuredRE); m == measured2 {
@@ -108,28 +106,4 @@ func TestApplyOnARunningGate(t *testing.T) {
 		}
 	}
 	gatetest.PowerOff(t, vm)
-}
-
-// writeBackDefault replaces /policy/applied.cbor on the powered-off gate's
-// /perm disk with the compiled default site (valid, but not applied).
-func writeBackDefault(t *testing.T, root, disk, dir string) {
-	t.Helper()
-	src := filepath.Join(root, "rootfs", "etc", "otgate", "site.yaml")
-	s, data, err := site.Load(src, site.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := site.Compile(s, src, data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	other := filepath.Join(dir, "offline-edit.cbor")
-	if err := os.WriteFile(other, doc, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for _, req := range []string{"rm /policy/applied.cbor", "write " + other + " /policy/applied.cbor"} {
-		if out, err := exec.Command("debugfs", "-w", "-R", req, disk).CombinedOutput(); err != nil {
-			t.Fatalf("debugfs %s: %v\n%s", req, err, out)
-		}
-	}
 }

@@ -28,7 +28,6 @@ import (
 	"github.com/otgate/otgate/integration/internal/gatetest"
 	"github.com/otgate/otgate/qemu"
 	"github.com/otgate/otgate/qemu/lab"
-	"github.com/otgate/otgate/site"
 )
 
 const plcAddr = "10.77.0.20:502"
@@ -200,7 +199,7 @@ func TestProxyOnTheAppliance(t *testing.T) {
 	// The boot measurement differs from the one the data key is sealed
 	// to: identity reports quarantine, the trust gate fails, and the
 	// proxy is never started: nobody logs in, nothing is proxied.
-	tamperPolicy(t, gatetest.RepoRoot(t), disk, state)
+	gatetest.ReplaceAppliedPolicy(t, disk, filepath.Join(gatetest.RepoRoot(t), "site", "testdata", "example-site.yaml")) // valid, not the one the gate applied
 	vm2 := qemu.StartT(t, b, img,
 		qemu.WithLab(l),
 		qemu.WithDisk(disk, 256<<20),
@@ -225,31 +224,6 @@ func TestProxyOnTheAppliance(t *testing.T) {
 	}
 	if exit, err := vm2.Wait(ctx); err != nil || !exit.CleanPowerOff() {
 		t.Fatalf("boot 2 power-off: %v %s\n%s", err, exit, vm2.Tail(40))
-	}
-}
-
-// tamperPolicy replaces /policy/applied.cbor on the powered-off gate's
-// /perm disk with the compiled example site (a valid policy, not the one
-// the gate applied).
-func tamperPolicy(t *testing.T, root, disk, dir string) {
-	t.Helper()
-	src := filepath.Join(root, "site", "testdata", "example-site.yaml")
-	s, data, err := site.Load(src, site.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := site.Compile(s, src, data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	other := filepath.Join(dir, "other-policy.cbor")
-	if err := os.WriteFile(other, doc, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for _, req := range []string{"rm /policy/applied.cbor", "write " + other + " /policy/applied.cbor"} {
-		if out, err := exec.Command("debugfs", "-w", "-R", req, disk).CombinedOutput(); err != nil {
-			t.Fatalf("debugfs %s: %v\n%s", req, err, out)
-		}
 	}
 }
 

@@ -142,14 +142,7 @@ func TestVLANZone(t *testing.T) {
 // stores it (site.Store), so the first boot runs that policy.
 func permWithPolicy(t *testing.T, dir, siteFile string) string {
 	t.Helper()
-	s, data, err := site.Load(siteFile, site.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := site.Compile(s, siteFile, data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	doc := gatetest.CompiledSite(t, siteFile)
 	root := filepath.Join(dir, "perm-root")
 	if err := site.Store(filepath.Join(root, "policy"), doc); err != nil {
 		t.Fatal(err)

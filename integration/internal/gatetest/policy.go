@@ -1,0 +1,41 @@
+package gatetest
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/otgate/otgate/site"
+)
+
+// CompiledSite loads and compiles the site file src, as `otgate site
+// apply` does.
+func CompiledSite(t testing.TB, src string) []byte {
+	t.Helper()
+	s, data, err := site.Load(src, site.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := site.Compile(s, src, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc
+}
+
+// ReplaceAppliedPolicy writes the compiled site file src over
+// /policy/applied.cbor of a powered-off gate's /perm disk image (ext4,
+// with debugfs): a valid policy the gate did not apply.
+func ReplaceAppliedPolicy(t testing.TB, disk, src string) {
+	t.Helper()
+	other := filepath.Join(t.TempDir(), "offline-edit.cbor")
+	if err := os.WriteFile(other, CompiledSite(t, src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range []string{"rm /policy/applied.cbor", "write " + other + " /policy/applied.cbor"} {
+		if out, err := exec.Command("debugfs", "-w", "-R", req, disk).CombinedOutput(); err != nil {
+			t.Fatalf("debugfs %s: %v\n%s", req, err, out)
+		}
+	}
+}
