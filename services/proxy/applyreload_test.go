@@ -2,8 +2,6 @@ package proxy
 
 import (
 	"context"
-	"encoding/hex"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,23 +72,7 @@ func TestApplyReloadsTheProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	exchange := func(req string) string {
-		t.Helper()
-		b, _ := hex.DecodeString(req)
-		c.SetDeadline(time.Now().Add(30 * time.Second))
-		if _, err := c.Write(b); err != nil {
-			t.Fatal(err)
-		}
-		hdr := make([]byte, 6)
-		if _, err := io.ReadFull(c, hdr); err != nil {
-			t.Fatal(err)
-		}
-		body := make([]byte, int(hdr[4])<<8|int(hdr[5]))
-		if _, err := io.ReadFull(c, body); err != nil {
-			t.Fatal(err)
-		}
-		return hex.EncodeToString(append(hdr, body...))
-	}
+	exchange := func(req string) string { t.Helper(); return modbusExchange(t, c, req) }
 	if got := exchange("0007000000060106000203e8"); got != "0007000000060106000203e8" {
 		t.Fatalf("write to register 2 under the first policy answered %s", got)
 	}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/hex"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,23 +72,7 @@ func TestSitePolicyReload(t *testing.T) {
 	if r.Rule != "engineer-plc" {
 		t.Fatalf("rule %q, want engineer-plc", r.Rule)
 	}
-	exchange := func(req string) string {
-		t.Helper()
-		b, _ := hex.DecodeString(req)
-		c.SetDeadline(time.Now().Add(30 * time.Second))
-		if _, err := c.Write(b); err != nil {
-			t.Fatal(err)
-		}
-		hdr := make([]byte, 6)
-		if _, err := io.ReadFull(c, hdr); err != nil {
-			t.Fatal(err)
-		}
-		body := make([]byte, int(hdr[4])<<8|int(hdr[5]))
-		if _, err := io.ReadFull(c, body); err != nil {
-			t.Fatal(err)
-		}
-		return hex.EncodeToString(append(hdr, body...))
-	}
+	exchange := func(req string) string { t.Helper(); return modbusExchange(t, c, req) }
 	if got := exchange("0007000000060106000103e8"); got != "0007000000060106000103e8" {
 		t.Fatalf("allowed write answered %s", got)
 	}
@@ -122,4 +107,24 @@ func TestSitePolicyReload(t *testing.T) {
 		t.Fatal("tunnel allowed without a grant")
 	}
 	t.Logf("refusal without a grant: %v", err)
+}
+
+// modbusExchange sends one Modbus/TCP request (hex) on c and returns the
+// whole response (MBAP header and PDU, hex).
+func modbusExchange(t *testing.T, c net.Conn, req string) string {
+	t.Helper()
+	b, _ := hex.DecodeString(req)
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	hdr := make([]byte, 6)
+	if _, err := io.ReadFull(c, hdr); err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, int(hdr[4])<<8|int(hdr[5]))
+	if _, err := io.ReadFull(c, body); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(append(hdr, body...))
 }
