@@ -156,6 +156,9 @@ func TestThroughGateWithMbpoll(t *testing.T) {
 	if _, out, err := mbpoll(t, g.addr, []string{"-t", "0", "-r", "0"}, "1"); err != nil || !strings.Contains(out, "Written 1 references") {
 		t.Fatalf("pump on: %v\n%s", err, out)
 	}
+	// mbpoll exits as soon as it has the last answer; the gate records a
+	// transaction after relaying its response, so wait for all seven.
+	g.rec.wait(t, 7)
 	text := g.rec.text()
 	for _, want := range []string{
 		"write holding 50..52 = 7 8 9 -> ok (",
