@@ -165,6 +165,11 @@ type QEMU struct {
 	NICModel     string // virtio-net-pci
 	DiskModel    string // virtio-blk-pci
 	Memory       string // -m
+	// CPUs is the number of virtual CPUs (-smp; 0 means 1). Two, like the
+	// smallest DIN-rail industrial PCs: under TCG each vCPU is its own
+	// host thread (multi-threaded TCG), and init loads modules and hashes
+	// the boot measurement side by side when it has more than one CPU.
+	CPUs int
 }
 
 var boards = map[string]*Board{}

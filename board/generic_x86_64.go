@@ -36,7 +36,7 @@ func init() {
 			Binary: "qemu-system-x86_64", Machine: "q35", CPU: "max",
 			Firmware:     "/usr/share/OVMF/OVMF_CODE.fd",
 			VarsTemplate: "/usr/share/OVMF/OVMF_VARS.fd",
-			NICModel:     "virtio-net-pci", DiskModel: "virtio-blk-pci", Memory: "512M",
+			NICModel:     "virtio-net-pci", DiskModel: "virtio-blk-pci", Memory: "512M", CPUs: 2,
 		},
 	})
 }

@@ -26,7 +26,7 @@ func init() {
 		Perm: Perm{Device: "/dev/vda", FSType: "ext4"},
 		QEMU: QEMU{
 			Binary: "qemu-system-aarch64", Machine: "virt", CPU: "cortex-a57",
-			NICModel: "virtio-net-pci", DiskModel: "virtio-blk-pci", Memory: "512M",
+			NICModel: "virtio-net-pci", DiskModel: "virtio-blk-pci", Memory: "512M", CPUs: 2,
 		},
 	})
 }

@@ -36,7 +36,7 @@ func init() {
 		// methods, ~115 ms each under TCG, 0.6 s of a boot's module loading.
 		QEMU: QEMU{
 			Binary: "qemu-system-x86_64", Machine: "q35", CPU: "max",
-			NICModel: "virtio-net-pci", DiskModel: "virtio-blk-pci", Memory: "512M",
+			NICModel: "virtio-net-pci", DiskModel: "virtio-blk-pci", Memory: "512M", CPUs: 2,
 		},
 	})
 }

@@ -38,7 +38,7 @@ func buildInvocation(b *board.Board, c *config, p vmPaths, forwards []HostForwar
 	}
 	smp := c.smp
 	if smp == 0 {
-		smp = 1
+		smp = max(q.CPUs, 1)
 	}
 	add("-M", q.Machine, "-accel", "tcg", "-cpu", q.CPU, "-m", mem, "-smp", fmt.Sprint(smp))
 	add("-nodefaults", "-no-user-config", "-display", "none")

@@ -205,7 +205,7 @@ func WithKernel(kernel, initramfs string) Option {
 	}
 }
 
-// WithSMP sets the number of virtual CPUs (default 1).
+// WithSMP sets the number of virtual CPUs (default: the board's QEMU.CPUs).
 func WithSMP(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
