@@ -162,7 +162,8 @@ func (f *Follower) readAt(name string) (Entry, bool, error) {
 		}
 		return Entry{}, false, fmt.Errorf("follow audit log: read %s: %w", name, err)
 	}
-	c := crc32.Update(crc32.Update(0, crcTable, h[:4]), crcTable, p)
+	t := castagnoli()
+	c := crc32.Update(crc32.Update(0, t, h[:4]), t, p)
 	if c != binary.BigEndian.Uint32(h[4:]) {
 		st, err := file.Stat()
 		if err == nil && st.Size() == f.off+frameHeaderSize+n {

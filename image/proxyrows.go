@@ -47,7 +47,7 @@ func proxyPrepareRow() ServiceRow {
 func proxyRow() ServiceRow {
 	return ServiceRow{MultiCall: true, Service: bootcfg.Service{
 		Name: "proxy", Binary: proxyBinary, Readiness: bootcfg.ReadyNotify, Timeout: readinessTimeout,
-		Critical: true, DependsOn: []string{"proxy-prepare", "trust", "segment"},
+		Critical: true, DependsOn: []string{"proxy-prepare", "trust", "segment"}, Nice: pathNice,
 		UID: baseline.ProxyUID, GID: baseline.ProxyUID, Capabilities: []string{"CAP_NET_RAW"},
 		Args: []string{"-listen", ":" + strconv.Itoa(baseline.ProxyListenPort), "-policy", appliedPolicy,
 			"-state", proxyStateDir, "-audit", proxyAuditDir, "-admin", adminapi.DefaultSocket,

@@ -22,6 +22,14 @@ type ServiceRow struct {
 // readinessTimeout is how long init waits for a service to report ready.
 const readinessTimeout = 30 * time.Second
 
+// pathNice is the scheduling priority of the services on the path to an
+// asset: segment (enforcement), identity and trust (TPM unseal, audit
+// signatures) and the proxy (the data plane). They get ahead of
+// housekeeping (overlay, netconf) when the CPUs are busy: at boot, where
+// each TPM command's wake-ups otherwise wait behind the other services
+// (measured under TCG: 20-40 ms per command instead of 5), and under load.
+const pathNice = -10
+
 // Paths on the device the rows share.
 const (
 	policyDir     = "/perm/policy"
@@ -45,14 +53,17 @@ const (
 // the gate's address in the default site's zone (rootfs/etc/otgate/site.yaml).
 var ProductionServices = []ServiceRow{
 	// policy: on a first boot, store the image's compiled default site
-	// policy; never replaces an applied one (nor a corrupt one).
+	// policy; never replaces an applied one (nor a corrupt one). Init
+	// skips it once a policy is applied (the process would only find that
+	// out; every other service but identity waits for it).
 	{Service: bootcfg.Service{
 		Name: "policy", Binary: otgateBinary, Readiness: bootcfg.ReadyExit, Timeout: readinessTimeout,
-		Args: []string{"site", "apply", "-if-missing", "-dir", policyDir, defaultPolicyPath},
+		Args:         []string{"site", "apply", "-if-missing", "-dir", policyDir, defaultPolicyPath},
+		SkipIfExists: appliedPolicy,
 	}},
 	{MultiCall: true, Service: bootcfg.Service{
 		Name: "segment", Binary: "/bin/otgate-segment", Readiness: bootcfg.ReadyNotify, Timeout: readinessTimeout,
-		Critical: true, DependsOn: []string{"policy"},
+		Critical: true, DependsOn: []string{"policy"}, Nice: pathNice,
 		Args: []string{"-policy", appliedPolicy, "-boot", bootcfg.Path, "-socket", bootcfg.RunDir + "/segment.sock",
 			"-state", "/perm/segment/would-block.cbor"},
 	}},
@@ -73,15 +84,15 @@ var ProductionServices = []ServiceRow{
 	// every boot has a TPM.
 	{MultiCall: true, Service: bootcfg.Service{
 		Name: "identity", Binary: "/bin/otgate-identity", Readiness: bootcfg.ReadyNotify,
-		Timeout: readinessTimeout,
-		Args:    []string{"-state", "/perm/identity", "-tpm", "/dev/tpmrm0", "-socket-gid", "101", "-allow", "0=admin,101=proxy"},
+		Timeout: readinessTimeout, Nice: pathNice,
+		Args: []string{"-state", "/perm/identity", "-tpm", "/dev/tpmrm0", "-socket-gid", "101", "-allow", "0=admin,101=proxy"},
 	}},
 	// trust: done when the identity is not in quarantine; in quarantine it
 	// fails without restart (bootcfg.ExitNoRestart) and its dependents
 	// never start.
 	{Service: bootcfg.Service{
 		Name: "trust", Binary: otgateBinary, Readiness: bootcfg.ReadyExit, Timeout: readinessTimeout,
-		DependsOn: []string{"identity"}, Args: []string{"identity", "check-trust"},
+		DependsOn: []string{"identity"}, Args: []string{"identity", "check-trust"}, Nice: pathNice,
 	}},
 	proxyPrepareRow(),
 	proxyRow(),

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"syscall"
 
@@ -72,7 +73,7 @@ func spawn(r *reaper, log *logger, svc *bootcfg.Service, opts spawnOptions) (*pr
 		sys.AmbientCaps = caps
 	}
 	argv := append([]string{svc.Binary}, svc.Args...)
-	pid, exit, err := r.start(svc.Binary, argv, &syscall.ProcAttr{Dir: "/", Env: env, Files: files, Sys: sys})
+	pid, exit, err := startNice(log, r, svc, argv, &syscall.ProcAttr{Dir: "/", Env: env, Files: files, Sys: sys})
 	if err != nil {
 		outR.Close()
 		if notifyR != nil {
@@ -129,4 +130,42 @@ func readNotify(r *os.File, ch chan<- string) {
 		default: // the supervisor stopped listening (process gone)
 		}
 	}
+}
+
+// startNice starts the service with its Nice value. Nice is per thread on
+// Linux and a new process inherits the value of the thread that forks it:
+// init sets it on its own locked thread around the fork, so the service
+// has it from its first instruction and every thread it makes inherits
+// it (a setpriority on the child's pid afterwards would miss the threads
+// the Go runtime has already started). A value the kernel refuses (not
+// root) is logged and the service starts at init's own priority.
+func startNice(log *logger, r *reaper, svc *bootcfg.Service, argv []string, attr *syscall.ProcAttr) (int, <-chan unix.WaitStatus, error) {
+	if svc.Nice == 0 {
+		return r.start(svc.Binary, argv, attr)
+	}
+	if os.Geteuid() != 0 {
+		// Without privilege init could not take its thread back from a
+		// raised value.
+		log.Printf("%s: nice %d not applied: init is not root", svc.Name, svc.Nice)
+		return r.start(svc.Binary, argv, attr)
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	// getpriority(2) returns 20 - nice.
+	raw, err := unix.Getpriority(unix.PRIO_PROCESS, 0)
+	if err != nil {
+		log.Printf("%s: nice %d not applied: getpriority: %v", svc.Name, svc.Nice, err)
+		return r.start(svc.Binary, argv, attr)
+	}
+	own := 20 - raw
+	if err := unix.Setpriority(unix.PRIO_PROCESS, 0, svc.Nice); err != nil {
+		log.Printf("%s: nice %d not applied: %v", svc.Name, svc.Nice, err)
+		return r.start(svc.Binary, argv, attr)
+	}
+	defer func() {
+		if err := unix.Setpriority(unix.PRIO_PROCESS, 0, own); err != nil {
+			log.Printf("restoring init's nice %d after starting %s: %v", own, svc.Name, err)
+		}
+	}()
+	return r.start(svc.Binary, argv, attr)
 }

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -221,6 +224,19 @@ func (s *service) run() {
 		case <-s.stopReq:
 			s.set(initstatus.StateStopped, "", 0)
 			return
+		}
+	}
+	if p := s.cfg.SkipIfExists; p != "" {
+		if _, err := os.Lstat(p); err == nil {
+			log.Printf("%s skipped: %s exists", name, p)
+			s.set(initstatus.StateDone, "skipped: "+p+" exists", 0)
+			s.markReady()
+			<-s.stopReq
+			return
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			// Cannot tell: run it (a one-shot that finds its work done
+			// says so itself).
+			log.Printf("%s: skip condition %s: %v; running it", name, p, err)
 		}
 	}
 	delay := s.sv.backoffMin

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -242,4 +244,104 @@ func TestBackoffResetsAfterHealthyRun(t *testing.T) {
 			t.Fatalf("exit %d: no line %q", i+1, want)
 		}
 	}
+}
+
+// threadNices returns the nice value of every thread of pid
+// (/proc/<pid>/task/*/stat field 19).
+func threadNices(t *testing.T, pid int) []int {
+	t.Helper()
+	stats, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	if err != nil || len(stats) == 0 {
+		t.Fatalf("threads of %d: %v", pid, err)
+	}
+	var nices []int
+	for _, p := range stats {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue // the thread ended
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		n, err := strconv.Atoi(f[16])
+		if err != nil {
+			t.Fatalf("%s: nice %q: %v", p, f[16], err)
+		}
+		nices = append(nices, n)
+	}
+	return nices
+}
+
+// A service starts with its Nice value on every thread (the Go test
+// service has several by the time it is ready), and init's own threads
+// keep theirs.
+func TestServiceNice(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: init applies nice only as root")
+	}
+	own := threadNices(t, os.Getpid())
+	for _, nice := range []int{-5, 7} {
+		t.Run(strconv.Itoa(nice), func(t *testing.T) {
+			s := svc("niced", bootcfg.ReadyNotify, "-mode=steady")
+			s.Nice = nice
+			plain := svc("plain", bootcfg.ReadyNotify, "-mode=steady")
+			sv, log := runSupervisor(t, &bootcfg.Config{Services: []bootcfg.Service{s, plain}})
+			waitLine(t, log, "init: niced ready (")
+			waitLine(t, log, "init: plain ready (")
+			nices := threadNices(t, sv.byName["niced"].snapshotPID())
+			if len(nices) < 2 {
+				t.Errorf("niced has %d threads; the test wants a multi-threaded service", len(nices))
+			}
+			for _, n := range nices {
+				if n != nice {
+					t.Errorf("niced threads: nice %v, want all %d", nices, nice)
+					break
+				}
+			}
+			for _, n := range threadNices(t, sv.byName["plain"].snapshotPID()) {
+				if n != own[0] {
+					t.Errorf("plain service thread nice %d, want init's %d", n, own[0])
+				}
+			}
+		})
+	}
+	for _, n := range threadNices(t, os.Getpid()) {
+		if n != own[0] {
+			t.Errorf("init's threads after the starts: nice %v, want %d", threadNices(t, os.Getpid()), own[0])
+			break
+		}
+	}
+}
+
+// A one-shot whose SkipIfExists path exists is done without running (its
+// dependents start); while the path is missing it runs.
+func TestOneShotSkipIfExists(t *testing.T) {
+	fls, err := lookPath("false")
+	if err != nil {
+		t.Skip(err)
+	}
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "applied")
+	if err := os.WriteFile(marker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// "false" would fail and be restarted: only the skip makes it done.
+	once := bootcfg.Service{Name: "first-boot", Binary: fls, Readiness: bootcfg.ReadyExit, SkipIfExists: marker}
+	user := svc("user", bootcfg.ReadyNotify, "-mode=steady")
+	user.DependsOn = []string{"first-boot"}
+	sv, log := runSupervisor(t, &bootcfg.Config{Services: []bootcfg.Service{once, user}})
+	waitLine(t, log, "init: user ready (")
+	if lineIndex(log.Lines(), "init: first-boot skipped: "+marker+" exists") < 0 {
+		t.Fatalf("no skip line:\n%s", strings.Join(log.Lines(), "\n"))
+	}
+	if s := sv.snapshot()[0]; s.State != initstatus.StateDone || s.LastExit != "" {
+		t.Fatalf("first-boot: %+v, want done without a run", s)
+	}
+
+	tru, err := lookPath("true")
+	if err != nil {
+		t.Skip(err)
+	}
+	runs := bootcfg.Service{Name: "first-boot", Binary: tru, Readiness: bootcfg.ReadyExit, SkipIfExists: filepath.Join(dir, "missing")}
+	_, log = runSupervisor(t, &bootcfg.Config{Services: []bootcfg.Service{runs}})
+	waitLine(t, log, "init: first-boot done (")
 }

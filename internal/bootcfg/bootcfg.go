@@ -127,6 +127,17 @@ type Service struct {
 	// runs as a non-root UID (names from KnownCapabilities, e.g.
 	// "CAP_NET_RAW"); empty: none.
 	Capabilities []string `cbor:"11,keyasint,omitempty"`
+	// Nice is the scheduling priority the service starts with (-20 to
+	// 19, 0 the default), like systemd's Nice=: the services on the path
+	// to "ready" and the data plane get ahead of housekeeping ones when
+	// the CPUs are busy (a boot is). Every thread the service makes
+	// inherits it.
+	Nice int `cbor:"12,keyasint,omitempty"`
+	// SkipIfExists names an absolute path: when it exists as the service
+	// is about to start, a one-shot (ReadyExit) service is done without
+	// running, like systemd's ConditionPathExists=!path (a first-boot
+	// step on every later boot).
+	SkipIfExists string `cbor:"13,keyasint,omitempty"`
 }
 
 var encMode = func() cbor.EncMode {
@@ -204,6 +215,12 @@ func (c *Config) Validate(exists func(path string) bool) error {
 		}
 		if err := checkCapabilities(s); err != nil {
 			return err
+		}
+		if s.Nice < -20 || s.Nice > 19 {
+			return fmt.Errorf("service %q: nice %d is outside -20..19", s.Name, s.Nice)
+		}
+		if s.SkipIfExists != "" && (s.Readiness != ReadyExit || !strings.HasPrefix(s.SkipIfExists, "/")) {
+			return fmt.Errorf("service %q: skip-if-exists %q: only a one-shot (%s) service may be skipped, and the path must be absolute", s.Name, s.SkipIfExists, ReadyExit)
 		}
 		if exists != nil && !exists(s.Binary) {
 			return fmt.Errorf("service %q: unknown binary %q: not in the image", s.Name, s.Binary)

@@ -1,0 +1,54 @@
+package bootcfg
+
+import (
+	"strings"
+	"testing"
+)
+
+// A nice value outside the kernel's range, or a skip condition on a
+// long-running service or with a relative path, is refused by name.
+func TestServiceNiceAndSkipValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		svc  Service
+		want string
+	}{
+		{"defaults", Service{}, ""},
+		{"nice -10", Service{Nice: -10}, ""},
+		{"nice 19", Service{Nice: 19}, ""},
+		{"nice -21", Service{Nice: -21}, `service "s": nice -21 is outside -20..19`},
+		{"nice 20", Service{Nice: 20}, "nice 20 is outside"},
+		{"skip one-shot", Service{Readiness: ReadyExit, SkipIfExists: "/perm/x"}, ""},
+		{"skip long-running", Service{SkipIfExists: "/perm/x"}, `service "s": skip-if-exists "/perm/x": only a one-shot`},
+		{"skip relative", Service{Readiness: ReadyExit, SkipIfExists: "perm/x"}, "the path must be absolute"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := tc.svc
+			s.Name, s.Binary = "s", "/bin/s"
+			if s.Readiness == "" {
+				s.Readiness = ReadyNotify
+			}
+			err := (&Config{Services: []Service{s}}).Validate(nil)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("Validate: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("Validate: %v, want an error containing %q", err, tc.want)
+			}
+			// The fields survive the CBOR round trip.
+			b, err := Marshal(&Config{Services: []Service{s}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.want == "" {
+				c, err := Unmarshal(b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := c.Services[0]; got.Nice != s.Nice || got.SkipIfExists != s.SkipIfExists {
+					t.Errorf("round trip: %+v, want %+v", got, s)
+				}
+			}
+		})
+	}
+}
