@@ -187,16 +187,24 @@ func sealDataKeyTo(t transport.TPM, pcrs []uint, values [][]byte, dataKey []byte
 	}, nil
 }
 
-// unsealDataKey compares the current PCRs with the sealed values (to say
-// which changed) and asks the TPM to unseal, which is what enforces the
-// policy.
+// unsealDataKey asks the TPM to unseal, which is what enforces the
+// policy; only when it refuses are the current PCRs read, to say which
+// changed. The boot's path (it unseals) is four TPM commands: load,
+// start the policy session, PolicyPCR, unseal.
 func unsealDataKey(t transport.TPM, parent *tpm2.NamedHandle, rec *sealRecord, path string) ([]byte, error) {
 	if len(rec.PCRs) == 0 || len(rec.PCRs) != len(rec.PCRValues) {
 		return nil, corrupt(path, fmt.Sprintf("%d PCRs but %d sealed values", len(rec.PCRs), len(rec.PCRValues)), nil)
 	}
-	current, err := readPCRs(t, rec.PCRs)
-	if err != nil {
+	key, err := unsealTPM(t, parent, rec, path)
+	if err == nil {
+		return key, nil
+	}
+	if errors.Is(err, ErrStateCorrupt) {
 		return nil, err
+	}
+	current, rerr := readPCRs(t, rec.PCRs)
+	if rerr != nil {
+		return nil, fmt.Errorf("%w (and reading the PCRs to compare: %w)", err, rerr)
 	}
 	var changes []PCRChange
 	for i, p := range rec.PCRs {
@@ -204,26 +212,21 @@ func unsealDataKey(t transport.TPM, parent *tpm2.NamedHandle, rec *sealRecord, p
 			changes = append(changes, PCRChange{PCR: p, Sealed: rec.PCRValues[i], Current: current[i], Measured: p == MeasuredPCR})
 		}
 	}
-	key, err := unsealTPM(t, parent, rec, path)
-	if err != nil {
-		if errors.Is(err, tpm2.TPMRCPolicyFail) || errors.Is(err, tpm2.TPMRCValue) || len(changes) > 0 {
-			return nil, &PCRMismatchError{Changes: changes, TPMErr: err}
-		}
-		return nil, err
+	if errors.Is(err, tpm2.TPMRCPolicyFail) || errors.Is(err, tpm2.TPMRCValue) || len(changes) > 0 {
+		return nil, &PCRMismatchError{Changes: changes, TPMErr: err}
 	}
-	if len(changes) > 0 {
-		// The TPM unsealed although PCRs differ: impossible unless the
-		// sealed object's policy is not ours. Fail closed.
-		return nil, &PCRMismatchError{Changes: changes}
-	}
-	return key, nil
+	return nil, err
 }
 
-// unsealTPM loads the sealed object and unseals it in a PolicyPCR session
-// over the current PCR values: the TPM refuses (TPM_RC_POLICY_FAIL) unless
-// they equal the sealed ones.
+// unsealTPM loads the sealed object and unseals it in a one-use PolicyPCR
+// session over the current PCR values: the TPM refuses
+// (TPM_RC_POLICY_FAIL) unless they equal the ones the object's policy was
+// computed from. The object's policy is first checked to be the PCR policy
+// of the values recorded with it, so an unseal proves the PCRs hold
+// exactly those values (no PCR read needed) and a record whose values were
+// edited is refused as corrupt.
 func unsealTPM(t transport.TPM, parent *tpm2.NamedHandle, rec *sealRecord, path string) ([]byte, error) {
-	obj, _, err := loadObject(t, parent, rec.Public, rec.Private)
+	obj, pub, err := loadObject(t, parent, rec.Public, rec.Private)
 	if errors.Is(err, errBlobRefused) {
 		return nil, corrupt(path, "sealed data key", err)
 	}
@@ -231,16 +234,23 @@ func unsealTPM(t transport.TPM, parent *tpm2.NamedHandle, rec *sealRecord, path 
 		return nil, err
 	}
 	defer flush(t, obj.Handle)
-	sess, closeSess, err := tpm2.PolicySession(t, tpm2.TPMAlgSHA256, 16)
+	want, err := pcrPolicy(rec.PCRs, rec.PCRValues)
 	if err != nil {
-		return nil, fmt.Errorf("identity: start policy session: %w", err)
+		return nil, err
 	}
-	defer closeSess() //nolint:errcheck // best effort
-	if _, err := (tpm2.PolicyPCR{PolicySession: sess.Handle(), Pcrs: selection(rec.PCRs)}).Execute(t); err != nil {
-		return nil, fmt.Errorf("identity: PolicyPCR %v: %w", rec.PCRs, err)
+	if !bytes.Equal(pub.AuthPolicy.Buffer, want) {
+		return nil, corrupt(path, fmt.Sprintf("sealed data key: its policy %x is not the PCR policy %x of the PCR values recorded with it", pub.AuthPolicy.Buffer, want), nil)
 	}
+	// One use: the TPM flushes the session after the unseal.
+	sess := tpm2.Policy(tpm2.TPMAlgSHA256, 16, func(t transport.TPM, h tpm2.TPMISHPolicy, _ tpm2.TPM2BNonce) error {
+		if _, err := (tpm2.PolicyPCR{PolicySession: h, Pcrs: selection(rec.PCRs)}).Execute(t); err != nil {
+			return fmt.Errorf("identity: PolicyPCR %v: %w", rec.PCRs, err)
+		}
+		return nil
+	})
 	rsp, err := tpm2.Unseal{ItemHandle: tpm2.AuthHandle{Handle: obj.Handle, Name: obj.Name, Auth: sess}}.Execute(t)
 	if err != nil {
+		// go-tpm flushes a one-use session the command failed with.
 		return nil, fmt.Errorf("identity: unseal data key: %w", err)
 	}
 	if len(rsp.OutData.Buffer) != dataKeySize {

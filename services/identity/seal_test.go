@@ -6,9 +6,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/otgate/otgate/services/identity/swtpmtest"
 )
 
@@ -115,6 +117,14 @@ func TestUnsealFailsAfterMeasuredPCRChanges(t *testing.T) {
 		t.Fatalf("direct TPM unseal with the wrong PCR: got %v, want TPM_RC_POLICY_FAIL", err)
 	}
 	t.Logf("TPM refused: %v", err)
+	// Neither the refused unseal nor Open's leaves a session or an object
+	// loaded: the device key is the only transient object.
+	if n := loadedHandles(t, id.tpm, tpm2.TPMHandle(0x02000000)); n != 0 {
+		t.Errorf("%d policy/HMAC sessions left loaded after refused unseals", n)
+	}
+	if n := loadedHandles(t, id.tpm, tpm2.TPMHandle(0x80000000)); n != 1 {
+		t.Errorf("%d transient objects loaded, want 1 (the device key)", n)
+	}
 	id.Close()
 	sw.Stop()
 
@@ -139,5 +149,57 @@ func TestSealPCRsRefusesResettable(t *testing.T) {
 	got, err := sealPCRs([]uint{7, 0, 7})
 	if err != nil || len(got) != 3 || got[0] != 0 || got[1] != 7 || got[2] != MeasuredPCR {
 		t.Fatalf("sealPCRs = %v, %v", got, err)
+	}
+}
+
+// loadedHandles counts the TPM's handles from first (0x02000000 loaded
+// sessions, 0x80000000 transient objects) to the end of that range.
+func loadedHandles(t *testing.T, tpm transport.TPM, first tpm2.TPMHandle) int {
+	t.Helper()
+	rsp, err := tpm2.GetCapability{Capability: tpm2.TPMCapHandles, Property: uint32(first), PropertyCount: 64}.Execute(tpm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs, err := rsp.CapabilityData.Data.Handles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, h := range hs.Handle {
+		if h>>24 == first>>24 {
+			n++
+		}
+	}
+	return n
+}
+
+// A seal record whose PCR values were edited no longer matches the policy
+// of the sealed object it carries: Open refuses it as corrupt, naming the
+// file, and does not enter quarantine or touch the TPM's PCRs.
+func TestEditedSealedPCRValuesAreCorrupt(t *testing.T) {
+	sw := swtpmtest.Start(t, "")
+	cfg := testConfig(t, SocketTPM(sw.Socket))
+	id := boot(t, cfg, sw, "image-A")
+	id.Close()
+	var rec sealRecord
+	if err := readState(cfg.StateDir, SealFile, &rec); err != nil {
+		t.Fatal(err)
+	}
+	rec.PCRValues[0] = bytes.Repeat([]byte{0xAB}, len(rec.PCRValues[0]))
+	if err := os.WriteFile(filepath.Join(cfg.StateDir, SealFile), mustEncode(&rec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tpm, err := SocketTPM(sw.Socket).Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = unsealDataKey(tpm, nil, &rec, filepath.Join(cfg.StateDir, SealFile))
+	tpm.Close() // swtpm serves one connection at a time
+	if !errors.Is(err, ErrStateCorrupt) || !strings.Contains(err.Error(), "is not the PCR policy") || !strings.Contains(err.Error(), SealFile) {
+		t.Fatalf("edited PCR values: %v, want ErrStateCorrupt naming %s", err, SealFile)
+	}
+	cfg.TPM = SocketTPM(sw.Socket)
+	if _, err := Open(cfg); !errors.Is(err, ErrStateCorrupt) {
+		t.Fatalf("Open with edited PCR values: %v, want ErrStateCorrupt", err)
 	}
 }
