@@ -25,7 +25,7 @@ func proxyPrepareRow() ServiceRow {
 	uid, gid := strconv.Itoa(baseline.ProxyUID), strconv.Itoa(baseline.ProxyUID)
 	return ServiceRow{MultiCall: true, Service: bootcfg.Service{
 		Name: "proxy-prepare", Binary: proxyBinary, Readiness: bootcfg.ReadyExit, Timeout: readinessTimeout,
-		DependsOn: []string{"policy"},
+		DependsOn: []string{"policy"}, Nice: pathNice, // the proxy waits for it
 		Args: []string{"prepare", "-uid", uid, "-gid", gid, "-own", proxyStateDir, "-own", proxyAuditDir,
 			"-own", path.Dir(adminapi.DefaultSocket), "-read", policyDir},
 	}}

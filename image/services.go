@@ -24,7 +24,8 @@ const readinessTimeout = 30 * time.Second
 
 // pathNice is the scheduling priority of the services on the path to an
 // asset: segment (enforcement), identity and trust (TPM unseal, audit
-// signatures) and the proxy (the data plane). They get ahead of
+// signatures), the proxy (the data plane) and proxy-prepare, which the
+// proxy waits for. They get ahead of
 // housekeeping (overlay, netconf) when the CPUs are busy: at boot, where
 // each TPM command's wake-ups otherwise wait behind the other services
 // (measured under TCG: 20-40 ms per command instead of 5), and under load.
