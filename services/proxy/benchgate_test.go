@@ -13,10 +13,8 @@ import (
 	"io"
 	"math/big"
 	"net"
-	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -24,12 +22,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otgate/otgate/audit"
 	"github.com/otgate/otgate/client"
 	"github.com/otgate/otgate/services/identity/api"
-	"github.com/otgate/otgate/services/proxy/auth"
 	"github.com/otgate/otgate/services/proxy/auth/totp"
-	"github.com/otgate/otgate/services/proxy/auth/userca"
 	"github.com/otgate/otgate/site"
 )
 
@@ -118,56 +113,15 @@ func runBenchGate(echo string) error {
 	if err != nil {
 		return err
 	}
-	w, err := audit.Open(filepath.Join(dir, "audit"), dev.PrivateKey.(*ecdsa.PrivateKey))
-	if err != nil {
-		return err
-	}
-	defer w.Close()
-	sealer := &memSealer{m: map[string][]byte{}}
-	users, err := auth.Open(auth.Config{Dir: filepath.Join(dir, "users"), Sealer: sealer,
-		Argon2: auth.Argon2Params{Time: 1, MemoryKiB: 8 * 1024, Threads: 1, KeyLen: 32}})
-	if err != nil {
-		return err
-	}
-	defer users.Close()
-	en, err := users.AddUser("bench", []byte("correct horse battery"), nil)
-	if err != nil {
-		return err
-	}
-	ca, err := userca.Open(userca.Config{Site: "bench.test", Sealer: sealer, Device: dev, Checker: users})
-	if err != nil {
-		return err
-	}
-	sitePath := filepath.Join(dir, "site.yaml")
-	if err := os.WriteFile(sitePath, []byte(benchSite), 0o600); err != nil {
-		return err
-	}
-	srv, err := New(Config{Certificate: dev, Users: users, CA: UserCA{ca}, Log: w,
-		LoadPolicy: func() (*Policy, error) {
-			s, _, err := site.Load(sitePath, site.Options{})
-			if err != nil {
-				return nil, err
-			}
-			return &Policy{Site: s, Decider: grantTable{{rule: "bench", user: "bench", asset: "echo-1", protocol: "tcp"}}}, nil
+	srv, closeAll, err := childGate{Dir: dir, Device: dev, Sealer: &memSealer{m: map[string][]byte{}}, SiteYAML: benchSite,
+		Decider: func(s *site.Site, _ string) *Policy {
+			return &Policy{Site: s, Decider: grantTable{{rule: "bench", user: "bench", asset: "echo-1", protocol: "tcp"}}}
 		},
-		Dial: func(netip.AddrPort) (io.ReadWriteCloser, error) {
-			c, err := net.Dial("tcp", echo)
-			if err != nil {
-				return nil, err
-			}
-			return c, nil
-		},
-		MaxSessions: 10000, MaxSessionsPerUser: 10000})
+		AssetAddr: echo}.serve()
 	if err != nil {
 		return err
 	}
-	defer srv.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	go srv.Serve(ln)
-	fmt.Printf("%s %s\n", ln.Addr(), totp.EncodeSecret(en.Key.Secret))
+	defer closeAll()
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
 		if sc.Text() != "mem" {

@@ -2,11 +2,9 @@ package proxy
 
 import (
 	"bufio"
-	"crypto"
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -17,9 +15,6 @@ import (
 	"github.com/otgate/otgate/plant"
 	"github.com/otgate/otgate/services/identity"
 	"github.com/otgate/otgate/services/identity/api"
-	"github.com/otgate/otgate/services/proxy/auth"
-	"github.com/otgate/otgate/services/proxy/auth/totp"
-	"github.com/otgate/otgate/services/proxy/auth/userca"
 	"github.com/otgate/otgate/site"
 )
 
@@ -168,62 +163,21 @@ func runModbusBenchGate(cfg string) error {
 		return err
 	}
 
-	w, err := audit.Open(filepath.Join(dir, "audit"), dev.PrivateKey.(crypto.Signer),
-		audit.WithErrorHandler(func(err error) { fmt.Fprintln(os.Stderr, "modbus bench gate: audit log:", err) }))
+	pol, err := modbusBenchRules.Compile()
 	if err != nil {
 		return err
 	}
-	defer w.Close()
-	users, err := auth.Open(auth.Config{Dir: filepath.Join(dir, "users"), Sealer: idc,
-		Argon2: auth.Argon2Params{Time: 1, MemoryKiB: 8 * 1024, Threads: 1, KeyLen: 32}})
-	if err != nil {
-		return err
-	}
-	defer users.Close()
-	en, err := users.AddUser("bench", []byte("correct horse battery"), nil)
-	if err != nil {
-		return err
-	}
-	ca, err := userca.Open(userca.Config{Site: "bench.test", Sealer: idc, Device: dev, Checker: users})
-	if err != nil {
-		return err
-	}
-	rules := modbusBenchRules
-	pol, err := rules.Compile()
-	if err != nil {
-		return err
-	}
-	sitePath := filepath.Join(dir, "site.yaml")
-	if err := os.WriteFile(sitePath, []byte(modbusBenchSite), 0o600); err != nil {
-		return err
-	}
-	srv, err := New(Config{Certificate: dev, Users: users, CA: UserCA{ca}, Log: w,
-		LoadPolicy: func() (*Policy, error) {
-			s, _, err := site.Load(sitePath, site.Options{})
-			if err != nil {
-				return nil, err
-			}
-			return &Policy{Site: s, Source: sitePath,
-				Decider: grantTable{{rule: "bench-plc", user: "bench", asset: "plc-1", protocol: "modbus", modbus: pol}}}, nil
+	_, closeAll, err := childGate{Dir: dir, Device: dev, Sealer: idc, SiteYAML: modbusBenchSite,
+		AuditOpts: []audit.Option{audit.WithErrorHandler(func(err error) { fmt.Fprintln(os.Stderr, "modbus bench gate: audit log:", err) })},
+		Decider: func(s *site.Site, path string) *Policy {
+			return &Policy{Site: s, Source: path,
+				Decider: grantTable{{rule: "bench-plc", user: "bench", asset: "plc-1", protocol: "modbus", modbus: pol}}}
 		},
-		Dial: func(netip.AddrPort) (io.ReadWriteCloser, error) {
-			c, err := net.Dial("tcp", plantAddr)
-			if err != nil {
-				return nil, err
-			}
-			return c, nil
-		},
-		MaxSessions: 10000, MaxSessionsPerUser: 10000})
+		AssetAddr: plantAddr}.serve()
 	if err != nil {
 		return err
 	}
-	defer srv.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	go srv.Serve(ln)
-	fmt.Printf("%s %s\n", ln.Addr(), totp.EncodeSecret(en.Key.Secret))
+	defer closeAll()
 	return serveProfileCommands(os.Stdin)
 }
 
