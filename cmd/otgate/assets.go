@@ -2,15 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"text/tabwriter"
 	"time"
-
-	"github.com/otgate/otgate/client"
 )
 
 func init() {
@@ -19,15 +15,7 @@ func init() {
 }
 
 func runAssets(args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("otgate assets", flag.ContinueOnError)
-	dir := profileDirFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() != 0 {
-		return errors.New("usage: otgate assets [--profile DIR]")
-	}
-	s, err := client.Open(*dir)
+	s, err := openProfile("assets", args)
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,20 @@ func profileDirFlag(fs *flag.FlagSet) *string {
 	return fs.String("profile", "", "credential directory (default: the user config dir's otgate folder)")
 }
 
+// openProfile is `otgate NAME [--profile DIR]` for a command that takes no
+// arguments: it opens the stored credential.
+func openProfile(name string, args []string) (*client.Session, error) {
+	fs := flag.NewFlagSet("otgate "+name, flag.ContinueOnError)
+	dir := profileDirFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() != 0 {
+		return nil, fmt.Errorf("usage: otgate %s [--profile DIR]", name)
+	}
+	return client.Open(*dir)
+}
+
 func runLogin(args []string, in io.Reader, out io.Writer) error {
 	fs := flag.NewFlagSet("otgate login", flag.ContinueOnError)
 	user := fs.String("user", "", "user name (default: asked)")

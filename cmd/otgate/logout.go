@@ -2,14 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"time"
-
-	"github.com/otgate/otgate/client"
 )
 
 func init() {
@@ -18,15 +14,7 @@ func init() {
 }
 
 func runLogout(args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("otgate logout", flag.ContinueOnError)
-	dir := profileDirFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() != 0 {
-		return errors.New("usage: otgate logout [--profile DIR]")
-	}
-	s, err := client.Open(*dir)
+	s, err := openProfile("logout", args)
 	if err != nil {
 		return err
 	}
