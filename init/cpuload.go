@@ -11,13 +11,15 @@ import (
 // over every CPU.
 type cpuTimes struct{ busy, total uint64 }
 
-// readCPUTimes parses /proc/stat under root; ok is false when it cannot.
-func readCPUTimes(root string) (cpuTimes, bool) {
+// readCPUTimes parses /proc/stat under root; the zero value when it
+// cannot.
+func readCPUTimes(root string) cpuTimes {
 	b, err := os.ReadFile(root + "/proc/stat")
 	if err != nil {
-		return cpuTimes{}, false
+		return cpuTimes{}
 	}
-	return parseCPUTimes(b)
+	t, _ := parseCPUTimes(b)
+	return t
 }
 
 // parseCPUTimes reads "cpu  user nice system idle iowait irq softirq
@@ -47,9 +49,9 @@ func parseCPUTimes(stat []byte) (cpuTimes, bool) {
 }
 
 // busySince says how busy the CPUs were between then and now, e.g.
-// ", CPUs 93% busy since init started"; "" when unknown.
+// ", CPUs 93% busy since init started"; "" when either is unknown (zero).
 func busySince(then, now cpuTimes) string {
-	if now.total <= then.total || now.busy < then.busy {
+	if then.total == 0 || now.total <= then.total || now.busy < then.busy {
 		return ""
 	}
 	return fmt.Sprintf(", CPUs %d%% busy since init started", 100*(now.busy-then.busy)/(now.total-then.total))

@@ -25,4 +25,7 @@ func TestParseCPUTimes(t *testing.T) {
 	if s := busySince(cpuTimes{10, 100}, cpuTimes{10, 100}); s != "" {
 		t.Errorf("busySince over no time = %q", s)
 	}
+	if s := busySince(cpuTimes{}, cpuTimes{55, 150}); s != "" {
+		t.Errorf("busySince from an unknown start = %q", s)
+	}
 }

@@ -49,11 +49,10 @@ type initProc struct {
 	wd      *watchdog
 	perm    permState
 	started time.Time
-	// startCPU is /proc/stat when init started (ok false: unknown), for
-	// the ready line's CPU load.
-	startCPU   cpuTimes
-	startCPUOK bool
-	cmdline    map[string]string
+	// startCPU is /proc/stat when init started (zero: unknown), for the
+	// ready line's CPU load.
+	startCPU cpuTimes
+	cmdline  map[string]string
 
 	readyMu sync.Mutex
 	ready   bool
@@ -113,7 +112,7 @@ func (in *initProc) boot(configPath, cmdline string) {
 		log.Printf("not PID 1: development mode below %s (no mounts, modules, host name or reboot)", in.root)
 		unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 	}
-	in.startCPU, in.startCPUOK = readCPUTimes(in.root)
+	in.startCPU = readCPUTimes(in.root)
 	in.reaper = newReaper(log, true)
 	in.reaper.run()
 
@@ -289,10 +288,7 @@ func (in *initProc) watchReady() {
 	in.readyMu.Lock()
 	in.ready = true
 	in.readyMu.Unlock()
-	load := ""
-	if now, ok := readCPUTimes(in.root); ok && in.startCPUOK {
-		load = busySince(in.startCPU, now)
-	}
+	load := busySince(in.startCPU, readCPUTimes(in.root))
 	in.log.Printf("ready (%d services, %s after boot%s)", len(in.cfg.Services), secs(in.uptime()), load)
 	if in.cfg.TestHooks && in.cmdline[hookStopWatchdog] == "1" {
 		if in.wd != nil {

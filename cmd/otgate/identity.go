@@ -110,11 +110,7 @@ func runIdentity(args []string) error {
 }
 
 func identityCSR(f *identity.Flags, out string, stdout io.Writer) error {
-	cfg, err := f.Config(false, os.Stderr)
-	if err != nil {
-		return err
-	}
-	id, err := identity.Open(cfg)
+	id, err := f.Open(false, os.Stderr)
 	if err != nil {
 		return err
 	}
@@ -142,11 +138,7 @@ func identityInstallCert(f *identity.Flags, in string) error {
 	if err != nil {
 		return fmt.Errorf("identity install-cert: %w", err)
 	}
-	cfg, err := f.Config(false, os.Stderr)
-	if err != nil {
-		return err
-	}
-	id, err := identity.Open(cfg)
+	id, err := f.Open(false, os.Stderr)
 	if err != nil {
 		return err
 	}

@@ -52,6 +52,15 @@ func (f *Flags) Config(create bool, log io.Writer) (Config, error) {
 	return cfg, nil
 }
 
+// Open opens the identity the flags name (Config, then Open).
+func (f *Flags) Open(create bool, log io.Writer) (*Identity, error) {
+	cfg, err := f.Config(create, log)
+	if err != nil {
+		return nil, err
+	}
+	return Open(cfg)
+}
+
 // ParsePCRs parses "0,2,7".
 func ParsePCRs(s string) ([]uint, error) {
 	var out []uint

@@ -36,11 +36,7 @@ func run(f *identity.Flags, socket string, gid int, allowSpec string) error {
 	if err != nil {
 		return fmt.Errorf("-allow: %w", err)
 	}
-	cfg, err := f.Config(true, os.Stderr)
-	if err != nil {
-		return err
-	}
-	id, err := identity.Open(cfg)
+	id, err := f.Open(true, os.Stderr)
 	if err != nil {
 		return err
 	}
