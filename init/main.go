@@ -150,7 +150,7 @@ func (in *initProc) boot(configPath, cmdline string) {
 		in.configErr = err.Error()
 	}
 	in.cfg = cfg
-	log.Printf("otgate init: board %s, image %s, %d services", cfg.Board, cfg.ImageID, len(cfg.Services))
+	log.Printf("otgate init: board %s, image %s, %d services (started %s after boot)", cfg.Board, cfg.ImageID, len(cfg.Services), secs(in.uptime()))
 
 	if in.pid1 {
 		if err := setHostname(cfg.Hostname); err != nil {
