@@ -14,28 +14,29 @@ import (
 // The proxy row: unprivileged, only CAP_NET_RAW, critical, never before
 // the trust gate and the segment ruleset.
 func TestProxyRow(t *testing.T) {
-	var proxy, prep *bootcfg.Service
+	var proxy *bootcfg.Service
 	for i := range ProductionServices {
-		switch s := &ProductionServices[i].Service; s.Name {
-		case "proxy":
+		if s := &ProductionServices[i].Service; s.Name == "proxy" {
 			proxy = s
-		case "proxy-prepare":
-			prep = s
 		}
 	}
-	if proxy == nil || prep == nil {
-		t.Fatal("no proxy or proxy-prepare row in ProductionServices")
+	if proxy == nil {
+		t.Fatal("no proxy row in ProductionServices")
 	}
 	if proxy.UID != 101 || proxy.GID != 101 || !slices.Equal(proxy.Capabilities, []string{"CAP_NET_RAW"}) || !proxy.Critical {
 		t.Errorf("proxy row %+v: want uid/gid 101, only CAP_NET_RAW, critical", *proxy)
 	}
-	for _, d := range []string{"trust", "segment", "proxy-prepare"} {
+	for _, d := range []string{"trust", "segment"} {
 		if !slices.Contains(proxy.DependsOn, d) {
 			t.Errorf("proxy does not depend on %s: %v", d, proxy.DependsOn)
 		}
 	}
-	if prep.UID != 0 || prep.Readiness != bootcfg.ReadyExit {
-		t.Errorf("proxy-prepare row %+v: want a root one-shot", *prep)
+	// Init hands it its directories and read access to the policy.
+	if want := []string{"/perm/proxy", "/perm/audit", "/run/otgate/proxy"}; !slices.Equal(proxy.OwnedDirs, want) {
+		t.Errorf("proxy owned directories %v, want %v", proxy.OwnedDirs, want)
+	}
+	if want := []string{"/perm/policy"}; !slices.Equal(proxy.GroupReadDirs, want) {
+		t.Errorf("proxy group-readable directories %v, want %v", proxy.GroupReadDirs, want)
 	}
 	cfg := &bootcfg.Config{Services: nil}
 	for _, r := range append(append([]ServiceRow(nil), ProductionServices...), DemoServices...) {

@@ -17,25 +17,18 @@ const (
 	proxyAuditDir = "/perm/audit" // the session log
 )
 
-// proxyPrepareRow: a root one-shot that gives the unprivileged proxy its
-// directories (user store, audit log, admin socket directory) and read
-// access to the applied policy (group otgate-proxy, set-group-ID
-// directory, so later `otgate site apply` keeps it readable).
-func proxyPrepareRow() ServiceRow {
-	uid, gid := strconv.Itoa(baseline.ProxyUID), strconv.Itoa(baseline.ProxyUID)
-	return ServiceRow{MultiCall: true, Service: bootcfg.Service{
-		Name: "proxy-prepare", Binary: proxyBinary, Readiness: bootcfg.ReadyExit, Timeout: readinessTimeout,
-		DependsOn: []string{"policy"}, Nice: pathNice, // the proxy waits for it
-		Args: []string{"prepare", "-uid", uid, "-gid", gid, "-own", proxyStateDir, "-own", proxyAuditDir,
-			"-own", path.Dir(adminapi.DefaultSocket), "-read", policyDir},
-	}}
-}
-
 // proxyRow is the identity-aware proxy: critical (no access to any asset
 // without it), started only once the trust gate passed (never in
 // quarantine: "trust" fails without restart and init does not start its
 // dependents; a proxy started anyway could not unseal its user store or
 // CA key and would exit), after the segment ruleset is in place.
+//
+// Before each start init gives it its directories (the row's OwnedDirs:
+// user store, audit log, admin socket directory, uid 101, mode 0700) and
+// lets its group read the applied policy (GroupReadDirs: /perm/policy
+// becomes set-group-ID, so a policy `otgate site apply` stores later is
+// readable too). Init does it, like systemd's StateDirectory=, instead of
+// a root one-shot process: one Go process fewer on every boot's path.
 //
 // It runs as otgate-proxy (uid 101), the only uid the segment ruleset
 // lets reach assets, and sets baseline.ProxyMark on its asset sockets,
@@ -47,8 +40,10 @@ func proxyPrepareRow() ServiceRow {
 func proxyRow() ServiceRow {
 	return ServiceRow{MultiCall: true, Service: bootcfg.Service{
 		Name: "proxy", Binary: proxyBinary, Readiness: bootcfg.ReadyNotify, Timeout: readinessTimeout,
-		Critical: true, DependsOn: []string{"proxy-prepare", "trust", "segment"}, Nice: pathNice,
+		Critical: true, DependsOn: []string{"trust", "segment"}, Nice: pathNice,
 		UID: baseline.ProxyUID, GID: baseline.ProxyUID, Capabilities: []string{"CAP_NET_RAW"},
+		OwnedDirs:     []string{proxyStateDir, proxyAuditDir, path.Dir(adminapi.DefaultSocket)},
+		GroupReadDirs: []string{policyDir},
 		Args: []string{"-listen", ":" + strconv.Itoa(baseline.ProxyListenPort), "-policy", appliedPolicy,
 			"-state", proxyStateDir, "-audit", proxyAuditDir, "-admin", adminapi.DefaultSocket,
 			"-identity", api.DefaultSocket, "-mark", strconv.Itoa(baseline.ProxyMark)},

@@ -24,8 +24,7 @@ const readinessTimeout = 30 * time.Second
 
 // pathNice is the scheduling priority of the services on the path to an
 // asset: segment (enforcement), identity and trust (TPM unseal, audit
-// signatures), the proxy (the data plane) and proxy-prepare, which the
-// proxy waits for. They get ahead of
+// signatures) and the proxy (the data plane). They get ahead of
 // housekeeping (overlay, netconf) when the CPUs are busy: at boot, where
 // each TPM command's wake-ups otherwise wait behind the other services
 // (measured under TCG: 20-40 ms per command instead of 5), and under load.
@@ -95,7 +94,6 @@ var ProductionServices = []ServiceRow{
 		Name: "trust", Binary: otgateBinary, Readiness: bootcfg.ReadyExit, Timeout: readinessTimeout,
 		DependsOn: []string{"identity"}, Args: []string{"identity", "check-trust"}, Nice: pathNice,
 	}},
-	proxyPrepareRow(),
 	proxyRow(),
 }
 

@@ -243,7 +243,16 @@ func (s *service) run() {
 	var recent []time.Time // restarts inside the crash-loop window
 	for {
 		start := time.Now()
-		p, err := spawn(s.sv.reaper, log, s.cfg, s.sv.spawn)
+		var p *proc
+		note, err := prepareDirs(s.cfg)
+		if err != nil {
+			err = fmt.Errorf("directories: %w", err)
+		} else {
+			if note != "" {
+				log.Printf("%s: %s", name, note)
+			}
+			p, err = spawn(s.sv.reaper, log, s.cfg, s.sv.spawn)
+		}
 		var ws unix.WaitStatus
 		var exitText string
 		readyAt := time.Time{}

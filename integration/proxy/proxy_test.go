@@ -76,7 +76,7 @@ func TestProxyOnTheAppliance(t *testing.T) {
 		qemu.WithTimeout(6*time.Minute),
 	)
 	start := time.Now()
-	gatetest.MustSee(t, vm, regexp.MustCompile(`^proxy-prepare: otgate-proxy prepare: /perm/policy readable by group 101 \(1 files\)`))
+	gatetest.MustSee(t, vm, regexp.MustCompile(`^init: proxy: /perm/proxy, /perm/audit, /run/otgate/proxy owned by 101:101 \(0700\); /perm/policy readable by group 101 \(1 files\)$`))
 	listening := gatetest.MustSee(t, vm, regexp.MustCompile(`^proxy: otgate-proxy: listening on \S+:8443 \(site \S+, gate key SHA-256 [0-9a-f]{64}; started in [0-9.]+s: identity [0-9.]+s, audit log [0-9.]+s, user store [0-9.]+s, user CA [0-9.]+s, policy [0-9.]+s\)$`))
 	t.Logf("%s after %s", listening, time.Since(start).Round(time.Second))
 	t.Logf("boot: %s", gatetest.MustSee(t, vm, "init: ready ("))

@@ -138,6 +138,19 @@ type Service struct {
 	// running, like systemd's ConditionPathExists=!path (a first-boot
 	// step on every later boot).
 	SkipIfExists string `cbor:"13,keyasint,omitempty"`
+	// OwnedDirs are absolute paths of directories the service owns, like
+	// systemd's StateDirectory= and RuntimeDirectory=: before each start
+	// init creates a missing one (mode 0700) and makes it, and the
+	// entries directly in it, belong to UID:GID with the directory at
+	// mode 0700. Something other than a directory there (a planted
+	// symlink) is a start error naming it.
+	OwnedDirs []string `cbor:"14,keyasint,omitempty"`
+	// GroupReadDirs are absolute paths of directories whose regular files
+	// the service's group may read but not change: before each start init
+	// makes each one root:GID, mode 2750 (set-group-ID, so files created
+	// in it later get the group too), and its regular files root:GID,
+	// mode 0640. GID must not be 0.
+	GroupReadDirs []string `cbor:"15,keyasint,omitempty"`
 }
 
 var encMode = func() cbor.EncMode {
@@ -221,6 +234,9 @@ func (c *Config) Validate(exists func(path string) bool) error {
 		}
 		if s.SkipIfExists != "" && (s.Readiness != ReadyExit || !strings.HasPrefix(s.SkipIfExists, "/")) {
 			return fmt.Errorf("service %q: skip-if-exists %q: only a one-shot (%s) service may be skipped, and the path must be absolute", s.Name, s.SkipIfExists, ReadyExit)
+		}
+		if err := checkDirs(s); err != nil {
+			return err
 		}
 		if exists != nil && !exists(s.Binary) {
 			return fmt.Errorf("service %q: unknown binary %q: not in the image", s.Name, s.Binary)

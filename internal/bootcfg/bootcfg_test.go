@@ -1,13 +1,14 @@
 package bootcfg
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
 
 // A nice value outside the kernel's range, or a skip condition on a
 // long-running service or with a relative path, is refused by name.
-func TestServiceNiceAndSkipValidate(t *testing.T) {
+func TestServiceNiceSkipAndDirsValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		svc  Service
@@ -21,6 +22,12 @@ func TestServiceNiceAndSkipValidate(t *testing.T) {
 		{"skip one-shot", Service{Readiness: ReadyExit, SkipIfExists: "/perm/x"}, ""},
 		{"skip long-running", Service{SkipIfExists: "/perm/x"}, `service "s": skip-if-exists "/perm/x": only a one-shot`},
 		{"skip relative", Service{Readiness: ReadyExit, SkipIfExists: "perm/x"}, "the path must be absolute"},
+		{"dirs", Service{UID: 101, GID: 101, OwnedDirs: []string{"/perm/a", "/run/otgate/a"}, GroupReadDirs: []string{"/perm/policy"}}, ""},
+		{"owned relative", Service{OwnedDirs: []string{"perm/a"}}, `service "s": owned directory "perm/a": want a clean absolute path`},
+		{"owned unclean", Service{OwnedDirs: []string{"/perm/../etc"}}, "want a clean absolute path"},
+		{"owned root", Service{OwnedDirs: []string{"/"}}, "want a clean absolute path below /"},
+		{"dir twice", Service{GID: 101, OwnedDirs: []string{"/perm/a"}, GroupReadDirs: []string{"/perm/a"}}, `group-readable directory "/perm/a": listed twice`},
+		{"group read as root", Service{GroupReadDirs: []string{"/perm/policy"}}, "runs as group 0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := tc.svc
@@ -45,7 +52,8 @@ func TestServiceNiceAndSkipValidate(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if got := c.Services[0]; got.Nice != s.Nice || got.SkipIfExists != s.SkipIfExists {
+				if got := c.Services[0]; got.Nice != s.Nice || got.SkipIfExists != s.SkipIfExists ||
+					!slices.Equal(got.OwnedDirs, s.OwnedDirs) || !slices.Equal(got.GroupReadDirs, s.GroupReadDirs) {
 					t.Errorf("round trip: %+v, want %+v", got, s)
 				}
 			}

@@ -37,13 +37,6 @@ import (
 )
 
 func Main() {
-	if len(os.Args) > 1 && os.Args[1] == "prepare" {
-		if err := prepare(os.Args[2:], os.Stderr); err != nil {
-			fmt.Fprintf(os.Stderr, "otgate-proxy prepare: %v\n", err)
-			os.Exit(1)
-		}
-		return
-	}
 	listen := flag.String("listen", ":8443", "uplink address of the TLS listener")
 	idSock := flag.String("identity", api.DefaultSocket, "identity service socket")
 	state := flag.String("state", "/perm/proxy", "user store directory")
