@@ -32,7 +32,8 @@ const identityUsage = `usage: otgate identity <subcommand> [flags]
                 secrets sealed under the old one are moved aside, unreadable
   check-trust   init's trust gate (service row "trust"): exit 0 when the gate
                 is not in quarantine; in quarantine say why and exit 100 (init:
-                failed, not restarted), so what depends on it never starts
+                failed, not restarted), so what depends on it never starts;
+                -wait D waits up to D for the identity service to answer
 
 Run "otgate identity <subcommand> -h" for the flags.`
 
@@ -66,10 +67,11 @@ func runIdentity(args []string) error {
 		return identityStatus(*socket, os.Stdout)
 	case "check-trust":
 		socket := fs.String("socket", api.DefaultSocket, "identity service socket")
+		wait := fs.Duration("wait", 0, "wait this long for the identity service to answer (0: it must answer now); past it, fail without restart")
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
-		return identityCheckTrust(*socket, os.Stdout, os.Exit)
+		return identityCheckTrust(*socket, *wait, os.Stdout, os.Exit)
 	case "reset", "reseal":
 		f := identity.RegisterFlags(fs)
 		yes := fs.Bool("yes", false, "really do it")

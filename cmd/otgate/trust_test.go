@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/otgate/otgate/internal/bootcfg"
 	"github.com/otgate/otgate/services/identity"
@@ -57,7 +58,7 @@ func TestIdentityCheckTrust(t *testing.T) {
 	var out bytes.Buffer
 	exited := -1
 	exit := func(code int) { exited = code }
-	if err := identityCheckTrust(sock, &out, exit); err != nil || exited != -1 || !strings.Contains(out.String(), "is not in quarantine") {
+	if err := identityCheckTrust(sock, 0, &out, exit); err != nil || exited != -1 || !strings.Contains(out.String(), "is not in quarantine") {
 		t.Fatalf("trusted gate: err %v, exit %d, output %q", err, exited, out.String())
 	}
 
@@ -66,7 +67,7 @@ func TestIdentityCheckTrust(t *testing.T) {
 	sw = swtpmtest.Start(t, sw.StateDir)
 	serveIdentity(t, sw, state, sock, "image-B")
 	out.Reset()
-	if err := identityCheckTrust(sock, &out, exit); err != nil || exited != bootcfg.ExitNoRestart {
+	if err := identityCheckTrust(sock, 0, &out, exit); err != nil || exited != bootcfg.ExitNoRestart {
 		t.Fatalf("quarantined gate: err %v, exit %d, output %q", err, exited, out.String())
 	}
 	for _, want := range []string{"trust: GATE IN QUARANTINE: ", "PCR 15", "trust: what to do: ", "the proxy and everything that depends on"} {
@@ -76,7 +77,51 @@ func TestIdentityCheckTrust(t *testing.T) {
 	}
 
 	// No identity service: an error (init retries with back-off), not a pass.
-	if err := identityCheckTrust(filepath.Join(sockDir, "none.sock"), &out, exit); err == nil {
+	if err := identityCheckTrust(filepath.Join(sockDir, "none.sock"), 0, &out, exit); err == nil {
 		t.Fatal("check-trust passed without an identity service")
+	}
+	// Waiting for one that never comes: not trusted, no restart.
+	exited = -1
+	out.Reset()
+	if err := identityCheckTrust(filepath.Join(sockDir, "none.sock"), 300*time.Millisecond, &out, exit); err != nil || exited != bootcfg.ExitNoRestart ||
+		!strings.Contains(out.String(), "trust: NOT TRUSTED: the identity service did not answer within 300ms") {
+		t.Fatalf("no identity with -wait: err %v, exit %d, output %q", err, exited, out.String())
+	}
+}
+
+// Started beside identity (as init does), check-trust waits for it to
+// answer and then judges what it says.
+func TestIdentityCheckTrustWaits(t *testing.T) {
+	sw := swtpmtest.Start(t, "")
+	state := filepath.Join(t.TempDir(), "identity")
+	sockDir, err := os.MkdirTemp("", "trust")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	sock := filepath.Join(sockDir, "id.sock")
+
+	type result struct {
+		err    error
+		exited int
+		out    string
+	}
+	done := make(chan result, 1)
+	go func() {
+		var out bytes.Buffer
+		exited := -1
+		err := identityCheckTrust(sock, time.Minute, &out, func(code int) { exited = code })
+		done <- result{err, exited, out.String()}
+	}()
+	time.Sleep(200 * time.Millisecond) // let it find no socket first
+	select {
+	case r := <-done:
+		t.Fatalf("check-trust returned before identity served: %+v", r)
+	default:
+	}
+	serveIdentity(t, sw, state, sock, "image-A")
+	r := <-done
+	if r.err != nil || r.exited != -1 || !strings.Contains(r.out, "is not in quarantine") {
+		t.Fatalf("waited for a trusted gate: %+v", r)
 	}
 }
