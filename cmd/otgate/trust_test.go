@@ -42,16 +42,24 @@ func serveIdentity(t *testing.T, sw *swtpmtest.TPM, state, sock, image string) {
 	t.Cleanup(func() { srv.Close(); id.Close() })
 }
 
-// The trust gate passes a gate that unseals, and stops one in quarantine
-// with the reason, the remedy and the no-restart exit status.
-func TestIdentityCheckTrust(t *testing.T) {
-	sw := swtpmtest.Start(t, "")
-	state := filepath.Join(t.TempDir(), "identity")
+// trustFixture: a fresh swtpm, an identity state directory and a short
+// directory for the socket (unix socket paths are limited to 108 bytes).
+func trustFixture(t *testing.T) (sw *swtpmtest.TPM, state, sockDir string) {
+	t.Helper()
+	sw = swtpmtest.Start(t, "")
+	state = filepath.Join(t.TempDir(), "identity")
 	sockDir, err := os.MkdirTemp("", "trust")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	return sw, state, sockDir
+}
+
+// The trust gate passes a gate that unseals, and stops one in quarantine
+// with the reason, the remedy and the no-restart exit status.
+func TestIdentityCheckTrust(t *testing.T) {
+	sw, state, sockDir := trustFixture(t)
 	sock := filepath.Join(sockDir, "id.sock")
 
 	serveIdentity(t, sw, state, sock, "image-A")
@@ -92,13 +100,7 @@ func TestIdentityCheckTrust(t *testing.T) {
 // Started beside identity (as init does), check-trust waits for it to
 // answer and then judges what it says.
 func TestIdentityCheckTrustWaits(t *testing.T) {
-	sw := swtpmtest.Start(t, "")
-	state := filepath.Join(t.TempDir(), "identity")
-	sockDir, err := os.MkdirTemp("", "trust")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	sw, state, sockDir := trustFixture(t)
 	sock := filepath.Join(sockDir, "id.sock")
 
 	type result struct {
