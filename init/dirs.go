@@ -41,21 +41,9 @@ func prepareDirs(svc *bootcfg.Service) (string, error) {
 // it (files a root tool left there, an admin's copy of a store), uid:gid
 // with the directory at mode 0700.
 func ownDir(dir string, uid, gid int) error {
-	if err := mkdir(dir, 0o700); err != nil {
-		return err
-	}
-	if err := checkDir(dir); err != nil {
-		return err
-	}
-	if err := os.Lchown(dir, uid, gid); err != nil {
-		return fmt.Errorf("chown %s: %w", dir, err)
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return fmt.Errorf("chmod %s: %w", dir, err)
-	}
-	ents, err := os.ReadDir(dir)
+	ents, err := claimDir(dir, 0o700, uid, gid)
 	if err != nil {
-		return fmt.Errorf("read %s: %w", dir, err)
+		return err
 	}
 	for _, e := range ents {
 		p := filepath.Join(dir, e.Name())
@@ -69,21 +57,9 @@ func ownDir(dir string, uid, gid int) error {
 // groupReadable makes dir root:gid, mode 2750, and its regular files
 // root:gid, mode 0640. It returns how many files it found.
 func groupReadable(dir string, gid int) (int, error) {
-	if err := mkdir(dir, 0o750); err != nil {
-		return 0, err
-	}
-	if err := checkDir(dir); err != nil {
-		return 0, err
-	}
-	if err := os.Lchown(dir, 0, gid); err != nil {
-		return 0, fmt.Errorf("chown %s: %w", dir, err)
-	}
-	if err := os.Chmod(dir, 0o750|os.ModeSetgid); err != nil {
-		return 0, fmt.Errorf("chmod %s: %w", dir, err)
-	}
-	ents, err := os.ReadDir(dir)
+	ents, err := claimDir(dir, 0o750|os.ModeSetgid, 0, gid)
 	if err != nil {
-		return 0, fmt.Errorf("read %s: %w", dir, err)
+		return 0, err
 	}
 	n := 0
 	for _, e := range ents {
@@ -100,6 +76,28 @@ func groupReadable(dir string, gid int) (int, error) {
 		n++
 	}
 	return n, nil
+}
+
+// claimDir creates dir if missing, refuses anything but a directory
+// there, gives it uid:gid and mode, and returns its entries.
+func claimDir(dir string, mode os.FileMode, uid, gid int) ([]os.DirEntry, error) {
+	if err := mkdir(dir, mode.Perm()); err != nil {
+		return nil, err
+	}
+	if err := checkDir(dir); err != nil {
+		return nil, err
+	}
+	if err := os.Lchown(dir, uid, gid); err != nil {
+		return nil, fmt.Errorf("chown %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, mode); err != nil {
+		return nil, fmt.Errorf("chmod %s: %w", dir, err)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", dir, err)
+	}
+	return ents, nil
 }
 
 // mkdir creates dir with mode perm if it is missing, and missing parents

@@ -27,7 +27,7 @@ func TestScheduleModules(t *testing.T) {
 					t.Errorf("workers %d: module %d started before its dependency %d finished", workers, i, d)
 				}
 			}
-			if done[i] || slices.Contains(order, i) {
+			if slices.Contains(order, i) {
 				t.Errorf("workers %d: module %d loaded twice", workers, i)
 			}
 			order = append(order, i)

@@ -6,8 +6,11 @@ import (
 	"testing"
 )
 
-// A nice value outside the kernel's range, or a skip condition on a
-// long-running service or with a relative path, is refused by name.
+// A nice value outside the kernel's range, a skip condition on a
+// long-running service or with a relative path, a service directory that
+// is not a clean absolute path or is listed twice, or group-readable
+// directories for a service in group 0 are refused by name; valid values
+// survive the CBOR round trip.
 func TestServiceNiceSkipAndDirsValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name string
