@@ -38,6 +38,20 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// waitFor reports whether the console comes to contain sub within 10 s:
+// READY arrives on its own pipe, and exec's copying goroutine may pass
+// the console lines on after the test saw it.
+func (s *syncBuffer) waitFor(sub string) bool {
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(s.String(), sub) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
 // buildService builds this command once per test.
 func buildService(t *testing.T) string {
 	t.Helper()
@@ -142,6 +156,10 @@ func TestServiceBootsThenQuarantinesOnChangedMeasurement(t *testing.T) {
 		measure(t, sw, image)
 		console, stop := start(t, bin, "-tpm-socket", sw.Socket, "-state", state, "-site", "plant.example",
 			"-pcrs", "0,7", "-socket", sock, "-allow", fmt.Sprintf("%d=proxy", os.Getuid()))
+		// Its last start-up line: every line before it is in the console.
+		if !console.waitFor("identity: serving on ") {
+			t.Fatalf("no serving line:\n%s", console)
+		}
 		c, err := api.Dial(sock)
 		if err != nil {
 			t.Fatal(err)
