@@ -103,9 +103,12 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
-// Close stops the listeners, ends every live session (recorded) and waits
-// for the handlers.
-func (s *Server) Close() error {
+// Close stops the listeners, ends every live session (recorded as
+// EndShutdown) and waits for the handlers.
+func (s *Server) Close() error { return s.Shutdown(EndShutdown) }
+
+// Shutdown is Close with reason recorded as the end of every live session.
+func (s *Server) Shutdown(reason string) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -117,7 +120,7 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	for _, sess := range s.reg.snapshot() {
-		sess.end(EndShutdown)
+		sess.end(reason)
 	}
 	s.cancel()
 	s.wg.Wait()

@@ -20,6 +20,9 @@ const (
 	EndRevoked      = "credential revoked"
 	EndPolicy       = "policy reload"
 	EndShutdown     = "gate shutting down"
+	// EndQuarantine prefixes the identity service's reason when the gate
+	// went into quarantine while the proxy ran.
+	EndQuarantine = "gate in quarantine"
 )
 
 // session is one live tunnel.

@@ -15,11 +15,13 @@ import (
 )
 
 // Client is a connection to the identity service. It is safe for
-// concurrent use; calls are serialised on one connection.
+// concurrent use; calls are serialised on one connection. When the
+// connection breaks (init restarted the service), the next call dials the
+// socket again.
 type Client struct {
 	mu   sync.Mutex
 	path string
-	conn net.Conn
+	conn net.Conn // nil after a broken exchange until the next dial
 }
 
 // Dial connects to the service socket.
@@ -32,13 +34,55 @@ func Dial(path string) (*Client, error) {
 }
 
 // Close closes the connection.
-func (c *Client) Close() error { return c.conn.Close() }
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.drop()
+	return nil
+}
 
 // Call sends req and returns the response; a response with a Code becomes
-// an *Error.
+// an *Error. A connection that breaks before an answer arrives (the
+// service restarted) is dialled again and the request sent once more:
+// every operation is safe to repeat (sign, seal and the next-boot slot
+// write the same result again; a second workload certificate is as good
+// as the first).
 func (c *Client) Call(req *Request) (*Response, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	rsp, err := c.exchange(req)
+	if err != nil && c.conn != nil {
+		// A connection that broke: once more on a new one.
+		c.drop()
+		rsp, err = c.exchange(req)
+	}
+	if err != nil {
+		c.drop()
+		return nil, err
+	}
+	if rsp.Code != "" {
+		return nil, &Error{Op: req.Op, Code: rsp.Code, Msg: rsp.Error}
+	}
+	return rsp, nil
+}
+
+func (c *Client) drop() {
+	if c.conn != nil {
+		c.conn.Close()
+		c.conn = nil
+	}
+}
+
+// exchange sends req on the current connection (dialling first when there
+// is none) and reads the answer; an error means no answer arrived.
+func (c *Client) exchange(req *Request) (*Response, error) {
+	if c.conn == nil {
+		conn, err := net.Dial("unix", c.path)
+		if err != nil {
+			return nil, fmt.Errorf("identity %s: connect %s: %w", req.Op, c.path, err)
+		}
+		c.conn = conn
+	}
 	werr := WriteMessage(c.conn, req)
 	// Even when the write fails the server may have answered (a refusal
 	// is sent before the request is read): read it.
@@ -51,9 +95,6 @@ func (c *Client) Call(req *Request) (*Response, error) {
 			return nil, fmt.Errorf("identity %s: %s closed the connection", req.Op, c.path)
 		}
 		return nil, fmt.Errorf("identity %s: read from %s: %w", req.Op, c.path, err)
-	}
-	if rsp.Code != "" {
-		return nil, &Error{Op: req.Op, Code: rsp.Code, Msg: rsp.Error}
 	}
 	return &rsp, nil
 }

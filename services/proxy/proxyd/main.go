@@ -14,6 +14,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"flag"
 	"fmt"
 	"log"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/otgate/otgate/audit"
 	"github.com/otgate/otgate/audit/syslog"
+	"github.com/otgate/otgate/internal/bootcfg"
 	"github.com/otgate/otgate/internal/ready"
 	"github.com/otgate/otgate/services/identity/api"
 	"github.com/otgate/otgate/services/proxy"
@@ -67,6 +69,9 @@ func Main() {
 	}
 	if err := run(lg, loader, *listen, *idSock, *state, *auditDir, *sitePath, *adminSock, *mark, *idle, *maxSessions, *maxPerUser, *maxCert, *devCert, *syslogAddr, *syslogTLS, *syslogCA); err != nil {
 		lg.Printf("otgate-proxy: %v", err)
+		if errors.Is(err, errQuarantine) {
+			os.Exit(bootcfg.ExitNoRestart)
+		}
 		os.Exit(1)
 	}
 }
@@ -167,6 +172,7 @@ func run(lg *log.Logger, loader proxy.PolicyLoader, listen, idSock, state, audit
 		}
 		go x.Run(ctx)
 	}
+	quarantine := watchIdentity(ctx, idc.Status, identityWatchEvery, lg.Printf)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	lg.Printf("otgate-proxy: listening on %s (site %s, gate key SHA-256 %s; %v)", ln.Addr(), u.Host, spkiHash(listenerCert), ph)
@@ -177,6 +183,11 @@ func run(lg *log.Logger, loader proxy.PolicyLoader, listen, idSock, state, audit
 		select {
 		case err := <-errc:
 			return err
+		case reason := <-quarantine:
+			lg.Printf("otgate-proxy: GATE IN QUARANTINE: %s: ending every session and stopping; init does not restart the proxy (see `otgate identity status` for what to do)", reason)
+			ready.Status("QUARANTINE: " + reason)
+			srv.Shutdown(proxy.EndQuarantine + ": " + reason)
+			return errQuarantine
 		case s := <-sig:
 			if s != syscall.SIGHUP {
 				lg.Printf("otgate-proxy: %v: ending every session and exiting", s)
