@@ -77,6 +77,19 @@ func create(cfg Config, t transport.TPM, replaced string) error {
 			return err
 		}
 		key = keyRecord{Version: stateVersion, Mode: ModeTPM, Public: pub, Private: priv}
+		p, err := srk(t)
+		if err != nil {
+			return err
+		}
+		key.SRKName, err = persistSRK(t, p)
+		flush(t, p.Handle)
+		if err != nil {
+			w := cfg.Log
+			if w == nil {
+				w = os.Stderr
+			}
+			fmt.Fprintf(w, "identity: the SRK is not kept in the TPM (%v): every start re-creates it\n", err)
+		}
 		h, pubArea, err := loadObject(t, nil, pub, priv)
 		if err != nil {
 			return fmt.Errorf("identity: load the device key just created: %w", err)

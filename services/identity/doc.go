@@ -7,11 +7,13 @@
 // # Layering
 //
 // The TPM holds two objects of ours, both children of the storage root key
-// (SRK). The SRK is not persisted: it is re-created on every start from the
-// standard TCG ECC P-256 SRK template (tpm2.ECCSRKTemplate) under the owner
-// hierarchy, which yields the same key as long as the owner seed is the same
-// (it changes only on TPM2_Clear). Nothing is written to TPM NV, so the
-// identity never competes for the few persistent handles of the TPM.
+// (SRK): the standard TCG ECC P-256 SRK template (tpm2.ECCSRKTemplate)
+// under the owner hierarchy, which yields the same key as long as the owner
+// seed is the same (it changes only on TPM2_Clear). A new identity makes it
+// persistent at SRKHandle (0x81000001, reserved for the SRK by the TCG
+// provisioning guidance) and records its name; a start uses it there when
+// the name matches and re-creates it otherwise. A foreign key at that
+// handle is left alone. Nothing else is written to TPM NV.
 //
 //   - the device key: ECC P-256, fixedTPM|fixedParent|sensitiveDataOrigin|
 //     userWithAuth|sign|noDA, no decrypt. fixedTPM and fixedParent make

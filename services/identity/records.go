@@ -18,6 +18,10 @@ type keyRecord struct {
 	Private []byte `cbor:"4,keyasint,omitempty"`
 	// Dev mode: the software key, PKCS#8 DER.
 	SoftwareKey []byte `cbor:"5,keyasint,omitempty"`
+	// TPM mode: the name of the SRK made persistent at SRKHandle when the
+	// identity was created (absent: it could not be, or an older state);
+	// a start uses the key there only when its name is this one.
+	SRKName []byte `cbor:"6,keyasint,omitempty"`
 }
 
 func (r *keyRecord) version() int { return r.Version }

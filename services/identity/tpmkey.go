@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"encoding/asn1"
@@ -39,6 +40,44 @@ var deviceKeyTemplate = tpm2.TPMTPublic{
 		X: tpm2.TPM2BECCParameter{Buffer: make([]byte, 32)},
 		Y: tpm2.TPM2BECCParameter{Buffer: make([]byte, 32)},
 	}),
+}
+
+// SRKHandle is where the storage root key is kept persistent: the handle
+// the TCG provisioning guidance reserves for it (as Windows and systemd
+// use it).
+const SRKHandle = tpm2.TPMHandle(0x81000001)
+
+// persistSRK makes the SRK (transient handle p) persistent at SRKHandle,
+// so that later starts need no CreatePrimary and the kernel's resource
+// manager has one object fewer to swap in and out around every command.
+// It returns the SRK's name when SRKHandle holds it afterwards, or nil
+// (and why) when it does not: the handle holds another key (left alone)
+// or the TPM refused; the identity then re-creates the SRK on each start,
+// as before.
+func persistSRK(t transport.TPM, p tpm2.NamedHandle) ([]byte, error) {
+	if rsp, err := (tpm2.ReadPublic{ObjectHandle: SRKHandle}).Execute(t); err == nil {
+		if !bytes.Equal(rsp.Name.Buffer, p.Name.Buffer) {
+			return nil, fmt.Errorf("handle %#x holds another key; left alone", uint32(SRKHandle))
+		}
+		return p.Name.Buffer, nil
+	}
+	if _, err := (tpm2.EvictControl{Auth: tpm2.TPMRHOwner, ObjectHandle: &p, PersistentHandle: SRKHandle}).Execute(t); err != nil {
+		return nil, fmt.Errorf("make the SRK persistent at %#x: %w", uint32(SRKHandle), err)
+	}
+	return p.Name.Buffer, nil
+}
+
+// persistentSRK returns the SRK at SRKHandle when it is the one named name
+// (recorded when the identity was created).
+func persistentSRK(t transport.TPM, name []byte) (tpm2.NamedHandle, bool) {
+	if len(name) == 0 {
+		return tpm2.NamedHandle{}, false
+	}
+	rsp, err := (tpm2.ReadPublic{ObjectHandle: SRKHandle}).Execute(t)
+	if err != nil || !bytes.Equal(rsp.Name.Buffer, name) {
+		return tpm2.NamedHandle{}, false
+	}
+	return tpm2.NamedHandle{Handle: SRKHandle, Name: rsp.Name}, true
 }
 
 // srk re-creates the storage root key from the standard ECC SRK template.
