@@ -1,15 +1,15 @@
 package lab
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/otgate/otgate/internal/syncbuf"
 )
 
 // DHCPServer is dnsmasq serving the gate's uplink from the lab namespace:
@@ -17,7 +17,7 @@ import (
 type DHCPServer struct {
 	cmd  *exec.Cmd
 	dir  string
-	log  *syncBuffer
+	log  *syncbuf.Buffer
 	done chan error
 }
 
@@ -33,7 +33,7 @@ func (l *Lab) StartDHCP(ctx context.Context) (*DHCPServer, error) {
 		return nil, fmt.Errorf("lab: DHCP server directory: %w", err)
 	}
 	mask := "255.255.255.0"
-	s := &DHCPServer{dir: dir, log: &syncBuffer{}, done: make(chan error, 1)}
+	s := &DHCPServer{dir: dir, log: &syncbuf.Buffer{}, done: make(chan error, 1)}
 	s.cmd = l.Uplink.CommandContext(ctx, bin,
 		"--keep-in-foreground", "--no-daemon", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
 		"--port=0", // no DNS
@@ -82,22 +82,4 @@ func (s *DHCPServer) Stop() {
 	<-s.done
 	s.done <- nil // later Stops return at once
 	os.RemoveAll(s.dir)
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -9,48 +9,21 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/otgate/otgate/internal/syncbuf"
 
 	"github.com/otgate/otgate/services/identity"
 	"github.com/otgate/otgate/services/identity/api"
 	"github.com/otgate/otgate/services/identity/swtpmtest"
 )
 
-// syncBuffer collects the service's console output; exec copies into it
-// from its own goroutine while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// waitFor reports whether the console comes to contain sub within 10 s:
-// READY arrives on its own pipe, and exec's copying goroutine may pass
-// the console lines on after the test saw it.
-func (s *syncBuffer) waitFor(sub string) bool {
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(s.String(), sub) {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return true
-}
+// consoleWait is how long a test waits for a console line: READY arrives
+// on its own pipe, and exec's copying goroutine may pass the console lines
+// on after the test saw it.
+const consoleWait = 10 * time.Second
 
 // buildService builds this command once per test.
 func buildService(t *testing.T) string {
@@ -79,14 +52,14 @@ func measure(t *testing.T, sw *swtpmtest.TPM, what string) {
 // start runs the service as init would (readiness through
 // OTGATE_NOTIFY_FD) and waits for READY=1. It returns the console output
 // so far and a stop function that sends SIGTERM and checks a clean exit.
-func start(t *testing.T, bin string, args ...string) (console *syncBuffer, stop func()) {
+func start(t *testing.T, bin string, args ...string) (console *syncbuf.Buffer, stop func()) {
 	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	console = &syncBuffer{}
+	console = &syncbuf.Buffer{}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "OTGATE_NOTIFY_FD=3")
 	cmd.ExtraFiles = []*os.File{w}
@@ -152,12 +125,12 @@ func TestServiceBootsThenQuarantinesOnChangedMeasurement(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
 	sock := filepath.Join(sockDir, "identity.sock")
 
-	bootOnce := func(sw *swtpmtest.TPM, image string) (*syncBuffer, func(), *api.Client) {
+	bootOnce := func(sw *swtpmtest.TPM, image string) (*syncbuf.Buffer, func(), *api.Client) {
 		measure(t, sw, image)
 		console, stop := start(t, bin, "-tpm-socket", sw.Socket, "-state", state, "-site", "plant.example",
 			"-pcrs", "0,7", "-socket", sock, "-allow", fmt.Sprintf("%d=proxy", os.Getuid()))
 		// Its last start-up line: every line before it is in the console.
-		if !console.waitFor("identity: serving on ") {
+		if !console.WaitFor("identity: serving on ", consoleWait) {
 			t.Fatalf("no serving line:\n%s", console)
 		}
 		c, err := api.Dial(sock)

@@ -1,7 +1,6 @@
 package proxyd
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
 	"errors"
@@ -14,37 +13,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otgate/otgate/internal/syncbuf"
+
 	"github.com/otgate/otgate/services/identity"
 	"github.com/otgate/otgate/services/identity/swtpmtest"
 	"github.com/otgate/otgate/services/proxy"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// waitLog waits for want in the proxy's log.
-func waitLog(t *testing.T, lg *syncBuffer, want string, within time.Duration) string {
+// waitLog waits for want in the proxy's log and returns its line.
+func waitLog(t *testing.T, lg *syncbuf.Buffer, want string, within time.Duration) string {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !strings.Contains(lg.String(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q in the proxy's log within %s:\n%s", want, within, lg.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !lg.WaitFor(want, within) {
+		t.Fatalf("no %q in the proxy's log within %s:\n%s", want, within, lg.String())
 	}
 	s := lg.String()
 	line := s[strings.Index(s, want):]
@@ -120,7 +100,7 @@ func TestProxyStopsWhenIdentityGoesIntoQuarantine(t *testing.T) {
 	if err := os.WriteFile(sitePath, []byte(testSite), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var lg syncBuffer
+	var lg syncbuf.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(log.New(&lg, "", 0), proxy.SiteFileLoader(sitePath), "127.0.0.1:0", idSock, filepath.Join(dir, "proxy"),

@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/otgate/otgate/internal/syncbuf"
 
 	"github.com/otgate/otgate/services/segment"
 	"github.com/otgate/otgate/services/segment/internal/nslab"
@@ -51,31 +52,14 @@ func testSpec(exceptionExpires time.Time) *ruleset.Spec {
 // service is one running otgate-segment in the gate namespace.
 type service struct {
 	cmd *exec.Cmd
-	out *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	out *syncbuf.Buffer
 }
 
 func start(t *testing.T, l *nslab.Lab, bin, spec, sock, interval string, extra ...string) *service {
 	t.Helper()
 	state := filepath.Join(filepath.Dir(sock), "would-block.cbor")
 	cmd := l.Gate.Command(bin, append([]string{"-spec", spec, "-socket", sock, "-interval", interval, "-state", state}, extra...)...)
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
