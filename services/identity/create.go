@@ -72,25 +72,23 @@ func create(cfg Config, t transport.TPM, replaced string) error {
 		}
 		dev.EKPublic, dev.EKCertRSA, dev.EKCertECC = ek.PublicDER, ek.CertRSA, ek.CertECC
 		dev.Serial, dev.SerialSource = ek.serial(), "ek"
-		pub, priv, err := createDeviceKey(t)
-		if err != nil {
-			return err
-		}
-		key = keyRecord{Version: stateVersion, Mode: ModeTPM, Public: pub, Private: priv}
 		p, err := srk(t)
 		if err != nil {
 			return err
 		}
-		key.SRKName, err = persistSRK(t, p)
-		flush(t, p.Handle)
+		pub, priv, err := createDeviceKey(t, p)
 		if err != nil {
-			w := cfg.Log
-			if w == nil {
-				w = os.Stderr
-			}
-			fmt.Fprintf(w, "identity: the SRK is not kept in the TPM (%v): every start re-creates it\n", err)
+			flush(t, p.Handle)
+			return err
 		}
-		h, pubArea, err := loadObject(t, nil, pub, priv)
+		key = keyRecord{Version: stateVersion, Mode: ModeTPM, Public: pub, Private: priv}
+		if key.SRKName, err = persistSRK(t, p); err != nil {
+			fmt.Fprintf(cfg.logWriter(), "identity: the SRK is not kept in the TPM (%v): every start re-creates it\n", err)
+		}
+		h, pubArea, err := loadObject(t, &p, pub, priv)
+		// swtpm holds three transient objects: the SRK goes before the
+		// data key is sealed (sealDataKey makes its own).
+		flush(t, p.Handle)
 		if err != nil {
 			return fmt.Errorf("identity: load the device key just created: %w", err)
 		}
@@ -157,10 +155,7 @@ func writeWorkloadCA(dir string, device crypto.Signer, deviceCertDER []byte, sit
 // becomes a different device. It returns the directory the old state was
 // moved to ("" if there was none).
 func Reset(cfg Config) (string, error) {
-	w := cfg.Log
-	if w == nil {
-		w = os.Stderr
-	}
+	w := cfg.logWriter()
 	var t transport.TPMCloser
 	if !cfg.DevMode {
 		if cfg.TPM.open == nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-tpm/tpm2/transport"
 
 	"github.com/google/go-tpm/tpm2"
+
 	"github.com/otgate/otgate/internal/atomicfile"
 )
 
@@ -103,16 +104,20 @@ func (c *Config) now() time.Time {
 	return time.Now()
 }
 
+// logWriter is where the identity's log lines go: Log, or standard error.
+func (c Config) logWriter() io.Writer {
+	if c.Log == nil {
+		return os.Stderr
+	}
+	return c.Log
+}
+
 // Open opens the identity in cfg.StateDir, creating it on first boot when
 // cfg.Create is set. A data key that does not unseal because the PCRs
 // changed does not fail Open: the identity opens in quarantine (see
 // Quarantine). Missing or corrupt state fails with a *StateError.
 func Open(cfg Config) (*Identity, error) {
-	w := cfg.Log
-	if w == nil {
-		w = os.Stderr
-	}
-	id := &Identity{cfg: cfg, log: log.New(w, "identity: ", 0), dev: cfg.DevMode, stepStart: time.Now()}
+	id := &Identity{cfg: cfg, log: log.New(cfg.logWriter(), "identity: ", 0), dev: cfg.DevMode, stepStart: time.Now()}
 	if cfg.StateDir == "" {
 		return nil, errors.New("identity: no state directory configured")
 	}
@@ -166,8 +171,8 @@ func (id *Identity) Close() error {
 // kernel's resource manager (/dev/tpmrm0) loads every object a process
 // holds before each of its commands and saves and flushes it after, so
 // each object held during the unseal's commands costs three more TPM
-// commands per command (~0.1 s of a boot under QEMU). For the same reason
-// the SRK is the persistent one at SRKHandle when the identity made it so.
+// commands per command. For the same reason the SRK is the persistent one
+// at SRKHandle when the identity made it so.
 func (id *Identity) load() error {
 	dir := id.cfg.StateDir
 	var key keyRecord

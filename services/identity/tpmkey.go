@@ -97,14 +97,9 @@ func flush(t transport.TPM, h tpm2.TPMHandle) {
 	tpm2.FlushContext{FlushHandle: h}.Execute(t) //nolint:errcheck // best effort
 }
 
-// createDeviceKey creates the device key under the SRK and returns its
-// TPM2B_PUBLIC and TPM2B_PRIVATE blobs.
-func createDeviceKey(t transport.TPM) (pub, priv []byte, err error) {
-	parent, err := srk(t)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer flush(t, parent.Handle)
+// createDeviceKey creates the device key under the SRK parent and returns
+// its TPM2B_PUBLIC and TPM2B_PRIVATE blobs.
+func createDeviceKey(t transport.TPM, parent tpm2.NamedHandle) (pub, priv []byte, err error) {
 	rsp, err := tpm2.Create{
 		ParentHandle: tpm2.AuthHandle{Handle: parent.Handle, Name: parent.Name, Auth: tpm2.PasswordAuth(nil)},
 		InPublic:     tpm2.New2B(deviceKeyTemplate),

@@ -231,5 +231,3 @@ func (m *measurement) cached(fi os.FileInfo) (fileDigest, bool) {
 	}
 	return fileDigest{}, false
 }
-
-func ZZDone(p *Prehashed) <-chan struct{} { return p.done }
