@@ -1,6 +1,7 @@
 package segment
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -65,6 +66,12 @@ func (s *Service) saveHistoryLocked() error {
 	b, err := encMode.Marshal(historyFile{History: hist, Accounted: s.gen})
 	if err != nil {
 		return fmt.Errorf("segment: encode would-block history: %w", err)
+	}
+	// The file holds these bytes already (a boot, or an apply, that saw
+	// no new flow): leave it. Every write is a temporary file, two fsyncs
+	// and a rename on the gate's flash.
+	if cur, err := os.ReadFile(s.statePath); err == nil && bytes.Equal(cur, b) {
+		return nil
 	}
 	if err := os.MkdirAll(filepath.Dir(s.statePath), 0o700); err != nil {
 		return fmt.Errorf("segment: would-block history dir: %w", err)

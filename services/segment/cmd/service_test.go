@@ -303,14 +303,33 @@ func TestReportSurvivesRestarts(t *testing.T) {
 		t.Errorf("after one restart: %+v, want %+v", got, first)
 	}
 	s.kill()
+	statePath := filepath.Join(dir, "would-block.cbor")
+	before := statFile(t, statePath)
 	s = start(t, l, bin, specPath, sock, "200ms")
 	if got := report(); got.Packets != first.Packets {
 		t.Errorf("after two restarts: %d packets, want %d", got.Packets, first.Packets)
+	}
+	// Nothing new since the last start: the history file is not written
+	// again (a write replaces it: a new inode).
+	if after := statFile(t, statePath); after.Ino != before.Ino || after.Mtim != before.Mtim {
+		t.Errorf("%s rewritten by a restart that saw no new flow (inode %d -> %d)", statePath, before.Ino, after.Ino)
 	}
 	connect()
 	got := report()
 	if got.Packets <= first.Packets || !got.FirstSeen.Equal(first.FirstSeen) || !got.LastSeen.After(first.LastSeen) {
 		t.Errorf("after more traffic: %+v, want more packets than %d, same first seen, later last seen", got, first.Packets)
 	}
+	if after := statFile(t, statePath); after.Ino == before.Ino {
+		t.Errorf("%s not written after new would-block traffic", statePath)
+	}
 	s.kill()
+}
+
+func statFile(t *testing.T, path string) syscall.Stat_t {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
