@@ -209,9 +209,18 @@ func TestHostInitWatchdogTestHook(t *testing.T) {
 
 	h := runHostInit(t, root, "otgate.test.stop_watchdog=1 quiet")
 	h.wait(t, "init: test hook: watchdog petting stopped")
-	if n := pets.count(); n == 0 {
-		t.Fatalf("no pets before the test hook")
+	// Init pets once as the watchdog starts, before any service is
+	// ready; the reader goroutine sees the byte on its own schedule (the
+	// log line can come first). A pet after the hook fails the check
+	// below, so waiting here cannot hide one.
+	deadline := time.Now().Add(waitTimeout)
+	for pets.count() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no pets before the test hook")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
+	time.Sleep(50 * time.Millisecond) // let the reader drain what came before the hook
 	before := pets.count()
 	time.Sleep(4 * 200 * time.Millisecond) // four petting intervals
 	if after := pets.count(); after != before {
@@ -222,7 +231,7 @@ func TestHostInitWatchdogTestHook(t *testing.T) {
 	h.cmd.Wait()
 	// The reader goroutine drains the FIFO on its own schedule: give it
 	// time to see the last byte init wrote before it exited.
-	deadline := time.Now().Add(waitTimeout)
+	deadline = time.Now().Add(waitTimeout)
 	for !pets.sawMagicClose() {
 		if time.Now().After(deadline) {
 			t.Fatalf("no magic close 'V' at shutdown")
