@@ -209,19 +209,8 @@ func TestHostInitWatchdogTestHook(t *testing.T) {
 
 	h := runHostInit(t, root, "otgate.test.stop_watchdog=1 quiet")
 	h.wait(t, "init: test hook: watchdog petting stopped")
-	// Init pets once as the watchdog starts, before any service is
-	// ready; the reader goroutine sees the byte on its own schedule (the
-	// log line can come first). A pet after the hook fails the check
-	// below, so waiting here cannot hide one.
-	deadline := time.Now().Add(waitTimeout)
-	for pets.count() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no pets before the test hook")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond) // let the reader drain what came before the hook
-	before := pets.count()
+	// Init pets once as the watchdog starts, before any service is ready.
+	before := pets.settled(t, "no pets before the test hook")
 	time.Sleep(4 * 200 * time.Millisecond) // four petting intervals
 	if after := pets.count(); after != before {
 		t.Fatalf("%d pets after the test hook stopped petting", after-before)
@@ -231,7 +220,7 @@ func TestHostInitWatchdogTestHook(t *testing.T) {
 	h.cmd.Wait()
 	// The reader goroutine drains the FIFO on its own schedule: give it
 	// time to see the last byte init wrote before it exited.
-	deadline = time.Now().Add(waitTimeout)
+	deadline := time.Now().Add(waitTimeout)
 	for !pets.sawMagicClose() {
 		if time.Now().After(deadline) {
 			t.Fatalf("no magic close 'V' at shutdown")
@@ -277,6 +266,24 @@ func (p *petCounter) count() int {
 		}
 	}
 	return n
+}
+
+// settled waits until at least one pet has been read, lets the reader
+// drain what was written before the caller's log line (the reader sees the
+// bytes on its own schedule, the line can come first) and returns the
+// count. A pet after that line still shows in a later count, so waiting
+// here cannot hide one. It fails the test with msg when no pet comes.
+func (p *petCounter) settled(t *testing.T, msg string) int {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for p.count() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal(msg)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	return p.count()
 }
 
 func (p *petCounter) sawMagicClose() bool {

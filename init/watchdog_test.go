@@ -37,17 +37,7 @@ func TestWatchdogStopsWhileCriticalUnhealthy(t *testing.T) {
 	if pet, _, note := wd.state(); pet || note != "gatekeeper unhealthy" {
 		t.Fatalf("watchdog state petting=%v note=%q", pet, note)
 	}
-	// The reader goroutine sees the pets on its own schedule; a pet after
-	// the log line fails the check below, so waiting cannot hide one.
-	deadline := time.Now().Add(waitTimeout)
-	for pets.count() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no pets while the service was starting and ready")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond) // let the reader drain what came before
-	before := pets.count()
+	before := pets.settled(t, "no pets while the service was starting and ready")
 	time.Sleep(4 * wd.interval)
 	if n := pets.count() - before; n != 0 {
 		t.Fatalf("%d pets while a critical service was unhealthy", n)
@@ -61,7 +51,7 @@ func TestWatchdogStopsWhileCriticalUnhealthy(t *testing.T) {
 	if err := wd.close(); err != nil {
 		t.Fatal(err)
 	}
-	deadline = time.Now().Add(waitTimeout)
+	deadline := time.Now().Add(waitTimeout)
 	for !pets.sawMagicClose() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}

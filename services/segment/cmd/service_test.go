@@ -55,9 +55,12 @@ type service struct {
 	out *syncbuf.Buffer
 }
 
+// stateFile is the would-block history file start gives the service.
+func stateFile(sock string) string { return filepath.Join(filepath.Dir(sock), "would-block.cbor") }
+
 func start(t *testing.T, l *nslab.Lab, bin, spec, sock, interval string, extra ...string) *service {
 	t.Helper()
-	state := filepath.Join(filepath.Dir(sock), "would-block.cbor")
+	state := stateFile(sock)
 	cmd := l.Gate.Command(bin, append([]string{"-spec", spec, "-socket", sock, "-interval", interval, "-state", state}, extra...)...)
 	out := &syncbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -303,7 +306,7 @@ func TestReportSurvivesRestarts(t *testing.T) {
 		t.Errorf("after one restart: %+v, want %+v", got, first)
 	}
 	s.kill()
-	statePath := filepath.Join(dir, "would-block.cbor")
+	statePath := stateFile(sock)
 	before := statFile(t, statePath)
 	s = start(t, l, bin, specPath, sock, "200ms")
 	if got := report(); got.Packets != first.Packets {
