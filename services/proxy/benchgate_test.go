@@ -28,12 +28,27 @@ import (
 	"github.com/otgate/otgate/site"
 )
 
-// The benchmarks run the gate in a child process (this test binary
-// re-executed with benchGateEnv set), so that its memory and CPU are its
-// own: the parent holds the clients and the echo asset.
-const benchGateEnv = "OTGATE_BENCH_GATE_ECHO"
+// The benchmarks run the gate and the echo asset in child processes (this
+// test binary re-executed with benchGateEnv or benchEchoEnv set), so that
+// the gate's memory and CPU are its own and the direct path, like every
+// real client-to-device path, crosses from one process to another: with
+// the echo in the parent, the client's write and the echo's read ran on
+// one Go scheduler without a wake-up, which no network path has, and the
+// "added" latency charged the gate for the cross-process wake-ups of
+// this 2-CPU VM. The parent holds the clients.
+const (
+	benchGateEnv = "OTGATE_BENCH_GATE_ECHO"
+	benchEchoEnv = "OTGATE_BENCH_ECHO"
+)
 
 func TestMain(m *testing.M) {
+	if os.Getenv(benchEchoEnv) != "" {
+		if err := runBenchEcho(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench echo:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if echo := os.Getenv(benchGateEnv); echo != "" {
 		if err := runBenchGate(echo); err != nil {
 			fmt.Fprintln(os.Stderr, "bench gate:", err)
@@ -136,6 +151,20 @@ func runBenchGate(echo string) error {
 	return nil
 }
 
+// runBenchEcho is the echo asset's child: it echoes every connection on a
+// loopback port, prints the address and serves until its standard input
+// closes.
+func runBenchEcho() error {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go serveEcho(l)
+	fmt.Println(l.Addr())
+	io.Copy(io.Discard, os.Stdin)
+	return l.Close()
+}
+
 func rssBytes(pid int) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -162,14 +191,9 @@ type benchGate struct {
 
 func startBenchGate(b *testing.B) *benchGate {
 	b.Helper()
-	echoLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { echoLn.Close() })
-	go serveEcho(echoLn)
+	_, echo := startChild(b, "echo", benchEchoEnv+"=1")
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), benchGateEnv+"="+echoLn.Addr().String())
+	cmd.Env = append(os.Environ(), benchGateEnv+"="+echo)
 	cmd.Stderr = os.Stderr
 	in, _ := cmd.StdinPipe()
 	outPipe, _ := cmd.StdoutPipe()
@@ -177,7 +201,7 @@ func startBenchGate(b *testing.B) *benchGate {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { in.Close(); cmd.Process.Kill(); cmd.Wait() })
-	g := &benchGate{echo: echoLn.Addr().String(), cmd: cmd, in: in, out: bufio.NewReader(outPipe)}
+	g := &benchGate{echo: echo, cmd: cmd, in: in, out: bufio.NewReader(outPipe)}
 	line, err := g.out.ReadString('\n')
 	if err != nil {
 		b.Fatalf("bench gate did not start: %v", err)
