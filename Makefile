@@ -40,8 +40,16 @@ lint:
 
 # Host tests: real nftables in private namespaces, real swtpm, real TLS,
 # real Modbus peers. QEMU tests live in qemu/ and integration/.
+# tools/testreport prints what plain `go test` would, then fails the run
+# if a package failed or a test skipped itself (as root, with the deps
+# installed, every test must run) unless tools/testreport/allowed-skips
+# names it with the reason.
 unit:
-	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v -e /integration)
+	@rc=$$(mktemp); \
+	{ $(GO) test -json -count=1 -timeout 20m $$($(GO) list ./... | grep -v -e /integration); echo $$? >$$rc; } \
+		| $(GO) run ./tools/testreport -allow tools/testreport/allowed-skips; \
+	report=$$?; status=$$(cat $$rc); rm -f $$rc; \
+	[ "$$status" = 0 ] && [ "$$report" = 0 ]
 
 integration:
 	$(GO) test -count=1 -p 1 -timeout 25m -v ./integration/... 2>&1 | tools/test-summary.sh
