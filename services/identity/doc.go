@@ -85,9 +85,11 @@
 //
 // If the data key does not unseal because the PCRs differ from those it was
 // sealed to (another image, another configuration, or tampering), the
-// service starts in quarantine: it still answers status and sign requests,
-// refuses everything that needs the data key (secrets, workload
-// certificates), and prints one line on the console saying why. Init keeps
+// service starts in quarantine: it answers status requests and refuses
+// everything else, both what needs the data key (secrets, workload
+// certificates) and what vouches for the gate (sign, tls-cert: the device
+// key is loaded, but an image it was not sealed to must not sign as this
+// gate), and prints one line on the console saying why. Init keeps
 // the deny-all ruleset and does not start the proxy. See README.md for the
 // recovery procedure.
 package identity

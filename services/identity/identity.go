@@ -27,7 +27,9 @@ import (
 // ErrNoTPM: no TPM is configured and dev mode is not set.
 var ErrNoTPM = errors.New("no TPM: refusing to start without a TPM unless dev mode is set")
 
-// ErrQuarantine: the request needs the data key, which did not unseal.
+// ErrQuarantine: the gate is in quarantine (the data key did not unseal),
+// and the request needs the data key or would vouch for the gate (a
+// signature, its certificate, a workload certificate).
 var ErrQuarantine = errors.New("gate is in quarantine")
 
 // Config says where the identity lives and how to reach the TPM.
@@ -61,7 +63,9 @@ type Config struct {
 type Quarantine struct {
 	Reason string
 	Remedy string
-	Err    error
+	// RemedyShort is Remedy in one short clause (status notes).
+	RemedyShort string
+	Err         error
 }
 
 // Identity is an opened device identity.
@@ -334,9 +338,11 @@ func (id *Identity) enterQuarantine(err *PCRMismatchError) {
 	if measured {
 		q.Remedy = "the booted image or its configuration differs from the one this gate was sealed to (a policy changed without `otgate site apply` on the running gate counts as tampering): boot the approved image or restore the previous policy, " +
 			"or follow the break-glass recovery in services/identity/README.md (re-seal with `otgate identity reseal -yes` on a verified image)"
+		q.RemedyShort = "boot the approved image and policy; if this one is verified and intended, `otgate identity reseal -yes` on the console (break-glass: services/identity/README.md)"
 	} else {
 		q.Remedy = "the platform (firmware, boot chain or board) measurements changed: restore the previous firmware, " +
 			"or follow the break-glass recovery in services/identity/README.md"
+		q.RemedyShort = "restore the previous firmware/boot chain; if the change is verified and intended, `otgate identity reseal -yes` on the console (break-glass: services/identity/README.md)"
 	}
 	id.quarantine = q
 	id.log.Printf("GATE IN QUARANTINE: the sealed data key did not unseal: %s -- what to do: %s", q.Reason, q.Remedy)
@@ -349,16 +355,22 @@ func (id *Identity) Quarantine() *Quarantine { return id.quarantine }
 func (id *Identity) DevMode() bool { return id.dev }
 
 // Signer is the device key. In TPM mode its private key never leaves the
-// TPM.
+// TPM. It signs in quarantine too (Reseal needs it): callers that vouch
+// for the gate use SignDigest or the API, which refuse in quarantine.
 func (id *Identity) Signer() crypto.Signer { return id.signer }
 
 // Site and Serial of the device.
 func (id *Identity) Site() string   { return id.device.Site }
 func (id *Identity) Serial() string { return id.device.Serial }
 
-// SignDigest signs a digest with the device key (ECDSA, ASN.1 DER).
+// SignDigest signs a digest with the device key (ECDSA, ASN.1 DER). It is
+// refused in quarantine: an image the data key was not sealed to must not
+// sign audit checkpoints (or anything else) as this gate.
 func (id *Identity) SignDigest(digest []byte, h crypto.Hash) ([]byte, error) {
 	if _, err := tpmHash(digest, h); err != nil {
+		return nil, err
+	}
+	if err := id.refuseInQuarantine("sign"); err != nil {
 		return nil, err
 	}
 	return id.signer.Sign(rand.Reader, digest, h)
@@ -396,8 +408,12 @@ func (id *Identity) EK() (pub, certRSA, certECC []byte) {
 	return id.device.EKPublic, id.device.EKCertRSA, id.device.EKCertECC
 }
 
-// CSR makes a certificate request for the device key.
+// CSR makes a certificate request for the device key; refused in
+// quarantine (it is a signature by the device key).
 func (id *Identity) CSR() ([]byte, error) {
+	if err := id.refuseInQuarantine("certificate request"); err != nil {
+		return nil, err
+	}
 	return deviceCSR(id.signer, id.device.Site, id.device.Serial, id.dev)
 }
 
@@ -436,6 +452,19 @@ func (id *Identity) InstallCertificate(b []byte) error {
 func (id *Identity) needDataKey() error {
 	if id.quarantine != nil {
 		return fmt.Errorf("identity: %w: %s; what to do: %s", ErrQuarantine, id.quarantine.Reason, id.quarantine.Remedy)
+	}
+	return nil
+}
+
+// refuseInQuarantine is the error for an operation that vouches for the
+// gate (op names it), or nil outside quarantine. The device key is
+// loaded in quarantine, but an image or configuration the data key was
+// not sealed to must not sign as this gate, present its certificate or
+// certify its services.
+func (id *Identity) refuseInQuarantine(op string) error {
+	if id.quarantine != nil {
+		return fmt.Errorf("identity: %s refused: %w (the gate does not vouch for an image or configuration it was not sealed to): %s; what to do: %s",
+			op, ErrQuarantine, id.quarantine.Reason, id.quarantine.Remedy)
 	}
 	return nil
 }

@@ -190,11 +190,20 @@ func (s *Server) dataKeyError(err error) *api.Response {
 
 func (s *Server) handle(caller string, uid uint32, req *api.Request) *api.Response {
 	id := s.id
+	// In quarantine only status is served: every other operation either
+	// needs the data key or vouches for the gate (sign, tls-cert,
+	// workload-cert), and an image the data key was not sealed to must not
+	// do either. Deny by default: an operation added later is refused too.
+	if req.Op != api.OpStatus {
+		if err := id.refuseInQuarantine(req.Op); err != nil {
+			return errResponse(api.CodeQuarantine, err)
+		}
+	}
 	switch req.Op {
 	case api.OpStatus:
 		st := &api.Status{DeviceURI: DeviceURI(id.Site(), id.Serial()).String(), Serial: id.Serial(), DevMode: id.dev, Caller: caller}
 		if q := id.Quarantine(); q != nil {
-			st.Quarantine, st.Reason, st.Remedy = true, q.Reason, q.Remedy
+			st.Quarantine, st.Reason, st.Remedy, st.RemedyShort = true, q.Reason, q.Remedy, q.RemedyShort
 		}
 		return &api.Response{Status: st}
 	case api.OpSign:

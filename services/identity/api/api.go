@@ -76,6 +76,9 @@ type Status struct {
 	Remedy     string `cbor:"6,keyasint,omitempty"`
 	// Caller is the service name the server knows the caller as.
 	Caller string `cbor:"7,keyasint,omitempty"`
+	// RemedyShort is Remedy in one short clause, for one-line notes (the
+	// trust row's note in `otgate status`).
+	RemedyShort string `cbor:"8,keyasint,omitempty"`
 }
 
 // Error is a failed call.
