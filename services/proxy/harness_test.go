@@ -32,9 +32,11 @@ import (
 
 func sleepMs(n int) { time.Sleep(time.Duration(n) * time.Millisecond) }
 
-// grant is one row of the test policy. The real policy compiler (package
-// policy) is being written at the same time; the proxy only sees the
-// Decider interface, which this table implements with time windows.
+// grant is one row of a stand-in policy: the proxy only sees the Decider
+// interface, which this table implements with exact instants (from, until)
+// so that tests can put a window's edges anywhere. The real policy path
+// (site file with users, roles and grants, SiteFileLoader, package policy)
+// is tested end to end in TestEndToEndSitePolicy and TestSitePolicyReload.
 type grant struct {
 	rule, user, asset, protocol string
 	from, until                 time.Time
@@ -69,6 +71,7 @@ zones:
     mode: enforce
     interface: eth1
     subnet: 10.99.0.0/24
+    gate_address: 10.99.0.1
 assets:
   - name: echo-1
     zone: cell
