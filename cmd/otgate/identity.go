@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/otgate/otgate/internal/ready"
 	"github.com/otgate/otgate/services/identity"
 	"github.com/otgate/otgate/services/identity/api"
 )
@@ -71,7 +72,7 @@ func runIdentity(args []string) error {
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
-		return identityCheckTrust(*socket, *wait, os.Stdout, os.Exit)
+		return identityCheckTrust(*socket, *wait, os.Stdout, os.Exit, ready.Status)
 	case "reset", "reseal":
 		f := identity.RegisterFlags(fs)
 		yes := fs.Bool("yes", false, "really do it")

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/otgate/otgate/internal/bootcfg"
-	"github.com/otgate/otgate/internal/ready"
 	"github.com/otgate/otgate/services/identity/api"
 )
 
@@ -19,21 +18,24 @@ import (
 //
 //   - not in quarantine: exit 0, the row is done, dependents start;
 //   - in quarantine: print the reason and the remedy, tell init the note
-//     for `otgate status` (STATUS=), exit bootcfg.ExitNoRestart: init marks
-//     the row failed without retrying and never starts its dependents. The
-//     deny-all ruleset stays; identity keeps serving status and sign;
+//     for `otgate status` (STATUS=, through note: the reason and the short
+//     remedy), exit bootcfg.ExitNoRestart: init marks the row failed
+//     without retrying and never starts its dependents. The deny-all
+//     ruleset stays; identity keeps serving status only;
 //   - identity not answering within wait: the same, with that reason (fail
 //     closed: without an identity nothing may start that needs its keys).
 //
 // Leaving quarantine needs a reboot into the approved image (or a reseal,
 // then a reboot), which runs the gate again.
-func identityCheckTrust(socket string, wait time.Duration, w io.Writer, exit func(int)) error {
+//
+// note sends init the status note (ready.Status).
+func identityCheckTrust(socket string, wait time.Duration, w io.Writer, exit func(int), note func(string) error) error {
 	c, err := dialWaiting(socket, wait)
 	if err != nil && wait > 0 {
 		reason := fmt.Sprintf("the identity service did not answer within %s: %v", wait, err)
 		fmt.Fprintf(w, "trust: NOT TRUSTED: %s\n", reason)
 		fmt.Fprintf(w, "trust: the proxy and everything that depends on \"trust\" stay stopped; the deny-all ruleset stays in force (`otgate status` shows why identity is not serving)\n")
-		_ = ready.Status("NOT TRUSTED: " + reason)
+		_ = note("NOT TRUSTED: " + reason)
 		exit(bootcfg.ExitNoRestart)
 		return nil
 	}
@@ -56,9 +58,23 @@ func identityCheckTrust(socket string, wait time.Duration, w io.Writer, exit fun
 	fmt.Fprintf(w, "trust: GATE IN QUARANTINE: %s\n", st.Reason)
 	fmt.Fprintf(w, "trust: what to do: %s\n", st.Remedy)
 	fmt.Fprintf(w, "trust: the proxy and everything that depends on \"trust\" stay stopped; the deny-all ruleset stays in force\n")
-	_ = ready.Status("QUARANTINE: " + st.Reason)
+	_ = note(quarantineNote(st))
 	exit(bootcfg.ExitNoRestart)
 	return nil
+}
+
+// quarantineNote is the trust row's one-line note in `otgate status`: the
+// reason and what to do (the service's short remedy; the full one is on
+// the console and in `otgate identity status`).
+func quarantineNote(st *api.Status) string {
+	remedy := st.RemedyShort
+	if remedy == "" {
+		remedy = st.Remedy
+	}
+	if remedy == "" {
+		remedy = "see the break-glass recovery in services/identity/README.md"
+	}
+	return "QUARANTINE: " + st.Reason + " -- what to do: " + remedy
 }
 
 // dialWaiting connects to the identity socket, retrying for up to wait

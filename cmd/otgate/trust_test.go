@@ -66,7 +66,9 @@ func TestIdentityCheckTrust(t *testing.T) {
 	var out bytes.Buffer
 	exited := -1
 	exit := func(code int) { exited = code }
-	if err := identityCheckTrust(sock, 0, &out, exit); err != nil || exited != -1 || !strings.Contains(out.String(), "is not in quarantine") {
+	var notes []string
+	note := func(s string) error { notes = append(notes, s); return nil }
+	if err := identityCheckTrust(sock, 0, &out, exit, note); err != nil || exited != -1 || !strings.Contains(out.String(), "is not in quarantine") {
 		t.Fatalf("trusted gate: err %v, exit %d, output %q", err, exited, out.String())
 	}
 
@@ -75,7 +77,10 @@ func TestIdentityCheckTrust(t *testing.T) {
 	sw = swtpmtest.Start(t, sw.StateDir)
 	serveIdentity(t, sw, state, sock, "image-B")
 	out.Reset()
-	if err := identityCheckTrust(sock, 0, &out, exit); err != nil || exited != bootcfg.ExitNoRestart {
+	if len(notes) != 0 {
+		t.Fatalf("trusted gate sent init notes %q", notes)
+	}
+	if err := identityCheckTrust(sock, 0, &out, exit, note); err != nil || exited != bootcfg.ExitNoRestart {
 		t.Fatalf("quarantined gate: err %v, exit %d, output %q", err, exited, out.String())
 	}
 	for _, want := range []string{"trust: GATE IN QUARANTINE: ", "PCR 15", "trust: what to do: ", "the proxy and everything that depends on"} {
@@ -83,17 +88,35 @@ func TestIdentityCheckTrust(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
 	}
+	// The note init shows in `otgate status` says why and what to do, on
+	// one line.
+	if len(notes) != 1 {
+		t.Fatalf("quarantine: notes to init %q, want one", notes)
+	}
+	for _, want := range []string{"QUARANTINE: ", "PCR 15", " -- what to do: ", "boot the approved image", "otgate identity reseal -yes", "services/identity/README.md"} {
+		if !strings.Contains(notes[0], want) {
+			t.Errorf("status note lacks %q: %s", want, notes[0])
+		}
+	}
+	if !strings.HasPrefix(notes[0], "QUARANTINE: ") || strings.Contains(notes[0], "\n") {
+		t.Errorf("status note is not one line starting QUARANTINE: %q", notes[0])
+	}
+	t.Logf("status note: %s", notes[0])
 
 	// No identity service: an error (init retries with back-off), not a pass.
-	if err := identityCheckTrust(filepath.Join(sockDir, "none.sock"), 0, &out, exit); err == nil {
+	if err := identityCheckTrust(filepath.Join(sockDir, "none.sock"), 0, &out, exit, note); err == nil {
 		t.Fatal("check-trust passed without an identity service")
 	}
 	// Waiting for one that never comes: not trusted, no restart.
 	exited = -1
 	out.Reset()
-	if err := identityCheckTrust(filepath.Join(sockDir, "none.sock"), 300*time.Millisecond, &out, exit); err != nil || exited != bootcfg.ExitNoRestart ||
+	notes = nil
+	if err := identityCheckTrust(filepath.Join(sockDir, "none.sock"), 300*time.Millisecond, &out, exit, note); err != nil || exited != bootcfg.ExitNoRestart ||
 		!strings.Contains(out.String(), "trust: NOT TRUSTED: the identity service did not answer within 300ms") {
 		t.Fatalf("no identity with -wait: err %v, exit %d, output %q", err, exited, out.String())
+	}
+	if len(notes) != 1 || !strings.HasPrefix(notes[0], "NOT TRUSTED: the identity service did not answer") {
+		t.Errorf("no identity: notes to init %q", notes)
 	}
 }
 
@@ -112,7 +135,7 @@ func TestIdentityCheckTrustWaits(t *testing.T) {
 	go func() {
 		var out bytes.Buffer
 		exited := -1
-		err := identityCheckTrust(sock, time.Minute, &out, func(code int) { exited = code })
+		err := identityCheckTrust(sock, time.Minute, &out, func(code int) { exited = code }, func(string) error { return nil })
 		done <- result{err, exited, out.String()}
 	}()
 	time.Sleep(200 * time.Millisecond) // let it find no socket first
