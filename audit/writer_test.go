@@ -63,10 +63,15 @@ func TestRoundTripAcrossFiles(t *testing.T) {
 	}
 }
 
+// TestCheckpointEveryNAndAtSessionEnd: the count trigger and the
+// session-end trigger each sign promptly on their own. The interval
+// trigger is an hour away, and the session written after a forced
+// checkpoint has too few records for the count trigger, so only the
+// session end can sign it within the deadline.
 func TestCheckpointEveryNAndAtSessionEnd(t *testing.T) {
 	dir := t.TempDir()
 	key := newKey(t)
-	w := openLog(t, dir, key, WithCheckpointEvery(10))
+	w := openLog(t, dir, key, WithCheckpointEvery(10), WithCheckpointInterval(time.Hour))
 	defer w.Close()
 	for i := 0; i < 25; i++ {
 		if _, err := w.Append(context.Background(), Event{Type: "login-failure", User: "mallory", Reason: fmt.Sprint("bad code ", i)}); err != nil {
@@ -77,8 +82,15 @@ func TestCheckpointEveryNAndAtSessionEnd(t *testing.T) {
 		rep, err := Verify(dir, trustOf(key))
 		return err == nil && rep.Checkpoints >= 2
 	})
-	writeSession(t, w, "s1", 1)
-	waitFor(t, "a checkpoint after the session end", func() bool {
+	if _, err := w.Checkpoint(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Verify(dir, trustOf(key))
+	if err != nil || rep.Unsigned != 0 {
+		t.Fatalf("after a forced checkpoint: %+v %v", rep, err)
+	}
+	writeSession(t, w, "s1", 1) // 4 records, fewer than CheckpointEvery
+	waitWithin(t, 5*time.Second, "a checkpoint after the session end", func() bool {
 		rep, err := Verify(dir, trustOf(key))
 		return err == nil && rep.Unsigned == 0
 	})
@@ -194,7 +206,12 @@ func TestOpenRefusesWrongLogIDAndCorruptionUnchanged(t *testing.T) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	waitWithin(t, 30*time.Second, what, cond)
+}
+
+func waitWithin(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
