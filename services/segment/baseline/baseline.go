@@ -25,8 +25,9 @@ const (
 
 // FromBoot returns the baseline of a gate with the boot config's uplink and
 // downlinks: input dropped except loopback, established/related, DHCP
-// replies and the proxy's listener on the uplink; forward dropped; nothing
-// toward the downlinks (no asset is known yet).
+// replies and the proxy's listener on the uplink; forward dropped; output
+// only through loopback and the uplink, nothing toward the OT side (no
+// asset is known yet).
 func FromBoot(c *bootcfg.Config) ruleset.BaselineSpec {
 	return ruleset.BaselineSpec{
 		Uplink:      c.Uplink,

@@ -103,8 +103,9 @@ func ApplyDesired(conn *nftables.Conn, d *Desired) error {
 // InstallBaseline installs the baseline deny ruleset in the current network
 // namespace in one atomic batch: input dropped except loopback,
 // established/related, DHCP replies and the gate's listeners on the uplink;
-// forward dropped; output toward the downlinks dropped (no asset is declared
-// yet, so not even the proxy reaches the OT side). Init calls it before any
+// forward dropped; output only through loopback and the uplink (every
+// other interface is the OT side, and no asset is declared yet, so not even
+// the proxy reaches it). Init calls it before any
 // interface comes up. It replaces a previous gate table and touches nothing
 // else.
 func InstallBaseline(b BaselineSpec) error {

@@ -20,7 +20,6 @@ const (
 	ChainToOT       = "to_ot"
 	ChainWouldBlock = "would_block"
 
-	SetDownlinks    = "downlinks"
 	SetListenPorts  = "listen_ports"
 	SetAssetPorts   = "asset_ports"
 	SetEnforceAddrs = "enforce_addrs"
@@ -92,12 +91,8 @@ func Build(spec *Spec, now time.Time) (*Desired, error) {
 		d.Sets = append(d.Sets, SetDesc{Set: s, Elements: elems, Dynamic: dynamic})
 	}
 
-	// Interfaces and listeners.
-	var downs []nftables.SetElement
-	for _, n := range sortedStrings(spec.Downlinks) {
-		downs = append(downs, nftables.SetElement{Key: ifname(n)})
-	}
-	addSet(nftables.Set{Name: SetDownlinks, KeyType: nftables.TypeIFName}, downs, false)
+	// Listeners. (No set of downlink names: the output chain treats every
+	// interface but loopback and the uplink as the OT side.)
 	var listen []nftables.SetElement
 	for _, p := range sortedPorts(spec.ListenPorts) {
 		listen = append(listen, nftables.SetElement{Key: portKey(p)})
@@ -181,9 +176,17 @@ func Build(spec *Spec, now time.Time) (*Desired, error) {
 		RuleDesc{"forward/drop", one(&expr.Counter{}, drop)},
 	)
 
-	output := ChainDesc{Name: ChainOutput, Base: true, Hook: nftables.ChainHookOutput, Policy: nftables.ChainPolicyAccept}
+	// Output is deny by default: the gate's own packets leave freely only
+	// through loopback (which also carries everything to the gate's own
+	// addresses, the overlay endpoints included) and the uplink (DHCP,
+	// DNS, the peers of its listeners). Every other interface is treated
+	// as the OT side: a downlink, a VLAN sub-interface netconf made before
+	// segment heard of it, or anything else.
+	output := ChainDesc{Name: ChainOutput, Base: true, Hook: nftables.ChainHookOutput, Policy: nftables.ChainPolicyDrop}
 	output.Rules = append(output.Rules,
-		RuleDesc{"output/to-ot", cat(matchOIFSet(SetDownlinks, ids[SetDownlinks]), one(jump(ChainToOT)))})
+		RuleDesc{"output/loopback", cat(matchOIF("lo"), one(accept))},
+		RuleDesc{"output/uplink", cat(matchOIF(spec.Uplink), one(accept))},
+		RuleDesc{"output/to-ot", one(jump(ChainToOT))})
 
 	proxy := cat(matchUID(spec.Proxy.UID))
 	if spec.Proxy.Mark != 0 {
@@ -237,12 +240,6 @@ func (d *Desired) RuleNames(chain string) []string {
 		}
 	}
 	return nil
-}
-
-func sortedStrings(in []string) []string {
-	out := append([]string(nil), in...)
-	sort.Strings(out)
-	return out
 }
 
 func sortedPorts(in []uint16) []uint16 {

@@ -19,6 +19,7 @@ import (
 // sockets reach an asset, and only on its declared ports.
 func TestOnlyProxyIdentityReachesAsset(t *testing.T) {
 	l := nslab.New(t)
+	l.SetForwarding(t, true) // the forward chain, not the sysctl, must stop the routed probes
 	listenAll(t, l)
 	asset1 := nslab.Asset1 + ":502"
 
@@ -65,9 +66,24 @@ func TestOnlyProxyIdentityReachesAsset(t *testing.T) {
 // current namespace as init calls it.
 func TestBaseline(t *testing.T) {
 	l := nslab.New(t)
+	l.SetForwarding(t, true) // the forward chain, not the sysctl, must stop the routed probe
 	listenAll(t, l)
 	l.Gate.Listen(t, "0.0.0.0:8443")
 	l.Gate.Listen(t, "0.0.0.0:9000")
+	l.Client.Listen(t, nslab.Client+":53")
+	// The overlay: endpoint addresses on an interface of the gate (a dummy
+	// on the appliance), local, so packets to them leave through lo.
+	// (A veth pair with both ends in the gate: the test host may lack the
+	// dummy module; only the address being local matters.)
+	if out, err := exec.Command("ip", "-n", l.Gate.Name, "link", "add", "ovl0", "type", "veth", "peer", "name", "ovl1").CombinedOutput(); err != nil {
+		t.Fatalf("add overlay interface: %v\n%s", err, out)
+	}
+	for _, args := range [][]string{{"addr", "add", "100.64.0.1/32", "dev", "ovl0"}, {"link", "set", "ovl0", "up"}} {
+		if out, err := exec.Command("ip", append([]string{"-n", l.Gate.Name}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v\n%s", args, err, out)
+		}
+	}
+	l.Gate.Listen(t, "100.64.0.1:9001")
 	if err := l.Gate.Do(func() error { return ruleset.InstallBaseline(baseSpec()) }); err != nil {
 		t.Fatal(err)
 	}
@@ -78,6 +94,8 @@ func TestBaseline(t *testing.T) {
 		{"plant to gate listener (downlink)", l.Plant, root, nslab.GateDownlink + ":8443", false},
 		{"client through the gate", l.Client, root, nslab.Asset1 + ":502", false},
 		{"loopback on the gate", l.Gate, otherUID, "127.0.0.1:9000", true},
+		{"gate to a peer on the uplink (DNS, as another uid)", l.Gate, otherUID, nslab.Client + ":53", true},
+		{"gate to its overlay endpoint", l.Gate, otherUID, "100.64.0.1:9001", true},
 	})
 	objs := nftJSON(t, l)
 	if n := nftCount(objs, "rule", "inet", "otgate"); n == 0 {
@@ -126,6 +144,48 @@ func TestBadSpecChangesNothing(t *testing.T) {
 	if after := nft(t, l, "-s", "list", "table", "inet", "otgate"); after != before {
 		t.Errorf("table changed after a refused spec")
 	}
+}
+
+// The output chain denies by default: an interface no spec names (here a
+// veth standing in for a VLAN sub-interface, eth1.100, that netconf brought
+// up before segment heard of it) is the OT side too. Nothing leaves
+// through it but the proxy's sockets toward a declared asset port, while
+// the gate still reaches the uplink's peers and its own addresses.
+func TestOutputDeniesUnnamedInterfaces(t *testing.T) {
+	l := nslab.New(t)
+	listenAll(t, l)
+	const gateIf, gateAddr, otAddr = "dn0.100", "10.40.0.1", "10.40.0.10"
+	l.Link(t, gateIf, gateAddr, l.Plant, "pl9", otAddr)
+	l.Plant.Listen(t, otAddr+":502")
+	l.Client.Listen(t, nslab.Client+":8080")
+	l.Gate.Listen(t, gateAddr+":9000")
+	check(t, []probe{{"control: gate to the unnamed interface's host", l.Gate, otherUID, otAddr + ":502", true}})
+	if t.Failed() {
+		t.Fatal("lab broken: cannot test the output guard")
+	}
+	spec := threeAssets(ruleset.ModeEnforce) // downlinks dn0, dn1: not dn0.100
+	if _, err := ruleset.Apply(gateConn(t, l), spec, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	check(t, []probe{
+		{"another uid through the unnamed interface", l.Gate, otherUID, otAddr + ":502", false},
+		{"root through the unnamed interface", l.Gate, root, otAddr + ":502", false},
+		{"the proxy to an undeclared host through it", l.Gate, proxy, otAddr + ":502", false},
+		{"the proxy to a declared asset (control)", l.Gate, proxy, nslab.Asset1 + ":502", true},
+		{"another uid to the uplink's peer", l.Gate, otherUID, nslab.Client + ":8080", true},
+		{"another uid to the gate's own address on it (via lo)", l.Gate, otherUID, gateAddr + ":9000", true},
+	})
+
+	// Declared on that interface, the asset is the proxy's to reach (and
+	// only the proxy's), though no spec names the interface.
+	spec.Assets = append(spec.Assets, ruleset.Asset{Name: "plc-9", Zone: "cell-9", Mode: ruleset.ModeEnforce, Address: otAddr, TCPPorts: []uint16{502}})
+	if _, err := ruleset.Apply(gateConn(t, l), spec, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	check(t, []probe{
+		{"the proxy to the declared asset on the unnamed interface", l.Gate, proxy, otAddr + ":502", true},
+		{"another uid to it", l.Gate, otherUID, otAddr + ":502", false},
+	})
 }
 
 // The same identity check with real processes: socat run by setpriv as a

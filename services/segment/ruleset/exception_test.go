@@ -18,6 +18,7 @@ import (
 // spec never brings it back.
 func TestExceptionAllowsItsFlowUntilExpiry(t *testing.T) {
 	l := nslab.New(t)
+	l.SetForwarding(t, true) // the segment service would: the spec routes
 	listenAll(t, l)
 	spec := threeAssets(ruleset.ModeEnforce)
 	expires := time.Now().Add(4 * time.Second)
@@ -58,6 +59,7 @@ func TestExceptionAllowsItsFlowUntilExpiry(t *testing.T) {
 // and the kernel records it: flow, count, first and last seen.
 func TestMonitorModePassesAndReports(t *testing.T) {
 	l := nslab.New(t)
+	l.SetForwarding(t, true) // the segment service would: the spec routes
 	listenAll(t, l)
 	conn := gateConn(t, l)
 	start := time.Now()
@@ -111,8 +113,10 @@ func TestMonitorModePassesAndReports(t *testing.T) {
 	}
 }
 
-// Drift: a rule deleted with the nft CLI is detected, opens a real hole,
-// and one atomic re-apply closes it.
+// Drift: a rule deleted with the nft CLI is detected (the output chain's
+// policy keeps the OT side closed meanwhile), a modified rule and changed
+// set elements are detected, and one atomic re-apply repairs each: the set
+// element opened a real hole, which the repair closes.
 func TestDriftDetectedAndRepaired(t *testing.T) {
 	l := nslab.New(t)
 	listenAll(t, l)
@@ -134,8 +138,8 @@ func TestDriftDetectedAndRepaired(t *testing.T) {
 		t.Fatalf("drift right after apply: %v", drift)
 	}
 
-	// Delete output/to-ot by handle: the output policy is accept, so any
-	// uid now reaches the assets.
+	// Delete output/to-ot by handle: the output policy (drop) still keeps
+	// every uid away from the assets.
 	var handle uint64
 	for _, r := range applied.Chains["output"].Rules {
 		if r.Comment == "otgate:output/to-ot" {
@@ -143,7 +147,7 @@ func TestDriftDetectedAndRepaired(t *testing.T) {
 		}
 	}
 	nft(t, l, "delete", "rule", "inet", "otgate", "output", "handle", itoa(handle))
-	check(t, []probe{{"another uid after the drop rule was deleted", l.Gate, otherUID, nslab.Asset1 + ":502", true}})
+	check(t, []probe{{"another uid after the jump to to_ot was deleted", l.Gate, otherUID, nslab.Asset1 + ":502", false}})
 
 	now, err = ruleset.ReadSnapshot(conn)
 	if err != nil {
@@ -176,6 +180,30 @@ func TestDriftDetectedAndRepaired(t *testing.T) {
 		t.Fatalf("drift after repair: %v", drift)
 	}
 	check(t, []probe{{"another uid after repair", l.Gate, otherUID, nslab.Asset1 + ":502", false}})
+
+	// A set element changed (no rule touched) is drift too: one more
+	// asset port lets the proxy reach tcp/503 of plc-1; a re-apply takes
+	// it away again.
+	applied, _ = ruleset.ReadSnapshot(conn)
+	nft(t, l, "add", "element", "inet", "otgate", "asset_ports", "{ 10.20.0.10 . 503 }")
+	check(t, []probe{{"proxy to the added element's port", l.Gate, proxy, nslab.Asset1 + ":503", true}})
+	now, _ = ruleset.ReadSnapshot(conn)
+	if drift := ruleset.Drift(d, now, applied); len(drift) != 1 || drift[0] != "set asset_ports: 0 elements missing, 1 unexpected" {
+		t.Fatalf("drift = %q, want one unexpected asset_ports element", drift)
+	}
+	nft(t, l, "delete", "element", "inet", "otgate", "enforce_addrs", "{ 10.30.0.10 }")
+	now, _ = ruleset.ReadSnapshot(conn)
+	if drift := ruleset.Drift(d, now, applied); len(drift) != 2 || drift[1] != "set enforce_addrs: 1 elements missing, 0 unexpected" {
+		t.Fatalf("drift = %q, want also one missing enforce_addrs element", drift)
+	}
+	if err := ruleset.ApplyDesired(conn, d); err != nil {
+		t.Fatal(err)
+	}
+	now, _ = ruleset.ReadSnapshot(conn)
+	if drift := ruleset.Drift(d, now, nil); len(drift) != 0 {
+		t.Fatalf("drift after repairing the sets: %v", drift)
+	}
+	check(t, []probe{{"proxy to tcp/503 after repair", l.Gate, proxy, nslab.Asset1 + ":503", false}})
 }
 
 func itoa(n uint64) string { return strconv.FormatUint(n, 10) }

@@ -26,10 +26,10 @@ func matchIIF(name string) []expr.Any {
 	}
 }
 
-func matchOIFSet(set string, id uint32) []expr.Any {
+func matchOIF(name string) []expr.Any {
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
-		&expr.Lookup{SourceRegister: 1, SetName: set, SetID: id},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(name)},
 	}
 }
 

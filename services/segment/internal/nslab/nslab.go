@@ -4,8 +4,11 @@
 //	client (10.10.0.2) --cl0/up0-- gate --dn0/pl0-- plant  (10.20.0.10, 10.20.0.11)
 //	                                    --dn1/pl1-- plant2 (10.30.0.10)
 //
-// The gate forwards (net.ipv4.ip_forward=1), so only its nftables forward
-// rules stop routing between the sides. Namespaces are named
+// The gate's IPv4 forwarding is off, as in a fresh namespace and on a
+// booted gate: the segment service turns it on when its ruleset needs it
+// (an exception, a monitor zone). A test that applies a ruleset without the
+// service, and must see the forward chain itself decide, turns it on with
+// SetForwarding. Namespaces are named
 // otg<random><role> under /run/netns and deleted in t.Cleanup, even when the
 // test fails. Nothing touches the root namespace's interfaces.
 package nslab
@@ -95,8 +98,44 @@ func New(t testing.TB) *Lab {
 	pair(l.Gate, Uplink, GateUplink, l.Client, "cl0", Client)
 	pair(l.Gate, Downlink, GateDownlink, l.Plant, "pl0", Asset1, Asset2)
 	pair(l.Gate, Downlink2, GateDownlink2, l.Plant2, "pl1", Asset3)
-	run(t, "ip", "netns", "exec", l.Gate.Name, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
 	return l
+}
+
+// ForwardingSysctl is the IPv4 forwarding switch (per network namespace).
+const ForwardingSysctl = "/proc/sys/net/ipv4/ip_forward"
+
+// SetForwarding turns the gate's IPv4 forwarding on or off.
+func (l *Lab) SetForwarding(t testing.TB, on bool) {
+	t.Helper()
+	v := "0"
+	if on {
+		v = "1"
+	}
+	if err := l.Gate.Do(func() error { return os.WriteFile(ForwardingSysctl, []byte(v), 0o644) }); err != nil {
+		t.Fatalf("nslab: gate ip_forward=%s: %v", v, err)
+	}
+}
+
+// Forwarding reads the gate's IPv4 forwarding switch.
+func (l *Lab) Forwarding(t testing.TB) bool {
+	t.Helper()
+	var b []byte
+	if err := l.Gate.Do(func() (err error) { b, err = os.ReadFile(ForwardingSysctl); return err }); err != nil {
+		t.Fatalf("nslab: read gate ip_forward: %v", err)
+	}
+	return strings.TrimSpace(string(b)) == "1"
+}
+
+// Link adds a veth pair between the gate (gateIf, gateAddr/24) and peer
+// (peerIf, peerAddr/24; the subnet is on-link on both sides): another OT-side
+// interface, e.g. one no spec names.
+func (l *Lab) Link(t testing.TB, gateIf, gateAddr string, peer *NS, peerIf, peerAddr string) {
+	t.Helper()
+	run(t, "ip", "-n", l.Gate.Name, "link", "add", gateIf, "type", "veth", "peer", "name", peerIf, "netns", peer.Name)
+	run(t, "ip", "-n", l.Gate.Name, "addr", "add", gateAddr+"/24", "dev", gateIf)
+	run(t, "ip", "-n", peer.Name, "addr", "add", peerAddr+"/24", "dev", peerIf)
+	run(t, "ip", "-n", l.Gate.Name, "link", "set", gateIf, "up")
+	run(t, "ip", "-n", peer.Name, "link", "set", peerIf, "up")
 }
 
 func run(t testing.TB, name string, args ...string) {
