@@ -17,14 +17,8 @@ import (
 // windowSite is a site file with users, roles and grants as production
 // loads it (SiteFileLoader: site.Load, then policy.Compile). Every window
 // is on Wednesdays in Europe/Berlin; the test's clock is a Wednesday.
-const windowSite = `site: lab
-zones:
-  - name: cell
-    owner: ot@lab.example
-    mode: enforce
-    interface: eth1
-    subnet: 10.99.0.0/24
-assets:
+// Its zones are the harness's (siteYAML).
+var windowSite = siteYAML[:strings.Index(siteYAML, "assets:")] + `assets:
   - name: echo-1
     zone: cell
     address: 10.99.0.2
