@@ -16,13 +16,17 @@ var (
 )
 
 // Problem names the first bad record of a log: file, offset, seq (when it
-// could be read) and what is wrong.
+// could be read) and what is wrong. When the record could not be read at
+// all (framing, CRC, encoding), Verify sets After to the seq of the last
+// good record before it, so the bad one is the record after that.
 type Problem struct {
-	File   string
-	Offset int64
-	Seq    uint64
-	HasSeq bool
-	Err    error
+	File     string
+	Offset   int64
+	Seq      uint64
+	HasSeq   bool
+	After    uint64
+	HasAfter bool
+	Err      error
 }
 
 func (p *Problem) Error() string {
@@ -32,6 +36,8 @@ func (p *Problem) Error() string {
 	}
 	if p.HasSeq {
 		where += fmt.Sprintf(" seq %d", p.Seq)
+	} else if p.HasAfter {
+		where += fmt.Sprintf(" (the record after seq %d)", p.After)
 	}
 	return where + ": " + p.Err.Error()
 }

@@ -69,6 +69,10 @@ func Verify(dir string, trust Trust) (*Report, error) {
 			break
 		}
 		if err != nil {
+			var p *Problem
+			if errors.As(err, &p) && !p.HasSeq && rep.Records > 0 {
+				p.After, p.HasAfter = rep.LastSeq, true
+			}
 			return rep, err
 		}
 		first := r.i != lastFile

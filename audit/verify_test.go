@@ -113,6 +113,10 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		tamper func(t *testing.T, dir string, es []Entry) (file string, seq int64)
 		trust  func(Trust) Trust
 		want   error
+		// at, when set, is the offset the problem must name (in file)
+		// and the seq of the good record just before it, for a record
+		// that cannot be read (no seq of its own).
+		at func(es []Entry) (offset int64, after uint64)
 	}{
 		{"flipped byte", func(t *testing.T, dir string, es []Entry) (string, int64) {
 			k := pick(es)
@@ -121,7 +125,10 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			b[es[k].Offset+es[k].Size/2] ^= 1
 			mustWrite(t, p, b)
 			return es[k].File, -1
-		}, nil, ErrCRC},
+		}, nil, ErrCRC, func(es []Entry) (int64, uint64) {
+			k := pick(es)
+			return es[k].Offset, es[k-1].Record.Seq
+		}},
 		{"deleted record", func(t *testing.T, dir string, es []Entry) (string, int64) {
 			k := pick(es)
 			p := dir + "/" + es[k].File
@@ -129,7 +136,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			b = append(b[:es[k].Offset:es[k].Offset], b[es[k].Offset+es[k].Size:]...)
 			mustWrite(t, p, b)
 			return es[k].File, int64(es[k+1].Record.Seq)
-		}, nil, ErrSeq},
+		}, nil, ErrSeq, func(es []Entry) (int64, uint64) { return es[pick(es)].Offset, 0 }},
 		{"two records swapped", func(t *testing.T, dir string, es []Entry) (string, int64) {
 			k := pick(es)
 			p := dir + "/" + es[k].File
@@ -139,13 +146,21 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			out := append(append(append(append([]byte(nil), b[:es[k].Offset]...), c...), a...), b[es[k+1].Offset+es[k+1].Size:]...)
 			mustWrite(t, p, out)
 			return es[k].File, int64(es[k+1].Record.Seq)
-		}, nil, ErrSeq},
+		}, nil, ErrSeq, func(es []Entry) (int64, uint64) { return es[pick(es)].Offset, 0 }},
 		{"older file truncated mid-record", func(t *testing.T, dir string, es []Entry) (string, int64) {
 			p := fileOf(t, dir, 0)
 			b := mustRead(t, p)
 			mustWrite(t, p, b[:len(b)-5])
 			return FileName(0), -1
-		}, nil, ErrTruncated},
+		}, nil, ErrTruncated, func(es []Entry) (int64, uint64) {
+			last := 0
+			for i, e := range es {
+				if e.File == FileName(0) {
+					last = i
+				}
+			}
+			return es[last].Offset, es[last-1].Record.Seq
+		}},
 		{"older file lost its last record", func(t *testing.T, dir string, es []Entry) (string, int64) {
 			last := 0
 			for i, e := range es {
@@ -157,7 +172,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			b := mustRead(t, p)
 			mustWrite(t, p, b[:es[last].Offset])
 			return FileName(1), int64(es[last+1].Record.Seq)
-		}, nil, ErrSeq},
+		}, nil, ErrSeq, nil},
 		{"middle file missing", func(t *testing.T, dir string, es []Entry) (string, int64) {
 			if err := os.Remove(fileOf(t, dir, 1)); err != nil {
 				t.Fatal(err)
@@ -166,13 +181,13 @@ func TestVerifyDetectsTampering(t *testing.T) {
 				t.Skip("needs three files")
 			}
 			return FileName(1), -1
-		}, nil, ErrFiles},
+		}, nil, ErrFiles, nil},
 		{"first file missing", func(t *testing.T, dir string, es []Entry) (string, int64) {
 			if err := os.Remove(fileOf(t, dir, 0)); err != nil {
 				t.Fatal(err)
 			}
 			return FileName(1), int64(firstSeqOf(es, FileName(1)))
-		}, nil, ErrFiles},
+		}, nil, ErrFiles, nil},
 		{"forged checkpoint signature", func(t *testing.T, dir string, es []Entry) (string, int64) {
 			k := firstOfKind(es, KindCheckpoint, 0)
 			rewrite(t, dir, func(e Entry) Body {
@@ -185,7 +200,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 				return e.Body
 			})
 			return es[k].File, int64(es[k].Record.Seq)
-		}, nil, ErrSignature},
+		}, nil, ErrSignature, nil},
 		{"history rewritten and re-chained", func(t *testing.T, dir string, es []Entry) (string, int64) {
 			k := firstOfKind(es, KindSessionStart, 0)
 			rewrite(t, dir, func(e Entry) Body {
@@ -198,7 +213,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			})
 			c := firstOfKind(es, KindCheckpoint, k)
 			return es[c].File, int64(es[c].Record.Seq)
-		}, nil, ErrCheckpoint},
+		}, nil, ErrCheckpoint, nil},
 		{"history rewritten with checkpoint heads updated", func(t *testing.T, dir string, es []Entry) (string, int64) {
 			k := firstOfKind(es, KindSessionStart, 0)
 			// First pass changes the record; second pass fixes heads to the new hashes.
@@ -224,14 +239,14 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			})
 			c := firstOfKind(es, KindCheckpoint, k)
 			return es[c].File, int64(es[c].Record.Seq)
-		}, nil, ErrSignature},
+		}, nil, ErrSignature, nil},
 		{"wrong trusted key", func(t *testing.T, dir string, es []Entry) (string, int64) {
 			c := firstOfKind(es, KindCheckpoint, 0)
 			return es[c].File, int64(es[c].Record.Seq)
-		}, func(tr Trust) Trust { tr.PublicKey = &newKey(t).PublicKey; return tr }, ErrSignature},
+		}, func(tr Trust) Trust { tr.PublicKey = &newKey(t).PublicKey; return tr }, ErrSignature, nil},
 		{"wrong log id", func(t *testing.T, dir string, es []Entry) (string, int64) {
 			return FileName(0), 0
-		}, func(tr Trust) Trust { tr.LogID = "another-log"; return tr }, ErrLogID},
+		}, func(tr Trust) Trust { tr.LogID = "another-log"; return tr }, ErrLogID, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -244,6 +259,15 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			_, err := Verify(dir, tr)
 			p := wantProblem(t, err, tc.want, file, seq)
 			t.Logf("reported: %v", p)
+			if tc.at != nil {
+				off, after := tc.at(es)
+				if p.Offset != off {
+					t.Fatalf("problem at offset %d, want %d (the damaged record): %v", p.Offset, off, p)
+				}
+				if !p.HasSeq && (!p.HasAfter || p.After != after) {
+					t.Fatalf("problem names the record after seq %d (known %v), want after seq %d: %v", p.After, p.HasAfter, after, p)
+				}
+			}
 		})
 	}
 }
