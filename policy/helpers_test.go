@@ -15,8 +15,8 @@ var now = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 const baseSite = `site: test
 zones:
-  - {name: cell-1, owner: ot, mode: enforce, interface: eth1, subnet: 10.77.0.0/24}
-  - {name: cell-2, owner: ot, mode: enforce, interface: eth1, vlan: 2, subnet: 10.78.0.0/24}
+  - {name: cell-1, owner: ot, mode: enforce, interface: eth1, subnet: 10.77.0.0/24, gate_address: 10.77.0.1}
+  - {name: cell-2, owner: ot, mode: enforce, interface: eth1, vlan: 2, subnet: 10.78.0.0/24, gate_address: 10.78.0.1}
 assets:
   - {name: plc-tank, zone: cell-1, address: 10.77.0.20, services: [{protocol: modbus}]}
   - {name: hmi-1, zone: cell-1, address: 10.77.0.30, services: [{protocol: https}, {protocol: modbus}]}

@@ -117,6 +117,9 @@ func validateAssets(v *validator, s *Site) {
 			} else {
 				addrs[a.Address] = a.Name
 			}
+			if gz, gp, ok := v.gateZone(s, a.Address); ok {
+				v.errorf(join(p, "address"), "address %s is the gate's own address in zone %q (%s, line %d)", a.Address, gz.Name, gp, v.d.lines[gp])
+			}
 			if zone != nil && zone.Subnet.IsValid() {
 				switch {
 				case !zone.Subnet.Contains(a.Address):

@@ -62,8 +62,17 @@ func decodeExceptions(d *decoder, n *yaml.Node, path string, s *Site) {
 	}
 }
 
+// flowKey identifies an exception's flow once its endpoints are resolved
+// to addresses: an asset and its address are the same endpoint.
+type flowKey struct {
+	from, to netip.Addr
+	protocol string
+	port     uint16
+}
+
 func validateExceptions(v *validator, s *Site) {
 	max := s.Limits.MaxExceptionLifetime
+	flows := map[flowKey]int{}
 	for i := range s.Exceptions {
 		e := &s.Exceptions[i]
 		p := index("exceptions", i)
@@ -81,9 +90,20 @@ func validateExceptions(v *validator, s *Site) {
 				}
 				side.ep.Address = a.Address
 			case side.ep.Address.IsValid():
-				if !inSomeZone(s, side.ep.Address) {
+				if gz, gp, ok := v.gateZone(s, side.ep.Address); ok {
+					v.errorf(fp, "address %s is the gate's own address in zone %q (%s); an exception is a flow between assets", side.ep.Address, gz.Name, gp)
+				} else if !inSomeZone(s, side.ep.Address) {
 					v.errorf(fp, "address %s is in no zone's subnet", side.ep.Address)
 				}
+			}
+		}
+		if e.From.Address.IsValid() && e.To.Address.IsValid() && e.Protocol != "" && e.Port != 0 {
+			k := flowKey{e.From.Address, e.To.Address, e.Protocol, e.Port}
+			if j, dup := flows[k]; dup {
+				jp := index("exceptions", j)
+				v.errorf(p, "duplicate exception: %s to %s, %s port %d is also %s (line %d)", e.From, e.To, e.Protocol, e.Port, jp, v.d.lines[jp])
+			} else {
+				flows[k] = i
 			}
 		}
 		if e.From.Address.IsValid() && e.From.Address == e.To.Address {

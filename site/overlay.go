@@ -105,6 +105,9 @@ func validateOverlay(v *validator, s *Site) {
 		if z.Subnet.IsValid() && z.Subnet.Overlaps(o.Prefix) {
 			v.errorf("overlay.prefix", "overlay prefix %s overlaps zone %q subnet %s (at %s)", o.Prefix, z.Name, z.Subnet, index("zones", i))
 		}
+		if z.GateAddress.IsValid() && o.Prefix.Contains(z.GateAddress) {
+			v.errorf(join(index("zones", i), "gate_address"), "gate address %s is an overlay address (overlay prefix %s); the gate's OT-side address must be an underlay address", z.GateAddress, o.Prefix)
+		}
 	}
 	checkSize := func(p string, size int) {
 		if bits.OnesCount(uint(size)) != 1 {

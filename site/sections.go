@@ -1,6 +1,7 @@
 package site
 
 import (
+	"net/netip"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -49,6 +50,8 @@ type validator struct {
 
 	zones  map[string]*Zone
 	assets map[string]*Asset
+	// gates maps each zone's gate address to the zone's index.
+	gates map[netip.Addr]int
 }
 
 func (v *validator) errorf(path, format string, args ...any) {

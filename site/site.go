@@ -17,6 +17,7 @@
 package site
 
 import (
+	"fmt"
 	"net/netip"
 	"time"
 )
@@ -54,6 +55,32 @@ type Zone struct {
 	Interface string       `cbor:"4,keyasint"`
 	VLAN      int          `cbor:"5,keyasint,omitempty"`
 	Subnet    netip.Prefix `cbor:"6,keyasint"`
+	// GateAddress is the gate's own address in the zone: netconf puts it,
+	// with the subnet's prefix length, on the zone's interface (the VLAN
+	// sub-interface for a VLAN zone). The proxy reaches the zone's assets
+	// from it and they answer to it (on-link; an asset that routes
+	// through a gateway of its own needs a route back to it). Required in
+	// the site file; zero only in a policy compiled before the field
+	// existed.
+	GateAddress netip.Addr `cbor:"7,keyasint,omitempty"`
+}
+
+// GatePrefix is the gate's address in the zone with the subnet's length
+// (10.77.0.1/24), or the zero Prefix when the zone has none.
+func (z Zone) GatePrefix() netip.Prefix {
+	if !z.GateAddress.IsValid() || !z.Subnet.IsValid() {
+		return netip.Prefix{}
+	}
+	return netip.PrefixFrom(z.GateAddress, z.Subnet.Bits())
+}
+
+// IfName is the interface the zone lives on: the interface, or
+// "interface.vlan" for a VLAN zone (eth1.100).
+func (z Zone) IfName() string {
+	if z.VLAN != 0 {
+		return fmt.Sprintf("%s.%d", z.Interface, z.VLAN)
+	}
+	return z.Interface
 }
 
 // Asset is one OT device (PLC, HMI, RTU, ...).

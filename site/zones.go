@@ -2,6 +2,7 @@ package site
 
 import (
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 
@@ -11,8 +12,8 @@ import (
 func decodeZones(d *decoder, n *yaml.Node, path string, s *Site) {
 	for i, it := range d.list(n, path) {
 		p := index(path, i)
-		f := d.fields(it, p, "name", "owner", "mode", "interface", "vlan", "subnet")
-		d.require(it, p, f, "name", "owner", "mode", "interface", "subnet")
+		f := d.fields(it, p, "name", "owner", "mode", "interface", "vlan", "subnet", "gate_address")
+		d.require(it, p, f, "name", "owner", "mode", "interface", "subnet", "gate_address")
 		var z Zone
 		if v, ok := f["name"]; ok {
 			z.Name, _ = d.name(v, join(p, "name"))
@@ -45,6 +46,9 @@ func decodeZones(d *decoder, n *yaml.Node, path string, s *Site) {
 		if v, ok := f["subnet"]; ok {
 			z.Subnet, _ = d.prefix4(v, join(p, "subnet"))
 		}
+		if v, ok := f["gate_address"]; ok {
+			z.GateAddress, _ = d.ipv4(v, join(p, "gate_address"))
+		}
 		s.Zones = append(s.Zones, z)
 	}
 }
@@ -60,6 +64,7 @@ func checkIfName(s string) error {
 
 func validateZones(v *validator, s *Site) {
 	v.zones = map[string]*Zone{}
+	v.gates = map[netip.Addr]int{}
 	vlans := map[string]int{} // parent/vlan -> zone index
 	for i := range s.Zones {
 		z := &s.Zones[i]
@@ -87,7 +92,42 @@ func validateZones(v *validator, s *Site) {
 				}
 			}
 		}
+		validateGateAddress(v, s, i)
 	}
+}
+
+// validateGateAddress checks zone i's gate address: a host address of the
+// zone's subnet that no other zone uses. Assets, exceptions and the
+// overlay check theirs against v.gates.
+func validateGateAddress(v *validator, s *Site, i int) {
+	z := &s.Zones[i]
+	gp := join(index("zones", i), "gate_address")
+	if !z.GateAddress.IsValid() {
+		return
+	}
+	if j, dup := v.gates[z.GateAddress]; dup {
+		v.errorf(gp, "gate address %s is also zone %q's (line %d); each zone needs its own", z.GateAddress, s.Zones[j].Name, v.d.lines[join(index("zones", j), "gate_address")])
+		return
+	}
+	v.gates[z.GateAddress] = i
+	if !z.Subnet.IsValid() {
+		return
+	}
+	switch {
+	case !z.Subnet.Contains(z.GateAddress):
+		v.errorf(gp, "gate address %s is outside the zone's subnet %s", z.GateAddress, z.Subnet)
+	case z.Subnet.Bits() <= 30 && (z.GateAddress == z.Subnet.Addr() || z.GateAddress == lastAddr(z.Subnet)):
+		v.errorf(gp, "gate address %s is the network or broadcast address of the zone's subnet %s", z.GateAddress, z.Subnet)
+	}
+}
+
+// gateZone returns the zone whose gate address is a, if any.
+func (v *validator) gateZone(s *Site, a netip.Addr) (*Zone, string, bool) {
+	i, ok := v.gates[a]
+	if !ok {
+		return nil, "", false
+	}
+	return &s.Zones[i], join(index("zones", i), "gate_address"), true
 }
 
 func zonePath(s *Site, z *Zone) string {

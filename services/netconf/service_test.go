@@ -39,7 +39,7 @@ func TestServicePolicyChanges(t *testing.T) {
 	lab.Veth(t, gate, "eth2", plant, "p2")
 	dir := t.TempDir()
 	pdir := filepath.Join(dir, "policy")
-	storePolicy(t, pdir, "zones:\n  - {name: cell-1, owner: ot, mode: enforce, interface: eth1, subnet: 10.77.0.0/24}\n")
+	storePolicy(t, pdir, "zones:\n  - {name: cell-1, owner: ot, mode: enforce, interface: eth1, subnet: 10.77.0.0/24, gate_address: 10.77.0.1}\n")
 
 	var notified atomic.Int32
 	cfg := Config{
@@ -80,7 +80,7 @@ func TestServicePolicyChanges(t *testing.T) {
 
 	// A zone on an interface that is not a downlink: refused, nothing
 	// changes.
-	storePolicy(t, pdir, "zones:\n  - {name: cell-9, owner: ot, mode: enforce, interface: eth9, subnet: 10.79.0.0/24}\n")
+	storePolicy(t, pdir, "zones:\n  - {name: cell-9, owner: ot, mode: enforce, interface: eth9, subnet: 10.79.0.0/24, gate_address: 10.79.0.1}\n")
 	syncs := st.Syncs
 	svc.Reload()
 	lab.WaitFor(t, 10*time.Second, "the reload", func() bool { return status().Syncs > syncs })
@@ -94,8 +94,8 @@ func TestServicePolicyChanges(t *testing.T) {
 
 	// A good edit: a second zone and its assets.
 	storePolicy(t, pdir, `zones:
-  - {name: cell-1, owner: ot, mode: enforce, interface: eth1, subnet: 10.77.0.0/24}
-  - {name: cell-2, owner: ot, mode: monitor, interface: eth2, subnet: 10.78.0.0/24}
+  - {name: cell-1, owner: ot, mode: enforce, interface: eth1, subnet: 10.77.0.0/24, gate_address: 10.77.0.1}
+  - {name: cell-2, owner: ot, mode: monitor, interface: eth2, subnet: 10.78.0.0/24, gate_address: 10.78.0.1}
 assets:
   - {name: rtu-1, zone: cell-2, address: 10.78.0.20, services: [{protocol: modbus}]}
 `)

@@ -17,8 +17,8 @@ import (
 
 const policyYAML = `site: test-plant
 zones:
-  - {name: cell-1, owner: ot, mode: enforce, interface: eth1, subnet: 10.10.1.0/24}
-  - {name: cell-2, owner: ot, mode: monitor, interface: eth1, vlan: 12, subnet: 10.10.2.0/24}
+  - {name: cell-1, owner: ot, mode: enforce, interface: eth1, subnet: 10.10.1.0/24, gate_address: 10.10.1.1}
+  - {name: cell-2, owner: ot, mode: monitor, interface: eth1, vlan: 12, subnet: 10.10.2.0/24, gate_address: 10.10.2.1}
 overlay:
   quarantine: 1h
 assets:

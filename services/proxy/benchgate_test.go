@@ -105,6 +105,7 @@ zones:
     mode: enforce
     interface: eth1
     subnet: 10.99.0.0/24
+    gate_address: 10.99.0.1
 assets:
   - name: echo-1
     zone: cell

@@ -112,6 +112,7 @@ zones:
     mode: enforce
     interface: eth1
     subnet: 10.99.0.0/24
+    gate_address: 10.99.0.1
 assets:
   - name: plc-1
     zone: cell

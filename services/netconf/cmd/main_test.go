@@ -31,7 +31,7 @@ func TestBinary(t *testing.T) {
 	}
 	src := []byte(`site: bin
 zones:
-  - {name: cell-1, owner: ot, mode: enforce, interface: eth1, subnet: 10.77.0.0/24}
+  - {name: cell-1, owner: ot, mode: enforce, interface: eth1, subnet: 10.77.0.0/24, gate_address: 10.77.0.1}
 assets:
   - {name: plc-1, zone: cell-1, address: 10.77.0.10, mac: "02:00:00:00:00:10", services: [{protocol: modbus}]}
   - {name: plc-2, zone: cell-1, address: 10.77.0.11, services: [{protocol: modbus}]}

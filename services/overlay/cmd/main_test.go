@@ -32,7 +32,7 @@ func TestBinary(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	store := func(assets string) {
-		src := []byte("site: bin\nzones:\n  - {name: z, owner: o, mode: enforce, interface: eth1, subnet: 10.1.0.0/24}\noverlay: {prefix: 198.18.0.0/16}\nassets:\n" + assets)
+		src := []byte("site: bin\nzones:\n  - {name: z, owner: o, mode: enforce, interface: eth1, subnet: 10.1.0.0/24, gate_address: 10.1.0.1}\noverlay: {prefix: 198.18.0.0/16}\nassets:\n" + assets)
 		s, err := site.Parse("site.yaml", src, site.Options{})
 		if err != nil {
 			t.Fatal(err)

@@ -20,6 +20,7 @@ zones:
     mode: enforce
     interface: dn0
     subnet: 10.20.0.0/24
+    gate_address: 10.20.0.1
 assets:
   - name: plc-1
     zone: cell-a

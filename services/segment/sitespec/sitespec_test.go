@@ -110,6 +110,7 @@ zones:
     mode: enforce
     interface: IFACE
     subnet: 10.1.0.0/24
+    gate_address: 10.1.0.1
 assets:
   - name: a
     zone: z
@@ -148,6 +149,7 @@ zones:
     mode: monitor
     interface: eth2
     subnet: 10.1.0.0/24
+    gate_address: 10.1.0.1
 `)
 	spec, err := Spec(s, gate)
 	if err != nil {
