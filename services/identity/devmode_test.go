@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -84,12 +85,75 @@ func TestDevModeMarksEveryCertificate(t *testing.T) {
 	}
 	id.Close()
 
-	// The dev identity is refused without dev mode, and a TPM identity is
-	// never silently converted.
-	cfg.DevMode = false
-	cfg.TPM = DeviceTPM("/nonexistent")
-	if _, err := Open(cfg); err == nil {
-		t.Fatal("dev-mode state opened without dev mode")
+}
+
+// The dev and TPM modes never mix: state made in one mode and opened in
+// the other (with a real TPM there, so the refusal is load's comparison,
+// not a missing TPM) fails with a *StateError naming key.cbor and the
+// mode, and changes nothing.
+func TestModeMismatchRefused(t *testing.T) {
+	_, opener := startTPM(t)
+	open := func(cfg Config, wantProblem string) {
+		t.Helper()
+		before := snapshot(t, cfg.StateDir)
+		id, err := Open(cfg)
+		if err == nil {
+			id.Close()
+			t.Fatalf("opened with DevMode %v: want refusal", cfg.DevMode)
+		}
+		var se *StateError
+		if !errors.As(err, &se) || !errors.Is(err, ErrStateCorrupt) || se.Path != filepath.Join(cfg.StateDir, KeyFile) ||
+			!strings.Contains(err.Error(), wantProblem) {
+			t.Fatalf("DevMode %v: got %v, want a *StateError on %s saying %q", cfg.DevMode, err, KeyFile, wantProblem)
+		}
+		if errors.Is(err, ErrNoTPM) {
+			t.Fatalf("refused for a missing TPM, not the mode: %v", err)
+		}
+		t.Logf("%v", err)
+		if after := snapshot(t, cfg.StateDir); after != before {
+			t.Fatal("state directory changed")
+		}
+	}
+
+	// Dev-mode state, opened in TPM mode with a TPM present.
+	dev := Config{StateDir: filepath.Join(t.TempDir(), "identity"), Site: "lab", DevMode: true, Create: true, Log: testWriter{t}}
+	id, err := Open(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id.Close()
+	dev.DevMode, dev.TPM = false, opener
+	open(dev, "holds a dev-mode software key but dev mode is not set")
+
+	// TPM state, opened in dev mode.
+	tpm := testConfig(t, opener)
+	id, err = Open(tpm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id.Close()
+	tpm.DevMode = true
+	open(tpm, "holds a TPM key but dev mode is set")
+
+	// A seal.cbor of the other mode next to a matching key.cbor.
+	devDir := dev.StateDir
+	tpm.DevMode = false
+	copyState(t, filepath.Join(devDir, SealFile), filepath.Join(tpm.StateDir, SealFile))
+	_, err = Open(tpm)
+	var se *StateError
+	if !errors.As(err, &se) || se.Path != filepath.Join(tpm.StateDir, SealFile) || !strings.Contains(err.Error(), "differs from key.cbor mode") {
+		t.Fatalf("dev seal.cbor with a TPM key.cbor: %v, want a *StateError on %s", err, SealFile)
+	}
+}
+
+func copyState(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
 
