@@ -75,7 +75,10 @@ func runSegment(args []string) error {
 				fmt.Printf("  reachable by %s\n", r)
 			}
 		}
-		fmt.Println("everything else toward the OT side is dropped; the gate does not route")
+		fmt.Println("everything else toward the OT side is dropped; the gate routes nothing but exceptions and monitor zones")
+		if resp.Note != "" {
+			fmt.Printf("note: %s\n", resp.Note)
+		}
 	case segment.OpReport:
 		if len(resp.Report) == 0 {
 			fmt.Println("no would-have-blocked flows")
@@ -86,7 +89,10 @@ func runSegment(args []string) error {
 		}
 	default:
 		st := resp.Status
-		fmt.Printf("applied %s (%d applies, %d drift repairs)\n%s\n", st.Applied.UTC().Format(time.RFC3339), st.Applies, st.Drifts, st.Ruleset)
+		fmt.Printf("applied %s (%d applies, %d drift repairs)\n%s\nIPv4 forwarding %s\n", st.Applied.UTC().Format(time.RFC3339), st.Applies, st.Drifts, st.Ruleset, st.Forwarding)
+		if st.Degraded != "" {
+			fmt.Printf("DEGRADED: %s\n", st.Degraded)
+		}
 		for _, e := range st.Exceptions {
 			fmt.Printf("exception %s: %s, %d packets, expires in %s\n", e.ID, e.Flow, e.Packets, e.Expires)
 		}

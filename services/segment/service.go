@@ -19,7 +19,7 @@ const DefaultInterval = 10 * time.Second
 // Event is one thing the service did or saw.
 type Event struct {
 	Time    time.Time `cbor:"1,keyasint" json:"time"`
-	Kind    string    `cbor:"2,keyasint" json:"kind"` // applied, drift, exception-expired, error
+	Kind    string    `cbor:"2,keyasint" json:"kind"` // applied, drift, exception-expired, forwarding, error
 	Message string    `cbor:"3,keyasint" json:"message"`
 }
 
@@ -44,7 +44,12 @@ type Service struct {
 	drifts   int
 	applies  int
 
-	statePath string // would-block history file, "" for none
+	fwd       Forwarding
+	fwdErr    error // the last forwarding change that failed, nil when in step
+	fwdLogged bool
+
+	statePath    string // would-block history file, "" for none
+	overlayState string // the overlay allocator's table, read for show
 }
 
 // Option configures a Service.
@@ -59,7 +64,8 @@ func WithLogf(f func(string, ...any)) Option { return func(s *Service) { s.logf 
 // New returns a service for spec on conn.
 func New(conn *nftables.Conn, spec *ruleset.Spec, opts ...Option) *Service {
 	s := &Service{conn: conn, spec: spec, interval: DefaultInterval, logf: log.Printf, now: time.Now,
-		expired: map[string]bool{}, hist: map[string]*ruleset.WouldBlock{}, gen: map[string][2]uint64{}}
+		expired: map[string]bool{}, hist: map[string]*ruleset.WouldBlock{}, gen: map[string][2]uint64{},
+		fwd: SysctlForwarding{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -67,8 +73,14 @@ func New(conn *nftables.Conn, spec *ruleset.Spec, opts ...Option) *Service {
 }
 
 func (s *Service) event(kind, format string, a ...any) {
-	e := Event{Time: s.now(), Kind: kind, Message: fmt.Sprintf(format, a...)}
-	s.logf("segment: %s: %s", kind, e.Message)
+	msg := fmt.Sprintf(format, a...)
+	s.logf("segment: %s: %s", kind, msg)
+	s.addEvent(kind, msg)
+}
+
+// addEvent records an event the caller has logged in its own words.
+func (s *Service) addEvent(kind, msg string) {
+	e := Event{Time: s.now(), Kind: kind, Message: msg}
 	s.events = append(s.events, e)
 	if len(s.events) > maxEvents {
 		s.events = s.events[len(s.events)-maxEvents:]
@@ -115,6 +127,10 @@ func (s *Service) applyLocked(why string) error {
 	}
 	s.applies++
 	s.event("applied", "%s (%s)", d, why)
+	// Only now, with the forward chain of this spec in the kernel, may
+	// forwarding follow it. A failure leaves the ruleset applied and the
+	// service degraded (Degraded, Status, init hears unhealthy from Run).
+	_ = s.syncForwardingLocked(now)
 	return nil
 }
 
@@ -129,13 +145,18 @@ func (s *Service) announceExpiredLocked(now time.Time) {
 }
 
 // Check compares the kernel with the desired state and repairs drift with
-// one atomic re-apply. It returns the drift it found.
+// one atomic re-apply (forwarding is off while it does), and puts the IPv4
+// forwarding switch back in step with the spec. It returns the drift it
+// found; an error when a repair failed or forwarding cannot be set.
 func (s *Service) Check() ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
 	if next := s.spec.NextExpiry(s.appliedT); !next.IsZero() && !next.After(now) {
-		return nil, s.applyLocked("exception expiry")
+		if err := s.applyLocked("exception expiry"); err != nil {
+			return nil, err
+		}
+		return nil, s.fwdErr
 	}
 	snap, err := ruleset.ReadSnapshot(s.conn)
 	if err != nil {
@@ -143,13 +164,17 @@ func (s *Service) Check() ([]string, error) {
 	}
 	drift := ruleset.Drift(s.desired, snap, s.applied)
 	if len(drift) == 0 {
-		return nil, nil
+		return nil, s.syncForwardingLocked(now)
 	}
 	s.drifts++
 	for _, d := range drift {
 		s.event("drift", "%s", d)
 	}
-	return drift, s.applyLocked("drift repair")
+	s.forwardingOffLocked("the ruleset drifted; off until it is repaired")
+	if err := s.applyLocked("drift repair"); err != nil {
+		return drift, err
+	}
+	return drift, s.fwdErr
 }
 
 // Run reconciles until ctx ends: a drift check every interval, right after
@@ -161,6 +186,11 @@ func (s *Service) Run(ctx context.Context) error {
 	defer t.Stop()
 	changed := s.watch(ctx)
 	unhealthy := false // told init; tell again only on a change
+	if err := s.Degraded(); err != nil {
+		s.logf("segment: degraded: %v", err)
+		_ = ready.Unhealthy("segment: " + err.Error())
+		unhealthy = true
+	}
 	for {
 		s.mu.Lock()
 		next := s.spec.NextExpiry(s.appliedT)
@@ -229,14 +259,21 @@ func (s *Service) watch(ctx context.Context) <-chan struct{} {
 	return changed
 }
 
-// pollLocked merges the kernel's would-block record into the history.
+// maxNewFlowLines caps the "would block" lines one poll logs; the rest
+// are counted in one line (the report has them all).
+const maxNewFlowLines = 20
+
+// pollLocked merges the kernel's would-block record into the history and
+// logs each flow the history did not have yet, once.
 func (s *Service) pollLocked(now time.Time) error {
 	rep, err := ruleset.ReadWouldBlock(s.conn, now)
 	if err != nil {
 		return err
 	}
 	changed := false
+	var fresh []ruleset.Flow
 	defer func() {
+		s.logNewFlowsLocked(fresh)
 		if changed {
 			if err := s.saveHistoryLocked(); err != nil {
 				s.logf("segment: %v", err)
@@ -257,6 +294,7 @@ func (s *Service) pollLocked(now time.Time) error {
 		changed = true
 		h, ok := s.hist[k]
 		if !ok {
+			fresh = append(fresh, r.Flow)
 			c := r
 			c.Packets, c.Bytes = 0, 0
 			h = &c
@@ -272,6 +310,35 @@ func (s *Service) pollLocked(now time.Time) error {
 		}
 	}
 	return nil
+}
+
+// logNewFlowsLocked logs new would-block flows, at most maxNewFlowLines,
+// naming the monitor zone (of the destination, else of the source).
+func (s *Service) logNewFlowsLocked(flows []ruleset.Flow) {
+	if len(flows) == 0 {
+		return
+	}
+	zone := map[string]string{}
+	for _, a := range s.spec.Assets {
+		if a.Mode == ruleset.ModeMonitor {
+			zone[a.Address] = a.Zone
+		}
+	}
+	for i, f := range flows {
+		if i == maxNewFlowLines {
+			s.logf("segment: would block: %d more new flows not logged (at most %d lines a poll; otgate segment report lists them all)",
+				len(flows)-i, maxNewFlowLines)
+			return
+		}
+		z, ok := zone[f.To]
+		if !ok {
+			z, ok = zone[f.From]
+		}
+		if !ok {
+			z = "?" // the zone left the spec since the kernel saw the flow
+		}
+		s.logf("segment: would block (monitor zone %s): %s", z, f)
+	}
 }
 
 // Report returns the would-have-blocked flows seen since the service started
@@ -298,6 +365,12 @@ type Status struct {
 	Ruleset    string                     `cbor:"4,keyasint" json:"ruleset"`
 	Exceptions []ruleset.ExceptionCounter `cbor:"5,keyasint" json:"exceptions"`
 	Events     []Event                    `cbor:"6,keyasint" json:"events"`
+	// Forwarding is the namespace's IPv4 forwarding switch as read now
+	// ("on", "off" or the read error).
+	Forwarding string `cbor:"7,keyasint" json:"ip_forwarding"`
+	// Degraded names a standing failure while the ruleset is in force
+	// (forwarding could not be set); "" when none.
+	Degraded string `cbor:"8,keyasint,omitempty" json:"degraded,omitempty"`
 }
 
 // Status reports the last apply, the installed exceptions with their
@@ -314,11 +387,23 @@ func (s *Service) Status() (*Status, error) {
 	if s.desired != nil {
 		st.Ruleset = s.desired.String()
 	}
+	if on, err := s.fwd.Get(); err != nil {
+		st.Forwarding = "unknown: " + err.Error()
+	} else {
+		st.Forwarding = onOff(on)
+	}
+	if s.fwdErr != nil {
+		st.Degraded = s.fwdErr.Error()
+	}
 	return st, nil
 }
 
 // Spec returns the spec the service enforces.
-func (s *Service) Spec() *ruleset.Spec { return s.spec }
+func (s *Service) Spec() *ruleset.Spec {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.spec
+}
 
 // SetSpec replaces the desired state and applies it at once, in one atomic
 // replacement of the table (a policy reload). On error the kernel keeps the

@@ -35,6 +35,8 @@ type Response struct {
 	Show   []AssetRule          `cbor:"2,keyasint,omitempty"`
 	Report []ruleset.WouldBlock `cbor:"3,keyasint,omitempty"`
 	Status *Status              `cbor:"4,keyasint,omitempty"`
+	// Note qualifies a good answer (e.g. show without the overlay table).
+	Note string `cbor:"5,keyasint,omitempty"`
 }
 
 // AssetRule is the effective rule of one asset, in words.
@@ -48,8 +50,11 @@ type AssetRule struct {
 	Reachers []string `cbor:"7,keyasint" json:"reachable_by"`
 }
 
-// Show describes what may reach each asset under spec at now.
-func Show(spec *ruleset.Spec, now time.Time) []AssetRule {
+// Show describes what may reach each asset under spec at now. An asset's
+// endpoint is its entry in endpoints (asset name -> overlay address, the
+// overlay allocator's table, see ReadOverlayEndpoints), else its pinned
+// address from the spec.
+func Show(spec *ruleset.Spec, now time.Time, endpoints map[string]string) []AssetRule {
 	id := fmt.Sprintf("the proxy (socket uid %d", spec.Proxy.UID)
 	if spec.Proxy.Mark != 0 {
 		id += fmt.Sprintf(" and mark %#x", spec.Proxy.Mark)
@@ -59,6 +64,9 @@ func Show(spec *ruleset.Spec, now time.Time) []AssetRule {
 	for _, a := range spec.Assets {
 		r := AssetRule{Asset: a.Name, Zone: a.Zone, Mode: a.Mode, Address: a.Address, Endpoint: a.Endpoint,
 			Ports: append([]uint16(nil), a.TCPPorts...)}
+		if ep, ok := endpoints[a.Name]; ok {
+			r.Endpoint = ep
+		}
 		sort.Slice(r.Ports, func(i, j int) bool { return r.Ports[i] < r.Ports[j] })
 		var ports []string
 		for _, p := range r.Ports {
@@ -109,7 +117,15 @@ func (s *Service) answer(c net.Conn) {
 	var resp Response
 	switch req.Op {
 	case OpShow:
-		resp.Show = Show(s.spec, time.Now())
+		var eps map[string]string
+		if s.overlayState != "" {
+			var err error
+			if eps, err = ReadOverlayEndpoints(s.overlayState); err != nil {
+				resp.Note = fmt.Sprintf("overlay endpoints shown only where pinned: %v", err)
+				s.logf("segment: show: %v", err)
+			}
+		}
+		resp.Show = Show(s.Spec(), time.Now(), eps)
 	case OpReport:
 		rep, err := s.Report()
 		if err != nil {

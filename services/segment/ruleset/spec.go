@@ -232,6 +232,20 @@ func (s *Spec) Active(now time.Time) []Exception {
 	return out
 }
 
+// Routing says why spec at now needs the gate to route packets between
+// its interfaces: the active exceptions and the monitor zones (zones in
+// monitor mode with at least one asset). Both zero: nothing is ever
+// forwarded, so IPv4 forwarding can stay off.
+func (s *Spec) Routing(now time.Time) (exceptions, monitorZones int) {
+	zones := map[string]bool{}
+	for _, a := range s.Assets {
+		if a.Mode == ModeMonitor {
+			zones[a.Zone] = true
+		}
+	}
+	return len(s.Active(now)), len(zones)
+}
+
 // NextExpiry is the earliest expiry after now, or the zero time.
 func (s *Spec) NextExpiry(now time.Time) time.Time {
 	act := s.Active(now)

@@ -2,8 +2,10 @@
 // enforces the gate's nftables ruleset from a spec file (-spec) or from the
 // applied site policy and the boot config (-policy, -boot; re-read on SIGHUP
 // and when the file changes), repairs drift, expires exceptions and serves
-// status on a unix socket. It never deletes the ruleset on exit: a killed or
-// restarting service leaves the last applied table in force.
+// status on a unix socket. It owns the namespace's IPv4 forwarding switch:
+// on only while the applied ruleset routes (an exception, a monitor zone).
+// It never deletes the ruleset on exit: a killed or restarting service
+// leaves the last applied table in force.
 package segmentd
 
 import (
@@ -18,6 +20,7 @@ import (
 
 	"github.com/otgate/otgate/internal/bootcfg"
 	"github.com/otgate/otgate/internal/ready"
+	"github.com/otgate/otgate/services/overlay/alloc"
 	"github.com/otgate/otgate/services/segment"
 	"github.com/otgate/otgate/services/segment/ruleset"
 )
@@ -30,6 +33,7 @@ func Main() {
 	policy := flag.String("policy", "", "applied site policy (CBOR, site.Store) to enforce instead of -spec, with the baseline of -boot")
 	boot := flag.String("boot", bootcfg.Path, "-policy: boot config naming the gate's uplink and downlinks")
 	poll := flag.Duration("poll", 2*time.Second, "-policy: how often to check the policy file for a change")
+	overlayState := flag.String("overlay-state", alloc.DefaultStatePath, "the overlay allocator's table, read (never written) to show each asset's endpoint (empty: pinned endpoints only)")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("")
@@ -41,13 +45,13 @@ func Main() {
 			os.Exit(1)
 		}
 	}
-	if err := run(src, *specPath, *socket, *state, *interval, *poll); err != nil {
+	if err := run(src, *specPath, *socket, *state, *overlayState, *interval, *poll); err != nil {
 		log.Printf("segment: %v", err)
 		os.Exit(1)
 	}
 }
 
-func run(src *policySource, specPath, socket, state string, interval, poll time.Duration) error {
+func run(src *policySource, specPath, socket, state, overlayState string, interval, poll time.Duration) error {
 	if interval <= 0 {
 		return fmt.Errorf("-interval %s: must be positive", interval)
 	}
@@ -69,7 +73,11 @@ func run(src *policySource, specPath, socket, state string, interval, poll time.
 	if err != nil {
 		return err
 	}
-	svc := segment.New(conn, spec, segment.WithInterval(interval), segment.WithStateFile(state))
+	// The service owns IPv4 forwarding in its namespace (the gate's): on
+	// only while the applied spec routes (exceptions, monitor zones), set
+	// after each apply.
+	svc := segment.New(conn, spec, segment.WithInterval(interval), segment.WithStateFile(state),
+		segment.WithOverlayState(overlayState))
 	if err := svc.Start(); err != nil {
 		return err
 	}

@@ -1,0 +1,324 @@
+package segment_test
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/otgate/otgate/services/overlay/alloc"
+	"github.com/otgate/otgate/services/segment"
+	"github.com/otgate/otgate/services/segment/internal/nslab"
+	"github.com/otgate/otgate/services/segment/ruleset"
+)
+
+// The service runs in this process; its nftables connection and its
+// forwarding switch point into the lab's gate namespace (never the test
+// host's own).
+
+// nsForwarding is the gate namespace's forwarding switch: the sysctl opened
+// from a thread inside the namespace.
+type nsForwarding struct{ ns *nslab.NS }
+
+func (f nsForwarding) Get() (on bool, err error) {
+	err = f.ns.Do(func() (e error) { on, e = segment.SysctlForwarding{}.Get(); return e })
+	return on, err
+}
+
+func (f nsForwarding) Set(on bool) error {
+	return f.ns.Do(func() error { return segment.SysctlForwarding{}.Set(on) })
+}
+
+// logs collects the service's log lines.
+type logs struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logs) logf(format string, a ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, fmt.Sprintf(format, a...))
+}
+
+func (l *logs) matching(prefix string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, s := range l.lines {
+		if strings.HasPrefix(s, prefix) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func labSpec(mode3 string) *ruleset.Spec {
+	return &ruleset.Spec{
+		BaselineSpec: ruleset.BaselineSpec{
+			Uplink: nslab.Uplink, Downlinks: []string{nslab.Downlink, nslab.Downlink2},
+			ListenPorts: []uint16{8443}, Proxy: ruleset.ProxyIdentity{UID: 990, Mark: 0x5a},
+		},
+		Assets: []ruleset.Asset{
+			{Name: "plc-1", Zone: "cell-a", Mode: ruleset.ModeEnforce, Address: nslab.Asset1, TCPPorts: []uint16{502}},
+			{Name: "rtu-1", Zone: "cell-b", Mode: mode3, Address: nslab.Asset3, TCPPorts: []uint16{502}},
+		},
+	}
+}
+
+func newService(t *testing.T, l *nslab.Lab, spec *ruleset.Spec, opts ...segment.Option) (*segment.Service, *logs) {
+	t.Helper()
+	f := l.Gate.Open(t)
+	conn, err := ruleset.NewConn(int(f.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg := &logs{}
+	opts = append([]segment.Option{segment.WithLogf(lg.logf), segment.WithForwarding(nsForwarding{l.Gate})}, opts...)
+	return segment.New(conn, spec, opts...), lg
+}
+
+// Fail closed: when the forwarding switch cannot be set, the ruleset is
+// still applied, forwarding stays off (the routed flows stop, nothing
+// else opens), and the service says it is degraded: in Degraded, in its
+// status, as an error event, and as an error from every check (Run turns
+// that into "unhealthy" for init).
+func TestForwardingFailureIsDegraded(t *testing.T) {
+	l := nslab.New(t)
+	spec := labSpec(ruleset.ModeEnforce)
+	spec.Exceptions = []ruleset.Exception{{ID: "hist-pull", From: nslab.Asset1, To: nslab.Asset3, Protocol: "tcp", Port: 502,
+		Owner: "ops@plant", Expires: time.Now().Add(time.Hour)}}
+	broken := segment.SysctlForwarding{Path: filepath.Join(t.TempDir(), "no-such-dir", "ip_forward")}
+	svc, lg := newService(t, l, spec, segment.WithForwarding(broken))
+	if err := svc.Start(); err != nil {
+		t.Fatalf("Start: %v (the ruleset must be applied even when forwarding cannot be set)", err)
+	}
+	if err := svc.Degraded(); err == nil || !strings.Contains(err.Error(), "set IPv4 forwarding on (1 exceptions, 0 monitor zones)") {
+		t.Errorf("Degraded() = %v, want the failed forwarding change", err)
+	}
+	st, err := svc.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(st.Degraded, "set IPv4 forwarding on") || !strings.HasPrefix(st.Forwarding, "unknown") {
+		t.Errorf("status: degraded %q, forwarding %q", st.Degraded, st.Forwarding)
+	}
+	if len(lg.matching("segment: error: set IPv4 forwarding on")) != 1 {
+		t.Errorf("no error logged for the failed forwarding change: %q", lg.matching("segment: "))
+	}
+	if _, err := svc.Check(); err == nil {
+		t.Error("Check() = nil while forwarding cannot be set; want an error (unhealthy)")
+	}
+	if len(lg.matching("segment: error: set IPv4 forwarding on")) != 1 {
+		t.Errorf("the same failure logged as a new error on every check: %q", lg.matching("segment: error"))
+	}
+	if l.Forwarding(t) {
+		t.Error("gate forwarding is on")
+	}
+	if ok, _ := l.Plant.Reach(nslab.Asset3+":502", nslab.Identity{}, 1500*time.Millisecond); ok {
+		t.Error("the exception flow passes with forwarding not set")
+	}
+}
+
+// The service turns forwarding on only with a routed spec, re-evaluates
+// it on every apply and check, and puts it back when someone else flips it.
+func TestForwardingFollowsTheSpec(t *testing.T) {
+	l := nslab.New(t)
+	l.Plant2.Listen(t, nslab.Asset3+":502")
+	svc, lg := newService(t, l, labSpec(ruleset.ModeEnforce))
+	if err := svc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if l.Forwarding(t) {
+		t.Fatal("forwarding on with an enforce-only spec")
+	}
+	if got := lg.matching("segment: IPv4 forwarding"); len(got) != 1 || got[0] != "segment: IPv4 forwarding off: 0 exceptions, 0 monitor zones" {
+		t.Errorf("forwarding lines %q", got)
+	}
+	if err := svc.SetSpec(labSpec(ruleset.ModeMonitor), "test"); err != nil {
+		t.Fatal(err)
+	}
+	if !l.Forwarding(t) {
+		t.Fatal("forwarding off with a monitor zone")
+	}
+	if got := lg.matching("segment: IPv4 forwarding on"); len(got) != 1 || got[0] != "segment: IPv4 forwarding on: 0 exceptions, 1 monitor zones" {
+		t.Errorf("forwarding on lines %q", got)
+	}
+	if ok, err := l.Client.Reach(nslab.Asset3+":502", nslab.Identity{}, 10*time.Second); !ok || err != nil {
+		t.Errorf("client to the monitored asset: %v %v", ok, err)
+	}
+	l.SetForwarding(t, false) // someone else
+	if _, err := svc.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if !l.Forwarding(t) {
+		t.Error("a check did not put forwarding back on")
+	}
+	if err := svc.SetSpec(labSpec(ruleset.ModeEnforce), "test"); err != nil {
+		t.Fatal(err)
+	}
+	if l.Forwarding(t) {
+		t.Error("forwarding still on after the monitor zone left")
+	}
+	if d := svc.Degraded(); d != nil {
+		t.Errorf("Degraded() = %v", d)
+	}
+}
+
+// Each new would-block flow is logged once, when a poll first sees it,
+// naming its monitor zone; one poll logs at most 20 such lines and counts
+// the rest.
+func TestWouldBlockFlowsLoggedOnceRateLimited(t *testing.T) {
+	l := nslab.New(t)
+	l.Plant2.Listen(t, nslab.Asset3+":502")
+	svc, lg := newService(t, l, labSpec(ruleset.ModeMonitor))
+	if err := svc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	other := nslab.Identity{UID: 1000}
+	probe := func(from *nslab.NS, port int) {
+		t.Helper()
+		// Closed ports answer with a reset: refused is fine, the SYN was seen.
+		if _, err := from.Reach(fmt.Sprintf("%s:%d", nslab.Asset3, port), other, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	probe(l.Client, 502) // forwarded toward the zone
+	for p := 1000; p < 1025; p++ {
+		probe(l.Gate, p) // the gate's own non-proxy sockets toward the zone
+	}
+	if _, err := svc.Report(); err != nil {
+		t.Fatal(err)
+	}
+	lines := lg.matching("segment: would block (monitor zone cell-b): ")
+	if len(lines) != 20 {
+		t.Errorf("%d would-block lines, want 20 (the cap):\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+	if want := "segment: would block (monitor zone cell-b): 10.10.0.2 -> 10.30.0.10 tcp/502"; len(lines) == 0 || lines[0] != want {
+		t.Errorf("first line %q, want %q", lines, want)
+	}
+	if more := lg.matching("segment: would block: "); len(more) != 1 || !strings.HasPrefix(more[0], "segment: would block: 6 more new flows not logged") {
+		t.Errorf("suppressed count lines %q, want 6 more", more)
+	}
+	// Seen again: no new line. A new flow: one line.
+	probe(l.Client, 502)
+	probe(l.Gate, 1000)
+	probe(l.Gate, 2000)
+	if _, err := svc.Report(); err != nil {
+		t.Fatal(err)
+	}
+	lines = lg.matching("segment: would block (monitor zone cell-b): ")
+	if len(lines) != 21 || lines[20] != "segment: would block (monitor zone cell-b): 10.30.0.1 -> 10.30.0.10 tcp/2000" {
+		t.Errorf("after more traffic: %d lines, last %q; want one more for tcp/2000", len(lines), lines[len(lines)-1])
+	}
+}
+
+// show reads the spec under the service's lock (go test -race finds the
+// unlocked read racing a policy reload).
+func TestShowWhileSpecChanges(t *testing.T) {
+	l := nslab.New(t)
+	svc, _ := newService(t, l, labSpec(ruleset.ModeEnforce))
+	if err := svc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "segment.sock")
+	ln, err := segment.ListenSocket(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() { _ = svc.Serve(ln) }()
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; i < 20; i++ {
+			mode := ruleset.ModeEnforce
+			if i%2 == 0 {
+				mode = ruleset.ModeMonitor
+			}
+			if err := svc.SetSpec(labSpec(mode), "test"); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for running := true; running; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			running = false
+		default:
+		}
+		r, err := segment.Query(sock, segment.OpShow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Show) != 2 {
+			t.Fatalf("show: %+v", r.Show)
+		}
+	}
+}
+
+// show takes an unpinned asset's endpoint from the overlay allocator's
+// table, reading it without touching the overlay's directory.
+func TestShowAllocatedEndpoint(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "alloc.cbor")
+	a, err := alloc.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pin := netip.MustParseAddr("100.64.9.9")
+	if _, err := a.Apply(alloc.Config{}, []alloc.Request{{Asset: "plc-1", Zone: "cell-a", Pinned: pin}, {Asset: "rtu-1", Zone: "cell-b"}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	var rtu string
+	for _, e := range a.Table() {
+		if e.Asset == "rtu-1" {
+			rtu = e.Addr.String()
+		}
+	}
+	// A temporary file the overlay service may be writing right now: a
+	// reader must leave it alone.
+	busy := filepath.Join(dir, ".tmp-alloc.cbor-123")
+	if err := os.WriteFile(busy, []byte("half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(path)
+
+	eps, err := segment.ReadOverlayEndpoints(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := labSpec(ruleset.ModeEnforce)
+	spec.Assets[0].Endpoint = pin.String()
+	show := segment.Show(spec, time.Now(), eps)
+	if show[0].Endpoint != "100.64.9.9" || show[1].Endpoint != rtu || rtu == "" {
+		t.Errorf("endpoints %q, %q; want 100.64.9.9 (pinned) and %q (allocated)", show[0].Endpoint, show[1].Endpoint, rtu)
+	}
+	if _, err := os.Stat(busy); err != nil {
+		t.Errorf("the overlay's temporary file was touched: %v", err)
+	}
+	if after, _ := os.ReadFile(path); string(after) != string(before) {
+		t.Error("the overlay table changed")
+	}
+	if show := segment.Show(spec, time.Now(), nil); show[1].Endpoint != "" {
+		t.Errorf("without the table: rtu-1 endpoint %q", show[1].Endpoint)
+	}
+
+	if eps, err := segment.ReadOverlayEndpoints(filepath.Join(dir, "none.cbor")); err != nil || len(eps) != 0 {
+		t.Errorf("missing table: %v, %v; want empty", eps, err)
+	}
+	if err := os.WriteFile(path, []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := segment.ReadOverlayEndpoints(path); err == nil {
+		t.Error("a corrupt table read without error")
+	}
+}
