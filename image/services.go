@@ -53,8 +53,11 @@ const (
 // services/segment/baseline).
 //
 // The interface names are the boards' NIC roles (eth0 uplink, eth1 OT
-// downlink on every board; a test keeps them in step) and 10.77.0.1/24 is
-// the gate's address in the default site's zone (rootfs/etc/otgate/site.yaml).
+// downlink on every board; a test keeps them in step). The gate's
+// addresses on the OT side are not here: each zone of the applied site
+// policy names its own (gate_address; the default site's is 10.77.0.1 in
+// 10.77.0.0/24, rootfs/etc/otgate/site.yaml), and netconf follows the
+// policy.
 var ProductionServices = []ServiceRow{
 	// policy: on a first boot, store the image's compiled default site
 	// policy; never replaces an applied one (nor a corrupt one). Init
@@ -79,7 +82,7 @@ var ProductionServices = []ServiceRow{
 	{MultiCall: true, Service: bootcfg.Service{
 		Name: "netconf", Binary: "/bin/otgate-netconf", Readiness: bootcfg.ReadyNotify, Timeout: readinessTimeout,
 		DependsOn: []string{"policy"},
-		Args: []string{"-uplink", "eth0", "-uplink-mode", "dhcp", "-downlink", "eth1=10.77.0.1/24",
+		Args: []string{"-uplink", "eth0", "-uplink-mode", "dhcp", "-downlink", "eth1",
 			"-policy", appliedPolicy, "-socket", bootcfg.RunDir + "/netconf.sock", "-dhcp-hint", "/perm/netconf/dhcp-hint.cbor"},
 	}},
 	// identity: TPM device key, sealed data key, local API socket (the
@@ -104,22 +107,11 @@ var ProductionServices = []ServiceRow{
 	proxyRow(),
 }
 
-// TestVLANAddress is the gate's address on the lab's VLAN 100 (eth1.100)
-// in test images only: netconf holds it until a site names a zone on that
-// VLAN (integration/vlan applies such a site); the default site has none,
-// so on other tests it only waits (a netconf warning).
-const TestVLANAddress = "eth1.100=10.77.100.1/24"
-
 // testProductionRows is ProductionServices as test images run them: the
-// netconf row also gets TestVLANAddress. The shared table is not changed.
+// same rows (a VLAN zone's gate address comes from its site file, as on
+// every gate, e.g. integration/vlan's). The shared table is not changed.
 func testProductionRows() []ServiceRow {
-	rows := append([]ServiceRow(nil), ProductionServices...)
-	for i := range rows {
-		if rows[i].Service.Name == "netconf" {
-			rows[i].Service.Args = append(append([]string(nil), rows[i].Service.Args...), "-address", TestVLANAddress)
-		}
-	}
-	return rows
+	return append([]ServiceRow(nil), ProductionServices...)
 }
 
 // testsvcBinary is the test service's binary in test images.

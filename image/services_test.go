@@ -1,6 +1,7 @@
 package image
 
 import (
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -57,6 +58,22 @@ func TestProductionRowsMatchBoardsAndDefaultSite(t *testing.T) {
 	for _, z := range s.Zones {
 		if z.Interface != down {
 			t.Errorf("default site zone %s on %s, the gate's downlink is %s", z.Name, z.Interface, down)
+		}
+	}
+	// The gate's OT-side addresses come from the site policy, not the row:
+	// the default site puts the gate on 10.77.0.1/24 (the lab's
+	// GateDownlinkIP, qemu/lab), and the row names interfaces only.
+	if len(s.Zones) != 1 || s.Zones[0].GatePrefix() != netip.MustParsePrefix("10.77.0.1/24") {
+		t.Errorf("default site zones %+v: want one zone with the gate on 10.77.0.1/24", s.Zones)
+	}
+	for i, a := range netconf.Args {
+		if a == "-address" || (a == "-downlink" && strings.Contains(netconf.Args[i+1], "=")) {
+			t.Errorf("netconf row fixes an OT-side address (%s %s): the site policy names them", a, netconf.Args[i+1])
+		}
+	}
+	for _, r := range testProductionRows() {
+		if r.Service.Name == "netconf" && !reflect.DeepEqual(r.Service.Args, netconf.Args) {
+			t.Errorf("test images' netconf row %v differs from production's %v", r.Service.Args, netconf.Args)
 		}
 	}
 	// Every row that reads the policy reads the file "policy" writes.

@@ -4,8 +4,12 @@
 // declared inventory.
 //
 //   - Interfaces (Plan, Reconciler): the uplink by DHCP or statically, each
-//     OT downlink statically with the gate's address in its zone's subnet,
-//     and one 802.1Q sub-interface (eth1.100) per zone that names a VLAN.
+//     OT downlink statically with the gate's address in each of its zones
+//     (the zone's gate_address in the applied site policy, with the zone
+//     subnet's length; -downlink NAME=ADDR/LEN and -address override it for
+//     development), and one 802.1Q sub-interface (eth1.100) per zone that
+//     names a VLAN, carrying that zone's gate address. A policy edit that
+//     moves a zone's gate address swaps it (old removed, new added, logged).
 //     The reconciler converges the kernel to the plan and owns only what it
 //     marked: addresses carry the label "<ifname>:nc", VLAN interfaces it
 //     created carry the alias "otgate-netconf". Anything else is left alone.

@@ -40,14 +40,19 @@ func (p *Plan) Link(name string) (LinkPlan, bool) {
 }
 
 // Addresses maps interface names to the gate's addresses on them, as given
-// by -downlink NAME=ADDR/LEN and -address NAME=ADDR/LEN.
+// by -downlink NAME=ADDR/LEN and -address NAME=ADDR/LEN: overrides for
+// development (the site file's zones name the gate's addresses).
 type Addresses map[string][]netip.Prefix
 
-// MakePlan computes the OT side from the board's downlinks, the gate's
-// addresses and the zones of the applied policy (nil: no policy yet).
-// A zone on an interface that is not a downlink of this gate, a gate
-// address outside its zone's subnet or overlapping another interface's
-// address is an error, and nothing of the plan is applied.
+// MakePlan computes the OT side from the board's downlinks, the zones of
+// the applied policy (nil: no policy yet) and the gate's addresses from
+// the flags. Each zone's gate address (site.Zone.GateAddress, with the
+// zone subnet's length) goes on the zone's interface, unless an address
+// from the flags on that interface is in the same subnet: that one
+// overrides it (a warning). A zone on an interface that is not a downlink
+// of this gate, a flag address outside every zone subnet of its interface
+// or any gate address overlapping another is an error, and nothing of
+// the plan is applied.
 func MakePlan(uplink string, downlinks []string, addrs Addresses, zones []site.Zone) (*Plan, error) {
 	p := &Plan{}
 	isDown := map[string]bool{}
@@ -98,16 +103,31 @@ func MakePlan(uplink string, downlinks []string, addrs Addresses, zones []site.Z
 			lp = &vlans[-1-i]
 		}
 		lp.Zones = append(lp.Zones, z.Name)
-		found := false
-		for _, a := range lp.Addresses {
+		// The zone's gate address comes from the site file; an address
+		// from the flags in the same subnet overrides it (development).
+		var flag netip.Prefix
+		for _, a := range addrs[name] {
 			if a.Masked() == z.Subnet.Masked() {
-				found = true
+				flag = a
 			}
 		}
-		if !found {
-			p.Warnings = append(p.Warnings, fmt.Sprintf("zone %q on %s: no gate address in %s (give -address %s=ADDR/%d); its assets cannot be reached or probed",
-				z.Name, name, z.Subnet, name, z.Subnet.Bits()))
+		gate := z.GatePrefix()
+		switch {
+		case flag.IsValid() && gate.IsValid() && flag != gate:
+			p.Warnings = append(p.Warnings, fmt.Sprintf("zone %q on %s: gate address %s from the flags overrides the site file's %s", z.Name, name, flag, gate))
+		case flag.IsValid():
+		case gate.IsValid():
+			lp.Addresses = append(lp.Addresses, gate)
+		default:
+			p.Warnings = append(p.Warnings, fmt.Sprintf("zone %q on %s: no gate address in %s (the applied policy names none: re-apply the site file with the zone's gate_address); its assets cannot be reached or probed",
+				z.Name, name, z.Subnet))
 		}
+	}
+	for i := range p.Links {
+		p.Links[i].Addresses = sortedPrefixes(p.Links[i].Addresses)
+	}
+	for i := range vlans {
+		vlans[i].Addresses = sortedPrefixes(vlans[i].Addresses)
 	}
 	p.Links = append(p.Links, vlans...)
 

@@ -44,7 +44,7 @@ func TestMakePlan(t *testing.T) {
 			t.Errorf("link %d: %+v, want %+v", i, g, want[i])
 		}
 	}
-	if len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], `zone "cell-3" on eth2.200: no gate address in 10.77.2.0/24 (give -address eth2.200=ADDR/24)`) {
+	if len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], `zone "cell-3" on eth2.200: no gate address in 10.77.2.0/24 (the applied policy names none: re-apply the site file with the zone's gate_address)`) {
 		t.Errorf("warnings %q", p.Warnings)
 	}
 }

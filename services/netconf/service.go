@@ -64,6 +64,9 @@ type Service struct {
 	uplinkOK  chan struct{}
 	upOnce    sync.Once
 	reload    chan struct{}
+	// gates is each zone's gate address ("10.77.0.1/24 on eth1") as the
+	// last sync planned it, to log a zone whose address moved.
+	gates map[string]string
 }
 
 // Events is the service's events ring.
@@ -307,6 +310,7 @@ func (s *Service) sync() {
 	for _, c := range res.Changes {
 		s.Logf("netconf: %s", c)
 	}
+	s.logMovedGates(zones, plan)
 
 	var decl []DeclaredAsset
 	for _, a := range assets {
@@ -345,6 +349,31 @@ func (s *Service) sync() {
 		return
 	}
 	s.setHealth(nil)
+}
+
+// logMovedGates logs each zone whose gate address (or its interface)
+// differs from the last sync's: the reconcile's changes say what was
+// removed and added, this line says why.
+func (s *Service) logMovedGates(zones []site.Zone, plan *Plan) {
+	gates := map[string]string{}
+	for _, z := range zones {
+		lp, ok := plan.Link(zoneIfName(z))
+		if !ok {
+			continue
+		}
+		for _, a := range lp.Addresses {
+			if a.Masked() == z.Subnet.Masked() {
+				gates[z.Name] = fmt.Sprintf("%s on %s", a, lp.Name)
+			}
+		}
+	}
+	for _, z := range zones {
+		old, had := s.gates[z.Name]
+		if now, ok := gates[z.Name]; ok && had && now != old {
+			s.Logf("netconf: zone %q: gate address moved from %s to %s", z.Name, old, now)
+		}
+	}
+	s.gates = gates
 }
 
 func (s *Service) syncFailed(err error) {

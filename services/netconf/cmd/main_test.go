@@ -63,7 +63,7 @@ assets:
 		t.Fatal(err)
 	}
 	cmd := exec.Command("ip", "netns", "exec", gate.Name, bin,
-		"-uplink", "up0", "-downlink", "eth1=10.77.0.1/24",
+		"-uplink", "up0", "-downlink", "eth1", // the gate address: the policy's gate_address
 		"-policy", filepath.Join(dir, "policy", site.AppliedFile), "-socket", sock,
 		"-resolv", filepath.Join(dir, "resolv.conf"), "-etc-resolv", "", "-dhcp-hint", filepath.Join(dir, "hint.cbor"),
 		"-absent-after", "2s", "-probe-interval", "500ms", "-ready-wait", "1s",

@@ -1,6 +1,7 @@
 // Package netconfd is the main of otgate-netconf, the netconf service: it
 // configures the uplink (DHCP or static) and the OT downlinks (the gate's
-// addresses, one 802.1Q sub-interface per VLAN zone), watches the OT side's
+// address in each zone of the applied site policy, on one 802.1Q
+// sub-interface per VLAN zone), watches the OT side's
 // neighbours against the declared inventory, and answers `otgate netconf` on
 // a unix socket (CBOR). SIGTERM releases the DHCP lease and stops; SIGHUP
 // re-reads the policy at once.
@@ -38,8 +39,8 @@ func Main() {
 	upAddr := flag.String("uplink-address", "", "static uplink address, e.g. 192.168.10.5/24")
 	upGW := flag.String("uplink-gateway", "", "static uplink default gateway")
 	upDNS := flag.String("uplink-dns", "", "static uplink DNS servers, comma-separated")
-	flag.Var(&downlinks, "downlink", "OT downlink NAME or NAME=ADDR/LEN (the gate's address there); repeat for each")
-	flag.Var(&addresses, "address", "gate address on an interface, NAME=ADDR/LEN (e.g. eth1.100=10.77.1.1/24 for a VLAN zone); repeatable")
+	flag.Var(&downlinks, "downlink", "OT downlink NAME (the board's NIC role); repeat for each. NAME=ADDR/LEN also gives the gate an address there (development: overrides the site policy's gate_address of a zone in that subnet)")
+	flag.Var(&addresses, "address", "development override: gate address on an interface, NAME=ADDR/LEN (e.g. eth1.100=10.77.1.1/24); a zone's gate_address in the site policy is the normal source; repeatable")
 	policy := flag.String("policy", filepath.Join(site.DefaultStateDir, site.AppliedFile), "compiled policy (zones and assets)")
 	sock := flag.String("socket", netconf.DefaultSocket, "unix socket answering otgate netconf (CBOR)")
 	resolv := flag.String("resolv", netconf.DefaultResolvConf, "resolver file written from the uplink's DNS settings")
