@@ -47,13 +47,14 @@ const (
 
 // Zone is one OT network segment behind the gate. In the site file:
 //
-//	- name: cell-1
-//	  owner: ot-team@plant.example
-//	  mode: enforce
-//	  interface: eth1
-//	  vlan: 101                # optional
-//	  subnet: 10.10.1.0/24
-//	  gate_address: 10.10.1.1  # required: the gate's own address here
+//	zones:
+//	  - name: cell-1
+//	    owner: ot-team@plant.example
+//	    mode: enforce
+//	    interface: eth1
+//	    vlan: 101                # optional
+//	    subnet: 10.10.1.0/24
+//	    gate_address: 10.10.1.1  # required: the gate's own address here
 type Zone struct {
 	Name  string `cbor:"1,keyasint"`
 	Owner string `cbor:"2,keyasint"`
