@@ -38,36 +38,80 @@ import (
 	"github.com/otgate/otgate/services/proxy/auth/userca"
 )
 
-func Main() {
-	listen := flag.String("listen", ":8443", "uplink address of the TLS listener")
-	idSock := flag.String("identity", api.DefaultSocket, "identity service socket")
-	state := flag.String("state", "/perm/proxy", "user store directory")
-	auditDir := flag.String("audit", "/perm/audit", "audit log directory")
-	sitePath := flag.String("site", "", "site file (YAML; development hosts)")
-	appliedPath := flag.String("policy", "", "the applied compiled policy (the appliance: /perm/policy/applied.cbor); exactly one of -site and -policy")
-	adminSock := flag.String("admin", adminapi.DefaultSocket, "admin socket (root only)")
-	mark := flag.Int("mark", 0, "SO_MARK on sockets to assets (the segment ruleset lets only this mark reach assets)")
-	idle := flag.Duration("idle", 30*time.Minute, "end sessions idle this long")
-	maxSessions := flag.Int("max-sessions", 1024, "live sessions at most")
-	maxPerUser := flag.Int("max-sessions-per-user", 64, "live sessions per user at most")
-	maxCert := flag.Duration("max-cert-validity", 8*time.Hour, "client certificates live at most this long")
-	devCert := flag.Bool("dev-self-signed", false, "DEV ONLY: serve a self-signed software certificate instead of the device identity's")
-	syslogAddr := flag.String("syslog", "", "export the audit log to this syslog receiver (host:port, RFC 5424 over TCP)")
-	syslogTLS := flag.Bool("syslog-tls", false, "use TLS (RFC 5425) to the syslog receiver")
-	syslogCA := flag.String("syslog-ca", "", "PEM CA of the syslog receiver (with -syslog-tls)")
-	flag.Parse()
-	lg := log.New(os.Stderr, "", 0)
-	var loader proxy.PolicyLoader
+// options are otgate-proxy's command line.
+type options struct {
+	listen, idSock, state, auditDir string
+	// loader loads the policy; source names it in logs (-site or -policy).
+	loader                  proxy.PolicyLoader
+	source                  string
+	adminSock               string
+	mark                    int
+	idle                    time.Duration
+	maxSessions, maxPerUser int
+	maxCert                 time.Duration
+	// maxLoginFailures consecutive failed logins lock an account;
+	// autoUnlock, when not zero, lifts the lock after that long.
+	maxLoginFailures int
+	autoUnlock       time.Duration
+	devCert          bool
+	syslogAddr       string
+	syslogTLS        bool
+	syslogCA         string
+}
+
+// parseFlags defines otgate-proxy's flags on fs, parses args and checks
+// the values.
+func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
+	o := &options{}
+	fs.StringVar(&o.listen, "listen", ":8443", "uplink address of the TLS listener")
+	fs.StringVar(&o.idSock, "identity", api.DefaultSocket, "identity service socket")
+	fs.StringVar(&o.state, "state", "/perm/proxy", "user store directory")
+	fs.StringVar(&o.auditDir, "audit", "/perm/audit", "audit log directory")
+	sitePath := fs.String("site", "", "site file (YAML; development hosts)")
+	appliedPath := fs.String("policy", "", "the applied compiled policy (the appliance: /perm/policy/applied.cbor); exactly one of -site and -policy")
+	fs.StringVar(&o.adminSock, "admin", adminapi.DefaultSocket, "admin socket (root only)")
+	fs.IntVar(&o.mark, "mark", 0, "SO_MARK on sockets to assets (the segment ruleset lets only this mark reach assets)")
+	fs.DurationVar(&o.idle, "idle", 30*time.Minute, "end sessions idle this long")
+	fs.IntVar(&o.maxSessions, "max-sessions", 1024, "live sessions at most")
+	fs.IntVar(&o.maxPerUser, "max-sessions-per-user", 64, "live sessions per user at most")
+	fs.DurationVar(&o.maxCert, "max-cert-validity", 8*time.Hour, "client certificates live at most this long")
+	fs.IntVar(&o.maxLoginFailures, "max-login-failures", auth.DefaultMaxFailures, "lock an account after this many consecutive failed logins (at least 1)")
+	fs.DurationVar(&o.autoUnlock, "auto-unlock", 0, "lift a login lock after this long (0: locked until an admin unlocks it)")
+	fs.BoolVar(&o.devCert, "dev-self-signed", false, "DEV ONLY: serve a self-signed software certificate instead of the device identity's")
+	fs.StringVar(&o.syslogAddr, "syslog", "", "export the audit log to this syslog receiver (host:port, RFC 5424 over TCP)")
+	fs.BoolVar(&o.syslogTLS, "syslog-tls", false, "use TLS (RFC 5425) to the syslog receiver")
+	fs.StringVar(&o.syslogCA, "syslog-ca", "", "PEM CA of the syslog receiver (with -syslog-tls)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (every setting is a flag)", fs.Arg(0))
+	}
 	switch {
 	case (*sitePath == "") == (*appliedPath == ""):
-		lg.Printf("otgate-proxy: want exactly one of -site FILE.yaml and -policy applied.cbor")
-		os.Exit(2)
+		return nil, errors.New("want exactly one of -site FILE.yaml and -policy applied.cbor")
 	case *sitePath != "":
-		loader = proxy.SiteFileLoader(*sitePath)
+		o.loader, o.source = proxy.SiteFileLoader(*sitePath), *sitePath
 	default:
-		loader, *sitePath = proxy.AppliedPolicyLoader(*appliedPath), *appliedPath
+		o.loader, o.source = proxy.AppliedPolicyLoader(*appliedPath), *appliedPath
 	}
-	if err := run(lg, loader, *listen, *idSock, *state, *auditDir, *sitePath, *adminSock, *mark, *idle, *maxSessions, *maxPerUser, *maxCert, *devCert, *syslogAddr, *syslogTLS, *syslogCA); err != nil {
+	if o.maxLoginFailures < 1 {
+		return nil, fmt.Errorf("-max-login-failures %d: want at least 1", o.maxLoginFailures)
+	}
+	if o.autoUnlock < 0 {
+		return nil, fmt.Errorf("-auto-unlock %v: want a duration of zero (admin unlocks) or more", o.autoUnlock)
+	}
+	return o, nil
+}
+
+func Main() {
+	lg := log.New(os.Stderr, "", 0)
+	o, err := parseFlags(flag.CommandLine, os.Args[1:])
+	if err != nil {
+		lg.Printf("otgate-proxy: %v", err)
+		os.Exit(2)
+	}
+	if err := run(context.Background(), lg, o); err != nil {
 		lg.Printf("otgate-proxy: %v", err)
 		if errors.Is(err, errQuarantine) {
 			os.Exit(bootcfg.ExitNoRestart)
@@ -76,10 +120,10 @@ func Main() {
 	}
 }
 
-func run(lg *log.Logger, loader proxy.PolicyLoader, listen, idSock, state, auditDir, sitePath, adminSock string, mark int, idle time.Duration,
-	maxSessions, maxPerUser int, maxCert time.Duration, devCert bool, syslogAddr string, syslogTLS bool, syslogCA string) error {
+// run runs the proxy until a signal (or ctx ends: tests) stops it.
+func run(ctx context.Context, lg *log.Logger, o *options) error {
 	ph := newPhases()
-	idc, err := api.Dial(idSock)
+	idc, err := api.Dial(o.idSock)
 	if err != nil {
 		return err
 	}
@@ -98,20 +142,21 @@ func run(lg *log.Logger, loader proxy.PolicyLoader, listen, idSock, state, audit
 	}
 	ph.done("identity")
 	listenerCert := device
-	if devCert {
+	if o.devCert {
 		lg.Printf("otgate-proxy: WARNING: DEV MODE: serving a SELF-SIGNED SOFTWARE certificate, not the device identity's; never use this on a production gate")
 		if listenerCert, err = selfSigned(); err != nil {
 			return err
 		}
 	}
-	w, err := audit.Open(auditDir, device.PrivateKey.(crypto.Signer), audit.WithErrorHandler(func(err error) { lg.Printf("otgate-proxy: audit log: %v", err) }))
+	w, err := audit.Open(o.auditDir, device.PrivateKey.(crypto.Signer), audit.WithErrorHandler(func(err error) { lg.Printf("otgate-proxy: audit log: %v", err) }))
 	if err != nil {
 		return err
 	}
 	defer w.Close()
 	ph.done("audit log")
 	var srv *proxy.Server
-	users, err := auth.Open(auth.Config{Dir: state, Sealer: idc, Issuer: auth.IssuerForSite(u.Host), Events: proxy.AuthEvents{Log: w, Logf: lg.Printf},
+	users, err := auth.Open(auth.Config{Dir: o.state, Sealer: idc, Issuer: auth.IssuerForSite(u.Host), Events: proxy.AuthEvents{Log: w, Logf: lg.Printf},
+		MaxFailures: o.maxLoginFailures, AutoUnlock: o.autoUnlock,
 		OnRevoke: func(user string) {
 			if srv != nil {
 				srv.RecheckUser(user)
@@ -122,47 +167,47 @@ func run(lg *log.Logger, loader proxy.PolicyLoader, listen, idSock, state, audit
 	}
 	defer users.Close()
 	ph.done("user store")
-	ca, err := userca.Open(userca.Config{Site: u.Host, Sealer: idc, Device: device, Checker: users, MaxValidity: maxCert})
+	ca, err := userca.Open(userca.Config{Site: u.Host, Sealer: idc, Device: device, Checker: users, MaxValidity: o.maxCert})
 	if err != nil {
 		return err
 	}
 	ph.done("user CA")
 	srv, err = proxy.New(proxy.Config{Certificate: listenerCert, Users: users, UserAdmin: users, CA: proxy.UserCA{CA: ca}, Log: w,
-		LoadPolicy: loader, Mark: mark, IdleTimeout: idle, MaxCertValidity: maxCert,
-		MaxSessions: maxSessions, MaxSessionsPerUser: maxPerUser, Logf: lg.Printf})
+		LoadPolicy: o.loader, Mark: o.mark, IdleTimeout: o.idle, MaxCertValidity: o.maxCert,
+		MaxSessions: o.maxSessions, MaxSessionsPerUser: o.maxPerUser, Logf: lg.Printf})
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
 	ph.done("policy")
-	if err := os.MkdirAll(filepath.Dir(adminSock), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(o.adminSock), 0o755); err != nil {
 		return err
 	}
-	admin, err := srv.ListenAdmin(adminSock)
+	admin, err := srv.ListenAdmin(o.adminSock)
 	if err != nil {
 		return err
 	}
 	defer admin.Close()
 	go admin.Serve()
-	ln, err := net.Listen("tcp", listen)
+	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if syslogAddr != "" {
-		cfg := syslog.Config{Dir: auditDir, Cursor: filepath.Join(state, "syslog.cursor"), Addr: syslogAddr,
+	if o.syslogAddr != "" {
+		cfg := syslog.Config{Dir: o.auditDir, Cursor: filepath.Join(o.state, "syslog.cursor"), Addr: o.syslogAddr,
 			OnError: func(err error) { lg.Printf("otgate-proxy: syslog export: %v", err) }}
-		if syslogTLS {
+		if o.syslogTLS {
 			cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
-			if syslogCA != "" {
-				b, err := os.ReadFile(syslogCA)
+			if o.syslogCA != "" {
+				b, err := os.ReadFile(o.syslogCA)
 				if err != nil {
 					return err
 				}
 				cfg.TLS.RootCAs = x509.NewCertPool()
 				if !cfg.TLS.RootCAs.AppendCertsFromPEM(b) {
-					return fmt.Errorf("-syslog-ca %s: no PEM certificate", syslogCA)
+					return fmt.Errorf("-syslog-ca %s: no PEM certificate", o.syslogCA)
 				}
 			}
 		}
@@ -183,6 +228,9 @@ func run(lg *log.Logger, loader proxy.PolicyLoader, listen, idSock, state, audit
 		select {
 		case err := <-errc:
 			return err
+		case <-ctx.Done():
+			lg.Printf("otgate-proxy: stopping: ending every session and exiting")
+			return nil
 		case reason := <-quarantine:
 			lg.Printf("otgate-proxy: GATE IN QUARANTINE: %s: ending every session and stopping; init does not restart the proxy (see `otgate identity status` for what to do)", reason)
 			ready.Status("QUARANTINE: " + reason)
@@ -198,7 +246,7 @@ func run(lg *log.Logger, loader proxy.PolicyLoader, listen, idSock, state, audit
 				lg.Printf("otgate-proxy: SIGHUP: %v", err)
 				continue
 			}
-			lg.Printf("otgate-proxy: SIGHUP: policy reloaded from %s, %d sessions ended", sitePath, n)
+			lg.Printf("otgate-proxy: SIGHUP: policy reloaded from %s, %d sessions ended", o.source, n)
 		}
 	}
 }

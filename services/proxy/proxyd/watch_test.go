@@ -18,6 +18,7 @@ import (
 	"github.com/otgate/otgate/services/identity"
 	"github.com/otgate/otgate/services/identity/swtpmtest"
 	"github.com/otgate/otgate/services/proxy"
+	"github.com/otgate/otgate/services/proxy/auth"
 )
 
 // waitLog waits for want in the proxy's log and returns its line.
@@ -104,8 +105,9 @@ func TestProxyStopsWhenIdentityGoesIntoQuarantine(t *testing.T) {
 	var lg syncbuf.Buffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(log.New(&lg, "", 0), proxy.SiteFileLoader(sitePath), "127.0.0.1:0", idSock, filepath.Join(dir, "proxy"),
-			filepath.Join(dir, "audit"), sitePath, filepath.Join(sockDir, "admin.sock"), 0, time.Minute, 16, 4, time.Hour, false, "", false, "")
+		done <- run(t.Context(), log.New(&lg, "", 0), &options{listen: "127.0.0.1:0", idSock: idSock, state: filepath.Join(dir, "proxy"),
+			auditDir: filepath.Join(dir, "audit"), loader: proxy.SiteFileLoader(sitePath), source: sitePath, adminSock: filepath.Join(sockDir, "admin.sock"),
+			idle: time.Minute, maxSessions: 16, maxPerUser: 4, maxCert: time.Hour, maxLoginFailures: auth.DefaultMaxFailures})
 	}()
 	line := waitLog(t, &lg, "listening on ", 60*time.Second)
 	addr := strings.Fields(strings.TrimPrefix(line[strings.Index(line, "listening on "):], "listening on "))[0]
