@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -55,19 +56,22 @@ func TestTornTailAtEveryOffset(t *testing.T) {
 		if (w.Recovered() != nil) != wantTorn {
 			t.Fatalf("Recovered = %v, want torn %v", w.Recovered(), wantTorn)
 		}
+		// Torn or not, the log did not end sealed: the reopen says so.
+		if !strings.HasPrefix(w.Recovery(), "recovered after unclean shutdown: ") ||
+			wantTorn != strings.Contains(w.Recovery(), fmt.Sprintf("truncated %d bytes at offset %d", int64(len(content))-last.Offset, last.Offset)) {
+			t.Fatalf("Recovery() = %q (torn %v)", w.Recovery(), wantTorn)
+		}
 		if err := w.Close(); err != nil {
 			t.Fatal(err)
 		}
-		rep, err = Verify(dir, Trust{PublicKey: &key.PublicKey})
-		if err != nil || rep.Torn != nil {
+		rep, err = Verify(dir, Trust{PublicKey: &key.PublicKey, RequireSealed: true})
+		if err != nil || rep.Torn != nil || rep.End != EndSealed || len(rep.Recoveries) != 1 {
 			t.Fatalf("after recovery: %+v %v", rep, err)
 		}
 		es := entries(t, dir)
-		if wantTorn {
-			ev, ok := es[last.Seq].Body.(Event)
-			if !ok || ev.Type != "log-recovered" {
-				t.Fatalf("record %d after recovery is %+v, want a log-recovered event", last.Seq, es[last.Seq].Body)
-			}
+		ev, ok := es[last.Seq].Body.(Event)
+		if !ok || ev.Type != EventLogRecovered || ev.Reason != w.Recovery() {
+			t.Fatalf("record %d after recovery is %+v, want the log-recovered event", last.Seq, es[last.Seq].Body)
 		}
 	}
 	for cut := last.Offset; cut < int64(len(full)); cut++ {

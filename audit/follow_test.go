@@ -60,7 +60,7 @@ func TestFollowerWhileWriting(t *testing.T) {
 			t.Fatalf("follower read seq %d, want %d", e.Record.Seq, next)
 		}
 		next++
-		if _, ok := e.Body.(Event); ok {
+		if ev, ok := e.Body.(Event); ok && ev.Type != EventLogClosed {
 			users++
 		}
 	}

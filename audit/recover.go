@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +11,8 @@ import (
 )
 
 // recover reads the newest file, checks its chain, truncates a torn tail
-// and makes the file current.
+// and makes the file current. Unless the file ended sealed (see sealed) it
+// sets w.recovery, the reason of the log-recovered record Open appends.
 func (w *Writer) recover(lf logFile) error {
 	path := filepath.Join(w.dir, lf.name)
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
@@ -35,6 +37,7 @@ func (w *Writer) recover(lf logFile) error {
 	var end int64
 	var torn *TornTail
 	var unsignedSeqs []uint64 // non-checkpoint records not covered by a checkpoint
+	var prev, last Entry      // the last two records
 	for {
 		payload, off, err := sc.next()
 		if err == io.EOF {
@@ -75,6 +78,7 @@ func (w *Writer) recover(lf logFile) error {
 		}
 		first = false
 		end = sc.off
+		prev, last = last, e
 	}
 	if first {
 		// createDurable makes a file visible only with its rotation
@@ -84,11 +88,20 @@ func (w *Writer) recover(lf logFile) error {
 	if w.cfg.logID != "" && w.cfg.logID != chain.logID {
 		return fmt.Errorf("open audit log %s: %w: the log is %q, want %q", w.dir, ErrLogID, chain.logID, w.cfg.logID)
 	}
-	if torn != nil {
-		if err := w.cutTornTail(f, path, torn); err != nil {
+	switch {
+	case torn != nil:
+		side, err := w.cutTornTail(f, path, torn)
+		if err != nil {
 			return err
 		}
 		w.recovered = torn
+		w.recovery = fmt.Sprintf("recovered after unclean shutdown: truncated %d bytes at offset %d of %s (%s; kept in %s); the log ended at seq %d",
+			torn.Size, torn.Offset, lf.name, torn.Reason, side, last.Record.Seq)
+	case sealed(prev, last):
+		w.sealedEnd = true
+	default:
+		w.recovery = fmt.Sprintf("recovered after unclean shutdown: the log ended at seq %d (%s offset %d) without a log-closed record; nothing truncated",
+			last.Record.Seq, lf.name, end)
 	}
 	w.logID = chain.logID
 	w.f, w.fileIdx, w.fileName, w.fileSize = f, lf.index, lf.name, end
@@ -98,23 +111,36 @@ func (w *Writer) recover(lf logFile) error {
 	return nil
 }
 
-// cutTornTail keeps the torn bytes in a side file, then truncates.
-func (w *Writer) cutTornTail(f *os.File, path string, t *TornTail) error {
+// sealed reports whether last is the checkpoint Close appends right after
+// its log-closed record prev, signing it (the signature itself is checked
+// by Verify, not here).
+func sealed(prev, last Entry) bool {
+	cp, ok := last.Body.(Checkpoint)
+	if !ok || prev.Body == nil || cp.Last != prev.Record.Seq || !bytes.Equal(cp.Head, prev.Hash[:]) {
+		return false
+	}
+	ev, ok := prev.Body.(Event)
+	return ok && ev.Type == EventLogClosed
+}
+
+// cutTornTail keeps the torn bytes in a side file, then truncates. It
+// returns the side file's name.
+func (w *Writer) cutTornTail(f *os.File, path string, t *TornTail) (string, error) {
 	b := make([]byte, t.Size)
 	if _, err := f.ReadAt(b, t.Offset); err != nil {
-		return fmt.Errorf("recover audit log: read torn tail of %s: %w", path, err)
+		return "", fmt.Errorf("recover audit log: read torn tail of %s: %w", path, err)
 	}
 	side := filepath.Base(path) + ".torn-" + strconv.FormatInt(w.cfg.now().UnixNano(), 10)
 	sf, err := createDurable(w.dir, side, b)
 	if err != nil {
-		return fmt.Errorf("recover audit log: keep torn tail: %w", err)
+		return "", fmt.Errorf("recover audit log: keep torn tail: %w", err)
 	}
 	sf.Close()
 	if err := f.Truncate(t.Offset); err != nil {
-		return fmt.Errorf("recover audit log: truncate %s to %d: %w", path, t.Offset, err)
+		return "", fmt.Errorf("recover audit log: truncate %s to %d: %w", path, t.Offset, err)
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("recover audit log: fsync %s: %w", path, err)
+		return "", fmt.Errorf("recover audit log: fsync %s: %w", path, err)
 	}
-	return nil
+	return side, nil
 }

@@ -19,6 +19,13 @@ type Trust struct {
 	// AllowPartial accepts a log whose oldest files were removed: the chain
 	// is checked from the first file present.
 	AllowPartial bool
+	// RequireSealed makes any end of the newest file other than the seal
+	// Close writes (Report.End == EndSealed) an error: a *Problem wrapping
+	// ErrNotSealed that names the file and offset where the unsealed part
+	// starts. Use it on the log of a stopped gate or on an archived copy;
+	// a running gate's log is never sealed. Without it an unsealed or torn
+	// end is reported in the Report only.
+	RequireSealed bool
 }
 
 // ParseTrustPEM reads a PEM "PUBLIC KEY" or "CERTIFICATE" (the device

@@ -23,10 +23,93 @@ type Report struct {
 	Signed        bool
 	SignedThrough uint64
 	// Unsigned counts records after SignedThrough other than verified
-	// checkpoints: the chain links them but no signature covers them yet.
-	Unsigned uint64
-	// Torn is the torn tail of the newest file, if any (not an error).
+	// checkpoints: the chain links them but no signature covers them, so
+	// they are unverified (anybody with write access could have written
+	// them). UnsignedFrom is the seq of the first of them.
+	Unsigned     uint64
+	UnsignedFrom uint64
+	// Torn is the torn tail of the newest file, if any (an error only
+	// with Trust.RequireSealed).
 	Torn *TornTail
+	// End says how the newest file ends. EndFile and EndOffset say where:
+	// for EndSealed, the log-closed record; for EndTorn, the torn bytes;
+	// for EndUnsealed, the first record no signature covers (when
+	// signatures are checked and Unsigned > 0), else the end of the last
+	// record, where the seal is missing.
+	End       EndState
+	EndFile   string
+	EndOffset int64
+	// Recoveries are the log-recovered records in the log: each is an
+	// unclean shutdown (and what it truncated) that the writer found and
+	// recorded when it reopened the log.
+	Recoveries []Recovery
+}
+
+// Recovery is a log-recovered record.
+type Recovery struct {
+	File   string
+	Offset int64
+	Seq    uint64
+	Reason string
+}
+
+// EndState says how the newest file of a log ends.
+type EndState uint8
+
+const (
+	// EndSealed: the newest file ends with the log-closed record Close
+	// appends and the checkpoint right after it that signs it (signature
+	// checked unless Trust.ChainOnly): the writer closed the log here.
+	EndSealed EndState = iota + 1
+	// EndUnsealed: the newest file ends after a complete record without
+	// that seal: the gate is still running, or it stopped without Close
+	// (crash, power cut, kill), or the file was cut at a record boundary.
+	// Records after the last checkpoint (Report.Unsigned) are unverified.
+	EndUnsealed
+	// EndTorn: the newest file ends in bytes cut mid-record
+	// (Report.Torn): a write interrupted by a crash or power cut, or a
+	// file truncated mid-record.
+	EndTorn
+)
+
+func (s EndState) String() string {
+	switch s {
+	case EndSealed:
+		return "sealed"
+	case EndUnsealed:
+		return "unsealed"
+	case EndTorn:
+		return "torn"
+	}
+	return fmt.Sprintf("end(%d)", uint8(s))
+}
+
+// ErrNotSealed is wrapped by the *Problem Verify returns with
+// Trust.RequireSealed for a log whose newest file does not end sealed.
+var ErrNotSealed = errors.New("log not sealed")
+
+// EndSummary describes in one line how the newest file ends and what that
+// means.
+func (r *Report) EndSummary() string {
+	const causes = "the gate is running, or it stopped without closing the log (crash, power cut), or the file was truncated"
+	switch r.End {
+	case EndSealed:
+		s := fmt.Sprintf("sealed: the log ends with the log-closed record at %s offset %d and the checkpoint signing it (a clean close)", r.EndFile, r.EndOffset)
+		if !r.SignaturesChecked {
+			s += "; signature NOT checked (chain-only)"
+		}
+		return s
+	case EndTorn:
+		return fmt.Sprintf("NOT sealed, torn tail: %s ends in %d bytes cut mid-record at offset %d (%s) after seq %d: a write interrupted by a crash or power cut, or a file truncated mid-record",
+			r.EndFile, r.Torn.Size, r.EndOffset, r.Torn.Reason, r.LastSeq)
+	case EndUnsealed:
+		if r.SignaturesChecked && r.Unsigned > 0 {
+			return fmt.Sprintf("NOT sealed: %d records from seq %d (%s offset %d) to seq %d are covered by no checkpoint signature (unverified), and no log-closed record ends the log: %s",
+				r.Unsigned, r.UnsignedFrom, r.EndFile, r.EndOffset, r.LastSeq, causes)
+		}
+		return fmt.Sprintf("NOT sealed: the log ends at %s offset %d after seq %d without a log-closed record: %s", r.EndFile, r.EndOffset, r.LastSeq, causes)
+	}
+	return "no end determined"
 }
 
 // Verify checks every file of the log in dir in order: magic, framing,
@@ -36,6 +119,11 @@ type Report struct {
 // offset, seq and what is wrong. A torn tail at the end of the newest file
 // is reported in Report.Torn, not as an error; the same in an older file is
 // ErrTruncated.
+//
+// The report says how the newest file ends (Report.End): sealed by Close,
+// unsealed (records after the last checkpoint are counted in Unsigned,
+// unverified), or torn. With Trust.RequireSealed anything but a sealed end
+// is a *Problem wrapping ErrNotSealed, naming the file and offset.
 func Verify(dir string, trust Trust) (*Report, error) {
 	if trust.PublicKey == nil && !trust.ChainOnly {
 		return nil, errNoTrust
@@ -63,6 +151,7 @@ func Verify(dir string, trust Trust) (*Report, error) {
 	chain := chainState{logID: trust.LogID, allowPartial: trust.AllowPartial}
 	cps := checkpointState{}
 	lastFile := -1
+	var prev, last Entry
 	for {
 		e, err := r.Next()
 		if err == io.EOF {
@@ -107,7 +196,11 @@ func Verify(dir string, trust Trust) (*Report, error) {
 			}
 			verified = true
 		}
-		cps.add(e.Hash, verified)
+		if ev, ok := e.Body.(Event); ok && ev.Type == EventLogRecovered {
+			rep.Recoveries = append(rep.Recoveries, Recovery{File: e.File, Offset: e.Offset, Seq: e.Record.Seq, Reason: ev.Reason})
+		}
+		cps.add(e, verified)
+		prev, last = last, e
 		rep.Records++
 		rep.Bytes += e.Size
 		rep.LastSeq = e.Record.Seq
@@ -115,8 +208,34 @@ func Verify(dir string, trust Trust) (*Report, error) {
 	}
 	rep.Torn = r.Torn()
 	rep.Unsigned = cps.unsigned
+	if first, ok := cps.firstUnsigned(); ok {
+		rep.UnsignedFrom = first.Seq
+	}
 	if !rep.Signed {
 		rep.Unsigned = rep.Records
+		rep.UnsignedFrom = rep.FirstSeq
+	}
+	newest := r.files[len(r.files)-1].name
+	switch first, _ := cps.firstUnsigned(); {
+	case rep.Torn != nil:
+		rep.End, rep.EndFile, rep.EndOffset = EndTorn, rep.Torn.File, rep.Torn.Offset
+	case last.File == newest && sealed(prev, last):
+		rep.End, rep.EndFile, rep.EndOffset = EndSealed, prev.File, prev.Offset
+	case rep.Signed && rep.Unsigned > 0:
+		rep.End, rep.EndFile, rep.EndOffset = EndUnsealed, first.File, first.Offset
+	case last.File == newest:
+		rep.End, rep.EndFile, rep.EndOffset = EndUnsealed, last.File, last.Offset+last.Size
+	default: // the newest file holds no record at all
+		rep.End, rep.EndFile, rep.EndOffset = EndUnsealed, newest, int64(len(fileMagic))
+	}
+	if trust.RequireSealed && rep.End != EndSealed {
+		p := &Problem{File: rep.EndFile, Offset: rep.EndOffset, Err: fmt.Errorf("%w: %s", ErrNotSealed, rep.EndSummary())}
+		if rep.End == EndUnsealed && rep.Signed && rep.Unsigned > 0 {
+			p.Seq, p.HasSeq = rep.UnsignedFrom, true
+		} else if rep.Records > 0 {
+			p.After, p.HasAfter = rep.LastSeq, true
+		}
+		return rep, p
 	}
 	return rep, nil
 }
@@ -134,14 +253,33 @@ type checkpointState struct {
 	hashes      []Hash
 	unsigned    uint64 // non-checkpoint records in hashes
 	isCP        []bool
+	at          []recordAt // where each record of hashes is
 }
 
-func (c *checkpointState) add(h Hash, verifiedCP bool) {
-	c.hashes = append(c.hashes, h)
+// recordAt is where a record is.
+type recordAt struct {
+	File   string
+	Offset int64
+	Seq    uint64
+}
+
+func (c *checkpointState) add(e Entry, verifiedCP bool) {
+	c.hashes = append(c.hashes, e.Hash)
 	c.isCP = append(c.isCP, verifiedCP)
+	c.at = append(c.at, recordAt{File: e.File, Offset: e.Offset, Seq: e.Record.Seq})
 	if !verifiedCP {
 		c.unsigned++
 	}
+}
+
+// firstUnsigned returns where the first record no checkpoint covers is.
+func (c *checkpointState) firstUnsigned() (recordAt, bool) {
+	for i, isCP := range c.isCP {
+		if !isCP {
+			return c.at[i], true
+		}
+	}
+	return recordAt{}, false
 }
 
 func (c *checkpointState) check(cp Checkpoint, seq uint64, logID string, trust Trust, keyID string) error {
@@ -181,6 +319,7 @@ func (c *checkpointState) check(cp Checkpoint, seq uint64, logID string, trust T
 	}
 	c.hashes = append([]Hash(nil), c.hashes[idx+1:]...)
 	c.isCP = append([]bool(nil), c.isCP[idx+1:]...)
+	c.at = append([]recordAt(nil), c.at[idx+1:]...)
 	c.base = cp.Last + 1
 	return nil
 }

@@ -296,6 +296,9 @@ func TestVerifyPartialLogWhenAllowed(t *testing.T) {
 	}
 }
 
+// A torn tail of the newest file (a power cut mid-write, or a truncation
+// mid-record) is reported, not an error, unless RequireSealed (see also
+// TestVerifyReportsTruncatedNewestFile).
 func TestVerifyTornTailOfNewestFileIsNotAnError(t *testing.T) {
 	dir := t.TempDir()
 	key := newKey(t)
@@ -315,6 +318,15 @@ func TestVerifyTornTailOfNewestFileIsNotAnError(t *testing.T) {
 	last := es[len(es)-1]
 	if rep.Torn == nil || rep.Torn.Offset != last.Offset || rep.Records != uint64(len(es)-1) {
 		t.Fatalf("want torn tail at offset %d and %d records, got %+v torn %+v", last.Offset, len(es)-1, rep, rep.Torn)
+	}
+	if rep.End != EndTorn || rep.EndOffset != last.Offset || rep.Unsigned == 0 {
+		t.Fatalf("want a torn end at offset %d, the log-closed record left unsigned; got %+v", last.Offset, rep)
+	}
+	tr := trustOf(key)
+	tr.RequireSealed = true
+	_, err = Verify(dir, tr)
+	if p := wantProblem(t, err, ErrNotSealed, FileName(0), -1); p.Offset != last.Offset {
+		t.Fatalf("RequireSealed: problem at offset %d, want %d: %v", p.Offset, last.Offset, p)
 	}
 }
 

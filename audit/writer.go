@@ -16,6 +16,27 @@ import (
 // ErrClosed is returned by appends to a closed Writer.
 var ErrClosed = errors.New("audit log closed")
 
+// Event types the Writer itself appends; Append refuses them, so a record
+// of these types is always the log's own.
+const (
+	// EventLogClosed is appended by Close and immediately signed by the
+	// final checkpoint: together they seal the log (see Report.End).
+	EventLogClosed = "log-closed"
+	// EventLogRecovered is appended by Open when the log did not end
+	// sealed: after a crash, a power cut or a truncation. Its reason says
+	// where the log ended and what (if anything) was truncated.
+	EventLogRecovered = "log-recovered"
+)
+
+// appendMode tells appendAny who appends.
+type appendMode uint8
+
+const (
+	appendUser     appendMode = 0
+	appendInternal appendMode = 1 // the writer's own record: allowed while Close seals
+	appendNoRotate appendMode = 2 // the seal's checkpoint stays in the file of what it seals
+)
+
 // Position says where a record was written.
 type Position struct {
 	File   string
@@ -45,8 +66,12 @@ type Writer struct {
 	syncing  bool
 	err      error // sticky: set by a failed write or fsync
 	closed   bool
-	frameBuf []byte
-	recBuf   bytes.Buffer // the record being appended, encoded (under mu)
+	closing  bool // Close is sealing the log: only its own records go in
+	// sealedEnd: the log still ends with the seal of an earlier Close
+	// (nothing appended since Open found it so): Close adds nothing.
+	sealedEnd bool
+	frameBuf  []byte
+	recBuf    bytes.Buffer // the record being appended, encoded (under mu)
 
 	// Checkpoint bookkeeping (under mu).
 	nextUnsigned  uint64 // first seq not covered by a checkpoint
@@ -60,13 +85,17 @@ type Writer struct {
 	done      chan struct{}
 	loopDone  chan struct{}
 	recovered *TornTail
+	recovery  string // reason of the log-recovered record Open appended, if any
 }
 
 // Open opens the log in dir for appending, creating dir and the first file
 // if needed. For an existing log it reads the newest file, checks its
-// chain, and truncates a torn tail (keeping the torn bytes in a side file
-// and recording a "log-recovered" event); any other damage makes Open fail
-// without changing anything. signer signs checkpoints.
+// chain, and truncates a torn tail (keeping the torn bytes in a side file);
+// if the log did not end sealed by Close (torn tail or not) it appends a
+// "log-recovered" event saying where it ended and what was truncated, so
+// the unclean shutdown is itself in the chain and signed by the next
+// checkpoint (kicked at once). Any other damage makes Open fail without
+// changing anything. signer signs checkpoints.
 func Open(dir string, signer crypto.Signer, opts ...Option) (*Writer, error) {
 	if signer == nil {
 		return nil, errors.New("open audit log: no checkpoint signer")
@@ -97,11 +126,14 @@ func Open(dir string, signer crypto.Signer, opts ...Option) (*Writer, error) {
 		return nil, err
 	}
 	go w.loop()
-	if w.recovered != nil {
-		ev := Event{Type: "log-recovered", Reason: w.recovered.String()}
-		if _, err := w.Append(context.Background(), ev); err != nil {
+	if w.recovery != "" {
+		_, end, err := w.appendAny(Event{Type: EventLogRecovered, Reason: w.recovery}, appendInternal)
+		if err == nil {
+			err = w.waitDurable(end)
+		}
+		if err != nil {
 			w.Close()
-			return nil, err
+			return nil, fmt.Errorf("open audit log %s: record the recovery: %w", dir, err)
 		}
 		w.kick()
 	}
@@ -161,6 +193,11 @@ func (w *Writer) KeyID() string { return w.keyID }
 // Recovered returns the torn tail Open truncated, or nil.
 func (w *Writer) Recovered() *TornTail { return w.recovered }
 
+// Recovery returns the reason of the log-recovered record Open appended
+// because the log did not end sealed, or "" after a clean close (or for
+// a new log).
+func (w *Writer) Recovery() string { return w.recovery }
+
 // Append writes b and returns once it is durable (fsynced). Concurrent
 // callers share fsyncs. ctx is checked before writing only: once written,
 // Append waits for the fsync. On error the record may or may not be in the
@@ -196,16 +233,33 @@ func (w *Writer) Sync() error {
 }
 
 func (w *Writer) append(b Body) (Position, uint64, error) {
-	switch b.(type) {
+	switch v := b.(type) {
 	case Rotation, *Rotation:
 		return Position{}, 0, fmt.Errorf("append: %w: rotation records are written by the log itself", ErrInvalidBody)
 	case Checkpoint, *Checkpoint:
 		return Position{}, 0, fmt.Errorf("append: %w: use Writer.Checkpoint", ErrInvalidBody)
+	case Event:
+		if err := userEventType(v.Type); err != nil {
+			return Position{}, 0, err
+		}
+	case *Event:
+		if v != nil {
+			if err := userEventType(v.Type); err != nil {
+				return Position{}, 0, err
+			}
+		}
 	}
-	return w.appendAny(b)
+	return w.appendAny(b, appendUser)
 }
 
-func (w *Writer) appendAny(b Body) (Position, uint64, error) {
+func userEventType(t string) error {
+	if t == EventLogClosed || t == EventLogRecovered {
+		return fmt.Errorf("append: %w: %q events are written by the log itself", ErrInvalidBody, t)
+	}
+	return nil
+}
+
+func (w *Writer) appendAny(b Body, mode appendMode) (Position, uint64, error) {
 	bodyBuf := bodyBufs.Get().(*bytes.Buffer)
 	defer func() {
 		if bodyBuf.Cap() <= maxPooledBuf {
@@ -218,13 +272,13 @@ func (w *Writer) appendAny(b Body) (Position, uint64, error) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if err := w.usable(); err != nil {
+	if err := w.usable(mode); err != nil {
 		return Position{}, 0, err
 	}
-	for w.fileSize >= w.cfg.maxFileSize {
+	for w.fileSize >= w.cfg.maxFileSize && mode&appendNoRotate == 0 {
 		if w.syncing {
 			w.cond.Wait()
-			if err := w.usable(); err != nil {
+			if err := w.usable(mode); err != nil {
 				return Position{}, 0, err
 			}
 			continue
@@ -259,6 +313,7 @@ func (w *Writer) appendAny(b Body) (Position, uint64, error) {
 	w.written += uint64(len(w.frameBuf))
 	w.nextSeq++
 	w.head = pos.Hash
+	w.sealedEnd = false
 	switch v := b.(type) {
 	case Checkpoint:
 		w.nextUnsigned = v.Last + 1
@@ -276,11 +331,11 @@ func (w *Writer) appendAny(b Body) (Position, uint64, error) {
 	return pos, w.written, nil
 }
 
-func (w *Writer) usable() error {
+func (w *Writer) usable(mode appendMode) error {
 	if w.err != nil {
 		return w.err
 	}
-	if w.closed {
+	if w.closed || (w.closing && mode&appendInternal == 0) {
 		return ErrClosed
 	}
 	return nil

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -12,10 +13,14 @@ import (
 // covered by the next checkpoint. A signer failure is returned and leaves
 // the log usable.
 func (w *Writer) Checkpoint(ctx context.Context) (Position, error) {
+	return w.checkpoint(ctx, appendUser)
+}
+
+func (w *Writer) checkpoint(ctx context.Context, mode appendMode) (Position, error) {
 	w.signMu.Lock()
 	defer w.signMu.Unlock()
 	w.mu.Lock()
-	if err := w.usable(); err != nil {
+	if err := w.usable(mode); err != nil {
 		w.mu.Unlock()
 		return Position{}, err
 	}
@@ -36,7 +41,7 @@ func (w *Writer) Checkpoint(ctx context.Context) (Position, error) {
 	w.mu.Lock()
 	w.pendingSigned = snap
 	w.mu.Unlock()
-	pos, end, err := w.appendAny(cp)
+	pos, end, err := w.appendAny(cp, mode)
 	if err != nil {
 		return Position{}, err
 	}
@@ -70,23 +75,44 @@ func (w *Writer) loop() {
 }
 
 func (w *Writer) backgroundCheckpoint() {
-	if _, err := w.Checkpoint(context.Background()); err != nil {
+	// ErrClosed: Close started sealing; its own checkpoint covers these.
+	if _, err := w.Checkpoint(context.Background()); err != nil && !errors.Is(err, ErrClosed) {
 		w.cfg.onError(fmt.Errorf("audit checkpoint: %w", err))
 	}
 }
 
-// Close writes a final checkpoint, fsyncs and closes the log. Appends
-// after Close fail with ErrClosed.
+// Close seals the log: it appends a "log-closed" event (EventLogClosed)
+// and a final checkpoint that signs it, as the last two records of the
+// newest file, then fsyncs and closes. Appends from the moment Close
+// starts fail with ErrClosed, so nothing lands between the two. Verify
+// reports a log that ends this way as sealed (EndSealed); any other end
+// of the newest file is a crash or a truncation. If the signer fails, the
+// log-closed record stays unsigned and Close returns the error. Calling
+// Close again does nothing.
 func (w *Writer) Close() error {
 	w.mu.Lock()
-	if w.closed {
+	if w.closed || w.closing {
 		w.mu.Unlock()
 		return nil
 	}
+	w.closing = true
 	w.mu.Unlock()
 	close(w.done)
 	<-w.loopDone
-	_, cpErr := w.Checkpoint(context.Background())
+	ctx := context.Background()
+	w.mu.Lock()
+	already := w.sealedEnd
+	w.mu.Unlock()
+	var cpErr error
+	if !already {
+		// The log-closed record may rotate (it is a record like any
+		// other); its checkpoint never does, so the seal is the file's
+		// last two records.
+		_, _, cpErr = w.appendAny(Event{Type: EventLogClosed, Reason: "clean shutdown"}, appendInternal)
+		if cpErr == nil {
+			_, cpErr = w.checkpoint(ctx, appendInternal|appendNoRotate)
+		}
+	}
 	syncErr := w.Sync()
 	w.mu.Lock()
 	defer w.mu.Unlock()
