@@ -1,9 +1,13 @@
 package main_test
 
 import (
+	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +17,7 @@ import (
 
 	"github.com/otgate/otgate/internal/syncbuf"
 
+	"github.com/otgate/otgate/services/overlay/alloc"
 	"github.com/otgate/otgate/services/segment"
 	"github.com/otgate/otgate/services/segment/internal/nslab"
 	"github.com/otgate/otgate/services/segment/ruleset"
@@ -112,7 +117,23 @@ func TestServiceReconciles(t *testing.T) {
 	if err := segment.WriteSpec(specPath, testSpec(expires)); err != nil {
 		t.Fatal(err)
 	}
-	svc := start(t, l, bin, specPath, sock, "1h") // drift is found through nftables events
+	// The overlay allocator's table: plc-1 pinned, rtu-1 allocated.
+	overlay := filepath.Join(dir, "overlay", "alloc.cbor")
+	a, err := alloc.Open(overlay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Apply(alloc.Config{Gate: netip.MustParseAddr("100.64.255.254")}, []alloc.Request{{Asset: "plc-1", Zone: "cell-a", Pinned: netip.MustParseAddr("100.64.0.1")},
+		{Asset: "rtu-1", Zone: "cell-b"}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	rtuEndpoint := ""
+	for _, e := range a.Table() {
+		if e.Asset == "rtu-1" {
+			rtuEndpoint = e.Addr.String()
+		}
+	}
+	svc := start(t, l, bin, specPath, sock, "1h", "-overlay-state", overlay) // drift is found through nftables events
 
 	show, err := exec.Command(cli, "segment", "-socket", sock, "show").CombinedOutput()
 	if err != nil {
@@ -120,6 +141,7 @@ func TestServiceReconciles(t *testing.T) {
 	}
 	for _, want := range []string{
 		"plc-1 (10.20.0.10, zone cell-a, enforce mode, endpoint 100.64.0.1)",
+		"rtu-1 (10.30.0.10, zone cell-b, monitor mode, endpoint " + rtuEndpoint + ")", // not pinned: allocated
 		"reachable by the proxy (socket uid 990 and mark 0x5a) on tcp/502",
 		"reachable by 10.20.0.10 on tcp/502 by exception hist-pull (owner ops@plant",
 	} {
@@ -160,6 +182,23 @@ func TestServiceReconciles(t *testing.T) {
 		t.Errorf("rule not repaired:\n%s", out)
 	}
 
+	// Drift in a set: an element added by hand (plc-1 tcp/503 for the
+	// proxy) is found and taken out again.
+	l.Plant.Listen(t, nslab.Asset1+":503")
+	if out, err := l.Gate.Command("nft", "add", "element", "inet", "otgate", "asset_ports", "{ 10.20.0.10 . 503 }").CombinedOutput(); err != nil {
+		t.Fatalf("nft add element: %v\n%s", err, out)
+	}
+	waitFor(t, "set drift repair", func() bool {
+		return strings.Contains(svc.out.String(), "segment: drift: set asset_ports: 0 elements missing, 1 unexpected")
+	})
+	waitFor(t, "the element gone", func() bool {
+		out, _ := l.Gate.Command("nft", "list", "set", "inet", "otgate", "asset_ports").CombinedOutput()
+		return !strings.Contains(string(out), "10.20.0.10 . 503")
+	})
+	if ok, _ := l.Gate.Reach(nslab.Asset1+":503", proxy, 1500*time.Millisecond); ok {
+		t.Error("the proxy reaches tcp/503 after the set was repaired")
+	}
+
 	// Exception expiry: an event, and the flow stops.
 	waitFor(t, "exception expiry event", func() bool {
 		return strings.Contains(svc.out.String(), "exception-expired: exception hist-pull")
@@ -176,21 +215,76 @@ func TestServiceReconciles(t *testing.T) {
 	}
 }
 
-// While the service is killed and restarted in a loop, probes that must
-// fail never succeed, and the proxy's path keeps working.
+// synCounter counts, in a namespace's prerouting (before anything else
+// there sees them), the TCP SYNs that arrive: "proxy" those of the proxy's
+// allowed path (from gateAddr to asset:502), "leaked" every other one.
+func synCounter(t *testing.T, ns *nslab.NS, gateAddr, asset string) func() (proxy, leaked uint64) {
+	t.Helper()
+	rules := fmt.Sprintf(`table inet probe {
+	counter proxy {}
+	counter leaked {}
+	chain pre {
+		type filter hook prerouting priority -400; policy accept;
+		tcp flags & (syn | ack) == syn ip saddr %s ip daddr %s tcp dport 502 counter name "proxy" accept
+		tcp flags & (syn | ack) == syn counter name "leaked"
+	}
+}
+`, gateAddr, asset)
+	cmd := ns.Command("nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft -f (SYN counters in %s): %v\n%s", ns.Name, err, out)
+	}
+	read := func(name string) uint64 {
+		out, err := ns.Command("nft", "list", "counter", "inet", "probe", name).CombinedOutput()
+		if err != nil {
+			t.Fatalf("nft list counter %s: %v\n%s", name, err, out)
+		}
+		m := regexp.MustCompile(`packets (\d+)`).FindSubmatch(out)
+		if m == nil {
+			t.Fatalf("nft list counter %s: no packets in %s", name, out)
+		}
+		n, _ := strconv.ParseUint(string(m[1]), 10, 64)
+		return n
+	}
+	return func() (uint64, uint64) { return read("proxy"), read("leaked") }
+}
+
+// While the service is killed and restarted in a loop, not one packet of
+// the forbidden probes reaches an asset (counted by SYN counters in the
+// plant namespaces, not by connections), and the proxy's path keeps
+// working. An exception of another flow makes the service turn forwarding
+// on, so the routed probes test the forward chain, not the sysctl.
 func TestKillRestartLoopLeaksNothing(t *testing.T) {
 	l := nslab.New(t)
 	bin := buildBinary(t, ".", "otgate-segment")
 	l.Plant.Listen(t, nslab.Asset1+":502")
+	l.Plant.Listen(t, nslab.Asset2+":502")
 	l.Plant2.Listen(t, nslab.Asset3+":502")
+	plant := synCounter(t, l.Plant, nslab.GateDownlink, nslab.Asset1)
+	plant2 := synCounter(t, l.Plant2, "192.0.2.1", nslab.Asset3) // no proxy path into plant2 here
+	// The counters see a leak: with no ruleset yet, one SYN from another
+	// uid on the gate arrives.
+	if ok, err := l.Gate.Reach(nslab.Asset2+":502", other, 10*time.Second); !ok || err != nil {
+		t.Fatalf("control probe without a ruleset: reachable=%v err=%v", ok, err)
+	}
+	if _, leaked0 := plant(); leaked0 == 0 {
+		t.Fatal("the SYN counter did not see the control probe; it would miss a leak too")
+	}
 	dir := t.TempDir()
 	specPath, sock := filepath.Join(dir, "segment.cbor"), filepath.Join(dir, "segment.sock")
-	spec := testSpec(time.Now().Add(-time.Hour)) // exception long expired
+	spec := testSpec(time.Now().Add(time.Hour))
+	spec.Exceptions[0].Port = 503 // routed, but none of the probes' flows
 	spec.Assets[1].Mode = ruleset.ModeEnforce
 	if err := segment.WriteSpec(specPath, spec); err != nil {
 		t.Fatal(err)
 	}
 	start(t, l, bin, specPath, sock, "200ms").kill() // first install, then the loop
+	if !l.Forwarding(t) {
+		t.Fatal("the service did not turn forwarding on for the exception")
+	}
+	proxyBefore, leakedBefore := plant()
+	_, leaked2Before := plant2()
 
 	var leaked, refused, proxyOK, proxyFail atomic.Int64
 	stop := make(chan struct{})
@@ -224,10 +318,11 @@ func TestKillRestartLoopLeaksNothing(t *testing.T) {
 		}
 	}
 	// Three probers per forbidden path (each probe waits 500 ms for a
-	// dropped SYN), one on the proxy's allowed path.
+	// dropped SYN), one on the proxy's allowed path. The gate's other uid
+	// probes plc-2, so that every SYN from the gate to plc-1 is the proxy's.
 	for i := 0; i < 3; i++ {
 		wg.Add(4)
-		go prober(l.Gate, other, nslab.Asset1+":502", false)
+		go prober(l.Gate, other, nslab.Asset2+":502", false)
 		go prober(l.Gate, root, nslab.Asset3+":502", false)
 		go prober(l.Client, root, nslab.Asset1+":502", false)
 		go prober(l.Plant, root, nslab.Asset3+":502", false)
@@ -243,18 +338,76 @@ func TestKillRestartLoopLeaksNothing(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
-	t.Logf("%d restarts; %d probes refused, %d leaked; proxy path %d ok, %d failed",
-		restarts, refused.Load(), leaked.Load(), proxyOK.Load(), proxyFail.Load())
-	if leaked.Load() != 0 {
-		t.Errorf("%d probes leaked through during the kill/restart loop", leaked.Load())
+	proxyAfter, leakedAfter := plant()
+	_, leaked2After := plant2()
+	synLeaks := (leakedAfter - leakedBefore) + (leaked2After - leaked2Before)
+	t.Logf("%d restarts; %d probes refused, %d connected; SYNs at the assets: %d leaked, %d of the proxy; proxy path %d ok, %d failed",
+		restarts, refused.Load(), leaked.Load(), synLeaks, proxyAfter-proxyBefore, proxyOK.Load(), proxyFail.Load())
+	if synLeaks != 0 {
+		t.Errorf("%d SYNs of forbidden probes reached the plant during the kill/restart loop (%d in plant, %d in plant2)",
+			synLeaks, leakedAfter-leakedBefore, leaked2After-leaked2Before)
 	}
-	if refused.Load() == 0 || proxyOK.Load() == 0 {
-		t.Errorf("probes did not run: refused %d, proxy ok %d", refused.Load(), proxyOK.Load())
+	if leaked.Load() != 0 {
+		t.Errorf("%d probes connected during the kill/restart loop", leaked.Load())
+	}
+	if refused.Load() == 0 || proxyOK.Load() == 0 || proxyAfter == proxyBefore {
+		t.Errorf("probes did not run: refused %d, proxy ok %d, proxy SYNs %d", refused.Load(), proxyOK.Load(), proxyAfter-proxyBefore)
 	}
 	if proxyFail.Load() != 0 {
 		t.Errorf("proxy path failed %d times during restarts (an apply must not disturb allowed flows)", proxyFail.Load())
 	}
 	_ = os.Remove(sock)
+}
+
+// The service owns the gate's IPv4 forwarding: in a namespace where
+// nothing else turned it on, an exception works because the service turns
+// forwarding on (after its ruleset is in), and at the exception's expiry
+// the service turns it off again; someone else turning it on is undone.
+func TestServiceOwnsForwarding(t *testing.T) {
+	l := nslab.New(t)
+	bin := buildBinary(t, ".", "otgate-segment")
+	l.Plant2.Listen(t, nslab.Asset3+":502")
+	l.Plant.Listen(t, nslab.Asset1+":502")
+	if l.Forwarding(t) {
+		t.Fatal("lab gate starts with forwarding on")
+	}
+	dir := t.TempDir()
+	specPath, sock := filepath.Join(dir, "segment.cbor"), filepath.Join(dir, "segment.sock")
+	spec := testSpec(time.Now().Add(4 * time.Second))
+	spec.Assets[1].Mode = ruleset.ModeEnforce // the exception is the only routed flow
+	if err := segment.WriteSpec(specPath, spec); err != nil {
+		t.Fatal(err)
+	}
+	svc := start(t, l, bin, specPath, sock, "200ms")
+	out := svc.out.String()
+	on := strings.Index(out, "segment: IPv4 forwarding on: 1 exceptions, 0 monitor zones")
+	if applied := strings.Index(out, "segment: applied: "); on < 0 || applied < 0 || on < applied {
+		t.Fatalf("want the apply, then forwarding on:\n%s", out)
+	}
+	if !l.Forwarding(t) {
+		t.Fatal("forwarding off with an active exception")
+	}
+	if ok, err := l.Plant.Reach(nslab.Asset3+":502", root, 10*time.Second); !ok || err != nil {
+		t.Fatalf("the exception's flow: reachable=%v err=%v\n%s", ok, err, svc.out)
+	}
+	if ok, _ := l.Client.Reach(nslab.Asset1+":502", root, 1500*time.Millisecond); ok {
+		t.Error("with forwarding on, the uplink reaches plc-1 through the gate")
+	}
+	waitFor(t, "forwarding off at expiry", func() bool {
+		return strings.Contains(svc.out.String(), "segment: IPv4 forwarding off: 0 exceptions, 0 monitor zones")
+	})
+	if l.Forwarding(t) {
+		t.Error("forwarding still on after the exception expired")
+	}
+	st, err := segment.Query(sock, segment.OpStatus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Status.Forwarding != "off" || st.Status.Degraded != "" {
+		t.Errorf("status: forwarding %q, degraded %q", st.Status.Forwarding, st.Status.Degraded)
+	}
+	l.SetForwarding(t, true) // someone else
+	waitFor(t, "forwarding put back off", func() bool { return !l.Forwarding(t) })
 }
 
 // The would-block report survives restarts without counting anything twice.
