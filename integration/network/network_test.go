@@ -88,6 +88,10 @@ func TestGateOnTheLabNetwork(t *testing.T) {
 	gatetest.MustSee(t, vm, regexp.MustCompile(`^netdump: testsvc: link eth0 device up `+regexp.QuoteMeta(lab.GateUplinkIP)+`/24`))
 	gatetest.MustSee(t, vm, regexp.MustCompile(`^netdump: testsvc: link eth1 device up `+regexp.QuoteMeta(lab.GateDownlinkIP)+`/24`))
 	gatetest.MustSee(t, vm, regexp.MustCompile(`^netdump: testsvc: nft table inet otgate chains .*forward\(forward, drop\)`))
+	// segment owns IPv4 forwarding: on only while the applied policy routes
+	// (an active exception or a monitor zone). The demo site has one
+	// enforce zone and no exception, so forwarding stays off.
+	gatetest.MustSee(t, vm, "segment: segment: IPv4 forwarding off: 0 exceptions, 0 monitor zones")
 	gatetest.MustSee(t, vm, "netdump: testsvc: sysctl net.ipv4.ip_forward=0")
 
 	// On the gate: root is dropped toward the PLC, the proxy's identity
