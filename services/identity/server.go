@@ -194,7 +194,9 @@ func (s *Server) handle(caller string, uid uint32, req *api.Request) *api.Respon
 	// needs the data key or vouches for the gate (sign, tls-cert,
 	// workload-cert), and an image the data key was not sealed to must not
 	// do either. Deny by default: an operation added later is refused too.
-	if req.Op != api.OpStatus {
+	// seal-next-boot checks its caller and request first and is refused
+	// by SealNextBoot (no data key).
+	if req.Op != api.OpStatus && req.Op != api.OpSealNextBoot {
 		if err := id.refuseInQuarantine(req.Op); err != nil {
 			return errResponse(api.CodeQuarantine, err)
 		}
