@@ -26,7 +26,8 @@ import (
 func identityFlags(t *testing.T, sock, state string) *identity.Flags {
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
 	f := identity.RegisterFlags(fs)
-	if err := fs.Parse([]string{"-tpm-socket", sock, "-state", state, "-site", "plant.example"}); err != nil {
+	// -allow-volatile-state: the test's temporary directory may be a tmpfs.
+	if err := fs.Parse([]string{"-tpm-socket", sock, "-state", state, "-site", "plant.example", "-allow-volatile-state"}); err != nil {
 		t.Fatal(err)
 	}
 	return f
@@ -46,7 +47,7 @@ func TestIdentityCSRAndInstallCert(t *testing.T) {
 	if err := runIdentity([]string{"reset", "-tpm-socket", sw.Socket, "-state", state}); err == nil {
 		t.Fatal("reset without -yes ran")
 	}
-	if err := runIdentity([]string{"reset", "-yes", "-tpm-socket", sw.Socket, "-state", state, "-site", "plant.example"}); err != nil {
+	if err := runIdentity([]string{"reset", "-yes", "-tpm-socket", sw.Socket, "-state", state, "-site", "plant.example", "-allow-volatile-state"}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rand"
@@ -12,14 +13,31 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 )
 
+// replacedIdentity is the identity a reset replaces, as far as known.
+type replacedIdentity struct {
+	Dir            string // base name of the directory it was moved to ("": none)
+	Serial         string
+	KeyFingerprint string
+}
+
 // create makes a new identity for cfg in a fresh directory next to
 // cfg.StateDir and renames it into place, so a power cut leaves either no
-// identity or a whole one. t is nil in dev mode.
-func create(cfg Config, t transport.TPM, replaced string) error {
+// identity or a whole one. t is nil in dev mode; prev is the identity a
+// reset replaces (nil on a first boot).
+//
+// In TPM mode the TPM is marked only once the identity is in place: the
+// SRK is made persistent and MarkerNVIndex written after the rename, so a
+// power cut during a first boot leaves no evidence of an identity that
+// never existed (the next boot is a first boot again, not a refusal).
+func create(cfg Config, t transport.TPM, prev *replacedIdentity) error {
 	if err := checkSite(cfg.Site); err != nil {
+		return err
+	}
+	if err := checkPersistent(cfg); err != nil {
 		return err
 	}
 	pcrs, err := sealPCRs(cfg.BoardPCRs)
@@ -47,7 +65,12 @@ func create(cfg Config, t transport.TPM, replaced string) error {
 	if _, err := rand.Read(dataKeyBytes); err != nil {
 		return err
 	}
-	dev = deviceRecord{Version: stateVersion, Site: cfg.Site, CreatedAt: now.Unix(), ReplacedIdentity: replaced, SelfSigned: true}
+	dev = deviceRecord{Version: stateVersion, Site: cfg.Site, CreatedAt: now.Unix(), SelfSigned: true}
+	if prev != nil {
+		dev.ReplacedIdentity, dev.ReplacedAt = prev.Dir, now.Unix()
+		dev.ReplacedSerial, dev.ReplacedKeyFingerprint = prev.Serial, prev.KeyFingerprint
+	}
+	persistSRKAfter := false
 	if cfg.DevMode {
 		k, err := ecdsa.GenerateKey(deviceCurve(), rand.Reader)
 		if err != nil {
@@ -82,8 +105,16 @@ func create(cfg Config, t transport.TPM, replaced string) error {
 			return err
 		}
 		key = keyRecord{Version: stateVersion, Mode: ModeTPM, Public: pub, Private: priv}
-		if key.SRKName, err = persistSRK(t, p); err != nil {
-			fmt.Fprintf(cfg.logWriter(), "identity: the SRK is not kept in the TPM (%v): every start re-creates it\n", err)
+		// The SRK is made persistent once the identity is in place; the
+		// key record names it unless SRKHandle holds another key.
+		if rsp, err := (tpm2.ReadPublic{ObjectHandle: SRKHandle}).Execute(t); err == nil {
+			if bytes.Equal(rsp.Name.Buffer, p.Name.Buffer) {
+				key.SRKName = p.Name.Buffer
+			} else {
+				fmt.Fprintf(cfg.logWriter(), "identity: the SRK is not kept in the TPM (handle %#x holds another key; left alone): every start re-creates it\n", uint32(SRKHandle))
+			}
+		} else {
+			key.SRKName, persistSRKAfter = p.Name.Buffer, true
 		}
 		h, pubArea, err := loadObject(t, &p, pub, priv)
 		// swtpm holds three transient objects: the SRK goes before the
@@ -124,7 +155,36 @@ func create(cfg Config, t transport.TPM, replaced string) error {
 	if err := os.Rename(tmp, cfg.StateDir); err != nil {
 		return fmt.Errorf("identity: move new identity into %s: %w", cfg.StateDir, err)
 	}
-	return syncDir(parent)
+	if err := syncDir(parent); err != nil {
+		return err
+	}
+	if t != nil {
+		markTPM(cfg, t, persistSRKAfter, &markerRecord{Version: stateVersion, Serial: dev.Serial,
+			KeyFingerprint: keyFingerprint(signer.Public()), CreatedAt: now.Unix()})
+	}
+	return nil
+}
+
+// markTPM makes the SRK persistent (when the key record names it and it
+// is not there yet) and writes the identity marker. Failures are logged,
+// not fatal: the identity is in place; without the persistent SRK every
+// start re-creates it, without the marker a lost /perm is recognised by
+// the SRK alone.
+func markTPM(cfg Config, t transport.TPM, persist bool, m *markerRecord) {
+	w := cfg.logWriter()
+	if persist {
+		p, err := srk(t)
+		if err == nil {
+			_, err = persistSRK(t, p)
+			flush(t, p.Handle)
+		}
+		if err != nil {
+			fmt.Fprintf(w, "identity: the SRK is not kept in the TPM (%v): every start re-creates it\n", err)
+		}
+	}
+	if err := writeMarker(t, m); err != nil {
+		fmt.Fprintf(w, "identity: WARNING: could not record the identity in the TPM (%v): a lost /perm is recognised only by the persistent SRK\n", err)
+	}
 }
 
 // writeWorkloadCA makes a workload CA, seals its key as a secret and
@@ -152,10 +212,17 @@ func writeWorkloadCA(dir string, device crypto.Signer, deviceCertDER []byte, sit
 // <StateDir>.replaced-<time>) and creates a new one: a new device key, a new
 // serial in dev mode, new certificates, a new data key; secrets sealed under
 // the old data key stay in the old directory and are unreadable. The gate
-// becomes a different device. It returns the directory the old state was
-// moved to ("" if there was none).
+// becomes a different device. It is also the way past ErrEarlierIdentity
+// (a lost /perm). The new identity records what it replaced (the old
+// directory, serial and device key fingerprint, from the old device.cbor
+// or the TPM's marker) and when; the service logs it at its next start.
+// It returns the directory the old state was moved to ("" if there was
+// none).
 func Reset(cfg Config) (string, error) {
 	w := cfg.logWriter()
+	if err := checkPersistent(cfg); err != nil {
+		return "", fmt.Errorf("identity: reset: %w", err)
+	}
 	var t transport.TPMCloser
 	if !cfg.DevMode {
 		if cfg.TPM.open == nil {
@@ -167,6 +234,32 @@ func Reset(cfg Config) (string, error) {
 		}
 		defer t.Close()
 	}
+	var prev *replacedIdentity
+	if exists, err := stateExists(cfg.StateDir); exists || err != nil {
+		prev = &replacedIdentity{}
+		var d deviceRecord
+		if readState(cfg.StateDir, DeviceFile, &d) == nil {
+			prev.Serial = d.Serial
+			if c, err := x509.ParseCertificate(d.Cert); err == nil {
+				prev.KeyFingerprint = keyFingerprint(c.PublicKey)
+			}
+		}
+	}
+	if t != nil && (prev == nil || prev.Serial == "") {
+		evidence, m, err := earlierIdentity(t)
+		if err != nil {
+			return "", fmt.Errorf("identity: reset: %w", err)
+		}
+		if evidence != "" {
+			if prev == nil {
+				prev = &replacedIdentity{}
+			}
+			if m != nil {
+				prev.Serial, prev.KeyFingerprint = m.Serial, m.KeyFingerprint
+			}
+			fmt.Fprintf(w, "identity: RESET: the TPM shows an earlier identity: %s\n", evidence)
+		}
+	}
 	old := ""
 	if _, err := os.Stat(cfg.StateDir); err == nil {
 		old = fmt.Sprintf("%s.replaced-%s", cfg.StateDir, cfg.now().UTC().Format("20060102T150405Z"))
@@ -177,6 +270,9 @@ func Reset(cfg Config) (string, error) {
 			return "", err
 		}
 		fmt.Fprintf(w, "identity: RESET: old identity moved to %s\n", old)
+		if prev != nil {
+			prev.Dir = filepath.Base(old)
+		}
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("identity: reset: %w", err)
 	}
@@ -184,9 +280,20 @@ func Reset(cfg Config) (string, error) {
 	if t != nil {
 		tt = t
 	}
-	if err := create(cfg, tt, filepath.Base(old)); err != nil {
+	if err := create(cfg, tt, prev); err != nil {
 		return old, fmt.Errorf("identity: reset: create new identity (old one is in %s): %w", old, err)
 	}
-	fmt.Fprintf(w, "identity: RESET: created a NEW device identity in %s (this gate is now a different device)\n", cfg.StateDir)
+	what := "no earlier identity"
+	if prev != nil {
+		what = fmt.Sprintf("replacing serial %s, device key %s", orUnknown(prev.Serial), orUnknown(prev.KeyFingerprint))
+	}
+	fmt.Fprintf(w, "identity: RESET: created a NEW device identity in %s (%s; this gate is now a different device)\n", cfg.StateDir, what)
 	return old, nil
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
 }

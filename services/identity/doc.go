@@ -13,7 +13,11 @@
 // persistent at SRKHandle (0x81000001, reserved for the SRK by the TCG
 // provisioning guidance) and records its name; a start uses it there when
 // the name matches and re-creates it otherwise. A foreign key at that
-// handle is left alone. Nothing else is written to TPM NV.
+// handle is left alone. The only other thing written to TPM NV is the
+// identity marker at MarkerNVIndex (serial, key fingerprint, creation
+// time), written with the persistent SRK once a new identity is in place;
+// an empty state directory on a TPM showing either is a lost /perm
+// (ErrEarlierIdentity), not a first boot.
 //
 //   - the device key: ECC P-256, fixedTPM|fixedParent|sensitiveDataOrigin|
 //     userWithAuth|sign|noDA, no decrypt. fixedTPM and fixedParent make
@@ -39,6 +43,12 @@
 // IMA (10), systemd-boot/systemd-stub (11, 12, 13) or the debug and
 // resettable PCRs (16, 23); only systemd's user space uses it, and the
 // appliance does not run systemd. It cannot be reset without a reboot.
+//
+// On the direct-kernel-boot boards (qemu-x86_64, qemu-aarch64: no board
+// PCRs) PCR 15 alone binds the seal and init extends it, so the seal
+// binds to what init measures: a modified init could extend the expected
+// value. Only firmware measured boot of the kernel and initramfs into the
+// board PCRs (generic-x86_64: OVMF, PCRs 0,2,4,7) closes that.
 //
 // # Dictionary attacks
 //

@@ -20,6 +20,9 @@ type Flags struct {
 	TPMSocket string
 	DevMode   bool
 	PCRs      string
+	// AllowVolatileState lets a TPM identity be created on a tmpfs
+	// state directory (tests; never on a gate).
+	AllowVolatileState bool
 }
 
 // RegisterFlags defines the shared flags on fs.
@@ -30,13 +33,15 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 	fs.StringVar(&f.TPMDevice, "tpm", DefaultTPMDevice, "TPM character device")
 	fs.StringVar(&f.TPMSocket, "tpm-socket", "", "swtpm unixio socket instead of -tpm (development hosts)")
 	fs.BoolVar(&f.DevMode, "dev", false, "DEV MODE: software key in the state directory, no TPM (never in production)")
+	fs.BoolVar(&f.AllowVolatileState, "allow-volatile-state", false, "allow creating a TPM identity in a state directory on a tmpfs (lost at power-off; the next boot then refuses as for a lost /perm): tests only")
 	fs.StringVar(&f.PCRs, "pcrs", "", fmt.Sprintf("board PCRs (SHA-256) the data key is sealed to besides PCR %d, comma separated (used when an identity is created)", MeasuredPCR))
 	return f
 }
 
 // Config builds the identity configuration.
 func (f *Flags) Config(create bool, log io.Writer) (Config, error) {
-	cfg := Config{StateDir: f.StateDir, Site: f.Site, DevMode: f.DevMode, Create: create, Log: log}
+	cfg := Config{StateDir: f.StateDir, Site: f.Site, DevMode: f.DevMode, Create: create, Log: log,
+		RequirePersistentState: !f.AllowVolatileState}
 	switch {
 	case f.DevMode:
 	case f.TPMSocket != "":

@@ -48,8 +48,18 @@ type Config struct {
 	// addition to MeasuredPCR. Used when the identity is created.
 	BoardPCRs []uint
 	// Create allows creating a new identity when StateDir holds none (first
-	// boot). A partial or corrupt state is never replaced.
+	// boot). A partial or corrupt state is never replaced, and neither is
+	// an identity the TPM shows was created on it before (ErrEarlierIdentity:
+	// /perm lost); only Reset makes a new one then.
 	Create bool
+	// RequirePersistentState refuses to create a TPM identity (first boot
+	// or Reset) when StateDir is on a tmpfs or ramfs (ErrVolatileState).
+	// Set by Flags unless -allow-volatile-state; dev mode ignores it.
+	RequirePersistentState bool
+	// Service is set by the identity service itself: it logs, once, that
+	// the identity replaced an earlier one (a reset), and records that it
+	// did; the CLI's short opens leave that to the service.
+	Service bool
 	// Log receives the service's log lines; nil: standard error.
 	Log io.Writer
 	// Now is the clock; nil: time.Now.
@@ -143,9 +153,17 @@ func Open(cfg Config) (*Identity, error) {
 		if !cfg.Create {
 			err = fmt.Errorf("identity: %w in %s (first boot creates it; `otgate identity reset -yes` replaces one)", ErrNoIdentity, cfg.StateDir)
 		} else {
-			id.log.Printf("first boot: no identity in %s, creating a new device identity", cfg.StateDir)
-			err = create(cfg, id.tpm, "")
-			id.step("create")
+			err = checkPersistent(cfg)
+			if err == nil && !cfg.DevMode {
+				// A TPM that held an identity before: /perm was lost, not
+				// a first boot.
+				err = refuseEarlierIdentity(cfg, id.tpm)
+			}
+			if err == nil {
+				id.log.Printf("first boot: no identity in %s, creating a new device identity", cfg.StateDir)
+				err = create(cfg, id.tpm, nil)
+				id.step("create")
+			}
 		}
 	}
 	if err == nil {
@@ -155,7 +173,35 @@ func Open(cfg Config) (*Identity, error) {
 		id.Close()
 		return nil, err
 	}
+	if cfg.Service {
+		id.announceReplacement()
+	}
 	return id, nil
+}
+
+// announceReplacement logs, on the service's first start after a reset,
+// that this identity replaced an earlier one, and records in device.cbor
+// that it did so (once per reset, not on every start).
+func (id *Identity) announceReplacement() {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	d := id.device
+	if d.ReplacedAt == 0 || d.ReplacementLogged {
+		return
+	}
+	where := ""
+	if d.ReplacedIdentity != "" {
+		where = "; old state kept in " + filepath.Join(filepath.Dir(id.cfg.StateDir), d.ReplacedIdentity)
+	}
+	id.log.Printf("RESET: this device identity (serial %s, device key %s) REPLACED an earlier one on %s (`otgate identity reset`): old serial %s, old device key %s%s",
+		d.Serial, keyFingerprint(id.signer.Public()), time.Unix(d.ReplacedAt, 0).UTC().Format(time.RFC3339),
+		orUnknown(d.ReplacedSerial), orUnknown(d.ReplacedKeyFingerprint), where)
+	d.ReplacementLogged = true
+	if err := writeState(id.cfg.StateDir, DeviceFile, &d); err != nil {
+		id.log.Printf("could not record that the reset was logged (it will be logged again at the next start): %v", err)
+		return
+	}
+	id.device = d
 }
 
 // Close releases the TPM.

@@ -66,6 +66,15 @@ type deviceRecord struct {
 	CreatedAt int64  `cbor:"11,keyasint"` // unix seconds
 	// ReplacedIdentity names the state directory a reset moved aside.
 	ReplacedIdentity string `cbor:"12,keyasint,omitempty"`
+	// ReplacedAt (unix seconds) is when a reset made this identity in
+	// place of an earlier one (0: none was replaced); ReplacedSerial and
+	// ReplacedKeyFingerprint name the earlier one when known (its
+	// device.cbor, or the TPM's marker).
+	ReplacedAt             int64  `cbor:"13,keyasint,omitempty"`
+	ReplacedSerial         string `cbor:"14,keyasint,omitempty"`
+	ReplacedKeyFingerprint string `cbor:"15,keyasint,omitempty"`
+	// ReplacementLogged: the service has logged the replacement once.
+	ReplacementLogged bool `cbor:"16,keyasint,omitempty"`
 }
 
 func (r *deviceRecord) version() int { return r.Version }

@@ -106,6 +106,10 @@ func TestSRKPersistent(t *testing.T) {
 	reopen("without the persistent SRK", 1)
 
 	// Another key at the handle: a new identity works and leaves it there.
+	// On another TPM: this one holds the first identity's marker
+	// (MarkerNVIndex), and a second identity on it is refused
+	// (ErrEarlierIdentity, lostperm_test.go).
+	_, tpm = startTPM(t)
 	var foreign []byte
 	withTPM(func(tt transport.TPM) {
 		rsp, err := (tpm2.CreatePrimary{PrimaryHandle: tpm2.TPMRHOwner, InPublic: tpm2.New2B(tpm2.RSASRKTemplate)}).Execute(tt)

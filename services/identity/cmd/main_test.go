@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -128,7 +129,7 @@ func TestServiceBootsThenQuarantinesOnChangedMeasurement(t *testing.T) {
 	bootOnce := func(sw *swtpmtest.TPM, image string) (*syncbuf.Buffer, func(), *api.Client) {
 		measure(t, sw, image)
 		console, stop := start(t, bin, "-tpm-socket", sw.Socket, "-state", state, "-site", "plant.example",
-			"-pcrs", "0,7", "-socket", sock, "-allow", fmt.Sprintf("%d=proxy", os.Getuid()))
+			"-pcrs", "0,7", "-socket", sock, "-allow", fmt.Sprintf("%d=proxy", os.Getuid()), "-allow-volatile-state")
 		// Its last start-up line: every line before it is in the console.
 		if !console.WaitFor("identity: serving on ", consoleWait) {
 			t.Fatalf("no serving line:\n%s", console)
@@ -201,4 +202,65 @@ func TestServiceRefusesWithoutTPM(t *testing.T) {
 		t.Fatalf("without a TPM: err %v, output %q; want a refusal naming the missing TPM", err, out)
 	}
 	t.Logf("%s", out)
+}
+
+// The real binary on a TPM that held an identity whose state directory
+// was lost: it exits with the named refusal and creates nothing; after
+// `otgate identity reset` (identity.Reset) it starts with the new
+// identity and logs, at that first start only, what it replaced.
+func TestServiceRefusesLostStateThenLogsReset(t *testing.T) {
+	bin := buildService(t)
+	state := filepath.Join(t.TempDir(), "identity")
+	sockDir, err := os.MkdirTemp("", "idsvc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	sock := filepath.Join(sockDir, "identity.sock")
+	sw := swtpmtest.Start(t, "")
+	args := []string{"-tpm-socket", sw.Socket, "-state", state, "-site", "plant.example",
+		"-socket", sock, "-allow", fmt.Sprintf("%d=proxy", os.Getuid()), "-allow-volatile-state"}
+
+	console, stop := start(t, bin, args...)
+	if !console.WaitFor("identity: serving on ", consoleWait) {
+		t.Fatalf("no serving line:\n%s", console)
+	}
+	stop()
+	if err := os.RemoveAll(state); err != nil {
+		t.Fatal(err)
+	}
+
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || !strings.Contains(string(out), "identity: FATAL: identity: the TPM shows an earlier device identity") ||
+		!strings.Contains(string(out), "otgate identity reset -yes") {
+		t.Fatalf("restart without state: err %v, output %q; want the named refusal", err, out)
+	}
+	if strings.Contains(string(out), "first boot") {
+		t.Fatalf("restart without state started a first boot:\n%s", out)
+	}
+	if _, err := os.Stat(state); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("refused start created %s: %v", state, err)
+	}
+	t.Logf("%s", out)
+
+	if _, err := identity.Reset(identity.Config{StateDir: state, Site: "plant.example", TPM: identity.SocketTPM(sw.Socket), Log: &bytes.Buffer{}}); err != nil {
+		t.Fatal(err)
+	}
+	console, stop = start(t, bin, args...)
+	if !console.WaitFor("identity: serving on ", consoleWait) {
+		t.Fatalf("no serving line:\n%s", console)
+	}
+	if !strings.Contains(console.String(), "identity: RESET: this device identity") || !strings.Contains(console.String(), "REPLACED an earlier one on ") {
+		t.Fatalf("first start after the reset does not log it:\n%s", console)
+	}
+	stop()
+	console, stop = start(t, bin, args...)
+	if !console.WaitFor("identity: serving on ", consoleWait) {
+		t.Fatalf("no serving line:\n%s", console)
+	}
+	stop()
+	if strings.Contains(console.String(), "REPLACED") {
+		t.Fatalf("second start logs the reset again:\n%s", console)
+	}
 }

@@ -36,7 +36,12 @@ func run(f *identity.Flags, socket string, gid int, allowSpec string) error {
 	if err != nil {
 		return fmt.Errorf("-allow: %w", err)
 	}
-	id, err := f.Open(true, os.Stderr)
+	cfg, err := f.Config(true, os.Stderr)
+	if err != nil {
+		return err
+	}
+	cfg.Service = true // logs, once, that a reset replaced an earlier identity
+	id, err := identity.Open(cfg)
 	if err != nil {
 		return err
 	}
