@@ -168,7 +168,7 @@ func TestEndToEndSitePolicy(t *testing.T) {
 	})
 	// setClock makes the gate's "now" fake, from where it runs on.
 	setClock := func(fake time.Time) {
-		d := int64(fake.Sub(time.Now()))
+		d := int64(time.Until(fake))
 		offset.Store(d)
 		g.caOffset.Store(d)
 	}
