@@ -27,7 +27,7 @@ const (
 	pressCIDR  = "10.77.100.20/24" // plc-press, cell-2 on VLAN 100
 	pressAddr  = "10.77.100.20:502"
 	tankAddr   = "10.77.0.20:502" // plc-tank, cell-1 untagged (the lab plant)
-	gateVLANIP = "10.77.100.1"    // image.TestVLANAddress
+	gateVLANIP = "10.77.100.1"    // zone cell-2's gate_address in testdata/site-vlan.yaml
 )
 
 // The story: the operator applied a site with a second zone on VLAN 100
