@@ -17,8 +17,29 @@ func init() {
 }
 
 const auditUsage = `usage:
-  otgate audit verify (--key pubkey.pem | --cert cert.pem | --chain-only) [--log-id ID] [--allow-partial] [--require-signed] DIR
+  otgate audit verify (--key pubkey.pem | --cert cert.pem | --chain-only) [--log-id ID] [--allow-partial] [--require-signed] [--strict] DIR
   otgate audit show [--session ID] DIR`
+
+// auditVerifyHelp is printed by otgate audit verify -h.
+const auditVerifyHelp = `verify checks framing, the hash chain across files and every checkpoint
+signature, names the first bad record (file, offset, seq), and says how the
+newest file ends:
+  sealed    the gate closed the log cleanly: a log-closed record and the
+            checkpoint signing it are the last records
+  unsealed  complete records but no seal: the gate is running, or it stopped
+            without closing the log (crash, power cut), or the file was cut
+            at a record boundary; records after the last checkpoint are
+            listed as unverified (no signature covers them)
+  torn      the newest file ends mid-record: an interrupted write, or a
+            truncation
+Without --strict an unsealed or torn end is reported and verify still
+succeeds; with --strict it fails naming the file and offset. Use --strict on
+the log of a stopped gate or on an archived copy: a running gate's log is
+never sealed. Every unclean shutdown the gate found when it reopened the log
+is listed ("recovered after unclean shutdown"): a record in the chain,
+signed by the checkpoint after it. A sealed end proves the gate closed the log there, not that nothing was
+written after a later reopen: compare the last seq and head with a copy held
+elsewhere (the SIEM export) to detect a log cut back to an earlier close.`
 
 func runAudit(args []string, out io.Writer) error {
 	if len(args) == 0 {
@@ -48,6 +69,11 @@ func runAuditVerify(args []string, out io.Writer) error {
 	logID := fs.String("log-id", "", "the log id the files must carry")
 	partial := fs.Bool("allow-partial", false, "accept a log whose oldest files were removed")
 	requireSigned := fs.Bool("require-signed", false, "fail if records after the last checkpoint are not covered by a signature")
+	strict := fs.Bool("strict", false, "fail, naming file and offset, unless the newest file ends sealed by a clean close (not unsealed, not torn)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "%s\n\n%s\n\nflags of verify:\n", auditUsage, auditVerifyHelp)
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -55,7 +81,7 @@ func runAuditVerify(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	trust := audit.Trust{ChainOnly: *chainOnly, LogID: *logID, AllowPartial: *partial}
+	trust := audit.Trust{ChainOnly: *chainOnly, LogID: *logID, AllowPartial: *partial, RequireSealed: *strict}
 	switch {
 	case *keyPath != "" && *certPath != "":
 		return errors.New("give --key or --cert, not both")
@@ -79,7 +105,11 @@ func runAuditVerify(args []string, out io.Writer) error {
 		return fmt.Errorf("%s: first bad record: %w", dir, verr)
 	}
 	if *requireSigned && rep.Unsigned > 0 {
-		return fmt.Errorf("%s: %d records after seq %d are not covered by a checkpoint signature", dir, rep.Unsigned, rep.SignedThrough)
+		return fmt.Errorf("%s: %d records from seq %d on are not covered by a checkpoint signature", dir, rep.Unsigned, rep.UnsignedFrom)
+	}
+	if rep.End != audit.EndSealed {
+		fmt.Fprintln(out, "OK up to the end reported above, which is NOT sealed (--strict makes this an error)")
+		return nil
 	}
 	fmt.Fprintln(out, "OK")
 	return nil
@@ -100,10 +130,13 @@ func printReport(out io.Writer, dir string, r *audit.Report) {
 		fmt.Fprintf(out, "checkpoints: %d, no signed checkpoint yet\n", r.Checkpoints)
 	}
 	if r.SignaturesChecked && r.Unsigned > 0 {
-		fmt.Fprintf(out, "unsigned tail: %d records not yet covered by a checkpoint signature\n", r.Unsigned)
+		fmt.Fprintf(out, "UNVERIFIED: %d records from seq %d on are covered by no checkpoint signature (chained, but anybody with write access could have written them)\n", r.Unsigned, r.UnsignedFrom)
 	}
-	if r.Torn != nil {
-		fmt.Fprintf(out, "torn tail (interrupted write, not an error; the writer truncates it on open): %s\n", r.Torn)
+	for _, rc := range r.Recoveries {
+		fmt.Fprintf(out, "unclean shutdown recorded at %s offset %d seq %d: %s\n", rc.File, rc.Offset, rc.Seq, rc.Reason)
+	}
+	if r.End != 0 {
+		fmt.Fprintf(out, "end: %s\n", r.EndSummary())
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,15 +73,38 @@ func TestAuditVerifyAndShow(t *testing.T) {
 		t.Fatalf("show --session 7f3a:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
 	}
 
-	// Damage: verify names the file and offset and fails.
+	// Damage: verify names the file and offset and fails. The byte is
+	// flipped in record 2 (a byte of the file's last record would read as
+	// a torn tail: see TestAuditVerifyStrict).
+	es := readEntries(t, logDir)
 	f := filepath.Join(logDir, audit.FileName(0))
 	b, _ := os.ReadFile(f)
-	b[len(b)/2] ^= 1
+	b[es[2].Offset+es[2].Size/2] ^= 1
 	os.WriteFile(f, b, 0o600)
 	out.Reset()
 	err = runAudit([]string{"verify", "--key", keyPath, logDir}, &out)
-	if err == nil || !strings.Contains(err.Error(), "first bad record: "+audit.FileName(0)+" offset") {
-		t.Fatalf("verify of a damaged log: %v", err)
+	if want := fmt.Sprintf("first bad record: %s offset %d (the record after seq 1)", audit.FileName(0), es[2].Offset); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("verify of a damaged log: %v, want %q", err, want)
+	}
+}
+
+func readEntries(t *testing.T, dir string) []audit.Entry {
+	t.Helper()
+	r, err := audit.NewReader(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var es []audit.Entry
+	for {
+		e, err := r.Next()
+		if err == io.EOF {
+			return es
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		es = append(es, e)
 	}
 }
 
@@ -142,5 +167,80 @@ func TestAuditShowModbusTranscript(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "\n14:03:04.120 bob rtu-2 unit 1 write holding 52 = 55 -> ok (1.2 ms)\n") {
 		t.Fatalf("show --session 8b21 (bob's session):\n%s", out.String())
+	}
+}
+
+// TestAuditVerifyStrict: a cleanly closed log passes --strict; the newest
+// file cut at a record boundary (the seal's checkpoint gone) or mid-record
+// is reported as not sealed, passes without --strict and fails with it,
+// naming the file and the offset.
+func TestAuditVerifyStrict(t *testing.T) {
+	dir := t.TempDir()
+	logDir := filepath.Join(dir, "log")
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	w, err := audit.Open(logDir, key, audit.WithLogID("cli"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := w.Append(ctx, audit.SessionStart{SessionID: "s1", User: "alice", Asset: "plc-7", Protocol: "modbus", Rule: "eng-day"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Append(ctx, audit.SessionEnd{SessionID: "s1", Reason: "client closed"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Checkpoint(ctx); err != nil { // signs the session, whether or not its own checkpoint ran yet
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	keyPath := filepath.Join(dir, "pub.pem")
+	os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600)
+
+	var out bytes.Buffer
+	if err := runAudit([]string{"verify", "--strict", "--key", keyPath, logDir}, &out); err != nil {
+		t.Fatalf("--strict on a cleanly closed log: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "end: sealed") || !strings.HasSuffix(out.String(), "\nOK\n") {
+		t.Fatalf("verify --strict output:\n%s", out.String())
+	}
+
+	es := readEntries(t, logDir)
+	seal := es[len(es)-1] // the checkpoint signing the log-closed record
+	closed := es[len(es)-2]
+	name := audit.FileName(0)
+	full, _ := os.ReadFile(filepath.Join(logDir, name))
+	for _, tc := range []struct {
+		name   string
+		cut    int64
+		output string // in the output without --strict
+		where  string // in the --strict error
+	}{
+		{"cut at a record boundary", seal.Offset, fmt.Sprintf("UNVERIFIED: 1 records from seq %d on", closed.Record.Seq),
+			fmt.Sprintf("%s offset %d seq %d: log not sealed", name, closed.Offset, closed.Record.Seq)},
+		{"cut mid-record", seal.Offset + 11, "NOT sealed, torn tail",
+			fmt.Sprintf("%s offset %d (the record after seq %d): log not sealed", name, seal.Offset, closed.Record.Seq)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cut := filepath.Join(t.TempDir(), "log")
+			os.Mkdir(cut, 0o700)
+			os.WriteFile(filepath.Join(cut, name), full[:tc.cut], 0o600)
+			out.Reset()
+			if err := runAudit([]string{"verify", "--key", keyPath, cut}, &out); err != nil {
+				t.Fatalf("without --strict: %v\n%s", err, out.String())
+			}
+			if !strings.Contains(out.String(), tc.output) || !strings.Contains(out.String(), "end: NOT sealed") ||
+				!strings.HasSuffix(out.String(), "NOT sealed (--strict makes this an error)\n") {
+				t.Fatalf("without --strict, want %q and an unsealed end in:\n%s", tc.output, out.String())
+			}
+			out.Reset()
+			err := runAudit([]string{"verify", "--strict", "--key", keyPath, cut}, &out)
+			if err == nil || !strings.Contains(err.Error(), tc.where) {
+				t.Fatalf("--strict: %v, want it to contain %q\n%s", err, tc.where, out.String())
+			}
+			t.Log(err)
+		})
 	}
 }
