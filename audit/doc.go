@@ -14,6 +14,9 @@
 // file's head hash. Checkpoint records sign (log id, seq range, head hash)
 // with the device identity (a crypto.Signer, the TPM key on the appliance)
 // every N records, every T seconds, at every session end and on Close.
+// Verify (`otgate audit verify`) checks all of it offline and names the
+// first bad record by file, offset and seq (for a record too damaged to
+// read, the seq of the good record before it).
 //
 // # Durability
 //
@@ -49,6 +52,46 @@
 // A signer failure is reported (WithErrorHandler, or the error of
 // Checkpoint) and does not stop appends.
 //
+// # Sealing, and how the newest file ends
+//
+// A log can lose its end two ways: a power cut, or somebody truncating the
+// newest file. Close seals the log: it appends an Event of type
+// "log-closed" (EventLogClosed) and then the checkpoint that signs it, as
+// the last two records of the newest file (that checkpoint never rotates),
+// and refuses appends from the moment it starts so nothing lands between
+// them. Verify reports how the newest file ends (Report.End, EndFile,
+// EndOffset, EndSummary):
+//
+//   - EndSealed: it ends with that seal: the gate closed the log here.
+//   - EndUnsealed: it ends after a complete record without the seal: the
+//     gate is running, or it stopped without Close, or the file was cut at
+//     a record boundary (also right after a checkpoint). The records after
+//     the last verified checkpoint (Report.Unsigned, from UnsignedFrom) are
+//     unverified: chained, but covered by no signature.
+//   - EndTorn: it ends mid-record (Report.Torn, see below).
+//
+// None of these is an error by default, so a running gate's log verifies.
+// Trust.RequireSealed (`otgate audit verify --strict`) makes anything but
+// EndSealed a *Problem wrapping ErrNotSealed that names the file and the
+// offset where the unsealed part starts (the first unverified record, the
+// torn bytes, or the end of the last record); use it for the log of a
+// stopped gate or an archived copy. There is no grace period for a tail
+// younger than the checkpoint interval: strict means sealed.
+//
+// Open of a log that does not end sealed appends an Event of type
+// "log-recovered" (EventLogRecovered) saying where the log ended and what
+// it truncated ("recovered after unclean shutdown: truncated N bytes at
+// offset X of FILE ..." or "... without a log-closed record; nothing
+// truncated") and kicks a checkpoint, so the gap is itself a signed record
+// of the chain; Verify lists these in Report.Recoveries. Callers cannot
+// append either event type (ErrInvalidBody). Open and Close of a sealed
+// log with nothing appended in between add nothing.
+//
+// What sealing cannot show: a log cut back exactly to an earlier clean
+// close (the gate reopened it and wrote more later) ends sealed. The log
+// alone cannot tell; compare its last seq and head (Report.LastSeq, Head)
+// with a copy held elsewhere, such as the SIEM export (audit/syslog).
+//
 // # Torn tails and corruption
 //
 // Only the newest file may end in a torn tail: the bytes after its last
@@ -56,7 +99,8 @@
 // header whose declared length runs past the end of the file, (c) exactly one
 // frame ending at the end of the file whose CRC does not match, or (d) all
 // zero bytes. Open moves a torn tail into a side file (<name>.torn-<unix ns>),
-// truncates, and appends an Event of type "log-recovered" describing it.
+// truncates, and appends the "log-recovered" event describing it (above).
+// Verify reports a torn tail as EndTorn, an error only with RequireSealed.
 // Anything else (a bad CRC or length followed by more data, a broken chain, a
 // seq gap, a truncated older file) is corruption: Open and Verify report it
 // with file, offset and seq, and nothing is changed.
