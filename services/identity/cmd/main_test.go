@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otgate/otgate/internal/bootcfg"
 	"github.com/otgate/otgate/internal/syncbuf"
 
 	"github.com/otgate/otgate/services/identity"
@@ -205,7 +206,8 @@ func TestServiceRefusesWithoutTPM(t *testing.T) {
 }
 
 // The real binary on a TPM that held an identity whose state directory
-// was lost: it exits with the named refusal and creates nothing; after
+// was lost: it exits with the named refusal and bootcfg.ExitNoRestart (a
+// restart cannot help) and creates nothing; after
 // `otgate identity reset` (identity.Reset) it starts with the new
 // identity and logs, at that first start only, what it replaced.
 func TestServiceRefusesLostStateThenLogsReset(t *testing.T) {
@@ -232,7 +234,7 @@ func TestServiceRefusesLostStateThenLogsReset(t *testing.T) {
 
 	out, err := exec.Command(bin, args...).CombinedOutput()
 	var ee *exec.ExitError
-	if !errors.As(err, &ee) || !strings.Contains(string(out), "identity: FATAL: identity: the TPM shows an earlier device identity") ||
+	if !errors.As(err, &ee) || ee.ExitCode() != bootcfg.ExitNoRestart || !strings.Contains(string(out), "identity: FATAL: identity: the TPM shows an earlier device identity") ||
 		!strings.Contains(string(out), "otgate identity reset -yes") {
 		t.Fatalf("restart without state: err %v, output %q; want the named refusal", err, out)
 	}

@@ -7,12 +7,14 @@
 package identityd
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"github.com/otgate/otgate/internal/bootcfg"
 	"github.com/otgate/otgate/internal/ready"
 	"github.com/otgate/otgate/services/identity"
 	"github.com/otgate/otgate/services/identity/api"
@@ -27,6 +29,12 @@ func Main() {
 	fs.Parse(os.Args[1:])
 	if err := run(idFlags, *socket, *gid, *allow); err != nil {
 		fmt.Fprintln(os.Stderr, "identity: FATAL:", err)
+		if errors.Is(err, identity.ErrEarlierIdentity) || errors.Is(err, identity.ErrVolatileState) {
+			// A restart cannot help (it needs /perm restored or fixed, or
+			// a reset): init marks the row failed at once, with the note.
+			_ = ready.Status(err.Error())
+			os.Exit(bootcfg.ExitNoRestart)
+		}
 		os.Exit(1)
 	}
 }
