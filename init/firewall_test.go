@@ -77,7 +77,10 @@ func TestHostInitInstallsBaselineBeforeServices(t *testing.T) {
 		"hook forward priority filter; policy drop;",
 		`iifname "eth0" tcp dport @listen_ports`,
 		"elements = { 8443 }",
-		"oifname @downlinks jump to_ot",
+		"hook output priority filter; policy drop;",
+		`oifname "lo" accept`,
+		`oifname "eth0" accept`,
+		"jump to_ot",
 		"meta skuid 101 meta mark 0x00006f74 ip daddr . tcp dport @asset_ports accept",
 	} {
 		if !strings.Contains(out, want) {
