@@ -87,7 +87,7 @@ func TestExplainErrors(t *testing.T) {
 	cases = append(cases, struct {
 		args []string
 		want string
-	}{[]string{"plc-tank", "--site", bad}, `bad.yaml:60: grants[0].subjects.roles[0]: unknown role "engineers"`})
+	}{[]string{"plc-tank", "--site", bad}, `bad.yaml:61: grants[0].subjects.roles[0]: unknown role "engineers"`})
 	for _, c := range cases {
 		err := runExplain(c.args, &bytes.Buffer{})
 		if err == nil || !strings.Contains(err.Error(), c.want) {

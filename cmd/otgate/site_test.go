@@ -79,7 +79,7 @@ func TestSiteApplyBadFileChangesNothing(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	os.WriteFile(bad, bytes.Replace(src, []byte("address: 10.77.0.20"), []byte("address: 10.99.0.20"), 1), 0o644)
 	err := siteCommand([]string{"apply", "-dir", dir, bad}, &bytes.Buffer{})
-	if err == nil || !strings.Contains(err.Error(), "bad.yaml:17: assets[0].address") || !strings.Contains(err.Error(), "nothing applied") {
+	if err == nil || !strings.Contains(err.Error(), "bad.yaml:18: assets[0].address") || !strings.Contains(err.Error(), "nothing applied") {
 		t.Fatalf("apply bad file: %v", err)
 	}
 	if after, _ := os.ReadFile(filepath.Join(dir, site.AppliedFile)); !bytes.Equal(before, after) {
