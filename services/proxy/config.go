@@ -132,6 +132,15 @@ type Config struct {
 	MaxSessions, MaxSessionsPerUser int
 	// HandshakeTimeout bounds the TLS handshake and the header (10 s).
 	HandshakeTimeout time.Duration
+	// NoticeWarnBefore is how long before a session's deadline the gate
+	// warns on the user's notice streams (1 min, the client's WarnBefore).
+	NoticeWarnBefore time.Duration
+	// MaxNoticeStreamsPerUser bounds a user's open notice streams (16);
+	// one more closes the user's oldest, saying so.
+	MaxNoticeStreamsPerUser int
+	// NoticeQueue is each notice stream's queue (64 notices); a notice
+	// that finds it full is dropped and counted, never waited for.
+	NoticeQueue int
 	// RawPrefix is how many bytes of each relayed chunk of a raw stream
 	// are kept in its payload record (64; -1: none).
 	RawPrefix int
@@ -194,5 +203,6 @@ func (c *Config) defaults() error {
 	if c.Dial == nil {
 		c.Dial = tcpDialer(c.Mark, c.DialTimeout)
 	}
+	c.noticeDefaults()
 	return nil
 }

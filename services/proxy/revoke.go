@@ -14,6 +14,7 @@ import (
 // and ends those that no longer pass (revoked serial, bumped generation,
 // disabled or removed user). Wire it to the user store's OnRevoke.
 func (s *Server) RecheckUser(user string) int {
+	s.notices.recheck(user, func(chain [][]byte) error { _, err := s.cfg.CA.Verify(chain); return err })
 	n := 0
 	for _, sess := range s.reg.snapshot() {
 		if sess.user != user {

@@ -20,6 +20,8 @@ type Server struct {
 	tls    *tls.Config
 	policy atomic.Pointer[Policy]
 	reg    *registry
+	// notices holds the clients' notice streams (notices.go).
+	notices *noticeHub
 
 	reloadMu sync.Mutex
 	ctx      context.Context
@@ -44,12 +46,13 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, reg: newRegistry(cfg.MaxSessions, cfg.MaxSessionsPerUser), listeners: map[net.Listener]bool{}}
+	s.notices = newNoticeHub(&s.cfg)
 	s.policy.Store(p)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.tls = &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{*cfg.Certificate},
-		NextProtos:   []string{wire.ALPNTunnel, wire.ALPNLogin},
+		NextProtos:   []string{wire.ALPNTunnel, wire.ALPNLogin, wire.ALPNNotices},
 		// The proxy verifies client certificates itself (CA.Verify) after
 		// the handshake, so that an expired or revoked certificate is
 		// refused with its reason in the audit log instead of a bare
@@ -122,6 +125,7 @@ func (s *Server) Shutdown(reason string) error {
 	for _, sess := range s.reg.snapshot() {
 		sess.end(reason)
 	}
+	s.notices.closeAll(reason)
 	s.cancel()
 	s.wg.Wait()
 	return nil
@@ -146,6 +150,8 @@ func (s *Server) handle(c net.Conn) {
 		s.tunnel(tc)
 	case wire.ALPNLogin:
 		s.login(tc)
+	case wire.ALPNNotices:
+		s.noticeStream(tc)
 	default:
 		s.cfg.Logf("proxy: %s negotiated no otgate protocol (ALPN %q): closing", c.RemoteAddr(), tc.ConnectionState().NegotiatedProtocol)
 		tc.Close()

@@ -39,7 +39,8 @@ type session struct {
 	until    time.Time
 	chain    [][]byte // the client certificate chain, re-verified on revocation
 	certEnd  time.Time
-	timer    *time.Timer // ends the session at until; guarded by mu
+	timer    *time.Timer    // ends the session at until; guarded by mu
+	note     sessionNotices // its notices (notices.go); guarded by mu
 
 	toAsset, toClient atomic.Uint64
 	lastActive        atomic.Int64 // unix ns
@@ -163,6 +164,7 @@ func (s *session) setUntil(until time.Time, now time.Time) {
 	if !until.IsZero() {
 		s.timer = time.AfterFunc(until.Sub(now), func() { s.end(EndUntil) })
 	}
+	s.noticeDeadline(until, now)
 }
 
 func (s *session) stopTimer() {

@@ -42,6 +42,23 @@ func (s *Server) refuse(tc *tls.Conn, ev audit.Event, rule string) {
 	tc.Close()
 }
 
+// verifyClient checks the client certificate of a mutual-TLS stream
+// (tunnel, notices) with the user CA: issued by it, not expired, not
+// revoked, generation current, user enabled. On refusal cred is nil and
+// refusal is the reason to record and tell the client; user is the name
+// the certificate claims (empty without one).
+func (s *Server) verifyClient(st tls.ConnectionState) (cred *Credential, chain [][]byte, user, refusal string) {
+	if len(st.PeerCertificates) == 0 {
+		return nil, nil, "", "no client certificate (log in first: otgate login)"
+	}
+	chain = rawChain(st)
+	cred, err := s.cfg.CA.Verify(chain)
+	if err != nil {
+		return nil, nil, st.PeerCertificates[0].Subject.CommonName, "certificate refused: " + err.Error()
+	}
+	return cred, chain, cred.User, ""
+}
+
 func (s *Server) tunnel(tc *tls.Conn) {
 	src := sourceOf(tc)
 	ev := audit.Event{Source: src.String()}
@@ -52,21 +69,13 @@ func (s *Server) tunnel(tc *tls.Conn) {
 		return
 	}
 	ev.Asset, ev.Protocol = h.Asset, h.Protocol
-	st := tc.ConnectionState()
-	if len(st.PeerCertificates) == 0 {
-		ev.Reason = "no client certificate (log in first: otgate login)"
+	cred, chain, user, refusal := s.verifyClient(tc.ConnectionState())
+	ev.User = user
+	if cred == nil {
+		ev.Reason = refusal
 		s.refuse(tc, ev, "")
 		return
 	}
-	chain := rawChain(st)
-	cred, err := s.cfg.CA.Verify(chain)
-	if err != nil {
-		ev.User = st.PeerCertificates[0].Subject.CommonName
-		ev.Reason = "certificate refused: " + err.Error()
-		s.refuse(tc, ev, "")
-		return
-	}
-	ev.User = cred.User
 	now := s.cfg.Now()
 	pol := s.policy.Load()
 	a, ok := pol.asset(h.Asset)
@@ -109,7 +118,7 @@ func (s *Server) tunnel(tc *tls.Conn) {
 	}
 	sess := &session{id: newSessionID(), user: cred.User, roles: slices.Clone(cred.Roles), serial: cred.SerialString(),
 		asset: h.Asset, protocol: h.Protocol, source: src, rule: d.Rule, started: now, until: until,
-		chain: chain, certEnd: cred.NotAfter, ended: make(chan struct{})}
+		chain: chain, certEnd: cred.NotAfter, ended: make(chan struct{}), note: sessionNotices{hub: s.notices}}
 	sess.touch(now.UnixNano())
 	ev.SessionID = sess.id
 	if err := s.reg.add(sess); err != nil {
@@ -132,6 +141,7 @@ func (s *Server) tunnel(tc *tls.Conn) {
 		return
 	}
 	reason, toAsset, toClient := s.runSession(tc, sess, netip.AddrPortFrom(a.Address, port), d)
+	sess.noticeEnded(reason)
 	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
 	_, err = s.cfg.Log.Append(ctx, audit.SessionEnd{SessionID: sess.id, Reason: reason, BytesToAsset: toAsset, BytesToClient: toClient})
 	cancel()

@@ -13,6 +13,12 @@
 //     protocol; the gate answers one Reply (accept or deny, with the
 //     decision's rule, reason and until). After an accept the stream
 //     carries the application's raw bytes both ways.
+//   - ALPNNotices ("otgate-notices/1"): mutual TLS with the client
+//     certificate, checked as for a tunnel. The client sends nothing;
+//     the gate sends framed Notice messages: hello, then deadline,
+//     warning and ended notices about the user's sessions, and a final
+//     closed notice with the reason when it closes the stream (or
+//     refuses it).
 //
 // The Header is a small binary record so the gate can parse it without a
 // general decoder before any decision:

@@ -1,0 +1,332 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/otgate/otgate/client"
+	"github.com/otgate/otgate/services/proxy/wire"
+)
+
+// noticeLead is the gate's warning lead in these tests.
+const noticeLead = time.Second
+
+func noticeGate(t *testing.T, l *lab, opts ...func(*Config)) *gate {
+	return newGate(t, l, append([]func(*Config){func(c *Config) { c.NoticeWarnBefore = noticeLead }}, opts...)...)
+}
+
+// nextNotice reads the next notice within d.
+func nextNotice(t *testing.T, c <-chan wire.Notice, d time.Duration, what string) wire.Notice {
+	t.Helper()
+	select {
+	case n := <-c:
+		return n
+	case <-time.After(d):
+		t.Fatalf("no notice within %v: want %s", d, what)
+	}
+	return wire.Notice{}
+}
+
+// openNotices opens a raw notice stream (client API).
+func openNotices(t *testing.T, s *client.Session) *client.NoticeStream {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ns, err := s.Notices(ctx)
+	if err != nil {
+		t.Fatalf("open notice stream: %v", err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	return ns
+}
+
+// streamNotices reads ns into a channel until it ends; the end error
+// goes to the second channel.
+func streamNotices(ns *client.NoticeStream) (<-chan wire.Notice, <-chan error) {
+	c, e := make(chan wire.Notice, 256), make(chan error, 1)
+	go func() {
+		for {
+			n, err := ns.Next()
+			if err != nil {
+				e <- err
+				return
+			}
+			c <- n
+		}
+	}()
+	return c, e
+}
+
+// TestNoticesDeadlineWarningEnded: through otgate connect's Forwarder, a
+// reload that moves a live session's deadline to a few seconds from now
+// makes the gate push the new deadline, then its own warning (at the
+// gate's lead), then the end with the audit log's reason; a reload that
+// no longer allows a session pushes its end with that reason.
+func TestNoticesDeadlineWarningEnded(t *testing.T) {
+	l := newLab(t)
+	go serveEcho(l.listenPlant(t, 7))
+	g := noticeGate(t, l)
+	g.setGrants(
+		grant{rule: "alice-echo", user: "alice", asset: "echo-1", protocol: "tcp"},
+		grant{rule: "alice-echo2", user: "alice", asset: "echo-2", protocol: "tcp"},
+	)
+	alice := g.mustLogin("alice")
+
+	notices := make(chan wire.Notice, 64)
+	warns := make(chan time.Duration, 8)
+	ends := make(chan string, 8)
+	streams := make(chan error, 8)
+	replies := make(chan *wire.Reply, 8)
+	f := &client.Forwarder{Session: alice, Asset: "echo-1", Protocol: "tcp",
+		OnTunnel: func(_ net.Addr, r *wire.Reply, err error) {
+			if err != nil {
+				t.Errorf("tunnel: %v", err)
+			}
+			replies <- r
+		},
+		OnNotice:       func(_ *wire.Reply, n wire.Notice) { notices <- n },
+		OnWarn:         func(_ *wire.Reply, left time.Duration) { warns <- left },
+		OnEnd:          func(r *wire.Reply) { ends <- r.Session },
+		OnNoticeStream: func(err error) { streams <- err },
+		// Local timers at the gate's lead: a second warning would be
+		// one running beside the gate's notices.
+		WarnBefore: noticeLead,
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Serve(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case err := <-streams:
+		if err != nil {
+			t.Fatalf("notice stream: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("notice stream not up within 30 s")
+	}
+
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	echoRoundTrip(t, c, "hello")
+	r := <-replies
+	n := nextNotice(t, notices, 10*time.Second, "the connect-time deadline")
+	if n.Kind != wire.NoticeDeadline || n.Session != r.Session || n.Until != r.Until || n.Rule != "alice-echo" || n.Asset != "echo-1" {
+		t.Fatalf("first notice %+v, want the deadline of session %s as in its reply (until %d)", n, r.Session, r.Until)
+	}
+
+	// The reload moves the deadline to 4 s from now.
+	until := time.Now().Add(4 * time.Second)
+	g.setGrants(
+		grant{rule: "alice-echo", user: "alice", asset: "echo-1", protocol: "tcp", until: until},
+		grant{rule: "alice-echo2", user: "alice", asset: "echo-2", protocol: "tcp"},
+	)
+	n = nextNotice(t, notices, 5*time.Second, "the moved deadline")
+	if n.Kind != wire.NoticeDeadline || n.Session != r.Session || n.Until != until.Unix() {
+		t.Fatalf("notice after the reload %+v, want deadline %d of session %s", n, until.Unix(), r.Session)
+	}
+	n = nextNotice(t, notices, 5*time.Second, "the gate's warning")
+	at := time.Now()
+	if n.Kind != wire.NoticeWarning || n.Session != r.Session || n.Until != until.Unix() {
+		t.Fatalf("notice %+v, want the warning of session %s", n, r.Session)
+	}
+	if left := n.LeftDuration(); left <= 0 || left > noticeLead+100*time.Millisecond || !at.Before(until) {
+		t.Fatalf("warning with %v left, received %v before the deadline: want at most the lead %v, before the end", left, until.Sub(at), noticeLead)
+	}
+	if left := <-warns; left <= 0 || left > noticeLead+100*time.Millisecond {
+		t.Fatalf("OnWarn told %v left", left)
+	}
+	n = nextNotice(t, notices, 5*time.Second, "the end")
+	if n.Kind != wire.NoticeEnded || n.Session != r.Session || n.Reason != EndUntil || !n.ByGate {
+		t.Fatalf("notice %+v, want session %s ended by the gate: %s", n, r.Session, EndUntil)
+	}
+	if end := g.waitEnd(r.Session, EndUntil); end.Reason != n.Reason {
+		t.Fatalf("audit end reason %q, notice %q", end.Reason, n.Reason)
+	}
+	c.Close() // the forwarder's splice waits for the local side
+	select {
+	case s := <-ends:
+		if s != r.Session {
+			t.Fatalf("OnEnd of %s, want %s", s, r.Session)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("OnEnd not called")
+	}
+	select {
+	case left := <-warns:
+		t.Fatalf("a second warning (%v left): a local timer ran beside the gate's notices", left)
+	default:
+	}
+
+	t.Run("reload ends a session with its reason", func(t *testing.T) {
+		c, r, err := tunnel(t, alice, "echo-2", "tcp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		// Opened after the session: the gate tells where it stands.
+		ns, errs := streamNotices(openNotices(t, alice))
+		n := nextNotice(t, ns, 10*time.Second, "the catch-up deadline")
+		if n.Kind != wire.NoticeDeadline || n.Session != r.Session || n.Until != r.Until {
+			t.Fatalf("catch-up notice %+v, want the deadline of %s", n, r.Session)
+		}
+		g.setGrants(grant{rule: "alice-echo", user: "alice", asset: "echo-1", protocol: "tcp"})
+		n = nextNotice(t, ns, 10*time.Second, "the end")
+		if n.Kind != wire.NoticeEnded || n.Session != r.Session || !strings.HasPrefix(n.Reason, EndPolicy+": no longer allowed") || !n.ByGate {
+			t.Fatalf("notice %+v, want session %s ended by the reload", n, r.Session)
+		}
+		if end := g.waitEnd(r.Session, EndPolicy); end.Reason != n.Reason {
+			t.Fatalf("audit end reason %q, notice %q", end.Reason, n.Reason)
+		}
+		select {
+		case err := <-errs:
+			t.Fatalf("stream ended: %v", err)
+		default:
+		}
+	})
+}
+
+// TestNoticesClosedOnRevokeExpiryAndLimit: a user's streams beyond the
+// limit close the oldest; revocation closes the rest and refuses new
+// ones (recorded); a credential's end closes its stream.
+func TestNoticesClosedOnRevokeExpiryAndLimit(t *testing.T) {
+	l := newLab(t)
+	g := noticeGate(t, l, func(c *Config) { c.MaxNoticeStreamsPerUser = 2 })
+	g.setGrants(
+		grant{rule: "dave-echo", user: "dave", asset: "echo-1", protocol: "tcp"},
+		grant{rule: "erin-echo", user: "erin", asset: "echo-1", protocol: "tcp", until: time.Now().Add(6 * time.Second)},
+	)
+	dave := g.mustLogin("dave")
+	var errs []<-chan error
+	for i := 0; i < 3; i++ {
+		_, e := streamNotices(openNotices(t, dave))
+		errs = append(errs, e)
+	}
+	wantClosed := func(e <-chan error, part string) {
+		t.Helper()
+		select {
+		case err := <-e:
+			var closed *client.NoticesClosedError
+			if !errors.As(err, &closed) || !strings.Contains(closed.Reason, part) {
+				t.Fatalf("stream ended with %v, want closed by the gate mentioning %q", err, part)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("stream still open, want closed mentioning %q", part)
+		}
+	}
+	wantClosed(errs[0], "more than 2 notice streams")
+	if n := g.srv.notices.count("dave"); n != 2 {
+		t.Fatalf("%d streams of dave, want 2", n)
+	}
+
+	if _, err := g.srv.RevokeUser("dave", "test: laptop lost"); err != nil {
+		t.Fatal(err)
+	}
+	wantClosed(errs[1], EndRevoked)
+	wantClosed(errs[2], EndRevoked)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := dave.Notices(ctx)
+	var closed *client.NoticesClosedError
+	if !errors.As(err, &closed) || !strings.Contains(closed.Reason, "certificate refused") {
+		t.Fatalf("notice stream with a revoked certificate: %v, want refused", err)
+	}
+	g.waitEvent(EventNoticesRefused, "dave", "revoked")
+	for deadline := time.Now().Add(10 * time.Second); g.srv.notices.count("dave") != 0; sleepMs(10) {
+		if time.Now().After(deadline) {
+			t.Fatal("dave's streams still registered")
+		}
+	}
+
+	// erin's only grant ends in 6 s, so does the certificate login gives.
+	erin := g.mustLogin("erin")
+	_, e := streamNotices(openNotices(t, erin))
+	wantClosed(e, "credential expired")
+}
+
+// TestNoticesSlowReaderDoesNotStall: a notice stream whose client never
+// reads fills its socket and its queue; the notices beyond are dropped
+// and counted, while the user's session relays, a reload goes through,
+// and the count reaches the client once it reads again.
+func TestNoticesSlowReaderDoesNotStall(t *testing.T) {
+	l := newLab(t)
+	go serveEcho(l.listenPlant(t, 7))
+	g := noticeGate(t, l, func(c *Config) { c.NoticeQueue = 8 })
+	g.setGrants(grant{rule: "bob-echo", user: "bob", asset: "echo-1", protocol: "tcp"})
+	bob := g.mustLogin("bob")
+	stuck := openNotices(t, bob) // never read until the end
+	c, r, err := tunnel(t, bob, "echo-1", "tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	echoRoundTrip(t, c, "before the flood")
+
+	big := strings.Repeat("x", 4<<10)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	flood := make(chan time.Duration, 1)
+	go func() {
+		defer wg.Done()
+		start := time.Now()
+		for i := 0; i < 20000; i++ {
+			g.srv.notices.publish("bob", wire.Notice{Kind: wire.NoticeDeadline, Session: "flood", Reason: big})
+		}
+		flood <- time.Since(start)
+	}()
+	for i := 0; i < 50; i++ {
+		start := time.Now()
+		echoRoundTrip(t, c, "during the flood")
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("round trip %d took %v while the notice stream was stuck", i, d)
+		}
+	}
+	wg.Wait()
+	if d := <-flood; d > 5*time.Second {
+		t.Fatalf("publishing 20000 notices took %v: publishing waited for the client", d)
+	}
+	if g.srv.notices.dropped.Load() == 0 {
+		t.Fatal("no notice dropped: the stream never filled")
+	}
+	// A reload that moves the session's deadline publishes on the stuck
+	// stream too; it must not wait for it.
+	start := time.Now()
+	g.setGrants(grant{rule: "bob-echo", user: "bob", asset: "echo-1", protocol: "tcp", until: time.Now().Add(time.Hour)})
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("reload took %v with a stuck notice stream", d)
+	}
+	echoRoundTrip(t, c, "after the reload")
+	if got := g.srv.Sessions(); len(got) != 1 || got[0].ID != r.Session {
+		t.Fatalf("sessions %+v, want %s alive", got, r.Session)
+	}
+
+	// Reading again: the frames written after the drops carry the count.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		n, err := stuck.Next()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				t.Fatal("stream closed before a frame carried the drop count")
+			}
+			t.Fatal(err)
+		}
+		if n.Dropped > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no frame carried the drop count")
+		}
+	}
+}
