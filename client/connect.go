@@ -12,7 +12,9 @@ import (
 	"github.com/otgate/otgate/services/proxy/wire"
 )
 
-// WarnBefore is how long before a session's end the forwarder warns.
+// WarnBefore is how long before a session's end the forwarder warns
+// with local timers; the gate's warnings come at its own lead (also one
+// minute unless configured otherwise).
 const WarnBefore = time.Minute
 
 // Forwarder turns each local TCP connection into its own tunnel to the
@@ -23,10 +25,28 @@ type Forwarder struct {
 	Protocol string
 	// OnTunnel is told about each tunnel: the gate's reply, or the error.
 	OnTunnel func(local net.Addr, reply *wire.Reply, err error)
-	// OnWarn is told WarnBefore (or less, if sooner) ahead of a session's
-	// end, and OnEnd when a tunnel closes.
+	// OnWarn is told ahead of a session's end: by the gate's warning
+	// notice when the notice stream is up (again when a reload moved the
+	// deadline), else by a local timer WarnBefore (or less, if sooner)
+	// ahead of the deadline last known. reply carries that deadline.
 	OnWarn func(reply *wire.Reply, left time.Duration)
-	OnEnd  func(reply *wire.Reply)
+	// OnEnd is told when a tunnel closes (after the gate's ended notice,
+	// if one comes within two seconds).
+	OnEnd func(reply *wire.Reply)
+	// OnNotice is told each notice the gate pushes about this forwarder's
+	// sessions (deadline, warning, ended: see wire.Notice); reply is the
+	// session's reply with the deadline as known before this notice.
+	OnNotice func(reply *wire.Reply, n wire.Notice)
+	// OnNoticeStream is told when the notice stream (one per Serve) comes
+	// up (nil), or why it is not up: ErrNoticesUnsupported (an older
+	// gate: local timers warn, said once), a *NoticesClosedError (the
+	// gate closed it: credential revoked or expired), or a lost stream
+	// that is being reopened.
+	OnNoticeStream func(err error)
+	// WarnBefore overrides the package's WarnBefore for local timers.
+	WarnBefore time.Duration
+
+	watch *noticeWatch
 }
 
 // Serve accepts on ln until ctx ends or ln fails.
@@ -34,6 +54,15 @@ func (f *Forwarder) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { <-ctx.Done(); ln.Close() }()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	// The notice stream ends with Serve, however Serve ends.
+	nctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	f.watch = newNoticeWatch(f)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		f.watch.run(nctx)
+	}()
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -60,12 +89,9 @@ func (f *Forwarder) forward(ctx context.Context, local net.Conn) {
 		return
 	}
 	defer remote.Close()
-	if until := reply.UntilTime(); !until.IsZero() && f.OnWarn != nil {
-		left := time.Until(until)
-		t := time.AfterFunc(max(left-WarnBefore, 0), func() { f.OnWarn(reply, time.Until(until)) })
-		defer t.Stop()
-	}
+	tr := f.watch.track(reply)
 	Splice(local, remote)
+	f.watch.done(tr)
 	if f.OnEnd != nil {
 		f.OnEnd(reply)
 	}

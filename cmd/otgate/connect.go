@@ -20,10 +20,10 @@ import (
 
 func init() {
 	register(command{name: "connect", summary: "forward a local port to an asset through the gate (connect <asset>)",
-		run: func(args []string) error { return runConnect(args, os.Stdout) }})
+		run: func(args []string) error { return runConnect(args, os.Stdout, os.Stderr) }})
 }
 
-func runConnect(args []string, out io.Writer) error {
+func runConnect(args []string, out, errOut io.Writer) error {
 	fs := flag.NewFlagSet("otgate connect", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:0", "local address to listen on")
 	protocol := fs.String("protocol", "", "protocol to ask for (default: the asset's only protocol open to you)")
@@ -93,10 +93,9 @@ func runConnect(args []string, out io.Writer) error {
 			}
 			say("%s: session %s allowed by rule %s, %s", local, r.Session, r.Rule, until)
 		},
-		OnWarn: func(r *wire.Reply, left time.Duration) {
-			say("session %s: WARNING: the gate ends it in %v (rule %s)", r.Session, left.Round(time.Second), r.Rule)
-		},
 		OnEnd: func(r *wire.Reply) { say("session %s closed", r.Session) },
 	}
+	n := &connectNotices{asset: asset, w: errOut, mu: &mu}
+	f.OnWarn, f.OnNotice, f.OnNoticeStream = n.warn, n.notice, n.stream
 	return f.Serve(ctx, ln)
 }

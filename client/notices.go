@@ -1,0 +1,307 @@
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/otgate/otgate/services/proxy/wire"
+)
+
+// ErrNoticesUnsupported: the gate does not offer the notice stream
+// (wire.ALPNNotices; a gate older than it).
+var ErrNoticesUnsupported = errors.New("the gate offers no session notices")
+
+// NoticesClosedError is the gate closing (or refusing) a notice stream,
+// with its reason: credential revoked or expired, stream limit, shutdown.
+type NoticesClosedError struct{ Reason string }
+
+func (e *NoticesClosedError) Error() string { return "gate closed the notice stream: " + e.Reason }
+
+// NoticeStream is an open notice stream.
+type NoticeStream struct {
+	// Hello is the gate's first frame (user, credential end, warning lead).
+	Hello wire.Notice
+	c     *tls.Conn
+}
+
+// Notices opens the notice stream with the client certificate. The gate
+// pushes deadline, warning and ended notices for all of the user's
+// sessions (see package wire).
+func (s *Session) Notices(ctx context.Context) (*NoticeStream, error) {
+	c, err := s.dial(ctx, wire.ALPNNotices)
+	if err != nil {
+		// A Go gate without the ALPN fails the handshake with
+		// no_application_protocol; another one would pick none.
+		if m := err.Error(); strings.Contains(m, "no application protocol") || strings.Contains(m, "does not speak") {
+			return nil, fmt.Errorf("%w: %v", ErrNoticesUnsupported, err)
+		}
+		return nil, err
+	}
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	ns := &NoticeStream{c: c}
+	if err := wire.ReadFrame(c, &ns.Hello); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("read the gate's notice hello: %w", err)
+	}
+	if ns.Hello.Kind == wire.NoticeClosed {
+		c.Close()
+		return nil, &NoticesClosedError{Reason: ns.Hello.Reason}
+	}
+	if ns.Hello.Kind != wire.NoticeHello {
+		c.Close()
+		return nil, fmt.Errorf("gate opened the notice stream with %q, want %q", ns.Hello.Kind, wire.NoticeHello)
+	}
+	c.SetReadDeadline(time.Time{})
+	return ns, nil
+}
+
+// Next returns the next notice. The gate's final NoticeClosed is
+// returned as a *NoticesClosedError.
+func (ns *NoticeStream) Next() (wire.Notice, error) {
+	var n wire.Notice
+	if err := wire.ReadFrame(ns.c, &n); err != nil {
+		return n, err
+	}
+	if n.Kind == wire.NoticeClosed {
+		return n, &NoticesClosedError{Reason: n.Reason}
+	}
+	return n, nil
+}
+
+// Close closes the stream.
+func (ns *NoticeStream) Close() error { return ns.c.Close() }
+
+// endedWait is how long a closed tunnel waits for the gate's ended notice
+// before OnEnd (the notice travels on its own connection).
+const endedWait = 2 * time.Second
+
+// noticeRetry is the first wait before reopening a lost notice stream.
+const noticeRetry = 2 * time.Second
+
+// pendingMax bounds the notices kept for sessions the forwarder does not
+// know yet (the notice can overtake the tunnel's reply).
+const pendingMax = 64
+
+// noticeWatch follows the notice stream of one Forwarder and keeps its
+// sessions' warnings: the gate's when the stream is up, local timers
+// from the last deadline known when it is not.
+type noticeWatch struct {
+	f *Forwarder
+
+	mu       sync.Mutex
+	up       bool
+	sessions map[string]*tracked
+	pending  []pendingNotice
+}
+
+type pendingNotice struct {
+	n  wire.Notice
+	at time.Time
+}
+
+type tracked struct {
+	reply wire.Reply // Until and Rule as last told
+	local *time.Timer
+	ended chan struct{} // closed at the gate's ended notice
+}
+
+func (f *Forwarder) warnBefore() time.Duration {
+	if f.WarnBefore > 0 {
+		return f.WarnBefore
+	}
+	return WarnBefore
+}
+
+func newNoticeWatch(f *Forwarder) *noticeWatch {
+	return &noticeWatch{f: f, sessions: map[string]*tracked{}}
+}
+
+// track starts following an accepted tunnel.
+func (w *noticeWatch) track(reply *wire.Reply) *tracked {
+	tr := &tracked{reply: *reply, ended: make(chan struct{})}
+	w.mu.Lock()
+	w.sessions[reply.Session] = tr
+	var replay []wire.Notice
+	keep := w.pending[:0]
+	for _, p := range w.pending {
+		if p.n.Session == reply.Session {
+			replay = append(replay, p.n)
+		} else if time.Since(p.at) < time.Minute {
+			keep = append(keep, p)
+		}
+	}
+	w.pending = keep
+	if !w.up {
+		w.armLocal(tr)
+	}
+	w.mu.Unlock()
+	for _, n := range replay {
+		w.deliver(n)
+	}
+	return tr
+}
+
+// done stops following a closed tunnel, after waiting a little for the
+// gate's ended notice when the stream is up.
+func (w *noticeWatch) done(tr *tracked) {
+	w.mu.Lock()
+	up := w.up
+	w.mu.Unlock()
+	if up {
+		select {
+		case <-tr.ended:
+		case <-time.After(endedWait):
+		}
+	}
+	w.mu.Lock()
+	delete(w.sessions, tr.reply.Session)
+	if tr.local != nil {
+		tr.local.Stop()
+	}
+	w.mu.Unlock()
+}
+
+// armLocal (re)arms the local warning timer from the last deadline known
+// (w.mu held).
+func (w *noticeWatch) armLocal(tr *tracked) {
+	if tr.local != nil {
+		tr.local.Stop()
+		tr.local = nil
+	}
+	until := tr.reply.UntilTime()
+	if until.IsZero() || w.f.OnWarn == nil {
+		return
+	}
+	r := tr.reply
+	tr.local = time.AfterFunc(max(time.Until(until)-w.f.warnBefore(), 0), func() {
+		if left := time.Until(until); left > 0 {
+			w.f.OnWarn(&r, left)
+		}
+	})
+}
+
+// setUp records whether the stream is up: up, the gate's warnings replace
+// the local timers; down, local timers take over again.
+func (w *noticeWatch) setUp(up bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.up = up
+	for _, tr := range w.sessions {
+		if up {
+			if tr.local != nil {
+				tr.local.Stop()
+				tr.local = nil
+			}
+		} else {
+			w.armLocal(tr)
+		}
+	}
+}
+
+// deliver handles one notice from the gate.
+func (w *noticeWatch) deliver(n wire.Notice) {
+	w.mu.Lock()
+	tr, ok := w.sessions[n.Session]
+	if !ok {
+		if n.Session != "" {
+			if len(w.pending) >= pendingMax {
+				w.pending = w.pending[1:]
+			}
+			w.pending = append(w.pending, pendingNotice{n, time.Now()})
+		}
+		w.mu.Unlock()
+		return
+	}
+	before := tr.reply
+	switch n.Kind {
+	case wire.NoticeDeadline, wire.NoticeWarning:
+		tr.reply.Until = n.Until
+		if n.Rule != "" {
+			tr.reply.Rule = n.Rule
+		}
+		if !w.up {
+			w.armLocal(tr)
+		}
+	case wire.NoticeEnded:
+		select {
+		case <-tr.ended:
+		default:
+			close(tr.ended)
+		}
+	}
+	after := tr.reply
+	w.mu.Unlock()
+	if w.f.OnNotice != nil {
+		w.f.OnNotice(&before, n)
+	}
+	if n.Kind == wire.NoticeWarning && w.f.OnWarn != nil {
+		w.f.OnWarn(&after, n.LeftDuration())
+	}
+}
+
+// run keeps the notice stream open until ctx ends, the gate does not
+// offer it, or the gate closes it (credential revoked or expired, stream
+// limit): then local timers warn. OnNoticeStream hears of each change.
+func (w *noticeWatch) run(ctx context.Context) {
+	report := func(err error) {
+		if w.f.OnNoticeStream != nil {
+			w.f.OnNoticeStream(err)
+		}
+	}
+	wait := noticeRetry
+	wasDown := false
+	for ctx.Err() == nil {
+		ns, err := w.f.Session.Notices(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			var closed *NoticesClosedError
+			if errors.Is(err, ErrNoticesUnsupported) || errors.As(err, &closed) {
+				report(err)
+				return
+			}
+			if !wasDown {
+				report(fmt.Errorf("notice stream: %w (retrying; warnings from local timers meanwhile)", err))
+				wasDown = true
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, time.Minute)
+			continue
+		}
+		wait, wasDown = noticeRetry, false
+		w.setUp(true)
+		report(nil)
+		stop := context.AfterFunc(ctx, func() { ns.Close() })
+		for {
+			var n wire.Notice
+			n, err = ns.Next()
+			if err != nil {
+				break
+			}
+			w.deliver(n)
+		}
+		stop()
+		ns.Close()
+		w.setUp(false)
+		if ctx.Err() != nil {
+			return
+		}
+		var closed *NoticesClosedError
+		if errors.As(err, &closed) {
+			report(err)
+			return
+		}
+		report(fmt.Errorf("notice stream lost: %w (reopening; warnings from local timers meanwhile)", err))
+		wasDown = true
+	}
+}

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/otgate/otgate/client"
+	"github.com/otgate/otgate/services/proxy/wire"
+)
+
+// connectNotices prints what `otgate connect` hears about its sessions
+// (the gate's notice stream, or local timers without one) on stderr:
+//
+//	otgate: plc-7: session 12 ends in 59s (window of rule night-shift)
+//	otgate: plc-7: session 12 ended by the gate: policy reload: ...
+type connectNotices struct {
+	asset string
+	w     io.Writer
+	mu    *sync.Mutex // shared with the stdout lines
+
+	dropped atomic.Uint64 // the gate's drop count last reported
+	down    atomic.Bool   // the stream was reported lost
+}
+
+func (c *connectNotices) say(format string, a ...any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fmt.Fprintf(c.w, "otgate: %s: "+format+"\n", append([]any{c.asset}, a...)...)
+}
+
+func (c *connectNotices) warn(r *wire.Reply, left time.Duration) {
+	c.say("session %s ends in %v (window of rule %s)", r.Session, left.Round(time.Second), r.Rule)
+}
+
+func (c *connectNotices) notice(r *wire.Reply, n wire.Notice) {
+	switch n.Kind {
+	case wire.NoticeDeadline:
+		if n.Until == r.Until {
+			return // what the gate's reply said at connect
+		}
+		if t := n.UntilTime(); t.IsZero() {
+			c.say("session %s: the gate set no end any more (rule %s)", n.Session, n.Rule)
+		} else {
+			c.say("session %s: the gate moved its end to %s (rule %s)", n.Session, t.Local().Format("15:04:05"), n.Rule)
+		}
+	case wire.NoticeEnded:
+		if n.ByGate {
+			c.say("session %s ended by the gate: %s", n.Session, n.Reason)
+		}
+	}
+	if old := c.dropped.Load(); n.Dropped > old && c.dropped.CompareAndSwap(old, n.Dropped) {
+		c.say("the gate dropped %d notices this client read too slowly", n.Dropped-old)
+	}
+}
+
+func (c *connectNotices) stream(err error) {
+	var closed *client.NoticesClosedError
+	switch {
+	case err == nil:
+		if c.down.Swap(false) {
+			c.say("notice stream open again")
+		}
+	case errors.Is(err, client.ErrNoticesUnsupported):
+		c.say("the gate sends no session notices (an older gate): warnings come from local timers and cannot follow a deadline the gate moves")
+	case errors.As(err, &closed):
+		c.say("%v; warnings come from local timers", err)
+	default:
+		c.down.Store(true)
+		c.say("%v", err)
+	}
+}
