@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -24,7 +23,11 @@ func goTestJSON(t *testing.T, src string) []event {
 	}
 	write("go.mod", "module example.test/m\n\ngo 1.22\n")
 	write("m_test.go", src)
-	cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "test", "-json", "-count=1", ".")
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command (this test runs go test): %v", err)
+	}
+	cmd := exec.Command(gobin, "test", "-json", "-count=1", ".")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOFLAGS=", "GOWORK=off")
 	out, _ := cmd.Output() // a failing test exits non-zero: the events say so
