@@ -149,7 +149,7 @@ func TestNoticesDeadlineWarningEnded(t *testing.T) {
 		t.Fatalf("OnWarn told %v left", left)
 	}
 	n = nextNotice(t, notices, 5*time.Second, "the end")
-	if n.Kind != wire.NoticeEnded || n.Session != r.Session || n.Reason != EndUntil || !n.ByGate {
+	if n.Kind != wire.NoticeEnded || n.Session != r.Session || !strings.HasPrefix(n.Reason, EndUntil+": rule ") || !n.ByGate {
 		t.Fatalf("notice %+v, want session %s ended by the gate: %s", n, r.Session, EndUntil)
 	}
 	if end := g.waitEnd(r.Session, EndUntil); end.Reason != n.Reason {

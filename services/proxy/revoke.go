@@ -123,7 +123,7 @@ func (s *Server) Reload() (int, error) {
 					until = sess.certEnd
 				}
 				if !until.Equal(sess.untilTime()) {
-					sess.setUntil(until, now)
+					sess.setUntil(until, d.Until, now)
 				}
 			}
 		}

@@ -152,8 +152,10 @@ func (r *registry) count() int {
 	return len(r.all)
 }
 
-// setUntil (re)arms the end of the session at until (zero: none).
-func (s *session) setUntil(until time.Time, now time.Time) {
+// setUntil (re)arms the end of the session at until (zero: none);
+// ruleUntil is what the deciding rule allowed (zero: no end), which the
+// end reason names when it is what ends the session.
+func (s *session) setUntil(until, ruleUntil, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.until = until
@@ -162,9 +164,22 @@ func (s *session) setUntil(until time.Time, now time.Time) {
 		s.timer = nil
 	}
 	if !until.IsZero() {
-		s.timer = time.AfterFunc(until.Sub(now), func() { s.end(EndUntil) })
+		why := s.untilReason(until, ruleUntil)
+		s.timer = time.AfterFunc(until.Sub(now), func() { s.end(why) })
 	}
 	s.noticeDeadline(until, now)
+}
+
+// untilReason is the recorded end reason of a session that reaches its
+// deadline until: EndUntil, then what the deadline was: the end of what
+// the rule allowed (its time window, a maintenance window, an exception's
+// expiry) or else the client certificate's end.
+func (s *session) untilReason(until, ruleUntil time.Time) string {
+	at := until.Format(time.RFC3339)
+	if !ruleUntil.IsZero() && !ruleUntil.After(until) {
+		return fmt.Sprintf("%s: rule %q allowed it until %s", EndUntil, s.rule, at)
+	}
+	return fmt.Sprintf("%s: the client certificate that opened it ended at %s", EndUntil, at)
 }
 
 func (s *session) stopTimer() {

@@ -299,7 +299,7 @@ func TestEndToEndSitePolicy(t *testing.T) {
 		if closed := gateNow(); closed.Before(end.Add(-50*time.Millisecond)) || closed.After(end.Add(3*time.Second)) {
 			t.Errorf("session closed at %v (gate clock), want at the window's end %v", closed, end)
 		}
-		rec := g.waitEnd(r.Session, EndUntil)
+		rec := g.waitEnd(r.Session, EndUntil+`: rule "erin-short" allowed it until `+end.Format(time.RFC3339))
 		t.Logf("session end record: %+v", rec)
 		for _, e := range g.entries() {
 			if s, ok := e.Body.(audit.SessionStart); ok && s.SessionID == r.Session && !s.ValidUntil.Time().Equal(end) {

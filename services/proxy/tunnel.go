@@ -179,7 +179,7 @@ func (s *Server) runSession(tc *tls.Conn, sess *session, addr netip.AddrPort, d 
 		sess.closeConn()
 	default:
 	}
-	sess.setUntil(sess.until, s.cfg.Now())
+	sess.setUntil(sess.until, d.Until, s.cfg.Now())
 	defer sess.stopTimer()
 	var natural string
 	if sess.protocol == "modbus" {
