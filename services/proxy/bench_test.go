@@ -66,57 +66,66 @@ func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond)
 
 // BenchmarkLatency compares small request/response exchanges through the
 // gate (TLS 1.3 tunnel, decision, relay with a payload record per chunk)
-// with the same exchanges straight to the echo asset, in the same run.
+// with the same exchanges straight to the echo asset and through a plain
+// Go relay (io.Copy each way, nothing else: what one more Go process on
+// the path costs on this machine), in the same run.
 func BenchmarkLatency(b *testing.B) {
 	g := startBenchGate(b)
+	_, relayAddr := startChild(b, "go relay", goRelayEnv+"="+g.echo)
 	for _, n := range []int{1, 16, 256} {
 		b.Run(fmt.Sprintf("sessions=%d", n), func(b *testing.B) {
-			direct := make([]net.Conn, n)
-			gated := make([]net.Conn, n)
-			for i := range n {
-				direct[i] = g.dial(b, false)
-				gated[i] = g.dial(b, true)
+			type path struct {
+				name  string
+				conns []net.Conn
+				lat   []time.Duration
+				wall  time.Duration
+			}
+			direct, relay, gate := &path{name: "direct"}, &path{name: "relay"}, &path{name: "gate"}
+			paths := []*path{direct, relay, gate}
+			for range n {
+				direct.conns = append(direct.conns, g.dial(b, false))
+				rc, err := net.Dial("tcp", relayAddr)
+				if err != nil {
+					b.Fatal(err)
+				}
+				relay.conns = append(relay.conns, rc)
+				gate.conns = append(gate.conns, g.dial(b, true))
 			}
 			defer func() {
-				for i := range n {
-					direct[i].Close()
-					gated[i].Close()
+				for _, p := range paths {
+					for _, c := range p.conns {
+						c.Close()
+					}
 				}
 			}()
 			total := max(b.N, 20*n, 2000)
-			measure(b, direct, n*10) // warm up both paths
-			measure(b, gated, n*10)
+			for _, p := range paths {
+				measure(b, p.conns, n*10) // warm up
+			}
 			b.ResetTimer()
-			// Interleaved rounds, the order alternating, so that both
-			// paths meet the same machine: on this VM a process's wake-up
+			// Interleaved rounds, the order rotating, so that every path
+			// meets the same machine: on this VM a process's wake-up
 			// costs 10 or 60 us depending on where the scheduler placed
 			// it, and that placement changes between seconds.
-			var dl, gl []time.Duration
-			var dwall, gwall time.Duration
-			round := func(conns []net.Conn, lat *[]time.Duration, wall *time.Duration) {
-				l, w := measure(b, conns, max(total/latencyRounds, n))
-				*lat, *wall = append(*lat, l...), *wall+w
-			}
 			for r := range latencyRounds {
-				if r%2 == 0 {
-					round(direct, &dl, &dwall)
-					round(gated, &gl, &gwall)
-				} else {
-					round(gated, &gl, &gwall)
-					round(direct, &dl, &dwall)
+				for i := range paths {
+					p := paths[(r+i)%len(paths)]
+					l, w := measure(b, p.conns, max(total/latencyRounds, n))
+					p.lat, p.wall = append(p.lat, l...), p.wall+w
 				}
 			}
 			b.StopTimer()
-			slices.Sort(dl)
-			slices.Sort(gl)
-			b.ReportMetric(us(percentile(dl, .5)), "direct-p50-us")
-			b.ReportMetric(us(percentile(dl, .99)), "direct-p99-us")
-			b.ReportMetric(us(percentile(gl, .5)), "gate-p50-us")
-			b.ReportMetric(us(percentile(gl, .99)), "gate-p99-us")
-			b.ReportMetric(us(percentile(gl, .5)-percentile(dl, .5)), "added-p50-us")
-			b.ReportMetric(us(percentile(gl, .99)-percentile(dl, .99)), "added-p99-us")
-			b.ReportMetric(float64(len(dl))/dwall.Seconds(), "direct-exch/s")
-			b.ReportMetric(float64(len(gl))/gwall.Seconds(), "gate-exch/s")
+			for _, p := range paths {
+				slices.Sort(p.lat)
+				b.ReportMetric(us(percentile(p.lat, .5)), p.name+"-p50-us")
+				b.ReportMetric(us(percentile(p.lat, .99)), p.name+"-p99-us")
+				b.ReportMetric(float64(len(p.lat))/p.wall.Seconds(), p.name+"-exch/s")
+			}
+			added := func(p *path, q float64) float64 { return us(percentile(p.lat, q) - percentile(direct.lat, q)) }
+			b.ReportMetric(added(gate, .5), "added-p50-us")
+			b.ReportMetric(added(gate, .99), "added-p99-us")
+			b.ReportMetric(added(relay, .5), "relay-added-p50-us")
+			b.ReportMetric(added(relay, .99), "relay-added-p99-us")
 			b.ReportMetric(0, "ns/op")
 		})
 	}
