@@ -19,6 +19,8 @@ const (
 	cborText   = 3 << 5
 	cborArray  = 4 << 5
 	cborMap    = 5 << 5
+	// cborTrue is the simple value true (major type 7, value 21).
+	cborTrue = 0xf5
 )
 
 // appendHead appends the shortest head of major type major with argument n.
@@ -56,12 +58,19 @@ func appendRecordCBOR(b []byte, rec *Record) ([]byte, bool) {
 	if rec.Prev == nil || rec.Body == nil {
 		return b, false // encMode writes nil byte slices as null
 	}
-	b = appendHead(b, cborMap, 5)
+	fields := uint64(5)
+	if rec.Dev {
+		fields = 6
+	}
+	b = appendHead(b, cborMap, fields)
 	b = appendHead(appendHead(b, cborUint, 1), cborUint, rec.Seq)
 	b = appendInt(appendHead(b, cborUint, 2), int64(rec.Time))
 	b = appendByteString(appendHead(b, cborUint, 3), rec.Prev)
 	b = appendHead(appendHead(b, cborUint, 4), cborUint, uint64(rec.Kind))
 	b = appendByteString(appendHead(b, cborUint, 5), rec.Body)
+	if rec.Dev {
+		b = append(appendHead(b, cborUint, 6), cborTrue)
+	}
 	return b, true
 }
 

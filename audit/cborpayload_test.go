@@ -82,7 +82,7 @@ func TestFastEncodingMatchesLibrary(t *testing.T) {
 			t.Fatalf("payload %d (%+v, decoded %+v): fast encoding (ok %v)\n% x\nwant\n% x", i, p, p.Decoded, ok, got[1:], want)
 		}
 
-		rec := Record{Seq: pickU(math.MaxUint64), Time: Timestamp(pickI()), Prev: pickB(), Kind: Kind(pickU(255)), Body: pickB()}
+		rec := Record{Seq: pickU(math.MaxUint64), Time: Timestamp(pickI()), Prev: pickB(), Kind: Kind(pickU(255)), Body: pickB(), Dev: rng.IntN(2) == 0}
 		want, err = encMode.Marshal(&rec)
 		if err != nil {
 			t.Fatal(err)

@@ -5,7 +5,7 @@
 // holds framed records:
 //
 //	frame  = length (uint32, big endian) | crc32c(length | payload) (uint32, big endian) | payload
-//	payload = deterministic CBOR of Record {seq, time, prev, kind, body}
+//	payload = deterministic CBOR of Record {seq, time, prev, kind, body[, dev]}
 //
 // Every record carries the SHA-256 of the previous record's payload, so the
 // records form one hash chain across all files. The first record of every
@@ -17,6 +17,22 @@
 // Verify (`otgate audit verify`) checks all of it offline and names the
 // first bad record by file, offset and seq (for a record too damaged to
 // read, the seq of the good record before it).
+//
+// # Dev mode
+//
+// A gate without a TPM runs only in dev mode (the identity service's -dev,
+// set by a board with TPM.None): its device key is a software key, so the
+// checkpoint signatures prove much less. A Writer opened with WithDevMode
+// marks every record it appends, rotation and checkpoint records included,
+// with Record.Dev (CBOR key 6, true) inside the hashed envelope: the mark
+// cannot be stripped without breaking the chain. The field is omitted when
+// false, so logs written without dev mode keep their bytes and hashes.
+// Verify counts the marked records (Report.DevRecords, DevSummary) and
+// reports a log that holds both kinds as mixed (Report.DevMixed);
+// `otgate audit verify` prints "DEV MODE: N records signed with a software
+// key (not a TPM)" and fails under --strict; `otgate audit show` starts
+// each marked record's line with "[DEV] "; the syslog export adds
+// dev="true".
 //
 // # Durability
 //

@@ -13,6 +13,9 @@ type config struct {
 	maxFileSize        int64
 	now                func() time.Time
 	onError            func(error)
+	// dev and devReason: WithDevMode.
+	dev       bool
+	devReason string
 }
 
 func defaultConfig() config {
@@ -77,3 +80,21 @@ func WithClock(now func() time.Time) Option { return func(c *config) { c.now = n
 // they concern the file; a failed signature does not (the records stay
 // chained and durable, and Verify reports them as an unsigned tail).
 func WithErrorHandler(f func(error)) Option { return func(c *config) { c.onError = f } }
+
+// WithDevMode marks every record the Writer appends, checkpoints and
+// rotation records included, as written in dev mode (Record.Dev): the gate
+// has no TPM and the signer is a software key. reason says why (shown by
+// Writer.DevMode; the proxy passes what the identity service reports).
+// Verify counts the marked records (Report.DevRecords) and
+// `otgate audit verify` reports them, failing under --strict. A log
+// opened with and without the option at different times holds both kinds
+// and is reported as mixed.
+func WithDevMode(reason string) Option {
+	return func(c *config) {
+		c.dev = true
+		c.devReason = reason
+		if c.devReason == "" {
+			c.devReason = "software key, no TPM"
+		}
+	}
+}

@@ -71,6 +71,12 @@ type Record struct {
 	Prev []byte    `cbor:"3,keyasint"`
 	Kind Kind      `cbor:"4,keyasint"`
 	Body []byte    `cbor:"5,keyasint"`
+	// Dev marks a record written in dev mode (WithDevMode): the gate had
+	// no TPM and its checkpoints are signed with a software key. It is
+	// inside the hashed envelope, so it cannot be removed without breaking
+	// the chain. Omitted when false: records written without dev mode have
+	// exactly the bytes (and hashes) they had before the field existed.
+	Dev bool `cbor:"6,keyasint,omitempty"`
 }
 
 // Genesis is the value the first record of a log chains to: SHA-256 of

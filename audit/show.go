@@ -85,21 +85,31 @@ func FormatTime(ts Timestamp) string {
 	return ts.Time().Format("2006-01-02T15:04:05.000Z")
 }
 
-// FormatEntry renders one record as a transcript line.
+// FormatEntry renders one record as a transcript line (after DevPrefix
+// for a dev-mode record).
 // A payload that a protocol formatter renders is shown as the formatter's
 // line alone: it carries its own time.
 func FormatEntry(e Entry, opts ShowOptions) string { return formatEntry(e, opts, nil) }
 
+// DevPrefix starts the transcript line of every record written in dev
+// mode (Record.Dev).
+const DevPrefix = "[DEV] "
+
 // formatEntry is FormatEntry with the start record of a payload's session.
+// A dev-mode record's line starts with DevPrefix.
 func formatEntry(e Entry, opts ShowOptions, start *SessionStart) string {
+	prefix := ""
+	if e.Record.Dev {
+		prefix = DevPrefix
+	}
 	if p, ok := e.Body.(Payload); ok && p.Decoded != nil {
 		if f := opts.Formatters[p.Decoded.Protocol]; f != nil {
 			if line, ok := f(p, start); ok {
-				return line
+				return prefix + line
 			}
 		}
 	}
-	return fmt.Sprintf("%s #%d %s", FormatTime(e.Record.Time), e.Record.Seq, FormatBody(e.Record.Time, e.Body, opts))
+	return fmt.Sprintf("%s%s #%d %s", prefix, FormatTime(e.Record.Time), e.Record.Seq, FormatBody(e.Record.Time, e.Body, opts))
 }
 
 // FormatBody renders a record body; at is the record's time (for "until").

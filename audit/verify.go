@@ -43,6 +43,31 @@ type Report struct {
 	// unclean shutdown (and what it truncated) that the writer found and
 	// recorded when it reopened the log.
 	Recoveries []Recovery
+	// DevRecords counts the records marked as written in dev mode
+	// (Record.Dev, WithDevMode): the gate had no TPM and signed its
+	// checkpoints with a software key. DevFirst and DevLast are the seqs
+	// of the first and last of them. A log with some marked records and
+	// some not is mixed (Report.DevMixed).
+	DevRecords        uint64
+	DevFirst, DevLast uint64
+}
+
+// DevMixed reports whether the log holds both dev-mode records and
+// records not marked so.
+func (r *Report) DevMixed() bool { return r.DevRecords > 0 && r.DevRecords < r.Records }
+
+// DevSummary describes the dev-mode records in one line, or returns ""
+// when there are none.
+func (r *Report) DevSummary() string {
+	if r.DevRecords == 0 {
+		return ""
+	}
+	s := fmt.Sprintf("DEV MODE: %d records signed with a software key (not a TPM)", r.DevRecords)
+	if r.DevMixed() {
+		s += fmt.Sprintf("; MIXED log: dev-mode records (seq %d to %d) and %d records not marked dev (written with a TPM key)",
+			r.DevFirst, r.DevLast, r.Records-r.DevRecords)
+	}
+	return s
 }
 
 // Recovery is a log-recovered record.
@@ -198,6 +223,13 @@ func Verify(dir string, trust Trust) (*Report, error) {
 		}
 		if ev, ok := e.Body.(Event); ok && ev.Type == EventLogRecovered {
 			rep.Recoveries = append(rep.Recoveries, Recovery{File: e.File, Offset: e.Offset, Seq: e.Record.Seq, Reason: ev.Reason})
+		}
+		if e.Record.Dev {
+			if rep.DevRecords == 0 {
+				rep.DevFirst = e.Record.Seq
+			}
+			rep.DevRecords++
+			rep.DevLast = e.Record.Seq
 		}
 		cps.add(e, verified)
 		prev, last = last, e

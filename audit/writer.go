@@ -161,7 +161,7 @@ func (w *Writer) startFile(idx uint64, prev Hash, rot Rotation) error {
 	if err != nil {
 		return err
 	}
-	rec := Record{Seq: w.nextSeq, Time: TimestampOf(w.cfg.now()), Prev: prev[:], Kind: KindRotation, Body: enc}
+	rec := Record{Seq: w.nextSeq, Time: TimestampOf(w.cfg.now()), Prev: prev[:], Kind: KindRotation, Body: enc, Dev: w.cfg.dev}
 	payload, err := encodeRecord(&rec)
 	if err != nil {
 		return fmt.Errorf("encode rotation record: %w", err)
@@ -189,6 +189,10 @@ func (w *Writer) LogID() string { return w.logID }
 
 // KeyID returns the id of the checkpoint signing key.
 func (w *Writer) KeyID() string { return w.keyID }
+
+// DevMode reports whether the Writer marks its records as written in dev
+// mode (WithDevMode), and why.
+func (w *Writer) DevMode() (reason string, dev bool) { return w.cfg.devReason, w.cfg.dev }
 
 // Recovered returns the torn tail Open truncated, or nil.
 func (w *Writer) Recovered() *TornTail { return w.recovered }
@@ -287,7 +291,7 @@ func (w *Writer) appendAny(b Body, mode appendMode) (Position, uint64, error) {
 			return Position{}, 0, err
 		}
 	}
-	rec := Record{Seq: w.nextSeq, Time: TimestampOf(w.cfg.now()), Prev: w.head[:], Kind: b.Kind(), Body: enc}
+	rec := Record{Seq: w.nextSeq, Time: TimestampOf(w.cfg.now()), Prev: w.head[:], Kind: b.Kind(), Body: enc, Dev: w.cfg.dev}
 	w.recBuf.Reset()
 	if enc, ok := appendRecordCBOR(w.recBuf.AvailableBuffer(), &rec); ok {
 		w.recBuf.Write(enc) // in place when it fitted

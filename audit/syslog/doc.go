@@ -5,7 +5,9 @@
 // Every message carries the record's seq and hash (and session id, user,
 // asset where known) as structured data, under the SD-ID otgate@32473
 // (32473 is the example enterprise number of RFC 5612; a deployment with
-// its own private enterprise number should change SDID).
+// its own private enterprise number should change SDID). A record written
+// in dev mode (audit.Record.Dev: no TPM, a software key signs the log)
+// also carries dev="true".
 //
 // # Delivery
 //

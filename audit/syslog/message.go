@@ -26,6 +26,10 @@ func Format(e audit.Entry, logID, hostname, appName string, known map[string]ses
 	sev := severityNotice
 	params := [][2]string{{"log", logID}, {"seq", strconv.FormatUint(e.Record.Seq, 10)},
 		{"hash", e.Hash.String()}, {"kind", e.Record.Kind.String()}}
+	if e.Record.Dev {
+		// Written in dev mode: no TPM, a software key signs the log.
+		params = append(params, [2]string{"dev", "true"})
+	}
 	add := func(k, v string) {
 		if v != "" {
 			params = append(params, [2]string{k, v})

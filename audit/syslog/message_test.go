@@ -26,6 +26,12 @@ func TestFormatEscapesAndLabels(t *testing.T) {
 	if f := string(Frame("abc")); f != "3 abc" {
 		t.Fatalf("frame %q", f)
 	}
+	// A dev-mode record says so in its parameters.
+	e.Record.Dev = true
+	got = Format(e, "log-1", "gate 1", "otgate", nil)
+	if !strings.Contains(got, `kind="payload" dev="true" session="7f3a"`) {
+		t.Fatalf("dev-mode record not marked: %s", got)
+	}
 }
 
 func TestExporterRefusesForeignCursor(t *testing.T) {
