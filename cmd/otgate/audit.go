@@ -39,7 +39,11 @@ never sealed. Every unclean shutdown the gate found when it reopened the log
 is listed ("recovered after unclean shutdown"): a record in the chain,
 signed by the checkpoint after it. A sealed end proves the gate closed the log there, not that nothing was
 written after a later reopen: compare the last seq and head with a copy held
-elsewhere (the SIEM export) to detect a log cut back to an earlier close.`
+elsewhere (the SIEM export) to detect a log cut back to an earlier close.
+Records a gate without a TPM wrote in dev mode are marked in the chain:
+verify reports "DEV MODE: N records signed with a software key (not a TPM)"
+(and a log mixing dev-mode and TPM records as MIXED); --strict fails on
+them. show starts the line of each such record with "[DEV]".`
 
 func runAudit(args []string, out io.Writer) error {
 	if len(args) == 0 {
@@ -69,7 +73,7 @@ func runAuditVerify(args []string, out io.Writer) error {
 	logID := fs.String("log-id", "", "the log id the files must carry")
 	partial := fs.Bool("allow-partial", false, "accept a log whose oldest files were removed")
 	requireSigned := fs.Bool("require-signed", false, "fail if records after the last checkpoint are not covered by a signature")
-	strict := fs.Bool("strict", false, "fail, naming file and offset, unless the newest file ends sealed by a clean close (not unsealed, not torn)")
+	strict := fs.Bool("strict", false, "fail, naming file and offset, unless the newest file ends sealed by a clean close (not unsealed, not torn); fail on records written in dev mode (software key, no TPM)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "%s\n\n%s\n\nflags of verify:\n", auditUsage, auditVerifyHelp)
 		fs.PrintDefaults()
@@ -101,11 +105,30 @@ func runAuditVerify(args []string, out io.Writer) error {
 	if rep != nil {
 		printReport(out, dir, rep)
 	}
+	// devErr: under --strict, dev-mode records fail verify (a software
+	// key signed them: no TPM vouches for this log).
+	var devErr string
+	if *strict && rep != nil && rep.DevRecords > 0 {
+		devErr = rep.DevSummary() + " (--strict accepts only a log signed by a TPM)"
+	}
 	if verr != nil {
+		if devErr != "" {
+			return fmt.Errorf("%s: first bad record: %w; and %s", dir, verr, devErr)
+		}
 		return fmt.Errorf("%s: first bad record: %w", dir, verr)
+	}
+	if devErr != "" {
+		return fmt.Errorf("%s: %s", dir, devErr)
 	}
 	if *requireSigned && rep.Unsigned > 0 {
 		return fmt.Errorf("%s: %d records from seq %d on are not covered by a checkpoint signature", dir, rep.Unsigned, rep.UnsignedFrom)
+	}
+	if rep.DevRecords > 0 {
+		fmt.Fprintln(out, "OK as a DEV MODE log: signed with a software key, not a TPM (--strict makes this an error)")
+		if rep.End != audit.EndSealed {
+			fmt.Fprintln(out, "the end reported above is NOT sealed (--strict makes this an error)")
+		}
+		return nil
 	}
 	if rep.End != audit.EndSealed {
 		fmt.Fprintln(out, "OK up to the end reported above, which is NOT sealed (--strict makes this an error)")
@@ -137,6 +160,9 @@ func printReport(out io.Writer, dir string, r *audit.Report) {
 	}
 	if r.End != 0 {
 		fmt.Fprintf(out, "end: %s\n", r.EndSummary())
+	}
+	if d := r.DevSummary(); d != "" {
+		fmt.Fprintln(out, d)
 	}
 }
 
