@@ -3,6 +3,7 @@ package site
 import (
 	"bytes"
 	"errors"
+	"github.com/fxamacker/cbor/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -96,4 +97,31 @@ func TestLoadAppliedCorruption(t *testing.T) {
 		check("truncate", doc[:n])
 	}
 	check("trailing byte", append(bytes.Clone(doc), 0))
+}
+
+// A site without an uplink section (DHCP) compiles to a document without
+// the uplink key: byte for byte what builds before the section made, and
+// readable by them.
+func TestCompileOmitsDefaultUplink(t *testing.T) {
+	var env envelope
+	if err := decMode.Unmarshal(compilePlant(t), &env); err != nil {
+		t.Fatal(err)
+	}
+	var body struct {
+		Site map[int]cbor.RawMessage `cbor:"4,keyasint"`
+	}
+	if err := cbor.Unmarshal(env.Body, &body); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := body.Site[8]; ok || len(body.Site) == 0 {
+		t.Errorf("site keys %v: want no uplink key (8) for DHCP", keys(body.Site))
+	}
+}
+
+func keys(m map[int]cbor.RawMessage) []int {
+	var out []int
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }

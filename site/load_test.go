@@ -1,6 +1,7 @@
 package site
 
 import (
+	"bytes"
 	"errors"
 	"net/netip"
 	"os"
@@ -78,6 +79,69 @@ zones:
 	}
 }
 
+// withUplink returns the plant file with an uplink section of body
+// appended ("uplink:" on line 82).
+func withUplink(t *testing.T, body string) string {
+	t.Helper()
+	return string(readTestdata(t, "plant.yaml")) + "uplink:\n" + body
+}
+
+// The uplink section: DHCP without it or with mode dhcp (the same
+// compiled document), static with its settings.
+func TestParseUplink(t *testing.T) {
+	parse := func(src string) *Site {
+		t.Helper()
+		s, err := Parse("plant.yaml", []byte(src), Options{Now: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	plain := parse(string(readTestdata(t, "plant.yaml")))
+	dhcp := parse(withUplink(t, "  mode: dhcp\n"))
+	if plain.Uplink != nil || dhcp.Uplink != nil || plain.UplinkSettings().String() != "dhcp" {
+		t.Errorf("default uplink %+v, mode dhcp %+v", plain.Uplink, dhcp.Uplink)
+	}
+	src := readTestdata(t, "plant.yaml")
+	a, err := Compile(plain, "plant.yaml", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Compile(dhcp, "plant.yaml", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a, b) {
+		t.Error("mode dhcp compiles differently from no uplink section")
+	}
+
+	st := parse(withUplink(t, "  mode: static\n  address: 192.168.10.5/24\n  gateway: 192.168.10.1\n  dns: [192.168.10.53, 192.168.10.54]\n"))
+	want := Uplink{Mode: UplinkStatic, Address: netip.MustParsePrefix("192.168.10.5/24"), Gateway: netip.MustParseAddr("192.168.10.1"),
+		DNS: []netip.Addr{netip.MustParseAddr("192.168.10.53"), netip.MustParseAddr("192.168.10.54")}}
+	if !st.UplinkSettings().Equal(want) || st.UplinkSettings().String() != "static 192.168.10.5/24 via 192.168.10.1, dns 192.168.10.53 192.168.10.54" {
+		t.Errorf("static uplink %+v (%s)", st.Uplink, st.Uplink)
+	}
+	doc, err := Compile(st, "plant.yaml", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Decode(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !back.Site.UplinkSettings().Equal(want) {
+		t.Errorf("round trip: %+v", back.Site.Uplink)
+	}
+	again, _ := Compile(&back.Site, "plant.yaml", src)
+	if !bytes.Equal(doc, again) {
+		t.Error("decode + compile of a static uplink does not reproduce the document")
+	}
+	// No gateway, no DNS: an isolated management network.
+	if u := parse(withUplink(t, "  mode: static\n  address: 192.168.10.5/32\n")).UplinkSettings(); u.String() != "static 192.168.10.5/32" {
+		t.Errorf("bare static uplink %s", u)
+	}
+}
+
 // edit returns the plant file with old replaced by new (exactly once).
 func edit(t *testing.T, old, new string) string {
 	t.Helper()
@@ -97,7 +161,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown zone", edit(t, "    zone: cell-2\n    address: 10.10.2.10", "    zone: cell-9\n    address: 10.10.2.10"),
 			[]string{`plant.yaml:55: assets[2].zone: unknown zone "cell-9" (known: cell-1, cell-2, utilities)`}},
 		{"unknown top-level field", edit(t, "site: plant-north", "site: plant-north\ncolour: blue"),
-			[]string{`plant.yaml:3: colour: unknown field (known: site, limits, zones, overlay, assets, exceptions, roles, users, maintenance_windows, grants)`}},
+			[]string{`plant.yaml:3: colour: unknown field (known: site, limits, zones, overlay, uplink, assets, exceptions, roles, users, maintenance_windows, grants)`}},
 		{"unknown asset field", edit(t, "    mac: 00:1D:9C:C7:B0:70", "    mac: 00:1D:9C:C7:B0:70\n    colour: red"),
 			[]string{`plant.yaml:44: assets[0].colour: unknown field`}},
 		{"wrong type", edit(t, "    vlan: 101", "    vlan: [101]"),
@@ -197,6 +261,36 @@ func TestParseErrors(t *testing.T) {
     justification: the same flow again
     expires: 2027-01-10T00:00:00Z
 `, []string{`plant.yaml:82: exceptions[2]: duplicate exception: 10.10.1.20 to plc-2, enip port 44818 is also exceptions[0] (line 69)`}},
+		// The uplink section, appended to the plant at line 82.
+		{"uplink unknown field", withUplink(t, "  mode: static\n  address: 192.168.10.5/24\n  mtu: 1500\n"),
+			[]string{`plant.yaml:85: uplink.mtu: unknown field (known: mode, address, gateway, dns)`}},
+		{"uplink without mode", withUplink(t, "  address: 192.168.10.5/24\n"),
+			[]string{`plant.yaml:83: uplink.mode: missing (required)`}},
+		{"uplink bad mode", withUplink(t, "  mode: pppoe\n"),
+			[]string{`plant.yaml:83: uplink.mode: unknown mode "pppoe" (want dhcp or static)`}},
+		{"uplink static without address", withUplink(t, "  mode: static\n  gateway: 192.168.10.1\n"),
+			[]string{`plant.yaml:83: uplink.address: missing (required with mode static)`}},
+		{"uplink address without length", withUplink(t, "  mode: static\n  address: 192.168.10.5\n"),
+			[]string{`plant.yaml:84: uplink.address: bad IPv4 address with prefix length "192.168.10.5" (want e.g. 192.168.10.5/24)`}},
+		{"uplink address is the network", withUplink(t, "  mode: static\n  address: 192.168.10.0/24\n"),
+			[]string{`plant.yaml:84: uplink.address: 192.168.10.0 is the network or broadcast address of 192.168.10.0/24 (want the gate's own address, e.g. 192.168.10.1/24)`}},
+		{"uplink gateway outside the subnet", withUplink(t, "  mode: static\n  address: 192.168.10.5/24\n  gateway: 192.168.11.1\n"),
+			[]string{`plant.yaml:85: uplink.gateway: gateway 192.168.11.1 is outside the uplink's subnet 192.168.10.0/24`}},
+		{"uplink gateway is the address", withUplink(t, "  mode: static\n  address: 192.168.10.5/24\n  gateway: 192.168.10.5\n"),
+			[]string{`plant.yaml:85: uplink.gateway: gateway 192.168.10.5 is the uplink's own address`}},
+		{"uplink overlaps a zone", withUplink(t, "  mode: static\n  address: 10.10.0.5/16\n"),
+			[]string{`plant.yaml:84: uplink.address: uplink subnet 10.10.0.0/16 overlaps zone "cell-1" subnet 10.10.1.0/24 (at zones[0])`,
+				`plant.yaml:84: uplink.address: uplink subnet 10.10.0.0/16 overlaps zone "cell-2" subnet 10.10.2.0/24 (at zones[1])`}},
+		{"uplink overlaps the overlay", withUplink(t, "  mode: static\n  address: 100.64.3.5/24\n"),
+			[]string{`plant.yaml:84: uplink.address: uplink subnet 100.64.3.0/24 overlaps the overlay prefix 100.64.0.0/16`}},
+		{"uplink dhcp with static fields", withUplink(t, "  mode: dhcp\n  address: 192.168.10.5/24\n  gateway: 192.168.10.1\n  dns: [192.168.10.53]\n"),
+			[]string{`plant.yaml:84: uplink.address: only with mode static (mode dhcp takes it from the lease)`,
+				`plant.yaml:85: uplink.gateway: only with mode static`, `plant.yaml:86: uplink.dns: only with mode static`}},
+		{"uplink bad DNS", withUplink(t, "  mode: static\n  address: 192.168.10.5/24\n  dns:\n    - 192.168.10.53\n    - dns.plant.example\n    - 192.168.10.53\n"),
+			[]string{`plant.yaml:87: uplink.dns[1]: bad IPv4 address "dns.plant.example"`,
+				`plant.yaml:88: uplink.dns[2]: duplicate DNS server 192.168.10.53 (also uplink.dns[0])`}},
+		{"uplink not a mapping", withUplink(t, "  - dhcp\n"),
+			[]string{`plant.yaml:83: uplink: want a mapping, got a list`}},
 		{"syntax error", "site: x\nzones: [\n", []string{`plant.yaml:`, `bad YAML`}},
 		{"two documents", "site: x\n---\nsite: y\n", []string{`more than one YAML document`}},
 		{"empty file", "", []string{`plant.yaml: empty site file`}},

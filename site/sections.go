@@ -25,6 +25,8 @@ var sections = []section{
 	{key: "limits", decode: decodeLimits},
 	{key: "zones", required: true, decode: decodeZones, validate: validateZones},
 	{key: "overlay", decode: decodeOverlay, validate: validateOverlay},
+	// The uplink (uplink.go): optional, DHCP without it.
+	{key: "uplink", decode: decodeUplink, validate: validateUplink},
 	{key: "assets", decode: decodeAssets, validate: validateAssets},
 	{key: "exceptions", decode: decodeExceptions, validate: validateExceptions},
 	// Access (access.go): roles, users, maintenance windows, grants.

@@ -1,6 +1,6 @@
 // Package site loads, validates and compiles the human-written site file:
 // the YAML document that declares a plant's zones, assets, exceptions,
-// overlay settings and limits.
+// overlay settings, the uplink and limits.
 //
 // The file is decoded node by node (gopkg.in/yaml.v3 yaml.Node) so that
 // every problem is reported with the file, the line and the field path,
@@ -32,6 +32,20 @@ type Site struct {
 	Limits     Limits      `cbor:"6,keyasint"`
 	// Access: roles, users, maintenance windows and grants (access.go).
 	Access Access `cbor:"7,keyasint,omitempty"`
+	// Uplink is the optional uplink section (uplink.go), nil for DHCP
+	// (no section, or mode dhcp): omitted then, so such a site compiles
+	// to the same document as before the section existed. Read it with
+	// UplinkSettings.
+	Uplink *Uplink `cbor:"8,keyasint,omitempty"`
+}
+
+// UplinkSettings is the site's uplink: the section's static settings, or
+// the zero Uplink (DHCP).
+func (s *Site) UplinkSettings() Uplink {
+	if s.Uplink == nil {
+		return Uplink{}
+	}
+	return *s.Uplink
 }
 
 // Mode is how a zone's segment is enforced.

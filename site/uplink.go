@@ -1,0 +1,198 @@
+package site
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// UplinkMode says how the gate's uplink (the user and management side)
+// gets its address.
+type UplinkMode string
+
+// Uplink modes. The zero mode is DHCP: a site file without an uplink
+// section, or with "mode: dhcp", compiles to no uplink at all (Site.Uplink
+// nil), so a policy compiled before the section existed means the same as
+// one that says dhcp.
+const (
+	UplinkDHCP   UplinkMode = "dhcp"
+	UplinkStatic UplinkMode = "static"
+)
+
+// Uplink is the site file's optional uplink section:
+//
+//	uplink:
+//	  mode: static               # or dhcp (the default without the section)
+//	  address: 192.168.10.5/24   # static: the gate's address and prefix length
+//	  gateway: 192.168.10.1      # static, optional: default route
+//	  dns: [192.168.10.53]       # static, optional
+//
+// netconf configures the uplink from it when it starts (a change in a
+// policy applied later is reported as pending and takes effect at the
+// next netconf restart: applying it live could cut off the management
+// session that pushed it).
+type Uplink struct {
+	// Mode is UplinkStatic, or empty for DHCP (see UplinkDHCP).
+	Mode    UplinkMode   `cbor:"1,keyasint,omitempty"`
+	Address netip.Prefix `cbor:"2,keyasint,omitempty"`
+	Gateway netip.Addr   `cbor:"3,keyasint,omitempty"`
+	DNS     []netip.Addr `cbor:"4,keyasint,omitempty"`
+}
+
+// IsStatic says whether the uplink is configured statically.
+func (u Uplink) IsStatic() bool { return u.Mode == UplinkStatic }
+
+// String describes the uplink in one line: "dhcp", or "static
+// 192.168.10.5/24 via 192.168.10.1, dns 192.168.10.53".
+func (u Uplink) String() string {
+	if !u.IsStatic() {
+		return string(UplinkDHCP)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "static %s", u.Address)
+	if u.Gateway.IsValid() {
+		fmt.Fprintf(&b, " via %s", u.Gateway)
+	}
+	if len(u.DNS) > 0 {
+		dns := make([]string, len(u.DNS))
+		for i, a := range u.DNS {
+			dns[i] = a.String()
+		}
+		fmt.Fprintf(&b, ", dns %s", strings.Join(dns, " "))
+	}
+	return b.String()
+}
+
+// Equal says whether u and o configure the uplink the same way.
+func (u Uplink) Equal(o Uplink) bool {
+	if u.IsStatic() != o.IsStatic() {
+		return false
+	}
+	if !u.IsStatic() {
+		return true
+	}
+	if u.Address != o.Address || u.Gateway != o.Gateway || len(u.DNS) != len(o.DNS) {
+		return false
+	}
+	for i := range u.DNS {
+		if u.DNS[i] != o.DNS[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func decodeUplink(d *decoder, n *yaml.Node, path string, s *Site) {
+	f := d.fields(n, path, "mode", "address", "gateway", "dns")
+	if f == nil {
+		return
+	}
+	d.require(n, path, f, "mode")
+	u := &Uplink{}
+	mode := UplinkMode("")
+	if v, ok := f["mode"]; ok {
+		if m, ok := d.str(v, join(path, "mode")); ok {
+			switch UplinkMode(m) {
+			case UplinkDHCP, UplinkStatic:
+				mode = UplinkMode(m)
+			default:
+				d.nodeErrorf(v, join(path, "mode"), "unknown mode %q (want %s or %s)", m, UplinkDHCP, UplinkStatic)
+			}
+		}
+	}
+	if mode == UplinkDHCP {
+		// The static settings make no sense with DHCP: the lease gives
+		// them. Each is reported where it is.
+		for _, k := range []string{"address", "gateway", "dns"} {
+			if v, ok := f[k]; ok {
+				d.nodeErrorf(v, join(path, k), "only with mode static (mode dhcp takes it from the lease)")
+			}
+		}
+		return
+	}
+	if mode == UplinkStatic {
+		u.Mode = UplinkStatic
+		s.Uplink = u
+		if _, ok := f["address"]; !ok {
+			d.nodeErrorf(n, join(path, "address"), "missing (required with mode static)")
+		}
+	}
+	if v, ok := f["address"]; ok {
+		u.Address, _ = d.hostPrefix4(v, join(path, "address"))
+	}
+	if v, ok := f["gateway"]; ok {
+		u.Gateway, _ = d.ipv4(v, join(path, "gateway"))
+	}
+	if v, ok := f["dns"]; ok {
+		dp := join(path, "dns")
+		seen := map[netip.Addr]int{}
+		for i, it := range d.list(v, dp) {
+			a, ok := d.ipv4(it, index(dp, i))
+			if !ok {
+				continue
+			}
+			if j, dup := seen[a]; dup {
+				d.nodeErrorf(it, index(dp, i), "duplicate DNS server %s (also %s)", a, index(dp, j))
+				continue
+			}
+			seen[a] = i
+			u.DNS = append(u.DNS, a)
+		}
+	}
+}
+
+// hostPrefix4 parses an IPv4 host address with its prefix length
+// (192.168.10.5/24): the gate's own address, not a network.
+func (d *decoder) hostPrefix4(n *yaml.Node, path string) (netip.Prefix, bool) {
+	s, ok := d.str(n, path)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil || !p.Addr().Is4() {
+		d.nodeErrorf(n, path, "bad IPv4 address with prefix length %q (want e.g. 192.168.10.5/24)", s)
+		return netip.Prefix{}, false
+	}
+	if p.Bits() < 8 || p.Bits() > 32 {
+		d.nodeErrorf(n, path, "prefix length %s of %q is out of range 8..32", strconv.Itoa(p.Bits()), s)
+		return netip.Prefix{}, false
+	}
+	if p.Bits() <= 30 && (p.Addr() == p.Masked().Addr() || p.Addr() == lastAddr(p.Masked())) {
+		d.nodeErrorf(n, path, "%s is the network or broadcast address of %s (want the gate's own address, e.g. %s/%d)", p.Addr(), p.Masked(), p.Masked().Addr().Next(), p.Bits())
+		return netip.Prefix{}, false
+	}
+	return p, true
+}
+
+// validateUplink checks a static uplink against itself and the rest: the
+// gateway is another address of the uplink's subnet, and the subnet
+// overlaps no zone and not the overlay prefix (the gate would not know
+// which side an address is on).
+func validateUplink(v *validator, s *Site) {
+	u := s.Uplink
+	if u == nil || !u.IsStatic() || !u.Address.IsValid() {
+		return
+	}
+	sub := u.Address.Masked()
+	if u.Gateway.IsValid() {
+		switch {
+		case !sub.Contains(u.Gateway):
+			v.errorf("uplink.gateway", "gateway %s is outside the uplink's subnet %s", u.Gateway, sub)
+		case u.Gateway == u.Address.Addr():
+			v.errorf("uplink.gateway", "gateway %s is the uplink's own address", u.Gateway)
+		case sub.Bits() <= 30 && (u.Gateway == sub.Addr() || u.Gateway == lastAddr(sub)):
+			v.errorf("uplink.gateway", "gateway %s is the network or broadcast address of the uplink's subnet %s", u.Gateway, sub)
+		}
+	}
+	for i, z := range s.Zones {
+		if z.Subnet.IsValid() && z.Subnet.Overlaps(sub) {
+			v.errorf("uplink.address", "uplink subnet %s overlaps zone %q subnet %s (at %s); the uplink and the OT side must not share addresses", sub, z.Name, z.Subnet, index("zones", i))
+		}
+	}
+	if !v.d.failed["overlay.prefix"] && s.Overlay.Prefix.IsValid() && s.Overlay.Prefix.Overlaps(sub) {
+		v.errorf("uplink.address", "uplink subnet %s overlaps the overlay prefix %s", sub, s.Overlay.Prefix)
+	}
+}
