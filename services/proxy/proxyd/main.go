@@ -38,6 +38,10 @@ import (
 	"github.com/otgate/otgate/services/proxy/auth/userca"
 )
 
+// devModeReason is why the audit records of a gate whose identity service
+// runs in dev mode are marked (audit.WithDevMode).
+const devModeReason = "identity service in dev mode: software key, no TPM"
+
 // options are otgate-proxy's command line.
 type options struct {
 	listen, idSock, state, auditDir string
@@ -148,7 +152,14 @@ func run(ctx context.Context, lg *log.Logger, o *options) error {
 			return err
 		}
 	}
-	w, err := audit.Open(o.auditDir, device.PrivateKey.(crypto.Signer), audit.WithErrorHandler(func(err error) { lg.Printf("otgate-proxy: audit log: %v", err) }))
+	auditOpts := []audit.Option{audit.WithErrorHandler(func(err error) { lg.Printf("otgate-proxy: audit log: %v", err) })}
+	if st.DevMode {
+		// No TPM: the device key that signs the checkpoints is a
+		// software key. Every record says so (audit.WithDevMode).
+		lg.Printf("otgate-proxy: WARNING: DEV MODE: the identity service has no TPM (software key); every audit record is marked dev mode")
+		auditOpts = append(auditOpts, audit.WithDevMode(devModeReason))
+	}
+	w, err := audit.Open(o.auditDir, device.PrivateKey.(crypto.Signer), auditOpts...)
 	if err != nil {
 		return err
 	}
