@@ -199,6 +199,22 @@ func TestServiceReconciles(t *testing.T) {
 		t.Error("the proxy reaches tcp/503 after the set was repaired")
 	}
 
+	// Drift in a verdict map: plc-1 (enforce zone) sent to accept by hand,
+	// key unchanged, is found by its verdict and put back.
+	if out, err := l.Gate.Command("nft", "delete element inet otgate asset_verdicts { 10.20.0.10 }; add element inet otgate asset_verdicts { 10.20.0.10 : accept }").CombinedOutput(); err != nil {
+		t.Fatalf("nft replace map element: %v\n%s", err, out)
+	}
+	waitFor(t, "verdict map drift repair", func() bool {
+		return strings.Contains(svc.out.String(), "segment: drift: map asset_verdicts: element 10.20.0.10 maps to accept, want jump enforce_drop")
+	})
+	waitFor(t, "the verdict restored", func() bool {
+		out, _ := l.Gate.Command("nft", "list", "map", "inet", "otgate", "asset_verdicts").CombinedOutput()
+		return strings.Contains(string(out), "10.20.0.10 : jump enforce_drop")
+	})
+	if ok, _ := l.Gate.Reach(nslab.Asset1+":502", other, 1500*time.Millisecond); ok {
+		t.Error("another uid reaches plc-1 after the verdict map was repaired")
+	}
+
 	// Exception expiry: an event, and the flow stops.
 	waitFor(t, "exception expiry event", func() bool {
 		return strings.Contains(svc.out.String(), "exception-expired: exception hist-pull")

@@ -53,23 +53,19 @@ func Apply(conn *nftables.Conn, spec *Spec, now time.Time) (*Desired, error) {
 }
 
 // ApplyDesired writes d as one batch: create the table if missing (so the
-// delete cannot fail), delete it, create it again with everything inside.
-// The kernel commits all of it or none of it.
+// delete cannot fail), delete it, create it again with everything inside:
+// the sets, the chains, the set elements (a verdict map's elements name
+// chains, which must exist first), the rules. The kernel commits all of it
+// or none of it.
 func ApplyDesired(conn *nftables.Conn, d *Desired) error {
 	conn.AddTable(Table)
 	conn.DelTable(Table)
 	conn.AddTable(Table)
+	sets := make([]nftables.Set, len(d.Sets))
 	for i := range d.Sets {
-		sd := &d.Sets[i]
-		s := sd.Set // copy: AddSet may fill fields
-		if err := conn.AddSet(&s, nil); err != nil {
-			return fmt.Errorf("ruleset: set %s: %w", s.Name, err)
-		}
-		for start := 0; start < len(sd.Elements); start += elementsPerMessage {
-			end := min(start+elementsPerMessage, len(sd.Elements))
-			if err := conn.SetAddElements(&s, sd.Elements[start:end]); err != nil {
-				return fmt.Errorf("ruleset: set %s elements: %w", s.Name, err)
-			}
+		sets[i] = d.Sets[i].Set // copy: AddSet may fill fields
+		if err := conn.AddSet(&sets[i], nil); err != nil {
+			return fmt.Errorf("ruleset: set %s: %w", sets[i].Name, err)
 		}
 	}
 	chains := map[string]*nftables.Chain{}
@@ -83,6 +79,15 @@ func ApplyDesired(conn *nftables.Conn, d *Desired) error {
 			c.Policy = &pol
 		}
 		chains[cd.Name] = conn.AddChain(c)
+	}
+	for i := range d.Sets {
+		elems := d.Sets[i].Elements
+		for start := 0; start < len(elems); start += elementsPerMessage {
+			end := min(start+elementsPerMessage, len(elems))
+			if err := conn.SetAddElements(&sets[i], elems[start:end]); err != nil {
+				return fmt.Errorf("ruleset: set %s elements: %w", sets[i].Name, err)
+			}
+		}
 	}
 	for _, cd := range d.Chains {
 		for _, r := range cd.Rules {

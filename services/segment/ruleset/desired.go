@@ -14,19 +14,27 @@ import (
 const (
 	TableName = "otgate"
 
-	ChainInput      = "input"
-	ChainForward    = "forward"
-	ChainOutput     = "output"
-	ChainToOT       = "to_ot"
-	ChainWouldBlock = "would_block"
+	ChainInput       = "input"
+	ChainForward     = "forward"
+	ChainOutput      = "output"
+	ChainToOT        = "to_ot"
+	ChainWouldBlock  = "would_block"
+	ChainEnforceDrop = "enforce_drop"
 
-	SetListenPorts  = "listen_ports"
-	SetAssetPorts   = "asset_ports"
-	SetEnforceAddrs = "enforce_addrs"
-	SetMonitorAddrs = "monitor_addrs"
-	SetExceptions   = "exceptions"
-	SetWBLast       = "would_block_last"
-	SetWBFirst      = "would_block_first"
+	SetListenPorts = "listen_ports"
+	SetAssetPorts  = "asset_ports"
+	SetExceptions  = "exceptions"
+	SetWBLast      = "would_block_last"
+	SetWBFirst     = "would_block_first"
+
+	// MapAssetVerdicts maps every asset's address to what its zone's mode
+	// does with a packet toward it that nothing before allowed: enforce
+	// "jump enforce_drop" (counted, dropped), monitor "jump would_block".
+	MapAssetVerdicts = "asset_verdicts"
+	// MapAssetSrcVerdicts maps a monitor-zone asset's address to "jump
+	// would_block" for packets from it; an enforce-zone source has no
+	// element and falls to the chain's drop.
+	MapAssetSrcVerdicts = "asset_src_verdicts"
 
 	// LogPrefix starts every would-block log line.
 	LogPrefix = "otgate-would-block"
@@ -47,7 +55,8 @@ type Desired struct {
 	Chains []ChainDesc
 }
 
-// SetDesc is one named set with its elements.
+// SetDesc is one named set or verdict map with its elements (a verdict
+// map's elements carry VerdictData).
 type SetDesc struct {
 	Set      nftables.Set
 	Elements []nftables.SetElement
@@ -99,8 +108,10 @@ func Build(spec *Spec, now time.Time) (*Desired, error) {
 	}
 	addSet(nftables.Set{Name: SetListenPorts, KeyType: nftables.TypeInetService}, listen, false)
 
-	// Assets: the proxy's allowed destinations and the zone membership.
-	var assetPorts, enforce, monitor []nftables.SetElement
+	// Assets: the proxy's allowed destinations, and per address the
+	// verdict of its zone's mode (one hash lookup whatever the number of
+	// assets and zones).
+	var assetPorts, toAsset, fromAsset []nftables.SetElement
 	for _, a := range spec.Assets {
 		ip, _ := parseIPv4(a.Address) // validated
 		for _, p := range sortedPorts(a.TCPPorts) {
@@ -108,15 +119,18 @@ func Build(spec *Spec, now time.Time) (*Desired, error) {
 		}
 		b := ip.As4()
 		if a.Mode == ModeMonitor {
-			monitor = append(monitor, nftables.SetElement{Key: b[:]})
+			toAsset = append(toAsset, nftables.SetElement{Key: b[:], VerdictData: jump(ChainWouldBlock)})
+			fromAsset = append(fromAsset, nftables.SetElement{Key: b[:], VerdictData: jump(ChainWouldBlock)})
 		} else {
-			enforce = append(enforce, nftables.SetElement{Key: b[:]})
+			toAsset = append(toAsset, nftables.SetElement{Key: b[:], VerdictData: jump(ChainEnforceDrop)})
 		}
 	}
 	addSet(nftables.Set{Name: SetAssetPorts, Concatenation: true,
 		KeyType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)}, sortedElems(assetPorts), false)
-	addSet(nftables.Set{Name: SetEnforceAddrs, KeyType: nftables.TypeIPAddr}, sortedElems(enforce), false)
-	addSet(nftables.Set{Name: SetMonitorAddrs, KeyType: nftables.TypeIPAddr}, sortedElems(monitor), false)
+	addSet(nftables.Set{Name: MapAssetVerdicts, KeyType: nftables.TypeIPAddr, IsMap: true, DataType: nftables.TypeVerdict},
+		sortedElems(toAsset), false)
+	addSet(nftables.Set{Name: MapAssetSrcVerdicts, KeyType: nftables.TypeIPAddr, IsMap: true, DataType: nftables.TypeVerdict},
+		sortedElems(fromAsset), false)
 
 	// Exceptions: one element each, with a per-element counter and the
 	// remaining lifetime as its kernel timeout.
@@ -170,9 +184,8 @@ func Build(spec *Spec, now time.Time) (*Desired, error) {
 			&expr.Lookup{SourceRegister: 1, SetName: SetExceptions, SetID: ids[SetExceptions]}, accept))},
 		RuleDesc{"forward/exception-replies", cat(est, matchIPv4(), loadFlowKey(true), one(
 			&expr.Lookup{SourceRegister: 1, SetName: SetExceptions, SetID: ids[SetExceptions]}, accept))},
-		RuleDesc{"forward/to-enforce-zone", cat(matchIPv4(), matchAddrSet(ipv4DaddrOffset, SetEnforceAddrs, ids[SetEnforceAddrs]), one(&expr.Counter{}, drop))},
-		RuleDesc{"forward/to-monitor-zone", cat(matchIPv4(), matchAddrSet(ipv4DaddrOffset, SetMonitorAddrs, ids[SetMonitorAddrs]), one(jump(ChainWouldBlock)))},
-		RuleDesc{"forward/from-monitor-zone", cat(matchIPv4(), matchAddrSet(ipv4SaddrOffset, SetMonitorAddrs, ids[SetMonitorAddrs]), one(jump(ChainWouldBlock)))},
+		RuleDesc{"forward/to-asset", cat(matchIPv4(), addrVmap(ipv4DaddrOffset, MapAssetVerdicts, ids[MapAssetVerdicts]))},
+		RuleDesc{"forward/from-monitor-zone", cat(matchIPv4(), addrVmap(ipv4SaddrOffset, MapAssetSrcVerdicts, ids[MapAssetSrcVerdicts]))},
 		RuleDesc{"forward/drop", one(&expr.Counter{}, drop)},
 	)
 
@@ -199,8 +212,7 @@ func Build(spec *Spec, now time.Time) (*Desired, error) {
 		RuleDesc{"to_ot/proxy-to-asset", cat(proxy, matchIPv4(), matchL4(unix.IPPROTO_TCP), one(
 			loadNet(1, ipv4DaddrOffset, 4), loadTransport(9, thDportOffset),
 			&expr.Lookup{SourceRegister: 1, SetName: SetAssetPorts, SetID: ids[SetAssetPorts]}, accept))},
-		RuleDesc{"to_ot/to-enforce-zone", cat(matchIPv4(), matchAddrSet(ipv4DaddrOffset, SetEnforceAddrs, ids[SetEnforceAddrs]), one(&expr.Counter{}, drop))},
-		RuleDesc{"to_ot/to-monitor-zone", cat(matchIPv4(), matchAddrSet(ipv4DaddrOffset, SetMonitorAddrs, ids[SetMonitorAddrs]), one(jump(ChainWouldBlock)))},
+		RuleDesc{"to_ot/to-asset", cat(matchIPv4(), addrVmap(ipv4DaddrOffset, MapAssetVerdicts, ids[MapAssetVerdicts]))},
 		RuleDesc{"to_ot/drop", one(&expr.Counter{}, drop)},
 	)
 
@@ -218,7 +230,12 @@ func Build(spec *Spec, now time.Time) (*Desired, error) {
 		RuleDesc{"would_block/accept", one(&expr.Counter{}, accept)},
 	)
 
-	d.Chains = []ChainDesc{input, forward, output, toOT, wb}
+	// The enforce verdict of the asset maps: one counter for the packets
+	// toward enforce-zone assets that nothing allowed (forward and to_ot).
+	enforceDrop := ChainDesc{Name: ChainEnforceDrop}
+	enforceDrop.Rules = append(enforceDrop.Rules, RuleDesc{"enforce_drop/drop", one(&expr.Counter{}, drop)})
+
+	d.Chains = []ChainDesc{input, forward, output, toOT, wb, enforceDrop}
 	return d, nil
 }
 

@@ -191,10 +191,10 @@ func TestDriftDetectedAndRepaired(t *testing.T) {
 	if drift := ruleset.Drift(d, now, applied); len(drift) != 1 || drift[0] != "set asset_ports: 0 elements missing, 1 unexpected" {
 		t.Fatalf("drift = %q, want one unexpected asset_ports element", drift)
 	}
-	nft(t, l, "delete", "element", "inet", "otgate", "enforce_addrs", "{ 10.30.0.10 }")
+	nft(t, l, "delete", "element", "inet", "otgate", "asset_verdicts", "{ 10.30.0.10 }")
 	now, _ = ruleset.ReadSnapshot(conn)
-	if drift := ruleset.Drift(d, now, applied); len(drift) != 2 || drift[1] != "set enforce_addrs: 1 elements missing, 0 unexpected" {
-		t.Fatalf("drift = %q, want also one missing enforce_addrs element", drift)
+	if drift := ruleset.Drift(d, now, applied); len(drift) != 2 || drift[1] != "set asset_verdicts: 1 elements missing, 0 unexpected" {
+		t.Fatalf("drift = %q, want also one missing asset_verdicts element", drift)
 	}
 	if err := ruleset.ApplyDesired(conn, d); err != nil {
 		t.Fatal(err)
@@ -204,6 +204,80 @@ func TestDriftDetectedAndRepaired(t *testing.T) {
 		t.Fatalf("drift after repairing the sets: %v", drift)
 	}
 	check(t, []probe{{"proxy to tcp/503 after repair", l.Gate, proxy, nslab.Asset1 + ":503", false}})
+}
+
+// Drift in a verdict map: an element whose key stays but whose verdict was
+// changed by hand (an enforce-zone asset sent to accept, a monitor-zone
+// asset's source sent to drop) opens or closes a real path; both are found
+// by their verdict, named in words, and one re-apply restores them.
+func TestDriftVerdictMapElementEdited(t *testing.T) {
+	l := nslab.New(t)
+	l.SetForwarding(t, true) // the segment service would: the spec routes (a monitor zone)
+	listenAll(t, l)
+	l.Client.Listen(t, nslab.Client+":8080")
+	conn := gateConn(t, l)
+	// plc-1, hmi-1 in enforce zone cell-a; rtu-1 in monitor zone cell-b.
+	d, err := ruleset.Apply(conn, threeAssets(ruleset.ModeMonitor), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied, err := ruleset.ReadSnapshot(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if drift := ruleset.Drift(d, applied, applied); len(drift) != 0 {
+		t.Fatalf("drift right after apply: %v", drift)
+	}
+	if v := applied.Sets["asset_verdicts"].Verdicts; len(v) != 3 || v["0a14000a"] != "jump enforce_drop" || v["0a1e000a"] != "jump would_block" {
+		t.Fatalf("asset_verdicts read back as %v, want plc-1 jump enforce_drop, rtu-1 jump would_block", v)
+	}
+	if v := applied.Sets["asset_src_verdicts"].Verdicts; len(v) != 1 || v["0a1e000a"] != "jump would_block" {
+		t.Fatalf("asset_src_verdicts read back as %v, want only rtu-1 jump would_block", v)
+	}
+	check(t, []probe{
+		{"control: another uid to enforced plc-1", l.Gate, otherUID, nslab.Asset1 + ":502", false},
+		{"control: client to enforced plc-1", l.Client, root, nslab.Asset1 + ":502", false},
+		{"control: monitored rtu-1 to the client (from-monitor-zone)", l.Plant2, root, nslab.Client + ":8080", true},
+	})
+
+	// One nft transaction each: the key stays, only the verdict changes.
+	nft(t, l, "delete element inet otgate asset_verdicts { 10.20.0.10 }; add element inet otgate asset_verdicts { 10.20.0.10 : accept }")
+	nft(t, l, "delete element inet otgate asset_src_verdicts { 10.30.0.10 }; add element inet otgate asset_src_verdicts { 10.30.0.10 : drop }")
+	check(t, []probe{
+		{"another uid to plc-1 after its verdict became accept", l.Gate, otherUID, nslab.Asset1 + ":502", true},
+		{"rtu-1 to the client after its source verdict became drop", l.Plant2, root, nslab.Client + ":8080", false},
+	})
+	now, err := ruleset.ReadSnapshot(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"map asset_src_verdicts: element 10.30.0.10 maps to drop, want jump would_block",
+		"map asset_verdicts: element 10.20.0.10 maps to accept, want jump enforce_drop",
+	}
+	if drift := ruleset.Drift(d, now, applied); strings.Join(drift, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("drift = %q, want %q", drift, want)
+	}
+	if now.Equal(applied) {
+		t.Error("Snapshot.Equal: an edited verdict compares equal")
+	}
+
+	if err := ruleset.ApplyDesired(conn, d); err != nil {
+		t.Fatal(err)
+	}
+	now, _ = ruleset.ReadSnapshot(conn)
+	if drift := ruleset.Drift(d, now, applied); len(drift) != 0 {
+		t.Fatalf("drift after repair: %v", drift)
+	}
+	if !now.Equal(applied) {
+		t.Error("Snapshot.Equal: the repaired table differs from the applied one")
+	}
+	check(t, []probe{
+		{"another uid to plc-1 after repair", l.Gate, otherUID, nslab.Asset1 + ":502", false},
+		{"client to plc-1 after repair", l.Client, root, nslab.Asset1 + ":502", false},
+		{"client to monitored rtu-1 after repair", l.Client, root, nslab.Asset3 + ":502", true},
+		{"rtu-1 to the client after repair", l.Plant2, root, nslab.Client + ":8080", true},
+	})
 }
 
 func itoa(n uint64) string { return strconv.FormatUint(n, 10) }

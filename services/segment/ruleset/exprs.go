@@ -93,10 +93,13 @@ func loadTransport(reg, offset uint32) *expr.Payload {
 	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: offset, Len: 2}
 }
 
-func matchAddrSet(offset uint32, set string, id uint32) []expr.Any {
+// addrVmap is "ip saddr/daddr vmap @m": the address is looked up in the
+// verdict map m and the element's verdict (drop, jump ...) is taken; no
+// element, no verdict (the rule does not match).
+func addrVmap(offset uint32, m string, id uint32) []expr.Any {
 	return []expr.Any{
 		loadNet(1, offset, 4),
-		&expr.Lookup{SourceRegister: 1, SetName: set, SetID: id},
+		&expr.Lookup{SourceRegister: 1, DestRegister: 0, IsDestRegSet: true, SetName: m, SetID: id}, // dreg 0: the verdict register
 	}
 }
 
