@@ -57,7 +57,9 @@ const (
 // addresses on the OT side are not here: each zone of the applied site
 // policy names its own (gate_address; the default site's is 10.77.0.1 in
 // 10.77.0.0/24, rootfs/etc/otgate/site.yaml), and netconf follows the
-// policy.
+// policy. So is the uplink's mode: DHCP unless the site file's uplink
+// section says static (netconf reads it when it starts; the row names
+// only the uplink NIC).
 var ProductionServices = []ServiceRow{
 	// policy: on a first boot, store the image's compiled default site
 	// policy; never replaces an applied one (nor a corrupt one). Init
@@ -82,7 +84,7 @@ var ProductionServices = []ServiceRow{
 	{MultiCall: true, Service: bootcfg.Service{
 		Name: "netconf", Binary: "/bin/otgate-netconf", Readiness: bootcfg.ReadyNotify, Timeout: readinessTimeout,
 		DependsOn: []string{"policy"},
-		Args: []string{"-uplink", "eth0", "-uplink-mode", "dhcp", "-downlink", "eth1",
+		Args: []string{"-uplink", "eth0", "-downlink", "eth1",
 			"-policy", appliedPolicy, "-socket", bootcfg.RunDir + "/netconf.sock", "-dhcp-hint", "/perm/netconf/dhcp-hint.cbor"},
 	}},
 	// identity: TPM device key, sealed data key, local API socket (the

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/otgate/otgate/site"
 )
 
 // UplinkMode says how the uplink gets its address.
@@ -19,7 +21,10 @@ const (
 	UplinkNone UplinkMode = "none"
 )
 
-// Uplink is the user and management side.
+// Uplink is the user and management side. In Config, the empty Mode
+// means "as the applied site policy says" (its uplink section; DHCP
+// without one); a mode from the flags overrides the site file (a
+// development override, with a warning when they disagree).
 type Uplink struct {
 	Name string
 	Mode UplinkMode
@@ -27,6 +32,40 @@ type Uplink struct {
 	Address netip.Prefix
 	Gateway netip.Addr
 	DNS     []netip.Addr
+}
+
+// UplinkFromSite is the uplink called name as the site policy's uplink
+// section configures it.
+func UplinkFromSite(name string, u site.Uplink) Uplink {
+	if !u.IsStatic() {
+		return Uplink{Name: name, Mode: UplinkDHCP}
+	}
+	return Uplink{Name: name, Mode: UplinkStatic, Address: u.Address, Gateway: u.Gateway, DNS: append([]netip.Addr(nil), u.DNS...)}
+}
+
+// String describes how the uplink is configured: "dhcp", "none (not
+// managed)", or "static 192.168.10.5/24 via 192.168.10.1, dns
+// 192.168.10.53" (the site package's words for the same settings).
+func (u Uplink) String() string {
+	switch u.Mode {
+	case UplinkStatic:
+		return site.Uplink{Mode: site.UplinkStatic, Address: u.Address, Gateway: u.Gateway, DNS: u.DNS}.String()
+	case UplinkNone:
+		return "none (not managed)"
+	}
+	return string(u.Mode)
+}
+
+// Same says whether u and o configure the uplink alike (the name aside).
+func (u Uplink) Same(o Uplink) bool {
+	if u.Mode != o.Mode {
+		return false
+	}
+	if u.Mode != UplinkStatic {
+		return true
+	}
+	return site.Uplink{Mode: site.UplinkStatic, Address: u.Address, Gateway: u.Gateway, DNS: u.DNS}.
+		Equal(site.Uplink{Mode: site.UplinkStatic, Address: o.Address, Gateway: o.Gateway, DNS: o.DNS})
 }
 
 // Downlink is one OT-side interface: a board NIC (eth1) or an 802.1Q

@@ -67,6 +67,17 @@ type Service struct {
 	// gates is each zone's gate address ("10.77.0.1/24 on eth1") as the
 	// last sync planned it, to log a zone whose address moved.
 	gates map[string]string
+
+	// The uplink: flagUplink is what the flags said (Mode "": follow
+	// the site file); Config.Uplink becomes the uplink in effect at the
+	// first sync and stays so until the service restarts (see
+	// planUplink). uplinkWarn and pending are the override warning and
+	// the pending change as last reported.
+	flagUplink  Uplink
+	uplinkFixed bool
+	uplinkFrom  string
+	uplinkWarn  string
+	pending     string
 }
 
 // Events is the service's events ring.
@@ -97,9 +108,6 @@ func (s *Service) defaults() {
 	if s.Repair == 0 {
 		s.Repair = 30 * time.Second
 	}
-	if s.Uplink.Mode == "" {
-		s.Uplink.Mode = UplinkDHCP
-	}
 	if s.reload == nil {
 		s.reload = make(chan struct{}, 1)
 	}
@@ -109,14 +117,15 @@ func (s *Service) defaults() {
 func New(cfg Config, h *netlink.Handle, logf func(string, ...any)) (*Service, error) {
 	s := &Service{Config: cfg, Handle: h, Logf: logf, reload: make(chan struct{}, 1)}
 	s.defaults()
+	s.flagUplink = cfg.Uplink
 	switch s.Uplink.Mode {
-	case UplinkDHCP, UplinkStatic:
+	case "", UplinkDHCP, UplinkStatic:
 		if err := checkIfName(s.Uplink.Name); err != nil {
 			return nil, fmt.Errorf("netconf: uplink: %w", err)
 		}
 	case UplinkNone:
 	default:
-		return nil, fmt.Errorf("netconf: unknown uplink mode %q (want %s, %s or %s)", s.Uplink.Mode, UplinkDHCP, UplinkStatic, UplinkNone)
+		return nil, fmt.Errorf("netconf: unknown uplink mode %q (want %s, %s, %s, or none given: the site file's)", s.Uplink.Mode, UplinkDHCP, UplinkStatic, UplinkNone)
 	}
 	if s.Uplink.Mode == UplinkStatic && !s.Uplink.Address.IsValid() {
 		return nil, fmt.Errorf("netconf: static uplink %s needs an address", s.Uplink.Name)
@@ -139,13 +148,7 @@ func (s *Service) Run(ctx context.Context) error {
 	s.watcher = &Watcher{Handle: s.Handle, NS: s.NS, Inventory: s.inv, ProbeInterval: s.ProbeInterval, Logf: s.Logf}
 	s.recon = NewReconciler(s.Handle)
 	s.uplinkOK = make(chan struct{})
-	s.status.Uplink = UplinkStatus{Name: s.Uplink.Name, Mode: s.Uplink.Mode}
-	switch s.Uplink.Mode {
-	case UplinkDHCP:
-		s.status.Uplink.State = "waiting for lease"
-	case UplinkNone:
-		s.status.Uplink.State = "not managed"
-	}
+	s.status.Uplink = UplinkStatus{Name: s.Uplink.Name, Mode: s.Uplink.Mode, State: "starting"}
 
 	var l interface{ Close() error }
 	if s.SocketPath != "" {
@@ -173,7 +176,19 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	}()
 
+	// The first sync reads the policy and with it fixes the uplink's
+	// configuration for this run (planUplink).
 	s.sync()
+	s.mu.Lock()
+	s.status.Uplink.Mode, s.status.Uplink.Source = s.Uplink.Mode, s.uplinkFrom
+	switch s.Uplink.Mode {
+	case UplinkDHCP:
+		s.status.Uplink.State = "waiting for lease"
+	case UplinkNone:
+		s.status.Uplink.State = "not managed"
+	}
+	s.mu.Unlock()
+	s.Logf("netconf: uplink %s: %s (%s)", s.Uplink.Name, s.Uplink, s.uplinkFrom)
 
 	switch s.Uplink.Mode {
 	case UplinkStatic:
@@ -289,18 +304,23 @@ func (s *Service) sync() {
 	var assets []site.Asset
 	var sum [32]byte
 	var warn []string
+	var siteUp *site.Uplink // nil: no policy to say
 	if s.PolicyPath != "" {
 		applied, err := site.LoadApplied(s.PolicyPath)
 		switch {
 		case errors.Is(err, site.ErrNoPolicy):
 			warn = append(warn, "no applied policy yet: downlinks configured from flags only, no zones or assets")
 		case err != nil:
+			s.planUplink(nil)
 			s.syncFailed(fmt.Errorf("netconf: %w; nothing changed", err))
 			return
 		default:
 			zones, assets, sum = applied.Site.Zones, applied.Site.Assets, applied.SourceSHA256
+			u := applied.Site.UplinkSettings()
+			siteUp = &u
 		}
 	}
+	warn = append(warn, s.planUplink(siteUp)...)
 	plan, err := MakePlan(s.Uplink.Name, s.Downlinks, s.Addresses, zones)
 	if err != nil {
 		s.syncFailed(fmt.Errorf("%w; nothing changed", err))
@@ -349,6 +369,70 @@ func (s *Service) sync() {
 		return
 	}
 	s.setHealth(nil)
+}
+
+// planUplink fixes the uplink in effect at the first sync: the flags'
+// mode when one was given (a development override), else the site
+// policy's uplink section (siteUp; nil when there is no readable policy:
+// DHCP, the default). Later it only compares: a policy whose uplink
+// differs from the one in effect is not applied live (a wrong address
+// or gateway pushed remotely would cut off the management session that
+// could correct it) but reported as pending until the next netconf
+// restart or boot; with the flags in charge, a site file that disagrees
+// is a warning. It returns the status warnings and logs each change of
+// them once.
+func (s *Service) planUplink(siteUp *site.Uplink) []string {
+	if !s.uplinkFixed {
+		s.uplinkFixed = true
+		switch {
+		case s.flagUplink.Mode != "":
+			s.Uplink = s.flagUplink
+			s.uplinkFrom = "from the flags"
+		case siteUp != nil:
+			s.Uplink = UplinkFromSite(s.flagUplink.Name, *siteUp)
+			s.uplinkFrom = "from the site file"
+		default:
+			s.Uplink = Uplink{Name: s.flagUplink.Name, Mode: UplinkDHCP}
+			s.uplinkFrom = "the default: no readable site policy"
+		}
+	}
+	if siteUp != nil {
+		want := UplinkFromSite(s.Uplink.Name, *siteUp)
+		warn, pending := "", ""
+		switch {
+		case s.flagUplink.Mode == UplinkNone:
+			// Not managed here at all (a development host): nothing to
+			// disagree with.
+		case s.flagUplink.Mode != "":
+			if !s.Uplink.Same(want) {
+				warn = fmt.Sprintf("uplink %s: %s from the flags overrides the site file's %s", s.Uplink.Name, s.Uplink, want)
+			}
+		case !s.Uplink.Same(want):
+			pending = fmt.Sprintf("uplink change pending: %s -> %s; takes effect at the next restart", s.Uplink, want)
+		}
+		if warn != s.uplinkWarn && warn != "" {
+			s.Logf("netconf: %s", warn)
+		}
+		if pending != s.pending {
+			switch {
+			case pending != "":
+				s.Logf("netconf: %s", pending)
+			case s.pending != "":
+				s.Logf("netconf: uplink change withdrawn: the site file's uplink is again the one in effect (%s)", s.Uplink)
+			}
+		}
+		s.uplinkWarn, s.pending = warn, pending
+		s.mu.Lock()
+		s.status.Uplink.Pending = pending
+		s.mu.Unlock()
+	}
+	var out []string
+	for _, w := range []string{s.uplinkWarn, s.pending} {
+		if w != "" {
+			out = append(out, w)
+		}
+	}
+	return out
 }
 
 // logMovedGates logs each zone whose gate address (or its interface)
@@ -448,6 +532,13 @@ type UplinkStatus struct {
 	Gateway string      `cbor:"5,keyasint,omitempty" json:"gateway,omitempty"`
 	DHCP    *DHCPStatus `cbor:"6,keyasint,omitempty" json:"dhcp,omitempty"`
 	Error   string      `cbor:"7,keyasint,omitempty" json:"error,omitempty"`
+	// Pending is a change of the site file's uplink not applied yet:
+	// "uplink change pending: dhcp -> static 192.168.10.5/24 via
+	// 192.168.10.1; takes effect at the next restart" (also a warning).
+	Pending string `cbor:"8,keyasint,omitempty" json:"pending,omitempty"`
+	// Source says where the uplink's configuration came from: "from the
+	// site file", "from the flags", or the default.
+	Source string `cbor:"9,keyasint,omitempty" json:"source,omitempty"`
 }
 
 // LinkStatus is one planned downlink.

@@ -1,5 +1,7 @@
 // Package netconfd is the main of otgate-netconf, the netconf service: it
-// configures the uplink (DHCP or static) and the OT downlinks (the gate's
+// configures the uplink (DHCP or static, as the applied site policy's
+// uplink section says when the service starts; -uplink-mode overrides it
+// for development) and the OT downlinks (the gate's
 // address in each zone of the applied site policy, on one 802.1Q
 // sub-interface per VLAN zone), watches the OT side's
 // neighbours against the declared inventory, and answers `otgate netconf` on
@@ -35,10 +37,10 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 func Main() {
 	var downlinks, addresses listFlag
 	uplink := flag.String("uplink", "eth0", "uplink interface (the board's uplink NIC)")
-	mode := flag.String("uplink-mode", "dhcp", "how the uplink is configured: dhcp, static or none")
-	upAddr := flag.String("uplink-address", "", "static uplink address, e.g. 192.168.10.5/24")
-	upGW := flag.String("uplink-gateway", "", "static uplink default gateway")
-	upDNS := flag.String("uplink-dns", "", "static uplink DNS servers, comma-separated")
+	mode := flag.String("uplink-mode", "", "development override of how the uplink is configured: dhcp, static or none (leave it alone); empty: as the applied site policy's uplink section says (dhcp without one). A warning when it disagrees with the site file")
+	upAddr := flag.String("uplink-address", "", "with -uplink-mode static: uplink address, e.g. 192.168.10.5/24")
+	upGW := flag.String("uplink-gateway", "", "with -uplink-mode static: uplink default gateway")
+	upDNS := flag.String("uplink-dns", "", "with -uplink-mode static: uplink DNS servers, comma-separated")
 	flag.Var(&downlinks, "downlink", "OT downlink NAME (the board's NIC role); repeat for each. NAME=ADDR/LEN also gives the gate an address there (development: overrides the site policy's gate_address of a zone in that subnet)")
 	flag.Var(&addresses, "address", "development override: gate address on an interface, NAME=ADDR/LEN (e.g. eth1.100=10.77.1.1/24); a zone's gate_address in the site policy is the normal source; repeatable")
 	policy := flag.String("policy", filepath.Join(site.DefaultStateDir, site.AppliedFile), "compiled policy (zones and assets)")
@@ -110,7 +112,7 @@ func config(uplink, mode, addr, gw, dns string, downlinks, addresses []string) (
 			return cfg, err
 		}
 		cfg.Uplink = u
-	case netconf.UplinkDHCP, netconf.UplinkNone:
+	case "", netconf.UplinkDHCP, netconf.UplinkNone:
 		if addr != "" || gw != "" || dns != "" {
 			return cfg, fmt.Errorf("-uplink-address, -uplink-gateway and -uplink-dns need -uplink-mode static (got %s)", mode)
 		}
