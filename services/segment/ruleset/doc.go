@@ -18,6 +18,22 @@
 //   - observe.go: reads the table back and compares it (drift);
 //   - report.go: reads the monitor-mode and exception counters.
 //
+// # Zone modes as verdict maps
+//
+// What happens to a packet toward an asset that nothing earlier allowed
+// depends on its zone's mode. That is one lookup in the verdict map
+// asset_verdicts (ipv4_addr : verdict), one element per asset: "jump
+// enforce_drop" (a chain with one counted drop) for an enforce zone, "jump
+// would_block" (accept, record, log) for a monitor zone. The forward and
+// to_ot chains share it ("ip daddr vmap @asset_verdicts"); forward also
+// looks the source up in asset_src_verdicts, which holds only the
+// monitor-zone assets ("jump would_block"): an enforce-zone source, or an
+// address that is no asset, finds no element and goes on to the chain's
+// counted drop. The per-packet cost is one hash lookup whatever the number
+// of assets and zones. Map elements name chains, so Apply adds them after
+// the chains and before the rules; the drift check compares each element's
+// verdict, not only its key.
+//
 // # Proxy identity
 //
 // Packets toward the OT side are allowed only from the proxy's own sockets:

@@ -21,7 +21,8 @@ import (
 
 // Snapshot is the gate's table as read back from the kernel, reduced to what
 // must not change between two applies: chains, rules (expressions with
-// counter values cleared) and the elements of the static sets.
+// counter values cleared), the elements of the static sets and, for the
+// verdict maps, each element's verdict.
 type Snapshot struct {
 	Present bool
 	Chains  map[string]ChainState
