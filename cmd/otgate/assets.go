@@ -22,6 +22,9 @@ func runAssets(args []string, out io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	rsp, err := s.Assets(ctx)
+	if ge, ok := refusedCredential(err); ok {
+		return fmt.Errorf("the gate refused your credential (%s): log in again with %s", ge.Msg, relogin(s))
+	}
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/otgate/otgate/client"
+	"github.com/otgate/otgate/services/proxy/wire"
 )
 
 func init() {
@@ -37,7 +38,57 @@ func openProfile(name string, args []string) (*client.Session, error) {
 	if fs.NArg() != 0 {
 		return nil, fmt.Errorf("usage: otgate %s [--profile DIR]", name)
 	}
-	return client.Open(*dir)
+	s, err := client.Open(*dir)
+	if errors.Is(err, client.ErrNoProfile) {
+		where := *dir
+		if where == "" {
+			where, _ = client.DefaultDir()
+		}
+		if name == "logout" {
+			return nil, fmt.Errorf("not logged in: no credential in %s, nothing to log out of", where)
+		}
+		return nil, fmt.Errorf("not logged in: no credential in %s (run %s <gate>)", where, loginCommand(*dir))
+	}
+	return s, err
+}
+
+// loginCommand is the login command line for the profile directory dir
+// (the --profile flag's value, empty for the default).
+func loginCommand(dir string) string {
+	if dir == "" {
+		return "otgate login"
+	}
+	return "otgate login --profile " + shellQuote(dir)
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it, so that a hint
+// can be pasted.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// relogin is the login command line that renews s.
+func relogin(s *client.Session) string {
+	dir := s.Dir
+	if d, err := client.DefaultDir(); err == nil && d == dir {
+		dir = ""
+	}
+	cmd := loginCommand(dir)
+	if s.Profile.CAFile != "" {
+		cmd += " --ca " + shellQuote(s.Profile.CAFile)
+	}
+	return cmd + " " + s.Profile.Gate
+}
+
+// refusedCredential reports whether err is the gate refusing the stored
+// credential (expired, revoked by a logout elsewhere or an administrator,
+// or the user disabled): only a new login helps then.
+func refusedCredential(err error) (*client.GateError, bool) {
+	var ge *client.GateError
+	return ge, errors.As(err, &ge) && ge.Code == wire.CodeAuth
 }
 
 func runLogin(args []string, in io.Reader, out io.Writer) error {
