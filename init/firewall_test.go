@@ -82,6 +82,8 @@ func TestHostInitInstallsBaselineBeforeServices(t *testing.T) {
 		`oifname "eth0" accept`,
 		"jump to_ot",
 		"meta skuid 101 meta mark 0x00006f74 ip daddr . tcp dport @asset_ports accept",
+		"type ipv4_addr : verdict", // the zone modes' verdict maps, empty until assets are declared
+		"ip daddr vmap @asset_verdicts",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("ruleset lacks %q:\n%s", want, out)
