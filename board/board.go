@@ -142,6 +142,13 @@ type TPM struct {
 	// chose them (what its firmware measures there, and that the values
 	// are stable from boot to boot). Empty: only the boot measurement.
 	PCRs []int
+	// None: this board has no TPM; the gate runs in dev mode: software
+	// key, every certificate and audit record marked; never for
+	// production. The image builder passes -dev to the identity service
+	// (image/bootconfig.go), which otherwise refuses to start without a
+	// TPM. A board with None sets no Device, QEMUDevice or PCRs
+	// (Validate). No board defined here sets it.
+	None bool
 }
 
 // Perm names the persistent disk mounted at /perm.
@@ -178,7 +185,38 @@ func register(b *Board) {
 	if _, dup := boards[b.Name]; dup {
 		panic("board: duplicate definition " + b.Name)
 	}
+	if err := b.Validate(); err != nil {
+		panic(err.Error())
+	}
 	boards[b.Name] = b
+}
+
+// ErrInvalid is wrapped by Validate's errors.
+var ErrInvalid = errors.New("invalid board definition")
+
+// Validate checks what a definition cannot contradict: a board without a
+// TPM (TPM.None, dev mode) names no TPM device, QEMU TPM front end or
+// PCRs. register panics on a definition that fails it; the image builder
+// and the QEMU harness get boards from Lookup, which checks again.
+func (b *Board) Validate() error {
+	if !b.TPM.None {
+		return nil
+	}
+	for _, f := range []struct {
+		field string
+		set   bool
+		value any
+	}{
+		{"TPM.Device", b.TPM.Device != "", b.TPM.Device},
+		{"TPM.QEMUDevice", b.TPM.QEMUDevice != "", b.TPM.QEMUDevice},
+		{"TPM.PCRs", len(b.TPM.PCRs) > 0, b.TPM.PCRs},
+	} {
+		if f.set {
+			return fmt.Errorf("%w: board %s: TPM.None (no TPM: dev mode, software key) conflicts with %s %v: a board with a TPM must not run in dev mode; remove one of them",
+				ErrInvalid, b.Name, f.field, f.value)
+		}
+	}
+	return nil
 }
 
 // Lookup returns the board called name.
@@ -186,6 +224,9 @@ func Lookup(name string) (*Board, error) {
 	b, ok := boards[name]
 	if !ok {
 		return nil, fmt.Errorf("%w %q (known: %s)", ErrUnknown, name, strings.Join(Names(), ", "))
+	}
+	if err := b.Validate(); err != nil {
+		return nil, err // a definition changed after register
 	}
 	return b, nil
 }

@@ -55,16 +55,27 @@ func bootConfig(b *board.Board, modules []string, moduleDeps [][]int, rows []Ser
 const identityService = "identity"
 
 // withBoardArgs returns s with the arguments that depend on the board: the
-// identity service seals its data key to the board's PCRs (-pcrs). The
-// row's own Args are never modified (the table is shared by all boards).
+// identity service seals its data key to the board's PCRs (-pcrs), and on
+// a board without a TPM (TPM.None) runs in dev mode (-dev: a software key,
+// every certificate and audit record marked), which it refuses to do
+// unless told. The row's own Args are never modified (the table is shared
+// by all boards). A board that sets TPM.None beside a TPM device fails
+// board.Validate (register and Lookup), so -dev never meets -pcrs.
 func withBoardArgs(b *board.Board, s bootcfg.Service) bootcfg.Service {
-	if s.Name != identityService || len(b.TPM.PCRs) == 0 {
+	if s.Name != identityService || (len(b.TPM.PCRs) == 0 && !b.TPM.None) {
 		return s
 	}
-	pcrs := make([]string, len(b.TPM.PCRs))
-	for i, p := range b.TPM.PCRs {
-		pcrs[i] = strconv.Itoa(p)
+	args := append([]string(nil), s.Args...)
+	if b.TPM.None {
+		args = append(args, "-dev")
 	}
-	s.Args = append(append([]string(nil), s.Args...), "-pcrs", strings.Join(pcrs, ","))
+	if len(b.TPM.PCRs) > 0 {
+		pcrs := make([]string, len(b.TPM.PCRs))
+		for i, p := range b.TPM.PCRs {
+			pcrs[i] = strconv.Itoa(p)
+		}
+		args = append(args, "-pcrs", strings.Join(pcrs, ","))
+	}
+	s.Args = args
 	return s
 }
