@@ -9,6 +9,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/otgate/otgate/internal/policywatch"
 	"github.com/otgate/otgate/internal/ready"
@@ -189,6 +190,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.Logf("netconf: uplink %s: %s (%s)", s.Uplink.Name, s.Uplink, s.uplinkFrom)
+	s.dropOtherMode()
 
 	switch s.Uplink.Mode {
 	case UplinkStatic:
@@ -231,6 +233,26 @@ func (s *Service) Run(ctx context.Context) error {
 			s.applyStatic()
 		}
 	})
+}
+
+// dropOtherMode removes what a run in the other uplink mode left (its
+// default route), so a mode changed at a restart takes over cleanly.
+func (s *Service) dropOtherMode() {
+	var other netlink.RouteProtocol
+	switch s.Uplink.Mode {
+	case UplinkDHCP:
+		other = unix.RTPROT_STATIC
+	case UplinkStatic:
+		other = unix.RTPROT_DHCP
+	default:
+		return
+	}
+	changed, err := dropDefaultRoutes(s.Handle, s.Uplink.Name, other)
+	if err != nil {
+		s.Logf("netconf: uplink %s: %v", s.Uplink.Name, err)
+	} else if changed {
+		s.Logf("netconf: uplink %s: removed the default route of the previous %s configuration", s.Uplink.Name, map[netlink.RouteProtocol]string{unix.RTPROT_STATIC: "static", unix.RTPROT_DHCP: "dhcp"}[other])
+	}
 }
 
 func (s *Service) markReady() {

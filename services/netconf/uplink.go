@@ -225,3 +225,18 @@ func NewStaticUplink(h *netlink.Handle, u Uplink, r *Resolver) *StaticUplink {
 // Apply converges the uplink to the static settings and reports whether
 // the kernel changed (a second Apply changes nothing).
 func (s *StaticUplink) Apply() (bool, error) { return s.link.apply(s.cfg) }
+
+// dropDefaultRoutes removes the default routes on the uplink that netconf
+// made in the other mode (protocol static when the uplink now runs DHCP,
+// dhcp when it is now static): left by a run before a restart that
+// switched the mode, they would be taken for an operator's own route and
+// block the new one. Addresses need nothing: both modes label theirs
+// alike, and each removes the other owned ones when it applies its own.
+func dropDefaultRoutes(h *netlink.Handle, name string, proto netlink.RouteProtocol) (bool, error) {
+	u := &uplinkLink{h: h, name: name, proto: proto}
+	l, err := u.link()
+	if err != nil {
+		return false, err
+	}
+	return u.setDefaultRoute(l, netip.Addr{})
+}
