@@ -69,7 +69,10 @@ type Response struct {
 type Status struct {
 	DeviceURI string `cbor:"1,keyasint"`
 	Serial    string `cbor:"2,keyasint"`
-	DevMode   bool   `cbor:"3,keyasint"`
+	// DevMode: the service runs without a TPM (-dev): the device key is a
+	// software key. The proxy then marks every audit record
+	// (audit.WithDevMode).
+	DevMode bool `cbor:"3,keyasint"`
 	// Quarantine is set when the data key did not unseal.
 	Quarantine bool   `cbor:"4,keyasint"`
 	Reason     string `cbor:"5,keyasint,omitempty"`

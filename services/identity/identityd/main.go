@@ -7,11 +7,14 @@
 package identityd
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 
 	"github.com/otgate/otgate/internal/bootcfg"
@@ -27,8 +30,12 @@ func Main() {
 	gid := fs.Int("socket-gid", -1, "group owning the socket (mode 0660); -1: the process's group")
 	allow := fs.String("allow", "0=admin", "uids allowed on the socket and the service each acts as: uid=service,...")
 	fs.Parse(os.Args[1:])
-	if err := run(idFlags, *socket, *gid, *allow); err != nil {
-		fmt.Fprintln(os.Stderr, "identity: FATAL:", err)
+	logOut := io.Writer(os.Stderr)
+	if idFlags.DevMode {
+		logOut = devModeLog(os.Stderr)
+	}
+	if err := run(idFlags, logOut, *socket, *gid, *allow); err != nil {
+		fmt.Fprintln(logOut, "identity: FATAL:", err)
 		if errors.Is(err, identity.ErrEarlierIdentity) || errors.Is(err, identity.ErrVolatileState) {
 			// A restart cannot help (it needs /perm restored or fixed, or
 			// a reset): init marks the row failed at once, with the note.
@@ -39,12 +46,13 @@ func Main() {
 	}
 }
 
-func run(f *identity.Flags, socket string, gid int, allowSpec string) error {
+// run runs the service; every log line goes to logOut.
+func run(f *identity.Flags, logOut io.Writer, socket string, gid int, allowSpec string) error {
 	allow, err := identity.ParseAllow(allowSpec)
 	if err != nil {
 		return fmt.Errorf("-allow: %w", err)
 	}
-	cfg, err := f.Config(true, os.Stderr)
+	cfg, err := f.Config(true, logOut)
 	if err != nil {
 		return err
 	}
@@ -66,14 +74,55 @@ func run(f *identity.Flags, socket string, gid int, allowSpec string) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve() }()
 	if err := ready.Notify(); err != nil {
-		fmt.Fprintln(os.Stderr, "identity: notify init:", err)
+		fmt.Fprintln(logOut, "identity: notify init:", err)
 	}
-	fmt.Fprintf(os.Stderr, "identity: serving on %s (started: %s)\n", socket, id.StartupSteps())
+	fmt.Fprintf(logOut, "identity: serving on %s (started: %s)\n", socket, id.StartupSteps())
 	select {
 	case s := <-sigs:
-		fmt.Fprintf(os.Stderr, "identity: %v, stopping\n", s)
+		fmt.Fprintf(logOut, "identity: %v, stopping\n", s)
 		return srv.Close()
 	case err := <-errc:
 		return err
 	}
+}
+
+// DevModePrefix starts every line the service logs in dev mode.
+const DevModePrefix = "DEV MODE: "
+
+// devModeLog returns a writer that starts every line written to w with
+// DevModePrefix: in dev mode (no TPM, a software key) no log line of the
+// service can be read without seeing it. Writes are serialised (the
+// server's goroutines log too).
+func devModeLog(w io.Writer) io.Writer {
+	return &prefixWriter{w: w, prefix: []byte(DevModePrefix), bol: true}
+}
+
+type prefixWriter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	prefix []byte
+	bol    bool // the next byte starts a line
+	buf    []byte
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.buf = p.buf[:0]
+	for rest := b; len(rest) > 0; {
+		if p.bol {
+			p.buf = append(p.buf, p.prefix...)
+		}
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line = rest[:i+1]
+		}
+		p.buf = append(p.buf, line...)
+		rest = rest[len(line):]
+		p.bol = line[len(line)-1] == '\n'
+	}
+	if _, err := p.w.Write(p.buf); err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }
