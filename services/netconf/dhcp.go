@@ -325,10 +325,32 @@ func (c *DHCPClient) renew(ctx context.Context, nl *nclient4.Lease, unicast bool
 		return nil, err
 	}
 	// RENEWING and REBINDING requests carry ciaddr and no server id or
-	// requested address (RFC 2131 4.3.2); nclient4 keeps the offer's
-	// server to match the answer.
-	return cl.Renew(ctx, nl, dhcpv4.WithTransactionID(xid), requestedOptions,
-		dhcpv4.WithoutOption(dhcpv4.OptionServerIdentifier), dhcpv4.WithoutOption(dhcpv4.OptionRequestedIPAddress))
+	// requested address (RFC 2131 4.3.2).
+	mods := []dhcpv4.Modifier{dhcpv4.WithTransactionID(xid), requestedOptions,
+		dhcpv4.WithoutOption(dhcpv4.OptionServerIdentifier), dhcpv4.WithoutOption(dhcpv4.OptionRequestedIPAddress)}
+	if unicast {
+		// RENEWING asks the server that gave the lease; nclient4 takes
+		// only its answer.
+		return cl.Renew(ctx, nl, mods...)
+	}
+	// REBINDING asks any server (RFC 2131 4.4.5): the one that gave the
+	// lease is gone or unreachable, and another server of the network
+	// may extend it. nclient4's Renew would take only the first server's
+	// answer, so the broadcast request is sent here and any server's ACK
+	// or NAK (matched by transaction id) is the answer; the new lease
+	// names that server, which later renewals then ask.
+	req, err := dhcpv4.NewRenewFromAck(nl.ACK, append(mods, dhcpv4.WithOption(dhcpv4.OptMaxMessageSize(nclient4.MaxMessageSize)))...)
+	if err != nil {
+		return nil, fmt.Errorf("build rebinding request: %w", err)
+	}
+	resp, err := cl.SendAndRead(ctx, nclient4.DefaultServers, req, nclient4.IsMessageType(dhcpv4.MessageTypeAck, dhcpv4.MessageTypeNak))
+	if err != nil {
+		return nil, err
+	}
+	if resp.MessageType() == dhcpv4.MessageTypeNak {
+		return nil, &nclient4.ErrNak{Offer: nl.Offer, Nak: resp}
+	}
+	return &nclient4.Lease{Offer: resp, ACK: resp, CreationTime: time.Now()}, nil
 }
 
 // acquire gets a new lease: INIT-REBOOT with the remembered address

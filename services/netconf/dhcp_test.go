@@ -248,3 +248,79 @@ func TestDHCPServerGone(t *testing.T) {
 	}
 	t.Logf("first lease %s, new lease %s", first, c.Status().Lease.Address)
 }
+
+// TestDHCPRebindAnotherServer: the server that gave the lease is gone
+// before T1 (its address too: the renewal's unicast finds nobody), and
+// another server on the same link, with the same lease database, answers
+// only the broadcast of REBINDING. The lease is extended there (a
+// rebound, the address unchanged) and the next renewal asks the new
+// server (unicast to it, accepted from it).
+func TestDHCPRebindAnotherServer(t *testing.T) {
+	l := newDHCPLab(t)
+	kdir := filepath.Join(l.dir, "kea")
+	if err := os.MkdirAll(kdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Lease 20 s, T1 3 s, T2 7 s: renewal fails from 3 s to 7 s, the
+	// rebinding broadcast goes out at 7 s, well before expiry.
+	first := lab.StartKea(t, l.srv, "srv0", kdir, 20, 3, 7)
+	ring := NewRing(0, t.Logf)
+	c := l.client(ring)
+	startClient(t, c)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("kea log:\n%s", first.LogText())
+		}
+	})
+	ev := waitEvent(t, ring, 0, EventLease, 30*time.Second, nil)
+	st := c.Status()
+	if st.Lease == nil || st.Lease.Server != netip.MustParseAddr("10.99.0.1") {
+		t.Fatalf("lease %+v, want one from 10.99.0.1", st.Lease)
+	}
+	addr := st.Lease.Address
+
+	// The first server goes away before T1, with its address; the gate
+	// forgets its MAC, so the renewal's unicast reaches no one.
+	first.Stop(t)
+	lab.Run(t, "ip", "-n", l.srv.Name, "addr", "del", "10.99.0.1/24", "dev", "srv0")
+	lab.Run(t, "ip", "-n", l.srv.Name, "addr", "add", "10.99.0.2/24", "dev", "srv0")
+	lab.Run(t, "ip", "-n", l.gate.Name, "neigh", "flush", "dev", "up0")
+	if time.Since(ev.Time) >= 3*time.Second {
+		t.Fatalf("the first server stopped %s after the lease, after T1", time.Since(ev.Time))
+	}
+	// The second server: same subnet and lease database, its own
+	// address (server identifier 10.99.0.2).
+	second := lab.StartKea(t, l.srv, "srv0", kdir, 20, 3, 7)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("second kea log:\n%s", second.LogText())
+		}
+	})
+
+	lab.WaitFor(t, 10*time.Second, "the client to try renewing", func() bool { return c.Status().State == StateRenewing })
+	rb := waitEvent(t, ring, ev.Seq, EventRebound, 15*time.Second, nil)
+	t.Logf("rebound %s after the lease: %s", rb.Time.Sub(ev.Time).Round(time.Millisecond), rb)
+	if rb.Time.Sub(ev.Time) < 7*time.Second-500*time.Millisecond {
+		t.Errorf("rebound %s after the lease, before T2 (7s): the renewal was answered", rb.Time.Sub(ev.Time))
+	}
+	st = c.Status()
+	if st.Lease == nil || st.Lease.Address != addr || st.Lease.Server != netip.MustParseAddr("10.99.0.2") || st.Rebinds != 1 || st.Renewals != 0 {
+		t.Fatalf("after rebinding: %+v (lease %+v), want %s from 10.99.0.2, 1 rebind", st, st.Lease, addr)
+	}
+	if addrs, _ := l.uplinkState(t); len(addrs) != 1 || addrs[0] != addr.String()+" up0:nc" {
+		t.Errorf("up0 after rebinding %q, want %s", addrs, addr)
+	}
+	evs, _ := ring.Since(0)
+	for _, e := range evs {
+		if e.Kind == EventExpired || e.Kind == EventNAK || e.Kind == EventLease && e.Seq != ev.Seq {
+			t.Errorf("the lease was not simply extended: %s", e)
+		}
+	}
+
+	// The next renewal (T1 after the rebind) goes to the new server.
+	ren := waitEvent(t, ring, rb.Seq, EventRenewed, 10*time.Second, nil)
+	if st := c.Status(); st.Lease == nil || st.Lease.Address != addr || st.Lease.Server != netip.MustParseAddr("10.99.0.2") {
+		t.Errorf("after renewing with the new server: %+v", st.Lease)
+	}
+	t.Logf("renewed with the new server: %s", ren)
+}
