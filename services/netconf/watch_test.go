@@ -3,11 +3,14 @@ package netconf
 import (
 	"context"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/otgate/otgate/services/netconf/internal/lab"
+	"github.com/otgate/otgate/site"
 )
 
 // plantLab is a gate namespace whose downlink eth1 (10.77.0.1/24) sits
@@ -149,5 +152,95 @@ func TestNeighbourWatch(t *testing.T) {
 	}
 	if tx := l.uplinkTx(t); tx != txBefore {
 		t.Errorf("the uplink sent %d packets during the watch; probes must only leave by the downlink", tx-txBefore)
+	}
+}
+
+// TestNeighbourEventsOverSocket: the neighbour watch's "unknown device"
+// and "MAC changed" reach a client of the status socket (what `otgate
+// netconf events|status` and the proxy read), not only the in-memory
+// ring: the events with their IP and MACs, the unknown device in the
+// status, and the spoofed asset marked suspect.
+func TestNeighbourEventsOverSocket(t *testing.T) {
+	l := newPlantLab(t)
+	// The service puts the gate's address on eth1 (the policy's
+	// gate_address), labelled as its own.
+	lab.Run(t, "ip", "-n", l.gate.Name, "addr", "del", "10.77.0.1/24", "dev", "eth1")
+	plc := l.device(t, "plc1", "10.77.0.10", "02:00:00:00:00:10")
+	rogue := l.device(t, "rogue", "10.77.0.66", "02:00:00:00:00:66")
+	dir := t.TempDir()
+	pdir := filepath.Join(dir, "policy")
+	storePolicy(t, pdir, `zones:
+  - {name: cell-1, owner: ot, mode: enforce, interface: eth1, subnet: 10.77.0.0/24, gate_address: 10.77.0.1}
+assets:
+  - {name: plc-1, zone: cell-1, address: 10.77.0.10, mac: "02:00:00:00:00:10", services: [{protocol: modbus}]}
+`)
+	sock := filepath.Join(dir, "nc.sock")
+	svc, err := New(Config{
+		Uplink: Uplink{Mode: UplinkNone}, Downlinks: []string{"eth1"},
+		PolicyPath: filepath.Join(pdir, site.AppliedFile), SocketPath: sock,
+		Resolver: &Resolver{Path: filepath.Join(dir, "resolv.conf")}, AbsentAfter: time.Minute, ProbeInterval: 300 * time.Millisecond,
+		Poll: time.Hour, Repair: time.Hour,
+	}, l.gate.Handle, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.NS = l.gate.NS
+	svc.Notify = func() error { return nil }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	query := func(req Request) *Response {
+		t.Helper()
+		qctx, qcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer qcancel()
+		resp, err := Query(qctx, sock, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	// event waits for an event of kind through the socket.
+	event := func(kind EventKind, ok func(Event) bool) Event {
+		t.Helper()
+		var found Event
+		lab.WaitFor(t, 10*time.Second, "a "+string(kind)+" event on the socket", func() bool {
+			if _, err := os.Stat(sock); err != nil {
+				return false
+			}
+			for _, e := range query(Request{Op: OpEvents}).Events {
+				if e.Kind == kind && ok(e) {
+					found = e
+					return true
+				}
+			}
+			return false
+		})
+		return found
+	}
+
+	event(EventPresent, func(e Event) bool { return e.Asset == "plc-1" })
+	lab.Poke(t, rogue, "10.77.0.1")
+	unk := event(EventUnknown, func(e Event) bool { return e.IP == "10.77.0.66" })
+	if unk.MAC != "02:00:00:00:00:66" || unk.Link != "eth1" {
+		t.Errorf("unknown device event over the socket: %s", unk)
+	}
+	st := query(Request{Op: OpStatus}).Status
+	if len(st.Unknown) != 1 || st.Unknown[0].IP != netip.MustParseAddr("10.77.0.66") || st.Unknown[0].MAC != "02:00:00:00:00:66" {
+		t.Errorf("unknown devices in the status: %+v", st.Unknown)
+	}
+
+	lab.Run(t, "ip", "-n", plc.Name, "link", "set", "dev", "d0", "address", "02:00:00:00:00:99")
+	mc := event(EventMACChanged, func(e Event) bool { return e.Asset == "plc-1" })
+	if mc.OldMAC != "02:00:00:00:00:10" || mc.MAC != "02:00:00:00:00:99" || mc.IP != "10.77.0.10" {
+		t.Errorf("MAC change event over the socket: %s", mc)
+	}
+	if a := query(Request{Op: OpAsset, Asset: "plc-1"}).Asset; a == nil || !a.Suspect || a.SeenMAC != "02:00:00:00:00:99" {
+		t.Errorf("plc-1 over the socket after the change: %+v, want suspect", a)
+	}
+	// Later events only: the After cursor of the socket.
+	if evs := query(Request{Op: OpEvents, After: mc.Seq}).Events; len(evs) != 0 && evs[0].Seq <= mc.Seq {
+		t.Errorf("events after #%d start at #%d", mc.Seq, evs[0].Seq)
 	}
 }
