@@ -3,6 +3,20 @@
 // uplink's DHCP client, and watches the OT side's neighbours against the
 // declared inventory.
 //
+//   - The uplink: DHCP or static as the applied site policy's uplink
+//     section says (DHCP without one), read when the service starts;
+//     -uplink-mode (with -uplink-address, -uplink-gateway, -uplink-dns for
+//     static, or none to leave the uplink alone) overrides it for
+//     development, with a status warning when it disagrees with the site
+//     file. A policy pushed later that changes the uplink is NOT applied
+//     live: a wrong address or gateway would cut off the remote management
+//     session that could put it right. It is reported instead ("uplink
+//     change pending: dhcp -> static 192.168.10.5/24 via 192.168.10.1;
+//     takes effect at the next restart", in the status's uplink.pending and
+//     warnings, and logged once) and applied when netconf next starts (a
+//     restart of the service or a reboot). At that start the default route
+//     the other mode left is removed (routes are owned by protocol: static
+//     or dhcp).
 //   - Interfaces (Plan, Reconciler): the uplink by DHCP or statically, each
 //     OT downlink statically with the gate's address in each of its zones
 //     (the zone's gate_address in the applied site policy, with the zone
@@ -16,7 +30,8 @@
 //   - DHCP (DHCPClient): the full RFC 2131 lease life cycle on the uplink
 //     with github.com/insomniacslk/dhcp/nclient4: INIT-REBOOT with a
 //     remembered address, DISCOVER/OFFER/REQUEST/ACK, renewal at T1 by
-//     unicast to the server, rebinding at T2 by broadcast, expiry (the
+//     unicast to the server, rebinding at T2 by broadcast (any server's
+//     answer extends the lease; later renewals go to that server), expiry (the
 //     address and route go, discovery starts again), NAK handling, back-off,
 //     and RELEASE on shutdown. The address is installed with the lease's
 //     lifetime, so the kernel drops it at expiry even if the service died.
