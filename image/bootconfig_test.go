@@ -104,3 +104,18 @@ func TestBoardWithTPMCannotSetDevMode(t *testing.T) {
 		}
 	}
 }
+
+// The builder checks the board too, not only board.Lookup: a definition
+// handed to it directly that has a TPM and says it has none is refused
+// before anything is built.
+func TestPlanRefusesAnInvalidBoard(t *testing.T) {
+	c, err := newConfig([]Option{WithSourceDir(sourceRoot(t))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := noTPMBoard(t)
+	b.TPM.Device = "/dev/tpmrm0"
+	if _, _, err := plan(b, c); !errors.Is(err, board.ErrInvalid) {
+		t.Fatalf("plan of a board with TPM.None and TPM.Device: %v, want board.ErrInvalid", err)
+	}
+}

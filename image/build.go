@@ -38,6 +38,9 @@ type binary struct {
 // against what the image will hold, before anything is built or written:
 // a cycle, an unknown dependency or a binary nothing provides is an error.
 func plan(b *board.Board, c *config) ([]binary, []string, error) {
+	if err := b.Validate(); err != nil {
+		return nil, nil, err
+	}
 	bins := []binary{{initBinary, c.initPkg}, {otgateBinary, otgatePkg}}
 	byPath := map[string]string{initBinary: c.initPkg, otgateBinary: otgatePkg}
 	var links []string
