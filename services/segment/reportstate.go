@@ -17,10 +17,13 @@ import (
 
 // historyFile is the file's content: the history, and the kernel counters
 // of the current table generation already added into it (so a restarted
-// service does not count them twice).
+// service does not count them twice); and each exception's packets and
+// bytes counted by earlier table generations (excBase: the current
+// generation's are still in the kernel's set, and added at the next apply).
 type historyFile struct {
-	History   []ruleset.WouldBlock `cbor:"1,keyasint"`
-	Accounted map[string][2]uint64 `cbor:"2,keyasint"`
+	History    []ruleset.WouldBlock `cbor:"1,keyasint"`
+	Accounted  map[string][2]uint64 `cbor:"2,keyasint"`
+	Exceptions map[string][2]uint64 `cbor:"3,keyasint,omitempty"`
 }
 
 // WithStateFile keeps the would-block history in path ("" keeps it in memory
@@ -52,6 +55,9 @@ func (s *Service) loadHistoryLocked() {
 	for k, v := range f.Accounted {
 		s.gen[k] = v
 	}
+	if len(f.Exceptions) > 0 {
+		s.excBase = f.Exceptions
+	}
 }
 
 func (s *Service) saveHistoryLocked() error {
@@ -63,7 +69,7 @@ func (s *Service) saveHistoryLocked() error {
 		hist = append(hist, *h)
 	}
 	sort.Slice(hist, func(i, j int) bool { return hist[i].Flow.String() < hist[j].Flow.String() })
-	b, err := encMode.Marshal(historyFile{History: hist, Accounted: s.gen})
+	b, err := encMode.Marshal(historyFile{History: hist, Accounted: s.gen, Exceptions: s.excBase})
 	if err != nil {
 		return fmt.Errorf("segment: encode would-block history: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,6 +48,12 @@ type Service struct {
 	fwd       Forwarding
 	fwdErr    error // the last forwarding change that failed, nil when in step
 	fwdLogged bool
+
+	// excBase carries each exception's counters across re-applies: a
+	// re-apply replaces the set and the kernel's element counters start at
+	// zero (google/nftables cannot set them), so what they had counted is
+	// added here first. Keyed by exception id and flow.
+	excBase map[string][2]uint64
 
 	statePath    string // would-block history file, "" for none
 	overlayState string // the overlay allocator's table, read for show
@@ -106,6 +113,7 @@ func (s *Service) applyLocked(why string) error {
 		s.logf("segment: report before apply: %v (continuing)", err)
 	}
 	s.announceExpiredLocked(now)
+	s.carryExceptionCountersLocked()
 	d, err := ruleset.Apply(s.conn, s.spec, now)
 	if err != nil {
 		s.event("error", "apply (%s): %v", why, err)
@@ -132,6 +140,37 @@ func (s *Service) applyLocked(why string) error {
 	// service degraded (Degraded, Status, init hears unhealthy from Run).
 	_ = s.syncForwardingLocked(now)
 	return nil
+}
+
+func excKey(c ruleset.ExceptionCounter) string { return c.ID + " " + c.Flow.String() }
+
+// carryExceptionCountersLocked adds what the kernel's exception counters
+// hold now to excBase, just before a re-apply zeroes them, and forgets
+// the exceptions the spec no longer has. On the service's first apply it
+// takes over what the table of the previous run counted.
+func (s *Service) carryExceptionCountersLocked() {
+	if s.excBase == nil {
+		s.excBase = map[string][2]uint64{}
+	}
+	exc, err := ruleset.ReadExceptions(s.conn)
+	if err != nil {
+		// No table yet (a host without init's baseline) or unreadable.
+		s.logf("segment: exception counters before apply: %v (their totals restart)", err)
+		exc = nil
+	}
+	for _, c := range exc {
+		b := s.excBase[excKey(c)]
+		s.excBase[excKey(c)] = [2]uint64{b[0] + c.Packets, b[1] + c.Bytes}
+	}
+	keep := map[string]bool{}
+	for _, e := range s.spec.Exceptions {
+		keep[e.ID] = true
+	}
+	for k := range s.excBase {
+		if id, _, _ := strings.Cut(k, " "); !keep[id] {
+			delete(s.excBase, k)
+		}
+	}
 }
 
 func (s *Service) announceExpiredLocked(now time.Time) {
@@ -381,6 +420,10 @@ func (s *Service) Status() (*Status, error) {
 	exc, err := ruleset.ReadExceptions(s.conn)
 	if err != nil {
 		return nil, err
+	}
+	for i, c := range exc {
+		b := s.excBase[excKey(c)]
+		exc[i].Packets, exc[i].Bytes = c.Packets+b[0], c.Bytes+b[1]
 	}
 	st := &Status{Applied: s.appliedT, Applies: s.applies, Drifts: s.drifts, Exceptions: exc,
 		Events: append([]Event(nil), s.events...)}
