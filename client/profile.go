@@ -68,7 +68,7 @@ func saveProfile(dir string, p *Profile) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	if err := os.Chmod(dir, 0o700); err != nil {
+	if err := restrictDir(dir); err != nil {
 		return err
 	}
 	b, err := json.MarshalIndent(p, "", "  ")
