@@ -159,33 +159,42 @@ func runBenchGate(echo string) error {
 // kernel path no PLC's network stack takes (it made every path through
 // a relay 10-25 us slower at p50 here).
 func runBenchEcho() error {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	go func() {
+	return serveChild(func(l net.Listener) {
 		for {
 			c, err := l.Accept()
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 64<<10)
-				for {
-					n, err := c.Read(buf)
-					if n > 0 {
-						if _, werr := c.Write(buf[:n]); werr != nil {
-							return
-						}
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
+			go echoLikeADevice(c)
 		}
-	}()
+	})
+}
+
+// echoLikeADevice answers each read with the same bytes until c closes.
+func echoLikeADevice(c net.Conn) {
+	defer c.Close()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			if _, werr := c.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// serveChild is a benchmark child's life: serve on a loopback port,
+// print its address for the parent, and stop when standard input closes.
+func serveChild(serve func(net.Listener)) error {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go serve(l)
 	fmt.Println(l.Addr())
 	io.Copy(io.Discard, os.Stdin)
 	return l.Close()

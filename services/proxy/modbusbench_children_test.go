@@ -63,15 +63,8 @@ func init() {
 // runBenchPlant serves the demo plant's tank on a loopback port, prints the
 // address and serves until its standard input closes.
 func runBenchPlant() error {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
 	srv := &plant.Server{Tank: plant.NewTank(nil), Unit: 1}
-	go srv.Serve(l)
-	fmt.Println(l.Addr())
-	io.Copy(io.Discard, os.Stdin)
-	return l.Close()
+	return serveChild(func(l net.Listener) { srv.Serve(l) })
 }
 
 // runGoRelay is the reference relay: plain TCP, one goroutine copying
