@@ -27,6 +27,9 @@
 //     The reconciler converges the kernel to the plan and owns only what it
 //     marked: addresses carry the label "<ifname>:nc", VLAN interfaces it
 //     created carry the alias "otgate-netconf". Anything else is left alone.
+//     The overlay interface (otg-overlay) is not netconf's: the overlay
+//     service creates it and reconciles its /32 endpoints, so one owner
+//     decides what is on it (services/overlay).
 //   - DHCP (DHCPClient): the full RFC 2131 lease life cycle on the uplink
 //     with github.com/insomniacslk/dhcp/nclient4: INIT-REBOOT with a
 //     remembered address, DISCOVER/OFFER/REQUEST/ACK, renewal at T1 by
