@@ -113,7 +113,7 @@ func (s *Service) applyLocked(why string) error {
 		s.logf("segment: report before apply: %v (continuing)", err)
 	}
 	s.announceExpiredLocked(now)
-	s.carryExceptionCountersLocked()
+	carried := s.carriedExceptionCountersLocked()
 	d, err := ruleset.Apply(s.conn, s.spec, now)
 	if err != nil {
 		s.event("error", "apply (%s): %v", why, err)
@@ -128,6 +128,9 @@ func (s *Service) applyLocked(why string) error {
 		s.event("error", "kernel differs right after apply: %v", drift)
 		return fmt.Errorf("segment: kernel differs right after apply: %v", drift)
 	}
+	// The old table's counts are part of the totals only now that it is
+	// gone: a failed apply leaves it, and its counters, in the kernel.
+	s.excBase = carried
 	s.desired, s.applied, s.appliedT = d, snap, now
 	s.gen = map[string][2]uint64{}
 	if err := s.saveHistoryLocked(); err != nil {
@@ -144,33 +147,34 @@ func (s *Service) applyLocked(why string) error {
 
 func excKey(c ruleset.ExceptionCounter) string { return c.ID + " " + c.Flow.String() }
 
-// carryExceptionCountersLocked adds what the kernel's exception counters
-// hold now to excBase, just before a re-apply zeroes them, and forgets
-// the exceptions the spec no longer has. On the service's first apply it
-// takes over what the table of the previous run counted.
-func (s *Service) carryExceptionCountersLocked() {
-	if s.excBase == nil {
-		s.excBase = map[string][2]uint64{}
+// carriedExceptionCountersLocked returns excBase plus what the kernel's
+// exception counters hold now, for the exceptions the spec still has:
+// the totals once a re-apply has zeroed the kernel's counters. On the
+// service's first apply it takes over what the table of the previous run
+// counted.
+func (s *Service) carriedExceptionCountersLocked() map[string][2]uint64 {
+	keep := map[string]bool{}
+	for _, e := range s.spec.Exceptions {
+		keep[e.ID] = true
+	}
+	out := map[string][2]uint64{}
+	for k, v := range s.excBase {
+		if id, _, _ := strings.Cut(k, " "); keep[id] {
+			out[k] = v
+		}
 	}
 	exc, err := ruleset.ReadExceptions(s.conn)
 	if err != nil {
 		// No table yet (a host without init's baseline) or unreadable.
 		s.logf("segment: exception counters before apply: %v (their totals restart)", err)
-		exc = nil
 	}
 	for _, c := range exc {
-		b := s.excBase[excKey(c)]
-		s.excBase[excKey(c)] = [2]uint64{b[0] + c.Packets, b[1] + c.Bytes}
-	}
-	keep := map[string]bool{}
-	for _, e := range s.spec.Exceptions {
-		keep[e.ID] = true
-	}
-	for k := range s.excBase {
-		if id, _, _ := strings.Cut(k, " "); !keep[id] {
-			delete(s.excBase, k)
+		if keep[c.ID] {
+			b := out[excKey(c)]
+			out[excKey(c)] = [2]uint64{b[0] + c.Packets, b[1] + c.Bytes}
 		}
 	}
+	return out
 }
 
 func (s *Service) announceExpiredLocked(now time.Time) {
