@@ -208,3 +208,32 @@ func TestVerifyReportsTruncatedNewestFile(t *testing.T) {
 		})
 	}
 }
+
+// A log cut before its first checkpoint (a crash early in its life), with
+// signatures checked: every record is unverified, and the report names
+// the first of them by seq and offset alike (the offset used to be the
+// end of the log while the seq was the first record's).
+func TestVerifyUnsealedBeforeAnyCheckpoint(t *testing.T) {
+	key := newKey(t)
+	src, es := truncLog(t, key)
+	full := mustRead(t, fileOf(t, src, 0))
+	dir := copyDir(t, src)
+	mustWrite(t, fileOf(t, dir, 0), full[:es[4].Offset]) // before the first checkpoint
+	rep, err := Verify(dir, trustOf(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.End != EndUnsealed || rep.Unsigned != 4 || rep.UnsignedFrom != es[0].Record.Seq || rep.EndOffset != es[0].Offset {
+		t.Fatalf("want unsealed with 4 unverified records from seq %d at offset %d; got %+v", es[0].Record.Seq, es[0].Offset, rep)
+	}
+	want := fmt.Sprintf("4 records from seq %d (%s offset %d)", es[0].Record.Seq, FileName(0), es[0].Offset)
+	if !strings.Contains(rep.EndSummary(), want) {
+		t.Fatalf("summary %q lacks %q", rep.EndSummary(), want)
+	}
+	tr := trustOf(key)
+	tr.RequireSealed = true
+	_, err = Verify(dir, tr)
+	if p := wantProblem(t, err, ErrNotSealed, FileName(0), int64(es[0].Record.Seq)); p.Offset != es[0].Offset {
+		t.Fatalf("RequireSealed: %v, want offset %d", p, es[0].Offset)
+	}
+}

@@ -253,7 +253,7 @@ func Verify(dir string, trust Trust) (*Report, error) {
 		rep.End, rep.EndFile, rep.EndOffset = EndTorn, rep.Torn.File, rep.Torn.Offset
 	case last.File == newest && sealed(prev, last):
 		rep.End, rep.EndFile, rep.EndOffset = EndSealed, prev.File, prev.Offset
-	case rep.Signed && rep.Unsigned > 0:
+	case rep.SignaturesChecked && rep.Unsigned > 0:
 		rep.End, rep.EndFile, rep.EndOffset = EndUnsealed, first.File, first.Offset
 	case last.File == newest:
 		rep.End, rep.EndFile, rep.EndOffset = EndUnsealed, last.File, last.Offset+last.Size
@@ -262,7 +262,7 @@ func Verify(dir string, trust Trust) (*Report, error) {
 	}
 	if trust.RequireSealed && rep.End != EndSealed {
 		p := &Problem{File: rep.EndFile, Offset: rep.EndOffset, Err: fmt.Errorf("%w: %s", ErrNotSealed, rep.EndSummary())}
-		if rep.End == EndUnsealed && rep.Signed && rep.Unsigned > 0 {
+		if rep.End == EndUnsealed && rep.SignaturesChecked && rep.Unsigned > 0 {
 			p.Seq, p.HasSeq = rep.UnsignedFrom, true
 		} else if rep.Records > 0 {
 			p.After, p.HasAfter = rep.LastSeq, true
