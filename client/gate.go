@@ -15,7 +15,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/otgate/otgate/services/proxy/wire"
@@ -224,29 +223,14 @@ type Session struct {
 	Profile *Profile
 	cert    *tls.Certificate
 
-	// resume holds TLS 1.3 session tickets, one cache per ALPN, so that
-	// every connection after the first resumes: the gate's key lives in
-	// its TPM, where a signature takes 0.5 ms (swtpm) to 100 ms (a
-	// discrete TPM), and engineering tools open many connections. The
-	// gate still checks the certificate of a resumed connection (expiry,
-	// revocation) as it does on a full handshake.
-	mu     sync.Mutex
-	resume map[string]tls.ClientSessionCache
-}
-
-// resumeCache returns the session ticket cache for alpn.
-func (s *Session) resumeCache(alpn string) tls.ClientSessionCache {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.resume == nil {
-		s.resume = map[string]tls.ClientSessionCache{}
-	}
-	c, ok := s.resume[alpn]
-	if !ok {
-		c = tls.NewLRUClientSessionCache(8)
-		s.resume[alpn] = c
-	}
-	return c
+	// resume holds the TLS 1.3 session tickets of every connection to the
+	// gate (tunnels, the notice stream, assets, logout), so that every
+	// connection after the first resumes: the gate's key lives in its TPM,
+	// where a signature takes 0.5 ms (swtpm) to 100 ms (a discrete TPM),
+	// and engineering tools open many connections. The gate still checks
+	// the certificate of a resumed connection (expiry, revocation) as it
+	// does on a full handshake.
+	resume tls.ClientSessionCache
 }
 
 // Open loads the profile in dir (DefaultDir when empty).
@@ -265,7 +249,7 @@ func Open(dir string) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Session{Dir: dir, Profile: p, cert: cert}, nil
+	return &Session{Dir: dir, Profile: p, cert: cert, resume: tls.NewLRUClientSessionCache(8)}, nil
 }
 
 func (s *Session) dial(ctx context.Context, alpn string) (*tls.Conn, error) {
@@ -273,7 +257,7 @@ func (s *Session) dial(ctx context.Context, alpn string) (*tls.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.ClientSessionCache = s.resumeCache(alpn)
+	cfg.ClientSessionCache = s.resume
 	return dialTLS(ctx, s.Profile.Gate, cfg)
 }
 

@@ -15,7 +15,7 @@ import (
 // connectNotices prints what `otgate connect` hears about its sessions
 // (the gate's notice stream, or local timers without one) on stderr:
 //
-//	otgate: plc-7: session 12 ends in 59s (window of rule night-shift)
+//	otgate: plc-7: session 12 ends in 59s (rule night-shift)
 //	otgate: plc-7: session 12 ended by the gate: policy reload: ...
 type connectNotices struct {
 	asset string
@@ -33,7 +33,7 @@ func (c *connectNotices) say(format string, a ...any) {
 }
 
 func (c *connectNotices) warn(r *wire.Reply, left time.Duration) {
-	c.say("session %s ends in %v (window of rule %s)", r.Session, left.Round(time.Second), r.Rule)
+	c.say("session %s ends in %v (rule %s)", r.Session, left.Round(time.Second), r.Rule)
 }
 
 func (c *connectNotices) notice(r *wire.Reply, n wire.Notice) {

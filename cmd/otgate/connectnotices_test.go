@@ -22,7 +22,7 @@ func TestConnectNoticeLines(t *testing.T) {
 	n.notice(r, wire.Notice{Kind: wire.NoticeEnded, Session: "13", Reason: "client closed", Dropped: 3})
 	n.stream(fmt.Errorf("%w: tls: no application protocol", client.ErrNoticesUnsupported))
 	want := []string{
-		"otgate: plc-7: session 12 ends in 59s (window of rule night-shift)",
+		"otgate: plc-7: session 12 ends in 59s (rule night-shift)",
 		"otgate: plc-7: session 12 ended by the gate: policy reload: no longer allowed: no grant allows it",
 		"otgate: plc-7: the gate dropped 3 notices this client read too slowly",
 		"otgate: plc-7: the gate sends no session notices (an older gate): warnings come from local timers and cannot follow a deadline the gate moves",

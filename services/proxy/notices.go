@@ -59,7 +59,11 @@ type noticeHub struct {
 }
 
 func newNoticeHub(cfg *Config) *noticeHub {
-	return &noticeHub{lead: cfg.NoticeWarnBefore, max: cfg.MaxNoticeStreamsPerUser, queue: cfg.NoticeQueue,
+	// A stream opens with its hello and, for each of the user's live
+	// sessions, a deadline and perhaps a warning: the queue holds them all,
+	// or catching up would drop notices before the client read one.
+	queue := max(cfg.NoticeQueue, 2*cfg.MaxSessionsPerUser+1)
+	return &noticeHub{lead: cfg.NoticeWarnBefore, max: cfg.MaxNoticeStreamsPerUser, queue: queue,
 		now: cfg.Now, logf: cfg.Logf, users: map[string][]*noticeStream{}}
 }
 

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -327,6 +328,38 @@ func TestNoticesSlowReaderDoesNotStall(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("no frame carried the drop count")
+		}
+	}
+}
+
+// A stream opened while the user has as many sessions as the per-user
+// limit allows gets every session's deadline: the queue holds the
+// catch-up, whatever NoticeQueue says, so nothing is dropped before the
+// client reads its first frame.
+func TestNoticesCatchUpFitsTheQueue(t *testing.T) {
+	l := newLab(t)
+	go serveEcho(l.listenPlant(t, 7))
+	const sessions = 5
+	g := noticeGate(t, l, func(c *Config) { c.NoticeQueue, c.MaxSessionsPerUser = 2, sessions })
+	g.setGrants(grant{rule: "alice-echo", user: "alice", asset: "echo-1", protocol: "tcp"})
+	alice := g.mustLogin("alice")
+	want := map[string]bool{}
+	for range sessions {
+		c, r, err := tunnel(t, alice, "echo-1", "tcp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		want[r.Session] = true
+	}
+	ns, _ := streamNotices(openNotices(t, alice))
+	for len(want) > 0 {
+		n := nextNotice(t, ns, 10*time.Second, fmt.Sprintf("the catch-up deadlines (%d missing)", len(want)))
+		if n.Dropped != 0 {
+			t.Fatalf("notice %+v: %d notices dropped while catching up", n, n.Dropped)
+		}
+		if n.Kind == wire.NoticeDeadline {
+			delete(want, n.Session)
 		}
 	}
 }

@@ -127,6 +127,8 @@ func (s *Server) tunnel(tc *tls.Conn) {
 		return
 	}
 	defer s.reg.remove(sess)
+	// A reload may arm the session's end timer from here on.
+	defer sess.stopTimer()
 
 	// No unlogged session: the start record is durable before the asset
 	// sees a connection, let alone a byte.
@@ -138,6 +140,7 @@ func (s *Server) tunnel(tc *tls.Conn) {
 		s.cfg.Logf("proxy: session %s refused: audit log: %v", sess.id, err)
 		wire.WriteFrame(tc, wire.Reply{Accept: false, Rule: d.Rule, Reason: "the gate cannot record the session (audit log unavailable): refused"})
 		tc.Close()
+		sess.noticeEnded("refused: the gate cannot record the session (audit log unavailable)") // stops a warning a reload armed
 		return
 	}
 	reason, toAsset, toClient := s.runSession(tc, sess, netip.AddrPortFrom(a.Address, port), d)
@@ -180,7 +183,6 @@ func (s *Server) runSession(tc *tls.Conn, sess *session, addr netip.AddrPort, d 
 	default:
 	}
 	sess.setUntil(sess.until, d.Until, s.cfg.Now())
-	defer sess.stopTimer()
 	var natural string
 	if sess.protocol == "modbus" {
 		natural = s.relayModbus(tc, asset, sess, d)
