@@ -23,6 +23,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/otgate/otgate/board"
 )
@@ -156,7 +157,7 @@ func newConfig(opts []Option) (*config, error) {
 	if c.services == nil {
 		c.services = ProductionServices
 		if c.test {
-			c.services = append(append(testProductionRows(), TestServices...), TestPolicyServices...)
+			c.services = append(append(slices.Clone(ProductionServices), TestServices...), TestPolicyServices...)
 		}
 		if c.demo {
 			c.services = append(append([]ServiceRow(nil), c.services...), DemoServices...)

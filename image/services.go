@@ -109,13 +109,6 @@ var ProductionServices = []ServiceRow{
 	proxyRow(),
 }
 
-// testProductionRows is ProductionServices as test images run them: the
-// same rows (a VLAN zone's gate address comes from its site file, as on
-// every gate, e.g. integration/vlan's). The shared table is not changed.
-func testProductionRows() []ServiceRow {
-	return append([]ServiceRow(nil), ProductionServices...)
-}
-
 // testsvcBinary is the test service's binary in test images.
 const testsvcBinary = "/bin/otgate-testsvc"
 
