@@ -85,9 +85,8 @@ func MakePlan(uplink string, downlinks []string, addrs Addresses, zones []site.Z
 		if !isDown[z.Interface] {
 			return nil, fmt.Errorf("netconf: zone %q: interface %s is not a downlink of this gate (downlinks: %s)", z.Name, z.Interface, known)
 		}
-		name := z.Interface
+		name := z.IfName()
 		if z.VLAN != 0 {
-			name = fmt.Sprintf("%s.%d", z.Interface, z.VLAN)
 			if err := checkIfName(name); err != nil {
 				return nil, fmt.Errorf("netconf: zone %q: VLAN %d on %s: %w", z.Name, z.VLAN, z.Interface, err)
 			}
@@ -157,14 +156,14 @@ func MakePlan(uplink string, downlinks []string, addrs Addresses, zones []site.Z
 			}
 			match := false
 			for _, z := range zones {
-				if zoneIfName(z) == n && z.Subnet.Masked() == a.Masked() {
+				if z.IfName() == n && z.Subnet.Masked() == a.Masked() {
 					match = true
 				}
 			}
 			if !match {
 				var subs []string
 				for _, z := range zones {
-					if zoneIfName(z) == n {
+					if z.IfName() == n {
 						subs = append(subs, fmt.Sprintf("%s %s", z.Name, z.Subnet))
 					}
 				}
@@ -201,13 +200,6 @@ func vlanParent(name string) string {
 }
 
 // zoneIfName is the interface a zone lives on (parent.vlan for a VLAN).
-func zoneIfName(z site.Zone) string {
-	if z.VLAN != 0 {
-		return fmt.Sprintf("%s.%d", z.Interface, z.VLAN)
-	}
-	return z.Interface
-}
-
 func sortedPrefixes(ps []netip.Prefix) []netip.Prefix {
 	out := append([]netip.Prefix(nil), ps...)
 	sort.Slice(out, func(i, j int) bool { return out[i].Addr().Less(out[j].Addr()) })

@@ -357,7 +357,7 @@ func (s *Service) sync() {
 	var decl []DeclaredAsset
 	for _, a := range assets {
 		z, _ := zoneByName(zones, a.Zone)
-		decl = append(decl, DeclaredAsset{Name: a.Name, Zone: a.Zone, Link: zoneIfName(z), IP: a.Address, MAC: a.MAC})
+		decl = append(decl, DeclaredAsset{Name: a.Name, Zone: a.Zone, Link: z.IfName(), IP: a.Address, MAC: a.MAC})
 	}
 	s.inv.SetAssets(decl, time.Now())
 	var wl []WatchLink
@@ -463,7 +463,7 @@ func (s *Service) planUplink(siteUp *site.Uplink) []string {
 func (s *Service) logMovedGates(zones []site.Zone, plan *Plan) {
 	gates := map[string]string{}
 	for _, z := range zones {
-		lp, ok := plan.Link(zoneIfName(z))
+		lp, ok := plan.Link(z.IfName())
 		if !ok {
 			continue
 		}

@@ -156,6 +156,7 @@ func BenchmarkAllowedPath(b *testing.B) {
 	b.ReportMetric(usMedian(s16), "setup-us@16")
 	b.ReportMetric(usMedian(s4k), "setup-us@4096")
 	b.ReportMetric(usMedian(s4k)/usMedian(s16), "setup-ratio")
+	b.ReportMetric(float64(min(len(s16), len(s4k))), "setup-samples")
 	b.ReportMetric(median(t16), "MB/s@16")
 	b.ReportMetric(median(t4k), "MB/s@4096")
 	b.ReportMetric(median(tr), "tput-ratio")

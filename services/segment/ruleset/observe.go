@@ -166,17 +166,18 @@ func kernelVerdict(val []byte) string {
 }
 
 // verdictText is a verdict in nft's words.
+var verdictNames = map[expr.VerdictKind]string{
+	expr.VerdictReturn: "return", expr.VerdictGoto: "goto", expr.VerdictJump: "jump",
+	expr.VerdictBreak: "break", expr.VerdictContinue: "continue", expr.VerdictDrop: "drop",
+	expr.VerdictAccept: "accept", expr.VerdictStolen: "stolen", expr.VerdictQueue: "queue",
+	expr.VerdictRepeat: "repeat", expr.VerdictStop: "stop",
+}
+
 func verdictText(v *expr.Verdict) string {
 	if v == nil {
 		return "no verdict"
 	}
-	names := map[expr.VerdictKind]string{
-		expr.VerdictReturn: "return", expr.VerdictGoto: "goto", expr.VerdictJump: "jump",
-		expr.VerdictBreak: "break", expr.VerdictContinue: "continue", expr.VerdictDrop: "drop",
-		expr.VerdictAccept: "accept", expr.VerdictStolen: "stolen", expr.VerdictQueue: "queue",
-		expr.VerdictRepeat: "repeat", expr.VerdictStop: "stop",
-	}
-	n, ok := names[v.Kind]
+	n, ok := verdictNames[v.Kind]
 	if !ok {
 		n = fmt.Sprintf("verdict %d", v.Kind)
 	}

@@ -41,7 +41,7 @@ func Spec(s *site.Site, b ruleset.BaselineSpec) (*ruleset.Spec, error) {
 				ErrSite, z.Name, z.Interface, strings.Join(b.Downlinks, ", "))
 		}
 		if z.VLAN != 0 {
-			name := fmt.Sprintf("%s.%d", z.Interface, z.VLAN)
+			name := z.IfName()
 			if !contains(spec.Downlinks, name) {
 				spec.Downlinks = append(spec.Downlinks, name)
 			}
