@@ -271,8 +271,10 @@ func (p *petCounter) count() int {
 // settled waits until at least one pet has been read, lets the reader
 // drain what was written before the caller's log line (the reader sees the
 // bytes on its own schedule, the line can come first) and returns the
-// count. A pet after that line still shows in a later count, so waiting
-// here cannot hide one. It fails the test with msg when no pet comes.
+// count. A pet within those 50 ms after the line is counted here, not
+// later: waiting can hide one pet, never the petting that goes on every
+// interval (200 ms in these tests, and they watch four). It fails the
+// test with msg when no pet comes.
 func (p *petCounter) settled(t *testing.T, msg string) int {
 	t.Helper()
 	deadline := time.Now().Add(waitTimeout)

@@ -116,6 +116,8 @@ func TestForwardingFailureIsDegraded(t *testing.T) {
 	if len(lg.matching("segment: error: set IPv4 forwarding on")) != 1 {
 		t.Errorf("the same failure logged as a new error on every check: %q", lg.matching("segment: error"))
 	}
+	// The service has no other way to the switch than the one it was
+	// given: the namespace's forwarding stays off and the routed flow stops.
 	if l.Forwarding(t) {
 		t.Error("gate forwarding is on")
 	}

@@ -94,8 +94,9 @@ func (r *report) add(e event) {
 	}
 }
 
-// skipReason is the message of the t.Skip call: the output line after the
-// "--- SKIP" header, or the last line before it.
+// skipReason is the message of the t.Skip call: the test's last output
+// line that is not a "=== " or "--- SKIP" header (t.Skip ends the test, so
+// its message comes last, unless a goroutine of the test logs after it).
 func skipReason(lines []string) string {
 	var why []string
 	for _, l := range lines {
