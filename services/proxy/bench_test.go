@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/otgate/otgate/internal/hostidle"
 )
 
 const exchangeSize = 64 // a small request/response, like a Modbus read
@@ -72,6 +74,7 @@ func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond)
 func BenchmarkLatency(b *testing.B) {
 	g := startBenchGate(b)
 	_, relayAddr := startChild(b, "go relay", goRelayEnv+"="+g.echo)
+	b.Logf("%s", hostidle.Describe())
 	for _, n := range []int{1, 16, 256} {
 		b.Run(fmt.Sprintf("sessions=%d", n), func(b *testing.B) {
 			type path struct {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/otgate/otgate/audit"
+	"github.com/otgate/otgate/internal/hostidle"
 )
 
 // benchPath is one way from the benchmark's Modbus client to the plant.
@@ -291,7 +292,7 @@ func BenchmarkModbus(b *testing.B) {
 	info := benchTableInfo{setup: setup, rep: rep, recs: recs, tpmCPU: gate.tpm.cpu(b), gateTx: viaGate.tx + viaFwd.tx}
 	// The testing package keeps only 10 lines of a benchmark's log: the
 	// summary fits, the detail goes to standard output.
-	fmt.Printf("BenchmarkModbus detail:\n%s", modbusTable(paths, info))
+	fmt.Printf("BenchmarkModbus detail:\n%s%s\n", modbusTable(paths, info), hostidle.Describe())
 	b.Logf("%s", modbusSummary(paths, info))
 }
 
