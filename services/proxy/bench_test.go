@@ -74,7 +74,7 @@ func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond)
 func BenchmarkLatency(b *testing.B) {
 	g := startBenchGate(b)
 	_, relayAddr := startChild(b, "go relay", goRelayEnv+"="+g.echo)
-	b.Logf("%s", hostidle.Describe())
+	fmt.Printf("BenchmarkLatency: %s\n", hostidle.Describe())
 	for _, n := range []int{1, 16, 256} {
 		b.Run(fmt.Sprintf("sessions=%d", n), func(b *testing.B) {
 			type path struct {
