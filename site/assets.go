@@ -124,7 +124,7 @@ func validateAssets(v *validator, s *Site) {
 				switch {
 				case !zone.Subnet.Contains(a.Address):
 					v.errorf(join(p, "address"), "address %s is outside zone %q subnet %s", a.Address, zone.Name, zone.Subnet)
-				case zone.Subnet.Bits() <= 30 && (a.Address == zone.Subnet.Addr() || a.Address == lastAddr(zone.Subnet)):
+				case IsNetworkOrBroadcast(a.Address, zone.Subnet):
 					v.errorf(join(p, "address"), "address %s is the network or broadcast address of zone %q subnet %s", a.Address, zone.Name, zone.Subnet)
 				}
 			}
@@ -157,7 +157,7 @@ func validatePin(v *validator, s *Site, p string, a *Asset, pins map[netip.Addr]
 	case !o.Prefix.Contains(a.Overlay):
 		v.errorf(p, "pinned overlay address %s is outside the overlay prefix %s", a.Overlay, o.Prefix)
 		return
-	case a.Overlay == o.Prefix.Addr() || a.Overlay == lastAddr(o.Prefix):
+	case IsNetworkOrBroadcast(a.Overlay, o.Prefix):
 		v.errorf(p, "pinned overlay address %s is the network or broadcast address of the overlay prefix %s", a.Overlay, o.Prefix)
 		return
 	case a.Overlay == o.Gate:
@@ -169,12 +169,4 @@ func validatePin(v *validator, s *Site, p string, a *Asset, pins map[netip.Addr]
 		return
 	}
 	pins[a.Overlay] = a.Name
-}
-
-// lastAddr is the highest address of p.
-func lastAddr(p netip.Prefix) netip.Addr {
-	b := p.Masked().Addr().As4()
-	host := uint32(1)<<(32-p.Bits()) - 1
-	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) | host
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }

@@ -136,6 +136,10 @@ func TestParseUplink(t *testing.T) {
 	if !bytes.Equal(doc, again) {
 		t.Error("decode + compile of a static uplink does not reproduce the document")
 	}
+	// A point-to-point /31 (RFC 3021): both addresses are hosts.
+	if u := parse(withUplink(t, "  mode: static\n  address: 192.168.10.6/31\n  gateway: 192.168.10.7\n")).UplinkSettings(); u.String() != "static 192.168.10.6/31 via 192.168.10.7" {
+		t.Errorf("/31 static uplink %s", u)
+	}
 	// No gateway, no DNS: an isolated management network.
 	if u := parse(withUplink(t, "  mode: static\n  address: 192.168.10.5/32\n")).UplinkSettings(); u.String() != "static 192.168.10.5/32" {
 		t.Errorf("bare static uplink %s", u)
@@ -245,6 +249,12 @@ func TestParseErrors(t *testing.T) {
 			[]string{`plant.yaml:14: zones[0].gate_address: gate address 10.10.1.0 is the network or broadcast address of the zone's subnet 10.10.1.0/24`}},
 		{"gate address is the broadcast address", edit(t, "    gate_address: 10.20.0.1", "    gate_address: 10.20.3.255"),
 			[]string{`plant.yaml:27: zones[2].gate_address: gate address 10.20.3.255 is the network or broadcast address of the zone's subnet 10.20.0.0/22`}},
+		{"asset is the broadcast address", edit(t, "    address: 10.20.1.5", "    address: 10.20.3.255"),
+			[]string{`plant.yaml:62: assets[3].address: address 10.20.3.255 is the network or broadcast address of zone "utilities" subnet 10.20.0.0/22`}},
+		{"pinned overlay is the broadcast address", edit(t, "    overlay: 100.64.200.10", "    overlay: 100.64.255.255"),
+			[]string{`plant.yaml:57: assets[2].overlay: pinned overlay address 100.64.255.255 is the network or broadcast address of the overlay prefix 100.64.0.0/16`}},
+		{"overlay gate is the network address", edit(t, "  prefix: 100.64.0.0/16", "  prefix: 100.64.0.0/16\n  gate: 100.64.0.0"),
+			[]string{`plant.yaml:31: overlay.gate: gate address 100.64.0.0 is the network or broadcast address of the overlay prefix 100.64.0.0/16`}},
 		{"gate address of two zones", edit(t, "    gate_address: 10.10.2.1", "    gate_address: 10.10.1.1"),
 			[]string{`plant.yaml:21: zones[1].gate_address: gate address 10.10.1.1 is also zone "cell-1"'s (line 14); each zone needs its own`}},
 		{"gate address is an asset's", edit(t, "    gate_address: 10.10.1.1", "    gate_address: 10.10.1.20"),
@@ -274,6 +284,10 @@ func TestParseErrors(t *testing.T) {
 			[]string{`plant.yaml:84: uplink.address: bad IPv4 address with prefix length "192.168.10.5" (want e.g. 192.168.10.5/24)`}},
 		{"uplink address is the network", withUplink(t, "  mode: static\n  address: 192.168.10.0/24\n"),
 			[]string{`plant.yaml:84: uplink.address: 192.168.10.0 is the network or broadcast address of 192.168.10.0/24 (want the gate's own address, e.g. 192.168.10.1/24)`}},
+		{"uplink address is the broadcast of a /30", withUplink(t, "  mode: static\n  address: 192.168.10.7/30\n"),
+			[]string{`plant.yaml:84: uplink.address: 192.168.10.7 is the network or broadcast address of 192.168.10.4/30 (want the gate's own address, e.g. 192.168.10.5/30)`}},
+		{"uplink gateway is the broadcast address", withUplink(t, "  mode: static\n  address: 192.168.10.5/24\n  gateway: 192.168.10.255\n"),
+			[]string{`plant.yaml:85: uplink.gateway: gateway 192.168.10.255 is the network or broadcast address of the uplink's subnet 192.168.10.0/24`}},
 		{"uplink gateway outside the subnet", withUplink(t, "  mode: static\n  address: 192.168.10.5/24\n  gateway: 192.168.11.1\n"),
 			[]string{`plant.yaml:85: uplink.gateway: gateway 192.168.11.1 is outside the uplink's subnet 192.168.10.0/24`}},
 		{"uplink gateway is the address", withUplink(t, "  mode: static\n  address: 192.168.10.5/24\n  gateway: 192.168.10.5\n"),

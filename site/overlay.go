@@ -98,7 +98,7 @@ func validateOverlay(v *validator, s *Site) {
 	}
 	if !o.Prefix.Contains(o.Gate) {
 		v.errorf("overlay.gate", "gate address %s is outside the overlay prefix %s", o.Gate, o.Prefix)
-	} else if o.Gate == o.Prefix.Addr() || o.Gate == lastAddr(o.Prefix) {
+	} else if IsNetworkOrBroadcast(o.Gate, o.Prefix) {
 		v.errorf("overlay.gate", "gate address %s is the network or broadcast address of the overlay prefix %s", o.Gate, o.Prefix)
 	}
 	for i, z := range s.Zones {

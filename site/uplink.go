@@ -160,7 +160,7 @@ func (d *decoder) hostPrefix4(n *yaml.Node, path string) (netip.Prefix, bool) {
 		d.nodeErrorf(n, path, "prefix length %s of %q is out of range 8..32", strconv.Itoa(p.Bits()), s)
 		return netip.Prefix{}, false
 	}
-	if p.Bits() <= 30 && (p.Addr() == p.Masked().Addr() || p.Addr() == lastAddr(p.Masked())) {
+	if IsNetworkOrBroadcast(p.Addr(), p) {
 		d.nodeErrorf(n, path, "%s is the network or broadcast address of %s (want the gate's own address, e.g. %s/%d)", p.Addr(), p.Masked(), p.Masked().Addr().Next(), p.Bits())
 		return netip.Prefix{}, false
 	}
@@ -183,7 +183,7 @@ func validateUplink(v *validator, s *Site) {
 			v.errorf("uplink.gateway", "gateway %s is outside the uplink's subnet %s", u.Gateway, sub)
 		case u.Gateway == u.Address.Addr():
 			v.errorf("uplink.gateway", "gateway %s is the uplink's own address", u.Gateway)
-		case sub.Bits() <= 30 && (u.Gateway == sub.Addr() || u.Gateway == lastAddr(sub)):
+		case IsNetworkOrBroadcast(u.Gateway, sub):
 			v.errorf("uplink.gateway", "gateway %s is the network or broadcast address of the uplink's subnet %s", u.Gateway, sub)
 		}
 	}

@@ -116,7 +116,7 @@ func validateGateAddress(v *validator, s *Site, i int) {
 	switch {
 	case !z.Subnet.Contains(z.GateAddress):
 		v.errorf(gp, "gate address %s is outside the zone's subnet %s", z.GateAddress, z.Subnet)
-	case z.Subnet.Bits() <= 30 && (z.GateAddress == z.Subnet.Addr() || z.GateAddress == lastAddr(z.Subnet)):
+	case IsNetworkOrBroadcast(z.GateAddress, z.Subnet):
 		v.errorf(gp, "gate address %s is the network or broadcast address of the zone's subnet %s", z.GateAddress, z.Subnet)
 	}
 }

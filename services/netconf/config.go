@@ -106,7 +106,7 @@ func parseHostPrefix(s string) (netip.Prefix, error) {
 	if p.Bits() < 8 || p.Bits() > 32 {
 		return netip.Prefix{}, fmt.Errorf("address %q: prefix length %d out of range 8..32", s, p.Bits())
 	}
-	if p.Bits() <= 30 && (p.Addr() == p.Masked().Addr() || p.Addr() == lastAddr(p)) {
+	if site.IsNetworkOrBroadcast(p.Addr(), p) {
 		return netip.Prefix{}, fmt.Errorf("address %q is the network or broadcast address of %s", s, p.Masked())
 	}
 	return p, nil
@@ -153,12 +153,4 @@ func checkIfName(s string) error {
 		return fmt.Errorf("bad interface name %q (1 to 15 characters, no '/', ':', '=' or spaces)", s)
 	}
 	return nil
-}
-
-// lastAddr is the highest address of p.
-func lastAddr(p netip.Prefix) netip.Addr {
-	b := p.Masked().Addr().As4()
-	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
-	v |= uint32(1)<<(32-p.Bits()) - 1
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }

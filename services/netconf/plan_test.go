@@ -88,10 +88,18 @@ func TestParseDownlink(t *testing.T) {
 	if d, err := ParseDownlink("eth2"); err != nil || d.Address.IsValid() {
 		t.Errorf("%+v %v", d, err)
 	}
+	// A /31 (RFC 3021) and a /32 have no network or broadcast address.
+	for _, in := range []string{"eth1=10.77.0.0/31", "eth1=10.77.0.1/31", "eth1=10.77.0.0/32"} {
+		if _, err := ParseDownlink(in); err != nil {
+			t.Errorf("%q: %v", in, err)
+		}
+	}
 	for in, want := range map[string]string{
 		"":                    "bad interface name",
 		"a-very-long-name-x":  "bad interface name",
 		"eth1=10.77.0.255/24": "network or broadcast",
+		"eth1=10.77.0.0/24":   `address "10.77.0.0/24" is the network or broadcast address of 10.77.0.0/24`,
+		"eth1=10.77.0.7/30":   `address "10.77.0.7/30" is the network or broadcast address of 10.77.0.4/30`,
 		"eth1=10.77.0.1":      "bad address",
 		"eth1=10.77.0.1/4":    "prefix length 4 out of range",
 	} {
