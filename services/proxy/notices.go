@@ -56,6 +56,9 @@ type noticeHub struct {
 
 	mu    sync.Mutex
 	users map[string][]*noticeStream // oldest first
+	// closed is closeAll's reason once it ran: a stream added later is
+	// closed at once with it.
+	closed string
 }
 
 func newNoticeHub(cfg *Config) *noticeHub {
@@ -156,8 +159,14 @@ func (st *noticeStream) writer() {
 }
 
 // add registers st; beyond the user's limit the oldest stream is closed.
+// After closeAll, st is closed at once with closeAll's reason.
 func (h *noticeHub) add(st *noticeStream) {
 	h.mu.Lock()
+	if h.closed != "" {
+		h.mu.Unlock()
+		st.close(h.closed)
+		return
+	}
 	list := h.users[st.user]
 	var evicted []*noticeStream
 	for len(list) >= h.max {
@@ -209,9 +218,14 @@ func (h *noticeHub) publish(user string, n wire.Notice) {
 	}
 }
 
-// closeAll closes every stream (shutdown).
+// closeAll closes every stream, and every stream added from now on, with
+// reason (shutdown; EndShutdown when empty).
 func (h *noticeHub) closeAll(reason string) {
+	if reason == "" {
+		reason = EndShutdown
+	}
 	h.mu.Lock()
+	h.closed = reason
 	var all []*noticeStream
 	for _, l := range h.users {
 		all = append(all, l...)
@@ -256,15 +270,10 @@ func (s *Server) noticeStream(tc *tls.Conn) {
 		})
 	}
 	st.q <- hello
-	h.add(st)
+	h.add(st) // closes st at once when the server is shutting down
 	defer h.remove(st)
 	if st.expiry != nil {
 		defer st.expiry.Stop()
-	}
-	select {
-	case <-s.ctx.Done(): // shutting down meanwhile
-		st.close(EndShutdown)
-	default:
 	}
 	s.cfg.Logf("proxy: notice stream of %s from %s open", cred.User, src)
 	// What the user's live sessions stand at now.
@@ -278,19 +287,11 @@ func (s *Server) noticeStream(tc *tls.Conn) {
 		defer close(wrote)
 		st.writer()
 	}()
-	stop := make(chan struct{})
-	go func() {
-		select {
-		case <-s.ctx.Done():
-			st.close(EndShutdown)
-		case <-stop:
-		}
-	}()
 	// The client sends nothing: a read returns when it closes the stream
-	// (or breaks the protocol), or when the writer closed the connection.
+	// (or breaks the protocol), or when the writer closed the connection
+	// (the stream was closed: shutdown, revocation, expiry, eviction).
 	var b [1]byte
 	tc.Read(b[:])
-	close(stop)
 	st.close("")
 	<-wrote
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -361,5 +362,61 @@ func TestNoticesCatchUpFitsTheQueue(t *testing.T) {
 		if n.Kind == wire.NoticeDeadline {
 			delete(want, n.Session)
 		}
+	}
+}
+
+// TestNoticesClosedAtShutdown: Shutdown closes every open notice stream
+// with its reason, the final notice written before the connection ends.
+func TestNoticesClosedAtShutdown(t *testing.T) {
+	l := newLab(t)
+	g := noticeGate(t, l)
+	g.setGrants(grant{rule: "frank-echo", user: "frank", asset: "echo-1", protocol: "tcp"})
+	frank := g.mustLogin("frank")
+	// The client has read the hello: the gate registered the stream.
+	_, e := streamNotices(openNotices(t, frank))
+	reason := EndQuarantine + ": PCR 15 differs"
+	if err := g.srv.Shutdown(reason); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-e:
+		var closed *client.NoticesClosedError
+		if !errors.As(err, &closed) || closed.Reason != reason {
+			t.Fatalf("stream ended with %v, want closed by the gate with %q", err, reason)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("notice stream still open after Shutdown")
+	}
+}
+
+// A stream that registers after closeAll (a handler that passed its
+// certificate check while the server shut down) is closed at once with
+// closeAll's reason, not left open.
+func TestNoticeHubClosesStreamsAddedAfterCloseAll(t *testing.T) {
+	h := newNoticeHub(&Config{NoticeQueue: 4, MaxSessionsPerUser: 1, MaxNoticeStreamsPerUser: 2,
+		Now: time.Now, Logf: t.Logf})
+	stream := func() *noticeStream {
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close(); b.Close() })
+		return &noticeStream{hub: h, user: "gina", conn: tls.Server(a, &tls.Config{}),
+			q: make(chan wire.Notice, 4), done: make(chan struct{})}
+	}
+	before := stream()
+	h.add(before)
+	h.closeAll("gate shutting down: test")
+	after := stream()
+	h.add(after)
+	for name, st := range map[string]*noticeStream{"open before": before, "added after": after} {
+		select {
+		case <-st.done:
+		default:
+			t.Fatalf("stream %s closeAll is still open", name)
+		}
+		if st.final.Kind != wire.NoticeClosed || st.final.Reason != "gate shutting down: test" {
+			t.Errorf("stream %s closeAll: final notice %+v, want closed with closeAll's reason", name, st.final)
+		}
+	}
+	if n := h.count("gina"); n != 1 {
+		t.Errorf("%d streams registered, want 1 (the one added after closeAll is not)", n)
 	}
 }
