@@ -54,6 +54,26 @@ func Open(path string, opts ...Option) (*Allocator, error) {
 	return a, nil
 }
 
+// ReadTable reads the allocation table persisted at path, sorted by
+// asset, for a reader other than the overlay service (segment's show). A
+// missing file (nothing allocated yet) is an empty table; a damaged one
+// is ErrCorruptState.
+//
+// It opens the file read-only and decodes it, nothing more: unlike Open
+// it removes no leftover temporary file (one may be the running overlay
+// service's write in progress), and it takes no lock (the service takes
+// none on the file either). The read needs none to be consistent: the
+// file is never written in place but replaced by a rename (atomicfile),
+// so the opened file is one whole version, old or new, even when it is
+// replaced while being read.
+func ReadTable(path string) ([]Entry, error) {
+	t, _, err := readTable(path)
+	if err != nil {
+		return nil, fmt.Errorf("alloc: %w", err)
+	}
+	return t.entries, nil
+}
+
 // Apply makes the table serve exactly reqs: existing assets keep their
 // addresses, new ones get one, removed ones are quarantined. The new
 // table is persisted before it is used; on any error (bad request,
