@@ -51,8 +51,13 @@ unit:
 	report=$$?; status=$$(cat $$rc); rm -f $$rc; \
 	[ "$$status" = 0 ] && [ "$$report" = 0 ]
 
+# The QEMU tests: all output as it comes (-v), and no skip is allowed.
 integration:
-	$(GO) test -count=1 -p 1 -timeout 25m -v ./integration/... 2>&1 | tools/test-summary.sh
+	@rc=$$(mktemp); \
+	{ $(GO) test -json -count=1 -p 1 -timeout 25m ./integration/...; echo $$? >$$rc; } \
+		| $(GO) run ./tools/testreport -v; \
+	report=$$?; status=$$(cat $$rc); rm -f $$rc; \
+	[ "$$status" = 0 ] && [ "$$report" = 0 ]
 
 # The repro-checks come first: they also download and verify the kernel
 # packages that the qemu/ harness tests boot.

@@ -6,7 +6,11 @@
 // test` installs everything the tests need and runs as root, so a skip
 // there means a test silently did not run.
 //
-//	go test -json ./... | go run ./tools/testreport [-allow FILE]
+//	go test -json ./... | go run ./tools/testreport [-allow FILE] [-v]
+//
+// With -v every line of output is printed as it comes, as `go test -v`
+// would (for long tests, such as the QEMU ones, whose progress matters),
+// and the report ends with the count of tests passed, failed and skipped.
 //
 // The allow list has one "PACKAGE TEST" per line (the test name may end in
 // "/*" to allow every subtest of it), '#' starts a comment; each entry says
@@ -37,6 +41,8 @@ type key struct{ pkg, test string }
 
 type report struct {
 	out      io.Writer
+	verbose  bool             // print all output as it comes (-v)
+	tests    [3]int           // tests passed, failed, skipped
 	outputs  map[key][]string // a running test's output so far
 	skipped  []skip
 	failed   []key
@@ -56,8 +62,25 @@ func newReport(out io.Writer) *report {
 // add takes one event.
 func (r *report) add(e event) {
 	k := key{e.Package, e.Test}
+	if e.Test != "" {
+		switch e.Action {
+		case "pass":
+			r.tests[0]++
+		case "fail":
+			r.tests[1]++
+		case "skip":
+			r.tests[2]++
+		}
+	}
 	switch e.Action {
 	case "output":
+		if r.verbose {
+			fmt.Fprint(r.out, e.Output)
+			if e.Test != "" {
+				r.outputs[k] = append(r.outputs[k], e.Output) // for a skip's reason
+			}
+			return
+		}
 		if e.Test == "" {
 			// Package-level output: the ok/FAIL summary line, build
 			// errors, panics outside a test. Printed as it comes, except
@@ -87,8 +110,10 @@ func (r *report) add(e event) {
 			return
 		}
 		r.failed = append(r.failed, k)
-		for _, l := range r.outputs[k] {
-			fmt.Fprint(r.out, l)
+		if !r.verbose { // -v printed it already
+			for _, l := range r.outputs[k] {
+				fmt.Fprint(r.out, l)
+			}
 		}
 		delete(r.outputs, k)
 	}
@@ -156,6 +181,9 @@ func (r *report) finish(allow map[key]bool) int {
 		a, b := r.skipped[i], r.skipped[j]
 		return a.pkg < b.pkg || a.pkg == b.pkg && a.test < b.test
 	})
+	if r.verbose {
+		fmt.Fprintf(r.out, "testreport: tests: %d passed, %d failed, %d skipped\n", r.tests[0], r.tests[1], r.tests[2])
+	}
 	var unexpected int
 	for _, s := range r.skipped {
 		mark := "SKIP (allowed)"
@@ -183,6 +211,7 @@ func (r *report) finish(allow map[key]bool) int {
 
 func main() {
 	allowPath := flag.String("allow", "", "file of allowed skips (\"PACKAGE TEST\" lines)")
+	verbose := flag.Bool("v", false, "print all test output as it comes, and count the tests")
 	flag.Parse()
 	allow, err := readAllow(*allowPath)
 	if err != nil {
@@ -190,6 +219,7 @@ func main() {
 		os.Exit(2)
 	}
 	r := newReport(os.Stdout)
+	r.verbose = *verbose
 	sc := bufio.NewScanner(os.Stdin)
 	sc.Buffer(make([]byte, 1<<20), 64<<20)
 	for sc.Scan() {

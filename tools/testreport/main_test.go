@@ -138,3 +138,42 @@ func TestReadAllow(t *testing.T) {
 		t.Fatalf("a line without a test name: err = %v, want one naming line 1", err)
 	}
 }
+
+// -v passes every line through as it comes (the QEMU tests' progress),
+// prints a failed test's output once, still fails on a skip, and counts
+// the tests.
+func TestVerbose(t *testing.T) {
+	evs := goTestJSON(t, `package m
+
+import "testing"
+
+func TestOK(t *testing.T) { t.Log("progress: VM booted") }
+
+func TestBroken(t *testing.T) { t.Error("the gate answered 0x83") }
+
+func TestNeedsQEMU(t *testing.T) { t.Skip("no qemu-system-x86_64") }
+`)
+	var b bytes.Buffer
+	r := newReport(&b)
+	r.verbose = true
+	for _, e := range evs {
+		r.add(e)
+	}
+	st := r.finish(nil)
+	out := b.String()
+	if st == 0 {
+		t.Fatalf("a failure and a skip, exit 0:\n%s", out)
+	}
+	for _, want := range []string{
+		"=== RUN   TestOK", "progress: VM booted", "--- PASS: TestOK",
+		"SKIP (NOT ALLOWED: the test did not run) example.test/m TestNeedsQEMU: m_test.go:9: no qemu-system-x86_64",
+		"testreport: tests: 1 passed, 1 failed, 1 skipped",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("verbose report lacks %q:\n%s", want, out)
+		}
+	}
+	if n := strings.Count(out, "the gate answered 0x83"); n != 1 {
+		t.Errorf("the failed test's output printed %d times, want once:\n%s", n, out)
+	}
+}
