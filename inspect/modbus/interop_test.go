@@ -1,13 +1,16 @@
 package modbus_test
 
 import (
+	"bufio"
 	"encoding/json"
+	"io"
 	"net"
 	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/otgate/otgate/inspect/modbus"
 )
@@ -170,5 +173,126 @@ func TestThroughGateWithMbpoll(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Errorf("transcript lacks %q:\n%s", want, text)
 		}
+	}
+}
+
+// startPymodbusDevice runs plant/testdata/modbus_server.py, a device made
+// with pymodbus (not the project's plant), on loopback and returns its
+// address.
+func startPymodbusDevice(t *testing.T) string {
+	t.Helper()
+	if err := exec.Command("/usr/bin/python3", "-c", "import pymodbus.server").Run(); err != nil {
+		t.Skip("python3-pymodbus not installed (apt-get install python3-pymodbus)")
+	}
+	cmd := exec.Command("/usr/bin/python3", "../../plant/testdata/modbus_server.py", "127.0.0.1", "0")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Scan()
+		line <- sc.Text()
+		io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case l := <-line:
+		port, ok := strings.CutPrefix(l, "listening on ")
+		if !ok {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("pymodbus device printed %q, want \"listening on PORT\"\n%s", l, stderr.String())
+		}
+		return net.JoinHostPort("127.0.0.1", port)
+	case <-time.After(30 * time.Second):
+		t.Fatal("pymodbus device did not start within 30 s")
+		return ""
+	}
+}
+
+// TestThroughGateToPymodbusDevice: the device is pymodbus's server and the
+// clients are pymodbus and mbpoll, so no Modbus code of the project is on
+// either side of the gate. Allowed reads and writes arrive unchanged, denied
+// ones get the gate's exception with the client's transaction id and never
+// reach the device, and the transcript says what happened.
+func TestThroughGateToPymodbusDevice(t *testing.T) {
+	dev := startPymodbusDevice(t)
+	g := startGate(t, dev, modbus.Enforce)
+	res := runPymodbus(t, g.addr, 1, `[
+		["rh",0,4], ["wr",52,55], ["rh",52,1], ["wr",60,1], ["rh",60,1], ["wr",52,101],
+		["wc",0,true], ["rc",0,2], ["wc",5,true], ["ri",0,3], ["rd",0,3],
+		["wm",50,[7,8,9]], ["rh",50,3], ["wm",54,[1,2,3]], ["rh",54,2], ["rh",100,1]]`)
+	type want struct {
+		exc    int
+		values string // "" = no values
+	}
+	wants := []want{
+		{0, "[0 1 2 3]"}, {0, ""}, {0, "[55]"}, {2, ""}, {0, "[60]"}, {3, ""},
+		{0, ""}, {0, "[1 0]"}, {2, ""}, {0, "[1000 1001 1002]"}, {0, "[0 1 0]"},
+		{0, ""}, {0, "[7 8 9]"}, {2, ""}, {0, "[54 55]"}, {2, ""},
+	}
+	if len(res) != len(wants) {
+		t.Fatalf("%d results, want %d: %+v", len(res), len(wants), res)
+	}
+	for i, w := range wants {
+		r := res[i]
+		got := ""
+		if len(r.Values) > 0 {
+			got = sprint(r.Values)
+		}
+		if r.Error != "" || r.Exception != w.exc || r.OK != (w.exc == 0) || got != w.values {
+			t.Errorf("op %d: %+v, want exception %d values %q", i, r, w.exc, w.values)
+		}
+	}
+	recs := g.rec.wait(t, len(wants))
+	byTID := map[int]*modbus.Record{}
+	for _, r := range recs {
+		byTID[int(r.TransactionID)] = r
+	}
+	for i, r := range res {
+		rec := byTID[r.TID]
+		switch {
+		case rec == nil:
+			t.Errorf("op %d: no record for pymodbus transaction %d", i, r.TID)
+		case r.Exception != 0 && (rec.Verdict != modbus.VerdictDenied || int(rec.Exception) != r.Exception):
+			t.Errorf("op %d: the client saw exception %d from the gate, record %s", i, r.Exception, rec)
+		case r.OK && (rec.Verdict != modbus.VerdictAllowed || rec.Outcome != modbus.OutcomeOK):
+			t.Errorf("op %d: the client saw ok, record %s", i, rec)
+		}
+	}
+	text := g.rec.text()
+	for _, want := range []string{
+		"unit 1 read holding 0..3 -> ok = 0 1 2 3 (",
+		"unit 1 write holding 52 = 55 -> ok (",
+		`unit 1 write holding 60 = 1 -> denied, exception 02 illegal data address: modbus rules "alice-plc7": write holding 60 outside write ranges 50-55`,
+		"unit 1 read holding 60 -> ok = 60 (",
+		"unit 1 write holding 52 = 101 -> denied, exception 03 illegal data value",
+		"unit 1 write coil 0 = on -> ok (",
+		"unit 1 read coil 0..1 -> ok = 1 0 (",
+		"unit 1 read input 0..2 -> ok = 1000 1001 1002 (",
+		"unit 1 write holding 50..52 = 7 8 9 -> ok (",
+		"unit 1 write holding 54..56 = 1 2 3 -> denied, exception 02",
+		"unit 1 read holding 54..55 -> ok = 54 55 (",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("transcript lacks %q:\n%s", want, text)
+		}
+	}
+	// mbpoll against the same device through the gate.
+	if _, out, err := mbpoll(t, g.addr, []string{"-t", "4", "-r", "53"}, "4"); err != nil || !strings.Contains(out, "Written 1 references") {
+		t.Fatalf("mbpoll write holding 53: %v\n%s", err, out)
+	}
+	if v, out, err := mbpoll(t, g.addr, []string{"-t", "4", "-r", "52", "-c", "2"}); err != nil || sprint(v) != "[9 4]" {
+		t.Fatalf("mbpoll read holding 52..53: %v %v\n%s", v, err, out)
+	}
+	if _, out, err := mbpoll(t, g.addr, []string{"-t", "4", "-r", "0"}, "1"); err == nil || !strings.Contains(out, "Illegal data address") {
+		t.Fatalf("mbpoll denied write holding 0: %v\n%s", err, out)
 	}
 }
