@@ -110,6 +110,10 @@ func (s *Server) Reload() (int, error) {
 				why = "no longer allowed: " + d.Reason
 			} else if changed, how, deadline := reevaluate(old, p, sess, now); changed {
 				why = how
+			} else if sess.monitor && !d.Monitor {
+				// Its inspector would go on passing what enforce mode
+				// denies: fail closed, the client reconnects under enforce.
+				why = fmt.Sprintf("the zone of asset %q now enforces (the session was opened in monitor mode): reconnect", sess.asset)
 			} else if d.Rule != sess.rule {
 				// Another grant (maybe with other protocol rules) governs
 				// it now: fail closed, the client reconnects under it.

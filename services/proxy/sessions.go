@@ -35,6 +35,7 @@ type session struct {
 	protocol string
 	source   netip.Addr
 	rule     string
+	monitor  bool // Modbus in monitor mode: the asset's zone was when the session started
 	started  time.Time
 	until    time.Time
 	chain    [][]byte // the client certificate chain, re-verified on revocation

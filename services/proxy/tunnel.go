@@ -117,7 +117,7 @@ func (s *Server) tunnel(tc *tls.Conn) {
 		return
 	}
 	sess := &session{id: newSessionID(), user: cred.User, roles: slices.Clone(cred.Roles), serial: cred.SerialString(),
-		asset: h.Asset, protocol: h.Protocol, source: src, rule: d.Rule, started: now, until: until,
+		asset: h.Asset, protocol: h.Protocol, source: src, rule: d.Rule, monitor: d.Monitor, started: now, until: until,
 		chain: chain, certEnd: cred.NotAfter, ended: make(chan struct{}), note: sessionNotices{hub: s.notices}}
 	sess.touch(now.UnixNano())
 	ev.SessionID = sess.id

@@ -1,0 +1,305 @@
+package proxy
+
+import (
+	"bufio"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/otgate/otgate/audit"
+)
+
+// deviceSite: plc-1 in zone cell (mode MODE) with a grant for alice
+// through the real policy path (SiteFileLoader).
+const deviceSite = `site: lab
+zones:
+  - name: cell
+    owner: ot@lab.example
+    mode: MODE
+    interface: eth1
+    subnet: 10.99.0.0/24
+    gate_address: 10.99.0.1
+assets:
+  - name: plc-1
+    zone: cell
+    address: 10.99.0.5
+    services:
+      - protocol: modbus
+users:
+  - name: alice
+grants:
+  - name: alice-plc
+    subjects:
+      users: [alice]
+    targets:
+      assets: [plc-1]
+    protocols: [modbus]
+    modbus:
+      units: [1]
+      functions: [read-write]
+      coils:
+        read: ["0-15"]
+        write: ["0"]
+      holding-registers:
+        read: ["0-9"]
+        write: ["5-6"]
+      limits:
+        - {registers: "6", min: 0, max: 100}
+`
+
+// startPymodbusInPlant runs plant/testdata/modbus_server.py (a device
+// made with pymodbus, not the project's plant) on port 502 of every plant
+// address, inside the plant namespace.
+func startPymodbusInPlant(t *testing.T, l *lab) {
+	t.Helper()
+	if err := exec.Command("/usr/bin/python3", "-c", "import pymodbus.server").Run(); err != nil {
+		t.Skip("python3-pymodbus not installed (apt-get install python3-pymodbus)")
+	}
+	script, err := filepath.Abs("../../plant/testdata/modbus_server.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("nsenter", "-t", strconv.Itoa(l.plantPID), "-n", "/usr/bin/python3", script, "0.0.0.0", "502")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	first := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Scan()
+		first <- sc.Text()
+		io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case line := <-first:
+		if line != "listening on 502" {
+			t.Fatalf("pymodbus device printed %q, want \"listening on 502\"\n%s", line, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("pymodbus device did not start within 30 s")
+	}
+}
+
+// pymodbusResult is one result of plant/testdata/modbus_client.py.
+type pymodbusResult struct {
+	OK        bool   `json:"ok"`
+	Values    []int  `json:"values"`
+	Exception int    `json:"exception"`
+	Error     string `json:"error"`
+	TID       int    `json:"tid"`
+}
+
+// TestModbusIndependentDeviceThroughConnect: no Modbus code of the project
+// on either side of the gate. The device is pymodbus's server in the plant
+// namespace, the clients are pymodbus and mbpoll on `otgate connect`, the
+// policy is a site file. Allowed operations arrive unchanged; denied ones
+// get the gate's exception with the client's transaction id and leave the
+// device as it was; a malformed frame ends the session, its reason in the
+// session-end record and in `otgate audit show`; the transcript names
+// every operation. With the zone in monitor mode the same write passes and
+// is recorded as "would deny"; a session opened in monitor mode ends when
+// the zone is switched back to enforce (fail closed).
+func TestModbusIndependentDeviceThroughConnect(t *testing.T) {
+	for _, b := range []string{"mbpoll", "/usr/bin/python3"} {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Skipf("%s not installed (apt-get install mbpoll python3)", b)
+		}
+	}
+	l := newLab(t)
+	startPymodbusInPlant(t, l)
+	sitePath := filepath.Join(t.TempDir(), "site.yaml")
+	setMode := func(mode string) {
+		t.Helper()
+		if err := os.WriteFile(sitePath, []byte(strings.Replace(deviceSite, "MODE", mode, 1)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setMode("enforce")
+	g := newGate(t, l, func(c *Config) { c.LoadPolicy = SiteFileLoader(sitePath) })
+	secret := g.enrol("alice")
+
+	bin := buildOtgate(t)
+	profile := filepath.Join(g.dir, "alice-profile")
+	login := exec.Command(bin, "login", "--profile", profile, "--user", "alice", "--code", oathtool(t, secret), "--password-stdin", "otgate://"+g.addr)
+	login.Stdin = strings.NewReader("correct horse battery\n")
+	if out, err := login.CombinedOutput(); err != nil || !strings.Contains(string(out), "logged in as alice") {
+		t.Fatalf("otgate login: %v\n%s", err, out)
+	}
+	connect := exec.Command(bin, "connect", "plc-1", "--listen", "127.0.0.1:0", "--profile", profile)
+	stdout, err := connect.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	connect.Stderr = connect.Stdout
+	if err := connect.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { connect.Process.Kill(); connect.Wait() })
+	lines := lineReader(stdout)
+	port := waitLine(t, lines, regexp.MustCompile(`listening on 127\.0\.0\.1:(\d+) for plc-1/modbus`))[1]
+	sessionRe := regexp.MustCompile(`session ([0-9a-f]+) allowed by rule alice-plc`)
+
+	// pymodbus runs ops on one connection (one session) and returns the
+	// results and the session id.
+	pymodbus := func(ops string) ([]pymodbusResult, string) {
+		t.Helper()
+		out, err := exec.Command("/usr/bin/python3", "../../plant/testdata/modbus_client.py", "127.0.0.1", port, "1", ops).CombinedOutput()
+		if err != nil {
+			t.Fatalf("pymodbus client: %v\n%s", err, out)
+		}
+		var res []pymodbusResult
+		if err := json.Unmarshal(out, &res); err != nil {
+			t.Fatalf("pymodbus output %q: %v", out, err)
+		}
+		return res, waitLine(t, lines, sessionRe)[1]
+	}
+	show := func(session string) string {
+		t.Helper()
+		out, err := exec.Command(bin, "audit", "show", "--session", session, g.logDir).CombinedOutput()
+		if err != nil {
+			t.Fatalf("otgate audit show --session %s: %v\n%s", session, err, out)
+		}
+		return string(out)
+	}
+	check := func(res []pymodbusResult, wants []string) {
+		t.Helper()
+		if len(res) != len(wants) {
+			t.Fatalf("%d results, want %d: %+v", len(res), len(wants), res)
+		}
+		for i, w := range wants {
+			r := res[i]
+			got := "ok " + sprintInts(r.Values)
+			if r.Exception != 0 || !r.OK {
+				got = "exception " + strconv.Itoa(r.Exception) + r.Error
+			}
+			if got != w {
+				t.Errorf("op %d: %+v (%s), want %s", i, r, got, w)
+			}
+		}
+	}
+
+	res, session := pymodbus(`[["rh",0,4], ["wr",5,55], ["wr",7,1], ["rh",7,1], ["wr",6,101], ["rh",5,2],
+		["wc",0,true], ["rc",0,2], ["wc",1,true], ["rh",10,1]]`)
+	check(res, []string{"ok [0 1 2 3]", "ok []", "exception 2", "ok [7]", "exception 3", "ok [55 6]",
+		"ok []", "ok [1 0]", "exception 2", "exception 2"})
+	g.waitEnd(session, EndClientClosed)
+	// The gate's exceptions carry pymodbus's transaction ids.
+	for _, op := range []int{2, 4, 8, 9} {
+		r := res[op]
+		rec := g.waitRecord("the record of the denied transaction", func(b audit.Body) bool {
+			p, ok := b.(audit.Payload)
+			return ok && p.SessionID == session && p.Decoded != nil && int(p.Decoded.Transaction) == r.TID
+		}).(audit.Payload)
+		if d := rec.Decoded; d.Verdict != "denied" || int(d.Exception) != r.Exception {
+			t.Errorf("denied op %d: record %+v, want denied with exception %d", op, *d, r.Exception)
+		}
+	}
+	text := show(session)
+	t.Logf("otgate audit show --session %s:\n%s", session, text)
+	for _, want := range []string{
+		" start alice -> plc-1 (modbus) rule \"alice-plc\"",
+		" alice plc-1 unit 1 read holding 0..3 -> ok = 0 1 2 3 (",
+		" alice plc-1 unit 1 write holding 5 = 55 -> ok (",
+		` alice plc-1 unit 1 write holding 7 = 1 -> denied, exception 02 illegal data address: modbus rules "alice-plc": write holding 7 outside write ranges 5-6`,
+		" alice plc-1 unit 1 read holding 7 -> ok = 7 (",
+		` alice plc-1 unit 1 write holding 6 = 101 -> denied, exception 03 illegal data value: modbus rules "alice-plc": write holding 6 = 101 outside limit 0..100`,
+		" alice plc-1 unit 1 write coil 0 = on -> ok (",
+		" alice plc-1 unit 1 read coil 0..1 -> ok = 1 0 (",
+		" alice plc-1 unit 1 write coil 1 = on -> denied, exception 02",
+		" alice plc-1 unit 1 read holding 10 -> denied, exception 02",
+		" end client closed",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("transcript lacks %q", want)
+		}
+	}
+
+	// mbpoll, a second independent client.
+	if out, err := exec.Command("mbpoll", "-m", "tcp", "-a", "1", "-0", "-1", "-o", "10", "-t", "4", "-r", "6", "-p", port, "127.0.0.1", "42").CombinedOutput(); err != nil || !strings.Contains(string(out), "Written 1 references") {
+		t.Fatalf("mbpoll allowed write: %v\n%s", err, out)
+	}
+	waitLine(t, lines, sessionRe)
+	if out, err := exec.Command("mbpoll", "-m", "tcp", "-a", "1", "-0", "-1", "-o", "10", "-t", "4", "-r", "8", "-p", port, "127.0.0.1", "42").CombinedOutput(); err == nil || !strings.Contains(string(out), "Illegal data address") {
+		t.Fatalf("mbpoll denied write: %v\n%s", err, out)
+	}
+	waitLine(t, lines, sessionRe)
+
+	// A malformed frame (byte count 4 for one register) ends the session;
+	// the reason is recorded and nothing of the frame reaches the device.
+	c, err := net.Dial("tcp", "127.0.0.1:"+port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := modbusExchange(t, c, "0001000000060103000500"+"02"); got != "000100000007010304"+"0037"+"002a" {
+		t.Fatalf("read holding 5..6 = %s, want 55 42", got)
+	}
+	session = waitLine(t, lines, sessionRe)[1]
+	bad, _ := hex.DecodeString("000200000009011000060001040001")
+	c.Write(bad)
+	waitClosed(t, c, 30*time.Second)
+	const reason = "modbus: client->device frame at byte 12: function 16: byte count 4 does not match quantity 1 (want 2)"
+	g.waitEnd(session, reason)
+	if text := show(session); !strings.Contains(text, " end "+reason) {
+		t.Errorf("audit show of the malformed session lacks the reason %q:\n%s", reason, text)
+	}
+	if res, _ := pymodbus(`[["rh",6,1]]`); len(res) != 1 || sprintInts(res[0].Values) != "[42]" {
+		t.Errorf("holding 6 after the malformed write: %+v, want 42 (the frame never reached the device)", res)
+	}
+
+	// Monitor mode: the write enforce mode denies reaches the device and
+	// is recorded as "would deny".
+	setMode("monitor")
+	if _, err := g.srv.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	res, session = pymodbus(`[["wr",7,1], ["rh",7,1]]`)
+	check(res, []string{"ok []", "ok [1]"})
+	g.waitEnd(session, EndClientClosed)
+	if text := show(session); !strings.Contains(text, ` alice plc-1 unit 1 write holding 7 = 1 -> ok (`) ||
+		!strings.Contains(text, `[would deny, exception 02 illegal data address: modbus rules "alice-plc": write holding 7 outside write ranges 5-6]`) {
+		t.Errorf("monitor-mode transcript lacks the would-deny write:\n%s", text)
+	}
+
+	// A session opened in monitor mode does not outlive the zone's switch
+	// back to enforce: it would keep passing what is now denied.
+	c2, err := net.Dial("tcp", "127.0.0.1:"+port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if got := modbusExchange(t, c2, "0003000000060103000700"+"01"); got != "00030000000501030200"+"01" {
+		t.Fatalf("read holding 7 = %s, want 1", got)
+	}
+	session = waitLine(t, lines, sessionRe)[1]
+	setMode("enforce")
+	if n, err := g.srv.Reload(); err != nil || n != 1 {
+		t.Fatalf("Reload = %d, %v; want the monitor-mode session ended", n, err)
+	}
+	waitClosed(t, c2, 30*time.Second)
+	g.waitEnd(session, "enforce")
+}
+
+func sprintInts(v []int) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.Itoa(x)
+	}
+	return "[" + strings.Join(s, " ") + "]"
+}
