@@ -1,7 +1,7 @@
 package segment
 
 import (
-	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -13,7 +13,9 @@ import (
 
 // The would-block history is kept in a CBOR file so that the report survives
 // restarts of the service and of the gate: every apply starts the kernel's
-// record afresh, and the service is the one place that adds them up.
+// record afresh, and the service is the one place that adds them up. The
+// service (one process) is the file's only writer: it reads the file once,
+// at start, and from then on its memory is the history and the file a copy.
 
 // historyFile is the file's content: the history, and the kernel counters
 // of the current table generation already added into it (so a restarted
@@ -48,6 +50,7 @@ func (s *Service) loadHistoryLocked() {
 		s.event("error", "would-block history %s unreadable (%v); moved to %s, starting empty", s.statePath, err, aside)
 		return
 	}
+	s.stateOnDisk = sha256.Sum256(b)
 	for i := range f.History {
 		h := f.History[i]
 		s.hist[h.Flow.String()] = &h
@@ -73,14 +76,19 @@ func (s *Service) saveHistoryLocked() error {
 	if err != nil {
 		return fmt.Errorf("segment: encode would-block history: %w", err)
 	}
-	// The file holds these bytes already (a boot, or an apply, that saw
-	// no new flow): leave it. Every write is a temporary file, two fsyncs
+	// The file holds these bytes already, as last read or written (a
+	// boot, or an apply, that saw no new flow): leave it. Every write is a temporary file, two fsyncs
 	// and a rename on the gate's flash.
-	if cur, err := os.ReadFile(s.statePath); err == nil && bytes.Equal(cur, b) {
+	sum := sha256.Sum256(b)
+	if sum == s.stateOnDisk {
 		return nil
 	}
 	if err := os.MkdirAll(filepath.Dir(s.statePath), 0o700); err != nil {
 		return fmt.Errorf("segment: would-block history dir: %w", err)
 	}
-	return writeAtomic(s.statePath, b)
+	if err := writeAtomic(s.statePath, b); err != nil {
+		return err
+	}
+	s.stateOnDisk = sum
+	return nil
 }

@@ -55,8 +55,9 @@ type Service struct {
 	// added here first. Keyed by exception id and flow.
 	excBase map[string][2]uint64
 
-	statePath    string // would-block history file, "" for none
-	overlayState string // the overlay allocator's table, read for show
+	statePath    string   // would-block history file, "" for none
+	stateOnDisk  [32]byte // sha256 of the bytes last read from or written to statePath
+	overlayState string   // the overlay allocator's table, read for show
 }
 
 // Option configures a Service.

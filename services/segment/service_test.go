@@ -396,3 +396,77 @@ func TestExceptionCountersSurviveReapply(t *testing.T) {
 			got.Packets, got.Bytes, second.Packets, second.Bytes)
 	}
 }
+
+// The service's memory is the would-block history and the file its copy:
+// read once, at start, and written when the history changes (a save
+// compares with what it last wrote, not with a new read of the file).
+func TestHistoryFileIsWrittenFromMemory(t *testing.T) {
+	l := nslab.New(t)
+	l.Plant2.Listen(t, nslab.Asset3+":502")
+	spec := labSpec(ruleset.ModeMonitor)
+	state := filepath.Join(t.TempDir(), "history.cbor")
+	svc, _ := newService(t, l, spec, segment.WithStateFile(state))
+	if err := svc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	flow := func() {
+		t.Helper()
+		if ok, err := l.Client.Reach(nslab.Asset3+":502", nslab.Identity{UID: 1000}, 10*time.Second); !ok || err != nil {
+			t.Fatalf("client to monitored rtu-1: reachable=%v err=%v", ok, err)
+		}
+	}
+	flow()
+	if _, err := svc.Report(); err != nil {
+		t.Fatal(err)
+	}
+	// A reload writes what the table generation counted into the history;
+	// a second one has nothing to add and leaves the file as it is, even
+	// when the file no longer holds what the service wrote.
+	if err := svc.SetSpec(spec, "reload"); err != nil {
+		t.Fatal(err)
+	}
+	foreign := []byte("not written by the service")
+	if err := os.WriteFile(state, foreign, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.SetSpec(spec, "reload again"); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(state); string(b) != string(foreign) {
+		t.Errorf("a save without a change rewrote the file (it read it again)")
+	}
+	// New traffic: the history in memory is written out whole (read once
+	// the connection's closing packets are counted).
+	flow()
+	report := func(svc *segment.Service) []ruleset.WouldBlock {
+		t.Helper()
+		r, err := svc.Report()
+		if err != nil || len(r) != 1 {
+			t.Fatalf("report: %+v, %v; want the one flow", r, err)
+		}
+		return r
+	}
+	want := report(svc)
+	for stable := 0; stable < 3; {
+		time.Sleep(100 * time.Millisecond)
+		if next := report(svc); next[0].Packets == want[0].Packets {
+			stable++
+		} else {
+			want, stable = next, 0
+		}
+	}
+	if b, _ := os.ReadFile(state); string(b) == string(foreign) {
+		t.Fatal("the history changed and the file was not written")
+	}
+	if _, err := os.Stat(state + ".corrupt"); !os.IsNotExist(err) {
+		t.Errorf("the file was read after start (moved aside as unreadable): %v", err)
+	}
+	svc2, _ := newService(t, l, spec, segment.WithStateFile(state))
+	if err := svc2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	got := report(svc2)
+	if g, w := got[0], want[0]; g.Flow != w.Flow || g.Packets != w.Packets || g.Bytes != w.Bytes || !g.FirstSeen.Equal(w.FirstSeen) || !g.LastSeen.Equal(w.LastSeen) {
+		t.Errorf("history after a restart:\n  %+v\nwant the first service's:\n  %+v", g, w)
+	}
+}
