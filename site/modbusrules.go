@@ -108,11 +108,11 @@ func decodeModbusRules(d *decoder, n *yaml.Node, p, grant string) (*modbus.Rules
 			if l.Signed {
 				lo, hi = -32768, 32767
 			}
-			l.Min, good = d.integer(lf["min"], join(ip, "min"), lo, hi)
-			ok = ok && good
-			l.Max, good = d.integer(lf["max"], join(ip, "max"), lo, hi)
-			ok = ok && good
-			if good && l.Min > l.Max {
+			var minGood, maxGood bool
+			l.Min, minGood = d.integer(lf["min"], join(ip, "min"), lo, hi)
+			l.Max, maxGood = d.integer(lf["max"], join(ip, "max"), lo, hi)
+			ok = ok && minGood && maxGood
+			if minGood && maxGood && l.Min > l.Max {
 				d.nodeErrorf(lf["max"], join(ip, "max"), "max %d is less than min %d", l.Max, l.Min)
 				ok = false
 			}
