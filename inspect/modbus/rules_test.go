@@ -147,6 +147,17 @@ func TestJudge(t *testing.T) {
 		{"user defined denied", 1, "41", ExIllegalFunction, "function 65 (user-defined-65)"},
 		{"reserved denied", 1, "5a 0000", ExIllegalFunction, "function 90 (function-90)"},
 		{"report server id", 1, "11", 0, ""},
+		{"read coils in range", 1, "01 0000 0010", 0, ""},
+		{"read coils past range", 1, "01 0008 0009", ExIllegalDataAddress, "read coil 8..16 outside read ranges 0-15"},
+		{"write coils allowed", 1, "0f 0000 0001 01 01", 0, ""},
+		{"write coils past range", 1, "0f 0000 0002 01 03", ExIllegalDataAddress, "write coil 0..1 outside write ranges 0"},
+		{"write coils no write range", 1, "0f 0005 0001 01 01", ExIllegalDataAddress, "write coil 5 outside write ranges 0"},
+		{"read exception status", 1, "07", 0, ""},
+		{"comm event counter", 1, "0b", 0, ""},
+		{"comm event log", 1, "0c", 0, ""},
+		{"write register without a limit", 1, "06 0035 ffff", 0, ""},
+		{"write multiple one value over limit", 1, "10 0033 0002 04 0001 0065", ExIllegalDataValue, "write holding 52 = 101 outside limit 0..100"},
+		{"broadcast unit 0", 0, "06 0034 0001", ExGatewayPathUnavailable, "unit 0 not in allowed units [1]"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
