@@ -208,7 +208,7 @@ func call(c *tls.Conn, req wire.Request) (*wire.Response, error) {
 		return nil, fmt.Errorf("send %s: %w", req.Op, err)
 	}
 	var rsp wire.Response
-	if err := wire.ReadFrame(c, &rsp); err != nil {
+	if err := wire.ReadFromGate(c, &rsp); err != nil {
 		return nil, fmt.Errorf("read %s answer: %w", req.Op, err)
 	}
 	if rsp.Code != "" {
@@ -316,7 +316,7 @@ func (s *Session) Tunnel(ctx context.Context, asset, protocol string) (*tls.Conn
 		return nil, nil, fmt.Errorf("send tunnel header: %w", err)
 	}
 	var r wire.Reply
-	if err := wire.ReadFrame(c, &r); err != nil {
+	if err := wire.ReadFromGate(c, &r); err != nil {
 		c.Close()
 		return nil, nil, fmt.Errorf("read the gate's answer: %w", err)
 	}

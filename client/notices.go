@@ -44,7 +44,7 @@ func (s *Session) Notices(ctx context.Context) (*NoticeStream, error) {
 	}
 	c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	ns := &NoticeStream{c: c}
-	if err := wire.ReadFrame(c, &ns.Hello); err != nil {
+	if err := wire.ReadFromGate(c, &ns.Hello); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("read the gate's notice hello: %w", err)
 	}
@@ -64,7 +64,7 @@ func (s *Session) Notices(ctx context.Context) (*NoticeStream, error) {
 // returned as a *NoticesClosedError.
 func (ns *NoticeStream) Next() (wire.Notice, error) {
 	var n wire.Notice
-	if err := wire.ReadFrame(ns.c, &n); err != nil {
+	if err := wire.ReadFromGate(ns.c, &n); err != nil {
 		return n, err
 	}
 	if n.Kind == wire.NoticeClosed {

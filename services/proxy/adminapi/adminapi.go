@@ -92,7 +92,7 @@ func Call(path string, req Request) (*Response, error) {
 		return nil, fmt.Errorf("proxy admin %s: %w", req.Op, err)
 	}
 	var rsp Response
-	if err := wire.ReadFrame(c, &rsp); err != nil {
+	if err := wire.ReadFromGate(c, &rsp); err != nil {
 		return nil, fmt.Errorf("proxy admin %s: read answer: %w", req.Op, err)
 	}
 	if rsp.Error != "" {

@@ -20,6 +20,12 @@
 //     closed notice with the reason when it closes the stream (or
 //     refuses it).
 //
+// The gate decodes what clients send strictly (a field it does not know is
+// an error: it could ask for something the gate would not do); clients
+// skip fields they do not know in what the gate sends (ReadFromGate), so a
+// newer gate can add to a reply or a notice without breaking clients
+// already deployed.
+//
 // The Header is a small binary record so the gate can parse it without a
 // general decoder before any decision:
 //

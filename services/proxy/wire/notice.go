@@ -10,7 +10,10 @@ import (
 // with a NoticeHello (or a NoticeClosed saying why not, then closes) and
 // then pushes Notice frames about the user's live sessions until the
 // client closes the stream, the certificate is revoked or expires, or the
-// gate shuts down (each announced by a final NoticeClosed).
+// gate shuts down (each announced by a final NoticeClosed). A newer gate
+// may add fields to Notice: clients skip the ones they do not know
+// (ReadFromGate); a kind they do not know they ignore. A change of
+// meaning needs a new ALPN name.
 const ALPNNotices = "otgate-notices/1"
 
 // Notice kinds.
