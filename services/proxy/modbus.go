@@ -10,8 +10,8 @@ import (
 	"github.com/otgate/otgate/inspect/modbus"
 )
 
-// countingClient counts the client side's bytes and marks activity; the
-// inspector reads and writes through it without any extra copy.
+// countingClient counts the bytes sent to the client and marks activity;
+// the inspector reads and writes through it without any extra copy.
 type countingClient struct {
 	io.ReadWriteCloser
 	sess *session
@@ -21,7 +21,6 @@ type countingClient struct {
 func (c *countingClient) Read(b []byte) (int, error) {
 	n, err := c.ReadWriteCloser.Read(b)
 	if n > 0 {
-		c.sess.toAsset.Add(uint64(n))
 		c.sess.touch(c.now())
 	}
 	return n, err
@@ -34,6 +33,29 @@ func (c *countingClient) Write(b []byte) (int, error) {
 		c.sess.touch(c.now())
 	}
 	return n, err
+}
+
+// countingAsset counts the bytes the inspector forwards to the asset:
+// denied requests and a malformed frame never reach it, so they are not
+// in the session's bytes to the asset.
+type countingAsset struct {
+	io.ReadWriteCloser
+	sess *session
+}
+
+func (a *countingAsset) Write(b []byte) (int, error) {
+	n, err := a.ReadWriteCloser.Write(b)
+	a.sess.toAsset.Add(uint64(n))
+	return n, err
+}
+
+// CloseWrite half-closes the asset connection when it can (the relay's
+// drain after the client's end relies on it).
+func (a *countingAsset) CloseWrite() error {
+	if cw, ok := a.ReadWriteCloser.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }
 
 // relayModbus inspects the session with the decision's Modbus rules and
@@ -52,7 +74,7 @@ func (s *Server) relayModbus(tc *tls.Conn, asset io.ReadWriteCloser, sess *sessi
 		}
 	})
 	client := &countingClient{ReadWriteCloser: tc, sess: sess, now: func() int64 { return s.cfg.Now().UnixNano() }}
-	err := modbus.Relay(context.Background(), modbus.Config{Policy: d.Modbus, Mode: mode, Sink: sink, Now: s.cfg.Now}, client, asset)
+	err := modbus.Relay(context.Background(), modbus.Config{Policy: d.Modbus, Mode: mode, Sink: sink, Now: s.cfg.Now}, client, &countingAsset{asset, sess})
 	var end *modbus.EndError
 	switch {
 	case errors.As(err, &end):

@@ -255,7 +255,9 @@ func TestModbusIndependentDeviceThroughConnect(t *testing.T) {
 	c.Write(bad)
 	waitClosed(t, c, 30*time.Second)
 	const reason = "modbus: client->device frame at byte 12: function 16: byte count 4 does not match quantity 1 (want 2)"
-	g.waitEnd(session, reason)
+	if end := g.waitEnd(session, reason); end.BytesToAsset != 12 || end.BytesToClient != 13 {
+		t.Errorf("session end %+v: want 12 bytes to the asset (the read; the malformed frame never reached it) and 13 to the client", end)
+	}
 	if text := show(session); !strings.Contains(text, " end "+reason) {
 		t.Errorf("audit show of the malformed session lacks the reason %q:\n%s", reason, text)
 	}
