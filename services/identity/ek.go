@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"errors"
 	"fmt"
 
 	"github.com/google/go-tpm/tpm2"
@@ -75,32 +74,9 @@ func readEK(t transport.TPM) (*ekInventory, error) {
 // readNVCert reads an EK certificate from NV, or nil when the index is not
 // defined. The certificate is checked to parse as X.509.
 func readNVCert(t transport.TPM, index tpm2.TPMHandle) ([]byte, error) {
-	pub, err := tpm2.NVReadPublic{NVIndex: index}.Execute(t)
-	if errors.Is(err, tpm2.TPMRCHandle) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("identity: read NV index %#x public area: %w", uint32(index), err)
-	}
-	nvPub, err := pub.NVPublic.Contents()
-	if err != nil {
-		return nil, fmt.Errorf("identity: NV index %#x public area: %w", uint32(index), err)
-	}
-	nv := tpm2.NamedHandle{Handle: index, Name: pub.NVName}
-	var out []byte
-	const chunk = 512 // at most MAX_NV_BUFFER_SIZE on every TPM
-	for off := 0; off < int(nvPub.DataSize); off += chunk {
-		n := min(chunk, int(nvPub.DataSize)-off)
-		rsp, err := tpm2.NVRead{
-			AuthHandle: tpm2.AuthHandle{Handle: index, Name: pub.NVName, Auth: tpm2.PasswordAuth(nil)},
-			NVIndex:    nv,
-			Size:       uint16(n),
-			Offset:     uint16(off),
-		}.Execute(t)
-		if err != nil {
-			return nil, fmt.Errorf("identity: read NV index %#x at %d: %w", uint32(index), off, err)
-		}
-		out = append(out, rsp.Data.Buffer...)
+	out, defined, err := readNV(t, index)
+	if !defined || err != nil {
+		return nil, err
 	}
 	// Some manufacturers pad the index: keep the DER element only.
 	cert, err := x509.ParseCertificate(trimDER(out))

@@ -64,30 +64,18 @@ func keyFingerprint(pub crypto.PublicKey) string {
 // exists; rec is nil (and err says why) when it exists but does not hold
 // a marker (never written: a power cut between define and write).
 func readMarker(t transport.TPM) (rec *markerRecord, defined bool, err error) {
-	pub, err := tpm2.NVReadPublic{NVIndex: MarkerNVIndex}.Execute(t)
-	if errors.Is(err, tpm2.TPMRCHandle) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("identity: read NV index %#x public area: %w", uint32(MarkerNVIndex), err)
-	}
-	nvPub, err := pub.NVPublic.Contents()
-	if err != nil {
-		return nil, true, err
-	}
-	if nvPub.DataSize == 0 || nvPub.DataSize > 512 {
-		return nil, true, fmt.Errorf("%d bytes", nvPub.DataSize)
-	}
-	rsp, err := tpm2.NVRead{
-		AuthHandle: tpm2.AuthHandle{Handle: MarkerNVIndex, Name: pub.NVName, Auth: tpm2.PasswordAuth(nil)},
-		NVIndex:    tpm2.NamedHandle{Handle: MarkerNVIndex, Name: pub.NVName},
-		Size:       nvPub.DataSize,
-	}.Execute(t)
-	if err != nil {
-		return nil, true, err
+	b, defined, err := readNV(t, MarkerNVIndex)
+	switch {
+	case !defined:
+		return nil, false, err
+	case err != nil:
+		// The evidence names the index: the TPM's own words.
+		return nil, true, errors.Unwrap(err)
+	case len(b) == 0 || len(b) > 512:
+		return nil, true, fmt.Errorf("%d bytes", len(b))
 	}
 	var m markerRecord
-	if err := decMode.Unmarshal(rsp.Data.Buffer, &m); err != nil {
+	if err := decMode.Unmarshal(b, &m); err != nil {
 		return nil, true, err
 	}
 	return &m, true, nil
