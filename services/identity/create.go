@@ -70,7 +70,7 @@ func create(cfg Config, t transport.TPM, prev *replacedIdentity) error {
 		dev.ReplacedIdentity, dev.ReplacedAt = prev.Dir, now.Unix()
 		dev.ReplacedSerial, dev.ReplacedKeyFingerprint = prev.Serial, prev.KeyFingerprint
 	}
-	persistSRKAfter := false
+	var persistSRKAfter *tpm2.NamedHandle // the SRK to make persistent, when SRKHandle is free
 	if cfg.DevMode {
 		k, err := ecdsa.GenerateKey(deviceCurve(), rand.Reader)
 		if err != nil {
@@ -95,13 +95,17 @@ func create(cfg Config, t transport.TPM, prev *replacedIdentity) error {
 		}
 		dev.EKPublic, dev.EKCertRSA, dev.EKCertECC = ek.PublicDER, ek.CertRSA, ek.CertECC
 		dev.Serial, dev.SerialSource = ek.serial(), "ek"
+		// One SRK for the device key, the seal and, once the identity is
+		// in place, the persistent copy (each CreatePrimary is a key
+		// derivation: a large part of a start on a discrete TPM). With the
+		// device key it is two transient objects, within swtpm's three.
 		p, err := srk(t)
 		if err != nil {
 			return err
 		}
+		defer flush(t, p.Handle)
 		pub, priv, err := createDeviceKey(t, p)
 		if err != nil {
-			flush(t, p.Handle)
 			return err
 		}
 		key = keyRecord{Version: stateVersion, Mode: ModeTPM, Public: pub, Private: priv}
@@ -114,12 +118,9 @@ func create(cfg Config, t transport.TPM, prev *replacedIdentity) error {
 				fmt.Fprintf(cfg.logWriter(), "identity: the SRK is not kept in the TPM (handle %#x holds another key; left alone): every start re-creates it\n", uint32(SRKHandle))
 			}
 		} else {
-			key.SRKName, persistSRKAfter = p.Name.Buffer, true
+			key.SRKName, persistSRKAfter = p.Name.Buffer, &p
 		}
 		h, pubArea, err := loadObject(t, &p, pub, priv)
-		// swtpm holds three transient objects: the SRK goes before the
-		// data key is sealed (sealDataKey makes its own).
-		flush(t, p.Handle)
 		if err != nil {
 			return fmt.Errorf("identity: load the device key just created: %w", err)
 		}
@@ -130,7 +131,7 @@ func create(cfg Config, t transport.TPM, prev *replacedIdentity) error {
 		}
 		defer s.close()
 		signer = s
-		if seal, err = sealDataKey(t, pcrs, dataKeyBytes); err != nil {
+		if seal, err = sealDataKey(t, &p, pcrs, dataKeyBytes); err != nil {
 			return err
 		}
 	}
@@ -165,20 +166,15 @@ func create(cfg Config, t transport.TPM, prev *replacedIdentity) error {
 	return nil
 }
 
-// markTPM makes the SRK persistent (when the key record names it and it
-// is not there yet) and writes the identity marker. Failures are logged,
-// not fatal: the identity is in place; without the persistent SRK every
-// start re-creates it, without the marker a lost /perm is recognised by
-// the SRK alone.
-func markTPM(cfg Config, t transport.TPM, persist bool, m *markerRecord) {
+// markTPM makes the SRK persistent (persist, the transient SRK, when the key
+// record names it and SRKHandle was free; nil: nothing to do) and writes
+// the identity marker. Failures are logged, not fatal: the identity is in
+// place; without the persistent SRK every start re-creates it, without
+// the marker a lost /perm is recognised by the SRK alone.
+func markTPM(cfg Config, t transport.TPM, persist *tpm2.NamedHandle, m *markerRecord) {
 	w := cfg.logWriter()
-	if persist {
-		p, err := srk(t)
-		if err == nil {
-			_, err = persistSRK(t, p)
-			flush(t, p.Handle)
-		}
-		if err != nil {
+	if persist != nil {
+		if err := persistSRK(t, *persist); err != nil {
 			fmt.Fprintf(w, "identity: the SRK is not kept in the TPM (%v): every start re-creates it\n", err)
 		}
 	}

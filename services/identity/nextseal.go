@@ -55,7 +55,7 @@ func (id *Identity) SealNextBoot(digest [32]byte) error {
 	if !measured {
 		return corrupt(filepath.Join(dir, SealFile), fmt.Sprintf("PCR list %v lacks the boot measurement PCR %d", cur.PCRs, MeasuredPCR), nil)
 	}
-	rec, err := sealDataKeyTo(id.tpm, cur.PCRs, values, id.dataKey.b)
+	rec, err := sealDataKeyTo(id.tpm, nil, cur.PCRs, values, id.dataKey.b)
 	if err != nil {
 		return err
 	}

@@ -39,7 +39,7 @@ func Reseal(cfg Config) (string, error) {
 	if _, err := rand.Read(dk); err != nil {
 		return "", err
 	}
-	rec, err := sealDataKey(id.tpm, old.PCRs, dk)
+	rec, err := sealDataKey(id.tpm, nil, old.PCRs, dk)
 	if err != nil {
 		return "", err
 	}

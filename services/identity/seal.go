@@ -136,19 +136,20 @@ func pcrPolicy(pcrs []uint, values [][]byte) ([]byte, error) {
 	return calc.Hash().Digest, nil
 }
 
-// sealDataKey seals dataKey to the current values of pcrs.
-func sealDataKey(t transport.TPM, pcrs []uint, dataKey []byte) (*sealRecord, error) {
+// sealDataKey seals dataKey to the current values of pcrs, under parent:
+// an SRK the caller holds, or nil to create one and flush it again.
+func sealDataKey(t transport.TPM, parent *tpm2.NamedHandle, pcrs []uint, dataKey []byte) (*sealRecord, error) {
 	values, err := readPCRs(t, pcrs)
 	if err != nil {
 		return nil, err
 	}
-	return sealDataKeyTo(t, pcrs, values, dataKey)
+	return sealDataKeyTo(t, parent, pcrs, values, dataKey)
 }
 
-// sealDataKeyTo seals dataKey to values of pcrs, which need not be the
-// current ones: the authPolicy is computed in software (pcrPolicy) and the
+// sealDataKeyTo seals dataKey (under parent, as sealDataKey) to values of
+// pcrs, which need not be the current ones: the authPolicy is computed in software (pcrPolicy) and the
 // TPM enforces it at unseal time.
-func sealDataKeyTo(t transport.TPM, pcrs []uint, values [][]byte, dataKey []byte) (*sealRecord, error) {
+func sealDataKeyTo(t transport.TPM, parent *tpm2.NamedHandle, pcrs []uint, values [][]byte, dataKey []byte) (*sealRecord, error) {
 	if len(values) != len(pcrs) {
 		return nil, fmt.Errorf("identity: seal: %d PCR values for PCRs %v", len(values), pcrs)
 	}
@@ -156,11 +157,14 @@ func sealDataKeyTo(t transport.TPM, pcrs []uint, values [][]byte, dataKey []byte
 	if err != nil {
 		return nil, err
 	}
-	parent, err := srk(t)
-	if err != nil {
-		return nil, err
+	if parent == nil {
+		p, err := srk(t)
+		if err != nil {
+			return nil, err
+		}
+		defer flush(t, p.Handle)
+		parent = &p
 	}
-	defer flush(t, parent.Handle)
 	rsp, err := tpm2.Create{
 		ParentHandle: tpm2.AuthHandle{Handle: parent.Handle, Name: parent.Name, Auth: tpm2.PasswordAuth(nil)},
 		InSensitive: tpm2.TPM2BSensitiveCreate{Sensitive: &tpm2.TPMSSensitiveCreate{

@@ -40,15 +40,27 @@ func counting(o TPMOpener, n *int) TPMOpener {
 // A new identity keeps the SRK persistent at SRKHandle and records its
 // name; the identity opens with it there, without it (evicted: it
 // re-creates the SRK) and next to a foreign key planted at the handle,
-// which it leaves alone.
+// which it leaves alone. A first boot creates the SRK once, for the
+// device key, the seal and the persistent copy (and the EK once, for the
+// serial).
 func TestSRKPersistent(t *testing.T) {
 	_, tpm := startTPM(t)
 	cfg := testConfig(t, tpm)
-	id, err := Open(cfg)
-	if err != nil {
-		t.Fatal(err)
+	firstBoot := func(cfg Config, wantCreatePrimary int) {
+		t.Helper()
+		n := 0
+		c := cfg
+		c.TPM = counting(cfg.TPM, &n)
+		id, err := Open(c)
+		if err != nil {
+			t.Fatalf("first boot: %v", err)
+		}
+		id.Close()
+		if n != wantCreatePrimary {
+			t.Fatalf("first boot: %d CreatePrimary commands, want %d", n, wantCreatePrimary)
+		}
 	}
-	id.Close()
+	firstBoot(cfg, 2)
 	var key keyRecord
 	if err := readState(cfg.StateDir, KeyFile, &key); err != nil {
 		t.Fatal(err)
@@ -126,11 +138,11 @@ func TestSRKPersistent(t *testing.T) {
 	var log logBuffer
 	cfg2 := testConfig(t, tpm)
 	cfg2.Log = &log
-	id2, err := Open(cfg2)
-	if err != nil {
-		t.Fatalf("new identity next to a foreign key at %#x: %v", uint32(SRKHandle), err)
-	}
-	id2.Close()
+	// The SRK three times: the check for an earlier identity compares it
+	// with the key at the handle, create makes the device key and the seal
+	// under one, and the start after it re-creates it (as every start
+	// does when the handle holds another key).
+	firstBoot(cfg2, 4)
 	if !strings.Contains(log.String(), "holds another key; left alone") {
 		t.Errorf("log does not say the handle was left alone:\n%s", log.String())
 	}
@@ -148,7 +160,7 @@ func TestSRKPersistent(t *testing.T) {
 		}
 	})
 	cfg2.Log = testWriter{t}
-	id2, err = Open(cfg2)
+	id2, err := Open(cfg2)
 	if err != nil {
 		t.Fatalf("reopen next to the foreign key: %v", err)
 	}

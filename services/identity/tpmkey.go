@@ -48,23 +48,16 @@ var deviceKeyTemplate = tpm2.TPMTPublic{
 const SRKHandle = tpm2.TPMHandle(0x81000001)
 
 // persistSRK makes the SRK (transient handle p) persistent at SRKHandle,
-// so that later starts need no CreatePrimary and the kernel's resource
-// manager has one object fewer to swap in and out around every command.
-// It returns the SRK's name when SRKHandle holds it afterwards, or nil
-// (and why) when it does not: the handle holds another key (left alone)
-// or the TPM refused; the identity then re-creates the SRK on each start,
-// as before.
-func persistSRK(t transport.TPM, p tpm2.NamedHandle) ([]byte, error) {
-	if rsp, err := (tpm2.ReadPublic{ObjectHandle: SRKHandle}).Execute(t); err == nil {
-		if !bytes.Equal(rsp.Name.Buffer, p.Name.Buffer) {
-			return nil, fmt.Errorf("handle %#x holds another key; left alone", uint32(SRKHandle))
-		}
-		return p.Name.Buffer, nil
-	}
+// which the caller found free, so that later starts need no CreatePrimary
+// and the kernel's resource manager has one object fewer to swap in and
+// out around every command. When the TPM refuses (the handle was taken
+// since: TPM_RC_NV_DEFINED), the identity re-creates the SRK on each
+// start, as before.
+func persistSRK(t transport.TPM, p tpm2.NamedHandle) error {
 	if _, err := (tpm2.EvictControl{Auth: tpm2.TPMRHOwner, ObjectHandle: &p, PersistentHandle: SRKHandle}).Execute(t); err != nil {
-		return nil, fmt.Errorf("make the SRK persistent at %#x: %w", uint32(SRKHandle), err)
+		return fmt.Errorf("make the SRK persistent at %#x: %w", uint32(SRKHandle), err)
 	}
-	return p.Name.Buffer, nil
+	return nil
 }
 
 // persistentSRK returns the SRK at SRKHandle when it is the one named name
