@@ -15,6 +15,10 @@ const debugShellDir = "image/debugshell"
 // command is a symlink to it (gobusybox dispatches on argv[0]).
 const debugBusybox = "/bin/bb"
 
+// debugShellTags are the build tags of the debug busybox (see
+// buildDebugShell).
+const debugShellTags = "goshsmall"
+
 // DebugCommands are the u-root core commands of debug images: gosh (the
 // shell) and what field diagnostics on the serial console need. Each must
 // be imported by image/debugshell/tools.go so its module sums are pinned.
@@ -50,7 +54,11 @@ func buildDebugShell(ctx context.Context, src, tmp string, targetEnv []string, o
 		return fmt.Errorf("debug shell: %w", err)
 	}
 	env := append(append([]string(nil), targetEnv...), "GOROOT="+strings.TrimSpace(string(goroot)))
-	args := append([]string{"-o", out}, debugCommandPackages()...)
+	// goshsmall: gosh's plain line reader ("$ " prompt) instead of its
+	// full-screen line editor, which queries the terminal (colours, cursor)
+	// and waits for answers a serial console, with init's log lines
+	// between, does not give: it sat silent on the console.
+	args := append([]string{"-o", out, "-go-build-tags=" + debugShellTags}, debugCommandPackages()...)
 	if err := runIn(ctx, dir, env, makebb, args...); err != nil {
 		return fmt.Errorf("debug shell: %w", err)
 	}

@@ -64,6 +64,8 @@ type initProc struct {
 	firewallErr string
 	// measurement is the hex digest extended into the boot PCR, or "".
 	measurement string
+	// shell is the debug image's console shell, or nil.
+	shell *consoleShell
 }
 
 // firewall is the -firewall flag (always on as PID 1).
@@ -143,13 +145,19 @@ func (in *initProc) boot(configPath, cmdline string) {
 			err = fmt.Errorf("%s: %w", configPath, err)
 		}
 	}
+	// A debug image keeps a shell on the console; one whose boot config
+	// is unusable too (it carries the shell, production images do not):
+	// that is when field diagnostics are needed most.
+	debugImage := err == nil && cfg.Debug
 	if err != nil {
 		log.Printf("CONFIG ERROR: %v", err)
 		log.Printf("CONFIG ERROR: running no services; the gate is NOT operational and will not report ready")
 		cfg = &bootcfg.Config{}
 		in.configErr = err.Error()
+		debugImage = in.pid1 && isExecutable(debugShellBinary)
 	}
 	in.cfg = cfg
+	console := consoleDevice(cfg.Console, in.cmdline)
 	log.Printf("otgate init: board %s, image %s, %d services (started %s after boot)", cfg.Board, cfg.ImageID, len(cfg.Services), secs(in.uptime()))
 
 	if in.pid1 {
@@ -224,6 +232,16 @@ func (in *initProc) boot(configPath, cmdline string) {
 	}
 
 	sup.start()
+	// Only as PID 1: on a development host the console is the terminal
+	// init was started from.
+	if debugImage && in.pid1 {
+		if console == "" {
+			log.Printf("DEBUG IMAGE: no console device named (board or console=): no shell")
+		} else {
+			in.shell = newConsoleShell(log, in.reaper, debugShellBinary, console)
+			in.shell.run()
+		}
+	}
 	if in.configErr == "" && in.firewallErr == "" {
 		go guard(log, "ready watcher", in.watchReady)
 	}

@@ -62,6 +62,9 @@ func shutdownRequests(ch chan<- action) {
 func (in *initProc) shutdown(a action) {
 	log := in.log
 	log.Printf("shutting down (%s)", a)
+	if in.shell != nil {
+		guard(log, "stop debug shell", in.shell.stop)
+	}
 	if in.sup != nil {
 		guard(log, "stop services", in.sup.stopAll)
 	}
