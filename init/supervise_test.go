@@ -345,3 +345,35 @@ func TestOneShotSkipIfExists(t *testing.T) {
 	_, log = runSupervisor(t, &bootcfg.Config{Services: []bootcfg.Service{runs}})
 	waitLine(t, log, "init: first-boot done (")
 }
+
+// A crash loop is N restarts within the window M: a service whose
+// restarts come further apart than M is restarted on and on, the same
+// service with a window that holds N of its restarts is marked failed.
+func TestCrashLoopCountsOnlyRestartsInsideTheWindow(t *testing.T) {
+	sh, err := lookPath("sh")
+	if err != nil {
+		t.Skip(err)
+	}
+	// Each run lasts 0.3 s and each back-off at least 250 ms: restarts
+	// come at least 0.55 s apart.
+	s := bootcfg.Service{Name: "slowcrash", Binary: sh, Args: []string{"-c", "sleep 0.3; exit 3"}, Readiness: bootcfg.ReadyStarted}
+	t.Run("restarts further apart than the window", func(t *testing.T) {
+		sv, log := runSupervisor(t, &bootcfg.Config{Services: []bootcfg.Service{s},
+			CrashLoop: bootcfg.CrashLoop{Restarts: 2, Window: 400 * time.Millisecond}})
+		waitLine(t, log, "init: slowcrash exited (status 3), restart 4 in 2s")
+		if i := lineIndex(log.Lines(), "init: slowcrash: crash loop"); i >= 0 {
+			t.Fatalf("marked a crash loop with its restarts outside the window: %s", log.Lines()[i])
+		}
+		if st := sv.snapshot()[0]; st.State == initstatus.StateFailed || st.Restarts < 4 {
+			t.Fatalf("status %+v, want restarted on, not failed", st)
+		}
+	})
+	t.Run("restarts inside the window", func(t *testing.T) {
+		sv, log := runSupervisor(t, &bootcfg.Config{Services: []bootcfg.Service{s},
+			CrashLoop: bootcfg.CrashLoop{Restarts: 2, Window: 30 * time.Second}})
+		waitLine(t, log, "init: slowcrash: crash loop (2 restarts in 30s), marked failed")
+		if st := sv.snapshot()[0]; st.State != initstatus.StateFailed || st.Restarts != 2 || !strings.HasPrefix(st.Reason, "crash loop: 2 restarts in 30s, last status 3") {
+			t.Fatalf("status %+v, want failed after 2 restarts, the reason naming the loop", st)
+		}
+	})
+}
