@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"sort"
@@ -25,7 +26,7 @@ func init() {
 
 func runConnect(args []string, out, errOut io.Writer) error {
 	fs := flag.NewFlagSet("otgate connect", flag.ContinueOnError)
-	listen := fs.String("listen", "127.0.0.1:0", "local address to listen on")
+	listen := fs.String("listen", "127.0.0.1:0", "local loopback address to listen on (127.0.0.1, [::1] or localhost, and a port)")
 	protocol := fs.String("protocol", "", "protocol to ask for (default: the asset's only protocol open to you)")
 	dir := profileDirFlag(fs)
 	// Accept the asset before or after the flags.
@@ -40,6 +41,9 @@ func runConnect(args []string, out, errOut io.Writer) error {
 		asset = fs.Arg(0)
 	} else if fs.NArg() != 0 || asset == "" {
 		return errors.New("usage: otgate connect <asset> [--listen 127.0.0.1:port] [--protocol NAME]")
+	}
+	if err := checkLoopbackListen(*listen); err != nil {
+		return err
 	}
 	s, err := client.Open(*dir)
 	if err != nil {
@@ -74,6 +78,10 @@ func runConnect(args []string, out, errOut io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if a, ok := ln.Addr().(*net.TCPAddr); !ok || !a.IP.IsLoopback() {
+		ln.Close()
+		return fmt.Errorf("--listen %s: bound %s, not a loopback address: %s", *listen, ln.Addr(), notLoopback)
+	}
 	var mu sync.Mutex
 	say := func(format string, a ...any) {
 		mu.Lock()
@@ -98,4 +106,27 @@ func runConnect(args []string, out, errOut io.Writer) error {
 	n := &connectNotices{asset: asset, w: errOut, mu: &mu}
 	f.OnWarn, f.OnNotice, f.OnNoticeStream = n.warn, n.notice, n.stream
 	return f.Serve(ctx, ln)
+}
+
+// notLoopback says why connect listens on loopback only.
+const notLoopback = "every connection to the listener becomes a tunnel under your credential, " +
+	"so anyone who could reach it would reach the asset as you; give 127.0.0.1:PORT, [::1]:PORT or localhost:PORT"
+
+// checkLoopbackListen refuses a --listen address whose host is not a
+// loopback address (an empty host listens on every interface).
+func checkLoopbackListen(listen string) error {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("--listen %q: %v (want 127.0.0.1:PORT)", listen, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.Unmap().IsLoopback() {
+		return nil
+	}
+	if host == "" {
+		host = "every interface"
+	}
+	return fmt.Errorf("--listen %s: %s is not a loopback address: %s", listen, host, notLoopback)
 }
