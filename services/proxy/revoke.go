@@ -14,6 +14,7 @@ import (
 // and ends those that no longer pass (revoked serial, bumped generation,
 // disabled or removed user). Wire it to the user store's OnRevoke.
 func (s *Server) RecheckUser(user string) int {
+	s.admitEpoch.Add(1)
 	s.notices.recheck(user, func(chain [][]byte) error { _, err := s.cfg.CA.Verify(chain); return err })
 	n := 0
 	for _, sess := range s.reg.snapshot() {
@@ -91,6 +92,7 @@ func (s *Server) Reload() (int, error) {
 		return 0, fmt.Errorf("%w: %w", ErrReload, err)
 	}
 	old := s.policy.Swap(p)
+	s.admitEpoch.Add(1)
 	s.event(audit.Event{Type: "policy-reloaded", Reason: p.Source})
 	now := s.cfg.Now()
 	n := 0

@@ -24,9 +24,13 @@ type Server struct {
 	notices *noticeHub
 
 	reloadMu sync.Mutex
-	ctx      context.Context
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	// admitEpoch is bumped by every reload and revocation check before
+	// it sweeps the live sessions; a tunnel admitted meanwhile is decided
+	// again (admit).
+	admitEpoch atomic.Uint64
+	ctx        context.Context
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
 
 	mu        sync.Mutex
 	listeners map[net.Listener]bool

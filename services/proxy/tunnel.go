@@ -69,61 +69,8 @@ func (s *Server) tunnel(tc *tls.Conn) {
 		return
 	}
 	ev.Asset, ev.Protocol = h.Asset, h.Protocol
-	cred, chain, user, refusal := s.verifyClient(tc.ConnectionState())
-	ev.User = user
-	if cred == nil {
-		ev.Reason = refusal
-		s.refuse(tc, ev, "")
-		return
-	}
-	now := s.cfg.Now()
-	pol := s.policy.Load()
-	a, ok := pol.asset(h.Asset)
+	sess, addr, d, ok := s.admit(tc, h, src, &ev)
 	if !ok {
-		ev.Reason = fmt.Sprintf("no such asset %q", h.Asset)
-		s.refuse(tc, ev, "")
-		return
-	}
-	var port uint16
-	for _, svc := range a.Services {
-		if svc.Protocol == h.Protocol {
-			port = svc.Port
-		}
-	}
-	if port == 0 {
-		ev.Reason = fmt.Sprintf("asset %q does not offer protocol %q", h.Asset, h.Protocol)
-		s.refuse(tc, ev, "")
-		return
-	}
-	d := pol.Decider.Decide(DecisionRequest{User: cred.User, Roles: cred.Roles, Asset: h.Asset, Protocol: h.Protocol, Source: src, Time: now})
-	if !d.Allow {
-		ev.Reason = "denied: " + d.Reason
-		s.refuse(tc, ev, d.Rule)
-		return
-	}
-	if h.Protocol == "modbus" && d.Modbus == nil {
-		ev.Reason = fmt.Sprintf("rule %q allows modbus but carries no modbus rules: refusing to relay uninspected", d.Rule)
-		s.refuse(tc, ev, d.Rule)
-		return
-	}
-	until := d.Until
-	if until.IsZero() || cred.NotAfter.Before(until) {
-		// A session never outlives the certificate that opened it.
-		until = cred.NotAfter
-	}
-	if !until.IsZero() && !now.Before(until) {
-		ev.Reason = "denied: decision already expired"
-		s.refuse(tc, ev, d.Rule)
-		return
-	}
-	sess := &session{id: newSessionID(), user: cred.User, roles: slices.Clone(cred.Roles), serial: cred.SerialString(),
-		asset: h.Asset, protocol: h.Protocol, source: src, rule: d.Rule, monitor: d.Monitor, started: now, until: until,
-		chain: chain, certEnd: cred.NotAfter, ended: make(chan struct{}), note: sessionNotices{hub: s.notices}}
-	sess.touch(now.UnixNano())
-	ev.SessionID = sess.id
-	if err := s.reg.add(sess); err != nil {
-		ev.Reason = err.Error()
-		s.refuse(tc, ev, d.Rule)
 		return
 	}
 	defer s.reg.remove(sess)
@@ -134,7 +81,7 @@ func (s *Server) tunnel(tc *tls.Conn) {
 	// sees a connection, let alone a byte.
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	_, err = s.cfg.Log.Append(ctx, audit.SessionStart{SessionID: sess.id, User: sess.user, CertSerial: sess.serial,
-		Source: src.String(), Asset: sess.asset, Protocol: sess.protocol, Rule: sess.rule, ValidUntil: audit.TimestampOf(until)})
+		Source: src.String(), Asset: sess.asset, Protocol: sess.protocol, Rule: sess.rule, ValidUntil: audit.TimestampOf(sess.untilTime())})
 	cancel()
 	if err != nil {
 		s.cfg.Logf("proxy: session %s refused: audit log: %v", sess.id, err)
@@ -143,7 +90,7 @@ func (s *Server) tunnel(tc *tls.Conn) {
 		sess.noticeEnded("refused: the gate cannot record the session (audit log unavailable)") // stops a warning a reload armed
 		return
 	}
-	reason, toAsset, toClient := s.runSession(tc, sess, netip.AddrPortFrom(a.Address, port), d)
+	reason, toAsset, toClient := s.runSession(tc, sess, addr, d)
 	sess.noticeEnded(reason)
 	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
 	_, err = s.cfg.Log.Append(ctx, audit.SessionEnd{SessionID: sess.id, Reason: reason, BytesToAsset: toAsset, BytesToClient: toClient})
@@ -152,6 +99,91 @@ func (s *Server) tunnel(tc *tls.Conn) {
 		s.cfg.Logf("proxy: session %s end (%s): audit log: %v", sess.id, reason, err)
 	}
 	s.cfg.Logf("proxy: session %s of %s to %s/%s ended: %s (%d bytes to asset, %d to client)", sess.id, sess.user, sess.asset, sess.protocol, reason, toAsset, toClient)
+}
+
+// maxAdmitAttempts bounds how often a tunnel is decided again because a
+// reload or a revocation ran while it was being admitted.
+const maxAdmitAttempts = 4
+
+// admit verifies the client's certificate, decides the tunnel and
+// registers its session among the live ones, or refuses the tunnel
+// (recorded, client told) and returns false. A reload or a revocation
+// that ran between the checks and the registration swept the live
+// sessions without this one: the tunnel is then checked again, under the
+// policy and credentials in force after it.
+func (s *Server) admit(tc *tls.Conn, h wire.Header, src netip.Addr, ev *audit.Event) (*session, netip.AddrPort, Decision, bool) {
+	for attempt := 1; ; attempt++ {
+		epoch := s.admitEpoch.Load()
+		cred, chain, user, refusal := s.verifyClient(tc.ConnectionState())
+		ev.User = user
+		if cred == nil {
+			ev.Reason = refusal
+			s.refuse(tc, *ev, "")
+			return nil, netip.AddrPort{}, Decision{}, false
+		}
+		now := s.cfg.Now()
+		pol := s.policy.Load()
+		a, ok := pol.asset(h.Asset)
+		if !ok {
+			ev.Reason = fmt.Sprintf("no such asset %q", h.Asset)
+			s.refuse(tc, *ev, "")
+			return nil, netip.AddrPort{}, Decision{}, false
+		}
+		var port uint16
+		for _, svc := range a.Services {
+			if svc.Protocol == h.Protocol {
+				port = svc.Port
+			}
+		}
+		if port == 0 {
+			ev.Reason = fmt.Sprintf("asset %q does not offer protocol %q", h.Asset, h.Protocol)
+			s.refuse(tc, *ev, "")
+			return nil, netip.AddrPort{}, Decision{}, false
+		}
+		d := pol.Decider.Decide(DecisionRequest{User: cred.User, Roles: cred.Roles, Asset: h.Asset, Protocol: h.Protocol, Source: src, Time: now})
+		if !d.Allow {
+			ev.Reason = "denied: " + d.Reason
+			s.refuse(tc, *ev, d.Rule)
+			return nil, netip.AddrPort{}, Decision{}, false
+		}
+		if h.Protocol == "modbus" && d.Modbus == nil {
+			ev.Reason = fmt.Sprintf("rule %q allows modbus but carries no modbus rules: refusing to relay uninspected", d.Rule)
+			s.refuse(tc, *ev, d.Rule)
+			return nil, netip.AddrPort{}, Decision{}, false
+		}
+		until := d.Until
+		if until.IsZero() || cred.NotAfter.Before(until) {
+			// A session never outlives the certificate that opened it.
+			until = cred.NotAfter
+		}
+		if !until.IsZero() && !now.Before(until) {
+			ev.Reason = "denied: decision already expired"
+			s.refuse(tc, *ev, d.Rule)
+			return nil, netip.AddrPort{}, Decision{}, false
+		}
+		sess := &session{id: newSessionID(), user: cred.User, roles: slices.Clone(cred.Roles), serial: cred.SerialString(),
+			asset: h.Asset, protocol: h.Protocol, source: src, rule: d.Rule, monitor: d.Monitor, started: now, until: until,
+			chain: chain, certEnd: cred.NotAfter, ended: make(chan struct{}), note: sessionNotices{hub: s.notices}}
+		sess.touch(now.UnixNano())
+		ev.SessionID = sess.id
+		if err := s.reg.add(sess); err != nil {
+			ev.Reason = err.Error()
+			s.refuse(tc, *ev, d.Rule)
+			return nil, netip.AddrPort{}, Decision{}, false
+		}
+		// A reload or revocation bumps the epoch before it sweeps the
+		// live sessions: unchanged now, any later sweep sees this one.
+		if s.admitEpoch.Load() == epoch {
+			return sess, netip.AddrPortFrom(a.Address, port), d, true
+		}
+		s.reg.remove(sess)
+		ev.SessionID = ""
+		if attempt == maxAdmitAttempts {
+			ev.Reason = fmt.Sprintf("the policy or the user's credentials changed %d times while the tunnel was being admitted: try again", attempt)
+			s.refuse(tc, *ev, d.Rule)
+			return nil, netip.AddrPort{}, Decision{}, false
+		}
+	}
 }
 
 // runSession dials, accepts and relays; it returns the end reason and the

@@ -1,0 +1,98 @@
+package proxy
+
+import (
+	"sync/atomic"
+	"testing"
+)
+
+// hookDecider runs a hook once, inside a tunnel's decision: after the
+// decision is made and before the proxy registers the session, which is
+// where a reload or a revocation that looks at the live sessions cannot
+// see it yet.
+type hookDecider struct {
+	Decider
+	hook *atomic.Pointer[func()]
+}
+
+func (d hookDecider) Decide(r DecisionRequest) Decision {
+	dec := d.Decider.Decide(r)
+	if f := d.hook.Swap(nil); f != nil {
+		(*f)()
+	}
+	return dec
+}
+
+// TestAdmissionRacesReloadAndRevoke: a reload that takes the grant away,
+// or a revocation of the user, landing between a tunnel's decision and
+// its registration among the live sessions, still ends that tunnel's
+// chance: it is refused (the reload's and the revocation's sweep of the
+// live sessions did not see it, so the proxy decides it again). A reload
+// that keeps the grant lets the tunnel through.
+func TestAdmissionRacesReloadAndRevoke(t *testing.T) {
+	l := newLab(t)
+	go serveEcho(l.listenPlant(t, 7))
+	hook := &atomic.Pointer[func()]{}
+	g := newGate(t, l, func(c *Config) {
+		load := c.LoadPolicy
+		c.LoadPolicy = func() (*Policy, error) {
+			p, err := load()
+			if err != nil {
+				return nil, err
+			}
+			p.Decider = hookDecider{p.Decider, hook}
+			return p, nil
+		}
+	})
+	grants := []grant{
+		{rule: "alice-echo", user: "alice", asset: "echo-1", protocol: "tcp"},
+		{rule: "bob-echo", user: "bob", asset: "echo-1", protocol: "tcp"},
+	}
+	g.setGrants(grants...)
+	alice, bob := g.mustLogin("alice"), g.mustLogin("bob")
+	arm := func(f func()) { hook.Store(&f) }
+	reload := func(gs ...grant) func() {
+		return func() {
+			tab := grantTable(gs)
+			g.grants.Store(&tab)
+			if _, err := g.srv.Reload(); err != nil {
+				t.Errorf("reload: %v", err)
+			}
+		}
+	}
+
+	t.Run("reload keeping the grant", func(t *testing.T) {
+		arm(reload(grants...))
+		c, _, err := tunnel(t, alice, "echo-1", "tcp")
+		if err != nil {
+			t.Fatalf("a reload that keeps the grant refused the tunnel: %v", err)
+		}
+		echoRoundTrip(t, c, "still granted")
+		c.Close()
+	})
+
+	t.Run("reload taking the grant away", func(t *testing.T) {
+		arm(reload(grants[1]))
+		c, r, err := tunnel(t, alice, "echo-1", "tcp")
+		if err == nil {
+			c.Close()
+			t.Fatalf("tunnel accepted (session %s) under a grant a reload had removed", r.Session)
+		}
+		denied(t, err, "no grant gives alice tcp on echo-1")
+		g.waitEvent(EventSessionRefused, "alice", "no grant gives alice")
+	})
+
+	t.Run("revocation", func(t *testing.T) {
+		arm(func() {
+			if _, err := g.srv.RevokeUser("bob", "test: revoked during admission"); err != nil {
+				t.Errorf("revoke: %v", err)
+			}
+		})
+		c, r, err := tunnel(t, bob, "echo-1", "tcp")
+		if err == nil {
+			c.Close()
+			t.Fatalf("tunnel accepted (session %s) with a certificate revoked before it was registered", r.Session)
+		}
+		denied(t, err, "revoked")
+		g.waitEvent(EventSessionRefused, "bob", "revoked")
+	})
+}
