@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -36,25 +37,48 @@ func Show(out io.Writer, dir string, opts ShowOptions) error {
 	defer r.Close()
 	// The start records of open sessions, for the formatters.
 	starts := map[string]*SessionStart{}
+	// With opts.Session: records of it read, and whether its end was.
+	var read, matched int
+	var ended bool
 	for {
 		e, err := r.Next()
 		if err == io.EOF {
-			if t := r.Torn(); t != nil && opts.Session == "" {
-				fmt.Fprintf(out, "-- %s\n", t)
+			t := r.Torn()
+			if opts.Session == "" {
+				if t != nil {
+					fmt.Fprintf(out, "-- %s\n", t)
+				}
+				return nil
+			}
+			if matched == 0 {
+				msg := fmt.Sprintf("audit: no record of session %q in %s (%d records read)", opts.Session, dir, read)
+				if t != nil {
+					msg += "; " + t.String()
+				}
+				return errors.New(msg)
+			}
+			if !ended {
+				fmt.Fprintf(out, "-- session %s has no end record: it is live, or the gate stopped before recording its end\n", opts.Session)
+				if t != nil {
+					fmt.Fprintf(out, "-- %s\n", t)
+				}
 			}
 			return nil
 		}
 		if err != nil {
 			return err
 		}
+		read++
 		if opts.Session != "" && SessionOf(e.Body) != opts.Session {
 			continue
 		}
+		matched++
 		var start *SessionStart
 		switch v := e.Body.(type) {
 		case SessionStart:
 			starts[v.SessionID] = &v
 		case SessionEnd:
+			ended = true
 			delete(starts, v.SessionID)
 		case Payload:
 			start = starts[v.SessionID]

@@ -1,6 +1,8 @@
 package audit
 
 import (
+	"context"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -51,5 +53,44 @@ func TestShowMarksTornTail(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "torn tail") || !strings.Contains(out.String(), "session s start alice") {
 		t.Fatalf("transcript:\n%s", out.String())
+	}
+}
+
+// Show with a session id that no record carries (a typo, another gate's
+// log) is an error naming the id and the directory, not an empty
+// transcript; a session whose end the log lacks says so, and names the
+// torn tail where its records may have been lost.
+func TestShowSessionUnknownOrUnended(t *testing.T) {
+	dir := t.TempDir()
+	w := openLog(t, dir, newKey(t))
+	writeSession(t, w, "s", 1)
+	if _, err := w.Append(context.Background(), SessionStart{SessionID: "live", User: "bob", Asset: "plc-7", Protocol: "tcp", Rule: "r"}); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	var out strings.Builder
+	err := Show(&out, dir, ShowOptions{Session: "5"})
+	if err == nil || !strings.Contains(err.Error(), `no record of session "5" in `+dir) {
+		t.Fatalf("unknown session: %v, want an error naming it and %s; printed:\n%s", err, dir, out.String())
+	}
+	out.Reset()
+	if err := Show(&out, dir, ShowOptions{Session: "s"}); err != nil || strings.Contains(out.String(), "no end record") {
+		t.Fatalf("ended session: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	if err := Show(&out, dir, ShowOptions{Session: "live"}); err != nil || !strings.Contains(out.String(), "session live has no end record") {
+		t.Fatalf("session without an end: %v\n%s", err, out.String())
+	}
+	// A torn tail: named for a session without an end, and in the error
+	// for one without any record.
+	p := fileOf(t, dir, 0)
+	b := mustRead(t, p)
+	mustWrite(t, p, b[:len(b)-1])
+	out.Reset()
+	if err := Show(&out, dir, ShowOptions{Session: "live"}); err != nil || !strings.Contains(out.String(), "torn tail") {
+		t.Fatalf("session without an end, torn log: %v\n%s", err, out.String())
+	}
+	if err := Show(io.Discard, dir, ShowOptions{Session: "5"}); err == nil || !strings.Contains(err.Error(), "torn tail") {
+		t.Fatalf("unknown session, torn log: %v", err)
 	}
 }
