@@ -3,6 +3,7 @@ package proxy
 import (
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // hookDecider runs a hook once, inside a tunnel's decision: after the
@@ -95,4 +96,31 @@ func TestAdmissionRacesReloadAndRevoke(t *testing.T) {
 		denied(t, err, "revoked")
 		g.waitEvent(EventSessionRefused, "bob", "revoked")
 	})
+}
+
+// TestDeadlineByTheWallClock: a session's end timer runs on the
+// monotonic clock, which stands still while the gate (a VM, say) is
+// suspended and ignores the clock being set forward; the sweep ends a
+// session whose deadline has passed by the wall clock all the same.
+func TestDeadlineByTheWallClock(t *testing.T) {
+	l := newLab(t)
+	go serveEcho(l.listenPlant(t, 7))
+	var offset atomic.Int64
+	g := newGate(t, l, func(c *Config) {
+		c.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+		c.IdleTimeout = 24 * time.Hour // the jump must not end it as idle
+	})
+	g.setGrants(grant{rule: "alice-hour", user: "alice", asset: "echo-1", protocol: "tcp", until: time.Now().Add(time.Hour)})
+	alice := g.mustLogin("alice")
+	c, r, err := tunnel(t, alice, "echo-1", "tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	echoRoundTrip(t, c, "within the hour")
+	offset.Store(int64(2 * time.Hour)) // the wall clock jumps past the window's end
+	waitClosed(t, c, 10*time.Second)
+	// The window's end and the certificate's (capped to it at login,
+	// and to the second) coincide: either may be the reason named.
+	g.waitEnd(r.Session, EndUntil+": ")
 }

@@ -162,7 +162,8 @@ func (s *Server) handle(c net.Conn) {
 	}
 }
 
-// sweep ends idle sessions.
+// sweep ends idle sessions, and sessions past their deadline by the
+// wall clock (session.pastUntil).
 func (s *Server) sweep() {
 	defer s.wg.Done()
 	t := time.NewTicker(time.Second)
@@ -173,9 +174,11 @@ func (s *Server) sweep() {
 			return
 		case <-t.C:
 		}
-		now := s.cfg.Now().UnixNano()
+		now := s.cfg.Now()
 		for _, sess := range s.reg.snapshot() {
-			if now-sess.lastActive.Load() > int64(s.cfg.IdleTimeout) {
+			if why, past := sess.pastUntil(now); past {
+				sess.end(why)
+			} else if now.UnixNano()-sess.lastActive.Load() > int64(s.cfg.IdleTimeout) {
 				sess.end(EndIdle)
 			}
 		}

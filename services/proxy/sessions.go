@@ -41,6 +41,7 @@ type session struct {
 	chain    [][]byte // the client certificate chain, re-verified on revocation
 	certEnd  time.Time
 	timer    *time.Timer    // ends the session at until; guarded by mu
+	untilWhy string         // the end reason at until; guarded by mu
 	note     sessionNotices // its notices (notices.go); guarded by mu
 
 	toAsset, toClient atomic.Uint64
@@ -160,12 +161,14 @@ func (s *session) setUntil(until, ruleUntil, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.until = until
+	s.untilWhy = ""
 	if s.timer != nil {
 		s.timer.Stop()
 		s.timer = nil
 	}
 	if !until.IsZero() {
 		why := s.untilReason(until, ruleUntil)
+		s.untilWhy = why
 		s.timer = time.AfterFunc(until.Sub(now), func() { s.end(why) })
 	}
 	s.noticeDeadline(until, now)
@@ -181,6 +184,23 @@ func (s *session) untilReason(until, ruleUntil time.Time) string {
 		return fmt.Sprintf("%s: rule %q allowed it until %s", EndUntil, s.rule, at)
 	}
 	return fmt.Sprintf("%s: the client certificate that opened it ended at %s", EndUntil, at)
+}
+
+// pastUntil reports whether the session's deadline has passed at now, by
+// the wall clock, with the end reason. The timer setUntil arms runs on
+// the monotonic clock, which stands still while the machine or VM is
+// suspended, and knows nothing of a clock set forward: the sweep asks
+// this every second as well.
+func (s *session) pastUntil(now time.Time) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.until.IsZero() || now.Round(0).Before(s.until.Round(0)) {
+		return "", false
+	}
+	if s.untilWhy != "" {
+		return s.untilWhy, true
+	}
+	return fmt.Sprintf("%s at %s", EndUntil, s.until.Format(time.RFC3339)), true
 }
 
 func (s *session) stopTimer() {
