@@ -6,9 +6,13 @@
 // private key the client generated (it never leaves the machine) and the
 // short-lived client certificate the gate issued for it.
 //
-// The gate's certificate is pinned on first use (TOFU: the SHA-256 of its
-// public key is printed for the user to compare with the gate's console),
-// or checked against a CA file given at login.
+// The gate's key is pinned (the SHA-256 of its public key): a first login
+// sends no credential until something vouches for the key the gate shows,
+// a pin the user took from the gate's console or confirmed at a terminal
+// (LoginOptions.Pin; `otgate login` shows the key GateFingerprint reads
+// and asks), a CA file, or the caller's explicit trust on first use
+// (TrustFirstUse). Without any, Login returns a *FirstUseError naming the
+// key. Later logins and every tunnel refuse a gate showing another key.
 //
 // A Forwarder (`otgate connect`) keeps one notice stream to the gate
 // (Session.Notices, wire.ALPNNotices) beside its tunnels and reports what

@@ -122,15 +122,66 @@ type LoginOptions struct {
 	Password string
 	Code     string
 	CAFile   string
+	// Pin is the gate key's fingerprint (Fingerprint; the gate's console
+	// prints it) the user checked: the gate must show that key before
+	// any credential is sent. It replaces a pin stored for the gate.
+	Pin string
+	// TrustFirstUse lets a first login with neither a pin (given or
+	// stored) nor CAFile send the credentials to whatever key the gate
+	// shows and pin it. Without it such a login sends nothing and
+	// returns a *FirstUseError naming the key, for the user to check.
+	TrustFirstUse bool
 	// Dir is the profile directory (DefaultDir when empty).
 	Dir string
+}
+
+// FirstUseError is Login's answer on a first connection to a gate whose
+// key nothing vouches for (no pin, no CA): no credential was sent.
+type FirstUseError struct {
+	Gate        string
+	Fingerprint string // of the key the gate showed
+}
+
+func (e *FirstUseError) Error() string {
+	return fmt.Sprintf("first connection to %s: nothing vouches for its key (SHA-256 %s): compare it with the gate's console (the proxy's \"gate key SHA-256\" line) and pass it as the pin, or give the CA that signed the gate's certificate; no credential was sent", e.Gate, e.Fingerprint)
+}
+
+// CheckPin returns pin in the form Fingerprint gives (64 lowercase hex
+// digits), accepting upper case and ':' or ' ' between the digits; an
+// error names what is wrong.
+func CheckPin(pin string) (string, error) {
+	p := strings.ToLower(strings.NewReplacer(":", "", " ", "").Replace(strings.TrimPrefix(strings.TrimPrefix(pin, "SHA256:"), "sha256:")))
+	if b, err := hex.DecodeString(p); err != nil || len(b) != sha256.Size {
+		return "", fmt.Errorf("pin %q: want the gate key's SHA-256, 64 hex digits", pin)
+	}
+	return p, nil
+}
+
+// GateFingerprint connects to the gate and returns the fingerprint of its
+// key (verified with caFile when not empty), sending nothing else.
+func GateFingerprint(ctx context.Context, gateURL, caFile string) (string, error) {
+	gate, err := ParseGate(gateURL)
+	if err != nil {
+		return "", err
+	}
+	var learned string
+	cfg, err := tlsConfig(wire.ALPNLogin, "", caFile, nil, &learned)
+	if err != nil {
+		return "", err
+	}
+	c, err := dialTLS(ctx, gate, cfg)
+	if err != nil {
+		return "", err
+	}
+	c.Close()
+	return learned, nil
 }
 
 // LoginResult says what Login did.
 type LoginResult struct {
 	Gate        string
 	Fingerprint string
-	FirstUse    bool // the pin was learned now
+	FirstUse    bool // the pin was learned now (CA or TrustFirstUse)
 	User        string
 	NotAfter    time.Time
 }
@@ -149,13 +200,26 @@ func Login(ctx context.Context, o LoginOptions) (*LoginResult, error) {
 		}
 	}
 	pin := ""
-	if p, err := LoadProfile(dir); err == nil && p.Gate == gate {
+	if o.Pin != "" {
+		if pin, err = CheckPin(o.Pin); err != nil {
+			return nil, err
+		}
+	} else if p, err := LoadProfile(dir); err == nil && p.Gate == gate {
 		pin = p.Pin
 	}
 	var learned string
 	cfg, err := tlsConfig(wire.ALPNLogin, pin, o.CAFile, nil, &learned)
 	if err != nil {
 		return nil, err
+	}
+	if pin == "" && o.CAFile == "" && !o.TrustFirstUse {
+		// Nothing vouches for the gate: learn its key, send nothing.
+		c, err := dialTLS(ctx, gate, cfg)
+		if err != nil {
+			return nil, err
+		}
+		c.Close()
+		return nil, &FirstUseError{Gate: gate, Fingerprint: learned}
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -185,7 +249,7 @@ func Login(ctx context.Context, o LoginOptions) (*LoginResult, error) {
 		return nil, errors.New("gate issued a certificate for a different key")
 	}
 	res := &LoginResult{Gate: gate, User: rsp.User, NotAfter: leaf.NotAfter, Fingerprint: pin}
-	if pin == "" {
+	if pin == "" { // vouched for by the CA, or trusted on first use
 		res.Fingerprint, res.FirstUse = learned, true
 	}
 	if err := saveProfile(dir, &Profile{Gate: gate, Pin: res.Fingerprint, CAFile: o.CAFile, User: rsp.User, Expiry: leaf.NotAfter}); err != nil {

@@ -96,16 +96,36 @@ func runLogin(args []string, in io.Reader, out io.Writer) error {
 	user := fs.String("user", "", "user name (default: asked)")
 	code := fs.String("code", "", "the TOTP code (default: asked)")
 	pwStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input")
-	caFile := fs.String("ca", "", "PEM file of the CA that signed the gate's certificate (default: pin on first use)")
+	caFile := fs.String("ca", "", "PEM file of the CA that signed the gate's certificate")
+	pinFlag := fs.String("pin", "", "the gate key's SHA-256 as the gate's console shows it (\"gate key SHA-256\"), for a first login without --ca")
 	dir := profileDirFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return errors.New("usage: otgate login [--user NAME] [--code 123456] [--password-stdin] [--ca gate-ca.pem] <gate-url>")
+		return errors.New("usage: otgate login [--user NAME] [--code 123456] [--password-stdin] [--pin SHA256 | --ca gate-ca.pem] <gate-url>")
 	}
+	gateURL := fs.Arg(0)
+	gate, err := client.ParseGate(gateURL)
+	if err != nil {
+		return err
+	}
+	pin := *pinFlag
+	if pin != "" {
+		if pin, err = client.CheckPin(pin); err != nil {
+			return fmt.Errorf("--pin: %w", err)
+		}
+	}
+	stored := storedPin(*dir, gate)
 	r := bufio.NewReader(in)
-	var err error
+	if pin == "" && stored == "" && *caFile == "" {
+		// A first login that nothing vouches for: the user checks the
+		// gate's key before any credential goes to it, as ssh asks
+		// before the password.
+		if pin, err = confirmGateKey(gateURL, gate, *pwStdin, in, r, out); err != nil {
+			return err
+		}
+	}
 	if *user == "" {
 		if *user, err = prompt(r, out, "user: "); err != nil {
 			return err
@@ -138,16 +158,61 @@ func runLogin(args []string, in io.Reader, out io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	res, err := client.Login(ctx, client.LoginOptions{Gate: fs.Arg(0), User: *user, Password: password, Code: *code, CAFile: *caFile, Dir: *dir})
+	res, err := client.Login(ctx, client.LoginOptions{Gate: gateURL, User: *user, Password: password, Code: *code, CAFile: *caFile, Pin: pin, Dir: *dir})
 	if err != nil {
 		return err
 	}
-	if res.FirstUse {
+	switch {
+	case pin != "" && pin != stored && stored != "":
+		fmt.Fprintf(out, "pinned %s's key SHA-256 %s (replacing %s)\n", res.Gate, pin, stored)
+	case pin != "" && pin != stored:
+		fmt.Fprintf(out, "pinned %s's key SHA-256 %s: a change will be refused\n", res.Gate, pin)
+	case res.FirstUse:
 		fmt.Fprintf(out, "first connection to %s: pinned its certificate, SHA-256 of its key %s\n", res.Gate, res.Fingerprint)
-		fmt.Fprintln(out, "compare this fingerprint with the one the gate's console shows; a change will be refused")
+		fmt.Fprintln(out, "its certificate verified with the CA given; a change of key will be refused")
 	}
 	fmt.Fprintf(out, "logged in as %s until %s\n", res.User, res.NotAfter.Local().Format("2006-01-02 15:04:05 MST"))
 	return nil
+}
+
+// storedPin is the pin the profile in dir keeps for gate, or "".
+func storedPin(dir, gate string) string {
+	if dir == "" {
+		var err error
+		if dir, err = client.DefaultDir(); err != nil {
+			return ""
+		}
+	}
+	if p, err := client.LoadProfile(dir); err == nil && p.Gate == gate {
+		return p.Pin
+	}
+	return ""
+}
+
+// confirmGateKey shows the key of a gate nothing vouches for and asks the
+// user on the terminal whether to send credentials to it; without a
+// terminal (or with --password-stdin) it refuses, naming the key to check
+// and pass as --pin. It returns the confirmed pin.
+func confirmGateKey(gateURL, gate string, pwStdin bool, in io.Reader, r *bufio.Reader, out io.Writer) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	fp, err := client.GateFingerprint(ctx, gateURL, "")
+	if err != nil {
+		return "", err
+	}
+	f, ok := in.(*os.File)
+	if pwStdin || !ok || !term.IsTerminal(int(f.Fd())) {
+		return "", fmt.Errorf("first connection to %s: nothing vouches for its key, SHA-256 %s; compare it with the gate's console (the proxy's \"gate key SHA-256\" line), then log in with --pin %s (or --ca FILE); no credential was sent", gate, fp, fp)
+	}
+	fmt.Fprintf(out, "first connection to %s: its key has SHA-256\n  %s\ncompare it with the gate's console (the proxy's \"gate key SHA-256\" line).\n", gate, fp)
+	answer, err := prompt(r, out, "send your credentials to this gate and pin its key? (yes/no): ")
+	if err != nil {
+		return "", err
+	}
+	if answer != "yes" {
+		return "", fmt.Errorf("gate key not confirmed (answered %q, want yes): no credential was sent", answer)
+	}
+	return fp, nil
 }
 
 func prompt(r *bufio.Reader, out io.Writer, p string) (string, error) {

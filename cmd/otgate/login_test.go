@@ -30,8 +30,30 @@ func TestLoginAssetsLogout(t *testing.T) {
 	if want := "otgate assets: not logged in: no credential in " + dir + " (run otgate login <gate>)\n"; r.code != 1 || r.stderr != want {
 		t.Errorf("assets before login: exit %d, stderr %q, want %q", r.code, r.stderr, want)
 	}
+	// A first login that nothing vouches for (no pin, no CA) sends no
+	// credential from a script: it names the key to check and pass.
+	r = runOtgate(t, home, hostGatePassword+"\n", "login", "--user", "alice", "--code", code(t, key), "--password-stdin", g.Addr)
+	if want := "otgate login: first connection to " + g.Addr + ": nothing vouches for its key, SHA-256 " + g.Fingerprint +
+		"; compare it with the gate's console (the proxy's \"gate key SHA-256\" line), then log in with --pin " + g.Fingerprint +
+		" (or --ca FILE); no credential was sent\n"; r.code != 1 || r.stderr != want {
+		t.Errorf("first login without a pin: exit %d, stderr %q, want %q", r.code, r.stderr, want)
+	}
+	// A pin the gate's key does not match: refused before the password
+	// goes out; a malformed one names the flag.
+	wrong := strings.Repeat("0", 64)
+	r = runOtgate(t, home, hostGatePassword+"\n", "login", "--user", "alice", "--code", code(t, key), "--password-stdin", "--pin", wrong, g.Addr)
+	if r.code != 1 || !strings.Contains(r.stderr, "gate certificate changed: pinned "+wrong+", got "+g.Fingerprint) {
+		t.Errorf("login with a wrong pin: exit %d, stderr %q", r.code, r.stderr)
+	}
+	r = runOtgate(t, home, hostGatePassword+"\n", "login", "--user", "alice", "--password-stdin", "--pin", "12:ab", g.Addr)
+	if want := "otgate login: --pin: pin \"12:ab\": want the gate key's SHA-256, 64 hex digits\n"; r.code != 1 || r.stderr != want {
+		t.Errorf("login with a malformed pin: exit %d, stderr %q, want %q", r.code, r.stderr, want)
+	}
+	if _, err := os.Stat(filepath.Join(dir, client.ProfileFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("refused logins left a profile: %v", err)
+	}
 	// A pipe is no terminal: the password must come with --password-stdin.
-	r = runOtgate(t, home, hostGatePassword+"\n", "login", "--user", "alice", "--code", code(t, key), g.Addr)
+	r = runOtgate(t, home, hostGatePassword+"\n", "login", "--user", "alice", "--code", code(t, key), "--pin", g.Fingerprint, g.Addr)
 	if r.code != 1 || !strings.Contains(r.stderr, "otgate login: standard input is not a terminal: use --password-stdin") {
 		t.Errorf("login without --password-stdin: exit %d, stderr %q", r.code, r.stderr)
 	}
@@ -44,11 +66,11 @@ func TestLoginAssetsLogout(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := time.Now().Truncate(time.Second)
-	r = runOtgate(t, home, hostGatePassword+"\n", "login", "--user", "alice", "--code", code(t, key), "--password-stdin", g.Addr)
+	r = runOtgate(t, home, hostGatePassword+"\n", "login", "--user", "alice", "--code", code(t, key), "--password-stdin", "--pin", strings.ToUpper(g.Fingerprint), g.Addr)
 	if r.code != 0 || r.stderr != "" {
 		t.Fatalf("login: exit %d, stderr %q", r.code, r.stderr)
 	}
-	if !regexp.MustCompile(`(?m)^first connection to `+regexp.QuoteMeta(g.Addr)+`: pinned its certificate, SHA-256 of its key `+g.Fingerprint+`$`).MatchString(r.stdout) ||
+	if !regexp.MustCompile(`(?m)^pinned `+regexp.QuoteMeta(g.Addr)+`'s key SHA-256 `+g.Fingerprint+`: a change will be refused$`).MatchString(r.stdout) ||
 		!regexp.MustCompile(`(?m)^logged in as alice until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+$`).MatchString(r.stdout) {
 		t.Errorf("login printed:\n%s", r.stdout)
 	}
@@ -182,7 +204,7 @@ func TestLogoutGateUnreachable(t *testing.T) {
 	key := g.enrol("alice")
 	home := t.TempDir()
 	prof := filepath.Join(t.TempDir(), "work profile")
-	r := runOtgate(t, home, hostGatePassword+"\n", "login", "--profile", prof, "--user", "alice", "--code", code(t, key), "--password-stdin", "otgate://"+g.Addr)
+	r := runOtgate(t, home, hostGatePassword+"\n", "login", "--profile", prof, "--user", "alice", "--code", code(t, key), "--password-stdin", "--pin", g.Fingerprint, "otgate://"+g.Addr)
 	if r.code != 0 {
 		t.Fatalf("login: exit %d, stderr %q", r.code, r.stderr)
 	}

@@ -79,6 +79,9 @@ func TestProxyOnTheAppliance(t *testing.T) {
 	gatetest.MustSee(t, vm, regexp.MustCompile(`^init: proxy: /perm/proxy, /perm/audit, /run/otgate/proxy owned by 101:101 \(0700\); /perm/policy readable by group 101 \(1 files\)$`))
 	listening := gatetest.MustSee(t, vm, regexp.MustCompile(`^proxy: otgate-proxy: listening on \S+:8443 \(site \S+, gate key SHA-256 [0-9a-f]{64}; started in [0-9.]+s: identity [0-9.]+s, audit log [0-9.]+s, user store [0-9.]+s, user CA [0-9.]+s, policy [0-9.]+s\)$`))
 	t.Logf("%s after %s", listening, time.Since(start).Round(time.Second))
+	// The gate's key as its console shows it: what a user checks before
+	// the first login sends credentials (otgate login --pin).
+	pin := regexp.MustCompile(`gate key SHA-256 ([0-9a-f]{64})`).FindStringSubmatch(listening)[1]
 	t.Logf("boot: %s", gatetest.MustSee(t, vm, "init: ready ("))
 	gatetest.MustSee(t, vm, regexp.MustCompile(`^demo-setup: user alice added \(roles: engineer\); enrolment pending until the first login \(through the proxy at /run/otgate/proxy/admin.sock\)`))
 	gatetest.MustSee(t, vm, regexp.MustCompile(`^netconf: .*(uplink eth0 configured: |lease on eth0 ip )`+regexp.QuoteMeta(lab.GateUplinkIP)+`/24`))
@@ -89,12 +92,12 @@ func TestProxyOnTheAppliance(t *testing.T) {
 
 	// A wrong TOTP code is refused; the right one (computed by oathtool
 	// from the secret the builder generated) logs alice in.
-	if out, err := login(t, l, bins.otgate, gate, profile, creds.Password, "000000"); err == nil {
-		t.Fatalf("login with a wrong code succeeded:\n%s", out)
+	if out, err := login(t, l, bins.otgate, gate, pin, profile, creds.Password, "000000"); err == nil || !strings.Contains(out, "wrong user name, password or code") {
+		t.Fatalf("login with a wrong code: %v, want the gate's refusal:\n%s", err, out)
 	}
 	code := oathtool(t, creds.Secret)
-	if out, err := login(t, l, bins.otgate, gate, profile, creds.Password, code); err != nil ||
-		!strings.Contains(out, "logged in as alice") || !strings.Contains(out, "pinned its certificate") {
+	if out, err := login(t, l, bins.otgate, gate, pin, profile, creds.Password, code); err != nil ||
+		!strings.Contains(out, "logged in as alice") || !strings.Contains(out, "pinned "+net.JoinHostPort(lab.GateUplinkIP, "8443")+"'s key SHA-256 "+pin) {
 		t.Fatalf("otgate login: %v\n%s\n%s", err, out, vm.Tail(30))
 	}
 	t.Logf("logged in after %s", time.Since(start).Round(time.Second))
@@ -210,7 +213,7 @@ func TestProxyOnTheAppliance(t *testing.T) {
 	gatetest.MustSee(t, vm2, regexp.MustCompile(`^identity: .*GATE IN QUARANTINE`))
 	t.Logf("boot 2: %s", gatetest.MustSee(t, vm2, regexp.MustCompile(`^init: proxy: not started: dependency \S+ failed`)))
 	gatetest.MustSee(t, vm2, regexp.MustCompile(`^netconf: .*(uplink eth0 configured: |lease on eth0 ip )`+regexp.QuoteMeta(lab.GateUplinkIP)+`/24`))
-	if out, err := login(t, l, bins.otgate, gate, profile, creds.Password, oathtool(t, creds.Secret)); err == nil {
+	if out, err := login(t, l, bins.otgate, gate, pin, profile, creds.Password, oathtool(t, creds.Secret)); err == nil {
 		t.Fatalf("login to a gate in quarantine succeeded:\n%s", out)
 	}
 	for _, line := range vm2.Lines() {
@@ -253,9 +256,9 @@ func startPlant(t *testing.T, l *lab.Lab, bin string) {
 	waitLine(t, lines, regexp.MustCompile(`otgate-plant: unit 1 listening on 10\.77\.0\.20:502`))
 }
 
-func login(t *testing.T, l *lab.Lab, otgate, gate, profile, password, code string) (string, error) {
+func login(t *testing.T, l *lab.Lab, otgate, gate, pin, profile, password, code string) (string, error) {
 	t.Helper()
-	cmd := l.Uplink.Command(otgate, "login", "--user", "alice", "--password-stdin", "--code", code, "--profile", profile, gate)
+	cmd := l.Uplink.Command(otgate, "login", "--user", "alice", "--password-stdin", "--code", code, "--pin", pin, "--profile", profile, gate)
 	cmd.Stdin = strings.NewReader(password + "\n")
 	out, err := cmd.CombinedOutput()
 	t.Logf("otgate login %s (code %s): %v\n%s", gate, code, err, out)

@@ -248,7 +248,7 @@ func startBenchGate(b *testing.B) *benchGate {
 	dir := b.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := client.Login(ctx, client.LoginOptions{Gate: addr, User: "bench", Password: "correct horse battery", Code: code, Dir: dir}); err != nil {
+	if _, err := client.Login(ctx, client.LoginOptions{Gate: addr, TrustFirstUse: true, User: "bench", Password: "correct horse battery", Code: code, Dir: dir}); err != nil {
 		b.Fatalf("login to the bench gate: %v", err)
 	}
 	if g.session, err = client.Open(dir); err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -239,6 +240,17 @@ func (g *gate) setGrants(gs ...grant) {
 }
 
 // enrol adds a user and returns the base32 TOTP secret.
+// keyPin is the gate key's fingerprint, as `otgate login --pin` takes it
+// (the proxy's "gate key SHA-256" line).
+func (g *gate) keyPin(t testing.TB) string {
+	t.Helper()
+	leaf, err := x509.ParseCertificate(g.cert.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client.Fingerprint(leaf)
+}
+
 func (g *gate) enrol(name string) string {
 	g.t.Helper()
 	en, err := g.users.AddUser(name, []byte("correct horse battery"), nil)
@@ -265,7 +277,7 @@ func (g *gate) login(user, password, code string) (*client.LoginResult, string, 
 	dir := filepath.Join(g.dir, "client-"+user)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res, err := client.Login(ctx, client.LoginOptions{Gate: g.addr, User: user, Password: password, Code: code, Dir: dir})
+	res, err := client.Login(ctx, client.LoginOptions{Gate: g.addr, TrustFirstUse: true, User: user, Password: password, Code: code, Dir: dir})
 	return res, dir, err
 }
 

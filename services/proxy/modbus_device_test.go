@@ -136,7 +136,7 @@ func TestModbusIndependentDeviceThroughConnect(t *testing.T) {
 
 	bin := buildOtgate(t)
 	profile := filepath.Join(g.dir, "alice-profile")
-	login := exec.Command(bin, "login", "--profile", profile, "--user", "alice", "--code", oathtool(t, secret), "--password-stdin", "otgate://"+g.addr)
+	login := exec.Command(bin, "login", "--profile", profile, "--user", "alice", "--code", oathtool(t, secret), "--password-stdin", "--pin", g.keyPin(t), "otgate://"+g.addr)
 	login.Stdin = strings.NewReader("correct horse battery\n")
 	if out, err := login.CombinedOutput(); err != nil || !strings.Contains(string(out), "logged in as alice") {
 		t.Fatalf("otgate login: %v\n%s", err, out)

@@ -99,10 +99,10 @@ func TestModbusThroughConnect(t *testing.T) {
 
 	bin := buildOtgate(t)
 	profile := filepath.Join(g.dir, "alice-profile")
-	login := exec.Command(bin, "login", "--profile", profile, "--user", "alice", "--code", oathtool(t, secret), "--password-stdin", "otgate://"+g.addr)
+	login := exec.Command(bin, "login", "--profile", profile, "--user", "alice", "--code", oathtool(t, secret), "--password-stdin", "--pin", g.keyPin(t), "otgate://"+g.addr)
 	login.Stdin = strings.NewReader("correct horse battery\n")
 	out, err := login.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "pinned its certificate") || !strings.Contains(string(out), "logged in as alice") {
+	if err != nil || !strings.Contains(string(out), "pinned "+g.addr+"'s key SHA-256 "+g.keyPin(t)) || !strings.Contains(string(out), "logged in as alice") {
 		t.Fatalf("otgate login: %v\n%s", err, out)
 	}
 

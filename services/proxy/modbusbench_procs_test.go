@@ -183,7 +183,7 @@ func startModbusBenchGate(b *testing.B, plantAddr string) *modbusBenchGate {
 	cdir := filepath.Join(dir, "client")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if _, err := client.Login(ctx, client.LoginOptions{Gate: addr, User: "bench", Password: "correct horse battery", Code: code, Dir: cdir}); err != nil {
+	if _, err := client.Login(ctx, client.LoginOptions{Gate: addr, TrustFirstUse: true, User: "bench", Password: "correct horse battery", Code: code, Dir: cdir}); err != nil {
 		b.Fatalf("login to the bench gate: %v", err)
 	}
 	if g.session, err = client.Open(cdir); err != nil {

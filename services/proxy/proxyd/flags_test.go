@@ -120,7 +120,7 @@ func TestMaxLoginFailuresFlag(t *testing.T) {
 	login := func(c string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		_, err := client.Login(ctx, client.LoginOptions{Gate: addr, User: "alice", Password: "correct horse battery", Code: c, Dir: filepath.Join(dir, "client")})
+		_, err := client.Login(ctx, client.LoginOptions{Gate: addr, TrustFirstUse: true, User: "alice", Password: "correct horse battery", Code: c, Dir: filepath.Join(dir, "client")})
 		return err
 	}
 	user := func() adminapi.User {
