@@ -250,6 +250,10 @@ func (h *noticeHub) recheck(user string, verify func([][]byte) error) {
 // a tunnel, then frames until the client or the gate closes it.
 func (s *Server) noticeStream(tc *tls.Conn) {
 	src := sourceOf(tc).String()
+	// A revocation check that runs between the certificate check and the
+	// stream's registration sweeps without it: it bumps the epoch first,
+	// and a moved epoch checks the certificate again once registered.
+	epoch := s.admitEpoch.Load()
 	cred, chain, user, refusal := s.verifyClient(tc.ConnectionState())
 	if cred == nil {
 		s.event(audit.Event{Type: EventNoticesRefused, User: user, Source: src, Reason: refusal})
@@ -272,6 +276,11 @@ func (s *Server) noticeStream(tc *tls.Conn) {
 	st.q <- hello
 	h.add(st) // closes st at once when the server is shutting down
 	defer h.remove(st)
+	if s.admitEpoch.Load() != epoch {
+		if _, err := s.cfg.CA.Verify(chain); err != nil {
+			st.close(EndRevoked + ": " + err.Error())
+		}
+	}
 	if st.expiry != nil {
 		defer st.expiry.Stop()
 	}

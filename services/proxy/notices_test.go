@@ -420,3 +420,53 @@ func TestNoticeHubClosesStreamsAddedAfterCloseAll(t *testing.T) {
 		t.Errorf("%d streams registered, want 1 (the one added after closeAll is not)", n)
 	}
 }
+
+// hookCA runs hook once, after the first Verify made while armed (and
+// before that Verify returns): a revocation then falls between a notice
+// stream's certificate check and its registration.
+type hookCA struct {
+	CertAuthority
+	mu    sync.Mutex
+	armed func()
+}
+
+func (c *hookCA) Verify(chain [][]byte) (*Credential, error) {
+	cred, err := c.CertAuthority.Verify(chain)
+	c.mu.Lock()
+	hook := c.armed
+	c.armed = nil
+	c.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	return cred, err
+}
+
+// TestNoticeStreamRacingRevocation: a revocation that sweeps the user's
+// notice streams while one is past its certificate check but not yet
+// registered does not leave that stream open (it carried on until its
+// certificate expired).
+func TestNoticeStreamRacingRevocation(t *testing.T) {
+	l := newLab(t)
+	hc := &hookCA{}
+	g := noticeGate(t, l, func(c *Config) { hc.CertAuthority = c.CA; c.CA = hc })
+	g.setGrants(grant{rule: "hank-echo", user: "hank", asset: "echo-1", protocol: "tcp"})
+	hank := g.mustLogin("hank")
+	hc.mu.Lock()
+	hc.armed = func() {
+		if _, err := g.srv.RevokeUser("hank", "test: revoked while the stream opened"); err != nil {
+			t.Error(err)
+		}
+	}
+	hc.mu.Unlock()
+	_, e := streamNotices(openNotices(t, hank))
+	select {
+	case err := <-e:
+		var closed *client.NoticesClosedError
+		if !errors.As(err, &closed) || !strings.Contains(closed.Reason, EndRevoked) {
+			t.Fatalf("stream ended with %v, want closed as revoked", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a notice stream whose certificate was revoked while it opened stayed open")
+	}
+}
