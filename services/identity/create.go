@@ -168,7 +168,7 @@ func create(cfg Config, t transport.TPM, prev *replacedIdentity) error {
 
 // markTPM makes the SRK persistent (persist, the transient SRK, when the key
 // record names it and SRKHandle was free; nil: nothing to do) and writes
-// the identity marker. Failures are logged, not fatal: the identity is in
+// the identity marker m (nil: none). Failures are logged, not fatal: the identity is in
 // place; without the persistent SRK every start re-creates it, without
 // the marker a lost /perm is recognised by the SRK alone.
 func markTPM(cfg Config, t transport.TPM, persist *tpm2.NamedHandle, m *markerRecord) {
@@ -177,6 +177,9 @@ func markTPM(cfg Config, t transport.TPM, persist *tpm2.NamedHandle, m *markerRe
 		if err := persistSRK(t, *persist); err != nil {
 			fmt.Fprintf(w, "identity: the SRK is not kept in the TPM (%v): every start re-creates it\n", err)
 		}
+	}
+	if m == nil {
+		return
 	}
 	if err := writeMarker(t, m); err != nil {
 		fmt.Fprintf(w, "identity: WARNING: could not record the identity in the TPM (%v): a lost /perm is recognised only by the persistent SRK\n", err)

@@ -248,6 +248,7 @@ func (id *Identity) load() error {
 	}
 
 	var parent *tpm2.NamedHandle
+	unmarked := false // the key record names an SRK that is not persistent
 	if key.Mode == ModeTPM {
 		// One SRK for the unseal and the device key.
 		p, ok := persistentSRK(id.tpm, key.SRKName)
@@ -257,6 +258,7 @@ func (id *Identity) load() error {
 				return err
 			}
 			defer flush(id.tpm, p.Handle)
+			unmarked = len(key.SRKName) > 0 && bytes.Equal(p.Name.Buffer, key.SRKName)
 		}
 		parent = &p
 	}
@@ -333,6 +335,9 @@ func (id *Identity) load() error {
 	if err := matchesKey(cert, id.signer.Public()); err != nil {
 		return corrupt(devPath, "device certificate is not for the key in "+KeyFile, err)
 	}
+	if unmarked {
+		id.markAfterCut(*parent)
+	}
 	if id.dev {
 		id.log.Printf("WARNING: DEV MODE: identity %s uses a SOFTWARE key", DeviceURI(id.device.Site, id.device.Serial))
 	} else {
@@ -346,6 +351,34 @@ func (id *Identity) load() error {
 	err = id.loadWorkloadCA()
 	id.step("workload CA")
 	return err
+}
+
+// markAfterCut finishes marking the TPM for this identity when a start
+// finds the SRK its key record names not persistent at SRKHandle and the
+// handle free: a first boot or reset cut off (power, a TPM error) after
+// the identity was renamed into place and before markTPM, or an operator
+// evicted it. Without the persistent SRK and the marker a later lost
+// /perm would look like a first boot and silently create a different
+// device. The marker is written only when MarkerNVIndex holds none (an
+// existing one is another identity's record, left as it is). An SRK the
+// key record does not name (the handle held another key when the
+// identity was made) is not repaired: that start reads nothing more.
+func (id *Identity) markAfterCut(p tpm2.NamedHandle) {
+	if _, err := (tpm2.ReadPublic{ObjectHandle: SRKHandle}).Execute(id.tpm); err == nil {
+		return // another key at the handle: not ours
+	}
+	var m *markerRecord
+	if old, _, _ := readMarker(id.tpm); old == nil {
+		// Undefined, or defined and never written.
+		m = &markerRecord{Version: stateVersion, Serial: id.device.Serial,
+			KeyFingerprint: keyFingerprint(id.signer.Public()), CreatedAt: id.device.CreatedAt}
+	}
+	what := "the SRK"
+	if m != nil {
+		what += " and the identity marker"
+	}
+	id.log.Printf("the TPM does not show this identity (the SRK is not persistent at %#x: its first boot was cut short, or it was evicted): writing %s now, so a lost /perm is refused, not taken for a first boot", uint32(SRKHandle), what)
+	markTPM(id.cfg, id.tpm, &p, m)
 }
 
 func (id *Identity) loadWorkloadCA() error {

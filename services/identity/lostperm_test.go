@@ -279,3 +279,82 @@ func TestVolatileStateRefused(t *testing.T) {
 		}
 	}
 }
+
+// A first boot cut short after the new identity was renamed into place
+// and before the TPM was marked (no persistent SRK, no marker) is marked
+// at the next start: a later lost /perm is then refused, not taken for a
+// first boot that would silently make a different device.
+func TestFirstBootCutBeforeMarkingIsMarkedAtNextStart(t *testing.T) {
+	_, opener := startTPM(t)
+	cfg := testConfig(t, opener)
+	id, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, fp := id.Serial(), keyFingerprint(id.Signer().Public())
+	id.Close()
+	var key keyRecord
+	if err := readState(cfg.StateDir, KeyFile, &key); err != nil {
+		t.Fatal(err)
+	}
+	// The TPM as the cut left it: neither the persistent SRK nor the marker.
+	withTPMConn(t, opener, func(tt transport.TPM) {
+		if _, err := (tpm2.EvictControl{Auth: tpm2.TPMRHOwner, ObjectHandle: tpm2.NamedHandle{Handle: SRKHandle, Name: tpm2.TPM2BName{Buffer: key.SRKName}},
+			PersistentHandle: SRKHandle}).Execute(tt); err != nil {
+			t.Fatalf("evict the SRK: %v", err)
+		}
+		pub, err := tpm2.NVReadPublic{NVIndex: MarkerNVIndex}.Execute(tt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := (tpm2.NVUndefineSpace{AuthHandle: tpm2.TPMRHOwner,
+			NVIndex: tpm2.NamedHandle{Handle: MarkerNVIndex, Name: pub.NVName}}).Execute(tt); err != nil {
+			t.Fatalf("undefine the marker: %v", err)
+		}
+		if ev, _, err := earlierIdentity(tt); ev != "" || err != nil {
+			t.Fatalf("the TPM still shows the identity (%q, %v)", ev, err)
+		}
+	})
+
+	var log logBuffer
+	c := cfg
+	c.Log = &log
+	id, err = Open(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id.Close()
+	if !strings.Contains(log.String(), "writing the SRK and the identity marker now") {
+		t.Errorf("the start does not say it marked the TPM:\n%s", log.String())
+	}
+	if m := tpmMarker(t, opener); m == nil || m.Serial != serial || m.KeyFingerprint != fp {
+		t.Fatalf("marker %+v, want serial %s key %s", m, serial, fp)
+	}
+	withTPMConn(t, opener, func(tt transport.TPM) {
+		if _, ok := persistentSRK(tt, key.SRKName); !ok {
+			t.Fatalf("the SRK is not persistent at %#x again", uint32(SRKHandle))
+		}
+	})
+
+	// A start that finds everything in place writes nothing.
+	log = logBuffer{}
+	if id, err = Open(c); err != nil {
+		t.Fatal(err)
+	}
+	id.Close()
+	if strings.Contains(log.String(), "does not show this identity") {
+		t.Errorf("an ordinary start marked the TPM again:\n%s", log.String())
+	}
+
+	if err := os.RemoveAll(cfg.StateDir); err != nil {
+		t.Fatal(err)
+	}
+	id, err = Open(cfg)
+	if err == nil {
+		id.Close()
+		t.Fatal("a lost /perm created a new identity after a first boot cut before marking")
+	}
+	if !errors.Is(err, ErrEarlierIdentity) || !strings.Contains(err.Error(), serial) {
+		t.Fatalf("got %v, want ErrEarlierIdentity naming serial %s", err, serial)
+	}
+}
