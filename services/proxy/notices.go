@@ -311,6 +311,7 @@ type sessionNotices struct {
 	hub      *noticeHub
 	warn     *time.Timer
 	gen      uint64 // deadlines announced; 0: none yet (not accepted)
+	warned   uint64 // the gen whose deadline was warned of
 	finished bool
 }
 
@@ -368,6 +369,29 @@ func (s *session) noticeWarning(until, now time.Time) {
 	n := s.notice(wire.NoticeWarning, until)
 	n.Left = max(left.Milliseconds(), 1)
 	s.note.hub.publish(s.user, n)
+	s.note.warned = s.note.gen
+}
+
+// noticeWarnIfDue publishes the warning when the deadline is within the
+// lead by the wall clock and it has not gone out: the warning's timer
+// runs on the monotonic clock, which stands still while the machine or VM
+// is suspended and knows nothing of a clock set forward (the sweep asks
+// every second, as it does for the deadline itself).
+func (s *session) noticeWarnIfDue(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sn := &s.note
+	if sn.hub == nil || sn.finished || sn.gen == 0 || sn.warned == sn.gen || s.until.IsZero() {
+		return
+	}
+	if now.Round(0).Before(s.until.Round(0).Add(-sn.hub.lead)) {
+		return
+	}
+	if sn.warn != nil {
+		sn.warn.Stop()
+		sn.warn = nil
+	}
+	s.noticeWarning(s.until, now)
 }
 
 // noticeCatchUp tells a newly opened stream where the session stands.

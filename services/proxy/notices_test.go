@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -469,4 +470,44 @@ func TestNoticeStreamRacingRevocation(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a notice stream whose certificate was revoked while it opened stayed open")
 	}
+}
+
+// TestWarningByTheWallClock: when the gate's wall clock jumps into the
+// warning lead before a session's deadline (a resumed VM, a clock set
+// forward), the warning goes out at the next sweep, not when the
+// monotonic timer armed for it would fire (an hour later here).
+func TestWarningByTheWallClock(t *testing.T) {
+	l := newLab(t)
+	go serveEcho(l.listenPlant(t, 7))
+	var offset atomic.Int64
+	g := noticeGate(t, l, func(c *Config) {
+		c.NoticeWarnBefore = time.Minute
+		c.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+		c.IdleTimeout = 24 * time.Hour
+	})
+	g.setGrants(grant{rule: "ivan-hour", user: "ivan", asset: "echo-1", protocol: "tcp", until: time.Now().Add(time.Hour)})
+	ivan := g.mustLogin("ivan")
+	c, e := streamNotices(openNotices(t, ivan))
+	conn, r, err := tunnel(t, ivan, "echo-1", "tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	echoRoundTrip(t, conn, "within the hour")
+	if n := nextNotice(t, c, 10*time.Second, "the deadline"); n.Kind != wire.NoticeDeadline || n.Session != r.Session {
+		t.Fatalf("first notice %+v, want session %s's deadline", n, r.Session)
+	}
+	// 30 s before the end by the gate's clock: inside the one-minute lead.
+	offset.Store(int64(time.Until(time.Unix(r.Until, 0)) - 30*time.Second))
+	select {
+	case n := <-c:
+		if n.Kind != wire.NoticeWarning || n.Session != r.Session || n.LeftDuration() > 40*time.Second || n.LeftDuration() < 20*time.Second {
+			t.Fatalf("notice after the clock jump %+v, want session %s's warning with about 30 s left", n, r.Session)
+		}
+	case err := <-e:
+		t.Fatalf("notice stream ended: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("no warning within 5 s of the clock jumping into the warning lead")
+	}
+	echoRoundTrip(t, conn, "warned, not ended")
 }

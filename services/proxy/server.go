@@ -163,7 +163,8 @@ func (s *Server) handle(c net.Conn) {
 }
 
 // sweep ends idle sessions, and sessions past their deadline by the
-// wall clock (session.pastUntil).
+// wall clock (session.pastUntil), and warns of a deadline near by the
+// wall clock (session.noticeWarnIfDue).
 func (s *Server) sweep() {
 	defer s.wg.Done()
 	t := time.NewTicker(time.Second)
@@ -180,6 +181,8 @@ func (s *Server) sweep() {
 				sess.end(why)
 			} else if now.UnixNano()-sess.lastActive.Load() > int64(s.cfg.IdleTimeout) {
 				sess.end(EndIdle)
+			} else {
+				sess.noticeWarnIfDue(now)
 			}
 		}
 	}
