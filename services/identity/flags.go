@@ -95,6 +95,9 @@ func ParseAllow(s string) (map[uint32]string, error) {
 		if !ok || err != nil || !secretNameRE.MatchString(name) {
 			return nil, fmt.Errorf("bad allow-list entry %q in %q (want uid=service, service: %s)", e, s, serviceNameDescription)
 		}
+		if err := checkCallerName(name); err != nil {
+			return nil, fmt.Errorf("allow-list entry %q in %q: %w", e, s, err)
+		}
 		if prev, dup := out[uint32(uid)]; dup {
 			return nil, fmt.Errorf("allow-list %q names uid %d twice (%s, %s)", s, uid, prev, name)
 		}

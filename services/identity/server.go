@@ -44,8 +44,8 @@ type Server struct {
 // ready to Serve.
 func Listen(id *Identity, cfg ServerConfig) (*Server, error) {
 	for uid, name := range cfg.Allow {
-		if !secretNameRE.MatchString(name) {
-			return nil, fmt.Errorf("identity: allow-list: uid %d: bad service name %q (%s)", uid, name, serviceNameDescription)
+		if err := checkCallerName(name); err != nil {
+			return nil, fmt.Errorf("identity: allow-list: uid %d: %w", uid, err)
 		}
 	}
 	if err := os.Remove(cfg.Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -114,6 +114,20 @@ func (s *Server) Close() error {
 	return err
 }
 
+// checkCallerName checks a service name of the allow-list. The identity
+// service's own name is refused: its secrets hold the workload CA's key,
+// which a caller known by that name could read or replace (unseal and
+// seal act on the caller's own secrets).
+func checkCallerName(name string) error {
+	if !secretNameRE.MatchString(name) {
+		return fmt.Errorf("bad service name %q (%s)", name, serviceNameDescription)
+	}
+	if name == identitySecretOwner {
+		return fmt.Errorf("service name %q is the identity service's own (its secrets hold the workload CA key); give the caller its own name", name)
+	}
+	return nil
+}
+
 // peerCred reads the connecting process's credentials from the kernel.
 func peerCred(c *net.UnixConn) (*unix.Ucred, error) {
 	raw, err := c.SyscallConn()
@@ -163,6 +177,13 @@ func (s *Server) serveConn(c *net.UnixConn) {
 		if err := api.ReadMessage(c, &req); err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				s.id.log.Printf("connection from %s (uid %d): %v", caller, cred.Uid, err)
+				// A frame that does not decode, one over the limit or one
+				// cut short: say so (the stream cannot be followed after
+				// it, so the connection ends). A broken connection just
+				// fails the write.
+				c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+				api.WriteMessage(c, &api.Response{Code: api.CodeBadRequest,
+					Error: fmt.Sprintf("bad request from %s (uid %d): %v; connection closed", caller, cred.Uid, err)})
 			}
 			return
 		}
@@ -236,10 +257,12 @@ func (s *Server) handle(caller string, uid uint32, req *api.Request) *api.Respon
 		}
 		return &api.Response{Data: data}
 	case api.OpWorkloadCert:
-		ttl := time.Duration(req.TTLSeconds) * time.Second
-		if ttl <= 0 || ttl > MaxWorkloadCertTTL {
-			return errResponse(api.CodeBadRequest, fmt.Errorf("lifetime %ds out of range (0, %d]", req.TTLSeconds, int(MaxWorkloadCertTTL/time.Second)))
+		// The bound is checked on the seconds asked for: multiplied first,
+		// a huge value wrapped around into the range.
+		if req.TTLSeconds <= 0 || req.TTLSeconds > int64(MaxWorkloadCertTTL/time.Second) {
+			return errResponse(api.CodeBadRequest, fmt.Errorf("workload certificate lifetime %ds out of range (0, %d]", req.TTLSeconds, int64(MaxWorkloadCertTTL/time.Second)))
 		}
+		ttl := time.Duration(req.TTLSeconds) * time.Second
 		leaf, ca, err := id.IssueWorkloadCertificate(caller, req.CSR, ttl)
 		if err != nil {
 			if errors.Is(err, ErrQuarantine) {
