@@ -2,11 +2,14 @@ package identity
 
 import (
 	"crypto/ecdsa"
+	"crypto/sha256"
 	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/otgate/otgate/internal/atomicfile"
 	"github.com/otgate/otgate/services/identity/swtpmtest"
 )
 
@@ -86,5 +89,78 @@ func TestResetCreatesANewIdentityAndKeepsTheOld(t *testing.T) {
 	}
 	if id.device.ReplacedIdentity != filepath.Base(old) {
 		t.Fatalf("new identity records replacing %q, want %q", id.device.ReplacedIdentity, filepath.Base(old))
+	}
+}
+
+// A reseal cut at any step of its seal.cbor write leaves no next-boot slot
+// of the old data key behind: left there, a later boot measuring the
+// configuration it was sealed for promoted the old key over the new seal,
+// and the workload CA and every secret no longer decrypted. A cut before
+// the new seal is in place leaves quarantine, and reseal runs again.
+func TestResealCutLeavesNoNextSlotOfTheOldKey(t *testing.T) {
+	for _, step := range atomicfile.Steps {
+		t.Run(step.String(), func(t *testing.T) {
+			sw := swtpmtest.Start(t, "")
+			cfg := testConfig(t, SocketTPM(sw.Socket))
+			id := boot(t, cfg, sw, "image-A")
+			// A policy applied on image-A whose boot never came.
+			if err := id.SealNextBoot(sha256.Sum256([]byte("config-B"))); err != nil {
+				t.Fatal(err)
+			}
+			id.Close()
+			reboot := func(booted string) *Identity {
+				t.Helper()
+				sw.Stop()
+				sw = swtpmtest.Start(t, sw.StateDir)
+				return boot(t, cfg, sw, booted)
+			}
+			if id = reboot("image-C"); id.Quarantine() == nil {
+				t.Fatal("image-C: no quarantine")
+			}
+			id.Close()
+			c := cfg
+			c.TPM = SocketTPM(sw.Socket)
+			c.StateWriteHook = func(s atomicfile.Step) error {
+				if s == step {
+					return atomicfile.ErrCrash
+				}
+				return nil
+			}
+			if _, err := Reseal(c); !errors.Is(err, atomicfile.ErrCrash) {
+				t.Fatalf("reseal: %v, want the simulated cut", err)
+			}
+			if _, err := os.Stat(filepath.Join(cfg.StateDir, NextSealFile)); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("cut after %s: the next-boot slot of the old data key is still there (%v)", step, err)
+			}
+			// The power comes back on image-C: quarantine (reseal again)
+			// or resealed, as far as the cut got.
+			id = reboot("image-C")
+			if id.Quarantine() != nil {
+				id.Close()
+				c.StateWriteHook = nil
+				c.TPM = SocketTPM(sw.Socket)
+				// A later run: the first moved the secrets aside under
+				// this second's name.
+				c.Now = func() time.Time { return time.Now().Add(time.Minute) }
+				if _, err := Reseal(c); err != nil {
+					t.Fatalf("reseal again: %v", err)
+				}
+				id = reboot("image-C")
+			}
+			if q := id.Quarantine(); q != nil {
+				t.Fatalf("after the reseal: quarantine: %s", q.Reason)
+			}
+			if err := id.SealSecret("proxy", "users", []byte("new")); err != nil {
+				t.Fatal(err)
+			}
+			id.Close()
+			// The configuration the old slot was for is now a tamper,
+			// not a promotion of the old key.
+			id = reboot("config-B")
+			defer id.Close()
+			if id.Quarantine() == nil {
+				t.Fatal("config-B after the reseal: not in quarantine")
+			}
+		})
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/otgate/otgate/internal/atomicfile"
 )
 
 // Reseal is the break-glass way out of quarantine on an image the operator
@@ -57,11 +59,21 @@ func Reseal(cfg Config) (string, error) {
 	if err := writeWorkloadCA(cfg.StateDir, id.signer, id.device.Cert, id.device.Site, id.device.Serial, false, &dataKey{b: dk}, cfg.now()); err != nil {
 		return moved, err
 	}
-	if err := writeState(cfg.StateDir, SealFile, rec); err != nil {
+	// A next-boot slot holds the old data key: useless after the reseal,
+	// and harmful if left behind by a cut after seal.cbor (a later boot
+	// measuring its configuration would promote the old key over the new
+	// one, and no secret would decrypt). Removed (durably) first: a cut
+	// before seal.cbor is written leaves quarantine, and reseal again.
+	nextPath := filepath.Join(cfg.StateDir, NextSealFile)
+	if err := os.Remove(nextPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return moved, fmt.Errorf("identity: reseal: remove the next-boot slot of the old data key: %w", err)
+	}
+	if err := syncDir(cfg.StateDir); err != nil {
 		return moved, err
 	}
-	// A next-boot slot holds the old data key: useless now.
-	id.removeNext(filepath.Join(cfg.StateDir, NextSealFile))
+	if err := atomicfile.WriteHooked(filepath.Join(cfg.StateDir, SealFile), mustEncode(rec), 0o600, cfg.StateWriteHook); err != nil {
+		return moved, fmt.Errorf("identity: reseal: %w", err)
+	}
 	id.log.Printf("RESEAL: new data key sealed to PCRs %v on the current boot; old secrets moved to %s", rec.PCRs, moved)
 	return moved, nil
 }
