@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -201,5 +202,35 @@ func TestEditedSealedPCRValuesAreCorrupt(t *testing.T) {
 	cfg.TPM = SocketTPM(sw.Socket)
 	if _, err := Open(cfg); !errors.Is(err, ErrStateCorrupt) {
 		t.Fatalf("Open with edited PCR values: %v, want ErrStateCorrupt", err)
+	}
+}
+
+// The directories a secret's file goes into are made durable in their
+// parents before the file is written: the state directory is synced after
+// secrets/ is created in it, secrets/ after secrets/<owner>/.
+func TestNewSecretDirectoriesAreSyncedInTheirParents(t *testing.T) {
+	dir := t.TempDir()
+	var synced []string
+	dirSynced = func(d string) { synced = append(synced, d) }
+	defer func() { dirSynced = nil }()
+	k := &dataKey{b: make([]byte, dataKeySize)}
+	if err := sealSecret(dir, k, "proxy", "users", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	secrets := filepath.Join(dir, SecretsDir)
+	want := []string{dir, secrets, filepath.Join(secrets, "proxy")}
+	if !slices.Equal(synced, want) {
+		t.Fatalf("synced %v, want %v (each new directory in its parent, then the file's)", synced, want)
+	}
+	// A second owner: only secrets/ (its new entry) and the new directory.
+	synced = nil
+	if err := sealSecret(dir, k, "admin", "x", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{secrets, filepath.Join(secrets, "admin")}; !slices.Equal(synced, want) {
+		t.Fatalf("second owner: synced %v, want %v", synced, want)
+	}
+	if got, err := openSecret(dir, k, "proxy", "users"); err != nil || string(got) != "x" {
+		t.Fatalf("open: %q %v", got, err)
 	}
 }

@@ -150,6 +150,9 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	return syncDir(dir)
 }
 
+// dirSynced, when set (tests), is told each directory syncDir synced.
+var dirSynced func(dir string)
+
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
@@ -158,6 +161,9 @@ func syncDir(dir string) error {
 	defer d.Close()
 	if err := d.Sync(); err != nil {
 		return fmt.Errorf("identity: fsync dir %s: %w", dir, err)
+	}
+	if dirSynced != nil {
+		dirSynced(dir)
 	}
 	return nil
 }
