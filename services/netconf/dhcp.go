@@ -43,6 +43,8 @@ type DHCPStatus struct {
 	NAKs      uint64    `cbor:"7,keyasint" json:"naks"`
 	Expiries  uint64    `cbor:"8,keyasint" json:"expiries"`
 	LastError string    `cbor:"9,keyasint,omitempty" json:"last_error,omitempty"`
+	// Refusals counts the ACKs not applied (checkACK, Protected).
+	Refusals uint64 `cbor:"10,keyasint,omitempty" json:"refusals,omitempty"`
 }
 
 // DHCP timing defaults (RFC 2131 4.1 and 4.4.5).
@@ -71,6 +73,11 @@ type DHCPClient struct {
 	Logf                             func(string, ...any)
 	// OnChange is called after every state change.
 	OnChange func()
+	// Protected returns the ranges a lease must not overlap (the OT
+	// zones, the downlinks, the overlay); nil: none. A lease that does,
+	// or that fails checkACK, is refused: nothing of it reaches the
+	// uplink, and the client goes on as if no server had answered.
+	Protected func() []Protected
 
 	mu     sync.Mutex
 	status DHCPStatus
@@ -209,6 +216,29 @@ func (c *DHCPClient) bind(nl *nclient4.Lease, kind EventKind) {
 	c.event(kind, &l, "")
 }
 
+// check says why the uplink must not take the lease in nl (nil: take it).
+func (c *DHCPClient) check(nl *nclient4.Lease) error {
+	if err := checkACK(nl.ACK); err != nil {
+		return err
+	}
+	if c.Protected == nil {
+		return nil
+	}
+	return checkProtected(leaseFromACK(nl.ACK, nl.CreationTime), c.Protected())
+}
+
+// refuse records a lease that check refused; nothing of it is applied.
+func (c *DHCPClient) refuse(nl *nclient4.Lease, state DHCPState, err error) {
+	ip := nl.ACK.YourIPAddr.String()
+	detail := fmt.Sprintf("refused %s from server %s in %s: %v; nothing applied", ip, nl.ACK.ServerIdentifier(), state, err)
+	c.Logf("netconf: dhcp on %s: %s", c.Link, detail)
+	c.update(func(s *DHCPStatus) {
+		s.Refusals++
+		s.LastError = detail
+	})
+	c.Events.Add(Event{Kind: EventRefused, Link: c.Link, IP: ip, Detail: detail})
+}
+
 // lost drops a lease: the address, route and DNS go.
 func (c *DHCPClient) lost(kind EventKind, l *Lease, detail string) {
 	if err := c.up.clear(); err != nil {
@@ -279,10 +309,18 @@ func (c *DHCPClient) maintain(ctx context.Context, nl *nclient4.Lease) *nclient4
 				return nl
 			}
 			var nak *nclient4.ErrNak
+			var cerr error
+			if err == nil {
+				cerr = c.check(renewed)
+			}
 			switch {
-			case err == nil:
+			case err == nil && cerr == nil:
 				c.bind(renewed, phase.kind)
 				return renewed
+			case err == nil:
+				// Not applied: the lease held stays until it ends, and a
+				// later answer may still renew it.
+				c.refuse(renewed, phase.state, cerr)
 			case errors.As(err, &nak):
 				c.lost(EventNAK, &l, fmt.Sprintf("server refused %s in %s: %s", l.Address, phase.state, nak.Nak.Message()))
 				return nil
@@ -380,7 +418,11 @@ func (c *DHCPClient) acquire(ctx context.Context) *nclient4.Lease {
 	}()
 	if hint := c.loadHint(); hint.IsValid() && open() {
 		if nl := c.initReboot(ctx, bc, hint); nl != nil {
-			return nl
+			err := c.check(nl)
+			if err == nil {
+				return nl
+			}
+			c.refuse(nl, StateInitReboot, err)
 		}
 	}
 	backoff := c.BackoffMin
@@ -426,6 +468,10 @@ func (c *DHCPClient) discover(ctx context.Context, bc *nclient4.Client, wait tim
 		if ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
 			c.fail(fmt.Errorf("request %s: %w", offer.YourIPAddr, err))
 		}
+		return nil
+	}
+	if err := c.check(nl); err != nil {
+		c.refuse(nl, StateRequesting, err)
 		return nil
 	}
 	return nl

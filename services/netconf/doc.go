@@ -38,6 +38,13 @@
 //     address and route go, discovery starts again), NAK handling, back-off,
 //     and RELEASE on shutdown. The address is installed with the lease's
 //     lifetime, so the kernel drops it at expiry even if the service died.
+//     An ACK the uplink must not carry is refused (event "refused",
+//     nothing of it applied, the client goes on as if unanswered): an
+//     address that is not a host's unicast address, a mask that is not
+//     contiguous or /0, and a subnet overlapping a zone's subnet, a
+//     downlink's subnet or the overlay prefix (a longer prefix than a
+//     zone's would send the proxy's connections to those assets out of
+//     the uplink). The same rule as for a static uplink in the site file.
 //   - Neighbour watch (Watcher): netlink neighbour updates and the ARP
 //     packets seen on the downlinks are compared with the declared assets
 //     (IP and MAC): unknown devices, declared assets that stay absent, and

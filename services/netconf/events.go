@@ -22,6 +22,7 @@ const (
 	EventNAK        EventKind = "nak"
 	EventExpired    EventKind = "expired"
 	EventReleased   EventKind = "released"
+	EventRefused    EventKind = "refused" // a lease the uplink must not carry
 )
 
 // Event is one entry of the events ring.

@@ -1,6 +1,7 @@
 package netconf
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -89,3 +90,73 @@ var requestedOptions = dhcpv4.WithRequestedOptions(
 )
 
 func ipOf(a netip.Addr) net.IP { return net.IP(a.AsSlice()) }
+
+// Protected is a range of addresses a DHCP lease must not touch: an OT
+// zone's subnet, a downlink's subnet, the overlay prefix. What names it
+// in the refusal.
+type Protected struct {
+	Prefix netip.Prefix
+	What   string
+}
+
+// checkACK refuses an ACK whose address or mask the uplink must not
+// carry, whoever sent it: an address that is not a host's unicast
+// address (0.0.0.0, loopback, link-local, multicast, broadcast, class
+// E), a subnet mask that is not contiguous (read as /0 it made the whole
+// IPv4 space on-link on the uplink) or that is /0, and the network or
+// broadcast address of the leased subnet.
+func checkACK(ack *dhcpv4.DHCPv4) error {
+	ip, ok := netip.AddrFromSlice(ack.YourIPAddr.To4())
+	if !ok {
+		return fmt.Errorf("no IPv4 address offered (yiaddr %v)", ack.YourIPAddr)
+	}
+	switch {
+	case ip.IsUnspecified() || ip.As4()[0] == 0:
+		return fmt.Errorf("address %s is in 0.0.0.0/8 (this network)", ip)
+	case ip.IsLoopback():
+		return fmt.Errorf("address %s is a loopback address", ip)
+	case ip.IsLinkLocalUnicast():
+		return fmt.Errorf("address %s is link-local", ip)
+	case ip.IsMulticast():
+		return fmt.Errorf("address %s is multicast", ip)
+	case ip.As4()[0] >= 240:
+		return fmt.Errorf("address %s is reserved (240.0.0.0/4) or the broadcast address", ip)
+	}
+	if m := ack.SubnetMask(); m != nil {
+		ones, bits := m.Size()
+		if bits == 0 {
+			return fmt.Errorf("subnet mask %s is not contiguous", net.IP(m))
+		}
+		if ones == 0 {
+			return fmt.Errorf("subnet mask %s (/0) would put every IPv4 address on the uplink", net.IP(m))
+		}
+	}
+	l := leaseFromACK(ack, time.Time{})
+	if b := l.Address.Bits(); b <= 30 && (l.Address.Addr() == l.Address.Masked().Addr() || l.Address.Addr() == lastAddr(l.Address)) {
+		return fmt.Errorf("address %s is the network or broadcast address of its subnet", l.Address)
+	}
+	return nil
+}
+
+// checkProtected refuses a lease whose subnet overlaps a protected
+// range: with it the uplink would carry a route into the OT side or the
+// overlay (a longer prefix than the zone's own sends the proxy's
+// connections for those assets out through the uplink), or the gate
+// would hold an asset's address itself.
+func checkProtected(l Lease, protected []Protected) error {
+	sub := l.Address.Masked()
+	for _, p := range protected {
+		if p.Prefix.Overlaps(sub) {
+			return fmt.Errorf("leased subnet %s overlaps %s %s", sub, p.What, p.Prefix)
+		}
+	}
+	return nil
+}
+
+// lastAddr is the highest address of p (its broadcast address).
+func lastAddr(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr().As4()
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	v |= ^uint32(0) >> p.Bits()
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -68,6 +69,9 @@ type Service struct {
 	// gates is each zone's gate address ("10.77.0.1/24 on eth1") as the
 	// last sync planned it, to log a zone whose address moved.
 	gates map[string]string
+	// protected are the ranges a DHCP lease must not overlap, as the
+	// last sync planned them (DHCPClient.Protected).
+	protected []Protected
 
 	// The uplink: flagUplink is what the flags said (Mode "": follow
 	// the site file); Config.Uplink becomes the uplink in effect at the
@@ -199,7 +203,7 @@ func (s *Service) Run(ctx context.Context) error {
 	case UplinkDHCP:
 		s.dhcp = &DHCPClient{Link: s.Uplink.Name, Handle: s.Handle, NS: s.NS, Resolver: s.Resolver, HintPath: s.HintPath,
 			BackoffMin: s.BackoffMin, BackoffMax: s.BackoffMax, RetryMin: s.RetryMin, Events: s.events, Logf: s.Logf,
-			OnChange: s.dhcpChanged}
+			OnChange: s.dhcpChanged, Protected: s.protectedNow}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -327,6 +331,7 @@ func (s *Service) sync() {
 	var sum [32]byte
 	var warn []string
 	var siteUp *site.Uplink // nil: no policy to say
+	overlay := site.DefaultOverlayPrefix
 	if s.PolicyPath != "" {
 		applied, err := site.LoadApplied(s.PolicyPath)
 		switch {
@@ -338,6 +343,9 @@ func (s *Service) sync() {
 			return
 		default:
 			zones, assets, sum = applied.Site.Zones, applied.Site.Assets, applied.SourceSHA256
+			if applied.Site.Overlay.Prefix.IsValid() {
+				overlay = applied.Site.Overlay.Prefix
+			}
 			u := applied.Site.UplinkSettings()
 			siteUp = &u
 		}
@@ -375,6 +383,7 @@ func (s *Service) sync() {
 		links = append(links, ls)
 	}
 	s.mu.Lock()
+	s.protected = protectedRanges(zones, plan, overlay)
 	s.status.Links = links
 	s.status.Warnings = append(warn, plan.Warnings...)
 	s.status.Foreign = res.Foreign
@@ -578,4 +587,32 @@ func (s *Service) Reload() {
 	case s.reload <- struct{}{}:
 	default:
 	}
+}
+
+// protectedRanges are the ranges a DHCP lease on the uplink must not
+// overlap: every zone's subnet, the subnet of every address the gate
+// has on the OT side, and the overlay prefix.
+func protectedRanges(zones []site.Zone, plan *Plan, overlay netip.Prefix) []Protected {
+	var out []Protected
+	for _, z := range zones {
+		if z.Subnet.IsValid() {
+			out = append(out, Protected{Prefix: z.Subnet, What: fmt.Sprintf("zone %q subnet", z.Name)})
+		}
+	}
+	for _, l := range plan.Links {
+		for _, a := range l.Addresses {
+			out = append(out, Protected{Prefix: a.Masked(), What: fmt.Sprintf("the subnet of downlink %s", l.Name)})
+		}
+	}
+	if overlay.IsValid() {
+		out = append(out, Protected{Prefix: overlay, What: "the overlay prefix"})
+	}
+	return out
+}
+
+// protectedNow is DHCPClient.Protected: the ranges of the last sync.
+func (s *Service) protectedNow() []Protected {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Protected(nil), s.protected...)
 }
