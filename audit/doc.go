@@ -112,9 +112,13 @@
 //
 // Only the newest file may end in a torn tail: the bytes after its last
 // complete, valid record that are (a) shorter than a frame header, (b) a
-// header whose declared length runs past the end of the file, (c) exactly one
+// header whose declared length runs past the end of the file (unless a
+// complete record whose length matches the header's CRC follows it: that
+// is a damaged length field, corruption), (c) exactly one
 // frame ending at the end of the file whose CRC does not match, or (d) all
-// zero bytes. Open moves a torn tail into a side file (<name>.torn-<unix ns>),
+// zero bytes. A newest file without a complete rotation record is never a
+// torn write (a file is made visible only with it, see startFile) and is
+// corruption. Open moves a torn tail into a side file (<name>.torn-<unix ns>),
 // truncates, and appends the "log-recovered" event describing it (above).
 // Verify reports a torn tail as EndTorn, an error only with RequireSealed.
 // Anything else (a bad CRC or length followed by more data, a broken chain, a

@@ -156,8 +156,13 @@ func (f *Follower) readAt(name string) (Entry, bool, error) {
 		return Entry{}, false, &Problem{File: name, Offset: f.off, Err: fmt.Errorf("%w: record length %d", ErrFraming, n)}
 	}
 	p := make([]byte, n)
-	if _, err := file.ReadAt(p, f.off+frameHeaderSize); err != nil {
+	if got, err := file.ReadAt(p, f.off+frameHeaderSize); err != nil {
 		if err == io.EOF {
+			if m, ok := damagedLength(h, p[:got]); ok {
+				// Not a record being written: one complete record
+				// follows a length field that says otherwise.
+				return Entry{}, false, &Problem{File: name, Offset: f.off, Err: fmt.Errorf("%w: record length %d runs past the end of the file, but a complete record of %d bytes with a matching CRC follows the header (a damaged length field)", ErrFraming, n, m)}
+			}
 			return Entry{}, false, nil // still being written
 		}
 		return Entry{}, false, fmt.Errorf("follow audit log: read %s: %w", name, err)

@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"sync"
+
+	"github.com/fxamacker/cbor/v2"
 )
 
 const (
@@ -113,7 +115,18 @@ func (s *frameScanner) next() ([]byte, int64, error) {
 		return nil, off, &Problem{File: s.name, Offset: off, Err: fmt.Errorf("%w: record length %d (must be 1..%d)", ErrFraming, n, MaxRecordSize)}
 	}
 	if frameHeaderSize+n > remaining {
-		return nil, off, s.torn(off, remaining, fmt.Sprintf("record of %d bytes cut at %d", n, remaining-frameHeaderSize))
+		have := remaining - frameHeaderSize
+		if int64(cap(s.buf)) < have {
+			s.buf = make([]byte, have)
+		}
+		p := s.buf[:have]
+		if _, err := io.ReadFull(s.r, p); err != nil {
+			return nil, off, s.readErr(off, err)
+		}
+		if m, ok := damagedLength(h, p); ok {
+			return nil, off, &Problem{File: s.name, Offset: off, Err: fmt.Errorf("%w: record length %d runs past the end of the file, but a complete record of %d bytes with a matching CRC follows the header (a damaged length field, not a torn write)", ErrFraming, n, m)}
+		}
+		return nil, off, s.torn(off, remaining, fmt.Sprintf("record of %d bytes cut at %d", n, have))
 	}
 	if int64(cap(s.buf)) < n {
 		s.buf = make([]byte, n)
@@ -133,6 +146,27 @@ func (s *frameScanner) next() ([]byte, int64, error) {
 	}
 	s.off = off + frameHeaderSize + n
 	return p, off, nil
+}
+
+// damagedLength reports whether a frame whose header h declares a length
+// running past the end of the file is a damaged length field rather than a
+// torn write: rest (the bytes after the header, to the end of the file)
+// starts with one complete CBOR item whose length m, put in place of the
+// declared one, makes the header's CRC match. A torn write leaves a prefix
+// of its record, never a complete one (a record is one CBOR map), and
+// zeros or other garbage match the CRC only by a 2^-32 chance.
+func damagedLength(h [frameHeaderSize]byte, rest []byte) (int, bool) {
+	var raw cbor.RawMessage
+	after, err := decMode.UnmarshalFirst(rest, &raw)
+	if err != nil {
+		return 0, false
+	}
+	m := len(rest) - len(after)
+	var l [4]byte
+	binary.BigEndian.PutUint32(l[:], uint32(m))
+	t := castagnoli()
+	c := crc32.Update(crc32.Update(0, t, l[:]), t, rest[:m])
+	return m, c == binary.BigEndian.Uint32(h[4:])
 }
 
 func (s *frameScanner) torn(off, size int64, why string) error {
