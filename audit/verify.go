@@ -248,17 +248,26 @@ func Verify(dir string, trust Trust) (*Report, error) {
 		rep.UnsignedFrom = rep.FirstSeq
 	}
 	newest := r.files[len(r.files)-1].name
+	if last.File != newest {
+		// A file becomes visible only with its rotation record in place
+		// (written, fsynced, then renamed), so a newest file without one
+		// is damage or tampering, not a torn write; Open refuses it too.
+		p := &Problem{File: newest, Offset: int64(len(fileMagic)),
+			Err: fmt.Errorf("%w: no complete rotation record (a log file is only ever created with one: not a torn write)", ErrTruncated)}
+		if rep.Records > 0 {
+			p.After, p.HasAfter = rep.LastSeq, true
+		}
+		return rep, p
+	}
 	switch first, _ := cps.firstUnsigned(); {
 	case rep.Torn != nil:
 		rep.End, rep.EndFile, rep.EndOffset = EndTorn, rep.Torn.File, rep.Torn.Offset
-	case last.File == newest && sealed(prev, last):
+	case sealed(prev, last):
 		rep.End, rep.EndFile, rep.EndOffset = EndSealed, prev.File, prev.Offset
 	case rep.SignaturesChecked && rep.Unsigned > 0:
 		rep.End, rep.EndFile, rep.EndOffset = EndUnsealed, first.File, first.Offset
-	case last.File == newest:
+	default:
 		rep.End, rep.EndFile, rep.EndOffset = EndUnsealed, last.File, last.Offset+last.Size
-	default: // the newest file holds no record at all
-		rep.End, rep.EndFile, rep.EndOffset = EndUnsealed, newest, int64(len(fileMagic))
 	}
 	if trust.RequireSealed && rep.End != EndSealed {
 		p := &Problem{File: rep.EndFile, Offset: rep.EndOffset, Err: fmt.Errorf("%w: %s", ErrNotSealed, rep.EndSummary())}
