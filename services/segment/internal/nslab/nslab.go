@@ -193,7 +193,7 @@ func (n *NS) Listen(t testing.TB, addr string) net.Listener {
 	t.Helper()
 	var ln net.Listener
 	err := n.Do(func() (err error) {
-		ln, err = net.Listen("tcp4", addr)
+		ln, err = net.Listen(tcpNetwork(addr), addr)
 		return err
 	})
 	if err != nil {
@@ -248,10 +248,19 @@ func (n *NS) Dial(addr string, id Identity, timeout time.Duration) (net.Conn, er
 			}
 		}
 		var err error
-		c, err = d.Dial("tcp4", addr)
+		c, err = d.Dial(tcpNetwork(addr), addr)
 		return err
 	})
 	return c, err
+}
+
+// tcpNetwork is "tcp6" for an address with an IPv6 literal ("[fd00::1]:502",
+// "[fe80::1%dn0]:502"), else "tcp4".
+func tcpNetwork(addr string) string {
+	if strings.HasPrefix(addr, "[") {
+		return "tcp6"
+	}
+	return "tcp4"
 }
 
 // Reach reports whether a TCP connection from the namespace as id to addr
