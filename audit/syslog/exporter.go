@@ -34,7 +34,7 @@ type Config struct {
 	// flush (audit.WithFlushInterval, default 1 s): a record lost in a
 	// power cut is then never in the SIEM. Negative: no delay.
 	MinAge  time.Duration
-	OnError func(error) // connection errors (the exporter retries)
+	OnError func(error) // connection errors (the exporter retries), and the permanent error that stops it
 }
 
 // Exporter sends the audit log to a syslog receiver.
@@ -81,7 +81,8 @@ func New(cfg Config) (*Exporter, error) {
 
 // Run exports until ctx ends, reconnecting after errors. It returns
 // ctx's error, or a permanent error (a damaged log, a cursor of another
-// log) that retrying cannot fix.
+// log) that retrying cannot fix; a permanent error also goes to OnError,
+// so a Run started in a goroutine does not stop unnoticed.
 func (x *Exporter) Run(ctx context.Context) error {
 	delay := x.cfg.RetryDelay
 	for {
@@ -91,6 +92,10 @@ func (x *Exporter) Run(ctx context.Context) error {
 		}
 		var p *audit.Problem
 		if errors.As(err, &p) || errors.Is(err, errPermanent) {
+			// Said through OnError too: a caller running Run in a
+			// goroutine would otherwise never learn that the export
+			// stopped for good.
+			x.cfg.OnError(fmt.Errorf("export STOPPED, nothing more goes to %s until this is fixed and the exporter restarted: %w", x.cfg.Addr, err))
 			return err
 		}
 		x.cfg.OnError(err)

@@ -53,7 +53,9 @@ func TestExporterRefusesForeignCursor(t *testing.T) {
 		}
 		// A listener that accepts: the refusal must come from the cursor check.
 		r, _ := startRsyslog(t, false)
-		x, err := New(Config{Dir: dir, Cursor: cursor, Addr: r.addr(), Hostname: "gate-1", Poll: 10 * time.Millisecond})
+		var reported []error
+		x, err := New(Config{Dir: dir, Cursor: cursor, Addr: r.addr(), Hostname: "gate-1", Poll: 10 * time.Millisecond,
+			OnError: func(err error) { reported = append(reported, err) }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -62,6 +64,11 @@ func TestExporterRefusesForeignCursor(t *testing.T) {
 		cancel()
 		if err == nil || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "cursor") {
 			t.Fatalf("%s: Run = %v, want a permanent cursor error", name, err)
+		}
+		// The proxy runs the exporter in a goroutine and drops what Run
+		// returns: the stop must reach OnError (it went nowhere).
+		if len(reported) == 0 || !errors.Is(reported[len(reported)-1], err) || !strings.Contains(reported[len(reported)-1].Error(), "STOPPED") {
+			t.Fatalf("%s: OnError got %v, want the permanent error saying the export stopped", name, reported)
 		}
 		t.Logf("%s: %v", name, err)
 	}
