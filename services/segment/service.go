@@ -66,6 +66,10 @@ type Option func(*Service)
 // WithInterval sets the drift check interval.
 func WithInterval(d time.Duration) Option { return func(s *Service) { s.interval = d } }
 
+// WithClock sets the wall clock the service reads (default time.Now):
+// exceptions expire by it.
+func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
+
 // WithLogf sets the log function (default log.Printf).
 func WithLogf(f func(string, ...any)) Option { return func(s *Service) { s.logf = f } }
 
@@ -241,8 +245,11 @@ func (s *Service) Run(ctx context.Context) error {
 		s.mu.Unlock()
 		var expiry <-chan time.Time
 		var timer *time.Timer
-		if !next.IsZero() && next.After(s.now()) { // a past expiry is handled by Check
-			timer = time.NewTimer(time.Until(next))
+		// The timer runs on the monotonic clock, which stands still while
+		// the machine or VM is suspended and ignores a clock set forward:
+		// the ticker's Check compares the expiry with the wall clock too.
+		if now := s.now(); !next.IsZero() && next.After(now) { // a past expiry is handled by Check
+			timer = time.NewTimer(next.Sub(now))
 			expiry = timer.C
 		}
 		select {

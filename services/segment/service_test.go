@@ -1,6 +1,7 @@
 package segment_test
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"os"
@@ -468,5 +469,60 @@ func TestHistoryFileIsWrittenFromMemory(t *testing.T) {
 	got := report(svc2)
 	if g, w := got[0], want[0]; g.Flow != w.Flow || g.Packets != w.Packets || g.Bytes != w.Bytes || !g.FirstSeen.Equal(w.FirstSeen) || !g.LastSeen.Equal(w.LastSeen) {
 		t.Errorf("history after a restart:\n  %+v\nwant the first service's:\n  %+v", g, w)
+	}
+}
+
+// An exception ends by the wall clock. The kernel's element timeout and
+// the service's expiry timer both run on clocks that stand still while a
+// VM or machine is suspended and ignore a clock set forward; the
+// periodic check compares with the wall clock. The gate's clock jumps two
+// hours into a one-hour exception: within a few checks the exception is
+// out of the kernel, announced, its flow stops and forwarding is off.
+func TestExceptionEndsWhenTheClockJumps(t *testing.T) {
+	l := nslab.New(t)
+	l.Plant2.Listen(t, nslab.Asset3+":502")
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	spec := labSpec(ruleset.ModeEnforce)
+	spec.Exceptions = []ruleset.Exception{{ID: "hist-pull", From: nslab.Asset1, To: nslab.Asset3, Protocol: "tcp", Port: 502,
+		Owner: "ops", Expires: now.Add(time.Hour)}}
+	svc, lg := newService(t, l, spec, segment.WithClock(clock), segment.WithInterval(200*time.Millisecond))
+	if err := svc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	if ok, err := l.Plant.Reach(nslab.Asset3+":502", nslab.Identity{}, 10*time.Second); !ok || err != nil {
+		t.Fatalf("the exception's flow before the jump: %v %v", ok, err)
+	}
+	if !l.Forwarding(t) {
+		t.Fatal("forwarding off with an active exception")
+	}
+
+	mu.Lock()
+	now = now.Add(2 * time.Hour)
+	mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(lg.matching("segment: exception-expired: exception hist-pull")) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no expiry 10 s after the clock jumped past it; log: %q", lg.matching("segment: "))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	st, err := svc.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Exceptions) != 0 {
+		t.Errorf("exceptions in the kernel after expiry: %+v", st.Exceptions)
+	}
+	if l.Forwarding(t) {
+		t.Error("forwarding still on with no exception and no monitor zone")
+	}
+	if ok, _ := l.Plant.Reach(nslab.Asset3+":502", nslab.Identity{}, 1500*time.Millisecond); ok {
+		t.Error("the expired exception's flow still passes")
 	}
 }
