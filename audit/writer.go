@@ -108,7 +108,7 @@ func Open(dir string, signer crypto.Signer, opts ...Option) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open audit log %s: signer: %w", dir, err)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := mkdirDurable(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}
 	w := &Writer{dir: dir, cfg: cfg, signer: signer, keyID: keyID,
