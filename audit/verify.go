@@ -116,7 +116,7 @@ var ErrNotSealed = errors.New("log not sealed")
 // EndSummary describes in one line how the newest file ends and what that
 // means.
 func (r *Report) EndSummary() string {
-	const causes = "the gate is running, or it stopped without closing the log (crash, power cut), or the file was truncated"
+	const causes = "the gate is running, or it stopped without closing the log (crash, power cut), or the file was truncated or newer files removed"
 	switch r.End {
 	case EndSealed:
 		s := fmt.Sprintf("sealed: the log ends with the log-closed record at %s offset %d and the checkpoint signing it (a clean close)", r.EndFile, r.EndOffset)

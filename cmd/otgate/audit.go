@@ -28,7 +28,8 @@ newest file ends:
             checkpoint signing it are the last records
   unsealed  complete records but no seal: the gate is running, or it stopped
             without closing the log (crash, power cut), or the file was cut
-            at a record boundary; records after the last checkpoint are
+            at a record boundary or newer files were removed; records
+            after the last checkpoint are
             listed as unverified (no signature covers them)
   torn      the newest file ends mid-record: an interrupted write, or a
             truncation
