@@ -33,6 +33,7 @@ type Service struct {
 	interval time.Duration
 	logf     func(format string, a ...any)
 	now      func() time.Time
+	apply    func(*nftables.Conn, *ruleset.Spec, time.Time) (*ruleset.Desired, error) // ruleset.Apply
 
 	mu       sync.Mutex
 	desired  *ruleset.Desired
@@ -75,7 +76,7 @@ func WithLogf(f func(string, ...any)) Option { return func(s *Service) { s.logf 
 
 // New returns a service for spec on conn.
 func New(conn *nftables.Conn, spec *ruleset.Spec, opts ...Option) *Service {
-	s := &Service{conn: conn, spec: spec, interval: DefaultInterval, logf: log.Printf, now: time.Now,
+	s := &Service{conn: conn, spec: spec, interval: DefaultInterval, logf: log.Printf, now: time.Now, apply: ruleset.Apply,
 		expired: map[string]bool{}, hist: map[string]*ruleset.WouldBlock{}, gen: map[string][2]uint64{},
 		fwd: SysctlForwarding{}}
 	for _, o := range opts {
@@ -119,7 +120,7 @@ func (s *Service) applyLocked(why string) error {
 	}
 	s.announceExpiredLocked(now)
 	carried := s.carriedExceptionCountersLocked()
-	d, err := ruleset.Apply(s.conn, s.spec, now)
+	d, err := s.apply(s.conn, s.spec, now)
 	if err != nil {
 		s.event("error", "apply (%s): %v", why, err)
 		return err
@@ -202,6 +203,11 @@ func (s *Service) Check() ([]string, error) {
 	now := s.now()
 	if next := s.spec.NextExpiry(s.appliedT); !next.IsZero() && !next.After(now) {
 		if err := s.applyLocked("exception expiry"); err != nil {
+			// The table in the kernel still holds the expired exception
+			// (its kernel timeout runs on a clock that may lag the
+			// wall clock's).
+			s.forwardingOffLocked("an exception expired and the ruleset without it could not be applied")
+			s.fallBackLocked("exception expiry", err)
 			return nil, err
 		}
 		return nil, s.fwdErr
@@ -220,9 +226,33 @@ func (s *Service) Check() ([]string, error) {
 	}
 	s.forwardingOffLocked("the ruleset drifted; off until it is repaired")
 	if err := s.applyLocked("drift repair"); err != nil {
+		s.fallBackLocked("drift repair", err)
 		return drift, err
 	}
 	return drift, s.fwdErr
+}
+
+// fallBackLocked puts the baseline in force after the apply of why
+// failed with err, where the kernel's table is not the last one applied
+// (it was edited or deleted, or still holds an expired exception): deny
+// all rather than leave it so. The baseline is the smallest table the
+// kernel takes (no asset, no exception: nothing on the OT side
+// reachable); the desired state stays, so the next check finds the drift
+// and tries the full ruleset again.
+func (s *Service) fallBackLocked(why string, err error) {
+	if base, berr := ruleset.BuildBaseline(s.spec.BaselineSpec); berr == nil {
+		if snap, rerr := ruleset.ReadSnapshot(s.conn); rerr == nil && len(ruleset.Drift(base, snap, nil)) == 0 {
+			// In force since an earlier failure: applying it again would
+			// only wake the check (an nftables event) to fail again.
+			s.logf("segment: %s failed (%v): the baseline stays in force", why, err)
+			return
+		}
+	}
+	if berr := ruleset.ApplyBaseline(s.conn, s.spec.BaselineSpec); berr != nil {
+		s.event("error", "%s failed (%v), and so did the baseline: %v", why, err, berr)
+		return
+	}
+	s.event("error", "%s failed (%v): the baseline is in force (nothing on the OT side reachable, no exception) until a repair succeeds", why, err)
 }
 
 // Run reconciles until ctx ends: a drift check every interval, right after

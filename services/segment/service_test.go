@@ -2,6 +2,7 @@ package segment_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/otgate/otgate/services/overlay/alloc"
 	"github.com/otgate/otgate/services/segment"
 	"github.com/otgate/otgate/services/segment/internal/nslab"
@@ -524,5 +526,60 @@ func TestExceptionEndsWhenTheClockJumps(t *testing.T) {
 	}
 	if ok, _ := l.Plant.Reach(nslab.Asset3+":502", nslab.Identity{}, 1500*time.Millisecond); ok {
 		t.Error("the expired exception's flow still passes")
+	}
+}
+
+// Fail closed when a repair fails: the table deleted by hand (nft
+// delete table) and the full ruleset refused by the kernel leave the
+// baseline in force, not an empty namespace; the next check that can
+// apply the spec brings it back.
+func TestFailedRepairLeavesTheBaseline(t *testing.T) {
+	l := nslab.New(t)
+	l.Plant.Listen(t, nslab.Asset1+":502")
+	proxy := nslab.Identity{UID: 990, Mark: 0x5a}
+	other := nslab.Identity{UID: 1000}
+	svc, lg := newService(t, l, labSpec(ruleset.ModeEnforce))
+	if err := svc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := l.Gate.Reach(nslab.Asset1+":502", proxy, 10*time.Second); !ok || err != nil {
+		t.Fatalf("the proxy to plc-1: %v %v", ok, err)
+	}
+	failing := func(*nftables.Conn, *ruleset.Spec, time.Time) (*ruleset.Desired, error) {
+		return nil, errors.New("injected: the kernel refused the batch")
+	}
+	segment.SetApply(svc, failing)
+	if out, err := l.Gate.Command("nft", "delete", "table", "inet", "otgate").CombinedOutput(); err != nil {
+		t.Fatalf("nft delete table: %v\n%s", err, out)
+	}
+	if ok, _ := l.Gate.Reach(nslab.Asset1+":502", other, 10*time.Second); !ok {
+		t.Fatal("control: without the table another uid should reach plc-1")
+	}
+	drift, err := svc.Check()
+	if err == nil || len(drift) == 0 {
+		t.Fatalf("Check() = %v, %v; want the drift and the failed repair", drift, err)
+	}
+	if len(lg.matching("segment: error: drift repair failed (injected")) != 1 {
+		t.Errorf("no error event naming the fallback: %q", lg.matching("segment: error"))
+	}
+	for _, id := range []nslab.Identity{other, {}, proxy} {
+		if ok, _ := l.Gate.Reach(nslab.Asset1+":502", id, 1500*time.Millisecond); ok {
+			t.Errorf("uid %d mark %#x reaches plc-1 after the failed repair; want the baseline (nothing reachable)", id.UID, id.Mark)
+		}
+	}
+	// Still failing: the baseline stays without being applied again.
+	if _, err := svc.Check(); err == nil {
+		t.Error("second Check() = nil with the apply still failing")
+	}
+	if n := len(lg.matching("segment: error: drift repair failed (injected")); n != 1 {
+		t.Errorf("the baseline applied again on the second failure (%d fallbacks)", n)
+	}
+
+	segment.SetApply(svc, ruleset.Apply)
+	if _, err := svc.Check(); err != nil {
+		t.Fatalf("Check() with the apply working: %v", err)
+	}
+	if ok, err := l.Gate.Reach(nslab.Asset1+":502", proxy, 10*time.Second); !ok || err != nil {
+		t.Errorf("the proxy to plc-1 after the repair: %v %v", ok, err)
 	}
 }
