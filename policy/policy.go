@@ -85,6 +85,11 @@ func Compile(s *site.Site) (*Policy, error) {
 		roles[r.Name] = true
 	}
 	for _, u := range s.Access.Users {
+		if p.users[u.Name] != nil {
+			// The later definition would silently replace the earlier
+			// (a disabled user enabled again).
+			return nil, fmt.Errorf("policy: user %q defined twice", u.Name)
+		}
 		for _, r := range u.Roles {
 			if !roles[r] {
 				return nil, fmt.Errorf("policy: user %q: unknown role %q", u.Name, r)
@@ -100,7 +105,12 @@ func Compile(s *site.Site) (*Policy, error) {
 		w := s.Access.MaintenanceWindows[i]
 		windows[w.Name] = &w
 	}
+	names := map[string]bool{}
 	for i, sg := range s.Access.Grants {
+		if names[sg.Name] {
+			return nil, fmt.Errorf("policy: grant %q defined twice", sg.Name)
+		}
+		names[sg.Name] = true
 		g, err := compileGrant(i, sg, windows)
 		if err != nil {
 			return nil, err
@@ -133,6 +143,14 @@ func compileGrant(i int, sg site.Grant, windows map[string]*site.MaintenanceWind
 	if sg.Effect != site.EffectAllow && sg.Effect != site.EffectDeny {
 		return nil, fmt.Errorf("policy: grant %q: unknown effect %q", sg.Name, sg.Effect)
 	}
+	if err := checkSchedule(&sg); err != nil {
+		return nil, fmt.Errorf("policy: grant %q: %w", sg.Name, err)
+	}
+	if sg.TimeZone == "Local" {
+		// time.LoadLocation gives the machine's zone (UTC on the
+		// appliance): the grant's hours would silently move.
+		return nil, fmt.Errorf("policy: grant %q: time zone %q depends on the machine; the site must name an IANA zone", sg.Name, sg.TimeZone)
+	}
 	if sg.TimeZone != "" {
 		loc, err := time.LoadLocation(sg.TimeZone)
 		if err != nil {
@@ -160,6 +178,45 @@ func compileGrant(i int, sg site.Grant, windows map[string]*site.MaintenanceWind
 	}
 	g.windows = describeSchedule(&g.Grant)
 	return g, nil
+}
+
+// checkSchedule re-checks the ranges the loader enforces and the
+// schedule relies on: out of them, time.Date would normalise a window or
+// a date into another (an end of 100000 minutes is ten weeks later,
+// February 30 is March 2), and a negative max_session would bound
+// nothing.
+func checkSchedule(g *site.Grant) error {
+	for i, w := range g.Windows {
+		if w.Days == 0 || w.Days&^site.AllDays != 0 {
+			return fmt.Errorf("windows[%d].days: bad day set %#x", i, w.Days)
+		}
+		if len(w.Hours) == 0 {
+			return fmt.Errorf("windows[%d].hours: no time range", i)
+		}
+		for j, r := range w.Hours {
+			if r.Start < 0 || r.Start >= 24*60 || r.End < 1 || r.End > 24*60 || r.Start == r.End {
+				return fmt.Errorf("windows[%d].hours[%d]: bad time range (start %d, end %d minutes; want 0..1439 and 1..1440, not equal)", i, j, r.Start, r.End)
+			}
+		}
+	}
+	for i, r := range g.Dates {
+		for _, d := range []struct {
+			field string
+			date  site.Date
+		}{{"from", r.From}, {"until", r.Until}} {
+			y, m, dd := time.Date(d.date.Year, d.date.Month, d.date.Day, 12, 0, 0, 0, time.UTC).Date()
+			if y != d.date.Year || m != d.date.Month || dd != d.date.Day {
+				return fmt.Errorf("dates[%d].%s: no such date %s", i, d.field, d.date)
+			}
+		}
+		if r.Until.Before(r.From) {
+			return fmt.Errorf("dates[%d]: until %s is before from %s", i, r.Until, r.From)
+		}
+	}
+	if g.MaxSession < 0 {
+		return fmt.Errorf("max_session: negative (%s)", g.MaxSession)
+	}
+	return nil
 }
 
 // SiteName is the name of the site the policy was compiled from.
