@@ -64,8 +64,11 @@ type Explanation struct {
 	Asset string
 	At    time.Time
 	// Decisions has one decision per protocol the asset serves (source
-	// networks not checked: see User.SourceNetworks).
+	// networks not checked: an allow holds only from SourceNetworks).
 	Decisions []ProtocolDecision
+	// SourceNetworks, when set, are the only networks the user may come
+	// from: from anywhere else Decide denies (source-network).
+	SourceNetworks []netip.Prefix `json:",omitempty"`
 	// Grants are every grant, with whether and why it applies.
 	Grants []GrantCheck
 }
@@ -106,7 +109,7 @@ func (p *Policy) Explain(userName, asset string, t time.Time) (*Explanation, err
 	if a == nil {
 		return nil, fmt.Errorf("policy: no asset %q in site %q (known: %s)", asset, p.siteName, p.assetNames())
 	}
-	e := &Explanation{User: userName, Asset: asset, At: t}
+	e := &Explanation{User: userName, Asset: asset, At: t, SourceNetworks: u.SourceNetworks}
 	for _, svc := range a.Services {
 		e.Decisions = append(e.Decisions, ProtocolDecision{Protocol: svc.Protocol, Decision: p.decide(Request{User: userName, Asset: asset, Protocol: svc.Protocol, Time: t}, false)})
 	}

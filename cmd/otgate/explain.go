@@ -155,6 +155,13 @@ func printExplanation(out io.Writer, e *policy.Explanation) {
 		if d.MaxSession > 0 {
 			extra = fmt.Sprintf(", sessions at most %s", d.MaxSession)
 		}
+		if d.Allow && len(e.SourceNetworks) > 0 {
+			nets := make([]string, len(e.SourceNetworks))
+			for i, n := range e.SourceNetworks {
+				nets[i] = n.String()
+			}
+			extra += ", only from " + strings.Join(nets, ", ")
+		}
 		fmt.Fprintf(out, "  %s: %s by %s, %s%s\n    %s\n", pd.Protocol, verdict, d.Rule, until(d.Until, e.At.Location()), extra, d.Reason)
 	}
 	fmt.Fprintln(out, "grants considered:")

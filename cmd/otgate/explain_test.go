@@ -95,3 +95,23 @@ func TestExplainErrors(t *testing.T) {
 		}
 	}
 }
+
+// A user bound to source networks: the pair's ALLOW holds only from them
+// (Decide denies with source-network from anywhere else), and says so.
+func TestExplainPairSourceNetworks(t *testing.T) {
+	var out bytes.Buffer
+	if err := runExplain([]string{"bob", "plc-tank", "--at", "2026-12-05T09:00:00+01:00", "--site", exampleSite}, &out); err != nil {
+		t.Fatal(err)
+	}
+	want := "  modbus: ALLOW by vendor-maintenance, until 2026-12-05T12:00:00+01:00, sessions at most 4h0m0s, only from 192.0.2.0/24\n"
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("output lacks %q:\n%s", want, out.String())
+	}
+	out.Reset()
+	if err := runExplain([]string{"alice", "plc-tank", "--at", "2026-12-02T09:00:00+01:00", "--site", exampleSite}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), "only from") {
+		t.Errorf("alice has no source networks:\n%s", out.String())
+	}
+}
