@@ -110,16 +110,16 @@ func (s *Server) Reload() (int, error) {
 				why = fmt.Sprintf("asset %q no longer offers %s", sess.asset, sess.protocol)
 			} else if d := p.Decider.Decide(DecisionRequest{User: sess.user, Roles: sess.roles, Asset: sess.asset, Protocol: sess.protocol, Source: sess.source, Time: now}); !d.Allow {
 				why = "no longer allowed: " + d.Reason
+			} else if d.Rule != sess.rule {
+				// Another grant (maybe with other protocol rules) governs
+				// it now: fail closed, the client reconnects under it.
+				why = fmt.Sprintf("now governed by rule %q instead of %q: reconnect", d.Rule, sess.rule)
 			} else if changed, how, deadline := reevaluate(old, p, sess, now); changed {
 				why = how
 			} else if sess.monitor && !d.Monitor {
 				// Its inspector would go on passing what enforce mode
 				// denies: fail closed, the client reconnects under enforce.
 				why = fmt.Sprintf("the zone of asset %q now enforces (the session was opened in monitor mode): reconnect", sess.asset)
-			} else if d.Rule != sess.rule {
-				// Another grant (maybe with other protocol rules) governs
-				// it now: fail closed, the client reconnects under it.
-				why = fmt.Sprintf("now governed by rule %q instead of %q: reconnect", d.Rule, sess.rule)
 			} else {
 				if deadline != nil {
 					d.Until = *deadline

@@ -1,0 +1,145 @@
+package proxy
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/otgate/otgate/plant"
+)
+
+// zonedSite grants the engineer role modbus on zone cell (rule
+// engineer-cell) and on zone cell2 (rule engineer-cell2); plc-1 sits in
+// ZONE at ADDRESS and offers PROTOCOL.
+const zonedSite = `site: lab
+zones:
+  - name: cell
+    owner: ot@lab.example
+    mode: enforce
+    interface: eth1
+    subnet: 10.99.0.0/24
+    gate_address: 10.99.0.1
+  - name: cell2
+    owner: ot@lab.example
+    mode: enforce
+    interface: eth2
+    subnet: 10.98.0.0/24
+    gate_address: 10.98.0.1
+assets:
+  - name: plc-1
+    zone: ZONE
+    address: ADDRESS
+    services:
+      - protocol: PROTOCOL
+  - name: plc-8
+    zone: cell
+    address: 10.99.0.8
+    services:
+      - protocol: modbus
+  - name: plc-9
+    zone: cell2
+    address: 10.98.0.9
+    services:
+      - protocol: modbus
+roles:
+  - name: engineer
+    description: automation engineers
+users:
+  - name: alice
+    roles: [engineer]
+grants:
+  - name: engineer-cell
+    subjects:
+      roles: [engineer]
+    targets:
+      zones: [cell]
+    protocols: [modbus]
+    modbus:
+      units: [1]
+      functions: [read-only]
+      holding-registers:
+        read: ["0-9"]
+  - name: engineer-cell2
+    subjects:
+      roles: [engineer]
+    targets:
+      zones: [cell2]
+    protocols: [modbus]
+    modbus:
+      units: [1]
+      functions: [read-write]
+      holding-registers:
+        read: ["0-9"]
+        write: ["0-9"]
+`
+
+// TestReloadEndsSessionsOfAChangedAsset: a reload that moves a live
+// session's asset into another zone (another grant governs it now, with
+// other Modbus rules), takes a protocol away from it, or removes it ends
+// the session with that reason; a reload that changes nothing of it
+// keeps it.
+func TestReloadEndsSessionsOfAChangedAsset(t *testing.T) {
+	l := newLab(t)
+	srv := &plant.Server{Tank: plant.NewTank(nil), Unit: 1}
+	go srv.Serve(l.listenPlant(t, 502))
+	path := filepath.Join(t.TempDir(), "site.yaml")
+	write := func(zone, addr, proto string) {
+		t.Helper()
+		s := strings.NewReplacer("ZONE", zone, "ADDRESS", addr, "PROTOCOL", proto).Replace(zonedSite)
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("cell", "10.99.0.5", "modbus")
+	g := newGate(t, l, func(c *Config) { c.LoadPolicy = SiteFileLoader(path) })
+	alice := g.mustLogin("alice")
+	read := "0001000000060103000000" + "01" // read holding register 0
+
+	for _, tc := range []struct {
+		name                 string
+		zone, addr, protocol string
+		reason               string
+	}{
+		{"moved to another zone", "cell2", "10.98.0.5", "modbus", `now governed by rule "engineer-cell2" instead of "engineer-cell"`},
+		{"protocol taken away", "cell", "10.99.0.5", "s7", `asset "plc-1" no longer offers modbus`},
+		{"removed", "", "", "", `asset "plc-1" no longer in the site file`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			write("cell", "10.99.0.5", "modbus")
+			if _, err := g.srv.Reload(); err != nil {
+				t.Fatal(err)
+			}
+			c, r, err := tunnel(t, alice, "plc-1", "modbus")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if r.Rule != "engineer-cell" {
+				t.Fatalf("rule %q, want engineer-cell", r.Rule)
+			}
+			if got := modbusExchange(t, c, read); !strings.HasPrefix(got, "000100000005010302") {
+				t.Fatalf("read answered %s", got)
+			}
+			// Unchanged by a reload of the same file: it goes on.
+			if n, err := g.srv.Reload(); err != nil || n != 0 {
+				t.Fatalf("Reload of the same file = %d, %v; want no session ended", n, err)
+			}
+			if tc.zone == "" {
+				s := strings.NewReplacer("ZONE", "cell", "ADDRESS", "10.99.0.6", "PROTOCOL", "modbus").Replace(zonedSite)
+				s = strings.Replace(s, "  - name: plc-1\n", "  - name: plc-2\n", 1)
+				if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				write(tc.zone, tc.addr, tc.protocol)
+			}
+			if n, err := g.srv.Reload(); err != nil || n != 1 {
+				t.Fatalf("Reload = %d, %v; want 1 session ended", n, err)
+			}
+			waitClosed(t, c, 30*time.Second)
+			g.waitEnd(r.Session, tc.reason)
+		})
+	}
+}
