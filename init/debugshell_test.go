@@ -11,28 +11,12 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/otgate/otgate/internal/ptytest"
 )
 
 // openPTY returns a pseudo-terminal's master and the path of its slave.
-func openPTY(t *testing.T) (*os.File, string) {
-	t.Helper()
-	fd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Skipf("no pseudo-terminals here: %v", err)
-	}
-	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
-		unix.Close(fd)
-		t.Fatalf("unlockpt: %v", err)
-	}
-	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
-	if err != nil {
-		unix.Close(fd)
-		t.Fatalf("ptsname: %v", err)
-	}
-	master := os.NewFile(uintptr(fd), "/dev/ptmx")
-	t.Cleanup(func() { master.Close() })
-	return master, fmt.Sprintf("/dev/pts/%d", n)
-}
+func openPTY(t *testing.T) (*os.File, string) { return ptytest.Open(t) }
 
 // ptyOutput collects what the terminal shows.
 type ptyOutput struct {

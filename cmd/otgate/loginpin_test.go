@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,32 +14,19 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/otgate/otgate/client"
+	"github.com/otgate/otgate/internal/ptytest"
 	"github.com/otgate/otgate/services/proxy/auth/totp"
 )
 
 // openPTY returns a pseudo-terminal's master and its slave.
 func openPTY(t *testing.T) (master, slave *os.File) {
 	t.Helper()
-	fd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	master, path := ptytest.Open(t)
+	slave, err := os.OpenFile(path, os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
-		t.Fatalf("open /dev/ptmx: %v", err)
-	}
-	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
-		unix.Close(fd)
-		t.Fatalf("unlockpt: %v", err)
-	}
-	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
-	if err != nil {
-		unix.Close(fd)
-		t.Fatalf("ptsname: %v", err)
-	}
-	master = os.NewFile(uintptr(fd), "/dev/ptmx")
-	slave, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		master.Close()
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { master.Close(); slave.Close() })
+	t.Cleanup(func() { slave.Close() })
 	return master, slave
 }
 

@@ -1,18 +1,16 @@
 package modbus_test
 
 import (
-	"bufio"
 	"encoding/json"
-	"io"
 	"net"
 	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/otgate/otgate/inspect/modbus"
+	"github.com/otgate/otgate/plant/pymodbustest"
 )
 
 // pyResult is one operation's result printed by plant/testdata/modbus_client.py.
@@ -181,40 +179,7 @@ func TestThroughGateWithMbpoll(t *testing.T) {
 // address.
 func startPymodbusDevice(t *testing.T) string {
 	t.Helper()
-	if err := exec.Command("/usr/bin/python3", "-c", "import pymodbus.server").Run(); err != nil {
-		t.Skip("python3-pymodbus not installed (apt-get install python3-pymodbus)")
-	}
-	cmd := exec.Command("/usr/bin/python3", "../../plant/testdata/modbus_server.py", "127.0.0.1", "0")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sc.Scan()
-		line <- sc.Text()
-		io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case l := <-line:
-		port, ok := strings.CutPrefix(l, "listening on ")
-		if !ok {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("pymodbus device printed %q, want \"listening on PORT\"\n%s", l, stderr.String())
-		}
-		return net.JoinHostPort("127.0.0.1", port)
-	case <-time.After(30 * time.Second):
-		t.Fatal("pymodbus device did not start within 30 s")
-		return ""
-	}
+	return net.JoinHostPort("127.0.0.1", pymodbustest.Start(t, nil, "127.0.0.1", "0"))
 }
 
 // TestThroughGateToPymodbusDevice: the device is pymodbus's server and the

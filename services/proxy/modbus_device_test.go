@@ -1,10 +1,8 @@
 package proxy
 
 import (
-	"bufio"
 	"encoding/hex"
 	"encoding/json"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -16,6 +14,7 @@ import (
 	"time"
 
 	"github.com/otgate/otgate/audit"
+	"github.com/otgate/otgate/plant/pymodbustest"
 )
 
 // deviceSite: plc-1 in zone cell (mode MODE) with a grant for alice
@@ -56,44 +55,12 @@ grants:
         - {registers: "6", min: 0, max: 100}
 `
 
-// startPymodbusInPlant runs plant/testdata/modbus_server.py (a device
+// startPymodbusInPlant runs the pymodbus device (pymodbustest, a device
 // made with pymodbus, not the project's plant) on port 502 of every plant
 // address, inside the plant namespace.
 func startPymodbusInPlant(t *testing.T, l *lab) {
 	t.Helper()
-	if err := exec.Command("/usr/bin/python3", "-c", "import pymodbus.server").Run(); err != nil {
-		t.Skip("python3-pymodbus not installed (apt-get install python3-pymodbus)")
-	}
-	script, err := filepath.Abs("../../plant/testdata/modbus_server.py")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("nsenter", "-t", strconv.Itoa(l.plantPID), "-n", "/usr/bin/python3", script, "0.0.0.0", "502")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	first := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sc.Scan()
-		first <- sc.Text()
-		io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case line := <-first:
-		if line != "listening on 502" {
-			t.Fatalf("pymodbus device printed %q, want \"listening on 502\"\n%s", line, stderr.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("pymodbus device did not start within 30 s")
-	}
+	pymodbustest.Start(t, []string{"nsenter", "-t", strconv.Itoa(l.plantPID), "-n"}, "0.0.0.0", "502")
 }
 
 // pymodbusResult is one result of plant/testdata/modbus_client.py.
