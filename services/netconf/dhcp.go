@@ -83,6 +83,48 @@ type DHCPClient struct {
 	status DHCPStatus
 	up     *uplinkLink
 	hw     net.HardwareAddr
+
+	recheckOnce sync.Once
+	recheckCh   chan struct{} // Recheck's signal to a held lease
+}
+
+// Recheck has the client check the lease it holds against Protected
+// again (the service calls it after each policy sync): a lease that a
+// changed policy no longer lets the uplink carry (a zone added inside
+// it) is dropped, its address, route and DNS removed, and a new one
+// sought. It never blocks.
+func (c *DHCPClient) Recheck() {
+	select {
+	case c.recheck() <- struct{}{}:
+	default:
+	}
+}
+
+func (c *DHCPClient) recheck() chan struct{} {
+	c.recheckOnce.Do(func() { c.recheckCh = make(chan struct{}, 1) })
+	return c.recheckCh
+}
+
+// hold waits until t, or ctx's end (false), holding the lease nl: on a
+// Recheck it checks nl again, and one the uplink must no longer carry is
+// dropped (false, true).
+func (c *DHCPClient) hold(ctx context.Context, nl *nclient4.Lease, t time.Time) (ok, dropped bool) {
+	tm := time.NewTimer(max(time.Until(t), 0))
+	defer tm.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false, false
+		case <-tm.C:
+			return ctx.Err() == nil, false
+		case <-c.recheck():
+			if err := c.check(nl); err != nil {
+				l := leaseFromACK(nl.ACK, nl.CreationTime)
+				c.lost(EventRefused, &l, fmt.Sprintf("the lease held, %s from server %s, is refused now: %v; dropped, looking for another", l.Address, l.Server, err))
+				return false, true
+			}
+		}
+	}
 }
 
 // Status returns a copy of the client's status.
@@ -252,6 +294,8 @@ func (c *DHCPClient) lost(kind EventKind, l *Lease, detail string) {
 			s.Expiries++
 		case EventNAK:
 			s.NAKs++
+		case EventRefused:
+			s.Refusals++
 		}
 	})
 	c.event(kind, l, detail)
@@ -291,7 +335,10 @@ func (c *DHCPClient) retransmitAt(limit time.Time) time.Time {
 // lease itself when ctx ended.
 func (c *DHCPClient) maintain(ctx context.Context, nl *nclient4.Lease) *nclient4.Lease {
 	l := leaseFromACK(nl.ACK, nl.CreationTime)
-	if !sleepUntil(ctx, l.Renew()) {
+	if ok, dropped := c.hold(ctx, nl, l.Renew()); !ok {
+		if dropped {
+			return nil
+		}
 		return nl
 	}
 	for _, phase := range []struct {
@@ -329,7 +376,10 @@ func (c *DHCPClient) maintain(ctx context.Context, nl *nclient4.Lease) *nclient4
 			default:
 				c.fail(fmt.Errorf("%s: %w", phase.state, err))
 			}
-			if !sleepUntil(ctx, next) {
+			if ok, dropped := c.hold(ctx, nl, next); !ok {
+				if dropped {
+					return nil
+				}
 				return nl
 			}
 		}

@@ -147,3 +147,63 @@ func TestDHCPRefusesNonContiguousMask(t *testing.T) {
 		t.Errorf("up0 has addresses %v, default route %q; want none", addrs, gw)
 	}
 }
+
+// A lease already held when a policy starts protecting part of it (a
+// zone added inside the uplink's subnet) is dropped at the recheck the
+// service's sync makes: an event naming the range, its address and
+// default route gone from the uplink; offers inside the range are then
+// refused, and once the range is free again a lease is taken.
+func TestDHCPDropsHeldLeaseNowProtected(t *testing.T) {
+	l := newDHCPLab(t)
+	lab.StartDnsmasq(t, l.srv, "srv0", l.dir)
+	var mu sync.Mutex
+	var prot []Protected
+	ring := NewRing(0, t.Logf)
+	c := l.client(ring)
+	c.Protected = func() []Protected {
+		mu.Lock()
+		defer mu.Unlock()
+		return prot
+	}
+	startClient(t, c)
+	got := waitEvent(t, ring, 0, EventLease, 30*time.Second, nil)
+	if addrs, gw := l.uplinkState(t); len(addrs) != 1 || gw != "10.99.0.1" {
+		t.Fatalf("after the lease (%s) up0 has %v, default route %q", got, addrs, gw)
+	}
+	c.Recheck() // nothing protected yet: the lease stays
+	time.Sleep(200 * time.Millisecond)
+	if st := c.Status(); st.State != StateBound || st.Lease == nil {
+		t.Fatalf("a recheck with nothing protected dropped the lease: %+v", st)
+	}
+
+	mu.Lock()
+	prot = []Protected{{Prefix: netip.MustParsePrefix("10.99.0.0/24"), What: `zone "cell-new" subnet`}}
+	mu.Unlock()
+	c.Recheck()
+	ev := waitEvent(t, ring, got.Seq, EventRefused, 10*time.Second, nil)
+	if !strings.Contains(ev.Detail, "is refused now") || !strings.Contains(ev.Detail, `zone "cell-new" subnet 10.99.0.0/24`) {
+		t.Errorf("drop event: %s", ev)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		addrs, gw := l.uplinkState(t)
+		if len(addrs) == 0 && gw == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the drop up0 still has %v, default route %q", addrs, gw)
+		}
+	}
+	// The server's next offer is in the protected range: refused.
+	waitEvent(t, ring, ev.Seq, EventRefused, 30*time.Second, nil)
+	if st := c.Status(); st.Lease != nil {
+		t.Errorf("status after the drop: %+v", st)
+	}
+
+	mu.Lock()
+	prot = nil
+	mu.Unlock()
+	again := waitEvent(t, ring, ev.Seq, EventLease, 60*time.Second, nil)
+	if addrs, gw := l.uplinkState(t); len(addrs) != 1 || gw != "10.99.0.1" {
+		t.Errorf("after the new lease (%s) up0 has %v, default route %q", again, addrs, gw)
+	}
+}

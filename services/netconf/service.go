@@ -384,6 +384,10 @@ func (s *Service) sync() {
 	}
 	s.mu.Lock()
 	s.protected = protectedRanges(zones, plan, overlay)
+	if s.dhcp != nil {
+		// A policy that now protects part of the held lease drops it.
+		s.dhcp.Recheck()
+	}
 	s.status.Links = links
 	s.status.Warnings = append(warn, plan.Warnings...)
 	s.status.Foreign = res.Foreign
