@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 )
 
 // The newest file of a rotated log cut at every offset: inside its
@@ -15,28 +16,48 @@ import (
 func TestTornTailOfRotatedNewestFileAtEveryOffset(t *testing.T) {
 	key := newKey(t)
 	src := t.TempDir()
-	w := openLog(t, src, key, WithMaxFileSize(700), WithCheckpointEvery(3))
+	// No background checkpoint (it signs when it runs, and one that
+	// lands late fills the newest file so that the close rotates again):
+	// every checkpoint here is an explicit one.
+	w := openLog(t, src, key, WithMaxFileSize(700), WithCheckpointEvery(1<<20), WithCheckpointInterval(time.Hour))
 	for _, id := range []string{"a", "b", "c"} {
-		writeSession(t, w, id, 2)
+		for range 4 {
+			if _, err := w.Append(context.Background(), Event{Type: "refusal", User: id}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := w.Checkpoint(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// Deterministic layout of the newest file: its rotation record, an
 	// event, a checkpoint, an event, then the seal (log-closed and its
 	// checkpoint).
 	ctx := context.Background()
-	pos, err := w.Append(ctx, Event{Type: "refusal", User: "bob"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for f := pos.File; pos.File == f; {
-		if pos, err = w.Append(ctx, Event{Type: "refusal", User: "bob"}); err != nil {
+	for attempt := 0; ; attempt++ {
+		pos, err := w.Append(ctx, Event{Type: "refusal", User: "bob"})
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	if _, err := w.Checkpoint(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Append(ctx, Event{Type: "refusal", User: "carol"}); err != nil {
-		t.Fatal(err)
+		for f := pos.File; pos.File == f; {
+			if pos, err = w.Append(ctx, Event{Type: "refusal", User: "bob"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cp, err := w.Checkpoint(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last, err := w.Append(ctx, Event{Type: "refusal", User: "carol"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cp.File == pos.File && last.File == pos.File {
+			break
+		}
+		if attempt == 20 {
+			t.Fatalf("no file with a rotation record, an event, a checkpoint and an event in 20 attempts")
+		}
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
