@@ -164,6 +164,12 @@ func GateFingerprint(ctx context.Context, gateURL, caFile string) (string, error
 	if err != nil {
 		return "", err
 	}
+	return learnKey(ctx, gate, caFile)
+}
+
+// learnKey completes a TLS handshake with the gate at host:port and
+// returns its key's fingerprint; nothing is sent.
+func learnKey(ctx context.Context, gate, caFile string) (string, error) {
 	var learned string
 	cfg, err := tlsConfig(wire.ALPNLogin, "", caFile, nil, &learned)
 	if err != nil {
@@ -175,6 +181,24 @@ func GateFingerprint(ctx context.Context, gateURL, caFile string) (string, error
 	}
 	c.Close()
 	return learned, nil
+}
+
+// StoredPin is the pin the profile in dir (DefaultDir when empty) keeps
+// for the gate at gateURL, or "".
+func StoredPin(dir, gateURL string) string {
+	gate, err := ParseGate(gateURL)
+	if err != nil {
+		return ""
+	}
+	if dir == "" {
+		if dir, err = DefaultDir(); err != nil {
+			return ""
+		}
+	}
+	if p, err := LoadProfile(dir); err == nil && p.Gate == gate {
+		return p.Pin
+	}
+	return ""
 }
 
 // LoginResult says what Login did.
@@ -199,27 +223,24 @@ func Login(ctx context.Context, o LoginOptions) (*LoginResult, error) {
 			return nil, err
 		}
 	}
-	pin := ""
+	pin := StoredPin(dir, gate)
 	if o.Pin != "" {
 		if pin, err = CheckPin(o.Pin); err != nil {
 			return nil, err
 		}
-	} else if p, err := LoadProfile(dir); err == nil && p.Gate == gate {
-		pin = p.Pin
+	}
+	if pin == "" && o.CAFile == "" && !o.TrustFirstUse {
+		// Nothing vouches for the gate: learn its key, send nothing.
+		fp, err := learnKey(ctx, gate, "")
+		if err != nil {
+			return nil, err
+		}
+		return nil, &FirstUseError{Gate: gate, Fingerprint: fp}
 	}
 	var learned string
 	cfg, err := tlsConfig(wire.ALPNLogin, pin, o.CAFile, nil, &learned)
 	if err != nil {
 		return nil, err
-	}
-	if pin == "" && o.CAFile == "" && !o.TrustFirstUse {
-		// Nothing vouches for the gate: learn its key, send nothing.
-		c, err := dialTLS(ctx, gate, cfg)
-		if err != nil {
-			return nil, err
-		}
-		c.Close()
-		return nil, &FirstUseError{Gate: gate, Fingerprint: learned}
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -116,7 +116,7 @@ func runLogin(args []string, in io.Reader, out io.Writer) error {
 			return fmt.Errorf("--pin: %w", err)
 		}
 	}
-	stored := storedPin(*dir, gate)
+	stored := client.StoredPin(*dir, gate)
 	r := bufio.NewReader(in)
 	if pin == "" && stored == "" && *caFile == "" {
 		// A first login that nothing vouches for: the user checks the
@@ -173,20 +173,6 @@ func runLogin(args []string, in io.Reader, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "logged in as %s until %s\n", res.User, res.NotAfter.Local().Format("2006-01-02 15:04:05 MST"))
 	return nil
-}
-
-// storedPin is the pin the profile in dir keeps for gate, or "".
-func storedPin(dir, gate string) string {
-	if dir == "" {
-		var err error
-		if dir, err = client.DefaultDir(); err != nil {
-			return ""
-		}
-	}
-	if p, err := client.LoadProfile(dir); err == nil && p.Gate == gate {
-		return p.Pin
-	}
-	return ""
 }
 
 // confirmGateKey shows the key of a gate nothing vouches for and asks the

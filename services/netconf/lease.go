@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+
+	"github.com/otgate/otgate/site"
 )
 
 // Lease is what the uplink holds from a DHCP server.
@@ -136,6 +138,27 @@ func checkACK(ack *dhcpv4.DHCPv4) error {
 		return fmt.Errorf("address %s is the network or broadcast address of its subnet", l.Address)
 	}
 	return nil
+}
+
+// protectedRanges are the ranges a DHCP lease on the uplink must not
+// overlap: every zone's subnet, the subnet of every address the gate
+// has on the OT side, and the overlay prefix.
+func protectedRanges(zones []site.Zone, plan *Plan, overlay netip.Prefix) []Protected {
+	var out []Protected
+	for _, z := range zones {
+		if z.Subnet.IsValid() {
+			out = append(out, Protected{Prefix: z.Subnet, What: fmt.Sprintf("zone %q subnet", z.Name)})
+		}
+	}
+	for _, l := range plan.Links {
+		for _, a := range l.Addresses {
+			out = append(out, Protected{Prefix: a.Masked(), What: fmt.Sprintf("the subnet of downlink %s", l.Name)})
+		}
+	}
+	if overlay.IsValid() {
+		out = append(out, Protected{Prefix: overlay, What: "the overlay prefix"})
+	}
+	return out
 }
 
 // checkProtected refuses a lease whose subnet overlaps a protected

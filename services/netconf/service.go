@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"sync"
 	"time"
 
@@ -591,27 +590,6 @@ func (s *Service) Reload() {
 	case s.reload <- struct{}{}:
 	default:
 	}
-}
-
-// protectedRanges are the ranges a DHCP lease on the uplink must not
-// overlap: every zone's subnet, the subnet of every address the gate
-// has on the OT side, and the overlay prefix.
-func protectedRanges(zones []site.Zone, plan *Plan, overlay netip.Prefix) []Protected {
-	var out []Protected
-	for _, z := range zones {
-		if z.Subnet.IsValid() {
-			out = append(out, Protected{Prefix: z.Subnet, What: fmt.Sprintf("zone %q subnet", z.Name)})
-		}
-	}
-	for _, l := range plan.Links {
-		for _, a := range l.Addresses {
-			out = append(out, Protected{Prefix: a.Masked(), What: fmt.Sprintf("the subnet of downlink %s", l.Name)})
-		}
-	}
-	if overlay.IsValid() {
-		out = append(out, Protected{Prefix: overlay, What: "the overlay prefix"})
-	}
-	return out
 }
 
 // protectedNow is DHCPClient.Protected: the ranges of the last sync.
