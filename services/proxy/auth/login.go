@@ -2,6 +2,9 @@ package auth
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -72,8 +75,12 @@ func (r *Refusal) ClientMessage() string {
 	case ReasonMalformed:
 		return "user name, password and code are required"
 	}
-	return "login failed: wrong user name, password or code (each code works only once)"
+	return msgLoginFailed
 }
+
+// msgLoginFailed is the one answer to an unknown user, a wrong password
+// and a wrong or replayed code.
+const msgLoginFailed = "login failed: wrong user name, password or code (each code works only once)"
 
 func (s *Store) refuse(r *Refusal, now time.Time) error {
 	e := AuthEvent{Time: now, Kind: EventLoginFailed, User: r.User, Source: r.Source, Reason: r.Reason, Failures: r.Failures}
@@ -90,7 +97,48 @@ func (s *Store) refuse(r *Refusal, now time.Time) error {
 // being recorded. Failures count towards the lockout, and the per-source
 // limit; a success resets the count, remembers the code's step (so the
 // code cannot be used again) and confirms a pending enrolment.
+//
+// Every refusal that answers with the one "wrong user name, password or
+// code" message takes at least a user-specific minimum time (padFailure),
+// so that its duration does not tell an unknown user from a known one
+// (whose failure is written to the store with an fsync) either.
 func (s *Store) Authenticate(user string, password []byte, code string, source netip.Addr) (*Login, error) {
+	start := time.Now()
+	l, err := s.authenticate(user, password, code, source)
+	if r := (*Refusal)(nil); errors.As(err, &r) && r.ClientMessage() == msgLoginFailed {
+		s.padFailure(user, start)
+	}
+	return l, err
+}
+
+// padFailure sleeps until a refused login that began at start has taken a
+// multiple of the user's minimum failure time: OpenSSH's answer to the
+// same problem (auth2.c, ensure_minimum_time_since): the base is 5-9 ms
+// from a keyed hash of the name, the same for a name whether it exists or
+// not and unpredictable without the store's in-memory key, doubled until
+// it covers what the attempt took, so the argon2id run and an fsync both
+// fall inside one step.
+func (s *Store) padFailure(user string, start time.Time) {
+	d := failureDelay(s.delayKey, user)
+	for elapsed := time.Since(start); d < elapsed; {
+		d *= 2
+	}
+	s.waitUntil(start, d)
+}
+
+// sleepUntil sleeps until d has passed since start.
+func sleepUntil(start time.Time, d time.Duration) { time.Sleep(d - time.Since(start)) }
+
+// failureDelay is user's base minimum failure time: 5 ms plus up to 4 ms
+// from an HMAC-SHA256 of the name under key.
+func failureDelay(key []byte, user string) time.Duration {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(user))
+	sum := m.Sum(nil)
+	return 5*time.Millisecond + time.Duration(binary.BigEndian.Uint32(sum)%4000)*time.Microsecond
+}
+
+func (s *Store) authenticate(user string, password []byte, code string, source netip.Addr) (*Login, error) {
 	now := s.cfg.Now()
 	if ok, wait := s.sources.allow(source, now); !ok {
 		return nil, s.refuse(&Refusal{User: user, Source: source, Reason: ReasonSourceLimited, RetryAfter: wait}, now)

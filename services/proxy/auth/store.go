@@ -2,6 +2,7 @@ package auth
 
 import (
 	"crypto/cipher"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"maps"
@@ -124,6 +125,9 @@ type Store struct {
 	hashes  chan struct{}
 	dummy   passwordHash // verified for unknown users, to take the same time
 
+	delayKey  []byte                                 // keys the per-user minimum failure time (padFailure)
+	waitUntil func(start time.Time, d time.Duration) // sleepUntil; tests record the padding
+
 	mu     sync.Mutex
 	data   *storeData
 	closed bool
@@ -141,7 +145,11 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("auth: store directory: %w", err)
 	}
 	s := &Store{cfg: cfg, path: filepath.Join(cfg.Dir, StoreFile),
-		sources: newSourceLimiter(cfg.SourceLimit), hashes: make(chan struct{}, cfg.MaxConcurrentHashes)}
+		sources: newSourceLimiter(cfg.SourceLimit), hashes: make(chan struct{}, cfg.MaxConcurrentHashes),
+		delayKey: make([]byte, 32), waitUntil: sleepUntil}
+	if _, err := rand.Read(s.delayKey); err != nil {
+		return nil, fmt.Errorf("auth: failure delay key: %w", err)
+	}
 	if err := s.lockDir(); err != nil {
 		return nil, err
 	}
