@@ -90,6 +90,9 @@ func runSegment(args []string) error {
 	default:
 		st := resp.Status
 		fmt.Printf("applied %s (%d applies, %d drift repairs)\n%s\nIPv4 forwarding %s\n", st.Applied.UTC().Format(time.RFC3339), st.Applies, st.Drifts, st.Ruleset, st.Forwarding)
+		if st.PolicySHA256 != ([32]byte{}) {
+			fmt.Printf("site policy sha256 %x\n", st.PolicySHA256)
+		}
 		if st.Degraded != "" {
 			fmt.Printf("DEGRADED: %s\n", st.Degraded)
 		}

@@ -53,7 +53,7 @@ func TestApplyOnARunningGate(t *testing.T) {
 	gatetest.MustSee(t, vm, regexp.MustCompile(`^testapply: site: applied demo-plant from `+regexp.QuoteMeta(image.TestSiteFile)+`: 1 zones, 3 assets, 0 exceptions`))
 	for _, want := range []string{
 		`^testapply: site: proxy: reloaded: decides by /perm/policy/applied\.cbor \(site-2\.yaml\); 0 live sessions ended`,
-		`^testapply: site: segment: reloaded: ruleset .*policy file changed`,
+		`^testapply: site: segment: reloaded: enforces policy sha256 [0-9a-f]{12}: table inet otgate: `,
 		`^testapply: site: overlay: reloaded: serves policy sha256 [0-9a-f]{12}: 3 overlay addresses`,
 		`^testapply: site: netconf: reloaded: configured for policy sha256 [0-9a-f]{12}: `,
 	} {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -36,7 +35,7 @@ func Run(ctx context.Context, s Sockets, applied *site.Applied, since time.Time,
 	sha := applied.SourceSHA256
 	short := fmt.Sprintf("%x", sha[:6])
 	ws := []watcher{
-		{"segment", s.Segment, func(ctx context.Context) (bool, string, error) { return segmentApplied(s.Segment, since) }},
+		{"segment", s.Segment, func(ctx context.Context) (bool, string, error) { return segmentApplied(s.Segment, sha, since) }},
 		{"overlay", s.Overlay, func(ctx context.Context) (bool, string, error) {
 			snap, err := overlay.FetchSnapshot(ctx, s.Overlay)
 			if err != nil {
@@ -107,25 +106,24 @@ func reloadProxy(path string) Outcome {
 	return o
 }
 
-// segmentApplied looks in segment's recent events for an apply of a
-// changed policy file (or a SIGHUP reload) at or after since.
-func segmentApplied(path string, since time.Time) (bool, string, error) {
+// segmentApplied reports whether segment enforces a ruleset built from the
+// policy whose site file has SHA-256 sha; while it does not, the detail is
+// its latest error event at or after since.
+func segmentApplied(path string, sha [32]byte, since time.Time) (bool, string, error) {
 	rsp, err := segment.Query(path, segment.OpStatus)
 	if err != nil {
 		return false, "", err
 	}
-	if rsp.Status == nil {
+	st := rsp.Status
+	if st == nil {
 		return false, "no status in the answer", nil
 	}
+	if st.PolicySHA256 == sha {
+		return true, fmt.Sprintf("enforces policy sha256 %x: %s", sha[:6], st.Ruleset), nil
+	}
 	last := ""
-	for _, e := range rsp.Status.Events {
-		if e.Time.Before(since) {
-			continue
-		}
-		switch {
-		case e.Kind == "applied" && (strings.Contains(e.Message, "policy file changed") || strings.Contains(e.Message, "SIGHUP")):
-			return true, "ruleset " + e.Message, nil
-		case e.Kind == "error":
+	for _, e := range st.Events {
+		if e.Kind == "error" && !e.Time.Before(since) {
 			last = e.Message
 		}
 	}

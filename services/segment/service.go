@@ -40,11 +40,13 @@ type Service struct {
 	applied  *ruleset.Snapshot
 	appliedT time.Time
 	events   []Event
-	expired  map[string]bool // exception ids announced as expired
-	hist     map[string]*ruleset.WouldBlock
-	gen      map[string][2]uint64 // kernel counters of the current table generation
-	drifts   int
-	applies  int
+	// policySHA names the applied site policy of the spec in force.
+	policySHA [32]byte
+	expired   map[string]bool // exception ids announced as expired
+	hist      map[string]*ruleset.WouldBlock
+	gen       map[string][2]uint64 // kernel counters of the current table generation
+	drifts    int
+	applies   int
 
 	fwd       Forwarding
 	fwdErr    error // the last forwarding change that failed, nil when in step
@@ -70,6 +72,10 @@ func WithInterval(d time.Duration) Option { return func(s *Service) { s.interval
 // WithClock sets the wall clock the service reads (default time.Now):
 // exceptions expire by it.
 func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
+
+// WithPolicySHA256 names the applied site policy the initial spec was
+// built from (Status.PolicySHA256).
+func WithPolicySHA256(sha [32]byte) Option { return func(s *Service) { s.policySHA = sha } }
 
 // WithLogf sets the log function (default log.Printf).
 func WithLogf(f func(string, ...any)) Option { return func(s *Service) { s.logf = f } }
@@ -452,6 +458,11 @@ type Status struct {
 	// Degraded names a standing failure while the ruleset is in force
 	// (forwarding could not be set); "" when none.
 	Degraded string `cbor:"8,keyasint,omitempty" json:"degraded,omitempty"`
+	// PolicySHA256 is the SHA-256 of the site file whose applied policy the
+	// ruleset in force was built from (SetPolicySpec, WithPolicySHA256);
+	// zero for a ruleset from a spec file or the baseline alone. `otgate
+	// site apply` waits for it to name the file it stored.
+	PolicySHA256 [32]byte `cbor:"9,keyasint" json:"policy_sha256"`
 }
 
 // Status reports the last apply, the installed exceptions with their
@@ -468,7 +479,7 @@ func (s *Service) Status() (*Status, error) {
 		exc[i].Packets, exc[i].Bytes = c.Packets+b[0], c.Bytes+b[1]
 	}
 	st := &Status{Applied: s.appliedT, Applies: s.applies, Drifts: s.drifts, Exceptions: exc,
-		Events: append([]Event(nil), s.events...)}
+		Events: append([]Event(nil), s.events...), PolicySHA256: s.policySHA}
 	if s.desired != nil {
 		st.Ruleset = s.desired.String()
 	}
@@ -494,6 +505,14 @@ func (s *Service) Spec() *ruleset.Spec {
 // replacement of the table (a policy reload). On error the kernel keeps the
 // previous table and the service keeps enforcing the previous spec.
 func (s *Service) SetSpec(spec *ruleset.Spec, why string) error {
+	return s.SetPolicySpec(spec, [32]byte{}, why)
+}
+
+// SetPolicySpec is SetSpec for a spec built from an applied site policy:
+// once the table is in force, Status names the policy by policySHA256 (its
+// site file's SHA-256; zero for the baseline alone). On error both stay as
+// they were.
+func (s *Service) SetPolicySpec(spec *ruleset.Spec, policySHA256 [32]byte, why string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.spec
@@ -502,5 +521,6 @@ func (s *Service) SetSpec(spec *ruleset.Spec, why string) error {
 		s.spec = old
 		return err
 	}
+	s.policySHA = policySHA256
 	return nil
 }

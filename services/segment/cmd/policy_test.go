@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/otgate/otgate/internal/bootcfg"
+	"github.com/otgate/otgate/services/segment"
 	"github.com/otgate/otgate/services/segment/baseline"
 	"github.com/otgate/otgate/services/segment/internal/nslab"
 	"github.com/otgate/otgate/site"
@@ -72,6 +73,28 @@ func TestServiceFollowsAppliedPolicy(t *testing.T) {
 	if !strings.Contains(svc.out.String(), "segment: enforcing policy "+policy+" from site.yaml") {
 		t.Fatalf("no policy line:\n%s", svc.out)
 	}
+	// The status names the applied policy in force by its site file's
+	// digest (what `otgate site apply` waits for).
+	policySHA := func() [32]byte {
+		t.Helper()
+		rsp, err := segment.Query(sock, segment.OpStatus)
+		if err != nil || rsp.Status == nil {
+			t.Fatalf("status: %v %+v", err, rsp)
+		}
+		return rsp.Status.PolicySHA256
+	}
+	storedSHA := func() [32]byte {
+		t.Helper()
+		a, err := site.LoadApplied(policy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.SourceSHA256
+	}
+	first := storedSHA()
+	if got := policySHA(); got != first {
+		t.Fatalf("status names policy %x, want the stored one %x", got, first)
+	}
 
 	proxy := nslab.Identity{UID: baseline.ProxyUID, Mark: baseline.ProxyMark}
 	if ok, err := l.Gate.Reach(nslab.Asset1+":502", proxy, 10*time.Second); !ok || err != nil {
@@ -87,6 +110,10 @@ func TestServiceFollowsAppliedPolicy(t *testing.T) {
 	// The asset now speaks tcp/8080 only: the file changes, the ruleset follows.
 	storePolicy(t, policyDir, "tcp\n        port: 8080")
 	waitFor(t, "reload", func() bool { return strings.Contains(svc.out.String(), "segment: policy file changed: now enforcing") })
+	second := storedSHA()
+	if got := policySHA(); got != second || got == first {
+		t.Fatalf("status names policy %x after the change, want %x (the first was %x)", got, second, first)
+	}
 	if ok, _ := l.Gate.Reach(nslab.Asset1+":502", proxy, 1500*time.Millisecond); ok {
 		t.Fatal("proxy still reaches tcp/502 after the policy dropped it")
 	}
@@ -106,6 +133,9 @@ func TestServiceFollowsAppliedPolicy(t *testing.T) {
 	})
 	if ok, err := l.Gate.Reach(nslab.Asset1+":8080", proxy, 10*time.Second); !ok || err != nil {
 		t.Fatalf("proxy to plc-1 tcp/8080 after a corrupt policy: reachable=%v err=%v", ok, err)
+	}
+	if got := policySHA(); got != second {
+		t.Fatalf("status names policy %x after a corrupt file, want the one still in force %x", got, second)
 	}
 	if ok, _ := l.Gate.Reach(nslab.Asset1+":502", root, 1500*time.Millisecond); ok {
 		t.Fatal("root reaches plc-1 after a corrupt policy")

@@ -59,10 +59,11 @@ func run(src *policySource, specPath, socket, state, overlayState string, interv
 		return fmt.Errorf("-poll %s: must be positive", poll)
 	}
 	var spec *ruleset.Spec
+	var sha [32]byte
 	var err error
 	if src != nil {
 		var what string
-		if spec, what, err = src.load(); err != nil {
+		if spec, sha, what, err = src.load(); err != nil {
 			return err // the kernel keeps its current table (baseline or last good)
 		}
 		log.Printf("segment: enforcing %s", what)
@@ -77,7 +78,7 @@ func run(src *policySource, specPath, socket, state, overlayState string, interv
 	// only while the applied spec routes (exceptions, monitor zones), set
 	// after each apply.
 	svc := segment.New(conn, spec, segment.WithInterval(interval), segment.WithStateFile(state),
-		segment.WithOverlayState(overlayState))
+		segment.WithOverlayState(overlayState), segment.WithPolicySHA256(sha))
 	if err := svc.Start(); err != nil {
 		return err
 	}

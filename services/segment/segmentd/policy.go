@@ -40,20 +40,21 @@ func newPolicySource(policyPath, bootPath string) (*policySource, error) {
 
 // load reads the policy. No applied policy yet is not an error: the spec
 // is then the baseline alone (no asset reachable).
-func (p *policySource) load() (*ruleset.Spec, string, error) {
+// The digest is the site file's SHA-256 (zero for the baseline alone).
+func (p *policySource) load() (*ruleset.Spec, [32]byte, string, error) {
 	p.file.Mark()
 	applied, err := site.LoadApplied(p.path)
 	if errors.Is(err, site.ErrNoPolicy) {
-		return &ruleset.Spec{BaselineSpec: p.base}, "no applied policy yet: baseline only, no asset reachable", nil
+		return &ruleset.Spec{BaselineSpec: p.base}, [32]byte{}, "no applied policy yet: baseline only, no asset reachable", nil
 	}
 	if err != nil {
-		return nil, "", err
+		return nil, [32]byte{}, "", err
 	}
 	spec, err := sitespec.Spec(&applied.Site, p.base)
 	if err != nil {
-		return nil, "", fmt.Errorf("policy %s (from %s): %w", p.path, applied.Source, err)
+		return nil, [32]byte{}, "", fmt.Errorf("policy %s (from %s): %w", p.path, applied.Source, err)
 	}
-	return spec, fmt.Sprintf("policy %s from %s (sha256 %x)", p.path, applied.Source, applied.SourceSHA256[:6]), nil
+	return spec, applied.SourceSHA256, fmt.Sprintf("policy %s from %s (sha256 %x)", p.path, applied.Source, applied.SourceSHA256[:6]), nil
 }
 
 // watchPolicy re-reads the policy on SIGHUP and when the file changes, and
@@ -68,9 +69,9 @@ func watchPolicy(ctx context.Context, p *policySource, svc *segment.Service, pol
 		if trigger == policywatch.Reload {
 			why = "reload (SIGHUP)"
 		}
-		spec, what, err := p.load()
+		spec, sha, what, err := p.load()
 		if err == nil {
-			err = svc.SetSpec(spec, why)
+			err = svc.SetPolicySpec(spec, sha, why)
 		}
 		if err != nil {
 			log.Printf("segment: %s: %v; nothing changed, the previous ruleset stays", why, err)
