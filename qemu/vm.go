@@ -224,6 +224,12 @@ func (vm *VM) reap(drained, exited chan struct{}) {
 	vm.killMu.Unlock()
 	e.Stderr = vm.stderr.String()
 	vm.exit = e
+	// swtpm ends when QEMU disconnects: wait for it, so that a boot that
+	// follows with the same TPM state never meets the old one holding its
+	// lock.
+	if vm.tpm != nil {
+		vm.tpm.stop()
+	}
 	close(vm.done)
 }
 
@@ -393,7 +399,7 @@ func (vm *VM) kill(timeout bool) {
 	_ = vm.cmd.Process.Kill()
 }
 
-// Wait waits until QEMU has exited and returns how.
+// Wait waits until QEMU (and its swtpm) has exited and returns how.
 func (vm *VM) Wait(ctx context.Context) (Exit, error) {
 	select {
 	case <-vm.done:
