@@ -10,11 +10,27 @@ import (
 )
 
 // Cursor is the exporter's persisted position: the last record known to
-// have reached the receiver.
+// have reached the receiver, and what the exporter knew of the sessions
+// open at that record.
 type Cursor struct {
 	LogID string `cbor:"1,keyasint"`
 	Seq   uint64 `cbor:"2,keyasint"`
 	Hash  []byte `cbor:"3,keyasint"`
+	// Sessions are the sessions whose start is at or before Seq and whose
+	// end is not: the labels their later records get. Saved in the same
+	// atomic write as the position, so the two always agree; a session's
+	// entry goes at its end (and every entry at a log-closed or
+	// log-recovered event: no record of an earlier run follows those), so
+	// it holds at most the sessions open at Seq. A cursor written before
+	// this field existed has none and loads with an empty map.
+	Sessions map[string]Labels `cbor:"4,keyasint,omitempty"`
+}
+
+// Labels are what a session start says that the exporter adds to the
+// session's later records.
+type Labels struct {
+	User  string `cbor:"1,keyasint,omitempty"`
+	Asset string `cbor:"2,keyasint,omitempty"`
 }
 
 // LoadCursor reads the cursor at path; ok is false if there is none yet.
@@ -26,6 +42,8 @@ func LoadCursor(path string) (c Cursor, ok bool, err error) {
 	if err != nil {
 		return Cursor{}, false, fmt.Errorf("read export cursor: %w", err)
 	}
+	// Unknown keys are refused: a cursor of a newer format is not silently
+	// half understood.
 	dm, _ := cbor.DecOptions{ExtraReturnErrors: cbor.ExtraDecErrorUnknownField}.DecMode()
 	if err := dm.Unmarshal(b, &c); err != nil {
 		return Cursor{}, false, fmt.Errorf("export cursor %s: %w", path, err)

@@ -23,6 +23,12 @@
 // still in its socket buffer can lose them: that is outside what TCP
 // syslog can tell a sender.
 //
+// Records of a session after its start carry the user and asset of the
+// start. The exporter keeps them for the open sessions (dropped at the
+// session's end, and all at a log-closed or log-recovered event) and saves
+// them in the same atomic write as the cursor, so an exporter restarted in
+// the middle of a session labels its later records as before.
+//
 // Records are exported once they are Config.MinAge old (default 2 s), by
 // which time the writer's periodic flush has made them durable; a record
 // that a power cut took back is thus not exported. If it happens anyway (a

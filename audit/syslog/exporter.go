@@ -39,9 +39,18 @@ type Config struct {
 
 // Exporter sends the audit log to a syslog receiver.
 type Exporter struct {
-	cfg   Config
-	known map[string]session
+	cfg Config
+	// known is what the exporter knows of the open sessions as of the
+	// last record it formatted: loaded from the cursor at every
+	// (re)connection, saved with it.
+	known map[string]Labels
 }
+
+// maxKnownSessions bounds the labels kept (and written with every
+// cursor): far above the proxy's -max-sessions, so only a log whose
+// sessions never end (no end record, no log-closed or log-recovered
+// event) reaches it.
+const maxKnownSessions = 65536
 
 // New checks cfg and returns an exporter.
 func New(cfg Config) (*Exporter, error) {
@@ -76,7 +85,7 @@ func New(cfg Config) (*Exporter, error) {
 	if cfg.OnError == nil {
 		cfg.OnError = func(error) {}
 	}
-	return &Exporter{cfg: cfg, known: map[string]session{}}, nil
+	return &Exporter{cfg: cfg, known: map[string]Labels{}}, nil
 }
 
 // Run exports until ctx ends, reconnecting after errors. It returns
@@ -121,6 +130,13 @@ func (x *Exporter) session(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", errPermanent, err)
 	}
+	// The labels of the sessions open at the cursor: the records after
+	// it are formatted (again) from there, so a restart or reconnection
+	// labels them as the first attempt did.
+	x.known = make(map[string]Labels, len(cur.Sessions))
+	for id, l := range cur.Sessions {
+		x.known[id] = l
+	}
 	conn, err := x.dial(ctx)
 	if err != nil {
 		return err
@@ -145,7 +161,9 @@ func (x *Exporter) session(ctx context.Context) error {
 		if err := x.drain(ctx, conn); err != nil {
 			return err
 		}
-		if err := SaveCursor(x.cfg.Cursor, Cursor{LogID: f.LogID(), Seq: last.Record.Seq, Hash: last.Hash[:]}); err != nil {
+		// known is the state after last: every record up to it was
+		// remembered as it was formatted.
+		if err := SaveCursor(x.cfg.Cursor, Cursor{LogID: f.LogID(), Seq: last.Record.Seq, Hash: last.Hash[:], Sessions: x.known}); err != nil {
 			return fmt.Errorf("%w: %w", errPermanent, err)
 		}
 		buf.Reset()
@@ -193,14 +211,25 @@ func (x *Exporter) session(ctx context.Context) error {
 	}
 }
 
+// remember updates known with what e says about sessions.
 func (x *Exporter) remember(e audit.Entry) {
 	switch b := e.Body.(type) {
 	case audit.SessionStart:
-		if len(x.known) < 100000 {
-			x.known[b.SessionID] = session{user: b.User, asset: b.Asset}
+		if len(x.known) < maxKnownSessions {
+			x.known[b.SessionID] = Labels{User: b.User, Asset: b.Asset}
+		} else {
+			x.cfg.OnError(fmt.Errorf("session %s (seq %d): more than %d sessions open without an end record; its later records go out without user and asset", b.SessionID, e.Record.Seq, maxKnownSessions))
 		}
 	case audit.SessionEnd:
 		delete(x.known, b.SessionID)
+	case audit.Event:
+		// A sealed end or the recovery from an unclean one: the
+		// sessions of the run before can have no more records (the
+		// proxy does not carry sessions over a restart). Without this a
+		// crash would leave its open sessions in every cursor for good.
+		if b.Type == audit.EventLogClosed || b.Type == audit.EventLogRecovered {
+			clear(x.known)
+		}
 	}
 }
 

@@ -17,12 +17,9 @@ const (
 	severityNotice   = 5
 )
 
-// session remembers what a session start said, to label its later records.
-type session struct{ user, asset string }
-
 // Format renders one record as an RFC 5424 message (without framing).
 // known supplies user and asset for records of sessions started earlier.
-func Format(e audit.Entry, logID, hostname, appName string, known map[string]session) string {
+func Format(e audit.Entry, logID, hostname, appName string, known map[string]Labels) string {
 	sev := severityNotice
 	params := [][2]string{{"log", logID}, {"seq", strconv.FormatUint(e.Record.Seq, 10)},
 		{"hash", e.Hash.String()}, {"kind", e.Record.Kind.String()}}
@@ -54,8 +51,8 @@ func Format(e audit.Entry, logID, hostname, appName string, known map[string]ses
 		if id := audit.SessionOf(b); id != "" {
 			add("session", id)
 			if s, ok := known[id]; ok {
-				add("user", s.user)
-				add("asset", s.asset)
+				add("user", s.User)
+				add("asset", s.Asset)
 			}
 		}
 	}
