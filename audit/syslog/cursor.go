@@ -33,7 +33,20 @@ type Labels struct {
 	Asset string `cbor:"2,keyasint,omitempty"`
 }
 
+// CursorDamagedError is a cursor file that exists but does not decode (or
+// names no log): the exporter sets it aside (see Exporter.Run).
+type CursorDamagedError struct {
+	Path string
+	Err  error
+}
+
+func (e *CursorDamagedError) Error() string {
+	return fmt.Sprintf("export cursor %s: %v", e.Path, e.Err)
+}
+func (e *CursorDamagedError) Unwrap() error { return e.Err }
+
 // LoadCursor reads the cursor at path; ok is false if there is none yet.
+// A file that does not decode is a *CursorDamagedError.
 func LoadCursor(path string) (c Cursor, ok bool, err error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -42,14 +55,15 @@ func LoadCursor(path string) (c Cursor, ok bool, err error) {
 	if err != nil {
 		return Cursor{}, false, fmt.Errorf("read export cursor: %w", err)
 	}
-	// Unknown keys are refused: a cursor of a newer format is not silently
-	// half understood.
+	// Unknown keys are refused: a cursor of a newer format is not half
+	// understood (the exporter sets it aside and sends the log again from
+	// its oldest record, see Exporter.Run).
 	dm, _ := cbor.DecOptions{ExtraReturnErrors: cbor.ExtraDecErrorUnknownField}.DecMode()
 	if err := dm.Unmarshal(b, &c); err != nil {
-		return Cursor{}, false, fmt.Errorf("export cursor %s: %w", path, err)
+		return Cursor{}, false, &CursorDamagedError{Path: path, Err: err}
 	}
 	if c.LogID == "" {
-		return Cursor{}, false, fmt.Errorf("export cursor %s: no log id", path)
+		return Cursor{}, false, &CursorDamagedError{Path: path, Err: errors.New("no log id")}
 	}
 	return c, true, nil
 }
@@ -84,13 +98,18 @@ func SaveCursor(path string, c Cursor) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("install export cursor: %w", err)
 	}
-	d, err := os.Open(filepath.Dir(path))
+	return syncDir(filepath.Dir(path))
+}
+
+// syncDir fsyncs directory dir (a rename in it is then durable).
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("fsync export cursor directory: %w", err)
 	}
 	defer d.Close()
 	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync export cursor directory: %w", err)
+		return fmt.Errorf("fsync export cursor directory %s: %w", dir, err)
 	}
 	return nil
 }

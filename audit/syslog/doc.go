@@ -33,6 +33,28 @@
 // which time the writer's periodic flush has made them durable; a record
 // that a power cut took back is thus not exported. If it happens anyway (a
 // writer process that died before its flush, then a power cut), the
-// rewritten seq no longer matches the cursor's hash and the exporter stops
-// with an error instead of skipping or mixing records.
+// rewritten seq no longer matches the cursor's hash: the exporter sets the
+// cursor aside and sends the log again from its oldest record (below).
+//
+// # When the export cannot go on
+//
+// The exporter never stops by itself (see Exporter.Run for the details):
+//
+//   - receiver unreachable, a batch not acknowledged: reconnect after
+//     Config.RetryDelay, doubled up to 30 s;
+//   - a damaged record in the log (framing, CRC, encoding, chain): the
+//     records before it are sent, the damage is reported with its file,
+//     offset and seq at every try, and the exporter tries again from its
+//     cursor after Config.StuckRetry (30 s), doubled up to
+//     Config.StuckRetryMax (10 min), so a repaired log resumes with
+//     nothing skipped; the same for a cursor that cannot be written;
+//   - a cursor that does not belong to the log (another log id, another
+//     record at its seq, a seq past the end of the log, undecodable): it
+//     is kept as <cursor>.stale-<UTC time> and the export starts again
+//     from the oldest record, through Config.OnReset (the proxy records
+//     it as an audit event of type EventExportReset, which the SIEM then
+//     receives too).
+//
+// Config.OnStatus hears while the export is held up and when it moves
+// again; the proxy shows it in its status row.
 package syslog

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -33,13 +34,35 @@ type Config struct {
 	// that what is exported has been fsynced by the writer's periodic
 	// flush (audit.WithFlushInterval, default 1 s): a record lost in a
 	// power cut is then never in the SIEM. Negative: no delay.
-	MinAge  time.Duration
-	OnError func(error) // connection errors (the exporter retries), and the permanent error that stops it
+	MinAge time.Duration
+	// StuckRetry is the first retry delay after an error that a
+	// reconnection does not fix (a damaged log, a cursor that cannot be
+	// written), doubled up to StuckRetryMax (defaults 30 s and 10 min).
+	StuckRetry, StuckRetryMax time.Duration
+
+	// OnError hears every failure; the exporter retries each (see Run).
+	OnError func(error)
+	// OnStatus hears, after every failure, a one-line note saying that
+	// the export is held up, since when and why, and "" once it moves
+	// again (a batch acknowledged, or the end of the log reached).
+	OnStatus func(note string)
+	// OnReset hears that the cursor did not belong to the log and was set
+	// aside (see Run): where it is kept and why. Default: OnError.
+	OnReset func(what string)
 }
+
+// EventExportReset is the audit event type under which the proxy records
+// a cursor the exporter set aside (Config.OnReset).
+const EventExportReset = "syslog-export-reset"
 
 // Exporter sends the audit log to a syslog receiver.
 type Exporter struct {
 	cfg Config
+	// heldSince is when the export was first held up by the failures
+	// since the last progress (zero: moving); progressed says the
+	// current connection made progress.
+	heldSince  time.Time
+	progressed bool
 	// known is what the exporter knows of the open sessions as of the
 	// last record it formatted: loaded from the cursor at every
 	// (re)connection, saved with it.
@@ -82,53 +105,140 @@ func New(cfg Config) (*Exporter, error) {
 	if cfg.MinAge == 0 {
 		cfg.MinAge = 2 * time.Second
 	}
+	if cfg.StuckRetry <= 0 {
+		cfg.StuckRetry = 30 * time.Second
+	}
+	if cfg.StuckRetryMax <= 0 {
+		cfg.StuckRetryMax = 10 * time.Minute
+	}
+	cfg.StuckRetryMax = max(cfg.StuckRetryMax, cfg.StuckRetry)
 	if cfg.OnError == nil {
 		cfg.OnError = func(error) {}
+	}
+	if cfg.OnStatus == nil {
+		cfg.OnStatus = func(string) {}
+	}
+	if cfg.OnReset == nil {
+		onError := cfg.OnError
+		cfg.OnReset = func(what string) { onError(errors.New(what)) }
 	}
 	return &Exporter{cfg: cfg, known: map[string]Labels{}}, nil
 }
 
-// Run exports until ctx ends, reconnecting after errors. It returns
-// ctx's error, or a permanent error (a damaged log, a cursor of another
-// log) that retrying cannot fix; a permanent error also goes to OnError,
-// so a Run started in a goroutine does not stop unnoticed.
+// Run exports until ctx ends and returns ctx's error. It never gives up:
+//
+//   - A connection error (receiver down, TLS, a batch not acknowledged in
+//     DrainWait, a read error of the log) is retried after RetryDelay,
+//     doubled up to 30 s.
+//   - An error that a reconnection does not fix (a damaged log, a cursor
+//     that cannot be written) is retried after StuckRetry, doubled up to
+//     StuckRetryMax, from the cursor, so a repaired log or disk resumes
+//     the export where it stopped, with nothing skipped. A damaged record
+//     is not skipped: the follower of the audit package has no
+//     verifiable point to resume from inside a file, and the records
+//     after the damage are exactly what the SIEM copy exists for. The
+//     records before it are sent and acknowledged first.
+//   - A cursor that does not belong to the log (another log id, a
+//     different record at its seq, a seq beyond the end of the log, or a
+//     file that does not decode: a factory reset, a log replaced or
+//     rolled back, records rewritten after a power cut) is set aside, not
+//     deleted, as <cursor>.stale-<UTC time>, said through OnReset, and
+//     the export starts again from the oldest record on disk. Nothing is
+//     lost; the receiver gets again what it may already have, each with
+//     its log id, seq and hash, and a rewritten record shows there as a
+//     second record with the same seq and another hash.
+//
+// Every failure goes to OnError, and OnStatus hears when the export is
+// held up and when it moves again.
 func (x *Exporter) Run(ctx context.Context) error {
-	delay := x.cfg.RetryDelay
+	delay, stuckDelay := x.cfg.RetryDelay, x.cfg.StuckRetry
 	for {
+		x.progressed = false
 		err := x.session(ctx)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		var p *audit.Problem
-		if errors.As(err, &p) || errors.Is(err, errPermanent) {
-			// Said through OnError too: a caller running Run in a
-			// goroutine would otherwise never learn that the export
-			// stopped for good.
-			x.cfg.OnError(fmt.Errorf("export STOPPED, nothing more goes to %s until this is fixed and the exporter restarted: %w", x.cfg.Addr, err))
-			return err
+		if errors.Is(err, errReset) {
+			continue // from the oldest record, at once
 		}
-		x.cfg.OnError(err)
+		if x.progressed {
+			delay, stuckDelay = x.cfg.RetryDelay, x.cfg.StuckRetry
+		}
+		wait := delay
+		if errors.As(err, new(stuckError)) {
+			wait = stuckDelay
+			x.cfg.OnError(fmt.Errorf("export to %s STUCK, nothing more goes out until this clears (retrying in %s by itself): %w", x.cfg.Addr, wait, err))
+			if stuckDelay *= 2; stuckDelay > x.cfg.StuckRetryMax {
+				stuckDelay = x.cfg.StuckRetryMax
+			}
+		} else {
+			x.cfg.OnError(err)
+			if delay *= 2; delay > 30*time.Second {
+				delay = 30 * time.Second
+			}
+		}
+		x.held(err, wait)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(delay):
-		}
-		if delay *= 2; delay > 30*time.Second {
-			delay = 30 * time.Second
-		}
-		if err == nil {
-			delay = x.cfg.RetryDelay
+		case <-time.After(wait):
 		}
 	}
 }
 
-var errPermanent = errors.New("permanent export error")
+// stuckError marks an error that reconnecting does not fix: retried
+// slowly.
+type stuckError struct{ error }
+
+func (e stuckError) Unwrap() error { return e.error }
+
+func stuck(err error) error { return stuckError{err} }
+
+// errReset says the cursor was set aside: start again at once.
+var errReset = errors.New("export cursor reset")
+
+// held reports that the export is held up by err (OnStatus).
+func (x *Exporter) held(err error, retry time.Duration) {
+	if x.heldSince.IsZero() {
+		x.heldSince = time.Now()
+	}
+	x.cfg.OnStatus(fmt.Sprintf("export to %s held up since %s (next try in %s): %v",
+		x.cfg.Addr, x.heldSince.UTC().Format(time.RFC3339), retry.Round(time.Second), err))
+}
+
+// moving records progress: a batch was acknowledged or the export reached
+// the end of the log. It clears a held-up state (OnStatus "").
+func (x *Exporter) moving() {
+	x.progressed = true
+	if !x.heldSince.IsZero() {
+		x.heldSince = time.Time{}
+		x.cfg.OnStatus("")
+	}
+}
+
+// reset sets the cursor aside (see Run) and reports why.
+func (x *Exporter) reset(why string) error {
+	aside := x.cfg.Cursor + ".stale-" + time.Now().UTC().Format("20060102T150405.000000000Z")
+	if err := os.Rename(x.cfg.Cursor, aside); err != nil {
+		return stuck(fmt.Errorf("set the export cursor aside (%s): %w", why, err))
+	}
+	if err := syncDir(filepath.Dir(x.cfg.Cursor)); err != nil {
+		return stuck(fmt.Errorf("set the export cursor aside (%s): %w", why, err))
+	}
+	x.cfg.OnReset(fmt.Sprintf("export cursor %s %s; it is kept as %s, and the export to %s starts again from the oldest record in %s (the receiver may get records it already has, with the same log id, seq and hash)",
+		x.cfg.Cursor, why, aside, x.cfg.Addr, x.cfg.Dir))
+	return errReset
+}
 
 // session runs one connection: resend from the cursor, then follow.
 func (x *Exporter) session(ctx context.Context) error {
 	cur, hasCur, err := LoadCursor(x.cfg.Cursor)
+	var damaged *CursorDamagedError
+	if errors.As(err, &damaged) {
+		return x.reset(fmt.Sprintf("cannot be used (%v)", damaged.Err))
+	}
 	if err != nil {
-		return fmt.Errorf("%w: %w", errPermanent, err)
+		return stuck(err)
 	}
 	// The labels of the sessions open at the cursor: the records after
 	// it are formatted (again) from there, so a restart or reconnection
@@ -144,10 +254,10 @@ func (x *Exporter) session(ctx context.Context) error {
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	f := audit.NewFollower(x.cfg.Dir, cur.Seq, hasCur)
-	if hasCur {
-		f.ExpectHash(cur.Hash)
-	}
+	// With a cursor the follower starts at the cursor's own record, which
+	// is checked here (same seq, same hash) and not sent again.
+	f := audit.NewFollower(x.cfg.Dir, cur.Seq-1, hasCur && cur.Seq > 0)
+	resume := hasCur
 	var buf bytes.Buffer
 	pending := 0
 	var last audit.Entry
@@ -164,25 +274,49 @@ func (x *Exporter) session(ctx context.Context) error {
 		// known is the state after last: every record up to it was
 		// remembered as it was formatted.
 		if err := SaveCursor(x.cfg.Cursor, Cursor{LogID: f.LogID(), Seq: last.Record.Seq, Hash: last.Hash[:], Sessions: x.known}); err != nil {
-			return fmt.Errorf("%w: %w", errPermanent, err)
+			return stuck(err)
 		}
 		buf.Reset()
 		pending = 0
+		x.moving()
 		return nil
 	}
 	for {
 		e, ok, err := f.TryNext()
+		if hasCur && f.LogID() != "" && f.LogID() != cur.LogID {
+			return x.reset(fmt.Sprintf("is for log %q, the log in %s is %q", cur.LogID, x.cfg.Dir, f.LogID()))
+		}
 		if err != nil {
+			// What was read before the damage goes out first.
+			if ferr := flush(); ferr != nil {
+				return ferr
+			}
+			var p *audit.Problem
+			if errors.As(err, &p) {
+				return stuck(fmt.Errorf("the audit log in %s is damaged at %w; the export waits there (everything before it was sent) and goes on from there once the log reads again", x.cfg.Dir, err))
+			}
 			return err
 		}
 		if !ok {
+			if resume && f.LogID() != "" {
+				return x.reset(fmt.Sprintf("is at seq %d, but the log in %s ends before it", cur.Seq, x.cfg.Dir))
+			}
 			if err := flush(); err != nil {
 				return err
 			}
+			x.moving()
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
 			case <-time.After(x.cfg.Poll):
+			}
+			continue
+		}
+		if resume {
+			resume = false
+			if e.Record.Seq != cur.Seq || !bytes.Equal(e.Hash[:], cur.Hash) {
+				return x.reset(fmt.Sprintf("is at seq %d with hash %x, but the log in %s has %s there (%s offset %d seq %d): the log was replaced, rolled back or rewritten",
+					cur.Seq, cur.Hash, x.cfg.Dir, e.Hash, e.File, e.Offset, e.Record.Seq))
 			}
 			continue
 		}
@@ -195,9 +329,6 @@ func (x *Exporter) session(ctx context.Context) error {
 				return ctx.Err()
 			case <-time.After(wait):
 			}
-		}
-		if hasCur && f.LogID() != cur.LogID {
-			return fmt.Errorf("%w: cursor %s is for log %q, the log in %s is %q", errPermanent, x.cfg.Cursor, cur.LogID, x.cfg.Dir, f.LogID())
 		}
 		buf.Write(Frame(Format(e, f.LogID(), x.cfg.Hostname, x.cfg.AppName, x.known)))
 		x.remember(e)
@@ -258,7 +389,7 @@ func (x *Exporter) drain(ctx context.Context, conn net.Conn) error {
 	}
 	tcp, isTCP := raw.(*net.TCPConn)
 	if !isTCP {
-		return fmt.Errorf("%w: cannot check the send queue of a %T", errPermanent, raw)
+		return stuck(fmt.Errorf("cannot check the send queue of a %T", raw))
 	}
 	rc, err := tcp.SyscallConn()
 	if err != nil {
