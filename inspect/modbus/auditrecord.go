@@ -136,6 +136,29 @@ func RecordOf(p audit.Payload) (Record, error) {
 	return r, nil
 }
 
+// PairKey pairs the two records of a transaction recorded before it was
+// forwarded (RecordedBeforeForwarding), for a viewer of the log
+// (audit.ShowOptions.Pairers): the OutcomeForwarded record (forwarded
+// true) and the record that completes it (its response, or "no response"
+// at the session's end) return the same key, made of the session id, the
+// request time (to the nanosecond, as recorded) and the request's
+// decoded fields. ok is false for every other payload: reads, denied
+// requests, unsolicited responses, other protocols, and records from
+// before structured transcripts.
+func PairKey(p audit.Payload) (key string, forwarded, ok bool) {
+	if p.Direction != audit.ToAsset || p.Decoded == nil || p.Decoded.Protocol != "modbus" {
+		return "", false, false
+	}
+	r, err := RecordOf(p)
+	if err != nil || (r.Verdict != VerdictAllowed && r.Verdict != VerdictWouldDeny) ||
+		!RecordedBeforeForwarding(r.Function, r.SubFunction) {
+		return "", false, false
+	}
+	key = fmt.Sprintf("%s|%d|%d|%d|%d|%d|%s|%d|%d|%d|%d|%s|%x", p.SessionID, p.First, r.TransactionID, r.Unit,
+		r.Function, r.SubFunction, r.Table, r.Address, r.Count, r.WriteAddress, r.WriteCount, r.Verdict, r.Written)
+	return key, r.Outcome == OutcomeForwarded, true
+}
+
 // lookupName returns the index of name in names, as T.
 func lookupName[T ~uint8](names []string, name string) (T, bool) {
 	for i, n := range names {

@@ -64,6 +64,12 @@ func TestAuditPayloadRoundTrip(t *testing.T) {
 			Table: TableHoldingRegisters, Count: 2, Verdict: VerdictAllowed, Outcome: OutcomeMalformed, Reason: "byte count 3 for 2 registers"},
 	}
 
+	fwd := rec("06 0034 0037", "", 18, VerdictAllowed, 0, "")
+	fwd.Outcome = OutcomeForwarded
+	fwdWould := rec("06 003c 0001", "", 19, VerdictWouldDeny, ExIllegalDataAddress, "r")
+	fwdWould.Outcome = OutcomeForwarded
+	recs = append(recs, fwd, fwdWould)
+
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +125,8 @@ func TestAuditPayloadRoundTrip(t *testing.T) {
 	// Spot checks: the lines are the transcript's, not empty renderings.
 	for _, want := range []string{"write holding 52 = 55 -> ok (1.2 ms)", "read coil 0..9 -> ok = 1 0 1 0 0 0 0 0 0 1",
 		"-> denied, exception 02 illegal data address: modbus rules", "[would deny, exception 02", "-> no response",
-		"unsolicited response, exception 01", "malformed response: byte count 3"} {
+		"unsolicited response, exception 01", "malformed response: byte count 3",
+		"write holding 52 = 55 -> forwarded", "write holding 60 = 1 -> forwarded [would deny, exception 02"} {
 		found := false
 		for i := range recs {
 			found = found || strings.Contains(recs[i].String(), want)
@@ -159,5 +166,50 @@ func TestRecordOfRejects(t *testing.T) {
 		if _, err := RecordOf(p); err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "session s1") {
 			t.Errorf("%s: err %v, want one naming the session and %q", c.name, err, c.want)
 		}
+	}
+}
+
+// TestPairKey: the record made before forwarding a write and the record
+// that completes it (response or none) pair; a different request time,
+// transaction or value does not; reads and denied writes pair with
+// nothing.
+func TestPairKey(t *testing.T) {
+	at := time.Date(2026, 11, 22, 14, 3, 4, 120e6, time.UTC)
+	write := func(tid uint16, at time.Time, v byte, outcome Outcome, verdict Verdict) audit.Payload {
+		r := Record{RequestTime: at, TransactionID: tid, Unit: 1, Function: FuncWriteSingleRegister, Table: TableHoldingRegisters,
+			Address: 52, Count: 1, Written: []byte{0, v}, Verdict: verdict, Outcome: outcome}
+		if outcome != OutcomeForwarded && outcome != OutcomeNoResponse {
+			r.ResponseTime = at.Add(time.Millisecond)
+		}
+		return AuditPayload("s1", &r, nil)
+	}
+	key, fwd, ok := PairKey(write(9, at, 55, OutcomeForwarded, VerdictAllowed))
+	if !ok || !fwd {
+		t.Fatalf("forwarded write: ok %v forwarded %v", ok, fwd)
+	}
+	for _, c := range []struct {
+		name string
+		p    audit.Payload
+		same bool
+	}{
+		{"its response", write(9, at, 55, OutcomeOK, VerdictAllowed), true},
+		{"its exception", write(9, at, 55, OutcomeException, VerdictAllowed), true},
+		{"no response", write(9, at, 55, OutcomeNoResponse, VerdictAllowed), true},
+		{"another time", write(9, at.Add(time.Nanosecond), 55, OutcomeOK, VerdictAllowed), false},
+		{"another transaction", write(10, at, 55, OutcomeOK, VerdictAllowed), false},
+		{"another value", write(9, at, 56, OutcomeOK, VerdictAllowed), false},
+	} {
+		k, f, ok := PairKey(c.p)
+		if !ok || f || (k == key) != c.same {
+			t.Errorf("%s: key %q ok %v forwarded %v, want same key %v", c.name, k, ok, f, c.same)
+		}
+	}
+	if _, _, ok := PairKey(write(9, at, 55, OutcomeException, VerdictDenied)); ok {
+		t.Error("a denied write pairs")
+	}
+	read := Record{RequestTime: at, ResponseTime: at.Add(time.Millisecond), TransactionID: 9, Unit: 1, Function: FuncReadHoldingRegisters,
+		Table: TableHoldingRegisters, Count: 1, ReadValues: []byte{0, 7}, Verdict: VerdictAllowed}
+	if _, _, ok := PairKey(AuditPayload("s1", &read, nil)); ok {
+		t.Error("a read pairs")
 	}
 }

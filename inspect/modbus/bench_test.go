@@ -106,7 +106,7 @@ func (f *frameFeeder) Read(p []byte) (int, error) {
 // transaction per op, without sockets.
 func BenchmarkSessionTransaction(b *testing.B) {
 	var records int
-	s, err := NewSession(Config{Policy: demoPolicy(b), Sink: SinkFunc(func(*Record) { records++ })}, io.Discard, io.Discard)
+	s, err := NewSession(Config{Policy: demoPolicy(b), Sink: SinkFunc(func(*Record) error { records++; return nil })}, io.Discard, io.Discard)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -17,7 +17,12 @@
 //   - Records: one decoded transaction each (times, unit, function, table,
 //     addresses, values, outcome), handed to a Sink and rendered by
 //     Record.AppendText as "14:03:04.120 alice plc-7 unit 1 write holding
-//     52 = 55 -> ok (1.2 ms)".
+//     52 = 55 -> ok (1.2 ms)". A request that may change the device's
+//     state (RecordedBeforeForwarding: writes, state-changing
+//     diagnostics, unknown codes) is also handed to the Sink before its
+//     bytes are forwarded, as OutcomeForwarded; if the Sink fails, it is
+//     not forwarded and the session ends (fail closed). PairKey pairs it
+//     with the transaction's record for a viewer.
 //
 // Relay ties a Session to two connections for the proxy.
 package modbus

@@ -18,8 +18,22 @@ func (r *Record) String() string { return string(r.AppendText(nil, "", "")) }
 //	14:03:06.310 alice plc-7 unit 1 write holding 60 = 1 -> denied, exception 02 illegal data address: modbus rules "g": ...
 //
 // user and asset are left out when empty. The time is printed in the
-// location RequestTime carries.
+// location RequestTime carries. A record of OutcomeForwarded (a request
+// recorded before it was forwarded) ends in "-> forwarded".
 func (r *Record) AppendText(b []byte, user, asset string) []byte {
+	return r.appendText(b, user, asset, false)
+}
+
+// AppendUnanswered is AppendText for a record of OutcomeForwarded that no
+// later record completes (a viewer of the whole log knows): the gate
+// stopped after it forwarded the request, before it recorded the response,
+// e.g. "14:03:04.120 alice plc-7 unit 1 write holding 52 = 55 -> forwarded,
+// no response recorded (gate stopped?)".
+func (r *Record) AppendUnanswered(b []byte, user, asset string) []byte {
+	return r.appendText(b, user, asset, true)
+}
+
+func (r *Record) appendText(b []byte, user, asset string, unanswered bool) []byte {
 	t := r.RequestTime
 	if t.IsZero() {
 		t = r.ResponseTime
@@ -58,6 +72,11 @@ func (r *Record) AppendText(b []byte, user, asset string) []byte {
 	case OutcomeMalformed:
 		b = append(b, "malformed response: "...)
 		b = append(b, r.Reason...)
+	case OutcomeForwarded:
+		b = append(b, "forwarded"...)
+		if unanswered {
+			b = append(b, ", no response recorded (gate stopped?)"...)
+		}
 	case OutcomeUnsolicited:
 		b = append(b, "unsolicited response"...)
 		if r.Exception != 0 {
@@ -78,6 +97,13 @@ func (r *Record) AppendText(b []byte, user, asset string) []byte {
 		b = append(b, ']')
 	}
 	return b
+}
+
+// describe is the line without its time: "unit 1 write holding 52 = 55".
+func (r *Record) describe() string {
+	b := append([]byte("unit "), strconv.AppendUint(nil, uint64(r.Unit), 10)...)
+	b = append(b, ' ')
+	return string(r.appendOperation(b))
 }
 
 func appendMillis(b []byte, d time.Duration) []byte {

@@ -42,23 +42,48 @@ func policy(t testing.TB) *modbus.Policy {
 // recorder is a Sink keeping clones of every record.
 type recorder struct {
 	mu   sync.Mutex
-	recs []*modbus.Record
+	all  []*modbus.Record // every record, in the order the sink got them
+	recs []*modbus.Record // the transactions' final records (no OutcomeForwarded)
 	more chan struct{}
+	// hook, if set, sees each record first; its error is the sink's (and
+	// the record is not kept).
+	hook func(*modbus.Record) error
 }
 
 func newRecorder() *recorder { return &recorder{more: make(chan struct{}, 1000)} }
 
-func (r *recorder) Record(rec *modbus.Record) {
+func (r *recorder) Record(rec *modbus.Record) error {
 	r.mu.Lock()
-	r.recs = append(r.recs, rec.Clone())
+	hook := r.hook
+	r.mu.Unlock()
+	if hook != nil {
+		if err := hook(rec); err != nil {
+			return err
+		}
+	}
+	c := rec.Clone()
+	r.mu.Lock()
+	r.all = append(r.all, c)
+	if c.Outcome != modbus.OutcomeForwarded {
+		r.recs = append(r.recs, c)
+	}
 	r.mu.Unlock()
 	select {
 	case r.more <- struct{}{}:
 	default:
 	}
+	return nil
 }
 
-// wait returns once n records exist (fails after a generous timeout).
+// setHook sets the hook (before the session starts).
+func (r *recorder) setHook(f func(*modbus.Record) error) {
+	r.mu.Lock()
+	r.hook = f
+	r.mu.Unlock()
+}
+
+// wait returns the final records once n exist (fails after a generous
+// timeout).
 func (r *recorder) wait(t testing.TB, n int) []*modbus.Record {
 	t.Helper()
 	deadline := time.After(20 * time.Second)
@@ -78,6 +103,13 @@ func (r *recorder) wait(t testing.TB, n int) []*modbus.Record {
 			t.Fatalf("waited for %d records, have %d", n, len(r.recs))
 		}
 	}
+}
+
+// everything returns every record so far, forwarded ones included.
+func (r *recorder) everything() []*modbus.Record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*modbus.Record(nil), r.all...)
 }
 
 func (r *recorder) text() string {

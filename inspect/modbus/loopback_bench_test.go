@@ -11,7 +11,7 @@ import (
 // countSink counts records (the proxy's log cost is not measured here).
 type countSink struct{ n int }
 
-func (c *countSink) Record(*modbus.Record) { c.n++ }
+func (c *countSink) Record(*modbus.Record) error { c.n++; return nil }
 
 // BenchmarkLoopback runs read-holding transactions against the plant
 // server directly and through a loopback relay with the inspector, one at

@@ -9,7 +9,7 @@ import (
 
 func TestPendingEvictionAndDuplicates(t *testing.T) {
 	var recs []string
-	sink := SinkFunc(func(r *Record) { recs = append(recs, r.String()[13:]) })
+	sink := SinkFunc(func(r *Record) error { recs = append(recs, r.String()[13:]); return nil })
 	var toDevice bytes.Buffer
 	s, err := NewSession(Config{Policy: demoPolicy(t), Sink: sink, MaxOutstanding: 2}, &bytes.Buffer{}, &toDevice)
 	if err != nil {
@@ -33,6 +33,7 @@ func TestPendingEvictionAndDuplicates(t *testing.T) {
 	s.Finish()
 	want := []string{
 		"unit 1 read holding 1 -> no response",
+		"unit 1 write holding 50 = 9 -> forwarded", // recorded before it is tracked and forwarded
 		"unit 1 read holding 3 -> no response",
 		"unit 1 write holding 50 = 9 -> ok",
 		"unit 1 read holding 2 -> no response",
@@ -48,7 +49,7 @@ func TestPendingEvictionAndDuplicates(t *testing.T) {
 }
 
 func TestNewSessionRefusesMissingParts(t *testing.T) {
-	if _, err := NewSession(Config{Sink: SinkFunc(func(*Record) {})}, nil, nil); err == nil || !strings.Contains(err.Error(), "no policy") {
+	if _, err := NewSession(Config{Sink: SinkFunc(func(*Record) error { return nil })}, nil, nil); err == nil || !strings.Contains(err.Error(), "no policy") {
 		t.Errorf("no policy: %v", err)
 	}
 	if _, err := NewSession(Config{Policy: demoPolicy(t)}, nil, nil); err == nil || !strings.Contains(err.Error(), "no record sink") {
@@ -57,7 +58,7 @@ func TestNewSessionRefusesMissingParts(t *testing.T) {
 }
 
 func TestRequestsTruncatedStream(t *testing.T) {
-	s, err := NewSession(Config{Policy: demoPolicy(t), Sink: SinkFunc(func(*Record) {})}, &bytes.Buffer{}, &bytes.Buffer{})
+	s, err := NewSession(Config{Policy: demoPolicy(t), Sink: SinkFunc(func(*Record) error { return nil })}, &bytes.Buffer{}, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}

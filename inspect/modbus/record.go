@@ -27,9 +27,16 @@ const (
 	OutcomeNoResponse                 // none before the session ended, or the slot was reused
 	OutcomeMalformed                  // the response broke the specification or did not match the request
 	OutcomeUnsolicited                // a response to no outstanding request
+	// OutcomeForwarded: not an end. The record of a request that may
+	// change the device's state (RecordedBeforeForwarding), handed to the
+	// sink before the request's bytes are forwarded; the transaction's
+	// record at its response (or "no response" at the session's end)
+	// completes it. Both carry the same transaction id, request time and
+	// request fields (see PairKey).
+	OutcomeForwarded
 )
 
-var outcomeNames = [...]string{"ok", "exception", "no-response", "malformed", "unsolicited"}
+var outcomeNames = [...]string{"ok", "exception", "no-response", "malformed", "unsolicited", "forwarded"}
 
 func (o Outcome) String() string { return outcomeNames[o] }
 
@@ -87,16 +94,34 @@ func (r *Record) Clone() *Record {
 
 // Sink receives the decoded records of a session. The inspector
 // serialises its calls; a call must not block for long, since the
-// device-to-client direction waits for it.
+// device-to-client direction waits for it, and the client-to-device
+// direction waits for the record of a request recorded before forwarding.
+//
+// An error means the record is not kept: the session ends (a
+// *RecordError), and a request whose OutcomeForwarded record failed is
+// not forwarded.
 type Sink interface {
-	Record(r *Record)
+	Record(r *Record) error
 }
 
 // SinkFunc adapts a function to Sink.
-type SinkFunc func(r *Record)
+type SinkFunc func(r *Record) error
 
 // Record calls f.
-func (f SinkFunc) Record(r *Record) { f(r) }
+func (f SinkFunc) Record(r *Record) error { return f(r) }
+
+// RecordError says the sink failed to keep a record: the session ends
+// (no unlogged transaction).
+type RecordError struct {
+	// What: the transaction, e.g. "unit 1 write holding 52 = 55 (not
+	// forwarded)" or "unit 1 read holding 0..3 -> ok = 1 2 3 4 (0.8 ms)".
+	What string
+	Err  error
+}
+
+func (e *RecordError) Error() string { return e.Err.Error() + " (recording " + e.What + ")" }
+
+func (e *RecordError) Unwrap() error { return e.Err }
 
 // fillRequest copies the request's decoded fields into r.
 func (r *Record) fillRequest(req *Request, at time.Time) {

@@ -18,8 +18,10 @@ type closeWriter interface{ CloseWrite() error }
 // Relay inspects one session between client and device until either side
 // ends, ctx is cancelled, or the inspector ends it. It closes both
 // connections and returns why the session ended: nil for a normal close,
-// an *EndError for a malformed or oversized frame, ctx.Err(), or the I/O
-// error. Every transaction has been handed to cfg.Sink when it returns.
+// a *RecordError when cfg.Sink failed to keep a record (a request whose
+// record before forwarding failed was not forwarded), an *EndError for a
+// malformed or oversized frame, ctx.Err(), or the I/O error. Every
+// transaction has been handed to cfg.Sink when it returns.
 func Relay(ctx context.Context, cfg Config, client, device io.ReadWriteCloser) error {
 	s, err := NewSession(cfg, client, device)
 	if err != nil {
@@ -65,10 +67,13 @@ func Relay(ctx context.Context, cfg Config, client, device io.ReadWriteCloser) e
 	device.Close()
 	<-reqDone
 	<-respDone
-	s.Finish()
+	finErr := s.Finish()
 
+	var rec *RecordError
 	var end *EndError
 	switch {
+	case errors.As(reqErr, &rec), errors.As(respErr, &rec):
+		return rec
 	case errors.As(reqErr, &end), errors.As(respErr, &end):
 		return end
 	case ctxErr != nil:
@@ -78,7 +83,7 @@ func Relay(ctx context.Context, cfg Config, client, device io.ReadWriteCloser) e
 	case !isClosedError(respErr):
 		return respErr
 	}
-	return nil
+	return finErr
 }
 
 func isClosedError(err error) bool {

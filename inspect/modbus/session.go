@@ -69,11 +69,13 @@ type Session struct {
 	midFrame   bool
 	clientErr  error
 
-	// mu guards pending. It is never held while the Responses goroutine
-	// hands a record to the sink, so the request direction does not wait
-	// for the log.
-	mu      sync.Mutex
-	pending pendingTable
+	// mu guards pending and evictErr. It is never held while the
+	// Responses goroutine hands a record to the sink, so the request
+	// direction does not wait for the log, except for the record of a
+	// request recorded before forwarding (RecordedBeforeForwarding).
+	mu       sync.Mutex
+	pending  pendingTable
+	evictErr error // the first failed record of an evicted request
 	// sinkMu serialises the sink; taken after mu when both are held.
 	sinkMu sync.Mutex
 	// idle receives a token whenever the last outstanding request is answered.
@@ -86,6 +88,7 @@ type Session struct {
 	reqBuf   [4096]byte
 	req      Request
 	reqRec   Record
+	fwdRec   Record // the OutcomeForwarded record
 	excBuf   [HeaderLen + 2]byte
 	reqBytes int64
 
@@ -95,6 +98,7 @@ type Session struct {
 	respRec     Record
 	respWritten [MaxADU]byte // respRec.Written, copied out of the pending slot
 	respBuf     [4096]byte
+	respErr     error // the first failed record of a response
 }
 
 // NewSession returns a session writing forwarded requests to toDevice and
@@ -146,10 +150,20 @@ func (s *Session) Requests(from io.Reader) error {
 			at := s.now()
 			dec := s.cfg.Policy.Judge(&s.req)
 			switch {
-			case dec.Allow:
-				s.track(at, VerdictAllowed, dec)
-			case s.cfg.Mode == Monitor:
-				s.track(at, VerdictWouldDeny, dec)
+			case dec.Allow, s.cfg.Mode == Monitor:
+				v := VerdictAllowed
+				if !dec.Allow {
+					v = VerdictWouldDeny
+				}
+				if err := s.forward(at, v, dec); err != nil {
+					// Fail closed: this request is not forwarded. The
+					// ones judged before it are (as requestEnd does):
+					// their records, if any, say they were.
+					if werr := s.writeDevice(run, start); werr != nil {
+						return werr
+					}
+					return err
+				}
 			default:
 				if err := s.writeDevice(run, start); err != nil {
 					return err
@@ -203,12 +217,29 @@ func (s *Session) writeDevice(from, to int) error {
 	return nil
 }
 
-// track records a forwarded request as outstanding before its bytes are
-// written, so its response always finds it.
-func (s *Session) track(at time.Time, v Verdict, dec Decision) {
+// forward readies s.req, judged at at, for forwarding: a request that
+// may change the device's state (RecordedBeforeForwarding) is first
+// handed to the sink as OutcomeForwarded, and if that fails it is not
+// forwarded (the *RecordError is returned). Then the request is tracked
+// as outstanding before its bytes are written, so its response always
+// finds it.
+func (s *Session) forward(at time.Time, v Verdict, dec Decision) error {
+	if RecordedBeforeForwarding(s.req.Function, s.req.SubFunction) {
+		r := &s.fwdRec
+		r.fillRequest(&s.req, at)
+		r.Verdict, r.Outcome, r.Rule = v, OutcomeForwarded, dec.Rule
+		if v == VerdictWouldDeny {
+			r.DenyException, r.Reason = dec.Exception, dec.Reason
+		}
+		if err := s.record(r); err != nil {
+			return &RecordError{What: r.describe() + " (not forwarded)", Err: err}
+		}
+	}
 	s.mu.Lock()
 	s.pending.put(&s.req, at, v, dec, s.evictFn)
+	err := s.evictErr
 	s.mu.Unlock()
+	return err
 }
 
 // evict records a request that will never be matched; s.mu is held. The
@@ -220,14 +251,17 @@ func (s *Session) evict(o *outstanding) {
 	if o.verdict == VerdictWouldDeny {
 		s.reqRec.DenyException = o.dec.Exception
 	}
-	s.record(&s.reqRec)
+	if err := s.record(&s.reqRec); err != nil && s.evictErr == nil {
+		s.evictErr = &RecordError{What: s.reqRec.describe() + " -> no response", Err: err}
+	}
 }
 
 // record hands r to the sink, one call at a time.
-func (s *Session) record(r *Record) {
+func (s *Session) record(r *Record) error {
 	s.sinkMu.Lock()
-	s.cfg.Sink.Record(r)
+	err := s.cfg.Sink.Record(r)
 	s.sinkMu.Unlock()
+	return err
 }
 
 // answer sends the gate's exception response for the denied s.req and
@@ -252,7 +286,10 @@ func (s *Session) answer(at time.Time, dec Decision) error {
 	s.reqRec.Verdict, s.reqRec.Outcome = VerdictDenied, OutcomeException
 	s.reqRec.Exception, s.reqRec.DenyException = dec.Exception, dec.Exception
 	s.reqRec.Rule, s.reqRec.Reason = dec.Rule, dec.Reason
-	s.record(&s.reqRec)
+	if err := s.record(&s.reqRec); err != nil {
+		s.mu.Unlock()
+		return &RecordError{What: s.reqRec.describe() + " -> denied", Err: err}
+	}
 	s.mu.Unlock()
 	return nil
 }
@@ -282,6 +319,9 @@ func (s *Session) Responses(from io.Reader) error {
 			}
 			if ferr != nil {
 				return ferr
+			}
+			if s.respErr != nil {
+				return s.respErr
 			}
 		}
 		if rerr != nil {
@@ -318,7 +358,7 @@ func (s *Session) onResponse(frame []byte) {
 		} else if s.resp.Exception != 0 {
 			rec.Exception = s.resp.Exception
 		}
-		s.record(rec)
+		s.recordResponse(rec)
 		return
 	}
 	rec.fillRequest(&o.req, o.at)
@@ -343,12 +383,20 @@ func (s *Session) onResponse(frame []byte) {
 	s.pending.release(o)
 	idle := s.pending.count() == 0
 	s.mu.Unlock()
-	s.record(rec)
+	s.recordResponse(rec)
 	if idle {
 		select {
 		case s.idle <- struct{}{}:
 		default:
 		}
+	}
+}
+
+// recordResponse hands the record of a response to the sink; a failure
+// ends the session (Responses returns it).
+func (s *Session) recordResponse(rec *Record) {
+	if err := s.record(rec); err != nil && s.respErr == nil {
+		s.respErr = &RecordError{What: rec.describe(), Err: err}
 	}
 }
 
@@ -360,14 +408,16 @@ func (s *Session) Outstanding() int {
 }
 
 // Finish records every request still outstanding as OutcomeNoResponse.
-// Call it once Requests and Responses have both returned.
-func (s *Session) Finish() {
+// Call it once Requests and Responses have both returned. It returns the
+// first record the sink failed to keep (a *RecordError), here or in an
+// earlier eviction.
+func (s *Session) Finish() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
 		o := s.pending.oldest()
 		if o == nil {
-			return
+			return s.evictErr
 		}
 		s.evict(o)
 		s.pending.release(o)

@@ -92,7 +92,23 @@ func TestRecordsMatchTshark(t *testing.T) {
 		}
 		dissected[dir][m["mbtcp.trans_id"]] = m
 	}
-	for _, rec := range recs {
+	// The records made before forwarding a write decode the request as
+	// tshark does too; there is one for each allowed write and none for a
+	// read or a denied write.
+	var forwarded []string
+	all := g.rec.everything()
+	for _, rec := range all {
+		if rec.Outcome == modbus.OutcomeForwarded {
+			forwarded = append(forwarded, strconv.Itoa(int(rec.TransactionID)))
+		}
+	}
+	if got := strings.Join(forwarded, " "); got != "2 4 6 7 8 15" {
+		t.Errorf("records before forwarding for transactions %q, want the allowed writes 2 4 6 7 8 15", got)
+	}
+	if len(all) != len(recs)+len(forwarded) {
+		t.Errorf("%d records, want %d", len(all), len(recs)+len(forwarded))
+	}
+	for _, rec := range all {
 		tid := strconv.Itoa(int(rec.TransactionID))
 		wantReq, wantResp := expectedFields(rec)
 		for dir, want := range []map[string]string{wantReq, wantResp} {

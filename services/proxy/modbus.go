@@ -61,22 +61,30 @@ func (a *countingAsset) CloseWrite() error {
 // relayModbus inspects the session with the decision's Modbus rules and
 // writes one decoded payload record per transaction (its fields; `otgate
 // audit show` renders the transcript line from them and the session's
-// start record).
+// start record), and for a request that may change the device's state
+// (modbus.RecordedBeforeForwarding) one more before its bytes go to the
+// asset: a "forwarded" record, which that transaction's record completes.
+// Both are AppendBuffered: written to the file before the inspector goes
+// on (a proxy crash keeps them), durable at the log's next flush. A failed
+// append ends the session (fail closed): the inspector forwards no
+// request whose record failed.
 func (s *Server) relayModbus(tc *tls.Conn, asset io.ReadWriteCloser, sess *session, d Decision) string {
 	mode := modbus.Enforce
 	if d.Monitor {
 		mode = modbus.Monitor
 	}
 	var dec audit.Decoded // reused: the inspector serialises sink calls, each appends before returning
-	sink := modbus.SinkFunc(func(r *modbus.Record) {
-		if _, err := s.cfg.Log.AppendBuffered(modbus.AuditPayload(sess.id, r, &dec)); err != nil {
-			sess.end("audit log failed: " + err.Error())
-		}
+	sink := modbus.SinkFunc(func(r *modbus.Record) error {
+		_, err := s.cfg.Log.AppendBuffered(modbus.AuditPayload(sess.id, r, &dec))
+		return err
 	})
 	client := &countingClient{ReadWriteCloser: tc, sess: sess, now: func() int64 { return s.cfg.Now().UnixNano() }}
 	err := modbus.Relay(context.Background(), modbus.Config{Policy: d.Modbus, Mode: mode, Sink: sink, Now: s.cfg.Now}, client, &countingAsset{asset, sess})
+	var rec *modbus.RecordError
 	var end *modbus.EndError
 	switch {
+	case errors.As(err, &rec):
+		return "audit log failed: " + rec.Error()
 	case errors.As(err, &end):
 		return "modbus: " + end.Error()
 	case err != nil && !isClosed(err):

@@ -331,6 +331,9 @@ func openSessions(ctx context.Context, n int, dial func(context.Context) (net.Co
 // decodedCount is what the gate's audit log says about the run.
 type decodedCount struct {
 	ok, other, starts, ends int
+	// forwarded: records of writes made before forwarding them
+	// (modbus.RecordedBeforeForwarding), one per write besides its "ok".
+	forwarded int
 }
 
 // countDecoded reads the log and counts Modbus transactions recorded as
@@ -355,9 +358,12 @@ func countDecoded(dir string) (decodedCount, error) {
 			if v.Decoded == nil {
 				continue
 			}
-			if v.Decoded.Protocol == "modbus" && v.Decoded.Outcome == "ok" {
+			switch {
+			case v.Decoded.Protocol == "modbus" && v.Decoded.Outcome == "ok":
 				c.ok++
-			} else {
+			case v.Decoded.Protocol == "modbus" && v.Decoded.Result == "forwarded":
+				c.forwarded++
+			default:
 				c.other++
 			}
 		case audit.SessionStart:
@@ -435,8 +441,8 @@ func modbusTable(m modbusPaths, info benchTableInfo) string {
 		}
 	}
 	fmt.Fprintf(&s, "%s\n", m.targets())
-	fmt.Fprintf(&s, "gate audit log: %d records in %d files, %d checkpoints verified with the gate's TPM key; %d decoded ok transactions for %d sent, %d other decoded; %d session starts, %d ends\n",
-		info.rep.Records, info.rep.Files, info.rep.Checkpoints, info.recs.ok, info.gateTx, info.recs.other, info.recs.starts, info.recs.ends)
+	fmt.Fprintf(&s, "gate audit log: %d records in %d files, %d checkpoints verified with the gate's TPM key; %d decoded ok transactions for %d sent, %d writes recorded before forwarding, %d other decoded; %d session starts, %d ends\n",
+		info.rep.Records, info.rep.Files, info.rep.Checkpoints, info.recs.ok, info.gateTx, info.recs.forwarded, info.recs.other, info.recs.starts, info.recs.ends)
 	fmt.Fprintf(&s, "swtpm (the gate's TPM: TLS handshakes, checkpoints) used %v CPU over the whole run; setup (processes, identity, login, %d tunnels) took %v\n",
 		info.tpmCPU.Round(time.Millisecond), len(m.gate.conns), info.setup.Round(time.Millisecond))
 	return s.String()
