@@ -16,12 +16,26 @@ import (
 // when the transcript has read it (Show), nil otherwise.
 type PayloadFormatter func(p Payload, start *SessionStart) (line string, ok bool)
 
+// PayloadPairer pairs the payload records of one protocol for Show (see
+// ShowOptions.Pairers). A record an inspector writes before it forwards a
+// request (opens true) and the record that completes that transaction
+// later return the same key; ok is false for a payload that pairs with
+// nothing.
+type PayloadPairer func(p Payload) (key string, opens, ok bool)
+
 // ShowOptions selects and renders records for a transcript.
 type ShowOptions struct {
 	// Session keeps only the records of this session id.
 	Session string
 	// Formatters renders payloads by Decoded.Protocol.
 	Formatters map[string]PayloadFormatter
+	// Pairers, by Decoded.Protocol: Show leaves out a record that opens
+	// a pair when the log completes it (the completing record's line
+	// says it all, so a transaction is shown once) and shows one that
+	// nothing completes (the gate stopped in between). This reads the
+	// log twice; the second pass stops where the first ended, so records
+	// a running gate appends meanwhile are not shown.
+	Pairers map[string]PayloadPairer
 	// HexPreview is how many raw bytes a payload line shows (default 16).
 	HexPreview int
 }
@@ -30,6 +44,18 @@ type ShowOptions struct {
 // It checks framing and encoding (not the chain or signatures: use Verify)
 // and stops at the first unreadable record with its error.
 func Show(out io.Writer, dir string, opts ShowOptions) error {
+	// With pairers: the opening records nothing completes, the number of
+	// records the first pass read (the second stops there, -1: no limit)
+	// and its torn tail.
+	var unmatched map[string]int
+	limit := -1
+	var limitTorn *TornTail
+	if len(opts.Pairers) > 0 {
+		var err error
+		if unmatched, limit, limitTorn, err = unmatchedOpens(dir, opts); err != nil {
+			return err
+		}
+	}
 	r, err := NewReader(dir)
 	if err != nil {
 		return err
@@ -41,9 +67,16 @@ func Show(out io.Writer, dir string, opts ShowOptions) error {
 	var read, matched int
 	var ended bool
 	for {
-		e, err := r.Next()
+		var e Entry
+		var err error
+		torn := r.Torn
+		if read == limit {
+			err, torn = io.EOF, func() *TornTail { return limitTorn }
+		} else {
+			e, err = r.Next()
+		}
 		if err == io.EOF {
-			t := r.Torn()
+			t := torn()
 			if opts.Session == "" {
 				if t != nil {
 					fmt.Fprintf(out, "-- %s\n", t)
@@ -81,10 +114,67 @@ func Show(out io.Writer, dir string, opts ShowOptions) error {
 			ended = true
 			delete(starts, v.SessionID)
 		case Payload:
+			if key, opens, ok := pairOf(v, opts); ok && opens {
+				if unmatched[key] == 0 {
+					continue // completed later: its completing record is shown
+				}
+				unmatched[key]--
+			}
 			start = starts[v.SessionID]
 		}
 		if _, err := fmt.Fprintln(out, formatEntry(e, opts, start)); err != nil {
 			return fmt.Errorf("write transcript: %w", err)
+		}
+	}
+}
+
+// pairOf applies the pairer of p's protocol, if any.
+func pairOf(p Payload, opts ShowOptions) (key string, opens, ok bool) {
+	if p.Decoded == nil {
+		return "", false, false
+	}
+	f := opts.Pairers[p.Decoded.Protocol]
+	if f == nil {
+		return "", false, false
+	}
+	return f(p)
+}
+
+// unmatchedOpens is Show's first pass over the records it selects: it
+// counts the opening records by key that no later record completes (a
+// completing record matches the earliest open one of its key). Only those
+// are kept, so its memory is bounded by the transactions open at once,
+// not by the log. It returns them, the number of records read and the
+// torn tail; an unreadable record ends the pass with limit -1 (the second
+// pass reads up to it and reports it).
+func unmatchedOpens(dir string, opts ShowOptions) (unmatched map[string]int, limit int, torn *TornTail, err error) {
+	r, err := NewReader(dir)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	defer r.Close()
+	unmatched = map[string]int{}
+	for n := 0; ; n++ {
+		e, err := r.Next()
+		if err == io.EOF {
+			return unmatched, n, r.Torn(), nil
+		}
+		if err != nil {
+			return unmatched, -1, nil, nil
+		}
+		p, ok := e.Body.(Payload)
+		if !ok || (opts.Session != "" && p.SessionID != opts.Session) {
+			continue
+		}
+		key, opens, ok := pairOf(p, opts)
+		switch {
+		case !ok:
+		case opens:
+			unmatched[key]++
+		case unmatched[key] > 1:
+			unmatched[key]--
+		default:
+			delete(unmatched, key)
 		}
 	}
 }

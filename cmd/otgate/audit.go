@@ -177,7 +177,7 @@ func runAuditShow(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return audit.Show(out, dir, audit.ShowOptions{Session: *session, Formatters: transcriptFormatters})
+	return audit.Show(out, dir, audit.ShowOptions{Session: *session, Formatters: transcriptFormatters, Pairers: transcriptPairers})
 }
 
 // transcriptFormatters render decoded protocol payloads as the inspector's
@@ -185,7 +185,9 @@ func runAuditShow(args []string, out io.Writer) error {
 // e.g. "14:03:04.120 alice plc-7 unit 1 write holding 52 = 55 -> ok
 // (1.2 ms)" (times in UTC, like every other line of the transcript).
 // Records written before the structured fields carry the line itself in
-// Decoded.Detail["text"].
+// Decoded.Detail["text"]. A Modbus record of a request made before it was
+// forwarded is shown only when nothing completes it (transcriptPairers),
+// as "... -> forwarded, no response recorded (gate stopped?)".
 var transcriptFormatters = map[string]audit.PayloadFormatter{
 	"modbus": func(p audit.Payload, start *audit.SessionStart) (string, bool) {
 		if t := p.Decoded.Detail["text"]; t != "" {
@@ -199,6 +201,13 @@ var transcriptFormatters = map[string]audit.PayloadFormatter{
 		if start != nil {
 			user, asset = start.User, start.Asset
 		}
+		if r.Outcome == modbus.OutcomeForwarded {
+			return string(r.AppendUnanswered(nil, user, asset)), true
+		}
 		return string(r.AppendText(nil, user, asset)), true
 	},
 }
+
+// transcriptPairers pair a Modbus write's record made before forwarding
+// with the record of its response, so that show prints each write once.
+var transcriptPairers = map[string]audit.PayloadPairer{"modbus": modbus.PairKey}
