@@ -13,6 +13,11 @@ var (
 	ErrCheckpoint = errors.New("bad checkpoint")
 	ErrLogID      = errors.New("log id mismatch")
 	ErrFiles      = errors.New("bad file set")
+	// ErrChanged: a record Verify read a second time (to check a
+	// checkpoint that signs a record further back than it holds hashes
+	// for) is not the record it read the first time: the log was changed
+	// while it was being verified.
+	ErrChanged = errors.New("log changed while it was being verified")
 )
 
 // Problem names the first bad record of a log: file, offset, seq (when it

@@ -90,6 +90,25 @@ func (r *Reader) Next() (Entry, error) {
 	}
 }
 
+// readerAt returns a Reader over files (as NewReader listed them in dir)
+// that starts at the frame at offset off of files[i]: a position an
+// earlier Reader returned.
+func readerAt(dir string, files []logFile, i int, off int64) (*Reader, error) {
+	r := &Reader{dir: dir, files: files, i: i}
+	if err := r.open(); err != nil {
+		return nil, err
+	}
+	if off != r.sc.off {
+		if _, err := r.f.Seek(off, io.SeekStart); err != nil {
+			r.closeFile()
+			return nil, fmt.Errorf("seek %s to offset %d: %w", files[i].name, off, err)
+		}
+		r.sc.r.Reset(r.f)
+		r.sc.off = off
+	}
+	return r, nil
+}
+
 func (r *Reader) open() error {
 	name := r.files[r.i].name
 	f, err := os.Open(filepath.Join(r.dir, name))
