@@ -196,6 +196,25 @@ func TestModbusIndependentDeviceThroughConnect(t *testing.T) {
 			t.Errorf("transcript lacks %q", want)
 		}
 	}
+	// Each allowed write is in the log twice (recorded before it was
+	// forwarded, and at its response) and shown once.
+	for _, w := range []string{" write holding 5 = 55 -> ", " write coil 0 = on -> "} {
+		if n := strings.Count(text, w); n != 1 {
+			t.Errorf("transcript shows %q %d times, want once", w, n)
+		}
+	}
+	if strings.Contains(text, "-> forwarded") {
+		t.Errorf("transcript shows a completed write as forwarded:\n%s", text)
+	}
+	var before int
+	for _, e := range g.entries() {
+		if p, ok := e.Body.(audit.Payload); ok && p.SessionID == session && p.Decoded != nil && p.Decoded.Result == "forwarded" {
+			before++
+		}
+	}
+	if before != 2 {
+		t.Errorf("%d records made before forwarding in the session, want 2 (the two allowed writes)", before)
+	}
 
 	// mbpoll, a second independent client.
 	if out, err := exec.Command("mbpoll", "-m", "tcp", "-a", "1", "-0", "-1", "-o", "10", "-t", "4", "-r", "6", "-p", port, "127.0.0.1", "42").CombinedOutput(); err != nil || !strings.Contains(string(out), "Written 1 references") {
@@ -242,8 +261,9 @@ func TestModbusIndependentDeviceThroughConnect(t *testing.T) {
 	check(res, []string{"ok []", "ok [1]"})
 	g.waitEnd(session, EndClientClosed)
 	if text := show(session); !strings.Contains(text, ` alice plc-1 unit 1 write holding 7 = 1 -> ok (`) ||
-		!strings.Contains(text, `[would deny, exception 02 illegal data address: modbus rules "alice-plc": write holding 7 outside write ranges 5-6]`) {
-		t.Errorf("monitor-mode transcript lacks the would-deny write:\n%s", text)
+		!strings.Contains(text, `[would deny, exception 02 illegal data address: modbus rules "alice-plc": write holding 7 outside write ranges 5-6]`) ||
+		strings.Count(text, " write holding 7 = 1 -> ") != 1 {
+		t.Errorf("monitor-mode transcript lacks the would-deny write, or shows it more than once:\n%s", text)
 	}
 
 	// A session opened in monitor mode does not outlive the zone's switch
