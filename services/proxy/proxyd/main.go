@@ -208,7 +208,9 @@ func run(ctx context.Context, lg *log.Logger, o *options) error {
 	defer cancel()
 	if o.syslogAddr != "" {
 		cfg := syslog.Config{Dir: o.auditDir, Cursor: filepath.Join(o.state, "syslog.cursor"), Addr: o.syslogAddr,
-			OnError: func(err error) { lg.Printf("otgate-proxy: syslog export: %v", err) }}
+			OnError:  func(err error) { lg.Printf("otgate-proxy: syslog export: %v", err) },
+			OnStatus: syslogStatus(lg.Printf, ready.Status),
+			OnReset:  syslogReset(ctx, lg.Printf, w)}
 		if o.syslogTLS {
 			cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
 			if o.syslogCA != "" {
@@ -258,6 +260,35 @@ func run(ctx context.Context, lg *log.Logger, o *options) error {
 				continue
 			}
 			lg.Printf("otgate-proxy: SIGHUP: policy reloaded from %s, %d sessions ended", o.source, n)
+		}
+	}
+}
+
+// syslogStatus shows a held-up syslog export in the proxy's status row
+// (init's STATUS= note, `otgate status`) while it lasts, and logs when it
+// moves again: the export retries by itself, so this is how an operator
+// sees that the SIEM copy is behind. The export is not a reason to call
+// the proxy unhealthy (init would stop petting the watchdog: a SIEM down
+// must not reboot the gate).
+func syslogStatus(logf func(string, ...any), status func(string) error) func(string) {
+	return func(note string) {
+		if note == "" {
+			logf("otgate-proxy: syslog export: moving again")
+			status("")
+			return
+		}
+		status("DEGRADED: syslog " + note)
+	}
+}
+
+// syslogReset logs a cursor the exporter set aside and records it in the
+// audit log itself (event syslog.EventExportReset), so that the SIEM too
+// learns why it receives records again.
+func syslogReset(ctx context.Context, logf func(string, ...any), w *audit.Writer) func(string) {
+	return func(what string) {
+		logf("otgate-proxy: syslog export: %s", what)
+		if _, err := w.Append(ctx, audit.Event{Type: syslog.EventExportReset, Reason: what}); err != nil {
+			logf("otgate-proxy: syslog export: recording the cursor reset in the audit log: %v", err)
 		}
 	}
 }
