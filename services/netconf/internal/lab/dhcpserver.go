@@ -36,6 +36,17 @@ func (s *DHCPServer) Stop(t *testing.T) {
 	s.cmd = nil
 }
 
+// Reload sends SIGHUP (dnsmasq then reads its --dhcp-optsfile again).
+func (s *DHCPServer) Reload(t *testing.T) {
+	t.Helper()
+	if s.cmd == nil {
+		t.Fatal("reload of a stopped server")
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+}
+
 func (s *DHCPServer) LogText() string {
 	b, _ := os.ReadFile(s.Log)
 	return string(b)
@@ -50,6 +61,15 @@ func (s *DHCPServer) LeaseText() string {
 // 10.99.0.1, DNS 10.99.0.53, with the given extra options.
 func StartDnsmasq(t *testing.T, ns *NS, iface, dir string, extra ...string) *DHCPServer {
 	t.Helper()
+	return StartDnsmasqNet(t, ns, iface, dir, "10.99.0", extra...)
+}
+
+// StartDnsmasqNet serves net.100-150/24 on iface in ns (net is the first
+// three octets, "10.99.0"), router net.1, DNS net.53, domain search
+// plant.example, with the given extra options. iface must carry an
+// address in net.0/24.
+func StartDnsmasqNet(t *testing.T, ns *NS, iface, dir, net string, extra ...string) *DHCPServer {
+	t.Helper()
 	bin, err := exec.LookPath("dnsmasq")
 	if err != nil {
 		t.Skip("dnsmasq not installed (apt-get install dnsmasq)")
@@ -57,8 +77,8 @@ func StartDnsmasq(t *testing.T, ns *NS, iface, dir string, extra ...string) *DHC
 	s := &DHCPServer{dir: dir, Leases: filepath.Join(dir, "dnsmasq.leases"), Log: filepath.Join(dir, "dnsmasq.log")}
 	args := []string{"netns", "exec", ns.Name, bin, "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
 		"--interface=" + iface, "--bind-interfaces", "--user=root", "--group=root",
-		"--dhcp-range=10.99.0.100,10.99.0.150,255.255.255.0,2m",
-		"--dhcp-option=option:router,10.99.0.1", "--dhcp-option=option:dns-server,10.99.0.53",
+		"--dhcp-range=" + net + ".100," + net + ".150,255.255.255.0,2m",
+		"--dhcp-option=option:router," + net + ".1", "--dhcp-option=option:dns-server," + net + ".53",
 		"--dhcp-option=option:domain-search,plant.example",
 		"--dhcp-authoritative", "--no-ping", "--dhcp-leasefile=" + s.Leases, "--log-dhcp", "--log-facility=" + s.Log,
 		"--pid-file=" + filepath.Join(dir, "dnsmasq.pid")}
