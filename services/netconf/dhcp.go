@@ -52,6 +52,19 @@ const (
 	DefaultBackoffMin = 4 * time.Second
 	DefaultBackoffMax = 64 * time.Second
 	DefaultRetryMin   = 60 * time.Second
+	// DefaultSelectWindow is how long after a DISCOVER an acceptable
+	// offer from a server passed over (AvoidFor) waits for one from
+	// another server before it is taken.
+	DefaultSelectWindow = 3 * time.Second
+	// DefaultAvoidFor is how long a server whose ACK was refused is
+	// passed over when another server offers.
+	DefaultAvoidFor = 5 * time.Minute
+	// requestWait is how long a REQUEST in SELECTING waits for its ACK
+	// or NAK (the first retransmission delay of RFC 2131 4.1).
+	requestWait = 4 * time.Second
+	// refusedOfferEvery is the least time between two refused-offer
+	// events about the same server (offerLimiter).
+	refusedOfferEvery = time.Minute
 )
 
 // DHCPClient runs the lease life cycle on the uplink.
@@ -74,15 +87,26 @@ type DHCPClient struct {
 	// OnChange is called after every state change.
 	OnChange func()
 	// Protected returns the ranges a lease must not overlap (the OT
-	// zones, the downlinks, the overlay); nil: none. A lease that does,
-	// or that fails checkACK, is refused: nothing of it reaches the
-	// uplink, and the client goes on as if no server had answered.
+	// zones, the downlinks, the overlay); nil: none. An offer or a lease
+	// that does, or that fails checkACK, is refused: nothing of it
+	// reaches the uplink. A refused offer is passed over for another
+	// server's (selectOffer); a refused ACK is released and its server
+	// passed over for AvoidFor (refuseACK).
 	Protected func() []Protected
+	// SelectWindow (0: DefaultSelectWindow) is how long after a DISCOVER
+	// an acceptable offer from a server passed over waits for another
+	// server's; AvoidFor (0: DefaultAvoidFor) is how long a server whose
+	// ACK was refused is passed over.
+	SelectWindow, AvoidFor time.Duration
 
 	mu     sync.Mutex
 	status DHCPStatus
 	up     *uplinkLink
 	hw     net.HardwareAddr
+
+	// Used by Run's goroutine only.
+	avoid  map[netip.Addr]time.Time // server -> passed over until
+	offers offerLimiter
 
 	recheckOnce sync.Once
 	recheckCh   chan struct{} // Recheck's signal to a held lease
@@ -183,6 +207,12 @@ func (c *DHCPClient) Run(ctx context.Context) error {
 	if c.RetryMin <= 0 {
 		c.RetryMin = DefaultRetryMin
 	}
+	if c.SelectWindow <= 0 {
+		c.SelectWindow = DefaultSelectWindow
+	}
+	if c.AvoidFor <= 0 {
+		c.AvoidFor = DefaultAvoidFor
+	}
 	if c.Logf == nil {
 		c.Logf = func(string, ...any) {}
 	}
@@ -259,26 +289,209 @@ func (c *DHCPClient) bind(nl *nclient4.Lease, kind EventKind) {
 }
 
 // check says why the uplink must not take the lease in nl (nil: take it).
-func (c *DHCPClient) check(nl *nclient4.Lease) error {
-	if err := checkACK(nl.ACK); err != nil {
+func (c *DHCPClient) check(nl *nclient4.Lease) error { return c.checkMsg(nl.ACK) }
+
+// checkMsg says why the uplink must not take the lease an ACK or an
+// OFFER describes (nil: take it).
+func (c *DHCPClient) checkMsg(m *dhcpv4.DHCPv4) error {
+	if err := checkACK(m); err != nil {
 		return err
 	}
 	if c.Protected == nil {
 		return nil
 	}
-	return checkProtected(leaseFromACK(nl.ACK, nl.CreationTime), c.Protected())
+	return checkProtected(leaseFromACK(m, time.Now()), c.Protected())
+}
+
+// checkOffer says why an OFFER is not to be REQUESTed: what checkMsg
+// refuses, and an offer without a usable server identifier (RFC 2131
+// 4.3.1 requires one; the REQUEST must name it, and the answer is
+// matched by it).
+func (c *DHCPClient) checkOffer(m *dhcpv4.DHCPv4) error {
+	if _, ok := serverOf(m); !ok {
+		return fmt.Errorf("no usable server identifier (%v)", m.ServerIdentifier())
+	}
+	return c.checkMsg(m)
+}
+
+// serverOf is the server identifier of m, if it is a host's address.
+func serverOf(m *dhcpv4.DHCPv4) (netip.Addr, bool) {
+	a, ok := netip.AddrFromSlice(m.ServerIdentifier().To4())
+	if !ok || checkAddr(a) != nil {
+		return netip.Addr{}, false
+	}
+	return a, true
 }
 
 // refuse records a lease that check refused; nothing of it is applied.
-func (c *DHCPClient) refuse(nl *nclient4.Lease, state DHCPState, err error) {
+// then says what the client does about it.
+func (c *DHCPClient) refuse(nl *nclient4.Lease, state DHCPState, err error, then string) {
 	ip := nl.ACK.YourIPAddr.String()
-	detail := fmt.Sprintf("refused %s from server %s in %s: %v; nothing applied", ip, nl.ACK.ServerIdentifier(), state, err)
+	detail := fmt.Sprintf("refused %s from server %s in %s: %v; nothing applied%s", ip, nl.ACK.ServerIdentifier(), state, err, then)
 	c.Logf("netconf: dhcp on %s: %s", c.Link, detail)
 	c.update(func(s *DHCPStatus) {
 		s.Refusals++
 		s.LastError = detail
 	})
 	c.Events.Add(Event{Kind: EventRefused, Link: c.Link, IP: ip, Detail: detail})
+}
+
+// refuseACK handles an ACK that check refused when the client asked for
+// a new binding (SELECTING's REQUEST, INIT-REBOOT): the server has
+// committed the address to this client (RFC 2131 4.3.2) and the uplink
+// will not use it.
+//
+// The client sends DHCPRELEASE, not DHCPDECLINE. DECLINE means "this
+// address is already in use on the network" (RFC 2131 3.1 step 5,
+// 4.4.1: found by ARP), and the server must then mark the address as
+// not available to anyone (4.3.3) and tell its administrator of a
+// conflict. None of that is true here: the address is free, it is this
+// gate's policy (a protected range, a bad mask) that will not carry the
+// lease. A DECLINE would lie to the server, take a good address away
+// from other clients for the server's quarantine time, and with a server
+// whose every lease is refused drain its pool address by address.
+// RELEASE hands the binding back for reuse, which is what not using it
+// means. It is sent as from the leased address (ciaddr and source,
+// 4.4.6) to the server identifier, through the raw socket (the address
+// is never configured) in an Ethernet broadcast frame (that socket does
+// not resolve the server's MAC address).
+//
+// The server is then passed over for AvoidFor: its acceptable offers are
+// taken only when no other server offers within SelectWindow, so a
+// second server gets its chance, and a network with only this server is
+// not left without DHCP. The caller restarts discovery with its back-off.
+func (c *DHCPClient) refuseACK(nl *nclient4.Lease, state DHCPState, err error) {
+	then := "; " + c.releaseRefused(nl.ACK)
+	if s, ok := serverOf(nl.ACK); ok {
+		now := time.Now()
+		if c.avoid == nil {
+			c.avoid = make(map[netip.Addr]time.Time)
+		}
+		for k, until := range c.avoid {
+			if !now.Before(until) {
+				delete(c.avoid, k)
+			}
+		}
+		c.avoid[s] = now.Add(c.AvoidFor)
+		then += fmt.Sprintf("; its offers are passed over for %s while another server offers", c.AvoidFor)
+	}
+	c.refuse(nl, state, err, then)
+}
+
+// releaseRefused sends DHCPRELEASE for a refused ACK's binding and says
+// what it did (refuseACK).
+func (c *DHCPClient) releaseRefused(ack *dhcpv4.DHCPv4) string {
+	ip, ok := netip.AddrFromSlice(ack.YourIPAddr.To4())
+	srv, sok := serverOf(ack)
+	switch {
+	case !ok || checkAddr(ip) != nil:
+		return "no address to release"
+	case !sok:
+		return "not released (no server identifier)"
+	}
+	req, err := dhcpv4.NewReleaseFromACK(ack, dhcpv4.WithHwAddr(c.hw))
+	if err == nil {
+		err = inNetNS(c.NS, func() error {
+			pc, err := nclient4.NewRawUDPConn(c.Link, nclient4.ClientPort)
+			if err != nil {
+				return err
+			}
+			raw, ok := pc.(*nclient4.BroadcastRawUDPConn)
+			if !ok {
+				pc.Close()
+				return fmt.Errorf("raw socket of type %T", pc)
+			}
+			conn := nclient4.NewBroadcastUDPConn(raw.PacketConn, &net.UDPAddr{IP: ipOf(ip), Port: nclient4.ClientPort})
+			defer conn.Close()
+			_, err = conn.WriteTo(req.ToBytes(), &net.UDPAddr{IP: ipOf(srv), Port: nclient4.ServerPort})
+			return err
+		})
+	}
+	if err != nil {
+		c.fail(fmt.Errorf("release refused %s to %s: %w", ip, srv, err))
+		return fmt.Sprintf("release to %s failed: %v", srv, err)
+	}
+	return fmt.Sprintf("released to %s (not declined: the address is not in use, this gate will not carry it)", srv)
+}
+
+// avoided says whether server s is passed over (refuseACK).
+func (c *DHCPClient) avoided(s netip.Addr) bool {
+	until, ok := c.avoid[s]
+	if ok && !time.Now().Before(until) {
+		delete(c.avoid, s)
+		return false
+	}
+	return ok
+}
+
+// refuseOffer records an offer that checkOffer refused. Every one counts
+// in the status; an event (and log line) is made at most once per
+// refusedOfferEvery for each server, saying how many were refused
+// without one since (offerLimiter), so a rogue server, or a flood of
+// forged offers, cannot flood the events ring or the log.
+func (c *DHCPClient) refuseOffer(m *dhcpv4.DHCPv4, err error) {
+	srv := m.ServerIdentifier()
+	detail := fmt.Sprintf("refused the offer of %s from server %s: %v; not requested", m.YourIPAddr, srv, err)
+	c.update(func(s *DHCPStatus) {
+		s.Refusals++
+		s.LastError = detail
+	})
+	key, _ := netip.AddrFromSlice(srv.To4())
+	ok, more := c.offers.allow(key, time.Now())
+	if !ok {
+		return
+	}
+	if more > 0 {
+		detail += fmt.Sprintf(" (%d more refused offers from it without an event since the last)", more)
+	}
+	c.Logf("netconf: dhcp on %s: %s", c.Link, detail)
+	c.Events.Add(Event{Kind: EventRefused, Link: c.Link, IP: m.YourIPAddr.String(), Detail: detail})
+}
+
+// offerLimiter lets one refused-offer event through per server per
+// refusedOfferEvery and counts the ones held back. It keeps at most
+// offerLimiterKeys servers: beyond them (forged server identifiers)
+// every other server shares one entry.
+type offerLimiter struct {
+	last map[netip.Addr]*offerCount
+}
+
+type offerCount struct {
+	at   time.Time
+	held int
+}
+
+const offerLimiterKeys = 64
+
+// allow says whether to make an event about server key now, and how many
+// were held back since the last one.
+func (l *offerLimiter) allow(key netip.Addr, now time.Time) (bool, int) {
+	if l.last == nil {
+		l.last = make(map[netip.Addr]*offerCount)
+	}
+	e, ok := l.last[key]
+	if !ok && len(l.last) >= offerLimiterKeys {
+		for k, v := range l.last {
+			if now.Sub(v.at) >= refusedOfferEvery {
+				delete(l.last, k)
+			}
+		}
+		if len(l.last) >= offerLimiterKeys {
+			key = netip.Addr{} // the shared entry
+			e, ok = l.last[key]
+		}
+	}
+	if !ok {
+		l.last[key] = &offerCount{at: now}
+		return true, 0
+	}
+	if now.Sub(e.at) < refusedOfferEvery {
+		e.held++
+		return false, 0
+	}
+	held := e.held
+	e.at, e.held = now, 0
+	return true, held
 }
 
 // lost drops a lease: the address, route and DNS go.
@@ -366,8 +579,9 @@ func (c *DHCPClient) maintain(ctx context.Context, nl *nclient4.Lease) *nclient4
 				return renewed
 			case err == nil:
 				// Not applied: the lease held stays until it ends, and a
-				// later answer may still renew it.
-				c.refuse(renewed, phase.state, cerr)
+				// later answer may still renew it. Nothing is released
+				// (the binding is the held lease's) or declined.
+				c.refuse(renewed, phase.state, cerr, "; the lease held is kept")
 			case errors.As(err, &nak):
 				c.lost(EventNAK, &l, fmt.Sprintf("server refused %s in %s: %s", l.Address, phase.state, nak.Nak.Message()))
 				return nil
@@ -472,7 +686,8 @@ func (c *DHCPClient) acquire(ctx context.Context) *nclient4.Lease {
 			if err == nil {
 				return nl
 			}
-			c.refuse(nl, StateInitReboot, err)
+			c.saveHint(netip.Addr{}) // not to be asked for again
+			c.refuseACK(nl, StateInitReboot, err)
 		}
 	}
 	backoff := c.BackoffMin
@@ -495,19 +710,19 @@ func (c *DHCPClient) acquire(ctx context.Context) *nclient4.Lease {
 	return nil
 }
 
+// discover makes one DISCOVER, selects an offer (selectOffer) and
+// REQUESTs it. nil: no acceptable offer within wait, a NAK, or an ACK
+// refused (refuseACK).
 func (c *DHCPClient) discover(ctx context.Context, bc *nclient4.Client, wait time.Duration) *nclient4.Lease {
 	c.setState(StateSelecting)
-	actx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
-	offer, err := bc.DiscoverOffer(actx, requestedOptions)
-	if err != nil {
-		if ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
-			c.fail(fmt.Errorf("discover: %w", err))
-		}
+	offer := c.selectOffer(ctx, bc, wait)
+	if offer == nil {
 		return nil
 	}
 	c.setState(StateRequesting)
-	nl, err := bc.RequestFromOffer(actx, offer, requestedOptions)
+	rctx, cancel := context.WithTimeout(ctx, requestWait)
+	defer cancel()
+	nl, err := bc.RequestFromOffer(rctx, offer, requestedOptions)
 	var nak *nclient4.ErrNak
 	switch {
 	case errors.As(err, &nak):
@@ -521,10 +736,77 @@ func (c *DHCPClient) discover(ctx context.Context, bc *nclient4.Client, wait tim
 		return nil
 	}
 	if err := c.check(nl); err != nil {
-		c.refuse(nl, StateRequesting, err)
+		// The offer passed, the ACK does not: the server changed its
+		// answer (or the policy changed in between).
+		c.refuseACK(nl, StateRequesting, err)
 		return nil
 	}
 	return nl
+}
+
+// selectOffer sends one DISCOVER and chooses the offer to REQUEST among
+// those that come within wait (RFC 2131 4.4.1 lets a client collect
+// several and choose). Each offer is checked like the lease it
+// describes (checkOffer): a refused one is passed over, with an event
+// (refuseOffer), however early it came, so a rogue server that always
+// answers first does not keep the uplink from a proper server's lease.
+// The first acceptable offer from a server not passed over (avoided) is
+// taken at once; the first from a passed-over server is kept and taken
+// only when no other acceptable offer came within SelectWindow of the
+// DISCOVER (or within wait, if shorter). nil: none to take.
+func (c *DHCPClient) selectOffer(ctx context.Context, bc *nclient4.Client, wait time.Duration) *dhcpv4.DHCPv4 {
+	discover, err := dhcpv4.NewDiscovery(c.hw, requestedOptions,
+		dhcpv4.WithOption(dhcpv4.OptMaxMessageSize(nclient4.MaxMessageSize)))
+	if err != nil {
+		c.fail(fmt.Errorf("discover: %w", err))
+		return nil
+	}
+	start := time.Now()
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	var fallback *dhcpv4.DHCPv4
+	var window *time.Timer
+	defer func() {
+		if window != nil {
+			window.Stop()
+		}
+	}()
+	// The matcher runs in SendAndRead, in this goroutine, for every
+	// answer to the DISCOVER's transaction id.
+	match := func(m *dhcpv4.DHCPv4) bool {
+		if m.MessageType() != dhcpv4.MessageTypeOffer {
+			return false
+		}
+		if err := c.checkOffer(m); err != nil {
+			c.refuseOffer(m, err)
+			return false
+		}
+		if s, _ := serverOf(m); c.avoided(s) {
+			if fallback == nil {
+				fallback = m
+				window = time.AfterFunc(time.Until(start.Add(c.SelectWindow)), cancel)
+			}
+			return false
+		}
+		return true
+	}
+	offer, err := bc.SendAndRead(wctx, nclient4.DefaultServers, discover, match)
+	switch {
+	case err == nil:
+		if fallback != nil {
+			c.Logf("netconf: dhcp on %s: offer of %s from %s taken over %s's (passed over)", c.Link, offer.YourIPAddr, offer.ServerIdentifier(), fallback.ServerIdentifier())
+		}
+		return offer
+	case ctx.Err() != nil:
+		return nil
+	case fallback != nil:
+		c.Logf("netconf: dhcp on %s: no other server offered within %s; taking the offer of %s from %s (passed over since its ACK was refused)",
+			c.Link, min(c.SelectWindow, wait), fallback.YourIPAddr, fallback.ServerIdentifier())
+		return fallback
+	case !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nclient4.ErrNoResponse):
+		c.fail(fmt.Errorf("discover: %w", err))
+	}
+	return nil
 }
 
 // initReboot asks for the remembered address (RFC 2131 3.2): broadcast

@@ -84,15 +84,17 @@ func TestProtectedRanges(t *testing.T) {
 	}
 }
 
-// A real server hands out a lease in a protected range (here the OT
-// zone's subnet): the client refuses it with an event naming the range,
-// and nothing of it (address, default route, DNS) reaches the uplink.
-// Once the range is no longer protected, the same server's lease is
-// taken: the refusal was the check, not a broken lab. A server sending a
-// non-contiguous mask is refused too.
+// A real server offers a lease in a protected range (here the OT zone's
+// subnet): the client refuses the offer with an event naming the range
+// and the server, does not REQUEST it, and nothing of it (address,
+// default route, DNS) reaches the uplink. The server's offer at every
+// discovery is refused again, counted in the status, but makes no new
+// event within a minute (a rogue server cannot flood the events ring
+// or the log). Once the range is no longer protected, the same server's
+// lease is taken: the refusal was the check, not a broken lab.
 func TestDHCPRefusesLeaseIntoProtectedRanges(t *testing.T) {
 	l := newDHCPLab(t)
-	lab.StartDnsmasq(t, l.srv, "srv0", l.dir)
+	srv := lab.StartDnsmasq(t, l.srv, "srv0", l.dir)
 	var mu sync.Mutex
 	prot := []Protected{{Prefix: netip.MustParsePrefix("10.99.0.128/25"), What: `zone "cell-a" subnet`},
 		{Prefix: netip.MustParsePrefix("10.99.0.0/26"), What: "the subnet of downlink eth1"}}
@@ -105,12 +107,22 @@ func TestDHCPRefusesLeaseIntoProtectedRanges(t *testing.T) {
 	}
 	startClient(t, c)
 	ev := waitEvent(t, ring, 0, EventRefused, 30*time.Second, nil)
-	if !strings.Contains(ev.Detail, `overlaps zone "cell-a" subnet 10.99.0.128/25`) || !strings.Contains(ev.Detail, "from server 10.99.0.1") ||
+	if !strings.Contains(ev.Detail, `overlaps zone "cell-a" subnet 10.99.0.128/25`) || !strings.Contains(ev.Detail, "offer of "+ev.IP+" from server 10.99.0.1") ||
 		!strings.HasPrefix(ev.IP, "10.99.0.") {
 		t.Errorf("refusal event: %s", ev)
 	}
-	// Let the client try again at least once more: still nothing applied.
-	waitEvent(t, ring, ev.Seq, EventRefused, 30*time.Second, nil)
+	// Let the client try again a few times: still nothing applied, each
+	// refusal counted, one event.
+	lab.WaitFor(t, 30*time.Second, "three refused offers", func() bool { return c.Status().Refusals >= 3 })
+	evs, _ := ring.Since(0)
+	for _, e := range evs {
+		if e.Seq != ev.Seq {
+			t.Errorf("an event after the first refusal within a minute: %s", e)
+		}
+	}
+	if log := srv.LogText(); strings.Contains(log, "DHCPREQUEST") || strings.Contains(log, "DHCPACK") {
+		t.Errorf("a refused offer was requested:\n%s", log)
+	}
 	if addrs, gw := l.uplinkState(t); len(addrs) != 0 || gw != "" {
 		t.Errorf("after refusals up0 has addresses %v, default route %q; want none", addrs, gw)
 	}
@@ -118,7 +130,7 @@ func TestDHCPRefusesLeaseIntoProtectedRanges(t *testing.T) {
 		t.Errorf("resolv.conf has the refused lease's DNS:\n%s", b)
 	}
 	st := c.Status()
-	if st.Lease != nil || st.State == StateBound || st.Refusals < 2 || !strings.Contains(st.LastError, "overlaps") {
+	if st.Lease != nil || st.State == StateBound || st.Refusals < 3 || !strings.Contains(st.LastError, "overlaps") {
 		t.Errorf("status after refusals: %+v", st)
 	}
 

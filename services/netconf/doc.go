@@ -38,13 +38,22 @@
 //     address and route go, discovery starts again), NAK handling, back-off,
 //     and RELEASE on shutdown. The address is installed with the lease's
 //     lifetime, so the kernel drops it at expiry even if the service died.
-//     An ACK the uplink must not carry is refused (event "refused",
-//     nothing of it applied, the client goes on as if unanswered): an
-//     address that is not a host's unicast address, a mask that is not
-//     contiguous or /0, and a subnet overlapping a zone's subnet, a
-//     downlink's subnet or the overlay prefix (a longer prefix than a
-//     zone's would send the proxy's connections to those assets out of
-//     the uplink). The same rule as for a static uplink in the site file.
+//     A lease the uplink must not carry is refused (event "refused",
+//     nothing of it applied): an address that is not a host's unicast
+//     address, a mask that is not contiguous or /0, and a subnet
+//     overlapping a zone's subnet, a downlink's subnet or the overlay
+//     prefix (a longer prefix than a zone's would send the proxy's
+//     connections to those assets out of the uplink). The same rule as
+//     for a static uplink in the site file. Every OFFER is checked before
+//     it is requested: a refused one is passed over for another server's
+//     (one event per server a minute, every refusal counted), so a rogue
+//     server answering first does not keep the uplink from a proper
+//     server's lease. An ACK refused after a REQUEST or an INIT-REBOOT is
+//     RELEASEd (not DECLINEd: the address is not in use, see refuseACK),
+//     and its server's offers are passed over for five minutes while
+//     another server offers within three seconds of the DISCOVER. A
+//     refused renewal keeps the lease held; a held lease is checked again
+//     at every policy sync (Recheck) and dropped when refused.
 //   - Neighbour watch (Watcher): netlink neighbour updates and the ARP
 //     packets seen on the downlinks are compared with the declared assets
 //     (IP and MAC): unknown devices, declared assets that stay absent, and

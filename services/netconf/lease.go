@@ -112,17 +112,8 @@ func checkACK(ack *dhcpv4.DHCPv4) error {
 	if !ok {
 		return fmt.Errorf("no IPv4 address offered (yiaddr %v)", ack.YourIPAddr)
 	}
-	switch {
-	case ip.IsUnspecified() || ip.As4()[0] == 0:
-		return fmt.Errorf("address %s is in 0.0.0.0/8 (this network)", ip)
-	case ip.IsLoopback():
-		return fmt.Errorf("address %s is a loopback address", ip)
-	case ip.IsLinkLocalUnicast():
-		return fmt.Errorf("address %s is link-local", ip)
-	case ip.IsMulticast():
-		return fmt.Errorf("address %s is multicast", ip)
-	case ip.As4()[0] >= 240:
-		return fmt.Errorf("address %s is reserved (240.0.0.0/4) or the broadcast address", ip)
+	if err := checkAddr(ip); err != nil {
+		return err
 	}
 	if m := ack.SubnetMask(); m != nil {
 		ones, bits := m.Size()
@@ -136,6 +127,26 @@ func checkACK(ack *dhcpv4.DHCPv4) error {
 	l := leaseFromACK(ack, time.Time{})
 	if b := l.Address.Bits(); b <= 30 && (l.Address.Addr() == l.Address.Masked().Addr() || l.Address.Addr() == lastAddr(l.Address)) {
 		return fmt.Errorf("address %s is the network or broadcast address of its subnet", l.Address)
+	}
+	return nil
+}
+
+// checkAddr refuses an IPv4 address that is not a host's unicast
+// address (checkACK).
+func checkAddr(ip netip.Addr) error {
+	switch {
+	case !ip.Is4():
+		return fmt.Errorf("address %s is not IPv4", ip)
+	case ip.IsUnspecified() || ip.As4()[0] == 0:
+		return fmt.Errorf("address %s is in 0.0.0.0/8 (this network)", ip)
+	case ip.IsLoopback():
+		return fmt.Errorf("address %s is a loopback address", ip)
+	case ip.IsLinkLocalUnicast():
+		return fmt.Errorf("address %s is link-local", ip)
+	case ip.IsMulticast():
+		return fmt.Errorf("address %s is multicast", ip)
+	case ip.As4()[0] >= 240:
+		return fmt.Errorf("address %s is reserved (240.0.0.0/4) or the broadcast address", ip)
 	}
 	return nil
 }
