@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -30,7 +29,8 @@ import (
 // demoTools are the host binaries the demo uses.
 type demoTools struct{ otgate, plant string }
 
-// buildDemoTools builds the client CLI and the plant simulator into dir.
+// buildDemoTools builds the client CLI and the plant simulator into dir
+// (run from the source tree).
 func buildDemoTools(ctx context.Context, dir string) (demoTools, error) {
 	t := demoTools{otgate: filepath.Join(dir, "otgate"), plant: filepath.Join(dir, "otgate-plant")}
 	for bin, pkg := range map[string]string{t.otgate: "./cmd/otgate", t.plant: "./plant/cmd/otgate-plant"} {
@@ -115,15 +115,10 @@ func announceDemo(vm *qemu.VM, w io.Writer, cr *image.DemoCredentials, tools dem
 			}
 		}
 	}
-	rel := func(p string) string {
-		if wd, err := os.Getwd(); err == nil {
-			if r, err := filepath.Rel(wd, p); err == nil && !strings.HasPrefix(r, "..") {
-				return "./" + r
-			}
-		}
-		return p
-	}
-	og := rel(tools.otgate)
+	// The client by its absolute path (buildDemoTools got an absolute
+	// directory): the commands are for another terminal, which need not
+	// start in this one's directory.
+	og := tools.otgate
 	fmt.Fprintf(w, `
 ================================================================================
  otgate demo: the gate is up. From this host (another terminal):

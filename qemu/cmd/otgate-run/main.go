@@ -43,6 +43,7 @@ func run() error {
 	memory := flag.String("m", "", "guest memory (default: the board's)")
 	demo := flag.Bool("demo", false, "the demo (make run): a demo image (otgate-image -demo), the plant simulator, uplink on 127.0.0.1:-port, factory-fresh every run")
 	port := flag.Int("port", 8443, "with -demo: the host's 127.0.0.1 port forwarded to the gate's proxy (0: pick a free one)")
+	binDir := flag.String("bin", filepath.Join("out", "bin"), "with -demo: where to build the client (otgate) and the plant simulator")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", flag.Args())
@@ -63,8 +64,10 @@ func run() error {
 			*stateDir = filepath.Join("out", "run", b.Name+"-demo")
 		}
 	}
-	// QEMU runs in its own directory: hand it absolute paths.
-	for _, p := range []*string{imageDir, stateDir} {
+	// QEMU runs in its own directory: hand it absolute paths. The demo's
+	// instructions name the client by its absolute path too: they are
+	// for another terminal, which need not start in this directory.
+	for _, p := range []*string{imageDir, stateDir, binDir} {
 		if *p, err = filepath.Abs(*p); err != nil {
 			return err
 		}
@@ -83,8 +86,8 @@ func run() error {
 		if err := os.RemoveAll(*stateDir); err != nil {
 			return fmt.Errorf("reset demo state: %w", err)
 		}
-		fmt.Fprintf(os.Stderr, "otgate-run: building the client and the plant simulator into out/bin\n")
-		if tools, err = buildDemoTools(context.Background(), filepath.Join("out", "bin")); err != nil {
+		fmt.Fprintf(os.Stderr, "otgate-run: building the client and the plant simulator into %s\n", *binDir)
+		if tools, err = buildDemoTools(context.Background(), *binDir); err != nil {
 			return err
 		}
 	}
@@ -132,23 +135,25 @@ func run() error {
 
 	fmt.Fprintf(os.Stderr, "otgate-run: booting %s from %s (TCG: give it a few seconds)\n", b.Name, *imageDir)
 	fmt.Fprintf(os.Stderr, "otgate-run: TPM state, /perm disk and serial log in %s (delete it for a factory-fresh gate)\n", *stateDir)
-	if *demo {
-		fmt.Fprintf(os.Stderr, "otgate-run: DEMO: gate uplink %s on QEMU user networking, 127.0.0.1:%d on this host -> gate :8443; OT downlink %s <-> bridge %s <-> plant simulator (plc-tank) on %s:502\n",
-			b.Interface(board.Uplink), *port, b.Interface(board.Downlink), lab.Bridge, lab.PlantIP())
-		fmt.Fprintf(os.Stderr, "otgate-run: DEMO: the login instructions follow once the gate is up (about a minute under TCG)\n")
-	} else if l != nil {
+	if l != nil && !*demo {
 		fmt.Fprintf(os.Stderr, "otgate-run: lab: gate uplink %s <-> tap %s (%s) in the lab namespace; OT downlink %s <-> bridge %s <-> plant %s\n",
 			b.Interface(board.Uplink), lab.UplinkTap, lab.UplinkHostCIDR, b.Interface(board.Downlink), lab.Bridge, lab.PlantCIDR)
 		fmt.Fprintf(os.Stderr, "otgate-run: shell in the lab namespace: nsenter --net=%s; in the plant: nsenter --net=%s\n",
 			l.Uplink.Path(), l.Plant.Path())
 	}
-	fmt.Fprintf(os.Stderr, "otgate-run: stop with Ctrl-C (ACPI power-down; a second Ctrl-C kills the VM)\n\n")
 
 	vm, err := qemu.Start(ctx, b, *imageDir, opts...)
 	if err != nil {
 		return err
 	}
 	defer vm.Close()
+	if *demo {
+		// After Start: with -port 0 only the VM knows the port it got.
+		fmt.Fprintf(os.Stderr, "otgate-run: DEMO: gate uplink %s on QEMU user networking, 127.0.0.1:%d on this host -> gate :8443; OT downlink %s <-> bridge %s <-> plant simulator (plc-tank) on %s:502\n",
+			b.Interface(board.Uplink), vm.HostPort(8443), b.Interface(board.Downlink), lab.Bridge, lab.PlantIP())
+		fmt.Fprintf(os.Stderr, "otgate-run: DEMO: the login instructions follow once the gate is up (about a minute under TCG)\n")
+	}
+	fmt.Fprintf(os.Stderr, "otgate-run: stop with Ctrl-C (ACPI power-down; a second Ctrl-C kills the VM)\n\n")
 	if *demo {
 		go announceDemo(vm, os.Stderr, creds, tools, vm.HostPort(8443))
 	}
