@@ -43,6 +43,11 @@ type Report struct {
 	// unclean shutdown (and what it truncated) that the writer found and
 	// recorded when it reopened the log.
 	Recoveries []Recovery
+	// RecoveriesNotListed counts the log-recovered records after the
+	// first MaxListedRecoveries, which Recoveries does not list (a real
+	// gate has one per unclean restart; a forged log could hold any
+	// number, and Verify's memory stays bounded).
+	RecoveriesNotListed int
 	// DevRecords counts the records marked as written in dev mode
 	// (Record.Dev, WithDevMode): the gate had no TPM and signed its
 	// checkpoints with a software key. DevFirst and DevLast are the seqs
@@ -159,7 +164,7 @@ func (r *Report) EndSummary() string {
 // start; a record read again that differs from its first read is a
 // *Problem wrapping ErrChanged. Add two read buffers of 256 KiB and up to
 // two record buffers of MaxRecordSize, and the Report's Recoveries (one a
-// log-recovered record).
+// log-recovered record, at most MaxListedRecoveries).
 func Verify(dir string, trust Trust) (*Report, error) {
 	return verify(dir, trust, nil)
 }
@@ -247,7 +252,11 @@ func verify(dir string, trust Trust, st *verifyStats) (*Report, error) {
 			verified = true
 		}
 		if ev, ok := e.Body.(Event); ok && ev.Type == EventLogRecovered {
-			rep.Recoveries = append(rep.Recoveries, Recovery{File: e.File, Offset: e.Offset, Seq: e.Record.Seq, Reason: ev.Reason})
+			if len(rep.Recoveries) < MaxListedRecoveries {
+				rep.Recoveries = append(rep.Recoveries, Recovery{File: e.File, Offset: e.Offset, Seq: e.Record.Seq, Reason: ev.Reason})
+			} else {
+				rep.RecoveriesNotListed++
+			}
 		}
 		if e.Record.Dev {
 			if rep.DevRecords == 0 {
@@ -309,6 +318,10 @@ func verify(dir string, trust Trust, st *verifyStats) (*Report, error) {
 	}
 	return rep, nil
 }
+
+// MaxListedRecoveries bounds Report.Recoveries; further log-recovered
+// records are counted in Report.RecoveriesNotListed. A variable for tests.
+var MaxListedRecoveries = 1000
 
 // verifyWindow is how many of the newest records no checkpoint covers yet
 // Verify holds the hash and position of (56 bytes each: 224 KiB at most).

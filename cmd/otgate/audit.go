@@ -159,6 +159,9 @@ func printReport(out io.Writer, dir string, r *audit.Report) {
 	for _, rc := range r.Recoveries {
 		fmt.Fprintf(out, "unclean shutdown recorded at %s offset %d seq %d: %s\n", rc.File, rc.Offset, rc.Seq, rc.Reason)
 	}
+	if r.RecoveriesNotListed > 0 {
+		fmt.Fprintf(out, "... and %d more unclean shutdowns recorded after these (not listed)\n", r.RecoveriesNotListed)
+	}
 	if r.End != 0 {
 		fmt.Fprintf(out, "end: %s\n", r.EndSummary())
 	}
