@@ -74,7 +74,8 @@ func plan(old *table, cfg Config, reqs []Request, now time.Time) (*table, Diff, 
 
 	// Quarantine: drop what has ended, keep the rest.
 	held := make([]Held, 0, len(old.held))
-	heldBy := map[string]int{} // asset -> index in held (its latest)
+	heldBy := map[string][]int{}    // asset -> indexes in held of what it released
+	unheld := map[netip.Addr]bool{} // quarantine entries given back to their asset
 	for _, h := range old.held {
 		if !h.Until.After(now) {
 			diff.Expired = append(diff.Expired, h)
@@ -116,7 +117,31 @@ func plan(old *table, cfg Config, reqs []Request, now time.Time) (*table, Diff, 
 	for i, h := range held {
 		used.set(u32(h.Addr))
 		owner[h.Addr] = fmt.Sprintf("quarantined until %s, released by asset %q", h.Until.Format(time.RFC3339), h.Asset)
-		heldBy[h.Asset] = i
+		heldBy[h.Asset] = append(heldBy[h.Asset], i)
+	}
+	// ownHeld reports whether asset released a (one asset may hold several
+	// quarantine entries: a pin changed and changed back); latestHeld is
+	// the address it released last (the latest end of quarantine), which
+	// it gets back when it returns unpinned.
+	ownHeld := func(asset string, a netip.Addr) bool {
+		for _, i := range heldBy[asset] {
+			if held[i].Addr == a {
+				return true
+			}
+		}
+		return false
+	}
+	latestHeld := func(asset string) (netip.Addr, bool) {
+		var best *Held
+		for _, i := range heldBy[asset] {
+			if h := &held[i]; !unheld[h.Addr] && (best == nil || !h.Until.Before(best.Until)) {
+				best = h
+			}
+		}
+		if best == nil {
+			return netip.Addr{}, false
+		}
+		return best.Addr, true
 	}
 	if len(errs) > 0 {
 		return nil, diff, errors.Join(errs...)
@@ -136,7 +161,6 @@ func plan(old *table, cfg Config, reqs []Request, now time.Time) (*table, Diff, 
 	}
 	sort.Slice(fresh, func(i, j int) bool { return fresh[i].Asset < fresh[j].Asset })
 	sort.Slice(moving, func(i, j int) bool { return moving[i].Asset < moving[j].Asset })
-	unheld := map[netip.Addr]bool{} // quarantine entries given back to their asset
 	take := func(r *Request, a netip.Addr) {
 		e := Entry{Asset: r.Asset, Zone: r.Zone, Addr: a, Pinned: r.Pinned.IsValid()}
 		entries = append(entries, e)
@@ -154,7 +178,7 @@ func plan(old *table, cfg Config, reqs []Request, now time.Time) (*table, Diff, 
 			continue
 		}
 		a := r.Pinned
-		if i, ok := heldBy[r.Asset]; ok && held[i].Addr == a && !unheld[a] {
+		if ownHeld(r.Asset, a) && !unheld[a] {
 			unheld[a] = true // the asset takes back its own quarantined address
 			used.clear(u32(a))
 		}
@@ -198,9 +222,9 @@ func plan(old *table, cfg Config, reqs []Request, now time.Time) (*table, Diff, 
 		if r.Pinned.IsValid() {
 			continue
 		}
-		if i, ok := heldBy[r.Asset]; ok && !unheld[held[i].Addr] {
-			unheld[held[i].Addr] = true
-			take(r, held[i].Addr)
+		if a, ok := latestHeld(r.Asset); ok {
+			unheld[a] = true
+			take(r, a)
 			continue
 		}
 		c := poolOf[r.Zone]
