@@ -42,8 +42,26 @@ func plan(old *table, cfg Config, reqs []Request, now time.Time) (*table, Diff, 
 	if err := checkConfig(&cfg); err != nil {
 		return nil, diff, err
 	}
-	if old.prefix.IsValid() && old.prefix != cfg.Prefix && (len(old.entries) > 0 || len(old.held) > 0) {
-		return nil, diff, fmt.Errorf("%w: from %s to %s while %d assets and %d quarantined addresses use the old prefix; renumbering is never silent: remove the assets (or the allocator state) first", ErrPrefixChanged, old.prefix, cfg.Prefix, len(old.entries), len(old.held))
+	if old.prefix.IsValid() && old.prefix != cfg.Prefix {
+		// Only a quarantine still running holds the old prefix: one that
+		// has ended is dropped by this very Apply (counting it refused the
+		// change for good, as no Apply with the new prefix could drop it).
+		live, last := 0, time.Time{}
+		for _, h := range old.held {
+			if h.Until.After(now) {
+				live++
+				if h.Until.After(last) {
+					last = h.Until
+				}
+			}
+		}
+		if len(old.entries) > 0 || live > 0 {
+			wait := ""
+			if live > 0 {
+				wait = fmt.Sprintf("; the last quarantine ends at %s", last.Format(time.RFC3339))
+			}
+			return nil, diff, fmt.Errorf("%w: from %s to %s while %d assets and %d quarantined addresses use the old prefix; renumbering is never silent: remove the assets and let their quarantine end (or remove the allocator state) first%s", ErrPrefixChanged, old.prefix, cfg.Prefix, len(old.entries), live, wait)
+		}
 	}
 	whole := spanOf(cfg.Prefix)
 	byName := make(map[string]*Request, len(reqs))

@@ -1,7 +1,10 @@
 package alloc
 
 import (
+	"errors"
+	"net/netip"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -47,5 +50,42 @@ func TestPinRevertTakesOwnQuarantinedAddress(t *testing.T) {
 	}
 	if got := addrOf(t, a, "a"); got != ip("100.64.7.7") {
 		t.Errorf("a came back as %s, want the address it had last, 100.64.7.7", got)
+	}
+}
+
+// TestPrefixChangeAfterQuarantineEnds: the overlay prefix may change once
+// no asset uses it and the released addresses' quarantine has ended. An
+// edit that removed the assets and changed the prefix at once was refused
+// (rightly) during the quarantine, and then for ever: the ended
+// quarantine entries still counted, and only an Apply that succeeded
+// could drop them.
+func TestPrefixChangeAfterQuarantineEnds(t *testing.T) {
+	a := open(t, filepath.Join(t.TempDir(), "alloc.cbor"))
+	cfg := Config{Quarantine: time.Hour}
+	if _, err := a.Apply(cfg, []Request{{Asset: "a", Zone: "z"}}, t0); err != nil {
+		t.Fatal(err)
+	}
+	moved := Config{Quarantine: time.Hour, Prefix: netip.MustParsePrefix("198.18.0.0/16")}
+	_, err := a.Apply(moved, nil, t0.Add(time.Minute))
+	if !errors.Is(err, ErrPrefixChanged) || !strings.Contains(err.Error(), "while 1 assets and 0 quarantined addresses") {
+		t.Fatalf("assets still there: err = %v", err)
+	}
+	if _, err := a.Apply(cfg, nil, t0.Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = a.Apply(moved, nil, t0.Add(30*time.Minute))
+	if !errors.Is(err, ErrPrefixChanged) || !strings.Contains(err.Error(), "while 0 assets and 1 quarantined addresses use the old prefix") ||
+		!strings.Contains(err.Error(), "the last quarantine ends at 2026-12-01T01:02:00Z") {
+		t.Fatalf("during the quarantine: err = %v", err)
+	}
+	diff, err := a.Apply(moved, []Request{{Asset: "b", Zone: "z"}}, t0.Add(2*time.Hour))
+	if err != nil {
+		t.Fatalf("after the quarantine ended: %v", err)
+	}
+	if gate, p := a.Gate(); p != moved.Prefix || gate != ip("198.18.0.1") || addrOf(t, a, "b") != ip("198.18.0.2") || len(a.Quarantined()) != 0 {
+		t.Errorf("after the change: prefix %s gate %s table %v quarantine %v", p, gate, a.Table(), a.Quarantined())
+	}
+	if len(diff.Expired) != 1 || diff.Expired[0].Addr != ip("100.64.0.2") {
+		t.Errorf("diff.Expired = %v, want the old 100.64.0.2", diff.Expired)
 	}
 }
