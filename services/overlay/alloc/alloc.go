@@ -36,6 +36,11 @@ var DefaultPrefix = netip.MustParsePrefix("100.64.0.0/16")
 const (
 	DefaultPoolSize   = 256
 	DefaultQuarantine = 7 * 24 * time.Hour
+	// MaxQuarantine bounds the quarantine (as the site file's days do):
+	// the end of a quarantine is stored in Unix nanoseconds, which end in
+	// 2262, so a longer one would wrap to the past and end at the next
+	// reload.
+	MaxQuarantine = 100 * 365 * 24 * time.Hour
 )
 
 // Errors, wrapped with the details.

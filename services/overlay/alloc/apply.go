@@ -32,6 +32,9 @@ func checkConfig(cfg *Config) error {
 	if cfg.Quarantine < 0 {
 		return fmt.Errorf("%w: negative quarantine %s", ErrBadRequest, cfg.Quarantine)
 	}
+	if cfg.Quarantine > MaxQuarantine {
+		return fmt.Errorf("%w: quarantine %s is longer than %d days (100 years)", ErrBadRequest, cfg.Quarantine, MaxQuarantine/(24*time.Hour))
+	}
 	return nil
 }
 

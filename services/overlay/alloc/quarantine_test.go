@@ -53,6 +53,39 @@ func TestPinRevertTakesOwnQuarantinedAddress(t *testing.T) {
 	}
 }
 
+// TestQuarantineTooLongIsRefused: a quarantine whose end lies past what
+// the state file can hold (Unix nanoseconds end in 2262; the site file
+// lets "2500000h", 285 years, through) wrapped to a date in the past on
+// disk, so the quarantine ended at the next reload. It is now a clear
+// error, and one up to the limit survives a reload.
+func TestQuarantineTooLongIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "alloc.cbor")
+	a := open(t, path)
+	two := []Request{{Asset: "a", Zone: "z"}, {Asset: "b", Zone: "z"}}
+	_, err := a.Apply(Config{Quarantine: 2500000 * time.Hour}, two, t0)
+	if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "quarantine 2500000h0m0s is longer than 36500 days") {
+		t.Errorf("quarantine of 285 years: err = %v, want a refusal naming it", err)
+	}
+	if len(a.Table()) != 0 {
+		t.Errorf("a refused Apply changed the table: %v", a.Table())
+	}
+
+	cfg := Config{Quarantine: MaxQuarantine}
+	if _, err := a.Apply(cfg, two, t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Apply(cfg, two[1:], t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	again := open(t, path)
+	if _, err := again.Apply(cfg, two[1:], t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if held := again.Quarantined(); len(held) != 1 || held[0].Asset != "a" || !held[0].Until.Equal(t0.Add(time.Minute+MaxQuarantine)) {
+		t.Errorf("quarantine of 100 years after a reload: %v, want a's address held until %s", held, t0.Add(time.Minute+MaxQuarantine))
+	}
+}
+
 // TestPrefixChangeAfterQuarantineEnds: the overlay prefix may change once
 // no asset uses it and the released addresses' quarantine has ended. An
 // edit that removed the assets and changed the prefix at once was refused
