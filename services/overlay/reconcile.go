@@ -47,8 +47,8 @@ type Reconciler struct {
 }
 
 // NewReconciler manages link (created as kind if missing; empty kind:
-// dummy) through h; it owns only /32s inside prefix carrying its label
-// on that link.
+// dummy) through h; it owns only the /32s carrying its label on that
+// link, and adds only addresses inside prefix.
 func NewReconciler(h *netlink.Handle, link string, kind LinkKind, prefix netip.Prefix) (*Reconciler, error) {
 	if kind == "" {
 		kind = KindDummy
@@ -149,7 +149,10 @@ func (r *Reconciler) Reconcile(want []netip.Addr) (Result, error) {
 		if !ok {
 			continue
 		}
-		if ad.Label != r.Label() || ones != 32 || !r.prefix.Contains(a) {
+		// Owned: a /32 with the overlay's label, inside the current prefix
+		// or not (after a prefix change the old addresses are stale, and
+		// still the overlay's to remove).
+		if ad.Label != r.Label() || ones != 32 {
 			foreign[a] = ad.Label
 			res.Foreign = append(res.Foreign, a)
 			continue

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"sort"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -120,5 +121,35 @@ func TestReconcileRefusesForeignObstacles(t *testing.T) {
 
 	if _, err := NewReconciler(h, "a-very-long-nm", "", prefix); err == nil {
 		t.Error("a link name too long for its label was accepted")
+	}
+}
+
+// TestReconcilePrefixChangeRemovesOldAddresses: after the overlay prefix
+// changes (allowed once no asset uses the old one), the reconciler of the
+// new prefix removes the /32s it labelled in the old one. They used to
+// count as foreign for being outside the new prefix and stayed on the
+// link for good (the old gate address and, after a state reset, every
+// old endpoint), still answering.
+func TestReconcilePrefixChangeRemovesOldAddresses(t *testing.T) {
+	h := newNetNS(t)
+	kind := linkKind(t, h)
+	r, _ := NewReconciler(h, DefaultLink, kind, prefix)
+	if _, err := r.Reconcile(addrs("100.64.0.1", "100.64.0.2")); err != nil {
+		t.Fatal(err)
+	}
+	addAddrs(t, h, DefaultLink, "100.64.9.9/32") // an operator's, unlabelled
+
+	r2, _ := NewReconciler(h, DefaultLink, kind, netip.MustParsePrefix("198.18.0.0/16"))
+	res, err := r2.Reconcile(addrs("198.18.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Slice(res.Removed, func(i, j int) bool { return res.Removed[i].Less(res.Removed[j]) })
+	if !equal(res.Removed, addrs("100.64.0.1", "100.64.0.2")) {
+		t.Errorf("removed %v, want the old prefix's owned 100.64.0.1 and 100.64.0.2", res.Removed)
+	}
+	want := []labelled{{"100.64.9.9/32", DefaultLink}, {"198.18.0.1/32", DefaultLink + ":ov"}}
+	if got := addrsOn(t, h, DefaultLink); !equal(got, want) {
+		t.Errorf("after the prefix change the link carries %v, want %v", got, want)
 	}
 }
