@@ -116,7 +116,7 @@ func (s *Service) sync() {
 	case err != nil && errors.Is(err, site.ErrNoPolicy):
 		s.Logf("overlay: %v; waiting for one (nothing changed)", err)
 	case err != nil:
-		s.Logf("overlay: sync failed, nothing changed: %v", err)
+		s.Logf("overlay: sync failed, allocations unchanged: %v", err)
 		s.unhealthy = true
 		_ = ready.Unhealthy(err.Error())
 	case s.unhealthy:
@@ -125,10 +125,63 @@ func (s *Service) sync() {
 	}
 }
 
+// syncOnce allocates for the applied policy, then makes the interface
+// carry the allocator's table. When the policy cannot be applied (it is
+// missing or damaged, collides, asks for a taken address, exhausts a
+// pool) the table stays as it was and the interface is still reconciled
+// to it: the endpoints already handed out stay up, and an interface
+// deleted or emptied by someone (or not yet created after a reboot) gets
+// them back, instead of staying down until the policy is fixed.
 func (s *Service) syncOnce() error {
+	sha, warnText, perr := s.allocate()
+	gate, prefix := s.alloc.Gate()
+	if !prefix.IsValid() {
+		return perr // nothing allocated yet, nothing to put on the interface
+	}
+	if s.recon == nil || s.recon.prefix != prefix {
+		r, err := NewReconciler(s.Handle, s.Link, s.LinkKind, prefix)
+		if err != nil {
+			return errors.Join(perr, err)
+		}
+		s.recon = r
+	}
+	table := s.alloc.Table()
+	want := make([]netip.Addr, 0, len(table)+1)
+	want = append(want, gate)
+	for _, e := range table {
+		want = append(want, e.Addr)
+	}
+	res, rerr := s.recon.Reconcile(want)
+	if len(res.Added)+len(res.Removed) > 0 {
+		s.Logf("overlay: %s: %d addresses added, %d removed", s.Link, len(res.Added), len(res.Removed))
+	}
+
+	s.mu.Lock()
+	snap := Snapshot{
+		PolicySHA256: s.snap.PolicySHA256, // the policy the table serves
+		Prefix:       prefix,
+		Gate:         gate,
+		Entries:      table,
+		Quarantined:  s.alloc.Quarantined(),
+		Pools:        s.alloc.Pools(),
+		Warnings:     s.snap.Warnings,
+		Link:         s.Link,
+		Syncs:        s.snap.Syncs,
+	}
+	if perr == nil {
+		snap.PolicySHA256, snap.Warnings = sha, warnText
+	}
+	s.snap = snap
+	s.mu.Unlock()
+	return errors.Join(perr, rerr)
+}
+
+// allocate applies the policy to the allocator; on any error nothing
+// changes. It returns the policy's sha256 and the prefix warnings.
+func (s *Service) allocate() ([32]byte, []string, error) {
 	applied, err := site.LoadApplied(s.PolicyPath)
 	if err != nil {
-		return err
+		return [32]byte{}, nil, err
 	}
 	st := &applied.Site
 	cfg := alloc.Config{
@@ -148,14 +201,14 @@ func (s *Service) syncOnce() error {
 
 	nets, err := s.hostNetworks()
 	if err != nil {
-		return err
+		return [32]byte{}, nil, err
 	}
 	for _, z := range st.Zones {
 		nets = append(nets, alloc.Network{Name: "zone " + z.Name, Prefix: z.Subnet})
 	}
 	warns, err := alloc.CheckCollisions(st.Overlay.Prefix, nets)
 	if err != nil {
-		return err
+		return [32]byte{}, nil, err
 	}
 	var warnText []string
 	for _, w := range warns {
@@ -170,7 +223,7 @@ func (s *Service) syncOnce() error {
 
 	diff, err := s.alloc.Apply(cfg, reqs, s.Now())
 	if err != nil {
-		return err
+		return [32]byte{}, nil, err
 	}
 	for _, e := range diff.Added {
 		s.Logf("overlay: %s (zone %s) -> %s", e.Asset, e.Zone, e.Addr)
@@ -181,40 +234,7 @@ func (s *Service) syncOnce() error {
 	for _, h := range diff.Released {
 		s.Logf("overlay: %s released %s, quarantined until %s", h.Asset, h.Addr, h.Until.Format(time.RFC3339))
 	}
-
-	gate, prefix := s.alloc.Gate()
-	if s.recon == nil || s.recon.prefix != prefix {
-		r, err := NewReconciler(s.Handle, s.Link, s.LinkKind, prefix)
-		if err != nil {
-			return err
-		}
-		s.recon = r
-	}
-	table := s.alloc.Table()
-	want := make([]netip.Addr, 0, len(table)+1)
-	want = append(want, gate)
-	for _, e := range table {
-		want = append(want, e.Addr)
-	}
-	res, rerr := s.recon.Reconcile(want)
-	if len(res.Added)+len(res.Removed) > 0 {
-		s.Logf("overlay: %s: %d addresses added, %d removed", s.Link, len(res.Added), len(res.Removed))
-	}
-
-	s.mu.Lock()
-	s.snap = Snapshot{
-		PolicySHA256: applied.SourceSHA256,
-		Prefix:       prefix,
-		Gate:         gate,
-		Entries:      table,
-		Quarantined:  s.alloc.Quarantined(),
-		Pools:        s.alloc.Pools(),
-		Warnings:     warnText,
-		Link:         s.Link,
-		Syncs:        s.snap.Syncs,
-	}
-	s.mu.Unlock()
-	return rerr
+	return applied.SourceSHA256, warnText, nil
 }
 
 // hostNetworks lists the subnets of every other interface of the
