@@ -234,6 +234,9 @@ func (s *Service) allocate() ([32]byte, []string, error) {
 	for _, h := range diff.Released {
 		s.Logf("overlay: %s released %s, quarantined until %s", h.Asset, h.Addr, h.Until.Format(time.RFC3339))
 	}
+	for _, h := range diff.Expired {
+		s.Logf("overlay: quarantine of %s (released by %s) ended; the address is free again", h.Addr, h.Asset)
+	}
 	return applied.SourceSHA256, warnText, nil
 }
 

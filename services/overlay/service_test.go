@@ -55,6 +55,13 @@ type running struct {
 
 func start(t *testing.T, h *netlink.Handle, kind LinkKind, dir string) *running {
 	t.Helper()
+	return startWith(t, h, kind, dir, nil)
+}
+
+// startWith is start with the service adjusted by tune (if not nil)
+// before it runs.
+func startWith(t *testing.T, h *netlink.Handle, kind LinkKind, dir string, tune func(*Service)) *running {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{
 		svc: &Service{
@@ -70,6 +77,9 @@ func start(t *testing.T, h *netlink.Handle, kind LinkKind, dir string) *running 
 		cancel: cancel,
 		done:   make(chan error, 1),
 		reload: make(chan struct{}, 1),
+	}
+	if tune != nil {
+		tune(r.svc)
 	}
 	go func() { r.done <- r.svc.Run(ctx, r.reload) }()
 	t.Cleanup(r.stop)
