@@ -73,6 +73,15 @@ func (s *Service) Run(ctx context.Context, reload <-chan struct{}) error {
 	if s.Link == "" {
 		s.Link = DefaultLink
 	}
+	// Settings are checked before anything is read, written or served: a
+	// bad one is an error at start, not a service that allocates, reports
+	// ready and then fails every sync (or stops after its first).
+	if s.Poll < 0 || s.Repair < 0 {
+		return fmt.Errorf("overlay: poll interval %s, repair interval %s: want more than 0 (0: the default)", s.Poll, s.Repair)
+	}
+	if _, err := NewReconciler(s.Handle, s.Link, s.LinkKind, alloc.DefaultPrefix); err != nil {
+		return err
+	}
 	s.policy = policywatch.File{Path: s.PolicyPath}
 	a, err := alloc.Open(s.StatePath)
 	if err != nil {
