@@ -273,11 +273,8 @@ func Login(ctx context.Context, o LoginOptions) (*LoginResult, error) {
 	if pin == "" { // vouched for by the CA, or trusted on first use
 		res.Fingerprint, res.FirstUse = learned, true
 	}
-	if err := saveProfile(dir, &Profile{Gate: gate, Pin: res.Fingerprint, CAFile: o.CAFile, User: rsp.User, Expiry: leaf.NotAfter}); err != nil {
-		return nil, fmt.Errorf("store profile in %s: %w", dir, err)
-	}
-	if err := saveCredential(dir, key, rsp.Certificate); err != nil {
-		return nil, fmt.Errorf("store credential in %s: %w", dir, err)
+	if err := storeLogin(dir, &Profile{Gate: gate, Pin: res.Fingerprint, CAFile: o.CAFile, User: rsp.User, Expiry: leaf.NotAfter}, key, rsp.Certificate); err != nil {
+		return nil, fmt.Errorf("store the credential in %s: %w (not logged in: log in again once that is mended)", dir, err)
 	}
 	return res, nil
 }

@@ -1,8 +1,12 @@
 package client
 
 import (
+	"crypto/ecdsa"
+	"crypto/x509"
+	"encoding/pem"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -31,7 +35,8 @@ func TestProfileFilesAndErrors(t *testing.T) {
 	if _, err := Open(dir); err != ErrNoProfile {
 		t.Fatalf("Open of an empty dir: %v, want ErrNoProfile", err)
 	}
-	if err := saveProfile(dir, &Profile{Gate: "g:1", Pin: "ab"}); err != nil {
+	cert := selfSigned(t, "alice")
+	if err := storeLogin(dir, &Profile{Gate: "g:1", Pin: "ab"}, cert.PrivateKey.(*ecdsa.PrivateKey), cert.Certificate); err != nil {
 		t.Fatal(err)
 	}
 	st, err := os.Stat(dir)
@@ -47,5 +52,26 @@ func TestProfileFilesAndErrors(t *testing.T) {
 	}
 	if err := RemoveProfile(dir); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A key and a certificate that do not belong together (a login cut short
+// by an older client, a file copied over) say to log in again.
+func TestMismatchedCredentialSaysLogInAgain(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "otgate")
+	alice, other := selfSigned(t, "alice"), selfSigned(t, "alice")
+	if err := storeLogin(dir, &Profile{Gate: "g:1", Pin: "ab"}, alice.PrivateKey.(*ecdsa.PrivateKey), alice.Certificate); err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(other.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, KeyFile), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(dir)
+	if err == nil || !strings.HasPrefix(err.Error(), "the credential in "+dir+" is unusable (") || !strings.HasSuffix(err.Error(), "): log in again") {
+		t.Fatalf("Open of a mismatched key and certificate: %v, want it to say to log in again", err)
 	}
 }

@@ -63,28 +63,34 @@ func LoadProfile(dir string) (*Profile, error) {
 	return &p, nil
 }
 
-// saveProfile writes the pin and gate (without a credential).
-func saveProfile(dir string, p *Profile) error {
+// storeLogin stores what a login brought: the profile (gate, pin,
+// expiry), the key and the certificate chain. No file system replaces
+// three files at once, so the certificate goes first and comes back last:
+// a login cut short (a crash, a full disk) leaves no certificate, that is
+// "not logged in", never a key and a certificate that do not belong
+// together, nor a credential beside a profile naming another gate.
+func storeLogin(dir string, p *Profile, key *ecdsa.PrivateKey, chain [][]byte) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	if err := restrictDir(dir); err != nil {
 		return err
 	}
-	b, err := json.MarshalIndent(p, "", "  ")
-	if err != nil {
+	if err := os.Remove(filepath.Join(dir, CertFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, ProfileFile), append(b, '\n'))
-}
-
-// saveCredential writes key and certificate chain.
-func saveCredential(dir string, key *ecdsa.PrivateKey, chain [][]byte) error {
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return err
 	}
 	if err := writeFileAtomic(filepath.Join(dir, KeyFile), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(dir, ProfileFile), append(b, '\n')); err != nil {
 		return err
 	}
 	var certs []byte
@@ -101,7 +107,9 @@ func loadCredential(dir string) (*tls.Certificate, error) {
 		return nil, ErrNoProfile
 	}
 	if err != nil {
-		return nil, fmt.Errorf("load credential from %s: %w", dir, err)
+		// A key and a certificate that do not belong together, or a
+		// damaged file: only a new login mends it.
+		return nil, fmt.Errorf("the credential in %s is unusable (%v): log in again", dir, err)
 	}
 	return &c, nil
 }
