@@ -83,6 +83,10 @@ const endedWait = 2 * time.Second
 // noticeRetry is the first wait before reopening a lost notice stream.
 const noticeRetry = 2 * time.Second
 
+// noticeStable is how long a notice stream must have held for its loss
+// to be reopened at once, and the wait before reopening to start over.
+const noticeStable = time.Minute
+
 // pendingMax bounds the notices kept for sessions the forwarder does not
 // know yet (the notice can overtake the tunnel's reply).
 const pendingMax = 64
@@ -278,7 +282,8 @@ func (w *noticeWatch) run(ctx context.Context) {
 			wait = min(2*wait, time.Minute)
 			continue
 		}
-		wait, wasDown = noticeRetry, false
+		wasDown = false
+		opened := time.Now()
 		w.setUp(true)
 		report(nil)
 		stop := context.AfterFunc(ctx, func() { ns.Close() })
@@ -303,5 +308,19 @@ func (w *noticeWatch) run(ctx context.Context) {
 		}
 		report(fmt.Errorf("notice stream lost: %w (reopening; warnings from local timers meanwhile)", err))
 		wasDown = true
+		// A stream that held was lost by chance (a gate restart, a
+		// middlebox): reopen it at once. One lost soon after it opened
+		// would, reopened at once, make a loop of handshakes with the
+		// gate: wait as after a failed open, longer each time.
+		if time.Since(opened) >= noticeStable {
+			wait = noticeRetry
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Minute)
 	}
 }

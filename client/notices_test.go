@@ -141,3 +141,59 @@ func TestNoticeBeforeReply(t *testing.T) {
 		t.Fatal("done waited although the ended notice had come")
 	}
 }
+
+// A gate that closes each notice stream right after its hello (a limit,
+// a middlebox) is not answered with a loop of handshakes: the forwarder
+// waits before reopening, longer each time.
+func TestNoticeStreamLostAtOnceIsNotReopenedInALoop(t *testing.T) {
+	cert := selfSigned(t, "gate")
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert},
+		NextProtos: []string{wire.ALPNNotices, wire.ALPNTunnel}, ClientAuth: tls.RequireAnyClientCert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	opened := make(chan time.Time, 10000)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				tc := c.(*tls.Conn)
+				if tc.Handshake() != nil || tc.ConnectionState().NegotiatedProtocol != wire.ALPNNotices {
+					return
+				}
+				opened <- time.Now()
+				wire.WriteFrame(tc, wire.Notice{Kind: wire.NoticeHello, User: "alice"})
+			}()
+		}
+	}()
+	alice := selfSigned(t, "alice")
+	s := &Session{Profile: &Profile{Gate: ln.Addr().String(), Pin: Fingerprint(cert.Leaf)}, cert: &alice, resume: tls.NewLRUClientSessionCache(8)}
+	var reports []error
+	f := &Forwarder{Session: s, Asset: "plc-7", Protocol: "modbus", OnNoticeStream: func(err error) { reports = append(reports, err) }}
+	fl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := f.Serve(ctx, fl); err != nil {
+		t.Fatal(err)
+	}
+	var at []time.Duration
+	for len(opened) > 0 {
+		at = append(at, (<-opened).Sub(start).Round(time.Millisecond))
+	}
+	// Opened at once, again 2 s after it was lost, then 4 s after that.
+	if len(at) < 2 || len(at) > 3 {
+		t.Fatalf("notice stream opened %d times in 5 s, at %v...; want 2 (at once, and again 2 s after it was lost)", len(at), at[:min(len(at), 5)])
+	}
+	if len(reports) > 2*len(at) {
+		t.Errorf("%d reports for %d streams: %v", len(reports), len(at), reports)
+	}
+}
