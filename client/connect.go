@@ -49,7 +49,8 @@ type Forwarder struct {
 	watch *noticeWatch
 }
 
-// Serve accepts on ln until ctx ends or ln fails.
+// Serve accepts on ln until ctx ends or ln fails. When ctx ends, the
+// tunnels it opened are closed too.
 func (f *Forwarder) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { <-ctx.Done(); ln.Close() }()
 	var wg sync.WaitGroup
@@ -89,6 +90,13 @@ func (f *Forwarder) forward(ctx context.Context, local net.Conn) {
 		return
 	}
 	defer remote.Close()
+	// Serve's end (Ctrl-C at otgate connect) ends the sessions it
+	// carries: a tool that keeps its connection open must not hold it.
+	stop := context.AfterFunc(ctx, func() {
+		local.Close()
+		remote.Close()
+	})
+	defer stop()
 	tr := f.watch.track(reply)
 	Splice(local, remote)
 	f.watch.done(tr)
