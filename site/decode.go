@@ -217,6 +217,11 @@ func (d *decoder) duration(n *yaml.Node, path string) (time.Duration, bool) {
 	return v, true
 }
 
+// maxDuration bounds every duration in a site file, written in days or
+// not: the services store ends computed from them (an overlay quarantine
+// of 2500000h overflowed the allocator's stored end date).
+const maxDuration = 100 * 365 * 24 * time.Hour
+
 func parseDuration(s string) (time.Duration, error) {
 	var v time.Duration
 	if days, ok := strings.CutSuffix(s, "d"); ok {
@@ -234,6 +239,9 @@ func parseDuration(s string) (time.Duration, error) {
 	}
 	if v <= 0 {
 		return 0, fmt.Errorf("duration %q must be positive", s)
+	}
+	if v > maxDuration {
+		return 0, fmt.Errorf("duration %q is longer than 100 years (36500d)", s)
 	}
 	return v, nil
 }

@@ -227,6 +227,8 @@ func TestParseErrors(t *testing.T) {
 			[]string{`plant.yaml:75: exceptions[0].expires: bad time "next tuesday" (want RFC 3339`}},
 		{"overlay overlaps a zone", edit(t, "  prefix: 100.64.0.0/16", "  prefix: 10.0.0.0/8"),
 			[]string{`overlay.prefix: overlay prefix 10.0.0.0/8 overlaps zone "cell-1" subnet 10.10.1.0/24`}},
+		{"quarantine over 100 years", edit(t, "  quarantine: 168h", "  quarantine: 2500000h"),
+			[]string{`plant.yaml:31: overlay.quarantine: duration "2500000h" is longer than 100 years (36500d)`}},
 		{"pool for unknown zone", edit(t, "    utilities:\n", "    boiler:\n"),
 			[]string{`plant.yaml:34: overlay.pools.boiler: unknown zone "boiler"`}},
 		{"pool size not power of two", edit(t, "      size: 1024", "      size: 1000"),
