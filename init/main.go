@@ -92,6 +92,7 @@ func main() {
 		*config = in.path(bootcfg.Path)
 	}
 	in.shutdownCh = make(chan action, 1)
+	shutdownRequests(in.log, in.shutdownCh)
 	guard(in.log, "boot (continuing with what is up)", func() { in.boot(*config, *cmdline) })
 	a := <-in.shutdownCh
 	in.shutdown(a)
@@ -119,7 +120,6 @@ func (in *initProc) boot(configPath, cmdline string) {
 	in.reaper.run()
 
 	shutdownCh := in.shutdownCh
-	shutdownRequests(shutdownCh)
 
 	runDir := in.path(bootcfg.RunDir)
 	if err := os.MkdirAll(runDir, 0o755); err != nil {

@@ -38,18 +38,38 @@ var shutdownSignals = map[os.Signal]action{
 	syscall.SIGINT:  reboot,
 }
 
-// shutdownRequests turns the signals above into actions on ch.
-func shutdownRequests(ch chan<- action) {
-	sig := make(chan os.Signal, 4)
-	var list []os.Signal
+// straySignals are the signals the Go runtime ends the process on when
+// the program has not asked for them: SIGHUP exits, SIGQUIT dumps the
+// goroutines and exits, SIGABRT, SIGSYS, SIGILL, SIGTRAP and SIGSTKFLT
+// crash, and so do SIGSEGV, SIGBUS and SIGFPE sent by kill(2). The
+// kernel drops a signal PID 1 has no handler for, but the Go runtime
+// installs one for each of these: a stray `kill -HUP 1` would end PID 1
+// and panic the kernel. Init takes them and logs them. (A real fault is
+// not a signal from kill and still crashes as it should.)
+var straySignals = []os.Signal{syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGILL, syscall.SIGTRAP, syscall.SIGABRT,
+	syscall.SIGBUS, syscall.SIGFPE, syscall.SIGSEGV, syscall.SIGSTKFLT, syscall.SIGSYS}
+
+// shutdownRequests turns the signals above into actions on ch and makes
+// every other signal that would end init harmless. main calls it first
+// thing: until then a SIGTERM would end the process.
+func shutdownRequests(log *logger, ch chan<- action) {
+	// Logging SIGPIPE could raise another (console gone): ignore it.
+	signal.Ignore(syscall.SIGPIPE)
+	sig := make(chan os.Signal, 16)
+	list := append([]os.Signal(nil), straySignals...)
 	for s := range shutdownSignals {
 		list = append(list, s)
 	}
 	signal.Notify(sig, list...)
 	go func() {
 		for s := range sig {
+			a, ok := shutdownSignals[s]
+			if !ok {
+				guard(log, "stray signal", func() { log.Printf("signal %v ignored", s) })
+				continue
+			}
 			select {
-			case ch <- shutdownSignals[s]:
+			case ch <- a:
 			default:
 			}
 		}
