@@ -25,6 +25,8 @@ const (
 	// backoffReset: a service that ran ready this long before exiting
 	// starts again from backoffMin.
 	backoffReset = 10 * time.Second
+	// killWait is how long a stop waits for a SIGKILLed process to go.
+	killWait = 5 * time.Second
 )
 
 // supervisor runs the service table.
@@ -395,6 +397,7 @@ func (s *service) watch(p *proc, start, readyAt time.Time) (ws unix.WaitStatus, 
 			log.Printf("%s: not ready after %s, killing it", name, short(s.readyTimeout()))
 			signalGroup(p.pid, unix.SIGKILL)
 		case ws = <-p.exit:
+			s.killLeftovers(p.pid)
 			s.drainStatus(notify)
 			return ws, readyAt, false
 		case <-s.stopReq:
@@ -442,12 +445,16 @@ func (s *service) terminate(p *proc) {
 	var ws unix.WaitStatus
 	select {
 	case ws = <-p.exit:
+		// The rest of its group had the SIGTERM too: what is left of it
+		// gets the rest of the grace, then SIGKILL.
+		waitGroup(p.pid, t.C)
+		s.killLeftovers(p.pid)
 	case <-t.C:
 		log.Printf("%s: still running after %s, sending SIGKILL", name, short(s.sv.grace))
 		signalGroup(p.pid, unix.SIGKILL)
 		select {
 		case ws = <-p.exit:
-		case <-time.After(5 * time.Second):
+		case <-time.After(killWait):
 			log.Printf("%s: pid %d did not die after SIGKILL, giving up on it", name, p.pid)
 		}
 	}
@@ -456,6 +463,32 @@ func (s *service) terminate(p *proc) {
 	s.mu.Unlock()
 	log.Printf("%s stopped (%s)", name, secs(time.Since(start)))
 	s.set(initstatus.StateStopped, "", 0)
+}
+
+// killLeftovers kills what is left of the process group of a service
+// whose main process (pid, the group's leader) has exited and been
+// reaped: children it started and did not take with it. Left running
+// they would hold its sockets, locks and files against the next
+// instance, or outlive a stop. Only the group is signalled, never pid
+// itself: that number is free for reuse now, but not while a process of
+// the group still exists.
+func (s *service) killLeftovers(pid int) {
+	if unix.Kill(-pid, unix.SIGKILL) == nil {
+		s.sv.log.Printf("%s: killed the processes it left behind (process group %d)", s.cfg.Name, pid)
+	}
+}
+
+// waitGroup waits until process group pgid is gone or deadline fires.
+func waitGroup(pgid int, deadline <-chan time.Time) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for unix.Kill(-pgid, 0) == nil {
+		select {
+		case <-deadline:
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // signalGroup signals the service's process group (it is a session
