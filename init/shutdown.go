@@ -76,12 +76,28 @@ func shutdownRequests(log *logger, ch chan<- action) {
 	}()
 }
 
+// shutdownBudget is how long a clean shutdown may take before the
+// watchdog is left to reset the board: every service its stop grace and
+// the wait after SIGKILL (they stop one after the other), the debug
+// shell's stop, and a margin for the orphans, sync and unmount.
+func (in *initProc) shutdownBudget() time.Duration {
+	grace := defaultStopGrace
+	n := 0
+	if in.sup != nil {
+		grace, n = in.sup.grace, len(in.sup.order)
+	}
+	return time.Duration(n)*(grace+killWait) + killWait + 30*time.Second
+}
+
 // shutdown stops everything and powers off or reboots. As PID 1 it never
 // returns; otherwise (a development host) it returns after the services
 // have stopped.
 func (in *initProc) shutdown(a action) {
 	log := in.log
 	log.Printf("shutting down (%s)", a)
+	if in.wd != nil {
+		in.wd.shuttingDown(in.shutdownBudget())
+	}
 	if in.shell != nil {
 		guard(log, "stop debug shell", in.shell.stop)
 	}
@@ -95,6 +111,16 @@ func (in *initProc) shutdown(a action) {
 		unix.Kill(-1, unix.SIGKILL)
 	}
 	unix.Sync()
+	if in.pid1 {
+		if err := unix.Unmount(in.path("/perm"), 0); err != nil {
+			log.Printf("unmount /perm: %v (remounting read-only)", err)
+			unix.Mount("", in.path("/perm"), "", unix.MS_REMOUNT|unix.MS_RDONLY, "")
+		}
+		unix.Sync()
+	}
+	// Disarm last, once the data is on disk: a sync or unmount that hangs
+	// before this still ends in a watchdog reset, not a board stuck for
+	// good with its watchdog off.
 	if in.wd != nil {
 		guard(log, "watchdog close", func() {
 			if err := in.wd.close(); err != nil {
@@ -103,13 +129,6 @@ func (in *initProc) shutdown(a action) {
 				log.Printf("watchdog: disarmed (magic close)")
 			}
 		})
-	}
-	if in.pid1 {
-		if err := unix.Unmount(in.path("/perm"), 0); err != nil {
-			log.Printf("unmount /perm: %v (remounting read-only)", err)
-			unix.Mount("", in.path("/perm"), "", unix.MS_REMOUNT|unix.MS_RDONLY, "")
-		}
-		unix.Sync()
 	}
 	cmd := unix.LINUX_REBOOT_CMD_POWER_OFF
 	if a == reboot {

@@ -29,6 +29,9 @@ type watchdog struct {
 	halted  bool // test hook or shutdown: never pet again
 	quit    chan struct{}
 	done    chan struct{}
+	// stopBy: a clean shutdown is under way; pet whatever the services'
+	// health until then (zero: not shutting down).
+	stopBy time.Time
 }
 
 // openWatchdog opens a watchdog character device and programs its timeout.
@@ -76,6 +79,17 @@ func (w *watchdog) tick() {
 	if w.halted {
 		return
 	}
+	if !w.stopBy.IsZero() {
+		if time.Now().After(w.stopBy) {
+			w.log.Printf("watchdog: shutdown still not done after its time: not petting, the watchdog will reset the board")
+			w.halted, w.petting, w.note = true, false, "shutdown overran"
+			return
+		}
+		if w.pet() {
+			w.petting, w.note = true, "shutting down"
+		}
+		return
+	}
 	ok, why := w.healthy()
 	if !ok {
 		if w.petting || w.note == "" {
@@ -84,15 +98,41 @@ func (w *watchdog) tick() {
 		w.petting, w.note = false, why
 		return
 	}
-	if _, err := w.dev.Write([]byte{0}); err != nil {
-		w.log.Printf("watchdog: pet %s: %v", w.path, err)
-		w.petting, w.note = false, err.Error()
+	if !w.pet() {
 		return
 	}
 	if !w.petting && w.note != "" {
 		w.log.Printf("watchdog: petting again")
 	}
-	w.petting, w.note, w.lastPet = true, "", time.Now()
+	w.petting, w.note = true, ""
+}
+
+// pet writes to the device (w.mu held) and says whether that worked.
+func (w *watchdog) pet() bool {
+	if _, err := w.dev.Write([]byte{0}); err != nil {
+		w.log.Printf("watchdog: pet %s: %v", w.path, err)
+		w.petting, w.note = false, err.Error()
+		return false
+	}
+	w.lastPet = time.Now()
+	return true
+}
+
+// shuttingDown keeps the watchdog petted until close, whatever the
+// services' health, for at most budget: stopping the services leaves the
+// critical ones stopped (not healthy), and a watchdog that fired while
+// the others are still being stopped would turn a clean power-off into a
+// reset and cut the final sync and unmount. A shutdown that takes longer
+// than budget has hung: petting stops and the watchdog resets the board.
+func (w *watchdog) shuttingDown(budget time.Duration) {
+	w.mu.Lock()
+	if w.halted {
+		w.mu.Unlock()
+		return
+	}
+	w.stopBy = time.Now().Add(budget)
+	w.mu.Unlock()
+	guard(w.log, "watchdog", w.tick) // pet now: the last may be an interval ago
 }
 
 // halt stops petting for good (the test hook).
