@@ -18,6 +18,17 @@ type proc struct {
 	pid    int
 	exit   <-chan unix.WaitStatus
 	notify <-chan string // lines from the notify pipe; nil unless notify
+	// notifyDone is closed when the supervisor stops listening to notify.
+	notifyDone chan struct{}
+}
+
+// stopNotify ends the notify pipe's reader (the supervisor is done with
+// this instance).
+func (p *proc) stopNotify() {
+	if p.notifyDone != nil {
+		close(p.notifyDone)
+		p.notifyDone = nil
+	}
 }
 
 // spawnOptions are process settings that differ between PID 1 and tests.
@@ -85,7 +96,8 @@ func spawn(r *reaper, log *logger, svc *bootcfg.Service, opts spawnOptions) (*pr
 	p := &proc{pid: pid, exit: exit}
 	if notifyR != nil {
 		ch := make(chan string, 32)
-		go readNotify(notifyR, ch)
+		p.notifyDone = make(chan struct{})
+		go readNotify(log, notifyR, ch, p.notifyDone)
 		p.notify = ch
 	}
 	return p, nil
@@ -120,14 +132,35 @@ func copyOutput(log *logger, name string, r *os.File) {
 	}
 }
 
-func readNotify(r *os.File, ch chan<- string) {
+// readNotify passes the lines of a notify pipe to ch, each one, until the
+// pipe ends or done is closed (the supervisor has stopped listening). It
+// never drops a line while the supervisor listens (a lost READY=1 would
+// get a healthy service killed at its readiness timeout), and a line too
+// long for its buffer is passed on cut, the reading going on.
+func readNotify(log *logger, r *os.File, ch chan<- string, done <-chan struct{}) {
 	defer r.Close()
 	defer close(ch)
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
+	defer func() {
+		if p := recover(); p != nil {
+			log.Printf("PANIC reading a notify pipe: %v", p)
+		}
+	}()
+	br := bufio.NewReaderSize(r, 4096)
+	for {
+		line, more, err := br.ReadLine()
+		if err != nil {
+			return
+		}
+		text := string(line)
+		for more { // drop the rest of an overlong line
+			if _, more, err = br.ReadLine(); err != nil {
+				return
+			}
+		}
 		select {
-		case ch <- sc.Text():
-		default: // the supervisor stopped listening (process gone)
+		case ch <- text:
+		case <-done:
+			return
 		}
 	}
 }

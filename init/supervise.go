@@ -359,6 +359,7 @@ func (s *service) watch(p *proc, start, readyAt time.Time) (ws unix.WaitStatus, 
 		defer t.Stop()
 		timeout = t.C
 	}
+	defer p.stopNotify()
 	notify := p.notify
 	for {
 		select {
