@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"unicode/utf8"
 )
 
 // ringSize is how many recent lines the log ring keeps.
@@ -37,9 +38,15 @@ func (l *logger) Printf(format string, args ...any) {
 	l.line("init: " + fmt.Sprintf(format, args...))
 }
 
-// line logs one complete line as is.
+// maxLine bounds one line in bytes: the ring's memory is bounded by
+// ringSize*maxLine, however long the lines a service writes or the
+// reasons it gives (a line of its output comes in pieces of at most 4 KiB
+// and fits whole, with its name in front).
+const maxLine = 4096 + 256
+
+// line logs one complete line, made valid UTF-8 and cut to maxLine.
 func (l *logger) line(s string) {
-	s = strings.TrimRight(s, "\n")
+	s = cleanText(strings.TrimRight(s, "\n"), maxLine)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, w := range l.out {
@@ -106,4 +113,21 @@ func (l *logger) linesLocked() []string {
 		out = append(out, l.ring[l.next:]...)
 	}
 	return append(out, l.ring[:l.next]...)
+}
+
+// cleanText makes s valid UTF-8 (a service's bytes can be anything; the
+// status socket answers in CBOR, whose text strings must be UTF-8, and a
+// client rejects the whole answer over one bad byte) and cuts it to at
+// most max bytes at a character boundary, saying so.
+func cleanText(s string, max int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= max {
+		return s
+	}
+	const more = " [...]"
+	cut := max - len(more)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + more
 }

@@ -376,14 +376,14 @@ func (s *service) watch(p *proc, start, readyAt time.Time) (ws unix.WaitStatus, 
 					s.becomeReady(start)
 				}
 			case strings.HasPrefix(line, ready.MsgUnhealthy):
-				reason := strings.TrimSpace(strings.TrimPrefix(line, ready.MsgUnhealthy))
+				reason := serviceNote(strings.TrimPrefix(line, ready.MsgUnhealthy))
 				if !readyAt.IsZero() {
 					log.Printf("%s unhealthy: %s", name, reason)
 					s.set(initstatus.StateUnhealthy, reason, p.pid)
 				}
 			case strings.HasPrefix(line, ready.MsgStatus):
 				s.mu.Lock()
-				s.reason = strings.TrimSpace(strings.TrimPrefix(line, ready.MsgStatus))
+				s.reason = serviceNote(strings.TrimPrefix(line, ready.MsgStatus))
 				s.mu.Unlock()
 			case line == ready.MsgHealthy:
 				if s.getState() == initstatus.StateUnhealthy {
@@ -408,6 +408,13 @@ func (s *service) watch(p *proc, start, readyAt time.Time) (ws unix.WaitStatus, 
 	}
 }
 
+// maxNote bounds a reason a service gives (STATUS=, HEALTHY=0).
+const maxNote = 512
+
+// serviceNote is a reason as a service sent it, trimmed, valid UTF-8 and
+// at most maxNote bytes: it goes into the status socket's CBOR answer.
+func serviceNote(s string) string { return cleanText(strings.TrimSpace(s), maxNote) }
+
 // drainStatus reads what the process wrote to its notify pipe before it
 // exited (the exit can be seen first), keeping the last STATUS= note.
 func (s *service) drainStatus(notify <-chan string) {
@@ -424,7 +431,7 @@ func (s *service) drainStatus(notify <-chan string) {
 			}
 			if note, ok := strings.CutPrefix(line, ready.MsgStatus); ok {
 				s.mu.Lock()
-				s.reason = strings.TrimSpace(note)
+				s.reason = serviceNote(note)
 				s.mu.Unlock()
 			}
 		case <-t.C:
