@@ -12,7 +12,8 @@ import (
 // ringSize is how many recent lines the log ring keeps.
 const ringSize = 1000
 
-// logFileMax is the size at which the log file is rewritten from the ring.
+// logFileMax is the size at which the log file is rewritten from the ring
+// (its newest lines, half that size).
 const logFileMax = 256 << 10
 
 // logger writes "init: ..." lines (and prefixed service output) to the
@@ -94,7 +95,16 @@ func (l *logger) rewriteLocked() {
 		return
 	}
 	l.written = 0
-	for _, s := range l.linesLocked() {
+	// The newest lines that fill half the file's limit: the whole ring
+	// can be more than the limit (long lines), and the file would then be
+	// over it again at once and rewritten on every line.
+	lines := l.linesLocked()
+	i, size := len(lines), 0
+	for i > 0 && size+len(lines[i-1])+1 <= logFileMax/2 {
+		i--
+		size += len(lines[i]) + 1
+	}
+	for _, s := range lines[i:] {
 		n, _ := l.file.WriteString(s + "\n")
 		l.written += int64(n)
 	}
