@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -11,6 +12,9 @@ import (
 
 	"github.com/otgate/otgate/internal/initstatus"
 )
+
+// maxRequest bounds what init reads of one status request.
+const maxRequest = 4 << 10
 
 // serveStatus answers the status socket at path (mode 0600): one CBOR
 // request per connection.
@@ -46,7 +50,9 @@ func (in *initProc) answer(c net.Conn) {
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	var req initstatus.Request
 	var resp initstatus.Response
-	if err := initstatus.DecMode().NewDecoder(c).Decode(&req); err != nil {
+	// A request is a few bytes: read no more than maxRequest of whatever
+	// a client sends (the decoder would buffer all of it in PID 1).
+	if err := initstatus.DecMode().NewDecoder(io.LimitReader(c, maxRequest)).Decode(&req); err != nil {
 		resp.Error = fmt.Sprintf("bad request: %v", err)
 	} else {
 		switch req.Op {
