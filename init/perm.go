@@ -34,10 +34,45 @@ const (
 	diskBlank   diskContent = iota // all zero where a file system would be
 	diskExt4                       // ext2/3/4 superblock magic
 	diskUnknown                    // something else: never formatted over
+	// diskExt4Backup: the start is blank but a backup ext4 superblock is
+	// where mkfs puts the first one: a file system whose start was lost
+	// (zeroed by a tool, or by flash that lost its mapping in a power
+	// cut), which e2fsck can rebuild from the backup. Never formatted.
+	diskExt4Backup
 )
 
 func (c diskContent) String() string {
-	return [...]string{"blank", "ext4", "unknown content"}[c]
+	return [...]string{"blank", "ext4", "unknown content", "ext4 with its start zeroed"}[c]
+}
+
+// backupSuperblock looks for the first backup superblock of an ext2/3/4
+// file system with any of mkfs's block sizes: in block group 1, at block
+// 8*bs (+1 with 1 KiB blocks, whose block 0 is the boot block). It
+// returns the byte offset of the one found, or -1. A hit must describe
+// that layout (block size, first data block, blocks per group), not just
+// carry two magic bytes. (s_block_group_nr is not checked: go-diskfs,
+// which formats /perm, writes 0 there in the backups.)
+func backupSuperblock(f io.ReaderAt) int64 {
+	for logBS := uint32(0); logBS <= 2; logBS++ { // 1, 2 and 4 KiB
+		bs := uint32(1024) << logBS
+		first := uint32(0)
+		if bs == 1024 {
+			first = 1
+		}
+		off := int64(8*bs+first) * int64(bs)
+		var sb [0x3a]byte
+		if _, err := f.ReadAt(sb[:], off); err != nil {
+			continue
+		}
+		le := binary.LittleEndian
+		if le.Uint16(sb[0x38:]) == 0xEF53 && // s_magic
+			le.Uint32(sb[0x14:]) == first && // s_first_data_block
+			le.Uint32(sb[0x18:]) == logBS && // s_log_block_size
+			le.Uint32(sb[0x20:]) == 8*bs { // s_blocks_per_group
+			return off
+		}
+	}
+	return -1
 }
 
 // resolvePermDevice turns "/dev/vda" or "PARTLABEL=name" into a device
@@ -95,6 +130,9 @@ func probeDisk(dev string) (diskContent, error) {
 		return diskExt4, nil
 	}
 	if len(buf) > 0 && bytes.Count(buf, []byte{0}) == len(buf) {
+		if backupSuperblock(f) >= 0 {
+			return diskExt4Backup, nil
+		}
 		return diskBlank, nil
 	}
 	return diskUnknown, nil
@@ -188,6 +226,8 @@ func mountPermDevice(log *logger, devSpec, sysDir, devDir, target string) (permS
 	switch content {
 	case diskUnknown:
 		return permState{}, fmt.Errorf("%s holds something that is not ext4; refusing to format it (wipe its first MiB to let init format it)", dev)
+	case diskExt4Backup:
+		return permState{}, fmt.Errorf("%s: its start is zeroed but it holds an ext4 file system (backup superblock found): damaged, not blank; refusing to format it (e2fsck can rebuild it from the backup; wipe the whole disk to let init format it)", dev)
 	case diskBlank:
 		log.Printf("/perm: %s is blank, formatting ext4", dev)
 		start := time.Now()
