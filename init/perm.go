@@ -86,13 +86,23 @@ func resolvePermDevice(spec, sysDir, devDir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	var found []string
 	for _, u := range dirs {
 		kv := readUevent(u)
 		if kv["PARTNAME"] == label && kv["DEVNAME"] != "" {
-			return filepath.Join(devDir, kv["DEVNAME"]), nil
+			found = append(found, filepath.Join(devDir, kv["DEVNAME"]))
 		}
 	}
-	return "", fmt.Errorf("no partition labelled %q in %s/class/block", label, sysDir)
+	switch len(found) {
+	case 0:
+		return "", fmt.Errorf("no partition labelled %q in %s/class/block", label, sysDir)
+	case 1:
+		return found[0], nil
+	}
+	// A second disk with the image on it (a USB stick left in): taking
+	// the first in name order could put /perm on, and format, the wrong
+	// disk, whose name order is not even stable across boots.
+	return "", fmt.Errorf("%d partitions labelled %q (%s): refusing to guess which is /perm", len(found), label, strings.Join(found, ", "))
 }
 
 func readUevent(path string) map[string]string {
