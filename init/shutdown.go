@@ -3,6 +3,9 @@ package main
 import (
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -109,6 +112,21 @@ func (in *initProc) shutdown(a action) {
 		unix.Kill(-1, unix.SIGTERM)
 		time.Sleep(200 * time.Millisecond)
 		unix.Kill(-1, unix.SIGKILL)
+		// A killed process holds its files until it has exited and been
+		// reaped (the reaper runs beside this): wait for that, up to
+		// killWait, so that /perm is not busy for the unmount.
+		deadline := time.Now().Add(killWait)
+		for {
+			left := liveUserProcesses(in.path("/proc"))
+			if len(left) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				log.Printf("processes %v still there %s after SIGKILL; unmounting anyway", left, killWait)
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 	unix.Sync()
 	if in.pid1 {
@@ -145,4 +163,52 @@ func (in *initProc) shutdown(a action) {
 		log.Printf("reboot(%s): %v", a, err)
 	}
 	select {} // never exit as PID 1
+}
+
+// liveUserProcesses lists the processes under proc, other than PID 1,
+// that are neither kernel threads nor zombies (a zombie has closed its
+// files): what can still hold /perm busy. kill(-1, 0) cannot tell: it
+// counts kernel threads.
+func liveUserProcesses(proc string) []int {
+	ents, err := os.ReadDir(proc)
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid <= 1 {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(proc, e.Name(), "stat"))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		if liveUserStat(string(b)) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// liveUserStat reads a /proc/PID/stat line: state (field 3) not a zombie
+// or dead, and flags (field 9) without PF_KTHREAD.
+func liveUserStat(stat string) bool {
+	i := strings.LastIndexByte(stat, ')') // the command may hold spaces and parentheses
+	if i < 0 {
+		return false
+	}
+	f := strings.Fields(stat[i+1:]) // f[0] is field 3 (state), f[6] field 9 (flags)
+	if len(f) < 7 {
+		return false
+	}
+	if f[0] == "Z" || f[0] == "X" || f[0] == "x" {
+		return false
+	}
+	flags, err := strconv.ParseUint(f[6], 10, 64)
+	if err != nil {
+		return false
+	}
+	const pfKthread = 0x00200000
+	return flags&pfKthread == 0
 }

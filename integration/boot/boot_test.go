@@ -76,6 +76,11 @@ func TestX86Lifecycle(t *testing.T) {
 		t.Errorf("stop order %v, want %v (reverse of start order) as a subsequence", stops, want)
 	}
 	gatetest.MustSee(t, vm, "init: powering off")
+	// The orphans killed at the end are gone before /perm is unmounted,
+	// without waiting out the limit (kernel threads are not waited for).
+	if line := find(vm, regexp.MustCompile(`still there .* after SIGKILL|unmount /perm`)); line != "" {
+		t.Errorf("shutdown: %q", line)
+	}
 
 	// Boot 2: same disk, same TPM; the watchdog test hook stops petting.
 	vm2 := qemu.StartT(t, b, img,
