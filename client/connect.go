@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/otgate/otgate/services/proxy/wire"
@@ -43,6 +44,9 @@ type Forwarder struct {
 	// gate closed it: credential revoked or expired), or a lost stream
 	// that is being reopened.
 	OnNoticeStream func(err error)
+	// OnAcceptError is told of a failed accept that Serve waits out
+	// (too many open files) before accepting again.
+	OnAcceptError func(err error, wait time.Duration)
 	// WarnBefore overrides the package's WarnBefore for local timers.
 	WarnBefore time.Duration
 
@@ -64,20 +68,52 @@ func (f *Forwarder) Serve(ctx context.Context, ln net.Listener) error {
 		defer wg.Done()
 		f.watch.run(nctx)
 	}()
+	var wait time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return err
+			if !acceptAgain(err) {
+				return err
+			}
+			// Out of file descriptors (a tool opening many connections;
+			// macOS allows 256): wait and accept again, as net/http
+			// does, rather than end every session with connect.
+			wait = min(max(2*wait, 5*time.Millisecond), time.Second)
+			if f.OnAcceptError != nil {
+				f.OnAcceptError(err, wait)
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(wait):
+			}
+			continue
 		}
+		wait = 0
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			f.forward(ctx, c)
 		}()
 	}
+}
+
+// acceptAgainErrs are the errors of acceptAgain (Windows adds its own).
+var acceptAgainErrs = []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED}
+
+// acceptAgain says whether an accept error passes (the process or the
+// system out of file descriptors or memory, a connection reset before it
+// was accepted) rather than ending the listener.
+func acceptAgain(err error) bool {
+	for _, e := range acceptAgainErrs {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 func (f *Forwarder) forward(ctx context.Context, local net.Conn) {

@@ -102,6 +102,9 @@ func runConnect(args []string, out, errOut io.Writer) error {
 			say("%s: session %s allowed by rule %s, %s", local, r.Session, r.Rule, until)
 		},
 		OnEnd: func(r *wire.Reply) { say("session %s closed", r.Session) },
+		OnAcceptError: func(err error, wait time.Duration) {
+			say("%v: accepting again in %v", err, wait)
+		},
 	}
 	n := &connectNotices{asset: asset, w: errOut, mu: &mu}
 	f.OnWarn, f.OnNotice, f.OnNoticeStream = n.warn, n.notice, n.stream
