@@ -334,6 +334,17 @@ func Open(dir string) (*Session, error) {
 	return &Session{Dir: dir, Profile: p, cert: cert, resume: tls.NewLRUClientSessionCache(8)}, nil
 }
 
+// NotAfter is when the stored certificate expires.
+func (s *Session) NotAfter() time.Time {
+	if s.cert.Leaf != nil {
+		return s.cert.Leaf.NotAfter
+	}
+	if leaf, err := x509.ParseCertificate(s.cert.Certificate[0]); err == nil {
+		return leaf.NotAfter
+	}
+	return s.Profile.Expiry
+}
+
 func (s *Session) dial(ctx context.Context, alpn string) (*tls.Conn, error) {
 	cfg, err := tlsConfig(alpn, s.Profile.Pin, s.Profile.CAFile, s.cert, nil)
 	if err != nil {

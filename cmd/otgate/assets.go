@@ -23,7 +23,7 @@ func runAssets(args []string, out io.Writer) error {
 	defer cancel()
 	rsp, err := s.Assets(ctx)
 	if ge, ok := refusedCredential(err); ok {
-		return fmt.Errorf("the gate refused your credential (%s): log in again with %s", ge.Msg, relogin(s))
+		return credentialRefused(s, ge)
 	}
 	if err != nil {
 		return err

@@ -49,12 +49,18 @@ func runConnect(args []string, out, errOut io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if end := s.NotAfter(); time.Now().After(end) {
+		return fmt.Errorf("your credential for %s expired at %s: log in again with %s", s.Profile.Gate, end.Local().Format("2006-01-02 15:04:05 MST"), relogin(s))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	if *protocol == "" {
 		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		rsp, err := s.Assets(actx)
 		cancel()
+		if ge, ok := refusedCredential(err); ok {
+			return credentialRefused(s, ge)
+		}
 		if err != nil {
 			return err
 		}
@@ -92,6 +98,10 @@ func runConnect(args []string, out, errOut io.Writer) error {
 	f := &client.Forwarder{Session: s, Asset: asset, Protocol: *protocol,
 		OnTunnel: func(local net.Addr, r *wire.Reply, err error) {
 			if err != nil {
+				if tunnelNeedsLogin(s, err) {
+					say("%s: %v: log in again with %s, then start otgate connect again (it keeps the credential it started with)", local, err, relogin(s))
+					return
+				}
 				say("%s: %v", local, err)
 				return
 			}
@@ -109,6 +119,18 @@ func runConnect(args []string, out, errOut io.Writer) error {
 	n := &connectNotices{asset: asset, w: errOut, mu: &mu}
 	f.OnWarn, f.OnNotice, f.OnNoticeStream = n.warn, n.notice, n.stream
 	return f.Serve(ctx, ln)
+}
+
+// tunnelNeedsLogin says whether a refused tunnel needs a new login: the
+// gate refused the credential (expired, or revoked by a logout or an
+// administrator: the gate's reason starts "certificate refused", see
+// proxy's verifyClient), or it has expired by this computer's clock.
+func tunnelNeedsLogin(s *client.Session, err error) bool {
+	var d *client.DeniedError
+	if !errors.As(err, &d) {
+		return false
+	}
+	return strings.HasPrefix(d.Reply.Reason, "certificate refused") || time.Now().After(s.NotAfter())
 }
 
 // notLoopback says why connect listens on loopback only.

@@ -91,6 +91,12 @@ func refusedCredential(err error) (*client.GateError, bool) {
 	return ge, errors.As(err, &ge) && ge.Code == wire.CodeAuth
 }
 
+// credentialRefused is the error of a command whose credential the gate
+// refused (refusedCredential).
+func credentialRefused(s *client.Session, ge *client.GateError) error {
+	return fmt.Errorf("the gate refused your credential (%s): log in again with %s", ge.Msg, relogin(s))
+}
+
 func runLogin(args []string, in io.Reader, out io.Writer) error {
 	fs := flag.NewFlagSet("otgate login", flag.ContinueOnError)
 	user := fs.String("user", "", "user name (default: asked)")
