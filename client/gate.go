@@ -92,7 +92,7 @@ func tlsConfig(alpn, pin, caFile string, cert *tls.Certificate, learned *string)
 			case pin == "":
 				return errors.New("no pin for the gate: log in again")
 			case pin != fp:
-				return fmt.Errorf("gate certificate changed: pinned %s, got %s (a different gate, or a reset identity: check with the gate's administrator, then otgate logout and login again)", pin, fp)
+				return &KeyChangedError{Pinned: pin, Got: fp}
 			}
 			if cs.NegotiatedProtocol != alpn {
 				return fmt.Errorf("gate does not speak %s (ALPN %q)", alpn, cs.NegotiatedProtocol)
@@ -106,9 +106,35 @@ func tlsConfig(alpn, pin, caFile string, cert *tls.Certificate, learned *string)
 	return cfg, nil
 }
 
+// KeyChangedError is a gate showing another key than the one pinned (or
+// given as the pin): the connection ends before anything is sent.
+type KeyChangedError struct {
+	Gate   string
+	Pinned string // the pin, as Fingerprint gives it
+	Got    string // the key the gate showed
+	// Given: the pin was the one given to Login (LoginOptions.Pin), not
+	// one stored at an earlier login.
+	Given bool
+}
+
+func (e *KeyChangedError) Error() string {
+	if e.Given {
+		return fmt.Sprintf("the key of gate %s is not the pin given: pin %s, the gate showed SHA-256 %s; no credential was sent: compare the pin with the gate's console (the proxy's \"gate key SHA-256\" line)", e.Gate, e.Pinned, e.Got)
+	}
+	return fmt.Sprintf("WARNING: gate certificate changed: the key of gate %s is not the one pinned (SHA-256 %s), it showed SHA-256 %s: "+
+		"someone may be intercepting the connection, or the gate's identity was reset; nothing was sent to it. "+
+		"Ask the gate's administrator for the key its console shows (the proxy's \"gate key SHA-256\" line); only if it is %s, log in again with --pin %s",
+		e.Gate, e.Pinned, e.Got, e.Got, e.Got)
+}
+
 func dialTLS(ctx context.Context, gate string, cfg *tls.Config) (*tls.Conn, error) {
 	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 15 * time.Second}, Config: cfg}
 	c, err := d.DialContext(ctx, "tcp", gate)
+	var kc *KeyChangedError
+	if errors.As(err, &kc) {
+		kc.Gate = gate
+		return nil, kc
+	}
 	if err != nil {
 		return nil, fmt.Errorf("connect to gate %s: %w", gate, err)
 	}
@@ -251,6 +277,10 @@ func Login(ctx context.Context, o LoginOptions) (*LoginResult, error) {
 		return nil, err
 	}
 	c, err := dialTLS(ctx, gate, cfg)
+	var kc *KeyChangedError
+	if errors.As(err, &kc) && o.Pin != "" {
+		kc.Given = true
+	}
 	if err != nil {
 		return nil, err
 	}

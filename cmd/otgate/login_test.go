@@ -42,7 +42,8 @@ func TestLoginAssetsLogout(t *testing.T) {
 	// goes out; a malformed one names the flag.
 	wrong := strings.Repeat("0", 64)
 	r = runOtgate(t, home, hostGatePassword+"\n", "login", "--user", "alice", "--code", code(t, key), "--password-stdin", "--pin", wrong, g.Addr)
-	if r.code != 1 || !strings.Contains(r.stderr, "gate certificate changed: pinned "+wrong+", got "+g.Fingerprint) {
+	if want := "otgate login: the key of gate " + g.Addr + " is not the pin given: pin " + wrong + ", the gate showed SHA-256 " + g.Fingerprint +
+		"; no credential was sent: compare the pin with the gate's console (the proxy's \"gate key SHA-256\" line)\n"; r.code != 1 || r.stderr != want {
 		t.Errorf("login with a wrong pin: exit %d, stderr %q", r.code, r.stderr)
 	}
 	r = runOtgate(t, home, hostGatePassword+"\n", "login", "--user", "alice", "--password-stdin", "--pin", "12:ab", g.Addr)
