@@ -394,9 +394,29 @@ func (s *Session) Assets(ctx context.Context) (*wire.Response, error) {
 	return call(c, wire.Request{Op: wire.OpAssets})
 }
 
+// LogoutError is a logout that did not do all it should.
+type LogoutError struct {
+	// Gate is why the gate was not told (nil: it was).
+	Gate error
+	// Remove is why the local files are not all gone (nil: they are).
+	Remove error
+}
+
+func (e *LogoutError) Error() string { return errors.Join(e.Gate, e.Remove).Error() }
+
+func (e *LogoutError) Unwrap() []error {
+	var errs []error
+	for _, err := range []error{e.Gate, e.Remove} {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
 // Logout asks the gate to invalidate every certificate of the user, then
-// deletes the local files (also when the gate cannot be reached: the
-// error is returned after the files are gone).
+// deletes the local files, also when the gate cannot be reached. Unless
+// both are done it returns a *LogoutError saying which was not.
 func (s *Session) Logout(ctx context.Context) error {
 	var gerr error
 	c, err := s.dial(ctx, wire.ALPNLogin)
@@ -406,10 +426,11 @@ func (s *Session) Logout(ctx context.Context) error {
 		_, gerr = call(c, wire.Request{Op: wire.OpLogout})
 		c.Close()
 	}
-	if err := RemoveProfile(s.Dir); err != nil {
-		return errors.Join(gerr, err)
+	rerr := RemoveProfile(s.Dir)
+	if gerr == nil && rerr == nil {
+		return nil
 	}
-	return gerr
+	return &LogoutError{Gate: gerr, Remove: rerr}
 }
 
 // DeniedError is a refused tunnel.
