@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,13 +35,27 @@ func ParseGate(s string) (string, error) {
 		if u.Scheme != "otgate" && u.Scheme != "https" {
 			return "", fmt.Errorf("gate %q: scheme %q (want otgate:// or https://)", s, u.Scheme)
 		}
+		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return "", fmt.Errorf("gate %q: a gate is named by host and port alone (otgate://host[:port])", s)
+		}
 		s = u.Host
 	}
 	if s == "" {
 		return "", errors.New("gate address is empty")
 	}
+	in := s
 	if _, _, err := net.SplitHostPort(s); err != nil {
 		s = net.JoinHostPort(strings.Trim(s, "[]"), DefaultPort)
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", fmt.Errorf("gate %q: %v", in, err)
+	}
+	if host == "" {
+		return "", fmt.Errorf("gate %q: no host name or address", in)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || port != strconv.Itoa(n) {
+		return "", fmt.Errorf("gate %q: port %q is not a number from 1 to 65535", in, port)
 	}
 	return s, nil
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,6 +28,27 @@ func TestParseGate(t *testing.T) {
 		if _, err := ParseGate(bad); err == nil {
 			t.Errorf("ParseGate(%q) accepted", bad)
 		}
+	}
+	// Each bad address is refused naming it and what is wrong, rather
+	// than stored and found out at the first connection.
+	for bad, why := range map[string]string{
+		"gate.plant:84a3":              `port "84a3" is not a number from 1 to 65535`,
+		"gate.plant:":                  `port "" is not a number from 1 to 65535`,
+		"gate.plant:0":                 `port "0" is not a number from 1 to 65535`,
+		"gate.plant:70000":             `port "70000" is not a number from 1 to 65535`,
+		"gate.plant:+443":              `port "+443" is not a number from 1 to 65535`,
+		":8443":                        "no host name or address",
+		"otgate://gate.plant/assets":   "a gate is named by host and port alone (otgate://host[:port])",
+		"https://al@gate.plant":        "a gate is named by host and port alone (otgate://host[:port])",
+		"otgate://gate.plant:9443?x=1": "a gate is named by host and port alone (otgate://host[:port])",
+	} {
+		_, err := ParseGate(bad)
+		if want := fmt.Sprintf("gate %q: %s", bad, why); err == nil || err.Error() != want {
+			t.Errorf("ParseGate(%q): %v, want %s", bad, err, want)
+		}
+	}
+	if got, err := ParseGate("otgate://gate.plant:9443/"); err != nil || got != "gate.plant:9443" {
+		t.Errorf("ParseGate with a trailing slash: %q, %v", got, err)
 	}
 }
 
