@@ -264,6 +264,11 @@ func Login(ctx context.Context, o LoginOptions) (*LoginResult, error) {
 			return nil, err
 		}
 	}
+	// A directory the credential could not be stored in is refused
+	// before the password and the one-time code go out.
+	if err := checkDir(dir); err != nil {
+		return nil, err
+	}
 	pin := StoredPin(dir, gate)
 	if o.Pin != "" {
 		if pin, err = CheckPin(o.Pin); err != nil {
