@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"os"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -116,8 +119,47 @@ func acceptAgain(err error) bool {
 	return false
 }
 
+// OtherUserError refuses a local connection from a process of another
+// user: it would reach the asset under this user's credential.
+type OtherUserError struct {
+	Peer     net.Addr
+	UID, Own int
+}
+
+func (e *OtherUserError) Error() string {
+	return fmt.Sprintf("connection from %s refused: it comes from a process of uid %d, not of this user (uid %d); the tunnel would carry it under your credential", e.Peer, e.UID, e.Own)
+}
+
+// checkPeer refuses a local connection whose other end belongs to
+// another user (root excepted, who can read the credential anyway): on a
+// shared engineering workstation or jump host, anyone may connect to a
+// loopback port. Where the system cannot tell (not Linux), the
+// connection is served, as ssh -L does.
+func checkPeer(local net.Conn) error {
+	uid, ok, err := peerUID(local)
+	if err != nil {
+		return fmt.Errorf("connection from %s refused: its owner could not be checked: %w", local.RemoteAddr(), err)
+	}
+	if !ok {
+		if runtime.GOOS == "linux" {
+			return fmt.Errorf("connection from %s refused: no socket of it in the kernel's table (gone already?)", local.RemoteAddr())
+		}
+		return nil
+	}
+	if own := os.Getuid(); uid != own && uid != 0 {
+		return &OtherUserError{Peer: local.RemoteAddr(), UID: uid, Own: own}
+	}
+	return nil
+}
+
 func (f *Forwarder) forward(ctx context.Context, local net.Conn) {
 	defer local.Close()
+	if err := checkPeer(local); err != nil {
+		if f.OnTunnel != nil {
+			f.OnTunnel(local.RemoteAddr(), nil, err)
+		}
+		return
+	}
 	remote, reply, err := f.Session.Tunnel(ctx, f.Asset, f.Protocol)
 	if f.OnTunnel != nil {
 		f.OnTunnel(local.RemoteAddr(), reply, err)
