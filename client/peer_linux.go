@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 )
@@ -24,8 +25,13 @@ func peerUID(local net.Conn) (uid int, ok bool, err error) {
 		return 0, false, fmt.Errorf("peer of %s: not an IP connection", local.RemoteAddr())
 	}
 	// The connecting socket's row: its local address is our remote one.
-	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		want4 := table == "/proc/net/tcp"
+	// The table is this thread's network namespace's (/proc/net would be
+	// the main thread's, which a program may have moved elsewhere), held
+	// for the reads.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	for _, table := range []string{"/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"} {
+		want4 := strings.HasSuffix(table, "/tcp")
 		if want4 && !(ra.Addr().Unmap().Is4() && la.Addr().Unmap().Is4()) {
 			continue
 		}
