@@ -130,42 +130,63 @@ func build(ctx context.Context, b *board.Board, c *config) (m *Manifest, err err
 	m = &Manifest{Board: b.Name, Debug: c.debug, Test: c.test}
 	m.Inputs.GOARCH, m.Inputs.GoArchLevel = b.Arch, b.GoArchLevel
 
-	// 1. Kernel.
-	deb, err := fetchPackage(ctx, b.Kernel, c.cacheDir, p)
+	// 1. Kernel and 2. modules, read from the verified unpack (a damaged
+	// one is unpacked again, once).
+	var (
+		kernel  []byte
+		closure *moduleClosure
+		modules []*entry
+		modDep  []byte
+		builtin []byte
+	)
+	modRoot := path.Join("/lib/modules", b.Kernel.Release)
+	err = withUnpacked(ctx, "board "+b.Name+": kernel", b.Kernel, c.cacheDir, p, []string{"boot/", "lib/modules/", "usr/lib/modules/"}, func(u *unpacked) error {
+		var err error
+		kernel, err = u.readFile(b.Kernel.Image)
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("board %s: kernel image %s not in package %s: %w", b.Name, b.Kernel.Image, b.Kernel.Package, err)
+		}
+		if err != nil {
+			return fmt.Errorf("board %s: kernel: %w", b.Name, err)
+		}
+		mt, err := openModuleTree(u, b.Kernel.Release)
+		if err != nil {
+			return fmt.Errorf("board %s: kernel %s: %w", b.Name, b.Kernel.Package, err)
+		}
+		if closure, err = mt.resolve(b.Modules, b.Name, b.Kernel.Package+" "+b.Kernel.Version); err != nil {
+			return err
+		}
+		modules = modules[:0]
+		for _, rel := range closure.Load {
+			data, err := mt.module(rel)
+			if err != nil {
+				return fmt.Errorf("board %s: kernel %s: %w", b.Name, b.Kernel.Package, err)
+			}
+			modules = append(modules, &entry{kind: kindFile, perm: 0o644, data: data, from: b.Kernel.Package + " " + rel})
+		}
+		modDep = mt.modulesDep(closure)
+		builtin, err = mt.readFile("modules.builtin")
+		if errors.Is(err, fs.ErrNotExist) {
+			builtin, err = nil, nil
+		}
+		return err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("board %s: kernel: %w", b.Name, err)
-	}
-	kdir, err := unpackCached(deb, b.Kernel.SHA256, c.cacheDir, []string{"boot/", "lib/modules/", "usr/lib/modules/"})
-	if err != nil {
-		return nil, fmt.Errorf("board %s: kernel: %w", b.Name, err)
-	}
-	kernel, err := os.ReadFile(filepath.Join(kdir, filepath.FromSlash(b.Kernel.Image)))
-	if err != nil {
-		return nil, fmt.Errorf("board %s: kernel image %s not in package %s: %w", b.Name, b.Kernel.Image, b.Kernel.Package, err)
+		return nil, err
 	}
 	m.Inputs.Kernel = Package{Name: b.Kernel.Package, Version: b.Kernel.Version, SHA256: b.Kernel.SHA256}
 	p.step("kernel", "%s %s verified", b.Kernel.Package, b.Kernel.Version)
 
-	// 2. Modules.
 	tree := newFileTree()
-	mt, err := openModuleTree(kdir, b.Kernel.Release)
-	if err != nil {
-		return nil, fmt.Errorf("board %s: kernel %s: %w", b.Name, b.Kernel.Package, err)
-	}
-	closure, err := mt.resolve(b.Modules, b.Name, b.Kernel.Package+" "+b.Kernel.Version)
-	if err != nil {
-		return nil, err
-	}
-	modRoot := path.Join("/lib/modules", b.Kernel.Release)
-	for _, rel := range closure.Load {
-		if err := tree.addFile(path.Join(modRoot, rel), 0o644, filepath.Join(mt.dir, filepath.FromSlash(rel))); err != nil {
+	for i, rel := range closure.Load {
+		if err := tree.add(path.Join(modRoot, rel), modules[i]); err != nil {
 			return nil, err
 		}
 	}
-	if err := tree.addData(path.Join(modRoot, "modules.dep"), 0o644, mt.modulesDep(closure), "builder"); err != nil {
+	if err := tree.addData(path.Join(modRoot, "modules.dep"), 0o644, modDep, "builder"); err != nil {
 		return nil, err
 	}
-	if builtin, err := os.ReadFile(filepath.Join(mt.dir, "modules.builtin")); err == nil {
+	if builtin != nil {
 		if err := tree.addData(path.Join(modRoot, "modules.builtin"), 0o644, builtin, "kernel package"); err != nil {
 			return nil, err
 		}
@@ -371,17 +392,17 @@ func build(ctx context.Context, b *board.Board, c *config) (m *Manifest, err err
 // buildDisk writes the raw GPT disk and its qcow2 into dir.
 func buildDisk(ctx context.Context, b *board.Board, c *config, dir string, kernel, initrd []byte, m *Manifest, p *progress) error {
 	sb := board.SystemdBoot
-	deb, err := fetchPackage(ctx, sb, c.cacheDir, p)
+	var efi []byte
+	err := withUnpacked(ctx, "", sb, c.cacheDir, p, []string{"usr/lib/systemd/boot/efi/"}, func(u *unpacked) error {
+		var err error
+		efi, err = u.readFile(sb.Image)
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%s not in package %s: %w", sb.Image, sb.Package, err)
+		}
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("board %s: systemd-boot: %w", b.Name, err)
-	}
-	sdir, err := unpackCached(deb, sb.SHA256, c.cacheDir, []string{"usr/lib/systemd/boot/efi/"})
-	if err != nil {
-		return fmt.Errorf("board %s: systemd-boot: %w", b.Name, err)
-	}
-	efi, err := os.ReadFile(filepath.Join(sdir, filepath.FromSlash(sb.Image)))
-	if err != nil {
-		return fmt.Errorf("board %s: %s not in package %s: %w", b.Name, sb.Image, sb.Package, err)
 	}
 	m.Inputs.SystemdBoot = &Package{Name: sb.Package, Version: sb.Version, SHA256: sb.SHA256}
 	files := []espFile{

@@ -6,6 +6,7 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -20,11 +21,15 @@ var ErrNoModule = errors.New("no such kernel module")
 // moduleTree indexes the modules of one unpacked kernel release.
 type moduleTree struct {
 	release string
-	dir     string            // .../lib/modules/<release>
+	pkg     *unpacked
+	base    string            // "lib/modules/<release>" in pkg
+	dir     string            // the same on disk
 	byName  map[string]string // normalized name -> path relative to dir
 	builtin map[string]bool   // normalized names built into the kernel
 	order   map[string]int    // relative path -> line in modules.order
 	aliases map[string][]string
+	// content holds the verified bytes of the modules read in full.
+	content map[string][]byte
 }
 
 // moduleName normalizes a module name: '-' and '_' are the same to the
@@ -33,40 +38,35 @@ func moduleName(s string) string {
 	return strings.ReplaceAll(strings.TrimSuffix(filepath.Base(s), ".ko"), "-", "_")
 }
 
-// openModuleTree indexes <root>/lib/modules/<release> (or usr/lib/...).
-func openModuleTree(root, release string) (*moduleTree, error) {
-	t := &moduleTree{release: release, byName: map[string]string{}, builtin: map[string]bool{}, order: map[string]int{}}
-	for _, d := range []string{"lib/modules", "usr/lib/modules"} {
-		p := filepath.Join(root, d, release)
-		if st, err := os.Stat(p); err == nil && st.IsDir() {
-			t.dir = p
+// openModuleTree indexes lib/modules/<release> (or usr/lib/...) of the
+// unpacked kernel package: the modules its listing names, not whatever
+// else the directory holds.
+func openModuleTree(pkg *unpacked, release string) (*moduleTree, error) {
+	t := &moduleTree{release: release, pkg: pkg, byName: map[string]string{}, builtin: map[string]bool{},
+		order: map[string]int{}, content: map[string][]byte{}}
+	names := pkg.names()
+	for _, d := range []string{"lib/modules/", "usr/lib/modules/"} {
+		prefix := d + release + "/"
+		i := sort.SearchStrings(names, prefix)
+		if i < len(names) && strings.HasPrefix(names[i], prefix) {
+			t.base = d + release
+			t.dir = pkg.abs(t.base)
 			break
 		}
 	}
-	if t.dir == "" {
+	if t.base == "" {
 		return nil, fmt.Errorf("kernel package has no lib/modules/%s", release)
 	}
-	err := filepath.WalkDir(t.dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
+	for _, n := range names {
+		rel, ok := strings.CutPrefix(n, t.base+"/")
+		if !ok || !strings.HasSuffix(rel, ".ko") {
+			continue
 		}
-		if d.IsDir() || !strings.HasSuffix(p, ".ko") {
-			return nil
+		m := moduleName(rel)
+		if prev, dup := t.byName[m]; dup {
+			return nil, fmt.Errorf("index modules of %s: module %s exists twice: %s and %s", release, m, prev, rel)
 		}
-		rel, err := filepath.Rel(t.dir, p)
-		if err != nil {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
-		n := moduleName(rel)
-		if prev, dup := t.byName[n]; dup {
-			return fmt.Errorf("module %s exists twice: %s and %s", n, prev, rel)
-		}
-		t.byName[n] = rel
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("index modules of %s: %w", release, err)
+		t.byName[m] = rel
 	}
 	if err := t.readList("modules.builtin", func(i int, rel string) { t.builtin[moduleName(rel)] = true }); err != nil {
 		return nil, err
@@ -77,9 +77,28 @@ func openModuleTree(root, release string) (*moduleTree, error) {
 	return t, nil
 }
 
+// readFile reads the file rel (relative to the release directory) of the
+// package, verified.
+func (t *moduleTree) readFile(rel string) ([]byte, error) {
+	return t.pkg.readFile(t.base + "/" + rel)
+}
+
+// module returns the verified content of the module rel.
+func (t *moduleTree) module(rel string) ([]byte, error) {
+	if b, ok := t.content[rel]; ok {
+		return b, nil
+	}
+	b, err := t.readFile(rel)
+	if err != nil {
+		return nil, err
+	}
+	t.content[rel] = b
+	return b, nil
+}
+
 // readList calls f for each line of the optional list file name.
 func (t *moduleTree) readList(name string, f func(i int, line string)) error {
-	b, err := os.ReadFile(filepath.Join(t.dir, name))
+	b, err := t.readFile(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -103,20 +122,21 @@ type modinfo struct {
 	aliases []string
 }
 
-// readModinfo reads the .modinfo section of the module at path.
-func readModinfo(path string) (*modinfo, error) {
-	f, err := elf.Open(path)
+// readModinfo reads the .modinfo section of a module (name is for
+// errors).
+func readModinfo(name string, r io.ReaderAt) (*modinfo, error) {
+	f, err := elf.NewFile(r)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	defer f.Close()
 	sec := f.Section(".modinfo")
 	if sec == nil {
-		return nil, fmt.Errorf("%s: no .modinfo section", path)
+		return nil, fmt.Errorf("%s: no .modinfo section", name)
 	}
 	data, err := sec.Data()
 	if err != nil {
-		return nil, fmt.Errorf("%s: .modinfo: %w", path, err)
+		return nil, fmt.Errorf("%s: .modinfo: %w", name, err)
 	}
 	mi := &modinfo{}
 	for _, kv := range bytes.Split(data, []byte{0}) {
@@ -166,8 +186,12 @@ func (t *moduleTree) lookupSoft(name string) ([]string, error) {
 			rels = append(rels, rel)
 		}
 		sort.Strings(rels)
+		// Only the .modinfo of each module is read here, not its whole
+		// content, so it is not verified by sha256 (that would hash the
+		// whole tree at every build): each module this picks is read in
+		// full, verified, when it joins the closure.
 		for _, rel := range rels {
-			mi, err := readModinfo(filepath.Join(t.dir, rel))
+			mi, err := t.partialModinfo(rel)
 			if err != nil {
 				return nil, err
 			}
@@ -177,6 +201,26 @@ func (t *moduleTree) lookupSoft(name string) ([]string, error) {
 		}
 	}
 	return t.aliases[name], nil
+}
+
+// partialModinfo reads the .modinfo of module rel from the cache without
+// reading the whole file: the file must have its unpacked size, and a
+// module that does not parse is a damaged cache (a module of the verified
+// package always does).
+func (t *moduleTree) partialModinfo(rel string) (*modinfo, error) {
+	if err := t.pkg.checkSize(t.base + "/" + rel); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(filepath.Join(t.dir, filepath.FromSlash(rel)))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCacheCorrupt, err)
+	}
+	defer f.Close()
+	mi, err := readModinfo(rel, f)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCacheCorrupt, err)
+	}
+	return mi, nil
 }
 
 // moduleClosure is the set of modules an image ships.
@@ -212,7 +256,11 @@ func (t *moduleTree) resolve(wanted []string, boardName, kernel string) (*module
 			return nil
 		}
 		state[rel] = visiting
-		mi, err := readModinfo(filepath.Join(t.dir, rel))
+		data, err := t.module(rel)
+		if err != nil {
+			return fmt.Errorf("kernel %s: %w", kernel, err)
+		}
+		mi, err := readModinfo(rel, bytes.NewReader(data))
 		if err != nil {
 			return fmt.Errorf("kernel %s: %w", kernel, err)
 		}

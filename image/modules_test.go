@@ -24,11 +24,11 @@ func kernelTree(t *testing.T, boardName string) *moduleTree {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, err := unpackCached(deb, b.Kernel.SHA256, cache, []string{"boot/", "lib/modules/", "usr/lib/modules/"})
+	u, err := unpackCached(deb, b.Kernel.SHA256, cache, []string{"boot/", "lib/modules/", "usr/lib/modules/"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mt, err := openModuleTree(dir, b.Kernel.Release)
+	mt, err := openModuleTree(u, b.Kernel.Release)
 	if err != nil {
 		t.Fatal(err)
 	}
