@@ -45,11 +45,15 @@ func debugCommandPackages() []string {
 func buildDebugShell(ctx context.Context, src, tmp string, targetEnv []string, out string) error {
 	dir := filepath.Join(src, debugShellDir)
 	makebb := filepath.Join(tmp, "makebb")
-	if err := goBuild(ctx, dir, hostGoEnv(), "github.com/u-root/gobusybox/src/cmd/makebb", makebb); err != nil {
+	host, err := hostGoEnv()
+	if err != nil {
+		return fmt.Errorf("debug shell: %w", err)
+	}
+	if err := goBuild(ctx, dir, host, "github.com/u-root/gobusybox/src/cmd/makebb", makebb); err != nil {
 		return fmt.Errorf("debug shell: build makebb: %w", err)
 	}
 	// makebb, built with -trimpath, cannot find GOROOT by itself.
-	goroot, err := goOutput(ctx, dir, hostGoEnv(), "env", "GOROOT")
+	goroot, err := goOutput(ctx, dir, host, "env", "GOROOT")
 	if err != nil {
 		return fmt.Errorf("debug shell: %w", err)
 	}

@@ -3,9 +3,11 @@ package image
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 
 	"github.com/otgate/otgate/board"
@@ -14,9 +16,13 @@ import (
 // goEnv is the environment of every go command the builder runs for the
 // target: no cgo, the board's GOOS/GOARCH and pinned architecture level,
 // and a read-only go.mod. Variables that would change the output are
-// dropped from the caller's environment.
+// dropped from the caller's environment and from the go env file (see
+// hostGoEnv).
 func goEnv(b *board.Board) ([]string, error) {
-	env := hostGoEnv()
+	env, err := hostGoEnv()
+	if err != nil {
+		return nil, err
+	}
 	switch b.Arch {
 	case "amd64":
 		env = append(env, "GOAMD64="+b.GoArchLevel)
@@ -31,19 +37,55 @@ func goEnv(b *board.Board) ([]string, error) {
 	return append(env, "GOOS=linux", "GOARCH="+b.Arch), nil
 }
 
+// goEnvKept are the settings the builder keeps from the go command's own
+// configuration (the go env file and $GOROOT/go.env): where modules come
+// from and where they and the build cache are kept. None changes a
+// binary's bytes (go.sum pins every module).
+var goEnvKept = []string{
+	"GOPROXY", "GONOPROXY", "GOPRIVATE", "GOSUMDB", "GONOSUMDB", "GOINSECURE", "GOVCS", "GOAUTH",
+	"GOPATH", "GOMODCACHE", "GOCACHE",
+}
+
 // hostGoEnv is the environment for go commands that run on the build host.
-func hostGoEnv() []string {
+//
+// The go env file (go env -w, or the file GOENV names) can set
+// GOEXPERIMENT or GOFIPS140, which change every binary, and an empty
+// environment variable does not override the file: the go commands of a
+// build run with GOENV=off and get the goEnvKept settings, resolved here
+// by the caller's go command, as variables.
+func hostGoEnv() ([]string, error) {
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
 		case "GOFLAGS", "GOOS", "GOARCH", "GOAMD64", "GOARM64", "GOARM", "CGO_ENABLED",
-			"GOEXPERIMENT", "GOWORK", "GO111MODULE", "GOTOOLCHAIN", "SOURCE_DATE_EPOCH":
+			"GOEXPERIMENT", "GOFIPS140", "GOWORK", "GO111MODULE", "GOTOOLCHAIN", "SOURCE_DATE_EPOCH":
 			continue
 		}
 		env = append(env, kv)
 	}
-	return append(env, "CGO_ENABLED=0", "GOFLAGS=-mod=readonly", "GOWORK=off", "GOTOOLCHAIN=local")
+	cmd := exec.Command("go", append([]string{"env", "-json"}, goEnvKept...)...)
+	cmd.Env = append(slices.Clip(env), "GOTOOLCHAIN=local", "GOFLAGS=")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("go env: %w\n%s", err, strings.TrimSpace(stderr.String()))
+	}
+	kept := map[string]string{}
+	if err := json.Unmarshal(out, &kept); err != nil {
+		return nil, fmt.Errorf("go env -json: %w", err)
+	}
+	env = slices.DeleteFunc(env, func(kv string) bool {
+		k, _, _ := strings.Cut(kv, "=")
+		return k == "GOENV" || slices.Contains(goEnvKept, k)
+	})
+	for _, k := range goEnvKept {
+		if v := kept[k]; v != "" {
+			env = append(env, k+"="+v)
+		}
+	}
+	return append(env, "GOENV=off", "CGO_ENABLED=0", "GOFLAGS=-mod=readonly", "GOWORK=off", "GOTOOLCHAIN=local"), nil
 }
 
 // reproducibleBuildFlags are the go build flags of every binary in an image.
