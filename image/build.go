@@ -25,6 +25,7 @@ const (
 	initBinary   = "/init"
 	otgateBinary = "/bin/otgate"
 	otgatePkg    = "./cmd/otgate"
+	builderPkg   = "./image/cmd/otgate-image"
 	rootfsDir    = "rootfs"
 )
 
@@ -221,6 +222,18 @@ func build(ctx context.Context, b *board.Board, c *config) (m *Manifest, err err
 		return nil, fmt.Errorf("board %s: list inputs: %w", b.Name, err)
 	}
 	srcFiles = append(srcFiles, "go.mod", "go.sum")
+	// The builder's own code (board definitions, the cpio, zstd and disk
+	// writers) makes the bytes too: record its sources and modules.
+	host, err := hostGoEnv()
+	if err != nil {
+		return nil, err
+	}
+	bfiles, bmods, err := goInputs(ctx, c.sourceDir, c.sourceDir, host, filepath.Join(c.sourceDir, "go.sum"), []string{builderPkg})
+	if err != nil {
+		return nil, fmt.Errorf("board %s: list builder inputs: %w", b.Name, err)
+	}
+	srcFiles = append(srcFiles, bfiles...)
+	m.Inputs.BuilderModules = sortModules(bmods)
 	p.step("go", "%d binaries built with %s GOARCH=%s level %s, %d services linked to %s", len(bins), m.Inputs.GoVersion, b.Arch, b.GoArchLevel, len(links), otgateBinary)
 
 	// 4. Debug shell.

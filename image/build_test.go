@@ -141,6 +141,18 @@ func TestInitramfsContents(t *testing.T) {
 	if !slices.ContainsFunc(m.Inputs.Modules, func(x GoModule) bool { return x.Path == "github.com/fxamacker/cbor/v2" }) {
 		t.Errorf("manifest modules lack fxamacker/cbor: %v", m.Inputs.Modules)
 	}
+	// The builder's own sources and modules are inputs too: they write
+	// the cpio, the zstd stream and the disk image.
+	for _, want := range []string{"image/build.go", "image/initramfs.go", "board/qemu_x86_64.go", "image/cmd/otgate-image/main.go"} {
+		if !slices.ContainsFunc(m.Inputs.Sources, func(s SourceFile) bool { return s.Path == want && len(s.SHA256) == 64 }) {
+			t.Errorf("manifest sources lack the builder's %s", want)
+		}
+	}
+	for _, want := range []string{"github.com/diskfs/go-diskfs", "github.com/klauspost/compress", "github.com/u-root/u-root"} {
+		if !slices.ContainsFunc(m.Inputs.BuilderModules, func(x GoModule) bool { return x.Path == want && x.Sum != "" }) {
+			t.Errorf("manifest builder modules lack %s: %v", want, m.Inputs.BuilderModules)
+		}
+	}
 	st, _ := os.Stat(filepath.Join(dir, KernelFile))
 	t.Logf("kernel %d + initramfs %d = %.1f MiB", st.Size(), len(raw), float64(st.Size()+int64(len(raw)))/mib)
 

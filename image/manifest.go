@@ -43,11 +43,17 @@ type Inputs struct {
 	GoArchLevel string `json:"goarch_level"`
 	// Modules are the Go modules compiled into the image's binaries.
 	Modules []GoModule `json:"go_modules"`
+	// BuilderModules are the Go modules of the image builder itself
+	// (image/cmd/otgate-image): its cpio and zstd writers and go-diskfs
+	// shape the artifacts' bytes as much as the image's own code does.
+	BuilderModules []GoModule `json:"builder_go_modules"`
 	// KernelModules are the shipped kernel modules in load order.
 	KernelModules []string `json:"kernel_modules"`
 	// BuiltinModules are board modules the kernel has built in.
 	BuiltinModules []string `json:"builtin_modules,omitempty"`
-	// Sources are the source tree files that went in, relative paths.
+	// Sources are the source tree files that went in, relative paths:
+	// those of the image's binaries, rootfs/, and the builder's own
+	// (image/, board/, what they import).
 	Sources []SourceFile `json:"sources"`
 }
 
