@@ -431,7 +431,7 @@ func buildDisk(ctx context.Context, b *board.Board, c *config, dir string, kerne
 	if err := writeDisk(ctx, raw, b.Name, files); err != nil {
 		return fmt.Errorf("board %s: %w", b.Name, err)
 	}
-	if err := writeQCOW2(ctx, raw, filepath.Join(dir, QCOW2File)); err != nil {
+	if m.Inputs.QemuImg, err = writeQCOW2(ctx, raw, filepath.Join(dir, QCOW2File)); err != nil {
 		return fmt.Errorf("board %s: %w", b.Name, err)
 	}
 	p.step("disk", "GPT disk %d MiB (ESP %d MiB, %s %d MiB), qcow2, systemd-boot %s",

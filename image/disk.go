@@ -5,9 +5,11 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"os"
+	"os/exec"
 	"path"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 
 	diskfs "github.com/diskfs/go-diskfs"
@@ -125,18 +127,30 @@ func writeDisk(ctx context.Context, dst, boardName string, files []espFile) erro
 	return nil
 }
 
+// qcow2Options pins every qcow2 creation option (the defaults of qemu-img
+// 5.2 to 9.x) instead of taking the defaults of whatever qemu-img runs.
+const qcow2Options = "compat=1.1,cluster_size=65536,refcount_bits=16,lazy_refcounts=off," +
+	"extended_l2=off,compression_type=zlib,preallocation=off"
+
 // writeQCOW2 converts the raw image src to qcow2 at dst with qemu-img
-// (qemu-utils). Its output depends only on the input bytes.
-func writeQCOW2(ctx context.Context, src, dst string) error {
-	if err := runIn(ctx, "", nil, "qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", src, dst); err != nil {
-		return err
+// (qemu-utils) and returns qemu-img's version line, an input of the
+// artifact: the bytes depend on the raw image, qcow2Options and the
+// qemu-img that wrote them.
+func writeQCOW2(ctx context.Context, src, dst string) (string, error) {
+	ver, err := exec.CommandContext(ctx, "qemu-img", "--version").Output()
+	if err != nil {
+		return "", fmt.Errorf("qemu-img --version: %w", err)
+	}
+	version, _, _ := strings.Cut(string(ver), "\n")
+	if err := runIn(ctx, "", nil, "qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", "-o", qcow2Options, src, dst); err != nil {
+		return "", err
 	}
 	for _, p := range []string{src, dst} {
 		if err := syncFile(p); err != nil {
-			return err
+			return "", err
 		}
 	}
-	return nil
+	return strings.TrimSpace(version), nil
 }
 
 func syncFile(name string) error {

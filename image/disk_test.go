@@ -39,6 +39,12 @@ func TestUEFIDiskBoots(t *testing.T) {
 	if err := compareDirs(dirs[0], dirs[1]); err != nil {
 		t.Fatalf("two disk builds differ: %v", err)
 	}
+	// The qcow2 is qemu-img's output: the manifest names the version.
+	if man, err := ReadManifest(dirs[0]); err != nil {
+		t.Fatal(err)
+	} else if !strings.HasPrefix(man.Inputs.QemuImg, "qemu-img version ") {
+		t.Errorf("manifest qemu_img = %q, want qemu-img's version line", man.Inputs.QemuImg)
+	}
 	if out, err := exec.Command("qemu-img", "check", filepath.Join(dirs[0], QCOW2File)).CombinedOutput(); err != nil {
 		t.Fatalf("qemu-img check: %v\n%s", err, out)
 	}

@@ -47,6 +47,9 @@ type Inputs struct {
 	// (image/cmd/otgate-image): its cpio and zstd writers and go-diskfs
 	// shape the artifacts' bytes as much as the image's own code does.
 	BuilderModules []GoModule `json:"builder_go_modules"`
+	// QemuImg is the version of the qemu-img that wrote the qcow2 (UEFI
+	// boards).
+	QemuImg string `json:"qemu_img,omitempty"`
 	// KernelModules are the shipped kernel modules in load order.
 	KernelModules []string `json:"kernel_modules"`
 	// BuiltinModules are board modules the kernel has built in.
