@@ -31,3 +31,31 @@ func TestRegisterRefusesDevModeWithTPM(t *testing.T) {
 	}()
 	register(&Board{Name: "bad-dev", TPM: TPM{None: true, Device: "/dev/tpmrm0"}})
 }
+
+// A board that ships iTCO_wdt ships the drivers that register its device:
+// iTCO_wdt matches no PCI or ACPI id itself, and the kernel cannot load
+// lpc_ich or i2c_i801 on demand (no modprobe in the image).
+func TestITCOWatchdogHasItsDevice(t *testing.T) {
+	has := func(b *Board, m string) bool {
+		for _, x := range b.Modules {
+			if strings.ReplaceAll(x, "-", "_") == m {
+				return true
+			}
+		}
+		return false
+	}
+	for _, name := range Names() {
+		b, err := Lookup(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !has(b, "iTCO_wdt") {
+			continue
+		}
+		for _, m := range []string{"lpc_ich", "i2c_i801"} {
+			if !has(b, m) {
+				t.Errorf("board %s ships iTCO_wdt without %s: no iTCO watchdog device on the chipsets %s serves", name, m, m)
+			}
+		}
+	}
+}

@@ -10,8 +10,16 @@ func init() {
 		Arch:        "amd64",
 		GoArchLevel: "v1",
 		Kernel:      kernelAmd64,
+		// iTCO_wdt, the watchdog of Intel chipsets, is a platform driver
+		// with nothing to match by itself: its device is registered by
+		// lpc_ich (ICH and PCH up to the 9 series), i2c_i801 (from the
+		// SMBus controller, 100 series and later) or intel_pmc_bxt (Apollo
+		// Lake, a dependency of iTCO_wdt). Without them no iTCO watchdog
+		// appears and init runs unarmed ("WATCHDOG NOT ARMED"); the
+		// kernel cannot load them on demand (no modprobe).
 		Modules: concat(nftModules, netModules, virtioModules,
-			[]string{"ext4", "i6300esb", "iTCO_wdt", "button", "evdev", "e1000e", "igb", "r8169", "ahci", "nvme", "sd_mod"}),
+			[]string{"ext4", "i6300esb", "iTCO_wdt", "lpc_ich", "i2c_i801", "button", "evdev",
+				"e1000e", "igb", "r8169", "ahci", "nvme", "sd_mod"}),
 		Console: "ttyS0",
 		Cmdline: []string{"console=tty0"},
 		Boot:    UEFIDisk,
