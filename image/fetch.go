@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/otgate/otgate/board"
 )
@@ -64,16 +65,37 @@ func fetchPackage(ctx context.Context, pkg board.Kernel, cache string, p *progre
 	return "", fmt.Errorf("package %s: download failed: %w", what, errors.Join(errs...))
 }
 
+// A download that receives nothing for downloadStall (no answer, or a
+// transfer that stopped) is abandoned, and the next archive is tried: a
+// stalled mirror must not hang a build for ever. No pinned package is
+// near maxPackageSize; a server that sends more is not filling the disk.
+var (
+	downloadStall  = time.Minute
+	maxPackageSize = int64(1 << 30)
+)
+
 // download fetches url into dst via a temporary file, which it renames into
 // place only when the content has sha256 want.
 func download(ctx context.Context, url, dst, want string) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stalled := fmt.Errorf("no data for %s", downloadStall)
+	watchdog := time.AfterFunc(downloadStall, func() { cancel(stalled) })
+	defer watchdog.Stop()
+	// The cause (a stall) rather than "context canceled".
+	cause := func(err error) error {
+		if c := context.Cause(ctx); c != nil && ctx.Err() != nil {
+			return c
+		}
+		return err
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return err
+		return cause(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -85,9 +107,15 @@ func download(ctx context.Context, url, dst, want string) error {
 	}
 	defer os.Remove(tmp.Name()) // no-op after the rename
 	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(tmp, h), resp.Body); err != nil {
+	body := &progressReader{r: io.LimitReader(resp.Body, maxPackageSize+1), progress: func() { watchdog.Reset(downloadStall) }}
+	n, err := io.Copy(io.MultiWriter(tmp, h), body)
+	if err != nil {
 		tmp.Close()
-		return err
+		return cause(err)
+	}
+	if n > maxPackageSize {
+		tmp.Close()
+		return fmt.Errorf("more than %d bytes: not a package", maxPackageSize)
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
@@ -100,6 +128,20 @@ func download(ctx context.Context, url, dst, want string) error {
 		return fmt.Errorf("%w: expected %s, got %s (download removed)", ErrChecksum, want, got)
 	}
 	return os.Rename(tmp.Name(), dst)
+}
+
+// progressReader calls progress after every read that returned data.
+type progressReader struct {
+	r        io.Reader
+	progress func()
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.progress()
+	}
+	return n, err
 }
 
 // fileSHA256 is the hex sha256 of the file at path.
