@@ -495,20 +495,30 @@ func countFiles(dir string) int {
 // replaceDir moves the complete directory tmp to final in one step: a
 // rename when final does not exist, else an atomic exchange
 // (renameat2 RENAME_EXCHANGE) followed by removing the old image.
-// Readers see the old image or the new one, never a mix or nothing.
+// Readers see the old image or the new one, never a mix or nothing. When
+// another build of the board installs its image between the two tries
+// (final appeared), the exchange is tried again: builds that finish
+// together each install a whole image, the last one stays.
 func replaceDir(tmp, final string) error {
-	if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, final, unix.RENAME_EXCHANGE); err == nil {
-		if err := os.RemoveAll(tmp); err != nil { // tmp now holds the old image
-			return fmt.Errorf("remove previous image: %w", err)
+	for try := 0; ; try++ {
+		err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, final, unix.RENAME_EXCHANGE)
+		if err == nil {
+			if err := os.RemoveAll(tmp); err != nil { // tmp now holds the old image
+				return fmt.Errorf("remove previous image: %w", err)
+			}
+			return syncDir(filepath.Dir(final))
 		}
-		return syncDir(filepath.Dir(final))
-	} else if !errors.Is(err, unix.ENOENT) {
-		return err
+		if !errors.Is(err, unix.ENOENT) {
+			return err
+		}
+		err = os.Rename(tmp, final)
+		if err == nil {
+			return syncDir(filepath.Dir(final))
+		}
+		if try == 100 || !errors.Is(err, unix.ENOTEMPTY) && !errors.Is(err, unix.EEXIST) {
+			return err
+		}
 	}
-	if err := os.Rename(tmp, final); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(final))
 }
 
 func syncDir(dir string) error {
