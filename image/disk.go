@@ -1,8 +1,11 @@
 package image
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	encbin "encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -75,6 +78,17 @@ func writeDisk(ctx context.Context, dst, boardName string, files []espFile) erro
 		}
 	}()
 
+	if err := writeDiskfs(dst, boardName, files); err != nil {
+		return err
+	}
+	if err := fixRootDotDot(dst, espStart); err != nil {
+		return fmt.Errorf("disk image %s: EFI system partition: %w", dst, err)
+	}
+	return nil
+}
+
+// writeDiskfs lays the disk out with go-diskfs.
+func writeDiskfs(dst, boardName string, files []espFile) error {
 	d, err := diskfs.Create(dst, diskSize, diskfs.SectorSize512)
 	if err != nil {
 		return fmt.Errorf("disk image %s: %w", dst, err)
@@ -131,6 +145,85 @@ func writeDisk(ctx context.Context, dst, boardName string, files []espFile) erro
 // 5.2 to 9.x) instead of taking the defaults of whatever qemu-img runs.
 const qcow2Options = "compat=1.1,cluster_size=65536,refcount_bits=16,lazy_refcounts=off," +
 	"extended_l2=off,compression_type=zlib,preallocation=off"
+
+// fixRootDotDot corrects what go-diskfs writes in the ".." entry of a
+// directory in the root of a FAT32 file system: the root's cluster
+// number, where the FAT specification (and fsck.fat, which reports
+// "Invalid '..' entry" and would rewrite it) wants 0. The FAT32 file
+// system starts at byte off of the image file.
+func fixRootDotDot(image string, off int64) error {
+	f, err := os.OpenFile(image, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	bs := make([]byte, 512)
+	if _, err := f.ReadAt(bs, off); err != nil {
+		return err
+	}
+	le := encbin.LittleEndian
+	bps := int64(le.Uint16(bs[11:]))
+	spc := int64(bs[13])
+	reserved := int64(le.Uint16(bs[14:]))
+	fats := int64(bs[16])
+	fatSize := int64(le.Uint32(bs[36:]))
+	root := le.Uint32(bs[44:])
+	if bps == 0 || spc == 0 || fats == 0 || fatSize == 0 || root < 2 || bs[510] != 0x55 || bs[511] != 0xaa {
+		return errors.New("not a FAT32 boot sector")
+	}
+	clusterBytes := bps * spc
+	dataStart := off + (reserved+fats*fatSize)*bps
+	clusterAt := func(c uint32) int64 { return dataStart + int64(c-2)*clusterBytes }
+	next := func(c uint32) (uint32, error) {
+		var e [4]byte
+		if _, err := f.ReadAt(e[:], off+reserved*bps+int64(c)*4); err != nil {
+			return 0, err
+		}
+		return le.Uint32(e[:]) & 0x0fffffff, nil
+	}
+	buf := make([]byte, clusterBytes)
+	for c, n := root, 0; c >= 2 && c < 0x0ffffff8; n++ {
+		if n > 1<<16 {
+			return errors.New("root directory cluster chain does not end")
+		}
+		if _, err := f.ReadAt(buf, clusterAt(c)); err != nil {
+			return err
+		}
+		for i := int64(0); i+32 <= clusterBytes; i += 32 {
+			e := buf[i : i+32]
+			switch {
+			case e[0] == 0:
+				return nil // end of the directory
+			case e[0] == 0xe5, e[11] == 0x0f, e[11]&0x08 != 0, e[11]&0x10 == 0, e[0] == '.':
+				continue // deleted, long name, volume label, file, dot entry
+			}
+			sub := uint32(le.Uint16(e[20:]))<<16 | uint32(le.Uint16(e[26:]))
+			if sub < 2 {
+				continue
+			}
+			var dd [32]byte
+			at := clusterAt(sub) + 32 // the second entry of the subdirectory
+			if _, err := f.ReadAt(dd[:], at); err != nil {
+				return err
+			}
+			if string(dd[:11]) != "..         " || dd[11]&0x10 == 0 {
+				return fmt.Errorf("directory %q: second entry is not \"..\"", bytes.TrimRight(e[:11], " "))
+			}
+			if le.Uint16(dd[20:]) == 0 && le.Uint16(dd[26:]) == 0 {
+				continue
+			}
+			le.PutUint16(dd[20:], 0)
+			le.PutUint16(dd[26:], 0)
+			if _, err := f.WriteAt(dd[:], at); err != nil {
+				return err
+			}
+		}
+		if c, err = next(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // writeQCOW2 converts the raw image src to qcow2 at dst with qemu-img
 // (qemu-utils) and returns qemu-img's version line, an input of the

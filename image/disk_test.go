@@ -3,6 +3,7 @@ package image
 import (
 	"bytes"
 	"context"
+	encbin "encoding/binary"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,4 +79,67 @@ func TestUEFIDiskBoots(t *testing.T) {
 		t.Fatalf("qemu did not exit cleanly after the stand-in init powered off: %v\n%s", err, log)
 	}
 	t.Logf("UEFI boot to init and power-off in %.1fs", time.Since(start).Seconds())
+}
+
+// The ESP's directories in the root have a ".." entry pointing to cluster
+// 0, as the FAT specification says (go-diskfs writes the root's cluster;
+// fsck.fat reports "Invalid '..' entry" and would rewrite it), and
+// fsck.fat, where installed, finds nothing to fix.
+func TestESPRootDirectoriesDotDot(t *testing.T) {
+	dst := filepath.Join(t.TempDir(), "disk.img")
+	files := []espFile{
+		{"/EFI/BOOT/BOOTX64.EFI", []byte("efi")},
+		{"/loader/loader.conf", []byte("timeout 0\n")},
+		{"/loader/entries/otgate.conf", []byte("title otgate\n")},
+		{"/otgate/kernel", bytes.Repeat([]byte{1}, 5000)},
+	}
+	if err := writeDisk(context.Background(), dst, "test-board", files); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	bs := make([]byte, 512)
+	f.ReadAt(bs, espStart)
+	le := encbin.LittleEndian
+	bps, spc := int64(le.Uint16(bs[11:])), int64(bs[13])
+	dataStart := espStart + (int64(le.Uint16(bs[14:]))+int64(bs[16])*int64(le.Uint32(bs[36:])))*bps
+	cluster := func(c uint32) []byte {
+		b := make([]byte, bps*spc)
+		f.ReadAt(b, dataStart+int64(c-2)*bps*spc)
+		return b
+	}
+	root := cluster(le.Uint32(bs[44:]))
+	dirs := 0
+	for i := 0; i+32 <= len(root) && root[i] != 0; i += 32 {
+		e := root[i : i+32]
+		if e[11] == 0x0f || e[11]&0x10 == 0 || e[0] == 0xe5 {
+			continue
+		}
+		dirs++
+		dd := cluster(uint32(le.Uint16(e[20:]))<<16 | uint32(le.Uint16(e[26:])))[32:64]
+		name := strings.TrimSpace(string(e[:11]))
+		if string(dd[:2]) != ".." {
+			t.Errorf("%s: second entry %q, want ..", name, dd[:11])
+		} else if c := uint32(le.Uint16(dd[20:]))<<16 | uint32(le.Uint16(dd[26:])); c != 0 {
+			t.Errorf("%s: .. points to cluster %d, want 0 (the root)", name, c)
+		}
+	}
+	if dirs != 3 {
+		t.Errorf("%d directories in the ESP root, want 3 (EFI, loader, otgate)", dirs)
+	}
+	if _, err := exec.LookPath("fsck.fat"); err != nil {
+		t.Logf("fsck.fat not installed (Debian dosfstools): not run")
+		return
+	}
+	esp := filepath.Join(t.TempDir(), "esp.img")
+	part := make([]byte, espSize)
+	f.ReadAt(part, espStart)
+	os.WriteFile(esp, part, 0o644)
+	out, err := exec.Command("fsck.fat", "-n", esp).CombinedOutput()
+	if err != nil || strings.Contains(string(out), "Fixing") || strings.Contains(string(out), "Invalid") {
+		t.Errorf("fsck.fat -n: %v\n%s", err, out)
+	}
 }
