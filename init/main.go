@@ -170,6 +170,7 @@ func (in *initProc) boot(configPath, cmdline string) {
 			in.prehashed = prehash("/proc/self/exe", cfg)
 		}
 		loadModules(log, filepath.Join("/lib/modules", cfg.KernelRelease), cfg.Modules, cfg.ModuleDeps)
+		orderNICs(log, "/sys/class/net")
 	}
 	// The baseline goes in right after the modules, before any interface
 	// (loopback included) is up. Without it init fails closed.
