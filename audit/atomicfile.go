@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -62,33 +61,4 @@ func createDurable(dir, name string, content []byte) (*os.File, error) {
 		return nil, fmt.Errorf("reopen %s: %w", final, err)
 	}
 	return f, nil
-}
-
-// mkdirDurable creates dir and any missing parents like os.MkdirAll, and
-// fsyncs the parent of every directory it created, so that the new
-// directories' entries survive a power cut (files fsynced inside a
-// directory whose own entry was never fsynced can vanish with it).
-func mkdirDurable(dir string, perm os.FileMode) error {
-	dir = filepath.Clean(dir)
-	var missing []string // dir and its missing ancestors, innermost first
-	for p := dir; ; p = filepath.Dir(p) {
-		if _, err := os.Lstat(p); err == nil {
-			break
-		} else if !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("create directory %s: %w", dir, err)
-		}
-		missing = append(missing, p)
-		if filepath.Dir(p) == p {
-			break
-		}
-	}
-	if err := os.MkdirAll(dir, perm); err != nil {
-		return err
-	}
-	for i := len(missing) - 1; i >= 0; i-- {
-		if err := syncDir(filepath.Dir(missing[i])); err != nil {
-			return err
-		}
-	}
-	return nil
 }

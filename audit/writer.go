@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"os"
 	"sync"
+
+	"github.com/otgate/otgate/internal/atomicfile"
 )
 
 // ErrClosed is returned by appends to a closed Writer.
@@ -108,7 +110,7 @@ func Open(dir string, signer crypto.Signer, opts ...Option) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open audit log %s: signer: %w", dir, err)
 	}
-	if err := mkdirDurable(dir, 0o700); err != nil {
+	if err := atomicfile.MkdirAll(dir, 0o700, syncDir); err != nil {
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}
 	w := &Writer{dir: dir, cfg: cfg, signer: signer, keyID: keyID,

@@ -152,6 +152,40 @@ func SyncDir(dir string) error {
 	return nil
 }
 
+// MkdirAll creates dir and any missing parents like os.MkdirAll and
+// fsyncs the parent of every directory it created, outermost first, so
+// that the new entries survive a power cut (files fsynced inside a
+// directory whose own entry was never fsynced can vanish with it).
+// syncDir fsyncs one directory (nil: SyncDir); callers pass their own to
+// observe it in tests.
+func MkdirAll(dir string, perm os.FileMode, syncDir func(string) error) error {
+	if syncDir == nil {
+		syncDir = SyncDir
+	}
+	dir = filepath.Clean(dir)
+	var missing []string // dir and its missing ancestors, innermost first
+	for p := dir; ; p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); err == nil {
+			break
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("create directory %s: %w", dir, err)
+		}
+		missing = append(missing, p)
+		if filepath.Dir(p) == p {
+			break
+		}
+	}
+	if err := os.MkdirAll(dir, perm); err != nil {
+		return err
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		if err := syncDir(filepath.Dir(missing[i])); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Clean removes leftovers of interrupted writes of path (temporary files
 // next to it). It never touches path itself.
 func Clean(path string) error {

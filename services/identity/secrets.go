@@ -6,9 +6,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 
+	"github.com/otgate/otgate/internal/atomicfile"
 	"github.com/otgate/otgate/internal/namepattern"
 )
 
@@ -79,33 +79,12 @@ func sealSecret(dir string, k *dataKey, owner, name string, plaintext []byte) er
 		Version: stateVersion, Name: owner + "/" + name, Nonce: nonce,
 		Ciphertext: aead.Seal(nil, nonce, plaintext, secretAD(owner, name)),
 	}
-	if err := mkdirDurable(dir, SecretsDir, owner); err != nil {
-		return err
+	// Each new directory durable in its parent before anything is
+	// written inside.
+	if err := atomicfile.MkdirAll(filepath.Dir(path), 0o700, syncDir); err != nil {
+		return fmt.Errorf("identity: %w", err)
 	}
 	return writeState(filepath.Dir(path), filepath.Base(path), rec)
-}
-
-// mkdirDurable creates the directories root/names[0]/names[1]/... that do
-// not exist yet (mode 0700), each made durable in its parent (fsync of the
-// parent) before anything is written inside: otherwise a power cut could
-// keep a synced secret file in a directory whose own entry was lost.
-func mkdirDurable(root string, names ...string) error {
-	dir := root
-	for _, n := range names {
-		parent := dir
-		dir = filepath.Join(dir, n)
-		err := os.Mkdir(dir, 0o700)
-		if errors.Is(err, os.ErrExist) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("identity: %w", err)
-		}
-		if err := syncDir(parent); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // openSecret reads and decrypts a stored secret.
