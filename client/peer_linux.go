@@ -51,7 +51,7 @@ func procTCPAddr(a netip.AddrPort, v4 bool) string {
 		x := a.Addr().Unmap().As4()
 		b = x[:]
 	} else {
-		x := netip.AddrFrom16(a.Addr().As16()).As16() // v4 as v4-mapped
+		x := a.Addr().As16() // a v4 address as v4-mapped
 		b = x[:]
 	}
 	out := make([]byte, len(b))

@@ -55,7 +55,7 @@ func ethNICs(sysNet string) ([]nic, error) {
 // eth0, eth1, ...: first every device that must move to a temporary name
 // (so that no rename meets a name still taken), then to its final one.
 func nicRenames(nics []nic) [][2]string {
-	var moves, tmp, final [][2]string
+	var tmp, final [][2]string
 	for i, n := range nics {
 		want := "eth" + strconv.Itoa(i)
 		if n.name == want {
@@ -65,8 +65,7 @@ func nicRenames(nics []nic) [][2]string {
 		tmp = append(tmp, [2]string{n.name, t})
 		final = append(final, [2]string{t, want})
 	}
-	moves = append(moves, tmp...)
-	return append(moves, final...)
+	return append(tmp, final...)
 }
 
 // orderNICs renames the machine's eth* devices into hardware path order
