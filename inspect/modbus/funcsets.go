@@ -5,7 +5,8 @@ package modbus
 // one diagnostics sub-function and for function 43 one MEI type.
 //
 //   - read-only: 1, 2, 3, 4 (reads of the four tables) and 24 (read FIFO
-//     queue, checked as a read of its pointer holding register).
+//     queue, checked as a read of the 32 holding registers from its
+//     pointer on: the count and up to 31 queued registers).
 //   - read-write: read-only plus 5, 6, 15, 16 (writes), 22 (mask write) and
 //     23 (read/write multiple registers).
 //   - diagnostics: operations that only report and change nothing: 7 (read

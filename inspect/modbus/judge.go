@@ -45,7 +45,7 @@ func (p *Policy) Judge(req *Request) Decision {
 	case FuncReadCoils, FuncReadDiscreteInputs, FuncReadHoldingRegisters, FuncReadInputRegisters:
 		return p.span(req, false, req.Address, req.Count)
 	case FuncReadFIFOQueue:
-		return p.span(req, false, req.Address, 1)
+		return p.span(req, false, req.Address, fifoSpan(req.Address))
 	case FuncWriteSingleCoil, FuncWriteMultipleCoils:
 		return p.span(req, true, req.Address, req.Count)
 	case FuncWriteSingleRegister, FuncWriteMultipleRegisters, FuncMaskWriteRegister:
@@ -63,6 +63,19 @@ func (p *Policy) Judge(req *Request) Decision {
 		return p.values(req, req.WriteAddress)
 	}
 	return Decision{Allow: true, Rule: p.name}
+}
+
+// maxFIFO is the most registers a read FIFO queue response returns: the
+// count register and up to 31 queued data registers (specification 6.18).
+const maxFIFO = 32
+
+// fifoSpan is the span a read FIFO queue request at pointer is judged
+// on: the specification leaves where the queue lies to the device, and
+// devices keep it in the holding registers from the pointer on (count,
+// then data), so the whole queue must be readable, not only the pointer.
+// Cut at the end of the address space.
+func fifoSpan(pointer uint16) uint16 {
+	return uint16(min(maxFIFO, 65536-int(pointer)))
 }
 
 func (p *Policy) deny(code ExceptionCode, format string, args ...any) Decision {

@@ -136,7 +136,13 @@ func TestJudge(t *testing.T) {
 		{"read input", 1, "04 0009 0001", 0, ""},
 		{"read input outside", 1, "04 000a 0001", ExIllegalDataAddress, "read input 10"},
 		{"fifo pointer in range", 1, "18 0005", 0, ""},
-		{"fifo pointer outside", 1, "18 0100", ExIllegalDataAddress, "read holding 256"},
+		{"fifo pointer outside", 1, "18 0100", ExIllegalDataAddress, "read holding 256..287"},
+		// The queue (count register, then up to 31 data registers) lies
+		// after the pointer: a pointer at the end of the read range would
+		// return registers 100..130, which the grant does not let be read.
+		{"fifo queue past range", 1, "18 0063", ExIllegalDataAddress, "read holding 99..130 outside read ranges 0-99"},
+		{"fifo queue at range end", 1, "18 0044", 0, ""},
+		{"fifo queue one past range end", 1, "18 0045", ExIllegalDataAddress, "read holding 69..100 outside"},
 		{"wrong unit", 2, "03 0000 0001", ExGatewayPathUnavailable, "unit 2 not in allowed units [1]"},
 		{"diag query allowed", 1, "08 0000 1234", 0, ""},
 		{"diag force listen only denied", 1, "08 0004 0000", ExIllegalFunction, "function 8 (diagnostics force-listen-only-mode) not in allowed functions [read-write diagnostics]"},
@@ -196,6 +202,9 @@ func TestFunctionSets(t *testing.T) {
 		return p.Judge(&req).Allow
 	}
 	ro := compile("read-only")
+	if !allowed(ro, "18 ffe0") || !allowed(ro, "18 ffff") {
+		t.Error("read-only: a FIFO pointer near the end of the address space is judged up to 65535")
+	}
 	if !allowed(ro, "03 0000 0001") || allowed(ro, "06 0000 0001") || allowed(ro, "10 0000 0001 02 0000") || allowed(ro, "08 0000 0000") {
 		t.Error("read-only: reads only")
 	}
