@@ -6,12 +6,27 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"sync"
 	"testing"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
+
+// namespaces maps each handle newNetNS made to its namespace (for the
+// service's event sockets).
+var namespaces sync.Map // *netlink.Handle -> netns.NsHandle
+
+// nsOf is the namespace of a handle made by newNetNS.
+func nsOf(t *testing.T, h *netlink.Handle) netns.NsHandle {
+	t.Helper()
+	ns, ok := namespaces.Load(h)
+	if !ok {
+		t.Fatal("handle not made by newNetNS")
+	}
+	return ns.(netns.NsHandle)
+}
 
 // newNetNS creates a private network namespace for one test and returns
 // a netlink handle inside it. The namespace dies when the test ends.
@@ -39,7 +54,9 @@ func newNetNS(t *testing.T) *netlink.Handle {
 		ns.Close()
 		t.Fatal(err)
 	}
+	namespaces.Store(h, ns)
 	t.Cleanup(func() {
+		namespaces.Delete(h)
 		h.Close()
 		ns.Close()
 	})

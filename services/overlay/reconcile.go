@@ -71,15 +71,17 @@ func (r *Reconciler) Label() string { return r.link + labelSuffix }
 // Result says what a Reconcile did.
 type Result struct {
 	Created bool         // the interface was created
+	Up      bool         // the interface was down and was brought up
+	Index   int          // the interface's index (0: not found or made)
 	Added   []netip.Addr // owned addresses added
 	Removed []netip.Addr // owned addresses no longer wanted, removed
 	Foreign []netip.Addr // addresses on the interface it left alone
 }
 
-// ensureLink finds or creates the interface and brings it up.
-func (r *Reconciler) ensureLink() (netlink.Link, bool, error) {
-	l, err := r.h.LinkByName(r.link)
-	created := false
+// ensureLink finds or creates the interface and brings it up; it says
+// whether it created it and whether it brought it up.
+func (r *Reconciler) ensureLink() (l netlink.Link, created, up bool, err error) {
+	l, err = r.h.LinkByName(r.link)
 	var notFound netlink.LinkNotFoundError
 	switch {
 	case errors.As(err, &notFound):
@@ -92,30 +94,31 @@ func (r *Reconciler) ensureLink() (netlink.Link, bool, error) {
 			if errors.Is(err, unix.EOPNOTSUPP) {
 				hint = fmt.Sprintf(" (is the kernel module %q loaded?)", r.kind)
 			}
-			return nil, false, fmt.Errorf("overlay: create %s interface %s: %w%s", r.kind, r.link, err, hint)
+			return nil, false, false, fmt.Errorf("overlay: create %s interface %s: %w%s", r.kind, r.link, err, hint)
 		}
 		if r.kind == KindVeth {
 			if peer, err := r.h.LinkByName(r.link + "-p"); err == nil {
 				if err := r.h.LinkSetUp(peer); err != nil {
-					return nil, false, fmt.Errorf("overlay: bring up %s-p: %w", r.link, err)
+					return nil, false, false, fmt.Errorf("overlay: bring up %s-p: %w", r.link, err)
 				}
 			}
 		}
 		if l, err = r.h.LinkByName(r.link); err != nil {
-			return nil, false, fmt.Errorf("overlay: find created interface %s: %w", r.link, err)
+			return nil, false, false, fmt.Errorf("overlay: find created interface %s: %w", r.link, err)
 		}
 		created = true
 	case err != nil:
-		return nil, false, fmt.Errorf("overlay: find interface %s: %w", r.link, err)
+		return nil, false, false, fmt.Errorf("overlay: find interface %s: %w", r.link, err)
 	case l.Type() != string(r.kind):
-		return nil, false, fmt.Errorf("overlay: interface %s exists and is a %s, not a %s: %w; refusing to touch it", r.link, l.Type(), r.kind, ErrForeign)
+		return nil, false, false, fmt.Errorf("overlay: interface %s exists and is a %s, not a %s: %w; refusing to touch it", r.link, l.Type(), r.kind, ErrForeign)
 	}
 	if l.Attrs().Flags&net.FlagUp == 0 {
 		if err := r.h.LinkSetUp(l); err != nil {
-			return nil, created, fmt.Errorf("overlay: bring up %s: %w", r.link, err)
+			return nil, created, false, fmt.Errorf("overlay: bring up %s: %w", r.link, err)
 		}
+		up = true
 	}
-	return l, created, nil
+	return l, created, up, nil
 }
 
 // Reconcile makes the interface carry exactly want (owned /32s): it adds
@@ -124,11 +127,11 @@ func (r *Reconciler) ensureLink() (netlink.Link, bool, error) {
 // a wanted one is an error (ErrForeign), the rest is still reconciled.
 func (r *Reconciler) Reconcile(want []netip.Addr) (Result, error) {
 	var res Result
-	l, created, err := r.ensureLink()
+	l, created, up, err := r.ensureLink()
 	if err != nil {
 		return res, err
 	}
-	res.Created = created
+	res.Created, res.Up, res.Index = created, up, l.Attrs().Index
 	wantSet := make(map[netip.Addr]bool, len(want))
 	for _, a := range want {
 		if !r.prefix.Contains(a) {

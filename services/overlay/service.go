@@ -7,10 +7,12 @@ import (
 	"net"
 	"net/netip"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/otgate/otgate/internal/policywatch"
 	"github.com/otgate/otgate/internal/ready"
@@ -28,16 +30,33 @@ type Service struct {
 	LinkKind   LinkKind
 	// Handle talks netlink in the service's network namespace.
 	Handle *netlink.Handle
+	// NS is the Handle's network namespace, where the sockets for
+	// link and address events are opened (not > 0: the process's own,
+	// as for a Handle made with netlink.NewHandle).
+	NS netns.NsHandle
 	// Poll is how often the policy file is checked for a change.
 	Poll time.Duration
 	// Repair is how often the interface is reconciled without a change
-	// (drift repair).
+	// (drift repair). The interface deleted, renamed or set down, or an
+	// address removed from it, is repaired sooner, on the kernel's
+	// event; Repair is the safety net for events that were lost.
 	Repair time.Duration
 	Now    func() time.Time
 	Logf   func(format string, args ...any)
 
 	alloc *alloc.Allocator
 	recon *Reconciler
+	watch *eventWatch
+	// rcvbuf is the event sockets' receive buffer (0: eventRcvBuf);
+	// tests shrink it to make the kernel drop events.
+	rcvbuf int
+
+	// Requests for a sync from outside the loop (reload, kernel events),
+	// taken by the loop's Reload trigger.
+	pendMu       sync.Mutex
+	pendReload   bool
+	pendEvents   string
+	repairReason string // why this sync repairs ("": not an event repair)
 
 	mu        sync.Mutex
 	snap      Snapshot
@@ -55,7 +74,9 @@ func (s *Service) Snapshot() Snapshot {
 
 // Run opens the state, serves the socket, syncs once, tells init it is
 // ready, then syncs again on every policy change, on reload (SIGHUP in
-// the command) and every Repair interval, until ctx ends. A corrupt
+// the command), on a kernel event showing the interface damaged (deleted,
+// renamed, set down, an address removed; debounced, see eventWatch) and
+// every Repair interval, until ctx ends. A corrupt
 // allocator state stops it (it never starts over and renumbers).
 func (s *Service) Run(ctx context.Context, reload <-chan struct{}) error {
 	if s.Now == nil {
@@ -95,15 +116,82 @@ func (s *Service) Run(ctx context.Context, reload <-chan struct{}) error {
 	defer l.Close()
 	go serve(l, s.Snapshot, s.Logf)
 
+	// The loop's one Reload channel carries both a reload (SIGHUP) and a
+	// kernel event's repair request; the pending flags say which.
+	kick := make(chan struct{}, 1)
+	poke := func() {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}
+	wctx, stopWatch := context.WithCancel(ctx)
+	var watching sync.WaitGroup
+	defer func() {
+		stopWatch()
+		watching.Wait()
+	}()
+	watching.Add(2)
+	go func() {
+		defer watching.Done()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case <-reload:
+				s.pendMu.Lock()
+				s.pendReload = true
+				s.pendMu.Unlock()
+				poke()
+			}
+		}
+	}()
+	s.watch = newEventWatch(s.Link, s.NS, s.Logf, func(why string) {
+		s.pendMu.Lock()
+		switch {
+		case s.pendEvents == "":
+			s.pendEvents = why
+		case len(s.pendEvents) < 1024: // the loop is slow to take them
+			s.pendEvents += "; " + why
+		}
+		s.pendMu.Unlock()
+		poke()
+	})
+	if s.rcvbuf != 0 {
+		s.watch.rcvbuf = s.rcvbuf
+	}
+	go func() {
+		defer watching.Done()
+		s.watch.run(wctx)
+	}()
+
 	s.sync()
 	if err := ready.Notify(); err != nil {
 		s.Logf("overlay: notify init: %v", err)
 	}
-	loop := policywatch.Loop{File: &s.policy, Poll: s.Poll, Repair: s.Repair, Reload: reload}
+	loop := policywatch.Loop{File: &s.policy, Poll: s.Poll, Repair: s.Repair, Reload: kick}
 	return loop.Run(ctx, func(why policywatch.Trigger) {
-		if why != policywatch.Repair {
+		switch why {
+		case policywatch.Reload:
+			s.pendMu.Lock()
+			reload, events := s.pendReload, s.pendEvents
+			s.pendReload, s.pendEvents = false, ""
+			s.pendMu.Unlock()
+			if !reload && events == "" {
+				return // taken by the sync before
+			}
+			if reload {
+				s.Logf("overlay: %s", why)
+			}
+			if events != "" {
+				s.repairReason = "kernel event: " + events
+			}
+		case policywatch.Repair:
+			s.repairReason = "periodic check"
+		default:
 			s.Logf("overlay: %s", why)
 		}
+		defer func() { s.repairReason = "" }()
 		s.sync()
 	})
 }
@@ -161,9 +249,10 @@ func (s *Service) syncOnce() error {
 		want = append(want, e.Addr)
 	}
 	res, rerr := s.recon.Reconcile(want)
-	if len(res.Added)+len(res.Removed) > 0 {
-		s.Logf("overlay: %s: %d addresses added, %d removed", s.Link, len(res.Added), len(res.Removed))
+	if res.Index != 0 && s.watch != nil {
+		s.watch.index.Store(int32(res.Index))
 	}
+	s.logRepair(res)
 
 	s.mu.Lock()
 	snap := Snapshot{
@@ -183,6 +272,31 @@ func (s *Service) syncOnce() error {
 	s.snap = snap
 	s.mu.Unlock()
 	return errors.Join(perr, rerr)
+}
+
+// logRepair reports what a reconcile changed on the interface, and
+// why when a kernel event asked for it; a reconcile that changed nothing
+// (the event was the service's own change, or the drift was already
+// repaired) says nothing.
+func (s *Service) logRepair(res Result) {
+	var did []string
+	switch {
+	case res.Created:
+		did = append(did, "created")
+	case res.Up:
+		did = append(did, "brought up")
+	}
+	if len(res.Added)+len(res.Removed) > 0 {
+		did = append(did, fmt.Sprintf("%d addresses added, %d removed", len(res.Added), len(res.Removed)))
+	}
+	if len(did) == 0 {
+		return
+	}
+	msg := fmt.Sprintf("overlay: %s: %s", s.Link, strings.Join(did, ", "))
+	if s.repairReason != "" {
+		msg += " (repair after " + s.repairReason + ")"
+	}
+	s.Logf("%s", msg)
 }
 
 // allocate applies the policy to the allocator; on any error nothing

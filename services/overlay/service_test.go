@@ -70,6 +70,7 @@ func startWith(t *testing.T, h *netlink.Handle, kind LinkKind, dir string, tune 
 			SocketPath: filepath.Join(dir, "run", "overlay.sock"),
 			LinkKind:   kind,
 			Handle:     h,
+			NS:         nsOf(t, h),
 			Poll:       20 * time.Millisecond,
 			Repair:     time.Hour,
 			Logf:       t.Logf,

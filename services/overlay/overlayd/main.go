@@ -31,7 +31,7 @@ func Main() {
 	link := flag.String("link", overlay.DefaultLink, "overlay interface name")
 	kind := flag.String("link-kind", string(overlay.KindDummy), "overlay interface kind: dummy, or veth for kernels without dummy")
 	poll := flag.Duration("poll", 2*time.Second, "how often to check the policy file for a change")
-	repair := flag.Duration("repair", 30*time.Second, "how often to re-check the interface for drift")
+	repair := flag.Duration("repair", 30*time.Second, "how often to re-check the interface for drift (the interface deleted, set down or losing an address is repaired on the kernel's event, sooner)")
 	flag.Parse()
 	if flag.NArg() != 0 {
 		fmt.Fprintf(os.Stderr, "otgate-overlay: unexpected arguments %q\n", flag.Args())
