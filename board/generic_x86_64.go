@@ -17,9 +17,20 @@ func init() {
 		// Lake, a dependency of iTCO_wdt). Without them no iTCO watchdog
 		// appears and init runs unarmed ("WATCHDOG NOT ARMED"); the
 		// kernel cannot load them on demand (no modprobe).
+		//
+		// Ports: e1000e (i217/i218/i219 on the board), igb (i210/i211,
+		// the usual DIN-rail ports), igc (i225/i226 2.5G), r8169
+		// (Realtek, RTL8125 included). Disks: ahci (SATA, CFast), nvme,
+		// and eMMC through sdhci_pci (Atom, Apollo/Elkhart Lake and
+		// later) or sdhci_acpi (Bay Trail, Cherry Trail) with mmc_block:
+		// without them an eMMC-only unit boots from its ESP (the
+		// firmware reads it) but Linux sees no disk and /perm falls back
+		// to tmpfs. USB is left out on purpose (no USB storage, network
+		// adapters or keyboards: the console is serial).
 		Modules: concat(nftModules, netModules, virtioModules,
 			[]string{"ext4", "i6300esb", "iTCO_wdt", "lpc_ich", "i2c_i801", "button", "evdev",
-				"e1000e", "igb", "r8169", "ahci", "nvme", "sd_mod"}),
+				"e1000e", "igb", "igc", "r8169", "ahci", "nvme", "sd_mod",
+				"sdhci_pci", "sdhci_acpi", "mmc_block"}),
 		Console: "ttyS0",
 		Cmdline: []string{"console=tty0"},
 		Boot:    UEFIDisk,
