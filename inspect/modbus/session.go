@@ -265,25 +265,28 @@ func (s *Session) record(r *Record) error {
 }
 
 // answer sends the gate's exception response for the denied s.req and
-// records it.
+// records it. The denial is recorded even when the exception cannot be
+// written (the client or the device has gone): then with
+// OutcomeNoResponse, since no answer reached the client.
 func (s *Session) answer(at time.Time, dec Decision) error {
 	frame := AppendException(s.excBuf[:0], &s.req, dec.Exception)
 	s.clientMu.Lock()
 	for s.midFrame && s.clientErr == nil {
 		s.clientCond.Wait()
 	}
-	err := s.clientErr
-	if err == nil {
-		_, err = s.toClient.Write(frame)
+	werr := s.clientErr
+	if werr == nil {
+		_, werr = s.toClient.Write(frame)
 	}
 	s.clientMu.Unlock()
-	if err != nil {
-		return fmt.Errorf("modbus session: write exception to client: %w", err)
-	}
 	s.mu.Lock() // s.reqRec is also evict's, which runs under s.mu
 	s.reqRec.fillRequest(&s.req, at)
-	s.reqRec.ResponseTime = s.now()
 	s.reqRec.Verdict, s.reqRec.Outcome = VerdictDenied, OutcomeException
+	if werr == nil {
+		s.reqRec.ResponseTime = s.now()
+	} else {
+		s.reqRec.Outcome = OutcomeNoResponse
+	}
 	s.reqRec.Exception, s.reqRec.DenyException = dec.Exception, dec.Exception
 	s.reqRec.Rule, s.reqRec.Reason = dec.Rule, dec.Reason
 	if err := s.record(&s.reqRec); err != nil {
@@ -291,6 +294,9 @@ func (s *Session) answer(at time.Time, dec Decision) error {
 		return &RecordError{What: s.reqRec.describe() + " -> denied", Err: err}
 	}
 	s.mu.Unlock()
+	if werr != nil {
+		return fmt.Errorf("modbus session: write exception to client: %w", werr)
+	}
 	return nil
 }
 

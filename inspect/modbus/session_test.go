@@ -295,3 +295,52 @@ func TestSessionCutThroughAndFrameBoundary(t *testing.T) {
 		t.Fatalf("device close ended the session with %v", err)
 	}
 }
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("connection reset") }
+
+// TestDeniedRecordedWhenAnswerFails: a denied request is recorded even
+// when its exception cannot reach the client, because the client's side
+// fails or the device has already closed (the session is ending); nothing
+// of it reaches the device.
+func TestDeniedRecordedWhenAnswerFails(t *testing.T) {
+	deny := frame(0x77, 1, 6, 0, 60, 0, 1) // holding 60 is outside write 50-55
+	for _, tc := range []struct {
+		name     string
+		toClient io.Writer
+		devGone  bool
+	}{
+		{"client write fails", failingWriter{}, false},
+		{"device stream ended", io.Discard, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := newRecorder()
+			var toDevice strings.Builder
+			s, err := modbus.NewSession(modbus.Config{Policy: policy(t), Sink: rec}, tc.toClient, &toDevice)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.devGone {
+				if err := s.Responses(strings.NewReader("")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.Requests(strings.NewReader(string(deny))); err == nil || !strings.Contains(err.Error(), "write exception to client") {
+				t.Fatalf("Requests = %v, want the failed exception write", err)
+			}
+			if toDevice.Len() != 0 {
+				t.Fatalf("device received % x", toDevice.String())
+			}
+			all := rec.everything()
+			if len(all) != 1 {
+				t.Fatalf("%d records, want the denial: %v", len(all), all)
+			}
+			r := all[0]
+			if r.TransactionID != 0x77 || r.Verdict != modbus.VerdictDenied || r.DenyException != modbus.ExIllegalDataAddress ||
+				r.Outcome != modbus.OutcomeNoResponse || !strings.Contains(r.String(), "write holding 60 = 1 -> denied, exception 02 illegal data address") {
+				t.Fatalf("record %s: %+v", r, r)
+			}
+		})
+	}
+}
