@@ -4,7 +4,13 @@
 // A profile lives in the user's config directory (os.UserConfigDir()/otgate,
 // mode 0700, files 0600): the gate's address and certificate pin, the
 // private key the client generated (it never leaves the machine) and the
-// short-lived client certificate the gate issued for it.
+// short-lived client certificate the gate issued for it. On Unix, Open
+// refuses the credential, as ssh refuses an unprotected private key, when
+// the directory or a file belongs to another user, the directory or the
+// key is open to others, or others may write a file (*UnprotectedError
+// names it, its mode and the fix); OpenToRevoke, for a logout, does not.
+// On Windows the directory's protected DACL, set at each login, is
+// inherited by its files.
 //
 // The gate's key is pinned (the SHA-256 of its public key): a first login
 // sends no credential until something vouches for the key the gate shows,

@@ -11,11 +11,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/otgate/otgate/services/proxy/wire"
@@ -225,7 +228,8 @@ func learnKey(ctx context.Context, gate, caFile string) (string, error) {
 }
 
 // StoredPin is the pin the profile in dir (DefaultDir when empty) keeps
-// for the gate at gateURL, or "".
+// for the gate at gateURL, or "" (none, or a profile CheckProfile
+// refuses).
 func StoredPin(dir, gateURL string) string {
 	gate, err := ParseGate(gateURL)
 	if err != nil {
@@ -236,10 +240,34 @@ func StoredPin(dir, gateURL string) string {
 			return ""
 		}
 	}
-	if p, err := LoadProfile(dir); err == nil && p.Gate == gate {
+	if CheckProfile(dir) != nil {
+		return ""
+	}
+	if p, err := loadProfile(dir, false); err == nil && p.Gate == gate {
 		return p.Pin
 	}
 	return ""
+}
+
+// CheckProfile refuses, before a login, a profile directory (DefaultDir
+// when empty) the login could not make the user's own: one of another
+// user, or one others may write in; and a stored profile others may
+// change, whose pin the login would enforce. A directory others may only
+// read is made 0700 by the login.
+func CheckProfile(dir string) error {
+	if dir == "" {
+		var err error
+		if dir, err = DefaultDir(); err != nil {
+			return err
+		}
+	}
+	if err := checkDir(dir); err != nil {
+		return err
+	}
+	if _, _, err := readOwn(filepath.Join(dir, ProfileFile), kindProfile, true); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // LoginResult says what Login did.
@@ -266,7 +294,7 @@ func Login(ctx context.Context, o LoginOptions) (*LoginResult, error) {
 	}
 	// A directory the credential could not be stored in is refused
 	// before the password and the one-time code go out.
-	if err := checkDir(dir); err != nil {
+	if err := CheckProfile(dir); err != nil {
 		return nil, err
 	}
 	pin := StoredPin(dir, gate)
@@ -351,9 +379,15 @@ func call(c *tls.Conn, req wire.Request) (*wire.Response, error) {
 
 // Session is a logged-in profile.
 type Session struct {
-	Dir     string
+	Dir string
+	// Profile is the profile as opened. A credential Follow takes is for
+	// the same gate, pin, CA file and user; NotAfter is its end.
 	Profile *Profile
-	cert    *tls.Certificate
+
+	mu   sync.Mutex
+	cert *tls.Certificate
+	// certInfo is the certificate file read last (Follow).
+	certInfo fs.FileInfo
 
 	// resume holds the TLS 1.3 session tickets of every connection to the
 	// gate (tunnels, the notice stream, assets, logout), so that every
@@ -361,46 +395,58 @@ type Session struct {
 	// where a signature takes 0.5 ms (swtpm) to 100 ms (a discrete TPM),
 	// and engineering tools open many connections. The gate still checks
 	// the certificate of a resumed connection (expiry, revocation) as it
-	// does on a full handshake.
+	// does on a full handshake. A resumed connection presents the
+	// certificate of the one that got the ticket: Follow starts a new
+	// cache with each new credential.
 	resume tls.ClientSessionCache
 }
 
-// Open loads the profile in dir (DefaultDir when empty).
-func Open(dir string) (*Session, error) {
+// Open loads the profile in dir (DefaultDir when empty). The directory
+// and its files must be the user's own and closed to others: see
+// UnprotectedError.
+func Open(dir string) (*Session, error) { return open(dir, true) }
+
+// OpenToRevoke is Open without the owner and mode checks, for a logout:
+// a credential others could read is the one to end at the gate.
+func OpenToRevoke(dir string) (*Session, error) { return open(dir, false) }
+
+func open(dir string, check bool) (*Session, error) {
 	var err error
 	if dir == "" {
 		if dir, err = DefaultDir(); err != nil {
 			return nil, err
 		}
 	}
-	p, err := LoadProfile(dir)
+	c, err := readCredential(dir, check)
 	if err != nil {
 		return nil, err
 	}
-	cert, err := loadCredential(dir)
-	if err != nil {
-		return nil, err
-	}
-	return &Session{Dir: dir, Profile: p, cert: cert, resume: tls.NewLRUClientSessionCache(8)}, nil
+	return &Session{Dir: dir, Profile: c.profile, cert: c.cert, certInfo: c.certInfo, resume: tls.NewLRUClientSessionCache(8)}, nil
 }
 
-// NotAfter is when the stored certificate expires.
+// NotAfter is when the certificate in use expires.
 func (s *Session) NotAfter() time.Time {
-	if s.cert.Leaf != nil {
-		return s.cert.Leaf.NotAfter
+	s.mu.Lock()
+	cert := s.cert
+	s.mu.Unlock()
+	if cert.Leaf != nil {
+		return cert.Leaf.NotAfter
 	}
-	if leaf, err := x509.ParseCertificate(s.cert.Certificate[0]); err == nil {
+	if leaf, err := x509.ParseCertificate(cert.Certificate[0]); err == nil {
 		return leaf.NotAfter
 	}
 	return s.Profile.Expiry
 }
 
 func (s *Session) dial(ctx context.Context, alpn string) (*tls.Conn, error) {
-	cfg, err := tlsConfig(alpn, s.Profile.Pin, s.Profile.CAFile, s.cert, nil)
+	s.mu.Lock()
+	cert, resume := s.cert, s.resume
+	s.mu.Unlock()
+	cfg, err := tlsConfig(alpn, s.Profile.Pin, s.Profile.CAFile, cert, nil)
 	if err != nil {
 		return nil, err
 	}
-	cfg.ClientSessionCache = s.resume
+	cfg.ClientSessionCache = resume
 	return dialTLS(ctx, s.Profile.Gate, cfg)
 }
 

@@ -8,6 +8,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -44,9 +46,28 @@ func DefaultDir() (string, error) {
 // ErrNoProfile: not logged in.
 var ErrNoProfile = errors.New("not logged in (run otgate login <gate>)")
 
-// LoadProfile reads the profile in dir.
-func LoadProfile(dir string) (*Profile, error) {
-	b, err := os.ReadFile(filepath.Join(dir, ProfileFile))
+// LoadProfile reads the profile in dir. The directory and the file must
+// be the user's own and closed to others (checkOwn): an
+// *UnprotectedError says what to do otherwise.
+func LoadProfile(dir string) (*Profile, error) { return loadProfile(dir, true) }
+
+// loadProfile is LoadProfile, checking the owner and the modes or not.
+func loadProfile(dir string, check bool) (*Profile, error) {
+	path := filepath.Join(dir, ProfileFile)
+	if check {
+		// No profile is "not logged in", in whatever directory.
+		if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
+			return nil, ErrNoProfile
+		}
+		fi, err := os.Stat(dir)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkOwn(dir, fi, kindDir); err != nil {
+			return nil, err
+		}
+	}
+	b, _, err := readOwn(path, kindProfile, check)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, ErrNoProfile
 	}
@@ -55,12 +76,46 @@ func LoadProfile(dir string) (*Profile, error) {
 	}
 	var p Profile
 	if err := json.Unmarshal(b, &p); err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ProfileFile), err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if p.Gate == "" || p.Pin == "" {
-		return nil, fmt.Errorf("%s: no gate or pin", filepath.Join(dir, ProfileFile))
+		return nil, fmt.Errorf("%s: no gate or pin", path)
 	}
 	return &p, nil
+}
+
+// maxFileSize bounds what is read of a profile's file: a key, a chain of
+// a few certificates, a small JSON object.
+const maxFileSize = 1 << 20
+
+// readOwn reads the regular file at path, first checking (when check) its
+// owner and mode with checkOwn on the file opened, so that no other file
+// can take its place between the check and the read. fi is the opened
+// file's.
+func readOwn(path string, kind fileKind, check bool) (b []byte, fi fs.FileInfo, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	if fi, err = f.Stat(); err != nil {
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, nil, fmt.Errorf("%s is not a regular file (%v): log in again", path, fi.Mode().Type())
+	}
+	if check {
+		if err := checkOwn(path, fi, kind); err != nil {
+			return nil, nil, err
+		}
+	}
+	if b, err = io.ReadAll(io.LimitReader(f, maxFileSize+1)); err != nil {
+		return nil, nil, err
+	}
+	if len(b) > maxFileSize {
+		return nil, nil, fmt.Errorf("%s is larger than %d bytes, no file login writes: log in again", path, maxFileSize)
+	}
+	return b, fi, nil
 }
 
 // storeLogin stores what a login brought: the profile (gate, pin,
@@ -100,18 +155,49 @@ func storeLogin(dir string, p *Profile, key *ecdsa.PrivateKey, chain [][]byte) e
 	return writeFileAtomic(filepath.Join(dir, CertFile), certs)
 }
 
-// loadCredential returns the TLS client certificate of dir.
-func loadCredential(dir string) (*tls.Certificate, error) {
-	c, err := tls.LoadX509KeyPair(filepath.Join(dir, CertFile), filepath.Join(dir, KeyFile))
+// credential is what a profile directory holds, read and checked.
+type credential struct {
+	profile *Profile
+	cert    *tls.Certificate
+	// certInfo is the certificate file's, as read: a new login replaces
+	// the file (Session.Follow).
+	certInfo fs.FileInfo
+}
+
+// readCredential reads the profile, the certificate and the key in dir;
+// with check, each must be the user's own and closed to others
+// (checkOwn), or it returns an *UnprotectedError and reads no further.
+func readCredential(dir string, check bool) (*credential, error) {
+	p, err := loadProfile(dir, check)
+	if err != nil {
+		return nil, err
+	}
+	certPEM, fi, err := readOwn(filepath.Join(dir, CertFile), kindCert, check)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, ErrNoProfile
 	}
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, _, err := readOwn(filepath.Join(dir, KeyFile), kindKey, check)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, ErrNoProfile
+	}
+	if err != nil {
+		return nil, err
+	}
+	c, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		// A key and a certificate that do not belong together, or a
 		// damaged file: only a new login mends it.
 		return nil, fmt.Errorf("the credential in %s is unusable (%v): log in again", dir, err)
 	}
-	return &c, nil
+	if c.Leaf == nil {
+		if c.Leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
+			return nil, fmt.Errorf("the credential in %s is unusable (%v): log in again", dir, err)
+		}
+	}
+	return &credential{profile: p, cert: &c, certInfo: fi}, nil
 }
 
 // RemoveProfile deletes the credential and the profile.

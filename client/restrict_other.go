@@ -17,8 +17,8 @@ func restrictDir(dir string) error {
 	return os.Chmod(dir, 0o700)
 }
 
-// checkDir refuses an existing directory that other users may write in
-// (as ssh refuses such a ~/.ssh): they may have put a profile there
+// checkDir refuses an existing directory of another user, or one that
+// other users may write in (as ssh refuses such a ~/.ssh): they may have put a profile there
 // already, pinning their own key for the gate, which a login would then
 // enforce; and tightening one such as /tmp, given as --profile, would
 // break it for everyone else.
@@ -29,6 +29,10 @@ func checkDir(dir string) error {
 	}
 	if err != nil {
 		return err
+	}
+	if uid, ok := fileOwner(st); ok && uid != os.Geteuid() {
+		// Its owner could read the key, and chmod it back after us.
+		return &UnprotectedError{Path: dir, Kind: kindDir, Mode: st.Mode(), Owner: uid, Own: os.Geteuid()}
 	}
 	mode := st.Mode()
 	if mode&os.ModeSticky == 0 && mode.Perm()&0o022 == 0 {

@@ -45,7 +45,7 @@ func runConnect(args []string, out, errOut io.Writer) error {
 	if err := checkLoopbackListen(*listen); err != nil {
 		return err
 	}
-	s, err := client.Open(*dir)
+	s, err := openSession(*dir)
 	if err != nil {
 		return err
 	}

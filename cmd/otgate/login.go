@@ -38,7 +38,15 @@ func openProfile(name string, args []string) (*client.Session, error) {
 	if fs.NArg() != 0 {
 		return nil, fmt.Errorf("usage: otgate %s [--profile DIR]", name)
 	}
-	s, err := client.Open(*dir)
+	s, err := openSession(*dir)
+	var unprotected *client.UnprotectedError
+	if name == "logout" && errors.As(err, &unprotected) {
+		// A credential others could read or change is the one to end
+		// at the gate: logout goes ahead, and says what it found.
+		if s, err = client.OpenToRevoke(*dir); err == nil {
+			fmt.Fprintf(os.Stderr, "otgate logout: %s: logging out ends it at the gate and deletes it here\n", unprotectedWhat(unprotected))
+		}
+	}
 	if errors.Is(err, client.ErrNoProfile) {
 		where := *dir
 		if where == "" {
@@ -50,6 +58,34 @@ func openProfile(name string, args []string) (*client.Session, error) {
 		return nil, fmt.Errorf("not logged in: no credential in %s (run %s <gate>)", where, loginCommand(*dir))
 	}
 	return s, err
+}
+
+// openSession is client.Open, whose *client.UnprotectedError names the
+// logout command of the profile directory dir (the --profile flag's value).
+func openSession(dir string) (*client.Session, error) {
+	s, err := client.Open(dir)
+	var unprotected *client.UnprotectedError
+	if errors.As(err, &unprotected) {
+		unprotected.LogoutCmd = logoutCommand(dir)
+	}
+	return s, err
+}
+
+// unprotectedWhat says what is wrong with a profile's file, without the
+// refusal.
+func unprotectedWhat(e *client.UnprotectedError) string {
+	if e.Owner >= 0 {
+		return fmt.Sprintf("%s belongs to uid %d, not to you (uid %d)", e.Path, e.Owner, e.Own)
+	}
+	return fmt.Sprintf("%s was open to other users (mode %04o)", e.Path, uint32(e.Mode.Perm()))
+}
+
+// logoutCommand is the logout command line for the profile directory dir.
+func logoutCommand(dir string) string {
+	if dir == "" {
+		return "otgate logout"
+	}
+	return "otgate logout --profile " + shellQuote(dir)
 }
 
 // loginCommand is the login command line for the profile directory dir
@@ -121,6 +157,12 @@ func runLogin(args []string, in io.Reader, out io.Writer) error {
 		if pin, err = client.CheckPin(pin); err != nil {
 			return fmt.Errorf("--pin: %w", err)
 		}
+	}
+	// A profile directory the login could not make the user's own, or
+	// a stored pin others may have changed, is refused before anything
+	// goes to the gate.
+	if err := client.CheckProfile(*dir); err != nil {
+		return err
 	}
 	stored := client.StoredPin(*dir, gate)
 	r := bufio.NewReader(in)
