@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -20,6 +19,9 @@ const DefaultStatePath = "/perm/overlay/alloc.cbor"
 type Allocator struct {
 	path string
 	hook atomicfile.Hook
+	// syncDir fsyncs a directory (nil: atomicfile.SyncDir); tests
+	// observe it.
+	syncDir func(string) error
 
 	mu sync.Mutex
 	t  *table
@@ -95,7 +97,10 @@ func (a *Allocator) Apply(cfg Config, reqs []Request, now time.Time) (Diff, erro
 		a.t = next
 		return diff, nil
 	}
-	if err := os.MkdirAll(filepath.Dir(a.path), 0o700); err != nil {
+	// The directory too is made durably: a state file fsynced in a
+	// directory whose own entry was never fsynced can vanish with it at
+	// a power cut, and the next boot would allocate afresh.
+	if err := atomicfile.MkdirAll(filepath.Dir(a.path), 0o700, a.syncDir); err != nil {
 		return Diff{}, fmt.Errorf("alloc: %w", err)
 	}
 	if err := atomicfile.WriteHooked(a.path, b, 0o600, a.hook); err != nil {

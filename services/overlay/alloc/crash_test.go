@@ -116,3 +116,26 @@ func TestCorruptStateIsAnError(t *testing.T) {
 		}
 	}
 }
+
+// TestStateDirectoryMadeDurably: the first Apply makes the state's
+// missing directories with each new entry fsynced in its parent. They
+// were made with os.MkdirAll, never synced: after a power cut soon after
+// the first allocation the directory, and the fsynced state file in it,
+// could be gone, and the next boot allocated afresh.
+func TestStateDirectoryMadeDurably(t *testing.T) {
+	root := t.TempDir()
+	path := filepath.Join(root, "perm", "overlay", "alloc.cbor")
+	a := open(t, path)
+	var synced []string
+	a.syncDir = func(dir string) error {
+		synced = append(synced, dir)
+		return atomicfile.SyncDir(dir)
+	}
+	if _, err := a.Apply(Config{}, []Request{{Asset: "a", Zone: "z"}}, t0); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{root, filepath.Join(root, "perm")}
+	if fmt.Sprint(synced) != fmt.Sprint(want) {
+		t.Errorf("directories fsynced for the new entries: %q, want %q", synced, want)
+	}
+}
