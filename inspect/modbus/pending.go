@@ -36,21 +36,20 @@ func newPendingTable(size int) pendingTable {
 	return p
 }
 
-// put stores req; if its transaction id is already outstanding, or the
-// table is full, the displaced request is handed to evict first, then
-// released.
+// put stores req; if the table is full, the oldest request is handed to
+// evict first, then released. A transaction id already outstanding is
+// stored again: the client reused it, the device answers both, and take
+// matches the responses in order.
 func (p *pendingTable) put(req *Request, at time.Time, verdict Verdict, dec Decision, evict func(*outstanding)) {
 	tid := req.Header.TransactionID
-	i := p.find(tid)
-	if i < 0 {
-		for j, u := range p.used {
-			if !u {
-				i = j
-				break
-			}
-			if i < 0 || p.slots[j].seq < p.slots[i].seq {
-				i = j // the oldest, if none is free
-			}
+	i := -1
+	for j, u := range p.used {
+		if !u {
+			i = j
+			break
+		}
+		if i < 0 || p.slots[j].seq < p.slots[i].seq {
+			i = j // the oldest, if none is free
 		}
 	}
 	slot := &p.slots[i]
@@ -71,18 +70,20 @@ func (p *pendingTable) put(req *Request, at time.Time, verdict Verdict, dec Deci
 	}
 }
 
-// find returns the slot index of the outstanding request with
+// find returns the slot index of the oldest outstanding request with
 // transaction id tid, or -1.
 func (p *pendingTable) find(tid uint16) int {
+	found := -1
 	for i, t := range p.tids {
-		if t == tid && p.used[i] {
-			return i
+		if t == tid && p.used[i] && (found < 0 || p.slots[i].seq < p.slots[found].seq) {
+			found = i
 		}
 	}
-	return -1
+	return found
 }
 
-// take finds the outstanding request with transaction id tid; the caller
+// take finds the oldest outstanding request with transaction id tid (a
+// device answers in order the requests that share one); the caller
 // releases it once done with it.
 func (p *pendingTable) take(tid uint16) *outstanding {
 	if i := p.find(tid); i >= 0 {

@@ -19,24 +19,25 @@ func TestPendingEvictionAndDuplicates(t *testing.T) {
 	in = append(in, adu(1, 1, []byte{3, 0, 1, 0, 1})...)
 	in = append(in, adu(2, 1, []byte{3, 0, 2, 0, 1})...)
 	in = append(in, adu(3, 1, []byte{3, 0, 3, 0, 1})...)            // table full: 1 is evicted
-	in = append(in, adu(3, 1, []byte{16, 0, 50, 0, 1, 2, 0, 9})...) // same id as an outstanding one: replaces it
+	in = append(in, adu(3, 1, []byte{16, 0, 50, 0, 1, 2, 0, 9})...) // same id as an outstanding one: kept too; 2 is evicted
 	if err := s.Requests(bytes.NewReader(in)); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(toDevice.Bytes(), in) {
 		t.Fatalf("device got % x, want all four requests", toDevice.Bytes())
 	}
-	// The write to 50 must still decode from the table's own copy.
-	if err := s.follow.feed(adu(3, 1, []byte{16, 0, 50, 0, 1}), s.onFrameFn); err != nil {
+	// The device answers the two requests of id 3 in order; the write to
+	// 50 must still decode from the table's own copy.
+	if err := s.follow.feed(append(adu(3, 1, []byte{3, 2, 0, 7}), adu(3, 1, []byte{16, 0, 50, 0, 1})...), s.onFrameFn); err != nil {
 		t.Fatal(err)
 	}
 	s.Finish()
 	want := []string{
 		"unit 1 read holding 1 -> no response",
 		"unit 1 write holding 50 = 9 -> forwarded", // recorded before it is tracked and forwarded
-		"unit 1 read holding 3 -> no response",
-		"unit 1 write holding 50 = 9 -> ok",
 		"unit 1 read holding 2 -> no response",
+		"unit 1 read holding 3 -> ok = 7",
+		"unit 1 write holding 50 = 9 -> ok",
 	}
 	if len(recs) != len(want) {
 		t.Fatalf("records:\n%s", strings.Join(recs, "\n"))
@@ -89,14 +90,24 @@ func TestPendingTableIndex(t *testing.T) {
 		t.Fatalf("3 puts in 3 slots: count %d, evicted %v", p.count(), evicted)
 	}
 	put(13) // full: 10, the oldest, goes
-	put(12) // same id as an outstanding one: replaces it
-	if p.count() != 3 || len(evicted) != 2 || evicted[0] != 10 || evicted[1] != 12 {
-		t.Fatalf("after a full-table put and a duplicate: count %d, evicted %v, want 3 and [10 12]", p.count(), evicted)
+	put(12) // same id as an outstanding one: stored as well; full, so 11 goes
+	if p.count() != 3 || len(evicted) != 2 || evicted[0] != 10 || evicted[1] != 11 {
+		t.Fatalf("after a full-table put and a duplicate: count %d, evicted %v, want 3 and [10 11]", p.count(), evicted)
 	}
-	if p.take(10) != nil {
-		t.Fatal("evicted transaction 10 is still found")
+	if p.take(10) != nil || p.take(11) != nil {
+		t.Fatal("evicted transactions 10 and 11 are still found")
 	}
-	o := p.take(11)
+	// Two requests with id 12: take finds the older first.
+	o := p.take(12)
+	if o == nil || o.seq != 3 {
+		t.Fatalf("take(12) = %+v, want the first request with id 12", o)
+	}
+	p.release(o)
+	if o = p.take(12); o == nil || o.seq != 5 {
+		t.Fatalf("second take(12) = %+v, want the second request with id 12", o)
+	}
+	put(11)
+	o = p.take(11)
 	if o == nil || o.req.Header.TransactionID != 11 || o.req.Address != 11 {
 		t.Fatalf("take(11) = %+v", o)
 	}

@@ -344,3 +344,40 @@ func TestDeniedRecordedWhenAnswerFails(t *testing.T) {
 		})
 	}
 }
+
+// TestSessionDuplicateTransactionIDs: a client may reuse a transaction id
+// while a request with it is outstanding; the device answers both, in
+// order. Each response is matched to its own request (the oldest with
+// that id), so the records say what each request did.
+func TestSessionDuplicateTransactionIDs(t *testing.T) {
+	devAddr, devConn := scriptedDevice(t)
+	g := startGate(t, devAddr, modbus.Enforce)
+	c := dial(t, g.addr)
+	read := frame(3, 1, 3, 0, 1, 0, 1)
+	write := frame(3, 1, 6, 0, 50, 0, 9)
+	c.Write(append(read, write...))
+	dev := <-devConn
+	dev.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.ReadFull(dev, make([]byte, len(read)+len(write))); err != nil {
+		t.Fatal(err)
+	}
+	dev.Write(append(frame(3, 1, 3, 2, 0, 42), frame(3, 1, 6, 0, 50, 0, 9)...))
+	for i := 0; i < 2; i++ {
+		readFrame(t, c)
+	}
+	recs := g.rec.wait(t, 2)
+	c.Close()
+	dev.Close()
+	if err := g.end(t); err != nil {
+		t.Fatalf("session end: %v", err)
+	}
+	text := g.rec.text()
+	for _, want := range []string{"unit 1 read holding 1 -> ok = 42 (", "unit 1 write holding 50 = 9 -> ok ("} {
+		if !strings.Contains(text, want) {
+			t.Errorf("transcript lacks %q:\n%s", want, text)
+		}
+	}
+	if len(g.rec.everything()) != 3 || len(recs) != 2 {
+		t.Errorf("want the write's forwarded record and two transactions:\n%s", text)
+	}
+}
