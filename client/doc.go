@@ -12,6 +12,12 @@
 // On Windows the directory's protected DACL, set at each login, is
 // inherited by its files.
 //
+// A profile holds one credential. A login that replaces one of another
+// gate (another key: an address is only a name) or of another user ends
+// it at its gate once the new one is stored, as a logout would, and
+// LoginResult.Replaced says whether it could; a renewal (the same user at
+// the same gate) ends nothing.
+//
 // The gate's key is pinned (the SHA-256 of its public key): a first login
 // sends no credential until something vouches for the key the gate shows,
 // a pin the user took from the gate's console or confirmed at a terminal

@@ -277,10 +277,17 @@ type LoginResult struct {
 	FirstUse    bool // the pin was learned now (CA or TrustFirstUse)
 	User        string
 	NotAfter    time.Time
+	// Replaced is the credential of another gate or user that was in
+	// the profile directory, and what became of it (nil: none, or this
+	// user's own for this gate, renewed).
+	Replaced *Replaced
 }
 
 // Login makes a key, logs in, and stores key, certificate and pin. A pin
-// already stored for the same gate is enforced.
+// already stored for the same gate is enforced. A profile holds one
+// credential: one of another gate, or of another user, that the new one
+// replaces is ended at its gate once the new one is stored (see
+// Replaced).
 func Login(ctx context.Context, o LoginOptions) (*LoginResult, error) {
 	gate, err := ParseGate(o.Gate)
 	if err != nil {
@@ -351,9 +358,11 @@ func Login(ctx context.Context, o LoginOptions) (*LoginResult, error) {
 	if pin == "" { // vouched for by the CA, or trusted on first use
 		res.Fingerprint, res.FirstUse = learned, true
 	}
+	prev := readPrevious(dir)
 	if err := storeLogin(dir, &Profile{Gate: gate, Pin: res.Fingerprint, CAFile: o.CAFile, User: rsp.User, Expiry: leaf.NotAfter}, key, rsp.Certificate); err != nil {
 		return nil, fmt.Errorf("store the credential in %s: %w (not logged in: log in again once that is mended)", dir, err)
 	}
+	res.Replaced = prev.end(ctx, res)
 	return res, nil
 }
 
@@ -484,19 +493,23 @@ func (e *LogoutError) Unwrap() []error {
 // deletes the local files, also when the gate cannot be reached. Unless
 // both are done it returns a *LogoutError saying which was not.
 func (s *Session) Logout(ctx context.Context) error {
-	var gerr error
-	c, err := s.dial(ctx, wire.ALPNLogin)
-	if err != nil {
-		gerr = err
-	} else {
-		_, gerr = call(c, wire.Request{Op: wire.OpLogout})
-		c.Close()
-	}
+	gerr := s.revoke(ctx)
 	rerr := RemoveProfile(s.Dir)
 	if gerr == nil && rerr == nil {
 		return nil
 	}
 	return &LogoutError{Gate: gerr, Remove: rerr}
+}
+
+// revoke asks the gate to invalidate every certificate of the user.
+func (s *Session) revoke(ctx context.Context) error {
+	c, err := s.dial(ctx, wire.ALPNLogin)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = call(c, wire.Request{Op: wire.OpLogout})
+	return err
 }
 
 // DeniedError is a refused tunnel.

@@ -19,7 +19,7 @@ import (
 
 func init() {
 	register(command{name: "login", summary: "log in to a gate with password and TOTP (login <gate-url>)",
-		run: func(args []string) error { return runLogin(args, os.Stdin, os.Stdout) }})
+		run: func(args []string) error { return runLogin(args, os.Stdin, os.Stdout, os.Stderr) }})
 }
 
 // profileDirFlag adds --profile (the credential directory).
@@ -133,7 +133,7 @@ func credentialRefused(s *client.Session, ge *client.GateError) error {
 	return fmt.Errorf("the gate refused your credential (%s): log in again with %s", ge.Msg, relogin(s))
 }
 
-func runLogin(args []string, in io.Reader, out io.Writer) error {
+func runLogin(args []string, in io.Reader, out, errOut io.Writer) error {
 	fs := flag.NewFlagSet("otgate login", flag.ContinueOnError)
 	user := fs.String("user", "", "user name (default: asked)")
 	code := fs.String("code", "", "the TOTP code (default: asked)")
@@ -220,7 +220,31 @@ func runLogin(args []string, in io.Reader, out io.Writer) error {
 		fmt.Fprintln(out, "its certificate verified with the CA given; a change of key will be refused")
 	}
 	fmt.Fprintf(out, "logged in as %s until %s\n", res.User, res.NotAfter.Local().Format("2006-01-02 15:04:05 MST"))
+	if res.Replaced != nil {
+		reportReplaced(res.Replaced, out, errOut)
+	}
 	return nil
+}
+
+// reportReplaced says what became of the credential of another gate or
+// user that a login replaced (a profile holds one): ended at its gate,
+// expired or refused there already, or, on standard error, still valid
+// there until it expires.
+func reportReplaced(r *client.Replaced, out, errOut io.Writer) {
+	what := fmt.Sprintf("replaced the credential of %s for %s", r.User, r.Gate)
+	const perGate = "a profile holds one credential: --profile DIR keeps one for each gate"
+	switch ge, refused := refusedCredential(r.Err); {
+	case r.Revoked:
+		fmt.Fprintf(out, "%s (%s): logged out of %s, every certificate of %s there is invalid now\n", what, perGate, r.Gate, r.User)
+	case r.Expired:
+		fmt.Fprintf(out, "%s, which had expired at %s\n", what, r.NotAfter.Local().Format("2006-01-02 15:04:05 MST"))
+	case refused:
+		fmt.Fprintf(out, "%s, which %s had already stopped accepting (%s)\n", what, r.Gate, ge.Msg)
+	default:
+		fmt.Fprintf(errOut, "otgate login: warning: %s (%s), but could not log out of %s (%v): it stays valid there until %s; "+
+			"to end it sooner, ask the administrator of %s to run otgate admin user revoke %s\n",
+			what, perGate, r.Gate, r.Err, r.NotAfter.Local().Format("2006-01-02 15:04:05 MST"), r.Gate, r.User)
+	}
 }
 
 // confirmGateKey shows the key of a gate nothing vouches for and asks the
