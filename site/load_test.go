@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -146,6 +147,49 @@ func TestParseUplink(t *testing.T) {
 	}
 }
 
+// The uplink's ntp list: in either mode, addresses and names in canonical
+// form, in the file's order. A DHCP uplink with one compiles to a section
+// that is still DHCP (netconf sees no change), and round-trips.
+func TestParseUplinkNTP(t *testing.T) {
+	parse := func(src string) *Site {
+		t.Helper()
+		s, err := Parse("plant.yaml", []byte(src), Options{Now: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	dhcp := parse(withUplink(t, "  mode: dhcp\n  ntp: [192.168.10.1, NTP.Plant.Example., 192.168.10.2]\n"))
+	want := []string{"192.168.10.1", "ntp.plant.example", "192.168.10.2"}
+	if dhcp.Uplink == nil || dhcp.Uplink.IsStatic() || !slices.Equal(dhcp.Uplink.NTP, want) {
+		t.Fatalf("dhcp uplink with ntp: %+v", dhcp.Uplink)
+	}
+	if u := dhcp.UplinkSettings(); u.String() != "dhcp" || !u.Equal(Uplink{}) {
+		t.Errorf("dhcp uplink with ntp reads as %s, equal to plain dhcp: %v; want dhcp, true", u, u.Equal(Uplink{}))
+	}
+	src := readTestdata(t, "plant.yaml")
+	for _, s := range []*Site{dhcp, parse(withUplink(t, "  mode: static\n  address: 192.168.10.5/24\n  dns: [192.168.10.53]\n  ntp: [192.168.10.1, ntp.plant.example]\n"))} {
+		doc, err := Compile(s, "plant.yaml", src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := Decode(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if back.Site.Uplink == nil || !slices.Equal(back.Site.Uplink.NTP, s.Uplink.NTP) || back.Site.Uplink.IsStatic() != s.Uplink.IsStatic() {
+			t.Errorf("round trip of %+v: %+v", s.Uplink, back.Site.Uplink)
+		}
+		if again, _ := Compile(&back.Site, "plant.yaml", src); !bytes.Equal(doc, again) {
+			t.Error("decode + compile of an uplink with ntp does not reproduce the document")
+		}
+	}
+	// An empty list is no list.
+	if s := parse(withUplink(t, "  mode: dhcp\n  ntp: []\n")); s.Uplink != nil {
+		t.Errorf("empty ntp list: uplink %+v, want nil (plain dhcp)", s.Uplink)
+	}
+}
+
 // edit returns the plant file with old replaced by new (exactly once).
 func edit(t *testing.T, old, new string) string {
 	t.Helper()
@@ -275,7 +319,7 @@ func TestParseErrors(t *testing.T) {
 `, []string{`plant.yaml:82: exceptions[2]: duplicate exception: 10.10.1.20 to plc-2, enip port 44818 is also exceptions[0] (line 69)`}},
 		// The uplink section, appended to the plant at line 82.
 		{"uplink unknown field", withUplink(t, "  mode: static\n  address: 192.168.10.5/24\n  mtu: 1500\n"),
-			[]string{`plant.yaml:85: uplink.mtu: unknown field (known: mode, address, gateway, dns)`}},
+			[]string{`plant.yaml:85: uplink.mtu: unknown field (known: mode, address, gateway, dns, ntp)`}},
 		{"uplink without mode", withUplink(t, "  address: 192.168.10.5/24\n"),
 			[]string{`plant.yaml:83: uplink.mode: missing (required)`}},
 		{"uplink bad mode", withUplink(t, "  mode: pppoe\n"),
@@ -305,6 +349,26 @@ func TestParseErrors(t *testing.T) {
 		{"uplink bad DNS", withUplink(t, "  mode: static\n  address: 192.168.10.5/24\n  dns:\n    - 192.168.10.53\n    - dns.plant.example\n    - 192.168.10.53\n"),
 			[]string{`plant.yaml:87: uplink.dns[1]: bad IPv4 address "dns.plant.example"`,
 				`plant.yaml:88: uplink.dns[2]: duplicate DNS server 192.168.10.53 (also uplink.dns[0])`}},
+		{"uplink ntp bad entries", withUplink(t, "  mode: dhcp\n  ntp:\n    - 192.168.10.1\n    - ntp.plant.example:123\n    - 224.0.1.1\n    - 127.0.0.1\n    - \"2001:db8::1\"\n    - 192.168.10.01\n    - 192.168.10.1\n    - -bad-.example\n"),
+			[]string{`plant.yaml:86: uplink.ntp[1]: bad NTP server "ntp.plant.example:123" (want an IPv4 address or a DNS name, no port)`,
+				`plant.yaml:87: uplink.ntp[2]: 224.0.1.1 is not a unicast address a time server can have`,
+				`plant.yaml:88: uplink.ntp[3]: 127.0.0.1 is not a unicast address a time server can have`,
+				`plant.yaml:89: uplink.ntp[4]: "2001:db8::1" is not an IPv4 address (the uplink is IPv4)`,
+				`plant.yaml:90: uplink.ntp[5]: bad NTP server "192.168.10.01"`,
+				`plant.yaml:91: uplink.ntp[6]: duplicate NTP server 192.168.10.1 (also uplink.ntp[0])`,
+				`plant.yaml:92: uplink.ntp[7]: bad NTP server "-bad-.example"`}},
+		{"uplink ntp too many", withUplink(t, "  mode: dhcp\n  ntp: [10.0.0.1, 10.0.0.2, 10.0.0.3, 10.0.0.4, 10.0.0.5, 10.0.0.6, 10.0.0.7, 10.0.0.8, 10.0.0.9]\n"),
+			[]string{`plant.yaml:84: uplink.ntp: 9 servers; at most 8`}},
+		{"uplink ntp not a list", withUplink(t, "  mode: dhcp\n  ntp: 192.168.10.1\n"),
+			[]string{`plant.yaml:84: uplink.ntp: want a list, got str "192.168.10.1"`}},
+		{"uplink ntp on the OT side", withUplink(t, "  mode: dhcp\n  ntp: [10.10.1.50, 100.64.0.9]\n"),
+			[]string{`plant.yaml:84: uplink.ntp[0]: NTP server 10.10.1.50 is in zone "cell-1" subnet 10.10.1.0/24 (at zones[0]); the gate takes its time from the uplink side only`,
+				`plant.yaml:84: uplink.ntp[1]: NTP server 100.64.0.9 is in the overlay prefix 100.64.0.0/16`}},
+		{"uplink ntp name without dns", withUplink(t, "  mode: static\n  address: 192.168.10.5/24\n  ntp: [ntp.plant.example, 192.168.10.5]\n"),
+			[]string{`plant.yaml:85: uplink.ntp[0]: NTP server ntp.plant.example is a DNS name, but the static uplink has no dns servers to resolve it (add uplink.dns or give an address)`,
+				`plant.yaml:85: uplink.ntp[1]: NTP server 192.168.10.5 is the uplink's own address`}},
+		{"uplink ntp without mode", withUplink(t, "  ntp: [192.168.10.1]\n"),
+			[]string{`plant.yaml:83: uplink.mode: missing (required)`}},
 		{"uplink not a mapping", withUplink(t, "  - dhcp\n"),
 			[]string{`plant.yaml:83: uplink: want a mapping, got a list`}},
 		{"syntax error", "site: x\nzones: [\n", []string{`plant.yaml:`, `bad YAML`}},

@@ -29,18 +29,33 @@ const (
 //	  address: 192.168.10.5/24   # static: the gate's address and prefix length
 //	  gateway: 192.168.10.1      # static, optional: default route
 //	  dns: [192.168.10.53]       # static, optional
+//	  ntp: [192.168.10.1, ntp.plant.example]  # optional, either mode
 //
 // netconf configures the uplink from it when it starts (a change in a
 // policy applied later is reported as pending and takes effect at the
 // next netconf restart: applying it live could cut off the management
 // session that pushed it).
+//
+// NTP names the time servers the gate synchronises its clock with
+// (services/timesync), IPv4 addresses or DNS names, in either mode. They
+// are not part of how netconf configures the uplink (Equal and String
+// leave them out): timesync reads them from the applied policy at each
+// poll. A DHCP uplink with an ntp list compiles to a non-nil Site.Uplink
+// whose Mode is empty (still DHCP, IsStatic false).
 type Uplink struct {
 	// Mode is UplinkStatic, or empty for DHCP (see UplinkDHCP).
 	Mode    UplinkMode   `cbor:"1,keyasint,omitempty"`
 	Address netip.Prefix `cbor:"2,keyasint,omitempty"`
 	Gateway netip.Addr   `cbor:"3,keyasint,omitempty"`
 	DNS     []netip.Addr `cbor:"4,keyasint,omitempty"`
+	// NTP: the time servers, in the file's order: IPv4 addresses in
+	// canonical form or lower-case DNS names. Empty: none named (a DHCP
+	// uplink may learn them from its lease).
+	NTP []string `cbor:"5,keyasint,omitempty"`
 }
+
+// MaxNTPServers bounds the uplink's ntp list.
+const MaxNTPServers = 8
 
 // IsStatic says whether the uplink is configured statically.
 func (u Uplink) IsStatic() bool { return u.Mode == UplinkStatic }
@@ -66,7 +81,9 @@ func (u Uplink) String() string {
 	return b.String()
 }
 
-// Equal says whether u and o configure the uplink the same way.
+// Equal says whether u and o configure the uplink the same way (the
+// address settings netconf applies; NTP servers are not compared: a
+// change of them needs no netconf restart).
 func (u Uplink) Equal(o Uplink) bool {
 	if u.IsStatic() != o.IsStatic() {
 		return false
@@ -86,12 +103,15 @@ func (u Uplink) Equal(o Uplink) bool {
 }
 
 func decodeUplink(d *decoder, n *yaml.Node, path string, s *Site) {
-	f := d.fields(n, path, "mode", "address", "gateway", "dns")
+	f := d.fields(n, path, "mode", "address", "gateway", "dns", "ntp")
 	if f == nil {
 		return
 	}
 	d.require(n, path, f, "mode")
 	u := &Uplink{}
+	if v, ok := f["ntp"]; ok {
+		u.NTP = decodeNTP(d, v, join(path, "ntp"))
+	}
 	mode := UplinkMode("")
 	if v, ok := f["mode"]; ok {
 		if m, ok := d.str(v, join(path, "mode")); ok {
@@ -110,6 +130,11 @@ func decodeUplink(d *decoder, n *yaml.Node, path string, s *Site) {
 			if v, ok := f[k]; ok {
 				d.nodeErrorf(v, join(path, k), "only with mode static (mode dhcp takes it from the lease)")
 			}
+		}
+		if len(u.NTP) > 0 {
+			// Still DHCP (Mode empty): the section carries only the
+			// time servers.
+			s.Uplink = &Uplink{NTP: u.NTP}
 		}
 		return
 	}
@@ -144,6 +169,112 @@ func decodeUplink(d *decoder, n *yaml.Node, path string, s *Site) {
 	}
 }
 
+// decodeNTP reads the uplink's ntp list: each entry an IPv4 unicast
+// address or a DNS name, no duplicates, at most MaxNTPServers.
+func decodeNTP(d *decoder, v *yaml.Node, path string) []string {
+	items := d.list(v, path)
+	if len(items) > MaxNTPServers {
+		d.nodeErrorf(v, path, "%d servers; at most %d", len(items), MaxNTPServers)
+		return nil
+	}
+	var out []string
+	seen := map[string]int{}
+	for i, it := range items {
+		ip := index(path, i)
+		s, ok := d.str(it, ip)
+		if !ok {
+			continue
+		}
+		host, ok := ntpHost(d, it, ip, s)
+		if !ok {
+			continue
+		}
+		if j, dup := seen[host]; dup {
+			d.nodeErrorf(it, ip, "duplicate NTP server %s (also %s)", host, index(path, j))
+			continue
+		}
+		seen[host] = i
+		out = append(out, host)
+	}
+	return out
+}
+
+// ntpHost checks one ntp entry and returns it in canonical form: an IPv4
+// address a host may send to (not 0.0.0.0/8, loopback, link-local,
+// multicast, reserved or broadcast), or a DNS name (letters, digits and
+// hyphens in dot-separated labels of at most 63 characters, 253 in all,
+// not all digits), lower-cased. No port: NTP is on 123.
+func ntpHost(d *decoder, n *yaml.Node, path, s string) (string, bool) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		switch {
+		case !a.Is4():
+			d.nodeErrorf(n, path, "%q is not an IPv4 address (the uplink is IPv4)", s)
+		case a.IsUnspecified() || a.As4()[0] == 0 || a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsMulticast() || a.As4()[0] >= 240:
+			d.nodeErrorf(n, path, "%s is not a unicast address a time server can have", a)
+		default:
+			return a.String(), true
+		}
+		return "", false
+	}
+	name := strings.ToLower(strings.TrimSuffix(s, "."))
+	if !isDNSName(name) {
+		d.nodeErrorf(n, path, "bad NTP server %q (want an IPv4 address or a DNS name, no port)", s)
+		return "", false
+	}
+	return name, true
+}
+
+// isDNSName says whether s (lower case, no trailing dot) is a host name:
+// labels of letters, digits and hyphens, neither starting nor ending
+// with a hyphen, 1-63 characters each and 253 in all, and not only
+// digits and dots (that is a malformed address, not a name).
+func isDNSName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	digits := true
+	for _, l := range strings.Split(s, ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(l); i++ {
+			c := l[i]
+			switch {
+			case c >= 'a' && c <= 'z', c == '-':
+				digits = false
+			case c >= '0' && c <= '9':
+			default:
+				return false
+			}
+		}
+	}
+	return !digits
+}
+
+func validateNTP(v *validator, s *Site, u *Uplink) {
+	for i, h := range u.NTP {
+		path := index("uplink.ntp", i)
+		a, err := netip.ParseAddr(h)
+		if err != nil {
+			if u.IsStatic() && len(u.DNS) == 0 && !v.d.failed["uplink.dns"] {
+				v.errorf(path, "NTP server %s is a DNS name, but the static uplink has no dns servers to resolve it (add uplink.dns or give an address)", h)
+			}
+			continue
+		}
+		for j, z := range s.Zones {
+			if z.Subnet.IsValid() && z.Subnet.Contains(a) {
+				v.errorf(path, "NTP server %s is in zone %q subnet %s (at %s); the gate takes its time from the uplink side only", a, z.Name, z.Subnet, index("zones", j))
+			}
+		}
+		if !v.d.failed["overlay.prefix"] && s.Overlay.Prefix.IsValid() && s.Overlay.Prefix.Contains(a) {
+			v.errorf(path, "NTP server %s is in the overlay prefix %s", a, s.Overlay.Prefix)
+		}
+		if u.IsStatic() && u.Address.IsValid() && u.Address.Addr() == a {
+			v.errorf(path, "NTP server %s is the uplink's own address", a)
+		}
+	}
+}
+
 // hostPrefix4 parses an IPv4 host address with its prefix length
 // (192.168.10.5/24): the gate's own address, not a network.
 func (d *decoder) hostPrefix4(n *yaml.Node, path string) (netip.Prefix, bool) {
@@ -170,10 +301,18 @@ func (d *decoder) hostPrefix4(n *yaml.Node, path string) (netip.Prefix, bool) {
 // validateUplink checks a static uplink against itself and the rest: the
 // gateway is another address of the uplink's subnet, and the subnet
 // overlaps no zone and not the overlay prefix (the gate would not know
-// which side an address is on).
+// which side an address is on). NTP servers (either mode) are on the
+// uplink's side: not in a zone's subnet or the overlay prefix (the gate
+// never takes its time from the OT side, where its own output is
+// dropped), not the gate's own uplink address; a server named by DNS
+// needs a resolver (a static uplink without dns has none).
 func validateUplink(v *validator, s *Site) {
 	u := s.Uplink
-	if u == nil || !u.IsStatic() || !u.Address.IsValid() {
+	if u == nil {
+		return
+	}
+	validateNTP(v, s, u)
+	if !u.IsStatic() || !u.Address.IsValid() {
 		return
 	}
 	sub := u.Address.Masked()
