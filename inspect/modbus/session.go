@@ -36,6 +36,18 @@ type Config struct {
 	MaxOutstanding int
 	// Now is the clock (time.Now if nil).
 	Now func() time.Time
+	// Admit, if set, is asked about each well-formed request with the
+	// time it is judged at, before the policy is. An error ends the
+	// session there: the request is not forwarded, it is answered with
+	// exception 0A (gateway path unavailable) and recorded denied with
+	// the error as the reason, and Requests returns the error (the
+	// requests judged before it are forwarded). The proxy checks the
+	// session's deadline here by the clock the request is judged with,
+	// so that no request judged after the end of the grant's window
+	// reaches the device, even before the timer that closes the session
+	// fires (late after a suspend or a clock set forward, and not before
+	// a burst already read is judged).
+	Admit func(at time.Time) error
 }
 
 // EndError says why the inspector ended a session: a malformed or
@@ -148,6 +160,21 @@ func (s *Session) Requests(from io.Reader) error {
 				return s.requestEnd(run, start, err)
 			}
 			at := s.now()
+			if s.cfg.Admit != nil {
+				if err := s.cfg.Admit(at); err != nil {
+					if werr := s.writeDevice(run, start); werr != nil {
+						return werr
+					}
+					dec := Decision{Exception: ExGatewayPathUnavailable, Rule: s.cfg.Policy.name, Reason: err.Error()}
+					if aerr := s.answer(at, dec); aerr != nil {
+						var rerr *RecordError
+						if errors.As(aerr, &rerr) {
+							return aerr
+						}
+					}
+					return err
+				}
+			}
 			dec := s.cfg.Policy.Judge(&s.req)
 			switch {
 			case dec.Allow, s.cfg.Mode == Monitor:

@@ -381,3 +381,55 @@ func TestSessionDuplicateTransactionIDs(t *testing.T) {
 		t.Errorf("want the write's forwarded record and two transactions:\n%s", text)
 	}
 }
+
+// TestSessionAdmitEndsAtDeadline: a pipelined burst read in one piece
+// straddles the end of the session's window. The requests judged before
+// the deadline are forwarded; the first judged at or after it is not: it
+// is answered with exception 0A, recorded denied with the reason, and the
+// session ends with Admit's error. Nothing after it is judged.
+func TestSessionAdmitEndsAtDeadline(t *testing.T) {
+	t0 := time.Date(2026, 11, 23, 16, 0, 0, 0, time.UTC)
+	deadline := t0.Add(1500 * time.Millisecond)
+	tick := 0
+	now := func() time.Time { tick++; return t0.Add(time.Duration(tick-1) * time.Second) }
+	errPast := errors.New(`rule "alice-plc7" allowed it until 16:00:01.5`)
+	rec := newRecorder()
+	var toDevice, toClient strings.Builder
+	s, err := modbus.NewSession(modbus.Config{Policy: policy(t), Sink: rec, Now: now,
+		Admit: func(at time.Time) error {
+			if !at.Before(deadline) {
+				return errPast
+			}
+			return nil
+		}}, &toClient, &toDevice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := frame(1, 1, 3, 0, 0, 0, 1)
+	write := frame(2, 1, 6, 0, 50, 0, 1)
+	late := frame(3, 1, 6, 0, 51, 0, 2)
+	after := frame(4, 1, 3, 0, 0, 0, 1)
+	burst := string(read) + string(write) + string(late) + string(after)
+	if err := s.Requests(strings.NewReader(burst)); !errors.Is(err, errPast) {
+		t.Fatalf("Requests = %v, want Admit's error", err)
+	}
+	if want := string(read) + string(write); toDevice.String() != want {
+		t.Fatalf("device received % x, want the two requests judged before the deadline % x", toDevice.String(), want)
+	}
+	if want := string(frame(3, 1, 0x86, 0x0a)); toClient.String() != want {
+		t.Fatalf("client received % x, want % x", toClient.String(), want)
+	}
+	var denied []*modbus.Record
+	for _, r := range rec.everything() {
+		if r.Verdict == modbus.VerdictDenied {
+			denied = append(denied, r)
+		}
+	}
+	if len(denied) != 1 || denied[0].TransactionID != 3 || denied[0].Exception != modbus.ExGatewayPathUnavailable ||
+		!strings.Contains(denied[0].String(), `write holding 51 = 2 -> denied, exception 0a gateway path unavailable: rule "alice-plc7" allowed it until`) {
+		t.Fatalf("denied records %v", denied)
+	}
+	if s.Outstanding() != 2 {
+		t.Fatalf("%d outstanding, want the read and the write forwarded", s.Outstanding())
+	}
+}
