@@ -4,9 +4,11 @@
 // without it (no service starts), prepares /perm, extends the boot
 // measurement into TPM PCR 15 (measure.go), then supervises the services
 // of the boot config
-// (bootcfg.Path): dependency order, readiness, restart with back-off, crash
-// loops, a watchdog petted only while the critical services are healthy, a
-// status socket, and a clean power-off or reboot. It never exits as PID 1.
+// (bootcfg.Path): dependency order (before every start and restart),
+// readiness, restart with back-off, crash loops and services that never
+// get ready, a watchdog petted only while the critical services are
+// healthy, a status socket, and a clean power-off or reboot. It never
+// exits as PID 1.
 //
 // Signals to PID 1 follow busybox init: SIGUSR2 powers off, SIGTERM
 // reboots, SIGINT (ctrl-alt-del) reboots; the ACPI power button (QEMU

@@ -63,6 +63,10 @@ type service struct {
 	// board would only repeat the same decision in a loop.
 	held bool
 
+	// changed is closed (and replaced) at every change of state: a
+	// dependant waiting for this service to be up again watches it.
+	changed chan struct{}
+
 	readyOnce  sync.Once
 	readyCh    chan struct{} // closed on the first ready (or done)
 	failOnce   sync.Once
@@ -85,7 +89,7 @@ func newSupervisor(cfg *bootcfg.Config, log *logger, r *reaper, opts spawnOption
 		sv.grace = defaultStopGrace
 	}
 	for i := range cfg.Services {
-		s := &service{cfg: &cfg.Services[i], sv: sv, state: initstatus.StateWaiting, since: time.Now(),
+		s := &service{cfg: &cfg.Services[i], sv: sv, state: initstatus.StateWaiting, since: time.Now(), changed: make(chan struct{}),
 			readyCh: make(chan struct{}), failedCh: make(chan struct{}), stopReq: make(chan struct{}), finished: make(chan struct{})}
 		sv.byName[s.cfg.Name] = s
 	}
@@ -169,9 +173,26 @@ func (s *service) set(state, reason string, pid int) {
 	s.mu.Lock()
 	if s.state != state {
 		s.since = time.Now()
+		close(s.changed)
+		s.changed = make(chan struct{})
 	}
 	s.state, s.reason, s.pid = state, reason, pid
 	s.mu.Unlock()
+}
+
+// watchState returns the state, whether the service is held, and a
+// channel closed at the next change of state.
+func (s *service) watchState() (state string, held bool, changed <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state, s.held, s.changed
+}
+
+// isUp says whether a dependant may start beside a service in state st:
+// it is running and was ready (ready, or unhealthy since), or a one-shot
+// that is done.
+func isUp(st string) bool {
+	return st == initstatus.StateReady || st == initstatus.StateUnhealthy || st == initstatus.StateDone
 }
 
 func (s *service) markReady() { s.readyOnce.Do(func() { close(s.readyCh) }) }
@@ -209,24 +230,8 @@ func (s *service) run() {
 	}()
 	log := s.sv.log
 	name := s.cfg.Name
-	for _, d := range s.cfg.DependsOn {
-		dep := s.sv.byName[d]
-		select {
-		case <-dep.readyCh:
-		case <-dep.failedCh:
-			log.Printf("%s: not started: dependency %s failed", name, d)
-			if dep.isHeld() {
-				s.mu.Lock()
-				s.held = true
-				s.mu.Unlock()
-			}
-			s.fail("dependency " + d + " failed")
-			<-s.stopReq
-			return
-		case <-s.stopReq:
-			s.set(initstatus.StateStopped, "", 0)
-			return
-		}
+	if !s.waitDeps(false) {
+		return
 	}
 	if p := s.cfg.SkipIfExists; p != "" {
 		if _, err := os.Lstat(p); err == nil {
@@ -243,6 +248,9 @@ func (s *service) run() {
 	}
 	delay := s.sv.backoffMin
 	var recent []time.Time // restarts inside the crash-loop window
+	// unready counts the starts in a row that ended before the service
+	// was ready: start errors, exits before ready, readiness timeouts.
+	unready := 0
 	for {
 		start := time.Now()
 		var p *proc
@@ -258,6 +266,7 @@ func (s *service) run() {
 		var ws unix.WaitStatus
 		var exitText string
 		readyAt := time.Time{}
+		timedOut := false
 		if err != nil {
 			log.Printf("%s: %v", name, err)
 			exitText = "start error"
@@ -268,7 +277,7 @@ func (s *service) run() {
 				s.becomeReady(start)
 			}
 			var stopped bool
-			ws, readyAt, stopped = s.watch(p, start, readyAt)
+			ws, readyAt, timedOut, stopped = s.watch(p, start, readyAt)
 			if stopped {
 				return
 			}
@@ -311,10 +320,37 @@ func (s *service) run() {
 			}
 		}
 		recent = keep
-		if limit := s.sv.cfg.CrashLoop.Restarts; limit > 0 && len(recent) >= limit {
+		limit := s.sv.cfg.CrashLoop.Restarts
+		if limit > 0 && len(recent) >= limit {
 			log.Printf("%s exited (%s)", name, exitText)
 			log.Printf("%s: crash loop (%d restarts in %s), marked failed", name, len(recent), short(window))
 			s.fail(fmt.Sprintf("crash loop: %d restarts in %s, last %s", len(recent), short(window), exitText))
+			<-s.stopReq
+			return
+		}
+		// A service that fails slowly (at its readiness timeout, or
+		// exiting after a while but before ready) restarts too seldom
+		// for the crash-loop window: the crash loop's number of
+		// restarts in a row that all ended before ready marks it failed
+		// too, like a start limit (systemd's StartLimitBurst counts
+		// failed starts, timeouts included), so that it and what waits
+		// for it settle instead of retrying for ever.
+		if readyAt.IsZero() {
+			unready++
+		} else {
+			unready = 0
+		}
+		if limit > 0 && unready > limit {
+			cause := "exited (" + exitText + ")"
+			switch {
+			case timedOut:
+				cause = "not ready after " + short(s.readyTimeout())
+			case err != nil:
+				cause = "start error"
+			}
+			log.Printf("%s exited (%s)", name, exitText)
+			log.Printf("%s: never ready: %d starts in a row ended before ready (last: %s), marked failed", name, unready, cause)
+			s.fail(fmt.Sprintf("never ready: %d starts in a row ended before ready, last: %s", unready, cause))
 			<-s.stopReq
 			return
 		}
@@ -334,6 +370,68 @@ func (s *service) run() {
 			return
 		}
 		delay = min(delay*2, s.sv.backoffMax)
+		if !s.waitDeps(true) {
+			return
+		}
+	}
+}
+
+// waitDeps waits until every dependency is up at the same time (ready,
+// unhealthy or done), before the first start and before every restart:
+// a dependant never starts, nor starts again after an exit, while a
+// dependency is restarting or has failed (fail closed: the proxy is not
+// restarted beside a segment service that is down). A dependency that
+// restarts does not stop its running dependants: each reconnects by
+// itself (see STATUS), and a cascade would cut their live sessions.
+//
+// It returns false when the service must not start: stopped (state
+// stopped), or a dependency failed (the service is marked failed, held
+// when that dependency is held, and stays so until stopped).
+func (s *service) waitDeps(restart bool) bool {
+	log := s.sv.log
+	name := s.cfg.Name
+	verb := "started"
+	if restart {
+		verb = "restarted"
+	}
+	logged := ""
+	for {
+		var wait <-chan struct{}
+		for _, d := range s.cfg.DependsOn {
+			st, held, changed := s.sv.byName[d].watchState()
+			if isUp(st) {
+				continue
+			}
+			if st == initstatus.StateFailed {
+				log.Printf("%s: not %s: dependency %s failed", name, verb, d)
+				if held {
+					s.mu.Lock()
+					s.held = true
+					s.mu.Unlock()
+				}
+				s.fail("dependency " + d + " failed")
+				<-s.stopReq
+				return false
+			}
+			if restart && logged != d+" "+st {
+				// The first start waits silently: every dependant
+				// does at boot.
+				logged = d + " " + st
+				log.Printf("%s: restart waits for %s (%s)", name, d, st)
+				s.set(initstatus.StateWaiting, "waiting for "+d+" ("+st+")", 0)
+			}
+			wait = changed
+			break
+		}
+		if wait == nil {
+			return true
+		}
+		select {
+		case <-wait:
+		case <-s.stopReq:
+			s.set(initstatus.StateStopped, "", 0)
+			return false
+		}
 	}
 }
 
@@ -348,9 +446,10 @@ func (s *service) becomeReady(start time.Time) {
 	s.markReady()
 }
 
-// watch follows one running process until it exits (returning its status)
-// or the service is stopped (stopped true, the process is gone).
-func (s *service) watch(p *proc, start, readyAt time.Time) (ws unix.WaitStatus, _ time.Time, stopped bool) {
+// watch follows one running process until it exits (returning its status,
+// and timedOut when init killed it for not being ready in time) or the
+// service is stopped (stopped true, the process is gone).
+func (s *service) watch(p *proc, start, readyAt time.Time) (ws unix.WaitStatus, _ time.Time, timedOut, stopped bool) {
 	log := s.sv.log
 	name := s.cfg.Name
 	var timeout <-chan time.Time
@@ -395,15 +494,16 @@ func (s *service) watch(p *proc, start, readyAt time.Time) (ws unix.WaitStatus, 
 			}
 		case <-timeout:
 			timeout = nil
+			timedOut = true
 			log.Printf("%s: not ready after %s, killing it", name, short(s.readyTimeout()))
 			signalGroup(p.pid, unix.SIGKILL)
 		case ws = <-p.exit:
 			s.killLeftovers(p.pid)
 			s.drainStatus(notify)
-			return ws, readyAt, false
+			return ws, readyAt, timedOut, false
 		case <-s.stopReq:
 			s.terminate(p)
-			return ws, readyAt, true
+			return ws, readyAt, timedOut, true
 		}
 	}
 }
