@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -76,4 +77,42 @@ func TestEndpointsStayUpWhilePolicyFails(t *testing.T) {
 		t.Errorf("after the reboot the snapshot shows %d entries, gate %s; want the 2 of the persisted table and 100.64.0.1", len(s.Entries), s.Gate)
 	}
 	linkBack("after a reboot")
+}
+
+// TestLostStateFileKeepsEndpoints: the allocator's state file lost on
+// its own (the rest of /perm intact) no longer means a fresh allocation:
+// the service restores it from its mirror at start, says so, and every
+// asset keeps its endpoint, the quarantine too. It used to start from an
+// empty table: here plc-3 would have got plc-2's quarantined address.
+func TestLostStateFileKeepsEndpoints(t *testing.T) {
+	h := newNetNS(t)
+	kind := linkKind(t, h)
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "run", "overlay.sock")
+	policyDir := filepath.Join(dir, "policy")
+	storePolicy(t, policyDir, asset("plc-1", "cell-1", "10.10.1.10", "")+asset("plc-2", "cell-1", "10.10.1.11", "")+asset("plc-3", "cell-1", "10.10.1.12", ""))
+	r := start(t, h, kind, dir)
+	waitSnapshot(t, sock, "three assets", func(s *Snapshot) bool { return len(s.Entries) == 3 })
+	storePolicy(t, policyDir, asset("plc-1", "cell-1", "10.10.1.10", "")+asset("plc-3", "cell-1", "10.10.1.12", ""))
+	before := waitSnapshot(t, sock, "plc-2 released", func(s *Snapshot) bool { return len(s.Entries) == 2 && len(s.Quarantined) == 1 })
+	r.stop()
+
+	if err := os.Remove(r.svc.StatePath); err != nil {
+		t.Fatal(err)
+	}
+	log := &logBook{t: t}
+	startWith(t, h, kind, dir, func(s *Service) { s.Logf = log.logf })
+	after := waitSnapshot(t, sock, "first sync after the loss", func(s *Snapshot) bool { return s.Syncs >= 1 })
+	if got, want := fmt.Sprint(after.Entries, after.Quarantined), fmt.Sprint(before.Entries, before.Quarantined); got != want {
+		t.Errorf("after losing the state file the table is\n %s\nwant the one before\n %s", got, want)
+	}
+	if !log.has("overlay: alloc: the state file "+r.svc.StatePath+" is missing; restoring it from its mirror", "(2 assets, 1 quarantined addresses)") {
+		t.Errorf("the restore was not logged")
+	}
+	if _, err := os.Stat(r.svc.StatePath); err != nil {
+		t.Errorf("the state file was not restored: %v", err)
+	}
+	if got := fmt.Sprint(ownedOn(t, h)); got != "[100.64.0.1 100.64.0.2 100.64.0.4]" {
+		t.Errorf("link carries %s, want the gate, plc-1 and plc-3 as before", got)
+	}
 }

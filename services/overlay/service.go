@@ -104,7 +104,7 @@ func (s *Service) Run(ctx context.Context, reload <-chan struct{}) error {
 		return err
 	}
 	s.policy = policywatch.File{Path: s.PolicyPath}
-	a, err := alloc.Open(s.StatePath)
+	a, err := alloc.Open(s.StatePath, alloc.WithLog(s.Logf))
 	if err != nil {
 		return err
 	}

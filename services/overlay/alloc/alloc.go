@@ -19,8 +19,9 @@
 //
 // Every Apply is all or nothing: it computes the new table, persists it
 // crash-safely (deterministic CBOR, temp file, fsync, rename, fsync dir)
-// and only then replaces the table in memory. On any error nothing
-// changes.
+// in two copies, the state file and its mirror, and only then replaces
+// the table in memory. On any error nothing changes in memory. A copy
+// lost or damaged on its own is restored from the other at Open.
 package alloc
 
 import (

@@ -22,6 +22,7 @@ type Allocator struct {
 	// syncDir fsyncs a directory (nil: atomicfile.SyncDir); tests
 	// observe it.
 	syncDir func(string) error
+	logf    func(format string, args ...any)
 
 	mu sync.Mutex
 	t  *table
@@ -37,29 +38,52 @@ type Option func(*Allocator)
 // (tests simulate a crash at any point with it).
 func WithWriteHook(h atomicfile.Hook) Option { return func(a *Allocator) { a.hook = h } }
 
-// Open loads the table from path (none yet: empty). A damaged file is
-// ErrCorruptState: the allocator refuses to start rather than renumber.
-// Leftover temporary files of an interrupted write are removed.
+// WithLog gives the allocator a log for what it finds and repairs in its
+// state files at Open (a copy restored from the other).
+func WithLog(logf func(format string, args ...any)) Option {
+	return func(a *Allocator) { a.logf = logf }
+}
+
+// Open loads the table from path (none yet: empty). The state is kept
+// in two copies, the file at path and its mirror (MirrorPath): a copy
+// missing, damaged or out of date is rewritten from the other, sound one
+// (logged); if it cannot be, Open fails. When a copy exists but neither
+// is sound, Open fails (ErrCorruptState for a damaged one): the
+// allocator refuses to start rather than renumber. Leftover temporary
+// files of an interrupted write are removed.
 func Open(path string, opts ...Option) (*Allocator, error) {
-	a := &Allocator{path: path}
+	a := &Allocator{path: path, logf: func(string, ...any) {}}
 	for _, o := range opts {
 		o(a)
 	}
-	if err := atomicfile.Clean(path); err != nil {
-		return nil, fmt.Errorf("alloc: %w", err)
+	for _, p := range []string{path, MirrorPath(path)} {
+		if err := atomicfile.Clean(p); err != nil {
+			return nil, fmt.Errorf("alloc: %w", err)
+		}
 	}
-	t, sum, err := readTable(path)
+	l, err := loadState(path)
 	if err != nil {
 		return nil, fmt.Errorf("alloc: %w", err)
 	}
-	a.t, a.onDisk = t, sum
+	if l.rewrite != "" {
+		a.logf("overlay: alloc: %s", l.note)
+		if err := atomicfile.WriteHooked(l.rewrite, l.use.b, 0o600, a.hook); err != nil {
+			return nil, fmt.Errorf("alloc: %s, and that failed: %w; refusing to run with one good copy", l.note, err)
+		}
+	}
+	a.t = l.use.t
+	if l.use.b != nil {
+		a.onDisk = sha256.Sum256(l.use.b)
+	}
 	return a, nil
 }
 
 // ReadTable reads the allocation table persisted at path, sorted by
 // asset, for a reader other than the overlay service (segment's show). A
 // missing file (nothing allocated yet) is an empty table; a damaged one
-// is ErrCorruptState.
+// is ErrCorruptState. It reads the state file only, not its mirror: a
+// state file lost or damaged on its own is the service's to restore, at
+// its next start (Open).
 //
 // It opens the file read-only and decodes it, nothing more: unlike Open
 // it removes no leftover temporary file (one may be the running overlay
@@ -69,17 +93,23 @@ func Open(path string, opts ...Option) (*Allocator, error) {
 // so the opened file is one whole version, old or new, even when it is
 // replaced while being read.
 func ReadTable(path string) ([]Entry, error) {
-	t, _, err := readTable(path)
-	if err != nil {
-		return nil, fmt.Errorf("alloc: %w", err)
+	c := readCopy(path)
+	switch {
+	case c.missing():
+		return nil, nil
+	case c.err != nil:
+		return nil, fmt.Errorf("alloc: %w", c.err)
 	}
-	return t.entries, nil
+	return c.t.entries, nil
 }
 
 // Apply makes the table serve exactly reqs: existing assets keep their
 // addresses, new ones get one, removed ones are quarantined. The new
-// table is persisted before it is used; on any error (bad request,
-// conflict, exhausted pool, write failure) nothing changes.
+// table is persisted (the state file, then its mirror) before it is
+// used; on any error (bad request, conflict, exhausted pool, write
+// failure) nothing changes in memory. A write that fails after the
+// state file was replaced leaves the new table there, as a power cut
+// would; the next Apply or Open brings the mirror up to date.
 func (a *Allocator) Apply(cfg Config, reqs []Request, now time.Time) (Diff, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -103,8 +133,15 @@ func (a *Allocator) Apply(cfg Config, reqs []Request, now time.Time) (Diff, erro
 	if err := atomicfile.MkdirAll(filepath.Dir(a.path), 0o700, a.syncDir); err != nil {
 		return Diff{}, fmt.Errorf("alloc: %w", err)
 	}
+	// The state file first, then its mirror: the new table counts once
+	// both hold it. A failure between the two leaves the state file
+	// newer, as a power cut there would, and Open then brings the mirror
+	// up to date; in memory nothing changes.
 	if err := atomicfile.WriteHooked(a.path, b, 0o600, a.hook); err != nil {
 		return Diff{}, fmt.Errorf("alloc: persist: %w", err)
+	}
+	if err := atomicfile.WriteHooked(MirrorPath(a.path), b, 0o600, a.hook); err != nil {
+		return Diff{}, fmt.Errorf("alloc: persist the mirror: %w", err)
 	}
 	a.t, a.onDisk = next, sum
 	return diff, nil

@@ -1,6 +1,7 @@
 package alloc
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -10,10 +11,11 @@ import (
 	"github.com/otgate/otgate/internal/atomicfile"
 )
 
-// TestCrashAtEveryWritePoint interrupts the state write after each of
-// its steps, as a power cut would (no cleanup), and checks that the
-// state on disk then loads as exactly the previous or the new table:
-// never an error, never a mix.
+// TestCrashAtEveryWritePoint interrupts the state write after each step
+// of each of its two files (the state file, then its mirror), as a power
+// cut would (no cleanup), and checks that the state on disk then loads
+// as exactly the previous or the new table: never an error, never a
+// mix; and that the reopened allocator has both copies equal again.
 func TestCrashAtEveryWritePoint(t *testing.T) {
 	cfg := Config{}
 	first := []Request{{Asset: "a", Zone: "z1"}, {Asset: "b", Zone: "z1"}, {Asset: "c", Zone: "z2"}}
@@ -31,62 +33,92 @@ func TestCrashAtEveryWritePoint(t *testing.T) {
 	}
 	newTable := fmt.Sprint(r.Table(), r.Quarantined())
 
-	for _, crashAfter := range atomicfile.Steps {
-		t.Run(crashAfter.String(), func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "alloc.cbor")
-			a := open(t, path)
-			if _, err := a.Apply(cfg, first, t0); err != nil {
-				t.Fatal(err)
-			}
-			crashing, err := Open(path, WithWriteHook(func(s atomicfile.Step) error {
-				if s == crashAfter {
-					return atomicfile.ErrCrash
+	for write, file := range []string{"state file", "mirror"} {
+		for _, crashAfter := range atomicfile.Steps {
+			t.Run(file+"/"+crashAfter.String(), func(t *testing.T) {
+				path := filepath.Join(t.TempDir(), "alloc.cbor")
+				a := open(t, path)
+				if _, err := a.Apply(cfg, first, t0); err != nil {
+					t.Fatal(err)
 				}
-				return nil
-			}))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := crashing.Apply(cfg, second, t0); !errors.Is(err, atomicfile.ErrCrash) {
-				t.Fatalf("Apply with a crash after %s: err = %v", crashAfter, err)
-			}
-			if got := fmt.Sprint(crashing.Table(), crashing.Quarantined()); got != oldTable {
-				t.Errorf("in memory after a failed write: %s, want the old table %s", got, oldTable)
-			}
-			// "Reboot": load what is on disk.
-			again, err := Open(path)
-			if err != nil {
-				t.Fatalf("reload after a crash after %s: %v", crashAfter, err)
-			}
-			got := fmt.Sprint(again.Table(), again.Quarantined())
-			wantNew := crashAfter >= atomicfile.StepRename
-			switch {
-			case wantNew && got != newTable:
-				t.Errorf("after %s the rename happened, want the new table; got %s", crashAfter, got)
-			case !wantNew && got != oldTable:
-				t.Errorf("after %s want the old table; got %s", crashAfter, got)
-			}
-			// Leftover temporary files are cleaned up by Open.
-			ents, _ := os.ReadDir(filepath.Dir(path))
-			if len(ents) != 1 {
-				t.Errorf("directory holds %d entries after reopen, want only the state file", len(ents))
-			}
-			// And the allocator carries on from there.
-			if _, err := again.Apply(cfg, second, t0); err != nil {
-				t.Fatal(err)
-			}
-			if got := fmt.Sprint(again.Table(), again.Quarantined()); got != newTable {
-				t.Errorf("converged to %s, want %s", got, newTable)
-			}
-		})
+				seen := 0
+				crashing, err := Open(path, WithWriteHook(func(s atomicfile.Step) error {
+					if s == crashAfter {
+						if seen == write {
+							return atomicfile.ErrCrash
+						}
+						seen++
+					}
+					return nil
+				}))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := crashing.Apply(cfg, second, t0); !errors.Is(err, atomicfile.ErrCrash) {
+					t.Fatalf("Apply with a crash after the %s's %s: err = %v", file, crashAfter, err)
+				}
+				if got := fmt.Sprint(crashing.Table(), crashing.Quarantined()); got != oldTable {
+					t.Errorf("in memory after a failed write: %s, want the old table %s", got, oldTable)
+				}
+				// "Reboot": load what is on disk.
+				again, err := Open(path)
+				if err != nil {
+					t.Fatalf("reload after a crash after the %s's %s: %v", file, crashAfter, err)
+				}
+				got := fmt.Sprint(again.Table(), again.Quarantined())
+				wantNew := write > 0 || crashAfter >= atomicfile.StepRename
+				switch {
+				case wantNew && got != newTable:
+					t.Errorf("the state file was replaced, want the new table; got %s", got)
+				case !wantNew && got != oldTable:
+					t.Errorf("want the old table; got %s", got)
+				}
+				// Leftover temporary files are cleaned up by Open, and the
+				// mirror is the state file's copy again.
+				ents, _ := os.ReadDir(filepath.Dir(path))
+				if len(ents) != 2 {
+					t.Errorf("directory holds %d entries after reopen, want the state file and its mirror", len(ents))
+				}
+				sameCopies(t, path)
+				// And the allocator carries on from there.
+				if _, err := again.Apply(cfg, second, t0); err != nil {
+					t.Fatal(err)
+				}
+				if got := fmt.Sprint(again.Table(), again.Quarantined()); got != newTable {
+					t.Errorf("converged to %s, want %s", got, newTable)
+				}
+				sameCopies(t, path)
+			})
+		}
 	}
 }
 
-// TestCorruptStateIsAnError: a damaged state file stops Open with
-// ErrCorruptState instead of starting from an empty table (which would
-// renumber every asset).
+// sameCopies fails the test unless the state file and its mirror hold
+// the same bytes.
+func sameCopies(t *testing.T, path string) {
+	t.Helper()
+	p, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := os.ReadFile(MirrorPath(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(p, m) {
+		t.Errorf("the state file (%d bytes) and its mirror (%d bytes) differ", len(p), len(m))
+	}
+}
+
+// TestCorruptStateIsAnError: with no sound copy left (the state file
+// damaged and its mirror damaged too or missing, or the state file
+// missing and its mirror damaged) Open stops with ErrCorruptState and
+// touches neither file, instead of starting from an empty table (which
+// would renumber every asset). A missing state file with a damaged
+// mirror used to be a fresh allocation.
 func TestCorruptStateIsAnError(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "alloc.cbor")
+	mirror := MirrorPath(path)
 	a := open(t, path)
 	if _, err := a.Apply(Config{}, []Request{{Asset: "a", Zone: "z"}, {Asset: "b", Zone: "z", Pinned: ip("100.64.3.3")}}, t0); err != nil {
 		t.Fatal(err)
@@ -95,26 +127,53 @@ func TestCorruptStateIsAnError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// put writes the state file and the mirror (nil: removed).
+	put := func(p, m []byte) {
+		t.Helper()
+		for _, f := range []struct {
+			path string
+			b    []byte
+		}{{path, p}, {mirror, m}} {
+			if f.b == nil {
+				if err := os.Remove(f.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+					t.Fatal(err)
+				}
+			} else if err := os.WriteFile(f.path, f.b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	refused := func(what string, p, m []byte) {
+		t.Helper()
+		put(p, m)
+		if _, err := Open(path); !errors.Is(err, ErrCorruptState) {
+			t.Fatalf("%s: err = %v, want ErrCorruptState", what, err)
+		}
+		for _, f := range []struct {
+			path string
+			b    []byte
+		}{{path, p}, {mirror, m}} {
+			got, err := os.ReadFile(f.path)
+			if f.b == nil && !errors.Is(err, os.ErrNotExist) || f.b != nil && !bytes.Equal(got, f.b) {
+				t.Fatalf("%s: %s changed by the refused Open", what, f.path)
+			}
+		}
+	}
 	for i := range good {
 		for bit := 0; bit < 8; bit++ {
 			b := append([]byte(nil), good...)
 			b[i] ^= 1 << bit
-			if err := os.WriteFile(path, b, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := Open(path); !errors.Is(err, ErrCorruptState) {
-				t.Fatalf("byte %d bit %d flipped: err = %v, want ErrCorruptState", i, bit, err)
-			}
+			refused(fmt.Sprintf("byte %d bit %d flipped in both copies", i, bit), b, b)
 		}
 	}
 	for n := 0; n < len(good); n++ {
-		if err := os.WriteFile(path, good[:n], 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := Open(path); !errors.Is(err, ErrCorruptState) {
-			t.Fatalf("truncated to %d: err = %v, want ErrCorruptState", n, err)
-		}
+		refused(fmt.Sprintf("both truncated to %d", n), good[:n], good[:n])
 	}
+	refused("state file truncated, no mirror", good[:len(good)-1], nil)
+	refused("state file missing, mirror truncated", nil, good[:len(good)-1])
+	flipped := append([]byte(nil), good...)
+	flipped[len(good)/2] ^= 0x10
+	refused("state file missing, mirror with a flipped bit", nil, flipped)
 }
 
 // TestStateDirectoryMadeDurably: the first Apply makes the state's

@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
@@ -185,21 +183,4 @@ func (t *table) check() error {
 		}
 	}
 	return nil
-}
-
-// readTable loads path and returns the sha256 of its bytes; a missing
-// file is an empty table.
-func readTable(path string) (*table, [32]byte, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return &table{}, [32]byte{}, nil
-	}
-	if err != nil {
-		return nil, [32]byte{}, err
-	}
-	t, err := decodeTable(b)
-	if err != nil {
-		return nil, [32]byte{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return t, sha256.Sum256(b), nil
 }
