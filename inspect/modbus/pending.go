@@ -36,11 +36,11 @@ func newPendingTable(size int) pendingTable {
 	return p
 }
 
-// put stores req; if the table is full, the oldest request is handed to
+// put stores req and returns its slot; if the table is full, the oldest request is handed to
 // evict first, then released. A transaction id already outstanding is
 // stored again: the client reused it, the device answers both, and take
 // matches the responses in order.
-func (p *pendingTable) put(req *Request, at time.Time, verdict Verdict, dec Decision, evict func(*outstanding)) {
+func (p *pendingTable) put(req *Request, at time.Time, verdict Verdict, dec Decision, evict func(*outstanding)) *outstanding {
 	tid := req.Header.TransactionID
 	i := -1
 	for j, u := range p.used {
@@ -68,6 +68,7 @@ func (p *pendingTable) put(req *Request, at time.Time, verdict Verdict, dec Deci
 		// Parse leaves Data as a suffix of the ADU for every function.
 		slot.req.Data = slot.req.ADU[n-len(req.Data):]
 	}
+	return slot
 }
 
 // find returns the slot index of the oldest outstanding request with

@@ -2,6 +2,7 @@ package modbus
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -34,8 +35,8 @@ func TestPendingEvictionAndDuplicates(t *testing.T) {
 	s.Finish()
 	want := []string{
 		"unit 1 read holding 1 -> no response",
-		"unit 1 write holding 50 = 9 -> forwarded", // recorded before it is tracked and forwarded
-		"unit 1 read holding 2 -> no response",
+		"unit 1 read holding 2 -> no response",     // evicted when the write is tracked
+		"unit 1 write holding 50 = 9 -> forwarded", // then recorded, then forwarded
 		"unit 1 read holding 3 -> ok = 7",
 		"unit 1 write holding 50 = 9 -> ok",
 	}
@@ -123,5 +124,38 @@ func TestPendingTableIndex(t *testing.T) {
 	}
 	if len(order) != 2 || order[0] != 13 || order[1] != 12 || p.count() != 0 {
 		t.Fatalf("oldest first: %v (count %d), want [13 12] and 0", order, p.count())
+	}
+}
+
+// TestForwardNotRecordedWhenEvictionRecordFails: the table is full, and
+// the record of the request it evicts fails. The new request is not
+// forwarded (the session ends on the failed record), so no record may say
+// it was: no "forwarded" record of it, and nothing of it at Finish.
+func TestForwardNotRecordedWhenEvictionRecordFails(t *testing.T) {
+	var recs []string
+	sink := SinkFunc(func(r *Record) error {
+		if r.Outcome == OutcomeNoResponse {
+			return errors.New("disk full")
+		}
+		recs = append(recs, r.String()[13:])
+		return nil
+	})
+	var toDevice bytes.Buffer
+	s, err := NewSession(Config{Policy: demoPolicy(t), Sink: sink, MaxOutstanding: 1}, &bytes.Buffer{}, &toDevice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := adu(1, 1, []byte{3, 0, 1, 0, 1})
+	write := adu(2, 1, []byte{6, 0, 50, 0, 9})
+	var rerr *RecordError
+	if err := s.Requests(bytes.NewReader(append(read, write...))); !errors.As(err, &rerr) || !strings.Contains(err.Error(), "read holding 1 -> no response") {
+		t.Fatalf("Requests = %v, want the failed record of the evicted read", err)
+	}
+	if !bytes.Equal(toDevice.Bytes(), read) {
+		t.Fatalf("device got % x, want the read alone", toDevice.Bytes())
+	}
+	s.Finish()
+	if len(recs) != 0 {
+		t.Fatalf("records of a request that was not forwarded:\n%s", strings.Join(recs, "\n"))
 	}
 }

@@ -244,13 +244,25 @@ func (s *Session) writeDevice(from, to int) error {
 	return nil
 }
 
-// forward readies s.req, judged at at, for forwarding: a request that
-// may change the device's state (RecordedBeforeForwarding) is first
-// handed to the sink as OutcomeForwarded, and if that fails it is not
-// forwarded (the *RecordError is returned). Then the request is tracked
-// as outstanding before its bytes are written, so its response always
-// finds it.
+// forward readies s.req, judged at at, for forwarding. The request is
+// tracked as outstanding before its bytes are written, so its response
+// always finds it; if that evicted a request whose record failed, it is
+// not forwarded (the *RecordError is returned). Then a request that may
+// change the device's state (RecordedBeforeForwarding) is handed to the
+// sink as OutcomeForwarded, and if that fails it is not forwarded either.
+// A request that is not forwarded leaves the table and has no record
+// saying it was.
 func (s *Session) forward(at time.Time, v Verdict, dec Decision) error {
+	s.mu.Lock()
+	slot := s.pending.put(&s.req, at, v, dec, s.evictFn)
+	err := s.evictErr
+	if err != nil {
+		s.pending.release(slot)
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	if RecordedBeforeForwarding(s.req.Function, s.req.SubFunction) {
 		r := &s.fwdRec
 		r.fillRequest(&s.req, at)
@@ -259,14 +271,13 @@ func (s *Session) forward(at time.Time, v Verdict, dec Decision) error {
 			r.DenyException, r.Reason = dec.Exception, dec.Reason
 		}
 		if err := s.record(r); err != nil {
+			s.mu.Lock()
+			s.pending.release(slot)
+			s.mu.Unlock()
 			return &RecordError{What: r.describe() + " (not forwarded)", Err: err}
 		}
 	}
-	s.mu.Lock()
-	s.pending.put(&s.req, at, v, dec, s.evictFn)
-	err := s.evictErr
-	s.mu.Unlock()
-	return err
+	return nil
 }
 
 // evict records a request that will never be matched; s.mu is held. The
