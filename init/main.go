@@ -197,7 +197,13 @@ func (in *initProc) boot(configPath, cmdline string) {
 	}
 
 	if in.pid1 {
-		in.perm = setupPerm(log, cfg.Perm.Device, "/sys", "/dev", "/perm")
+		wait, err := permWait(in.cmdline)
+		if err != nil {
+			log.Printf("/perm: %v", err)
+		} else if wait != defaultPermWait {
+			log.Printf("/perm: %s: waiting up to %s for the disk", permWaitParam, short(wait))
+		}
+		in.perm = setupPerm(log, cfg.Perm.Device, "/sys", "/dev", "/perm", wait)
 	} else {
 		in.perm = hostPerm(log, in.path("/perm"))
 	}

@@ -102,7 +102,7 @@ func resolvePermDevice(spec, sysDir, devDir string) (string, error) {
 	// A second disk with the image on it (a USB stick left in): taking
 	// the first in name order could put /perm on, and format, the wrong
 	// disk, whose name order is not even stable across boots.
-	return "", fmt.Errorf("%d partitions labelled %q (%s): refusing to guess which is /perm", len(found), label, strings.Join(found, ", "))
+	return "", fmt.Errorf("%d partitions labelled %q (%s): %w", len(found), label, strings.Join(found, ", "), errPermAmbiguous)
 }
 
 func readUevent(path string) map[string]string {
@@ -172,15 +172,22 @@ func formatExt4(dev string) (int64, error) {
 	return size, nil
 }
 
-// setupPerm makes /perm (at target) usable: it mounts devSpec, formatting a
-// blank disk first. Anything else (no disk, unknown content, mount error)
-// falls back to a tmpfs with a loud warning: the gate still runs, but
-// nothing it writes survives a reboot.
-func setupPerm(log *logger, devSpec, sysDir, devDir, target string) permState {
+// setupPerm makes /perm (at target) usable: it waits up to wait for
+// devSpec to appear (permWait), mounts it, formatting a blank disk first,
+// and tries a failed read or mount again a few times. Anything else (no
+// disk, unknown content, a mount that keeps failing) falls back to a tmpfs
+// with a loud warning: the gate still runs, but nothing it writes
+// survives a reboot. A disk that shows up after the wait is reported
+// (watchLatePerm), never mounted over the tmpfs the services already use.
+func setupPerm(log *logger, devSpec, sysDir, devDir, target string, wait time.Duration) permState {
 	if err := os.MkdirAll(target, 0o755); err != nil {
 		log.Printf("/perm: mkdir %s: %v", target, err)
 	}
-	st, err := mountPermDevice(log, devSpec, sysDir, devDir, target)
+	st, err := mountPermDevice(log, devSpec, sysDir, devDir, target, wait)
+	var notFound *permNotFoundError
+	if errors.As(err, &notFound) {
+		go watchLatePerm(log, devSpec, sysDir, devDir, wait, latePermWatch)
+	}
 	if err != nil {
 		st = permState{FSType: "tmpfs", Warning: fmt.Sprintf("no persistent storage (%v); /perm is a tmpfs and is lost at power-off", err)}
 		if merr := unix.Mount("tmpfs", target, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); merr != nil {
@@ -209,41 +216,48 @@ func warnNoPerm(log *logger, err error) {
 	log.Printf("%s", bar)
 }
 
-func mountPermDevice(log *logger, devSpec, sysDir, devDir, target string) (permState, error) {
+func mountPermDevice(log *logger, devSpec, sysDir, devDir, target string, wait time.Duration) (permState, error) {
 	if devSpec == "" {
 		return permState{}, errors.New("the board names no persistent disk")
 	}
-	var dev string
-	var err error
-	// Block devices appear as their drivers probe: wait a little.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		dev, err = resolvePermDevice(devSpec, sysDir, devDir)
-		if err == nil {
-			if _, err = os.Stat(dev); err == nil {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			return permState{}, fmt.Errorf("device %s: %w", devSpec, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	content, err := probeDisk(dev)
+	dev, err := waitPermDevice(log, devSpec, sysDir, devDir, wait)
 	if err != nil {
 		return permState{}, err
 	}
+	// A disk that has just appeared may not read yet (a USB or SD
+	// reader before its medium is ready), and a mount can fail for a
+	// moment: a few tries before the tmpfs. What the disk holds (unknown
+	// content, a zeroed ext4 start) and a failed format are answers, not
+	// hiccups: no retry.
+	for try := 1; ; try++ {
+		st, err, again := mountPermOnce(log, dev, target)
+		if err == nil || !again || try == len(permRetryDelays)+1 {
+			return st, err
+		}
+		d := permRetryDelays[try-1]
+		log.Printf("/perm: %v; trying again in %s (%d of %d)", err, short(d), try+1, len(permRetryDelays)+1)
+		time.Sleep(d)
+	}
+}
+
+// mountPermOnce probes dev, formats it if it is blank, and mounts it on
+// target. again says whether the error may pass (a read or mount error).
+func mountPermOnce(log *logger, dev, target string) (_ permState, _ error, again bool) {
+	content, err := probeDisk(dev)
+	if err != nil {
+		return permState{}, err, true
+	}
 	switch content {
 	case diskUnknown:
-		return permState{}, fmt.Errorf("%s holds something that is not ext4; refusing to format it (wipe its first MiB to let init format it)", dev)
+		return permState{}, fmt.Errorf("%s holds something that is not ext4; refusing to format it (wipe its first MiB to let init format it)", dev), false
 	case diskExt4Backup:
-		return permState{}, fmt.Errorf("%s: its start is zeroed but it holds an ext4 file system (backup superblock found): damaged, not blank; refusing to format it (e2fsck can rebuild it from the backup; wipe the whole disk to let init format it)", dev)
+		return permState{}, fmt.Errorf("%s: its start is zeroed but it holds an ext4 file system (backup superblock found): damaged, not blank; refusing to format it (e2fsck can rebuild it from the backup; wipe the whole disk to let init format it)", dev), false
 	case diskBlank:
 		log.Printf("/perm: %s is blank, formatting ext4", dev)
 		start := time.Now()
 		size, err := formatExt4(dev)
 		if err != nil {
-			return permState{}, err
+			return permState{}, err, false
 		}
 		log.Printf("/perm: formatted %s (%d MiB) in %s", dev, size>>20, secs(time.Since(start)))
 		// The formatter's buffers are garbage now: give the memory back
@@ -251,9 +265,9 @@ func mountPermDevice(log *logger, devSpec, sysDir, devDir, target string) (permS
 		debug.FreeOSMemory()
 	}
 	if err := unix.Mount(dev, target, "ext4", unix.MS_NOATIME|unix.MS_NODEV|unix.MS_NOSUID, ""); err != nil {
-		return permState{}, fmt.Errorf("mount %s on %s: %w", dev, target, err)
+		return permState{}, fmt.Errorf("mount %s on %s: %w", dev, target, err), true
 	}
-	return permState{Device: dev, FSType: "ext4"}, nil
+	return permState{Device: dev, FSType: "ext4"}, nil, false
 }
 
 // countBoot increments the decimal counter in path (atomically) and returns

@@ -71,7 +71,7 @@ func TestPermNeverFormatsExt4WithZeroedStart(t *testing.T) {
 	mnt := t.TempDir()
 	t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
 	var buf bytes.Buffer
-	st := setupPerm(newLogger(&buf), img, "/sys", "/dev", mnt)
+	st := setupPerm(newLogger(&buf), img, "/sys", "/dev", mnt, permWaitMin)
 	if st.FSType != "tmpfs" || !strings.Contains(st.Warning, "backup superblock found") || !strings.Contains(st.Warning, "refusing to format") {
 		t.Fatalf("%+v\n%s", st, buf.String())
 	}

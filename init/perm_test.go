@@ -95,7 +95,7 @@ func TestPermFormatsBlankDiskAndKernelMountsIt(t *testing.T) {
 
 	var buf bytes.Buffer
 	log := newLogger(&buf)
-	st := setupPerm(log, loop, "/sys", "/dev", mnt)
+	st := setupPerm(log, loop, "/sys", "/dev", mnt, permWaitMin)
 	if st.Warning != "" || st.FSType != "ext4" || st.Boots != 1 {
 		t.Fatalf("first boot: %+v\n%s", st, buf.String())
 	}
@@ -115,7 +115,7 @@ func TestPermFormatsBlankDiskAndKernelMountsIt(t *testing.T) {
 	}
 
 	buf.Reset()
-	st = setupPerm(log, loop, "/sys", "/dev", mnt)
+	st = setupPerm(log, loop, "/sys", "/dev", mnt, permWaitMin)
 	if st.Boots != 2 || strings.Contains(buf.String(), "formatting") {
 		t.Fatalf("second boot: %+v\n%s", st, buf.String())
 	}
@@ -143,7 +143,7 @@ func TestPermRefusesUnknownContent(t *testing.T) {
 	mnt := t.TempDir()
 	t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
 	var buf bytes.Buffer
-	st := setupPerm(newLogger(&buf), img, "/sys", "/dev", mnt)
+	st := setupPerm(newLogger(&buf), img, "/sys", "/dev", mnt, permWaitMin)
 	if st.FSType != "tmpfs" || !strings.Contains(st.Warning, "refusing to format") {
 		t.Fatalf("%+v", st)
 	}
