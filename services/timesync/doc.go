@@ -1,0 +1,45 @@
+// Package timesync is the gate's time service: an SNTP client that keeps
+// the system clock, and the hardware clock, in step with the time servers
+// on the uplink side. Everything security-relevant on the gate depends on
+// the clock: TOTP codes (±30 s), certificate validity, time-window grants
+// and the audit log's timestamps. An industrial PC's RTC drifts seconds a
+// day; without this service the gate stops accepting logins after a few
+// months.
+//
+//   - Servers: the applied site policy's uplink.ntp list (site/uplink.go),
+//     read again at every poll, so a policy applied later takes effect at
+//     the next poll; -server overrides it for development. With none, the
+//     service says so once (log and status) and does nothing else. NTP
+//     servers from the DHCP lease (option 42) are not used yet: netconf
+//     neither requests the option nor exposes it (see STATUS).
+//   - Each poll queries every server (github.com/beevik/ntp), drops the
+//     replies that fail the library's Validate (kiss-o'-death, stratum 0
+//     or 16, unsynchronised leap indicator, stale reference, root distance
+//     too large), and picks the offset by agreement (Select): the median
+//     of the valid ones; with three or more, those farther than Agreement
+//     from it are outliers and a majority must remain; two that disagree
+//     by more than Agreement are not used at all.
+//   - The first sync of a boot steps the clock when the offset exceeds
+//     StepThreshold (0.5 s), else slews it. "This boot" is a marker under
+//     /run (tmpfs): a restart of the service does not make the next offset
+//     a first one. After the first sync the clock is only slewed, and an
+//     offset above PanicThreshold (1000 s, like ntpd's panic threshold) is
+//     refused with a loud log line and status, never applied: plain NTP
+//     is unauthenticated, and someone on the uplink must not be able to
+//     move a synced gate's clock by hours (they can still delay a sync or
+//     bias it by less than the threshold, slowly; NTS is not built).
+//   - Slewing: offsets up to 0.5 s go to the kernel's PLL (adjtimex
+//     ADJ_OFFSET, which also learns the clock's frequency error); larger
+//     ones (after the first sync) are slewed at the kernel's 500 ppm
+//     (ADJ_OFFSET_SINGLESHOT: 1.8 s an hour), never stepped.
+//   - The hardware clock (/dev/rtc0, UTC) is written after each step or
+//     first sync and then hourly while synced, so the next boot starts
+//     close. No /dev/rtc0: said once, not retried.
+//   - Polling: every PollMin (64 s), doubling while the offset stays small
+//     up to PollMax (1024 s); after a failed poll the retry starts at
+//     RetryMin and doubles up to PollMax.
+//
+// Every step, slew and refusal is logged with the old and new time and
+// the servers used; the current state is the service's status note in
+// init's table (`otgate status`).
+package timesync

@@ -1,0 +1,374 @@
+package timesync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/beevik/ntp"
+
+	"github.com/otgate/otgate/internal/atomicfile"
+	"github.com/otgate/otgate/site"
+)
+
+// Defaults of the service's settings.
+const (
+	DefaultPollMin        = 64 * time.Second
+	DefaultPollMax        = 1024 * time.Second
+	DefaultRetryMin       = 8 * time.Second
+	DefaultTimeout        = 5 * time.Second
+	DefaultStepThreshold  = 500 * time.Millisecond
+	DefaultPanicThreshold = 1000 * time.Second
+	DefaultRTCInterval    = time.Hour
+	// DefaultMarker records that the clock was synchronised this boot
+	// (/run is a tmpfs: a reboot forgets it, a service restart does not).
+	DefaultMarker = "/run/otgate/timesync.synced"
+	// steadyOffset: a poll that corrects less than this lets the poll
+	// interval grow.
+	steadyOffset = 128 * time.Millisecond
+)
+
+// Action is what a poll did to the clock.
+type Action string
+
+// Actions of a poll.
+const (
+	ActionIdle    Action = "idle"    // no servers configured
+	ActionFailed  Action = "failed"  // no usable offset
+	ActionStepped Action = "stepped" // first sync of the boot, offset above the step threshold
+	ActionSlewed  Action = "slewed"
+	ActionRefused Action = "refused" // synced already and the offset is above the panic threshold
+)
+
+// Result is one poll's outcome.
+type Result struct {
+	Servers []string
+	Samples []Sample
+	Offset  time.Duration
+	Used    []string
+	Action  Action
+	Err     error
+	// Before and After are the clock's readings around the correction.
+	Before, After time.Time
+	// Next is when the service polls again.
+	Next time.Duration
+}
+
+// Service is the time service. Set the fields, then Run (or Poll).
+type Service struct {
+	// PolicyPath is the applied site policy whose uplink.ntp names the
+	// servers, read at every poll.
+	PolicyPath string
+	// Servers, when set, are used instead of the policy's (development;
+	// "host" or "host:port").
+	Servers []string
+	// Clock is the clock corrected (SystemClock on the gate; tests inject
+	// theirs).
+	Clock Clock
+	// Dial opens the UDP socket of a query (nil: the library's).
+	Dial func(localAddress, remoteAddress string) (net.Conn, error)
+	// RTC is the hardware clock device ("": none kept).
+	RTC string
+	// Marker is the file that says this boot's clock was synchronised
+	// ("": remembered in memory only).
+	Marker string
+
+	PollMin, PollMax, RetryMin               time.Duration
+	Timeout                                  time.Duration
+	StepThreshold, PanicThreshold, Agreement time.Duration
+	RTCInterval                              time.Duration
+
+	Logf func(format string, args ...any)
+	// Status receives the one-line state for init's status table.
+	Status func(note string)
+
+	once     sync.Once
+	synced   bool
+	poll     time.Duration
+	retry    time.Duration
+	rtcAt    time.Time // monotonic: last hardware clock write
+	rtcGone  bool
+	source   string // last logged description of the servers' source
+	refusals int
+}
+
+func (s *Service) init() {
+	s.once.Do(func() {
+		def := func(d *time.Duration, v time.Duration) {
+			if *d <= 0 {
+				*d = v
+			}
+		}
+		def(&s.PollMin, DefaultPollMin)
+		def(&s.PollMax, DefaultPollMax)
+		def(&s.RetryMin, DefaultRetryMin)
+		def(&s.Timeout, DefaultTimeout)
+		def(&s.StepThreshold, DefaultStepThreshold)
+		def(&s.PanicThreshold, DefaultPanicThreshold)
+		def(&s.Agreement, DefaultAgreement)
+		def(&s.RTCInterval, DefaultRTCInterval)
+		if s.PollMax < s.PollMin {
+			s.PollMax = s.PollMin
+		}
+		if s.Clock == nil {
+			s.Clock = SystemClock{}
+		}
+		if s.Logf == nil {
+			s.Logf = func(string, ...any) {}
+		}
+		if s.Status == nil {
+			s.Status = func(string) {}
+		}
+		s.poll = s.PollMin
+		if s.Marker != "" {
+			if b, err := os.ReadFile(s.Marker); err == nil {
+				s.synced = true
+				s.Logf("timesync: the clock was synchronised earlier this boot (%s: %s): only slewing from now on", s.Marker, strings.TrimSpace(string(b)))
+			}
+		}
+	})
+}
+
+// Synced says whether the clock was synchronised this boot.
+func (s *Service) Synced() bool { s.init(); return s.synced }
+
+// Run polls until ctx ends; a value on now polls at once.
+func (s *Service) Run(ctx context.Context, now <-chan struct{}) error {
+	s.init()
+	for {
+		r := s.Poll(ctx)
+		t := time.NewTimer(r.Next)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-now:
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// servers returns the servers to query and a description of where they
+// come from.
+func (s *Service) servers() ([]string, string) {
+	if len(s.Servers) > 0 {
+		return s.Servers, "from the flags"
+	}
+	if s.PolicyPath == "" {
+		return nil, "no site policy given"
+	}
+	a, err := site.LoadApplied(s.PolicyPath)
+	switch {
+	case errors.Is(err, site.ErrNoPolicy):
+		return nil, "no applied site policy yet"
+	case err != nil:
+		return nil, fmt.Sprintf("site policy unreadable: %v", err)
+	}
+	u := a.Site.UplinkSettings()
+	if len(u.NTP) == 0 {
+		return nil, "the site file's uplink.ntp names none"
+	}
+	return u.NTP, "from the site file's uplink.ntp"
+}
+
+// Poll queries the servers once and corrects the clock by what they
+// agree on.
+func (s *Service) Poll(ctx context.Context) Result {
+	s.init()
+	servers, source := s.servers()
+	if desc := source + " " + strings.Join(servers, " "); desc != s.source {
+		s.source = desc
+		if len(servers) == 0 {
+			// Said once (again only when the source changes).
+			s.Logf("timesync: no NTP servers configured (%s; NTP servers from DHCP are not used yet): the clock is not synchronised", source)
+		} else {
+			s.Logf("timesync: servers %s: %s", source, strings.Join(servers, ", "))
+		}
+	}
+	if len(servers) == 0 {
+		s.Status(fmt.Sprintf("not synchronised: no NTP servers configured (%s)", source))
+		return Result{Action: ActionIdle, Next: s.PollMin}
+	}
+	r := Result{Servers: servers, Samples: s.query(ctx, servers)}
+	r.Offset, r.Used, r.Err = Select(r.Samples, s.Agreement)
+	if r.Err != nil {
+		return s.failed(r, fmt.Errorf("%w (%s)", r.Err, describe(r.Samples)))
+	}
+	used := describe(r.Samples)
+	first := !s.synced
+	r.Before = s.Clock.Now()
+	switch {
+	case first && absDur(r.Offset) > s.StepThreshold:
+		if err := s.Clock.Step(r.Offset); err != nil {
+			return s.failed(r, err)
+		}
+		r.Action, r.After = ActionStepped, s.Clock.Now()
+		s.Logf("timesync: stepped the clock by %s: %s -> %s (first sync of this boot; servers %s)",
+			signed(r.Offset), stamp(r.Before), stamp(r.After), used)
+	case !first && absDur(r.Offset) > s.PanicThreshold:
+		r.Action = ActionRefused
+		s.refusals++
+		r.Err = fmt.Errorf("offset %s is above the panic threshold %s", signed(r.Offset), secs(s.PanicThreshold))
+		s.Logf("timesync: REFUSED: the servers say the clock is off by %s, more than the panic threshold %s, and it was synchronised this boot: NOT applied (plain NTP is unauthenticated: a forged or broken server on the uplink? a reboot allows one step; refusal %d; servers %s; clock %s)",
+			signed(r.Offset), secs(s.PanicThreshold), s.refusals, used, stamp(r.Before))
+		s.Status(fmt.Sprintf("REFUSED offset %s from %s (panic threshold %s; synchronised earlier this boot) at %s", signed(r.Offset), strings.Join(r.Used, " "), secs(s.PanicThreshold), stamp(r.Before)))
+		s.retry = s.nextRetry()
+		r.Next = s.retry
+		return r
+	default:
+		if err := s.Clock.Slew(r.Offset, s.poll); err != nil {
+			return s.failed(r, err)
+		}
+		r.Action, r.After = ActionSlewed, r.Before
+		how := ""
+		if absDur(r.Offset) > pllMax {
+			how = fmt.Sprintf(", at 500 ppm: about %s", (absDur(r.Offset) * 2000).Round(time.Second))
+		}
+		s.Logf("timesync: slewing the clock by %s%s at %s (servers %s)", signed(r.Offset), how, stamp(r.Before), used)
+	}
+	s.refusals = 0
+	s.retry = 0
+	if first {
+		s.synced = true
+		s.mark(r)
+	}
+	if r.Action == ActionStepped || absDur(r.Offset) > steadyOffset {
+		s.poll = s.PollMin
+	} else if !first {
+		s.poll = min(2*s.poll, s.PollMax)
+	}
+	r.Next = s.poll
+	s.keepRTC(first || r.Action == ActionStepped)
+	s.Status(fmt.Sprintf("synchronised: %s by %s at %s (%s); next poll in %s", r.Action, signed(r.Offset), stamp(s.Clock.Now()), used, r.Next))
+	return r
+}
+
+// failed records a poll that corrected nothing.
+func (s *Service) failed(r Result, err error) Result {
+	r.Action, r.Err = ActionFailed, err
+	s.retry = s.nextRetry()
+	r.Next = s.retry
+	s.Logf("timesync: no sync: %v; retry in %s", err, r.Next)
+	state := "not synchronised"
+	if s.synced {
+		state = "synchronised earlier this boot, now"
+	}
+	s.Status(fmt.Sprintf("%s: %v; retry in %s", state, err, r.Next))
+	return r
+}
+
+func (s *Service) nextRetry() time.Duration {
+	if s.retry == 0 {
+		return s.RetryMin
+	}
+	return min(2*s.retry, s.PollMax)
+}
+
+// mark remembers for the rest of the boot that the clock was
+// synchronised.
+func (s *Service) mark(r Result) {
+	if s.Marker == "" {
+		return
+	}
+	line := fmt.Sprintf("%s %s by %s from %s\n", stamp(s.Clock.Now()), r.Action, signed(r.Offset), strings.Join(r.Used, " "))
+	err := os.MkdirAll(filepath.Dir(s.Marker), 0o755)
+	if err == nil {
+		err = atomicfile.Write(s.Marker, []byte(line), 0o644)
+	}
+	if err != nil {
+		s.Logf("timesync: remember the sync in %s: %v (a restart of this service could step the clock again)", s.Marker, err)
+	}
+}
+
+// keepRTC writes the hardware clock after a step or the first sync
+// (now) and then every RTCInterval while synchronised.
+func (s *Service) keepRTC(now bool) {
+	if s.RTC == "" || s.rtcGone {
+		return
+	}
+	if !now && !s.rtcAt.IsZero() && time.Since(s.rtcAt) < s.RTCInterval {
+		return
+	}
+	t := s.Clock.Now()
+	err := WriteRTC(s.RTC, t)
+	s.rtcAt = time.Now()
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		s.rtcGone = true
+		s.Logf("timesync: no hardware clock (%s): the next boot starts from whatever time the board keeps", s.RTC)
+	case err != nil:
+		s.Logf("timesync: hardware clock: %v", err)
+	default:
+		back := ""
+		if rt, err := ReadRTC(s.RTC); err == nil {
+			back = ", reads back " + rt.Format(time.RFC3339)
+		}
+		s.Logf("timesync: hardware clock %s set to %s UTC%s", s.RTC, t.UTC().Format(time.RFC3339), back)
+	}
+}
+
+// query asks every server at once.
+func (s *Service) query(ctx context.Context, servers []string) []Sample {
+	out := make([]Sample, len(servers))
+	var wg sync.WaitGroup
+	for i, srv := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i] = s.queryOne(ctx, srv)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func (s *Service) queryOne(ctx context.Context, server string) Sample {
+	smp := Sample{Server: server}
+	if err := ctx.Err(); err != nil {
+		smp.Err = err
+		return smp
+	}
+	opt := ntp.QueryOptions{Timeout: s.Timeout, GetSystemTime: s.Clock.Now}
+	if s.Dial != nil {
+		opt.Dialer = s.Dial
+	}
+	r, err := ntp.QueryWithOptions(server, opt)
+	if err != nil {
+		smp.Err = err
+		return smp
+	}
+	smp.Offset, smp.RTT, smp.Stratum = r.ClockOffset, r.RTT, r.Stratum
+	if err := r.Validate(); err != nil {
+		if r.IsKissOfDeath() && r.KissCode != "" {
+			err = fmt.Errorf("%w (%s)", err, r.KissCode)
+		}
+		smp.Err = fmt.Errorf("invalid reply: %w (stratum %d, leap %s, root distance %s)", err, r.Stratum, leapName(r.Leap), r.RootDistance.Round(time.Millisecond))
+	}
+	return smp
+}
+
+func leapName(l ntp.LeapIndicator) string {
+	switch l {
+	case ntp.LeapNoWarning:
+		return "0"
+	case ntp.LeapAddSecond:
+		return "1 (second added today)"
+	case ntp.LeapDelSecond:
+		return "2 (second removed today)"
+	}
+	return "3 (server not synchronised)"
+}
+
+// secs formats a threshold in seconds: "1000s", "0.5s".
+func secs(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) + "s" }
+
+// stamp formats a clock reading for the log.
+func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }

@@ -1,0 +1,87 @@
+// Package timesyncd is the main of otgate-timesync, the time service: it
+// keeps the gate's clock (and hardware clock) in step with the NTP
+// servers of the applied site policy's uplink.ntp (package timesync).
+// It tells init it is ready at once (the boot does not wait for a sync)
+// and reports its state as its status note in init's table (`otgate
+// status`). SIGHUP polls at once; SIGTERM stops.
+package timesyncd
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/otgate/otgate/internal/ready"
+	"github.com/otgate/otgate/services/timesync"
+	"github.com/otgate/otgate/site"
+)
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, " ") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+func Main() {
+	var servers listFlag
+	policy := flag.String("policy", filepath.Join(site.DefaultStateDir, site.AppliedFile), "applied site policy: its uplink.ntp names the servers (read at every poll)")
+	flag.Var(&servers, "server", "development override: query this NTP server (host or host:port) instead of the site policy's; repeatable")
+	rtc := flag.String("rtc", timesync.DefaultRTC, "hardware clock device written after a sync (empty: none)")
+	marker := flag.String("marker", timesync.DefaultMarker, "file (on a tmpfs) recording that the clock was synchronised this boot: after it, only slews")
+	pollMin := flag.Duration("poll-min", timesync.DefaultPollMin, "shortest poll interval")
+	pollMax := flag.Duration("poll-max", timesync.DefaultPollMax, "longest poll interval (and longest retry)")
+	retryMin := flag.Duration("retry-min", timesync.DefaultRetryMin, "first retry after a failed poll (doubles up to -poll-max)")
+	timeout := flag.Duration("timeout", timesync.DefaultTimeout, "how long a query waits for its server")
+	step := flag.Duration("step-threshold", timesync.DefaultStepThreshold, "the first sync of a boot steps the clock when the offset is larger, else slews")
+	panicAt := flag.Duration("panic-threshold", timesync.DefaultPanicThreshold, "after the first sync, an offset larger than this is refused (never stepped)")
+	agree := flag.Duration("agreement", timesync.DefaultAgreement, "how far apart servers may be and still agree")
+	flag.Parse()
+	if flag.NArg() != 0 {
+		fmt.Fprintf(os.Stderr, "otgate-timesync: unexpected arguments %q\n", flag.Args())
+		os.Exit(2)
+	}
+	logger := log.New(os.Stderr, "", log.LstdFlags)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	now := make(chan struct{}, 1)
+	go func() {
+		for range hup {
+			select {
+			case now <- struct{}{}:
+			default:
+			}
+		}
+	}()
+
+	svc := &timesync.Service{
+		PolicyPath: *policy, Servers: servers, RTC: *rtc, Marker: *marker,
+		PollMin: *pollMin, PollMax: *pollMax, RetryMin: *retryMin, Timeout: *timeout,
+		StepThreshold: *step, PanicThreshold: *panicAt, Agreement: *agree,
+		Logf:   logger.Printf,
+		Status: func(note string) { _ = ready.Status(note) },
+	}
+	hw := "not read"
+	if *rtc != "" {
+		if t, err := timesync.ReadRTC(*rtc); err == nil {
+			hw = t.Format(time.RFC3339)
+		} else {
+			hw = err.Error()
+		}
+	}
+	logger.Printf("timesync: starting: clock %s, hardware clock %s", time.Now().UTC().Format(time.RFC3339), hw)
+	// Ready at once: nothing waits for the clock (and the boot must not).
+	if err := ready.Notify(); err != nil {
+		logger.Printf("timesync: %v", err)
+	}
+	_ = svc.Run(ctx, now)
+	logger.Printf("timesync: stopped")
+}
