@@ -1,6 +1,7 @@
 package modbus
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -211,5 +212,36 @@ func TestPairKey(t *testing.T) {
 		Table: TableHoldingRegisters, Count: 1, ReadValues: []byte{0, 7}, Verdict: VerdictAllowed}
 	if _, _, ok := PairKey(AuditPayload("s1", &read, nil)); ok {
 		t.Error("a read pairs")
+	}
+}
+
+// TestAuditPayloadKeepsRawWrites: a write file record, a state-changing
+// diagnostics sub-function and a vendor code keep the data they sent in
+// the payload's Written, and read back from it unchanged.
+func TestAuditPayloadKeepsRawWrites(t *testing.T) {
+	at := time.Date(2026, 11, 22, 14, 3, 4, 0, time.UTC)
+	for _, h := range []string{"15 0d 06 0004 0007 0003 06af 04be 100d", "08 0004 0000", "5a 00 24 01"} {
+		var req Request
+		if err := req.Parse(adu(9, 1, pdu(t, h))); err != nil {
+			t.Fatalf("parse %s: %v", h, err)
+		}
+		var r Record
+		r.fillRequest(&req, at)
+		r.Verdict, r.Outcome = VerdictAllowed, OutcomeForwarded
+		want := pdu(t, h)[1:]
+		switch req.Function {
+		case FuncWriteFileRecord:
+			want = want[1:] // after the byte count
+		case FuncDiagnostics:
+			want = want[2:] // after the sub-function
+		}
+		p := AuditPayload("s1", &r, nil)
+		if !bytes.Equal(p.Decoded.Written, want) {
+			t.Errorf("%s: payload Written % x, want % x", h, p.Decoded.Written, want)
+		}
+		back, err := RecordOf(p)
+		if err != nil || !bytes.Equal(back.Written, want) || back.String() != r.String() {
+			t.Errorf("%s: read back %q (%v), want %q", h, back.String(), err, r.String())
+		}
 	}
 }

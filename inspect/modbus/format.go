@@ -174,26 +174,98 @@ func (r *Record) appendOperation(b []byte) []byte {
 	case FuncDiagnostics:
 		b = append(b, "diagnostics "...)
 		if n := DiagSubFunctionName(r.SubFunction); n != "" {
-			return append(b, n...)
+			b = append(b, n...)
+		} else {
+			b = append(b, "sub-function 0x"...)
+			b = appendHex16(b, r.SubFunction)
 		}
-		b = append(b, "sub-function 0x"...)
-		return appendHex16(b, r.SubFunction)
+		return appendData(b, r.Written)
 	case FuncEncapsulatedInterface:
 		switch r.SubFunction {
 		case MEIReadDeviceIdentification:
-			return append(b, "read-device-identification"...)
+			b = append(b, "read-device-identification"...)
 		case MEICANopen:
-			return append(b, "canopen-general-reference"...)
+			b = append(b, "canopen-general-reference"...)
+		default:
+			b = append(b, "encapsulated-interface-transport mei "...)
+			b = strconv.AppendUint(b, uint64(r.SubFunction), 10)
 		}
-		b = append(b, "encapsulated-interface-transport mei "...)
-		return strconv.AppendUint(b, uint64(r.SubFunction), 10)
-	case FuncReadFileRecord, FuncWriteFileRecord:
+		return appendData(b, r.Written)
+	case FuncWriteFileRecord:
+		b = append(b, r.Function.String()...)
+		if out, ok := appendFileRecords(b, r.Written); ok {
+			return out
+		}
+		b = append(b, ' ')
+		b = strconv.AppendUint(b, uint64(r.Count), 10)
+		b = append(b, " sub-requests"...)
+		return appendData(b, r.Written)
+	case FuncReadFileRecord:
 		b = append(b, r.Function.String()...)
 		b = append(b, ' ')
 		b = strconv.AppendUint(b, uint64(r.Count), 10)
 		return append(b, " sub-requests"...)
 	}
-	return append(b, r.Function.String()...)
+	b = append(b, r.Function.String()...)
+	return appendData(b, r.Written)
+}
+
+// maxDataShown bounds the raw data bytes a transcript line shows in hex.
+const maxDataShown = 32
+
+// appendData appends " data 0a0b..." for the raw data of a request, if any.
+func appendData(b, data []byte) []byte {
+	if len(data) == 0 {
+		return b
+	}
+	const hexd = "0123456789abcdef"
+	b = append(b, " data "...)
+	for _, c := range data[:min(len(data), maxDataShown)] {
+		b = append(b, hexd[c>>4], hexd[c&15])
+	}
+	if len(data) > maxDataShown {
+		b = append(b, "... ("...)
+		b = strconv.AppendInt(b, int64(len(data)), 10)
+		b = append(b, " bytes)"...)
+	}
+	return b
+}
+
+// appendFileRecords appends the sub-requests of a write file record,
+// " file 4 record 7 = 1711 1214; file 5 record 0 = 2", or reports that
+// data is not a well-formed list of them.
+func appendFileRecords(b, data []byte) ([]byte, bool) {
+	start := len(b)
+	shown := 0
+	for i := 0; len(data) > 0; i++ {
+		if len(data) < 7 || data[0] != fileRefType {
+			return b[:start], false
+		}
+		n := 2 * int(be16(data[5:]))
+		if len(data)-7 < n {
+			return b[:start], false
+		}
+		if i > 0 {
+			b = append(b, ';')
+		}
+		b = append(b, " file "...)
+		b = strconv.AppendUint(b, uint64(be16(data[1:])), 10)
+		b = append(b, " record "...)
+		b = strconv.AppendUint(b, uint64(be16(data[3:])), 10)
+		b = append(b, " ="...)
+		vals := data[7 : 7+n]
+		for j := 0; j+1 < len(vals); j += 2 {
+			if shown == maxValuesShown {
+				b = append(b, " ..."...)
+				break
+			}
+			b = append(b, ' ')
+			b = strconv.AppendUint(b, uint64(be16(vals[j:])), 10)
+			shown++
+		}
+		data = data[7+n:]
+	}
+	return b, len(b) > start
 }
 
 func appendHex16(b []byte, v uint16) []byte {

@@ -44,6 +44,17 @@ func TestRecordText(t *testing.T) {
 		{"08 0000 1234", "08 0000 1234", VerdictAllowed, 0, "", "14:03:04.120 alice plc-7 unit 1 diagnostics return-query-data -> ok (1.2 ms)"},
 		{"2b 0e 01 00", "2b 0e 01 01 00 00 00", VerdictAllowed, 0, "", "14:03:04.120 alice plc-7 unit 1 read-device-identification -> ok (1.2 ms)"},
 		{"18 0010", "18 0004 0001 0063", VerdictAllowed, 0, "", "14:03:04.120 alice plc-7 unit 1 read fifo holding 16 -> ok = 99 (1.2 ms)"},
+		// What else changes the device's state says what it sent: file
+		// records with their numbers and values, the data of diagnostics
+		// sub-functions, MEI types and user-defined or vendor codes.
+		{"15 0d 06 0004 0007 0003 06af 04be 100d", "15 0d 06 0004 0007 0003 06af 04be 100d", VerdictAllowed, 0, "",
+			"14:03:04.120 alice plc-7 unit 1 write-file-record file 4 record 7 = 1711 1214 4109 -> ok (1.2 ms)"},
+		{"15 14 06 0004 0007 0001 0001 06 0005 0000 0002 0002 0003", "15 14 06 0004 0007 0001 0001 06 0005 0000 0002 0002 0003", VerdictAllowed, 0, "",
+			"14:03:04.120 alice plc-7 unit 1 write-file-record file 4 record 7 = 1; file 5 record 0 = 2 3 -> ok (1.2 ms)"},
+		{"08 0001 ff00", "08 0001 ff00", VerdictAllowed, 0, "", "14:03:04.120 alice plc-7 unit 1 diagnostics restart-communications data ff00 -> ok (1.2 ms)"},
+		{"41 0102 03", "41 00", VerdictAllowed, 0, "", "14:03:04.120 alice plc-7 unit 1 user-defined-65 data 010203 -> ok (1.2 ms)"},
+		{"5a 00 24 01", "5a 00 fe", VerdictAllowed, 0, "", "14:03:04.120 alice plc-7 unit 1 function-90 data 002401 -> ok (1.2 ms)"},
+		{"2b 0d 00 01 02", "2b 0d 00", VerdictAllowed, 0, "", "14:03:04.120 alice plc-7 unit 1 canopen-general-reference data 000102 -> ok (1.2 ms)"},
 	}
 	for _, c := range cases {
 		var rec Record

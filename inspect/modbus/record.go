@@ -57,7 +57,12 @@ type Record struct {
 	// WriteAddress, WriteCount: the write span of 23.
 	WriteAddress, WriteCount uint16
 	// Written: values the request writes (registers big-endian, packed
-	// coils, the 0xFF00/0x0000 of function 5, the masks of 22).
+	// coils, the 0xFF00/0x0000 of function 5, the masks of 22); for the
+	// other requests that may change the device's state
+	// (RecordedBeforeForwarding) their data as sent: the sub-requests of
+	// 21 (reference type, file, record, length, values), the data after
+	// the sub-function of 8 or the MEI type of 43, the data of a
+	// user-defined or other code.
 	Written []byte
 	// ReadValues: values the response returns (registers, packed bits).
 	ReadValues []byte
@@ -141,6 +146,12 @@ func (r *Record) fillRequest(req *Request, at time.Time) {
 	case FuncWriteSingleCoil, FuncWriteSingleRegister, FuncWriteMultipleCoils,
 		FuncWriteMultipleRegisters, FuncMaskWriteRegister, FuncReadWriteMultipleRegisters:
 		r.Written = req.Data
+	default:
+		if RecordedBeforeForwarding(req.Function, req.SubFunction) && len(req.Data) > 0 {
+			// Everything else that may change the device's state: what
+			// it sent, so that the log says what reached the device.
+			r.Written = req.Data
+		}
 	}
 }
 
