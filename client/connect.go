@@ -52,8 +52,39 @@ type Forwarder struct {
 	OnAcceptError func(err error, wait time.Duration)
 	// WarnBefore overrides the package's WarnBefore for local timers.
 	WarnBefore time.Duration
+	// FollowLogin: a new login with the session's profile, for the same
+	// gate and user, gives new tunnels (and a notice stream the gate
+	// closed) its credential (Session.Follow), looked for before each
+	// tunnel and every FollowEvery; tunnels open already keep theirs
+	// until the gate ends them. OnCredential hears of each switch, or of
+	// a stored credential not taken (a *NotFollowedError).
+	FollowLogin  bool
+	OnCredential func(sw *CredentialSwitch, err error)
+	// FollowEvery overrides the package's FollowEvery.
+	FollowEvery time.Duration
 
 	watch *noticeWatch
+}
+
+// FollowEvery is how often a Forwarder with FollowLogin looks for a new
+// login between tunnels.
+const FollowEvery = 2 * time.Second
+
+// follow takes a new login's credential (FollowLogin).
+func (f *Forwarder) follow() {
+	if !f.FollowLogin {
+		return
+	}
+	sw, err := f.Session.Follow()
+	if sw == nil && err == nil {
+		return
+	}
+	if f.OnCredential != nil {
+		f.OnCredential(sw, err)
+	}
+	if sw != nil {
+		f.watch.credentialChanged()
+	}
 }
 
 // Serve accepts on ln until ctx ends or ln fails. When ctx ends, the
@@ -71,6 +102,26 @@ func (f *Forwarder) Serve(ctx context.Context, ln net.Listener) error {
 		defer wg.Done()
 		f.watch.run(nctx)
 	}()
+	if f.FollowLogin {
+		every := f.FollowEvery
+		if every <= 0 {
+			every = FollowEvery
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(every)
+			defer t.Stop()
+			for {
+				select {
+				case <-nctx.Done():
+					return
+				case <-t.C:
+					f.follow()
+				}
+			}
+		}()
+	}
 	var wait time.Duration
 	for {
 		c, err := ln.Accept()
@@ -160,6 +211,7 @@ func (f *Forwarder) forward(ctx context.Context, local net.Conn) {
 		}
 		return
 	}
+	f.follow()
 	remote, reply, err := f.Session.Tunnel(ctx, f.Asset, f.Protocol)
 	if f.OnTunnel != nil {
 		f.OnTunnel(local.RemoteAddr(), reply, err)

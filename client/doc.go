@@ -33,4 +33,12 @@
 // and why a session ended (OnNotice, before OnEnd). A gate without the
 // stream, or one that closed it, leaves the warnings to local timers from
 // the last deadline known (OnNoticeStream says so once).
+//
+// With FollowLogin, a Forwarder takes for its new tunnels the credential
+// of a new login with its profile (after the old one expired or was
+// revoked, or to renew it) when it is for the same gate (address, pin and
+// CA file) and the same user, and reopens with it a notice stream the
+// gate closed; tunnels open already keep theirs until the gate ends them.
+// A login with the profile for another gate or user is not taken
+// (Session.Follow; OnCredential hears of both).
 package client

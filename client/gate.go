@@ -397,6 +397,8 @@ type Session struct {
 	cert *tls.Certificate
 	// certInfo is the certificate file read last (Follow).
 	certInfo fs.FileInfo
+	// skipped is a stored credential Follow did not take, said once.
+	skipped fs.FileInfo
 
 	// resume holds the TLS 1.3 session tickets of every connection to the
 	// gate (tunnels, the notice stream, assets, logout), so that every
@@ -436,12 +438,15 @@ func open(dir string, check bool) (*Session, error) {
 // NotAfter is when the certificate in use expires.
 func (s *Session) NotAfter() time.Time {
 	s.mu.Lock()
-	cert := s.cert
-	s.mu.Unlock()
-	if cert.Leaf != nil {
-		return cert.Leaf.NotAfter
+	defer s.mu.Unlock()
+	return s.notAfterLocked()
+}
+
+func (s *Session) notAfterLocked() time.Time {
+	if s.cert.Leaf != nil {
+		return s.cert.Leaf.NotAfter
 	}
-	if leaf, err := x509.ParseCertificate(cert.Certificate[0]); err == nil {
+	if leaf, err := x509.ParseCertificate(s.cert.Certificate[0]); err == nil {
 		return leaf.NotAfter
 	}
 	return s.Profile.Expiry

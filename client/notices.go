@@ -96,6 +96,10 @@ const pendingMax = 64
 // from the last deadline known when it is not.
 type noticeWatch struct {
 	f *Forwarder
+	// newCredential is signalled when Follow took a new login's
+	// credential: a stream the gate closed for the old one (expired,
+	// revoked) is opened again with it.
+	newCredential chan struct{}
 
 	mu       sync.Mutex
 	up       bool
@@ -122,7 +126,7 @@ func (f *Forwarder) warnBefore() time.Duration {
 }
 
 func newNoticeWatch(f *Forwarder) *noticeWatch {
-	return &noticeWatch{f: f, sessions: map[string]*tracked{}}
+	return &noticeWatch{f: f, sessions: map[string]*tracked{}, newCredential: make(chan struct{}, 1)}
 }
 
 // track starts following an accepted tunnel.
@@ -248,9 +252,33 @@ func (w *noticeWatch) deliver(n wire.Notice) {
 	}
 }
 
+// credentialChanged tells run of a new credential.
+func (w *noticeWatch) credentialChanged() {
+	select {
+	case w.newCredential <- struct{}{}:
+	default:
+	}
+}
+
+// closedWait waits, after the gate closed the stream, for a new login's
+// credential (FollowLogin) to open it again with; false: there will be
+// none, or ctx ended.
+func (w *noticeWatch) closedWait(ctx context.Context) bool {
+	if !w.f.FollowLogin {
+		return false
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-w.newCredential:
+		return true
+	}
+}
+
 // run keeps the notice stream open until ctx ends, the gate does not
 // offer it, or the gate closes it (credential revoked or expired, stream
-// limit): then local timers warn. OnNoticeStream hears of each change.
+// limit): then local timers warn, until a new login's credential
+// (FollowLogin) opens it again. OnNoticeStream hears of each change.
 func (w *noticeWatch) run(ctx context.Context) {
 	report := func(err error) {
 		if w.f.OnNoticeStream != nil {
@@ -266,9 +294,17 @@ func (w *noticeWatch) run(ctx context.Context) {
 				return
 			}
 			var closed *NoticesClosedError
-			if errors.Is(err, ErrNoticesUnsupported) || errors.As(err, &closed) {
+			if errors.Is(err, ErrNoticesUnsupported) {
 				report(err)
 				return
+			}
+			if errors.As(err, &closed) {
+				report(err)
+				if !w.closedWait(ctx) {
+					return
+				}
+				wait, wasDown = noticeRetry, false
+				continue
 			}
 			if !wasDown {
 				report(fmt.Errorf("notice stream: %w (retrying; warnings from local timers meanwhile)", err))
@@ -304,7 +340,11 @@ func (w *noticeWatch) run(ctx context.Context) {
 		var closed *NoticesClosedError
 		if errors.As(err, &closed) {
 			report(err)
-			return
+			if !w.closedWait(ctx) {
+				return
+			}
+			wait, wasDown = noticeRetry, false
+			continue
 		}
 		report(fmt.Errorf("notice stream lost: %w (reopening; warnings from local timers meanwhile)", err))
 		wasDown = true

@@ -51,11 +51,10 @@ func readPrevious(dir string) *previous {
 	return &previous{profile: p, s: s, err: err}
 }
 
-// user is the user the previous credential is for: its certificate's
-// (the gate names the user in it), else the profile's.
+// user is the user the previous credential is for (certUser).
 func (p *previous) user() string {
-	if p.s != nil && p.s.cert.Leaf != nil && p.s.cert.Leaf.Subject.CommonName != "" {
-		return p.s.cert.Leaf.Subject.CommonName
+	if p.s != nil {
+		return certUser(p.s.cert, p.profile)
 	}
 	return p.profile.User
 }

@@ -99,7 +99,7 @@ func runConnect(args []string, out, errOut io.Writer) error {
 		OnTunnel: func(local net.Addr, r *wire.Reply, err error) {
 			if err != nil {
 				if tunnelNeedsLogin(s, err) {
-					say("%s: %v: log in again with %s, then start otgate connect again (it keeps the credential it started with)", local, err, relogin(s))
+					say("%s: %v: log in again with %s (this connect takes the new credential for new connections)", local, err, relogin(s))
 					return
 				}
 				say("%s: %v", local, err)
@@ -116,8 +116,9 @@ func runConnect(args []string, out, errOut io.Writer) error {
 			say("%v: accepting again in %v", err, wait)
 		},
 	}
-	n := &connectNotices{asset: asset, w: errOut, mu: &mu}
+	n := &connectNotices{asset: asset, w: errOut, mu: &mu, dir: *dir}
 	f.OnWarn, f.OnNotice, f.OnNoticeStream = n.warn, n.notice, n.stream
+	f.FollowLogin, f.OnCredential = true, n.credential
 	return f.Serve(ctx, ln)
 }
 

@@ -144,7 +144,7 @@ func TestConnectWithRevokedCredential(t *testing.T) {
 	defer c.Close()
 	line := next()
 	if !strings.Contains(line, ": gate refused: certificate refused: ") ||
-		!strings.HasSuffix(line, ": "+relogin+", then start otgate connect again (it keeps the credential it started with)") {
+		!strings.HasSuffix(line, ": "+relogin+" (this connect takes the new credential for new connections)") {
 		t.Errorf("a tunnel refused for the revoked credential: %q, want it to say to %s", line, relogin)
 	}
 }

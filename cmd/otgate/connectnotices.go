@@ -21,6 +21,7 @@ type connectNotices struct {
 	asset string
 	w     io.Writer
 	mu    *sync.Mutex // shared with the stdout lines
+	dir   string      // the --profile flag's value
 
 	dropped atomic.Uint64 // the gate's drop count last reported
 	down    atomic.Bool   // the stream was reported lost
@@ -67,9 +68,31 @@ func (c *connectNotices) stream(err error) {
 	case errors.Is(err, client.ErrNoticesUnsupported):
 		c.say("the gate sends no session notices (an older gate): warnings come from local timers and cannot follow a deadline the gate moves")
 	case errors.As(err, &closed):
+		c.down.Store(true)
 		c.say("%v; warnings come from local timers", err)
 	default:
 		c.down.Store(true)
 		c.say("%v", err)
 	}
+}
+
+// credential says that connect took a new login's credential for its new
+// connections, or why it did not take one.
+func (c *connectNotices) credential(sw *client.CredentialSwitch, err error) {
+	if err != nil {
+		var nf *client.NotFollowedError
+		var unprotected *client.UnprotectedError
+		switch {
+		case errors.As(err, &nf) && nf.Err == nil && !nf.Expired:
+			c.say("%v: start otgate connect again to use the new one", err)
+		case errors.As(err, &unprotected):
+			unprotected.LogoutCmd = logoutCommand(c.dir)
+			c.say("%v", err)
+		default:
+			c.say("%v", err)
+		}
+		return
+	}
+	c.say("new login: new connections use the credential of %s for %s, valid until %s (connections open already keep theirs until the gate ends them)",
+		sw.User, sw.Gate, sw.NotAfter.Local().Format("2006-01-02 15:04:05 MST"))
 }

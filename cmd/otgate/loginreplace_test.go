@@ -68,9 +68,10 @@ func TestLoginToAnotherGateEndsTheOldCredential(t *testing.T) {
 	}
 
 	// An expired credential of a gate long gone is only replaced.
-	expiredProfile(t, dir, "127.0.0.1:1", time.Now().Add(-time.Hour).Truncate(time.Second))
+	end := time.Now().Add(-time.Hour).Truncate(time.Second)
+	expiredProfile(t, dir, "127.0.0.1:1", end)
 	r := login(a, "alice", code(t, aliceA), a.Addr)
-	if want := "replaced the credential of alice for 127.0.0.1:1, which had expired at " + time.Now().Add(-time.Hour).Truncate(time.Second).Local().Format("2006-01-02 15:04:05 MST") + "\n"; r.code != 0 || r.stderr != "" ||
+	if want := "replaced the credential of alice for 127.0.0.1:1, which had expired at " + end.Local().Format("2006-01-02 15:04:05 MST") + "\n"; r.code != 0 || r.stderr != "" ||
 		!loggedIn.MatchString(r.stdout) || !strings.HasSuffix(r.stdout, want) {
 		t.Fatalf("login over an expired credential: exit %d, stdout %q, stderr %q, want it to end %q", r.code, r.stdout, r.stderr, want)
 	}
