@@ -29,7 +29,7 @@ type Replaced struct {
 
 // replaceTimeout bounds the revocation at the old gate: often one on
 // another site's network, out of reach from here.
-const replaceTimeout = 15 * time.Second
+const replaceTimeout = 10 * time.Second
 
 // previous is the credential a login is about to replace.
 type previous struct {
