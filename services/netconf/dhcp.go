@@ -107,6 +107,9 @@ type DHCPClient struct {
 	// Used by Run's goroutine only.
 	avoid  map[netip.Addr]time.Time // server -> passed over until
 	offers offerLimiter
+	// kept: the uplink still carries the address a previous run left
+	// (keepPrevious), until the INIT-REBOOT for it is answered.
+	kept bool
 
 	recheckOnce sync.Once
 	recheckCh   chan struct{} // Recheck's signal to a held lease
@@ -234,10 +237,7 @@ func (c *DHCPClient) Run(ctx context.Context) error {
 	if len(c.hw) != 6 {
 		return fmt.Errorf("netconf: uplink %s has no Ethernet address (%q)", c.Link, c.hw)
 	}
-	// A previous run may have died holding an address: start clean.
-	if err := c.up.clear(); err != nil {
-		c.fail(err)
-	}
+	c.keepPrevious()
 	var lease *nclient4.Lease
 	for {
 		if lease == nil {
@@ -478,12 +478,14 @@ func (c *DHCPClient) acquire(ctx context.Context) *nclient4.Lease {
 		if nl := c.initReboot(ctx, bc, hint); nl != nil {
 			err := c.check(nl)
 			if err == nil {
+				c.kept = false // bind replaces it with the lease's
 				return nl
 			}
 			c.saveHint(netip.Addr{}) // not to be asked for again
 			c.refuseACK(nl, StateInitReboot, err)
 		}
 	}
+	c.dropKept()
 	backoff := c.BackoffMin
 	for ctx.Err() == nil {
 		start := time.Now()
@@ -601,6 +603,44 @@ func (c *DHCPClient) selectOffer(ctx context.Context, bc *nclient4.Client, wait 
 		c.fail(fmt.Errorf("discover: %w", err))
 	}
 	return nil
+}
+
+// keepPrevious looks at what a previous run left on the uplink: a run
+// that died (a crash, a kill, init restarting it) did not release its
+// lease, and the kernel still carries its address (until the lease's end:
+// it was installed with the lease's lifetime) and default route. When
+// that address is the remembered one and nothing else of ours is there,
+// it stays while INIT-REBOOT asks the server for it again (RFC 2131 3.2:
+// a client may use its lease until it ends): an ACK keeps it with the
+// new lifetime, and the gate's sessions over the uplink (the proxy's)
+// never lose their address. Anything else (another address, more than
+// one, nothing remembered) goes, as does the kept address when the
+// server refuses it or does not answer (dropKept): the client starts
+// clean.
+func (c *DHCPClient) keepPrevious() {
+	hint := c.loadHint()
+	owned, err := c.up.owned()
+	if err == nil && hint.IsValid() && len(owned) == 1 && owned[0].Addr() == hint {
+		c.kept = true
+		c.Logf("netconf: dhcp on %s: keeping %s from the previous run while asking for it again", c.Link, owned[0])
+		return
+	}
+	if err := c.up.clear(); err != nil {
+		c.fail(err)
+	}
+}
+
+// dropKept removes the kept address (and route, DNS) of the previous run
+// before discovery: the server did not give it back.
+func (c *DHCPClient) dropKept() {
+	if !c.kept {
+		return
+	}
+	c.kept = false
+	c.Logf("netconf: dhcp on %s: the address of the previous run was not given back; removing it", c.Link)
+	if err := c.up.clear(); err != nil {
+		c.fail(err)
+	}
 }
 
 // initReboot asks for the remembered address (RFC 2131 3.2): broadcast

@@ -38,6 +38,11 @@
 //     address and route go, discovery starts again), NAK handling, back-off,
 //     and RELEASE on shutdown. The address is installed with the lease's
 //     lifetime, so the kernel drops it at expiry even if the service died.
+//     A run that follows one that died (init restarting it) keeps the
+//     remembered address that run left, and its default route, while its
+//     INIT-REBOOT asks for it again: the uplink's sessions (the proxy's)
+//     do not lose their address; a refusal or no answer removes it before
+//     discovery.
 //     A lease the uplink must not carry is refused (event "refused",
 //     nothing of it applied): an address that is not a host's unicast
 //     address, a mask that is not contiguous or /0, and a subnet

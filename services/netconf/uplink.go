@@ -175,6 +175,25 @@ func (u *uplinkLink) setDefaultRoute(l netlink.Link, gw netip.Addr) (bool, error
 	return true, nil
 }
 
+// owned lists the addresses the uplink carries with the owner label.
+func (u *uplinkLink) owned() ([]netip.Prefix, error) {
+	l, err := u.link()
+	if err != nil {
+		return nil, err
+	}
+	have, err := u.h.AddrList(l, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, fmt.Errorf("netconf: list addresses of %s: %w", u.name, err)
+	}
+	var out []netip.Prefix
+	for _, a := range have {
+		if p, ok := addrPrefix(a); ok && a.Label == OwnerLabel(u.name) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
 // clear removes every owned address and default route from the uplink
 // and empties the DNS file.
 func (u *uplinkLink) clear() error {
