@@ -37,9 +37,11 @@ type Service struct {
 	// Poll is how often the policy file is checked for a change.
 	Poll time.Duration
 	// Repair is how often the interface is reconciled without a change
-	// (drift repair). The interface deleted, renamed or set down, or an
-	// address removed from it, is repaired sooner, on the kernel's
-	// event; Repair is the safety net for events that were lost.
+	// (drift repair). The interface deleted or set down, or an address
+	// removed from it, is repaired sooner, on the kernel's event (a
+	// rename is noticed too, and refused as a collision: the endpoints
+	// went with the renamed interface); Repair is the safety net for
+	// events that were lost.
 	Repair time.Duration
 	Now    func() time.Time
 	Logf   func(format string, args ...any)
