@@ -107,6 +107,15 @@ var ProductionServices = []ServiceRow{
 		Args: []string{"identity", "check-trust", "-wait", trustWait.String()}, Nice: pathNice,
 	}},
 	proxyRow(),
+	// timesync: the clock from the site file's uplink.ntp servers
+	// (services/timesync). Not critical and ready at once: the boot (and
+	// "init: ready") never waits for a sync; after netconf, which brings
+	// the uplink up.
+	{MultiCall: true, Service: bootcfg.Service{
+		Name: "timesync", Binary: "/bin/otgate-timesync", Readiness: bootcfg.ReadyNotify, Timeout: readinessTimeout,
+		DependsOn: []string{"netconf"},
+		Args:      []string{"-policy", appliedPolicy, "-rtc", "/dev/rtc0", "-marker", bootcfg.RunDir + "/timesync.synced"},
+	}},
 }
 
 // testsvcBinary is the test service's binary in test images.

@@ -8,6 +8,7 @@ import (
 	"github.com/otgate/otgate/services/overlay/overlayd"
 	"github.com/otgate/otgate/services/proxy/proxyd"
 	"github.com/otgate/otgate/services/segment/segmentd"
+	"github.com/otgate/otgate/services/timesync/timesyncd"
 )
 
 // serviceMains are the gate's services built into this binary. The
@@ -23,4 +24,5 @@ var serviceMains = map[string]func(){
 	"otgate-overlay":  overlayd.Main,
 	"otgate-proxy":    proxyd.Main,
 	"otgate-segment":  segmentd.Main,
+	"otgate-timesync": timesyncd.Main,
 }

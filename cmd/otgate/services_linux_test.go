@@ -47,6 +47,7 @@ func TestMultiCallDispatch(t *testing.T) {
 		"otgate-overlay":  "-state",
 		"otgate-proxy":    "-max-sessions-per-user",
 		"otgate-segment":  "-interval",
+		"otgate-timesync": "-panic-threshold",
 	}
 	if len(flags) != len(serviceMains) {
 		t.Fatalf("test covers %d services, otgate has %d", len(flags), len(serviceMains))
