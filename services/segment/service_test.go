@@ -320,7 +320,15 @@ func TestShowAllocatedEndpoint(t *testing.T) {
 	if eps, err := segment.ReadOverlayEndpoints(filepath.Join(dir, "none.cbor")); err != nil || len(eps) != 0 {
 		t.Errorf("missing table: %v, %v; want empty", eps, err)
 	}
+	// The state file damaged on its own: show takes the mirror's table,
+	// what the overlay service runs from; both damaged: an error.
 	if err := os.WriteFile(path, []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if eps, err := segment.ReadOverlayEndpoints(path); err != nil || eps["rtu-1"] != rtu {
+		t.Errorf("state file damaged, mirror sound: %v, %v; want rtu-1 at %s", eps, err, rtu)
+	}
+	if err := os.WriteFile(alloc.MirrorPath(path), []byte("garbage"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := segment.ReadOverlayEndpoints(path); err == nil {

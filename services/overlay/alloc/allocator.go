@@ -79,28 +79,28 @@ func Open(path string, opts ...Option) (*Allocator, error) {
 }
 
 // ReadTable reads the allocation table persisted at path, sorted by
-// asset, for a reader other than the overlay service (segment's show). A
-// missing file (nothing allocated yet) is an empty table; a damaged one
-// is ErrCorruptState. It reads the state file only, not its mirror: a
-// state file lost or damaged on its own is the service's to restore, at
-// its next start (Open).
+// asset, for a reader other than the overlay service (segment's show). It
+// picks the copy the service's next start would run from (the state file,
+// or its mirror when the state file is lost or damaged on its own; see
+// loadState), so it shows what the gate serves. Both copies missing
+// (nothing allocated yet) is an empty table; neither sound while one
+// exists is an error (ErrCorruptState when a copy is damaged). Restoring
+// the bad copy is the service's job, at its next start (Open).
 //
-// It opens the file read-only and decodes it, nothing more: unlike Open
-// it removes no leftover temporary file (one may be the running overlay
-// service's write in progress), and it takes no lock (the service takes
-// none on the file either). The read needs none to be consistent: the
-// file is never written in place but replaced by a rename (atomicfile),
-// so the opened file is one whole version, old or new, even when it is
-// replaced while being read.
+// It opens the files read-only and decodes them, nothing more: unlike
+// Open it removes no leftover temporary file (one may be the running
+// overlay service's write in progress), and it takes no lock (the
+// service takes none on the files either). The read needs none to be
+// consistent: the files are never written in place but replaced by a
+// rename (atomicfile), so each opened file is one whole version, old or
+// new, even when it is replaced while being read; the state file is
+// written first, so a sound state file is never older than the mirror.
 func ReadTable(path string) ([]Entry, error) {
-	c := readCopy(path)
-	switch {
-	case c.missing():
-		return nil, nil
-	case c.err != nil:
-		return nil, fmt.Errorf("alloc: %w", c.err)
+	l, err := loadState(path)
+	if err != nil {
+		return nil, fmt.Errorf("alloc: %w", err)
 	}
-	return c.t.entries, nil
+	return l.use.t.entries, nil
 }
 
 // Apply makes the table serve exactly reqs: existing assets keep their

@@ -44,11 +44,43 @@ func TestReadTable(t *testing.T) {
 		t.Error("the state file changed")
 	}
 
-	if err := os.WriteFile(path, before[:len(before)-1], 0o600); err != nil {
+	// The state file damaged or lost on its own: the mirror's table (what
+	// the service's next start runs from), and neither copy touched.
+	for _, damage := range []func() error{
+		func() error { return os.WriteFile(path, before[:len(before)-1], 0o600) },
+		func() error { return os.Remove(path) },
+	} {
+		if err := damage(); err != nil {
+			t.Fatal(err)
+		}
+		table, err := ReadTable(path)
+		if err != nil {
+			t.Fatalf("state file damaged, mirror sound: %v", err)
+		}
+		if got, want := fmt.Sprint(table), fmt.Sprint(a.Table()); got != want {
+			t.Errorf("state file damaged: ReadTable = %s, want the mirror's %s", got, want)
+		}
+		if err := os.WriteFile(path, before[:len(before)-1], 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after, _ := os.ReadFile(path); string(after) != string(before[:len(before)-1]) {
+		t.Error("ReadTable rewrote the damaged state file")
+	}
+
+	// Both damaged: an error, never an empty table.
+	mirror, _ := os.ReadFile(MirrorPath(path))
+	if err := os.WriteFile(MirrorPath(path), mirror[:len(mirror)-1], 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := ReadTable(path); !errors.Is(err, ErrCorruptState) {
-		t.Errorf("truncated file: %v, want ErrCorruptState", err)
+		t.Errorf("both copies truncated: %v, want ErrCorruptState", err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if table, err := ReadTable(path); err == nil {
+		t.Errorf("state file missing, mirror damaged: %v, want an error", table)
 	}
 }
 
