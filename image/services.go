@@ -34,6 +34,11 @@ const trustWait = 90 * time.Second
 // (measured under TCG: 20-40 ms per command instead of 5), and under load.
 const pathNice = -10
 
+// timesyncNice is the time service's priority: below everything else
+// (its work is a few UDP packets every few minutes; it must not slow the
+// boot to ready).
+const timesyncNice = 10
+
 // Paths on the device the rows share.
 const (
 	policyDir     = "/perm/policy"
@@ -110,11 +115,13 @@ var ProductionServices = []ServiceRow{
 	// timesync: the clock from the site file's uplink.ntp servers
 	// (services/timesync). Not critical and ready at once: the boot (and
 	// "init: ready") never waits for a sync; after netconf, which brings
-	// the uplink up.
+	// the uplink up. It starts while the path services are still coming
+	// up, so it runs at nice 10 (housekeeping: its first query and its
+	// start-up yield the CPUs to them).
 	{MultiCall: true, Service: bootcfg.Service{
 		Name: "timesync", Binary: "/bin/otgate-timesync", Readiness: bootcfg.ReadyNotify, Timeout: readinessTimeout,
-		DependsOn: []string{"netconf"},
-		Args:      []string{"-policy", appliedPolicy, "-rtc", "/dev/rtc0", "-marker", bootcfg.RunDir + "/timesync.synced"},
+		DependsOn: []string{"netconf"}, Nice: timesyncNice,
+		Args: []string{"-policy", appliedPolicy, "-rtc", "/dev/rtc0", "-marker", bootcfg.RunDir + "/timesync.synced"},
 	}},
 }
 

@@ -107,6 +107,11 @@ func TestGateStepsAWrongClock(t *testing.T) {
 		fmt.Sprint(time.Now().UTC().Year())+`-\S+ \(`+regexp.QuoteMeta(ntpServer)+` `))
 	t.Logf("status row: %s", row)
 	for _, l := range vm.Lines() {
+		if strings.HasPrefix(l, "init: ready (") || strings.HasPrefix(l, "init: timesync") || strings.HasPrefix(l, "init: netconf ready") {
+			t.Logf("console: %s", l)
+		}
+	}
+	for _, l := range vm.Lines() {
 		if strings.Contains(l, "timesync: REFUSED") || strings.Contains(l, "init: timesync exited") {
 			t.Errorf("console: %s", l)
 		}
