@@ -37,7 +37,9 @@
 //     close. No /dev/rtc0: said once, not retried.
 //   - Polling: every PollMin (64 s), doubling while the offset stays small
 //     up to PollMax (1024 s); after a failed poll the retry starts at
-//     RetryMin and doubles up to PollMax.
+//     RetryMin (8 s) and doubles up to RetryMax (256 s): servers that are
+//     down are not hammered, and a gate whose uplink comes back late
+//     still syncs within minutes. SIGHUP polls at once.
 //
 // Every step, slew and refusal is logged with the old and new time and
 // the servers used; the current state is the service's status note in

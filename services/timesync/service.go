@@ -23,6 +23,7 @@ const (
 	DefaultPollMin        = 64 * time.Second
 	DefaultPollMax        = 1024 * time.Second
 	DefaultRetryMin       = 8 * time.Second
+	DefaultRetryMax       = 256 * time.Second
 	DefaultTimeout        = 5 * time.Second
 	DefaultStepThreshold  = 500 * time.Millisecond
 	DefaultPanicThreshold = 1000 * time.Second
@@ -80,7 +81,7 @@ type Service struct {
 	// ("": remembered in memory only).
 	Marker string
 
-	PollMin, PollMax, RetryMin               time.Duration
+	PollMin, PollMax, RetryMin, RetryMax     time.Duration
 	Timeout                                  time.Duration
 	StepThreshold, PanicThreshold, Agreement time.Duration
 	RTCInterval                              time.Duration
@@ -109,6 +110,7 @@ func (s *Service) init() {
 		def(&s.PollMin, DefaultPollMin)
 		def(&s.PollMax, DefaultPollMax)
 		def(&s.RetryMin, DefaultRetryMin)
+		def(&s.RetryMax, DefaultRetryMax)
 		def(&s.Timeout, DefaultTimeout)
 		def(&s.StepThreshold, DefaultStepThreshold)
 		def(&s.PanicThreshold, DefaultPanicThreshold)
@@ -116,6 +118,9 @@ func (s *Service) init() {
 		def(&s.RTCInterval, DefaultRTCInterval)
 		if s.PollMax < s.PollMin {
 			s.PollMax = s.PollMin
+		}
+		if s.RetryMax < s.RetryMin {
+			s.RetryMax = s.RetryMin
 		}
 		if s.Clock == nil {
 			s.Clock = SystemClock{}
@@ -269,7 +274,7 @@ func (s *Service) nextRetry() time.Duration {
 	if s.retry == 0 {
 		return s.RetryMin
 	}
-	return min(2*s.retry, s.PollMax)
+	return min(2*s.retry, s.RetryMax)
 }
 
 // mark remembers for the rest of the boot that the clock was

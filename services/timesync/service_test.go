@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -184,7 +185,7 @@ func TestInvalidRepliesAreDropped(t *testing.T) {
 	c2.set(-time.Hour)
 	bad := newService(t, l, c2, lg, "", "192.0.2.3", "192.0.2.4")
 	var nexts []time.Duration
-	for i := 0; i < 3; i++ {
+	for i := 0; i < 7; i++ {
 		r := bad.Poll(context.Background())
 		if r.Action != ActionFailed || !errors.Is(r.Err, ErrNoValid) {
 			t.Fatalf("only bad servers: %s (%v)", r.Action, r.Err)
@@ -194,8 +195,8 @@ func TestInvalidRepliesAreDropped(t *testing.T) {
 	if steps, slews := c2.counts(); steps+slews != 0 {
 		t.Errorf("the clock was changed without a valid reply")
 	}
-	if nexts[0] != DefaultRetryMin || nexts[1] != 2*DefaultRetryMin || nexts[2] != 4*DefaultRetryMin {
-		t.Errorf("retries %v; want doubling from %s", nexts, DefaultRetryMin)
+	if want := []time.Duration{8 * time.Second, 16 * time.Second, 32 * time.Second, 64 * time.Second, 128 * time.Second, 256 * time.Second, 256 * time.Second}; !slices.Equal(nexts, want) {
+		t.Errorf("retries %v; want %v: doubling from %s up to %s", nexts, want, DefaultRetryMin, DefaultRetryMax)
 	}
 	if st := lg.lastStatus(); !strings.HasPrefix(st, "not synchronised: no valid reply") {
 		t.Errorf("status %q", st)

@@ -35,8 +35,9 @@ func Main() {
 	rtc := flag.String("rtc", timesync.DefaultRTC, "hardware clock device written after a sync (empty: none)")
 	marker := flag.String("marker", timesync.DefaultMarker, "file (on a tmpfs) recording that the clock was synchronised this boot: after it, only slews")
 	pollMin := flag.Duration("poll-min", timesync.DefaultPollMin, "shortest poll interval")
-	pollMax := flag.Duration("poll-max", timesync.DefaultPollMax, "longest poll interval (and longest retry)")
-	retryMin := flag.Duration("retry-min", timesync.DefaultRetryMin, "first retry after a failed poll (doubles up to -poll-max)")
+	pollMax := flag.Duration("poll-max", timesync.DefaultPollMax, "longest poll interval")
+	retryMin := flag.Duration("retry-min", timesync.DefaultRetryMin, "first retry after a failed poll (doubles up to -retry-max)")
+	retryMax := flag.Duration("retry-max", timesync.DefaultRetryMax, "longest wait between retries after failed polls")
 	timeout := flag.Duration("timeout", timesync.DefaultTimeout, "how long a query waits for its server")
 	step := flag.Duration("step-threshold", timesync.DefaultStepThreshold, "the first sync of a boot steps the clock when the offset is larger, else slews")
 	panicAt := flag.Duration("panic-threshold", timesync.DefaultPanicThreshold, "after the first sync, an offset larger than this is refused (never stepped)")
@@ -64,7 +65,7 @@ func Main() {
 
 	svc := &timesync.Service{
 		PolicyPath: *policy, Servers: servers, RTC: *rtc, Marker: *marker,
-		PollMin: *pollMin, PollMax: *pollMax, RetryMin: *retryMin, Timeout: *timeout,
+		PollMin: *pollMin, PollMax: *pollMax, RetryMin: *retryMin, RetryMax: *retryMax, Timeout: *timeout,
 		StepThreshold: *step, PanicThreshold: *panicAt, Agreement: *agree,
 		Logf:   logger.Printf,
 		Status: func(note string) { _ = ready.Status(note) },
