@@ -344,6 +344,17 @@ func (s *Session) answer(at time.Time, dec Decision) error {
 // header: the bytes are already forwarded, the session must end), or the
 // I/O error.
 func (s *Session) Responses(from io.Reader) error {
+	// However it returns, an exception waiting for the frame boundary
+	// (answer) must not wait for a device stream that has ended: a bad
+	// header or a failed record leaves a frame half-forwarded.
+	defer func() {
+		s.clientMu.Lock()
+		if s.clientErr == nil {
+			s.clientErr = errors.New("device stream no longer followed")
+		}
+		s.clientCond.Broadcast()
+		s.clientMu.Unlock()
+	}()
 	for {
 		n, rerr := from.Read(s.respBuf[:])
 		if n > 0 {

@@ -433,3 +433,57 @@ func TestSessionAdmitEndsAtDeadline(t *testing.T) {
 		t.Fatalf("%d outstanding, want the read and the write forwarded", s.Outstanding())
 	}
 }
+
+// TestSessionDeviceBadHeaderWhileExceptionWaits: a denied request's
+// exception waits for the device's half-sent response to complete; the
+// rest of it is a bad MBAP header, so the response side ends. The waiting
+// exception must give up and the session end with the device's EndError,
+// not hang with the relay waiting for the request side forever.
+func TestSessionDeviceBadHeaderWhileExceptionWaits(t *testing.T) {
+	devAddr, devConn := scriptedDevice(t)
+	clockCalls := make(chan struct{}, 100)
+	now := func() time.Time { clockCalls <- struct{}{}; return time.Now() }
+	g := startGateWith(t, devAddr, modbus.Enforce, gateOptions{now: now})
+	c := dial(t, g.addr)
+	req := frame(1, 1, 3, 0, 0, 0, 1)
+	c.Write(req)
+	dev := <-devConn
+	dev.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.ReadFull(dev, make([]byte, len(req))); err != nil {
+		t.Fatal(err)
+	}
+	<-clockCalls               // request 1 judged
+	dev.Write([]byte{0, 1, 0}) // a response begins
+	if _, err := io.ReadFull(c, make([]byte, 3)); err != nil {
+		t.Fatal(err)
+	}
+	c.Write(frame(2, 1, 6, 0, 99, 0, 1)) // denied: its exception waits for the frame boundary
+	select {
+	case <-clockCalls:
+	case <-time.After(20 * time.Second):
+		t.Fatal("gate did not judge the denied request")
+	}
+	dev.Write([]byte{5, 0, 5, 1}) // protocol id 5: the stream cannot be followed
+	done := make(chan error, 1)
+	go func() {
+		select {
+		case err := <-g.ends:
+			done <- err
+		case <-time.After(5 * time.Second):
+			done <- errors.New("session still running 5 s after the device's bad header")
+		}
+	}()
+	err := <-done
+	var end *modbus.EndError
+	if !errors.As(err, &end) || end.Direction != "device->client" || !strings.Contains(err.Error(), "protocol id 5") {
+		t.Fatalf("session ended with %v, want the device's bad header", err)
+	}
+	recs := g.rec.wait(t, 2)
+	var denied bool
+	for _, r := range recs {
+		denied = denied || (r.TransactionID == 2 && r.Verdict == modbus.VerdictDenied)
+	}
+	if !denied {
+		t.Errorf("the denied request has no record:\n%s", g.rec.text())
+	}
+}
