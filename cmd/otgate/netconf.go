@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -112,6 +113,9 @@ func printNetconfStatus(w io.Writer, st *netconf.Status) {
 		if l := d.Lease; l != nil {
 			fmt.Fprintf(w, "  lease from %s: %s, renew at %s, rebind at %s, expires %s\n", l.Server, l.Duration,
 				l.Renew().Format(time.RFC3339), l.Rebind().Format(time.RFC3339), l.Expiry().Format(time.RFC3339))
+			if len(l.NTP) > 0 {
+				fmt.Fprintf(w, "  lease NTP servers: %s\n", joinAddrs(l.NTP))
+			}
 		}
 		fmt.Fprintf(w, "  dhcp %s: %d leases, %d renewals, %d rebinds, %d NAKs, %d expiries\n", d.State, d.Leases, d.Renewals, d.Rebinds, d.NAKs, d.Expiries)
 	}
@@ -170,4 +174,12 @@ func printAsset(w io.Writer, a netconf.AssetView) {
 		fmt.Fprintf(w, ", SUSPECT: %s", a.SuspectReason)
 	}
 	fmt.Fprintln(w)
+}
+
+func joinAddrs(as []netip.Addr) string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.String()
+	}
+	return strings.Join(out, ", ")
 }

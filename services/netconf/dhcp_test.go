@@ -2,6 +2,7 @@ package netconf
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -108,7 +109,8 @@ func TestDHCPLeaseRenewRelease(t *testing.T) {
 	l := newDHCPLab(t)
 	// T1 4 s, T2 90 s: renewal shows within seconds; lease 2 min
 	// (dnsmasq's minimum).
-	srv := lab.StartDnsmasq(t, l.srv, "srv0", l.dir, "--dhcp-option=option:T1,4", "--dhcp-option=option:T2,90")
+	srv := lab.StartDnsmasq(t, l.srv, "srv0", l.dir, "--dhcp-option=option:T1,4", "--dhcp-option=option:T2,90",
+		"--dhcp-option=option:ntp-server,10.99.0.123,10.99.0.124")
 
 	ring := NewRing(0, t.Logf)
 	c := l.client(ring)
@@ -139,6 +141,9 @@ func TestDHCPLeaseRenewRelease(t *testing.T) {
 	}
 	if st.NAKs != 1 {
 		t.Errorf("NAKs = %d, want 1", st.NAKs)
+	}
+	if got := fmt.Sprint(st.Lease.NTP); got != "[10.99.0.123 10.99.0.124]" {
+		t.Errorf("lease NTP servers %s, want dnsmasq's [10.99.0.123 10.99.0.124] (option 42)", got)
 	}
 	addrs, gw := l.uplinkState(t)
 	if want := got.String() + " up0:nc"; len(addrs) != 1 || addrs[0] != want {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,6 +24,9 @@ type Lease struct {
 	Duration time.Duration `cbor:"7,keyasint" json:"duration"`
 	T1       time.Duration `cbor:"8,keyasint" json:"t1"`
 	T2       time.Duration `cbor:"9,keyasint" json:"t2"`
+	// NTP are the lease's NTP servers (option 42), IPv4 unicast only, for
+	// the timesync service when the site file names none.
+	NTP []netip.Addr `cbor:"10,keyasint,omitempty" json:"ntp,omitempty"`
 }
 
 // Renew, Rebind and Expiry are the lease's deadlines.
@@ -53,6 +57,11 @@ func leaseFromACK(ack *dhcpv4.DHCPv4, obtained time.Time) Lease {
 	for _, d := range ack.DNS() {
 		if a, ok := netip.AddrFromSlice(d.To4()); ok {
 			l.DNS = append(l.DNS, a)
+		}
+	}
+	for _, n := range ack.NTPServers() {
+		if a, ok := netip.AddrFromSlice(n.To4()); ok && a.IsGlobalUnicast() && !slices.Contains(l.NTP, a) {
+			l.NTP = append(l.NTP, a)
 		}
 	}
 	if ds := ack.DomainSearch(); ds != nil {
@@ -86,6 +95,7 @@ var requestedOptions = dhcpv4.WithRequestedOptions(
 	dhcpv4.OptionDomainNameServer,
 	dhcpv4.OptionDomainName,
 	dhcpv4.OptionDNSDomainSearchList,
+	dhcpv4.OptionNTPServers,
 	dhcpv4.OptionIPAddressLeaseTime,
 	dhcpv4.OptionRenewTimeValue,
 	dhcpv4.OptionRebindingTimeValue,

@@ -1,6 +1,7 @@
 package netconf
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -57,6 +58,20 @@ func TestLeaseFromACK(t *testing.T) {
 				t.Errorf("deadlines out of order: %+v", l)
 			}
 		})
+	}
+}
+
+// The lease's NTP servers (option 42) are kept for timesync: IPv4
+// unicast ones, each once, in the server's order.
+func TestLeaseNTPServers(t *testing.T) {
+	l := leaseFromACK(ack(t, dhcpv4.WithNetmask(net.CIDRMask(24, 32)), dhcpv4.WithLeaseTime(800),
+		dhcpv4.WithOption(dhcpv4.OptNTPServers(net.IPv4(10, 9, 0, 123), net.IPv4(0, 0, 0, 0), net.IPv4(127, 0, 0, 1),
+			net.IPv4(224, 0, 1, 1), net.IPv4(10, 9, 0, 123), net.IPv4(192, 0, 2, 7), net.IPv4(255, 255, 255, 255)))), time.Now())
+	if got := fmt.Sprint(l.NTP); got != "[10.9.0.123 192.0.2.7]" {
+		t.Errorf("NTP servers %s, want [10.9.0.123 192.0.2.7]", got)
+	}
+	if l := leaseFromACK(ack(t, dhcpv4.WithNetmask(net.CIDRMask(24, 32))), time.Now()); l.NTP != nil {
+		t.Errorf("no option 42: NTP %v", l.NTP)
 	}
 }
 
