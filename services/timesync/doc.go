@@ -9,9 +9,11 @@
 //   - Servers: the applied site policy's uplink.ntp list (site/uplink.go),
 //     read again at every poll, so a policy applied later takes effect at
 //     the next poll; -server overrides it for development. With none, the
-//     service says so once (log and status) and does nothing else. NTP
-//     servers from the DHCP lease (option 42) are not used yet: netconf
-//     neither requests the option nor exposes it (see STATUS).
+//     service falls back to the NTP servers of the uplink's DHCP lease
+//     (option 42, read from netconf's status at every poll: LeaseNTP);
+//     the site file's list wins, as a DHCP server is unauthenticated too.
+//     With none from either, the service says so once (log and status)
+//     and does nothing else.
 //   - Each poll queries every server (github.com/beevik/ntp), drops the
 //     replies that fail the library's Validate (kiss-o'-death, stratum 0
 //     or 16, unsynchronised leap indicator, stale reference, root distance

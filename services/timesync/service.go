@@ -15,6 +15,7 @@ import (
 	"github.com/beevik/ntp"
 
 	"github.com/otgate/otgate/internal/atomicfile"
+	"github.com/otgate/otgate/services/netconf"
 	"github.com/otgate/otgate/site"
 )
 
@@ -70,6 +71,10 @@ type Service struct {
 	// Servers, when set, are used instead of the policy's (development;
 	// "host" or "host:port").
 	Servers []string
+	// LeaseNTP, when set, returns the NTP servers of the uplink's DHCP
+	// lease (option 42; netconf's status on the gate), used when the
+	// policy names none. An error or none: no servers.
+	LeaseNTP func(ctx context.Context) ([]string, error)
 	// Clock is the clock corrected (SystemClock on the gate; tests inject
 	// theirs).
 	Clock Clock
@@ -162,38 +167,52 @@ func (s *Service) Run(ctx context.Context, now <-chan struct{}) error {
 }
 
 // servers returns the servers to query and a description of where they
-// come from.
-func (s *Service) servers() ([]string, string) {
+// come from: the flags, else the site file's uplink.ntp, else the DHCP
+// lease's (LeaseNTP).
+func (s *Service) servers(ctx context.Context) ([]string, string) {
 	if len(s.Servers) > 0 {
 		return s.Servers, "from the flags"
 	}
+	why := ""
 	if s.PolicyPath == "" {
-		return nil, "no site policy given"
+		why = "no site policy given"
+	} else {
+		a, err := site.LoadApplied(s.PolicyPath)
+		switch {
+		case errors.Is(err, site.ErrNoPolicy):
+			why = "no applied site policy yet"
+		case err != nil:
+			why = fmt.Sprintf("site policy unreadable: %v", err)
+		default:
+			if u := a.Site.UplinkSettings(); len(u.NTP) > 0 {
+				return u.NTP, "from the site file's uplink.ntp"
+			}
+			why = "the site file's uplink.ntp names none"
+		}
 	}
-	a, err := site.LoadApplied(s.PolicyPath)
+	if s.LeaseNTP == nil {
+		return nil, why
+	}
+	lease, err := s.LeaseNTP(ctx)
 	switch {
-	case errors.Is(err, site.ErrNoPolicy):
-		return nil, "no applied site policy yet"
 	case err != nil:
-		return nil, fmt.Sprintf("site policy unreadable: %v", err)
+		return nil, fmt.Sprintf("%s; the DHCP lease's cannot be read: %v", why, err)
+	case len(lease) == 0:
+		return nil, why + " and the DHCP lease has none"
 	}
-	u := a.Site.UplinkSettings()
-	if len(u.NTP) == 0 {
-		return nil, "the site file's uplink.ntp names none"
-	}
-	return u.NTP, "from the site file's uplink.ntp"
+	return lease, "from the DHCP lease (option 42; " + why + ")"
 }
 
 // Poll queries the servers once and corrects the clock by what they
 // agree on.
 func (s *Service) Poll(ctx context.Context) Result {
 	s.init()
-	servers, source := s.servers()
+	servers, source := s.servers(ctx)
 	if desc := source + " " + strings.Join(servers, " "); desc != s.source {
 		s.source = desc
 		if len(servers) == 0 {
 			// Said once (again only when the source changes).
-			s.Logf("timesync: no NTP servers configured (%s; NTP servers from DHCP are not used yet): the clock is not synchronised", source)
+			s.Logf("timesync: no NTP servers configured (%s): the clock is not synchronised", source)
 		} else {
 			s.Logf("timesync: servers %s: %s", source, strings.Join(servers, ", "))
 		}
@@ -377,3 +396,31 @@ func secs(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f',
 
 // stamp formats a clock reading for the log.
 func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
+
+// NetconfLease returns a LeaseNTP that asks the netconf service at socket
+// for its status and returns the NTP servers of the uplink's DHCP lease
+// (none for a static uplink or while no lease is held).
+func NetconfLease(socket string) func(ctx context.Context) ([]string, error) {
+	return func(ctx context.Context) ([]string, error) {
+		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		rsp, err := netconf.Query(ctx, socket, netconf.Request{Op: netconf.OpStatus})
+		switch {
+		case err != nil:
+			return nil, err
+		case rsp.Error != "":
+			return nil, fmt.Errorf("netconf: %s", rsp.Error)
+		case rsp.Status == nil:
+			return nil, fmt.Errorf("netconf: status answer without a status")
+		}
+		d := rsp.Status.Uplink.DHCP
+		if d == nil || d.Lease == nil {
+			return nil, nil
+		}
+		out := make([]string, 0, len(d.Lease.NTP))
+		for _, a := range d.Lease.NTP {
+			out = append(out, a.String())
+		}
+		return out, nil
+	}
+}

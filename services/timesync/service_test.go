@@ -275,3 +275,76 @@ func TestServersFromThePolicy(t *testing.T) {
 		t.Error("the servers' source is not logged")
 	}
 }
+
+// With no servers in the site file, the DHCP lease's (LeaseNTP: netconf's
+// status on the gate) are used; the site file's list wins over them; a
+// lease that cannot be read, or has none, leaves the service idle and
+// says why.
+func TestServersFromTheDHCPLease(t *testing.T) {
+	l := newLab(t)
+	l.chronyd(t, "192.0.2.2", "local stratum 3")
+	dir := t.TempDir()
+	apply := func(uplink string) {
+		t.Helper()
+		src := "site: t\nzones:\n  - name: cell-1\n    owner: a@b.example\n    mode: enforce\n    interface: eth1\n    subnet: 10.77.0.0/24\n    gate_address: 10.77.0.1\n" + uplink
+		s, err := site.Parse("site.yaml", []byte(src), site.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc, err := site.Compile(s, "site.yaml", []byte(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := site.Store(dir, doc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var lease []string
+	var leaseErr error
+	c := &testClock{}
+	c.set(-time.Minute)
+	lg := &logs{}
+	svc := &Service{PolicyPath: filepath.Join(dir, site.AppliedFile), Clock: c, Dial: l.dial, Timeout: time.Second, Logf: lg.logf, Status: lg.note,
+		LeaseNTP: func(context.Context) ([]string, error) { return lease, leaseErr }}
+	apply("")
+
+	leaseErr = errors.New("netconf: connection refused")
+	if r := svc.Poll(context.Background()); r.Action != ActionIdle {
+		t.Fatalf("lease unreadable: %s", r.Action)
+	}
+	if st := lg.lastStatus(); !strings.Contains(st, "the site file's uplink.ntp names none; the DHCP lease's cannot be read: netconf: connection refused") {
+		t.Errorf("status %q", st)
+	}
+	leaseErr = nil
+	if r := svc.Poll(context.Background()); r.Action != ActionIdle {
+		t.Fatalf("lease without NTP servers: %s", r.Action)
+	}
+	if st := lg.lastStatus(); !strings.Contains(st, "the site file's uplink.ntp names none and the DHCP lease has none") {
+		t.Errorf("status %q", st)
+	}
+	if steps, slews := c.counts(); steps+slews != 0 {
+		t.Error("the clock was changed with no servers")
+	}
+
+	lease = []string{"192.0.2.2"}
+	r := svc.Poll(context.Background())
+	if r.Action != ActionStepped || !near(r.Offset, time.Minute, tolerance) {
+		t.Fatalf("with the lease's server: %s by %s (%v)", r.Action, signed(r.Offset), r.Err)
+	}
+	if lg.count("timesync: servers from the DHCP lease (option 42; the site file's uplink.ntp names none): 192.0.2.2") != 1 {
+		lg.dump(t)
+		t.Error("the servers' source is not logged")
+	}
+
+	// The site file's list wins: the lease names a server that does not
+	// answer, the site file the one that does.
+	lease = []string{"192.0.2.99"}
+	apply("uplink:\n  mode: dhcp\n  ntp: [192.0.2.2]\n")
+	if r := svc.Poll(context.Background()); r.Err != nil || len(r.Used) != 1 {
+		t.Fatalf("site file and lease: %s, used %v (%v)", r.Action, r.Used, r.Err)
+	}
+	if lg.count("timesync: servers from the site file's uplink.ntp: 192.0.2.2") != 1 {
+		lg.dump(t)
+		t.Error("the site file's servers were not the ones used")
+	}
+}

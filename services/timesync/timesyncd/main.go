@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/otgate/otgate/internal/ready"
+	"github.com/otgate/otgate/services/netconf"
 	"github.com/otgate/otgate/services/timesync"
 	"github.com/otgate/otgate/site"
 )
@@ -31,6 +32,7 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 func Main() {
 	var servers listFlag
 	policy := flag.String("policy", filepath.Join(site.DefaultStateDir, site.AppliedFile), "applied site policy: its uplink.ntp names the servers (read at every poll)")
+	netconfSocket := flag.String("netconf", netconf.DefaultSocket, "netconf service socket, asked for the DHCP lease's NTP servers when the site policy names none (empty: never)")
 	flag.Var(&servers, "server", "development override: query this NTP server (host or host:port) instead of the site policy's; repeatable")
 	rtc := flag.String("rtc", timesync.DefaultRTC, "hardware clock device written after a sync (empty: none)")
 	marker := flag.String("marker", timesync.DefaultMarker, "file (on a tmpfs) recording that the clock was synchronised this boot: after it, only slews")
@@ -69,6 +71,9 @@ func Main() {
 		StepThreshold: *step, PanicThreshold: *panicAt, Agreement: *agree,
 		Logf:   logger.Printf,
 		Status: func(note string) { _ = ready.Status(note) },
+	}
+	if *netconfSocket != "" {
+		svc.LeaseNTP = timesync.NetconfLease(*netconfSocket)
 	}
 	hw := "not read"
 	if *rtc != "" {
