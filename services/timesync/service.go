@@ -219,7 +219,13 @@ func (s *Service) Poll(ctx context.Context) Result {
 	}
 	if len(servers) == 0 {
 		s.Status(fmt.Sprintf("not synchronised: no NTP servers configured (%s)", source))
-		return Result{Action: ActionIdle, Next: s.PollMin}
+		// Before the first sync of the boot, look again soon: at boot
+		// the DHCP lease that names the servers is usually seconds away.
+		next := s.PollMin
+		if !s.synced {
+			next = s.RetryMin
+		}
+		return Result{Action: ActionIdle, Next: next}
 	}
 	r := Result{Servers: servers, Samples: s.query(ctx, servers)}
 	r.Offset, r.Used, r.Err = Select(r.Samples, s.Agreement)

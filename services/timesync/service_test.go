@@ -246,8 +246,8 @@ func TestServersFromThePolicy(t *testing.T) {
 
 	// No policy yet, then one without ntp: idle, said once per change.
 	for i := 0; i < 2; i++ {
-		if r := svc.Poll(context.Background()); r.Action != ActionIdle || r.Next != DefaultPollMin {
-			t.Fatalf("no policy: %s", r.Action)
+		if r := svc.Poll(context.Background()); r.Action != ActionIdle || r.Next != DefaultRetryMin {
+			t.Fatalf("no policy: %s, next poll in %s; want idle, again in %s (not synced yet this boot)", r.Action, r.Next, DefaultRetryMin)
 		}
 	}
 	apply("")
