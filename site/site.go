@@ -33,14 +33,15 @@ type Site struct {
 	// Access: roles, users, maintenance windows and grants (access.go).
 	Access Access `cbor:"7,keyasint,omitempty"`
 	// Uplink is the optional uplink section (uplink.go), nil for DHCP
-	// (no section, or mode dhcp): omitted then, so such a site compiles
-	// to the same document as before the section existed. Read it with
-	// UplinkSettings.
+	// without NTP servers (no section, or mode dhcp alone): omitted then,
+	// so such a site compiles to the same document as before the section
+	// existed. A DHCP uplink with an ntp list keeps the section (Mode
+	// empty). Read it with UplinkSettings.
 	Uplink *Uplink `cbor:"8,keyasint,omitempty"`
 }
 
-// UplinkSettings is the site's uplink: the section's static settings, or
-// the zero Uplink (DHCP).
+// UplinkSettings is the site's uplink: the section's settings, or the
+// zero Uplink (DHCP, no NTP servers named).
 func (s *Site) UplinkSettings() Uplink {
 	if s.Uplink == nil {
 		return Uplink{}

@@ -28,9 +28,11 @@ import (
 const ntpServer = "192.0.2.1"
 
 // The story: a DIN-rail PC whose RTC battery died boots with its
-// hardware clock at 2020-01-01 (QEMU -rtc base=...). The site file names
-// the plant's time server in uplink.ntp (chronyd on the uplink side,
-// serving this host's time; -x: it sets no clock). The gate comes up
+// hardware clock at 2020-01-01 (QEMU -rtc base=...). The plant's DHCP
+// server names its time server (option 42: chronyd on the uplink side,
+// serving this host's time; -x: it sets no clock); the site file names
+// none, so the time service takes the lease's from netconf (the site
+// file's uplink.ntp, which wins over it, is tested on the host). The gate comes up
 // (init: ready does not wait for the clock), gets its uplink by DHCP,
 // and the time service steps the clock by the six years it is behind,
 // through the segment ruleset (the gate's own output on the uplink, the
@@ -52,11 +54,11 @@ func TestGateStepsAWrongClock(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	gatetest.StartDHCPServer(t, l)
+	gatetest.StartDHCPServer(t, l, "--dhcp-option=option:ntp-server,"+ntpServer)
 	startChronyd(t, ctx, l)
 
 	state := t.TempDir()
-	disk := permWithPolicy(t, state, filepath.Join("testdata", "site-ntp.yaml"))
+	disk := permWithPolicy(t, state, filepath.Join("testdata", "site.yaml"))
 	vm := qemu.StartT(t, b, img,
 		qemu.WithLab(l),
 		qemu.WithDisk(disk, 0),
@@ -70,7 +72,7 @@ func TestGateStepsAWrongClock(t *testing.T) {
 	}
 	t.Logf("boot: %s", gatetest.MustSee(t, vm, "init: ready ("))
 	gatetest.MustSee(t, vm, "init: timesync ready (")
-	gatetest.MustSee(t, vm, regexp.MustCompile(`^timesync: .*timesync: servers from the site file's uplink\.ntp: `+regexp.QuoteMeta(ntpServer)+`$`))
+	gatetest.MustSee(t, vm, regexp.MustCompile(`^timesync: .*timesync: servers from the DHCP lease \(option 42; the site file's uplink\.ntp names none\): `+regexp.QuoteMeta(ntpServer)+`$`))
 
 	stepRE := regexp.MustCompile(`timesync: stepped the clock by \+(\d+)\.\d+s: (2020-01-01T\S+) -> (\S+) \(first sync of this boot; servers ` +
 		regexp.QuoteMeta(ntpServer) + ` \+\d+\.\d+s \(stratum 3, `)

@@ -11,15 +11,17 @@ import (
 )
 
 // StartDHCPServer runs dnsmasq on the lab's uplink tap, leasing the gate
-// lab.GateUplinkIP with 192.0.2.1 as router, until the test ends.
-func StartDHCPServer(t testing.TB, l *lab.Lab) {
+// lab.GateUplinkIP with 192.0.2.1 as router (extra: more dnsmasq
+// arguments, e.g. DHCP options), until the test ends.
+func StartDHCPServer(t testing.TB, l *lab.Lab, extra ...string) {
 	t.Helper()
 	dir := t.TempDir()
-	cmd := l.Uplink.Command("dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
-		"--interface="+lab.UplinkTap, "--bind-interfaces", "--user=root", "--group=root",
-		"--dhcp-range="+lab.GateUplinkIP+","+lab.GateUplinkIP+",255.255.255.0,1h",
+	args := append([]string{"--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
+		"--interface=" + lab.UplinkTap, "--bind-interfaces", "--user=root", "--group=root",
+		"--dhcp-range=" + lab.GateUplinkIP + "," + lab.GateUplinkIP + ",255.255.255.0,1h",
 		"--dhcp-option=option:router,192.0.2.1", "--dhcp-authoritative", "--no-ping",
-		"--dhcp-leasefile="+filepath.Join(dir, "leases"), "--pid-file="+filepath.Join(dir, "pid"))
+		"--dhcp-leasefile=" + filepath.Join(dir, "leases"), "--pid-file=" + filepath.Join(dir, "pid")}, extra...)
+	cmd := l.Uplink.Command("dnsmasq", args...)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
