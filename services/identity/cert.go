@@ -23,10 +23,15 @@ const (
 
 // Validity of what the service issues.
 const (
-	deviceCertValidity     = 20 * 365 * 24 * time.Hour
-	workloadCAValidity     = 5 * 365 * 24 * time.Hour
-	MaxWorkloadCertTTL     = time.Hour
-	certBackdate           = 5 * time.Minute
+	deviceCertValidity = 20 * 365 * 24 * time.Hour
+	workloadCAValidity = 5 * 365 * 24 * time.Hour
+	MaxWorkloadCertTTL = time.Hour
+	// certBackdate starts the long-lived certificates (device, workload
+	// CA) a day early: they are made on a first boot, possibly before the
+	// time service's first sync, and a hardware clock kept in local time
+	// (as Windows keeps it) can be up to 14 hours ahead of UTC; the step
+	// back must not leave them "not yet valid".
+	certBackdate           = 24 * time.Hour
 	workloadBackdate       = time.Minute
 	workloadCAKeySecret    = "workload-ca-key"
 	identitySecretOwner    = "identity"

@@ -178,7 +178,7 @@ func run(ctx context.Context, lg *log.Logger, o *options) error {
 	}
 	defer users.Close()
 	ph.done("user store")
-	ca, err := userca.Open(userca.Config{Site: u.Host, Sealer: idc, Device: device, Checker: users, MaxValidity: o.maxCert})
+	ca, err := userca.Open(userca.Config{Site: u.Host, Sealer: idc, Device: device, Checker: users, MaxValidity: o.maxCert, Logf: lg.Printf})
 	if err != nil {
 		return err
 	}

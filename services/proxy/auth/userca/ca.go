@@ -30,6 +30,7 @@ import (
 	"math/big"
 	"net/url"
 	"regexp"
+	"sync"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
@@ -45,6 +46,15 @@ const (
 	DefaultMaxValidity = 8 * time.Hour
 	caValidity         = 10 * 365 * 24 * time.Hour
 	backdate           = time.Minute // client clocks run a little late
+	// caBackdate starts the CA certificate a day early: it is made on
+	// the first boot, possibly before the time service's first sync, with
+	// a hardware clock that may run up to 14 hours ahead (kept in local
+	// time); the step back must not leave the CA "not yet valid".
+	caBackdate = 24 * time.Hour
+	// CARenewBefore: a CA with less validity left than this (or not
+	// valid at all on the gate's clock) is replaced by a new one, at Open
+	// and at the next Issue.
+	CARenewBefore = 365 * 24 * time.Hour
 )
 
 // Sealer keeps named secrets sealed by the device identity (the identity
@@ -76,6 +86,8 @@ type Config struct {
 	MaxValidity time.Duration
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
+	// Logf, when set, hears of a CA renewal.
+	Logf func(format string, args ...any)
 }
 
 // Errors of Verify and Issue.
@@ -91,7 +103,10 @@ var (
 
 // CA is the user certificate authority.
 type CA struct {
-	cfg  Config
+	cfg    Config
+	device *x509.Certificate
+
+	mu   sync.RWMutex // key, cert, pool: replaced together by a renewal
 	key  *ecdsa.PrivateKey
 	cert *x509.Certificate
 	pool *x509.CertPool
@@ -136,11 +151,11 @@ func Open(cfg Config) (*CA, error) {
 			return nil, fmt.Errorf("userca: device certificate: %w", err)
 		}
 	}
-	ca := &CA{cfg: cfg}
+	ca := &CA{cfg: cfg, device: device}
 	b, err := cfg.Sealer.Unseal(KeySecret)
 	switch {
 	case errors.Is(err, api.ErrNotFound):
-		if err := ca.create(device); err != nil {
+		if ca.key, ca.cert, err = ca.create(); err != nil {
 			return nil, err
 		}
 	case err != nil:
@@ -152,31 +167,89 @@ func Open(cfg Config) (*CA, error) {
 	}
 	ca.pool = x509.NewCertPool()
 	ca.pool.AddCert(ca.cert)
+	if err := ca.renewIfDue(); err != nil {
+		return nil, err
+	}
 	return ca, nil
+}
+
+// renewIfDue replaces the CA when the gate's clock says it is not valid
+// (expired, or not yet valid after the clock was set back) or has less
+// than CARenewBefore left: a new key and certificate, signed by the device
+// key and sealed in place of the old. Until the proxy restarts, the old
+// CA stays a trust anchor while it is valid, so the certificates it issued
+// (hours, at most days) keep working; after a restart their users log in
+// again. A renewal that fails while the old CA is still valid is logged
+// and tried again at the next Issue; one that fails when it is not is an
+// error (nothing is issued that would not verify).
+func (ca *CA) renewIfDue() error {
+	now := ca.cfg.Now()
+	ca.mu.RLock()
+	old := ca.cert
+	ca.mu.RUnlock()
+	valid := !now.Before(old.NotBefore) && now.Before(old.NotAfter)
+	if valid && old.NotAfter.Sub(now) >= CARenewBefore {
+		return nil
+	}
+	ca.mu.Lock()
+	defer ca.mu.Unlock()
+	if ca.cert != old { // renewed meanwhile
+		return nil
+	}
+	why := fmt.Sprintf("valid until %s, less than %s left", old.NotAfter.UTC().Format(time.RFC3339), CARenewBefore)
+	if !valid {
+		why = fmt.Sprintf("not valid on this clock (%s): valid %s to %s", now.UTC().Format(time.RFC3339),
+			old.NotBefore.UTC().Format(time.RFC3339), old.NotAfter.UTC().Format(time.RFC3339))
+	}
+	key, cert, err := ca.create()
+	if err != nil {
+		if valid {
+			ca.logf("userca: the user CA is due for renewal (%s) but the renewal failed, keeping it: %v", why, err)
+			return nil
+		}
+		return fmt.Errorf("userca: the user CA is %s and a new one could not be made: %w", why, err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	if valid {
+		pool.AddCert(old)
+	}
+	ca.key, ca.cert, ca.pool = key, cert, pool
+	ca.logf("userca: renewed the user CA (serial %x, valid until %s): the old one (serial %x) was %s; certificates it issued stay good until this process restarts",
+		cert.SerialNumber, cert.NotAfter.UTC().Format(time.RFC3339), old.SerialNumber, why)
+	return nil
+}
+
+func (ca *CA) logf(format string, args ...any) {
+	if ca.cfg.Logf != nil {
+		ca.cfg.Logf(format, args...)
+	}
 }
 
 func (ca *CA) subject() pkix.Name {
 	return pkix.Name{CommonName: "otgate user CA " + ca.cfg.Site, Organization: []string{"otgate"}}
 }
 
-func (ca *CA) create(device *x509.Certificate) error {
+// create makes a CA key and certificate (signed by the device key) and
+// seals them as KeySecret, replacing what was sealed there.
+func (ca *CA) create() (*ecdsa.PrivateKey, *x509.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return fmt.Errorf("userca: generate key: %w", err)
+		return nil, nil, fmt.Errorf("userca: generate key: %w", err)
 	}
 	signer, ok := ca.cfg.Device.PrivateKey.(crypto.Signer)
 	if !ok {
-		return fmt.Errorf("userca: device key %T is not a crypto.Signer", ca.cfg.Device.PrivateKey)
+		return nil, nil, fmt.Errorf("userca: device key %T is not a crypto.Signer", ca.cfg.Device.PrivateKey)
 	}
 	sn, err := randomSerial()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	now := ca.cfg.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber:          sn,
 		Subject:               ca.subject(),
-		NotBefore:             now.Add(-backdate),
+		NotBefore:             now.Add(-caBackdate),
 		NotAfter:              now.Add(caValidity),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
@@ -186,27 +259,26 @@ func (ca *CA) create(device *x509.Certificate) error {
 		MaxPathLenZero:        true,
 		URIs:                  []*url.URL{{Scheme: "spiffe", Host: ca.cfg.Site, Path: "/user-ca"}},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, device, key.Public(), signer)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.device, key.Public(), signer)
 	if err != nil {
-		return fmt.Errorf("userca: sign the CA certificate with the device key: %w", err)
+		return nil, nil, fmt.Errorf("userca: sign the CA certificate with the device key: %w", err)
 	}
 	pk, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	rec, err := encMode.Marshal(caRecord{Version: 1, Key: pk, Cert: der})
 	if err != nil {
-		return err
-	}
-	if err := ca.cfg.Sealer.Seal(KeySecret, rec); err != nil {
-		return fmt.Errorf("userca: seal the CA key as %q: %w", KeySecret, err)
+		return nil, nil, err
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	ca.key, ca.cert = key, cert
-	return nil
+	if err := ca.cfg.Sealer.Seal(KeySecret, rec); err != nil {
+		return nil, nil, fmt.Errorf("userca: seal the CA key as %q: %w", KeySecret, err)
+	}
+	return key, cert, nil
 }
 
 func (ca *CA) load(b []byte, device *x509.Certificate) error {
@@ -263,17 +335,26 @@ func randomSerial() (*big.Int, error) {
 
 // Certificate is the CA certificate (the trust anchor for user
 // certificates).
-func (ca *CA) Certificate() *x509.Certificate { return ca.cert }
+func (ca *CA) Certificate() *x509.Certificate {
+	ca.mu.RLock()
+	defer ca.mu.RUnlock()
+	return ca.cert
+}
 
 // Chain is the CA certificate followed by the device chain, DER: what a
 // client needs to check that a certificate comes from this gate.
 func (ca *CA) Chain() [][]byte {
-	return append([][]byte{ca.cert.Raw}, ca.cfg.Device.Certificate...)
+	return append([][]byte{ca.Certificate().Raw}, ca.cfg.Device.Certificate...)
 }
 
-// Pool holds the CA certificate (tls.Config.ClientCAs, as a hint to
-// clients).
-func (ca *CA) Pool() *x509.CertPool { return ca.pool }
+// Pool holds the CA certificate(s) that verify user certificates (also
+// tls.Config.ClientCAs, as a hint to clients; a renewal makes a new pool,
+// so a tls.Config holding an earlier one hints at the old CA only).
+func (ca *CA) Pool() *x509.CertPool {
+	ca.mu.RLock()
+	defer ca.mu.RUnlock()
+	return ca.pool
+}
 
 var (
 	encMode = func() cbor.EncMode {

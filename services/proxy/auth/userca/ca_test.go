@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"net/netip"
@@ -19,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otgate/otgate/services/identity/api"
 	"github.com/otgate/otgate/services/proxy/auth"
 	"github.com/otgate/otgate/services/proxy/auth/authtest"
 	"github.com/otgate/otgate/services/proxy/auth/totp"
@@ -370,5 +372,129 @@ func TestCorruptCASecret(t *testing.T) {
 	_, err := userca.Open(userca.Config{Site: authtest.Site, Sealer: g.id.Client, Device: g.device, Checker: g.store})
 	if !errors.Is(err, userca.ErrCAState) {
 		t.Errorf("corrupt CA secret: %v, want ErrCAState", err)
+	}
+}
+
+// A first boot whose hardware clock ran ahead (kept in local time, here
+// 10 hours) makes the CA before the time service's first sync; the step
+// back must leave it valid, or every login would fail until the gate's
+// clock caught up with the CA's start.
+func TestCAValidAfterTheClockIsSetBack(t *testing.T) {
+	g := newGate(t)
+	g.clock.Add(10 * time.Hour) // the unsynced clock at first boot
+	ca, err := userca.Open(userca.Config{Site: authtest.Site, Sealer: &freshSealer{g.id.Client}, Device: g.device, Checker: g.store, Now: g.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	made := ca.Certificate()
+	g.clock.Add(-10 * time.Hour) // the first sync steps it back
+	g.ca = ca
+	l := g.login("alice")
+	if _, err := g.handshake(g.issue(l, time.Time{})); err != nil {
+		t.Fatalf("a login after the clock was set back 10 hours: %v", err)
+	}
+	if !g.ca.Certificate().Equal(made) {
+		t.Error("the CA was renewed; a day's backdate should have kept it valid")
+	}
+}
+
+// freshSealer is a Sealer on which the CA secret does not exist yet (a
+// first boot), sealing through to the real identity service.
+type freshSealer struct{ userca.Sealer }
+
+func (f *freshSealer) Unseal(name string) ([]byte, error) {
+	if name == userca.KeySecret {
+		return nil, api.ErrNotFound
+	}
+	return f.Sealer.Unseal(name)
+}
+
+// A CA with less than CARenewBefore left is renewed: at the next Issue of
+// a running proxy (the old CA stays a trust anchor while valid, so the
+// certificates it issued keep working) and at Open after a restart; the
+// renewal is logged and sealed, and a reopened CA is the new one.
+func TestCARenewedBeforeItExpires(t *testing.T) {
+	g := newGate(t)
+	var logs []string
+	var mu sync.Mutex
+	logf := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		logs = append(logs, fmt.Sprintf(format, args...))
+	}
+	ca, err := userca.Open(userca.Config{Site: authtest.Site, Sealer: g.id.Client, Device: g.device, Checker: g.store, Now: g.clock.Now, Logf: logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.ca = ca
+	old := ca.Certificate()
+	l := g.login("alice")
+
+	// Nine years on, an hour before the renewal is due (the proxy never
+	// restarted): the old CA still issues.
+	g.clock.Add(old.NotAfter.Sub(g.clock.Now()) - userca.CARenewBefore - time.Hour)
+	before := g.issue(l, time.Time{})
+	if err := before.issued.Cert.CheckSignatureFrom(old); err != nil || !ca.Certificate().Equal(old) {
+		t.Fatalf("renewed too early: %v", err)
+	}
+	// Two hours later a login gets a certificate from a new CA, and the
+	// one issued before still verifies.
+	g.clock.Add(2 * time.Hour)
+	c := g.issue(l, time.Time{})
+	renewed := ca.Certificate()
+	if renewed.Equal(old) {
+		t.Fatal("a CA with less than CARenewBefore left was not renewed at Issue")
+	}
+	if err := renewed.CheckSignatureFrom(g.device.Leaf); err != nil {
+		t.Errorf("the renewed CA is not signed by the device: %v", err)
+	}
+	if got := renewed.NotAfter.Sub(g.clock.Now()); got < userca.CARenewBefore*9 {
+		t.Errorf("the renewed CA has %s left", got)
+	}
+	if err := c.issued.Cert.CheckSignatureFrom(renewed); err != nil {
+		t.Errorf("the new certificate is not from the renewed CA: %v", err)
+	}
+	if _, err := g.handshake(c); err != nil {
+		t.Errorf("a certificate of the renewed CA: %v", err)
+	}
+	if _, err := g.handshake(before); err != nil {
+		t.Errorf("a certificate of the old CA, issued before the renewal: %v", err)
+	}
+	mu.Lock()
+	if len(logs) != 1 || !strings.Contains(logs[0], "userca: renewed the user CA") || !strings.Contains(logs[0], "less than") {
+		t.Errorf("log %q", logs)
+	}
+	mu.Unlock()
+
+	// A restart: the sealed CA is the renewed one, not due again.
+	again := g.openCA()
+	if !again.Certificate().Equal(renewed) {
+		t.Error("reopened: not the renewed CA")
+	}
+}
+
+// A CA that is not valid on the gate's clock at all (made on a first boot
+// whose clock was years ahead, then set right) is renewed at Open, and
+// logins work at once.
+func TestCANotYetValidRenewedAtOpen(t *testing.T) {
+	g := newGate(t)
+	g.clock.Add(3 * 365 * 24 * time.Hour)
+	future, err := userca.Open(userca.Config{Site: authtest.Site, Sealer: &freshSealer{g.id.Client}, Device: g.device, Checker: g.store, Now: g.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.clock.Add(-3 * 365 * 24 * time.Hour)
+	var logged string
+	ca, err := userca.Open(userca.Config{Site: authtest.Site, Sealer: g.id.Client, Device: g.device, Checker: g.store, Now: g.clock.Now,
+		Logf: func(format string, args ...any) { logged = fmt.Sprintf(format, args...) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ca.Certificate().Equal(future.Certificate()) || !strings.Contains(logged, "not valid on this clock") {
+		t.Fatalf("a CA not valid for three years was kept (log %q)", logged)
+	}
+	g.ca = ca
+	if _, err := g.handshake(g.issue(g.login("alice"), time.Time{})); err != nil {
+		t.Errorf("a login after the renewal: %v", err)
 	}
 }

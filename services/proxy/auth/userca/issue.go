@@ -91,13 +91,19 @@ func (ca *CA) Issue(r Request) (*Issued, error) {
 	if err := checkPublicKey(r.PublicKey); err != nil {
 		return nil, fmt.Errorf("userca: issue for %q: %w", r.User, err)
 	}
+	if err := ca.renewIfDue(); err != nil {
+		return nil, fmt.Errorf("userca: issue for %q: %w", r.User, err)
+	}
+	ca.mu.RLock()
+	caKey, caCert := ca.key, ca.cert
+	ca.mu.RUnlock()
 	now := ca.cfg.Now()
 	notAfter := now.Add(ca.cfg.MaxValidity)
 	if !r.WindowEnd.IsZero() && r.WindowEnd.Before(notAfter) {
 		notAfter = r.WindowEnd
 	}
-	if ca.cert.NotAfter.Before(notAfter) {
-		notAfter = ca.cert.NotAfter
+	if caCert.NotAfter.Before(notAfter) {
+		notAfter = caCert.NotAfter
 	}
 	if !notAfter.After(now) {
 		return nil, fmt.Errorf("userca: issue for %q: %w: the time window ended at %v", r.User, ErrNoValidity, notAfter.UTC().Format(time.RFC3339))
@@ -120,7 +126,7 @@ func (ca *CA) Issue(r Request) (*Issued, error) {
 		URIs:            []*url.URL{UserURI(ca.cfg.Site, r.User)},
 		ExtraExtensions: []pkix.Extension{{Id: CredentialOID, Value: ext}},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, r.PublicKey, ca.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, r.PublicKey, caKey)
 	if err != nil {
 		return nil, fmt.Errorf("userca: issue for %q: %w", r.User, err)
 	}

@@ -34,8 +34,10 @@ func (ca *CA) Verify(rawCerts [][]byte) (*Identity, error) {
 		return nil, fmt.Errorf("userca: %w: %w", ErrMalformed, err)
 	}
 	now := ca.cfg.Now()
-	_, err = leaf.Verify(x509.VerifyOptions{Roots: ca.pool, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	_, err = leaf.Verify(x509.VerifyOptions{Roots: ca.Pool(), CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 	if err != nil {
+		// x509 reports a certificate outside its validity, not yet valid
+		// included, as Expired.
 		var inv x509.CertificateInvalidError
 		if errors.As(err, &inv) && inv.Reason == x509.Expired {
 			return nil, fmt.Errorf("userca: certificate of %q (serial %x): %w: %w", leaf.Subject.CommonName, leaf.SerialNumber, ErrExpired, err)
