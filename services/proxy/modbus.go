@@ -11,11 +11,30 @@ import (
 	"github.com/otgate/otgate/inspect/modbus"
 )
 
-// pastDeadline is the end reason of a Modbus session whose deadline had
-// passed when a request was judged.
-type pastDeadline string
+// sessionEnded is the end reason of a Modbus session that had ended, or
+// whose deadline had passed, when a request was judged.
+type sessionEnded string
 
-func (p pastDeadline) Error() string { return string(p) }
+func (e sessionEnded) Error() string { return string(e) }
+
+// admitModbus is the Modbus inspector's Admit: a request judged after the
+// session has been ended (revoked, a reload, shutdown: its connections
+// are being closed, and a burst already read is still being judged) or
+// past its deadline by the clock it is judged with is not forwarded. The
+// timer that ends the session at its deadline runs on the monotonic
+// clock: late after a suspend or a clock set forward, until the next
+// sweep.
+func (s *session) admitModbus(at time.Time) error {
+	select {
+	case <-s.ended:
+		return sessionEnded(s.reason("session ended"))
+	default:
+	}
+	if why, past := s.pastUntil(at); past {
+		return sessionEnded(why)
+	}
+	return nil
+}
 
 // countingClient counts the bytes sent to the client and marks activity;
 // the inspector reads and writes through it without any extra copy.
@@ -85,30 +104,19 @@ func (s *Server) relayModbus(tc *tls.Conn, asset io.ReadWriteCloser, sess *sessi
 		_, err := s.cfg.Log.AppendBuffered(modbus.AuditPayload(sess.id, r, &dec))
 		return err
 	})
-	// Each request is judged against the session's deadline by the clock
-	// it is judged with: the timer that closes the session at its
-	// deadline runs on the monotonic clock (late after a suspend or a
-	// clock set forward, until the next sweep), and a burst already read
-	// would be judged after it fired.
-	admit := func(at time.Time) error {
-		if why, past := sess.pastUntil(at); past {
-			return pastDeadline(why)
-		}
-		return nil
-	}
 	client := &countingClient{ReadWriteCloser: tc, sess: sess, now: func() int64 { return s.cfg.Now().UnixNano() }}
-	err := modbus.Relay(context.Background(), modbus.Config{Policy: d.Modbus, Mode: mode, Sink: sink, Now: s.cfg.Now, Admit: admit},
+	err := modbus.Relay(context.Background(), modbus.Config{Policy: d.Modbus, Mode: mode, Sink: sink, Now: s.cfg.Now, Admit: sess.admitModbus},
 		client, &countingAsset{asset, sess})
 	var rec *modbus.RecordError
 	var end *modbus.EndError
-	var past pastDeadline
+	var ended sessionEnded
 	switch {
 	case errors.As(err, &rec):
 		return "audit log failed: " + rec.Error()
 	case errors.As(err, &end):
 		return "modbus: " + end.Error()
-	case errors.As(err, &past):
-		return string(past)
+	case errors.As(err, &ended):
+		return string(ended)
 	case err != nil && !isClosed(err):
 		return "modbus relay: " + err.Error()
 	}

@@ -86,3 +86,24 @@ func TestModbusRequestAfterDeadlineNotForwarded(t *testing.T) {
 		t.Errorf("record of the late write %+v: want it denied with exception 0a and the deadline", *d)
 	}
 }
+
+// TestAdmitModbus: the inspector's Admit refuses every request judged
+// once the session has been ended (the connections are being closed:
+// nothing judged after that may still be written to the asset), and past
+// the deadline; it admits before.
+func TestAdmitModbus(t *testing.T) {
+	now := time.Date(2026, 11, 23, 16, 0, 0, 0, time.UTC)
+	s := &session{rule: "r", ended: make(chan struct{})}
+	s.setUntil(now.Add(time.Hour), now.Add(time.Hour), now)
+	defer s.stopTimer()
+	if err := s.admitModbus(now); err != nil {
+		t.Fatalf("before the deadline: %v", err)
+	}
+	if err := s.admitModbus(now.Add(time.Hour)); err == nil || !strings.Contains(err.Error(), `rule "r" allowed it until`) {
+		t.Fatalf("at the deadline: %v", err)
+	}
+	s.end(EndRevoked)
+	if err := s.admitModbus(now); err == nil || err.Error() != EndRevoked {
+		t.Fatalf("after the session ended: %v, want %q", err, EndRevoked)
+	}
+}
