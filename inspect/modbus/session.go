@@ -41,12 +41,13 @@ type Config struct {
 	// session there: the request is not forwarded, it is answered with
 	// exception 0A (gateway path unavailable) and recorded denied with
 	// the error as the reason, and Requests returns the error (the
-	// requests judged before it are forwarded). The proxy checks the
-	// session's deadline here by the clock the request is judged with,
-	// so that no request judged after the end of the grant's window
-	// reaches the device, even before the timer that closes the session
-	// fires (late after a suspend or a clock set forward, and not before
-	// a burst already read is judged).
+	// requests judged before it are forwarded). The proxy checks here
+	// whether the session has been ended (revoked, reloaded) and its
+	// deadline by the clock the request is judged with, so that no
+	// request judged after either reaches the device, even before the
+	// connections are closed (the timer that closes them at the deadline
+	// fires late after a suspend or a clock set forward, and a burst
+	// already read is still being judged when they are).
 	Admit func(at time.Time) error
 }
 
