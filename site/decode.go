@@ -158,12 +158,34 @@ func (d *decoder) integer(n *yaml.Node, path string, lo, hi int) (int, bool) {
 	if !ok {
 		return 0, false
 	}
-	v, err := strconv.ParseInt(s, 0, 64)
-	if err != nil || v < int64(lo) || v > int64(hi) {
+	// Decimal only: YAML (and strconv's base 0) read "0502" as octal 322,
+	// "0x1F" as hex; a port or unit id that silently means another number
+	// is worse than an error.
+	if leadingZero(s) {
+		if u := strings.ToLower(strings.TrimLeft(s, "+-")); strings.HasPrefix(u, "0x") || strings.HasPrefix(u, "0o") || strings.HasPrefix(u, "0b") {
+			d.nodeErrorf(n, path, "%s is not a decimal number; write it in decimal", s)
+		} else {
+			d.nodeErrorf(n, path, "%s has a leading zero, which YAML reads as octal; write the decimal number without it", s)
+		}
+		return 0, false
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		d.nodeErrorf(n, path, "%s is not a decimal integer", s)
+		return 0, false
+	}
+	if v < int64(lo) || v > int64(hi) {
 		d.nodeErrorf(n, path, "%s is out of range %d..%d", s, lo, hi)
 		return 0, false
 	}
 	return int(v), true
+}
+
+// leadingZero says whether the integer s (optionally signed) is written
+// with a leading zero or a base prefix: "010", "0x10", "0o10", "-07".
+func leadingZero(s string) bool {
+	s = strings.TrimLeft(s, "+-")
+	return len(s) > 1 && s[0] == '0'
 }
 
 func (d *decoder) port(n *yaml.Node, path string) (uint16, bool) {

@@ -86,7 +86,11 @@ func ParseRange(s string) (Range, error) {
 }
 
 func parseAddress(s string) (int, error) {
-	n, err := strconv.Atoi(strings.TrimSpace(s))
+	s = strings.TrimSpace(s)
+	if len(s) > 1 && s[0] == '0' {
+		return 0, fmt.Errorf("address %q has a leading zero (octal to YAML elsewhere in the file): write the decimal number without it", s)
+	}
+	n, err := strconv.Atoi(s)
 	if err != nil || n < 0 || n > 65535 {
 		return 0, fmt.Errorf("address %q is not a number in 0..65535", s)
 	}
