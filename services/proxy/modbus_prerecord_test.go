@@ -142,6 +142,21 @@ func TestModbusWriteRecordedBeforeGateCrash(t *testing.T) {
 	if got := modbusExchange(t, c, "0002000000060106000a0037"); got != "0002000000060106000a0037" {
 		t.Fatalf("write holding 10 = 55 answered %s", got)
 	}
+	// The answer is relayed as it arrives (cut-through) and recorded
+	// once complete, so its record can trail the answer by a moment: wait
+	// for it in the live log before the next write, whose answer the
+	// gate will not live to record.
+	logDir := filepath.Join(dir, "audit")
+	bin := buildOtgate(t)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		shown, _ := exec.Command(bin, "audit", "show", "--session", r.Session, logDir).CombinedOutput()
+		if strings.Contains(string(shown), " bench plc-1 unit 1 write holding 10 = 55 -> ok (") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the answered write of 55 to holding 10 is not in the log after 20 s:\n%s", shown)
+		}
+	}
 	if _, err := c.Write(unhex("0003000000060106000b0042")); err != nil {
 		t.Fatal(err)
 	}
@@ -165,8 +180,6 @@ func TestModbusWriteRecordedBeforeGateCrash(t *testing.T) {
 	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logDir := filepath.Join(dir, "audit")
-	bin := buildOtgate(t)
 	shown, err := exec.Command(bin, "audit", "show", "--session", r.Session, logDir).CombinedOutput()
 	if err != nil {
 		t.Fatalf("otgate audit show: %v\n%s", err, shown)
