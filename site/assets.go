@@ -75,6 +75,14 @@ func decodeService(d *decoder, n *yaml.Node, p string) (Service, bool) {
 			ok = false
 		}
 	}
+	// Port 502 is Modbus/TCP's. Declared as another protocol (tcp, say),
+	// a grant for that protocol would relay it raw: every function code
+	// and register, past the Modbus rules the gate exists to enforce.
+	if ok && svc.Port == Protocols["modbus"] && svc.Protocol != "modbus" {
+		d.nodeErrorf(n, join(p, "protocol"), "port %d is Modbus/TCP's; declare it protocol modbus so the gate inspects it (as %q its requests would be relayed uninspected)",
+			svc.Port, svc.Protocol)
+		ok = false
+	}
 	return svc, ok && f != nil
 }
 

@@ -218,6 +218,8 @@ func TestParseErrors(t *testing.T) {
 			[]string{`plant.yaml:12: zones[0].vlan: want an integer, got str "101"`}},
 		{"int with a leading zero (octal to YAML: 0145 would be VLAN 101)", edit(t, "    vlan: 101", "    vlan: 0145"),
 			[]string{`plant.yaml:12: zones[0].vlan: 0145 has a leading zero, which YAML reads as octal; write the decimal number without it`}},
+		{"port 502 as raw tcp (Modbus past the inspection)", edit(t, "      - protocol: vnc\n        port: 5901", "      - protocol: tcp\n        port: 502"),
+			[]string{`plant.yaml:52: assets[1].services[1].protocol: port 502 is Modbus/TCP's; declare it protocol modbus so the gate inspects it (as "tcp" its requests would be relayed uninspected)`}},
 		{"int in hex", edit(t, "    vlan: 101", "    vlan: 0x65"),
 			[]string{`plant.yaml:12: zones[0].vlan: 0x65 is not a decimal number; write it in decimal`}},
 		{"duplicate asset name", edit(t, "  - name: hmi-1", "  - name: plc-1"),
