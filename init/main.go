@@ -50,6 +50,7 @@ type initProc struct {
 	sup     *supervisor
 	wd      *watchdog
 	perm    permState
+	unready uint64 // boots in a row before this one that did not reach ready (bootloop.go)
 	started time.Time
 	// startCPU is /proc/stat when init started (zero: unknown), for the
 	// ready line's CPU load.
@@ -207,6 +208,16 @@ func (in *initProc) boot(configPath, cmdline string) {
 	} else {
 		in.perm = hostPerm(log, in.path("/perm"))
 	}
+	if in.perm.FSType != "tmpfs" {
+		n, err := countUnready(filepath.Join(in.path("/perm"), unreadyFile))
+		if err != nil {
+			log.Printf("/perm: %v", err)
+		}
+		in.unready = n
+		if n > 0 {
+			log.Printf("/perm: the %d boots before this one did not reach ready", n)
+		}
+	}
 
 	// Measure what this boot runs before any service starts.
 	in.measurement = in.measure(configPath)
@@ -317,6 +328,11 @@ func (in *initProc) watchReady() {
 	in.readyMu.Unlock()
 	load := busySince(in.startCPU, readCPUTimes(in.root))
 	in.log.Printf("ready (%d services, %s after boot%s)", len(in.cfg.Services), secs(in.uptime()), load)
+	if in.perm.FSType != "tmpfs" && in.unready > 0 {
+		if err := clearUnready(filepath.Join(in.path("/perm"), unreadyFile)); err != nil {
+			in.log.Printf("/perm: %v", err)
+		}
+	}
 	if in.cfg.TestHooks && in.cmdline[hookStopWatchdog] == "1" {
 		if in.wd != nil {
 			in.wd.halt("test hook " + hookStopWatchdog)

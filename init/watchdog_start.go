@@ -38,7 +38,7 @@ func (in *initProc) startWatchdog() {
 	if err != nil {
 		in.log.Printf("%v (petting anyway)", err)
 	}
-	in.wd = newWatchdog(in.log, f, cfg.Device, timeout, in.sup.criticalHealthy)
+	in.wd = newWatchdog(in.log, f, cfg.Device, timeout, bootLoopGuard(in.log, in.unready, in.isReady, in.sup.criticalHealthy))
 	in.wd.run()
 	in.log.Printf("watchdog: %s armed, timeout %s, petting every %s while critical services are healthy", cfg.Device, short(timeout), in.wd.interval.Round(time.Millisecond))
 }
