@@ -224,21 +224,7 @@ func TestServersFromThePolicy(t *testing.T) {
 	l := newLab(t)
 	l.chronyd(t, "192.0.2.2", "local stratum 3")
 	dir := t.TempDir()
-	apply := func(uplink string) {
-		t.Helper()
-		src := "site: t\nzones:\n  - name: cell-1\n    owner: a@b.example\n    mode: enforce\n    interface: eth1\n    subnet: 10.77.0.0/24\n    gate_address: 10.77.0.1\n" + uplink
-		s, err := site.Parse("site.yaml", []byte(src), site.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		doc, err := site.Compile(s, "site.yaml", []byte(src))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := site.Store(dir, doc); err != nil {
-			t.Fatal(err)
-		}
-	}
+	apply := func(uplink string) { t.Helper(); applySite(t, dir, uplink) }
 	c := &testClock{}
 	c.set(-time.Minute)
 	lg := &logs{}
@@ -284,21 +270,7 @@ func TestServersFromTheDHCPLease(t *testing.T) {
 	l := newLab(t)
 	l.chronyd(t, "192.0.2.2", "local stratum 3")
 	dir := t.TempDir()
-	apply := func(uplink string) {
-		t.Helper()
-		src := "site: t\nzones:\n  - name: cell-1\n    owner: a@b.example\n    mode: enforce\n    interface: eth1\n    subnet: 10.77.0.0/24\n    gate_address: 10.77.0.1\n" + uplink
-		s, err := site.Parse("site.yaml", []byte(src), site.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		doc, err := site.Compile(s, "site.yaml", []byte(src))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := site.Store(dir, doc); err != nil {
-			t.Fatal(err)
-		}
-	}
+	apply := func(uplink string) { t.Helper(); applySite(t, dir, uplink) }
 	var lease []string
 	var leaseErr error
 	c := &testClock{}
@@ -346,5 +318,23 @@ func TestServersFromTheDHCPLease(t *testing.T) {
 	if lg.count("timesync: servers from the site file's uplink.ntp: 192.0.2.2") != 1 {
 		lg.dump(t)
 		t.Error("the site file's servers were not the ones used")
+	}
+}
+
+// applySite stores, as the applied policy in dir, a one-zone site whose
+// uplink section is uplink ("" none).
+func applySite(t *testing.T, dir, uplink string) {
+	t.Helper()
+	src := "site: t\nzones:\n  - name: cell-1\n    owner: a@b.example\n    mode: enforce\n    interface: eth1\n    subnet: 10.77.0.0/24\n    gate_address: 10.77.0.1\n" + uplink
+	s, err := site.Parse("site.yaml", []byte(src), site.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := site.Compile(s, "site.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := site.Store(dir, doc); err != nil {
+		t.Fatal(err)
 	}
 }
