@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 )
 
 // ErrExited is returned by WaitFor when QEMU ended before the pattern
@@ -23,6 +24,8 @@ type console struct {
 	partial []byte
 	closed  bool
 	changed chan struct{} // closed and replaced on every change
+	bytes   int64         // output so far
+	last    time.Time     // when the last output came
 }
 
 func newConsole() *console {
@@ -54,6 +57,8 @@ func (c *console) copyFrom(r io.Reader, sinks ...io.Writer) {
 func (c *console) add(p []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.bytes += int64(len(p))
+	c.last = time.Now()
 	c.partial = append(c.partial, p...)
 	for {
 		i := bytes.IndexByte(c.partial, '\n')
@@ -90,6 +95,14 @@ var ansiEscape = regexp.MustCompile(`\x1b(\[[0-9;?=]*[@-~]|[()][0-9A-Za-z])`)
 // matches what a person sees; the log file keeps the raw bytes.
 func cleanLine(b []byte) string {
 	return ansiEscape.ReplaceAllString(strings.TrimRight(string(b), "\r"), "")
+}
+
+// output returns how many bytes the console has had and when the last
+// came.
+func (c *console) output() (int64, time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bytes, c.last
 }
 
 // snapshot returns the complete lines so far.

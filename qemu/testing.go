@@ -42,14 +42,17 @@ func StartT(t testing.TB, b *board.Board, imageDir string, opts ...Option) *VM {
 		t.Fatalf("qemu: start %s: %v", b.Name, err)
 	}
 	t.Cleanup(func() {
+		// What the processes were doing, before Close ends them.
+		var diag string
+		if t.Failed() {
+			diag = vm.Diagnose()
+		}
 		if err := vm.Close(); err != nil {
 			t.Errorf("qemu: close %s VM: %v", b.Name, err)
 		}
 		if t.Failed() {
 			t.Logf("qemu: %s serial log kept at %s; it ends:\n%s", b.Name, vm.SerialLogPath(), vm.con.tail(40))
-			if vm.exit.Stderr != "" {
-				t.Logf("qemu: stderr:\n%s", vm.exit.Stderr)
-			}
+			t.Logf("qemu: %s VM when the test failed:\n%s", b.Name, diag)
 			return
 		}
 		os.RemoveAll(logDir)

@@ -111,7 +111,7 @@ func Start(ctx context.Context, b *board.Board, imageDir string, opts ...Option)
 		return vm, err
 	}
 	if c.tpmState != "" {
-		if vm.tpm, err = startSwtpm(ctx, c.tpmState, dir); err != nil {
+		if vm.tpm, err = startSwtpm(c.tpmState, dir); err != nil {
 			return vm, err
 		}
 		p.tpm = vm.tpm.socket
@@ -190,7 +190,7 @@ func Start(ctx context.Context, b *board.Board, imageDir string, opts ...Option)
 	vm.killMu.Unlock()
 	close(vm.qmpSet)
 	if err != nil {
-		return vm, fmt.Errorf("%w; qemu stderr: %s", err, vm.stderr.String())
+		return vm, fmt.Errorf("%w\n%s", err, vm.Diagnose())
 	}
 	return vm, nil
 }
@@ -224,7 +224,8 @@ func (vm *VM) reap(drained, exited chan struct{}) {
 	vm.killMu.Unlock()
 	e.Stderr = vm.stderr.String()
 	vm.exit = e
-	// swtpm ends when QEMU disconnects: wait for it, so that a boot that
+	// swtpm ends when QEMU tells it to at a clean exit (CMD_SHUTDOWN);
+	// after a killed QEMU, stop ends it. Wait for it, so that a boot that
 	// follows with the same TPM state never meets the old one holding its
 	// lock.
 	if vm.tpm != nil {
@@ -309,9 +310,14 @@ func (vm *VM) HostPort(guestPort int) int {
 // WaitFor waits until a serial console line matches pattern (a string
 // prefix or a *regexp.Regexp) and returns that line. It scans the whole
 // console from the first line, so a line printed before the call is found.
-// It fails early with ErrExited when QEMU ends first.
+// It fails early with ErrExited when QEMU ends first. When it fails
+// waiting, the error ends with Diagnose's account of the VM's processes.
 func (vm *VM) WaitFor(ctx context.Context, pattern any) (string, error) {
-	return vm.con.waitFor(ctx, pattern)
+	line, err := vm.con.waitFor(ctx, pattern)
+	if err != nil && (errors.Is(err, ErrExited) || ctx.Err() != nil) {
+		err = fmt.Errorf("%w\n%s", err, vm.Diagnose())
+	}
+	return line, err
 }
 
 // Lines returns the complete console lines so far.
@@ -405,7 +411,7 @@ func (vm *VM) Wait(ctx context.Context) (Exit, error) {
 	case <-vm.done:
 		return vm.exit, nil
 	case <-ctx.Done():
-		return Exit{}, fmt.Errorf("qemu: waiting for %s VM to exit: %w; console ends:\n%s", vm.Board.Name, ctx.Err(), vm.con.tail(20))
+		return Exit{}, fmt.Errorf("qemu: waiting for %s VM to exit: %w; console ends:\n%s\n%s", vm.Board.Name, ctx.Err(), vm.con.tail(20), vm.Diagnose())
 	}
 }
 
