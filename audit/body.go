@@ -99,6 +99,7 @@ type Decoded struct {
 	Exception     uint32 `cbor:"20,keyasint,omitempty"` // the response's exception code (the gate's own when denied)
 	DenyException uint32 `cbor:"21,keyasint,omitempty"` // what the policy answers, or would answer, the request with
 	Reason        string `cbor:"22,keyasint,omitempty"` // why (would be) denied, or what is wrong with the response
+	Refs          []byte `cbor:"23,keyasint,omitempty"` // Modbus: what a read file record asks for (its sub-requests, as sent)
 }
 
 // Event records a decision that is not a session: login failures,

@@ -178,5 +178,6 @@ func appendDecodedCBOR(b []byte, d *Decoded) []byte {
 	f.uint(20, uint64(d.Exception), true)
 	f.uint(21, uint64(d.DenyException), true)
 	f.text(22, d.Reason, true)
+	f.bytes(23, d.Refs)
 	return f.end()
 }

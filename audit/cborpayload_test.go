@@ -62,7 +62,7 @@ func TestFastEncodingMatchesLibrary(t *testing.T) {
 			d := &Decoded{Protocol: pickS(), Transaction: pickU(math.MaxUint64), Unit: u32(), Function: u32(),
 				FunctionName: pickS(), Table: pickS(), Start: u32(), Count: u32(), Outcome: pickS(), Latency: pickI(),
 				SubFunction: u32(), WriteStart: u32(), WriteCount: u32(), Written: pickB(), Read: pickB(),
-				Verdict: pickS(), Result: pickS(), Exception: u32(), DenyException: u32(), Reason: pickS()}
+				Verdict: pickS(), Result: pickS(), Exception: u32(), DenyException: u32(), Reason: pickS(), Refs: pickB()}
 			switch rng.IntN(3) {
 			case 0:
 				d.Values = []int64{}

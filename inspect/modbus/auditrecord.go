@@ -40,6 +40,7 @@ func AuditPayload(sessionID string, r *Record, dec *audit.Decoded) audit.Payload
 		WriteCount:    uint32(r.WriteCount),
 		Written:       r.Written,
 		Read:          r.ReadValues,
+		Refs:          r.Refs,
 		Result:        r.Outcome.String(),
 		Exception:     uint32(r.Exception),
 		DenyException: uint32(r.DenyException),
@@ -114,7 +115,7 @@ func RecordOf(p audit.Payload) (Record, error) {
 	}
 	r = Record{TransactionID: uint16(d.Transaction), Unit: uint8(d.Unit), Function: Function(d.Function),
 		SubFunction: uint16(d.SubFunction), Address: uint16(d.Start), Count: uint16(d.Count),
-		WriteAddress: uint16(d.WriteStart), WriteCount: uint16(d.WriteCount), Written: d.Written, ReadValues: d.Read,
+		WriteAddress: uint16(d.WriteStart), WriteCount: uint16(d.WriteCount), Written: d.Written, ReadValues: d.Read, Refs: d.Refs,
 		Exception: ExceptionCode(d.Exception), DenyException: ExceptionCode(d.DenyException), Reason: d.Reason}
 	var ok bool
 	if r.Table, ok = lookupName[Table](tableNames[:], d.Table); !ok {

@@ -60,6 +60,7 @@ func TestAuditPayloadRoundTrip(t *testing.T) {
 		rec("2b 0e 01 00", "2b 0e 01 01 00 00 00", 13, VerdictAllowed, 0, ""),
 		rec("18 0010", "18 0004 0001 0063", 14, VerdictAllowed, 0, ""),
 		rec("03 0000 0001", "", 15, VerdictAllowed, 0, ""),
+		rec("14 0e 06 0004 0001 0002 06 0003 0009 0002", "14 0c 05 06 0df8 0020 05 06 0001 0002", 20, VerdictAllowed, 0, ""),
 		{ResponseTime: later, TransactionID: 16, Unit: 1, Function: FuncReadCoils, Outcome: OutcomeUnsolicited, Exception: ExIllegalFunction},
 		{RequestTime: at, ResponseTime: later, TransactionID: 17, Unit: 1, Function: FuncReadHoldingRegisters,
 			Table: TableHoldingRegisters, Count: 2, Verdict: VerdictAllowed, Outcome: OutcomeMalformed, Reason: "byte count 3 for 2 registers"},

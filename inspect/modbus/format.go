@@ -202,9 +202,13 @@ func (r *Record) appendOperation(b []byte) []byte {
 		return appendData(b, r.Written)
 	case FuncReadFileRecord:
 		b = append(b, r.Function.String()...)
+		if out, ok := appendFileRefs(b, r.Refs); ok {
+			return out
+		}
 		b = append(b, ' ')
 		b = strconv.AppendUint(b, uint64(r.Count), 10)
-		return append(b, " sub-requests"...)
+		b = append(b, " sub-requests"...)
+		return appendData(b, r.Refs)
 	}
 	b = append(b, r.Function.String()...)
 	return appendData(b, r.Written)
@@ -266,6 +270,31 @@ func appendFileRecords(b, data []byte) ([]byte, bool) {
 		data = data[7+n:]
 	}
 	return b, len(b) > start
+}
+
+// appendFileRefs appends the sub-requests of a read file record,
+// " file 4 record 1 x2; file 3 record 9 x2" (x: records asked for), or
+// reports that data is not a well-formed list of them.
+func appendFileRefs(b, data []byte) ([]byte, bool) {
+	if len(data) == 0 || len(data)%7 != 0 {
+		return b, false
+	}
+	start := len(b)
+	for i := 0; i+7 <= len(data); i += 7 {
+		if data[i] != fileRefType {
+			return b[:start], false
+		}
+		if i > 0 {
+			b = append(b, ';')
+		}
+		b = append(b, " file "...)
+		b = strconv.AppendUint(b, uint64(be16(data[i+1:])), 10)
+		b = append(b, " record "...)
+		b = strconv.AppendUint(b, uint64(be16(data[i+3:])), 10)
+		b = append(b, " x"...)
+		b = strconv.AppendUint(b, uint64(be16(data[i+5:])), 10)
+	}
+	return b, true
 }
 
 func appendHex16(b []byte, v uint16) []byte {

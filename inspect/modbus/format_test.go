@@ -51,6 +51,11 @@ func TestRecordText(t *testing.T) {
 			"14:03:04.120 alice plc-7 unit 1 write-file-record file 4 record 7 = 1711 1214 4109 -> ok (1.2 ms)"},
 		{"15 14 06 0004 0007 0001 0001 06 0005 0000 0002 0002 0003", "15 14 06 0004 0007 0001 0001 06 0005 0000 0002 0002 0003", VerdictAllowed, 0, "",
 			"14:03:04.120 alice plc-7 unit 1 write-file-record file 4 record 7 = 1; file 5 record 0 = 2 3 -> ok (1.2 ms)"},
+		// What a file read asks for: file, record, records.
+		{"14 07 06 0004 0001 0002", "14 06 05 06 0df8 0020", VerdictAllowed, 0, "",
+			"14:03:04.120 alice plc-7 unit 1 read-file-record file 4 record 1 x2 -> ok (1.2 ms)"},
+		{"14 0e 06 0004 0001 0002 06 0003 0009 0002", "14 0c 05 06 0df8 0020 05 06 0001 0002", VerdictAllowed, 0, "",
+			"14:03:04.120 alice plc-7 unit 1 read-file-record file 4 record 1 x2; file 3 record 9 x2 -> ok (1.2 ms)"},
 		{"08 0001 ff00", "08 0001 ff00", VerdictAllowed, 0, "", "14:03:04.120 alice plc-7 unit 1 diagnostics restart-communications data ff00 -> ok (1.2 ms)"},
 		{"41 0102 03", "41 00", VerdictAllowed, 0, "", "14:03:04.120 alice plc-7 unit 1 user-defined-65 data 010203 -> ok (1.2 ms)"},
 		{"5a 00 24 01", "5a 00 fe", VerdictAllowed, 0, "", "14:03:04.120 alice plc-7 unit 1 function-90 data 002401 -> ok (1.2 ms)"},

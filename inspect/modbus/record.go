@@ -66,6 +66,9 @@ type Record struct {
 	Written []byte
 	// ReadValues: values the response returns (registers, packed bits).
 	ReadValues []byte
+	// Refs: what a read file record (20) asks for, as sent: its
+	// sub-requests (reference type, file, record, length; 7 bytes each).
+	Refs []byte
 
 	Verdict Verdict
 	Outcome Outcome
@@ -94,6 +97,7 @@ func (r *Record) Clone() *Record {
 	c := *r
 	c.Written = append([]byte(nil), r.Written...)
 	c.ReadValues = append([]byte(nil), r.ReadValues...)
+	c.Refs = append([]byte(nil), r.Refs...)
 	return &c
 }
 
@@ -146,6 +150,8 @@ func (r *Record) fillRequest(req *Request, at time.Time) {
 	case FuncWriteSingleCoil, FuncWriteSingleRegister, FuncWriteMultipleCoils,
 		FuncWriteMultipleRegisters, FuncMaskWriteRegister, FuncReadWriteMultipleRegisters:
 		r.Written = req.Data
+	case FuncReadFileRecord:
+		r.Refs = req.Data
 	default:
 		if RecordedBeforeForwarding(req.Function, req.SubFunction) && len(req.Data) > 0 {
 			// Everything else that may change the device's state: what
