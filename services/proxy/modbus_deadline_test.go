@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"encoding/hex"
-	"io"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -22,22 +21,7 @@ import (
 func TestModbusRequestAfterDeadlineNotForwarded(t *testing.T) {
 	l := newLab(t)
 	devLn := l.listenPlant(t, 502)
-	received := make(chan []byte, 1)
-	go func() {
-		c, err := devLn.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		f, err := readADU(c)
-		if err != nil {
-			received <- nil
-			return
-		}
-		c.Write(unhex("00010000000501030200" + "07")) // read holding 1: 7
-		rest, _ := io.ReadAll(c)
-		received <- append(f, rest...)
-	}()
+	received := oneReadDevice(devLn)
 	var offset atomic.Int64
 	g := newGate(t, l, func(c *Config) {
 		c.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }

@@ -220,22 +220,7 @@ func TestModbusWriteNotForwardedWhenTheLogFails(t *testing.T) {
 	}
 	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
 	devLn := l.listenPlant(t, 502)
-	received := make(chan []byte, 1)
-	go func() {
-		c, err := devLn.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		f, err := readADU(c)
-		if err != nil {
-			received <- nil
-			return
-		}
-		c.Write(unhex("00010000000501030200" + "07")) // read holding 1: 7
-		rest, _ := io.ReadAll(c)
-		received <- append(f, rest...)
-	}()
+	received := oneReadDevice(devLn)
 	var log *audit.Writer
 	g := newGate(t, l, func(c *Config) {
 		w, err := audit.Open(filepath.Join(mnt, "audit"), c.Certificate.PrivateKey.(crypto.Signer))
@@ -312,4 +297,28 @@ func TestModbusWriteNotForwardedWhenTheLogFails(t *testing.T) {
 		}
 		sleepMs(20)
 	}
+}
+
+// oneReadDevice is a device on ln that takes one connection, answers its
+// first request as a read of holding register 1 (= 7), and sends on the
+// channel every byte it received once the gate closes the connection
+// (nil when not even one request came).
+func oneReadDevice(ln net.Listener) <-chan []byte {
+	received := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		f, err := readADU(c)
+		if err != nil {
+			received <- nil
+			return
+		}
+		c.Write(unhex("00010000000501030200" + "07")) // read holding 1: 7
+		rest, _ := io.ReadAll(c)
+		received <- append(f, rest...)
+	}()
+	return received
 }
