@@ -21,7 +21,6 @@ import (
 	"github.com/otgate/otgate/integration/internal/gatetest"
 	"github.com/otgate/otgate/qemu"
 	"github.com/otgate/otgate/qemu/lab"
-	"github.com/otgate/otgate/site"
 )
 
 // ntpServer is chronyd on the lab's side of the uplink (lab.UplinkHostCIDR).
@@ -58,7 +57,7 @@ func TestGateStepsAWrongClock(t *testing.T) {
 	startChronyd(t, ctx, l)
 
 	state := t.TempDir()
-	disk := permWithPolicy(t, state, filepath.Join("testdata", "site.yaml"))
+	disk := gatetest.PermWithPolicy(t, state, filepath.Join("testdata", "site.yaml"))
 	vm := qemu.StartT(t, b, img,
 		qemu.WithLab(l),
 		qemu.WithDisk(disk, 0),
@@ -167,25 +166,3 @@ func startChronyd(t *testing.T, ctx context.Context, l *lab.Lab) {
 	}
 }
 
-// permWithPolicy makes the gate's /perm disk (ext4, 256 MiB) holding the
-// compiled site file as the applied policy, the way `otgate site apply`
-// stores it, so the first boot runs that policy.
-func permWithPolicy(t *testing.T, dir, siteFile string) string {
-	t.Helper()
-	doc := gatetest.CompiledSite(t, siteFile)
-	root := filepath.Join(dir, "perm-root")
-	if err := site.Store(filepath.Join(root, "policy"), doc); err != nil {
-		t.Fatal(err)
-	}
-	disk := filepath.Join(dir, "perm.raw")
-	if err := os.WriteFile(disk, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(disk, 256<<20); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-d", root, disk).CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.ext4 -d: %v\n%s", err, out)
-	}
-	return disk
-}

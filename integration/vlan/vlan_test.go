@@ -6,7 +6,6 @@ package vlan
 
 import (
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -19,7 +18,6 @@ import (
 	"github.com/otgate/otgate/integration/internal/gatetest"
 	"github.com/otgate/otgate/qemu"
 	"github.com/otgate/otgate/qemu/lab"
-	"github.com/otgate/otgate/site"
 )
 
 const (
@@ -60,7 +58,7 @@ func TestVLANZone(t *testing.T) {
 	pressPLC := gatetest.Listen(t, press, pressAddr)
 
 	state := t.TempDir()
-	disk := permWithPolicy(t, state, filepath.Join("testdata", "site-vlan.yaml"))
+	disk := gatetest.PermWithPolicy(t, state, filepath.Join("testdata", "site-vlan.yaml"))
 	vm := qemu.StartT(t, b, img,
 		qemu.WithLab(l),
 		qemu.WithDisk(disk, 0),
@@ -135,29 +133,6 @@ func TestVLANZone(t *testing.T) {
 	}
 
 	gatetest.PowerOff(t, vm)
-}
-
-// permWithPolicy makes the gate's /perm disk (ext4, 256 MiB) holding the
-// compiled site file as the applied policy, the way `otgate site apply`
-// stores it (site.Store), so the first boot runs that policy.
-func permWithPolicy(t *testing.T, dir, siteFile string) string {
-	t.Helper()
-	doc := gatetest.CompiledSite(t, siteFile)
-	root := filepath.Join(dir, "perm-root")
-	if err := site.Store(filepath.Join(root, "policy"), doc); err != nil {
-		t.Fatal(err)
-	}
-	disk := filepath.Join(dir, "perm.raw")
-	if err := os.WriteFile(disk, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(disk, 256<<20); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-d", root, disk).CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.ext4 -d: %v\n%s", err, out)
-	}
-	return disk
 }
 
 // addRoute adds prefix via gw in ns.

@@ -39,3 +39,26 @@ func ReplaceAppliedPolicy(t testing.TB, disk, src string) {
 		}
 	}
 }
+
+// PermWithPolicy makes the gate's /perm disk (ext4, 256 MiB, in dir)
+// holding the compiled site file as the applied policy, the way `otgate
+// site apply` stores it (site.Store), so the first boot runs that policy.
+func PermWithPolicy(t testing.TB, dir, siteFile string) string {
+	t.Helper()
+	doc := CompiledSite(t, siteFile)
+	root := filepath.Join(dir, "perm-root")
+	if err := site.Store(filepath.Join(root, "policy"), doc); err != nil {
+		t.Fatal(err)
+	}
+	disk := filepath.Join(dir, "perm.raw")
+	if err := os.WriteFile(disk, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(disk, 256<<20); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-d", root, disk).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4 -d: %v\n%s", err, out)
+	}
+	return disk
+}
