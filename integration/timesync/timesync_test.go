@@ -165,4 +165,3 @@ func startChronyd(t *testing.T, ctx context.Context, l *lab.Lab) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
-
