@@ -5,14 +5,7 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -21,8 +14,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/otgate/otgate/client"
 )
 
 // TestConnectWithExpiredCredential: connect with a certificate that has
@@ -30,33 +21,8 @@ import (
 // --protocol it asks the gate nothing first).
 func TestConnectWithExpiredCredential(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "profile")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
 	end := time.Now().Add(-time.Minute).Truncate(time.Second)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "alice"},
-		NotBefore: end.Add(-8 * time.Hour), NotAfter: end}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pk, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, b := range map[string][]byte{
-		client.ProfileFile: []byte(`{"gate": "127.0.0.1:1", "pin": "` + strings.Repeat("ab", 32) + `", "user": "alice"}`),
-		client.KeyFile:     pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}),
-		client.CertFile:    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	expiredProfile(t, dir, "127.0.0.1:1", end)
 	done := make(chan error, 1)
 	go func() {
 		done <- runConnect([]string{"plc-7", "--protocol", "modbus", "--profile", dir}, io.Discard, io.Discard)
