@@ -63,15 +63,25 @@ func dialQMP(ctx context.Context, path string, alive func() bool) (*qmpClient, e
 	}
 	c := &qmpClient{conn: conn, replies: make(chan qmpMessage, 1), done: make(chan struct{})}
 	r := bufio.NewReader(conn)
-	line, err := r.ReadBytes('\n')
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("qemu: QMP %s: read greeting: %w", path, err)
-	}
-	var greet qmpMessage
-	if err := json.Unmarshal(line, &greet); err != nil || greet.QMP == nil {
-		conn.Close()
-		return nil, fmt.Errorf("qemu: QMP %s: unexpected greeting %q", path, line)
+	// QEMU may send an event before the greeting: a connection made
+	// while it starts can get the RESUME of the VM's start first (its
+	// monitor emits events to a connected client before it has processed
+	// the connection and greeted). Such events are recorded like any.
+	for {
+		line, err := r.ReadBytes('\n')
+		if err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("qemu: QMP %s: read greeting: %w", path, err)
+		}
+		var greet qmpMessage
+		if err := json.Unmarshal(line, &greet); err != nil || (greet.QMP == nil && greet.Event == "") {
+			conn.Close()
+			return nil, fmt.Errorf("qemu: QMP %s: unexpected greeting %q", path, line)
+		}
+		if greet.QMP != nil {
+			break
+		}
+		c.record(greet)
 	}
 	go c.read(r)
 	if _, err := c.execute(ctx, "qmp_capabilities", nil); err != nil {
@@ -89,13 +99,7 @@ func (c *qmpClient) read(r *bufio.Reader) {
 			var m qmpMessage
 			if json.Unmarshal(line, &m) == nil {
 				if m.Event != "" {
-					ev := Event{Name: m.Event, Data: m.Data}
-					if m.Timestamp != nil {
-						ev.Time = time.Unix(m.Timestamp.Seconds, m.Timestamp.Microseconds*1000)
-					}
-					c.mu.Lock()
-					c.events = append(c.events, ev)
-					c.mu.Unlock()
+					c.record(m)
 				} else {
 					select {
 					case c.replies <- m:
@@ -108,6 +112,17 @@ func (c *qmpClient) read(r *bufio.Reader) {
 			return
 		}
 	}
+}
+
+// record appends the event m.
+func (c *qmpClient) record(m qmpMessage) {
+	ev := Event{Name: m.Event, Data: m.Data}
+	if m.Timestamp != nil {
+		ev.Time = time.Unix(m.Timestamp.Seconds, m.Timestamp.Microseconds*1000)
+	}
+	c.mu.Lock()
+	c.events = append(c.events, ev)
+	c.mu.Unlock()
 }
 
 // execute sends one command and waits for its reply.

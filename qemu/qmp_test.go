@@ -1,0 +1,80 @@
+package qemu
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A QMP connection made while QEMU starts may get the RESUME event of
+// the VM's start before the greeting (seen once in some hundred boots,
+// as "unexpected greeting" failing Start). dialQMP takes the greeting
+// after it and keeps the event.
+func TestQMPEventBeforeGreeting(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "qmp.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.Write([]byte(`{"timestamp": {"seconds": 1795396990, "microseconds": 748945}, "event": "RESUME"}` + "\r\n"))
+		c.Write([]byte(`{"QMP": {"version": {"qemu": {"micro": 22, "minor": 2, "major": 7}}, "capabilities": ["oob"]}}` + "\r\n"))
+		r := bufio.NewReader(c)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if strings.Contains(line, `"qmp_capabilities"`) || strings.Contains(line, `"query-status"`) {
+				c.Write([]byte(`{"return": {}}` + "\r\n"))
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	q, err := dialQMP(ctx, sock, func() bool { return true })
+	if err != nil {
+		t.Fatalf("dialQMP with an event before the greeting: %v", err)
+	}
+	defer q.close()
+	if _, err := q.execute(ctx, "query-status", nil); err != nil {
+		t.Fatal(err)
+	}
+	ev := q.snapshot()
+	if len(ev) != 1 || ev[0].Name != "RESUME" || ev[0].Time.Unix() != 1795396990 {
+		t.Fatalf("events %v, want the RESUME before the greeting", ev)
+	}
+}
+
+// Anything else before the greeting is still refused.
+func TestQMPGarbageGreetingRefused(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "qmp.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.Write([]byte(`{"return": {}}` + "\n"))
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := dialQMP(ctx, sock, func() bool { return true }); err == nil || !strings.Contains(err.Error(), "unexpected greeting") {
+		t.Fatalf("dialQMP with a reply for a greeting: %v, want unexpected greeting", err)
+	}
+}
