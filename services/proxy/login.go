@@ -33,7 +33,7 @@ func (s *Server) login(tc *tls.Conn) {
 		if err := wire.ReadFrame(tc, &req); err != nil {
 			if !errors.Is(err, io.EOF) {
 				s.cfg.Logf("proxy: login connection from %s: %v", src, err)
-				wire.WriteFrame(tc, wire.Response{Code: wire.CodeBadRequest, Error: err.Error()})
+				answer(tc, wire.Response{Code: wire.CodeBadRequest, Error: err.Error()}, s.cfg.HandshakeTimeout)
 			}
 			return
 		}
@@ -48,7 +48,7 @@ func (s *Server) login(tc *tls.Conn) {
 		default:
 			rsp = wire.Response{Code: wire.CodeBadRequest, Error: fmt.Sprintf("unknown operation %q (want %s, %s or %s)", req.Op, wire.OpLogin, wire.OpAssets, wire.OpLogout)}
 		}
-		if err := wire.WriteFrame(tc, rsp); err != nil {
+		if err := answer(tc, rsp, s.cfg.HandshakeTimeout); err != nil {
 			return
 		}
 	}

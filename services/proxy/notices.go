@@ -124,7 +124,13 @@ func (st *noticeStream) write(n wire.Notice, timeout time.Duration) error {
 	default:
 		st.conn.SetWriteDeadline(time.Now().Add(timeout))
 	}
-	return wire.WriteFrame(st.conn, n)
+	err := wire.WriteFrame(st.conn, n)
+	if err != nil {
+		// No close_notify after a failed write: it would go out with the
+		// lost record's successor's sequence number ("bad record MAC").
+		st.conn.NetConn().Close()
+	}
+	return err
 }
 
 // writer writes the queue out until the stream closes or a write fails.
@@ -258,7 +264,7 @@ func (s *Server) noticeStream(tc *tls.Conn) {
 	if cred == nil {
 		s.event(audit.Event{Type: EventNoticesRefused, User: user, Source: src, Reason: refusal})
 		s.cfg.Logf("proxy: refused notice stream of %q from %s: %s", user, src, refusal)
-		wire.WriteFrame(tc, wire.Notice{Kind: wire.NoticeClosed, Reason: refusal})
+		answer(tc, wire.Notice{Kind: wire.NoticeClosed, Reason: refusal}, s.cfg.HandshakeTimeout)
 		tc.Close()
 		return
 	}

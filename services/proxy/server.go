@@ -162,6 +162,22 @@ func (s *Server) handle(c net.Conn) {
 	}
 }
 
+// answer writes one frame to tc with a fresh write deadline (timeout):
+// the deadline set before a request or a handshake bounds the client's
+// part, not the gate's own work before the answer (argon2id, the audit
+// log's fsync, the asset's connect). When the write fails, the
+// connection is abandoned without a close_notify: crypto/tls numbered the
+// record that never went out, so the alert would reach the client out of
+// sequence and fail there as "tls: bad record MAC".
+func answer(tc *tls.Conn, v any, timeout time.Duration) error {
+	tc.SetWriteDeadline(time.Now().Add(timeout))
+	err := wire.WriteFrame(tc, v)
+	if err != nil {
+		tc.NetConn().Close()
+	}
+	return err
+}
+
 // sweep ends idle sessions, and sessions past their deadline by the
 // wall clock (session.pastUntil), and warns of a deadline near by the
 // wall clock (session.noticeWarnIfDue).

@@ -38,7 +38,7 @@ func (s *Server) refuse(tc *tls.Conn, ev audit.Event, rule string) {
 	ev.Rule = rule
 	s.event(ev)
 	s.cfg.Logf("proxy: refused %s %s/%s from %s: %s", ev.User, ev.Asset, ev.Protocol, ev.Source, ev.Reason)
-	wire.WriteFrame(tc, wire.Reply{Accept: false, Rule: rule, Reason: ev.Reason})
+	answer(tc, wire.Reply{Accept: false, Rule: rule, Reason: ev.Reason}, s.cfg.HandshakeTimeout)
 	tc.Close()
 }
 
@@ -85,7 +85,7 @@ func (s *Server) tunnel(tc *tls.Conn) {
 	cancel()
 	if err != nil {
 		s.cfg.Logf("proxy: session %s refused: audit log: %v", sess.id, err)
-		wire.WriteFrame(tc, wire.Reply{Accept: false, Rule: d.Rule, Reason: "the gate cannot record the session (audit log unavailable): refused"})
+		answer(tc, wire.Reply{Accept: false, Rule: d.Rule, Reason: "the gate cannot record the session (audit log unavailable): refused"}, s.cfg.HandshakeTimeout)
 		tc.Close()
 		sess.noticeEnded("refused: the gate cannot record the session (audit log unavailable)") // stops a warning a reload armed
 		return
@@ -192,7 +192,7 @@ func (s *Server) runSession(tc *tls.Conn, sess *session, addr netip.AddrPort, d 
 	asset, err := s.cfg.Dial(addr)
 	if err != nil {
 		reason := fmt.Sprintf("asset %s unreachable at %s: %v", sess.asset, addr, err)
-		wire.WriteFrame(tc, wire.Reply{Accept: false, Rule: sess.rule, Reason: reason, Session: sess.id})
+		answer(tc, wire.Reply{Accept: false, Rule: sess.rule, Reason: reason, Session: sess.id}, s.cfg.HandshakeTimeout)
 		tc.Close()
 		return reason, 0, 0
 	}
@@ -200,7 +200,7 @@ func (s *Server) runSession(tc *tls.Conn, sess *session, addr netip.AddrPort, d 
 	if !sess.until.IsZero() {
 		until = sess.until.Unix()
 	}
-	if err := wire.WriteFrame(tc, wire.Reply{Accept: true, Rule: sess.rule, Reason: d.Reason, Until: until, Session: sess.id}); err != nil {
+	if err := answer(tc, wire.Reply{Accept: true, Rule: sess.rule, Reason: d.Reason, Until: until, Session: sess.id}, s.cfg.HandshakeTimeout); err != nil {
 		asset.Close()
 		tc.Close()
 		return "client gone before accept: " + err.Error(), 0, 0
