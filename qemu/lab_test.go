@@ -170,3 +170,48 @@ func TestUserNetForward(t *testing.T) {
 	}
 	t.Logf("answer after %s", time.Since(vm.Started()).Round(time.Millisecond))
 }
+
+// A host port Start picked and another program took before QEMU bound it
+// (the hook takes every picked port once) makes QEMU exit at once; Start
+// picks new ports and the forward works.
+func TestUserNetForwardPortTaken(t *testing.T) {
+	b := mustBoard(t, "qemu-x86_64")
+	requireQEMU(t, b)
+	img := testImage(t, b)
+	var stolen []int
+	afterPickHook = func(fwd []HostForward) {
+		if len(stolen) > 0 {
+			return
+		}
+		for _, f := range fwd {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", f.HostPort))
+			if err != nil {
+				t.Errorf("take port %d: %v", f.HostPort, err)
+				continue
+			}
+			t.Cleanup(func() { l.Close() })
+			stolen = append(stolen, f.HostPort)
+		}
+	}
+	t.Cleanup(func() { afterPickHook = nil })
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	vm := StartT(t, b, "", img, WithUserNet(HostForward{GuestPort: 7777}), WithCmdline(
+		"testinit.addr=eth0=10.0.2.15/24", "testinit.listen=7777", "testinit.then=wait"))
+	if _, err := vm.WaitFor(ctx, "testinit: listening 7777"); err != nil {
+		t.Fatal(err)
+	}
+	port := vm.HostPort(7777)
+	if len(stolen) != 1 || port == 0 || port == stolen[0] {
+		t.Fatalf("host port %d, stolen %v: want another port than the stolen one", port, stolen)
+	}
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "hello from testinit\n" {
+		t.Fatalf("through hostfwd 127.0.0.1:%d: got %q, %v", port, line, err)
+	}
+}

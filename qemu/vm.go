@@ -34,6 +34,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -72,7 +73,31 @@ type VM struct {
 // Start boots b's image from imageDir. The context bounds the start-up
 // only (until QMP answers); the VM runs until it exits, is killed, or
 // WithTimeout expires. On error nothing is left running.
-func Start(ctx context.Context, b *board.Board, imageDir string, opts ...Option) (vm *VM, err error) {
+//
+// A forwarded host port that Start picked (HostPort 0) is free when
+// picked but can be taken by another program before QEMU binds it; QEMU
+// then exits at once, and Start tries again with new ports (at most
+// hostPortAttempts times in all).
+func Start(ctx context.Context, b *board.Board, imageDir string, opts ...Option) (*VM, error) {
+	for attempt := 1; ; attempt++ {
+		vm, err := start(ctx, b, imageDir, opts...)
+		if err == nil || attempt == hostPortAttempts || !errors.Is(err, errHostPortTaken) {
+			return vm, err
+		}
+	}
+}
+
+// hostPortAttempts bounds Start's tries when a picked host port was taken.
+const hostPortAttempts = 3
+
+// errHostPortTaken: QEMU could not bind a host port Start had picked.
+var errHostPortTaken = errors.New("qemu: a picked host port was taken before QEMU could bind it")
+
+// afterPickHook, when set (tests), runs between picking host ports and
+// starting QEMU.
+var afterPickHook func([]HostForward)
+
+func start(ctx context.Context, b *board.Board, imageDir string, opts ...Option) (vm *VM, err error) {
 	if b == nil {
 		return nil, errors.New("qemu: Start: nil board")
 	}
@@ -109,6 +134,9 @@ func Start(ctx context.Context, b *board.Board, imageDir string, opts ...Option)
 	}
 	if vm.forwards, err = pickHostPorts(c.forwards); err != nil {
 		return vm, err
+	}
+	if afterPickHook != nil {
+		afterPickHook(vm.forwards)
 	}
 	if c.tpmState != "" {
 		if vm.tpm, err = startSwtpm(c.tpmState, dir); err != nil {
@@ -190,9 +218,31 @@ func Start(ctx context.Context, b *board.Board, imageDir string, opts ...Option)
 	vm.killMu.Unlock()
 	close(vm.qmpSet)
 	if err != nil {
+		if picked(c.forwards) {
+			// QEMU that could not bind a forward exits at once, but the
+			// QMP dial can fail (connection reset) before that exit is
+			// reaped: give it a moment before reading its stderr.
+			select {
+			case <-exited:
+			case <-time.After(2 * time.Second):
+			}
+		}
+		if !alive() && picked(c.forwards) && strings.Contains(vm.stderr.String(), "Could not set up host forwarding rule") {
+			return vm, fmt.Errorf("%w: %w\n%s", errHostPortTaken, err, strings.TrimSpace(vm.stderr.String()))
+		}
 		return vm, fmt.Errorf("%w\n%s", err, vm.Diagnose())
 	}
 	return vm, nil
+}
+
+// picked says whether Start picks a host port for one of fwd.
+func picked(fwd []HostForward) bool {
+	for _, f := range fwd {
+		if f.HostPort == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // reap waits for QEMU, then for the console and QMP to drain, and records
