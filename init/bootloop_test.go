@@ -4,7 +4,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,17 +28,7 @@ func bootWithUnready(t *testing.T, prev, mode string) (*hostInit, *petCounter, s
 			t.Fatal(err)
 		}
 	}
-	os.MkdirAll(filepath.Join(root, "dev"), 0o755)
-	fifo := filepath.Join(root, "dev/watchdog")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	r, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	pets := newPetCounter(r)
+	pets := fifoWatchdog(t, root)
 	return runHostInit(t, root, "quiet"), pets, unready
 }
 

@@ -48,6 +48,13 @@ func svc(name, readiness string, args ...string) bootcfg.Service {
 // the end of the test.
 func runSupervisor(t *testing.T, cfg *bootcfg.Config) (*supervisor, *logger) {
 	t.Helper()
+	return runSupervisorWith(t, cfg, nil)
+}
+
+// runSupervisorWith is runSupervisor with the supervisor changed by tune
+// (its back-off, say) before it starts; nil: unchanged.
+func runSupervisorWith(t *testing.T, cfg *bootcfg.Config, tune func(*supervisor)) (*supervisor, *logger) {
+	t.Helper()
 	if err := cfg.Validate(nil); err != nil {
 		t.Fatal(err)
 	}
@@ -57,6 +64,9 @@ func runSupervisor(t *testing.T, cfg *bootcfg.Config) (*supervisor, *logger) {
 	sv, err := newSupervisor(cfg, log, r, spawnOptions{deathSignal: syscall.SIGKILL})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if tune != nil {
+		tune(sv)
 	}
 	sv.start()
 	t.Cleanup(func() {

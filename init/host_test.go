@@ -195,17 +195,7 @@ func TestHostInitWatchdogTestHook(t *testing.T) {
 	b, _ := bootcfg.Marshal(cfg)
 	os.MkdirAll(filepath.Join(root, "etc/otgate"), 0o755)
 	os.WriteFile(filepath.Join(root, bootcfg.Path), b, 0o644)
-	os.MkdirAll(filepath.Join(root, "dev"), 0o755)
-	fifo := filepath.Join(root, "dev/watchdog")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	r, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	pets := newPetCounter(r)
+	pets := fifoWatchdog(t, root)
 
 	h := runHostInit(t, root, "otgate.test.stop_watchdog=1 quiet")
 	h.wait(t, "init: test hook: watchdog petting stopped")
@@ -227,6 +217,23 @@ func TestHostInitWatchdogTestHook(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// fifoWatchdog makes root's /dev/watchdog a FIFO (init outside PID 1
+// writes to it like a watchdog device) and counts what init writes.
+func fifoWatchdog(t *testing.T, root string) *petCounter {
+	t.Helper()
+	os.MkdirAll(filepath.Join(root, "dev"), 0o755)
+	fifo := filepath.Join(root, "dev/watchdog")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return newPetCounter(r)
 }
 
 // petCounter counts the bytes written to a watchdog stand-in.

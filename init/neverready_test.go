@@ -182,26 +182,3 @@ func lastIndex(lines []string, prefix string) int {
 	}
 	return -1
 }
-
-// runSupervisorWith is runSupervisor with the supervisor's back-off
-// changed by tune before it starts.
-func runSupervisorWith(t *testing.T, cfg *bootcfg.Config, tune func(*supervisor)) (*supervisor, *logger) {
-	t.Helper()
-	if err := cfg.Validate(nil); err != nil {
-		t.Fatal(err)
-	}
-	log := newLogger(testWriter{t})
-	r := newReaper(log, false)
-	r.run()
-	sv, err := newSupervisor(cfg, log, r, spawnOptions{deathSignal: syscall.SIGKILL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tune(sv)
-	sv.start()
-	t.Cleanup(func() {
-		sv.stopAll()
-		r.stop()
-	})
-	return sv, log
-}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"os"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -24,17 +23,7 @@ func TestHostInitPetsWatchdogDuringShutdown(t *testing.T) {
 	cfg := &bootcfg.Config{Services: []bootcfg.Service{slow, core}, StopGrace: grace,
 		Watchdog: bootcfg.Watchdog{Device: "/dev/watchdog", Timeout: 600 * time.Millisecond}}
 	root := writeRoot(t, cfg)
-	os.MkdirAll(filepath.Join(root, "dev"), 0o755)
-	fifo := filepath.Join(root, "dev/watchdog")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	r, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	pets := newPetCounter(r)
+	pets := fifoWatchdog(t, root)
 
 	h := runHostInit(t, root, "")
 	h.wait(t, "init: ready (")
