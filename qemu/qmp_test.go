@@ -15,18 +15,7 @@ import (
 // as "unexpected greeting" failing Start). dialQMP takes the greeting
 // after it and keeps the event.
 func TestQMPEventBeforeGreeting(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "qmp.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	sock := fakeQMP(t, func(c net.Conn) {
 		c.Write([]byte(`{"timestamp": {"seconds": 1795396990, "microseconds": 748945}, "event": "RESUME"}` + "\r\n"))
 		c.Write([]byte(`{"QMP": {"version": {"qemu": {"micro": 22, "minor": 2, "major": 7}}, "capabilities": ["oob"]}}` + "\r\n"))
 		r := bufio.NewReader(c)
@@ -39,7 +28,7 @@ func TestQMPEventBeforeGreeting(t *testing.T) {
 				c.Write([]byte(`{"return": {}}` + "\r\n"))
 			}
 		}
-	}()
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	q, err := dialQMP(ctx, sock, func() bool { return true })
@@ -58,23 +47,31 @@ func TestQMPEventBeforeGreeting(t *testing.T) {
 
 // Anything else before the greeting is still refused.
 func TestQMPGarbageGreetingRefused(t *testing.T) {
+	sock := fakeQMP(t, func(c net.Conn) { c.Write([]byte(`{"return": {}}` + "\n")) })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := dialQMP(ctx, sock, func() bool { return true }); err == nil || !strings.Contains(err.Error(), "unexpected greeting") {
+		t.Fatalf("dialQMP with a reply for a greeting: %v, want unexpected greeting", err)
+	}
+}
+
+// fakeQMP listens on a QMP socket of its own and serves one connection
+// with serve (closed after it), until the test ends.
+func fakeQMP(t *testing.T, serve func(net.Conn)) string {
+	t.Helper()
 	sock := filepath.Join(t.TempDir(), "qmp.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
 		defer c.Close()
-		c.Write([]byte(`{"return": {}}` + "\n"))
+		serve(c)
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := dialQMP(ctx, sock, func() bool { return true }); err == nil || !strings.Contains(err.Error(), "unexpected greeting") {
-		t.Fatalf("dialQMP with a reply for a greeting: %v, want unexpected greeting", err)
-	}
+	return sock
 }
