@@ -7,7 +7,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/otgate/otgate/internal/bootcfg"
@@ -537,72 +536,5 @@ func (s *service) drainStatus(notify <-chan string) {
 		case <-t.C:
 			return
 		}
-	}
-}
-
-// terminate stops a running process at shutdown: SIGTERM, StopGrace,
-// SIGKILL.
-func (s *service) terminate(p *proc) {
-	log := s.sv.log
-	name := s.cfg.Name
-	log.Printf("stopping %s", name)
-	start := time.Now()
-	signalGroup(p.pid, unix.SIGTERM)
-	t := time.NewTimer(s.sv.grace)
-	defer t.Stop()
-	var ws unix.WaitStatus
-	select {
-	case ws = <-p.exit:
-		// The rest of its group had the SIGTERM too: what is left of it
-		// gets the rest of the grace, then SIGKILL.
-		waitGroup(p.pid, t.C)
-		s.killLeftovers(p.pid)
-	case <-t.C:
-		log.Printf("%s: still running after %s, sending SIGKILL", name, short(s.sv.grace))
-		signalGroup(p.pid, unix.SIGKILL)
-		select {
-		case ws = <-p.exit:
-		case <-time.After(killWait):
-			log.Printf("%s: pid %d did not die after SIGKILL, giving up on it", name, p.pid)
-		}
-	}
-	s.mu.Lock()
-	s.lastExit = exitString(ws)
-	s.mu.Unlock()
-	log.Printf("%s stopped (%s)", name, secs(time.Since(start)))
-	s.set(initstatus.StateStopped, "", 0)
-}
-
-// killLeftovers kills what is left of the process group of a service
-// whose main process (pid, the group's leader) has exited and been
-// reaped: children it started and did not take with it. Left running
-// they would hold its sockets, locks and files against the next
-// instance, or outlive a stop. Only the group is signalled, never pid
-// itself: that number is free for reuse now, but not while a process of
-// the group still exists.
-func (s *service) killLeftovers(pid int) {
-	if unix.Kill(-pid, unix.SIGKILL) == nil {
-		s.sv.log.Printf("%s: killed the processes it left behind (process group %d)", s.cfg.Name, pid)
-	}
-}
-
-// waitGroup waits until process group pgid is gone or deadline fires.
-func waitGroup(pgid int, deadline <-chan time.Time) {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for unix.Kill(-pgid, 0) == nil {
-		select {
-		case <-deadline:
-			return
-		case <-tick.C:
-		}
-	}
-}
-
-// signalGroup signals the service's process group (it is a session
-// leader), falling back to the process itself.
-func signalGroup(pid int, sig syscall.Signal) {
-	if err := unix.Kill(-pid, sig); err != nil {
-		unix.Kill(pid, sig)
 	}
 }
