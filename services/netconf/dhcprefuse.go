@@ -1,10 +1,12 @@
 package netconf
 
 // The lease check of the DHCP client and what follows a refusal: an OFFER
-// passed over, an ACK released and its server avoided for a while, and
-// the rate limit on refused-offer events.
+// passed over (selectOffer), an ACK released and its server avoided for a
+// while, and the rate limit on refused-offer events.
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -218,4 +220,69 @@ func (l *offerLimiter) allow(key netip.Addr, now time.Time) (bool, int) {
 	held := e.held
 	e.at, e.held = now, 0
 	return true, held
+}
+
+// selectOffer sends one DISCOVER and chooses the offer to REQUEST among
+// those that come within wait (RFC 2131 4.4.1 lets a client collect
+// several and choose). Each offer is checked like the lease it
+// describes (checkOffer): a refused one is passed over, with an event
+// (refuseOffer), however early it came, so a rogue server that always
+// answers first does not keep the uplink from a proper server's lease.
+// The first acceptable offer from a server not passed over (avoided) is
+// taken at once; the first from a passed-over server is kept and taken
+// only when no other acceptable offer came within SelectWindow of the
+// DISCOVER (or within wait, if shorter). nil: none to take.
+func (c *DHCPClient) selectOffer(ctx context.Context, bc *nclient4.Client, wait time.Duration) *dhcpv4.DHCPv4 {
+	discover, err := dhcpv4.NewDiscovery(c.hw, requestedOptions,
+		dhcpv4.WithOption(dhcpv4.OptMaxMessageSize(nclient4.MaxMessageSize)))
+	if err != nil {
+		c.fail(fmt.Errorf("discover: %w", err))
+		return nil
+	}
+	start := time.Now()
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	var fallback *dhcpv4.DHCPv4
+	var window *time.Timer
+	defer func() {
+		if window != nil {
+			window.Stop()
+		}
+	}()
+	// The matcher runs in SendAndRead, in this goroutine, for every
+	// answer to the DISCOVER's transaction id.
+	match := func(m *dhcpv4.DHCPv4) bool {
+		if m.MessageType() != dhcpv4.MessageTypeOffer {
+			return false
+		}
+		if err := c.checkOffer(m); err != nil {
+			c.refuseOffer(m, err)
+			return false
+		}
+		if s, _ := serverOf(m); c.avoided(s) {
+			if fallback == nil {
+				fallback = m
+				window = time.AfterFunc(time.Until(start.Add(c.SelectWindow)), cancel)
+			}
+			return false
+		}
+		return true
+	}
+	offer, err := bc.SendAndRead(wctx, nclient4.DefaultServers, discover, match)
+	switch {
+	case err == nil:
+		if fallback != nil {
+			c.Logf("netconf: dhcp on %s: offer of %s from %s taken over %s's (passed over)", c.Link, offer.YourIPAddr, offer.ServerIdentifier(), fallback.ServerIdentifier())
+		}
+		return offer
+	case ctx.Err() != nil:
+		return nil
+	case fallback != nil:
+		c.Logf("netconf: dhcp on %s: no other server offered within %s; taking the offer of %s from %s (passed over since its ACK was refused)",
+			c.Link, min(c.SelectWindow, wait), fallback.YourIPAddr, fallback.ServerIdentifier())
+		return fallback
+	case !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nclient4.ErrNoResponse):
+		c.fail(fmt.Errorf("discover: %w", err))
+	}
+	return nil
 }
