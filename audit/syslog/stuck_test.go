@@ -73,7 +73,14 @@ func seqCounts(t *testing.T, r *rsyslog) map[uint64]int {
 func TestExportResumesAfterDamagedLogRepaired(t *testing.T) {
 	r, _ := startRsyslog(t, false)
 	logDir := t.TempDir()
-	w := writeLog(t, logDir, []string{"d1", "d2", "d3", "d4", "d5", "d6", "d7", "d8", "d9", "d10", "d11", "d12"})
+	// 20 sessions, ~125 records of ~90 bytes in 4 KiB files: at least
+	// three files whatever the number of time-based checkpoints (12
+	// sessions made only two in a quick run, and no older file to damage).
+	var sessions []string
+	for i := 1; i <= 20; i++ {
+		sessions = append(sessions, "d"+strconv.Itoa(i))
+	}
+	w := writeLog(t, logDir, sessions)
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
