@@ -93,6 +93,8 @@ type Identity struct {
 	wcaKey     *ecdsa.PrivateKey
 	wcaCert    *x509.Certificate
 
+	anchorMu sync.Mutex // one audit anchor read or advance at a time
+
 	// steps times Open's steps (most are TPM commands), for StartupSteps.
 	steps     []string
 	stepStart time.Time

@@ -209,6 +209,17 @@ func (s *Server) dataKeyError(err error) *api.Response {
 	}
 }
 
+func anchorError(err error) *api.Response {
+	switch {
+	case errors.Is(err, ErrNoAnchor):
+		return errResponse(api.CodeNoTPM, err)
+	case errors.Is(err, ErrQuarantine):
+		return errResponse(api.CodeQuarantine, err)
+	default:
+		return errResponse(api.CodeInternal, err)
+	}
+}
+
 func (s *Server) handle(caller string, uid uint32, req *api.Request) *api.Response {
 	id := s.id
 	// In quarantine only status is served: every other operation either
@@ -282,6 +293,23 @@ func (s *Server) handle(caller string, uid uint32, req *api.Request) *api.Respon
 			return s.dataKeyError(err)
 		}
 		return &api.Response{}
+	case api.OpAuditAnchor:
+		v, defined, err := id.AuditAnchor()
+		if err != nil {
+			return anchorError(err)
+		}
+		return &api.Response{Anchor: &api.Anchor{Value: v, Defined: defined}}
+	case api.OpAdvanceAuditAnchor:
+		// The log it anchors is the proxy's; another caller advancing it
+		// would only raise a false alarm, but has no business doing so.
+		if caller != "proxy" {
+			return errResponse(api.CodeDenied, fmt.Errorf("%s is for the proxy, whose audit log it anchors; %s may not", req.Op, caller))
+		}
+		v, err := id.AdvanceAuditAnchor(req.Anchor, req.AnchorDefined)
+		if err != nil {
+			return anchorError(err)
+		}
+		return &api.Response{Anchor: &api.Anchor{Value: v, Defined: true}}
 	default:
 		return errResponse(api.CodeBadRequest, fmt.Errorf("unknown operation %q", req.Op))
 	}

@@ -33,6 +33,13 @@ const (
 	// boot will extend; the service seals the data key to the PCR values
 	// that boot will have (an authorized policy apply, `otgate site apply`).
 	OpSealNextBoot = "seal-next-boot"
+	// OpAuditAnchor reads the TPM counter that anchors the audit log:
+	// -> Anchor. OpAdvanceAuditAnchor (the proxy only) advances it by
+	// one from Anchor/AnchorDefined, the value the caller read, and
+	// answers the value it then has; a counter that no longer holds that
+	// value is left alone (a repeated request advances it once).
+	OpAuditAnchor        = "audit-anchor"
+	OpAdvanceAuditAnchor = "advance-audit-anchor"
 )
 
 // Error codes of Response.Code.
@@ -41,6 +48,7 @@ const (
 	CodeQuarantine = "quarantine" // the data key is not available
 	CodeNotFound   = "not-found"  // no such secret
 	CodeBadRequest = "bad-request"
+	CodeNoTPM      = "no-tpm" // dev mode: the operation needs a TPM
 	CodeInternal   = "internal"
 )
 
@@ -53,6 +61,9 @@ type Request struct {
 	Data       []byte `cbor:"5,keyasint,omitempty"`
 	CSR        []byte `cbor:"6,keyasint,omitempty"`
 	TTLSeconds int64  `cbor:"7,keyasint,omitempty"`
+	// Anchor and AnchorDefined: OpAdvanceAuditAnchor's starting value.
+	Anchor        uint64 `cbor:"8,keyasint,omitempty"`
+	AnchorDefined bool   `cbor:"9,keyasint,omitempty"`
 }
 
 // Response answers a Request. Code is empty on success.
@@ -63,6 +74,14 @@ type Response struct {
 	Certs     [][]byte `cbor:"4,keyasint,omitempty"`
 	Data      []byte   `cbor:"5,keyasint,omitempty"`
 	Status    *Status  `cbor:"6,keyasint,omitempty"`
+	Anchor    *Anchor  `cbor:"7,keyasint,omitempty"`
+}
+
+// Anchor is the audit anchor counter's value; Defined is false when it was
+// never advanced on this TPM.
+type Anchor struct {
+	Value   uint64 `cbor:"1,keyasint"`
+	Defined bool   `cbor:"2,keyasint"`
 }
 
 // Status is the service's state, for init and `otgate status`.
@@ -96,6 +115,7 @@ var (
 	ErrDenied     = &Error{Code: CodeDenied}
 	ErrQuarantine = &Error{Code: CodeQuarantine}
 	ErrNotFound   = &Error{Code: CodeNotFound}
+	ErrNoTPM      = &Error{Code: CodeNoTPM}
 )
 
 // Is matches on Code.

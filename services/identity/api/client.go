@@ -210,3 +210,28 @@ func (c *Client) SealNextBoot(digest [32]byte) error {
 	_, err := c.Call(&Request{Op: OpSealNextBoot, Digest: digest[:]})
 	return err
 }
+
+// AuditAnchor reads the TPM counter that anchors the audit log.
+func (c *Client) AuditAnchor() (value uint64, defined bool, err error) {
+	rsp, err := c.Call(&Request{Op: OpAuditAnchor})
+	if err != nil {
+		return 0, false, err
+	}
+	if rsp.Anchor == nil {
+		return 0, false, fmt.Errorf("identity %s: empty answer", OpAuditAnchor)
+	}
+	return rsp.Anchor.Value, rsp.Anchor.Defined, nil
+}
+
+// AdvanceAuditAnchor advances the anchor counter by one from the value
+// read (from, fromDefined) and returns the value it then has.
+func (c *Client) AdvanceAuditAnchor(from uint64, fromDefined bool) (uint64, error) {
+	rsp, err := c.Call(&Request{Op: OpAdvanceAuditAnchor, Anchor: from, AnchorDefined: fromDefined})
+	if err != nil {
+		return 0, err
+	}
+	if rsp.Anchor == nil || !rsp.Anchor.Defined {
+		return 0, fmt.Errorf("identity %s: empty answer", OpAdvanceAuditAnchor)
+	}
+	return rsp.Anchor.Value, nil
+}
