@@ -17,6 +17,10 @@ type Rotation struct {
 	// NextUnsigned is the first seq not yet covered by a checkpoint when
 	// the file was started; the next checkpoint's range starts there.
 	NextUnsigned uint64 `cbor:"5,keyasint"`
+	// Anchor is the last anchor value recorded in the log before the
+	// file was started (nil: none yet), so the newest file alone tells
+	// how far the log was anchored (see Anchor).
+	Anchor *uint64 `cbor:"6,keyasint,omitempty"`
 }
 
 // SessionStart records the decision that let a session through. The proxy
@@ -113,6 +117,9 @@ type Event struct {
 	Protocol  string `cbor:"6,keyasint,omitempty"`
 	Rule      string `cbor:"7,keyasint,omitempty"`
 	Reason    string `cbor:"8,keyasint,omitempty"`
+	// Anchor: the value the anchor counter takes at this record (the
+	// log's own log-anchored and log-closed events only; see Anchor).
+	Anchor *uint64 `cbor:"9,keyasint,omitempty"`
 }
 
 // SessionEnd records why and how a session ended.

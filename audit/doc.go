@@ -104,9 +104,15 @@
 // log with nothing appended in between add nothing.
 //
 // What sealing cannot show: a log cut back exactly to an earlier clean
-// close (the gate reopened it and wrote more later) ends sealed. The log
-// alone cannot tell; compare its last seq and head (Report.LastSeq, Head)
-// with a copy held elsewhere, such as the SIEM export (audit/syslog).
+// close (the gate reopened it and wrote more later), or a whole directory
+// put back from an earlier copy, ends sealed. The log alone cannot tell.
+// An anchored log (WithAnchor: on the gate, a TPM counter that only goes
+// forward) records the counter's next value at every Open and Close before
+// advancing it, so such a log ends behind the counter: the next Open
+// records an "anchor-mismatch" event, and Verify with Trust.Anchor fails
+// it (see Anchor). Without an anchor (dev mode), compare the last seq and
+// head (Report.LastSeq, Head) with a copy held elsewhere, such as the SIEM
+// export (audit/syslog).
 //
 // # Torn tails and corruption
 //

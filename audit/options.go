@@ -13,6 +13,7 @@ type config struct {
 	maxFileSize        int64
 	now                func() time.Time
 	onError            func(error)
+	anchor             Anchor
 	// dev and devReason: WithDevMode.
 	dev       bool
 	devReason string

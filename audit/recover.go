@@ -61,6 +61,7 @@ func (w *Writer) recover(lf logFile) error {
 		}
 		switch b := body.(type) {
 		case Rotation:
+			w.anchor = b.Anchor
 			w.nextUnsigned = b.NextUnsigned
 			unsignedSeqs = append(unsignedSeqs, rec.Seq)
 		case Checkpoint:
@@ -73,6 +74,11 @@ func (w *Writer) recover(lf logFile) error {
 				}
 			}
 			unsignedSeqs = kept
+		case Event:
+			if b.Anchor != nil {
+				w.anchor = b.Anchor
+			}
+			unsignedSeqs = append(unsignedSeqs, rec.Seq)
 		default:
 			unsignedSeqs = append(unsignedSeqs, rec.Seq)
 		}

@@ -253,6 +253,9 @@ func FormatBody(at Timestamp, b Body, opts ShowOptions) string {
 				s += " " + f.k + " " + f.v
 			}
 		}
+		if v.Anchor != nil {
+			s += fmt.Sprintf(" anchor %d", *v.Anchor)
+		}
 		if v.Reason != "" {
 			s += ": " + v.Reason
 		}

@@ -26,6 +26,11 @@ type Trust struct {
 	// a running gate's log is never sealed. Without it an unsealed or torn
 	// end is reported in the Report only.
 	RequireSealed bool
+	// Anchor, when set, is the value of the device's anchor counter (read
+	// on the gate: `otgate audit anchor`): a log whose last anchor is
+	// behind it (rolled back, its newest part removed), or more than one
+	// step ahead of it, is a *Problem wrapping ErrAnchor. See Anchor.
+	Anchor *uint64
 }
 
 // ParseTrustPEM reads a PEM "PUBLIC KEY" or "CERTIFICATE" (the device

@@ -54,6 +54,19 @@ type Report struct {
 	// some not is mixed (Report.DevMixed).
 	DevRecords        uint64
 	DevFirst, DevLast uint64
+	// Anchor is the last anchor value in the log (HasAnchor false: none;
+	// see Anchor), recorded at seq AnchorSeq (for a partial log whose
+	// newest anchor is in a removed file: the first file's rotation
+	// record, which carries it). AnchorAlarms are the anchor-mismatch and
+	// anchor-unavailable records: each a disagreement with, or a silence
+	// of, the device's counter that the writer found and recorded when it
+	// opened the log (at most MaxListedRecoveries; AlarmsNotListed counts
+	// the rest).
+	Anchor          uint64
+	HasAnchor       bool
+	AnchorSeq       uint64
+	AnchorAlarms    []Recovery
+	AlarmsNotListed int
 }
 
 // DevMixed reports whether the log holds both dev-mode records and
@@ -236,6 +249,13 @@ func verify(dir string, trust Trust, st *verifyStats) (*Report, error) {
 			if rep.Records > 0 && b.NextUnsigned != cps.expectFirst {
 				return fail(fmt.Errorf("%w: rotation says the next checkpoint starts at seq %d, want %d", ErrCheckpoint, b.NextUnsigned, cps.expectFirst))
 			}
+			if rep.Records == 0 {
+				if b.Anchor != nil {
+					rep.Anchor, rep.HasAnchor, rep.AnchorSeq = *b.Anchor, true, e.Record.Seq
+				}
+			} else if (b.Anchor != nil) != rep.HasAnchor || (b.Anchor != nil && *b.Anchor != rep.Anchor) {
+				return fail(fmt.Errorf("%w: rotation carries anchor %s, but the log's last anchor is %s", ErrChain, anchorString(b.Anchor), anchorString(rep.anchorPtr())))
+			}
 		case Checkpoint:
 			if err := cps.check(b, e.Record.Seq, chain.logID, trust, keyID); err != nil {
 				var p *Problem
@@ -250,11 +270,23 @@ func verify(dir string, trust Trust, st *verifyStats) (*Report, error) {
 			}
 			verified = true
 		}
-		if ev, ok := e.Body.(Event); ok && ev.Type == EventLogRecovered {
-			if len(rep.Recoveries) < MaxListedRecoveries {
-				rep.Recoveries = append(rep.Recoveries, Recovery{File: e.File, Offset: e.Offset, Seq: e.Record.Seq, Reason: ev.Reason})
-			} else {
-				rep.RecoveriesNotListed++
+		if ev, ok := e.Body.(Event); ok {
+			switch ev.Type {
+			case EventLogRecovered:
+				if len(rep.Recoveries) < MaxListedRecoveries {
+					rep.Recoveries = append(rep.Recoveries, Recovery{File: e.File, Offset: e.Offset, Seq: e.Record.Seq, Reason: ev.Reason})
+				} else {
+					rep.RecoveriesNotListed++
+				}
+			case EventAnchorMismatch, EventAnchorUnavailable:
+				if len(rep.AnchorAlarms) < MaxListedRecoveries {
+					rep.AnchorAlarms = append(rep.AnchorAlarms, Recovery{File: e.File, Offset: e.Offset, Seq: e.Record.Seq, Reason: ev.Type + ": " + ev.Reason})
+				} else {
+					rep.AlarmsNotListed++
+				}
+			}
+			if ev.Anchor != nil {
+				rep.Anchor, rep.HasAnchor, rep.AnchorSeq = *ev.Anchor, true, e.Record.Seq
 			}
 		}
 		if e.Record.Dev {
@@ -306,6 +338,15 @@ func verify(dir string, trust Trust, st *verifyStats) (*Report, error) {
 	default:
 		rep.End, rep.EndFile, rep.EndOffset = EndUnsealed, last.File, last.Offset+last.Size
 	}
+	if trust.Anchor != nil {
+		if err := rep.checkAnchor(*trust.Anchor); err != nil {
+			p := &Problem{File: last.File, Offset: last.Offset + last.Size, Err: err}
+			if rep.Records > 0 {
+				p.After, p.HasAfter = rep.LastSeq, true
+			}
+			return rep, p
+		}
+	}
 	if trust.RequireSealed && rep.End != EndSealed {
 		p := &Problem{File: rep.EndFile, Offset: rep.EndOffset, Err: fmt.Errorf("%w: %s", ErrNotSealed, rep.EndSummary())}
 		if rep.End == EndUnsealed && rep.SignaturesChecked && rep.Unsigned > 0 {
@@ -336,6 +377,37 @@ func checkSignature(cp Checkpoint, logID string, trust Trust, keyID string) erro
 			return fmt.Errorf("%w: checkpoint %d..%d does not verify against key %s", ErrSignature, cp.First, cp.Last, keyID)
 		}
 		return err
+	}
+	return nil
+}
+
+func (r *Report) anchorPtr() *uint64 {
+	if !r.HasAnchor {
+		return nil
+	}
+	return &r.Anchor
+}
+
+func anchorString(a *uint64) string {
+	if a == nil {
+		return "none"
+	}
+	return fmt.Sprint(*a)
+}
+
+// checkAnchor compares the log's last anchor with the device's counter
+// (see Anchor): the log may be one step ahead (a stop between the record
+// and the advance, or a gate closing its log right now), never behind.
+func (r *Report) checkAnchor(counter uint64) error {
+	switch {
+	case !r.HasAnchor:
+		return fmt.Errorf("%w: the device's anchor counter is at %d, but this log holds no anchor: it is not the log that device anchored, or that log's anchored part was removed", ErrAnchor, counter)
+	case r.Anchor < counter:
+		return fmt.Errorf("%w: the device's anchor counter is at %d, but this log was last anchored at %d (seq %d): "+
+			"the log was rolled back to an earlier copy, or its newest records or files were removed", ErrAnchor, counter, r.Anchor, r.AnchorSeq)
+	case r.Anchor > counter+1:
+		return fmt.Errorf("%w: this log was last anchored at %d (seq %d), ahead of the device's anchor counter at %d: it comes from another gate, or the counter was replaced",
+			ErrAnchor, r.Anchor, r.AnchorSeq, counter)
 	}
 	return nil
 }

@@ -88,6 +88,15 @@ type Writer struct {
 	loopDone  chan struct{}
 	recovered *TornTail
 	recovery  string // reason of the log-recovered record Open appended, if any
+
+	// anchor is the last anchor value in the chain (nil: none), under mu;
+	// anchorOK says the counter answered at Open (see Anchor);
+	// anchorAlarm is the anchor-mismatch Open recorded, if any, and
+	// anchorUnavail the anchor-unavailable.
+	anchor        *uint64
+	anchorOK      bool
+	anchorAlarm   string
+	anchorUnavail string
 }
 
 // Open opens the log in dir for appending, creating dir and the first file
@@ -138,6 +147,12 @@ func Open(dir string, signer crypto.Signer, opts ...Option) (*Writer, error) {
 			return nil, fmt.Errorf("open audit log %s: record the recovery: %w", dir, err)
 		}
 		w.kick()
+	}
+	if w.cfg.anchor != nil {
+		if err := w.anchorOpen(); err != nil {
+			w.Close()
+			return nil, fmt.Errorf("open audit log %s: %w", dir, err)
+		}
 	}
 	return w, nil
 }
@@ -245,12 +260,12 @@ func (w *Writer) append(b Body) (Position, uint64, error) {
 	case Checkpoint, *Checkpoint:
 		return Position{}, 0, fmt.Errorf("append: %w: use Writer.Checkpoint", ErrInvalidBody)
 	case Event:
-		if err := userEventType(v.Type); err != nil {
+		if err := userEvent(v); err != nil {
 			return Position{}, 0, err
 		}
 	case *Event:
 		if v != nil {
-			if err := userEventType(v.Type); err != nil {
+			if err := userEvent(*v); err != nil {
 				return Position{}, 0, err
 			}
 		}
@@ -258,9 +273,15 @@ func (w *Writer) append(b Body) (Position, uint64, error) {
 	return w.appendAny(b, appendUser)
 }
 
-func userEventType(t string) error {
-	if t == EventLogClosed || t == EventLogRecovered {
-		return fmt.Errorf("append: %w: %q events are written by the log itself", ErrInvalidBody, t)
+// userEvent refuses the events only the log itself writes, and an anchor
+// value in any other.
+func userEvent(e Event) error {
+	switch e.Type {
+	case EventLogClosed, EventLogRecovered, EventLogAnchored, EventAnchorMismatch, EventAnchorUnavailable:
+		return fmt.Errorf("append: %w: %q events are written by the log itself", ErrInvalidBody, e.Type)
+	}
+	if e.Anchor != nil {
+		return fmt.Errorf("append: %w: only the log itself records anchor values", ErrInvalidBody)
 	}
 	return nil
 }
@@ -328,6 +349,15 @@ func (w *Writer) appendAny(b Body, mode appendMode) (Position, uint64, error) {
 	case SessionEnd:
 		w.nonCP++
 		w.kick()
+	case Event:
+		if v.Anchor != nil {
+			a := *v.Anchor
+			w.anchor = &a
+		}
+		w.nonCP++
+		if w.nonCP-w.nonCPSigned >= w.cfg.checkpointEvery {
+			w.kick()
+		}
 	default:
 		w.nonCP++
 		if w.nonCP-w.nonCPSigned >= w.cfg.checkpointEvery {
@@ -393,7 +423,7 @@ func (w *Writer) rotate() error {
 	}
 	w.durable = w.written
 	rot := Rotation{LogID: w.logID, File: w.fileIdx + 1, PrevHead: append([]byte(nil), w.head[:]...),
-		PrevFile: w.fileName, NextUnsigned: w.nextUnsigned}
+		PrevFile: w.fileName, NextUnsigned: w.nextUnsigned, Anchor: w.anchor}
 	if err := w.startFile(w.fileIdx+1, w.head, rot); err != nil {
 		w.fail(err)
 		return w.err

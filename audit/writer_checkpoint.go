@@ -87,8 +87,10 @@ func (w *Writer) backgroundCheckpoint() {
 // starts fail with ErrClosed, so nothing lands between the two. Verify
 // reports a log that ends this way as sealed (EndSealed); any other end
 // of the newest file is a crash or a truncation. If the signer fails, the
-// log-closed record stays unsigned and Close returns the error. Calling
-// Close again does nothing.
+// log-closed record stays unsigned and Close returns the error. An
+// anchored log's log-closed event carries the anchor counter's next value
+// and the counter is advanced once that event is durable (see Anchor).
+// Calling Close again does nothing.
 func (w *Writer) Close() error {
 	w.mu.Lock()
 	if w.closed || w.closing {
@@ -108,7 +110,18 @@ func (w *Writer) Close() error {
 		// The log-closed record may rotate (it is a record like any
 		// other); its checkpoint never does, so the seal is the file's
 		// last two records.
-		_, _, cpErr = w.appendAny(Event{Type: EventLogClosed, Reason: "clean shutdown"}, appendInternal)
+		closed := Event{Type: EventLogClosed, Reason: "clean shutdown"}
+		var advance func()
+		closed.Anchor, advance = w.closingAnchor()
+		var end uint64
+		_, end, cpErr = w.appendAny(closed, appendInternal)
+		if cpErr == nil && advance != nil {
+			// The anchor value is durable before the counter moves: a
+			// stop in between leaves the log one step ahead, never behind.
+			if cpErr = w.waitDurable(end); cpErr == nil {
+				advance()
+			}
+		}
 		if cpErr == nil {
 			_, cpErr = w.checkpoint(ctx, appendInternal|appendNoRotate)
 		}

@@ -1,0 +1,229 @@
+package audit
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Anchor is a counter kept outside the log's storage that only goes
+// forward: on the gate, an NV counter in the TPM, through the identity
+// service. It is what lets a log that was rolled back be told from one
+// that was not, which the log alone cannot do: a copy of the directory
+// taken earlier, or a log cut back to an earlier clean close, is a
+// perfectly good chain that ends sealed.
+//
+// With WithAnchor the Writer records, at every Open and every Close, the
+// value the counter is about to take (a "log-anchored" event at Open, the
+// log-closed event at Close), makes that record durable, and only then
+// advances the counter. So the log is never behind the counter unless it
+// lost records that were durable: Open compares the two and records what
+// it finds in an "anchor-mismatch" event (signed by the next checkpoint,
+// exported to the SIEM like every record), and Verify with Trust.Anchor
+// (the counter's value, read on the device) fails a log that ends behind
+// it. A log one step ahead is the benign trace of a stop between the
+// record and the advance.
+//
+// What it cannot show: records of a run that ended without a clean close
+// (a power cut) after that run's log-anchored event; those already end
+// unsealed, and the next Open records the unclean end.
+type Anchor interface {
+	// Read returns the counter's value; defined is false when it was never
+	// advanced.
+	Read() (value uint64, defined bool, err error)
+	// Advance advances the counter by one from the value Read returned
+	// (from, fromDefined: false when never advanced, which defines it and
+	// gives it whatever value the counter starts at) and returns the value
+	// it then has; a counter that no longer holds from is left alone and
+	// its value returned.
+	Advance(from uint64, fromDefined bool) (uint64, error)
+}
+
+// WithAnchor anchors the log to a (see Anchor).
+func WithAnchor(a Anchor) Option { return func(c *config) { c.anchor = a } }
+
+// Event types of the anchor; like log-closed and log-recovered, only the
+// Writer appends them.
+const (
+	// EventLogAnchored is appended by Open with the value the anchor
+	// counter takes for this run of the log.
+	EventLogAnchored = "log-anchored"
+	// EventAnchorMismatch is appended by Open when the log and the
+	// counter disagree: the reason says how and what it means (a
+	// rollback, a removed log, another gate's log, a replaced TPM).
+	EventAnchorMismatch = "anchor-mismatch"
+	// EventAnchorUnavailable is appended by Open when the counter could
+	// not be read or advanced: the log runs unanchored until it is opened
+	// again.
+	EventAnchorUnavailable = "anchor-unavailable"
+)
+
+// ErrAnchor: the log and the device's anchor counter (Trust.Anchor)
+// disagree.
+var ErrAnchor = errors.New("log does not match the device's anchor counter")
+
+// AnchorState says how the log is anchored in this run: Value is the last
+// anchor value in the chain (Has false: none), OK whether the counter
+// answered at Open (false also without WithAnchor), Alarm the reason of
+// the anchor-mismatch event Open recorded ("" when none) and Unavailable
+// that of the anchor-unavailable event.
+type AnchorState struct {
+	Value       uint64
+	Has         bool
+	OK          bool
+	Alarm       string
+	Unavailable string
+}
+
+// AnchorState returns the log's anchor state.
+func (w *Writer) AnchorState() AnchorState {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	st := AnchorState{OK: w.anchorOK, Alarm: w.anchorAlarm, Unavailable: w.anchorUnavail}
+	if w.anchor != nil {
+		st.Value, st.Has = *w.anchor, true
+	}
+	return st
+}
+
+// appendDurable appends the log's own event e and waits until it is
+// durable.
+func (w *Writer) appendDurable(e Event) error {
+	_, end, err := w.appendAny(e, appendInternal)
+	if err == nil {
+		err = w.waitDurable(end)
+	}
+	if err != nil {
+		return fmt.Errorf("record %s: %w", e.Type, err)
+	}
+	return nil
+}
+
+// anchorOpen compares the log with the anchor counter, records a
+// disagreement, and anchors this run: the log-anchored event with the
+// counter's next value, durable, then the advance. Only a failure to write
+// the log is an error; a counter that does not answer is recorded
+// (anchor-unavailable) and the log runs unanchored.
+func (w *Writer) anchorOpen() error {
+	a := w.cfg.anchor
+	w.mu.Lock()
+	var last *uint64
+	if w.anchor != nil {
+		v := *w.anchor
+		last = &v
+	}
+	w.mu.Unlock()
+	cur, defined, err := a.Read()
+	if err != nil {
+		return w.anchorUnavailable(fmt.Errorf("read the anchor counter: %w", err))
+	}
+	var alarm, note string
+	switch {
+	case !defined && last != nil:
+		alarm = fmt.Sprintf("this log was last anchored at %d, but the device's anchor counter was never advanced: "+
+			"the TPM was cleared or replaced, or this log comes from another gate", *last)
+	case defined && last == nil:
+		alarm = fmt.Sprintf("the device's anchor counter is at %d, but this log holds no anchor: "+
+			"a log this device anchored before was removed or replaced by this one", cur)
+	case defined && *last < cur:
+		alarm = fmt.Sprintf("the device's anchor counter is at %d, but this log was last anchored at %d: "+
+			"the log was rolled back to an earlier copy, or its newest records or files were removed", cur, *last)
+	case defined && *last > cur+1:
+		alarm = fmt.Sprintf("this log was last anchored at %d, ahead of the device's anchor counter at %d: "+
+			"this log comes from another gate, or the counter was replaced", *last, cur)
+	case defined && *last == cur+1:
+		note = fmt.Sprintf("; the advance to %d recorded before was not made (the gate stopped between the record and the advance)", *last)
+	}
+	if alarm != "" {
+		if err := w.appendDurable(Event{Type: EventAnchorMismatch, Reason: alarm}); err != nil {
+			return err
+		}
+		w.mu.Lock()
+		w.anchorAlarm = alarm
+		w.mu.Unlock()
+		w.cfg.onError(fmt.Errorf("ANCHOR MISMATCH: %s", alarm))
+	}
+	if !defined {
+		// The first advance defines the counter and gives it the value
+		// the TPM starts counters at: it can only be recorded after.
+		v, err := a.Advance(0, false)
+		if err != nil {
+			return w.anchorUnavailable(fmt.Errorf("define the anchor counter: %w", err))
+		}
+		if err := w.appendDurable(Event{Type: EventLogAnchored, Anchor: &v,
+			Reason: fmt.Sprintf("log opened; anchor counter established at %d", v)}); err != nil {
+			return err
+		}
+	} else {
+		want := cur + 1
+		if err := w.appendDurable(Event{Type: EventLogAnchored, Anchor: &want,
+			Reason: fmt.Sprintf("log opened; anchor counter %d -> %d%s", cur, want, note)}); err != nil {
+			return err
+		}
+		got, err := a.Advance(cur, true)
+		if err != nil {
+			return w.anchorUnavailable(fmt.Errorf("advance the anchor counter from %d: %w", cur, err))
+		}
+		if got != want {
+			alarm := fmt.Sprintf("the anchor counter went to %d, not %d: something other than this log advances it", got, want)
+			if err := w.appendDurable(Event{Type: EventAnchorMismatch, Reason: alarm}); err != nil {
+				return err
+			}
+			w.mu.Lock()
+			w.anchorAlarm = alarm
+			w.mu.Unlock()
+			w.cfg.onError(fmt.Errorf("ANCHOR MISMATCH: %s", alarm))
+		}
+	}
+	w.mu.Lock()
+	w.anchorOK = true
+	w.mu.Unlock()
+	w.kick()
+	return nil
+}
+
+// anchorUnavailable records that the counter did not answer; the log runs
+// unanchored in this run.
+func (w *Writer) anchorUnavailable(cause error) error {
+	reason := cause.Error() + "; the log runs unanchored until it is opened again"
+	if err := w.appendDurable(Event{Type: EventAnchorUnavailable, Reason: reason}); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.anchorUnavail = reason
+	w.mu.Unlock()
+	w.cfg.onError(fmt.Errorf("anchor: %s", reason))
+	w.kick()
+	return nil
+}
+
+// closingAnchor returns the anchor value Close's log-closed event records
+// and the advance to make once that event is durable; nil, nil when the
+// log runs unanchored or the counter does not answer (reported through
+// the error handler: the seal goes on without it).
+func (w *Writer) closingAnchor() (*uint64, func()) {
+	w.mu.Lock()
+	ok := w.anchorOK
+	w.mu.Unlock()
+	if !ok {
+		return nil, nil
+	}
+	a := w.cfg.anchor
+	cur, defined, err := a.Read()
+	if err == nil && !defined {
+		err = errors.New("the counter reads as never advanced")
+	}
+	if err != nil {
+		w.cfg.onError(fmt.Errorf("anchor: read the anchor counter at close: %w; the seal is not anchored", err))
+		return nil, nil
+	}
+	want := cur + 1
+	return &want, func() {
+		got, err := a.Advance(cur, true)
+		switch {
+		case err != nil:
+			w.cfg.onError(fmt.Errorf("anchor: advance the anchor counter from %d at close: %w; the next open finds the log one step ahead", cur, err))
+		case got != want:
+			w.cfg.onError(fmt.Errorf("anchor: the anchor counter went to %d at close, not %d", got, want))
+		}
+	}
+}
