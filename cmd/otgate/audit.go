@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 
 	"github.com/otgate/otgate/audit"
 	"github.com/otgate/otgate/inspect/modbus"
+	"github.com/otgate/otgate/services/identity/api"
 )
 
 func init() {
@@ -39,8 +41,14 @@ the log of a stopped gate or on an archived copy: a running gate's log is
 never sealed. Every unclean shutdown the gate found when it reopened the log
 is listed ("recovered after unclean shutdown"): a record in the chain,
 signed by the checkpoint after it. A sealed end proves the gate closed the log there, not that nothing was
-written after a later reopen: compare the last seq and head with a copy held
-elsewhere (the SIEM export) to detect a log cut back to an earlier close.
+written after a later reopen. A gate with a TPM anchors its log: every open
+and clean close records the TPM counter's next value before advancing it, so
+a log put back from an earlier copy or cut back to an earlier close ends
+behind the counter. --anchor N (the value "otgate identity status" prints on
+the gate) or --anchor device (on the gate) fails such a log; the gate itself
+records an "anchor-mismatch" the next time it opens one, listed as ANCHOR
+ALARM. Without a TPM, compare the last seq and head with a copy held
+elsewhere (the SIEM export).
 Records a gate without a TPM wrote in dev mode are marked in the chain:
 verify reports "DEV MODE: N records signed with a software key (not a TPM)"
 (and a log mixing dev-mode and TPM records as MIXED); --strict fails on
@@ -74,6 +82,7 @@ func runAuditVerify(args []string, out io.Writer) error {
 	logID := fs.String("log-id", "", "the log id the files must carry")
 	partial := fs.Bool("allow-partial", false, "accept a log whose oldest files were removed")
 	requireSigned := fs.Bool("require-signed", false, "fail if records after the last checkpoint are not covered by a signature")
+	anchorFlag := fs.String("anchor", "", "the device's audit anchor counter (as otgate identity status prints it on the gate), or \"device\" to read it from the identity service here (on the gate, root): fail if the log ends behind it (rolled back, cut back, replaced)")
 	strict := fs.Bool("strict", false, "fail, naming file and offset, unless the newest file ends sealed by a clean close (not unsealed, not torn); fail on records written in dev mode (software key, no TPM)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "%s\n\n%s\n\nflags of verify:\n", auditUsage, auditVerifyHelp)
@@ -87,6 +96,13 @@ func runAuditVerify(args []string, out io.Writer) error {
 		return err
 	}
 	trust := audit.Trust{ChainOnly: *chainOnly, LogID: *logID, AllowPartial: *partial, RequireSealed: *strict}
+	if *anchorFlag != "" {
+		v, err := anchorValue(*anchorFlag)
+		if err != nil {
+			return err
+		}
+		trust.Anchor = &v
+	}
 	switch {
 	case *keyPath != "" && *certPath != "":
 		return errors.New("give --key or --cert, not both")
@@ -139,6 +155,31 @@ func runAuditVerify(args []string, out io.Writer) error {
 	return nil
 }
 
+// anchorValue reads --anchor: a number, or "device" for the counter the
+// identity service on this gate reads from its TPM.
+func anchorValue(s string) (uint64, error) {
+	if s != "device" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("--anchor %q: want the counter's decimal value or \"device\"", s)
+		}
+		return v, nil
+	}
+	c, err := api.Dial(api.DefaultSocket)
+	if err != nil {
+		return 0, fmt.Errorf("--anchor device: %w", err)
+	}
+	defer c.Close()
+	v, defined, err := c.AuditAnchor()
+	if err != nil {
+		return 0, fmt.Errorf("--anchor device: %w", err)
+	}
+	if !defined {
+		return 0, errors.New("--anchor device: the TPM's audit anchor counter was never advanced: no log was anchored on this gate")
+	}
+	return v, nil
+}
+
 func printReport(out io.Writer, dir string, r *audit.Report) {
 	fmt.Fprintf(out, "log %s (id %q): %d records, %d bytes in %d files", dir, r.LogID, r.Records, r.Bytes, r.Files)
 	if r.Records > 0 {
@@ -161,6 +202,15 @@ func printReport(out io.Writer, dir string, r *audit.Report) {
 	}
 	if r.RecoveriesNotListed > 0 {
 		fmt.Fprintf(out, "... and %d more unclean shutdowns recorded after these (not listed)\n", r.RecoveriesNotListed)
+	}
+	if r.HasAnchor {
+		fmt.Fprintf(out, "anchor: last anchored at %d (seq %d)\n", r.Anchor, r.AnchorSeq)
+	}
+	for _, a := range r.AnchorAlarms {
+		fmt.Fprintf(out, "ANCHOR ALARM recorded at %s offset %d seq %d: %s\n", a.File, a.Offset, a.Seq, a.Reason)
+	}
+	if r.AlarmsNotListed > 0 {
+		fmt.Fprintf(out, "... and %d more anchor alarms (not listed)\n", r.AlarmsNotListed)
 	}
 	if r.End != 0 {
 		fmt.Fprintf(out, "end: %s\n", r.EndSummary())

@@ -173,5 +173,17 @@ func identityStatus(socket string, w io.Writer) error {
 		return errors.New("identity: gate is in quarantine")
 	}
 	fmt.Fprintln(w, "state:      ok")
+	if !st.DevMode {
+		// The value `otgate audit verify --anchor` checks a copy of the
+		// audit log against.
+		switch v, defined, err := c.AuditAnchor(); {
+		case err != nil:
+			fmt.Fprintf(w, "audit anchor: unreadable: %v\n", err)
+		case !defined:
+			fmt.Fprintln(w, "audit anchor: none yet (the proxy has not opened its log on this TPM)")
+		default:
+			fmt.Fprintf(w, "audit anchor: %d (TPM counter; otgate audit verify --anchor %d checks a copy of the log against it)\n", v, v)
+		}
+	}
 	return nil
 }

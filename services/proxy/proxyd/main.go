@@ -24,6 +24,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -158,12 +160,23 @@ func run(ctx context.Context, lg *log.Logger, o *options) error {
 		// software key. Every record says so (audit.WithDevMode).
 		lg.Printf("otgate-proxy: WARNING: DEV MODE: the identity service has no TPM (software key); every audit record is marked dev mode")
 		auditOpts = append(auditOpts, audit.WithDevMode(devModeReason))
+	} else {
+		// The TPM's counter anchors the log against rollback (see
+		// audit.Anchor): a log put back from an earlier copy is recorded
+		// as such at this open.
+		auditOpts = append(auditOpts, audit.WithAnchor(identityAnchor{idc}))
 	}
 	w, err := audit.Open(o.auditDir, device.PrivateKey.(crypto.Signer), auditOpts...)
 	if err != nil {
 		return err
 	}
 	defer w.Close()
+	notes := &statusNotes{set: ready.Status}
+	if st := w.AnchorState(); st.Alarm != "" {
+		notes.note("anchor", "DEGRADED: audit log ANCHOR MISMATCH at open (its anchor-mismatch record says what; otgate audit verify)")
+	} else if st.Unavailable != "" {
+		notes.note("anchor", "DEGRADED: audit log not anchored (the TPM counter did not answer at open)")
+	}
 	ph.done("audit log")
 	var srv *proxy.Server
 	users, err := auth.Open(auth.Config{Dir: o.state, Sealer: idc, Issuer: auth.IssuerForSite(u.Host), Events: proxy.AuthEvents{Log: w, Logf: lg.Printf},
@@ -209,7 +222,7 @@ func run(ctx context.Context, lg *log.Logger, o *options) error {
 	if o.syslogAddr != "" {
 		cfg := syslog.Config{Dir: o.auditDir, Cursor: filepath.Join(o.state, "syslog.cursor"), Addr: o.syslogAddr,
 			OnError:  func(err error) { lg.Printf("otgate-proxy: syslog export: %v", err) },
-			OnStatus: syslogStatus(lg.Printf, ready.Status),
+			OnStatus: syslogStatus(lg.Printf, func(s string) error { return notes.note("syslog", s) }),
 			OnReset:  syslogReset(ctx, lg.Printf, w)}
 		if o.syslogTLS {
 			cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
@@ -316,4 +329,43 @@ func selfSigned() (*tls.Certificate, error) {
 		return nil, err
 	}
 	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
+// identityAnchor is the audit log's anchor: the TPM counter the identity
+// service keeps (services/identity AnchorNVIndex).
+type identityAnchor struct{ c *api.Client }
+
+func (a identityAnchor) Read() (uint64, bool, error) { return a.c.AuditAnchor() }
+
+func (a identityAnchor) Advance(from uint64, fromDefined bool) (uint64, error) {
+	return a.c.AdvanceAuditAnchor(from, fromDefined)
+}
+
+// statusNotes joins the proxy's standing notes (an audit anchor alarm for
+// the whole run, a held-up syslog export while it lasts) into its one
+// status note, so that one clearing does not hide the other.
+type statusNotes struct {
+	set   func(string) error
+	mu    sync.Mutex
+	notes map[string]string
+}
+
+func (n *statusNotes) note(key, s string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.notes == nil {
+		n.notes = map[string]string{}
+	}
+	if s == "" {
+		delete(n.notes, key)
+	} else {
+		n.notes[key] = s
+	}
+	var parts []string
+	for _, k := range []string{"anchor", "syslog"} {
+		if v := n.notes[k]; v != "" {
+			parts = append(parts, v)
+		}
+	}
+	return n.set(strings.Join(parts, "; "))
 }

@@ -1,0 +1,105 @@
+package proxyd
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/otgate/otgate/audit"
+	"github.com/otgate/otgate/services/identity/api"
+	"github.com/otgate/otgate/services/identity/swtpmtest"
+)
+
+// On a TPM gate (swtpm, the real identity service) the proxy anchors its
+// audit log to the TPM's counter: each run records and advances it, the
+// log verifies against the counter, and an audit directory put back from
+// an earlier copy (a perfectly good, sealed chain) is caught twice: Verify
+// against the counter fails it, and the next proxy start records an
+// anchor-mismatch in the log and says so in its own log.
+func TestAuditLogAnchoredToTPM(t *testing.T) {
+	sw := swtpmtest.Start(t, "")
+	dir := t.TempDir()
+	idSock := filepath.Join(shortSockDir(t), "id.sock")
+	identityService(t, sw.Socket, filepath.Join(dir, "identity"), idSock, "")
+	c, err := api.Dial(idSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	counter := func() uint64 {
+		t.Helper()
+		v, defined, err := c.AuditAnchor()
+		if err != nil || !defined {
+			t.Fatalf("anchor counter: %d, %v, %v", v, defined, err)
+		}
+		return v
+	}
+	verify := func(auditDir string, anchor uint64) (*audit.Report, error) {
+		t.Helper()
+		cert, err := c.TLSCertificate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return audit.Verify(auditDir, audit.Trust{PublicKey: cert.Leaf.PublicKey, RequireSealed: true, Anchor: &anchor})
+	}
+
+	auditDir, _ := runAndStop(t, dir, idSock)
+	first := counter()
+	rep, err := verify(auditDir, first)
+	if err != nil || !rep.HasAnchor || rep.Anchor != first {
+		t.Fatalf("first run: %+v, %v; want the log anchored at the counter's %d", rep, err, first)
+	}
+	old := filepath.Join(t.TempDir(), "audit-copy")
+	copyTree(t, auditDir, old)
+
+	runAndStop(t, dir, idSock)
+	now := counter()
+	if now != first+2 {
+		t.Fatalf("counter %d after a second run, want %d (open and close)", now, first+2)
+	}
+	if _, err := verify(old, now); !errors.Is(err, audit.ErrAnchor) || !strings.Contains(err.Error(), "rolled back") {
+		t.Fatalf("the earlier copy against the counter: %v, want ErrAnchor (rolled back)", err)
+	}
+
+	// Someone with the disk puts the earlier copy back.
+	if err := os.RemoveAll(auditDir); err != nil {
+		t.Fatal(err)
+	}
+	copyTree(t, old, auditDir)
+	_, lg := runAndStop(t, dir, idSock)
+	if !strings.Contains(lg, "ANCHOR MISMATCH") || !strings.Contains(lg, "rolled back") {
+		t.Fatalf("the proxy's log does not report the rollback:\n%s", lg)
+	}
+	rep, err = verify(auditDir, counter())
+	if err != nil {
+		t.Fatalf("after recording the mismatch the log is anchored again: %v", err)
+	}
+	if len(rep.AnchorAlarms) != 1 || !strings.Contains(rep.AnchorAlarms[0].Reason, "rolled back") {
+		t.Fatalf("the log's alarms: %+v, want the rollback", rep.AnchorAlarms)
+	}
+}
+
+func copyTree(t *testing.T, src, dst string) {
+	t.Helper()
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if e.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
