@@ -191,7 +191,9 @@ func TestProxyOnTheAppliance(t *testing.T) {
 	t.Logf("otgate audit show (the gate's session log):\n%s", show)
 	for _, want := range []string{`start alice -> plc-tank \(modbus\) rule "engineer-demo"`, `unit 1 read holding 0\.\.9 -> ok = 20 800 200 950 `,
 		`(?m)^\d\d:\d\d:\d\d\.\d{3} alice plc-tank unit 1 write holding 50 = 1234 -> ok \(\d+\.\d ms\)$`,
-		`(?m)^\d\d:\d\d:\d\d\.\d{3} alice plc-tank unit 1 write holding 0 = 100 -> denied, exception 02`, `end client closed`} {
+		`(?m)^\d\d:\d\d:\d\d\.\d{3} alice plc-tank unit 1 write holding 0 = 100 -> denied, exception 02`, `end client closed`,
+		// Anchored to the TPM's counter at open and at the clean close.
+		`event log-anchored anchor \d+: log opened; anchor counter established at \d+`, `event log-closed anchor \d+: clean shutdown`} {
 		if !regexp.MustCompile(want).Match(show) {
 			t.Errorf("transcript lacks %s", want)
 		}

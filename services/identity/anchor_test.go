@@ -38,6 +38,7 @@ func TestAuditAnchorCounter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("first value %d", first)
 	if v, defined, err := c.AuditAnchor(); err != nil || !defined || v != first {
 		t.Fatalf("after the first advance: %d, %v, %v; want %d", v, defined, err, first)
 	}
