@@ -120,6 +120,8 @@ type Event struct {
 	// Anchor: the value the anchor counter takes at this record (the
 	// log's own log-anchored and log-closed events only; see Anchor).
 	Anchor *uint64 `cbor:"9,keyasint,omitempty"`
+	// Pruned: the file a log-pruned event says the log removed.
+	Pruned *Pruned `cbor:"10,keyasint,omitempty"`
 }
 
 // SessionEnd records why and how a session ended.

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -62,6 +63,11 @@ type Report struct {
 	// of, the device's counter that the writer found and recorded when it
 	// opened the log (at most MaxListedRecoveries; AlarmsNotListed counts
 	// the rest).
+	// PrunedFiles is the number of oldest files the gate removed under
+	// its retention (WithRetention), as its log-pruned record at seq
+	// PrunedRecordSeq says: the log starts after them by design.
+	PrunedFiles     uint64
+	PrunedRecordSeq uint64
 	Anchor          uint64
 	HasAnchor       bool
 	AnchorSeq       uint64
@@ -207,7 +213,13 @@ func verify(dir string, trust Trust, st *verifyStats) (*Report, error) {
 				Err: fmt.Errorf("%w: file missing between %s and %s", ErrFiles, r.files[i-1].name, r.files[i].name)}
 		}
 	}
-	chain := chainState{logID: trust.LogID, allowPartial: trust.AllowPartial}
+	// A log may start after its first file: pruned by the gate (a
+	// log-pruned record says so, checked at the end) or, with
+	// Trust.AllowPartial, for any reason.
+	chain := chainState{logID: trust.LogID, allowPartial: true}
+	var startIdx uint64 // index of the first file present
+	var startPrev []byte
+	prunedSeq, explained := uint64(0), false
 	cps := checkpointState{dir: dir, files: r.files}
 	defer cps.close()
 	if st != nil {
@@ -241,7 +253,8 @@ func verify(dir string, trust Trust, st *verifyStats) (*Report, error) {
 			rot := e.Body.(Rotation)
 			cps.expectFirst = rot.NextUnsigned
 			cps.start(e.Record.Seq)
-			cps.partial = trust.AllowPartial && e.Record.Seq != 0
+			cps.partial = e.Record.Seq != 0
+			startIdx, startPrev = r.fileIndex(), rot.PrevHead
 		}
 		verified := false
 		switch b := e.Body.(type) {
@@ -287,6 +300,10 @@ func verify(dir string, trust Trust, st *verifyStats) (*Report, error) {
 			}
 			if ev.Anchor != nil {
 				rep.Anchor, rep.HasAnchor, rep.AnchorSeq = *ev.Anchor, true, e.Record.Seq
+			}
+			if p := ev.Pruned; ev.Type == EventLogPruned && p != nil && startIdx > 0 && !explained &&
+				p.File+1 == startIdx && p.LastSeq+1 == rep.FirstSeq && bytes.Equal(p.Head, startPrev) {
+				explained, prunedSeq = true, e.Record.Seq
 			}
 		}
 		if e.Record.Dev {
@@ -337,6 +354,21 @@ func verify(dir string, trust Trust, st *verifyStats) (*Report, error) {
 		rep.End, rep.EndFile, rep.EndOffset = EndUnsealed, first.File, first.Offset
 	default:
 		rep.End, rep.EndFile, rep.EndOffset = EndUnsealed, last.File, last.Offset+last.Size
+	}
+	if startIdx > 0 {
+		// The gate's own record of removing the file before the first
+		// one present explains the gap, if a signature covers it (or
+		// signatures are not checked, which the report says).
+		if explained && (!rep.SignaturesChecked || (rep.Signed && prunedSeq <= rep.SignedThrough)) {
+			rep.PrunedFiles, rep.PrunedRecordSeq = startIdx, prunedSeq
+		} else if !trust.AllowPartial {
+			why := "no log-pruned record of this log names them"
+			if explained {
+				why = fmt.Sprintf("the log-pruned record that names them (seq %d) is not covered by a signature", prunedSeq)
+			}
+			return rep, &Problem{File: FileName(startIdx), Offset: int64(len(fileMagic)), Seq: rep.FirstSeq, HasSeq: true,
+				Err: fmt.Errorf("%w: the log starts at %s; earlier files are missing and %s", ErrFiles, FileName(startIdx), why)}
+		}
 	}
 	if trust.Anchor != nil {
 		if err := rep.checkAnchor(*trust.Anchor); err != nil {

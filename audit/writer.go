@@ -97,6 +97,11 @@ type Writer struct {
 	anchorOK      bool
 	anchorAlarm   string
 	anchorUnavail string
+
+	// pruneTrigger asks the loop to apply the retention (a rotation);
+	// pruneHeld says why the oldest file cannot go yet (under mu).
+	pruneTrigger chan struct{}
+	pruneHeld    string
 }
 
 // Open opens the log in dir for appending, creating dir and the first file
@@ -123,7 +128,7 @@ func Open(dir string, signer crypto.Signer, opts ...Option) (*Writer, error) {
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}
 	w := &Writer{dir: dir, cfg: cfg, signer: signer, keyID: keyID,
-		trigger: make(chan struct{}, 1), done: make(chan struct{}), loopDone: make(chan struct{})}
+		trigger: make(chan struct{}, 1), pruneTrigger: make(chan struct{}, 1), done: make(chan struct{}), loopDone: make(chan struct{})}
 	w.cond = sync.NewCond(&w.mu)
 	files, err := listFiles(dir)
 	if err != nil {
@@ -154,6 +159,7 @@ func Open(dir string, signer crypto.Signer, opts ...Option) (*Writer, error) {
 			return nil, fmt.Errorf("open audit log %s: %w", dir, err)
 		}
 	}
+	w.kickPrune()
 	return w, nil
 }
 
@@ -263,6 +269,10 @@ func (w *Writer) append(b Body) (Position, uint64, error) {
 		if err := userEvent(v); err != nil {
 			return Position{}, 0, err
 		}
+	case SessionStart, *SessionStart:
+		if err := w.checkReserve(); err != nil {
+			return Position{}, 0, fmt.Errorf("append %s: %w", b.Kind(), err)
+		}
 	case *Event:
 		if v != nil {
 			if err := userEvent(*v); err != nil {
@@ -277,11 +287,11 @@ func (w *Writer) append(b Body) (Position, uint64, error) {
 // value in any other.
 func userEvent(e Event) error {
 	switch e.Type {
-	case EventLogClosed, EventLogRecovered, EventLogAnchored, EventAnchorMismatch, EventAnchorUnavailable:
+	case EventLogClosed, EventLogRecovered, EventLogAnchored, EventAnchorMismatch, EventAnchorUnavailable, EventLogPruned:
 		return fmt.Errorf("append: %w: %q events are written by the log itself", ErrInvalidBody, e.Type)
 	}
-	if e.Anchor != nil {
-		return fmt.Errorf("append: %w: only the log itself records anchor values", ErrInvalidBody)
+	if e.Anchor != nil || e.Pruned != nil {
+		return fmt.Errorf("append: %w: only the log itself records anchor values and removed files", ErrInvalidBody)
 	}
 	return nil
 }
@@ -428,7 +438,15 @@ func (w *Writer) rotate() error {
 		w.fail(err)
 		return w.err
 	}
+	w.kickPrune()
 	return nil
+}
+
+func (w *Writer) kickPrune() {
+	select {
+	case w.pruneTrigger <- struct{}{}:
+	default:
+	}
 }
 
 func (w *Writer) kick() {

@@ -66,6 +66,9 @@ func (w *Writer) loop() {
 			w.backgroundCheckpoint()
 		case <-cpTick.C:
 			w.backgroundCheckpoint()
+			w.prune()
+		case <-w.pruneTrigger:
+			w.prune()
 		case <-flushTick.C:
 			if err := w.Sync(); err != nil {
 				w.cfg.onError(err)

@@ -1,0 +1,253 @@
+package audit
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// logBytes is the size of dir's log files together.
+func logBytes(t *testing.T, dir string) (int64, int) {
+	t.Helper()
+	files, sizes, err := fileSizes(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, s := range sizes {
+		n += s
+	}
+	return n, len(files)
+}
+
+// Over its budget the log removes its oldest files, each after a durable
+// log-pruned record naming it; the log that remains verifies without
+// AllowPartial (the gate's own signed record explains the gap) and sealed.
+func TestRetentionPrunesOldestFiles(t *testing.T) {
+	dir := t.TempDir()
+	key := newKey(t)
+	const budget = 24 << 10
+	w := openLog(t, dir, key, WithMaxFileSize(4<<10), WithCheckpointEvery(5), WithRetention(Retention{MaxBytes: budget}))
+	for i := 0; i < 40; i++ {
+		writeSession(t, w, fmt.Sprintf("s%d", i), 2)
+	}
+	// The newest file may hold records no checkpoint signs yet: one more
+	// checkpoint and the retention catches up.
+	if _, err := w.Checkpoint(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the log within its budget", func() bool {
+		n, _ := logBytes(t, dir)
+		return n <= budget+4<<10
+	})
+	st, err := w.StorageState()
+	if err != nil || st.Held != "" || st.MaxBytes != budget || st.Files < 3 || st.Free <= 0 {
+		t.Fatalf("storage state %+v, %v", st, err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(fileOf(t, dir, 0)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("file 0 still there: %v", err)
+	}
+	pruned := eventsOf(t, dir, EventLogPruned)
+	if len(pruned) == 0 || pruned[0].Pruned == nil || !strings.Contains(pruned[len(pruned)-1].Reason, "over its budget of 24576 bytes") {
+		t.Fatalf("log-pruned records %+v", pruned)
+	}
+	tr := trustOf(key)
+	tr.RequireSealed = true
+	rep, err := Verify(dir, tr)
+	if err != nil {
+		t.Fatalf("a log the gate pruned fails verify: %v", err)
+	}
+	files, _, _ := fileSizes(dir)
+	if rep.PrunedFiles != files[0].index || rep.FirstSeq == 0 || rep.PrunedRecordSeq == 0 {
+		t.Fatalf("report: pruned %d files (first present %s), first seq %d, record at %d", rep.PrunedFiles, files[0].name, rep.FirstSeq, rep.PrunedRecordSeq)
+	}
+
+	// A file that goes missing otherwise is still an error: remove the
+	// oldest file left, which no log-pruned record names.
+	if err := os.Remove(filepath.Join(dir, files[0].name)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Verify(dir, trustOf(key))
+	p := wantProblem(t, err, ErrFiles, files[1].name, -1)
+	if !strings.Contains(p.Error(), "no log-pruned record of this log names them") {
+		t.Fatalf("unexplained gap: %v", p)
+	}
+}
+
+// Records not yet exported (Removable) or not yet signed are never
+// removed: the log grows past its budget and StorageState says why; once
+// the export moves on, the files go.
+func TestRetentionKeepsUnexportedAndUnsigned(t *testing.T) {
+	dir := t.TempDir()
+	key := newKey(t)
+	var exported atomic.Int64
+	exported.Store(-1)
+	removable := func() (uint64, bool) {
+		v := exported.Load()
+		return uint64(v), v >= 0
+	}
+	w := openLog(t, dir, key, WithMaxFileSize(4<<10), WithCheckpointEvery(5),
+		WithRetention(Retention{MaxBytes: 12 << 10, Removable: removable}))
+	defer w.Close()
+	for i := 0; i < 30; i++ {
+		writeSession(t, w, fmt.Sprintf("s%d", i), 2)
+	}
+	w.kickPrune()
+	waitFor(t, "the retention to say it is held", func() bool {
+		st, _ := w.StorageState()
+		return strings.Contains(st.Held, "is not exported yet (exported: none)")
+	})
+	if _, err := os.Stat(fileOf(t, dir, 0)); err != nil {
+		t.Fatalf("an unexported file was removed: %v", err)
+	}
+	n, _ := logBytes(t, dir)
+	if n <= 12<<10 {
+		t.Fatalf("the log (%d bytes) should be over its budget", n)
+	}
+	exported.Store(3) // file 0 holds more than that
+	w.kickPrune()
+	waitFor(t, "the held reason to move", func() bool {
+		st, _ := w.StorageState()
+		return strings.Contains(st.Held, "(exported: through seq 3)")
+	})
+	exported.Store(1 << 40)
+	w.kickPrune()
+	waitFor(t, "the log within its budget", func() bool {
+		st, _ := w.StorageState()
+		return st.Held == "" && st.Bytes <= 16<<10
+	})
+
+	// Unsigned records stay too: a signer that fails (a TPM that stopped
+	// answering) leaves every record unsigned.
+	dir2 := t.TempDir()
+	w2 := openLog(t, dir2, failingSigner{key}, WithMaxFileSize(4<<10), WithRetention(Retention{MaxBytes: 8 << 10}))
+	defer w2.Close()
+	for i := 0; i < 20; i++ {
+		writeSession(t, w2, fmt.Sprintf("s%d", i), 2)
+	}
+	w2.kickPrune()
+	waitFor(t, "unsigned records held", func() bool {
+		st, _ := w2.StorageState()
+		return strings.Contains(st.Held, "holds records no checkpoint signs yet")
+	})
+	if _, err := os.Stat(fileOf(t, dir2, 0)); err != nil {
+		t.Fatalf("an unsigned file was removed: %v", err)
+	}
+}
+
+// A stop between the log-pruned record and the removal: the file is
+// still there at the next open, the retention removes it then (a second
+// record), and the log verifies.
+func TestRetentionStopBeforeRemoval(t *testing.T) {
+	dir := t.TempDir()
+	key := newKey(t)
+	w := openLog(t, dir, key, WithMaxFileSize(4<<10), WithCheckpointEvery(5))
+	for i := 0; i < 12; i++ {
+		writeSession(t, w, fmt.Sprintf("s%d", i), 2)
+	}
+	w.Close()
+	_, sizes, _ := fileSizes(dir)
+	total, _ := logBytes(t, dir)
+	if len(sizes) < 3 {
+		t.Fatalf("%d files, want at least 3", len(sizes))
+	}
+	file0 := mustRead(t, fileOf(t, dir, 0))
+	// A budget that file 0 alone is over: it goes, the rest stays.
+	budget := total - sizes[0] + 1500
+	opts := []Option{WithMaxFileSize(4 << 10), WithCheckpointEvery(5), WithRetention(Retention{MaxBytes: budget})}
+	w = openLog(t, dir, key, opts...)
+	waitFor(t, "file 0 removed", func() bool {
+		_, err := os.Stat(fileOf(t, dir, 0))
+		return err != nil
+	})
+	w.Close()
+	if _, err := os.Stat(fileOf(t, dir, 1)); err != nil {
+		t.Fatalf("file 1 went too: %v", err)
+	}
+	// File 0 back as it was (a log file never changes once the next is
+	// started): the state a stop after the record and before the
+	// removal leaves.
+	mustWrite(t, fileOf(t, dir, 0), file0)
+	if _, err := Verify(dir, trustOf(key)); err != nil {
+		t.Fatalf("with file 0 still there: %v", err)
+	}
+	w = openLog(t, dir, key, opts...)
+	waitFor(t, "file 0 removed again", func() bool {
+		_, err := os.Stat(fileOf(t, dir, 0))
+		return err != nil
+	})
+	w.Close()
+	if n := len(eventsOf(t, dir, EventLogPruned)); n != 2 {
+		t.Fatalf("%d log-pruned records, want 2 (one per attempt)", n)
+	}
+	rep, err := Verify(dir, trustOf(key))
+	if err != nil || rep.PrunedFiles != 1 {
+		t.Fatalf("verify: %+v, %v", rep, err)
+	}
+}
+
+// On a small file system that fills up, a new session is refused once the
+// free space is below the reserve, with the reason; records of running
+// sessions still go in.
+func TestRetentionReserveRefusesSessions(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root")
+	}
+	mnt := t.TempDir()
+	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=2m"); err != nil {
+		t.Fatalf("mount a 2 MiB tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
+	dir := filepath.Join(mnt, "audit")
+	key := newKey(t)
+	w := openLog(t, dir, key, WithRetention(Retention{Reserve: 1 << 20}))
+	defer w.Close()
+	ctx := context.Background()
+	if _, err := w.Append(ctx, SessionStart{SessionID: "a", User: "alice", Asset: "plc-7", Protocol: "modbus", Rule: "r"}); err != nil {
+		t.Fatalf("a session on an empty file system: %v", err)
+	}
+	big := make([]byte, 64<<10)
+	for i := 0; ; i++ {
+		free, err := freeBytes(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if free < 1<<20 {
+			break
+		}
+		if _, err := w.Append(ctx, Payload{SessionID: "a", Direction: ToAsset, Bytes: uint64(len(big)), Raw: big}); err != nil {
+			t.Fatalf("payload %d with %d bytes free: %v", i, free, err)
+		}
+	}
+	_, err := w.Append(ctx, SessionStart{SessionID: "b", User: "bob", Asset: "plc-7", Protocol: "modbus", Rule: "r"})
+	if !errors.Is(err, ErrStorageFull) || !strings.Contains(err.Error(), "below the reserve of 1 MiB") {
+		t.Fatalf("a new session with the file system below the reserve: %v, want ErrStorageFull", err)
+	}
+	if _, err := w.Append(ctx, Payload{SessionID: "a", Direction: ToClient, Bytes: 10, Raw: make([]byte, 10)}); err != nil {
+		t.Fatalf("the running session's record: %v", err)
+	}
+	if _, err := w.Append(ctx, SessionEnd{SessionID: "a", Reason: "client closed"}); err != nil {
+		t.Fatalf("the running session's end: %v", err)
+	}
+}
+
+// failingSigner refuses to sign.
+type failingSigner struct{ k *ecdsa.PrivateKey }
+
+func (s failingSigner) Public() crypto.PublicKey { return &s.k.PublicKey }
+func (s failingSigner) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
+	return nil, errors.New("TPM not answering")
+}
