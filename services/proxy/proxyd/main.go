@@ -63,6 +63,9 @@ type options struct {
 	syslogAddr       string
 	syslogTLS        bool
 	syslogCA         string
+	// auditMaxMiB and auditReserveMiB: the audit log's retention (0:
+	// automatic, see planAuditStorage).
+	auditMaxMiB, auditReserveMiB int64
 }
 
 // parseFlags defines otgate-proxy's flags on fs, parses args and checks
@@ -87,6 +90,8 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	fs.StringVar(&o.syslogAddr, "syslog", "", "export the audit log to this syslog receiver (host:port, RFC 5424 over TCP)")
 	fs.BoolVar(&o.syslogTLS, "syslog-tls", false, "use TLS (RFC 5425) to the syslog receiver")
 	fs.StringVar(&o.syslogCA, "syslog-ca", "", "PEM CA of the syslog receiver (with -syslog-tls)")
+	fs.Int64Var(&o.auditMaxMiB, "audit-max-mib", 0, "the audit log's budget in MiB: its oldest files, once signed (and exported with -syslog), are removed beyond it (0: half of its file system)")
+	fs.Int64Var(&o.auditReserveMiB, "audit-reserve-mib", 0, "refuse new sessions when less than this many MiB are free on the audit log's file system (0: 2% of it, 8 to 512 MiB)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -103,6 +108,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	}
 	if o.maxLoginFailures < 1 {
 		return nil, fmt.Errorf("-max-login-failures %d: want at least 1", o.maxLoginFailures)
+	}
+	if o.auditMaxMiB < 0 || o.auditReserveMiB < 0 {
+		return nil, fmt.Errorf("-audit-max-mib %d, -audit-reserve-mib %d: want 0 (automatic) or more", o.auditMaxMiB, o.auditReserveMiB)
 	}
 	if o.autoUnlock < 0 {
 		return nil, fmt.Errorf("-auto-unlock %v: want a duration of zero (admin unlocks) or more", o.autoUnlock)
@@ -166,6 +174,16 @@ func run(ctx context.Context, lg *log.Logger, o *options) error {
 		// as such at this open.
 		auditOpts = append(auditOpts, audit.WithAnchor(identityAnchor{idc}))
 	}
+	cursor := ""
+	if o.syslogAddr != "" {
+		cursor = filepath.Join(o.state, "syslog.cursor")
+	}
+	storage, err := planAuditStorage(o.auditDir, o.auditMaxMiB, o.auditReserveMiB, cursor)
+	if err != nil {
+		return err
+	}
+	lg.Printf("otgate-proxy: audit log %s: %s", o.auditDir, storage.describe)
+	auditOpts = append(auditOpts, audit.WithRetention(storage.retention), audit.WithMaxFileSize(storage.fileSize))
 	w, err := audit.Open(o.auditDir, device.PrivateKey.(crypto.Signer), auditOpts...)
 	if err != nil {
 		return err
@@ -220,7 +238,7 @@ func run(ctx context.Context, lg *log.Logger, o *options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if o.syslogAddr != "" {
-		cfg := syslog.Config{Dir: o.auditDir, Cursor: filepath.Join(o.state, "syslog.cursor"), Addr: o.syslogAddr,
+		cfg := syslog.Config{Dir: o.auditDir, Cursor: cursor, Addr: o.syslogAddr,
 			OnError:  func(err error) { lg.Printf("otgate-proxy: syslog export: %v", err) },
 			OnStatus: syslogStatus(lg.Printf, func(s string) error { return notes.note("syslog", s) }),
 			OnReset:  syslogReset(ctx, lg.Printf, w)}
@@ -243,6 +261,7 @@ func run(ctx context.Context, lg *log.Logger, o *options) error {
 		}
 		go x.Run(ctx)
 	}
+	go watchStorage(ctx, w, storageCheck, lg.Printf, func(s string) error { return notes.note("storage", s) })
 	quarantine := watchIdentity(ctx, idc.Status, identityWatchEvery, lg.Printf)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -362,7 +381,7 @@ func (n *statusNotes) note(key, s string) error {
 		n.notes[key] = s
 	}
 	var parts []string
-	for _, k := range []string{"anchor", "syslog"} {
+	for _, k := range []string{"anchor", "storage", "syslog"} {
 		if v := n.notes[k]; v != "" {
 			parts = append(parts, v)
 		}

@@ -1,0 +1,152 @@
+package proxyd
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/otgate/otgate/audit"
+	"github.com/otgate/otgate/audit/syslog"
+)
+
+// smallFS mounts a tmpfs of size MiB (a small /perm) for the test.
+func smallFS(t *testing.T, mib int) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	mnt := t.TempDir()
+	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size="+strconv.Itoa(mib)+"m"); err != nil {
+		t.Fatalf("mount a %d MiB tmpfs: %v", mib, err)
+	}
+	t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
+	return mnt
+}
+
+// The automatic retention follows the file system's size; an explicit
+// budget that leaves less than the reserve free is refused with the
+// numbers; with a syslog export only what the receiver acknowledged may go.
+func TestPlanAuditStorage(t *testing.T) {
+	mnt := smallFS(t, 256)
+	dir := filepath.Join(mnt, "audit") // not there yet: planned from its parent
+	st, err := planAuditStorage(dir, 0, 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.retention.MaxBytes != 128<<20 || st.retention.Reserve != 8<<20 || st.fileSize != 8<<20 || st.retention.Removable != nil {
+		t.Fatalf("automatic on 256 MiB: budget %d, reserve %d, files %d", st.retention.MaxBytes, st.retention.Reserve, st.fileSize)
+	}
+	if !strings.Contains(st.describe, "budget 128 MiB (half of the 256 MiB file system)") || !strings.Contains(st.describe, "no syslog export") {
+		t.Fatalf("description %q", st.describe)
+	}
+	if _, err := planAuditStorage(dir, 250, 0, ""); err == nil || !strings.Contains(err.Error(), "a budget of 250 MiB leaves less than the reserve of 8 MiB free on the 256 MiB file system") {
+		t.Fatalf("a budget too large: %v", err)
+	}
+	st, err = planAuditStorage(dir, 0, 1, "")
+	if err != nil || st.retention.Reserve != 1<<20 {
+		t.Fatalf("explicit reserve: %+v, %v", st.retention, err)
+	}
+
+	cursor := filepath.Join(t.TempDir(), "syslog.cursor")
+	st, err = planAuditStorage(dir, 64, 0, cursor)
+	if err != nil || st.retention.MaxBytes != 64<<20 || st.fileSize != 4<<20 || !strings.Contains(st.describe, "only once exported") {
+		t.Fatalf("with export: %+v, %v", st, err)
+	}
+	if _, ok := st.retention.Removable(); ok {
+		t.Fatal("nothing exported yet (no cursor), but records may go")
+	}
+	if err := syslog.SaveCursor(cursor, syslog.Cursor{LogID: "x", Seq: 1234}); err != nil {
+		t.Fatal(err)
+	}
+	if through, ok := st.retention.Removable(); !ok || through != 1234 {
+		t.Fatalf("after the receiver acknowledged seq 1234: %d, %v", through, ok)
+	}
+}
+
+// The status note follows the disk: the log filling a small file system
+// past the reserve makes it DEGRADED (new sessions refused), and the
+// session start is refused with the reason.
+func TestWatchStorageNote(t *testing.T) {
+	mnt := smallFS(t, 4)
+	dir := filepath.Join(mnt, "audit")
+	st, err := planAuditStorage(dir, 1, 2, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	// Removable says no: nothing can go, as with a syslog receiver that
+	// is down.
+	st.retention.Removable = func() (uint64, bool) { return 0, false }
+	w, err := audit.Open(dir, key, audit.WithRetention(st.retention), audit.WithMaxFileSize(256<<10), audit.WithCheckpointEvery(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var mu sync.Mutex
+	var notes []string
+	note := func(s string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		notes = append(notes, s)
+		return nil
+	}
+	lastNote := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(notes) == 0 {
+			return "(none)"
+		}
+		return notes[len(notes)-1]
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go watchStorage(ctx, w, 20*time.Millisecond, t.Logf, note)
+
+	bg := context.Background()
+	if _, err := w.Append(bg, audit.SessionStart{SessionID: "a", User: "alice", Asset: "plc-7", Protocol: "modbus", Rule: "r"}); err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 32<<10)
+	for {
+		free := freeMiB(t, mnt)
+		if free < 2 {
+			break
+		}
+		if _, err := w.Append(bg, audit.Payload{SessionID: "a", Direction: audit.ToAsset, Bytes: uint64(len(big)), Raw: big}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(lastNote(), "audit log storage FULL") {
+		if time.Now().After(deadline) {
+			t.Fatalf("note %q, want storage FULL", lastNote())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(lastNote(), "new sessions refused") || !strings.Contains(lastNote(), "is not exported yet") {
+		t.Fatalf("note %q", lastNote())
+	}
+	_, err = w.Append(bg, audit.SessionStart{SessionID: "b", User: "bob", Asset: "plc-7", Protocol: "modbus", Rule: "r"})
+	if err == nil || !strings.Contains(err.Error(), "audit log storage full") {
+		t.Fatalf("a session start on a full disk: %v", err)
+	}
+}
+
+func freeMiB(t *testing.T, dir string) int64 {
+	t.Helper()
+	var s unix.Statfs_t
+	if err := unix.Statfs(dir, &s); err != nil {
+		t.Fatal(err)
+	}
+	return int64(s.Bavail) * int64(s.Bsize) >> 20
+}
