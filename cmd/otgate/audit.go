@@ -49,6 +49,12 @@ the gate) or --anchor device (on the gate) fails such a log; the gate itself
 records an "anchor-mismatch" the next time it opens one, listed as ANCHOR
 ALARM. Without a TPM, compare the last seq and head with a copy held
 elsewhere (the SIEM export).
+A gate removes its log's oldest files when the log is over its budget
+(otgate-proxy -audit-max-mib; only files signed, and exported when a syslog
+receiver is configured), each after a signed "log-pruned" record naming it:
+verify accepts a log that starts after files its own records say were
+removed, and reports them; a log missing files no such record names fails
+(--allow-partial accepts it).
 Records a gate without a TPM wrote in dev mode are marked in the chain:
 verify reports "DEV MODE: N records signed with a software key (not a TPM)"
 (and a log mixing dev-mode and TPM records as MIXED); --strict fails on
@@ -202,6 +208,10 @@ func printReport(out io.Writer, dir string, r *audit.Report) {
 	}
 	if r.RecoveriesNotListed > 0 {
 		fmt.Fprintf(out, "... and %d more unclean shutdowns recorded after these (not listed)\n", r.RecoveriesNotListed)
+	}
+	if r.PrunedFiles > 0 {
+		fmt.Fprintf(out, "retention: the gate removed the %d oldest files (its log-pruned record at seq %d names the last of them); the log starts at seq %d\n",
+			r.PrunedFiles, r.PrunedRecordSeq, r.FirstSeq)
 	}
 	if r.HasAnchor {
 		fmt.Fprintf(out, "anchor: last anchored at %d (seq %d)\n", r.Anchor, r.AnchorSeq)

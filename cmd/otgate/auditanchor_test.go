@@ -2,6 +2,10 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
 	"os"
@@ -9,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/otgate/otgate/audit"
 	"github.com/otgate/otgate/services/identity"
@@ -121,5 +126,56 @@ func copyDirFiles(t *testing.T, src, dst string) {
 		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// A log the gate pruned verifies without --allow-partial, and verify says
+// how many files the gate removed; a log missing a file no record names
+// fails.
+func TestAuditVerifyPrunedLog(t *testing.T) {
+	dir := t.TempDir()
+	logDir := filepath.Join(dir, "audit")
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	w, err := audit.Open(logDir, key, audit.WithMaxFileSize(2<<10), audit.WithCheckpointEvery(3), audit.WithRetention(audit.Retention{MaxBytes: 8 << 10}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := 0; i < 60; i++ {
+		id := strconv.Itoa(i)
+		if _, err := w.Append(ctx, audit.SessionStart{SessionID: id, User: "alice", Asset: "plc-7", Protocol: "modbus", Rule: "r"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Append(ctx, audit.SessionEnd{SessionID: id, Reason: "client closed"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(logDir, audit.FileName(0))); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the retention never removed file 0")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	keyPath := filepath.Join(dir, "pub.pem")
+	os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600)
+	var out bytes.Buffer
+	if err := runAudit([]string{"verify", "--strict", "--key", keyPath, logDir}, &out); err != nil {
+		t.Fatalf("verify of a pruned log: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "retention: the gate removed the ") {
+		t.Fatalf("verify output:\n%s", out.String())
+	}
+	ents, _ := os.ReadDir(logDir)
+	os.Remove(filepath.Join(logDir, ents[0].Name()))
+	if err := runAudit([]string{"verify", "--key", keyPath, logDir}, &out); err == nil || !strings.Contains(err.Error(), "no log-pruned record of this log names them") {
+		t.Fatalf("verify of a log missing an unrecorded file: %v", err)
 	}
 }
