@@ -8,7 +8,10 @@
 //     v1.1b3 and decodes them without allocating;
 //   - grant rules (Rules, with yaml tags and Validate) compiled into a
 //     Policy whose Judge allows a request or denies it with the exception a
-//     device would answer and a reason naming the rule;
+//     device would answer and a reason naming the rule; a gateway's grant
+//     may give one block of Rules per unit (CompileBlocks), and Judge
+//     picks the block by the request's unit id (a table lookup) and names
+//     it ("plc-gw units 2") in the reason and the record;
 //   - a Session that sits in a relay: requests from the client are read
 //     whole, judged, then forwarded or answered locally with an exception;
 //     responses from the device are forwarded as their bytes arrive

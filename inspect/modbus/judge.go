@@ -20,14 +20,22 @@ type Decision struct {
 	Reason string
 }
 
-// Name returns the rule name given in Rules.Name.
+// Name returns the rule name given in Rules.Name (CompileBlocks: its
+// name).
 func (p *Policy) Name() string { return p.name }
 
-// Judge decides on one parsed request. It does not allocate when it allows.
+// Judge decides on one parsed request, by the block that lists its unit
+// id. It does not allocate when it allows.
 func (p *Policy) Judge(req *Request) Decision {
-	if !p.units[req.Header.Unit] {
-		return p.deny(ExGatewayPathUnavailable, "unit %d not in allowed units %s", req.Header.Unit, p.unitList)
+	b := p.byUnit[req.Header.Unit]
+	if b == nil {
+		return deny(p.name, ExGatewayPathUnavailable, "unit %d not in allowed units %s", req.Header.Unit, p.unitList)
 	}
+	return b.judge(req)
+}
+
+// judge decides on a request to one of p's units.
+func (p *block) judge(req *Request) Decision {
 	f := req.Function
 	if !p.funcs[f] {
 		allowed := false
@@ -78,15 +86,19 @@ func fifoSpan(pointer uint16) uint16 {
 	return uint16(min(maxFIFO, 65536-int(pointer)))
 }
 
-func (p *Policy) deny(code ExceptionCode, format string, args ...any) Decision {
-	prefix := "modbus rules"
-	if p.name != "" {
-		prefix += " " + strconv.Quote(p.name)
-	}
-	return Decision{Exception: code, Rule: p.name, Reason: prefix + ": " + fmt.Sprintf(format, args...)}
+func (p *block) deny(code ExceptionCode, format string, args ...any) Decision {
+	return deny(p.name, code, format, args...)
 }
 
-func (p *Policy) span(req *Request, write bool, addr, count uint16) Decision {
+func deny(rule string, code ExceptionCode, format string, args ...any) Decision {
+	prefix := "modbus rules"
+	if rule != "" {
+		prefix += " " + strconv.Quote(rule)
+	}
+	return Decision{Exception: code, Rule: rule, Reason: prefix + ": " + fmt.Sprintf(format, args...)}
+}
+
+func (p *block) span(req *Request, write bool, addr, count uint16) Decision {
 	set, kind := p.read[req.Table], "read"
 	if write {
 		set, kind = p.write[req.Table], "write"
@@ -105,7 +117,7 @@ func spanText(addr, count uint16) string {
 }
 
 // values checks written holding register values against the limits.
-func (p *Policy) values(req *Request, first uint16) Decision {
+func (p *block) values(req *Request, first uint16) Decision {
 	if !p.hasLimits {
 		return Decision{Allow: true, Rule: p.name}
 	}

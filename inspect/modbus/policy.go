@@ -7,12 +7,23 @@ import (
 	"strings"
 )
 
-// Policy is a compiled, validated Rules value; Judge is safe for
-// concurrent use.
+// Policy is a compiled, validated Rules value, or a grant's per-unit
+// blocks (CompileBlocks); Judge is safe for concurrent use.
 type Policy struct {
+	name string
+	// byUnit is the block that judges each unit id's requests (nil: the
+	// unit is not allowed), so picking it costs one load however many
+	// blocks a grant has.
+	byUnit   [256]*block
+	blocks   []*block
+	unitList string
+}
+
+// block is one compiled Rules value: what a request to one of its units
+// may do.
+type block struct {
 	name      string
-	units     [256]bool
-	unitList  string
+	units     []int
 	funcs     [256]bool // every sub-function allowed
 	diagSubs  map[uint16]bool
 	meiTypes  [256]bool
@@ -62,7 +73,76 @@ func mergeRanges(in []Range) rangeSet {
 
 // Compile validates r and returns its compiled form.
 func (r *Rules) Compile() (*Policy, error) {
-	p := &Policy{name: r.Name, diagSubs: map[uint16]bool{}}
+	b, err := r.compileBlock()
+	if err != nil {
+		return nil, err
+	}
+	p := &Policy{name: r.Name, blocks: []*block{b}, unitList: fmt.Sprint(r.Units)}
+	for _, u := range r.Units {
+		p.byUnit[u] = b
+	}
+	return p, nil
+}
+
+// CompileBlocks validates a grant's per-unit rule blocks (a TCP-to-serial
+// gateway's devices behind one address, each with its own functions and
+// ranges) and returns their compiled form, named name. A request is
+// judged by the one block that lists its unit id; a unit listed by no
+// block is denied as a unit outside Rules.Units is. Each block is
+// validated as Compile validates a Rules value, and is named in reasons
+// and records by name and its units ("plc-gw units 2"); the blocks' own
+// Name fields are not used. A unit id in two blocks is an error: which
+// block decides must not depend on their order.
+func CompileBlocks(name string, blocks []Rules) (*Policy, error) {
+	p := &Policy{name: name}
+	if len(blocks) == 0 {
+		return nil, (&Rules{Name: name}).errorf("no blocks, give at least one (units, functions, ranges)")
+	}
+	type place struct{ block, unit int }
+	first := make(map[int]place)
+	var all []int
+	for i := range blocks {
+		r := blocks[i]
+		r.Name = BlockName(name, r.Units)
+		b, err := r.compileBlock()
+		if err != nil {
+			return nil, (&Rules{Name: name}).errorf("blocks[%d]: %s", i, trimRulesPrefix(err))
+		}
+		for j, u := range r.Units {
+			prev, seen := first[u]
+			switch {
+			case seen && prev.block != i:
+				return nil, (&Rules{Name: name}).errorf("blocks[%d].units[%d]: unit %d is also in blocks[%d].units[%d]; one block judges each unit",
+					i, j, u, prev.block, prev.unit)
+			case seen:
+				continue // listed twice in one block, as Compile allows
+			}
+			first[u] = place{i, j}
+			p.byUnit[u] = b
+			all = append(all, u)
+		}
+		p.blocks = append(p.blocks, b)
+	}
+	p.unitList = fmt.Sprint(all)
+	return p, nil
+}
+
+// BlockName names a per-unit block in deny reasons and records: the
+// grant's name and the block's units, "plc-gw units 1,3".
+func BlockName(grant string, units []int) string { return grant + " " + unitsText(units) }
+
+// unitsText renders units as "units 1,3".
+func unitsText(units []int) string {
+	parts := make([]string, len(units))
+	for i, u := range units {
+		parts[i] = strconv.Itoa(u)
+	}
+	return "units " + strings.Join(parts, ",")
+}
+
+// compileBlock validates r and compiles it as one block.
+func (r *Rules) compileBlock() (*block, error) {
+	p := &block{name: r.Name, units: slices.Clone(r.Units), diagSubs: map[uint16]bool{}}
 	if len(r.Units) == 0 {
 		return nil, r.errorf("units: empty, list the unit ids allowed (0-255)")
 	}
@@ -70,9 +150,7 @@ func (r *Rules) Compile() (*Policy, error) {
 		if u < 0 || u > 255 {
 			return nil, r.errorf("units[%d]: %d out of range 0..255", i, u)
 		}
-		p.units[u] = true
 	}
-	p.unitList = fmt.Sprint(r.Units)
 	if len(r.Functions) == 0 {
 		return nil, r.errorf("functions: empty, list named sets (read-only, read-write, diagnostics, programming), function names or codes")
 	}
@@ -156,4 +234,67 @@ func functionOps(name string) ([]Op, error) {
 		return []Op{{Function: Function(n)}}, nil
 	}
 	return nil, fmt.Errorf("unknown function %q (want read-only, read-write, diagnostics, programming, a function name like write-single-register, or a code 1..127)", name)
+}
+
+// trimRulesPrefix drops the `modbus rules "name": ` prefix of a block's
+// error: the grant's own prefix and the block index say where.
+func trimRulesPrefix(err error) string {
+	s := strings.TrimPrefix(err.Error(), "modbus rules")
+	if rest, ok := strings.CutPrefix(s, " "); ok && strings.HasPrefix(rest, `"`) {
+		if q, err := strconv.QuotedPrefix(rest); err == nil {
+			s = rest[len(q):]
+		}
+	}
+	return strings.TrimPrefix(s, ": ")
+}
+
+// Describe renders the rules for people (otgate explain), one line per
+// block, in the site file's words:
+//
+//	units 1: functions [read-write]; holding-registers read 0-99 write 50-55; limit holding-registers 52: 0..100
+//
+// A grant with per-unit blocks has a line for each, named as its deny
+// reasons name it ("plc-gw units 2: ...").
+func (p *Policy) Describe() []string {
+	out := make([]string, len(p.blocks))
+	for i, b := range p.blocks {
+		var s strings.Builder
+		if len(p.blocks) == 1 && b.name == p.name {
+			s.WriteString(unitsText(b.units))
+		} else {
+			s.WriteString(b.name)
+		}
+		s.WriteString(": functions " + b.funcList)
+		for _, tb := range describedTables {
+			r, w := b.read[tb.t], b.write[tb.t]
+			if len(r) == 0 && len(w) == 0 {
+				continue
+			}
+			s.WriteString("; " + tb.name)
+			if len(r) > 0 {
+				s.WriteString(" read " + r.String())
+			}
+			if len(w) > 0 {
+				s.WriteString(" write " + w.String())
+			}
+		}
+		for _, l := range b.limits {
+			fmt.Fprintf(&s, "; limit holding-registers %s: %d..%d", l.Registers, l.Min, l.Max)
+			if l.Signed {
+				s.WriteString(" signed")
+			}
+		}
+		out[i] = s.String()
+	}
+	return out
+}
+
+var describedTables = []struct {
+	name string
+	t    Table
+}{
+	{"coils", TableCoils},
+	{"discrete-inputs", TableDiscreteInputs},
+	{"holding-registers", TableHoldingRegisters},
+	{"input-registers", TableInputRegisters},
 }

@@ -24,6 +24,19 @@ import (
 // requested span; a write range does not grant reads. A table without
 // ranges allows no access to it. Functions are named sets (see FunctionSets),
 // canonical function names ("write-single-register") or numbers ("16").
+//
+// A grant for a TCP-to-serial gateway (one address, a device per unit id
+// behind it) may instead give a list of Rules, one block per device,
+// each with its own units; CompileBlocks compiles them and a request is
+// judged by the block that lists its unit:
+//
+//	modbus:
+//	  - units: [1]
+//	    functions: [read-write]
+//	    holding-registers: {read: ["0-99"], write: ["50-55"]}
+//	  - units: [2]
+//	    functions: [read-only]
+//	    input-registers: {read: ["0-9"]}
 type Rules struct {
 	// Name is the rule's name in deny reasons (the loader sets it to the
 	// grant's name).
