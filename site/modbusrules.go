@@ -18,7 +18,9 @@ func decodeModbusRules(d *decoder, n *yaml.Node, p, grant string) (*modbus.Rules
 		return nil, false
 	}
 	r := &modbus.Rules{Name: grant}
-	ok := true
+	// A missing required field is reported once, by require: the whole
+	// check at the end would only say it again.
+	ok := f["units"] != nil && f["functions"] != nil
 	if v, has := f["units"]; has {
 		up := join(p, "units")
 		items := d.list(v, up)

@@ -22,6 +22,8 @@ func TestParseModbusRulesErrors(t *testing.T) {
 	}{
 		{"no units", "      units: [1]\n      functions: [read-write]\n      holding", "      units: []\n      functions: [read-write]\n      holding",
 			[]string{`example-site.yaml:71: grants[0].modbus.units: want at least one unit id (0..255)`}},
+		{"units missing", "      units: [1]\n      functions: [read-write]\n      holding", "      functions: [read-write]\n      holding",
+			[]string{`example-site.yaml:71: grants[0].modbus.units: missing (required)`}},
 		{"unit not a number", "      units: [1]\n      functions: [read-write]\n      holding", "      units: [one]\n      functions: [read-write]\n      holding",
 			[]string{`example-site.yaml:71: grants[0].modbus.units[0]: want an integer, got str "one"`}},
 		{"no functions", "      units: [1]\n      functions: [read-write]\n      holding", "      units: [1]\n      functions: []\n      holding",
