@@ -102,9 +102,21 @@ type Grant struct {
 	// its own).
 	MaxSession time.Duration `cbor:"13,keyasint,omitempty"`
 	// Modbus are the Modbus operations an allow grant permits; required
-	// when the grant allows the modbus protocol.
+	// when the grant allows the modbus protocol, unless ModbusBlocks is
+	// set.
 	Modbus *modbus.Rules `cbor:"14,keyasint,omitempty"`
+	// ModbusBlocks are per-unit rule blocks (the site file's modbus: as a
+	// list): a request is judged by the block that lists its unit id. At
+	// most one of Modbus and ModbusBlocks is set. A key of its own, not a
+	// new meaning of 14: a policy applied before blocks existed decodes
+	// as it did, and a build that predates them refuses (unknown field)
+	// a policy that has them rather than ignore them.
+	ModbusBlocks []modbus.Rules `cbor:"15,keyasint,omitempty"`
 }
+
+// HasModbusRules reports whether the grant has Modbus rules in either
+// form.
+func (g *Grant) HasModbusRules() bool { return g.Modbus != nil || len(g.ModbusBlocks) > 0 }
 
 // Window is a weekly recurring period: on each of Days, each of Hours.
 // A range crossing midnight ("22:00-06:00") belongs to the day it starts.

@@ -111,7 +111,11 @@ func decodeGrants(d *decoder, n *yaml.Node, path string, s *Site) {
 			g.MaxSession, _ = d.duration(v, join(p, "max_session"))
 		}
 		if v, ok := f["modbus"]; ok {
-			if r, ok := decodeModbusRules(d, v, join(p, "modbus"), g.Name); ok {
+			if v.Kind == yaml.SequenceNode {
+				if bs, ok := decodeModbusBlocks(d, v, join(p, "modbus"), g.Name); ok {
+					g.ModbusBlocks = bs
+				}
+			} else if r, ok := decodeModbusRules(d, v, join(p, "modbus"), g.Name); ok {
 				g.Modbus = r
 			}
 		}

@@ -78,7 +78,7 @@ func validateGrants(v *validator, s *Site) {
 			if g.MaxSession != 0 {
 				v.errorf(join(p, "max_session"), "a deny grant has no sessions; remove max_session")
 			}
-			if g.Modbus != nil {
+			if g.HasModbusRules() {
 				v.errorf(join(p, "modbus"), "a deny grant has no protocol rules; remove modbus (deny grants deny the whole protocol)")
 			}
 		}
@@ -148,9 +148,9 @@ func validateGrantProtocols(v *validator, g *Grant, p string, targets []*Asset) 
 	}
 	hasModbus := slices.Contains(g.Protocols, "modbus")
 	switch {
-	case g.Effect == EffectAllow && hasModbus && g.Modbus == nil && !v.d.failedUnder(join(p, "modbus")):
+	case g.Effect == EffectAllow && hasModbus && !g.HasModbusRules() && !v.d.failedUnder(join(p, "modbus")):
 		v.errorfAt(p, join(p, "modbus"), "missing (an allow grant for modbus says which operations it allows: units, functions, ranges)")
-	case g.Modbus != nil && !hasModbus && g.Effect == EffectAllow:
+	case g.HasModbusRules() && !hasModbus && g.Effect == EffectAllow:
 		v.errorf(join(p, "modbus"), "modbus rules on a grant whose protocols do not include modbus")
 	}
 }

@@ -130,6 +130,54 @@ func decodeModbusRules(d *decoder, n *yaml.Node, p, grant string) (*modbus.Rules
 	return r, ok
 }
 
+// decodeModbusBlocks reads a grant's modbus: rules given as a list of
+// per-unit blocks (a TCP-to-serial gateway's devices behind one
+// address). Each block is read as decodeModbusRules reads the single
+// mapping; a unit id in two blocks is reported at its second place,
+// naming the first: which block judges a unit must not depend on order.
+func decodeModbusBlocks(d *decoder, n *yaml.Node, p, grant string) ([]modbus.Rules, bool) {
+	items := d.list(n, p)
+	if len(items) == 0 {
+		d.nodeErrorf(n, p, "empty list: give one block (units, functions, ranges) per device, or a single mapping for every unit")
+		return nil, false
+	}
+	ok := true
+	blocks := make([]modbus.Rules, len(items))
+	first := map[int]string{} // unit id -> path of its first listing
+	for i, it := range items {
+		bp := index(p, i)
+		r, good := decodeModbusRules(d, it, bp, grant)
+		ok = ok && good
+		if r == nil {
+			continue
+		}
+		blocks[i] = *r
+		up := join(bp, "units")
+		for j, u := range r.Units {
+			at := index(up, j)
+			if d.failed[at] {
+				continue
+			}
+			prev, seen := first[u]
+			switch {
+			case !seen:
+				first[u] = at
+			case !strings.HasPrefix(prev, up+"["):
+				d.errorf(d.lines[at], at, "unit %d is also in %s (line %d); one block judges each unit, list it in only one", u, prev, d.lines[prev])
+				ok = false
+			}
+		}
+	}
+	if ok {
+		// CompileBlocks is the single definition of what is valid.
+		if _, err := modbus.CompileBlocks(grant, blocks); err != nil {
+			d.nodeErrorf(n, p, "%s", trimRulesPrefix(err.Error()))
+			ok = false
+		}
+	}
+	return blocks, ok
+}
+
 func (d *decoder) ranges(n *yaml.Node, path string) ([]modbus.Range, bool) {
 	ok := true
 	var out []modbus.Range
