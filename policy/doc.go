@@ -25,7 +25,10 @@
 //     earlier grant in the file. Its compiled Modbus rules are the
 //     session's (grants' rules are never merged: the chosen grant's rules
 //     alone apply, so what a session may do is always one grant, named in
-//     the decision and the session log).
+//     the decision and the session log). A gateway's grant may have
+//     per-unit blocks instead of one set of rules; each request is then
+//     judged by the block listing its unit, named in the session log as
+//     the grant and the block's units ("plc-gw units 2").
 //  5. No applying grant: "default-deny".
 //
 // Every decision says until when it holds: Until is the first instant

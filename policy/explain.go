@@ -77,6 +77,9 @@ type Explanation struct {
 type ProtocolDecision struct {
 	Protocol string
 	Decision Decision
+	// Modbus renders the allowing grant's Modbus rules, a line per block
+	// (modbus.Policy.Describe): what the session may do on which unit.
+	Modbus []string `json:",omitempty"`
 }
 
 // GrantCheck says why one grant applies to a user and asset at a time, or
@@ -111,7 +114,11 @@ func (p *Policy) Explain(userName, asset string, t time.Time) (*Explanation, err
 	}
 	e := &Explanation{User: userName, Asset: asset, At: t, SourceNetworks: u.SourceNetworks}
 	for _, svc := range a.Services {
-		e.Decisions = append(e.Decisions, ProtocolDecision{Protocol: svc.Protocol, Decision: p.decide(Request{User: userName, Asset: asset, Protocol: svc.Protocol, Time: t}, false)})
+		pd := ProtocolDecision{Protocol: svc.Protocol, Decision: p.decide(Request{User: userName, Asset: asset, Protocol: svc.Protocol, Time: t}, false)}
+		if pd.Decision.Allow && pd.Decision.Modbus != nil {
+			pd.Modbus = pd.Decision.Modbus.Describe()
+		}
+		e.Decisions = append(e.Decisions, pd)
 	}
 	for _, g := range p.grants {
 		e.Grants = append(e.Grants, g.check(u, a, t))

@@ -167,13 +167,23 @@ func compileGrant(i int, sg site.Grant, windows map[string]*site.MaintenanceWind
 		}
 		g.maint = append(g.maint, w)
 	}
-	if sg.Modbus != nil {
+	switch {
+	case sg.Modbus != nil && len(sg.ModbusBlocks) > 0:
+		// Which one would judge is a guess; the loader never gives both.
+		return nil, fmt.Errorf("policy: grant %q has both single modbus rules and per-unit blocks", sg.Name)
+	case sg.Modbus != nil:
 		mp, err := sg.Modbus.Compile()
 		if err != nil {
 			return nil, fmt.Errorf("policy: grant %q: %w", sg.Name, err)
 		}
 		g.modbus = mp
-	} else if sg.Effect == site.EffectAllow && g.protos["modbus"] {
+	case len(sg.ModbusBlocks) > 0:
+		mp, err := modbus.CompileBlocks(sg.Name, sg.ModbusBlocks)
+		if err != nil {
+			return nil, fmt.Errorf("policy: grant %q: %w", sg.Name, err)
+		}
+		g.modbus = mp
+	case sg.Effect == site.EffectAllow && g.protos["modbus"]:
 		return nil, fmt.Errorf("policy: grant %q allows modbus without modbus rules", sg.Name)
 	}
 	g.windows = describeSchedule(&g.Grant)
@@ -256,8 +266,9 @@ type Decision struct {
 	Until time.Time
 	// MaxSession is the allowing grant's session bound (0: none).
 	MaxSession time.Duration
-	// Modbus is the allowing grant's compiled Modbus rules (nil when the
-	// protocol is not modbus or the decision is a deny).
+	// Modbus is the allowing grant's compiled Modbus rules, single or
+	// per-unit blocks (nil when the protocol is not modbus or the
+	// decision is a deny).
 	Modbus *modbus.Policy `json:"-"`
 }
 

@@ -56,13 +56,15 @@ func Reevaluate(old, new *Policy, s Session, now time.Time) Reevaluation {
 }
 
 // sameRules reports whether the named grant has the same Modbus rules in
-// both policies.
+// both policies: the same single rules and the same per-unit blocks, in
+// the same order (a change in any block, or a move from one form to the
+// other, is a change).
 func sameRules(old, new *Policy, name string) bool {
 	a, b := old.grantByName(name), new.grantByName(name)
 	if a == nil || b == nil {
 		return false
 	}
-	return reflect.DeepEqual(a.Modbus, b.Modbus)
+	return reflect.DeepEqual(a.Modbus, b.Modbus) && reflect.DeepEqual(a.ModbusBlocks, b.ModbusBlocks)
 }
 
 func (p *Policy) grantByName(name string) *grant {

@@ -163,6 +163,12 @@ func printExplanation(out io.Writer, e *policy.Explanation) {
 			extra += ", only from " + strings.Join(nets, ", ")
 		}
 		fmt.Fprintf(out, "  %s: %s by %s, %s%s\n    %s\n", pd.Protocol, verdict, d.Rule, until(d.Until, e.At.Location()), extra, d.Reason)
+		if len(pd.Modbus) > 0 {
+			fmt.Fprintln(out, "    modbus rules (a request is judged by the line listing its unit):")
+			for _, l := range pd.Modbus {
+				fmt.Fprintf(out, "      %s\n", l)
+			}
+		}
 	}
 	fmt.Fprintln(out, "grants considered:")
 	for _, c := range e.Grants {

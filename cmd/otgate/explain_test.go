@@ -23,6 +23,7 @@ func TestExplainPair(t *testing.T) {
 		"alice -> plc-tank at 2026-12-02T09:00:00+01:00",
 		"modbus: ALLOW by engineer-day, until 2026-12-02T22:00:00+01:00, sessions at most 8h0m0s",
 		"engineer-day (allow): applies now",
+		"    modbus rules (a request is judged by the line listing its unit):\n      units 1: functions [read-write]; holding-registers read 0-99 write 50-55\n",
 		"vendor-maintenance (allow): does not match\n    subjects: alice is not named and has none of its roles (roles vendor)",
 	} {
 		if !strings.Contains(out.String(), want) {
@@ -113,5 +114,24 @@ func TestExplainPairSourceNetworks(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "only from") {
 		t.Errorf("alice has no source networks:\n%s", out.String())
+	}
+}
+
+// A gateway grant's per-unit blocks: explain shows each block, named as
+// its deny reasons and records name it.
+func TestExplainModbusBlocks(t *testing.T) {
+	var out bytes.Buffer
+	if err := runExplain([]string{"alice", "rtu-gw", "--at", "2026-12-02T09:00:00+01:00", "--site", "../../site/testdata/gateway-site.yaml"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	want := `  modbus: ALLOW by plc-gw-rw, no scheduled end
+    grant "plc-gw-rw" allows alice (role engineer) modbus on rtu-gw (names rtu-gw), at any time
+    modbus rules (a request is judged by the line listing its unit):
+      plc-gw-rw units 1: functions [read-write]; holding-registers read 0-99 write 50-55; limit holding-registers 52: 0..100
+      plc-gw-rw units 2: functions [read-only]; input-registers read 0-9
+      plc-gw-rw units 3: functions [diagnostics]
+`
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("output lacks\n%s\ngot:\n%s", want, out.String())
 	}
 }
