@@ -26,14 +26,17 @@ func Script(t testing.TB) string {
 
 // Start runs the device on host:port (port "0": any free one), its
 // command line behind prefix (e.g. nsenter into a network namespace; nil
-// for none), until the test ends, and returns the port it listens on. It
-// skips the test when python3-pymodbus is not installed.
-func Start(t testing.TB, prefix []string, host, port string) string {
+// for none), until the test ends, and returns the port it listens on.
+// Options are the script's (--units 1,2,3 to serve several unit ids,
+// --journal FILE to record what reaches the device). It skips the test
+// when python3-pymodbus is not installed.
+func Start(t testing.TB, prefix []string, host, port string, options ...string) string {
 	t.Helper()
 	if err := exec.Command("/usr/bin/python3", "-c", "import pymodbus.server").Run(); err != nil {
 		t.Skip("python3-pymodbus not installed (apt-get install python3-pymodbus)")
 	}
 	args := append(append([]string(nil), prefix...), "/usr/bin/python3", Script(t), host, port)
+	args = append(args, options...)
 	cmd := exec.Command(args[0], args[1:]...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
