@@ -57,10 +57,85 @@ grants:
 
 // startPymodbusInPlant runs the pymodbus device (pymodbustest, a device
 // made with pymodbus, not the project's plant) on port 502 of every plant
-// address, inside the plant namespace.
-func startPymodbusInPlant(t *testing.T, l *lab) {
+// address, inside the plant namespace, with the script's options.
+func startPymodbusInPlant(t *testing.T, l *lab, options ...string) {
 	t.Helper()
-	pymodbustest.Start(t, []string{"nsenter", "-t", strconv.Itoa(l.plantPID), "-n"}, "0.0.0.0", "502")
+	pymodbustest.Start(t, []string{"nsenter", "-t", strconv.Itoa(l.plantPID), "-n"}, "0.0.0.0", "502", options...)
+}
+
+// connectAlice starts a gate whose policy is the site file at sitePath
+// (the real policy path, SiteFileLoader), logs alice in with the otgate
+// CLI and runs `otgate connect plc-1`. It returns the gate, the CLI, the
+// port connect listens on and connect's output lines.
+func connectAlice(t *testing.T, l *lab, sitePath string) (*gate, string, string, <-chan string) {
+	t.Helper()
+	g := newGate(t, l, func(c *Config) { c.LoadPolicy = SiteFileLoader(sitePath) })
+	secret := g.enrol("alice")
+
+	bin := buildOtgate(t)
+	profile := filepath.Join(g.dir, "alice-profile")
+	login := exec.Command(bin, "login", "--profile", profile, "--user", "alice", "--code", oathtool(t, secret), "--password-stdin", "--pin", g.keyPin(t), "otgate://"+g.addr)
+	login.Stdin = strings.NewReader("correct horse battery\n")
+	if out, err := login.CombinedOutput(); err != nil || !strings.Contains(string(out), "logged in as alice") {
+		t.Fatalf("otgate login: %v\n%s", err, out)
+	}
+	connect := exec.Command(bin, "connect", "plc-1", "--listen", "127.0.0.1:0", "--profile", profile)
+	stdout, err := connect.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	connect.Stderr = connect.Stdout
+	if err := connect.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { connect.Process.Kill(); connect.Wait() })
+	lines := lineReader(stdout)
+	port := waitLine(t, lines, regexp.MustCompile(`listening on 127\.0\.0\.1:(\d+) for plc-1/modbus`))[1]
+	return g, bin, port, lines
+}
+
+// runPymodbus runs ops with pymodbus (plant/testdata/modbus_client.py) on
+// one connection to port, addressed to unit.
+func runPymodbus(t *testing.T, port string, unit int, ops string) []pymodbusResult {
+	t.Helper()
+	out, err := exec.Command("/usr/bin/python3", "../../plant/testdata/modbus_client.py", "127.0.0.1", port, strconv.Itoa(unit), ops).CombinedOutput()
+	if err != nil {
+		t.Fatalf("pymodbus client: %v\n%s", err, out)
+	}
+	var res []pymodbusResult
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("pymodbus output %q: %v", out, err)
+	}
+	return res
+}
+
+// checkResults compares pymodbus results with wants ("ok [1 2]",
+// "exception 2").
+func checkResults(t *testing.T, res []pymodbusResult, wants []string) {
+	t.Helper()
+	if len(res) != len(wants) {
+		t.Fatalf("%d results, want %d: %+v", len(res), len(wants), res)
+	}
+	for i, w := range wants {
+		r := res[i]
+		got := "ok " + sprintInts(r.Values)
+		if r.Exception != 0 || !r.OK {
+			got = "exception " + strconv.Itoa(r.Exception) + r.Error
+		}
+		if got != w {
+			t.Errorf("op %d: %+v (%s), want %s", i, r, got, w)
+		}
+	}
+}
+
+// showSession is `otgate audit show --session` of the gate's log.
+func showSession(t *testing.T, bin string, g *gate, session string) string {
+	t.Helper()
+	out, err := exec.Command(bin, "audit", "show", "--session", session, g.logDir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("otgate audit show --session %s: %v\n%s", session, err, out)
+	}
+	return string(out)
 }
 
 // pymodbusResult is one result of plant/testdata/modbus_client.py.
@@ -98,67 +173,22 @@ func TestModbusIndependentDeviceThroughConnect(t *testing.T) {
 		}
 	}
 	setMode("enforce")
-	g := newGate(t, l, func(c *Config) { c.LoadPolicy = SiteFileLoader(sitePath) })
-	secret := g.enrol("alice")
-
-	bin := buildOtgate(t)
-	profile := filepath.Join(g.dir, "alice-profile")
-	login := exec.Command(bin, "login", "--profile", profile, "--user", "alice", "--code", oathtool(t, secret), "--password-stdin", "--pin", g.keyPin(t), "otgate://"+g.addr)
-	login.Stdin = strings.NewReader("correct horse battery\n")
-	if out, err := login.CombinedOutput(); err != nil || !strings.Contains(string(out), "logged in as alice") {
-		t.Fatalf("otgate login: %v\n%s", err, out)
-	}
-	connect := exec.Command(bin, "connect", "plc-1", "--listen", "127.0.0.1:0", "--profile", profile)
-	stdout, err := connect.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	connect.Stderr = connect.Stdout
-	if err := connect.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { connect.Process.Kill(); connect.Wait() })
-	lines := lineReader(stdout)
-	port := waitLine(t, lines, regexp.MustCompile(`listening on 127\.0\.0\.1:(\d+) for plc-1/modbus`))[1]
+	g, bin, port, lines := connectAlice(t, l, sitePath)
 	sessionRe := regexp.MustCompile(`session ([0-9a-f]+) allowed by rule alice-plc`)
 
 	// pymodbus runs ops on one connection (one session) and returns the
 	// results and the session id.
 	pymodbus := func(ops string) ([]pymodbusResult, string) {
 		t.Helper()
-		out, err := exec.Command("/usr/bin/python3", "../../plant/testdata/modbus_client.py", "127.0.0.1", port, "1", ops).CombinedOutput()
-		if err != nil {
-			t.Fatalf("pymodbus client: %v\n%s", err, out)
-		}
-		var res []pymodbusResult
-		if err := json.Unmarshal(out, &res); err != nil {
-			t.Fatalf("pymodbus output %q: %v", out, err)
-		}
-		return res, waitLine(t, lines, sessionRe)[1]
+		return runPymodbus(t, port, 1, ops), waitLine(t, lines, sessionRe)[1]
 	}
 	show := func(session string) string {
 		t.Helper()
-		out, err := exec.Command(bin, "audit", "show", "--session", session, g.logDir).CombinedOutput()
-		if err != nil {
-			t.Fatalf("otgate audit show --session %s: %v\n%s", session, err, out)
-		}
-		return string(out)
+		return showSession(t, bin, g, session)
 	}
 	check := func(res []pymodbusResult, wants []string) {
 		t.Helper()
-		if len(res) != len(wants) {
-			t.Fatalf("%d results, want %d: %+v", len(res), len(wants), res)
-		}
-		for i, w := range wants {
-			r := res[i]
-			got := "ok " + sprintInts(r.Values)
-			if r.Exception != 0 || !r.OK {
-				got = "exception " + strconv.Itoa(r.Exception) + r.Error
-			}
-			if got != w {
-				t.Errorf("op %d: %+v (%s), want %s", i, r, got, w)
-			}
-		}
+		checkResults(t, res, wants)
 	}
 
 	res, session := pymodbus(`[["rh",0,4], ["wr",5,55], ["wr",7,1], ["rh",7,1], ["wr",6,101], ["rh",5,2],
