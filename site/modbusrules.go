@@ -10,7 +10,8 @@ import (
 
 // decodeModbusRules reads a grant's modbus: rules node by node (so every
 // problem has its line and field), then has inspect/modbus check the
-// whole (its Compile is the single definition of what is valid).
+// whole (its Compile is the single definition of what is valid). It reads
+// the single mapping and each block of the list form alike.
 func decodeModbusRules(d *decoder, n *yaml.Node, p, grant string) (*modbus.Rules, bool) {
 	f := d.fields(n, p, "units", "functions", "coils", "discrete-inputs", "holding-registers", "input-registers", "limits")
 	d.require(n, p, f, "units", "functions")
