@@ -103,7 +103,7 @@ func CompileBlocks(name string, blocks []Rules) (*Policy, error) {
 	var all []int
 	for i := range blocks {
 		r := blocks[i]
-		r.Name = BlockName(name, r.Units)
+		r.Name = blockName(name, r.Units)
 		b, err := r.compileBlock()
 		if err != nil {
 			return nil, (&Rules{Name: name}).errorf("blocks[%d]: %s", i, trimRulesPrefix(err))
@@ -127,9 +127,9 @@ func CompileBlocks(name string, blocks []Rules) (*Policy, error) {
 	return p, nil
 }
 
-// BlockName names a per-unit block in deny reasons and records: the
+// blockName names a per-unit block in deny reasons and records: the
 // grant's name and the block's units, "plc-gw units 1,3".
-func BlockName(grant string, units []int) string { return grant + " " + unitsText(units) }
+func blockName(grant string, units []int) string { return grant + " " + unitsText(units) }
 
 // unitsText renders units as "units 1,3".
 func unitsText(units []int) string {
