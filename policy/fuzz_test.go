@@ -13,6 +13,12 @@ import (
 // policy compiled from the stored (CBOR) form decides the same. The seed
 // corpus is in testdata/fuzz/FuzzCompile and runs with go test.
 func FuzzCompile(f *testing.F) {
+	// A gateway grant with per-unit modbus blocks.
+	gw, err := readFile("../site/testdata/gateway-site.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(gw)
 	f.Fuzz(func(t *testing.T, src []byte) {
 		s, err := site.Parse("fuzz.yaml", src, site.Options{Now: now})
 		if err != nil {

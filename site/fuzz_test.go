@@ -12,6 +12,7 @@ import (
 // The seed corpus is in testdata/fuzz/FuzzParse and runs with go test.
 func FuzzParse(f *testing.F) {
 	f.Add(readTestdata(f, "plant.yaml"))
+	f.Add(readTestdata(f, "gateway-site.yaml")) // modbus: as per-unit blocks
 	f.Fuzz(func(t *testing.T, src []byte) {
 		s, err := Parse("fuzz.yaml", src, Options{Now: now})
 		if err != nil {
