@@ -1,12 +1,14 @@
 package proxy
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/otgate/otgate/audit"
 )
@@ -37,7 +39,8 @@ var gatewaySite = deviceSite[:strings.Index(deviceSite, "    modbus:\n")] + `   
 // allows reads only, is answered by the gate with exception 01 and
 // pymodbus's transaction id and never reaches the device; unit 2's
 // allowed read returns unit 2's data; unit 3, in no block, gets 0A. The
-// records and the transcript name the deciding block. In monitor mode
+// records and the transcript name the deciding block. A reload that
+// changes one block ends a live session under the grant. In monitor mode
 // the write to unit 2 passes, recorded as would-deny by unit 2's block.
 func TestModbusGatewayUnitsThroughConnect(t *testing.T) {
 	if _, err := exec.LookPath("/usr/bin/python3"); err != nil {
@@ -127,6 +130,34 @@ func TestModbusGatewayUnitsThroughConnect(t *testing.T) {
 	if text := showSession(t, bin, g, s3); !strings.Contains(text, ` alice plc-1 unit 3 read input 0 -> denied, exception 0a gateway path unavailable: modbus rules "alice-plc": unit 3 not in allowed units [1 2]`) {
 		t.Errorf("unit 3's transcript lacks its denial:\n%s", text)
 	}
+
+	// A reload that changes nothing leaves a live session alone; one that
+	// changes a single block ends it (the inspector cannot switch rules
+	// mid-session: the client reconnects under the new blocks).
+	c, err := net.Dial("tcp", "127.0.0.1:"+port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := modbusExchange(t, c, "000100000006020400000001"); got != "00010000000502040207d0" {
+		t.Fatalf("unit 2 read input 0 = %s, want 2000 (0x07d0)", got)
+	}
+	s5 := waitLine(t, lines, sessionRe)[1]
+	if n, err := g.srv.Reload(); err != nil || n != 0 {
+		t.Fatalf("Reload of the same site = %d, %v; want no session ended", n, err)
+	}
+	if got := modbusExchange(t, c, "000200000006020400010001"); got != "00020000000502040207d1" {
+		t.Fatalf("unit 2 read input 1 after an unchanged reload = %s, want 2001 (0x07d1)", got)
+	}
+	changed := strings.Replace(strings.Replace(gatewaySite, "MODE", "enforce", 1), `          read: ["0-9"]`, `          read: ["0-15"]`, 1)
+	if err := os.WriteFile(sitePath, []byte(changed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := g.srv.Reload(); err != nil || n != 1 {
+		t.Fatalf("Reload with unit 2's block changed = %d, %v; want the session ended", n, err)
+	}
+	waitClosed(t, c, 30*time.Second)
+	g.waitEnd(s5, `modbus rules of grant "alice-plc" changed`)
 
 	// Monitor mode: unit 2's block would deny the write, which passes.
 	setMode("monitor")
