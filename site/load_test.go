@@ -325,7 +325,7 @@ func TestParseErrors(t *testing.T) {
 `, []string{`plant.yaml:82: exceptions[2]: duplicate exception: 10.10.1.20 to plc-2, enip port 44818 is also exceptions[0] (line 69)`}},
 		// The uplink section, appended to the plant at line 82.
 		{"uplink unknown field", withUplink(t, "  mode: static\n  address: 192.168.10.5/24\n  mtu: 1500\n"),
-			[]string{`plant.yaml:85: uplink.mtu: unknown field (known: mode, address, gateway, dns, ntp)`}},
+			[]string{`plant.yaml:85: uplink.mtu: unknown field (known: mode, address, gateway, dns, ntp, nts)`}},
 		{"uplink without mode", withUplink(t, "  address: 192.168.10.5/24\n"),
 			[]string{`plant.yaml:83: uplink.mode: missing (required)`}},
 		{"uplink bad mode", withUplink(t, "  mode: pppoe\n"),

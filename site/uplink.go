@@ -2,6 +2,7 @@ package site
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -30,6 +31,11 @@ const (
 //	  gateway: 192.168.10.1      # static, optional: default route
 //	  dns: [192.168.10.53]       # static, optional
 //	  ntp: [192.168.10.1, ntp.plant.example]  # optional, either mode
+//	  nts:                       # optional, either mode, instead of ntp
+//	    servers: [time.plant.example, 192.168.10.1:4460]
+//	    ca: |                    # the CA of the servers' certificates
+//	      -----BEGIN CERTIFICATE-----
+//	      ...
 //
 // netconf configures the uplink from it when it starts (a change in a
 // policy applied later is reported as pending and takes effect at the
@@ -42,6 +48,13 @@ const (
 // leave them out): timesync reads them from the applied policy at each
 // poll. A DHCP uplink with an ntp list compiles to a non-nil Site.Uplink
 // whose Mode is empty (still DHCP, IsStatic false).
+//
+// NTS names time servers reached with Network Time Security (RFC 8915:
+// authenticated NTP) and the CA of their certificates (NTS, uplinknts.go).
+// With it, timesync uses those servers only, never plain NTP (not the
+// DHCP lease's either); naming ntp as well is an error. Like NTP it is
+// left out of Equal and String, and a DHCP uplink with it alone compiles
+// to a section whose Mode is empty.
 type Uplink struct {
 	// Mode is UplinkStatic, or empty for DHCP (see UplinkDHCP).
 	Mode    UplinkMode   `cbor:"1,keyasint,omitempty"`
@@ -52,6 +65,9 @@ type Uplink struct {
 	// canonical form or lower-case DNS names. Empty: none named (a DHCP
 	// uplink may learn them from its lease).
 	NTP []string `cbor:"5,keyasint,omitempty"`
+	// NTS: the NTS servers and their CA; nil: none named. A new key:
+	// a policy compiled before it existed decodes unchanged.
+	NTS *NTS `cbor:"6,keyasint,omitempty"`
 }
 
 // MaxNTPServers bounds the uplink's ntp list.
@@ -103,7 +119,7 @@ func (u Uplink) Equal(o Uplink) bool {
 }
 
 func decodeUplink(d *decoder, n *yaml.Node, path string, s *Site) {
-	f := d.fields(n, path, "mode", "address", "gateway", "dns", "ntp")
+	f := d.fields(n, path, "mode", "address", "gateway", "dns", "ntp", "nts")
 	if f == nil {
 		return
 	}
@@ -111,6 +127,15 @@ func decodeUplink(d *decoder, n *yaml.Node, path string, s *Site) {
 	u := &Uplink{}
 	if v, ok := f["ntp"]; ok {
 		u.NTP = decodeNTP(d, v, join(path, "ntp"))
+	}
+	if v, ok := f["nts"]; ok {
+		u.NTS = decodeNTS(d, v, join(path, "nts"))
+		if ntp, ok := f["ntp"]; ok {
+			// With NTS the plain servers would never be asked: saying
+			// so beats a list that silently does nothing.
+			d.nodeErrorf(ntp, join(path, "ntp"), "not used when uplink.nts names servers (timesync then takes authenticated time only): remove uplink.ntp")
+			u.NTP = nil
+		}
 	}
 	mode := UplinkMode("")
 	if v, ok := f["mode"]; ok {
@@ -131,10 +156,10 @@ func decodeUplink(d *decoder, n *yaml.Node, path string, s *Site) {
 				d.nodeErrorf(v, join(path, k), "only with mode static (mode dhcp takes it from the lease)")
 			}
 		}
-		if len(u.NTP) > 0 {
+		if len(u.NTP) > 0 || u.NTS != nil {
 			// Still DHCP (Mode empty): the section carries only the
 			// time servers.
-			s.Uplink = &Uplink{NTP: u.NTP}
+			s.Uplink = &Uplink{NTP: u.NTP, NTS: u.NTS}
 		}
 		return
 	}
@@ -205,6 +230,13 @@ func decodeNTP(d *decoder, v *yaml.Node, path string) []string {
 // hyphens in dot-separated labels of at most 63 characters, 253 in all,
 // not all digits), lower-cased. No port: NTP is on 123.
 func ntpHost(d *decoder, n *yaml.Node, path, s string) (string, bool) {
+	return timeHost(d, n, path, s, "NTP server", "want an IPv4 address or a DNS name, no port")
+}
+
+// timeHost checks a time server's host (ntpHost; the host of an NTS-KE
+// server) and returns it in canonical form; what names the entry and
+// want says what is accepted, in an error.
+func timeHost(d *decoder, n *yaml.Node, path, s, what, want string) (string, bool) {
 	if a, err := netip.ParseAddr(s); err == nil {
 		switch {
 		case !a.Is4():
@@ -218,7 +250,7 @@ func ntpHost(d *decoder, n *yaml.Node, path, s string) (string, bool) {
 	}
 	name := strings.ToLower(strings.TrimSuffix(s, "."))
 	if !isDNSName(name) {
-		d.nodeErrorf(n, path, "bad NTP server %q (want an IPv4 address or a DNS name, no port)", s)
+		d.nodeErrorf(n, path, "bad %s %q (%s)", what, s, want)
 		return "", false
 	}
 	return name, true
@@ -252,8 +284,20 @@ func isDNSName(s string) bool {
 }
 
 func validateNTP(v *validator, s *Site, u *Uplink) {
+	type server struct{ path, host string }
+	var all []server
 	for i, h := range u.NTP {
-		path := index("uplink.ntp", i)
+		all = append(all, server{index("uplink.ntp", i), h})
+	}
+	if u.NTS != nil {
+		for i, hp := range u.NTS.Servers {
+			h, _, _ := net.SplitHostPort(hp)
+			all = append(all, server{index("uplink.nts.servers", i), h})
+		}
+		validateNTS(v, u.NTS)
+	}
+	for _, srv := range all {
+		path, h := srv.path, srv.host
 		a, err := netip.ParseAddr(h)
 		if err != nil {
 			if u.IsStatic() && len(u.DNS) == 0 && !v.d.failed["uplink.dns"] {
