@@ -19,6 +19,9 @@ type Sample struct {
 	Err error
 	// Outlier: valid, but too far from the others (Select).
 	Outlier bool
+	// NTS: the server is an NTS server (Server is its key exchange's
+	// host:port) and a valid sample's reply was authenticated.
+	NTS bool
 }
 
 // Valid says whether the sample may be used.
@@ -26,14 +29,20 @@ func (s Sample) Valid() bool { return s.Err == nil }
 
 // String describes the sample for the log: "192.0.2.1 +1.234567s
 // (stratum 2, rtt 1.2ms)", or the reason it was dropped.
+//
+// An NTS server's starts with "nts ".
 func (s Sample) String() string {
+	name := s.Server
+	if s.NTS {
+		name = "nts " + name
+	}
 	switch {
 	case s.Err != nil:
-		return fmt.Sprintf("%s dropped: %v", s.Server, s.Err)
+		return fmt.Sprintf("%s dropped: %v", name, s.Err)
 	case s.Outlier:
-		return fmt.Sprintf("%s %s outlier (stratum %d, rtt %s)", s.Server, signed(s.Offset), s.Stratum, s.RTT.Round(10*time.Microsecond))
+		return fmt.Sprintf("%s %s outlier (stratum %d, rtt %s)", name, signed(s.Offset), s.Stratum, s.RTT.Round(10*time.Microsecond))
 	}
-	return fmt.Sprintf("%s %s (stratum %d, rtt %s)", s.Server, signed(s.Offset), s.Stratum, s.RTT.Round(10*time.Microsecond))
+	return fmt.Sprintf("%s %s (stratum %d, rtt %s)", name, signed(s.Offset), s.Stratum, s.RTT.Round(10*time.Microsecond))
 }
 
 // DefaultAgreement is how far apart valid servers may be and still

@@ -80,6 +80,9 @@ type Service struct {
 	Clock Clock
 	// Dial opens the UDP socket of a query (nil: the library's).
 	Dial func(localAddress, remoteAddress string) (net.Conn, error)
+	// DialKE opens the TCP connection of an NTS key exchange (nil:
+	// net.Dialer).
+	DialKE func(network, address string) (net.Conn, error)
 	// RTC is the hardware clock device ("": none kept).
 	RTC string
 	// Marker is the file that says this boot's clock was synchronised
@@ -103,6 +106,10 @@ type Service struct {
 	rtcGone  bool
 	source   string // last logged description of the servers' source
 	refusals int
+	// NTS servers' sessions by host:port, for the CA whose digest is
+	// ntsCA (nts.go).
+	peers map[string]*ntsPeer
+	ntsCA string
 }
 
 func (s *Service) init() {
@@ -167,11 +174,12 @@ func (s *Service) Run(ctx context.Context, now <-chan struct{}) error {
 }
 
 // servers returns the servers to query and a description of where they
-// come from: the flags, else the site file's uplink.ntp, else the DHCP
-// lease's (LeaseNTP).
-func (s *Service) servers(ctx context.Context) ([]string, string) {
+// come from: the flags, else the site file's uplink.nts (returned as
+// nts; those only: no plain NTP then, not even the lease's), else its
+// uplink.ntp, else the DHCP lease's (LeaseNTP).
+func (s *Service) servers(ctx context.Context) ([]string, *site.NTS, string) {
 	if len(s.Servers) > 0 {
-		return s.Servers, "from the flags"
+		return s.Servers, nil, "from the flags"
 	}
 	why := ""
 	if s.PolicyPath == "" {
@@ -184,30 +192,34 @@ func (s *Service) servers(ctx context.Context) ([]string, string) {
 		case err != nil:
 			why = fmt.Sprintf("site policy unreadable: %v", err)
 		default:
-			if u := a.Site.UplinkSettings(); len(u.NTP) > 0 {
-				return u.NTP, "from the site file's uplink.ntp"
+			u := a.Site.UplinkSettings()
+			if u.NTS != nil {
+				return u.NTS.Servers, u.NTS, "from the site file's uplink.nts (NTS-authenticated; plain NTP is not used)"
+			}
+			if len(u.NTP) > 0 {
+				return u.NTP, nil, "from the site file's uplink.ntp"
 			}
 			why = "the site file's uplink.ntp names none"
 		}
 	}
 	if s.LeaseNTP == nil {
-		return nil, why
+		return nil, nil, why
 	}
 	lease, err := s.LeaseNTP(ctx)
 	switch {
 	case err != nil:
-		return nil, fmt.Sprintf("%s; the DHCP lease's cannot be read: %v", why, err)
+		return nil, nil, fmt.Sprintf("%s; the DHCP lease's cannot be read: %v", why, err)
 	case len(lease) == 0:
-		return nil, why + " and the DHCP lease has none"
+		return nil, nil, why + " and the DHCP lease has none"
 	}
-	return lease, "from the DHCP lease (option 42; " + why + ")"
+	return lease, nil, "from the DHCP lease (option 42; " + why + ")"
 }
 
 // Poll queries the servers once and corrects the clock by what they
 // agree on.
 func (s *Service) Poll(ctx context.Context) Result {
 	s.init()
-	servers, source := s.servers(ctx)
+	servers, ntsConf, source := s.servers(ctx)
 	if desc := source + " " + strings.Join(servers, " "); desc != s.source {
 		s.source = desc
 		if len(servers) == 0 {
@@ -227,7 +239,17 @@ func (s *Service) Poll(ctx context.Context) Result {
 		}
 		return Result{Action: ActionIdle, Next: next}
 	}
-	r := Result{Servers: servers, Samples: s.query(ctx, servers)}
+	r := Result{Servers: servers}
+	if ntsConf != nil {
+		peers, err := s.ntsPeers(ntsConf)
+		if err != nil {
+			return s.failed(r, err)
+		}
+		r.Samples = s.queryNTS(ctx, peers)
+	} else {
+		s.peers, s.ntsCA = nil, ""
+		r.Samples = s.query(ctx, servers)
+	}
 	r.Offset, r.Used, r.Err = Select(r.Samples, s.Agreement)
 	if r.Err != nil {
 		return s.failed(r, fmt.Errorf("%w (%s)", r.Err, describe(r.Samples)))
@@ -247,8 +269,12 @@ func (s *Service) Poll(ctx context.Context) Result {
 		r.Action = ActionRefused
 		s.refusals++
 		r.Err = fmt.Errorf("offset %s is above the panic threshold %s", signed(r.Offset), secs(s.PanicThreshold))
-		s.Logf("timesync: REFUSED: the servers say the clock is off by %s, more than the panic threshold %s, and it was synchronised this boot: NOT applied (plain NTP is unauthenticated: a forged or broken server on the uplink? a reboot allows one step; refusal %d; servers %s; clock %s)",
-			signed(r.Offset), secs(s.PanicThreshold), s.refusals, used, stamp(r.Before))
+		suspect := "plain NTP is unauthenticated: a forged or broken server on the uplink?"
+		if ntsConf != nil {
+			suspect = "the replies are NTS-authenticated: a broken or compromised server?"
+		}
+		s.Logf("timesync: REFUSED: the servers say the clock is off by %s, more than the panic threshold %s, and it was synchronised this boot: NOT applied (%s a reboot allows one step; refusal %d; servers %s; clock %s)",
+			signed(r.Offset), secs(s.PanicThreshold), suspect, s.refusals, used, stamp(r.Before))
 		s.Status(fmt.Sprintf("REFUSED offset %s from %s (panic threshold %s; synchronised earlier this boot) at %s", signed(r.Offset), strings.Join(r.Used, " "), secs(s.PanicThreshold), stamp(r.Before)))
 		s.retry = s.nextRetry()
 		r.Next = s.retry
@@ -375,6 +401,13 @@ func (s *Service) queryOne(ctx context.Context, server string) Sample {
 		smp.Err = err
 		return smp
 	}
+	fill(&smp, r)
+	return smp
+}
+
+// fill records a reply in smp, and why it is not used if it fails the
+// library's Validate.
+func fill(smp *Sample, r *ntp.Response) {
 	smp.Offset, smp.RTT, smp.Stratum = r.ClockOffset, r.RTT, r.Stratum
 	if err := r.Validate(); err != nil {
 		if r.IsKissOfDeath() && r.KissCode != "" {
@@ -382,7 +415,6 @@ func (s *Service) queryOne(ctx context.Context, server string) Sample {
 		}
 		smp.Err = fmt.Errorf("invalid reply: %w (stratum %d, leap %s, root distance %s)", err, r.Stratum, leapName(r.Leap), r.RootDistance.Round(time.Millisecond))
 	}
-	return smp
 }
 
 func leapName(l ntp.LeapIndicator) string {

@@ -1,0 +1,508 @@
+package timesync
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+
+	"github.com/otgate/otgate/site"
+)
+
+// The NTS tests run chronyd as an NTS server (Debian's chrony is built
+// with +NTS) in the lab, with a CA and server certificates made here;
+// the service reads the servers and the CA from an applied site policy,
+// as on the gate.
+
+// testCA is a CA that signs server certificates.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  string
+}
+
+func newTestCA(t *testing.T, cn string, nb, na time.Time) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
+		NotBefore: nb, NotAfter: na, BasicConstraintsValid: true, IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	return &testCA{cert: c, key: key, pem: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))}
+}
+
+// server writes a key and a certificate for address ip, signed by ca
+// and valid from nb to na, to dir, and returns their paths.
+func (ca *testCA) server(t *testing.T, dir, ip string, nb, na time.Time) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: ip},
+		NotBefore: nb, NotAfter: na, IPAddresses: []net.IP{net.ParseIP(ip)},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+// ntsChronyd starts a synchronised chronyd serving NTP and NTS-KE (port
+// 4460) on addr, with a certificate for addr signed by ca, valid from nb
+// to na.
+func (l *lab) ntsChronyd(t *testing.T, addr string, ca *testCA, nb, na time.Time) {
+	t.Helper()
+	dir := filepath.Join(l.dir, "nts-"+addr)
+	cert, key := ca.server(t, dir, addr, nb, na)
+	l.chronyd(t, addr, "local stratum 3", "ntsserverkey "+key, "ntsservercert "+cert, "ntsport 4460",
+		"ntsdumpdir "+dir, "ntsprocesses 0")
+}
+
+// dialTCP opens a key exchange's TCP connection inside the lab.
+func (l *lab) dialTCP(network, addr string) (net.Conn, error) {
+	type res struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		if err := netns.Set(l.ns); err != nil {
+			ch <- res{nil, fmt.Errorf("setns: %w", err)}
+			return
+		}
+		c, err := net.DialTimeout(network, addr, 2*time.Second)
+		ch <- res{c, err}
+	}()
+	r := <-ch
+	return r.c, r.err
+}
+
+// ntsSite is an uplink section naming the NTS servers with ca's
+// certificate as the trust anchor.
+func ntsSite(ca *testCA, servers ...string) string {
+	var b strings.Builder
+	b.WriteString("uplink:\n  mode: dhcp\n  nts:\n    servers: [" + strings.Join(servers, ", ") + "]\n    ca: |\n")
+	for _, l := range strings.Split(strings.TrimRight(ca.pem, "\n"), "\n") {
+		b.WriteString("      " + l + "\n")
+	}
+	return b.String()
+}
+
+// ntsService is a service reading the applied policy in dir, talking
+// into the lab, counting key exchanges (TCP connections) and lease
+// look-ups.
+type ntsService struct {
+	*Service
+	kes, leases atomic.Int32
+}
+
+func newNTSService(t *testing.T, l *lab, dir string, c *testClock, lg *logs, marker string) *ntsService {
+	s := &ntsService{}
+	s.Service = &Service{
+		PolicyPath: filepath.Join(dir, site.AppliedFile), Clock: c, Dial: l.dial, Marker: marker,
+		DialKE: func(network, addr string) (net.Conn, error) {
+			s.kes.Add(1)
+			return l.dialTCP(network, addr)
+		},
+		LeaseNTP: func(context.Context) ([]string, error) {
+			s.leases.Add(1)
+			return []string{"192.0.2.3"}, nil
+		},
+		RTC:     filepath.Join(t.TempDir(), "no-rtc0"),
+		Timeout: time.Second, Logf: lg.logf, Status: lg.note,
+	}
+	return s
+}
+
+// The gate syncs through NTS: one key exchange, then authenticated
+// queries; the first poll steps the injected clock to chronyd's time,
+// the next slews with the session's cookies (no new key exchange). The
+// DHCP lease names a plain NTP server that answers, and is never asked.
+func TestNTSSyncs(t *testing.T) {
+	l := newLab(t)
+	now := time.Now()
+	ca := newTestCA(t, "Plant Time CA", now.Add(-time.Hour), now.AddDate(1, 0, 0))
+	l.ntsChronyd(t, "192.0.2.2", ca, now.Add(-time.Hour), now.AddDate(1, 0, 0))
+	l.chronyd(t, "192.0.2.3", "local stratum 2") // plain NTP, in the lease
+	dir := t.TempDir()
+	applySite(t, dir, ntsSite(ca, "192.0.2.2"))
+	c := &testClock{}
+	c.set(-time.Hour)
+	lg := &logs{}
+	defer func() {
+		if t.Failed() {
+			lg.dump(t)
+		}
+	}()
+	svc := newNTSService(t, l, dir, c, lg, "")
+	r := svc.Poll(context.Background())
+	if r.Action != ActionStepped || !near(r.Offset, time.Hour, tolerance) || len(r.Used) != 1 || r.Used[0] != "192.0.2.2:4460" {
+		t.Fatalf("%s by %s from %v (%v); want stepped by +1h from 192.0.2.2:4460", r.Action, signed(r.Offset), r.Used, r.Err)
+	}
+	if !near(c.skew, 0, tolerance) || !r.Samples[0].NTS {
+		t.Errorf("clock off by %s after the step; sample %s", c.skew, r.Samples[0])
+	}
+	if lg.count("timesync: servers from the site file's uplink.nts (NTS-authenticated; plain NTP is not used): 192.0.2.2:4460") != 1 ||
+		lg.count("timesync: nts 192.0.2.2:4460: key exchange done") != 1 ||
+		lg.match(`^timesync: stepped the clock by \+3(599|600)\.\d+s: .* \(first sync of this boot; servers nts 192\.0\.2\.2:4460 \+3`) != 1 {
+		t.Error("the NTS source, key exchange or step is not logged")
+	}
+	if st := lg.lastStatus(); !strings.HasPrefix(st, "synchronised: stepped by +3") || !strings.Contains(st, "(nts 192.0.2.2:4460 +3") {
+		t.Errorf("status %q", st)
+	}
+	for i := 0; i < 3; i++ {
+		if r = svc.Poll(context.Background()); r.Action != ActionSlewed || !near(r.Offset, 0, tolerance) {
+			t.Fatalf("poll %d: %s by %s (%v); want a small slew", i+2, r.Action, signed(r.Offset), r.Err)
+		}
+	}
+	if n := svc.kes.Load(); n != 1 {
+		t.Errorf("%d key exchanges for 4 polls; want 1 (the session's cookies serve the queries)", n)
+	}
+	if n := svc.leases.Load(); n != 0 {
+		t.Errorf("the DHCP lease was asked %d times with NTS servers named", n)
+	}
+}
+
+// A server whose certificate the site CA did not sign, and one whose
+// certificate names another address, are refused at the key exchange
+// with the reason; the clock is not touched, the plain NTP server of the
+// DHCP lease is not used instead, and the key exchange is not retried at
+// once (back-off).
+func TestNTSUntrustedServerRefused(t *testing.T) {
+	l := newLab(t)
+	now := time.Now()
+	siteCA := newTestCA(t, "Plant Time CA", now.Add(-time.Hour), now.AddDate(1, 0, 0))
+	other := newTestCA(t, "Someone Else", now.Add(-time.Hour), now.AddDate(1, 0, 0))
+	l.ntsChronyd(t, "192.0.2.2", other, now.Add(-time.Hour), now.AddDate(1, 0, 0))
+	// 192.0.2.4 serves a certificate the site CA signed, for 192.0.2.9.
+	dir4 := filepath.Join(l.dir, "nts-192.0.2.4")
+	cert, key := siteCA.server(t, dir4, "192.0.2.9", now.Add(-time.Hour), now.AddDate(1, 0, 0))
+	l.chronyd(t, "192.0.2.4", "local stratum 3", "ntsserverkey "+key, "ntsservercert "+cert, "ntsport 4460", "ntsdumpdir "+dir4, "ntsprocesses 0")
+	l.chronyd(t, "192.0.2.3", "local stratum 2") // plain NTP, in the lease
+	dir := t.TempDir()
+	applySite(t, dir, ntsSite(siteCA, "192.0.2.2", "192.0.2.4"))
+	c := &testClock{}
+	c.set(-time.Hour)
+	lg := &logs{}
+	defer func() {
+		if t.Failed() {
+			lg.dump(t)
+		}
+	}()
+	svc := newNTSService(t, l, dir, c, lg, "")
+	r := svc.Poll(context.Background())
+	if r.Action != ActionFailed || !errors.Is(r.Err, ErrNoValid) {
+		t.Fatalf("%s (%v); want failed: no valid reply", r.Action, r.Err)
+	}
+	want := map[string]string{
+		"192.0.2.2:4460": "certificate not trusted: x509: certificate signed by unknown authority",
+		"192.0.2.4:4460": "certificate not trusted: x509: certificate is valid for 192.0.2.9, not 192.0.2.4",
+	}
+	for _, s := range r.Samples {
+		if s.Err == nil || !strings.Contains(s.Err.Error(), want[s.Server]) || !strings.Contains(s.Err.Error(), "(next key exchange in 8s)") {
+			t.Errorf("%s: %v; want %q and the back-off", s.Server, s.Err, want[s.Server])
+		}
+	}
+	if steps, slews := c.counts(); steps+slews != 0 {
+		t.Error("the clock was changed")
+	}
+	if st := lg.lastStatus(); !strings.HasPrefix(st, "not synchronised: no valid reply (nts 192.0.2.2:4460 dropped: certificate not trusted: x509: certificate signed by unknown authority") {
+		t.Errorf("status %q", st)
+	}
+	// At once again: no new key exchange (back-off), the lease unused.
+	r = svc.Poll(context.Background())
+	if r.Action != ActionFailed || !strings.Contains(r.Samples[0].Err.Error(), "ago; next key exchange in") {
+		t.Errorf("second poll: %s, %v", r.Action, r.Samples[0].Err)
+	}
+	if n := svc.kes.Load(); n != 2 {
+		t.Errorf("%d key exchanges for two polls of two servers; want 2 (back-off)", n)
+	}
+	if n := svc.leases.Load(); n != 0 {
+		t.Errorf("the DHCP lease was asked %d times with NTS servers named", n)
+	}
+	if steps, slews := c.counts(); steps+slews != 0 {
+		t.Error("the clock was changed")
+	}
+}
+
+// The first boot with a wildly wrong RTC: the clock says 2020, the CA
+// and the server's certificate are valid from an hour ago. Before the
+// first sync of the boot the validity times are not checked (the chain
+// and the name are): the service syncs, stepping six years. Once
+// synchronised this boot (the marker), the times are checked: the same
+// wrong clock then finds the certificate not yet valid and is not
+// touched. A server the site CA did not sign is refused with the wrong
+// clock too.
+func TestNTSFirstBootWithWrongRTC(t *testing.T) {
+	l := newLab(t)
+	now := time.Now()
+	ca := newTestCA(t, "Plant Time CA", now.Add(-time.Hour), now.AddDate(1, 0, 0))
+	l.ntsChronyd(t, "192.0.2.2", ca, now.Add(-time.Hour), now.AddDate(1, 0, 0))
+	other := newTestCA(t, "Someone Else", now.Add(-time.Hour), now.AddDate(1, 0, 0))
+	l.ntsChronyd(t, "192.0.2.5", other, now.Add(-time.Hour), now.AddDate(1, 0, 0))
+	dir := t.TempDir()
+	applySite(t, dir, ntsSite(ca, "192.0.2.2"))
+	behind := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC).Sub(now)
+	lg := &logs{}
+	defer func() {
+		if t.Failed() {
+			lg.dump(t)
+		}
+	}()
+	marker := filepath.Join(t.TempDir(), "timesync.synced")
+
+	c := &testClock{}
+	c.set(behind)
+	r := newNTSService(t, l, dir, c, lg, marker).Poll(context.Background())
+	if r.Action != ActionStepped || !near(r.Offset, -behind, tolerance) || !near(c.skew, 0, tolerance) {
+		t.Fatalf("clock in 2020, first sync: %s by %s (%v), clock off by %s; want stepped to chronyd's time", r.Action, signed(r.Offset), r.Err, c.skew)
+	}
+
+	// Synchronised this boot (the marker stays): a clock back in 2020
+	// now fails the certificate's times, and nothing is changed.
+	c2 := &testClock{}
+	c2.set(behind)
+	r = newNTSService(t, l, dir, c2, lg, marker).Poll(context.Background())
+	if r.Action != ActionFailed || len(r.Samples) != 1 || r.Samples[0].Err == nil ||
+		!strings.Contains(r.Samples[0].Err.Error(), "certificate not trusted: x509: certificate has expired or is not yet valid") {
+		t.Fatalf("synced this boot, clock in 2020: %s (%v); want the certificate refused as not yet valid", r.Action, r.Samples)
+	}
+	if steps, slews := c2.counts(); steps+slews != 0 {
+		t.Error("the clock was changed")
+	}
+
+	// Not synced, clock in 2020, a server the site CA did not sign:
+	// refused, the chain is checked without the times.
+	applySite(t, dir, ntsSite(ca, "192.0.2.5"))
+	os.Remove(marker)
+	c3 := &testClock{}
+	c3.set(behind)
+	r = newNTSService(t, l, dir, c3, lg, marker).Poll(context.Background())
+	if r.Action != ActionFailed || r.Samples[0].Err == nil || !strings.Contains(r.Samples[0].Err.Error(), "certificate not trusted: x509: certificate signed by unknown authority") {
+		t.Fatalf("not synced, clock in 2020, untrusted server: %s (%v)", r.Action, r.Samples)
+	}
+	if steps, slews := c3.counts(); steps+slews != 0 {
+		t.Error("the clock was changed")
+	}
+}
+
+// tamper is an on-path attacker between the service and chronyd: it
+// changes the replies chronyd sends (mode: "strip" its NTS fields,
+// "flip" a bit of its transmit timestamp, "drop" it) for the next n
+// queries.
+type tamper struct {
+	mu   sync.Mutex
+	mode string
+	n    int
+}
+
+func (tp *tamper) set(mode string, n int) { tp.mu.Lock(); tp.mode, tp.n = mode, n; tp.mu.Unlock() }
+
+func (tp *tamper) dial(l *lab) func(laddr, raddr string) (net.Conn, error) {
+	return func(laddr, raddr string) (net.Conn, error) {
+		c, err := l.dial(laddr, raddr)
+		if err != nil {
+			return nil, err
+		}
+		tp.mu.Lock()
+		defer tp.mu.Unlock()
+		mode := ""
+		if tp.n > 0 {
+			mode = tp.mode
+			tp.n--
+		}
+		return &tamperConn{Conn: c, mode: mode}, nil
+	}
+}
+
+type tamperConn struct {
+	net.Conn
+	mode string
+}
+
+func (c *tamperConn) Read(b []byte) (int, error) {
+	for {
+		n, err := c.Conn.Read(b)
+		if err != nil {
+			return n, err
+		}
+		switch c.mode {
+		case "strip":
+			return min(n, ntpHeader), nil
+		case "flip":
+			b[40] ^= 1
+		case "drop":
+			continue
+		}
+		return n, nil
+	}
+}
+
+// Every reply must be authenticated: chronyd's genuine reply with its
+// NTS fields stripped (a plain NTP reply) is not taken, nor one with a
+// bit changed; the clock is not touched. Replies lost on the way use up
+// the session's cookies: the service then runs a new key exchange and
+// syncs again.
+func TestNTSRepliesMustBeAuthenticated(t *testing.T) {
+	l := newLab(t)
+	now := time.Now()
+	ca := newTestCA(t, "Plant Time CA", now.Add(-time.Hour), now.AddDate(1, 0, 0))
+	l.ntsChronyd(t, "192.0.2.2", ca, now.Add(-time.Hour), now.AddDate(1, 0, 0))
+	dir := t.TempDir()
+	applySite(t, dir, ntsSite(ca, "192.0.2.2"))
+	c := &testClock{}
+	c.set(-time.Hour)
+	lg := &logs{}
+	defer func() {
+		if t.Failed() {
+			lg.dump(t)
+		}
+	}()
+	svc := newNTSService(t, l, dir, c, lg, "")
+	tp := &tamper{}
+	svc.Dial = tp.dial(l)
+	svc.Timeout = 300 * time.Millisecond
+
+	tp.set("strip", 1)
+	r := svc.Poll(context.Background())
+	if r.Action != ActionFailed || r.Samples[0].Err == nil || !errors.Is(r.Samples[0].Err, errUnauthenticated) ||
+		!strings.Contains(r.Samples[0].Err.Error(), "ignored 1 reply(s): a plain NTP reply without NTS fields (NTS stripped on the way?)") {
+		t.Fatalf("stripped reply: %s (%v)", r.Action, r.Samples)
+	}
+	tp.set("flip", 1)
+	r = svc.Poll(context.Background())
+	if r.Action != ActionFailed || r.Samples[0].Err == nil || !strings.Contains(r.Samples[0].Err.Error(), "auth failed on a reply") {
+		t.Fatalf("changed reply: %s (%v)", r.Action, r.Samples)
+	}
+	if st := lg.lastStatus(); !strings.Contains(st, "nts 192.0.2.2:4460 dropped: auth failed on a reply") {
+		t.Errorf("status %q", st)
+	}
+	if steps, slews := c.counts(); steps+slews != 0 {
+		t.Fatal("the clock was changed by an unauthenticated reply")
+	}
+
+	// Two cookies were used by those; six more replies lost use up the
+	// rest, and the next query runs a new key exchange and syncs.
+	tp.set("drop", 6)
+	for i := 0; i < 6; i++ {
+		if r = svc.Poll(context.Background()); r.Action != ActionFailed {
+			t.Fatalf("dropped reply %d: %s", i+1, r.Action)
+		}
+	}
+	if n := svc.kes.Load(); n != 1 {
+		t.Errorf("%d key exchanges before the cookies ran out; want 1", n)
+	}
+	if r = svc.Poll(context.Background()); r.Action != ActionStepped || !near(c.skew, 0, tolerance) {
+		t.Fatalf("after the cookies ran out: %s (%v)", r.Action, r.Samples)
+	}
+	if n := svc.kes.Load(); n != 2 || lg.count("timesync: nts 192.0.2.2:4460: cookies used up: new key exchange done") != 1 {
+		t.Errorf("%d key exchanges; want a second one when the cookies ran out, logged", n)
+	}
+}
+
+// checkReply passes only a well-formed reply with our unique identifier
+// under exactly one authenticator; malformed fields (on which the library
+// would panic) are refused before the library sees them.
+func TestCheckReply(t *testing.T) {
+	id := make([]byte, 32)
+	id[0] = 7
+	hdr := make([]byte, ntpHeader)
+	hdr[1] = 2
+	ef := func(typ uint16, body []byte) []byte {
+		l := 4 + len(body)
+		return append([]byte{byte(typ >> 8), byte(typ), byte(l >> 8), byte(l)}, body...)
+	}
+	aead := func(nl, cl int) []byte {
+		b := []byte{byte(nl >> 8), byte(nl), byte(cl >> 8), byte(cl)}
+		return append(b, make([]byte, (nl+3)&^3+(cl+3)&^3)...)
+	}
+	cat := func(parts ...[]byte) []byte {
+		var out []byte
+		for _, p := range parts {
+			out = append(out, p...)
+		}
+		return out
+	}
+	other := append([]byte{}, id...)
+	other[0] = 8
+	nak := append([]byte{}, hdr...)
+	nak[1] = 0
+	copy(nak[12:], "NTSN")
+	cases := []struct {
+		name string
+		pkt  []byte
+		want string
+	}{
+		{"good", cat(hdr, ef(extUniqueID, id), ef(extAEAD, aead(16, 32))), ""},
+		{"plain", hdr, "a plain NTP reply"},
+		{"no authenticator", cat(hdr, ef(extUniqueID, id)), "no authenticator"},
+		{"id after the authenticator", cat(hdr, ef(extAEAD, aead(16, 32)), ef(extUniqueID, id)), "no unique identifier under the authenticator"},
+		{"other id", cat(hdr, ef(extUniqueID, other), ef(extAEAD, aead(16, 32))), "not our query's"},
+		{"two authenticators", cat(hdr, ef(extUniqueID, id), ef(extAEAD, aead(16, 32)), ef(extAEAD, aead(16, 32))), "more than one"},
+		{"empty nonce", cat(hdr, ef(extUniqueID, id), ef(extAEAD, aead(0, 32))), "malformed authenticator"},
+		{"short tag", cat(hdr, ef(extUniqueID, id), ef(extAEAD, aead(16, 8))), "malformed authenticator"},
+		{"lengths beyond the field", cat(hdr, ef(extUniqueID, id), ef(extAEAD, aead(16, 32)[:20])), "malformed authenticator"},
+		{"zero-length field", cat(hdr, []byte{1, 4, 0, 0}), "malformed NTS extension fields"},
+		{"field beyond the packet", cat(hdr, []byte{1, 4, 0, 64, 0, 0, 0, 0}), "malformed NTS extension fields"},
+		{"trailing bytes", cat(hdr, ef(extUniqueID, id), ef(extAEAD, aead(16, 32)), []byte{0, 0}), "malformed NTS extension fields"},
+		{"short", hdr[:40], "malformed NTS extension fields"},
+		{"nak", nak, "NTS NAK"},
+	}
+	for _, tc := range cases {
+		err := checkReply(tc.pkt, id)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v; want it passed", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v; want %q", tc.name, err, tc.want)
+		}
+	}
+	if err := checkReply(cat(hdr, ef(extUniqueID, id), ef(extAEAD, aead(16, 32))), nil); err == nil {
+		t.Error("a reply passed for a query without a unique identifier")
+	}
+}
