@@ -112,8 +112,8 @@ var ProductionServices = []ServiceRow{
 		Args: []string{"identity", "check-trust", "-wait", trustWait.String()}, Nice: pathNice,
 	}},
 	proxyRow(),
-	// timesync: the clock from the site file's uplink.ntp servers, else
-	// the DHCP lease's (services/timesync). Not critical and ready at once: the boot (and
+	// timesync: the clock from the site file's uplink.nts servers (NTS),
+	// else its uplink.ntp servers, else the DHCP lease's (services/timesync). Not critical and ready at once: the boot (and
 	// "init: ready") never waits for a sync; after netconf, which brings
 	// the uplink up. It starts while the path services are still coming
 	// up, so it runs at nice 10 (housekeeping: its first query and its

@@ -1,19 +1,45 @@
-// Package timesync is the gate's time service: an SNTP client that keeps
-// the system clock, and the hardware clock, in step with the time servers
-// on the uplink side. Everything security-relevant on the gate depends on
-// the clock: TOTP codes (±30 s), certificate validity, time-window grants
-// and the audit log's timestamps. An industrial PC's RTC drifts seconds a
-// day; without this service the gate stops accepting logins after a few
-// months.
+// Package timesync is the gate's time service: an SNTP client, with
+// Network Time Security (NTS, RFC 8915) when the site file names NTS
+// servers, that keeps the system clock, and the hardware clock, in step
+// with the time servers on the uplink side. Everything security-relevant
+// on the gate depends on the clock: TOTP codes (±30 s), certificate
+// validity, time-window grants and the audit log's timestamps. An
+// industrial PC's RTC drifts seconds a day; without this service the gate
+// stops accepting logins after a few months.
 //
-//   - Servers: the applied site policy's uplink.ntp list (site/uplink.go),
-//     read again at every poll, so a policy applied later takes effect at
-//     the next poll; -server overrides it for development. With none, the
+//   - Servers: the applied site policy's uplink.nts servers (NTS, below),
+//     else its uplink.ntp list (site/uplink.go), read again at every poll,
+//     so a policy applied later takes effect at the next poll; -server
+//     overrides both for development (plain NTP). With neither, the
 //     service falls back to the NTP servers of the uplink's DHCP lease
 //     (option 42, read from netconf's status at every poll: LeaseNTP);
 //     the site file's list wins, as a DHCP server is unauthenticated too.
 //     With none from either, the service says so once (log and status)
 //     and does nothing else.
+//   - NTS (nts.go, github.com/beevik/nts): with uplink.nts named, those
+//     servers are the only ones: no plain NTP, not the DHCP lease's (an
+//     attacker on the uplink could otherwise force the downgrade by
+//     blocking port 4460); a server whose key exchange or reply fails
+//     authentication is dropped from the poll like one that does not
+//     answer, and everything below applies to the authenticated offsets.
+//     The key exchange's TLS certificate must chain to the site file's CA
+//     (uplink.nts.ca; the gate has no CA bundle) and name the server (its
+//     DNS name, or its address as an IP subjectAltName). Before the first
+//     sync of the boot the certificates' validity times are not compared
+//     with the clock, as chrony's nocerttimecheck: a gate whose RTC says
+//     2020 could otherwise never verify a certificate issued since, and
+//     NTS is what is to set its clock; the chain, the name and a common
+//     instant of validity are still checked, and once the clock was
+//     synchronised this boot the times are checked against it. Every
+//     reply must carry the query's unique identifier under an
+//     authenticator the session's key verifies (a plain or stripped reply
+//     is ignored). A session's keys and cookies serve the polls; when the
+//     cookies are used up (replies lost) or the server refuses them (NTS
+//     NAK), a new key exchange; a failed key exchange is retried after
+//     RetryMin, doubling up to RetryMax. Log lines and the status note
+//     name NTS servers "nts host:port" and say why one was dropped
+//     (certificate not trusted, key exchange refused, auth failed on a
+//     reply, no authenticated reply).
 //   - Each poll queries every server (github.com/beevik/ntp), drops the
 //     replies that fail the library's Validate (kiss-o'-death, stratum 0
 //     or 16, unsynchronised leap indicator, stale reference, root distance
@@ -29,7 +55,9 @@
 //     refused with a loud log line and status, never applied: plain NTP
 //     is unauthenticated, and someone on the uplink must not be able to
 //     move a synced gate's clock by hours (they can still delay a sync or
-//     bias it by less than the threshold, slowly; NTS is not built).
+//     bias it by less than the threshold, slowly, unless the site names
+//     NTS servers; with NTS they can still delay or block a sync, and the
+//     threshold guards against a broken or compromised server).
 //   - Slewing: offsets up to 0.5 s go to the kernel's PLL (adjtimex
 //     ADJ_OFFSET, which also learns the clock's frequency error); larger
 //     ones (after the first sync) are slewed at the kernel's 500 ppm

@@ -65,8 +65,8 @@ type Result struct {
 
 // Service is the time service. Set the fields, then Run (or Poll).
 type Service struct {
-	// PolicyPath is the applied site policy whose uplink.ntp names the
-	// servers, read at every poll.
+	// PolicyPath is the applied site policy whose uplink.nts or
+	// uplink.ntp names the servers, read at every poll.
 	PolicyPath string
 	// Servers, when set, are used instead of the policy's (development;
 	// "host" or "host:port").

@@ -1,6 +1,7 @@
 // Package timesyncd is the main of otgate-timesync, the time service: it
-// keeps the gate's clock (and hardware clock) in step with the NTP
-// servers of the applied site policy's uplink.ntp (package timesync).
+// keeps the gate's clock (and hardware clock) in step with the NTS
+// servers of the applied site policy's uplink.nts, else the NTP servers
+// of its uplink.ntp or of the DHCP lease (package timesync).
 // It tells init it is ready at once (the boot does not wait for a sync)
 // and reports its state as its status note in init's table (`otgate
 // status`). SIGHUP polls at once; SIGTERM stops.
@@ -31,9 +32,9 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 func Main() {
 	var servers listFlag
-	policy := flag.String("policy", filepath.Join(site.DefaultStateDir, site.AppliedFile), "applied site policy: its uplink.ntp names the servers (read at every poll)")
+	policy := flag.String("policy", filepath.Join(site.DefaultStateDir, site.AppliedFile), "applied site policy: its uplink.nts (NTS) or uplink.ntp names the servers (read at every poll)")
 	netconfSocket := flag.String("netconf", netconf.DefaultSocket, "netconf service socket, asked for the DHCP lease's NTP servers when the site policy names none (empty: never)")
-	flag.Var(&servers, "server", "development override: query this NTP server (host or host:port) instead of the site policy's; repeatable")
+	flag.Var(&servers, "server", "development override: query this plain NTP server (host or host:port) instead of the site policy's NTS or NTP servers; repeatable")
 	rtc := flag.String("rtc", timesync.DefaultRTC, "hardware clock device written after a sync (empty: none)")
 	marker := flag.String("marker", timesync.DefaultMarker, "file (on a tmpfs) recording that the clock was synchronised this boot: after it, only slews")
 	pollMin := flag.Duration("poll-min", timesync.DefaultPollMin, "shortest poll interval")
