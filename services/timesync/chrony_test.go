@@ -116,11 +116,19 @@ func (l *lab) dial(laddr, raddr string) (net.Conn, error) {
 // it a synchronised server; without a "local" line it answers as a
 // server that lost its sources (chrony 4.3: stratum 0, leap indicator
 // 3, not synchronised).
-// -x: it never sets a clock.
-func (l *lab) chronyd(t *testing.T, addr string, extra ...string) {
+// -x: it never sets a clock. It returns a function that stops it.
+func (l *lab) chronyd(t *testing.T, addr string, extra ...string) (stop func()) {
 	t.Helper()
 	l.addr(t, addr)
-	dir := filepath.Join(l.dir, "chrony-"+addr)
+	return l.chronydIn(t, addr, "chrony-"+addr, extra...)
+}
+
+// chronydIn starts chronyd as chronyd does on an address the lab has
+// already, with its files in the lab's directory name (a second one on
+// the same address, after the first stopped, needs another).
+func (l *lab) chronydIn(t *testing.T, addr, name string, extra ...string) (stop func()) {
+	t.Helper()
+	dir := filepath.Join(l.dir, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -146,10 +154,16 @@ func (l *lab) chronyd(t *testing.T, addr string, extra ...string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("chronyd: %v", err)
 	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cmd.Process.Kill()
+			cmd.Wait()
+			log.Close()
+		})
+	}
 	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		log.Close()
+		stop()
 		if t.Failed() {
 			b, _ := os.ReadFile(filepath.Join(dir, "log"))
 			t.Logf("chronyd %s log:\n%s", addr, b)
@@ -159,7 +173,7 @@ func (l *lab) chronyd(t *testing.T, addr string, extra ...string) {
 	for i := 0; ; i++ {
 		_, err := ntp.QueryWithOptions(addr, ntp.QueryOptions{Timeout: 200 * time.Millisecond, Dialer: l.dial})
 		if err == nil {
-			return
+			return stop
 		}
 		if i > 50 {
 			b, _ := os.ReadFile(filepath.Join(dir, "log"))

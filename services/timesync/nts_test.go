@@ -94,11 +94,11 @@ func (ca *testCA) server(t *testing.T, dir, ip string, nb, na time.Time) (certFi
 // ntsChronyd starts a synchronised chronyd serving NTP and NTS-KE (port
 // 4460) on addr, with a certificate for addr signed by ca, valid from nb
 // to na.
-func (l *lab) ntsChronyd(t *testing.T, addr string, ca *testCA, nb, na time.Time) {
+func (l *lab) ntsChronyd(t *testing.T, addr string, ca *testCA, nb, na time.Time) (stop func()) {
 	t.Helper()
 	dir := filepath.Join(l.dir, "nts-"+addr)
 	cert, key := ca.server(t, dir, addr, nb, na)
-	l.chronyd(t, addr, "local stratum 3", "ntsserverkey "+key, "ntsservercert "+cert, "ntsport 4460",
+	return l.chronyd(t, addr, "local stratum 3", "ntsserverkey "+key, "ntsservercert "+cert, "ntsport 4460",
 		"ntsdumpdir "+dir, "ntsprocesses 0")
 }
 
@@ -504,5 +504,53 @@ func TestCheckReply(t *testing.T) {
 	}
 	if err := checkReply(cat(hdr, ef(extUniqueID, id), ef(extAEAD, aead(16, 32))), nil); err == nil {
 		t.Error("a reply passed for a query without a unique identifier")
+	}
+}
+
+// The server's keys change (chronyd restarted without its key dump: new
+// keys): it refuses the session's cookies with an NTS NAK; the service
+// drops the session, says why, and the next poll runs a new key exchange
+// and syncs.
+func TestNTSNewKeyExchangeAfterNAK(t *testing.T) {
+	l := newLab(t)
+	now := time.Now()
+	ca := newTestCA(t, "Plant Time CA", now.Add(-time.Hour), now.AddDate(1, 0, 0))
+	stop := l.ntsChronyd(t, "192.0.2.2", ca, now.Add(-time.Hour), now.AddDate(1, 0, 0))
+	dir := t.TempDir()
+	applySite(t, dir, ntsSite(ca, "192.0.2.2"))
+	c := &testClock{}
+	c.set(-time.Hour)
+	lg := &logs{}
+	defer func() {
+		if t.Failed() {
+			lg.dump(t)
+		}
+	}()
+	svc := newNTSService(t, l, dir, c, lg, "")
+	svc.Timeout = 500 * time.Millisecond
+	if r := svc.Poll(context.Background()); r.Action != ActionStepped {
+		t.Fatalf("first poll: %s (%v)", r.Action, r.Samples)
+	}
+	stop()
+	ndir := filepath.Join(l.dir, "nts-192.0.2.2")
+	fresh := filepath.Join(l.dir, "nts-192.0.2.2-fresh")
+	if err := os.MkdirAll(fresh, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	l.chronydIn(t, "192.0.2.2", "chrony-192.0.2.2-again", "local stratum 3",
+		"ntsserverkey "+filepath.Join(ndir, "server.key"), "ntsservercert "+filepath.Join(ndir, "server.crt"),
+		"ntsport 4460", "ntsdumpdir "+fresh, "ntsprocesses 0")
+	r := svc.Poll(context.Background())
+	if r.Action != ActionFailed || r.Samples[0].Err == nil || !strings.Contains(r.Samples[0].Err.Error(), "the server refused our cookie (NTS NAK") {
+		t.Fatalf("old cookies, new server keys: %s (%v); want the NAK", r.Action, r.Samples)
+	}
+	if r = svc.Poll(context.Background()); r.Action != ActionSlewed || !near(r.Offset, 0, tolerance) {
+		t.Fatalf("after the NAK: %s (%v); want a new key exchange and a slew", r.Action, r.Samples)
+	}
+	if n := svc.kes.Load(); n != 2 {
+		t.Errorf("%d key exchanges; want 2", n)
+	}
+	if steps, slews := c.counts(); steps != 1 || slews != 1 {
+		t.Errorf("%d steps, %d slews; want 1, 1", steps, slews)
 	}
 }
