@@ -29,8 +29,10 @@
 //     with the clock, as chrony's nocerttimecheck: a gate whose RTC says
 //     2020 could otherwise never verify a certificate issued since, and
 //     NTS is what is to set its clock; the chain, the name and a common
-//     instant of validity are still checked, and once the clock was
-//     synchronised this boot the times are checked against it. Every
+//     instant of validity are still checked, the time a server sends
+//     must lie in its chain's validity (an expired certificate cannot
+//     vouch for a later time), and once the clock was synchronised this
+//     boot the times are checked against it. Every
 //     reply must carry the query's unique identifier under an
 //     authenticator the session's key verifies (a plain or stripped reply
 //     is ignored). A session's keys and cookies serve the polls; when the

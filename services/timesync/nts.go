@@ -64,6 +64,9 @@ type ntsPeer struct {
 	nextKE  time.Time
 	lastErr string
 	failAt  time.Time
+	// notBefore, notAfter: when the certificate chain of the session's
+	// key exchange is valid; the time a reply vouches for must be in it.
+	notBefore, notAfter time.Time
 }
 
 // ntsPeers returns the peers of the policy's nts section, keeping the
@@ -168,6 +171,10 @@ func (s *Service) queryPeer(ctx context.Context, p *ntsPeer) (smp Sample) {
 		s.Logf("timesync: nts %s: cookies used up: new key exchange done", p.server)
 	}
 	fill(&smp, r)
+	if t := r.Time; smp.Err == nil && (t.Before(p.notBefore) || t.After(p.notAfter)) {
+		smp.Err = fmt.Errorf("the server's time %s is outside its certificate chain's validity (%s to %s): not used",
+			stamp(t), stamp(p.notBefore), stamp(p.notAfter))
+	}
 	return smp
 }
 
@@ -205,7 +212,9 @@ func (s *Service) tlsConfig(p *ntsPeer) *tls.Config {
 		// verifies the chain to the site CA and the server's name.
 		InsecureSkipVerify: true,
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			return verifyChain(p.host, p.roots, p.anchors, cs.PeerCertificates, s.Clock.Now(), s.synced)
+			nb, na, err := verifyChain(p.host, p.roots, p.anchors, cs.PeerCertificates, s.Clock.Now(), s.synced)
+			p.notBefore, p.notAfter = nb, na
+			return err
 		},
 	}
 	if net.ParseIP(p.host) == nil {
@@ -231,11 +240,28 @@ func (e *certError) Unwrap() error { return e.err }
 // with nocerttimecheck, the validity times are not compared with the
 // clock: the chain must still lead to the site CA, name the server, and
 // be valid at one common instant (some certificate's notBefore) - all
-// but the clock's reading is checked. Once the clock was synchronised
-// this boot, the times are checked against it like everything else.
-func verifyChain(host string, roots *x509.CertPool, anchors, certs []*x509.Certificate, now time.Time, checkTimes bool) error {
+// but the clock's reading is checked - and the time the server then
+// sends must lie in the chain's validity (queryPeer): a server whose
+// certificate expired cannot vouch for a time after that. Once the
+// clock was synchronised this boot, the times are checked against it
+// like everything else.
+//
+// It returns when the verified chain is valid (the latest notBefore, the
+// earliest notAfter of its certificates).
+func verifyChain(host string, roots *x509.CertPool, anchors, certs []*x509.Certificate, now time.Time, checkTimes bool) (notBefore, notAfter time.Time, err error) {
 	if len(certs) == 0 {
-		return &certError{errors.New("the server sent no certificate")}
+		return notBefore, notAfter, &certError{errors.New("the server sent no certificate")}
+	}
+	window := func(chains [][]*x509.Certificate) (nb, na time.Time) {
+		for _, c := range chains[0] {
+			if nb.IsZero() || c.NotBefore.After(nb) {
+				nb = c.NotBefore
+			}
+			if na.IsZero() || c.NotAfter.Before(na) {
+				na = c.NotAfter
+			}
+		}
+		return nb, na
 	}
 	inter := x509.NewCertPool()
 	for _, c := range certs[1:] {
@@ -245,12 +271,13 @@ func verifyChain(host string, roots *x509.CertPool, anchors, certs []*x509.Certi
 		Roots: roots, Intermediates: inter, DNSName: host, CurrentTime: now,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
-	_, err := certs[0].Verify(opts)
+	chains, err := certs[0].Verify(opts)
 	if err == nil {
-		return nil
+		nb, na := window(chains)
+		return nb, na, nil
 	}
 	if checkTimes {
-		return &certError{err}
+		return notBefore, notAfter, &certError{err}
 	}
 	// The latest notBefore of a chain lies in every certificate's
 	// validity if their periods overlap at all: trying each notBefore
@@ -260,9 +287,10 @@ func verifyChain(host string, roots *x509.CertPool, anchors, certs []*x509.Certi
 	var atLeaf error
 	for i, c := range append(append([]*x509.Certificate{}, certs...), anchors...) {
 		opts.CurrentTime = c.NotBefore
-		_, e := certs[0].Verify(opts)
+		chains, e := certs[0].Verify(opts)
 		if e == nil {
-			return nil
+			nb, na := window(chains)
+			return nb, na, nil
 		}
 		if i == 0 {
 			atLeaf = e
@@ -270,9 +298,9 @@ func verifyChain(host string, roots *x509.CertPool, anchors, certs []*x509.Certi
 	}
 	var inv x509.CertificateInvalidError
 	if errors.As(atLeaf, &inv) && inv.Reason == x509.Expired {
-		return &certError{fmt.Errorf("%w (no instant at which the whole chain is valid)", err)}
+		return notBefore, notAfter, &certError{fmt.Errorf("%w (no instant at which the whole chain is valid)", err)}
 	}
-	return &certError{atLeaf}
+	return notBefore, notAfter, &certError{atLeaf}
 }
 
 // keDial opens the TLS connection of p's key exchanges (the library's

@@ -277,7 +277,8 @@ func TestNTSUntrustedServerRefused(t *testing.T) {
 // synchronised this boot (the marker), the times are checked: the same
 // wrong clock then finds the certificate not yet valid and is not
 // touched. A server the site CA did not sign is refused with the wrong
-// clock too.
+// clock too, and one whose certificate expired cannot vouch for a time
+// after that.
 func TestNTSFirstBootWithWrongRTC(t *testing.T) {
 	l := newLab(t)
 	now := time.Now()
@@ -327,6 +328,27 @@ func TestNTSFirstBootWithWrongRTC(t *testing.T) {
 		t.Fatalf("not synced, clock in 2020, untrusted server: %s (%v)", r.Action, r.Samples)
 	}
 	if steps, slews := c3.counts(); steps+slews != 0 {
+		t.Error("the clock was changed")
+	}
+
+	// Not synced, clock in 2020, a server whose certificate (signed by
+	// the site CA) expired a year ago: the key exchange passes (no time
+	// checks yet), but the time it sends is after its certificate's
+	// validity and is not used.
+	long := newTestCA(t, "Plant Time CA 2", now.AddDate(-3, 0, 0), now.AddDate(1, 0, 0))
+	l.addr(t, "192.0.2.6")
+	dir6 := filepath.Join(l.dir, "nts-192.0.2.6")
+	cert, key := long.server(t, dir6, "192.0.2.6", now.AddDate(-2, 0, 0), now.AddDate(-1, 0, 0))
+	l.chronydIn(t, "192.0.2.6", "chrony-192.0.2.6", "local stratum 3", "ntsserverkey "+key, "ntsservercert "+cert,
+		"ntsport 4460", "ntsdumpdir "+dir6, "ntsprocesses 0")
+	applySite(t, dir, ntsSite(long, "192.0.2.6"))
+	c4 := &testClock{}
+	c4.set(behind)
+	r = newNTSService(t, l, dir, c4, lg, marker).Poll(context.Background())
+	if r.Action != ActionFailed || r.Samples[0].Err == nil || !strings.Contains(r.Samples[0].Err.Error(), "is outside its certificate chain's validity") {
+		t.Fatalf("not synced, clock in 2020, expired server certificate: %s (%v)", r.Action, r.Samples)
+	}
+	if steps, slews := c4.counts(); steps+slews != 0 {
 		t.Error("the clock was changed")
 	}
 }
