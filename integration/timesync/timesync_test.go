@@ -128,14 +128,15 @@ func TestGateStepsAWrongClock(t *testing.T) {
 // startChronyd runs chronyd on the lab's uplink address with its own
 // configuration: it serves this host's time at stratum 3 and never sets
 // a clock (-x), no command socket (nothing of the host's /run/chrony).
-func startChronyd(t *testing.T, ctx context.Context, l *lab.Lab) {
+// extra is appended to its configuration.
+func startChronyd(t *testing.T, ctx context.Context, l *lab.Lab, extra ...string) {
 	t.Helper()
 	dir := t.TempDir()
 	conf := strings.Join([]string{
 		"pidfile " + filepath.Join(dir, "chronyd.pid"),
 		"bindcmdaddress /", "cmdport 0", "port 123",
 		"bindaddress " + ntpServer, "allow all", "local stratum 3",
-	}, "\n") + "\n"
+	}, "\n") + "\n" + strings.Join(extra, "\n") + "\n"
 	cf := filepath.Join(dir, "chrony.conf")
 	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
