@@ -6,8 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-
-	"golang.org/x/sys/unix"
 )
 
 // Retention bounds the space the log takes on a gate whose disk is
@@ -107,17 +105,6 @@ func fileSizes(dir string) ([]logFile, []int64, error) {
 		sizes[i] = fi.Size()
 	}
 	return files, sizes, nil
-}
-
-// freeBytes is the space an unprivileged writer may still use on dir's
-// file system (the proxy does not run as root: the root reserve is not
-// its to use).
-func freeBytes(dir string) (int64, error) {
-	var s unix.Statfs_t
-	if err := unix.Statfs(dir, &s); err != nil {
-		return 0, fmt.Errorf("audit log: statfs %s: %w", dir, err)
-	}
-	return int64(s.Bavail) * int64(s.Bsize), nil
 }
 
 // checkReserve refuses a session start when the file system is below the
