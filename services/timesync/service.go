@@ -88,6 +88,9 @@ type Service struct {
 	// Marker is the file that says this boot's clock was synchronised
 	// ("": remembered in memory only).
 	Marker string
+	// Approval is where an administrator's approval of one step past
+	// the panic threshold is found ("": none; see approval.go).
+	Approval string
 
 	PollMin, PollMax, RetryMin, RetryMax     time.Duration
 	Timeout                                  time.Duration
@@ -265,6 +268,10 @@ func (s *Service) Poll(ctx context.Context) Result {
 		r.Action, r.After = ActionStepped, s.Clock.Now()
 		s.Logf("timesync: stepped the clock by %s: %s -> %s (first sync of this boot; servers %s)",
 			signed(r.Offset), stamp(r.Before), stamp(r.After), used)
+	case !first && absDur(r.Offset) > s.PanicThreshold && s.approved(&r, used):
+		if r.Err != nil {
+			return s.failed(r, r.Err)
+		}
 	case !first && absDur(r.Offset) > s.PanicThreshold:
 		r.Action = ActionRefused
 		s.refusals++
@@ -273,7 +280,7 @@ func (s *Service) Poll(ctx context.Context) Result {
 		if ntsConf != nil {
 			suspect = "the replies are NTS-authenticated: a broken or compromised server?"
 		}
-		s.Logf("timesync: REFUSED: the servers say the clock is off by %s, more than the panic threshold %s, and it was synchronised this boot: NOT applied (%s a reboot allows one step; refusal %d; servers %s; clock %s)",
+		s.Logf("timesync: REFUSED: the servers say the clock is off by %s, more than the panic threshold %s, and it was synchronised this boot: NOT applied (%s `otgate time step` on the gate, or a reboot, allows one step; refusal %d; servers %s; clock %s)",
 			signed(r.Offset), secs(s.PanicThreshold), suspect, s.refusals, used, stamp(r.Before))
 		s.Status(fmt.Sprintf("REFUSED offset %s from %s (panic threshold %s; synchronised earlier this boot) at %s", signed(r.Offset), strings.Join(r.Used, " "), secs(s.PanicThreshold), stamp(r.Before)))
 		s.retry = s.nextRetry()
@@ -461,4 +468,22 @@ func NetconfLease(socket string) func(ctx context.Context) ([]string, error) {
 		}
 		return out, nil
 	}
+}
+
+// approved steps the clock by r.Offset when an administrator approved it
+// (takeApproval): the one way past the panic threshold in a boot. It
+// reports whether an approval was found; a failed step is r.Err.
+func (s *Service) approved(r *Result, used string) bool {
+	by, ok := s.takeApproval()
+	if !ok {
+		return false
+	}
+	if err := s.Clock.Step(r.Offset); err != nil {
+		r.Err = err
+		return true
+	}
+	r.Action, r.After = ActionStepped, s.Clock.Now()
+	s.Logf("timesync: STEPPED the clock by %s past the panic threshold %s, approved by %s (otgate time step): %s -> %s (servers %s)",
+		signed(r.Offset), secs(s.PanicThreshold), by, stamp(r.Before), stamp(r.After), used)
+	return true
 }

@@ -3,6 +3,7 @@ package timesync
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -336,5 +337,73 @@ func applySite(t *testing.T, dir, uplink string) {
 	}
 	if err := site.Store(dir, doc); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// After a sync, a jump above the panic threshold is refused until an
+// administrator approves one step (otgate time step): the next poll then
+// steps, says who approved, and consumes the approval, so the jump after
+// that is refused again; an approval older than ApprovalTTL (boot time) is
+// ignored and removed.
+func TestApprovedStepPastThePanicThreshold(t *testing.T) {
+	l := newLab(t)
+	l.chronyd(t, "192.0.2.2", "local stratum 3")
+	c := &testClock{}
+	lg := &logs{}
+	defer func() {
+		if t.Failed() {
+			lg.dump(t)
+		}
+	}()
+	svc := newService(t, l, c, lg, filepath.Join(t.TempDir(), "synced"), "192.0.2.2")
+	svc.Approval = filepath.Join(t.TempDir(), "step-approved")
+	ctx := context.Background()
+	if r := svc.Poll(ctx); r.Action != ActionSlewed && r.Action != ActionStepped {
+		t.Fatalf("first poll: %s (%v)", r.Action, r.Err)
+	}
+	c.set(-2 * time.Hour)
+	if r := svc.Poll(ctx); r.Action != ActionRefused {
+		t.Fatalf("a 2 h jump after the sync: %s, want refused", r.Action)
+	}
+	if lg.count("`otgate time step` on the gate, or a reboot, allows one step") != 1 {
+		t.Errorf("the refusal does not say how to get past it")
+	}
+
+	// An approval from longer ago than its TTL is not taken.
+	bt, err := bootTime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := fmt.Sprintf("boottime-ns %d\nby someone\n", (bt - ApprovalTTL - time.Minute).Nanoseconds())
+	if err := os.WriteFile(svc.Approval, []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := svc.Poll(ctx); r.Action != ActionRefused {
+		t.Fatalf("with an expired approval: %s, want refused", r.Action)
+	}
+	if _, err := os.Stat(svc.Approval); !errors.Is(err, os.ErrNotExist) || lg.count("step approval by someone is ") != 1 {
+		t.Fatalf("the expired approval was not removed and said (%v)", err)
+	}
+
+	if err := WriteStepApproval(svc.Approval, "root (sudo by alice)"); err != nil {
+		t.Fatal(err)
+	}
+	r := svc.Poll(ctx)
+	if r.Action != ActionStepped || !near(c.skew, 0, tolerance) {
+		t.Fatalf("with an approval: %s, clock off by %s; want stepped into place", r.Action, c.skew)
+	}
+	if lg.match(`^timesync: STEPPED the clock by \+7(199|200)\.\d+s past the panic threshold 1000s, approved by root \(sudo by alice\)`) != 1 {
+		t.Errorf("the approved step is not logged with who approved it")
+	}
+	if !strings.HasPrefix(lg.lastStatus(), "synchronised: stepped by +7") {
+		t.Errorf("status %q", lg.lastStatus())
+	}
+	if _, err := os.Stat(svc.Approval); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the approval was not consumed: %v", err)
+	}
+	// One approval, one step.
+	c.set(-3 * time.Hour)
+	if r := svc.Poll(ctx); r.Action != ActionRefused {
+		t.Fatalf("the next jump: %s, want refused again", r.Action)
 	}
 }

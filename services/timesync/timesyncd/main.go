@@ -37,6 +37,7 @@ func Main() {
 	flag.Var(&servers, "server", "development override: query this plain NTP server (host or host:port) instead of the site policy's NTS or NTP servers; repeatable")
 	rtc := flag.String("rtc", timesync.DefaultRTC, "hardware clock device written after a sync (empty: none)")
 	marker := flag.String("marker", timesync.DefaultMarker, "file (on a tmpfs) recording that the clock was synchronised this boot: after it, only slews")
+	approval := flag.String("step-approval", timesync.DefaultApproval, "file where otgate time step approves one step past the panic threshold (empty: never)")
 	pollMin := flag.Duration("poll-min", timesync.DefaultPollMin, "shortest poll interval")
 	pollMax := flag.Duration("poll-max", timesync.DefaultPollMax, "longest poll interval")
 	retryMin := flag.Duration("retry-min", timesync.DefaultRetryMin, "first retry after a failed poll (doubles up to -retry-max)")
@@ -67,7 +68,7 @@ func Main() {
 	}()
 
 	svc := &timesync.Service{
-		PolicyPath: *policy, Servers: servers, RTC: *rtc, Marker: *marker,
+		PolicyPath: *policy, Servers: servers, RTC: *rtc, Marker: *marker, Approval: *approval,
 		PollMin: *pollMin, PollMax: *pollMax, RetryMin: *retryMin, RetryMax: *retryMax, Timeout: *timeout,
 		StepThreshold: *step, PanicThreshold: *panicAt, Agreement: *agree,
 		Logf:   logger.Printf,

@@ -1,0 +1,129 @@
+//go:build linux
+
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/otgate/otgate/internal/bootcfg"
+	"github.com/otgate/otgate/internal/initstatus"
+	"github.com/otgate/otgate/services/timesync"
+)
+
+func init() {
+	register(command{name: "time", summary: "on the gate: the clock's state, or approve one step the time service refused (time [step])", run: runTime})
+}
+
+const timeUsage = `usage: otgate time [-socket PATH]          the time service's state (its row in otgate status)
+       otgate time step [-socket PATH]     approve ONE step of the clock that the time service
+                                           refused (root, on the gate)
+
+After its first sync of a boot the time service refuses an offset above its
+panic threshold (1000 s): whoever answers on the uplink must not move a
+running gate's clock by hours. When the clock really is that far off (a VM
+snapshot restored, a host that slept), "otgate time step" approves one step:
+the service polls at once and steps the clock by what its servers then say,
+logging who approved it. The approval is good for 10 minutes and only while
+the service is refusing.`
+
+func runTime(args []string) error {
+	step := len(args) > 0 && args[0] == "step"
+	if step {
+		args = args[1:]
+	}
+	fs := flag.NewFlagSet("otgate time", flag.ContinueOnError)
+	socket := fs.String("socket", bootcfg.StatusSocket, "init's status socket")
+	approval := fs.String("approval", timesync.DefaultApproval, "where the time service looks for an approval")
+	wait := fs.Duration("wait", 30*time.Second, "how long step waits for the time service's answer")
+	fs.Usage = func() { fmt.Fprintf(fs.Output(), "%s\n\nflags:\n", timeUsage); fs.PrintDefaults() }
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q\n%s", fs.Arg(0), timeUsage)
+	}
+	if !step {
+		sv, err := timesyncRow(*socket)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("timesync %s: %s\n", sv.State, sv.Reason)
+		return nil
+	}
+	return timeStep(*socket, *approval, *wait, os.Stdout)
+}
+
+func timesyncRow(socket string) (*initstatus.Service, error) {
+	c, err := initstatus.Dial(socket)
+	if err != nil {
+		return nil, err
+	}
+	st, err := c.Status()
+	if err != nil {
+		return nil, err
+	}
+	for i := range st.Services {
+		if st.Services[i].Name == "timesync" {
+			return &st.Services[i], nil
+		}
+	}
+	return nil, errors.New("init runs no timesync service")
+}
+
+// timeStep approves one step if the time service is refusing one, makes it
+// poll at once (SIGHUP) and waits for its answer.
+func timeStep(socket, approval string, wait time.Duration, out io.Writer) error {
+	if os.Geteuid() != 0 {
+		return errors.New("step is for root on the gate")
+	}
+	sv, err := timesyncRow(socket)
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(sv.Reason, "REFUSED") {
+		return fmt.Errorf("the time service is not refusing a step (its state: %s): nothing to approve", sv.Reason)
+	}
+	if sv.PID <= 0 {
+		return fmt.Errorf("the time service is not running (%s)", sv.State)
+	}
+	who := "uid 0"
+	if u, err := user.Current(); err == nil {
+		who = u.Username
+	}
+	if s := os.Getenv("SUDO_USER"); s != "" {
+		who += " (sudo by " + s + ")"
+	}
+	if err := timesync.WriteStepApproval(approval, who); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "approved one step (by %s); asking the time service to poll now\n", who)
+	if err := syscall.Kill(sv.PID, syscall.SIGHUP); err != nil {
+		return fmt.Errorf("signal the time service (pid %d): %w", sv.PID, err)
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		time.Sleep(200 * time.Millisecond)
+		cur, err := timesyncRow(socket)
+		if err == nil && cur.Reason != sv.Reason {
+			fmt.Fprintf(out, "timesync: %s\n", cur.Reason)
+			if strings.HasPrefix(cur.Reason, "synchronised: stepped") {
+				return nil
+			}
+			if strings.HasPrefix(cur.Reason, "REFUSED") {
+				return errors.New("the time service refused again: the approval was not taken (see otgate status -log)")
+			}
+			return errors.New("the time service did not step (see its state above); the approval stays good for 10 minutes")
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no answer from the time service in %s; the approval stays good for 10 minutes", wait)
+		}
+	}
+}
