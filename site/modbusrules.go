@@ -136,6 +136,7 @@ func decodeModbusRules(d *decoder, n *yaml.Node, p, grant string) (*modbus.Rules
 // address). Each block is read as decodeModbusRules reads the single
 // mapping; a unit id in two blocks is reported at its second place,
 // naming the first: which block judges a unit must not depend on order.
+// Unit 0 (broadcast: every device behind the gateway) is in no block.
 func decodeModbusBlocks(d *decoder, n *yaml.Node, p, grant string) ([]modbus.Rules, bool) {
 	items := d.list(n, p)
 	if len(items) == 0 {
@@ -161,6 +162,9 @@ func decodeModbusBlocks(d *decoder, n *yaml.Node, p, grant string) ([]modbus.Rul
 			}
 			prev, seen := first[u]
 			switch {
+			case u == 0:
+				d.errorf(d.lines[at], at, "%s; list the devices' own unit ids", modbus.BroadcastInBlock)
+				ok = false
 			case !seen:
 				first[u] = at
 			case !strings.HasPrefix(prev, up+"["):

@@ -9,10 +9,10 @@ import (
 
 // A TCP-to-serial gateway's three devices: a PLC that may be read and
 // partly written, a drive whose input registers may only be read, a meter
-// that only answers diagnostics; unit 0 (the gateway's broadcast) goes to
-// the PLC's block.
+// that only answers diagnostics. Unit 0, the gateway's broadcast, is in
+// no block (CompileBlocks refuses it there).
 const gatewayBlocksYAML = `
-- units: [1, 0]
+- units: [1]
   functions: [read-write]
   holding-registers: {read: ["0-99"], write: ["50-55"]}
   limits: [{registers: "52", min: 0, max: 100}]
@@ -46,11 +46,12 @@ func TestJudgeBlocks(t *testing.T) {
 		rule   string
 		reason string
 	}{
-		{"plc write in range", 1, "06 0034 0037", 0, "plc-gw units 1,0", ""},
-		{"plc limit", 1, "06 0034 0065", ExIllegalDataValue, "plc-gw units 1,0", `modbus rules "plc-gw units 1,0": write holding 52 = 101 outside limit 0..100`},
-		{"plc input registers not granted", 1, "04 0000 0001", ExIllegalDataAddress, "plc-gw units 1,0", "read input 0 outside read ranges none"},
-		{"broadcast judged by the plc block", 0, "06 0032 0001", 0, "plc-gw units 1,0", ""},
-		{"broadcast outside the plc's write ranges", 0, "06 0000 0001", ExIllegalDataAddress, "plc-gw units 1,0", "write holding 0 outside write ranges 50-55"},
+		{"plc write in range", 1, "06 0034 0037", 0, "plc-gw units 1", ""},
+		{"plc limit", 1, "06 0034 0065", ExIllegalDataValue, "plc-gw units 1", `modbus rules "plc-gw units 1": write holding 52 = 101 outside limit 0..100`},
+		{"plc input registers not granted", 1, "04 0000 0001", ExIllegalDataAddress, "plc-gw units 1", "read input 0 outside read ranges none"},
+		// A broadcast would reach the drive and the meter too: no block
+		// judges it.
+		{"broadcast write", 0, "06 0032 0001", ExGatewayPathUnavailable, "plc-gw", "unit 0 not in allowed units [1 2 3]"},
 		// The same write the PLC may do is a function the drive's block
 		// does not allow.
 		{"drive write", 2, "06 0034 0037", ExIllegalFunction, "plc-gw units 2", `modbus rules "plc-gw units 2": function 6 (write-single-register) not in allowed functions [read-only]`},
@@ -59,7 +60,7 @@ func TestJudgeBlocks(t *testing.T) {
 		{"drive holding not granted", 2, "03 0000 0001", ExIllegalDataAddress, "plc-gw units 2", "read holding 0 outside read ranges none"},
 		{"meter diagnostics", 3, "08 0000 1234", 0, "plc-gw units 3", ""},
 		{"meter read", 3, "03 0000 0001", ExIllegalFunction, "plc-gw units 3", "function 3 (read-holding-registers) not in allowed functions [diagnostics]"},
-		{"unit in no block", 4, "03 0000 0001", ExGatewayPathUnavailable, "plc-gw", `modbus rules "plc-gw": unit 4 not in allowed units [1 0 2 3]`},
+		{"unit in no block", 4, "03 0000 0001", ExGatewayPathUnavailable, "plc-gw", `modbus rules "plc-gw": unit 4 not in allowed units [1 2 3]`},
 		{"unit 255 in no block", 255, "08 0000 1234", ExGatewayPathUnavailable, "plc-gw", "unit 255 not in allowed units"},
 	}
 	for _, c := range cases {
@@ -113,8 +114,11 @@ func TestCompileBlocksErrors(t *testing.T) {
 		{"none", "[]", `modbus rules "gw": no blocks`},
 		{"unit in two blocks", "[{units: [1, 2], functions: [read-only]}, {units: [3, 2], functions: [read-only]}]",
 			`modbus rules "gw": blocks[1].units[1]: unit 2 is also in blocks[0].units[1]; one block judges each unit`},
-		{"broadcast in two blocks", "[{units: [0], functions: [read-only]}, {units: [0], functions: [diagnostics]}]",
-			"blocks[1].units[0]: unit 0 is also in blocks[0].units[0]"},
+		// The PLC's block would decide for the drive: a broadcast write
+		// (unit 0) the PLC may do reaches the read-only drive too.
+		{"broadcast in a block", "[{units: [1, 0], functions: [read-write], holding-registers: {write: ['50']}}, {units: [2], functions: [read-only]}]",
+			`modbus rules "gw": blocks[0].units[1]: unit 0 is the broadcast address: the gateway sends it to every device behind it`},
+		{"broadcast alone", "[{units: [0], functions: [diagnostics]}]", "blocks[0].units[0]: unit 0 is the broadcast address"},
 		{"bad block", "[{units: [1], functions: [read-only]}, {units: [2], functions: [read-only], input-registers: {write: ['0']}}]",
 			`modbus rules "gw": blocks[1]: input-registers.write: input-registers are read-only`},
 		{"block without units", "[{functions: [read-only]}]", `modbus rules "gw": blocks[0]: units: empty`},
@@ -140,7 +144,7 @@ func TestCompileBlocksErrors(t *testing.T) {
 
 func TestDescribe(t *testing.T) {
 	got := strings.Join(gatewayPolicy(t).Describe(), "\n")
-	want := `plc-gw units 1,0: functions [read-write]; holding-registers read 0-99 write 50-55; limit holding-registers 52: 0..100
+	want := `plc-gw units 1: functions [read-write]; holding-registers read 0-99 write 50-55; limit holding-registers 52: 0..100
 plc-gw units 2: functions [read-only]; input-registers read 0-9
 plc-gw units 3: functions [diagnostics]`
 	if got != want {

@@ -92,7 +92,12 @@ func (r *Rules) Compile() (*Policy, error) {
 // validated as Compile validates a Rules value, and is named in reasons
 // and records by name and its units ("plc-gw units 2"); the blocks' own
 // Name fields are not used. A unit id in two blocks is an error: which
-// block decides must not depend on their order.
+// block decides must not depend on their order. Unit 0 is an error in
+// any block: it is the broadcast address, which a gateway sends on to
+// every device behind it, so the block listing it would decide for the
+// devices of the other blocks too (a write the drive's block forbids
+// would reach the drive as a broadcast the PLC's block allows). Without
+// it a broadcast is denied (0A) like any unit in no block.
 func CompileBlocks(name string, blocks []Rules) (*Policy, error) {
 	p := &Policy{name: name}
 	if len(blocks) == 0 {
@@ -111,6 +116,8 @@ func CompileBlocks(name string, blocks []Rules) (*Policy, error) {
 		for j, u := range r.Units {
 			prev, seen := first[u]
 			switch {
+			case u == 0:
+				return nil, (&Rules{Name: name}).errorf("blocks[%d].units[%d]: %s", i, j, BroadcastInBlock)
 			case seen && prev.block != i:
 				return nil, (&Rules{Name: name}).errorf("blocks[%d].units[%d]: unit %d is also in blocks[%d].units[%d]; one block judges each unit",
 					i, j, u, prev.block, prev.unit)
@@ -126,6 +133,9 @@ func CompileBlocks(name string, blocks []Rules) (*Policy, error) {
 	p.unitList = fmt.Sprint(all)
 	return p, nil
 }
+
+// BroadcastInBlock says why unit 0 may not be in a per-unit block.
+const BroadcastInBlock = "unit 0 is the broadcast address: the gateway sends it to every device behind it, past the other blocks' rules, so no block may list it (a broadcast is then refused, 0A)"
 
 // blockName names a per-unit block in deny reasons and records: the
 // grant's name and the block's units, "plc-gw units 1,3".
