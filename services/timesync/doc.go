@@ -15,7 +15,9 @@
 //     (option 42, read from netconf's status at every poll: LeaseNTP);
 //     the site file's list wins, as a DHCP server is unauthenticated too.
 //     With none from either, the service says so once (log and status)
-//     and does nothing else.
+//     and does nothing else. An applied policy that cannot be read is
+//     not "none": it may name NTS servers, so the lease is not asked
+//     and the service has no servers until the policy reads again.
 //   - NTS (nts.go, github.com/beevik/nts): with uplink.nts named, those
 //     servers are the only ones: no plain NTP, not the DHCP lease's (an
 //     attacker on the uplink could otherwise force the downgrade by

@@ -576,3 +576,43 @@ func TestNTSNewKeyExchangeAfterNAK(t *testing.T) {
 		t.Errorf("%d steps, %d slews; want 1, 1", steps, slews)
 	}
 }
+
+// An applied policy that names NTS servers and then cannot be read (a
+// damaged file; after a rollback, one a newer build wrote) does not hand
+// the clock to the DHCP lease's plain NTP server, which answers: no
+// servers until the policy is readable, and the status says why.
+func TestNTSNoDowngradeWhenThePolicyIsUnreadable(t *testing.T) {
+	l := newLab(t)
+	now := time.Now()
+	ca := newTestCA(t, "Plant Time CA", now.Add(-time.Hour), now.AddDate(1, 0, 0))
+	l.chronyd(t, "192.0.2.3", "local stratum 2") // plain NTP, in the lease
+	dir := t.TempDir()
+	applySite(t, dir, ntsSite(ca, "192.0.2.2"))
+	path := filepath.Join(dir, site.AppliedFile)
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, doc[:len(doc)/2], 0o640); err != nil {
+		t.Fatal(err)
+	}
+	c := &testClock{}
+	c.set(-time.Hour)
+	lg := &logs{}
+	defer func() {
+		if t.Failed() {
+			lg.dump(t)
+		}
+	}()
+	svc := newNTSService(t, l, dir, c, lg, "")
+	r := svc.Poll(context.Background())
+	if r.Action != ActionIdle || len(r.Servers) != 0 {
+		t.Fatalf("policy unreadable: %s from %v (%v); want idle, no servers", r.Action, r.Servers, r.Samples)
+	}
+	if steps, slews := c.counts(); steps+slews != 0 || svc.leases.Load() != 0 {
+		t.Fatalf("%d steps, %d slews, lease asked %d times; want none", steps, slews, svc.leases.Load())
+	}
+	if st := lg.lastStatus(); !strings.Contains(st, "site policy unreadable") || !strings.Contains(st, "the DHCP lease's servers are not used instead") {
+		t.Errorf("status %q", st)
+	}
+}

@@ -179,7 +179,8 @@ func (s *Service) Run(ctx context.Context, now <-chan struct{}) error {
 // servers returns the servers to query and a description of where they
 // come from: the flags, else the site file's uplink.nts (returned as
 // nts; those only: no plain NTP then, not even the lease's), else its
-// uplink.ntp, else the DHCP lease's (LeaseNTP).
+// uplink.ntp, else the DHCP lease's (LeaseNTP) - the lease's only when
+// no policy is applied or it names none, never when it cannot be read.
 func (s *Service) servers(ctx context.Context) ([]string, *site.NTS, string) {
 	if len(s.Servers) > 0 {
 		return s.Servers, nil, "from the flags"
@@ -193,7 +194,11 @@ func (s *Service) servers(ctx context.Context) ([]string, *site.NTS, string) {
 		case errors.Is(err, site.ErrNoPolicy):
 			why = "no applied site policy yet"
 		case err != nil:
-			why = fmt.Sprintf("site policy unreadable: %v", err)
+			// It may name NTS servers: the lease's plain NTP servers
+			// would be the downgrade uplink.nts rules out (a damaged
+			// file, or after a rollback one a newer build wrote). No
+			// servers until it is readable again.
+			return nil, nil, fmt.Sprintf("site policy unreadable: %v; the DHCP lease's servers are not used instead (the policy may name NTS servers)", err)
 		default:
 			u := a.Site.UplinkSettings()
 			if u.NTS != nil {
