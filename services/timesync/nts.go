@@ -36,6 +36,10 @@ import (
 //     one authenticator after it, well formed (the library also panics
 //     on some malformed fields); the library then verifies the
 //     authenticator over the header and the identifier.
+//   - NTS NAKs: the library takes any packet with the NAK's kiss code as
+//     one, unauthenticated as it is; ntsConn takes only one with the
+//     query's unique identifier, and not before the deadline passes
+//     without an authenticated reply (RFC 8915 5.7).
 //   - Cookies running out (replies lost): the library runs a new key
 //     exchange inside the query; if that fails, or the server refuses our
 //     cookie (NTS NAK: its keys changed), the session is dropped and the
@@ -374,15 +378,24 @@ var (
 // until the query's deadline: someone on the path cannot make the query
 // fail by answering first. If the deadline passes, the error says what
 // was ignored.
+//
+// An NTS NAK (the server refuses our cookie) is unauthenticated by its
+// nature: it counts only if it carries the query's unique identifier,
+// and even then the read goes on, as RFC 8915 (5.7) has a client wait
+// for an authenticated reply: a NAK forged by someone who sees the query
+// must not cost the genuine reply behind it, nor the session. Only if
+// none comes before the deadline is the NAK the query's answer (errNAK:
+// the session is dropped, a new key exchange at the next poll).
 type ntsConn struct {
 	net.Conn
 	id      []byte
 	ignored int
 	why     error
+	nak     bool
 }
 
 func (c *ntsConn) Write(b []byte) (int, error) {
-	c.id = nil
+	c.id, c.ignored, c.why, c.nak = nil, 0, nil, false
 	if f, ok := fields(b); ok {
 		for _, x := range f {
 			if x.typ == extUniqueID {
@@ -398,14 +411,21 @@ func (c *ntsConn) Read(b []byte) (int, error) {
 	for {
 		n, err := c.Conn.Read(b)
 		if err != nil {
-			if c.ignored > 0 {
+			switch {
+			case c.nak:
+				err = fmt.Errorf("%w, and no authenticated reply came before the deadline (%v)", errNAK, err)
+			case c.ignored > 0:
 				err = fmt.Errorf("%w: ignored %d reply(s): %w (%v)", errUnauthenticated, c.ignored, c.why, err)
 			}
 			return n, err
 		}
 		why := checkReply(b[:n], c.id)
-		if why == nil {
+		switch {
+		case why == nil:
 			return n, nil
+		case errors.Is(why, errNAK):
+			c.nak = true
+			continue
 		}
 		c.ignored++
 		c.why = why
@@ -442,11 +462,19 @@ func fields(pkt []byte) ([]field, bool) {
 // well formed, carry the query's unique identifier, and after it exactly
 // one authenticator with a nonce and at least a 16-byte tag (the library
 // then verifies it over everything before it: header and identifier).
+//
+// An NTS NAK is errNAK only with the query's unique identifier (RFC 8915
+// 5.7); one without it is not an answer to our query.
 func checkReply(pkt, id []byte) error {
-	if len(pkt) >= ntpHeader && pkt[1] == 0 && string(pkt[12:16]) == "NTSN" {
-		return errNAK
-	}
 	f, ok := fields(pkt)
+	if len(pkt) >= ntpHeader && pkt[1] == 0 && string(pkt[12:16]) == "NTSN" {
+		for _, x := range f {
+			if ok && len(id) > 0 && x.typ == extUniqueID && bytes.Equal(x.body, id) {
+				return errNAK
+			}
+		}
+		return errors.New("an NTS NAK without our query's unique identifier (forged?)")
+	}
 	switch {
 	case len(id) == 0:
 		return errors.New("the query carried no unique identifier")

@@ -356,7 +356,10 @@ func TestNTSFirstBootWithWrongRTC(t *testing.T) {
 // tamper is an on-path attacker between the service and chronyd: it
 // changes the replies chronyd sends (mode: "strip" its NTS fields,
 // "flip" a bit of its transmit timestamp, "drop" it) for the next n
-// queries.
+// queries, or answers first with a forged NTS NAK ("nak": with the
+// query's unique identifier, copied from the query; "nak-noid": without
+// one) and then lets chronyd's reply through ("nak-noid-drop": drops
+// it).
 type tamper struct {
 	mu   sync.Mutex
 	mode string
@@ -384,10 +387,45 @@ func (tp *tamper) dial(l *lab) func(laddr, raddr string) (net.Conn, error) {
 
 type tamperConn struct {
 	net.Conn
-	mode string
+	mode  string
+	query []byte
+}
+
+func (c *tamperConn) Write(b []byte) (int, error) {
+	c.query = append([]byte(nil), b...)
+	return c.Conn.Write(b)
+}
+
+// forgedNAK is an NTS NAK answering the query written: stratum 0, kiss
+// code NTSN, the query's transmit time as its origin, and (withID) the
+// query's unique identifier.
+func (c *tamperConn) forgedNAK(b []byte, withID bool) int {
+	nak := make([]byte, ntpHeader)
+	nak[0] = 0x24 // version 4, mode 4 (server)
+	copy(nak[12:16], "NTSN")
+	copy(nak[24:32], c.query[40:48])
+	if f, ok := fields(c.query); ok && withID {
+		for _, x := range f {
+			if x.typ == extUniqueID {
+				l := 4 + len(x.body)
+				nak = append(nak, byte(x.typ>>8), byte(x.typ), byte(l>>8), byte(l))
+				nak = append(nak, x.body...)
+			}
+		}
+	}
+	return copy(b, nak)
 }
 
 func (c *tamperConn) Read(b []byte) (int, error) {
+	switch c.mode {
+	case "nak", "nak-noid", "nak-noid-drop":
+		withID, next := c.mode == "nak", ""
+		if c.mode == "nak-noid-drop" {
+			next = "drop"
+		}
+		c.mode = next
+		return c.forgedNAK(b, withID), nil
+	}
 	for {
 		n, err := c.Conn.Read(b)
 		if err != nil {
@@ -513,7 +551,8 @@ func TestCheckReply(t *testing.T) {
 		{"field beyond the packet", cat(hdr, []byte{1, 4, 0, 64, 0, 0, 0, 0}), "malformed NTS extension fields"},
 		{"trailing bytes", cat(hdr, ef(extUniqueID, id), ef(extAEAD, aead(16, 32)), []byte{0, 0}), "malformed NTS extension fields"},
 		{"short", hdr[:40], "malformed NTS extension fields"},
-		{"nak", nak, "NTS NAK"},
+		{"nak without our id", nak, "an NTS NAK without our query's unique identifier"},
+		{"nak with another id", cat(nak, ef(extUniqueID, other)), "an NTS NAK without our query's unique identifier"},
 	}
 	for _, tc := range cases {
 		err := checkReply(tc.pkt, id)
@@ -523,6 +562,9 @@ func TestCheckReply(t *testing.T) {
 		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("%s: %v; want %q", tc.name, err, tc.want)
 		}
+	}
+	if err := checkReply(cat(nak, ef(extUniqueID, id)), id); !errors.Is(err, errNAK) {
+		t.Errorf("NAK with our unique identifier: %v; want errNAK", err)
 	}
 	if err := checkReply(cat(hdr, ef(extUniqueID, id), ef(extAEAD, aead(16, 32))), nil); err == nil {
 		t.Error("a reply passed for a query without a unique identifier")
@@ -614,5 +656,59 @@ func TestNTSNoDowngradeWhenThePolicyIsUnreadable(t *testing.T) {
 	}
 	if st := lg.lastStatus(); !strings.Contains(st, "site policy unreadable") || !strings.Contains(st, "the DHCP lease's servers are not used instead") {
 		t.Errorf("status %q", st)
+	}
+}
+
+// A NAK forged by someone on the path, answering first, costs neither
+// the genuine reply behind it nor the session: one with the query's
+// unique identifier (copied from the query) is taken only if no
+// authenticated reply comes before the deadline (RFC 8915 5.7), and one
+// without it is not ours at all: when the genuine reply is lost as well,
+// the query fails as a lost reply does, and the session's cookies serve
+// the next poll (no new key exchange, RFC 8915 5.7: the client must
+// discard a NAK whose unique identifier is not its query's).
+func TestNTSForgedNAKIgnored(t *testing.T) {
+	l := newLab(t)
+	now := time.Now()
+	ca := newTestCA(t, "Plant Time CA", now.Add(-time.Hour), now.AddDate(1, 0, 0))
+	l.ntsChronyd(t, "192.0.2.2", ca, now.Add(-time.Hour), now.AddDate(1, 0, 0))
+	dir := t.TempDir()
+	applySite(t, dir, ntsSite(ca, "192.0.2.2"))
+	c := &testClock{}
+	c.set(-time.Hour)
+	lg := &logs{}
+	defer func() {
+		if t.Failed() {
+			lg.dump(t)
+		}
+	}()
+	svc := newNTSService(t, l, dir, c, lg, "")
+	tp := &tamper{}
+	svc.Dial = tp.dial(l)
+	svc.Timeout = 300 * time.Millisecond
+	for i, mode := range []string{"nak-noid", "nak", "nak"} {
+		tp.set(mode, 1)
+		want := ActionSlewed
+		if i == 0 {
+			want = ActionStepped
+		}
+		if r := svc.Poll(context.Background()); r.Action != want || r.Samples[0].Err != nil {
+			t.Fatalf("poll %d, forged NAK (%s) first: %s (%v); want %s from chronyd's reply", i+1, mode, r.Action, r.Samples, want)
+		}
+	}
+	tp.set("nak-noid-drop", 1)
+	r := svc.Poll(context.Background())
+	if err := r.Samples[0].Err; r.Action != ActionFailed || err == nil || errors.Is(err, errNAK) ||
+		!strings.Contains(err.Error(), "an NTS NAK without our query's unique identifier") {
+		t.Fatalf("forged NAK without our identifier, reply lost: %s (%v); want failed, the NAK ignored", r.Action, r.Samples)
+	}
+	if r := svc.Poll(context.Background()); r.Action != ActionSlewed {
+		t.Fatalf("after the forged NAK: %s (%v)", r.Action, r.Samples)
+	}
+	if !near(c.skew, 0, tolerance) {
+		t.Errorf("clock off by %s", c.skew)
+	}
+	if n := svc.kes.Load(); n != 1 {
+		t.Errorf("%d key exchanges; want 1 (a forged NAK must not drop the session)", n)
 	}
 }
