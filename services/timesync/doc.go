@@ -33,8 +33,12 @@
 //     NTS is what is to set its clock; the chain, the name and a common
 //     instant of validity are still checked, the time a server sends
 //     must lie in its chain's validity (an expired certificate cannot
-//     vouch for a later time), and once the clock was synchronised this
-//     boot the times are checked against it. Every
+//     vouch for a later time; the next poll runs a new key exchange),
+//     and once the clock was synchronised this boot the times are
+//     checked against it, the session's too: a session whose chain is
+//     no longer valid at the clock (expired since its key exchange, or
+//     made before the first sync) is replaced by a new key exchange,
+//     which sees a renewed certificate. Every
 //     reply must carry the query's unique identifier under an
 //     authenticator the session's key verifies (a plain or stripped reply
 //     is ignored). A session's keys and cookies serve the polls; when the

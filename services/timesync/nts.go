@@ -27,7 +27,9 @@ import (
 //   - Trust: the TLS certificate of the key exchange is verified against
 //     the site file's CA only (the gate has no system bundle), with the
 //     service's clock, and before the first sync of the boot without the
-//     certificates' validity times (verifyChain).
+//     certificates' validity times (verifyChain). A session lives by
+//     its cookies, not its certificate: once the clock is set, a chain
+//     no longer valid at it means a new key exchange (queryPeer).
 //   - Authentication of every reply: the library checks the authenticator
 //     (AEAD) of a reply only if the reply carries one, and a reply without
 //     extension fields passes as it is: a plain NTP reply, forged by anyone
@@ -136,6 +138,20 @@ func (s *Service) queryPeer(ctx context.Context, p *ntsPeer) (smp Sample) {
 		smp.Err = err
 		return smp
 	}
+	if p.session != nil && s.synced {
+		// The session outlives the key exchange that verified its
+		// certificate: by cookies it can serve for months, past the
+		// chain's expiry (a server that renewed its certificate would
+		// be asked under the old one, its times refused below, for
+		// ever), and one made before the first sync had its times
+		// never checked. Once the clock is set, a chain no longer valid
+		// by it means a new key exchange, verified at that clock.
+		if now := s.Clock.Now(); now.Before(p.notBefore) || now.After(p.notAfter) {
+			s.Logf("timesync: nts %s: the certificate chain of the session's key exchange is not valid at %s (%s to %s): new key exchange",
+				p.server, stamp(now), stamp(p.notBefore), stamp(p.notAfter))
+			p.session = nil
+		}
+	}
 	if p.session == nil {
 		if now := time.Now(); now.Before(p.nextKE) {
 			smp.Err = fmt.Errorf("%s (%s ago; next key exchange in %s)", p.lastErr, now.Sub(p.failAt).Round(time.Second), p.nextKE.Sub(now).Round(time.Second))
@@ -176,7 +192,10 @@ func (s *Service) queryPeer(ctx context.Context, p *ntsPeer) (smp Sample) {
 	}
 	fill(&smp, r)
 	if t := r.Time; smp.Err == nil && (t.Before(p.notBefore) || t.After(p.notAfter)) {
-		smp.Err = fmt.Errorf("the server's time %s is outside its certificate chain's validity (%s to %s): not used",
+		// The next poll runs a new key exchange: the server may have a
+		// certificate for that time by now.
+		p.session = nil
+		smp.Err = fmt.Errorf("the server's time %s is outside its certificate chain's validity (%s to %s): not used (new key exchange at the next poll)",
 			stamp(t), stamp(p.notBefore), stamp(p.notAfter))
 	}
 	return smp

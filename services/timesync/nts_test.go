@@ -712,3 +712,92 @@ func TestNTSForgedNAKIgnored(t *testing.T) {
 		t.Errorf("%d key exchanges; want 1 (a forged NAK must not drop the session)", n)
 	}
 }
+
+// A session outlives its key exchange: the server's certificate expires
+// while the session's cookies still serve, and the server has renewed it
+// (chronyd restarted with a new certificate, its keys kept: the old
+// cookies still work). Once the clock is synchronised, a chain no longer
+// valid by it means a new key exchange, which verifies the new
+// certificate and syncs; the old session would have had every reply
+// refused (the server's time after its old chain's end) for as long as
+// its cookies lasted, that is for ever.
+func TestNTSNewKeyExchangeWhenTheCertificateExpires(t *testing.T) {
+	l := newLab(t)
+	now := time.Now()
+	ca := newTestCA(t, "Plant Time CA", now.Add(-time.Hour), now.AddDate(1, 0, 0))
+	expires := now.Add(4 * time.Second).Truncate(time.Second)
+	stop := l.ntsChronyd(t, "192.0.2.2", ca, now.Add(-time.Hour), expires)
+	dir := t.TempDir()
+	applySite(t, dir, ntsSite(ca, "192.0.2.2"))
+	c := &testClock{}
+	c.set(-time.Hour)
+	lg := &logs{}
+	defer func() {
+		if t.Failed() {
+			lg.dump(t)
+		}
+	}()
+	svc := newNTSService(t, l, dir, c, lg, "")
+	svc.Timeout = 500 * time.Millisecond
+	if r := svc.Poll(context.Background()); r.Action != ActionStepped {
+		t.Fatalf("first poll: %s (%v)", r.Action, r.Samples)
+	}
+
+	// The renewal: a new certificate, the server's keys (ntsdumpdir)
+	// kept, so the session's cookies still work.
+	stop()
+	ndir := filepath.Join(l.dir, "nts-192.0.2.2")
+	cert, key := ca.server(t, ndir, "192.0.2.2", now.Add(-time.Hour), now.AddDate(0, 3, 0))
+	l.chronydIn(t, "192.0.2.2", "chrony-192.0.2.2-renewed", "local stratum 3", "ntsserverkey "+key, "ntsservercert "+cert,
+		"ntsport 4460", "ntsdumpdir "+ndir, "ntsprocesses 0")
+	time.Sleep(time.Until(expires.Add(1500 * time.Millisecond)))
+
+	r := svc.Poll(context.Background())
+	if r.Action != ActionSlewed || !near(r.Offset, 0, tolerance) {
+		t.Fatalf("after the old certificate expired: %s (%v); want a new key exchange and a slew", r.Action, r.Samples)
+	}
+	if n := svc.kes.Load(); n != 2 {
+		t.Errorf("%d key exchanges; want 2", n)
+	}
+	if lg.match(`^timesync: nts 192\.0\.2\.2:4460: the certificate chain of the session's key exchange is not valid at .*: new key exchange$`) != 1 {
+		t.Error("the new key exchange's reason is not logged")
+	}
+}
+
+// Before the first sync the same: a server whose expired certificate
+// cannot vouch for its time has renewed it (keys kept); the poll after
+// the refused reply runs a new key exchange, not the old session, and
+// syncs.
+func TestNTSNewKeyExchangeAfterATimeOutsideTheChain(t *testing.T) {
+	l := newLab(t)
+	now := time.Now()
+	ca := newTestCA(t, "Plant Time CA", now.AddDate(-3, 0, 0), now.AddDate(1, 0, 0))
+	stop := l.ntsChronyd(t, "192.0.2.2", ca, now.AddDate(-2, 0, 0), now.AddDate(-1, 0, 0))
+	dir := t.TempDir()
+	applySite(t, dir, ntsSite(ca, "192.0.2.2"))
+	c := &testClock{}
+	c.set(-time.Hour)
+	lg := &logs{}
+	defer func() {
+		if t.Failed() {
+			lg.dump(t)
+		}
+	}()
+	svc := newNTSService(t, l, dir, c, lg, "")
+	svc.Timeout = 500 * time.Millisecond
+	r := svc.Poll(context.Background())
+	if r.Action != ActionFailed || r.Samples[0].Err == nil || !strings.Contains(r.Samples[0].Err.Error(), "is outside its certificate chain's validity") {
+		t.Fatalf("expired certificate: %s (%v)", r.Action, r.Samples)
+	}
+	stop()
+	ndir := filepath.Join(l.dir, "nts-192.0.2.2")
+	cert, key := ca.server(t, ndir, "192.0.2.2", now.Add(-time.Hour), now.AddDate(0, 3, 0))
+	l.chronydIn(t, "192.0.2.2", "chrony-192.0.2.2-renewed", "local stratum 3", "ntsserverkey "+key, "ntsservercert "+cert,
+		"ntsport 4460", "ntsdumpdir "+ndir, "ntsprocesses 0")
+	if r = svc.Poll(context.Background()); r.Action != ActionStepped || !near(c.skew, 0, tolerance) {
+		t.Fatalf("renewed certificate: %s (%v); want a new key exchange and a step", r.Action, r.Samples)
+	}
+	if n := svc.kes.Load(); n != 2 {
+		t.Errorf("%d key exchanges; want 2", n)
+	}
+}
