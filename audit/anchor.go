@@ -87,15 +87,15 @@ func (w *Writer) AnchorState() AnchorState {
 
 // appendDurable appends the log's own event e and waits until it is
 // durable.
-func (w *Writer) appendDurable(e Event) error {
-	_, end, err := w.appendAny(e, appendInternal)
+func (w *Writer) appendDurable(e Event) (Position, error) {
+	pos, end, err := w.appendAny(e, appendInternal)
 	if err == nil {
 		err = w.waitDurable(end)
 	}
 	if err != nil {
-		return fmt.Errorf("record %s: %w", e.Type, err)
+		return Position{}, fmt.Errorf("record %s: %w", e.Type, err)
 	}
-	return nil
+	return pos, nil
 }
 
 // anchorOpen compares the log with the anchor counter, records a
@@ -134,7 +134,7 @@ func (w *Writer) anchorOpen() error {
 		note = fmt.Sprintf("; the advance to %d recorded before was not made (the gate stopped between the record and the advance)", *last)
 	}
 	if alarm != "" {
-		if err := w.appendDurable(Event{Type: EventAnchorMismatch, Reason: alarm}); err != nil {
+		if _, err := w.appendDurable(Event{Type: EventAnchorMismatch, Reason: alarm}); err != nil {
 			return err
 		}
 		w.mu.Lock()
@@ -149,13 +149,13 @@ func (w *Writer) anchorOpen() error {
 		if err != nil {
 			return w.anchorUnavailable(fmt.Errorf("define the anchor counter: %w", err))
 		}
-		if err := w.appendDurable(Event{Type: EventLogAnchored, Anchor: &v,
+		if _, err := w.appendDurable(Event{Type: EventLogAnchored, Anchor: &v,
 			Reason: fmt.Sprintf("log opened; anchor counter established at %d", v)}); err != nil {
 			return err
 		}
 	} else {
 		want := cur + 1
-		if err := w.appendDurable(Event{Type: EventLogAnchored, Anchor: &want,
+		if _, err := w.appendDurable(Event{Type: EventLogAnchored, Anchor: &want,
 			Reason: fmt.Sprintf("log opened; anchor counter %d -> %d%s", cur, want, note)}); err != nil {
 			return err
 		}
@@ -165,7 +165,7 @@ func (w *Writer) anchorOpen() error {
 		}
 		if got != want {
 			alarm := fmt.Sprintf("the anchor counter went to %d, not %d: something other than this log advances it", got, want)
-			if err := w.appendDurable(Event{Type: EventAnchorMismatch, Reason: alarm}); err != nil {
+			if _, err := w.appendDurable(Event{Type: EventAnchorMismatch, Reason: alarm}); err != nil {
 				return err
 			}
 			w.mu.Lock()
@@ -185,7 +185,7 @@ func (w *Writer) anchorOpen() error {
 // unanchored in this run.
 func (w *Writer) anchorUnavailable(cause error) error {
 	reason := cause.Error() + "; the log runs unanchored until it is opened again"
-	if err := w.appendDurable(Event{Type: EventAnchorUnavailable, Reason: reason}); err != nil {
+	if _, err := w.appendDurable(Event{Type: EventAnchorUnavailable, Reason: reason}); err != nil {
 		return err
 	}
 	w.mu.Lock()

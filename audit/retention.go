@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,7 +15,8 @@ import (
 // The oldest files go first, whole, and only when every record in them is
 // signed by a checkpoint and Removable allows it (the proxy: exported to
 // the SIEM). Before a file goes, the log records a "log-pruned" event
-// naming it, its seq range and the hash of its last record, durably: the
+// naming it, its seq range and the hash of its last record, durably and
+// signed by a checkpoint (a signer that does not answer holds the file): the
 // chain from the first file left still starts at that hash, so Verify
 // accepts a log whose missing oldest files the log itself says it removed
 // (and still refuses one whose files went missing otherwise, unless
@@ -197,13 +199,33 @@ func (w *Writer) prune() {
 				return
 			}
 		}
-		ev := Event{Type: EventLogPruned, Pruned: &Pruned{File: oldest.index, FirstSeq: first.seq, LastSeq: last, Head: next.prevHead},
-			Reason: fmt.Sprintf("removed %s (seq %d..%d, %d bytes): the log's %d bytes in %d files are over its budget of %d bytes",
-				oldest.name, first.seq, last, sizes[0], total, len(files), max)}
-		if err := w.appendDurable(ev); err != nil {
-			if !errors.Is(err, ErrClosed) {
-				w.cfg.onError(fmt.Errorf("audit log retention: %w", err))
+		rec := w.prunePending
+		if rec.file != oldest.index || !rec.ok {
+			ev := Event{Type: EventLogPruned, Pruned: &Pruned{File: oldest.index, FirstSeq: first.seq, LastSeq: last, Head: next.prevHead},
+				Reason: fmt.Sprintf("removed %s (seq %d..%d, %d bytes): the log's %d bytes in %d files are over its budget of %d bytes",
+					oldest.name, first.seq, last, sizes[0], total, len(files), max)}
+			pos, err := w.appendDurable(ev)
+			if err != nil {
+				if !errors.Is(err, ErrClosed) {
+					w.cfg.onError(fmt.Errorf("audit log retention: %w", err))
+				}
+				return
 			}
+			rec = prunePending{file: oldest.index, seq: pos.Seq, ok: true}
+			w.prunePending = rec
+		}
+		// Verify accepts the missing file only on a signed log-pruned
+		// record: it is signed before the file goes, so that the log as
+		// the disk holds it at any moment (a power cut, a copy taken for
+		// an audit, a signer that stopped answering) verifies.
+		if _, err := w.checkpoint(context.Background(), appendInternal); err != nil && !errors.Is(err, ErrClosed) {
+			w.cfg.onError(fmt.Errorf("audit log retention: sign the log-pruned record of %s: %w", oldest.name, err))
+		}
+		w.mu.Lock()
+		signed := w.nextUnsigned > rec.seq
+		w.mu.Unlock()
+		if !signed {
+			held = fmt.Sprintf("%s: the log-pruned record naming it (seq %d) is not signed yet", oldest.name, rec.seq)
 			return
 		}
 		if err := os.Remove(filepath.Join(w.dir, oldest.name)); err != nil {
@@ -214,8 +236,15 @@ func (w *Writer) prune() {
 			w.cfg.onError(fmt.Errorf("audit log retention: %w", err))
 			return
 		}
-		w.kick() // a checkpoint signs the log-pruned record soon
 	}
+}
+
+// prunePending is the log-pruned record prune appended in this run for
+// file (seq), so that a removal held until it is signed does not append
+// another; only the loop goroutine uses it.
+type prunePending struct {
+	file, seq uint64
+	ok        bool
 }
 
 type rotationInfo struct {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -250,4 +251,72 @@ type failingSigner struct{ k *ecdsa.PrivateKey }
 func (s failingSigner) Public() crypto.PublicKey { return &s.k.PublicKey }
 func (s failingSigner) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
 	return nil, errors.New("TPM not answering")
+}
+
+// switchSigner signs until told to fail (a TPM that stops answering).
+type switchSigner struct {
+	k    *ecdsa.PrivateKey
+	fail *atomic.Bool
+}
+
+func (s switchSigner) Public() crypto.PublicKey { return &s.k.PublicKey }
+func (s switchSigner) Sign(r io.Reader, d []byte, o crypto.SignerOpts) ([]byte, error) {
+	if s.fail.Load() {
+		return nil, errors.New("TPM not answering")
+	}
+	return s.k.Sign(r, d, o)
+}
+
+// A file goes only once the log-pruned record naming it is signed: with
+// the signer down after the file's own records were signed, the file
+// stays (held, and said why), so that the disk as it is at any moment (a
+// power cut, a copy taken for an audit) verifies without AllowPartial;
+// once the signer answers again the file goes and the log still verifies.
+func TestRetentionSignsPrunedRecordBeforeRemoval(t *testing.T) {
+	dir := t.TempDir()
+	key := newKey(t)
+	var fail atomic.Bool
+	var allow atomic.Bool
+	removable := func() (uint64, bool) { return 1 << 40, allow.Load() }
+	w := openLog(t, dir, switchSigner{key, &fail}, WithMaxFileSize(4<<10), WithCheckpointEvery(5),
+		WithRetention(Retention{MaxBytes: 8 << 10, Removable: removable}))
+	defer w.Close()
+	for i := 0; i < 12; i++ {
+		writeSession(t, w, fmt.Sprintf("s%d", i), 2)
+	}
+	if _, err := w.Checkpoint(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	fail.Store(true)
+	allow.Store(true)
+	w.kickPrune()
+	waitFor(t, "a log-pruned record", func() bool { return len(eventsOf(t, dir, EventLogPruned)) > 0 })
+	waitFor(t, "the retention to say it is held", func() bool {
+		st, _ := w.StorageState()
+		return strings.Contains(st.Held, "is not signed yet")
+	})
+	if _, err := os.Stat(fileOf(t, dir, 0)); err != nil {
+		t.Fatalf("file 0 removed before its log-pruned record was signed: %v", err)
+	}
+	if _, err := Verify(dir, trustOf(key)); err != nil {
+		t.Fatalf("the log as the disk holds it with the signer down: %v", err)
+	}
+	n := len(eventsOf(t, dir, EventLogPruned))
+	w.kickPrune()
+	w.kickPrune()
+	time.Sleep(50 * time.Millisecond)
+	if m := len(eventsOf(t, dir, EventLogPruned)); m != n {
+		t.Fatalf("retrying appended %d more log-pruned records for the same file", m-n)
+	}
+
+	fail.Store(false)
+	w.kickPrune()
+	waitFor(t, "file 0 removed", func() bool {
+		_, err := os.Stat(fileOf(t, dir, 0))
+		return err != nil
+	})
+	rep, err := Verify(dir, trustOf(key))
+	if err != nil || rep.PrunedFiles == 0 {
+		t.Fatalf("after the removal: %+v, %v", rep, err)
+	}
 }

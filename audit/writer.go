@@ -99,9 +99,11 @@ type Writer struct {
 	anchorUnavail string
 
 	// pruneTrigger asks the loop to apply the retention (a rotation);
-	// pruneHeld says why the oldest file cannot go yet (under mu).
+	// pruneHeld says why the oldest file cannot go yet (under mu);
+	// prunePending is prune's own (the loop goroutine's).
 	pruneTrigger chan struct{}
 	pruneHeld    string
+	prunePending prunePending
 }
 
 // Open opens the log in dir for appending, creating dir and the first file
