@@ -34,9 +34,10 @@ type Retention struct {
 	MaxBytes int64
 	// Reserve: see above; 0: none.
 	Reserve int64
-	// Removable returns the highest seq whose record may be removed (ok
-	// false: none may). Nil: any signed record.
-	Removable func() (throughSeq uint64, ok bool)
+	// Removable returns the highest seq of log logID (the Writer's log)
+	// whose record may be removed (ok false: none may). Nil: any signed
+	// record.
+	Removable func(logID string) (throughSeq uint64, ok bool)
 }
 
 // WithRetention bounds the log's size (see Retention).
@@ -189,7 +190,7 @@ func (w *Writer) prune() {
 			return
 		}
 		if rm := w.cfg.retention.Removable; rm != nil {
-			through, ok := rm()
+			through, ok := rm(w.logID)
 			if !ok || through < last {
 				exported := "none"
 				if ok {

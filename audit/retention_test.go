@@ -96,7 +96,7 @@ func TestRetentionKeepsUnexportedAndUnsigned(t *testing.T) {
 	key := newKey(t)
 	var exported atomic.Int64
 	exported.Store(-1)
-	removable := func() (uint64, bool) {
+	removable := func(string) (uint64, bool) {
 		v := exported.Load()
 		return uint64(v), v >= 0
 	}
@@ -277,7 +277,7 @@ func TestRetentionSignsPrunedRecordBeforeRemoval(t *testing.T) {
 	key := newKey(t)
 	var fail atomic.Bool
 	var allow atomic.Bool
-	removable := func() (uint64, bool) { return 1 << 40, allow.Load() }
+	removable := func(string) (uint64, bool) { return 1 << 40, allow.Load() }
 	w := openLog(t, dir, switchSigner{key, &fail}, WithMaxFileSize(4<<10), WithCheckpointEvery(5),
 		WithRetention(Retention{MaxBytes: 8 << 10, Removable: removable}))
 	defer w.Close()

@@ -86,11 +86,13 @@ func planAuditStorage(dir string, maxMiB, reserveMiB int64, cursor string) (audi
 }
 
 // exportedThrough reads the syslog exporter's cursor: the records up to
-// the last one the receiver acknowledged may go.
-func exportedThrough(cursor string) func() (uint64, bool) {
-	return func() (uint64, bool) {
+// the last one the receiver acknowledged may go. A cursor of another log
+// (left from a log that was replaced, before the exporter resets it) says
+// nothing about this one: nothing may go.
+func exportedThrough(cursor string) func(logID string) (uint64, bool) {
+	return func(logID string) (uint64, bool) {
 		c, ok, err := syslog.LoadCursor(cursor)
-		if err != nil || !ok {
+		if err != nil || !ok || c.LogID != logID {
 			return 0, false
 		}
 		return c.Seq, true

@@ -62,14 +62,17 @@ func TestPlanAuditStorage(t *testing.T) {
 	if err != nil || st.retention.MaxBytes != 64<<20 || st.fileSize != 4<<20 || !strings.Contains(st.describe, "only once exported") {
 		t.Fatalf("with export: %+v, %v", st, err)
 	}
-	if _, ok := st.retention.Removable(); ok {
+	if _, ok := st.retention.Removable("x"); ok {
 		t.Fatal("nothing exported yet (no cursor), but records may go")
 	}
 	if err := syslog.SaveCursor(cursor, syslog.Cursor{LogID: "x", Seq: 1234}); err != nil {
 		t.Fatal(err)
 	}
-	if through, ok := st.retention.Removable(); !ok || through != 1234 {
+	if through, ok := st.retention.Removable("x"); !ok || through != 1234 {
 		t.Fatalf("after the receiver acknowledged seq 1234: %d, %v", through, ok)
+	}
+	if through, ok := st.retention.Removable("another-log"); ok {
+		t.Fatalf("another log's cursor lets records go through seq %d", through)
 	}
 }
 
@@ -86,7 +89,7 @@ func TestWatchStorageNote(t *testing.T) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	// Removable says no: nothing can go, as with a syslog receiver that
 	// is down.
-	st.retention.Removable = func() (uint64, bool) { return 0, false }
+	st.retention.Removable = func(string) (uint64, bool) { return 0, false }
 	w, err := audit.Open(dir, key, audit.WithRetention(st.retention), audit.WithMaxFileSize(256<<10), audit.WithCheckpointEvery(4))
 	if err != nil {
 		t.Fatal(err)
@@ -149,4 +152,50 @@ func freeMiB(t *testing.T, dir string) int64 {
 		t.Fatal(err)
 	}
 	return int64(s.Bavail) * int64(s.Bsize) >> 20
+}
+
+// The syslog cursor lets records go only when it is the cursor of this
+// log: one left from another log (a log directory replaced or started
+// anew, the exporter not yet run to reset it) says nothing about what of
+// this log was exported, however far it got.
+func TestRetentionIgnoresAnotherLogsCursor(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "audit")
+	cursor := filepath.Join(t.TempDir(), "syslog.cursor")
+	if err := syslog.SaveCursor(cursor, syslog.Cursor{LogID: "a-log-before-this-one", Seq: 1 << 40, Hash: make([]byte, 32)}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := planAuditStorage(dir, 64, 0, cursor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.retention.MaxBytes = 8 << 10
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	w, err := audit.Open(dir, key, audit.WithRetention(st.retention), audit.WithMaxFileSize(2<<10), audit.WithCheckpointEvery(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	bg := context.Background()
+	for i := 0; i < 40; i++ {
+		if _, err := w.Append(bg, audit.Event{Type: "test", Reason: strings.Repeat("x", 200)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := w.Checkpoint(bg); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s, _ := w.StorageState()
+		if strings.Contains(s.Held, "not exported yet") {
+			break
+		}
+		if _, err := os.Stat(filepath.Join(dir, audit.FileName(0))); err != nil {
+			t.Fatalf("file 0 removed on the word of another log's cursor: %v", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("storage state %+v: want held, not exported", s)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
