@@ -3,6 +3,7 @@ package proxyd
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -58,23 +59,47 @@ func planAuditStorage(dir string, maxMiB, reserveMiB int64, cursor string) (audi
 	if err := unix.Statfs(probe, &s); err != nil {
 		return auditStorage{}, fmt.Errorf("audit log storage: statfs %s: %w", probe, err)
 	}
-	fsSize := int64(s.Blocks) * int64(s.Bsize)
+	const maxMiBFlag = math.MaxInt64 >> 20 // larger overflows in bytes
+	if maxMiB > maxMiBFlag || reserveMiB > maxMiBFlag {
+		return auditStorage{}, fmt.Errorf("audit log storage: a budget of %d MiB or a reserve of %d MiB is beyond any file system", maxMiB, reserveMiB)
+	}
 	var st auditStorage
 	budget, reserve := maxMiB<<20, reserveMiB<<20
 	how := fmt.Sprintf("budget %d MiB", maxMiB)
-	if maxMiB == 0 {
-		budget = fsSize / autoBudgetShare
-		how = fmt.Sprintf("budget %d MiB (half of the %d MiB file system)", budget>>20, fsSize>>20)
+	if s.Blocks == 0 {
+		// The file system reports no size and no free space (a tmpfs
+		// mounted without a size limit, some network and FUSE file
+		// systems): there is nothing to take half of, and a reserve
+		// measured against the 0 bytes it says are free would refuse
+		// every session.
+		if reserveMiB != 0 {
+			return auditStorage{}, fmt.Errorf("audit log storage: the file system of %s reports no size or free space: a reserve of %d MiB cannot be kept (give -audit-reserve-mib 0)", dir, reserveMiB)
+		}
+		reserve = 0
+		if maxMiB == 0 {
+			how = "no budget (the file system reports no size: give -audit-max-mib to bound the log)"
+		}
+		st.fileSize = maxAuditFileSize
+		if budget > 0 {
+			st.fileSize = min(max(budget/16, minAuditFileSize), maxAuditFileSize)
+		}
+		how += fmt.Sprintf(", files of %d MiB, no reserve (no free space reported)", st.fileSize>>20)
+	} else {
+		fsSize := int64(s.Blocks) * int64(s.Bsize)
+		if maxMiB == 0 {
+			budget = fsSize / autoBudgetShare
+			how = fmt.Sprintf("budget %d MiB (half of the %d MiB file system)", budget>>20, fsSize>>20)
+		}
+		if reserveMiB == 0 {
+			reserve = min(max(fsSize*autoReservePct/100, autoReserveMin<<20), autoReserveMax<<20)
+		}
+		if budget >= fsSize-reserve {
+			return auditStorage{}, fmt.Errorf("audit log storage: a budget of %d MiB leaves less than the reserve of %d MiB free on the %d MiB file system of %s", budget>>20, reserve>>20, fsSize>>20, dir)
+		}
+		st.fileSize = min(max(budget/16, minAuditFileSize), maxAuditFileSize)
+		how += fmt.Sprintf(", files of %d MiB, new sessions refused below %d MiB free", st.fileSize>>20, reserve>>20)
 	}
-	if reserveMiB == 0 {
-		reserve = min(max(fsSize*autoReservePct/100, autoReserveMin<<20), autoReserveMax<<20)
-	}
-	if budget >= fsSize-reserve {
-		return auditStorage{}, fmt.Errorf("audit log storage: a budget of %d MiB leaves less than the reserve of %d MiB free on the %d MiB file system of %s", budget>>20, reserve>>20, fsSize>>20, dir)
-	}
-	st.fileSize = min(max(budget/16, minAuditFileSize), maxAuditFileSize)
 	st.retention = audit.Retention{MaxBytes: budget, Reserve: reserve}
-	how += fmt.Sprintf(", files of %d MiB, new sessions refused below %d MiB free", st.fileSize>>20, reserve>>20)
 	if cursor != "" {
 		st.retention.Removable = exportedThrough(cursor)
 		how += "; the oldest files go only once exported to the syslog receiver"

@@ -199,3 +199,51 @@ func TestRetentionIgnoresAnotherLogsCursor(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A file system that reports no size (a tmpfs mounted without a limit:
+// statfs says 0 blocks, 0 free) gets no automatic budget and no reserve,
+// instead of a proxy that refuses to start (or, with a budget given,
+// refuses every session: 0 bytes "free" is below any reserve); an explicit
+// budget is kept, an explicit reserve refused. Flags that overflow in
+// bytes are refused, not wrapped to a negative budget (no bound).
+func TestPlanAuditStorageNoSize(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	mnt := t.TempDir()
+	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=0"); err != nil {
+		t.Fatalf("mount an unlimited tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
+	dir := filepath.Join(mnt, "audit")
+	st, err := planAuditStorage(dir, 0, 0, "")
+	if err != nil {
+		t.Fatalf("automatic on a file system without a size: %v", err)
+	}
+	if st.retention.MaxBytes != 0 || st.retention.Reserve != 0 || st.fileSize != 64<<20 || !strings.Contains(st.describe, "reports no size") {
+		t.Fatalf("automatic without a size: %+v, file %d, %q", st.retention, st.fileSize, st.describe)
+	}
+	st, err = planAuditStorage(dir, 32, 0, "")
+	if err != nil || st.retention.MaxBytes != 32<<20 || st.retention.Reserve != 0 || st.fileSize != 2<<20 {
+		t.Fatalf("explicit budget without a size: %+v, file %d, %v", st.retention, st.fileSize, err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	w, err := audit.Open(dir, key, audit.WithRetention(st.retention))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.Append(context.Background(), audit.SessionStart{SessionID: "a", User: "alice", Asset: "plc-7", Protocol: "modbus", Rule: "r"}); err != nil {
+		t.Fatalf("a session on a file system without a size: %v", err)
+	}
+	if _, err := planAuditStorage(dir, 0, 16, ""); err == nil || !strings.Contains(err.Error(), "reports no size or free space") {
+		t.Fatalf("an explicit reserve without a size: %v", err)
+	}
+
+	small := smallFS(t, 64)
+	for _, f := range [][2]int64{{1 << 44, 0}, {0, 1 << 44}, {1<<63 - 1, 0}} {
+		if st, err := planAuditStorage(small, f[0], f[1], ""); err == nil {
+			t.Fatalf("-audit-max-mib %d -audit-reserve-mib %d: %+v", f[0], f[1], st.retention)
+		}
+	}
+}
