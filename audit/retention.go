@@ -94,20 +94,28 @@ func (w *Writer) StorageState() (StorageState, error) {
 	return st, nil
 }
 
+// fileSizes lists the log files of dir and their sizes. A file removed
+// between the listing and its stat (the retention, while StorageState
+// runs on another goroutine) is left out.
 func fileSizes(dir string) ([]logFile, []int64, error) {
 	files, err := listFiles(dir)
 	if err != nil {
 		return nil, nil, err
 	}
-	sizes := make([]int64, len(files))
-	for i, f := range files {
+	kept := files[:0]
+	sizes := make([]int64, 0, len(files))
+	for _, f := range files {
 		fi, err := os.Stat(filepath.Join(dir, f.name))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("audit log: %w", err)
 		}
-		sizes[i] = fi.Size()
+		kept = append(kept, f)
+		sizes = append(sizes, fi.Size())
 	}
-	return files, sizes, nil
+	return kept, sizes, nil
 }
 
 // checkReserve refuses a session start when the file system is below the

@@ -320,3 +320,39 @@ func TestRetentionSignsPrunedRecordBeforeRemoval(t *testing.T) {
 		t.Fatalf("after the removal: %+v, %v", rep, err)
 	}
 }
+
+// StorageState while the retention removes files (the proxy asks every
+// 30 s, from another goroutine): a file removed between the listing and
+// its stat is gone, not an error (which the proxy shows as DEGRADED).
+func TestStorageStateWhilePruning(t *testing.T) {
+	dir := t.TempDir()
+	key := newKey(t)
+	w := openLog(t, dir, key, WithMaxFileSize(1<<10), WithCheckpointEvery(1), WithRetention(Retention{MaxBytes: 4 << 10}))
+	defer w.Close()
+	done := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		defer close(errc)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if _, err := w.StorageState(); err != nil {
+				errc <- err
+				return
+			}
+		}
+	}()
+	for i := 0; i < 300; i++ {
+		writeSession(t, w, fmt.Sprintf("s%d", i), 1)
+	}
+	close(done)
+	if err := <-errc; err != nil {
+		t.Fatalf("storage state while pruning: %v", err)
+	}
+	if n := len(eventsOf(t, dir, EventLogPruned)); n < 20 {
+		t.Fatalf("only %d files pruned", n)
+	}
+}
