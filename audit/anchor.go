@@ -18,7 +18,8 @@ import (
 // advances the counter. So the log is never behind the counter unless it
 // lost records that were durable: Open compares the two and records what
 // it finds in an "anchor-mismatch" event (signed by the next checkpoint,
-// exported to the SIEM like every record), and Verify with Trust.Anchor
+// exported to the SIEM like every record; Close does the same when the
+// counter moved under the running log), and Verify with Trust.Anchor
 // (the counter's value, read on the device) fails a log that ends behind
 // it. A log one step ahead is the benign trace of a stop between the
 // record and the advance.
@@ -49,7 +50,9 @@ const (
 	EventLogAnchored = "log-anchored"
 	// EventAnchorMismatch is appended by Open when the log and the
 	// counter disagree: the reason says how and what it means (a
-	// rollback, a removed log, another gate's log, a replaced TPM).
+	// rollback, a removed log, another gate's log, a replaced TPM); and
+	// by Close when something other than this log advanced the counter
+	// while it ran.
 	EventAnchorMismatch = "anchor-mismatch"
 	// EventAnchorUnavailable is appended by Open when the counter could
 	// not be read or advanced: the log runs unanchored until it is opened
@@ -64,8 +67,8 @@ var ErrAnchor = errors.New("log does not match the device's anchor counter")
 // AnchorState says how the log is anchored in this run: Value is the last
 // anchor value in the chain (Has false: none), OK whether the counter
 // answered at Open (false also without WithAnchor), Alarm the reason of
-// the anchor-mismatch event Open recorded ("" when none) and Unavailable
-// that of the anchor-unavailable event.
+// the anchor-mismatch event Open (or Close) recorded ("" when none) and
+// Unavailable that of the anchor-unavailable event.
 type AnchorState struct {
 	Value       uint64
 	Has         bool
@@ -199,13 +202,21 @@ func (w *Writer) anchorUnavailable(cause error) error {
 // closingAnchor returns the anchor value Close's log-closed event records
 // and the advance to make once that event is durable; nil, nil when the
 // log runs unanchored or the counter does not answer (reported through
-// the error handler: the seal goes on without it).
-func (w *Writer) closingAnchor() (*uint64, func()) {
+// the error handler: the seal goes on without it). alarm is not "" when
+// the counter is not where this run left it: something other than this
+// log advanced it while the log ran (another copy of the log opened on
+// the gate, the TPM used directly); Close records it before the seal.
+func (w *Writer) closingAnchor() (anchor *uint64, advance func(), alarm string) {
 	w.mu.Lock()
 	ok := w.anchorOK
+	var last *uint64
+	if w.anchor != nil {
+		v := *w.anchor
+		last = &v
+	}
 	w.mu.Unlock()
 	if !ok {
-		return nil, nil
+		return nil, nil, ""
 	}
 	a := w.cfg.anchor
 	cur, defined, err := a.Read()
@@ -214,7 +225,11 @@ func (w *Writer) closingAnchor() (*uint64, func()) {
 	}
 	if err != nil {
 		w.cfg.onError(fmt.Errorf("anchor: read the anchor counter at close: %w; the seal is not anchored", err))
-		return nil, nil
+		return nil, nil, ""
+	}
+	if last != nil && *last != cur {
+		alarm = fmt.Sprintf("the device's anchor counter is at %d at close, but this run anchored the log at %d: "+
+			"something other than this log advanced it while the log ran (a copy of this log opened elsewhere on this gate, or the TPM used directly)", cur, *last)
 	}
 	want := cur + 1
 	return &want, func() {
@@ -225,5 +240,5 @@ func (w *Writer) closingAnchor() (*uint64, func()) {
 		case got != want:
 			w.cfg.onError(fmt.Errorf("anchor: the anchor counter went to %d at close, not %d", got, want))
 		}
-	}
+	}, alarm
 }

@@ -327,3 +327,30 @@ func TestAnchorEventsAreTheLogsOwn(t *testing.T) {
 		}
 	}
 }
+
+// Something other than this log advancing the counter while the log runs
+// (a copy of the log directory opened elsewhere on the gate, the TPM used
+// directly) is recorded at Close, in an anchor-mismatch event before the
+// seal: the close then anchors the log where the counter is, and without
+// the record nothing in this log would say the counter moved under it.
+func TestAnchorMovedWhileOpenRecordedAtClose(t *testing.T) {
+	dir := t.TempDir()
+	key := newKey(t)
+	c := &counter{start: 7}
+	w := openLog(t, dir, key, WithAnchor(c))
+	writeSession(t, w, "a", 2)
+	c.mu.Lock()
+	c.value += 3 // a fork of the log opened and closed twice meanwhile
+	c.mu.Unlock()
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	alarms := eventsOf(t, dir, EventAnchorMismatch)
+	if len(alarms) != 1 || !strings.Contains(alarms[0].Reason, "at 10 at close, but this run anchored the log at 7") {
+		t.Fatalf("anchor-mismatch records %+v, want one saying the counter moved from 7 to 10", alarms)
+	}
+	rep, err := verifyAnchor(t, dir, trustOf(key), 11)
+	if err != nil || rep.End != EndSealed || rep.Anchor != 11 || len(rep.AnchorAlarms) != 1 {
+		t.Fatalf("verify: %+v, %v", rep, err)
+	}
+}

@@ -92,7 +92,9 @@ func (w *Writer) backgroundCheckpoint() {
 // of the newest file is a crash or a truncation. If the signer fails, the
 // log-closed record stays unsigned and Close returns the error. An
 // anchored log's log-closed event carries the anchor counter's next value
-// and the counter is advanced once that event is durable (see Anchor).
+// and the counter is advanced once that event is durable (see Anchor); a
+// counter that something else advanced while the log ran is recorded
+// first, in an anchor-mismatch event.
 // Calling Close again does nothing.
 func (w *Writer) Close() error {
 	w.mu.Lock()
@@ -115,9 +117,19 @@ func (w *Writer) Close() error {
 		// last two records.
 		closed := Event{Type: EventLogClosed, Reason: "clean shutdown"}
 		var advance func()
-		closed.Anchor, advance = w.closingAnchor()
+		var alarm string
+		closed.Anchor, advance, alarm = w.closingAnchor()
+		if alarm != "" {
+			_, _, cpErr = w.appendAny(Event{Type: EventAnchorMismatch, Reason: alarm}, appendInternal)
+			w.mu.Lock()
+			w.anchorAlarm = alarm
+			w.mu.Unlock()
+			w.cfg.onError(fmt.Errorf("ANCHOR MISMATCH: %s", alarm))
+		}
 		var end uint64
-		_, end, cpErr = w.appendAny(closed, appendInternal)
+		if cpErr == nil {
+			_, end, cpErr = w.appendAny(closed, appendInternal)
+		}
 		if cpErr == nil && advance != nil {
 			// The anchor value is durable before the counter moves: a
 			// stop in between leaves the log one step ahead, never behind.
