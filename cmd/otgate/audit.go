@@ -19,7 +19,7 @@ func init() {
 }
 
 const auditUsage = `usage:
-  otgate audit verify (--key pubkey.pem | --cert cert.pem | --chain-only) [--log-id ID] [--allow-partial] [--require-signed] [--strict] DIR
+  otgate audit verify (--key pubkey.pem | --cert cert.pem | --chain-only) [--log-id ID] [--allow-partial] [--require-signed] [--anchor N|device] [--strict] DIR
   otgate audit show [--session ID] DIR`
 
 // auditVerifyHelp is printed by otgate audit verify -h.

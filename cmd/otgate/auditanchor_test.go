@@ -179,3 +179,12 @@ func TestAuditVerifyPrunedLog(t *testing.T) {
 		t.Fatalf("verify of a log missing an unrecorded file: %v", err)
 	}
 }
+
+// The usage of otgate audit names --anchor, like every other flag of
+// verify.
+func TestAuditUsageNamesAnchor(t *testing.T) {
+	err := runAudit(nil, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "[--anchor N|device]") {
+		t.Fatalf("usage %v, want --anchor in it", err)
+	}
+}
