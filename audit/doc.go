@@ -101,7 +101,8 @@
 // truncated") and kicks a checkpoint, so the gap is itself a signed record
 // of the chain; Verify lists these in Report.Recoveries. Callers cannot
 // append either event type (ErrInvalidBody). Open and Close of a sealed
-// log with nothing appended in between add nothing.
+// log with nothing appended in between add nothing (unless the log is
+// anchored: each Open of an anchored log records its anchor).
 //
 // What sealing cannot show: a log cut back exactly to an earlier clean
 // close (the gate reopened it and wrote more later), or a whole directory
@@ -113,6 +114,21 @@
 // it (see Anchor). Without an anchor (dev mode), compare the last seq and
 // head (Report.LastSeq, Head) with a copy held elsewhere, such as the SIEM
 // export (audit/syslog).
+//
+// # Retention
+//
+// With WithRetention the log stays within a budget by removing its oldest
+// files, whole, once every record in them is signed and Removable allows
+// it (the proxy: acknowledged by the syslog receiver). Before a file goes
+// the log appends a "log-pruned" event (EventLogPruned, Event.Pruned:
+// the file, its seq range, the hash of its last record) and has a
+// checkpoint sign it; only then is the file removed. Verify accepts a log
+// whose oldest files are missing only when such a signed record of the
+// log names the file just before the first one present, with that file's
+// last seq and hash (Report.PrunedFiles); any other gap is an error
+// unless Trust.AllowPartial. A file that cannot go yet stays and the log
+// grows past its budget (StorageState says why). Below Retention.Reserve
+// of free space a SessionStart is refused (ErrStorageFull).
 //
 // # Torn tails and corruption
 //

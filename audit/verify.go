@@ -61,8 +61,8 @@ type Report struct {
 	// record, which carries it). AnchorAlarms are the anchor-mismatch and
 	// anchor-unavailable records: each a disagreement with, or a silence
 	// of, the device's counter that the writer found and recorded when it
-	// opened the log (at most MaxListedRecoveries; AlarmsNotListed counts
-	// the rest).
+	// opened (or closed) the log (at most MaxListedRecoveries;
+	// AlarmsNotListed counts the rest).
 	// PrunedFiles is the number of oldest files the gate removed under
 	// its retention (WithRetention), as its log-pruned record at seq
 	// PrunedRecordSeq says: the log starts after them by design.
