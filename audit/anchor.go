@@ -145,10 +145,12 @@ func (w *Writer) anchorOpen() error {
 		w.mu.Unlock()
 		w.cfg.onError(fmt.Errorf("ANCHOR MISMATCH: %s", alarm))
 	}
+	var at uint64 // where this run left the counter
 	if !defined {
 		// The first advance defines the counter and gives it the value
 		// the TPM starts counters at: it can only be recorded after.
 		v, err := a.Advance(0, false)
+		at = v
 		if err != nil {
 			return w.anchorUnavailable(fmt.Errorf("define the anchor counter: %w", err))
 		}
@@ -166,6 +168,7 @@ func (w *Writer) anchorOpen() error {
 		if err != nil {
 			return w.anchorUnavailable(fmt.Errorf("advance the anchor counter from %d: %w", cur, err))
 		}
+		at = got
 		if got != want {
 			alarm := fmt.Sprintf("the anchor counter went to %d, not %d: something other than this log advances it", got, want)
 			if _, err := w.appendDurable(Event{Type: EventAnchorMismatch, Reason: alarm}); err != nil {
@@ -178,7 +181,7 @@ func (w *Writer) anchorOpen() error {
 		}
 	}
 	w.mu.Lock()
-	w.anchorOK = true
+	w.anchorOK, w.anchorAt = true, at
 	w.mu.Unlock()
 	w.kick()
 	return nil
@@ -208,12 +211,7 @@ func (w *Writer) anchorUnavailable(cause error) error {
 // the gate, the TPM used directly); Close records it before the seal.
 func (w *Writer) closingAnchor() (anchor *uint64, advance func(), alarm string) {
 	w.mu.Lock()
-	ok := w.anchorOK
-	var last *uint64
-	if w.anchor != nil {
-		v := *w.anchor
-		last = &v
-	}
+	ok, at := w.anchorOK, w.anchorAt
 	w.mu.Unlock()
 	if !ok {
 		return nil, nil, ""
@@ -227,9 +225,9 @@ func (w *Writer) closingAnchor() (anchor *uint64, advance func(), alarm string) 
 		w.cfg.onError(fmt.Errorf("anchor: read the anchor counter at close: %w; the seal is not anchored", err))
 		return nil, nil, ""
 	}
-	if last != nil && *last != cur {
-		alarm = fmt.Sprintf("the device's anchor counter is at %d at close, but this run anchored the log at %d: "+
-			"something other than this log advanced it while the log ran (a copy of this log opened elsewhere on this gate, or the TPM used directly)", cur, *last)
+	if cur != at {
+		alarm = fmt.Sprintf("the device's anchor counter is at %d at close, but this run left it at %d: "+
+			"something other than this log advanced it while the log ran (a copy of this log opened elsewhere on this gate, or the TPM used directly)", cur, at)
 	}
 	want := cur + 1
 	return &want, func() {

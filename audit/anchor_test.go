@@ -346,11 +346,56 @@ func TestAnchorMovedWhileOpenRecordedAtClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	alarms := eventsOf(t, dir, EventAnchorMismatch)
-	if len(alarms) != 1 || !strings.Contains(alarms[0].Reason, "at 10 at close, but this run anchored the log at 7") {
+	if len(alarms) != 1 || !strings.Contains(alarms[0].Reason, "at 10 at close, but this run left it at 7") {
 		t.Fatalf("anchor-mismatch records %+v, want one saying the counter moved from 7 to 10", alarms)
 	}
 	rep, err := verifyAnchor(t, dir, trustOf(key), 11)
 	if err != nil || rep.End != EndSealed || rep.Anchor != 11 || len(rep.AnchorAlarms) != 1 {
 		t.Fatalf("verify: %+v, %v", rep, err)
+	}
+}
+
+// jumpy advances its counter twice on its first advance (something else
+// advanced it right then).
+type jumpy struct {
+	*counter
+	jumped bool
+}
+
+func (j *jumpy) Advance(from uint64, fromDefined bool) (uint64, error) {
+	v, err := j.counter.Advance(from, fromDefined)
+	if err == nil && !j.jumped {
+		j.jumped = true
+		v, err = j.counter.Advance(v, true)
+	}
+	return v, err
+}
+
+// The counter going further than this log's advance at Open is recorded
+// then, once: Close compares the counter with where Open left it, and
+// does not report the same again.
+func TestAnchorJumpAtOpenRecordedOnce(t *testing.T) {
+	dir := t.TempDir()
+	key := newKey(t)
+	c := &counter{start: 5}
+	w := openLog(t, dir, key, WithAnchor(c))
+	if err := w.Close(); err != nil { // the counter at 6
+		t.Fatal(err)
+	}
+	w = openLog(t, dir, key, WithAnchor(&jumpy{counter: c}))
+	writeSession(t, w, "a", 1)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	alarms := eventsOf(t, dir, EventAnchorMismatch)
+	if len(alarms) != 1 || !strings.Contains(alarms[0].Reason, "went to 8, not 7") {
+		t.Fatalf("anchor-mismatch records %+v, want the one of Open only", alarms)
+	}
+	closed := eventsOf(t, dir, EventLogClosed)
+	if len(closed) != 2 || closed[1].Anchor == nil || *closed[1].Anchor != 9 || c.value != 9 {
+		t.Fatalf("log-closed %+v, counter %d", closed, c.value)
+	}
+	if _, err := verifyAnchor(t, dir, trustOf(key), c.value); err != nil {
+		t.Fatal(err)
 	}
 }

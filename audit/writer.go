@@ -90,11 +90,13 @@ type Writer struct {
 	recovery  string // reason of the log-recovered record Open appended, if any
 
 	// anchor is the last anchor value in the chain (nil: none), under mu;
-	// anchorOK says the counter answered at Open (see Anchor);
+	// anchorOK says the counter answered at Open (see Anchor), and
+	// anchorAt is the value Open left it at;
 	// anchorAlarm is the anchor-mismatch Open recorded, if any, and
 	// anchorUnavail the anchor-unavailable.
 	anchor        *uint64
 	anchorOK      bool
+	anchorAt      uint64
 	anchorAlarm   string
 	anchorUnavail string
 
