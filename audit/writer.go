@@ -12,11 +12,17 @@ import (
 	"os"
 	"sync"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/otgate/otgate/internal/atomicfile"
 )
 
 // ErrClosed is returned by appends to a closed Writer.
 var ErrClosed = errors.New("audit log closed")
+
+// ErrInUse: another Writer has the log directory open (only one may: two
+// would write over each other's records).
+var ErrInUse = errors.New("audit log directory in use by another writer")
 
 // Event types the Writer itself appends; Append refuses them, so a record
 // of these types is always the log's own.
@@ -50,6 +56,7 @@ type Position struct {
 // Writer appends records to a log directory. It is safe for concurrent use.
 type Writer struct {
 	dir    string
+	lock   *os.File // the directory, flocked while the Writer is open
 	cfg    config
 	signer crypto.Signer
 	keyID  string
@@ -115,7 +122,9 @@ type Writer struct {
 // "log-recovered" event saying where it ended and what was truncated, so
 // the unclean shutdown is itself in the chain and signed by the next
 // checkpoint (kicked at once). Any other damage makes Open fail without
-// changing anything. signer signs checkpoints.
+// changing anything. signer signs checkpoints. Only one Writer may have
+// a log directory open at a time (an flock on the directory, released by
+// Close): a second Open fails with ErrInUse.
 func Open(dir string, signer crypto.Signer, opts ...Option) (*Writer, error) {
 	if signer == nil {
 		return nil, errors.New("open audit log: no checkpoint signer")
@@ -131,18 +140,23 @@ func Open(dir string, signer crypto.Signer, opts ...Option) (*Writer, error) {
 	if err := atomicfile.MkdirAll(dir, 0o700, syncDir); err != nil {
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}
-	w := &Writer{dir: dir, cfg: cfg, signer: signer, keyID: keyID,
-		trigger: make(chan struct{}, 1), pruneTrigger: make(chan struct{}, 1), done: make(chan struct{}), loopDone: make(chan struct{})}
-	w.cond = sync.NewCond(&w.mu)
-	files, err := listFiles(dir)
+	lock, err := lockDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	if len(files) == 0 {
-		if err := w.create(); err != nil {
-			return nil, err
+	w := &Writer{dir: dir, cfg: cfg, signer: signer, keyID: keyID, lock: lock,
+		trigger: make(chan struct{}, 1), pruneTrigger: make(chan struct{}, 1), done: make(chan struct{}), loopDone: make(chan struct{})}
+	w.cond = sync.NewCond(&w.mu)
+	files, err := listFiles(dir)
+	if err == nil {
+		if len(files) == 0 {
+			err = w.create()
+		} else {
+			err = w.recover(files[len(files)-1])
 		}
-	} else if err := w.recover(files[len(files)-1]); err != nil {
+	}
+	if err != nil {
+		lock.Close()
 		return nil, err
 	}
 	go w.loop()
@@ -458,4 +472,21 @@ func (w *Writer) kick() {
 	case w.trigger <- struct{}{}:
 	default:
 	}
+}
+
+// lockDir takes an exclusive flock on dir (released when the returned
+// file is closed, or the process ends): a second Writer on the same log
+// is refused with ErrInUse. A file system that cannot flock a directory
+// is used unlocked: the lock guards against a mistake (a second proxy
+// started by hand), it does not stand between the log and an attacker.
+func lockDir(dir string) (*os.File, error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open audit log: %w", err)
+	}
+	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB); errors.Is(err, unix.EWOULDBLOCK) {
+		d.Close()
+		return nil, fmt.Errorf("open audit log %s: %w (is another otgate-proxy running?)", dir, ErrInUse)
+	}
+	return d, nil
 }

@@ -149,6 +149,7 @@ func (w *Writer) Close() error {
 	}
 	w.closed = true
 	closeErr := w.f.Close()
+	w.lock.Close() // the directory may be opened again
 	w.cond.Broadcast()
 	switch {
 	case syncErr != nil:
