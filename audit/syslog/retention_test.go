@@ -32,9 +32,9 @@ func TestRetentionWaitsForTheReceiver(t *testing.T) {
 	logDir := t.TempDir()
 	cursor := filepath.Join(t.TempDir(), "cursor")
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	exported := func() (uint64, bool) {
+	exported := func(logID string) (uint64, bool) {
 		c, ok, err := LoadCursor(cursor)
-		if err != nil || !ok {
+		if err != nil || !ok || c.LogID != logID {
 			return 0, false
 		}
 		return c.Seq, true
