@@ -12,8 +12,6 @@ import (
 	"os"
 	"sync"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/otgate/otgate/internal/atomicfile"
 )
 
@@ -472,21 +470,4 @@ func (w *Writer) kick() {
 	case w.trigger <- struct{}{}:
 	default:
 	}
-}
-
-// lockDir takes an exclusive flock on dir (released when the returned
-// file is closed, or the process ends): a second Writer on the same log
-// is refused with ErrInUse. A file system that cannot flock a directory
-// is used unlocked: the lock guards against a mistake (a second proxy
-// started by hand), it does not stand between the log and an attacker.
-func lockDir(dir string) (*os.File, error) {
-	d, err := os.Open(dir)
-	if err != nil {
-		return nil, fmt.Errorf("open audit log: %w", err)
-	}
-	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB); errors.Is(err, unix.EWOULDBLOCK) {
-		d.Close()
-		return nil, fmt.Errorf("open audit log %s: %w (is another otgate-proxy running?)", dir, ErrInUse)
-	}
-	return d, nil
 }
