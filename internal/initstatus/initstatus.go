@@ -76,6 +76,11 @@ type Perm struct {
 	Device string `cbor:"device" json:"device"` // empty when /perm is a tmpfs
 	FSType string `cbor:"fs" json:"fs"`         // "ext4" or "tmpfs"
 	Boots  uint64 `cbor:"boots" json:"boots"`
+	// Size is the file system's size in bytes (ext4 only).
+	Size int64 `cbor:"size,omitempty" json:"size,omitempty"`
+	// Grown says what this boot grew: the partition to the disk's end
+	// and the file system to the partition (init/permgrow.go).
+	Grown string `cbor:"grown,omitempty" json:"grown,omitempty"`
 	// Warning is set when /perm is not persistent.
 	Warning string `cbor:"warning,omitempty" json:"warning,omitempty"`
 }

@@ -33,7 +33,14 @@ func WriteTable(w io.Writer, s *Status) error {
 	if s.Perm.Warning != "" {
 		fmt.Fprintf(&b, "perm      %s, boot %d: WARNING: %s\n", s.Perm.FSType, s.Perm.Boots, s.Perm.Warning)
 	} else {
-		fmt.Fprintf(&b, "perm      %s (%s), boot %d\n", s.Perm.Device, s.Perm.FSType, s.Perm.Boots)
+		size := ""
+		if s.Perm.Size > 0 {
+			size = ", " + sizeText(s.Perm.Size)
+		}
+		fmt.Fprintf(&b, "perm      %s (%s%s), boot %d\n", s.Perm.Device, s.Perm.FSType, size, s.Perm.Boots)
+		if s.Perm.Grown != "" {
+			fmt.Fprintf(&b, "          %s this boot\n", s.Perm.Grown)
+		}
 	}
 	switch {
 	case s.Watchdog.Device == "":
@@ -92,4 +99,12 @@ func round(d time.Duration) time.Duration {
 		return d.Round(time.Second)
 	}
 	return d.Round(10 * time.Millisecond)
+}
+
+// sizeText is "256 MiB" or "31.2 GiB".
+func sizeText(n int64) string {
+	if n < 1<<30 {
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
 }

@@ -53,3 +53,21 @@ func TestStatusRoundTripIsDeterministic(t *testing.T) {
 		t.Fatalf("round trip changed the status: %+v", back.Status)
 	}
 }
+
+// /perm's size, and what this boot grew, are in the table.
+func TestWriteTablePermGrown(t *testing.T) {
+	st := &Status{Perm: Perm{Device: "/dev/vda2", FSType: "ext4", Size: 1946 << 20, Boots: 1,
+		Grown: "grew otgate-perm from 255 MiB to 1.9 GiB (GPT moved to the disk's end)"}}
+	var b bytes.Buffer
+	if err := WriteTable(&b, st); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"perm      /dev/vda2 (ext4, 1.9 GiB), boot 1\n",
+		"          grew otgate-perm from 255 MiB to 1.9 GiB (GPT moved to the disk's end) this boot\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+}
