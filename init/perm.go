@@ -23,8 +23,10 @@ import (
 type permState struct {
 	Device  string
 	FSType  string
+	Size    int64 // bytes of the file system (ext4 only)
 	Boots   uint64
 	Warning string
+	Grown   string // what this boot grew (permgrow.go), or ""
 }
 
 // Content of a would-be /perm device.
@@ -149,8 +151,8 @@ func probeDisk(dev string) (diskContent, error) {
 }
 
 // formatExt4 writes an ext4 file system over the whole of dev (pure Go,
-// go-diskfs).
-func formatExt4(dev string) (int64, error) {
+// go-diskfs), or over its first max bytes when max > 0.
+func formatExt4(dev string, max int64) (int64, error) {
 	f, err := os.OpenFile(dev, os.O_RDWR, 0)
 	if err != nil {
 		return 0, err
@@ -159,6 +161,9 @@ func formatExt4(dev string) (int64, error) {
 	size, err := f.Seek(0, io.SeekEnd)
 	if err != nil {
 		return 0, fmt.Errorf("size of %s: %w", dev, err)
+	}
+	if max > 0 && max < size {
+		size = max
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return 0, err
@@ -224,13 +229,47 @@ func mountPermDevice(log *logger, devSpec, sysDir, devDir, target string, wait t
 	if err != nil {
 		return permState{}, err
 	}
+	// A partition with room after it grows before the mount; its file
+	// system (formatted at the partition's old size when blank: the
+	// format stays as fast and small as ever, and the kernel's online
+	// resize, the one path for new and old gates, takes it from there)
+	// grows after the mount.
+	g := growPermPartition(log, dev, sysDir, devDir)
+	st, err := mountPermRetry(log, dev, target, g.from)
+	if err != nil {
+		return st, err
+	}
+	from, to := growPermFS(log, dev, target)
+	st.Size = to
+	switch {
+	case to == from && g.to > 0:
+		st.Grown = fmt.Sprintf("grew partition %s to %s (GPT moved to the disk's end); its file system was not grown (see the log)", permName(devSpec, dev), sizeText(g.to))
+	case to > from && g.to > 0:
+		st.Grown = fmt.Sprintf("grew %s from %s to %s (GPT moved to the disk's end)", permName(devSpec, dev), sizeText(from), sizeText(to))
+	case to > from:
+		st.Grown = fmt.Sprintf("grew the file system on %s from %s to %s", dev, sizeText(from), sizeText(to))
+	}
+	return st, nil
+}
+
+// permName is the partition label of a PARTLABEL= spec, or the device.
+func permName(devSpec, dev string) string {
+	if l, ok := strings.CutPrefix(devSpec, "PARTLABEL="); ok {
+		return l
+	}
+	return dev
+}
+
+// mountPermRetry mounts dev on target (mountPermOnce), formatting it
+// (its first formatMax bytes, when not zero) if it is blank.
+func mountPermRetry(log *logger, dev, target string, formatMax int64) (permState, error) {
 	// A disk that has just appeared may not read yet (a USB or SD
 	// reader before its medium is ready), and a mount can fail for a
 	// moment: a few tries before the tmpfs. What the disk holds (unknown
 	// content, a zeroed ext4 start) and a failed format are answers, not
 	// hiccups: no retry.
 	for try := 1; ; try++ {
-		st, err, again := mountPermOnce(log, dev, target)
+		st, err, again := mountPermOnce(log, dev, target, formatMax)
 		if err == nil || !again || try == len(permRetryDelays)+1 {
 			return st, err
 		}
@@ -242,7 +281,7 @@ func mountPermDevice(log *logger, devSpec, sysDir, devDir, target string, wait t
 
 // mountPermOnce probes dev, formats it if it is blank, and mounts it on
 // target. again says whether the error may pass (a read or mount error).
-func mountPermOnce(log *logger, dev, target string) (_ permState, _ error, again bool) {
+func mountPermOnce(log *logger, dev, target string, formatMax int64) (_ permState, _ error, again bool) {
 	content, err := probeDisk(dev)
 	if err != nil {
 		return permState{}, err, true
@@ -255,7 +294,7 @@ func mountPermOnce(log *logger, dev, target string) (_ permState, _ error, again
 	case diskBlank:
 		log.Printf("/perm: %s is blank, formatting ext4", dev)
 		start := time.Now()
-		size, err := formatExt4(dev)
+		size, err := formatExt4(dev, formatMax)
 		if err != nil {
 			return permState{}, err, false
 		}

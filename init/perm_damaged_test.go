@@ -47,7 +47,7 @@ func TestPermNeverFormatsExt4WithZeroedStart(t *testing.T) {
 	if got, err := probeDisk(img); err != nil || got != diskBlank {
 		t.Fatalf("blank image: %v, %v; want blank", got, err)
 	}
-	if _, err := formatExt4(img); err != nil {
+	if _, err := formatExt4(img, 0); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := probeDisk(img); err != nil || got != diskExt4 {

@@ -53,7 +53,7 @@ func permLoop(t *testing.T) string {
 	}
 	f.Truncate(64 << 20)
 	f.Close()
-	if _, err := formatExt4(img); err != nil {
+	if _, err := formatExt4(img, 0); err != nil {
 		t.Fatal(err)
 	}
 	out, err := exec.Command("losetup", "--find", "--show", img).Output()
