@@ -27,7 +27,10 @@ const (
 	mib        = 1 << 20
 	espStart   = 1 * mib   // after the protective MBR and primary GPT
 	espSize    = 128 * mib // kernel + initramfs + systemd-boot, with room
-	permSize   = 256 * mib // formatted by init on first boot
+	// permSize is the persistent partition as built: init formats it
+	// on first boot and grows it to the end of the disk the image is
+	// written to (init/permgrow.go), so it must stay the last partition.
+	permSize = 256 * mib
 	// diskSize leaves 1 MiB after the last partition for the backup GPT.
 	diskSize = espStart + espSize + permSize + 1*mib
 

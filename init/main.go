@@ -1,7 +1,9 @@
 // Command init is the otgate appliance's PID 1. It mounts the file
 // systems, loads the board's kernel modules, installs the baseline deny
 // ruleset before any interface (loopback included) is up and fails closed
-// without it (no service starts), prepares /perm, extends the boot
+// without it (no service starts), prepares /perm (formatting it on first
+// boot, growing its partition and file system to fill a bigger disk:
+// permgrow.go), extends the boot
 // measurement into TPM PCR 15 (measure.go), then supervises the services
 // of the boot config
 // (bootcfg.Path): dependency order (before every start and restart),
