@@ -168,7 +168,15 @@ func formatExt4(dev string, max int64) (int64, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return 0, err
 	}
-	if _, err := ext4.Create(file.New(f, false), size, 0, 512, &ext4.Params{VolumeName: "otgate-perm"}); err != nil {
+	// No resize_inode: go-diskfs lays its reserved GDT blocks out one
+	// slot off from where the kernel looks (EXT4-fs warning: "new group
+	// 32 GDT block 4 not reserved"), so the online resize that grows
+	// /perm (permgrow.go) fails with EINVAL. Without it the kernel
+	// converts the file system to meta_bg at the first resize, which has
+	// no size limit.
+	params := &ext4.Params{VolumeName: "otgate-perm",
+		Features: []ext4.FeatureOpt{ext4.WithFeatureReservedGDTBlocksForExpansion(false)}}
+	if _, err := ext4.Create(file.New(f, false), size, 0, 512, params); err != nil {
 		return 0, fmt.Errorf("mkfs.ext4 %s (%d bytes): %w", dev, size, err)
 	}
 	if err := f.Sync(); err != nil {
