@@ -555,12 +555,47 @@ func growPermFS(log *logger, dev, target string) (from, to int64) {
 	start := time.Now()
 	n := newBlocks
 	if _, _, e := unix.Syscall(unix.SYS_IOCTL, dir.Fd(), ext4IocResizeFS, uintptr(unsafe.Pointer(&n))); e != 0 {
-		log.Printf("/perm: file system not grown: EXT4_IOC_RESIZE_FS %s to %d blocks: %v", dev, newBlocks, e)
+		log.Printf("/perm: file system not grown: EXT4_IOC_RESIZE_FS %s to %d blocks: %v%s", dev, newBlocks, e, kernelSays("EXT4-fs", filepath.Base(dev)+")"))
 		return from, from
 	}
 	to = int64(newBlocks) * s.blockSize
 	log.Printf("/perm: grew the file system on %s from %s to %s in %s", dev, sizeText(from), sizeText(to), secs(time.Since(start)))
 	return from, to
+}
+
+// kernelSays returns "; kernel: <message> / ..." for the last three
+// messages in the kernel's log (/dev/kmsg) that contain both a and b, or
+// "": the resize ioctl's
+// errno alone (EINVAL) does not say which of ext4's checks refused, and
+// the console is quiet (loglevel=3) on the appliance.
+func kernelSays(a, b string) string {
+	// Raw reads: an os.File would park on EAGAIN in the poller and wait
+	// for the next kernel message, for ever.
+	fd, err := unix.Open("/dev/kmsg", unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return ""
+	}
+	defer unix.Close(fd)
+	var last []string
+	buf := make([]byte, 8192)
+	for i := 0; i < 1<<16; i++ { // one record a read, until EAGAIN
+		n, err := unix.Read(fd, buf)
+		if err == unix.EPIPE { // overwritten while read: go on
+			continue
+		}
+		if err != nil || n <= 0 {
+			break
+		}
+		// "4,1234,5678,-;EXT4-fs warning (device vda2): ...\n continuation"
+		_, msg, ok := strings.Cut(string(buf[:n]), ";")
+		if msg, _, _ = strings.Cut(msg, "\n"); ok && strings.Contains(msg, a) && strings.Contains(msg, b) {
+			last = append(last, msg)
+		}
+	}
+	if len(last) == 0 {
+		return ""
+	}
+	return "; kernel: " + strings.Join(last[max(0, len(last)-3):], " / ")
 }
 
 // sizeText is "256 MiB" or "31.2 GiB".

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	diskfs "github.com/diskfs/go-diskfs"
 	"github.com/diskfs/go-diskfs/partition/gpt"
@@ -461,5 +462,22 @@ func TestPermGrowsWholeDiskFileSystem(t *testing.T) {
 		}
 	} else if !strings.Contains(buf.String(), "init: /perm: file system not grown: EXT4_IOC_RESIZE_FS "+loop+" to 131072 blocks: operation not permitted") || st.Size != 64<<20 {
 		t.Errorf("without CAP_SYS_RESOURCE the log must say the file system was not grown: %+v", st)
+	}
+}
+
+// kernelSays reads the kernel's log without waiting for a new message.
+func TestKernelSaysDoesNotBlock(t *testing.T) {
+	if _, err := os.Stat("/dev/kmsg"); err != nil {
+		t.Skip("no /dev/kmsg")
+	}
+	done := make(chan string)
+	go func() { done <- kernelSays("a message no kernel", "ever logged") }()
+	select {
+	case s := <-done:
+		if s != "" {
+			t.Errorf("kernelSays found %q", s)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("kernelSays blocked on /dev/kmsg")
 	}
 }
