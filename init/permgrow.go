@@ -27,9 +27,10 @@ import (
 //     partition of a GPT disk with more than permGrowMin after it, the
 //     GPT is rewritten with the backup header and entries at the disk's
 //     end and the partition extended to the last usable LBA, then the
-//     kernel is told the new size (BLKPG_RESIZE_PARTITION: it works with
-//     other partitions of the disk in use, where BLKRRPART would refuse;
-//     init never mounts the ESP, but a later service might);
+//     kernel is told the new size (BLKPG_RESIZE_PARTITION, one
+//     partition, whatever else of the disk is open; BLKRRPART drops and
+//     re-reads them all and fails with EBUSY while any is open: init
+//     mounts nothing else of the disk, not even the ESP, today);
 //  2. after the mount (growPermFS): an ext4 smaller than its device by
 //     more than permGrowMin is grown online (EXT4_IOC_RESIZE_FS, the
 //     kernel's journalled resize, what resize2fs does on a mounted file
@@ -43,7 +44,9 @@ import (
 // primary (header and entries in one write; if the device tears it, the
 // new backup at the end is valid and the UEFI firmware, which checks the
 // backup when the primary fails, boots from it and EDK2 rewrites the
-// primary from it), then the stale old backup header is zeroed. A boot
+// primary from it before Linux starts: Linux reads a backup GPT only
+// with the "gpt" parameter), then the stale old backup header is zeroed,
+// and a protective MBR's size is set to the new disk's. A boot
 // after a cut anywhere finds either room to grow again (the whole
 // procedure runs again and converges) or a partition bigger than its
 // file system (step 2). Nothing ever shrinks.
