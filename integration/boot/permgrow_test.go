@@ -1,6 +1,7 @@
 package boot
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -121,4 +122,86 @@ func TestGenericPermGrows(t *testing.T) {
 		}
 	}
 	gatetest.PowerOff(t, vm)
+}
+
+// A power cut tore the primary GPT while init grew /perm: the new backup
+// is at the disk's end, the primary's entries are new but its header is
+// the old one (its entries CRC fails). Linux reads a backup GPT only with
+// the "gpt" parameter, so the claim init's write order rests on is the
+// firmware's: OVMF (EDK2) finds the primary invalid, boots from the
+// backup and rewrites the primary from it, and the gate comes up with
+// /perm on the grown partition.
+func TestGenericPermGrowTornPrimary(t *testing.T) {
+	b, img := gatetest.Image(t, "generic-x86_64")
+	for _, bin := range []string{"qemu-img", "sgdisk"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("needs %s (tools/install-deps.sh)", bin)
+		}
+	}
+	state := t.TempDir()
+	disk := filepath.Join(state, "disk.img")
+	orig := filepath.Join(img, "disk.img")
+	if out, err := exec.Command("cp", "--sparse=always", orig, disk).CombinedOutput(); err != nil {
+		t.Fatalf("copy the disk image: %v\n%s", err, out)
+	}
+	const size = 1 << 30
+	if out, err := exec.Command("qemu-img", "resize", "-q", "-f", "raw", disk, strconv.Itoa(size)).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img resize: %v\n%s", err, out)
+	}
+	// The grown layout, written by sgdisk: backup at the end, partition 2
+	// (same start, type, GUID and name) to the last usable LBA.
+	info, err := exec.Command("sgdisk", "-i", "2", disk).CombinedOutput()
+	if err != nil {
+		t.Fatalf("sgdisk -i 2: %v\n%s", err, info)
+	}
+	field := func(name string) string {
+		m := regexp.MustCompile(`(?m)^` + name + `: (\S+)`).FindSubmatch(info)
+		if m == nil {
+			t.Fatalf("sgdisk -i 2: no %s:\n%s", name, info)
+		}
+		return string(m[1])
+	}
+	first, guid := field("First sector"), field("Partition unique GUID")
+	if out, err := exec.Command("sgdisk", "-e", "-d", "2", "-n", "2:"+first+":"+strconv.Itoa(size/512-34),
+		"-t", "2:8300", "-u", "2:"+guid, "-c", "2:otgate-perm", disk).CombinedOutput(); err != nil {
+		t.Fatalf("sgdisk: %v\n%s", err, out)
+	}
+	// The tear: the old primary header over the new one.
+	hdr := make([]byte, 512)
+	f, err := os.Open(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.ReadAt(hdr, 512)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := os.OpenFile(disk, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.WriteAt(hdr, 512)
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := exec.Command("sgdisk", "-v", disk).CombinedOutput(); strings.Contains(string(out), "No problems found") {
+		t.Fatalf("the torn primary GPT verifies:\n%s", out)
+	}
+
+	vm := qemu.StartT(t, b, img, qemu.WithDisk(disk, 0), qemu.WithTPM(filepath.Join(state, "tpm")), qemu.WithTimeout(5*time.Minute))
+	t.Logf("torn: %s", gatetest.MustSee(t, vm, "init: /perm mounted (/dev/vda2, ext4, boot 1)"))
+	for _, l := range vm.Lines() {
+		if strings.HasPrefix(l, "init: /perm") {
+			t.Logf("torn: %s", l)
+		}
+	}
+	gatetest.MustSee(t, vm, "init: ready (")
+	gatetest.PowerOff(t, vm)
+	if out, err := exec.Command("sgdisk", "-v", disk).CombinedOutput(); err != nil || !strings.Contains(string(out), "No problems found") {
+		t.Errorf("sgdisk -v after the boot: the primary GPT was not restored: %v\n%s", err, out)
+	}
 }
