@@ -104,3 +104,25 @@ func TestBootLoopEndsAtReady(t *testing.T) {
 		t.Errorf("a damaged count was not reported: %q", h2.lines())
 	}
 }
+
+// A boot that follows a good one (count 0, or no file yet: a first boot)
+// and reaches ready leaves the count at 0 too: the next boot must not
+// take it for one that did not reach ready (it did, every other boot
+// said "the 1 boots before this one did not reach ready", and two failing
+// boots after a good one were counted as three).
+func TestBootLoopGoodBootLeavesZero(t *testing.T) {
+	for _, prev := range []string{"", "0"} {
+		h, _, unready := bootWithUnready(t, prev, "steady")
+		h.wait(t, "init: ready (")
+		deadline := time.Now().Add(waitTimeout)
+		for got := readUnready(t, unready); got != "0"; got = readUnready(t, unready) {
+			if time.Now().After(deadline) {
+				t.Fatalf("count %q before the boot: %q after it reached ready, want 0", prev, got)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if lineIndex(h.lines(), "init: /perm: the ") >= 0 {
+			t.Errorf("count %q: a good boot reported unready boots before it", prev)
+		}
+	}
+}

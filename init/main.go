@@ -330,7 +330,7 @@ func (in *initProc) watchReady() {
 	in.readyMu.Unlock()
 	load := busySince(in.startCPU, readCPUTimes(in.root))
 	in.log.Printf("ready (%d services, %s after boot%s)", len(in.cfg.Services), secs(in.uptime()), load)
-	if in.perm.FSType != "tmpfs" && in.unready > 0 {
+	if in.perm.FSType != "tmpfs" {
 		if err := clearUnready(filepath.Join(in.path("/perm"), unreadyFile)); err != nil {
 			in.log.Printf("/perm: %v", err)
 		}
