@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -91,11 +92,17 @@ type Service struct {
 	// Approval is where an administrator's approval of one step past
 	// the panic threshold is found ("": none; see approval.go).
 	Approval string
+	// ClockFile keeps the clock's floor, the last time the gate knew
+	// was right, across boots ("": no floor at all; see floor.go).
+	ClockFile string
 
 	PollMin, PollMax, RetryMin, RetryMax     time.Duration
 	Timeout                                  time.Duration
 	StepThreshold, PanicThreshold, Agreement time.Duration
 	RTCInterval                              time.Duration
+	// ClockFileInterval: the clock file is rewritten at most this often
+	// while synchronised (flash).
+	ClockFileInterval time.Duration
 
 	Logf func(format string, args ...any)
 	// Status receives the one-line state for init's status table.
@@ -109,6 +116,12 @@ type Service struct {
 	rtcGone  bool
 	source   string // last logged description of the servers' source
 	refusals int
+	// floor: the clock is not behind it at start (floor.go); floorFrom
+	// says where it came from, floorAt (monotonic) when the clock file
+	// was last written.
+	floor     time.Time
+	floorFrom string
+	floorAt   time.Time
 	// NTS servers' sessions by host:port, for the CA whose digest is
 	// ntsCA (nts.go).
 	peers map[string]*ntsPeer
@@ -131,6 +144,7 @@ func (s *Service) init() {
 		def(&s.PanicThreshold, DefaultPanicThreshold)
 		def(&s.Agreement, DefaultAgreement)
 		def(&s.RTCInterval, DefaultRTCInterval)
+		def(&s.ClockFileInterval, DefaultClockFileInterval)
 		if s.PollMax < s.PollMin {
 			s.PollMax = s.PollMin
 		}
@@ -152,6 +166,9 @@ func (s *Service) init() {
 				s.synced = true
 				s.Logf("timesync: the clock was synchronised earlier this boot (%s: %s): only slewing from now on", s.Marker, strings.TrimSpace(string(b)))
 			}
+		}
+		if !s.synced {
+			s.loadFloor()
 		}
 	})
 }
@@ -315,6 +332,13 @@ func (s *Service) Poll(ctx context.Context) Result {
 	}
 	r.Next = s.poll
 	s.keepRTC(first || r.Action == ActionStepped)
+	from := slices.Clone(r.Used)
+	if ntsConf != nil {
+		for i := range from {
+			from[i] = "nts " + from[i]
+		}
+	}
+	s.saveFloor(first || r.Action == ActionStepped, strings.Join(from, ", "))
 	s.Status(fmt.Sprintf("synchronised: %s by %s at %s (%s); next poll in %s", r.Action, signed(r.Offset), stamp(s.Clock.Now()), used, r.Next))
 	return r
 }

@@ -1,0 +1,150 @@
+package timesync
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/otgate/otgate/internal/atomicfile"
+)
+
+// The clock floor: the last time the gate knew was right, as
+// systemd-timesyncd's clock file. A board with a dead RTC battery (or a
+// VM without an RTC) boots in 1970 or 2000, and until a server answers
+// (the uplink may be down for hours in a plant) every certificate would
+// be "not yet valid", time windows wrong and the audit log's timestamps
+// would go back in time. So:
+//
+//   - The service saves the clock's time to ClockFile (on /perm) after
+//     the first sync of a boot and after every step, and then at most
+//     every ClockFileInterval (an hour: flash) while synchronised.
+//   - At start, before the first sync of the boot, the floor is the
+//     file's time, or the build floor (BuildFloor) when the file is
+//     missing or damaged, or when the build floor is later. A clock
+//     behind the floor is stepped forward to it, loudly.
+//   - Bound: a file's time more than MaxFloorAhead after BuildFloor is
+//     ignored and said (someone with the disk, or a damaged file, must
+//     not push the clock decades ahead); below that, a floor that is
+//     wrong (too far ahead) holds the clock there until the first
+//     sync. The file is not authenticated: whoever can write /perm can
+//     move a booting gate's clock forward, up to that bound, but not
+//     back.
+
+// ClockFileVersion is the first line of a clock file.
+const ClockFileVersion = "otgate-timesync-clock 1"
+
+// DefaultClockFile is where the floor is kept (persistent storage).
+const DefaultClockFile = "/perm/timesync/clock"
+
+// DefaultClockFileInterval is how often, at most, the clock file is
+// rewritten while synchronised.
+const DefaultClockFileInterval = time.Hour
+
+// BuildFloor is no later than this source was built: the floor when
+// there is no clock file. Raise it now and then (a release): it must not
+// be in the future (a test checks it against the clock).
+var BuildFloor = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+
+// MaxFloorAhead bounds a clock file's time: more than this after
+// BuildFloor and it is ignored (a gate runs one image for years, not
+// decades; past that the build floor still holds).
+const MaxFloorAhead = 20 * 365 * 24 * time.Hour
+
+// ReadClockFile reads a clock file: the saved time and where it came
+// from.
+func ReadClockFile(path string) (time.Time, string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return time.Time{}, "", err
+	}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) == 0 || lines[0] != ClockFileVersion {
+		return time.Time{}, "", fmt.Errorf("not a clock file (want the first line %q)", ClockFileVersion)
+	}
+	var t time.Time
+	src := ""
+	for _, l := range lines[1:] {
+		k, v, _ := strings.Cut(l, " ")
+		switch k {
+		case "time":
+			if t, err = time.Parse(time.RFC3339Nano, v); err != nil {
+				return time.Time{}, "", fmt.Errorf("bad time %q", v)
+			}
+		case "source":
+			src = v
+		default:
+			return time.Time{}, "", fmt.Errorf("unknown line %q", l)
+		}
+	}
+	if t.IsZero() {
+		return time.Time{}, "", errors.New("no time line")
+	}
+	return t.UTC(), src, nil
+}
+
+// WriteClockFile saves t and its source to path atomically (temporary
+// file, fsync, rename, fsync of the directory).
+func WriteClockFile(path string, t time.Time, source string) error {
+	source = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, source)
+	content := fmt.Sprintf("%s\ntime %s\nsource %s\n", ClockFileVersion, t.UTC().Format(time.RFC3339Nano), source)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return atomicfile.Write(path, []byte(content), 0o644)
+}
+
+// loadFloor sets the floor from the clock file and the build floor, and
+// steps a clock that is behind it forward (at start, not synchronised
+// this boot).
+func (s *Service) loadFloor() {
+	if s.ClockFile == "" {
+		return
+	}
+	s.floor, s.floorFrom = BuildFloor, "the build floor"
+	t, src, err := ReadClockFile(s.ClockFile)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		s.Logf("timesync: no clock file %s yet: the floor is the build floor %s", s.ClockFile, stamp(BuildFloor))
+	case err != nil:
+		s.Logf("timesync: clock file %s damaged: %v: ignored (the floor is the build floor %s)", s.ClockFile, err, stamp(BuildFloor))
+	case t.After(BuildFloor.Add(MaxFloorAhead)):
+		s.Logf("timesync: clock file %s says %s, more than %d years after the build floor %s: IGNORED (damaged or planted?; the floor is the build floor)",
+			s.ClockFile, stamp(t), int(MaxFloorAhead.Hours()/24/365), stamp(BuildFloor))
+	case t.After(BuildFloor):
+		s.floor, s.floorFrom = t, fmt.Sprintf("the last known time (%s, %s)", s.ClockFile, src)
+	}
+	if now := s.Clock.Now(); now.Before(s.floor) {
+		if err := s.Clock.Step(s.floor.Sub(now)); err != nil {
+			s.Logf("timesync: clock %s behind %s %s: not set: %v", stamp(now), s.floorFrom, stamp(s.floor), err)
+			return
+		}
+		s.Logf("timesync: clock behind %s: %s -> %s: set to it (not synchronised yet; the clock never goes back past it without an approval)",
+			s.floorFrom, stamp(now), stamp(s.Clock.Now()))
+	}
+}
+
+// saveFloor writes the clock file after the first sync or a step (now),
+// then every ClockFileInterval while synchronised.
+func (s *Service) saveFloor(now bool, used string) {
+	if s.ClockFile == "" {
+		return
+	}
+	if !now && !s.floorAt.IsZero() && time.Since(s.floorAt) < s.ClockFileInterval {
+		return
+	}
+	t := s.Clock.Now()
+	s.floorAt = time.Now()
+	if err := WriteClockFile(s.ClockFile, t, "synced from "+used); err != nil {
+		s.Logf("timesync: clock file: %v (the next boot's floor is older)", err)
+		return
+	}
+	s.floor, s.floorFrom = t, "the last known time ("+s.ClockFile+")"
+}
