@@ -32,7 +32,12 @@ running gate's clock by hours. When the clock really is that far off (a VM
 snapshot restored, a host that slept), "otgate time step" approves one step:
 the service polls at once and steps the clock by what its servers then say,
 logging who approved it. The approval is good for 10 minutes and only while
-the service is refusing.`
+the service is refusing.
+
+Before its first sync of a boot the service refuses a server whose time is
+before the clock floor, the last time the gate knew was right (/perm/timesync/clock),
+or whose NTS certificate expired before it; "otgate time step" then lifts the
+floor for that first sync, and the clock goes back to what the servers say.`
 
 func runTime(args []string) error {
 	step := len(args) > 0 && args[0] == "step"

@@ -25,13 +25,24 @@ import (
 //     file's time, or the build floor (BuildFloor) when the file is
 //     missing or damaged, or when the build floor is later. A clock
 //     behind the floor is stepped forward to it, loudly.
+//   - Before the first sync the floor also guards NTS's first-boot
+//     exception (the certificates' validity times are not compared
+//     with a clock that may be years off): a certificate chain that
+//     expired before the floor is refused at the key exchange (it had
+//     expired before the last time the gate knew), and a server, NTS or
+//     plain NTP, whose time is before the floor is not used. chrony and
+//     timesyncd never go below it at boot either; an administrator can
+//     approve one step below it (`otgate time step`, approval.go), which
+//     lifts the floor for that boot's first sync; the file then gets the
+//     new time.
 //   - Bound: a file's time more than MaxFloorAhead after BuildFloor is
 //     ignored and said (someone with the disk, or a damaged file, must
 //     not push the clock decades ahead); below that, a floor that is
-//     wrong (too far ahead) holds the clock there until the first
-//     sync. The file is not authenticated: whoever can write /perm can
-//     move a booting gate's clock forward, up to that bound, but not
-//     back.
+//     wrong (too far ahead) makes every server refused until an
+//     administrator approves the step back (`otgate time step`), or
+//     removes the file and restarts the service. The file is not
+//     authenticated: whoever can write /perm can move a booting gate's
+//     clock forward, up to that bound, but not back.
 
 // ClockFileVersion is the first line of a clock file.
 const ClockFileVersion = "otgate-timesync-clock 1"
@@ -52,6 +63,9 @@ var BuildFloor = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 // BuildFloor and it is ignored (a gate runs one image for years, not
 // decades; past that the build floor still holds).
 const MaxFloorAhead = 20 * 365 * 24 * time.Hour
+
+// errBelowFloor marks a server refused because of the floor.
+var errBelowFloor = errors.New("below the clock floor")
 
 // ReadClockFile reads a clock file: the saved time and where it came
 // from.
@@ -147,4 +161,56 @@ func (s *Service) saveFloor(now bool, used string) {
 		return
 	}
 	s.floor, s.floorFrom = t, "the last known time ("+s.ClockFile+")"
+}
+
+// belowFloor drops, before the first sync of the boot, the samples whose
+// time is before the floor (a server that would set the clock back past
+// the last time the gate knew was right).
+func (s *Service) belowFloor(samples []Sample) {
+	if s.synced || s.floor.IsZero() {
+		return
+	}
+	now := s.Clock.Now()
+	for i := range samples {
+		smp := &samples[i]
+		if smp.Err != nil {
+			continue
+		}
+		if t := now.Add(smp.Offset); t.Before(s.floor) {
+			smp.Err = fmt.Errorf("%w: its time %s is before %s %s: not used (`otgate time step` on the gate approves one step below it)",
+				errBelowFloor, stamp(t), s.floorFrom, stamp(s.floor))
+			s.floorHit.Store(true)
+		}
+	}
+}
+
+// certBelowFloor says, before the first sync, why a verified chain
+// valid until notAfter is refused: it expired before the floor.
+func (s *Service) certBelowFloor(notAfter time.Time) error {
+	if s.synced || s.floor.IsZero() || !notAfter.Before(s.floor) {
+		return nil
+	}
+	s.floorHit.Store(true)
+	return &certError{fmt.Errorf("%w: the chain expired at %s, before %s %s (an old certificate cannot set the clock back)",
+		errBelowFloor, stamp(notAfter), s.floorFrom, stamp(s.floor))}
+}
+
+// liftFloor takes an administrator's approval of a step below the
+// floor, after a poll refused servers because of it: the floor is lifted
+// for this boot's first sync, and the key exchanges it refused are tried
+// again at once.
+func (s *Service) liftFloor() {
+	if s.synced || s.floor.IsZero() || !s.floorRefused {
+		return
+	}
+	by, ok := s.takeApproval()
+	if !ok {
+		return
+	}
+	s.Logf("timesync: the floor %s (%s) is LIFTED for this boot's first sync, approved by %s (otgate time step): the servers may set the clock back past it",
+		stamp(s.floor), s.floorFrom, by)
+	s.floor, s.floorRefused = time.Time{}, false
+	for _, p := range s.peers {
+		p.session, p.backoff, p.nextKE = nil, 0, time.Time{}
+	}
 }

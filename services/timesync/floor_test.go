@@ -2,8 +2,10 @@ package timesync
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -109,6 +111,110 @@ func TestClockFileWrittenAfterASync(t *testing.T) {
 	svc.Poll(context.Background())
 	if got, _, _ := ReadClockFile(file); !got.After(first) {
 		t.Fatal("the clock file was not rewritten after the interval")
+	}
+}
+
+// A server whose time is before the floor (the clock file of a previous
+// run says two hours from now) is refused before the first sync, plain
+// NTP as NTS: the status says REFUSED, the clock stays at the floor.
+// An administrator's approval (otgate time step) lifts the floor for
+// that first sync: the clock is stepped back and the file gets the new
+// time.
+func TestServerBelowTheFloorRefusedUntilApproved(t *testing.T) {
+	l := newLab(t)
+	l.chronyd(t, "192.0.2.2", "local stratum 3")
+	lg := &logs{}
+	defer func() {
+		if t.Failed() {
+			lg.dump(t)
+		}
+	}()
+	file := filepath.Join(t.TempDir(), "clock")
+	if err := WriteClockFile(file, time.Now().Add(2*time.Hour), "synced from 192.0.2.7"); err != nil {
+		t.Fatal(err)
+	}
+	c := &testClock{}
+	svc := newService(t, l, c, lg, "", "192.0.2.2")
+	svc.ClockFile = file
+	svc.Approval = filepath.Join(t.TempDir(), "step-approved")
+	r := svc.Poll(context.Background())
+	if r.Action != ActionFailed || len(r.Samples) != 1 || !errors.Is(r.Samples[0].Err, errBelowFloor) {
+		t.Fatalf("a server two hours below the floor: %s (%v); want refused", r.Action, r.Samples)
+	}
+	if steps, slews := c.counts(); steps != 1 || slews != 0 || !near(c.skew, 2*time.Hour, time.Second) {
+		t.Fatalf("clock off by %s (%d steps, %d slews); want only the step to the floor", c.skew, steps, slews)
+	}
+	if st := lg.lastStatus(); !strings.HasPrefix(st, "REFUSED below the floor ") || !strings.Contains(st, "is before the last known time") {
+		t.Errorf("status %q", st)
+	}
+	if err := WriteStepApproval(svc.Approval, "root (sudo by alice)"); err != nil {
+		t.Fatal(err)
+	}
+	r = svc.Poll(context.Background())
+	if r.Action != ActionStepped || !near(c.skew, 0, tolerance) {
+		t.Fatalf("approved: %s (%v), clock off by %s; want stepped to the server's time", r.Action, r.Err, c.skew)
+	}
+	if lg.count("is LIFTED for this boot's first sync, approved by root (sudo by alice)") != 1 {
+		t.Error("the lifted floor is not logged with who approved it")
+	}
+	if _, err := os.Stat(svc.Approval); !errors.Is(err, os.ErrNotExist) {
+		t.Error("the approval was not consumed")
+	}
+	if got, _, err := ReadClockFile(file); err != nil || !near(time.Since(got), 0, time.Second) {
+		t.Errorf("the clock file after the approved step: %s, %v; want now", got, err)
+	}
+}
+
+// With the floor from a previous run, an NTS server whose certificate
+// (signed by the site CA) expired before it is refused at the key
+// exchange, even before the first sync: whoever holds that old key
+// cannot set a booting gate's clock back into its validity. A server
+// with a valid certificate syncs from the floor, and the file says so.
+func TestNTSCertificateExpiredBeforeTheFloorRefused(t *testing.T) {
+	l := newLab(t)
+	now := time.Now()
+	ca := newTestCA(t, "Plant Time CA", now.AddDate(-3, 0, 0), now.AddDate(1, 0, 0))
+	l.addr(t, "192.0.2.6")
+	dir6 := filepath.Join(l.dir, "nts-192.0.2.6")
+	cert, key := ca.server(t, dir6, "192.0.2.6", now.AddDate(-2, 0, 0), now.AddDate(-1, 0, 0))
+	l.chronydIn(t, "192.0.2.6", "chrony-192.0.2.6", "local stratum 3", "ntsserverkey "+key, "ntsservercert "+cert,
+		"ntsport 4460", "ntsdumpdir "+dir6, "ntsprocesses 0")
+	l.ntsChronyd(t, "192.0.2.2", ca, now.Add(-time.Hour), now.AddDate(1, 0, 0))
+	dir := t.TempDir()
+	applySite(t, dir, ntsSite(ca, "192.0.2.6"))
+	lg := &logs{}
+	defer func() {
+		if t.Failed() {
+			lg.dump(t)
+		}
+	}()
+	file := filepath.Join(t.TempDir(), "clock")
+	if err := WriteClockFile(file, now.Add(-24*time.Hour), "synced from nts 192.0.2.2:4460"); err != nil {
+		t.Fatal(err)
+	}
+	c := &testClock{}
+	c.set(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).Sub(now))
+	svc := newNTSService(t, l, dir, c, lg, "")
+	svc.ClockFile = file
+	r := svc.Poll(context.Background())
+	if r.Action != ActionFailed || r.Samples[0].Err == nil ||
+		!strings.Contains(r.Samples[0].Err.Error(), "certificate not trusted: below the clock floor: the chain expired at ") {
+		t.Fatalf("a certificate expired before the floor: %s (%v); want refused at the key exchange", r.Action, r.Samples)
+	}
+	if !strings.HasPrefix(lg.lastStatus(), "REFUSED below the floor") {
+		t.Errorf("status %q", lg.lastStatus())
+	}
+	if steps, slews := c.counts(); steps != 1 || slews != 0 || !near(c.skew, -24*time.Hour, time.Second) {
+		t.Fatalf("clock off by %s (%d steps, %d slews); want only the step to the floor", c.skew, steps, slews)
+	}
+
+	applySite(t, dir, ntsSite(ca, "192.0.2.2"))
+	r = svc.Poll(context.Background())
+	if r.Action != ActionStepped || !near(c.skew, 0, tolerance) {
+		t.Fatalf("a valid server: %s (%v), clock off by %s", r.Action, r.Err, c.skew)
+	}
+	if got, src, err := ReadClockFile(file); err != nil || !near(time.Since(got), 0, time.Second) || src != "synced from nts 192.0.2.2:4460" {
+		t.Errorf("the clock file: %s %q %v", got, src, err)
 	}
 }
 

@@ -237,6 +237,9 @@ func (s *Service) tlsConfig(p *ntsPeer) *tls.Config {
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			nb, na, err := verifyChain(p.host, p.roots, p.anchors, cs.PeerCertificates, s.Clock.Now(), s.synced)
 			p.notBefore, p.notAfter = nb, na
+			if err == nil {
+				err = s.certBelowFloor(na)
+			}
 			return err
 		},
 	}

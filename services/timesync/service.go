@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/beevik/ntp"
@@ -116,12 +117,15 @@ type Service struct {
 	rtcGone  bool
 	source   string // last logged description of the servers' source
 	refusals int
-	// floor: the clock is not behind it at start (floor.go); floorFrom
-	// says where it came from, floorAt (monotonic) when the clock file
-	// was last written.
-	floor     time.Time
-	floorFrom string
-	floorAt   time.Time
+	// floor: before the first sync, no time before it is taken (floor.go);
+	// floorFrom says where it came from, floorAt (monotonic) when the
+	// clock file was last written; floorHit: this poll refused a server
+	// because of it; floorRefused: the last poll failed that way.
+	floor        time.Time
+	floorFrom    string
+	floorAt      time.Time
+	floorHit     atomic.Bool
+	floorRefused bool
 	// NTS servers' sessions by host:port, for the CA whose digest is
 	// ntsCA (nts.go).
 	peers map[string]*ntsPeer
@@ -265,6 +269,8 @@ func (s *Service) Poll(ctx context.Context) Result {
 		return Result{Action: ActionIdle, Next: next}
 	}
 	r := Result{Servers: servers}
+	s.liftFloor()
+	s.floorHit.Store(false)
 	if ntsConf != nil {
 		peers, err := s.ntsPeers(ntsConf)
 		if err != nil {
@@ -275,6 +281,7 @@ func (s *Service) Poll(ctx context.Context) Result {
 		s.peers, s.ntsCA = nil, ""
 		r.Samples = s.query(ctx, servers)
 	}
+	s.belowFloor(r.Samples)
 	r.Offset, r.Used, r.Err = Select(r.Samples, s.Agreement)
 	if r.Err != nil {
 		return s.failed(r, fmt.Errorf("%w (%s)", r.Err, describe(r.Samples)))
@@ -321,6 +328,7 @@ func (s *Service) Poll(ctx context.Context) Result {
 	}
 	s.refusals = 0
 	s.retry = 0
+	s.floorRefused = false
 	if first {
 		s.synced = true
 		s.mark(r)
@@ -352,6 +360,11 @@ func (s *Service) failed(r Result, err error) Result {
 	state := "not synchronised"
 	if s.synced {
 		state = "synchronised earlier this boot, now"
+	}
+	s.floorRefused = !s.synced && s.floorHit.Load()
+	if s.floorRefused {
+		// `otgate time step` approves what a status "REFUSED" names.
+		state = fmt.Sprintf("REFUSED below the floor %s (%s): not synchronised", stamp(s.floor), s.floorFrom)
 	}
 	s.Status(fmt.Sprintf("%s: %v; retry in %s", state, err, r.Next))
 	return r
