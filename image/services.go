@@ -43,6 +43,7 @@ const timesyncNice = 10
 const (
 	policyDir     = "/perm/policy"
 	appliedPolicy = policyDir + "/applied.cbor"
+	timesyncDir   = "/perm/timesync"
 )
 
 // ProductionServices is the service table of every image. A row is added
@@ -113,15 +114,21 @@ var ProductionServices = []ServiceRow{
 	}},
 	proxyRow(),
 	// timesync: the clock from the site file's uplink.nts servers (NTS),
-	// else its uplink.ntp servers, else the DHCP lease's (services/timesync). Not critical and ready at once: the boot (and
+	// else its uplink.ntp servers, else the DHCP lease's
+	// (services/timesync). Not critical and ready at once: the boot (and
 	// "init: ready") never waits for a sync; after netconf, which brings
 	// the uplink up. It starts while the path services are still coming
 	// up, so it runs at nice 10 (housekeeping: its first query and its
-	// start-up yield the CPUs to them).
+	// start-up yield the CPUs to them). It runs as root (CAP_SYS_TIME);
+	// init gives it /perm/timesync, where it keeps the clock floor (the
+	// last known-good time: a gate with a dead RTC battery boots at it,
+	// not in 2000).
 	{MultiCall: true, Service: bootcfg.Service{
 		Name: "timesync", Binary: "/bin/otgate-timesync", Readiness: bootcfg.ReadyNotify, Timeout: readinessTimeout,
 		DependsOn: []string{"netconf"}, Nice: timesyncNice,
-		Args: []string{"-policy", appliedPolicy, "-rtc", "/dev/rtc0", "-marker", bootcfg.RunDir + "/timesync.synced"},
+		Args: []string{"-policy", appliedPolicy, "-rtc", "/dev/rtc0", "-marker", bootcfg.RunDir + "/timesync.synced",
+			"-clock-file", timesyncDir + "/clock"},
+		OwnedDirs: []string{timesyncDir},
 	}},
 }
 

@@ -2,7 +2,9 @@ package image
 
 import (
 	"net/netip"
+	"path"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -148,5 +150,19 @@ func TestIdentityRowGetsBoardPCRs(t *testing.T) {
 	bad := bootConfig(&board.Board{Name: "x", TPM: board.TPM{PCRs: []int{7, 24}}}, nil, nil, ProductionServices, false, false)
 	if err := bad.Validate(nil); err == nil || !strings.Contains(err.Error(), "PCR 24 is out of range") {
 		t.Errorf("PCR 24: %v", err)
+	}
+}
+
+// The time service keeps its clock floor on persistent storage, in a
+// directory init gives it (root's, like the service): a gate with a dead
+// RTC battery then boots at the last known-good time.
+func TestTimesyncRowKeepsTheClockFloor(t *testing.T) {
+	r := row(t, "timesync")
+	f := arg(r, "-clock-file")
+	if f == "" || !strings.HasPrefix(f, "/perm/") {
+		t.Fatalf("timesync row %v: no -clock-file on /perm", r.Args)
+	}
+	if !slices.Contains(r.OwnedDirs, path.Dir(f)) || r.UID != 0 {
+		t.Errorf("timesync row: clock file %s, owned directories %v, uid %d: init must create its directory for root", f, r.OwnedDirs, r.UID)
 	}
 }

@@ -37,6 +37,7 @@ func Main() {
 	flag.Var(&servers, "server", "development override: query this plain NTP server (host or host:port) instead of the site policy's NTS or NTP servers; repeatable")
 	rtc := flag.String("rtc", timesync.DefaultRTC, "hardware clock device written after a sync (empty: none)")
 	marker := flag.String("marker", timesync.DefaultMarker, "file (on a tmpfs) recording that the clock was synchronised this boot: after it, only slews")
+	clockFile := flag.String("clock-file", timesync.DefaultClockFile, "file (on persistent storage) keeping the clock's floor, the last known-good time: a clock behind it at start is set to it, and before the first sync no server may set it back past it (empty: no floor)")
 	approval := flag.String("step-approval", timesync.DefaultApproval, "file where otgate time step approves one step past the panic threshold (empty: never)")
 	pollMin := flag.Duration("poll-min", timesync.DefaultPollMin, "shortest poll interval")
 	pollMax := flag.Duration("poll-max", timesync.DefaultPollMax, "longest poll interval")
@@ -68,7 +69,7 @@ func Main() {
 	}()
 
 	svc := &timesync.Service{
-		PolicyPath: *policy, Servers: servers, RTC: *rtc, Marker: *marker, Approval: *approval,
+		PolicyPath: *policy, Servers: servers, RTC: *rtc, Marker: *marker, Approval: *approval, ClockFile: *clockFile,
 		PollMin: *pollMin, PollMax: *pollMax, RetryMin: *retryMin, RetryMax: *retryMax, Timeout: *timeout,
 		StepThreshold: *step, PanicThreshold: *panicAt, Agreement: *agree,
 		Logf:   logger.Printf,
