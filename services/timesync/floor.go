@@ -140,9 +140,19 @@ func (s *Service) loadFloor() {
 			s.Logf("timesync: clock %s behind %s %s: not set: %v", stamp(now), s.floorFrom, stamp(s.floor), err)
 			return
 		}
+		s.floorSet = fmt.Sprintf("%s %s", s.floorFrom, stamp(s.floor))
 		s.Logf("timesync: clock behind %s: %s -> %s: set to it (not synchronised yet; the clock never goes back past it without an approval)",
 			s.floorFrom, stamp(now), stamp(s.Clock.Now()))
 	}
+}
+
+// floorNote is what the status says, until the first sync, of a clock
+// set forward to the floor at start ("" if it was not).
+func (s *Service) floorNote() string {
+	if s.synced || s.floorSet == "" {
+		return ""
+	}
+	return "; the clock was set forward at start to " + s.floorSet
 }
 
 // saveFloor writes the clock file after the first sync or a step (now),

@@ -44,6 +44,10 @@ func TestBootStepsToTheSavedFloor(t *testing.T) {
 	if lg.match(`^timesync: clock behind the last known time \(`+file+`, synced from nts 192\.0\.2\.1:4460\): 2000-01-01T00:00:0\d\.\d+Z -> `+saved.Format("2006-01-02T15:04:05")+`\.\d+Z: set to it`) != 1 {
 		t.Error("the step to the floor is not logged with the old and new time and where the floor came from")
 	}
+	if st := lg.lastStatus(); !strings.HasPrefix(st, "not synchronised: ") ||
+		!strings.HasSuffix(st, "; the clock was set forward at start to the last known time ("+file+", synced from nts 192.0.2.1:4460) "+stamp(saved)) {
+		t.Errorf("status %q does not say the clock was set to the floor", st)
+	}
 	if got, _, err := ReadClockFile(file); err != nil || !got.Equal(saved) {
 		t.Errorf("the clock file was changed while not synchronised: %s, %v", got, err)
 	}

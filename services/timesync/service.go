@@ -126,6 +126,7 @@ type Service struct {
 	floorAt      time.Time
 	floorHit     atomic.Bool
 	floorRefused bool
+	floorSet     string // the clock was set forward to the floor at start: to what
 	// NTS servers' sessions by host:port, for the CA whose digest is
 	// ntsCA (nts.go).
 	peers map[string]*ntsPeer
@@ -259,7 +260,7 @@ func (s *Service) Poll(ctx context.Context) Result {
 		}
 	}
 	if len(servers) == 0 {
-		s.Status(fmt.Sprintf("not synchronised: no NTP servers configured (%s)", source))
+		s.Status(fmt.Sprintf("not synchronised: no NTP servers configured (%s)%s", source, s.floorNote()))
 		// Before the first sync of the boot, look again soon: at boot
 		// the DHCP lease that names the servers is usually seconds away.
 		next := s.PollMin
@@ -366,7 +367,7 @@ func (s *Service) failed(r Result, err error) Result {
 		// `otgate time step` approves what a status "REFUSED" names.
 		state = fmt.Sprintf("REFUSED below the floor %s (%s): not synchronised", stamp(s.floor), s.floorFrom)
 	}
-	s.Status(fmt.Sprintf("%s: %v; retry in %s", state, err, r.Next))
+	s.Status(fmt.Sprintf("%s: %v; retry in %s%s", state, err, r.Next, s.floorNote()))
 	return r
 }
 
