@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,12 +33,22 @@ const ntpServer = "192.0.2.1"
 // serving this host's time; -x: it sets no clock); the site file names
 // none, so the time service takes the lease's from netconf (the site
 // file's uplink.ntp, which wins over it, is tested on the host). The gate comes up
-// (init: ready does not wait for the clock), gets its uplink by DHCP,
-// and the time service steps the clock by the six years it is behind,
+// (init: ready does not wait for the clock); the time service, with no
+// clock file on /perm yet, sets the clock forward from 2020 to the build
+// floor (a date the image was built after) at once; the gate gets its
+// uplink by DHCP, and the time service steps the clock by what remains,
 // through the segment ruleset (the gate's own output on the uplink, the
 // reply as an established flow), to within a second of this host's
 // clock; it logs the old and new time and the server, and writes the
 // hardware clock so the next boot starts there. The next poll only slews.
+//
+// Then the battery is still dead: the second boot of the same gate has
+// its hardware clock at 2020 again, and the time server does not answer
+// (the uplink's time server is down; the lease still names it). The
+// clock does not stay in 2020: the time service sets it forward to the
+// floor the first boot saved on /perm at its sync (the last known-good
+// time), says so in the log and in its status row, and waits for a
+// server.
 func TestGateStepsAWrongClock(t *testing.T) {
 	// The test services (statusdump prints init's status table) in an
 	// image directory of this test's own.
@@ -47,24 +58,25 @@ func TestGateStepsAWrongClock(t *testing.T) {
 			t.Skipf("%s not installed (make test installs it)", bin)
 		}
 	}
-	ctx := gatetest.Context(t, 8*time.Minute)
+	ctx := gatetest.Context(t, 10*time.Minute)
 	l, err := lab.New(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
 	gatetest.StartDHCPServer(t, l, "--dhcp-option=option:ntp-server,"+ntpServer)
-	startChronyd(t, ctx, l)
+	stopChronyd := startChronyd(t, ctx, l)
 
 	state := t.TempDir()
 	disk := gatetest.PermWithPolicy(t, state, filepath.Join("testdata", "site.yaml"))
-	vm := qemu.StartT(t, b, img,
+	opts := []qemu.Option{
 		qemu.WithLab(l),
 		qemu.WithDisk(disk, 0),
 		qemu.WithTPM(filepath.Join(state, "tpm")),
 		qemu.WithQEMUArgs("-rtc", "base=2020-01-01T00:00:00"),
-		qemu.WithTimeout(6*time.Minute),
-	)
+		qemu.WithTimeout(6 * time.Minute),
+	}
+	vm := qemu.StartT(t, b, img, opts...)
 	start := gatetest.MustSee(t, vm, regexp.MustCompile(`^timesync: .*timesync: starting: clock 2020-01-01T`))
 	if !strings.Contains(start, "hardware clock 2020-01-01T") {
 		t.Errorf("start: %q; want the hardware clock read at 2020-01-01", start)
@@ -73,7 +85,8 @@ func TestGateStepsAWrongClock(t *testing.T) {
 	gatetest.MustSee(t, vm, "init: timesync ready (")
 	gatetest.MustSee(t, vm, regexp.MustCompile(`^timesync: .*timesync: servers from the DHCP lease \(option 42; the site file's uplink\.ntp names none\): `+regexp.QuoteMeta(ntpServer)+`$`))
 
-	stepRE := regexp.MustCompile(`timesync: stepped the clock by \+(\d+)\.\d+s: (2020-01-01T\S+) -> (\S+) \(first sync of this boot; servers ` +
+	t.Logf("build floor: %s", gatetest.MustSee(t, vm, regexp.MustCompile(`timesync: clock behind the build floor: 2020-01-01T\S+ -> \S+: set to it`)))
+	stepRE := regexp.MustCompile(`timesync: stepped the clock by \+(\d+)\.\d+s: (\S+) -> (\S+) \(first sync of this boot; servers ` +
 		regexp.QuoteMeta(ntpServer) + ` \+\d+\.\d+s \(stratum 3, `)
 	line := gatetest.MustSee(t, vm, stepRE)
 	seen := time.Now()
@@ -123,13 +136,39 @@ func TestGateStepsAWrongClock(t *testing.T) {
 		}
 	}
 	gatetest.PowerOff(t, vm)
+
+	// The second boot: RTC at 2020, no time server.
+	stopChronyd()
+	vm = qemu.StartT(t, b, img, opts...)
+	floorRE := regexp.MustCompile(`timesync: clock behind the last known time \(/perm/timesync/clock, synced from ` + regexp.QuoteMeta(ntpServer) +
+		`\): (2020-01-01T\S+) -> (\S+): set to it`)
+	line = gatetest.MustSee(t, vm, floorRE)
+	seen = time.Now()
+	floor, err := time.Parse("2006-01-02T15:04:05.000Z", floorRE.FindStringSubmatch(line)[2])
+	if err != nil {
+		t.Fatalf("floor line %q: %v", line, err)
+	}
+	// The floor is the first boot's time at its sync (written then, the
+	// hourly rewrite not due): not before the step, and a boot ago.
+	if floor.Before(after.Add(-time.Second)) || seen.Sub(floor) > 5*time.Minute {
+		t.Errorf("second boot: clock set to %s; the first boot stepped to %s, this host's time is %s", floor, after, seen.UTC())
+	}
+	t.Logf("second boot: %s", line)
+	row = gatetest.MustSee(t, vm, regexp.MustCompile(`^statusdump: timesync\s+ready\s.*not synchronised: .*; the clock was set forward at start to the last known time \(/perm/timesync/clock, `))
+	t.Logf("status row: %s", row)
+	for _, l := range vm.Lines() {
+		if strings.Contains(l, "timesync: stepped") || strings.Contains(l, "init: timesync exited") {
+			t.Errorf("console: %s", l)
+		}
+	}
+	gatetest.PowerOff(t, vm)
 }
 
 // startChronyd runs chronyd on the lab's uplink address with its own
 // configuration: it serves this host's time at stratum 3 and never sets
 // a clock (-x), no command socket (nothing of the host's /run/chrony).
-// extra is appended to its configuration.
-func startChronyd(t *testing.T, ctx context.Context, l *lab.Lab, extra ...string) {
+// extra is appended to its configuration. stop ends it.
+func startChronyd(t *testing.T, ctx context.Context, l *lab.Lab, extra ...string) (stop func()) {
 	t.Helper()
 	dir := t.TempDir()
 	conf := strings.Join([]string{
@@ -147,9 +186,15 @@ func startChronyd(t *testing.T, ctx context.Context, l *lab.Lab, extra ...string
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("chronyd: %v", err)
 	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cmd.Process.Kill()
+			cmd.Wait()
+		})
+	}
 	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
+		stop()
 		if t.Failed() {
 			t.Logf("chronyd output:\n%s", out.String())
 		}
@@ -158,7 +203,7 @@ func startChronyd(t *testing.T, ctx context.Context, l *lab.Lab, extra ...string
 	for i := 0; ; i++ {
 		r, err := ntp.QueryWithOptions(ntpServer, ntp.QueryOptions{Timeout: 200 * time.Millisecond, Dialer: dial})
 		if err == nil && r.Validate() == nil {
-			return
+			return stop
 		}
 		if i > 50 {
 			t.Fatalf("chronyd on %s: %v (%s)", ntpServer, err, out.String())
