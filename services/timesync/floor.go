@@ -157,20 +157,40 @@ func (s *Service) floorNote() string {
 
 // saveFloor writes the clock file after the first sync or a step (now),
 // then every ClockFileInterval while synchronised.
-func (s *Service) saveFloor(now bool, used string) {
+// It says whether it wrote it.
+func (s *Service) saveFloor(now bool, used string) bool {
 	if s.ClockFile == "" {
-		return
+		return false
 	}
 	if !now && !s.floorAt.IsZero() && time.Since(s.floorAt) < s.ClockFileInterval {
-		return
+		return false
 	}
+	s.floorUsed = used
 	t := s.Clock.Now()
 	s.floorAt = time.Now()
 	if err := WriteClockFile(s.ClockFile, t, "synced from "+used); err != nil {
 		s.Logf("timesync: clock file: %v (the next boot's floor is older)", err)
-		return
+		return false
 	}
 	s.floor, s.floorFrom = t, "the last known time ("+s.ClockFile+")"
+	return true
+}
+
+// Stop saves the clock to the clock file if it was synchronised this
+// boot: after a clean stop (a shutdown) the next boot's floor is the time
+// of the stop, not up to ClockFileInterval before it.
+func (s *Service) Stop() {
+	s.init()
+	if !s.synced || s.ClockFile == "" {
+		return
+	}
+	used := strings.TrimSuffix(s.floorUsed, " (saved at stop)")
+	if used == "" {
+		used = "earlier this boot"
+	}
+	if s.saveFloor(true, used+" (saved at stop)") {
+		s.Logf("timesync: clock file %s: saved %s at stop", s.ClockFile, stamp(s.floor))
+	}
 }
 
 // belowFloor drops, before the first sync of the boot, the samples whose

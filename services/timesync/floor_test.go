@@ -48,6 +48,7 @@ func TestBootStepsToTheSavedFloor(t *testing.T) {
 		!strings.HasSuffix(st, "; the clock was set forward at start to the last known time ("+file+", synced from nts 192.0.2.1:4460) "+stamp(saved)) {
 		t.Errorf("status %q does not say the clock was set to the floor", st)
 	}
+	svc.Stop() // not synchronised: nothing to save
 	if got, _, err := ReadClockFile(file); err != nil || !got.Equal(saved) {
 		t.Errorf("the clock file was changed while not synchronised: %s, %v", got, err)
 	}
@@ -77,7 +78,7 @@ func TestBootStepsToTheSavedFloor(t *testing.T) {
 }
 
 // The clock file is written after the first sync, with the time and
-// the servers, and then not more than once per interval.
+// the servers, then not more than once per interval, and at a stop.
 func TestClockFileWrittenAfterASync(t *testing.T) {
 	l := newLab(t)
 	l.chronyd(t, "192.0.2.2", "local stratum 3")
@@ -113,8 +114,18 @@ func TestClockFileWrittenAfterASync(t *testing.T) {
 	}
 	svc.floorAt = svc.floorAt.Add(-DefaultClockFileInterval) // an hour later
 	svc.Poll(context.Background())
-	if got, _, _ := ReadClockFile(file); !got.After(first) {
+	hourly, _, _ := ReadClockFile(file)
+	if !hourly.After(first) {
 		t.Fatal("the clock file was not rewritten after the interval")
+	}
+	// A clean stop (a shutdown) saves the time of the stop.
+	time.Sleep(10 * time.Millisecond)
+	svc.Stop()
+	if got, src, err := ReadClockFile(file); err != nil || !got.After(hourly) || src != "synced from 192.0.2.2 (saved at stop)" {
+		t.Errorf("after the stop: %s %q %v; want a later time, saved at stop", got, src, err)
+	}
+	if lg.count("timesync: clock file "+file+": saved ") != 1 {
+		t.Error("the save at stop is not logged")
 	}
 }
 

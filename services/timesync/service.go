@@ -127,6 +127,7 @@ type Service struct {
 	floorHit     atomic.Bool
 	floorRefused bool
 	floorSet     string // the clock was set forward to the floor at start: to what
+	floorUsed    string // the servers of the last clock file written
 	// NTS servers' sessions by host:port, for the CA whose digest is
 	// ntsCA (nts.go).
 	peers map[string]*ntsPeer

@@ -92,5 +92,6 @@ func Main() {
 		logger.Printf("timesync: %v", err)
 	}
 	_ = svc.Run(ctx, now)
+	svc.Stop()
 	logger.Printf("timesync: stopped")
 }
