@@ -31,9 +31,12 @@
 //     with the clock, as chrony's nocerttimecheck: a gate whose RTC says
 //     2020 could otherwise never verify a certificate issued since, and
 //     NTS is what is to set its clock; the chain, the name and a common
-//     instant of validity are still checked, the time a server sends
-//     must lie in its chain's validity (an expired certificate cannot
-//     vouch for a later time; the next poll runs a new key exchange),
+//     instant of validity are still checked, the chain must not have
+//     expired before the clock floor (below: an old certificate the
+//     site CA once signed cannot set a booting gate's clock back into
+//     its validity), the time a server sends must lie in its chain's
+//     validity (an expired certificate cannot vouch for a later time;
+//     the next poll runs a new key exchange) and not before the floor,
 //     and once the clock was synchronised this boot the times are
 //     checked against it, the session's too: a session whose chain is
 //     no longer valid at the clock (expired since its key exchange, or
@@ -55,6 +58,27 @@
 //     of the valid ones; with three or more, those farther than Agreement
 //     from it are outliers and a majority must remain; two that disagree
 //     by more than Agreement are not used at all.
+//   - The clock floor (floor.go), as systemd-timesyncd's clock file: the
+//     last time the gate knew was right, in /perm/timesync/clock
+//     (-clock-file; written atomically after the first sync of a boot
+//     and each step, then at most hourly while synced, and at a clean
+//     stop while synced). At start, before the first sync of the boot, a
+//     clock behind the floor (a dead RTC battery, a VM without an RTC:
+//     1970, 2000) is stepped forward to it at once, logged ("clock behind
+//     the last known time ...: set to it") and said in the status until
+//     the first sync; without a usable file (none yet, damaged) the floor
+//     is BuildFloor, a date this source was built after. Before the
+//     first sync no server, NTS or plain NTP (the DHCP lease's too), may
+//     set the clock below the floor: its sample is not used, an NTS
+//     chain that expired before the floor is refused at the key
+//     exchange, and the status says "REFUSED below the floor"; `otgate
+//     time step` (approval.go) lifts the floor for that first sync, and
+//     the file then gets the new time. The file is not authenticated:
+//     whoever can write /perm can move a booting gate's clock forward,
+//     not back; a file's time more than MaxFloorAhead (20 years) after
+//     BuildFloor is ignored and said, and a floor wrongly ahead below
+//     that makes the servers refused until an administrator approves the
+//     step back (or removes the file and restarts the service).
 //   - The first sync of a boot steps the clock when the offset exceeds
 //     StepThreshold (0.5 s), else slews it. "This boot" is a marker under
 //     /run (tmpfs): a restart of the service does not make the next offset
@@ -72,7 +96,8 @@
 //     (ADJ_OFFSET_SINGLESHOT: 1.8 s an hour), never stepped.
 //   - The hardware clock (/dev/rtc0, UTC) is written after each step or
 //     first sync and then hourly while synced, so the next boot starts
-//     close. No /dev/rtc0: said once, not retried.
+//     close. No /dev/rtc0: said once, not retried (the clock floor still
+//     keeps the next boot from starting in 1970).
 //   - Polling: every PollMin (64 s), doubling while the offset stays small
 //     up to PollMax (1024 s); after a failed poll the retry starts at
 //     RetryMin (8 s) and doubles up to RetryMax (256 s): servers that are

@@ -27,7 +27,8 @@ import (
 //   - Trust: the TLS certificate of the key exchange is verified against
 //     the site file's CA only (the gate has no system bundle), with the
 //     service's clock, and before the first sync of the boot without the
-//     certificates' validity times (verifyChain). A session lives by
+//     certificates' validity times (verifyChain), but not with a chain
+//     that expired before the clock floor (certBelowFloor, floor.go). A session lives by
 //     its cookies, not its certificate: once the clock is set, a chain
 //     no longer valid at it means a new key exchange (queryPeer).
 //   - Authentication of every reply: the library checks the authenticator
