@@ -123,6 +123,11 @@ func (s *Service) loadFloor() {
 		return
 	}
 	s.floor, s.floorFrom = BuildFloor, "the build floor"
+	// A power cut during a write leaves a temporary file beside it (the
+	// file itself is the old or the new one): removed, or they pile up.
+	if err := atomicfile.Clean(s.ClockFile); err != nil {
+		s.Logf("timesync: clock file %s: leftovers of an interrupted write: %v", s.ClockFile, err)
+	}
 	t, src, err := ReadClockFile(s.ClockFile)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -156,8 +161,8 @@ func (s *Service) floorNote() string {
 }
 
 // saveFloor writes the clock file after the first sync or a step (now),
-// then every ClockFileInterval while synchronised.
-// It says whether it wrote it.
+// then every ClockFileInterval while synchronised. It says whether it
+// wrote it.
 func (s *Service) saveFloor(now bool, used string) bool {
 	if s.ClockFile == "" {
 		return false

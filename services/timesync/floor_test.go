@@ -29,6 +29,11 @@ func TestBootStepsToTheSavedFloor(t *testing.T) {
 	if err := WriteClockFile(file, saved, "synced from nts 192.0.2.1:4460"); err != nil {
 		t.Fatal(err)
 	}
+	// A write a power cut interrupted left its temporary file.
+	leftover := filepath.Join(filepath.Dir(file), ".tmp-clock-123")
+	if err := os.WriteFile(leftover, []byte("otgate-timesync-cl"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	y2k := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).Sub(now)
 	c := &testClock{}
 	c.set(y2k)
@@ -47,6 +52,9 @@ func TestBootStepsToTheSavedFloor(t *testing.T) {
 	if st := lg.lastStatus(); !strings.HasPrefix(st, "not synchronised: ") ||
 		!strings.HasSuffix(st, "; the clock was set forward at start to the last known time ("+file+", synced from nts 192.0.2.1:4460) "+stamp(saved)) {
 		t.Errorf("status %q does not say the clock was set to the floor", st)
+	}
+	if _, err := os.Stat(leftover); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the leftover of an interrupted write is still there: %v", err)
 	}
 	svc.Stop() // not synchronised: nothing to save
 	if got, _, err := ReadClockFile(file); err != nil || !got.Equal(saved) {
