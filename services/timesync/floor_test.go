@@ -230,6 +230,17 @@ func TestNTSCertificateExpiredBeforeTheFloorRefused(t *testing.T) {
 	if steps, slews := c.counts(); steps != 1 || slews != 0 || !near(c.skew, -24*time.Hour, time.Second) {
 		t.Fatalf("clock off by %s (%d steps, %d slews); want only the step to the floor", c.skew, steps, slews)
 	}
+	// An approval lifts the floor: the key exchange is tried again at
+	// once (not after its back-off) and passes; the server's time is
+	// still outside its chain's validity and not used.
+	svc.Approval = filepath.Join(t.TempDir(), "step-approved")
+	if err := WriteStepApproval(svc.Approval, "root"); err != nil {
+		t.Fatal(err)
+	}
+	r = svc.Poll(context.Background())
+	if r.Action != ActionFailed || r.Samples[0].Err == nil || !strings.Contains(r.Samples[0].Err.Error(), "is outside its certificate chain's validity") || svc.kes.Load() != 2 {
+		t.Fatalf("with the floor lifted: %s (%v), %d key exchanges; want a second key exchange at once, the time outside the chain", r.Action, r.Samples, svc.kes.Load())
+	}
 
 	applySite(t, dir, ntsSite(ca, "192.0.2.2"))
 	r = svc.Poll(context.Background())
