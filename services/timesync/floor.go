@@ -28,13 +28,18 @@ import (
 //   - Before the first sync the floor also guards NTS's first-boot
 //     exception (the certificates' validity times are not compared
 //     with a clock that may be years off): a certificate chain that
-//     expired before the floor is refused at the key exchange (it had
+//     expired before the guard is refused at the key exchange (it had
 //     expired before the last time the gate knew), and a server, NTS or
-//     plain NTP, whose time is before the floor is not used. chrony and
-//     timesyncd never go below it at boot either; an administrator can
-//     approve one step below it (`otgate time step`, approval.go), which
-//     lifts the floor for that boot's first sync; the file then gets the
-//     new time.
+//     plain NTP, whose time is before the guard is not used. The guard
+//     is the floor only when an NTS sync wrote the file; a file a plain
+//     NTP sync wrote only sets the clock forward at start, and the guard
+//     is the build floor: someone on the uplink who forged a plain-NTP
+//     time far ahead must not make it a floor that outlives the reboot
+//     (the next boot's first sync steps back to the servers' time, as it
+//     did before there was a file). An administrator can approve one
+//     step below the guard (`otgate time step`, approval.go), which
+//     lifts it for that boot's first sync; the file then gets the new
+//     time.
 //   - Bound: a file's time more than MaxFloorAhead after BuildFloor is
 //     ignored and said (someone with the disk, or a damaged file, must
 //     not push the clock decades ahead); below that, a floor that is
@@ -123,6 +128,7 @@ func (s *Service) loadFloor() {
 		return
 	}
 	s.floor, s.floorFrom = BuildFloor, "the build floor"
+	s.guard, s.guardFrom = BuildFloor, "the build floor"
 	// A power cut during a write leaves a temporary file beside it (the
 	// file itself is the old or the new one): removed, or they pile up.
 	if err := atomicfile.Clean(s.ClockFile); err != nil {
@@ -139,6 +145,9 @@ func (s *Service) loadFloor() {
 			s.ClockFile, stamp(t), int(MaxFloorAhead.Hours()/24/365), stamp(BuildFloor))
 	case t.After(BuildFloor):
 		s.floor, s.floorFrom = t, fmt.Sprintf("the last known time (%s, %s)", s.ClockFile, src)
+		if strings.HasPrefix(src, "synced from nts ") {
+			s.guard, s.guardFrom = s.floor, s.floorFrom
+		}
 	}
 	if now := s.Clock.Now(); now.Before(s.floor) {
 		if err := s.Clock.Step(s.floor.Sub(now)); err != nil {
@@ -202,7 +211,7 @@ func (s *Service) Stop() {
 // time is before the floor (a server that would set the clock back past
 // the last time the gate knew was right).
 func (s *Service) belowFloor(samples []Sample) {
-	if s.synced || s.floor.IsZero() {
+	if s.synced || s.guard.IsZero() {
 		return
 	}
 	now := s.Clock.Now()
@@ -211,9 +220,9 @@ func (s *Service) belowFloor(samples []Sample) {
 		if smp.Err != nil {
 			continue
 		}
-		if t := now.Add(smp.Offset); t.Before(s.floor) {
+		if t := now.Add(smp.Offset); t.Before(s.guard) {
 			smp.Err = fmt.Errorf("%w: its time %s is before %s %s: not used (`otgate time step` on the gate approves one step below it)",
-				errBelowFloor, stamp(t), s.floorFrom, stamp(s.floor))
+				errBelowFloor, stamp(t), s.guardFrom, stamp(s.guard))
 			s.floorHit.Store(true)
 		}
 	}
@@ -222,12 +231,12 @@ func (s *Service) belowFloor(samples []Sample) {
 // certBelowFloor says, before the first sync, why a verified chain
 // valid until notAfter is refused: it expired before the floor.
 func (s *Service) certBelowFloor(notAfter time.Time) error {
-	if s.synced || s.floor.IsZero() || !notAfter.Before(s.floor) {
+	if s.synced || s.guard.IsZero() || !notAfter.Before(s.guard) {
 		return nil
 	}
 	s.floorHit.Store(true)
 	return &certError{fmt.Errorf("%w: the chain expired at %s, before %s %s (an old certificate cannot set the clock back)",
-		errBelowFloor, stamp(notAfter), s.floorFrom, stamp(s.floor))}
+		errBelowFloor, stamp(notAfter), s.guardFrom, stamp(s.guard))}
 }
 
 // liftFloor takes an administrator's approval of a step below the
@@ -235,7 +244,7 @@ func (s *Service) certBelowFloor(notAfter time.Time) error {
 // for this boot's first sync, and the key exchanges it refused are tried
 // again at once.
 func (s *Service) liftFloor() {
-	if s.synced || s.floor.IsZero() || !s.floorRefused {
+	if s.synced || s.guard.IsZero() || !s.floorRefused {
 		return
 	}
 	by, ok := s.takeApproval()
@@ -243,8 +252,8 @@ func (s *Service) liftFloor() {
 		return
 	}
 	s.Logf("timesync: the floor %s (%s) is LIFTED for this boot's first sync, approved by %s (otgate time step): the servers may set the clock back past it",
-		stamp(s.floor), s.floorFrom, by)
-	s.floor, s.floorRefused = time.Time{}, false
+		stamp(s.guard), s.guardFrom, by)
+	s.guard, s.floorRefused = time.Time{}, false
 	for _, p := range s.peers {
 		p.session, p.backoff, p.nextKE = nil, 0, time.Time{}
 	}

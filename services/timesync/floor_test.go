@@ -137,12 +137,13 @@ func TestClockFileWrittenAfterASync(t *testing.T) {
 	}
 }
 
-// A server whose time is before the floor (the clock file of a previous
-// run says two hours from now) is refused before the first sync, plain
-// NTP as NTS: the status says REFUSED, the clock stays at the floor.
-// An administrator's approval (otgate time step) lifts the floor for
-// that first sync: the clock is stepped back and the file gets the new
-// time.
+// Before the first sync no server may set the clock back past the floor
+// an NTS sync saved: a server two hours below it is refused, REFUSED in
+// the status, until an administrator approves one step (otgate time
+// step); the file then gets the new time. A floor that a plain-NTP sync
+// saved only sets the clock forward at start: someone on the uplink who
+// forged a time far ahead must not make it outlive the reboot, so the
+// first sync steps back to the server.
 func TestServerBelowTheFloorRefusedUntilApproved(t *testing.T) {
 	l := newLab(t)
 	l.chronyd(t, "192.0.2.2", "local stratum 3")
@@ -152,17 +153,33 @@ func TestServerBelowTheFloorRefusedUntilApproved(t *testing.T) {
 			lg.dump(t)
 		}
 	}()
-	file := filepath.Join(t.TempDir(), "clock")
-	if err := WriteClockFile(file, time.Now().Add(2*time.Hour), "synced from 192.0.2.7"); err != nil {
+
+	plain := filepath.Join(t.TempDir(), "clock")
+	if err := WriteClockFile(plain, time.Now().Add(2*time.Hour), "synced from 192.0.2.7"); err != nil {
 		t.Fatal(err)
 	}
 	c := &testClock{}
 	svc := newService(t, l, c, lg, "", "192.0.2.2")
+	svc.ClockFile = plain
+	r := svc.Poll(context.Background())
+	if r.Action != ActionStepped || !near(c.skew, 0, tolerance) {
+		t.Fatalf("a plain-NTP floor two hours ahead: %s (%v), clock off by %s; want stepped back to the server", r.Action, r.Err, c.skew)
+	}
+	if steps, _ := c.counts(); steps != 2 {
+		t.Fatalf("%d steps, want 2 (forward to the floor at start, back to the server)", steps)
+	}
+
+	file := filepath.Join(t.TempDir(), "clock")
+	if err := WriteClockFile(file, time.Now().Add(2*time.Hour), "synced from nts 192.0.2.7:4460"); err != nil {
+		t.Fatal(err)
+	}
+	c = &testClock{}
+	svc = newService(t, l, c, lg, "", "192.0.2.2")
 	svc.ClockFile = file
 	svc.Approval = filepath.Join(t.TempDir(), "step-approved")
-	r := svc.Poll(context.Background())
+	r = svc.Poll(context.Background())
 	if r.Action != ActionFailed || len(r.Samples) != 1 || !errors.Is(r.Samples[0].Err, errBelowFloor) {
-		t.Fatalf("a server two hours below the floor: %s (%v); want refused", r.Action, r.Samples)
+		t.Fatalf("a server two hours below an NTS floor: %s (%v); want refused", r.Action, r.Samples)
 	}
 	if steps, slews := c.counts(); steps != 1 || slews != 0 || !near(c.skew, 2*time.Hour, time.Second) {
 		t.Fatalf("clock off by %s (%d steps, %d slews); want only the step to the floor", c.skew, steps, slews)

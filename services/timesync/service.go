@@ -127,7 +127,12 @@ type Service struct {
 	floorHit     atomic.Bool
 	floorRefused bool
 	floorSet     string // the clock was set forward to the floor at start: to what
-	floorUsed    string // the servers of the last clock file written
+	// guard is the floor below which no server is taken before the first
+	// sync: the file's time when an NTS sync wrote it, else the build
+	// floor (floor.go); guardFrom says which.
+	guard     time.Time
+	guardFrom string
+	floorUsed string // the servers of the last clock file written
 	// NTS servers' sessions by host:port, for the CA whose digest is
 	// ntsCA (nts.go).
 	peers map[string]*ntsPeer
@@ -366,7 +371,7 @@ func (s *Service) failed(r Result, err error) Result {
 	s.floorRefused = !s.synced && s.floorHit.Load()
 	if s.floorRefused {
 		// `otgate time step` approves what a status "REFUSED" names.
-		state = fmt.Sprintf("REFUSED below the floor %s (%s): not synchronised", stamp(s.floor), s.floorFrom)
+		state = fmt.Sprintf("REFUSED below the floor %s (%s): not synchronised", stamp(s.guard), s.guardFrom)
 	}
 	s.Status(fmt.Sprintf("%s: %v; retry in %s%s", state, err, r.Next, s.floorNote()))
 	return r
