@@ -77,8 +77,12 @@ type AnchorState struct {
 	Unavailable string
 }
 
-// AnchorState returns the log's anchor state.
+// AnchorState returns the log's anchor state, once Open's anchoring (in
+// the background) is over.
 func (w *Writer) AnchorState() AnchorState {
+	if w.anchorDone != nil {
+		<-w.anchorDone
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	st := AnchorState{OK: w.anchorOK, Alarm: w.anchorAlarm, Unavailable: w.anchorUnavail}

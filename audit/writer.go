@@ -109,6 +109,9 @@ type Writer struct {
 	// pruneHeld says why the oldest file cannot go yet (under mu);
 	// prunePending is prune's own (the loop goroutine's).
 	pruneTrigger chan struct{}
+	// anchorDone is closed when Open's anchoring (anchorOpen, run in the
+	// background) is over; nil without an anchor.
+	anchorDone chan struct{}
 	pruneHeld    string
 	prunePending prunePending
 }
@@ -170,10 +173,17 @@ func Open(dir string, signer crypto.Signer, opts ...Option) (*Writer, error) {
 		w.kick()
 	}
 	if w.cfg.anchor != nil {
-		if err := w.anchorOpen(); err != nil {
-			w.Close()
-			return nil, fmt.Errorf("open audit log %s: %w", dir, err)
-		}
+		// The anchor's round trips to the TPM (a tenth of a second on a
+		// slow board) do not hold up the gate's start: records appended
+		// meanwhile are simply before this run's log-anchored event.
+		// AnchorState and Close wait for it.
+		w.anchorDone = make(chan struct{})
+		go func() {
+			defer close(w.anchorDone)
+			if err := w.anchorOpen(); err != nil {
+				w.cfg.onError(fmt.Errorf("anchor: %w", err))
+			}
+		}()
 	}
 	w.kickPrune()
 	return w, nil

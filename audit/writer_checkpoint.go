@@ -106,6 +106,9 @@ func (w *Writer) Close() error {
 	w.mu.Unlock()
 	close(w.done)
 	<-w.loopDone
+	if w.anchorDone != nil {
+		<-w.anchorDone // its records go before the seal
+	}
 	ctx := context.Background()
 	w.mu.Lock()
 	already := w.sealedEnd

@@ -190,11 +190,15 @@ func run(ctx context.Context, lg *log.Logger, o *options) error {
 	}
 	defer w.Close()
 	notes := &statusNotes{set: ready.Status}
-	if st := w.AnchorState(); st.Alarm != "" {
-		notes.note("anchor", "DEGRADED: audit log ANCHOR MISMATCH at open (its anchor-mismatch record says what; otgate audit verify)")
-	} else if st.Unavailable != "" {
-		notes.note("anchor", "DEGRADED: audit log not anchored (the TPM counter did not answer at open)")
-	}
+	// The log anchors itself in the background (a few TPM round trips):
+	// its verdict becomes a standing note when it is in.
+	go func() {
+		if st := w.AnchorState(); st.Alarm != "" {
+			notes.note("anchor", "DEGRADED: audit log ANCHOR MISMATCH at open (its anchor-mismatch record says what; otgate audit verify)")
+		} else if st.Unavailable != "" {
+			notes.note("anchor", "DEGRADED: audit log not anchored (the TPM counter did not answer at open)")
+		}
+	}()
 	ph.done("audit log")
 	var srv *proxy.Server
 	users, err := auth.Open(auth.Config{Dir: o.state, Sealer: idc, Issuer: auth.IssuerForSite(u.Host), Events: proxy.AuthEvents{Log: w, Logf: lg.Printf},
