@@ -141,13 +141,9 @@ func (w *Writer) anchorOpen() error {
 		note = fmt.Sprintf("; the advance to %d recorded before was not made (the gate stopped between the record and the advance)", *last)
 	}
 	if alarm != "" {
-		if _, err := w.appendDurable(Event{Type: EventAnchorMismatch, Reason: alarm}); err != nil {
+		if err := w.anchorMismatch(alarm); err != nil {
 			return err
 		}
-		w.mu.Lock()
-		w.anchorAlarm = alarm
-		w.mu.Unlock()
-		w.cfg.onError(fmt.Errorf("ANCHOR MISMATCH: %s", alarm))
 	}
 	var at uint64 // where this run left the counter
 	if !defined {
@@ -174,20 +170,28 @@ func (w *Writer) anchorOpen() error {
 		}
 		at = got
 		if got != want {
-			alarm := fmt.Sprintf("the anchor counter went to %d, not %d: something other than this log advances it", got, want)
-			if _, err := w.appendDurable(Event{Type: EventAnchorMismatch, Reason: alarm}); err != nil {
+			if err := w.anchorMismatch(fmt.Sprintf("the anchor counter went to %d, not %d: something other than this log advances it", got, want)); err != nil {
 				return err
 			}
-			w.mu.Lock()
-			w.anchorAlarm = alarm
-			w.mu.Unlock()
-			w.cfg.onError(fmt.Errorf("ANCHOR MISMATCH: %s", alarm))
 		}
 	}
 	w.mu.Lock()
 	w.anchorOK, w.anchorAt = true, at
 	w.mu.Unlock()
 	w.kick()
+	return nil
+}
+
+// anchorMismatch records an anchor-mismatch (durably), keeps it for
+// AnchorState and reports it.
+func (w *Writer) anchorMismatch(alarm string) error {
+	if _, err := w.appendDurable(Event{Type: EventAnchorMismatch, Reason: alarm}); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.anchorAlarm = alarm
+	w.mu.Unlock()
+	w.cfg.onError(fmt.Errorf("ANCHOR MISMATCH: %s", alarm))
 	return nil
 }
 

@@ -111,7 +111,7 @@ type Writer struct {
 	pruneTrigger chan struct{}
 	// anchorDone is closed when Open's anchoring (anchorOpen, run in the
 	// background) is over; nil without an anchor.
-	anchorDone chan struct{}
+	anchorDone   chan struct{}
 	pruneHeld    string
 	prunePending prunePending
 }
