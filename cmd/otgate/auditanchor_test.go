@@ -73,7 +73,7 @@ func TestAuditVerifyAnchor(t *testing.T) {
 	}
 	run()
 	old := filepath.Join(dir, "audit-copy")
-	copyDirFiles(t, logDir, old)
+	copyLogDir(t, logDir, old)
 	run()
 
 	var st bytes.Buffer
@@ -106,26 +106,6 @@ func TestAuditVerifyAnchor(t *testing.T) {
 	}
 	if err := runAudit([]string{"verify", "--key", keyPath, "--anchor", "ten", logDir}, &out); err == nil || !strings.Contains(err.Error(), `--anchor "ten"`) {
 		t.Fatalf("bad --anchor: %v", err)
-	}
-}
-
-func copyDirFiles(t *testing.T, src, dst string) {
-	t.Helper()
-	if err := os.MkdirAll(dst, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	ents, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
 
@@ -186,5 +166,14 @@ func TestAuditUsageNamesAnchor(t *testing.T) {
 	err := runAudit(nil, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "[--anchor N|device]") {
 		t.Fatalf("usage %v, want --anchor in it", err)
+	}
+}
+
+// copyLogDir copies a log directory (as someone with the disk would keep
+// a copy of it).
+func copyLogDir(t *testing.T, src, dst string) {
+	t.Helper()
+	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -52,7 +52,7 @@ func TestAuditLogAnchoredToTPM(t *testing.T) {
 		t.Fatalf("first run: %+v, %v; want the log anchored at the counter's %d", rep, err, first)
 	}
 	old := filepath.Join(t.TempDir(), "audit-copy")
-	copyTree(t, auditDir, old)
+	copyLogDir(t, auditDir, old)
 
 	runAndStop(t, dir, idSock)
 	now := counter()
@@ -67,7 +67,7 @@ func TestAuditLogAnchoredToTPM(t *testing.T) {
 	if err := os.RemoveAll(auditDir); err != nil {
 		t.Fatal(err)
 	}
-	copyTree(t, old, auditDir)
+	copyLogDir(t, old, auditDir)
 	_, lg := runAndStop(t, dir, idSock)
 	if !strings.Contains(lg, "ANCHOR MISMATCH") || !strings.Contains(lg, "rolled back") {
 		t.Fatalf("the proxy's log does not report the rollback:\n%s", lg)
@@ -81,25 +81,11 @@ func TestAuditLogAnchoredToTPM(t *testing.T) {
 	}
 }
 
-func copyTree(t *testing.T, src, dst string) {
+// copyLogDir copies a log directory (as someone with the disk would keep
+// a copy of it).
+func copyLogDir(t *testing.T, src, dst string) {
 	t.Helper()
-	if err := os.MkdirAll(dst, 0o700); err != nil {
+	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {
 		t.Fatal(err)
-	}
-	ents, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		if e.IsDir() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
