@@ -197,6 +197,16 @@ func decodeUplink(d *decoder, n *yaml.Node, path string, s *Site) {
 // decodeNTP reads the uplink's ntp list: each entry an IPv4 unicast
 // address or a DNS name, no duplicates, at most MaxNTPServers.
 func decodeNTP(d *decoder, v *yaml.Node, path string) []string {
+	return decodeTimeServers(d, v, path, "NTP server", func(it *yaml.Node, ip, s string) (string, bool) {
+		return ntpHost(d, it, ip, s)
+	})
+}
+
+// decodeTimeServers reads a list of time servers (uplink.ntp,
+// uplink.nts.servers): at most MaxNTPServers entries, each a string
+// that entry checks and returns in canonical form (it reports its own
+// errors), no duplicates of that form; what names an entry in errors.
+func decodeTimeServers(d *decoder, v *yaml.Node, path, what string, entry func(it *yaml.Node, ip, s string) (string, bool)) []string {
 	items := d.list(v, path)
 	if len(items) > MaxNTPServers {
 		d.nodeErrorf(v, path, "%d servers; at most %d", len(items), MaxNTPServers)
@@ -210,16 +220,16 @@ func decodeNTP(d *decoder, v *yaml.Node, path string) []string {
 		if !ok {
 			continue
 		}
-		host, ok := ntpHost(d, it, ip, s)
+		key, ok := entry(it, ip, s)
 		if !ok {
 			continue
 		}
-		if j, dup := seen[host]; dup {
-			d.nodeErrorf(it, ip, "duplicate NTP server %s (also %s)", host, index(path, j))
+		if j, dup := seen[key]; dup {
+			d.nodeErrorf(it, ip, "duplicate %s %s (also %s)", what, key, index(path, j))
 			continue
 		}
-		seen[host] = i
-		out = append(out, host)
+		seen[key] = i
+		out = append(out, key)
 	}
 	return out
 }

@@ -97,42 +97,23 @@ func decodeNTS(d *decoder, n *yaml.Node, path string) *NTS {
 // host an IPv4 unicast address or a DNS name (as in uplink.ntp), port
 // 1-65535 (default 4460), no duplicates, at most MaxNTPServers.
 func decodeNTSServers(d *decoder, v *yaml.Node, path string) []string {
-	items := d.list(v, path)
-	if len(items) > MaxNTPServers {
-		d.nodeErrorf(v, path, "%d servers; at most %d", len(items), MaxNTPServers)
-		return nil
-	}
-	var out []string
-	seen := map[string]int{}
-	for i, it := range items {
-		ip := index(path, i)
-		s, ok := d.str(it, ip)
-		if !ok {
-			continue
-		}
+	return decodeTimeServers(d, v, path, "NTS-KE server", func(it *yaml.Node, ip, s string) (string, bool) {
 		h, port := s, DefaultNTSPort
 		if strings.Contains(s, ":") {
 			hh, ps, err := net.SplitHostPort(s)
 			p, perr := strconv.Atoi(ps)
 			if err != nil || perr != nil || p < 1 || p > 65535 || ps[0] == '0' {
 				d.nodeErrorf(it, ip, "bad NTS-KE server %q (want host or host:port, an IPv4 address or a DNS name, port 1-65535; default %d)", s, DefaultNTSPort)
-				continue
+				return "", false
 			}
 			h, port = hh, p
 		}
 		host, ok := timeHost(d, it, ip, h, "NTS-KE server", "want an IPv4 address or a DNS name, optionally :port")
 		if !ok {
-			continue
+			return "", false
 		}
-		hp := net.JoinHostPort(host, strconv.Itoa(port))
-		if j, dup := seen[hp]; dup {
-			d.nodeErrorf(it, ip, "duplicate NTS-KE server %s (also %s)", hp, index(path, j))
-			continue
-		}
-		seen[hp] = i
-		out = append(out, hp)
-	}
-	return out
+		return net.JoinHostPort(host, strconv.Itoa(port)), true
+	})
 }
 
 // decodeNTSCA reads uplink.nts.ca: PEM CERTIFICATE blocks and nothing
