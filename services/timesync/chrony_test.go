@@ -88,6 +88,18 @@ func (l *lab) addr(t *testing.T, addr string) {
 // dial opens a query's UDP socket inside the lab (the socket keeps its
 // namespace; the thread that made it is discarded).
 func (l *lab) dial(laddr, raddr string) (net.Conn, error) {
+	return l.inNS(func() (net.Conn, error) {
+		ra, err := net.ResolveUDPAddr("udp", raddr)
+		if err != nil {
+			return nil, err
+		}
+		return net.DialUDP("udp", nil, ra)
+	})
+}
+
+// inNS runs open on a thread in the lab's network namespace and returns
+// what it opened (a socket keeps its namespace; the thread is discarded).
+func (l *lab) inNS(open func() (net.Conn, error)) (net.Conn, error) {
 	type res struct {
 		c   net.Conn
 		err error
@@ -99,12 +111,7 @@ func (l *lab) dial(laddr, raddr string) (net.Conn, error) {
 			ch <- res{nil, fmt.Errorf("setns: %w", err)}
 			return
 		}
-		ra, err := net.ResolveUDPAddr("udp", raddr)
-		if err != nil {
-			ch <- res{nil, err}
-			return
-		}
-		c, err := net.DialUDP("udp", nil, ra)
+		c, err := open()
 		ch <- res{c, err}
 	}()
 	r := <-ch
@@ -231,6 +238,17 @@ type logs struct {
 	mu     sync.Mutex
 	lines  []string
 	status []string
+}
+
+// newLogs returns an empty logs whose lines are logged if t fails.
+func newLogs(t *testing.T) *logs {
+	lg := &logs{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			lg.dump(t)
+		}
+	})
+	return lg
 }
 
 func (l *logs) logf(format string, args ...any) {

@@ -18,12 +18,7 @@ import (
 func TestBootStepsToTheSavedFloor(t *testing.T) {
 	l := newLab(t)
 	now := time.Now()
-	lg := &logs{}
-	defer func() {
-		if t.Failed() {
-			lg.dump(t)
-		}
-	}()
+	lg := newLogs(t)
 	file := filepath.Join(t.TempDir(), "timesync", "clock")
 	saved := now.Add(-time.Hour).UTC()
 	if err := WriteClockFile(file, saved, "synced from nts 192.0.2.1:4460"); err != nil {
@@ -92,12 +87,7 @@ func TestClockFileWrittenAfterASync(t *testing.T) {
 	l.chronyd(t, "192.0.2.2", "local stratum 3")
 	c := &testClock{}
 	c.set(-3 * time.Hour)
-	lg := &logs{}
-	defer func() {
-		if t.Failed() {
-			lg.dump(t)
-		}
-	}()
+	lg := newLogs(t)
 	file := filepath.Join(t.TempDir(), "clock")
 	svc := newService(t, l, c, lg, "", "192.0.2.2")
 	svc.ClockFile = file
@@ -147,12 +137,7 @@ func TestClockFileWrittenAfterASync(t *testing.T) {
 func TestServerBelowTheFloorRefusedUntilApproved(t *testing.T) {
 	l := newLab(t)
 	l.chronyd(t, "192.0.2.2", "local stratum 3")
-	lg := &logs{}
-	defer func() {
-		if t.Failed() {
-			lg.dump(t)
-		}
-	}()
+	lg := newLogs(t)
 
 	plain := filepath.Join(t.TempDir(), "clock")
 	if err := WriteClockFile(plain, time.Now().Add(2*time.Hour), "synced from 192.0.2.7"); err != nil {
@@ -222,12 +207,7 @@ func TestNTSCertificateExpiredBeforeTheFloorRefused(t *testing.T) {
 	l.ntsChronyd(t, "192.0.2.2", ca, now.Add(-time.Hour), now.AddDate(1, 0, 0))
 	dir := t.TempDir()
 	applySite(t, dir, ntsSite(ca, "192.0.2.6"))
-	lg := &logs{}
-	defer func() {
-		if t.Failed() {
-			lg.dump(t)
-		}
-	}()
+	lg := newLogs(t)
 	file := filepath.Join(t.TempDir(), "clock")
 	if err := WriteClockFile(file, now.Add(-24*time.Hour), "synced from nts 192.0.2.2:4460"); err != nil {
 		t.Fatal(err)

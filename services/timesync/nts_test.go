@@ -9,19 +9,15 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/vishvananda/netns"
 
 	"github.com/otgate/otgate/site"
 )
@@ -104,22 +100,7 @@ func (l *lab) ntsChronyd(t *testing.T, addr string, ca *testCA, nb, na time.Time
 
 // dialTCP opens a key exchange's TCP connection inside the lab.
 func (l *lab) dialTCP(network, addr string) (net.Conn, error) {
-	type res struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		if err := netns.Set(l.ns); err != nil {
-			ch <- res{nil, fmt.Errorf("setns: %w", err)}
-			return
-		}
-		c, err := net.DialTimeout(network, addr, 2*time.Second)
-		ch <- res{c, err}
-	}()
-	r := <-ch
-	return r.c, r.err
+	return l.inNS(func() (net.Conn, error) { return net.DialTimeout(network, addr, 2*time.Second) })
 }
 
 // ntsSite is an uplink section naming the NTS servers with ca's
@@ -173,12 +154,7 @@ func TestNTSSyncs(t *testing.T) {
 	applySite(t, dir, ntsSite(ca, "192.0.2.2"))
 	c := &testClock{}
 	c.set(-time.Hour)
-	lg := &logs{}
-	defer func() {
-		if t.Failed() {
-			lg.dump(t)
-		}
-	}()
+	lg := newLogs(t)
 	svc := newNTSService(t, l, dir, c, lg, "")
 	r := svc.Poll(context.Background())
 	if r.Action != ActionStepped || !near(r.Offset, time.Hour, tolerance) || len(r.Used) != 1 || r.Used[0] != "192.0.2.2:4460" {
@@ -228,12 +204,7 @@ func TestNTSUntrustedServerRefused(t *testing.T) {
 	applySite(t, dir, ntsSite(siteCA, "192.0.2.2", "192.0.2.4"))
 	c := &testClock{}
 	c.set(-time.Hour)
-	lg := &logs{}
-	defer func() {
-		if t.Failed() {
-			lg.dump(t)
-		}
-	}()
+	lg := newLogs(t)
 	svc := newNTSService(t, l, dir, c, lg, "")
 	r := svc.Poll(context.Background())
 	if r.Action != ActionFailed || !errors.Is(r.Err, ErrNoValid) {
@@ -289,12 +260,7 @@ func TestNTSFirstBootWithWrongRTC(t *testing.T) {
 	dir := t.TempDir()
 	applySite(t, dir, ntsSite(ca, "192.0.2.2"))
 	behind := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC).Sub(now)
-	lg := &logs{}
-	defer func() {
-		if t.Failed() {
-			lg.dump(t)
-		}
-	}()
+	lg := newLogs(t)
 	marker := filepath.Join(t.TempDir(), "timesync.synced")
 
 	c := &testClock{}
@@ -457,12 +423,7 @@ func TestNTSRepliesMustBeAuthenticated(t *testing.T) {
 	applySite(t, dir, ntsSite(ca, "192.0.2.2"))
 	c := &testClock{}
 	c.set(-time.Hour)
-	lg := &logs{}
-	defer func() {
-		if t.Failed() {
-			lg.dump(t)
-		}
-	}()
+	lg := newLogs(t)
 	svc := newNTSService(t, l, dir, c, lg, "")
 	tp := &tamper{}
 	svc.Dial = tp.dial(l)
@@ -584,12 +545,7 @@ func TestNTSNewKeyExchangeAfterNAK(t *testing.T) {
 	applySite(t, dir, ntsSite(ca, "192.0.2.2"))
 	c := &testClock{}
 	c.set(-time.Hour)
-	lg := &logs{}
-	defer func() {
-		if t.Failed() {
-			lg.dump(t)
-		}
-	}()
+	lg := newLogs(t)
 	svc := newNTSService(t, l, dir, c, lg, "")
 	svc.Timeout = 500 * time.Millisecond
 	if r := svc.Poll(context.Background()); r.Action != ActionStepped {
@@ -640,12 +596,7 @@ func TestNTSNoDowngradeWhenThePolicyIsUnreadable(t *testing.T) {
 	}
 	c := &testClock{}
 	c.set(-time.Hour)
-	lg := &logs{}
-	defer func() {
-		if t.Failed() {
-			lg.dump(t)
-		}
-	}()
+	lg := newLogs(t)
 	svc := newNTSService(t, l, dir, c, lg, "")
 	r := svc.Poll(context.Background())
 	if r.Action != ActionIdle || len(r.Servers) != 0 {
@@ -676,12 +627,7 @@ func TestNTSForgedNAKIgnored(t *testing.T) {
 	applySite(t, dir, ntsSite(ca, "192.0.2.2"))
 	c := &testClock{}
 	c.set(-time.Hour)
-	lg := &logs{}
-	defer func() {
-		if t.Failed() {
-			lg.dump(t)
-		}
-	}()
+	lg := newLogs(t)
 	svc := newNTSService(t, l, dir, c, lg, "")
 	tp := &tamper{}
 	svc.Dial = tp.dial(l)
@@ -731,12 +677,7 @@ func TestNTSNewKeyExchangeWhenTheCertificateExpires(t *testing.T) {
 	applySite(t, dir, ntsSite(ca, "192.0.2.2"))
 	c := &testClock{}
 	c.set(-time.Hour)
-	lg := &logs{}
-	defer func() {
-		if t.Failed() {
-			lg.dump(t)
-		}
-	}()
+	lg := newLogs(t)
 	svc := newNTSService(t, l, dir, c, lg, "")
 	svc.Timeout = 500 * time.Millisecond
 	if r := svc.Poll(context.Background()); r.Action != ActionStepped {
@@ -777,12 +718,7 @@ func TestNTSNewKeyExchangeAfterATimeOutsideTheChain(t *testing.T) {
 	applySite(t, dir, ntsSite(ca, "192.0.2.2"))
 	c := &testClock{}
 	c.set(-time.Hour)
-	lg := &logs{}
-	defer func() {
-		if t.Failed() {
-			lg.dump(t)
-		}
-	}()
+	lg := newLogs(t)
 	svc := newNTSService(t, l, dir, c, lg, "")
 	svc.Timeout = 500 * time.Millisecond
 	r := svc.Poll(context.Background())

@@ -38,12 +38,7 @@ func TestBootStepsThenSlewsAndRefusesAJump(t *testing.T) {
 	marker := filepath.Join(t.TempDir(), "timesync.synced")
 	c := &testClock{}
 	c.set(-3 * time.Hour)
-	lg := &logs{}
-	defer func() {
-		if t.Failed() {
-			lg.dump(t)
-		}
-	}()
+	lg := newLogs(t)
 	svc := newService(t, l, c, lg, marker, "192.0.2.2")
 	ctx := context.Background()
 
@@ -153,12 +148,7 @@ func TestInvalidRepliesAreDropped(t *testing.T) {
 	l.addr(t, "192.0.2.4")    // nothing listens: port unreachable
 	c := &testClock{}
 	c.set(-time.Hour)
-	lg := &logs{}
-	defer func() {
-		if t.Failed() {
-			lg.dump(t)
-		}
-	}()
+	lg := newLogs(t)
 	svc := newService(t, l, c, lg, "", "192.0.2.3", "192.0.2.2", "192.0.2.4")
 	r := svc.Poll(context.Background())
 	if r.Action != ActionStepped || len(r.Used) != 1 || r.Used[0] != "192.0.2.2" || !near(r.Offset, time.Hour, tolerance) {
@@ -349,12 +339,7 @@ func TestApprovedStepPastThePanicThreshold(t *testing.T) {
 	l := newLab(t)
 	l.chronyd(t, "192.0.2.2", "local stratum 3")
 	c := &testClock{}
-	lg := &logs{}
-	defer func() {
-		if t.Failed() {
-			lg.dump(t)
-		}
-	}()
+	lg := newLogs(t)
 	svc := newService(t, l, c, lg, filepath.Join(t.TempDir(), "synced"), "192.0.2.2")
 	svc.Approval = filepath.Join(t.TempDir(), "step-approved")
 	ctx := context.Background()
