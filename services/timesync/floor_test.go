@@ -199,11 +199,7 @@ func TestNTSCertificateExpiredBeforeTheFloorRefused(t *testing.T) {
 	l := newLab(t)
 	now := time.Now()
 	ca := newTestCA(t, "Plant Time CA", now.AddDate(-3, 0, 0), now.AddDate(1, 0, 0))
-	l.addr(t, "192.0.2.6")
-	dir6 := filepath.Join(l.dir, "nts-192.0.2.6")
-	cert, key := ca.server(t, dir6, "192.0.2.6", now.AddDate(-2, 0, 0), now.AddDate(-1, 0, 0))
-	l.chronydIn(t, "192.0.2.6", "chrony-192.0.2.6", "local stratum 3", "ntsserverkey "+key, "ntsservercert "+cert,
-		"ntsport 4460", "ntsdumpdir "+dir6, "ntsprocesses 0")
+	l.ntsChronyd(t, "192.0.2.6", ca, now.AddDate(-2, 0, 0), now.AddDate(-1, 0, 0))
 	l.ntsChronyd(t, "192.0.2.2", ca, now.Add(-time.Hour), now.AddDate(1, 0, 0))
 	dir := t.TempDir()
 	applySite(t, dir, ntsSite(ca, "192.0.2.6"))

@@ -94,8 +94,30 @@ func (l *lab) ntsChronyd(t *testing.T, addr string, ca *testCA, nb, na time.Time
 	t.Helper()
 	dir := filepath.Join(l.dir, "nts-"+addr)
 	cert, key := ca.server(t, dir, addr, nb, na)
-	return l.chronyd(t, addr, "local stratum 3", "ntsserverkey "+key, "ntsservercert "+cert, "ntsport 4460",
-		"ntsdumpdir "+dir, "ntsprocesses 0")
+	l.addr(t, addr)
+	return l.ntsChronydIn(t, addr, "chrony-"+addr, cert, key, dir)
+}
+
+// renewNTSChronyd starts again, once the one ntsChronyd started on addr
+// has stopped, a chronyd with a new certificate for addr signed by ca,
+// valid from nb to na, and the server keys of the first (its dumpdir):
+// the cookies a session holds still work.
+func (l *lab) renewNTSChronyd(t *testing.T, addr string, ca *testCA, nb, na time.Time) (stop func()) {
+	t.Helper()
+	dir := filepath.Join(l.dir, "nts-"+addr)
+	cert, key := ca.server(t, dir, addr, nb, na)
+	return l.ntsChronydIn(t, addr, "chrony-"+addr+"-renewed", cert, key, dir)
+}
+
+// ntsChronydIn starts a synchronised chronyd serving NTP and NTS-KE (port
+// 4460) on an address the lab has already, as chronydIn does, with the
+// certificate and key files given and its server keys dumped in dumpdir
+// (a restart with the same dumpdir keeps them: the cookies a session
+// holds still work).
+func (l *lab) ntsChronydIn(t *testing.T, addr, name, cert, key, dumpdir string) (stop func()) {
+	t.Helper()
+	return l.chronydIn(t, addr, name, "local stratum 3", "ntsserverkey "+key, "ntsservercert "+cert, "ntsport 4460",
+		"ntsdumpdir "+dumpdir, "ntsprocesses 0")
 }
 
 // dialTCP opens a key exchange's TCP connection inside the lab.
@@ -198,7 +220,8 @@ func TestNTSUntrustedServerRefused(t *testing.T) {
 	// 192.0.2.4 serves a certificate the site CA signed, for 192.0.2.9.
 	dir4 := filepath.Join(l.dir, "nts-192.0.2.4")
 	cert, key := siteCA.server(t, dir4, "192.0.2.9", now.Add(-time.Hour), now.AddDate(1, 0, 0))
-	l.chronyd(t, "192.0.2.4", "local stratum 3", "ntsserverkey "+key, "ntsservercert "+cert, "ntsport 4460", "ntsdumpdir "+dir4, "ntsprocesses 0")
+	l.addr(t, "192.0.2.4")
+	l.ntsChronydIn(t, "192.0.2.4", "chrony-192.0.2.4", cert, key, dir4)
 	l.chronyd(t, "192.0.2.3", "local stratum 2") // plain NTP, in the lease
 	dir := t.TempDir()
 	applySite(t, dir, ntsSite(siteCA, "192.0.2.2", "192.0.2.4"))
@@ -302,11 +325,7 @@ func TestNTSFirstBootWithWrongRTC(t *testing.T) {
 	// checks yet), but the time it sends is after its certificate's
 	// validity and is not used.
 	long := newTestCA(t, "Plant Time CA 2", now.AddDate(-3, 0, 0), now.AddDate(1, 0, 0))
-	l.addr(t, "192.0.2.6")
-	dir6 := filepath.Join(l.dir, "nts-192.0.2.6")
-	cert, key := long.server(t, dir6, "192.0.2.6", now.AddDate(-2, 0, 0), now.AddDate(-1, 0, 0))
-	l.chronydIn(t, "192.0.2.6", "chrony-192.0.2.6", "local stratum 3", "ntsserverkey "+key, "ntsservercert "+cert,
-		"ntsport 4460", "ntsdumpdir "+dir6, "ntsprocesses 0")
+	l.ntsChronyd(t, "192.0.2.6", long, now.AddDate(-2, 0, 0), now.AddDate(-1, 0, 0))
 	applySite(t, dir, ntsSite(long, "192.0.2.6"))
 	c4 := &testClock{}
 	c4.set(behind)
@@ -557,9 +576,7 @@ func TestNTSNewKeyExchangeAfterNAK(t *testing.T) {
 	if err := os.MkdirAll(fresh, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	l.chronydIn(t, "192.0.2.2", "chrony-192.0.2.2-again", "local stratum 3",
-		"ntsserverkey "+filepath.Join(ndir, "server.key"), "ntsservercert "+filepath.Join(ndir, "server.crt"),
-		"ntsport 4460", "ntsdumpdir "+fresh, "ntsprocesses 0")
+	l.ntsChronydIn(t, "192.0.2.2", "chrony-192.0.2.2-again", filepath.Join(ndir, "server.crt"), filepath.Join(ndir, "server.key"), fresh)
 	r := svc.Poll(context.Background())
 	if r.Action != ActionFailed || r.Samples[0].Err == nil || !strings.Contains(r.Samples[0].Err.Error(), "the server refused our cookie (NTS NAK") {
 		t.Fatalf("old cookies, new server keys: %s (%v); want the NAK", r.Action, r.Samples)
@@ -687,10 +704,7 @@ func TestNTSNewKeyExchangeWhenTheCertificateExpires(t *testing.T) {
 	// The renewal: a new certificate, the server's keys (ntsdumpdir)
 	// kept, so the session's cookies still work.
 	stop()
-	ndir := filepath.Join(l.dir, "nts-192.0.2.2")
-	cert, key := ca.server(t, ndir, "192.0.2.2", now.Add(-time.Hour), now.AddDate(0, 3, 0))
-	l.chronydIn(t, "192.0.2.2", "chrony-192.0.2.2-renewed", "local stratum 3", "ntsserverkey "+key, "ntsservercert "+cert,
-		"ntsport 4460", "ntsdumpdir "+ndir, "ntsprocesses 0")
+	l.renewNTSChronyd(t, "192.0.2.2", ca, now.Add(-time.Hour), now.AddDate(0, 3, 0))
 	time.Sleep(time.Until(expires.Add(1500 * time.Millisecond)))
 
 	r := svc.Poll(context.Background())
@@ -726,10 +740,7 @@ func TestNTSNewKeyExchangeAfterATimeOutsideTheChain(t *testing.T) {
 		t.Fatalf("expired certificate: %s (%v)", r.Action, r.Samples)
 	}
 	stop()
-	ndir := filepath.Join(l.dir, "nts-192.0.2.2")
-	cert, key := ca.server(t, ndir, "192.0.2.2", now.Add(-time.Hour), now.AddDate(0, 3, 0))
-	l.chronydIn(t, "192.0.2.2", "chrony-192.0.2.2-renewed", "local stratum 3", "ntsserverkey "+key, "ntsservercert "+cert,
-		"ntsport 4460", "ntsdumpdir "+ndir, "ntsprocesses 0")
+	l.renewNTSChronyd(t, "192.0.2.2", ca, now.Add(-time.Hour), now.AddDate(0, 3, 0))
 	if r = svc.Poll(context.Background()); r.Action != ActionStepped || !near(c.skew, 0, tolerance) {
 		t.Fatalf("renewed certificate: %s (%v); want a new key exchange and a step", r.Action, r.Samples)
 	}
