@@ -162,22 +162,42 @@ func newNTSService(t *testing.T, l *lab, dir string, c *testClock, lg *logs, mar
 	return s
 }
 
+// ntsTest is the setup of most NTS tests: a lab with chronyd serving
+// NTS on 192.0.2.2 with a certificate the site CA signed, the applied
+// policy naming that server alone with the site CA as the trust anchor,
+// the clock an hour behind, and the service (no marker).
+type ntsTest struct {
+	l    *lab
+	ca   *testCA
+	stop func() // stops 192.0.2.2's chronyd
+	c    *testClock
+	lg   *logs
+	svc  *ntsService
+}
+
+// newNTSTest sets up an ntsTest: the site CA valid from caNB to caNA,
+// the server's certificate from nb to na.
+func newNTSTest(t *testing.T, caNB, caNA, nb, na time.Time) *ntsTest {
+	t.Helper()
+	nt := &ntsTest{l: newLab(t), c: &testClock{}, lg: newLogs(t)}
+	nt.ca = newTestCA(t, "Plant Time CA", caNB, caNA)
+	nt.stop = nt.l.ntsChronyd(t, "192.0.2.2", nt.ca, nb, na)
+	dir := t.TempDir()
+	applySite(t, dir, ntsSite(nt.ca, "192.0.2.2"))
+	nt.c.set(-time.Hour)
+	nt.svc = newNTSService(t, nt.l, dir, nt.c, nt.lg, "")
+	return nt
+}
+
 // The gate syncs through NTS: one key exchange, then authenticated
 // queries; the first poll steps the injected clock to chronyd's time,
 // the next slews with the session's cookies (no new key exchange). The
 // DHCP lease names a plain NTP server that answers, and is never asked.
 func TestNTSSyncs(t *testing.T) {
-	l := newLab(t)
 	now := time.Now()
-	ca := newTestCA(t, "Plant Time CA", now.Add(-time.Hour), now.AddDate(1, 0, 0))
-	l.ntsChronyd(t, "192.0.2.2", ca, now.Add(-time.Hour), now.AddDate(1, 0, 0))
+	nt := newNTSTest(t, now.Add(-time.Hour), now.AddDate(1, 0, 0), now.Add(-time.Hour), now.AddDate(1, 0, 0))
+	l, c, lg, svc := nt.l, nt.c, nt.lg, nt.svc
 	l.chronyd(t, "192.0.2.3", "local stratum 2") // plain NTP, in the lease
-	dir := t.TempDir()
-	applySite(t, dir, ntsSite(ca, "192.0.2.2"))
-	c := &testClock{}
-	c.set(-time.Hour)
-	lg := newLogs(t)
-	svc := newNTSService(t, l, dir, c, lg, "")
 	r := svc.Poll(context.Background())
 	if r.Action != ActionStepped || !near(r.Offset, time.Hour, tolerance) || len(r.Used) != 1 || r.Used[0] != "192.0.2.2:4460" {
 		t.Fatalf("%s by %s from %v (%v); want stepped by +1h from 192.0.2.2:4460", r.Action, signed(r.Offset), r.Used, r.Err)
@@ -434,16 +454,9 @@ func (c *tamperConn) Read(b []byte) (int, error) {
 // the session's cookies: the service then runs a new key exchange and
 // syncs again.
 func TestNTSRepliesMustBeAuthenticated(t *testing.T) {
-	l := newLab(t)
 	now := time.Now()
-	ca := newTestCA(t, "Plant Time CA", now.Add(-time.Hour), now.AddDate(1, 0, 0))
-	l.ntsChronyd(t, "192.0.2.2", ca, now.Add(-time.Hour), now.AddDate(1, 0, 0))
-	dir := t.TempDir()
-	applySite(t, dir, ntsSite(ca, "192.0.2.2"))
-	c := &testClock{}
-	c.set(-time.Hour)
-	lg := newLogs(t)
-	svc := newNTSService(t, l, dir, c, lg, "")
+	nt := newNTSTest(t, now.Add(-time.Hour), now.AddDate(1, 0, 0), now.Add(-time.Hour), now.AddDate(1, 0, 0))
+	l, c, lg, svc := nt.l, nt.c, nt.lg, nt.svc
 	tp := &tamper{}
 	svc.Dial = tp.dial(l)
 	svc.Timeout = 300 * time.Millisecond
@@ -556,16 +569,9 @@ func TestCheckReply(t *testing.T) {
 // drops the session, says why, and the next poll runs a new key exchange
 // and syncs.
 func TestNTSNewKeyExchangeAfterNAK(t *testing.T) {
-	l := newLab(t)
 	now := time.Now()
-	ca := newTestCA(t, "Plant Time CA", now.Add(-time.Hour), now.AddDate(1, 0, 0))
-	stop := l.ntsChronyd(t, "192.0.2.2", ca, now.Add(-time.Hour), now.AddDate(1, 0, 0))
-	dir := t.TempDir()
-	applySite(t, dir, ntsSite(ca, "192.0.2.2"))
-	c := &testClock{}
-	c.set(-time.Hour)
-	lg := newLogs(t)
-	svc := newNTSService(t, l, dir, c, lg, "")
+	nt := newNTSTest(t, now.Add(-time.Hour), now.AddDate(1, 0, 0), now.Add(-time.Hour), now.AddDate(1, 0, 0))
+	l, stop, c, svc := nt.l, nt.stop, nt.c, nt.svc
 	svc.Timeout = 500 * time.Millisecond
 	if r := svc.Poll(context.Background()); r.Action != ActionStepped {
 		t.Fatalf("first poll: %s (%v)", r.Action, r.Samples)
@@ -636,16 +642,9 @@ func TestNTSNoDowngradeWhenThePolicyIsUnreadable(t *testing.T) {
 // the next poll (no new key exchange, RFC 8915 5.7: the client must
 // discard a NAK whose unique identifier is not its query's).
 func TestNTSForgedNAKIgnored(t *testing.T) {
-	l := newLab(t)
 	now := time.Now()
-	ca := newTestCA(t, "Plant Time CA", now.Add(-time.Hour), now.AddDate(1, 0, 0))
-	l.ntsChronyd(t, "192.0.2.2", ca, now.Add(-time.Hour), now.AddDate(1, 0, 0))
-	dir := t.TempDir()
-	applySite(t, dir, ntsSite(ca, "192.0.2.2"))
-	c := &testClock{}
-	c.set(-time.Hour)
-	lg := newLogs(t)
-	svc := newNTSService(t, l, dir, c, lg, "")
+	nt := newNTSTest(t, now.Add(-time.Hour), now.AddDate(1, 0, 0), now.Add(-time.Hour), now.AddDate(1, 0, 0))
+	l, c, svc := nt.l, nt.c, nt.svc
 	tp := &tamper{}
 	svc.Dial = tp.dial(l)
 	svc.Timeout = 300 * time.Millisecond
@@ -685,17 +684,10 @@ func TestNTSForgedNAKIgnored(t *testing.T) {
 // refused (the server's time after its old chain's end) for as long as
 // its cookies lasted, that is for ever.
 func TestNTSNewKeyExchangeWhenTheCertificateExpires(t *testing.T) {
-	l := newLab(t)
 	now := time.Now()
-	ca := newTestCA(t, "Plant Time CA", now.Add(-time.Hour), now.AddDate(1, 0, 0))
 	expires := now.Add(4 * time.Second).Truncate(time.Second)
-	stop := l.ntsChronyd(t, "192.0.2.2", ca, now.Add(-time.Hour), expires)
-	dir := t.TempDir()
-	applySite(t, dir, ntsSite(ca, "192.0.2.2"))
-	c := &testClock{}
-	c.set(-time.Hour)
-	lg := newLogs(t)
-	svc := newNTSService(t, l, dir, c, lg, "")
+	nt := newNTSTest(t, now.Add(-time.Hour), now.AddDate(1, 0, 0), now.Add(-time.Hour), expires)
+	l, ca, stop, lg, svc := nt.l, nt.ca, nt.stop, nt.lg, nt.svc
 	svc.Timeout = 500 * time.Millisecond
 	if r := svc.Poll(context.Background()); r.Action != ActionStepped {
 		t.Fatalf("first poll: %s (%v)", r.Action, r.Samples)
@@ -724,16 +716,9 @@ func TestNTSNewKeyExchangeWhenTheCertificateExpires(t *testing.T) {
 // the refused reply runs a new key exchange, not the old session, and
 // syncs.
 func TestNTSNewKeyExchangeAfterATimeOutsideTheChain(t *testing.T) {
-	l := newLab(t)
 	now := time.Now()
-	ca := newTestCA(t, "Plant Time CA", now.AddDate(-3, 0, 0), now.AddDate(1, 0, 0))
-	stop := l.ntsChronyd(t, "192.0.2.2", ca, now.AddDate(-2, 0, 0), now.AddDate(-1, 0, 0))
-	dir := t.TempDir()
-	applySite(t, dir, ntsSite(ca, "192.0.2.2"))
-	c := &testClock{}
-	c.set(-time.Hour)
-	lg := newLogs(t)
-	svc := newNTSService(t, l, dir, c, lg, "")
+	nt := newNTSTest(t, now.AddDate(-3, 0, 0), now.AddDate(1, 0, 0), now.AddDate(-2, 0, 0), now.AddDate(-1, 0, 0))
+	l, ca, stop, c, svc := nt.l, nt.ca, nt.stop, nt.c, nt.svc
 	svc.Timeout = 500 * time.Millisecond
 	r := svc.Poll(context.Background())
 	if r.Action != ActionFailed || r.Samples[0].Err == nil || !strings.Contains(r.Samples[0].Err.Error(), "is outside its certificate chain's validity") {
