@@ -315,30 +315,15 @@ func TestNTSFirstBootWithWrongRTC(t *testing.T) {
 
 	// Synchronised this boot (the marker stays): a clock back in 2020
 	// now fails the certificate's times, and nothing is changed.
-	c2 := &testClock{}
-	c2.set(behind)
-	r = newNTSService(t, l, dir, c2, lg, marker).Poll(context.Background())
-	if r.Action != ActionFailed || len(r.Samples) != 1 || r.Samples[0].Err == nil ||
-		!strings.Contains(r.Samples[0].Err.Error(), "certificate not trusted: x509: certificate has expired or is not yet valid") {
-		t.Fatalf("synced this boot, clock in 2020: %s (%v); want the certificate refused as not yet valid", r.Action, r.Samples)
-	}
-	if steps, slews := c2.counts(); steps+slews != 0 {
-		t.Error("the clock was changed")
-	}
+	pollRefused(t, l, dir, lg, marker, behind, "synced this boot, clock in 2020",
+		"certificate not trusted: x509: certificate has expired or is not yet valid")
 
 	// Not synced, clock in 2020, a server the site CA did not sign:
 	// refused, the chain is checked without the times.
 	applySite(t, dir, ntsSite(ca, "192.0.2.5"))
 	os.Remove(marker)
-	c3 := &testClock{}
-	c3.set(behind)
-	r = newNTSService(t, l, dir, c3, lg, marker).Poll(context.Background())
-	if r.Action != ActionFailed || r.Samples[0].Err == nil || !strings.Contains(r.Samples[0].Err.Error(), "certificate not trusted: x509: certificate signed by unknown authority") {
-		t.Fatalf("not synced, clock in 2020, untrusted server: %s (%v)", r.Action, r.Samples)
-	}
-	if steps, slews := c3.counts(); steps+slews != 0 {
-		t.Error("the clock was changed")
-	}
+	pollRefused(t, l, dir, lg, marker, behind, "not synced, clock in 2020, untrusted server",
+		"certificate not trusted: x509: certificate signed by unknown authority")
 
 	// Not synced, clock in 2020, a server whose certificate (signed by
 	// the site CA) expired a year ago: the key exchange passes (no time
@@ -347,14 +332,24 @@ func TestNTSFirstBootWithWrongRTC(t *testing.T) {
 	long := newTestCA(t, "Plant Time CA 2", now.AddDate(-3, 0, 0), now.AddDate(1, 0, 0))
 	l.ntsChronyd(t, "192.0.2.6", long, now.AddDate(-2, 0, 0), now.AddDate(-1, 0, 0))
 	applySite(t, dir, ntsSite(long, "192.0.2.6"))
-	c4 := &testClock{}
-	c4.set(behind)
-	r = newNTSService(t, l, dir, c4, lg, marker).Poll(context.Background())
-	if r.Action != ActionFailed || r.Samples[0].Err == nil || !strings.Contains(r.Samples[0].Err.Error(), "is outside its certificate chain's validity") {
-		t.Fatalf("not synced, clock in 2020, expired server certificate: %s (%v)", r.Action, r.Samples)
+	pollRefused(t, l, dir, lg, marker, behind, "not synced, clock in 2020, expired server certificate",
+		"is outside its certificate chain's validity")
+}
+
+// pollRefused polls once with a new service of the applied policy in dir
+// (its one server), its clock off by skew, and fails the test unless
+// the server's reply was refused with an error containing want and the
+// clock was not changed; what names the case.
+func pollRefused(t *testing.T, l *lab, dir string, lg *logs, marker string, skew time.Duration, what, want string) {
+	t.Helper()
+	c := &testClock{}
+	c.set(skew)
+	r := newNTSService(t, l, dir, c, lg, marker).Poll(context.Background())
+	if r.Action != ActionFailed || len(r.Samples) != 1 || r.Samples[0].Err == nil || !strings.Contains(r.Samples[0].Err.Error(), want) {
+		t.Fatalf("%s: %s (%v); want the reply refused: %s", what, r.Action, r.Samples, want)
 	}
-	if steps, slews := c4.counts(); steps+slews != 0 {
-		t.Error("the clock was changed")
+	if steps, slews := c.counts(); steps+slews != 0 {
+		t.Errorf("%s: the clock was changed", what)
 	}
 }
 
