@@ -4,13 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/otgate/otgate/internal/atomicfile"
 	"github.com/otgate/otgate/internal/bootcfg"
 )
 
@@ -49,29 +49,21 @@ func WriteStepApproval(path, by string) error {
 	if err != nil {
 		return err
 	}
-	by = strings.Map(func(r rune) rune {
+	content := fmt.Sprintf("boottime-ns %d\nby %s\n", bt.Nanoseconds(), oneLine(by))
+	if err := atomicfile.Write(path, []byte(content), 0o600); err != nil {
+		return fmt.Errorf("write the step approval: %w", err)
+	}
+	return nil
+}
+
+// oneLine keeps s on its line of a file: control characters become '?'.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
 			return '?'
 		}
 		return r
-	}, by)
-	content := fmt.Sprintf("boottime-ns %d\nby %s\n", bt.Nanoseconds(), by)
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".step-approval-*")
-	if err != nil {
-		return fmt.Errorf("write the step approval: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.WriteString(content); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write the step approval: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write the step approval: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write the step approval: %w", err)
-	}
-	return nil
+	}, s)
 }
 
 // takeApproval consumes a valid approval at s.Approval: it returns who

@@ -107,13 +107,7 @@ func ReadClockFile(path string) (time.Time, string, error) {
 // WriteClockFile saves t and its source to path atomically (temporary
 // file, fsync, rename, fsync of the directory).
 func WriteClockFile(path string, t time.Time, source string) error {
-	source = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return '?'
-		}
-		return r
-	}, source)
-	content := fmt.Sprintf("%s\ntime %s\nsource %s\n", ClockFileVersion, t.UTC().Format(time.RFC3339Nano), source)
+	content := fmt.Sprintf("%s\ntime %s\nsource %s\n", ClockFileVersion, t.UTC().Format(time.RFC3339Nano), oneLine(source))
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
