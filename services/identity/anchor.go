@@ -40,7 +40,8 @@ func (id *Identity) AuditAnchor() (value uint64, defined bool, err error) {
 	}
 	id.anchorMu.Lock()
 	defer id.anchorMu.Unlock()
-	return readCounter(id.tpm, AnchorNVIndex)
+	c, err := readCounter(id.tpm, AnchorNVIndex)
+	return c.value, c.written, err
 }
 
 // AdvanceAuditAnchor advances the anchor counter by one from the value
@@ -60,48 +61,76 @@ func (id *Identity) AdvanceAuditAnchor(from uint64, fromDefined bool) (uint64, e
 	}
 	id.anchorMu.Lock()
 	defer id.anchorMu.Unlock()
-	cur, defined, err := readCounter(id.tpm, AnchorNVIndex)
+	c, err := readCounter(id.tpm, AnchorNVIndex)
 	if err != nil {
 		return 0, err
 	}
-	if defined != fromDefined || (defined && cur != from) {
-		if !defined {
+	if c.written != fromDefined || (c.written && c.value != from) {
+		if !c.written {
 			return 0, fmt.Errorf("identity: the audit anchor counter was never advanced, but the caller read %d from it", from)
 		}
-		return cur, nil
+		return c.value, nil
+	}
+	if c.written {
+		// A written counter's name no longer changes, and an increment
+		// adds one: no need to read it all again.
+		if err := incrementCounter(id.tpm, AnchorNVIndex, c.pub); err != nil {
+			return 0, err
+		}
+		return c.value + 1, nil
 	}
 	return advanceCounter(id.tpm, AnchorNVIndex)
 }
 
 var ownerAuth = tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)}
 
+// nvCounter is what readCounter found: the counter's value once it was
+// written (incremented) at least once, and its public area when the
+// index exists.
+type nvCounter struct {
+	value   uint64
+	written bool
+	pub     *tpm2.NVReadPublicResponse
+}
+
 // readCounter reads the 8-byte NV counter at index.
-func readCounter(t transport.TPM, index tpm2.TPMHandle) (uint64, bool, error) {
+func readCounter(t transport.TPM, index tpm2.TPMHandle) (nvCounter, error) {
 	pub, err := tpm2.NVReadPublic{NVIndex: index}.Execute(t)
 	if errors.Is(err, tpm2.TPMRCHandle) {
-		return 0, false, nil
+		return nvCounter{}, nil
 	}
 	if err != nil {
-		return 0, false, fmt.Errorf("identity: read NV index %#x public area: %w", uint32(index), err)
+		return nvCounter{}, fmt.Errorf("identity: read NV index %#x public area: %w", uint32(index), err)
 	}
 	if err := checkCounter(pub, index); err != nil {
-		return 0, false, err
+		return nvCounter{}, err
 	}
+	c := nvCounter{pub: pub}
 	rsp, err := tpm2.NVRead{
 		AuthHandle: tpm2.AuthHandle{Handle: index, Name: pub.NVName, Auth: tpm2.PasswordAuth(nil)},
 		NVIndex:    tpm2.NamedHandle{Handle: index, Name: pub.NVName},
 		Size:       8,
 	}.Execute(t)
 	if errors.Is(err, tpm2.TPMRCNVUninitialized) {
-		return 0, false, nil
+		return c, nil
 	}
 	if err != nil {
-		return 0, false, fmt.Errorf("identity: read NV counter %#x: %w", uint32(index), err)
+		return c, fmt.Errorf("identity: read NV counter %#x: %w", uint32(index), err)
 	}
 	if len(rsp.Data.Buffer) != 8 {
-		return 0, false, fmt.Errorf("identity: NV counter %#x read %d bytes, want 8", uint32(index), len(rsp.Data.Buffer))
+		return c, fmt.Errorf("identity: NV counter %#x read %d bytes, want 8", uint32(index), len(rsp.Data.Buffer))
 	}
-	return binary.BigEndian.Uint64(rsp.Data.Buffer), true, nil
+	c.value, c.written = binary.BigEndian.Uint64(rsp.Data.Buffer), true
+	return c, nil
+}
+
+// incrementCounter increments the counter at index, whose public area is
+// pub.
+func incrementCounter(t transport.TPM, index tpm2.TPMHandle, pub *tpm2.NVReadPublicResponse) error {
+	if _, err := (tpm2.NVIncrement{AuthHandle: ownerAuth, NVIndex: tpm2.NamedHandle{Handle: index, Name: pub.NVName}}).Execute(t); err != nil {
+		return fmt.Errorf("identity: increment NV counter %#x: %w", uint32(index), err)
+	}
+	return nil
 }
 
 // checkCounter refuses an index that is not the counter this package
@@ -119,8 +148,9 @@ func checkCounter(pub *tpm2.NVReadPublicResponse, index tpm2.TPMHandle) error {
 	return nil
 }
 
-// advanceCounter increments the NV counter at index, defining it first if
-// needed, and returns the value it then has.
+// advanceCounter increments the NV counter at index for the first time,
+// defining it first if needed, and returns the value it then has (the
+// value a TPM starts counters at: read back).
 func advanceCounter(t transport.TPM, index tpm2.TPMHandle) (uint64, error) {
 	pub, err := tpm2.NVReadPublic{NVIndex: index}.Execute(t)
 	if errors.Is(err, tpm2.TPMRCHandle) {
@@ -144,12 +174,12 @@ func advanceCounter(t transport.TPM, index tpm2.TPMHandle) (uint64, error) {
 	if err := checkCounter(pub, index); err != nil {
 		return 0, err
 	}
-	if _, err := (tpm2.NVIncrement{AuthHandle: ownerAuth, NVIndex: tpm2.NamedHandle{Handle: index, Name: pub.NVName}}).Execute(t); err != nil {
-		return 0, fmt.Errorf("identity: increment NV counter %#x: %w", uint32(index), err)
+	if err := incrementCounter(t, index, pub); err != nil {
+		return 0, err
 	}
-	v, defined, err := readCounter(t, index)
-	if err == nil && !defined {
+	c, err := readCounter(t, index)
+	if err == nil && !c.written {
 		err = fmt.Errorf("identity: NV counter %#x reads as never written after its increment", uint32(index))
 	}
-	return v, err
+	return c.value, err
 }
