@@ -38,6 +38,13 @@ lint:
 	GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null ./cmd/otgate
 	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cmd/otgate
 
+# A test that failed with the guest kernel's soft lockup report in its
+# output (QEMU under TCG has left a guest CPU spinning in the kernel for
+# minutes, about one boot in a hundred on this host; the boards panic on it
+# and the harness prints the report) runs once more, and only when every
+# failure of the run is such a test; tools/testreport says so in the log.
+RERUN = -go $(GO) -rerun-on 'BUG: soft lockup - CPU\#[0-9]+ stuck|Kernel panic - not syncing: softlockup'
+
 # Host tests: real nftables in private namespaces, real swtpm, real TLS,
 # real Modbus peers. QEMU tests live in qemu/ and integration/.
 # tools/testreport prints what plain `go test` would, then fails the run
@@ -47,17 +54,15 @@ lint:
 unit:
 	@rc=$$(mktemp); \
 	{ $(GO) test -json -count=1 -timeout 20m $$($(GO) list ./... | grep -v -e /integration); echo $$? >$$rc; } \
-		| $(GO) run ./tools/testreport -allow tools/testreport/allowed-skips; \
-	report=$$?; status=$$(cat $$rc); rm -f $$rc; \
-	[ "$$status" = 0 ] && [ "$$report" = 0 ]
+		| $(GO) run ./tools/testreport -exit-file $$rc -allow tools/testreport/allowed-skips $(RERUN) -rerun-flags "-count=1 -timeout 20m"; \
+	report=$$?; rm -f $$rc; [ "$$report" = 0 ]
 
 # The QEMU tests: all output as it comes (-v), and no skip is allowed.
 integration:
 	@rc=$$(mktemp); \
 	{ $(GO) test -json -count=1 -p 1 -timeout 25m ./integration/...; echo $$? >$$rc; } \
-		| $(GO) run ./tools/testreport -v; \
-	report=$$?; status=$$(cat $$rc); rm -f $$rc; \
-	[ "$$status" = 0 ] && [ "$$report" = 0 ]
+		| $(GO) run ./tools/testreport -v -exit-file $$rc $(RERUN) -rerun-flags "-count=1 -p 1 -timeout 25m"; \
+	report=$$?; rm -f $$rc; [ "$$report" = 0 ]
 
 # The repro-checks come first: they also download and verify the kernel
 # packages that the qemu/ harness tests boot.

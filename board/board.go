@@ -252,8 +252,17 @@ func (b *Board) Interface(r Role) string {
 }
 
 // KernelCmdline is the full kernel command line for this board.
+//
+// A wedged kernel reboots the gate: panic=-1 restarts at once after a
+// panic, and softlockup_panic=1 makes a CPU stuck in the kernel (no
+// scheduling for 2 x watchdog_thresh, 20 s) a panic. The gate comes back
+// deny by default with its services, instead of staying up half-working
+// with its watchdog still fed by PID 1 on another CPU; and the panic
+// prints the stuck CPU's stack on the console whatever the loglevel,
+// where a plain soft lockup report at loglevel=3 shows only its first
+// line.
 func (b *Board) KernelCmdline() string {
-	args := append([]string{"rdinit=/init", "panic=-1", "quiet", "loglevel=3"}, b.Cmdline...)
+	args := append([]string{"rdinit=/init", "panic=-1", "softlockup_panic=1", "quiet", "loglevel=3"}, b.Cmdline...)
 	// The serial console comes last: the last console= becomes
 	// /dev/console, where PID 1 writes its log.
 	args = append(args, "console="+b.Console)

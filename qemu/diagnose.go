@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,6 +23,10 @@ import (
 // swtpm's standard error. A QEMU thread stuck in a read while swtpm
 // sleeps, or a stopped swtpm, shows the TPM holding the boot up (QEMU
 // talks to swtpm synchronously, holding its global lock).
+//
+// It starts with the guest kernel's own reports of a fault (KernelFaults):
+// a CPU stuck in the kernel says the boot stalled inside the guest, not in
+// QEMU or swtpm.
 func (vm *VM) Diagnose() string {
 	var b strings.Builder
 	if vm.cmd == nil || vm.cmd.Process == nil {
@@ -35,6 +40,9 @@ func (vm *VM) Diagnose() string {
 		b.WriteString(" (none at all)")
 	}
 	b.WriteByte('\n')
+	for _, l := range KernelFaults(vm.Lines()) {
+		fmt.Fprintf(&b, "qemu: the guest kernel reported: %s\n", l)
+	}
 	select {
 	case <-vm.done:
 		fmt.Fprintf(&b, "qemu: exited: %s\n", vm.exit)
@@ -152,4 +160,25 @@ func tailLines(s string, n int) string {
 		l = l[len(l)-n:]
 	}
 	return strings.Join(l, "\n")
+}
+
+// kernelFaultRE matches the first line of the guest kernel's reports of a
+// fault, after its timestamp: a soft lockup (a CPU that has not scheduled
+// for 2 x watchdog_thresh; the boards make it a panic, softlockup_panic=1,
+// whose stack the console shows), an RCU stall, a panic, an oops.
+var kernelFaultRE = regexp.MustCompile(`^\[\s*\d+\.\d+\] (.*(?:BUG: soft lockup - CPU#\d+ stuck|rcu: INFO: rcu_\w+ detected stalls|Kernel panic - not syncing|BUG: unable to handle|general protection fault|Oops: ).*)$`)
+
+// KernelFaults returns the console lines that report a guest kernel
+// fault (at most 8, timestamps dropped).
+func KernelFaults(lines []string) []string {
+	var out []string
+	for _, l := range lines {
+		if m := kernelFaultRE.FindStringSubmatch(l); m != nil {
+			out = append(out, m[1])
+			if len(out) == 8 {
+				break
+			}
+		}
+	}
+	return out
 }

@@ -51,6 +51,9 @@ func StartT(t testing.TB, b *board.Board, imageDir string, opts ...Option) *VM {
 			t.Errorf("qemu: close %s VM: %v", b.Name, err)
 		}
 		if t.Failed() {
+			for _, l := range KernelFaults(vm.Lines()) {
+				t.Logf("qemu: %s: the guest kernel reported: %s", b.Name, l)
+			}
 			t.Logf("qemu: %s serial log kept at %s; it ends:\n%s", b.Name, vm.SerialLogPath(), vm.con.tail(40))
 			t.Logf("qemu: %s VM when the test failed:\n%s", b.Name, diag)
 			return

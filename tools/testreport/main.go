@@ -7,10 +7,25 @@
 // there means a test silently did not run.
 //
 //	go test -json ./... | go run ./tools/testreport [-allow FILE] [-v]
+//	{ go test -json ./...; echo $? >F; } | go run ./tools/testreport -exit-file F
+//
+// With -exit-file, go test's exit status (written to the file before the
+// output ends) must be 0 unless a test failed: it fails the report when
+// go test failed otherwise.
 //
 // With -v every line of output is printed as it comes, as `go test -v`
 // would (for long tests, such as the QEMU ones, whose progress matters),
 // and the report ends with the count of tests passed, failed and skipped.
+//
+// With -rerun-on REGEX, a run whose only failures are tests whose output
+// (their own or a subtest's) matches REGEX runs those tests once more with
+// `go test -json -run '^(A|B)$' [-rerun-flags] PACKAGES`, says so, and
+// its status is the second run's. `make test` names the guest kernel's
+// soft lockup report with it: under QEMU's TCG on this host a guest CPU
+// has been seen spinning in the kernel for minutes (1 boot in ~100), a
+// fault of the emulated machine that the test cannot act on. Any other
+// failure, a package that failed without a failed test (a build error, a
+// timeout), or a second lockup, fails the run.
 //
 // The allow list has one "PACKAGE TEST" per line (the test name may end in
 // "/*" to allow every subtest of it), '#' starts a comment; each entry says
@@ -24,6 +39,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"regexp"
 	"sort"
 	"strings"
 )
@@ -48,6 +65,11 @@ type report struct {
 	failed   []key
 	packages int
 	pkgFail  int
+
+	rerunOn    *regexp.Regexp // -rerun-on
+	marked     map[key]bool   // top-level tests whose output matched rerunOn
+	failedPkgs []string       // packages that failed, in order
+	failedIn   map[string]int // failed tests per package
 }
 
 type skip struct {
@@ -56,7 +78,13 @@ type skip struct {
 }
 
 func newReport(out io.Writer) *report {
-	return &report{out: out, outputs: map[key][]string{}}
+	return &report{out: out, outputs: map[key][]string{}, marked: map[key]bool{}, failedIn: map[string]int{}}
+}
+
+// topLevel is the top-level test of a test or subtest name.
+func topLevel(k key) key {
+	name, _, _ := strings.Cut(k.test, "/")
+	return key{k.pkg, name}
 }
 
 // add takes one event.
@@ -74,6 +102,9 @@ func (r *report) add(e event) {
 	}
 	switch e.Action {
 	case "output":
+		if r.rerunOn != nil && e.Test != "" && r.rerunOn.MatchString(e.Output) {
+			r.marked[topLevel(k)] = true
+		}
 		if r.verbose {
 			fmt.Fprint(r.out, e.Output)
 			if e.Test != "" {
@@ -107,9 +138,11 @@ func (r *report) add(e event) {
 		if e.Test == "" {
 			r.packages++
 			r.pkgFail++
+			r.failedPkgs = append(r.failedPkgs, e.Package)
 			return
 		}
 		r.failed = append(r.failed, k)
+		r.failedIn[e.Package]++
 		if !r.verbose { // -v printed it already
 			for _, l := range r.outputs[k] {
 				fmt.Fprint(r.out, l)
@@ -209,9 +242,134 @@ func (r *report) finish(allow map[key]bool) int {
 	return status
 }
 
+// rerunnable returns the top-level tests to run once more, in order, when
+// every failure of the run is a test whose output matched rerunOn: nil
+// when anything else failed or nothing did.
+func (r *report) rerunnable() []key {
+	if r.rerunOn == nil || len(r.failed) == 0 {
+		return nil
+	}
+	for _, p := range r.failedPkgs {
+		if r.failedIn[p] == 0 {
+			return nil // a build error, a timeout: no test to blame
+		}
+	}
+	var tops []key
+	seen := map[key]bool{}
+	for _, k := range r.failed {
+		t := topLevel(k)
+		if !r.marked[t] {
+			return nil
+		}
+		if !seen[t] {
+			seen[t] = true
+			tops = append(tops, t)
+		}
+	}
+	return tops
+}
+
+// rerunArgs is the go test command line that runs tests once more.
+func rerunArgs(tests []key, flags []string) []string {
+	var names, pkgs []string
+	seenName, seenPkg := map[string]bool{}, map[string]bool{}
+	for _, k := range tests {
+		if !seenName[k.test] {
+			seenName[k.test] = true
+			names = append(names, regexp.QuoteMeta(k.test))
+		}
+		if !seenPkg[k.pkg] {
+			seenPkg[k.pkg] = true
+			pkgs = append(pkgs, k.pkg)
+		}
+	}
+	args := append([]string{"test", "-json"}, flags...)
+	args = append(args, "-run", "^(?:"+strings.Join(names, "|")+")$")
+	return append(args, pkgs...)
+}
+
+// readEvents feeds go test -json lines from in to r.
+func readEvents(r *report, in io.Reader) error {
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	for sc.Scan() {
+		var e event
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			// Not an event (go test writes build errors to stderr, but be
+			// safe): pass it through.
+			fmt.Fprintln(r.out, sc.Text())
+			continue
+		}
+		r.add(e)
+	}
+	return sc.Err()
+}
+
+// rerun runs tests once more with gobin and reports that run alone.
+func rerun(out io.Writer, gobin, dir string, flags []string, tests []key, verbose bool, allow map[key]bool) int {
+	args := rerunArgs(tests, flags)
+	fmt.Fprintf(out, "testreport: every failure above is a test whose output matches -rerun-on (%d tests); running them once more: %s %s\n",
+		len(tests), gobin, strings.Join(args, " "))
+	cmd := exec.Command(gobin, args...)
+	cmd.Dir = dir
+	cmd.Stderr = os.Stderr
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		fmt.Fprintln(out, "testreport: rerun:", err)
+		return 1
+	}
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(out, "testreport: rerun:", err)
+		return 1
+	}
+	r := newReport(out)
+	r.verbose = verbose
+	readErr := readEvents(r, pipe)
+	waitErr := cmd.Wait()
+	st := r.finish(allow)
+	if readErr != nil {
+		fmt.Fprintln(out, "testreport: rerun: read:", readErr)
+		st = 1
+	}
+	if waitErr != nil && st == 0 {
+		fmt.Fprintln(out, "testreport: rerun: go test:", waitErr)
+		st = 1
+	}
+	if st == 0 {
+		fmt.Fprintf(out, "testreport: the rerun passed; the first run's failures were: %s\n", keyList(tests))
+	}
+	return st
+}
+
+// goTestFailed reads go test's exit status from path and says what is
+// wrong when it is not 0: read when every test passed, a non-zero status
+// means go test failed otherwise (a vet error, a crash of the go command).
+func goTestFailed(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "go test's exit status: " + err.Error()
+	}
+	if code := strings.TrimSpace(string(b)); code != "0" {
+		return fmt.Sprintf("go test exited with status %q though no test failed", code)
+	}
+	return ""
+}
+
+func keyList(ks []key) string {
+	var s []string
+	for _, k := range ks {
+		s = append(s, k.pkg+" "+k.test)
+	}
+	return strings.Join(s, ", ")
+}
+
 func main() {
 	allowPath := flag.String("allow", "", "file of allowed skips (\"PACKAGE TEST\" lines)")
 	verbose := flag.Bool("v", false, "print all test output as it comes, and count the tests")
+	rerunOn := flag.String("rerun-on", "", "run failed tests once more when each one's output matches this regular expression")
+	rerunFlags := flag.String("rerun-flags", "-count=1", "go test flags for the rerun (space-separated)")
+	gobin := flag.String("go", "go", "the go command, for the rerun")
+	exitFile := flag.String("exit-file", "", "file holding go test's exit status, written before its output ends")
 	flag.Parse()
 	allow, err := readAllow(*allowPath)
 	if err != nil {
@@ -220,21 +378,27 @@ func main() {
 	}
 	r := newReport(os.Stdout)
 	r.verbose = *verbose
-	sc := bufio.NewScanner(os.Stdin)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	for sc.Scan() {
-		var e event
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			// Not an event (go test writes build errors to stderr, but be
-			// safe): pass it through.
-			fmt.Println(sc.Text())
-			continue
+	if *rerunOn != "" {
+		re, err := regexp.Compile(*rerunOn)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "testreport: -rerun-on:", err)
+			os.Exit(2)
 		}
-		r.add(e)
+		r.rerunOn = re
 	}
-	if err := sc.Err(); err != nil {
+	if err := readEvents(r, os.Stdin); err != nil {
 		fmt.Fprintln(os.Stderr, "testreport: read:", err)
 		os.Exit(2)
 	}
-	os.Exit(r.finish(allow))
+	st := r.finish(allow)
+	if *exitFile != "" && st == 0 {
+		if msg := goTestFailed(*exitFile); msg != "" {
+			fmt.Println("testreport:", msg)
+			st = 1
+		}
+	}
+	if tests := r.rerunnable(); st != 0 && tests != nil {
+		st = rerun(os.Stdout, *gobin, "", strings.Fields(*rerunFlags), tests, *verbose, allow)
+	}
+	os.Exit(st)
 }

@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -175,5 +178,186 @@ func TestNeedsQEMU(t *testing.T) { t.Skip("no qemu-system-x86_64") }
 	}
 	if n := strings.Count(out, "the gate answered 0x83"); n != 1 {
 		t.Errorf("the failed test's output printed %d times, want once:\n%s", n, out)
+	}
+}
+
+// lockupTests fail TestLockup with the guest kernel's soft lockup report in
+// a subtest's output until the file named by TESTREPORT_FLAG exists, and
+// TestPlain when TESTREPORT_PLAIN is set.
+const lockupTests = `package m
+
+import (
+	"os"
+	"testing"
+)
+
+func TestOK(t *testing.T) {}
+
+func TestLockup(t *testing.T) {
+	t.Run("boot", func(t *testing.T) {
+		if _, err := os.Stat(os.Getenv("TESTREPORT_FLAG")); err == nil {
+			return
+		}
+		t.Log("console: [ 52.667396] watchdog: BUG: soft lockup - CPU#0 stuck for 45s! [kworker/0:1:17]")
+		t.Error("waiting for init: ready: context deadline exceeded")
+	})
+}
+
+func TestPlain(t *testing.T) {
+	if os.Getenv("TESTREPORT_PLAIN") != "" {
+		t.Error("the gate answered 0x83")
+	}
+}
+`
+
+const lockupRE = `BUG: soft lockup - CPU#\d+ stuck`
+
+// lockupModule writes lockupTests as a module and returns its directory.
+func lockupModule(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, s := range map[string]string{"go.mod": "module example.test/m\n\ngo 1.22\n", "m_test.go": lockupTests} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func goTestIn(t *testing.T, dir string) []event {
+	t.Helper()
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command (this test runs go test): %v", err)
+	}
+	cmd := exec.Command(gobin, "test", "-json", "-count=1", ".")
+	cmd.Dir = dir
+	out, _ := cmd.Output()
+	var evs []event
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var e event
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatalf("go test -json line %q: %v", l, err)
+		}
+		evs = append(evs, e)
+	}
+	return evs
+}
+
+func reportOf(evs []event, rerunOn string) (*report, string, int) {
+	var b bytes.Buffer
+	r := newReport(&b)
+	r.verbose = true
+	r.rerunOn = regexp.MustCompile(rerunOn)
+	for _, e := range evs {
+		r.add(e)
+	}
+	st := r.finish(nil)
+	return r, b.String(), st
+}
+
+// A run whose only failure is a test that printed the lockup report (in a
+// subtest) runs that top-level test once more; its second run passes, and
+// so does the report. A second lockup fails it.
+func TestRerunAfterLockup(t *testing.T) {
+	dir := lockupModule(t)
+	flag := filepath.Join(t.TempDir(), "second-run")
+	t.Setenv("TESTREPORT_FLAG", flag)
+	t.Setenv("GOFLAGS", "")
+	t.Setenv("GOWORK", "off")
+	r, out, st := reportOf(goTestIn(t, dir), lockupRE)
+	if st == 0 {
+		t.Fatalf("the first run failed, status 0:\n%s", out)
+	}
+	tests := r.rerunnable()
+	if want := []key{{"example.test/m", "TestLockup"}}; !reflect.DeepEqual(tests, want) {
+		t.Fatalf("rerunnable = %v, want %v", tests, want)
+	}
+	if got, want := strings.Join(rerunArgs(tests, []string{"-count=1", "-p", "1"}), " "),
+		"test -json -count=1 -p 1 -run ^(?:TestLockup)$ example.test/m"; got != want {
+		t.Errorf("rerun args %q, want %q", got, want)
+	}
+	gobin, _ := exec.LookPath("go")
+
+	// The lockup again: the rerun fails.
+	var b bytes.Buffer
+	if st := rerun(&b, gobin, dir, []string{"-count=1"}, tests, true, nil); st == 0 {
+		t.Fatalf("a second lockup passed:\n%s", b.String())
+	}
+	if !strings.Contains(b.String(), "running them once more: ") || strings.Contains(b.String(), "the rerun passed") {
+		t.Errorf("rerun output:\n%s", b.String())
+	}
+
+	// Cured: the rerun passes and says what failed first.
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.Reset()
+	if st := rerun(&b, gobin, dir, []string{"-count=1"}, tests, true, nil); st != 0 {
+		t.Fatalf("the rerun failed:\n%s", b.String())
+	}
+	for _, want := range []string{"--- PASS: TestLockup", "testreport: tests: 2 passed, 0 failed", "the rerun passed; the first run's failures were: example.test/m TestLockup"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("rerun output lacks %q:\n%s", want, b.String())
+		}
+	}
+	if strings.Contains(b.String(), "TestOK") || strings.Contains(b.String(), "TestPlain") {
+		t.Errorf("the rerun ran more than TestLockup:\n%s", b.String())
+	}
+}
+
+// Nothing runs again when any failure lacks the report, when nothing
+// failed, or without -rerun-on.
+func TestNoRerun(t *testing.T) {
+	dir := lockupModule(t)
+	t.Setenv("TESTREPORT_FLAG", filepath.Join(t.TempDir(), "absent"))
+	t.Setenv("TESTREPORT_PLAIN", "1")
+	t.Setenv("GOFLAGS", "")
+	t.Setenv("GOWORK", "off")
+	evs := goTestIn(t, dir)
+	if r, out, _ := reportOf(evs, lockupRE); r.rerunnable() != nil {
+		t.Errorf("TestPlain failed without the report, rerunnable = %v:\n%s", r.rerunnable(), out)
+	}
+	r := newReport(io.Discard)
+	for _, e := range evs {
+		r.add(e)
+	}
+	if r.rerunnable() != nil {
+		t.Errorf("without -rerun-on: rerunnable = %v", r.rerunnable())
+	}
+
+	t.Setenv("TESTREPORT_PLAIN", "")
+	if err := os.WriteFile(os.Getenv("TESTREPORT_FLAG"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r, out, st := reportOf(goTestIn(t, dir), lockupRE); st != 0 || r.rerunnable() != nil {
+		t.Errorf("a passing run: status %d, rerunnable %v:\n%s", st, r.rerunnable(), out)
+	}
+
+	// A package that failed with no failed test (a build error).
+	if err := os.WriteFile(filepath.Join(dir, "m_test.go"), []byte("package m\n\nfunc broken( {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, _, st := reportOf(goTestIn(t, dir), lockupRE)
+	r.marked[key{"example.test/m", "TestLockup"}] = true
+	r.failed = append(r.failed, key{"example.test/m", "TestLockup"}) // as if a test had failed too
+	if st == 0 || r.rerunnable() != nil {
+		t.Errorf("a build error: status %d, rerunnable %v", st, r.rerunnable())
+	}
+}
+
+func TestGoTestFailed(t *testing.T) {
+	dir := t.TempDir()
+	for content, bad := range map[string]bool{"0\n": false, "1\n": true, "": true, "2": true} {
+		p := filepath.Join(dir, "rc")
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if msg := goTestFailed(p); (msg != "") != bad {
+			t.Errorf("status file %q: %q", content, msg)
+		}
+	}
+	if goTestFailed(filepath.Join(dir, "absent")) == "" {
+		t.Error("no status file: no complaint")
 	}
 }
