@@ -3,6 +3,7 @@ package audit
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Anchor is a counter kept outside the log's storage that only goes
@@ -25,8 +26,10 @@ import (
 // record and the advance.
 //
 // What it cannot show: records of a run that ended without a clean close
-// (a power cut) after that run's log-anchored event; those already end
-// unsealed, and the next Open records the unclean end.
+// (a power cut) after that run's last log-anchored event; those already
+// end unsealed, and the next Open records the unclean end. WithAnchorEvery
+// adds log-anchored events while the log runs, which bounds that to the
+// last period.
 type Anchor interface {
 	// Read returns the counter's value; defined is false when it was never
 	// advanced.
@@ -41,6 +44,112 @@ type Anchor interface {
 
 // WithAnchor anchors the log to a (see Anchor).
 func WithAnchor(a Anchor) Option { return func(c *config) { c.anchor = a } }
+
+// WithAnchorEvery also advances the anchor every d while the log runs
+// (WithAnchor; d <= 0: only at Open and Close), the same way: a durable
+// log-anchored event with the counter's next value, then the advance. It
+// narrows what the anchor cannot show: a copy of the log taken while the
+// gate ran and put back after a power cut ends behind the counter once an
+// advance has come after the copy, so at most the last d of records can
+// be taken back unseen (and the unclean end is recorded either way). Each
+// advance is a write to the TPM's non-volatile memory, whose endurance is
+// finite (typically 100,000 writes or more per location): every 6 hours
+// is some 30,000 over 20 years.
+func WithAnchorEvery(d time.Duration) Option { return func(c *config) { c.anchorEvery = d } }
+
+// anchorTicker advances the anchor every WithAnchorEvery once Open's
+// anchoring is over, until Close stops it (anchorStop).
+func (w *Writer) anchorTicker() {
+	defer close(w.anchorTickDone)
+	select {
+	case <-w.anchorDone:
+	case <-w.anchorStop:
+		return
+	}
+	t := time.NewTicker(w.cfg.anchorEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.anchorStop:
+			return
+		case <-t.C:
+			if err := w.anchorAdvance(); err != nil {
+				w.cfg.onError(fmt.Errorf("anchor: %w", err))
+			}
+		}
+	}
+}
+
+// anchorAdvance is one periodic advance: it checks the counter is where
+// this run left it (anchor-mismatch otherwise), records the next value
+// durably, and advances. A counter that does not answer is reported and
+// tried again at the next tick; only a failure to write the log is an
+// error.
+func (w *Writer) anchorAdvance() error {
+	ok, at := w.anchorWhere()
+	if !ok {
+		return nil // unanchored in this run
+	}
+	a := w.cfg.anchor
+	cur, defined, err := a.Read()
+	if err == nil && !defined {
+		err = errors.New("the counter reads as never advanced")
+	}
+	if err != nil {
+		w.cfg.onError(fmt.Errorf("anchor: read the anchor counter for the periodic advance: %w; trying again in %s", err, w.cfg.anchorEvery))
+		return nil
+	}
+	if cur != at {
+		if err := w.anchorMismatch(fmt.Sprintf("the device's anchor counter is at %d, but this run left it at %d: "+
+			"something other than this log advanced it while the log ran (a copy of this log opened elsewhere on this gate, or the TPM used directly)", cur, at)); err != nil {
+			return err
+		}
+	}
+	want := cur + 1
+	if _, err := w.appendDurable(Event{Type: EventLogAnchored, Anchor: &want,
+		Reason: fmt.Sprintf("periodic anchor: counter %d -> %d", cur, want)}); err != nil {
+		return err
+	}
+	got, err := a.Advance(cur, true)
+	if err != nil {
+		// The log is one step ahead until the next advance or Close reads
+		// the counter where it was: that is the benign trace Verify allows.
+		w.cfg.onError(fmt.Errorf("anchor: advance the anchor counter from %d: %w; trying again in %s", cur, err, w.cfg.anchorEvery))
+		w.mu.Lock()
+		w.anchorMaybe = want // the advance may have been made: not a mismatch then
+		w.mu.Unlock()
+		return nil
+	}
+	if got != want {
+		if err := w.anchorMismatch(fmt.Sprintf("the anchor counter went to %d, not %d: something other than this log advances it", got, want)); err != nil {
+			return err
+		}
+	}
+	w.mu.Lock()
+	w.anchorAt, w.anchorMaybe = got, 0
+	w.mu.Unlock()
+	w.kick()
+	return nil
+}
+
+// anchorWhere returns whether the log is anchored in this run and where
+// this run left the counter. A periodic advance whose answer was lost
+// (anchorMaybe) and that was made counts as made: the counter reads as
+// the value the log recorded for it.
+func (w *Writer) anchorWhere() (ok bool, at uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.anchorOK {
+		return false, 0
+	}
+	if w.anchorMaybe != 0 {
+		if cur, defined, err := w.cfg.anchor.Read(); err == nil && defined && cur == w.anchorMaybe {
+			w.anchorAt = cur
+		}
+		w.anchorMaybe = 0
+	}
+	return true, w.anchorAt
+}
 
 // Event types of the anchor; like log-closed and log-recovered, only the
 // Writer appends them.
@@ -218,9 +327,7 @@ func (w *Writer) anchorUnavailable(cause error) error {
 // log advanced it while the log ran (another copy of the log opened on
 // the gate, the TPM used directly); Close records it before the seal.
 func (w *Writer) closingAnchor() (anchor *uint64, advance func(), alarm string) {
-	w.mu.Lock()
-	ok, at := w.anchorOK, w.anchorAt
-	w.mu.Unlock()
+	ok, at := w.anchorWhere()
 	if !ok {
 		return nil, nil, ""
 	}

@@ -23,6 +23,7 @@ type counter struct {
 	start    uint64
 	readErr  error
 	advErr   error
+	lostErr  error // the advance is made, then this error returned (the answer lost)
 	advances int
 }
 
@@ -47,6 +48,9 @@ func (c *counter) Advance(from uint64, fromDefined bool) (uint64, error) {
 		c.value++
 	}
 	c.advances++
+	if c.lostErr != nil {
+		return 0, c.lostErr
+	}
 	return c.value, nil
 }
 

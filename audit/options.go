@@ -14,6 +14,7 @@ type config struct {
 	now                func() time.Time
 	onError            func(error)
 	anchor             Anchor
+	anchorEvery        time.Duration
 	retention          Retention
 	// dev and devReason: WithDevMode.
 	dev       bool

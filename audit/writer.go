@@ -102,6 +102,7 @@ type Writer struct {
 	anchor        *uint64
 	anchorOK      bool
 	anchorAt      uint64
+	anchorMaybe   uint64 // a periodic advance to this value got no answer
 	anchorAlarm   string
 	anchorUnavail string
 
@@ -111,9 +112,14 @@ type Writer struct {
 	pruneTrigger chan struct{}
 	// anchorDone is closed when Open's anchoring (anchorOpen, run in the
 	// background) is over; nil without an anchor.
-	anchorDone   chan struct{}
-	pruneHeld    string
-	prunePending prunePending
+	anchorDone chan struct{}
+	// anchorStop is closed by Close to stop the periodic advances
+	// (WithAnchorEvery), and anchorTickDone once they have stopped; nil
+	// without them.
+	anchorStop     chan struct{}
+	anchorTickDone chan struct{}
+	pruneHeld      string
+	prunePending   prunePending
 }
 
 // Open opens the log in dir for appending, creating dir and the first file
@@ -184,6 +190,10 @@ func Open(dir string, signer crypto.Signer, opts ...Option) (*Writer, error) {
 				w.cfg.onError(fmt.Errorf("anchor: %w", err))
 			}
 		}()
+		if w.cfg.anchorEvery > 0 {
+			w.anchorStop, w.anchorTickDone = make(chan struct{}), make(chan struct{})
+			go w.anchorTicker()
+		}
 	}
 	w.kickPrune()
 	return w, nil

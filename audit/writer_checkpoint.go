@@ -104,6 +104,12 @@ func (w *Writer) Close() error {
 	}
 	w.closing = true
 	w.mu.Unlock()
+	if w.anchorStop != nil {
+		// A periodic advance under way finishes first: Close reads the
+		// counter where it left it.
+		close(w.anchorStop)
+		<-w.anchorTickDone
+	}
 	close(w.done)
 	<-w.loopDone
 	if w.anchorDone != nil {

@@ -2,10 +2,12 @@ package proxyd
 
 import (
 	"errors"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/otgate/otgate/audit"
 	"github.com/otgate/otgate/services/identity/api"
@@ -78,6 +80,70 @@ func TestAuditLogAnchoredToTPM(t *testing.T) {
 	}
 	if len(rep.AnchorAlarms) != 1 || !strings.Contains(rep.AnchorAlarms[0].Reason, "rolled back") {
 		t.Fatalf("the log's alarms: %+v, want the rollback", rep.AnchorAlarms)
+	}
+}
+
+// With -audit-anchor-every the running proxy advances the TPM counter
+// between its open and its close, each advance recorded in the log first:
+// the sealed log verifies against the counter, and a copy taken while it
+// ran does not.
+func TestAuditAnchorAdvancesWhileRunning(t *testing.T) {
+	sw := swtpmtest.Start(t, "")
+	dir := t.TempDir()
+	idSock := filepath.Join(shortSockDir(t), "id.sock")
+	identityService(t, sw.Socket, filepath.Join(dir, "identity"), idSock, "")
+	c, err := api.Dial(idSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	auditDir, _ := runAndStop(t, dir, idSock)
+	before, _, err := c.AuditAnchor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied := filepath.Join(t.TempDir(), "audit-copy")
+	copyLogDir(t, auditDir, copied)
+
+	runFor(t, dir, idSock, 3*time.Second, func(o *options) { o.auditAnchorEvery = 250 * time.Millisecond })
+	after, _, err := c.AuditAnchor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after < before+4 {
+		t.Fatalf("counter %d -> %d over a 3 s run advancing every 250 ms; want the open, the close and periodic advances", before, after)
+	}
+	cert, err := c.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := audit.Verify(auditDir, audit.Trust{PublicKey: cert.Leaf.PublicKey, RequireSealed: true, Anchor: &after})
+	if err != nil || rep.Anchor != after {
+		t.Fatalf("the sealed log against the counter %d: %+v, %v", after, rep, err)
+	}
+	if _, err := audit.Verify(copied, audit.Trust{PublicKey: cert.Leaf.PublicKey, Anchor: &after}); !errors.Is(err, audit.ErrAnchor) {
+		t.Fatalf("the earlier copy: %v, want ErrAnchor", err)
+	}
+}
+
+func TestAuditAnchorEveryFlag(t *testing.T) {
+	for _, tc := range []struct {
+		arg  string
+		want time.Duration
+		bad  bool
+	}{{"", 6 * time.Hour, false}, {"-audit-anchor-every=0", 0, false}, {"-audit-anchor-every=15m", 15 * time.Minute, false},
+		{"-audit-anchor-every=1m", 0, true}, {"-audit-anchor-every=-1h", 0, true}} {
+		args := []string{"-site", "s.yaml"}
+		if tc.arg != "" {
+			args = append(args, tc.arg)
+		}
+		o, err := parseFlags(flag.NewFlagSet("otgate-proxy", flag.ContinueOnError), args)
+		switch {
+		case tc.bad && (err == nil || !strings.Contains(err.Error(), "-audit-anchor-every")):
+			t.Errorf("%s: %v, want an error naming the flag", tc.arg, err)
+		case !tc.bad && (err != nil || o.auditAnchorEvery != tc.want):
+			t.Errorf("%s: %+v, %v; want %v", tc.arg, o, err, tc.want)
+		}
 	}
 }
 

@@ -82,6 +82,13 @@ func shortSockDir(t *testing.T) string {
 // the proxy's log.
 func runAndStop(t *testing.T, dir, idSock string) (auditDir, logText string) {
 	t.Helper()
+	return runFor(t, dir, idSock, 0, nil)
+}
+
+// runFor is runAndStop that keeps the proxy running for hold after it
+// listens, with set applied to its options.
+func runFor(t *testing.T, dir, idSock string, hold time.Duration, set func(*options)) (auditDir, logText string) {
+	t.Helper()
 	sitePath := filepath.Join(dir, "site.yaml")
 	if err := os.WriteFile(sitePath, []byte(testSite), 0o600); err != nil {
 		t.Fatal(err)
@@ -91,12 +98,17 @@ func runAndStop(t *testing.T, dir, idSock string) (auditDir, logText string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
+	o := &options{listen: "127.0.0.1:0", idSock: idSock, state: filepath.Join(dir, "proxy"),
+		auditDir: auditDir, loader: proxy.SiteFileLoader(sitePath), source: sitePath, adminSock: filepath.Join(filepath.Dir(idSock), "admin.sock"),
+		idle: time.Minute, maxSessions: 16, maxPerUser: 4, maxCert: time.Hour, maxLoginFailures: auth.DefaultMaxFailures}
+	if set != nil {
+		set(o)
+	}
 	go func() {
-		done <- run(ctx, log.New(&lg, "", 0), &options{listen: "127.0.0.1:0", idSock: idSock, state: filepath.Join(dir, "proxy"),
-			auditDir: auditDir, loader: proxy.SiteFileLoader(sitePath), source: sitePath, adminSock: filepath.Join(filepath.Dir(idSock), "admin.sock"),
-			idle: time.Minute, maxSessions: 16, maxPerUser: 4, maxCert: time.Hour, maxLoginFailures: auth.DefaultMaxFailures})
+		done <- run(ctx, log.New(&lg, "", 0), o)
 	}()
 	waitLog(t, &lg, "listening on ", 60*time.Second)
+	time.Sleep(hold)
 	cancel()
 	select {
 	case err := <-done:

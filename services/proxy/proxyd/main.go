@@ -66,7 +66,14 @@ type options struct {
 	// auditMaxMiB and auditReserveMiB: the audit log's retention (0:
 	// automatic, see planAuditStorage).
 	auditMaxMiB, auditReserveMiB int64
+	// auditAnchorEvery: advance the audit log's TPM anchor this often
+	// while it runs (audit.WithAnchorEvery; 0: at open and close only).
+	auditAnchorEvery time.Duration
 }
+
+// minAuditAnchorEvery bounds -audit-anchor-every: each advance is a write
+// to the TPM's non-volatile memory, whose endurance is finite.
+const minAuditAnchorEvery = 10 * time.Minute
 
 // parseFlags defines otgate-proxy's flags on fs, parses args and checks
 // the values.
@@ -92,6 +99,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	fs.StringVar(&o.syslogCA, "syslog-ca", "", "PEM CA of the syslog receiver (with -syslog-tls)")
 	fs.Int64Var(&o.auditMaxMiB, "audit-max-mib", 0, "the audit log's budget in MiB: its oldest files, once signed (and exported with -syslog), are removed beyond it (0: half of its file system)")
 	fs.Int64Var(&o.auditReserveMiB, "audit-reserve-mib", 0, "refuse new sessions when less than this many MiB are free on the audit log's file system (0: 2% of it, 8 to 512 MiB)")
+	fs.DurationVar(&o.auditAnchorEvery, "audit-anchor-every", 6*time.Hour, "also advance the audit log's TPM anchor this often while it runs, so that a copy of the log put back after a power cut shows (0: at open and close only; at least 10m: each advance is a TPM NV write)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -111,6 +119,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	}
 	if o.auditMaxMiB < 0 || o.auditReserveMiB < 0 {
 		return nil, fmt.Errorf("-audit-max-mib %d, -audit-reserve-mib %d: want 0 (automatic) or more", o.auditMaxMiB, o.auditReserveMiB)
+	}
+	if o.auditAnchorEvery != 0 && o.auditAnchorEvery < minAuditAnchorEvery {
+		return nil, fmt.Errorf("-audit-anchor-every %v: want 0 (at open and close only) or at least %v (each advance writes the TPM's NV memory)", o.auditAnchorEvery, minAuditAnchorEvery)
 	}
 	if o.autoUnlock < 0 {
 		return nil, fmt.Errorf("-auto-unlock %v: want a duration of zero (admin unlocks) or more", o.autoUnlock)
@@ -172,7 +183,7 @@ func run(ctx context.Context, lg *log.Logger, o *options) error {
 		// The TPM's counter anchors the log against rollback (see
 		// audit.Anchor): a log put back from an earlier copy is recorded
 		// as such at this open.
-		auditOpts = append(auditOpts, audit.WithAnchor(identityAnchor{idc}))
+		auditOpts = append(auditOpts, audit.WithAnchor(identityAnchor{idc}), audit.WithAnchorEvery(o.auditAnchorEvery))
 	}
 	cursor := ""
 	if o.syslogAddr != "" {
