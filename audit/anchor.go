@@ -138,17 +138,20 @@ func (w *Writer) anchorAdvance() error {
 // the value the log recorded for it.
 func (w *Writer) anchorWhere() (ok bool, at uint64) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.anchorOK {
-		return false, 0
+	ok, at, maybe := w.anchorOK, w.anchorAt, w.anchorMaybe
+	w.anchorMaybe = 0
+	w.mu.Unlock()
+	if !ok || maybe == 0 {
+		return ok, at
 	}
-	if w.anchorMaybe != 0 {
-		if cur, defined, err := w.cfg.anchor.Read(); err == nil && defined && cur == w.anchorMaybe {
-			w.anchorAt = cur
-		}
-		w.anchorMaybe = 0
+	// The TPM round trip is made without holding mu (appends go on).
+	if cur, defined, err := w.cfg.anchor.Read(); err == nil && defined && cur == maybe {
+		at = cur
+		w.mu.Lock()
+		w.anchorAt = cur
+		w.mu.Unlock()
 	}
-	return true, w.anchorAt
+	return true, at
 }
 
 // Event types of the anchor; like log-closed and log-recovered, only the
