@@ -34,25 +34,21 @@ func TestAnchorEveryCatchesARestoredCopy(t *testing.T) {
 		if st := w.AnchorState(); !st.OK || st.Value != 5 {
 			t.Fatalf("open: %+v", st)
 		}
-		writeSession(t, w, "a", 2)
-		if periodic {
-			if err := w.anchorAdvance(); err != nil {
+		// A session, then the periodic advance (when on), all durable.
+		run := func(id string) {
+			writeSession(t, w, id, 2)
+			if periodic {
+				if err := w.anchorAdvance(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := w.Sync(); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if err := w.Sync(); err != nil {
-			t.Fatal(err)
-		}
+		run("a")
 		copied := copyDir(t, dir)
-		writeSession(t, w, "b", 2)
-		if periodic {
-			if err := w.anchorAdvance(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := w.Sync(); err != nil {
-			t.Fatal(err)
-		}
+		run("b")
 		powerCut(w)
 
 		tr := trustOf(key)

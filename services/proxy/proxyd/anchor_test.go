@@ -21,15 +21,7 @@ import (
 // against the counter fails it, and the next proxy start records an
 // anchor-mismatch in the log and says so in its own log.
 func TestAuditLogAnchoredToTPM(t *testing.T) {
-	sw := swtpmtest.Start(t, "")
-	dir := t.TempDir()
-	idSock := filepath.Join(shortSockDir(t), "id.sock")
-	identityService(t, sw.Socket, filepath.Join(dir, "identity"), idSock, "")
-	c, err := api.Dial(idSock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	dir, idSock, c := tpmIdentity(t)
 	counter := func() uint64 {
 		t.Helper()
 		v, defined, err := c.AuditAnchor()
@@ -88,15 +80,7 @@ func TestAuditLogAnchoredToTPM(t *testing.T) {
 // the sealed log verifies against the counter, and a copy taken while it
 // ran does not.
 func TestAuditAnchorAdvancesWhileRunning(t *testing.T) {
-	sw := swtpmtest.Start(t, "")
-	dir := t.TempDir()
-	idSock := filepath.Join(shortSockDir(t), "id.sock")
-	identityService(t, sw.Socket, filepath.Join(dir, "identity"), idSock, "")
-	c, err := api.Dial(idSock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	dir, idSock, c := tpmIdentity(t)
 	auditDir, _ := runAndStop(t, dir, idSock)
 	before, _, err := c.AuditAnchor()
 	if err != nil {
@@ -145,6 +129,22 @@ func TestAuditAnchorEveryFlag(t *testing.T) {
 			t.Errorf("%s: %+v, %v; want %v", tc.arg, o, err, tc.want)
 		}
 	}
+}
+
+// tpmIdentity starts swtpm and the identity service on it and returns the
+// state directory, the service's socket and a client of it.
+func tpmIdentity(t *testing.T) (dir, idSock string, c *api.Client) {
+	t.Helper()
+	sw := swtpmtest.Start(t, "")
+	dir = t.TempDir()
+	idSock = filepath.Join(shortSockDir(t), "id.sock")
+	identityService(t, sw.Socket, filepath.Join(dir, "identity"), idSock, "")
+	c, err := api.Dial(idSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return dir, idSock, c
 }
 
 // copyLogDir copies a log directory (as someone with the disk would keep
