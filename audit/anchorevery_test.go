@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"crypto/ecdsa"
 	"errors"
 	"strings"
 	"sync"
@@ -78,13 +79,7 @@ func TestAnchorEveryCatchesARestoredCopy(t *testing.T) {
 // The ticker advances while the log runs; the periodic records verify,
 // sealed, against the counter.
 func TestAnchorEveryTicks(t *testing.T) {
-	dir := t.TempDir()
-	key := newKey(t)
-	c := &counter{start: 1}
-	var mu sync.Mutex
-	var errs []error
-	w := openLog(t, dir, key, WithAnchor(c), WithAnchorEvery(5*time.Millisecond),
-		WithErrorHandler(func(err error) { mu.Lock(); errs = append(errs, err); mu.Unlock() }))
+	dir, key, c, w, errs := anchoredLog(t, 1, 5*time.Millisecond)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		c.mu.Lock()
@@ -119,10 +114,24 @@ func TestAnchorEveryTicks(t *testing.T) {
 	if _, err := verifyAnchor(t, dir, tr, c.value); err != nil {
 		t.Errorf("sealed log, counter %d: %v", c.value, err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(errs) != 0 {
-		t.Errorf("errors: %v", errs)
+	if e := errs(); len(e) != 0 {
+		t.Errorf("errors: %q", e)
+	}
+}
+
+// anchoredLog opens a log anchored to a counter starting at start,
+// advancing every every, and returns what the error handler got so far.
+func anchoredLog(t *testing.T, start uint64, every time.Duration) (dir string, key *ecdsa.PrivateKey, c *counter, w *Writer, errs func() []string) {
+	t.Helper()
+	dir, key, c = t.TempDir(), newKey(t), &counter{start: start}
+	var mu sync.Mutex
+	var got []string
+	w = openLog(t, dir, key, WithAnchor(c), WithAnchorEvery(every),
+		WithErrorHandler(func(err error) { mu.Lock(); got = append(got, err.Error()); mu.Unlock() }))
+	return dir, key, c, w, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), got...)
 	}
 }
 
@@ -130,13 +139,7 @@ func TestAnchorEveryTicks(t *testing.T) {
 // and is made at the next tick; one made whose answer was lost is no
 // alarm either; a counter moved by something else is.
 func TestAnchorEveryFailures(t *testing.T) {
-	dir := t.TempDir()
-	key := newKey(t)
-	c := &counter{start: 20}
-	var mu sync.Mutex
-	var errs []string
-	w := openLog(t, dir, key, WithAnchor(c), WithAnchorEvery(time.Hour),
-		WithErrorHandler(func(err error) { mu.Lock(); errs = append(errs, err.Error()); mu.Unlock() }))
+	dir, key, c, w, errs := anchoredLog(t, 20, time.Hour)
 	w.AnchorState()
 	tr := trustOf(key)
 	step := func(what string, wantValue uint64) {
@@ -166,11 +169,9 @@ func TestAnchorEveryFailures(t *testing.T) {
 	if st := w.AnchorState(); st.Alarm != "" {
 		t.Fatalf("alarm without a mismatch: %q", st.Alarm)
 	}
-	mu.Lock()
-	if len(errs) != 2 || !strings.Contains(errs[0], "TPM busy") || !strings.Contains(errs[1], "identity service restarted") {
-		t.Errorf("errors reported: %q", errs)
+	if e := errs(); len(e) != 2 || !strings.Contains(e[0], "TPM busy") || !strings.Contains(e[1], "identity service restarted") {
+		t.Errorf("errors reported: %q", e)
 	}
-	mu.Unlock()
 
 	c.mu.Lock()
 	c.value++ // something else advances the counter
