@@ -96,7 +96,7 @@ func (w *Writer) anchorAdvance() error {
 		err = errors.New("the counter reads as never advanced")
 	}
 	if err != nil {
-		w.cfg.onError(fmt.Errorf("anchor: read the anchor counter for the periodic advance: %w; trying again in %s", err, w.cfg.anchorEvery))
+		w.anchorFail(fmt.Errorf("read the anchor counter for the periodic advance: %w", err))
 		return nil
 	}
 	if cur != at {
@@ -114,10 +114,10 @@ func (w *Writer) anchorAdvance() error {
 	if err != nil {
 		// The log is one step ahead until the next advance or Close reads
 		// the counter where it was: that is the benign trace Verify allows.
-		w.cfg.onError(fmt.Errorf("anchor: advance the anchor counter from %d: %w; trying again in %s", cur, err, w.cfg.anchorEvery))
 		w.mu.Lock()
 		w.anchorMaybe = want // the advance may have been made: not a mismatch then
 		w.mu.Unlock()
+		w.anchorFail(fmt.Errorf("advance the anchor counter from %d: %w", cur, err))
 		return nil
 	}
 	if got != want {
@@ -126,10 +126,19 @@ func (w *Writer) anchorAdvance() error {
 		}
 	}
 	w.mu.Lock()
-	w.anchorAt, w.anchorMaybe = got, 0
+	w.anchorAt, w.anchorMaybe, w.anchorFailing = got, 0, ""
 	w.mu.Unlock()
 	w.kick()
 	return nil
+}
+
+// anchorFail reports a periodic advance that was not made and keeps the
+// reason for AnchorState.
+func (w *Writer) anchorFail(err error) {
+	w.mu.Lock()
+	w.anchorFailing = err.Error()
+	w.mu.Unlock()
+	w.cfg.onError(fmt.Errorf("anchor: %w; trying again in %s", err, w.cfg.anchorEvery))
 }
 
 // anchorWhere returns whether the log is anchored in this run and where
@@ -179,14 +188,18 @@ var ErrAnchor = errors.New("log does not match the device's anchor counter")
 // AnchorState says how the log is anchored in this run: Value is the last
 // anchor value in the chain (Has false: none), OK whether the counter
 // answered at Open (false also without WithAnchor), Alarm the reason of
-// the anchor-mismatch event Open (or Close) recorded ("" when none) and
-// Unavailable that of the anchor-unavailable event.
+// the last anchor-mismatch event this run recorded ("" when none),
+// Unavailable that of the anchor-unavailable event, and Failing why the
+// last periodic advance failed.
 type AnchorState struct {
 	Value       uint64
 	Has         bool
 	OK          bool
 	Alarm       string
 	Unavailable string
+	// Failing says why the last periodic advance (WithAnchorEvery) was
+	// not made ("" when it was, or none was due yet).
+	Failing string
 }
 
 // AnchorState returns the log's anchor state, once Open's anchoring (in
@@ -197,7 +210,7 @@ func (w *Writer) AnchorState() AnchorState {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	st := AnchorState{OK: w.anchorOK, Alarm: w.anchorAlarm, Unavailable: w.anchorUnavail}
+	st := AnchorState{OK: w.anchorOK, Alarm: w.anchorAlarm, Unavailable: w.anchorUnavail, Failing: w.anchorFailing}
 	if w.anchor != nil {
 		st.Value, st.Has = *w.anchor, true
 	}

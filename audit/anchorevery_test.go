@@ -160,8 +160,14 @@ func TestAnchorEveryFailures(t *testing.T) {
 	if c.value != 20 {
 		t.Fatalf("counter %d after a refused advance", c.value)
 	}
+	if st := w.AnchorState(); !strings.Contains(st.Failing, "TPM busy") {
+		t.Errorf("after a refused advance: %+v, want Failing", st)
+	}
 	c.advErr = nil
 	step("next tick", 21)
+	if st := w.AnchorState(); st.Failing != "" {
+		t.Errorf("after the advance was made: Failing %q", st.Failing)
+	}
 	c.lostErr = errors.New("identity service restarted")
 	step("answer lost", 22)
 	c.lostErr = nil

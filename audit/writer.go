@@ -103,6 +103,7 @@ type Writer struct {
 	anchorOK      bool
 	anchorAt      uint64
 	anchorMaybe   uint64 // a periodic advance to this value got no answer
+	anchorFailing string // why the last periodic advance was not made
 	anchorAlarm   string
 	anchorUnavail string
 

@@ -71,6 +71,10 @@ type options struct {
 	auditAnchorEvery time.Duration
 }
 
+// anchorCheck is how often the status note follows the audit log's
+// anchor state.
+const anchorCheck = time.Minute
+
 // minAuditAnchorEvery bounds -audit-anchor-every: each advance is a write
 // to the TPM's non-volatile memory, whose endurance is finite.
 const minAuditAnchorEvery = 10 * time.Minute
@@ -202,14 +206,9 @@ func run(ctx context.Context, lg *log.Logger, o *options) error {
 	defer w.Close()
 	notes := &statusNotes{set: ready.Status}
 	// The log anchors itself in the background (a few TPM round trips):
-	// its verdict becomes a standing note when it is in.
-	go func() {
-		if st := w.AnchorState(); st.Alarm != "" {
-			notes.note("anchor", "DEGRADED: audit log ANCHOR MISMATCH at open (its anchor-mismatch record says what; otgate audit verify)")
-		} else if st.Unavailable != "" {
-			notes.note("anchor", "DEGRADED: audit log not anchored (the TPM counter did not answer at open)")
-		}
-	}()
+	// its verdict, and later that of its periodic advances, is a standing
+	// note.
+	go watchAnchor(ctx, w, anchorCheck, lg.Printf, func(s string) error { return notes.note("anchor", s) })
 	ph.done("audit log")
 	var srv *proxy.Server
 	users, err := auth.Open(auth.Config{Dir: o.state, Sealer: idc, Issuer: auth.IssuerForSite(u.Host), Events: proxy.AuthEvents{Log: w, Logf: lg.Printf},
@@ -363,6 +362,51 @@ func selfSigned() (*tls.Certificate, error) {
 		return nil, err
 	}
 	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
+// anchorNote is the status note for the audit log's anchor state ("" when
+// all is well).
+func anchorNote(st audit.AnchorState) string {
+	switch {
+	case st.Alarm != "":
+		return "DEGRADED: audit log ANCHOR MISMATCH (its anchor-mismatch record says what; otgate audit verify)"
+	case st.Unavailable != "":
+		return "DEGRADED: audit log not anchored (the TPM counter did not answer at open)"
+	case st.Failing != "":
+		return "DEGRADED: audit log anchor: the periodic advance failed: " + st.Failing
+	}
+	return ""
+}
+
+// watchAnchor keeps the proxy's status note about the audit log's anchor
+// (anchorNote) up to date, checking every every once the log's anchoring
+// at open is over, and logs each change.
+func watchAnchor(ctx context.Context, w *audit.Writer, every time.Duration, logf func(string, ...any), note func(string) error) {
+	last := ""
+	check := func() {
+		s := anchorNote(w.AnchorState())
+		if s == last {
+			return
+		}
+		if s == "" {
+			logf("otgate-proxy: audit log anchor: advanced again")
+		} else {
+			logf("otgate-proxy: %s", s)
+		}
+		note(s)
+		last = s
+	}
+	check() // waits for the anchoring at open
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			check()
+		}
+	}
 }
 
 // identityAnchor is the audit log's anchor: the TPM counter the identity
