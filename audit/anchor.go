@@ -148,18 +148,22 @@ func (w *Writer) anchorFail(err error) {
 func (w *Writer) anchorWhere() (ok bool, at uint64) {
 	w.mu.Lock()
 	ok, at, maybe := w.anchorOK, w.anchorAt, w.anchorMaybe
-	w.anchorMaybe = 0
 	w.mu.Unlock()
 	if !ok || maybe == 0 {
 		return ok, at
 	}
-	// The TPM round trip is made without holding mu (appends go on).
-	if cur, defined, err := w.cfg.anchor.Read(); err == nil && defined && cur == maybe {
-		at = cur
-		w.mu.Lock()
-		w.anchorAt = cur
-		w.mu.Unlock()
+	// The TPM round trip is made without holding mu (appends go on). A
+	// counter that does not answer leaves the question for the next time.
+	cur, defined, err := w.cfg.anchor.Read()
+	if err != nil {
+		return true, at
 	}
+	w.mu.Lock()
+	if defined && cur == maybe {
+		w.anchorAt, at = cur, cur
+	}
+	w.anchorMaybe = 0
+	w.mu.Unlock()
 	return true, at
 }
 
