@@ -171,11 +171,14 @@ func TestAnchorEveryFailures(t *testing.T) {
 	c.lostErr = errors.New("identity service restarted")
 	step("answer lost", 22)
 	c.lostErr = nil
+	c.readErr = errors.New("identity service starting")
+	step("counter unreadable after the lost answer", 22)
+	c.readErr = nil
 	step("after the lost answer", 23)
 	if st := w.AnchorState(); st.Alarm != "" {
 		t.Fatalf("alarm without a mismatch: %q", st.Alarm)
 	}
-	if e := errs(); len(e) != 2 || !strings.Contains(e[0], "TPM busy") || !strings.Contains(e[1], "identity service restarted") {
+	if e := errs(); len(e) != 3 || !strings.Contains(e[0], "TPM busy") || !strings.Contains(e[1], "identity service restarted") || !strings.Contains(e[2], "identity service starting") {
 		t.Errorf("errors reported: %q", e)
 	}
 
