@@ -209,6 +209,7 @@ func TestAnchorTruncatedToEarlierClose(t *testing.T) {
 	}
 	size := int64(len(mustRead(t, fileOf(t, dir, 0))))
 	w = openLog(t, dir, key, WithAnchor(c))
+	w.AnchorState() // this run's anchoring (in the background) is in
 	writeSession(t, w, "b", 1)
 	// A power cut: no Close, and no more background checkpoints (one
 	// written after the cut below would leave a hole of zeros). Then the
@@ -236,6 +237,7 @@ func TestAnchorStopBetweenRecordAndAdvance(t *testing.T) {
 	key := newKey(t)
 	c := &counter{start: 10}
 	w := openLog(t, dir, key, WithAnchor(c))
+	w.AnchorState() // the open's anchoring is in before the TPM goes
 	writeSession(t, w, "a", 1)
 	c.advErr = errors.New("TPM gone")
 	var handled []string
@@ -342,6 +344,7 @@ func TestAnchorMovedWhileOpenRecordedAtClose(t *testing.T) {
 	key := newKey(t)
 	c := &counter{start: 7}
 	w := openLog(t, dir, key, WithAnchor(c))
+	w.AnchorState() // the open's anchoring is in before the counter moves
 	writeSession(t, w, "a", 2)
 	c.mu.Lock()
 	c.value += 3 // a fork of the log opened and closed twice meanwhile
