@@ -380,33 +380,10 @@ func anchorNote(st audit.AnchorState) string {
 
 // watchAnchor keeps the proxy's status note about the audit log's anchor
 // (anchorNote) up to date, checking every every once the log's anchoring
-// at open is over, and logs each change.
+// at open is over (the first AnchorState waits for it), and logs each
+// change.
 func watchAnchor(ctx context.Context, w *audit.Writer, every time.Duration, logf func(string, ...any), note func(string) error) {
-	last := ""
-	check := func() {
-		s := anchorNote(w.AnchorState())
-		if s == last {
-			return
-		}
-		if s == "" {
-			logf("otgate-proxy: audit log anchor: advanced again")
-		} else {
-			logf("otgate-proxy: %s", s)
-		}
-		note(s)
-		last = s
-	}
-	check() // waits for the anchoring at open
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			check()
-		}
-	}
+	watchNote(ctx, every, func() string { return anchorNote(w.AnchorState()) }, "audit log anchor: advanced again", logf, note)
 }
 
 // identityAnchor is the audit log's anchor: the TPM counter the identity

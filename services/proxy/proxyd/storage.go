@@ -129,30 +129,41 @@ func exportedThrough(cursor string) func(logID string) (uint64, bool) {
 // unable to shrink (why), or the disk below the reserve (new sessions are
 // refused).
 func watchStorage(ctx context.Context, w *audit.Writer, every time.Duration, logf func(string, ...any), note func(string) error) {
-	last := ""
-	check := func() {
+	watchNote(ctx, every, func() string {
 		st, err := w.StorageState()
-		s := ""
 		switch {
 		case err != nil:
-			s = "DEGRADED: audit log storage: " + err.Error()
+			return "DEGRADED: audit log storage: " + err.Error()
 		case st.Reserve > 0 && st.Free < st.Reserve:
-			s = fmt.Sprintf("DEGRADED: audit log storage FULL: %d MiB free, below the %d MiB reserve: new sessions refused", st.Free>>20, st.Reserve>>20)
+			s := fmt.Sprintf("DEGRADED: audit log storage FULL: %d MiB free, below the %d MiB reserve: new sessions refused", st.Free>>20, st.Reserve>>20)
 			if st.Held != "" {
 				s += " (" + st.Held + ")"
 			}
+			return s
 		case st.MaxBytes > 0 && st.Bytes > st.MaxBytes && st.Held != "":
-			s = fmt.Sprintf("DEGRADED: audit log over its budget (%d of %d MiB): %s", st.Bytes>>20, st.MaxBytes>>20, st.Held)
+			return fmt.Sprintf("DEGRADED: audit log over its budget (%d of %d MiB): %s", st.Bytes>>20, st.MaxBytes>>20, st.Held)
 		}
-		if s != last {
-			if s == "" {
-				logf("otgate-proxy: audit log storage: back within its budget and above the reserve")
-			} else {
-				logf("otgate-proxy: %s", s)
-			}
-			note(s)
-			last = s
+		return ""
+	}, "audit log storage: back within its budget and above the reserve", logf, note)
+}
+
+// watchNote keeps a status note: it computes it now and every every until
+// ctx ends, and on each change logs it (cleared: "otgate-proxy: " +
+// cleared) and sets it with note.
+func watchNote(ctx context.Context, every time.Duration, compute func() string, cleared string, logf func(string, ...any), note func(string) error) {
+	last := ""
+	check := func() {
+		s := compute()
+		if s == last {
+			return
 		}
+		if s == "" {
+			logf("otgate-proxy: %s", cleared)
+		} else {
+			logf("otgate-proxy: %s", s)
+		}
+		note(s)
+		last = s
 	}
 	check()
 	t := time.NewTicker(every)
