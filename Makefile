@@ -40,7 +40,7 @@ lint:
 
 # A test that failed with the guest kernel's soft lockup report in its
 # output (QEMU under TCG has left a guest CPU spinning in the kernel for
-# minutes, about one boot in a hundred on this host; the boards panic on it
+# minutes, once in CI and once in ~230 boots here; the boards panic on it
 # and the harness prints the report) runs once more, and only when every
 # failure of the run is such a test; tools/testreport says so in the log.
 RERUN = -go $(GO) -rerun-on 'BUG: soft lockup - CPU\#[0-9]+ stuck|Kernel panic - not syncing: softlockup'

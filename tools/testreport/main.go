@@ -22,7 +22,7 @@
 // `go test -json -run '^(A|B)$' [-rerun-flags] PACKAGES`, says so, and
 // its status is the second run's. `make test` names the guest kernel's
 // soft lockup report with it: under QEMU's TCG on this host a guest CPU
-// has been seen spinning in the kernel for minutes (1 boot in ~100), a
+// has been seen spinning in the kernel for minutes (1 boot in ~230), a
 // fault of the emulated machine that the test cannot act on. Any other
 // failure, a package that failed without a failed test (a build error, a
 // timeout), or a second lockup, fails the run.
@@ -64,12 +64,12 @@ type report struct {
 	skipped  []skip
 	failed   []key
 	packages int
-	pkgFail  int
 
 	rerunOn    *regexp.Regexp // -rerun-on
 	marked     map[key]bool   // top-level tests whose output matched rerunOn
 	failedPkgs []string       // packages that failed, in order
 	failedIn   map[string]int // failed tests per package
+	unexpected int            // skips the allow list does not name (finish)
 }
 
 type skip struct {
@@ -137,7 +137,6 @@ func (r *report) add(e event) {
 	case "fail":
 		if e.Test == "" {
 			r.packages++
-			r.pkgFail++
 			r.failedPkgs = append(r.failedPkgs, e.Package)
 			return
 		}
@@ -217,12 +216,11 @@ func (r *report) finish(allow map[key]bool) int {
 	if r.verbose {
 		fmt.Fprintf(r.out, "testreport: tests: %d passed, %d failed, %d skipped\n", r.tests[0], r.tests[1], r.tests[2])
 	}
-	var unexpected int
 	for _, s := range r.skipped {
 		mark := "SKIP (allowed)"
 		if !allowed(allow, s.key) {
 			mark = "SKIP (NOT ALLOWED: the test did not run)"
-			unexpected++
+			r.unexpected++
 		}
 		fmt.Fprintf(r.out, "%s %s %s: %s\n", mark, s.pkg, s.test, s.why)
 	}
@@ -230,11 +228,11 @@ func (r *report) finish(allow map[key]bool) int {
 	case r.packages == 0:
 		fmt.Fprintln(r.out, "testreport: no package result in the input")
 		status = 1
-	case r.pkgFail > 0 || len(r.failed) > 0:
-		fmt.Fprintf(r.out, "testreport: %d of %d packages failed (%d tests)\n", r.pkgFail, r.packages, len(r.failed))
+	case len(r.failedPkgs) > 0 || len(r.failed) > 0:
+		fmt.Fprintf(r.out, "testreport: %d of %d packages failed (%d tests)\n", len(r.failedPkgs), r.packages, len(r.failed))
 		status = 1
-	case unexpected > 0:
-		fmt.Fprintf(r.out, "testreport: %d tests skipped that must run under make test (fix their prerequisite, or name them in the allow list with the reason)\n", unexpected)
+	case r.unexpected > 0:
+		fmt.Fprintf(r.out, "testreport: %d tests skipped that must run under make test (fix their prerequisite, or name them in the allow list with the reason)\n", r.unexpected)
 		status = 1
 	default:
 		fmt.Fprintf(r.out, "testreport: %d packages passed, %d allowed skips\n", r.packages, len(r.skipped))
@@ -244,9 +242,11 @@ func (r *report) finish(allow map[key]bool) int {
 
 // rerunnable returns the top-level tests to run once more, in order, when
 // every failure of the run is a test whose output matched rerunOn: nil
-// when anything else failed or nothing did.
+// when anything else failed or nothing did, or when a test skipped that
+// must run (finish counted it: the rerun would not run it). Call it after
+// finish.
 func (r *report) rerunnable() []key {
-	if r.rerunOn == nil || len(r.failed) == 0 {
+	if r.rerunOn == nil || len(r.failed) == 0 || r.unexpected > 0 {
 		return nil
 	}
 	for _, p := range r.failedPkgs {

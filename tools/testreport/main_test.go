@@ -326,6 +326,21 @@ func TestNoRerun(t *testing.T) {
 		t.Errorf("without -rerun-on: rerunnable = %v", r.rerunnable())
 	}
 
+	// The lockup alone, but a test skipped that the allow list does not
+	// name: the rerun would not run it, so the run fails as it is.
+	var b bytes.Buffer
+	r = newReport(&b)
+	r.rerunOn = regexp.MustCompile(lockupRE)
+	for _, e := range evs {
+		if e.Test != "TestPlain" {
+			r.add(e)
+		}
+	}
+	r.add(event{Action: "skip", Package: "example.test/m", Test: "TestNeedsRoot"})
+	if st := r.finish(nil); st == 0 || r.rerunnable() != nil {
+		t.Errorf("a lockup and an unallowed skip: status %d, rerunnable %v:\n%s", st, r.rerunnable(), b.String())
+	}
+
 	t.Setenv("TESTREPORT_PLAIN", "")
 	if err := os.WriteFile(os.Getenv("TESTREPORT_FLAG"), nil, 0o644); err != nil {
 		t.Fatal(err)
