@@ -88,6 +88,12 @@ func TestGateOnTheLabNetwork(t *testing.T) {
 	gatetest.MustSee(t, vm, regexp.MustCompile(`^netdump: testsvc: link eth0 device up `+regexp.QuoteMeta(lab.GateUplinkIP)+`/24`))
 	gatetest.MustSee(t, vm, regexp.MustCompile(`^netdump: testsvc: link eth1 device up `+regexp.QuoteMeta(lab.GateDownlinkIP)+`/24`))
 	gatetest.MustSee(t, vm, regexp.MustCompile(`^netdump: testsvc: nft table inet otgate chains .*forward\(forward, drop\)`))
+	// IPv6 is off on every interface from boot (the kernel command line):
+	// no link-local address, so no MLD, router solicitation or DAD of the
+	// gate's own on either side.
+	for _, name := range []string{"lo", "eth0", "eth1", "otg-overlay"} {
+		gatetest.MustSee(t, vm, "netdump: testsvc: ipv6 "+name+" disable_ipv6=1 addresses []")
+	}
 	// segment owns IPv4 forwarding: on only while the applied policy routes
 	// (an active exception or a monitor zone). The demo site has one
 	// enforce zone and no exception, so forwarding stays off.

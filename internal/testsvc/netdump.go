@@ -54,6 +54,24 @@ func netdump(wait time.Duration) error {
 		}
 		fmt.Printf("testsvc: link %s %s %s %s\n", a.Name, l.Type(), state, strings.Join(addrs, " "))
 	}
+	// IPv6 per link: the sysctl and the addresses the kernel gave it (a
+	// link with IPv6 on gets a link-local fe80:: address once up).
+	for _, l := range links {
+		a := l.Attrs()
+		v, err := readFile("/proc/sys/net/ipv6/conf/" + a.Name + "/disable_ipv6")
+		if err != nil {
+			v = "unreadable (" + err.Error() + ")"
+		}
+		list, err := netlink.AddrList(l, netlink.FAMILY_V6)
+		if err != nil {
+			return fmt.Errorf("netdump: IPv6 addresses of %s: %w", a.Name, err)
+		}
+		var addrs []string
+		for _, ad := range list {
+			addrs = append(addrs, ad.IPNet.String())
+		}
+		fmt.Printf("testsvc: ipv6 %s disable_ipv6=%s addresses [%s]\n", a.Name, strings.TrimSpace(v), strings.Join(addrs, " "))
+	}
 	if b, err := readForwarding(); err == nil {
 		fmt.Printf("testsvc: sysctl net.ipv4.ip_forward=%s\n", b)
 	}
