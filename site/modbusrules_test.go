@@ -30,6 +30,8 @@ func TestParseModbusRulesErrors(t *testing.T) {
 			[]string{`example-site.yaml:72: grants[0].modbus.functions: want at least one function set, name or code`}},
 		{"function 200", "      functions: [read-write]\n      holding", "      functions: [read-write, 200]\n      holding",
 			[]string{`example-site.yaml:72: grants[0].modbus.functions[1]: function code 200 is not a request function (valid: 1..127)`}},
+		{"function code with a leading zero (octal 15 to YAML)", "      functions: [read-write]\n      holding", "      functions: [read-write, 017]\n      holding",
+			[]string{`example-site.yaml:72: grants[0].modbus.functions[1]: function code "017" has a leading zero, which YAML and octal notation read as octal 15; write the decimal number without it, or hexadecimal with 0x`}},
 		{"function not a scalar", "      functions: [read-write]\n      holding", "      functions: [read-write, {code: 3}]\n      holding",
 			[]string{`example-site.yaml:72: grants[0].modbus.functions[1]: want a function set, name or code`}},
 		{"address past 65535", engineerModbus, "      holding-registers:\n        read: [\"0-65536\"]\n",

@@ -237,13 +237,60 @@ func functionOps(name string) ([]Op, error) {
 	if f, ok := FunctionByName(name); ok {
 		return []Op{{Function: f}}, nil
 	}
-	if n, err := strconv.ParseUint(name, 0, 8); err == nil {
-		if Function(n).Class() == ClassInvalid {
-			return nil, fmt.Errorf("function code %d is not a request function (valid: 1..127)", n)
-		}
-		return []Op{{Function: Function(n)}}, nil
+	n, err := parseFunctionCode(name)
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("unknown function %q (want read-only, read-write, diagnostics, programming, a function name like write-single-register, or a code 1..127)", name)
+	if n < 0 {
+		return nil, fmt.Errorf("unknown function %q (want read-only, read-write, diagnostics, programming, a function name like write-single-register, or a code 1..127)", name)
+	}
+	if Function(n).Class() == ClassInvalid {
+		return nil, fmt.Errorf("function code %d is not a request function (valid: 1..127)", n)
+	}
+	return []Op{{Function: Function(n)}}, nil
+}
+
+// parseFunctionCode reads a function code written as a number: decimal
+// ("16") or hexadecimal with 0x ("0x10", as Modbus documents write them).
+// It returns -1 for a name that is not a number at all. A decimal with a
+// leading zero is an error: YAML 1.1 readers, and strconv's base 0, take
+// "017" for octal 15 (write multiple coils) where the writer most likely
+// meant 17 (report server id); a grant must not allow a function other
+// than the one its text seems to name. So are underscores, signs and the
+// 0o and 0b prefixes.
+func parseFunctionCode(name string) (int, error) {
+	if name == "" {
+		return -1, nil
+	}
+	if hex, ok := strings.CutPrefix(strings.ToLower(name), "0x"); ok {
+		n, err := strconv.ParseUint(hex, 16, 8)
+		if err != nil || hex == "" || strings.ContainsAny(hex, "+-_") {
+			return 0, fmt.Errorf("function code %q is not a hexadecimal number in 0x00..0xff", name)
+		}
+		return int(n), nil
+	}
+	if strings.Trim(name, "0123456789") != "" {
+		if strings.Trim(name, "0123456789+-_oObB") == "" && strings.ContainsAny(name, "0123456789") {
+			return 0, fmt.Errorf("function code %q: write it in decimal (16) or hexadecimal (0x10)", name)
+		}
+		return -1, nil
+	}
+	if len(name) > 1 && name[0] == '0' {
+		return 0, fmt.Errorf("function code %q has a leading zero, which YAML and octal notation read as %s; write the decimal number without it, or hexadecimal with 0x", name, octalText(name))
+	}
+	n, err := strconv.ParseUint(name, 10, 8)
+	if err != nil {
+		return 0, fmt.Errorf("function code %s is not a request function (valid: 1..127)", name)
+	}
+	return int(n), nil
+}
+
+// octalText says what a leading-zero number means in octal.
+func octalText(s string) string {
+	if n, err := strconv.ParseUint(s, 8, 16); err == nil {
+		return fmt.Sprintf("octal %d", n)
+	}
+	return "octal (not a valid one)"
 }
 
 // trimRulesPrefix drops the `modbus rules "name": ` prefix of a block's

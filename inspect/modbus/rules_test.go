@@ -73,6 +73,16 @@ func TestRulesValidate(t *testing.T) {
 		{"no functions", "units: [1]", "functions: empty"},
 		{"unknown set", "units: [1]\nfunctions: [read-only, everything]", `functions[1]: unknown function "everything"`},
 		{"function 200", "units: [1]\nfunctions: ['200']", "functions[0]: function code 200 is not a request function"},
+		{"function 300", "units: [1]\nfunctions: ['300']", "functions[0]: function code 300 is not a request function"},
+		// Octal would turn 017 into 15 (write multiple coils), 020 into 16.
+		{"leading zero", "units: [1]\nfunctions: [read-only, '017']", `functions[1]: function code "017" has a leading zero, which YAML and octal notation read as octal 15`},
+		{"leading zero, unquoted", "units: [1]\nfunctions: [020]", `functions[0]: function code "020" has a leading zero`},
+		{"octal prefix", "units: [1]\nfunctions: ['0o17']", `functions[0]: function code "0o17": write it in decimal (16) or hexadecimal (0x10)`},
+		{"underscore", "units: [1]\nfunctions: ['1_6']", `functions[0]: function code "1_6": write it in decimal`},
+		{"sign", "units: [1]\nfunctions: ['+16']", `functions[0]: function code "+16": write it in decimal`},
+		{"bad hex", "units: [1]\nfunctions: ['0x1g']", `functions[0]: function code "0x1g" is not a hexadecimal number in 0x00..0xff`},
+		{"hex over a byte", "units: [1]\nfunctions: ['0x100']", `functions[0]: function code "0x100" is not a hexadecimal number`},
+		{"hex not a request", "units: [1]\nfunctions: ['0x83']", "functions[0]: function code 131 is not a request function"},
 		{"write input regs", "units: [1]\nfunctions: [read-only]\ninput-registers: {write: ['0']}", "input-registers.write: input-registers are read-only"},
 		{"write discrete", "units: [1]\nfunctions: [read-only]\ndiscrete-inputs: {write: ['0']}", "discrete-inputs.write"},
 		{"limit min>max", "units: [1]\nfunctions: [read-write]\nlimits: [{registers: '1', min: 5, max: 4}]", "limits[0]: min 5 is greater than max 4"},
@@ -219,5 +229,16 @@ func TestFunctionSets(t *testing.T) {
 	num := compile("8", "write-single-register")
 	if !allowed(num, "08 0004 0000") || !allowed(num, "08 0013 0000") || !allowed(num, "06 0000 0000") || allowed(num, "03 0000 0001") {
 		t.Error("a bare number allows every sub-function; names resolve")
+	}
+	// A number names exactly that function, in decimal or 0x hex: 17 is
+	// report server id, never octal 15 (write multiple coils).
+	for _, code := range []string{"17", "0x11", "0X11"} {
+		p := compile(code)
+		if !allowed(p, "11") || allowed(p, "0f 0000 0001 01 01") || allowed(p, "10 0000 0001 02 0000") {
+			t.Errorf("functions [%s]: want report server id (17) only", code)
+		}
+	}
+	if p := compile("0x10"); !allowed(p, "10 0000 0001 02 0000") || allowed(p, "0a") {
+		t.Error("functions [0x10]: want write multiple registers (16)")
 	}
 }
