@@ -59,24 +59,15 @@ func (l *sourceLimiter) refill(b *bucket, now time.Time) {
 	b.at = now
 }
 
-// allow reports whether source may try now; when not, how long until it
-// may.
-func (l *sourceLimiter) allow(src netip.Addr, now time.Time) (bool, time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b := l.m[sourceKey(src)]
-	if b == nil {
-		return true, 0
-	}
-	l.refill(b, now)
-	if b.tokens >= 1 {
-		return true, 0
-	}
-	return false, time.Duration((1 - b.tokens) * float64(l.lim.Every))
-}
-
-// fail takes one token from source's bucket.
-func (l *sourceLimiter) fail(src netip.Addr, now time.Time) {
+// take takes one token from source's bucket for an attempt about to be
+// checked, or, when the bucket has less than one, takes nothing and
+// says how long until it has. The token is taken before the attempt's
+// password hash runs, not after it fails: concurrent attempts from one
+// source each need their own, so at most Burst are ever checked at once
+// (with a check-then-charge limiter every attempt started before the
+// first failure lands would pass). An attempt that does not fail gives
+// its token back (refund).
+func (l *sourceLimiter) take(src netip.Addr, now time.Time) (bool, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	k := sourceKey(src)
@@ -89,10 +80,25 @@ func (l *sourceLimiter) fail(src netip.Addr, now time.Time) {
 		l.m[k] = b
 	}
 	l.refill(b, now)
-	b.tokens--
-	if b.tokens < 0 {
-		b.tokens = 0
+	if b.tokens < 1 {
+		return false, time.Duration((1 - b.tokens) * float64(l.lim.Every))
 	}
+	b.tokens--
+	return true, 0
+}
+
+// refund gives back the token of an attempt that did not fail: it
+// succeeded, or was refused for something other than a wrong name,
+// password or code.
+func (l *sourceLimiter) refund(src netip.Addr, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.m[sourceKey(src)]
+	if b == nil {
+		return
+	}
+	l.refill(b, now)
+	b.tokens = min(b.tokens+1, float64(l.lim.Burst))
 }
 
 // prune drops the buckets that have refilled (they hold no information).

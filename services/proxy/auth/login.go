@@ -140,9 +140,36 @@ func failureDelay(key []byte, user string) time.Duration {
 
 func (s *Store) authenticate(user string, password []byte, code string, source netip.Addr) (*Login, error) {
 	now := s.cfg.Now()
-	if ok, wait := s.sources.allow(source, now); !ok {
+	if ok, wait := s.sources.take(source, now); !ok {
 		return nil, s.refuse(&Refusal{User: user, Source: source, Reason: ReasonSourceLimited, RetryAfter: wait}, now)
 	}
+	l, err := s.check(user, password, code, source, now)
+	if r := (*Refusal)(nil); !errors.As(err, &r) || !r.Reason.failure() {
+		s.sources.refund(source, now)
+	}
+	return l, err
+}
+
+// failure reports whether a refusal for this reason is a failed guess,
+// one that counts against the source's limit.
+func (r Reason) failure() bool {
+	switch r {
+	case ReasonUnknownUser, ReasonBadPassword, ReasonBadCode, ReasonReplayedCode:
+		return true
+	}
+	return false
+}
+
+// attemptRetry is the wait a client is told when another attempt at the
+// same name is being checked.
+const attemptRetry = time.Second
+
+// check checks one login attempt whose source token is taken. At most one
+// attempt per name is checked at a time (known or not, so the refusal
+// does not tell them apart): the per-user back-off reads the failure the
+// attempt before recorded, which a concurrent attempt, checked while the
+// first one's password hash ran, would not see.
+func (s *Store) check(user string, password []byte, code string, source netip.Addr, now time.Time) (*Login, error) {
 	if user == "" || len(password) == 0 || code == "" {
 		return nil, s.refuse(&Refusal{User: user, Source: source, Reason: ReasonMalformed}, now)
 	}
@@ -155,7 +182,21 @@ func (s *Store) authenticate(user string, password []byte, code string, source n
 	if cur := s.data.Users[user]; cur != nil {
 		u = cur.clone()
 	}
+	if _, busy := s.checking[user]; busy {
+		s.mu.Unlock()
+		r := &Refusal{User: user, Source: source, Reason: ReasonThrottled, RetryAfter: attemptRetry, UnknownUser: u == nil}
+		if u != nil {
+			r.Failures = u.Failures
+		}
+		return nil, s.refuse(r, now)
+	}
+	s.checking[user] = struct{}{}
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.checking, user)
+		s.mu.Unlock()
+	}()
 
 	if u == nil {
 		// Behave as for a user with a wrong password: same back-off, same
@@ -164,16 +205,18 @@ func (s *Store) authenticate(user string, password []byte, code string, source n
 			return nil, s.refuse(&Refusal{User: user, Source: source, Reason: ReasonThrottled, RetryAfter: wait, Failures: n, UnknownUser: true}, now)
 		}
 		s.hash(func() { s.dummy.verify(password) })
-		s.sources.fail(source, now)
 		n := s.unknown.fail(user, s.cfg.UserBackoff, now)
 		return nil, s.refuse(&Refusal{User: user, Source: source, Reason: ReasonUnknownUser, Failures: n, UnknownUser: true}, now)
 	}
 	if lockExpired(u, now) {
 		u.Locked, u.Failures = false, 0
 	}
-	if !u.Locked && u.Failures > 0 {
+	// The back-off holds while the account is locked too: a locked
+	// account still answers a right password differently (it says it is
+	// locked), so guesses at it must stay as slow as before the lock.
+	if u.Failures > 0 {
 		if until := u.LastFailed.Add(s.cfg.UserBackoff.delay(u.Failures)); now.Before(until) {
-			return nil, s.refuse(&Refusal{User: user, Source: source, Reason: ReasonThrottled, RetryAfter: until.Sub(now), Failures: u.Failures}, now)
+			return nil, s.refuse(&Refusal{User: user, Source: source, Reason: ReasonThrottled, RetryAfter: until.Sub(now), Failures: u.Failures, Locked: u.Locked}, now)
 		}
 	}
 	var pwOK bool
@@ -212,7 +255,6 @@ func (s *Store) hash(f func()) {
 
 // fail records a failed attempt of an existing user and refuses it.
 func (s *Store) fail(snap *userRecord, reason Reason, source netip.Addr, now time.Time) error {
-	s.sources.fail(source, now)
 	r := &Refusal{User: snap.Name, Source: source, Reason: reason}
 	var newlyLocked bool
 	var gen uint64
@@ -224,17 +266,17 @@ func (s *Store) fail(snap *userRecord, reason Reason, source netip.Addr, now tim
 		if lockExpired(u, now) {
 			u.Locked, u.LockedAt, u.LockedUntil, u.Failures = false, time.Time{}, time.Time{}, 0
 		}
-		if !u.Locked {
-			u.Failures++
-			u.LastFailed = now
-			if u.Failures >= s.cfg.MaxFailures {
-				u.Locked, u.LockedAt, newlyLocked = true, now, true
-				if s.cfg.AutoUnlock > 0 {
-					u.LockedUntil = now.Add(s.cfg.AutoUnlock)
-				}
+		// A failure while locked counts too: the back-off keeps growing
+		// (at most UserBackoff.Max) and an unlock resets it.
+		u.Failures++
+		u.LastFailed = now
+		if !u.Locked && u.Failures >= s.cfg.MaxFailures {
+			u.Locked, u.LockedAt, newlyLocked = true, now, true
+			if s.cfg.AutoUnlock > 0 {
+				u.LockedUntil = now.Add(s.cfg.AutoUnlock)
 			}
-			werr = s.commitLocked(u.Name, u, now)
 		}
+		werr = s.commitLocked(u.Name, u, now)
 		r.Failures, r.Locked, gen = u.Failures, u.Locked, u.Generation
 		if werr != nil {
 			// Not recorded: report what is on disk.

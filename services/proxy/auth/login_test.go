@@ -2,6 +2,7 @@ package auth
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -147,10 +148,20 @@ func TestLockoutAfterMaxFailuresAndAdminUnlock(t *testing.T) {
 	if r.ClientMessage() == (&Refusal{Reason: ReasonBadPassword}).ClientMessage() {
 		t.Error("locked account gives the generic message to the password holder")
 	}
+	// A wrong password while locked counts and is backed off like any
+	// other: the lock's different answer to the right password must not
+	// make the account a free password oracle.
 	bad := e.mustRefuse("alice", "still wrong pw", e.oathtool(secret, 0), srcA, ReasonBadPassword)
-	if bad.Failures != DefaultMaxFailures || !bad.Locked {
-		t.Errorf("failure while locked: %+v", bad)
+	if bad.Failures != DefaultMaxFailures+1 || !bad.Locked {
+		t.Errorf("failure while locked: %+v, want counted (%d) and still locked", bad, DefaultMaxFailures+1)
 	}
+	wait := DefaultUserBackoff.delay(DefaultMaxFailures + 1)
+	e.clock.Add(wait - time.Second)
+	if r := e.mustRefuse("alice", testPassword, e.oathtool(secret, 0), srcA, ReasonThrottled); r.RetryAfter != time.Second {
+		t.Errorf("right password %v after a failure while locked: %+v, want throttled for 1s more", wait-time.Second, r)
+	}
+	e.clock.Add(time.Second)
+	e.mustRefuse("alice", testPassword, e.oathtool(secret, 0), srcA, ReasonLocked)
 	// The lock survives a restart.
 	e.restart()
 	if u, _ := e.s.User("alice"); !u.Locked || !u.LockedUntil.IsZero() {
@@ -217,6 +228,72 @@ func TestSourceRateLimit(t *testing.T) {
 	e.clock.Add(time.Minute)
 	e.mustRefuse("erin", testPassword, "123456", srcA, ReasonUnknownUser)
 	e.mustRefuse("erin", testPassword, "123456", srcA, ReasonSourceLimited)
+}
+
+// Concurrent attempts from one source are limited as sequential ones
+// are: each takes its token before its password hash runs, so a burst of
+// attempts sent at once is not all checked before the first failure
+// lands. The clock stands still: no token refills.
+func TestSourceRateLimitConcurrent(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.SourceLimit = SourceLimit{Burst: 2, Every: time.Hour} })
+	const n = 40
+	reasons := concurrently(n, func(i int) error {
+		_, err := e.s.Authenticate(fmt.Sprintf("nobody-%d", i), []byte("wrong"), "123456", srcA)
+		return err
+	})
+	if reasons[ReasonUnknownUser] != 2 || reasons[ReasonSourceLimited] != n-2 {
+		t.Errorf("%d concurrent wrong logins from one source with a burst of 2: %v; want 2 checked and %d refused as source-limited", n, reasons, n-2)
+	}
+}
+
+// Concurrent attempts at one user are backed off as sequential ones are:
+// one is checked, the rest are refused as throttled without a password
+// check (and without counting), whether they overlap the first or come
+// after its failure.
+func TestUserBackoffConcurrent(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.MaxFailures = 100; c.SourceLimit = SourceLimit{Burst: 100, Every: time.Second} })
+	e.add("alice")
+	const n = 20
+	reasons := concurrently(n, func(int) error {
+		_, err := e.s.Authenticate("alice", []byte("not the password"), "123456", srcA)
+		return err
+	})
+	if reasons[ReasonBadPassword] != 1 || reasons[ReasonThrottled] != n-1 {
+		t.Errorf("%d concurrent wrong passwords for alice: %v; want 1 checked and %d throttled", n, reasons, n-1)
+	}
+	if u, _ := e.s.User("alice"); u.Failures != 1 {
+		t.Errorf("alice has %d failures recorded, want 1", u.Failures)
+	}
+	// An unknown name behaves the same.
+	reasons = concurrently(n, func(int) error {
+		_, err := e.s.Authenticate("mallory", []byte("not the password"), "123456", srcA)
+		return err
+	})
+	if reasons[ReasonUnknownUser] != 1 || reasons[ReasonThrottled] != n-1 {
+		t.Errorf("%d concurrent attempts at an unknown name: %v; want 1 checked and %d throttled", n, reasons, n-1)
+	}
+}
+
+// concurrently runs f(0..n-1) at once and counts the refusal reasons.
+func concurrently(n int, f func(i int) error) map[Reason]int {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			errs[i] = f(i)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	reasons := map[Reason]int{}
+	for _, err := range errs {
+		reasons[ReasonOf(err)]++
+	}
+	return reasons
 }
 
 func TestDisabledUser(t *testing.T) {

@@ -131,6 +131,8 @@ type Store struct {
 	mu     sync.Mutex
 	data   *storeData
 	closed bool
+	// checking holds the names whose login attempt is being checked.
+	checking map[string]struct{}
 }
 
 // Open opens (or, on first use, creates) the store in cfg.Dir. It fails
@@ -144,7 +146,7 @@ func Open(cfg Config) (*Store, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("auth: store directory: %w", err)
 	}
-	s := &Store{cfg: cfg, path: filepath.Join(cfg.Dir, StoreFile),
+	s := &Store{cfg: cfg, checking: map[string]struct{}{}, path: filepath.Join(cfg.Dir, StoreFile),
 		sources: newSourceLimiter(cfg.SourceLimit), hashes: make(chan struct{}, cfg.MaxConcurrentHashes),
 		delayKey: make([]byte, 32), waitUntil: sleepUntil}
 	if _, err := rand.Read(s.delayKey); err != nil {
