@@ -3,6 +3,7 @@ package modbus
 import (
 	"bytes"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -158,4 +159,73 @@ func TestForwardNotRecordedWhenEvictionRecordFails(t *testing.T) {
 	if len(recs) != 0 {
 		t.Fatalf("records of a request that was not forwarded:\n%s", strings.Join(recs, "\n"))
 	}
+}
+
+// TestResponseRecordOwnsItsRequestFields: the record of a response is
+// handed to the sink after the request's pending slot is freed, and the
+// client's next request may land in that slot while the sink still
+// encodes the record. What the record took from the request's frame (the
+// file records a read file record asks for, the values a write sends)
+// must be its own copy.
+func TestResponseRecordOwnsItsRequestFields(t *testing.T) {
+	r := Rules{Units: []int{1}, Functions: []string{"programming", "read-write"},
+		HoldingRegisters: TableRanges{Read: []Range{{0, 99}}, Write: []Range{{0, 99}}}}
+	p, err := r.Compile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name      string
+		req, resp []byte // PDUs of transaction 1
+		field     func(*Record) []byte
+	}{
+		{"read file record refs", []byte{0x14, 7, 6, 0, 1, 0, 0, 0, 1}, []byte{0x14, 4, 3, 6, 0x12, 0x34}, func(r *Record) []byte { return r.Refs }},
+		{"written values", []byte{0x10, 0, 5, 0, 2, 4, 0xaa, 0xbb, 0xcc, 0xdd}, []byte{0x10, 0, 5, 0, 2}, func(r *Record) []byte { return r.Written }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			inSink, proceed := make(chan []byte), make(chan struct{})
+			after := make(chan []byte, 1)
+			fn := Function(c.req[0])
+			sink := SinkFunc(func(r *Record) error {
+				if r.Function == fn && r.Outcome == OutcomeOK {
+					inSink <- append([]byte(nil), c.field(r)...)
+					<-proceed
+					after <- append([]byte(nil), c.field(r)...)
+				}
+				return nil
+			})
+			dev, cli := &chanWriter{make(chan []byte, 10)}, &chanWriter{make(chan []byte, 10)}
+			s, err := NewSession(Config{Policy: p, Sink: sink}, cli, dev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cr, cw := io.Pipe()
+			dr, dw := io.Pipe()
+			defer cw.Close()
+			defer dw.Close()
+			go s.Requests(cr)
+			go s.Responses(dr)
+			cw.Write(adu(1, 1, c.req))
+			<-dev.ch
+			go dw.Write(adu(1, 1, c.resp))
+			before := <-inSink
+			// The next request takes the freed slot: its frame overwrites
+			// the bytes the record took from the first. (A read: a write
+			// is recorded before it is forwarded, and would wait for the
+			// sink this test holds.)
+			cw.Write(adu(2, 1, []byte{0x14, 14, 6, 0, 2, 0, 9, 0, 1, 6, 0, 3, 0, 8, 0, 1}))
+			<-dev.ch
+			close(proceed)
+			if got := <-after; len(before) == 0 || !bytes.Equal(before, got) {
+				t.Fatalf("the record's field changed under the sink: % x -> % x", before, got)
+			}
+		})
+	}
+}
+
+type chanWriter struct{ ch chan []byte }
+
+func (w *chanWriter) Write(b []byte) (int, error) {
+	w.ch <- append([]byte(nil), b...)
+	return len(b), nil
 }

@@ -109,7 +109,7 @@ type Session struct {
 	follow      follower
 	resp        Response
 	respRec     Record
-	respWritten [MaxADU]byte // respRec.Written, copied out of the pending slot
+	respWritten [MaxADU]byte // respRec.Written or Refs, copied out of the pending slot
 	respBuf     [4096]byte
 	respErr     error // the first failed record of a response
 }
@@ -418,9 +418,15 @@ func (s *Session) onResponse(frame []byte) {
 		return
 	}
 	rec.fillRequest(&o.req, o.at)
-	// Written aliases the slot's frame, which a new request may reuse
-	// once s.mu is released: keep a copy.
-	rec.Written = append(s.respWritten[:0], rec.Written...)
+	// Written and Refs alias the slot's frame, which a new request may
+	// reuse once s.mu is released: keep a copy (a record has one or the
+	// other, never both, so they share the buffer).
+	switch {
+	case rec.Written != nil:
+		rec.Written = append(s.respWritten[:0], rec.Written...)
+	case rec.Refs != nil:
+		rec.Refs = append(s.respWritten[:0], rec.Refs...)
+	}
 	rec.Verdict, rec.Rule = o.verdict, o.dec.Rule
 	if o.verdict == VerdictWouldDeny {
 		rec.Reason = o.dec.Reason
