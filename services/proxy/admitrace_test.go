@@ -1,9 +1,15 @@
 package proxy
 
 import (
+	"crypto"
+	"io"
+	"net/netip"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/otgate/otgate/audit"
 )
 
 // hookDecider runs a hook once, inside a tunnel's decision: after the
@@ -123,4 +129,85 @@ func TestDeadlineByTheWallClock(t *testing.T) {
 	// The window's end and the certificate's (capped to it at login,
 	// and to the second) coincide: either may be the reason named.
 	g.waitEnd(r.Session, EndUntil+": ")
+}
+
+// TestEndDuringStartRecordOrDial: a revocation that lands after the
+// tunnel's session is registered (its sweep ends the session) but while
+// the session-start record is being written, or while the asset is being
+// dialled, refuses the tunnel with the revocation as its reason: the
+// client is never told it was accepted, and in the first case the asset
+// never sees a connection.
+func TestEndDuringStartRecordOrDial(t *testing.T) {
+	l := newLab(t)
+	go serveEcho(l.listenPlant(t, 7))
+	startHook, dialHook := &atomic.Pointer[func()]{}, &atomic.Pointer[func()]{}
+	var dials atomic.Int32
+	g := newGate(t, l, func(c *Config) {
+		// The proxy's own log, whose clock runs the hook while it
+		// stamps the next record: the session start.
+		log, err := audit.Open(filepath.Join(t.TempDir(), "audit"), c.Certificate.PrivateKey.(crypto.Signer),
+			audit.WithClock(func() time.Time {
+				if f := startHook.Swap(nil); f != nil {
+					(*f)()
+				}
+				return time.Now()
+			}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { log.Close() })
+		c.Log = log
+		dial := c.Dial
+		c.Dial = func(ap netip.AddrPort) (io.ReadWriteCloser, error) {
+			dials.Add(1)
+			if f := dialHook.Swap(nil); f != nil {
+				(*f)()
+			}
+			return dial(ap)
+		}
+	})
+	g.setGrants(grant{rule: "alice-echo", user: "alice", asset: "echo-1", protocol: "tcp"},
+		grant{rule: "bob-echo", user: "bob", asset: "echo-1", protocol: "tcp"})
+	alice, bob := g.mustLogin("alice"), g.mustLogin("bob")
+	// Through the user store, whose events go to another log: the
+	// proxy's own is busy writing the record that runs the hook. Its
+	// revocation hook rechecks the live sessions (RecheckUser).
+	revoke := func(user string) *func() {
+		f := func() {
+			if _, err := g.users.Revoke(user, "test: revoked during admission"); err != nil {
+				t.Errorf("revoke: %v", err)
+			}
+		}
+		return &f
+	}
+
+	t.Run("while the start record is written", func(t *testing.T) {
+		before := dials.Load()
+		startHook.Store(revoke("alice"))
+		c, r, err := tunnel(t, alice, "echo-1", "tcp")
+		if err == nil {
+			c.Close()
+			t.Fatalf("tunnel accepted (session %s) although its session was ended before the asset was dialled", r.Session)
+		}
+		denied(t, err, "revoked")
+		if startHook.Load() != nil {
+			t.Fatal("the hook did not run: the test proves nothing")
+		}
+		if n := dials.Load() - before; n != 0 {
+			t.Errorf("the asset was dialled %d times for a session that had ended", n)
+		}
+	})
+
+	t.Run("while the asset is dialled", func(t *testing.T) {
+		dialHook.Store(revoke("bob"))
+		c, r, err := tunnel(t, bob, "echo-1", "tcp")
+		if err == nil {
+			c.Close()
+			t.Fatalf("tunnel accepted (session %s) although its session was ended during the dial", r.Session)
+		}
+		denied(t, err, "revoked")
+		if dialHook.Load() != nil {
+			t.Fatal("the hook did not run: the test proves nothing")
+		}
+	})
 }

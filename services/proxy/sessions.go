@@ -64,6 +64,9 @@ func newSessionID() string {
 
 // end ends the session for reason; the first reason wins.
 func (s *session) end(reason string) {
+	if reason == "" {
+		reason = "ended" // endedWith and attach tell an end by its reason
+	}
 	s.endOnce.Do(func() {
 		s.mu.Lock()
 		s.endReason = reason
@@ -74,6 +77,27 @@ func (s *session) end(reason string) {
 			c()
 		}
 	})
+}
+
+// endedWith reports whether the session has ended, and why.
+func (s *session) endedWith() (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.endReason, s.endReason != ""
+}
+
+// attach sets what end closes (the session's connections), unless the
+// session has ended already: then it sets nothing and returns the end's
+// reason. Under s.mu, as end reads closeConn, so an end either sees the
+// connections or is seen here.
+func (s *session) attach(closeConn func()) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.endReason != "" {
+		return s.endReason, true
+	}
+	s.closeConn = closeConn
+	return "", false
 }
 
 // reason returns the recorded end reason, or def if none was set.

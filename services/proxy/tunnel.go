@@ -188,13 +188,28 @@ func (s *Server) admit(tc *tls.Conn, h wire.Header, src netip.Addr, ev *audit.Ev
 
 // runSession dials, accepts and relays; it returns the end reason and the
 // byte counts.
+//
+// A session ended after its registration (a revocation, a reload, the
+// window's end) while its start record was written or its asset dialled
+// is refused, with the end's reason, before the asset is dialled or, when
+// the end came during the dial, before the client is told it is
+// accepted; from the accept on, the end closes both connections.
 func (s *Server) runSession(tc *tls.Conn, sess *session, addr netip.AddrPort, d Decision) (string, uint64, uint64) {
-	asset, err := s.cfg.Dial(addr)
-	if err != nil {
-		reason := fmt.Sprintf("asset %s unreachable at %s: %v", sess.asset, addr, err)
+	refuse := func(reason string) (string, uint64, uint64) {
 		answer(tc, wire.Reply{Accept: false, Rule: sess.rule, Reason: reason, Session: sess.id}, s.cfg.HandshakeTimeout)
 		tc.Close()
 		return reason, 0, 0
+	}
+	if reason, ended := sess.endedWith(); ended {
+		return refuse(reason)
+	}
+	asset, err := s.cfg.Dial(addr)
+	if err != nil {
+		return refuse(fmt.Sprintf("asset %s unreachable at %s: %v", sess.asset, addr, err))
+	}
+	if reason, ended := sess.attach(func() { tc.Close(); asset.Close() }); ended {
+		asset.Close()
+		return refuse(reason)
 	}
 	var until int64
 	if !sess.until.IsZero() {
@@ -203,17 +218,9 @@ func (s *Server) runSession(tc *tls.Conn, sess *session, addr netip.AddrPort, d 
 	if err := answer(tc, wire.Reply{Accept: true, Rule: sess.rule, Reason: d.Reason, Until: until, Session: sess.id}, s.cfg.HandshakeTimeout); err != nil {
 		asset.Close()
 		tc.Close()
-		return "client gone before accept: " + err.Error(), 0, 0
+		return sess.reason("client gone before accept: " + err.Error()), 0, 0
 	}
 	tc.SetDeadline(time.Time{})
-	sess.mu.Lock()
-	sess.closeConn = func() { tc.Close(); asset.Close() }
-	sess.mu.Unlock()
-	select {
-	case <-sess.ended: // revoked or reloaded between decision and now
-		sess.closeConn()
-	default:
-	}
 	sess.setUntil(sess.until, d.Until, s.cfg.Now())
 	var natural string
 	if sess.protocol == "modbus" {
