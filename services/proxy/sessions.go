@@ -37,12 +37,15 @@ type session struct {
 	rule     string
 	monitor  bool // Modbus in monitor mode: the asset's zone was when the session started
 	started  time.Time
-	until    time.Time
-	chain    [][]byte // the client certificate chain, re-verified on revocation
-	certEnd  time.Time
-	timer    *time.Timer    // ends the session at until; guarded by mu
-	untilWhy string         // the end reason at until; guarded by mu
-	note     sessionNotices // its notices (notices.go); guarded by mu
+	until    time.Time // guarded by mu once registered (a reload moves it)
+	// ruleUntil is what the deciding rule allowed (zero: no end); the
+	// end reason names it when it is what ends the session. Guarded by mu.
+	ruleUntil time.Time
+	chain     [][]byte // the client certificate chain, re-verified on revocation
+	certEnd   time.Time
+	timer     *time.Timer    // ends the session at until; guarded by mu
+	untilWhy  string         // the end reason at until; guarded by mu
+	note      sessionNotices // its notices (notices.go); guarded by mu
 
 	toAsset, toClient atomic.Uint64
 	lastActive        atomic.Int64 // unix ns
@@ -184,7 +187,20 @@ func (r *registry) count() int {
 func (s *session) setUntil(until, ruleUntil, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.until = until
+	s.setUntilLocked(until, ruleUntil, now)
+}
+
+// arm arms the end timer at the session's current end. The tunnel calls
+// it once the session is accepted; a reload may have moved the end since
+// the admission (setUntil), and arm keeps what the reload set.
+func (s *session) arm(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.setUntilLocked(s.until, s.ruleUntil, now)
+}
+
+func (s *session) setUntilLocked(until, ruleUntil, now time.Time) {
+	s.until, s.ruleUntil = until, ruleUntil
 	s.untilWhy = ""
 	if s.timer != nil {
 		s.timer.Stop()

@@ -162,7 +162,7 @@ func (s *Server) admit(tc *tls.Conn, h wire.Header, src netip.Addr, ev *audit.Ev
 			return nil, netip.AddrPort{}, Decision{}, false
 		}
 		sess := &session{id: newSessionID(), user: cred.User, roles: slices.Clone(cred.Roles), serial: cred.SerialString(),
-			asset: h.Asset, protocol: h.Protocol, source: src, rule: d.Rule, monitor: d.Monitor, started: now, until: until,
+			asset: h.Asset, protocol: h.Protocol, source: src, rule: d.Rule, monitor: d.Monitor, started: now, until: until, ruleUntil: d.Until,
 			chain: chain, certEnd: cred.NotAfter, ended: make(chan struct{}), note: sessionNotices{hub: s.notices}}
 		sess.touch(now.UnixNano())
 		ev.SessionID = sess.id
@@ -211,9 +211,12 @@ func (s *Server) runSession(tc *tls.Conn, sess *session, addr netip.AddrPort, d 
 		asset.Close()
 		return refuse(reason)
 	}
+	// A reload may move the session's end (under sess.mu) from its
+	// registration on.
+	sessUntil := sess.untilTime()
 	var until int64
-	if !sess.until.IsZero() {
-		until = sess.until.Unix()
+	if !sessUntil.IsZero() {
+		until = sessUntil.Unix()
 	}
 	if err := answer(tc, wire.Reply{Accept: true, Rule: sess.rule, Reason: d.Reason, Until: until, Session: sess.id}, s.cfg.HandshakeTimeout); err != nil {
 		asset.Close()
@@ -221,7 +224,7 @@ func (s *Server) runSession(tc *tls.Conn, sess *session, addr netip.AddrPort, d 
 		return sess.reason("client gone before accept: " + err.Error()), 0, 0
 	}
 	tc.SetDeadline(time.Time{})
-	sess.setUntil(sess.until, d.Until, s.cfg.Now())
+	sess.arm(s.cfg.Now())
 	var natural string
 	if sess.protocol == "modbus" {
 		natural = s.relayModbus(tc, asset, sess, d)
