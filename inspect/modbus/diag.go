@@ -71,14 +71,14 @@ func parseDiagRequest(sub uint16, data []byte) error {
 			return reqErr(f, "sub-function 0x01: data is %d bytes, want 2", len(data))
 		}
 		if v := be16(data); v != 0x0000 && v != 0xFF00 {
-			return reqErr(f, "sub-function 0x01: data 0x%04x, want 0x0000 or 0xff00", v)
+			return illegalValue(f, "sub-function 0x01: data 0x%04x, want 0x0000 or 0xff00", v)
 		}
 	case DiagChangeASCIIInputDelimiter:
 		if len(data) != 2 {
 			return reqErr(f, "sub-function 0x03: data is %d bytes, want 2", len(data))
 		}
 		if data[1] != 0 {
-			return reqErr(f, "sub-function 0x03: second data byte 0x%02x, want 0x00", data[1])
+			return illegalValue(f, "sub-function 0x03: second data byte 0x%02x, want 0x00", data[1])
 		}
 	default:
 		if _, ok := diagSubs[sub]; !ok {
@@ -88,7 +88,7 @@ func parseDiagRequest(sub uint16, data []byte) error {
 			return reqErr(f, "sub-function 0x%02x: data is %d bytes, want 2", sub, len(data))
 		}
 		if v := be16(data); v != 0 {
-			return reqErr(f, "sub-function 0x%02x: data 0x%04x, want 0x0000", sub, v)
+			return illegalValue(f, "sub-function 0x%02x: data 0x%04x, want 0x0000", sub, v)
 		}
 	}
 	return nil

@@ -14,6 +14,11 @@
 //     it ("plc-gw units 2") in the reason and the record;
 //   - a Session that sits in a relay: requests from the client are read
 //     whole, judged, then forwarded or answered locally with an exception;
+//     a request framed correctly whose values the specification forbids
+//     (ErrIllegalRequest: 126 registers, a byte count not the quantity's)
+//     is answered as a device answers it (03, or 02 for a span past the
+//     address space) and never forwarded, while a malformed or oversized
+//     frame ends the session;
 //     responses from the device are forwarded as their bytes arrive
 //     (cut-through) while a follower matches them to pipelined requests by
 //     transaction id;

@@ -143,8 +143,14 @@ func (r *Record) appendOperation(b []byte) []byte {
 	case FuncWriteSingleCoil:
 		b = append(b, "write coil "...)
 		b = strconv.AppendUint(b, uint64(r.Address), 10)
-		if len(r.Written) == 2 && r.Written[0] == 0xFF {
+		switch {
+		case len(r.Written) == 2 && be16(r.Written) == 0xFF00:
 			return append(b, " = on"...)
+		case len(r.Written) == 2 && be16(r.Written) == 0x0000:
+			return append(b, " = off"...)
+		case len(r.Written) == 2: // an illegal request: neither
+			b = append(b, " = 0x"...)
+			return appendHex16(b, be16(r.Written))
 		}
 		return append(b, " = off"...)
 	case FuncWriteSingleRegister, FuncWriteMultipleCoils, FuncWriteMultipleRegisters:

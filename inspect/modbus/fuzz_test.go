@@ -16,8 +16,17 @@ func FuzzParseRequest(f *testing.F) {
 		var r Request
 		err := r.Parse(frame)
 		if err != nil {
-			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrOversized) {
-				t.Fatalf("error %v wraps neither ErrMalformed nor ErrOversized", err)
+			var fe *FieldError
+			switch {
+			case errors.Is(err, ErrIllegalRequest):
+				// Answered with an exception built from the header and
+				// function: both must be what the frame says.
+				if !errors.As(err, &fe) || fe.Exception == 0 || len(frame) < HeaderLen+1 ||
+					r.Header.TransactionID != be16(frame) || r.Function != Function(frame[HeaderLen]) || len(frame) != r.Header.FrameLen() {
+					t.Fatalf("illegal request %v: exception %v, header %+v, function %v", err, fe, r.Header, r.Function)
+				}
+			case !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrOversized):
+				t.Fatalf("error %v wraps neither ErrMalformed, ErrOversized nor ErrIllegalRequest", err)
 			}
 			return
 		}

@@ -64,7 +64,7 @@ func (r *Request) Parse(adu []byte) error {
 			return err
 		}
 		if v := be16(d[2:]); v != 0x0000 && v != 0xFF00 {
-			return reqErr(f, "coil value 0x%04x, want 0x0000 (off) or 0xff00 (on)", v)
+			return illegalValue(f, "coil value 0x%04x, want 0x0000 (off) or 0xff00 (on)", v)
 		}
 	case FuncWriteSingleRegister:
 		r.Table = TableHoldingRegisters
@@ -137,10 +137,10 @@ func (r *Request) span(d []byte, max uint16) error {
 
 func checkSpan(f Function, what string, addr, count, max uint16) error {
 	if count < 1 || count > max {
-		return reqErr(f, "%squantity %d out of range 1..%d", what, count, max)
+		return illegalValue(f, "%squantity %d out of range 1..%d", what, count, max)
 	}
 	if int(addr)+int(count) > 65536 {
-		return reqErr(f, "%saddress %d + quantity %d passes the end of the address space (65536)", what, addr, count)
+		return illegalAddress(f, "%saddress %d + quantity %d passes the end of the address space (65536)", what, addr, count)
 	}
 	return nil
 }
@@ -158,17 +158,19 @@ func (r *Request) multiple(d []byte, max uint16, wantBytes int) error {
 		return reqErr(r.Function, "request is %d data bytes, want at least 5 (address, quantity, byte count)", len(d))
 	}
 	r.Address, r.Count = be16(d), be16(d[2:])
-	if err := checkSpan(r.Function, "", r.Address, r.Count, max); err != nil {
-		return err
-	}
+	// The frame's layout first (a byte count the bytes do not follow
+	// leaves nothing to answer), then its values.
 	bc := int(d[4])
-	if bc != wantBytes {
-		return reqErr(r.Function, "byte count %d does not match quantity %d (want %d)", bc, r.Count, wantBytes)
-	}
 	if len(d)-5 != bc {
 		return reqErr(r.Function, "byte count %d but %d value bytes follow", bc, len(d)-5)
 	}
 	r.Data = d[5:]
+	if err := checkSpan(r.Function, "", r.Address, r.Count, max); err != nil {
+		return err
+	}
+	if bc != wantBytes {
+		return illegalValue(r.Function, "byte count %d does not match quantity %d (want %d)", bc, r.Count, wantBytes)
+	}
 	return nil
 }
 
@@ -180,20 +182,20 @@ func (r *Request) readWriteMultiple(d []byte) error {
 	}
 	r.Address, r.Count = be16(d), be16(d[2:])
 	r.WriteAddress, r.WriteCount = be16(d[4:]), be16(d[6:])
+	bc := int(d[8])
+	if len(d)-9 != bc {
+		return reqErr(f, "byte count %d but %d value bytes follow", bc, len(d)-9)
+	}
+	r.Data = d[9:]
 	if err := checkSpan(f, "read ", r.Address, r.Count, 125); err != nil {
 		return err
 	}
 	if err := checkSpan(f, "write ", r.WriteAddress, r.WriteCount, 121); err != nil {
 		return err
 	}
-	bc := int(d[8])
 	if want := 2 * int(r.WriteCount); bc != want {
-		return reqErr(f, "byte count %d does not match write quantity %d (want %d)", bc, r.WriteCount, want)
+		return illegalValue(f, "byte count %d does not match write quantity %d (want %d)", bc, r.WriteCount, want)
 	}
-	if len(d)-9 != bc {
-		return reqErr(f, "byte count %d but %d value bytes follow", bc, len(d)-9)
-	}
-	r.Data = d[9:]
 	return nil
 }
 
@@ -202,17 +204,17 @@ const fileRefType = 6
 
 func checkFileRef(f Function, i int, sub []byte) (length int, err error) {
 	if sub[0] != fileRefType {
-		return 0, reqErr(f, "sub-request %d: reference type %d, want 6", i, sub[0])
+		return 0, illegalAddress(f, "sub-request %d: reference type %d, want 6", i, sub[0])
 	}
 	file, rec, n := be16(sub[1:]), be16(sub[3:]), be16(sub[5:])
 	if file == 0 {
-		return 0, reqErr(f, "sub-request %d: file number 0, want 1..65535", i)
+		return 0, illegalAddress(f, "sub-request %d: file number 0, want 1..65535", i)
 	}
 	if rec > 9999 {
-		return 0, reqErr(f, "sub-request %d: record number %d out of range 0..9999", i, rec)
+		return 0, illegalAddress(f, "sub-request %d: record number %d out of range 0..9999", i, rec)
 	}
 	if n == 0 || int(rec)+int(n) > 10000 {
-		return 0, reqErr(f, "sub-request %d: record length %d from record %d, want 1..%d", i, n, rec, 10000-int(rec))
+		return 0, illegalAddress(f, "sub-request %d: record length %d from record %d, want 1..%d", i, n, rec, 10000-int(rec))
 	}
 	return int(n), nil
 }
@@ -223,11 +225,11 @@ func (r *Request) readFileRecord(d []byte) error {
 		return reqErr(f, "request has no byte count")
 	}
 	bc := int(d[0])
-	if bc < 7 || bc > 0xF5 || bc%7 != 0 {
-		return reqErr(f, "byte count %d, want a multiple of 7 in 7..245", bc)
-	}
 	if len(d)-1 != bc {
 		return reqErr(f, "byte count %d but %d bytes follow", bc, len(d)-1)
+	}
+	if bc < 7 || bc > 0xF5 || bc%7 != 0 {
+		return illegalValue(f, "byte count %d, want a multiple of 7 in 7..245", bc)
 	}
 	respLen := 2 // function code + response data length
 	for i := 0; i*7 < bc; i++ {
@@ -238,7 +240,7 @@ func (r *Request) readFileRecord(d []byte) error {
 		respLen += 2 + 2*n
 	}
 	if respLen > MaxPDU {
-		return reqErr(f, "records asked for need a %d-byte response, over the PDU limit %d", respLen, MaxPDU)
+		return illegalValue(f, "records asked for need a %d-byte response, over the PDU limit %d", respLen, MaxPDU)
 	}
 	r.Count = uint16(bc / 7)
 	r.Data = d[1:]
@@ -251,11 +253,11 @@ func (r *Request) writeFileRecord(d []byte) error {
 		return reqErr(f, "request has no byte count")
 	}
 	bc := int(d[0])
-	if bc < 9 || bc > 0xFB {
-		return reqErr(f, "byte count %d out of range 9..251", bc)
-	}
 	if len(d)-1 != bc {
 		return reqErr(f, "byte count %d but %d bytes follow", bc, len(d)-1)
+	}
+	if bc < 9 || bc > 0xFB {
+		return illegalValue(f, "byte count %d out of range 9..251", bc)
 	}
 	rest := d[1:]
 	i := 0
@@ -290,7 +292,7 @@ func (r *Request) encapsulated(d []byte) error {
 			return reqErr(f, "MEI 14: request is %d data bytes, want 3 (MEI type, read device id code, object id)", len(d))
 		}
 		if c := d[1]; c < 1 || c > 4 {
-			return reqErr(f, "MEI 14: read device id code %d out of range 1..4", c)
+			return illegalValue(f, "MEI 14: read device id code %d out of range 1..4", c)
 		}
 	case MEICANopen:
 		// CANopen general reference: content defined by CiA DS-309.

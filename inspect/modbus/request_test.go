@@ -129,8 +129,14 @@ func TestParseRequest(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), c.err) {
 					t.Fatalf("Parse(%s) = %v, want error containing %q", c.pdu, err, c.err)
 				}
-				if !errors.Is(err, ErrMalformed) {
-					t.Fatalf("error %v does not wrap ErrMalformed", err)
+				var fe *FieldError
+				switch {
+				case errors.Is(err, ErrIllegalRequest):
+					if !errors.As(err, &fe) || (fe.Exception != ExIllegalDataAddress && fe.Exception != ExIllegalDataValue) {
+						t.Fatalf("illegal request %v without exception 02 or 03", err)
+					}
+				case !errors.Is(err, ErrMalformed):
+					t.Fatalf("error %v wraps neither ErrMalformed nor ErrIllegalRequest", err)
 				}
 				return
 			}
@@ -196,5 +202,55 @@ func TestParseHeaderLimits(t *testing.T) {
 	var r Request
 	if err := r.Parse(big); err != nil {
 		t.Fatalf("260-byte frame: %v", err)
+	}
+}
+
+// TestIllegalRequests: a request framed correctly whose values the
+// specification forbids is an ErrIllegalRequest with the exception its
+// state diagrams give (02 for addresses, 03 for quantities, byte counts
+// and values); a frame whose own layout is broken (a byte count the
+// bytes do not follow, a PDU of the wrong length) stays ErrMalformed,
+// even when a value is also out of range.
+func TestIllegalRequests(t *testing.T) {
+	cases := []struct {
+		name string
+		pdu  string
+		exc  ExceptionCode // 0: ErrMalformed
+	}{
+		{"read 126 registers", "03 0000 007e", ExIllegalDataValue},
+		{"read 0 coils", "01 0000 0000", ExIllegalDataValue},
+		{"read past the address space", "03 ffff 0002", ExIllegalDataAddress},
+		{"coil value", "05 0001 0001", ExIllegalDataValue},
+		{"write 124 registers, bytes agreeing", "10 0000 007c 02 0000", ExIllegalDataValue},
+		{"byte count not the quantity's, bytes agreeing", "10 0000 0002 02 0000", ExIllegalDataValue},
+		{"byte count the bytes do not follow", "10 0000 0002 04 0000", 0},
+		{"quantity out of range and byte count the bytes do not follow", "10 0000 007c 04 0000", 0},
+		{"read/write: write quantity 122", "17 0000 0001 0000 007a 02 0000", ExIllegalDataValue},
+		{"read/write: byte count the bytes do not follow", "17 0000 0001 0000 0001 02 00", 0},
+		{"read file record: reference type", "14 07 05 0001 0000 0001", ExIllegalDataAddress},
+		{"read file record: byte count not a multiple of 7, bytes agreeing", "14 08 06 0001 0000 0001 00", ExIllegalDataValue},
+		{"read device id code 5", "2b 0e 05 00", ExIllegalDataValue},
+		{"diagnostics 0x0a with data 1", "08 000a 0001", ExIllegalDataValue},
+		{"diagnostics 0x0a with 3 data bytes", "08 000a 0000 00", 0},
+		{"read registers, 6 data bytes", "03 0000 0001 0000", 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var r Request
+			err := r.Parse(adu(9, 1, pdu(t, c.pdu)))
+			var fe *FieldError
+			if c.exc == 0 {
+				if !errors.Is(err, ErrMalformed) {
+					t.Fatalf("Parse(%s) = %v, want ErrMalformed", c.pdu, err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrIllegalRequest) || !errors.As(err, &fe) || fe.Exception != c.exc {
+				t.Fatalf("Parse(%s) = %v, want ErrIllegalRequest with exception %v", c.pdu, err, c.exc)
+			}
+			if r.Header.TransactionID != 9 || r.Function != Function(pdu(t, c.pdu)[0]) {
+				t.Fatalf("header %+v, function %v: the exception needs both", r.Header, r.Function)
+			}
+		})
 	}
 }

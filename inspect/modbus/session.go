@@ -139,8 +139,10 @@ func NewSession(cfg Config, toClient, toDevice io.Writer) (*Session, error) {
 
 // Requests reads the client's stream until EOF (nil) or an error. Each
 // frame is read whole, judged, and forwarded to the device or answered
-// with an exception. A malformed or oversized frame returns an *EndError
-// and nothing of it reaches the device.
+// with an exception. A request whose values the specification forbids
+// (ErrIllegalRequest) is answered with the exception a device gives it.
+// A malformed or oversized frame returns an *EndError and nothing of it
+// reaches the device.
 func (s *Session) Requests(from io.Reader) error {
 	start, end := 0, 0
 	for {
@@ -158,7 +160,25 @@ func (s *Session) Requests(from io.Reader) error {
 			}
 			frame := s.reqBuf[start : start+total]
 			if err := s.req.Parse(frame); err != nil {
-				return s.requestEnd(run, start, err)
+				var fe *FieldError
+				if !errors.As(err, &fe) || fe.Exception == 0 {
+					return s.requestEnd(run, start, err)
+				}
+				// Framed correctly, values the specification forbids:
+				// answered as a device answers them, never forwarded
+				// (in monitor mode too: the gate cannot judge a span it
+				// cannot read), and the session goes on.
+				if err := s.writeDevice(run, start); err != nil {
+					return err
+				}
+				dec := Decision{Exception: fe.Exception, Rule: s.cfg.Policy.name, Reason: "illegal request: " + fe.Detail}
+				if err := s.answer(s.now(), dec); err != nil {
+					return err
+				}
+				start += total
+				run = start
+				s.reqBytes += int64(total)
+				continue
 			}
 			at := s.now()
 			if s.cfg.Admit != nil {

@@ -1,9 +1,11 @@
 package modbus_test
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -117,7 +119,7 @@ func TestSessionMalformedFrameEndsSession(t *testing.T) {
 		err   string
 		isErr error
 	}{
-		{"byte count", frame(9, 1, 16, 0, 50, 0, 4, 7, 1, 2, 3, 4, 5, 6, 7), "client->device frame at byte 12: function 16: byte count 7 does not match quantity 4 (want 8)", modbus.ErrMalformed},
+		{"byte count", frame(9, 1, 16, 0, 50, 0, 4, 7, 1, 2, 3, 4, 5, 6, 7, 8), "client->device frame at byte 12: function 16: byte count 7 but 8 value bytes follow", modbus.ErrMalformed},
 		{"oversized", []byte{0, 9, 0, 0, 0x01, 0x2c, 1, 3}, "length 300 over 254", modbus.ErrOversized},
 		{"protocol id", []byte{0, 9, 0, 5, 0, 6, 1, 3, 0, 0, 0, 1}, "protocol id 5, want 0", modbus.ErrMalformed},
 	}
@@ -157,6 +159,67 @@ func TestSessionMalformedFrameEndsSession(t *testing.T) {
 				t.Fatalf("good request record %s", recs[0])
 			}
 		})
+	}
+}
+
+// TestSessionIllegalRequestAnswered: a request framed correctly whose
+// values the specification forbids (126 registers, a byte count that is
+// not the quantity's, a coil value other than on or off) is answered with
+// the exception a device gives it (03, 02 for a span past the address
+// space) and its transaction id; nothing of it reaches the device, the
+// requests around it do, and the session goes on. A pipelined burst
+// keeps its order.
+func TestSessionIllegalRequestAnswered(t *testing.T) {
+	devAddr, devConn := scriptedDevice(t)
+	g := startGate(t, devAddr, modbus.Enforce)
+	c := dial(t, g.addr)
+	before, after := frame(1, 1, 3, 0, 0, 0, 1), frame(5, 1, 3, 0, 1, 0, 1)
+	burst := slices.Concat(before,
+		frame(2, 1, 3, 0, 0, 0, 126),          // 126 registers
+		frame(3, 1, 16, 0, 50, 0, 2, 2, 0, 1), // byte count 2 for 2 registers
+		frame(4, 1, 3, 0xff, 0xff, 0, 2),      // 65535 + 2
+		frame(6, 1, 5, 0, 0, 0, 1),            // coil value 0x0001
+		after)
+	if _, err := c.Write(burst); err != nil {
+		t.Fatal(err)
+	}
+	dev := <-devConn
+	dev.SetDeadline(time.Now().Add(30 * time.Second))
+	want := slices.Concat(before, after)
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(dev, got); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("device received % x, %v; want the two good requests only: % x", got, err, want)
+	}
+	dev.Write(slices.Concat(frame(1, 1, 3, 2, 0, 7), frame(5, 1, 3, 2, 0, 8)))
+	answers := map[uint16][]byte{}
+	for range 6 {
+		f := readFrame(t, c)
+		answers[tidOf(f)] = f
+	}
+	for tid, w := range map[uint16][]byte{
+		1: frame(1, 1, 3, 2, 0, 7), 2: frame(2, 1, 0x83, 3), 3: frame(3, 1, 0x90, 3),
+		4: frame(4, 1, 0x83, 2), 5: frame(5, 1, 3, 2, 0, 8), 6: frame(6, 1, 0x85, 3),
+	} {
+		if !bytes.Equal(answers[tid], w) {
+			t.Errorf("transaction %d answered % x, want % x", tid, answers[tid], w)
+		}
+	}
+	g.rec.wait(t, 6)
+	text := g.rec.text()
+	for _, want := range []string{
+		"exception 03 illegal data value: illegal request: quantity 126 out of range 1..125",
+		"exception 03 illegal data value: illegal request: byte count 2 does not match quantity 2 (want 4)",
+		"exception 02 illegal data address: illegal request: address 65535 + quantity 2 passes the end of the address space (65536)",
+		"unit 1 write coil 0 = 0x0001 -> denied, exception 03 illegal data value: illegal request: coil value 0x0001",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("transcript lacks %q:\n%s", want, text)
+		}
+	}
+	dev.Close()
+	c.Close()
+	if err := g.end(t); err != nil {
+		t.Fatalf("session ended with %v, want a normal end", err)
 	}
 }
 

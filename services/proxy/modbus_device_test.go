@@ -256,8 +256,11 @@ func TestModbusIndependentDeviceThroughConnect(t *testing.T) {
 	}
 	waitLine(t, lines, sessionRe)
 
-	// A malformed frame (byte count 4 for one register) ends the session;
-	// the reason is recorded and nothing of the frame reaches the device.
+	// A request framed correctly whose values Modbus forbids (126
+	// registers) is answered as a device answers it, exception 03 with
+	// its transaction id, and the session goes on. A malformed frame (a
+	// byte count of 4 with 2 bytes following) ends the session; the
+	// reason is recorded and nothing of the frame reaches the device.
 	c, err := net.Dial("tcp", "127.0.0.1:"+port)
 	if err != nil {
 		t.Fatal(err)
@@ -267,12 +270,18 @@ func TestModbusIndependentDeviceThroughConnect(t *testing.T) {
 		t.Fatalf("read holding 5..6 = %s, want 55 42", got)
 	}
 	session = waitLine(t, lines, sessionRe)[1]
+	if got := modbusExchange(t, c, "000300000006010300050"+"07e"); got != "000300000003018303" {
+		t.Fatalf("read of 126 registers answered %s, want exception 03 with transaction 3", got)
+	}
 	bad, _ := hex.DecodeString("000200000009011000060001040001")
 	c.Write(bad)
 	waitClosed(t, c, 30*time.Second)
-	const reason = "modbus: client->device frame at byte 12: function 16: byte count 4 does not match quantity 1 (want 2)"
-	if end := g.waitEnd(session, reason); end.BytesToAsset != 12 || end.BytesToClient != 13 {
-		t.Errorf("session end %+v: want 12 bytes to the asset (the read; the malformed frame never reached it) and 13 to the client", end)
+	const reason = "modbus: client->device frame at byte 24: function 16: byte count 4 but 2 value bytes follow"
+	if end := g.waitEnd(session, reason); end.BytesToAsset != 12 || end.BytesToClient != 22 {
+		t.Errorf("session end %+v: want 12 bytes to the asset (the read; the illegal and malformed frames never reached it) and 22 to the client", end)
+	}
+	if text := show(session); !strings.Contains(text, "read holding 5..130 -> denied, exception 03 illegal data value: illegal request: quantity 126 out of range 1..125") {
+		t.Errorf("audit show lacks the illegal request's answer:\n%s", text)
 	}
 	if text := show(session); !strings.Contains(text, " end "+reason) {
 		t.Errorf("audit show of the malformed session lacks the reason %q:\n%s", reason, text)
