@@ -24,6 +24,9 @@ package modbus
 //
 // A bare number or function name allows that code with every
 // sub-function or MEI type ("8" allows every diagnostics sub-function).
+// A set's name wins over a function's: "diagnostics" is the set above
+// (the read-only diagnostics), not function 8 with every sub-function;
+// write "8" for that.
 // Codes in none of these sets (reserved ones) can only be allowed by number.
 var FunctionSets = map[string][]Op{
 	"read-only": {
