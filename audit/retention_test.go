@@ -352,7 +352,24 @@ func TestStorageStateWhilePruning(t *testing.T) {
 	if err := <-errc; err != nil {
 		t.Fatalf("storage state while pruning: %v", err)
 	}
-	if n := len(eventsOf(t, dir, EventLogPruned)); n < 20 {
-		t.Fatalf("only %d files pruned", n)
+	// The writer prunes in the background after the last append: read
+	// the directory once it is closed, or a file listed may be gone when
+	// it is opened.
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The log-pruned records of the first files went with later ones:
+	// the newest names the newest file removed, and the files go oldest
+	// first.
+	pruned := eventsOf(t, dir, EventLogPruned)
+	if len(pruned) == 0 || pruned[len(pruned)-1].Pruned == nil {
+		t.Fatalf("log-pruned records %+v", pruned)
+	}
+	last := pruned[len(pruned)-1].Pruned.File
+	if last < 19 {
+		t.Fatalf("only %d files pruned", last+1)
+	}
+	if _, err := os.Stat(fileOf(t, dir, last)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("file %d named pruned is still there: %v", last, err)
 	}
 }
