@@ -3,6 +3,7 @@ package segment
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -46,15 +47,34 @@ func (f SysctlForwarding) Get() (bool, error) {
 	}
 }
 
-// Set writes the switch.
+// Set writes the switch. Before it turns forwarding on, it turns on
+// strict reverse-path filtering (rp_filter=1, for "all" and "default",
+// beside the switch: /proc/sys/net/ipv4/conf): a routed packet is
+// dropped unless the route back to its source leaves through the
+// interface it came in on. The forward chain's exceptions and monitor
+// zones match source addresses, and nothing else ties an address to the
+// side it lives on: without it, a host on the uplink that gives itself an
+// OT asset's address would have its packets forwarded to the OT side
+// under that asset's exception. If that cannot be set, forwarding stays
+// off (fail closed). Turning forwarding off leaves the filter on.
 func (f SysctlForwarding) Set(on bool) error {
 	v := "0"
 	if on {
 		v = "1"
+		conf := filepath.Join(filepath.Dir(f.path()), "conf")
+		for _, iface := range []string{"all", "default"} {
+			if err := writeSysctl(filepath.Join(conf, iface, "rp_filter"), "1"); err != nil {
+				return fmt.Errorf("strict reverse-path filtering, needed before forwarding: %w", err)
+			}
+		}
 	}
+	return writeSysctl(f.path(), v)
+}
+
+func writeSysctl(path, v string) error {
 	// O_WRONLY without O_CREATE: a missing sysctl is an error, never a
 	// new regular file.
-	fh, err := os.OpenFile(f.path(), os.O_WRONLY, 0)
+	fh, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -589,5 +590,60 @@ func TestFailedRepairLeavesTheBaseline(t *testing.T) {
 	}
 	if ok, err := l.Gate.Reach(nslab.Asset1+":502", proxy, 10*time.Second); !ok || err != nil {
 		t.Errorf("the proxy to plc-1 after the repair: %v %v", ok, err)
+	}
+}
+
+// An exception lets one asset's address reach another's port: a host on
+// the uplink that gives itself that address must not get its packets
+// forwarded to the OT side under the exception. The service turns on
+// strict reverse-path filtering with forwarding, so the kernel drops a
+// packet whose source routes back through another interface before the
+// forward chain sees it: the exception counts nothing.
+func TestExceptionRefusesForgedSource(t *testing.T) {
+	l := nslab.New(t)
+	l.Plant2.Listen(t, nslab.Asset3+":502")
+	spec := labSpec(ruleset.ModeEnforce)
+	spec.Exceptions = []ruleset.Exception{{ID: "hist-pull", From: nslab.Asset1, To: nslab.Asset3, Protocol: "tcp", Port: 502,
+		Owner: "ops", Expires: time.Now().Add(time.Hour)}}
+	svc, _ := newService(t, l, spec)
+	if err := svc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if !l.Forwarding(t) {
+		t.Fatal("forwarding off with an active exception")
+	}
+	packets := func() uint64 {
+		t.Helper()
+		st, err := svc.Status()
+		if err != nil || len(st.Exceptions) != 1 {
+			t.Fatalf("status: %+v, %v", st, err)
+		}
+		return st.Exceptions[0].Packets
+	}
+	// The client, on the uplink, takes asset 1's address and connects
+	// from it (its SYNs go through the gate; the answers would go to the
+	// real asset 1, so it never connects either way).
+	if out, err := l.Client.Command("ip", "addr", "add", nslab.Asset1+"/32", "dev", "cl0").CombinedOutput(); err != nil {
+		t.Fatalf("client takes asset 1's address: %v\n%s", err, out)
+	}
+	err := l.Client.Do(func() error {
+		d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(nslab.Asset1)}}
+		if c, err := d.Dial("tcp", nslab.Asset3+":502"); err == nil {
+			c.Close()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := packets(); n != 0 {
+		t.Fatalf("the exception forwarded %d packets from the uplink with a forged source", n)
+	}
+	// The real asset 1 still has its flow.
+	if ok, err := l.Plant.Reach(nslab.Asset3+":502", nslab.Identity{}, 10*time.Second); !ok || err != nil {
+		t.Fatalf("the exception's own flow: %v %v", ok, err)
+	}
+	if n := packets(); n == 0 {
+		t.Fatal("the exception's own flow was not counted: the check above proves nothing")
 	}
 }
