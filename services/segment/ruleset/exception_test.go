@@ -204,6 +204,24 @@ func TestDriftDetectedAndRepaired(t *testing.T) {
 		t.Fatalf("drift after repairing the sets: %v", drift)
 	}
 	check(t, []probe{{"proxy to tcp/503 after repair", l.Gate, proxy, nslab.Asset1 + ":503", false}})
+
+	// The table switched off (dormant): every rule and set unchanged, no
+	// chain filters anything. That is drift, and the re-apply (a new
+	// table) ends it.
+	nft(t, l, "add", "table", "inet", "otgate", "{ flags dormant; }")
+	check(t, []probe{{"another uid with the table dormant", l.Gate, otherUID, nslab.Asset1 + ":502", true}})
+	now, _ = ruleset.ReadSnapshot(conn)
+	if drift := ruleset.Drift(d, now, nil); len(drift) != 1 || !strings.Contains(drift[0], "has flags 0x1 (dormant") {
+		t.Fatalf("drift = %q, want the dormant table", drift)
+	}
+	if err := ruleset.ApplyDesired(conn, d); err != nil {
+		t.Fatal(err)
+	}
+	now, _ = ruleset.ReadSnapshot(conn)
+	if drift := ruleset.Drift(d, now, nil); len(drift) != 0 {
+		t.Fatalf("drift after repairing the dormant table: %v", drift)
+	}
+	check(t, []probe{{"another uid after the dormant table's repair", l.Gate, otherUID, nslab.Asset1 + ":502", false}})
 }
 
 // Drift in a verdict map: an element whose key stays but whose verdict was

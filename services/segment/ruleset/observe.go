@@ -25,8 +25,11 @@ import (
 // verdict maps, each element's verdict.
 type Snapshot struct {
 	Present bool
-	Chains  map[string]ChainState
-	Sets    map[string]SetState
+	// Flags are the table's flags (NFTA_TABLE_FLAGS). The gate's table has
+	// none; dormant (1) turns every chain of it off.
+	Flags  uint32
+	Chains map[string]ChainState
+	Sets   map[string]SetState
 }
 
 // ChainState is one chain as the kernel has it.
@@ -63,6 +66,7 @@ func ReadSnapshot(conn *nftables.Conn) (*Snapshot, error) {
 	for _, t := range tables {
 		if t.Name == TableName {
 			snap.Present = true
+			snap.Flags = tableFlags(t.Flags)
 		}
 	}
 	if !snap.Present {
@@ -241,6 +245,13 @@ func Drift(d *Desired, kernel, applied *Snapshot) []string {
 		return []string{fmt.Sprintf("table inet %s is missing", TableName)}
 	}
 	var out []string
+	if kernel.Flags != 0 {
+		what := ""
+		if kernel.Flags&unix.NFT_TABLE_F_DORMANT != 0 {
+			what = " (dormant: none of its chains filters anything)"
+		}
+		out = append(out, fmt.Sprintf("table inet %s has flags 0x%x%s, want none", TableName, kernel.Flags, what))
+	}
 	want := map[string]bool{}
 	for _, cd := range d.Chains {
 		want[cd.Name] = true
@@ -426,4 +437,13 @@ func (s *Snapshot) Equal(o *Snapshot) bool {
 		}
 	}
 	return true
+}
+
+// tableFlags undoes google/nftables v0.3.0's reading of NFTA_TABLE_FLAGS
+// in the host's byte order: the kernel sends it big-endian (dormant, 1,
+// reads as 0x01000000 on x86 and arm64).
+func tableFlags(raw uint32) uint32 {
+	var b [4]byte
+	binary.NativeEndian.PutUint32(b[:], raw)
+	return binary.BigEndian.Uint32(b[:])
 }
