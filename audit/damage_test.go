@@ -70,3 +70,45 @@ func TestDamagedLengthFieldIsNotATornTail(t *testing.T) {
 		t.Logf("bit %d: %v", bit, err)
 	}
 }
+
+// The same damage with the length landing exactly at the end of the file:
+// the frame then fails its CRC as a torn last record would, but a complete
+// record with a matching CRC follows its header, and more after it. It
+// used to verify as a torn tail, and Open cut the signed records after it
+// (a session end, the seal) into a side file.
+func TestDamagedLengthToTheEndIsNotATornTail(t *testing.T) {
+	key := newKey(t)
+	src := t.TempDir()
+	w := openLog(t, src, key)
+	writeSession(t, w, "s1", 3)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	es := entries(t, src)
+	k := -1
+	for i, e := range es {
+		if e.Record.Kind == KindSessionEnd {
+			k = i
+		}
+	}
+	if k < 0 || k == len(es)-1 {
+		t.Fatalf("no session end with records after it in %d records", len(es))
+	}
+	b := mustRead(t, fileOf(t, src, 0))
+	binary.BigEndian.PutUint32(b[es[k].Offset:], uint32(int64(len(b))-es[k].Offset-frameHeaderSize))
+	dir := copyDir(t, src)
+	mustWrite(t, fileOf(t, dir, 0), b)
+	rep, err := Verify(dir, trustOf(key))
+	if p := wantProblem(t, err, ErrFraming, FileName(0), -1); p.Offset != es[k].Offset {
+		t.Fatalf("problem %v, want it at offset %d", p, es[k].Offset)
+	}
+	if rep.Torn != nil {
+		t.Fatalf("reported as a torn tail: %v", rep.Torn)
+	}
+	if _, err := Open(dir, key, WithLogID("test-log")); !errors.Is(err, ErrFraming) {
+		t.Fatalf("Open = %v, want ErrFraming", err)
+	}
+	if got := mustRead(t, fileOf(t, dir, 0)); string(got) != string(b) {
+		t.Fatal("Open changed the damaged file")
+	}
+}

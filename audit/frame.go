@@ -140,6 +140,12 @@ func (s *frameScanner) next() ([]byte, int64, error) {
 	c = crc32.Update(c, t, p)
 	if c != binary.BigEndian.Uint32(h[4:]) {
 		if off+frameHeaderSize+n == s.size {
+			// A length field damaged so that it ends exactly at the end
+			// of the file looks like a torn last record; the records
+			// it swallowed say otherwise (as for a length past the end).
+			if m, ok := damagedLength(h, p); ok {
+				return nil, off, &Problem{File: s.name, Offset: off, Err: fmt.Errorf("%w: record length %d reaches the end of the file and fails its CRC, but a complete record of %d bytes with a matching CRC follows the header (a damaged length field, not a torn write)", ErrFraming, n, m)}
+			}
 			return nil, off, s.torn(off, remaining, "last record fails its CRC")
 		}
 		return nil, off, &Problem{File: s.name, Offset: off, Err: fmt.Errorf("%w: record of %d bytes", ErrCRC, n)}
