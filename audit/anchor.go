@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -15,15 +16,22 @@ import (
 //
 // With WithAnchor the Writer records, at every Open and every Close, the
 // value the counter is about to take (a "log-anchored" event at Open, the
-// log-closed event at Close), makes that record durable, and only then
-// advances the counter. So the log is never behind the counter unless it
-// lost records that were durable: Open compares the two and records what
+// log-closed event at Close), makes that record durable and signs it (a
+// checkpoint; at Close, the seal), and only then advances the counter.
+// Only a signed anchor record counts, in Verify and at Open: an unsigned
+// one is anybody's who can write the disk, and one appended to a
+// rolled-back copy would otherwise hide the rollback (Open would even sign
+// it with its next checkpoint). So the log is never behind the counter
+// unless it lost records that were durable: Open compares the two and records what
 // it finds in an "anchor-mismatch" event (signed by the next checkpoint,
 // exported to the SIEM like every record; Close does the same when the
 // counter moved under the running log), and Verify with Trust.Anchor
 // (the counter's value, read on the device) fails a log that ends behind
 // it. A log one step ahead is the benign trace of a stop between the
-// record and the advance.
+// record and the advance. Open checks the signatures of the checkpoints
+// it needs for that with the signer's key; the anchor a new file's
+// rotation record carries is taken as the previous file's last one
+// (Verify checks it against that file, Open reads only the newest).
 //
 // What it cannot show: records of a run that ended without a clean close
 // (a power cut) after that run's last log-anchored event; those already
@@ -109,6 +117,12 @@ func (w *Writer) anchorAdvance() error {
 	if _, err := w.appendDurable(Event{Type: EventLogAnchored, Anchor: &want,
 		Reason: fmt.Sprintf("periodic anchor: counter %d -> %d", cur, want)}); err != nil {
 		return err
+	}
+	if err := w.signAnchored(); err != nil {
+		// Not signed, not advanced: the log is one step ahead, unsigned,
+		// and the next tick tries again.
+		w.anchorFail(fmt.Errorf("sign the anchor record before the periodic advance: %w", err))
+		return nil
 	}
 	got, err := a.Advance(cur, true)
 	if err != nil {
@@ -221,6 +235,17 @@ func (w *Writer) AnchorState() AnchorState {
 	return st
 }
 
+// signAnchored signs everything up to the log-anchored record just
+// appended, durably, before the counter may move: Verify counts an
+// anchor value only from a record a verified checkpoint covers (an
+// unsigned record is anybody's who can write the disk), so an advance
+// made before the signature would leave, after a stop in between, a log
+// whose signed anchor is behind the counter.
+func (w *Writer) signAnchored() error {
+	_, err := w.checkpoint(context.Background(), appendInternal)
+	return err
+}
+
 // appendDurable appends the log's own event e and waits until it is
 // durable.
 func (w *Writer) appendDurable(e Event) (Position, error) {
@@ -287,11 +312,17 @@ func (w *Writer) anchorOpen() error {
 			Reason: fmt.Sprintf("log opened; anchor counter established at %d", v)}); err != nil {
 			return err
 		}
+		if err := w.signAnchored(); err != nil {
+			w.cfg.onError(fmt.Errorf("anchor: sign the record of the new anchor counter: %w", err))
+		}
 	} else {
 		want := cur + 1
 		if _, err := w.appendDurable(Event{Type: EventLogAnchored, Anchor: &want,
 			Reason: fmt.Sprintf("log opened; anchor counter %d -> %d%s", cur, want, note)}); err != nil {
 			return err
+		}
+		if err := w.signAnchored(); err != nil {
+			return w.anchorUnavailable(fmt.Errorf("sign the anchor record before advancing the counter from %d: %w", cur, err))
 		}
 		got, err := a.Advance(cur, true)
 		if err != nil {

@@ -55,10 +55,15 @@ type Report struct {
 	// some not is mixed (Report.DevMixed).
 	DevRecords        uint64
 	DevFirst, DevLast uint64
-	// Anchor is the last anchor value in the log (HasAnchor false: none;
-	// see Anchor), recorded at seq AnchorSeq (for a partial log whose
-	// newest anchor is in a removed file: the first file's rotation
-	// record, which carries it). AnchorAlarms are the anchor-mismatch and
+	// Anchor is the last anchor value in the log that a verified
+	// checkpoint signs (HasAnchor false: none; see Anchor), recorded at
+	// seq AnchorSeq (for a partial log whose newest anchor is in a
+	// removed file: the first file's rotation record, which carries it).
+	// An anchor record no signature covers counts for nothing: anybody
+	// who can write the disk can append one (UnsignedAnchorSeq, with
+	// HasUnsignedAnchor, is the newest such record). Only when signatures
+	// are not checked (Trust.ChainOnly) is the last anchor record taken
+	// as it is. AnchorAlarms are the anchor-mismatch and
 	// anchor-unavailable records: each a disagreement with, or a silence
 	// of, the device's counter that the writer found and recorded when it
 	// opened (or closed) the log (at most MaxListedRecoveries;
@@ -66,13 +71,15 @@ type Report struct {
 	// PrunedFiles is the number of oldest files the gate removed under
 	// its retention (WithRetention), as its log-pruned record at seq
 	// PrunedRecordSeq says: the log starts after them by design.
-	PrunedFiles     uint64
-	PrunedRecordSeq uint64
-	Anchor          uint64
-	HasAnchor       bool
-	AnchorSeq       uint64
-	AnchorAlarms    []Recovery
-	AlarmsNotListed int
+	PrunedFiles       uint64
+	PrunedRecordSeq   uint64
+	Anchor            uint64
+	HasAnchor         bool
+	AnchorSeq         uint64
+	UnsignedAnchorSeq uint64
+	HasUnsignedAnchor bool
+	AnchorAlarms      []Recovery
+	AlarmsNotListed   int
 }
 
 // DevMixed reports whether the log holds both dev-mode records and
@@ -227,6 +234,15 @@ func verify(dir string, trust Trust, st *verifyStats) (*Report, error) {
 	}
 	lastFile := -1
 	var prev, last Entry
+	// Anchor values as read (seen: the rotation records must carry the
+	// last one) and those not yet covered by a verified checkpoint.
+	type anchorAt struct{ value, seq uint64 }
+	var seen *anchorAt
+	var pendingAnchors []anchorAt
+	sawAnchor := func(v, seq uint64) {
+		seen = &anchorAt{v, seq}
+		pendingAnchors = append(pendingAnchors, anchorAt{v, seq})
+	}
 	for {
 		e, err := r.Next()
 		if err == io.EOF {
@@ -264,10 +280,14 @@ func verify(dir string, trust Trust, st *verifyStats) (*Report, error) {
 			}
 			if rep.Records == 0 {
 				if b.Anchor != nil {
-					rep.Anchor, rep.HasAnchor, rep.AnchorSeq = *b.Anchor, true, e.Record.Seq
+					sawAnchor(*b.Anchor, e.Record.Seq)
 				}
-			} else if (b.Anchor != nil) != rep.HasAnchor || (b.Anchor != nil && *b.Anchor != rep.Anchor) {
-				return fail(fmt.Errorf("%w: rotation carries anchor %s, but the log's last anchor is %s", ErrChain, anchorString(b.Anchor), anchorString(rep.anchorPtr())))
+			} else if (b.Anchor != nil) != (seen != nil) || (b.Anchor != nil && *b.Anchor != seen.value) {
+				var last *uint64
+				if seen != nil {
+					last = &seen.value
+				}
+				return fail(fmt.Errorf("%w: rotation carries anchor %s, but the log's last anchor is %s", ErrChain, anchorString(b.Anchor), anchorString(last)))
 			}
 		case Checkpoint:
 			if err := cps.check(b, e.Record.Seq, chain.logID, trust, keyID); err != nil {
@@ -280,6 +300,15 @@ func verify(dir string, trust Trust, st *verifyStats) (*Report, error) {
 			rep.Checkpoints++
 			if !trust.ChainOnly {
 				rep.Signed, rep.SignedThrough = true, b.Last
+				kept := pendingAnchors[:0]
+				for _, a := range pendingAnchors {
+					if a.seq <= b.Last {
+						rep.Anchor, rep.HasAnchor, rep.AnchorSeq = a.value, true, a.seq
+					} else {
+						kept = append(kept, a)
+					}
+				}
+				pendingAnchors = kept
 			}
 			verified = true
 		}
@@ -299,7 +328,7 @@ func verify(dir string, trust Trust, st *verifyStats) (*Report, error) {
 				}
 			}
 			if ev.Anchor != nil {
-				rep.Anchor, rep.HasAnchor, rep.AnchorSeq = *ev.Anchor, true, e.Record.Seq
+				sawAnchor(*ev.Anchor, e.Record.Seq)
 			}
 			if p := ev.Pruned; ev.Type == EventLogPruned && p != nil && startIdx > 0 && !explained &&
 				p.File+1 == startIdx && p.LastSeq+1 == rep.FirstSeq && bytes.Equal(p.Head, startPrev) {
@@ -319,6 +348,11 @@ func verify(dir string, trust Trust, st *verifyStats) (*Report, error) {
 		rep.Bytes += e.Size
 		rep.LastSeq = e.Record.Seq
 		rep.Head = e.Hash
+	}
+	if trust.ChainOnly && seen != nil {
+		rep.Anchor, rep.HasAnchor, rep.AnchorSeq = seen.value, true, seen.seq
+	} else if n := len(pendingAnchors); n > 0 {
+		rep.UnsignedAnchorSeq, rep.HasUnsignedAnchor = pendingAnchors[n-1].seq, true
 	}
 	rep.Torn = r.Torn()
 	firstUnsigned, hasUnsigned, err := cps.finish()
@@ -413,13 +447,6 @@ func checkSignature(cp Checkpoint, logID string, trust Trust, keyID string) erro
 	return nil
 }
 
-func (r *Report) anchorPtr() *uint64 {
-	if !r.HasAnchor {
-		return nil
-	}
-	return &r.Anchor
-}
-
 func anchorString(a *uint64) string {
 	if a == nil {
 		return "none"
@@ -431,12 +458,16 @@ func anchorString(a *uint64) string {
 // (see Anchor): the log may be one step ahead (a stop between the record
 // and the advance, or a gate closing its log right now), never behind.
 func (r *Report) checkAnchor(counter uint64) error {
+	unsigned := ""
+	if r.HasUnsignedAnchor {
+		unsigned = fmt.Sprintf(" (an anchor record at seq %d is not covered by any signature and counts for nothing)", r.UnsignedAnchorSeq)
+	}
 	switch {
 	case !r.HasAnchor:
-		return fmt.Errorf("%w: the device's anchor counter is at %d, but this log holds no anchor: it is not the log that device anchored, or that log's anchored part was removed", ErrAnchor, counter)
+		return fmt.Errorf("%w: the device's anchor counter is at %d, but this log holds no signed anchor%s: it is not the log that device anchored, or that log's anchored part was removed", ErrAnchor, counter, unsigned)
 	case r.Anchor < counter:
-		return fmt.Errorf("%w: the device's anchor counter is at %d, but this log was last anchored at %d (seq %d): "+
-			"the log was rolled back to an earlier copy, or its newest records or files were removed", ErrAnchor, counter, r.Anchor, r.AnchorSeq)
+		return fmt.Errorf("%w: the device's anchor counter is at %d, but this log was last anchored at %d (seq %d)%s: "+
+			"the log was rolled back to an earlier copy, or its newest records or files were removed", ErrAnchor, counter, r.Anchor, r.AnchorSeq, unsigned)
 	case r.Anchor > counter+1:
 		return fmt.Errorf("%w: this log was last anchored at %d (seq %d), ahead of the device's anchor counter at %d: it comes from another gate, or the counter was replaced",
 			ErrAnchor, r.Anchor, r.AnchorSeq, counter)

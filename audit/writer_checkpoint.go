@@ -135,19 +135,17 @@ func (w *Writer) Close() error {
 			w.mu.Unlock()
 			w.cfg.onError(fmt.Errorf("ANCHOR MISMATCH: %s", alarm))
 		}
-		var end uint64
 		if cpErr == nil {
-			_, end, cpErr = w.appendAny(closed, appendInternal)
-		}
-		if cpErr == nil && advance != nil {
-			// The anchor value is durable before the counter moves: a
-			// stop in between leaves the log one step ahead, never behind.
-			if cpErr = w.waitDurable(end); cpErr == nil {
-				advance()
-			}
+			_, _, cpErr = w.appendAny(closed, appendInternal)
 		}
 		if cpErr == nil {
 			_, cpErr = w.checkpoint(ctx, appendInternal|appendNoRotate)
+		}
+		if cpErr == nil && advance != nil {
+			// The anchor value is durable and signed (the seal) before
+			// the counter moves: a stop in between leaves the log one
+			// step ahead, never behind.
+			advance()
 		}
 	}
 	syncErr := w.Sync()
