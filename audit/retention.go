@@ -230,8 +230,11 @@ func (w *Writer) prune() {
 		if _, err := w.checkpoint(context.Background(), appendInternal); err != nil && !errors.Is(err, ErrClosed) {
 			w.cfg.onError(fmt.Errorf("audit log retention: sign the log-pruned record of %s: %w", oldest.name, err))
 		}
+		// nextUnsigned moves when the checkpoint is written, before it is
+		// durable: a write or fsync that failed since (the sticky error)
+		// leaves the signature unsure, and the file stays.
 		w.mu.Lock()
-		signed := w.nextUnsigned > rec.seq
+		signed := w.nextUnsigned > rec.seq && w.err == nil
 		w.mu.Unlock()
 		if !signed {
 			held = fmt.Sprintf("%s: the log-pruned record naming it (seq %d) is not signed yet", oldest.name, rec.seq)
