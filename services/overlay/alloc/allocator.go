@@ -137,10 +137,17 @@ func (a *Allocator) Apply(cfg Config, reqs []Request, now time.Time) (Diff, erro
 	// both hold it. A failure between the two leaves the state file
 	// newer, as a power cut there would, and Open then brings the mirror
 	// up to date; in memory nothing changes.
+	// After a failed write the files may hold the table that was not
+	// served (the state file replaced, the mirror not): what is on disk
+	// is unknown, so the next Apply writes whatever it plans, even the
+	// table served now (skipping it would leave the unserved one for
+	// the next boot).
 	if err := atomicfile.WriteHooked(a.path, b, 0o600, a.hook); err != nil {
+		a.onDisk = [sha256.Size]byte{}
 		return Diff{}, fmt.Errorf("alloc: persist: %w", err)
 	}
 	if err := atomicfile.WriteHooked(MirrorPath(a.path), b, 0o600, a.hook); err != nil {
+		a.onDisk = [sha256.Size]byte{}
 		return Diff{}, fmt.Errorf("alloc: persist the mirror: %w", err)
 	}
 	a.t, a.onDisk = next, sum

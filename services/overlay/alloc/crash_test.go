@@ -198,3 +198,44 @@ func TestStateDirectoryMadeDurably(t *testing.T) {
 		t.Errorf("directories fsynced for the new entries: %q, want %q", synced, want)
 	}
 }
+
+// TestFailedMirrorWriteThenOldTable: a change whose mirror write fails
+// leaves the new table in the state file while the old one is served; an
+// Apply that plans the old table again must write it, or the next boot
+// would serve the table that never was.
+func TestFailedMirrorWriteThenOldTable(t *testing.T) {
+	cfg := Config{}
+	first := []Request{{Asset: "a", Zone: "z1"}, {Asset: "b", Zone: "z1"}}
+	second := []Request{{Asset: "b", Zone: "z1"}, {Asset: "c", Zone: "z1"}}
+	path := filepath.Join(t.TempDir(), "alloc.cbor")
+	a := open(t, path)
+	if _, err := a.Apply(cfg, first, t0); err != nil {
+		t.Fatal(err)
+	}
+	served := fmt.Sprint(a.Table(), a.Quarantined())
+	// The mirror's write fails (the second file written).
+	writes := 0
+	a.hook = func(s atomicfile.Step) error {
+		if s == atomicfile.StepCreateTemp {
+			if writes++; writes == 2 {
+				return errors.New("disk full")
+			}
+		}
+		return nil
+	}
+	if _, err := a.Apply(cfg, second, t0); err == nil {
+		t.Fatal("Apply with a failing mirror write succeeded")
+	}
+	a.hook = nil
+	if _, err := a.Apply(cfg, first, t0); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(a.Table(), a.Quarantined()); got != served {
+		t.Fatalf("served %s, want %s", got, served)
+	}
+	b := open(t, path)
+	if got := fmt.Sprint(b.Table(), b.Quarantined()); got != served {
+		t.Fatalf("after a reopen: %s, want the table served before it, %s", got, served)
+	}
+	sameCopies(t, path)
+}
