@@ -77,12 +77,18 @@ func validateZones(v *validator, s *Site) {
 			}
 		}
 		if z.VLAN != 0 && z.Interface != "" {
+			if name := z.IfName(); checkIfName(name) != nil {
+				v.errorf(join(p, "vlan"), "the VLAN interface %q would be longer than Linux's 15 characters (interface %q, VLAN %d): give the interface a shorter name", name, z.Interface, z.VLAN)
+			}
 			key := fmt.Sprintf("%s/%d", z.Interface, z.VLAN)
 			if j, dup := vlans[key]; dup {
 				v.errorf(join(p, "vlan"), "duplicate VLAN %d on interface %s (also zone %q)", z.VLAN, z.Interface, s.Zones[j].Name)
 			} else {
 				vlans[key] = i
 			}
+		}
+		if a := z.Subnet.Addr(); z.Subnet.IsValid() && (a.As4()[0] == 0 || a.IsLoopback() || a.IsMulticast() || a.As4()[0] >= 240) {
+			v.errorf(join(p, "subnet"), "subnet %s is not unicast address space devices can have (0/8, 127/8, multicast 224/4 and 240/4 are not)", z.Subnet)
 		}
 		if z.Subnet.IsValid() {
 			for j := 0; j < i; j++ {
