@@ -84,9 +84,8 @@ func (s *session) end(reason string) {
 
 // endedWith reports whether the session has ended, and why.
 func (s *session) endedWith() (string, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.endReason, s.endReason != ""
+	r := s.reason("")
+	return r, r != ""
 }
 
 // attach sets what end closes (the session's connections), unless the
