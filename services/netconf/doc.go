@@ -16,7 +16,9 @@
 //     warnings, and logged once) and applied when netconf next starts (a
 //     restart of the service or a reboot). At that start the default route
 //     the other mode left is removed (routes are owned by protocol: static
-//     or dhcp).
+//     or dhcp); an address a DHCP run left that the static uplink keeps
+//     is made permanent (it had the lease's lifetime: the kernel would
+//     remove it, and the uplink with it, at the old lease's end).
 //   - Interfaces (Plan, Reconciler): the uplink by DHCP or statically, each
 //     OT downlink statically with the gate's address in each of its zones
 //     (the zone's gate_address in the applied site policy, with the zone

@@ -246,3 +246,49 @@ func TestParseStaticUplinkErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestStaticUplinkMakesALeasedAddressPermanent: a DHCP run that died
+// leaves its address on the uplink with the lease's lifetime; when the
+// next run is static (the mode changed at that restart) with the same
+// address, the address must become permanent, not expire with the old
+// lease and take the uplink (and its default route) with it.
+func TestStaticUplinkMakesALeasedAddressPermanent(t *testing.T) {
+	lab.NeedRoot(t)
+	gate, up := lab.NewNS(t, "gate"), lab.NewNS(t, "upstream")
+	lab.Veth(t, gate, "eth0", up, "u0")
+	lab.Run(t, "ip", "-n", gate.Name, "link", "set", "eth0", "up")
+	// What a dead DHCP run leaves: its label, the lease's lifetime.
+	lab.Run(t, "ip", "-n", gate.Name, "addr", "add", "10.50.0.2/24", "dev", "eth0", "label", OwnerLabel("eth0"), "valid_lft", "3", "preferred_lft", "3")
+	u, err := ParseStaticUplink("eth0", "10.50.0.2/24", "10.50.0.1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewStaticUplink(gate.Handle, u, &Resolver{Path: filepath.Join(t.TempDir(), "resolv.conf")})
+	if _, err := s.Apply(); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	l, err := gate.Handle.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	as, err := gate.Handle.AddrList(l, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, a := range as {
+		if a.IPNet.String() == "10.50.0.2/24" {
+			found = true
+			if a.ValidLft != 0xffffffff || a.PreferedLft != 0xffffffff {
+				t.Errorf("static 10.50.0.2/24 has lifetimes valid %d s, preferred %d s: it expires with the dead run's lease (want forever)", a.ValidLft, a.PreferedLft)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("10.50.0.2/24 not on eth0: %q", linkAddrs(t, gate.Handle, "eth0"))
+	}
+	// A second apply changes nothing.
+	if changed, err := s.Apply(); err != nil || changed {
+		t.Errorf("second apply: changed %v, %v", changed, err)
+	}
+}

@@ -21,6 +21,10 @@ type UplinkConfig struct {
 	Search   []string
 }
 
+// foreverLft is the kernel's infinite address lifetime
+// (INFINITY_LIFE_TIME).
+const foreverLft = 0xffffffff
+
 // uplinkLink applies UplinkConfig to the uplink interface. It owns the
 // addresses labelled OwnerLabel(name) and the default routes on the
 // uplink with its route protocol (static or dhcp); nothing else.
@@ -84,7 +88,10 @@ func (u *uplinkLink) apply(c UplinkConfig) (bool, error) {
 			continue
 		}
 		if p == c.Address {
-			present = true
+			// A static address must be permanent: one a DHCP run that
+			// died left (same address, the lease's lifetime) would
+			// otherwise expire with that lease and take the uplink with it.
+			present = c.Lifetime > 0 || a.ValidLft == foreverLft
 			continue
 		}
 		del := a
@@ -93,7 +100,7 @@ func (u *uplinkLink) apply(c UplinkConfig) (bool, error) {
 		}
 		changed = true
 	}
-	ad := &netlink.Addr{IPNet: prefixIPNet(c.Address), Label: label}
+	ad := &netlink.Addr{IPNet: prefixIPNet(c.Address), Label: label, ValidLft: foreverLft, PreferedLft: foreverLft}
 	if c.Lifetime > 0 {
 		secs := int(c.Lifetime / time.Second)
 		if secs < 1 {
@@ -250,7 +257,9 @@ func (s *StaticUplink) Apply() (bool, error) { return s.link.apply(s.cfg) }
 // dhcp when it is now static): left by a run before a restart that
 // switched the mode, they would be taken for an operator's own route and
 // block the new one. Addresses need nothing: both modes label theirs
-// alike, and each removes the other owned ones when it applies its own.
+// alike, and each removes the other owned ones when it applies its own
+// (a static uplink keeping the address a DHCP run left makes it
+// permanent: it had the lease's lifetime).
 func dropDefaultRoutes(h *netlink.Handle, name string, proto netlink.RouteProtocol) (bool, error) {
 	u := &uplinkLink{h: h, name: name, proto: proto}
 	l, err := u.link()
