@@ -292,3 +292,30 @@ func TestStaticUplinkMakesALeasedAddressPermanent(t *testing.T) {
 		t.Errorf("second apply: changed %v, %v", changed, err)
 	}
 }
+
+// TestStaticUplinkForeignClashChangesNothing: a static address that a
+// foreign address (not netconf's label) already holds is refused with
+// ErrForeign, and nothing changes: the address netconf had on the uplink
+// stays (it was removed before the clash was found, and the uplink was
+// left with no address of netconf's at all).
+func TestStaticUplinkForeignClashChangesNothing(t *testing.T) {
+	lab.NeedRoot(t)
+	gate, up := lab.NewNS(t, "gate"), lab.NewNS(t, "upstream")
+	lab.Veth(t, gate, "eth0", up, "u0")
+	lab.Run(t, "ip", "-n", gate.Name, "link", "set", "eth0", "up")
+	lab.Run(t, "ip", "-n", gate.Name, "addr", "add", "10.50.0.9/24", "dev", "eth0", "label", OwnerLabel("eth0"))
+	lab.Run(t, "ip", "-n", gate.Name, "addr", "add", "10.50.0.2/24", "dev", "eth0") // foreign
+	before := linkAddrs(t, gate.Handle, "eth0")
+	u, err := ParseStaticUplink("eth0", "10.50.0.2/24", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewStaticUplink(gate.Handle, u, &Resolver{Path: filepath.Join(t.TempDir(), "resolv.conf")})
+	changed, err := s.Apply()
+	if !errors.Is(err, ErrForeign) {
+		t.Errorf("apply: %v, want ErrForeign", err)
+	}
+	if a := linkAddrs(t, gate.Handle, "eth0"); changed || !reflect.DeepEqual(a, before) {
+		t.Errorf("a refused apply changed the uplink (changed %v): %q, was %q", changed, a, before)
+	}
+}

@@ -74,17 +74,18 @@ func (u *uplinkLink) apply(c UplinkConfig) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("netconf: list addresses of %s: %w", u.name, err)
 	}
+	// A foreign address on ours refuses the configuration before
+	// anything is removed: a refused one changes nothing.
+	for _, a := range have {
+		if p, ok := addrPrefix(a); ok && a.Label != label && p.Addr() == c.Address.Addr() {
+			return false, fmt.Errorf("netconf: %s on uplink %s carries label %q: %w", p, u.name, a.Label, ErrForeign)
+		}
+	}
 	changed := false
 	present := false
 	for _, a := range have {
 		p, ok := addrPrefix(a)
-		if !ok {
-			continue
-		}
-		if a.Label != label {
-			if p.Addr() == c.Address.Addr() {
-				return false, fmt.Errorf("netconf: %s on uplink %s carries label %q: %w", p, u.name, a.Label, ErrForeign)
-			}
+		if !ok || a.Label != label {
 			continue
 		}
 		if p == c.Address {
