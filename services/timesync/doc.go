@@ -14,6 +14,9 @@
 //     service falls back to the NTP servers of the uplink's DHCP lease
 //     (option 42, read from netconf's status at every poll: LeaseNTP);
 //     the site file's list wins, as a DHCP server is unauthenticated too.
+//     The lease's servers obey the site file's rule for uplink.ntp (time
+//     from the uplink side only): one in a zone's subnet or the overlay
+//     prefix is not used, and the status says so.
 //     With none from either, the service says so once (log and status)
 //     and does nothing else. An applied policy that cannot be read is
 //     not "none": it may name NTS servers, so the lease is not asked

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -214,6 +215,7 @@ func (s *Service) servers(ctx context.Context) ([]string, *site.NTS, string) {
 		return s.Servers, nil, "from the flags"
 	}
 	why := ""
+	var applied *site.Site // the policy the lease's servers are checked against
 	if s.PolicyPath == "" {
 		why = "no site policy given"
 	} else {
@@ -236,6 +238,7 @@ func (s *Service) servers(ctx context.Context) ([]string, *site.NTS, string) {
 				return u.NTP, nil, "from the site file's uplink.ntp"
 			}
 			why = "the site file's uplink.ntp names none"
+			applied = &a.Site
 		}
 	}
 	if s.LeaseNTP == nil {
@@ -248,7 +251,52 @@ func (s *Service) servers(ctx context.Context) ([]string, *site.NTS, string) {
 	case len(lease) == 0:
 		return nil, nil, why + " and the DHCP lease has none"
 	}
+	lease, dropped := uplinkSide(lease, applied)
+	if len(dropped) > 0 {
+		why += "; " + strings.Join(dropped, "; ")
+	}
+	if len(lease) == 0 {
+		return nil, nil, why
+	}
 	return lease, nil, "from the DHCP lease (option 42; " + why + ")"
+}
+
+// uplinkSide keeps the DHCP lease's servers that the site file would
+// take in its uplink.ntp (site validateNTP): the gate takes its time
+// from the uplink side only, so not from an address in a zone's subnet
+// (an OT device) or the overlay prefix; a lease is unauthenticated, and
+// must not name what the site file cannot. It returns why the others
+// are not used.
+func uplinkSide(servers []string, st *site.Site) (keep, dropped []string) {
+	if st == nil {
+		return servers, nil
+	}
+	overlay := st.Overlay.Prefix
+	if !overlay.IsValid() {
+		overlay = site.DefaultOverlayPrefix
+	}
+	for _, srv := range servers {
+		a, err := netip.ParseAddr(srv)
+		why := ""
+		switch {
+		case err != nil:
+		case overlay.Contains(a):
+			why = fmt.Sprintf("in the overlay prefix %s", overlay)
+		default:
+			for _, z := range st.Zones {
+				if z.Subnet.IsValid() && z.Subnet.Contains(a) {
+					why = fmt.Sprintf("in zone %q subnet %s", z.Name, z.Subnet)
+					break
+				}
+			}
+		}
+		if why == "" {
+			keep = append(keep, srv)
+			continue
+		}
+		dropped = append(dropped, fmt.Sprintf("NTP server %s of the DHCP lease is %s: not used (the gate takes its time from the uplink side only)", srv, why))
+	}
+	return keep, dropped
 }
 
 // Poll queries the servers once and corrects the clock by what they

@@ -392,3 +392,44 @@ func TestApprovedStepPastThePanicThreshold(t *testing.T) {
 		t.Fatalf("the next jump: %s, want refused again", r.Action)
 	}
 }
+
+// The DHCP lease's NTP servers obey the site file's rule for uplink.ntp:
+// the gate takes its time from the uplink side only, never from an
+// address in a zone's subnet (an OT device) or the overlay prefix. A
+// lease (unauthenticated) naming one has it dropped, and said; the
+// others are used.
+func TestLeaseServersOnTheOTSideNotUsed(t *testing.T) {
+	l := newLab(t)
+	l.chronyd(t, "10.77.0.5", "local stratum 3")  // in zone cell-1's subnet (applySite)
+	l.chronyd(t, "100.64.0.9", "local stratum 3") // in the default overlay prefix
+	dir := t.TempDir()
+	applySite(t, dir, "")
+	lease := []string{"10.77.0.5", "100.64.0.9"}
+	c := &testClock{}
+	c.set(-time.Hour)
+	lg := newLogs(t)
+	svc := &Service{PolicyPath: filepath.Join(dir, site.AppliedFile), Clock: c, Dial: l.dial, Timeout: time.Second, Logf: lg.logf, Status: lg.note,
+		LeaseNTP: func(context.Context) ([]string, error) { return lease, nil }}
+	if r := svc.Poll(context.Background()); r.Action != ActionIdle {
+		t.Fatalf("lease servers on the OT side: %s by %s from %v; want idle, neither used", r.Action, signed(r.Offset), r.Used)
+	}
+	if steps, slews := c.counts(); steps+slews != 0 {
+		t.Fatal("the clock was changed by a server on the OT side")
+	}
+	for _, want := range []string{
+		`NTP server 10.77.0.5 of the DHCP lease is in zone "cell-1" subnet 10.77.0.0/24`,
+		"NTP server 100.64.0.9 of the DHCP lease is in the overlay prefix 100.64.0.0/16",
+	} {
+		if !strings.Contains(lg.lastStatus(), want) {
+			t.Errorf("status %q does not say %q", lg.lastStatus(), want)
+		}
+	}
+
+	// One on the uplink side is used, the others still not.
+	l.chronyd(t, "192.0.2.2", "local stratum 3")
+	lease = []string{"10.77.0.5", "192.0.2.2", "100.64.0.9"}
+	r := svc.Poll(context.Background())
+	if r.Action != ActionStepped || !slices.Equal(r.Used, []string{"192.0.2.2"}) {
+		t.Fatalf("with one on the uplink side: %s from %v (%v); want stepped from 192.0.2.2 only", r.Action, r.Used, r.Err)
+	}
+}
