@@ -261,6 +261,9 @@ func (c *DHCPClient) Run(ctx context.Context) error {
 // bind applies a fresh or renewed lease.
 func (c *DHCPClient) bind(nl *nclient4.Lease, kind EventKind) {
 	l := leaseFromACK(nl.ACK, nl.CreationTime)
+	if len(l.badNames) > 0 {
+		c.Logf("netconf: dhcp on %s: server %s: domain names %q are not DNS names: not used in %s", c.Link, l.Server, l.badNames, c.Resolver.Path)
+	}
 	c.up.source = fmt.Sprintf("dhcp on %s from %s", c.Link, l.Server)
 	_, err := c.up.apply(UplinkConfig{Address: l.Address, Lifetime: time.Until(l.Expiry()), Gateway: l.Gateway, DNS: l.DNS, Search: l.Search})
 	if err != nil {

@@ -60,7 +60,9 @@
 //     and its server's offers are passed over for five minutes while
 //     another server offers within three seconds of the DISCOVER. A
 //     refused renewal keeps the lease held; a held lease is checked again
-//     at every policy sync (Recheck) and dropped when refused.
+//     at every policy sync (Recheck) and dropped when refused. A
+//     lease's domain names (search list, domain name) that are not DNS
+//     names are not written to resolv.conf, and said.
 //   - Neighbour watch (Watcher): netlink neighbour updates and the ARP
 //     packets seen on the downlinks are compared with the declared assets
 //     (IP and MAC): unknown devices, declared assets that stay absent, and

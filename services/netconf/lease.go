@@ -27,6 +27,10 @@ type Lease struct {
 	// NTP are the lease's NTP servers (option 42), IPv4 unicast only, for
 	// the timesync service when the site file names none.
 	NTP []netip.Addr `cbor:"10,keyasint,omitempty" json:"ntp,omitempty"`
+
+	// badNames are the domain names of the ACK that are not DNS names,
+	// not kept in Search (bind says so).
+	badNames []string
 }
 
 // Renew, Rebind and Expiry are the lease's deadlines.
@@ -64,11 +68,23 @@ func leaseFromACK(ack *dhcpv4.DHCPv4, obtained time.Time) Lease {
 			l.NTP = append(l.NTP, a)
 		}
 	}
+	// The names go into resolv.conf: only DNS names, or the server
+	// writes lines of its own there.
 	if ds := ack.DomainSearch(); ds != nil {
-		l.Search = append(l.Search, ds.Labels...)
+		for _, n := range ds.Labels {
+			if isDNSName(n) {
+				l.Search = append(l.Search, n)
+			} else {
+				l.badNames = append(l.badNames, n)
+			}
+		}
 	}
 	if dn := strings.TrimSuffix(ack.DomainName(), "."); dn != "" && len(l.Search) == 0 {
-		l.Search = []string{dn}
+		if isDNSName(dn) {
+			l.Search = []string{dn}
+		} else {
+			l.badNames = append(l.badNames, dn)
+		}
 	}
 	l.Duration = ack.IPAddressLeaseTime(0)
 	if l.Duration <= 0 {
@@ -86,6 +102,27 @@ func leaseFromACK(ack *dhcpv4.DHCPv4, obtained time.Time) Lease {
 		}
 	}
 	return l
+}
+
+// isDNSName says whether s is a DNS name fit for resolv.conf's search
+// line: dot-separated labels of 1 to 63 letters, digits, '-' or '_', at
+// most 253 characters (a final dot allowed).
+func isDNSName(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // requestedOptions are asked for in every message.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/rfc1035label"
 )
 
 func ack(t *testing.T, mods ...dhcpv4.Modifier) *dhcpv4.DHCPv4 {
@@ -81,5 +82,24 @@ func TestResolvContent(t *testing.T) {
 	want := "# written by otgate-netconf (dhcp on eth0)\nsearch a.example b.example\nnameserver 10.0.0.1\nnameserver 10.0.0.2\nnameserver 10.0.0.3\n"
 	if got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+// A domain name or search list in a lease is written into resolv.conf:
+// one that is not a DNS name (a newline, a space, a '#') is dropped, or
+// a DHCP reply would write lines of its own into the resolver's file
+// (here a nameserver in an OT zone, options).
+func TestLeaseSearchOnlyDNSNames(t *testing.T) {
+	evil := "plant.example\nnameserver 10.77.0.5\noptions ndots:15"
+	l := leaseFromACK(ack(t, dhcpv4.WithNetmask(net.CIDRMask(24, 32)), dhcpv4.WithDNS(net.IPv4(10, 9, 0, 53)),
+		dhcpv4.WithOption(dhcpv4.OptDomainName(evil))), time.Now())
+	got := string(ResolvContent("dhcp on eth0", l.DNS, l.Search))
+	if want := "# written by otgate-netconf (dhcp on eth0)\nnameserver 10.9.0.53\n"; got != want {
+		t.Errorf("resolv.conf from a lease whose domain name is %q:\n%s\nwant\n%s", evil, got, want)
+	}
+	l = leaseFromACK(ack(t, dhcpv4.WithNetmask(net.CIDRMask(24, 32)),
+		dhcpv4.WithOption(dhcpv4.OptDomainSearch(&rfc1035label.Labels{Labels: []string{"a.example", "b c.example", "x\n#", "ok-1.b_2.example."}}))), time.Now())
+	if got := strings.Join(l.Search, " "); got != "a.example ok-1.b_2.example" {
+		t.Errorf("search %q, want the DNS names only: a.example ok-1.b_2.example", got)
 	}
 }
