@@ -441,8 +441,17 @@ func (id *Identity) DevMode() bool { return id.dev }
 func (id *Identity) Signer() crypto.Signer { return id.signer }
 
 // Site and Serial of the device.
-func (id *Identity) Site() string   { return id.device.Site }
-func (id *Identity) Serial() string { return id.device.Serial }
+func (id *Identity) Site() string   { return id.deviceRecord().Site }
+func (id *Identity) Serial() string { return id.deviceRecord().Serial }
+
+// deviceRecord is a copy of the device record, read under the lock that
+// DeviceCertificate holds to replace it (a certificate installed while
+// the service runs): API calls on other connections read it meanwhile.
+func (id *Identity) deviceRecord() deviceRecord {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	return id.device
+}
 
 // SignDigest signs a digest with the device key (ECDSA, ASN.1 DER). It is
 // refused in quarantine: an image the data key was not sealed to must not
@@ -486,7 +495,8 @@ func (id *Identity) DeviceCertificate() [][]byte {
 // EK returns the EK inventory: PKIX public key and certificates (DER, nil
 // when absent). Empty in dev mode.
 func (id *Identity) EK() (pub, certRSA, certECC []byte) {
-	return id.device.EKPublic, id.device.EKCertRSA, id.device.EKCertECC
+	d := id.deviceRecord()
+	return d.EKPublic, d.EKCertRSA, d.EKCertECC
 }
 
 // CSR makes a certificate request for the device key; refused in
@@ -495,7 +505,8 @@ func (id *Identity) CSR() ([]byte, error) {
 	if err := id.refuseInQuarantine("certificate request"); err != nil {
 		return nil, err
 	}
-	return deviceCSR(id.signer, id.device.Site, id.device.Serial, id.dev)
+	d := id.deviceRecord()
+	return deviceCSR(id.signer, d.Site, d.Serial, id.dev)
 }
 
 // InstallCertificate installs a certificate (PEM chain, leaf first, or one
