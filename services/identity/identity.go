@@ -92,6 +92,9 @@ type Identity struct {
 	quarantine *Quarantine
 	wcaKey     *ecdsa.PrivateKey
 	wcaCert    *x509.Certificate
+	// unpromoted is the next-boot slot this boot unsealed from when it
+	// could not be promoted to SealFile (SealNextBoot promotes it first).
+	unpromoted *sealRecord
 
 	anchorMu sync.Mutex // one audit anchor read or advance at a time
 

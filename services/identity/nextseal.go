@@ -36,6 +36,16 @@ func (id *Identity) SealNextBoot(digest [32]byte) error {
 	id.mu.Lock()
 	defer id.mu.Unlock()
 	dir := id.cfg.StateDir
+	if id.unpromoted != nil {
+		// This boot's data key is in NextSealFile alone: promote it before
+		// a new slot takes that file, or refuse (an apply cut before its
+		// policy is stored would leave this configuration no slot).
+		if err := id.promote(id.unpromoted); err != nil {
+			return fmt.Errorf("identity: seal for the next boot refused: this boot unsealed from %s, which could not be made %s (%w); "+
+				"replacing it would leave the running configuration no sealed data key", NextSealFile, SealFile, err)
+		}
+		id.unpromoted = nil
+	}
 	var cur sealRecord
 	if err := readState(dir, SealFile, &cur); err != nil {
 		return err
@@ -106,15 +116,26 @@ func (id *Identity) unsealSlots(parent *tpm2.NamedHandle, cur *sealRecord, curPa
 		return nil, err
 	}
 	next.NextBootDigest = nil
-	if werr := atomicfile.WriteHooked(curPath, mustEncode(&next), 0o600, id.cfg.StateWriteHook); werr != nil {
+	if werr := id.promote(&next); werr != nil {
 		// The key is unsealed; the slot stays where it is and the next
-		// boot promotes it again.
+		// boot promotes it again. SealNextBoot promotes it first.
 		id.log.Printf("authorized configuration change: unsealed from %s but could not promote it: %v", nextPath, werr)
+		id.unpromoted = &next
 		return ndk, nil
 	}
-	id.removeNext(nextPath)
 	id.log.Printf("authorized configuration change: the data key unsealed from the next-boot slot, promoted to %s", curPath)
 	return ndk, nil
+}
+
+// promote makes next, the next-boot slot this boot unsealed from, the
+// current slot SealFile and removes NextSealFile.
+func (id *Identity) promote(next *sealRecord) error {
+	dir := id.cfg.StateDir
+	if err := atomicfile.WriteHooked(filepath.Join(dir, SealFile), mustEncode(next), 0o600, id.cfg.StateWriteHook); err != nil {
+		return err
+	}
+	id.removeNext(filepath.Join(dir, NextSealFile))
+	return nil
 }
 
 // keepOrDropNext runs after the current slot unsealed. A next-boot slot

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/otgate/otgate/internal/atomicfile"
 	"github.com/otgate/otgate/services/identity/api"
 	"github.com/otgate/otgate/services/identity/swtpmtest"
 )
@@ -136,5 +137,65 @@ func TestSealNextBootRefusals(t *testing.T) {
 	}
 	if rsp := s.handle("admin", 0, &api.Request{Op: api.OpSealNextBoot, Digest: d[:]}); rsp.Code != api.CodeQuarantine {
 		t.Fatalf("root in quarantine: %+v, want quarantine", rsp)
+	}
+}
+
+// A boot of an applied configuration unseals from the next-boot slot and
+// promotes it; when the promotion write fails (a write error, not a cut)
+// the service runs on, its data key in seal-next.cbor only. A second
+// authorized apply on that boot must not replace that slot with its own:
+// an apply cut before the new policy is stored then left a boot of the
+// configuration that was running with neither slot (quarantine, every
+// secret out of reach until a reseal destroys them). The apply retries
+// the promotion first, or is refused.
+func TestSealNextBootAfterAFailedPromotion(t *testing.T) {
+	sw := swtpmtest.Start(t, "")
+	cfg := testConfig(t, SocketTPM(sw.Socket))
+	secret := []byte("user store key")
+	id := boot(t, cfg, sw, "config-A")
+	if err := id.SealSecret("proxy", "users", secret); err != nil {
+		t.Fatal(err)
+	}
+	if err := id.SealNextBoot(sha256.Sum256([]byte("config-B"))); err != nil {
+		t.Fatal(err)
+	}
+	id.Close()
+	reboot := func(booted string) *Identity {
+		t.Helper()
+		sw.Stop()
+		sw = swtpmtest.Start(t, sw.StateDir)
+		return boot(t, cfg, sw, booted)
+	}
+
+	// The boot into config-B: the promotion's write fails.
+	failWrites := true
+	cfg.StateWriteHook = func(s atomicfile.Step) error {
+		if failWrites && s == atomicfile.StepCreateTemp {
+			return errors.New("simulated write error")
+		}
+		return nil
+	}
+	id = reboot("config-B")
+	if q := id.Quarantine(); q != nil {
+		t.Fatalf("config-B: quarantine: %s", q.Reason)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.StateDir, NextSealFile)); err != nil {
+		t.Fatalf("the fixture's promotion did not fail: %v", err)
+	}
+	// The disk is writable again; an apply of config-C on this boot.
+	failWrites = false
+	if err := id.SealNextBoot(sha256.Sum256([]byte("config-C"))); err != nil {
+		t.Logf("apply of config-C refused: %v", err)
+	}
+	id.Close()
+
+	// The apply was cut before config-C was stored: config-B boots again.
+	id = reboot("config-B")
+	defer id.Close()
+	if q := id.Quarantine(); q != nil {
+		t.Fatalf("config-B again after an apply cut short: quarantine: %s", q.Reason)
+	}
+	if got, err := id.UnsealSecret("proxy", "users"); err != nil || !bytes.Equal(got, secret) {
+		t.Fatalf("secret: %q, %v", got, err)
 	}
 }
