@@ -181,6 +181,10 @@ func (e *OtherUserError) Error() string {
 	return fmt.Sprintf("connection from %s refused: it comes from a process of uid %d, not of this user (uid %d); the tunnel would carry it under your credential", e.Peer, e.UID, e.Own)
 }
 
+// errPeerClosed is peerUID's answer for a connecting socket its process
+// has closed already: its owner can no longer be told.
+var errPeerClosed = errors.New("the connecting socket is closed")
+
 // checkPeer refuses a local connection whose other end belongs to
 // another user (root excepted, who can read the credential anyway): on a
 // shared engineering workstation or jump host, anyone may connect to a
@@ -188,6 +192,9 @@ func (e *OtherUserError) Error() string {
 // connection is served, as ssh -L does.
 func checkPeer(local net.Conn) error {
 	uid, ok, err := peerUID(local)
+	if errors.Is(err, errPeerClosed) {
+		return fmt.Errorf("connection from %s refused: it was closed before its owner could be checked (the system no longer says whose it was)", local.RemoteAddr())
+	}
 	if err != nil {
 		return fmt.Errorf("connection from %s refused: its owner could not be checked: %w", local.RemoteAddr(), err)
 	}

@@ -17,7 +17,9 @@ import (
 // accepted on a loopback listener: the kernel's socket table
 // (/proc/net/tcp and tcp6, as identd reads it) lists the connecting
 // socket with its owner. ok is false when it is not found (gone
-// meanwhile).
+// meanwhile); errPeerClosed is a socket its process closed already: the
+// table lists such an orphan with uid 0 (or, until its FIN is acked, its
+// last owner) and no inode, whoever owned it.
 func peerUID(local net.Conn) (uid int, ok bool, err error) {
 	la, err1 := netip.ParseAddrPort(local.LocalAddr().String())
 	ra, err2 := netip.ParseAddrPort(local.RemoteAddr().String())
@@ -62,7 +64,8 @@ func procTCPAddr(a netip.AddrPort, v4 bool) string {
 }
 
 // findTCPOwner reads the uid of the row of table with local address
-// local and remote address remote.
+// local and remote address remote; errPeerClosed when the row has no
+// inode (no process holds the socket any more).
 func findTCPOwner(table, local, remote string) (int, bool, error) {
 	f, err := os.Open(table)
 	if err != nil {
@@ -72,14 +75,17 @@ func findTCPOwner(table, local, remote string) (int, bool, error) {
 	sc := bufio.NewScanner(f)
 	sc.Scan() // header
 	for sc.Scan() {
-		// sl local_address rem_address st tx:rx tr:when retrnsmt uid ...
+		// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
 		fs := strings.Fields(sc.Text())
-		if len(fs) < 8 || fs[1] != local || fs[2] != remote {
+		if len(fs) < 10 || fs[1] != local || fs[2] != remote {
 			continue
 		}
 		uid, err := strconv.Atoi(fs[7])
 		if err != nil {
 			return 0, false, fmt.Errorf("%s: bad uid %q", table, fs[7])
+		}
+		if fs[9] == "0" {
+			return 0, false, errPeerClosed
 		}
 		return uid, true, nil
 	}

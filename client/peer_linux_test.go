@@ -91,3 +91,54 @@ func TestForwarderRefusesOtherUsersConnections(t *testing.T) {
 		})
 	}
 }
+
+// A process of another user that connects, writes its request and closes
+// at once leaves its socket orphaned: the kernel's table lists it with
+// uid 0 and no inode, which is not root's. The forwarder refuses such a
+// connection rather than carry the request under this user's credential.
+func TestForwarderRefusesConnectionsClosedBeforeTheCheck(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to connect as another user")
+	}
+	addr, pin := oldGate(t, time.Hour)
+	cert := selfSigned(t, "alice")
+	s := &Session{Profile: &Profile{Gate: addr, Pin: pin}, cert: &cert}
+	type result struct {
+		reply *wire.Reply
+		err   error
+	}
+	results := make(chan result, 8)
+	f := &Forwarder{Session: s, Asset: "plc-7", Protocol: "modbus",
+		OnTunnel: func(_ net.Addr, r *wire.Reply, err error) { results <- result{r, err} }}
+	for _, network := range []string{"127.0.0.1:0", "[::1]:0"} {
+		t.Run(network, func(t *testing.T) {
+			ln, err := net.Listen("tcp", network)
+			if err != nil {
+				t.Skipf("no %s: %v", network, err)
+			}
+			host, port, _ := net.SplitHostPort(ln.Addr().String())
+			// uid 65534 connects (the kernel completes the handshake
+			// before any accept), writes and is gone before Serve runs.
+			other := exec.Command("/bin/bash", "-c", "exec 3<>/dev/tcp/"+host+"/"+port+"; printf x >&3; exec 3>&-")
+			other.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+			if out, err := other.CombinedOutput(); err != nil {
+				t.Fatalf("connect as uid 65534: %v: %s", err, out)
+			}
+			// Once the peer's delayed ACK of its FIN has come (40 to
+			// 200 ms), the orphaned socket is listed as uid 0.
+			time.Sleep(500 * time.Millisecond)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- f.Serve(ctx, ln) }()
+			defer func() { cancel(); <-done }()
+			select {
+			case r := <-results:
+				if r.err == nil || !strings.Contains(r.err.Error(), "closed before its owner could be checked") {
+					t.Fatalf("another user's closed connection: %+v %v, want it refused", r.reply, r.err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("no verdict on another user's closed connection")
+			}
+		})
+	}
+}
