@@ -165,7 +165,8 @@ type LoginOptions struct {
 	User     string
 	Password string
 	Code     string
-	CAFile   string
+	// CAFile is stored as an absolute path.
+	CAFile string
 	// Pin is the gate key's fingerprint (Fingerprint; the gate's console
 	// prints it) the user checked: the gate must show that key before
 	// any credential is sent. It replaces a pin stored for the gate.
@@ -297,6 +298,13 @@ func Login(ctx context.Context, o LoginOptions) (*LoginResult, error) {
 	if dir == "" {
 		if dir, err = DefaultDir(); err != nil {
 			return nil, err
+		}
+	}
+	// The CA file is stored with the credential: later commands run
+	// from other directories.
+	if o.CAFile != "" {
+		if o.CAFile, err = filepath.Abs(o.CAFile); err != nil {
+			return nil, fmt.Errorf("CA file %s: %w", o.CAFile, err)
 		}
 	}
 	// A directory the credential could not be stored in is refused
