@@ -70,7 +70,7 @@ func create(cfg Config, t transport.TPM, prev *replacedIdentity) error {
 		dev.ReplacedIdentity, dev.ReplacedAt = prev.Dir, now.Unix()
 		dev.ReplacedSerial, dev.ReplacedKeyFingerprint = prev.Serial, prev.KeyFingerprint
 	}
-	var persistSRKAfter *tpm2.NamedHandle // the SRK to make persistent, when SRKHandle is free
+	var persistSRKAfter *srkKey // the SRK to make persistent, when SRKHandle is free
 	if cfg.DevMode {
 		k, err := ecdsa.GenerateKey(deviceCurve(), rand.Reader)
 		if err != nil {
@@ -171,7 +171,7 @@ func create(cfg Config, t transport.TPM, prev *replacedIdentity) error {
 // the identity marker m (nil: none). Failures are logged, not fatal: the identity is in
 // place; without the persistent SRK every start re-creates it, without
 // the marker a lost /perm is recognised by the SRK alone.
-func markTPM(cfg Config, t transport.TPM, persist *tpm2.NamedHandle, m *markerRecord) {
+func markTPM(cfg Config, t transport.TPM, persist *srkKey, m *markerRecord) {
 	w := cfg.logWriter()
 	if persist != nil {
 		if err := persistSRK(t, *persist); err != nil {

@@ -252,7 +252,7 @@ func (id *Identity) load() error {
 		return corrupt(sealPath, fmt.Sprintf("mode %q differs from %s mode %q", seal.Mode, KeyFile, key.Mode), nil)
 	}
 
-	var parent *tpm2.NamedHandle
+	var parent *srkKey
 	unmarked := false // the key record names an SRK that is not persistent
 	if key.Mode == ModeTPM {
 		// One SRK for the unseal and the device key.
@@ -368,7 +368,7 @@ func (id *Identity) load() error {
 // existing one is another identity's record, left as it is). An SRK the
 // key record does not name (the handle held another key when the
 // identity was made) is not repaired: that start reads nothing more.
-func (id *Identity) markAfterCut(p tpm2.NamedHandle) {
+func (id *Identity) markAfterCut(p srkKey) {
 	if _, err := (tpm2.ReadPublic{ObjectHandle: SRKHandle}).Execute(id.tpm); err == nil {
 		return // another key at the handle: not ours
 	}

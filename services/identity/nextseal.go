@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/google/go-tpm/tpm2"
 	"github.com/otgate/otgate/internal/atomicfile"
 	"github.com/otgate/otgate/services/identity/bootmeasure"
 )
@@ -86,7 +85,7 @@ func (id *Identity) SealNextBoot(digest [32]byte) error {
 // slot that unseals is promoted: it becomes SealFile (atomically) and
 // NextSealFile is removed. The returned *PCRMismatchError is the current
 // slot's (what the quarantine report shows).
-func (id *Identity) unsealSlots(parent *tpm2.NamedHandle, cur *sealRecord, curPath string) ([]byte, error) {
+func (id *Identity) unsealSlots(parent *srkKey, cur *sealRecord, curPath string) ([]byte, error) {
 	dir := id.cfg.StateDir
 	nextPath := filepath.Join(dir, NextSealFile)
 	dk, err := unsealDataKey(id.tpm, parent, cur, curPath)

@@ -138,7 +138,7 @@ func pcrPolicy(pcrs []uint, values [][]byte) ([]byte, error) {
 
 // sealDataKey seals dataKey to the current values of pcrs, under parent:
 // an SRK the caller holds, or nil to create one and flush it again.
-func sealDataKey(t transport.TPM, parent *tpm2.NamedHandle, pcrs []uint, dataKey []byte) (*sealRecord, error) {
+func sealDataKey(t transport.TPM, parent *srkKey, pcrs []uint, dataKey []byte) (*sealRecord, error) {
 	values, err := readPCRs(t, pcrs)
 	if err != nil {
 		return nil, err
@@ -149,7 +149,7 @@ func sealDataKey(t transport.TPM, parent *tpm2.NamedHandle, pcrs []uint, dataKey
 // sealDataKeyTo seals dataKey (under parent, as sealDataKey) to values of
 // pcrs, which need not be the current ones: the authPolicy is computed in software (pcrPolicy) and the
 // TPM enforces it at unseal time.
-func sealDataKeyTo(t transport.TPM, parent *tpm2.NamedHandle, pcrs []uint, values [][]byte, dataKey []byte) (*sealRecord, error) {
+func sealDataKeyTo(t transport.TPM, parent *srkKey, pcrs []uint, values [][]byte, dataKey []byte) (*sealRecord, error) {
 	if len(values) != len(pcrs) {
 		return nil, fmt.Errorf("identity: seal: %d PCR values for PCRs %v", len(values), pcrs)
 	}
@@ -181,7 +181,7 @@ func sealDataKeyTo(t transport.TPM, parent *tpm2.NamedHandle, pcrs []uint, value
 			},
 			AuthPolicy: tpm2.TPM2BDigest{Buffer: policy},
 		}),
-	}.Execute(t)
+	}.Execute(t, dataKeySession(parent, tpm2.AESEncryption(128, tpm2.EncryptIn)))
 	if err != nil {
 		return nil, fmt.Errorf("identity: seal data key to PCRs %v: %w", pcrs, err)
 	}
@@ -194,8 +194,9 @@ func sealDataKeyTo(t transport.TPM, parent *tpm2.NamedHandle, pcrs []uint, value
 // unsealDataKey asks the TPM to unseal, which is what enforces the
 // policy; only when it refuses are the current PCRs read, to say which
 // changed. The boot's path (it unseals) is four TPM commands: load,
-// start the policy session, PolicyPCR, unseal.
-func unsealDataKey(t transport.TPM, parent *tpm2.NamedHandle, rec *sealRecord, path string) ([]byte, error) {
+// start the policy session (salted with the SRK: the unsealed key comes
+// back encrypted, see dataKeySession), PolicyPCR, unseal.
+func unsealDataKey(t transport.TPM, parent *srkKey, rec *sealRecord, path string) ([]byte, error) {
 	if len(rec.PCRs) == 0 || len(rec.PCRs) != len(rec.PCRValues) {
 		return nil, corrupt(path, fmt.Sprintf("%d PCRs but %d sealed values", len(rec.PCRs), len(rec.PCRValues)), nil)
 	}
@@ -229,7 +230,15 @@ func unsealDataKey(t transport.TPM, parent *tpm2.NamedHandle, rec *sealRecord, p
 // of the values recorded with it, so an unseal proves the PCRs hold
 // exactly those values (no PCR read needed) and a record whose values were
 // edited is refused as corrupt.
-func unsealTPM(t transport.TPM, parent *tpm2.NamedHandle, rec *sealRecord, path string) ([]byte, error) {
+func unsealTPM(t transport.TPM, parent *srkKey, rec *sealRecord, path string) ([]byte, error) {
+	if parent == nil {
+		p, err := srk(t)
+		if err != nil {
+			return nil, err
+		}
+		defer flush(t, p.Handle)
+		parent = &p
+	}
 	obj, pub, err := loadObject(t, parent, rec.Public, rec.Private)
 	if errors.Is(err, errBlobRefused) {
 		return nil, corrupt(path, "sealed data key", err)
@@ -245,13 +254,15 @@ func unsealTPM(t transport.TPM, parent *tpm2.NamedHandle, rec *sealRecord, path 
 	if !bytes.Equal(pub.AuthPolicy.Buffer, want) {
 		return nil, corrupt(path, fmt.Sprintf("sealed data key: its policy %x is not the PCR policy %x of the PCR values recorded with it", pub.AuthPolicy.Buffer, want), nil)
 	}
-	// One use: the TPM flushes the session after the unseal.
+	// One use: the TPM flushes the session after the unseal. Salted with
+	// the SRK, it also encrypts the answer: the data key never crosses
+	// the TPM's bus in the clear.
 	sess := tpm2.Policy(tpm2.TPMAlgSHA256, 16, func(t transport.TPM, h tpm2.TPMISHPolicy, _ tpm2.TPM2BNonce) error {
 		if _, err := (tpm2.PolicyPCR{PolicySession: h, Pcrs: selection(rec.PCRs)}).Execute(t); err != nil {
 			return fmt.Errorf("identity: PolicyPCR %v: %w", rec.PCRs, err)
 		}
 		return nil
-	})
+	}, tpm2.Salted(parent.Handle, parent.pub), tpm2.AESEncryption(128, tpm2.EncryptOut))
 	rsp, err := tpm2.Unseal{ItemHandle: tpm2.AuthHandle{Handle: obj.Handle, Name: obj.Name, Auth: sess}}.Execute(t)
 	if err != nil {
 		// go-tpm flushes a one-use session the command failed with.

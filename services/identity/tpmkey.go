@@ -53,37 +53,63 @@ const SRKHandle = tpm2.TPMHandle(0x81000001)
 // out around every command. When the TPM refuses (the handle was taken
 // since: TPM_RC_NV_DEFINED), the identity re-creates the SRK on each
 // start, as before.
-func persistSRK(t transport.TPM, p tpm2.NamedHandle) error {
-	if _, err := (tpm2.EvictControl{Auth: tpm2.TPMRHOwner, ObjectHandle: &p, PersistentHandle: SRKHandle}).Execute(t); err != nil {
+func persistSRK(t transport.TPM, p srkKey) error {
+	if _, err := (tpm2.EvictControl{Auth: tpm2.TPMRHOwner, ObjectHandle: &p.NamedHandle, PersistentHandle: SRKHandle}).Execute(t); err != nil {
 		return fmt.Errorf("make the SRK persistent at %#x: %w", uint32(SRKHandle), err)
 	}
 	return nil
 }
 
+// srkKey is the storage root key as this package holds it: its handle and
+// name, and its public area, the salt key of the sessions that carry the
+// data key encrypted over the TPM's bus (dataKeySession).
+type srkKey struct {
+	tpm2.NamedHandle
+	pub tpm2.TPMTPublic
+}
+
 // persistentSRK returns the SRK at SRKHandle when it is the one named name
 // (recorded when the identity was created).
-func persistentSRK(t transport.TPM, name []byte) (tpm2.NamedHandle, bool) {
+func persistentSRK(t transport.TPM, name []byte) (srkKey, bool) {
 	if len(name) == 0 {
-		return tpm2.NamedHandle{}, false
+		return srkKey{}, false
 	}
 	rsp, err := (tpm2.ReadPublic{ObjectHandle: SRKHandle}).Execute(t)
 	if err != nil || !bytes.Equal(rsp.Name.Buffer, name) {
-		return tpm2.NamedHandle{}, false
+		return srkKey{}, false
 	}
-	return tpm2.NamedHandle{Handle: SRKHandle, Name: rsp.Name}, true
+	pub, err := rsp.OutPublic.Contents()
+	if err != nil {
+		return srkKey{}, false
+	}
+	return srkKey{NamedHandle: tpm2.NamedHandle{Handle: SRKHandle, Name: rsp.Name}, pub: *pub}, true
 }
 
 // srk re-creates the storage root key from the standard ECC SRK template.
 // The caller flushes it.
-func srk(t transport.TPM) (tpm2.NamedHandle, error) {
+func srk(t transport.TPM) (srkKey, error) {
 	rsp, err := tpm2.CreatePrimary{
 		PrimaryHandle: tpm2.TPMRHOwner,
 		InPublic:      tpm2.New2B(tpm2.ECCSRKTemplate),
 	}.Execute(t)
 	if err != nil {
-		return tpm2.NamedHandle{}, fmt.Errorf("identity: create SRK (ECC P-256, owner hierarchy): %w", err)
+		return srkKey{}, fmt.Errorf("identity: create SRK (ECC P-256, owner hierarchy): %w", err)
 	}
-	return tpm2.NamedHandle{Handle: rsp.ObjectHandle, Name: rsp.Name}, nil
+	pub, err := rsp.OutPublic.Contents()
+	if err != nil {
+		flush(t, rsp.ObjectHandle)
+		return srkKey{}, fmt.Errorf("identity: create SRK: public area: %w", err)
+	}
+	return srkKey{NamedHandle: tpm2.NamedHandle{Handle: rsp.ObjectHandle, Name: rsp.Name}, pub: *pub}, nil
+}
+
+// dataKeySession is a one-use session salted with the SRK (an ECDH
+// secret only the TPM and this process know) that encrypts the data key
+// where it crosses the TPM's bus: dir EncryptIn for the TPM2_Create that
+// seals it, EncryptOut for the TPM2_Unseal's answer. A probe on the bus
+// of a discrete TPM reads every byte of both in the clear otherwise.
+func dataKeySession(parent *srkKey, dir tpm2.AuthOption) tpm2.Session {
+	return tpm2.HMAC(tpm2.TPMAlgSHA256, 16, tpm2.Salted(parent.Handle, parent.pub), dir)
 }
 
 func flush(t transport.TPM, h tpm2.TPMHandle) {
@@ -92,7 +118,7 @@ func flush(t transport.TPM, h tpm2.TPMHandle) {
 
 // createDeviceKey creates the device key under the SRK parent and returns
 // its TPM2B_PUBLIC and TPM2B_PRIVATE blobs.
-func createDeviceKey(t transport.TPM, parent tpm2.NamedHandle) (pub, priv []byte, err error) {
+func createDeviceKey(t transport.TPM, parent srkKey) (pub, priv []byte, err error) {
 	rsp, err := tpm2.Create{
 		ParentHandle: tpm2.AuthHandle{Handle: parent.Handle, Name: parent.Name, Auth: tpm2.PasswordAuth(nil)},
 		InPublic:     tpm2.New2B(deviceKeyTemplate),
@@ -111,7 +137,7 @@ var errBlobRefused = errors.New("TPM object blob refused")
 // CreatePrimary is TPM round trips on the boot's critical path); nil
 // creates one and flushes it again at once: a loaded child does not need
 // its parent loaded.
-func loadObject(t transport.TPM, parent *tpm2.NamedHandle, pubBlob, privBlob []byte) (tpm2.NamedHandle, *tpm2.TPMTPublic, error) {
+func loadObject(t transport.TPM, parent *srkKey, pubBlob, privBlob []byte) (tpm2.NamedHandle, *tpm2.TPMTPublic, error) {
 	pub, err := tpm2.Unmarshal[tpm2.TPM2BPublic](pubBlob)
 	if err != nil {
 		return tpm2.NamedHandle{}, nil, fmt.Errorf("%w: public blob: %w", errBlobRefused, err)
