@@ -546,15 +546,24 @@ func (s *Session) Tunnel(ctx context.Context, asset, protocol string) (*tls.Conn
 	if err != nil {
 		return nil, nil, err
 	}
+	// ctx ending (Ctrl-C at otgate connect) ends the wait for the gate's
+	// answer too, not only the dial.
+	stop := closeWhenDone(ctx, c)
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	if _, err := c.Write(hdr); err != nil {
+		stop()
 		c.Close()
-		return nil, nil, fmt.Errorf("send tunnel header: %w", err)
+		return nil, nil, fmt.Errorf("send tunnel header: %w", ctxErr(ctx, err))
 	}
 	var r wire.Reply
 	if err := wire.ReadFromGate(c, &r); err != nil {
+		stop()
 		c.Close()
-		return nil, nil, fmt.Errorf("read the gate's answer: %w", err)
+		return nil, nil, fmt.Errorf("read the gate's answer: %w", ctxErr(ctx, err))
+	}
+	if !stop() {
+		c.Close()
+		return nil, nil, fmt.Errorf("read the gate's answer: %w", ctx.Err())
 	}
 	if !r.Accept {
 		c.Close()
@@ -562,4 +571,20 @@ func (s *Session) Tunnel(ctx context.Context, asset, protocol string) (*tls.Conn
 	}
 	c.SetDeadline(time.Time{})
 	return c, &r, nil
+}
+
+// closeWhenDone closes c when ctx ends, until stop is called; stop
+// returns false when ctx ended first (c is closed, or being closed).
+func closeWhenDone(ctx context.Context, c *tls.Conn) (stop func() bool) {
+	return context.AfterFunc(ctx, func() { c.Close() })
+}
+
+// ctxErr is ctx's error when ctx has ended (the connection was closed for
+// it: its own error would only say "use of closed network connection"),
+// else err.
+func ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
 }

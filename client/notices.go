@@ -42,11 +42,16 @@ func (s *Session) Notices(ctx context.Context) (*NoticeStream, error) {
 		}
 		return nil, err
 	}
+	stop := closeWhenDone(ctx, c)
 	c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	ns := &NoticeStream{c: c}
-	if err := wire.ReadFromGate(c, &ns.Hello); err != nil {
+	err = wire.ReadFromGate(c, &ns.Hello)
+	if !stop() && err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
 		c.Close()
-		return nil, fmt.Errorf("read the gate's notice hello: %w", err)
+		return nil, fmt.Errorf("read the gate's notice hello: %w", ctxErr(ctx, err))
 	}
 	if ns.Hello.Kind == wire.NoticeClosed {
 		c.Close()
