@@ -147,6 +147,11 @@ func runLogin(args []string, in io.Reader, out, errOut io.Writer) error {
 	if fs.NArg() != 1 {
 		return errors.New("usage: otgate login [--user NAME] [--code 123456] [--password-stdin] [--pin SHA256 | --ca gate-ca.pem] <gate-url>")
 	}
+	if *pwStdin && *user == "" {
+		// The first line is the password: it must not be read as the
+		// user name.
+		return errors.New("--password-stdin reads the password from standard input: give the user with --user")
+	}
 	gateURL := fs.Arg(0)
 	gate, err := client.ParseGate(gateURL)
 	if err != nil {
