@@ -647,3 +647,78 @@ func TestExceptionRefusesForgedSource(t *testing.T) {
 		t.Fatal("the exception's own flow was not counted: the check above proves nothing")
 	}
 }
+
+// nftHandle is the handle of the rule with comment otgate:name in chain of
+// the gate's table.
+func nftHandle(t *testing.T, l *nslab.Lab, chain, name string) string {
+	t.Helper()
+	out, err := l.Gate.Command("nft", "-a", "list", "chain", "inet", "otgate", chain).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft -a list chain %s: %v\n%s", chain, err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, `comment "otgate:`+name+`"`) {
+			return line[strings.LastIndex(line, " ")+1:]
+		}
+	}
+	t.Fatalf("no rule %s in chain %s:\n%s", name, chain, out)
+	return ""
+}
+
+// The rules that let the replies of a would-block flow from an
+// enforce-zone asset (plc-1) to a monitor-zone asset (rtu-1) through are
+// drift-checked like every other: the forward chain's rule deleted, or
+// the would_block chain's accept rule edited to set no conntrack mark,
+// breaks such connections (their replies are dropped); the next check
+// names the drift and repairs it, and the connections work again.
+func TestMonitorRepliesDriftRepaired(t *testing.T) {
+	l := nslab.New(t)
+	l.Plant2.Listen(t, nslab.Asset3+":7")
+	svc, lg := newService(t, l, labSpec(ruleset.ModeMonitor)) // plc-1 enforces, rtu-1 monitors
+	if err := svc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	reach := func(want bool, what string) {
+		t.Helper()
+		timeout := 10 * time.Second
+		if !want {
+			timeout = 1500 * time.Millisecond
+		}
+		ok, err := l.Plant.Reach(nslab.Asset3+":7", nslab.Identity{}, timeout)
+		if err != nil || ok != want {
+			t.Fatalf("plc-1 to rtu-1 tcp/7 %s: reachable=%v err=%v, want %v", what, ok, err, want)
+		}
+	}
+	reach(true, "(control)")
+
+	for _, tc := range []struct {
+		chain, rule string
+		edit        []string // nft arguments after the handle
+		drift       string
+	}{
+		{"forward", "forward/monitor-replies", nil, "chain forward: rule forward/monitor-replies is missing"},
+		{"would_block", "would_block/accept", []string{"counter", "accept", "comment", `"otgate:would_block/accept"`},
+			"chain would_block: rule would_block/accept was modified"},
+	} {
+		h := nftHandle(t, l, tc.chain, tc.rule)
+		args := []string{"delete", "rule", "inet", "otgate", tc.chain, "handle", h}
+		if tc.edit != nil {
+			args = append([]string{"replace", "rule", "inet", "otgate", tc.chain, "handle", h}, tc.edit...)
+		}
+		if out, err := l.Gate.Command("nft", args...).CombinedOutput(); err != nil {
+			t.Fatalf("nft %v: %v\n%s", args, err, out)
+		}
+		reach(false, "with "+tc.rule+" "+args[0]+"d")
+		drift, err := svc.Check()
+		if err != nil {
+			t.Fatalf("Check: %v", err)
+		}
+		if strings.Join(drift, "\n") != tc.drift {
+			t.Errorf("drift %q, want %q", drift, tc.drift)
+		}
+		if got := lg.matching("segment: drift: " + tc.drift); len(got) != 1 {
+			t.Errorf("drift logged %d times: %q", len(got), lg.matching("segment: drift"))
+		}
+		reach(true, "after the repair of "+tc.rule)
+	}
+}

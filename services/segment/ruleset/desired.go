@@ -39,6 +39,17 @@ const (
 	// LogPrefix starts every would-block log line.
 	LogPrefix = "otgate-would-block"
 
+	// WouldBlockCtMark is the conntrack mark bit the would_block chain
+	// sets on every flow it admits (ct mark set ct mark | bit: other bits
+	// are kept). The forward chain lets the replies of a flow with this
+	// bit, sent by a monitor-zone asset, through to would_block before
+	// the enforce zones' verdicts see them: the reply of a flow from an
+	// enforce-zone asset to a monitor-zone asset is a packet toward an
+	// enforce-zone asset. The proxy's socket mark (meta mark, 0x6f74 on
+	// the appliance) is another field; Validate keeps the two apart all
+	// the same, so a connmark save/restore could never mix them.
+	WouldBlockCtMark uint32 = 0x80000000
+
 	// rulePrefix starts every rule comment (userdata) the gate writes.
 	rulePrefix = "otgate:"
 )
@@ -184,6 +195,17 @@ func Build(spec *Spec, now time.Time) (*Desired, error) {
 			&expr.Lookup{SourceRegister: 1, SetName: SetExceptions, SetID: ids[SetExceptions]}, accept))},
 		RuleDesc{"forward/exception-replies", cat(est, matchIPv4(), loadFlowKey(true), one(
 			&expr.Lookup{SourceRegister: 1, SetName: SetExceptions, SetID: ids[SetExceptions]}, accept))},
+		// The replies of a flow the would-block path admitted (its
+		// conntrack mark), sent by an asset whose zone monitors now, go
+		// to would_block (whose first rule accepts replies) before the
+		// destination's verdict: the reply of a flow from an enforce-zone
+		// asset to a monitor-zone asset is toward an enforce-zone asset,
+		// and enforce_drop would drop it. Nothing new opens: a flow the
+		// monitor-zone asset starts itself has no mark and is not a reply.
+		// The source lookup ends the replies when the zone stops
+		// monitoring, as for every other monitor-mode flow.
+		RuleDesc{"forward/monitor-replies", cat(est, matchCtReply(), matchCtMarkBit(WouldBlockCtMark), matchIPv4(),
+			addrVmap(ipv4SaddrOffset, MapAssetSrcVerdicts, ids[MapAssetSrcVerdicts]))},
 		RuleDesc{"forward/to-asset", cat(matchIPv4(), addrVmap(ipv4DaddrOffset, MapAssetVerdicts, ids[MapAssetVerdicts]))},
 		RuleDesc{"forward/from-monitor-zone", cat(matchIPv4(), addrVmap(ipv4SaddrOffset, MapAssetSrcVerdicts, ids[MapAssetSrcVerdicts]))},
 		RuleDesc{"forward/drop", one(&expr.Counter{}, drop)},
@@ -227,7 +249,7 @@ func Build(spec *Spec, now time.Time) (*Desired, error) {
 			&expr.Limit{Type: expr.LimitTypePkts, Rate: 10, Unit: expr.LimitTimeSecond, Burst: 20},
 			&expr.Log{Key: 1<<unix.NFTA_LOG_PREFIX | 1<<unix.NFTA_LOG_GROUP, Group: spec.LogGroup, Data: []byte(LogPrefix)},
 		)},
-		RuleDesc{"would_block/accept", one(&expr.Counter{}, accept)},
+		RuleDesc{"would_block/accept", cat(one(&expr.Counter{}), setCtMarkBit(WouldBlockCtMark), one(accept))},
 	)
 
 	// The enforce verdict of the asset maps: one counter for the packets

@@ -34,6 +34,16 @@
 // the chains and before the rules; the drift check compares each element's
 // verdict, not only its key.
 //
+// would_block accepts replies first (ct direction reply: nothing to
+// record) and sets WouldBlockCtMark in the conntrack mark of every flow it
+// admits. The reply of a flow from an enforce-zone asset to a monitor-zone
+// asset is toward an enforce-zone asset, which asset_verdicts sends to
+// enforce_drop; so forward first looks up the source of a reply of a
+// marked flow in asset_src_verdicts ("forward/monitor-replies"): from a
+// monitor-zone asset it goes to would_block and is accepted there. A new
+// flow of the monitor-zone asset is no reply and has no mark; a marked
+// flow whose replier's zone no longer monitors finds no element.
+//
 // # Proxy identity
 //
 // Packets toward the OT side are allowed only from the proxy's own sockets:

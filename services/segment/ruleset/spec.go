@@ -129,6 +129,9 @@ func (b *BaselineSpec) Validate() error {
 	if b.Proxy.UID == 0 {
 		return invalid("proxy.uid: 0 (root) cannot be the proxy identity: every root process would pass")
 	}
+	if b.Proxy.Mark&WouldBlockCtMark != 0 {
+		return invalid("proxy.mark: %#x shares bit %#x with the conntrack mark of would-block flows", b.Proxy.Mark, WouldBlockCtMark)
+	}
 	return nil
 }
 

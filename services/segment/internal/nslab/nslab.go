@@ -191,6 +191,21 @@ func (n *NS) Command(name string, args ...string) *exec.Cmd {
 // and discards what they send, until the test ends.
 func (n *NS) Listen(t testing.TB, addr string) net.Listener {
 	t.Helper()
+	return n.Serve(t, addr, func(c net.Conn) {
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := c.Read(buf); err != nil {
+				return
+			}
+		}
+	})
+}
+
+// Serve opens a TCP listener in the namespace and runs handle on each
+// accepted connection (in its own goroutine; the connection is closed when
+// handle returns), until the test ends.
+func (n *NS) Serve(t testing.TB, addr string, handle func(net.Conn)) net.Listener {
+	t.Helper()
 	var ln net.Listener
 	err := n.Do(func() (err error) {
 		ln, err = net.Listen(tcpNetwork(addr), addr)
@@ -208,12 +223,7 @@ func (n *NS) Listen(t testing.TB, addr string) net.Listener {
 			}
 			go func() {
 				defer c.Close()
-				buf := make([]byte, 64<<10)
-				for {
-					if _, err := c.Read(buf); err != nil {
-						return
-					}
-				}
+				handle(c)
 			}()
 		}
 	}()
