@@ -251,6 +251,11 @@ func (id *Identity) load() error {
 	if seal.Mode != key.Mode {
 		return corrupt(sealPath, fmt.Sprintf("mode %q differs from %s mode %q", seal.Mode, KeyFile, key.Mode), nil)
 	}
+	if what, err := resolveResealPending(id.cfg, &seal); err != nil {
+		return err
+	} else if what != "" {
+		id.log.Printf("%s", what)
+	}
 
 	var parent *srkKey
 	unmarked := false // the key record names an SRK that is not persistent

@@ -2,7 +2,10 @@ package identity
 
 import (
 	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"os"
 	"path/filepath"
@@ -163,4 +166,98 @@ func TestResealCutLeavesNoNextSlotOfTheOldKey(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A reseal cut before its new seal is in place leaves the old seal, so
+// the gate is still sealed to the image it was sealed to. Booting that
+// image again (the break-glass step "the change is not intended") must
+// find the identity as it was: the workload CA and the secrets still
+// under the old data key. The reseal had already moved the secrets aside
+// and replaced the workload CA under the new data key, so the approved
+// image did not start (workload CA corrupt) and every secret was gone. A
+// cut after the new seal is in place is completed by the next start: the
+// resealed image boots with a workload CA under the new data key.
+func TestResealCutThenTheApprovedImageBoots(t *testing.T) {
+	for _, step := range atomicfile.Steps {
+		t.Run(step.String(), func(t *testing.T) {
+			sw := swtpmtest.Start(t, "")
+			cfg := testConfig(t, SocketTPM(sw.Socket))
+			id := boot(t, cfg, sw, "image-A")
+			if err := id.SealSecret("proxy", "users", []byte("old")); err != nil {
+				t.Fatal(err)
+			}
+			id.Close()
+			reboot := func(booted string) *Identity {
+				t.Helper()
+				sw.Stop()
+				sw = swtpmtest.Start(t, sw.StateDir)
+				return boot(t, cfg, sw, booted)
+			}
+			if id = reboot("image-B"); id.Quarantine() == nil {
+				t.Fatal("image-B: no quarantine")
+			}
+			id.Close()
+			c := cfg
+			c.TPM = SocketTPM(sw.Socket)
+			c.StateWriteHook = func(s atomicfile.Step) error {
+				if s == step {
+					return atomicfile.ErrCrash
+				}
+				return nil
+			}
+			if _, err := Reseal(c); !errors.Is(err, atomicfile.ErrCrash) {
+				t.Fatalf("reseal: %v, want the simulated cut", err)
+			}
+			committed := step >= atomicfile.StepRename
+			if step == atomicfile.StepSyncDir {
+				// And a cut inside the completion, after the old secrets
+				// were moved aside.
+				if err := os.Rename(filepath.Join(cfg.StateDir, SecretsDir), filepath.Join(cfg.StateDir, SecretsDir+".unsealable-cut")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			booted, secret := "image-A", "old"
+			if committed {
+				booted, secret = "image-B", ""
+			}
+			id = reboot(booted)
+			defer id.Close()
+			if q := id.Quarantine(); q != nil {
+				t.Fatalf("%s after a reseal cut after %s: quarantine: %s", booted, step, q.Reason)
+			}
+			got, err := id.UnsealSecret("proxy", "users")
+			switch {
+			case secret != "" && (err != nil || string(got) != secret):
+				t.Fatalf("%s: secret %q, %v, want %q", booted, got, err, secret)
+			case secret == "" && !errors.Is(err, ErrSecretNotFound):
+				t.Fatalf("%s: secret of the old data key: %q, %v, want not found", booted, got, err)
+			}
+			if _, _, err := id.IssueWorkloadCertificate("proxy", testCSR(t), time.Minute); err != nil {
+				t.Fatalf("%s: workload certificate: %v", booted, err)
+			}
+			if _, err := os.Stat(filepath.Join(cfg.StateDir, ResealPendingDir)); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("%s: the reseal's staging is still there: %v", booted, err)
+			}
+			if committed {
+				old, _ := filepath.Glob(filepath.Join(cfg.StateDir, SecretsDir+".unsealable-*", "proxy", "users.cbor"))
+				if len(old) != 1 {
+					t.Fatalf("%s: old secrets moved aside: %v", booted, old)
+				}
+			}
+		})
+	}
+}
+
+// testCSR is a certificate request for a fresh P-256 key.
+func testCSR(t *testing.T) []byte {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return csr
 }
