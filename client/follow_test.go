@@ -41,16 +41,16 @@ func TestFollow(t *testing.T) {
 		}
 	}
 	follow("nothing new", false, "")
-	alice := Profile{Gate: "g:1", Pin: "ab", User: "alice"}
+	alice := Profile{Gate: "g:1", Pin: testPin, User: "alice"}
 
 	// Another user's, another gate's: said once each, not taken.
-	store(Profile{Gate: "g:1", Pin: "ab", User: "bob"}, "bob")
+	store(Profile{Gate: "g:1", Pin: testPin, User: "bob"}, "bob")
 	follow("a login as bob", false, "holds a new credential for bob at g:1, not taken: this connect is alice's; new connections keep the credential of alice for g:1")
 	follow("a login as bob, again", false, "")
-	store(Profile{Gate: "g:2", Pin: "cd", User: "alice"}, "alice")
+	store(Profile{Gate: "g:2", Pin: otherPin, User: "alice"}, "alice")
 	follow("a login to g:2", false, "holds a new credential for alice at g:2, not taken: this connect is for g:1")
-	store(Profile{Gate: "g:1", Pin: "cd", User: "alice"}, "alice")
-	follow("a login to g:1 with another key", false, "not taken: the gate's key pinned with it is not the one this connect checks (SHA-256 ab)")
+	store(Profile{Gate: "g:1", Pin: otherPin, User: "alice"}, "alice")
+	follow("a login to g:1 with another key", false, "not taken: the gate's key pinned with it is not the one this connect checks (SHA-256 "+testPin+")")
 	// One others may read.
 	store(alice, "alice")
 	if err := os.Chmod(filepath.Join(dir, KeyFile), 0o644); err != nil {

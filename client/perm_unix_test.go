@@ -105,7 +105,7 @@ func TestOpenRefusesAnotherUsersProfile(t *testing.T) {
 func TestLoginRefusesAChangeableStoredPin(t *testing.T) {
 	dir := newProfile(t)
 	path := filepath.Join(dir, ProfileFile)
-	if StoredPin(dir, "g:1") != "ab" {
+	if StoredPin(dir, "g:1") != testPin {
 		t.Fatal("no stored pin for g:1")
 	}
 	if err := os.Chmod(path, 0o666); err != nil {
@@ -125,7 +125,7 @@ func newProfile(t *testing.T) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "otgate")
 	cert := selfSigned(t, "alice")
-	if err := storeLogin(dir, &Profile{Gate: "g:1", Pin: "ab", User: "alice"}, cert.PrivateKey.(*ecdsa.PrivateKey), cert.Certificate); err != nil {
+	if err := storeLogin(dir, &Profile{Gate: "g:1", Pin: testPin, User: "alice"}, cert.PrivateKey.(*ecdsa.PrivateKey), cert.Certificate); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Open(dir); err != nil {

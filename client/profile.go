@@ -78,8 +78,14 @@ func loadProfile(dir string, check bool) (*Profile, error) {
 	if err := json.Unmarshal(b, &p); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if p.Gate == "" || p.Pin == "" {
-		return nil, fmt.Errorf("%s: no gate or pin", path)
+	// Login writes both as ParseGate and Fingerprint give them: anything
+	// else is damage (or an edit), and a pin read as written would only
+	// make each command warn that the gate's key changed.
+	if g, err := ParseGate(p.Gate); err != nil || g != p.Gate {
+		return nil, fmt.Errorf("%s: gate %q is not host:port: the file is damaged: log in again", path, p.Gate)
+	}
+	if pin, err := CheckPin(p.Pin); err != nil || pin != p.Pin {
+		return nil, fmt.Errorf("%s: pin %q is not a gate key's SHA-256 (64 lowercase hex digits): the file is damaged: log in again", path, p.Pin)
 	}
 	return &p, nil
 }
