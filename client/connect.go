@@ -90,9 +90,12 @@ func (f *Forwarder) follow() {
 // Serve accepts on ln until ctx ends or ln fails. When ctx ends, the
 // tunnels it opened are closed too.
 func (f *Forwarder) Serve(ctx context.Context, ln net.Listener) error {
-	go func() { <-ctx.Done(); ln.Close() }()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	// ctx ending closes ln; Serve ending otherwise (ln failed) ends this
+	// watch, which would else wait for ctx for ever.
+	stopClose := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stopClose()
 	// The notice stream ends with Serve, however Serve ends.
 	nctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"runtime/pprof"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,4 +137,40 @@ func TestServeEndsWhileTheGateHasNotAnswered(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("Serve ended %v after its context, want at once", d.Round(time.Millisecond))
 	}
+}
+
+// Serve ended by its listener (closed, or failing), not by its context,
+// leaves no goroutine of its own behind: a program that serves again
+// with a context that never ends (a GUI's) does not pile them up.
+func TestServeEndedByItsListenerLeavesNoGoroutine(t *testing.T) {
+	addr, pin := oldGate(t, time.Hour)
+	cert := selfSigned(t, "alice")
+	s := &Session{Profile: &Profile{Gate: addr, Pin: pin}, cert: &cert}
+	f := &Forwarder{Session: s, Asset: "plc-7", Protocol: "modbus"}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- f.Serve(context.Background(), ln) }()
+	time.Sleep(100 * time.Millisecond)
+	ln.Close()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Serve on a closed listener returned no error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve still runs 10 s after its listener closed")
+	}
+	var left string
+	for range 100 {
+		var b strings.Builder
+		pprof.Lookup("goroutine").WriteTo(&b, 1)
+		if left = b.String(); !strings.Contains(left, "(*Forwarder).Serve") {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("goroutines of Serve left after it returned:\n%s", left)
 }
