@@ -26,7 +26,9 @@
 //     key.cbor in the state directory (/perm/identity).
 //   - the sealed data key: a keyed-hash object holding 32 random bytes, with
 //     no user auth (userWithAuth clear) and an authPolicy of TPM2_PolicyPCR
-//     over the board's PCRs plus MeasuredPCR. Kept in seal.cbor.
+//     over the board's PCRs plus MeasuredPCR. Kept in seal.cbor. It is
+//     sealed and unsealed through sessions salted with the SRK that
+//     encrypt it on the TPM's bus (dataKeySession).
 //
 // Everything else (named secrets, the workload CA key) is encrypted in
 // software with AES-256-GCM under the data key, the secret's name as
