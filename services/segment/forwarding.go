@@ -1,7 +1,10 @@
 package segment
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,7 +20,14 @@ const ForwardingSysctl = "/proc/sys/net/ipv4/ip_forward"
 // kernel drops routed packets before the forward chain while it is off.
 type Forwarding interface {
 	Get() (bool, error)
+	// Set turns forwarding on or off. On puts what forwarding relies on
+	// in place first (strict reverse-path filtering) and fails, leaving
+	// the switch as it was, when it cannot.
 	Set(on bool) error
+	// Drift names, in words, each thing forwarding relies on that is not
+	// as Set(true) leaves it; none when all are. The service asks on
+	// every check while forwarding is on.
+	Drift() []string
 }
 
 // SysctlForwarding is the switch at Path ("" = ForwardingSysctl), in the
@@ -31,13 +41,15 @@ func (f SysctlForwarding) path() string {
 	return f.Path
 }
 
+func (f SysctlForwarding) conf() string { return filepath.Join(filepath.Dir(f.path()), "conf") }
+
 // Get reads the switch.
 func (f SysctlForwarding) Get() (bool, error) {
-	b, err := os.ReadFile(f.path())
+	v, err := readSysctl(f.path())
 	if err != nil {
 		return false, err
 	}
-	switch v := strings.TrimSpace(string(b)); v {
+	switch v {
 	case "0":
 		return false, nil
 	case "1":
@@ -55,20 +67,110 @@ func (f SysctlForwarding) Get() (bool, error) {
 // zones match source addresses, and nothing else ties an address to the
 // side it lives on: without it, a host on the uplink that gives itself an
 // OT asset's address would have its packets forwarded to the OT side
-// under that asset's exception. If that cannot be set, forwarding stays
-// off (fail closed). Turning forwarding off leaves the filter on.
+// under that asset's exception. The kernel filters an interface by the
+// larger of its own value and "all"'s, so an interface set to 2 (loose:
+// any route back will do) is set to 1 as well. If any of that cannot be
+// set, forwarding is left as it was (off, when the service turns it on;
+// the service turns it off when this fails while it is on: fail closed).
+// Turning forwarding off leaves the filter on.
 func (f SysctlForwarding) Set(on bool) error {
 	v := "0"
 	if on {
 		v = "1"
-		conf := filepath.Join(filepath.Dir(f.path()), "conf")
-		for _, iface := range []string{"all", "default"} {
-			if err := writeSysctl(filepath.Join(conf, iface, "rp_filter"), "1"); err != nil {
-				return fmt.Errorf("strict reverse-path filtering, needed before forwarding: %w", err)
-			}
+		if err := f.strictRPFilter(); err != nil {
+			return fmt.Errorf("strict reverse-path filtering, needed before forwarding: %w", err)
 		}
 	}
 	return writeSysctl(f.path(), v)
+}
+
+func (f SysctlForwarding) strictRPFilter() error {
+	for _, iface := range []string{"all", "default"} {
+		if err := writeSysctl(filepath.Join(f.conf(), iface, "rp_filter"), "1"); err != nil {
+			return err
+		}
+	}
+	loose, err := f.looseInterfaces()
+	if err != nil {
+		return err
+	}
+	for _, iface := range loose {
+		if err := writeSysctl(filepath.Join(f.conf(), iface, "rp_filter"), "1"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err // (an interface removed meanwhile filters nothing)
+		}
+	}
+	return nil
+}
+
+// Drift names what Set(true) put in place and is not so now: "all" or
+// "default" rp_filter not 1, an interface's rp_filter 2 (loose), or a
+// value that cannot be read.
+func (f SysctlForwarding) Drift() []string {
+	var out []string
+	for _, iface := range []string{"all", "default"} {
+		v, err := readSysctl(filepath.Join(f.conf(), iface, "rp_filter"))
+		switch {
+		case err != nil:
+			out = append(out, fmt.Sprintf("%s: cannot read: %v", rpFilterName(iface), err))
+		case v != "1":
+			out = append(out, fmt.Sprintf("%s is %s, want 1 (strict reverse-path filtering)", rpFilterName(iface), v))
+		}
+	}
+	loose, err := f.looseInterfaces()
+	if err != nil {
+		out = append(out, fmt.Sprintf("the interfaces' rp_filter: %v", err))
+	}
+	for _, iface := range loose {
+		out = append(out, fmt.Sprintf("%s is 2 (loose), which overrides the strict \"all\"; want 0 or 1", rpFilterName(iface)))
+	}
+	return out
+}
+
+// looseInterfaces lists the interfaces whose own rp_filter is 2 (loose).
+// An interface removed while they are read is none of them.
+func (f SysctlForwarding) looseInterfaces() ([]string, error) {
+	ents, err := os.ReadDir(f.conf())
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		if n := e.Name(); n != "all" && n != "default" {
+			v, err := readSysctl(filepath.Join(f.conf(), n, "rp_filter"))
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s: cannot read: %w", rpFilterName(n), err)
+			}
+			if v == "2" {
+				out = append(out, n)
+			}
+		}
+	}
+	return out, nil
+}
+
+// rpFilterName is the sysctl's name (a dot in an interface name is a
+// slash there: net.ipv4.conf.eth1/20.rp_filter).
+func rpFilterName(iface string) string {
+	return "net.ipv4.conf." + strings.ReplaceAll(iface, ".", "/") + ".rp_filter"
+}
+
+// readSysctl reads a sysctl's value (at most 64 bytes: a sysctl file is
+// short, and a path that is not one must not be read without end).
+func readSysctl(path string) (string, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer fh.Close()
+	b := make([]byte, 64)
+	n, err := io.ReadFull(fh, b)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return "", err
+	}
+	return strings.TrimSpace(string(b[:n])), nil
 }
 
 func writeSysctl(path, v string) error {
@@ -109,6 +211,11 @@ func (s *Service) syncForwardingLocked(now time.Time) error {
 	want := exc > 0 || zones > 0
 	cur, gerr := s.fwd.Get()
 	if gerr == nil && cur == want {
+		if want {
+			if drift := s.fwd.Drift(); len(drift) > 0 {
+				return s.repairForwardingLocked(drift)
+			}
+		}
 		if !s.fwdLogged {
 			s.fwdLogged = true
 			s.logf("segment: IPv4 forwarding %s: %d exceptions, %d monitor zones", onOff(want), exc, zones)
@@ -137,6 +244,43 @@ func (s *Service) syncForwardingLocked(now time.Time) error {
 	s.logf("segment: %s", msg)
 	s.addEvent("forwarding", msg)
 	return nil
+}
+
+// repairForwardingLocked is called while forwarding is on, as the spec
+// wants, and what it relies on has drifted (drift, in words: strict
+// reverse-path filtering turned off by someone else). Each is logged as
+// drift and put back (Set(true)); if that fails, or leaves drift, the
+// service turns forwarding off (fail closed: the routed flows stop) and
+// is degraded with the reason until a check can turn it on again.
+func (s *Service) repairForwardingLocked(drift []string) error {
+	s.drifts++
+	for _, d := range drift {
+		s.event("drift", "%s while IPv4 forwarding is on", d)
+	}
+	err := s.fwd.Set(true)
+	if err == nil {
+		if still := s.fwd.Drift(); len(still) > 0 {
+			err = fmt.Errorf("still %s", strings.Join(still, "; "))
+		}
+	}
+	if err == nil {
+		msg := "strict reverse-path filtering set back; IPv4 forwarding stays on"
+		s.logf("segment: forwarding: %s", msg)
+		s.addEvent("forwarding", msg)
+		s.fwdErr = nil
+		return nil
+	}
+	what := strings.Join(drift, "; ")
+	if oerr := s.fwd.Set(false); oerr != nil {
+		err = fmt.Errorf("IPv4 forwarding is on and could not be turned off (%v): %s, and it could not be set back: %w", oerr, what, err)
+	} else {
+		err = fmt.Errorf("IPv4 forwarding turned off: %s, and it could not be set back: %w", what, err)
+	}
+	if s.fwdErr == nil || s.fwdErr.Error() != err.Error() { // once, not every check
+		s.event("error", "%v", err)
+	}
+	s.fwdErr = err
+	return err
 }
 
 // forwardingOffLocked turns forwarding off (if on) while the ruleset is

@@ -201,8 +201,10 @@ func (s *Service) announceExpiredLocked(now time.Time) {
 
 // Check compares the kernel with the desired state and repairs drift with
 // one atomic re-apply (forwarding is off while it does), and puts the IPv4
-// forwarding switch back in step with the spec. It returns the drift it
-// found; an error when a repair failed or forwarding cannot be set.
+// forwarding switch back in step with the spec (and, while it is on, the
+// strict reverse-path filtering it relies on, or else turns it off). It
+// returns the ruleset drift it found; an error when a repair failed or
+// forwarding cannot be set.
 func (s *Service) Check() ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,6 +36,11 @@ func (f nsForwarding) Get() (on bool, err error) {
 
 func (f nsForwarding) Set(on bool) error {
 	return f.ns.Do(func() error { return segment.SysctlForwarding{}.Set(on) })
+}
+
+func (f nsForwarding) Drift() (drift []string) {
+	_ = f.ns.Do(func() error { drift = segment.SysctlForwarding{}.Drift(); return nil })
+	return drift
 }
 
 // logs collects the service's log lines.
@@ -720,5 +726,211 @@ func TestMonitorRepliesDriftRepaired(t *testing.T) {
 			t.Errorf("drift logged %d times: %q", len(got), lg.matching("segment: drift"))
 		}
 		reach(true, "after the repair of "+tc.rule)
+	}
+}
+
+// rpFilter reads net.ipv4.conf.<iface>.rp_filter in the gate namespace.
+func rpFilter(t *testing.T, l *nslab.Lab, iface string) string {
+	t.Helper()
+	var b []byte
+	if err := l.Gate.Do(func() (err error) {
+		b, err = os.ReadFile("/proc/sys/net/ipv4/conf/" + iface + "/rp_filter")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// setRPFilter sets net.ipv4.conf.<iface>.rp_filter in the gate namespace
+// (someone else, behind the service's back).
+func setRPFilter(t *testing.T, l *nslab.Lab, iface, v string) {
+	t.Helper()
+	if err := l.Gate.Do(func() error { return os.WriteFile("/proc/sys/net/ipv4/conf/"+iface+"/rp_filter", []byte(v), 0) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// forgedSYNs has the client, on the uplink, take plc-1's address (once)
+// and connect from it to rtu-1 tcp/502, which an exception opens for
+// plc-1: the SYNs the gate forwards count under the exception (the answers
+// go to the real plc-1, so it never connects either way).
+func forgedSYNs(t *testing.T, l *nslab.Lab) {
+	t.Helper()
+	if out, err := l.Client.Command("ip", "addr", "replace", nslab.Asset1+"/32", "dev", "cl0").CombinedOutput(); err != nil {
+		t.Fatalf("client takes plc-1's address: %v\n%s", err, out)
+	}
+	err := l.Client.Do(func() error {
+		d := net.Dialer{Timeout: 1500 * time.Millisecond, LocalAddr: &net.TCPAddr{IP: net.ParseIP(nslab.Asset1)}}
+		if c, err := d.Dial("tcp", nslab.Asset3+":502"); err == nil {
+			c.Close()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func exceptionSpec() *ruleset.Spec {
+	spec := labSpec(ruleset.ModeEnforce)
+	spec.Exceptions = []ruleset.Exception{{ID: "hist-pull", From: nslab.Asset1, To: nslab.Asset3, Protocol: "tcp", Port: 502,
+		Owner: "ops", Expires: time.Now().Add(time.Hour)}}
+	return spec
+}
+
+// exceptionPackets is what the one exception of the service counted.
+func exceptionPackets(t *testing.T, svc *segment.Service) uint64 {
+	t.Helper()
+	st, err := svc.Status()
+	if err != nil || len(st.Exceptions) != 1 {
+		t.Fatalf("status: %+v, %v", st, err)
+	}
+	return st.Exceptions[0].Packets
+}
+
+// Strict reverse-path filtering is checked on every check while forwarding
+// is on, not only set when forwarding is turned on: turned off behind the
+// service's back ("all" and "default" to 0, and then an interface to 2,
+// loose, which overrides the strict "all"), the hole is real (a forged
+// source is forwarded under an exception), and the next check logs it and
+// sets it back, forwarding staying on.
+func TestReversePathFilterDriftRepaired(t *testing.T) {
+	l := nslab.New(t)
+	l.Plant2.Listen(t, nslab.Asset3+":502")
+	svc, lg := newService(t, l, exceptionSpec())
+	if err := svc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if !l.Forwarding(t) || rpFilter(t, l, "all") != "1" || rpFilter(t, l, "default") != "1" {
+		t.Fatalf("after start: forwarding %v, rp_filter all %s default %s; want on, 1, 1", l.Forwarding(t), rpFilter(t, l, "all"), rpFilter(t, l, "default"))
+	}
+
+	setRPFilter(t, l, "all", "0")
+	setRPFilter(t, l, "default", "0")
+	forgedSYNs(t, l)
+	if n := exceptionPackets(t, svc); n == 0 {
+		t.Fatal("control: with rp_filter off the forged source was not forwarded; the rest proves nothing")
+	}
+	drift, err := svc.Check()
+	if err != nil || len(drift) != 0 {
+		t.Fatalf("Check() = %q, %v; want no ruleset drift and no error", drift, err)
+	}
+	for _, want := range []string{
+		"segment: drift: net.ipv4.conf.all.rp_filter is 0, want 1 (strict reverse-path filtering) while IPv4 forwarding is on",
+		"segment: drift: net.ipv4.conf.default.rp_filter is 0, want 1 (strict reverse-path filtering) while IPv4 forwarding is on",
+		"segment: forwarding: strict reverse-path filtering set back; IPv4 forwarding stays on",
+	} {
+		if got := lg.matching(want); len(got) != 1 {
+			t.Errorf("log has %d lines %q; all: %q", len(got), want, lg.matching("segment: "))
+		}
+	}
+	if rpFilter(t, l, "all") != "1" || rpFilter(t, l, "default") != "1" || !l.Forwarding(t) {
+		t.Fatalf("after the check: rp_filter all %s default %s, forwarding %v; want 1, 1, on", rpFilter(t, l, "all"), rpFilter(t, l, "default"), l.Forwarding(t))
+	}
+	n := exceptionPackets(t, svc)
+	forgedSYNs(t, l)
+	if m := exceptionPackets(t, svc); m != n {
+		t.Errorf("after the repair the forged source was forwarded (%d packets)", m-n)
+	}
+
+	// Loose on the uplink: max(all, up0) = 2, the forged source passes.
+	setRPFilter(t, l, nslab.Uplink, "2")
+	forgedSYNs(t, l)
+	if m := exceptionPackets(t, svc); m == n {
+		t.Fatal("control: with the uplink loose the forged source was not forwarded")
+	}
+	if _, err := svc.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if got := lg.matching("segment: drift: net.ipv4.conf.up0.rp_filter is 2 (loose)"); len(got) != 1 {
+		t.Errorf("loose uplink not logged: %q", lg.matching("segment: "))
+	}
+	if v := rpFilter(t, l, nslab.Uplink); v != "1" {
+		t.Errorf("up0 rp_filter %s after the check, want 1", v)
+	}
+	n = exceptionPackets(t, svc)
+	forgedSYNs(t, l)
+	if m := exceptionPackets(t, svc); m != n {
+		t.Errorf("after the repair of the uplink the forged source was forwarded (%d packets)", m-n)
+	}
+
+	// In step: a check says nothing more.
+	before := len(lg.matching("segment: "))
+	if _, err := svc.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if got := lg.matching("segment: "); len(got) != before {
+		t.Errorf("a check in step logged %q", got[before:])
+	}
+	if d := svc.Degraded(); d != nil {
+		t.Errorf("Degraded() = %v", d)
+	}
+}
+
+// refusingForwarding is the gate's real switch, except that while refuse
+// is set, turning forwarding on fails the way SysctlForwarding.Set(true)
+// fails when rp_filter cannot be written: before it writes anything.
+type refusingForwarding struct {
+	nsForwarding
+	refuse *atomic.Bool
+}
+
+func (f refusingForwarding) Set(on bool) error {
+	if on && f.refuse.Load() {
+		return errors.New("strict reverse-path filtering, needed before forwarding: injected: permission denied")
+	}
+	return f.nsForwarding.Set(on)
+}
+
+// Fail closed: rp_filter turned off behind the service's back and not
+// settable again turns forwarding off (the routed flows stop), logged with
+// the reason, and the service is degraded until a check can set both.
+func TestReversePathFilterUnrepairableTurnsForwardingOff(t *testing.T) {
+	l := nslab.New(t)
+	l.Plant2.Listen(t, nslab.Asset3+":502")
+	refuse := &atomic.Bool{}
+	svc, lg := newService(t, l, exceptionSpec(), segment.WithForwarding(refusingForwarding{nsForwarding{l.Gate}, refuse}))
+	if err := svc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := l.Plant.Reach(nslab.Asset3+":502", nslab.Identity{}, 10*time.Second); !ok || err != nil || !l.Forwarding(t) {
+		t.Fatalf("control: the exception's flow %v %v, forwarding %v", ok, err, l.Forwarding(t))
+	}
+
+	refuse.Store(true)
+	setRPFilter(t, l, "all", "0")
+	if _, err := svc.Check(); err == nil || !strings.Contains(err.Error(), "strict reverse-path filtering") {
+		t.Fatalf("Check() error %v; want the failed repair", err)
+	}
+	if l.Forwarding(t) {
+		t.Error("forwarding still on with rp_filter off")
+	}
+	if ok, _ := l.Plant.Reach(nslab.Asset3+":502", nslab.Identity{}, 1500*time.Millisecond); ok {
+		t.Error("the exception's flow still routed with rp_filter off")
+	}
+	errs := lg.matching("segment: error: IPv4 forwarding turned off: net.ipv4.conf.all.rp_filter is 0, want 1 (strict reverse-path filtering), and it could not be set back: ")
+	if len(errs) != 1 || !strings.Contains(errs[0], "injected: permission denied") {
+		t.Errorf("error lines %q; all: %q", errs, lg.matching("segment: "))
+	}
+	if d := svc.Degraded(); d == nil {
+		t.Error("Degraded() = nil with forwarding turned off against the spec")
+	}
+	if _, err := svc.Check(); err == nil {
+		t.Error("second Check() = nil while forwarding cannot be turned on")
+	}
+	if l.Forwarding(t) {
+		t.Error("a second check turned forwarding on with rp_filter still off")
+	}
+
+	refuse.Store(false)
+	if _, err := svc.Check(); err != nil {
+		t.Fatalf("Check() once rp_filter can be set: %v", err)
+	}
+	if !l.Forwarding(t) || rpFilter(t, l, "all") != "1" || svc.Degraded() != nil {
+		t.Errorf("after the check: forwarding %v, rp_filter all %s, degraded %v; want on, 1, nil", l.Forwarding(t), rpFilter(t, l, "all"), svc.Degraded())
+	}
+	if ok, err := l.Plant.Reach(nslab.Asset3+":502", nslab.Identity{}, 10*time.Second); !ok || err != nil {
+		t.Errorf("the exception's flow after the repair: %v %v", ok, err)
 	}
 }
