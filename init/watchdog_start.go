@@ -1,9 +1,36 @@
 package main
 
 import (
+	"fmt"
+	"math"
 	"os"
 	"time"
 )
+
+// Watchdog timeouts init accepts from the boot config: it pets every
+// third of the timeout, and WDIOC_SETTIMEOUT takes whole seconds in an
+// int. A value outside (a damaged or mistyped config) is refused and
+// defaultWatchdogTimeout used: a petting interval of 0 made the petting
+// loop panic and end PID 1.
+const (
+	defaultWatchdogTimeout = 30 * time.Second
+	minWatchdogTimeout     = 100 * time.Millisecond
+	maxWatchdogTimeout     = math.MaxInt32 * time.Second
+)
+
+// watchdogTimeout is the boot config's watchdog timeout to use (zero or
+// less: the default), or the default and an error naming a value out of
+// range.
+func watchdogTimeout(d time.Duration) (time.Duration, error) {
+	if d <= 0 {
+		return defaultWatchdogTimeout, nil
+	}
+	if d < minWatchdogTimeout || d > maxWatchdogTimeout {
+		return defaultWatchdogTimeout, fmt.Errorf("watchdog timeout %s is outside %s to %s; using %s",
+			d, short(minWatchdogTimeout), maxWatchdogTimeout, short(defaultWatchdogTimeout))
+	}
+	return d, nil
+}
 
 // startWatchdog opens the board's watchdog and starts petting it. Outside
 // PID 1 the device path is taken below root and must not be a character
@@ -20,12 +47,11 @@ func (in *initProc) startWatchdog() {
 			return
 		}
 	}
-	timeout := cfg.Timeout
-	if timeout <= 0 {
-		timeout = 30 * time.Second
+	timeout, err := watchdogTimeout(cfg.Timeout)
+	if err != nil {
+		in.log.Printf("CONFIG ERROR: %v", err)
 	}
 	var f *os.File
-	var err error
 	if in.pid1 {
 		f, timeout, err = openWatchdog(path, timeout)
 	} else {

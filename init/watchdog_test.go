@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,5 +87,37 @@ func TestCriticalHealthy(t *testing.T) {
 		if ok, why := sv.criticalHealthy(); ok != tc.ok {
 			t.Errorf("critical a %s, b %s: healthy %v (%s), want %v", tc.a, tc.b, ok, why, tc.ok)
 		}
+	}
+}
+
+// A boot config whose watchdog timeout is too short to pet (a damaged or
+// mistyped value: 2 ns, 1 ms) is refused with a line naming the value,
+// and the default timeout is used: init neither panics (a petting
+// interval of 0 did, ending PID 1) nor pets in a busy loop.
+func TestHostInitRefusesBadWatchdogTimeout(t *testing.T) {
+	for _, timeout := range []time.Duration{2, time.Millisecond} {
+		t.Run(timeout.String(), func(t *testing.T) {
+			core := svc("core", bootcfg.ReadyNotify, "-mode=steady")
+			core.Critical = true
+			root := writeRoot(t, &bootcfg.Config{Services: []bootcfg.Service{core},
+				Watchdog: bootcfg.Watchdog{Device: "/dev/watchdog", Timeout: timeout}})
+			pets := fifoWatchdog(t, root)
+			h := runHostInit(t, root, "")
+			h.wait(t, "init: ready (")
+			want := "init: CONFIG ERROR: watchdog timeout " + timeout.String() + " is outside "
+			if i := lineIndex(h.lines(), want); i < 0 {
+				t.Fatalf("no line %q", want)
+			}
+			h.wait(t, "init: watchdog: /dev/watchdog armed, timeout 30s, petting every 10s")
+			pets.settled(t, "no pet")
+			if st, err := h.dial(t).Status(); err != nil || !st.Ready || st.Watchdog.Timeout != 30*time.Second {
+				t.Fatalf("status %+v, %v; want ready, watchdog timeout 30s", st, err)
+			}
+			select {
+			case <-h.done:
+				t.Fatalf("init ended:\n%s", strings.Join(h.lines(), "\n"))
+			default:
+			}
+		})
 	}
 }
