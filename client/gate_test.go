@@ -11,6 +11,12 @@ import (
 	"testing"
 )
 
+// testPin and otherPin are pins as login stores them (Fingerprint).
+var (
+	testPin  = strings.Repeat("ab", 32)
+	otherPin = strings.Repeat("cd", 32)
+)
+
 func TestParseGate(t *testing.T) {
 	for in, want := range map[string]string{
 		"otgate://gate.plant:9443": "gate.plant:9443",

@@ -1,3 +1,5 @@
+//go:build unix
+
 package client
 
 import (
@@ -41,9 +43,3 @@ func TestDamagedProfileIsRefusedNamingTheField(t *testing.T) {
 		t.Errorf("Open of a good profile: %v", err)
 	}
 }
-
-// testPin and otherPin are pins as login stores them (Fingerprint).
-var (
-	testPin  = strings.Repeat("ab", 32)
-	otherPin = strings.Repeat("cd", 32)
-)
