@@ -71,8 +71,8 @@ const (
 type DHCPClient struct {
 	Link   string
 	Handle *netlink.Handle
-	// NS is the namespace sockets are opened in (tests); zero: the
-	// process's own.
+	// NS is Handle's namespace, where sockets are opened and the
+	// uplink's promote_secondaries set (tests); zero: the process's own.
 	NS       netns.NsHandle
 	Resolver *Resolver
 	// HintPath remembers the last address (no secret) so a restart asks
@@ -225,7 +225,7 @@ func (c *DHCPClient) Run(ctx context.Context) error {
 	if c.Resolver == nil {
 		c.Resolver = &Resolver{}
 	}
-	c.up = &uplinkLink{h: c.Handle, name: c.Link, proto: unix.RTPROT_DHCP, resolver: c.Resolver, source: "dhcp on " + c.Link}
+	c.up = &uplinkLink{h: c.Handle, ns: c.NS, name: c.Link, proto: unix.RTPROT_DHCP, resolver: c.Resolver, source: "dhcp on " + c.Link}
 	if err := c.up.up(); err != nil {
 		return err
 	}

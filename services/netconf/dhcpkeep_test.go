@@ -22,7 +22,7 @@ func leftByDeadRun(t *testing.T, l *dhcpLab, c *DHCPClient, addr netip.Prefix) {
 	t.Helper()
 	c.hw = l.mac
 	c.saveHint(addr.Addr())
-	up := &uplinkLink{h: l.gate.Handle, name: "up0", proto: unix.RTPROT_DHCP, resolver: c.Resolver, source: "dead run"}
+	up := &uplinkLink{h: l.gate.Handle, ns: l.gate.NS, name: "up0", proto: unix.RTPROT_DHCP, resolver: c.Resolver, source: "dead run"}
 	if _, err := up.apply(UplinkConfig{Address: addr, Lifetime: 100 * time.Second, Gateway: netip.MustParseAddr("10.99.0.1")}); err != nil {
 		t.Fatal(err)
 	}

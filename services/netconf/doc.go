@@ -29,6 +29,18 @@
 //     The reconciler converges the kernel to the plan and owns only what it
 //     marked: addresses carry the label "<ifname>:nc", VLAN interfaces it
 //     created carry the alias "otgate-netconf". Anything else is left alone.
+//     Removing an address of its own must not take anything else with
+//     it: the kernel deletes the secondary addresses of a subnet (an
+//     operator's too) with its primary one unless promote_secondaries is
+//     on. netconf sets /proc/sys/net/ipv4/conf/<ifname>/promote_secondaries
+//     to 1 on each interface it manages (the uplink, the downlinks, its
+//     VLAN interfaces) before it changes addresses there, checks it at
+//     every reconcile and uplink apply, and sets it again (said, as a
+//     change) when found off. A secondary then becomes the subnet's
+//     primary address, and with it the kernel's source address into that
+//     subnet. When it cannot be set, the error names the interface and
+//     the path; an address change that would lose a foreign address is
+//     refused and changes no address of that interface, others go ahead.
 //     The overlay interface (otg-overlay) is not netconf's: the overlay
 //     service creates it and reconciles its /32 endpoints, so one owner
 //     decides what is on it (services/overlay).

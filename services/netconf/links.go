@@ -8,6 +8,7 @@ import (
 	"sort"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,13 +34,18 @@ func OwnerLabel(ifname string) string {
 }
 
 // Reconciler converges the OT-side interfaces to a Plan through one
-// netlink handle (the service's network namespace).
+// netlink handle in the service's network namespace, ns (where it sets
+// the interfaces' promote_secondaries).
 type Reconciler struct {
-	h *netlink.Handle
+	h  *netlink.Handle
+	ns netns.NsHandle
 }
 
-// NewReconciler returns a Reconciler using h.
-func NewReconciler(h *netlink.Handle) *Reconciler { return &Reconciler{h: h} }
+// NewReconciler returns a Reconciler using h, whose namespace is ns (zero:
+// the process's own).
+func NewReconciler(h *netlink.Handle, ns netns.NsHandle) *Reconciler {
+	return &Reconciler{h: h, ns: ns}
+}
 
 // Change is one thing a Reconcile did.
 type Change struct {
@@ -59,7 +65,8 @@ type Result struct {
 // Reconcile makes the kernel match p: board downlinks must exist (they
 // are never created or deleted) and are brought up; VLAN sub-interfaces
 // are created (marked with VLANAlias) and brought up after their parent;
-// owned addresses are added or removed to match; VLAN interfaces it
+// promote_secondaries is turned on for each (again when found off); owned
+// addresses are added or removed to match; VLAN interfaces it
 // created that the plan no longer names are deleted. Problems are
 // collected; the rest of the plan is still applied.
 func (r *Reconciler) Reconcile(p *Plan) (Result, error) {
@@ -126,7 +133,11 @@ func (r *Reconciler) ensureLink(lp LinkPlan, res *Result) (netlink.Link, error) 
 	return l, nil
 }
 
-// ensureAddrs makes the owned addresses of l exactly want.
+// ensureAddrs makes the owned addresses of l exactly want, after turning
+// on promote_secondaries there: removing an owned address must not take
+// the foreign addresses of its subnet with it. When that cannot be set,
+// the error says so and the addresses change only if no foreign one would
+// be lost; otherwise none changes.
 func (r *Reconciler) ensureAddrs(l netlink.Link, name string, want []netip.Prefix, res *Result) error {
 	have, err := r.h.AddrList(l, netlink.FAMILY_V4)
 	if err != nil {
@@ -139,7 +150,7 @@ func (r *Reconciler) ensureAddrs(l netlink.Link, name string, want []netip.Prefi
 	}
 	owned := map[netip.Prefix]bool{}
 	foreign := map[netip.Addr]string{}
-	var errs []error
+	var remove []netlink.Addr
 	for _, a := range have {
 		p, ok := addrPrefix(a)
 		if !ok {
@@ -151,9 +162,23 @@ func (r *Reconciler) ensureAddrs(l netlink.Link, name string, want []netip.Prefi
 			continue
 		}
 		owned[p] = true
-		if wanted[p] {
-			continue
+		if !wanted[p] {
+			remove = append(remove, a)
 		}
+	}
+	var errs []error
+	set, perr := promoteSecondaries(r.ns, name)
+	if set {
+		res.Changes = append(res.Changes, Change{name, promoteChange})
+	}
+	if perr != nil {
+		if err := guardRemovals(perr, name, have, remove, label); err != nil {
+			return err
+		}
+		errs = append(errs, perr)
+	}
+	for _, a := range remove {
+		p, _ := addrPrefix(a)
 		del := a
 		if err := r.h.AddrDel(l, &del); err != nil {
 			errs = append(errs, fmt.Errorf("netconf: remove %s from %s: %w", p, name, err))

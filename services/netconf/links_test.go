@@ -54,6 +54,8 @@ func TestReconcileDownlinks(t *testing.T) {
 	lab.Veth(t, gate, "eth1", plant, "p1")
 	lab.Veth(t, gate, "eth2", plant, "p2")
 	lab.Run(t, "ip", "-n", gate.Name, "addr", "add", "192.0.2.7/24", "dev", "eth1") // foreign
+	promoteOff(t, gate, "eth1")
+	promoteOff(t, gate, "eth2")
 
 	zones := []site.Zone{
 		{Name: "cell-1", Interface: "eth1", Subnet: netip.MustParsePrefix("10.77.0.0/24")},
@@ -64,7 +66,7 @@ func TestReconcileDownlinks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := NewReconciler(gate.Handle)
+	r := NewReconciler(gate.Handle, gate.NS)
 	res, err := r.Reconcile(plan)
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +75,7 @@ func TestReconcileDownlinks(t *testing.T) {
 	for _, c := range res.Changes {
 		got = append(got, c.String())
 	}
-	want := []string{"eth1: up", "eth1: added 10.77.0.1/24", "eth2: up", "eth2: added 10.78.0.1/24"}
+	want := []string{"eth1: up", "eth1: promote_secondaries set to 1", "eth1: added 10.77.0.1/24", "eth2: up", "eth2: promote_secondaries set to 1", "eth2: added 10.78.0.1/24"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("first reconcile: %q, want %q", got, want)
 	}
@@ -150,7 +152,7 @@ func TestReconcileVLAN(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := NewReconciler(gate.Handle)
+	r := NewReconciler(gate.Handle, gate.NS)
 	res, err := r.Reconcile(plan)
 	if err != nil && errors.Is(err, unix.EOPNOTSUPP) {
 		if !strings.Contains(err.Error(), "create VLAN 100 on eth1 as eth1.100") || !strings.Contains(err.Error(), "8021q") {
@@ -169,6 +171,9 @@ func TestReconcileVLAN(t *testing.T) {
 		l, err := gate.Handle.LinkByName(n)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if v := promoteValue(t, gate, n); v != "1" {
+			t.Errorf("%s: promote_secondaries %s, want 1", n, v)
 		}
 		if v, ok := l.(*netlink.Vlan); !ok || l.Attrs().Alias != VLANAlias || !isUp(t, gate.Handle, n) {
 			t.Errorf("%s: %T alias %q", n, l, l.Attrs().Alias)
@@ -208,7 +213,7 @@ func TestStaticUplink(t *testing.T) {
 	}
 	dir := t.TempDir()
 	res := &Resolver{Path: filepath.Join(dir, "run", "resolv.conf"), Etc: filepath.Join(dir, "etc-resolv.conf")}
-	s := NewStaticUplink(gate.Handle, u, res)
+	s := NewStaticUplink(gate.Handle, gate.NS, u, res)
 	changed, err := s.Apply()
 	if err != nil || !changed {
 		t.Fatalf("apply: changed %v, %v", changed, err)
@@ -263,7 +268,7 @@ func TestStaticUplinkMakesALeasedAddressPermanent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := NewStaticUplink(gate.Handle, u, &Resolver{Path: filepath.Join(t.TempDir(), "resolv.conf")})
+	s := NewStaticUplink(gate.Handle, gate.NS, u, &Resolver{Path: filepath.Join(t.TempDir(), "resolv.conf")})
 	if _, err := s.Apply(); err != nil {
 		t.Fatalf("apply: %v", err)
 	}
@@ -310,7 +315,7 @@ func TestStaticUplinkForeignClashChangesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := NewStaticUplink(gate.Handle, u, &Resolver{Path: filepath.Join(t.TempDir(), "resolv.conf")})
+	s := NewStaticUplink(gate.Handle, gate.NS, u, &Resolver{Path: filepath.Join(t.TempDir(), "resolv.conf")})
 	changed, err := s.Apply()
 	if !errors.Is(err, ErrForeign) {
 		t.Errorf("apply: %v, want ErrForeign", err)

@@ -45,7 +45,7 @@ type Config struct {
 type Service struct {
 	Config
 	Handle *netlink.Handle
-	NS     netns.NsHandle // where sockets are opened (tests); zero: here
+	NS     netns.NsHandle // Handle's namespace: sockets and sysctls (tests); zero: here
 	Logf   func(string, ...any)
 	// Notify tells init the service is ready (nil: ready.Notify).
 	Notify func() error
@@ -150,7 +150,7 @@ func (s *Service) Run(ctx context.Context) error {
 	s.events = NewRing(0, s.Logf)
 	s.inv = NewInventory(s.AbsentAfter, s.events)
 	s.watcher = &Watcher{Handle: s.Handle, NS: s.NS, Inventory: s.inv, ProbeInterval: s.ProbeInterval, Logf: s.Logf}
-	s.recon = NewReconciler(s.Handle)
+	s.recon = NewReconciler(s.Handle, s.NS)
 	s.uplinkOK = make(chan struct{})
 	s.status.Uplink = UplinkStatus{Name: s.Uplink.Name, Mode: s.Uplink.Mode, State: "starting"}
 
@@ -197,7 +197,7 @@ func (s *Service) Run(ctx context.Context) error {
 
 	switch s.Uplink.Mode {
 	case UplinkStatic:
-		s.static = NewStaticUplink(s.Handle, s.Uplink, s.Resolver)
+		s.static = NewStaticUplink(s.Handle, s.NS, s.Uplink, s.Resolver)
 		s.applyStatic()
 	case UplinkDHCP:
 		s.dhcp = &DHCPClient{Link: s.Uplink.Name, Handle: s.Handle, NS: s.NS, Resolver: s.Resolver, HintPath: s.HintPath,

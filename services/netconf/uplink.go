@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -27,9 +28,12 @@ const foreverLft = 0xffffffff
 
 // uplinkLink applies UplinkConfig to the uplink interface. It owns the
 // addresses labelled OwnerLabel(name) and the default routes on the
-// uplink with its route protocol (static or dhcp); nothing else.
+// uplink with its route protocol (static or dhcp); nothing else. Before
+// it changes addresses it turns on the uplink's promote_secondaries (see
+// promoteSecondaries) in ns, the namespace of h.
 type uplinkLink struct {
 	h        *netlink.Handle
+	ns       netns.NsHandle
 	name     string
 	proto    netlink.RouteProtocol
 	resolver *Resolver
@@ -81,8 +85,8 @@ func (u *uplinkLink) apply(c UplinkConfig) (bool, error) {
 			return false, fmt.Errorf("netconf: %s on uplink %s carries label %q: %w", p, u.name, a.Label, ErrForeign)
 		}
 	}
-	changed := false
 	present := false
+	var remove []netlink.Addr
 	for _, a := range have {
 		p, ok := addrPrefix(a)
 		if !ok || a.Label != label {
@@ -95,9 +99,25 @@ func (u *uplinkLink) apply(c UplinkConfig) (bool, error) {
 			present = c.Lifetime > 0 || a.ValidLft == foreverLft
 			continue
 		}
+		remove = append(remove, a)
+	}
+	// Removing the old address (or the kernel expiring a lease's) must
+	// not take the foreign ones of its subnet with it. When
+	// promote_secondaries cannot be set, the error is returned in the end,
+	// and the configuration is refused (nothing changed) if a foreign
+	// address would be lost now.
+	changed, perr := promoteSecondaries(u.ns, u.name)
+	if perr != nil {
+		if err := guardRemovals(perr, u.name, have, remove, label); err != nil {
+			return changed, err
+		}
+	}
+	fail := func(err error) (bool, error) { return changed, errors.Join(perr, err) }
+	for _, a := range remove {
+		p, _ := addrPrefix(a)
 		del := a
 		if err := u.h.AddrDel(l, &del); err != nil {
-			return changed, fmt.Errorf("netconf: remove old %s from %s: %w", p, u.name, err)
+			return fail(fmt.Errorf("netconf: remove old %s from %s: %w", p, u.name, err))
 		}
 		changed = true
 	}
@@ -111,21 +131,21 @@ func (u *uplinkLink) apply(c UplinkConfig) (bool, error) {
 	}
 	if !present || c.Lifetime > 0 {
 		if err := u.h.AddrReplace(l, ad); err != nil {
-			return changed, fmt.Errorf("netconf: set %s on %s: %w", c.Address, u.name, err)
+			return fail(fmt.Errorf("netconf: set %s on %s: %w", c.Address, u.name, err))
 		}
 		changed = changed || !present
 	}
 	rc, err := u.setDefaultRoute(l, c.Gateway)
 	changed = changed || rc
 	if err != nil {
-		return changed, err
+		return fail(err)
 	}
 	if len(c.DNS) > 0 || len(c.Search) > 0 {
 		if err := u.resolver.Write(u.source, c.DNS, c.Search); err != nil {
-			return changed, err
+			return fail(err)
 		}
 	}
-	return changed, nil
+	return changed, perr
 }
 
 // defaultRoutes lists the IPv4 default routes of the main table.
@@ -203,7 +223,9 @@ func (u *uplinkLink) owned() ([]netip.Prefix, error) {
 }
 
 // clear removes every owned address and default route from the uplink
-// and empties the DNS file.
+// and empties the DNS file. The owned addresses stay (an error) when
+// promote_secondaries cannot be set and removing them would take foreign
+// addresses with them.
 func (u *uplinkLink) clear() error {
 	l, err := u.link()
 	if err != nil {
@@ -217,10 +239,19 @@ func (u *uplinkLink) clear() error {
 	if err != nil {
 		return fmt.Errorf("netconf: list addresses of %s: %w", u.name, err)
 	}
+	var remove []netlink.Addr
 	for _, a := range have {
-		if a.Label != OwnerLabel(u.name) {
-			continue
+		if a.Label == OwnerLabel(u.name) {
+			remove = append(remove, a)
 		}
+	}
+	if _, perr := promoteSecondaries(u.ns, u.name); perr != nil {
+		if err := guardRemovals(perr, u.name, have, remove, OwnerLabel(u.name)); err != nil {
+			perr, remove = err, nil
+		}
+		errs = append(errs, perr)
+	}
+	for _, a := range remove {
 		del := a
 		if err := u.h.AddrDel(l, &del); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 			errs = append(errs, fmt.Errorf("netconf: remove %s from %s: %w", a.IPNet, u.name, err))
@@ -238,13 +269,14 @@ type StaticUplink struct {
 	cfg  UplinkConfig
 }
 
-// NewStaticUplink returns the static configuration of u through h.
-func NewStaticUplink(h *netlink.Handle, u Uplink, r *Resolver) *StaticUplink {
+// NewStaticUplink returns the static configuration of u through h, whose
+// network namespace is ns (zero: the process's own).
+func NewStaticUplink(h *netlink.Handle, ns netns.NsHandle, u Uplink, r *Resolver) *StaticUplink {
 	if r == nil {
 		r = &Resolver{}
 	}
 	return &StaticUplink{
-		link: &uplinkLink{h: h, name: u.Name, proto: unix.RTPROT_STATIC, resolver: r, source: "static on " + u.Name},
+		link: &uplinkLink{h: h, ns: ns, name: u.Name, proto: unix.RTPROT_STATIC, resolver: r, source: "static on " + u.Name},
 		cfg:  UplinkConfig{Address: u.Address, Gateway: u.Gateway, DNS: u.DNS},
 	}
 }
