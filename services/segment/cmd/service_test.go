@@ -215,7 +215,10 @@ func TestServiceReconciles(t *testing.T) {
 		t.Error("another uid reaches plc-1 after the verdict map was repaired")
 	}
 
-	// Exception expiry: an event, and the flow stops.
+	// Exception expiry: an event, and the flow is no longer the
+	// exception's. rtu-1's zone monitors, so plc-1 still connects, now as
+	// a would-block flow (the exception accepted it before would_block
+	// could record it).
 	waitFor(t, "exception expiry event", func() bool {
 		return strings.Contains(svc.out.String(), "exception-expired: exception hist-pull")
 	})
@@ -226,8 +229,12 @@ func TestServiceReconciles(t *testing.T) {
 	if len(st.Status.Exceptions) != 0 {
 		t.Errorf("exceptions after expiry: %+v", st.Status.Exceptions)
 	}
-	if ok, _ := l.Plant.Reach(nslab.Asset3+":502", root, 1500*time.Millisecond); ok {
-		t.Error("exception flow still passes after expiry")
+	if ok, err := l.Plant.Reach(nslab.Asset3+":502", root, 10*time.Second); !ok || err != nil {
+		t.Errorf("plc-1 to monitored rtu-1 after the exception expired: reachable=%v err=%v", ok, err)
+	}
+	rep, err = exec.Command(cli, "segment", "-socket", sock, "report").CombinedOutput()
+	if err != nil || !strings.Contains(string(rep), "10.20.0.10 -> 10.30.0.10 tcp/502") {
+		t.Errorf("otgate segment report after the exception expired lacks plc-1 -> rtu-1: %v\n%s", err, rep)
 	}
 }
 
