@@ -78,6 +78,11 @@ func Compile(s *site.Site) (*Policy, error) {
 	}
 	for i := range s.Assets {
 		a := s.Assets[i]
+		if p.assets[a.Name] != nil {
+			// The later definition would replace the earlier for Decide
+			// while grants on either one's zone still reached it.
+			return nil, fmt.Errorf("policy: asset %q defined twice", a.Name)
+		}
 		p.assets[a.Name] = &a
 	}
 	roles := map[string]bool{}
@@ -103,6 +108,19 @@ func Compile(s *site.Site) (*Policy, error) {
 	windows := map[string]*site.MaintenanceWindow{}
 	for i := range s.Access.MaintenanceWindows {
 		w := s.Access.MaintenanceWindows[i]
+		switch {
+		case windows[w.Name] != nil:
+			// The later definition would replace the earlier (a window
+			// a month longer than the one validated).
+			return nil, fmt.Errorf("policy: maintenance window %q defined twice", w.Name)
+		case w.Start.IsZero():
+			// It would apply since the beginning of time.
+			return nil, fmt.Errorf("policy: maintenance window %q: no start", w.Name)
+		case w.End.IsZero():
+			return nil, fmt.Errorf("policy: maintenance window %q: no end", w.Name)
+		case !w.End.After(w.Start):
+			return nil, fmt.Errorf("policy: maintenance window %q: end %s is not after start %s", w.Name, w.End.Format(time.RFC3339), w.Start.Format(time.RFC3339))
+		}
 		windows[w.Name] = &w
 	}
 	names := map[string]bool{}
