@@ -128,6 +128,24 @@ func (d *decoder) list(n *yaml.Node, path string) []*yaml.Node {
 	return n.Content
 }
 
+// restricts reports whether n, the value of a list whose absence means
+// "no restriction" (a grant's windows, dates and maintenance, a user's
+// source networks), restricts something. An empty list, or the key with
+// no value (every entry commented out, say), would read as the key left
+// out and lift the restriction without a word: both are refused, saying
+// how to write "none" (leave key out for what).
+func (d *decoder) restricts(n *yaml.Node, path, key, what string) bool {
+	switch {
+	case n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null":
+		d.nodeErrorf(n, path, "no value (leave %s out %s)", key, what)
+	case n.Kind == yaml.SequenceNode && len(n.Content) == 0:
+		d.nodeErrorf(n, path, "empty list (leave %s out %s)", key, what)
+	default:
+		return true
+	}
+	return false
+}
+
 // scalar returns n's text if it is a plain scalar of one of the tags.
 func (d *decoder) scalar(n *yaml.Node, path, want string, tags ...string) (string, bool) {
 	if !d.usable(n, path) {

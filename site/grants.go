@@ -82,9 +82,9 @@ func decodeGrants(d *decoder, n *yaml.Node, path string, s *Site) {
 		}
 		if v, ok := f["windows"]; ok {
 			wp := join(p, "windows")
-			items := d.list(v, wp)
-			if len(items) == 0 && v.Kind == yaml.SequenceNode {
-				d.nodeErrorf(v, wp, "empty list (leave windows out for any time)")
+			var items []*yaml.Node
+			if d.restricts(v, wp, "windows", "for any time") {
+				items = d.list(v, wp)
 			}
 			for j, it := range items {
 				if w, ok := decodeWindow(d, it, index(wp, j)); ok {
@@ -94,9 +94,9 @@ func decodeGrants(d *decoder, n *yaml.Node, path string, s *Site) {
 		}
 		if v, ok := f["dates"]; ok {
 			dp := join(p, "dates")
-			items := d.list(v, dp)
-			if len(items) == 0 && v.Kind == yaml.SequenceNode {
-				d.nodeErrorf(v, dp, "empty list (leave dates out for every date)")
+			var items []*yaml.Node
+			if d.restricts(v, dp, "dates", "for every date") {
+				items = d.list(v, dp)
 			}
 			for j, it := range items {
 				if r, ok := decodeDateRange(d, it, index(dp, j)); ok {
@@ -104,7 +104,7 @@ func decodeGrants(d *decoder, n *yaml.Node, path string, s *Site) {
 				}
 			}
 		}
-		if v, ok := f["maintenance"]; ok {
+		if v, ok := f["maintenance"]; ok && d.restricts(v, join(p, "maintenance"), "maintenance", "for no maintenance window") {
 			g.Maintenance = d.names(v, join(p, "maintenance"))
 		}
 		if v, ok := f["max_session"]; ok {

@@ -57,7 +57,7 @@ func decodeUsers(d *decoder, n *yaml.Node, path string, s *Site) {
 		if v, ok := f["disabled"]; ok {
 			u.Disabled, _ = d.boolean(v, join(p, "disabled"))
 		}
-		if v, ok := f["source_networks"]; ok {
+		if v, ok := f["source_networks"]; ok && d.restricts(v, join(p, "source_networks"), "source_networks", "for any source") {
 			sp := join(p, "source_networks")
 			for j, it := range d.list(v, sp) {
 				if pfx, ok := d.prefix(it, index(sp, j)); ok {
