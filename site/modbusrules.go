@@ -89,7 +89,7 @@ func decodeModbusRules(d *decoder, n *yaml.Node, p, grant string) (*modbus.Rules
 			}
 		}
 	}
-	if v, has := f["limits"]; has {
+	if v, has := f["limits"]; has && d.restricts(v, join(p, "limits"), "limits", "for no value limits") {
 		lp := join(p, "limits")
 		for i, it := range d.list(v, lp) {
 			ip := index(lp, i)
