@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 )
 
@@ -65,13 +66,6 @@ func (l *logger) line(s string) {
 			l.written += int64(n)
 		}
 	}
-}
-
-// setOutputs replaces the console writers (after /dev/console is opened).
-func (l *logger) setOutputs(out ...io.Writer) {
-	l.mu.Lock()
-	l.out = out
-	l.mu.Unlock()
 }
 
 // mirror starts writing the ring, and every later line, to path.
@@ -140,4 +134,96 @@ func cleanText(s string, max int) string {
 		cut--
 	}
 	return s[:cut] + more
+}
+
+// consoleQueue is how many lines the console may be behind before lines
+// are dropped from it (not from the ring or init.log).
+const consoleQueue = 256
+
+// consoleWriter writes to a console from its own goroutine, through a
+// queue of at most consoleQueue writes. Init logs on every path
+// (supervision, the watchdog's health, shutdown) under the logger's lock,
+// and a console can stop taking output for good: a serial console
+// stopped with ctrl-S (XOFF), hardware flow control with no cable, a
+// stderr pipe nobody reads. A write to it would block, and with it every
+// service's supervision (a crashed critical service kept its "ready" and
+// the watchdog its petting) and the shutdown. Write never blocks: when
+// the queue is full the line is dropped from the console and counted, and
+// the count is shown when the console takes output again (the ring and
+// init.log keep every line).
+type consoleWriter struct {
+	w  io.Writer
+	ch chan consoleItem
+
+	mu      sync.Mutex
+	dropped int
+}
+
+// consoleItem is one write, or (flushed not nil) a flush marker.
+type consoleItem struct {
+	b       []byte
+	flushed chan struct{}
+}
+
+func newConsoleWriter(w io.Writer) *consoleWriter {
+	c := &consoleWriter{w: w, ch: make(chan consoleItem, consoleQueue)}
+	go c.run()
+	return c
+}
+
+func (c *consoleWriter) Write(b []byte) (int, error) {
+	select {
+	case c.ch <- consoleItem{b: append([]byte(nil), b...)}:
+	default:
+		c.mu.Lock()
+		c.dropped++
+		c.mu.Unlock()
+	}
+	return len(b), nil
+}
+
+func (c *consoleWriter) run() {
+	for it := range c.ch {
+		if it.flushed != nil {
+			close(it.flushed)
+			continue
+		}
+		c.mu.Lock()
+		n := c.dropped
+		c.dropped = 0
+		c.mu.Unlock()
+		if n > 0 {
+			fmt.Fprintf(c.w, "init: console: %d lines not shown (the console took no output; the status log and /run/otgate/init.log have them)\n", n)
+		}
+		c.w.Write(it.b)
+	}
+}
+
+// flush waits up to d until what was written before it is out.
+func (c *consoleWriter) flush(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	done := make(chan struct{})
+	select {
+	case c.ch <- consoleItem{flushed: done}:
+	case <-t.C:
+		return
+	}
+	select {
+	case <-done:
+	case <-t.C:
+	}
+}
+
+// flush waits up to d for the console writers to write out what was
+// logged (before a power-off, or init's exit on a development host).
+func (l *logger) flush(d time.Duration) {
+	l.mu.Lock()
+	out := append([]io.Writer(nil), l.out...)
+	l.mu.Unlock()
+	for _, w := range out {
+		if c, ok := w.(*consoleWriter); ok {
+			c.flush(d)
+		}
+	}
 }

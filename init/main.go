@@ -92,7 +92,7 @@ func main() {
 	if !pid1 {
 		flag.Parse()
 	}
-	in := &initProc{pid1: pid1, root: *root, started: time.Now(), log: newLogger(os.Stderr)}
+	in := &initProc{pid1: pid1, root: *root, started: time.Now(), log: newLogger(newConsoleWriter(os.Stderr))}
 	if *config == "" {
 		*config = in.path(bootcfg.Path)
 	}
@@ -270,7 +270,8 @@ func (in *initProc) boot(configPath, cmdline string) {
 }
 
 // openConsole makes /dev/console init's stdin, stdout and stderr (the
-// kernel could not open it before devtmpfs was mounted).
+// kernel could not open it before devtmpfs was mounted); the logger's
+// console writer writes to stderr, the console from then on.
 func openConsole(log *logger) {
 	f, err := os.OpenFile("/dev/console", os.O_RDWR, 0)
 	if err != nil {
@@ -281,7 +282,6 @@ func openConsole(log *logger) {
 		unix.Dup3(int(f.Fd()), fd, 0)
 	}
 	f.Close()
-	log.setOutputs(os.Stdout)
 }
 
 // hostPerm is /perm on a development host: a plain directory below root.

@@ -79,6 +79,10 @@ func shutdownRequests(log *logger, ch chan<- action) {
 	}()
 }
 
+// consoleFlush is how long a shutdown waits for the console to take
+// the last lines.
+const consoleFlush = 2 * time.Second
+
 // shutdownBudget is how long a clean shutdown may take before the
 // watchdog is left to reset the board: every service its stop grace and
 // the wait after SIGKILL (they stop one after the other), the debug
@@ -157,8 +161,12 @@ func (in *initProc) shutdown(a action) {
 	}
 	if !in.pid1 {
 		log.Printf("not PID 1: exiting instead")
+		log.flush(consoleFlush)
 		return
 	}
+	// The console writes from its own goroutine: let it show the last
+	// lines first (a stopped console does not hold the power-off up).
+	log.flush(consoleFlush)
 	if err := unix.Reboot(cmd); err != nil {
 		log.Printf("reboot(%s): %v", a, err)
 	}
