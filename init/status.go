@@ -52,8 +52,9 @@ func (in *initProc) answer(c net.Conn) {
 	var resp initstatus.Response
 	// A request is a few bytes: read no more than maxRequest of whatever
 	// a client sends (the decoder would buffer all of it in PID 1).
-	if err := initstatus.DecMode().NewDecoder(io.LimitReader(c, maxRequest)).Decode(&req); err != nil {
-		resp.Error = fmt.Sprintf("bad request: %v", err)
+	r := &countingReader{r: io.LimitReader(c, maxRequest)}
+	if err := initstatus.DecMode().NewDecoder(r).Decode(&req); err != nil {
+		resp.Error = "bad request: " + requestError(err, r.n)
 	} else {
 		switch req.Op {
 		case initstatus.OpStatus:
@@ -65,6 +66,34 @@ func (in *initProc) answer(c net.Conn) {
 		}
 	}
 	initstatus.EncMode().NewEncoder(c).Encode(resp)
+}
+
+// requestError says what is wrong with a request whose decoding failed
+// with err after n bytes: the decoder's "unexpected EOF" alone named
+// neither a request over the limit nor one cut short.
+func requestError(err error, n int64) string {
+	if !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return err.Error()
+	}
+	switch {
+	case n >= maxRequest:
+		return fmt.Sprintf("larger than %d bytes (read no further)", maxRequest)
+	case n == 0:
+		return "empty (the connection ended before a request)"
+	}
+	return fmt.Sprintf("request ends after %d bytes, inside a CBOR item", n)
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n += int64(n)
+	return n, err
 }
 
 func (in *initProc) status() *initstatus.Status {

@@ -1,11 +1,17 @@
 package main
 
 import (
+	"fmt"
+	"io"
 	"net"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/otgate/otgate/internal/bootcfg"
+	"github.com/otgate/otgate/internal/initstatus"
+	"golang.org/x/sys/unix"
 )
 
 // A client that streams a huge request (a CBOR text string that claims a
@@ -46,4 +52,61 @@ func TestHostInitStatusBoundsRequest(t *testing.T) {
 	if st, err := h.dial(t).Status(); err != nil || !st.Ready {
 		t.Fatalf("status after the hostile request: %+v, %v", st, err)
 	}
+}
+
+// A request that is too big, or is not a request, gets an answer that
+// says what is wrong with it: the limit, or where the decoding failed.
+func TestStatusBadRequestSaysWhat(t *testing.T) {
+	in := &initProc{log: newLogger(io.Discard), cfg: &bootcfg.Config{}}
+	big, err := initstatus.EncMode().Marshal(map[string]string{"op": initstatus.OpStatus, "pad": strings.Repeat("x", 2*maxRequest)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		req  []byte
+		want string
+	}{
+		{"too big", big, fmt.Sprintf("bad request: larger than %d bytes", maxRequest)},
+		{"not a map", []byte{0x18, 0x2a}, "bad request: cbor: cannot unmarshal positive integer"},
+		{"cut short", big[:100], "bad request: request ends after 100 bytes, inside a CBOR item"},
+		{"empty", nil, "bad request: empty (the connection ended before a request)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, s := unixPair(t)
+			go in.answer(s)
+			c.SetDeadline(time.Now().Add(waitTimeout))
+			go func() {
+				c.Write(tc.req)
+				c.CloseWrite()
+			}()
+			var resp initstatus.Response
+			if err := initstatus.DecMode().NewDecoder(c).Decode(&resp); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(resp.Error, tc.want) {
+				t.Fatalf("answer %q, want it to start %q", resp.Error, tc.want)
+			}
+		})
+	}
+}
+
+// unixPair is a connected pair of unix stream sockets.
+func unixPair(t *testing.T) (*net.UnixConn, net.Conn) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns [2]net.Conn
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "socketpair")
+		conns[i], err = net.FileConn(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conns[i].Close() })
+	}
+	return conns[0].(*net.UnixConn), conns[1]
 }
