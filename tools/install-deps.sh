@@ -6,7 +6,7 @@ set -eu
 PKGS="qemu-system-x86 qemu-system-arm qemu-utils swtpm swtpm-tools nftables ovmf
 qemu-efi-aarch64 systemd-boot-efi iproute2 e2fsprogs dnsmasq oathtool mbpoll tshark
 python3-pymodbus python3-serial python3-serial-asyncio socat haproxy rsyslog rsyslog-gnutls openssl curl xz-utils kmod
-util-linux kea-dhcp4-server dosfstools chrony gdisk"
+util-linux kea-dhcp4-server dosfstools chrony gdisk gcc libc6-dev"
 
 missing=""
 for p in $PKGS; do
