@@ -77,6 +77,9 @@ func ParsePCRs(s string) ([]uint, error) {
 		if err != nil || n > 23 {
 			return nil, fmt.Errorf("bad PCR %q in %q (want numbers 0-23)", p, s)
 		}
+		if err := checkBoardPCR(uint(n)); err != nil {
+			return nil, fmt.Errorf("%q: %w", s, err)
+		}
 		out = append(out, uint(n))
 	}
 	return out, nil

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/binary"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -69,6 +70,23 @@ func rawCall(t *testing.T, c net.Conn, b []byte, length uint32, cut bool) *api.R
 // that is not CBOR, one with a field the protocol does not have, a frame
 // over the limit, an unknown operation, a workload certificate lifetime
 // out of range (a huge one used to wrap around into the range).
+// TestPCRFlagRefusesResettablePCRs: -pcrs naming PCR 16 or 23 (which
+// anyone on the device can reset and extend to the sealed value) is
+// refused at the flag, naming it, not only when an identity is created
+// (an existing identity ignored it without a word).
+func TestPCRFlagRefusesResettablePCRs(t *testing.T) {
+	for _, v := range []string{"16", "0,23", "7, 16"} {
+		f := Flags{PCRs: v, DevMode: true}
+		_, err := f.Config(false, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "-pcrs") || !strings.Contains(err.Error(), "resettable") {
+			t.Errorf("-pcrs %s: %v, want a refusal naming -pcrs and the resettable PCR", v, err)
+		}
+	}
+	if pcrs, err := ParsePCRs("0,2,7"); err != nil || len(pcrs) != 3 {
+		t.Errorf("ParsePCRs(0,2,7) = %v, %v", pcrs, err)
+	}
+}
+
 func TestSocketAnswersMalformedRequests(t *testing.T) {
 	_, opener := startTPM(t)
 	id, err := Open(testConfig(t, opener))

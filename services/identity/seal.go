@@ -78,11 +78,8 @@ func ExtendBootMeasurement(t transport.TPM, digest [32]byte) error {
 func sealPCRs(board []uint) ([]uint, error) {
 	set := map[uint]bool{MeasuredPCR: true}
 	for _, p := range board {
-		if p > 23 {
-			return nil, fmt.Errorf("identity: PCR %d out of range 0-23", p)
-		}
-		if p == 16 || p == 23 {
-			return nil, fmt.Errorf("identity: PCR %d is resettable (debug/application PCR) and cannot bind a seal", p)
+		if err := checkBoardPCR(p); err != nil {
+			return nil, fmt.Errorf("identity: %w", err)
 		}
 		set[p] = true
 	}
@@ -92,6 +89,19 @@ func sealPCRs(board []uint) ([]uint, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	return out, nil
+}
+
+// checkBoardPCR refuses a PCR a seal cannot rest on: one out of range,
+// or a resettable one (16 debug, 23 application), which anyone on the
+// device can reset and extend to the sealed value.
+func checkBoardPCR(p uint) error {
+	if p > 23 {
+		return fmt.Errorf("PCR %d out of range 0-23", p)
+	}
+	if p == 16 || p == 23 {
+		return fmt.Errorf("PCR %d is resettable (debug/application PCR) and cannot bind a seal", p)
+	}
+	return nil
 }
 
 func selection(pcrs []uint) tpm2.TPMLPCRSelection {
