@@ -4,13 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/otgate/otgate/internal/sysctl"
 )
 
 // Removing an IPv4 address that is the primary one of its subnet on an
@@ -38,24 +39,11 @@ func promoteSecondaries(ns netns.NsHandle, ifname string) (bool, error) {
 	path := promotePath(ifname)
 	set := false
 	err := inNetNS(ns, func() error {
-		b, err := os.ReadFile(path)
-		if err != nil {
+		v, err := sysctl.Read(path)
+		if err != nil || v == "1" {
 			return err
 		}
-		if strings.TrimSpace(string(b)) == "1" {
-			return nil
-		}
-		// O_WRONLY without O_CREATE: a missing sysctl is an error, never
-		// a new file.
-		f, err := os.OpenFile(path, os.O_WRONLY, 0)
-		if err != nil {
-			return err
-		}
-		if _, err := f.WriteString("1"); err != nil {
-			f.Close()
-			return err
-		}
-		if err := f.Close(); err != nil {
+		if err := sysctl.Write(path, "1"); err != nil {
 			return err
 		}
 		set = true

@@ -3,12 +3,13 @@ package segment
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/otgate/otgate/internal/sysctl"
 )
 
 // ForwardingSysctl is the IPv4 forwarding switch of the network namespace
@@ -45,7 +46,7 @@ func (f SysctlForwarding) conf() string { return filepath.Join(filepath.Dir(f.pa
 
 // Get reads the switch.
 func (f SysctlForwarding) Get() (bool, error) {
-	v, err := readSysctl(f.path())
+	v, err := sysctl.Read(f.path())
 	if err != nil {
 		return false, err
 	}
@@ -81,12 +82,12 @@ func (f SysctlForwarding) Set(on bool) error {
 			return fmt.Errorf("strict reverse-path filtering, needed before forwarding: %w", err)
 		}
 	}
-	return writeSysctl(f.path(), v)
+	return sysctl.Write(f.path(), v)
 }
 
 func (f SysctlForwarding) strictRPFilter() error {
 	for _, iface := range []string{"all", "default"} {
-		if err := writeSysctl(filepath.Join(f.conf(), iface, "rp_filter"), "1"); err != nil {
+		if err := sysctl.Write(filepath.Join(f.conf(), iface, "rp_filter"), "1"); err != nil {
 			return err
 		}
 	}
@@ -95,7 +96,7 @@ func (f SysctlForwarding) strictRPFilter() error {
 		return err
 	}
 	for _, iface := range loose {
-		if err := writeSysctl(filepath.Join(f.conf(), iface, "rp_filter"), "1"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := sysctl.Write(filepath.Join(f.conf(), iface, "rp_filter"), "1"); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err // (an interface removed meanwhile filters nothing)
 		}
 	}
@@ -108,7 +109,7 @@ func (f SysctlForwarding) strictRPFilter() error {
 func (f SysctlForwarding) Drift() []string {
 	var out []string
 	for _, iface := range []string{"all", "default"} {
-		v, err := readSysctl(filepath.Join(f.conf(), iface, "rp_filter"))
+		v, err := sysctl.Read(filepath.Join(f.conf(), iface, "rp_filter"))
 		switch {
 		case err != nil:
 			out = append(out, fmt.Sprintf("%s: cannot read: %v", rpFilterName(iface), err))
@@ -136,7 +137,7 @@ func (f SysctlForwarding) looseInterfaces() ([]string, error) {
 	var out []string
 	for _, e := range ents {
 		if n := e.Name(); n != "all" && n != "default" {
-			v, err := readSysctl(filepath.Join(f.conf(), n, "rp_filter"))
+			v, err := sysctl.Read(filepath.Join(f.conf(), n, "rp_filter"))
 			if errors.Is(err, fs.ErrNotExist) {
 				continue
 			}
@@ -155,36 +156,6 @@ func (f SysctlForwarding) looseInterfaces() ([]string, error) {
 // slash there: net.ipv4.conf.eth1/20.rp_filter).
 func rpFilterName(iface string) string {
 	return "net.ipv4.conf." + strings.ReplaceAll(iface, ".", "/") + ".rp_filter"
-}
-
-// readSysctl reads a sysctl's value (at most 64 bytes: a sysctl file is
-// short, and a path that is not one must not be read without end).
-func readSysctl(path string) (string, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer fh.Close()
-	b := make([]byte, 64)
-	n, err := io.ReadFull(fh, b)
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-		return "", err
-	}
-	return strings.TrimSpace(string(b[:n])), nil
-}
-
-func writeSysctl(path, v string) error {
-	// O_WRONLY without O_CREATE: a missing sysctl is an error, never a
-	// new regular file.
-	fh, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	if _, err := fh.WriteString(v); err != nil {
-		fh.Close()
-		return err
-	}
-	return fh.Close()
 }
 
 // WithForwarding sets the IPv4 forwarding switch the service owns
