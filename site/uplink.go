@@ -315,18 +315,34 @@ func validateNTP(v *validator, s *Site, u *Uplink) {
 			}
 			continue
 		}
-		for j, z := range s.Zones {
-			if z.Subnet.IsValid() && z.Subnet.Contains(a) {
-				v.errorf(path, "NTP server %s is in zone %q subnet %s (at %s); the gate takes its time from the uplink side only", a, z.Name, z.Subnet, index("zones", j))
+		for _, r := range v.otSide(s, a) {
+			if r.Zone != "" {
+				v.errorf(path, "NTP server %s is in %s (at %s); the gate takes its time from the uplink side only", a, r, r.Path)
+			} else {
+				v.errorf(path, "NTP server %s is in %s", a, r)
 			}
-		}
-		if !v.d.failed["overlay.prefix"] && s.Overlay.Prefix.IsValid() && s.Overlay.Prefix.Contains(a) {
-			v.errorf(path, "NTP server %s is in the overlay prefix %s", a, s.Overlay.Prefix)
 		}
 		if u.IsStatic() && u.Address.IsValid() && u.Address.Addr() == a {
 			v.errorf(path, "NTP server %s is the uplink's own address", a)
 		}
 	}
+}
+
+// otSide lists the OT-side ranges (Site.OTRanges) that hold a, each
+// one: a validator reports every clash. The overlay prefix is left out
+// when it failed to decode (that is reported already; the default would
+// stand in for it).
+func (v *validator) otSide(s *Site, a netip.Addr) []OTRange {
+	var out []OTRange
+	for _, r := range s.OTRanges() {
+		if r.Zone == "" && v.d.failed["overlay.prefix"] {
+			continue
+		}
+		if r.Prefix.Contains(a) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // hostPrefix4 parses an IPv4 host address with its prefix length
@@ -359,13 +375,20 @@ func (d *decoder) hostPrefix4(n *yaml.Node, path string) (netip.Prefix, bool) {
 // uplink's side: not in a zone's subnet or the overlay prefix (the gate
 // never takes its time from the OT side, where its own output is
 // dropped), not the gate's own uplink address; a server named by DNS
-// needs a resolver (a static uplink without dns has none).
+// needs a resolver (a static uplink without dns has none). DNS servers
+// are on the uplink's side too (Site.OTSide): the answers decide where
+// the gate's names (NTS and NTP servers among them) resolve.
 func validateUplink(v *validator, s *Site) {
 	u := s.Uplink
 	if u == nil {
 		return
 	}
 	validateNTP(v, s, u)
+	for i, a := range u.DNS {
+		for _, r := range v.otSide(s, a) {
+			v.errorf(index("uplink.dns", i), "DNS server %s is in %s (at %s); the gate resolves names on the uplink side only", a, r, r.Path)
+		}
+	}
 	if !u.IsStatic() || !u.Address.IsValid() {
 		return
 	}
