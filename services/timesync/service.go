@@ -264,33 +264,19 @@ func (s *Service) servers(ctx context.Context) ([]string, *site.NTS, string) {
 // uplinkSide keeps the DHCP lease's servers that the site file would
 // take in its uplink.ntp (site validateNTP): the gate takes its time
 // from the uplink side only, so not from an address in a zone's subnet
-// (an OT device) or the overlay prefix; a lease is unauthenticated, and
-// must not name what the site file cannot. It returns why the others
-// are not used.
+// (an OT device) or the overlay prefix (site.Site.OTSide); a lease is
+// unauthenticated, and must not name what the site file cannot. It
+// returns why the others are not used.
 func uplinkSide(servers []string, st *site.Site) (keep, dropped []string) {
 	if st == nil {
 		return servers, nil
 	}
-	overlay := st.Overlay.Prefix
-	if !overlay.IsValid() {
-		overlay = site.DefaultOverlayPrefix
-	}
 	for _, srv := range servers {
-		a, err := netip.ParseAddr(srv)
-		why := ""
-		switch {
-		case err != nil:
-		case overlay.Contains(a):
-			why = fmt.Sprintf("in the overlay prefix %s", overlay)
-		default:
-			for _, z := range st.Zones {
-				if z.Subnet.IsValid() && z.Subnet.Contains(a) {
-					why = fmt.Sprintf("in zone %q subnet %s", z.Name, z.Subnet)
-					break
-				}
-			}
+		why, ot := "", false
+		if a, err := netip.ParseAddr(srv); err == nil {
+			why, ot = st.OTSide(a)
 		}
-		if why == "" {
+		if !ot {
 			keep = append(keep, srv)
 			continue
 		}
