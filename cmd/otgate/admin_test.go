@@ -139,7 +139,10 @@ func TestAdminUserLifecycle(t *testing.T) {
 	if out := run("", "revoke", "alice"); !strings.Contains(out, "generation now") {
 		t.Errorf("revoke: %s", out)
 	}
-	run("", "unlock", "alice")
+	// alice is not locked: the unlock says so and changes nothing.
+	if _, err := admin(t, "", append([]string{"unlock", "alice"}, common...)...); !errors.Is(err, auth.ErrNotLocked) {
+		t.Errorf("unlock of alice, who is not locked: %v, want ErrNotLocked", err)
+	}
 	run("", "reset-totp", "alice")
 	if out := run("", "list"); !regexp.MustCompile(`alice\s+engineer,vendor\s+pending`).MatchString(out) {
 		t.Errorf("list after reset-totp:\n%s", out)

@@ -115,18 +115,27 @@ func (s *Store) RemoveUser(name string) error {
 	return nil
 }
 
-// Unlock lifts a lockout and clears the failure count.
+// Unlock lifts a lockout and clears the failure count. A user with
+// neither a lock in force nor failed logins to clear is an error wrapping
+// ErrNotLocked, and nothing changes (no write, no event).
 func (s *Store) Unlock(name string) error {
 	var was bool
+	var failures int
 	u, err := s.modify(name, func(u *userRecord, _ uint64, now time.Time) error {
-		was = u.Locked && !lockExpired(u, now)
+		was, failures = u.Locked && !lockExpired(u, now), u.Failures
+		if lockExpired(u, now) {
+			failures = 0 // the expired lock's count goes at the next attempt
+		}
+		if !was && failures == 0 {
+			return fmt.Errorf("auth: unlock user %q: %w (no failed logins since the last success or unlock); nothing changed", name, ErrNotLocked)
+		}
 		u.Locked, u.LockedAt, u.LockedUntil, u.Failures = false, time.Time{}, time.Time{}, 0
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	s.emit(AuthEvent{Kind: EventUnlocked, User: name, Generation: u.Generation, Detail: fmt.Sprintf("by admin (was locked: %v)", was)})
+	s.emit(AuthEvent{Kind: EventUnlocked, User: name, Generation: u.Generation, Detail: fmt.Sprintf("by admin (was locked: %v, %d failed logins)", was, failures)})
 	return nil
 }
 

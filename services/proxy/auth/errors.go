@@ -22,6 +22,9 @@ var (
 	ErrUserExists  = errors.New("user already exists")
 	ErrBadName     = errors.New("bad user name")
 	ErrBadPassword = errors.New("unacceptable password")
+	// ErrNotLocked: an unlock found nothing to lift (no lock, no failed
+	// logins); nothing was changed.
+	ErrNotLocked = errors.New("not locked")
 )
 
 // StoreError names the store file and what is wrong with it. The store is
