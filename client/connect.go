@@ -39,7 +39,9 @@ type Forwarder struct {
 	OnEnd func(reply *wire.Reply)
 	// OnNotice is told each notice the gate pushes about this forwarder's
 	// sessions (deadline, warning, ended: see wire.Notice); reply is the
-	// session's reply with the deadline as known before this notice.
+	// session's reply with the deadline as known before this notice. An
+	// ended notice also closes the session's local connection and its
+	// tunnel, endedGrace later unless the gate's close ended them first.
 	OnNotice func(reply *wire.Reply, n wire.Notice)
 	// OnNoticeStream is told when the notice stream (one per Serve) comes
 	// up (nil), or why it is not up: ErrNoticesUnsupported (an older
@@ -237,7 +239,12 @@ func (f *Forwarder) forward(ctx context.Context, local net.Conn) {
 		remote.Close()
 	})
 	defer stop()
-	tr := f.watch.track(reply)
+	// The gate's ended notice closes both too (after endedGrace), should
+	// the gate's own close of the tunnel not come through.
+	tr := f.watch.track(reply, func() {
+		local.Close()
+		remote.Close()
+	})
 	Splice(local, remote)
 	f.watch.done(tr)
 	if f.OnEnd != nil {

@@ -30,7 +30,14 @@
 // (Session.Notices, wire.ALPNNotices) beside its tunnels and reports what
 // the gate says about its own sessions: a deadline moved by a policy
 // reload (OnNotice), the gate's warning ahead of a session's end (OnWarn),
-// and why a session ended (OnNotice, before OnEnd). A gate without the
+// and why a session ended (OnNotice, before OnEnd). A session the gate
+// says has ended has its local connection closed: the gate closes the
+// tunnel itself, and should that close not come through (a middlebox, a
+// half-open connection) the client closes both connections a second
+// after the notice, so the local tool sees the end instead of waiting.
+// The listener goes on serving: a new connection is a new session the
+// gate decides afresh (refused at once, and closed, with a credential it
+// no longer accepts). A gate without the
 // stream, or one that closed it, leaves the warnings to local timers from
 // the last deadline known (OnNoticeStream says so once).
 //

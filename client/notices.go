@@ -92,6 +92,16 @@ const noticeRetry = 2 * time.Second
 // to be reopened at once, and the wait before reopening to start over.
 const noticeStable = time.Minute
 
+// endedGrace is how long a tunnel the gate said has ended may still
+// deliver what it carries before the client closes it: the ended notice
+// travels on its own connection and can overtake the tunnel's last bytes
+// and its close. Normally the gate's close arrives first and ends the
+// tunnel; the grace only runs out when that close never comes through (a
+// middlebox that dropped the tunnel's state, a half-open connection),
+// which would otherwise leave the local tool waiting on a session that
+// is over until TCP keepalive gives up, minutes later.
+const endedGrace = time.Second
+
 // pendingMax bounds the notices kept for sessions the forwarder does not
 // know yet (the notice can overtake the tunnel's reply).
 const pendingMax = 64
@@ -121,6 +131,11 @@ type tracked struct {
 	reply wire.Reply // Until and Rule as last told
 	local *time.Timer
 	ended chan struct{} // closed at the gate's ended notice
+	// closeConns closes the session's local and gate connections; the
+	// ended notice runs it endedGrace later (closeAfter), unless the
+	// tunnel ended by then.
+	closeConns func()
+	closeAfter *time.Timer
 }
 
 func (f *Forwarder) warnBefore() time.Duration {
@@ -134,9 +149,10 @@ func newNoticeWatch(f *Forwarder) *noticeWatch {
 	return &noticeWatch{f: f, sessions: map[string]*tracked{}, newCredential: make(chan struct{}, 1)}
 }
 
-// track starts following an accepted tunnel.
-func (w *noticeWatch) track(reply *wire.Reply) *tracked {
-	tr := &tracked{reply: *reply, ended: make(chan struct{})}
+// track starts following an accepted tunnel; closeConns closes its local
+// and gate connections (the gate's ended notice runs it).
+func (w *noticeWatch) track(reply *wire.Reply, closeConns func()) *tracked {
+	tr := &tracked{reply: *reply, ended: make(chan struct{}), closeConns: closeConns}
 	w.mu.Lock()
 	w.sessions[reply.Session] = tr
 	var replay []wire.Notice
@@ -175,6 +191,9 @@ func (w *noticeWatch) done(tr *tracked) {
 	delete(w.sessions, tr.reply.Session)
 	if tr.local != nil {
 		tr.local.Stop()
+	}
+	if tr.closeAfter != nil {
+		tr.closeAfter.Stop()
 	}
 	w.mu.Unlock()
 }
@@ -245,6 +264,11 @@ func (w *noticeWatch) deliver(n wire.Notice) {
 		case <-tr.ended:
 		default:
 			close(tr.ended)
+			// The gate relays nothing more for this session: the
+			// local tool must see its connection close, not wait.
+			if tr.closeConns != nil {
+				tr.closeAfter = time.AfterFunc(endedGrace, tr.closeConns)
+			}
 		}
 	}
 	after := tr.reply

@@ -127,7 +127,7 @@ func TestNoticeBeforeReply(t *testing.T) {
 		t.Fatalf("notice %+v delivered for an unknown session", n)
 	default:
 	}
-	tr := w.track(&wire.Reply{Accept: true, Session: "s9", Until: 40})
+	tr := w.track(&wire.Reply{Accept: true, Session: "s9", Until: 40}, nil)
 	if n := <-got; n.Session != "s9" || n.Until != 42 {
 		t.Fatalf("replayed %+v", n)
 	}
