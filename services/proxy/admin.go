@@ -6,15 +6,19 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/otgate/otgate/audit"
 	"github.com/otgate/otgate/services/proxy/adminapi"
 	"github.com/otgate/otgate/services/proxy/wire"
 )
 
-// AdminServer serves the admin socket: root only.
+// AdminServer serves the admin socket: root only (SO_PEERCRED). Every
+// call that may change something is an "admin" audit event naming the
+// caller (uid, pid, command), and a refused caller an "admin-refused" one.
 type AdminServer struct {
 	srv *Server
 	ln  *net.UnixListener
@@ -55,21 +59,47 @@ func (a *AdminServer) Serve() error {
 	}
 }
 
+// adminPeer is the process at the other end of an admin connection,
+// from SO_PEERCRED: who made a call, for the audit log.
+type adminPeer struct {
+	uid, pid int
+	comm     string // its command name, best effort (/proc/<pid>/comm)
+}
+
+func (p adminPeer) String() string {
+	s := fmt.Sprintf("uid %d pid %d", p.uid, p.pid)
+	if p.comm != "" {
+		s += " (" + p.comm + ")"
+	}
+	return s
+}
+
 func (a *AdminServer) serveConn(c *net.UnixConn) {
 	defer c.Close()
+	s := a.srv
+	peer := adminPeer{uid: -1, pid: -1}
 	raw, err := c.SyscallConn()
-	if err != nil {
-		return
-	}
 	var cred *unix.Ucred
-	var cerr error
-	raw.Control(func(fd uintptr) { cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
-	if cerr != nil || (cred.Uid != 0 && int(cred.Uid) != a.allowUID) {
-		uid := -1
-		if cred != nil {
-			uid = int(cred.Uid)
+	cerr := err
+	if err == nil {
+		raw.Control(func(fd uintptr) { cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
+	}
+	if cerr == nil {
+		peer.uid, peer.pid = int(cred.Uid), int(cred.Pid)
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", cred.Pid)); err == nil {
+			peer.comm = strings.TrimSpace(string(b))
 		}
-		wire.WriteFrame(c, adminapi.Response{Error: fmt.Sprintf("permission denied: uid %d is not root", uid)})
+	}
+	if cerr != nil || (peer.uid != 0 && peer.uid != a.allowUID) {
+		why := "not root"
+		if cerr != nil {
+			why = fmt.Sprintf("peer credentials unavailable: %v", cerr)
+		}
+		// Fail closed, and say who knocked: a non-root process that
+		// reaches the socket at all means its permissions are wrong.
+		s.cfg.Logf("proxy: admin socket: refused %s: %s", peer, why)
+		s.event(audit.Event{Type: "admin-refused", Reason: fmt.Sprintf("%s: %s", peer, why)})
+		wire.WriteFrame(c, adminapi.Response{Error: fmt.Sprintf("permission denied: uid %d is not root", peer.uid)})
 		return
 	}
 	for {
@@ -81,10 +111,46 @@ func (a *AdminServer) serveConn(c *net.UnixConn) {
 			}
 			return
 		}
-		if err := wire.WriteFrame(c, a.handle(req)); err != nil {
+		rsp := a.handle(req)
+		a.record(req, rsp, peer)
+		if err := wire.WriteFrame(c, rsp); err != nil {
 			return
 		}
 	}
+}
+
+// record appends an "admin" audit event for every call that may change
+// something (all but the listings), done or refused: who (the peer),
+// what, on whom, and the outcome. Never the password or TOTP secret.
+func (a *AdminServer) record(req adminapi.Request, rsp adminapi.Response, peer adminPeer) {
+	if req.Op == adminapi.OpSessions || req.Op == adminapi.OpUserList {
+		return
+	}
+	var what []string
+	if len(req.Roles) > 0 {
+		what = append(what, "roles "+strings.Join(req.Roles, ","))
+	}
+	if req.Op == adminapi.OpUserAdd && req.TOTPSecret != nil {
+		what = append(what, "imported TOTP secret")
+	}
+	if req.Serial != "" {
+		what = append(what, fmt.Sprintf("serial %q", req.Serial))
+	}
+	if req.Reason != "" {
+		what = append(what, fmt.Sprintf("reason %q", req.Reason))
+	}
+	op := req.Op
+	if len(what) > 0 {
+		op += " (" + strings.Join(what, "; ") + ")"
+	}
+	outcome := "done"
+	if rsp.Error != "" {
+		outcome = "refused: " + rsp.Error
+	}
+	if rsp.Ended > 0 {
+		outcome += fmt.Sprintf(", %d live sessions ended", rsp.Ended)
+	}
+	a.srv.event(audit.Event{Type: "admin", User: req.User, Reason: fmt.Sprintf("%s by %s: %s", op, peer, outcome)})
 }
 
 func (a *AdminServer) handle(req adminapi.Request) adminapi.Response {

@@ -1,7 +1,11 @@
 // Package adminapi is the proxy's local admin protocol: framed CBOR (see
 // package wire) over the unix socket DefaultSocket, root only (the server
 // checks SO_PEERCRED). One request, one response per call; several calls
-// may share a connection.
+// may share a connection. Every call but the listings (OpSessions,
+// OpUserList), done or refused, is an "admin" event in the proxy's audit
+// log naming the caller's uid, pid and command; a caller refused for its
+// uid is an "admin-refused" event. Passwords and TOTP secrets are never
+// recorded.
 package adminapi
 
 import (
