@@ -183,3 +183,50 @@ sys.stdout.buffer.write(s.recv(65536))
 		t.Errorf("proxy log does not name the refused caller:\n%s", log)
 	}
 }
+
+// siteWithRoles writes the harness's site with these roles defined and
+// reloads it.
+func (g *gate) siteWithRoles(roles ...string) {
+	g.t.Helper()
+	y := siteYAML + "roles:\n"
+	for _, r := range roles {
+		y += "  - name: " + r + "\n"
+	}
+	if err := os.WriteFile(g.sitePath, []byte(y), 0o600); err != nil {
+		g.t.Fatal(err)
+	}
+	if _, err := g.srv.Reload(); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
+// A role the policy in force does not define is refused at user-add,
+// naming the role, the roles there are and the policy's file, and
+// nothing is added (a typo would otherwise enrol a user whose role
+// matches no grant, and the user list would show a role nobody has).
+func TestAdminUserAddUnknownRole(t *testing.T) {
+	g, sock := adminGate(t)
+	add := func(roles ...string) error {
+		_, err := adminapi.Call(sock, adminapi.Request{Op: adminapi.OpUserAdd, User: "dave", Roles: roles, Password: []byte("correct horse battery")})
+		return err
+	}
+	// The harness's site defines no roles.
+	if err := add("engineer"); err == nil || !strings.Contains(err.Error(), `role "engineer"`) || !strings.Contains(err.Error(), g.sitePath) {
+		t.Fatalf("add with a role of a site without roles: %v, want an error naming the role and %s", err, g.sitePath)
+	}
+	g.siteWithRoles("engineer", "vendor")
+	err := add("engineer", "enginer")
+	if err == nil || !strings.Contains(err.Error(), `role "enginer"`) || !strings.Contains(err.Error(), "engineer, vendor") || !strings.Contains(err.Error(), g.sitePath) {
+		t.Fatalf("add with an unknown role: %v, want an error naming it, the known roles and %s", err, g.sitePath)
+	}
+	if us := g.users.Users(); len(us) != 0 {
+		t.Fatalf("users after refused adds: %+v", us)
+	}
+	if err := add("vendor", "engineer"); err != nil {
+		t.Fatalf("add with known roles: %v", err)
+	}
+	// No roles: the site's user list may give them.
+	if _, err := adminapi.Call(sock, adminapi.Request{Op: adminapi.OpUserAdd, User: "erin", Password: []byte("correct horse battery")}); err != nil {
+		t.Fatalf("add without roles: %v", err)
+	}
+}

@@ -3,6 +3,8 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/otgate/otgate/services/proxy/adminapi"
 	"github.com/otgate/otgate/services/proxy/auth"
@@ -21,7 +23,8 @@ type UserAdmin interface {
 }
 
 // handleUser serves the admin socket's user operations. Changes that
-// invalidate credentials end the user's live sessions at once.
+// invalidate credentials end the user's live sessions at once. A new
+// user's roles must be roles the policy in force defines.
 func (a *AdminServer) handleUser(req adminapi.Request) adminapi.Response {
 	s := a.srv
 	ua := s.cfg.UserAdmin
@@ -41,7 +44,9 @@ func (a *AdminServer) handleUser(req adminapi.Request) adminapi.Response {
 		if len(req.Password) == 0 {
 			return adminapi.Response{Error: fmt.Sprintf("%s %q: empty password", req.Op, req.User)}
 		}
-		en, err = ua.AddUserWithSecret(req.User, req.Password, req.Roles, req.TOTPSecret)
+		if err = checkRoles(s.Policy(), req.Roles); err == nil {
+			en, err = ua.AddUserWithSecret(req.User, req.Password, req.Roles, req.TOTPSecret)
+		}
 	case adminapi.OpUserDisable:
 		err = ua.Disable(req.User)
 	case adminapi.OpUserEnable:
@@ -80,4 +85,27 @@ func userList(us []auth.UserInfo) []adminapi.User {
 		out = append(out, x)
 	}
 	return out
+}
+
+// checkRoles refuses a role the policy in force does not define, naming
+// it, the roles there are and the policy's source. No roles is fine: the
+// site file's user list gives a user its roles.
+func checkRoles(p *Policy, roles []string) error {
+	if len(roles) == 0 || p == nil || p.Site == nil {
+		return nil
+	}
+	known := make([]string, 0, len(p.Site.Access.Roles))
+	for _, r := range p.Site.Access.Roles {
+		known = append(known, r.Name)
+	}
+	for _, r := range roles {
+		if slices.Contains(known, r) {
+			continue
+		}
+		if len(known) == 0 {
+			return fmt.Errorf("role %q: the policy in force (%s) defines no roles; add it to the site file's roles and apply it first", r, p.Source)
+		}
+		return fmt.Errorf("role %q is not defined in the policy in force (%s); its roles are %s", r, p.Source, strings.Join(known, ", "))
+	}
+	return nil
 }

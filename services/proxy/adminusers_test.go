@@ -21,6 +21,7 @@ func TestAdminSocketUsers(t *testing.T) {
 	go serveEcho(l.listenPlant(t, 7))
 	g := newGate(t, l, func(c *Config) { c.UserAdmin = c.Users.(*auth.Store) })
 	g.setGrants(grant{rule: "erin-echo", user: "erin", asset: "echo-1", protocol: "tcp"})
+	g.siteWithRoles("engineer")
 	sock := filepath.Join(t.TempDir(), "admin.sock")
 	a, err := g.srv.ListenAdmin(sock)
 	if err != nil {
