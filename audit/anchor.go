@@ -28,9 +28,12 @@ import (
 // counter moved under the running log), and Verify with Trust.Anchor
 // (the counter's value, read on the device) fails a log that ends behind
 // it. A log one step ahead is the benign trace of a stop between the
-// record and the advance. Open checks the signatures of the checkpoints
-// it needs for that with the signer's key; the anchor a new file's
-// rotation record carries is taken as the previous file's last one
+// record and the advance. Open takes the anchor from the checkpoint of
+// the signer's key that signs furthest in the newest file, checking its
+// signature and reading the record it names again for its head (one
+// checkpoint: if that one does not verify, no anchor record of the file
+// counts, which can only raise an alarm, never hide one); the anchor a new
+// file's rotation record carries is taken as the previous file's last one
 // (Verify checks it against that file, Open reads only the newest).
 //
 // What it cannot show: records of a run that ended without a clean close

@@ -36,17 +36,16 @@ func (w *Writer) recover(lf logFile) error {
 	first := true
 	var end int64
 	var torn *TornTail
-	var unsignedSeqs []uint64 // non-checkpoint records not covered by a checkpoint
-	var prev, last Entry      // the last two records
+	var unsigned seqRuns // non-checkpoint records not covered by a checkpoint
+	var prev, last Entry // the last two records
 	// The anchor the log holds is the last one a checkpoint this signer
 	// signed covers (as Verify counts it): an unsigned log-anchored record
 	// at the end is anybody's who can write the disk, and one taken at
 	// face value here would hide a rolled-back copy, and then be signed
-	// by this run's next checkpoint. Until a checkpoint covers them, the
-	// anchor records wait here with the hashes their checkpoint must sign.
-	type anchorAt struct{ value, seq uint64 }
-	var pendingAnchors []anchorAt
-	hashes := map[uint64]Hash{}
+	// by this run's next checkpoint. anchors collects what that needs
+	// while the file is read (see anchorScan), without holding the hash
+	// of every record.
+	var anchors anchorScan
 	for {
 		payload, off, err := sc.next()
 		if err == io.EOF {
@@ -68,51 +67,28 @@ func (w *Writer) recover(lf logFile) error {
 		if err := chain.link(e, lf.index, first); err != nil {
 			return corrupt(&Problem{File: lf.name, Offset: off, Seq: rec.Seq, HasSeq: true, Err: err})
 		}
-		if len(pendingAnchors) > 0 {
-			hashes[rec.Seq] = h
-		}
+		anchors.record(rec.Seq, off)
 		switch b := body.(type) {
 		case Rotation:
 			// The value the previous file ended with (Verify checks it
 			// against that file).
 			w.anchor = b.Anchor
 			w.nextUnsigned = b.NextUnsigned
-			unsignedSeqs = append(unsignedSeqs, rec.Seq)
+			unsigned.add(rec.Seq)
 		case Checkpoint:
-			if len(pendingAnchors) > 0 && pendingAnchors[0].seq <= b.Last && w.signsAnchors(chain.logID, b, hashes) {
-				kept := pendingAnchors[:0]
-				for _, a := range pendingAnchors {
-					if a.seq <= b.Last {
-						v := a.value
-						w.anchor = &v
-					} else {
-						kept = append(kept, a)
-					}
-				}
-				pendingAnchors = kept
-				for seq := range hashes {
-					if seq <= b.Last {
-						delete(hashes, seq)
-					}
-				}
+			if b.KeyID == w.keyID {
+				anchors.checkpoint(rec.Seq, b)
 			}
 			w.nextUnsigned = b.Last + 1
 			w.lastCP = Position{File: lf.name, Offset: off, Seq: rec.Seq, Hash: h}
-			kept := unsignedSeqs[:0]
-			for _, s := range unsignedSeqs {
-				if s > b.Last {
-					kept = append(kept, s)
-				}
-			}
-			unsignedSeqs = kept
+			unsigned.cover(b.Last)
 		case Event:
 			if b.Anchor != nil {
-				pendingAnchors = append(pendingAnchors, anchorAt{*b.Anchor, rec.Seq})
-				hashes[rec.Seq] = h
+				anchors.anchor(*b.Anchor, rec.Seq, off)
 			}
-			unsignedSeqs = append(unsignedSeqs, rec.Seq)
+			unsigned.add(rec.Seq)
 		default:
-			unsignedSeqs = append(unsignedSeqs, rec.Seq)
+			unsigned.add(rec.Seq)
 		}
 		first = false
 		end = sc.off
@@ -141,24 +117,17 @@ func (w *Writer) recover(lf logFile) error {
 		w.recovery = fmt.Sprintf("recovered after unclean shutdown: the log ended at seq %d (%s offset %d) without a log-closed record; nothing truncated",
 			last.Record.Seq, lf.name, end)
 	}
+	if v, ok, err := w.signedAnchor(f, lf.name, chain.logID, end, &anchors); err != nil {
+		return corrupt(err)
+	} else if ok {
+		w.anchor = &v
+	}
 	w.logID = chain.logID
 	w.f, w.fileIdx, w.fileName, w.fileSize = f, lf.index, lf.name, end
 	w.nextSeq, w.head = chain.nextSeq, chain.head
-	w.nonCP, w.nonCPSigned = uint64(len(unsignedSeqs)), 0
+	w.nonCP, w.nonCPSigned = unsigned.count(), 0
 	ok = true
 	return nil
-}
-
-// signsAnchors reports whether checkpoint cp, read while recovering, is
-// this writer's signature over the records read: its head is the hash of
-// its last record (hashes holds those read since the anchor records
-// waiting for it) and its signature verifies with the signer's key.
-func (w *Writer) signsAnchors(logID string, cp Checkpoint, hashes map[uint64]Hash) bool {
-	h, ok := hashes[cp.Last]
-	if !ok || !bytes.Equal(cp.Head, h[:]) || cp.KeyID != w.keyID {
-		return false
-	}
-	return verifyDigest(w.signer.Public(), CheckpointDigest(logID, cp.First, cp.Last, cp.Head), cp.Signature) == nil
 }
 
 // sealed reports whether last is the checkpoint Close appends right after
