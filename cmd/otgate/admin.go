@@ -42,7 +42,9 @@ const adminUsage = `usage: otgate admin user <subcommand> [flags] [name]
                    authenticator QR code and otpauth:// URI; the first login
                    confirms it. --totp-secret-file imports an existing base32
                    secret; --exists-ok succeeds without change when the user
-                   exists (set-up scripts)
+                   exists (set-up scripts). A --password-file or
+                   --totp-secret-file group or others may access is
+                   refused (chmod 600)
   list             users and their state
   unlock NAME      lift a lockout after failed logins
   disable NAME     refuse the user's logins and end its certificates
@@ -117,9 +119,9 @@ func runAdmin(args []string, aio adminIO) error {
 		case *pwFile != "" && *pwStdin:
 			return errors.New("admin user add: --password-file and --password-stdin exclude each other")
 		case *pwFile != "":
-			f, err := os.Open(*pwFile)
+			f, err := openPrivate("--password-file", *pwFile)
 			if err != nil {
-				return fmt.Errorf("--password-file: %w", err)
+				return err
 			}
 			password, err = readNewPassword(adminIO{in: f, out: aio.out, errOut: aio.errOut}, true)
 			f.Close()
@@ -199,11 +201,36 @@ func runAdmin(args []string, aio adminIO) error {
 	return nil
 }
 
+// openPrivate opens the secret file of flag, refusing one that group or
+// others may read or change, as ssh refuses such a private key: the
+// secret in it may have been read by someone else.
+func openPrivate(flag, file string) (*os.File, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	if m := fi.Mode().Perm(); m&0o077 != 0 {
+		f.Close()
+		return nil, fmt.Errorf("%s %s: mode %04o lets group or others read or change it: chmod 600 %s (if others may have read it, the secret in it is no longer secret: choose a new one); nothing was changed", flag, file, m, file)
+	}
+	return f, nil
+}
+
 // readSecretFile reads a base32 TOTP secret (the first line of file).
 func readSecretFile(file string) ([]byte, error) {
-	b, err := os.ReadFile(file)
+	f, err := openPrivate("--totp-secret-file", file)
 	if err != nil {
-		return nil, fmt.Errorf("--totp-secret-file: %w", err)
+		return nil, err
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("--totp-secret-file %s: %w", file, err)
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	secret, err := totp.DecodeSecret(strings.TrimSpace(line))

@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -181,5 +182,55 @@ func TestAdminRefusesWrongService(t *testing.T) {
 	}
 	if _, serr := os.Stat(state); !os.IsNotExist(serr) {
 		t.Errorf("store directory created anyway: %v", serr)
+	}
+}
+
+// TestAdminRefusesSecretFilesOthersMayRead: a --totp-secret-file or
+// --password-file that group or others may read is refused (as ssh
+// refuses such a private key), naming the flag, the file, its mode and
+// the fix, before anything is opened: the secret in it may have been
+// read, and a gate must not enrol an authenticator others may hold.
+func TestAdminRefusesSecretFilesOthersMayRead(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "proxy")
+	secret, err := totp.GenerateSecret(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sf, pf := filepath.Join(dir, "alice.totp"), filepath.Join(dir, "alice.password")
+	if err := os.WriteFile(sf, []byte(totp.EncodeSecret(secret)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pf, []byte("correct horse battery\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	common := []string{"--direct", "-identity", filepath.Join(dir, "no-identity.sock"), "-state", state}
+	for _, c := range []struct {
+		flag, file string
+		mode       os.FileMode
+	}{
+		{"--totp-secret-file", sf, 0o644},
+		{"--totp-secret-file", sf, 0o640},
+		{"--password-file", pf, 0o604},
+	} {
+		if err := os.Chmod(c.file, c.mode); err != nil {
+			t.Fatal(err)
+		}
+		_, err := admin(t, "", append([]string{"add", "alice", "--totp-secret-file", sf, "--password-file", pf}, common...)...)
+		want := fmt.Sprintf("%s %s: mode %04o", c.flag, c.file, c.mode)
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "chmod 600") {
+			t.Errorf("%s of mode %04o: %v, want an error containing %q and the fix", c.flag, c.mode, err, want)
+		}
+		if err := os.Chmod(c.file, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(state); !os.IsNotExist(err) {
+		t.Errorf("store directory touched: %v", err)
+	}
+	// 0600 files pass the check (and fail only at the missing identity service).
+	_, err = admin(t, "", append([]string{"add", "alice", "--totp-secret-file", sf, "--password-file", pf}, common...)...)
+	if err == nil || strings.Contains(err.Error(), "chmod") {
+		t.Errorf("add with private files and no identity service: %v, want the identity service's error", err)
 	}
 }
