@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/otgate/otgate/audit"
 	"github.com/otgate/otgate/services/proxy/adminapi"
@@ -228,5 +229,32 @@ func TestAdminUserAddUnknownRole(t *testing.T) {
 	// No roles: the site's user list may give them.
 	if _, err := adminapi.Call(sock, adminapi.Request{Op: adminapi.OpUserAdd, User: "erin", Password: []byte("correct horse battery")}); err != nil {
 		t.Fatalf("add without roles: %v", err)
+	}
+}
+
+// Removing a user through the admin socket ends its live session at
+// once, and its certificate stays refused after a user of the same name
+// is added again (generations come from one counter).
+func TestAdminRemoveEndsSessionsAndCertificates(t *testing.T) {
+	g, sock := adminGate(t)
+	go serveEcho(g.lab.listenPlant(t, 7))
+	g.setGrants(grant{rule: "gus-echo", user: "gus", asset: "echo-1", protocol: "tcp"})
+	gus := g.mustLogin("gus")
+	c, r, err := tunnel(t, gus, "echo-1", "tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	echoRoundTrip(t, c, "before remove")
+	rsp, err := adminapi.Call(sock, adminapi.Request{Op: adminapi.OpUserRemove, User: "gus"})
+	if err != nil || rsp.Ended != 1 {
+		t.Fatalf("remove: %+v, %v; want one live session ended", rsp, err)
+	}
+	waitClosed(t, c, 30*time.Second)
+	g.waitEnd(r.Session, EndRevoked)
+	if _, err := adminapi.Call(sock, adminapi.Request{Op: adminapi.OpUserAdd, User: "gus", Password: []byte("correct horse battery")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := tunnel(t, gus, "echo-1", "tcp"); err == nil {
+		t.Fatal("the removed user's certificate opened a tunnel after the name was added again")
 	}
 }
