@@ -340,6 +340,14 @@ func TestHostInitBadConfig(t *testing.T) {
 			{Name: "a", Binary: testsvcBin, Readiness: bootcfg.ReadyStarted, DependsOn: []string{"b"}},
 			{Name: "b", Binary: testsvcBin, Readiness: bootcfg.ReadyStarted, DependsOn: []string{"a"}}}},
 			"dependency cycle: a -> b -> a"},
+		// Durations init adds up are bounded at load: a stop grace this
+		// big wrapped the shutdown budget negative.
+		{"stop grace", &bootcfg.Config{StopGrace: 1 << 62, Services: []bootcfg.Service{{Name: "a", Binary: testsvcBin, Readiness: bootcfg.ReadyStarted}}},
+			"stop grace " + time.Duration(1<<62).String() + " is outside 0 to 10m0s"},
+		{"negative stop grace", &bootcfg.Config{StopGrace: -time.Second, Services: []bootcfg.Service{{Name: "a", Binary: testsvcBin, Readiness: bootcfg.ReadyStarted}}},
+			"stop grace -1s is outside 0 to 10m0s"},
+		{"readiness timeout", &bootcfg.Config{Services: []bootcfg.Service{{Name: "a", Binary: testsvcBin, Readiness: bootcfg.ReadyNotify, Timeout: 1 << 62}}},
+			`service "a": readiness timeout ` + time.Duration(1<<62).String() + " is outside 0 to 1h0m0s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := runHostInit(t, writeRoot(t, tc.cfg), "")

@@ -86,14 +86,17 @@ const consoleFlush = 2 * time.Second
 // shutdownBudget is how long a clean shutdown may take before the
 // watchdog is left to reset the board: every service its stop grace and
 // the wait after SIGKILL (they stop one after the other), the debug
-// shell's stop, and a margin for the orphans, sync and unmount.
+// shell's stop, and a margin for the orphans, sync and unmount. The sum
+// saturates: bootcfg bounds StopGrace (MaxStopGrace), but a sum that
+// wrapped would put the deadline in the past and have the watchdog reset
+// the board in the middle of a clean shutdown.
 func (in *initProc) shutdownBudget() time.Duration {
 	grace := defaultStopGrace
 	n := 0
 	if in.sup != nil {
 		grace, n = in.sup.grace, len(in.sup.order)
 	}
-	return time.Duration(n)*(grace+killWait) + killWait + 30*time.Second
+	return addDur(addDur(mulDur(n, addDur(grace, killWait)), killWait), 30*time.Second)
 }
 
 // shutdown stops everything and powers off or reboots. As PID 1 it never

@@ -53,7 +53,8 @@ type Config struct {
 
 	Services  []Service `cbor:"12,keyasint"`
 	CrashLoop CrashLoop `cbor:"13,keyasint"`
-	// StopGrace is how long a service gets between SIGTERM and SIGKILL.
+	// StopGrace is how long a service gets between SIGTERM and SIGKILL
+	// (0: init's default), at most MaxStopGrace.
 	StopGrace time.Duration `cbor:"14,keyasint"`
 
 	// Debug images carry a shell and core commands for the serial console.
@@ -103,6 +104,16 @@ const (
 	ReadyExit = "exit"
 )
 
+// Bounds of the durations init adds up. Init sums them (a shutdown's
+// budget is every service's stop grace; a critical service's wait for
+// its dependencies is bounded by the readiness timeouts of its chain of
+// dependencies): a value beyond these is a damaged or mistyped config,
+// and an unbounded one could overflow those sums.
+const (
+	MaxStopGrace    = 10 * time.Minute
+	MaxReadyTimeout = time.Hour
+)
+
 // ExitNoRestart is the exit status with which a service tells init "I
 // failed and a restart will not help": init marks it failed at once (no
 // back-off, no crash loop) and never starts the services that depend on
@@ -117,9 +128,11 @@ type Service struct {
 	Env       []string `cbor:"4,keyasint"`
 	DependsOn []string `cbor:"5,keyasint"`
 	// Critical services gate "init: ready" and the watchdog.
-	Critical  bool          `cbor:"6,keyasint"`
-	Readiness string        `cbor:"7,keyasint"`
-	Timeout   time.Duration `cbor:"8,keyasint"` // readiness timeout
+	Critical  bool   `cbor:"6,keyasint"`
+	Readiness string `cbor:"7,keyasint"`
+	// Timeout is the readiness timeout (0: init's default), at most
+	// MaxReadyTimeout.
+	Timeout time.Duration `cbor:"8,keyasint"`
 	// UID/GID to run as; 0 is root.
 	UID uint32 `cbor:"9,keyasint"`
 	GID uint32 `cbor:"10,keyasint"`
@@ -191,9 +204,12 @@ func Load(path string) (*Config, error) {
 }
 
 // Validate checks the service table: unique names, known dependencies, no
-// cycles, known readiness kinds, and (when exists is not nil) that every
-// binary exists.
+// cycles, known readiness kinds, durations within their bounds, and (when
+// exists is not nil) that every binary exists.
 func (c *Config) Validate(exists func(path string) bool) error {
+	if c.StopGrace < 0 || c.StopGrace > MaxStopGrace {
+		return fmt.Errorf("stop grace %s is outside 0 to %s (0: init's default)", c.StopGrace, MaxStopGrace)
+	}
 	if len(c.ModuleDeps) != 0 && len(c.ModuleDeps) != len(c.Modules) {
 		return fmt.Errorf("module dependencies: %d lists for %d modules", len(c.ModuleDeps), len(c.Modules))
 	}
@@ -225,6 +241,9 @@ func (c *Config) Validate(exists func(path string) bool) error {
 		case ReadyNotify, ReadyStarted, ReadyExit:
 		default:
 			return fmt.Errorf("service %q: %w %q (want %s, %s or %s)", s.Name, ErrBadReadiness, s.Readiness, ReadyNotify, ReadyStarted, ReadyExit)
+		}
+		if s.Timeout < 0 || s.Timeout > MaxReadyTimeout {
+			return fmt.Errorf("service %q: readiness timeout %s is outside 0 to %s (0: init's default)", s.Name, s.Timeout, MaxReadyTimeout)
 		}
 		if err := checkCapabilities(s); err != nil {
 			return err
