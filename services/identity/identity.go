@@ -97,6 +97,7 @@ type Identity struct {
 	unpromoted *sealRecord
 
 	anchorMu sync.Mutex // one audit anchor read or advance at a time
+	sealMu   sync.Mutex // one SealSecret at a time (the per-caller count)
 
 	// steps times Open's steps (most are TPM commands), for StartupSteps.
 	steps     []string
@@ -570,8 +571,16 @@ func (id *Identity) refuseInQuarantine(op string) error {
 }
 
 // SealSecret stores plaintext as owner/name, encrypted under the data key.
+// A secret over MaxSecretSize, or a new one when owner already holds
+// MaxSecretsPerCaller, is refused (ErrSecretLimit) and nothing is written.
 func (id *Identity) SealSecret(owner, name string, plaintext []byte) error {
 	if err := id.needDataKey(); err != nil {
+		return err
+	}
+	// One seal at a time: two new names must not both pass the count.
+	id.sealMu.Lock()
+	defer id.sealMu.Unlock()
+	if err := checkSecretLimits(id.cfg.StateDir, owner, name, len(plaintext)); err != nil {
 		return err
 	}
 	return sealSecret(id.cfg.StateDir, id.dataKey, owner, name, plaintext)

@@ -6,7 +6,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/otgate/otgate/internal/atomicfile"
 	"github.com/otgate/otgate/internal/namepattern"
@@ -17,6 +19,63 @@ const dataKeySize = 32
 
 // ErrSecretNotFound: no secret of that name has been sealed.
 var ErrSecretNotFound = errors.New("secret not found")
+
+// Limits on the secrets a caller seals through the socket, so a confused
+// or compromised service cannot fill /perm (which also holds the audit
+// log and the policy). The gate's services seal keys and small records
+// (the user store key: 32 bytes, the user CA: under 1 KiB); at most
+// 32 x 64 KiB = 2 MiB a caller. Replacing a secret does not count again.
+const (
+	MaxSecretSize       = 64 << 10
+	MaxSecretsPerCaller = 32
+)
+
+// ErrSecretLimit: a seal over MaxSecretSize or past MaxSecretsPerCaller.
+var ErrSecretLimit = errors.New("secret limit")
+
+// checkSecretLimits refuses a secret of size bytes for owner/name when it
+// is over MaxSecretSize, or when it is a new name and owner already holds
+// MaxSecretsPerCaller secrets.
+func checkSecretLimits(dir, owner, name string, size int) error {
+	if size > MaxSecretSize {
+		return fmt.Errorf("identity: seal %s/%s: %w: the secret is %d bytes, over the limit of %d bytes (MaxSecretSize)", owner, name, ErrSecretLimit, size, MaxSecretSize)
+	}
+	path, err := secretPath(dir, owner, name)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Lstat(path); err == nil {
+		return nil // a replacement
+	}
+	n, err := countSecrets(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	if n >= MaxSecretsPerCaller {
+		return fmt.Errorf("identity: seal %s/%s: %w: %s already holds %d secrets, the limit (MaxSecretsPerCaller); replace or stop using one", owner, name, ErrSecretLimit, owner, n)
+	}
+	return nil
+}
+
+// countSecrets counts the secrets stored in one owner's directory (files
+// named as sealSecret names them; temporary files are not secrets).
+func countSecrets(dir string) (int, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("identity: count secrets: %w", err)
+	}
+	n := 0
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".cbor")
+		if ok && e.Type().IsRegular() && secretNameRE.MatchString(name) {
+			n++
+		}
+	}
+	return n, nil
+}
 
 // dataKey holds the unsealed data key. It refuses to be printed or
 // marshalled so it cannot end up in a log or a response by accident.

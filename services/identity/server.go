@@ -204,6 +204,8 @@ func (s *Server) dataKeyError(err error) *api.Response {
 		return errResponse(api.CodeQuarantine, err)
 	case errors.Is(err, ErrSecretNotFound):
 		return errResponse(api.CodeNotFound, err)
+	case errors.Is(err, ErrSecretLimit):
+		return errResponse(api.CodeBadRequest, err)
 	default:
 		return errResponse(api.CodeInternal, err)
 	}
