@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rand"
@@ -114,6 +115,18 @@ func selfSignedDeviceCert(signer crypto.Signer, site, serial string, dev bool, n
 	return der, nil
 }
 
+// certifies says why cert can act as an issuer ("" when it cannot): a CA,
+// or a key usage that allows certificate signing.
+func certifies(cert *x509.Certificate) string {
+	switch {
+	case cert.IsCA:
+		return "is a CA (basic constraints CA:TRUE)"
+	case cert.KeyUsage&x509.KeyUsageCertSign != 0:
+		return "allows certificate signing (key usage keyCertSign)"
+	}
+	return ""
+}
+
 // deviceCSR makes a PKCS#10 request signed by the device key.
 func deviceCSR(signer crypto.Signer, site, serial string, dev bool) ([]byte, error) {
 	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
@@ -154,6 +167,86 @@ func parseCertChain(b []byte) ([]*x509.Certificate, error) {
 		return nil, fmt.Errorf("neither PEM certificates nor one DER certificate: %w", err)
 	}
 	return []*x509.Certificate{c}, nil
+}
+
+// ErrCertChain: a certificate chain offered for installation is refused
+// (the error names the certificate and why).
+var ErrCertChain = errors.New("certificate chain refused")
+
+// installClockSkew is how far in the future a leaf may start and still be
+// installed: the issuing CA's clock may run a little ahead of the gate's.
+const installClockSkew = 5 * time.Minute
+
+// certName names certificate i (0: the leaf) of a chain in errors.
+func certName(i int, c *x509.Certificate) string {
+	role := "intermediate"
+	if i == 0 {
+		role = "leaf"
+	}
+	return fmt.Sprintf("certificate %d (%s, subject %q)", i+1, role, c.Subject.String())
+}
+
+// checkDeviceChain checks a device certificate chain (leaf first) at now:
+// the leaf must be valid now (a start up to installClockSkew ahead is
+// allowed), usable as a TLS server certificate (the proxy serves it) and
+// not a CA (the device key signs digests for callers, so it must not
+// certify); each certificate must be signed by the next, which must be a
+// CA allowed to sign certificates. The chain need not end at a root.
+func checkDeviceChain(certs []*x509.Certificate, now time.Time) error {
+	refuse := func(i int, format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrCertChain, certName(i, certs[i]), fmt.Sprintf(format, args...))
+	}
+	leaf := certs[0]
+	switch {
+	case now.After(leaf.NotAfter):
+		return refuse(0, "expired on %s", leaf.NotAfter.UTC().Format(time.RFC3339))
+	case leaf.NotBefore.After(now.Add(installClockSkew)):
+		return refuse(0, "not valid before %s (now %s; more than %s ahead)",
+			leaf.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), installClockSkew)
+	case leaf.KeyUsage != 0 && leaf.KeyUsage&x509.KeyUsageDigitalSignature == 0:
+		return refuse(0, "its key usage lacks digitalSignature, which a TLS server's ECDSA key needs (the proxy serves this certificate)")
+	case !serverAuthAllowed(leaf):
+		return refuse(0, "its extended key usage does not allow TLS server authentication (serverAuth), and the proxy serves this certificate")
+	}
+	if why := certifies(leaf); why != "" {
+		return refuse(0, "%s: the device key signs digests for the gate's services, so its certificate must be an end entity", why)
+	}
+	for i := 1; i < len(certs); i++ {
+		c := certs[i]
+		switch {
+		case !c.BasicConstraintsValid || !c.IsCA:
+			return refuse(i, "is not a CA (basic constraints CA:TRUE missing), so it cannot issue certificate %d", i)
+		case c.KeyUsage != 0 && c.KeyUsage&x509.KeyUsageCertSign == 0:
+			return refuse(i, "its key usage lacks keyCertSign, so it cannot issue certificate %d", i)
+		case now.After(c.NotAfter):
+			return refuse(i, "expired on %s", c.NotAfter.UTC().Format(time.RFC3339))
+		}
+	}
+	for i := 0; i+1 < len(certs); i++ {
+		child, parent := certs[i], certs[i+1]
+		if !bytes.Equal(child.RawIssuer, parent.RawSubject) {
+			return refuse(i, "its issuer %q is not the subject of certificate %d (%q): the chain is out of order or incomplete",
+				child.Issuer.String(), i+2, parent.Subject.String())
+		}
+		if err := child.CheckSignatureFrom(parent); err != nil {
+			return refuse(i, "not signed by certificate %d (subject %q): %v", i+2, parent.Subject.String(), err)
+		}
+	}
+	return nil
+}
+
+// serverAuthAllowed: no extended key usage (any use), or one that names
+// serverAuth or anyExtendedKeyUsage.
+func serverAuthAllowed(c *x509.Certificate) bool {
+	if len(c.ExtKeyUsage) == 0 && len(c.UnknownExtKeyUsage) == 0 {
+		return true
+	}
+	for _, u := range c.ExtKeyUsage {
+		if u == x509.ExtKeyUsageServerAuth || u == x509.ExtKeyUsageAny {
+			return true
+		}
+	}
+	return false
 }
 
 // matchesKey checks that cert certifies pub.

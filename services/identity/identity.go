@@ -520,7 +520,11 @@ func (id *Identity) CSR() ([]byte, error) {
 
 // InstallCertificate installs a certificate (PEM chain, leaf first, or one
 // DER certificate) issued for the device key, typically by an enterprise
-// CA from CSR. It is refused unless its public key is the device key.
+// CA from CSR. It is refused, changing nothing, unless its public key is
+// the device key (ErrCertKeyMismatch) and the chain passes
+// checkDeviceChain (ErrCertChain): each certificate signed by the next,
+// a leaf valid now that may serve TLS and is not a CA, intermediates that
+// are CAs. The root need not be in the chain.
 func (id *Identity) InstallCertificate(b []byte) error {
 	certs, err := parseCertChain(b)
 	if err != nil {
@@ -529,9 +533,8 @@ func (id *Identity) InstallCertificate(b []byte) error {
 	if err := matchesKey(certs[0], id.signer.Public()); err != nil {
 		return fmt.Errorf("identity: install certificate: %w", err)
 	}
-	now := id.cfg.now()
-	if now.After(certs[0].NotAfter) {
-		return fmt.Errorf("identity: install certificate: expired on %s", certs[0].NotAfter.UTC().Format(time.RFC3339))
+	if err := checkDeviceChain(certs, id.cfg.now()); err != nil {
+		return fmt.Errorf("identity: install certificate: %w", err)
 	}
 	id.mu.Lock()
 	defer id.mu.Unlock()
