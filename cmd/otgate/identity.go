@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/otgate/otgate/internal/ready"
 	"github.com/otgate/otgate/services/identity"
@@ -18,7 +19,7 @@ import (
 func init() {
 	register(command{
 		name:    "identity",
-		summary: "device identity: csr, install-cert, status, check-trust, reset, reseal",
+		summary: "device identity: csr, install-cert, renew-cert, status, check-trust, reset, reseal",
 		run:     runIdentity,
 	})
 }
@@ -26,7 +27,12 @@ func init() {
 const identityUsage = `usage: otgate identity <subcommand> [flags]
 
   csr           write a certificate request signed by the TPM device key (-out)
-  install-cert  install a certificate issued for the device key (-in, PEM chain or DER)
+  install-cert  install a certificate issued for the device key (-in, PEM chain or DER);
+                refused unless it is an end entity for TLS server use, valid now,
+                and each certificate of the chain is a CA that signed the one before
+  renew-cert -yes  replace the device certificate with a new self-signed end-entity
+                one for the same key (client pins stay valid); the remedy for an
+                identity whose device certificate is a CA
   status        ask the identity service for its state (quarantine, dev mode)
   reset -yes    move the identity aside and create a NEW one (a different device)
   reseal -yes   in quarantine only: seal a new data key to the current boot;
@@ -60,6 +66,16 @@ func runIdentity(args []string) error {
 			return err
 		}
 		return identityInstallCert(f, *in)
+	case "renew-cert":
+		f := identity.RegisterFlags(fs)
+		yes := fs.Bool("yes", false, "really do it")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if !*yes {
+			return errors.New("identity renew-cert: refusing without -yes (the device certificate, an installed enterprise one too, is replaced by a self-signed one)")
+		}
+		return identityRenewCert(f, os.Stdout)
 	case "status":
 		socket := fs.String("socket", api.DefaultSocket, "identity service socket")
 		if err := fs.Parse(args); err != nil {
@@ -152,6 +168,21 @@ func identityInstallCert(f *identity.Flags, in string) error {
 	return nil
 }
 
+func identityRenewCert(f *identity.Flags, w io.Writer) error {
+	id, err := f.Open(false, os.Stderr)
+	if err != nil {
+		return err
+	}
+	defer id.Close()
+	cert, err := id.RenewSelfSignedCertificate()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "new self-signed device certificate (end entity, serial %x), valid until %s; the proxy presents it after its next start (a reboot, or init restarting it)\n",
+		cert.SerialNumber, cert.NotAfter.UTC().Format(time.RFC3339))
+	return nil
+}
+
 func identityStatus(socket string, w io.Writer) error {
 	c, err := api.Dial(socket)
 	if err != nil {
@@ -167,6 +198,12 @@ func identityStatus(socket string, w io.Writer) error {
 		fmt.Fprintln(w, "key:        DEV MODE SOFTWARE KEY (not a production gate)")
 	} else {
 		fmt.Fprintln(w, "key:        TPM")
+	}
+	if st.CertNotAfter != 0 {
+		fmt.Fprintf(w, "certificate: valid until %s\n", time.Unix(st.CertNotAfter, 0).UTC().Format(time.RFC3339))
+	}
+	for _, warning := range st.CertWarnings {
+		fmt.Fprintf(w, "WARNING:    %s\n", warning)
 	}
 	if st.Quarantine {
 		fmt.Fprintf(w, "state:      QUARANTINE\nreason:     %s\nwhat to do: %s\n", st.Reason, st.Remedy)

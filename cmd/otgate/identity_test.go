@@ -96,4 +96,41 @@ func TestIdentityCSRAndInstallCert(t *testing.T) {
 	if err := runIdentity([]string{"install-cert", "-tpm-socket", sw.Socket, "-state", state, "-in", issue(csr.PublicKey)}); err != nil {
 		t.Fatal(err)
 	}
+	// A CA certificate for the device key is refused: the device key
+	// signs digests for the gate's services and must not certify.
+	caLeaf, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(8),
+		Subject: csr.Subject, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}, ca, csr.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caLeafFile := filepath.Join(t.TempDir(), "ca-leaf.pem")
+	os.WriteFile(caLeafFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caLeaf}), 0o644)
+	err = runIdentity([]string{"install-cert", "-tpm-socket", sw.Socket, "-state", state, "-in", caLeafFile})
+	if !errors.Is(err, identity.ErrCertChain) || !strings.Contains(err.Error(), caLeafFile) || !strings.Contains(err.Error(), "is a CA") {
+		t.Fatalf("install of a CA certificate: got %v, want ErrCertChain naming the file and the reason", err)
+	}
+
+	// renew-cert replaces the installed certificate with a self-signed
+	// end entity for the same key, only with -yes.
+	if err := runIdentity([]string{"renew-cert", "-tpm-socket", sw.Socket, "-state", state}); err == nil {
+		t.Fatal("renew-cert without -yes ran")
+	}
+	if err := runIdentity([]string{"renew-cert", "-yes", "-tpm-socket", sw.Socket, "-state", state}); err != nil {
+		t.Fatal(err)
+	}
+	id, err := f.Open(false, os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer id.Close()
+	chain := id.DeviceCertificate()
+	leaf, err := x509.ParseCertificate(chain[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(chain) != 1 || leaf.IsCA || leaf.CheckSignatureFrom(ca) == nil || !bytes.Equal(leaf.RawIssuer, leaf.RawSubject) ||
+		!leaf.PublicKey.(*ecdsa.PublicKey).Equal(csr.PublicKey) {
+		t.Fatalf("after renew-cert: %d certificates, IsCA %v, issuer %q", len(chain), leaf.IsCA, leaf.Issuer)
+	}
 }

@@ -89,8 +89,13 @@ func randomSerial() (*big.Int, error) {
 	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 }
 
-// selfSignedDeviceCert makes the default device certificate. It is a CA
-// (path length 1) so that it can sign the workload CA.
+// selfSignedDeviceCert makes the default device certificate: an end
+// entity (CA:FALSE, digitalSignature only, serverAuth and clientAuth). The
+// device key signs any digest an allowed caller sends through the socket's
+// sign operation (crypto/tls gives a Signer only the digest), so it must
+// not be a key that relying parties accept as an issuer: a certificate it
+// signed does not verify under this one. Identities made before it was an
+// end entity keep their CA certificate (see CertifyingDeviceCertificate).
 func selfSignedDeviceCert(signer crypto.Signer, site, serial string, dev bool, now time.Time) ([]byte, error) {
 	sn, err := randomSerial()
 	if err != nil {
@@ -101,11 +106,10 @@ func selfSignedDeviceCert(signer crypto.Signer, site, serial string, dev bool, n
 		Subject:               subject("otgate gate "+serial, dev),
 		NotBefore:             now.Add(-certBackdate),
 		NotAfter:              now.Add(deviceCertValidity),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLen:            1,
+		IsCA:                  false,
 		URIs:                  append([]*url.URL{DeviceURI(site, serial)}, devURIs(dev)...),
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, signer.Public(), signer)
@@ -262,9 +266,13 @@ func matchesKey(cert *x509.Certificate, pub crypto.PublicKey) error {
 	return nil
 }
 
-// newWorkloadCA makes the workload CA key and its certificate, signed by
-// the device key.
-func newWorkloadCA(device crypto.Signer, deviceCert *x509.Certificate, site, serial string, dev bool, now time.Time) (*ecdsa.PrivateKey, []byte, error) {
+// newWorkloadCA makes the workload CA key and its certificate, a
+// self-signed root. It is not signed by the device key: that key signs
+// whatever the sign operation is given, so nothing may rest on it as an
+// issuer. The workload CA's key is a sealed secret of the identity
+// service itself, which no caller can name (checkCallerName), so only
+// this process certifies with it.
+func newWorkloadCA(site, serial string, dev bool, now time.Time) (*ecdsa.PrivateKey, []byte, error) {
 	key, err := ecdsa.GenerateKey(deviceCurve(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -285,9 +293,9 @@ func newWorkloadCA(device crypto.Signer, deviceCert *x509.Certificate, site, ser
 		MaxPathLenZero:        true,
 		URIs:                  append([]*url.URL{{Scheme: "spiffe", Host: site, Path: "/gate/" + serial + "/workload-ca"}}, devURIs(dev)...),
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, deviceCert, &key.PublicKey, device)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("identity: sign workload CA certificate with the device key: %w", err)
+		return nil, nil, fmt.Errorf("identity: self-sign workload CA certificate: %w", err)
 	}
 	return key, der, nil
 }

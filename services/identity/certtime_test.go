@@ -31,7 +31,7 @@ func TestLongLivedCertificatesSurviveTheClockSetBack(t *testing.T) {
 	if synced.Before(device.NotBefore) {
 		t.Errorf("device certificate starts %s: not valid at %s, 14 h before it was made", device.NotBefore, synced)
 	}
-	_, caDER, err := newWorkloadCA(key, device, "plant.example", "SN1", false, unsynced)
+	_, caDER, err := newWorkloadCA("plant.example", "SN1", false, unsynced)
 	if err != nil {
 		t.Fatal(err)
 	}

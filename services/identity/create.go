@@ -140,7 +140,7 @@ func create(cfg Config, t transport.TPM, prev *replacedIdentity) error {
 		return err
 	}
 	dev.Cert = certDER
-	if err := writeWorkloadCA(tmp, signer, certDER, cfg.Site, dev.Serial, cfg.DevMode, &dataKey{b: dataKeyBytes}, now); err != nil {
+	if err := writeWorkloadCA(tmp, cfg.Site, dev.Serial, cfg.DevMode, &dataKey{b: dataKeyBytes}, now); err != nil {
 		return err
 	}
 	for name, rec := range map[string]any{KeyFile: &key, SealFile: seal, DeviceFile: &dev} {
@@ -186,14 +186,10 @@ func markTPM(cfg Config, t transport.TPM, persist *srkKey, m *markerRecord) {
 	}
 }
 
-// writeWorkloadCA makes a workload CA, seals its key as a secret and
-// writes its certificate.
-func writeWorkloadCA(dir string, device crypto.Signer, deviceCertDER []byte, site, serial string, devMode bool, dk *dataKey, now time.Time) error {
-	deviceCert, err := x509.ParseCertificate(deviceCertDER)
-	if err != nil {
-		return err
-	}
-	caKey, caDER, err := newWorkloadCA(device, deviceCert, site, serial, devMode, now)
+// writeWorkloadCA makes a workload CA (a self-signed root, see
+// newWorkloadCA), seals its key as a secret and writes its certificate.
+func writeWorkloadCA(dir, site, serial string, devMode bool, dk *dataKey, now time.Time) error {
+	caKey, caDER, err := newWorkloadCA(site, serial, devMode, now)
 	if err != nil {
 		return err
 	}

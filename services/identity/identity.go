@@ -181,8 +181,70 @@ func Open(cfg Config) (*Identity, error) {
 	}
 	if cfg.Service {
 		id.announceReplacement()
+		_, warnings := id.DeviceCertificateStatus()
+		for _, w := range warnings {
+			id.log.Printf("WARNING: %s", w)
+		}
 	}
 	return id, nil
+}
+
+// CertExpiryWarning is how long before its end the device certificate's
+// coming expiry is reported (status, and the log at start).
+const CertExpiryWarning = 30 * 24 * time.Hour
+
+// DeviceCertificateStatus is the end of the device certificate's validity
+// and what is wrong with it: it expired or expires within
+// CertExpiryWarning, or it can certify (CertifyingDeviceCertificate).
+func (id *Identity) DeviceCertificateStatus() (notAfter time.Time, warnings []string) {
+	d := id.deviceRecord()
+	cert, err := x509.ParseCertificate(d.Cert)
+	if err != nil {
+		return time.Time{}, nil // load refuses a device.cbor whose certificate does not parse
+	}
+	remedy := "`otgate identity renew-cert -yes` (self-signed)"
+	if !d.SelfSigned {
+		remedy = "have your CA issue a new one (`otgate identity csr`) and `otgate identity install-cert` it"
+	}
+	now := id.cfg.now()
+	end := cert.NotAfter.UTC().Format(time.RFC3339)
+	switch left := cert.NotAfter.Sub(now); {
+	case left < 0:
+		warnings = append(warnings, fmt.Sprintf("the device certificate EXPIRED on %s: clients that check it refuse the gate -- what to do: %s", end, remedy))
+	case left < CertExpiryWarning:
+		warnings = append(warnings, fmt.Sprintf("the device certificate expires on %s, in %d days -- what to do: %s", end, int(left.Hours()/24), remedy))
+	}
+	if w := id.CertifyingDeviceCertificate(); w != "" {
+		warnings = append(warnings, w)
+	}
+	return cert.NotAfter, warnings
+}
+
+// CertifyingDeviceCertificate says, when the device certificate can act
+// as an issuer (a CA, or keyCertSign), why that is unsafe and what to do;
+// "" when it cannot. Identities made before the self-signed certificate
+// became an end entity keep their CA certificate: relying parties may hold
+// it. The service logs this once at each start.
+func (id *Identity) CertifyingDeviceCertificate() string {
+	d := id.deviceRecord()
+	cert, err := x509.ParseCertificate(d.Cert)
+	if err != nil {
+		return ""
+	}
+	why := certifies(cert)
+	if why == "" {
+		return ""
+	}
+	kind := "the installed device certificate"
+	if d.SelfSigned {
+		kind = "the self-signed device certificate (made before device certificates became end entities)"
+	}
+	return fmt.Sprintf("%s (subject %q, serial %x) %s: the device key signs any digest the proxy sends through the sign operation, "+
+		"so whoever holds the proxy's uid can issue certificates that chain to it -- what to do: "+
+		"install an end-entity certificate for the device key (`otgate identity csr`, issued by your CA without CA:TRUE or keyCertSign, "+
+		"then `otgate identity install-cert`) or `otgate identity renew-cert -yes` (a self-signed end-entity certificate for the same key: "+
+		"client pins stay valid), and remove this certificate from every trust store that holds it as a CA",
+		kind, cert.Subject.String(), cert.SerialNumber, why)
 }
 
 // announceReplacement logs, on the service's first start after a reset,
@@ -551,6 +613,41 @@ func (id *Identity) InstallCertificate(b []byte) error {
 	id.device = rec
 	id.log.Printf("installed device certificate issued by %q, valid until %s", certs[0].Issuer.String(), certs[0].NotAfter.UTC().Format(time.RFC3339))
 	return nil
+}
+
+// RenewSelfSignedCertificate replaces the device certificate (an installed
+// one too) with a new self-signed end-entity certificate for the same key
+// (selfSignedDeviceCert): the remedy for an identity whose certificate is
+// a CA. Clients pin the key, not the certificate, so their pins stay
+// valid. Refused in quarantine (it is a signature by the device key).
+func (id *Identity) RenewSelfSignedCertificate() (*x509.Certificate, error) {
+	if err := id.refuseInQuarantine("renew-cert"); err != nil {
+		return nil, err
+	}
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	rec := id.device
+	old, _ := x509.ParseCertificate(rec.Cert)
+	der, err := selfSignedDeviceCert(id.signer, rec.Site, rec.Serial, id.dev, id.cfg.now())
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	rec.Cert, rec.Chain, rec.SelfSigned = der, nil, true
+	if err := writeState(id.cfg.StateDir, DeviceFile, &rec); err != nil {
+		return nil, err
+	}
+	id.device = rec
+	what := "a device certificate that did not parse"
+	if old != nil {
+		what = fmt.Sprintf("the device certificate issued by %q (serial %x)", old.Issuer.String(), old.SerialNumber)
+	}
+	id.log.Printf("renewed the device certificate: a self-signed end entity (serial %x, valid until %s) replaces %s",
+		cert.SerialNumber, cert.NotAfter.UTC().Format(time.RFC3339), what)
+	return cert, nil
 }
 
 func (id *Identity) needDataKey() error {

@@ -68,7 +68,7 @@ func Reseal(cfg Config) (string, error) {
 		return "", fmt.Errorf("identity: reseal: %w", err)
 	}
 	defer os.RemoveAll(tmp) // gone after the rename
-	if err := writeWorkloadCA(tmp, id.signer, id.device.Cert, id.device.Site, id.device.Serial, false, &dataKey{b: dk}, cfg.now()); err != nil {
+	if err := writeWorkloadCA(tmp, id.device.Site, id.device.Serial, false, &dataKey{b: dk}, cfg.now()); err != nil {
 		return "", err
 	}
 	if err := writeState(tmp, SealFile, rec); err != nil {

@@ -238,6 +238,9 @@ func (s *Server) handle(caller string, uid uint32, req *api.Request) *api.Respon
 	switch req.Op {
 	case api.OpStatus:
 		st := &api.Status{DeviceURI: DeviceURI(id.Site(), id.Serial()).String(), Serial: id.Serial(), DevMode: id.dev, Caller: caller}
+		if end, warnings := id.DeviceCertificateStatus(); !end.IsZero() {
+			st.CertNotAfter, st.CertWarnings = end.Unix(), warnings
+		}
 		if q := id.Quarantine(); q != nil {
 			st.Quarantine, st.Reason, st.Remedy, st.RemedyShort = true, q.Reason, q.Remedy, q.RemedyShort
 		}

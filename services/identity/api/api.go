@@ -101,6 +101,12 @@ type Status struct {
 	// RemedyShort is Remedy in one short clause, for one-line notes (the
 	// trust row's note in `otgate status`).
 	RemedyShort string `cbor:"8,keyasint,omitempty"`
+	// CertNotAfter is the end of the device certificate's validity (unix
+	// seconds; 0: unknown).
+	CertNotAfter int64 `cbor:"9,keyasint,omitempty"`
+	// CertWarnings: the device certificate expires within 30 days or has
+	// expired, or it can certify (a CA): each says what to do.
+	CertWarnings []string `cbor:"10,keyasint,omitempty"`
 }
 
 // Error is a failed call.
