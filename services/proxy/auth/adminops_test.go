@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -85,4 +87,22 @@ func TestConcurrentAdds(t *testing.T) {
 	if n := len(e.s.Users()); n != 8 {
 		t.Fatalf("%d users after 8 concurrent adds and a restart", n)
 	}
+}
+
+// Open creating the store directory fsyncs the parent of every
+// directory it made: the first user added is acknowledged only after
+// its file and directory are synced, and the store directory's own entry
+// must be durable too, or a power cut takes the acknowledged user with
+// the directory.
+func TestOpenSyncsNewStoreDirectory(t *testing.T) {
+	var synced []string
+	storeDirSync = func(dir string) error { synced = append(synced, dir); return nil }
+	t.Cleanup(func() { storeDirSync = nil })
+	base := t.TempDir()
+	dir := filepath.Join(base, "perm", "proxy")
+	e := newEnv(t, func(c *Config) { c.Dir = dir })
+	if want := []string{base, filepath.Join(base, "perm")}; !slices.Equal(synced, want) {
+		t.Fatalf("directories synced creating %s: %q, want %q", dir, synced, want)
+	}
+	e.add("alice")
 }

@@ -135,6 +135,10 @@ type Store struct {
 	checking map[string]struct{}
 }
 
+// storeDirSync fsyncs a directory Open created a directory in (nil:
+// atomicfile.SyncDir); tests observe it.
+var storeDirSync func(dir string) error
+
 // Open opens (or, on first use, creates) the store in cfg.Dir. It fails
 // with a *StoreError (ErrStoreCorrupt, ErrStoreUndecryptable, ErrStoreKey)
 // rather than ever starting from an empty store over an unreadable one,
@@ -143,7 +147,7 @@ func Open(cfg Config) (*Store, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+	if err := atomicfile.MkdirAll(cfg.Dir, 0o700, storeDirSync); err != nil {
 		return nil, fmt.Errorf("auth: store directory: %w", err)
 	}
 	s := &Store{cfg: cfg, checking: map[string]struct{}{}, path: filepath.Join(cfg.Dir, StoreFile),
