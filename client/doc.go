@@ -7,8 +7,13 @@
 // short-lived client certificate the gate issued for it. On Unix, Open
 // refuses the credential, as ssh refuses an unprotected private key, when
 // the directory or a file belongs to another user, the directory or the
-// key is open to others, or others may write a file (*UnprotectedError
-// names it, its mode and the fix); OpenToRevoke, for a logout, does not.
+// key is open to others, or others may write a file, and, as OpenSSH's
+// StrictModes does, when a directory above the profile directory belongs
+// to another user than the user or root or others may write in it (they
+// could rename the profile away and put theirs in its place; a sticky
+// directory such as /tmp passes) (*UnprotectedError names it, its mode
+// and the fix); OpenToRevoke, for a logout, does not. A login refuses the
+// same before anything goes to the gate, and makes no directory there.
 // On Windows the directory's protected DACL, set at each login, is
 // inherited by its files.
 //

@@ -14,6 +14,7 @@ const (
 	kindKey                     // the private key
 	kindProfile                 // gate.json: gate, pin, CA file, user
 	kindCert                    // the certificate chain
+	kindParent                  // a directory above the profile directory
 )
 
 // open is the group and other bits refused: any for the key (as ssh),
@@ -45,12 +46,24 @@ type UnprotectedError struct {
 	// LogoutCmd is the command that ends the credential at the gate, as
 	// the message tells it ("otgate logout" when empty).
 	LogoutCmd string
+	// Holds is the profile directory when Path is a directory above it
+	// (checkParents), else "".
+	Holds string
 }
 
 func (e *UnprotectedError) Error() string {
 	logout := e.LogoutCmd
 	if logout == "" {
 		logout = "otgate logout"
+	}
+	if e.Kind == kindParent {
+		if e.Owner >= 0 {
+			return fmt.Sprintf("directory %s, above the profile directory %s, belongs to uid %d, not to you (uid %d) nor root: refused, as ssh refuses such a path "+
+				"(its owner could put another profile in place of yours); give --profile a directory in a directory of your own", e.Path, e.Holds, e.Owner, e.Own)
+		}
+		return fmt.Sprintf("directory %s, above the profile directory %s, is writable by other users (mode %s): refused, as ssh refuses such a path "+
+			"(they could rename the profile directory away and put theirs in its place); run chmod go-w %s, or give --profile a directory in a directory of your own, "+
+			"and if anyone may have changed the credential, %s (it ends the credential at the gate) and log in again", e.Path, e.Holds, octal(e.Mode), e.Path, logout)
 	}
 	if e.Owner >= 0 {
 		if e.Kind == kindDir {

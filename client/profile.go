@@ -59,6 +59,9 @@ func loadProfile(dir string, check bool) (*Profile, error) {
 		if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
 			return nil, ErrNoProfile
 		}
+		if err := checkParents(dir); err != nil {
+			return nil, err
+		}
 		fi, err := os.Stat(dir)
 		if err != nil {
 			return nil, err
@@ -131,6 +134,10 @@ func readOwn(path string, kind fileKind, check bool) (b []byte, fi fs.FileInfo, 
 // "not logged in", never a key and a certificate that do not belong
 // together, nor a credential beside a profile naming another gate.
 func storeLogin(dir string, p *Profile, key *ecdsa.PrivateKey, chain [][]byte) error {
+	// Nothing is made below a directory others could rename it out of.
+	if err := checkDir(dir); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}

@@ -36,3 +36,8 @@ func restrictDir(dir string) error {
 // checkDir is restrictDir's check of an existing directory; on Windows
 // restrictDir replaces its DACL whatever it was.
 func checkDir(string) error { return nil }
+
+// checkParents checks the directories above the profile directory on
+// Unix; on Windows the profile directory's protected DACL is what
+// protects it.
+func checkParents(string) error { return nil }

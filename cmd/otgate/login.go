@@ -74,6 +74,12 @@ func openSession(dir string) (*client.Session, error) {
 // unprotectedWhat says what is wrong with a profile's file, without the
 // refusal.
 func unprotectedWhat(e *client.UnprotectedError) string {
+	if e.Holds != "" {
+		if e.Owner >= 0 {
+			return fmt.Sprintf("%s, above the profile directory %s, belongs to uid %d, not to you (uid %d) nor root", e.Path, e.Holds, e.Owner, e.Own)
+		}
+		return fmt.Sprintf("%s, above the profile directory %s, was writable by other users (mode %04o)", e.Path, e.Holds, uint32(e.Mode.Perm()))
+	}
 	if e.Owner >= 0 {
 		return fmt.Sprintf("%s belongs to uid %d, not to you (uid %d)", e.Path, e.Owner, e.Own)
 	}
