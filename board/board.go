@@ -191,34 +191,6 @@ func register(b *Board) {
 	boards[b.Name] = b
 }
 
-// ErrInvalid is wrapped by Validate's errors.
-var ErrInvalid = errors.New("invalid board definition")
-
-// Validate checks what a definition cannot contradict: a board without a
-// TPM (TPM.None, dev mode) names no TPM device, QEMU TPM front end or
-// PCRs. register panics on a definition that fails it; the image builder
-// and the QEMU harness get boards from Lookup, which checks again.
-func (b *Board) Validate() error {
-	if !b.TPM.None {
-		return nil
-	}
-	for _, f := range []struct {
-		field string
-		set   bool
-		value any
-	}{
-		{"TPM.Device", b.TPM.Device != "", b.TPM.Device},
-		{"TPM.QEMUDevice", b.TPM.QEMUDevice != "", b.TPM.QEMUDevice},
-		{"TPM.PCRs", len(b.TPM.PCRs) > 0, b.TPM.PCRs},
-	} {
-		if f.set {
-			return fmt.Errorf("%w: board %s: TPM.None (no TPM: dev mode, software key) conflicts with %s %v: a board with a TPM must not run in dev mode; remove one of them",
-				ErrInvalid, b.Name, f.field, f.value)
-		}
-	}
-	return nil
-}
-
 // Lookup returns the board called name.
 func Lookup(name string) (*Board, error) {
 	b, ok := boards[name]
