@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -150,8 +151,62 @@ func (c *DHCPClient) hold(ctx context.Context, nl *nclient4.Lease, t time.Time) 
 				c.lost(EventRefused, &l, fmt.Sprintf("the lease held, %s from server %s, is refused now: %v; dropped, looking for another", l.Address, l.Server, err))
 				return false, true
 			}
+			c.recheckDNS(nl)
 		}
 	}
+}
+
+// leaseToUse reads the lease in nl as the uplink uses it: its DNS
+// servers on the OT side (Protected) or not a host's left out
+// (Lease.uplinkDNS).
+func (c *DHCPClient) leaseToUse(nl *nclient4.Lease) Lease {
+	l := leaseFromACK(nl.ACK, nl.CreationTime)
+	var prot []Protected
+	if c.Protected != nil {
+		prot = c.Protected()
+	}
+	l.uplinkDNS(prot)
+	return l
+}
+
+// sayNotUsed logs what of l the uplink does not use, when that differs
+// from the lease held (a renewal that says the same is not logged
+// again).
+func (c *DHCPClient) sayNotUsed(l Lease) {
+	c.mu.Lock()
+	old := c.status.Lease
+	c.mu.Unlock()
+	if len(l.NotUsed) == 0 || old != nil && old.Server == l.Server && slices.Equal(old.NotUsed, l.NotUsed) {
+		return
+	}
+	for _, n := range l.NotUsed {
+		c.Logf("netconf: dhcp on %s: server %s: %s", c.Link, l.Server, n)
+	}
+}
+
+// recheckDNS writes the held lease's DNS servers again when the ranges
+// protected now (a policy sync) change which of them are used: a zone
+// added around one takes it out of resolv.conf.
+func (c *DHCPClient) recheckDNS(nl *nclient4.Lease) {
+	l := c.leaseToUse(nl)
+	c.mu.Lock()
+	held := c.status.Lease
+	c.mu.Unlock()
+	if held == nil || slices.Equal(held.DNS, l.DNS) {
+		return
+	}
+	c.sayNotUsed(l)
+	c.Logf("netconf: dhcp on %s: the lease's DNS servers in use are now %v (were %v)", c.Link, l.DNS, held.DNS)
+	if err := c.Resolver.Write(c.up.source, l.DNS, l.Search); err != nil {
+		c.fail(err)
+	}
+	c.update(func(s *DHCPStatus) {
+		if s.Lease != nil {
+			nl := *s.Lease
+			nl.DNS, nl.NotUsed = l.DNS, l.NotUsed
+			s.Lease = &nl
+		}
+	})
 }
 
 // Status returns a copy of the client's status.
@@ -260,10 +315,11 @@ func (c *DHCPClient) Run(ctx context.Context) error {
 
 // bind applies a fresh or renewed lease.
 func (c *DHCPClient) bind(nl *nclient4.Lease, kind EventKind) {
-	l := leaseFromACK(nl.ACK, nl.CreationTime)
+	l := c.leaseToUse(nl)
 	if len(l.badNames) > 0 {
 		c.Logf("netconf: dhcp on %s: server %s: domain names %q are not DNS names: not used in %s", c.Link, l.Server, l.badNames, c.Resolver.Path)
 	}
+	c.sayNotUsed(l)
 	c.up.source = fmt.Sprintf("dhcp on %s from %s", c.Link, l.Server)
 	_, err := c.up.apply(UplinkConfig{Address: l.Address, Lifetime: time.Until(l.Expiry()), Gateway: l.Gateway, DNS: l.DNS, Search: l.Search})
 	if err != nil {

@@ -63,7 +63,7 @@ func TestProtectedRanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prot := protectedRanges(zones, plan, site.DefaultOverlayPrefix)
+	prot := protectedRanges(&site.Site{Zones: zones}, plan) // no overlay prefix: the default
 	lease := func(p string) Lease { return Lease{Address: netip.MustParsePrefix(p)} }
 	for _, c := range []struct{ lease, want string }{
 		{"10.99.0.120/24", ""},

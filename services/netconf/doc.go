@@ -59,11 +59,20 @@
 //     discovery.
 //     A lease the uplink must not carry is refused (event "refused",
 //     nothing of it applied): an address that is not a host's unicast
-//     address, a mask that is not contiguous or /0, and a subnet
+//     address, a mask that is not contiguous or /0, a subnet
 //     overlapping a zone's subnet, a downlink's subnet or the overlay
 //     prefix (a longer prefix than a zone's would send the proxy's
-//     connections to those assets out of the uplink). The same rule as
-//     for a static uplink in the site file. Every OFFER is checked before
+//     connections to those assets out of the uplink), and a server
+//     identifier in one of those (renewals and the release go there by
+//     unicast, out of a downlink). The same rule as for a static uplink
+//     in the site file; the zone subnets and overlay prefix are the
+//     site's OT side (site.Site.OTRanges). When the policy cannot be
+//     read at the service's start, the lease is checked against the
+//     default overlay prefix, the flags' downlinks and the subnets of
+//     the addresses netconf left on the OT side, until a sync reads it.
+//     The router is taken only from the leased subnet, so it is never on
+//     the OT side; the lease's broadcast address (the kernel's from the
+//     mask), MTU and static routes are not used. Every OFFER is checked before
 //     it is requested: a refused one is passed over for another server's
 //     (one event per server a minute, every refusal counted), so a rogue
 //     server answering first does not keep the uplink from a proper
@@ -74,7 +83,14 @@
 //     refused renewal keeps the lease held; a held lease is checked again
 //     at every policy sync (Recheck) and dropped when refused. A
 //     lease's domain names (search list, domain name) that are not DNS
-//     names are not written to resolv.conf, and said.
+//     names are not written to resolv.conf, and said. Its DNS servers
+//     (option 6) in a protected range (a zone's subnet, a downlink's, the
+//     overlay prefix), or not a host's address, are not written there
+//     either, each said in the log and in the status (lease.not_used),
+//     the others used; when none is left resolv.conf names none (a lease
+//     always rewrites it). A policy sync that changes which are left
+//     rewrites it while the lease is held (as the site file refuses such
+//     an uplink.dns).
 //   - Neighbour watch (Watcher): netlink neighbour updates and the ARP
 //     packets seen on the downlinks are compared with the declared assets
 //     (IP and MAC): unknown devices, declared assets that stay absent, and

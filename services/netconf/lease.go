@@ -27,6 +27,10 @@ type Lease struct {
 	// NTP are the lease's NTP servers (option 42), IPv4 unicast only, for
 	// the timesync service when the site file names none.
 	NTP []netip.Addr `cbor:"10,keyasint,omitempty" json:"ntp,omitempty"`
+	// NotUsed says what of the lease the uplink does not use, and why:
+	// a DNS server on the OT side or not a host's address (DNS then
+	// holds the others only; see uplinkDNS).
+	NotUsed []string `cbor:"11,keyasint,omitempty" json:"not_used,omitempty"`
 
 	// badNames are the domain names of the ACK that are not DNS names,
 	// not kept in Search (bind says so).
@@ -199,31 +203,53 @@ func checkAddr(ip netip.Addr) error {
 }
 
 // protectedRanges are the ranges a DHCP lease on the uplink must not
-// overlap: every zone's subnet, the subnet of every address the gate
-// has on the OT side, and the overlay prefix.
-func protectedRanges(zones []site.Zone, plan *Plan, overlay netip.Prefix) []Protected {
+// overlap: the OT side of the applied policy st (site.Site.OTRanges:
+// every zone's subnet, and the overlay prefix, the default one when st
+// is nil or names none), and the subnet of every address the gate has
+// on the OT side.
+func protectedRanges(st *site.Site, plan *Plan) []Protected {
 	var out []Protected
-	for _, z := range zones {
-		if z.Subnet.IsValid() {
-			out = append(out, Protected{Prefix: z.Subnet, What: fmt.Sprintf("zone %q subnet", z.Name)})
+	var overlay *Protected
+	for _, r := range st.OTRanges() {
+		p := Protected{Prefix: r.Prefix, What: r.What()}
+		if r.Zone == "" {
+			overlay = &p // last, after the downlinks
+			continue
 		}
+		out = append(out, p)
 	}
 	for _, l := range plan.Links {
 		for _, a := range l.Addresses {
 			out = append(out, Protected{Prefix: a.Masked(), What: fmt.Sprintf("the subnet of downlink %s", l.Name)})
 		}
 	}
-	if overlay.IsValid() {
-		out = append(out, Protected{Prefix: overlay, What: "the overlay prefix"})
+	if overlay != nil {
+		out = append(out, *overlay)
 	}
 	return out
+}
+
+// protectedHolding is the first protected range that holds a.
+func protectedHolding(a netip.Addr, protected []Protected) (Protected, bool) {
+	for _, p := range protected {
+		if p.Prefix.Contains(a) {
+			return p, true
+		}
+	}
+	return Protected{}, false
 }
 
 // checkProtected refuses a lease whose subnet overlaps a protected
 // range: with it the uplink would carry a route into the OT side or the
 // overlay (a longer prefix than the zone's own sends the proxy's
 // connections for those assets out through the uplink), or the gate
-// would hold an asset's address itself.
+// would hold an asset's address itself. It also refuses a lease whose
+// server identifier is in one: renewals (RENEWING) and the release at
+// shutdown are sent to that address by unicast, which the kernel would
+// route out of a downlink to an OT device.
+//
+// The router needs no check of its own: leaseFromACK takes only one in
+// the leased subnet, which this keeps off every protected range.
 func checkProtected(l Lease, protected []Protected) error {
 	sub := l.Address.Masked()
 	for _, p := range protected {
@@ -231,7 +257,37 @@ func checkProtected(l Lease, protected []Protected) error {
 			return fmt.Errorf("leased subnet %s overlaps %s %s", sub, p.What, p.Prefix)
 		}
 	}
+	if p, ok := protectedHolding(l.Server, protected); ok {
+		return fmt.Errorf("server identifier %s is in %s %s (renewals and the release would be sent to the OT side)", l.Server, p.What, p.Prefix)
+	}
 	return nil
+}
+
+// uplinkDNS keeps in l.DNS the lease's DNS servers the gate may ask: a
+// host's unicast address (checkAddr) outside every protected range (an
+// OT device, the overlay: the gate would send its queries there, and
+// its answers would decide where the gate's names, NTS and NTP servers
+// among them, resolve; the site file refuses such an uplink.dns). A
+// lease is unauthenticated: whoever answers on the IT side can name any
+// address. The others are left out, said in l.NotUsed.
+func (l *Lease) uplinkDNS(protected []Protected) {
+	var keep []netip.Addr
+	l.NotUsed = nil
+	for _, a := range l.DNS {
+		if err := checkAddr(a); err != nil {
+			l.NotUsed = append(l.NotUsed, fmt.Sprintf("DNS server %s of the lease: %v: not used", a, err))
+			continue
+		}
+		if p, ok := protectedHolding(a, protected); ok {
+			l.NotUsed = append(l.NotUsed, fmt.Sprintf("DNS server %s of the lease is in %s %s: not used (the gate resolves names on the uplink side only)", a, p.What, p.Prefix))
+			continue
+		}
+		keep = append(keep, a)
+	}
+	if len(keep) == 0 && len(l.NotUsed) > 0 {
+		l.NotUsed = append(l.NotUsed, "no DNS server of the lease is left: resolv.conf names none")
+	}
+	l.DNS = keep
 }
 
 // lastAddr is the highest address of p (its broadcast address).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -69,8 +70,10 @@ type Service struct {
 	// last sync planned it, to log a zone whose address moved.
 	gates map[string]string
 	// protected are the ranges a DHCP lease must not overlap, as the
-	// last sync planned them (DHCPClient.Protected).
-	protected []Protected
+	// last sync planned them (DHCPClient.Protected); protectedSet: a
+	// sync did (else protectUnknown's).
+	protected    []Protected
+	protectedSet bool
 
 	// The uplink: flagUplink is what the flags said (Mode "": follow
 	// the site file); Config.Uplink becomes the uplink in effect at the
@@ -330,7 +333,7 @@ func (s *Service) sync() {
 	var sum [32]byte
 	var warn []string
 	var siteUp *site.Uplink // nil: no policy to say
-	overlay := site.DefaultOverlayPrefix
+	var st *site.Site       // nil: no policy (the default overlay prefix)
 	if s.PolicyPath != "" {
 		applied, err := site.LoadApplied(s.PolicyPath)
 		switch {
@@ -338,13 +341,12 @@ func (s *Service) sync() {
 			warn = append(warn, "no applied policy yet: downlinks configured from flags only, no zones or assets")
 		case err != nil:
 			s.planUplink(nil)
+			s.protectUnknown()
 			s.syncFailed(fmt.Errorf("netconf: %w; nothing changed", err))
 			return
 		default:
 			zones, assets, sum = applied.Site.Zones, applied.Site.Assets, applied.SourceSHA256
-			if applied.Site.Overlay.Prefix.IsValid() {
-				overlay = applied.Site.Overlay.Prefix
-			}
+			st = &applied.Site
 			u := applied.Site.UplinkSettings()
 			siteUp = &u
 		}
@@ -382,7 +384,8 @@ func (s *Service) sync() {
 		links = append(links, ls)
 	}
 	s.mu.Lock()
-	s.protected = protectedRanges(zones, plan, overlay)
+	s.protected = protectedRanges(st, plan)
+	s.protectedSet = true
 	if s.dhcp != nil {
 		// A policy that now protects part of the held lease drops it.
 		s.dhcp.Recheck()
@@ -403,6 +406,42 @@ func (s *Service) sync() {
 		return
 	}
 	s.setHealth(nil)
+}
+
+// protectUnknown sets the ranges a lease must not overlap when no sync
+// has planned them yet and the policy cannot be read (its zones are
+// unknown): the default overlay prefix, the downlinks' subnets from the
+// flags, and the subnet of every address netconf put on an interface
+// other than the uplink (a zone's gate address a previous run left,
+// with its VLAN interface). Without it the first lease was checked
+// against nothing at all. A later sync that reads the policy replaces
+// them (and Rechecks the lease).
+func (s *Service) protectUnknown() {
+	s.mu.Lock()
+	set := s.protectedSet
+	s.mu.Unlock()
+	if set {
+		return // the last good sync's stay
+	}
+	plan, err := MakePlan(s.Uplink.Name, s.Downlinks, s.Addresses, nil)
+	if err != nil {
+		plan = &Plan{}
+	}
+	prot := protectedRanges(nil, plan)
+	addrs, err := s.Handle.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		s.Logf("netconf: list addresses: %v; the lease is checked without the OT side's current ones", err)
+	}
+	for _, a := range addrs {
+		p, ok := addrPrefix(a)
+		if !ok || !strings.HasSuffix(a.Label, labelSuffix) || a.Label == OwnerLabel(s.Uplink.Name) {
+			continue
+		}
+		prot = append(prot, Protected{Prefix: p.Masked(), What: fmt.Sprintf("the subnet of netconf's address %s on %s (the policy cannot be read)", p, strings.TrimSuffix(a.Label, labelSuffix))})
+	}
+	s.mu.Lock()
+	s.protected = prot
+	s.mu.Unlock()
 }
 
 // planUplink fixes the uplink in effect at the first sync: the flags'

@@ -140,7 +140,9 @@ func (u *uplinkLink) apply(c UplinkConfig) (bool, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if len(c.DNS) > 0 || len(c.Search) > 0 {
+	// A lease always rewrites the file: one with no DNS server left to
+	// use (uplinkDNS) must not leave an earlier lease's there.
+	if len(c.DNS) > 0 || len(c.Search) > 0 || u.proto == unix.RTPROT_DHCP {
 		if err := u.resolver.Write(u.source, c.DNS, c.Search); err != nil {
 			return fail(err)
 		}

@@ -100,8 +100,10 @@ func StartDnsmasqNet(t *testing.T, ns *NS, iface, dir, net string, extra ...stri
 }
 
 // StartKea serves 10.99.0.100-150/24 on iface in ns with a lease of
-// valid seconds, renew at t1 and rebind at t2 (kea allows short ones).
-func StartKea(t *testing.T, ns *NS, iface, dir string, valid, t1, t2 int) *DHCPServer {
+// valid seconds, renew at t1 and rebind at t2 (kea allows short ones);
+// each of options is one more JSON object of the subnet's option-data
+// (`{"name": "dhcp-server-identifier", "data": "10.77.0.9"}`).
+func StartKea(t *testing.T, ns *NS, iface, dir string, valid, t1, t2 int, options ...string) *DHCPServer {
 	t.Helper()
 	bin, err := exec.LookPath("kea-dhcp4")
 	if err != nil {
@@ -114,9 +116,9 @@ func StartKea(t *testing.T, ns *NS, iface, dir string, valid, t1, t2 int) *DHCPS
   "valid-lifetime": %d, "renew-timer": %d, "rebind-timer": %d,
   "authoritative": true,
   "subnet4": [{"subnet": "10.99.0.0/24", "pools": [{"pool": "10.99.0.100 - 10.99.0.150"}],
-    "option-data": [{"name": "routers", "data": "10.99.0.1"}, {"name": "domain-name-servers", "data": "10.99.0.53"}]}],
+    "option-data": [{"name": "routers", "data": "10.99.0.1"}, {"name": "domain-name-servers", "data": "10.99.0.53"}%s]}],
   "loggers": [{"name": "kea-dhcp4", "output_options": [{"output": %q}], "severity": "DEBUG", "debuglevel": 40}]
-}}`, iface, s.Leases, valid, t1, t2, s.Log)
+}}`, iface, s.Leases, valid, t1, t2, extraOptions(options), s.Log)
 	cf := filepath.Join(dir, "kea.conf")
 	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -133,4 +135,13 @@ func StartKea(t *testing.T, ns *NS, iface, dir string, valid, t1, t2 int) *DHCPS
 		return strings.Contains(s.LogText(), "DHCP4_STARTED") || s.cmd.ProcessState != nil
 	})
 	return s
+}
+
+// extraOptions renders StartKea's options after the fixed ones.
+func extraOptions(options []string) string {
+	var b strings.Builder
+	for _, o := range options {
+		b.WriteString(", " + o)
+	}
+	return b.String()
 }
