@@ -5,10 +5,14 @@
 // The CA key is an ECDSA P-256 software key kept as the sealed secret
 // "user-ca-key" of the identity service (so it is encrypted under the
 // TPM-sealed data key and useless on any other gate). Its certificate is
-// signed by the device identity key (in the TPM), not self-signed: anyone
-// who trusts the gate's device certificate can check that a user
-// certificate was issued by this gate. The key is not a TPM key itself
-// because every login signs with it and the TPM is slow and shared.
+// self-signed: the gate's device key certifies nothing (its certificate is
+// an end entity, and the identity service's sign operation, which the
+// proxy's TLS handshakes need, must not be able to mint CAs), so the user
+// CA is a trust anchor of its own, which only this gate's proxy holds.
+// A CA made by an earlier release (signed by the device key) still loads
+// and is replaced by a self-signed one at its renewal. The key is not a
+// TPM key itself because every login signs with it and the TPM is slow
+// and shared.
 //
 // A user certificate names the user as spiffe://<site>/user/<name> and
 // carries the user's credential generation and roles in an extension;
@@ -18,7 +22,7 @@
 package userca
 
 import (
-	"crypto"
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -76,9 +80,9 @@ type Config struct {
 	Site string
 	// Sealer keeps the CA key.
 	Sealer Sealer
-	// Device is the device identity (api.Client.TLSCertificate()): its
-	// key signs the CA certificate when the CA is created, and its public
-	// key checks the CA certificate when it is loaded.
+	// Device is the device identity (api.Client.TLSCertificate()): a CA
+	// made by an earlier release, signed by the device key, is checked
+	// against its public key when it is loaded.
 	Device *tls.Certificate
 	// Checker is asked about every certificate Verify sees.
 	Checker CredentialChecker
@@ -127,7 +131,7 @@ var siteRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$`)
 const maxSiteLen = 253
 
 // Open loads the CA from its sealed secret, or creates it (key, and a
-// certificate signed by the device key) when the secret does not exist.
+// self-signed certificate) when the secret does not exist.
 func Open(cfg Config) (*CA, error) {
 	if !(len(cfg.Site) <= maxSiteLen && siteRE.MatchString(cfg.Site)) {
 		return nil, fmt.Errorf("userca: bad site %q: want a SPIFFE trust domain (lower-case letters, digits, '.', '-')", cfg.Site)
@@ -175,8 +179,8 @@ func Open(cfg Config) (*CA, error) {
 
 // renewIfDue replaces the CA when the gate's clock says it is not valid
 // (expired, or not yet valid after the clock was set back) or has less
-// than CARenewBefore left: a new key and certificate, signed by the device
-// key and sealed in place of the old. Until the proxy restarts, the old
+// than CARenewBefore left: a new key and self-signed certificate, sealed
+// in place of the old. Until the proxy restarts, the old
 // CA stays a trust anchor while it is valid, so the certificates it issued
 // (hours, at most days) keep working; after a restart their users log in
 // again. A renewal that fails while the old CA is still valid is logged
@@ -230,16 +234,12 @@ func (ca *CA) subject() pkix.Name {
 	return pkix.Name{CommonName: "otgate user CA " + ca.cfg.Site, Organization: []string{"otgate"}}
 }
 
-// create makes a CA key and certificate (signed by the device key) and
-// seals them as KeySecret, replacing what was sealed there.
+// create makes a CA key and self-signed certificate and seals them as
+// KeySecret, replacing what was sealed there.
 func (ca *CA) create() (*ecdsa.PrivateKey, *x509.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("userca: generate key: %w", err)
-	}
-	signer, ok := ca.cfg.Device.PrivateKey.(crypto.Signer)
-	if !ok {
-		return nil, nil, fmt.Errorf("userca: device key %T is not a crypto.Signer", ca.cfg.Device.PrivateKey)
 	}
 	sn, err := randomSerial()
 	if err != nil {
@@ -259,9 +259,9 @@ func (ca *CA) create() (*ecdsa.PrivateKey, *x509.Certificate, error) {
 		MaxPathLenZero:        true,
 		URIs:                  []*url.URL{{Scheme: "spiffe", Host: ca.cfg.Site, Path: "/user-ca"}},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.device, key.Public(), signer)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("userca: sign the CA certificate with the device key: %w", err)
+		return nil, nil, fmt.Errorf("userca: self-sign the CA certificate: %w", err)
 	}
 	pk, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
@@ -313,8 +313,12 @@ func (ca *CA) load(b []byte, device *x509.Certificate) error {
 	if !cert.IsCA {
 		return bad("certificate is not a CA", nil)
 	}
-	if err := device.CheckSignature(cert.SignatureAlgorithm, cert.RawTBSCertificate, cert.Signature); err != nil {
-		return bad("certificate is not signed by this gate's device key", err)
+	// Self-signed, or (made by an earlier release) signed by this gate's
+	// device key.
+	if err := cert.CheckSignature(cert.SignatureAlgorithm, cert.RawTBSCertificate, cert.Signature); err != nil {
+		if derr := device.CheckSignature(cert.SignatureAlgorithm, cert.RawTBSCertificate, cert.Signature); derr != nil {
+			return bad("certificate is neither self-signed nor signed by this gate's device key", errors.Join(err, derr))
+		}
 	}
 	ca.key, ca.cert = key, cert
 	return nil
@@ -341,10 +345,15 @@ func (ca *CA) Certificate() *x509.Certificate {
 	return ca.cert
 }
 
-// Chain is the CA certificate followed by the device chain, DER: what a
-// client needs to check that a certificate comes from this gate.
+// Chain is the CA certificate, DER, the chain a user certificate is sent
+// with; a CA made by an earlier release (signed by the device key) is
+// followed by the device chain, as it was then.
 func (ca *CA) Chain() [][]byte {
-	return append([][]byte{ca.Certificate().Raw}, ca.cfg.Device.Certificate...)
+	c := ca.Certificate()
+	if bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature) == nil {
+		return [][]byte{c.Raw}
+	}
+	return append([][]byte{c.Raw}, ca.cfg.Device.Certificate...)
 }
 
 // Pool holds the CA certificate(s) that verify user certificates (also

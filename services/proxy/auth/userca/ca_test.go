@@ -1,6 +1,7 @@
 package userca_test
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -13,6 +14,7 @@ import (
 	"math/big"
 	"net"
 	"net/netip"
+	"net/url"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -20,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fxamacker/cbor/v2"
 	"github.com/otgate/otgate/services/identity/api"
 	"github.com/otgate/otgate/services/proxy/auth"
 	"github.com/otgate/otgate/services/proxy/auth/authtest"
@@ -277,25 +280,30 @@ func TestValidityAndExpiry(t *testing.T) {
 	}
 }
 
-func TestCASignedByDeviceAndPersistent(t *testing.T) {
+// The user CA is a self-signed root: the device key certifies nothing
+// (the identity's sign operation must not be able to mint CAs), and a
+// user certificate is sent with the CA certificate alone.
+func TestCASelfSignedAndPersistent(t *testing.T) {
 	g := newGate(t)
 	cert := g.ca.Certificate()
-	device := g.device.Leaf
-	if err := cert.CheckSignatureFrom(device); err != nil {
-		t.Fatalf("user CA is not signed by the device certificate: %v", err)
+	if err := cert.CheckSignatureFrom(cert); err != nil {
+		t.Fatalf("user CA is not self-signed: %v", err)
+	}
+	if err := g.device.Leaf.CheckSignature(cert.SignatureAlgorithm, cert.RawTBSCertificate, cert.Signature); err == nil {
+		t.Error("user CA is signed by the device key")
 	}
 	if !cert.IsCA || cert.MaxPathLen != 0 || !cert.MaxPathLenZero {
 		t.Errorf("CA constraints: IsCA %v MaxPathLen %d", cert.IsCA, cert.MaxPathLen)
 	}
-	// A user certificate chains to the device certificate too.
+	if ch := g.ca.Chain(); len(ch) != 1 || !bytes.Equal(ch[0], cert.Raw) {
+		t.Errorf("chain of %d certificates, want the CA alone", len(ch))
+	}
 	c := g.issue(g.login("alice"), time.Time{})
 	roots := x509.NewCertPool()
-	roots.AddCert(device)
-	inter := x509.NewCertPool()
-	inter.AddCert(cert)
-	if _, err := c.issued.Cert.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: g.clock.Now(),
+	roots.AddCert(cert)
+	if _, err := c.issued.Cert.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: g.clock.Now(),
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		t.Errorf("user certificate does not chain to the device: %v", err)
+		t.Errorf("user certificate does not verify with the user CA as root: %v", err)
 	}
 	if len(c.issued.Serial.Bytes()) < 12 {
 		t.Errorf("serial %x looks short for 128 random bits", c.issued.Serial)
@@ -445,8 +453,8 @@ func TestCARenewedBeforeItExpires(t *testing.T) {
 	if renewed.Equal(old) {
 		t.Fatal("a CA with less than CARenewBefore left was not renewed at Issue")
 	}
-	if err := renewed.CheckSignatureFrom(g.device.Leaf); err != nil {
-		t.Errorf("the renewed CA is not signed by the device: %v", err)
+	if err := renewed.CheckSignatureFrom(renewed); err != nil {
+		t.Errorf("the renewed CA is not self-signed: %v", err)
 	}
 	if got := renewed.NotAfter.Sub(g.clock.Now()); got < userca.CARenewBefore*9 {
 		t.Errorf("the renewed CA has %s left", got)
@@ -496,5 +504,84 @@ func TestCANotYetValidRenewedAtOpen(t *testing.T) {
 	g.ca = ca
 	if _, err := g.handshake(g.issue(g.login("alice"), time.Time{})); err != nil {
 		t.Errorf("a login after the renewal: %v", err)
+	}
+}
+
+// A user CA made by an earlier release, its certificate signed by the
+// device key, still loads (its users keep logging in), is sent with the
+// device chain as it was, and its renewal is self-signed. One signed by
+// another key is refused.
+func TestCAMadeByEarlierReleaseStillLoads(t *testing.T) {
+	g := newGate(t)
+	sealOld := func(signer crypto.Signer, parent *x509.Certificate) *x509.Certificate {
+		t.Helper()
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := g.clock.Now()
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "otgate user CA " + authtest.Site, Organization: []string{"otgate"}},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(10 * 365 * 24 * time.Hour),
+			KeyUsage:    x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, BasicConstraintsValid: true, IsCA: true, MaxPathLen: 0, MaxPathLenZero: true,
+			URIs: []*url.URL{{Scheme: "spiffe", Host: authtest.Site, Path: "/user-ca"}},
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), signer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pk, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := cbor.Marshal(struct {
+			Version int    `cbor:"1,keyasint"`
+			Key     []byte `cbor:"2,keyasint"`
+			Cert    []byte `cbor:"3,keyasint"`
+		}{1, pk, der})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := g.id.Client.Seal(userca.KeySecret, rec); err != nil {
+			t.Fatal(err)
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	old := sealOld(g.device.PrivateKey.(crypto.Signer), g.device.Leaf)
+	ca := g.openCA()
+	if !ca.Certificate().Equal(old) {
+		t.Fatal("the earlier release's CA was not loaded")
+	}
+	if ch := ca.Chain(); len(ch) != 1+len(g.device.Certificate) || !bytes.Equal(ch[1], g.device.Certificate[0]) {
+		t.Errorf("chain of %d certificates, want the CA and the device chain", len(ch))
+	}
+	g.ca = ca
+	c := g.issue(g.login("alice"), time.Time{})
+	if _, err := g.handshake(c); err != nil {
+		t.Errorf("a certificate of the earlier release's CA: %v", err)
+	}
+	// Its renewal is self-signed.
+	g.clock.Add(old.NotAfter.Sub(g.clock.Now()) - userca.CARenewBefore + time.Hour)
+	g.issue(g.login("bob"), time.Time{})
+	if r := ca.Certificate(); r.Equal(old) || r.CheckSignatureFrom(r) != nil {
+		t.Error("the renewal of the earlier release's CA is not a new self-signed CA")
+	}
+
+	// Signed by a key that is not this gate's: refused.
+	other, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherCert := &x509.Certificate{SerialNumber: big.NewInt(9), Subject: pkix.Name{CommonName: "someone else"}, BasicConstraintsValid: true, IsCA: true,
+		NotBefore: g.clock.Now().Add(-time.Hour), NotAfter: g.clock.Now().Add(time.Hour), PublicKey: other.Public()}
+	sealOld(other, otherCert)
+	_, err = userca.Open(userca.Config{Site: authtest.Site, Sealer: g.id.Client, Device: g.device, Checker: g.store, Now: g.clock.Now})
+	if !errors.Is(err, userca.ErrCAState) || !strings.Contains(err.Error(), "neither self-signed nor signed by this gate's device key") {
+		t.Errorf("a CA signed by another key: %v", err)
 	}
 }
