@@ -126,7 +126,9 @@
 // whose oldest files are missing only when such a signed record of the
 // log names the file just before the first one present, with that file's
 // last seq and hash (Report.PrunedFiles); any other gap is an error
-// unless Trust.AllowPartial. A file that cannot go yet stays and the log
+// unless Trust.AllowPartial. Verify of a running gate's log starts over
+// from the new oldest file when the oldest file it listed is removed
+// before it reads it. A file that cannot go yet stays and the log
 // grows past its budget (StorageState says why). Below Retention.Reserve
 // of free space a SessionStart is refused (ErrStorageFull).
 //

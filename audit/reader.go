@@ -109,9 +109,30 @@ func readerAt(dir string, files []logFile, i int, off int64) (*Reader, error) {
 	return r, nil
 }
 
+// openHook, when not nil, runs before a Reader opens a file it listed
+// (name): tests remove or prune files between the listing and the open.
+var openHook func(name string)
+
+// fileGoneError is a file a Reader listed that was gone when it came to
+// open it: on a live log, the writer's retention may have removed it in
+// between (see Verify).
+type fileGoneError struct {
+	file logFile
+	err  error
+}
+
+func (e *fileGoneError) Error() string { return fmt.Sprintf("open audit log file: %v", e.err) }
+func (e *fileGoneError) Unwrap() error { return e.err }
+
 func (r *Reader) open() error {
 	name := r.files[r.i].name
+	if openHook != nil {
+		openHook(name)
+	}
 	f, err := os.Open(filepath.Join(r.dir, name))
+	if errors.Is(err, os.ErrNotExist) {
+		return &fileGoneError{file: r.files[r.i], err: err}
+	}
 	if err != nil {
 		return fmt.Errorf("open audit log file: %w", err)
 	}

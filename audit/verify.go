@@ -80,6 +80,10 @@ type Report struct {
 	HasUnsignedAnchor bool
 	AnchorAlarms      []Recovery
 	AlarmsNotListed   int
+	// Restarts counts how often Verify started over because the gate's
+	// retention removed the oldest file it had listed before it read it
+	// (a live log; see Verify): the report is that of the last pass.
+	Restarts int
 }
 
 // DevMixed reports whether the log holds both dev-mode records and
@@ -180,6 +184,13 @@ func (r *Report) EndSummary() string {
 // unverified), or torn. With Trust.RequireSealed anything but a sealed end
 // is a *Problem wrapping ErrNotSealed, naming the file and offset.
 //
+// Verify may run on the log of a running gate. A file it listed that is
+// gone when it comes to open it, with every older file gone too, is one
+// the gate's retention removed meanwhile: Verify lists the directory again
+// and starts over from the new oldest file, checking that start as any
+// pruned start (Report.Restarts counts this). Any other file that vanishes
+// is a *Problem wrapping ErrFiles that names it.
+//
 // Verify streams: its memory does not grow with the log, nor with the
 // longest stretch of records no checkpoint covers (a signer down for long,
 // a forged log without checkpoints). It holds the hashes of at most the
@@ -194,9 +205,51 @@ func Verify(dir string, trust Trust) (*Report, error) {
 	return verify(dir, trust, nil)
 }
 
+// maxVerifyRestarts bounds how often Verify starts again because the
+// writer's retention removed the oldest file it was about to read.
+const maxVerifyRestarts = 100
+
 // verify is Verify; it fills st, when not nil, with what it held and read
 // again.
+//
+// A live log loses its oldest files to the writer's retention while it is
+// read: a file listed and gone when verify comes to open it is, when every
+// file up to it is gone too (the oldest go first, and only they), a file
+// retention removed; verify lists the directory again and starts over from
+// the new oldest file, whose start is then checked like any pruned start
+// (a signed log-pruned record must name the file before it). Any other
+// file that vanishes is an error naming it.
 func verify(dir string, trust Trust, st *verifyStats) (*Report, error) {
+	restarts := 0
+	for {
+		rep, err := verifyOnce(dir, trust, st)
+		var gone *fileGoneError
+		if !errors.As(err, &gone) {
+			if rep != nil {
+				rep.Restarts = restarts
+			}
+			return rep, err
+		}
+		files, lerr := listFiles(dir)
+		if lerr != nil {
+			return rep, fmt.Errorf("%s vanished while verify read the log: %w", gone.file.name, lerr)
+		}
+		if len(files) == 0 || files[0].index <= gone.file.index {
+			why := "no log file is left"
+			if len(files) > 0 {
+				why = fmt.Sprintf("%s, older, is still there: retention removes only the oldest files", files[0].name)
+			}
+			return rep, &Problem{File: gone.file.name, Offset: -1,
+				Err: fmt.Errorf("%w: %s was listed, then gone when verify came to read it, and %s", ErrFiles, gone.file.name, why)}
+		}
+		if restarts++; restarts > maxVerifyRestarts {
+			return rep, &Problem{File: gone.file.name, Offset: -1,
+				Err: fmt.Errorf("%w: the log's oldest file was removed under verify %d times in a row (the last %s); try again", ErrFiles, restarts, gone.file.name)}
+		}
+	}
+}
+
+func verifyOnce(dir string, trust Trust, st *verifyStats) (*Report, error) {
 	if trust.PublicKey == nil && !trust.ChainOnly {
 		return nil, errNoTrust
 	}

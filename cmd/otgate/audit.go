@@ -54,7 +54,9 @@ A gate removes its log's oldest files when the log is over its budget
 receiver is configured), each after a signed "log-pruned" record naming it:
 verify accepts a log that starts after files its own records say were
 removed, and reports them; a log missing files no such record names fails
-(--allow-partial accepts it).
+(--allow-partial accepts it). verify may run on a running gate's log: when
+the gate removes the oldest file after verify listed it, verify starts again
+from the new oldest file; any other file that vanishes fails, named.
 Records a gate without a TPM wrote in dev mode are marked in the chain:
 verify reports "DEV MODE: N records signed with a software key (not a TPM)"
 (and a log mixing dev-mode and TPM records as MIXED); --strict fails on
@@ -212,6 +214,9 @@ func printReport(out io.Writer, dir string, r *audit.Report) {
 	if r.PrunedFiles > 0 {
 		fmt.Fprintf(out, "retention: the gate removed the %d oldest files (its log-pruned record at seq %d names the last of them); the log starts at seq %d\n",
 			r.PrunedFiles, r.PrunedRecordSeq, r.FirstSeq)
+	}
+	if r.Restarts > 0 {
+		fmt.Fprintf(out, "retention: the gate removed the oldest file %d times while verify read the log; verified again from the oldest file left\n", r.Restarts)
 	}
 	if r.HasAnchor {
 		fmt.Fprintf(out, "anchor: last anchored at %d (seq %d)\n", r.Anchor, r.AnchorSeq)
