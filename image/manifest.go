@@ -73,6 +73,9 @@ type GoModule struct {
 	Version string `json:"version"`
 	// Sum is the go.sum hash (h1:...) of the module.
 	Sum string `json:"sum"`
+	// Replaces is the module (path and version) go.mod replaces by this
+	// one, if any.
+	Replaces string `json:"replaces,omitempty"`
 }
 
 // SourceFile is one source tree file.

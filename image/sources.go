@@ -10,9 +10,12 @@ import (
 )
 
 // goListFormat prints, for each package in the build, either its source
-// files (main module) or its module (dependencies).
+// files (main module: Go, embedded, assembly, headers and .syso objects,
+// everything the compiler and linker read) or its module (dependencies),
+// with its replacement when go.mod replaces it.
 const goListFormat = `{{if .Module}}{{if .Module.Main}}P {{.Dir}}{{range .GoFiles}} {{.}}{{end}}{{range .EmbedFiles}} {{.}}{{end}}` +
-	`{{else}}M {{.Module.Path}} {{.Module.Version}}{{end}}{{end}}`
+	`{{range .SFiles}} {{.}}{{end}}{{range .HFiles}} {{.}}{{end}}{{range .SysoFiles}} {{.}}{{end}}` +
+	`{{else}}M {{.Module.Path}} {{.Module.Version}}{{with .Module.Replace}} => {{.Path}} {{.Version}}{{end}}{{end}}{{end}}`
 
 // goInputs lists the main module's source files (relative to root) and the
 // dependency modules (with their go.sum hashes from sumFile) of pkgs, as
@@ -65,12 +68,34 @@ func goInputs(ctx context.Context, dir, root string, env []string, sumFile strin
 			for _, name := range f[2:] {
 				files = append(files, filepath.ToSlash(filepath.Join(rel, name)))
 			}
-		case len(f) == 3 && f[0] == "M":
-			sum, ok := sums[f[1]+" "+f[2]]
-			if !ok {
-				return nil, nil, fmt.Errorf("%s: no hash for module %s %s", sumFile, f[1], f[2])
+		case len(f) >= 1 && f[0] == "M":
+			// "M path version", or "M path version => path version" for a
+			// module go.mod replaces by another module. A module replaced
+			// by a local directory (no version, no go.sum hash) is code
+			// the manifest cannot name: refused, never left out.
+			path, version := "", ""
+			switch {
+			case len(f) == 3:
+				path, version = f[1], f[2]
+			case len(f) == 6 && f[3] == "=>":
+				path, version = f[4], f[5]
+			case len(f) >= 4 && f[3] == "=>":
+				return nil, nil, fmt.Errorf("module %s is replaced by the directory %s: an image is built from modules pinned in go.sum only; remove the replace directive",
+					f[1], strings.Join(f[4:], " "))
+			default:
+				return nil, nil, fmt.Errorf("go list: unexpected line %q", sc.Text())
 			}
-			mods = append(mods, GoModule{Path: f[1], Version: f[2], Sum: sum})
+			sum, ok := sums[path+" "+version]
+			if !ok {
+				return nil, nil, fmt.Errorf("%s: no hash for module %s %s", sumFile, path, version)
+			}
+			m := GoModule{Path: path, Version: version, Sum: sum}
+			if path != f[1] || version != f[2] {
+				m.Replaces = f[1] + " " + f[2]
+			}
+			mods = append(mods, m)
+		case len(f) > 0:
+			return nil, nil, fmt.Errorf("go list: unexpected line %q", sc.Text())
 		}
 	}
 	return files, mods, sc.Err()
