@@ -268,9 +268,8 @@ func (s *Service) servers(ctx context.Context) ([]string, *site.NTS, string) {
 // unauthenticated, and must not name what the site file cannot. It
 // returns why the others are not used.
 func uplinkSide(servers []string, st *site.Site) (keep, dropped []string) {
-	if st == nil {
-		return servers, nil
-	}
+	// st is nil before the first policy: OTSide then still knows the
+	// default overlay prefix, as netconf's lease check does.
 	for _, srv := range servers {
 		why, ot := "", false
 		if a, err := netip.ParseAddr(srv); err == nil {

@@ -433,3 +433,25 @@ func TestLeaseServersOnTheOTSideNotUsed(t *testing.T) {
 		t.Fatalf("with one on the uplink side: %s from %v (%v); want stepped from 192.0.2.2 only", r.Action, r.Used, r.Err)
 	}
 }
+
+// Before the first policy (no applied site file yet), a lease's server in
+// the default overlay prefix is still not used, as netconf's lease check
+// protects that prefix without a policy too.
+func TestLeaseServerInTheOverlayNotUsedWithoutAPolicy(t *testing.T) {
+	l := newLab(t)
+	l.chronyd(t, "100.64.0.9", "local stratum 3")
+	c := &testClock{}
+	c.set(-time.Hour)
+	lg := newLogs(t)
+	svc := &Service{PolicyPath: filepath.Join(t.TempDir(), site.AppliedFile), Clock: c, Dial: l.dial, Timeout: time.Second, Logf: lg.logf, Status: lg.note,
+		LeaseNTP: func(context.Context) ([]string, error) { return []string{"100.64.0.9"}, nil }}
+	if r := svc.Poll(context.Background()); r.Action != ActionIdle {
+		t.Fatalf("a lease server in the overlay prefix, no policy: %s from %v; want idle", r.Action, r.Used)
+	}
+	if steps, slews := c.counts(); steps+slews != 0 {
+		t.Fatal("the clock was changed by a server in the overlay prefix")
+	}
+	if want := "NTP server 100.64.0.9 of the DHCP lease is in the overlay prefix 100.64.0.0/16"; !strings.Contains(lg.lastStatus(), want) {
+		t.Errorf("status %q does not say %q", lg.lastStatus(), want)
+	}
+}
