@@ -22,8 +22,9 @@ var ErrChecksum = errors.New("sha256 mismatch")
 
 // fetchPackage returns the path of the verified .deb of pkg in
 // <cache>/debs/, downloading it from pkg.URLs() in order unless a cached
-// copy with the pinned sha256 exists. A cached copy with another sum is
-// removed and downloaded again; a download with another sum is removed and
+// copy with the pinned sha256 exists (hashed again at every use). A cached
+// copy with another sum, or that is not a regular file, is removed and
+// downloaded again; a download with another sum is removed and
 // is an error naming package, expected and actual sum.
 func fetchPackage(ctx context.Context, pkg board.Kernel, cache string, p *progress) (string, error) {
 	what := pkg.Package + " " + pkg.Version
@@ -32,6 +33,14 @@ func fetchPackage(ctx context.Context, pkg board.Kernel, cache string, p *progre
 	}
 	dir := filepath.Join(cache, "debs")
 	dst := filepath.Join(dir, pkg.FileName())
+	// Only a regular file is read: a fifo would block the build for
+	// ever, a directory or a link is not what the builder writes.
+	if st, err := os.Lstat(dst); err == nil && !st.Mode().IsRegular() {
+		p.step("fetch", "%s: cached copy %s is not a regular file (%s): removing it", what, dst, st.Mode().Type())
+		if err := os.RemoveAll(dst); err != nil {
+			return "", fmt.Errorf("package %s: remove bad cached copy: %w", what, err)
+		}
+	}
 	if sum, err := fileSHA256(dst); err == nil {
 		if sum == pkg.SHA256 {
 			p.step("fetch", "%s: cached copy verified", what)

@@ -2,11 +2,13 @@ package image
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -70,5 +72,62 @@ func TestStalledOrEndlessDownloadIsAbandoned(t *testing.T) {
 	ents, _ := os.ReadDir(filepath.Join(cache, "debs"))
 	for _, e := range ents {
 		t.Errorf("abandoned download left %s in the cache", e.Name())
+	}
+}
+
+// A cache entry that is not a regular file (a fifo would block the
+// read for ever, a directory or a link is not what the builder writes)
+// is never used: it is removed and the package fetched again (here from a
+// mirror serving the wrong bytes, so the fetch ends in ErrChecksum).
+func TestCachedPackageNotARegularFile(t *testing.T) {
+	b := testBoard(t, "qemu-x86_64")
+	b.Kernel.Archives = []string{corruptServer(t).URL}
+	good := filepath.Join(t.TempDir(), "elsewhere.deb")
+	if err := os.WriteFile(good, []byte("not the package"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		make func(p string) error
+	}{
+		{"fifo", func(p string) error { return syscall.Mkfifo(p, 0o644) }},
+		{"directory", func(p string) error {
+			if err := os.Mkdir(p, 0o755); err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(p, "x"), []byte("x"), 0o644)
+		}},
+		{"symlink", func(p string) error { return os.Symlink(good, p) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cache := t.TempDir()
+			cached := filepath.Join(cache, "debs", b.Kernel.FileName())
+			os.MkdirAll(filepath.Dir(cached), 0o755)
+			if err := tc.make(cached); err != nil {
+				t.Fatal(err)
+			}
+			var log strings.Builder
+			done := make(chan error, 1)
+			go func() {
+				_, err := fetchPackage(context.Background(), b.Kernel, cache, newProgress(&log))
+				done <- err
+			}()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(10 * time.Second):
+				os.Remove(cached) // unblock the reader
+				t.Fatal("fetch still reading the cached entry after 10s")
+			}
+			if !errors.Is(err, ErrChecksum) || !strings.Contains(log.String(), "not a regular file") {
+				t.Fatalf("fetch over a cached %s: %v (log %q), want the entry removed and the package fetched again", tc.name, err, log.String())
+			}
+			if _, err := os.Lstat(cached); !os.IsNotExist(err) {
+				t.Errorf("the cached %s is still there: %v", tc.name, err)
+			}
+			if b, err := os.ReadFile(good); err != nil || string(b) != "not the package" {
+				t.Errorf("the link's target was touched: %q, %v", b, err)
+			}
+		})
 	}
 }
