@@ -65,6 +65,9 @@ type service struct {
 	// changed is closed (and replaced) at every change of state: a
 	// dependant waiting for this service to be up again watches it.
 	changed chan struct{}
+	// waitLimit is how long the service may wait for its dependencies
+	// (state waiting) and still count as healthy: see waitLimits.
+	waitLimit time.Duration
 
 	readyOnce  sync.Once
 	readyCh    chan struct{} // closed on the first ready (or done)
@@ -95,13 +98,36 @@ func newSupervisor(cfg *bootcfg.Config, log *logger, r *reaper, opts spawnOption
 	for _, n := range names {
 		sv.order = append(sv.order, sv.byName[n])
 	}
+	sv.waitLimits()
 	return sv, nil
+}
+
+// waitLimits sets each service's waitLimit: the sum, along its longest
+// chain of dependencies (itself included), of each service's readiness
+// timeout and the longest back-off. That is how long the chain takes to
+// come up when every service on it uses its whole readiness timeout once
+// after one restart at the longest back-off: a wait longer than that is
+// not a slow start any more but a dependency that does not come up
+// (stuck, or restarting in a loop the crash-loop rules do not catch).
+// The service's own readiness timeout alone is too short a bound: at
+// boot the proxy (30 s) waits for trust, whose readiness timeout is
+// 120 s. Sums saturate (bootcfg bounds each timeout at load).
+func (sv *supervisor) waitLimits() {
+	// sv.order has dependencies first.
+	for _, s := range sv.order {
+		var deps time.Duration
+		for _, d := range s.cfg.DependsOn {
+			deps = max(deps, sv.byName[d].waitLimit)
+		}
+		s.waitLimit = addDur(addDur(s.readyTimeout(), sv.backoffMax), deps)
+	}
 }
 
 // start launches every service's goroutine; each waits for its own
 // dependencies, so independent services start in parallel and a dependent
 // starts only after its dependencies are ready.
 func (sv *supervisor) start() {
+	sv.waitLimits() // the back-off may have been tuned since newSupervisor
 	for _, s := range sv.order {
 		s.startedRun = true
 		go s.run()
@@ -127,12 +153,33 @@ func (sv *supervisor) critical() []*service {
 }
 
 // criticalHealthy says whether every critical service is running and
-// healthy: ready, done, or still within its readiness timeout (waiting or
-// starting). backoff, unhealthy, failed and stopped are not healthy.
+// healthy: ready, done, starting within its readiness timeout (and the
+// wait for a SIGKILLed process to go: a process the kill does not end
+// stays starting), or waiting for its dependencies within its waitLimit.
+// A critical service that waits longer (a dependency that never comes up
+// and never fails) is not running, so the gate is not doing its job: it
+// is not healthy, and the watchdog resets the board unless it starts
+// before then. backoff, unhealthy, failed (unless held) and stopped are
+// not healthy.
 func (sv *supervisor) criticalHealthy() (bool, string) {
 	for _, s := range sv.critical() {
-		switch st := s.getState(); st {
-		case initstatus.StateReady, initstatus.StateDone, initstatus.StateStarting, initstatus.StateWaiting:
+		s.mu.Lock()
+		st, since, reason := s.state, s.since, s.reason
+		s.mu.Unlock()
+		switch st {
+		case initstatus.StateReady, initstatus.StateDone:
+		case initstatus.StateStarting:
+			if limit := addDur(s.readyTimeout(), killWait); time.Since(since) > limit {
+				return false, s.cfg.Name + " starting for over " + short(limit) + ", not ready"
+			}
+		case initstatus.StateWaiting:
+			if time.Since(since) > s.waitLimit {
+				why := s.cfg.Name + " waiting for over " + short(s.waitLimit)
+				if reason != "" {
+					why += ": " + reason
+				}
+				return false, why
+			}
 		case initstatus.StateFailed:
 			if !s.isHeld() {
 				return false, s.cfg.Name + " " + st
@@ -394,6 +441,21 @@ func (s *service) waitDeps(restart bool) bool {
 		verb = "restarted"
 	}
 	logged := ""
+	// over fires when a critical service has waited longer than its
+	// waitLimit: it counts as not healthy from then on (criticalHealthy),
+	// and says so once.
+	var over <-chan time.Time
+	if s.cfg.Critical {
+		s.mu.Lock()
+		since := s.since
+		if s.state != initstatus.StateWaiting {
+			since = time.Now() // a restart: waiting from now on
+		}
+		s.mu.Unlock()
+		t := time.NewTimer(s.waitLimit - time.Since(since))
+		defer t.Stop()
+		over = t.C
+	}
 	for {
 		var wait <-chan struct{}
 		for _, d := range s.cfg.DependsOn {
@@ -412,11 +474,13 @@ func (s *service) waitDeps(restart bool) bool {
 				<-s.stopReq
 				return false
 			}
-			if restart && logged != d+" "+st {
+			if logged != d+" "+st {
 				// The first start waits silently: every dependant
-				// does at boot.
+				// does at boot. The status says what it waits for.
 				logged = d + " " + st
-				log.Printf("%s: restart waits for %s (%s)", name, d, st)
+				if restart {
+					log.Printf("%s: restart waits for %s (%s)", name, d, st)
+				}
 				s.set(initstatus.StateWaiting, "waiting for "+d+" ("+st+")", 0)
 			}
 			wait = changed
@@ -427,6 +491,12 @@ func (s *service) waitDeps(restart bool) bool {
 		}
 		select {
 		case <-wait:
+		case <-over:
+			over = nil
+			s.mu.Lock()
+			reason := s.reason
+			s.mu.Unlock()
+			log.Printf("%s: %s for over %s: not healthy (a critical service that does not run stops the watchdog's petting)", name, reason, short(s.waitLimit))
 		case <-s.stopReq:
 			s.set(initstatus.StateStopped, "", 0)
 			return false

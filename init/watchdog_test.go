@@ -88,6 +88,26 @@ func TestCriticalHealthy(t *testing.T) {
 			t.Errorf("critical a %s, b %s: healthy %v (%s), want %v", tc.a, tc.b, ok, why, tc.ok)
 		}
 	}
+	// Starting and waiting are healthy for a bounded time only: a
+	// process the readiness timeout's SIGKILL does not end (stuck in the
+	// kernel) stays starting, a dependency that never comes up keeps its
+	// dependant waiting.
+	a := sv.byName["a"]
+	for _, tc := range []struct {
+		state string
+		ago   time.Duration
+		why   string
+	}{
+		{initstatus.StateStarting, defaultReadyTimeout + killWait - time.Second, ""},
+		{initstatus.StateStarting, defaultReadyTimeout + killWait + time.Second, "a starting for over 35s, not ready"},
+		{initstatus.StateWaiting, a.waitLimit - time.Second, ""},
+		{initstatus.StateWaiting, a.waitLimit + time.Second, "a waiting for over 1m0s"},
+	} {
+		a.state, a.since = tc.state, time.Now().Add(-tc.ago)
+		if ok, why := sv.criticalHealthy(); ok != (tc.why == "") || why != tc.why {
+			t.Errorf("a %s for %s: healthy %v (%q), want %q", tc.state, tc.ago, ok, why, tc.why)
+		}
+	}
 }
 
 // A boot config whose watchdog timeout is too short to pet (a damaged or
