@@ -128,7 +128,7 @@ func build(ctx context.Context, b *board.Board, c *config) (m *Manifest, err err
 	}
 	defer os.RemoveAll(work)
 
-	m = &Manifest{Board: b.Name, Debug: c.debug, Test: c.test}
+	m = &Manifest{Board: b.Name, Variant: variant(c), Debug: c.debug, Test: c.test}
 	m.Inputs.GOARCH, m.Inputs.GoArchLevel = b.Arch, b.GoArchLevel
 
 	// 1. Kernel and 2. modules, read from the verified unpack (a damaged
@@ -422,8 +422,7 @@ func buildDisk(ctx context.Context, b *board.Board, c *config, dir string, kerne
 		{"/EFI/BOOT/BOOTX64.EFI", efi},
 		{"/EFI/systemd/systemd-bootx64.efi", efi},
 		{"/loader/loader.conf", []byte("timeout 0\ndefault otgate.conf\neditor no\n")},
-		{"/loader/entries/otgate.conf", []byte("title otgate\nlinux /otgate/kernel\ninitrd /otgate/initramfs\noptions " +
-			b.KernelCmdline() + "\n")},
+		{"/loader/entries/otgate.conf", loaderEntry(b, m.Variant)},
 		{"/otgate/kernel", kernel},
 		{"/otgate/initramfs", initrd},
 	}
@@ -437,6 +436,17 @@ func buildDisk(ctx context.Context, b *board.Board, c *config, dir string, kerne
 	p.step("disk", "GPT disk %d MiB (ESP %d MiB, %s %d MiB), qcow2, systemd-boot %s",
 		diskSize/mib, espSize/mib, PermPartitionName, permSize/mib, sb.Version)
 	return nil
+}
+
+// loaderEntry is systemd-boot's entry for the image: its title names a
+// variant that is not production ("otgate DEBUG image, not for
+// production"), so the boot menu and a look at the ESP say so too.
+func loaderEntry(b *board.Board, variant string) []byte {
+	title := "otgate"
+	if variant != Production {
+		title += " " + strings.ToUpper(variant) + " image, not for production"
+	}
+	return []byte("title " + title + "\nlinux /otgate/kernel\ninitrd /otgate/initramfs\noptions " + b.KernelCmdline() + "\n")
 }
 
 // addArtifacts records every file of dir (but the manifest) in m.

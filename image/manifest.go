@@ -16,6 +16,11 @@ import (
 // reproducible like the artifacts.
 type Manifest struct {
 	Board string `json:"board"`
+	// Variant is "production" only for an image built without debug,
+	// test and demo: else it names what the image carries ("debug",
+	// "test", "demo", joined with '+'), and so does the title of its
+	// boot loader entry (UEFI boards).
+	Variant string `json:"variant"`
 	// ImageID is the sha256 over the inputs (also in boot.cbor).
 	ImageID string `json:"image_id"`
 	Debug   bool   `json:"debug"`
@@ -136,4 +141,26 @@ func sortModules(m []GoModule) []GoModule {
 		}
 	}
 	return out
+}
+
+// Production is the Variant of an image without debug shell, test
+// services or demo credentials.
+const Production = "production"
+
+// variant is the Manifest.Variant of an image built with c.
+func variant(c *config) string {
+	var v []string
+	if c.debug {
+		v = append(v, "debug")
+	}
+	if c.test {
+		v = append(v, "test")
+	}
+	if c.demo {
+		v = append(v, "demo")
+	}
+	if len(v) == 0 {
+		return Production
+	}
+	return strings.Join(v, "+")
 }

@@ -20,8 +20,16 @@ func buildRecords(t *testing.T, opts ...Option) (map[string]cpio.Record, *bootcf
 	b := testBoard(t, "qemu-x86_64")
 	out := t.TempDir()
 	all := append([]Option{WithSourceDir(sourceRoot(t)), WithCacheDir(cacheDir(t)), WithOutDir(out)}, opts...)
-	if _, err := Build(context.Background(), b, all...); err != nil {
+	m, err := Build(context.Background(), b, all...)
+	if err != nil {
 		t.Fatal(err)
+	}
+	// The manifest on disk names the variant as the build does.
+	if onDisk, err := ReadManifest(filepath.Join(out, b.Name)); err != nil || onDisk.Variant != m.Variant || onDisk.Debug != m.Debug {
+		t.Fatalf("manifest on disk %+v (%v), want variant %q", onDisk, err, m.Variant)
+	}
+	if m.Debug != (m.Variant == "debug") || m.Debug == (m.Variant == Production) {
+		t.Errorf("manifest: debug %v, variant %q", m.Debug, m.Variant)
 	}
 	raw, err := os.ReadFile(filepath.Join(out, b.Name, InitramfsFile))
 	if err != nil {

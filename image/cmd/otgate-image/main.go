@@ -78,6 +78,10 @@ func run(boardName string, debug, test, demo bool, out string, repro, quiet bool
 	if err != nil {
 		return err
 	}
+	if m.Variant != image.Production {
+		fmt.Printf("%s/%s: %s image %s (NOT FOR PRODUCTION)\n", out, b.Name, strings.ToUpper(m.Variant), m.ImageID)
+		return nil
+	}
 	fmt.Printf("%s/%s: image %s\n", out, b.Name, m.ImageID)
 	return nil
 }
