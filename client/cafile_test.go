@@ -10,20 +10,24 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/otgate/otgate/services/proxy/wire"
 )
 
-// loginGate is a gate that speaks the login ALPN: it issues a
+// loginGateShowing is a gate that speaks the login ALPN: it issues a
 // certificate for any login, signed by its own key, and answers assets
-// with none. It returns its address and its certificate (its own CA).
-func loginGate(t *testing.T) (addr string, gate tls.Certificate) {
+// with none. It shows the certificate in shown (a test may change it:
+// another gate, or a man in the middle, at the same address); logins
+// counts the login requests it received (credentials sent to it).
+func loginGateShowing(t *testing.T, shown *atomic.Pointer[tls.Certificate]) (addr string, logins *atomic.Int32) {
 	t.Helper()
-	gate = selfSigned(t, "gate")
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{gate},
-		NextProtos: []string{wire.ALPNLogin}, ClientAuth: tls.RequestClientCert})
+	logins = new(atomic.Int32)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{MinVersion: tls.VersionTLS13,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return shown.Load(), nil },
+		NextProtos:     []string{wire.ALPNLogin}, ClientAuth: tls.RequestClientCert})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,8 +44,10 @@ func loginGate(t *testing.T) (addr string, gate tls.Certificate) {
 				if err := wire.ReadFrame(c, &req); err != nil {
 					return
 				}
+				gate := shown.Load()
 				switch req.Op {
 				case wire.OpLogin:
+					logins.Add(1)
 					pub, err := x509.ParsePKIXPublicKey(req.PublicKey)
 					if err != nil {
 						wire.WriteFrame(c, wire.Response{Code: "bad", Error: err.Error()})
@@ -64,23 +70,27 @@ func loginGate(t *testing.T) (addr string, gate tls.Certificate) {
 			}()
 		}
 	}()
-	return ln.Addr().String(), gate
+	return ln.Addr().String(), logins
 }
 
 // A login with --ca given relative to the working directory stores a
 // CA file the profile's later commands find from any directory (connect
 // is rarely run where the CA file was downloaded).
 func TestLoginWithRelativeCAFile(t *testing.T) {
-	addr, gate := loginGate(t)
+	ca := newSiteCA(t)
+	gate := ca.issue(t, []string{gate1ID})
+	var shown atomic.Pointer[tls.Certificate]
+	shown.Store(gate)
+	addr, _ := loginGateShowing(t, &shown)
 	work := t.TempDir()
-	if err := os.WriteFile(filepath.Join(work, "gate-ca.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: gate.Certificate[0]}), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(work, "gate-ca.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw}), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "otgate")
 	t.Chdir(work)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res, err := Login(ctx, LoginOptions{Gate: addr, User: "alice", Password: "pw", Code: "123456", CAFile: "gate-ca.pem", Dir: dir})
+	res, err := Login(ctx, LoginOptions{Gate: addr, User: "alice", Password: "pw", Code: "123456", CAFile: "gate-ca.pem", GateID: gate1ID, Dir: dir})
 	if err != nil {
 		t.Fatalf("login with --ca gate-ca.pem: %v", err)
 	}

@@ -30,6 +30,15 @@
 // and asks), a CA file, or the caller's explicit trust on first use
 // (TrustFirstUse). Without any, Login returns a *FirstUseError naming the
 // key. Later logins and every tunnel refuse a gate showing another key.
+// A CA file vouches for every certificate its CA issued (another gate of
+// the site, any server it certified), so a profile made with one is also
+// bound to the gate's identity, the URI spiffe://SITE/gate/SERIAL its
+// device certificate names: given (LoginOptions.GateID, `otgate login
+// --gate-id`) or confirmed at a terminal at the first login (an
+// *IdentityFirstUseError names it, and nothing is sent, otherwise), and
+// required of every connection after it (an *IdentityChangedError names
+// the identity expected and the one seen). A certificate of the CA that
+// names no gate identity is refused.
 //
 // A Forwarder (`otgate connect`) keeps one notice stream to the gate
 // (Session.Notices, wire.ALPNNotices) beside its tunnels and reports what

@@ -92,6 +92,8 @@ func (s *Session) Follow() (*CredentialSwitch, error) {
 		keep.Why = "the gate's key pinned with it is not the one this connect checks (SHA-256 " + s.Profile.Pin + ")"
 	case c.profile.CAFile != s.Profile.CAFile:
 		keep.Why = fmt.Sprintf("it checks the gate with CA file %q, this connect with %q", c.profile.CAFile, s.Profile.CAFile)
+	case c.profile.GateID != s.Profile.GateID:
+		keep.Why = fmt.Sprintf("it is bound to gate identity %q, this connect to %q", c.profile.GateID, s.Profile.GateID)
 	case keep.User != keep.KeepUser || c.profile.User != s.Profile.User:
 		keep.Why = "this connect is " + keep.KeepUser + "'s"
 	case !time.Now().Before(c.cert.Leaf.NotAfter):

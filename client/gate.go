@@ -69,9 +69,29 @@ func Fingerprint(c *x509.Certificate) string {
 	return hex.EncodeToString(h[:])
 }
 
-// tlsConfig checks the gate by pin and/or CA file. learned receives the
-// fingerprint seen when pin is empty (first use).
-func tlsConfig(alpn, pin, caFile string, cert *tls.Certificate, learned *string) (*tls.Config, error) {
+// gateTrust is what checks the gate: its key's pin, a CA file, and with
+// the CA file the gate identity its certificate must name.
+type gateTrust struct {
+	Pin    string
+	CAFile string
+	// GateID, with CAFile, is the gate identity (spiffe://SITE/gate/SERIAL)
+	// the certificate must name; "" takes any (learned, for the caller
+	// to bind or to ask about).
+	GateID string
+}
+
+// learnedGate is what a gate showed: its key's fingerprint, and with a
+// CA file the gate identity its certificate names.
+type learnedGate struct {
+	Fingerprint string
+	GateID      string
+}
+
+// tlsConfig checks the gate by pin and/or CA file and gate identity (t).
+// learned receives what the gate showed (the fingerprint when the pin is
+// empty: first use; the gate identity when the CA verified it).
+func tlsConfig(alpn string, t gateTrust, cert *tls.Certificate, learned *learnedGate) (*tls.Config, error) {
+	pin, caFile := t.Pin, t.CAFile
 	var roots *x509.CertPool
 	if caFile != "" {
 		b, err := os.ReadFile(caFile)
@@ -102,11 +122,23 @@ func tlsConfig(alpn, pin, caFile string, cert *tls.Certificate, learned *string)
 				if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter}); err != nil {
 					return fmt.Errorf("gate certificate does not verify with %s: %w", caFile, err)
 				}
+				// The CA vouches for every certificate it issued: the
+				// gate is the one whose identity the certificate names.
+				id, err := gateIdentity(leaf)
+				if err != nil {
+					return fmt.Errorf("gate certificate (verified with %s) %w; nothing was sent to it", caFile, err)
+				}
+				if t.GateID != "" && id != t.GateID {
+					return &IdentityChangedError{CAFile: caFile, Want: t.GateID, Got: id}
+				}
+				if learned != nil {
+					learned.GateID = id
+				}
 			}
 			fp := Fingerprint(leaf)
 			switch {
 			case pin == "" && learned != nil:
-				*learned = fp
+				learned.Fingerprint = fp
 			case pin == "":
 				return errors.New("no pin for the gate: log in again")
 			case pin != fp:
@@ -153,6 +185,11 @@ func dialTLS(ctx context.Context, gate string, cfg *tls.Config) (*tls.Conn, erro
 		kc.Gate = gate
 		return nil, kc
 	}
+	var ic *IdentityChangedError
+	if errors.As(err, &ic) {
+		ic.Gate = gate
+		return nil, ic
+	}
 	if err != nil {
 		return nil, fmt.Errorf("connect to gate %s: %w", gate, err)
 	}
@@ -167,14 +204,26 @@ type LoginOptions struct {
 	Code     string
 	// CAFile is stored as an absolute path.
 	CAFile string
+	// GateID, with CAFile, is the gate identity (spiffe://SITE/gate/SERIAL,
+	// CheckGateID) the user expects: the gate's certificate must name it
+	// before any credential is sent. It replaces the identity and the
+	// pin stored for the gate (a gate replaced on purpose). Without it,
+	// the identity stored at an earlier login is required; a first login
+	// with CAFile and neither GateID nor a pin (given or stored) sends
+	// nothing and returns an *IdentityFirstUseError naming the identity,
+	// unless TrustFirstUse.
+	GateID string
 	// Pin is the gate key's fingerprint (Fingerprint; the gate's console
 	// prints it) the user checked: the gate must show that key before
 	// any credential is sent. It replaces a pin stored for the gate.
 	Pin string
 	// TrustFirstUse lets a first login with neither a pin (given or
 	// stored) nor CAFile send the credentials to whatever key the gate
-	// shows and pin it. Without it such a login sends nothing and
-	// returns a *FirstUseError naming the key, for the user to check.
+	// shows and pin it, and one with CAFile but no gate identity (given
+	// or stored) nor pin bind the profile to whatever identity the CA
+	// vouches for. Without it such a login sends nothing and returns a
+	// *FirstUseError naming the key (an *IdentityFirstUseError naming the
+	// identity), for the user to check.
 	TrustFirstUse bool
 	// Dir is the profile directory (DefaultDir when empty).
 	Dir string
@@ -209,23 +258,11 @@ func GateFingerprint(ctx context.Context, gateURL, caFile string) (string, error
 	if err != nil {
 		return "", err
 	}
-	return learnKey(ctx, gate, caFile)
-}
-
-// learnKey completes a TLS handshake with the gate at host:port and
-// returns its key's fingerprint; nothing is sent.
-func learnKey(ctx context.Context, gate, caFile string) (string, error) {
-	var learned string
-	cfg, err := tlsConfig(wire.ALPNLogin, "", caFile, nil, &learned)
+	l, err := learnGate(ctx, gate, gateTrust{CAFile: caFile})
 	if err != nil {
 		return "", err
 	}
-	c, err := dialTLS(ctx, gate, cfg)
-	if err != nil {
-		return "", err
-	}
-	c.Close()
-	return learned, nil
+	return l.Fingerprint, nil
 }
 
 // StoredPin is the pin the profile in dir (DefaultDir when empty) keeps
@@ -236,18 +273,46 @@ func StoredPin(dir, gateURL string) string {
 	if err != nil {
 		return ""
 	}
-	if dir == "" {
-		if dir, err = DefaultDir(); err != nil {
-			return ""
-		}
-	}
-	if CheckProfile(dir) != nil {
-		return ""
-	}
-	if p, err := loadProfile(dir, false); err == nil && p.Gate == gate {
+	if p := storedProfile(dir, gate); p != nil {
 		return p.Pin
 	}
 	return ""
+}
+
+// StoredGateID is the gate identity the profile in dir (DefaultDir when
+// empty) is bound to for the gate at gateURL, or "" (none, or a profile
+// CheckProfile refuses).
+func StoredGateID(dir, gateURL string) string {
+	gate, err := ParseGate(gateURL)
+	if err != nil {
+		return ""
+	}
+	return storedGateID(dir, gate)
+}
+
+func storedGateID(dir, gate string) string {
+	if p := storedProfile(dir, gate); p != nil {
+		return p.GateID
+	}
+	return ""
+}
+
+// storedProfile is the profile in dir (DefaultDir when empty) if it is
+// for gate (host:port) and CheckProfile accepts it, else nil.
+func storedProfile(dir, gate string) *Profile {
+	if dir == "" {
+		var err error
+		if dir, err = DefaultDir(); err != nil {
+			return nil
+		}
+	}
+	if CheckProfile(dir) != nil {
+		return nil
+	}
+	if p, err := loadProfile(dir, false); err == nil && p.Gate == gate {
+		return p
+	}
+	return nil
 }
 
 // CheckProfile refuses, before a login, a profile directory (DefaultDir
@@ -276,6 +341,10 @@ type LoginResult struct {
 	Gate        string
 	Fingerprint string
 	FirstUse    bool // the pin was learned now (CA or TrustFirstUse)
+	// GateID is the gate identity the profile is bound to (with a CA
+	// file; "" without), BoundGateID whether it is new to the profile.
+	GateID      string
+	BoundGateID bool
 	User        string
 	NotAfter    time.Time
 	// Replaced is the credential of another gate or user that was in
@@ -312,22 +381,50 @@ func Login(ctx context.Context, o LoginOptions) (*LoginResult, error) {
 	if err := CheckProfile(dir); err != nil {
 		return nil, err
 	}
-	pin := StoredPin(dir, gate)
+	// What vouches for the gate: the pin and, with a CA file, the gate
+	// identity stored at an earlier login, or those given now.
+	var pin, gateID string
+	if p := storedProfile(dir, gate); p != nil {
+		pin, gateID = p.Pin, p.GateID
+	}
+	if o.GateID != "" {
+		if o.CAFile == "" {
+			return nil, fmt.Errorf("gate identity %s given without a CA file: only a CA vouches for the identity a certificate names; without one the gate is bound by its key (the pin)", o.GateID)
+		}
+		if gateID, err = CheckGateID(o.GateID); err != nil {
+			return nil, err
+		}
+		// The CA and the identity given bind the gate: they replace
+		// what was stored (a gate replaced on purpose has another key).
+		pin = ""
+	}
 	if o.Pin != "" {
 		if pin, err = CheckPin(o.Pin); err != nil {
 			return nil, err
 		}
 	}
+	if o.CAFile == "" {
+		gateID = ""
+	}
 	if pin == "" && o.CAFile == "" && !o.TrustFirstUse {
 		// Nothing vouches for the gate: learn its key, send nothing.
-		fp, err := learnKey(ctx, gate, "")
+		l, err := learnGate(ctx, gate, gateTrust{})
 		if err != nil {
 			return nil, err
 		}
-		return nil, &FirstUseError{Gate: gate, Fingerprint: fp}
+		return nil, &FirstUseError{Gate: gate, Fingerprint: l.Fingerprint}
 	}
-	var learned string
-	cfg, err := tlsConfig(wire.ALPNLogin, pin, o.CAFile, nil, &learned)
+	if pin == "" && o.CAFile != "" && gateID == "" && !o.TrustFirstUse {
+		// The CA vouches for whatever it certified, not for this gate:
+		// learn the identity the certificate names, send nothing.
+		l, err := learnGate(ctx, gate, gateTrust{CAFile: o.CAFile})
+		if err != nil {
+			return nil, err
+		}
+		return nil, &IdentityFirstUseError{Gate: gate, CAFile: o.CAFile, GateID: l.GateID, Fingerprint: l.Fingerprint}
+	}
+	var learned learnedGate
+	cfg, err := tlsConfig(wire.ALPNLogin, gateTrust{Pin: pin, CAFile: o.CAFile, GateID: gateID}, nil, &learned)
 	if err != nil {
 		return nil, err
 	}
@@ -343,6 +440,10 @@ func Login(ctx context.Context, o LoginOptions) (*LoginResult, error) {
 	var kc *KeyChangedError
 	if errors.As(err, &kc) && o.Pin != "" {
 		kc.Given = true
+	}
+	var ic *IdentityChangedError
+	if errors.As(err, &ic) && o.GateID != "" {
+		ic.Given = true
 	}
 	if err != nil {
 		return nil, err
@@ -362,12 +463,13 @@ func Login(ctx context.Context, o LoginOptions) (*LoginResult, error) {
 	if !key.PublicKey.Equal(leaf.PublicKey) {
 		return nil, errors.New("gate issued a certificate for a different key")
 	}
-	res := &LoginResult{Gate: gate, User: rsp.User, NotAfter: leaf.NotAfter, Fingerprint: pin}
+	res := &LoginResult{Gate: gate, User: rsp.User, NotAfter: leaf.NotAfter, Fingerprint: pin, GateID: learned.GateID}
 	if pin == "" { // vouched for by the CA, or trusted on first use
-		res.Fingerprint, res.FirstUse = learned, true
+		res.Fingerprint, res.FirstUse = learned.Fingerprint, true
 	}
+	res.BoundGateID = learned.GateID != "" && learned.GateID != storedGateID(dir, gate)
 	prev := readPrevious(dir)
-	if err := storeLogin(dir, &Profile{Gate: gate, Pin: res.Fingerprint, CAFile: o.CAFile, User: rsp.User, Expiry: leaf.NotAfter}, key, rsp.Certificate); err != nil {
+	if err := storeLogin(dir, &Profile{Gate: gate, Pin: res.Fingerprint, CAFile: o.CAFile, GateID: learned.GateID, User: rsp.User, Expiry: leaf.NotAfter}, key, rsp.Certificate); err != nil {
 		return nil, fmt.Errorf("store the credential in %s: %w (not logged in: log in again once that is mended)", dir, err)
 	}
 	res.Replaced = prev.end(ctx, res)
@@ -398,7 +500,8 @@ func call(c *tls.Conn, req wire.Request) (*wire.Response, error) {
 type Session struct {
 	Dir string
 	// Profile is the profile as opened. A credential Follow takes is for
-	// the same gate, pin, CA file and user; NotAfter is its end.
+	// the same gate, pin, CA file, gate identity and user; NotAfter is
+	// its end.
 	Profile *Profile
 
 	mu   sync.Mutex
@@ -464,7 +567,7 @@ func (s *Session) dial(ctx context.Context, alpn string) (*tls.Conn, error) {
 	s.mu.Lock()
 	cert, resume := s.cert, s.resume
 	s.mu.Unlock()
-	cfg, err := tlsConfig(alpn, s.Profile.Pin, s.Profile.CAFile, cert, nil)
+	cfg, err := tlsConfig(alpn, gateTrust{Pin: s.Profile.Pin, CAFile: s.Profile.CAFile, GateID: s.Profile.GateID}, cert, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -28,8 +28,12 @@ type Profile struct {
 	Gate string `json:"gate"`
 	// Pin is the hex SHA-256 of the gate certificate's SubjectPublicKeyInfo.
 	Pin string `json:"pin"`
-	// CAFile, when set, is checked instead of (and as well as) the pin.
-	CAFile string    `json:"ca_file,omitempty"`
+	// CAFile, when set, is checked as well as the pin.
+	CAFile string `json:"ca_file,omitempty"`
+	// GateID, with CAFile, is the gate identity (spiffe://SITE/gate/SERIAL)
+	// the gate's certificate must name: the CA vouches for every
+	// certificate it issued, this names the gate (see gateid.go).
+	GateID string    `json:"gate_id,omitempty"`
 	User   string    `json:"user,omitempty"`
 	Expiry time.Time `json:"expiry,omitempty"`
 }
@@ -89,6 +93,11 @@ func loadProfile(dir string, check bool) (*Profile, error) {
 	}
 	if pin, err := CheckPin(p.Pin); err != nil || pin != p.Pin {
 		return nil, fmt.Errorf("%s: pin %q is not a gate key's SHA-256 (64 lowercase hex digits): the file is damaged: log in again", path, p.Pin)
+	}
+	if p.GateID != "" {
+		if _, err := CheckGateID(p.GateID); err != nil {
+			return nil, fmt.Errorf("%s: gate_id %q is not a gate identity (spiffe://SITE/gate/SERIAL): the file is damaged: log in again", path, p.GateID)
+		}
 	}
 	return &p, nil
 }

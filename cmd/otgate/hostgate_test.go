@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -143,10 +144,12 @@ type hostGate struct {
 	Addr string // the gate's host:port
 	// Fingerprint is the gate certificate's, as login pins it.
 	Fingerprint string
-	Users       *auth.Store
-	Server      *proxy.Server
-	AuditDir    string
-	log         lockedLog
+	// ID is the gate's identity, spiffe://SITE/gate/SERIAL.
+	ID       string
+	Users    *auth.Store
+	Server   *proxy.Server
+	AuditDir string
+	log      lockedLog
 }
 
 // lockedLog keeps the gate's log lines; they are printed when the test
@@ -163,6 +166,15 @@ func (l *lockedLog) Logf(format string, a ...any) {
 }
 
 func startHostGate(t *testing.T) *hostGate {
+	t.Helper()
+	return startHostGateCertified(t, nil)
+}
+
+// startHostGateCertified is startHostGate whose gate serves the device
+// certificate certify makes for the device key (nil: the identity's own,
+// self-signed), as after otgate identity csr / install-cert with an
+// enterprise CA.
+func startHostGateCertified(t *testing.T, certify func(device *x509.Certificate) []byte) *hostGate {
 	t.Helper()
 	id := authtest.StartIdentity(t)
 	g := &hostGate{t: t}
@@ -183,6 +195,11 @@ func startHostGate(t *testing.T) *hostGate {
 		t.Fatal(err)
 	}
 	g.Fingerprint = client.Fingerprint(leaf)
+	g.ID = leaf.URIs[0].String()
+	served := cert
+	if certify != nil {
+		served = &tls.Certificate{Certificate: [][]byte{certify(leaf)}, PrivateKey: cert.PrivateKey}
+	}
 	g.AuditDir = filepath.Join(dir, "audit")
 	w, err := audit.Open(g.AuditDir, cert.PrivateKey.(crypto.Signer))
 	if err != nil {
@@ -211,7 +228,7 @@ func startHostGate(t *testing.T) *hostGate {
 		t.Fatal(err)
 	}
 	echo := listenEcho(t)
-	g.Server, err = proxy.New(proxy.Config{Certificate: cert, Users: g.Users, CA: proxy.UserCA{CA: ca}, Log: w,
+	g.Server, err = proxy.New(proxy.Config{Certificate: served, Users: g.Users, CA: proxy.UserCA{CA: ca}, Log: w,
 		LoadPolicy: proxy.SiteFileLoader(sitePath),
 		Dial: func(netip.AddrPort) (io.ReadWriteCloser, error) {
 			return net.Dial("tcp", echo)

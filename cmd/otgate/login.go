@@ -144,14 +144,15 @@ func runLogin(args []string, in io.Reader, out, errOut io.Writer) error {
 	user := fs.String("user", "", "user name (default: asked)")
 	code := fs.String("code", "", "the TOTP code (default: asked)")
 	pwStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input")
-	caFile := fs.String("ca", "", "PEM file of the CA that signed the gate's certificate")
+	caFile := fs.String("ca", "", "PEM file of the CA that signed the gate's certificate (with --gate-id, or a yes at the terminal, at the first login)")
+	gateIDFlag := fs.String("gate-id", "", "with --ca: the gate's identity, spiffe://SITE/gate/SERIAL, as its console shows it (\"device identity\"); the profile is bound to it")
 	pinFlag := fs.String("pin", "", "the gate key's SHA-256 as the gate's console shows it (\"gate key SHA-256\"), for a first login without --ca")
 	dir := profileDirFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return errors.New("usage: otgate login [--user NAME] [--code 123456] [--password-stdin] [--pin SHA256 | --ca gate-ca.pem] <gate-url>")
+		return errors.New("usage: otgate login [--user NAME] [--code 123456] [--password-stdin] [--pin SHA256 | --ca gate-ca.pem [--gate-id spiffe://SITE/gate/SERIAL]] <gate-url>")
 	}
 	if *pwStdin && *user == "" {
 		// The first line is the password: it must not be read as the
@@ -169,6 +170,15 @@ func runLogin(args []string, in io.Reader, out, errOut io.Writer) error {
 			return fmt.Errorf("--pin: %w", err)
 		}
 	}
+	gateID := *gateIDFlag
+	if gateID != "" {
+		if *caFile == "" {
+			return errors.New("--gate-id binds a gate certified by a CA: give the CA with --ca (a gate without one is bound by its key, --pin)")
+		}
+		if _, err := client.CheckGateID(gateID); err != nil {
+			return fmt.Errorf("--gate-id: %w", err)
+		}
+	}
 	// A profile directory the login could not make the user's own, or
 	// a stored pin others may have changed, is refused before anything
 	// goes to the gate.
@@ -182,6 +192,13 @@ func runLogin(args []string, in io.Reader, out, errOut io.Writer) error {
 		// gate's key before any credential goes to it, as ssh asks
 		// before the password.
 		if pin, err = confirmGateKey(gateURL, gate, *pwStdin, in, r, out); err != nil {
+			return err
+		}
+	}
+	if *caFile != "" && gateID == "" && pin == "" && stored == "" && client.StoredGateID(*dir, gate) == "" {
+		// The CA vouches for every certificate it issued, not for this
+		// gate: the user checks the identity the certificate names.
+		if gateID, err = confirmGateIdentity(gateURL, gate, *caFile, *pwStdin, in, r, out); err != nil {
 			return err
 		}
 	}
@@ -217,7 +234,7 @@ func runLogin(args []string, in io.Reader, out, errOut io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	res, err := client.Login(ctx, client.LoginOptions{Gate: gateURL, User: *user, Password: password, Code: *code, CAFile: *caFile, Pin: pin, Dir: *dir})
+	res, err := client.Login(ctx, client.LoginOptions{Gate: gateURL, User: *user, Password: password, Code: *code, CAFile: *caFile, GateID: gateID, Pin: pin, Dir: *dir})
 	if err != nil {
 		return err
 	}
@@ -229,6 +246,9 @@ func runLogin(args []string, in io.Reader, out, errOut io.Writer) error {
 	case res.FirstUse:
 		fmt.Fprintf(out, "first connection to %s: pinned its certificate, SHA-256 of its key %s\n", res.Gate, res.Fingerprint)
 		fmt.Fprintln(out, "its certificate verified with the CA given; a change of key will be refused")
+	}
+	if res.BoundGateID {
+		fmt.Fprintf(out, "bound this profile to the gate identity %s (its certificate verified with %s): another identity will be refused, even one the CA certified\n", res.GateID, *caFile)
 	}
 	fmt.Fprintf(out, "logged in as %s until %s\n", res.User, res.NotAfter.Local().Format("2006-01-02 15:04:05 MST"))
 	if res.Replaced != nil {
@@ -282,6 +302,34 @@ func confirmGateKey(gateURL, gate string, pwStdin bool, in io.Reader, r *bufio.R
 		return "", fmt.Errorf("gate key not confirmed (answered %q, want yes): no credential was sent", answer)
 	}
 	return fp, nil
+}
+
+// confirmGateIdentity shows the gate identity that the certificate of a
+// gate verified with caFile names, and asks the user on the terminal
+// whether to send credentials to it and bind the profile to it; without
+// a terminal (or with --password-stdin) it refuses, naming the identity
+// to check and pass as --gate-id. It returns the confirmed identity.
+func confirmGateIdentity(gateURL, gate, caFile string, pwStdin bool, in io.Reader, r *bufio.Reader, out io.Writer) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	id, _, err := client.GateIdentity(ctx, gateURL, caFile)
+	if err != nil {
+		return "", err
+	}
+	f, ok := in.(*os.File)
+	if pwStdin || !ok || !term.IsTerminal(int(f.Fd())) {
+		return "", fmt.Errorf("first connection to %s: its certificate verifies with %s and names the gate %s, but any gate or server that CA certified would verify too; "+
+			"compare the identity with the gate's console (the \"device identity\" line), then log in with --gate-id %s; no credential was sent", gate, caFile, id, id)
+	}
+	fmt.Fprintf(out, "first connection to %s: its certificate verifies with %s and names the gate\n  %s\nany gate or server that CA certified would verify too: compare the identity with the gate's console (the \"device identity\" line).\n", gate, caFile, id)
+	answer, err := prompt(r, out, "send your credentials to this gate and bind this profile to its identity? (yes/no): ")
+	if err != nil {
+		return "", err
+	}
+	if answer != "yes" {
+		return "", fmt.Errorf("gate identity not confirmed (answered %q, want yes): no credential was sent", answer)
+	}
+	return id, nil
 }
 
 func prompt(r *bufio.Reader, out io.Writer, p string) (string, error) {
