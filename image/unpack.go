@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/otgate/otgate/board"
 )
@@ -145,21 +146,28 @@ func withUnpacked(ctx context.Context, what string, pkg board.Kernel, cache stri
 //
 // The listing guards against damage (a build host that crashed, a full
 // disk, a stray edit), not against someone who may write to the cache: he
-// could rewrite the listing too. Keep the cache writable only by the
-// builder's user.
+// could rewrite the listing too. So an unpack directory, its parent or
+// its listing that another user owns or may write is refused
+// (ErrCacheUnsafe), never used; the builder's own user is trusted.
 func unpackCached(debPath, sum, cache string, prefixes []string) (*unpacked, error) {
 	dir := filepath.Join(cache, unpackedDir, sum)
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return nil, err
+	}
+	if err := checkPrivate(filepath.Dir(dir)); err != nil {
+		return nil, err
+	}
 	u, err := readUnpacked(dir, sum)
 	if err == nil {
 		return u, nil
+	}
+	if errors.Is(err, ErrCacheUnsafe) {
+		return nil, err
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
 		if err := discardUnpacked(dir); err != nil {
 			return nil, err
 		}
-	}
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return nil, err
 	}
 	tmp, err := os.MkdirTemp(filepath.Dir(dir), sum[:12]+".tmp-*")
 	if err != nil {
@@ -207,7 +215,13 @@ func readUnpacked(dir, sum string) (*unpacked, error) {
 	if _, err := os.Lstat(dir); err != nil {
 		return nil, err
 	}
-	b, err := os.ReadFile(filepath.Join(dir, unpackedComplete))
+	listing := filepath.Join(dir, unpackedComplete)
+	for _, p := range []string{dir, listing} {
+		if err := checkPrivate(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+	}
+	b, err := os.ReadFile(listing)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrCacheCorrupt, dir, err)
 	}
@@ -238,6 +252,36 @@ func readUnpacked(dir, sum string) (*unpacked, error) {
 		return nil, bad("cut short")
 	}
 	return u, nil
+}
+
+// ErrCacheUnsafe is wrapped by errors about an unpack directory (or its
+// listing) that someone other than the building user (or root) owns or
+// may write: its listing vouches for the files only as long as no one
+// else can rewrite both.
+var ErrCacheUnsafe = errors.New("cache writable by others")
+
+// checkPrivate refuses a cache directory or listing that is a symlink,
+// belongs to another user than the builder's (or root), or is group or
+// world writable. The builder itself creates them 0755 and 0644.
+func checkPrivate(p string) error {
+	st, err := os.Lstat(p)
+	if err != nil {
+		return err
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	switch {
+	case st.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("%w: %s is a symlink: remove it", ErrCacheUnsafe, p)
+	case !ok:
+		return fmt.Errorf("%w: %s: no owner", ErrCacheUnsafe, p)
+	case int(sys.Uid) != os.Geteuid() && sys.Uid != 0:
+		return fmt.Errorf("%w: %s belongs to uid %d, the builder runs as uid %d: another user could have altered an unpack; remove it or set OTGATE_CACHE to a directory of your own",
+			ErrCacheUnsafe, p, sys.Uid, os.Geteuid())
+	case st.Mode().Perm()&0o022 != 0:
+		return fmt.Errorf("%w: %s has mode %04o (group or world writable): another user could have altered an unpack; remove it or chmod go-w it",
+			ErrCacheUnsafe, p, uint32(st.Mode().Perm()))
+	}
+	return nil
 }
 
 // discardUnpacked moves a damaged unpacked directory out of the way (so a

@@ -158,3 +158,57 @@ func TestModuleTreeRefusesDamagedModule(t *testing.T) {
 		t.Fatalf("resolve over a truncated nf_tables.ko: %v, want ErrCacheCorrupt naming it", err)
 	}
 }
+
+// An unpack that another user could have altered (its directory, its
+// parent or its listing group or world writable, owned by another user,
+// or a symlink) is refused, naming the path, never used: its listing
+// vouches for the files only while no one else can rewrite both.
+func TestUnsafeUnpackRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give a file to another user")
+	}
+	cache, sb := smallCache(t)
+	deb := filepath.Join(cache, "debs", sb.FileName())
+	prefixes := []string{"usr/lib/systemd/boot/efi/"}
+	parent := filepath.Join(cache, unpackedDir)
+	dir := filepath.Join(parent, sb.SHA256)
+	listing := filepath.Join(dir, unpackedComplete)
+	for _, tc := range []struct {
+		name     string
+		damage   func() error
+		repair   func() error
+		wantPath string
+	}{
+		{"group-writable unpack", func() error { return os.Chmod(dir, 0o775) }, func() error { return os.Chmod(dir, 0o755) }, dir},
+		{"world-writable parent", func() error { return os.Chmod(parent, 0o777) }, func() error { return os.Chmod(parent, 0o755) }, parent},
+		{"listing of another user", func() error { return os.Chown(listing, 1000, 1000) }, func() error { return os.Chown(listing, 0, 0) }, listing},
+		{"unpack is a symlink", func() error {
+			if err := os.Rename(dir, dir+".real"); err != nil {
+				return err
+			}
+			return os.Symlink(dir+".real", dir)
+		}, func() error {
+			if err := os.Remove(dir); err != nil {
+				return err
+			}
+			return os.Rename(dir+".real", dir)
+		}, dir},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := unpackCached(deb, sb.SHA256, cache, prefixes); err != nil {
+				t.Fatal(err)
+			}
+			if err := tc.damage(); err != nil {
+				t.Fatal(err)
+			}
+			_, err := unpackCached(deb, sb.SHA256, cache, prefixes)
+			t.Logf("error: %v", err)
+			if !errors.Is(err, ErrCacheUnsafe) || !strings.Contains(err.Error(), tc.wantPath+" ") {
+				t.Fatalf("unpack over an unsafe cache: %v, want ErrCacheUnsafe naming %s", err, tc.wantPath)
+			}
+			if err := tc.repair(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
