@@ -77,7 +77,7 @@ func TestProxyOnTheAppliance(t *testing.T) {
 	)
 	start := time.Now()
 	gatetest.MustSee(t, vm, regexp.MustCompile(`^init: proxy: /perm/proxy, /perm/audit, /run/otgate/proxy owned by 101:101 \(0700\); /perm/policy readable by group 101 \(1 files\)$`))
-	listening := gatetest.MustSee(t, vm, regexp.MustCompile(`^proxy: otgate-proxy: listening on \S+:8443 \(site \S+, gate key SHA-256 [0-9a-f]{64}; started in [0-9.]+s: identity [0-9.]+s, audit log [0-9.]+s, user store [0-9.]+s, user CA [0-9.]+s, policy [0-9.]+s\)$`))
+	listening := gatetest.MustSee(t, vm, regexp.MustCompile(`^proxy: otgate-proxy: listening on \S+:8443 \(site \S+, identity spiffe://\S+/gate/[0-9a-f]+, gate key SHA-256 [0-9a-f]{64}; started in [0-9.]+s: identity [0-9.]+s, audit log [0-9.]+s, user store [0-9.]+s, user CA [0-9.]+s, policy [0-9.]+s\)$`))
 	t.Logf("%s after %s", listening, time.Since(start).Round(time.Second))
 	// The gate's key as its console shows it: what a user checks before
 	// the first login sends credentials (otgate login --pin).

@@ -279,7 +279,10 @@ func run(ctx context.Context, lg *log.Logger, o *options) error {
 	quarantine := watchIdentity(ctx, idc.Status, identityWatchEvery, lg.Printf)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	lg.Printf("otgate-proxy: listening on %s (site %s, gate key SHA-256 %s; %v)", ln.Addr(), u.Host, spkiHash(listenerCert), ph)
+	// The identity and the key are what a client's first login is told
+	// to check (otgate login --gate-id, --pin): both on the line users
+	// read.
+	lg.Printf("otgate-proxy: listening on %s (site %s, identity %s, gate key SHA-256 %s; %v)", ln.Addr(), u.Host, st.DeviceURI, spkiHash(listenerCert), ph)
 	ready.Notify()
 	sig := make(chan os.Signal, 4)
 	signal.Notify(sig, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
