@@ -511,3 +511,61 @@ func TestWarningByTheWallClock(t *testing.T) {
 	}
 	echoRoundTrip(t, conn, "warned, not ended")
 }
+
+// TestNoticesRevokeAnnouncesTheEndsFirst: a revocation ends the user's
+// sessions and announces each end on the user's notice streams before
+// it closes them, so the client says which session ended and why
+// rather than only that the stream closed.
+func TestNoticesRevokeAnnouncesTheEndsFirst(t *testing.T) {
+	l := newLab(t)
+	go serveEcho(l.listenPlant(t, 7))
+	g := noticeGate(t, l)
+	g.setGrants(grant{rule: "ivan-echo", user: "ivan", asset: "echo-1", protocol: "tcp"})
+	ivan := g.mustLogin("ivan")
+	notices, errs := streamNotices(openNotices(t, ivan))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, r, err := ivan.Tunnel(ctx, "echo-1", "tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if n := nextNotice(t, notices, 10*time.Second, "the session's deadline"); n.Kind != wire.NoticeDeadline || n.Session != r.Session {
+		t.Fatalf("first notice %+v, want the deadline of session %s", n, r.Session)
+	}
+	if _, err := g.srv.RevokeUser("ivan", "test: badge lost"); err != nil {
+		t.Fatal(err)
+	}
+	// streamNotices hands over every notice before the stream's end: a
+	// notice not there once the end is has not come.
+	var end error
+	select {
+	case n := <-notices:
+		if n.Kind != wire.NoticeEnded || n.Session != r.Session || !n.ByGate || !strings.Contains(n.Reason, EndRevoked) {
+			t.Fatalf("notice after the revocation %+v, want session %s ended by the gate (%s)", n, r.Session, EndRevoked)
+		}
+	case end = <-errs:
+		select {
+		case n := <-notices:
+			if n.Kind != wire.NoticeEnded || n.Session != r.Session || !n.ByGate || !strings.Contains(n.Reason, EndRevoked) {
+				t.Fatalf("notice after the revocation %+v, want session %s ended by the gate (%s)", n, r.Session, EndRevoked)
+			}
+		default:
+			t.Fatalf("the stream closed (%v) without announcing the session's end", end)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no notice within 10 s of the revocation")
+	}
+	if end != nil {
+		errs = func() <-chan error { c := make(chan error, 1); c <- end; return c }()
+	}
+	select {
+	case err := <-errs:
+		var closed *client.NoticesClosedError
+		if !errors.As(err, &closed) || !strings.Contains(closed.Reason, EndRevoked) {
+			t.Fatalf("stream ended with %v, want closed by the gate (%s)", err, EndRevoked)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("stream still open 10 s after the revocation")
+	}
+}

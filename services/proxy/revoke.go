@@ -13,9 +13,13 @@ import (
 // RecheckUser re-verifies the certificate of every live session of user
 // and ends those that no longer pass (revoked serial, bumped generation,
 // disabled or removed user). Wire it to the user store's OnRevoke.
+//
+// The sessions end, and their ends are announced on the user's notice
+// streams (with the reason the audit log records), before the streams
+// that no longer pass are closed: a stream closed first would drop the
+// announcements, and the client could not say which session ended.
 func (s *Server) RecheckUser(user string) int {
 	s.admitEpoch.Add(1)
-	s.notices.recheck(user, func(chain [][]byte) error { _, err := s.cfg.CA.Verify(chain); return err })
 	n := 0
 	for _, sess := range s.reg.snapshot() {
 		if sess.user != user {
@@ -24,9 +28,11 @@ func (s *Server) RecheckUser(user string) int {
 		if _, err := s.cfg.CA.Verify(sess.chain); err != nil {
 			s.cfg.Logf("proxy: ending session %s of %s: %v", sess.id, user, err)
 			sess.end(EndRevoked + ": " + err.Error())
+			sess.noticeEnded(sess.reason(""))
 			n++
 		}
 	}
+	s.notices.recheck(user, func(chain [][]byte) error { _, err := s.cfg.CA.Verify(chain); return err })
 	return n
 }
 
