@@ -14,7 +14,10 @@ import (
 // Follower reads a log that a Writer (possibly another process) is still
 // appending to, record by record, across rotations. It checks framing,
 // encoding and the chain of what it reads; an incomplete record at the end
-// of the newest file is "not yet", not an error.
+// of the newest file is "not yet", not an error. A file the writer's
+// retention removes under it (it and every older file gone) is left for
+// the oldest file left; the chain goes on there, after a jump in seq if
+// records were removed before the follower read them.
 type Follower struct {
 	dir      string
 	after    uint64
@@ -25,6 +28,9 @@ type Follower struct {
 	chain    chainState
 	first    bool // the next record is the first of its file
 	expect   []byte
+	// crossed: the follower moved on from a file the retention removed
+	// under it (see read); the chain may go on after a gap once.
+	crossed bool
 }
 
 // ExpectHash makes the follower check that the record at seq after (the
@@ -116,6 +122,9 @@ func (f *Follower) read() (Entry, bool, error) {
 	for {
 		name := FileName(f.fileIdx)
 		e, ok, err := f.readAt(name)
+		if f.removed(err) {
+			continue
+		}
 		if err != nil || ok {
 			return e, ok, err
 		}
@@ -128,13 +137,33 @@ func (f *Follower) read() (Entry, bool, error) {
 			}
 			return Entry{}, false, fmt.Errorf("follow audit log: %w", err)
 		}
-		if e, ok, err := f.readAt(name); err != nil || ok {
+		if e, ok, err := f.readAt(name); f.removed(err) {
+			continue
+		} else if err != nil || ok {
 			return e, ok, err
 		}
 		f.fileIdx++
 		f.off = int64(len(fileMagic))
 		f.first = true
 	}
+}
+
+// removed reports whether err says the file being followed is gone
+// because the log's retention removed it (it and every older file are
+// gone: the oldest go first), and then moves to the start of the oldest
+// file left. The records of the removed file the follower had not read
+// yet are lost to it: the next record's seq says how many (the chain goes
+// on from there, see crossed).
+func (f *Follower) removed(err error) bool {
+	if !errors.Is(err, os.ErrNotExist) {
+		return false
+	}
+	files, lerr := listFiles(f.dir)
+	if lerr != nil || len(files) == 0 || files[0].index <= f.fileIdx {
+		return false
+	}
+	f.fileIdx, f.off, f.first, f.crossed = files[0].index, int64(len(fileMagic)), true, true
+	return true
 }
 
 // readAt reads the record at f.off in file name if it is complete.
@@ -181,6 +210,12 @@ func (f *Follower) readAt(name string) (Entry, bool, error) {
 		return Entry{}, false, &Problem{File: name, Offset: f.off, Err: err}
 	}
 	e := Entry{File: name, Offset: f.off, Size: frameHeaderSize + n, Record: rec, Body: body, Hash: hash}
+	if f.crossed && f.first && rec.Seq > f.chain.nextSeq {
+		// After records the retention removed before this follower read
+		// them: the chain starts again here, of the same log.
+		f.chain = chainState{logID: f.chain.logID, allowPartial: true}
+	}
+	f.crossed = false
 	if err := f.chain.link(e, f.fileIdx, f.first); err != nil {
 		return Entry{}, false, &Problem{File: name, Offset: f.off, Seq: rec.Seq, HasSeq: true, Err: err}
 	}

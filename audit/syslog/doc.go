@@ -23,6 +23,16 @@
 // still in its socket buffer can lose them: that is outside what TCP
 // syslog can tell a sender.
 //
+// The log's retention removes its oldest files (on the gate only once
+// they are exported). When the file of the cursor's record is gone, the
+// exporter goes on at the first record after it in the oldest file left
+// (checked to chain to the cursor when it follows it directly), and the
+// same when the file it is reading goes under it. Records the retention
+// removed before they were exported are never skipped silently: the
+// receiver gets a message with event="export-gap" (EventExportGap)
+// saying how many, and which seqs, were lost to retention before export,
+// and OnError hears it.
+//
 // Records of a session after its start carry the user and asset of the
 // start. The exporter keeps them for the open sessions (dropped at the
 // session's end, and all at a log-closed or log-recovered event) and saves

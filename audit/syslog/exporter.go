@@ -55,6 +55,11 @@ type Config struct {
 // a cursor the exporter set aside (Config.OnReset).
 const EventExportReset = "syslog-export-reset"
 
+// EventExportGap is the event parameter of the message the exporter sends
+// for records the log's retention removed before they were exported (see
+// Run): the SIEM learns how many, and which seqs, it will never get.
+const EventExportGap = "export-gap"
+
 // Exporter sends the audit log to a syslog receiver.
 type Exporter struct {
 	cfg Config
@@ -138,6 +143,11 @@ func New(cfg Config) (*Exporter, error) {
 //     verifiable point to resume from inside a file, and the records
 //     after the damage are exactly what the SIEM copy exists for. The
 //     records before it are sent and acknowledged first.
+//   - A cursor whose record the log's retention removed is not one that
+//     does not belong: the export goes on at the first record after it
+//     in the oldest file left, and records removed before they were
+//     exported are announced to the receiver (FormatGap), never skipped
+//     silently.
 //   - A cursor that does not belong to the log (another log id, a
 //     different record at its seq, a seq beyond the end of the log, or a
 //     file that does not decode: a factory reset, a log replaced or
@@ -261,6 +271,12 @@ func (x *Exporter) session(ctx context.Context) error {
 	var buf bytes.Buffer
 	pending := 0
 	var last audit.Entry
+	// next is the seq the next record sent should have (hasNext: known,
+	// from the cursor or a record sent): a record after it means the
+	// records in between were removed by the retention before they were
+	// sent (the follower crosses only that gap), and the receiver hears
+	// of them.
+	next, hasNext := cur.Seq+1, hasCur
 	flush := func() error {
 		if pending == 0 {
 			return nil
@@ -314,11 +330,22 @@ func (x *Exporter) session(ctx context.Context) error {
 		}
 		if resume {
 			resume = false
-			if e.Record.Seq != cur.Seq || !bytes.Equal(e.Hash[:], cur.Hash) {
+			rot, isRot := e.Body.(audit.Rotation)
+			switch {
+			case e.Record.Seq == cur.Seq && bytes.Equal(e.Hash[:], cur.Hash):
+				continue // the cursor's own record, sent before
+			case isRot && e.Record.Seq == cur.Seq+1 && bytes.Equal(rot.PrevHead, cur.Hash):
+				// The retention removed the file of the cursor's record
+				// (it was sent): the oldest file left starts right after
+				// it, and chains to it.
+			case isRot && e.Record.Seq > cur.Seq+1:
+				// The oldest file left starts after records that were
+				// never sent: the retention removed them first (a gap,
+				// said below).
+			default:
 				return x.reset(fmt.Sprintf("is at seq %d with hash %x, but the log in %s has %s there (%s offset %d seq %d): the log was replaced, rolled back or rewritten",
 					cur.Seq, cur.Hash, x.cfg.Dir, e.Hash, e.File, e.Offset, e.Record.Seq))
 			}
-			continue
 		}
 		if wait := x.cfg.MinAge - time.Since(e.Record.Time.Time()); wait > 0 {
 			if err := flush(); err != nil {
@@ -330,6 +357,13 @@ func (x *Exporter) session(ctx context.Context) error {
 			case <-time.After(wait):
 			}
 		}
+		if hasNext && e.Record.Seq > next {
+			gap := FormatGap(f.LogID(), next, e.Record.Seq-1, x.cfg.Hostname, x.cfg.AppName, time.Now())
+			buf.Write(Frame(gap))
+			x.cfg.OnError(fmt.Errorf("records %d to %d of the audit log in %s were removed by its retention before they were exported to %s (the receiver is told)",
+				next, e.Record.Seq-1, x.cfg.Dir, x.cfg.Addr))
+		}
+		next, hasNext = e.Record.Seq+1, true
 		buf.Write(Frame(Format(e, f.LogID(), x.cfg.Hostname, x.cfg.AppName, x.known)))
 		x.remember(e)
 		pending++

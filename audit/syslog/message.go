@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/otgate/otgate/audit"
 )
@@ -67,6 +68,18 @@ func Format(e audit.Entry, logID, hostname, appName string, known map[string]Lab
 	msg = strings.NewReplacer("\n", " ", "\r", " ").Replace(msg)
 	return fmt.Sprintf("<%d>1 %s %s %s - %s %s %s", facilityLogAudit*8+sev, ts, header(hostname, 255),
 		header(appName, 48), header(e.Record.Kind.String(), 32), sd.String(), msg)
+}
+
+// FormatGap renders the RFC 5424 message that says records first..last
+// of log logID were removed by the log's retention before they were
+// exported: the receiver never gets them. at is the time of the message.
+func FormatGap(logID string, first, last uint64, hostname, appName string, at time.Time) string {
+	n := last - first + 1
+	sd := fmt.Sprintf("[%s log=\"%s\" event=\"%s\" first=\"%d\" last=\"%d\" lost=\"%d\"]",
+		SDID, escapeParam(logID), EventExportGap, first, last, n)
+	msg := fmt.Sprintf("%d records of log %s (seq %d to %d) were removed by the log's retention before they were exported: the receiver does not get them", n, logID, first, last)
+	return fmt.Sprintf("<%d>1 %s %s %s - %s %s %s", facilityLogAudit*8+severityWarning, at.UTC().Format("2006-01-02T15:04:05.000000Z"),
+		header(hostname, 255), header(appName, 48), header("gap", 32), sd, msg)
 }
 
 // Frame adds RFC 6587 octet-counting framing.
