@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -20,6 +22,9 @@ type proc struct {
 	pid    int
 	exit   <-chan unix.WaitStatus
 	notify <-chan string // lines from the notify pipe; nil unless notify
+	// notifyR is the pipe's read end (readNotify reads and closes it):
+	// flushNotify sets its read deadline.
+	notifyR *os.File
 	// notifyDone is closed when the supervisor stops listening to notify.
 	notifyDone chan struct{}
 }
@@ -37,6 +42,9 @@ func (p *proc) stopNotify() {
 type spawnOptions struct {
 	// deathSignal kills children when a non-PID-1 init dies (tests).
 	deathSignal syscall.Signal
+	// notifyHook, when set (tests), is called with each notify line
+	// before it is passed on.
+	notifyHook func(line string)
 }
 
 // spawn starts one instance of svc: stdin /dev/null, stdout and stderr into
@@ -99,8 +107,8 @@ func spawn(r *reaper, log *logger, svc *bootcfg.Service, opts spawnOptions) (*pr
 	if notifyR != nil {
 		ch := make(chan string, 32)
 		p.notifyDone = make(chan struct{})
-		go readNotify(log, notifyR, ch, p.notifyDone)
-		p.notify = ch
+		go readNotify(log, notifyR, ch, p.notifyDone, opts.notifyHook)
+		p.notify, p.notifyR = ch, notifyR
 	}
 	return p, nil
 }
@@ -134,12 +142,24 @@ func copyOutput(log *logger, name string, r *os.File) {
 	}
 }
 
+// maxNotifyLine bounds a notify line: a longer one is passed on cut.
+const maxNotifyLine = 4096
+
+// flushMark is what readNotify passes after a flush (flushNotify): no
+// line can be it, lines are split at "\n".
+const flushMark = "\n"
+
 // readNotify passes the lines of a notify pipe to ch, each one, until the
 // pipe ends or done is closed (the supervisor has stopped listening). It
 // never drops a line while the supervisor listens (a lost READY=1 would
 // get a healthy service killed at its readiness timeout), and a line too
-// long for its buffer is passed on cut, the reading going on.
-func readNotify(log *logger, r *os.File, ch chan<- string, done <-chan struct{}) {
+// long is passed on cut to maxNotifyLine bytes, the reading going on; an
+// unterminated last line is passed on at the end of the pipe.
+//
+// A read deadline set on r (flushNotify, at the readiness timeout) asks
+// for a flush: readNotify passes on every line the pipe holds at that
+// moment without waiting for more, then flushMark, and reads on.
+func readNotify(log *logger, r *os.File, ch chan<- string, done <-chan struct{}, hook func(string)) {
 	defer r.Close()
 	defer close(ch)
 	defer func() {
@@ -147,24 +167,111 @@ func readNotify(log *logger, r *os.File, ch chan<- string, done <-chan struct{})
 			log.Printf("PANIC reading a notify pipe: %v", p)
 		}
 	}()
-	br := bufio.NewReaderSize(r, 4096)
-	for {
-		line, more, err := br.ReadLine()
-		if err != nil {
-			return
-		}
-		text := string(line)
-		for more { // drop the rest of an overlong line
-			if _, more, err = br.ReadLine(); err != nil {
-				return
-			}
+	send := func(line string) bool {
+		if hook != nil {
+			hook(line)
 		}
 		select {
-		case ch <- text:
+		case ch <- line:
+			return true
 		case <-done:
+			return false
+		}
+	}
+	var lines lineSplitter
+	buf := make([]byte, maxNotifyLine)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 && !lines.feed(buf[:n], send) {
+			return
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if r.SetReadDeadline(time.Time{}) != nil {
+				return
+			}
+			if !drainPipe(r, buf, func(b []byte) bool { return lines.feed(b, send) }) || !send(flushMark) {
+				return
+			}
+		default: // the end of the pipe (or a read error: the same to init)
+			if rest, ok := lines.rest(); ok {
+				send(rest)
+			}
 			return
 		}
 	}
+}
+
+// drainPipe passes what the pipe r holds now to feed, reading without
+// waiting (r is non-blocking: os.Pipe makes it so, and nothing calls its
+// Fd), until the pipe is empty or at its end. It returns false when feed
+// does.
+func drainPipe(r *os.File, buf []byte, feed func([]byte) bool) bool {
+	rc, err := r.SyscallConn()
+	if err != nil {
+		return true
+	}
+	for {
+		var n int
+		var rerr error
+		if err := rc.Read(func(fd uintptr) bool {
+			n, rerr = unix.Read(int(fd), buf)
+			return true // one attempt: never wait for more
+		}); err != nil {
+			return true
+		}
+		if rerr == unix.EINTR {
+			continue
+		}
+		if n <= 0 { // empty (EAGAIN) or the end: the next Read tells
+			return true
+		}
+		if !feed(buf[:n]) {
+			return false
+		}
+	}
+}
+
+// lineSplitter cuts a byte stream into lines without their "\n" (and a
+// "\r" before it), keeping at most maxNotifyLine bytes of each.
+type lineSplitter struct {
+	line []byte
+}
+
+// feed splits b, passing each complete line to send; false when send
+// returns false.
+func (l *lineSplitter) feed(b []byte, send func(string) bool) bool {
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		part := b
+		if i >= 0 {
+			part = b[:i]
+		}
+		if room := maxNotifyLine - len(l.line); len(part) > room {
+			l.line = append(l.line, part[:room]...)
+		} else {
+			l.line = append(l.line, part...)
+		}
+		if i < 0 {
+			return true
+		}
+		b = b[i+1:]
+		text := string(bytes.TrimSuffix(l.line, []byte{'\r'}))
+		l.line = l.line[:0]
+		if !send(text) {
+			return false
+		}
+	}
+	return true
+}
+
+// rest is an unterminated last line, if there is one.
+func (l *lineSplitter) rest() (string, bool) {
+	if len(l.line) == 0 {
+		return "", false
+	}
+	return string(bytes.TrimSuffix(l.line, []byte{'\r'})), true
 }
 
 // startNice starts the service with its Nice value. Nice is per thread on

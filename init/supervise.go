@@ -38,6 +38,9 @@ type supervisor struct {
 	// Back-off: first delay, cap, and how long a service must have run
 	// ready before an exit starts the back-off from the first delay again.
 	backoffMin, backoffMax, backoffReset time.Duration
+	// readyTimer starts a readiness timer (tests replace it): the
+	// channel fires at the timeout, stop stops it.
+	readyTimer func(d time.Duration) (c <-chan time.Time, stop func() bool)
 
 	order  []*service // start order
 	byName map[string]*service
@@ -86,6 +89,10 @@ func newSupervisor(cfg *bootcfg.Config, log *logger, r *reaper, opts spawnOption
 	}
 	sv := &supervisor{cfg: cfg, log: log, reaper: r, spawn: opts, grace: cfg.StopGrace,
 		backoffMin: backoffMin, backoffMax: backoffMax, backoffReset: backoffReset,
+		readyTimer: func(d time.Duration) (<-chan time.Time, func() bool) {
+			t := time.NewTimer(d)
+			return t.C, t.Stop
+		},
 		byName: map[string]*service{}}
 	if sv.grace <= 0 {
 		sv.grace = defaultStopGrace
@@ -518,17 +525,52 @@ func (s *service) becomeReady(start time.Time) {
 // watch follows one running process until it exits (returning its status,
 // and timedOut when init killed it for not being ready in time) or the
 // service is stopped (stopped true, the process is gone).
+//
+// What a service wrote to its notify pipe before its readiness timeout
+// counts: when the timer fires, READY=1 may still be in the pipe or on
+// its way from the reader (and select picks at random between a timer
+// and a line that are both there), so the lines are flushed first
+// (flushNotify), and a service that turns out to have been ready is not
+// killed.
 func (s *service) watch(p *proc, start, readyAt time.Time) (ws unix.WaitStatus, _ time.Time, timedOut, stopped bool) {
 	log := s.sv.log
 	name := s.cfg.Name
 	var timeout <-chan time.Time
 	if readyAt.IsZero() {
-		t := time.NewTimer(s.readyTimeout())
-		defer t.Stop()
-		timeout = t.C
+		c, stop := s.sv.readyTimer(s.readyTimeout())
+		defer stop()
+		timeout = c
 	}
 	defer p.stopNotify()
 	notify := p.notify
+	handle := func(line string) {
+		switch {
+		case line == ready.MsgReady:
+			if readyAt.IsZero() && s.cfg.Readiness == bootcfg.ReadyNotify {
+				readyAt = time.Now()
+				timeout = nil
+				s.becomeReady(start)
+			}
+		case strings.HasPrefix(line, ready.MsgUnhealthy):
+			reason := serviceNote(strings.TrimPrefix(line, ready.MsgUnhealthy))
+			if !readyAt.IsZero() {
+				log.Printf("%s unhealthy: %s", name, reason)
+				s.set(initstatus.StateUnhealthy, reason, p.pid)
+			}
+		case strings.HasPrefix(line, ready.MsgStatus):
+			s.mu.Lock()
+			s.reason = serviceNote(strings.TrimPrefix(line, ready.MsgStatus))
+			s.mu.Unlock()
+		case line == ready.MsgHealthy:
+			if s.getState() == initstatus.StateUnhealthy {
+				log.Printf("%s healthy again", name)
+				s.set(initstatus.StateReady, "", p.pid)
+			}
+		case line == flushMark: // a flush that flushNotify gave up on
+		default:
+			log.Printf("%s: unknown notify message %q (ignored)", name, line)
+		}
+	}
 	for {
 		select {
 		case line, ok := <-notify:
@@ -536,33 +578,24 @@ func (s *service) watch(p *proc, start, readyAt time.Time) (ws unix.WaitStatus, 
 				notify = nil
 				continue
 			}
-			switch {
-			case line == ready.MsgReady:
-				if readyAt.IsZero() && s.cfg.Readiness == bootcfg.ReadyNotify {
-					readyAt = time.Now()
-					timeout = nil
-					s.becomeReady(start)
-				}
-			case strings.HasPrefix(line, ready.MsgUnhealthy):
-				reason := serviceNote(strings.TrimPrefix(line, ready.MsgUnhealthy))
-				if !readyAt.IsZero() {
-					log.Printf("%s unhealthy: %s", name, reason)
-					s.set(initstatus.StateUnhealthy, reason, p.pid)
-				}
-			case strings.HasPrefix(line, ready.MsgStatus):
-				s.mu.Lock()
-				s.reason = serviceNote(strings.TrimPrefix(line, ready.MsgStatus))
-				s.mu.Unlock()
-			case line == ready.MsgHealthy:
-				if s.getState() == initstatus.StateUnhealthy {
-					log.Printf("%s healthy again", name)
-					s.set(initstatus.StateReady, "", p.pid)
-				}
-			default:
-				log.Printf("%s: unknown notify message %q (ignored)", name, line)
-			}
+			handle(line)
 		case <-timeout:
 			timeout = nil
+			if notify != nil && s.cfg.Readiness == bootcfg.ReadyNotify {
+				notify = s.flushNotify(p, notify, handle)
+				if !readyAt.IsZero() {
+					continue // ready in time
+				}
+			}
+			// An exit that came with the timer is an exit: the pid
+			// may already be reaped and free for reuse.
+			select {
+			case ws = <-p.exit:
+				s.killLeftovers(p.pid)
+				s.drainStatus(notify)
+				return ws, readyAt, timedOut, false
+			default:
+			}
 			timedOut = true
 			log.Printf("%s: not ready after %s, killing it", name, short(s.readyTimeout()))
 			signalGroup(p.pid, unix.SIGKILL)
@@ -573,6 +606,37 @@ func (s *service) watch(p *proc, start, readyAt time.Time) (ws unix.WaitStatus, 
 		case <-s.stopReq:
 			s.terminate(p)
 			return ws, readyAt, timedOut, true
+		}
+	}
+}
+
+// flushWait bounds a flush of the notify pipe: a service that writes
+// without a pause would keep the pipe from ever being empty.
+const flushWait = time.Second
+
+// flushNotify hands every notify line the service wrote before now to
+// handle: it asks the reader for a flush (a read deadline in the past
+// wakes it; see readNotify) and takes lines until the reader's
+// flushMark, the end of the pipe (it returns nil then) or flushWait.
+func (s *service) flushNotify(p *proc, notify <-chan string, handle func(string)) <-chan string {
+	if err := p.notifyR.SetReadDeadline(time.Unix(1, 0)); err != nil && !errors.Is(err, os.ErrClosed) {
+		s.sv.log.Printf("%s: flushing the notify pipe: %v", s.cfg.Name, err)
+	} // closed: the reader is gone and the channel ends
+	t := time.NewTimer(flushWait)
+	defer t.Stop()
+	for {
+		select {
+		case line, ok := <-notify:
+			if !ok {
+				return nil
+			}
+			if line == flushMark {
+				return notify
+			}
+			handle(line)
+		case <-t.C:
+			s.sv.log.Printf("%s: notify pipe not flushed within %s; going on", s.cfg.Name, short(flushWait))
+			return notify
 		}
 	}
 }
