@@ -119,6 +119,9 @@ func build(ctx context.Context, b *board.Board, c *config) (m *Manifest, err err
 	if err != nil {
 		return nil, err
 	}
+	if prog := os.Getenv("GOCACHEPROG"); prog != "" {
+		p.step("go", "GOCACHEPROG=%s ignored: the image's binaries are built with the go command's own cache, not a cache program (it could serve any bytes as a build output); this builder itself may have been built through it (go run)", prog)
+	}
 	if b.Kernel.Release == "" || b.Kernel.Image == "" {
 		return nil, fmt.Errorf("board %s: kernel package %s: Release and Image must be set", b.Name, b.Kernel.Package)
 	}

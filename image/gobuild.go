@@ -48,6 +48,13 @@ var goEnvKept = []string{
 
 // hostGoEnv is the environment for go commands that run on the build host.
 //
+// GOCACHEPROG is dropped: a cache program answers for the build cache and
+// can hand the go command any bytes as a compiled package or a linked
+// binary, and a repro-check would not notice when both of its builds ask
+// the same program. The image's binaries are built with the go command's
+// own cache (GOCACHE) only; build says so in its log when the caller had
+// set GOCACHEPROG.
+//
 // The go env file (go env -w, or the file GOENV names) can set
 // GOEXPERIMENT or GOFIPS140, which change every binary, and an empty
 // environment variable does not override the file: the go commands of a
@@ -59,7 +66,8 @@ func hostGoEnv() ([]string, error) {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
 		case "GOFLAGS", "GOOS", "GOARCH", "GOAMD64", "GOARM64", "GOARM", "CGO_ENABLED",
-			"GOEXPERIMENT", "GOFIPS140", "GOWORK", "GO111MODULE", "GOTOOLCHAIN", "SOURCE_DATE_EPOCH":
+			"GOEXPERIMENT", "GOFIPS140", "GOWORK", "GO111MODULE", "GOTOOLCHAIN", "SOURCE_DATE_EPOCH",
+			"GOCACHEPROG":
 			continue
 		}
 		env = append(env, kv)
