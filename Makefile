@@ -3,8 +3,8 @@
 #
 #   make run                     build the qemu-x86_64 image and boot the demo
 #   make test                    install what is missing, then run every test
-#   make image BOARD=b [DEBUG=1] build out/<b>/
-#   make repro-check BOARD=b     build twice in different dirs, compare bytes
+#   make image BOARD=b [DEBUG=1] build out/<b>/ (DEBUG=1: out/<b>-debug/)
+#   make repro-check BOARD=b [DEBUG=1]  build twice in different dirs, compare bytes
 #   make bench                   print benchmark figures
 
 BOARD ?= qemu-x86_64

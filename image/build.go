@@ -343,7 +343,8 @@ func build(ctx context.Context, b *board.Board, c *config) (m *Manifest, err err
 	if err := os.MkdirAll(c.outDir, 0o755); err != nil {
 		return nil, err
 	}
-	tmp, err := os.MkdirTemp(c.outDir, b.Name+".tmp-")
+	final := c.imageDir(b)
+	tmp, err := os.MkdirTemp(c.outDir, filepath.Base(final)+".tmp-")
 	if err != nil {
 		return nil, err
 	}
@@ -396,8 +397,7 @@ func build(ctx context.Context, b *board.Board, c *config) (m *Manifest, err err
 		return nil, err
 	}
 
-	// 10. Replace out/<board> in one step.
-	final := filepath.Join(c.outDir, b.Name)
+	// 10. Replace out/<board> (out/<board>-<variant>) in one step.
 	if err := replaceDir(tmp, final); err != nil {
 		return nil, fmt.Errorf("board %s: install %s: %w", b.Name, final, err)
 	}

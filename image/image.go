@@ -10,6 +10,13 @@
 // systemd-boot packages) are verified against the sha256 pinned in the board
 // definition and cached.
 //
+// An image that is not production (debug shell, test services or demo
+// credentials: see Manifest.Variant) goes by default to
+// out/<board>-<variant>/, e.g. out/qemu-x86_64-debug/, so that it never
+// replaces the production image in out/<board>/ nor is taken for it. An
+// output directory given with WithOutDir receives <board>/ whatever the
+// variant: its caller chose it (see ImageDir).
+//
 // Atomicity: a build writes into out/<board>.tmp-XXXX and renames it over
 // out/<board> only when everything succeeded. A failed build removes its
 // temporary directory and leaves the previous good out/<board>, if any,
@@ -44,7 +51,10 @@ var ErrNoBoard = errors.New("image: no board given")
 type Option func(*config) error
 
 type config struct {
-	outDir    string
+	outDir string
+	// outDirSet says outDir was given (WithOutDir): the image goes to
+	// <outDir>/<board> whatever its variant.
+	outDirSet bool
 	sourceDir string
 	cacheDir  string
 	debug     bool
@@ -57,14 +67,20 @@ type config struct {
 	initPkg string
 }
 
-// WithOutDir sets the directory that receives <board>/ (default "out",
-// relative to the working directory).
+// DefaultOutDir is the directory, relative to the working directory, that
+// receives the image when no WithOutDir is given: <board>/ for a
+// production image, <board>-<variant>/ for any other.
+const DefaultOutDir = "out"
+
+// WithOutDir sets the directory that receives <board>/, whatever the
+// image's variant (default: DefaultOutDir, where an image that is not
+// production gets <board>-<variant>/).
 func WithOutDir(dir string) Option {
 	return func(c *config) error {
 		if dir == "" {
 			return errors.New("image: WithOutDir: empty directory")
 		}
-		c.outDir = dir
+		c.outDir, c.outDirSet = dir, true
 		return nil
 	}
 }
@@ -122,7 +138,7 @@ func withInitPackage(pkg string) Option {
 }
 
 func newConfig(opts []Option) (*config, error) {
-	c := &config{outDir: "out", sourceDir: "."}
+	c := &config{outDir: DefaultOutDir, sourceDir: "."}
 	for _, o := range opts {
 		if err := o(c); err != nil {
 			return nil, err
@@ -166,8 +182,33 @@ func newConfig(opts []Option) (*config, error) {
 	return c, nil
 }
 
-// Build builds the image of b into <out>/<b.Name>/ and returns its manifest.
-// See the package comment for what it writes and the atomicity rule.
+// imageDir is the directory the image of b goes to: <out>/<board> with
+// WithOutDir, else out/<board> for a production image and
+// out/<board>-<variant> for any other.
+func (c *config) imageDir(b *board.Board) string {
+	name := b.Name
+	if v := variant(c); !c.outDirSet && v != Production {
+		name += "-" + v
+	}
+	return filepath.Join(c.outDir, name)
+}
+
+// ImageDir is the absolute path of the directory Build writes the image
+// of b to with opts (see the package comment).
+func ImageDir(b *board.Board, opts ...Option) (string, error) {
+	if b == nil {
+		return "", ErrNoBoard
+	}
+	c, err := newConfig(opts)
+	if err != nil {
+		return "", err
+	}
+	return c.imageDir(b), nil
+}
+
+// Build builds the image of b into ImageDir(b, opts...) and returns its
+// manifest. See the package comment for what it writes and the atomicity
+// rule.
 func Build(ctx context.Context, b *board.Board, opts ...Option) (*Manifest, error) {
 	if b == nil {
 		return nil, ErrNoBoard

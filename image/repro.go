@@ -65,7 +65,7 @@ func ReproCheck(ctx context.Context, b *board.Board, opts ...Option) (*Manifest,
 		if mans[i], err = build(ctx, b, &cc); err != nil {
 			return nil, fmt.Errorf("repro-check: build %d: %w", i+1, err)
 		}
-		outs[i] = filepath.Join(cc.outDir, b.Name)
+		outs[i] = cc.imageDir(b)
 	}
 	if err := compareDirs(outs[0], outs[1]); err != nil {
 		return nil, fmt.Errorf("board %s: %w", b.Name, err)

@@ -1,7 +1,8 @@
 // Package qemu boots an otgate image under QEMU for tests and for `make run`.
 //
-// Start takes a board definition and an image directory (out/<board>/, as
-// the image builder writes it) and options in the functional style of
+// Start takes a board definition and an image directory (out/<board>/, or
+// out/<board>-debug/ for a debug image, as the image builder writes them)
+// and options in the functional style of
 // u-root's vmtest:
 //
 //	vm, err := qemu.Start(ctx, b, "out/qemu-x86_64",

@@ -1,4 +1,5 @@
-// Command otgate-run boots a built image (out/<board>/) under QEMU for
+// Command otgate-run boots a built image (out/<board>/; a debug image,
+// out/<board>-debug/, with -image) under QEMU for
 // `make run` (with -demo: the demo, see demo.go): with a software TPM and a persistent disk whose state lives in
 // out/run/<board>/ (so the next run sees the same TPM and /perm), the board's
 // watchdog, and the lab network (the gate's uplink on a tap in a private
@@ -37,7 +38,7 @@ func main() {
 
 func run() error {
 	boardName := flag.String("board", "qemu-x86_64", "board to boot ("+fmt.Sprint(board.Names())+")")
-	imageDir := flag.String("image", "", "image directory (default out/<board>)")
+	imageDir := flag.String("image", "", "image directory (default out/<board>, with -demo out/demo/<board>; a debug image (make image DEBUG=1): out/<board>-debug)")
 	stateDir := flag.String("state", "", "TPM state and persistent disk directory, kept between runs (default out/run/<board>)")
 	noLab := flag.Bool("no-lab", false, "no lab network (the NICs are unconnected)")
 	memory := flag.String("m", "", "guest memory (default: the board's)")
