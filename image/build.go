@@ -237,6 +237,9 @@ func build(ctx context.Context, b *board.Board, c *config) (m *Manifest, err err
 	}
 	srcFiles = append(srcFiles, bfiles...)
 	m.Inputs.BuilderModules = sortModules(bmods)
+	if m.Inputs.Builder, err = runningBuilder(); err != nil {
+		return nil, fmt.Errorf("board %s: %w", b.Name, err)
+	}
 	p.step("go", "%d binaries built with %s GOARCH=%s level %s, %d services linked to %s", len(bins), m.Inputs.GoVersion, b.Arch, b.GoArchLevel, len(links), otgateBinary)
 
 	// 4. Debug shell.

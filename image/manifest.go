@@ -52,6 +52,11 @@ type Inputs struct {
 	// (image/cmd/otgate-image): its cpio and zstd writers and go-diskfs
 	// shape the artifacts' bytes as much as the image's own code does.
 	BuilderModules []GoModule `json:"builder_go_modules"`
+	// Builder is the program that ran the build as it reports itself:
+	// the Go toolchain that compiled it and its module build info. The
+	// image's binaries are compiled by the go command (GoVersion), the
+	// builder by whatever ran it (go run, go test), which may differ.
+	Builder Builder `json:"builder"`
 	// QemuImg is the version of the qemu-img that wrote the qcow2 (UEFI
 	// boards).
 	QemuImg string `json:"qemu_img,omitempty"`
@@ -81,6 +86,32 @@ type GoModule struct {
 	// Replaces is the module (path and version) go.mod replaces by this
 	// one, if any.
 	Replaces string `json:"replaces,omitempty"`
+}
+
+// Builder is the running image builder: runtime.Version() and what
+// debug.ReadBuildInfo says of it, less the version control stamps (vcs.*:
+// the builder's source files are in Inputs.Sources, and a stamp would set
+// apart two builds of the same tree, one committed, one not).
+type Builder struct {
+	// GoVersion is the toolchain that compiled the builder.
+	GoVersion string `json:"go_version"`
+	// Path is the builder's main package (image/cmd/otgate-image, or a
+	// test binary that calls Build).
+	Path string `json:"path"`
+	// Main is the builder's main module.
+	Main GoModule `json:"main"`
+	// Modules are the modules compiled into the builder, with their
+	// go.sum hashes as the binary records them.
+	Modules []GoModule `json:"go_modules"`
+	// Settings are the build settings the binary records (-trimpath,
+	// CGO_ENABLED, GOARCH, GOAMD64, DefaultGODEBUG...), in its order.
+	Settings []BuildSetting `json:"settings"`
+}
+
+// BuildSetting is one key=value build setting of the builder.
+type BuildSetting struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
 }
 
 // SourceFile is one source tree file.
