@@ -348,6 +348,33 @@ func TestHostInitBadConfig(t *testing.T) {
 			"stop grace -1s is outside 0 to 10m0s"},
 		{"readiness timeout", &bootcfg.Config{Services: []bootcfg.Service{{Name: "a", Binary: testsvcBin, Readiness: bootcfg.ReadyNotify, Timeout: 1 << 62}}},
 			`service "a": readiness timeout ` + time.Duration(1<<62).String() + " is outside 0 to 1h0m0s"},
+		// Numbers that turned a safety off without a word: a negative
+		// or zero crash-loop window never held a restart, a limit of 0
+		// or less never counted, a huge one is never reached.
+		{"negative crash loop window", &bootcfg.Config{CrashLoop: bootcfg.CrashLoop{Restarts: 5, Window: -30 * time.Second}, Services: []bootcfg.Service{{Name: "a", Binary: testsvcBin, Readiness: bootcfg.ReadyStarted}}},
+			"crash loop window -30s is outside 1s to 24h0m0s"},
+		{"crash loop window 0", &bootcfg.Config{CrashLoop: bootcfg.CrashLoop{Restarts: 5}, Services: []bootcfg.Service{{Name: "a", Binary: testsvcBin, Readiness: bootcfg.ReadyStarted}}},
+			"crash loop window 0s is outside 1s to 24h0m0s"},
+		{"crash loop window too short", &bootcfg.Config{CrashLoop: bootcfg.CrashLoop{Restarts: 5, Window: time.Millisecond}, Services: []bootcfg.Service{{Name: "a", Binary: testsvcBin, Readiness: bootcfg.ReadyStarted}}},
+			"crash loop window 1ms is outside 1s to 24h0m0s"},
+		{"negative crash loop restarts", &bootcfg.Config{CrashLoop: bootcfg.CrashLoop{Restarts: -1, Window: 30 * time.Second}, Services: []bootcfg.Service{{Name: "a", Binary: testsvcBin, Readiness: bootcfg.ReadyStarted}}},
+			"crash loop restarts -1 is outside 1 to 100"},
+		{"crash loop restarts 0", &bootcfg.Config{CrashLoop: bootcfg.CrashLoop{Window: 30 * time.Second}, Services: []bootcfg.Service{{Name: "a", Binary: testsvcBin, Readiness: bootcfg.ReadyStarted}}},
+			"crash loop restarts 0 is outside 1 to 100"},
+		{"huge crash loop restarts", &bootcfg.Config{CrashLoop: bootcfg.CrashLoop{Restarts: 1 << 40, Window: 30 * time.Second}, Services: []bootcfg.Service{{Name: "a", Binary: testsvcBin, Readiness: bootcfg.ReadyStarted}}},
+			"crash loop restarts 1099511627776 is outside 1 to 100"},
+		// A watchdog timeout too short to pet (before: refused with the
+		// default used, 2 ns made the petting loop panic), negative
+		// (before: the default, silently) or absurdly long.
+		{"watchdog timeout 2ns", &bootcfg.Config{Watchdog: bootcfg.Watchdog{Device: "/dev/watchdog", Timeout: 2}, Services: []bootcfg.Service{{Name: "a", Binary: testsvcBin, Readiness: bootcfg.ReadyStarted}}},
+			"watchdog timeout 2ns is outside 100ms to 10m0s (0: init's default)"},
+		{"negative watchdog timeout", &bootcfg.Config{Watchdog: bootcfg.Watchdog{Device: "/dev/watchdog", Timeout: -time.Second}, Services: []bootcfg.Service{{Name: "a", Binary: testsvcBin, Readiness: bootcfg.ReadyStarted}}},
+			"watchdog timeout -1s is outside 100ms to 10m0s"},
+		{"huge watchdog timeout", &bootcfg.Config{Watchdog: bootcfg.Watchdog{Device: "/dev/watchdog", Timeout: 1 << 62}, Services: []bootcfg.Service{{Name: "a", Binary: testsvcBin, Readiness: bootcfg.ReadyStarted}}},
+			"watchdog timeout " + time.Duration(1<<62).String() + " is outside 100ms to 10m0s"},
+		// (uid_t)-1 is "unchanged" to setresuid: the service kept root.
+		{"uid -1", &bootcfg.Config{Services: []bootcfg.Service{{Name: "a", Binary: testsvcBin, Readiness: bootcfg.ReadyStarted, UID: 1<<32 - 1, GID: 1<<32 - 1}}},
+			`service "a": uid 4294967295, gid 4294967295: 4294967295 is not an id`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := runHostInit(t, writeRoot(t, tc.cfg), "")

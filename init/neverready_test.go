@@ -36,10 +36,11 @@ func TestNeverReadyMarkedFailed(t *testing.T) {
 			proxy := svc("proxy", bootcfg.ReadyNotify, "-mode=steady")
 			proxy.DependsOn = []string{"slow"}
 			proxy.Critical = true
-			// Restarts come at least 0.45 s apart (a 0.2 s run and
-			// 0.25 s of back-off): never 2 inside a 0.1 s window.
+			// Restarts come at least 0.45 s, then 0.7 s apart (a 0.2 s
+			// run and 0.25 s, then 0.5 s of back-off): never 2 inside
+			// the shortest window bootcfg allows, 1 s.
 			cfg := &bootcfg.Config{Services: []bootcfg.Service{slow, proxy},
-				CrashLoop: bootcfg.CrashLoop{Restarts: 2, Window: 100 * time.Millisecond}}
+				CrashLoop: bootcfg.CrashLoop{Restarts: 2, Window: bootcfg.MinCrashLoopWindow}}
 			sv, log := runSupervisor(t, cfg)
 			if ok, why := sv.criticalHealthy(); !ok {
 				t.Fatalf("a critical service waiting for its dependency stops the watchdog: %s", why)
@@ -88,7 +89,9 @@ func TestNeverReadyCountsOnlyStartsInARow(t *testing.T) {
 if [ $((n % 2)) -eq 0 ]; then echo READY=1 >&3; fi
 sleep 0.3; exit 1`
 	s := bootcfg.Service{Name: "halfway", Binary: sh, Args: []string{"-c", script}, Readiness: bootcfg.ReadyNotify}
-	cfg := &bootcfg.Config{Services: []bootcfg.Service{s}, CrashLoop: bootcfg.CrashLoop{Restarts: 2, Window: 100 * time.Millisecond}}
+	// Restarts come at least 0.55 s apart (a 0.3 s run, 0.25 s of
+	// back-off): never 2 inside the shortest window bootcfg allows, 1 s.
+	cfg := &bootcfg.Config{Services: []bootcfg.Service{s}, CrashLoop: bootcfg.CrashLoop{Restarts: 2, Window: bootcfg.MinCrashLoopWindow}}
 	sv, log := runSupervisorWith(t, cfg, func(sv *supervisor) { sv.backoffMax = 250 * time.Millisecond })
 	waitLine(t, log, "init: halfway exited (status 1), restart 6 in ")
 	if i := lineIndex(log.Lines(), "init: halfway: never ready"); i >= 0 {

@@ -354,12 +354,13 @@ func TestCrashLoopCountsOnlyRestartsInsideTheWindow(t *testing.T) {
 	if err != nil {
 		t.Skip(err)
 	}
-	// Each run lasts 0.3 s and each back-off at least 250 ms: restarts
-	// come at least 0.55 s apart.
-	s := bootcfg.Service{Name: "slowcrash", Binary: sh, Args: []string{"-c", "sleep 0.3; exit 3"}, Readiness: bootcfg.ReadyStarted}
+	// Each run lasts 0.8 s and each back-off at least 250 ms: restarts
+	// come at least 1.05 s apart, outside the shortest window bootcfg
+	// allows (1 s).
+	s := bootcfg.Service{Name: "slowcrash", Binary: sh, Args: []string{"-c", "sleep 0.8; exit 3"}, Readiness: bootcfg.ReadyStarted}
 	t.Run("restarts further apart than the window", func(t *testing.T) {
 		sv, log := runSupervisor(t, &bootcfg.Config{Services: []bootcfg.Service{s},
-			CrashLoop: bootcfg.CrashLoop{Restarts: 2, Window: 400 * time.Millisecond}})
+			CrashLoop: bootcfg.CrashLoop{Restarts: 2, Window: bootcfg.MinCrashLoopWindow}})
 		waitLine(t, log, "init: slowcrash exited (status 3), restart 4 in 2s")
 		if i := lineIndex(log.Lines(), "init: slowcrash: crash loop"); i >= 0 {
 			t.Fatalf("marked a crash loop with its restarts outside the window: %s", log.Lines()[i])

@@ -2,32 +2,28 @@ package main
 
 import (
 	"fmt"
-	"math"
 	"os"
 	"time"
+
+	"github.com/otgate/otgate/internal/bootcfg"
 )
 
-// Watchdog timeouts init accepts from the boot config: it pets every
-// third of the timeout, and WDIOC_SETTIMEOUT takes whole seconds in an
-// int. A value outside (a damaged or mistyped config) is refused and
-// defaultWatchdogTimeout used: a petting interval of 0 made the petting
+// defaultWatchdogTimeout is the watchdog timeout of a boot config that
+// names none.
+const defaultWatchdogTimeout = 30 * time.Second
+
+// watchdogTimeout is the boot config's watchdog timeout to use (zero: the
+// default). bootcfg refuses a value outside its bounds at load; one that
+// got here all the same (a config not loaded by bootcfg.Load) is refused
+// too, and the default used: a petting interval of 0 made the petting
 // loop panic and end PID 1.
-const (
-	defaultWatchdogTimeout = 30 * time.Second
-	minWatchdogTimeout     = 100 * time.Millisecond
-	maxWatchdogTimeout     = math.MaxInt32 * time.Second
-)
-
-// watchdogTimeout is the boot config's watchdog timeout to use (zero or
-// less: the default), or the default and an error naming a value out of
-// range.
 func watchdogTimeout(d time.Duration) (time.Duration, error) {
-	if d <= 0 {
+	if d == 0 {
 		return defaultWatchdogTimeout, nil
 	}
-	if d < minWatchdogTimeout || d > maxWatchdogTimeout {
+	if d < bootcfg.MinWatchdogTimeout || d > bootcfg.MaxWatchdogTimeout {
 		return defaultWatchdogTimeout, fmt.Errorf("watchdog timeout %s is outside %s to %s; using %s",
-			d, short(minWatchdogTimeout), maxWatchdogTimeout, short(defaultWatchdogTimeout))
+			d, short(bootcfg.MinWatchdogTimeout), bootcfg.MaxWatchdogTimeout, short(defaultWatchdogTimeout))
 	}
 	return d, nil
 }

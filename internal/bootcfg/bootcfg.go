@@ -76,7 +76,11 @@ type Config struct {
 
 // Watchdog is the device init pets.
 type Watchdog struct {
-	Device   string        `cbor:"1,keyasint"` // empty: no watchdog
+	Device string `cbor:"1,keyasint"` // empty: no watchdog
+	// Timeout is the watchdog timeout (0: init's default, 30 s), from
+	// MinWatchdogTimeout to MaxWatchdogTimeout. The kernel counts whole
+	// seconds: init programs the device with the timeout rounded up to
+	// a second and reports (log, status) the timeout the device took.
 	Timeout  time.Duration `cbor:"2,keyasint"`
 	Hardware bool          `cbor:"3,keyasint"`
 }
@@ -87,7 +91,12 @@ type Perm struct {
 	FSType string `cbor:"2,keyasint"`
 }
 
-// CrashLoop: Restarts restarts within Window marks a service failed.
+// CrashLoop: Restarts restarts within Window marks a service failed, and
+// so do more than Restarts starts in a row that end before the service is
+// ready. Restarts is 1 to MaxCrashLoopRestarts and Window
+// MinCrashLoopWindow to MaxCrashLoopWindow; both zero (CrashLoop{}) turns
+// the detection off on purpose: a crashing service is restarted for ever,
+// with back-off. One set without the other is refused.
 type CrashLoop struct {
 	Restarts int           `cbor:"1,keyasint"`
 	Window   time.Duration `cbor:"2,keyasint"`
@@ -113,6 +122,31 @@ const (
 	MaxStopGrace    = 10 * time.Minute
 	MaxReadyTimeout = time.Hour
 )
+
+// Bounds of the watchdog timeout. Below the minimum init could not pet
+// in time (it pets every third of the timeout); a timeout beyond the
+// maximum lets a hung gate run on for longer than any board needs, and
+// is a mistyped value. (The kernel's API counts whole seconds: a timeout
+// under a second is for tests with a pipe as the device; a real device
+// gets one second.)
+const (
+	MinWatchdogTimeout = 100 * time.Millisecond
+	MaxWatchdogTimeout = 10 * time.Minute
+)
+
+// Bounds of the crash-loop rule. A window shorter than the minimum (init
+// waits at least 250 ms before a restart) can never hold the restarts it
+// counts, and a limit beyond the maximum is never reached: either turns
+// the detection off without saying so.
+const (
+	MinCrashLoopWindow   = time.Second
+	MaxCrashLoopWindow   = 24 * time.Hour
+	MaxCrashLoopRestarts = 100
+)
+
+// noID is (uid_t)-1, which setresuid and setresgid take as "leave
+// unchanged": a service given it would keep init's root.
+const noID = 1<<32 - 1
 
 // ExitNoRestart is the exit status with which a service tells init "I
 // failed and a restart will not help": init marks it failed at once (no
@@ -204,11 +238,18 @@ func Load(path string) (*Config, error) {
 }
 
 // Validate checks the service table: unique names, known dependencies, no
-// cycles, known readiness kinds, durations within their bounds, and (when
-// exists is not nil) that every binary exists.
+// cycles, known readiness kinds, numbers within their bounds (durations,
+// the watchdog timeout, the crash-loop rule, user and group ids), and
+// (when exists is not nil) that every binary exists.
 func (c *Config) Validate(exists func(path string) bool) error {
 	if c.StopGrace < 0 || c.StopGrace > MaxStopGrace {
 		return fmt.Errorf("stop grace %s is outside 0 to %s (0: init's default)", c.StopGrace, MaxStopGrace)
+	}
+	if t := c.Watchdog.Timeout; t != 0 && (t < MinWatchdogTimeout || t > MaxWatchdogTimeout) {
+		return fmt.Errorf("watchdog timeout %s is outside %s to %s (0: init's default)", t, MinWatchdogTimeout, MaxWatchdogTimeout)
+	}
+	if err := c.CrashLoop.validate(); err != nil {
+		return err
 	}
 	if len(c.ModuleDeps) != 0 && len(c.ModuleDeps) != len(c.Modules) {
 		return fmt.Errorf("module dependencies: %d lists for %d modules", len(c.ModuleDeps), len(c.Modules))
@@ -248,6 +289,9 @@ func (c *Config) Validate(exists func(path string) bool) error {
 		if err := checkCapabilities(s); err != nil {
 			return err
 		}
+		if s.UID == noID || s.GID == noID {
+			return fmt.Errorf("service %q: uid %d, gid %d: %d is not an id (the kernel takes it as \"unchanged\"); want 0 to %d", s.Name, s.UID, s.GID, uint32(noID), uint32(noID-1))
+		}
 		if s.Nice < -20 || s.Nice > 19 {
 			return fmt.Errorf("service %q: nice %d is outside -20..19", s.Name, s.Nice)
 		}
@@ -275,6 +319,21 @@ func (c *Config) Validate(exists func(path string) bool) error {
 	}
 	_, err := c.StartOrder()
 	return err
+}
+
+// validate checks the crash-loop rule: off (both zero) or both within
+// their bounds.
+func (l CrashLoop) validate() error {
+	if l.Restarts == 0 && l.Window == 0 {
+		return nil
+	}
+	if l.Restarts < 1 || l.Restarts > MaxCrashLoopRestarts {
+		return fmt.Errorf("crash loop restarts %d is outside 1 to %d (with crash loop window %s; both 0: no crash-loop detection)", l.Restarts, MaxCrashLoopRestarts, l.Window)
+	}
+	if l.Window < MinCrashLoopWindow || l.Window > MaxCrashLoopWindow {
+		return fmt.Errorf("crash loop window %s is outside %s to %s (with crash loop restarts %d; both 0: no crash-loop detection)", l.Window, MinCrashLoopWindow, MaxCrashLoopWindow, l.Restarts)
+	}
+	return nil
 }
 
 // StartOrder returns service names in dependency order (dependencies first,
