@@ -372,9 +372,9 @@ func TestHostInitBadConfig(t *testing.T) {
 			"watchdog timeout -1s is outside 100ms to 10m0s"},
 		{"huge watchdog timeout", &bootcfg.Config{Watchdog: bootcfg.Watchdog{Device: "/dev/watchdog", Timeout: 1 << 62}, Services: []bootcfg.Service{{Name: "a", Binary: testsvcBin, Readiness: bootcfg.ReadyStarted}}},
 			"watchdog timeout " + time.Duration(1<<62).String() + " is outside 100ms to 10m0s"},
-		// (uid_t)-1 is "unchanged" to setresuid: the service kept root.
+		// (uid_t)-1 is no id ("unchanged" to setresuid: root).
 		{"uid -1", &bootcfg.Config{Services: []bootcfg.Service{{Name: "a", Binary: testsvcBin, Readiness: bootcfg.ReadyStarted, UID: 1<<32 - 1, GID: 1<<32 - 1}}},
-			`service "a": uid 4294967295, gid 4294967295: 4294967295 is not an id`},
+			`service "a": uid 4294967295, gid 4294967295: 4294967295 is (uid_t)-1, not an id`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := runHostInit(t, writeRoot(t, tc.cfg), "")

@@ -144,8 +144,9 @@ const (
 	MaxCrashLoopRestarts = 100
 )
 
-// noID is (uid_t)-1, which setresuid and setresgid take as "leave
-// unchanged": a service given it would keep init's root.
+// noID is (uid_t)-1: no id. setresuid and setresgid take it as "leave
+// unchanged" (root, for a service of init) and setuid refuses it, so a
+// service given it would either keep root or never start.
 const noID = 1<<32 - 1
 
 // ExitNoRestart is the exit status with which a service tells init "I
@@ -290,7 +291,7 @@ func (c *Config) Validate(exists func(path string) bool) error {
 			return err
 		}
 		if s.UID == noID || s.GID == noID {
-			return fmt.Errorf("service %q: uid %d, gid %d: %d is not an id (the kernel takes it as \"unchanged\"); want 0 to %d", s.Name, s.UID, s.GID, uint32(noID), uint32(noID-1))
+			return fmt.Errorf("service %q: uid %d, gid %d: %d is (uid_t)-1, not an id; want 0 to %d", s.Name, s.UID, s.GID, uint32(noID), uint32(noID-1))
 		}
 		if s.Nice < -20 || s.Nice > 19 {
 			return fmt.Errorf("service %q: nice %d is outside -20..19", s.Name, s.Nice)

@@ -46,7 +46,7 @@ func TestDurationBounds(t *testing.T) {
 // huge crash-loop window (a negative window never held a restart, so a
 // crash loop was never seen), a crash-loop limit set without its window
 // or beyond reach, a watchdog timeout too short to pet or absurdly long,
-// and (uid_t)-1, which the kernel takes as "unchanged" (root). Zero is
+// and (uid_t)-1, no id (setresuid takes it as "unchanged": root). Zero is
 // "off" or "init's default" only where documented (CrashLoop{}, Watchdog
 // timeout 0), and the bounds themselves are accepted.
 func TestNumericBounds(t *testing.T) {
@@ -76,8 +76,8 @@ func TestNumericBounds(t *testing.T) {
 		{"watchdog too short", Config{Watchdog: Watchdog{Device: "/dev/watchdog", Timeout: time.Millisecond}}, "watchdog timeout 1ms is outside 100ms to 10m0s"},
 		{"watchdog too long", Config{Watchdog: Watchdog{Device: "/dev/watchdog", Timeout: MaxWatchdogTimeout + time.Second}}, "watchdog timeout 10m1s is outside 100ms to 10m0s"},
 		{"uid (uid_t)-1", Config{Services: []Service{{UID: 1<<32 - 1, GID: 101}}},
-			`service "s": uid 4294967295, gid 101: 4294967295 is not an id (the kernel takes it as "unchanged"); want 0 to 4294967294`},
-		{"gid (gid_t)-1", Config{Services: []Service{{UID: 101, GID: 1<<32 - 1}}}, `service "s": uid 101, gid 4294967295: 4294967295 is not an id`},
+			`service "s": uid 4294967295, gid 101: 4294967295 is (uid_t)-1, not an id; want 0 to 4294967294`},
+		{"gid (gid_t)-1", Config{Services: []Service{{UID: 101, GID: 1<<32 - 1}}}, `service "s": uid 101, gid 4294967295: 4294967295 is (uid_t)-1, not an id`},
 		{"largest ids", Config{Services: []Service{{UID: 1<<32 - 2, GID: 1<<32 - 2}}}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
