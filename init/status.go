@@ -109,6 +109,9 @@ func (in *initProc) status() *initstatus.Status {
 	}
 	if in.wd != nil {
 		pet, last, note := in.wd.state()
+		if in.wd.timeout == 0 { // the device did not say
+			note = strings.TrimSuffix("timeout unknown; "+note, "; ")
+		}
 		st.Watchdog = initstatus.Watchdog{Device: in.wd.path, Timeout: in.wd.timeout, Petting: pet, LastPet: last, Note: note}
 	} else if in.cfg.Watchdog.Device != "" {
 		st.Watchdog = initstatus.Watchdog{Device: in.cfg.Watchdog.Device, Timeout: in.cfg.Watchdog.Timeout, Note: "could not open"}

@@ -34,26 +34,77 @@ type watchdog struct {
 	stopBy time.Time
 }
 
-// openWatchdog opens a watchdog character device and programs its timeout.
-// Opening arms it. (Never call this on a development host's /dev/watchdog.)
+// openWatchdog opens a watchdog character device and programs its timeout
+// (programWatchdog), returning the timeout the device took: 0 when it
+// does not say. Opening arms it. (Never call this on a development host's
+// /dev/watchdog.)
 func openWatchdog(path string, timeout time.Duration) (*os.File, time.Duration, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		return nil, 0, fmt.Errorf("watchdog %s: %w", path, err)
 	}
-	secs := int32(timeout / time.Second)
-	if secs > 0 {
-		// WDIOC_SETTIMEOUT takes and returns an int (seconds).
-		if _, _, e := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.WDIOC_SETTIMEOUT, uintptr(unsafe.Pointer(&secs))); e != 0 {
-			return f, timeout, fmt.Errorf("watchdog %s: set timeout %s: %w", path, timeout, e)
+	took, err := programWatchdog(func(req uint, secs *int32) error {
+		// The watchdog ioctls take and return an int (seconds).
+		if _, _, e := unix.Syscall(unix.SYS_IOCTL, f.Fd(), uintptr(req), uintptr(unsafe.Pointer(secs))); e != 0 {
+			return e
 		}
-		timeout = time.Duration(secs) * time.Second
+		return nil
+	}, timeout)
+	if err != nil {
+		err = fmt.Errorf("watchdog %s: %w", path, err)
 	}
-	return f, timeout, nil
+	return f, took, err
 }
 
+// wdIoctl issues one watchdog ioctl whose argument is an int of seconds
+// the kernel reads, writes back, or both.
+type wdIoctl func(req uint, secs *int32) error
+
+// programWatchdog sets a watchdog's timeout to want, rounded up to a
+// whole second (the kernel counts seconds: a timeout under one second is
+// one second, never left unset), and returns the timeout the device has
+// now. That is what WDIOC_SETTIMEOUT hands back (a driver may clamp or
+// round the value), or, when the device refuses the value (out of its
+// range, or no settable timeout), the timeout it kept, read with
+// WDIOC_GETTIMEOUT, and an error saying so; 0 and an error when the
+// device tells neither. Init pets by the returned timeout and reports it:
+// petting by the asked one would let the device reset a healthy board
+// whose own timeout is shorter.
+func programWatchdog(ioctl wdIoctl, want time.Duration) (time.Duration, error) {
+	asked := int32(max(1, (want+time.Second-1)/time.Second)) // want is at most bootcfg.MaxWatchdogTimeout
+	secs := asked
+	serr := ioctl(unix.WDIOC_SETTIMEOUT, &secs)
+	if serr == nil && secs > 0 {
+		return time.Duration(secs) * time.Second, nil
+	}
+	why := fmt.Sprintf("set timeout %ds", asked)
+	if serr != nil {
+		why += ": " + serr.Error()
+	} else {
+		why += fmt.Sprintf(": the device answered %ds", secs)
+	}
+	secs = 0
+	if gerr := ioctl(unix.WDIOC_GETTIMEOUT, &secs); gerr != nil || secs <= 0 {
+		if gerr == nil {
+			gerr = fmt.Errorf("answered %ds", secs)
+		}
+		return 0, fmt.Errorf("%s; its own timeout is unknown (get timeout: %v)", why, gerr)
+	}
+	return time.Duration(secs) * time.Second, fmt.Errorf("%s; the device keeps its timeout of %ds", why, secs)
+}
+
+// unknownTimeoutInterval is how often init pets a watchdog whose timeout
+// it does not know: as for the shortest timeout the kernel can set.
+const unknownTimeoutInterval = time.Second / 3
+
+// newWatchdog pets dev every third of timeout (0: the device's timeout is
+// unknown, every unknownTimeoutInterval).
 func newWatchdog(log *logger, dev io.WriteCloser, path string, timeout time.Duration, healthy func() (bool, string)) *watchdog {
-	return &watchdog{dev: dev, path: path, timeout: timeout, interval: timeout / 3, healthy: healthy, log: log,
+	interval := timeout / 3
+	if timeout <= 0 {
+		interval = unknownTimeoutInterval
+	}
+	return &watchdog{dev: dev, path: path, timeout: timeout, interval: interval, healthy: healthy, log: log,
 		quit: make(chan struct{}), done: make(chan struct{})}
 }
 

@@ -47,9 +47,12 @@ func (in *initProc) startWatchdog() {
 	if err != nil {
 		in.log.Printf("CONFIG ERROR: %v", err)
 	}
+	// The device takes whole seconds, and may clamp or refuse the
+	// value: init pets by, and reports, the timeout the device took.
 	var f *os.File
+	took := timeout
 	if in.pid1 {
-		f, timeout, err = openWatchdog(path, timeout)
+		f, took, err = openWatchdog(path, timeout)
 	} else {
 		f, err = os.OpenFile(path, os.O_WRONLY, 0)
 	}
@@ -58,9 +61,21 @@ func (in *initProc) startWatchdog() {
 		return
 	}
 	if err != nil {
-		in.log.Printf("%v (petting anyway)", err)
+		in.log.Printf("%v (petting anyway, by the device's timeout)", err)
 	}
-	in.wd = newWatchdog(in.log, f, cfg.Device, timeout, bootLoopGuard(in.log, in.unready, in.isReady, in.sup.criticalHealthy))
+	in.wd = newWatchdog(in.log, f, cfg.Device, took, bootLoopGuard(in.log, in.unready, in.isReady, in.sup.criticalHealthy))
 	in.wd.run()
-	in.log.Printf("watchdog: %s armed, timeout %s, petting every %s while critical services are healthy", cfg.Device, short(timeout), in.wd.interval.Round(time.Millisecond))
+	in.log.Printf("watchdog: %s armed, timeout %s, petting every %s while critical services are healthy", cfg.Device, timeoutText(took, timeout), in.wd.interval.Round(time.Millisecond))
+}
+
+// timeoutText names the timeout a watchdog device took, and the one the
+// boot config asked for when the device took another.
+func timeoutText(took, asked time.Duration) string {
+	switch took {
+	case 0:
+		return "unknown (asked " + short(asked) + ")"
+	case asked:
+		return short(took)
+	}
+	return short(took) + " (asked " + short(asked) + ")"
 }
