@@ -41,8 +41,15 @@ func runExplain(args []string, out io.Writer) error {
 	// Flags may come before, between or after the names.
 	var names []string
 	for {
-		if err := fs.Parse(args); err != nil {
-			return fmt.Errorf("%v\n%s", err, explainUsage)
+		err := fs.Parse(args)
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(os.Stderr, "%s\n\nflags:\n", explainUsage)
+			fs.SetOutput(os.Stderr)
+			fs.PrintDefaults()
+			return err
+		}
+		if err != nil {
+			return usagef("%v\n%s", err, explainUsage)
 		}
 		if fs.NArg() == 0 {
 			break
@@ -50,14 +57,22 @@ func runExplain(args []string, out io.Writer) error {
 		names = append(names, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
-	if len(names) < 1 || len(names) > 2 {
-		return errors.New(explainUsage)
+	switch {
+	case len(names) == 0:
+		return usagef("missing ASSET\n%s", explainUsage)
+	case len(names) > 2:
+		return usagef("unexpected argument %q (want [USER] ASSET)\n%s", names[2], explainUsage)
+	}
+	setApplied := false
+	fs.Visit(func(f *flag.Flag) { setApplied = setApplied || f.Name == "applied" })
+	if setApplied && *sitePath != "" {
+		return usagef("--site and --applied: give one\n%s", explainUsage)
 	}
 	at := time.Now()
 	if *atFlag != "" {
 		t, err := time.Parse(time.RFC3339, *atFlag)
 		if err != nil {
-			return fmt.Errorf("--at %q: want RFC 3339, e.g. 2026-12-02T10:00:00+01:00", *atFlag)
+			return usagef("--at %q: want RFC 3339, e.g. 2026-12-02T10:00:00+01:00", *atFlag)
 		}
 		at = t
 	}

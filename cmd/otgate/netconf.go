@@ -20,20 +20,26 @@ func init() {
 	register(command{name: "netconf", summary: "show the gate's interfaces, DHCP lease, OT inventory and neighbour events", run: runNetconf})
 }
 
+const netconfUsage = `usage: otgate netconf [-socket PATH] [-json] status|events [-after N]|asset NAME
+
+  status      interfaces, uplink and DHCP lease, OT assets and undeclared devices
+  events      neighbour and lease events (-after N: only those after sequence N)
+  asset NAME  one asset: where it was seen, with which MAC, and whether it is suspect`
+
 func runNetconf(args []string) error {
-	fs := flag.NewFlagSet("netconf", flag.ContinueOnError)
+	fs := flag.NewFlagSet("otgate netconf", flag.ContinueOnError)
 	socket := fs.String("socket", netconf.DefaultSocket, "netconf service socket")
 	asJSON := fs.Bool("json", false, "print JSON instead of words")
 	after := fs.Uint64("after", 0, "events: only those after this sequence number")
 	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: otgate netconf [-socket path] [-json] status|events [-after N]|asset NAME")
+		fmt.Fprintf(fs.Output(), "%s\n\nflags:\n", netconfUsage)
 		fs.PrintDefaults()
 	}
 	// Flags may come before or after the subcommand.
 	var pos []string
 	rest := args
 	for len(rest) > 0 {
-		if err := fs.Parse(rest); err != nil {
+		if err := parseFlags(fs, rest); err != nil {
 			return err
 		}
 		if fs.NArg() == 0 {
@@ -43,25 +49,32 @@ func runNetconf(args []string) error {
 		rest = fs.Args()[1:]
 	}
 	if len(pos) == 0 {
-		fs.Usage()
-		return fmt.Errorf("missing subcommand (status, events or asset)")
+		return usagef("missing subcommand (status, events or asset)\n%s", netconfUsage)
 	}
 	req := netconf.Request{Op: pos[0]}
+	afterSet := false
+	fs.Visit(func(f *flag.Flag) { afterSet = afterSet || f.Name == "after" })
 	switch {
-	case pos[0] == netconf.OpStatus && len(pos) == 1:
-	case pos[0] == netconf.OpEvents && len(pos) == 1:
+	case pos[0] != netconf.OpStatus && pos[0] != netconf.OpEvents && pos[0] != netconf.OpAsset:
+		return usagef("unknown subcommand %q (want status, events or asset NAME)\n%s", pos[0], netconfUsage)
+	case pos[0] == netconf.OpAsset && len(pos) == 1:
+		return usagef("asset: missing NAME\n%s", netconfUsage)
+	case pos[0] == netconf.OpAsset && len(pos) > 2, pos[0] != netconf.OpAsset && len(pos) > 1:
+		return usagef("%s: unexpected argument %q\n%s", pos[0], pos[len(pos)-1], netconfUsage)
+	case afterSet && pos[0] != netconf.OpEvents:
+		return usagef("-after is for events\n%s", netconfUsage)
+	}
+	switch pos[0] {
+	case netconf.OpEvents:
 		req.After = *after
-	case pos[0] == netconf.OpAsset && len(pos) == 2:
+	case netconf.OpAsset:
 		req.Asset = pos[1]
-	default:
-		fs.Usage()
-		return fmt.Errorf("bad arguments %q (want status, events or asset NAME)", pos)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	resp, err := netconf.Query(ctx, *socket, req)
 	if err != nil {
-		return err
+		return socketError(err, "the netconf service", *socket)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(os.Stdout)

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/otgate/otgate/services/segment"
@@ -17,39 +16,43 @@ func init() {
 	register(command{name: "segment", summary: "show the gate's microsegments and the monitor-mode report", run: runSegment})
 }
 
+const segmentUsage = "usage: otgate segment [-socket PATH] [-json] show|report|status\n\n" +
+	"  show    each asset: zone, mode, overlay endpoint, who may reach it\n" +
+	"  report  monitor zones: the flows enforce mode would have blocked\n" +
+	"  status  the ruleset in force, forwarding, exceptions, recent events"
+
 func runSegment(args []string) error {
-	fs := flag.NewFlagSet("segment", flag.ContinueOnError)
+	fs := flag.NewFlagSet("otgate segment", flag.ContinueOnError)
 	socket := fs.String("socket", segment.DefaultSocket, "segment service status socket")
 	asJSON := fs.Bool("json", false, "print JSON instead of words")
 	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: otgate segment [-socket path] [-json] show|report|status")
+		fmt.Fprintf(fs.Output(), "%s\n\nflags:\n", segmentUsage)
 		fs.PrintDefaults()
 	}
-	if len(args) == 0 {
-		fs.Usage()
-		return fmt.Errorf("missing subcommand (show, report or status)")
-	}
-	op, rest := args[0], args[1:]
-	if strings.HasPrefix(op, "-") { // flags first: otgate segment -socket x show
-		if err := fs.Parse(args); err != nil {
+	// Flags may come before or after the subcommand.
+	var pos []string
+	for rest := args; len(rest) > 0; {
+		if err := parseFlags(fs, rest); err != nil {
 			return err
 		}
-		if fs.NArg() != 1 {
-			fs.Usage()
-			return fmt.Errorf("want exactly one subcommand, got %q", fs.Args())
+		if fs.NArg() == 0 {
+			break
 		}
-		op = fs.Arg(0)
-	} else if err := fs.Parse(rest); err != nil {
-		return err
+		pos = append(pos, fs.Arg(0))
+		rest = fs.Args()[1:]
 	}
-	switch op {
-	case segment.OpShow, segment.OpReport, segment.OpStatus:
-	default:
-		return fmt.Errorf("unknown subcommand %q (want show, report or status)", op)
+	switch {
+	case len(pos) == 0:
+		return usagef("missing subcommand (show, report or status)\n%s", segmentUsage)
+	case pos[0] != segment.OpShow && pos[0] != segment.OpReport && pos[0] != segment.OpStatus:
+		return usagef("unknown subcommand %q (want show, report or status)\n%s", pos[0], segmentUsage)
+	case len(pos) > 1:
+		return usagef("%s: unexpected argument %q\n%s", pos[0], pos[1], segmentUsage)
 	}
+	op := pos[0]
 	resp, err := segment.Query(*socket, op)
 	if err != nil {
-		return err
+		return socketError(err, "the segment service", *socket)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(os.Stdout)

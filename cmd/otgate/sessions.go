@@ -1,11 +1,11 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -20,17 +20,26 @@ func init() {
 const sessionsUsage = `usage: otgate sessions [--socket PATH] [list]
        otgate sessions revoke-user USER [--reason TEXT]
        otgate sessions revoke-serial USER SERIAL [--reason TEXT]
-       otgate sessions reload
-       otgate sessions unlock USER`
+       otgate sessions reload [--reason TEXT]
+       otgate sessions unlock USER [--reason TEXT]
+
+Talks to the proxy's admin socket (root only). revoke-user invalidates
+every certificate issued to USER so far and ends their live sessions;
+revoke-serial one certificate (hex serial, as list shows it) and the
+sessions opened with it; reload reads the applied policy again and ends
+the sessions it no longer allows; unlock lifts a login lockout. Each is an
+"admin" event in the audit log, with --reason. Flags may come before or
+after the operation.`
 
 func runSessions(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("otgate sessions", flag.ContinueOnError)
 	socket := fs.String("socket", adminapi.DefaultSocket, "the proxy's admin socket")
-	reason := fs.String("reason", "", "why (recorded in the audit log)")
+	reason := fs.String("reason", "", "why (recorded in the audit log; not for list)")
+	fs.Usage = func() { fmt.Fprintf(fs.Output(), "%s\n\nflags:\n", sessionsUsage); fs.PrintDefaults() }
 	// flags may come before or after the operation
 	var pos []string
 	for len(args) > 0 {
-		if err := fs.Parse(args); err != nil {
+		if err := parseFlags(fs, args); err != nil {
 			return err
 		}
 		if fs.NArg() == 0 {
@@ -43,10 +52,22 @@ func runSessions(args []string, out io.Writer) error {
 	if len(pos) > 0 {
 		op, pos = pos[0], pos[1:]
 	}
-	want := map[string]int{"list": 0, "revoke-user": 1, "revoke-serial": 2, "reload": 0, "unlock": 1}
-	n, ok := want[op]
-	if !ok || len(pos) != n {
-		return errors.New(sessionsUsage)
+	want := map[string][]string{"list": nil, "revoke-user": {"USER"}, "revoke-serial": {"USER", "SERIAL"}, "reload": nil, "unlock": {"USER"}}
+	names, ok := want[op]
+	switch {
+	case !ok:
+		return usagef("unknown operation %q\n%s", op, sessionsUsage)
+	case len(pos) < len(names):
+		return usagef("%s: missing %s\n%s", op, strings.Join(names[len(pos):], " "), sessionsUsage)
+	case len(pos) > len(names):
+		return usagef("%s: unexpected argument %q\n%s", op, pos[len(names)], sessionsUsage)
+	case op == "list" && *reason != "":
+		return usagef("list: --reason is for the operations that change something\n%s", sessionsUsage)
+	}
+	for i, p := range pos {
+		if strings.TrimSpace(p) == "" {
+			return usagef("%s: empty %s\n%s", op, names[i], sessionsUsage)
+		}
 	}
 	var req adminapi.Request
 	switch op {
@@ -57,23 +78,29 @@ func runSessions(args []string, out io.Writer) error {
 	case "revoke-serial":
 		req = adminapi.Request{Op: adminapi.OpRevokeSerial, User: pos[0], Serial: pos[1], Reason: *reason}
 	case "reload":
-		req = adminapi.Request{Op: adminapi.OpReload}
+		req = adminapi.Request{Op: adminapi.OpReload, Reason: *reason}
 	case "unlock":
-		req = adminapi.Request{Op: adminapi.OpUnlock, User: pos[0]}
+		req = adminapi.Request{Op: adminapi.OpUnlock, User: pos[0], Reason: *reason}
 	}
 	rsp, err := adminapi.Call(*socket, req)
 	if err != nil {
-		return err
+		return socketError(err, "the proxy", *socket)
 	}
 	switch op {
 	case "list":
 		printSessions(out, rsp.Sessions)
 	case "unlock":
-		fmt.Fprintf(out, "unlocked %s\n", pos[0])
+		fmt.Fprintf(out, "unlocked %s: they may log in again\n", pos[0])
 	case "reload":
-		fmt.Fprintf(out, "policy reloaded; %d live sessions ended as no longer allowed\n", rsp.Ended)
+		src := ""
+		if rsp.Policy != "" {
+			src = " from " + rsp.Policy
+		}
+		fmt.Fprintf(out, "policy reloaded%s; %d live sessions ended as no longer allowed\n", src, rsp.Ended)
+	case "revoke-user":
+		fmt.Fprintf(out, "revoked every certificate of %s (they must log in again); %d live sessions ended\n", pos[0], rsp.Ended)
 	default:
-		fmt.Fprintf(out, "revoked; %d live sessions ended\n", rsp.Ended)
+		fmt.Fprintf(out, "revoked certificate %s of %s; %d live sessions ended\n", pos[1], pos[0], rsp.Ended)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,42 +25,65 @@ func init() {
 
 func runSite(args []string) error { return siteCommand(args, os.Stdout) }
 
+const siteUsage = "usage: otgate site check FILE\n       otgate site apply [-if-missing] [-dir " + site.DefaultStateDir + "] [-boot-config " + bootcfg.Path +
+	"] [-identity-socket " + api.DefaultSocket + "] [-no-reload] FILE\n\n" +
+	"check validates a site file (YAML) and changes nothing; apply (root, on the gate) validates it, seals the\n" +
+	"data key for the next boot, stores it as the applied policy and asks the running services to take it,\n" +
+	"one line each: reloaded (with the sessions it ended), not running, or FAILED (exit 1)."
+
 func siteCommand(args []string, out io.Writer) error {
-	usage := "usage: otgate site check FILE\n       otgate site apply [-if-missing] [-dir " + site.DefaultStateDir + "] [-boot-config " + bootcfg.Path + "] [-identity-socket " + api.DefaultSocket + "] [-no-reload] FILE"
+	usage := siteUsage
 	if len(args) == 0 {
-		return fmt.Errorf("missing subcommand\n%s", usage)
+		return usagef("missing subcommand (check or apply)\n%s", usage)
 	}
-	fs := flag.NewFlagSet("site "+args[0], flag.ContinueOnError)
-	dir := fs.String("dir", site.DefaultStateDir, "apply: state directory receiving "+site.AppliedFile)
-	ifMissing := fs.Bool("if-missing", false, "apply: do nothing when a policy is already applied (first boot)")
-	bootConfig := fs.String("boot-config", bootcfg.Path, "apply: the gate's boot config (absent: not a gate, the policy is only stored)")
-	socket := fs.String("identity-socket", api.DefaultSocket, "apply: the identity service, which seals the data key for the next boot")
-	noReload := fs.Bool("no-reload", false, "apply: do not ask the running services to take the new policy (they still notice the file)")
-	if err := fs.Parse(args[1:]); err != nil {
+	op := args[0]
+	switch op {
+	case "check", "apply":
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintln(os.Stderr, usage)
+		return flag.ErrHelp
+	default:
+		return usagef("unknown subcommand %q (want check or apply)\n%s", op, usage)
+	}
+	fs := flag.NewFlagSet("otgate site "+op, flag.ContinueOnError)
+	var dir, bootConfig, socket *string
+	var ifMissing, noReload *bool
+	if op == "apply" {
+		dir = fs.String("dir", site.DefaultStateDir, "state directory receiving "+site.AppliedFile)
+		ifMissing = fs.Bool("if-missing", false, "do nothing when a policy is already applied (first boot)")
+		bootConfig = fs.String("boot-config", bootcfg.Path, "the gate's boot config (absent: not a gate, the policy is only stored)")
+		socket = fs.String("identity-socket", api.DefaultSocket, "the identity service, which seals the data key for the next boot")
+		noReload = fs.Bool("no-reload", false, "do not ask the running services to take the new policy (they still notice the file)")
+	}
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), usage)
+		if op == "apply" {
+			fmt.Fprintln(fs.Output(), "\nflags:")
+			fs.PrintDefaults()
+		}
+	}
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return fmt.Errorf("want exactly one FILE, got %q\n%s", fs.Args(), usage)
+		return usagef("%s: want exactly one FILE, got %q\n%s", op, fs.Args(), usage)
 	}
 	file := fs.Arg(0)
-	switch args[0] {
-	case "check":
+	if op == "check" {
 		s, _, err := loadSiteFile(file)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(out, "site: %s is valid: %s\n", file, summary(s))
 		return nil
-	case "apply":
-		t := applyTarget{dir: *dir, bootConfig: *bootConfig, socket: *socket,
-			initBinary: bootmeasure.InitBinary, cmdline: "/proc/cmdline"}
-		if !*noReload {
-			sockets := policyreload.DefaultSockets()
-			t.services = &sockets
-		}
-		return applySite(out, file, t, *ifMissing)
 	}
-	return fmt.Errorf("unknown subcommand %q\n%s", args[0], usage)
+	t := applyTarget{dir: *dir, bootConfig: *bootConfig, socket: *socket,
+		initBinary: bootmeasure.InitBinary, cmdline: "/proc/cmdline"}
+	if !*noReload {
+		sockets := policyreload.DefaultSockets()
+		t.services = &sockets
+	}
+	return applySite(out, file, t, *ifMissing)
 }
 
 // loadSiteFile reads a site file (YAML) or an already compiled policy
@@ -141,12 +165,35 @@ func applySite(out io.Writer, file string, t applyTarget, ifMissing bool) error 
 		fmt.Fprintf(out, "site: applied %s from %s: %s -> %s\n", s.Name, file, summary(s), path)
 		return nil
 	}
+	before := replacing(path, doc)
 	since := time.Now()
 	if err := storeAuthorized(out, t, doc); err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return fmt.Errorf("%w: apply must run as root on the gate (you are uid %d); nothing applied", err, os.Geteuid())
+		}
 		return err
 	}
 	fmt.Fprintf(out, "site: applied %s from %s: %s -> %s\n", s.Name, file, summary(s), path)
+	fmt.Fprintf(out, "site: %s\n", before)
 	return reloadServices(out, t, doc, since)
+}
+
+// replacing says what the policy at path was before doc replaced it.
+func replacing(path string, doc []byte) string {
+	old, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return "no policy was applied before"
+	case err != nil:
+		return fmt.Sprintf("replaces a policy that could not be read (%v)", err)
+	case bytes.Equal(old, doc):
+		return "unchanged: the same policy was already applied"
+	}
+	a, err := site.Decode(old)
+	if err != nil {
+		return fmt.Sprintf("replaces a corrupt policy (%v)", err)
+	}
+	return fmt.Sprintf("replaces %s from %s (sha256 %x): %s", a.Site.Name, a.Source, a.SourceSHA256[:6], summary(&a.Site))
 }
 
 func summary(s *site.Site) string {

@@ -40,20 +40,32 @@ or whose NTS certificate expired before it; "otgate time step" then lifts the
 floor for that first sync, and the clock goes back to what the servers say.`
 
 func runTime(args []string) error {
-	step := len(args) > 0 && args[0] == "step"
-	if step {
-		args = args[1:]
-	}
 	fs := flag.NewFlagSet("otgate time", flag.ContinueOnError)
 	socket := fs.String("socket", bootcfg.StatusSocket, "init's status socket")
 	approval := fs.String("approval", timesync.DefaultApproval, "where the time service looks for an approval")
-	wait := fs.Duration("wait", 30*time.Second, "how long step waits for the time service's answer")
+	wait := fs.Duration("wait", 30*time.Second, "how long step waits for the time service's answer (above 0)")
 	fs.Usage = func() { fmt.Fprintf(fs.Output(), "%s\n\nflags:\n", timeUsage); fs.PrintDefaults() }
-	if err := fs.Parse(args); err != nil {
-		return err
+	// Flags may come before or after step.
+	var pos []string
+	for len(args) > 0 {
+		if err := parseFlags(fs, args); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q\n%s", fs.Arg(0), timeUsage)
+	step := len(pos) > 0 && pos[0] == "step"
+	if step {
+		pos = pos[1:]
+	}
+	if len(pos) > 0 {
+		return usagef("unexpected argument %q (want nothing or step)\n%s", pos[0], timeUsage)
+	}
+	if *wait <= 0 {
+		return usagef("-wait %s: want a duration above 0, e.g. 30s\n%s", *wait, timeUsage)
 	}
 	if !step {
 		sv, err := timesyncRow(*socket)
@@ -69,11 +81,11 @@ func runTime(args []string) error {
 func timesyncRow(socket string) (*initstatus.Service, error) {
 	c, err := initstatus.Dial(socket)
 	if err != nil {
-		return nil, err
+		return nil, initSocketError(err, socket)
 	}
 	st, err := c.Status()
 	if err != nil {
-		return nil, err
+		return nil, initSocketError(err, socket)
 	}
 	for i := range st.Services {
 		if st.Services[i].Name == "timesync" {
@@ -87,7 +99,7 @@ func timesyncRow(socket string) (*initstatus.Service, error) {
 // poll at once (SIGHUP) and waits for its answer.
 func timeStep(socket, approval string, wait time.Duration, out io.Writer) error {
 	if os.Geteuid() != 0 {
-		return errors.New("step is for root on the gate")
+		return fmt.Errorf("step is for root on the gate (you are uid %d): run it as root; nothing approved", os.Geteuid())
 	}
 	sv, err := timesyncRow(socket)
 	if err != nil {
@@ -111,7 +123,7 @@ func timeStep(socket, approval string, wait time.Duration, out io.Writer) error 
 	}
 	fmt.Fprintf(out, "approved one step (by %s); asking the time service to poll now\n", who)
 	if err := syscall.Kill(sv.PID, syscall.SIGHUP); err != nil {
-		return fmt.Errorf("signal the time service (pid %d): %w", sv.PID, err)
+		return fmt.Errorf("signal the time service (pid %d): %w; the approval is written and good for 10 minutes: the service takes it at its next poll", sv.PID, err)
 	}
 	deadline := time.Now().Add(wait)
 	for {
