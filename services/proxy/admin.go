@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -59,25 +58,10 @@ func (a *AdminServer) Serve() error {
 	}
 }
 
-// adminPeer is the process at the other end of an admin connection,
-// from SO_PEERCRED: who made a call, for the audit log.
-type adminPeer struct {
-	uid, pid int
-	comm     string // its command name, best effort (/proc/<pid>/comm)
-}
-
-func (p adminPeer) String() string {
-	s := fmt.Sprintf("uid %d pid %d", p.uid, p.pid)
-	if p.comm != "" {
-		s += " (" + p.comm + ")"
-	}
-	return s
-}
-
 func (a *AdminServer) serveConn(c *net.UnixConn) {
 	defer c.Close()
 	s := a.srv
-	peer := adminPeer{uid: -1, pid: -1}
+	peer := adminapi.Caller{UID: -1, PID: -1}
 	raw, err := c.SyscallConn()
 	var cred *unix.Ucred
 	cerr := err
@@ -85,12 +69,10 @@ func (a *AdminServer) serveConn(c *net.UnixConn) {
 		raw.Control(func(fd uintptr) { cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
 	}
 	if cerr == nil {
-		peer.uid, peer.pid = int(cred.Uid), int(cred.Pid)
-		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", cred.Pid)); err == nil {
-			peer.comm = strings.TrimSpace(string(b))
-		}
+		peer.UID, peer.PID = int(cred.Uid), int(cred.Pid)
+		peer.Comm = adminapi.Comm(peer.PID)
 	}
-	if cerr != nil || (peer.uid != 0 && peer.uid != a.allowUID) {
+	if cerr != nil || (peer.UID != 0 && peer.UID != a.allowUID) {
 		why := "not root"
 		if cerr != nil {
 			why = fmt.Sprintf("peer credentials unavailable: %v", cerr)
@@ -98,8 +80,8 @@ func (a *AdminServer) serveConn(c *net.UnixConn) {
 		// Fail closed, and say who knocked: a non-root process that
 		// reaches the socket at all means its permissions are wrong.
 		s.cfg.Logf("proxy: admin socket: refused %s: %s", peer, why)
-		s.event(audit.Event{Type: "admin-refused", Reason: fmt.Sprintf("%s: %s", peer, why)})
-		wire.WriteFrame(c, adminapi.Response{Error: fmt.Sprintf("permission denied: uid %d is not root", peer.uid)})
+		s.event(audit.Event{Type: adminapi.EventAdminRefused, Reason: fmt.Sprintf("%s: %s", peer, why)})
+		wire.WriteFrame(c, adminapi.Response{Error: fmt.Sprintf("permission denied: uid %d is not root", peer.UID)})
 		return
 	}
 	for {
@@ -120,37 +102,12 @@ func (a *AdminServer) serveConn(c *net.UnixConn) {
 }
 
 // record appends an "admin" audit event for every call that may change
-// something (all but the listings), done or refused: who (the peer),
-// what, on whom, and the outcome. Never the password or TOTP secret.
-func (a *AdminServer) record(req adminapi.Request, rsp adminapi.Response, peer adminPeer) {
-	if req.Op == adminapi.OpSessions || req.Op == adminapi.OpUserList {
+// something (all but the listings), done or refused (adminapi.Record).
+func (a *AdminServer) record(req adminapi.Request, rsp adminapi.Response, peer adminapi.Caller) {
+	if !adminapi.Changes(req.Op) {
 		return
 	}
-	var what []string
-	if len(req.Roles) > 0 {
-		what = append(what, "roles "+strings.Join(req.Roles, ","))
-	}
-	if req.Op == adminapi.OpUserAdd && req.TOTPSecret != nil {
-		what = append(what, "imported TOTP secret")
-	}
-	if req.Serial != "" {
-		what = append(what, fmt.Sprintf("serial %q", req.Serial))
-	}
-	if req.Reason != "" {
-		what = append(what, fmt.Sprintf("reason %q", req.Reason))
-	}
-	op := req.Op
-	if len(what) > 0 {
-		op += " (" + strings.Join(what, "; ") + ")"
-	}
-	outcome := "done"
-	if rsp.Error != "" {
-		outcome = "refused: " + rsp.Error
-	}
-	if rsp.Ended > 0 {
-		outcome += fmt.Sprintf(", %d live sessions ended", rsp.Ended)
-	}
-	a.srv.event(audit.Event{Type: "admin", User: req.User, Reason: fmt.Sprintf("%s by %s: %s", op, peer, outcome)})
+	a.srv.event(adminapi.Record(req, rsp, peer))
 }
 
 func (a *AdminServer) handle(req adminapi.Request) adminapi.Response {

@@ -4,7 +4,10 @@
 // may share a connection. Every call but the listings (OpSessions,
 // OpUserList), done or refused, is an "admin" event in the proxy's audit
 // log naming the caller's uid, pid and command; a caller refused for its
-// uid is an "admin-refused" event. Passwords and TOTP secrets are never
+// uid is an "admin-refused" event (Record, EventAdmin, EventAdminRefused).
+// `otgate admin user ... --direct`, which opens the user store itself
+// with the proxy stopped, records its changes in the same log the same
+// way, the caller marked Direct. Passwords and TOTP secrets are never
 // recorded.
 package adminapi
 
