@@ -4,18 +4,24 @@ package main
 
 import (
 	"bufio"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"golang.org/x/term"
 
+	"github.com/otgate/otgate/audit"
 	"github.com/otgate/otgate/services/identity/api"
 	"github.com/otgate/otgate/services/proxy/adminapi"
 	"github.com/otgate/otgate/services/proxy/auth"
@@ -62,7 +68,12 @@ removed user end at once.
 proxy stopped): -identity (identity service socket, default
 /run/otgate/identity.sock) and -state (user store directory, default
 /perm/proxy); it needs the store key from the identity service as the
-"proxy" service, so run it as a uid the identity service allows as proxy.`
+"proxy" service, so run it as a uid the identity service allows as proxy.
+A change made with --direct is recorded in the proxy's audit log (-audit,
+default /perm/audit, signed by the device key) before it is acknowledged,
+as the admin socket records it; when the log cannot be opened (the proxy
+is running and holds it, or it is damaged) the change is refused and
+nothing is changed. list is not recorded and does not open the log.`
 
 // adminIO are the streams of an admin command (tests replace them).
 type adminIO struct {
@@ -70,7 +81,7 @@ type adminIO struct {
 	out, errOut io.Writer
 }
 
-func runAdmin(args []string, aio adminIO) error {
+func runAdmin(args []string, aio adminIO) (err error) {
 	if len(args) < 2 || args[0] != "user" {
 		fmt.Fprintln(aio.errOut, adminUsage)
 		return errors.New("admin: want: admin user <subcommand>")
@@ -82,6 +93,7 @@ func runAdmin(args []string, aio adminIO) error {
 	adminSock := fs.String("admin", adminapi.DefaultSocket, "the proxy's admin socket")
 	socket := fs.String("identity", api.DefaultSocket, "with --direct: identity service socket")
 	state := fs.String("state", "/perm/proxy", "with --direct: user store directory")
+	auditDir := fs.String("audit", "/perm/audit", "with --direct: the proxy's audit log directory; a change is recorded there before it is acknowledged, and refused when it cannot be")
 	var roles, secretFile, pwFile *string
 	var pwStdin, invert, existsOK *bool
 	if sub == "add" {
@@ -136,12 +148,20 @@ func runAdmin(args []string, aio adminIO) error {
 	}
 	var ua userAdmin
 	if *direct {
-		st, site, closeStore, err := openUserStore(*socket, *state, aio.errOut)
-		if err != nil {
-			return err
+		// list changes nothing and is not recorded (as through the
+		// socket); every other subcommand needs the audit log.
+		sa, closeAll, oerr := openDirect(*socket, *state, *auditDir, sub != "list", aio.errOut)
+		if oerr != nil {
+			return oerr
 		}
-		defer closeStore()
-		ua = storeAdmin{st: st, site: site}
+		// err is runAdmin's result: a change recorded and acknowledged
+		// whose log then fails to close is still reported.
+		defer func() {
+			if cerr := closeAll(); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+		}()
+		ua = sa
 	} else {
 		ua = socketAdmin{path: *adminSock}
 	}
@@ -303,39 +323,168 @@ func readNewPassword(aio adminIO, fromStdin bool) ([]byte, error) {
 	return a, nil
 }
 
-// openUserStore connects to the identity service and opens the store.
-func openUserStore(socket, dir string, log io.Writer) (*auth.Store, string, func(), error) {
+// openDirect connects to the identity service and opens the user store
+// (--direct). With record (every subcommand but list) it first opens the
+// proxy's audit log in auditDir as the proxy does (signed by the device
+// key through the identity service; anchored to the TPM counter, or
+// marked dev mode), after checking the identity service signs: a change
+// made with --direct is recorded there before it is acknowledged
+// (storeAdmin.record), and when the log cannot be opened (the proxy
+// runs and holds it, the log is damaged, the identity service cannot
+// sign) the command is refused and nothing is changed. There is no flag
+// to go on without the record: a store whose log cannot be opened
+// serves no proxy (the proxy does not start without its log), so the
+// change could wait for the log to be fixed, and an unrecorded change is
+// exactly what the log is there to prevent. closeAll closes the store
+// and then the log (sealing it); its error says the seal failed.
+func openDirect(socket, dir, auditDir string, record bool, errOut io.Writer) (_ storeAdmin, _ func() error, err error) {
+	var closers []func() error
+	closeAll := func() error {
+		var errs []error
+		for i := len(closers) - 1; i >= 0; i-- {
+			errs = append(errs, closers[i]())
+		}
+		closers = nil
+		return errors.Join(errs...)
+	}
+	defer func() {
+		if err != nil {
+			closeAll()
+		}
+	}()
 	c, err := api.Dial(socket)
 	if err != nil {
-		return nil, "", nil, err
+		return storeAdmin{}, nil, err
 	}
+	closers = append(closers, c.Close)
 	st, err := c.Status()
 	if err != nil {
-		c.Close()
-		return nil, "", nil, err
+		return storeAdmin{}, nil, err
 	}
 	if st.Caller != "proxy" {
-		c.Close()
-		return nil, "", nil, fmt.Errorf("the identity service at %s knows this uid (%d) as service %q, but the user store key is a secret of service \"proxy\": run as the proxy's uid (or route the command through the proxy)", socket, os.Getuid(), st.Caller)
+		return storeAdmin{}, nil, fmt.Errorf("the identity service at %s knows this uid (%d) as service %q, but the user store key is a secret of service \"proxy\": run as the proxy's uid (or route the command through the proxy)", socket, os.Getuid(), st.Caller)
 	}
-	site := ""
+	a := storeAdmin{logDir: auditDir, caller: directCaller()}
 	if u, err := url.Parse(st.DeviceURI); err == nil {
-		site = u.Host
+		a.site = u.Host
 	}
-	s, err := auth.Open(auth.Config{Dir: dir, Sealer: c, Issuer: auth.IssuerForSite(site), Events: logEvents{log}})
+	var events auth.Events = logEvents{errOut}
+	if record {
+		w, err := openDirectLog(c, st.DevMode, auditDir, errOut)
+		if err != nil {
+			return storeAdmin{}, nil, err
+		}
+		closers = append(closers, func() error {
+			if err := w.Close(); err != nil {
+				return fmt.Errorf("audit log %s: closing it after the recorded change: %w (the change and its record are durable; the proxy's next start signs what is unsigned)", auditDir, err)
+			}
+			return nil
+		})
+		a.log = w
+		events = auditEvents{log: w, errOut: errOut}
+	}
+	s, err := auth.Open(auth.Config{Dir: dir, Sealer: c, Issuer: auth.IssuerForSite(a.site), Events: events})
 	if err != nil {
-		c.Close()
-		return nil, "", nil, err
+		return storeAdmin{}, nil, err
 	}
-	return s, site, func() { s.Close(); c.Close() }, nil
+	closers = append(closers, func() error { s.Close(); return nil })
+	a.st = s
+	return a, closeAll, nil
 }
 
-// logEvents prints the store's audit events (the CLI has no audit log of
-// its own yet).
+// devModeReason is why the audit records of a gate without a TPM are
+// marked (the proxy's own reason, services/proxy/proxyd).
+const devModeReason = "identity service in dev mode: software key, no TPM"
+
+// openDirectLog opens the proxy's audit log in dir for `--direct` as the
+// proxy opens it (services/proxy/proxyd): the device key signs through
+// the identity service c; the log is anchored to its TPM counter, or, in
+// dev mode, marked so. The identity service is made to sign once first,
+// so a log that could not be signed is never written to.
+func openDirectLog(c *api.Client, devMode bool, dir string, errOut io.Writer) (*audit.Writer, error) {
+	refuse := func(what string, err error) error {
+		return fmt.Errorf("--direct: a change is recorded in the proxy's audit log %s before it is acknowledged, and %s: %w; nothing was changed", dir, what, err)
+	}
+	cert, err := c.TLSCertificate()
+	if err != nil {
+		return nil, refuse("the device key that signs it is not available", err)
+	}
+	signer, ok := cert.PrivateKey.(crypto.Signer)
+	if !ok {
+		return nil, refuse("the device key that signs it is not available", fmt.Errorf("identity tls-cert: key %T cannot sign", cert.PrivateKey))
+	}
+	probe := sha256.Sum256([]byte("otgate admin --direct: does the identity service sign?"))
+	if _, err := signer.Sign(rand.Reader, probe[:], crypto.SHA256); err != nil {
+		return nil, refuse("the identity service does not sign", err)
+	}
+	opts := []audit.Option{audit.WithErrorHandler(func(err error) { fmt.Fprintf(errOut, "otgate admin: audit log %s: %v\n", dir, err) })}
+	if devMode {
+		opts = append(opts, audit.WithDevMode(devModeReason))
+	} else {
+		opts = append(opts, audit.WithAnchor(identityAnchor{c}))
+	}
+	w, err := audit.Open(dir, signer, opts...)
+	switch {
+	case errors.Is(err, audit.ErrInUse):
+		return nil, refuse("another process holds it (is the proxy running? then leave out --direct: its admin socket records the change)", err)
+	case err != nil:
+		return nil, refuse("it cannot be opened (otgate audit verify says why)", err)
+	}
+	return w, nil
+}
+
+// identityAnchor is the audit log's anchor, the TPM counter of the
+// identity service (as the proxy's, services/proxy/proxyd).
+type identityAnchor struct{ c *api.Client }
+
+func (a identityAnchor) Read() (uint64, bool, error) { return a.c.AuditAnchor() }
+
+func (a identityAnchor) Advance(from uint64, fromDefined bool) (uint64, error) {
+	return a.c.AdvanceAuditAnchor(from, fromDefined)
+}
+
+// directCaller is this process as the audit log names the caller of a
+// --direct change (the admin socket names its peer from SO_PEERCRED).
+func directCaller() adminapi.Caller {
+	c := adminapi.Caller{UID: os.Getuid(), PID: os.Getpid(), Comm: adminapi.Comm(os.Getpid()), Direct: true}
+	if c.Comm == "" {
+		c.Comm = filepath.Base(os.Args[0])
+	}
+	return c
+}
+
+// logEvents prints the store's events (list: the audit log is not open).
 type logEvents struct{ w io.Writer }
 
 func (l logEvents) AuthEvent(e auth.AuthEvent) {
 	fmt.Fprintf(l.w, "audit: %s %s user=%s generation=%d %s\n", e.Time.UTC().Format(time.RFC3339), e.Kind, e.User, e.Generation, e.Detail)
+}
+
+// auditEvents writes the store's events to the audit log durably, as the
+// proxy does (proxy.AuthEvents, which this command cannot import on
+// every platform it builds for), and prints them.
+type auditEvents struct {
+	log    *audit.Writer
+	errOut io.Writer
+}
+
+func (a auditEvents) AuthEvent(e auth.AuthEvent) {
+	logEvents{a.errOut}.AuthEvent(e)
+	ev := audit.Event{Type: string(e.Kind), User: e.User, Reason: string(e.Reason)}
+	if e.Source.IsValid() {
+		ev.Source = e.Source.String()
+	}
+	if e.Detail != "" {
+		if ev.Reason != "" {
+			ev.Reason += ": "
+		}
+		ev.Reason += e.Detail
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := a.log.Append(ctx, ev); err != nil {
+		fmt.Fprintf(a.errOut, "otgate admin: audit log: store event %s of %q: %v\n", e.Kind, e.User, err)
+	}
 }
 
 func printEnrolment(w io.Writer, en *adminapi.Enrolment, invert bool) error {

@@ -35,7 +35,7 @@ func admin(t *testing.T, stdin string, args ...string) (string, error) {
 func TestAdminUserLifecycle(t *testing.T) {
 	id := authtest.StartIdentity(t)
 	state := filepath.Join(t.TempDir(), "proxy")
-	common := []string{"--direct", "-identity", id.Socket, "-state", state}
+	common := []string{"--direct", "-identity", id.Socket, "-state", state, "-audit", filepath.Join(t.TempDir(), "audit")}
 	run := func(stdin string, args ...string) string {
 		t.Helper()
 		out, err := admin(t, stdin, append(args, common...)...)

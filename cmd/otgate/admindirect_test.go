@@ -1,0 +1,233 @@
+//go:build !windows
+
+package main
+
+import (
+	"crypto"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/otgate/otgate/audit"
+	"github.com/otgate/otgate/services/proxy/auth"
+	"github.com/otgate/otgate/services/proxy/auth/authtest"
+	"github.com/otgate/otgate/services/proxy/auth/totp"
+)
+
+// auditEntries reads every record of the log in dir.
+func auditEntries(t *testing.T, dir string) []audit.Entry {
+	t.Helper()
+	r, err := audit.NewReader(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var out []audit.Entry
+	for {
+		e, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("read audit log %s: %v", dir, err)
+		}
+		out = append(out, e)
+	}
+}
+
+// auditEventsOf are the log's events of type typ.
+func auditEventsOf(t *testing.T, dir, typ string) []audit.Event {
+	t.Helper()
+	var out []audit.Event
+	for _, e := range auditEntries(t, dir) {
+		if ev, ok := e.Body.(audit.Event); ok && ev.Type == typ {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// verifyDirectLog verifies the log in dir as an auditor would on a
+// stopped gate: signed by the device key, sealed, and not behind the
+// TPM anchor counter.
+func verifyDirectLog(t *testing.T, id *authtest.Identity, dir string) *audit.Report {
+	t.Helper()
+	cert, err := id.Client.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter, defined, err := id.Client.AuditAnchor()
+	if err != nil || !defined {
+		t.Fatalf("anchor counter: %d, defined %v, %v: want it advanced by the --direct runs", counter, defined, err)
+	}
+	rep, err := audit.Verify(dir, audit.Trust{PublicKey: cert.Leaf.PublicKey, RequireSealed: true, Anchor: &counter})
+	if err != nil {
+		t.Fatalf("verify the audit log after --direct changes: %v", err)
+	}
+	if rep.Unsigned != 0 {
+		t.Errorf("%d unsigned records after --direct changes", rep.Unsigned)
+	}
+	return rep
+}
+
+// A change made with --direct (the proxy stopped) is an "admin" record
+// in the proxy's signed, hash-chained audit log, of the same shape as
+// the admin socket's, naming this process (uid, pid, command) and
+// --direct, done or refused; list is not recorded. The log verifies
+// (signatures, seal, TPM anchor) and holds no secret.
+func TestAdminDirectRecorded(t *testing.T) {
+	id := authtest.StartIdentity(t)
+	dir := t.TempDir()
+	logDir := filepath.Join(dir, "audit")
+	common := []string{"--direct", "-identity", id.Socket, "-state", filepath.Join(dir, "proxy"), "-audit", logDir}
+	const password = "correct horse battery"
+	secret, err := totp.GenerateSecret(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sf := filepath.Join(dir, "alice.totp")
+	if err := os.WriteFile(sf, []byte(totp.EncodeSecret(secret)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	calls := []struct {
+		args    []string
+		want    string // the record's reason starts with it; "": not recorded
+		refused bool
+	}{
+		{[]string{"add", "alice", "--roles", "engineer", "--password-stdin", "--totp-secret-file", sf}, "user-add (roles engineer; imported TOTP secret) by ", false},
+		{[]string{"list"}, "", false},
+		{[]string{"disable", "alice"}, "user-disable by ", false},
+		{[]string{"unlock", "alice"}, "unlock by ", true}, // not locked
+		{[]string{"enable", "alice"}, "user-enable by ", false},
+		{[]string{"revoke", "alice"}, `revoke-user (reason "admin revoke (otgate admin user revoke)") by `, false},
+		{[]string{"reset-totp", "alice"}, "user-reset-totp by ", false},
+		{[]string{"disable", "nobody"}, "user-disable by ", true},
+		{[]string{"remove", "alice"}, "user-remove by ", false},
+	}
+	var reset string
+	for _, c := range calls {
+		out, err := admin(t, password+"\n", append(c.args, common...)...)
+		if (err != nil) != c.refused {
+			t.Fatalf("admin user %v: %v, want refused %v", c.args, err, c.refused)
+		}
+		if c.args[0] == "reset-totp" {
+			m := regexp.MustCompile(`(?m)^otpauth://\S+$`).FindString(out)
+			k, err := totp.ParseURI(m)
+			if err != nil {
+				t.Fatalf("reset-totp printed no URI: %v", err)
+			}
+			reset = totp.EncodeSecret(k.Secret)
+		}
+	}
+	me := fmt.Sprintf("by uid %d pid %d (", os.Getuid(), os.Getpid())
+	evs := auditEventsOf(t, logDir, "admin")
+	i := 0
+	for _, c := range calls {
+		if c.want == "" {
+			continue
+		}
+		if i >= len(evs) {
+			t.Fatalf("no admin record for %v; the log has %+v", c.args, evs)
+		}
+		ev := evs[i]
+		i++
+		user := c.args[1]
+		if ev.User != user || !strings.HasPrefix(ev.Reason, c.want) || !strings.Contains(ev.Reason, me) ||
+			!strings.Contains(ev.Reason, ") with --direct: ") {
+			t.Errorf("admin record %+v for %v: want user %q, reason starting %q, naming %q and --direct", ev, c.args, user, c.want, me)
+		}
+		if got := strings.Contains(ev.Reason, ": refused: "); got != c.refused {
+			t.Errorf("admin record %+v for %v: refusal recorded %v, want %v", ev, c.args, got, c.refused)
+		}
+	}
+	if i != len(evs) {
+		t.Errorf("%d admin records, want %d: %+v", len(evs), i, evs)
+	}
+	// The store's own events are in the log too, as the proxy writes them.
+	if added := auditEventsOf(t, logDir, string(auth.EventUserAdded)); len(added) != 1 || added[0].User != "alice" {
+		t.Errorf("user-added events %+v: want one for alice", added)
+	}
+	for _, e := range auditEntries(t, logDir) {
+		b := fmt.Sprintf("%+v", e.Body)
+		for _, s := range []string{password, totp.EncodeSecret(secret), reset} {
+			if strings.Contains(b, s) {
+				t.Errorf("audit record %s holds a secret", b)
+			}
+		}
+	}
+	rep := verifyDirectLog(t, id, logDir)
+	if rep.DevRecords != 0 {
+		t.Errorf("%d dev-mode records from a TPM-backed identity", rep.DevRecords)
+	}
+}
+
+// When the audit log cannot be opened, a --direct change is refused
+// with the reason and changes nothing: the proxy running (it holds the
+// log), or a log directory that cannot be opened.
+func TestAdminDirectRefusedWithoutLog(t *testing.T) {
+	id := authtest.StartIdentity(t)
+	dir := t.TempDir()
+	state, logDir := filepath.Join(dir, "proxy"), filepath.Join(dir, "audit")
+	common := []string{"--direct", "-identity", id.Socket, "-state", state}
+	if _, err := admin(t, "correct horse battery\n", append([]string{"add", "alice", "--password-stdin", "-audit", logDir}, common...)...); err != nil {
+		t.Fatal(err)
+	}
+	users := func() []auth.UserInfo {
+		t.Helper()
+		st, err := auth.Open(auth.Config{Dir: state, Sealer: id.Client})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		return st.Users()
+	}
+	before := fmt.Sprintf("%+v", users())
+
+	// The proxy running: another writer holds the log.
+	cert, err := id.Client.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder, err := audit.Open(logDir, cert.PrivateKey.(crypto.Signer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"disable", "alice"}, {"remove", "alice"}, {"add", "bob", "--password-stdin"}} {
+		_, err := admin(t, "correct horse battery\n", append(append(args, "-audit", logDir), common...)...)
+		t.Logf("refused: %v", err)
+		if !errors.Is(err, audit.ErrInUse) || !strings.Contains(err.Error(), "is the proxy running?") || !strings.Contains(err.Error(), "nothing was changed") {
+			t.Errorf("%v while the log is held: %v, want ErrInUse naming the running proxy and that nothing changed", args, err)
+		}
+	}
+	if err := holder.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if after := fmt.Sprintf("%+v", users()); after != before {
+		t.Errorf("users changed by refused --direct calls:\nbefore %s\nafter  %s", before, after)
+	}
+	if evs := auditEventsOf(t, logDir, "admin"); len(evs) != 1 {
+		t.Errorf("admin records %+v: want only alice's add", evs)
+	}
+
+	// A log that cannot be opened (here: a file where the directory
+	// should be): refused before the store is opened or created.
+	notDir := filepath.Join(dir, "not-a-dir")
+	if err := os.WriteFile(notDir, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fresh := filepath.Join(dir, "fresh-store")
+	_, err = admin(t, "correct horse battery\n", "add", "carol", "--password-stdin", "--direct", "-identity", id.Socket, "-state", fresh, "-audit", notDir)
+	t.Logf("refused: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "cannot be opened") || !strings.Contains(err.Error(), notDir) {
+		t.Errorf("add with an audit log that cannot be opened: %v, want a refusal naming %s", err, notDir)
+	}
+	if _, err := os.Stat(fresh); !os.IsNotExist(err) {
+		t.Errorf("store %s touched by a refused --direct add: %v", fresh, err)
+	}
+	verifyDirectLog(t, id, logDir)
+}
