@@ -19,7 +19,8 @@ func init() {
 const segmentUsage = "usage: otgate segment [-socket PATH] [-json] show|report|status\n\n" +
 	"  show    each asset: zone, mode, overlay endpoint, who may reach it\n" +
 	"  report  monitor zones: the flows enforce mode would have blocked\n" +
-	"  status  the ruleset in force, forwarding, exceptions, recent events"
+	"  status  the ruleset in force, forwarding, exceptions, recent events;\n" +
+	"          exit 1 when segmentation is DEGRADED (what is wrong on stderr)"
 
 func runSegment(args []string) error {
 	fs := flag.NewFlagSet("otgate segment", flag.ContinueOnError)
@@ -63,7 +64,13 @@ func runSegment(args []string) error {
 		case segment.OpReport:
 			return enc.Encode(resp.Report)
 		default:
-			return enc.Encode(resp.Status)
+			if err := enc.Encode(resp.Status); err != nil {
+				return err
+			}
+			if resp.Status != nil && resp.Status.Degraded != "" {
+				return fmt.Errorf("segmentation is DEGRADED: %s", resp.Status.Degraded)
+			}
+			return nil
 		}
 	}
 	switch op {
@@ -104,6 +111,10 @@ func runSegment(args []string) error {
 		}
 		for _, e := range st.Events {
 			fmt.Printf("%s %s: %s\n", e.Time.UTC().Format(time.RFC3339), e.Kind, e.Message)
+		}
+		if st.Degraded != "" {
+			// As otgate status: monitoring scripts rely on the exit status.
+			return fmt.Errorf("segmentation is DEGRADED: %s", st.Degraded)
 		}
 	}
 	return nil
