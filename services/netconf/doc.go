@@ -19,6 +19,15 @@
 //     or dhcp); an address a DHCP run left that the static uplink keeps
 //     is made permanent (it had the lease's lifetime: the kernel would
 //     remove it, and the uplink with it, at the old lease's end).
+//     A static uplink's DNS servers in a protected range (a zone's
+//     subnet, a downlink's, the overlay prefix: as for a lease, below)
+//     are not written to resolv.conf, each said in the log and the
+//     status (uplink.not_used) with the lease's words: the site file
+//     refuses such an uplink.dns, but a policy compiled by an older build
+//     and -uplink-dns are not checked there. When the uplink names
+//     servers and none is left, resolv.conf is rewritten naming none; a
+//     policy sync that changes which are left rewrites it. A static
+//     uplink naming no DNS server leaves resolv.conf alone, as before.
 //   - Interfaces (Plan, Reconciler): the uplink by DHCP or statically, each
 //     OT downlink statically with the gate's address in each of its zones
 //     (the zone's gate_address in the applied site policy, with the zone

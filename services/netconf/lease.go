@@ -271,23 +271,33 @@ func checkProtected(l Lease, protected []Protected) error {
 // lease is unauthenticated: whoever answers on the IT side can name any
 // address. The others are left out, said in l.NotUsed.
 func (l *Lease) uplinkDNS(protected []Protected) {
-	var keep []netip.Addr
-	l.NotUsed = nil
-	for _, a := range l.DNS {
-		if err := checkAddr(a); err != nil {
-			l.NotUsed = append(l.NotUsed, fmt.Sprintf("DNS server %s of the lease: %v: not used", a, err))
-			continue
+	l.DNS, l.NotUsed = dnsToUse(l.DNS, "the lease", checkAddr, protected)
+}
+
+// dnsToUse splits servers, the DNS servers of what ("the lease", "the
+// static uplink"), into those the gate may ask (keep) and what is not
+// used and why, in the order of servers: a server check refuses (nil: no
+// check), or one in a protected range (the gate resolves names on the
+// uplink side only). When none is left of servers, notUsed ends saying
+// so: resolv.conf then names none.
+func dnsToUse(servers []netip.Addr, what string, check func(netip.Addr) error, protected []Protected) (keep []netip.Addr, notUsed []string) {
+	for _, a := range servers {
+		if check != nil {
+			if err := check(a); err != nil {
+				notUsed = append(notUsed, fmt.Sprintf("DNS server %s of %s: %v: not used", a, what, err))
+				continue
+			}
 		}
 		if p, ok := protectedHolding(a, protected); ok {
-			l.NotUsed = append(l.NotUsed, fmt.Sprintf("DNS server %s of the lease is in %s %s: not used (the gate resolves names on the uplink side only)", a, p.What, p.Prefix))
+			notUsed = append(notUsed, fmt.Sprintf("DNS server %s of %s is in %s %s: not used (the gate resolves names on the uplink side only)", a, what, p.What, p.Prefix))
 			continue
 		}
 		keep = append(keep, a)
 	}
-	if len(keep) == 0 && len(l.NotUsed) > 0 {
-		l.NotUsed = append(l.NotUsed, "no DNS server of the lease is left: resolv.conf names none")
+	if len(keep) == 0 && len(notUsed) > 0 {
+		notUsed = append(notUsed, fmt.Sprintf("no DNS server of %s is left: resolv.conf names none", what))
 	}
-	l.DNS = keep
+	return keep, notUsed
 }
 
 // lastAddr is the highest address of p (its broadcast address).

@@ -201,6 +201,7 @@ func (s *Service) Run(ctx context.Context) error {
 	switch s.Uplink.Mode {
 	case UplinkStatic:
 		s.static = NewStaticUplink(s.Handle, s.NS, s.Uplink, s.Resolver)
+		s.static.Protected, s.static.Logf = s.protectedNow, s.Logf
 		s.applyStatic()
 	case UplinkDHCP:
 		s.dhcp = &DHCPClient{Link: s.Uplink.Name, Handle: s.Handle, NS: s.NS, Resolver: s.Resolver, HintPath: s.HintPath,
@@ -235,7 +236,9 @@ func (s *Service) Run(ctx context.Context) error {
 			s.Logf("netconf: %s", why)
 		}
 		s.sync()
-		if why == policywatch.Repair && s.static != nil {
+		// A sync that changes the OT side can change which of a static
+		// uplink's DNS servers are used (as for a held lease).
+		if s.static != nil && (why == policywatch.Repair || s.static.DNSStale()) {
 			s.applyStatic()
 		}
 	})
@@ -283,6 +286,7 @@ func (s *Service) applyStatic() {
 	if s.Uplink.Gateway.IsValid() {
 		s.status.Uplink.Gateway = s.Uplink.Gateway.String()
 	}
+	s.status.Uplink.NotUsed = s.static.NotUsed()
 	s.status.Uplink.Error = ""
 	if err != nil {
 		s.status.Uplink.Error = err.Error()
@@ -612,6 +616,9 @@ type UplinkStatus struct {
 	// Source says where the uplink's configuration came from: "from the
 	// site file", "from the flags", or the default.
 	Source string `cbor:"9,keyasint,omitempty" json:"source,omitempty"`
+	// NotUsed says which DNS servers of a static uplink are not used,
+	// and why (on the OT side; a lease's are in DHCP.Lease.NotUsed).
+	NotUsed []string `cbor:"10,keyasint,omitempty" json:"not_used,omitempty"`
 }
 
 // LinkStatus is one planned downlink.

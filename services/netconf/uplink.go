@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -20,6 +22,11 @@ type UplinkConfig struct {
 	Gateway  netip.Addr    // zero: no default route
 	DNS      []netip.Addr
 	Search   []string
+
+	// rewriteDNS writes resolv.conf even when DNS and Search are empty:
+	// a static uplink whose every DNS server was left out (dnsToUse)
+	// must not leave an earlier file's servers there.
+	rewriteDNS bool
 }
 
 // foreverLft is the kernel's infinite address lifetime
@@ -141,8 +148,9 @@ func (u *uplinkLink) apply(c UplinkConfig) (bool, error) {
 		return fail(err)
 	}
 	// A lease always rewrites the file: one with no DNS server left to
-	// use (uplinkDNS) must not leave an earlier lease's there.
-	if len(c.DNS) > 0 || len(c.Search) > 0 || u.proto == unix.RTPROT_DHCP {
+	// use (uplinkDNS) must not leave an earlier lease's there; so does a
+	// static uplink that names servers, none of them left.
+	if len(c.DNS) > 0 || len(c.Search) > 0 || u.proto == unix.RTPROT_DHCP || c.rewriteDNS {
 		if err := u.resolver.Write(u.source, c.DNS, c.Search); err != nil {
 			return fail(err)
 		}
@@ -267,8 +275,20 @@ func (u *uplinkLink) clear() error {
 
 // StaticUplink configures the uplink from fixed settings.
 type StaticUplink struct {
+	// Protected returns the ranges a DNS server of the uplink must not
+	// be in (the OT side, as for a lease: DHCPClient.Protected); nil:
+	// none. A policy compiled before the site file refused such an
+	// uplink.dns, or -uplink-dns, can still name one.
+	Protected func() []Protected
+	// Logf says which DNS servers are not used, when that changes.
+	Logf func(string, ...any)
+
 	link *uplinkLink
 	cfg  UplinkConfig
+
+	mu      sync.Mutex
+	notUsed []string     // as the last Apply said
+	inUse   []netip.Addr // as the last successful Apply wrote
 }
 
 // NewStaticUplink returns the static configuration of u through h, whose
@@ -284,8 +304,59 @@ func NewStaticUplink(h *netlink.Handle, ns netns.NsHandle, u Uplink, r *Resolver
 }
 
 // Apply converges the uplink to the static settings and reports whether
-// the kernel changed (a second Apply changes nothing).
-func (s *StaticUplink) Apply() (bool, error) { return s.link.apply(s.cfg) }
+// the kernel changed (a second Apply changes nothing). DNS servers in a
+// Protected range are not used (dnsToUse; logged when that changes);
+// when the uplink names servers and none is left, resolv.conf is
+// rewritten naming none.
+func (s *StaticUplink) Apply() (bool, error) {
+	c := s.cfg
+	var notUsed []string
+	c.DNS, notUsed = s.dnsNow()
+	c.rewriteDNS = len(s.cfg.DNS) > 0
+	s.mu.Lock()
+	said := slices.Equal(s.notUsed, notUsed)
+	s.notUsed = notUsed
+	s.mu.Unlock()
+	if !said && s.Logf != nil {
+		for _, n := range notUsed {
+			s.Logf("netconf: static uplink %s: %s", s.link.name, n)
+		}
+	}
+	changed, err := s.link.apply(c)
+	if err == nil {
+		s.mu.Lock()
+		s.inUse = c.DNS
+		s.mu.Unlock()
+	}
+	return changed, err
+}
+
+// dnsNow splits the uplink's DNS servers by the Protected ranges now.
+func (s *StaticUplink) dnsNow() (use []netip.Addr, notUsed []string) {
+	var prot []Protected
+	if s.Protected != nil {
+		prot = s.Protected()
+	}
+	return dnsToUse(s.cfg.DNS, "the static uplink", nil, prot)
+}
+
+// NotUsed says which of the uplink's DNS servers the last Apply left
+// out, and why.
+func (s *StaticUplink) NotUsed() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.notUsed)
+}
+
+// DNSStale reports whether the Protected ranges now leave other DNS
+// servers in use than the last Apply wrote (a policy sync added a zone
+// around one): Apply again.
+func (s *StaticUplink) DNSStale() bool {
+	use, _ := s.dnsNow()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !slices.Equal(use, s.inUse)
+}
 
 // dropDefaultRoutes removes the default routes on the uplink that netconf
 // made in the other mode (protocol static when the uplink now runs DHCP,
