@@ -41,6 +41,9 @@ type supervisor struct {
 	// readyTimer starts a readiness timer (tests replace it): the
 	// channel fires at the timeout, stop stops it.
 	readyTimer func(d time.Duration) (c <-chan time.Time, stop func() bool)
+	// exitSeen, when set (tests), is called when watch has taken a
+	// process's exit, before it drains the notify pipe.
+	exitSeen func(name string)
 
 	order  []*service // start order
 	byName map[string]*service
@@ -319,7 +322,7 @@ func (s *service) run() {
 		var ws unix.WaitStatus
 		var exitText string
 		readyAt := time.Time{}
-		timedOut := false
+		timedOut, readyGone := false, false
 		if err != nil {
 			log.Printf("%s: %v", name, err)
 			exitText = "start error"
@@ -330,11 +333,14 @@ func (s *service) run() {
 				s.becomeReady(start)
 			}
 			var stopped bool
-			ws, readyAt, timedOut, stopped = s.watch(p, start, readyAt)
+			ws, readyAt, readyGone, timedOut, stopped = s.watch(p, start, readyAt)
 			if stopped {
 				return
 			}
 			exitText = exitString(ws)
+			if readyGone {
+				log.Printf("%s: READY=1 came with its exit (%s): ready, then exited", name, exitText)
+			}
 		}
 		s.mu.Lock()
 		s.lastExit = exitText
@@ -413,7 +419,11 @@ func (s *service) run() {
 		s.mu.Unlock()
 		recent = append(recent, now)
 		log.Printf("%s exited (%s), restart %d in %s", name, exitText, n, short(delay))
-		s.set(initstatus.StateBackoff, "", 0)
+		backoffNote := ""
+		if readyGone {
+			backoffNote = "ready, then exited (" + exitText + ")"
+		}
+		s.set(initstatus.StateBackoff, backoffNote, 0)
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
@@ -526,15 +536,24 @@ func (s *service) becomeReady(start time.Time) {
 // and timedOut when init killed it for not being ready in time) or the
 // service is stopped (stopped true, the process is gone).
 //
+// A READY=1 that init takes only with the exit (drainNotify) makes the
+// exit that of a ready service (readyAt is set, readyGone true: a crash
+// of a ready service, not a start that ended before ready), but the
+// service never becomes ready: it is gone, and a dependant must not
+// start beside it.
+//
 // What a service wrote to its notify pipe before its readiness timeout
 // counts: when the timer fires, READY=1 may still be in the pipe or on
 // its way from the reader (and select picks at random between a timer
 // and a line that are both there), so the lines are flushed first
 // (flushNotify), and a service that turns out to have been ready is not
 // killed.
-func (s *service) watch(p *proc, start, readyAt time.Time) (ws unix.WaitStatus, _ time.Time, timedOut, stopped bool) {
+func (s *service) watch(p *proc, start, readyAt time.Time) (ws unix.WaitStatus, _ time.Time, readyGone, timedOut, stopped bool) {
 	log := s.sv.log
 	name := s.cfg.Name
+	// fired: the readiness timer has fired; a READY=1 the drain finds
+	// then is late.
+	fired := false
 	var timeout <-chan time.Time
 	if readyAt.IsZero() {
 		c, stop := s.sv.readyTimer(s.readyTimeout())
@@ -543,6 +562,15 @@ func (s *service) watch(p *proc, start, readyAt time.Time) (ws unix.WaitStatus, 
 	}
 	defer p.stopNotify()
 	notify := p.notify
+	exited := func() {
+		if s.sv.exitSeen != nil {
+			s.sv.exitSeen(name)
+		}
+		s.killLeftovers(p.pid)
+		if s.drainNotify(p, notify, readyAt.IsZero() && !fired && s.cfg.Readiness == bootcfg.ReadyNotify) {
+			readyAt, readyGone = time.Now(), true
+		}
+	}
 	handle := func(line string) {
 		switch {
 		case line == ready.MsgReady:
@@ -580,7 +608,7 @@ func (s *service) watch(p *proc, start, readyAt time.Time) (ws unix.WaitStatus, 
 			}
 			handle(line)
 		case <-timeout:
-			timeout = nil
+			timeout, fired = nil, true
 			if notify != nil && s.cfg.Readiness == bootcfg.ReadyNotify {
 				notify = s.flushNotify(p, notify, handle)
 				if !readyAt.IsZero() {
@@ -591,21 +619,19 @@ func (s *service) watch(p *proc, start, readyAt time.Time) (ws unix.WaitStatus, 
 			// may already be reaped and free for reuse.
 			select {
 			case ws = <-p.exit:
-				s.killLeftovers(p.pid)
-				s.drainStatus(notify)
-				return ws, readyAt, timedOut, false
+				exited()
+				return ws, readyAt, readyGone, timedOut, false
 			default:
 			}
 			timedOut = true
 			log.Printf("%s: not ready after %s, killing it", name, short(s.readyTimeout()))
 			signalGroup(p.pid, unix.SIGKILL)
 		case ws = <-p.exit:
-			s.killLeftovers(p.pid)
-			s.drainStatus(notify)
-			return ws, readyAt, timedOut, false
+			exited()
+			return ws, readyAt, readyGone, timedOut, false
 		case <-s.stopReq:
 			s.terminate(p)
-			return ws, readyAt, timedOut, true
+			return ws, readyAt, readyGone, timedOut, true
 		}
 	}
 }
@@ -619,9 +645,12 @@ const flushWait = time.Second
 // wakes it; see readNotify) and takes lines until the reader's
 // flushMark, the end of the pipe (it returns nil then) or flushWait.
 func (s *service) flushNotify(p *proc, notify <-chan string, handle func(string)) <-chan string {
-	if err := p.notifyR.SetReadDeadline(time.Unix(1, 0)); err != nil && !errors.Is(err, os.ErrClosed) {
+	// The other error is a closed pipe (the reader has returned, and the
+	// channel ends): poll's "use of closed file", which is not
+	// os.ErrClosed.
+	if err := p.notifyR.SetReadDeadline(time.Unix(1, 0)); errors.Is(err, os.ErrNoDeadline) {
 		s.sv.log.Printf("%s: flushing the notify pipe: %v", s.cfg.Name, err)
-	} // closed: the reader is gone and the channel ends
+	}
 	t := time.NewTimer(flushWait)
 	defer t.Stop()
 	for {
@@ -648,27 +677,27 @@ const maxNote = 512
 // at most maxNote bytes: it goes into the status socket's CBOR answer.
 func serviceNote(s string) string { return cleanText(strings.TrimSpace(s), maxNote) }
 
-// drainStatus reads what the process wrote to its notify pipe before it
-// exited (the exit can be seen first), keeping the last STATUS= note.
-func (s *service) drainStatus(notify <-chan string) {
+// drainNotify takes what the process wrote to its notify pipe before it
+// exited (the exit can be seen first, and select picks at random between
+// an exit and a line that are both there): the process is gone, so all it
+// wrote is in the pipe or in the reader, and a flush (flushNotify) hands
+// over every line, without a timer that may fire first. It keeps the last
+// STATUS= note and says whether READY=1 was among the lines, when
+// countReady (a notify service not ready yet, its readiness timer not
+// fired): ready, then exited.
+func (s *service) drainNotify(p *proc, notify <-chan string, countReady bool) (sawReady bool) {
 	if notify == nil {
-		return
+		return false
 	}
-	t := time.NewTimer(500 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case line, ok := <-notify:
-			if !ok {
-				return
-			}
-			if note, ok := strings.CutPrefix(line, ready.MsgStatus); ok {
-				s.mu.Lock()
-				s.reason = serviceNote(note)
-				s.mu.Unlock()
-			}
-		case <-t.C:
-			return
+	s.flushNotify(p, notify, func(line string) {
+		switch {
+		case line == ready.MsgReady:
+			sawReady = sawReady || countReady
+		case strings.HasPrefix(line, ready.MsgStatus):
+			s.mu.Lock()
+			s.reason = serviceNote(strings.TrimPrefix(line, ready.MsgStatus))
+			s.mu.Unlock()
 		}
-	}
+	})
+	return sawReady
 }
