@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/otgate/otgate/audit"
+	"github.com/otgate/otgate/services/identity"
 	"github.com/otgate/otgate/services/proxy/auth"
 	"github.com/otgate/otgate/services/proxy/auth/authtest"
 	"github.com/otgate/otgate/services/proxy/auth/totp"
@@ -230,4 +231,44 @@ func TestAdminDirectRefusedWithoutLog(t *testing.T) {
 		t.Errorf("store %s touched by a refused --direct add: %v", fresh, err)
 	}
 	verifyDirectLog(t, id, logDir)
+}
+
+// With an identity service in dev mode (no TPM, a software key) the
+// --direct record is marked dev mode like every record the proxy writes
+// then (a log of one kind, not mixed), and verifies with that key.
+func TestAdminDirectDevModeMarked(t *testing.T) {
+	dir := t.TempDir()
+	id, err := identity.Open(identity.Config{StateDir: filepath.Join(dir, "identity"), Site: "lab.test", DevMode: true, Create: true, Log: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { id.Close() })
+	sockDir, err := os.MkdirTemp("", "idsock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	sock := filepath.Join(sockDir, "identity.sock")
+	srv, err := identity.Listen(id, identity.ServerConfig{Socket: sock, GID: -1, Allow: map[uint32]string{uint32(os.Getuid()): "proxy"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { srv.Serve(); close(done) }()
+	t.Cleanup(func() { srv.Close(); <-done })
+
+	logDir := filepath.Join(dir, "audit")
+	if _, err := admin(t, "correct horse battery\n", "add", "alice", "--password-stdin", "--direct", "-identity", sock, "-state", filepath.Join(dir, "proxy"), "-audit", logDir); err != nil {
+		t.Fatal(err)
+	}
+	if evs := auditEventsOf(t, logDir, "admin"); len(evs) != 1 || !strings.HasPrefix(evs[0].Reason, "user-add by ") {
+		t.Fatalf("admin records %+v: want alice's add", evs)
+	}
+	rep, err := audit.Verify(logDir, audit.Trust{PublicKey: id.Signer().Public(), RequireSealed: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.DevRecords != rep.Records || rep.Records == 0 {
+		t.Errorf("%d of %d records marked dev mode, want all", rep.DevRecords, rep.Records)
+	}
 }
