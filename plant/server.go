@@ -64,8 +64,10 @@ func (s *Server) closeConns() {
 }
 
 // ServeConn answers requests on c, one at a time in arrival order, until
-// c ends or a request is malformed (the connection is then closed, as a
-// device does). It returns nil at EOF.
+// c ends or a frame is malformed (its MBAP header, length or function
+// layout broken: the connection is then closed, as a device does). A
+// well-framed request with illegal values gets exception 02 or 03 and
+// the connection goes on. It returns nil at EOF.
 func (s *Server) ServeConn(c net.Conn) error {
 	defer c.Close()
 	var in [modbus.MaxADU]byte
@@ -90,10 +92,25 @@ func (s *Server) ServeConn(c net.Conn) error {
 		if _, err := io.ReadFull(c, in[modbus.HeaderLen:n]); err != nil {
 			return err
 		}
+		var resp []byte
 		if err := req.Parse(in[:n]); err != nil {
-			return err
+			// A request framed correctly with values the specification
+			// forbids (a quantity out of range, a coil value other than
+			// on/off, a byte count not matching the quantity) is answered
+			// with the exception the specification names; the connection
+			// goes on. Only a frame that breaks the framing ends it.
+			var fe *modbus.FieldError
+			if !errors.Is(err, modbus.ErrIllegalRequest) || !errors.As(err, &fe) || fe.Exception == 0 {
+				return err
+			}
+			if req.Header.Unit != unit {
+				resp = modbus.AppendException(out[:0], &req, modbus.ExGatewayTargetNoResponse)
+			} else {
+				resp = modbus.AppendException(out[:0], &req, fe.Exception)
+			}
+		} else {
+			resp = s.handle(out[:0], &req, unit)
 		}
-		resp := s.handle(out[:0], &req, unit)
 		if _, err := c.Write(resp); err != nil {
 			return err
 		}
