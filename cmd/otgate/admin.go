@@ -392,10 +392,6 @@ func openDirect(socket, dir, auditDir string, record bool, errOut io.Writer) (_ 
 	return a, closeAll, nil
 }
 
-// devModeReason is why the audit records of a gate without a TPM are
-// marked (the proxy's own reason, services/proxy/proxyd).
-const devModeReason = "identity service in dev mode: software key, no TPM"
-
 // openDirectLog opens the proxy's audit log in dir for `--direct` as the
 // proxy opens it (services/proxy/proxyd): the device key signs through
 // the identity service c; the log is anchored to its TPM counter, or, in
@@ -419,9 +415,9 @@ func openDirectLog(c *api.Client, devMode bool, dir string, errOut io.Writer) (*
 	}
 	opts := []audit.Option{audit.WithErrorHandler(func(err error) { fmt.Fprintf(errOut, "otgate admin: audit log %s: %v\n", dir, err) })}
 	if devMode {
-		opts = append(opts, audit.WithDevMode(devModeReason))
+		opts = append(opts, audit.WithDevMode(api.DevModeAuditReason))
 	} else {
-		opts = append(opts, audit.WithAnchor(identityAnchor{c}))
+		opts = append(opts, audit.WithAnchor(api.AuditAnchor{Client: c}))
 	}
 	w, err := audit.Open(dir, signer, opts...)
 	switch {
@@ -431,16 +427,6 @@ func openDirectLog(c *api.Client, devMode bool, dir string, errOut io.Writer) (*
 		return nil, refuse("it cannot be opened (otgate audit verify says why)", err)
 	}
 	return w, nil
-}
-
-// identityAnchor is the audit log's anchor, the TPM counter of the
-// identity service (as the proxy's, services/proxy/proxyd).
-type identityAnchor struct{ c *api.Client }
-
-func (a identityAnchor) Read() (uint64, bool, error) { return a.c.AuditAnchor() }
-
-func (a identityAnchor) Advance(from uint64, fromDefined bool) (uint64, error) {
-	return a.c.AdvanceAuditAnchor(from, fromDefined)
 }
 
 // directCaller is this process as the audit log names the caller of a
@@ -461,8 +447,8 @@ func (l logEvents) AuthEvent(e auth.AuthEvent) {
 }
 
 // auditEvents writes the store's events to the audit log durably, as the
-// proxy does (proxy.AuthEvents, which this command cannot import on
-// every platform it builds for), and prints them.
+// proxy does (proxy.AuthEvents; both record adminapi.StoreAuditEvent), and
+// prints them.
 type auditEvents struct {
 	log    *audit.Writer
 	errOut io.Writer
@@ -470,19 +456,9 @@ type auditEvents struct {
 
 func (a auditEvents) AuthEvent(e auth.AuthEvent) {
 	logEvents{a.errOut}.AuthEvent(e)
-	ev := audit.Event{Type: string(e.Kind), User: e.User, Reason: string(e.Reason)}
-	if e.Source.IsValid() {
-		ev.Source = e.Source.String()
-	}
-	if e.Detail != "" {
-		if ev.Reason != "" {
-			ev.Reason += ": "
-		}
-		ev.Reason += e.Detail
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := a.log.Append(ctx, ev); err != nil {
+	if _, err := a.log.Append(ctx, adminapi.StoreAuditEvent(string(e.Kind), e.User, string(e.Reason), e.Detail, e.Source)); err != nil {
 		fmt.Fprintf(a.errOut, "otgate admin: audit log: store event %s of %q: %v\n", e.Kind, e.User, err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/otgate/otgate/audit"
+	"github.com/otgate/otgate/services/proxy/adminapi"
 	"github.com/otgate/otgate/services/proxy/auth"
 )
 
@@ -18,19 +19,9 @@ type AuthEvents struct {
 
 // AuthEvent appends e.
 func (a AuthEvents) AuthEvent(e auth.AuthEvent) {
-	ev := audit.Event{Type: string(e.Kind), User: e.User, Reason: string(e.Reason)}
-	if e.Source.IsValid() {
-		ev.Source = e.Source.String()
-	}
-	if e.Detail != "" {
-		if ev.Reason != "" {
-			ev.Reason += ": "
-		}
-		ev.Reason += e.Detail
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := a.Log.Append(ctx, ev); err != nil && a.Logf != nil {
+	if _, err := a.Log.Append(ctx, adminapi.StoreAuditEvent(string(e.Kind), e.User, string(e.Reason), e.Detail, e.Source)); err != nil && a.Logf != nil {
 		a.Logf("proxy: audit log: auth event %s of %q: %v", e.Kind, e.User, err)
 	}
 }

@@ -235,3 +235,21 @@ func (c *Client) AdvanceAuditAnchor(from uint64, fromDefined bool) (uint64, erro
 	}
 	return rsp.Anchor.Value, nil
 }
+
+// AuditAnchor is the audit log's anchor (audit.Anchor): the TPM counter
+// the identity service keeps, read and advanced through Client. The
+// proxy's log and `otgate admin --direct` anchor to it alike.
+type AuditAnchor struct{ Client *Client }
+
+// Read is Client.AuditAnchor.
+func (a AuditAnchor) Read() (uint64, bool, error) { return a.Client.AuditAnchor() }
+
+// Advance is Client.AdvanceAuditAnchor.
+func (a AuditAnchor) Advance(from uint64, fromDefined bool) (uint64, error) {
+	return a.Client.AdvanceAuditAnchor(from, fromDefined)
+}
+
+// DevModeAuditReason is why the audit records written while the identity
+// service runs in dev mode are marked (audit.WithDevMode): by the proxy
+// and by `otgate admin --direct` alike.
+const DevModeAuditReason = "identity service in dev mode: software key, no TPM"

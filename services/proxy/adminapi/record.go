@@ -2,6 +2,7 @@ package adminapi
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 
@@ -85,4 +86,23 @@ func Record(req Request, rsp Response, by Caller) audit.Event {
 		outcome += fmt.Sprintf(", %d live sessions ended", rsp.Ended)
 	}
 	return audit.Event{Type: EventAdmin, User: req.User, Reason: fmt.Sprintf("%s by %s: %s", op, by, outcome)}
+}
+
+// StoreAuditEvent is the audit record of a user store event
+// (auth.AuthEvent, passed by its fields: this package builds on every
+// platform the client does, the store does not): the kind, the user, the
+// source address when there is one, and the reason with its detail. The
+// proxy and `otgate admin --direct` record the store's events with it.
+func StoreAuditEvent(kind, user, reason, detail string, source netip.Addr) audit.Event {
+	ev := audit.Event{Type: kind, User: user, Reason: reason}
+	if source.IsValid() {
+		ev.Source = source.String()
+	}
+	if detail != "" {
+		if ev.Reason != "" {
+			ev.Reason += ": "
+		}
+		ev.Reason += detail
+	}
+	return ev
 }

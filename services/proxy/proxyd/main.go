@@ -40,10 +40,6 @@ import (
 	"github.com/otgate/otgate/services/proxy/auth/userca"
 )
 
-// devModeReason is why the audit records of a gate whose identity service
-// runs in dev mode are marked (audit.WithDevMode).
-const devModeReason = "identity service in dev mode: software key, no TPM"
-
 // options are otgate-proxy's command line.
 type options struct {
 	listen, idSock, state, auditDir string
@@ -182,12 +178,12 @@ func run(ctx context.Context, lg *log.Logger, o *options) error {
 		// No TPM: the device key that signs the checkpoints is a
 		// software key. Every record says so (audit.WithDevMode).
 		lg.Printf("otgate-proxy: WARNING: DEV MODE: the identity service has no TPM (software key); every audit record is marked dev mode")
-		auditOpts = append(auditOpts, audit.WithDevMode(devModeReason))
+		auditOpts = append(auditOpts, audit.WithDevMode(api.DevModeAuditReason))
 	} else {
 		// The TPM's counter anchors the log against rollback (see
 		// audit.Anchor): a log put back from an earlier copy is recorded
 		// as such at this open.
-		auditOpts = append(auditOpts, audit.WithAnchor(identityAnchor{idc}), audit.WithAnchorEvery(o.auditAnchorEvery))
+		auditOpts = append(auditOpts, audit.WithAnchor(api.AuditAnchor{Client: idc}), audit.WithAnchorEvery(o.auditAnchorEvery))
 	}
 	cursor := ""
 	if o.syslogAddr != "" {
@@ -387,16 +383,6 @@ func anchorNote(st audit.AnchorState) string {
 // change.
 func watchAnchor(ctx context.Context, w *audit.Writer, every time.Duration, logf func(string, ...any), note func(string) error) {
 	watchNote(ctx, every, func() string { return anchorNote(w.AnchorState()) }, "audit log anchor: advanced again", logf, note)
-}
-
-// identityAnchor is the audit log's anchor: the TPM counter the identity
-// service keeps (services/identity AnchorNVIndex).
-type identityAnchor struct{ c *api.Client }
-
-func (a identityAnchor) Read() (uint64, bool, error) { return a.c.AuditAnchor() }
-
-func (a identityAnchor) Advance(from uint64, fromDefined bool) (uint64, error) {
-	return a.c.AdvanceAuditAnchor(from, fromDefined)
 }
 
 // statusNotes joins the proxy's standing notes (an audit anchor alarm for
