@@ -50,7 +50,11 @@ func WriteTable(w io.Writer, s *Status) error {
 		if !s.Watchdog.Petting {
 			pet = "NOT petting"
 		}
-		fmt.Fprintf(&b, "watchdog  %s, timeout %s, %s", s.Watchdog.Device, s.Watchdog.Timeout, pet)
+		timeout := s.Watchdog.Timeout.String()
+		if s.Watchdog.Timeout <= 0 {
+			timeout = "unknown" // the device reported none (init pets every 1/3 s)
+		}
+		fmt.Fprintf(&b, "watchdog  %s, timeout %s, %s", s.Watchdog.Device, timeout, pet)
 		if s.Watchdog.Note != "" {
 			fmt.Fprintf(&b, " (%s)", s.Watchdog.Note)
 		}

@@ -71,3 +71,15 @@ func TestWriteTablePermGrown(t *testing.T) {
 		}
 	}
 }
+
+// A watchdog whose device reported no timeout says "unknown", not "0s".
+func TestWriteTableWatchdogTimeoutUnknown(t *testing.T) {
+	st := &Status{Watchdog: Watchdog{Device: "/dev/watchdog0", Petting: true, Note: "timeout unknown"}}
+	var b bytes.Buffer
+	if err := WriteTable(&b, st); err != nil {
+		t.Fatal(err)
+	}
+	if want := "watchdog  /dev/watchdog0, timeout unknown, petting"; !strings.Contains(b.String(), want) {
+		t.Errorf("table lacks %q:\n%s", want, b.String())
+	}
+}
