@@ -117,7 +117,10 @@ func addNICs(b *board.Board, c *config, inv *invocation, forwards []HostForward)
 		var netdev string
 		switch {
 		case nic.Role == board.Uplink && first && c.userNet:
-			netdev = "user,id=" + id
+			// restrict=on: the guest reaches nothing through slirp (not
+			// the host, not what the host can reach), only the forwards
+			// below reach it. Test traffic stays on loopback.
+			netdev = "user,id=" + id + ",restrict=on"
 			for _, f := range forwards {
 				netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", f.HostPort, f.GuestPort)
 			}

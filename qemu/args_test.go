@@ -57,7 +57,7 @@ func TestInvocation(t *testing.T) {
 			want: []string{"-device tpm-tis,tpmdev=tpm0", "-chardev socket,id=chrtpm,path=T", "-device i6300esb -action watchdog=reset"}},
 		{name: "reboot allowed", board: "qemu-x86_64", opts: []Option{WithReboot()}, not: []string{"-no-reboot"}},
 		{name: "user net forwards", board: "qemu-x86_64", opts: []Option{WithUserNet(HostForward{HostPort: 2222, GuestPort: 22})},
-			want: []string{"-netdev user,id=nic0,hostfwd=tcp:127.0.0.1:2222-:22 -device virtio-net-pci,netdev=nic0",
+			want: []string{"-netdev user,id=nic0,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22 -device virtio-net-pci,netdev=nic0",
 				"-netdev hubport,id=nic1"}},
 		{name: "memory and cpus", board: "qemu-x86_64", opts: []Option{WithMemory("1G"), WithSMP(3)},
 			want: []string{"-m 1G -smp 3"}},

@@ -111,6 +111,8 @@ func WithLab(l *lab.Lab) Option {
 
 // WithUserNet connects the uplink NIC to QEMU user networking (slirp: DHCP
 // gives the guest 10.0.2.15) with TCP forwards from 127.0.0.1 on the host.
+// Slirp is restricted: the forwards are the only traffic it carries; the
+// guest cannot connect to the host or anything beyond it (no DNS either).
 func WithUserNet(forwards ...HostForward) Option {
 	return func(c *config) error {
 		for _, f := range forwards {
