@@ -16,20 +16,34 @@ import (
 // appeared on the console.
 var ErrExited = errors.New("qemu: VM exited")
 
+// Bounds of what a console keeps in memory, so that a long `make run`
+// session does not grow without end: the last maxLines lines (up to twice
+// as many between trims), and a line without a newline is cut into pieces
+// of maxLineBytes.
+const (
+	maxLines     = 100000
+	maxLineBytes = 64 << 10
+)
+
 // console collects the serial output: into the log file, an optional tee,
-// and a list of complete lines that WaitFor scans.
+// and a list of complete lines that WaitFor scans (the last maxLines).
 type console struct {
-	mu      sync.Mutex
-	lines   []string
-	partial []byte
-	closed  bool
+	mu       sync.Mutex
+	lines    []string
+	dropped  int // lines trimmed from the front of lines
+	maxLines int
+	partial  []byte
+	// unterminated: the last line came without a newline (QEMU ended in
+	// the middle of it); WaitFor does not match it.
+	unterminated bool
+	closed       bool
 	changed chan struct{} // closed and replaced on every change
 	bytes   int64         // output so far
 	last    time.Time     // when the last output came
 }
 
 func newConsole() *console {
-	return &console{changed: make(chan struct{})}
+	return &console{changed: make(chan struct{}), maxLines: maxLines}
 }
 
 // copyFrom reads r until EOF, writing every byte to the sinks and splitting
@@ -65,18 +79,37 @@ func (c *console) add(p []byte) {
 		if i < 0 {
 			break
 		}
-		c.lines = append(c.lines, cleanLine(c.partial[:i]))
+		c.addLine(c.partial[:i])
 		c.partial = c.partial[i+1:]
 	}
+	for len(c.partial) >= maxLineBytes {
+		c.addLine(c.partial[:maxLineBytes])
+		c.partial = c.partial[maxLineBytes:]
+	}
+	// Keep the partial line in a buffer of its own: appending to the old
+	// one would hold every byte read so far.
+	c.partial = append([]byte(nil), c.partial...)
 	c.notify()
+}
+
+// addLine appends a complete line and trims the oldest ones beyond
+// maxLines; c.mu is held.
+func (c *console) addLine(b []byte) {
+	c.lines = append(c.lines, cleanLine(b))
+	if c.maxLines > 0 && len(c.lines) >= 2*c.maxLines {
+		drop := len(c.lines) - c.maxLines
+		c.lines = append([]string(nil), c.lines[drop:]...)
+		c.dropped += drop
+	}
 }
 
 func (c *console) finish() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.partial) > 0 {
-		c.lines = append(c.lines, cleanLine(c.partial))
+		c.addLine(c.partial)
 		c.partial = nil
+		c.unterminated = true
 	}
 	c.closed = true
 	c.notify()
@@ -105,7 +138,8 @@ func (c *console) output() (int64, time.Time) {
 	return c.bytes, c.last
 }
 
-// snapshot returns the complete lines so far.
+// snapshot returns the lines so far (the last maxLines at least; with the
+// unterminated end of the output when QEMU ended in a line).
 func (c *console) snapshot() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -140,19 +174,25 @@ func compilePattern(pattern any) (matcher, string, error) {
 	}
 }
 
-// waitFor scans every line from the first one and returns the first match,
-// waiting for more output as needed.
+// waitFor scans every line kept from the first one and returns the first
+// match, waiting for more output as needed. Only lines that ended with a
+// newline match: the rest of a line QEMU did not finish writing (it died
+// in the middle) never does.
 func (c *console) waitFor(ctx context.Context, pattern any) (string, error) {
 	match, desc, err := compilePattern(pattern)
 	if err != nil {
 		return "", err
 	}
-	next := 0
+	next := 0 // counts every line, trimmed ones too
 	for {
 		c.mu.Lock()
-		for ; next < len(c.lines); next++ {
-			if match(c.lines[next]) {
-				l := c.lines[next]
+		next = max(next, c.dropped)
+		complete := len(c.lines)
+		if c.unterminated {
+			complete--
+		}
+		for ; next-c.dropped < complete; next++ {
+			if l := c.lines[next-c.dropped]; match(l) {
 				c.mu.Unlock()
 				return l, nil
 			}

@@ -29,25 +29,26 @@ type HostForward struct {
 }
 
 type config struct {
-	tpmState  string
-	diskPath  string
-	diskSize  int64
-	disk      bool
-	watchdog  WatchdogAction
-	lab       *lab.Lab
-	userNet   bool
-	forwards  []HostForward
-	cmdline   []string
-	serialLog string
-	console   io.Writer
-	consoleIn io.Reader
-	memory    string
-	timeout   time.Duration
-	reboot    bool
-	extraArgs []string
-	kernel    string
-	initramfs string
-	smp       int
+	tpmState       string
+	diskPath       string
+	diskSize       int64
+	disk           bool
+	watchdog       WatchdogAction
+	lab            *lab.Lab
+	userNet        bool
+	forwards       []HostForward
+	cmdline        []string
+	serialLog      string
+	serialLogLimit int64
+	console        io.Writer
+	consoleIn      io.Reader
+	memory         string
+	timeout        time.Duration
+	reboot         bool
+	extraArgs      []string
+	kernel         string
+	initramfs      string
+	smp            int
 }
 
 // WithTPM attaches a software TPM 2.0 (swtpm) whose state lives in stateDir
@@ -142,6 +143,20 @@ func WithSerialLog(path string) Option {
 			return fmt.Errorf("qemu: WithSerialLog: empty path")
 		}
 		c.serialLog = path
+		return nil
+	}
+}
+
+// WithSerialLogLimit bounds the serial log file: once it would pass bytes,
+// it is renamed to <path>.1 (replacing the one before) and a new file
+// started. The default is DefaultSerialLogLimit. The console lines kept
+// in memory (Lines, WaitFor) are bounded too: the last 100000.
+func WithSerialLogLimit(bytes int64) Option {
+	return func(c *config) error {
+		if bytes <= 0 {
+			return fmt.Errorf("qemu: WithSerialLogLimit(%d): want a size over 0", bytes)
+		}
+		c.serialLogLimit = bytes
 		return nil
 	}
 }

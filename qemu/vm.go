@@ -56,7 +56,7 @@ type VM struct {
 	stderr     *tailBuffer
 	forwards   []HostForward
 	started    time.Time
-	logFile    *os.File
+	logFile    *serialLog
 	consoleIn  *os.File // write end of QEMU's standard input, with WithConsoleFrom
 
 	killMu   sync.Mutex
@@ -154,8 +154,12 @@ func start(ctx context.Context, b *board.Board, imageDir string, opts ...Option)
 	if vm.serialPath == "" {
 		vm.serialPath = filepath.Join(dir, "serial.log")
 	}
-	if vm.logFile, err = os.Create(vm.serialPath); err != nil {
-		return vm, fmt.Errorf("qemu: serial log: %w", err)
+	limit := c.serialLogLimit
+	if limit == 0 {
+		limit = DefaultSerialLogLimit
+	}
+	if vm.logFile, err = createSerialLog(vm.serialPath, limit); err != nil {
+		return vm, err
 	}
 
 	vm.cmd = exec.Command(inv.binary, inv.args...)
@@ -359,9 +363,10 @@ func (vm *VM) HostPort(guestPort int) int {
 }
 
 // WaitFor waits until a serial console line matches pattern (a string
-// prefix or a *regexp.Regexp) and returns that line. It scans the whole
-// console from the first line, so a line printed before the call is found.
-// It fails early with ErrExited when QEMU ends first. When it fails
+// prefix or a *regexp.Regexp) and returns that line. It scans the console
+// from the first line kept (the last 100000 at least), so a line printed
+// before the call is found; a line QEMU ended in the middle of (no newline)
+// never matches. It fails early with ErrExited when QEMU ends first. When it fails
 // waiting, the error ends with Diagnose's account of the VM's processes.
 func (vm *VM) WaitFor(ctx context.Context, pattern any) (string, error) {
 	line, err := vm.con.waitFor(ctx, pattern)
@@ -371,7 +376,7 @@ func (vm *VM) WaitFor(ctx context.Context, pattern any) (string, error) {
 	return line, err
 }
 
-// Lines returns the complete console lines so far.
+// Lines returns the console lines so far (the last 100000 at least).
 func (vm *VM) Lines() []string { return vm.con.snapshot() }
 
 // Log returns the console output so far as text.
@@ -387,7 +392,8 @@ func (vm *VM) Log() string {
 // Tail returns the last n console lines as text, for failure messages.
 func (vm *VM) Tail(n int) string { return vm.con.tail(n) }
 
-// SerialLogPath is the file the console is written to.
+// SerialLogPath is the file the console is written to (its newest part:
+// see WithSerialLogLimit).
 func (vm *VM) SerialLogPath() string { return vm.serialPath }
 
 // Events returns the QMP events seen so far.
