@@ -37,9 +37,9 @@ type console struct {
 	// the middle of it); WaitFor does not match it.
 	unterminated bool
 	closed       bool
-	changed chan struct{} // closed and replaced on every change
-	bytes   int64         // output so far
-	last    time.Time     // when the last output came
+	changed      chan struct{} // closed and replaced on every change
+	bytes        int64         // output so far
+	last         time.Time     // when the last output came
 }
 
 func newConsole() *console {
