@@ -7,6 +7,8 @@ import (
 	"log"
 	"net"
 	"sync"
+	"syscall"
+	"time"
 
 	"github.com/otgate/otgate/inspect/modbus"
 )
@@ -23,9 +25,14 @@ type Server struct {
 }
 
 // Serve accepts connections on l until l is closed, serving each in its
-// own goroutine; it waits for them to end when l closes.
+// own goroutine; when l closes it closes them and waits for them to end.
+// An accept error that passes (out of file descriptors or buffers, a
+// connection aborted in the backlog) is retried after a pause growing to
+// 1 s: a flood of clients must not end the service for the others. Any
+// other accept error ends Serve the same way as a close, with the error.
 func (s *Server) Serve(l net.Listener) error {
 	defer s.wg.Wait()
+	var pause time.Duration
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -33,8 +40,18 @@ func (s *Server) Serve(l net.Listener) error {
 				s.closeConns()
 				return nil
 			}
+			if retryAccept(err) {
+				pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+				if s.Log != nil {
+					s.Log.Printf("plant: accept on %s: %v; retrying in %v", l.Addr(), err, pause)
+				}
+				time.Sleep(pause)
+				continue
+			}
+			s.closeConns()
 			return fmt.Errorf("plant: accept on %s: %w", l.Addr(), err)
 		}
+		pause = 0
 		s.mu.Lock()
 		if s.conns == nil {
 			s.conns = map[net.Conn]struct{}{}
@@ -53,6 +70,16 @@ func (s *Server) Serve(l net.Listener) error {
 			}
 		}()
 	}
+}
+
+// retryAccept says whether an accept error passes with time.
+func retryAccept(err error) bool {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) closeConns() {
