@@ -142,13 +142,19 @@ func (c *qmpClient) execute(ctx context.Context, command string, args map[string
 	if err != nil {
 		return nil, fmt.Errorf("qemu: QMP %s: encode: %w", command, err)
 	}
+	// What was asked, for the errors: the command and its arguments.
+	asked := command
+	if args != nil {
+		a, _ := json.Marshal(args)
+		asked += " " + string(a)
+	}
 	if _, err := c.conn.Write(append(b, '\n')); err != nil {
 		return nil, fmt.Errorf("qemu: QMP %s: send: %w", command, err)
 	}
 	select {
 	case m := <-c.replies:
 		if m.Error != nil {
-			return nil, fmt.Errorf("qemu: QMP %s: %s: %s", command, m.Error.Class, m.Error.Desc)
+			return nil, fmt.Errorf("qemu: QMP %s: %s: %s", asked, m.Error.Class, m.Error.Desc)
 		}
 		return m.Return, nil
 	case <-c.done:
