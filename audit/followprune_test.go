@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"testing"
 )
 
@@ -20,20 +21,37 @@ func TestFollowerAcrossRemovedFile(t *testing.T) {
 			dir := t.TempDir()
 			// The retention may remove file 0 only (as far as the
 			// export got, on a gate).
-			removable := func(string) (uint64, bool) {
+			// Nothing until the follower has read (allow): the
+			// writer's background retention would otherwise remove
+			// file 0 before the follower starts.
+			var allow atomic.Bool
+			endOfFile0 := func() (uint64, bool) {
 				s, err := firstSeq(fileOf(t, dir, 1), FileName(1))
 				return s - 1, err == nil
+			}
+			removable := func(string) (uint64, bool) {
+				if !allow.Load() {
+					return 0, false
+				}
+				return endOfFile0()
 			}
 			w := openLog(t, dir, newKey(t), WithMaxFileSize(2048), WithCheckpointEvery(5),
 				WithRetention(Retention{MaxBytes: 1, Removable: removable}))
 			defer w.Close()
+			// Until file 1 holds a record: a file 1 that exists but
+			// whose first record is not there yet (the writer's
+			// checkpoint can rotate in the background) has no first seq.
+			var end uint64
 			for i := 0; ; i++ {
-				if _, err := os.Stat(fileOf(t, dir, 1)); err == nil {
+				if e, ok := endOfFile0(); ok {
+					end = e
 					break
+				}
+				if i == 1000 {
+					t.Fatal("the log never rotated to file 1")
 				}
 				writeSession(t, w, fmt.Sprintf("a%d", i), 2)
 			}
-			end, _ := removable("")
 			f := NewFollower(dir, 0, false)
 			var lastSeq uint64
 			for n := 0; lastSeq < end && (readAll || n < 3); n++ {
@@ -46,6 +64,7 @@ func TestFollowerAcrossRemovedFile(t *testing.T) {
 			if f.fileIdx != 0 {
 				t.Fatalf("the follower is in file %d, want 0", f.fileIdx)
 			}
+			allow.Store(true)
 			// The gate logs on and its retention removes file 0.
 			for i := 0; ; i++ {
 				if _, err := os.Stat(fileOf(t, dir, 0)); errors.Is(err, os.ErrNotExist) {
