@@ -63,10 +63,16 @@ func TestReadyAtTheTimeoutCounts(t *testing.T) {
 				}
 				time.Sleep(10 * time.Millisecond)
 			}
-			pid := sv.byName["edge"].snapshotPID()
-			if st := sv.byName["edge"].getState(); st != initstatus.StateStarting {
-				t.Fatalf("state %s before the timeout, want starting", st)
+			// The supervisor marks the service starting once the spawn
+			// returns, which can come after the reader got its first
+			// line: wait for it (a race seen under -race, 1 run in 15).
+			for sv.byName["edge"].getState() != initstatus.StateStarting {
+				if time.Now().After(deadline) {
+					t.Fatalf("state %s before the timeout, want starting", sv.byName["edge"].getState())
+				}
+				time.Sleep(time.Millisecond)
 			}
+			pid := sv.byName["edge"].snapshotPID()
 			select {
 			case fire <- time.Now():
 			case <-time.After(waitTimeout):
