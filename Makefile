@@ -37,6 +37,10 @@ lint:
 	@# The client CLI is pure Go for Linux, Windows and macOS.
 	GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null ./cmd/otgate
 	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cmd/otgate
+	@# Its library and their tests compile and vet for those systems too
+	@# (the tests themselves run only here, on Linux).
+	GOOS=windows GOARCH=amd64 $(GO) vet ./client/... ./services/proxy/wire/...
+	GOOS=darwin GOARCH=arm64 $(GO) vet ./client/... ./services/proxy/wire/...
 
 # A test that failed with the guest kernel's soft lockup report in its
 # output (QEMU under TCG has left a guest CPU spinning in the kernel for
