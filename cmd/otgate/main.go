@@ -57,6 +57,24 @@ func (e usageError) Unwrap() error { return e.err }
 // usagef is a usageError.
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
 
+// parseInterspersed parses args with fs where flags may come before,
+// between and after the positional arguments (`otgate time step -wait
+// 5s`), and returns the positional arguments in order.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for len(args) > 0 {
+		if err := parseFlags(fs, args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	return pos, nil
+}
+
 // parseFlags parses args with fs: an unknown flag or a bad value is a
 // usageError carrying the flag set's usage (printed once, by main), -h is
 // flag.ErrHelp once the usage is printed (main exits 0).

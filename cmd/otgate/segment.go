@@ -31,16 +31,9 @@ func runSegment(args []string) error {
 		fs.PrintDefaults()
 	}
 	// Flags may come before or after the subcommand.
-	var pos []string
-	for rest := args; len(rest) > 0; {
-		if err := parseFlags(fs, rest); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		rest = fs.Args()[1:]
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
 	}
 	switch {
 	case len(pos) == 0:

@@ -2,8 +2,6 @@ package main
 
 import (
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,32 +14,13 @@ import (
 // serveSegment answers every request on a segment status socket with st.
 func serveSegment(t *testing.T, st *segment.Status) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "segsock")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "segment.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			var req segment.Request
-			if cbor.NewDecoder(c).Decode(&req) == nil {
-				b, _ := cbor.Marshal(segment.Response{Status: st})
-				c.Write(b)
-			}
-			c.Close()
+	return serveSocket(t, "segment.sock", func(c net.Conn) {
+		var req segment.Request
+		if cbor.NewDecoder(c).Decode(&req) == nil {
+			b, _ := cbor.Marshal(segment.Response{Status: st})
+			c.Write(b)
 		}
-	}()
-	return sock
+	})
 }
 
 // `otgate segment status` exits 1 when the service reports itself

@@ -37,16 +37,9 @@ func runSessions(args []string, out io.Writer) error {
 	reason := fs.String("reason", "", "why (recorded in the audit log; not for list)")
 	fs.Usage = func() { fmt.Fprintf(fs.Output(), "%s\n\nflags:\n", sessionsUsage); fs.PrintDefaults() }
 	// flags may come before or after the operation
-	var pos []string
-	for len(args) > 0 {
-		if err := parseFlags(fs, args); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
 	}
 	op := "list"
 	if len(pos) > 0 {

@@ -46,16 +46,9 @@ func runTime(args []string) error {
 	wait := fs.Duration("wait", 30*time.Second, "how long step waits for the time service's answer (above 0)")
 	fs.Usage = func() { fmt.Fprintf(fs.Output(), "%s\n\nflags:\n", timeUsage); fs.PrintDefaults() }
 	// Flags may come before or after step.
-	var pos []string
-	for len(args) > 0 {
-		if err := parseFlags(fs, args); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
 	}
 	step := len(pos) > 0 && pos[0] == "step"
 	if step {

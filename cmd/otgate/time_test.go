@@ -27,12 +27,25 @@ func serveStatus(t *testing.T, st *initstatus.Status) string {
 // serveStatusFunc answers with what st returns at each request.
 func serveStatusFunc(t *testing.T, st func() *initstatus.Status) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "initsock")
+	return serveSocket(t, "init.sock", func(c net.Conn) {
+		var req initstatus.Request
+		if initstatus.DecMode().NewDecoder(c).Decode(&req) == nil {
+			initstatus.EncMode().NewEncoder(c).Encode(initstatus.Response{Status: st()})
+		}
+	})
+}
+
+// serveSocket listens on a unix socket named name in a new directory
+// and hands each connection to answer, then closes it; it returns the
+// socket's path.
+func serveSocket(t *testing.T, name string, answer func(net.Conn)) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sock")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "init.sock")
+	sock := filepath.Join(dir, name)
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
@@ -44,10 +57,7 @@ func serveStatusFunc(t *testing.T, st func() *initstatus.Status) string {
 			if err != nil {
 				return
 			}
-			var req initstatus.Request
-			if initstatus.DecMode().NewDecoder(c).Decode(&req) == nil {
-				initstatus.EncMode().NewEncoder(c).Encode(initstatus.Response{Status: st()})
-			}
+			answer(c)
 			c.Close()
 		}
 	}()
