@@ -129,9 +129,11 @@ func printNetconfStatus(w io.Writer, st *netconf.Status) {
 			if len(l.NTP) > 0 {
 				fmt.Fprintf(w, "  lease NTP servers: %s\n", joinAddrs(l.NTP))
 			}
+			printNotUsed(w, l.NotUsed)
 		}
 		fmt.Fprintf(w, "  dhcp %s: %d leases, %d renewals, %d rebinds, %d NAKs, %d expiries\n", d.State, d.Leases, d.Renewals, d.Rebinds, d.NAKs, d.Expiries)
 	}
+	printNotUsed(w, u.NotUsed) // a static uplink's
 	if u.Error != "" {
 		fmt.Fprintf(w, "  error: %s\n", u.Error)
 	}
@@ -168,6 +170,16 @@ func printNetconfStatus(w io.Writer, st *netconf.Status) {
 	for _, d := range st.Unknown {
 		fmt.Fprintf(w, "  %s %s on %s, first %s, last %s (%s)\n", d.IP, d.MAC, d.Link,
 			d.FirstSeen.Format(time.RFC3339), d.LastSeen.Format(time.RFC3339), d.Note)
+	}
+}
+
+// printNotUsed shows what of the uplink's settings (a lease's, a static
+// uplink's) the gate does not use, and why, in the service's words (their
+// own ": not used" dropped: the line starts with it): a DNS server on the
+// OT side is left out of resolv.conf.
+func printNotUsed(w io.Writer, notUsed []string) {
+	for _, n := range notUsed {
+		fmt.Fprintf(w, "  not used: %s\n", strings.Replace(n, ": not used", "", 1))
 	}
 }
 

@@ -22,6 +22,8 @@ import (
 // downlink, finds the PLC and reports a missing one absent, takes a lease
 // when the server appears, and on SIGTERM releases it (seen in the
 // server's lease file and log) while the downlink keeps its address.
+// The lease names a DNS server in the PLC's zone: otgate netconf status
+// (the CLI, against this service's socket) says it is not used.
 func TestBinary(t *testing.T) {
 	lab.NeedRoot(t)
 	dir := t.TempDir()
@@ -141,12 +143,13 @@ assets:
 	}
 	cancel()
 
-	srv := lab.StartDnsmasq(t, srvNS, "srv0", dir)
+	srv := lab.StartDnsmasq(t, srvNS, "srv0", dir, "--dhcp-option=option:dns-server,10.77.0.53,10.99.0.53")
 	lab.WaitFor(t, 30*time.Second, "a lease", func() bool {
 		return query(netconf.Request{Op: netconf.OpStatus}).Status.Uplink.State == "bound"
 	})
 	st = query(netconf.Request{Op: netconf.OpStatus}).Status
 	t.Logf("uplink: %+v", st.Uplink)
+	checkStatusText(t, dir, sock)
 	mac := lab.Run(t, "ip", "netns", "exec", gate.Name, "cat", "/sys/class/net/up0/address")
 	mac = strings.TrimSpace(mac)
 	lab.WaitFor(t, 5*time.Second, "the lease in dnsmasq's lease file", func() bool { return strings.Contains(srv.LeaseText(), mac) })
@@ -180,5 +183,24 @@ assets:
 	}
 	if out := lab.Run(t, "ip", "-n", gate.Name, "-4", "addr", "show", "dev", "eth1"); !strings.Contains(out, "inet 10.77.0.1/24") {
 		t.Errorf("eth1 lost its address on stop:\n%s", out)
+	}
+}
+
+// checkStatusText runs otgate netconf status (words, not -json) against
+// the service at sock, whose lease names DNS servers 10.77.0.53 (in zone
+// cell-1) and 10.99.0.53: the status says the first is not used, and why.
+func checkStatusText(t *testing.T, dir, sock string) {
+	t.Helper()
+	cli := filepath.Join(dir, "otgate")
+	if out, err := exec.Command("go", "build", "-o", cli, "github.com/otgate/otgate/cmd/otgate").CombinedOutput(); err != nil {
+		t.Fatalf("build otgate: %v\n%s", err, out)
+	}
+	out, err := exec.Command(cli, "netconf", "-socket", sock, "status").CombinedOutput()
+	if err != nil {
+		t.Fatalf("otgate netconf status: %v\n%s", err, out)
+	}
+	const want = `  not used: DNS server 10.77.0.53 of the lease is in zone "cell-1" subnet 10.77.0.0/24 (the gate resolves names on the uplink side only)` + "\n"
+	if !strings.Contains(string(out), want) || strings.Contains(string(out), "10.99.0.53") {
+		t.Errorf("otgate netconf status, want the line %q and no other naming a DNS server:\n%s", want, out)
 	}
 }
