@@ -357,10 +357,18 @@ func (s *Service) allocate() ([32]byte, []string, error) {
 		s.Logf("overlay: %s moved to its pinned %s", e.Asset, e.Addr)
 	}
 	for _, h := range diff.Released {
+		if h.GateHeld() {
+			s.Logf("overlay: the gate moved off %s, quarantined until %s", h.Addr, h.Until.Format(time.RFC3339))
+			continue
+		}
 		s.Logf("overlay: %s released %s, quarantined until %s", h.Asset, h.Addr, h.Until.Format(time.RFC3339))
 	}
 	for _, h := range diff.Expired {
-		s.Logf("overlay: quarantine of %s (released by %s) ended; the address is free again", h.Addr, h.Asset)
+		who := h.Asset
+		if h.GateHeld() {
+			who = "the gate"
+		}
+		s.Logf("overlay: quarantine of %s (released by %s) ended; the address is free again", h.Addr, who)
 	}
 	return applied.SourceSHA256, warnText, nil
 }

@@ -11,7 +11,10 @@
 // and policy edits (even if it moves to another zone); only changing its
 // pin moves it. A released address is quarantined, not reused by another
 // asset, until the quarantine ends; the same asset coming back within the
-// quarantine gets its old address again.
+// quarantine gets its old address again. The gate's own address, when
+// the site file moves it, is quarantined the same way (a client still
+// aiming at the old gate address must not reach an asset's endpoint);
+// the gate moving back takes it back.
 //
 // Reserved, never allocated: the gate's own address, the first and last
 // address of the prefix and of every pool, and every address whose last
@@ -26,6 +29,7 @@ package alloc
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"time"
 )
@@ -90,9 +94,23 @@ type Entry struct {
 // Held is a quarantined address.
 type Held struct {
 	Addr  netip.Addr `cbor:"1,keyasint"`
-	Asset string     `cbor:"2,keyasint"` // who released it
+	Asset string     `cbor:"2,keyasint"` // who released it ("": the gate, GateHeld)
 	Zone  string     `cbor:"3,keyasint"`
 	Until time.Time  `cbor:"4,keyasint"`
+}
+
+// GateHeld reports whether the address is the gate's own former overlay
+// address (the site file moved the gate), quarantined like a released
+// endpoint. Its Asset is empty: no asset can have that name, so no asset
+// ever takes it back as its own.
+func (h Held) GateHeld() bool { return h.Asset == "" }
+
+// ReleasedBy names who released the address, for messages.
+func (h Held) ReleasedBy() string {
+	if h.GateHeld() {
+		return "the gate (its former overlay address)"
+	}
+	return fmt.Sprintf("asset %q", h.Asset)
 }
 
 // Pool is one zone's carved pool.
@@ -104,7 +122,7 @@ type Pool struct {
 // Diff says what an Apply changed.
 type Diff struct {
 	Added    []Entry // new assets (or restored from quarantine)
-	Released []Held  // assets gone, addresses quarantined
+	Released []Held  // assets gone (or the gate moved), addresses quarantined
 	Moved    []Entry // assets whose pin changed (new address)
 	Expired  []Held  // quarantine entries that ended
 }

@@ -103,9 +103,23 @@ func plan(old *table, cfg Config, reqs []Request, now time.Time) (*table, Diff, 
 			continue
 		}
 		if h.Addr == cfg.Gate {
-			errs = append(errs, fmt.Errorf("%w: gate address %s is quarantined until %s (released by asset %q)", ErrConflict, cfg.Gate, h.Until.Format(time.RFC3339), h.Asset))
+			if h.GateHeld() {
+				continue // the gate moves back to its own former address
+			}
+			errs = append(errs, fmt.Errorf("%w: gate address %s is quarantined until %s (released by %s)", ErrConflict, cfg.Gate, h.Until.Format(time.RFC3339), h.ReleasedBy()))
 		}
 		held = append(held, h)
+	}
+	// The gate moved: its old address is quarantined like a released
+	// endpoint, never handed to an asset at once (a client still connected
+	// to, or aiming at, the old gate address would reach that asset's
+	// endpoint). After a prefix change (allowed only with no asset and no
+	// quarantine left) only an old gate address inside the new prefix can
+	// be handed out, so only that one is held.
+	if old.prefix.IsValid() && old.gate.IsValid() && old.gate != cfg.Gate && cfg.Prefix.Contains(old.gate) {
+		h := Held{Addr: old.gate, Until: now.Add(cfg.Quarantine)}
+		held = append(held, h)
+		diff.Released = append(diff.Released, h)
 	}
 	release := func(e Entry) {
 		h := Held{Addr: e.Addr, Asset: e.Asset, Zone: e.Zone, Until: now.Add(cfg.Quarantine)}
@@ -137,7 +151,7 @@ func plan(old *table, cfg Config, reqs []Request, now time.Time) (*table, Diff, 
 	}
 	for i, h := range held {
 		used.set(u32(h.Addr))
-		owner[h.Addr] = fmt.Sprintf("quarantined until %s, released by asset %q", h.Until.Format(time.RFC3339), h.Asset)
+		owner[h.Addr] = fmt.Sprintf("quarantined until %s, released by %s", h.Until.Format(time.RFC3339), h.ReleasedBy())
 		heldBy[h.Asset] = append(heldBy[h.Asset], i)
 	}
 	// ownHeld reports whether asset released a (one asset may hold several
