@@ -40,7 +40,7 @@ func (p *Policy) decide(r Request, checkSource bool) Decision {
 	}
 	cands := p.candidates(u, a, r.Protocol)
 	chosen, until := evaluate(cands, u, a, r.Time)
-	return decision(cands, chosen, u, a, r.Protocol, r.Time, until)
+	return p.decision(cands, chosen, u, a, r.Protocol, r.Time, until)
 }
 
 func inNetworks(nets []netip.Prefix, addr netip.Addr) bool {
@@ -210,16 +210,45 @@ func evaluate(cands []*grant, u *user, a *site.Asset, t time.Time) (*grant, time
 	}
 }
 
+// siteZone is the time zone of the site's grants: the site file has no
+// site-wide one, each grant with windows or dates names its own
+// (time_zone). When they all name the same, it is the site's; none, or
+// several different: UTC, and zone says why.
+func (p *Policy) siteZone() (loc *time.Location, zone string) {
+	for _, g := range p.grants {
+		switch {
+		case g.TimeZone == "":
+		case loc == nil:
+			loc, zone = g.loc, g.TimeZone
+		case g.TimeZone != zone:
+			return time.UTC, fmt.Sprintf("UTC: the site's grants name several time zones, %s and %s", zone, g.TimeZone)
+		}
+	}
+	if loc == nil {
+		return time.UTC, "UTC: no grant of the site names a time zone"
+	}
+	return loc, zone
+}
+
+// denyZone is the zone a default deny's times are read in: that of the
+// first candidate grant naming one (its windows'), else the site's
+// (siteZone; UTC when it has none).
+func (p *Policy) denyZone(cands []*grant) (*time.Location, string) {
+	for _, g := range cands {
+		if g.TimeZone != "" {
+			return g.loc, g.TimeZone
+		}
+	}
+	return p.siteZone()
+}
+
 // decision words the outcome.
-func decision(cands []*grant, chosen *grant, u *user, a *site.Asset, proto string, t, until time.Time) Decision {
+func (p *Policy) decision(cands []*grant, chosen *grant, u *user, a *site.Asset, proto string, t, until time.Time) Decision {
 	if chosen == nil {
 		d := Decision{Rule: RuleDefaultDeny, Until: until}
 		var b strings.Builder
-		loc := time.UTC
-		if len(cands) > 0 {
-			loc = cands[0].loc
-		}
-		fmt.Fprintf(&b, "no grant lets %s reach %s over %s at %s", u.Name, a.Name, proto, t.In(loc).Format(time.RFC3339))
+		loc, zone := p.denyZone(cands)
+		fmt.Fprintf(&b, "no grant lets %s reach %s over %s at %s (%s)", u.Name, a.Name, proto, t.In(loc).Format(time.RFC3339), zone)
 		if len(cands) == 0 {
 			b.WriteString(" (no grant names the user or a role of theirs for this asset and protocol)")
 		} else {
