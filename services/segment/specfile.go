@@ -8,14 +8,22 @@ package segment
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/otgate/otgate/services/segment/ruleset"
+	"github.com/otgate/otgate/site"
 )
+
+// MaxSpecExceptionLifetime bounds how far ahead an exception of a spec
+// file may expire: the site file's default maximum exception lifetime
+// (a spec file has no limits section to raise it).
+const MaxSpecExceptionLifetime = site.DefaultMaxExceptionLifetime
 
 var (
 	encMode = func() cbor.EncMode {
@@ -37,7 +45,8 @@ var (
 )
 
 // LoadSpec reads and validates a spec file: CBOR, or JSON when the name
-// ends in ".json". Unknown fields are errors.
+// ends in ".json". Unknown fields are errors, and so is an exception
+// expiring more than MaxSpecExceptionLifetime from now.
 func LoadSpec(path string) (*ruleset.Spec, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -56,13 +65,34 @@ func LoadSpec(path string) (*ruleset.Spec, error) {
 	if err := s.Validate(); err != nil {
 		return nil, fmt.Errorf("segment: spec %s: %w", path, err)
 	}
+	if err := checkExpiries(&s, time.Now()); err != nil {
+		return nil, fmt.Errorf("segment: spec %s: %w", path, err)
+	}
 	return &s, nil
 }
 
-// WriteSpec validates s and writes it as deterministic CBOR, atomically
+// checkExpiries refuses exceptions that expire more than
+// MaxSpecExceptionLifetime after now, as the site file does (an expired
+// one is allowed: it is never installed).
+func checkExpiries(s *ruleset.Spec, now time.Time) error {
+	var errs []error
+	limit := now.Add(MaxSpecExceptionLifetime)
+	for i, e := range s.Exceptions {
+		if e.Expires.After(limit) {
+			errs = append(errs, fmt.Errorf("exceptions[%d] %q: expiry %s is more than the maximum exception lifetime (%s) from now; limit: %s",
+				i, e.ID, e.Expires.UTC().Format(time.RFC3339), MaxSpecExceptionLifetime, limit.UTC().Format(time.RFC3339)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// WriteSpec validates s (as LoadSpec does) and writes it as deterministic CBOR, atomically
 // (temp file, fsync, rename, fsync of the directory).
 func WriteSpec(path string, s *ruleset.Spec) error {
 	if err := s.Validate(); err != nil {
+		return fmt.Errorf("segment: write spec %s: %w", path, err)
+	}
+	if err := checkExpiries(s, time.Now()); err != nil {
 		return fmt.Errorf("segment: write spec %s: %w", path, err)
 	}
 	b, err := encMode.Marshal(s)

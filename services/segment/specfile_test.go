@@ -13,13 +13,18 @@ import (
 	"github.com/otgate/otgate/services/segment/ruleset"
 )
 
+// specExpires is the fixture's exception expiry: within the bound of a
+// spec file (MaxSpecExceptionLifetime from now), whole seconds for the
+// round trip.
+var specExpires = time.Now().UTC().Truncate(time.Second).Add(48 * time.Hour)
+
 func spec() *ruleset.Spec {
 	return &ruleset.Spec{
 		BaselineSpec: ruleset.BaselineSpec{Uplink: "eth0", Downlinks: []string{"eth1"}, ListenPorts: []uint16{443},
 			DHCPClient: true, Proxy: ruleset.ProxyIdentity{UID: 990, Mark: 7}},
 		Assets: []ruleset.Asset{{Name: "plc-1", Zone: "a", Mode: ruleset.ModeEnforce, Address: "10.0.0.5", TCPPorts: []uint16{502}}},
 		Exceptions: []ruleset.Exception{{ID: "x", From: "10.0.0.5", To: "10.0.0.6", Protocol: "tcp", Port: 502,
-			Owner: "ops", Expires: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}},
+			Owner: "ops", Expires: specExpires}},
 	}
 }
 
@@ -71,5 +76,45 @@ func TestLoadSpecRefusesBadInput(t *testing.T) {
 	}
 	if _, err := os.Stat(p); !os.IsNotExist(err) {
 		t.Errorf("invalid spec left a file: %v", err)
+	}
+}
+
+// TestSpecExceptionExpiryIsBounded: an exception of a -spec file may not
+// expire later than the site file allows (its default maximum exception
+// lifetime, 90 days, from now). There was no bound: a spec file could
+// open a flow until the year 9999. The error names the file, the
+// exception and the bound; nothing is written.
+func TestSpecExceptionExpiryIsBounded(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "far.json")
+	far := time.Now().Add(segment.MaxSpecExceptionLifetime + 24*time.Hour).UTC().Truncate(time.Second)
+	body := `{"uplink":"eth0","downlinks":["eth1"],"proxy":{"uid":990},
+	  "assets":[{"name":"plc-1","zone":"a","mode":"enforce","address":"10.0.0.5","tcp_ports":[502]}],
+	  "exceptions":[{"id":"vendor-1","from":"10.0.0.5","to":"10.0.0.6","protocol":"tcp","port":502,"owner":"ops","expires":"` + far.Format(time.RFC3339) + `"}]}`
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := segment.LoadSpec(p)
+	want := "segment: spec " + p + `: exceptions[0] "vendor-1": expiry ` + far.Format(time.RFC3339) + " is more than the maximum exception lifetime (2160h0m0s) from now; limit: "
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("LoadSpec of an exception expiring in %s:\n got %v\nwant %q...", time.Until(far).Round(time.Hour), err, want)
+	}
+
+	near := time.Now().Add(segment.MaxSpecExceptionLifetime - 24*time.Hour).UTC().Truncate(time.Second)
+	if err := os.WriteFile(p, []byte(strings.ReplaceAll(body, far.Format(time.RFC3339), near.Format(time.RFC3339))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := segment.LoadSpec(p); err != nil {
+		t.Errorf("LoadSpec of an exception expiring a day within the bound: %v", err)
+	}
+
+	s := spec()
+	s.Exceptions[0].Expires = far
+	w := filepath.Join(dir, "far.cbor")
+	if err := segment.WriteSpec(w, s); err == nil || !strings.Contains(err.Error(), `exceptions[0] "x": expiry`) {
+		t.Errorf("WriteSpec of an exception past the bound: %v", err)
+	}
+	if _, err := os.Stat(w); !os.IsNotExist(err) {
+		t.Errorf("refused spec left a file: %v", err)
 	}
 }
