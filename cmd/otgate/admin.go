@@ -397,6 +397,18 @@ func openDirect(socket, dir, auditDir string, record bool, errOut io.Writer) (_ 
 // the identity service c; the log is anchored to its TPM counter, or, in
 // dev mode, marked so. The identity service is made to sign once first,
 // so a log that could not be signed is never written to.
+//
+// It does not take the proxy's storage plan (planAuditStorage: retention
+// and file size from the size of /perm and the proxy's flags), on
+// purpose: without a retention it removes no file, and it must not (it
+// cannot know whether the proxy exports to a syslog receiver, -syslog,
+// nor what the receiver has acknowledged: a budget without that would
+// delete evidence not yet exported); the reserve refuses session starts
+// only, which it never writes; its file size, audit's default 64 MiB, is
+// the largest the proxy plans, so it rotates nowhere the proxy would not,
+// and its few records past a smaller planned size end that file at the
+// proxy's next append (a rotation, as any). The proxy applies its
+// retention when it opens the log again.
 func openDirectLog(c *api.Client, devMode bool, dir string, errOut io.Writer) (*audit.Writer, error) {
 	refuse := func(what string, err error) error {
 		return fmt.Errorf("--direct: a change is recorded in the proxy's audit log %s before it is acknowledged, and %s: %w; nothing was changed", dir, what, err)

@@ -10,11 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/otgate/otgate/audit"
 	"github.com/otgate/otgate/services/identity"
+	"github.com/otgate/otgate/services/identity/api"
 	"github.com/otgate/otgate/services/proxy/auth"
 	"github.com/otgate/otgate/services/proxy/auth/authtest"
 	"github.com/otgate/otgate/services/proxy/auth/totp"
@@ -271,4 +273,90 @@ func TestAdminDirectDevModeMarked(t *testing.T) {
 	if rep.DevRecords != rep.Records || rep.Records == 0 {
 		t.Errorf("%d of %d records marked dev mode, want all", rep.DevRecords, rep.Records)
 	}
+}
+
+// logFiles are the names of the audit log's files in dir.
+func logFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, f := range m {
+		if fi, err := os.Stat(f); err == nil && fi.Mode().IsRegular() && strings.Contains(filepath.Base(f), ".log") {
+			out = append(out, filepath.Base(f))
+		}
+	}
+	return out
+}
+
+// --direct opens the log without the proxy's storage plan (see
+// openDirectLog), and that is harmless: on a log the proxy sized for a
+// small disk (1 MiB files, a 1 MiB budget) and holds over its budget
+// (nothing exported to the syslog receiver yet), a --direct change
+// removes no file, and the proxy, opening it again with its own sizing,
+// appends, rotates at its size and verifies.
+func TestAdminDirectLeavesTheProxysSizing(t *testing.T) {
+	id := authtest.StartIdentity(t)
+	dir := t.TempDir()
+	logDir := filepath.Join(dir, "audit")
+	cert, err := id.Client.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const fileSize = 1 << 20
+	proxyOpen := func() *audit.Writer {
+		t.Helper()
+		w, err := audit.Open(logDir, cert.PrivateKey.(crypto.Signer), audit.WithAnchor(api.AuditAnchor{Client: id.Client}),
+			audit.WithMaxFileSize(fileSize),
+			audit.WithRetention(audit.Retention{MaxBytes: fileSize, Removable: func(string) (uint64, bool) { return 0, false }}),
+			audit.WithErrorHandler(func(err error) { t.Logf("proxy's audit log: %v", err) }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	w := proxyOpen()
+	filler := audit.Event{Type: "test-filler", Reason: strings.Repeat("x", 16<<10)}
+	for i := 0; i < 160; i++ { // 2.5 MiB: three files
+		if _, err := w.AppendBuffered(filler); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before := logFiles(t, logDir)
+	if len(before) < 3 {
+		t.Fatalf("the proxy's log has files %q, want at least 3", before)
+	}
+
+	if _, err := admin(t, "correct horse battery\n", "add", "alice", "--password-stdin", "--direct", "-identity", id.Socket, "-state", filepath.Join(dir, "proxy"), "-audit", logDir); err != nil {
+		t.Fatal(err)
+	}
+	after := logFiles(t, logDir)
+	for _, f := range before {
+		if !slices.Contains(after, f) {
+			t.Errorf("--direct removed %s (files before %q, after %q)", f, before, after)
+		}
+	}
+	if len(auditEventsOf(t, logDir, "admin")) != 1 {
+		t.Error("no admin record of --direct")
+	}
+
+	// The proxy again, with its sizing: it goes on, rotating at 1 MiB.
+	w = proxyOpen()
+	for i := 0; i < 80; i++ {
+		if _, err := w.AppendBuffered(filler); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(logFiles(t, logDir)); n <= len(after) {
+		t.Errorf("the proxy's 1.25 MiB after --direct made no new file: %d files, %d before", n, len(after))
+	}
+	verifyDirectLog(t, id, logDir)
 }
