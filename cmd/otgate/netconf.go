@@ -36,17 +36,9 @@ func runNetconf(args []string) error {
 		fs.PrintDefaults()
 	}
 	// Flags may come before or after the subcommand.
-	var pos []string
-	rest := args
-	for len(rest) > 0 {
-		if err := parseFlags(fs, rest); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		rest = fs.Args()[1:]
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
 	}
 	if len(pos) == 0 {
 		return usagef("missing subcommand (status, events or asset)\n%s", netconfUsage)
