@@ -144,7 +144,11 @@ func (r *Reconciler) Reconcile(want []netip.Addr) (Result, error) {
 		return res, fmt.Errorf("overlay: list addresses of %s: %w", r.link, err)
 	}
 	owned := map[netip.Addr]bool{}
-	foreign := map[netip.Addr]string{}
+	type foreignAddr struct {
+		label string
+		bits  int
+	}
+	foreign := map[netip.Addr]foreignAddr{}
 	var errs []error
 	for _, ad := range have {
 		a, ok := netip.AddrFromSlice(ad.IP.To4())
@@ -156,7 +160,7 @@ func (r *Reconciler) Reconcile(want []netip.Addr) (Result, error) {
 		// or not (after a prefix change the old addresses are stale, and
 		// still the overlay's to remove).
 		if ad.Label != r.Label() || ones != 32 {
-			foreign[a] = ad.Label
+			foreign[a] = foreignAddr{ad.Label, ones}
 			res.Foreign = append(res.Foreign, a)
 			continue
 		}
@@ -177,8 +181,16 @@ func (r *Reconciler) Reconcile(want []netip.Addr) (Result, error) {
 		if owned[a] {
 			continue
 		}
-		if label, clash := foreign[a]; clash {
-			errs = append(errs, fmt.Errorf("overlay: %s on %s carries label %q: %w; remove it by hand to let the overlay use it", a, r.link, label, ErrForeign))
+		if f, clash := foreign[a]; clash {
+			why := ""
+			if f.label == r.link {
+				// Not repaired: the kernel's label after a rename back and
+				// `ip addr add` without a label look the same, and an
+				// address added by hand is never the overlay's to take.
+				why = " (the kernel gives that label to the first address of an interface renamed and renamed back; `ip addr add` without a label gives it too)"
+			}
+			errs = append(errs, fmt.Errorf("overlay: %s/%d on %s carries label %q, not %q%s: %w; remove it to let the overlay use it: ip addr del %s/%d dev %s (the overlay puts it back with its own label at once)",
+				a, f.bits, r.link, f.label, r.Label(), why, ErrForeign, a, f.bits, r.link))
 			continue
 		}
 		ad := &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(32, 32)}, Label: r.Label()}

@@ -39,8 +39,9 @@ type Service struct {
 	// Repair is how often the interface is reconciled without a change
 	// (drift repair). The interface deleted or set down, or an address
 	// removed from it, is repaired sooner, on the kernel's event (a
-	// rename is noticed too, and refused as a collision: the endpoints
-	// went with the renamed interface); Repair is the safety net for
+	// rename is noticed too, and refused as a collision, with the command
+	// that repairs it: the endpoints went with the renamed interface,
+	// which carries no mark of the overlay's); Repair is the safety net for
 	// events that were lost.
 	Repair time.Duration
 	Now    func() time.Time
@@ -324,15 +325,25 @@ func (s *Service) allocate() ([32]byte, []string, error) {
 		reqs[i] = alloc.Request{Asset: as.Name, Zone: as.Zone, Pinned: as.Overlay}
 	}
 
-	nets, err := s.hostNetworks()
+	nets, renamed, err := s.hostNetworks()
 	if err != nil {
 		return [32]byte{}, nil, err
+	}
+	if s.watch != nil {
+		s.watch.setRenamed(renamed)
 	}
 	for _, z := range st.Zones {
 		nets = append(nets, alloc.Network{Name: "zone " + z.Name, Prefix: z.Subnet})
 	}
 	warns, err := alloc.CheckCollisions(st.Overlay.Prefix, nets)
 	if err != nil {
+		// Not repaired: a renamed interface carries no mark of the
+		// overlay's (only its addresses' labels do, and anyone can set
+		// those), so the service never deletes or renames it itself.
+		for _, name := range renamed {
+			err = errors.Join(err, fmt.Errorf("overlay: interface %s carries addresses labelled %q, as the overlay interface %s renamed to %s would: if it is, delete it and the overlay recreates %s with its endpoints at once: ip link del %s",
+				name, name+labelSuffix, s.Link, name, s.Link, name))
+		}
 		return [32]byte{}, nil, err
 	}
 	var warnText []string
@@ -374,13 +385,15 @@ func (s *Service) allocate() ([32]byte, []string, error) {
 }
 
 // hostNetworks lists the subnets of every other interface of the
-// namespace (uplink, downlinks), which the overlay must not overlap.
-func (s *Service) hostNetworks() ([]alloc.Network, error) {
+// namespace (uplink, downlinks), which the overlay must not overlap, and
+// the interfaces carrying an address labelled "<name>:ov", as the
+// overlay interface renamed to <name> does (the kernel renames the
+// labels with the interface).
+func (s *Service) hostNetworks() (nets []alloc.Network, renamed []string, err error) {
 	links, err := s.Handle.LinkList()
 	if err != nil {
-		return nil, fmt.Errorf("overlay: list interfaces: %w", err)
+		return nil, nil, fmt.Errorf("overlay: list interfaces: %w", err)
 	}
-	var nets []alloc.Network
 	for _, l := range links {
 		name := l.Attrs().Name
 		if name == s.Link || l.Attrs().Flags&net.FlagLoopback != 0 {
@@ -388,7 +401,13 @@ func (s *Service) hostNetworks() ([]alloc.Network, error) {
 		}
 		as, err := s.Handle.AddrList(l, netlink.FAMILY_V4)
 		if err != nil {
-			return nil, fmt.Errorf("overlay: list addresses of %s: %w", name, err)
+			return nil, nil, fmt.Errorf("overlay: list addresses of %s: %w", name, err)
+		}
+		for _, a := range as {
+			if a.Label == name+labelSuffix {
+				renamed = append(renamed, name)
+				break
+			}
 		}
 		for _, a := range as {
 			p, ok := netip.AddrFromSlice(a.IP.To4())
@@ -399,5 +418,6 @@ func (s *Service) hostNetworks() ([]alloc.Network, error) {
 		}
 	}
 	sort.Slice(nets, func(i, j int) bool { return nets[i].Name < nets[j].Name })
-	return nets, nil
+	sort.Strings(renamed)
+	return nets, renamed, nil
 }

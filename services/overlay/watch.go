@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,6 +48,12 @@ type eventWatch struct {
 	// index is the overlay interface's index as last seen (0: unknown),
 	// set by the sync (from the reconcile) and by link events.
 	index atomic.Int32
+	// renamed names the interfaces that carry the overlay's address
+	// labels under their own name (the overlay interface renamed), as the
+	// last sync saw them: deleting one is what the refusal tells the
+	// operator to do, and asks for a repair.
+	renamedMu sync.Mutex
+	renamed   []string
 
 	settle, gap, retry time.Duration
 	rcvbuf             int
@@ -261,6 +268,20 @@ func (r *reasons) String(link string) string {
 	return strings.Join(out, "; ")
 }
 
+// setRenamed records the interfaces carrying the overlay's labels under
+// another name (see renamed).
+func (w *eventWatch) setRenamed(names []string) {
+	w.renamedMu.Lock()
+	w.renamed = names
+	w.renamedMu.Unlock()
+}
+
+func (w *eventWatch) isRenamed(name string) bool {
+	w.renamedMu.Lock()
+	defer w.renamedMu.Unlock()
+	return slices.Contains(w.renamed, name)
+}
+
 // linkEvent says why a link event needs a repair ("" when it does not).
 func (w *eventWatch) linkEvent(u netlink.LinkUpdate) string {
 	a := u.Attrs()
@@ -271,6 +292,8 @@ func (w *eventWatch) linkEvent(u netlink.LinkUpdate) string {
 	case u.Header.Type == unix.RTM_DELLINK && (mine || (known != 0 && idx == known)):
 		w.index.CompareAndSwap(known, 0)
 		return w.link + " deleted"
+	case u.Header.Type == unix.RTM_DELLINK && w.isRenamed(a.Name):
+		return a.Name + " (carrying the overlay's address labels) deleted"
 	case u.Header.Type != unix.RTM_NEWLINK:
 		return ""
 	case mine:

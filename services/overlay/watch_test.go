@@ -172,7 +172,8 @@ func TestRepairOnKernelEvent(t *testing.T) {
 	// would carry them twice; the sync refuses on the collision, on the
 	// event, not an hour later, and the table stays as it is. (Renamed
 	// back, the kernel gives its first address the bare interface name
-	// as label: that one is then foreign, to be removed by hand.)
+	// as label: that one is then foreign; the refusals name the command
+	// that repairs each, TestRenamedOverlayRefusalSaysHowToRepair.)
 	l = lab.link()
 	if err := h.LinkSetDown(l); err != nil {
 		t.Fatal(err)
