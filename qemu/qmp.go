@@ -11,17 +11,25 @@ import (
 	"time"
 )
 
-// qmpClient is one QMP connection: commands are sent one at a time; a
-// goroutine reads every message, records events and routes replies.
+// qmpClient is one QMP connection: commands are sent one at a time, each
+// with an id of its own; a goroutine reads every message, records events
+// and hands a reply to the command whose id it carries. A reply for a
+// command that gave up waiting (its context ended) comes with that
+// command's id and is dropped, so it is never taken for the answer to a
+// later command; so is a reply without an id (QEMU answers so only to a
+// request it could not parse, which this client does not send).
 type qmpClient struct {
 	conn net.Conn
 
-	cmdMu   sync.Mutex // one command in flight
-	replies chan qmpMessage
+	cmdMu sync.Mutex // one command in flight
 
-	mu     sync.Mutex
-	events []Event
-	done   chan struct{} // reader ended (QEMU closed the socket)
+	mu      sync.Mutex
+	events  []Event
+	lastID  uint64
+	waiting string          // id of the command in flight, "" if none
+	reply   chan qmpMessage // its reply (buffered: the reader never blocks)
+	dropped []qmpMessage    // replies no command waited for (stale, no id)
+	done    chan struct{}   // reader ended (QEMU closed the socket)
 }
 
 type qmpMessage struct {
@@ -34,6 +42,7 @@ type qmpMessage struct {
 		Microseconds int64 `json:"microseconds"`
 	} `json:"timestamp"`
 	QMP json.RawMessage `json:"QMP"`
+	ID  any             `json:"id"`
 }
 
 type qmpError struct {
@@ -61,7 +70,14 @@ func dialQMP(ctx context.Context, path string, alive func() bool) (*qmpClient, e
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	c := &qmpClient{conn: conn, replies: make(chan qmpMessage, 1), done: make(chan struct{})}
+	if qmpConnectedHook != nil {
+		qmpConnectedHook()
+	}
+	c := &qmpClient{conn: conn, done: make(chan struct{})}
+	// Reading the greeting ends with ctx too: a QEMU that accepts but does
+	// not greet (stopped, or stuck) must not hold Start's caller (make
+	// run's Ctrl-C) past it.
+	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
 	r := bufio.NewReader(conn)
 	// QEMU may send an event before the greeting: a connection made
 	// while it starts can get the RESUME of the VM's start first (its
@@ -71,6 +87,9 @@ func dialQMP(ctx context.Context, path string, alive func() bool) (*qmpClient, e
 		line, err := r.ReadBytes('\n')
 		if err != nil {
 			conn.Close()
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("qemu: QMP %s: read greeting: %w", path, ctx.Err())
+			}
 			return nil, fmt.Errorf("qemu: QMP %s: read greeting: %w", path, err)
 		}
 		var greet qmpMessage
@@ -83,6 +102,11 @@ func dialQMP(ctx context.Context, path string, alive func() bool) (*qmpClient, e
 		}
 		c.record(greet)
 	}
+	if !stop() {
+		// ctx ended just as the greeting came: the deadline may be set.
+		conn.Close()
+		return nil, fmt.Errorf("qemu: QMP %s: %w", path, ctx.Err())
+	}
 	go c.read(r)
 	if _, err := c.execute(ctx, "qmp_capabilities", nil); err != nil {
 		conn.Close()
@@ -90,6 +114,10 @@ func dialQMP(ctx context.Context, path string, alive func() bool) (*qmpClient, e
 	}
 	return c, nil
 }
+
+// qmpConnectedHook, when set (tests), runs when dialQMP has connected,
+// before it reads the greeting.
+var qmpConnectedHook func()
 
 func (c *qmpClient) read(r *bufio.Reader) {
 	defer close(c.done)
@@ -101,10 +129,7 @@ func (c *qmpClient) read(r *bufio.Reader) {
 				if m.Event != "" {
 					c.record(m)
 				} else {
-					select {
-					case c.replies <- m:
-					default: // a reply nobody waits for (timed-out command)
-					}
+					c.deliver(m)
 				}
 			}
 		}
@@ -113,6 +138,25 @@ func (c *qmpClient) read(r *bufio.Reader) {
 		}
 	}
 }
+
+// deliver hands the reply m to the command in flight if it carries that
+// command's id, and drops it otherwise: a late reply to a command that
+// gave up, or a reply without an id.
+func (c *qmpClient) deliver(m qmpMessage) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if id, ok := m.ID.(string); ok && c.waiting != "" && id == c.waiting {
+		c.reply <- m // buffered, and only this one reply has this id
+		c.waiting = ""
+		return
+	}
+	if len(c.dropped) < maxDropped {
+		c.dropped = append(c.dropped, m)
+	}
+}
+
+// maxDropped bounds the dropped replies kept (the tests look at them).
+const maxDropped = 16
 
 // record appends the event m.
 func (c *qmpClient) record(m qmpMessage) {
@@ -129,12 +173,21 @@ func (c *qmpClient) record(m qmpMessage) {
 func (c *qmpClient) execute(ctx context.Context, command string, args map[string]any) (json.RawMessage, error) {
 	c.cmdMu.Lock()
 	defer c.cmdMu.Unlock()
-	// Drop a stale reply left by an earlier command that gave up waiting.
-	select {
-	case <-c.replies:
-	default:
-	}
-	req := map[string]any{"execute": command}
+	c.mu.Lock()
+	c.lastID++
+	id := fmt.Sprintf("otgate-%d", c.lastID)
+	reply := make(chan qmpMessage, 1)
+	c.waiting, c.reply = id, reply
+	c.mu.Unlock()
+	// However this command ends, a reply that comes after it is stale.
+	defer func() {
+		c.mu.Lock()
+		if c.waiting == id {
+			c.waiting = ""
+		}
+		c.mu.Unlock()
+	}()
+	req := map[string]any{"execute": command, "id": id}
 	if args != nil {
 		req["arguments"] = args
 	}
@@ -152,7 +205,7 @@ func (c *qmpClient) execute(ctx context.Context, command string, args map[string
 		return nil, fmt.Errorf("qemu: QMP %s: send: %w", command, err)
 	}
 	select {
-	case m := <-c.replies:
+	case m := <-reply:
 		if m.Error != nil {
 			return nil, fmt.Errorf("qemu: QMP %s: %s: %s", asked, m.Error.Class, m.Error.Desc)
 		}

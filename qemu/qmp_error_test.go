@@ -21,9 +21,9 @@ func TestQMPErrorNamesTheRequest(t *testing.T) {
 				return
 			}
 			if strings.Contains(line, `"qmp_capabilities"`) {
-				c.Write([]byte(`{"return": {}}` + "\r\n"))
+				answerQMP(t, c, line, `"return": {}`)
 			} else {
-				c.Write([]byte(`{"error": {"class": "DeviceNotFound", "desc": "Device 'nope' not found"}}` + "\r\n"))
+				answerQMP(t, c, line, `"error": {"class": "DeviceNotFound", "desc": "Device 'nope' not found"}`)
 			}
 		}
 	})

@@ -3,6 +3,8 @@ package qemu
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"fmt"
 	"net"
 	"path/filepath"
 	"strings"
@@ -25,7 +27,7 @@ func TestQMPEventBeforeGreeting(t *testing.T) {
 				return
 			}
 			if strings.Contains(line, `"qmp_capabilities"`) || strings.Contains(line, `"query-status"`) {
-				c.Write([]byte(`{"return": {}}` + "\r\n"))
+				answerQMP(t, c, line, `"return": {}`)
 			}
 		}
 	})
@@ -74,4 +76,23 @@ func fakeQMP(t *testing.T, serve func(net.Conn)) string {
 		serve(c)
 	}()
 	return sock
+}
+
+// answerQMP writes the reply body (the members after the id, e.g.
+// `"return": {}`) to the QMP request line, with the request's id as QEMU
+// echoes it (none if the request had none).
+func answerQMP(t *testing.T, c net.Conn, request, body string) {
+	t.Helper()
+	var req struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if err := json.Unmarshal([]byte(request), &req); err != nil {
+		t.Errorf("QMP request %q: %v", request, err)
+		return
+	}
+	if req.ID == nil {
+		fmt.Fprintf(c, "{%s}\r\n", body)
+		return
+	}
+	fmt.Fprintf(c, "{%s, \"id\": %s}\r\n", body, req.ID)
 }
