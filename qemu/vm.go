@@ -72,8 +72,10 @@ type VM struct {
 }
 
 // Start boots b's image from imageDir. The context bounds the start-up
-// only (until QMP answers); the VM runs until it exits, is killed, or
-// WithTimeout expires. On error nothing is left running.
+// only (until QMP answers): cancelling it ends the start-up promptly
+// (make run's Ctrl-C), with an error that wraps ctx.Err(); the VM runs
+// until it exits, is killed, or WithTimeout expires. On error nothing is
+// left running.
 //
 // A forwarded host port that Start picked (HostPort 0) is free when
 // picked but can be taken by another program before QEMU binds it; QEMU
@@ -130,6 +132,10 @@ func start(ctx context.Context, b *board.Board, imageDir string, opts ...Option)
 	}()
 
 	p := vmPaths{qmp: filepath.Join(dir, "qmp.sock")}
+	// A cancelled start-up copies no disk and starts nothing.
+	if err := ctx.Err(); err != nil {
+		return vm, fmt.Errorf("qemu: Start: %w", err)
+	}
 	if err := vm.prepareDisks(b, c, imageDir, &p); err != nil {
 		return vm, err
 	}
@@ -189,6 +195,10 @@ func start(ctx context.Context, b *board.Board, imageDir string, opts ...Option)
 		vm.cmd.Stdin = inR
 		go func() { _, _ = io.Copy(inW, c.consoleIn) }()
 	}
+	if err := ctx.Err(); err != nil { // cancelled while the disks were copied
+		conR.Close()
+		return vm, fmt.Errorf("qemu: Start: %w", err)
+	}
 	if err := vm.cmd.Start(); err != nil {
 		conR.Close()
 		return vm, fmt.Errorf("qemu: start %s: %w", inv.binary, err)
@@ -223,7 +233,7 @@ func start(ctx context.Context, b *board.Board, imageDir string, opts ...Option)
 	vm.killMu.Unlock()
 	close(vm.qmpSet)
 	if err != nil {
-		if picked(c.forwards) {
+		if picked(c.forwards) && ctx.Err() == nil {
 			// QEMU that could not bind a forward exits at once, but the
 			// QMP dial can fail (connection reset) before that exit is
 			// reaped: give it a moment before reading its stderr.
