@@ -1,19 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"time"
 
 	"github.com/otgate/otgate/image"
 	"github.com/otgate/otgate/qemu"
-	"github.com/otgate/otgate/qemu/lab"
 	"github.com/otgate/otgate/services/proxy/auth/qrterm"
 	"github.com/otgate/otgate/services/proxy/auth/totp"
 )
@@ -40,48 +37,6 @@ func buildDemoTools(ctx context.Context, dir string) (demoTools, error) {
 		}
 	}
 	return t, nil
-}
-
-// startPlant runs the tank simulator on lab.PlantCIDR's address, port 502,
-// in the plant namespace, and waits until it listens.
-func startPlant(ctx context.Context, l *lab.Lab, bin string) (*exec.Cmd, error) {
-	addr := lab.PlantIP().String() + ":502"
-	cmd := l.Plant.CommandContext(ctx, bin, "-listen", addr)
-	out, err := cmd.StderrPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("plant simulator: %w", err)
-	}
-	lines := make(chan string, 16)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			select {
-			case lines <- sc.Text():
-			default:
-			}
-		}
-		close(lines)
-	}()
-	deadline := time.After(20 * time.Second)
-	for {
-		select {
-		case line, ok := <-lines:
-			if !ok {
-				cmd.Wait()
-				return nil, fmt.Errorf("plant simulator exited at start")
-			}
-			if strings.Contains(line, "listening on "+addr) {
-				return cmd, nil
-			}
-		case <-deadline:
-			cmd.Process.Kill()
-			cmd.Wait()
-			return nil, fmt.Errorf("plant simulator did not listen on %s within 20 s", addr)
-		}
-	}
 }
 
 // demoReady is the console line after which the demo user can log in.

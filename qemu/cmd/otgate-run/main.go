@@ -6,22 +6,24 @@
 // "lab" namespace, its OT downlink bridged into a "plant" namespace). The
 // serial console is shown on the terminal and fed from standard input.
 //
-// Ctrl-C (or SIGTERM) presses the ACPI power button and waits for the gate
-// to power off; a second Ctrl-C, or 60 s without power-off, kills QEMU.
-// Everything it started (QEMU, swtpm, namespaces) goes away with it.
+// Ctrl-C, SIGTERM or SIGHUP (the terminal closed, an ssh session dropped)
+// presses the ACPI power button and waits for the gate to power off; a
+// second one, or 60 s without power-off, kills QEMU. During the start-up
+// (building the demo tools, the lab, the plant, the boot until QEMU
+// answers) the signal cancels it instead. The demo's plant simulator runs
+// in a process group of its own, so the terminal's Ctrl-C does not reach
+// it: it serves until the gate is down, then it is stopped. Everything it
+// started (QEMU, swtpm, the plant, namespaces) goes away with it. See
+// stop.go.
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
-	"time"
 
 	"github.com/otgate/otgate/board"
 	"github.com/otgate/otgate/image"
@@ -49,6 +51,10 @@ func run() error {
 	if flag.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", flag.Args())
 	}
+	// From here on a stop signal ends the run in order (see stop.go).
+	stop := watchStop()
+	defer stop.release()
+	ctx := stop.ctx
 	b, err := board.Lookup(*boardName)
 	if err != nil {
 		return err
@@ -88,17 +94,13 @@ func run() error {
 			return fmt.Errorf("reset demo state: %w", err)
 		}
 		fmt.Fprintf(os.Stderr, "otgate-run: building the client and the plant simulator into %s\n", *binDir)
-		if tools, err = buildDemoTools(context.Background(), *binDir); err != nil {
-			return err
+		if tools, err = buildDemoTools(ctx, *binDir); err != nil {
+			return startErr(stop, err)
 		}
 	}
 	if err := os.MkdirAll(*stateDir, 0o700); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
-
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	ctx := context.Background()
 
 	opts := []qemu.Option{
 		qemu.WithTPM(filepath.Join(*stateDir, "tpm")),
@@ -118,19 +120,23 @@ func run() error {
 		opts = append(opts, qemu.WithMemory(*memory))
 	}
 	var l *lab.Lab
+	var plant *plantProc
 	if !*noLab {
 		if l, err = lab.New(ctx); err != nil {
-			return fmt.Errorf("lab network (needs root): %w", err)
+			return startErr(stop, fmt.Errorf("lab network (needs root): %w", err))
 		}
 		defer l.Close()
 		opts = append(opts, qemu.WithLab(l))
 	}
 	if *demo {
-		plant, err := startPlant(ctx, l, tools.plant)
-		if err != nil {
-			return err
+		if plant, err = startPlant(ctx, l, tools.plant); err != nil {
+			return startErr(stop, err)
 		}
-		defer func() { plant.Process.Kill(); plant.Wait() }()
+		defer func() {
+			if plant != nil { // a return before the gate ran
+				_ = plant.stop()
+			}
+		}()
 		opts = append(opts, qemu.WithUserNet(qemu.HostForward{HostPort: *port, GuestPort: 8443}))
 	}
 
@@ -145,7 +151,7 @@ func run() error {
 
 	vm, err := qemu.Start(ctx, b, *imageDir, opts...)
 	if err != nil {
-		return err
+		return startErr(stop, err)
 	}
 	defer vm.Close()
 	if *demo {
@@ -159,39 +165,30 @@ func run() error {
 		go announceDemo(vm, os.Stderr, creds, tools, vm.HostPort(8443))
 	}
 
-	exited := make(chan qemu.Exit, 1)
-	go func() {
-		e, _ := vm.Wait(context.Background())
-		exited <- e
-	}()
-	var exit qemu.Exit
-	select {
-	case exit = <-exited:
-	case <-sigs:
-		fmt.Fprintf(os.Stderr, "\notgate-run: powering the gate down (Ctrl-C again to kill it)\n")
-		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := vm.Powerdown(pctx)
-		cancel()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "otgate-run: power-down: %v; killing\n", err)
-			vm.Kill()
-		}
-		select {
-		case exit = <-exited:
-		case <-sigs:
-			vm.Kill()
-			exit = <-exited
-		case <-time.After(60 * time.Second):
-			fmt.Fprintf(os.Stderr, "otgate-run: no power-off after 60 s; killing\n")
-			vm.Kill()
-			exit = <-exited
-		}
-	}
+	exit := runUntilStopped(stop, vm, os.Stderr)
 	fmt.Fprintf(os.Stderr, "otgate-run: QEMU ended: %s\n", exit)
-	if exit.Code != 0 || exit.Killed {
-		return errors.New("the VM did not power off cleanly")
+	var plantErr error
+	if plant != nil {
+		// The gate is down: the plant it talked to can go.
+		plantErr = plant.stop()
+		plant = nil
+		if plantErr == nil {
+			fmt.Fprintf(os.Stderr, "otgate-run: plant simulator stopped\n")
+		}
 	}
-	return nil
+	if exit.Code != 0 || exit.Killed {
+		return errors.Join(errors.New("the VM did not power off cleanly"), plantErr)
+	}
+	return plantErr
+}
+
+// startErr is err from a start-up step; when a stop signal cancelled the
+// step, it says so first (the step's own error is then its consequence).
+func startErr(s *stopper, err error) error {
+	if sig := s.signal(); sig != nil {
+		return fmt.Errorf("%v during the start-up: stopped (%w)", sig, err)
+	}
+	return err
 }
 
 // stdinReader hides os.Stdin's *os.File type so QEMU gets a pipe, not the
