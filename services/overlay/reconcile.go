@@ -36,6 +36,12 @@ const (
 	// KindVeth is a veth pair (the peer is named <link>-p), for kernels
 	// built without dummy interfaces.
 	KindVeth LinkKind = "veth"
+	// kindIfb stands in for dummy in tests on kernels without the dummy
+	// module: like a dummy it is one interface made by name alone, with
+	// no peer whose name can be in the way, so creating it beside a
+	// renamed one succeeds as a dummy's would. Not a kind NewReconciler
+	// accepts: only tests set it (Service.standIn).
+	kindIfb LinkKind = "ifb"
 )
 
 // Reconciler makes one interface carry exactly a set of /32s.
@@ -86,8 +92,11 @@ func (r *Reconciler) ensureLink() (l netlink.Link, created, up bool, err error) 
 	switch {
 	case errors.As(err, &notFound):
 		var nl netlink.Link = &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: r.link}}
-		if r.kind == KindVeth {
+		switch r.kind {
+		case KindVeth:
 			nl = &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: r.link}, PeerName: r.link + "-p"}
+		case kindIfb:
+			nl = &netlink.Ifb{LinkAttrs: netlink.LinkAttrs{Name: r.link}}
 		}
 		if err := r.h.LinkAdd(nl); err != nil {
 			hint := ""

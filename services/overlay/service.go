@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -41,8 +42,9 @@ type Service struct {
 	// removed from it, is repaired sooner, on the kernel's event (a
 	// rename is noticed too, and refused as a collision, with the command
 	// that repairs it: the endpoints went with the renamed interface,
-	// which carries no mark of the overlay's); Repair is the safety net for
-	// events that were lost.
+	// which carries no mark of the overlay's, and the overlay stays
+	// degraded, the interface not made again beside it, until it is
+	// gone); Repair is the safety net for events that were lost.
 	Repair time.Duration
 	Now    func() time.Time
 	Logf   func(format string, args ...any)
@@ -53,6 +55,9 @@ type Service struct {
 	// rcvbuf is the event sockets' receive buffer (0: eventRcvBuf);
 	// tests shrink it to make the kernel drop events.
 	rcvbuf int
+	// standIn, when set (tests only), is the kind the reconciler creates
+	// instead of LinkKind: kindIfb for dummy on kernels without it.
+	standIn LinkKind
 
 	// Requests for a sync from outside the loop (reload, kernel events),
 	// taken by the loop's Reload trigger.
@@ -232,8 +237,23 @@ func (s *Service) sync() {
 // to it: the endpoints already handed out stay up, and an interface
 // deleted or emptied by someone (or not yet created after a reboot) gets
 // them back, instead of staying down until the policy is fixed.
+//
+// Except while another interface carries the overlay's address labels
+// under its own name (the overlay interface renamed, which took the
+// endpoints with it): then the interface is not reconciled at all, the
+// overlay is degraded and says so, with the command that repairs it.
+// Made again beside the renamed one, it would carry the same endpoints
+// twice, the ambiguity the collision refusal is about; the renamed
+// interface is not the service's to touch either (see allocate).
 func (s *Service) syncOnce() error {
-	sha, warnText, perr := s.allocate()
+	nets, renamed, err := s.hostNetworks()
+	if err != nil {
+		return err // what else is on the host is unknown: nothing changes
+	}
+	if s.watch != nil {
+		s.watch.setRenamed(renamed)
+	}
+	sha, warnText, perr := s.allocate(nets)
 	gate, prefix := s.alloc.Gate()
 	if !prefix.IsValid() {
 		return perr // nothing allocated yet, nothing to put on the interface
@@ -243,6 +263,9 @@ func (s *Service) syncOnce() error {
 		if err != nil {
 			return errors.Join(perr, err)
 		}
+		if s.standIn != "" {
+			r.kind = s.standIn
+		}
 		s.recon = r
 	}
 	table := s.alloc.Table()
@@ -251,11 +274,17 @@ func (s *Service) syncOnce() error {
 	for _, e := range table {
 		want = append(want, e.Addr)
 	}
-	res, rerr := s.recon.Reconcile(want)
-	if res.Index != 0 && s.watch != nil {
-		s.watch.index.Store(int32(res.Index))
+	var rerr error
+	if len(renamed) > 0 {
+		rerr = s.degraded(renamed)
+	} else {
+		var res Result
+		res, rerr = s.recon.Reconcile(want)
+		if res.Index != 0 && s.watch != nil {
+			s.watch.index.Store(int32(res.Index))
+		}
+		s.logRepair(res)
 	}
-	s.logRepair(res)
 
 	s.mu.Lock()
 	snap := Snapshot{
@@ -275,6 +304,22 @@ func (s *Service) syncOnce() error {
 	s.snap = snap
 	s.mu.Unlock()
 	return errors.Join(perr, rerr)
+}
+
+// degraded is the error of a sync that leaves the interface alone
+// because renamed carry the overlay's address labels: what it did not
+// do, why, and for each the command that repairs it. The renamed
+// interface is not deleted or renamed back by the service: it carries no
+// mark of the overlay's (only its addresses' labels do, and anyone can
+// set those).
+func (s *Service) degraded(renamed []string) error {
+	list := strings.Join(renamed, ", ")
+	errs := []error{fmt.Errorf("overlay: %s not reconciled, degraded: no second interface is made to carry the endpoints %s carries, and %s is left as it is", s.Link, list, list)}
+	for _, name := range renamed {
+		errs = append(errs, fmt.Errorf("overlay: interface %s carries addresses labelled %q, as the overlay interface %s renamed to %s would: if it is, delete it and the overlay recreates %s with its endpoints at once: ip link del %s",
+			name, name+labelSuffix, s.Link, name, s.Link, name))
+	}
+	return errors.Join(errs...)
 }
 
 // logRepair reports what a reconcile changed on the interface, and
@@ -302,9 +347,10 @@ func (s *Service) logRepair(res Result) {
 	s.Logf("%s", msg)
 }
 
-// allocate applies the policy to the allocator; on any error nothing
-// changes. It returns the policy's sha256 and the prefix warnings.
-func (s *Service) allocate() ([32]byte, []string, error) {
+// allocate applies the policy to the allocator, checking it against
+// nets, the host's other networks; on any error nothing changes. It
+// returns the policy's sha256 and the prefix warnings.
+func (s *Service) allocate(nets []alloc.Network) ([32]byte, []string, error) {
 	applied, err := site.LoadApplied(s.PolicyPath)
 	if err != nil {
 		return [32]byte{}, nil, err
@@ -325,25 +371,14 @@ func (s *Service) allocate() ([32]byte, []string, error) {
 		reqs[i] = alloc.Request{Asset: as.Name, Zone: as.Zone, Pinned: as.Overlay}
 	}
 
-	nets, renamed, err := s.hostNetworks()
-	if err != nil {
-		return [32]byte{}, nil, err
-	}
-	if s.watch != nil {
-		s.watch.setRenamed(renamed)
-	}
+	nets = slices.Clone(nets)
 	for _, z := range st.Zones {
 		nets = append(nets, alloc.Network{Name: "zone " + z.Name, Prefix: z.Subnet})
 	}
 	warns, err := alloc.CheckCollisions(st.Overlay.Prefix, nets)
 	if err != nil {
-		// Not repaired: a renamed interface carries no mark of the
-		// overlay's (only its addresses' labels do, and anyone can set
-		// those), so the service never deletes or renames it itself.
-		for _, name := range renamed {
-			err = errors.Join(err, fmt.Errorf("overlay: interface %s carries addresses labelled %q, as the overlay interface %s renamed to %s would: if it is, delete it and the overlay recreates %s with its endpoints at once: ip link del %s",
-				name, name+labelSuffix, s.Link, name, s.Link, name))
-		}
+		// A renamed overlay interface collides too; syncOnce says what
+		// repairs it (degraded).
 		return [32]byte{}, nil, err
 	}
 	var warnText []string

@@ -1,0 +1,129 @@
+package overlay
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// dummyKind returns the settings that make the service create the
+// overlay interface as the appliance does, a dummy, or on a kernel
+// without the dummy module an ifb in its place (kindIfb): one interface
+// made by name alone, with no peer. A veth pair does not do here: its
+// peer, renamed or not, stays in the way of a second pair, so creating
+// a second overlay interface fails where a dummy's would succeed.
+func dummyKind(t *testing.T, h *netlink.Handle) (standIn LinkKind) {
+	t.Helper()
+	for _, probe := range []netlink.Link{
+		&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: "probe0"}},
+		&netlink.Ifb{LinkAttrs: netlink.LinkAttrs{Name: "probe0"}},
+	} {
+		err := h.LinkAdd(probe)
+		if errors.Is(err, unix.EOPNOTSUPP) {
+			t.Logf("this kernel has no %s interfaces", probe.Type())
+			continue
+		}
+		if err != nil {
+			t.Fatalf("probe %s interface: %v", probe.Type(), err)
+		}
+		l, err := h.LinkByName("probe0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.LinkDel(l); err != nil {
+			t.Fatal(err)
+		}
+		if probe.Type() == string(KindDummy) {
+			return ""
+		}
+		t.Logf("testing with ifb interfaces in place of dummy")
+		return kindIfb
+	}
+	t.Skip("this kernel has neither dummy nor ifb interfaces")
+	return ""
+}
+
+// TestRenamedOverlayIsNotDuplicated: the overlay interface (a dummy, as
+// on the appliance) renamed takes the endpoints with it; while the
+// service refuses that as a collision it must not make a second
+// otg-overlay carrying the same /32s beside it (two interfaces answering
+// one endpoint is the ambiguity the refusal is about). It did: the sync
+// reported the collision, then reconciled the interface anyway, and a
+// dummy, unlike a veth whose renamed peer stays in the way, was created
+// with every endpoint. Now the renamed interface is left as it is, no
+// interface is made, the status and log say the overlay is degraded and
+// why, and the printed `ip link del` repairs it at once.
+func TestRenamedOverlayIsNotDuplicated(t *testing.T) {
+	h := newNetNS(t)
+	standIn := dummyKind(t, h)
+	dir := t.TempDir()
+	lab := &eventLab{t: t, h: h, kind: KindDummy, sock: filepath.Join(dir, "run", "overlay.sock"), log: &logBook{t: t}}
+	storePolicy(t, filepath.Join(dir, "policy"), asset("plc-1", "cell-1", "10.10.1.10", "")+asset("plc-2", "cell-1", "10.10.1.11", ""))
+	lab.r = startWith(t, h, KindDummy, dir, func(s *Service) {
+		s.Repair = time.Hour
+		s.Logf = lab.log.logf
+		s.standIn = standIn
+	})
+	lab.waitRepaired("at start", 10*time.Second)
+	wantKind := string(KindDummy)
+	if standIn != "" {
+		wantKind = string(standIn)
+	}
+	if got := lab.link().Type(); got != wantKind {
+		t.Fatalf("the overlay interface is a %s, want a %s", got, wantKind)
+	}
+
+	l := lab.link()
+	if err := h.LinkSetDown(l); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetName(l, "renamed0"); err != nil {
+		t.Fatal(err)
+	}
+	s := waitSnapshot(t, lab.sock, "the rename refused", func(s *Snapshot) bool { return strings.Contains(s.Error, "overlaps interface renamed0") })
+	// One more sync, asked for and waited on, so that whatever a sync
+	// does after the refusal has been done twice.
+	lab.r.reload <- struct{}{}
+	s = waitSnapshot(t, lab.sock, "a sync after the refusal", func(n *Snapshot) bool { return n.Syncs > s.Syncs })
+
+	if l, err := h.LinkByName(DefaultLink); err == nil {
+		t.Errorf("a second %s (a %s, carrying %v) was made beside renamed0, which carries the same endpoints", DefaultLink, l.Type(), addrsOn(t, h, DefaultLink))
+	}
+	// The kernel gives the first address the bare name on a rename.
+	want := []labelled{{"100.64.0.1/32", "renamed0"}, {"100.64.0.2/32", "renamed0:ov"}, {"100.64.0.3/32", "renamed0:ov"}}
+	if got := addrsOn(t, h, "renamed0"); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("renamed0 carries %v, want its endpoints left as they were, %v", got, want)
+	}
+	renamed, err := h.LinkByName("renamed0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if renamed.Attrs().Flags&net.FlagUp != 0 {
+		t.Errorf("renamed0 was brought up: it is not the overlay's to touch")
+	}
+	degraded := "overlay: otg-overlay not reconciled, degraded: no second interface is made to carry the endpoints renamed0 carries, and renamed0 is left as it is"
+	hint := "ip link del renamed0"
+	if !strings.Contains(s.Error, degraded) || !strings.Contains(s.Error, hint) {
+		t.Errorf("status:\n%s\nwant it to say\n%s\nand name the repair: %s", s.Error, degraded, hint)
+	}
+	if !lab.log.has("overlay: sync failed", degraded, hint) {
+		t.Errorf("no log line says the overlay is degraded and why")
+	}
+	if len(s.Entries) != 2 {
+		t.Errorf("the table has %d entries while degraded, want the 2 it had", len(s.Entries))
+	}
+
+	// The printed repair: the overlay comes back at once, on the event.
+	if err := h.LinkDel(renamed); err != nil {
+		t.Fatal(err)
+	}
+	lab.waitRepaired("after ip link del renamed0", 10*time.Second)
+	waitSnapshot(t, lab.sock, "no error", func(s *Snapshot) bool { return s.Error == "" })
+}
