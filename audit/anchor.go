@@ -30,7 +30,9 @@ import (
 // it. A log one step ahead is the benign trace of a stop between the
 // record and the advance. Open takes the anchor from the checkpoint of
 // the signer's key that signs furthest in the newest file, checking its
-// signature and reading the record it names again for its head (one
+// signature and reading again, chained to its head, the records from the
+// last position Open noted (one every 256 records) up to the one it names,
+// for their anchor values; Open holds no list of the anchor records (one
 // checkpoint: if that one does not verify, no anchor record of the file
 // counts, which can only raise an alarm, never hide one); the anchor a new
 // file's rotation record carries is taken as the previous file's last one

@@ -67,7 +67,7 @@ func (w *Writer) recover(lf logFile) error {
 		if err := chain.link(e, lf.index, first); err != nil {
 			return corrupt(&Problem{File: lf.name, Offset: off, Seq: rec.Seq, HasSeq: true, Err: err})
 		}
-		anchors.record(rec.Seq, off)
+		anchors.record(rec.Seq, off, h)
 		switch b := body.(type) {
 		case Rotation:
 			// The value the previous file ended with (Verify checks it
@@ -84,7 +84,7 @@ func (w *Writer) recover(lf logFile) error {
 			unsigned.cover(b.Last)
 		case Event:
 			if b.Anchor != nil {
-				anchors.anchor(*b.Anchor, rec.Seq, off)
+				anchors.anchor(*b.Anchor, rec.Seq, off, h)
 			}
 			unsigned.add(rec.Seq)
 		default:
