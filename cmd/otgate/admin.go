@@ -83,10 +83,14 @@ type adminIO struct {
 
 func runAdmin(args []string, aio adminIO) (err error) {
 	if len(args) < 2 || args[0] != "user" {
-		fmt.Fprintln(aio.errOut, adminUsage)
-		return errors.New("admin: want: admin user <subcommand>")
+		return usagef("admin: want: admin user <subcommand>\n%s", adminUsage)
 	}
 	sub, args := args[1], args[2:]
+	switch sub {
+	case "add", "list", "unlock", "disable", "enable", "revoke", "remove", "reset-totp":
+	default:
+		return usagef("admin user: unknown subcommand %q\n%s", sub, adminUsage)
+	}
 	fs := flag.NewFlagSet("otgate admin user "+sub, flag.ContinueOnError)
 	fs.SetOutput(aio.errOut)
 	direct := fs.Bool("direct", false, "open the user store directly (proxy stopped) instead of the proxy's admin socket")
@@ -109,12 +113,6 @@ func runAdmin(args []string, aio adminIO) (err error) {
 	name, err := parseNamed(fs, args, sub != "list")
 	if err != nil {
 		return err
-	}
-	switch sub {
-	case "add", "list", "unlock", "disable", "enable", "revoke", "remove", "reset-totp":
-	default:
-		fmt.Fprintln(aio.errOut, adminUsage)
-		return fmt.Errorf("admin user: unknown subcommand %q", sub)
 	}
 	var password, secret []byte
 	if sub == "add" {
@@ -269,7 +267,7 @@ func parseNamed(fs *flag.FlagSet, args []string, wantName bool) (string, error) 
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		name, args = args[0], args[1:]
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return "", err
 	}
 	rest := fs.Args()
@@ -278,11 +276,11 @@ func parseNamed(fs *flag.FlagSet, args []string, wantName bool) (string, error) 
 	}
 	switch {
 	case len(rest) > 0:
-		return "", fmt.Errorf("%s: unexpected arguments %q", fs.Name(), rest)
+		return "", usagef("%s: unexpected arguments %q", fs.Name(), rest)
 	case wantName && name == "":
-		return "", fmt.Errorf("%s: missing user name", fs.Name())
+		return "", usagef("%s: missing user name", fs.Name())
 	case !wantName && name != "":
-		return "", fmt.Errorf("%s: takes no user name (got %q)", fs.Name(), name)
+		return "", usagef("%s: takes no user name (got %q)", fs.Name(), name)
 	}
 	return name, nil
 }

@@ -64,7 +64,7 @@ them. show starts the line of each such record with "[DEV]".`
 
 func runAudit(args []string, out io.Writer) error {
 	if len(args) == 0 {
-		return errors.New(auditUsage)
+		return usagef("%s", auditUsage)
 	}
 	switch args[0] {
 	case "verify":
@@ -72,12 +72,12 @@ func runAudit(args []string, out io.Writer) error {
 	case "show":
 		return runAuditShow(args[1:], out)
 	}
-	return fmt.Errorf("unknown audit command %q\n%s", args[0], auditUsage)
+	return usagef("unknown audit command %q\n%s", args[0], auditUsage)
 }
 
 func oneDir(fs *flag.FlagSet) (string, error) {
 	if fs.NArg() != 1 {
-		return "", fmt.Errorf("want exactly one log directory after the flags, got %d arguments\n%s", fs.NArg(), auditUsage)
+		return "", usagef("want exactly one log directory after the flags, got %d arguments\n%s", fs.NArg(), auditUsage)
 	}
 	return fs.Arg(0), nil
 }
@@ -96,7 +96,7 @@ func runAuditVerify(args []string, out io.Writer) error {
 		fmt.Fprintf(fs.Output(), "%s\n\n%s\n\nflags of verify:\n", auditUsage, auditVerifyHelp)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	dir, err := oneDir(fs)
@@ -124,7 +124,7 @@ func runAuditVerify(args []string, out io.Writer) error {
 			return err
 		}
 	case !*chainOnly:
-		return fmt.Errorf("no trust anchor: give --key or --cert to check checkpoint signatures, or --chain-only\n%s", auditUsage)
+		return usagef("no trust anchor: give --key or --cert to check checkpoint signatures, or --chain-only\n%s", auditUsage)
 	}
 	rep, verr := audit.Verify(dir, trust)
 	if rep != nil {
@@ -238,7 +238,7 @@ func printReport(out io.Writer, dir string, r *audit.Report) {
 func runAuditShow(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("otgate audit show", flag.ContinueOnError)
 	session := fs.String("session", "", "show only the records of this session id")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	dir, err := oneDir(fs)

@@ -34,13 +34,13 @@ func runConnect(args []string, out, errOut io.Writer) error {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		asset, args = args[0], args[1:]
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if asset == "" && fs.NArg() == 1 {
 		asset = fs.Arg(0)
 	} else if fs.NArg() != 0 || asset == "" {
-		return errors.New("usage: otgate connect <asset> [--listen 127.0.0.1:port] [--protocol NAME]")
+		return usagef("usage: otgate connect <asset> [--listen 127.0.0.1:port] [--protocol NAME]")
 	}
 	if err := checkLoopbackListen(*listen); err != nil {
 		return err

@@ -46,8 +46,7 @@ Run "otgate identity <subcommand> -h" for the flags.`
 
 func runIdentity(args []string) error {
 	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, identityUsage)
-		return errors.New("identity: missing subcommand")
+		return usagef("identity: missing subcommand\n%s", identityUsage)
 	}
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("otgate identity "+sub, flag.ContinueOnError)
@@ -55,21 +54,21 @@ func runIdentity(args []string) error {
 	case "csr":
 		f := identity.RegisterFlags(fs)
 		out := fs.String("out", "-", "file to write the PEM CSR to (- for standard output)")
-		if err := fs.Parse(args); err != nil {
+		if err := parseFlags(fs, args); err != nil {
 			return err
 		}
 		return identityCSR(f, *out, os.Stdout)
 	case "install-cert":
 		f := identity.RegisterFlags(fs)
 		in := fs.String("in", "", "certificate file (PEM chain, leaf first, or DER)")
-		if err := fs.Parse(args); err != nil {
+		if err := parseFlags(fs, args); err != nil {
 			return err
 		}
 		return identityInstallCert(f, *in)
 	case "renew-cert":
 		f := identity.RegisterFlags(fs)
 		yes := fs.Bool("yes", false, "really do it")
-		if err := fs.Parse(args); err != nil {
+		if err := parseFlags(fs, args); err != nil {
 			return err
 		}
 		if !*yes {
@@ -78,21 +77,21 @@ func runIdentity(args []string) error {
 		return identityRenewCert(f, os.Stdout)
 	case "status":
 		socket := fs.String("socket", api.DefaultSocket, "identity service socket")
-		if err := fs.Parse(args); err != nil {
+		if err := parseFlags(fs, args); err != nil {
 			return err
 		}
 		return identityStatus(*socket, os.Stdout)
 	case "check-trust":
 		socket := fs.String("socket", api.DefaultSocket, "identity service socket")
 		wait := fs.Duration("wait", 0, "wait this long for the identity service to answer (0: it must answer now); past it, fail without restart")
-		if err := fs.Parse(args); err != nil {
+		if err := parseFlags(fs, args); err != nil {
 			return err
 		}
 		return identityCheckTrust(*socket, *wait, os.Stdout, os.Exit, ready.Status)
 	case "reset", "reseal":
 		f := identity.RegisterFlags(fs)
 		yes := fs.Bool("yes", false, "really do it")
-		if err := fs.Parse(args); err != nil {
+		if err := parseFlags(fs, args); err != nil {
 			return err
 		}
 		if !*yes {
@@ -123,8 +122,7 @@ func runIdentity(args []string) error {
 		fmt.Printf("data key resealed to the current boot; old secrets moved to %s\n", moved)
 		return nil
 	default:
-		fmt.Fprintln(os.Stderr, identityUsage)
-		return fmt.Errorf("identity: unknown subcommand %q", sub)
+		return usagef("identity: unknown subcommand %q\n%s", sub, identityUsage)
 	}
 }
 
@@ -151,7 +149,7 @@ func identityCSR(f *identity.Flags, out string, stdout io.Writer) error {
 
 func identityInstallCert(f *identity.Flags, in string) error {
 	if in == "" {
-		return errors.New("identity install-cert: -in is required")
+		return usagef("identity install-cert: -in is required")
 	}
 	b, err := os.ReadFile(in)
 	if err != nil {

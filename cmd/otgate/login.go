@@ -32,11 +32,11 @@ func profileDirFlag(fs *flag.FlagSet) *string {
 func openProfile(name string, args []string) (*client.Session, error) {
 	fs := flag.NewFlagSet("otgate "+name, flag.ContinueOnError)
 	dir := profileDirFlag(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() != 0 {
-		return nil, fmt.Errorf("usage: otgate %s [--profile DIR]", name)
+		return nil, usagef("usage: otgate %s [--profile DIR]", name)
 	}
 	s, err := openSession(*dir)
 	var unprotected *client.UnprotectedError
@@ -148,16 +148,16 @@ func runLogin(args []string, in io.Reader, out, errOut io.Writer) error {
 	gateIDFlag := fs.String("gate-id", "", "with --ca: the gate's identity, spiffe://SITE/gate/SERIAL, as its console shows it (\"device identity\"); the profile is bound to it")
 	pinFlag := fs.String("pin", "", "the gate key's SHA-256 as the gate's console shows it (\"gate key SHA-256\"), for a first login without --ca")
 	dir := profileDirFlag(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return errors.New("usage: otgate login [--user NAME] [--code 123456] [--password-stdin] [--pin SHA256 | --ca gate-ca.pem [--gate-id spiffe://SITE/gate/SERIAL]] <gate-url>")
+		return usagef("usage: otgate login [--user NAME] [--code 123456] [--password-stdin] [--pin SHA256 | --ca gate-ca.pem [--gate-id spiffe://SITE/gate/SERIAL]] <gate-url>")
 	}
 	if *pwStdin && *user == "" {
 		// The first line is the password: it must not be read as the
 		// user name.
-		return errors.New("--password-stdin reads the password from standard input: give the user with --user")
+		return usagef("--password-stdin reads the password from standard input: give the user with --user")
 	}
 	gateURL := fs.Arg(0)
 	gate, err := client.ParseGate(gateURL)

@@ -14,7 +14,7 @@ import (
 func TestLoginPasswordStdinNeedsUser(t *testing.T) {
 	home := t.TempDir()
 	r := runOtgate(t, home, "correct horse battery\n", "login", "--password-stdin", "--code", "123456", "--pin", strings.Repeat("0", 64), "127.0.0.1:1")
-	if want := "otgate login: --password-stdin reads the password from standard input: give the user with --user\n"; r.code != 1 || r.stderr != want {
+	if want := "otgate login: --password-stdin reads the password from standard input: give the user with --user\n"; r.code != 2 || r.stderr != want {
 		t.Errorf("login --password-stdin without --user: exit %d, stderr %q, want %q", r.code, r.stderr, want)
 	}
 	if strings.Contains(r.stdout, "user:") {

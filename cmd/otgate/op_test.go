@@ -82,6 +82,21 @@ func TestOpExitStatus(t *testing.T) {
 		{[]string{"status", "extra"}, 2, `otgate status: unexpected argument "extra"`, ""},
 		{[]string{"status", "-json", "-log"}, 2, "-json and -log: give one", ""},
 		{[]string{"status", "-h"}, 0, "usage: otgate status", ""},
+		// The client, identity, audit and admin commands follow the same
+		// rule (they exited 1 on a bad command line).
+		{[]string{"login"}, 2, "otgate login: usage: otgate login", ""},
+		{[]string{"login", "--nosuch", "x"}, 2, "flag provided but not defined: -nosuch", ""},
+		{[]string{"connect"}, 2, "otgate connect: usage: otgate connect <asset>", ""},
+		{[]string{"assets", "extra"}, 2, "usage: otgate assets [--profile DIR]", ""},
+		{[]string{"identity"}, 2, "otgate identity: identity: missing subcommand", ""},
+		{[]string{"identity", "nosuch"}, 2, `identity: unknown subcommand "nosuch"`, ""},
+		{[]string{"identity", "install-cert"}, 2, "identity install-cert: -in is required", ""},
+		{[]string{"audit"}, 2, "usage:", ""},
+		{[]string{"audit", "nosuch"}, 2, `unknown audit command "nosuch"`, ""},
+		{[]string{"audit", "verify"}, 2, "want exactly one log directory", ""},
+		{[]string{"admin"}, 2, "admin: want: admin user <subcommand>", ""},
+		{[]string{"admin", "user", "nosuch"}, 2, `admin user: unknown subcommand "nosuch"`, ""},
+		{[]string{"admin", "user", "disable"}, 2, "missing user name", ""},
 	}
 	for _, c := range cases {
 		r := runOtgate(t, home, "", c.args...)
