@@ -35,9 +35,12 @@ func TestCriticalWaitingTooLongNotHealthy(t *testing.T) {
 			// base: with d/first-ready (the restart run), ready on its
 			// first start and exit 1 once d/crash exists; every other
 			// start is ready only once d/up exists, and is killed at
-			// its readiness timeout until then.
-			script := `d=` + d + `; n=$(cat $d/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > $d/n
-if [ -e $d/first-ready ] && [ $n -eq 1 ]; then echo READY=1 >&3; while [ ! -e $d/crash ]; do sleep 0.05; done; exit 1; fi
+			// its readiness timeout until then. The first start is told
+			// by mkdir, which only one start can win: a start counter
+			// in a file was reset when a start killed at its timeout had
+			// just truncated it, and the next start came up at once.
+			script := `d=` + d + `
+if [ -e $d/first-ready ] && mkdir $d/started 2>/dev/null; then echo READY=1 >&3; while [ ! -e $d/crash ]; do sleep 0.05; done; exit 1; fi
 while [ ! -e $d/up ]; do sleep 0.05; done
 echo READY=1 >&3; exec sleep 1000`
 			touch := func(f string) {
@@ -49,7 +52,7 @@ echo READY=1 >&3; exec sleep 1000`
 				touch("first-ready")
 			}
 			base := bootcfg.Service{Name: "base", Binary: sh, Args: []string{"-c", script}, Readiness: bootcfg.ReadyNotify,
-				Timeout: 200 * time.Millisecond}
+				Timeout: time.Second} // a loaded machine's shell is ready well inside it
 			top := svc("top", bootcfg.ReadyNotify, "-mode=steady")
 			top.DependsOn = []string{"base"}
 			top.Critical = true
@@ -58,8 +61,8 @@ echo READY=1 >&3; exec sleep 1000`
 			sv, log := runSupervisorWith(t, &bootcfg.Config{Services: []bootcfg.Service{base, top}}, func(sv *supervisor) {
 				sv.backoffMin, sv.backoffMax = 50*time.Millisecond, 100*time.Millisecond
 			})
-			// top's chain: (2 s + 100 ms) + (200 ms + 100 ms).
-			const limit = "2.4s"
+			// top's chain: (2 s + 100 ms) + (1 s + 100 ms).
+			const limit = "3.2s"
 			if got := short(sv.byName["top"].waitLimit); got != limit {
 				t.Fatalf("top's wait limit %s, want %s", got, limit)
 			}
@@ -89,7 +92,7 @@ echo READY=1 >&3; exec sleep 1000`
 			if l := log.Lines()[i]; !strings.Contains(l, " for over "+limit+": not healthy") {
 				t.Fatalf("line %q does not say the wait is over the limit", l)
 			}
-			if took := time.Since(begin); took < 2400*time.Millisecond {
+			if took := time.Since(begin); took < 3200*time.Millisecond {
 				t.Fatalf("not healthy after %s, inside the %s wait limit", took, limit)
 			}
 			waitLine(t, log, "init: watchdog: not petting: top waiting for over "+limit+": waiting for base (")
