@@ -214,7 +214,7 @@ func (id *Identity) DeviceCertificateStatus() (notAfter time.Time, warnings []st
 	case left < CertExpiryWarning:
 		warnings = append(warnings, fmt.Sprintf("the device certificate expires on %s, in %d days -- what to do: %s", end, int(left.Hours()/24), remedy))
 	}
-	if w := id.CertifyingDeviceCertificate(); w != "" {
+	if w := certifyingWarning(cert, d.SelfSigned); w != "" {
 		warnings = append(warnings, w)
 	}
 	return cert.NotAfter, warnings
@@ -231,12 +231,18 @@ func (id *Identity) CertifyingDeviceCertificate() string {
 	if err != nil {
 		return ""
 	}
+	return certifyingWarning(cert, d.SelfSigned)
+}
+
+// certifyingWarning is CertifyingDeviceCertificate's answer for the
+// parsed device certificate (selfSigned as device.cbor records it).
+func certifyingWarning(cert *x509.Certificate, selfSigned bool) string {
 	why := certifies(cert)
 	if why == "" {
 		return ""
 	}
 	kind := "the installed device certificate"
-	if d.SelfSigned {
+	if selfSigned {
 		kind = "the self-signed device certificate (made before device certificates became end entities)"
 	}
 	return fmt.Sprintf("%s (subject %q, serial %x) %s: the device key signs any digest the proxy sends through the sign operation, "+
