@@ -184,11 +184,11 @@ func runAdmin(args []string, aio adminIO) (err error) {
 			}
 		}
 		en, err := ua.add(name, password, rs, secret)
-		if err != nil {
+		if err != nil && !made(err) {
 			return err
 		}
 		fmt.Fprintf(aio.out, "user %s added (roles: %s); enrolment pending until the first login%s\n", name, strings.Join(rs, ","), ua.where())
-		return printEnrolment(aio.out, en, *invert)
+		return errors.Join(printEnrolment(aio.out, en, *invert), err)
 	case "list":
 		users, err := ua.list()
 		if err != nil {
@@ -197,26 +197,28 @@ func runAdmin(args []string, aio adminIO) (err error) {
 		return printUsers(aio.out, users)
 	case "revoke":
 		msg, err := ua.revoke(name)
-		if err != nil {
+		if err != nil && !made(err) {
 			return err
 		}
 		fmt.Fprintf(aio.out, "user %s: every certificate issued before is revoked (%s)\n", name, msg)
-		return nil
+		return err
 	case "reset-totp":
 		en, err := ua.resetTOTP(name)
-		if err != nil {
+		if err != nil && !made(err) {
 			return err
 		}
 		fmt.Fprintf(aio.out, "user %s: new authenticator secret; enrolment pending until the next login\n", name)
-		return printEnrolment(aio.out, en, *invert)
+		return errors.Join(printEnrolment(aio.out, en, *invert), err)
 	}
+	// A change made whose outcome the audit log could not record (made)
+	// is still said, then its error.
 	ended, err := ua.change(sub, name)
-	if err != nil {
+	if err != nil && !made(err) {
 		return err
 	}
 	fmt.Fprintf(aio.out, "user %s: %s%s\n", name, map[string]string{"unlock": "unlocked", "disable": "disabled",
 		"enable": "enabled", "remove": "removed"}[sub], ended)
-	return nil
+	return err
 }
 
 // openPrivate opens the secret file of flag, refusing one that group or

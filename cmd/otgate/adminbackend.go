@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -37,13 +38,13 @@ func (a socketAdmin) call(req adminapi.Request) (*adminapi.Response, error) {
 
 func (a socketAdmin) add(name string, password []byte, roles []string, secret []byte) (*adminapi.Enrolment, error) {
 	rsp, err := a.call(adminapi.Request{Op: adminapi.OpUserAdd, User: name, Roles: roles, Password: password, TOTPSecret: secret})
-	if err != nil {
+	if err != nil && !made(err) {
 		return nil, err
 	}
 	if rsp.Enrolment == nil {
 		return nil, fmt.Errorf("proxy admin %s: no enrolment in the answer", adminapi.OpUserAdd)
 	}
-	return rsp.Enrolment, nil
+	return rsp.Enrolment, err
 }
 
 func (a socketAdmin) list() ([]auth.UserInfo, error) {
@@ -68,34 +69,34 @@ func (a socketAdmin) list() ([]auth.UserInfo, error) {
 
 func (a socketAdmin) revoke(name string) (string, error) {
 	rsp, err := a.call(adminapi.Request{Op: adminapi.OpRevokeUser, User: name, Reason: "admin revoke (otgate admin user revoke)"})
-	if err != nil {
+	if err != nil && !made(err) {
 		return "", err
 	}
-	return fmt.Sprintf("%d live sessions ended", rsp.Ended), nil
+	return fmt.Sprintf("%d live sessions ended", rsp.Ended), err
 }
 
 func (a socketAdmin) resetTOTP(name string) (*adminapi.Enrolment, error) {
 	rsp, err := a.call(adminapi.Request{Op: adminapi.OpUserResetTOTP, User: name})
-	if err != nil {
+	if err != nil && !made(err) {
 		return nil, err
 	}
 	if rsp.Enrolment == nil {
 		return nil, fmt.Errorf("proxy admin %s: no enrolment in the answer", adminapi.OpUserResetTOTP)
 	}
-	return rsp.Enrolment, nil
+	return rsp.Enrolment, err
 }
 
 func (a socketAdmin) change(op, name string) (string, error) {
 	ops := map[string]string{"unlock": adminapi.OpUnlock, "disable": adminapi.OpUserDisable,
 		"enable": adminapi.OpUserEnable, "remove": adminapi.OpUserRemove}
 	rsp, err := a.call(adminapi.Request{Op: ops[op], User: name})
-	if err != nil {
+	if err != nil && !made(err) {
 		return "", err
 	}
 	if rsp.Ended > 0 {
-		return fmt.Sprintf(" (%d live sessions ended)", rsp.Ended), nil
+		return fmt.Sprintf(" (%d live sessions ended)", rsp.Ended), err
 	}
-	return "", nil
+	return "", err
 }
 
 // storeAdmin opens the user store itself (--direct). Every call that
@@ -113,18 +114,25 @@ type storeAdmin struct {
 
 func (a storeAdmin) where() string { return " (gate " + a.site + ")" }
 
-// unrecorded refuses a change when no audit log is open to record it
-// (a store opened for list only).
-func (a storeAdmin) unrecorded(op string) error {
+// request records req in the audit log durably before the change is
+// made (adminapi.RequestRecord, as the admin socket does), and refuses
+// the change when it cannot: no log open (a store opened for list only)
+// or the record not written.
+func (a storeAdmin) request(req adminapi.Request) error {
 	if a.log == nil {
-		return fmt.Errorf("admin %s: no audit log open to record it in; nothing was changed", op)
+		return fmt.Errorf("admin %s: no audit log open to record it in; nothing was changed", req.Op)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := a.log.Append(ctx, adminapi.RequestRecord(req, a.caller)); err != nil {
+		return fmt.Errorf("admin %s of user %q refused: the audit log %s cannot record it: %w; nothing was changed", req.Op, req.User, a.logDir, err)
 	}
 	return nil
 }
 
-// record appends the admin event of req (opErr: the store refused it)
-// to the audit log durably and returns opErr, or why the record could
-// not be written.
+// record appends the admin event of req's outcome (opErr: the store
+// refused it) to the audit log durably and returns opErr, or why the
+// record could not be written.
 func (a storeAdmin) record(req adminapi.Request, rsp adminapi.Response, opErr error) error {
 	if opErr != nil {
 		rsp.Error = opErr.Error()
@@ -138,10 +146,16 @@ func (a storeAdmin) record(req adminapi.Request, rsp adminapi.Response, opErr er
 	case opErr != nil:
 		return fmt.Errorf("%w (and recording the refusal in the audit log %s failed: %v)", opErr, a.logDir, err)
 	}
-	// openDirect checked that the log opened and the identity service
-	// signs: a write failing now is the disk failing.
-	return fmt.Errorf("admin %s of user %q WAS MADE, but its record could not be written to the audit log %s: %w; "+
-		"the change stands unrecorded: note who made it and why, and check the log (otgate audit verify)", req.Op, req.User, a.logDir, err)
+	// The request was recorded before the change: a write failing now
+	// is the disk failing.
+	return &adminapi.UnrecordedError{Op: req.Op, Why: fmt.Sprintf("its outcome (user %q) could not be written to the audit log %s (%v); the request was recorded before it was made", req.User, a.logDir, err)}
+}
+
+// made reports whether err is that of a change that was made, its outcome
+// unrecorded: its results are still shown, then the error.
+func made(err error) bool {
+	var ue *adminapi.UnrecordedError
+	return errors.As(err, &ue)
 }
 
 func enrolment(en *auth.Enrolment) *adminapi.Enrolment {
@@ -150,11 +164,15 @@ func enrolment(en *auth.Enrolment) *adminapi.Enrolment {
 }
 
 func (a storeAdmin) add(name string, password []byte, roles []string, secret []byte) (*adminapi.Enrolment, error) {
-	if err := a.unrecorded(adminapi.OpUserAdd); err != nil {
+	req := adminapi.Request{Op: adminapi.OpUserAdd, User: name, Roles: roles, TOTPSecret: secret}
+	if err := a.request(req); err != nil {
 		return nil, err
 	}
 	en, err := a.st.AddUserWithSecret(name, password, roles, secret)
-	if err := a.record(adminapi.Request{Op: adminapi.OpUserAdd, User: name, Roles: roles, TOTPSecret: secret}, adminapi.Response{}, err); err != nil {
+	if err := a.record(req, adminapi.Response{}, err); err != nil {
+		if made(err) { // its outcome unrecorded: the enrolment is shown once
+			return enrolment(en), err
+		}
 		return nil, err
 	}
 	return enrolment(en), nil
@@ -164,11 +182,14 @@ func (a storeAdmin) list() ([]auth.UserInfo, error) { return a.st.Users(), nil }
 
 func (a storeAdmin) revoke(name string) (string, error) {
 	req := adminapi.Request{Op: adminapi.OpRevokeUser, User: name, Reason: "admin revoke (otgate admin user revoke)"}
-	if err := a.unrecorded(req.Op); err != nil {
+	if err := a.request(req); err != nil {
 		return "", err
 	}
 	gen, err := a.st.Revoke(name, req.Reason)
 	if err := a.record(req, adminapi.Response{}, err); err != nil {
+		if made(err) {
+			return fmt.Sprintf("credential generation now %d", gen), err
+		}
 		return "", err
 	}
 	return fmt.Sprintf("credential generation now %d", gen), nil
@@ -176,11 +197,14 @@ func (a storeAdmin) revoke(name string) (string, error) {
 
 func (a storeAdmin) resetTOTP(name string) (*adminapi.Enrolment, error) {
 	req := adminapi.Request{Op: adminapi.OpUserResetTOTP, User: name}
-	if err := a.unrecorded(req.Op); err != nil {
+	if err := a.request(req); err != nil {
 		return nil, err
 	}
 	en, err := a.st.ResetTOTP(name)
 	if err := a.record(req, adminapi.Response{}, err); err != nil {
+		if made(err) { // its outcome unrecorded: the enrolment is shown once
+			return enrolment(en), err
+		}
 		return nil, err
 	}
 	return enrolment(en), nil
@@ -201,7 +225,7 @@ func (a storeAdmin) change(op, name string) (string, error) {
 		return "", fmt.Errorf("admin user: unknown change %q", op)
 	}
 	req := adminapi.Request{Op: c.op, User: name}
-	if err := a.unrecorded(req.Op); err != nil {
+	if err := a.request(req); err != nil {
 		return "", err
 	}
 	return "", a.record(req, adminapi.Response{}, c.do(name))

@@ -17,6 +17,7 @@ import (
 	"github.com/otgate/otgate/audit"
 	"github.com/otgate/otgate/services/identity"
 	"github.com/otgate/otgate/services/identity/api"
+	"github.com/otgate/otgate/services/proxy/adminapi"
 	"github.com/otgate/otgate/services/proxy/auth"
 	"github.com/otgate/otgate/services/proxy/auth/authtest"
 	"github.com/otgate/otgate/services/proxy/auth/totp"
@@ -150,6 +151,32 @@ func TestAdminDirectRecorded(t *testing.T) {
 	}
 	if i != len(evs) {
 		t.Errorf("%d admin records, want %d: %+v", len(evs), i, evs)
+	}
+	// Each change's request is recorded before it acts: an
+	// "admin-request" record naming the caller precedes its outcome.
+	var pending []string
+	n := 0
+	for _, e := range auditEntries(t, logDir) {
+		ev, ok := e.Body.(audit.Event)
+		if !ok {
+			continue
+		}
+		switch ev.Type {
+		case adminapi.EventAdminRequest:
+			if !strings.Contains(ev.Reason, me) || !strings.HasSuffix(ev.Reason, ") with --direct") {
+				t.Errorf("request record %+v: want it naming %q and --direct", ev, me)
+			}
+			pending = append(pending, ev.User)
+		case adminapi.EventAdmin:
+			if len(pending) != 1 || pending[0] != ev.User {
+				t.Errorf("admin outcome %+v after the requests %v: want its own request just before", ev, pending)
+			}
+			pending = nil
+			n++
+		}
+	}
+	if n != len(evs) || len(pending) != 0 {
+		t.Errorf("%d outcomes with their request of %d, %v left without an outcome", n, len(evs), pending)
 	}
 	// The store's own events are in the log too, as the proxy writes them.
 	if added := auditEventsOf(t, logDir, string(auth.EventUserAdded)); len(added) != 1 || added[0].User != "alice" {

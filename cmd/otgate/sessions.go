@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -76,7 +77,10 @@ func runSessions(args []string, out io.Writer) error {
 		req = adminapi.Request{Op: adminapi.OpUnlock, User: pos[0], Reason: *reason}
 	}
 	rsp, err := adminapi.Call(*socket, req)
-	if err != nil {
+	// A call made whose outcome the audit log could not record: its
+	// result is said, then the error.
+	var unrecorded *adminapi.UnrecordedError
+	if err != nil && !errors.As(err, &unrecorded) {
 		return socketError(err, "the proxy", *socket)
 	}
 	switch op {
@@ -95,7 +99,7 @@ func runSessions(args []string, out io.Writer) error {
 	default:
 		fmt.Fprintf(out, "revoked certificate %s of %s; %d live sessions ended\n", pos[1], pos[0], rsp.Ended)
 	}
-	return nil
+	return err
 }
 
 func printSessions(out io.Writer, ss []adminapi.Session) {

@@ -94,6 +94,12 @@ func reloadProxy(path string) Outcome {
 		return o
 	}
 	rsp, err := adminapi.Call(path, adminapi.Request{Op: adminapi.OpReload, Reason: "otgate site apply"})
+	var unrecorded *adminapi.UnrecordedError
+	if errors.As(err, &unrecorded) {
+		o.State = Reloaded
+		o.Detail = fmt.Sprintf("%d live sessions ended as no longer allowed; WARNING: %v", rsp.Ended, err)
+		return o
+	}
 	if err != nil {
 		o.State, o.Detail = Failed, fmt.Sprintf("%v; the proxy keeps deciding by its previous policy: fix the site file and apply it again, or run `otgate sessions reload` once the stored policy loads", err)
 		return o

@@ -16,13 +16,19 @@ import (
 )
 
 // AdminServer serves the admin socket: root only (SO_PEERCRED). Every
-// call that may change something is an "admin" audit event naming the
-// caller (uid, pid, command), and a refused caller an "admin-refused" one.
+// call that may change something is recorded in the audit log before it
+// acts, naming the caller (uid, pid, command), and is refused with
+// nothing changed when that record cannot be written; its outcome is
+// recorded after (see call). A refused caller is an "admin-refused"
+// event.
 type AdminServer struct {
 	srv *Server
 	ln  *net.UnixListener
 	// AllowUID is the uid allowed besides root (tests); -1: root only.
 	allowUID int
+	// acting, when set (tests), runs after a change's request record is
+	// written and before the change is made.
+	acting func(adminapi.Request)
 }
 
 // ListenAdmin creates the admin socket at path (mode 0600).
@@ -93,21 +99,36 @@ func (a *AdminServer) serveConn(c *net.UnixConn) {
 			}
 			return
 		}
-		rsp := a.handle(req)
-		a.record(req, rsp, peer)
+		rsp := a.call(req, peer)
 		if err := wire.WriteFrame(c, rsp); err != nil {
 			return
 		}
 	}
 }
 
-// record appends an "admin" audit event for every call that may change
-// something (all but the listings), done or refused (adminapi.Record).
-func (a *AdminServer) record(req adminapi.Request, rsp adminapi.Response, peer adminapi.Caller) {
+// call answers req. A call that may change something (all but the
+// listings) is recorded before it acts, as an audit log records a
+// request before it is served (write-ahead): when that "admin-request"
+// record cannot be written durably the call is refused and nothing
+// changes, so no change is made that the log does not hold. Its outcome,
+// done or refused, is the "admin" record after (adminapi.Record); when
+// that one cannot be written the answer says so (Response.Unrecorded)
+// beside the call's results.
+func (a *AdminServer) call(req adminapi.Request, peer adminapi.Caller) adminapi.Response {
 	if !adminapi.Changes(req.Op) {
-		return
+		return a.handle(req)
 	}
-	a.srv.event(adminapi.Record(req, rsp, peer))
+	if err := a.srv.event(adminapi.RequestRecord(req, peer)); err != nil {
+		return adminapi.Response{Error: fmt.Sprintf("refused: the audit log cannot record the call (%v); nothing was changed", err)}
+	}
+	if a.acting != nil {
+		a.acting(req)
+	}
+	rsp := a.handle(req)
+	if err := a.srv.event(adminapi.Record(req, rsp, peer)); err != nil {
+		rsp.Unrecorded = fmt.Sprintf("its outcome could not be written to the audit log (%v); the request was recorded before it was made", err)
+	}
+	return rsp
 }
 
 func (a *AdminServer) handle(req adminapi.Request) adminapi.Response {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -22,6 +23,13 @@ import (
 // a directory other uids may enter (the socket itself is root's, 0600).
 func adminGate(t *testing.T, opts ...func(*Config)) (*gate, string) {
 	t.Helper()
+	g, sock, _ := adminGateServer(t, opts...)
+	return g, sock
+}
+
+// adminGateServer is adminGate with its admin server.
+func adminGateServer(t *testing.T, opts ...func(*Config)) (*gate, string, *AdminServer) {
+	t.Helper()
 	l := newLab(t)
 	g := newGate(t, l, append([]func(*Config){func(c *Config) { c.UserAdmin = c.Users.(*auth.Store) }}, opts...)...)
 	dir, err := os.MkdirTemp("", "otgate-admin-")
@@ -39,7 +47,7 @@ func adminGate(t *testing.T, opts ...func(*Config)) (*gate, string) {
 	}
 	go a.Serve()
 	t.Cleanup(func() { a.Close() })
-	return g, sock
+	return g, sock, a
 }
 
 // encodeFrame is v as one wire frame.
@@ -256,5 +264,77 @@ func TestAdminRemoveEndsSessionsAndCertificates(t *testing.T) {
 	}
 	if _, _, err := tunnel(t, gus, "echo-1", "tcp"); err == nil {
 		t.Fatal("the removed user's certificate opened a tunnel after the name was added again")
+	}
+}
+
+// A change is recorded before it is made: its "admin-request" record
+// (who, what, on whom) precedes what the change writes and its "admin"
+// outcome. When the audit log cannot record the request the call is
+// refused and nothing changes; when the log fails after the request was
+// recorded and the change made, the answer says the change WAS MADE and
+// its outcome is unrecorded (an UnrecordedError beside the response), and
+// the results (here the new enrolment) still reach the caller.
+func TestAdminCallRecordedBeforeItActs(t *testing.T) {
+	g, sock, a := adminGateServer(t)
+	users := func() string {
+		t.Helper()
+		rsp, err := adminapi.Call(sock, adminapi.Request{Op: adminapi.OpUserList})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("%+v", rsp.Users)
+	}
+	if _, err := adminapi.Call(sock, adminapi.Request{Op: adminapi.OpUserAdd, User: "erin", Password: []byte("correct horse battery")}); err != nil {
+		t.Fatal(err)
+	}
+	// The order in the log: the request, the store's own event, the outcome.
+	var kinds []string
+	for _, e := range g.entries() {
+		if ev, ok := e.Body.(audit.Event); ok && ev.User == "erin" {
+			kinds = append(kinds, ev.Type)
+		}
+	}
+	if want := []string{adminapi.EventAdminRequest, string(auth.EventUserAdded), adminapi.EventAdmin}; fmt.Sprint(kinds) != fmt.Sprint(want) {
+		t.Fatalf("erin's records %v, want %v", kinds, want)
+	}
+	req := g.adminEvents(adminapi.EventAdminRequest)[0]
+	if me := fmt.Sprintf("user-add by uid 0 pid %d", os.Getpid()); !strings.HasPrefix(req.Reason, me) {
+		t.Errorf("request record %+v, want a reason starting %q", req, me)
+	}
+
+	// The log fails between the request's record and the outcome's: the
+	// change stands and the answer says its outcome is unrecorded.
+	a.acting = func(r adminapi.Request) {
+		if r.Op == adminapi.OpUserResetTOTP {
+			g.log.Close()
+		}
+	}
+	rsp, err := adminapi.Call(sock, adminapi.Request{Op: adminapi.OpUserResetTOTP, User: "erin"})
+	var ue *adminapi.UnrecordedError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "WAS MADE") || !strings.Contains(err.Error(), "the request was recorded") {
+		t.Fatalf("reset-totp with the log failing after its request: %v, want an UnrecordedError saying it was made", err)
+	}
+	if rsp == nil || rsp.Enrolment == nil || len(rsp.Enrolment.Secret) == 0 {
+		t.Fatalf("reset-totp's enrolment did not reach the caller: %+v", rsp)
+	}
+	evs := g.adminEvents(adminapi.EventAdminRequest)
+	if len(evs) != 2 || !strings.HasPrefix(evs[1].Reason, adminapi.OpUserResetTOTP+" by ") {
+		t.Fatalf("request records %+v, want the reset-totp's", evs)
+	}
+
+	// The log gone: a change is refused before it acts.
+	before := users()
+	for _, r := range []adminapi.Request{
+		{Op: adminapi.OpUserDisable, User: "erin"},
+		{Op: adminapi.OpUserAdd, User: "frank", Password: []byte("correct horse battery")},
+		{Op: adminapi.OpRevokeUser, User: "erin", Reason: "test"},
+	} {
+		_, err := adminapi.Call(sock, r)
+		if err == nil || !strings.Contains(err.Error(), "the audit log cannot record the call") || !strings.Contains(err.Error(), "nothing was changed") {
+			t.Errorf("%s with the log gone: %v, want refused, nothing changed", r, err)
+		}
+	}
+	if after := users(); after != before {
+		t.Errorf("users changed by refused calls:\nbefore %s\nafter  %s", before, after)
 	}
 }

@@ -2,9 +2,14 @@
 // package wire) over the unix socket DefaultSocket, root only (the server
 // checks SO_PEERCRED). One request, one response per call; several calls
 // may share a connection. Every call but the listings (OpSessions,
-// OpUserList), done or refused, is an "admin" event in the proxy's audit
-// log naming the caller's uid, pid and command; a caller refused for its
-// uid is an "admin-refused" event (Record, EventAdmin, EventAdminRefused).
+// OpUserList) is an "admin-request" event in the proxy's audit log,
+// written before the call acts and naming the caller's uid, pid and
+// command, and then an "admin" event with its outcome, done or refused; a
+// call the log cannot record is refused with nothing changed, and one
+// whose outcome could not be recorded after it acted says so
+// (Response.Unrecorded, UnrecordedError). A caller refused for its uid is
+// an "admin-refused" event (RequestRecord, Record, EventAdminRequest,
+// EventAdmin, EventAdminRefused).
 // `otgate admin user ... --direct`, which opens the user store itself
 // with the proxy stopped, records its changes in the same log the same
 // way, the caller marked Direct. Passwords and TOTP secrets are never
@@ -69,6 +74,23 @@ type Response struct {
 	Enrolment *Enrolment `cbor:"5,keyasint,omitempty"`
 	// Policy names the policy in force after OpReload (its source).
 	Policy string `cbor:"6,keyasint,omitempty"`
+	// Unrecorded is set when the call was made (its request recorded
+	// before) but its outcome could not be written to the audit log
+	// after: why. Call returns it as an *UnrecordedError beside the
+	// response.
+	Unrecorded string `cbor:"7,keyasint,omitempty"`
+}
+
+// UnrecordedError is the error of a call that was made, whose outcome
+// the audit log could not record (Call's for Response.Unrecorded; `otgate
+// admin --direct` makes the same): the results returned beside it are the
+// call's, which the caller should still show.
+type UnrecordedError struct {
+	Op, Why string
+}
+
+func (e *UnrecordedError) Error() string {
+	return fmt.Sprintf("admin %s WAS MADE, but %s: note who made it and why, and check the log (otgate audit verify)", e.Op, e.Why)
 }
 
 // Session is one live session.
@@ -104,6 +126,9 @@ func Call(path string, req Request) (*Response, error) {
 	}
 	if rsp.Error != "" {
 		return &rsp, fmt.Errorf("proxy admin %s: %s", req.Op, rsp.Error)
+	}
+	if rsp.Unrecorded != "" {
+		return &rsp, &UnrecordedError{Op: req.Op, Why: rsp.Unrecorded}
 	}
 	return &rsp, nil
 }

@@ -11,8 +11,12 @@ import (
 
 // Audit event types of admin calls.
 const (
-	// EventAdmin records a call that may change something, done or
-	// refused (Record).
+	// EventAdminRequest records a call that may change something before
+	// the call acts (RequestRecord): a call the audit log cannot record
+	// is refused, nothing changed.
+	EventAdminRequest = "admin-request"
+	// EventAdmin records the outcome of such a call, done or refused
+	// (Record).
 	EventAdmin = "admin"
 	// EventAdminRefused records a caller the admin socket refused for its
 	// uid.
@@ -57,10 +61,30 @@ func Comm(pid int) string {
 // recorded (Record).
 func Changes(op string) bool { return op != OpSessions && op != OpUserList }
 
-// Record is the audit event of a call that may change something, done
-// or refused: who (by), what, on whom, and the outcome (rsp). Never the
-// password or the TOTP secret.
+// RequestRecord is the audit event written before a call that may
+// change something acts: who (by), what, on whom. Its outcome follows in
+// a Record. Never the password or the TOTP secret.
+func RequestRecord(req Request, by Caller) audit.Event {
+	return audit.Event{Type: EventAdminRequest, User: req.User, Reason: fmt.Sprintf("%s by %s", describe(req), by)}
+}
+
+// Record is the audit event of the outcome of a call that may change
+// something, done or refused: who (by), what, on whom, and the outcome
+// (rsp). Never the password or the TOTP secret.
 func Record(req Request, rsp Response, by Caller) audit.Event {
+	outcome := "done"
+	if rsp.Error != "" {
+		outcome = "refused: " + rsp.Error
+	}
+	if rsp.Ended > 0 {
+		outcome += fmt.Sprintf(", %d live sessions ended", rsp.Ended)
+	}
+	return audit.Event{Type: EventAdmin, User: req.User, Reason: fmt.Sprintf("%s by %s: %s", describe(req), by, outcome)}
+}
+
+// describe is the call's operation with what it carries, for the
+// records: roles, an imported secret (not its value), serial, reason.
+func describe(req Request) string {
 	var what []string
 	if len(req.Roles) > 0 {
 		what = append(what, "roles "+strings.Join(req.Roles, ","))
@@ -78,14 +102,7 @@ func Record(req Request, rsp Response, by Caller) audit.Event {
 	if len(what) > 0 {
 		op += " (" + strings.Join(what, "; ") + ")"
 	}
-	outcome := "done"
-	if rsp.Error != "" {
-		outcome = "refused: " + rsp.Error
-	}
-	if rsp.Ended > 0 {
-		outcome += fmt.Sprintf(", %d live sessions ended", rsp.Ended)
-	}
-	return audit.Event{Type: EventAdmin, User: req.User, Reason: fmt.Sprintf("%s by %s: %s", op, by, outcome)}
+	return op
 }
 
 // StoreAuditEvent is the audit record of a user store event
