@@ -127,3 +127,94 @@ func TestRenamedOverlayIsNotDuplicated(t *testing.T) {
 	lab.waitRepaired("after ip link del renamed0", 10*time.Second)
 	waitSnapshot(t, lab.sock, "no error", func(s *Snapshot) bool { return s.Error == "" })
 }
+
+// TestRenamedGateOnlyOverlayIsNotDuplicated: the overlay interface of a
+// site with no assets yet carries only the gate's own overlay address.
+// Renamed, the kernel gives that one address the bare interface name as
+// label (it keeps "<name>:ov" only on the second address on), so the
+// renamed interface carried no "renamed0:ov" label and was not seen as
+// the overlay renamed: the sync reported the collision and made a
+// second otg-overlay carrying the gate's address beside it. Now it is
+// degraded as with endpoints, and the printed `ip link del` repairs it.
+func TestRenamedGateOnlyOverlayIsNotDuplicated(t *testing.T) {
+	h := newNetNS(t)
+	standIn := dummyKind(t, h)
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "run", "overlay.sock")
+	log := &logBook{t: t}
+	storePolicy(t, filepath.Join(dir, "policy"), "")
+	r := startWith(t, h, KindDummy, dir, func(s *Service) {
+		s.Repair = time.Hour
+		s.Logf = log.logf
+		s.standIn = standIn
+	})
+	gateOnly := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			l, err := h.LinkByName(DefaultLink)
+			state := fmt.Sprint(err)
+			if err == nil {
+				got := addrsOn(t, h, DefaultLink)
+				if l.Attrs().Flags&net.FlagUp != 0 && fmt.Sprint(got) == fmt.Sprint([]labelled{{"100.64.0.1/32", DefaultLink + labelSuffix}}) {
+					return
+				}
+				state = fmt.Sprintf("up %v, carries %v", l.Attrs().Flags&net.FlagUp != 0, got)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %s does not carry the gate's 100.64.0.1 alone: %s", what, DefaultLink, state)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	gateOnly("at start")
+	waitSnapshot(t, sock, "no error", func(s *Snapshot) bool { return s.Error == "" && s.Gate.String() == "100.64.0.1" })
+
+	l, err := h.LinkByName(DefaultLink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetDown(l); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetName(l, "renamed0"); err != nil {
+		t.Fatal(err)
+	}
+	// The kernel gives the first (here the only) address the bare name.
+	want := []labelled{{"100.64.0.1/32", "renamed0"}}
+	if got := addrsOn(t, h, "renamed0"); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("renamed0 carries %v, want %v", got, want)
+	}
+	s := waitSnapshot(t, sock, "the rename refused", func(s *Snapshot) bool { return strings.Contains(s.Error, "overlaps interface renamed0") })
+	r.reload <- struct{}{}
+	s = waitSnapshot(t, sock, "a sync after the refusal", func(n *Snapshot) bool { return n.Syncs > s.Syncs })
+
+	if l, err := h.LinkByName(DefaultLink); err == nil {
+		t.Errorf("a second %s (a %s, carrying %v) was made beside renamed0, which carries the same gate address", DefaultLink, l.Type(), addrsOn(t, h, DefaultLink))
+	}
+	if got := addrsOn(t, h, "renamed0"); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("renamed0 carries %v, want it left as it was, %v", got, want)
+	}
+	renamed, err := h.LinkByName("renamed0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if renamed.Attrs().Flags&net.FlagUp != 0 {
+		t.Errorf("renamed0 was brought up: it is not the overlay's to touch")
+	}
+	degraded := "overlay: otg-overlay not reconciled, degraded: no second interface is made to carry the endpoints renamed0 carries, and renamed0 is left as it is"
+	hint := `overlay: interface renamed0 carries only the gate's overlay address 100.64.0.1/32, labelled "renamed0", as the overlay interface otg-overlay renamed to renamed0 before it carried any endpoint would: if it is, delete it and the overlay recreates otg-overlay with the gate's address at once: ip link del renamed0`
+	if !strings.Contains(s.Error, degraded) || !strings.Contains(s.Error, hint) {
+		t.Errorf("status:\n%s\nwant it to say\n%s\nand name the repair:\n%s", s.Error, degraded, hint)
+	}
+	if !log.has("overlay: sync failed", degraded, hint) {
+		t.Errorf("no log line says the overlay is degraded and why")
+	}
+
+	// The printed repair: the overlay comes back at once, on the event.
+	if err := h.LinkDel(renamed); err != nil {
+		t.Fatal(err)
+	}
+	gateOnly("after ip link del renamed0")
+	waitSnapshot(t, sock, "no error", func(s *Snapshot) bool { return s.Error == "" })
+}

@@ -238,20 +238,25 @@ func (s *Service) sync() {
 // deleted or emptied by someone (or not yet created after a reboot) gets
 // them back, instead of staying down until the policy is fixed.
 //
-// Except while another interface carries the overlay's address labels
-// under its own name (the overlay interface renamed, which took the
-// endpoints with it): then the interface is not reconciled at all, the
-// overlay is degraded and says so, with the command that repairs it.
-// Made again beside the renamed one, it would carry the same endpoints
-// twice, the ambiguity the collision refusal is about; the renamed
-// interface is not the service's to touch either (see allocate).
+// Except while another interface looks like the overlay interface
+// renamed, which took the endpoints (or, before any, the gate's
+// address) with it (see hostNetworks): then the interface is not
+// reconciled at all, the overlay is degraded and says so, with the
+// command that repairs it. Made again beside the renamed one, it would
+// carry the same addresses twice, the ambiguity the collision refusal
+// is about; the renamed interface is not the service's to touch either
+// (see allocate).
 func (s *Service) syncOnce() error {
 	nets, renamed, err := s.hostNetworks()
 	if err != nil {
 		return err // what else is on the host is unknown: nothing changes
 	}
 	if s.watch != nil {
-		s.watch.setRenamed(renamed)
+		names := make([]string, len(renamed))
+		for i, r := range renamed {
+			names[i] = r.name
+		}
+		s.watch.setRenamed(names)
 	}
 	sha, warnText, perr := s.allocate(nets)
 	gate, prefix := s.alloc.Gate()
@@ -306,16 +311,37 @@ func (s *Service) syncOnce() error {
 	return errors.Join(perr, rerr)
 }
 
+// renamedLink is an interface that looks like the overlay interface
+// renamed (see hostNetworks).
+type renamedLink struct {
+	name string
+	// gate, when valid, is the gate's overlay address the interface
+	// carries alone under the bare interface name as label (the overlay
+	// interface renamed before it carried any endpoint); not valid: the
+	// interface carries addresses labelled "<name>:ov".
+	gate netip.Addr
+}
+
 // degraded is the error of a sync that leaves the interface alone
-// because renamed carry the overlay's address labels: what it did not
-// do, why, and for each the command that repairs it. The renamed
+// because renamed look like the overlay interface renamed: what it did
+// not do, why, and for each the command that repairs it. The renamed
 // interface is not deleted or renamed back by the service: it carries no
 // mark of the overlay's (only its addresses' labels do, and anyone can
 // set those).
-func (s *Service) degraded(renamed []string) error {
-	list := strings.Join(renamed, ", ")
+func (s *Service) degraded(renamed []renamedLink) error {
+	names := make([]string, len(renamed))
+	for i, r := range renamed {
+		names[i] = r.name
+	}
+	list := strings.Join(names, ", ")
 	errs := []error{fmt.Errorf("overlay: %s not reconciled, degraded: no second interface is made to carry the endpoints %s carries, and %s is left as it is", s.Link, list, list)}
-	for _, name := range renamed {
+	for _, r := range renamed {
+		name := r.name
+		if r.gate.IsValid() {
+			errs = append(errs, fmt.Errorf("overlay: interface %s carries only the gate's overlay address %s/32, labelled %q, as the overlay interface %s renamed to %s before it carried any endpoint would: if it is, delete it and the overlay recreates %s with the gate's address at once: ip link del %s",
+				name, r.gate, name, s.Link, name, s.Link, name))
+			continue
+		}
 		errs = append(errs, fmt.Errorf("overlay: interface %s carries addresses labelled %q, as the overlay interface %s renamed to %s would: if it is, delete it and the overlay recreates %s with its endpoints at once: ip link del %s",
 			name, name+labelSuffix, s.Link, name, s.Link, name))
 	}
@@ -421,14 +447,18 @@ func (s *Service) allocate(nets []alloc.Network) ([32]byte, []string, error) {
 
 // hostNetworks lists the subnets of every other interface of the
 // namespace (uplink, downlinks), which the overlay must not overlap, and
-// the interfaces carrying an address labelled "<name>:ov", as the
-// overlay interface renamed to <name> does (the kernel renames the
-// labels with the interface).
-func (s *Service) hostNetworks() (nets []alloc.Network, renamed []string, err error) {
+// the interfaces that look like the overlay interface renamed to <name>:
+// those carrying an address labelled "<name>:ov" (the kernel renames the
+// labels with the interface), and those carrying nothing but the gate's
+// overlay /32 labelled "<name>" (the kernel gives the first address of a
+// renamed interface the bare name, so an overlay interface renamed
+// before it carried any endpoint has no "<name>:ov" label left).
+func (s *Service) hostNetworks() (nets []alloc.Network, renamed []renamedLink, err error) {
 	links, err := s.Handle.LinkList()
 	if err != nil {
 		return nil, nil, fmt.Errorf("overlay: list interfaces: %w", err)
 	}
+	gate, _ := s.alloc.Gate() // as the last allocation left it (not valid: none yet)
 	for _, l := range links {
 		name := l.Attrs().Name
 		if name == s.Link || l.Attrs().Flags&net.FlagLoopback != 0 {
@@ -440,8 +470,14 @@ func (s *Service) hostNetworks() (nets []alloc.Network, renamed []string, err er
 		}
 		for _, a := range as {
 			if a.Label == name+labelSuffix {
-				renamed = append(renamed, name)
+				renamed = append(renamed, renamedLink{name: name})
 				break
+			}
+		}
+		if len(as) == 1 && gate.IsValid() && as[0].Label == name {
+			a, ok := netip.AddrFromSlice(as[0].IP.To4())
+			if ones, bits := as[0].Mask.Size(); ok && a == gate && ones == 32 && bits == 32 {
+				renamed = append(renamed, renamedLink{name: name, gate: gate})
 			}
 		}
 		for _, a := range as {
@@ -453,6 +489,6 @@ func (s *Service) hostNetworks() (nets []alloc.Network, renamed []string, err er
 		}
 	}
 	sort.Slice(nets, func(i, j int) bool { return nets[i].Name < nets[j].Name })
-	sort.Strings(renamed)
+	sort.Slice(renamed, func(i, j int) bool { return renamed[i].name < renamed[j].name })
 	return nets, renamed, nil
 }

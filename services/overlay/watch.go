@@ -48,10 +48,10 @@ type eventWatch struct {
 	// index is the overlay interface's index as last seen (0: unknown),
 	// set by the sync (from the reconcile) and by link events.
 	index atomic.Int32
-	// renamed names the interfaces that carry the overlay's address
-	// labels under their own name (the overlay interface renamed), as the
-	// last sync saw them: deleting one is what the refusal tells the
-	// operator to do, and asks for a repair.
+	// renamed names the interfaces that look like the overlay interface
+	// renamed (see Service.hostNetworks), as the last sync saw them:
+	// deleting one is what the refusal tells the operator to do, and asks
+	// for a repair.
 	renamedMu sync.Mutex
 	renamed   []string
 
@@ -268,8 +268,8 @@ func (r *reasons) String(link string) string {
 	return strings.Join(out, "; ")
 }
 
-// setRenamed records the interfaces carrying the overlay's labels under
-// another name (see renamed).
+// setRenamed records the interfaces that look like the overlay interface
+// renamed (see renamed).
 func (w *eventWatch) setRenamed(names []string) {
 	w.renamedMu.Lock()
 	w.renamed = names
@@ -293,7 +293,7 @@ func (w *eventWatch) linkEvent(u netlink.LinkUpdate) string {
 		w.index.CompareAndSwap(known, 0)
 		return w.link + " deleted"
 	case u.Header.Type == unix.RTM_DELLINK && w.isRenamed(a.Name):
-		return a.Name + " (carrying the overlay's address labels) deleted"
+		return a.Name + " (looking like the overlay interface renamed) deleted"
 	case u.Header.Type != unix.RTM_NEWLINK:
 		return ""
 	case mine:
