@@ -386,6 +386,13 @@ func Login(ctx context.Context, o LoginOptions) (*LoginResult, error) {
 	var pin, gateID string
 	if p := storedProfile(dir, gate); p != nil {
 		pin, gateID = p.Pin, p.GateID
+		// A renewal that names no CA, identity or pin keeps the
+		// profile's binding (its CA file and gate identity), as ssh
+		// keeps a known host: without it the renewal stored the pin
+		// alone and the binding was gone without a word.
+		if o.CAFile == "" && o.GateID == "" && o.Pin == "" && p.CAFile != "" && p.GateID != "" {
+			o.CAFile = p.CAFile
+		}
 	}
 	if o.GateID != "" {
 		if o.CAFile == "" {

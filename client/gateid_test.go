@@ -215,3 +215,37 @@ func TestGateIDFlagChecked(t *testing.T) {
 		t.Errorf("--gate-id without --ca: %v", err)
 	}
 }
+
+// A renewal without the CA file keeps the profile's binding: the CA file
+// and the gate identity stay in the profile, and another gate of the same
+// CA is still refused (the renewal used to store the pin alone, dropping
+// the binding without a word).
+func TestRenewalWithoutTheCAKeepsTheBinding(t *testing.T) {
+	ca := newSiteCA(t)
+	gate1, gate2 := ca.issue(t, []string{gate1ID}), ca.issue(t, []string{gate2ID})
+	var shown atomic.Pointer[tls.Certificate]
+	shown.Store(gate1)
+	addr, _ := loginGateShowing(t, &shown)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dir := filepath.Join(t.TempDir(), "otgate")
+	if _, err := Login(ctx, LoginOptions{Gate: addr, User: "alice", Password: "pw", Code: "123456", CAFile: ca.file, GateID: gate1ID, Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	renew := func() (*LoginResult, error) {
+		return Login(ctx, LoginOptions{Gate: addr, User: "alice", Password: "pw", Code: "123456", Dir: dir})
+	}
+	res, err := renew()
+	if err != nil || res.GateID != gate1ID || res.BoundGateID {
+		t.Fatalf("renewal without the CA file: %+v, %v; want still bound to %s", res, err, gate1ID)
+	}
+	if p, err := LoadProfile(dir); err != nil || p.GateID != gate1ID || p.CAFile != ca.file {
+		t.Fatalf("profile after the renewal: %+v, %v; want gate_id %s and CA file %s", p, err, gate1ID, ca.file)
+	}
+	shown.Store(gate2)
+	_, err = renew()
+	var ic *IdentityChangedError
+	if !errors.As(err, &ic) || ic.Want != gate1ID || ic.Got != gate2ID {
+		t.Fatalf("renewal without the CA file, another gate of the CA answering: %v, want an *IdentityChangedError", err)
+	}
+}
