@@ -76,8 +76,17 @@ func TestServiceLeaseDNSOnTheOTSideNotUsed(t *testing.T) {
 			t.Errorf("no log line %q", want)
 		}
 	}
+	// The status follows resolv.conf (the lease's record is updated
+	// after the file is written): wait for it, then check it.
+	lab.WaitFor(t, 10*time.Second, "the status's lease without 10.50.0.53", func() bool {
+		l := queryStatus(t, svc.SocketPath).Uplink.DHCP.Lease
+		return l != nil && len(l.DNS) == 0
+	})
 	st = queryStatus(t, svc.SocketPath)
-	if u := st.Uplink; u.State != "bound" || u.Address != leased || len(u.DHCP.Lease.DNS) != 0 {
+	if u := st.Uplink; u.State != "bound" || u.Address != leased || len(u.DHCP.Lease.DNS) != 0 ||
+		!slices.ContainsFunc(u.DHCP.Lease.NotUsed, func(s string) bool {
+			return strings.HasPrefix(s, `DNS server 10.50.0.53 of the lease is in zone "cell-2"`)
+		}) {
 		t.Errorf("after the zone was added: uplink %+v, lease %+v (had %s)", u, u.DHCP.Lease, leased)
 	}
 }
