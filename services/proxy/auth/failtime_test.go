@@ -22,11 +22,16 @@ func TestFailedLoginsArePaddedAlike(t *testing.T) {
 	}
 	var pads []pad
 	real := e.s.waitUntil
-	e.s.waitUntil = func(start time.Time, d time.Duration) {
+	e.s.waitUntil = func(start time.Time, elapsed, d time.Duration) {
+		// elapsed as padFailure measured it when it chose d: measured
+		// here, later, it could pass d on a loaded machine.
+		if now := time.Since(start); elapsed <= 0 || elapsed > now {
+			t.Errorf("padding chosen after %v, but %v had passed since the start", elapsed, now)
+		}
 		mu.Lock()
-		pads = append(pads, pad{d, time.Since(start)})
+		pads = append(pads, pad{d, elapsed})
 		mu.Unlock()
-		real(start, d)
+		real(start, elapsed, d)
 	}
 	take := func() []pad {
 		mu.Lock()

@@ -120,14 +120,15 @@ func (s *Store) Authenticate(user string, password []byte, code string, source n
 // fall inside one step.
 func (s *Store) padFailure(user string, start time.Time) {
 	d := failureDelay(s.delayKey, user)
-	for elapsed := time.Since(start); d < elapsed; {
+	elapsed := time.Since(start)
+	for d < elapsed {
 		d *= 2
 	}
-	s.waitUntil(start, d)
+	s.waitUntil(start, elapsed, d)
 }
 
 // sleepUntil sleeps until d has passed since start.
-func sleepUntil(start time.Time, d time.Duration) { time.Sleep(d - time.Since(start)) }
+func sleepUntil(start time.Time, _, d time.Duration) { time.Sleep(d - time.Since(start)) }
 
 // failureDelay is user's base minimum failure time: 5 ms plus up to 4 ms
 // from an HMAC-SHA256 of the name under key.

@@ -126,7 +126,9 @@ type Store struct {
 	dummy   passwordHash // verified for unknown users, to take the same time
 
 	delayKey  []byte                                 // keys the per-user minimum failure time (padFailure)
-	waitUntil func(start time.Time, d time.Duration) // sleepUntil; tests record the padding
+	// waitUntil is sleepUntil; tests record the padding. elapsed is the
+	// time the attempt had taken when padFailure chose d.
+	waitUntil func(start time.Time, elapsed, d time.Duration)
 
 	mu     sync.Mutex
 	data   *storeData
