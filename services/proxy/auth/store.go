@@ -125,7 +125,7 @@ type Store struct {
 	hashes  chan struct{}
 	dummy   passwordHash // verified for unknown users, to take the same time
 
-	delayKey  []byte                                 // keys the per-user minimum failure time (padFailure)
+	delayKey []byte // keys the per-user minimum failure time (padFailure)
 	// waitUntil is sleepUntil; tests record the padding. elapsed is the
 	// time the attempt had taken when padFailure chose d.
 	waitUntil func(start time.Time, elapsed, d time.Duration)

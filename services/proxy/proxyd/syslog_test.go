@@ -97,6 +97,13 @@ action(type="omfile" file="%[1]s/out.log" template="otg")
 		b, _ := os.ReadFile(filepath.Join(rdir, "out.log"))
 		return strings.Contains(string(b), `event="`+syslog.EventExportReset+`"`)
 	})
+	// The exporter saves its cursor after a batch is sent, so rsyslog
+	// may have the event before the cursor is saved (a stop then
+	// leaves the batch to be sent again): wait for the new cursor.
+	waitUntil(t, "the cursor of the new log saved", func() bool {
+		c, ok, err := syslog.LoadCursor(cursor)
+		return err == nil && ok && c.LogID != "a-log-before-the-reset"
+	})
 	cancel()
 	select {
 	case err := <-done:
