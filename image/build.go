@@ -122,6 +122,15 @@ func build(ctx context.Context, b *board.Board, c *config) (m *Manifest, err err
 	if prog := os.Getenv("GOCACHEPROG"); prog != "" {
 		p.step("go", "GOCACHEPROG=%s ignored: the image's binaries are built with the go command's own cache, not a cache program (it could serve any bytes as a build output); this builder itself may have been built through it (go run)", prog)
 	}
+	// The go command trusts its cache's outputs: one that another user
+	// may write is refused before anything is built or written.
+	gocache, err := goCacheDir(ctx, c.sourceDir, env)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkGoCache(gocache); err != nil {
+		return nil, err
+	}
 	if b.Kernel.Release == "" || b.Kernel.Image == "" {
 		return nil, fmt.Errorf("board %s: kernel package %s: Release and Image must be set", b.Name, b.Kernel.Package)
 	}

@@ -53,7 +53,8 @@ var goEnvKept = []string{
 // binary, and a repro-check would not notice when both of its builds ask
 // the same program. The image's binaries are built with the go command's
 // own cache (GOCACHE) only; build says so in its log when the caller had
-// set GOCACHEPROG.
+// set GOCACHEPROG, and refuses a GOCACHE that another user may write or
+// replace (checkGoCache).
 //
 // The go env file (go env -w, or the file GOENV names) can set
 // GOEXPERIMENT or GOFIPS140, which change every binary, and an empty
