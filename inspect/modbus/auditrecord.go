@@ -60,9 +60,14 @@ func AuditPayload(sessionID string, r *Record, dec *audit.Decoded) audit.Payload
 	if r.Verdict == VerdictDenied || r.Verdict == VerdictWouldDeny {
 		dec.Outcome = r.Verdict.String() + ": " + r.Reason + " (" + dec.Outcome + ")"
 	}
-	if r.Table == TableHoldingRegisters || r.Table == TableInputRegisters {
+	// Values are the registers of Table Start+Count (the generic line,
+	// which the syslog export sends, reads them so): a read/write's Start
+	// and Count are its read span, so its values are those read, not
+	// those written at WriteStart; a mask write's masks are no register's
+	// value (both stay in Written).
+	if (r.Table == TableHoldingRegisters || r.Table == TableInputRegisters) && r.Function != FuncMaskWriteRegister {
 		vals := r.Written
-		if len(vals) == 0 {
+		if len(vals) == 0 || r.Function == FuncReadWriteMultipleRegisters {
 			vals = r.ReadValues
 		}
 		for i := 0; i+1 < len(vals); i += 2 {

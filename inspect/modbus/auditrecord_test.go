@@ -246,3 +246,46 @@ func TestAuditPayloadKeepsRawWrites(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditPayloadValuesAreTheSpans: a payload's generic fields say
+// "Table Start+Count = Values", and that is the line the syslog export
+// sends (audit.FormatBody without the Modbus formatter). Values must be
+// the registers of that span: a read/write multiple registers' Start and
+// Count are its read span, so its written values (at WriteStart) must not
+// appear there, and a mask write's and/or masks are not two register
+// values.
+func TestAuditPayloadValuesAreTheSpans(t *testing.T) {
+	at := time.Date(2026, 11, 22, 14, 3, 4, 0, time.UTC)
+	cases := []struct {
+		req, resp string
+		want      []int64
+		line      string // the generic line, after "modbus unit 1 "
+	}{
+		{"03 0000 0002", "03 04 000a 0014", []int64{10, 20}, "fc 3 read-holding-registers holding 0+2 = [10 20] ok"},
+		{"10 0032 0002 04 0001 0002", "10 0032 0002", []int64{1, 2}, "fc 16 write-multiple-registers holding 50+2 = [1 2] ok"},
+		// read 0..1 (returns 9 8), write 50 = 7
+		{"17 0000 0002 0032 0001 02 0007", "17 04 0009 0008", []int64{9, 8}, "fc 23 read-write-multiple-registers holding 0+2 = [9 8] ok"},
+		{"16 0034 00f2 0025", "16 0034 00f2 0025", nil, "fc 22 mask-write-register holding 52+1 ok"},
+	}
+	for _, c := range cases {
+		var q Request
+		if err := q.Parse(adu(1, 1, pdu(t, c.req))); err != nil {
+			t.Fatalf("parse %s: %v", c.req, err)
+		}
+		var p Response
+		if err := p.Parse(adu(1, 1, pdu(t, c.resp))); err != nil {
+			t.Fatalf("parse %s: %v", c.resp, err)
+		}
+		var r Record
+		r.fillRequest(&q, at)
+		r.Verdict = VerdictAllowed
+		r.fillResponse(&p, at)
+		pl := AuditPayload("s1", &r, nil)
+		if !reflect.DeepEqual(pl.Decoded.Values, c.want) {
+			t.Errorf("%s: Values %v, want %v (the registers of %s %d+%d)", c.req, pl.Decoded.Values, c.want, pl.Decoded.Table, pl.Decoded.Start, pl.Decoded.Count)
+		}
+		if line := audit.FormatBody(audit.TimestampOf(at), pl, audit.ShowOptions{}); !strings.Contains(line, "modbus unit 1 "+c.line) {
+			t.Errorf("%s: generic line %q, want it to contain %q", c.req, line, c.line)
+		}
+	}
+}
