@@ -17,19 +17,20 @@ type outstanding struct {
 
 // pendingTable holds the outstanding requests of a session (pipelining:
 // several transaction ids at once). Fixed size, no allocation after
-// creation; the caller locks. Lookups scan the compact used/tids index,
-// not the slots (each several hundred bytes): with hundreds of sessions
+// creation; the caller locks. Lookups scan the compact used/tids/units
+// index, not the slots (each several hundred bytes): with hundreds of sessions
 // the slots are mostly out of cache.
 type pendingTable struct {
 	slots []outstanding
 	used  []bool   // used[i]: slots[i] holds an outstanding request
 	tids  []uint16 // tids[i]: its transaction id
+	units []uint8  // units[i]: its unit id
 	n     int      // outstanding requests
 	seq   uint64
 }
 
 func newPendingTable(size int) pendingTable {
-	p := pendingTable{slots: make([]outstanding, size), used: make([]bool, size), tids: make([]uint16, size)}
+	p := pendingTable{slots: make([]outstanding, size), used: make([]bool, size), tids: make([]uint16, size), units: make([]uint8, size)}
 	for i := range p.slots {
 		p.slots[i].idx = i
 	}
@@ -58,7 +59,7 @@ func (p *pendingTable) put(req *Request, at time.Time, verdict Verdict, dec Deci
 		p.release(slot)
 	}
 	p.seq++
-	p.used[i], p.tids[i] = true, tid
+	p.used[i], p.tids[i], p.units[i] = true, tid, req.Header.Unit
 	p.n++
 	slot.seq, slot.at, slot.verdict, slot.dec = p.seq, at, verdict, dec
 	n := copy(slot.frame[:], req.ADU)
@@ -72,22 +73,36 @@ func (p *pendingTable) put(req *Request, at time.Time, verdict Verdict, dec Deci
 }
 
 // find returns the slot index of the oldest outstanding request with
-// transaction id tid, or -1.
-func (p *pendingTable) find(tid uint16) int {
-	found := -1
+// transaction id tid to unit, or else of the oldest with tid to another
+// unit (its response is then recorded as not matching), or -1.
+func (p *pendingTable) find(tid uint16, unit uint8) int {
+	found, other := -1, -1
 	for i, t := range p.tids {
-		if t == tid && p.used[i] && (found < 0 || p.slots[i].seq < p.slots[found].seq) {
-			found = i
+		if t != tid || !p.used[i] {
+			continue
 		}
+		if p.units[i] == unit {
+			if found < 0 || p.slots[i].seq < p.slots[found].seq {
+				found = i
+			}
+		} else if other < 0 || p.slots[i].seq < p.slots[other].seq {
+			other = i
+		}
+	}
+	if found < 0 {
+		return other
 	}
 	return found
 }
 
-// take finds the oldest outstanding request with transaction id tid (a
-// device answers in order the requests that share one); the caller
-// releases it once done with it.
-func (p *pendingTable) take(tid uint16) *outstanding {
-	if i := p.find(tid); i >= 0 {
+// take finds the request a response with transaction id tid from unit
+// answers: the oldest outstanding one with that id to that unit (a
+// device answers in order the requests that share one; a gateway's
+// devices answer at their own pace, and a client may number each
+// device's transactions on its own), else the oldest with that id. The
+// caller releases it once done with it.
+func (p *pendingTable) take(tid uint16, unit uint8) *outstanding {
+	if i := p.find(tid, unit); i >= 0 {
 		return &p.slots[i]
 	}
 	return nil

@@ -96,27 +96,27 @@ func TestPendingTableIndex(t *testing.T) {
 	if p.count() != 3 || len(evicted) != 2 || evicted[0] != 10 || evicted[1] != 11 {
 		t.Fatalf("after a full-table put and a duplicate: count %d, evicted %v, want 3 and [10 11]", p.count(), evicted)
 	}
-	if p.take(10) != nil || p.take(11) != nil {
+	if p.take(10, 1) != nil || p.take(11, 1) != nil {
 		t.Fatal("evicted transactions 10 and 11 are still found")
 	}
 	// Two requests with id 12: take finds the older first.
-	o := p.take(12)
+	o := p.take(12, 1)
 	if o == nil || o.seq != 3 {
 		t.Fatalf("take(12) = %+v, want the first request with id 12", o)
 	}
 	p.release(o)
-	if o = p.take(12); o == nil || o.seq != 5 {
+	if o = p.take(12, 1); o == nil || o.seq != 5 {
 		t.Fatalf("second take(12) = %+v, want the second request with id 12", o)
 	}
 	put(11)
-	o = p.take(11)
+	o = p.take(11, 1)
 	if o == nil || o.req.Header.TransactionID != 11 || o.req.Address != 11 {
 		t.Fatalf("take(11) = %+v", o)
 	}
 	p.release(o)
 	p.release(o) // releasing twice changes nothing
-	if p.count() != 2 || p.take(11) != nil {
-		t.Fatalf("after releasing 11: count %d, take(11) %v", p.count(), p.take(11))
+	if p.count() != 2 || p.take(11, 1) != nil {
+		t.Fatalf("after releasing 11: count %d, take(11) %v", p.count(), p.take(11, 1))
 	}
 	var order []uint16
 	for o := p.oldest(); o != nil; o = p.oldest() {
@@ -228,4 +228,44 @@ type chanWriter struct{ ch chan []byte }
 func (w *chanWriter) Write(b []byte) (int, error) {
 	w.ch <- append([]byte(nil), b...)
 	return len(b), nil
+}
+
+// TestSharedTransactionIDAcrossUnits: a client of a TCP-to-serial gateway
+// that numbers transactions per device has requests to two units out
+// with one transaction id, and the gateway answers the second device
+// first (each serial line at its own pace). Each response must be
+// recorded with the request to its unit: matched by the transaction id
+// alone, both were recorded malformed ("unit 2 answers a request to unit
+// 1") and the values each device returned were lost from the log.
+func TestSharedTransactionIDAcrossUnits(t *testing.T) {
+	var recs []string
+	sink := SinkFunc(func(r *Record) error { recs = append(recs, r.String()[13:]); return nil })
+	s, err := NewSession(Config{Policy: gatewayPolicy(t), Sink: sink}, &bytes.Buffer{}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := append(adu(7, 1, []byte{3, 0, 0, 0, 1}), adu(7, 2, []byte{4, 0, 0, 0, 1})...)
+	in = append(in, adu(8, 1, []byte{3, 0, 1, 0, 1})...)
+	if err := s.Requests(bytes.NewReader(in)); err != nil {
+		t.Fatal(err)
+	}
+	// 8: answered by a unit it was not sent to, still recorded against it.
+	out := append(adu(7, 2, []byte{4, 2, 0, 5}), adu(7, 1, []byte{3, 2, 0, 42})...)
+	out = append(out, adu(8, 3, []byte{3, 2, 0, 1})...)
+	if err := s.follow.feed(out, s.onFrameFn); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"unit 2 read input 0 -> ok = 5", "unit 1 read holding 0 -> ok = 42",
+		"unit 1 read holding 1 -> malformed response: function 3 response: unit 3 answers a request to unit 1"}
+	if len(recs) != len(want) {
+		t.Fatalf("records:\n%s", strings.Join(recs, "\n"))
+	}
+	for i := range want {
+		if !strings.HasPrefix(recs[i], want[i]) {
+			t.Errorf("record %d = %q, want %q", i, recs[i], want[i])
+		}
+	}
 }

@@ -424,7 +424,7 @@ func (s *Session) onResponse(frame []byte) {
 	tid := be16(frame)
 	rec := &s.respRec
 	s.mu.Lock()
-	o := s.pending.take(tid)
+	o := s.pending.take(tid, frame[6])
 	if o == nil {
 		s.mu.Unlock()
 		*rec = Record{ResponseTime: at, TransactionID: tid, Unit: frame[6],
