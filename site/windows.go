@@ -76,7 +76,7 @@ func ParseTimeRange(s string) (TimeRange, error) {
 // an end.
 func parseClock(s string, isEnd bool) (int, error) {
 	h, m, ok := strings.Cut(s, ":")
-	if !ok || len(h) != 2 || len(m) != 2 {
+	if !ok || len(h) != 2 || len(m) != 2 || !digits(h) || !digits(m) {
 		return 0, fmt.Errorf("bad time %q (want HH:MM)", s)
 	}
 	hh, err1 := strconv.Atoi(h)
@@ -85,6 +85,17 @@ func parseClock(s string, isEnd bool) (int, error) {
 		return 0, fmt.Errorf("bad time %q (want 00:00..23:59, or 24:00 as an end)", s)
 	}
 	return hh*60 + mm, nil
+}
+
+// digits reports whether s is made of ASCII digits only (strconv.Atoi
+// takes a sign too: "+6" would read as 6, "-0" as 0).
+func digits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseDate parses "2026-03-29".
