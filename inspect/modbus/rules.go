@@ -103,6 +103,10 @@ func parseAddress(s string) (int, error) {
 	if len(s) > 1 && s[0] == '0' {
 		return 0, fmt.Errorf("address %q has a leading zero (octal to YAML elsewhere in the file): write the decimal number without it", s)
 	}
+	if strings.HasPrefix(s, "+") {
+		// strconv takes "+010" for 10, YAML for octal 8.
+		return 0, fmt.Errorf("address %q is not a decimal number: write the digits without a sign", s)
+	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 0 || n > 65535 {
 		return 0, fmt.Errorf("address %q is not a number in 0..65535", s)

@@ -106,6 +106,10 @@ func TestRulesValidate(t *testing.T) {
 		{"units: [1]\nfunctions: [read-only]\ncoils: {read: ['x']}", `range "x": address "x" is not a number`},
 		{"units: [1]\nfunctions: [read-only]\ncoils: {read: ['70000']}", `address "70000" is not a number in 0..65535`},
 		{"units: [1]\nfunctions: [read-only]\ncoils: {read: [[1]]}", "line 3: address range must be a scalar"},
+		// YAML reads +010 as octal 8: a grant must not open register 10
+		// where its text reads 8 to YAML, nor take a sign at all.
+		{"units: [1]\nfunctions: [read-write]\nholding-registers: {write: [+010]}", `address "+010" is not a decimal number`},
+		{"units: [1]\nfunctions: [read-write]\nholding-registers: {write: ['50-+52']}", `address "+52" is not a decimal number`},
 	}
 	for _, c := range bad {
 		var r Rules
