@@ -54,6 +54,8 @@ func TestParseAccessErrors(t *testing.T) {
 		{"bad hours", `        hours: ["06:00-22:00"]`, `        hours: ["06:00-25:00", "22:00-22:00"]`,
 			[]string{`example-site.yaml:68: grants[0].windows[0].hours[0]: time range "06:00-25:00": bad time "25:00"`,
 				`grants[0].windows[0].hours[1]: time range "22:00-22:00" is empty`}},
+		{"protocol on two ports", "      - protocol: modbus\n        port: 502\n", "      - protocol: modbus\n        port: 502\n      - protocol: modbus\n        port: 503\n",
+			[]string{`example-site.yaml:22: assets[0].services[1]: protocol modbus listed twice (ports 502 and 503): a connection names the asset and the protocol`}},
 		{"signed times", `        hours: ["06:00-22:00"]`, `        hours: ["+6:00-22:00", "01:00--0:30"]`,
 			[]string{`example-site.yaml:68: grants[0].windows[0].hours[0]: time range "+6:00-22:00": bad time "+6:00" (want HH:MM)`,
 				`grants[0].windows[0].hours[1]: time range "01:00--0:30": bad time "-0:30" (want HH:MM)`}},

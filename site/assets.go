@@ -145,11 +145,20 @@ func validateAssets(v *validator, s *Site) {
 			}
 		}
 		seen := map[uint16]string{}
+		ports := map[string]uint16{}
 		for j, svc := range a.Services {
 			if other, dup := seen[svc.Port]; dup {
 				v.errorf(index(join(p, "services"), j), "port %d listed twice (%s and %s)", svc.Port, other, svc.Protocol)
 			}
 			seen[svc.Port] = svc.Protocol
+			// A connection names the asset and the protocol, not a
+			// port: a second port of the same protocol could not be
+			// reached through the proxy (it would take one of them).
+			if other, dup := ports[svc.Protocol]; dup && other != svc.Port {
+				v.errorf(index(join(p, "services"), j), "protocol %s listed twice (ports %d and %d): a connection names the asset and the protocol, so an asset serves each protocol on one port; describe the other port as an asset of its own", svc.Protocol, other, svc.Port)
+			} else if !dup {
+				ports[svc.Protocol] = svc.Port
+			}
 		}
 		if a.Overlay.IsValid() {
 			validatePin(v, s, join(p, "overlay"), a, pins)
