@@ -25,6 +25,9 @@ type Config struct {
 
 	Hostname string // HOSTNAME field (default: os.Hostname)
 	AppName  string // APP-NAME field (default "otgate")
+	// Formatters render decoded payloads by protocol (FormatWith): the
+	// proxy sends a Modbus transaction as its transcript line.
+	Formatters map[string]audit.PayloadFormatter
 
 	Poll       time.Duration // how often to look for new records (default 200 ms)
 	Batch      int           // records written before the cursor moves (default 256)
@@ -364,7 +367,7 @@ func (x *Exporter) session(ctx context.Context) error {
 				next, e.Record.Seq-1, x.cfg.Dir, x.cfg.Addr))
 		}
 		next, hasNext = e.Record.Seq+1, true
-		buf.Write(Frame(Format(e, f.LogID(), x.cfg.Hostname, x.cfg.AppName, x.known)))
+		buf.Write(Frame(FormatWith(e, f.LogID(), x.cfg.Hostname, x.cfg.AppName, x.known, x.cfg.Formatters)))
 		x.remember(e)
 		pending++
 		last = e

@@ -21,6 +21,15 @@ const (
 // Format renders one record as an RFC 5424 message (without framing).
 // known supplies user and asset for records of sessions started earlier.
 func Format(e audit.Entry, logID, hostname, appName string, known map[string]Labels) string {
+	return FormatWith(e, logID, hostname, appName, known, nil)
+}
+
+// FormatWith is Format with payload formatters by protocol (as
+// Config.Formatters): a decoded payload of a protocol with one is sent as
+// its line (for Modbus the transcript line, "... unit 1 write holding 52
+// = 55 -> ok (1.2 ms)"), given the user and asset known for its session;
+// a formatter that declines it, or none, gives the generic rendering.
+func FormatWith(e audit.Entry, logID, hostname, appName string, known map[string]Labels, formatters map[string]audit.PayloadFormatter) string {
 	sev := severityNotice
 	params := [][2]string{{"log", logID}, {"seq", strconv.FormatUint(e.Record.Seq, 10)},
 		{"hash", e.Hash.String()}, {"kind", e.Record.Kind.String()}}
@@ -65,6 +74,14 @@ func Format(e audit.Entry, logID, hostname, appName string, known map[string]Lab
 	sd.WriteString("]")
 	ts := e.Record.Time.Time().Format("2006-01-02T15:04:05.000000Z")
 	msg := audit.FormatBody(e.Record.Time, e.Body, audit.ShowOptions{})
+	if p, ok := e.Body.(audit.Payload); ok && p.Decoded != nil {
+		if f := formatters[p.Decoded.Protocol]; f != nil {
+			l := known[p.SessionID]
+			if line, ok := f(p, &audit.SessionStart{SessionID: p.SessionID, User: l.User, Asset: l.Asset}); ok {
+				msg = "session " + p.SessionID + " " + line
+			}
+		}
+	}
 	msg = strings.NewReplacer("\n", " ", "\r", " ").Replace(msg)
 	return fmt.Sprintf("<%d>1 %s %s %s - %s %s %s", facilityLogAudit*8+sev, ts, header(hostname, 255),
 		header(appName, 48), header(e.Record.Kind.String(), 32), sd.String(), msg)

@@ -258,21 +258,11 @@ func runAuditShow(args []string, out io.Writer) error {
 // as "... -> forwarded, no response recorded (gate stopped?)".
 var transcriptFormatters = map[string]audit.PayloadFormatter{
 	"modbus": func(p audit.Payload, start *audit.SessionStart) (string, bool) {
-		if t := p.Decoded.Detail["text"]; t != "" {
-			return t, true
-		}
-		r, err := modbus.RecordOf(p)
-		if err != nil {
-			return "", false // the generic decoded rendering
-		}
 		var user, asset string
 		if start != nil {
 			user, asset = start.User, start.Asset
 		}
-		if r.Outcome == modbus.OutcomeForwarded {
-			return string(r.AppendUnanswered(nil, user, asset)), true
-		}
-		return string(r.AppendText(nil, user, asset)), true
+		return modbus.TranscriptLine(p, user, asset)
 	},
 }
 

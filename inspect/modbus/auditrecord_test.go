@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/otgate/otgate/audit"
+	"github.com/otgate/otgate/audit/syslog"
 )
 
 // TestAuditPayloadRoundTrip writes records of every kind through a real
@@ -287,5 +288,50 @@ func TestAuditPayloadValuesAreTheSpans(t *testing.T) {
 		if line := audit.FormatBody(audit.TimestampOf(at), pl, audit.ShowOptions{}); !strings.Contains(line, "modbus unit 1 "+c.line) {
 			t.Errorf("%s: generic line %q, want it to contain %q", c.req, line, c.line)
 		}
+	}
+}
+
+// The syslog export sends a Modbus transaction as its transcript line,
+// with the user and asset of its session (what `otgate audit show`
+// prints), not the generic rendering: a read/write multiple's line names
+// the write's address and value, which the generic line cannot.
+func TestTranscriptLineInSyslog(t *testing.T) {
+	at := time.Date(2026, 11, 22, 14, 3, 4, 120000000, time.UTC)
+	var q Request
+	if err := q.Parse(adu(1, 1, pdu(t, "17 0000 0002 0032 0001 02 0007"))); err != nil {
+		t.Fatal(err)
+	}
+	var p Response
+	if err := p.Parse(adu(1, 1, pdu(t, "17 04 0009 0008"))); err != nil {
+		t.Fatal(err)
+	}
+	var r Record
+	r.fillRequest(&q, at)
+	r.Verdict = VerdictAllowed
+	r.fillResponse(&p, at.Add(1200*time.Microsecond))
+	pl := AuditPayload("s1", &r, nil)
+	want := string(r.AppendText(nil, "alice", "plc-7"))
+	if line, ok := TranscriptLine(pl, "alice", "plc-7"); !ok || line != want {
+		t.Fatalf("TranscriptLine: %q %v, want %q", line, ok, want)
+	}
+	t.Logf("transcript line: %s", want)
+	if !strings.Contains(want, "50") || !strings.Contains(want, "alice plc-7 unit 1") {
+		t.Fatalf("transcript line %q does not name the user, asset and the write's address", want)
+	}
+	e := audit.Entry{Record: audit.Record{Seq: 9, Time: audit.TimestampOf(at), Kind: audit.KindPayload}, Body: pl}
+	formatters := map[string]audit.PayloadFormatter{"modbus": func(p audit.Payload, s *audit.SessionStart) (string, bool) {
+		return TranscriptLine(p, s.User, s.Asset)
+	}}
+	msg := syslog.FormatWith(e, "log-1", "gate", "otgate", map[string]syslog.Labels{"s1": {User: "alice", Asset: "plc-7"}}, formatters)
+	if !strings.HasSuffix(msg, "] session s1 "+want) || !strings.Contains(msg, `session="s1" user="alice" asset="plc-7"`) {
+		t.Errorf("syslog message %q, want it to end with the transcript line %q and carry the labels", msg, want)
+	}
+	// Without formatters (or one that declines) the generic line.
+	if msg := syslog.Format(e, "log-1", "gate", "otgate", nil); !strings.Contains(msg, "modbus unit 1 fc 23") {
+		t.Errorf("generic syslog message %q", msg)
+	}
+	declines := map[string]audit.PayloadFormatter{"modbus": func(audit.Payload, *audit.SessionStart) (string, bool) { return "", false }}
+	if msg := syslog.FormatWith(e, "log-1", "gate", "otgate", nil, declines); !strings.Contains(msg, "modbus unit 1 fc 23") {
+		t.Errorf("syslog message with a declining formatter %q, want the generic line", msg)
 	}
 }

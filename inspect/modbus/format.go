@@ -1,6 +1,7 @@
 package modbus
 
 import (
+	"github.com/otgate/otgate/audit"
 	"strconv"
 	"time"
 )
@@ -328,4 +329,27 @@ func (r *Record) appendValues(b, data []byte, bits bool, count int) []byte {
 		b = append(b, " values)"...)
 	}
 	return b
+}
+
+// TranscriptLine is the transcript line of a Modbus payload record (as
+// `otgate audit show` prints it and the syslog export sends it), with
+// the user and asset of its session: the line the record carries itself
+// (records written before the structured fields), or the one its fields
+// make ("... -> forwarded, no response recorded (gate stopped?)" for a
+// request recorded before it was forwarded). ok is false for a record
+// that is not one of the inspector's: render it generically.
+func TranscriptLine(p audit.Payload, user, asset string) (line string, ok bool) {
+	if p.Decoded != nil {
+		if t := p.Decoded.Detail["text"]; t != "" {
+			return t, true
+		}
+	}
+	r, err := RecordOf(p)
+	if err != nil {
+		return "", false
+	}
+	if r.Outcome == OutcomeForwarded {
+		return string(r.AppendUnanswered(nil, user, asset)), true
+	}
+	return string(r.AppendText(nil, user, asset)), true
 }

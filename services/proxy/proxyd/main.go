@@ -31,6 +31,7 @@ import (
 
 	"github.com/otgate/otgate/audit"
 	"github.com/otgate/otgate/audit/syslog"
+	"github.com/otgate/otgate/inspect/modbus"
 	"github.com/otgate/otgate/internal/bootcfg"
 	"github.com/otgate/otgate/internal/ready"
 	"github.com/otgate/otgate/services/identity/api"
@@ -249,6 +250,10 @@ func run(ctx context.Context, lg *log.Logger, o *options) error {
 	defer cancel()
 	if o.syslogAddr != "" {
 		cfg := syslog.Config{Dir: o.auditDir, Cursor: cursor, Addr: o.syslogAddr,
+			// A Modbus transaction reaches the SIEM as its transcript line.
+			Formatters: map[string]audit.PayloadFormatter{"modbus": func(p audit.Payload, s *audit.SessionStart) (string, bool) {
+				return modbus.TranscriptLine(p, s.User, s.Asset)
+			}},
 			OnError:  func(err error) { lg.Printf("otgate-proxy: syslog export: %v", err) },
 			OnStatus: syslogStatus(lg.Printf, func(s string) error { return notes.note("syslog", s) }),
 			OnReset:  syslogReset(ctx, lg.Printf, w)}
