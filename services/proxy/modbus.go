@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/otgate/otgate/audit"
@@ -40,14 +41,18 @@ func (s *session) admitModbus(at time.Time) error {
 // the inspector reads and writes through it without any extra copy.
 type countingClient struct {
 	io.ReadWriteCloser
-	sess *session
-	now  func() int64
+	sess  *session
+	now   func() int64
+	first *firstClosed
 }
 
 func (c *countingClient) Read(b []byte) (int, error) {
 	n, err := c.ReadWriteCloser.Read(b)
 	if n > 0 {
 		c.sess.touch(c.now())
+	}
+	if err != nil {
+		c.first.set(closedByClient)
 	}
 	return n, err
 }
@@ -66,8 +71,29 @@ func (c *countingClient) Write(b []byte) (int, error) {
 // in the session's bytes to the asset.
 type countingAsset struct {
 	io.ReadWriteCloser
-	sess *session
+	sess  *session
+	first *firstClosed
 }
+
+func (a *countingAsset) Read(b []byte) (int, error) {
+	n, err := a.ReadWriteCloser.Read(b)
+	if err != nil {
+		a.first.set(closedByAsset)
+	}
+	return n, err
+}
+
+// firstClosed is the side whose reads ended first (its close, or the
+// relay's close of it after the other side's end): the end reason of a
+// session the relay saw end without an error.
+type firstClosed struct{ side atomic.Uint32 }
+
+const (
+	closedByClient = 1 + iota
+	closedByAsset
+)
+
+func (f *firstClosed) set(side uint32) { f.side.CompareAndSwap(0, side) }
 
 func (a *countingAsset) Write(b []byte) (int, error) {
 	n, err := a.ReadWriteCloser.Write(b)
@@ -104,9 +130,10 @@ func (s *Server) relayModbus(tc *tls.Conn, asset io.ReadWriteCloser, sess *sessi
 		_, err := s.cfg.Log.AppendBuffered(modbus.AuditPayload(sess.id, r, &dec))
 		return err
 	})
-	client := &countingClient{ReadWriteCloser: tc, sess: sess, now: func() int64 { return s.cfg.Now().UnixNano() }}
+	var first firstClosed
+	client := &countingClient{ReadWriteCloser: tc, sess: sess, now: func() int64 { return s.cfg.Now().UnixNano() }, first: &first}
 	err := modbus.Relay(context.Background(), modbus.Config{Policy: d.Modbus, Mode: mode, Sink: sink, Now: s.cfg.Now, Admit: sess.admitModbus},
-		client, &countingAsset{asset, sess})
+		client, &countingAsset{ReadWriteCloser: asset, sess: sess, first: &first})
 	var rec *modbus.RecordError
 	var end *modbus.EndError
 	var ended sessionEnded
@@ -119,6 +146,8 @@ func (s *Server) relayModbus(tc *tls.Conn, asset io.ReadWriteCloser, sess *sessi
 		return string(ended)
 	case err != nil && !isClosed(err):
 		return "modbus relay: " + err.Error()
+	case first.side.Load() == closedByAsset:
+		return EndAssetClosed
 	}
 	return EndClientClosed
 }

@@ -1,0 +1,62 @@
+package proxy
+
+import (
+	"testing"
+	"time"
+
+	"github.com/otgate/otgate/audit"
+	"github.com/otgate/otgate/inspect/modbus"
+)
+
+// sessionEnd waits for the end record of session, whatever its reason.
+func (g *gate) sessionEnd(session string) audit.SessionEnd {
+	g.t.Helper()
+	return g.waitRecord("end of session "+session, func(b audit.Body) bool {
+		e, ok := b.(audit.SessionEnd)
+		return ok && e.SessionID == session
+	}).(audit.SessionEnd)
+}
+
+// TestModbusAssetClosedFirst: a Modbus device that closes its connection
+// (a PLC restarting, say) ends the session, and the end record says the
+// asset closed it, not the client, with the bytes each way.
+func TestModbusAssetClosedFirst(t *testing.T) {
+	l := newLab(t)
+	devLn := l.listenPlant(t, 502)
+	go func() {
+		c, err := devLn.Accept()
+		if err != nil {
+			return
+		}
+		if _, err := readADU(c); err == nil {
+			c.Write(unhex("00010000000501030200" + "07")) // read holding 1: 7
+		}
+		c.Close() // then the device goes away
+	}()
+	g := newGate(t, l)
+	rules := modbus.Rules{Name: "alice-plc", Units: []int{1}, Functions: []string{"read-only"},
+		HoldingRegisters: modbus.TableRanges{Read: []modbus.Range{{First: 0, Last: 9}}}}
+	pol, err := rules.Compile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.setGrants(grant{rule: "alice-plc", user: "alice", asset: "plc-1", protocol: "modbus", modbus: pol})
+	alice := g.mustLogin("alice")
+	c, r, err := tunnel(t, alice, "plc-1", "modbus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := modbusExchange(t, c, "000100000006010300010001"); got != "00010000000501030200"+"07" {
+		t.Fatalf("read holding 1 = %s", got)
+	}
+	// The client keeps its side open: only the device has closed.
+	waitClosed(t, c, 30*time.Second)
+	end := g.sessionEnd(r.Session)
+	if end.Reason != EndAssetClosed {
+		t.Errorf("end reason %q, want %q (the device closed, the client did not)", end.Reason, EndAssetClosed)
+	}
+	if end.BytesToAsset != 12 || end.BytesToClient != 11 {
+		t.Errorf("end record counts %d bytes to the asset and %d to the client, want 12 and 11", end.BytesToAsset, end.BytesToClient)
+	}
+}
