@@ -32,7 +32,7 @@ import (
 // "yes" asks for the user and password, logs in and binds the profile to
 // that identity; a later login with the profile asks nothing about it.
 func TestLoginAsksToConfirmTheGateIdentity(t *testing.T) {
-	caFile, certify := promptTestCA(t)
+	caFile, certify := enterpriseCA(t)
 	g := startHostGateCertified(t, certify)
 	key := g.enrol("alice")
 	home := t.TempDir()
@@ -181,11 +181,11 @@ func (tm *terminal) waitForNone(t *testing.T, want string, unwanted ...string) s
 	}
 }
 
-// promptTestCA makes an enterprise CA, writes its certificate to a PEM
+// enterpriseCA makes an enterprise CA, writes its certificate to a PEM
 // file, and returns the file and a function that certifies a gate's
 // device key with the names of its identity's certificate (as
 // startHostGateCertified wants).
-func promptTestCA(t *testing.T) (string, func(device *x509.Certificate) []byte) {
+func enterpriseCA(t *testing.T) (string, func(device *x509.Certificate) []byte) {
 	t.Helper()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
