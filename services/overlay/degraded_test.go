@@ -93,21 +93,8 @@ func TestRenamedOverlayIsNotDuplicated(t *testing.T) {
 	lab.r.reload <- struct{}{}
 	s = waitSnapshot(t, lab.sock, "a sync after the refusal", func(n *Snapshot) bool { return n.Syncs > s.Syncs })
 
-	if l, err := h.LinkByName(DefaultLink); err == nil {
-		t.Errorf("a second %s (a %s, carrying %v) was made beside renamed0, which carries the same endpoints", DefaultLink, l.Type(), addrsOn(t, h, DefaultLink))
-	}
 	// The kernel gives the first address the bare name on a rename.
-	want := []labelled{{"100.64.0.1/32", "renamed0"}, {"100.64.0.2/32", "renamed0:ov"}, {"100.64.0.3/32", "renamed0:ov"}}
-	if got := addrsOn(t, h, "renamed0"); fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("renamed0 carries %v, want its endpoints left as they were, %v", got, want)
-	}
-	renamed, err := h.LinkByName("renamed0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if renamed.Attrs().Flags&net.FlagUp != 0 {
-		t.Errorf("renamed0 was brought up: it is not the overlay's to touch")
-	}
+	renamed := leftAlone(t, h, "the same endpoints", []labelled{{"100.64.0.1/32", "renamed0"}, {"100.64.0.2/32", "renamed0:ov"}, {"100.64.0.3/32", "renamed0:ov"}})
 	degraded := "overlay: otg-overlay not reconciled, degraded: no second interface is made to carry the endpoints renamed0 carries, and renamed0 is left as it is"
 	hint := "ip link del renamed0"
 	if !strings.Contains(s.Error, degraded) || !strings.Contains(s.Error, hint) {
@@ -189,19 +176,7 @@ func TestRenamedGateOnlyOverlayIsNotDuplicated(t *testing.T) {
 	r.reload <- struct{}{}
 	s = waitSnapshot(t, sock, "a sync after the refusal", func(n *Snapshot) bool { return n.Syncs > s.Syncs })
 
-	if l, err := h.LinkByName(DefaultLink); err == nil {
-		t.Errorf("a second %s (a %s, carrying %v) was made beside renamed0, which carries the same gate address", DefaultLink, l.Type(), addrsOn(t, h, DefaultLink))
-	}
-	if got := addrsOn(t, h, "renamed0"); fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("renamed0 carries %v, want it left as it was, %v", got, want)
-	}
-	renamed, err := h.LinkByName("renamed0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if renamed.Attrs().Flags&net.FlagUp != 0 {
-		t.Errorf("renamed0 was brought up: it is not the overlay's to touch")
-	}
+	renamed := leftAlone(t, h, "the same gate address", want)
 	degraded := "overlay: otg-overlay not reconciled, degraded: no second interface is made to carry the endpoints renamed0 carries, and renamed0 is left as it is"
 	hint := `overlay: interface renamed0 carries only the gate's overlay address 100.64.0.1/32, labelled "renamed0", as the overlay interface otg-overlay renamed to renamed0 before it carried any endpoint would: if it is, delete it and the overlay recreates otg-overlay with the gate's address at once: ip link del renamed0`
 	if !strings.Contains(s.Error, degraded) || !strings.Contains(s.Error, hint) {
@@ -217,4 +192,26 @@ func TestRenamedGateOnlyOverlayIsNotDuplicated(t *testing.T) {
 	}
 	gateOnly("after ip link del renamed0")
 	waitSnapshot(t, sock, "no error", func(s *Snapshot) bool { return s.Error == "" })
+}
+
+// leftAlone checks that no second overlay interface was made beside
+// renamed0 (which carries what), and that renamed0 still carries want
+// and is still down: it is not the overlay's to touch. It returns
+// renamed0.
+func leftAlone(t *testing.T, h *netlink.Handle, what string, want []labelled) netlink.Link {
+	t.Helper()
+	if l, err := h.LinkByName(DefaultLink); err == nil {
+		t.Errorf("a second %s (a %s, carrying %v) was made beside renamed0, which carries %s", DefaultLink, l.Type(), addrsOn(t, h, DefaultLink), what)
+	}
+	if got := addrsOn(t, h, "renamed0"); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("renamed0 carries %v, want it left as it was, %v", got, want)
+	}
+	renamed, err := h.LinkByName("renamed0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if renamed.Attrs().Flags&net.FlagUp != 0 {
+		t.Errorf("renamed0 was brought up: it is not the overlay's to touch")
+	}
+	return renamed
 }
