@@ -35,6 +35,7 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]bool
 	closed    bool
+	closedWhy string // Shutdown's reason
 }
 
 // New checks cfg, loads the policy and returns a server ready to Serve.
@@ -122,6 +123,10 @@ func (s *Server) Shutdown(reason string) error {
 		return nil
 	}
 	s.closed = true
+	s.closedWhy = reason
+	if reason == "" {
+		s.closedWhy = EndShutdown
+	}
 	for ln := range s.listeners {
 		ln.Close()
 	}
@@ -133,6 +138,15 @@ func (s *Server) Shutdown(reason string) error {
 	s.cancel()
 	s.wg.Wait()
 	return nil
+}
+
+// shuttingDown returns Shutdown's reason once it has begun. Shutdown sets
+// it before it ends the live sessions: a session registered before this
+// says no is among those it ends.
+func (s *Server) shuttingDown() (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closedWhy, s.closed
 }
 
 // Policy returns the policy in force.

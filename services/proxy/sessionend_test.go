@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -58,5 +60,72 @@ func TestModbusAssetClosedFirst(t *testing.T) {
 	}
 	if end.BytesToAsset != 12 || end.BytesToClient != 11 {
 		t.Errorf("end record counts %d bytes to the asset and %d to the client, want 12 and 11", end.BytesToAsset, end.BytesToClient)
+	}
+}
+
+// TestShutdownDuringAdmission: a tunnel decided while the gate shuts down,
+// registered after Shutdown's sweep of the live sessions and before the
+// gate's context is cancelled (its start record goes through), must not
+// be accepted: nothing would end it (the sweep of idle and expired
+// sessions has stopped) and Shutdown would wait for its client. The
+// shutdown is held in its notice streams' closing (the stream's log line)
+// while the tunnel is admitted.
+func TestShutdownDuringAdmission(t *testing.T) {
+	l := newLab(t)
+	go serveEcho(l.listenPlant(t, 7))
+	hook := &atomic.Pointer[func()]{}
+	inShutdown, release := make(chan struct{}), make(chan struct{})
+	var held atomic.Bool
+	g := newGate(t, l, func(c *Config) {
+		load := c.LoadPolicy
+		c.LoadPolicy = func() (*Policy, error) {
+			p, err := load()
+			if err != nil {
+				return nil, err
+			}
+			p.Decider = hookDecider{p.Decider, hook}
+			return p, nil
+		}
+		logf := c.Logf
+		c.Logf = func(format string, a ...any) {
+			logf(format, a...)
+			if strings.HasPrefix(format, "proxy: notice stream of %s from %s closed: ") && held.CompareAndSwap(false, true) {
+				close(inShutdown)
+				<-release
+			}
+		}
+	})
+	g.setGrants(grant{rule: "alice-echo", user: "alice", asset: "echo-1", protocol: "tcp"},
+		grant{rule: "bob-echo", user: "bob", asset: "echo-1", protocol: "tcp"})
+	alice, bob := g.mustLogin("alice"), g.mustLogin("bob")
+	_, _ = streamNotices(openNotices(t, bob)) // registered once its hello is read
+	shut := make(chan error, 1)
+	f := func() {
+		go func() { shut <- g.srv.Shutdown(EndShutdown) }()
+		select {
+		case <-inShutdown: // past the sweep of the live sessions, context not cancelled
+		case <-time.After(30 * time.Second):
+			t.Error("Shutdown did not reach the notice streams")
+		}
+	}
+	hook.Store(&f)
+	c, r, err := tunnel(t, alice, "echo-1", "tcp")
+	close(release)
+	if hook.Load() != nil {
+		t.Fatal("the hook did not run: the test proves nothing")
+	}
+	if err == nil {
+		c.Close() // lets Shutdown finish
+		t.Errorf("tunnel accepted (session %s) while the gate was shutting down", r.Session)
+	} else {
+		denied(t, err, EndShutdown)
+	}
+	select {
+	case err := <-shut:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Shutdown did not return")
 	}
 }

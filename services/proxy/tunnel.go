@@ -171,6 +171,15 @@ func (s *Server) admit(tc *tls.Conn, h wire.Header, src netip.Addr, ev *audit.Ev
 			s.refuse(tc, *ev, d.Rule)
 			return nil, netip.AddrPort{}, Decision{}, false
 		}
+		// Shutdown ends the live sessions once it has begun: begun after
+		// the registration, it sees this one.
+		if why, closing := s.shuttingDown(); closing {
+			s.reg.remove(sess)
+			ev.SessionID = ""
+			ev.Reason = why
+			s.refuse(tc, *ev, d.Rule)
+			return nil, netip.AddrPort{}, Decision{}, false
+		}
 		// A reload or revocation bumps the epoch before it sweeps the
 		// live sessions: unchanged now, any later sweep sees this one.
 		if s.admitEpoch.Load() == epoch {
