@@ -50,6 +50,18 @@ const (
 	// the same, so a connmark save/restore could never mix them.
 	WouldBlockCtMark uint32 = 0x80000000
 
+	// UplinkCtMark is the conntrack mark bit of the gate's uplink flows:
+	// set on every packet the gate sends through the uplink (its own
+	// flows, and the answers of its listeners' flows). A packet of such a
+	// flow arriving on another interface (an OT device claiming an uplink
+	// peer's address: a forged DNS, NTP or DHCP answer) or leaving toward the OT side (a local process that opened
+	// the flow through the uplink, then sends on it to an asset) is
+	// dropped before the established/related accepts see it: conntrack
+	// matches a packet to a flow by its addresses and ports, not by the
+	// interface, and reverse-path filtering is off while the gate routes
+	// nothing.
+	UplinkCtMark uint32 = 0x40000000
+
 	// rulePrefix starts every rule comment (userdata) the gate writes.
 	rulePrefix = "otgate:"
 )
@@ -174,6 +186,7 @@ func Build(spec *Spec, now time.Time) (*Desired, error) {
 	input.Rules = append(input.Rules,
 		RuleDesc{"input/loopback", cat(matchIIF("lo"), one(accept))},
 		RuleDesc{"input/invalid", cat(invalidState, one(&expr.Counter{}, drop))},
+		RuleDesc{"input/uplink-flow-elsewhere", cat(notIIF(spec.Uplink), matchCtMarkBit(UplinkCtMark), one(&expr.Counter{}, drop))},
 		RuleDesc{"input/established", cat(est, one(accept))},
 	)
 	if spec.DHCPClient {
@@ -220,6 +233,9 @@ func Build(spec *Spec, now time.Time) (*Desired, error) {
 	output := ChainDesc{Name: ChainOutput, Base: true, Hook: nftables.ChainHookOutput, Policy: nftables.ChainPolicyDrop}
 	output.Rules = append(output.Rules,
 		RuleDesc{"output/loopback", cat(matchOIF("lo"), one(accept))},
+		// No verdict here: a packet without conntrack (untracked) breaks
+		// the rule at the mark, and must still find the accept below.
+		RuleDesc{"output/uplink-flow", cat(matchOIF(spec.Uplink), setCtMarkBit(UplinkCtMark))},
 		RuleDesc{"output/uplink", cat(matchOIF(spec.Uplink), one(accept))},
 		RuleDesc{"output/to-ot", one(jump(ChainToOT))})
 
@@ -230,6 +246,7 @@ func Build(spec *Spec, now time.Time) (*Desired, error) {
 	toOT := ChainDesc{Name: ChainToOT}
 	toOT.Rules = append(toOT.Rules,
 		RuleDesc{"to_ot/invalid", cat(invalidState, one(&expr.Counter{}, drop))},
+		RuleDesc{"to_ot/uplink-flow", cat(matchCtMarkBit(UplinkCtMark), one(&expr.Counter{}, drop))},
 		RuleDesc{"to_ot/established", cat(est, one(accept))},
 		RuleDesc{"to_ot/proxy-to-asset", cat(proxy, matchIPv4(), matchL4(unix.IPPROTO_TCP), one(
 			loadNet(1, ipv4DaddrOffset, 4), loadTransport(9, thDportOffset),

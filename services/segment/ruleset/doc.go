@@ -51,8 +51,8 @@
 // also "meta mark" equal to it. The socket uid is set by the kernel when the
 // socket is created (from the creating thread's fsuid) and cannot be changed
 // by the process afterwards; a process needs CAP_SETUID to create sockets as
-// another uid. The socket mark can only be set with CAP_NET_ADMIN
-// (SO_MARK), which ordinary services do not hold. Requiring both means a
+// another uid. The socket mark can only be set with CAP_NET_RAW (Linux 5.17
+// and later) or CAP_NET_ADMIN (SO_MARK), which ordinary services do not hold. Requiring both means a
 // compromised service running under another uid cannot reach an asset, and
 // neither can a process that merely shares the proxy's uid but lacks the
 // capability. Packets that have no full socket (TIME_WAIT acknowledgements,
@@ -60,4 +60,6 @@
 // conntrack already saw being opened by the proxy (ct state
 // established,related), so the identity check is made once per connection, on
 // its first packet, and fails closed when no socket is attached.
+// A flow the gate opened through the uplink (UplinkCtMark) is not one of
+// them: its packets never leave toward the OT side, nor enter from it.
 package ruleset

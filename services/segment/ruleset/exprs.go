@@ -26,6 +26,14 @@ func matchIIF(name string) []expr.Any {
 	}
 }
 
+// notIIF is "iifname != name".
+func notIIF(name string) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname(name)},
+	}
+}
+
 func matchOIF(name string) []expr.Any {
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},

@@ -132,6 +132,9 @@ func (b *BaselineSpec) Validate() error {
 	if b.Proxy.Mark&WouldBlockCtMark != 0 {
 		return invalid("proxy.mark: %#x shares bit %#x with the conntrack mark of would-block flows", b.Proxy.Mark, WouldBlockCtMark)
 	}
+	if b.Proxy.Mark&UplinkCtMark != 0 {
+		return invalid("proxy.mark: %#x shares bit %#x with the conntrack mark of uplink flows", b.Proxy.Mark, UplinkCtMark)
+	}
 	return nil
 }
 
