@@ -204,9 +204,14 @@ func Build(spec *Spec, now time.Time) (*Desired, error) {
 	forward := ChainDesc{Name: ChainForward, Base: true, Hook: nftables.ChainHookForward, Policy: nftables.ChainPolicyDrop}
 	forward.Rules = append(forward.Rules,
 		RuleDesc{"forward/invalid", cat(invalidState, one(&expr.Counter{}, drop))},
-		RuleDesc{"forward/exceptions", cat(wbLoad(), one(
+		// An exception's flow in the direction written (ct direction
+		// original) and the replies of that flow (ct direction reply):
+		// a connection the other way, from the exception's destination
+		// out of its port (one would_block admitted while a zone
+		// monitored), reads as the key backwards but is neither.
+		RuleDesc{"forward/exceptions", cat(matchCtOriginal(), wbLoad(), one(
 			&expr.Lookup{SourceRegister: 1, SetName: SetExceptions, SetID: ids[SetExceptions]}, accept))},
-		RuleDesc{"forward/exception-replies", cat(est, matchIPv4(), loadFlowKey(true), one(
+		RuleDesc{"forward/exception-replies", cat(est, matchCtReply(), matchIPv4(), loadFlowKey(true), one(
 			&expr.Lookup{SourceRegister: 1, SetName: SetExceptions, SetID: ids[SetExceptions]}, accept))},
 		// The replies of a flow the would-block path admitted (its
 		// conntrack mark), sent by an asset whose zone monitors now, go

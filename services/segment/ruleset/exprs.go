@@ -57,6 +57,13 @@ func matchCtReply() []expr.Any {
 	}
 }
 
+func matchCtOriginal() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeyDIRECTION},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{ctDirOriginal}},
+	}
+}
+
 // matchCtMarkBit is "ct mark & bit == bit".
 func matchCtMarkBit(bit uint32) []expr.Any {
 	return []expr.Any{
@@ -182,5 +189,8 @@ func cat(parts ...[]expr.Any) []expr.Any {
 
 func one(e ...expr.Any) []expr.Any { return e }
 
-// ctDirReply is IP_CT_DIR_REPLY.
-const ctDirReply = 1
+// ctDirOriginal and ctDirReply are IP_CT_DIR_ORIGINAL and IP_CT_DIR_REPLY.
+const (
+	ctDirOriginal = 0
+	ctDirReply    = 1
+)
