@@ -27,6 +27,27 @@ type proc struct {
 	notifyR *os.File
 	// notifyDone is closed when the supervisor stops listening to notify.
 	notifyDone chan struct{}
+	// outDone is closed when copyOutput has logged all the process's
+	// output (the end of its stdout/stderr pipe).
+	outDone chan struct{}
+}
+
+// drainOutput waits, at most flushWait, until the output of the exited
+// process p (and of the leftovers of its group, killed by then) has been
+// logged, so that its last lines come before init's line about its exit.
+// A descendant that left the group may hold the pipe open: then init
+// goes on and says so.
+func (p *proc) drainOutput(log *logger, name string) {
+	if p.outDone == nil {
+		return
+	}
+	t := time.NewTimer(flushWait)
+	defer t.Stop()
+	select {
+	case <-p.outDone:
+	case <-t.C:
+		log.Printf("%s: output pipe still open %s after its exit (a process it left holds it); going on", name, short(flushWait))
+	}
 }
 
 // stopNotify ends the notify pipe's reader (the supervisor is done with
@@ -102,8 +123,12 @@ func spawn(r *reaper, log *logger, svc *bootcfg.Service, opts spawnOptions) (*pr
 		}
 		return nil, fmt.Errorf("start %s: %w", svc.Binary, err)
 	}
-	go copyOutput(log, svc.Name, outR)
-	p := &proc{pid: pid, exit: exit}
+	outDone := make(chan struct{})
+	go func() {
+		defer close(outDone)
+		copyOutput(log, svc.Name, outR)
+	}()
+	p := &proc{pid: pid, exit: exit, outDone: outDone}
 	if notifyR != nil {
 		ch := make(chan string, 32)
 		p.notifyDone = make(chan struct{})

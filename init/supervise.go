@@ -567,6 +567,7 @@ func (s *service) watch(p *proc, start, readyAt time.Time) (ws unix.WaitStatus, 
 			s.sv.exitSeen(name)
 		}
 		s.killLeftovers(p.pid)
+		p.drainOutput(log, name)
 		if s.drainNotify(p, notify, readyAt.IsZero() && !fired && s.cfg.Readiness == bootcfg.ReadyNotify) {
 			readyAt, readyGone = time.Now(), true
 		}
