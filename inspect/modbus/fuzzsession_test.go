@@ -32,8 +32,8 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 // FuzzSessionRequests: whatever the client sends, however it is split
 // into reads, the device receives exactly the well-formed frames the
 // policy allows, in order and whole, up to the first malformed one; every
-// frame the policy denies is answered with its exception and recorded
-// denied.
+// frame the policy denies, and every frame whose values the specification
+// forbids, is answered with its exception and recorded denied.
 func FuzzSessionRequests(f *testing.F) {
 	f.Add(append(adu(1, 1, []byte{3, 0, 0, 0, 10}), adu(2, 1, []byte{6, 0, 60, 0, 1})...), []byte{3})
 	f.Add(append(adu(1, 1, []byte{0x18, 0, 99}), adu(2, 2, []byte{3, 0, 0, 0, 1})...), []byte{0, 7})
@@ -63,8 +63,20 @@ func FuzzSessionRequests(f *testing.F) {
 			}
 			fr := rest[:h.FrameLen()]
 			var req Request
-			if req.Parse(fr) != nil {
-				break
+			if perr := req.Parse(fr); perr != nil {
+				// Framed correctly with values the specification
+				// forbids (a quantity out of range, say): answered with
+				// the device's exception, recorded denied, never
+				// forwarded, and the session goes on. Anything else
+				// malformed ends it.
+				var fe *FieldError
+				if !errors.As(perr, &fe) || fe.Exception == 0 {
+					break
+				}
+				wantDenied = append(wantDenied, h.TransactionID)
+				wantClient = AppendException(wantClient, &req, fe.Exception)
+				rest = rest[h.FrameLen():]
+				continue
 			}
 			if d := p.Judge(&req); d.Allow {
 				want = append(want, fr...)
