@@ -35,7 +35,9 @@ const (
 // which the ruleset also requires. SO_MARK needs CAP_NET_RAW (Linux 5.17
 // and later; CAP_NET_ADMIN before): the row raises CAP_NET_RAW as its only
 // ambient capability, not CAP_NET_ADMIN, which would let a compromised
-// proxy rewrite the firewall. The listener is :8443; the baseline and
+// proxy rewrite the firewall. The proxy itself takes back what else
+// CAP_NET_RAW grants (packet and raw sockets, IP_TRANSPARENT) with a
+// seccomp filter at its start (internal/sandbox). The listener is :8443; the baseline and
 // segment rulesets admit it on the uplink only.
 func proxyRow() ServiceRow {
 	return ServiceRow{MultiCall: true, Service: bootcfg.Service{

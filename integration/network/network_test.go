@@ -107,6 +107,10 @@ func TestGateOnTheLabNetwork(t *testing.T) {
 	if !strings.Contains(asRoot, "blocked") || !strings.HasSuffix(asProxy, ": connected") {
 		t.Errorf("from the gate: %q, %q; want root blocked and the proxy connected", asRoot, asProxy)
 	}
+	// The proxy holds CAP_NET_RAW (bit 13) for SO_MARK, and nothing else
+	// it gives: its seccomp filter denies packet and raw sockets,
+	// IP_TRANSPARENT and io_uring (internal/sandbox).
+	gatetest.MustSee(t, vm, "netdump: testsvc: process uid 101 (otgate-proxy): Seccomp 2, NoNewPrivs 1, CapEff 0000000000002000")
 	gatetest.MustSee(t, vm, "netdump: testsvc: netdump end")
 	if n := plc.Accepted(); n < 1 {
 		t.Errorf("the PLC saw %d connections; the proxy's probe should have reached it", n)

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -106,8 +108,53 @@ func netdump(wait time.Duration) error {
 		fmt.Printf("testsvc: probe %s as the proxy (uid %d, mark %#x): %s\n", probe, baseline.ProxyUID, baseline.ProxyMark,
 			dialAs(probe, baseline.ProxyUID, baseline.ProxyMark))
 	}
+	dumpProxyProcesses(wait)
 	fmt.Println("testsvc: netdump end")
 	return nil
+}
+
+// dumpProxyProcesses prints the confinement of every process running as
+// the proxy's uid (waiting up to wait for one): its seccomp mode,
+// no_new_privs and effective capabilities, as /proc/PID/status says.
+func dumpProxyProcesses(wait time.Duration) {
+	deadline := time.Now().Add(wait)
+	for {
+		var found []string
+		pids, _ := filepath.Glob("/proc/[0-9]*/status")
+		for _, p := range pids {
+			st, err := readFile(p)
+			if err != nil {
+				continue // gone meanwhile
+			}
+			f := statusFields(st)
+			if uid := strings.Fields(f["Uid"]); len(uid) == 0 || uid[0] != strconv.Itoa(baseline.ProxyUID) {
+				continue
+			}
+			found = append(found, fmt.Sprintf("testsvc: process uid %d (%s): Seccomp %s, NoNewPrivs %s, CapEff %s",
+				baseline.ProxyUID, f["Name"], f["Seccomp"], f["NoNewPrivs"], f["CapEff"]))
+		}
+		if len(found) > 0 || time.Now().After(deadline) {
+			if len(found) == 0 {
+				fmt.Printf("testsvc: no process runs as uid %d\n", baseline.ProxyUID)
+			}
+			for _, l := range found {
+				fmt.Println(l)
+			}
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// statusFields splits /proc/PID/status into its fields.
+func statusFields(s string) map[string]string {
+	m := map[string]string{}
+	for _, line := range strings.Split(s, "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			m[k] = strings.TrimSpace(v)
+		}
+	}
+	return m
 }
 
 func family(f nftables.TableFamily) string {

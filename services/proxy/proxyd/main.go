@@ -34,6 +34,7 @@ import (
 	"github.com/otgate/otgate/inspect/modbus"
 	"github.com/otgate/otgate/internal/bootcfg"
 	"github.com/otgate/otgate/internal/ready"
+	"github.com/otgate/otgate/internal/sandbox"
 	"github.com/otgate/otgate/services/identity/api"
 	"github.com/otgate/otgate/services/proxy"
 	"github.com/otgate/otgate/services/proxy/adminapi"
@@ -137,6 +138,14 @@ func Main() {
 		lg.Printf("otgate-proxy: %v", err)
 		os.Exit(2)
 	}
+	// Before anything is read from the network: the proxy holds
+	// CAP_NET_RAW for SO_MARK alone (see internal/sandbox). A proxy that
+	// cannot give up the rest does not run.
+	if err := sandbox.DenyRawNetwork(); err != nil {
+		lg.Printf("otgate-proxy: %v: refusing to run without it", err)
+		os.Exit(1)
+	}
+	lg.Printf("otgate-proxy: seccomp: %s denied", sandbox.Denied)
 	if err := run(context.Background(), lg, o); err != nil {
 		lg.Printf("otgate-proxy: %v", err)
 		if errors.Is(err, errQuarantine) {

@@ -1,0 +1,12 @@
+//go:build linux
+
+package sandbox
+
+import "golang.org/x/sys/unix"
+
+// auditArch is the seccomp_data arch of this process's system calls;
+// arm64 has no second ABI numbered apart (32-bit arm is another arch).
+const (
+	auditArch uint32 = unix.AUDIT_ARCH_AARCH64
+	x32Bit    uint32 = 0
+)
