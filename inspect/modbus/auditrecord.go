@@ -77,6 +77,17 @@ func AuditPayload(sessionID string, r *Record, dec *audit.Decoded) audit.Payload
 			dec.Values = values
 		}
 	}
+	// A read FIFO queue's values are the queue, not registers from its
+	// pointer on: no table span, the values alone, and the pointer and
+	// FIFO count in Detail ("read-fifo-queue = [99] ok ... fifo-count=1
+	// fifo-pointer=16"); RecordOf restores the table and count.
+	if r.Function == FuncReadFIFOQueue && r.Verdict != VerdictNone {
+		dec.Table, dec.Count = "", 0
+		dec.Detail = map[string]string{detailFIFOPointer: strconv.Itoa(int(r.Address))}
+		if r.Outcome == OutcomeOK {
+			dec.Detail[detailFIFOCount] = strconv.Itoa(len(r.ReadValues) / 2)
+		}
+	}
 	p := audit.Payload{SessionID: sessionID, First: audit.TimestampOf(r.RequestTime), Last: audit.TimestampOf(r.ResponseTime),
 		Direction: audit.ToAsset, Decoded: dec}
 	if p.First == 0 {
@@ -84,6 +95,13 @@ func AuditPayload(sessionID string, r *Record, dec *audit.Decoded) audit.Payload
 	}
 	return p
 }
+
+// Detail keys of a read FIFO queue payload (AuditPayload), which the
+// generic line shows: the FIFO pointer, and the FIFO count of a queue read.
+const (
+	detailFIFOPointer = "fifo-pointer"
+	detailFIFOCount   = "fifo-count"
+)
 
 // RecordOf returns the transaction an AuditPayload record describes. It
 // fails, naming the field, for a payload that is not a Modbus decoded
@@ -125,6 +143,12 @@ func RecordOf(p audit.Payload) (Record, error) {
 	var ok bool
 	if r.Table, ok = lookupName[Table](tableNames[:], d.Table); !ok {
 		return r, fmt.Errorf("payload of session %s, transaction %d: unknown table %q", p.SessionID, d.Transaction, d.Table)
+	}
+	if r.Function == FuncReadFIFOQueue && d.Verdict != "" && r.Table == TableNone {
+		// AuditPayload leaves a FIFO read's table and count out (records
+		// written before did not): its table is holding, its count the
+		// registers the queue returned.
+		r.Table, r.Count = TableHoldingRegisters, uint16(len(d.Read)/2)
 	}
 	if r.Outcome, ok = lookupName[Outcome](outcomeNames[:], d.Result); !ok {
 		return r, fmt.Errorf("payload of session %s, transaction %d: unknown result %q", p.SessionID, d.Transaction, d.Result)

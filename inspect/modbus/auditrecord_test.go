@@ -335,3 +335,80 @@ func TestTranscriptLineInSyslog(t *testing.T) {
 		t.Errorf("syslog message with a declining formatter %q, want the generic line", msg)
 	}
 }
+
+// TestAuditPayloadFIFOGenericLine: the generic line of a read FIFO queue
+// (24) shows the queue's values with the FIFO count and pointer, not as
+// the registers from the pointer on ("holding 16+2 = [99 98]" said
+// registers 16 and 17 hold 99 and 98), while the transcript line read
+// back is the record's. A record written before (table holding, count
+// the FIFO count) still reads back to its transcript line.
+func TestAuditPayloadFIFOGenericLine(t *testing.T) {
+	at := time.Date(2026, 11, 22, 14, 3, 4, 0, time.UTC)
+	cases := []struct {
+		name       string
+		req, resp  string // resp "": denied
+		values     []int64
+		line       string // the generic line, after "modbus unit 1 "
+		transcript string // after "unit 1 "
+	}{
+		{"two queued", "18 0010", "18 0006 0002 0063 0062", []int64{99, 98},
+			"fc 24 read-fifo-queue = [99 98] ok fifo-count=2 fifo-pointer=16", "read fifo holding 16 -> ok = 99 98"},
+		{"one queued", "18 04de", "18 0004 0001 01b8", []int64{440},
+			"fc 24 read-fifo-queue = [440] ok fifo-count=1 fifo-pointer=1246", "read fifo holding 1246 -> ok = 440"},
+		{"empty queue", "18 0010", "18 0002 0000", nil,
+			"fc 24 read-fifo-queue ok fifo-count=0 fifo-pointer=16", "read fifo holding 16 -> ok"},
+		{"exception", "18 0010", "98 02", nil,
+			"fc 24 read-fifo-queue exception 2 fifo-pointer=16", "read fifo holding 16 -> exception 02 illegal data address"},
+		{"denied", "18 0100", "", nil,
+			"fc 24 read-fifo-queue denied: r (exception 2) fifo-pointer=256", "read fifo holding 256 -> denied, exception 02 illegal data address: r"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var q Request
+			if err := q.Parse(adu(1, 1, pdu(t, c.req))); err != nil {
+				t.Fatalf("parse %s: %v", c.req, err)
+			}
+			var r Record
+			r.fillRequest(&q, at)
+			if c.resp == "" {
+				r.Verdict, r.DenyException, r.Reason = VerdictDenied, ExIllegalDataAddress, "r"
+				r.ResponseTime, r.Outcome, r.Exception = at, OutcomeException, ExIllegalDataAddress
+			} else {
+				var p Response
+				if err := p.Parse(adu(1, 1, pdu(t, c.resp))); err != nil {
+					t.Fatalf("parse %s: %v", c.resp, err)
+				}
+				r.Verdict = VerdictAllowed
+				r.fillResponse(&p, at)
+			}
+			if got := r.String(); got != "14:03:04.000 unit 1 "+c.transcript {
+				t.Fatalf("transcript %q, want %q", got, "14:03:04.000 unit 1 "+c.transcript)
+			}
+			pl := AuditPayload("s1", &r, nil)
+			if !reflect.DeepEqual(pl.Decoded.Values, c.values) {
+				t.Errorf("Values %v, want %v", pl.Decoded.Values, c.values)
+			}
+			if line := audit.FormatBody(audit.TimestampOf(at), pl, audit.ShowOptions{}); !strings.HasSuffix(line, "modbus unit 1 "+c.line) {
+				t.Errorf("generic line %q, want it to end with %q", line, "modbus unit 1 "+c.line)
+			}
+			back, err := RecordOf(pl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if back.Table != r.Table || back.Count != r.Count {
+				t.Errorf("read back table %v count %d, want %v %d", back.Table, back.Count, r.Table, r.Count)
+			}
+			want := string(r.AppendText(nil, "alice", "plc-7"))
+			if line, ok := TranscriptLine(pl, "alice", "plc-7"); !ok || line != want {
+				t.Errorf("TranscriptLine %q %v, want %q", line, ok, want)
+			}
+			// As written before: table holding, count the FIFO count, no Detail.
+			old := *pl.Decoded
+			old.Table, old.Count, old.Detail = "holding", uint32(r.Count), nil
+			pl.Decoded = &old
+			if line, ok := TranscriptLine(pl, "alice", "plc-7"); !ok || line != want {
+				t.Errorf("TranscriptLine of a record written before: %q %v, want %q", line, ok, want)
+			}
+		})
+	}
+}
