@@ -313,12 +313,31 @@ func (s *Server) noticeStream(tc *tls.Conn) {
 
 // sessionNotices is a session's part in the notice streams; guarded by
 // the session's mu.
+//
+// Nothing is sent about a session before the client was told it is
+// accepted (accepted, set by session.accept), nor after its end was
+// announced or the session finished (finished), nor a deadline or a
+// warning once it has ended: an admission that is discarded (decided
+// again after a reload, refused after the decision, the log or the
+// asset failing, the client gone) never appears on a stream.
 type sessionNotices struct {
 	hub      *noticeHub
 	warn     *time.Timer
-	gen      uint64 // deadlines announced; 0: none yet (not accepted)
+	accepted bool
+	gen      uint64 // deadlines announced; 0: none yet
 	warned   uint64 // the gen whose deadline was warned of
 	finished bool
+}
+
+// isEnded reports whether s has been ended (its end may not be announced
+// yet).
+func (s *session) isEnded() bool {
+	select {
+	case <-s.ended:
+		return true
+	default:
+		return false
+	}
 }
 
 // notice is a notice about s (s.mu held or fields immutable).
@@ -331,15 +350,19 @@ func (s *session) notice(kind string, until time.Time) wire.Notice {
 }
 
 // noticeDeadline announces until as the session's deadline and arms the
-// warning; setUntil calls it with s.mu held.
+// warning, once the session is accepted and while it has not ended;
+// setUntil and accept call it with s.mu held.
 func (s *session) noticeDeadline(until, now time.Time) {
 	sn := &s.note
-	if sn.hub == nil || sn.finished {
+	if sn.hub == nil {
 		return
 	}
 	if sn.warn != nil {
 		sn.warn.Stop()
 		sn.warn = nil
+	}
+	if !sn.accepted || sn.finished || s.done || s.isEnded() {
+		return
 	}
 	sn.gen++
 	sn.hub.publish(s.user, s.notice(wire.NoticeDeadline, until))
@@ -363,10 +386,8 @@ func (s *session) noticeDeadline(until, now time.Time) {
 
 // noticeWarning publishes the warning (s.mu held).
 func (s *session) noticeWarning(until, now time.Time) {
-	select {
-	case <-s.ended:
+	if s.isEnded() {
 		return
-	default:
 	}
 	left := until.Sub(now)
 	if left <= 0 {
@@ -387,7 +408,7 @@ func (s *session) noticeWarnIfDue(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sn := &s.note
-	if sn.hub == nil || sn.finished || sn.gen == 0 || sn.warned == sn.gen || s.until.IsZero() {
+	if sn.hub == nil || !sn.accepted || sn.finished || sn.gen == 0 || sn.warned == sn.gen || s.until.IsZero() {
 		return
 	}
 	if now.Round(0).Before(s.until.Round(0).Add(-sn.hub.lead)) {
@@ -404,7 +425,7 @@ func (s *session) noticeWarnIfDue(now time.Time) {
 func (s *session) noticeCatchUp(st *noticeStream) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.note.gen == 0 || s.note.finished {
+	if !s.note.accepted || s.note.gen == 0 || s.note.finished || s.isEnded() {
 		return
 	}
 	st.send(s.notice(wire.NoticeDeadline, s.until))
@@ -419,7 +440,10 @@ func (s *session) noticeCatchUp(st *noticeStream) {
 }
 
 // noticeEnded announces the end with the reason the audit log records;
-// nothing more is announced about s after it.
+// nothing more is announced about s after it. A session not accepted
+// (yet) is not announced: the client has only its refusal. (Its tunnel
+// calls noticeEnded again when it returns: a session accepted meanwhile
+// gets its end announced then.)
 func (s *session) noticeEnded(reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -427,14 +451,14 @@ func (s *session) noticeEnded(reason string) {
 	if sn.hub == nil || sn.finished {
 		return
 	}
-	sn.finished = true
 	if sn.warn != nil {
 		sn.warn.Stop()
 		sn.warn = nil
 	}
-	if sn.gen == 0 {
-		return // never accepted: the client has only its refusal
+	if !sn.accepted {
+		return
 	}
+	sn.finished = true
 	n := s.notice(wire.NoticeEnded, time.Time{})
 	n.Reason, n.ByGate = reason, s.endReason != ""
 	sn.hub.publish(s.user, n)

@@ -46,6 +46,11 @@ type session struct {
 	timer     *time.Timer    // ends the session at until; guarded by mu
 	untilWhy  string         // the end reason at until; guarded by mu
 	note      sessionNotices // its notices (notices.go); guarded by mu
+	// done: the session is over (its tunnel has returned, or its
+	// admission was discarded): its timers are stopped and none is armed
+	// again (a reload that took its snapshot before may still call
+	// setUntil). Guarded by mu.
+	done bool
 
 	toAsset, toClient atomic.Uint64
 	lastActive        atomic.Int64 // unix ns
@@ -189,13 +194,45 @@ func (s *session) setUntil(until, ruleUntil, now time.Time) {
 	s.setUntilLocked(until, ruleUntil, now)
 }
 
-// arm arms the end timer at the session's current end. The tunnel calls
-// it once the session is accepted; a reload may have moved the end since
-// the admission (setUntil), and arm keeps what the reload set.
+// arm arms the end timer at the session's end. Admission calls it before
+// the session is registered (a reload may move the end from then on,
+// setUntil), so a window that ends while the start record is written or
+// the asset dialled ends the session then; every path that discards the
+// admission calls finish, which stops the timer. Nothing is announced on
+// the notice streams before the client is told it is accepted (accept).
 func (s *session) arm(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.setUntilLocked(s.until, s.ruleUntil, now)
+}
+
+// accept marks the session accepted (the client has its accept reply):
+// its deadline is announced on the notice streams and the warning armed,
+// at the end a reload may have moved since the admission.
+func (s *session) accept(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.note.accepted = true
+	s.noticeDeadline(s.until, now)
+}
+
+// finish stops the session's timers (its end, its warning) for good:
+// called once its tunnel has returned or its admission was discarded.
+// After it no timer is armed and no notice is sent about the session.
+func (s *session) finish() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.done = true
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	sn := &s.note
+	sn.finished = true
+	if sn.warn != nil {
+		sn.warn.Stop()
+		sn.warn = nil
+	}
 }
 
 func (s *session) setUntilLocked(until, ruleUntil, now time.Time) {
@@ -208,7 +245,9 @@ func (s *session) setUntilLocked(until, ruleUntil, now time.Time) {
 	if !until.IsZero() {
 		why := s.untilReason(until, ruleUntil)
 		s.untilWhy = why
-		s.timer = time.AfterFunc(until.Sub(now), func() { s.end(why) })
+		if !s.done {
+			s.timer = time.AfterFunc(until.Sub(now), func() { s.end(why) })
+		}
 	}
 	s.noticeDeadline(until, now)
 }

@@ -73,9 +73,9 @@ func (s *Server) tunnel(tc *tls.Conn) {
 	if !ok {
 		return
 	}
-	defer s.reg.remove(sess)
-	// A reload may arm the session's end timer from here on.
-	defer sess.stopTimer()
+	// Its timers stop before it leaves the live sessions; a reload that
+	// saw it among them arms none again (finish).
+	defer s.discard(sess)
 
 	// No unlogged session: the start record is durable before the asset
 	// sees a connection, let alone a byte.
@@ -87,7 +87,6 @@ func (s *Server) tunnel(tc *tls.Conn) {
 		s.cfg.Logf("proxy: session %s refused: audit log: %v", sess.id, err)
 		answer(tc, wire.Reply{Accept: false, Rule: d.Rule, Reason: "the gate cannot record the session (audit log unavailable): refused"}, s.cfg.HandshakeTimeout)
 		tc.Close()
-		sess.noticeEnded("refused: the gate cannot record the session (audit log unavailable)") // stops a warning a reload armed
 		return
 	}
 	reason, toAsset, toClient := s.runSession(tc, sess, addr, d)
@@ -165,8 +164,13 @@ func (s *Server) admit(tc *tls.Conn, h wire.Header, src netip.Addr, ev *audit.Ev
 			asset: h.Asset, protocol: h.Protocol, source: src, rule: d.Rule, monitor: d.Monitor, started: now, until: until, ruleUntil: d.Until,
 			chain: chain, certEnd: cred.NotAfter, ended: make(chan struct{}), note: sessionNotices{hub: s.notices}}
 		sess.touch(now.UnixNano())
+		// The end timer runs from the registration on: a window that ends
+		// during the start record or the dial ends the session (and the
+		// dial). Every discard below stops it.
+		sess.arm(now)
 		ev.SessionID = sess.id
 		if err := s.reg.add(sess); err != nil {
+			sess.finish()
 			ev.Reason = err.Error()
 			s.refuse(tc, *ev, d.Rule)
 			return nil, netip.AddrPort{}, Decision{}, false
@@ -174,7 +178,7 @@ func (s *Server) admit(tc *tls.Conn, h wire.Header, src netip.Addr, ev *audit.Ev
 		// Shutdown ends the live sessions once it has begun: begun after
 		// the registration, it sees this one.
 		if why, closing := s.shuttingDown(); closing {
-			s.reg.remove(sess)
+			s.discard(sess)
 			ev.SessionID = ""
 			ev.Reason = why
 			s.refuse(tc, *ev, d.Rule)
@@ -185,7 +189,9 @@ func (s *Server) admit(tc *tls.Conn, h wire.Header, src netip.Addr, ev *audit.Ev
 		if s.admitEpoch.Load() == epoch {
 			return sess, netip.AddrPortFrom(a.Address, port), d, true
 		}
-		s.reg.remove(sess)
+		// A reload that saw it may have moved its end (setUntil):
+		// discard stops the timers.
+		s.discard(sess)
 		ev.SessionID = ""
 		if attempt == maxAdmitAttempts {
 			ev.Reason = fmt.Sprintf("the policy or the user's credentials changed %d times while the tunnel was being admitted: try again", attempt)
@@ -193,6 +199,13 @@ func (s *Server) admit(tc *tls.Conn, h wire.Header, src netip.Addr, ev *audit.Ev
 			return nil, netip.AddrPort{}, Decision{}, false
 		}
 	}
+}
+
+// discard stops the timers of a session whose tunnel has returned or
+// whose admission is discarded, and takes it out of the live sessions.
+func (s *Server) discard(sess *session) {
+	sess.finish()
+	s.reg.remove(sess)
 }
 
 // runSession dials, accepts and relays; it returns the end reason and the
@@ -233,7 +246,7 @@ func (s *Server) runSession(tc *tls.Conn, sess *session, addr netip.AddrPort, d 
 		return sess.reason("client gone before accept: " + err.Error()), 0, 0
 	}
 	tc.SetDeadline(time.Time{})
-	sess.arm(s.cfg.Now())
+	sess.accept(s.cfg.Now())
 	var natural string
 	if sess.protocol == "modbus" {
 		natural = s.relayModbus(tc, asset, sess, d)
