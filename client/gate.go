@@ -165,9 +165,17 @@ type KeyChangedError struct {
 	// Given: the pin was the one given to Login (LoginOptions.Pin), not
 	// one stored at an earlier login.
 	Given bool
+	// Confirmed: the pin given was the key the user confirmed at a
+	// prompt (LoginOptions.Confirmed): the gate showed another since.
+	Confirmed bool
 }
 
 func (e *KeyChangedError) Error() string {
+	if e.Confirmed {
+		return fmt.Sprintf("the key of gate %s is not the one confirmed at the prompt: you confirmed SHA-256 %s, the gate showed SHA-256 %s after the prompt "+
+			"(another server answered at this address: someone may be intercepting the connection); no credential was sent: "+
+			"compare the key with the gate's console (the proxy's \"gate key SHA-256\" line)", e.Gate, e.Pinned, e.Got)
+	}
 	if e.Given {
 		return fmt.Sprintf("the key of gate %s is not the pin given: pin %s, the gate showed SHA-256 %s; no credential was sent: compare the pin with the gate's console (the proxy's \"gate key SHA-256\" line)", e.Gate, e.Pinned, e.Got)
 	}
@@ -217,6 +225,12 @@ type LoginOptions struct {
 	// prints it) the user checked: the gate must show that key before
 	// any credential is sent. It replaces a pin stored for the gate.
 	Pin string
+	// Confirmed: Pin or GateID is the key or identity GateFingerprint or
+	// GateIdentity showed and the user confirmed at a prompt (otgate
+	// login's first login at a terminal), not one the user gave: a gate
+	// showing another is refused with an error that says it changed
+	// since the prompt.
+	Confirmed bool
 	// TrustFirstUse lets a first login with neither a pin (given or
 	// stored) nor CAFile send the credentials to whatever key the gate
 	// shows and pin it, and one with CAFile but no gate identity (given
@@ -345,8 +359,11 @@ type LoginResult struct {
 	// file; "" without), BoundGateID whether it is new to the profile.
 	GateID      string
 	BoundGateID bool
-	User        string
-	NotAfter    time.Time
+	// CAFile is the CA file the profile stores, an absolute path ("":
+	// none).
+	CAFile   string
+	User     string
+	NotAfter time.Time
 	// Replaced is the credential of another gate or user that was in
 	// the profile directory, and what became of it (nil: none, or this
 	// user's own for this gate, renewed).
@@ -446,11 +463,11 @@ func Login(ctx context.Context, o LoginOptions) (*LoginResult, error) {
 	c, err := dialTLS(ctx, gate, cfg)
 	var kc *KeyChangedError
 	if errors.As(err, &kc) && o.Pin != "" {
-		kc.Given = true
+		kc.Given, kc.Confirmed = true, o.Confirmed
 	}
 	var ic *IdentityChangedError
 	if errors.As(err, &ic) && o.GateID != "" {
-		ic.Given = true
+		ic.Given, ic.Confirmed = true, o.Confirmed
 	}
 	if err != nil {
 		return nil, err
@@ -470,7 +487,7 @@ func Login(ctx context.Context, o LoginOptions) (*LoginResult, error) {
 	if !key.PublicKey.Equal(leaf.PublicKey) {
 		return nil, errors.New("gate issued a certificate for a different key")
 	}
-	res := &LoginResult{Gate: gate, User: rsp.User, NotAfter: leaf.NotAfter, Fingerprint: pin, GateID: learned.GateID}
+	res := &LoginResult{Gate: gate, User: rsp.User, NotAfter: leaf.NotAfter, Fingerprint: pin, GateID: learned.GateID, CAFile: o.CAFile}
 	if pin == "" { // vouched for by the CA, or trusted on first use
 		res.Fingerprint, res.FirstUse = learned.Fingerprint, true
 	}

@@ -60,19 +60,27 @@ func CheckGateID(id string) (string, error) {
 
 // IdentityChangedError is a gate whose certificate verifies with the
 // profile's CA file but names another gate identity than the one the
-// profile is bound to (or than the one given): the connection ends
+// profile is bound to (or than the one given or confirmed): the connection ends
 // before anything is sent.
 type IdentityChangedError struct {
 	Gate   string
 	CAFile string
-	Want   string // the identity bound (or given)
+	Want   string // the identity bound (or given, or confirmed)
 	Got    string // the one the gate's certificate names
 	// Given: Want is the one given to Login (LoginOptions.GateID), not
 	// one stored at an earlier login.
 	Given bool
+	// Confirmed: Want is the identity the user confirmed at a prompt
+	// (LoginOptions.Confirmed): another gate answered since.
+	Confirmed bool
 }
 
 func (e *IdentityChangedError) Error() string {
+	if e.Confirmed {
+		return fmt.Sprintf("the gate at %s is not the gate identity confirmed at the prompt: its certificate verifies with %s but names %s, not %s: "+
+			"another gate or server that CA certified answered after the prompt (someone may be intercepting the connection); no credential was sent: "+
+			"check the identity with the gate's administrator (the gate's console, \"device identity\" line)", e.Gate, e.CAFile, e.Got, e.Want)
+	}
 	if e.Given {
 		return fmt.Sprintf("the gate at %s is not the gate identity given: its certificate verifies with %s but names %s, not %s; no credential was sent: "+
 			"check the identity with the gate's administrator (the gate's console, \"device identity\" line)", e.Gate, e.CAFile, e.Got, e.Want)

@@ -249,3 +249,62 @@ func TestRenewalWithoutTheCAKeepsTheBinding(t *testing.T) {
 		t.Fatalf("renewal without the CA file, another gate of the CA answering: %v, want an *IdentityChangedError", err)
 	}
 }
+
+// A pin or gate identity the user confirmed at a prompt (Confirmed:
+// otgate login showed what GateFingerprint or GateIdentity returned and
+// the user said yes) that the gate no longer shows at the login is
+// refused saying it was the one confirmed at the prompt, not one given;
+// nothing is sent and nothing stored. Without Confirmed it is "given".
+func TestConfirmedGateChangedBeforeLogin(t *testing.T) {
+	ca := newSiteCA(t)
+	gate1, gate2 := ca.issue(t, []string{gate1ID}), ca.issue(t, []string{gate2ID})
+	var shown atomic.Pointer[tls.Certificate]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, confirmed := range []bool{true, false} {
+		shown.Store(gate1)
+		addr, logins := loginGateShowing(t, &shown)
+		id, _, err := GateIdentity(ctx, addr, ca.file)
+		if err != nil || id != gate1ID {
+			t.Fatalf("GateIdentity: %q, %v; want %s", id, err, gate1ID)
+		}
+		fp, err := GateFingerprint(ctx, addr, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		shown.Store(gate2) // another server answers after the prompt
+		dir := filepath.Join(t.TempDir(), "otgate")
+
+		_, err = Login(ctx, LoginOptions{Gate: addr, User: "alice", Password: "pw", Code: "123456", CAFile: ca.file, GateID: id, Confirmed: confirmed, Dir: dir})
+		var ic *IdentityChangedError
+		if !errors.As(err, &ic) || ic.Confirmed != confirmed || !ic.Given || ic.Want != gate1ID || ic.Got != gate2ID {
+			t.Fatalf("confirmed %v, identity: %v (%+v), want an *IdentityChangedError of %s for %s", confirmed, err, ic, gate2ID, gate1ID)
+		}
+		wantID := "is not the gate identity given: "
+		if confirmed {
+			wantID = "is not the gate identity confirmed at the prompt: "
+		}
+		if msg := err.Error(); !strings.Contains(msg, wantID) || !strings.Contains(msg, "no credential was sent") {
+			t.Errorf("confirmed %v, identity: %q, want it to say %q", confirmed, msg, wantID)
+		}
+
+		_, err = Login(ctx, LoginOptions{Gate: addr, User: "alice", Password: "pw", Code: "123456", Pin: fp, Confirmed: confirmed, Dir: dir})
+		var kc *KeyChangedError
+		if !errors.As(err, &kc) || kc.Confirmed != confirmed || !kc.Given || kc.Pinned != fp {
+			t.Fatalf("confirmed %v, pin: %v (%+v), want a *KeyChangedError for %s", confirmed, err, kc, fp)
+		}
+		wantKey := "is not the pin given: "
+		if confirmed {
+			wantKey = "is not the one confirmed at the prompt: you confirmed SHA-256 " + fp + ", the gate showed SHA-256 " + kc.Got + " after the prompt"
+		}
+		if msg := err.Error(); !strings.Contains(msg, wantKey) || !strings.Contains(msg, "no credential was sent") {
+			t.Errorf("confirmed %v, pin: %q, want it to say %q", confirmed, msg, wantKey)
+		}
+		if n := logins.Load(); n != 0 {
+			t.Fatalf("confirmed %v: %d logins reached the gate", confirmed, n)
+		}
+		if _, err := os.Stat(filepath.Join(dir, ProfileFile)); err == nil {
+			t.Fatalf("confirmed %v: a refused login stored a profile", confirmed)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -170,6 +171,14 @@ func runLogin(args []string, in io.Reader, out, errOut io.Writer) error {
 			return fmt.Errorf("--pin: %w", err)
 		}
 	}
+	if *caFile != "" {
+		// The profile stores the CA file as an absolute path (later
+		// commands run from other directories): the prompt and the
+		// lines below show that path, not the one typed.
+		if *caFile, err = filepath.Abs(*caFile); err != nil {
+			return fmt.Errorf("--ca: %w", err)
+		}
+	}
 	gateID := *gateIDFlag
 	if gateID != "" {
 		if *caFile == "" {
@@ -187,6 +196,9 @@ func runLogin(args []string, in io.Reader, out, errOut io.Writer) error {
 	}
 	stored := client.StoredPin(*dir, gate)
 	r := bufio.NewReader(in)
+	// confirmed: the pin or gate identity is the one the user confirmed
+	// at the prompt below, not one given.
+	confirmed := false
 	if pin == "" && stored == "" && *caFile == "" {
 		// A first login that nothing vouches for: the user checks the
 		// gate's key before any credential goes to it, as ssh asks
@@ -194,6 +206,7 @@ func runLogin(args []string, in io.Reader, out, errOut io.Writer) error {
 		if pin, err = confirmGateKey(gateURL, gate, *pwStdin, in, r, out); err != nil {
 			return err
 		}
+		confirmed = true
 	}
 	if *caFile != "" && gateID == "" && pin == "" && stored == "" && client.StoredGateID(*dir, gate) == "" {
 		// The CA vouches for every certificate it issued, not for this
@@ -201,6 +214,7 @@ func runLogin(args []string, in io.Reader, out, errOut io.Writer) error {
 		if gateID, err = confirmGateIdentity(gateURL, gate, *caFile, *pwStdin, in, r, out); err != nil {
 			return err
 		}
+		confirmed = true
 	}
 	if *user == "" {
 		if *user, err = prompt(r, out, "user: "); err != nil {
@@ -234,7 +248,7 @@ func runLogin(args []string, in io.Reader, out, errOut io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	res, err := client.Login(ctx, client.LoginOptions{Gate: gateURL, User: *user, Password: password, Code: *code, CAFile: *caFile, GateID: gateID, Pin: pin, Dir: *dir})
+	res, err := client.Login(ctx, client.LoginOptions{Gate: gateURL, User: *user, Password: password, Code: *code, CAFile: *caFile, GateID: gateID, Pin: pin, Confirmed: confirmed, Dir: *dir})
 	if err != nil {
 		return err
 	}
@@ -248,7 +262,7 @@ func runLogin(args []string, in io.Reader, out, errOut io.Writer) error {
 		fmt.Fprintln(out, "its certificate verified with the CA given; a change of key will be refused")
 	}
 	if res.BoundGateID {
-		fmt.Fprintf(out, "bound this profile to the gate identity %s (its certificate verified with %s): another identity will be refused, even one the CA certified\n", res.GateID, *caFile)
+		fmt.Fprintf(out, "bound this profile to the gate identity %s (its certificate verified with %s): another identity will be refused, even one the CA certified\n", res.GateID, res.CAFile)
 	}
 	fmt.Fprintf(out, "logged in as %s until %s\n", res.User, res.NotAfter.Local().Format("2006-01-02 15:04:05 MST"))
 	if res.Replaced != nil {

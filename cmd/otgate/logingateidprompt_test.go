@@ -122,11 +122,19 @@ func TestLoginAsksToConfirmTheGateIdentity(t *testing.T) {
 // they are all the terminal is sure to have shown when it exits.
 func loginAtTerminal(t *testing.T, home string, args []string, dialogue func(tm *terminal)) (string, int) {
 	t.Helper()
+	return loginAtTerminalIn(t, "", home, args, dialogue)
+}
+
+// loginAtTerminalIn is loginAtTerminal run in the working directory dir
+// ("": the test's).
+func loginAtTerminalIn(t *testing.T, dir, home string, args []string, dialogue func(tm *terminal)) (string, int) {
+	t.Helper()
 	master, slave := openPTY(t)
 	tm := newTerminal(master)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], args...)
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), runMainEnv+"=1", "HOME="+home, "XDG_CONFIG_HOME="+filepath.Join(home, ".config"))
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
 	if err := cmd.Start(); err != nil {
