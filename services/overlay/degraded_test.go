@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -123,6 +124,8 @@ func TestRenamedOverlayIsNotDuplicated(t *testing.T) {
 // the overlay renamed: the sync reported the collision and made a
 // second otg-overlay carrying the gate's address beside it. Now it is
 // degraded as with endpoints, and the printed `ip link del` repairs it.
+// The degraded line names what renamed0 carries, the gate's overlay
+// address (it said "the endpoints").
 func TestRenamedGateOnlyOverlayIsNotDuplicated(t *testing.T) {
 	h := newNetNS(t)
 	standIn := dummyKind(t, h)
@@ -177,7 +180,8 @@ func TestRenamedGateOnlyOverlayIsNotDuplicated(t *testing.T) {
 	s = waitSnapshot(t, sock, "a sync after the refusal", func(n *Snapshot) bool { return n.Syncs > s.Syncs })
 
 	renamed := leftAlone(t, h, "the same gate address", want)
-	degraded := "overlay: otg-overlay not reconciled, degraded: no second interface is made to carry the endpoints renamed0 carries, and renamed0 is left as it is"
+	// It carries no endpoint: the line says what it carries.
+	degraded := "overlay: otg-overlay not reconciled, degraded: no second interface is made to carry the gate's overlay address renamed0 carries, and renamed0 is left as it is"
 	hint := `overlay: interface renamed0 carries only the gate's overlay address 100.64.0.1/32, labelled "renamed0", as the overlay interface otg-overlay renamed to renamed0 before it carried any endpoint would: if it is, delete it and the overlay recreates otg-overlay with the gate's address at once: ip link del renamed0`
 	if !strings.Contains(s.Error, degraded) || !strings.Contains(s.Error, hint) {
 		t.Errorf("status:\n%s\nwant it to say\n%s\nand name the repair:\n%s", s.Error, degraded, hint)
@@ -191,6 +195,100 @@ func TestRenamedGateOnlyOverlayIsNotDuplicated(t *testing.T) {
 		t.Fatal(err)
 	}
 	gateOnly("after ip link del renamed0")
+	waitSnapshot(t, sock, "no error", func(s *Snapshot) bool { return s.Error == "" })
+}
+
+// TestRenamedOneEndpointOverlayIsNotDuplicated: the overlay interface
+// renamed while it carries one asset endpoint and not the gate's address
+// (removed, and not yet put back, when it was renamed). The kernel gives
+// that one address the bare interface name as label, so the renamed
+// interface carried no "renamed0:ov" label, nor the gate's address, and
+// was not seen as the overlay renamed: the sync reported the collision
+// and made a second otg-overlay carrying the endpoint beside it. Now it
+// is degraded as the other renamed cases, saying what it carries, and the
+// printed `ip link del` repairs it.
+func TestRenamedOneEndpointOverlayIsNotDuplicated(t *testing.T) {
+	h := newNetNS(t)
+	standIn := dummyKind(t, h)
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "run", "overlay.sock")
+	log := &logBook{t: t}
+	storePolicy(t, filepath.Join(dir, "policy"), asset("plc-1", "cell-1", "10.10.1.10", ""))
+	tune := func(s *Service) {
+		s.Repair = time.Hour
+		s.Logf = log.logf
+		s.standIn = standIn
+	}
+	r := startWith(t, h, KindDummy, dir, tune)
+	full := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			l, err := h.LinkByName(DefaultLink)
+			state := fmt.Sprint(err)
+			if err == nil {
+				got := fmt.Sprint(ownedOn(t, h))
+				if l.Attrs().Flags&net.FlagUp != 0 && got == "[100.64.0.1 100.64.0.2]" {
+					return
+				}
+				state = fmt.Sprintf("up %v, carries %s", l.Attrs().Flags&net.FlagUp != 0, got)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %s does not carry the gate's 100.64.0.1 and plc-1's 100.64.0.2: %s", what, DefaultLink, state)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	full("at start")
+	s := waitSnapshot(t, sock, "no error", func(s *Snapshot) bool { return s.Error == "" && len(s.Entries) == 1 })
+	if got := addrOfAsset(s, "plc-1"); got != "100.64.0.2" {
+		t.Fatalf("plc-1's endpoint is %s, want 100.64.0.2", got)
+	}
+
+	// The gate's address removed and the interface renamed before the
+	// service put it back (stopped meanwhile, so that it cannot).
+	r.stop()
+	l, err := h.LinkByName(DefaultLink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.AddrDel(l, owned32("100.64.0.1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetDown(l); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetName(l, "renamed0"); err != nil {
+		t.Fatal(err)
+	}
+	// The kernel gives the first (here the only) address the bare name.
+	want := []labelled{{"100.64.0.2/32", "renamed0"}}
+	if got := addrsOn(t, h, "renamed0"); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("renamed0 carries %v, want %v", got, want)
+	}
+	r = startWith(t, h, KindDummy, dir, tune)
+	s = waitSnapshot(t, sock, "the rename refused", func(s *Snapshot) bool { return strings.Contains(s.Error, "overlaps interface renamed0") })
+	r.reload <- struct{}{}
+	s = waitSnapshot(t, sock, "a sync after the refusal", func(n *Snapshot) bool { return n.Syncs > s.Syncs })
+
+	renamed := leftAlone(t, h, "plc-1's endpoint", want)
+	degraded := "overlay: otg-overlay not reconciled, degraded: no second interface is made to carry the endpoint renamed0 carries, and renamed0 is left as it is"
+	hint := `overlay: interface renamed0 carries only the endpoint of plc-1, 100.64.0.2/32, labelled "renamed0", as the overlay interface otg-overlay renamed to renamed0 while it carried that one endpoint and not the gate's address would: if it is, delete it and the overlay recreates otg-overlay with its endpoints at once: ip link del renamed0`
+	if !strings.Contains(s.Error, degraded) || !strings.Contains(s.Error, hint) {
+		t.Errorf("status:\n%s\nwant it to say\n%s\nand name the repair:\n%s", s.Error, degraded, hint)
+	}
+	if !log.has("overlay: sync failed", degraded, hint) {
+		t.Errorf("no log line says the overlay is degraded and why")
+	}
+	if len(s.Entries) != 1 {
+		t.Errorf("the table has %d entries while degraded, want the 1 it had", len(s.Entries))
+	}
+
+	// The printed repair: the overlay comes back at once, on the event.
+	if err := h.LinkDel(renamed); err != nil {
+		t.Fatal(err)
+	}
+	full("after ip link del renamed0")
 	waitSnapshot(t, sock, "no error", func(s *Snapshot) bool { return s.Error == "" })
 }
 
@@ -214,4 +312,32 @@ func leftAlone(t *testing.T, h *netlink.Handle, what string, want []labelled) ne
 		t.Errorf("renamed0 was brought up: it is not the overlay's to touch")
 	}
 	return renamed
+}
+
+// TestDegradedSaysWhatTheRenamedCarry: the degraded line names what the
+// renamed interfaces carry (it said "the endpoints" of one carrying only
+// the gate's overlay address).
+func TestDegradedSaysWhatTheRenamedCarry(t *testing.T) {
+	gate, ep := netip.MustParseAddr("100.64.0.1"), netip.MustParseAddr("100.64.0.2")
+	labelledLink := renamedLink{name: "renamed0"}
+	gateOnly := renamedLink{name: "renamed1", gate: gate}
+	oneEndpoint := renamedLink{name: "renamed2", endpoint: ep, asset: "plc-1"}
+	for _, c := range []struct {
+		renamed []renamedLink
+		want    string
+	}{
+		{[]renamedLink{labelledLink}, "the endpoints renamed0 carries"},
+		{[]renamedLink{gateOnly}, "the gate's overlay address renamed1 carries"},
+		{[]renamedLink{oneEndpoint}, "the endpoint renamed2 carries"},
+		{[]renamedLink{labelledLink, {name: "renamed3"}}, "the endpoints renamed0, renamed3 carries"},
+		{[]renamedLink{labelledLink, gateOnly}, "the overlay addresses renamed0, renamed1 carries"},
+		{[]renamedLink{gateOnly, oneEndpoint}, "the overlay addresses renamed1, renamed2 carries"},
+		{[]renamedLink{oneEndpoint, {name: "renamed3", endpoint: gate.Next().Next(), asset: "plc-2"}}, "the overlay addresses renamed2, renamed3 carries"},
+	} {
+		s := &Service{Link: DefaultLink}
+		err := s.degraded(c.renamed)
+		if err == nil || !strings.Contains(err.Error(), "no second interface is made to carry "+c.want+", and ") {
+			t.Errorf("%+v: %v\nwant it to say %q", c.renamed, err, c.want)
+		}
+	}
 }

@@ -317,9 +317,15 @@ type renamedLink struct {
 	name string
 	// gate, when valid, is the gate's overlay address the interface
 	// carries alone under the bare interface name as label (the overlay
-	// interface renamed before it carried any endpoint); not valid: the
-	// interface carries addresses labelled "<name>:ov".
+	// interface renamed before it carried any endpoint).
 	gate netip.Addr
+	// endpoint, when valid, is the one asset endpoint (of asset) the
+	// interface carries alone under the bare interface name as label
+	// (the overlay interface renamed while it carried that endpoint and
+	// not the gate's address). Neither valid: the interface carries
+	// addresses labelled "<name>:ov".
+	endpoint netip.Addr
+	asset    string
 }
 
 // degraded is the error of a sync that leaves the interface alone
@@ -334,7 +340,7 @@ func (s *Service) degraded(renamed []renamedLink) error {
 		names[i] = r.name
 	}
 	list := strings.Join(names, ", ")
-	errs := []error{fmt.Errorf("overlay: %s not reconciled, degraded: no second interface is made to carry the endpoints %s carries, and %s is left as it is", s.Link, list, list)}
+	errs := []error{fmt.Errorf("overlay: %s not reconciled, degraded: no second interface is made to carry the %s %s carries, and %s is left as it is", s.Link, carried(renamed), list, list)}
 	for _, r := range renamed {
 		name := r.name
 		if r.gate.IsValid() {
@@ -342,10 +348,43 @@ func (s *Service) degraded(renamed []renamedLink) error {
 				name, r.gate, name, s.Link, name, s.Link, name))
 			continue
 		}
+		if r.endpoint.IsValid() {
+			errs = append(errs, fmt.Errorf("overlay: interface %s carries only the endpoint of %s, %s/32, labelled %q, as the overlay interface %s renamed to %s while it carried that one endpoint and not the gate's address would: if it is, delete it and the overlay recreates %s with its endpoints at once: ip link del %s",
+				name, r.asset, r.endpoint, name, s.Link, name, s.Link, name))
+			continue
+		}
 		errs = append(errs, fmt.Errorf("overlay: interface %s carries addresses labelled %q, as the overlay interface %s renamed to %s would: if it is, delete it and the overlay recreates %s with its endpoints at once: ip link del %s",
 			name, name+labelSuffix, s.Link, name, s.Link, name))
 	}
 	return errors.Join(errs...)
+}
+
+// carried names what renamed carry, for the degraded line: "gate's
+// overlay address" when each carries that alone, "endpoint" for one
+// carrying one endpoint alone, "endpoints" when each carries addresses
+// labelled "<name>:ov", else "overlay addresses".
+func carried(renamed []renamedLink) string {
+	var gate, one, labelled int
+	for _, r := range renamed {
+		switch {
+		case r.gate.IsValid():
+			gate++
+		case r.endpoint.IsValid():
+			one++
+		default:
+			labelled++
+		}
+	}
+	switch len(renamed) {
+	case gate:
+		return "gate's overlay address"
+	case labelled:
+		return "endpoints"
+	}
+	if one == 1 && len(renamed) == 1 {
+		return "endpoint"
+	}
+	return "overlay addresses"
 }
 
 // logRepair reports what a reconcile changed on the interface, and
@@ -450,15 +489,18 @@ func (s *Service) allocate(nets []alloc.Network) ([32]byte, []string, error) {
 // the interfaces that look like the overlay interface renamed to <name>:
 // those carrying an address labelled "<name>:ov" (the kernel renames the
 // labels with the interface), and those carrying nothing but the gate's
-// overlay /32 labelled "<name>" (the kernel gives the first address of a
-// renamed interface the bare name, so an overlay interface renamed
-// before it carried any endpoint has no "<name>:ov" label left).
+// overlay /32 or one endpoint's /32 (of the allocator's table) labelled
+// "<name>" (the kernel gives the first address of a renamed interface
+// the bare name, so an overlay interface renamed with one address, the
+// gate's before any endpoint, or an endpoint's without the gate's, has
+// no "<name>:ov" label left).
 func (s *Service) hostNetworks() (nets []alloc.Network, renamed []renamedLink, err error) {
 	links, err := s.Handle.LinkList()
 	if err != nil {
 		return nil, nil, fmt.Errorf("overlay: list interfaces: %w", err)
 	}
 	gate, _ := s.alloc.Gate() // as the last allocation left it (not valid: none yet)
+	table := s.alloc.Table()
 	for _, l := range links {
 		name := l.Attrs().Name
 		if name == s.Link || l.Attrs().Flags&net.FlagLoopback != 0 {
@@ -474,10 +516,16 @@ func (s *Service) hostNetworks() (nets []alloc.Network, renamed []renamedLink, e
 				break
 			}
 		}
-		if len(as) == 1 && gate.IsValid() && as[0].Label == name {
+		if len(as) == 1 && as[0].Label == name {
 			a, ok := netip.AddrFromSlice(as[0].IP.To4())
-			if ones, bits := as[0].Mask.Size(); ok && a == gate && ones == 32 && bits == 32 {
+			ones, bits := as[0].Mask.Size()
+			i := slices.IndexFunc(table, func(e alloc.Entry) bool { return e.Addr == a })
+			switch {
+			case !ok || ones != 32 || bits != 32:
+			case gate.IsValid() && a == gate:
 				renamed = append(renamed, renamedLink{name: name, gate: gate})
+			case i >= 0:
+				renamed = append(renamed, renamedLink{name: name, endpoint: a, asset: table[i].Asset})
 			}
 		}
 		for _, a := range as {
