@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto"
 	"io"
 	"net/netip"
@@ -157,13 +158,13 @@ func TestEndDuringStartRecordOrDial(t *testing.T) {
 		}
 		t.Cleanup(func() { log.Close() })
 		c.Log = log
-		dial := c.Dial
-		c.Dial = func(ap netip.AddrPort) (io.ReadWriteCloser, error) {
+		dial := c.DialContext
+		c.DialContext = func(ctx context.Context, ap netip.AddrPort) (io.ReadWriteCloser, error) {
 			dials.Add(1)
 			if f := dialHook.Swap(nil); f != nil {
 				(*f)()
 			}
-			return dial(ap)
+			return dial(ctx, ap)
 		}
 	})
 	g.setGrants(grant{rule: "alice-echo", user: "alice", asset: "echo-1", protocol: "tcp"},

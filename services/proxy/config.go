@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto"
 	"crypto/tls"
 	"errors"
@@ -116,7 +117,15 @@ type Config struct {
 	Log       *audit.Writer // required: no unlogged session
 	// LoadPolicy loads the policy at start and at every reload; required.
 	LoadPolicy PolicyLoader
-	// Dial opens the connection to an asset (default: TCP with Mark).
+	// DialContext opens the connection to an asset (default: TCP with
+	// Mark). ctx ends when the session's reason to exist does (its client
+	// goes away, a revocation or a reload ends it, its window ends, the
+	// gate shuts down) or at DialTimeout: the dial must give up then.
+	DialContext func(ctx context.Context, addr netip.AddrPort) (io.ReadWriteCloser, error)
+	// Dial is DialContext without the context (used when DialContext is
+	// nil): a session that ends during the dial is refused at once, but
+	// the dial itself runs on until it returns (and its connection, if
+	// any, is closed then).
 	Dial func(addr netip.AddrPort) (io.ReadWriteCloser, error)
 	// Mark is set as SO_MARK on sockets to assets (0: none); the segment
 	// ruleset lets only the proxy's mark/uid reach assets.
@@ -200,8 +209,12 @@ func (c *Config) defaults() error {
 	if c.MaxSessions < 1 || c.MaxSessionsPerUser < 1 {
 		return errors.New("proxy: config: MaxSessions and MaxSessionsPerUser must be at least 1")
 	}
-	if c.Dial == nil {
-		c.Dial = tcpDialer(c.Mark, c.DialTimeout)
+	switch {
+	case c.DialContext != nil:
+	case c.Dial != nil:
+		c.DialContext = withoutContext(c.Dial)
+	default:
+		c.DialContext = tcpDialer(c.Mark, c.DialTimeout)
 	}
 	c.noticeDefaults()
 	return nil

@@ -172,7 +172,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("asset reachable only with the proxy's mark", func(t *testing.T) {
-		c, err := l.dialer(0)(netipAddrPort(l.plantAddr, 7))
+		c, err := l.dialer(0)(context.Background(), netipAddrPort(l.plantAddr, 7))
 		if err == nil {
 			c.Close()
 			t.Fatal("an unmarked socket reached the asset: the lab's nftables rule is not working")

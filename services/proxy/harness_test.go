@@ -212,7 +212,7 @@ func newGate(t testing.TB, l *lab, opts ...func(*Config)) *gate {
 			return &Policy{Site: s, Decider: *g.grants.Load(), Source: g.sitePath}, nil
 		},
 		Mark: l.mark, Logf: g.out.Logf}
-	cfg.Dial = l.dialer(l.mark)
+	cfg.DialContext = l.dialer(l.mark)
 	for _, o := range opts {
 		o(&cfg)
 	}

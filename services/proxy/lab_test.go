@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -154,11 +155,11 @@ func (l *lab) listenPlant(t testing.TB, port int) net.Listener {
 
 // dialer dials from the gate namespace with the proxy's own dialer (which
 // sets SO_MARK); mark 0 shows the nftables rule is real.
-func (l *lab) dialer(mark int) func(netip.AddrPort) (io.ReadWriteCloser, error) {
+func (l *lab) dialer(mark int) func(context.Context, netip.AddrPort) (io.ReadWriteCloser, error) {
 	d := tcpDialer(mark, 5e9)
-	return func(ap netip.AddrPort) (c io.ReadWriteCloser, err error) {
+	return func(ctx context.Context, ap netip.AddrPort) (c io.ReadWriteCloser, err error) {
 		err = inNS(l.gateNS, func() error {
-			c, err = d(ap)
+			c, err = d(ctx, ap)
 			return err
 		})
 		return c, err

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"io"
 	"sync/atomic"
@@ -120,7 +119,7 @@ func (a *countingAsset) CloseWrite() error {
 // on (a proxy crash keeps them), durable at the log's next flush. A failed
 // append ends the session (fail closed): the inspector forwards no
 // request whose record failed.
-func (s *Server) relayModbus(tc *tls.Conn, asset io.ReadWriteCloser, sess *session, d Decision) string {
+func (s *Server) relayModbus(tc, asset io.ReadWriteCloser, sess *session, d Decision) string {
 	mode := modbus.Enforce
 	if d.Monitor {
 		mode = modbus.Monitor

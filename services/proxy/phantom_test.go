@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/netip"
@@ -47,13 +48,13 @@ func TestNoPhantomNotices(t *testing.T) {
 			p.Decider = hookDecider{p.Decider, hook}
 			return p, nil
 		}
-		dial := c.Dial
-		c.Dial = func(ap netip.AddrPort) (io.ReadWriteCloser, error) {
+		dial := c.DialContext
+		c.DialContext = func(ctx context.Context, ap netip.AddrPort) (io.ReadWriteCloser, error) {
 			if f := dialHook.Swap(nil); f != nil {
 				(*f)()
 				return nil, errors.New("test: no route to the asset")
 			}
-			return dial(ap)
+			return dial(ctx, ap)
 		}
 	})
 	g.setGrants(grant{rule: "alice-echo", user: "alice", asset: "echo-1", protocol: "tcp"})

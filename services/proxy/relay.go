@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -24,7 +23,7 @@ type closeWriter interface{ CloseWrite() error }
 // relayRaw copies bytes both ways until both sides are done, recording
 // one payload record per chunk after forwarding it. It returns the natural
 // end reason (who closed first, or the error).
-func (s *Server) relayRaw(tc *tls.Conn, asset io.ReadWriteCloser, sess *session) string {
+func (s *Server) relayRaw(tc, asset io.ReadWriteCloser, sess *session) string {
 	var first atomic.Uint32 // the direction that ended first
 	var firstErr atomic.Value
 	finish := func(dir audit.Direction, err error) {

@@ -55,10 +55,10 @@ func TestSlowAssetDialStillAccepted(t *testing.T) {
 	l := newLab(t)
 	g := newGate(t, l, func(c *Config) {
 		c.HandshakeTimeout = time.Second
-		dial := c.Dial
-		c.Dial = func(a netip.AddrPort) (io.ReadWriteCloser, error) {
+		dial := c.DialContext
+		c.DialContext = func(ctx context.Context, a netip.AddrPort) (io.ReadWriteCloser, error) {
 			time.Sleep(1500 * time.Millisecond)
-			return dial(a)
+			return dial(ctx, a)
 		}
 	})
 	go serveEcho(l.listenPlant(t, 7))

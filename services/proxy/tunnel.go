@@ -76,6 +76,10 @@ func (s *Server) tunnel(tc *tls.Conn) {
 	// Its timers stop before it leaves the live sessions; a reload that
 	// saw it among them arms none again (finish).
 	defer s.discard(sess)
+	// Until the gate answers, a client that goes away ends the session
+	// (and so the asset's dial).
+	w := watchClient(tc, sess)
+	defer w.stop()
 
 	// No unlogged session: the start record is durable before the asset
 	// sees a connection, let alone a byte.
@@ -84,12 +88,13 @@ func (s *Server) tunnel(tc *tls.Conn) {
 		Source: src.String(), Asset: sess.asset, Protocol: sess.protocol, Rule: sess.rule, ValidUntil: audit.TimestampOf(sess.untilTime())})
 	cancel()
 	if err != nil {
+		w.stop()
 		s.cfg.Logf("proxy: session %s refused: audit log: %v", sess.id, err)
 		answer(tc, wire.Reply{Accept: false, Rule: d.Rule, Reason: "the gate cannot record the session (audit log unavailable): refused"}, s.cfg.HandshakeTimeout)
 		tc.Close()
 		return
 	}
-	reason, toAsset, toClient := s.runSession(tc, sess, addr, d)
+	reason, toAsset, toClient := s.runSession(tc, w, sess, addr, d)
 	sess.noticeEnded(reason)
 	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
 	_, err = s.cfg.Log.Append(ctx, audit.SessionEnd{SessionID: sess.id, Reason: reason, BytesToAsset: toAsset, BytesToClient: toClient})
@@ -212,12 +217,14 @@ func (s *Server) discard(sess *session) {
 // byte counts.
 //
 // A session ended after its registration (a revocation, a reload, the
-// window's end) while its start record was written or its asset dialled
-// is refused, with the end's reason, before the asset is dialled or, when
-// the end came during the dial, before the client is told it is
-// accepted; from the accept on, the end closes both connections.
-func (s *Server) runSession(tc *tls.Conn, sess *session, addr netip.AddrPort, d Decision) (string, uint64, uint64) {
+// window's end, its client gone: w) while its start record was written or
+// its asset dialled is refused, with the end's reason, before the asset
+// is dialled or, when the end came during the dial, at once (the dial is
+// abandoned) and before the client is told it is accepted; from the
+// accept on, the end closes both connections.
+func (s *Server) runSession(tc *tls.Conn, w *clientWatch, sess *session, addr netip.AddrPort, d Decision) (string, uint64, uint64) {
 	refuse := func(reason string) (string, uint64, uint64) {
+		w.stop()
 		answer(tc, wire.Reply{Accept: false, Rule: sess.rule, Reason: reason, Session: sess.id}, s.cfg.HandshakeTimeout)
 		tc.Close()
 		return reason, 0, 0
@@ -225,13 +232,24 @@ func (s *Server) runSession(tc *tls.Conn, sess *session, addr netip.AddrPort, d 
 	if reason, ended := sess.endedWith(); ended {
 		return refuse(reason)
 	}
-	asset, err := s.cfg.Dial(addr)
+	asset, err := s.dialAsset(sess, addr)
+	if reason, ended := sess.endedWith(); ended {
+		if asset != nil {
+			asset.Close()
+		}
+		return refuse(reason)
+	}
 	if err != nil {
 		return refuse(fmt.Sprintf("asset %s unreachable at %s: %v", sess.asset, addr, err))
 	}
+	early := w.stop()
 	if reason, ended := sess.attach(func() { tc.Close(); asset.Close() }); ended {
 		asset.Close()
 		return refuse(reason)
+	}
+	var client io.ReadWriteCloser = tc
+	if len(early) > 0 {
+		client = &earlyConn{Conn: tc, early: early}
 	}
 	// A reload may move the session's end (under sess.mu) from its
 	// registration on.
@@ -249,9 +267,9 @@ func (s *Server) runSession(tc *tls.Conn, sess *session, addr netip.AddrPort, d 
 	sess.accept(s.cfg.Now())
 	var natural string
 	if sess.protocol == "modbus" {
-		natural = s.relayModbus(tc, asset, sess, d)
+		natural = s.relayModbus(client, asset, sess, d)
 	} else {
-		natural = s.relayRaw(tc, asset, sess)
+		natural = s.relayRaw(client, asset, sess)
 	}
 	return sess.reason(natural), sess.toAsset.Load(), sess.toClient.Load()
 }
