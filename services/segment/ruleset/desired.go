@@ -24,6 +24,7 @@ const (
 	SetListenPorts = "listen_ports"
 	SetAssetPorts  = "asset_ports"
 	SetExceptions  = "exceptions"
+	SetICMPErrors  = "icmp_errors"
 	SetWBLast      = "would_block_last"
 	SetWBFirst     = "would_block_first"
 
@@ -170,6 +171,16 @@ func Build(spec *Spec, now time.Time) (*Desired, error) {
 	}
 	addSet(nftables.Set{Name: SetExceptions, Concatenation: true, HasTimeout: true, Counter: true, KeyType: flowKeyType}, exc, false)
 
+	// The ICMP error types an exception's flow gets forwarded: destination
+	// unreachable (fragmentation needed among them: path MTU discovery),
+	// time exceeded, parameter problem. Not a redirect or a source quench,
+	// which conntrack relates to a flow as well.
+	var icmpErrs []nftables.SetElement
+	for _, typ := range icmpErrorTypes {
+		icmpErrs = append(icmpErrs, nftables.SetElement{Key: []byte{typ}})
+	}
+	addSet(nftables.Set{Name: SetICMPErrors, KeyType: nftables.TypeICMPType}, icmpErrs, false)
+
 	// Would-block report sets: "last" is refreshed on every packet
 	// (update), "first" is only added (its timer starts at the first packet).
 	ttl := spec.wouldBlockTTL()
@@ -201,6 +212,14 @@ func Build(spec *Spec, now time.Time) (*Desired, error) {
 	)
 
 	wbLoad := func() []expr.Any { return cat(matchIPv4(), loadFlowKey(false)) }
+	// icmpError: an IPv4 ICMP error of a type in @icmp_errors that
+	// conntrack relates to a flow, travelling in direction dir, quoting an
+	// IPv4 header without options (where loadQuotedFlowKey reads it).
+	icmpError := func(dir []expr.Any) []expr.Any {
+		return cat(matchCtState(expr.CtStateBitRELATED), dir, matchIPv4(), matchL4(unix.IPPROTO_ICMP), one(
+			loadTransportN(1, 0, 1), &expr.Lookup{SourceRegister: 1, SetName: SetICMPErrors, SetID: ids[SetICMPErrors]},
+			loadTransportN(1, icmpQuoted, 1), &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x45}}))
+	}
 	forward := ChainDesc{Name: ChainForward, Base: true, Hook: nftables.ChainHookForward, Policy: nftables.ChainPolicyDrop}
 	forward.Rules = append(forward.Rules,
 		RuleDesc{"forward/invalid", cat(invalidState, one(&expr.Counter{}, drop))},
@@ -212,6 +231,21 @@ func Build(spec *Spec, now time.Time) (*Desired, error) {
 		RuleDesc{"forward/exceptions", cat(matchCtOriginal(), wbLoad(), one(
 			&expr.Lookup{SourceRegister: 1, SetName: SetExceptions, SetID: ids[SetExceptions]}, accept))},
 		RuleDesc{"forward/exception-replies", cat(est, matchCtReply(), matchIPv4(), loadFlowKey(true), one(
+			&expr.Lookup{SourceRegister: 1, SetName: SetExceptions, SetID: ids[SetExceptions]}, accept))},
+		// An ICMP error about a packet of an exception's flow, either way
+		// (fragmentation needed, port unreachable, time exceeded ...):
+		// conntrack finds the flow from the packet the error quotes and
+		// gives the error that flow's entry, ct state related, ct
+		// direction the way the error travels. The quoted packet is looked
+		// up in the exceptions as the flow's own packets are: an error
+		// toward the flow's source (ct direction reply) quotes a packet of
+		// the direction written, one toward its destination (ct direction
+		// original) a reply. So only a flow opened in the exception's
+		// direction, only error types, only while the exception is in the
+		// set; nothing else related is opened.
+		RuleDesc{"forward/exception-errors-to-source", cat(icmpError(matchCtReply()), loadQuotedFlowKey(false), one(
+			&expr.Lookup{SourceRegister: 1, SetName: SetExceptions, SetID: ids[SetExceptions]}, accept))},
+		RuleDesc{"forward/exception-errors-to-destination", cat(icmpError(matchCtOriginal()), loadQuotedFlowKey(true), one(
 			&expr.Lookup{SourceRegister: 1, SetName: SetExceptions, SetID: ids[SetExceptions]}, accept))},
 		// The replies of a flow the would-block path admitted (its
 		// conntrack mark), sent by an asset whose zone monitors now, go

@@ -44,6 +44,22 @@
 // flow of the monitor-zone asset is no reply and has no mark; a marked
 // flow whose replier's zone no longer monitors finds no element.
 //
+// # Exceptions
+//
+// An exception passes its flow in the direction written (ct direction
+// original, the packet's own flow key in the set exceptions) and that
+// flow's replies (ct direction reply, the key read backwards), and the ICMP
+// errors about either: destination unreachable (fragmentation needed among
+// them, so path MTU discovery works), time exceeded and parameter problem
+// (the set icmp_errors). Conntrack gives such an error the entry of the
+// flow whose packet it quotes (ct state related) and the direction the
+// error travels; the rules read the quoted packet's flow key (an IPv4
+// header without options, then the ports: forward when the error travels
+// toward the flow's source, backwards when toward its destination) and
+// look it up in the exceptions like the flow's own packets. An error of a
+// flow that is no exception's (or no longer: the element expired), a
+// redirect or source quench, anything else related, is not let through.
+//
 // # Proxy identity
 //
 // Packets toward the OT side are allowed only from the proxy's own sockets:

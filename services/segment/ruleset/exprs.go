@@ -114,14 +114,24 @@ func matchMark(mark uint32) []expr.Any {
 
 // Payload offsets in the IPv4 header and the transport header.
 const (
+	ipv4ProtoOffset = 9
 	ipv4SaddrOffset = 12
 	ipv4DaddrOffset = 16
 	thSportOffset   = 0
 	thDportOffset   = 2
+	// icmpQuoted is where an ICMP error's quoted packet starts, after
+	// type, code, checksum and 4 bytes of the error's own.
+	icmpQuoted = 8
 )
 
 func loadNet(reg, offset, length uint32) *expr.Payload {
 	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: length}
+}
+
+// loadTransportN loads length bytes of the transport header (the kernel
+// zeroes the rest of the last 4-byte register).
+func loadTransportN(reg, offset, length uint32) *expr.Payload {
+	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: offset, Len: length}
 }
 
 func loadTransport(reg, offset uint32) *expr.Payload {
@@ -152,6 +162,25 @@ func loadFlowKey(reverse bool) []expr.Any {
 		loadNet(9, dst, 4),
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 10},
 		loadTransport(11, port),
+	}
+}
+
+// loadQuotedFlowKey loads the flow key of the packet an ICMP error quotes
+// (an IPv4 header without options, then the transport ports) into
+// registers 1, 9, 10, 11 as loadFlowKey does: "saddr . daddr . protocol .
+// dport" of the quoted packet, or with reverse "daddr . saddr . protocol .
+// sport" (the key of the original direction when the quoted packet is a
+// reply).
+func loadQuotedFlowKey(reverse bool) []expr.Any {
+	src, dst, port := uint32(icmpQuoted+ipv4SaddrOffset), uint32(icmpQuoted+ipv4DaddrOffset), uint32(icmpQuoted+20+thDportOffset)
+	if reverse {
+		src, dst, port = icmpQuoted+ipv4DaddrOffset, icmpQuoted+ipv4SaddrOffset, icmpQuoted+20+thSportOffset
+	}
+	return []expr.Any{
+		loadTransportN(1, src, 4),
+		loadTransportN(9, dst, 4),
+		loadTransportN(10, icmpQuoted+ipv4ProtoOffset, 1),
+		loadTransportN(11, port, 2),
 	}
 }
 
@@ -188,6 +217,10 @@ func cat(parts ...[]expr.Any) []expr.Any {
 }
 
 func one(e ...expr.Any) []expr.Any { return e }
+
+// icmpErrorTypes are ICMP destination unreachable, time exceeded and
+// parameter problem.
+var icmpErrorTypes = []byte{3, 11, 12}
 
 // ctDirOriginal and ctDirReply are IP_CT_DIR_ORIGINAL and IP_CT_DIR_REPLY.
 const (

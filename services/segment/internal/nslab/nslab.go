@@ -53,6 +53,7 @@ type NS struct {
 // Lab is the whole topology.
 type Lab struct {
 	Gate, Client, Plant, Plant2 *NS
+	id                          string
 }
 
 // Require skips the test unless it runs as root with the ip and nft tools.
@@ -77,7 +78,7 @@ func New(t testing.TB) *Lab {
 		t.Fatal(err)
 	}
 	id := "otg" + hex.EncodeToString(r[:])
-	l := &Lab{Gate: &NS{id + "g"}, Client: &NS{id + "c"}, Plant: &NS{id + "p"}, Plant2: &NS{id + "q"}}
+	l := &Lab{Gate: &NS{id + "g"}, Client: &NS{id + "c"}, Plant: &NS{id + "p"}, Plant2: &NS{id + "q"}, id: id}
 	for _, n := range []*NS{l.Gate, l.Client, l.Plant, l.Plant2} {
 		run(t, "ip", "netns", "add", n.Name)
 		name := n.Name
@@ -136,6 +137,35 @@ func (l *Lab) Link(t testing.TB, gateIf, gateAddr string, peer *NS, peerIf, peer
 	run(t, "ip", "-n", peer.Name, "addr", "add", peerAddr+"/24", "dev", peerIf)
 	run(t, "ip", "-n", l.Gate.Name, "link", "set", gateIf, "up")
 	run(t, "ip", "-n", peer.Name, "link", "set", peerIf, "up")
+}
+
+// AddNS adds another namespace to the lab (named like the others, with
+// role as its last letters; loopback up), removed when the test ends. It
+// has no interface: join it with Veth.
+func (l *Lab) AddNS(t testing.TB, role string) *NS {
+	t.Helper()
+	n := &NS{l.id + role}
+	run(t, "ip", "netns", "add", n.Name)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", n.Name).Run() })
+	run(t, "ip", "-n", n.Name, "link", "set", "lo", "up")
+	return n
+}
+
+// Veth joins a (aif, aaddr/24) and b (bif, baddr/24) by a veth pair and
+// brings both ends up; no route is added.
+func Veth(t testing.TB, a *NS, aif, aaddr string, b *NS, bif, baddr string) {
+	t.Helper()
+	run(t, "ip", "-n", a.Name, "link", "add", aif, "type", "veth", "peer", "name", bif, "netns", b.Name)
+	run(t, "ip", "-n", a.Name, "addr", "add", aaddr+"/24", "dev", aif)
+	run(t, "ip", "-n", b.Name, "addr", "add", baddr+"/24", "dev", bif)
+	run(t, "ip", "-n", a.Name, "link", "set", aif, "up")
+	run(t, "ip", "-n", b.Name, "link", "set", bif, "up")
+}
+
+// IP runs "ip -n <ns> args..." and fails the test if it fails.
+func (n *NS) IP(t testing.TB, args ...string) {
+	t.Helper()
+	run(t, "ip", append([]string{"-n", n.Name}, args...)...)
 }
 
 func run(t testing.TB, name string, args ...string) {
