@@ -119,7 +119,8 @@ var ProductionServices = []ServiceRow{
 	// "init: ready") never waits for a sync; after netconf, which brings
 	// the uplink up. It starts while the path services are still coming
 	// up, so it runs at nice 10 (housekeeping: its first query and its
-	// start-up yield the CPUs to them). It runs as root (CAP_SYS_TIME);
+	// start-up yield the CPUs to them). It runs as root and keeps only
+	// CAP_SYS_TIME (it limits itself at its start: internal/sandbox);
 	// init gives it /perm/timesync, where it keeps the clock floor (the
 	// last known-good time: a gate with a dead RTC battery boots at it,
 	// not in 2000).

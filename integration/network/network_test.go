@@ -107,10 +107,16 @@ func TestGateOnTheLabNetwork(t *testing.T) {
 	if !strings.Contains(asRoot, "blocked") || !strings.HasSuffix(asProxy, ": connected") {
 		t.Errorf("from the gate: %q, %q; want root blocked and the proxy connected", asRoot, asProxy)
 	}
-	// The proxy holds CAP_NET_RAW (bit 13) for SO_MARK, and nothing else
-	// it gives: its seccomp filter denies packet and raw sockets,
-	// IP_TRANSPARENT and io_uring (internal/sandbox).
-	gatetest.MustSee(t, vm, "netdump: testsvc: process uid 101 (otgate-proxy): Seccomp 2, NoNewPrivs 1, CapEff 0000000000002000")
+	// The proxy runs as uid 101 with CAP_NET_RAW (bit 13) for SO_MARK,
+	// and nothing else it gives: its seccomp filter denies packet and raw
+	// sockets, IP_TRANSPARENT and io_uring. The root services that read
+	// the network keep only what they use: netconf CAP_NET_ADMIN,
+	// CAP_NET_RAW and CAP_NET_BIND_SERVICE (12, 13, 10: addresses and
+	// routes, DHCP and ARP on packet sockets, port 68), timesync
+	// CAP_SYS_TIME (25), in the bounding set too (internal/sandbox).
+	gatetest.MustSee(t, vm, "netdump: testsvc: process otgate-proxy uid 101: Seccomp 2, NoNewPrivs 1, CapEff 0000000000002000, CapBnd 000001ffffffffff, CapAmb 0000000000002000")
+	gatetest.MustSee(t, vm, "netdump: testsvc: process otgate-netconf uid 0: Seccomp 0, NoNewPrivs 1, CapEff 0000000000003400, CapBnd 0000000000003400, CapAmb 0000000000000000")
+	gatetest.MustSee(t, vm, "netdump: testsvc: process otgate-timesync uid 0: Seccomp 0, NoNewPrivs 1, CapEff 0000000002000000, CapBnd 0000000002000000, CapAmb 0000000000000000")
 	gatetest.MustSee(t, vm, "netdump: testsvc: netdump end")
 	if n := plc.Accepted(); n < 1 {
 		t.Errorf("the PLC saw %d connections; the proxy's probe should have reached it", n)

@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"runtime"
@@ -30,6 +28,8 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run())
 	case "x32":
 		x32Child()
+	case "caps":
+		capsChild()
 	default:
 		probeChild(os.Getenv(childEnv) == "filter")
 	}
@@ -100,35 +100,44 @@ var mustWork = map[string]bool{
 	"IP_TOS": true, "IPV6_V6ONLY": true, "tcp exchange": true,
 }
 
-// tcpExchange sends bytes through a loopback TCP connection with Go's net
-// package (the netpoller's threads included).
+// tcpExchange sends bytes through a loopback TCP connection. It uses
+// system calls, not package net, which would link cgo into this test
+// binary where cgo is on (LimitCapabilities cannot work there).
 func tcpExchange() error {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			io.Copy(c, c)
-			c.Close()
-		}
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
+	defer unix.Close(ln)
+	if err := unix.Bind(ln, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		return err
+	}
+	if err := unix.Listen(ln, 1); err != nil {
+		return err
+	}
+	sa, err := unix.Getsockname(ln)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	if _, err := c.Write([]byte("ping")); err != nil {
+	c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(c)
+	if err := unix.Connect(c, sa); err != nil {
+		return err
+	}
+	s, _, err := unix.Accept(ln)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(s)
+	if _, err := unix.Write(c, []byte("ping")); err != nil {
 		return err
 	}
 	buf := make([]byte, 4)
-	if _, err := io.ReadFull(c, buf); err != nil {
-		return err
-	}
-	if string(buf) != "ping" {
-		return fmt.Errorf("echo %q", buf)
+	if n, err := unix.Read(s, buf); err != nil || string(buf[:n]) != "ping" {
+		return fmt.Errorf("read %q: %v", buf[:n], err)
 	}
 	return nil
 }

@@ -6,8 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -108,18 +108,23 @@ func netdump(wait time.Duration) error {
 		fmt.Printf("testsvc: probe %s as the proxy (uid %d, mark %#x): %s\n", probe, baseline.ProxyUID, baseline.ProxyMark,
 			dialAs(probe, baseline.ProxyUID, baseline.ProxyMark))
 	}
-	dumpProxyProcesses(wait)
+	dumpConfinement(wait)
 	fmt.Println("testsvc: netdump end")
 	return nil
 }
 
-// dumpProxyProcesses prints the confinement of every process running as
-// the proxy's uid (waiting up to wait for one): its seccomp mode,
-// no_new_privs and effective capabilities, as /proc/PID/status says.
-func dumpProxyProcesses(wait time.Duration) {
+// confinedServices are the services whose confinement netdump prints:
+// the proxy (uid 101, CAP_NET_RAW and a seccomp filter) and the root
+// services that read the network (limited capabilities).
+var confinedServices = []string{"otgate-proxy", "otgate-netconf", "otgate-timesync"}
+
+// dumpConfinement prints the confinement of each process of
+// confinedServices (waiting up to wait for each to run): its uid, seccomp
+// mode, no_new_privs and capability sets, as /proc/PID/status says.
+func dumpConfinement(wait time.Duration) {
 	deadline := time.Now().Add(wait)
 	for {
-		var found []string
+		found := map[string][]string{}
 		pids, _ := filepath.Glob("/proc/[0-9]*/status")
 		for _, p := range pids {
 			st, err := readFile(p)
@@ -127,18 +132,24 @@ func dumpProxyProcesses(wait time.Duration) {
 				continue // gone meanwhile
 			}
 			f := statusFields(st)
-			if uid := strings.Fields(f["Uid"]); len(uid) == 0 || uid[0] != strconv.Itoa(baseline.ProxyUID) {
+			if !slices.Contains(confinedServices, f["Name"]) {
 				continue
 			}
-			found = append(found, fmt.Sprintf("testsvc: process uid %d (%s): Seccomp %s, NoNewPrivs %s, CapEff %s",
-				baseline.ProxyUID, f["Name"], f["Seccomp"], f["NoNewPrivs"], f["CapEff"]))
-		}
-		if len(found) > 0 || time.Now().After(deadline) {
-			if len(found) == 0 {
-				fmt.Printf("testsvc: no process runs as uid %d\n", baseline.ProxyUID)
+			uid := strings.Fields(f["Uid"])
+			if len(uid) == 0 {
+				continue
 			}
-			for _, l := range found {
-				fmt.Println(l)
+			found[f["Name"]] = append(found[f["Name"]], fmt.Sprintf("testsvc: process %s uid %s: Seccomp %s, NoNewPrivs %s, CapEff %s, CapBnd %s, CapAmb %s",
+				f["Name"], uid[0], f["Seccomp"], f["NoNewPrivs"], f["CapEff"], f["CapBnd"], f["CapAmb"]))
+		}
+		if len(found) == len(confinedServices) || time.Now().After(deadline) {
+			for _, name := range confinedServices {
+				if len(found[name]) == 0 {
+					fmt.Printf("testsvc: no process %s\n", name)
+				}
+				for _, l := range found[name] {
+					fmt.Println(l)
+				}
 			}
 			return
 		}

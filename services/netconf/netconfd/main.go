@@ -24,6 +24,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/otgate/otgate/internal/sandbox"
 	"github.com/otgate/otgate/services/netconf"
 	"github.com/otgate/otgate/site"
 )
@@ -60,6 +61,14 @@ func Main() {
 	if flag.NArg() != 0 {
 		fmt.Fprintf(os.Stderr, "otgate-netconf: unexpected arguments %q\n", flag.Args())
 		os.Exit(2)
+	}
+	// It runs as root and reads the uplink (DHCP): it keeps only
+	// CAP_NET_ADMIN (links, addresses, routes, its sysctls), CAP_NET_RAW
+	// (DHCP and ARP on packet sockets) and CAP_NET_BIND_SERVICE (port 68)
+	// (internal/sandbox).
+	if err := sandbox.LimitCapabilities(unix.CAP_NET_ADMIN, unix.CAP_NET_RAW, unix.CAP_NET_BIND_SERVICE); err != nil {
+		fmt.Fprintf(os.Stderr, "otgate-netconf: %v: refusing to run with all of root's capabilities\n", err)
+		os.Exit(1)
 	}
 	logger := log.New(os.Stderr, "", log.LstdFlags)
 

@@ -19,7 +19,10 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/otgate/otgate/internal/ready"
+	"github.com/otgate/otgate/internal/sandbox"
 	"github.com/otgate/otgate/services/netconf"
 	"github.com/otgate/otgate/services/timesync"
 	"github.com/otgate/otgate/site"
@@ -51,6 +54,12 @@ func Main() {
 	if flag.NArg() != 0 {
 		fmt.Fprintf(os.Stderr, "otgate-timesync: unexpected arguments %q\n", flag.Args())
 		os.Exit(2)
+	}
+	// It runs as root for the clock, the RTC and its files, and reads
+	// the network: it keeps CAP_SYS_TIME alone (internal/sandbox).
+	if err := sandbox.LimitCapabilities(unix.CAP_SYS_TIME); err != nil {
+		fmt.Fprintf(os.Stderr, "otgate-timesync: %v: refusing to run with all of root's capabilities\n", err)
+		os.Exit(1)
 	}
 	logger := log.New(os.Stderr, "", log.LstdFlags)
 
