@@ -63,6 +63,15 @@ const (
 	// nothing.
 	UplinkCtMark uint32 = 0x40000000
 
+	// OTCtMark is the conntrack mark bit of the gate's OT-side flows: set
+	// on every packet the gate sends toward the OT side (to_ot, past the
+	// drops of invalid and uplink flows). A packet of such a flow arriving
+	// on the uplink (a host there claiming an asset's address: a forged
+	// answer to the proxy or to a gate process, an ICMP error quoting the
+	// flow) is dropped before the established/related accepts see it, for
+	// the reason UplinkCtMark is.
+	OTCtMark uint32 = 0x20000000
+
 	// rulePrefix starts every rule comment (userdata) the gate writes.
 	rulePrefix = "otgate:"
 )
@@ -198,6 +207,7 @@ func Build(spec *Spec, now time.Time) (*Desired, error) {
 		RuleDesc{"input/loopback", cat(matchIIF("lo"), one(accept))},
 		RuleDesc{"input/invalid", cat(invalidState, one(&expr.Counter{}, drop))},
 		RuleDesc{"input/uplink-flow-elsewhere", cat(notIIF(spec.Uplink), matchCtMarkBit(UplinkCtMark), one(&expr.Counter{}, drop))},
+		RuleDesc{"input/ot-flow-on-uplink", cat(matchIIF(spec.Uplink), matchCtMarkBit(OTCtMark), one(&expr.Counter{}, drop))},
 		RuleDesc{"input/established", cat(est, one(accept))},
 	)
 	if spec.DHCPClient {
@@ -286,6 +296,10 @@ func Build(spec *Spec, now time.Time) (*Desired, error) {
 	toOT.Rules = append(toOT.Rules,
 		RuleDesc{"to_ot/invalid", cat(invalidState, one(&expr.Counter{}, drop))},
 		RuleDesc{"to_ot/uplink-flow", cat(matchCtMarkBit(UplinkCtMark), one(&expr.Counter{}, drop))},
+		// No verdict (as output/uplink-flow). A packet dropped below
+		// marks a flow only if conntrack already holds it: the first
+		// packet of a flow that is not let out takes its entry with it.
+		RuleDesc{"to_ot/ot-flow", setCtMarkBit(OTCtMark)},
 		RuleDesc{"to_ot/established", cat(est, one(accept))},
 		RuleDesc{"to_ot/proxy-to-asset", cat(proxy, matchIPv4(), matchL4(unix.IPPROTO_TCP), one(
 			loadNet(1, ipv4DaddrOffset, 4), loadTransport(9, thDportOffset),

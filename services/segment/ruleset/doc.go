@@ -77,5 +77,10 @@
 // established,related), so the identity check is made once per connection, on
 // its first packet, and fails closed when no socket is attached.
 // A flow the gate opened through the uplink (UplinkCtMark) is not one of
-// them: its packets never leave toward the OT side, nor enter from it.
+// them: its packets never leave toward the OT side, nor enter from it. The
+// reverse holds too: every packet the gate sends toward the OT side marks
+// its flow (OTCtMark), and a packet of such a flow arriving on the uplink
+// (a host there claiming an asset's address, or quoting the flow in an
+// ICMP error from its own) is dropped before input's established/related
+// accept.
 package ruleset

@@ -12,7 +12,7 @@ import (
 )
 
 // Hand-made packets for the tests that need a packet no socket sends: a
-// forged ICMP error.
+// forged ICMP error, a TCP segment injected into another host's connection.
 
 func csum(b []byte) uint16 {
 	var s uint32
@@ -67,6 +67,24 @@ func icmpError(typ, code byte, quoted []byte) []byte {
 	return icmpMessage(typ, code, append(make([]byte, 4), quoted...))
 }
 
+// tcpPacket is a whole IPv4 packet carrying one TCP segment (ACK|PSH,
+// window 64k) with correct checksums.
+func tcpPacket(src string, sport uint16, dst string, dport uint16, seq, ack uint32, payload []byte) []byte {
+	seg := make([]byte, 20, 20+len(payload))
+	binary.BigEndian.PutUint16(seg[0:], sport)
+	binary.BigEndian.PutUint16(seg[2:], dport)
+	binary.BigEndian.PutUint32(seg[4:], seq)
+	binary.BigEndian.PutUint32(seg[8:], ack)
+	seg[12] = 5 << 4
+	seg[13] = 0x18 // PSH|ACK
+	binary.BigEndian.PutUint16(seg[14:], 0xffff)
+	seg = append(seg, payload...)
+	s, d := addr4(src), addr4(dst)
+	pseudo := append(append(append([]byte{}, s[:]...), d[:]...), 0, unix.IPPROTO_TCP, byte(len(seg)>>8), byte(len(seg)))
+	binary.BigEndian.PutUint16(seg[16:], csum(append(pseudo, seg...)))
+	return append(ipv4Header(src, dst, unix.IPPROTO_TCP, len(seg)), seg...)
+}
+
 // rawSocket opens a raw IPv4 socket of proto in ns (IPPROTO_RAW: the caller
 // writes the IP header). The socket stays in ns after the call.
 func rawSocket(t *testing.T, ns *nslab.NS, proto int) int {
@@ -90,6 +108,17 @@ func sendICMP(t *testing.T, ns *nslab.NS, dst string, msg []byte) {
 	fd := rawSocket(t, ns, unix.IPPROTO_ICMP)
 	if err := unix.Sendto(fd, msg, 0, &unix.SockaddrInet4{Addr: addr4(dst)}); err != nil {
 		t.Fatalf("send ICMP from %s to %s: %v", ns.Name, dst, err)
+	}
+}
+
+// sendIP sends a whole IPv4 packet (header included, any source) from ns.
+func sendIP(t *testing.T, ns *nslab.NS, pkt []byte) {
+	t.Helper()
+	fd := rawSocket(t, ns, unix.IPPROTO_RAW)
+	var dst [4]byte
+	copy(dst[:], pkt[16:20])
+	if err := unix.Sendto(fd, pkt, 0, &unix.SockaddrInet4{Addr: dst}); err != nil {
+		t.Fatalf("send raw IP packet from %s: %v", ns.Name, err)
 	}
 }
 

@@ -135,6 +135,9 @@ func (b *BaselineSpec) Validate() error {
 	if b.Proxy.Mark&UplinkCtMark != 0 {
 		return invalid("proxy.mark: %#x shares bit %#x with the conntrack mark of uplink flows", b.Proxy.Mark, UplinkCtMark)
 	}
+	if b.Proxy.Mark&OTCtMark != 0 {
+		return invalid("proxy.mark: %#x shares bit %#x with the conntrack mark of OT-side flows", b.Proxy.Mark, OTCtMark)
+	}
 	return nil
 }
 

@@ -35,6 +35,8 @@ func TestSpecValidation(t *testing.T) {
 			"proxy.mark: 0x80006f74 shares bit 0x80000000 with the conntrack mark of would-block flows"},
 		{"proxy mark with the uplink bit", func(s *ruleset.Spec) { s.Proxy.Mark = 0x40006f74 },
 			"proxy.mark: 0x40006f74 shares bit 0x40000000 with the conntrack mark of uplink flows"},
+		{"proxy mark with the OT-side bit", func(s *ruleset.Spec) { s.Proxy.Mark = 0x20006f74 },
+			"proxy.mark: 0x20006f74 shares bit 0x20000000 with the conntrack mark of OT-side flows"},
 		{"no downlinks", func(s *ruleset.Spec) { s.Downlinks = nil }, "downlinks: none given"},
 		{"uplink reused", func(s *ruleset.Spec) { s.Downlinks = []string{"eth0"} }, `downlinks[0]: interface "eth0" already used as uplink`},
 		{"bad ifname", func(s *ruleset.Spec) { s.Uplink = "eth 0" }, `uplink: bad interface name "eth 0"`},
