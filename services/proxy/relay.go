@@ -20,9 +20,11 @@ const drainTimeout = 5 * time.Second
 
 type closeWriter interface{ CloseWrite() error }
 
-// relayRaw copies bytes both ways until both sides are done, recording
-// one payload record per chunk after forwarding it. It returns the natural
-// end reason (who closed first, or the error).
+// relayRaw copies bytes both ways until both sides are done, with one
+// payload record per chunk: a chunk from the client is recorded before it
+// goes to the asset, a chunk from the asset after it went to the client
+// (see pump). It returns the natural end reason (who closed first, or the
+// error).
 func (s *Server) relayRaw(tc, asset io.ReadWriteCloser, sess *session) string {
 	var first atomic.Uint32 // the direction that ended first
 	var firstErr atomic.Value
@@ -66,28 +68,39 @@ func (s *Server) relayRaw(tc, asset io.ReadWriteCloser, sess *session) string {
 	return EndClientClosed
 }
 
-// pump copies src to dst. It returns nil at EOF (the caller half-closes
-// dst), or the error.
+// pump copies src to dst, one payload record per chunk. It returns nil
+// at EOF (the caller half-closes dst), or the error.
+//
+// Toward the asset the record is written first: when it fails the session
+// ends and the chunk is not forwarded, so no byte reaches the asset
+// unrecorded (as the Modbus relay records a write before forwarding it).
+// Toward the client the chunk is forwarded first and recorded after: what
+// the gate guards is the plant, and a chunk of the asset's answer that
+// reaches the client when its record then fails (the session ends at
+// once) changes nothing there, while writing the record first would put
+// the log's write on the answer's path of every exchange, the half of the
+// round trip the client waits on last.
 func (s *Server) pump(dst io.Writer, src io.Reader, sess *session, dir audit.Direction, count *atomic.Uint64) error {
 	buf := make([]byte, relayBufSize)
-	prefix := s.cfg.RawPrefix
+	first := dir == audit.ToAsset
 	for {
 		n, rerr := src.Read(buf)
 		if n > 0 {
 			at := s.cfg.Now()
+			if first {
+				if err := s.recordChunk(sess, dir, at, buf[:n]); err != nil {
+					return err
+				}
+			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return werr
 			}
 			count.Add(uint64(n))
 			sess.touch(at.UnixNano())
-			p := audit.Payload{SessionID: sess.id, First: audit.TimestampOf(at), Direction: dir, Bytes: uint64(n)}
-			if prefix > 0 {
-				p.Raw = buf[:min(n, prefix)]
-			}
-			if _, err := s.cfg.Log.AppendBuffered(p); err != nil {
-				// Never an unlogged byte after this one.
-				sess.end("audit log failed: " + err.Error())
-				return err
+			if !first {
+				if err := s.recordChunk(sess, dir, at, buf[:n]); err != nil {
+					return err
+				}
 			}
 		}
 		if rerr != nil {
@@ -97,6 +110,20 @@ func (s *Server) pump(dst io.Writer, src io.Reader, sess *session, dir audit.Dir
 			return rerr
 		}
 	}
+}
+
+// recordChunk writes the payload record of one relayed chunk; a failure
+// ends the session (never an unlogged byte after it).
+func (s *Server) recordChunk(sess *session, dir audit.Direction, at time.Time, b []byte) error {
+	p := audit.Payload{SessionID: sess.id, First: audit.TimestampOf(at), Direction: dir, Bytes: uint64(len(b))}
+	if prefix := s.cfg.RawPrefix; prefix > 0 {
+		p.Raw = b[:min(len(b), prefix)]
+	}
+	if _, err := s.cfg.Log.AppendBuffered(p); err != nil {
+		sess.end("audit log failed: " + err.Error())
+		return err
+	}
+	return nil
 }
 
 func isClosed(err error) bool {
