@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/otgate/otgate/audit"
+	"github.com/otgate/otgate/internal/sandbox"
 	"github.com/otgate/otgate/services/proxy/auth"
 	"github.com/otgate/otgate/services/proxy/auth/totp"
 	"github.com/otgate/otgate/services/proxy/auth/userca"
@@ -19,7 +20,8 @@ import (
 
 // childGate is what the benchmarks' gate children share: a full gate
 // (audit log signed with the device key, user store with user "bench",
-// user CA, the site file) that dials every asset at assetAddr on loopback.
+// user CA, the site file), under otgate-proxy's seccomp filter, that dials
+// every asset at assetAddr on loopback.
 type childGate struct {
 	Dir       string
 	Device    *tls.Certificate
@@ -45,6 +47,11 @@ func (c childGate) serve() (srv *Server, closeAll func(), err error) {
 			closeAll()
 		}
 	}()
+	// Confined as otgate-proxy is on the appliance, so that the figures
+	// include the seccomp filter's cost on every system call.
+	if err := sandbox.DenyRawNetwork(); err != nil {
+		return nil, nil, err
+	}
 	w, err := audit.Open(filepath.Join(c.Dir, "audit"), c.Device.PrivateKey.(crypto.Signer), c.AuditOpts...)
 	if err != nil {
 		return nil, nil, err
