@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"context"
-	"crypto"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
@@ -17,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otgate/otgate/audit"
 	"github.com/otgate/otgate/client"
 	"github.com/otgate/otgate/inspect/modbus"
 	"github.com/otgate/otgate/services/identity/swtpmtest"
@@ -214,22 +212,9 @@ func TestModbusWriteRecordedBeforeGateCrash(t *testing.T) {
 // reason (audit log failed, the write not forwarded).
 func TestModbusWriteNotForwardedWhenTheLogFails(t *testing.T) {
 	l := newLab(t)
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", mnt).CombinedOutput(); err != nil {
-		t.Fatalf("mount a tmpfs for the log: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
 	devLn := l.listenPlant(t, 502)
 	received := oneReadDevice(devLn)
-	var log *audit.Writer
-	g := newGate(t, l, func(c *Config) {
-		w, err := audit.Open(filepath.Join(mnt, "audit"), c.Certificate.PrivateKey.(crypto.Signer))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { w.Close() })
-		log, c.Log = w, w
-	})
+	g, mnt, log := smallLogGate(t, l)
 	rules := modbus.Rules{Name: "alice-plc", Units: []int{1}, Functions: []string{"read-write"},
 		HoldingRegisters: modbus.TableRanges{Read: []modbus.Range{{First: 0, Last: 9}}, Write: []modbus.Range{{First: 1, Last: 2}}}}
 	pol, err := rules.Compile()
@@ -246,24 +231,7 @@ func TestModbusWriteNotForwardedWhenTheLogFails(t *testing.T) {
 	if got := modbusExchange(t, c, "000100000006010300010001"); got != "00010000000501030200"+"07" {
 		t.Fatalf("read holding 1 = %s", got)
 	}
-	// The disk fills: another file takes every free block, then other
-	// records take the last partial block of the log file.
-	filler, err := os.Create(filepath.Join(mnt, "filler"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, err = filler.Write(make([]byte, 4096)); err == nil; _, err = filler.Write(make([]byte, 4096)) {
-	}
-	filler.Close()
-	for i := 0; ; i++ {
-		if _, err := log.AppendBuffered(audit.Payload{SessionID: "other", Direction: audit.ToAsset, Bytes: 64, Raw: make([]byte, 64)}); err != nil {
-			t.Logf("the log fails after %d more records: %v", i, err)
-			break
-		}
-		if i == 10000 {
-			t.Fatal("the log never filled")
-		}
-	}
+	fillLogDisk(t, mnt, log)
 	// write holding 2 = 5: allowed by the rules, but it cannot be recorded.
 	if _, err := c.Write(unhex("000200000006010600020005")); err != nil {
 		t.Fatal(err)
@@ -277,26 +245,11 @@ func TestModbusWriteNotForwardedWhenTheLogFails(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the gate did not close the device connection")
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	want := fmt.Sprintf("proxy: session %s of alice to plc-1/modbus ended: audit log failed: ", r.Session)
-	for {
-		g.out.mu.Lock()
-		out := g.out.b.String()
-		g.out.mu.Unlock()
-		if i := strings.Index(out, want); i >= 0 {
-			line := out[i:]
-			line = line[:strings.IndexByte(line, '\n')]
-			if !strings.Contains(line, "no space left on device") || !strings.Contains(line, "(recording unit 1 write holding 2 = 5 (not forwarded))") {
-				t.Fatalf("end reason %q: want the log's error and the write not forwarded", line)
-			}
-			t.Logf("%s", line)
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no session end with %q in the gate's log:\n%s", want, out)
-		}
-		sleepMs(20)
+	line := waitGateLine(t, g, fmt.Sprintf("proxy: session %s of alice to plc-1/modbus ended: audit log failed: ", r.Session))
+	if !strings.Contains(line, "no space left on device") || !strings.Contains(line, "(recording unit 1 write holding 2 = 5 (not forwarded))") {
+		t.Fatalf("end reason %q: want the log's error and the write not forwarded", line)
 	}
+	t.Logf("%s", line)
 }
 
 // oneReadDevice is a device on ln that takes one connection, answers its
