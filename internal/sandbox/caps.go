@@ -62,7 +62,7 @@ func LimitCapabilities(keep ...uintptr) error {
 	step := func(what string, trap, a1, a2 uintptr) error {
 		if _, _, e := syscall.AllThreadsSyscall6(trap, a1, a2, 0, 0, 0, 0); e != 0 {
 			if e == syscall.ENOTSUP {
-				return fmt.Errorf("sandbox: %s: a binary linked with cgo cannot change every thread's credentials", what)
+				return fmt.Errorf("sandbox: %s: a binary linked with cgo cannot change every thread's credentials (build it with CGO_ENABLED=0, as the image builder does)", what)
 			}
 			return fmt.Errorf("sandbox: %s: %w", what, e)
 		}
