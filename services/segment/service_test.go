@@ -68,11 +68,16 @@ func (l *logs) matching(prefix string) []string {
 }
 
 func labSpec(mode3 string) *ruleset.Spec {
+	enforceIfs := []string{nslab.Downlink}
+	if mode3 == ruleset.ModeEnforce {
+		enforceIfs = append(enforceIfs, nslab.Downlink2)
+	}
 	return &ruleset.Spec{
 		BaselineSpec: ruleset.BaselineSpec{
 			Uplink: nslab.Uplink, Downlinks: []string{nslab.Downlink, nslab.Downlink2},
 			ListenPorts: []uint16{8443}, Proxy: ruleset.ProxyIdentity{UID: 990, Mark: 0x5a},
 		},
+		EnforceInterfaces: enforceIfs,
 		Assets: []ruleset.Asset{
 			{Name: "plc-1", Zone: "cell-a", Mode: ruleset.ModeEnforce, Address: nslab.Asset1, TCPPorts: []uint16{502}},
 			{Name: "rtu-1", Zone: "cell-b", Mode: mode3, Address: nslab.Asset3, TCPPorts: []uint16{502}},

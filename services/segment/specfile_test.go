@@ -22,7 +22,8 @@ func spec() *ruleset.Spec {
 	return &ruleset.Spec{
 		BaselineSpec: ruleset.BaselineSpec{Uplink: "eth0", Downlinks: []string{"eth1"}, ListenPorts: []uint16{443},
 			DHCPClient: true, Proxy: ruleset.ProxyIdentity{UID: 990, Mark: 7}},
-		Assets: []ruleset.Asset{{Name: "plc-1", Zone: "a", Mode: ruleset.ModeEnforce, Address: "10.0.0.5", TCPPorts: []uint16{502}}},
+		EnforceInterfaces: []string{"eth1"},
+		Assets:            []ruleset.Asset{{Name: "plc-1", Zone: "a", Mode: ruleset.ModeEnforce, Address: "10.0.0.5", TCPPorts: []uint16{502}}},
 		Exceptions: []ruleset.Exception{{ID: "x", From: "10.0.0.5", To: "10.0.0.6", Protocol: "tcp", Port: 502,
 			Owner: "ops", Expires: specExpires}},
 	}

@@ -45,6 +45,7 @@ func testSpec(exceptionExpires time.Time) *ruleset.Spec {
 			Uplink: nslab.Uplink, Downlinks: []string{nslab.Downlink, nslab.Downlink2},
 			ListenPorts: []uint16{8443}, DHCPClient: true, Proxy: ruleset.ProxyIdentity{UID: 990, Mark: 0x5a},
 		},
+		EnforceInterfaces: []string{nslab.Downlink},
 		Assets: []ruleset.Asset{
 			{Name: "plc-1", Zone: "cell-a", Mode: ruleset.ModeEnforce, Address: nslab.Asset1, TCPPorts: []uint16{502}, Endpoint: "100.64.0.1"},
 			{Name: "rtu-1", Zone: "cell-b", Mode: ruleset.ModeMonitor, Address: nslab.Asset3, TCPPorts: []uint16{502}},

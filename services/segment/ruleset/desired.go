@@ -27,6 +27,10 @@ const (
 	SetICMPErrors  = "icmp_errors"
 	SetWBLast      = "would_block_last"
 	SetWBFirst     = "would_block_first"
+	// SetEnforceIfaces holds the interfaces that carry an enforce zone
+	// (Spec.EnforceInterfaces): the forward chain drops what would leave
+	// through one of them that nothing before it allowed.
+	SetEnforceIfaces = "enforce_ifaces"
 
 	// MapAssetVerdicts maps every asset's address to what its zone's mode
 	// does with a packet toward it that nothing before allowed: enforce
@@ -190,6 +194,14 @@ func Build(spec *Spec, now time.Time) (*Desired, error) {
 	}
 	addSet(nftables.Set{Name: SetICMPErrors, KeyType: nftables.TypeICMPType}, icmpErrs, false)
 
+	// The interfaces carrying an enforce zone (constant: only this batch
+	// fills it).
+	var enforceIfs []nftables.SetElement
+	for _, n := range spec.EnforceInterfaces {
+		enforceIfs = append(enforceIfs, nftables.SetElement{Key: ifname(n)})
+	}
+	addSet(nftables.Set{Name: SetEnforceIfaces, Constant: true, KeyType: nftables.TypeIFName}, sortedElems(enforceIfs), false)
+
 	// Would-block report sets: "last" is refreshed on every packet
 	// (update), "first" is only added (its timer starts at the first packet).
 	ttl := spec.wouldBlockTTL()
@@ -269,6 +281,16 @@ func Build(spec *Spec, now time.Time) (*Desired, error) {
 		RuleDesc{"forward/monitor-replies", cat(est, matchCtReply(), matchCtMarkBit(WouldBlockCtMark), matchIPv4(),
 			addrVmap(ipv4SaddrOffset, MapAssetSrcVerdicts, ids[MapAssetSrcVerdicts]))},
 		RuleDesc{"forward/to-asset", cat(matchIPv4(), addrVmap(ipv4DaddrOffset, MapAssetVerdicts, ids[MapAssetVerdicts]))},
+		// An enforce zone stays enforced whatever the other zones' modes:
+		// past the exceptions, the monitor-mode replies and the declared
+		// assets' own verdicts, nothing leaves through an interface that
+		// carries an enforce zone, so a monitor-zone asset (accepted by
+		// the rule below whatever its destination) reaches no undeclared
+		// host there.
+		RuleDesc{"forward/to-enforce-interface", one(
+			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+			&expr.Lookup{SourceRegister: 1, SetName: SetEnforceIfaces, SetID: ids[SetEnforceIfaces]},
+			&expr.Counter{}, drop)},
 		RuleDesc{"forward/from-monitor-zone", cat(matchIPv4(), addrVmap(ipv4SaddrOffset, MapAssetSrcVerdicts, ids[MapAssetSrcVerdicts]))},
 		RuleDesc{"forward/drop", one(&expr.Counter{}, drop)},
 	)

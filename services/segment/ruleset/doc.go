@@ -34,6 +34,17 @@
 // the chains and before the rules; the drift check compares each element's
 // verdict, not only its key.
 //
+// An enforce zone stays enforced whatever the other zones' modes. Between
+// the destination lookup and the source lookup, forward drops (counted)
+// a packet leaving through an interface that carries an enforce zone
+// ("forward/to-enforce-interface": oifname in the constant set
+// enforce_ifaces, Spec.EnforceInterfaces): a monitor-zone asset reaches no
+// host there that is not a declared asset, while a declared asset keeps
+// its own verdict and the replies of "forward/monitor-replies", earlier,
+// still pass. An interface carrying an enforce and a monitor zone is one
+// of them (fail closed). The set is constant: only the batch that creates
+// the table fills it.
+//
 // would_block accepts replies first (ct direction reply: nothing to
 // record) and sets WouldBlockCtMark in the conntrack mark of every flow it
 // admits. The reply of a flow from an enforce-zone asset to a monitor-zone

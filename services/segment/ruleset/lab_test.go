@@ -36,9 +36,17 @@ func baseSpec() ruleset.BaselineSpec {
 	}
 }
 
+// threeAssets is plc-1 and hmi-1 in enforce zone cell-a on dn0, rtu-1 in
+// zone cell-b (mode2) on dn1, with the enforce interfaces as sitespec lists
+// them.
 func threeAssets(mode2 string) *ruleset.Spec {
+	enforceIfs := []string{nslab.Downlink}
+	if mode2 == ruleset.ModeEnforce {
+		enforceIfs = append(enforceIfs, nslab.Downlink2)
+	}
 	return &ruleset.Spec{
-		BaselineSpec: baseSpec(),
+		BaselineSpec:      baseSpec(),
+		EnforceInterfaces: enforceIfs,
 		Assets: []ruleset.Asset{
 			{Name: "plc-1", Zone: "cell-a", Mode: ruleset.ModeEnforce, Address: nslab.Asset1, TCPPorts: []uint16{502}, Endpoint: "100.64.0.1"},
 			{Name: "hmi-1", Zone: "cell-a", Mode: ruleset.ModeEnforce, Address: nslab.Asset2, TCPPorts: []uint16{502, 8080}},

@@ -84,6 +84,13 @@ type Spec struct {
 	// WouldBlockTTL is how long an idle would-block flow stays in the
 	// kernel's report sets (default DefaultWouldBlockTTL).
 	WouldBlockTTL time.Duration `cbor:"13,keyasint,omitempty" json:"would_block_ttl,omitempty"`
+	// EnforceInterfaces are the downlinks (VLAN sub-interfaces included)
+	// that carry an enforce zone. Nothing is forwarded out of them that
+	// the exceptions, an asset's own verdict or the monitor-mode replies
+	// did not let through: a monitor-zone asset reaches no host there
+	// that is not a declared asset of a monitor zone. An interface that
+	// carries an enforce zone and a monitor zone is one of them.
+	EnforceInterfaces []string `cbor:"14,keyasint,omitempty" json:"enforce_interfaces,omitempty"`
 }
 
 // DefaultWouldBlockTTL is used when Spec.WouldBlockTTL is 0.
@@ -149,6 +156,20 @@ func (s *Spec) Validate() error {
 	}
 	if s.WouldBlockTTL < 0 {
 		return invalid("would_block_ttl: negative %s", s.WouldBlockTTL)
+	}
+	downlink := map[string]bool{}
+	for _, d := range s.Downlinks {
+		downlink[d] = true
+	}
+	enforceIf := map[string]bool{}
+	for i, n := range s.EnforceInterfaces {
+		if !downlink[n] {
+			return invalid("enforce_interfaces[%d]: interface %q is not a downlink", i, n)
+		}
+		if enforceIf[n] {
+			return invalid("enforce_interfaces[%d]: duplicate interface %q", i, n)
+		}
+		enforceIf[n] = true
 	}
 	names := map[string]bool{}
 	addrs := map[netip.Addr]string{}

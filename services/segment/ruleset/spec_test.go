@@ -13,6 +13,7 @@ func validSpec() *ruleset.Spec {
 	return &ruleset.Spec{
 		BaselineSpec: ruleset.BaselineSpec{Uplink: "eth0", Downlinks: []string{"eth1", "eth1.20"}, ListenPorts: []uint16{443},
 			Proxy: ruleset.ProxyIdentity{UID: 990}},
+		EnforceInterfaces: []string{"eth1"},
 		Assets: []ruleset.Asset{
 			{Name: "plc-1", Zone: "a", Mode: ruleset.ModeEnforce, Address: "10.0.0.5", TCPPorts: []uint16{502}},
 			{Name: "plc-2", Zone: "b", Mode: ruleset.ModeMonitor, Address: "10.0.1.5", TCPPorts: []uint16{502}},
@@ -53,6 +54,13 @@ func TestSpecValidation(t *testing.T) {
 		{"exception no expiry", func(s *ruleset.Spec) { s.Exceptions[0].Expires = time.Time{} }, "no expiry"},
 		{"exception icmp", func(s *ruleset.Spec) { s.Exceptions[0].Protocol = "icmp" }, `protocol "icmp" (want tcp or udp)`},
 		{"exception broadcast", func(s *ruleset.Spec) { s.Exceptions[0].To = "255.255.255.255" }, "not a unicast address"},
+		{"enforce interface is a vlan downlink", func(s *ruleset.Spec) { s.EnforceInterfaces = []string{"eth1.20", "eth1"} }, ""},
+		{"enforce interface is the uplink", func(s *ruleset.Spec) { s.EnforceInterfaces = []string{"eth1", "eth0"} },
+			`enforce_interfaces[1]: interface "eth0" is not a downlink`},
+		{"enforce interface unknown", func(s *ruleset.Spec) { s.EnforceInterfaces = []string{"eth2"} },
+			`enforce_interfaces[0]: interface "eth2" is not a downlink`},
+		{"dup enforce interface", func(s *ruleset.Spec) { s.EnforceInterfaces = []string{"eth1", "eth1"} },
+			`enforce_interfaces[1]: duplicate interface "eth1"`},
 		{"dup exception", func(s *ruleset.Spec) { s.Exceptions = append(s.Exceptions, s.Exceptions[0]) }, `exceptions[1] "x": duplicate id`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -93,4 +101,32 @@ func TestBuildExceptionLifetimes(t *testing.T) {
 		return
 	}
 	t.Fatal("no exceptions set")
+}
+
+// The forward chain drops toward the enforce interfaces after the
+// monitor-mode replies and the assets' own verdicts, before the monitor
+// zones' sources are accepted; the set holds the spec's interfaces.
+func TestBuildEnforceInterfacesOrder(t *testing.T) {
+	d, err := ruleset.Build(validSpec(), time.Date(2029, 1, 1, 0, 0, 0, 0, time.UTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := map[string]int{}
+	for i, n := range d.RuleNames(ruleset.ChainForward) {
+		at[n] = i + 1
+	}
+	mr, ta, te, fm := at["forward/monitor-replies"], at["forward/to-asset"], at["forward/to-enforce-interface"], at["forward/from-monitor-zone"]
+	if mr == 0 || ta == 0 || te == 0 || fm == 0 || !(mr < te && ta < te && te < fm) {
+		t.Errorf("forward rules %v: want to-enforce-interface after monitor-replies and to-asset, before from-monitor-zone", d.RuleNames(ruleset.ChainForward))
+	}
+	for _, sd := range d.Sets {
+		if sd.Set.Name != ruleset.SetEnforceIfaces {
+			continue
+		}
+		if !sd.Set.Constant || len(sd.Elements) != 1 || strings.TrimRight(string(sd.Elements[0].Key), "\x00") != "eth1" || len(sd.Elements[0].Key) != 16 {
+			t.Errorf("enforce_ifaces: constant %v, elements %+v; want constant, eth1 padded to 16 bytes", sd.Set.Constant, sd.Elements)
+		}
+		return
+	}
+	t.Error("no enforce_ifaces set")
 }

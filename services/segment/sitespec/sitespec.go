@@ -8,7 +8,10 @@
 // downlinks by board. A zone must sit on one of the gate's downlinks (or a
 // VLAN sub-interface of one, named "<parent>.<vlan>" as netconf makes it),
 // otherwise its assets would be reachable on an interface the ruleset does
-// not treat as the OT side: that is an error, never a silent drop.
+// not treat as the OT side: that is an error, never a silent drop. Every
+// interface an enforce zone sits on (the sub-interface for a VLAN zone) is
+// listed in Spec.EnforceInterfaces, also when a monitor zone shares it, so
+// a monitor zone's assets reach no undeclared host there.
 package sitespec
 
 import (
@@ -49,6 +52,11 @@ func Spec(s *site.Site, b ruleset.BaselineSpec) (*ruleset.Spec, error) {
 		switch z.Mode {
 		case site.ModeEnforce:
 			mode[z.Name] = ruleset.ModeEnforce
+			// Its interface stays enforced whatever else it carries: a
+			// monitor zone beside it (fail closed) or other zones' modes.
+			if name := z.IfName(); !contains(spec.EnforceInterfaces, name) {
+				spec.EnforceInterfaces = append(spec.EnforceInterfaces, name)
+			}
 		case site.ModeMonitor:
 			mode[z.Name] = ruleset.ModeMonitor
 		default:

@@ -52,6 +52,9 @@ func TestDemoPlant(t *testing.T) {
 	if !reflect.DeepEqual(spec.BaselineSpec, gate) || len(spec.Exceptions) != 0 {
 		t.Errorf("baseline %+v, exceptions %+v", spec.BaselineSpec, spec.Exceptions)
 	}
+	if want := []string{"eth1"}; !reflect.DeepEqual(spec.EnforceInterfaces, want) {
+		t.Errorf("enforce interfaces %v, want %v", spec.EnforceInterfaces, want)
+	}
 }
 
 // VLAN zones add their sub-interfaces as downlinks; monitor zones keep
@@ -64,6 +67,11 @@ func TestPlantWithVLANsMonitorAndExceptions(t *testing.T) {
 	}
 	if want := []string{"eth1", "eth2", "eth1.101", "eth1.102"}; !reflect.DeepEqual(spec.Downlinks, want) {
 		t.Errorf("downlinks %v, want %v", spec.Downlinks, want)
+	}
+	// cell-1 (enforce) on eth1.101, utilities (enforce) on eth2; cell-2
+	// (monitor, eth1.102) is not one.
+	if want := []string{"eth1.101", "eth2"}; !reflect.DeepEqual(spec.EnforceInterfaces, want) {
+		t.Errorf("enforce interfaces %v, want %v", spec.EnforceInterfaces, want)
 	}
 	byName := map[string]ruleset.Asset{}
 	for _, a := range spec.Assets {
@@ -157,5 +165,53 @@ zones:
 	}
 	if len(spec.Assets) != 0 || len(spec.Exceptions) != 0 {
 		t.Fatalf("spec %+v", spec)
+	}
+}
+
+// An interface that carries an enforce zone is listed once in
+// EnforceInterfaces, also when a monitor zone shares it (fail closed); an
+// interface with only monitor zones is not.
+func TestEnforceInterfaces(t *testing.T) {
+	s := parse(t, `
+site: s
+zones:
+  - name: a
+    owner: o@example.com
+    mode: enforce
+    interface: eth1
+    subnet: 10.1.0.0/24
+    gate_address: 10.1.0.1
+  - name: b
+    owner: o@example.com
+    mode: monitor
+    interface: eth1
+    subnet: 10.2.0.0/24
+    gate_address: 10.2.0.1
+  - name: c
+    owner: o@example.com
+    mode: enforce
+    interface: eth1
+    subnet: 10.3.0.0/24
+    gate_address: 10.3.0.1
+  - name: d
+    owner: o@example.com
+    mode: monitor
+    interface: eth2
+    subnet: 10.4.0.0/24
+    gate_address: 10.4.0.1
+  - name: e
+    owner: o@example.com
+    mode: enforce
+    interface: eth2
+    vlan: 7
+    subnet: 10.5.0.0/24
+    gate_address: 10.5.0.1
+`)
+	spec, err := Spec(s, gate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"eth1", "eth2.7"}; !reflect.DeepEqual(spec.EnforceInterfaces, want) {
+		t.Errorf("enforce interfaces %v, want %v", spec.EnforceInterfaces, want)
 	}
 }
