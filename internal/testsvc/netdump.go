@@ -115,8 +115,8 @@ func netdump(wait time.Duration) error {
 
 // confinedServices are the services whose confinement netdump prints:
 // the proxy (uid 101, CAP_NET_RAW and a seccomp filter) and the root
-// services that read the network (limited capabilities).
-var confinedServices = []string{"otgate-proxy", "otgate-netconf", "otgate-timesync"}
+// services that limit their capabilities.
+var confinedServices = []string{"otgate-proxy", "otgate-netconf", "otgate-timesync", "otgate-overlay", "otgate-identity"}
 
 // dumpConfinement prints the confinement of each process of
 // confinedServices (waiting up to wait for each to run): its uid, seccomp

@@ -19,6 +19,7 @@ import (
 
 	"github.com/otgate/otgate/internal/bootcfg"
 	"github.com/otgate/otgate/internal/ready"
+	"github.com/otgate/otgate/internal/sandbox"
 	"github.com/otgate/otgate/services/identity"
 	"github.com/otgate/otgate/services/identity/api"
 )
@@ -68,6 +69,13 @@ func run(f *identity.Flags, logOut io.Writer, socket string, gid int, allowSpec 
 	srv, err := identity.Listen(id, identity.ServerConfig{Socket: socket, GID: gid, Allow: allow})
 	if err != nil {
 		return err
+	}
+	// The TPM is open and the socket given to its group (CAP_CHOWN):
+	// before it answers anyone, the service gives up every capability
+	// (root's files and devices stay its own; internal/sandbox).
+	if err := sandbox.LimitCapabilities(); err != nil {
+		srv.Close()
+		return fmt.Errorf("%w: refusing to serve with root's capabilities", err)
 	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)

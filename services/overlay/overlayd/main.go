@@ -19,6 +19,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/otgate/otgate/internal/sandbox"
 	"github.com/otgate/otgate/services/overlay"
 	"github.com/otgate/otgate/services/overlay/alloc"
 	"github.com/otgate/otgate/site"
@@ -36,6 +37,13 @@ func Main() {
 	if flag.NArg() != 0 {
 		fmt.Fprintf(os.Stderr, "otgate-overlay: unexpected arguments %q\n", flag.Args())
 		os.Exit(2)
+	}
+	// Root for its files; of root's capabilities it keeps CAP_NET_ADMIN
+	// alone, for the overlay interface and its addresses
+	// (internal/sandbox).
+	if err := sandbox.LimitCapabilities(unix.CAP_NET_ADMIN); err != nil {
+		fmt.Fprintf(os.Stderr, "otgate-overlay: %v: refusing to run with all of root's capabilities\n", err)
+		os.Exit(1)
 	}
 	logger := log.New(os.Stderr, "", log.LstdFlags)
 
