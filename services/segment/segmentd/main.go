@@ -18,8 +18,11 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/otgate/otgate/internal/bootcfg"
 	"github.com/otgate/otgate/internal/ready"
+	"github.com/otgate/otgate/internal/sandbox"
 	"github.com/otgate/otgate/services/overlay/alloc"
 	"github.com/otgate/otgate/services/segment"
 	"github.com/otgate/otgate/services/segment/ruleset"
@@ -37,6 +40,13 @@ func Main() {
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("")
+	// Root for its files; of root's capabilities it keeps CAP_NET_ADMIN
+	// alone: nftables, conntrack and the forwarding sysctls
+	// (internal/sandbox).
+	if err := sandbox.LimitCapabilities(unix.CAP_NET_ADMIN); err != nil {
+		log.Printf("segment: %v: refusing to run with all of root's capabilities", err)
+		os.Exit(1)
+	}
 	var src *policySource
 	if *policy != "" {
 		var err error
