@@ -3,10 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/otgate/otgate/internal/bootcfg"
+	"github.com/otgate/otgate/internal/sysctl"
 	"github.com/otgate/otgate/services/segment/baseline"
 	"github.com/otgate/otgate/services/segment/ruleset"
 )
@@ -38,6 +40,13 @@ func (in *initProc) setupFirewall() string {
 		if err = installBaseline(in.cfg); err == nil {
 			log.Printf("firewall: baseline deny ruleset installed before any interface is up (uplink %s: tcp %s, dhcp; downlinks %s: proxy uid %d only; forward dropped)",
 				b.Uplink, joinPorts(b.ListenPorts), strings.Join(b.Downlinks, ","), b.Proxy.UID)
+			if err := strictReversePath(); err != nil {
+				msg := fmt.Sprintf("strict reverse-path filtering NOT on: %v", err)
+				log.Printf("FIREWALL ERROR: %s", msg)
+				log.Printf("FIREWALL ERROR: failing closed: no service is started and no interface is brought up; the gate is NOT operational and will not report ready")
+				return msg
+			}
+			log.Printf("firewall: strict reverse-path filtering on (rp_filter 1): a packet whose source is not routed back through the interface it came in on is dropped")
 			return ""
 		}
 		if errors.Is(err, ruleset.ErrInvalidSpec) {
@@ -52,6 +61,30 @@ func (in *initProc) setupFirewall() string {
 	log.Printf("FIREWALL ERROR: %s", msg)
 	log.Printf("FIREWALL ERROR: failing closed: no service is started and no interface is brought up; the gate is NOT operational and will not report ready")
 	return msg
+}
+
+// rpFilterConf is where the reverse-path filter's sysctls are (a variable
+// for tests).
+var rpFilterConf = "/proc/sys/net/ipv4/conf"
+
+// strictReversePath turns on strict reverse-path filtering for "all" and
+// "default", before any interface is up, so that every interface made
+// later has it: a packet from a side its source address does not live on
+// (a host on the uplink claiming an OT asset's address, a device on one
+// downlink claiming an address of another) is dropped before the input
+// and forward chains. The segment service keeps it so (and says when it
+// is not).
+func strictReversePath() error {
+	for _, iface := range []string{"all", "default"} {
+		p := filepath.Join(rpFilterConf, iface, "rp_filter")
+		if err := sysctl.Write(p, "1"); err != nil {
+			return err
+		}
+		if v, err := sysctl.Read(p); err != nil || v != "1" {
+			return fmt.Errorf("%s reads back %q (%v), want 1", p, v, err)
+		}
+	}
+	return nil
 }
 
 func joinPorts(ps []uint16) string {

@@ -99,6 +99,12 @@ func TestGateOnTheLabNetwork(t *testing.T) {
 	// enforce zone and no exception, so forwarding stays off.
 	gatetest.MustSee(t, vm, "segment: segment: IPv4 forwarding off: 0 exceptions, 0 monitor zones")
 	gatetest.MustSee(t, vm, "netdump: testsvc: sysctl net.ipv4.ip_forward=0")
+	// Strict reverse-path filtering all the same (init at boot, segment
+	// keeps it): the interfaces, made after it, inherit "default".
+	gatetest.MustSee(t, vm, "init: firewall: strict reverse-path filtering on (rp_filter 1)")
+	for _, iface := range []string{"all", "default", "eth0", "eth1"} {
+		gatetest.MustSee(t, vm, "netdump: testsvc: sysctl net.ipv4.conf."+iface+".rp_filter=1")
+	}
 
 	// On the gate: root is dropped toward the PLC, the proxy's identity
 	// gets through (the policy's per-asset allow is in force).

@@ -77,6 +77,11 @@ func netdump(wait time.Duration) error {
 	if b, err := readForwarding(); err == nil {
 		fmt.Printf("testsvc: sysctl net.ipv4.ip_forward=%s\n", b)
 	}
+	for _, iface := range []string{"all", "default", "eth0", "eth1"} {
+		if b, err := readFile("/proc/sys/net/ipv4/conf/" + iface + "/rp_filter"); err == nil {
+			fmt.Printf("testsvc: sysctl net.ipv4.conf.%s.rp_filter=%s\n", iface, strings.TrimSpace(b))
+		}
+	}
 	conn, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("netdump: nftables: %w", err)

@@ -16,18 +16,23 @@ import (
 // the process runs in.
 const ForwardingSysctl = "/proc/sys/net/ipv4/ip_forward"
 
-// Forwarding is a network namespace's IPv4 forwarding switch. The segment
-// service owns it: exceptions and monitor zones are routed flows, and the
-// kernel drops routed packets before the forward chain while it is off.
+// Forwarding is a network namespace's IPv4 forwarding switch and its
+// reverse-path filter. The segment service owns both: exceptions and
+// monitor zones are routed flows, and the kernel drops routed packets
+// before the forward chain while the switch is off; the filter is kept
+// strict whether the gate routes or not.
 type Forwarding interface {
 	Get() (bool, error)
 	// Set turns forwarding on or off. On puts what forwarding relies on
 	// in place first (strict reverse-path filtering) and fails, leaving
 	// the switch as it was, when it cannot.
 	Set(on bool) error
-	// Drift names, in words, each thing forwarding relies on that is not
-	// as Set(true) leaves it; none when all are. The service asks on
-	// every check while forwarding is on.
+	// Strict puts strict reverse-path filtering in place, as Set(true)
+	// does before it turns forwarding on.
+	Strict() error
+	// Drift names, in words, each thing strict reverse-path filtering
+	// relies on that is not as Strict leaves it; none when all are. The
+	// service asks on every check.
 	Drift() []string
 }
 
@@ -78,14 +83,21 @@ func (f SysctlForwarding) Set(on bool) error {
 	v := "0"
 	if on {
 		v = "1"
-		if err := f.strictRPFilter(); err != nil {
+		if err := f.Strict(); err != nil {
 			return fmt.Errorf("strict reverse-path filtering, needed before forwarding: %w", err)
 		}
 	}
 	return sysctl.Write(f.path(), v)
 }
 
-func (f SysctlForwarding) strictRPFilter() error {
+// Strict turns on strict reverse-path filtering: "all" and "default" at
+// 1, and every interface at 2 (loose) to 1. The gate keeps it on whether
+// it routes or not: it also drops, before the input chain, a packet from
+// a side the source address does not live on (a host on the uplink
+// claiming an OT asset's address, toward the proxy's listener, would get
+// the answer sent to the asset; a device on one downlink claiming an
+// address of another would be taken as it).
+func (f SysctlForwarding) Strict() error {
 	for _, iface := range []string{"all", "default"} {
 		if err := sysctl.Write(filepath.Join(f.conf(), iface, "rp_filter"), "1"); err != nil {
 			return err
@@ -182,17 +194,19 @@ func (s *Service) syncForwardingLocked(now time.Time) error {
 	want := exc > 0 || zones > 0
 	cur, gerr := s.fwd.Get()
 	if gerr == nil && cur == want {
-		if want {
-			if drift := s.fwd.Drift(); len(drift) > 0 {
-				return s.repairForwardingLocked(drift)
-			}
-		}
 		if !s.fwdLogged {
 			s.fwdLogged = true
 			s.logf("segment: IPv4 forwarding %s: %d exceptions, %d monitor zones", onOff(want), exc, zones)
 		}
+		if drift := s.fwd.Drift(); len(drift) > 0 {
+			if want {
+				return s.repairForwardingLocked(drift)
+			}
+			return s.repairFilterLocked(drift)
+		}
+		s.rpSet = true
 		if s.fwdErr != nil {
-			s.addEvent("forwarding", fmt.Sprintf("IPv4 forwarding %s as it should be again", onOff(want)))
+			s.addEvent("forwarding", fmt.Sprintf("IPv4 forwarding %s and strict reverse-path filtering as they should be again", onOff(want)))
 		}
 		s.fwdErr = nil
 		return nil
@@ -214,7 +228,53 @@ func (s *Service) syncForwardingLocked(now time.Time) error {
 	msg := fmt.Sprintf("IPv4 forwarding %s: %d exceptions, %d monitor zones", onOff(want), exc, zones)
 	s.logf("segment: %s", msg)
 	s.addEvent("forwarding", msg)
+	if !want { // Set(false) leaves the filter as it was
+		if drift := s.fwd.Drift(); len(drift) > 0 {
+			return s.repairFilterLocked(drift)
+		}
+	}
+	s.rpSet = true
 	return nil
+}
+
+// repairFilterLocked is called while forwarding is off, as the spec
+// wants, and strict reverse-path filtering is not in place (drift, in
+// words). The first time (the service's start, on a kernel that booted
+// without it: init turns it on at boot) it is put in place and said so;
+// after that it is drift, logged as such and set back. If that fails the
+// service is degraded with the reason until a check can set it.
+func (s *Service) repairFilterLocked(drift []string) error {
+	first := !s.rpSet
+	if !first {
+		s.drifts++
+		for _, d := range drift {
+			s.event("drift", "%s", d)
+		}
+	}
+	err := s.fwd.Strict()
+	if err == nil {
+		if still := s.fwd.Drift(); len(still) > 0 {
+			err = fmt.Errorf("still %s", strings.Join(still, "; "))
+		}
+	}
+	if err == nil {
+		s.rpSet = true
+		s.fwdErr = nil
+		if first {
+			s.logf("segment: strict reverse-path filtering turned on (it was not: %s)", strings.Join(drift, "; "))
+			return nil
+		}
+		msg := "strict reverse-path filtering set back"
+		s.logf("segment: forwarding: %s", msg)
+		s.addEvent("forwarding", msg)
+		return nil
+	}
+	err = fmt.Errorf("strict reverse-path filtering is not in place (%s) and could not be set: %w", strings.Join(drift, "; "), err)
+	if s.fwdErr == nil || s.fwdErr.Error() != err.Error() { // once, not every check
+		s.event("error", "%v", err)
+	}
+	s.fwdErr = err
+	return err
 }
 
 // repairForwardingLocked is called while forwarding is on, as the spec

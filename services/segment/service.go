@@ -51,6 +51,9 @@ type Service struct {
 	fwd       Forwarding
 	fwdErr    error // the last forwarding change that failed, nil when in step
 	fwdLogged bool
+	// rpSet: strict reverse-path filtering has been put in place (or
+	// found so) once; a later change to it is drift.
+	rpSet bool
 
 	// excBase carries each exception's counters across re-applies: a
 	// re-apply replaces the set and the kernel's element counters start at

@@ -38,6 +38,10 @@ func (f nsForwarding) Set(on bool) error {
 	return f.ns.Do(func() error { return segment.SysctlForwarding{}.Set(on) })
 }
 
+func (f nsForwarding) Strict() error {
+	return f.ns.Do(func() error { return segment.SysctlForwarding{}.Strict() })
+}
+
 func (f nsForwarding) Drift() (drift []string) {
 	_ = f.ns.Do(func() error { drift = segment.SysctlForwarding{}.Drift(); return nil })
 	return drift
