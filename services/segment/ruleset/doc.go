@@ -42,7 +42,7 @@
 // host there that is not a declared asset, while a declared asset keeps
 // its own verdict and the replies of "forward/monitor-replies", earlier,
 // still pass. An interface carrying an enforce and a monitor zone is one
-// of them (fail closed). The set is constant: only the batch that creates
+// of them, and so is one carrying no zone (sitespec: fail closed). The set is constant: only the batch that creates
 // the table fills it.
 //
 // would_block accepts replies first (ct direction reply: nothing to

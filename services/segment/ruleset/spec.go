@@ -89,7 +89,9 @@ type Spec struct {
 	// the exceptions, an asset's own verdict or the monitor-mode replies
 	// did not let through: a monitor-zone asset reaches no host there
 	// that is not a declared asset of a monitor zone. An interface that
-	// carries an enforce zone and a monitor zone is one of them.
+	// carries an enforce zone and a monitor zone is one of them, and
+	// sitespec lists those that carry no zone too (only monitor zones'
+	// own interfaces are left out).
 	EnforceInterfaces []string `cbor:"14,keyasint,omitempty" json:"enforce_interfaces,omitempty"`
 }
 

@@ -9,9 +9,12 @@
 // VLAN sub-interface of one, named "<parent>.<vlan>" as netconf makes it),
 // otherwise its assets would be reachable on an interface the ruleset does
 // not treat as the OT side: that is an error, never a silent drop. Every
-// interface an enforce zone sits on (the sub-interface for a VLAN zone) is
-// listed in Spec.EnforceInterfaces, also when a monitor zone shares it, so
-// a monitor zone's assets reach no undeclared host there.
+// OT interface but those that carry monitor zones alone is listed in
+// Spec.EnforceInterfaces, so a monitor zone's assets reach no undeclared
+// host there: an interface an enforce zone sits on (the sub-interface for
+// a VLAN zone), also when a monitor zone shares it, and one that carries
+// no zone at all (a downlink left unused, the untagged parent of VLAN
+// zones): fail closed.
 package sitespec
 
 import (
@@ -38,6 +41,7 @@ func Spec(s *site.Site, b ruleset.BaselineSpec) (*ruleset.Spec, error) {
 		isDownlink[d] = true
 	}
 	mode := map[string]string{}
+	enforced, monitored := map[string]bool{}, map[string]bool{}
 	for _, z := range s.Zones {
 		if !isDownlink[z.Interface] {
 			return nil, fmt.Errorf("%w: zone %q: interface %s is not an OT downlink of this gate (downlinks: %s)",
@@ -54,13 +58,17 @@ func Spec(s *site.Site, b ruleset.BaselineSpec) (*ruleset.Spec, error) {
 			mode[z.Name] = ruleset.ModeEnforce
 			// Its interface stays enforced whatever else it carries: a
 			// monitor zone beside it (fail closed) or other zones' modes.
-			if name := z.IfName(); !contains(spec.EnforceInterfaces, name) {
-				spec.EnforceInterfaces = append(spec.EnforceInterfaces, name)
-			}
+			enforced[z.IfName()] = true
 		case site.ModeMonitor:
 			mode[z.Name] = ruleset.ModeMonitor
+			monitored[z.IfName()] = true
 		default:
 			return nil, fmt.Errorf("%w: zone %q: mode %q", ErrSite, z.Name, z.Mode)
+		}
+	}
+	for _, d := range spec.Downlinks {
+		if enforced[d] || !monitored[d] {
+			spec.EnforceInterfaces = append(spec.EnforceInterfaces, d)
 		}
 	}
 	for _, a := range s.Assets {

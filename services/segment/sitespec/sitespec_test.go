@@ -52,7 +52,8 @@ func TestDemoPlant(t *testing.T) {
 	if !reflect.DeepEqual(spec.BaselineSpec, gate) || len(spec.Exceptions) != 0 {
 		t.Errorf("baseline %+v, exceptions %+v", spec.BaselineSpec, spec.Exceptions)
 	}
-	if want := []string{"eth1"}; !reflect.DeepEqual(spec.EnforceInterfaces, want) {
+	// eth2 carries no zone: enforced all the same (fail closed).
+	if want := []string{"eth1", "eth2"}; !reflect.DeepEqual(spec.EnforceInterfaces, want) {
 		t.Errorf("enforce interfaces %v, want %v", spec.EnforceInterfaces, want)
 	}
 }
@@ -68,9 +69,10 @@ func TestPlantWithVLANsMonitorAndExceptions(t *testing.T) {
 	if want := []string{"eth1", "eth2", "eth1.101", "eth1.102"}; !reflect.DeepEqual(spec.Downlinks, want) {
 		t.Errorf("downlinks %v, want %v", spec.Downlinks, want)
 	}
-	// cell-1 (enforce) on eth1.101, utilities (enforce) on eth2; cell-2
-	// (monitor, eth1.102) is not one.
-	if want := []string{"eth1.101", "eth2"}; !reflect.DeepEqual(spec.EnforceInterfaces, want) {
+	// cell-1 (enforce) on eth1.101, utilities (enforce) on eth2, and eth1
+	// untagged, which carries no zone; cell-2 (monitor, eth1.102) is not
+	// one.
+	if want := []string{"eth1", "eth2", "eth1.101"}; !reflect.DeepEqual(spec.EnforceInterfaces, want) {
 		t.Errorf("enforce interfaces %v, want %v", spec.EnforceInterfaces, want)
 	}
 	byName := map[string]ruleset.Asset{}
@@ -170,7 +172,7 @@ zones:
 
 // An interface that carries an enforce zone is listed once in
 // EnforceInterfaces, also when a monitor zone shares it (fail closed); an
-// interface with only monitor zones is not.
+// interface with only monitor zones is not; one with no zone is.
 func TestEnforceInterfaces(t *testing.T) {
 	s := parse(t, `
 site: s
