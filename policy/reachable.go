@@ -28,11 +28,12 @@ func (p *Policy) Reachable(user string, src netip.Addr, t time.Time) []Reach {
 	return out
 }
 
-// AccessUntil is the end of the user's current access: the latest Until
-// of everything Reachable (the bound of a login credential: "never past
-// the end of the user's current time window"). ok is false when the user
-// may reach nothing now; a zero time with ok means some access has no
-// scheduled end within Horizon.
+// AccessUntil is the latest Until of everything Reachable: when the
+// decisions that allow the user something now end. It does not follow a
+// window that starts where one of them ends (the proxy's login bound does:
+// services/proxy accessEnd). ok is false when the user may reach nothing
+// now; a zero time with ok means some access has no scheduled end within
+// Horizon.
 func (p *Policy) AccessUntil(user string, src netip.Addr, t time.Time) (until time.Time, ok bool) {
 	for _, r := range p.Reachable(user, src, t) {
 		if r.Until.IsZero() {

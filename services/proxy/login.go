@@ -69,25 +69,11 @@ func (s *Server) doLogin(req *wire.Request, src netip.Addr) wire.Response {
 		return wire.Response{Code: wire.CodeInternal, Error: "the gate could not check the login; try again later"}
 	}
 	now := s.cfg.Now()
-	notAfter := now.Add(s.cfg.MaxCertValidity)
-	// Never past the end of the user's current time window: the latest
-	// end among the decisions that allow the user something now.
-	allowed := s.allowedAssets(login.User, login.Roles, src, now)
-	if len(allowed) == 0 {
+	// Never past the end of the user's current time window (accessEnd).
+	notAfter, any := s.accessEnd(login.User, login.Roles, src, now, now.Add(s.cfg.MaxCertValidity))
+	if !any {
 		s.event(audit.Event{Type: EventLoginNoopen, User: login.User, Source: src.String(), Reason: "no grant allows this user any asset now"})
 		return wire.Response{Code: wire.CodeRefused, Error: "login correct, but no grant allows you any asset now"}
-	}
-	var latest time.Time
-	open := false
-	for _, a := range allowed {
-		if a.until.IsZero() {
-			open = true
-		} else if a.until.After(latest) {
-			latest = a.until
-		}
-	}
-	if !open && latest.Before(notAfter) {
-		notAfter = latest
 	}
 	chain, err := s.cfg.CA.Issue(login, pub, notAfter)
 	if err != nil {
@@ -116,6 +102,46 @@ func (s *Server) verifyPeer(tc *tls.Conn) (*Credential, *wire.Response) {
 		return nil, &wire.Response{Code: wire.CodeAuth, Error: "certificate refused: " + err.Error()}
 	}
 	return cred, nil
+}
+
+// maxAccessSteps bounds accessEnd's walk from one window to the next.
+const maxAccessSteps = 64
+
+// accessEnd is when the user's access from src, as of now, ends, at most
+// limit; any is false when no grant allows the user anything now. Access
+// runs to the latest end among the decisions that allow the user
+// something; when another decision allows something from that moment on
+// (a grant whose window starts where another's ends, or the next window
+// of the same grant), access goes on to its end, and so on: the user's
+// time window is what they may do without a break, not one grant's, so
+// one MFA covers a working day that two grants split. A gap, however
+// short, ends it there. After maxAccessSteps such steps it ends where it
+// got to.
+func (s *Server) accessEnd(user string, roles []string, src netip.Addr, now, limit time.Time) (end time.Time, any bool) {
+	at := now
+	for step := 0; step < maxAccessSteps; step++ {
+		allowed := s.allowedAssets(user, roles, src, at)
+		if len(allowed) == 0 {
+			return at, step > 0
+		}
+		var latest time.Time
+		for _, a := range allowed {
+			if a.until.IsZero() {
+				return limit, true // no end within the policy's horizon
+			}
+			if a.until.After(latest) {
+				latest = a.until
+			}
+		}
+		if !latest.Before(limit) {
+			return limit, true
+		}
+		if !latest.After(at) {
+			return latest, true
+		}
+		at = latest
+	}
+	return at, true
 }
 
 type allowedAsset struct {

@@ -53,6 +53,7 @@ users:
   - name: frank
   - name: gina
   - name: hank
+  - name: ivan
 grants:
   - name: engineer-day
     subjects:
@@ -122,6 +123,26 @@ grants:
     targets:
       assets: [echo-1]
     protocols: [tcp]
+  - name: ivan-morning
+    subjects:
+      users: [ivan]
+    targets:
+      assets: [echo-1]
+    protocols: [tcp]
+    time_zone: Europe/Berlin
+    windows:
+      - days: [wed]
+        hours: ["09:00-12:00"]
+  - name: ivan-afternoon
+    subjects:
+      users: [ivan]
+    targets:
+      assets: [echo-2]
+    protocols: [tcp]
+    time_zone: Europe/Berlin
+    windows:
+      - days: [wed]
+        hours: ["12:00-15:00"]
   - name: hank-weekend
     subjects:
       users: [hank]
@@ -213,6 +234,14 @@ func TestEndToEndSitePolicy(t *testing.T) {
 		res, _ := mustLogin("frank")
 		if !res.NotAfter.Equal(at(13, 0)) {
 			t.Errorf("frank's certificate valid until %v, want %v (the latest end of his open windows)", res.NotAfter, at(13, 0))
+		}
+		// ivan: echo-1 until 12:00, then echo-2 from 12:00 to 15:00 under
+		// another grant: his access goes on without a break, and so does
+		// his certificate (alice's engineer-evening, after a gap, does not
+		// extend hers).
+		res, _ = mustLogin("ivan")
+		if !res.NotAfter.Equal(at(15, 0)) {
+			t.Errorf("ivan's certificate valid until %v, want %v (two grants one after the other)", res.NotAfter, at(15, 0))
 		}
 		// gina: a grant without a window: the maximum validity.
 		res, _ = mustLogin("gina")
