@@ -45,14 +45,14 @@ func (l *lab) blackhole(t testing.TB, addr netip.Addr, port int) {
 // answer (a black hole) goes on only while the session has a reason to
 // exist: when the client goes away, an admin revokes the user, the user's
 // window ends or the gate shuts down, the dial is abandoned at once (not
-// at DialTimeout, 30 s here), the session leaves the live sessions and,
+// at DialTimeout, 60 s here), the session leaves the live sessions and,
 // when the client is there to hear it, it is refused with the reason.
 func TestDialCancelledWithTheSession(t *testing.T) {
 	l := newLab(t)
 	l.blackhole(t, netip.MustParseAddr("10.99.0.4"), 7) // echo-3
 	var inflight atomic.Int32
 	g := newGate(t, l, func(c *Config) {
-		c.DialTimeout = 30 * time.Second
+		c.DialTimeout = 60 * time.Second
 		dial := c.DialContext
 		c.DialContext = func(ctx context.Context, ap netip.AddrPort) (io.ReadWriteCloser, error) {
 			inflight.Add(1)
@@ -85,8 +85,8 @@ func TestDialCancelledWithTheSession(t *testing.T) {
 	abandoned := func(t *testing.T) {
 		t.Helper()
 		gone := func() bool { return inflight.Load() == 0 && g.srv.reg.count() == 0 }
-		if !within(2*time.Second, gone) {
-			t.Error("the dial or its session still there 2 s later")
+		if !within(10*time.Second, gone) {
+			t.Error("the dial or its session still there 10 s later")
 			within(time.Minute, gone) // the next case starts clean
 		}
 	}
@@ -122,8 +122,8 @@ func TestDialCancelledWithTheSession(t *testing.T) {
 		select {
 		case err := <-errc:
 			denied(t, err, EndRevoked)
-		case <-time.After(2 * time.Second):
-			t.Fatal("no answer within 2 s of the revocation")
+		case <-time.After(10 * time.Second):
+			t.Fatal("no answer within 10 s of the revocation")
 		}
 		abandoned(t)
 	})
@@ -138,11 +138,11 @@ func TestDialCancelledWithTheSession(t *testing.T) {
 		select {
 		case err := <-errc:
 			denied(t, err, EndUntil)
-			if late := time.Since(until); late > 2*time.Second {
+			if late := time.Since(until); late > 10*time.Second {
 				t.Errorf("refused %v after the window's end", late)
 			}
-		case <-time.After(time.Until(until) + 2*time.Second):
-			t.Fatal("no answer within 2 s of the window's end")
+		case <-time.After(time.Until(until) + 10*time.Second):
+			t.Fatal("no answer within 10 s of the window's end")
 		}
 		abandoned(t)
 	})
@@ -158,7 +158,7 @@ func TestDialCancelledWithTheSession(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-		case <-time.After(2 * time.Second):
+		case <-time.After(10 * time.Second):
 			t.Fatal("Shutdown waited on the dial to a black hole")
 		}
 		denied(t, <-errc, EndShutdown)
@@ -279,7 +279,7 @@ func TestDialWithoutContext(t *testing.T) {
 	if c != nil || !errors.Is(err, context.Canceled) {
 		t.Fatalf("dial returned %v, %v; want context.Canceled", c, err)
 	}
-	if d := time.Since(start); d > 2*time.Second {
+	if d := time.Since(start); d > 10*time.Second {
 		t.Fatalf("dial returned %v after its context ended", d)
 	}
 	close(release)

@@ -60,9 +60,10 @@ func TestNoPhantomNotices(t *testing.T) {
 	g.setGrants(grant{rule: "alice-echo", user: "alice", asset: "echo-1", protocol: "tcp"})
 	alice := g.mustLogin("alice")
 	notices, errs := streamNotices(openNotices(t, alice)) // registered once its hello is read
-	// The reload moves the grant's end to 3 s from now: a warning timer
-	// armed for an admission would fire in 2 s (the lead is 1 s).
-	until := time.Now().Add(3 * time.Second)
+	// The reload moves the grant's end to 6 s from now (room for the
+	// steps below on a loaded machine): a warning timer armed for an
+	// admission would fire in 5 s (the lead is 1 s).
+	until := time.Now().Add(6 * time.Second)
 	reload := func(until time.Time) {
 		tab := grantTable{{rule: "alice-echo", user: "alice", asset: "echo-1", protocol: "tcp", until: until}}
 		g.grants.Store(&tab)
