@@ -70,6 +70,10 @@ type Decision struct {
 	Rule   string
 	Reason string
 	Until  time.Time
+	// SessionBound: Until is the grant's longest session from the
+	// decision's time, not the end of its window (the grant still allows
+	// at Until; a login credential is not carried past it all the same).
+	SessionBound bool
 	// Modbus is the grant's Modbus rules; required for protocol modbus.
 	Modbus *modbus.Policy
 	// Monitor: the asset's zone is in monitor mode (denied Modbus

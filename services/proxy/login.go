@@ -115,8 +115,10 @@ const maxAccessSteps = 64
 // of the same grant), access goes on to its end, and so on: the user's
 // time window is what they may do without a break, not one grant's, so
 // one MFA covers a working day that two grants split. A gap, however
-// short, ends it there. After maxAccessSteps such steps it ends where it
-// got to.
+// short, ends it there, and so does a latest end that is a grant's
+// longest session (max_session) rather than its window's end, as before:
+// the credential lasts no longer than a session started now could.
+// After maxAccessSteps such steps it ends where it got to.
 func (s *Server) accessEnd(user string, roles []string, src netip.Addr, now, limit time.Time) (end time.Time, any bool) {
 	at := now
 	for step := 0; step < maxAccessSteps; step++ {
@@ -125,18 +127,21 @@ func (s *Server) accessEnd(user string, roles []string, src netip.Addr, now, lim
 			return at, step > 0
 		}
 		var latest time.Time
+		bound := false
 		for _, a := range allowed {
 			if a.until.IsZero() {
 				return limit, true // no end within the policy's horizon
 			}
 			if a.until.After(latest) {
-				latest = a.until
+				latest, bound = a.until, a.sessionBound
+			} else if a.until.Equal(latest) && !a.sessionBound {
+				bound = false // a window ends there too
 			}
 		}
 		if !latest.Before(limit) {
 			return limit, true
 		}
-		if !latest.After(at) {
+		if bound || !latest.After(at) {
 			return latest, true
 		}
 		at = latest
@@ -147,6 +152,7 @@ func (s *Server) accessEnd(user string, roles []string, src netip.Addr, now, lim
 type allowedAsset struct {
 	name, protocol, rule string
 	until                time.Time
+	sessionBound         bool // until is the grant's max session from then
 }
 
 func (s *Server) allowedAssets(user string, roles []string, src netip.Addr, now time.Time) []allowedAsset {
@@ -156,7 +162,7 @@ func (s *Server) allowedAssets(user string, roles []string, src netip.Addr, now 
 		for _, svc := range a.Services {
 			d := pol.Decider.Decide(DecisionRequest{User: user, Roles: roles, Asset: a.Name, Protocol: svc.Protocol, Source: src, Time: now})
 			if d.Allow {
-				out = append(out, allowedAsset{a.Name, svc.Protocol, d.Rule, d.Until})
+				out = append(out, allowedAsset{a.Name, svc.Protocol, d.Rule, d.Until, d.SessionBound})
 			}
 		}
 	}

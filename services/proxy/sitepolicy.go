@@ -21,6 +21,7 @@ type PolicyDecider struct {
 func (d PolicyDecider) Decide(r DecisionRequest) Decision {
 	pd := d.P.Decide(policy.Request{User: r.User, Asset: r.Asset, Protocol: r.Protocol, Source: r.Source, Time: r.Time})
 	out := Decision{Allow: pd.Allow, Rule: pd.Rule, Reason: pd.Reason, Until: pd.SessionDeadline(r.Time), Modbus: pd.Modbus}
+	out.SessionBound = pd.MaxSession > 0 && !out.Until.Equal(pd.Until)
 	for _, a := range d.Site.Assets {
 		if a.Name == r.Asset {
 			if z, ok := d.Site.ZoneByName(a.Zone); ok && z.Mode == site.ModeMonitor {
