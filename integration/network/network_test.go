@@ -120,13 +120,14 @@ func TestGateOnTheLabNetwork(t *testing.T) {
 	// CAP_NET_RAW and CAP_NET_BIND_SERVICE (12, 13, 10: addresses and
 	// routes, DHCP and ARP on packet sockets, port 68), timesync
 	// CAP_SYS_TIME (25), overlay CAP_NET_ADMIN, identity none (once its
-	// socket is given to the proxy's group), in the bounding set too
+	// socket is given to the proxy's group), effective and permitted,
+	// nothing inheritable or ambient, no_new_privs
 	// (internal/sandbox).
-	gatetest.MustSee(t, vm, "netdump: testsvc: process otgate-proxy uid 101: Seccomp 2, NoNewPrivs 1, CapEff 0000000000002000, CapBnd 000001ffffffffff, CapAmb 0000000000002000")
-	gatetest.MustSee(t, vm, "netdump: testsvc: process otgate-netconf uid 0: Seccomp 0, NoNewPrivs 1, CapEff 0000000000003400, CapBnd 0000000000003400, CapAmb 0000000000000000")
-	gatetest.MustSee(t, vm, "netdump: testsvc: process otgate-timesync uid 0: Seccomp 0, NoNewPrivs 1, CapEff 0000000002000000, CapBnd 0000000002000000, CapAmb 0000000000000000")
-	gatetest.MustSee(t, vm, "netdump: testsvc: process otgate-overlay uid 0: Seccomp 0, NoNewPrivs 1, CapEff 0000000000001000, CapBnd 0000000000001000, CapAmb 0000000000000000")
-	gatetest.MustSee(t, vm, "netdump: testsvc: process otgate-identity uid 0: Seccomp 0, NoNewPrivs 1, CapEff 0000000000000000, CapBnd 0000000000000000, CapAmb 0000000000000000")
+	gatetest.MustSee(t, vm, "netdump: testsvc: process otgate-proxy uid 101: Seccomp 2, NoNewPrivs 1, CapEff 0000000000002000, CapPrm 0000000000002000, CapAmb 0000000000002000")
+	gatetest.MustSee(t, vm, "netdump: testsvc: process otgate-netconf uid 0: Seccomp 0, NoNewPrivs 1, CapEff 0000000000003400, CapPrm 0000000000003400, CapAmb 0000000000000000")
+	gatetest.MustSee(t, vm, "netdump: testsvc: process otgate-timesync uid 0: Seccomp 0, NoNewPrivs 1, CapEff 0000000002000000, CapPrm 0000000002000000, CapAmb 0000000000000000")
+	gatetest.MustSee(t, vm, "netdump: testsvc: process otgate-overlay uid 0: Seccomp 0, NoNewPrivs 1, CapEff 0000000000001000, CapPrm 0000000000001000, CapAmb 0000000000000000")
+	gatetest.MustSee(t, vm, "netdump: testsvc: process otgate-identity uid 0: Seccomp 0, NoNewPrivs 1, CapEff 0000000000000000, CapPrm 0000000000000000, CapAmb 0000000000000000")
 	gatetest.MustSee(t, vm, "netdump: testsvc: netdump end")
 	if n := plc.Accepted(); n < 1 {
 		t.Errorf("the PLC saw %d connections; the proxy's probe should have reached it", n)

@@ -3,6 +3,7 @@
 package sandbox
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -81,10 +83,17 @@ func capsChild() {
 		rep.ExecCaps = "exec: " + err.Error()
 	} else {
 		for _, l := range strings.Split(string(out), "\n") {
-			if strings.HasPrefix(l, "Cap") || strings.HasPrefix(l, "NoNewPrivs") {
+			if (strings.HasPrefix(l, "Cap") && !strings.HasPrefix(l, "CapBnd")) || strings.HasPrefix(l, "NoNewPrivs") {
 				rep.ExecCaps += strings.Join(strings.Fields(l), " ") + "; "
 			}
 		}
+	}
+	// A program carrying the file capability CAP_DAC_OVERRIDE gains
+	// nothing either (no_new_privs), the bounding set left full.
+	if out, err := exec.Command(filepath.Join(dir, "capcat"), other).CombinedOutput(); err != nil {
+		rep.Probes["file-capability program reads another user's file"] = strings.TrimSpace(string(out))
+	} else {
+		rep.Probes["file-capability program reads another user's file"] = ""
 	}
 	close(park)
 	json.NewEncoder(os.Stdout).Encode(rep)
@@ -95,7 +104,16 @@ func TestLimitCapabilities(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: it limits a root process's capabilities")
 	}
-	dir := t.TempDir()
+	// A directory others may pass through (t.TempDir's parents are
+	// 0700), for the file-capability control run as nobody.
+	dir, err := os.MkdirTemp("", "otgate-sandbox-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "mine"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -105,6 +123,29 @@ func TestLimitCapabilities(t *testing.T) {
 	}
 	if err := os.Chown(other, 4321, 4321); err != nil {
 		t.Fatal(err)
+	}
+	// capcat: cat with the file capability CAP_DAC_OVERRIDE, effective
+	// (security.capability, struct vfs_cap_data revision 2).
+	cat, err := os.ReadFile("/bin/cat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	capcat := filepath.Join(dir, "capcat")
+	if err := os.WriteFile(capcat, cat, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	xattr := binary.LittleEndian.AppendUint32(nil, 0x02000000|1)      // VFS_CAP_REVISION_2 | VFS_CAP_FLAGS_EFFECTIVE
+	for _, v := range []uint32{1 << unix.CAP_DAC_OVERRIDE, 0, 0, 0} { // permitted, inheritable: low, high
+		xattr = binary.LittleEndian.AppendUint32(xattr, v)
+	}
+	if err := unix.Setxattr(capcat, "security.capability", xattr, 0); err != nil {
+		t.Fatalf("set the file capability: %v", err)
+	}
+	// As a plain user it would read the file: the capability is real.
+	asUser := exec.Command(capcat, other)
+	asUser.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if out, err := asUser.CombinedOutput(); err != nil {
+		t.Fatalf("control: capcat as nobody: %v %s", err, out)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run", "^$")
 	cmd.Env = append(os.Environ(), childEnv+"=caps", "OTGATE_SANDBOX_DIR="+dir)
@@ -121,8 +162,13 @@ func TestLimitCapabilities(t *testing.T) {
 	if err := json.Unmarshal(out, &rep); err != nil {
 		t.Fatalf("child: %v in %q", err, out)
 	}
-	// Only CAP_NET_BIND_SERVICE (bit 10), in every thread.
-	want := "CapEff 0000000000000400 CapPrm 0000000000000400 CapInh 0000000000000000 CapBnd 0000000000000400 CapAmb 0000000000000000 NoNewPrivs true"
+	// Only CAP_NET_BIND_SERVICE (bit 10), in every thread; the bounding
+	// set as it was.
+	self, err := threadCaps("self") // the bounding set this child started with
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("CapEff 0000000000000400 CapPrm 0000000000000400 CapInh 0000000000000000 CapBnd %016x CapAmb 0000000000000000 NoNewPrivs true", self.bnd)
 	if len(rep.Threads) < 5 {
 		t.Errorf("child had %d threads, want the parked ones too", len(rep.Threads))
 	}
@@ -138,13 +184,14 @@ func TestLimitCapabilities(t *testing.T) {
 		"packet socket":            eperm,
 		"chown":                    "chown " + filepath.Join(dir, "mine") + ": " + eperm,
 		"read another user's file": "open " + other + ": permission denied",
+		"file-capability program reads another user's file": capcat + ": " + other + ": Permission denied",
 	} {
 		if got := rep.Probes[name]; got != wantErr {
 			t.Errorf("%s: %q, want %q", name, got, wantErr)
 		}
 	}
 	// A program it runs, as uid 0, gets nothing back (SECBIT_NOROOT).
-	if w := "CapInh: 0000000000000000; CapPrm: 0000000000000000; CapEff: 0000000000000000; CapBnd: 0000000000000400; CapAmb: 0000000000000000; NoNewPrivs: 1; "; rep.ExecCaps != w {
+	if w := "CapInh: 0000000000000000; CapPrm: 0000000000000000; CapEff: 0000000000000000; CapAmb: 0000000000000000; NoNewPrivs: 1; "; rep.ExecCaps != w {
 		t.Errorf("exec'd program: %s\nwant %s", rep.ExecCaps, w)
 	}
 }

@@ -144,8 +144,8 @@ func dumpConfinement(wait time.Duration) {
 			if len(uid) == 0 {
 				continue
 			}
-			found[f["Name"]] = append(found[f["Name"]], fmt.Sprintf("testsvc: process %s uid %s: Seccomp %s, NoNewPrivs %s, CapEff %s, CapBnd %s, CapAmb %s",
-				f["Name"], uid[0], f["Seccomp"], f["NoNewPrivs"], f["CapEff"], f["CapBnd"], f["CapAmb"]))
+			found[f["Name"]] = append(found[f["Name"]], fmt.Sprintf("testsvc: process %s uid %s: Seccomp %s, NoNewPrivs %s, CapEff %s, CapPrm %s, CapAmb %s",
+				f["Name"], uid[0], f["Seccomp"], f["NoNewPrivs"], f["CapEff"], f["CapPrm"], f["CapAmb"]))
 		}
 		if len(found) == len(confinedServices) || time.Now().After(deadline) {
 			for _, name := range confinedServices {
