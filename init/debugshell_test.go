@@ -74,7 +74,7 @@ func TestConsoleShell(t *testing.T) {
 	}
 	master, slave := openPTY(t)
 	out := readPTY(master)
-	log := newLogger(testWriter{t})
+	log := newLogger(newTestWriter(t))
 	r := newReaper(log, false)
 	r.run()
 	t.Cleanup(r.stop)

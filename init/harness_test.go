@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -58,7 +59,7 @@ func runSupervisorWith(t *testing.T, cfg *bootcfg.Config, tune func(*supervisor)
 	if err := cfg.Validate(nil); err != nil {
 		t.Fatal(err)
 	}
-	log := newLogger(testWriter{t})
+	log := newLogger(newTestWriter(t))
 	r := newReaper(log, false)
 	r.run()
 	sv, err := newSupervisor(cfg, log, r, spawnOptions{deathSignal: syscall.SIGKILL})
@@ -76,10 +77,38 @@ func runSupervisorWith(t *testing.T, cfg *bootcfg.Config, tune func(*supervisor)
 	return sv, log
 }
 
-type testWriter struct{ t *testing.T }
+// testWriter passes init's log lines to the test's log until the test
+// ends. A service's output can outlive the test by a moment (its pipe
+// held by a process that left the group: init drains it for up to 1 s),
+// and t.Log from that goroutine while the test finishes is a data race
+// (seen once in the race pass): past the test's cleanups, lines are
+// dropped.
+type testWriter struct{ l *testLog }
+
+type testLog struct {
+	mu   sync.Mutex
+	t    *testing.T
+	done bool
+}
+
+// newTestWriter is t's writer. Its cleanup is registered first, so it
+// runs after those of what the test starts with it (supervisors, reapers).
+func newTestWriter(t *testing.T) testWriter {
+	l := &testLog{t: t}
+	t.Cleanup(func() {
+		l.mu.Lock()
+		l.done = true
+		l.mu.Unlock()
+	})
+	return testWriter{l}
+}
 
 func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(b), "\n"))
+	w.l.mu.Lock()
+	defer w.l.mu.Unlock()
+	if !w.l.done {
+		w.l.t.Log(strings.TrimRight(string(b), "\n"))
+	}
 	return len(b), nil
 }
 

@@ -13,13 +13,13 @@ import (
 // slowWriter is a console that takes its time (a serial line at 115200
 // baud while every service starts and logs).
 type slowWriter struct {
-	t     *testing.T
+	w     testWriter
 	delay time.Duration
 }
 
 func (w slowWriter) Write(b []byte) (int, error) {
 	time.Sleep(w.delay)
-	return testWriter{w.t}.Write(b)
+	return w.w.Write(b)
 }
 
 // A service's READY=1 reaches init even when it comes after many other
@@ -43,7 +43,7 @@ func TestNotifyLinesNeverDropped(t *testing.T) {
 			if err := cfg.Validate(nil); err != nil {
 				t.Fatal(err)
 			}
-			log := newLogger(slowWriter{t, 10 * time.Millisecond})
+			log := newLogger(slowWriter{newTestWriter(t), 10 * time.Millisecond})
 			r := newReaper(log, false)
 			r.run()
 			sv, err := newSupervisor(cfg, log, r, spawnOptions{deathSignal: syscall.SIGKILL})

@@ -57,7 +57,7 @@ func TestWatchdogShutdownOverrunStopsPetting(t *testing.T) {
 	}
 	defer rd.Close()
 	pets := newPetCounter(rd)
-	log := newLogger(testWriter{t})
+	log := newLogger(newTestWriter(t))
 	unhealthy := func() (bool, string) { return false, "core stopped" }
 	wd := newWatchdog(log, w, "pipe", 150*time.Millisecond, unhealthy)
 	wd.run()

@@ -224,7 +224,7 @@ func TestBackoffResetsAfterHealthyRun(t *testing.T) {
 	if err := cfg.Validate(nil); err != nil {
 		t.Fatal(err)
 	}
-	log := newLogger(testWriter{t})
+	log := newLogger(newTestWriter(t))
 	r := newReaper(log, false)
 	r.run()
 	sv, err := newSupervisor(cfg, log, r, spawnOptions{deathSignal: 9})
