@@ -68,6 +68,17 @@ func TestHostInitInstallsBaselineBeforeServices(t *testing.T) {
 	if fw < 0 || start < 0 || fw > start {
 		t.Fatalf("firewall line at %d, first service output at %d: want the baseline first\n%s", fw, start, strings.Join(lines, "\n"))
 	}
+	// Strict reverse-path filtering too, before any service's output,
+	// "all" and "default" at 1 in init's namespace.
+	if rp := lineIndex(lines, "init: firewall: strict reverse-path filtering on (rp_filter 1)"); rp < 0 || rp > start {
+		t.Fatalf("rp_filter line at %d, first service output at %d\n%s", rp, start, strings.Join(lines, "\n"))
+	}
+	for _, iface := range []string{"all", "default"} {
+		out, err := exec.Command("nsenter", "--net=/proc/"+strconv.Itoa(h.cmd.Process.Pid)+"/ns/net", "cat", "/proc/sys/net/ipv4/conf/"+iface+"/rp_filter").CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "1" {
+			t.Errorf("%s rp_filter in init's namespace: %q %v, want 1", iface, out, err)
+		}
+	}
 	out, err := nftList(t, h.cmd.Process.Pid)
 	if err != nil {
 		t.Fatalf("nft list: %v\n%s", err, out)

@@ -2,9 +2,7 @@ package main
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -67,29 +65,5 @@ func TestFirewallStrictReversePath(t *testing.T) {
 	msg := in.setupFirewall()
 	if !strings.Contains(msg, "strict reverse-path filtering NOT on") || !strings.Contains(msg, filepath.Join(conf, "default", "rp_filter")) {
 		t.Fatalf("setupFirewall without default: %q", msg)
-	}
-}
-
-// In a real network namespace, init leaves "all" and "default" at 1 and
-// says so after the baseline line, before any service's output.
-func TestHostInitStrictReversePath(t *testing.T) {
-	core := svc("core", bootcfg.ReadyNotify, "-mode=steady")
-	core.Critical = true
-	root := t.TempDir()
-	writeBootConfig(t, root, &bootcfg.Config{Uplink: "eth0", Downlinks: []string{"eth1"}, Services: []bootcfg.Service{core}})
-	h := runInitInPrivateNetns(t, root)
-	h.wait(t, "init: ready (")
-	h.wait(t, "core: testsvc: ready")
-	lines := h.lines()
-	rp := lineIndex(lines, "init: firewall: strict reverse-path filtering on (rp_filter 1)")
-	start := lineIndex(lines, "core: testsvc: ready")
-	if rp < 0 || rp > start {
-		t.Fatalf("rp_filter line at %d, first service output at %d\n%s", rp, start, strings.Join(lines, "\n"))
-	}
-	for _, iface := range []string{"all", "default"} {
-		out, err := exec.Command("nsenter", "--net=/proc/"+strconv.Itoa(h.cmd.Process.Pid)+"/ns/net", "cat", "/proc/sys/net/ipv4/conf/"+iface+"/rp_filter").CombinedOutput()
-		if err != nil || strings.TrimSpace(string(out)) != "1" {
-			t.Errorf("%s rp_filter in init's namespace: %q %v, want 1", iface, out, err)
-		}
 	}
 }
