@@ -1,7 +1,9 @@
 //go:build linux
 
 // Package sandbox narrows what a gate service may ask of the kernel, for
-// the rest of its life, with a seccomp filter.
+// the rest of its life: a seccomp filter (DenyRawNetwork), the
+// capabilities it keeps (LimitCapabilities) and the files it may reach
+// (RestrictFiles, a Landlock ruleset).
 //
 // The proxy holds CAP_NET_RAW, because only a process with it may set
 // SO_MARK, and the segment ruleset lets a socket reach the OT side only

@@ -30,6 +30,8 @@ func TestMain(m *testing.M) {
 		x32Child()
 	case "caps":
 		capsChild()
+	case "files":
+		filesChild()
 	default:
 		probeChild(os.Getenv(childEnv) == "filter")
 	}

@@ -1,0 +1,102 @@
+//go:build linux
+
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/landlock-lsm/go-landlock/landlock"
+	ll "github.com/landlock-lsm/go-landlock/landlock/syscall"
+)
+
+// Files is the part of the file system a service may reach once
+// RestrictFiles ran. Paths are absolute; a directory stands for
+// everything beneath it. Anything else is refused with EACCES, whatever
+// the service's uid and the files' modes.
+type Files struct {
+	// Read: files and directories it may read and list.
+	Read []string
+	// ReadIfExists: like Read, for paths a board may lack (a directory
+	// the image does not carry, a device without its driver).
+	ReadIfExists []string
+	// Write: files it may read and write, directories beneath which it
+	// may also create, rename and remove (its state, its socket).
+	Write []string
+}
+
+// The Landlock ABI the appliance's kernel has (Linux 6.1: version 2) is
+// the one enforced everywhere, so that a service is confined alike on
+// the device and on a newer development host. Version 2's rights cover
+// opening (reading, writing, truncating at open), listing, creating,
+// removing, renaming and linking, and executing; not truncate(2) of a
+// path, ioctl, or connecting to a socket (versions 3, 5 and 9).
+var filesABI = landlock.V2
+
+// Rights of a Read rule: open for reading, list a directory. Not
+// execute: no confined service runs another program.
+const readAccess = landlock.AccessFSSet(ll.AccessFSReadFile | ll.AccessFSReadDir)
+
+// Rights of a Write rule on a directory: everything of version 2 but
+// execute and making device nodes (which need CAP_MKNOD besides).
+const writeAccess = readAccess | landlock.AccessFSSet(ll.AccessFSWriteFile|
+	ll.AccessFSRemoveDir|ll.AccessFSRemoveFile|ll.AccessFSMakeDir|ll.AccessFSMakeReg|
+	ll.AccessFSMakeSock|ll.AccessFSMakeFifo|ll.AccessFSMakeSym|ll.AccessFSRefer)
+
+// Rights of a Write rule on a file: the ones a file can carry.
+const writeFileAccess = landlock.AccessFSSet(ll.AccessFSReadFile | ll.AccessFSWriteFile)
+
+// RestrictFiles confines every thread of the calling process (and what
+// it starts later) to f, for the rest of its life, with a Landlock
+// ruleset (and no_new_privs, which Landlock requires). It fails, and
+// confines nothing, when the kernel lacks Landlock version 2, a path is
+// relative, or a Read or Write path does not exist; the caller must then
+// refuse to run. Call it after the service opened what it keeps open
+// outside f (an open descriptor stays usable).
+func RestrictFiles(f Files) error {
+	var errs []error
+	for _, list := range [][]string{f.Read, f.ReadIfExists, f.Write} {
+		for _, p := range list {
+			if !filepath.IsAbs(p) {
+				errs = append(errs, fmt.Errorf("sandbox: path %q is not absolute", p))
+			}
+		}
+	}
+	for _, p := range append(append([]string(nil), f.Read...), f.Write...) {
+		if _, err := os.Stat(p); err != nil {
+			errs = append(errs, fmt.Errorf("sandbox: %w", err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	var rules []landlock.Rule
+	if len(f.Read) > 0 {
+		rules = append(rules, landlock.PathAccess(readAccess, f.Read...))
+	}
+	if len(f.ReadIfExists) > 0 {
+		rules = append(rules, landlock.PathAccess(readAccess, f.ReadIfExists...).IgnoreIfMissing())
+	}
+	for _, p := range f.Write {
+		access := writeAccess
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			access = writeFileAccess // a file's rule takes only a file's rights
+		}
+		rules = append(rules, landlock.PathAccess(access, p))
+	}
+	if err := filesABI.RestrictPaths(rules...); err != nil {
+		return fmt.Errorf("sandbox: landlock: %w", err)
+	}
+	return nil
+}
+
+// String describes f for a service's start-up line.
+func (f Files) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "read %s", strings.Join(append(append([]string(nil), f.Read...), f.ReadIfExists...), " "))
+	fmt.Fprintf(&b, "; write %s", strings.Join(f.Write, " "))
+	return b.String()
+}
