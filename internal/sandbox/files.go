@@ -46,7 +46,9 @@ const writeAccess = readAccess | landlock.AccessFSSet(ll.AccessFSWriteFile|
 	ll.AccessFSRemoveDir|ll.AccessFSRemoveFile|ll.AccessFSMakeDir|ll.AccessFSMakeReg|
 	ll.AccessFSMakeSock|ll.AccessFSMakeFifo|ll.AccessFSMakeSym|ll.AccessFSRefer)
 
-// Rights of a Write rule on a file: the ones a file can carry.
+// Rights of a Read rule on a file, and of a Write rule on a file: the
+// ones a file can carry.
+const readFileAccess = landlock.AccessFSSet(ll.AccessFSReadFile)
 const writeFileAccess = landlock.AccessFSSet(ll.AccessFSReadFile | ll.AccessFSWriteFile)
 
 // RestrictFiles confines every thread of the calling process (and what
@@ -74,19 +76,26 @@ func RestrictFiles(f Files) error {
 		return err
 	}
 	var rules []landlock.Rule
-	if len(f.Read) > 0 {
-		rules = append(rules, landlock.PathAccess(readAccess, f.Read...))
-	}
-	if len(f.ReadIfExists) > 0 {
-		rules = append(rules, landlock.PathAccess(readAccess, f.ReadIfExists...).IgnoreIfMissing())
-	}
-	for _, p := range f.Write {
-		access := writeAccess
-		if st, err := os.Stat(p); err == nil && !st.IsDir() {
-			access = writeFileAccess // a file's rule takes only a file's rights
+	add := func(paths []string, dirAccess, fileAccess landlock.AccessFSSet, optional bool) {
+		for _, p := range paths {
+			st, err := os.Stat(p)
+			if err != nil {
+				continue // optional: a missing Read or Write path was refused above
+			}
+			access := dirAccess
+			if !st.IsDir() {
+				access = fileAccess // a file's rule takes only a file's rights
+			}
+			r := landlock.PathAccess(access, p)
+			if optional {
+				r = r.IgnoreIfMissing()
+			}
+			rules = append(rules, r)
 		}
-		rules = append(rules, landlock.PathAccess(access, p))
 	}
+	add(f.Read, readAccess, readFileAccess, false)
+	add(f.ReadIfExists, readAccess, readFileAccess, true)
+	add(f.Write, writeAccess, writeFileAccess, false)
 	if err := filesABI.RestrictPaths(rules...); err != nil {
 		return fmt.Errorf("sandbox: landlock: %w", err)
 	}

@@ -132,6 +132,8 @@ func TestRestrictFiles(t *testing.T) {
 	devOther := mk("dev/tpm", 0o600)       // its neighbour, not granted
 	secret := mk("secret/key", 0o644)      // world-readable, not granted
 	other := mk("other", os.ModeDir|0o777) // another service's state
+	zone := mk("etc/zone", 0o644)          // a single readable file
+	zoneNext := mk("etc/zone.next", 0o644) // its neighbour, not granted
 
 	probes := []fileProbe{
 		{"read", roFile, ""},
@@ -155,8 +157,11 @@ func TestRestrictFiles(t *testing.T) {
 		{"create", filepath.Join(other, "x"), ""},
 		{"rename", stateFile, filepath.Join(other, "stolen")},
 		{"read", "/etc/passwd", ""},
+		{"read", zone, ""},
+		{"write", zone, ""},
+		{"read", zoneNext, ""},
 	}
-	allowed := map[int]bool{0: true, 1: true, 6: true, 7: true, 8: true, 9: true, 10: true, 11: true, 12: true, 13: true}
+	allowed := map[int]bool{0: true, 1: true, 6: true, 7: true, 8: true, 9: true, 10: true, 11: true, 12: true, 13: true, 21: true}
 
 	run := func(confine bool, f Files, ps []fileProbe) (string, []string, []string) {
 		t.Helper()
@@ -208,7 +213,7 @@ func TestRestrictFiles(t *testing.T) {
 	// The probes that mutate run on the main thread first; the older
 	// thread repeats them after it, so for those only refusals are read.
 	reset()
-	f := Files{Read: []string{ro, "/proc"}, ReadIfExists: []string{filepath.Join(dir, "absent")}, Write: []string{state, dev}}
+	f := Files{Read: []string{ro, "/proc"}, ReadIfExists: []string{filepath.Join(dir, "absent"), zone}, Write: []string{state, dev}}
 	errText, main, before := run(true, f, probes)
 	if errText != "" {
 		t.Fatalf("RestrictFiles: %s", errText)

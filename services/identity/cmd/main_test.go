@@ -152,6 +152,11 @@ func TestServiceBootsThenQuarantinesOnChangedMeasurement(t *testing.T) {
 	if !strings.Contains(console.String(), "first boot") {
 		t.Fatalf("no first-boot line:\n%s", console)
 	}
+	// It serves confined to its state directory, and the seal below (a
+	// file written there) works under it.
+	if want := "identity: files confined: read /etc/localtime; write " + state + "\n"; !strings.Contains(console.String(), want) {
+		t.Fatalf("no line %q:\n%s", want, console)
+	}
 	st, err := c.Status()
 	if err != nil || st.Quarantine || st.DevMode || !strings.HasPrefix(st.DeviceURI, "spiffe://plant.example/gate/") {
 		t.Fatalf("status after first boot: %+v, %v", st, err)

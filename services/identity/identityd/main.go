@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 
@@ -77,6 +78,19 @@ func run(f *identity.Flags, logOut io.Writer, socket string, gid int, allowSpec 
 		srv.Close()
 		return fmt.Errorf("%w: refusing to serve with root's capabilities", err)
 	}
+	// From here on it needs no path but its state directory: the TPM
+	// and the socket are open. Confined to it, a compromised service
+	// cannot reopen the TPM, read another service's state, or change the
+	// policy, /etc or the binaries (uid 0 owns them).
+	files, err := confinement(f.StateDir)
+	if err == nil {
+		err = sandbox.RestrictFiles(files)
+	}
+	if err != nil {
+		srv.Close()
+		return fmt.Errorf("%w: refusing to serve unconfined", err)
+	}
+	fmt.Fprintf(logOut, "identity: files confined: %s\n", files)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	errc := make(chan error, 1)
@@ -92,6 +106,17 @@ func run(f *identity.Flags, logOut io.Writer, socket string, gid int, allowSpec 
 	case err := <-errc:
 		return err
 	}
+}
+
+// confinement is what the running service may open: its state
+// directory (seals, secrets, certificates, the staged reseal) and, when
+// the image has one, the time zone.
+func confinement(stateDir string) (sandbox.Files, error) {
+	dir, err := filepath.Abs(stateDir)
+	if err != nil {
+		return sandbox.Files{}, fmt.Errorf("-state %s: %w", stateDir, err)
+	}
+	return sandbox.Files{Write: []string{dir}, ReadIfExists: []string{"/etc/localtime"}}, nil
 }
 
 // DevModePrefix starts every line the service logs in dev mode.
