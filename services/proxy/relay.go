@@ -28,13 +28,14 @@ type closeWriter interface{ CloseWrite() error }
 func (s *Server) relayRaw(tc, asset io.ReadWriteCloser, sess *session) string {
 	var first atomic.Uint32 // the direction that ended first
 	var firstErr atomic.Value
+	var drain atomic.Pointer[time.Timer]
 	finish := func(dir audit.Direction, err error) {
 		if first.CompareAndSwap(0, uint32(dir)) {
 			if err != nil {
 				firstErr.Store(err)
 			}
 			// One way is done: the other may drain for a while.
-			time.AfterFunc(drainTimeout, sess.closeConn)
+			drain.Store(time.AfterFunc(drainTimeout, sess.closeConn))
 		}
 	}
 	// Who ended first is settled before the other side learns of it (the
@@ -55,6 +56,9 @@ func (s *Server) relayRaw(tc, asset io.ReadWriteCloser, sess *session) string {
 	}()
 	oneWay(asset, tc, audit.ToAsset, &sess.toAsset)
 	<-done
+	if t := drain.Load(); t != nil {
+		t.Stop() // both ways done: the session (and its memory) need not wait for it
+	}
 	sess.closeConn()
 	if err, _ := firstErr.Load().(error); err != nil && !isClosed(err) {
 		if audit.Direction(first.Load()) == audit.ToAsset {
