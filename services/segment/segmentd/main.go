@@ -47,6 +47,16 @@ func Main() {
 		log.Printf("segment: %v: refusing to run with all of root's capabilities", err)
 		os.Exit(1)
 	}
+	// Confined to its files (confinement): a compromised segment cannot
+	// read another service's state or the TPM, nor change the policy,
+	// /etc, the binaries or any sysctl but its own.
+	files, err := confine(paths{Policy: *policy, Boot: *boot, Spec: *specPath, State: *state, Socket: *socket,
+		OverlayState: *overlayState, Forwarding: segment.ForwardingSysctl})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "otgate-segment: %v: refusing to run unconfined\n", err)
+		os.Exit(1)
+	}
+	log.Printf("segment: files confined: %s", files)
 	var src *policySource
 	if *policy != "" {
 		var err error
