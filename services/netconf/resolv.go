@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/otgate/otgate/internal/atomicfile"
 )
 
@@ -20,8 +22,16 @@ type Resolver struct {
 	Path string
 	// Etc is also written when it is writable (e.g. /etc/resolv.conf);
 	// empty: never. A symlink to Path is left as it is.
-	Etc  string
-	Logf func(string, ...any)
+	Etc string
+	// EtcInPlace writes Etc in place (opened without creating it,
+	// truncated, written) instead of as a new file renamed over it: a
+	// service confined to that one file (Confinement) may not create
+	// files in its directory. The file keeps its inode, so a reader
+	// confined to it by its own rule keeps reading it; one that reads
+	// it at the moment it is rewritten can find it empty (as when it
+	// is missing: the resolver's defaults), once.
+	EtcInPlace bool
+	Logf       func(string, ...any)
 
 	etcWarned bool
 }
@@ -62,8 +72,13 @@ func (r *Resolver) Write(source string, servers []netip.Addr, search []string) e
 			return nil
 		}
 	}
-	if err := atomicfile.Write(r.Etc, data, 0o644); err != nil {
-		if errors.Is(err, os.ErrPermission) || strings.Contains(err.Error(), "read-only") {
+	write := atomicfile.Write
+	if r.EtcInPlace {
+		write = writeInPlace
+	}
+	if err := write(r.Etc, data, 0o644); err != nil {
+		if errors.Is(err, os.ErrPermission) || strings.Contains(err.Error(), "read-only") ||
+			(r.EtcInPlace && (errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ELOOP))) {
 			if !r.etcWarned && r.Logf != nil {
 				r.Logf("netconf: %s is not writable (%v); DNS settings are in %s only", r.Etc, err, r.Path)
 			}
@@ -73,4 +88,18 @@ func (r *Resolver) Write(source string, servers []netip.Addr, search []string) e
 		return fmt.Errorf("netconf: write %s: %w", r.Etc, err)
 	}
 	return nil
+}
+
+// writeInPlace replaces the content of the existing file path (never a
+// symlink, never a new file: O_NOFOLLOW, no O_CREAT).
+func writeInPlace(path string, data []byte, _ os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -83,6 +83,22 @@ func Main() {
 	cfg.Poll, cfg.Repair = *poll, *repair
 	cfg.BackoffMin, cfg.BackoffMax, cfg.RetryMin = *backoffMin, *backoffMax, *retryMin
 
+	// Then it confines its file access (Landlock) to the files it uses:
+	// its socket, resolver files, DHCP hint and promote_secondaries
+	// sysctls, and reading the policy (netconf.Confinement says which and
+	// why). The log lines' time zone is loaded first (/etc/localtime,
+	// read on first use, is not among them).
+	_, _ = time.Now().Zone()
+	files, err := netconf.Confinement(&cfg, logger.Printf)
+	if err == nil {
+		err = sandbox.RestrictFiles(files)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "otgate-netconf: %v: refusing to run unconfined\n", err)
+		os.Exit(1)
+	}
+	logger.Printf("netconf: files confined: %s", files)
+
 	// Routing netlink only: a handle with no families named opens an XFRM
 	// socket too, which needs the xfrm_user module for nothing.
 	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
