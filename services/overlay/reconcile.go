@@ -2,6 +2,14 @@
 // gives every asset a stable overlay address (package alloc), makes the
 // overlay interface carry exactly those addresses (Reconciler), and
 // serves the allocation table on a unix socket in CBOR (Service).
+//
+// otgate-overlay (overlayd) confines itself with Landlock right after
+// dropping to CAP_NET_ADMIN, and refuses to run when it cannot: it reads
+// the policy's directory and /etc/localtime, and writes its state
+// directory (created 0700 first) and the socket's directory /run/otgate
+// (shared: it could replace another service's socket). Netlink needs no
+// file. It logs "overlay: files confined: ..."; overlayd's
+// TestConfinement runs its file operations confined.
 package overlay
 
 import (

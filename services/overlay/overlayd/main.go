@@ -45,7 +45,16 @@ func Main() {
 		fmt.Fprintf(os.Stderr, "otgate-overlay: %v: refusing to run with all of root's capabilities\n", err)
 		os.Exit(1)
 	}
+	// Confined to its files (confinement): a compromised overlay cannot
+	// read another service's state or the TPM, nor change the policy,
+	// /etc or the binaries.
+	files, err := confine(*policy, *state, *sock)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "otgate-overlay: %v: refusing to run unconfined\n", err)
+		os.Exit(1)
+	}
 	logger := log.New(os.Stderr, "", log.LstdFlags)
+	logger.Printf("overlay: files confined: %s", files)
 
 	// Routing netlink only: a handle with no families named opens an XFRM
 	// socket too, which needs the xfrm_user module for nothing.

@@ -1,0 +1,57 @@
+package overlayd
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/otgate/otgate/internal/atomicfile"
+	"github.com/otgate/otgate/internal/sandbox"
+)
+
+// confinement is what the running service may open, every path made
+// absolute: read the applied policy's directory (re-read on SIGHUP and
+// when it changes; the policy service replaces the file by a rename, so
+// a rule on the file would stop matching at the first new policy) and
+// the time zone if the image has one (the log's time stamps); write its
+// state directory (the table and its mirror, each written as a temporary
+// file renamed over it and the directory fsynced; leftover temporary
+// files removed at start) and the socket's directory (the stale socket
+// removed, the socket created). The socket's directory is /run/otgate,
+// shared by the services: write there lets it remove or replace another
+// service's socket, which per-service run directories would close.
+func confinement(policy, state, socket string) (sandbox.Files, error) {
+	var errs []error
+	abs := func(flag, p string) string {
+		a, err := filepath.Abs(p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s %s: %w", flag, p, err))
+		}
+		return a
+	}
+	f := sandbox.Files{
+		Read:         []string{filepath.Dir(abs("-policy", policy))},
+		ReadIfExists: []string{"/etc/localtime"},
+		Write:        []string{filepath.Dir(abs("-state", state)), filepath.Dir(abs("-socket", socket))},
+	}
+	return f, errors.Join(errs...)
+}
+
+// confine creates the directories the service would create later (its
+// state directory as the allocator does, 0700 and durably; the socket's)
+// and confines the process to confinement. On an error the process is
+// not confined and must not run.
+func confine(policy, state, socket string) (sandbox.Files, error) {
+	f, err := confinement(policy, state, socket)
+	if err != nil {
+		return f, err
+	}
+	if err := atomicfile.MkdirAll(f.Write[0], 0o700, nil); err != nil {
+		return f, fmt.Errorf("-state: %w", err)
+	}
+	if err := os.MkdirAll(f.Write[1], 0o755); err != nil {
+		return f, fmt.Errorf("-socket: %w", err)
+	}
+	return f, sandbox.RestrictFiles(f)
+}
