@@ -108,4 +108,13 @@
 //
 // Status, the inventory and the events ring are served on a unix socket
 // in deterministic CBOR (Query, DefaultSocket).
+//
+// The service parses DHCP from the uplink, so otgate-netconf confines
+// its file access with Landlock before it starts (Confinement,
+// sandbox.RestrictFiles; it refuses to run unconfined): it may read the
+// policy's directory and write only its socket's and resolver file's
+// directory (/run/otgate, shared with the other services' sockets), its
+// DHCP hint's directory, /proc/sys/net/ipv4/conf (promote_secondaries)
+// and the one file /etc/resolv.conf, which it then rewrites in place
+// (Resolver.EtcInPlace). No other file, device or program.
 package netconf
