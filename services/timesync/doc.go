@@ -110,4 +110,14 @@
 // Every step, slew and refusal is logged with the old and new time and
 // the servers used; the current state is the service's status note in
 // init's table (`otgate status`).
+//
+// Confinement (confine.go): it parses what the uplink's servers send, so
+// once started (timesyncd, after it dropped all capabilities but
+// CAP_SYS_TIME) it confines itself with Landlock (sandbox.RestrictFiles)
+// to the files Service.Confinement names, and refuses to run unconfined:
+// write its clock file's directory (/perm/timesync) and the marker's and
+// the approval's (/run/otgate, shared with the other services' sockets),
+// read the policy's directory, /etc (the resolver's files) and the
+// hardware clock if there is one (set by ioctl, which Landlock version 2
+// does not restrict). Not the TPM, another service's state or a binary.
 package timesync

@@ -62,6 +62,28 @@ func Main() {
 		os.Exit(1)
 	}
 	logger := log.New(os.Stderr, "", log.LstdFlags)
+	svc := &timesync.Service{
+		PolicyPath: *policy, Servers: servers, RTC: *rtc, Marker: *marker, Approval: *approval, ClockFile: *clockFile,
+		PollMin: *pollMin, PollMax: *pollMax, RetryMin: *retryMin, RetryMax: *retryMax, Timeout: *timeout,
+		StepThreshold: *step, PanicThreshold: *panicAt, Agreement: *agree,
+		Logf:   logger.Printf,
+		Status: func(note string) { _ = ready.Status(note) },
+	}
+	// It parses what the uplink's servers send (NTP, NTS's TLS): from
+	// here it may open only its own files, the policy, the hardware clock
+	// and /etc (timesync.Service.Confinement), not the TPM, another
+	// service's state or a binary. The time zone is loaded first (the
+	// log's timestamps; TZ may name a zone under /usr/share/zoneinfo).
+	_, _ = time.Now().Zone()
+	files, err := svc.Confinement()
+	if err == nil {
+		err = sandbox.RestrictFiles(files)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "otgate-timesync: %v: refusing to run unconfined\n", err)
+		os.Exit(1)
+	}
+	logger.Printf("timesync: files confined: %s", files)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -77,19 +99,12 @@ func Main() {
 		}
 	}()
 
-	svc := &timesync.Service{
-		PolicyPath: *policy, Servers: servers, RTC: *rtc, Marker: *marker, Approval: *approval, ClockFile: *clockFile,
-		PollMin: *pollMin, PollMax: *pollMax, RetryMin: *retryMin, RetryMax: *retryMax, Timeout: *timeout,
-		StepThreshold: *step, PanicThreshold: *panicAt, Agreement: *agree,
-		Logf:   logger.Printf,
-		Status: func(note string) { _ = ready.Status(note) },
-	}
 	if *netconfSocket != "" {
 		svc.LeaseNTP = timesync.NetconfLease(*netconfSocket)
 	}
 	hw := "not read"
-	if *rtc != "" {
-		if t, err := timesync.ReadRTC(*rtc); err == nil {
+	if svc.RTC != "" {
+		if t, err := timesync.ReadRTC(svc.RTC); err == nil {
 			hw = t.Format(time.RFC3339)
 		} else {
 			hw = err.Error()
