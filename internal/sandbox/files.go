@@ -8,9 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/landlock-lsm/go-landlock/landlock"
 	ll "github.com/landlock-lsm/go-landlock/landlock/syscall"
+	"golang.org/x/sys/unix"
 )
 
 // Files is the part of the file system a service may reach once
@@ -96,10 +98,45 @@ func RestrictFiles(f Files) error {
 	add(f.Read, readAccess, readFileAccess, false)
 	add(f.ReadIfExists, readAccess, readFileAccess, true)
 	add(f.Write, writeAccess, writeFileAccess, false)
+	// A rule names an inode. Where the file system makes a new inode when
+	// it looks a path up again after the kernel dropped the dentry from
+	// its cache (procfs does for /proc/sys; memory pressure or drop_caches
+	// drops it), the rule would stop matching, and a sysctl the service
+	// may write would be refused some day. Holding every rule's path open
+	// (O_PATH) for the life of the process keeps its dentry, hence the
+	// inode the rule names.
+	var held []*os.File
+	for _, list := range [][]string{f.Read, f.ReadIfExists, f.Write} {
+		for _, p := range list {
+			fd, err := unix.Open(p, unix.O_PATH|unix.O_CLOEXEC, 0)
+			if err != nil {
+				if errors.Is(err, unix.ENOENT) {
+					continue // ReadIfExists; a missing Read or Write path was refused above
+				}
+				for _, h := range held {
+					h.Close()
+				}
+				return fmt.Errorf("sandbox: hold %s: %w", p, err)
+			}
+			held = append(held, os.NewFile(uintptr(fd), p))
+		}
+	}
 	if err := filesABI.RestrictPaths(rules...); err != nil {
+		for _, h := range held {
+			h.Close()
+		}
 		return fmt.Errorf("sandbox: landlock: %w", err)
 	}
+	heldPaths.Lock()
+	heldPaths.files = append(heldPaths.files, held...)
+	heldPaths.Unlock()
 	return nil
+}
+
+// heldPaths keeps the paths of the rules open (see RestrictFiles).
+var heldPaths struct {
+	sync.Mutex
+	files []*os.File
 }
 
 // String describes f for a service's start-up line.

@@ -3,6 +3,7 @@
 package sandbox
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -252,5 +253,69 @@ func TestRestrictFiles(t *testing.T) {
 		if main[0] != "" {
 			t.Errorf("%s: after the refused restriction the secret is unreadable (%s): it confined something", bad.name, main[0])
 		}
+	}
+}
+
+// procSysChild confines itself to reading /proc/sys/net/ipv4, reads
+// ip_forward, and reads it again each time a line arrives on its input.
+func procSysChild() {
+	if err := RestrictFiles(Files{Read: []string{"/proc/sys/net/ipv4"}}); err != nil {
+		fmt.Println("restrict:", err)
+		os.Exit(0)
+	}
+	in := bufio.NewScanner(os.Stdin)
+	for {
+		if _, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); err != nil {
+			fmt.Println(err)
+		} else {
+			fmt.Println("ok")
+		}
+		if !in.Scan() {
+			os.Exit(0)
+		}
+	}
+}
+
+// A rule on a /proc/sys path keeps matching after the kernel dropped its
+// dentries: procfs makes a new inode for an entry looked up again, and
+// RestrictFiles holds the rule's path open so that it never has to.
+func TestRestrictFilesSurvivesDroppedDentries(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: writes /proc/sys/vm/drop_caches")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run", "^$")
+	cmd.Env = append(os.Environ(), childEnv+"=procsys")
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer stdin.Close()
+	out := bufio.NewScanner(stdout)
+	read := func(when string) {
+		t.Helper()
+		if !out.Scan() {
+			t.Fatalf("%s: child gone: %v", when, out.Err())
+		}
+		if got := out.Text(); got != "ok" {
+			t.Fatalf("%s: read ip_forward confined: %s", when, got)
+		}
+	}
+	read("first read")
+	for i := range 3 {
+		// 2: free reclaimable dentries and inodes (not the page cache).
+		if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("2"), 0); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintln(stdin)
+		read(fmt.Sprintf("read after drop_caches %d", i+1))
 	}
 }

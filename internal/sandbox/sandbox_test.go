@@ -32,6 +32,8 @@ func TestMain(m *testing.M) {
 		capsChild()
 	case "files":
 		filesChild()
+	case "procsys":
+		procSysChild()
 	default:
 		probeChild(os.Getenv(childEnv) == "filter")
 	}
