@@ -41,7 +41,8 @@ import (
 //     directories do not exist yet). It opens up the other per-interface
 //     IPv4 settings too (forwarding, rp_filter...), which CAP_NET_ADMIN
 //     lets it write; not the rest of /proc/sys/net (ip_forward). The
-//     directory is held open (pinnedConf).
+//     directory is held open (by sandbox.RestrictFiles: procfs would
+//     otherwise give it a new inode, which the rule would miss).
 //
 // Nothing else: no device (the TPM), no other service's state, no
 // /sys (netlink reads /sys/class/net only for a TUN device's owner and
@@ -129,25 +130,9 @@ func Confinement(cfg *Config, logf func(string, ...any)) (sandbox.Files, error) 
 			add(&f.Write, d)
 		}
 	}
-	conf := filepath.Join(procSysNet, "ipv4", "conf")
-	if pinnedConf == nil {
-		fh, err := os.Open(conf)
-		if err != nil {
-			return f, fmt.Errorf("netconf: %w", err)
-		}
-		pinnedConf = fh
-	}
-	add(&f.Write, conf)
+	add(&f.Write, filepath.Join(procSysNet, "ipv4", "conf"))
 	return f, nil
 }
-
-// pinnedConf holds /proc/sys/net/ipv4/conf open for the process's life.
-// A Landlock rule holds an inode, and procfs makes a new inode for a
-// /proc/sys entry each time it looks it up again after the dentry cache
-// dropped it (memory pressure, drop_caches): the rule would stop
-// matching and promote_secondaries would be refused. An open file keeps
-// its dentry, and so the inode, in place (as services/segment does).
-var pinnedConf *os.File
 
 // prepareEtc makes sure path is a regular file, creating it empty (as a
 // missing resolv.conf, the resolver's defaults) when there is none. It

@@ -172,6 +172,14 @@ func (s *Service) Run(ctx context.Context, reload <-chan struct{}) error {
 		defer watching.Done()
 		s.watch.run(wctx)
 	}()
+	// The event sockets open before the first sync reads the kernel's
+	// state: a change after that read is an event (TestRenamedOverlay
+	// deleted an address right after the first sync's refusal, before a
+	// slow start had subscribed, and no repair came).
+	select {
+	case <-s.watch.tried:
+	case <-ctx.Done():
+	}
 
 	s.sync()
 	if err := ready.Notify(); err != nil {

@@ -57,11 +57,17 @@ type eventWatch struct {
 
 	settle, gap, retry time.Duration
 	rcvbuf             int
+
+	// tried is closed once run made its first subscription attempt: the
+	// service's first sync waits for it, so that a change made while the
+	// sockets were not yet open cannot go unseen until the periodic check.
+	tried chan struct{}
 }
 
 func newEventWatch(link string, ns netns.NsHandle, logf func(string, ...any), request func(string)) *eventWatch {
 	return &eventWatch{link: link, ns: ns, logf: logf, request: request,
-		settle: eventSettle, gap: eventGap, retry: eventRetry, rcvbuf: eventRcvBuf}
+		settle: eventSettle, gap: eventGap, retry: eventRetry, rcvbuf: eventRcvBuf,
+		tried: make(chan struct{})}
 }
 
 // subscription is one pair of event sockets (links, addresses).
@@ -155,8 +161,13 @@ func (w *eventWatch) run(ctx context.Context) {
 	}
 	lost := false
 	failed := "" // the subscription error last logged
+	first := true
 	for ctx.Err() == nil {
 		sub, err := w.subscribe()
+		if first {
+			close(w.tried)
+			first = false
+		}
 		if err != nil {
 			if err.Error() != failed { // once, not every retry
 				failed = err.Error()

@@ -90,20 +90,11 @@ func (p paths) abs() (paths, error) {
 // forwarding switch (as segment.SysctlForwarding finds it).
 func (p paths) conf() string { return filepath.Join(filepath.Dir(p.Forwarding), "conf") }
 
-// pinned holds the sysctl paths of the ruleset open for the process's
-// life. Landlock's rules hold inodes, and procfs makes a new inode for
-// /proc/sys/... each time it looks an entry up again after the dentry
-// cache dropped it (memory pressure, drop_caches): the rule would stop
-// matching and the forwarding switch and the reverse-path filters would
-// be refused (found by hand: confined, a read of ip_forward after
-// "echo 2 > /proc/sys/vm/drop_caches" was EACCES). An open file keeps
-// its dentry, and so the inode, in place.
-var pinned []*os.File
-
 // confine creates the directories the service would create later (its
 // state directory, the socket's, the overlay's state directory, which
-// the overlay makes at its first allocation, as it would: 0700, durably),
-// pins the sysctls, and confines the process to confinement(p). On an
+// the overlay makes at its first allocation, as it would: 0700, durably)
+// and confines the process to confinement(p) (sandbox.RestrictFiles
+// holds the sysctl paths open, so procfs keeps their inodes). On an
 // error the process is not confined and must not run.
 func confine(p paths) (sandbox.Files, error) {
 	f, err := confinement(p)
@@ -123,13 +114,6 @@ func confine(p paths) (sandbox.Files, error) {
 	}
 	if err := os.MkdirAll(filepath.Dir(a.Socket), 0o755); err != nil {
 		return f, fmt.Errorf("-socket: %w", err)
-	}
-	for _, sysctl := range []string{a.Forwarding, a.conf()} {
-		fh, err := os.Open(sysctl)
-		if err != nil {
-			return f, fmt.Errorf("sandbox: %w", err)
-		}
-		pinned = append(pinned, fh)
 	}
 	return f, sandbox.RestrictFiles(f)
 }
