@@ -129,6 +129,20 @@ func TestGateOnTheLabNetwork(t *testing.T) {
 	gatetest.MustSee(t, vm, "netdump: testsvc: process otgate-overlay uid 0: Seccomp 0, NoNewPrivs 1, CapEff 0000000000001000, CapPrm 0000000000001000, CapAmb 0000000000000000")
 	gatetest.MustSee(t, vm, "netdump: testsvc: process otgate-identity uid 0: Seccomp 0, NoNewPrivs 1, CapEff 0000000000000000, CapPrm 0000000000000000, CapAmb 0000000000000000")
 	gatetest.MustSee(t, vm, "netdump: testsvc: netdump end")
+	// Each root service confined itself to its files (Landlock,
+	// internal/sandbox): the lists as the image's arguments make them.
+	for svc, want := range map[string]string{
+		"identity": "read /etc/localtime; write /perm/identity",
+		"segment":  "read /perm/policy /etc/otgate/boot.cbor /perm/overlay /etc/localtime; write /perm/segment /run/otgate /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv4/conf",
+		"overlay":  "read /perm/policy /etc/localtime; write /perm/overlay /run/otgate",
+		"netconf":  "read /perm/policy; write /run/otgate /etc/resolv.conf /perm/netconf /proc/sys/net/ipv4/conf",
+		"timesync": "read /perm/policy /etc /dev/rtc0; write /perm/timesync /run/otgate",
+	} {
+		re := regexp.MustCompile(svc + `: (?:[0-9/]+ [0-9:]+ )?` + svc + `: files confined: (.*)`)
+		if got := gatetest.Submatch(t, vm, re); got != want {
+			t.Errorf("%s: files confined: %s\nwant %s", svc, got, want)
+		}
+	}
 	if n := plc.Accepted(); n < 1 {
 		t.Errorf("the PLC saw %d connections; the proxy's probe should have reached it", n)
 	}
