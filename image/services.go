@@ -79,19 +79,19 @@ var ProductionServices = []ServiceRow{
 	{MultiCall: true, Service: bootcfg.Service{
 		Name: "segment", Binary: "/bin/otgate-segment", Readiness: bootcfg.ReadyNotify, Timeout: readinessTimeout,
 		Critical: true, DependsOn: []string{"policy"}, Nice: pathNice,
-		Args: []string{"-policy", appliedPolicy, "-boot", bootcfg.Path, "-socket", bootcfg.RunDir + "/segment.sock",
+		Args: []string{"-policy", appliedPolicy, "-boot", bootcfg.Path, "-socket", bootcfg.RunDir + "/segment/segment.sock",
 			"-state", "/perm/segment/would-block.cbor"},
 	}},
 	{MultiCall: true, Service: bootcfg.Service{
 		Name: "overlay", Binary: "/bin/otgate-overlay", Readiness: bootcfg.ReadyNotify, Timeout: readinessTimeout,
 		DependsOn: []string{"policy"},
-		Args:      []string{"-policy", appliedPolicy, "-state", "/perm/overlay/alloc.cbor", "-socket", bootcfg.RunDir + "/overlay.sock"},
+		Args:      []string{"-policy", appliedPolicy, "-state", "/perm/overlay/alloc.cbor", "-socket", bootcfg.RunDir + "/overlay/overlay.sock"},
 	}},
 	{MultiCall: true, Service: bootcfg.Service{
 		Name: "netconf", Binary: "/bin/otgate-netconf", Readiness: bootcfg.ReadyNotify, Timeout: readinessTimeout,
 		DependsOn: []string{"policy"},
 		Args: []string{"-uplink", "eth0", "-downlink", "eth1",
-			"-policy", appliedPolicy, "-socket", bootcfg.RunDir + "/netconf.sock", "-dhcp-hint", "/perm/netconf/dhcp-hint.cbor"},
+			"-policy", appliedPolicy, "-socket", bootcfg.RunDir + "/netconf/netconf.sock", "-dhcp-hint", "/perm/netconf/dhcp-hint.cbor"},
 	}},
 	// identity: TPM device key, sealed data key, local API socket (the
 	// proxy, uid 101, may use it). Not critical yet: images booted without
@@ -127,7 +127,7 @@ var ProductionServices = []ServiceRow{
 	{MultiCall: true, Service: bootcfg.Service{
 		Name: "timesync", Binary: "/bin/otgate-timesync", Readiness: bootcfg.ReadyNotify, Timeout: readinessTimeout,
 		DependsOn: []string{"netconf"}, Nice: timesyncNice,
-		Args: []string{"-policy", appliedPolicy, "-rtc", "/dev/rtc0", "-marker", bootcfg.RunDir + "/timesync.synced",
+		Args: []string{"-policy", appliedPolicy, "-rtc", "/dev/rtc0", "-marker", bootcfg.RunDir + "/timesync/synced",
 			"-clock-file", timesyncDir + "/clock"},
 		OwnedDirs: []string{timesyncDir},
 	}},

@@ -131,12 +131,14 @@ func TestGateOnTheLabNetwork(t *testing.T) {
 	gatetest.MustSee(t, vm, "netdump: testsvc: netdump end")
 	// Each root service confined itself to its files (Landlock,
 	// internal/sandbox): the lists as the image's arguments make them.
+	// None may write /run/otgate itself (init's socket, identity's), only
+	// its own directory there.
 	for svc, want := range map[string]string{
 		"identity": "read /etc/localtime; write /perm/identity",
-		"segment":  "read /perm/policy /etc/otgate/boot.cbor /perm/overlay /etc/localtime; write /perm/segment /run/otgate /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv4/conf",
-		"overlay":  "read /perm/policy /etc/localtime; write /perm/overlay /run/otgate",
-		"netconf":  "read /perm/policy; write /run/otgate /etc/resolv.conf /perm/netconf /proc/sys/net/ipv4/conf",
-		"timesync": "read /perm/policy /etc /dev/rtc0; write /perm/timesync /run/otgate",
+		"segment":  "read /perm/policy /etc/otgate/boot.cbor /perm/overlay /etc/localtime; write /perm/segment /run/otgate/segment /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv4/conf",
+		"overlay":  "read /perm/policy /etc/localtime; write /perm/overlay /run/otgate/overlay",
+		"netconf":  "read /perm/policy; write /run/otgate/netconf /etc/resolv.conf /perm/netconf /proc/sys/net/ipv4/conf",
+		"timesync": "read /perm/policy /etc /dev/rtc0; write /perm/timesync /run/otgate/timesync",
 	} {
 		re := regexp.MustCompile(svc + `: (?:[0-9/]+ [0-9:]+ )?` + svc + `: files confined: (.*)`)
 		if got := gatetest.Submatch(t, vm, re); got != want {

@@ -29,9 +29,9 @@ type Sockets struct {
 func DefaultSockets() Sockets {
 	return Sockets{
 		Proxy:   "/run/otgate/proxy/admin.sock",
-		Segment: "/run/otgate/segment.sock",
-		Overlay: "/run/otgate/overlay.sock",
-		Netconf: "/run/otgate/netconf.sock",
+		Segment: "/run/otgate/segment/segment.sock",
+		Overlay: "/run/otgate/overlay/overlay.sock",
+		Netconf: "/run/otgate/netconf/netconf.sock",
 	}
 }
 

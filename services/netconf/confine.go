@@ -20,11 +20,10 @@ import (
 //   - Read: the policy's directory (the policy is replaced by a rename
 //     into it, a new file each time; policywatch's stat needs no right).
 //   - Write, the socket's directory (created if missing): listen removes
-//     a stale socket and binds a new one. In the shared /run/otgate this
-//     also lets it remove or replace the other services' sockets and
-//     files there; a run directory per service would close that.
+//     a stale socket and binds a new one. On the device it is the
+//     service's own /run/otgate/netconf.
 //   - Write, the resolver file's directory (created if missing; on the
-//     device also /run/otgate): Resolver.Write writes a temporary file
+//     device also /run/otgate/netconf): Resolver.Write writes a temporary file
 //     and renames it over Path.
 //   - Write, the file Resolver.Etc only (/etc/resolv.conf, created empty
 //     if missing; Resolver.EtcInPlace is set): it is rewritten in place,

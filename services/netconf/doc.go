@@ -113,7 +113,7 @@
 // its file access with Landlock before it starts (Confinement,
 // sandbox.RestrictFiles; it refuses to run unconfined): it may read the
 // policy's directory and write only its socket's and resolver file's
-// directory (/run/otgate, shared with the other services' sockets), its
+// directory (/run/otgate/netconf, its own), its
 // DHCP hint's directory, /proc/sys/net/ipv4/conf (promote_secondaries)
 // and the one file /etc/resolv.conf, which it then rewrites in place
 // (Resolver.EtcInPlace). No other file, device or program.

@@ -14,7 +14,7 @@ import (
 )
 
 // DefaultResolvConf is the resolver file the service owns.
-const DefaultResolvConf = "/run/otgate/resolv.conf"
+const DefaultResolvConf = "/run/otgate/netconf/resolv.conf"
 
 // Resolver writes the DNS settings of the uplink.
 type Resolver struct {

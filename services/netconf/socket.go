@@ -14,7 +14,7 @@ import (
 )
 
 // DefaultSocket is where the service answers queries.
-const DefaultSocket = "/run/otgate/netconf.sock"
+const DefaultSocket = "/run/otgate/netconf/netconf.sock"
 
 // Operations of the socket.
 const (

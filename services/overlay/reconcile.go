@@ -6,8 +6,8 @@
 // otgate-overlay (overlayd) confines itself with Landlock right after
 // dropping to CAP_NET_ADMIN, and refuses to run when it cannot: it reads
 // the policy's directory and /etc/localtime, and writes its state
-// directory (created 0700 first) and the socket's directory /run/otgate
-// (shared: it could replace another service's socket). Netlink needs no
+// directory (created 0700 first) and the socket's directory
+// (/run/otgate/overlay, its own). Netlink needs no
 // file. It logs "overlay: files confined: ..."; overlayd's
 // TestConfinement runs its file operations confined.
 package overlay

@@ -17,7 +17,7 @@ import (
 )
 
 // DefaultSocket is where the service serves its table.
-const DefaultSocket = "/run/otgate/overlay.sock"
+const DefaultSocket = "/run/otgate/overlay/overlay.sock"
 
 // Snapshot is what the socket serves: the allocation table and the
 // service's health. A client connects and reads one CBOR Snapshot.

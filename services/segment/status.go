@@ -14,7 +14,7 @@ import (
 )
 
 // DefaultSocket is the status socket's path.
-const DefaultSocket = "/run/otgate/segment.sock"
+const DefaultSocket = "/run/otgate/segment/segment.sock"
 
 // Requests on the status socket.
 const (

@@ -27,7 +27,7 @@ import (
 // refuses: `otgate time step` writes none otherwise.
 
 // DefaultApproval is where `otgate time step` leaves its approval.
-const DefaultApproval = bootcfg.RunDir + "/timesync.step-approved"
+const DefaultApproval = bootcfg.RunDir + "/timesync/step-approved"
 
 // ApprovalTTL is how long an approval may wait for the poll it approves.
 const ApprovalTTL = 10 * time.Minute

@@ -30,10 +30,7 @@ const EtcDir = "/etc"
 //   - Write, the marker's directory (created 0755 if missing, as mark
 //     would) and the approval's (created too): the marker is written by
 //     a rename, the approval read and removed. On the device both are in
-//     the shared /run/otgate, so this also lets the service remove or
-//     replace the other services' sockets and files there (netconf's
-//     resolv.conf, init's socket); a run directory per service would
-//     close that.
+//     the service's own /run/otgate/timesync.
 //   - Read, the hardware clock (RTC), if the board has one: ReadRTC and
 //     WriteRTC open it read-only and set it by ioctl (RTC_SET_TIME needs
 //     CAP_SYS_TIME, not a writable descriptor), which Landlock version 2

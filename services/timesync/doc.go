@@ -116,7 +116,7 @@
 // CAP_SYS_TIME) it confines itself with Landlock (sandbox.RestrictFiles)
 // to the files Service.Confinement names, and refuses to run unconfined:
 // write its clock file's directory (/perm/timesync) and the marker's and
-// the approval's (/run/otgate, shared with the other services' sockets),
+// the approval's (/run/otgate/timesync, its own),
 // read the policy's directory, /etc (the resolver's files) and the
 // hardware clock if there is one (set by ioctl, which Landlock version 2
 // does not restrict). Not the TPM, another service's state or a binary.

@@ -34,7 +34,7 @@ const (
 	DefaultRTCInterval    = time.Hour
 	// DefaultMarker records that the clock was synchronised this boot
 	// (/run is a tmpfs: a reboot forgets it, a service restart does not).
-	DefaultMarker = "/run/otgate/timesync.synced"
+	DefaultMarker = "/run/otgate/timesync/synced"
 	// steadyOffset: a poll that corrects less than this lets the poll
 	// interval grow.
 	steadyOffset = 128 * time.Millisecond

@@ -18,9 +18,9 @@ import (
 // state directory (the table and its mirror, each written as a temporary
 // file renamed over it and the directory fsynced; leftover temporary
 // files removed at start) and the socket's directory (the stale socket
-// removed, the socket created). The socket's directory is /run/otgate,
-// shared by the services: write there lets it remove or replace another
-// service's socket, which per-service run directories would close.
+// removed, the socket created). The socket's directory is the service's
+// own on the device (/run/otgate/overlay): it cannot touch another
+// service's socket.
 func confinement(policy, state, socket string) (sandbox.Files, error) {
 	var errs []error
 	abs := func(flag, p string) string {

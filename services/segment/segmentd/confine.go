@@ -41,9 +41,8 @@ type paths struct {
 //     (interfaces come and go, so it is the directory: it also reaches
 //     the interfaces' other sysctls).
 //
-// The socket's directory is /run/otgate, shared by the services: write
-// there lets it remove or replace another service's socket, which
-// per-service run directories would close.
+// The socket's directory is the service's own on the device
+// (/run/otgate/segment): it cannot touch another service's socket.
 func confinement(p paths) (sandbox.Files, error) {
 	a, err := p.abs()
 	if err != nil {
