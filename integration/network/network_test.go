@@ -134,7 +134,7 @@ func TestGateOnTheLabNetwork(t *testing.T) {
 	// None may write /run/otgate itself (init's socket, identity's), only
 	// its own directory there.
 	for svc, want := range map[string]string{
-		"identity": "read /etc/localtime; write /perm/identity",
+		"identity": "read /proc /etc/localtime; write /perm/identity",
 		"segment":  "read /perm/policy /etc/otgate/boot.cbor /perm/overlay /etc/localtime; write /perm/segment /run/otgate/segment /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv4/conf",
 		"overlay":  "read /perm/policy /etc/localtime; write /perm/overlay /run/otgate/overlay",
 		"netconf":  "read /perm/policy; write /run/otgate/netconf /etc/resolv.conf /perm/netconf /proc/sys/net/ipv4/conf",

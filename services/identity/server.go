@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -161,13 +162,23 @@ func (s *Server) serveConn(c *net.UnixConn) {
 		return
 	}
 	caller, ok := s.allow[cred.Uid]
-	if !ok {
+	var why string
+	switch {
+	case !ok:
+		why = fmt.Sprintf("uid %d may not use the identity service", cred.Uid)
 		s.id.log.Printf("refused a connection from uid %d (pid %d): not in the allow-list (%s)", cred.Uid, cred.Pid, s.allowed())
+	case cred.Uid == 0:
+		if err := rootWithAdmin(cred.Pid); err != nil {
+			ok = false
+			why = fmt.Sprintf("uid 0 (pid %d) may not use the identity service: %v", cred.Pid, err)
+			s.id.log.Printf("refused a connection from uid 0 (pid %d): %v", cred.Pid, err)
+		}
+	}
+	if !ok {
 		// Answer, then read (and ignore) the first request before closing,
 		// so the client reads the refusal instead of a broken pipe.
 		c.SetDeadline(time.Now().Add(5 * time.Second))
-		api.WriteMessage(c, &api.Response{Code: api.CodeDenied,
-			Error: fmt.Sprintf("uid %d may not use the identity service", cred.Uid)})
+		api.WriteMessage(c, &api.Response{Code: api.CodeDenied, Error: why})
 		var ignored api.Request
 		api.ReadMessage(c, &ignored)
 		return
@@ -192,6 +203,38 @@ func (s *Server) serveConn(c *net.UnixConn) {
 			return
 		}
 	}
+}
+
+// rootWithAdmin tells a root administrator (the CLI, init's one-shot
+// steps: full capabilities) from one of the gate's own root services,
+// which run as uid 0 too but keep a few capabilities, never
+// CAP_SYS_ADMIN (internal/sandbox). Those have no business with the
+// identity: a compromised one (timesync and netconf read the network)
+// must not sign with the device key or seal the data key to another
+// boot. The peer's effective capabilities are read from
+// /proc/<pid>/status as the connection is taken; a process cannot gain
+// capabilities after its start under no_new_privs, and its pid is not
+// reused while it lives.
+func rootWithAdmin(pid int32) error {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return fmt.Errorf("cannot read its capabilities: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		v, found := strings.CutPrefix(line, "CapEff:")
+		if !found {
+			continue
+		}
+		eff, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		if err != nil {
+			return fmt.Errorf("its CapEff %q: %w", strings.TrimSpace(v), err)
+		}
+		if eff&(1<<unix.CAP_SYS_ADMIN) == 0 {
+			return fmt.Errorf("it lacks CAP_SYS_ADMIN (effective %016x): a gate service, not an administrator", eff)
+		}
+		return nil
+	}
+	return fmt.Errorf("no CapEff in /proc/%d/status", pid)
 }
 
 func errResponse(code string, err error) *api.Response {

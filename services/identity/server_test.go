@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otgate/otgate/internal/syncbuf"
 	"github.com/otgate/otgate/services/identity/api"
 )
 
@@ -276,5 +277,53 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := out.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSocketRefusesRootWithoutAdmin runs a client as root with and
+// without CAP_SYS_ADMIN (setpriv takes it out of the bounding set, so the
+// exec leaves it out of the effective set, as sandbox.LimitCapabilities
+// leaves the gate's root services): an administrator is served, a gate
+// service is refused and the log names the reason.
+func TestSocketRefusesRootWithoutAdmin(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root")
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("no setpriv (util-linux)")
+	}
+	_, opener := startTPM(t)
+	cfg := testConfig(t, opener)
+	log := &syncbuf.Buffer{}
+	cfg.Log = log
+	id, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer id.Close()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := serve(t, id, -1, map[uint32]string{0: "admin"})
+	run := func(args ...string) string {
+		cmd := exec.Command(args[0], append(args[1:], self, "-test.run=^$")...)
+		cmd.Env = append(os.Environ(), clientEnv+"="+sock)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("client %q: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if out := run("env"); out != "OK caller=admin" {
+		t.Fatalf("root with its capabilities: got %q, want OK caller=admin", out)
+	}
+	out := run(setpriv, "--inh-caps=-sys_admin", "--bounding-set=-sys_admin")
+	if !strings.HasPrefix(out, "DENIED") || !strings.Contains(out, "lacks CAP_SYS_ADMIN") {
+		t.Fatalf("root without CAP_SYS_ADMIN: got %q, want DENIED naming CAP_SYS_ADMIN", out)
+	}
+	if !strings.Contains(log.String(), "refused a connection from uid 0") {
+		t.Errorf("no refusal in the log:\n%s", log.String())
 	}
 }

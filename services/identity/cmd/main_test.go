@@ -154,7 +154,7 @@ func TestServiceBootsThenQuarantinesOnChangedMeasurement(t *testing.T) {
 	}
 	// It serves confined to its state directory, and the seal below (a
 	// file written there) works under it.
-	if want := "identity: files confined: read /etc/localtime; write " + state + "\n"; !strings.Contains(console.String(), want) {
+	if want := "identity: files confined: read /proc /etc/localtime; write " + state + "\n"; !strings.Contains(console.String(), want) {
 		t.Fatalf("no line %q:\n%s", want, console)
 	}
 	st, err := c.Status()

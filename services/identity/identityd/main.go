@@ -109,14 +109,17 @@ func run(f *identity.Flags, logOut io.Writer, socket string, gid int, allowSpec 
 }
 
 // confinement is what the running service may open: its state
-// directory (seals, secrets, certificates, the staged reseal) and, when
-// the image has one, the time zone.
+// directory (seals, secrets, certificates, the staged reseal), /proc
+// (to read a root caller's capabilities) and, when the image has one, the
+// time zone. Another process's /proc files that need ptrace access
+// (environ, mem) stay closed: Landlock refuses ptrace out of its domain.
 func confinement(stateDir string) (sandbox.Files, error) {
 	dir, err := filepath.Abs(stateDir)
 	if err != nil {
 		return sandbox.Files{}, fmt.Errorf("-state %s: %w", stateDir, err)
 	}
-	return sandbox.Files{Write: []string{dir}, ReadIfExists: []string{"/etc/localtime"}}, nil
+	// /proc: the capabilities of a root caller (rootWithAdmin).
+	return sandbox.Files{Read: []string{"/proc"}, ReadIfExists: []string{"/etc/localtime"}, Write: []string{dir}}, nil
 }
 
 // DevModePrefix starts every line the service logs in dev mode.
