@@ -129,7 +129,7 @@ func TestGateOnTheLabNetwork(t *testing.T) {
 	gatetest.MustSee(t, vm, "netdump: testsvc: process otgate-overlay uid 0: Seccomp 0, NoNewPrivs 1, CapEff 0000000000001000, CapPrm 0000000000001000, CapAmb 0000000000000000")
 	gatetest.MustSee(t, vm, "netdump: testsvc: process otgate-identity uid 0: Seccomp 0, NoNewPrivs 1, CapEff 0000000000000000, CapPrm 0000000000000000, CapAmb 0000000000000000")
 	gatetest.MustSee(t, vm, "netdump: testsvc: netdump end")
-	// Each root service confined itself to its files (Landlock,
+	// Each service confined itself to its files (Landlock,
 	// internal/sandbox): the lists as the image's arguments make them.
 	// None may write /run/otgate itself (init's socket, identity's), only
 	// its own directory there.
@@ -139,8 +139,13 @@ func TestGateOnTheLabNetwork(t *testing.T) {
 		"overlay":  "read /perm/policy /etc/localtime; write /perm/overlay /run/otgate/overlay",
 		"netconf":  "read /perm/policy; write /run/otgate/netconf /etc/resolv.conf /perm/netconf /proc/sys/net/ipv4/conf",
 		"timesync": "read /perm/policy /etc /dev/rtc0; write /perm/timesync /run/otgate/timesync",
+		"proxy":    "read /perm/policy /etc; write /perm/proxy /perm/audit /run/otgate/proxy",
 	} {
-		re := regexp.MustCompile(svc + `: (?:[0-9/]+ [0-9:]+ )?` + svc + `: files confined: (.*)`)
+		tag := svc // the service's own prefix after init's
+		if svc == "proxy" {
+			tag = "otgate-proxy"
+		}
+		re := regexp.MustCompile(svc + `: (?:[0-9/]+ [0-9:]+ )?` + tag + `: files confined: (.*)`)
 		if got := gatetest.Submatch(t, vm, re); got != want {
 			t.Errorf("%s: files confined: %s\nwant %s", svc, got, want)
 		}

@@ -61,6 +61,9 @@ type options struct {
 	syslogAddr       string
 	syslogTLS        bool
 	syslogCA         string
+	// policyFile is the -site or -policy file, read at start and on
+	// every reload.
+	policyFile string
 	// auditMaxMiB and auditReserveMiB: the audit log's retention (0:
 	// automatic, see planAuditStorage).
 	auditMaxMiB, auditReserveMiB int64
@@ -112,9 +115,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	case (*sitePath == "") == (*appliedPath == ""):
 		return nil, errors.New("want exactly one of -site FILE.yaml and -policy applied.cbor")
 	case *sitePath != "":
-		o.loader, o.source = proxy.SiteFileLoader(*sitePath), *sitePath
+		o.loader, o.source, o.policyFile = proxy.SiteFileLoader(*sitePath), *sitePath, *sitePath
 	default:
-		o.loader, o.source = proxy.AppliedPolicyLoader(*appliedPath), *appliedPath
+		o.loader, o.source, o.policyFile = proxy.AppliedPolicyLoader(*appliedPath), *appliedPath, *appliedPath
 	}
 	if o.maxLoginFailures < 1 {
 		return nil, fmt.Errorf("-max-login-failures %d: want at least 1", o.maxLoginFailures)
@@ -146,6 +149,12 @@ func Main() {
 		os.Exit(1)
 	}
 	lg.Printf("otgate-proxy: seccomp: %s denied", sandbox.Denied)
+	files, err := confine(o)
+	if err != nil {
+		lg.Printf("otgate-proxy: %v: refusing to run unconfined", err)
+		os.Exit(1)
+	}
+	lg.Printf("otgate-proxy: files confined: %s", files)
 	if err := run(context.Background(), lg, o); err != nil {
 		lg.Printf("otgate-proxy: %v", err)
 		if errors.Is(err, errQuarantine) {
@@ -153,6 +162,53 @@ func Main() {
 		}
 		os.Exit(1)
 	}
+}
+
+// confine confines the proxy to its files (sandbox.RestrictFiles), every
+// path made absolute; the directories it writes are made first (0700; on
+// the appliance init made them, owned by the proxy):
+//   - read: the policy file's directory (a new policy is renamed into
+//     it), /etc (the resolver's files for a syslog receiver's name, the
+//     system's CA roots, the time zone) and the syslog receiver's CA
+//     file (-syslog-ca);
+//   - write: the user store (-state: users, the sealed CA key, the
+//     syslog export's cursor), the audit log (-audit) and the admin
+//     socket's directory.
+//
+// The identity socket is connected to, which Landlock 2 does not
+// restrict. Nothing else opens: the other services' state, the TPM, the
+// binaries, /tmp. Its uid (101) already keeps it out of root's files;
+// this also keeps it from what every uid may read or write.
+func confine(o *options) (sandbox.Files, error) {
+	var f sandbox.Files
+	var errs []error
+	abs := func(flag, p string) string {
+		a, err := filepath.Abs(p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s %s: %w", flag, p, err))
+		}
+		return a
+	}
+	policy := abs("policy", o.policyFile)
+	state, auditDir := abs("-state", o.state), abs("-audit", o.auditDir)
+	adminDir := filepath.Dir(abs("-admin", o.adminSock))
+	if err := errors.Join(errs...); err != nil {
+		return f, err
+	}
+	for _, d := range []string{state, auditDir, adminDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return f, err
+		}
+	}
+	f.Read = []string{filepath.Dir(policy), "/etc"}
+	if o.syslogCA != "" {
+		f.Read = append(f.Read, abs("-syslog-ca", o.syslogCA))
+	}
+	f.Write = []string{state, auditDir, adminDir}
+	if err := errors.Join(errs...); err != nil {
+		return f, err
+	}
+	return f, sandbox.RestrictFiles(f)
 }
 
 // run runs the proxy until a signal (or ctx ends: tests) stops it.
