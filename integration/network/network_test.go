@@ -121,13 +121,14 @@ func TestGateOnTheLabNetwork(t *testing.T) {
 	// routes, DHCP and ARP on packet sockets, port 68), timesync
 	// CAP_SYS_TIME (25), overlay CAP_NET_ADMIN, identity none (once its
 	// socket is given to the proxy's group), effective and permitted,
-	// nothing inheritable or ambient, no_new_privs
+	// nothing inheritable or ambient, no_new_privs, and a seccomp filter
+	// that keeps each from signalling or tracing another process
 	// (internal/sandbox).
 	gatetest.MustSee(t, vm, "netdump: testsvc: process otgate-proxy uid 101: Seccomp 2, NoNewPrivs 1, CapEff 0000000000002000, CapPrm 0000000000002000, CapAmb 0000000000002000")
-	gatetest.MustSee(t, vm, "netdump: testsvc: process otgate-netconf uid 0: Seccomp 0, NoNewPrivs 1, CapEff 0000000000003400, CapPrm 0000000000003400, CapAmb 0000000000000000")
-	gatetest.MustSee(t, vm, "netdump: testsvc: process otgate-timesync uid 0: Seccomp 0, NoNewPrivs 1, CapEff 0000000002000000, CapPrm 0000000002000000, CapAmb 0000000000000000")
-	gatetest.MustSee(t, vm, "netdump: testsvc: process otgate-overlay uid 0: Seccomp 0, NoNewPrivs 1, CapEff 0000000000001000, CapPrm 0000000000001000, CapAmb 0000000000000000")
-	gatetest.MustSee(t, vm, "netdump: testsvc: process otgate-identity uid 0: Seccomp 0, NoNewPrivs 1, CapEff 0000000000000000, CapPrm 0000000000000000, CapAmb 0000000000000000")
+	gatetest.MustSee(t, vm, "netdump: testsvc: process otgate-netconf uid 0: Seccomp 2, NoNewPrivs 1, CapEff 0000000000003400, CapPrm 0000000000003400, CapAmb 0000000000000000")
+	gatetest.MustSee(t, vm, "netdump: testsvc: process otgate-timesync uid 0: Seccomp 2, NoNewPrivs 1, CapEff 0000000002000000, CapPrm 0000000002000000, CapAmb 0000000000000000")
+	gatetest.MustSee(t, vm, "netdump: testsvc: process otgate-overlay uid 0: Seccomp 2, NoNewPrivs 1, CapEff 0000000000001000, CapPrm 0000000000001000, CapAmb 0000000000000000")
+	gatetest.MustSee(t, vm, "netdump: testsvc: process otgate-identity uid 0: Seccomp 2, NoNewPrivs 1, CapEff 0000000000000000, CapPrm 0000000000000000, CapAmb 0000000000000000")
 	gatetest.MustSee(t, vm, "netdump: testsvc: netdump end")
 	// Each service confined itself to its files (Landlock,
 	// internal/sandbox): the lists as the image's arguments make them.

@@ -34,6 +34,8 @@ func TestMain(m *testing.M) {
 		filesChild()
 	case "procsys":
 		procSysChild()
+	case "signals", "signals-open":
+		signalsChild(os.Getenv(childEnv) == "signals")
 	default:
 		probeChild(os.Getenv(childEnv) == "filter")
 	}

@@ -78,6 +78,10 @@ func run(f *identity.Flags, logOut io.Writer, socket string, gid int, allowSpec 
 		srv.Close()
 		return fmt.Errorf("%w: refusing to serve with root's capabilities", err)
 	}
+	if err := sandbox.KeepToItself(); err != nil {
+		srv.Close()
+		return fmt.Errorf("%w: refusing to serve able to signal or trace other processes", err)
+	}
 	// From here on it needs no path but its state directory: the TPM
 	// and the socket are open. Confined to it, a compromised service
 	// cannot reopen the TPM, read another service's state, or change the

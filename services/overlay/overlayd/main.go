@@ -45,6 +45,12 @@ func Main() {
 		fmt.Fprintf(os.Stderr, "otgate-overlay: %v: refusing to run with all of root's capabilities\n", err)
 		os.Exit(1)
 	}
+	// uid 0 may signal any root process (init, the other services):
+	// not this one (internal/sandbox).
+	if err := sandbox.KeepToItself(); err != nil {
+		fmt.Fprintf(os.Stderr, "otgate-overlay: %v: refusing to run able to signal or trace other processes\n", err)
+		os.Exit(1)
+	}
 	// Confined to its files (confinement): a compromised overlay cannot
 	// read another service's state or the TPM, nor change the policy,
 	// /etc or the binaries.

@@ -47,6 +47,12 @@ func Main() {
 		log.Printf("segment: %v: refusing to run with all of root's capabilities", err)
 		os.Exit(1)
 	}
+	// uid 0 may signal any root process (init, the other services):
+	// not this one (internal/sandbox).
+	if err := sandbox.KeepToItself(); err != nil {
+		log.Printf("segment: %v: refusing to run able to signal or trace other processes", err)
+		os.Exit(1)
+	}
 	// Confined to its files (confinement): a compromised segment cannot
 	// read another service's state or the TPM, nor change the policy,
 	// /etc, the binaries or any sysctl but its own.

@@ -61,6 +61,12 @@ func Main() {
 		fmt.Fprintf(os.Stderr, "otgate-timesync: %v: refusing to run with all of root's capabilities\n", err)
 		os.Exit(1)
 	}
+	// uid 0 may signal any root process (init, the other services):
+	// not this one (internal/sandbox).
+	if err := sandbox.KeepToItself(); err != nil {
+		fmt.Fprintf(os.Stderr, "otgate-timesync: %v: refusing to run able to signal or trace other processes\n", err)
+		os.Exit(1)
+	}
 	logger := log.New(os.Stderr, "", log.LstdFlags)
 	svc := &timesync.Service{
 		PolicyPath: *policy, Servers: servers, RTC: *rtc, Marker: *marker, Approval: *approval, ClockFile: *clockFile,

@@ -1,0 +1,74 @@
+//go:build linux
+
+package sandbox
+
+import (
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// KeepToItself installs a seccomp filter on every thread of the calling
+// process (TSYNC, with no_new_privs) under which it can act on no other
+// process:
+//   - kill, tgkill, rt_sigqueueinfo and rt_tgsigqueueinfo fail with EPERM
+//     unless their target is the process itself (the Go runtime signals
+//     its own threads with tgkill; a service may raise a signal on
+//     itself);
+//   - tkill (a thread by id alone) and pidfd_send_signal (a process by
+//     descriptor) fail with EPERM;
+//   - ptrace, process_vm_readv and process_vm_writev fail with EPERM.
+//
+// The gate's root services run as uid 0, and uid 0 may signal any other
+// uid-0 process without a capability: SIGTERM to init is a shutdown,
+// repeated SIGKILLs a service's crash loop. Under this filter a
+// compromised service can do neither. A system call of another ABI kills
+// the process, as under DenyRawNetwork.
+//
+// The filter names the process's pid when it is installed: a child made
+// after it could signal its parent, not itself. Call it once, early, in a
+// process that starts no other. It changes nothing when it fails.
+func KeepToItself() error {
+	prog, err := keepToItselfFilter(uint32(os.Getpid()))
+	if err != nil {
+		return err
+	}
+	return install(prog)
+}
+
+// keepToItselfFilter is KeepToItself's program for this architecture and
+// pid self.
+func keepToItselfFilter(self uint32) ([]unix.SockFilter, error) {
+	if auditArch == 0 {
+		return nil, ErrUnsupported
+	}
+	var a asm
+	a.ld(offArch)
+	a.jeq(auditArch, "", "kill")
+	a.ld(offNr)
+	if x32Bit != 0 {
+		a.jset(x32Bit, "kill", "")
+	}
+	for _, nr := range []uint32{unix.SYS_KILL, unix.SYS_TGKILL, unix.SYS_RT_SIGQUEUEINFO, unix.SYS_RT_TGSIGQUEUEINFO} {
+		a.jeq(nr, "self", "")
+	}
+	for _, nr := range []uint32{unix.SYS_TKILL, unix.SYS_PIDFD_SEND_SIGNAL, unix.SYS_PTRACE,
+		unix.SYS_PROCESS_VM_READV, unix.SYS_PROCESS_VM_WRITEV} {
+		a.jeq(nr, "deny", "")
+	}
+	a.ret(retAllow)
+
+	// The target pid (tgid for tgkill) is the first argument; its low 32
+	// bits are what the kernel reads of a pid_t. 0 and -1 (the process
+	// group, every process) are not the process itself.
+	a.label("self")
+	a.ld(offArg0)
+	a.jeq(self, "allow", "deny")
+	a.label("allow")
+	a.ret(retAllow)
+	a.label("deny")
+	a.ret(retEPERM)
+	a.label("kill")
+	a.ret(retKill)
+	return a.assemble()
+}

@@ -1,0 +1,127 @@
+//go:build linux
+
+package sandbox
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const otherPidEnv = "OTGATE_SANDBOX_OTHER_PID"
+
+// signalsChild acts on another process (the test's sleeper) and on
+// itself, with or without KeepToItself, and reports each outcome ("" for
+// success).
+func signalsChild(filter bool) {
+	other, _ := strconv.Atoi(os.Getenv(otherPidEnv))
+	got := map[string]string{}
+	do := func(name string, err error) {
+		got[name] = ""
+		if err != nil {
+			got[name] = err.Error()
+		}
+	}
+	if filter {
+		if err := KeepToItself(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(3)
+		}
+	}
+	self := os.Getpid()
+	do("kill other", unix.Kill(other, 0))
+	do("kill other SIGCONT", unix.Kill(other, syscall.SIGCONT)) // harmless if it gets through
+	do("kill group", unix.Kill(0, 0))
+	do("kill all", unix.Kill(-1, 0))
+	do("tgkill other", unix.Tgkill(other, other, 0))
+	do("tkill other", errnoOf(unix.Syscall(unix.SYS_TKILL, uintptr(other), 0, 0)))
+	if fd, err := unix.PidfdOpen(other, 0); err == nil {
+		do("pidfd_send_signal other", unix.PidfdSendSignal(fd, 0, nil, 0))
+		unix.Close(fd)
+	} else {
+		do("pidfd_send_signal other", err)
+	}
+	do("ptrace other", errnoOf(unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_ATTACH, uintptr(other), 0, 0, 0, 0)))
+	if got["ptrace other"] == "" {
+		unix.PtraceDetach(other)
+	}
+	do("kill self", unix.Kill(self, 0))
+	do("tgkill self", unix.Tgkill(self, unix.Gettid(), 0))
+	// A signal raised on itself arrives.
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGUSR1)
+	err := unix.Kill(self, syscall.SIGUSR1)
+	if err == nil {
+		select {
+		case <-ch:
+		case <-time.After(5 * time.Second):
+			err = fmt.Errorf("SIGUSR1 raised on itself did not arrive")
+		}
+	}
+	do("signal self", err)
+	json.NewEncoder(os.Stdout).Encode(got)
+	os.Exit(0)
+}
+
+func errnoOf(_, _ uintptr, e syscall.Errno) error {
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+func TestKeepToItself(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: shows what uid 0 may do to another uid-0 process without the filter")
+	}
+	sleeper := exec.Command("sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	run := func(mode string) map[string]string {
+		cmd := exec.Command(os.Args[0], "-test.run", "^$")
+		cmd.Env = append(os.Environ(), childEnv+"="+mode, otherPidEnv+"="+strconv.Itoa(sleeper.Process.Pid))
+		cmd.Stderr = os.Stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("child %s: %v", mode, err)
+		}
+		var got map[string]string
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatalf("child %s: %v in %q", mode, err, out)
+		}
+		return got
+	}
+	self := map[string]bool{"kill self": true, "tgkill self": true, "signal self": true}
+	// Without the filter root does all of it: each refusal below is the
+	// filter's.
+	for name, e := range run("signals-open") {
+		if e != "" {
+			t.Fatalf("without the filter %s failed: %s (the probe shows nothing here)", name, e)
+		}
+	}
+	got := run("signals")
+	if len(got) != 11 {
+		t.Fatalf("child ran %d probes, want 11: %v", len(got), got)
+	}
+	for name, e := range got {
+		switch {
+		case self[name] && e != "":
+			t.Errorf("%s under the filter: %s, want it to work", name, e)
+		case !self[name] && e != unix.EPERM.Error():
+			t.Errorf("%s under the filter: %q, want %q", name, e, unix.EPERM.Error())
+		}
+	}
+	if err := sleeper.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("the sleeper is gone: %v", err)
+	}
+}
