@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otgate/otgate/internal/sandbox/sandboxtest"
 	"github.com/otgate/otgate/services/overlay/alloc"
 	"github.com/otgate/otgate/site"
 )
@@ -202,29 +203,11 @@ func confineChild() {
 		}
 		return ln.Close()
 	})
-	write := func(path string) func() error {
-		return func() error {
-			f, err := os.OpenFile(path, os.O_WRONLY, 0)
-			if err != nil {
-				return err
-			}
-			return f.Close()
-		}
-	}
-	create := func(dir string) func() error {
-		return func() error { return os.WriteFile(filepath.Join(dir, "x"), []byte("x"), 0o600) }
-	}
-	probe("write identity state", write(l.Identity))
-	probe("create in identity dir", create(filepath.Dir(l.Identity)))
-	probe("open tpm", func() error {
-		f, err := os.OpenFile(l.TPM, os.O_RDWR, 0)
-		if err == nil {
-			f.Close()
-		}
-		return err
-	})
-	probe("write policy", write(l.Policy))
-	probe("create in policy dir", create(filepath.Dir(l.Policy)))
-	probe("create beside the run dir", create(filepath.Dir(filepath.Dir(l.Socket))))
-	probe("read /etc/passwd", func() error { _, err := os.ReadFile("/etc/passwd"); return err })
+	probe("write identity state", sandboxtest.Write(l.Identity))
+	probe("create in identity dir", sandboxtest.Create(filepath.Dir(l.Identity)))
+	probe("open tpm", sandboxtest.OpenRW(l.TPM))
+	probe("write policy", sandboxtest.Write(l.Policy))
+	probe("create in policy dir", sandboxtest.Create(filepath.Dir(l.Policy)))
+	probe("create beside the run dir", sandboxtest.Create(filepath.Dir(filepath.Dir(l.Socket))))
+	probe("read /etc/passwd", sandboxtest.Read("/etc/passwd"))
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/otgate/otgate/internal/bootcfg"
+	"github.com/otgate/otgate/internal/sandbox/sandboxtest"
 	"github.com/otgate/otgate/services/overlay/alloc"
 	"github.com/otgate/otgate/services/segment"
 	"github.com/otgate/otgate/services/segment/internal/nslab"
@@ -278,31 +279,13 @@ func confineChild() {
 		_, err := os.ReadFile(p.State + ".corrupt")
 		return err
 	})
-	write := func(path string) func() error {
-		return func() error {
-			f, err := os.OpenFile(path, os.O_WRONLY, 0)
-			if err != nil {
-				return err
-			}
-			return f.Close()
-		}
-	}
-	create := func(dir string) func() error {
-		return func() error { return os.WriteFile(filepath.Join(dir, "x"), []byte("x"), 0o600) }
-	}
-	probe("write identity state", write(l.Identity))
-	probe("create in identity dir", create(filepath.Dir(l.Identity)))
-	probe("open tpm", func() error {
-		f, err := os.OpenFile(l.TPM, os.O_RDWR, 0)
-		if err == nil {
-			f.Close()
-		}
-		return err
-	})
-	probe("write policy", write(p.Policy))
-	probe("create in policy dir", create(filepath.Dir(p.Policy)))
-	probe("write boot config", write(p.Boot))
-	probe("create in overlay dir", create(filepath.Dir(p.OverlayState)))
-	probe("write overlay state", write(p.OverlayState))
-	probe("read /etc/passwd", func() error { _, err := os.ReadFile("/etc/passwd"); return err })
+	probe("write identity state", sandboxtest.Write(l.Identity))
+	probe("create in identity dir", sandboxtest.Create(filepath.Dir(l.Identity)))
+	probe("open tpm", sandboxtest.OpenRW(l.TPM))
+	probe("write policy", sandboxtest.Write(p.Policy))
+	probe("create in policy dir", sandboxtest.Create(filepath.Dir(p.Policy)))
+	probe("write boot config", sandboxtest.Write(p.Boot))
+	probe("create in overlay dir", sandboxtest.Create(filepath.Dir(p.OverlayState)))
+	probe("write overlay state", sandboxtest.Write(p.OverlayState))
+	probe("read /etc/passwd", sandboxtest.Read("/etc/passwd"))
 }
