@@ -61,43 +61,6 @@ const writeFileAccess = landlock.AccessFSSet(ll.AccessFSReadFile | ll.AccessFSWr
 // refuse to run. Call it after the service opened what it keeps open
 // outside f (an open descriptor stays usable).
 func RestrictFiles(f Files) error {
-	var errs []error
-	for _, list := range [][]string{f.Read, f.ReadIfExists, f.Write} {
-		for _, p := range list {
-			if !filepath.IsAbs(p) {
-				errs = append(errs, fmt.Errorf("sandbox: path %q is not absolute", p))
-			}
-		}
-	}
-	for _, p := range append(append([]string(nil), f.Read...), f.Write...) {
-		if _, err := os.Stat(p); err != nil {
-			errs = append(errs, fmt.Errorf("sandbox: %w", err))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	var rules []landlock.Rule
-	add := func(paths []string, dirAccess, fileAccess landlock.AccessFSSet, optional bool) {
-		for _, p := range paths {
-			st, err := os.Stat(p)
-			if err != nil {
-				continue // optional: a missing Read or Write path was refused above
-			}
-			access := dirAccess
-			if !st.IsDir() {
-				access = fileAccess // a file's rule takes only a file's rights
-			}
-			r := landlock.PathAccess(access, p)
-			if optional {
-				r = r.IgnoreIfMissing()
-			}
-			rules = append(rules, r)
-		}
-	}
-	add(f.Read, readAccess, readFileAccess, false)
-	add(f.ReadIfExists, readAccess, readFileAccess, true)
-	add(f.Write, writeAccess, writeFileAccess, false)
 	// A rule names an inode. Where the file system makes a new inode when
 	// it looks a path up again after the kernel dropped the dentry from
 	// its cache (procfs does for /proc/sys; memory pressure or drop_caches
@@ -105,26 +68,51 @@ func RestrictFiles(f Files) error {
 	// may write would be refused some day. Holding every rule's path open
 	// (O_PATH) for the life of the process keeps its dentry, hence the
 	// inode the rule names.
-	var held []*os.File
-	for _, list := range [][]string{f.Read, f.ReadIfExists, f.Write} {
-		for _, p := range list {
-			fd, err := unix.Open(p, unix.O_PATH|unix.O_CLOEXEC, 0)
-			if err != nil {
-				if errors.Is(err, unix.ENOENT) {
-					continue // ReadIfExists; a missing Read or Write path was refused above
-				}
-				for _, h := range held {
-					h.Close()
-				}
-				return fmt.Errorf("sandbox: hold %s: %w", p, err)
-			}
-			held = append(held, os.NewFile(uintptr(fd), p))
-		}
-	}
-	if err := filesABI.RestrictPaths(rules...); err != nil {
+	var (
+		rules []landlock.Rule
+		held  []*os.File
+		errs  []error
+	)
+	release := func() {
 		for _, h := range held {
 			h.Close()
 		}
+	}
+	add := func(paths []string, dirAccess, fileAccess landlock.AccessFSSet, optional bool) {
+		for _, p := range paths {
+			if !filepath.IsAbs(p) {
+				errs = append(errs, fmt.Errorf("sandbox: path %q is not absolute", p))
+				continue
+			}
+			st, err := os.Stat(p)
+			if err != nil {
+				if !optional || !errors.Is(err, os.ErrNotExist) {
+					errs = append(errs, fmt.Errorf("sandbox: %w", err))
+				}
+				continue
+			}
+			fd, err := unix.Open(p, unix.O_PATH|unix.O_CLOEXEC, 0)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("sandbox: hold %s: %w", p, err))
+				continue
+			}
+			held = append(held, os.NewFile(uintptr(fd), p))
+			access := dirAccess
+			if !st.IsDir() {
+				access = fileAccess // a file's rule takes only a file's rights
+			}
+			rules = append(rules, landlock.PathAccess(access, p))
+		}
+	}
+	add(f.Read, readAccess, readFileAccess, false)
+	add(f.ReadIfExists, readAccess, readFileAccess, true)
+	add(f.Write, writeAccess, writeFileAccess, false)
+	if err := errors.Join(errs...); err != nil {
+		release()
+		return err
+	}
+	if err := filesABI.RestrictPaths(rules...); err != nil {
+		release()
 		return fmt.Errorf("sandbox: landlock: %w", err)
 	}
 	heldPaths.Lock()
