@@ -43,12 +43,21 @@ func TestLeakHelper(t *testing.T) {
 	if err := sleeper.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// Namespace inodes are reused at once, and other test binaries create
+	// lab namespaces meanwhile: the parent tells this helper's namespaces
+	// apart by a tag on their loopback interface.
+	tag := fmt.Sprintf("otgate-leak-%d-%d", os.Getpid(), time.Now().UnixNano())
+	for _, ns := range []*lab.Namespace{l.Uplink, l.Plant} {
+		if err := ns.Do(func() error { return tagLoopback(tag) }); err != nil {
+			t.Fatal(err)
+		}
+	}
 	vm := StartT(t, b, "", img, WithLab(l), WithTPM(t.TempDir()), WithCmdline("testinit.then=wait"))
 	if _, err := vm.WaitFor(ctx, "testinit: waiting"); err != nil {
 		t.Fatal(err)
 	}
-	rec := fmt.Sprintf("pids %d %d %d\nnetns %d %d\n", vm.PID(), vm.TPMPID(), sleeper.Process.Pid,
-		l.Uplink.Inode(), l.Plant.Inode())
+	rec := fmt.Sprintf("pids %d %d %d\nnetns %d %d\ntag %s\n", vm.PID(), vm.TPMPID(), sleeper.Process.Pid,
+		l.Uplink.Inode(), l.Plant.Inode(), tag)
 	if err := os.WriteFile(record+".tmp", []byte(rec), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +90,6 @@ func TestNothingLeaks(t *testing.T) {
 			cmd.Env = append(os.Environ(), helperEnv+"="+mode+":"+record, "TMPDIR="+t.TempDir())
 			out := &tailBuffer{max: 16 << 10}
 			cmd.Stdout, cmd.Stderr = out, out
-			startTicks := bootTicks(t)
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
@@ -93,7 +101,6 @@ func TestNothingLeaks(t *testing.T) {
 				_ = cmd.Process.Signal(syscall.SIGKILL)
 			}
 			err := cmd.Wait()
-			endTicks := bootTicks(t)
 			if err == nil {
 				t.Fatalf("helper in mode %s passed; it must fail:\n%s", mode, out)
 			}
@@ -103,7 +110,8 @@ func TestNothingLeaks(t *testing.T) {
 			}
 			var q, swtpm, sleeper int
 			var labNS, plantNS uint64
-			if _, err := fmt.Sscanf(string(data), "pids %d %d %d\nnetns %d %d\n", &q, &swtpm, &sleeper, &labNS, &plantNS); err != nil {
+			var tag string
+			if _, err := fmt.Sscanf(string(data), "pids %d %d %d\nnetns %d %d\ntag %s\n", &q, &swtpm, &sleeper, &labNS, &plantNS, &tag); err != nil {
 				t.Fatalf("record %q: %v", data, err)
 			}
 			for _, p := range []struct {
@@ -115,7 +123,7 @@ func TestNothingLeaks(t *testing.T) {
 				}
 			}
 			for _, ino := range []uint64{labNS, plantNS} {
-				if ref := labNamespaceLeft(ino, startTicks, endTicks); ref != "" {
+				if ref := labNamespaceLeft(ino, tag); ref != "" {
 					t.Errorf("lab network namespace net:[%d] still alive (%s) after the helper ended by %s", ino, ref, mode)
 				}
 			}
@@ -198,70 +206,59 @@ func newLinks(before, after []string) []string {
 	return added
 }
 
-// bootTicks is the time since boot in clock ticks (USER_HZ, 100 on Linux),
-// the unit of a process's start time in /proc/<pid>/stat.
-func bootTicks(t *testing.T) uint64 {
-	t.Helper()
-	b, err := os.ReadFile("/proc/uptime")
+// tagLoopback sets the alias of the loopback interface of the calling
+// thread's network namespace.
+func tagLoopback(tag string) error {
+	h, err := netlink.NewHandle()
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	var secs float64
-	if _, err := fmt.Sscanf(string(b), "%f", &secs); err != nil {
-		t.Fatalf("/proc/uptime %q: %v", b, err)
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		return err
 	}
-	return uint64(secs*100) + 1
+	return h.LinkSetAlias(lo, tag)
 }
 
-// labNamespaceLeft tells whether the network namespace with the given inode
-// is still alive because of the helper: referenced by a process started
-// while the helper ran (between boot ticks startTicks and endTicks: only
-// such a process can have inherited anything from it), or bind-mounted
-// (what `ip netns add` makes) while holding a lab interface. Namespace
-// inodes are reused at once, so a namespace with the same inode held by an
-// older or younger process belongs to another program. It returns what
-// holds it.
-func labNamespaceLeft(inode, startTicks, endTicks uint64) string {
+// labNamespaceLeft tells whether the helper's network namespace with the
+// given inode is still alive: referenced by a process's descriptor or
+// thread, or bind-mounted (what `ip netns add` makes). Namespace inodes are
+// reused at once, and other tests create lab namespaces of their own at the
+// same time, so a namespace counts only when its loopback carries the
+// helper's tag. It returns what holds it.
+func labNamespaceLeft(inode uint64, tag string) string {
 	want := fmt.Sprintf("net:[%d]", inode)
 	for _, pattern := range []string{"/proc/[0-9]*/task/*/ns/net", "/proc/[0-9]*/fd/*"} {
 		paths, _ := filepath.Glob(pattern)
 		for _, p := range paths {
-			if link, err := os.Readlink(p); err != nil || link != want {
-				continue
-			}
-			pid, _ := strconv.Atoi(strings.Split(p, "/")[2])
-			start, err := processStart(pid)
-			if err != nil {
-				continue
-			}
-			if n, _ := strconv.ParseUint(start, 10, 64); n+1 >= startTicks && n <= endTicks {
+			if link, err := os.Readlink(p); err == nil && link == want && namespaceTagged(p, tag) {
 				return p
 			}
 		}
 	}
 	mi, _ := os.ReadFile("/proc/self/mountinfo")
 	for _, line := range strings.Split(string(mi), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 || f[3] != want {
-			continue
-		}
-		h, err := netns.GetFromPath(f[4])
-		if err != nil {
-			continue
-		}
-		nl, err := netlink.NewHandleAt(h)
-		h.Close()
-		if err != nil {
-			continue
-		}
-		links, _ := nl.LinkList()
-		nl.Close()
-		for _, l := range links {
-			switch l.Attrs().Name {
-			case lab.UplinkTap, lab.DownlinkTap, lab.Bridge, lab.PlantVethLab:
-				return "mount " + f[4]
-			}
+		if f := strings.Fields(line); len(f) >= 5 && f[3] == want && namespaceTagged(f[4], tag) {
+			return "mount " + f[4]
 		}
 	}
 	return ""
+}
+
+// namespaceTagged tells whether the network namespace at path has a
+// loopback interface whose alias is tag.
+func namespaceTagged(path, tag string) bool {
+	h, err := netns.GetFromPath(path)
+	if err != nil {
+		return false
+	}
+	nl, err := netlink.NewHandleAt(h)
+	h.Close()
+	if err != nil {
+		return false
+	}
+	defer nl.Close()
+	lo, err := nl.LinkByName("lo")
+	return err == nil && lo.Attrs().Alias == tag
 }
