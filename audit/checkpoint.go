@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -9,6 +10,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 )
 
@@ -16,15 +18,51 @@ import (
 // the device key.
 const checkpointDomain = "otgate-audit-checkpoint-v1"
 
-// CheckpointDigest is what a checkpoint signs: SHA-256 of the deterministic
-// CBOR array [domain, log id, first, last, head].
-func CheckpointDigest(logID string, first, last uint64, head []byte) []byte {
+// CheckpointMessage is what a checkpoint signs: the deterministic CBOR
+// array [domain, log id, first, last, head].
+func CheckpointMessage(logID string, first, last uint64, head []byte) []byte {
 	enc, err := encMode.Marshal([]any{checkpointDomain, logID, first, last, head})
 	if err != nil {
 		panic(fmt.Sprintf("audit: encode checkpoint message: %v", err)) // plain values never fail
 	}
-	d := sha256.Sum256(enc)
+	return enc
+}
+
+// CheckpointDigest is the SHA-256 of the CheckpointMessage: what an ECDSA or
+// RSA signature of a checkpoint covers.
+func CheckpointDigest(logID string, first, last uint64, head []byte) []byte {
+	d := sha256.Sum256(CheckpointMessage(logID, first, last, head))
 	return d[:]
+}
+
+// CheckCheckpointMessage tells whether msg is a checkpoint message exactly
+// as CheckpointMessage writes it (domain, a log id, first <= last, a
+// head of HashSize bytes, in deterministic CBOR), for a signer that signs
+// checkpoints and nothing else (the identity service).
+func CheckCheckpointMessage(msg []byte) error {
+	var v struct {
+		_      struct{} `cbor:",toarray"`
+		Domain string
+		LogID  string
+		First  uint64
+		Last   uint64
+		Head   []byte
+	}
+	if err := decMode.Unmarshal(msg, &v); err != nil {
+		return fmt.Errorf("not a checkpoint message: %w", err)
+	}
+	switch {
+	case v.Domain != checkpointDomain:
+		return fmt.Errorf("not a checkpoint message: domain %q, want %q", v.Domain, checkpointDomain)
+	case v.First > v.Last:
+		return fmt.Errorf("checkpoint message: first record %d after last %d", v.First, v.Last)
+	case len(v.Head) != HashSize:
+		return fmt.Errorf("checkpoint message: head of %d bytes, want %d", len(v.Head), HashSize)
+	}
+	if !bytes.Equal(CheckpointMessage(v.LogID, v.First, v.Last, v.Head), msg) {
+		return errors.New("checkpoint message: not in deterministic CBOR")
+	}
+	return nil
 }
 
 // KeyID names a public key: the first 16 bytes, in hex, of the SHA-256 of
@@ -40,11 +78,17 @@ func KeyID(pub crypto.PublicKey) (string, error) {
 
 func signCheckpoint(s crypto.Signer, keyID, logID string, first, last uint64, head Hash) (Checkpoint, error) {
 	digest := CheckpointDigest(logID, first, last, head[:])
-	var opts crypto.SignerOpts = crypto.SHA256
+	var sig []byte
+	var err error
 	if _, ok := s.Public().(ed25519.PublicKey); ok {
-		opts = crypto.Hash(0) // Ed25519 signs the digest as its message
+		sig, err = s.Sign(rand.Reader, digest, crypto.Hash(0)) // Ed25519 signs the digest as its message
+	} else {
+		// The whole message, so that a signer that signs only what it
+		// recognises (the identity service: TLS handshakes and
+		// checkpoints, never a certificate) sees what it signs. Any other
+		// signer gets the digest, as before.
+		sig, err = crypto.SignMessage(s, rand.Reader, CheckpointMessage(logID, first, last, head[:]), crypto.SHA256)
 	}
-	sig, err := s.Sign(rand.Reader, digest, opts)
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("sign checkpoint %d..%d: %w", first, last, err)
 	}

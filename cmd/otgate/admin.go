@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -421,8 +420,11 @@ func openDirectLog(c *api.Client, devMode bool, dir string, errOut io.Writer) (*
 	if !ok {
 		return nil, refuse("the device key that signs it is not available", fmt.Errorf("identity tls-cert: key %T cannot sign", cert.PrivateKey))
 	}
-	probe := sha256.Sum256([]byte("otgate admin --direct: does the identity service sign?"))
-	if _, err := signer.Sign(rand.Reader, probe[:], crypto.SHA256); err != nil {
+	// A checkpoint of no log: the identity signs checkpoints and TLS
+	// handshakes only.
+	var head audit.Hash
+	probe := audit.CheckpointMessage("otgate-admin-direct-probe", 0, 0, head[:])
+	if _, err := crypto.SignMessage(signer, rand.Reader, probe, crypto.SHA256); err != nil {
 		return nil, refuse("the identity service does not sign", err)
 	}
 	opts := []audit.Option{audit.WithErrorHandler(func(err error) { fmt.Fprintf(errOut, "otgate admin: audit log %s: %v\n", dir, err) })}

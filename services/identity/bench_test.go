@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otgate/otgate/audit"
 	"github.com/otgate/otgate/services/identity/api"
 )
 
@@ -71,12 +72,13 @@ func serveBench(b *testing.B, id *Identity) string {
 // (swtpm), through the identity socket, and with a software key.
 func BenchmarkSign(b *testing.B) {
 	certs := benchSigners(b)
-	digest := sha256.Sum256([]byte("audit checkpoint"))
+	head := sha256.Sum256([]byte("record"))
+	msg := audit.CheckpointMessage("bench", 1, 1, head[:])
 	for _, name := range []string{"tpm", "tpm-socket", "software"} {
 		signer := certs[name].PrivateKey.(crypto.Signer)
 		b.Run(name, func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				if _, err := signer.Sign(rand.Reader, digest[:], crypto.SHA256); err != nil {
+				if _, err := crypto.SignMessage(signer, rand.Reader, msg, crypto.SHA256); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -99,7 +99,7 @@
 // sealed to (another image, another configuration, or tampering), the
 // service starts in quarantine: it answers status requests and refuses
 // everything else, both what needs the data key (secrets, workload
-// certificates) and what vouches for the gate (sign, tls-cert: the device
+// certificates) and what vouches for the gate (sign-message, tls-cert: the device
 // key is loaded, but an image it was not sealed to must not sign as this
 // gate), and prints one line on the console saying why. Init keeps
 // the deny-all ruleset and does not start the proxy. See README.md for the

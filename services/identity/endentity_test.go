@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"math/big"
 	"net/url"
 	"os"
@@ -20,14 +21,16 @@ import (
 	"github.com/otgate/otgate/services/identity/swtpmtest"
 )
 
-// TestSignOpCannotMintCertificates: whoever may use the sign operation
-// (the proxy's uid) gets signatures by the device key over any digest.
-// A certificate built by such a caller, its TBS signed through the real
-// socket by the TPM key, must not verify with the device certificate as
-// the root: a new identity's device certificate is an end entity. (With
-// the old CA device certificate, path length 1, it verified: a client-auth
-// certificate naming the gate, valid for as long as the attacker chose.)
-func TestSignOpCannotMintCertificates(t *testing.T) {
+// TestDeviceKeyCannotMintCertificates: a caller of the socket (the
+// proxy's uid) cannot have the device key sign a certificate: the service
+// signs TLS 1.3 handshakes and audit checkpoints only. And a certificate
+// signed by the device key anyway (in-process here: someone with the TPM
+// itself) must not verify with the device certificate as the root: a new
+// identity's device certificate is an end entity. (With the old CA device
+// certificate, path length 1, and the old sign operation over any digest,
+// it verified: a client-auth certificate naming the gate, valid for as
+// long as the attacker chose.)
+func TestDeviceKeyCannotMintCertificates(t *testing.T) {
 	_, opener := startTPM(t)
 	id, err := Open(testConfig(t, opener))
 	if err != nil {
@@ -53,12 +56,18 @@ func TestSignOpCannotMintCertificates(t *testing.T) {
 	// The attacker's certificate: the gate's own SPIFFE ID for client
 	// authentication, ten years, for a key of the attacker's.
 	mine, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	forgedDER, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(666), Subject: pkix.Name{CommonName: "otgate gate " + id.Serial()},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(10, 0, 0),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
 		URIs: []*url.URL{DeviceURI(id.Site(), id.Serial())},
-	}, device, &mine.PublicKey, gate.PrivateKey) // gate.PrivateKey signs through the socket
+	}
+	// Through the socket: refused (x509 hands the client's signer the
+	// whole TBS, and the service does not sign it).
+	if _, err := x509.CreateCertificate(rand.Reader, tmpl, device, &mine.PublicKey, gate.PrivateKey); !errors.Is(err, api.ErrBadRequest) || !strings.Contains(err.Error(), "neither") {
+		t.Fatalf("a certificate signed through the socket: %v, want a bad request", err)
+	}
+	forgedDER, err := x509.CreateCertificate(rand.Reader, tmpl, device, &mine.PublicKey, id.Signer())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +75,7 @@ func TestSignOpCannotMintCertificates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The signature is the device key's (the socket did sign it) ...
+	// The signature is the device key's ...
 	if err := device.CheckSignature(forged.SignatureAlgorithm, forged.RawTBSCertificate, forged.Signature); err != nil {
 		t.Fatalf("the TBS was not signed by the device key: %v", err)
 	}
@@ -75,11 +84,11 @@ func TestSignOpCannotMintCertificates(t *testing.T) {
 	roots.AddCert(device)
 	for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageAny} {
 		if chains, err := forged.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{usage}}); err == nil {
-			t.Errorf("a certificate signed through the sign operation verifies with the device certificate as root (usage %v): chain of %d", usage, len(chains[0]))
+			t.Errorf("a certificate signed by the device key verifies with the device certificate as root (usage %v): chain of %d", usage, len(chains[0]))
 		}
 	}
 	if err := forged.CheckSignatureFrom(device); err == nil {
-		t.Error("CheckSignatureFrom(device certificate) accepts a certificate signed through the sign operation")
+		t.Error("CheckSignatureFrom(device certificate) accepts a certificate signed by the device key")
 	}
 
 	// The workload CA is its own root, not signed by the device key, and

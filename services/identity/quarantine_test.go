@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otgate/otgate/audit"
 	"github.com/otgate/otgate/services/identity/api"
 	"github.com/otgate/otgate/services/identity/swtpmtest"
 )
@@ -36,8 +37,9 @@ func TestQuarantineAPIServesOnlyStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	digest := sha256.Sum256([]byte("audit checkpoint 7"))
-	if _, err := c.Sign(digest[:], crypto.SHA256); err != nil {
+	head := sha256.Sum256([]byte("record 7"))
+	checkpoint := audit.CheckpointMessage("log-1", 1, 7, head[:])
+	if _, err := c.SignMessage(checkpoint, crypto.SHA256); err != nil {
 		t.Fatalf("sign outside quarantine: %v", err)
 	}
 	if _, err := c.TLSCertificate(); err != nil {
@@ -68,7 +70,7 @@ func TestQuarantineAPIServesOnlyStatus(t *testing.T) {
 	wk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, wk)
 	refused := map[string]func() error{
-		"sign": func() error { _, err := c.Sign(digest[:], crypto.SHA256); return err },
+		"sign-message": func() error { _, err := c.SignMessage(checkpoint, crypto.SHA256); return err },
 		"tls-cert": func() error {
 			_, err := c.TLSCertificate()
 			return err
@@ -80,7 +82,7 @@ func TestQuarantineAPIServesOnlyStatus(t *testing.T) {
 		"unseal": func() error { _, err := c.Unseal("users"); return err },
 		"seal":   func() error { return c.Seal("users", []byte("y")) },
 		"seal-next-boot": func() error {
-			_, err := c.Call(&api.Request{Op: api.OpSealNextBoot, Digest: digest[:]})
+			_, err := c.Call(&api.Request{Op: api.OpSealNextBoot, Digest: head[:]})
 			return err
 		},
 		"an unknown operation": func() error {
@@ -107,8 +109,8 @@ func TestQuarantineAPIServesOnlyStatus(t *testing.T) {
 	}
 
 	// In-process callers get the same answer.
-	if _, err := id.SignDigest(digest[:], crypto.SHA256); !errors.Is(err, ErrQuarantine) {
-		t.Errorf("SignDigest in quarantine: %v, want ErrQuarantine", err)
+	if _, err := id.SignMessage(checkpoint, crypto.SHA256); !errors.Is(err, ErrQuarantine) {
+		t.Errorf("SignMessage in quarantine: %v, want ErrQuarantine", err)
 	}
 	if _, err := id.CSR(); !errors.Is(err, ErrQuarantine) {
 		t.Errorf("CSR in quarantine: %v, want ErrQuarantine", err)

@@ -288,14 +288,14 @@ func (s *Server) handle(caller string, uid uint32, req *api.Request) *api.Respon
 			st.Quarantine, st.Reason, st.Remedy, st.RemedyShort = true, q.Reason, q.Remedy, q.RemedyShort
 		}
 		return &api.Response{Status: st}
-	case api.OpSign:
+	case api.OpSignMessage:
 		h := crypto.Hash(req.Hash)
-		if _, err := tpmHash(req.Digest, h); err != nil {
+		if err := checkSignRequest(req.Data, h); err != nil {
 			return errResponse(api.CodeBadRequest, err)
 		}
-		sig, err := id.SignDigest(req.Digest, h)
+		sig, err := id.SignMessage(req.Data, h)
 		if err != nil {
-			return errResponse(api.CodeInternal, err)
+			return s.dataKeyError(err)
 		}
 		return &api.Response{Signature: sig}
 	case api.OpTLSCert:

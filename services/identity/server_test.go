@@ -3,12 +3,16 @@ package identity
 import (
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -18,6 +22,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fxamacker/cbor/v2"
+
+	"github.com/otgate/otgate/audit"
 	"github.com/otgate/otgate/internal/syncbuf"
 	"github.com/otgate/otgate/services/identity/api"
 )
@@ -94,19 +101,17 @@ func TestSocketSignTLSAndSecrets(t *testing.T) {
 	}
 	defer c.Close()
 
-	// Sign a digest (an audit checkpoint) and verify it.
-	digest := sha256.Sum256([]byte("audit checkpoint 42"))
-	sig, err := c.Sign(digest[:], crypto.SHA256)
+	// Sign an audit checkpoint and verify it.
+	head := sha256.Sum256([]byte("record 42"))
+	sig, err := c.SignMessage(audit.CheckpointMessage("log-1", 1, 42, head[:]), crypto.SHA256)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pub := id.Signer().Public().(*ecdsa.PublicKey)
-	if !ecdsa.VerifyASN1(pub, digest[:], sig) {
+	if !ecdsa.VerifyASN1(pub, audit.CheckpointDigest("log-1", 1, 42, head[:]), sig) {
 		t.Fatal("signature from the socket does not verify with the device key")
 	}
-	if _, err := c.Sign(digest[:20], crypto.SHA256); err == nil {
-		t.Fatal("a digest of the wrong length was signed")
-	}
+	checkSignRefusals(t, c, id)
 
 	// TLS 1.3 with the TPM-backed signer behind the socket.
 	cert, err := c.TLSCertificate()
@@ -326,4 +331,88 @@ func TestSocketRefusesRootWithoutAdmin(t *testing.T) {
 	if !strings.Contains(log.String(), "refused a connection from uid 0") {
 		t.Errorf("no refusal in the log:\n%s", log.String())
 	}
+}
+
+// checkSignRefusals: the device key signs a TLS 1.3 server
+// CertificateVerify and an audit checkpoint, nothing else. Each refusal
+// is a bad request that names what it was given; the signable messages
+// beside them are signed (the refusals are not a broken fixture).
+func checkSignRefusals(t *testing.T, c *api.Client, id *Identity) {
+	t.Helper()
+	pub := id.Signer().Public().(*ecdsa.PublicKey)
+	spaces := strings.Repeat(" ", 64)
+	transcript := sha256.Sum256([]byte("a handshake"))
+	serverCV := []byte(spaces + "TLS 1.3, server CertificateVerify\x00" + string(transcript[:]))
+	head := sha256.Sum256([]byte("record 9"))
+	checkpoint := audit.CheckpointMessage("log-1", 3, 9, head[:])
+	for _, msg := range [][]byte{serverCV, checkpoint} {
+		sig, err := c.SignMessage(msg, crypto.SHA256)
+		if err != nil {
+			t.Fatalf("sign %q: %v", msg[64:], err)
+		}
+		if d := sha256.Sum256(msg); !ecdsa.VerifyASN1(pub, d[:], sig) {
+			t.Fatalf("signature of %q does not verify", msg[64:])
+		}
+	}
+
+	// A certificate the device key (a CA) would sign for a compromised
+	// caller: its TBS is what the signature covers.
+	leafKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "not the gate"},
+		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &leafKey.PublicKey, leafKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var badHead [16]byte
+	refused := map[string]struct {
+		msg  []byte
+		h    crypto.Hash
+		says string
+	}{
+		"a certificate's TBS":               {cert.RawTBSCertificate, crypto.SHA256, "neither"},
+		"a bare digest":                     {head[:], crypto.SHA256, "neither"},
+		"an empty message":                  {nil, crypto.SHA256, "neither"},
+		"a client CertificateVerify":        {[]byte(spaces + "TLS 1.3, client CertificateVerify\x00" + string(transcript[:])), crypto.SHA256, "neither"},
+		"a server CertificateVerify, short": {serverCV[:len(serverCV)-1], crypto.SHA256, "31-byte transcript hash"},
+		"a server CertificateVerify, long":  {append(append([]byte(nil), serverCV...), 0), crypto.SHA256, "33-byte transcript hash"},
+		"a checkpoint of another domain":    {mustCBOR(t, []any{"otgate-audit-checkpoint-v0", "log-1", 3, 9, head[:]}), crypto.SHA256, "domain"},
+		"a checkpoint with a short head":    {mustCBOR(t, []any{"otgate-audit-checkpoint-v1", "log-1", 3, 9, badHead[:]}), crypto.SHA256, "head of 16 bytes"},
+		"a checkpoint backwards":            {audit.CheckpointMessage("log-1", 9, 3, head[:]), crypto.SHA256, "after last"},
+		"a checkpoint with a sixth element": {mustCBOR(t, []any{"otgate-audit-checkpoint-v1", "log-1", 3, 9, head[:], 1}), crypto.SHA256, "checkpoint"},
+		"a checkpoint with trailing bytes":  {append(append([]byte(nil), checkpoint...), 0), crypto.SHA256, "checkpoint"},
+		"a checkpoint with MD5":             {checkpoint, crypto.MD5, "unsupported hash"},
+	}
+	for what, r := range refused {
+		_, err := c.SignMessage(r.msg, r.h)
+		var ae *api.Error
+		if !errors.As(err, &ae) || ae.Code != api.CodeBadRequest || !strings.Contains(ae.Msg, r.says) {
+			t.Errorf("%s: %v, want a bad request saying %q", what, err, r.says)
+		}
+	}
+	// The raw digest operation of earlier releases is gone.
+	if _, err := c.Call(&api.Request{Op: "sign", Digest: head[:], Hash: uint(crypto.SHA256)}); !errors.Is(err, api.ErrBadRequest) {
+		t.Errorf("op sign: %v, want a bad request", err)
+	}
+	// The client's crypto.Signer hands whole messages only.
+	cert2, err := c.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cert2.PrivateKey.(crypto.Signer).Sign(rand.Reader, head[:], crypto.SHA256); !errors.Is(err, api.ErrDigestSigning) {
+		t.Errorf("Signer.Sign of a digest: %v, want ErrDigestSigning", err)
+	}
+}
+
+func mustCBOR(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := cbor.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

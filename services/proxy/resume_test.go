@@ -18,6 +18,12 @@ func (c *countingSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts
 	return c.Signer.Sign(r, digest, opts)
 }
 
+// SignMessage: crypto/tls hands the identity's signer whole messages.
+func (c *countingSigner) SignMessage(r io.Reader, msg []byte, opts crypto.SignerOpts) ([]byte, error) {
+	c.n.Add(1)
+	return crypto.SignMessage(c.Signer, r, msg, opts)
+}
+
 // TestTunnelsResumeTLS: a client session's tunnels after the first resume
 // their TLS session, so the gate's TPM key signs once, not once per TCP
 // connection an engineering tool opens; a resumed connection's

@@ -23,8 +23,13 @@ const MaxMessage = 1 << 20
 
 // Operations.
 const (
-	OpStatus       = "status"
-	OpSign         = "sign"          // Digest, Hash -> Signature
+	OpStatus = "status"
+	// OpSignMessage: Data is a whole message, Hash the hash to sign it
+	// with -> Signature. The service signs only what it recognises: the
+	// content of a TLS 1.3 server CertificateVerify (RFC 8446, 4.4.3)
+	// and an audit checkpoint (audit.CheckpointMessage); never a
+	// certificate or any other digest.
+	OpSignMessage  = "sign-message"
 	OpTLSCert      = "tls-cert"      // -> Certs (device chain, leaf first)
 	OpSeal         = "seal"          // Name, Data
 	OpUnseal       = "unseal"        // Name -> Data
@@ -122,6 +127,7 @@ var (
 	ErrQuarantine = &Error{Code: CodeQuarantine}
 	ErrNotFound   = &Error{Code: CodeNotFound}
 	ErrNoTPM      = &Error{Code: CodeNoTPM}
+	ErrBadRequest = &Error{Code: CodeBadRequest}
 )
 
 // Is matches on Code.

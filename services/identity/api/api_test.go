@@ -9,7 +9,7 @@ import (
 
 func TestMessageRoundTripAndBadFrames(t *testing.T) {
 	var buf bytes.Buffer
-	in := &Request{Op: OpSign, Digest: []byte{1, 2, 3}, Hash: 5}
+	in := &Request{Op: OpSignMessage, Digest: []byte{1, 2, 3}, Hash: 5}
 	if err := WriteMessage(&buf, in); err != nil {
 		t.Fatal(err)
 	}

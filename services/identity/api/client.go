@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -111,10 +112,11 @@ func (c *Client) Status() (*Status, error) {
 	return rsp.Status, nil
 }
 
-// Sign signs digest (of hash h) with the device key; the result is ASN.1
-// DER ECDSA.
-func (c *Client) Sign(digest []byte, h crypto.Hash) ([]byte, error) {
-	rsp, err := c.Call(&Request{Op: OpSign, Digest: digest, Hash: uint(h)})
+// SignMessage has the device key sign msg hashed with h (OpSignMessage:
+// a TLS 1.3 server CertificateVerify or an audit checkpoint); the result
+// is ASN.1 DER ECDSA.
+func (c *Client) SignMessage(msg []byte, h crypto.Hash) ([]byte, error) {
+	rsp, err := c.Call(&Request{Op: OpSignMessage, Data: msg, Hash: uint(h)})
 	if err != nil {
 		return nil, err
 	}
@@ -158,18 +160,29 @@ func (c *Client) TLSCertificate() (*tls.Certificate, error) {
 	return &tls.Certificate{Certificate: rsp.Certs, PrivateKey: &Signer{c: c, pub: pub}, Leaf: leaf}, nil
 }
 
-// Signer is a crypto.Signer for the device key that calls the service.
+// Signer is a crypto.MessageSigner for the device key that calls the
+// service. crypto/tls and the audit log hand it whole messages
+// (crypto.SignMessage); a bare digest is refused, because the service
+// signs only messages it recognises.
 type Signer struct {
 	c   *Client
 	pub *ecdsa.PublicKey
 }
 
+// ErrDigestSigning is Signer.Sign's error.
+var ErrDigestSigning = errors.New("identity: the device key signs whole messages only (a TLS 1.3 handshake, an audit checkpoint): use crypto.SignMessage")
+
 // Public is the device public key.
 func (s *Signer) Public() crypto.PublicKey { return s.pub }
 
-// Sign asks the service to sign digest.
-func (s *Signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
-	return s.c.Sign(digest, opts.HashFunc())
+// Sign refuses: a digest does not show what it signs (ErrDigestSigning).
+func (s *Signer) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
+	return nil, ErrDigestSigning
+}
+
+// SignMessage asks the service to sign msg.
+func (s *Signer) SignMessage(_ io.Reader, msg []byte, opts crypto.SignerOpts) ([]byte, error) {
+	return s.c.SignMessage(msg, opts.HashFunc())
 }
 
 // WorkloadCertificate makes a fresh P-256 key, has the service certify it

@@ -23,6 +23,10 @@ type Identity struct {
 	Socket string
 	// Client is connected as the service StartIdentityAs was given.
 	Client *api.Client
+	// Device is the service's identity itself, for what no caller of the
+	// API may do (sign a certificate with the device key, as an earlier
+	// release did).
+	Device *identity.Identity
 }
 
 // StartIdentity starts swtpm, creates a device identity on it and serves
@@ -64,7 +68,7 @@ func StartIdentityAs(tb testing.TB, service string) *Identity {
 	go func() { srv.Serve(); close(done) }()
 	tb.Cleanup(func() { srv.Close(); <-done })
 	c := Dial(tb, sock)
-	return &Identity{TPM: tpm, Socket: sock, Client: c}
+	return &Identity{TPM: tpm, Socket: sock, Client: c, Device: id}
 }
 
 // Dial opens another client connection (closed in t.Cleanup).
