@@ -8,3 +8,5 @@ const (
 	auditArch uint32 = 0
 	x32Bit    uint32 = 0
 )
+
+var forkCalls []uint32

@@ -8,10 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -67,8 +71,75 @@ func signalsChild(filter bool) {
 		}
 	}
 	do("signal self", err)
+	// No other process: fork and exec (os/exec: clone3, then clone
+	// with CLONE_VFORK) ...
+	do("start a process", exec.Command("/bin/true").Run())
+	// ... nor clone3, fork or vfork called directly.
+	args := cloneArgs{exitSignal: uint64(syscall.SIGCHLD)}
+	do("clone3 a process", rawProcess(unix.SYS_CLONE3, uintptr(unsafe.Pointer(&args)), unsafe.Sizeof(args)))
+	for _, nr := range forkCalls {
+		do(fmt.Sprintf("system call %d", nr), rawProcess(uintptr(nr), 0, 0))
+	}
+	// ... but threads: 16 goroutines locked to their threads at once
+	// need 16 threads.
+	do("make threads", makeThreads(16))
 	json.NewEncoder(os.Stdout).Encode(got)
 	os.Exit(0)
+}
+
+// cloneArgs is the head of struct clone_args (linux/sched.h): flags,
+// pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls (64
+// bytes, CLONE_ARGS_SIZE_VER0).
+type cloneArgs struct {
+	flags, pidfd, childTID, parentTID, exitSignal, stack, stackSize, tls uint64
+}
+
+// rawProcess makes a process with system call nr (clone3, fork, vfork)
+// whose child exits at once, and waits for it.
+func rawProcess(nr, a1, a2 uintptr) error {
+	pid, _, e := unix.RawSyscall(nr, a1, a2, 0)
+	if e != 0 {
+		return e
+	}
+	if pid == 0 { // the child: one thread, no runtime; leave at once
+		unix.RawSyscall(unix.SYS_EXIT_GROUP, 0, 0, 0)
+	}
+	_, err := unix.Wait4(int(pid), nil, 0, nil)
+	return err
+}
+
+// makeThreads has n goroutines hold an OS thread each at the same time
+// and checks that the process then has at least n threads.
+func makeThreads(n int) error {
+	var ready, done sync.WaitGroup
+	ready.Add(n)
+	done.Add(n)
+	release := make(chan struct{})
+	for range n {
+		go func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			ready.Done()
+			<-release
+			done.Done()
+		}()
+	}
+	ready.Wait()
+	b, err := os.ReadFile("/proc/self/status")
+	close(release)
+	done.Wait()
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Threads:"); ok {
+			if k, _ := strconv.Atoi(strings.TrimSpace(v)); k < n {
+				return fmt.Errorf("%d threads, want at least %d", k, n)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("no Threads line in /proc/self/status")
 }
 
 func errnoOf(_, _ uintptr, e syscall.Errno) error {
@@ -101,7 +172,7 @@ func TestKeepToItself(t *testing.T) {
 		}
 		return got
 	}
-	self := map[string]bool{"kill self": true, "tgkill self": true, "signal self": true}
+	self := map[string]bool{"kill self": true, "tgkill self": true, "signal self": true, "make threads": true}
 	// Without the filter root does all of it: each refusal below is the
 	// filter's.
 	for name, e := range run("signals-open") {
@@ -110,14 +181,18 @@ func TestKeepToItself(t *testing.T) {
 		}
 	}
 	got := run("signals")
-	if len(got) != 11 {
-		t.Fatalf("child ran %d probes, want 11: %v", len(got), got)
+	if want := 14 + len(forkCalls); len(got) != want {
+		t.Fatalf("child ran %d probes, want %d: %v", len(got), want, got)
 	}
 	for name, e := range got {
 		switch {
 		case self[name] && e != "":
 			t.Errorf("%s under the filter: %s, want it to work", name, e)
-		case !self[name] && e != unix.EPERM.Error():
+		case name == "start a process" && !strings.HasSuffix(e, unix.EPERM.Error()):
+			t.Errorf("%s under the filter: %q, want it to end in %q", name, e, unix.EPERM.Error())
+		case name == "clone3 a process" && e != unix.ENOSYS.Error():
+			t.Errorf("%s under the filter: %q, want %q", name, e, unix.ENOSYS.Error())
+		case !self[name] && name != "start a process" && name != "clone3 a process" && e != unix.EPERM.Error():
 			t.Errorf("%s under the filter: %q, want %q", name, e, unix.EPERM.Error())
 		}
 	}
