@@ -168,7 +168,11 @@ func (s *Server) serveConn(c *net.UnixConn) {
 		why = fmt.Sprintf("uid %d may not use the identity service", cred.Uid)
 		s.id.log.Printf("refused a connection from uid %d (pid %d): not in the allow-list (%s)", cred.Uid, cred.Pid, s.allowed())
 	case cred.Uid == 0:
-		if err := rootWithAdmin(cred.Pid); err != nil {
+		err := rootWithAdmin(cred.Pid)
+		if err == nil {
+			err = stillConnected(c)
+		}
+		if err != nil {
 			ok = false
 			why = fmt.Sprintf("uid 0 (pid %d) may not use the identity service: %v", cred.Pid, err)
 			s.id.log.Printf("refused a connection from uid 0 (pid %d): %v", cred.Pid, err)
@@ -213,8 +217,8 @@ func (s *Server) serveConn(c *net.UnixConn) {
 // must not sign with the device key or seal the data key to another
 // boot. The peer's effective capabilities are read from
 // /proc/<pid>/status as the connection is taken; a process cannot gain
-// capabilities after its start under no_new_privs, and its pid is not
-// reused while it lives.
+// capabilities after its start under no_new_privs. stillConnected then
+// checks that the pid was still the caller's.
 func rootWithAdmin(pid int32) error {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -235,6 +239,44 @@ func rootWithAdmin(pid int32) error {
 		return nil
 	}
 	return fmt.Errorf("no CapEff in /proc/%d/status", pid)
+}
+
+// stillConnected checks, after rootWithAdmin read /proc/<pid>/status,
+// that the caller still holds its end of the connection. SO_PEERCRED's
+// pid is the connecting process's; once that process has exited its pid
+// may be another's, and the capabilities read were not the caller's. A
+// process's descriptors close when it exits, before its pid is freed, so
+// an end still open means the pid was the caller's when its status was
+// read: no other process can hold that end, since the gate's root
+// services make no other process (sandbox.KeepToItself), and the
+// administrator's tools are trusted. A caller that closed or half-closed
+// its end is refused.
+func stillConnected(c *net.UnixConn) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var revents int16
+	var perr error
+	if err := raw.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+		for {
+			_, perr = unix.Poll(fds, 0)
+			if perr != unix.EINTR {
+				break
+			}
+		}
+		revents = fds[0].Revents
+	}); err != nil {
+		return err
+	}
+	if perr != nil {
+		return fmt.Errorf("cannot tell whether it is still connected: %w", perr)
+	}
+	if revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0 {
+		return fmt.Errorf("it closed its end of the connection before its capabilities were read (revents %#x): its pid may be another process's by now", revents)
+	}
+	return nil
 }
 
 func errResponse(code string, err error) *api.Response {

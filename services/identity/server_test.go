@@ -416,3 +416,61 @@ func mustCBOR(t *testing.T, v any) []byte {
 	}
 	return b
 }
+
+// TestSocketRefusesRootThatLeft: a root caller that closed its end before
+// the service read its capabilities is refused, since its pid may be
+// another process's by then; one still connected is served. The
+// connection is made before the service accepts, so the order is fixed.
+func TestSocketRefusesRootThatLeft(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the check is for uid-0 callers")
+	}
+	_, opener := startTPM(t)
+	cfg := testConfig(t, opener)
+	log := &syncbuf.Buffer{}
+	cfg.Log = log
+	id, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer id.Close()
+	dir, err := os.MkdirTemp("", "idsock") // short: a socket path has 107 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "identity.sock")
+	srv, err := Listen(id, ServerConfig{Socket: sock, GID: -1, Allow: map[uint32]string{0: "admin"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+
+	// Queued in the backlog: a request, then the end closed.
+	gone, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := api.WriteMessage(gone, &api.Request{Op: api.OpStatus}); err != nil {
+		t.Fatal(err)
+	}
+	gone.Close()
+	go srv.Serve()
+
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(log.String(), "closed its end of the connection") {
+		if time.Now().After(deadline) {
+			t.Fatalf("a caller gone before its capabilities were read was not refused:\n%s", log.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The same process, still connected, is served.
+	c, err := api.Dial(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if st, err := c.Status(); err != nil || st.Caller != "admin" {
+		t.Fatalf("a connected root caller: %+v, %v", st, err)
+	}
+}
