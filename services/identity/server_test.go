@@ -298,15 +298,7 @@ func TestSocketRefusesRootWithoutAdmin(t *testing.T) {
 	if err != nil {
 		t.Skip("no setpriv (util-linux)")
 	}
-	_, opener := startTPM(t)
-	cfg := testConfig(t, opener)
-	log := &syncbuf.Buffer{}
-	cfg.Log = log
-	id, err := Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer id.Close()
+	id, log := openLogged(t)
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -425,15 +417,7 @@ func TestSocketRefusesRootThatLeft(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the check is for uid-0 callers")
 	}
-	_, opener := startTPM(t)
-	cfg := testConfig(t, opener)
-	log := &syncbuf.Buffer{}
-	cfg.Log = log
-	id, err := Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer id.Close()
+	id, log := openLogged(t)
 	dir, err := os.MkdirTemp("", "idsock") // short: a socket path has 107 bytes
 	if err != nil {
 		t.Fatal(err)
@@ -473,4 +457,20 @@ func TestSocketRefusesRootThatLeft(t *testing.T) {
 	if st, err := c.Status(); err != nil || st.Caller != "admin" {
 		t.Fatalf("a connected root caller: %+v, %v", st, err)
 	}
+}
+
+// openLogged opens a new identity on a fresh swtpm, its log kept (closed
+// in t.Cleanup).
+func openLogged(t *testing.T) (*Identity, *syncbuf.Buffer) {
+	t.Helper()
+	_, opener := startTPM(t)
+	cfg := testConfig(t, opener)
+	log := &syncbuf.Buffer{}
+	cfg.Log = log
+	id, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { id.Close() })
+	return id, log
 }
