@@ -56,31 +56,8 @@ func Confinement(cfg *Config, logf func(string, ...any)) (sandbox.Files, error) 
 	if cfg.Resolver == nil {
 		cfg.Resolver = &Resolver{Path: DefaultResolvConf} // the service's default
 	}
-	var errs []error
-	abs := func(p *string) {
-		if *p == "" {
-			return
-		}
-		a, err := filepath.Abs(*p)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("netconf: %w", err))
-		}
-		*p = a
-	}
-	abs(&cfg.PolicyPath)
-	abs(&cfg.SocketPath)
-	abs(&cfg.HintPath)
-	abs(&cfg.Resolver.Path)
-	abs(&cfg.Resolver.Etc)
-	if err := errors.Join(errs...); err != nil {
-		return f, err
-	}
-	seen := map[string]bool{}
-	add := func(list *[]string, p string) {
-		if !seen[p] {
-			seen[p] = true
-			*list = append(*list, p)
-		}
+	if err := sandbox.Absolute(&cfg.PolicyPath, &cfg.SocketPath, &cfg.HintPath, &cfg.Resolver.Path, &cfg.Resolver.Etc); err != nil {
+		return f, fmt.Errorf("netconf: %w", err)
 	}
 	mkdir := func(p string) error {
 		if err := os.MkdirAll(p, 0o755); err != nil {
@@ -89,14 +66,14 @@ func Confinement(cfg *Config, logf func(string, ...any)) (sandbox.Files, error) 
 		return nil
 	}
 	if cfg.PolicyPath != "" {
-		add(&f.Read, filepath.Dir(cfg.PolicyPath))
+		f.AddRead(filepath.Dir(cfg.PolicyPath))
 	}
 	if cfg.SocketPath != "" {
 		d := filepath.Dir(cfg.SocketPath)
 		if err := mkdir(d); err != nil {
 			return f, err
 		}
-		add(&f.Write, d)
+		f.AddWrite(d)
 	}
 	r := cfg.Resolver
 	if r.Path != "" {
@@ -104,14 +81,14 @@ func Confinement(cfg *Config, logf func(string, ...any)) (sandbox.Files, error) 
 		if err := mkdir(d); err != nil {
 			return f, err
 		}
-		add(&f.Write, d)
+		f.AddWrite(d)
 	}
 	if r.Path != "" && r.Etc != "" {
 		ok, err := prepareEtc(r.Etc)
 		switch {
 		case ok:
 			r.EtcInPlace = true
-			add(&f.Write, r.Etc)
+			f.AddWrite(r.Etc)
 		case err != nil:
 			logf("netconf: %s is not writable (%v); DNS settings are in %s only", r.Etc, err, r.Path)
 			r.Etc = ""
@@ -126,10 +103,10 @@ func Confinement(cfg *Config, logf func(string, ...any)) (sandbox.Files, error) 
 			logf("%v; no DHCP address hint", err)
 			cfg.HintPath = ""
 		} else {
-			add(&f.Write, d)
+			f.AddWrite(d)
 		}
 	}
-	add(&f.Write, filepath.Join(procSysNet, "ipv4", "conf"))
+	f.AddWrite(filepath.Join(procSysNet, "ipv4", "conf"))
 	return f, nil
 }
 

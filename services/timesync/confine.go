@@ -47,32 +47,10 @@ const EtcDir = "/etc"
 // time zone (time.Now().Zone()) before it confines.
 func (s *Service) Confinement() (sandbox.Files, error) {
 	var f sandbox.Files
+	if err := sandbox.Absolute(&s.PolicyPath, &s.RTC, &s.Marker, &s.Approval, &s.ClockFile); err != nil {
+		return f, fmt.Errorf("timesync: %w", err)
+	}
 	var errs []error
-	abs := func(p *string) {
-		if *p == "" {
-			return
-		}
-		a, err := filepath.Abs(*p)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("timesync: %w", err))
-		}
-		*p = a
-	}
-	abs(&s.PolicyPath)
-	abs(&s.RTC)
-	abs(&s.Marker)
-	abs(&s.Approval)
-	abs(&s.ClockFile)
-	if err := errors.Join(errs...); err != nil {
-		return f, err
-	}
-	seen := map[string]bool{}
-	add := func(list *[]string, p string) {
-		if !seen[p] {
-			seen[p] = true
-			*list = append(*list, p)
-		}
-	}
 	writeDir := func(file string, perm os.FileMode) {
 		if file == "" {
 			return
@@ -82,17 +60,17 @@ func (s *Service) Confinement() (sandbox.Files, error) {
 			errs = append(errs, fmt.Errorf("timesync: %w", err))
 			return
 		}
-		add(&f.Write, dir)
+		f.AddWrite(dir)
 	}
 	writeDir(s.ClockFile, 0o700)
 	writeDir(s.Marker, 0o755)
 	writeDir(s.Approval, 0o755)
 	if s.PolicyPath != "" {
-		add(&f.Read, filepath.Dir(s.PolicyPath))
+		f.AddRead(filepath.Dir(s.PolicyPath))
 	}
-	add(&f.Read, EtcDir)
+	f.AddRead(EtcDir)
 	if s.RTC != "" {
-		add(&f.ReadIfExists, s.RTC)
+		f.AddReadIfExists(s.RTC)
 	}
 	return f, errors.Join(errs...)
 }
