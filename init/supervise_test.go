@@ -26,6 +26,11 @@ func TestDependentStartsAfterDependencyReady(t *testing.T) {
 	// Table order is the reverse of dependency order on purpose.
 	_, log := runSupervisor(t, &bootcfg.Config{Services: []bootcfg.Service{top, mid, base}})
 	waitLine(t, log, "init: top ready (")
+	// A service's output reaches the log through its pipe's reader,
+	// which may run after init's own line on its readiness (slow under
+	// -race): wait for both outputs before reading the order.
+	waitLine(t, log, "mid: ")
+	waitLine(t, log, "top: ")
 	lines := log.Lines()
 	baseReady := lineIndex(lines, "init: base ready (")
 	midOut := lineIndex(lines, "mid: ")
