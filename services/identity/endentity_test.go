@@ -31,12 +31,7 @@ import (
 // it verified: a client-auth certificate naming the gate, valid for as
 // long as the attacker chose.)
 func TestDeviceKeyCannotMintCertificates(t *testing.T) {
-	_, opener := startTPM(t)
-	id, err := Open(testConfig(t, opener))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer id.Close()
+	id, log := openLogged(t)
 	sock := serve(t, id, -1, map[uint32]string{uint32(os.Getuid()): "proxy"})
 	c, err := api.Dial(sock)
 	if err != nil {
@@ -66,6 +61,9 @@ func TestDeviceKeyCannotMintCertificates(t *testing.T) {
 	// whole TBS, and the service does not sign it).
 	if _, err := x509.CreateCertificate(rand.Reader, tmpl, device, &mine.PublicKey, gate.PrivateKey); !errors.Is(err, api.ErrBadRequest) || !strings.Contains(err.Error(), "neither") {
 		t.Fatalf("a certificate signed through the socket: %v, want a bad request", err)
+	}
+	if !strings.Contains(log.String(), "refused to sign for proxy (uid ") {
+		t.Errorf("the refusal is not in the service's log:\n%s", log.String())
 	}
 	forgedDER, err := x509.CreateCertificate(rand.Reader, tmpl, device, &mine.PublicKey, id.Signer())
 	if err != nil {
