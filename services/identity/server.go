@@ -249,8 +249,10 @@ func rootWithAdmin(pid int32) error {
 // an end still open means the pid was the caller's when its status was
 // read: no other process can hold that end, since the gate's root
 // services make no other process (sandbox.KeepToItself), and the
-// administrator's tools are trusted. A caller that closed or half-closed
-// its end is refused.
+// administrator's tools are trusted. A caller that closed its end is
+// refused (POLLHUP: both directions shut, which a process's exit does); one
+// that only shut its writing side (a request cut short, say) still holds
+// it.
 func stillConnected(c *net.UnixConn) error {
 	raw, err := c.SyscallConn()
 	if err != nil {
@@ -259,7 +261,7 @@ func stillConnected(c *net.UnixConn) error {
 	var revents int16
 	var perr error
 	if err := raw.Control(func(fd uintptr) {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+		fds := []unix.PollFd{{Fd: int32(fd)}}
 		for {
 			_, perr = unix.Poll(fds, 0)
 			if perr != unix.EINTR {
@@ -273,7 +275,7 @@ func stillConnected(c *net.UnixConn) error {
 	if perr != nil {
 		return fmt.Errorf("cannot tell whether it is still connected: %w", perr)
 	}
-	if revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0 {
+	if revents&(unix.POLLHUP|unix.POLLERR) != 0 {
 		return fmt.Errorf("it closed its end of the connection before its capabilities were read (revents %#x): its pid may be another process's by now", revents)
 	}
 	return nil

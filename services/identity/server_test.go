@@ -411,8 +411,9 @@ func mustCBOR(t *testing.T, v any) []byte {
 
 // TestSocketRefusesRootThatLeft: a root caller that closed its end before
 // the service read its capabilities is refused, since its pid may be
-// another process's by then; one still connected is served. The
-// connection is made before the service accepts, so the order is fixed.
+// another process's by then; one still connected is served, also when it
+// shut its writing side. The connections are made before the service
+// accepts, so the order is fixed.
 func TestSocketRefusesRootThatLeft(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the check is for uid-0 callers")
@@ -439,7 +440,25 @@ func TestSocketRefusesRootThatLeft(t *testing.T) {
 		t.Fatal(err)
 	}
 	gone.Close()
+	// Queued too: a request, then only the writing side shut. Its
+	// process still holds the connection: it is served.
+	half, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer half.Close()
+	if err := api.WriteMessage(half, &api.Request{Op: api.OpStatus}); err != nil {
+		t.Fatal(err)
+	}
+	if err := half.(*net.UnixConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
 	go srv.Serve()
+	half.SetDeadline(time.Now().Add(10 * time.Second))
+	var rsp api.Response
+	if err := api.ReadMessage(half, &rsp); err != nil || rsp.Code != "" || rsp.Status == nil || rsp.Status.Caller != "admin" {
+		t.Fatalf("a root caller that shut its writing side: %+v, %v", rsp, err)
+	}
 
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(log.String(), "closed its end of the connection") {
