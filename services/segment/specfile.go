@@ -46,7 +46,8 @@ var (
 
 // LoadSpec reads and validates a spec file: CBOR, or JSON when the name
 // ends in ".json". Unknown fields are errors, and so is an exception
-// expiring more than MaxSpecExceptionLifetime from now.
+// expiring more than MaxSpecExceptionLifetime from now, or a missing
+// enforce_interfaces beside an asset in monitor mode (checkFileSpec).
 func LoadSpec(path string) (*ruleset.Spec, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -62,13 +63,34 @@ func LoadSpec(path string) (*ruleset.Spec, error) {
 	} else if err := decMode.Unmarshal(b, &s); err != nil {
 		return nil, fmt.Errorf("segment: spec %s: %w", path, err)
 	}
-	if err := s.Validate(); err != nil {
-		return nil, fmt.Errorf("segment: spec %s: %w", path, err)
-	}
-	if err := checkExpiries(&s, time.Now()); err != nil {
+	if err := checkFileSpec(&s, time.Now()); err != nil {
 		return nil, fmt.Errorf("segment: spec %s: %w", path, err)
 	}
 	return &s, nil
+}
+
+// checkFileSpec is what a spec file must pass beyond Validate: exception
+// expiries within bounds, and enforce_interfaces given when an asset is
+// in monitor mode. The site file's path computes that list (sitespec);
+// in a file written by hand, a missing one would leave every downlink
+// open to the monitor zones' assets (fail open), so it is refused.
+func checkFileSpec(s *ruleset.Spec, now time.Time) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	if err := checkExpiries(s, now); err != nil {
+		return err
+	}
+	if s.EnforceInterfaces == nil {
+		for i, a := range s.Assets {
+			if a.Mode == ruleset.ModeMonitor {
+				return fmt.Errorf("%w: enforce_interfaces: not given, and assets[%d] %q (zone %q) is in monitor mode: "+
+					"list the downlinks that carry an enforce zone or no zone (every downlink but those of monitor zones alone), or [] when every downlink carries monitor zones alone",
+					ruleset.ErrInvalidSpec, i, a.Name, a.Zone)
+			}
+		}
+	}
+	return nil
 }
 
 // checkExpiries refuses exceptions that expire more than
@@ -89,10 +111,7 @@ func checkExpiries(s *ruleset.Spec, now time.Time) error {
 // WriteSpec validates s (as LoadSpec does) and writes it as deterministic CBOR, atomically
 // (temp file, fsync, rename, fsync of the directory).
 func WriteSpec(path string, s *ruleset.Spec) error {
-	if err := s.Validate(); err != nil {
-		return fmt.Errorf("segment: write spec %s: %w", path, err)
-	}
-	if err := checkExpiries(s, time.Now()); err != nil {
+	if err := checkFileSpec(s, time.Now()); err != nil {
 		return fmt.Errorf("segment: write spec %s: %w", path, err)
 	}
 	b, err := encMode.Marshal(s)

@@ -2,6 +2,8 @@ package segment_test
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -117,5 +119,64 @@ func TestSpecExceptionExpiryIsBounded(t *testing.T) {
 	}
 	if _, err := os.Stat(w); !os.IsNotExist(err) {
 		t.Errorf("refused spec left a file: %v", err)
+	}
+}
+
+// TestSpecFileNamesEnforceInterfaces: a spec file with an asset in
+// monitor mode must say which downlinks stay enforced; left out, every
+// downlink would be open to the monitor zone (fail open), so it is
+// refused, by LoadSpec and WriteSpec alike. An empty list (every
+// downlink carries monitor zones alone) is kept apart from a missing one
+// through a CBOR round trip. Without a monitor-mode asset the list does
+// not matter and may be left out.
+func TestSpecFileNamesEnforceInterfaces(t *testing.T) {
+	dir := t.TempDir()
+	const base = `{"uplink":"eth0","downlinks":["eth1"],"proxy":{"uid":990,"mark":7},` +
+		`"assets":[{"name":"rtu-1","zone":"b","mode":"%s","address":"10.0.0.7","tcp_ports":[502]}],"exceptions":[]%s}`
+	for _, tc := range []struct {
+		name, mode, field, want string
+		enforce                 []string
+	}{
+		{"missing", "monitor", ``, `enforce_interfaces: not given, and assets[0] "rtu-1" (zone "b") is in monitor mode`, nil},
+		{"null", "monitor", `,"enforce_interfaces":null`, `enforce_interfaces: not given`, nil},
+		{"empty", "monitor", `,"enforce_interfaces":[]`, "", []string{}},
+		{"given", "monitor", `,"enforce_interfaces":["eth1"]`, "", []string{"eth1"}},
+		{"enforce-only", "enforce", ``, "", nil},
+	} {
+		p := filepath.Join(dir, tc.name+".json")
+		if err := os.WriteFile(p, []byte(fmt.Sprintf(base, tc.mode, tc.field)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := segment.LoadSpec(p)
+		if tc.want != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, ruleset.ErrInvalidSpec) {
+				t.Errorf("%s: LoadSpec = %v, want an invalid spec saying %q", tc.name, err, tc.want)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if !reflect.DeepEqual(got.EnforceInterfaces, tc.enforce) {
+			t.Errorf("%s: enforce interfaces %#v, want %#v", tc.name, got.EnforceInterfaces, tc.enforce)
+		}
+		// The CBOR round trip keeps nil and empty apart.
+		c := filepath.Join(dir, tc.name+".cbor")
+		if err := segment.WriteSpec(c, got); err != nil {
+			t.Fatalf("%s: WriteSpec: %v", tc.name, err)
+		}
+		again, err := segment.LoadSpec(c)
+		if err != nil {
+			t.Fatalf("%s: LoadSpec after WriteSpec: %v", tc.name, err)
+		}
+		if !reflect.DeepEqual(again.EnforceInterfaces, tc.enforce) {
+			t.Errorf("%s: after the CBOR round trip %#v, want %#v", tc.name, again.EnforceInterfaces, tc.enforce)
+		}
+	}
+	bad := spec()
+	bad.Assets[0].Mode = ruleset.ModeMonitor
+	bad.EnforceInterfaces = nil
+	if err := segment.WriteSpec(filepath.Join(dir, "open.cbor"), bad); err == nil || !strings.Contains(err.Error(), "enforce_interfaces: not given") {
+		t.Errorf("WriteSpec of a monitor-mode asset without enforce_interfaces: %v", err)
 	}
 }

@@ -91,8 +91,12 @@ type Spec struct {
 	// that is not a declared asset of a monitor zone. An interface that
 	// carries an enforce zone and a monitor zone is one of them, and
 	// sitespec lists those that carry no zone too (only monitor zones'
-	// own interfaces are left out).
-	EnforceInterfaces []string `cbor:"14,keyasint,omitempty" json:"enforce_interfaces,omitempty"`
+	// own interfaces are left out). nil is "not given", which a spec
+	// file with a monitor-mode asset may not leave it (segment.LoadSpec:
+	// absent would leave every downlink open to the monitor zones); an
+	// empty list is none (every downlink carries monitor zones alone).
+	// Written even when nil or empty, so a file keeps the difference.
+	EnforceInterfaces []string `cbor:"14,keyasint" json:"enforce_interfaces"`
 }
 
 // DefaultWouldBlockTTL is used when Spec.WouldBlockTTL is 0.
