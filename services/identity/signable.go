@@ -12,9 +12,10 @@ import (
 // handshakes (the proxy's listener) and the audit log's checkpoints. A
 // caller hands the whole message (api.OpSignMessage) and the service
 // checks that it is one of those before it hashes and signs it. A
-// compromised caller can therefore not have the device key (a CA: it
-// certified the gate's workload CA) sign a certificate, or anything else
-// that would be taken for the gate's word outside those two uses.
+// compromised caller can therefore not have the device key sign a
+// certificate (which the CA device certificate of an identity made
+// before end-entity ones would vouch for), or anything else that would be
+// taken for the gate's word outside those two uses.
 
 // tls13ServerContext opens the content a TLS 1.3 server signs in its
 // CertificateVerify (RFC 8446, 4.4.3): 64 spaces, the context string and
