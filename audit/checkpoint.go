@@ -77,7 +77,9 @@ func KeyID(pub crypto.PublicKey) (string, error) {
 }
 
 func signCheckpoint(s crypto.Signer, keyID, logID string, first, last uint64, head Hash) (Checkpoint, error) {
-	digest := CheckpointDigest(logID, first, last, head[:])
+	msg := CheckpointMessage(logID, first, last, head[:])
+	sum := sha256.Sum256(msg)
+	digest := sum[:]
 	var sig []byte
 	var err error
 	if _, ok := s.Public().(ed25519.PublicKey); ok {
@@ -87,7 +89,7 @@ func signCheckpoint(s crypto.Signer, keyID, logID string, first, last uint64, he
 		// recognises (the identity service: TLS handshakes and
 		// checkpoints, never a certificate) sees what it signs. Any other
 		// signer gets the digest, as before.
-		sig, err = crypto.SignMessage(s, rand.Reader, CheckpointMessage(logID, first, last, head[:]), crypto.SHA256)
+		sig, err = crypto.SignMessage(s, rand.Reader, msg, crypto.SHA256)
 	}
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("sign checkpoint %d..%d: %w", first, last, err)

@@ -2,5 +2,5 @@
 
 package sandbox
 
-// testCgo: this test binary is linked with cgo.
+// testCgo says whether this test binary is linked with cgo.
 const testCgo = true

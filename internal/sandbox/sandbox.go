@@ -106,13 +106,7 @@ func rawNetworkFilter() ([]unix.SockFilter, error) {
 		return nil, ErrUnsupported
 	}
 	var a asm
-	a.ld(offArch)
-	a.jeq(auditArch, "", "kill")
-	a.ld(offNr)
-	if x32Bit != 0 {
-		// amd64: x32 system calls are the same numbers with bit 30 set.
-		a.jset(x32Bit, "kill", "")
-	}
+	a.loadNr()
 	a.jeq(unix.SYS_SOCKET, "socket", "")
 	a.jeq(unix.SYS_SETSOCKOPT, "setsockopt", "")
 	a.jeq(unix.SYS_IO_URING_SETUP, "deny", "")
@@ -175,6 +169,19 @@ const (
 
 func (a *asm) emit(op uint16, k uint32) {
 	a.ins = append(a.ins, unix.SockFilter{Code: op, K: k})
+}
+
+// loadNr opens a filter: a system call of another architecture or ABI
+// jumps to label "kill" (the filter must define it), and the
+// accumulator then holds the system call's number.
+func (a *asm) loadNr() {
+	a.ld(offArch)
+	a.jeq(auditArch, "", "kill")
+	a.ld(offNr)
+	if x32Bit != 0 {
+		// amd64: x32 system calls are the same numbers with bit 30 set.
+		a.jset(x32Bit, "kill", "")
+	}
 }
 
 func (a *asm) ld(off uint32) { a.emit(bpfLdWAbs, off) }

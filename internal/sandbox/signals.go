@@ -51,12 +51,7 @@ func keepToItselfFilter(self uint32) ([]unix.SockFilter, error) {
 		return nil, ErrUnsupported
 	}
 	var a asm
-	a.ld(offArch)
-	a.jeq(auditArch, "", "kill")
-	a.ld(offNr)
-	if x32Bit != 0 {
-		a.jset(x32Bit, "kill", "")
-	}
+	a.loadNr()
 	for _, nr := range []uint32{unix.SYS_KILL, unix.SYS_TGKILL, unix.SYS_RT_SIGQUEUEINFO, unix.SYS_RT_TGSIGQUEUEINFO} {
 		a.jeq(nr, "self", "")
 	}

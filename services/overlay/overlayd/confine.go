@@ -1,7 +1,6 @@
 package overlayd
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -22,20 +21,14 @@ import (
 // own on the device (/run/otgate/overlay): it cannot touch another
 // service's socket.
 func confinement(policy, state, socket string) (sandbox.Files, error) {
-	var errs []error
-	abs := func(flag, p string) string {
-		a, err := filepath.Abs(p)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s %s: %w", flag, p, err))
-		}
-		return a
+	if err := sandbox.Absolute(&policy, &state, &socket); err != nil {
+		return sandbox.Files{}, err
 	}
-	f := sandbox.Files{
-		Read:         []string{filepath.Dir(abs("-policy", policy))},
+	return sandbox.Files{
+		Read:         []string{filepath.Dir(policy)},
 		ReadIfExists: []string{"/etc/localtime"},
-		Write:        []string{filepath.Dir(abs("-state", state)), filepath.Dir(abs("-socket", socket))},
-	}
-	return f, errors.Join(errs...)
+		Write:        []string{filepath.Dir(state), filepath.Dir(socket)},
+	}, nil
 }
 
 // confine creates the directories the service would create later (its

@@ -181,33 +181,21 @@ func Main() {
 // this also keeps it from what every uid may read or write.
 func confine(o *options) (sandbox.Files, error) {
 	var f sandbox.Files
-	var errs []error
-	abs := func(flag, p string) string {
-		a, err := filepath.Abs(p)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s %s: %w", flag, p, err))
-		}
-		return a
-	}
-	policy := abs("policy", o.policyFile)
-	state, auditDir := abs("-state", o.state), abs("-audit", o.auditDir)
-	adminDir := filepath.Dir(abs("-admin", o.adminSock))
-	if err := errors.Join(errs...); err != nil {
+	policy, state, auditDir, admin, syslogCA := o.policyFile, o.state, o.auditDir, o.adminSock, o.syslogCA
+	if err := sandbox.Absolute(&policy, &state, &auditDir, &admin, &syslogCA); err != nil {
 		return f, err
 	}
+	adminDir := filepath.Dir(admin)
 	for _, d := range []string{state, auditDir, adminDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return f, err
 		}
 	}
 	f.Read = []string{filepath.Dir(policy), "/etc"}
-	if o.syslogCA != "" {
-		f.Read = append(f.Read, abs("-syslog-ca", o.syslogCA))
+	if syslogCA != "" {
+		f.Read = append(f.Read, syslogCA)
 	}
 	f.Write = []string{state, auditDir, adminDir}
-	if err := errors.Join(errs...); err != nil {
-		return f, err
-	}
 	return f, sandbox.RestrictFiles(f)
 }
 

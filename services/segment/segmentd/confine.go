@@ -1,7 +1,6 @@
 package segmentd
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -43,11 +42,9 @@ type paths struct {
 //
 // The socket's directory is the service's own on the device
 // (/run/otgate/segment): it cannot touch another service's socket.
-func confinement(p paths) (sandbox.Files, error) {
-	a, err := p.abs()
-	if err != nil {
-		return sandbox.Files{}, err
-	}
+//
+// Its paths must be absolute (paths.abs).
+func confinement(a paths) sandbox.Files {
 	var f sandbox.Files
 	if a.Policy != "" {
 		f.Read = append(f.Read, filepath.Dir(a.Policy), a.Boot)
@@ -62,27 +59,13 @@ func confinement(p paths) (sandbox.Files, error) {
 		f.Write = append(f.Write, filepath.Dir(a.State))
 	}
 	f.Write = append(f.Write, filepath.Dir(a.Socket), a.Forwarding, a.conf())
-	return f, nil
+	return f
 }
 
 // abs is p with every path made absolute.
 func (p paths) abs() (paths, error) {
-	var errs []error
-	for _, x := range []struct {
-		flag string
-		path *string
-	}{{"-policy", &p.Policy}, {"-boot", &p.Boot}, {"-spec", &p.Spec}, {"-state", &p.State},
-		{"-socket", &p.Socket}, {"-overlay-state", &p.OverlayState}, {"forwarding sysctl", &p.Forwarding}} {
-		if *x.path == "" {
-			continue
-		}
-		a, err := filepath.Abs(*x.path)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s %s: %w", x.flag, *x.path, err))
-		}
-		*x.path = a
-	}
-	return p, errors.Join(errs...)
+	err := sandbox.Absolute(&p.Policy, &p.Boot, &p.Spec, &p.State, &p.Socket, &p.OverlayState, &p.Forwarding)
+	return p, err
 }
 
 // conf is the directory of the reverse-path filters, beside the
@@ -96,11 +79,11 @@ func (p paths) conf() string { return filepath.Join(filepath.Dir(p.Forwarding), 
 // holds the sysctl paths open, so procfs keeps their inodes). On an
 // error the process is not confined and must not run.
 func confine(p paths) (sandbox.Files, error) {
-	f, err := confinement(p)
+	a, err := p.abs()
 	if err != nil {
-		return f, err
+		return sandbox.Files{}, err
 	}
-	a, _ := p.abs() // no error: confinement made them
+	f := confinement(a)
 	if a.State != "" {
 		if err := atomicfile.MkdirAll(filepath.Dir(a.State), 0o700, nil); err != nil {
 			return f, fmt.Errorf("-state: %w", err)
