@@ -112,8 +112,13 @@ func TestWatchStorageNote(t *testing.T) {
 		return notes[len(notes)-1]
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go watchStorage(ctx, w, 20*time.Millisecond, t.Logf, note)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		watchStorage(ctx, w, 20*time.Millisecond, t.Logf, note)
+	}()
+	// The watcher stops before the file system goes (cleanup).
+	defer func() { cancel(); <-watched }()
 
 	bg := context.Background()
 	if _, err := w.Append(bg, audit.SessionStart{SessionID: "a", User: "alice", Asset: "plc-7", Protocol: "modbus", Rule: "r"}); err != nil {
@@ -129,15 +134,24 @@ func TestWatchStorageNote(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(lastNote(), "audit log storage FULL") {
+	// The disk can be seen full before the retention has looked at the
+	// files the filling rotated (it runs on the writer's own goroutine,
+	// after each rotation): the note names why nothing can go once it has.
+	want := []string{"audit log storage FULL", "new sessions refused", "is not exported yet"}
+	full := func(note string) bool {
+		for _, w := range want {
+			if !strings.Contains(note, w) {
+				return false
+			}
+		}
+		return true
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !full(lastNote()) {
 		if time.Now().After(deadline) {
-			t.Fatalf("note %q, want storage FULL", lastNote())
+			t.Fatalf("note %q, want one that says %q", lastNote(), want)
 		}
 		time.Sleep(20 * time.Millisecond)
-	}
-	if !strings.Contains(lastNote(), "new sessions refused") || !strings.Contains(lastNote(), "is not exported yet") {
-		t.Fatalf("note %q", lastNote())
 	}
 	_, err = w.Append(bg, audit.SessionStart{SessionID: "b", User: "bob", Asset: "plc-7", Protocol: "modbus", Rule: "r"})
 	if err == nil || !strings.Contains(err.Error(), "audit log storage full") {
