@@ -34,6 +34,8 @@ func TestMain(m *testing.M) {
 		filesChild()
 	case "procsys":
 		procSysChild()
+	case "lockdown":
+		lockDownChild()
 	case "signals", "signals-open":
 		signalsChild(os.Getenv(childEnv) == "signals")
 	default:

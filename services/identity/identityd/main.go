@@ -73,14 +73,11 @@ func run(f *identity.Flags, logOut io.Writer, socket string, gid int, allowSpec 
 	}
 	// The TPM is open and the socket given to its group (CAP_CHOWN):
 	// before it answers anyone, the service gives up every capability
-	// (root's files and devices stay its own; internal/sandbox).
-	if err := sandbox.LimitCapabilities(); err != nil {
+	// (root's files and devices stay its own) and any reach into another
+	// process (internal/sandbox).
+	if err := sandbox.LockDown(); err != nil {
 		srv.Close()
-		return fmt.Errorf("%w: refusing to serve with root's capabilities", err)
-	}
-	if err := sandbox.KeepToItself(); err != nil {
-		srv.Close()
-		return fmt.Errorf("%w: refusing to serve able to signal or trace other processes", err)
+		return err
 	}
 	// From here on it needs no path but its state directory: the TPM
 	// and the socket are open. Confined to it, a compromised service

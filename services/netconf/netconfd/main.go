@@ -66,14 +66,8 @@ func Main() {
 	// CAP_NET_ADMIN (links, addresses, routes, its sysctls), CAP_NET_RAW
 	// (DHCP and ARP on packet sockets) and CAP_NET_BIND_SERVICE (port 68)
 	// (internal/sandbox).
-	if err := sandbox.LimitCapabilities(unix.CAP_NET_ADMIN, unix.CAP_NET_RAW, unix.CAP_NET_BIND_SERVICE); err != nil {
-		fmt.Fprintf(os.Stderr, "otgate-netconf: %v: refusing to run with all of root's capabilities\n", err)
-		os.Exit(1)
-	}
-	// uid 0 may signal any root process (init, the other services):
-	// not this one (internal/sandbox).
-	if err := sandbox.KeepToItself(); err != nil {
-		fmt.Fprintf(os.Stderr, "otgate-netconf: %v: refusing to run able to signal or trace other processes\n", err)
+	if err := sandbox.LockDown(unix.CAP_NET_ADMIN, unix.CAP_NET_RAW, unix.CAP_NET_BIND_SERVICE); err != nil {
+		fmt.Fprintf(os.Stderr, "otgate-netconf: %v\n", err)
 		os.Exit(1)
 	}
 	logger := log.New(os.Stderr, "", log.LstdFlags)

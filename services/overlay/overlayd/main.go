@@ -41,14 +41,8 @@ func Main() {
 	// Root for its files; of root's capabilities it keeps CAP_NET_ADMIN
 	// alone, for the overlay interface and its addresses
 	// (internal/sandbox).
-	if err := sandbox.LimitCapabilities(unix.CAP_NET_ADMIN); err != nil {
-		fmt.Fprintf(os.Stderr, "otgate-overlay: %v: refusing to run with all of root's capabilities\n", err)
-		os.Exit(1)
-	}
-	// uid 0 may signal any root process (init, the other services):
-	// not this one (internal/sandbox).
-	if err := sandbox.KeepToItself(); err != nil {
-		fmt.Fprintf(os.Stderr, "otgate-overlay: %v: refusing to run able to signal or trace other processes\n", err)
+	if err := sandbox.LockDown(unix.CAP_NET_ADMIN); err != nil {
+		fmt.Fprintf(os.Stderr, "otgate-overlay: %v\n", err)
 		os.Exit(1)
 	}
 	// Confined to its files (confinement): a compromised overlay cannot

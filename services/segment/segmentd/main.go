@@ -43,14 +43,8 @@ func Main() {
 	// Root for its files; of root's capabilities it keeps CAP_NET_ADMIN
 	// alone: nftables, conntrack and the forwarding sysctls
 	// (internal/sandbox).
-	if err := sandbox.LimitCapabilities(unix.CAP_NET_ADMIN); err != nil {
-		log.Printf("segment: %v: refusing to run with all of root's capabilities", err)
-		os.Exit(1)
-	}
-	// uid 0 may signal any root process (init, the other services):
-	// not this one (internal/sandbox).
-	if err := sandbox.KeepToItself(); err != nil {
-		log.Printf("segment: %v: refusing to run able to signal or trace other processes", err)
+	if err := sandbox.LockDown(unix.CAP_NET_ADMIN); err != nil {
+		log.Printf("segment: %v", err)
 		os.Exit(1)
 	}
 	// Confined to its files (confinement): a compromised segment cannot

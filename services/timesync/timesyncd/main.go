@@ -57,14 +57,8 @@ func Main() {
 	}
 	// It runs as root for the clock, the RTC and its files, and reads
 	// the network: it keeps CAP_SYS_TIME alone (internal/sandbox).
-	if err := sandbox.LimitCapabilities(unix.CAP_SYS_TIME); err != nil {
-		fmt.Fprintf(os.Stderr, "otgate-timesync: %v: refusing to run with all of root's capabilities\n", err)
-		os.Exit(1)
-	}
-	// uid 0 may signal any root process (init, the other services):
-	// not this one (internal/sandbox).
-	if err := sandbox.KeepToItself(); err != nil {
-		fmt.Fprintf(os.Stderr, "otgate-timesync: %v: refusing to run able to signal or trace other processes\n", err)
+	if err := sandbox.LockDown(unix.CAP_SYS_TIME); err != nil {
+		fmt.Fprintf(os.Stderr, "otgate-timesync: %v\n", err)
 		os.Exit(1)
 	}
 	logger := log.New(os.Stderr, "", log.LstdFlags)

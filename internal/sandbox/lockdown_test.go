@@ -1,0 +1,81 @@
+//go:build linux
+
+package sandbox
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// lockDownChild locks itself down keeping CAP_NET_BIND_SERVICE and
+// reports its effective capabilities and what it can still do to the
+// process named by otherPidEnv.
+func lockDownChild() {
+	if err := LockDown(unix.CAP_NET_BIND_SERVICE); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(3)
+	}
+	other, _ := strconv.Atoi(os.Getenv(otherPidEnv))
+	rep := map[string]string{}
+	c, err := threadCaps("self")
+	if err != nil {
+		rep["caps"] = "error: " + err.Error()
+	} else {
+		rep["caps"] = fmt.Sprintf("eff %x prm %x inh %x amb %x no_new_privs %v", c.eff, c.prm, c.inh, c.amb, c.noNewPrivs)
+	}
+	errText := func(err error) string {
+		if err == nil {
+			return ""
+		}
+		return err.Error()
+	}
+	rep["signal another root process"] = errText(unix.Kill(other, 0))
+	rep["start a process"] = errText(exec.Command("/bin/true").Run())
+	json.NewEncoder(os.Stdout).Encode(rep)
+	os.Exit(0)
+}
+
+// LockDown is both steps every root service starts with: the
+// capabilities it keeps and nothing else, and no reach into another
+// process.
+func TestLockDown(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: it limits a root process")
+	}
+	sleeper := exec.Command("sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	cmd := exec.Command(withoutCgo(t), "-test.run", "^$")
+	cmd.Env = append(os.Environ(), childEnv+"=lockdown", otherPidEnv+"="+strconv.Itoa(sleeper.Process.Pid))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("child: %v", err)
+	}
+	var got map[string]string
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("child: %v in %q", err, out)
+	}
+	want := map[string]string{
+		"caps":                        fmt.Sprintf("eff %x prm %x inh 0 amb 0 no_new_privs true", 1<<unix.CAP_NET_BIND_SERVICE, 1<<unix.CAP_NET_BIND_SERVICE),
+		"signal another root process": unix.EPERM.Error(),
+		"start a process":             "fork/exec /bin/true: " + unix.EPERM.Error(),
+	}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s: %q, want %q", k, got[k], w)
+		}
+	}
+	if err := sleeper.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("the sleeper is gone: %v", err)
+	}
+}
