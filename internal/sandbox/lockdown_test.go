@@ -49,22 +49,8 @@ func TestLockDown(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: it limits a root process")
 	}
-	sleeper := exec.Command("sleep", "60")
-	if err := sleeper.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
-	cmd := exec.Command(withoutCgo(t), "-test.run", "^$")
-	cmd.Env = append(os.Environ(), childEnv+"=lockdown", otherPidEnv+"="+strconv.Itoa(sleeper.Process.Pid))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("child: %v", err)
-	}
-	var got map[string]string
-	if err := json.Unmarshal(out, &got); err != nil {
-		t.Fatalf("child: %v in %q", err, out)
-	}
+	sleeper := startSleeper(t)
+	got := otherProbes(t, withoutCgo(t), "lockdown", sleeper)
 	want := map[string]string{
 		"caps":                        fmt.Sprintf("eff %x prm %x inh 0 amb 0 no_new_privs true", 1<<unix.CAP_NET_BIND_SERVICE, 1<<unix.CAP_NET_BIND_SERVICE),
 		"signal another root process": unix.EPERM.Error(),

@@ -153,25 +153,8 @@ func TestKeepToItself(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: shows what uid 0 may do to another uid-0 process without the filter")
 	}
-	sleeper := exec.Command("sleep", "60")
-	if err := sleeper.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
-	run := func(mode string) map[string]string {
-		cmd := exec.Command(os.Args[0], "-test.run", "^$")
-		cmd.Env = append(os.Environ(), childEnv+"="+mode, otherPidEnv+"="+strconv.Itoa(sleeper.Process.Pid))
-		cmd.Stderr = os.Stderr
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("child %s: %v", mode, err)
-		}
-		var got map[string]string
-		if err := json.Unmarshal(out, &got); err != nil {
-			t.Fatalf("child %s: %v in %q", mode, err, out)
-		}
-		return got
-	}
+	sleeper := startSleeper(t)
+	run := func(mode string) map[string]string { return otherProbes(t, os.Args[0], mode, sleeper) }
 	self := map[string]bool{"kill self": true, "tgkill self": true, "signal self": true, "make threads": true}
 	// Without the filter root does all of it: each refusal below is the
 	// filter's.
@@ -199,4 +182,34 @@ func TestKeepToItself(t *testing.T) {
 	if err := sleeper.Process.Signal(syscall.Signal(0)); err != nil {
 		t.Fatalf("the sleeper is gone: %v", err)
 	}
+}
+
+// startSleeper starts a root process for the probes to aim at, killed
+// at the test's end.
+func startSleeper(t *testing.T) *exec.Cmd {
+	t.Helper()
+	sleeper := exec.Command("sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	return sleeper
+}
+
+// otherProbes runs the test binary bin as the child mode, aimed at
+// other (otherPidEnv), and returns its report: probe -> "" or the error.
+func otherProbes(t *testing.T, bin, mode string, other *exec.Cmd) map[string]string {
+	t.Helper()
+	cmd := exec.Command(bin, "-test.run", "^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+mode, otherPidEnv+"="+strconv.Itoa(other.Process.Pid))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("child %s: %v", mode, err)
+	}
+	var got map[string]string
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("child %s: %v in %q", mode, err, out)
+	}
+	return got
 }
