@@ -62,6 +62,11 @@ type Board struct {
 	Modules []string
 	// Console is the serial console device, e.g. "ttyS0" or "ttyAMA0".
 	Console string
+	// ConsoleOptions are the serial console's speed, parity and bits
+	// (console=DEVICE,OPTIONS), e.g. "115200n8"; empty leaves them to
+	// the kernel (9600n8 for a 8250 UART), which is right only where
+	// the speed does not matter (QEMU's emulated ports).
+	ConsoleOptions string
 	// Cmdline holds extra kernel command-line arguments.
 	Cmdline []string
 	Boot    BootKind
@@ -246,6 +251,10 @@ func (b *Board) KernelCmdline() string {
 	args := append([]string{"rdinit=/init", "panic=-1", "softlockup_panic=1", "ipv6.disable_ipv6=1", "quiet", "loglevel=3"}, b.Cmdline...)
 	// The serial console comes last: the last console= becomes
 	// /dev/console, where PID 1 writes its log.
-	args = append(args, "console="+b.Console)
+	console := "console=" + b.Console
+	if b.ConsoleOptions != "" {
+		console += "," + b.ConsoleOptions
+	}
+	args = append(args, console)
 	return strings.Join(args, " ")
 }

@@ -59,3 +59,22 @@ func TestITCOWatchdogHasItsDevice(t *testing.T) {
 		}
 	}
 }
+
+// The serial console is the last console= (PID 1's /dev/console), with
+// the board's options: the hardware board at 115200 8N1, the QEMU
+// boards at the kernel's default.
+func TestKernelCmdlineConsole(t *testing.T) {
+	for name, want := range map[string]string{
+		"generic-x86_64": " console=ttyS0,115200n8",
+		"qemu-x86_64":    " console=ttyS0",
+		"qemu-aarch64":   " console=ttyAMA0",
+	} {
+		b, err := Lookup(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := b.KernelCmdline(); !strings.HasSuffix(got, want) {
+			t.Errorf("board %s: command line %q, want it to end in %q", name, got, want)
+		}
+	}
+}

@@ -31,10 +31,13 @@ func init() {
 			[]string{"ext4", "i6300esb", "iTCO_wdt", "lpc_ich", "i2c_i801", "button", "evdev",
 				"e1000e", "igb", "igc", "r8169", "ahci", "nvme", "sd_mod",
 				"sdhci_pci", "sdhci_acpi", "mmc_block"}),
-		Console: "ttyS0",
-		Cmdline: []string{"console=tty0"},
-		Boot:    UEFIDisk,
-		NICs:    []NIC{{Name: "eth0", Role: Uplink}, {Name: "eth1", Role: Downlink}},
+		// 115200 8N1: what industrial PCs' firmware and field
+		// technicians' serial adapters use.
+		Console:        "ttyS0",
+		ConsoleOptions: "115200n8",
+		Cmdline:        []string{"console=tty0"},
+		Boot:           UEFIDisk,
+		NICs:           []NIC{{Name: "eth0", Role: Uplink}, {Name: "eth1", Role: Downlink}},
 		Watchdog: Watchdog{
 			Device: "/dev/watchdog", Module: "i6300esb", Timeout: 10 * time.Second,
 			Hardware: true, QEMUDevice: "i6300esb",

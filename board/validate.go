@@ -16,6 +16,9 @@ var (
 	boardName   = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 	moduleToken = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 	hexSHA256   = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	// The kernel's serial console options: baud, then parity (n, o or
+	// e), data bits and flow control (r), each optional after the baud.
+	consoleOptionsRE = regexp.MustCompile(`^[1-9][0-9]*([noe]([5-8]r?)?)?$`)
 	// GOAMD64 and GOARM64 levels the go command accepts.
 	goArchLevels = map[string]*regexp.Regexp{
 		"amd64": regexp.MustCompile(`^v[1-4]$`),
@@ -79,6 +82,9 @@ func (b *Board) Validate() error {
 	}
 	if b.Console == "" || strings.ContainsAny(b.Console, " /") {
 		add("Console %q: want a device name such as ttyS0", b.Console)
+	}
+	if b.ConsoleOptions != "" && !consoleOptionsRE.MatchString(b.ConsoleOptions) {
+		add("ConsoleOptions %q: want speed[parity[bits]] such as 115200n8", b.ConsoleOptions)
 	}
 	switch b.Boot {
 	case DirectKernel, UEFIDisk:

@@ -55,6 +55,8 @@ func TestValidateNamesTheBadField(t *testing.T) {
 		{"compression", "qemu-x86_64", func(b *Board) { b.InitramfsCompression = "lz4" }, `InitramfsCompression "lz4"`},
 		{"boot kind", "qemu-x86_64", func(b *Board) { b.Boot = "pxe" }, `Boot "pxe"`},
 		{"no console", "qemu-x86_64", func(b *Board) { b.Console = "" }, `Console ""`},
+		{"console options", "generic-x86_64", func(b *Board) { b.ConsoleOptions = "fast" }, `ConsoleOptions "fast"`},
+		{"console options with a space", "generic-x86_64", func(b *Board) { b.ConsoleOptions = "115200n8 init=/bin/sh" }, `ConsoleOptions "115200n8 init=/bin/sh"`},
 		{"no TPM and not None", "qemu-x86_64", func(b *Board) { b.TPM = TPM{} }, "no TPM.Device"},
 		{"PCR out of range", "generic-x86_64", func(b *Board) { b.TPM.PCRs = append(b.TPM.PCRs, 24) }, "TPM.PCRs"},
 		{"PCR twice", "generic-x86_64", func(b *Board) { b.TPM.PCRs = append(b.TPM.PCRs, 7) }, "TPM.PCRs"},
