@@ -10,7 +10,9 @@
 BOARD ?= qemu-x86_64
 GO ?= go
 export GOFLAGS := -buildvcs=false
-IMAGE_FLAGS := -board $(BOARD) $(if $(DEBUG),-debug)
+# DEBUG=0 (or empty) is a production image, as it reads.
+DEBUG_FLAG := $(if $(filter-out 0,$(DEBUG)),-debug)
+IMAGE_FLAGS := -board $(BOARD) $(DEBUG_FLAG)
 
 .PHONY: all deps image repro-check run test lint unit race integration bench clean
 
@@ -26,7 +28,7 @@ repro-check: deps
 	$(GO) run ./image/cmd/otgate-image $(IMAGE_FLAGS) -repro-check
 
 run: deps
-	$(GO) run ./image/cmd/otgate-image -board qemu-x86_64 -demo -out out/demo $(if $(DEBUG),-debug)
+	$(GO) run ./image/cmd/otgate-image -board qemu-x86_64 -demo -out out/demo $(DEBUG_FLAG)
 	$(GO) run ./qemu/cmd/otgate-run -board qemu-x86_64 -demo
 
 lint:
