@@ -118,7 +118,9 @@ func TestServiceReconciles(t *testing.T) {
 	l.Plant2.Listen(t, nslab.Asset3+":502")
 	dir := t.TempDir()
 	specPath, sock := filepath.Join(dir, "segment.cbor"), filepath.Join(dir, "segment.sock")
-	expires := time.Now().Add(5 * time.Second)
+	// The exception must outlive the start, show and report below on a
+	// loaded machine, and then expire within the test.
+	expires := time.Now().Add(10 * time.Second)
 	if err := segment.WriteSpec(specPath, testSpec(expires)); err != nil {
 		t.Fatal(err)
 	}
@@ -401,7 +403,9 @@ func TestServiceOwnsForwarding(t *testing.T) {
 	}
 	dir := t.TempDir()
 	specPath, sock := filepath.Join(dir, "segment.cbor"), filepath.Join(dir, "segment.sock")
-	spec := testSpec(time.Now().Add(4 * time.Second))
+	// Long enough for the start and both reach checks on a loaded
+	// machine; its expiry is waited for below.
+	spec := testSpec(time.Now().Add(8 * time.Second))
 	spec.Assets[1].Mode = ruleset.ModeEnforce // the exception is the only routed flow
 	if err := segment.WriteSpec(specPath, spec); err != nil {
 		t.Fatal(err)
