@@ -139,8 +139,8 @@ func TestWatchStorageNote(t *testing.T) {
 	// after each rotation): the note names why nothing can go once it has.
 	want := []string{"audit log storage FULL", "new sessions refused", "is not exported yet"}
 	full := func(note string) bool {
-		for _, w := range want {
-			if !strings.Contains(note, w) {
+		for _, part := range want {
+			if !strings.Contains(note, part) {
 				return false
 			}
 		}

@@ -92,9 +92,9 @@ type Spec struct {
 	// carries an enforce zone and a monitor zone is one of them, and
 	// sitespec lists those that carry no zone too (only monitor zones'
 	// own interfaces are left out). nil is "not given", which a spec
-	// file with a monitor-mode asset may not leave it (segment.LoadSpec:
-	// absent would leave every downlink open to the monitor zones); an
-	// empty list is none (every downlink carries monitor zones alone).
+	// file with a monitor-mode asset may not be (segment.LoadSpec: it
+	// would leave every downlink open to the monitor zones); an empty
+	// list is none (every downlink carries monitor zones alone).
 	// Written even when nil or empty, so a file keeps the difference.
 	EnforceInterfaces []string `cbor:"14,keyasint" json:"enforce_interfaces"`
 }
