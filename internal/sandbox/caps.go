@@ -175,3 +175,71 @@ func lastCap() (uintptr, error) {
 	}
 	return uintptr(n), nil
 }
+
+// DropCapabilities takes the capabilities drop out of every thread's
+// effective, permitted, inheritable and ambient sets, for good: a
+// service that needed one only to start (CAP_NET_BIND_SERVICE, to bind
+// a port below 1024 as an unprivileged user) gives it up once that is
+// done. Lowering needs no privilege (unlike LimitCapabilities, no
+// CAP_SETPCAP); the others the process holds stay as they are. A
+// capability the process does not hold is no error. It checks every
+// thread's /proc status afterwards.
+func DropCapabilities(drop ...uintptr) error {
+	var mask uint64
+	for _, c := range drop {
+		if c > 63 {
+			return fmt.Errorf("sandbox: capability %d: there are 64 at most", c)
+		}
+		mask |= 1 << c
+	}
+	held, err := threadCaps("self")
+	if err != nil {
+		return err
+	}
+	if (held.eff|held.prm|held.inh|held.amb)&mask == 0 {
+		return nil
+	}
+	step := func(what string, trap, a1, a2, a3 uintptr) error {
+		if _, _, e := syscall.AllThreadsSyscall6(trap, a1, a2, a3, 0, 0, 0); e != 0 {
+			if e == syscall.ENOTSUP {
+				return fmt.Errorf("sandbox: %s: a binary linked with cgo cannot change every thread's credentials (build it with CGO_ENABLED=0, as the image builder does)", what)
+			}
+			return fmt.Errorf("sandbox: %s: %w", what, e)
+		}
+		return nil
+	}
+	for _, c := range drop {
+		if held.amb&(1<<c) == 0 {
+			continue
+		}
+		if err := step(fmt.Sprintf("lower ambient capability %d", c), unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_LOWER, c); err != nil {
+			return err
+		}
+	}
+	want := caps{eff: held.eff &^ mask, prm: held.prm &^ mask, inh: held.inh &^ mask, bnd: held.bnd, amb: held.amb &^ mask, noNewPrivs: held.noNewPrivs}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	data := [2]unix.CapUserData{
+		{Effective: uint32(want.eff), Permitted: uint32(want.prm), Inheritable: uint32(want.inh)},
+		{Effective: uint32(want.eff >> 32), Permitted: uint32(want.prm >> 32), Inheritable: uint32(want.inh >> 32)},
+	}
+	if err := step("capset", unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); err != nil {
+		return err
+	}
+	tasks, err := filepath.Glob("/proc/self/task/*")
+	if err != nil || len(tasks) == 0 {
+		return fmt.Errorf("sandbox: list this process's threads: %v", err)
+	}
+	for _, t := range tasks {
+		got, err := threadCaps("self/task/" + filepath.Base(t))
+		if os.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if got != want {
+			return fmt.Errorf("sandbox: thread %s holds %+v after dropping %#x, want %+v", filepath.Base(t), got, mask, want)
+		}
+	}
+	return nil
+}

@@ -36,6 +36,8 @@ func TestMain(m *testing.M) {
 		procSysChild()
 	case "lockdown":
 		lockDownChild()
+	case "drop":
+		dropChild()
 	case "signals", "signals-open":
 		signalsChild(os.Getenv(childEnv) == "signals")
 	default:
