@@ -20,6 +20,11 @@ const (
 	ProfileFile = "gate.json"
 	KeyFile     = "key.pem"
 	CertFile    = "cert.pem"
+	// GateCertFile is the gate's certificate as the login checked it
+	// (by the pin or the CA): what a Modbus/TCP Security client, which
+	// knows no pins, trusts (with cert.pem and key.pem as its own). The
+	// client itself never reads it.
+	GateCertFile = "gate.pem"
 )
 
 // Profile is what login stores.
@@ -177,6 +182,21 @@ func storeLogin(dir string, p *Profile, key *ecdsa.PrivateKey, chain [][]byte) e
 	return writeFileAtomic(filepath.Join(dir, CertFile), certs)
 }
 
+// storeGateCert writes the gate's certificate (DER) as GateCertFile, in
+// a directory storeLogin's checks would pass.
+func storeGateCert(dir string, der []byte) error {
+	if err := checkDir(dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := restrictDir(dir); err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, GateCertFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}
+
 // credential is what a profile directory holds, read and checked.
 type credential struct {
 	profile *Profile
@@ -225,7 +245,7 @@ func readCredential(dir string, check bool) (*credential, error) {
 // RemoveProfile deletes the credential and the profile.
 func RemoveProfile(dir string) error {
 	var errs []error
-	for _, f := range []string{KeyFile, CertFile, ProfileFile} {
+	for _, f := range []string{KeyFile, CertFile, ProfileFile, GateCertFile} {
 		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
