@@ -11,8 +11,9 @@ import (
 	"github.com/otgate/otgate/site"
 )
 
-// The proxy row: unprivileged, only CAP_NET_RAW, critical, never before
-// the trust gate and the segment ruleset.
+// The proxy row: unprivileged, only CAP_NET_RAW (and
+// CAP_NET_BIND_SERVICE, which it drops once its listeners are bound),
+// critical, never before the trust gate and the segment ruleset.
 func TestProxyRow(t *testing.T) {
 	var proxy *bootcfg.Service
 	for i := range ProductionServices {
@@ -23,19 +24,20 @@ func TestProxyRow(t *testing.T) {
 	if proxy == nil {
 		t.Fatal("no proxy row in ProductionServices")
 	}
-	if proxy.UID != 101 || proxy.GID != 101 || !slices.Equal(proxy.Capabilities, []string{"CAP_NET_RAW"}) || !proxy.Critical {
-		t.Errorf("proxy row %+v: want uid/gid 101, only CAP_NET_RAW, critical", *proxy)
+	if proxy.UID != 101 || proxy.GID != 101 || !slices.Equal(proxy.Capabilities, []string{"CAP_NET_RAW", "CAP_NET_BIND_SERVICE"}) || !proxy.Critical {
+		t.Errorf("proxy row %+v: want uid/gid 101, only CAP_NET_RAW and CAP_NET_BIND_SERVICE, critical", *proxy)
 	}
 	for _, d := range []string{"trust", "segment"} {
 		if !slices.Contains(proxy.DependsOn, d) {
 			t.Errorf("proxy does not depend on %s: %v", d, proxy.DependsOn)
 		}
 	}
-	// Init hands it its directories and read access to the policy.
+	// Init hands it its directories and read access to the policy and
+	// the overlay endpoint table.
 	if want := []string{"/perm/proxy", "/perm/audit", "/run/otgate/proxy"}; !slices.Equal(proxy.OwnedDirs, want) {
 		t.Errorf("proxy owned directories %v, want %v", proxy.OwnedDirs, want)
 	}
-	if want := []string{"/perm/policy"}; !slices.Equal(proxy.GroupReadDirs, want) {
+	if want := []string{"/perm/policy", "/perm/overlay"}; !slices.Equal(proxy.GroupReadDirs, want) {
 		t.Errorf("proxy group-readable directories %v, want %v", proxy.GroupReadDirs, want)
 	}
 	cfg := &bootcfg.Config{Services: nil}

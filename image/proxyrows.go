@@ -6,6 +6,7 @@ import (
 
 	"github.com/otgate/otgate/internal/bootcfg"
 	"github.com/otgate/otgate/services/identity/api"
+	"github.com/otgate/otgate/services/overlay/alloc"
 	"github.com/otgate/otgate/services/proxy/adminapi"
 	"github.com/otgate/otgate/services/segment/baseline"
 )
@@ -37,16 +38,23 @@ const (
 // ambient capability, not CAP_NET_ADMIN, which would let a compromised
 // proxy rewrite the firewall. The proxy itself takes back what else
 // CAP_NET_RAW grants (packet and raw sockets, IP_TRANSPARENT) with a
-// seccomp filter at its start (internal/sandbox). The listener is :8443; the baseline and
-// segment rulesets admit it on the uplink only.
+// seccomp filter at its start (internal/sandbox). The listeners are :8443
+// (login, tunnels) and :802 (Modbus/TCP Security on each asset's overlay
+// endpoint); the baseline and segment rulesets admit them on the uplink
+// only. Port 802 is below 1024: the row also raises
+// CAP_NET_BIND_SERVICE, which the proxy drops once both are bound. Its
+// group reads the overlay allocator's table (GroupReadDirs
+// /perm/overlay), which names the asset behind each endpoint.
 func proxyRow() ServiceRow {
 	return ServiceRow{MultiCall: true, Service: bootcfg.Service{
 		Name: "proxy", Binary: proxyBinary, Readiness: bootcfg.ReadyNotify, Timeout: readinessTimeout,
 		Critical: true, DependsOn: []string{"trust", "segment"}, Nice: pathNice,
-		UID: baseline.ProxyUID, GID: baseline.ProxyUID, Capabilities: []string{"CAP_NET_RAW"},
+		UID: baseline.ProxyUID, GID: baseline.ProxyUID, Capabilities: []string{"CAP_NET_RAW", "CAP_NET_BIND_SERVICE"},
 		OwnedDirs:     []string{proxyStateDir, proxyAuditDir, path.Dir(adminapi.DefaultSocket)},
-		GroupReadDirs: []string{policyDir},
-		Args: []string{"-listen", ":" + strconv.Itoa(baseline.ProxyListenPort), "-policy", appliedPolicy,
+		GroupReadDirs: []string{policyDir, path.Dir(alloc.DefaultStatePath)},
+		Args: []string{"-listen", ":" + strconv.Itoa(baseline.ProxyListenPort),
+			"-modbus-security", ":" + strconv.Itoa(baseline.ModbusSecurityPort), "-overlay-state", alloc.DefaultStatePath,
+			"-policy", appliedPolicy,
 			"-state", proxyStateDir, "-audit", proxyAuditDir, "-admin", adminapi.DefaultSocket,
 			"-identity", api.DefaultSocket, "-mark", strconv.Itoa(baseline.ProxyMark)},
 	}}

@@ -34,13 +34,17 @@ func runAssets(args []string, out io.Writer) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ASSET\tPROTOCOL\tUNTIL\tRULE")
+	fmt.Fprintln(tw, "ASSET\tPROTOCOL\tUNTIL\tRULE\tMODBUS/TCP SECURITY")
 	for _, a := range rsp.Assets {
 		until := "-"
 		if a.Until != 0 {
 			until = a.UntilTime().Local().Format("2006-01-02 15:04:05")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.Name, a.Protocol, until, a.Rule)
+		endpoint := "-"
+		if a.Endpoint != "" {
+			endpoint = a.Endpoint
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.Name, a.Protocol, until, a.Rule, endpoint)
 	}
 	return tw.Flush()
 }

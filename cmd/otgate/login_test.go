@@ -103,17 +103,17 @@ func TestLoginAssetsLogout(t *testing.T) {
 		// longest certificate validity (8 h).
 		inRange(t, "certificate end", head[1], before.Add(4*time.Hour), after.Add(4*time.Hour))
 	}
-	if f := strings.Fields(lines[1]); strings.Join(f, " ") != "ASSET PROTOCOL UNTIL RULE" {
+	if f := strings.Fields(lines[1]); strings.Join(f, " ") != "ASSET PROTOCOL UNTIL RULE MODBUS/TCP SECURITY" {
 		t.Errorf("table header %q", lines[1])
 	}
-	row := regexp.MustCompile(`^echo-1\s+tcp\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\s+engineer-echo$`).FindStringSubmatch(lines[2])
+	row := regexp.MustCompile(`^echo-1\s+tcp\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\s+engineer-echo\s+-$`).FindStringSubmatch(lines[2])
 	if row == nil {
 		t.Errorf("asset row %q, want echo-1 over tcp by engineer-echo", lines[2])
 	} else {
 		// The grant's max_session (2 h), before the certificate's end.
 		inRange(t, "echo-1 until", row[1], before.Add(2*time.Hour), after.Add(2*time.Hour))
 	}
-	row = regexp.MustCompile(`^hmi-2\s+tcp\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\s+alice-hmi$`).FindStringSubmatch(lines[3])
+	row = regexp.MustCompile(`^hmi-2\s+tcp\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\s+alice-hmi\s+-$`).FindStringSubmatch(lines[3])
 	if row == nil {
 		t.Errorf("asset row %q, want hmi-2 over tcp by alice-hmi", lines[3])
 	} else {

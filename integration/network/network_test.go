@@ -54,7 +54,7 @@ func TestGateOnTheLabNetwork(t *testing.T) {
 		qemu.WithTPM(filepath.Join(state, "tpm")),
 		qemu.WithTimeout(6*time.Minute),
 	)
-	gatetest.MustSee(t, vm, "init: firewall: baseline deny ruleset installed before any interface is up (uplink eth0: tcp 8443, dhcp; downlinks eth1")
+	gatetest.MustSee(t, vm, "init: firewall: baseline deny ruleset installed before any interface is up (uplink eth0: tcp 8443,802, dhcp; downlinks eth1")
 	t.Logf("boot: %s", gatetest.MustSee(t, vm, "init: ready ("))
 	for _, svc := range []string{"policy done", "segment ready", "overlay ready", "netconf ready", "identity ready", "trust done"} {
 		gatetest.MustSee(t, vm, "init: "+svc+" (")
@@ -140,7 +140,7 @@ func TestGateOnTheLabNetwork(t *testing.T) {
 		"overlay":  "read /perm/policy /etc/localtime; write /perm/overlay /run/otgate/overlay",
 		"netconf":  "read /perm/policy; write /run/otgate/netconf /etc/resolv.conf /perm/netconf /proc/sys/net/ipv4/conf",
 		"timesync": "read /perm/policy /etc /dev/rtc0; write /perm/timesync /run/otgate/timesync",
-		"proxy":    "read /perm/policy /etc; write /perm/proxy /perm/audit /run/otgate/proxy",
+		"proxy":    "read /perm/policy /etc /perm/overlay; write /perm/proxy /perm/audit /run/otgate/proxy",
 	} {
 		tag := svc // the service's own prefix after init's
 		if svc == "proxy" {

@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otgate/otgate/client"
 	"github.com/otgate/otgate/image"
 	"github.com/otgate/otgate/integration/internal/gatetest"
 	"github.com/otgate/otgate/qemu"
@@ -76,7 +77,7 @@ func TestProxyOnTheAppliance(t *testing.T) {
 		qemu.WithTimeout(6*time.Minute),
 	)
 	start := time.Now()
-	gatetest.MustSee(t, vm, regexp.MustCompile(`^init: proxy: /perm/proxy, /perm/audit, /run/otgate/proxy owned by 101:101 \(0700\); /perm/policy readable by group 101 \(1 files\)$`))
+	gatetest.MustSee(t, vm, regexp.MustCompile(`^init: proxy: /perm/proxy, /perm/audit, /run/otgate/proxy owned by 101:101 \(0700\); /perm/policy readable by group 101 \(1 files\); /perm/overlay readable by group 101 \(\d+ files\)$`))
 	listening := gatetest.MustSee(t, vm, regexp.MustCompile(`^proxy: otgate-proxy: listening on \S+:8443 \(site \S+, identity spiffe://\S+/gate/[0-9a-f]+, gate key SHA-256 [0-9a-f]{64}; started in [0-9.]+s: identity [0-9.]+s, audit log [0-9.]+s, user store [0-9.]+s, user CA [0-9.]+s, policy [0-9.]+s\)$`))
 	t.Logf("%s after %s", listening, time.Since(start).Round(time.Second))
 	// The gate's key as its console shows it: what a user checks before
@@ -155,6 +156,42 @@ func TestProxyOnTheAppliance(t *testing.T) {
 	certPEM := gateCertificate(t, l)
 	connect.Process.Kill()
 
+	// Modbus/TCP Security on plc-tank's overlay endpoint: pymodbus's TLS
+	// client, with the certificate and key `otgate login` stored and the
+	// gate's certificate as its trust, on a route to the overlay prefix
+	// through the gate. No otgate process on the client side.
+	endpoint := gatetest.Submatch(t, vm, regexp.MustCompile(`^overlay: .*plc-tank \(zone \S+\) -> (100\.64\.\d+\.\d+)$`))
+	if out, err := l.Uplink.Command("ip", "route", "add", "100.64.0.0/16", "via", lab.GateUplinkIP).CombinedOutput(); err != nil {
+		t.Fatalf("route to the overlay via the gate: %v\n%s", err, out)
+	}
+	// login stored the gate's certificate it checked by the pin.
+	caFile := filepath.Join(profile, client.GateCertFile)
+	if b, err := os.ReadFile(caFile); err != nil || !bytes.Equal(b, certPEM) {
+		t.Fatalf("%s: %v, want the certificate the gate serves", caFile, err)
+	}
+	secure := func(addr, ops string) string {
+		t.Helper()
+		out, err := l.Uplink.Command("/usr/bin/python3", filepath.Join(gatetest.RepoRoot(t), "plant", "testdata", "modbus_client.py"),
+			addr, "802", "1", ops, filepath.Join(profile, client.CertFile), filepath.Join(profile, client.KeyFile), caFile).CombinedOutput()
+		if err != nil {
+			t.Fatalf("pymodbus over Modbus/TCP Security to %s: %v\n%s", addr, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	got := secure(endpoint, `[["rh",0,4], ["wr",50,4321], ["rh",50,1], ["wr",0,100], ["rh",0,1]]`)
+	for _, want := range []string{`{"ok": true, "values": [20, 800, 200, 950]`, `{"ok": true, "values": [4321]`, `{"exception": 2,`, `{"ok": true, "values": [20]`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("Modbus/TCP Security at %s:802: %s lacks %s", endpoint, got, want)
+		}
+	}
+	gatetest.MustSee(t, vm, regexp.MustCompile(`proxy: session [0-9a-f]+ of alice to plc-tank/modbus via Modbus/TCP Security at `+regexp.QuoteMeta(endpoint)+`:802 ended: client closed`))
+	// The gate's own uplink address is no asset's endpoint: refused.
+	if got := secure(lab.GateUplinkIP, `[["rh",0,1]]`); !strings.Contains(got, `"error"`) {
+		t.Errorf("Modbus/TCP Security at the gate's uplink address was answered: %s", got)
+	}
+	gatetest.MustSee(t, vm, regexp.MustCompile(`that address is no asset.s overlay endpoint`))
+	t.Logf("Modbus/TCP Security at %s:802 checked after %s", endpoint, time.Since(start).Round(time.Second))
+
 	// Clean power-off: the proxy ends its sessions and checkpoints.
 	ctx := gatetest.Context(t, 2*time.Minute)
 	if err := vm.Powerdown(ctx); err != nil {
@@ -192,6 +229,8 @@ func TestProxyOnTheAppliance(t *testing.T) {
 	for _, want := range []string{`start alice -> plc-tank \(modbus\) rule "engineer-demo"`, `unit 1 read holding 0\.\.9 -> ok = 20 800 200 950 `,
 		`(?m)^\d\d:\d\d:\d\d\.\d{3} alice plc-tank unit 1 write holding 50 = 1234 -> ok \(\d+\.\d ms\)$`,
 		`(?m)^\d\d:\d\d:\d\d\.\d{3} alice plc-tank unit 1 write holding 0 = 100 -> denied, exception 02`, `end client closed`,
+		// The Modbus/TCP Security session, recorded as a tunnel's.
+		`(?m)^\d\d:\d\d:\d\d\.\d{3} alice plc-tank unit 1 write holding 50 = 4321 -> ok \(\d+\.\d ms\)$`,
 		// Anchored to the TPM's counter at open and at the clean close.
 		`event log-anchored anchor \d+: log opened; anchor counter established at \d+`, `event log-closed anchor \d+: clean shutdown`} {
 		if !regexp.MustCompile(want).Match(show) {

@@ -258,9 +258,10 @@ func TestMakeRunDemo(t *testing.T) {
 		t.Errorf("otgate connect reported fewer than five sessions allowed by engineer-demo:\n%s", s)
 	}
 
-	// 4. assets and logout; after the logout the credential is gone.
+	// 4. assets (with plc-tank's Modbus/TCP Security endpoint) and
+	// logout; after the logout the credential is gone.
 	if out, err := shell(cmds.assets); err != nil || !regexp.MustCompile(`(?m)^alice at 127\.0\.0\.1:\d+, `).MatchString(out) ||
-		!regexp.MustCompile(`(?m)^plc-tank\s+modbus\s+.*engineer-demo$`).MatchString(out) {
+		!regexp.MustCompile(`(?m)^plc-tank\s+modbus\s+.*engineer-demo\s+100\.64\.\d+\.\d+:802$`).MatchString(out) {
 		t.Fatalf("the banner's assets: %v\n%s", err, out)
 	}
 	if out, err := shell(cmds.logout); err != nil || !strings.Contains(out, "logged out of 127.0.0.1:") {

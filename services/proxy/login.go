@@ -180,9 +180,30 @@ func (s *Server) doAssets(tc *tls.Conn, src netip.Addr) wire.Response {
 		if until.IsZero() || cred.NotAfter.Before(until) {
 			until = cred.NotAfter
 		}
-		rsp.Assets = append(rsp.Assets, wire.Asset{Name: a.name, Protocol: a.protocol, Rule: a.rule, Until: until.Unix()})
+		rsp.Assets = append(rsp.Assets, wire.Asset{Name: a.name, Protocol: a.protocol, Rule: a.rule, Until: until.Unix(),
+			Endpoint: s.modbusEndpoint(a.name, a.protocol)})
 	}
 	return rsp
+}
+
+// modbusEndpoint is asset's Modbus/TCP Security endpoint for a modbus
+// entry, "" when the gate serves none or the asset has no overlay
+// address (yet); a table that cannot be read shows none (and the
+// listener refuses connections until it can).
+func (s *Server) modbusEndpoint(asset, protocol string) string {
+	m := s.mbs.Load()
+	if m == nil || protocol != "modbus" {
+		return ""
+	}
+	addr, ok, err := m.eps.Endpoint(asset)
+	if err != nil {
+		s.cfg.Logf("proxy: assets: overlay endpoint of %s: %v", asset, err)
+		return ""
+	}
+	if !ok {
+		return ""
+	}
+	return netip.AddrPortFrom(addr, m.port).String()
 }
 
 func (s *Server) doLogout(tc *tls.Conn, src netip.Addr) wire.Response {

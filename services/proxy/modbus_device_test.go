@@ -102,6 +102,12 @@ func runPymodbus(t *testing.T, port string, unit int, ops string) []pymodbusResu
 	if err != nil {
 		t.Fatalf("pymodbus client: %v\n%s", err, out)
 	}
+	return parsePymodbus(t, out)
+}
+
+// parsePymodbus decodes the results modbus_client.py printed.
+func parsePymodbus(t *testing.T, out []byte) []pymodbusResult {
+	t.Helper()
 	var res []pymodbusResult
 	if err := json.Unmarshal(out, &res); err != nil {
 		t.Fatalf("pymodbus output %q: %v", out, err)

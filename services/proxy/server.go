@@ -22,6 +22,8 @@ type Server struct {
 	reg    *registry
 	// notices holds the clients' notice streams (notices.go).
 	notices *noticeHub
+	// mbs is the Modbus/TCP Security listener's, once it serves.
+	mbs atomic.Pointer[modbusSecurity]
 
 	reloadMu sync.Mutex
 	// admitEpoch is bumped by every reload and revocation check before
@@ -78,7 +80,10 @@ func checkPolicy(p *Policy) error {
 
 // Serve accepts connections on ln until Close. ln is a plain TCP listener;
 // Serve does the TLS.
-func (s *Server) Serve(ln net.Listener) error {
+func (s *Server) Serve(ln net.Listener) error { return s.serve(ln, s.handle) }
+
+// serve accepts connections on ln until Close, each handled by handle.
+func (s *Server) serve(ln net.Listener, handle func(net.Conn)) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -106,7 +111,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.handle(c)
+			handle(c)
 		}()
 	}
 }

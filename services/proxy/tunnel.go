@@ -32,14 +32,35 @@ func rawChain(st tls.ConnectionState) [][]byte {
 	return chain
 }
 
-// refuse records the refusal durably, then tells the client.
-func (s *Server) refuse(tc *tls.Conn, ev audit.Event, rule string) {
+// peer is a session's client connection and how the gate answers it.
+type peer struct {
+	tc *tls.Conn
+	// framed: an otgate tunnel, whose client reads the gate's
+	// wire.Reply before the relay. A Modbus/TCP Security client
+	// (modbussecurity.go) has no such frame: for it the gate's answer is
+	// the relay itself, or the connection's close.
+	framed bool
+	// via says how the client came in, for the log: "" for a tunnel.
+	via string
+}
+
+// reply sends r to a framed peer; a Modbus/TCP Security peer gets none.
+func (s *Server) reply(p peer, r wire.Reply) error {
+	if !p.framed {
+		return nil
+	}
+	return answer(p.tc, r, s.cfg.HandshakeTimeout)
+}
+
+// refuse records the refusal durably, then tells the client (a framed
+// one: a Modbus/TCP Security client sees the connection close).
+func (s *Server) refuse(p peer, ev audit.Event, rule string) {
 	ev.Type = EventSessionRefused
 	ev.Rule = rule
 	s.event(ev)
-	s.cfg.Logf("proxy: refused %s %s/%s from %s: %s", ev.User, ev.Asset, ev.Protocol, ev.Source, ev.Reason)
-	answer(tc, wire.Reply{Accept: false, Rule: rule, Reason: ev.Reason}, s.cfg.HandshakeTimeout)
-	tc.Close()
+	s.cfg.Logf("proxy: refused %s %s/%s from %s%s: %s", ev.User, ev.Asset, ev.Protocol, ev.Source, p.via, ev.Reason)
+	s.reply(p, wire.Reply{Accept: false, Rule: rule, Reason: ev.Reason})
+	p.tc.Close()
 }
 
 // verifyClient checks the client certificate of a mutual-TLS stream
@@ -60,16 +81,25 @@ func (s *Server) verifyClient(st tls.ConnectionState) (cred *Credential, chain [
 }
 
 func (s *Server) tunnel(tc *tls.Conn) {
+	p := peer{tc: tc, framed: true}
 	src := sourceOf(tc)
 	ev := audit.Event{Source: src.String()}
 	h, err := wire.ReadHeader(tc)
 	if err != nil {
 		ev.Reason = err.Error()
-		s.refuse(tc, ev, "")
+		s.refuse(p, ev, "")
 		return
 	}
+	s.serveSession(p, h, src, ev)
+}
+
+// serveSession admits, records, relays and ends the session a client
+// asks for with h (the tunnel's header, or the asset a Modbus/TCP
+// Security endpoint stands for).
+func (s *Server) serveSession(p peer, h wire.Header, src netip.Addr, ev audit.Event) {
+	tc := p.tc
 	ev.Asset, ev.Protocol = h.Asset, h.Protocol
-	sess, addr, d, ok := s.admit(tc, h, src, &ev)
+	sess, addr, d, ok := s.admit(p, h, src, &ev)
 	if !ok {
 		return
 	}
@@ -84,17 +114,17 @@ func (s *Server) tunnel(tc *tls.Conn) {
 	// No unlogged session: the start record is durable before the asset
 	// sees a connection, let alone a byte.
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
-	_, err = s.cfg.Log.Append(ctx, audit.SessionStart{SessionID: sess.id, User: sess.user, CertSerial: sess.serial,
+	_, err := s.cfg.Log.Append(ctx, audit.SessionStart{SessionID: sess.id, User: sess.user, CertSerial: sess.serial,
 		Source: src.String(), Asset: sess.asset, Protocol: sess.protocol, Rule: sess.rule, ValidUntil: audit.TimestampOf(sess.untilTime())})
 	cancel()
 	if err != nil {
 		w.stop()
 		s.cfg.Logf("proxy: session %s refused: audit log: %v", sess.id, err)
-		answer(tc, wire.Reply{Accept: false, Rule: d.Rule, Reason: "the gate cannot record the session (audit log unavailable): refused"}, s.cfg.HandshakeTimeout)
+		s.reply(p, wire.Reply{Accept: false, Rule: d.Rule, Reason: "the gate cannot record the session (audit log unavailable): refused"})
 		tc.Close()
 		return
 	}
-	reason, toAsset, toClient := s.runSession(tc, w, sess, addr, d)
+	reason, toAsset, toClient := s.runSession(p, w, sess, addr, d)
 	sess.noticeEnded(reason)
 	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
 	_, err = s.cfg.Log.Append(ctx, audit.SessionEnd{SessionID: sess.id, Reason: reason, BytesToAsset: toAsset, BytesToClient: toClient})
@@ -102,7 +132,7 @@ func (s *Server) tunnel(tc *tls.Conn) {
 	if err != nil {
 		s.cfg.Logf("proxy: session %s end (%s): audit log: %v", sess.id, reason, err)
 	}
-	s.cfg.Logf("proxy: session %s of %s to %s/%s ended: %s (%d bytes to asset, %d to client)", sess.id, sess.user, sess.asset, sess.protocol, reason, toAsset, toClient)
+	s.cfg.Logf("proxy: session %s of %s to %s/%s%s ended: %s (%d bytes to asset, %d to client)", sess.id, sess.user, sess.asset, sess.protocol, p.via, reason, toAsset, toClient)
 }
 
 // maxAdmitAttempts bounds how often a tunnel is decided again because a
@@ -115,14 +145,15 @@ const maxAdmitAttempts = 4
 // that ran between the checks and the registration swept the live
 // sessions without this one: the tunnel is then checked again, under the
 // policy and credentials in force after it.
-func (s *Server) admit(tc *tls.Conn, h wire.Header, src netip.Addr, ev *audit.Event) (*session, netip.AddrPort, Decision, bool) {
+func (s *Server) admit(p peer, h wire.Header, src netip.Addr, ev *audit.Event) (*session, netip.AddrPort, Decision, bool) {
+	tc := p.tc
 	for attempt := 1; ; attempt++ {
 		epoch := s.admitEpoch.Load()
 		cred, chain, user, refusal := s.verifyClient(tc.ConnectionState())
 		ev.User = user
 		if cred == nil {
 			ev.Reason = refusal
-			s.refuse(tc, *ev, "")
+			s.refuse(p, *ev, "")
 			return nil, netip.AddrPort{}, Decision{}, false
 		}
 		now := s.cfg.Now()
@@ -130,7 +161,7 @@ func (s *Server) admit(tc *tls.Conn, h wire.Header, src netip.Addr, ev *audit.Ev
 		a, ok := pol.asset(h.Asset)
 		if !ok {
 			ev.Reason = fmt.Sprintf("no such asset %q", h.Asset)
-			s.refuse(tc, *ev, "")
+			s.refuse(p, *ev, "")
 			return nil, netip.AddrPort{}, Decision{}, false
 		}
 		var port uint16
@@ -141,18 +172,18 @@ func (s *Server) admit(tc *tls.Conn, h wire.Header, src netip.Addr, ev *audit.Ev
 		}
 		if port == 0 {
 			ev.Reason = fmt.Sprintf("asset %q does not offer protocol %q", h.Asset, h.Protocol)
-			s.refuse(tc, *ev, "")
+			s.refuse(p, *ev, "")
 			return nil, netip.AddrPort{}, Decision{}, false
 		}
 		d := pol.Decider.Decide(DecisionRequest{User: cred.User, Roles: cred.Roles, Asset: h.Asset, Protocol: h.Protocol, Source: src, Time: now})
 		if !d.Allow {
 			ev.Reason = "denied: " + d.Reason
-			s.refuse(tc, *ev, d.Rule)
+			s.refuse(p, *ev, d.Rule)
 			return nil, netip.AddrPort{}, Decision{}, false
 		}
 		if h.Protocol == "modbus" && d.Modbus == nil {
 			ev.Reason = fmt.Sprintf("rule %q allows modbus but carries no modbus rules: refusing to relay uninspected", d.Rule)
-			s.refuse(tc, *ev, d.Rule)
+			s.refuse(p, *ev, d.Rule)
 			return nil, netip.AddrPort{}, Decision{}, false
 		}
 		until := d.Until
@@ -162,12 +193,16 @@ func (s *Server) admit(tc *tls.Conn, h wire.Header, src netip.Addr, ev *audit.Ev
 		}
 		if !until.IsZero() && !now.Before(until) {
 			ev.Reason = "denied: decision already expired"
-			s.refuse(tc, *ev, d.Rule)
+			s.refuse(p, *ev, d.Rule)
 			return nil, netip.AddrPort{}, Decision{}, false
 		}
 		sess := &session{id: newSessionID(), user: cred.User, roles: slices.Clone(cred.Roles), serial: cred.SerialString(),
 			asset: h.Asset, protocol: h.Protocol, source: src, rule: d.Rule, monitor: d.Monitor, started: now, until: until, ruleUntil: d.Until,
-			chain: chain, certEnd: cred.NotAfter, ended: make(chan struct{}), note: sessionNotices{hub: s.notices}}
+			chain: chain, certEnd: cred.NotAfter, ended: make(chan struct{})}
+		if p.framed {
+			// Only an otgate client has a notice stream to follow.
+			sess.note.hub = s.notices
+		}
 		sess.touch(now.UnixNano())
 		// The end timer runs from the registration on: a window that ends
 		// during the start record or the dial ends the session (and the
@@ -177,7 +212,7 @@ func (s *Server) admit(tc *tls.Conn, h wire.Header, src netip.Addr, ev *audit.Ev
 		if err := s.reg.add(sess); err != nil {
 			sess.finish()
 			ev.Reason = err.Error()
-			s.refuse(tc, *ev, d.Rule)
+			s.refuse(p, *ev, d.Rule)
 			return nil, netip.AddrPort{}, Decision{}, false
 		}
 		// Shutdown ends the live sessions once it has begun: begun after
@@ -186,7 +221,7 @@ func (s *Server) admit(tc *tls.Conn, h wire.Header, src netip.Addr, ev *audit.Ev
 			s.discard(sess)
 			ev.SessionID = ""
 			ev.Reason = why
-			s.refuse(tc, *ev, d.Rule)
+			s.refuse(p, *ev, d.Rule)
 			return nil, netip.AddrPort{}, Decision{}, false
 		}
 		// A reload or revocation bumps the epoch before it sweeps the
@@ -200,7 +235,7 @@ func (s *Server) admit(tc *tls.Conn, h wire.Header, src netip.Addr, ev *audit.Ev
 		ev.SessionID = ""
 		if attempt == maxAdmitAttempts {
 			ev.Reason = fmt.Sprintf("the policy or the user's credentials changed %d times while the tunnel was being admitted: try again", attempt)
-			s.refuse(tc, *ev, d.Rule)
+			s.refuse(p, *ev, d.Rule)
 			return nil, netip.AddrPort{}, Decision{}, false
 		}
 	}
@@ -222,10 +257,11 @@ func (s *Server) discard(sess *session) {
 // is dialled or, when the end came during the dial, at once (the dial is
 // abandoned) and before the client is told it is accepted; from the
 // accept on, the end closes both connections.
-func (s *Server) runSession(tc *tls.Conn, w *clientWatch, sess *session, addr netip.AddrPort, d Decision) (string, uint64, uint64) {
+func (s *Server) runSession(p peer, w *clientWatch, sess *session, addr netip.AddrPort, d Decision) (string, uint64, uint64) {
+	tc := p.tc
 	refuse := func(reason string) (string, uint64, uint64) {
 		w.stop()
-		answer(tc, wire.Reply{Accept: false, Rule: sess.rule, Reason: reason, Session: sess.id}, s.cfg.HandshakeTimeout)
+		s.reply(p, wire.Reply{Accept: false, Rule: sess.rule, Reason: reason, Session: sess.id})
 		tc.Close()
 		return reason, 0, 0
 	}
@@ -258,7 +294,7 @@ func (s *Server) runSession(tc *tls.Conn, w *clientWatch, sess *session, addr ne
 	if !sessUntil.IsZero() {
 		until = sessUntil.Unix()
 	}
-	if err := answer(tc, wire.Reply{Accept: true, Rule: sess.rule, Reason: d.Reason, Until: until, Session: sess.id}, s.cfg.HandshakeTimeout); err != nil {
+	if err := s.reply(p, wire.Reply{Accept: true, Rule: sess.rule, Reason: d.Reason, Until: until, Session: sess.id}); err != nil {
 		asset.Close()
 		tc.Close()
 		return sess.reason("client gone before accept: " + err.Error()), 0, 0

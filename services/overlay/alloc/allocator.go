@@ -15,6 +15,13 @@ import (
 // DefaultStatePath is where the device keeps the allocation table.
 const DefaultStatePath = "/perm/overlay/alloc.cbor"
 
+// StateFileMode is the state files' mode: the group may read them. On
+// the appliance the directory is the proxy's group's (set-group-ID, made
+// so by init), and the proxy reads the table to know which asset a
+// Modbus/TCP Security connection to an overlay endpoint is for. Nothing
+// in it is secret: asset names and their overlay addresses.
+const StateFileMode = 0o640
+
 // Allocator owns the allocation table and its state file.
 type Allocator struct {
 	path string
@@ -67,7 +74,7 @@ func Open(path string, opts ...Option) (*Allocator, error) {
 	}
 	if l.rewrite != "" {
 		a.logf("overlay: alloc: %s", l.note)
-		if err := atomicfile.WriteHooked(l.rewrite, l.use.b, 0o600, a.hook); err != nil {
+		if err := atomicfile.WriteHooked(l.rewrite, l.use.b, StateFileMode, a.hook); err != nil {
 			return nil, fmt.Errorf("alloc: %s, and that failed: %w; refusing to run with one good copy", l.note, err)
 		}
 	}
@@ -142,11 +149,11 @@ func (a *Allocator) Apply(cfg Config, reqs []Request, now time.Time) (Diff, erro
 	// is unknown, so the next Apply writes whatever it plans, even the
 	// table served now (skipping it would leave the unserved one for
 	// the next boot).
-	if err := atomicfile.WriteHooked(a.path, b, 0o600, a.hook); err != nil {
+	if err := atomicfile.WriteHooked(a.path, b, StateFileMode, a.hook); err != nil {
 		a.onDisk = [sha256.Size]byte{}
 		return Diff{}, fmt.Errorf("alloc: persist: %w", err)
 	}
-	if err := atomicfile.WriteHooked(MirrorPath(a.path), b, 0o600, a.hook); err != nil {
+	if err := atomicfile.WriteHooked(MirrorPath(a.path), b, StateFileMode, a.hook); err != nil {
 		a.onDisk = [sha256.Size]byte{}
 		return Diff{}, fmt.Errorf("alloc: persist the mirror: %w", err)
 	}

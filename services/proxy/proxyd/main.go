@@ -36,10 +36,12 @@ import (
 	"github.com/otgate/otgate/internal/ready"
 	"github.com/otgate/otgate/internal/sandbox"
 	"github.com/otgate/otgate/services/identity/api"
+	"github.com/otgate/otgate/services/overlay/alloc"
 	"github.com/otgate/otgate/services/proxy"
 	"github.com/otgate/otgate/services/proxy/adminapi"
 	"github.com/otgate/otgate/services/proxy/auth"
 	"github.com/otgate/otgate/services/proxy/auth/userca"
+	"golang.org/x/sys/unix"
 )
 
 // options are otgate-proxy's command line.
@@ -70,6 +72,33 @@ type options struct {
 	// auditAnchorEvery: advance the audit log's TPM anchor this often
 	// while it runs (audit.WithAnchorEvery; 0: at open and close only).
 	auditAnchorEvery time.Duration
+	// modbusSecurity is the Modbus/TCP Security listener's address (""
+	// none); overlayState the overlay allocator's table that maps its
+	// connections' local addresses to assets.
+	modbusSecurity, overlayState string
+	// bound are the listeners Main bound before the proxy confined
+	// itself (nil: run binds them, as in tests).
+	bound *listeners
+}
+
+// listeners are the proxy's TCP listeners: login and tunnels, and
+// Modbus/TCP Security (nil without -modbus-security).
+type listeners struct{ main, modbusSecurity net.Listener }
+
+// listen binds o's listeners.
+func listen(o *options) (*listeners, error) {
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return nil, err
+	}
+	l := &listeners{main: ln}
+	if o.modbusSecurity != "" {
+		if l.modbusSecurity, err = net.Listen("tcp", o.modbusSecurity); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("-modbus-security: %w", err)
+		}
+	}
+	return l, nil
 }
 
 // anchorCheck is how often the status note follows the audit log's
@@ -85,6 +114,8 @@ const minAuditAnchorEvery = 10 * time.Minute
 func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	o := &options{}
 	fs.StringVar(&o.listen, "listen", ":8443", "uplink address of the TLS listener")
+	fs.StringVar(&o.modbusSecurity, "modbus-security", "", "also serve Modbus/TCP Security (Modbus over mutual TLS) here, e.g. :802: a connection to an asset's overlay endpoint is a modbus session to that asset (\"\": off)")
+	fs.StringVar(&o.overlayState, "overlay-state", alloc.DefaultStatePath, "the overlay allocator's table (with -modbus-security), read-only")
 	fs.StringVar(&o.idSock, "identity", api.DefaultSocket, "identity service socket")
 	fs.StringVar(&o.state, "state", "/perm/proxy", "user store directory")
 	fs.StringVar(&o.auditDir, "audit", "/perm/audit", "audit log directory")
@@ -149,6 +180,23 @@ func Main() {
 		os.Exit(1)
 	}
 	lg.Printf("otgate-proxy: seccomp: %s denied", sandbox.Denied)
+	// The listeners first: a port below 1024 (Modbus/TCP Security's 802)
+	// is the only use of CAP_NET_BIND_SERVICE, which init raises for the
+	// proxy's start (uid 101). It goes once they are bound, before any
+	// connection is accepted (and before the confinement, which closes
+	// /proc, where the drop checks every thread). Connections that come
+	// meanwhile wait in the backlog until the proxy is ready. Root, on a
+	// development host, holds every capability anyway.
+	if o.bound, err = listen(o); err != nil {
+		lg.Printf("otgate-proxy: %v", err)
+		os.Exit(1)
+	}
+	if os.Geteuid() != 0 {
+		if err := sandbox.DropCapabilities(unix.CAP_NET_BIND_SERVICE); err != nil {
+			lg.Printf("otgate-proxy: %v: refusing to run with it", err)
+			os.Exit(1)
+		}
+	}
 	files, err := confine(o)
 	if err != nil {
 		lg.Printf("otgate-proxy: %v: refusing to run unconfined", err)
@@ -169,8 +217,10 @@ func Main() {
 // the appliance init made them, owned by the proxy):
 //   - read: the policy file's directory (a new policy is renamed into
 //     it), /etc (the resolver's files for a syslog receiver's name, the
-//     system's CA roots, the time zone) and the syslog receiver's CA
-//     file (-syslog-ca);
+//     system's CA roots, the time zone), the syslog receiver's CA
+//     file (-syslog-ca) and, with -modbus-security, the overlay
+//     allocator's directory (-overlay-state: its table is replaced by a
+//     rename);
 //   - write: the user store (-state: users, the sealed CA key, the
 //     syslog export's cursor), the audit log (-audit) and the admin
 //     socket's directory.
@@ -194,6 +244,14 @@ func confine(o *options) (sandbox.Files, error) {
 	f.Read = []string{filepath.Dir(policy), "/etc"}
 	if syslogCA != "" {
 		f.Read = append(f.Read, syslogCA)
+	}
+	if o.modbusSecurity != "" {
+		// The allocator replaces its table by a rename: the directory.
+		overlay := o.overlayState
+		if err := sandbox.Absolute(&overlay); err != nil {
+			return f, err
+		}
+		f.Read = append(f.Read, filepath.Dir(overlay))
 	}
 	f.Write = []string{state, auditDir, adminDir}
 	return f, sandbox.RestrictFiles(f)
@@ -295,10 +353,13 @@ func run(ctx context.Context, lg *log.Logger, o *options) error {
 	}
 	defer admin.Close()
 	go admin.Serve()
-	ln, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		return err
+	lns := o.bound
+	if lns == nil {
+		if lns, err = listen(o); err != nil {
+			return err
+		}
 	}
+	ln, mbs := lns.main, lns.modbusSecurity
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if o.syslogAddr != "" {
@@ -333,6 +394,10 @@ func run(ctx context.Context, lg *log.Logger, o *options) error {
 	quarantine := watchIdentity(ctx, idc.Status, identityWatchEvery, lg.Printf)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	if mbs != nil {
+		go func() { errc <- srv.ServeModbusSecurity(mbs, &proxy.OverlayTable{Path: o.overlayState}) }()
+		lg.Printf("otgate-proxy: Modbus/TCP Security on %s: each asset's overlay endpoint in %s", mbs.Addr(), o.overlayState)
+	}
 	// The identity and the key are what a client's first login is told
 	// to check (otgate login --gate-id, --pin): both on the line users
 	// read.

@@ -81,6 +81,10 @@ type Asset struct {
 	Protocol string `cbor:"2,keyasint"`
 	Rule     string `cbor:"3,keyasint"`
 	Until    int64  `cbor:"4,keyasint,omitempty"` // unix seconds; 0: no end known
+	// Endpoint is the asset's Modbus/TCP Security endpoint (its overlay
+	// address and the gate's port, "100.64.0.7:802") for a modbus entry
+	// on a gate that serves one; "" otherwise.
+	Endpoint string `cbor:"5,keyasint,omitempty"`
 }
 
 // UntilTime returns Until as a time (zero when unset).

@@ -21,18 +21,21 @@ const (
 	ProxyUID        = 101
 	ProxyMark       = 0x6f74 // "ot"
 	ProxyListenPort = 8443
+	// ModbusSecurityPort is the proxy's Modbus/TCP Security listener
+	// (IANA mbap-s), served on each asset's overlay endpoint.
+	ModbusSecurityPort = 802
 )
 
 // FromBoot returns the baseline of a gate with the boot config's uplink and
 // downlinks: input dropped except loopback, established/related, DHCP
-// replies and the proxy's listener on the uplink; forward dropped; output
+// replies and the proxy's listeners on the uplink; forward dropped; output
 // only through loopback and the uplink, nothing toward the OT side (no
 // asset is known yet).
 func FromBoot(c *bootcfg.Config) ruleset.BaselineSpec {
 	return ruleset.BaselineSpec{
 		Uplink:      c.Uplink,
 		Downlinks:   append([]string(nil), c.Downlinks...),
-		ListenPorts: []uint16{ProxyListenPort},
+		ListenPorts: []uint16{ProxyListenPort, ModbusSecurityPort},
 		DHCPClient:  true,
 		Proxy:       ruleset.ProxyIdentity{UID: ProxyUID, Mark: ProxyMark},
 	}

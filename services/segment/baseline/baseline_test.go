@@ -3,6 +3,7 @@ package baseline
 import (
 	"errors"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -59,7 +60,7 @@ func TestFromBoot(t *testing.T) {
 				t.Fatal(err)
 			}
 			if b.Uplink != tc.cfg.Uplink || len(b.Downlinks) != len(tc.cfg.Downlinks) || !b.DHCPClient ||
-				len(b.ListenPorts) != 1 || b.ListenPorts[0] != ProxyListenPort || b.Proxy.UID != ProxyUID || b.Proxy.Mark != ProxyMark {
+				!slices.Equal(b.ListenPorts, []uint16{ProxyListenPort, ModbusSecurityPort}) || b.Proxy.UID != ProxyUID || b.Proxy.Mark != ProxyMark {
 				t.Fatalf("FromBoot = %+v", b)
 			}
 		})
