@@ -34,6 +34,10 @@ type SessionStart struct {
 	Protocol   string    `cbor:"6,keyasint"`
 	Rule       string    `cbor:"7,keyasint"`           // the grant that allowed it
 	ValidUntil Timestamp `cbor:"8,keyasint,omitempty"` // when the decision stops holding
+	// Endpoint is the gate address the client reached when the session
+	// came in by Modbus/TCP Security on the asset's overlay endpoint
+	// ("100.64.0.7:802"); empty for an otgate tunnel.
+	Endpoint string `cbor:"9,keyasint,omitempty"`
 }
 
 // Direction is the way relayed bytes flowed.

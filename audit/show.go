@@ -240,6 +240,9 @@ func FormatBody(at Timestamp, b Body, opts ShowOptions) string {
 		if v.CertSerial != "" {
 			s += " cert " + v.CertSerial
 		}
+		if v.Endpoint != "" {
+			s += " via Modbus/TCP Security at " + v.Endpoint
+		}
 		return s
 	case Payload:
 		return "session " + v.SessionID + " " + formatPayload(v, opts)

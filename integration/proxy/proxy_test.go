@@ -229,7 +229,9 @@ func TestProxyOnTheAppliance(t *testing.T) {
 	for _, want := range []string{`start alice -> plc-tank \(modbus\) rule "engineer-demo"`, `unit 1 read holding 0\.\.9 -> ok = 20 800 200 950 `,
 		`(?m)^\d\d:\d\d:\d\d\.\d{3} alice plc-tank unit 1 write holding 50 = 1234 -> ok \(\d+\.\d ms\)$`,
 		`(?m)^\d\d:\d\d:\d\d\.\d{3} alice plc-tank unit 1 write holding 0 = 100 -> denied, exception 02`, `end client closed`,
-		// The Modbus/TCP Security session, recorded as a tunnel's.
+		// The Modbus/TCP Security session, recorded as a tunnel's, with
+		// the endpoint it came in at.
+		`start alice -> plc-tank \(modbus\) rule "engineer-demo" .* via Modbus/TCP Security at 100\.64\.\d+\.\d+:802`,
 		`(?m)^\d\d:\d\d:\d\d\.\d{3} alice plc-tank unit 1 write holding 50 = 4321 -> ok \(\d+\.\d ms\)$`,
 		// Anchored to the TPM's counter at open and at the clean close.
 		`event log-anchored anchor \d+: log opened; anchor counter established at \d+`, `event log-closed anchor \d+: clean shutdown`} {

@@ -81,7 +81,7 @@ func (s *Server) handleModbusSecurity(c net.Conn, cfg *tls.Config, eps Endpoints
 		c.Close()
 		return
 	}
-	p := peer{tc: tc, via: fmt.Sprintf(" via Modbus/TCP Security at %s", c.LocalAddr())}
+	p := peer{tc: tc, via: fmt.Sprintf(" via Modbus/TCP Security at %s", c.LocalAddr()), endpoint: c.LocalAddr().String()}
 	src := sourceOf(tc)
 	ev := audit.Event{Source: src.String(), Protocol: "modbus"}
 	local, err := netip.ParseAddrPort(c.LocalAddr().String())

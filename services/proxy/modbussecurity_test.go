@@ -147,8 +147,8 @@ users:
 		s, ok := b.(audit.SessionStart)
 		return ok && s.User == "alice" && s.Asset == "plc-1"
 	}).(audit.SessionStart)
-	if start.Protocol != "modbus" || start.Rule != "alice-plc" || start.Source != "127.0.0.1" {
-		t.Errorf("session start %+v: want modbus, rule alice-plc, from 127.0.0.1", start)
+	if start.Protocol != "modbus" || start.Rule != "alice-plc" || start.Source != "127.0.0.1" || start.Endpoint != "127.0.0.1:"+port {
+		t.Errorf("session start %+v: want modbus, rule alice-plc, from 127.0.0.1 at endpoint 127.0.0.1:%s", start, port)
 	}
 	g.waitEnd(start.SessionID, EndClientClosed)
 	denied := g.waitRecord("the denied write's record", func(b audit.Body) bool {

@@ -42,6 +42,9 @@ type peer struct {
 	framed bool
 	// via says how the client came in, for the log: "" for a tunnel.
 	via string
+	// endpoint is the gate address a Modbus/TCP Security client reached
+	// (the session start record's Endpoint); "" for a tunnel.
+	endpoint string
 }
 
 // reply sends r to a framed peer; a Modbus/TCP Security peer gets none.
@@ -115,7 +118,7 @@ func (s *Server) serveSession(p peer, h wire.Header, src netip.Addr, ev audit.Ev
 	// sees a connection, let alone a byte.
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	_, err := s.cfg.Log.Append(ctx, audit.SessionStart{SessionID: sess.id, User: sess.user, CertSerial: sess.serial,
-		Source: src.String(), Asset: sess.asset, Protocol: sess.protocol, Rule: sess.rule, ValidUntil: audit.TimestampOf(sess.untilTime())})
+		Source: src.String(), Asset: sess.asset, Protocol: sess.protocol, Rule: sess.rule, ValidUntil: audit.TimestampOf(sess.untilTime()), Endpoint: p.endpoint})
 	cancel()
 	if err != nil {
 		w.stop()
