@@ -148,14 +148,7 @@ func readOwn(path string, kind fileKind, check bool) (b []byte, fi fs.FileInfo, 
 // "not logged in", never a key and a certificate that do not belong
 // together, nor a credential beside a profile naming another gate.
 func storeLogin(dir string, p *Profile, key *ecdsa.PrivateKey, chain [][]byte) error {
-	// Nothing is made below a directory others could rename it out of.
-	if err := checkDir(dir); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	if err := restrictDir(dir); err != nil {
+	if err := makeProfileDir(dir); err != nil {
 		return err
 	}
 	if err := os.Remove(filepath.Join(dir, CertFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -182,16 +175,22 @@ func storeLogin(dir string, p *Profile, key *ecdsa.PrivateKey, chain [][]byte) e
 	return writeFileAtomic(filepath.Join(dir, CertFile), certs)
 }
 
-// storeGateCert writes the gate's certificate (DER) as GateCertFile, in
-// a directory storeLogin's checks would pass.
-func storeGateCert(dir string, der []byte) error {
+// makeProfileDir makes dir, closed to others. Nothing is made below a
+// directory others could rename it out of.
+func makeProfileDir(dir string) error {
 	if err := checkDir(dir); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	if err := restrictDir(dir); err != nil {
+	return restrictDir(dir)
+}
+
+// storeGateCert writes the gate's certificate (DER) as GateCertFile, in
+// a directory storeLogin's checks would pass.
+func storeGateCert(dir string, der []byte) error {
+	if err := makeProfileDir(dir); err != nil {
 		return err
 	}
 	return writeFileAtomic(filepath.Join(dir, GateCertFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))

@@ -27,6 +27,18 @@ type capsReport struct {
 // keptCaps are what capsChild keeps: one a probe can show harmlessly.
 var keptCaps = []uintptr{unix.CAP_NET_BIND_SERVICE}
 
+// allThreadCaps lists every thread's capability sets (threadCaps).
+func allThreadCaps() []string {
+	var out []string
+	tasks, _ := filepath.Glob("/proc/self/task/*")
+	for _, t := range tasks {
+		if c, err := threadCaps("self/task/" + filepath.Base(t)); err == nil {
+			out = append(out, c.String())
+		}
+	}
+	return out
+}
+
 // capsChild limits itself to keptCaps, from a process with several
 // threads, and reports what it can still do.
 func capsChild() {
@@ -42,14 +54,7 @@ func capsChild() {
 		}
 		os.Exit(3)
 	}
-	rep := capsReport{Probes: map[string]string{}}
-	tasks, _ := filepath.Glob("/proc/self/task/*")
-	for _, t := range tasks {
-		c, err := threadCaps("self/task/" + filepath.Base(t))
-		if err == nil {
-			rep.Threads = append(rep.Threads, c.String())
-		}
-	}
+	rep := capsReport{Probes: map[string]string{}, Threads: allThreadCaps()}
 	dir := os.Getenv("OTGATE_SANDBOX_DIR")
 	other := filepath.Join(dir, "other-user")
 	for name, call := range map[string]func() error{

@@ -34,16 +34,6 @@ func dropChild() {
 		go func() { runtime.LockOSThread(); parked.Done(); <-park }()
 	}
 	parked.Wait()
-	all := func() []string {
-		var out []string
-		tasks, _ := filepath.Glob("/proc/self/task/*")
-		for _, t := range tasks {
-			if c, err := threadCaps("self/task/" + filepath.Base(t)); err == nil {
-				out = append(out, c.String())
-			}
-		}
-		return out
-	}
 	bind := func(port int) string {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
 		if err != nil {
@@ -55,12 +45,12 @@ func dropChild() {
 		}
 		return ""
 	}
-	rep := dropReport{Before: all(), BindBefore: bind(81)}
+	rep := dropReport{Before: allThreadCaps(), BindBefore: bind(81)}
 	if err := DropCapabilities(unix.CAP_NET_BIND_SERVICE); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(3)
 	}
-	rep.After, rep.BindAfter = all(), bind(82)
+	rep.After, rep.BindAfter = allThreadCaps(), bind(82)
 	close(park)
 	json.NewEncoder(os.Stdout).Encode(rep)
 	os.Exit(0)
