@@ -28,7 +28,7 @@ func TestFollow(t *testing.T) {
 		t.Helper()
 		time.Sleep(10 * time.Millisecond) // another modification time, as a later login has
 		c := selfSigned(t, cn)
-		if err := storeLogin(dir, &p, c.PrivateKey.(*ecdsa.PrivateKey), c.Certificate); err != nil {
+		if err := storeLogin(dir, &p, c.PrivateKey.(*ecdsa.PrivateKey), c.Certificate, nil); err != nil {
 			t.Fatal(err)
 		}
 		return c.Certificate[0]

@@ -493,12 +493,8 @@ func Login(ctx context.Context, o LoginOptions) (*LoginResult, error) {
 	}
 	res.BoundGateID = learned.GateID != "" && learned.GateID != storedGateID(dir, gate)
 	prev := readPrevious(dir)
-	// The gate's certificate first: storeLogin writes the credential's
-	// certificate last, the mark of a complete login.
-	if err := storeGateCert(dir, c.ConnectionState().PeerCertificates[0].Raw); err != nil {
-		return nil, fmt.Errorf("store the gate's certificate in %s: %w (not logged in: log in again once that is mended)", dir, err)
-	}
-	if err := storeLogin(dir, &Profile{Gate: gate, Pin: res.Fingerprint, CAFile: o.CAFile, GateID: learned.GateID, User: rsp.User, Expiry: leaf.NotAfter}, key, rsp.Certificate); err != nil {
+	if err := storeLogin(dir, &Profile{Gate: gate, Pin: res.Fingerprint, CAFile: o.CAFile, GateID: learned.GateID, User: rsp.User, Expiry: leaf.NotAfter}, key, rsp.Certificate,
+		c.ConnectionState().PeerCertificates[0].Raw); err != nil {
 		return nil, fmt.Errorf("store the credential in %s: %w (not logged in: log in again once that is mended)", dir, err)
 	}
 	res.Replaced = prev.end(ctx, res)

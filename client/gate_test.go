@@ -64,7 +64,7 @@ func TestProfileFilesAndErrors(t *testing.T) {
 		t.Fatalf("Open of an empty dir: %v, want ErrNoProfile", err)
 	}
 	cert := selfSigned(t, "alice")
-	if err := storeLogin(dir, &Profile{Gate: "g:1", Pin: testPin}, cert.PrivateKey.(*ecdsa.PrivateKey), cert.Certificate); err != nil {
+	if err := storeLogin(dir, &Profile{Gate: "g:1", Pin: testPin}, cert.PrivateKey.(*ecdsa.PrivateKey), cert.Certificate, nil); err != nil {
 		t.Fatal(err)
 	}
 	st, err := os.Stat(dir)
@@ -88,7 +88,7 @@ func TestProfileFilesAndErrors(t *testing.T) {
 func TestMismatchedCredentialSaysLogInAgain(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "otgate")
 	alice, other := selfSigned(t, "alice"), selfSigned(t, "alice")
-	if err := storeLogin(dir, &Profile{Gate: "g:1", Pin: testPin}, alice.PrivateKey.(*ecdsa.PrivateKey), alice.Certificate); err != nil {
+	if err := storeLogin(dir, &Profile{Gate: "g:1", Pin: testPin}, alice.PrivateKey.(*ecdsa.PrivateKey), alice.Certificate, nil); err != nil {
 		t.Fatal(err)
 	}
 	der, err := x509.MarshalPKCS8PrivateKey(other.PrivateKey)

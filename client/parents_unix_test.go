@@ -59,7 +59,7 @@ func TestProfileParentsAreChecked(t *testing.T) {
 				}
 			}
 			cert := selfSigned(t, "alice")
-			if err := storeLogin(given, &Profile{Gate: "g:1", Pin: testPin, User: "alice"}, cert.PrivateKey.(*ecdsa.PrivateKey), cert.Certificate); err != nil {
+			if err := storeLogin(given, &Profile{Gate: "g:1", Pin: testPin, User: "alice"}, cert.PrivateKey.(*ecdsa.PrivateKey), cert.Certificate, nil); err != nil {
 				t.Fatal(err)
 			}
 			if err := os.Chmod(top, c.mode); err != nil {
@@ -90,7 +90,7 @@ func TestProfileParentsAreChecked(t *testing.T) {
 			if err := CheckProfile(fresh); err == nil || err.Error() != wantFresh {
 				t.Errorf("CheckProfile of a first login's directory: %v\nwant %s", err, wantFresh)
 			}
-			if err := storeLogin(fresh, &Profile{Gate: "g:1", Pin: testPin, User: "alice"}, cert.PrivateKey.(*ecdsa.PrivateKey), cert.Certificate); err == nil || err.Error() != wantFresh {
+			if err := storeLogin(fresh, &Profile{Gate: "g:1", Pin: testPin, User: "alice"}, cert.PrivateKey.(*ecdsa.PrivateKey), cert.Certificate, nil); err == nil || err.Error() != wantFresh {
 				t.Errorf("storeLogin: %v\nwant %s", err, wantFresh)
 			}
 			// Nothing changed: the mode stays, no directory was made.
@@ -119,7 +119,7 @@ func TestProfileParentOfAnotherUser(t *testing.T) {
 	top := filepath.Join(t.TempDir(), "top")
 	dir := filepath.Join(top, "otgate")
 	cert := selfSigned(t, "alice")
-	if err := storeLogin(dir, &Profile{Gate: "g:1", Pin: testPin, User: "alice"}, cert.PrivateKey.(*ecdsa.PrivateKey), cert.Certificate); err != nil {
+	if err := storeLogin(dir, &Profile{Gate: "g:1", Pin: testPin, User: "alice"}, cert.PrivateKey.(*ecdsa.PrivateKey), cert.Certificate, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Chmod(top, 0o755); err != nil {

@@ -125,7 +125,7 @@ func newProfile(t *testing.T) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "otgate")
 	cert := selfSigned(t, "alice")
-	if err := storeLogin(dir, &Profile{Gate: "g:1", Pin: testPin, User: "alice"}, cert.PrivateKey.(*ecdsa.PrivateKey), cert.Certificate); err != nil {
+	if err := storeLogin(dir, &Profile{Gate: "g:1", Pin: testPin, User: "alice"}, cert.PrivateKey.(*ecdsa.PrivateKey), cert.Certificate, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Open(dir); err != nil {

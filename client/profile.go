@@ -142,16 +142,25 @@ func readOwn(path string, kind fileKind, check bool) (b []byte, fi fs.FileInfo, 
 }
 
 // storeLogin stores what a login brought: the profile (gate, pin,
-// expiry), the key and the certificate chain. No file system replaces
-// three files at once, so the certificate goes first and comes back last:
-// a login cut short (a crash, a full disk) leaves no certificate, that is
-// "not logged in", never a key and a certificate that do not belong
-// together, nor a credential beside a profile naming another gate.
-func storeLogin(dir string, p *Profile, key *ecdsa.PrivateKey, chain [][]byte) error {
+// expiry), the key, the certificate chain and the gate's certificate
+// (gateCert, DER, as the login checked it; nil: none, GateCertFile is
+// removed). No file system replaces four files at once, so the
+// certificate goes first and comes back last: a login cut short (a
+// crash, a full disk) leaves no certificate, that is "not logged in",
+// never a key and a certificate that do not belong together, nor a
+// credential beside a profile naming another gate.
+func storeLogin(dir string, p *Profile, key *ecdsa.PrivateKey, chain [][]byte, gateCert []byte) error {
 	if err := makeProfileDir(dir); err != nil {
 		return err
 	}
 	if err := os.Remove(filepath.Join(dir, CertFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if gateCert == nil {
+		if err := os.Remove(filepath.Join(dir, GateCertFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	} else if err := writeFileAtomic(filepath.Join(dir, GateCertFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: gateCert})); err != nil {
 		return err
 	}
 	der, err := x509.MarshalPKCS8PrivateKey(key)
@@ -185,15 +194,6 @@ func makeProfileDir(dir string) error {
 		return err
 	}
 	return restrictDir(dir)
-}
-
-// storeGateCert writes the gate's certificate (DER) as GateCertFile, in
-// a directory storeLogin's checks would pass.
-func storeGateCert(dir string, der []byte) error {
-	if err := makeProfileDir(dir); err != nil {
-		return err
-	}
-	return writeFileAtomic(filepath.Join(dir, GateCertFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
 
 // credential is what a profile directory holds, read and checked.

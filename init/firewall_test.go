@@ -87,7 +87,7 @@ func TestHostInitInstallsBaselineBeforeServices(t *testing.T) {
 		"hook input priority filter; policy drop;",
 		"hook forward priority filter; policy drop;",
 		`iifname "eth0" tcp dport @listen_ports`,
-		"elements = { 8443 }",
+		"elements = { 802, 8443 }",
 		"hook output priority filter; policy drop;",
 		`oifname "lo" accept`,
 		`oifname "eth0" accept`,
