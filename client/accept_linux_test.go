@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,6 +44,12 @@ func TestServeOutlivesTooManyOpenFiles(t *testing.T) {
 		t.Fatal("no word on the notice stream")
 	}
 
+	// Nothing may free a descriptor while the limit is low: one freed
+	// then lets the accept succeed and the tunnel's dial fail (the local
+	// connection is then closed, and the echo below reads nothing). The
+	// gate's side of the refused notice stream closes after the client
+	// has seen the refusal: wait until the descriptor table holds still.
+	fdsSettle(t)
 	// The local client's socket exists before the limit falls; then no
 	// descriptor is left for the accepted connection.
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
@@ -104,5 +112,31 @@ func TestServeOutlivesTooManyOpenFiles(t *testing.T) {
 		done <- err
 		t.Fatalf("Serve ended: %v", err)
 	default:
+	}
+}
+
+// fdsSettle waits until this process's open descriptors have stayed the
+// same for 300 ms (at most 10 s).
+func fdsSettle(t *testing.T) {
+	t.Helper()
+	list := func() string {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		for _, e := range ents {
+			b.WriteString(e.Name() + " ")
+		}
+		return b.String()
+	}
+	prev, same := list(), 0
+	for deadline := time.Now().Add(10 * time.Second); same < 3 && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		if cur := list(); cur == prev {
+			same++
+		} else {
+			prev, same = cur, 0
+		}
 	}
 }
