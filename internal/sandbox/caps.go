@@ -67,22 +67,13 @@ func LimitCapabilities(keep ...uintptr) error {
 	if held.prm&mask != mask {
 		return fmt.Errorf("sandbox: keeping capabilities %#x, but the process holds only %#x", mask, held.prm)
 	}
-	step := func(what string, trap, a1, a2 uintptr) error {
-		if _, _, e := syscall.AllThreadsSyscall6(trap, a1, a2, 0, 0, 0, 0); e != 0 {
-			if e == syscall.ENOTSUP {
-				return fmt.Errorf("sandbox: %s: a binary linked with cgo cannot change every thread's credentials (build it with CGO_ENABLED=0, as the image builder does)", what)
-			}
-			return fmt.Errorf("sandbox: %s: %w", what, e)
-		}
-		return nil
-	}
-	if err := step("clear ambient capabilities", unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL); err != nil {
+	if err := allThreads("clear ambient capabilities", unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0); err != nil {
 		return err
 	}
-	if err := step("lock securebits", unix.SYS_PRCTL, unix.PR_SET_SECUREBITS, secureBits); err != nil {
+	if err := allThreads("lock securebits", unix.SYS_PRCTL, unix.PR_SET_SECUREBITS, secureBits, 0); err != nil {
 		return err
 	}
-	if err := step("set no_new_privs", unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1); err != nil {
+	if err := allThreads("set no_new_privs", unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0); err != nil {
 		return err
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
@@ -90,15 +81,31 @@ func LimitCapabilities(keep ...uintptr) error {
 		{Effective: uint32(mask), Permitted: uint32(mask)},
 		{Effective: uint32(mask >> 32), Permitted: uint32(mask >> 32)},
 	}
-	if err := step("capset", unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0]))); err != nil {
+	if err := allThreads("capset", unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); err != nil {
 		return err
 	}
-	// Every thread, as the kernel now sees it.
+	return checkThreads(caps{eff: mask, prm: mask, bnd: held.bnd, noNewPrivs: true})
+}
+
+// allThreads makes one system call on every thread of the process
+// (syscall.AllThreadsSyscall6); what names it in the error.
+func allThreads(what string, trap, a1, a2, a3 uintptr) error {
+	if _, _, e := syscall.AllThreadsSyscall6(trap, a1, a2, a3, 0, 0, 0); e != 0 {
+		if e == syscall.ENOTSUP {
+			return fmt.Errorf("sandbox: %s: a binary linked with cgo cannot change every thread's credentials (build it with CGO_ENABLED=0, as the image builder does)", what)
+		}
+		return fmt.Errorf("sandbox: %s: %w", what, e)
+	}
+	return nil
+}
+
+// checkThreads checks that every thread holds want, as the kernel now
+// sees it (/proc/self/task).
+func checkThreads(want caps) error {
 	tasks, err := filepath.Glob("/proc/self/task/*")
 	if err != nil || len(tasks) == 0 {
 		return fmt.Errorf("sandbox: list this process's threads: %v", err)
 	}
-	want := caps{eff: mask, prm: mask, bnd: held.bnd, noNewPrivs: true}
 	for _, t := range tasks {
 		got, err := threadCaps("self/task/" + filepath.Base(t))
 		if os.IsNotExist(err) {
@@ -199,20 +206,11 @@ func DropCapabilities(drop ...uintptr) error {
 	if (held.eff|held.prm|held.inh|held.amb)&mask == 0 {
 		return nil
 	}
-	step := func(what string, trap, a1, a2, a3 uintptr) error {
-		if _, _, e := syscall.AllThreadsSyscall6(trap, a1, a2, a3, 0, 0, 0); e != 0 {
-			if e == syscall.ENOTSUP {
-				return fmt.Errorf("sandbox: %s: a binary linked with cgo cannot change every thread's credentials (build it with CGO_ENABLED=0, as the image builder does)", what)
-			}
-			return fmt.Errorf("sandbox: %s: %w", what, e)
-		}
-		return nil
-	}
 	for _, c := range drop {
 		if held.amb&(1<<c) == 0 {
 			continue
 		}
-		if err := step(fmt.Sprintf("lower ambient capability %d", c), unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_LOWER, c); err != nil {
+		if err := allThreads(fmt.Sprintf("lower ambient capability %d", c), unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_LOWER, c); err != nil {
 			return err
 		}
 	}
@@ -222,24 +220,8 @@ func DropCapabilities(drop ...uintptr) error {
 		{Effective: uint32(want.eff), Permitted: uint32(want.prm), Inheritable: uint32(want.inh)},
 		{Effective: uint32(want.eff >> 32), Permitted: uint32(want.prm >> 32), Inheritable: uint32(want.inh >> 32)},
 	}
-	if err := step("capset", unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); err != nil {
+	if err := allThreads("capset", unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); err != nil {
 		return err
 	}
-	tasks, err := filepath.Glob("/proc/self/task/*")
-	if err != nil || len(tasks) == 0 {
-		return fmt.Errorf("sandbox: list this process's threads: %v", err)
-	}
-	for _, t := range tasks {
-		got, err := threadCaps("self/task/" + filepath.Base(t))
-		if os.IsNotExist(err) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if got != want {
-			return fmt.Errorf("sandbox: thread %s holds %+v after dropping %#x, want %+v", filepath.Base(t), got, mask, want)
-		}
-	}
-	return nil
+	return checkThreads(want)
 }

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"sync"
-	"time"
 
 	"github.com/otgate/otgate/audit"
 	"github.com/otgate/otgate/services/overlay/alloc"
@@ -71,26 +69,22 @@ func (s *Server) ServeModbusSecurity(ln net.Listener, eps Endpoints) error {
 }
 
 func (s *Server) handleModbusSecurity(c net.Conn, cfg *tls.Config, eps Endpoints) {
-	c.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
-	tc := tls.Server(c, cfg)
-	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.HandshakeTimeout)
-	err := tc.HandshakeContext(ctx)
-	cancel()
+	tc, err := s.handshake(c, cfg)
 	if err != nil {
 		s.cfg.Logf("proxy: Modbus/TCP Security handshake with %s at %s: %v", c.RemoteAddr(), c.LocalAddr(), err)
-		c.Close()
 		return
 	}
-	p := peer{tc: tc, via: fmt.Sprintf(" via Modbus/TCP Security at %s", c.LocalAddr()), endpoint: c.LocalAddr().String()}
 	src := sourceOf(tc)
 	ev := audit.Event{Source: src.String(), Protocol: "modbus"}
 	local, err := netip.ParseAddrPort(c.LocalAddr().String())
 	if err != nil {
 		ev.Reason = fmt.Sprintf("Modbus/TCP Security: local address %s: %v", c.LocalAddr(), err)
-		s.refuse(p, ev, "")
+		s.refuse(peer{tc: tc, endpoint: c.LocalAddr().String()}, ev, "")
 		return
 	}
-	asset, ok, err := eps.Asset(local.Addr().Unmap())
+	local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
+	p := peer{tc: tc, endpoint: local.String()}
+	asset, ok, err := eps.Asset(local.Addr())
 	switch {
 	case err != nil:
 		ev.Reason = fmt.Sprintf("Modbus/TCP Security at %s: the overlay endpoint table cannot be read: %v", local, err)

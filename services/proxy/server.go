@@ -157,15 +157,25 @@ func (s *Server) shuttingDown() (string, bool) {
 // Policy returns the policy in force.
 func (s *Server) Policy() *Policy { return s.policy.Load() }
 
-func (s *Server) handle(c net.Conn) {
+// handshake is the server's side of c's TLS handshake with cfg, within
+// HandshakeTimeout (whose deadline stays set on c for what the client
+// must send next); on failure c is closed and the error returned.
+func (s *Server) handshake(c net.Conn, cfg *tls.Config) (*tls.Conn, error) {
 	c.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
-	tc := tls.Server(c, s.tls)
+	tc := tls.Server(c, cfg)
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.HandshakeTimeout)
-	err := tc.HandshakeContext(ctx)
-	cancel()
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return tc, nil
+}
+
+func (s *Server) handle(c net.Conn) {
+	tc, err := s.handshake(c, s.tls)
 	if err != nil {
 		s.cfg.Logf("proxy: TLS handshake with %s: %v", c.RemoteAddr(), err)
-		c.Close()
 		return
 	}
 	switch tc.ConnectionState().NegotiatedProtocol {

@@ -32,24 +32,31 @@ func rawChain(st tls.ConnectionState) [][]byte {
 	return chain
 }
 
-// peer is a session's client connection and how the gate answers it.
+// peer is a session's client connection and how it came in.
 type peer struct {
 	tc *tls.Conn
-	// framed: an otgate tunnel, whose client reads the gate's
-	// wire.Reply before the relay. A Modbus/TCP Security client
-	// (modbussecurity.go) has no such frame: for it the gate's answer is
-	// the relay itself, or the connection's close.
-	framed bool
-	// via says how the client came in, for the log: "" for a tunnel.
-	via string
 	// endpoint is the gate address a Modbus/TCP Security client reached
-	// (the session start record's Endpoint); "" for a tunnel.
+	// (modbussecurity.go; the session start record's Endpoint); "" for
+	// an otgate tunnel.
 	endpoint string
+}
+
+// framed: an otgate tunnel, whose client reads the gate's wire.Reply
+// before the relay. A Modbus/TCP Security client has no such frame: for
+// it the gate's answer is the relay itself, or the connection's close.
+func (p peer) framed() bool { return p.endpoint == "" }
+
+// via says how the client came in, for the log: "" for a tunnel.
+func (p peer) via() string {
+	if p.framed() {
+		return ""
+	}
+	return " via Modbus/TCP Security at " + p.endpoint
 }
 
 // reply sends r to a framed peer; a Modbus/TCP Security peer gets none.
 func (s *Server) reply(p peer, r wire.Reply) error {
-	if !p.framed {
+	if !p.framed() {
 		return nil
 	}
 	return answer(p.tc, r, s.cfg.HandshakeTimeout)
@@ -61,7 +68,7 @@ func (s *Server) refuse(p peer, ev audit.Event, rule string) {
 	ev.Type = EventSessionRefused
 	ev.Rule = rule
 	s.event(ev)
-	s.cfg.Logf("proxy: refused %s %s/%s from %s%s: %s", ev.User, ev.Asset, ev.Protocol, ev.Source, p.via, ev.Reason)
+	s.cfg.Logf("proxy: refused %s %s/%s from %s%s: %s", ev.User, ev.Asset, ev.Protocol, ev.Source, p.via(), ev.Reason)
 	s.reply(p, wire.Reply{Accept: false, Rule: rule, Reason: ev.Reason})
 	p.tc.Close()
 }
@@ -84,7 +91,7 @@ func (s *Server) verifyClient(st tls.ConnectionState) (cred *Credential, chain [
 }
 
 func (s *Server) tunnel(tc *tls.Conn) {
-	p := peer{tc: tc, framed: true}
+	p := peer{tc: tc}
 	src := sourceOf(tc)
 	ev := audit.Event{Source: src.String()}
 	h, err := wire.ReadHeader(tc)
@@ -135,7 +142,7 @@ func (s *Server) serveSession(p peer, h wire.Header, src netip.Addr, ev audit.Ev
 	if err != nil {
 		s.cfg.Logf("proxy: session %s end (%s): audit log: %v", sess.id, reason, err)
 	}
-	s.cfg.Logf("proxy: session %s of %s to %s/%s%s ended: %s (%d bytes to asset, %d to client)", sess.id, sess.user, sess.asset, sess.protocol, p.via, reason, toAsset, toClient)
+	s.cfg.Logf("proxy: session %s of %s to %s/%s%s ended: %s (%d bytes to asset, %d to client)", sess.id, sess.user, sess.asset, sess.protocol, p.via(), reason, toAsset, toClient)
 }
 
 // maxAdmitAttempts bounds how often a tunnel is decided again because a
@@ -202,7 +209,7 @@ func (s *Server) admit(p peer, h wire.Header, src netip.Addr, ev *audit.Event) (
 		sess := &session{id: newSessionID(), user: cred.User, roles: slices.Clone(cred.Roles), serial: cred.SerialString(),
 			asset: h.Asset, protocol: h.Protocol, source: src, rule: d.Rule, monitor: d.Monitor, started: now, until: until, ruleUntil: d.Until,
 			chain: chain, certEnd: cred.NotAfter, ended: make(chan struct{})}
-		if p.framed {
+		if p.framed() {
 			// Only an otgate client has a notice stream to follow.
 			sess.note.hub = s.notices
 		}
