@@ -145,6 +145,11 @@ type Config struct {
 	MaxSessions, MaxSessionsPerUser int
 	// HandshakeTimeout bounds the TLS handshake and the header (10 s).
 	HandshakeTimeout time.Duration
+	// HandshakeSigns bounds the handshakes being signed with the device
+	// key at once (2), HandshakeSignsPerSource those of one source
+	// address (2); the others wait their turn, within HandshakeTimeout
+	// (see signGate).
+	HandshakeSigns, HandshakeSignsPerSource int
 	// NoticeWarnBefore is how long before a session's deadline the gate
 	// warns on the user's notice streams (1 min, the client's WarnBefore).
 	NoticeWarnBefore time.Duration
@@ -201,6 +206,12 @@ func (c *Config) defaults() error {
 	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = 10 * time.Second
 	}
+	if c.HandshakeSigns == 0 {
+		c.HandshakeSigns = 2
+	}
+	if c.HandshakeSignsPerSource == 0 {
+		c.HandshakeSignsPerSource = 2
+	}
 	if c.RawPrefix == 0 {
 		c.RawPrefix = 64
 	}
@@ -209,6 +220,9 @@ func (c *Config) defaults() error {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.HandshakeSigns < 1 || c.HandshakeSignsPerSource < 1 {
+		return errors.New("proxy: config: HandshakeSigns and HandshakeSignsPerSource must be at least 1")
 	}
 	if c.MaxSessions < 1 || c.MaxSessionsPerUser < 1 {
 		return errors.New("proxy: config: MaxSessions and MaxSessionsPerUser must be at least 1")

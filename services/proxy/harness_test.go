@@ -104,6 +104,12 @@ type syncLog struct {
 	b  bytes.Buffer
 }
 
+func (l *syncLog) text() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 func (l *syncLog) Logf(format string, a ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -16,8 +16,10 @@ import (
 
 // Server is the proxy. New loads the policy; Serve accepts connections.
 type Server struct {
-	cfg    Config
-	tls    *tls.Config
+	cfg Config
+	tls *tls.Config
+	// signs queues the handshakes' signatures by the device key.
+	signs  *signGate
 	policy atomic.Pointer[Policy]
 	reg    *registry
 	// notices holds the clients' notice streams (notices.go).
@@ -56,10 +58,13 @@ func New(cfg Config) (*Server, error) {
 	s.notices = newNoticeHub(&s.cfg)
 	s.policy.Store(p)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.signs = newSignGate(cfg.HandshakeSigns, cfg.HandshakeSignsPerSource, cfg.Logf)
 	s.tls = &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{*cfg.Certificate},
-		NextProtos:   []string{wire.ALPNTunnel, wire.ALPNLogin, wire.ALPNNotices},
+		MinVersion: tls.VersionTLS13,
+		// Each full handshake is signed by the device key (the TPM) in
+		// its turn: see signGate.
+		GetCertificate: s.signs.getCertificate(cfg.Certificate),
+		NextProtos:     []string{wire.ALPNTunnel, wire.ALPNLogin, wire.ALPNNotices},
 		// The proxy verifies client certificates itself (CA.Verify) after
 		// the handshake, so that an expired or revoked certificate is
 		// refused with its reason in the audit log instead of a bare

@@ -1,0 +1,217 @@
+package proxy
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The gate's TLS 1.3 handshakes are signed with the device key, in the
+// TPM, before the client has shown anything: every full handshake from
+// anyone on the uplink is one TPM signature, and a TPM signs one thing at
+// a time (a discrete one in some 30-100 ms). Unchecked, one host opening
+// handshakes in a loop would keep the TPM busy for everybody: other users'
+// logins and tunnels, and the audit log's checkpoints, which are signed
+// by the same key.
+//
+// signGate bounds that, the way OpenSSH's MaxStartups bounds its
+// unauthenticated connections, except that it queues instead of dropping
+// (many tunnels of one engineering tool arrive at once, from one address):
+// at most PerSource signatures of one source address are in flight or
+// waiting for the TPM, the rest wait at their source, in arrival order;
+// at most InFlight of all sources' handshakes are at the identity service
+// at once. A source's flood therefore queues behind itself, another
+// source's handshake waits for at most PerSource signatures per busy
+// source, and a checkpoint (which does not pass this gate) for at most
+// InFlight. A handshake that cannot get its turn before its deadline
+// fails, naming the wait.
+type signGate struct {
+	perSource int
+	inFlight  chan struct{}
+	logf      func(format string, args ...any)
+
+	mu      sync.Mutex
+	sources map[netip.Addr]*sourceSlots
+
+	// Lines about the queue, each kind at most once a minute: a flood
+	// must not flood the log as well.
+	waitLog, giveUpLog throttledLog
+}
+
+// throttledLog logs at most once per signGateLogEvery, counting what it
+// left out.
+type throttledLog struct {
+	last    atomic.Int64 // unix ns of the last line
+	skipped atomic.Int64
+}
+
+// allow reports whether a line may be logged now, and how many were left
+// out since the last one.
+func (l *throttledLog) allow() (bool, int64) {
+	now := time.Now().UnixNano()
+	last := l.last.Load()
+	if last != 0 && now-last < int64(signGateLogEvery) || !l.last.CompareAndSwap(last, now) {
+		l.skipped.Add(1)
+		return false, 0
+	}
+	return true, l.skipped.Swap(0)
+}
+
+func (l *throttledLog) suffix(skipped int64) string {
+	if skipped == 0 {
+		return "logged at most once a minute"
+	}
+	return fmt.Sprintf("logged at most once a minute; %d more since the last such line", skipped)
+}
+
+type sourceSlots struct {
+	slots chan struct{}
+	users int // handshakes holding or waiting for a slot; guarded by signGate.mu
+}
+
+// signGateLogEvery spaces the gate's "handshakes are waiting" lines.
+const signGateLogEvery = time.Minute
+
+func newSignGate(inFlight, perSource int, logf func(string, ...any)) *signGate {
+	return &signGate{perSource: perSource, inFlight: make(chan struct{}, inFlight), logf: logf, sources: map[netip.Addr]*sourceSlots{}}
+}
+
+// sourceKey is what the gate counts per source: the address, and for IPv6
+// its /64 (one host's share of a subnet it may pick addresses from).
+func sourceKey(a netip.Addr) netip.Addr {
+	a = a.Unmap()
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.Addr()
+	}
+	return a
+}
+
+// acquire waits for src's turn at the TPM, or for ctx to end. The
+// returned release must be called once the signature is done.
+func (g *signGate) acquire(ctx context.Context, src netip.Addr) (release func(), err error) {
+	key := sourceKey(src)
+	g.mu.Lock()
+	s := g.sources[key]
+	if s == nil {
+		s = &sourceSlots{slots: make(chan struct{}, g.perSource)}
+		g.sources[key] = s
+	}
+	s.users++
+	ahead := s.users - 1
+	g.mu.Unlock()
+	drop := func() {
+		g.mu.Lock()
+		if s.users--; s.users == 0 {
+			delete(g.sources, key)
+		}
+		g.mu.Unlock()
+	}
+	if ahead >= g.perSource {
+		if ok, skipped := g.waitLog.allow(); ok {
+			g.logf("proxy: TLS handshakes from %s wait their turn for the device key: %d ahead of this one, of which %d may be signed at a time (%s)",
+				src, ahead, g.perSource, g.waitLog.suffix(skipped))
+		}
+	}
+	start := time.Now()
+	select {
+	case s.slots <- struct{}{}:
+	case <-ctx.Done():
+		drop()
+		return nil, g.gaveUp(ctx, fmt.Sprintf("behind %d other handshakes from %s (at most %d of one address are signed at a time)", ahead, src, g.perSource), start)
+	}
+	select {
+	case g.inFlight <- struct{}{}:
+	case <-ctx.Done():
+		<-s.slots
+		drop()
+		return nil, g.gaveUp(ctx, fmt.Sprintf("from %s behind other addresses' handshakes (at most %d are signed at a time)", src, cap(g.inFlight)), start)
+	}
+	return func() {
+		<-g.inFlight
+		<-s.slots
+		drop()
+	}, nil
+}
+
+// gaveUp words, and logs, a handshake that did not get its turn before
+// its deadline: crypto/tls reports such a handshake only as its
+// context's end.
+func (g *signGate) gaveUp(ctx context.Context, behind string, start time.Time) error {
+	err := fmt.Errorf("TLS handshake gave up after %v waiting for the device key %s: %w", time.Since(start).Round(time.Millisecond), behind, context.Cause(ctx))
+	if ok, skipped := g.giveUpLog.allow(); ok {
+		g.logf("proxy: %v (%s)", err, g.giveUpLog.suffix(skipped))
+	}
+	return err
+}
+
+// busy reports how many source addresses hold or wait for a slot (tests).
+func (g *signGate) busy() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.sources)
+}
+
+// getCertificate is a tls.Config.GetCertificate serving cert, whose key
+// signs each handshake only in its turn at g.
+func (g *signGate) getCertificate(cert *tls.Certificate) func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	signer, ok := cert.PrivateKey.(crypto.Signer)
+	if !ok {
+		// crypto/tls would refuse it too; say so at the handshake.
+		return func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return nil, fmt.Errorf("proxy: the gate's certificate key (%T) cannot sign", cert.PrivateKey)
+		}
+	}
+	return func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		c := *cert
+		c.PrivateKey = &gatedSigner{gate: g, key: signer, ctx: hello.Context(), src: remoteAddr(hello.Conn)}
+		return &c, nil
+	}
+}
+
+func remoteAddr(c net.Conn) netip.Addr {
+	if c == nil {
+		return netip.Addr{}
+	}
+	return sourceOf(c)
+}
+
+// gatedSigner signs one handshake with key once its turn at gate came.
+type gatedSigner struct {
+	gate *signGate
+	key  crypto.Signer
+	ctx  context.Context // the handshake's
+	src  netip.Addr
+}
+
+func (s *gatedSigner) Public() crypto.PublicKey { return s.key.Public() }
+
+func (s *gatedSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	release, err := s.gate.acquire(s.ctx, s.src)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return s.key.Sign(rand, digest, opts)
+}
+
+// SignMessage hands the whole message on (the identity service's signer
+// signs only messages it recognises; crypto.SignMessage hashes for a key
+// that takes digests).
+func (s *gatedSigner) SignMessage(rand io.Reader, msg []byte, opts crypto.SignerOpts) ([]byte, error) {
+	release, err := s.gate.acquire(s.ctx, s.src)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return crypto.SignMessage(s.key, rand, msg, opts)
+}
+
+var _ crypto.MessageSigner = (*gatedSigner)(nil)
