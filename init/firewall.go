@@ -47,6 +47,13 @@ func (in *initProc) setupFirewall() string {
 				return msg
 			}
 			log.Printf("firewall: strict reverse-path filtering on (rp_filter 1): a packet whose source is not routed back through the interface it came in on is dropped")
+			if err := arpOwnAddresses(); err != nil {
+				msg := fmt.Sprintf("ARP hardening NOT on: %v", err)
+				log.Printf("FIREWALL ERROR: %s", msg)
+				log.Printf("FIREWALL ERROR: failing closed: no service is started and no interface is brought up; the gate is NOT operational and will not report ready")
+				return msg
+			}
+			log.Printf("firewall: ARP answered only for the asking interface's own addresses (arp_ignore 1, arp_announce 2): no side learns the gate's addresses on another")
 			return ""
 		}
 		if errors.Is(err, ruleset.ErrInvalidSpec) {
@@ -63,8 +70,8 @@ func (in *initProc) setupFirewall() string {
 	return msg
 }
 
-// rpFilterConf is where the reverse-path filter's sysctls are (a variable
-// for tests).
+// rpFilterConf is where the reverse-path filter's and ARP's sysctls are
+// (a variable for tests).
 var rpFilterConf = "/proc/sys/net/ipv4/conf"
 
 // strictReversePath turns on strict reverse-path filtering for "all" and
@@ -82,6 +89,29 @@ func strictReversePath() error {
 		}
 		if v, err := sysctl.Read(p); err != nil || v != "1" {
 			return fmt.Errorf("%s reads back %q (%v), want 1", p, v, err)
+		}
+	}
+	return nil
+}
+
+// arpOwnAddresses makes every interface answer ARP only for the addresses
+// configured on it, and ask only with one of them (arp_ignore 1,
+// arp_announce 2 on "all", which the kernel takes over any interface's
+// lower value; "default" too, for what reads an interface's own).
+// Linux's default answers on any interface for any local address: a
+// device on one downlink asking for the gate's uplink address, or another
+// zone's gate address, would be told, and the gate's ARP for an asset
+// could carry the source address of a packet from another side.
+func arpOwnAddresses() error {
+	for _, iface := range []string{"all", "default"} {
+		for _, kv := range [][2]string{{"arp_ignore", "1"}, {"arp_announce", "2"}} {
+			p := filepath.Join(rpFilterConf, iface, kv[0])
+			if err := sysctl.Write(p, kv[1]); err != nil {
+				return err
+			}
+			if v, err := sysctl.Read(p); err != nil || v != kv[1] {
+				return fmt.Errorf("%s reads back %q (%v), want %s", p, v, err, kv[1])
+			}
 		}
 	}
 	return nil

@@ -29,8 +29,9 @@ func (l *lockedBuf) String() string {
 }
 
 // With the baseline in place, init turns strict reverse-path filtering on
-// for "all" and "default"; when it cannot, it fails closed like a missing
-// baseline (no service, never ready), naming the sysctl.
+// for "all" and "default", and ARP to each interface's own addresses;
+// when it cannot, it fails closed like a missing baseline (no service,
+// never ready), naming the sysctl.
 func TestFirewallStrictReversePath(t *testing.T) {
 	saved, savedConf := installBaseline, rpFilterConf
 	t.Cleanup(func() { installBaseline, rpFilterConf = saved, savedConf })
@@ -42,8 +43,10 @@ func TestFirewallStrictReversePath(t *testing.T) {
 		if err := os.MkdirAll(filepath.Join(conf, iface), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(conf, iface, "rp_filter"), []byte("0\n"), 0o644); err != nil {
-			t.Fatal(err)
+		for _, name := range []string{"rp_filter", "arp_ignore", "arp_announce"} {
+			if err := os.WriteFile(filepath.Join(conf, iface, name), []byte("0\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	rpFilterConf = conf
@@ -53,9 +56,22 @@ func TestFirewallStrictReversePath(t *testing.T) {
 		t.Fatalf("setupFirewall: %q", msg)
 	}
 	for _, iface := range []string{"all", "default"} {
-		if b, _ := os.ReadFile(filepath.Join(conf, iface, "rp_filter")); strings.TrimSpace(string(b)) != "1" {
-			t.Errorf("%s rp_filter %q, want 1", iface, b)
+		for name, want := range map[string]string{"rp_filter": "1", "arp_ignore": "1", "arp_announce": "2"} {
+			if b, _ := os.ReadFile(filepath.Join(conf, iface, name)); strings.TrimSpace(string(b)) != want {
+				t.Errorf("%s %s %q, want %s", iface, name, b, want)
+			}
 		}
+	}
+	if !strings.Contains(out.String(), "firewall: ARP answered only for the asking interface's own addresses (arp_ignore 1, arp_announce 2)") {
+		t.Errorf("init's log does not say ARP is hardened:\n%s", out.String())
+	}
+
+	// arp_announce missing: ARP cannot be hardened, init fails closed.
+	if err := os.Remove(filepath.Join(conf, "all", "arp_announce")); err != nil {
+		t.Fatal(err)
+	}
+	if msg := in.setupFirewall(); !strings.Contains(msg, "ARP hardening NOT on") || !strings.Contains(msg, filepath.Join(conf, "all", "arp_announce")) {
+		t.Fatalf("setupFirewall without arp_announce: %q", msg)
 	}
 
 	// "default" missing: the filter cannot be set.

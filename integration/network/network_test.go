@@ -180,7 +180,61 @@ func TestGateOnTheLabNetwork(t *testing.T) {
 		t.Errorf("plant -> PLC: %v (the asset is not listening; the checks above prove nothing)", err)
 	}
 
+	// ARP: each interface answers only for its own addresses (init:
+	// arp_ignore 1, arp_announce 2 on "all"). A plant device that asks for
+	// the gate's uplink address, which is not on its side, learns nothing;
+	// the gate's address on the plant's side it does learn.
+	if got := plantResolves(t, l, lab.GateDownlinkIP); got == "" {
+		t.Errorf("the plant did not learn the MAC of the gate's own address on its side (%s): the ARP check below proves nothing", lab.GateDownlinkIP)
+	}
+	if got := plantResolves(t, l, lab.GateUplinkIP); got != "" {
+		t.Errorf("the gate answered the plant's ARP for its uplink address %s with %s: an OT device learns the gate's addresses on other sides", lab.GateUplinkIP, got)
+	}
+	gatetest.MustSee(t, vm, "init: firewall: ARP answered only for the asking interface's own addresses (arp_ignore 1, arp_announce 2)")
+	gatetest.MustSee(t, vm, "netdump: testsvc: sysctl net.ipv4.conf.all.arp_ignore=1")
+	gatetest.MustSee(t, vm, "netdump: testsvc: sysctl net.ipv4.conf.all.arp_announce=2")
+
 	gatetest.PowerOff(t, vm)
+}
+
+// plantResolves has the plant ask for ip on its own link (a host route
+// through its interface, then a connection attempt) and returns the MAC
+// its neighbour table learned, "" when none.
+func plantResolves(t *testing.T, l *lab.Lab, ip string) string {
+	t.Helper()
+	dst := &net.IPNet{IP: net.ParseIP(ip).To4(), Mask: net.CIDRMask(32, 32)}
+	err := l.Plant.Do(func() error {
+		link, err := netlink.LinkByName(lab.PlantIface)
+		if err != nil {
+			return err
+		}
+		return netlink.RouteReplace(&netlink.Route{Dst: dst, LinkIndex: link.Attrs().Index, Scope: netlink.SCOPE_LINK})
+	})
+	if err != nil {
+		t.Fatalf("host route to %s on the plant's link: %v", ip, err)
+	}
+	_ = gatetest.Dial(l.Plant, net.JoinHostPort(ip, "8443")) // refused, dropped or connected: the ARP is what counts
+	var mac string
+	err = l.Plant.Do(func() error {
+		link, err := netlink.LinkByName(lab.PlantIface)
+		if err != nil {
+			return err
+		}
+		neighs, err := netlink.NeighList(link.Attrs().Index, netlink.FAMILY_V4)
+		if err != nil {
+			return err
+		}
+		for _, n := range neighs {
+			if n.IP.Equal(dst.IP) && n.State&(netlink.NUD_REACHABLE|netlink.NUD_STALE|netlink.NUD_DELAY|netlink.NUD_PROBE) != 0 && len(n.HardwareAddr) > 0 {
+				mac = n.HardwareAddr.String()
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("the plant's neighbour table: %v", err)
+	}
+	return mac
 }
 
 func addRoute(t *testing.T, l *lab.Lab, prefix, via string) {

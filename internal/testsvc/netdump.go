@@ -82,6 +82,11 @@ func netdump(wait time.Duration) error {
 			fmt.Printf("testsvc: sysctl net.ipv4.conf.%s.rp_filter=%s\n", iface, strings.TrimSpace(b))
 		}
 	}
+	for _, name := range []string{"arp_ignore", "arp_announce"} {
+		if b, err := readFile("/proc/sys/net/ipv4/conf/all/" + name); err == nil {
+			fmt.Printf("testsvc: sysctl net.ipv4.conf.all.%s=%s\n", name, strings.TrimSpace(b))
+		}
+	}
 	conn, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("netdump: nftables: %w", err)
