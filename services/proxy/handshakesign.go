@@ -215,3 +215,47 @@ func (s *gatedSigner) SignMessage(rand io.Reader, msg []byte, opts crypto.Signer
 }
 
 var _ crypto.MessageSigner = (*gatedSigner)(nil)
+
+// windowLog lets through at most limit lines per window (a minute) and
+// says, on the first line of a later window, how many it left out: one
+// failed handshake is worth a line, a flood of them is not worth the
+// log's ring.
+type windowLog struct {
+	limit int
+	every time.Duration
+	now   func() time.Time
+
+	mu      sync.Mutex
+	start   time.Time
+	n       int
+	skipped int
+}
+
+// allow reports whether a line may be logged now and, if so, the suffix
+// that accounts for the lines left out before it ("" when none were).
+func (w *windowLog) allow() (bool, string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := w.now()
+	if w.start.IsZero() || now.Sub(w.start) >= w.every {
+		w.start, w.n = now, 0
+	}
+	if w.n >= w.limit {
+		w.skipped++
+		return false, ""
+	}
+	w.n++
+	if w.skipped == 0 {
+		return true, ""
+	}
+	suffix := fmt.Sprintf(" (%d failed handshakes not logged before this one: at most %d are logged a %s)", w.skipped, w.limit, w.every)
+	w.skipped = 0
+	return true, suffix
+}
+
+// handshakeFailed logs a failed handshake, within s.hsFails's bounds.
+func (s *Server) handshakeFailed(format string, args ...any) {
+	if ok, suffix := s.hsFails.allow(); ok {
+		s.cfg.Logf(format+"%s", append(args, suffix)...)
+	}
+}

@@ -211,3 +211,34 @@ func TestHandshakeWaitEndsAtItsDeadline(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestWindowLogBoundsAFlood: at most limit lines a window; the first line
+// of a later window counts those left out.
+func TestWindowLogBoundsAFlood(t *testing.T) {
+	now := time.Unix(1000, 0)
+	w := &windowLog{limit: 3, every: time.Minute, now: func() time.Time { return now }}
+	logged := 0
+	for range 10 {
+		if ok, suffix := w.allow(); ok {
+			logged++
+			if suffix != "" {
+				t.Errorf("line %d carries %q; nothing was left out yet", logged, suffix)
+			}
+		}
+	}
+	if logged != 3 {
+		t.Fatalf("%d of 10 lines logged in one window, want 3", logged)
+	}
+	now = now.Add(59 * time.Second)
+	if ok, _ := w.allow(); ok {
+		t.Fatal("a fourth line logged within the window")
+	}
+	now = now.Add(2 * time.Second)
+	ok, suffix := w.allow()
+	if !ok || !strings.Contains(suffix, "8 failed handshakes not logged before this one") {
+		t.Fatalf("first line of the next window: %v %q, want it logged, counting the 8 left out", ok, suffix)
+	}
+	if ok, suffix := w.allow(); !ok || suffix != "" {
+		t.Errorf("second line of the window: %v %q, want it logged, nothing left out", ok, suffix)
+	}
+}

@@ -71,7 +71,7 @@ func (s *Server) ServeModbusSecurity(ln net.Listener, eps Endpoints) error {
 func (s *Server) handleModbusSecurity(c net.Conn, cfg *tls.Config, eps Endpoints) {
 	tc, err := s.handshake(c, cfg)
 	if err != nil {
-		s.cfg.Logf("proxy: Modbus/TCP Security handshake with %s at %s: %v", c.RemoteAddr(), c.LocalAddr(), err)
+		s.handshakeFailed("proxy: Modbus/TCP Security handshake with %s at %s: %v", c.RemoteAddr(), c.LocalAddr(), err)
 		return
 	}
 	src := sourceOf(tc)

@@ -19,9 +19,11 @@ type Server struct {
 	cfg Config
 	tls *tls.Config
 	// signs queues the handshakes' signatures by the device key.
-	signs  *signGate
-	policy atomic.Pointer[Policy]
-	reg    *registry
+	signs *signGate
+	// hsFails bounds the log lines of failed handshakes.
+	hsFails *windowLog
+	policy  atomic.Pointer[Policy]
+	reg     *registry
 	// notices holds the clients' notice streams (notices.go).
 	notices *noticeHub
 	// mbs is the Modbus/TCP Security listener's, once it serves.
@@ -59,6 +61,7 @@ func New(cfg Config) (*Server, error) {
 	s.policy.Store(p)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.signs = newSignGate(cfg.HandshakeSigns, cfg.HandshakeSignsPerSource, cfg.Logf)
+	s.hsFails = &windowLog{limit: 20, every: time.Minute, now: time.Now}
 	s.tls = &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		// Each full handshake is signed by the device key (the TPM) in
@@ -180,7 +183,7 @@ func (s *Server) handshake(c net.Conn, cfg *tls.Config) (*tls.Conn, error) {
 func (s *Server) handle(c net.Conn) {
 	tc, err := s.handshake(c, s.tls)
 	if err != nil {
-		s.cfg.Logf("proxy: TLS handshake with %s: %v", c.RemoteAddr(), err)
+		s.handshakeFailed("proxy: TLS handshake with %s: %v", c.RemoteAddr(), err)
 		return
 	}
 	switch tc.ConnectionState().NegotiatedProtocol {
