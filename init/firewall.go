@@ -41,17 +41,11 @@ func (in *initProc) setupFirewall() string {
 			log.Printf("firewall: baseline deny ruleset installed before any interface is up (uplink %s: tcp %s, dhcp; downlinks %s: proxy uid %d only; forward dropped)",
 				b.Uplink, joinPorts(b.ListenPorts), strings.Join(b.Downlinks, ","), b.Proxy.UID)
 			if err := strictReversePath(); err != nil {
-				msg := fmt.Sprintf("strict reverse-path filtering NOT on: %v", err)
-				log.Printf("FIREWALL ERROR: %s", msg)
-				log.Printf("FIREWALL ERROR: failing closed: no service is started and no interface is brought up; the gate is NOT operational and will not report ready")
-				return msg
+				return in.firewallFailed(fmt.Sprintf("strict reverse-path filtering NOT on: %v", err))
 			}
 			log.Printf("firewall: strict reverse-path filtering on (rp_filter 1): a packet whose source is not routed back through the interface it came in on is dropped")
 			if err := arpOwnAddresses(); err != nil {
-				msg := fmt.Sprintf("ARP hardening NOT on: %v", err)
-				log.Printf("FIREWALL ERROR: %s", msg)
-				log.Printf("FIREWALL ERROR: failing closed: no service is started and no interface is brought up; the gate is NOT operational and will not report ready")
-				return msg
+				return in.firewallFailed(fmt.Sprintf("ARP hardening NOT on: %v", err))
 			}
 			log.Printf("firewall: ARP answered only for the asking interface's own addresses (arp_ignore 1, arp_announce 2): no side learns the gate's addresses on another")
 			return ""
@@ -64,9 +58,13 @@ func (in *initProc) setupFirewall() string {
 			time.Sleep(baselineRetry)
 		}
 	}
-	msg := fmt.Sprintf("baseline ruleset NOT installed: %v", err)
-	log.Printf("FIREWALL ERROR: %s", msg)
-	log.Printf("FIREWALL ERROR: failing closed: no service is started and no interface is brought up; the gate is NOT operational and will not report ready")
+	return in.firewallFailed(fmt.Sprintf("baseline ruleset NOT installed: %v", err))
+}
+
+// firewallFailed logs why init fails closed and returns msg.
+func (in *initProc) firewallFailed(msg string) string {
+	in.log.Printf("FIREWALL ERROR: %s", msg)
+	in.log.Printf("FIREWALL ERROR: failing closed: no service is started and no interface is brought up; the gate is NOT operational and will not report ready")
 	return msg
 }
 

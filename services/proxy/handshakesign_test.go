@@ -33,7 +33,8 @@ func (h *heldSigner) letAll() { h.once.Do(func() { close(h.release) }) }
 
 func (h *heldSigner) Public() crypto.PublicKey { return h.key.Public() }
 
-func (h *heldSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+// hold counts a signature under way and waits for its token.
+func (h *heldSigner) hold() {
 	n := h.inside.Add(1)
 	for {
 		m := h.most.Load()
@@ -44,20 +45,15 @@ func (h *heldSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts)
 	<-h.release
 	h.inside.Add(-1)
 	h.signed.Add(1)
+}
+
+func (h *heldSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	h.hold()
 	return h.key.Sign(rand, digest, opts)
 }
 
 func (h *heldSigner) SignMessage(rand io.Reader, msg []byte, opts crypto.SignerOpts) ([]byte, error) {
-	n := h.inside.Add(1)
-	for {
-		m := h.most.Load()
-		if n <= m || h.most.CompareAndSwap(m, n) {
-			break
-		}
-	}
-	<-h.release
-	h.inside.Add(-1)
-	h.signed.Add(1)
+	h.hold()
 	return crypto.SignMessage(h.key, rand, msg, opts)
 }
 
