@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -152,8 +153,9 @@ func startGate(t testing.TB, device string, mode modbus.Mode) *gate {
 
 // gateOptions: a clock for the inspector and a wrapper for the client side.
 type gateOptions struct {
-	now  func() time.Time
-	wrap func(net.Conn) net.Conn
+	now   func() time.Time
+	wrap  func(net.Conn) net.Conn
+	rules *atomic.Pointer[modbus.Policy] // Config.Rules
 }
 
 func startGateWith(t testing.TB, device string, mode modbus.Mode, opts gateOptions) *gate {
@@ -163,7 +165,7 @@ func startGateWith(t testing.TB, device string, mode modbus.Mode, opts gateOptio
 		t.Fatal(err)
 	}
 	g := &gate{addr: l.Addr().String(), rec: newRecorder(), ends: make(chan error, 100)}
-	cfg := modbus.Config{Policy: policy(t), Mode: mode, Sink: g.rec, Now: opts.now}
+	cfg := modbus.Config{Policy: policy(t), Rules: opts.rules, Mode: mode, Sink: g.rec, Now: opts.now}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)

@@ -2,6 +2,7 @@ package modbus
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -132,6 +133,38 @@ func CompileBlocks(name string, blocks []Rules) (*Policy, error) {
 	}
 	p.unitList = fmt.Sprint(all)
 	return p, nil
+}
+
+// SameRules reports whether p and o decide every request alike: each
+// unit id judged by a block with the same functions, ranges and value
+// limits, or by none in both. Only the names (the grant's, which deny
+// reasons and records carry) and how the units are grouped into blocks
+// may differ.
+func (p *Policy) SameRules(o *Policy) bool {
+	if p == nil || o == nil {
+		return p == o
+	}
+	same := map[[2]*block]bool{}
+	for u := range p.byUnit {
+		a, b := p.byUnit[u], o.byUnit[u]
+		if a == nil || b == nil {
+			if a != b {
+				return false
+			}
+			continue
+		}
+		eq, seen := same[[2]*block{a, b}]
+		if !seen {
+			x, y := *a, *b
+			x.name, y.name, x.units, y.units = "", "", nil, nil
+			eq = reflect.DeepEqual(x, y)
+			same[[2]*block{a, b}] = eq
+		}
+		if !eq {
+			return false
+		}
+	}
+	return true
 }
 
 // BroadcastInBlock says why unit 0 may not be in a per-unit block.

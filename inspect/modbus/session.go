@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,8 +30,14 @@ const DefaultMaxOutstanding = 32
 // Config configures a Session.
 type Config struct {
 	Policy *Policy // required
-	Mode   Mode
-	Sink   Sink // required: no unlogged session
+	// Rules, if set and holding a policy, is read for each request
+	// instead of Policy: the proxy moves a session to the grant that
+	// takes it over at another's window end (with the same rules, see
+	// Policy.SameRules), so that decisions and records name the grant in
+	// force.
+	Rules *atomic.Pointer[Policy]
+	Mode  Mode
+	Sink  Sink // required: no unlogged session
 	// MaxOutstanding bounds the requests awaiting a response; when it is
 	// exceeded the oldest is recorded as OutcomeNoResponse and forgotten.
 	MaxOutstanding int
@@ -114,6 +121,16 @@ type Session struct {
 	respErr     error // the first failed record of a response
 }
 
+// policy is the rules a request is judged by now.
+func (s *Session) policy() *Policy {
+	if s.cfg.Rules != nil {
+		if p := s.cfg.Rules.Load(); p != nil {
+			return p
+		}
+	}
+	return s.cfg.Policy
+}
+
 // NewSession returns a session writing forwarded requests to toDevice and
 // responses and exceptions to toClient.
 func NewSession(cfg Config, toClient, toDevice io.Writer) (*Session, error) {
@@ -171,7 +188,7 @@ func (s *Session) Requests(from io.Reader) error {
 				if err := s.writeDevice(run, start); err != nil {
 					return err
 				}
-				dec := Decision{Exception: fe.Exception, Rule: s.cfg.Policy.name, Reason: "illegal request: " + fe.Detail}
+				dec := Decision{Exception: fe.Exception, Rule: s.policy().name, Reason: "illegal request: " + fe.Detail}
 				if err := s.answer(s.now(), dec); err != nil {
 					return err
 				}
@@ -186,7 +203,7 @@ func (s *Session) Requests(from io.Reader) error {
 					if werr := s.writeDevice(run, start); werr != nil {
 						return werr
 					}
-					dec := Decision{Exception: ExGatewayPathUnavailable, Rule: s.cfg.Policy.name, Reason: err.Error()}
+					dec := Decision{Exception: ExGatewayPathUnavailable, Rule: s.policy().name, Reason: err.Error()}
 					if aerr := s.answer(at, dec); aerr != nil {
 						var rerr *RecordError
 						if errors.As(aerr, &rerr) {
@@ -196,7 +213,7 @@ func (s *Session) Requests(from io.Reader) error {
 					return err
 				}
 			}
-			dec := s.cfg.Policy.Judge(&s.req)
+			dec := s.policy().Judge(&s.req)
 			switch {
 			case dec.Allow, s.cfg.Mode == Monitor:
 				v := VerdictAllowed
