@@ -74,6 +74,8 @@ type Decision struct {
 	// decision's time, not the end of its window (the grant still allows
 	// at Until; a login credential is not carried past it all the same).
 	SessionBound bool
+	// MaxSession is the grant's longest session (0: none).
+	MaxSession time.Duration
 	// Modbus is the grant's Modbus rules; required for protocol modbus.
 	Modbus *modbus.Policy
 	// Monitor: the asset's zone is in monitor mode (denied Modbus

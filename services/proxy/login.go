@@ -160,9 +160,12 @@ func (s *Server) allowedAssets(user string, roles []string, src netip.Addr, now 
 	var out []allowedAsset
 	for _, a := range pol.Site.Assets {
 		for _, svc := range a.Services {
-			d := pol.Decider.Decide(DecisionRequest{User: user, Roles: roles, Asset: a.Name, Protocol: svc.Protocol, Source: src, Time: now})
+			req := DecisionRequest{User: user, Roles: roles, Asset: a.Name, Protocol: svc.Protocol, Source: src, Time: now}
+			d := pol.Decider.Decide(req)
 			if d.Allow {
-				out = append(out, allowedAsset{a.Name, svc.Protocol, d.Rule, d.Until, d.SessionBound})
+				// Until when a session opened now may run: across grants
+				// that take it over without a break (handover.go).
+				out = append(out, allowedAsset{a.Name, svc.Protocol, d.Rule, sessionSpan(pol.Decider, req, d), d.SessionBound})
 			}
 		}
 	}

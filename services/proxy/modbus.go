@@ -131,7 +131,7 @@ func (s *Server) relayModbus(tc, asset io.ReadWriteCloser, sess *session, d Deci
 	})
 	var first firstClosed
 	client := &countingClient{ReadWriteCloser: tc, sess: sess, now: func() int64 { return s.cfg.Now().UnixNano() }, first: &first}
-	err := modbus.Relay(context.Background(), modbus.Config{Policy: d.Modbus, Mode: mode, Sink: sink, Now: s.cfg.Now, Admit: sess.admitModbus},
+	err := modbus.Relay(context.Background(), modbus.Config{Policy: d.Modbus, Rules: &sess.modbusRules, Mode: mode, Sink: sink, Now: s.cfg.Now, Admit: sess.admitModbus},
 		client, &countingAsset{ReadWriteCloser: asset, sess: sess, first: &first})
 	var rec *modbus.RecordError
 	var end *modbus.EndError

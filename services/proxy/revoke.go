@@ -116,10 +116,10 @@ func (s *Server) Reload() (int, error) {
 				why = fmt.Sprintf("asset %q no longer offers %s", sess.asset, sess.protocol)
 			} else if d := p.Decider.Decide(DecisionRequest{User: sess.user, Roles: sess.roles, Asset: sess.asset, Protocol: sess.protocol, Source: sess.source, Time: now}); !d.Allow {
 				why = "no longer allowed: " + d.Reason
-			} else if d.Rule != sess.rule {
+			} else if rule := sess.ruleName(); d.Rule != rule {
 				// Another grant (maybe with other protocol rules) governs
 				// it now: fail closed, the client reconnects under it.
-				why = fmt.Sprintf("now governed by rule %q instead of %q: reconnect", d.Rule, sess.rule)
+				why = fmt.Sprintf("now governed by rule %q instead of %q: reconnect", d.Rule, rule)
 			} else if changed, how, deadline := reevaluate(old, p, sess, now); changed {
 				why = how
 			} else if sess.monitor && !d.Monitor {
@@ -130,13 +130,17 @@ func (s *Server) Reload() (int, error) {
 				if deadline != nil {
 					d.Until = *deadline
 				}
-				until := d.Until
+				// The policy's end, carried on across grants that take
+				// the session over (handover.go).
+				span := sessionSpan(p.Decider, DecisionRequest{User: sess.user, Roles: sess.roles, Asset: sess.asset, Protocol: sess.protocol, Source: sess.source, Time: now}, d)
+				until := span
 				if until.IsZero() || sess.certEnd.Before(until) {
 					until = sess.certEnd
 				}
 				if !until.Equal(sess.untilTime()) {
-					sess.setUntil(until, d.Until, now)
+					sess.setUntil(until, span, now)
 				}
+				s.armHandover(sess, d.Until, now)
 			}
 		}
 		if why != "" {

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/otgate/otgate/inspect/modbus"
 )
 
 // End reasons recorded in session-end records.
@@ -34,16 +36,23 @@ type session struct {
 	asset    string
 	protocol string
 	source   netip.Addr
-	rule     string
-	monitor  bool // Modbus in monitor mode: the asset's zone was when the session started
-	started  time.Time
-	until    time.Time // guarded by mu once registered (a reload moves it)
+	// rule is the grant that governs the session: the one that admitted
+	// it, then each that took it over at the end of the one before
+	// (handover.go). Guarded by mu once registered.
+	rule    string
+	monitor bool // Modbus in monitor mode: the asset's zone was when the session started
+	// modbusRules are the Modbus rules in force (the relay reads them for
+	// each request): the governing grant's.
+	modbusRules atomic.Pointer[modbus.Policy]
+	started     time.Time
+	until       time.Time // guarded by mu once registered (a reload moves it)
 	// ruleUntil is what the deciding rule allowed (zero: no end); the
 	// end reason names it when it is what ends the session. Guarded by mu.
 	ruleUntil time.Time
 	chain     [][]byte // the client certificate chain, re-verified on revocation
 	certEnd   time.Time
 	timer     *time.Timer    // ends the session at until; guarded by mu
+	handover  *time.Timer    // hands it to the next grant (handover.go); guarded by mu
 	untilWhy  string         // the end reason at until; guarded by mu
 	note      sessionNotices // its notices (notices.go); guarded by mu
 	// done: the session is over (its tunnel has returned, or its
@@ -227,6 +236,10 @@ func (s *session) finish() {
 		s.timer.Stop()
 		s.timer = nil
 	}
+	if s.handover != nil {
+		s.handover.Stop()
+		s.handover = nil
+	}
 	sn := &s.note
 	sn.finished = true
 	if sn.warn != nil {
@@ -287,6 +300,13 @@ func (s *session) stopTimer() {
 	if s.timer != nil {
 		s.timer.Stop()
 	}
+}
+
+// ruleName is the grant that governs the session now.
+func (s *session) ruleName() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rule
 }
 
 func (s *session) untilTime() time.Time {

@@ -20,7 +20,7 @@ type PolicyDecider struct {
 // the decision's Until and the grant's max session length).
 func (d PolicyDecider) Decide(r DecisionRequest) Decision {
 	pd := d.P.Decide(policy.Request{User: r.User, Asset: r.Asset, Protocol: r.Protocol, Source: r.Source, Time: r.Time})
-	out := Decision{Allow: pd.Allow, Rule: pd.Rule, Reason: pd.Reason, Until: pd.SessionDeadline(r.Time), Modbus: pd.Modbus}
+	out := Decision{Allow: pd.Allow, Rule: pd.Rule, Reason: pd.Reason, Until: pd.SessionDeadline(r.Time), MaxSession: pd.MaxSession, Modbus: pd.Modbus}
 	out.SessionBound = pd.MaxSession > 0 && !out.Until.Equal(pd.Until)
 	for _, a := range d.Site.Assets {
 		if a.Name == r.Asset {

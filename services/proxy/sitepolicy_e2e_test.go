@@ -54,6 +54,7 @@ users:
   - name: gina
   - name: hank
   - name: ivan
+  - name: kate
 grants:
   - name: engineer-day
     subjects:
@@ -143,6 +144,26 @@ grants:
     windows:
       - days: [wed]
         hours: ["12:00-15:00"]
+  - name: kate-morning
+    subjects:
+      users: [kate]
+    targets:
+      assets: [echo-1]
+    protocols: [tcp]
+    time_zone: Europe/Berlin
+    windows:
+      - days: [wed]
+        hours: ["09:00-11:30"]
+  - name: kate-midday
+    subjects:
+      users: [kate]
+    targets:
+      assets: [echo-1]
+    protocols: [tcp]
+    time_zone: Europe/Berlin
+    windows:
+      - days: [wed]
+        hours: ["11:30-13:00"]
   - name: hank-weekend
     subjects:
       users: [hank]
@@ -186,6 +207,7 @@ func TestEndToEndSitePolicy(t *testing.T) {
 	g := newGate(t, l, func(c *Config) {
 		c.LoadPolicy = SiteFileLoader(path)
 		c.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+		c.IdleTimeout = 24 * time.Hour // the clock jumps hours ahead
 	})
 	// setClock makes the gate's "now" fake, from where it runs on.
 	setClock := func(fake time.Time) {
@@ -338,5 +360,44 @@ func TestEndToEndSitePolicy(t *testing.T) {
 		// After the window: the certificate has ended with it.
 		_, _, err = tunnel(t, erin, "echo-1", "tcp")
 		denied(t, err, "expired")
+	})
+
+	t.Run("a grant that takes over at a window's end carries the session on", func(t *testing.T) {
+		edge := at(11, 30) // kate-morning ends, kate-midday begins, until 13:00
+		setClock(edge.Add(-6 * time.Second))
+		res, kate := mustLogin("kate")
+		if !res.NotAfter.Equal(at(13, 0)) {
+			t.Fatalf("kate's certificate valid until %v, want %v", res.NotAfter, at(13, 0))
+		}
+		c, r, err := tunnel(t, kate, "echo-1", "tcp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if r.Rule != "kate-morning" || !r.UntilTime().Equal(at(13, 0)) {
+			t.Fatalf("reply %+v: want rule kate-morning, the session until 13:00 (kate-midday carries it on)", r)
+		}
+		echoRoundTrip(t, c, "before the edge")
+		for gateNow().Before(edge.Add(time.Second)) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		ev := g.waitEvent(EventSessionHandover, "kate", `grant "kate-morning" ended at `+edge.Format(time.RFC3339)+`; grant "kate-midday" takes the session over`)
+		if ev.SessionID != r.Session || ev.Rule != "kate-midday" || ev.Asset != "echo-1" {
+			t.Errorf("handover event %+v: want session %s, rule kate-midday, asset echo-1", ev, r.Session)
+		}
+		echoRoundTrip(t, c, "after the edge")
+		var live []SessionInfo
+		for _, x := range g.srv.Sessions() {
+			if x.ID == r.Session {
+				live = append(live, x)
+			}
+		}
+		if len(live) != 1 || live[0].Rule != "kate-midday" || !live[0].Until.Equal(at(13, 0)) {
+			t.Errorf("live session %+v: want it governed by kate-midday until 13:00", live)
+		}
+		// The end of the run ends it, naming the grant in force then.
+		setClock(at(13, 0).Add(-2 * time.Second))
+		waitClosed(t, c, 20*time.Second)
+		g.waitEnd(r.Session, EndUntil+`: rule "kate-midday" allowed it until `+at(13, 0).Format(time.RFC3339))
 	})
 }

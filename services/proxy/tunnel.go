@@ -125,7 +125,7 @@ func (s *Server) serveSession(p peer, h wire.Header, src netip.Addr, ev audit.Ev
 	// sees a connection, let alone a byte.
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	_, err := s.cfg.Log.Append(ctx, audit.SessionStart{SessionID: sess.id, User: sess.user, CertSerial: sess.serial,
-		Source: src.String(), Asset: sess.asset, Protocol: sess.protocol, Rule: sess.rule, ValidUntil: audit.TimestampOf(sess.untilTime()), Endpoint: p.endpoint})
+		Source: src.String(), Asset: sess.asset, Protocol: sess.protocol, Rule: sess.ruleName(), ValidUntil: audit.TimestampOf(sess.untilTime()), Endpoint: p.endpoint})
 	cancel()
 	if err != nil {
 		w.stop()
@@ -185,7 +185,8 @@ func (s *Server) admit(p peer, h wire.Header, src netip.Addr, ev *audit.Event) (
 			s.refuse(p, *ev, "")
 			return nil, netip.AddrPort{}, Decision{}, false
 		}
-		d := pol.Decider.Decide(DecisionRequest{User: cred.User, Roles: cred.Roles, Asset: h.Asset, Protocol: h.Protocol, Source: src, Time: now})
+		req := DecisionRequest{User: cred.User, Roles: cred.Roles, Asset: h.Asset, Protocol: h.Protocol, Source: src, Time: now}
+		d := pol.Decider.Decide(req)
 		if !d.Allow {
 			ev.Reason = "denied: " + d.Reason
 			s.refuse(p, *ev, d.Rule)
@@ -196,7 +197,10 @@ func (s *Server) admit(p peer, h wire.Header, src netip.Addr, ev *audit.Event) (
 			s.refuse(p, *ev, d.Rule)
 			return nil, netip.AddrPort{}, Decision{}, false
 		}
-		until := d.Until
+		// The policy's end: this grant's, or a later one's that takes the
+		// session over without a break (handover.go).
+		span := sessionSpan(pol.Decider, req, d)
+		until := span
 		if until.IsZero() || cred.NotAfter.Before(until) {
 			// A session never outlives the certificate that opened it.
 			until = cred.NotAfter
@@ -207,8 +211,9 @@ func (s *Server) admit(p peer, h wire.Header, src netip.Addr, ev *audit.Event) (
 			return nil, netip.AddrPort{}, Decision{}, false
 		}
 		sess := &session{id: newSessionID(), user: cred.User, roles: slices.Clone(cred.Roles), serial: cred.SerialString(),
-			asset: h.Asset, protocol: h.Protocol, source: src, rule: d.Rule, monitor: d.Monitor, started: now, until: until, ruleUntil: d.Until,
+			asset: h.Asset, protocol: h.Protocol, source: src, rule: d.Rule, monitor: d.Monitor, started: now, until: until, ruleUntil: span,
 			chain: chain, certEnd: cred.NotAfter, ended: make(chan struct{})}
+		sess.modbusRules.Store(d.Modbus)
 		if p.framed() {
 			// Only an otgate client has a notice stream to follow.
 			sess.note.hub = s.notices
@@ -218,6 +223,7 @@ func (s *Server) admit(p peer, h wire.Header, src netip.Addr, ev *audit.Event) (
 		// during the start record or the dial ends the session (and the
 		// dial). Every discard below stops it.
 		sess.arm(now)
+		s.armHandover(sess, d.Until, now)
 		ev.SessionID = sess.id
 		if err := s.reg.add(sess); err != nil {
 			sess.finish()
@@ -271,7 +277,7 @@ func (s *Server) runSession(p peer, w *clientWatch, sess *session, addr netip.Ad
 	tc := p.tc
 	refuse := func(reason string) (string, uint64, uint64) {
 		w.stop()
-		s.reply(p, wire.Reply{Accept: false, Rule: sess.rule, Reason: reason, Session: sess.id})
+		s.reply(p, wire.Reply{Accept: false, Rule: sess.ruleName(), Reason: reason, Session: sess.id})
 		tc.Close()
 		return reason, 0, 0
 	}
@@ -304,7 +310,7 @@ func (s *Server) runSession(p peer, w *clientWatch, sess *session, addr netip.Ad
 	if !sessUntil.IsZero() {
 		until = sessUntil.Unix()
 	}
-	if err := s.reply(p, wire.Reply{Accept: true, Rule: sess.rule, Reason: d.Reason, Until: until, Session: sess.id}); err != nil {
+	if err := s.reply(p, wire.Reply{Accept: true, Rule: sess.ruleName(), Reason: d.Reason, Until: until, Session: sess.id}); err != nil {
 		asset.Close()
 		tc.Close()
 		return sess.reason("client gone before accept: " + err.Error()), 0, 0
