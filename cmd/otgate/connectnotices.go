@@ -16,6 +16,7 @@ import (
 // (the gate's notice stream, or local timers without one) on stderr:
 //
 //	otgate: plc-7: session 12 ends in 59s (rule night-shift)
+//	otgate: plc-7: session 12: grant late-shift takes it over from day-shift (its end stays)
 //	otgate: plc-7: session 12 ended by the gate: policy reload: ...
 type connectNotices struct {
 	asset string
@@ -41,7 +42,12 @@ func (c *connectNotices) notice(r *wire.Reply, n wire.Notice) {
 	switch n.Kind {
 	case wire.NoticeDeadline:
 		if n.Until == r.Until {
-			return // what the gate's reply said at connect
+			if n.Rule != "" && n.Rule != r.Rule {
+				// A shift change: another grant took the session over,
+				// its end as it was.
+				c.say("session %s: grant %s takes it over from %s (its end stays)", n.Session, n.Rule, r.Rule)
+			}
+			return // otherwise what the gate's reply said at connect
 		}
 		if t := n.UntilTime(); t.IsZero() {
 			c.say("session %s: the gate set no end any more (rule %s)", n.Session, n.Rule)
