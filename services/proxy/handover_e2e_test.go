@@ -1,0 +1,83 @@
+package proxy
+
+import (
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/otgate/otgate/audit"
+	"github.com/otgate/otgate/inspect/modbus"
+	"github.com/otgate/otgate/plant"
+)
+
+// TestModbusSessionHandover: a Modbus session opened under "day" runs on
+// when "late", with the same rules, takes over at day's end: the handover
+// is recorded and the inspector judges, and records, under late from
+// then on; at late's end "night" has other rules, so the session ends
+// there, and its deadline said so from the start.
+func TestModbusSessionHandover(t *testing.T) {
+	l := newLab(t)
+	srv := &plant.Server{Tank: plant.NewTank(nil), Unit: 1}
+	go srv.Serve(l.listenPlant(t, 502))
+	g := newGate(t, l)
+	rules := func(name string, lastWritable uint16) *modbus.Policy {
+		t.Helper()
+		p, err := (&modbus.Rules{Name: name, Units: []int{1}, Functions: []string{"read-write"},
+			HoldingRegisters: modbus.TableRanges{Read: []modbus.Range{{First: 0, Last: 9}}, Write: []modbus.Range{{First: 1, Last: lastWritable}}}}).Compile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	edge1 := time.Now().Add(5 * time.Second).Truncate(time.Second)
+	edge2 := edge1.Add(3 * time.Second)
+	g.setGrants(
+		grant{rule: "day", user: "alice", asset: "plc-1", protocol: "modbus", until: edge1, modbus: rules("day", 2)},
+		grant{rule: "late", user: "alice", asset: "plc-1", protocol: "modbus", from: edge1, until: edge2, modbus: rules("late", 2)},
+		grant{rule: "night", user: "alice", asset: "plc-1", protocol: "modbus", from: edge2, until: edge2.Add(time.Hour), modbus: rules("night", 3)},
+	)
+	s := g.mustLogin("alice")
+	c, r, err := tunnel(t, s, "plc-1", "modbus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if r.Rule != "day" || r.Until != edge2.Unix() {
+		t.Fatalf("reply %+v: want rule day, until %v (late carries the session on; night's rules differ)", r, edge2)
+	}
+	// Write register 5: not writable under any of the three grants.
+	deniedWrite := func(tid byte) {
+		t.Helper()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write([]byte{0, tid, 0, 0, 0, 6, 1, 6, 0, 5, 0, 1}); err != nil {
+			t.Fatal(err)
+		}
+		rsp := make([]byte, 9)
+		if _, err := io.ReadFull(c, rsp); err != nil {
+			t.Fatal(err)
+		}
+		if rsp[1] != tid || rsp[7] != 0x86 || rsp[8] != 0x02 {
+			t.Fatalf("write of register 5: % x, want exception 02 for transaction %d", rsp, tid)
+		}
+	}
+	deniedWrite(1)
+	time.Sleep(time.Until(edge1.Add(300 * time.Millisecond)))
+	ev := g.waitEvent(EventSessionHandover, "alice", `grant "day" ended at `+edge1.Format(time.RFC3339)+`; grant "late" takes the session over`)
+	if ev.SessionID != r.Session || ev.Rule != "late" {
+		t.Errorf("handover event %+v: want session %s, rule late", ev, r.Session)
+	}
+	deniedWrite(2)
+	var reasons []string
+	for _, e := range g.entries() {
+		if p, ok := e.Body.(audit.Payload); ok && p.SessionID == r.Session && p.Decoded != nil && p.Decoded.Verdict == "denied" {
+			reasons = append(reasons, p.Decoded.Reason)
+		}
+	}
+	if len(reasons) != 2 || !strings.Contains(reasons[0], `modbus rules "day"`) || !strings.Contains(reasons[1], `modbus rules "late"`) {
+		t.Errorf("denied writes recorded with %q: want the first under day's rules, the second under late's", reasons)
+	}
+	// night's rules differ: the session ends at late's end.
+	waitClosed(t, c, 20*time.Second)
+	g.waitEnd(r.Session, EndUntil+`: rule "late" allowed it until `+edge2.Format(time.RFC3339))
+}
