@@ -22,13 +22,7 @@ func TestModbusSessionHandover(t *testing.T) {
 	go srv.Serve(l.listenPlant(t, 502))
 	g := newGate(t, l)
 	rules := func(name string, lastWritable uint16) *modbus.Policy {
-		t.Helper()
-		p, err := (&modbus.Rules{Name: name, Units: []int{1}, Functions: []string{"read-write"},
-			HoldingRegisters: modbus.TableRanges{Read: []modbus.Range{{First: 0, Last: 9}}, Write: []modbus.Range{{First: 1, Last: lastWritable}}}}).Compile()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
+		return holdingRules(t, name, 9, 1, lastWritable)
 	}
 	edge1 := time.Now().Add(5 * time.Second).Truncate(time.Second)
 	edge2 := edge1.Add(3 * time.Second)

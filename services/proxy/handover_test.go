@@ -26,21 +26,25 @@ func (s scripted) Decide(r DecisionRequest) Decision {
 	return out
 }
 
+// holdingRules compiles read-write rules for unit 1: holding registers
+// 0-readLast readable, first-last writable.
+func holdingRules(t *testing.T, name string, readLast, first, last uint16) *modbus.Policy {
+	t.Helper()
+	p, err := (&modbus.Rules{Name: name, Units: []int{1}, Functions: []string{"read-write"},
+		HoldingRegisters: modbus.TableRanges{Read: []modbus.Range{{First: 0, Last: readLast}}, Write: []modbus.Range{{First: first, Last: last}}}}).Compile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // sessionSpan carries a session across each grant that takes it over as
 // it was opened, and stops at the first edge where the next decision
 // would change what the session runs under.
 func TestSessionSpan(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC)
 	t1, t2, t3 := t0.Add(8*time.Hour), t0.Add(16*time.Hour), t0.Add(24*time.Hour)
-	rules := func(name string, write uint16) *modbus.Policy {
-		t.Helper()
-		p, err := (&modbus.Rules{Name: name, Units: []int{1}, Functions: []string{"read-write"},
-			HoldingRegisters: modbus.TableRanges{Read: []modbus.Range{{First: 0, Last: 99}}, Write: []modbus.Range{{First: 50, Last: write}}}}).Compile()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	rules := func(name string, write uint16) *modbus.Policy { return holdingRules(t, name, 99, 50, write) }
 	allow := func(rule string, until time.Time) Decision { return Decision{Allow: true, Rule: rule, Until: until} }
 	modbusAllow := func(rule string, until time.Time, p *modbus.Policy) Decision {
 		d := allow(rule, until)
