@@ -132,8 +132,8 @@ func TestModbusGatewayUnitsThroughConnect(t *testing.T) {
 	}
 
 	// A reload that changes nothing leaves a live session alone; one that
-	// changes a single block ends it (the inspector cannot switch rules
-	// mid-session: the client reconnects under the new blocks).
+	// changes a single block ends it (fail closed: the client reconnects
+	// under the new blocks).
 	c, err := net.Dial("tcp", "127.0.0.1:"+port)
 	if err != nil {
 		t.Fatal(err)

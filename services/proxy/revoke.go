@@ -177,10 +177,12 @@ func countEnded(ss []*session) int {
 
 // reevaluate asks the policy package about a live session when both
 // policies are compiled site files: a Modbus session whose rules changed
-// under the same grant ends (the inspector cannot switch rules
-// mid-session: fail closed, the client reconnects under the new rules),
-// and the session's deadline counts the grant's max session from the
-// session's start, not from the reload.
+// under the same grant ends (fail closed: the client reconnects and is
+// told the new rules' decision; requests already judged, or pipelined
+// behind them, are not judged again), and the session's deadline counts
+// the grant's max session from the session's start, not from the reload.
+// (At a shift change the inspector is moved to rules that decide alike,
+// handover.go; rules that differ end the session there too.)
 func reevaluate(old, new *Policy, sess *session, now time.Time) (end bool, why string, deadline *time.Time) {
 	if old == nil {
 		return false, "", nil
