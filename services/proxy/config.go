@@ -152,6 +152,10 @@ type Config struct {
 	// address (2); the others wait their turn, within HandshakeTimeout
 	// (see signGate).
 	HandshakeSigns, HandshakeSignsPerSource int
+	// MaxPendingHandshakes bounds the connections whose TLS handshake is
+	// under way (512), MaxPendingHandshakesPerSource those of one source
+	// address (128); one more is closed unanswered (pendingHandshakes).
+	MaxPendingHandshakes, MaxPendingHandshakesPerSource int
 	// NoticeWarnBefore is how long before a session's deadline the gate
 	// warns on the user's notice streams (1 min, the client's WarnBefore).
 	NoticeWarnBefore time.Duration
@@ -214,6 +218,12 @@ func (c *Config) defaults() error {
 	if c.HandshakeSignsPerSource == 0 {
 		c.HandshakeSignsPerSource = 2
 	}
+	if c.MaxPendingHandshakes == 0 {
+		c.MaxPendingHandshakes = 512
+	}
+	if c.MaxPendingHandshakesPerSource == 0 {
+		c.MaxPendingHandshakesPerSource = 128
+	}
 	if c.RawPrefix == 0 {
 		c.RawPrefix = 64
 	}
@@ -222,6 +232,9 @@ func (c *Config) defaults() error {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.MaxPendingHandshakes < 1 || c.MaxPendingHandshakesPerSource < 1 {
+		return errors.New("proxy: config: MaxPendingHandshakes and MaxPendingHandshakesPerSource must be at least 1")
 	}
 	if c.HandshakeSigns < 1 || c.HandshakeSignsPerSource < 1 {
 		return errors.New("proxy: config: HandshakeSigns and HandshakeSignsPerSource must be at least 1")

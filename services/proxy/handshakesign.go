@@ -259,3 +259,53 @@ func (s *Server) handshakeFailed(format string, args ...any) {
 		s.cfg.Logf(format+"%s", append(args, suffix)...)
 	}
 }
+
+// pendingHandshakes bounds the connections whose TLS handshake is under
+// way, as OpenSSH's MaxStartups does: each holds a goroutine and its
+// buffers until the handshake ends or HandshakeTimeout passes, so a host
+// opening connections faster than they time out would otherwise take the
+// gate's memory. One more than MaxPendingHandshakesPerSource of one source
+// address (an IPv6 /64), or than MaxPendingHandshakes in all, is closed
+// unanswered.
+type pendingHandshakes struct {
+	maxTotal, maxPerSource int
+
+	mu       sync.Mutex
+	total    int
+	bySource map[netip.Addr]int
+}
+
+func newPendingHandshakes(maxTotal, maxPerSource int) *pendingHandshakes {
+	return &pendingHandshakes{maxTotal: maxTotal, maxPerSource: maxPerSource, bySource: map[netip.Addr]int{}}
+}
+
+// enter counts a handshake from src, or says why it may not begin; leave
+// must be called once it has ended.
+func (p *pendingHandshakes) enter(src netip.Addr) (leave func(), err error) {
+	key := sourceKey(src)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := p.bySource[key]; n >= p.maxPerSource {
+		return nil, fmt.Errorf("closed unanswered: %d TLS handshakes from %s are under way, at most %d of one address", n, src, p.maxPerSource)
+	}
+	if p.total >= p.maxTotal {
+		return nil, fmt.Errorf("closed unanswered: %d TLS handshakes are under way, at most %d", p.total, p.maxTotal)
+	}
+	p.total++
+	p.bySource[key]++
+	return func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.total--
+		if p.bySource[key]--; p.bySource[key] == 0 {
+			delete(p.bySource, key)
+		}
+	}, nil
+}
+
+// count is how many handshakes are under way, and from how many sources (tests).
+func (p *pendingHandshakes) count() (total, sources int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.total, len(p.bySource)
+}

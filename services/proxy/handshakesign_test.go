@@ -238,3 +238,70 @@ func TestWindowLogBoundsAFlood(t *testing.T) {
 		t.Errorf("second line of the window: %v %q, want it logged, nothing left out", ok, suffix)
 	}
 }
+
+// TestPendingHandshakesBounded: with the key held, handshakes pile up; one
+// more than the per-source bound, or than the total bound, is closed at
+// once (the client's handshake fails without waiting), the log says why,
+// and once the pile has drained new connections are served again.
+func TestPendingHandshakesBounded(t *testing.T) {
+	g, h := gateWithHeldKey(t, func(c *Config) { c.MaxPendingHandshakesPerSource, c.MaxPendingHandshakes = 3, 4 })
+	held := make(chan error, 4)
+	for range 3 {
+		go handshakeFrom(g, "127.0.0.1", held)
+	}
+	waitInside(t, h, 2) // the third waits for its turn at the key, pending too
+	waitPending := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if n, _ := g.srv.pending.count(); n == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				n, _ := g.srv.pending.count()
+				t.Fatalf("%d handshakes under way, want %d", n, want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitPending(3)
+	refused := func(from, why string) {
+		t.Helper()
+		done := make(chan error, 1)
+		start := time.Now()
+		go handshakeFrom(g, from, done)
+		if err := <-done; err == nil {
+			t.Fatalf("a handshake from %s completed past the bound", from)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("the handshake from %s past the bound failed after %v: it waited instead of being closed", from, d)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for !strings.Contains(g.out.text(), why) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the gate's log does not say %q:\n%s", why, g.out.text())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	refused("127.0.0.1", "closed unanswered: 3 TLS handshakes from 127.0.0.1 are under way, at most 3 of one address")
+	go handshakeFrom(g, "127.0.0.2", held) // another address: the fourth in all
+	waitPending(4)
+	refused("127.0.0.3", "closed unanswered: 4 TLS handshakes are under way, at most 4")
+	h.letAll()
+	for i := range 4 {
+		if err := <-held; err != nil {
+			t.Fatalf("held handshake %d: %v (those within the bounds must complete)", i, err)
+		}
+	}
+	waitPending(0)
+	if _, sources := g.srv.pending.count(); sources != 0 {
+		t.Errorf("%d source addresses still counted", sources)
+	}
+	done := make(chan error, 1)
+	go handshakeFrom(g, "127.0.0.1", done)
+	if err := <-done; err != nil {
+		t.Fatalf("a handshake after the pile drained: %v", err)
+	}
+}
+

@@ -22,6 +22,8 @@ type Server struct {
 	signs *signGate
 	// hsFails bounds the log lines of failed handshakes.
 	hsFails *windowLog
+	// pending bounds the handshakes under way.
+	pending *pendingHandshakes
 	policy  atomic.Pointer[Policy]
 	reg     *registry
 	// notices holds the clients' notice streams (notices.go).
@@ -62,6 +64,7 @@ func New(cfg Config) (*Server, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.signs = newSignGate(cfg.HandshakeSigns, cfg.HandshakeSignsPerSource, cfg.Logf)
 	s.hsFails = &windowLog{limit: 20, every: time.Minute, now: time.Now}
+	s.pending = newPendingHandshakes(cfg.MaxPendingHandshakes, cfg.MaxPendingHandshakesPerSource)
 	s.tls = &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		// Each full handshake is signed by the device key (the TPM) in
@@ -169,6 +172,12 @@ func (s *Server) Policy() *Policy { return s.policy.Load() }
 // HandshakeTimeout (whose deadline stays set on c for what the client
 // must send next); on failure c is closed and the error returned.
 func (s *Server) handshake(c net.Conn, cfg *tls.Config) (*tls.Conn, error) {
+	leave, err := s.pending.enter(sourceOf(c))
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	defer leave()
 	c.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	tc := tls.Server(c, cfg)
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.HandshakeTimeout)
