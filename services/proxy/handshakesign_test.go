@@ -304,4 +304,3 @@ func TestPendingHandshakesBounded(t *testing.T) {
 		t.Fatalf("a handshake after the pile drained: %v", err)
 	}
 }
-
