@@ -79,14 +79,18 @@ var rpFilterConf = "/proc/sys/net/ipv4/conf"
 // downlink claiming an address of another) is dropped before the input
 // and forward chains. The segment service keeps it so (and says when it
 // is not).
-func strictReversePath() error {
+func strictReversePath() error { return setConf("rp_filter", "1") }
+
+// setConf sets the IPv4 sysctl name to v for "all" and "default" and reads
+// each back.
+func setConf(name, v string) error {
 	for _, iface := range []string{"all", "default"} {
-		p := filepath.Join(rpFilterConf, iface, "rp_filter")
-		if err := sysctl.Write(p, "1"); err != nil {
+		p := filepath.Join(rpFilterConf, iface, name)
+		if err := sysctl.Write(p, v); err != nil {
 			return err
 		}
-		if v, err := sysctl.Read(p); err != nil || v != "1" {
-			return fmt.Errorf("%s reads back %q (%v), want 1", p, v, err)
+		if got, err := sysctl.Read(p); err != nil || got != v {
+			return fmt.Errorf("%s reads back %q (%v), want %s", p, got, err, v)
 		}
 	}
 	return nil
@@ -101,18 +105,10 @@ func strictReversePath() error {
 // zone's gate address, would be told, and the gate's ARP for an asset
 // could carry the source address of a packet from another side.
 func arpOwnAddresses() error {
-	for _, iface := range []string{"all", "default"} {
-		for _, kv := range [][2]string{{"arp_ignore", "1"}, {"arp_announce", "2"}} {
-			p := filepath.Join(rpFilterConf, iface, kv[0])
-			if err := sysctl.Write(p, kv[1]); err != nil {
-				return err
-			}
-			if v, err := sysctl.Read(p); err != nil || v != kv[1] {
-				return fmt.Errorf("%s reads back %q (%v), want %s", p, v, err, kv[1])
-			}
-		}
+	if err := setConf("arp_ignore", "1"); err != nil {
+		return err
 	}
-	return nil
+	return setConf("arp_announce", "2")
 }
 
 func joinPorts(ps []uint16) string {

@@ -86,7 +86,7 @@ func (s *Server) handOver(sess *session, at time.Time) {
 	if _, ended := sess.endedWith(); ended {
 		return
 	}
-	req := DecisionRequest{User: sess.user, Roles: sess.roles, Asset: sess.asset, Protocol: sess.protocol, Source: sess.source, Time: at}
+	req := sess.request(at)
 	dec := s.policy.Load().Decider
 	d := dec.Decide(req)
 	old := sess.ruleName()

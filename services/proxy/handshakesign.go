@@ -6,10 +6,8 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -42,33 +40,7 @@ type signGate struct {
 
 	// Lines about the queue, each kind at most once a minute: a flood
 	// must not flood the log as well.
-	waitLog, giveUpLog throttledLog
-}
-
-// throttledLog logs at most once per signGateLogEvery, counting what it
-// left out.
-type throttledLog struct {
-	last    atomic.Int64 // unix ns of the last line
-	skipped atomic.Int64
-}
-
-// allow reports whether a line may be logged now, and how many were left
-// out since the last one.
-func (l *throttledLog) allow() (bool, int64) {
-	now := time.Now().UnixNano()
-	last := l.last.Load()
-	if last != 0 && now-last < int64(signGateLogEvery) || !l.last.CompareAndSwap(last, now) {
-		l.skipped.Add(1)
-		return false, 0
-	}
-	return true, l.skipped.Swap(0)
-}
-
-func (l *throttledLog) suffix(skipped int64) string {
-	if skipped == 0 {
-		return "logged at most once a minute"
-	}
-	return fmt.Sprintf("logged at most once a minute; %d more since the last such line", skipped)
+	waitLog, giveUpLog *windowLog
 }
 
 type sourceSlots struct {
@@ -76,11 +48,10 @@ type sourceSlots struct {
 	users int // handshakes holding or waiting for a slot; guarded by signGate.mu
 }
 
-// signGateLogEvery spaces the gate's "handshakes are waiting" lines.
-const signGateLogEvery = time.Minute
-
 func newSignGate(inFlight, perSource int, logf func(string, ...any)) *signGate {
-	return &signGate{perSource: perSource, inFlight: make(chan struct{}, inFlight), logf: logf, sources: map[netip.Addr]*sourceSlots{}}
+	return &signGate{perSource: perSource, inFlight: make(chan struct{}, inFlight), logf: logf, sources: map[netip.Addr]*sourceSlots{},
+		waitLog:   &windowLog{what: "such lines", limit: 1, every: time.Minute, now: time.Now},
+		giveUpLog: &windowLog{what: "such lines", limit: 1, every: time.Minute, now: time.Now}}
 }
 
 // sourceKey is what the gate counts per source: the address, and for IPv6
@@ -115,9 +86,9 @@ func (g *signGate) acquire(ctx context.Context, src netip.Addr) (release func(),
 		g.mu.Unlock()
 	}
 	if ahead >= g.perSource {
-		if ok, skipped := g.waitLog.allow(); ok {
-			g.logf("proxy: TLS handshakes from %s wait their turn for the device key: %d ahead of this one, of which %d may be signed at a time (%s)",
-				src, ahead, g.perSource, g.waitLog.suffix(skipped))
+		if ok, suffix := g.waitLog.allow(); ok {
+			g.logf("proxy: TLS handshakes from %s wait their turn for the device key: %d ahead of this one, of which %d may be signed at a time%s",
+				src, ahead, g.perSource, suffix)
 		}
 	}
 	start := time.Now()
@@ -146,8 +117,8 @@ func (g *signGate) acquire(ctx context.Context, src netip.Addr) (release func(),
 // context's end.
 func (g *signGate) gaveUp(ctx context.Context, behind string, start time.Time) error {
 	err := fmt.Errorf("TLS handshake gave up after %v waiting for the device key %s: %w", time.Since(start).Round(time.Millisecond), behind, context.Cause(ctx))
-	if ok, skipped := g.giveUpLog.allow(); ok {
-		g.logf("proxy: %v (%s)", err, g.giveUpLog.suffix(skipped))
+	if ok, suffix := g.giveUpLog.allow(); ok {
+		g.logf("proxy: %v%s", err, suffix)
 	}
 	return err
 }
@@ -171,16 +142,9 @@ func (g *signGate) getCertificate(cert *tls.Certificate) func(*tls.ClientHelloIn
 	}
 	return func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 		c := *cert
-		c.PrivateKey = &gatedSigner{gate: g, key: signer, ctx: hello.Context(), src: remoteAddr(hello.Conn)}
+		c.PrivateKey = &gatedSigner{gate: g, key: signer, ctx: hello.Context(), src: sourceOf(hello.Conn)}
 		return &c, nil
 	}
-}
-
-func remoteAddr(c net.Conn) netip.Addr {
-	if c == nil {
-		return netip.Addr{}
-	}
-	return sourceOf(c)
 }
 
 // gatedSigner signs one handshake with key once its turn at gate came.
@@ -216,11 +180,12 @@ func (s *gatedSigner) SignMessage(rand io.Reader, msg []byte, opts crypto.Signer
 
 var _ crypto.MessageSigner = (*gatedSigner)(nil)
 
-// windowLog lets through at most limit lines per window (a minute) and
-// says, on the first line of a later window, how many it left out: one
-// failed handshake is worth a line, a flood of them is not worth the
-// log's ring.
+// windowLog lets through at most limit lines of one kind per window (a
+// minute) and says, on the first line of a later window, how many it left
+// out: one failed handshake is worth a line, a flood of them is not worth
+// the log's ring.
 type windowLog struct {
+	what  string // the lines, in the count of those left out
 	limit int
 	every time.Duration
 	now   func() time.Time
@@ -248,7 +213,7 @@ func (w *windowLog) allow() (bool, string) {
 	if w.skipped == 0 {
 		return true, ""
 	}
-	suffix := fmt.Sprintf(" (%d failed handshakes not logged before this one: at most %d are logged a %s)", w.skipped, w.limit, w.every)
+	suffix := fmt.Sprintf(" (%d %s not logged before this one: at most %d are logged a %s)", w.skipped, w.what, w.limit, w.every)
 	w.skipped = 0
 	return true, suffix
 }

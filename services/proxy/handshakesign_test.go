@@ -212,7 +212,7 @@ func TestHandshakeWaitEndsAtItsDeadline(t *testing.T) {
 // of a later window counts those left out.
 func TestWindowLogBoundsAFlood(t *testing.T) {
 	now := time.Unix(1000, 0)
-	w := &windowLog{limit: 3, every: time.Minute, now: func() time.Time { return now }}
+	w := &windowLog{what: "failed handshakes", limit: 3, every: time.Minute, now: func() time.Time { return now }}
 	logged := 0
 	for range 10 {
 		if ok, suffix := w.allow(); ok {

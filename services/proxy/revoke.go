@@ -114,7 +114,7 @@ func (s *Server) Reload() (int, error) {
 			}
 			if !offered {
 				why = fmt.Sprintf("asset %q no longer offers %s", sess.asset, sess.protocol)
-			} else if d := p.Decider.Decide(DecisionRequest{User: sess.user, Roles: sess.roles, Asset: sess.asset, Protocol: sess.protocol, Source: sess.source, Time: now}); !d.Allow {
+			} else if d := p.Decider.Decide(sess.request(now)); !d.Allow {
 				why = "no longer allowed: " + d.Reason
 			} else if rule := sess.ruleName(); d.Rule != rule {
 				// Another grant (maybe with other protocol rules) governs
@@ -132,7 +132,7 @@ func (s *Server) Reload() (int, error) {
 				}
 				// The policy's end, carried on across grants that take
 				// the session over (handover.go).
-				span := sessionSpan(p.Decider, DecisionRequest{User: sess.user, Roles: sess.roles, Asset: sess.asset, Protocol: sess.protocol, Source: sess.source, Time: now}, d)
+				span := sessionSpan(p.Decider, sess.request(now), d)
 				until := span
 				if until.IsZero() || sess.certEnd.Before(until) {
 					until = sess.certEnd

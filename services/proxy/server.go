@@ -63,7 +63,7 @@ func New(cfg Config) (*Server, error) {
 	s.policy.Store(p)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.signs = newSignGate(cfg.HandshakeSigns, cfg.HandshakeSignsPerSource, cfg.Logf)
-	s.hsFails = &windowLog{limit: 20, every: time.Minute, now: time.Now}
+	s.hsFails = &windowLog{what: "failed handshakes", limit: 20, every: time.Minute, now: time.Now}
 	s.pending = newPendingHandshakes(cfg.MaxPendingHandshakes, cfg.MaxPendingHandshakesPerSource)
 	s.tls = &tls.Config{
 		MinVersion: tls.VersionTLS13,

@@ -302,6 +302,11 @@ func (s *session) stopTimer() {
 	}
 }
 
+// request is the decision request that re-decides the session at at.
+func (s *session) request(at time.Time) DecisionRequest {
+	return DecisionRequest{User: s.user, Roles: s.roles, Asset: s.asset, Protocol: s.protocol, Source: s.source, Time: at}
+}
+
 // ruleName is the grant that governs the session now.
 func (s *session) ruleName() string {
 	s.mu.Lock()
