@@ -312,6 +312,12 @@ func run(ctx context.Context, lg *log.Logger, o *options) error {
 		return err
 	}
 	defer w.Close()
+	if r := w.Recovery(); r != "" {
+		// A power cut or a crash: the log says so in its chain (the
+		// log-recovered record); the console says so too, where the
+		// person who brings the gate back looks first.
+		lg.Printf("otgate-proxy: audit log %s: %s", o.auditDir, r)
+	}
 	notes := &statusNotes{set: ready.Status}
 	// The log anchors itself in the background (a few TPM round trips):
 	// its verdict, and later that of its periodic advances, is a standing
