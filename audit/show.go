@@ -61,11 +61,15 @@ func Show(out io.Writer, dir string, opts ShowOptions) error {
 		return err
 	}
 	defer r.Close()
-	// The start records of open sessions, for the formatters.
+	// The start records of open sessions, for the formatters, and where
+	// each started (seq, time), in the order they started.
 	starts := map[string]*SessionStart{}
-	// With opts.Session: records of it read, and whether its end was.
+	startRecs := map[string]Record{}
+	// With opts.Session: records of it read, whether its end was, and the
+	// unclean shutdown recorded after it started without an end, if any.
 	var read, matched int
 	var ended bool
+	var cutBy *Entry
 	for {
 		var e Entry
 		var err error
@@ -91,7 +95,12 @@ func Show(out io.Writer, dir string, opts ShowOptions) error {
 				return errors.New(msg)
 			}
 			if !ended {
-				fmt.Fprintf(out, "-- session %s has no end record: it is live, or the gate stopped before recording its end\n", opts.Session)
+				if cutBy != nil {
+					fmt.Fprintf(out, "-- session %s has no end record: the gate stopped without recording it (unclean shutdown recorded at %s #%d)\n",
+						opts.Session, FormatTime(cutBy.Record.Time), cutBy.Record.Seq)
+				} else {
+					fmt.Fprintf(out, "-- session %s has no end record: it is live, or the gate stopped before recording its end\n", opts.Session)
+				}
 				if t != nil {
 					fmt.Fprintf(out, "-- %s\n", t)
 				}
@@ -102,7 +111,11 @@ func Show(out io.Writer, dir string, opts ShowOptions) error {
 			return err
 		}
 		read++
+		recovered := isRecovery(e.Body)
 		if opts.Session != "" && SessionOf(e.Body) != opts.Session {
+			if recovered && matched > 0 && !ended && cutBy == nil {
+				cutBy = &e
+			}
 			continue
 		}
 		matched++
@@ -110,9 +123,11 @@ func Show(out io.Writer, dir string, opts ShowOptions) error {
 		switch v := e.Body.(type) {
 		case SessionStart:
 			starts[v.SessionID] = &v
+			startRecs[v.SessionID] = e.Record
 		case SessionEnd:
 			ended = true
 			delete(starts, v.SessionID)
+			delete(startRecs, v.SessionID)
 		case Payload:
 			if key, opens, ok := pairOf(v, opts); ok && opens {
 				if unmatched[key] == 0 {
@@ -125,7 +140,31 @@ func Show(out io.Writer, dir string, opts ShowOptions) error {
 		if _, err := fmt.Fprintln(out, formatEntry(e, opts, start)); err != nil {
 			return fmt.Errorf("write transcript: %w", err)
 		}
+		if recovered {
+			// The gate stopped without a clean shutdown (a power cut, a
+			// crash): the sessions open then never got an end record.
+			// Say which, where the reader meets the recovery.
+			ids := make([]string, 0, len(starts))
+			for id := range starts {
+				ids = append(ids, id)
+			}
+			sort.Slice(ids, func(i, j int) bool { return startRecs[ids[i]].Seq < startRecs[ids[j]].Seq })
+			for _, id := range ids {
+				st, rec := starts[id], startRecs[id]
+				fmt.Fprintf(out, "-- open at this unclean shutdown, no end recorded: session %s (%s -> %s/%s, started %s #%d)\n",
+					id, st.User, st.Asset, st.Protocol, FormatTime(rec.Time), rec.Seq)
+			}
+			clear(starts)
+			clear(startRecs)
+		}
 	}
+}
+
+// isRecovery reports whether b is the record of an unclean shutdown that
+// the writer found when it reopened the log (EventLogRecovered).
+func isRecovery(b Body) bool {
+	ev, ok := b.(Event)
+	return ok && ev.Type == EventLogRecovered
 }
 
 // pairOf applies the pairer of p's protocol, if any.

@@ -97,3 +97,59 @@ func TestShowSessionUnknownOrUnended(t *testing.T) {
 		t.Fatalf("unknown session, torn log: %v", err)
 	}
 }
+
+// At the record of an unclean shutdown (a power cut: the log reopened
+// unsealed), the transcript names the sessions that were open then and
+// never got an end record, in the order they started, and only those;
+// one such session's own transcript says the gate stopped without
+// recording its end instead of calling it possibly live.
+func TestShowSessionsOpenAtAnUncleanShutdown(t *testing.T) {
+	src := t.TempDir()
+	key := newKey(t)
+	w := openLog(t, src, key)
+	writeSession(t, w, "done", 1)
+	for _, st := range []SessionStart{{SessionID: "cut1", User: "bob", Asset: "plc-7", Protocol: "modbus", Rule: "r"},
+		{SessionID: "cut2", User: "carol", Asset: "hmi-1", Protocol: "tcp", Rule: "r"}} {
+		if _, err := w.Append(context.Background(), st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := copyDir(t, src) // as a power cut leaves it: no log-closed record
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w = openLog(t, dir, key)
+	if w.Recovery() == "" {
+		t.Fatal("the copy of a live log reopened without a recovery")
+	}
+	writeSession(t, w, "after", 1)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	var out strings.Builder
+	if err := Show(&out, dir, ShowOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	text := out.String()
+	rec := strings.Index(text, "event log-recovered: recovered after unclean shutdown")
+	cut1 := strings.Index(text, "-- open at this unclean shutdown, no end recorded: session cut1 (bob -> plc-7/modbus, started ")
+	cut2 := strings.Index(text, "-- open at this unclean shutdown, no end recorded: session cut2 (carol -> hmi-1/tcp, started ")
+	after := strings.Index(text, "session after start")
+	if rec < 0 || cut1 < rec || cut2 < cut1 || after < cut2 {
+		t.Fatalf("want the recovery, then cut1 and cut2 named, then the next session; transcript:\n%s", text)
+	}
+	if n := strings.Count(text, "-- open at this unclean shutdown"); n != 2 {
+		t.Fatalf("%d sessions named open at the shutdown, want 2 (cut1, cut2); transcript:\n%s", n, text)
+	}
+
+	out.Reset()
+	if err := Show(&out, dir, ShowOptions{Session: "cut1"}); err != nil ||
+		!strings.Contains(out.String(), "-- session cut1 has no end record: the gate stopped without recording it (unclean shutdown recorded at ") {
+		t.Fatalf("transcript of cut1: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	if err := Show(&out, dir, ShowOptions{Session: "after"}); err != nil || strings.Contains(out.String(), "no end record") {
+		t.Fatalf("transcript of a session after the recovery: %v\n%s", err, out.String())
+	}
+}
