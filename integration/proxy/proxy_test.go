@@ -223,7 +223,7 @@ func TestProxyOnTheAppliance(t *testing.T) {
 	if got := exchangeModbus(t, live, "424400000006010300020002"); got != "42440000000701030400c803b6" {
 		t.Fatalf("read on the session left open: %s, want 42440000000701030400c803b6 (200, 950)", got)
 	}
-	waitLine(t, lines2, regexp.MustCompile(`session [0-9a-f]+ allowed by rule engineer-demo`))
+	liveID := waitLine(t, lines2, regexp.MustCompile(`session ([0-9a-f]+) allowed by rule engineer-demo`))[1]
 	time.Sleep(3 * time.Second)
 	vm.Kill()
 	if exit, err := vm.Wait(ctx); err != nil || exit.CleanPowerOff() || !exit.Killed {
@@ -255,8 +255,9 @@ func TestProxyOnTheAppliance(t *testing.T) {
 	if out, err := login(t, l, bins.otgate, gate, pin, profile, creds.Password, replayCode); err == nil {
 		t.Fatalf("a code used before the power cut logged in again after it:\n%s", out)
 	}
-	// Why it was refused is in the audit log (the client is told only
-	// that the code did not work): checked in the transcript below.
+	// The client is told only that the code did not work; the gate's
+	// console (and its audit log, checked below) says why.
+	gatetest.MustSee(t, vm2, regexp.MustCompile(`^proxy: proxy: auth: login of "alice" from \S+ refused: replayed-code`))
 	// A code of a later step than the replayed one: the current step's,
 	// once the host's clock is past the replayed step (the gate's clock,
 	// set from the RTC at boot, may be a second behind the host's: one
@@ -323,6 +324,7 @@ func TestProxyOnTheAppliance(t *testing.T) {
 		// The power cut: the session left open and its read, the reopen
 		// that found the log unsealed, the replayed code.
 		`unit 1 read holding 2\.\.3 -> ok = 200 950 `, `event log-recovered: recovered after unclean shutdown: `,
+		`-- open at this unclean shutdown, no end recorded: session ` + liveID + ` \(alice -> plc-tank/modbus, started `,
 		`event login-failed user alice from \S+: replayed-code`} {
 		if !regexp.MustCompile(want).Match(show) {
 			t.Errorf("transcript lacks %s", want)

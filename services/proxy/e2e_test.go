@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -107,6 +108,10 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatalf("second login with the same code: %v, want refused", err)
 		}
 		g.waitEvent("login-failed", "alice", "replayed-code")
+		// The console says why too (the client is told only "login failed").
+		if !regexp.MustCompile(`proxy: auth: login of "alice" from 127\.0\.0\.1 refused: replayed-code \(1 consecutive failures\)`).MatchString(g.out.text()) {
+			t.Fatalf("the gate's log does not name the replayed code:\n%s", g.out.text())
+		}
 	})
 
 	t.Run("assets", func(t *testing.T) {

@@ -63,6 +63,12 @@ func (s *Server) doLogin(req *wire.Request, src netip.Addr) wire.Response {
 	if err != nil {
 		var ref *auth.Refusal
 		if errors.As(err, &ref) {
+			// The exact reason is in the audit log; the console names it
+			// too (at most 20 a minute), where the person asked "why can
+			// I not log in" looks first. The client is told less.
+			if ok, suffix := s.loginFails.allow(); ok {
+				s.cfg.Logf("proxy: %v%s", ref, suffix)
+			}
 			return wire.Response{Code: wire.CodeRefused, Error: ref.ClientMessage()}
 		}
 		s.cfg.Logf("proxy: login of %q from %s: %v", req.User, src, err)

@@ -20,8 +20,9 @@ type Server struct {
 	tls *tls.Config
 	// signs queues the handshakes' signatures by the device key.
 	signs *signGate
-	// hsFails bounds the log lines of failed handshakes.
-	hsFails *windowLog
+	// hsFails bounds the log lines of failed handshakes, loginFails those
+	// of refused logins.
+	hsFails, loginFails *windowLog
 	// pending bounds the handshakes under way.
 	pending *pendingHandshakes
 	policy  atomic.Pointer[Policy]
@@ -64,6 +65,7 @@ func New(cfg Config) (*Server, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.signs = newSignGate(cfg.HandshakeSigns, cfg.HandshakeSignsPerSource, cfg.Logf)
 	s.hsFails = &windowLog{what: "failed handshakes", limit: 20, every: time.Minute, now: time.Now}
+	s.loginFails = &windowLog{what: "refused logins", limit: 20, every: time.Minute, now: time.Now}
 	s.pending = newPendingHandshakes(cfg.MaxPendingHandshakes, cfg.MaxPendingHandshakesPerSource)
 	s.tls = &tls.Config{
 		MinVersion: tls.VersionTLS13,
