@@ -53,6 +53,11 @@ type initProc struct {
 	wd      *watchdog
 	perm    permState
 	unready uint64 // boots in a row before this one that did not reach ready (bootloop.go)
+	// lastRun is how the run before this one ended (lastrun.go); marked
+	// says /perm records this run as running, to be recorded clean at a
+	// clean shutdown.
+	lastRun lastRun
+	marked  bool
 	started time.Time
 	// startCPU is /proc/stat when init started (zero: unknown), for the
 	// ready line's CPU load.
@@ -219,6 +224,7 @@ func (in *initProc) boot(configPath, cmdline string) {
 		if n > 0 {
 			log.Printf("/perm: the %d boots before this one did not reach ready", n)
 		}
+		in.noteLastRun()
 	}
 
 	// Measure what this boot runs before any service starts.

@@ -135,6 +135,8 @@ func (in *initProc) shutdown(a action) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+	// Every service has stopped: this run ends cleanly from here on.
+	in.noteCleanShutdown()
 	unix.Sync()
 	if in.pid1 {
 		if err := unix.Unmount(in.path("/perm"), 0); err != nil {

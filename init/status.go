@@ -101,7 +101,7 @@ func (in *initProc) status() *initstatus.Status {
 		Hostname: in.cfg.Hostname, Board: in.cfg.Board, ImageID: in.cfg.ImageID,
 		BootTime: in.started, Uptime: in.uptime(), Ready: in.isReady(),
 		Perm: initstatus.Perm{Device: in.perm.Device, FSType: in.perm.FSType, Size: in.perm.Size,
-			Boots: in.perm.Boots, Warning: in.perm.Warning, Grown: in.perm.Grown},
+			Boots: in.perm.Boots, Warning: in.perm.Warning, Grown: in.perm.Grown, PreviousRun: in.previousRun()},
 		InitRSS: selfRSS(), ConfigError: in.configErr, FirewallError: in.firewallErr, Measurement: in.measurement,
 	}
 	if in.sup != nil {

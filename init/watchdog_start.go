@@ -53,6 +53,9 @@ func (in *initProc) startWatchdog() {
 	took := timeout
 	if in.pid1 {
 		f, took, err = openWatchdog(path, timeout)
+		if f != nil {
+			in.noteWatchdogReset(f, cfg.Device)
+		}
 	} else {
 		f, err = os.OpenFile(path, os.O_WRONLY, 0)
 	}

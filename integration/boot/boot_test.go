@@ -18,9 +18,11 @@ import (
 // up; a flaky service is restarted with back-off; a crash-looping one is
 // marked failed while the rest keep running; the status socket lists every
 // service; an ACPI power-down stops services in reverse order and QEMU exits
-// 0. The second boot finds the first boot's data on /perm; when PID 1 stops
-// petting (test hook) the hardware watchdog resets the VM, and the harness
-// tells that apart from a clean shutdown.
+// 0. The second boot finds the first boot's data on /perm and says the run
+// before ended cleanly; when PID 1 stops petting (test hook) the hardware
+// watchdog resets the VM, the harness tells that apart from a clean
+// shutdown, and the third boot says the second did not shut down cleanly
+// and that the watchdog reset the board.
 func TestX86Lifecycle(t *testing.T) {
 	b, img := gatetest.Image(t, "qemu-x86_64")
 	state := t.TempDir()
@@ -83,16 +85,27 @@ func TestX86Lifecycle(t *testing.T) {
 	}
 
 	// Boot 2: same disk, same TPM; the watchdog test hook stops petting.
+	// The reset reboots the VM in place (as a board's does): boot 3 finds
+	// boot 2's run unfinished, and the watchdog device says the reset was
+	// its own. Then QEMU is ended (boot 3 would stop petting too).
 	vm2 := qemu.StartT(t, b, img,
 		qemu.WithDisk(disk, 256<<20),
 		qemu.WithTPM(tpm),
 		qemu.WithWatchdog(qemu.WatchdogReset),
+		qemu.WithReboot(),
 		qemu.WithCmdline("otgate.test.stop_watchdog=1"),
 		qemu.WithTimeout(5*time.Minute),
 	)
 	gatetest.MustSee(t, vm2, `init: /perm mounted (/dev/vda, ext4, boot 2)`)
+	gatetest.MustSee(t, vm2, regexp.MustCompile(`^init: previous run: clean shutdown \(boot 1 ended \S+\)$`))
 	gatetest.MustSee(t, vm2, "init: ready (")
 	gatetest.MustSee(t, vm2, "init: test hook: watchdog petting stopped")
+	gatetest.MustSee(t, vm2, `init: /perm mounted (/dev/vda, ext4, boot 3)`)
+	t.Logf("boot 3: %s", gatetest.MustSee(t, vm2, regexp.MustCompile(`^init: PREVIOUS RUN DID NOT SHUT DOWN CLEANLY \(boot 2 started \S+\): a power cut, a reset or a crash \(unclean ends on this disk: 1\)$`)))
+	t.Logf("boot 3: %s", gatetest.MustSee(t, vm2, regexp.MustCompile(`^init: watchdog: /dev/watchdog reset the board: the previous run stopped petting it`)))
+	if err := vm2.Quit(ctx); err != nil {
+		t.Fatal(err)
+	}
 	exit2, err := vm2.Wait(ctx)
 	if err != nil {
 		t.Fatalf("wait for watchdog: %v", err)

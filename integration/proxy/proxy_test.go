@@ -246,6 +246,7 @@ func TestProxyOnTheAppliance(t *testing.T) {
 		qemu.WithTimeout(4*time.Minute),
 	)
 	start = time.Now()
+	t.Logf("boot 2: %s", gatetest.MustSee(t, vm2, regexp.MustCompile(`^init: PREVIOUS RUN DID NOT SHUT DOWN CLEANLY \(boot 1 started \S+\): a power cut, a reset or a crash \(unclean ends on this disk: 1\)$`)))
 	t.Logf("boot 2: %s", gatetest.MustSee(t, vm2, regexp.MustCompile(`^proxy: otgate-proxy: audit log /perm/audit: recovered after unclean shutdown: `)))
 	gatetest.MustSee(t, vm2, "init: ready (")
 	gatetest.MustSee(t, vm2, regexp.MustCompile(`^netconf: .*(uplink eth0 configured: |lease on eth0 ip )`+regexp.QuoteMeta(lab.GateUplinkIP)+`/24`))
@@ -347,6 +348,7 @@ func TestProxyOnTheAppliance(t *testing.T) {
 		qemu.WithTimeout(4*time.Minute),
 	)
 	start = time.Now()
+	gatetest.MustSee(t, vm3, regexp.MustCompile(`^init: previous run: clean shutdown \(boot 2 ended \S+\); unclean ends on this disk before: 1$`))
 	gatetest.MustSee(t, vm3, regexp.MustCompile(`^identity: .*GATE IN QUARANTINE`))
 	t.Logf("boot 3: %s", gatetest.MustSee(t, vm3, regexp.MustCompile(`^init: proxy: not started: dependency \S+ failed`)))
 	gatetest.MustSee(t, vm3, regexp.MustCompile(`^netconf: .*(uplink eth0 configured: |lease on eth0 ip )`+regexp.QuoteMeta(lab.GateUplinkIP)+`/24`))

@@ -83,6 +83,10 @@ type Perm struct {
 	Grown string `cbor:"grown,omitempty" json:"grown,omitempty"`
 	// Warning is set when /perm is not persistent.
 	Warning string `cbor:"warning,omitempty" json:"warning,omitempty"`
+	// PreviousRun says how the run before this boot ended: "clean
+	// shutdown", "NO CLEAN SHUTDOWN (...)" (a power cut, a reset or a
+	// crash) or "none (first boot on this disk)"; empty on a tmpfs.
+	PreviousRun string `cbor:"previous_run,omitempty" json:"previous_run,omitempty"`
 }
 
 // Watchdog describes the hardware watchdog.

@@ -41,6 +41,9 @@ func WriteTable(w io.Writer, s *Status) error {
 		if s.Perm.Grown != "" {
 			fmt.Fprintf(&b, "          %s this boot\n", s.Perm.Grown)
 		}
+		if s.Perm.PreviousRun != "" {
+			fmt.Fprintf(&b, "          previous run: %s\n", s.Perm.PreviousRun)
+		}
 	}
 	switch {
 	case s.Watchdog.Device == "":

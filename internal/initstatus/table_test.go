@@ -54,10 +54,12 @@ func TestStatusRoundTripIsDeterministic(t *testing.T) {
 	}
 }
 
-// /perm's size, and what this boot grew, are in the table.
+// /perm's size, what this boot grew, and how the previous run ended are
+// in the table.
 func TestWriteTablePermGrown(t *testing.T) {
 	st := &Status{Perm: Perm{Device: "/dev/vda2", FSType: "ext4", Size: 1946 << 20, Boots: 1,
-		Grown: "grew otgate-perm from 255 MiB to 1.9 GiB (GPT moved to the disk's end)"}}
+		Grown:       "grew otgate-perm from 255 MiB to 1.9 GiB (GPT moved to the disk's end)",
+		PreviousRun: "NO CLEAN SHUTDOWN (boot 6 started 2026-11-24T08:00:00Z; power cut, reset or crash); unclean ends on this disk: 1"}}
 	var b bytes.Buffer
 	if err := WriteTable(&b, st); err != nil {
 		t.Fatal(err)
@@ -65,6 +67,7 @@ func TestWriteTablePermGrown(t *testing.T) {
 	for _, want := range []string{
 		"perm      /dev/vda2 (ext4, 1.9 GiB), boot 1\n",
 		"          grew otgate-perm from 255 MiB to 1.9 GiB (GPT moved to the disk's end) this boot\n",
+		"          previous run: NO CLEAN SHUTDOWN (boot 6 started 2026-11-24T08:00:00Z; power cut, reset or crash); unclean ends on this disk: 1\n",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, b.String())
