@@ -56,11 +56,10 @@ type lastRun struct {
 // describe is the status line's text.
 func (l lastRun) describe() string {
 	if l.WatchdogReset {
-		s := "RESET BY THE WATCHDOG (it stopped being petted)"
 		if l.Unclean {
-			s += fmt.Sprintf(" (%s); unclean ends on this disk: %d", l.Record, l.Count)
+			return fmt.Sprintf("RESET BY THE WATCHDOG (%s; it was no longer petted); unclean ends on this disk: %d", l.Record, l.Count)
 		}
-		return s
+		return "RESET BY THE WATCHDOG (it was no longer petted)"
 	}
 	switch {
 	case l.Unclean:

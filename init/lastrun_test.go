@@ -52,6 +52,8 @@ func TestLastRunAcrossBoots(t *testing.T) {
 	}
 	if l := check(4); !l.Unclean || l.Count != 2 || l.Record != "boot 3 started 2026-11-24T09:00:00Z" {
 		t.Fatalf("after a second power cut: %+v", l)
+	} else if l.WatchdogReset = true; l.describe() != "RESET BY THE WATCHDOG (boot 3 started 2026-11-24T09:00:00Z; it was no longer petted); unclean ends on this disk: 2" {
+		t.Fatalf("after a watchdog reset: %q", l.describe())
 	}
 	clean(4)
 	if l := check(5); !l.Clean || l.Count != 2 || l.describe() != "clean shutdown (boot 4 ended 2026-11-24T10:01:00Z); unclean ends on this disk before: 2" {
