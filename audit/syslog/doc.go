@@ -37,7 +37,12 @@
 // start. The exporter keeps them for the open sessions (dropped at the
 // session's end, and all at a log-closed or log-recovered event) and saves
 // them in the same atomic write as the cursor, so an exporter restarted in
-// the middle of a session labels its later records as before.
+// the middle of a session labels its later records as before. Right after
+// a log-recovered record (the gate stopped without a clean shutdown) the
+// receiver gets, for each session open then, a message with
+// event="session-cut" (EventSessionCut, FormatCut) naming the session, its
+// user and asset and the recovery's seq: that session's end will never
+// come, and a SIEM that pairs starts with ends can close it.
 //
 // Records are exported once they are Config.MinAge old (default 2 s), by
 // which time the writer's periodic flush has made them durable; a record

@@ -6,9 +6,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -62,6 +64,12 @@ const EventExportReset = "syslog-export-reset"
 // for records the log's retention removed before they were exported (see
 // Run): the SIEM learns how many, and which seqs, it will never get.
 const EventExportGap = "export-gap"
+
+// EventSessionCut is the event parameter of the message the exporter sends
+// after a log-recovered record for each session that was open when the
+// gate stopped without a clean shutdown (FormatCut): its end will never
+// come.
+const EventSessionCut = "session-cut"
 
 // Exporter sends the audit log to a syslog receiver.
 type Exporter struct {
@@ -368,6 +376,13 @@ func (x *Exporter) session(ctx context.Context) error {
 		}
 		next, hasNext = e.Record.Seq+1, true
 		buf.Write(Frame(FormatWith(e, f.LogID(), x.cfg.Hostname, x.cfg.AppName, x.known, x.cfg.Formatters)))
+		if ev, ok := e.Body.(audit.Event); ok && ev.Type == audit.EventLogRecovered {
+			// The sessions open when the gate stopped: their ends will
+			// never come. Before remember forgets them.
+			for _, id := range slices.Sorted(maps.Keys(x.known)) {
+				buf.Write(Frame(FormatCut(f.LogID(), e.Record.Seq, id, x.known[id], x.cfg.Hostname, x.cfg.AppName, time.Now())))
+			}
+		}
 		x.remember(e)
 		pending++
 		last = e

@@ -22,7 +22,8 @@ import (
 // session's user and asset (they went out without them: the labels were
 // only in memory). The cursor holds the open sessions only: an ended
 // session leaves it, and so do the sessions of a run that crashed (the
-// log-recovered event of the next Open).
+// log-recovered event of the next Open), each of which the receiver is
+// told will never end (event session-cut).
 func TestExportLabelsSurviveExporterRestart(t *testing.T) {
 	r, _ := startRsyslog(t, false)
 	ctx := context.Background()
@@ -125,6 +126,23 @@ func TestExportLabelsSurviveExporterRestart(t *testing.T) {
 	}
 	if n != 6 {
 		t.Fatalf("%d payload lines of session long, want 6", n)
+	}
+	// ghost never ended: right after the recovery record the receiver is
+	// told so (event session-cut, with its user and asset), once.
+	lines := r.lines(t)
+	cut := -1
+	for i, l := range lines {
+		if l.params["event"] != EventSessionCut {
+			continue
+		}
+		if cut >= 0 || l.params["session"] != "ghost" || l.params["user"] != "mallory" || l.params["asset"] != "plc-9" || l.msgid != "cut" ||
+			i == 0 || lines[i-1].params["event"] != audit.EventLogRecovered || l.params["recovery"] != lines[i-1].params["seq"] {
+			t.Fatalf("session-cut message %d: %+v (the one before: %+v); want one, for ghost (mallory on plc-9), right after the log-recovered record it names", i, l, lines[max(i-1, 0)])
+		}
+		cut = i
+	}
+	if cut < 0 {
+		t.Fatal("no session-cut message for ghost, open when its run crashed")
 	}
 	if len(c.Sessions) != 0 {
 		t.Fatalf("cursor after the session end still holds %+v", c.Sessions)

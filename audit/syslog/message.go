@@ -99,6 +99,26 @@ func FormatGap(logID string, first, last uint64, hostname, appName string, at ti
 		header(hostname, 255), header(appName, 48), header("gap", 32), sd, msg)
 }
 
+// FormatCut renders the RFC 5424 message that says session id (user and
+// asset l) of log logID never got an end record: the gate stopped without
+// a clean shutdown, and the log's recovery is its record seq. A SIEM that
+// pairs session starts with ends can close the session on it. at is the
+// time of the message.
+func FormatCut(logID string, seq uint64, id string, l Labels, hostname, appName string, at time.Time) string {
+	sd := fmt.Sprintf("[%s log=\"%s\" event=\"%s\" session=\"%s\"", SDID, escapeParam(logID), EventSessionCut, escapeParam(id))
+	if l.User != "" {
+		sd += fmt.Sprintf(" user=\"%s\"", escapeParam(l.User))
+	}
+	if l.Asset != "" {
+		sd += fmt.Sprintf(" asset=\"%s\"", escapeParam(l.Asset))
+	}
+	sd += fmt.Sprintf(" recovery=\"%d\"]", seq)
+	msg := fmt.Sprintf("session %s has no end record: the gate stopped without a clean shutdown (the log's recovery, seq %d, follows its last record)", id, seq)
+	msg = strings.NewReplacer("\n", " ", "\r", " ").Replace(msg)
+	return fmt.Sprintf("<%d>1 %s %s %s - %s %s %s", facilityLogAudit*8+severityWarning, at.UTC().Format("2006-01-02T15:04:05.000000Z"),
+		header(hostname, 255), header(appName, 48), header("cut", 32), sd, msg)
+}
+
 // Frame adds RFC 6587 octet-counting framing.
 func Frame(msg string) []byte { return []byte(strconv.Itoa(len(msg)) + " " + msg) }
 
