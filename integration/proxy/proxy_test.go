@@ -44,7 +44,8 @@ const plcAddr = "10.77.0.20:502"
 // killed) with a session open: the gate boots again on its own, out of
 // quarantine, with the same overlay endpoint, refuses the code alice used
 // before the cut as a replay, and says on its console that the audit log
-// was recovered. After a clean power-off the session log on the gate's
+// was recovered, and the `otgate connect` left running carries new
+// connections again. After a clean power-off the session log on the gate's
 // disk verifies against the gate's TLS certificate, and its transcript
 // holds everything boot 1 acknowledged (the denied write, the open
 // session's read) and the recovery. A third boot after the policy on the
@@ -250,6 +251,12 @@ func TestProxyOnTheAppliance(t *testing.T) {
 	t.Logf("boot 2: %s", gatetest.MustSee(t, vm2, regexp.MustCompile(`^proxy: otgate-proxy: audit log /perm/audit: recovered after unclean shutdown: `)))
 	gatetest.MustSee(t, vm2, "init: ready (")
 	gatetest.MustSee(t, vm2, regexp.MustCompile(`^netconf: .*(uplink eth0 configured: |lease on eth0 ip )`+regexp.QuoteMeta(lab.GateUplinkIP)+`/24`))
+	// The `otgate connect` left running through the cut carries a new
+	// connection with the credential from before it: the engineering
+	// tool reconnects, nobody logs in again.
+	if got := rawModbus(t, l, "5021", "424500000006010300020002"); got != "42450000000701030400c803b6" {
+		t.Fatalf("read through the connect left running, after the power cut: %s, want 42450000000701030400c803b6 (200, 950)", got)
+	}
 	if now := time.Now().Unix() / 30; now > replayStep+1 {
 		t.Fatalf("boot 2 came up at TOTP step %d, past the last step (%d) in which the gate still takes the code of step %d: the replay check needs a faster boot", now, replayStep+1, replayStep)
 	}
