@@ -97,13 +97,8 @@ func TestLastRunAcrossBoots(t *testing.T) {
 func TestHostInitReportsHowThePreviousRunEnded(t *testing.T) {
 	core := svc("core", bootcfg.ReadyNotify, "-mode=steady")
 	core.Critical = true
-	cfg := &bootcfg.Config{Hostname: "gate-test", Board: "host", ImageID: "0123456789abcdef0123", Services: []bootcfg.Service{core}}
 	root := t.TempDir()
-	b, _ := bootcfg.Marshal(cfg)
-	os.MkdirAll(filepath.Join(root, "etc/otgate"), 0o755)
-	if err := os.WriteFile(filepath.Join(root, bootcfg.Path), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeBootConfig(t, root, &bootcfg.Config{Hostname: "gate-test", Board: "host", ImageID: "0123456789abcdef0123", Services: []bootcfg.Service{core}})
 	previous := func(h *hostInit) string {
 		t.Helper()
 		c := h.dial(t)

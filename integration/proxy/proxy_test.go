@@ -79,12 +79,11 @@ func TestProxyOnTheAppliance(t *testing.T) {
 	}
 	startPlant(t, l, bins.plant)
 
-	vm := qemu.StartT(t, b, img,
-		qemu.WithLab(l),
-		qemu.WithDisk(disk, 256<<20),
-		qemu.WithTPM(filepath.Join(state, "tpm")),
-		qemu.WithTimeout(6*time.Minute),
-	)
+	// Every boot of the gate: the same disk, TPM and lab.
+	boot := func(limit time.Duration) *qemu.VM {
+		return qemu.StartT(t, b, img, qemu.WithLab(l), qemu.WithDisk(disk, 256<<20), qemu.WithTPM(filepath.Join(state, "tpm")), qemu.WithTimeout(limit))
+	}
+	vm := boot(6 * time.Minute)
 	start := time.Now()
 	gatetest.MustSee(t, vm, regexp.MustCompile(`^init: proxy: /perm/proxy, /perm/audit, /run/otgate/proxy owned by 101:101 \(0700\); /perm/policy readable by group 101 \(1 files\); /perm/overlay readable by group 101 \(\d+ files\)$`))
 	listening := gatetest.MustSee(t, vm, regexp.MustCompile(`^proxy: otgate-proxy: listening on \S+:8443 \(site \S+, identity spiffe://\S+/gate/[0-9a-f]+, gate key SHA-256 [0-9a-f]{64}; started in [0-9.]+s: identity [0-9.]+s, audit log [0-9.]+s, user store [0-9.]+s, user CA [0-9.]+s, policy [0-9.]+s\)$`))
@@ -240,12 +239,7 @@ func TestProxyOnTheAppliance(t *testing.T) {
 	// is refused as a replay; the overlay endpoint of plc-tank is the one
 	// it had and still answers; a fresh code logs alice in without
 	// another enrolment.
-	vm2 := qemu.StartT(t, b, img,
-		qemu.WithLab(l),
-		qemu.WithDisk(disk, 256<<20),
-		qemu.WithTPM(filepath.Join(state, "tpm")),
-		qemu.WithTimeout(4*time.Minute),
-	)
+	vm2 := boot(4 * time.Minute)
 	start = time.Now()
 	t.Logf("boot 2: %s", gatetest.MustSee(t, vm2, regexp.MustCompile(`^init: PREVIOUS RUN DID NOT SHUT DOWN CLEANLY \(boot 1 started \S+\): a power cut, a reset or a crash \(unclean ends on this disk: 1\)$`)))
 	t.Logf("boot 2: %s", gatetest.MustSee(t, vm2, regexp.MustCompile(`^proxy: otgate-proxy: audit log /perm/audit: recovered after unclean shutdown: `)))
@@ -348,12 +342,7 @@ func TestProxyOnTheAppliance(t *testing.T) {
 	// to: identity reports quarantine, the trust gate fails, and the
 	// proxy is never started: nobody logs in, nothing is proxied.
 	gatetest.ReplaceAppliedPolicy(t, disk, filepath.Join(gatetest.RepoRoot(t), "site", "testdata", "example-site.yaml")) // valid, not the one the gate applied
-	vm3 := qemu.StartT(t, b, img,
-		qemu.WithLab(l),
-		qemu.WithDisk(disk, 256<<20),
-		qemu.WithTPM(filepath.Join(state, "tpm")),
-		qemu.WithTimeout(4*time.Minute),
-	)
+	vm3 := boot(4 * time.Minute)
 	start = time.Now()
 	gatetest.MustSee(t, vm3, regexp.MustCompile(`^init: previous run: clean shutdown \(boot 2 ended \S+\); unclean ends on this disk before: 1$`))
 	gatetest.MustSee(t, vm3, regexp.MustCompile(`^identity: .*GATE IN QUARANTINE`))
