@@ -1,9 +1,12 @@
 package audit
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -61,10 +64,9 @@ func Show(out io.Writer, dir string, opts ShowOptions) error {
 		return err
 	}
 	defer r.Close()
-	// The start records of open sessions, for the formatters, and where
-	// each started (seq, time), in the order they started.
-	starts := map[string]*SessionStart{}
-	startRecs := map[string]Record{}
+	// The open sessions: their start records, for the formatters, and
+	// where each started (seq, time).
+	open := map[string]openSession{}
 	// With opts.Session: records of it read, whether its end was, and the
 	// unclean shutdown recorded after it started without an end, if any.
 	var read, matched int
@@ -122,12 +124,10 @@ func Show(out io.Writer, dir string, opts ShowOptions) error {
 		var start *SessionStart
 		switch v := e.Body.(type) {
 		case SessionStart:
-			starts[v.SessionID] = &v
-			startRecs[v.SessionID] = e.Record
+			open[v.SessionID] = openSession{start: &v, rec: e.Record}
 		case SessionEnd:
 			ended = true
-			delete(starts, v.SessionID)
-			delete(startRecs, v.SessionID)
+			delete(open, v.SessionID)
 		case Payload:
 			if key, opens, ok := pairOf(v, opts); ok && opens {
 				if unmatched[key] == 0 {
@@ -135,7 +135,7 @@ func Show(out io.Writer, dir string, opts ShowOptions) error {
 				}
 				unmatched[key]--
 			}
-			start = starts[v.SessionID]
+			start = open[v.SessionID].start
 		}
 		if _, err := fmt.Fprintln(out, formatEntry(e, opts, start)); err != nil {
 			return fmt.Errorf("write transcript: %w", err)
@@ -144,20 +144,20 @@ func Show(out io.Writer, dir string, opts ShowOptions) error {
 			// The gate stopped without a clean shutdown (a power cut, a
 			// crash): the sessions open then never got an end record.
 			// Say which, where the reader meets the recovery.
-			ids := make([]string, 0, len(starts))
-			for id := range starts {
-				ids = append(ids, id)
-			}
-			sort.Slice(ids, func(i, j int) bool { return startRecs[ids[i]].Seq < startRecs[ids[j]].Seq })
-			for _, id := range ids {
-				st, rec := starts[id], startRecs[id]
+			cut := slices.SortedFunc(maps.Values(open), func(a, b openSession) int { return cmp.Compare(a.rec.Seq, b.rec.Seq) })
+			for _, o := range cut {
 				fmt.Fprintf(out, "-- open at this unclean shutdown, no end recorded: session %s (%s -> %s/%s, started %s #%d)\n",
-					id, st.User, st.Asset, st.Protocol, FormatTime(rec.Time), rec.Seq)
+					o.start.SessionID, o.start.User, o.start.Asset, o.start.Protocol, FormatTime(o.rec.Time), o.rec.Seq)
 			}
-			clear(starts)
-			clear(startRecs)
+			clear(open)
 		}
 	}
+}
+
+// openSession is a session Show has read the start of and no end.
+type openSession struct {
+	start *SessionStart
+	rec   Record
 }
 
 // isRecovery reports whether b is the record of an unclean shutdown that

@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -51,6 +49,9 @@ type lastRun struct {
 	// Count is how many runs on this /perm ended without a clean
 	// shutdown, this one's predecessor included.
 	Count uint64
+	// Recorded: this run is recorded as running, to be recorded clean at
+	// a clean shutdown.
+	Recorded bool
 }
 
 // describe is the status line's text.
@@ -98,8 +99,7 @@ func checkLastRun(perm string, boot uint64, now time.Time) (lastRun, error) {
 	case strings.HasPrefix(line, runningPrefix):
 		l.Unclean, l.Record = true, strings.TrimPrefix(line, runningPrefix)
 		if len(errs) == 0 {
-			l.Count++
-			if err := writeFileAtomic(counter, []byte(strconv.FormatUint(l.Count, 10)+"\n"), 0o644); err != nil {
+			if l.Count, err = countBoot(counter); err != nil {
 				errs = append(errs, fmt.Errorf("count the unclean end: %w", err))
 			}
 		}
@@ -111,24 +111,10 @@ func checkLastRun(perm string, boot uint64, now time.Time) (lastRun, error) {
 	text := fmt.Sprintf("%sboot %d started %s\n", runningPrefix, boot, now.UTC().Format(time.RFC3339))
 	if err := writeFileAtomic(record, []byte(text), 0o644); err != nil {
 		errs = append(errs, fmt.Errorf("record this run: %w (its end will not be known)", err))
+	} else {
+		l.Recorded = true
 	}
 	return l, errors.Join(errs...)
-}
-
-// readCount reads a decimal counter; a missing file is zero.
-func readCount(path string) (uint64, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("%s: not a count: %w", path, err)
-	}
-	return n, nil
 }
 
 // markCleanShutdown records in the /perm directory perm that this run
@@ -143,8 +129,6 @@ func markCleanShutdown(perm string, boot uint64, now time.Time) error {
 func (in *initProc) noteLastRun() {
 	l, err := checkLastRun(in.path("/perm"), in.perm.Boots, time.Now())
 	in.lastRun = l
-	b, readErr := os.ReadFile(filepath.Join(in.path("/perm"), lastRunFile))
-	in.marked = readErr == nil && strings.HasPrefix(string(b), runningPrefix)
 	if err != nil {
 		in.log.Printf("/perm: previous run: %v", err)
 	}
@@ -159,7 +143,7 @@ func (in *initProc) noteLastRun() {
 // noteCleanShutdown records the clean shutdown of this run at its end
 // (every service stopped), so that the next boot knows.
 func (in *initProc) noteCleanShutdown() {
-	if !in.marked {
+	if !in.lastRun.Recorded {
 		return
 	}
 	if err := markCleanShutdown(in.path("/perm"), in.perm.Boots, time.Now()); err != nil {
@@ -185,7 +169,7 @@ func (in *initProc) previousRun() string {
 // (softdog) answer 0.
 func (in *initProc) noteWatchdogReset(f *os.File, dev string) {
 	var flags int32
-	if _, _, e := unix.Syscall(unix.SYS_IOCTL, f.Fd(), uintptr(unix.WDIOC_GETBOOTSTATUS), uintptr(unsafe.Pointer(&flags))); e != 0 {
+	if err := ioctlOn(f)(unix.WDIOC_GETBOOTSTATUS, &flags); err != nil {
 		return // not supported: nothing known
 	}
 	if flags&unix.WDIOF_CARDRESET != 0 {

@@ -53,11 +53,9 @@ type initProc struct {
 	wd      *watchdog
 	perm    permState
 	unready uint64 // boots in a row before this one that did not reach ready (bootloop.go)
-	// lastRun is how the run before this one ended (lastrun.go); marked
-	// says /perm records this run as running, to be recorded clean at a
-	// clean shutdown.
+	// lastRun is how the run before this one ended, and whether this
+	// one is recorded (lastrun.go).
 	lastRun lastRun
-	marked  bool
 	started time.Time
 	// startCPU is /proc/stat when init started (zero: unknown), for the
 	// ready line's CPU load.

@@ -321,20 +321,29 @@ func mountPermOnce(log *logger, dev, target string, formatMax int64) (_ permStat
 // the new value. A missing file counts as zero; a corrupt one is an error
 // and is left as it is.
 func countBoot(path string) (uint64, error) {
-	var n uint64
-	b, err := os.ReadFile(path)
-	switch {
-	case err == nil:
-		n, err = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("%s: not a boot count: %w", path, err)
-		}
-	case !errors.Is(err, os.ErrNotExist):
+	n, err := readCount(path)
+	if err != nil {
 		return 0, err
 	}
 	n++
 	if err := writeFileAtomic(path, []byte(strconv.FormatUint(n, 10)+"\n"), 0o644); err != nil {
 		return n, err
+	}
+	return n, nil
+}
+
+// readCount reads a decimal counter; a missing file is zero.
+func readCount(path string) (uint64, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s: not a count: %w", path, err)
 	}
 	return n, nil
 }

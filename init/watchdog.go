@@ -43,22 +43,27 @@ func openWatchdog(path string, timeout time.Duration) (*os.File, time.Duration, 
 	if err != nil {
 		return nil, 0, fmt.Errorf("watchdog %s: %w", path, err)
 	}
-	took, err := programWatchdog(func(req uint, secs *int32) error {
-		// The watchdog ioctls take and return an int (seconds).
-		if _, _, e := unix.Syscall(unix.SYS_IOCTL, f.Fd(), uintptr(req), uintptr(unsafe.Pointer(secs))); e != 0 {
-			return e
-		}
-		return nil
-	}, timeout)
+	took, err := programWatchdog(ioctlOn(f), timeout)
 	if err != nil {
 		err = fmt.Errorf("watchdog %s: %w", path, err)
 	}
 	return f, took, err
 }
 
-// wdIoctl issues one watchdog ioctl whose argument is an int of seconds
-// the kernel reads, writes back, or both.
-type wdIoctl func(req uint, secs *int32) error
+// ioctlOn issues watchdog ioctls on f.
+func ioctlOn(f *os.File) wdIoctl {
+	return func(req uint, arg *int32) error {
+		// The watchdog ioctls take and return an int.
+		if _, _, e := unix.Syscall(unix.SYS_IOCTL, f.Fd(), uintptr(req), uintptr(unsafe.Pointer(arg))); e != 0 {
+			return e
+		}
+		return nil
+	}
+}
+
+// wdIoctl issues one watchdog ioctl whose argument is an int (seconds,
+// or flags) the kernel reads, writes back, or both.
+type wdIoctl func(req uint, arg *int32) error
 
 // programWatchdog sets a watchdog's timeout to want, rounded up to a
 // whole second (the kernel counts seconds: a timeout under one second is

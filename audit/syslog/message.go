@@ -95,8 +95,15 @@ func FormatGap(logID string, first, last uint64, hostname, appName string, at ti
 	sd := fmt.Sprintf("[%s log=\"%s\" event=\"%s\" first=\"%d\" last=\"%d\" lost=\"%d\"]",
 		SDID, escapeParam(logID), EventExportGap, first, last, n)
 	msg := fmt.Sprintf("%d records of log %s (seq %d to %d) were removed by the log's retention before they were exported: the receiver does not get them", n, logID, first, last)
+	return derived("gap", sd, msg, hostname, appName, at)
+}
+
+// derived renders a warning the exporter adds of its own (no record of
+// the log is behind it): MSGID msgid, structured data sd, text msg.
+func derived(msgid, sd, msg, hostname, appName string, at time.Time) string {
+	msg = strings.NewReplacer("\n", " ", "\r", " ").Replace(msg)
 	return fmt.Sprintf("<%d>1 %s %s %s - %s %s %s", facilityLogAudit*8+severityWarning, at.UTC().Format("2006-01-02T15:04:05.000000Z"),
-		header(hostname, 255), header(appName, 48), header("gap", 32), sd, msg)
+		header(hostname, 255), header(appName, 48), header(msgid, 32), sd, msg)
 }
 
 // FormatCut renders the RFC 5424 message that says session id (user and
@@ -114,9 +121,7 @@ func FormatCut(logID string, seq uint64, id string, l Labels, hostname, appName 
 	}
 	sd += fmt.Sprintf(" recovery=\"%d\"]", seq)
 	msg := fmt.Sprintf("session %s has no end record: the gate stopped without a clean shutdown (the log's recovery, seq %d, follows its last record)", id, seq)
-	msg = strings.NewReplacer("\n", " ", "\r", " ").Replace(msg)
-	return fmt.Sprintf("<%d>1 %s %s %s - %s %s %s", facilityLogAudit*8+severityWarning, at.UTC().Format("2006-01-02T15:04:05.000000Z"),
-		header(hostname, 255), header(appName, 48), header("cut", 32), sd, msg)
+	return derived("cut", sd, msg, hostname, appName, at)
 }
 
 // Frame adds RFC 6587 octet-counting framing.
