@@ -216,6 +216,7 @@ func TestAnchorTruncatedToEarlierClose(t *testing.T) {
 	// file is cut back to the first close.
 	close(w.done)
 	<-w.loopDone
+	<-w.flushDone
 	if err := os.Truncate(fileOf(t, dir, 0), size); err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ func powerCut(w *Writer) {
 	}
 	close(w.done)
 	<-w.loopDone
+	<-w.flushDone
 	w.f.Close()
 	w.lock.Close()
 }

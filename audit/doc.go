@@ -52,6 +52,10 @@
 // (default 1 s). A power cut can therefore lose at most the buffered records
 // of the last FlushInterval that no durable append has followed, and what it
 // loses is always a suffix of the log: the prefix stays intact and verifiable.
+// FlushSoon shortens that for a record that matters at once (the proxy's
+// record of a Modbus write about to reach the device): it starts an fsync
+// in the background without anyone waiting for it, at most one every
+// 10 ms.
 //
 // # Checkpoints
 //

@@ -59,6 +59,7 @@ func TestVerifyPrunedRecordMustMatch(t *testing.T) {
 			if v.unsign {
 				close(w.done) // a power cut: no checkpoint, no seal
 				<-w.loopDone
+				<-w.flushDone
 				w.f.Close()
 			} else if err := w.Close(); err != nil {
 				t.Fatal(err)

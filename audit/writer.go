@@ -87,10 +87,14 @@ type Writer struct {
 	pendingSigned uint64 // nonCP snapshot of the checkpoint being appended
 	lastCP        Position
 
-	signMu    sync.Mutex // one checkpoint at a time
-	trigger   chan struct{}
-	done      chan struct{}
-	loopDone  chan struct{}
+	signMu   sync.Mutex // one checkpoint at a time
+	trigger  chan struct{}
+	done     chan struct{}
+	loopDone chan struct{}
+	// flushNow asks the flusher for an fsync now (FlushSoon); flushDone
+	// is closed when the flusher has stopped (Close).
+	flushNow  chan struct{}
+	flushDone chan struct{}
 	recovered *TornTail
 	recovery  string // reason of the log-recovered record Open appended, if any
 
@@ -153,7 +157,8 @@ func Open(dir string, signer crypto.Signer, opts ...Option) (*Writer, error) {
 		return nil, err
 	}
 	w := &Writer{dir: dir, cfg: cfg, signer: signer, keyID: keyID, lock: lock,
-		trigger: make(chan struct{}, 1), pruneTrigger: make(chan struct{}, 1), done: make(chan struct{}), loopDone: make(chan struct{})}
+		trigger: make(chan struct{}, 1), pruneTrigger: make(chan struct{}, 1), done: make(chan struct{}), loopDone: make(chan struct{}),
+		flushNow: make(chan struct{}, 1), flushDone: make(chan struct{})}
 	w.cond = sync.NewCond(&w.mu)
 	files, err := listFiles(dir)
 	if err == nil {
@@ -168,6 +173,7 @@ func Open(dir string, signer crypto.Signer, opts ...Option) (*Writer, error) {
 		return nil, err
 	}
 	go w.loop()
+	go w.flusher()
 	if w.recovery != "" {
 		_, end, err := w.appendAny(Event{Type: EventLogRecovered, Reason: w.recovery}, appendInternal)
 		if err == nil {
@@ -286,6 +292,22 @@ func (w *Writer) Append(ctx context.Context, b Body) (Position, error) {
 func (w *Writer) AppendBuffered(b Body) (Position, error) {
 	pos, _, err := w.append(b)
 	return pos, err
+}
+
+// FlushSoon asks for every record written so far to be made durable now
+// rather than at the next FlushInterval, and returns at once: an fsync
+// starts in the background, at once when none was asked for in the last
+// 10 ms (flushSoonGap), else at the end of that gap, so what a power cut
+// can lose shrinks from a flush interval to at most the gap and one
+// fsync, without anyone waiting for it. Requests made meanwhile share
+// that fsync. The proxy calls it after the record of a
+// request that may change a device's state, which is forwarded without
+// waiting (see the Modbus inspector's OutcomeForwarded).
+func (w *Writer) FlushSoon() {
+	select {
+	case w.flushNow <- struct{}{}:
+	default: // one is already asked for: it covers this record too
+	}
 }
 
 // Sync returns once every record written so far is durable.

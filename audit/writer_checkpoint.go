@@ -51,13 +51,11 @@ func (w *Writer) checkpoint(ctx context.Context, mode appendMode) (Position, err
 	return pos, nil
 }
 
-// loop makes periodic checkpoints and flushes until Close.
+// loop makes periodic checkpoints and applies the retention until Close.
 func (w *Writer) loop() {
 	defer close(w.loopDone)
 	cpTick := time.NewTicker(w.cfg.checkpointInterval)
 	defer cpTick.Stop()
-	flushTick := time.NewTicker(w.cfg.flushInterval)
-	defer flushTick.Stop()
 	for {
 		select {
 		case <-w.done:
@@ -69,10 +67,42 @@ func (w *Writer) loop() {
 			w.prune()
 		case <-w.pruneTrigger:
 			w.prune()
-		case <-flushTick.C:
-			if err := w.Sync(); err != nil {
-				w.cfg.onError(err)
-			}
+		}
+	}
+}
+
+// flushSoonGap is the least time between two fsyncs FlushSoon asks for:
+// an isolated request is flushed at once, a stream of them (a tool
+// writing thousands of registers a second) shares one fsync every gap
+// instead of paying one each (measured on the 2-core benchmark machine:
+// an fsync per Modbus write doubled the gate's CPU per transaction).
+const flushSoonGap = 10 * time.Millisecond
+
+// flusher makes buffered records durable every FlushInterval and when
+// FlushSoon asks (at once, then at most once every flushSoonGap), until
+// Close. It has its own goroutine so that a flush never waits behind a
+// checkpoint's signature (a TPM round trip).
+func (w *Writer) flusher() {
+	defer close(w.flushDone)
+	tick := time.NewTicker(w.cfg.flushInterval)
+	defer tick.Stop()
+	gap := time.NewTimer(0)
+	defer gap.Stop()
+	soon := w.flushNow // nil while the gap after a requested flush runs
+	for {
+		select {
+		case <-w.done:
+			return
+		case <-tick.C:
+		case <-soon:
+			soon = nil
+			gap.Reset(flushSoonGap)
+		case <-gap.C:
+			soon = w.flushNow
+			continue
+		}
+		if err := w.Sync(); err != nil {
+			w.cfg.onError(err)
 		}
 	}
 }
@@ -112,6 +142,7 @@ func (w *Writer) Close() error {
 	}
 	close(w.done)
 	<-w.loopDone
+	<-w.flushDone
 	if w.anchorDone != nil {
 		<-w.anchorDone // its records go before the seal
 	}

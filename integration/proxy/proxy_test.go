@@ -204,10 +204,12 @@ func TestProxyOnTheAppliance(t *testing.T) {
 	// once more, with the code of the next TOTP step (the gate accepts one
 	// step either way), so that after the cut a code the gate accepted can
 	// be replayed; then a session stays open through a second `otgate
-	// connect`, one read done; then, once the audit log's flush interval
-	// (1 s) has passed three times, so that every record of boot 1 is
-	// durable by the log's promise, QEMU is killed: the guest's page
-	// cache, its TPM's volatile state and every connection are gone.
+	// connect`, a read and a write done; then, a quarter of a second
+	// after the device acknowledged the write (a fourth of the audit
+	// log's flush interval: the write's record is durable only because
+	// a request that may change the device's state makes the log flush at
+	// once), QEMU is killed: the guest's page cache, its TPM's volatile
+	// state and every connection are gone.
 	ctx := gatetest.Context(t, 8*time.Minute) // through boot 3's power-off
 	replayStep := time.Now().Unix()/30 + 1
 	replayCode := oathtoolAt(t, creds.Secret, replayStep*30)
@@ -224,7 +226,11 @@ func TestProxyOnTheAppliance(t *testing.T) {
 		t.Fatalf("read on the session left open: %s, want 42440000000701030400c803b6 (200, 950)", got)
 	}
 	liveID := waitLine(t, lines2, regexp.MustCompile(`session ([0-9a-f]+) allowed by rule engineer-demo`))[1]
-	time.Sleep(3 * time.Second)
+	// Holding register 50 = 777, acknowledged by the device.
+	if got := exchangeModbus(t, live, "424600000006010600320309"); got != "424600000006010600320309" {
+		t.Fatalf("write on the session left open: %s, want the echo 424600000006010600320309", got)
+	}
+	time.Sleep(250 * time.Millisecond)
 	vm.Kill()
 	if exit, err := vm.Wait(ctx); err != nil || exit.CleanPowerOff() || !exit.Killed {
 		t.Fatalf("power cut: %v %s", err, exit)
@@ -273,6 +279,11 @@ func TestProxyOnTheAppliance(t *testing.T) {
 	}
 	if got := secure(endpoint, `[["rh",2,2]]`); !strings.Contains(got, `{"ok": true, "values": [200, 950]`) {
 		t.Errorf("Modbus/TCP Security at plc-tank's endpoint %s after the power cut: %s", endpoint, got)
+	}
+	// The write made just before the cut reached the device (and, below,
+	// the log).
+	if got := secure(endpoint, `[["rh",50,1]]`); !strings.Contains(got, `{"ok": true, "values": [777]`) {
+		t.Errorf("holding register 50 after the power cut: %s, want 777 (the write acknowledged before the cut)", got)
 	}
 	for _, line := range vm2.Lines() {
 		if strings.HasPrefix(line, "overlay: plc-tank (zone") {
@@ -323,9 +334,14 @@ func TestProxyOnTheAppliance(t *testing.T) {
 		`(?m)^\d\d:\d\d:\d\d\.\d{3} alice plc-tank unit 1 write holding 50 = 4321 -> ok \(\d+\.\d ms\)$`,
 		// Anchored to the TPM's counter at open and at the clean close.
 		`event log-anchored anchor \d+: log opened; anchor counter established at \d+`, `event log-closed anchor \d+: clean shutdown`,
-		// The power cut: the session left open and its read, the reopen
-		// that found the log unsealed, the replayed code.
-		`unit 1 read holding 2\.\.3 -> ok = 200 950 `, `event log-recovered: recovered after unclean shutdown: `,
+		// The power cut: the session left open, its read and its write
+		// (the write's own record, made durable at once, said the
+		// request was forwarded; its answer's record, buffered, may have
+		// been written in time or not), the reopen that found the log
+		// unsealed, the replayed code.
+		`unit 1 read holding 2\.\.3 -> ok = 200 950 `,
+		`(?m)^\d\d:\d\d:\d\d\.\d{3} alice plc-tank unit 1 write holding 50 = 777 -> (ok \(\d+\.\d ms\)|forwarded, no response recorded)`,
+		`event log-recovered: recovered after unclean shutdown: `,
 		`-- open at this unclean shutdown, no end recorded: session ` + liveID + ` \(alice -> plc-tank/modbus, started `,
 		`event login-failed user alice from \S+: replayed-code`} {
 		if !regexp.MustCompile(want).Match(show) {

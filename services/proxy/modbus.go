@@ -116,9 +116,13 @@ func (a *countingAsset) CloseWrite() error {
 // (modbus.RecordedBeforeForwarding) one more before its bytes go to the
 // asset: a "forwarded" record, which that transaction's record completes.
 // Both are AppendBuffered: written to the file before the inspector goes
-// on (a proxy crash keeps them), durable at the log's next flush. A failed
-// append ends the session (fail closed): the inspector forwards no
-// request whose record failed.
+// on (a proxy crash keeps them). A transaction's record is durable at the
+// log's next flush; a "forwarded" record starts one at once (FlushSoon),
+// so a power cut right after a write reached the device loses its record
+// only inside one fsync's time, not a flush interval, and nothing waits
+// for it (the request is not held, the response cut through as before).
+// A failed append ends the session (fail closed): the inspector forwards
+// no request whose record failed.
 func (s *Server) relayModbus(tc, asset io.ReadWriteCloser, sess *session, d Decision) string {
 	mode := modbus.Enforce
 	if d.Monitor {
@@ -127,6 +131,9 @@ func (s *Server) relayModbus(tc, asset io.ReadWriteCloser, sess *session, d Deci
 	var dec audit.Decoded // reused: the inspector serialises sink calls, each appends before returning
 	sink := modbus.SinkFunc(func(r *modbus.Record) error {
 		_, err := s.cfg.Log.AppendBuffered(modbus.AuditPayload(sess.id, r, &dec))
+		if err == nil && r.Outcome == modbus.OutcomeForwarded {
+			s.cfg.Log.FlushSoon()
+		}
 		return err
 	})
 	var first firstClosed
