@@ -55,7 +55,7 @@
 // FlushSoon shortens that for a record that matters at once (the proxy's
 // record of a Modbus write about to reach the device): it starts an fsync
 // in the background without anyone waiting for it, at most one every
-// 100 ms.
+// 200 ms.
 //
 // # Checkpoints
 //

@@ -297,7 +297,7 @@ func (w *Writer) AppendBuffered(b Body) (Position, error) {
 // FlushSoon asks for every record written so far to be made durable now
 // rather than at the next FlushInterval, and returns at once: an fsync
 // starts in the background, at once when none was asked for in the last
-// 100 ms (flushSoonGap), else at the end of that gap, so what a power cut
+// 200 ms (flushSoonGap), else at the end of that gap, so what a power cut
 // can lose shrinks from a flush interval to at most the gap and one
 // fsync, without anyone waiting for it. Requests made meanwhile share
 // that fsync. The proxy calls it after the record of a
