@@ -29,7 +29,8 @@ func measureBoot(cfg *bootcfg.Config, root, self, configPath string, extra strin
 
 // prehash starts hashing init's own binary and the service binaries, the
 // bulk of the boot measurement, so that it runs beside module loading on
-// a machine with more than one CPU.
+// a machine with more than one CPU (each distinct file in its own
+// goroutine: init's binary and the multi-call one on two CPUs).
 func prehash(self string, cfg *bootcfg.Config) *bootmeasure.Prehashed {
 	paths := []string{self}
 	for _, s := range cfg.Services {

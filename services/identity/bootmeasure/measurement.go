@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/otgate/otgate/internal/bootcfg"
 )
@@ -65,15 +66,43 @@ type Prehashed struct {
 
 // Prehash starts hashing files in the background, for Compute to use.
 // A file it cannot read is left to Compute, which reports it.
+// Each distinct file (links to one file count once) is hashed in its own
+// goroutine, so that the two files of the appliance (init, the
+// multi-call binary) are hashed on two CPUs once the module loads leave
+// them free.
 func Prehash(paths ...string) *Prehashed {
 	p := &Prehashed{done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
-		m := &measurement{}
+		var distinct []string
+		var seen []os.FileInfo
+	next:
 		for _, path := range paths {
-			m.digest(path) //nolint:errcheck // Compute reads it again and says what is wrong
+			fi, err := os.Stat(path)
+			if err != nil {
+				continue // Compute reads it again and says what is wrong
+			}
+			for _, s := range seen {
+				if os.SameFile(s, fi) {
+					continue next
+				}
+			}
+			seen = append(seen, fi)
+			distinct = append(distinct, path)
 		}
-		p.files = m.files
+		out := make([][]fileDigest, len(distinct))
+		var wg sync.WaitGroup
+		for i, path := range distinct {
+			wg.Go(func() {
+				m := &measurement{}
+				m.digest(path) //nolint:errcheck // Compute reads it again and says what is wrong
+				out[i] = m.files
+			})
+		}
+		wg.Wait()
+		for _, f := range out {
+			p.files = append(p.files, f...)
+		}
 	}()
 	return p
 }

@@ -85,6 +85,20 @@ func TestPrehash(t *testing.T) {
 	if pre.Digest != plain.Digest {
 		t.Errorf("prehashed %x, plain %x", pre.Digest, plain.Digest)
 	}
+	// Links to one file (the appliance's services) are hashed once, each
+	// distinct file in its own goroutine.
+	link := filepath.Join(dir, "otgate-proxy")
+	if err := os.Symlink(svc, link); err != nil {
+		t.Fatal(err)
+	}
+	linked := Prehash(initBin, svc, link, initBin)
+	<-linked.done
+	if len(linked.files) != 2 {
+		t.Errorf("Prehash of two files, a link and a repeat hashed %d files, want 2", len(linked.files))
+	}
+	if got, err := Compute(in(linked)); err != nil || got.Digest != plain.Digest {
+		t.Errorf("with links prehashed: %x, %v; plain %x", got.Digest, err, plain.Digest)
+	}
 	p := Prehash(initBin, svc)
 	write("otgate", "multi-call binary, changed")
 	changed, err := Compute(in(p))
