@@ -8,12 +8,14 @@ package bench
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,10 +50,13 @@ func BenchmarkBootToReady(b *testing.B) {
 			}
 			bootOnce(b, bd, img, "init: ready (", opts...) // warm-up: formats /perm, creates the identity
 			var ready, base []time.Duration
+			st := stages{}
 			kernel := filepath.Join(img, "kernel")
 			initrd := baselineInitramfs(b, bd)
 			for i := 0; i < boots; i++ {
-				ready = append(ready, bootOnce(b, bd, img, "init: ready (", opts...))
+				d, lines := bootLines(b, bd, img, "init: ready (", opts...)
+				ready = append(ready, d)
+				st.add(lines)
 				base = append(base, bootOnce(b, bd, "", "baseline: up", qemu.WithKernel(kernel, initrd),
 					qemu.WithDisk(filepath.Join(state, "baseline.raw"), 256<<20), qemu.WithTPM(filepath.Join(state, "baseline-tpm"))))
 			}
@@ -61,6 +66,7 @@ func BenchmarkBootToReady(b *testing.B) {
 			b.ReportMetric(ms(r-bl), "ms-over-baseline")
 			b.Logf("%s: ready %v (runs %v), baseline %v (runs %v), over baseline %v (target <= 1.5s)",
 				name, r, ready, bl, base, r-bl)
+			b.Logf("%s: %s", name, st)
 		})
 	}
 }
@@ -116,7 +122,77 @@ func BenchmarkInitRSS(b *testing.B) {
 	b.Logf("PID 1 resident memory at steady state: %.1f MiB (target <= 8 MiB)", mib)
 }
 
+// stages collects, over the ready boots, the times init prints on the
+// console (each in seconds of the guest's clocks): where a boot's time
+// goes, printed beside the figure.
+type stages map[string][]float64
+
+var (
+	initStartRE = regexp.MustCompile(`^init: otgate init: .*\(started ([0-9.]+)s after boot\)`)
+	modulesRE   = regexp.MustCompile(`^init: loaded \d+ of \d+ modules \(([0-9.]+)s`)
+	measureRE   = regexp.MustCompile(`^init: measured boot into PCR \d+ \(\w+, ([0-9.]+)s\)`)
+	serviceRE   = regexp.MustCompile(`^init: (\S+) ready \(([0-9.]+)s, cpu`)
+	initReadyRE = regexp.MustCompile(`^init: ready \(\d+ services, ([0-9.]+)s after boot`)
+)
+
+// stageOrder is the order of the printed stages; services follow, by name.
+var stageOrder = []string{"kernel to init", "modules", "wait for the measurement's hashes", "init to ready"}
+
+func (s stages) add(lines []string) {
+	var start, ready float64
+	for _, l := range lines {
+		num := func(m []string, i int) float64 { v, _ := strconv.ParseFloat(m[i], 64); return v }
+		if m := initStartRE.FindStringSubmatch(l); m != nil {
+			start = num(m, 1)
+			s["kernel to init"] = append(s["kernel to init"], start)
+		} else if m := modulesRE.FindStringSubmatch(l); m != nil {
+			s["modules"] = append(s["modules"], num(m, 1))
+		} else if m := measureRE.FindStringSubmatch(l); m != nil {
+			s["wait for the measurement's hashes"] = append(s["wait for the measurement's hashes"], num(m, 1))
+		} else if m := serviceRE.FindStringSubmatch(l); m != nil {
+			s["service "+m[1]] = append(s["service "+m[1]], num(m, 2))
+		} else if m := initReadyRE.FindStringSubmatch(l); m != nil {
+			ready = num(m, 1)
+		}
+	}
+	if start > 0 && ready > 0 {
+		s["init to ready"] = append(s["init to ready"], ready-start)
+	}
+}
+
+// String prints each stage's median over the boots that printed it.
+func (s stages) String() string {
+	names := append([]string(nil), stageOrder...)
+	var svcs []string
+	for k := range s {
+		if strings.HasPrefix(k, "service ") {
+			svcs = append(svcs, k)
+		}
+	}
+	sort.Strings(svcs)
+	names = append(names, svcs...)
+	var parts []string
+	for _, k := range names {
+		v := append([]float64(nil), s[k]...)
+		if len(v) == 0 {
+			parts = append(parts, k+" not printed")
+			continue
+		}
+		sort.Float64s(v)
+		parts = append(parts, fmt.Sprintf("%s %.2fs", k, v[len(v)/2]))
+	}
+	return "stages (medians, guest clock; services from start to ready, started as their dependencies allow): " + strings.Join(parts, ", ")
+}
+
 func bootOnce(b *testing.B, bd *board.Board, img, marker string, opts ...qemu.Option) time.Duration {
+	b.Helper()
+	d, _ := bootLines(b, bd, img, marker, opts...)
+	return d
+}
+
+// bootLines boots, waits for marker, powers the VM down and returns the
+// time from QEMU's start to the marker and the console up to then.
+func bootLines(b *testing.B, bd *board.Board, img, marker string, opts ...qemu.Option) (time.Duration, []string) {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -129,6 +205,7 @@ func bootOnce(b *testing.B, bd *board.Board, img, marker string, opts ...qemu.Op
 		b.Fatalf("waiting for %q: %v\n%s", marker, err, vm.Tail(40))
 	}
 	d := time.Since(vm.Started())
+	lines := vm.Lines()
 	if marker == "init: ready (" {
 		// A clean power-down keeps /perm consistent for the next boot.
 		// qemu-aarch64's kernel has no power-button driver: when init
@@ -147,7 +224,7 @@ func bootOnce(b *testing.B, bd *board.Board, img, marker string, opts ...qemu.Op
 	} else {
 		_, _ = vm.Wait(ctx)
 	}
-	return d
+	return d, lines
 }
 
 var built = map[string]string{}
