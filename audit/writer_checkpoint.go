@@ -88,8 +88,8 @@ func (w *Writer) flusher() {
 	defer close(w.flushDone)
 	tick := time.NewTicker(w.cfg.flushInterval)
 	defer tick.Stop()
-	gap := time.NewTimer(0)
-	defer gap.Stop()
+	gap := time.NewTimer(flushSoonGap)
+	gap.Stop()         // armed by the first requested flush
 	soon := w.flushNow // nil while the gap after a requested flush runs
 	for {
 		select {

@@ -125,7 +125,7 @@ func BenchmarkInitRSS(b *testing.B) {
 // stages collects, over the ready boots, the times init prints on the
 // console (each in seconds of the guest's clocks): where a boot's time
 // goes, printed beside the figure.
-type stages map[string][]float64
+type stages map[string][]time.Duration
 
 var (
 	initStartRE = regexp.MustCompile(`^init: otgate init: .*\(started ([0-9.]+)s after boot\)`)
@@ -138,21 +138,26 @@ var (
 // stageOrder is the order of the printed stages; services follow, by name.
 var stageOrder = []string{"kernel to init", "modules", "wait for the measurement's hashes", "init to ready"}
 
+// secs is a regexp match's seconds ("0.69") as a duration.
+func secs(m []string, i int) time.Duration {
+	v, _ := strconv.ParseFloat(m[i], 64)
+	return time.Duration(v * float64(time.Second))
+}
+
 func (s stages) add(lines []string) {
-	var start, ready float64
+	var start, ready time.Duration
 	for _, l := range lines {
-		num := func(m []string, i int) float64 { v, _ := strconv.ParseFloat(m[i], 64); return v }
 		if m := initStartRE.FindStringSubmatch(l); m != nil {
-			start = num(m, 1)
+			start = secs(m, 1)
 			s["kernel to init"] = append(s["kernel to init"], start)
 		} else if m := modulesRE.FindStringSubmatch(l); m != nil {
-			s["modules"] = append(s["modules"], num(m, 1))
+			s["modules"] = append(s["modules"], secs(m, 1))
 		} else if m := measureRE.FindStringSubmatch(l); m != nil {
-			s["wait for the measurement's hashes"] = append(s["wait for the measurement's hashes"], num(m, 1))
+			s["wait for the measurement's hashes"] = append(s["wait for the measurement's hashes"], secs(m, 1))
 		} else if m := serviceRE.FindStringSubmatch(l); m != nil {
-			s["service "+m[1]] = append(s["service "+m[1]], num(m, 2))
+			s["service "+m[1]] = append(s["service "+m[1]], secs(m, 2))
 		} else if m := initReadyRE.FindStringSubmatch(l); m != nil {
-			ready = num(m, 1)
+			ready = secs(m, 1)
 		}
 	}
 	if start > 0 && ready > 0 {
@@ -173,13 +178,11 @@ func (s stages) String() string {
 	names = append(names, svcs...)
 	var parts []string
 	for _, k := range names {
-		v := append([]float64(nil), s[k]...)
-		if len(v) == 0 {
+		if len(s[k]) == 0 {
 			parts = append(parts, k+" not printed")
 			continue
 		}
-		sort.Float64s(v)
-		parts = append(parts, fmt.Sprintf("%s %.2fs", k, v[len(v)/2]))
+		parts = append(parts, fmt.Sprintf("%s %.2fs", k, median(s[k]).Seconds()))
 	}
 	return "stages (medians, guest clock; services from start to ready, started as their dependencies allow): " + strings.Join(parts, ", ")
 }

@@ -117,10 +117,12 @@ func (a *countingAsset) CloseWrite() error {
 // asset: a "forwarded" record, which that transaction's record completes.
 // Both are AppendBuffered: written to the file before the inspector goes
 // on (a proxy crash keeps them). A transaction's record is durable at the
-// log's next flush; a "forwarded" record starts one at once (FlushSoon),
-// so a power cut right after a write reached the device loses its record
-// only inside one fsync's time, not a flush interval, and nothing waits
-// for it (the request is not held, the response cut through as before).
+// log's next flush; a "forwarded" record starts one at once (FlushSoon:
+// at most one every 200 ms, which a stream of writes shares), so a power
+// cut right after a write reached the device loses its record only inside
+// that fsync (or, in a stream, that gap), not a flush interval, and
+// nothing waits for it (the request is not held, the response cut through
+// as before).
 // A failed append ends the session (fail closed): the inspector forwards
 // no request whose record failed.
 func (s *Server) relayModbus(tc, asset io.ReadWriteCloser, sess *session, d Decision) string {

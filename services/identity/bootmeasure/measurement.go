@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -76,32 +77,24 @@ func Prehash(paths ...string) *Prehashed {
 		defer close(p.done)
 		var distinct []string
 		var seen []os.FileInfo
-	next:
 		for _, path := range paths {
 			fi, err := os.Stat(path)
-			if err != nil {
-				continue // Compute reads it again and says what is wrong
-			}
-			for _, s := range seen {
-				if os.SameFile(s, fi) {
-					continue next
-				}
+			if err != nil || slices.ContainsFunc(seen, func(s os.FileInfo) bool { return os.SameFile(s, fi) }) {
+				continue // unreadable (Compute reads it again and says what is wrong), or hashed already
 			}
 			seen = append(seen, fi)
 			distinct = append(distinct, path)
 		}
-		out := make([][]fileDigest, len(distinct))
+		out := make([]fileDigest, len(distinct))
 		var wg sync.WaitGroup
 		for i, path := range distinct {
-			wg.Go(func() {
-				m := &measurement{}
-				m.digest(path) //nolint:errcheck // Compute reads it again and says what is wrong
-				out[i] = m.files
-			})
+			wg.Go(func() { out[i], _ = (&measurement{}).digest(path) })
 		}
 		wg.Wait()
-		for _, f := range out {
-			p.files = append(p.files, f...)
+		for _, d := range out {
+			if d.sum != nil {
+				p.files = append(p.files, d)
+			}
 		}
 	}()
 	return p
