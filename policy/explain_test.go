@@ -148,7 +148,8 @@ func TestReevaluate(t *testing.T) {
 	sess := Session{User: "alice", Asset: "plc-tank", Protocol: "modbus", Start: at(t, "2026-12-02T09:00:00+01:00")}
 	tm := at(t, "2026-12-02T10:00:00+01:00")
 
-	if r := Reevaluate(old, old, sess, tm); !r.Allowed || r.RulesChanged || r.Reason != "" {
+	before := Reevaluate(nil, old, sess, tm).Decision.Modbus
+	if r := Reevaluate(old, old, sess, tm); !r.Allowed || !r.Decision.Modbus.SameRules(before) || r.Reason != "" {
 		t.Errorf("same policy: %+v", r)
 	}
 	shorter := reload(`hours: ["06:00-22:00"]`, `hours: ["06:00-09:30"]`)
@@ -164,7 +165,7 @@ func TestReevaluate(t *testing.T) {
 		t.Errorf("max session cut: %+v", r)
 	}
 	narrower := reload(`        write: ["50-55"]`, `        write: ["50-51"]`)
-	if r := Reevaluate(old, narrower, sess, tm); !r.Allowed || !r.RulesChanged || r.Decision.Modbus == nil {
+	if r := Reevaluate(old, narrower, sess, tm); !r.Allowed || r.Decision.Modbus == nil || r.Decision.Modbus.SameRules(before) {
 		t.Errorf("rules changed: %+v", r)
 	}
 }

@@ -3,7 +3,6 @@ package policy
 import (
 	"fmt"
 	"net/netip"
-	"reflect"
 	"time"
 )
 
@@ -23,12 +22,10 @@ type Reevaluation struct {
 	// Reason says why not (empty when Allowed).
 	Reason string
 	// Decision is the new policy's decision at the reload time; when
-	// Allowed, its Until and MaxSession bound the session from now on.
+	// Allowed, its Until and MaxSession bound the session from now on,
+	// and its Rule and Modbus rules govern it (the proxy moves a live
+	// session whose rules differ to them: modbus.Policy.SameRules).
 	Decision Decision
-	// RulesChanged: the session goes on, but under another grant or
-	// changed Modbus rules; the proxy must switch the session's inspector
-	// to Decision.Modbus.
-	RulesChanged bool
 }
 
 // Reevaluate decides whether a live session may continue after a reload
@@ -51,27 +48,5 @@ func Reevaluate(old, new *Policy, s Session, now time.Time) Reevaluation {
 		return Reevaluation{Reason: fmt.Sprintf("policy reload: the session started %s ago, longer than grant %q allows (max_session %s)",
 			now.Sub(s.Start).Round(time.Second), d.Rule, d.MaxSession), Decision: d}
 	}
-	changed := old == nil || was.Rule != d.Rule || !sameRules(old, new, d.Rule)
-	return Reevaluation{Allowed: true, Decision: d, RulesChanged: changed}
-}
-
-// sameRules reports whether the named grant has the same Modbus rules in
-// both policies: the same single rules and the same per-unit blocks, in
-// the same order (a change in any block, or a move from one form to the
-// other, is a change).
-func sameRules(old, new *Policy, name string) bool {
-	a, b := old.grantByName(name), new.grantByName(name)
-	if a == nil || b == nil {
-		return false
-	}
-	return reflect.DeepEqual(a.Modbus, b.Modbus) && reflect.DeepEqual(a.ModbusBlocks, b.ModbusBlocks)
-}
-
-func (p *Policy) grantByName(name string) *grant {
-	for _, g := range p.grants {
-		if g.Name == name {
-			return g
-		}
-	}
-	return nil
+	return Reevaluation{Allowed: true, Decision: d}
 }

@@ -54,6 +54,11 @@ func (c *connectNotices) notice(r *wire.Reply, n wire.Notice) {
 		} else {
 			c.say("session %s: the gate moved its end to %s (rule %s)", n.Session, t.Local().Format("15:04:05"), n.Rule)
 		}
+	case wire.NoticeRules:
+		// The tool's connections stay up; its next requests may get
+		// exceptions they did not before (or pass where they did not).
+		// (The reason, as the audit log records it, is in n.Reason.)
+		c.say("session %s: other Modbus rules (grant %s) judge its requests from now on", n.Session, n.Rule)
 	case wire.NoticeEnded:
 		if n.ByGate {
 			c.say("session %s ended by the gate: %s", n.Session, n.Reason)

@@ -17,8 +17,8 @@ import (
 // running gate: the proxy decides by the applied policy file (as on the
 // appliance) and policyreload asks it, through its admin socket, to take
 // a newly stored policy. A file it cannot load is reported as FAILED and
-// the old policy stays (the live session goes on); a good one is taken
-// and the session it no longer allows ends with the reason.
+// the old policy stays (the live session goes on); a good one is taken,
+// and the live session goes on under its grant's new Modbus rules.
 func TestApplyReloadsTheProxy(t *testing.T) {
 	l := newLab(t)
 	srv := &plant.Server{Tank: plant.NewTank(nil), Unit: 1}
@@ -98,16 +98,25 @@ func TestApplyReloadsTheProxy(t *testing.T) {
 	}
 	g.waitEvent("policy-reload-failed", "", path)
 
-	// A narrower grant applied: the proxy takes it and ends the session
-	// whose Modbus rules changed.
+	// A narrower grant applied: the proxy takes it, and the live session
+	// goes on under the new rules (its connection stays up): the write
+	// allowed before is refused with the device's exception, recorded.
 	second := store("1")
 	out = run(second)
-	if out[0].State != policyreload.Reloaded || !strings.Contains(out[0].Detail, "1 live sessions ended") ||
+	if out[0].State != policyreload.Reloaded || !strings.Contains(out[0].Detail, "0 live sessions ended") ||
 		!strings.Contains(out[0].Detail, "site.yaml") || policyreload.Failures(out) != 0 {
-		t.Fatalf("reload of the new policy: %s; want reloaded, 1 session ended, naming the policy", out[0])
+		t.Fatalf("reload of the new policy: %s; want reloaded, no session ended, naming the policy", out[0])
 	}
-	waitClosed(t, c, 30*time.Second)
-	g.waitEnd(r.Session, "modbus rules")
+	ev := g.waitEvent(EventSessionRules, "alice", `policy reload: grant "engineer-plc" has other Modbus rules; they judge every request from now on`)
+	if ev.SessionID != r.Session || ev.Rule != "engineer-plc" {
+		t.Errorf("rules event %+v: want session %s, rule engineer-plc", ev, r.Session)
+	}
+	if got := exchange("0009000000060106000203e7"); got != "000900000003018602" {
+		t.Fatalf("write to register 2 under the narrower rules answered %s, want exception 02", got)
+	}
+	if got := exchange("000a000000060106000103e7"); got != "000a000000060106000103e7" {
+		t.Fatalf("write to register 1 under the narrower rules answered %s, want the device's echo", got)
+	}
 	g.out.mu.Lock()
 	logged := g.out.b.String()
 	g.out.mu.Unlock()

@@ -17,8 +17,10 @@
 // A session ends when either side closes, after the idle timeout, at the
 // decision's Until (the client was told it in the accept reply), when an
 // admin revokes the user or certificate, or when a policy reload no longer
-// allows it. Every end is recorded with its reason and byte counts; the
-// audit log checkpoints at every session end.
+// allows it (or moved its asset). Every end is recorded with its reason and
+// byte counts; the audit log checkpoints at every session end. A session
+// still allowed at a shift change or a reload moves to the grant and rules
+// that decide it now, its connection up (handover.go, reload.go).
 //
 // Layering: the server holds no secrets of its own. The TLS key is the
 // device identity's (TPM-backed crypto.Signer), the CA key and the user

@@ -17,27 +17,32 @@ const EventSessionHandover = "session-handover"
 // then ended at 14:00 although the user was allowed on without a break,
 // and the engineering tool's connections dropped at every shift change.
 // Now a session runs on across such an edge when the grant that takes
-// over at that instant lets it go on exactly as it was opened
-// (continues): it allows, the zone's mode is the same, neither grant
-// bounds a session's length, and for Modbus its rules decide every
-// request alike (modbus.Policy.SameRules). The session's deadline is the
-// end of that run (sessionSpan), which the client is told at the start;
-// at each edge the proxy decides again, records the handover
-// (EventSessionHandover) and moves the session and its inspector to the
-// new grant, whose name the records then carry. Anything else at the edge
-// (a deny, other Modbus rules, a max_session, monitor against enforce)
-// ends the session there, as before.
+// over at that instant lets it go on (continues): it allows, the zone's
+// mode is the same and neither grant bounds a session's length. The
+// session's deadline is the end of that run (sessionSpan), which the
+// client is told at the start; at each edge the proxy decides again,
+// records the handover (EventSessionHandover) and moves the session and
+// its inspector to the new grant, whose name the records then carry. For
+// Modbus the new grant's rules judge every request read from then on,
+// other rules than the old grant's too (a read-write day shift, a
+// read-only late one): the connection stays up, as a SCADA master's poll
+// or an HMI must, and a request the new rules refuse gets its exception
+// like any other. A request already judged (forwarded, or answered with
+// an exception) is not judged again. Anything else at the edge (a deny,
+// a max_session, monitor against enforce) ends the session there, as
+// before.
 
 // continues reports whether a session decided by d may go on under next,
 // decided at d's Until: next allows; neither grant bounds a session's
 // length (a max_session counts from the session's start, and an edge
-// would hide it); the zone's mode is the same; and for modbus the rules
-// decide every request alike.
+// would hide it); and the zone's mode is the same. A Modbus session moves
+// to next's rules, whatever they are (a grant without any, which the
+// policy does not let through, would leave it none: it ends).
 func continues(protocol string, d, next Decision) bool {
 	if !next.Allow || d.MaxSession > 0 || next.MaxSession > 0 || d.SessionBound || next.SessionBound || next.Monitor != d.Monitor {
 		return false
 	}
-	return protocol != "modbus" || d.Modbus != nil && d.Modbus.SameRules(next.Modbus)
+	return protocol != "modbus" || next.Modbus != nil
 }
 
 // sessionSpan returns when a session decided by d at req.Time must end
@@ -94,23 +99,20 @@ func (s *Server) handOver(sess *session, at time.Time) {
 		s.armHandover(sess, d.Until, s.cfg.Now()) // the same grant goes on (a window that continues)
 		return
 	}
-	was := Decision{Allow: true, Rule: old, Monitor: sess.monitor, Modbus: sess.modbusRules.Load()}
+	was := sess.decision()
 	if !continues(sess.protocol, was, d) {
 		why := d.Reason
 		if d.Allow {
-			why = fmt.Sprintf("grant %q takes over there, but not as the session was opened (other rules, a session length bound or another zone mode)", d.Rule)
+			why = fmt.Sprintf("grant %q takes over there, but cannot carry the session on (a session length bound or another zone mode)", d.Rule)
 		}
 		sess.end(fmt.Sprintf("%s: rule %q allowed it until %s; %s", EndUntil, old, at.Format(time.RFC3339), why))
 		return
 	}
-	if err := s.event(audit.Event{Type: EventSessionHandover, User: sess.user, Source: sess.source.String(), SessionID: sess.id,
-		Asset: sess.asset, Protocol: sess.protocol, Rule: d.Rule,
-		Reason: fmt.Sprintf("grant %q ended at %s; grant %q takes the session over: %s", old, at.Format(time.RFC3339), d.Rule, d.Reason)}); err != nil {
+	note := rulesNote(sess.protocol, was, d)
+	if err := s.moveSession(sess, d, EventSessionHandover,
+		fmt.Sprintf("grant %q ended at %s; grant %q takes the session over: %s%s", old, at.Format(time.RFC3339), d.Rule, d.Reason, note)); err != nil {
 		sess.end(fmt.Sprintf("%s: rule %q allowed it until %s, and the handover to grant %q could not be recorded: %v", EndUntil, old, at.Format(time.RFC3339), d.Rule, err))
 		return
-	}
-	if d.Modbus != nil {
-		sess.modbusRules.Store(d.Modbus)
 	}
 	span := sessionSpan(dec, req, d)
 	until := span
@@ -118,10 +120,46 @@ func (s *Server) handOver(sess *session, at time.Time) {
 		until = sess.certEnd
 	}
 	now := s.cfg.Now()
-	sess.mu.Lock()
-	sess.rule = d.Rule
-	sess.setUntilLocked(until, span, now)
-	sess.mu.Unlock()
-	s.cfg.Logf("proxy: session %s of %s on %s (%s): grant %q ended at %s, grant %q takes it over", sess.id, sess.user, sess.asset, sess.protocol, old, at.Format(time.RFC3339), d.Rule)
+	sess.setUntil(until, span, now)
+	s.cfg.Logf("proxy: session %s of %s on %s (%s): grant %q ended at %s, grant %q takes it over%s", sess.id, sess.user, sess.asset, sess.protocol, old, at.Format(time.RFC3339), d.Rule, note)
 	s.armHandover(sess, d.Until, now)
+}
+
+// EventSessionRules is the audit event of a live Modbus session whose
+// grant a policy reload gave other rules (Rule: the grant): they judge
+// every request read from then on.
+const EventSessionRules = "session-rules-changed"
+
+// moveSession records an event of type typ about sess with reason, and
+// then moves sess to decision d: its governing rule and, for Modbus, the
+// rules its inspector judges the next request by. When the event cannot
+// be recorded nothing is moved and the error is returned: the caller ends
+// the session (fail closed), as no session runs under rules its record
+// does not name. When the Modbus rules differ from those in force, the
+// user's notice streams are told (wire.NoticeRules) with reason.
+func (s *Server) moveSession(sess *session, d Decision, typ, reason string) error {
+	if err := s.event(audit.Event{Type: typ, User: sess.user, Source: sess.source.String(), SessionID: sess.id,
+		Asset: sess.asset, Protocol: sess.protocol, Rule: d.Rule, Reason: reason}); err != nil {
+		return err
+	}
+	changed := sess.protocol == "modbus" && !d.Modbus.SameRules(sess.modbusRules.Load())
+	if d.Modbus != nil {
+		sess.modbusRules.Store(d.Modbus)
+	}
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	sess.rule = d.Rule
+	if changed {
+		sess.noticeRules(reason)
+	}
+	return nil
+}
+
+// rulesNote is what a move from was to d adds to its record and log line
+// when the Modbus rules differ.
+func rulesNote(protocol string, was, d Decision) string {
+	if protocol != "modbus" || d.Modbus.SameRules(was.Modbus) {
+		return ""
+	}
+	return fmt.Sprintf("; the Modbus rules of grant %q, which differ from those the session ran under, judge every request from now on", d.Rule)
 }

@@ -14,8 +14,10 @@ import (
 // TestModbusSessionHandover: a Modbus session opened under "day" runs on
 // when "late", with the same rules, takes over at day's end: the handover
 // is recorded and the inspector judges, and records, under late from
-// then on; at late's end "night" has other rules, so the session ends
-// there, and its deadline said so from the start.
+// then on; at late's end "night", with other rules (register 5
+// writable), takes it over too, its connection up, and judges the next
+// request by them; the session ends at night's end, and its deadline said
+// so from the start.
 func TestModbusSessionHandover(t *testing.T) {
 	l := newLab(t)
 	srv := &plant.Server{Tank: plant.NewTank(nil), Unit: 1}
@@ -26,10 +28,11 @@ func TestModbusSessionHandover(t *testing.T) {
 	}
 	edge1 := time.Now().Add(5 * time.Second).Truncate(time.Second)
 	edge2 := edge1.Add(3 * time.Second)
+	edge3 := edge2.Add(3 * time.Second)
 	g.setGrants(
 		grant{rule: "day", user: "alice", asset: "plc-1", protocol: "modbus", until: edge1, modbus: rules("day", 2)},
 		grant{rule: "late", user: "alice", asset: "plc-1", protocol: "modbus", from: edge1, until: edge2, modbus: rules("late", 2)},
-		grant{rule: "night", user: "alice", asset: "plc-1", protocol: "modbus", from: edge2, until: edge2.Add(time.Hour), modbus: rules("night", 3)},
+		grant{rule: "night", user: "alice", asset: "plc-1", protocol: "modbus", from: edge2, until: edge3, modbus: rules("night", 5)},
 	)
 	s := g.mustLogin("alice")
 	c, r, err := tunnel(t, s, "plc-1", "modbus")
@@ -37,10 +40,10 @@ func TestModbusSessionHandover(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if r.Rule != "day" || r.Until != edge2.Unix() {
-		t.Fatalf("reply %+v: want rule day, until %v (late carries the session on; night's rules differ)", r, edge2)
+	if r.Rule != "day" || r.Until != edge3.Unix() {
+		t.Fatalf("reply %+v: want rule day, until %v (late, then night, carry the session on)", r, edge3)
 	}
-	// Write register 5: not writable under any of the three grants.
+	// Write register 5: writable under night only.
 	deniedWrite := func(tid byte) {
 		t.Helper()
 		c.SetDeadline(time.Now().Add(10 * time.Second))
@@ -71,7 +74,21 @@ func TestModbusSessionHandover(t *testing.T) {
 	if len(reasons) != 2 || !strings.Contains(reasons[0], `modbus rules "day"`) || !strings.Contains(reasons[1], `modbus rules "late"`) {
 		t.Errorf("denied writes recorded with %q: want the first under day's rules, the second under late's", reasons)
 	}
-	// night's rules differ: the session ends at late's end.
+	// night's rules differ, and take the session over at late's end.
+	time.Sleep(time.Until(edge2.Add(300 * time.Millisecond)))
+	ev = g.waitEvent(EventSessionHandover, "alice", `grant "late" ended at `+edge2.Format(time.RFC3339)+`; grant "night" takes the session over`)
+	if ev.SessionID != r.Session || !strings.Contains(ev.Reason, `the Modbus rules of grant "night", which differ from those the session ran under, judge every request from now on`) {
+		t.Errorf("handover event %+v: want session %s, the rules' change named", ev, r.Session)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	write := []byte{0, 3, 0, 0, 0, 6, 1, 6, 0, 5, 0, 1}
+	if _, err := c.Write(write); err != nil {
+		t.Fatal(err)
+	}
+	rsp := make([]byte, 12)
+	if _, err := io.ReadFull(c, rsp); err != nil || string(rsp) != string(write) {
+		t.Fatalf("write of register 5 under night: % x, %v; want the device's echo", rsp, err)
+	}
 	waitClosed(t, c, 20*time.Second)
-	g.waitEnd(r.Session, EndUntil+`: rule "late" allowed it until `+edge2.Format(time.RFC3339))
+	g.waitEnd(r.Session, EndUntil+`: rule "night" allowed it until `+edge3.Format(time.RFC3339))
 }

@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/otgate/otgate/audit"
 )
@@ -40,7 +39,8 @@ var gatewaySite = deviceSite[:strings.Index(deviceSite, "    modbus:\n")] + `   
 // pymodbus's transaction id and never reaches the device; unit 2's
 // allowed read returns unit 2's data; unit 3, in no block, gets 0A. The
 // records and the transcript name the deciding block. A reload that
-// changes one block ends a live session under the grant. In monitor mode
+// changes one block moves a live session under the grant to the new
+// rules, its connection up. In monitor mode
 // the write to unit 2 passes, recorded as would-deny by unit 2's block.
 func TestModbusGatewayUnitsThroughConnect(t *testing.T) {
 	if _, err := exec.LookPath("/usr/bin/python3"); err != nil {
@@ -149,15 +149,35 @@ func TestModbusGatewayUnitsThroughConnect(t *testing.T) {
 	if got := modbusExchange(t, c, "000200000006020400010001"); got != "00020000000502040207d1" {
 		t.Fatalf("unit 2 read input 1 after an unchanged reload = %s, want 2001 (0x07d1)", got)
 	}
-	changed := strings.Replace(strings.Replace(gatewaySite, "MODE", "enforce", 1), `          read: ["0-9"]`, `          read: ["0-15"]`, 1)
+	if got := modbusExchange(t, c, "0003000000060204000c0001"); got != "000300000003028402" {
+		t.Fatalf("unit 2 read input 12 (outside its block's 0-9) = %s, want exception 02", got)
+	}
+	// A reload that widens unit 2's block: the session goes on (its
+	// connection stays up), recorded, and the read is now the device's.
+	changed := strings.Replace(strings.Replace(gatewaySite, "MODE", "enforce", 1), "        input-registers:\n          read: [\"0-9\"]", "        input-registers:\n          read: [\"0-15\"]", 1)
+	if changed == strings.Replace(gatewaySite, "MODE", "enforce", 1) {
+		t.Fatal("the test's edit of unit 2's block matched nothing")
+	}
 	if err := os.WriteFile(sitePath, []byte(changed), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := g.srv.Reload(); err != nil || n != 1 {
-		t.Fatalf("Reload with unit 2's block changed = %d, %v; want the session ended", n, err)
+	if n, err := g.srv.Reload(); err != nil || n != 0 {
+		t.Fatalf("Reload with unit 2's block changed = %d, %v; want no session ended", n, err)
 	}
-	waitClosed(t, c, 30*time.Second)
-	g.waitEnd(s5, `modbus rules of grant "alice-plc" changed`)
+	ev := g.waitEvent(EventSessionRules, "alice", `grant "alice-plc" has other Modbus rules`)
+	if ev.SessionID != s5 {
+		t.Errorf("rules event %+v: want session %s", ev, s5)
+	}
+	if got := modbusExchange(t, c, "0004000000060204000c0001"); got != "00040000000502040207dc" {
+		t.Fatalf("unit 2 read input 12 under the widened block = %s, want 2012 (0x07dc)", got)
+	}
+	c.Close()
+	g.waitEnd(s5, EndClientClosed)
+	if text := showSession(t, bin, g, s5); !strings.Contains(text, ` alice plc-1 unit 2 read input 12 -> denied, exception 02 illegal data address: modbus rules "alice-plc units 2": read input 12 outside read ranges 0-9`) ||
+		!strings.Contains(text, `session-rules-changed`) ||
+		!strings.Contains(text, ` alice plc-1 unit 2 read input 12 -> ok = 2012 (`) {
+		t.Errorf("transcript of the session across the reload:\n%s", text)
+	}
 
 	// Monitor mode: unit 2's block would deny the write, which passes.
 	setMode("monitor")

@@ -439,6 +439,18 @@ func (s *session) noticeCatchUp(st *noticeStream) {
 	}
 }
 
+// noticeRules announces that other Modbus rules judge the session's
+// requests from now on, with the reason its record gives (s.mu held).
+func (s *session) noticeRules(reason string) {
+	sn := &s.note
+	if sn.hub == nil || !sn.accepted || sn.finished || s.done || s.isEnded() {
+		return
+	}
+	n := s.notice(wire.NoticeRules, s.until)
+	n.Reason = reason
+	sn.hub.publish(s.user, n)
+}
+
 // noticeEnded announces the end with the reason the audit log records;
 // nothing more is announced about s after it. A session not accepted
 // (yet) is not announced: the client has only its refusal. (Its tunnel

@@ -1,13 +1,11 @@
 package proxy
 
 import (
-	"errors"
 	"fmt"
 	"math/big"
 	"time"
 
 	"github.com/otgate/otgate/audit"
-	"github.com/otgate/otgate/policy"
 )
 
 // RecheckUser re-verifies the certificate of every live session of user
@@ -79,78 +77,6 @@ func (s *Server) Unlock(user string) error {
 	return nil
 }
 
-// ErrReload wraps a reload that kept the old policy.
-var ErrReload = errors.New("reload failed: the old policy stays in force")
-
-// Reload loads the policy again. On error the old policy stays and the
-// error (naming file:line:field) is returned. On success every live
-// session is decided again under the new policy and those no longer
-// allowed are ended with the reason; it returns how many ended.
-func (s *Server) Reload() (int, error) {
-	s.reloadMu.Lock()
-	defer s.reloadMu.Unlock()
-	p, err := s.cfg.LoadPolicy()
-	if err == nil {
-		err = checkPolicy(p)
-	}
-	if err != nil {
-		s.event(audit.Event{Type: "policy-reload-failed", Reason: err.Error()})
-		return 0, fmt.Errorf("%w: %w", ErrReload, err)
-	}
-	old := s.policy.Swap(p)
-	s.admitEpoch.Add(1)
-	s.event(audit.Event{Type: "policy-reloaded", Reason: p.Source})
-	now := s.cfg.Now()
-	n := 0
-	for _, sess := range s.reg.snapshot() {
-		why := ""
-		a, ok := p.asset(sess.asset)
-		if !ok {
-			why = fmt.Sprintf("asset %q no longer in the site file", sess.asset)
-		} else {
-			offered := false
-			for _, svc := range a.Services {
-				offered = offered || svc.Protocol == sess.protocol
-			}
-			if !offered {
-				why = fmt.Sprintf("asset %q no longer offers %s", sess.asset, sess.protocol)
-			} else if d := p.Decider.Decide(sess.request(now)); !d.Allow {
-				why = "no longer allowed: " + d.Reason
-			} else if rule := sess.ruleName(); d.Rule != rule {
-				// Another grant (maybe with other protocol rules) governs
-				// it now: fail closed, the client reconnects under it.
-				why = fmt.Sprintf("now governed by rule %q instead of %q: reconnect", d.Rule, rule)
-			} else if changed, how, deadline := reevaluate(old, p, sess, now); changed {
-				why = how
-			} else if sess.monitor && !d.Monitor {
-				// Its inspector would go on passing what enforce mode
-				// denies: fail closed, the client reconnects under enforce.
-				why = fmt.Sprintf("the zone of asset %q now enforces (the session was opened in monitor mode): reconnect", sess.asset)
-			} else {
-				if deadline != nil {
-					d.Until = *deadline
-				}
-				// The policy's end, carried on across grants that take
-				// the session over (handover.go).
-				span := sessionSpan(p.Decider, sess.request(now), d)
-				until := span
-				if until.IsZero() || sess.certEnd.Before(until) {
-					until = sess.certEnd
-				}
-				if !until.Equal(sess.untilTime()) {
-					sess.setUntil(until, span, now)
-				}
-				s.armHandover(sess, d.Until, now)
-			}
-		}
-		if why != "" {
-			sess.end(EndPolicy + ": " + why)
-			n++
-		}
-	}
-	return n, nil
-}
-
 func (s *Server) userSessions(user string) []*session {
 	var out []*session
 	for _, x := range s.reg.snapshot() {
@@ -173,32 +99,4 @@ func countEnded(ss []*session) int {
 		}
 	}
 	return n
-}
-
-// reevaluate asks the policy package about a live session when both
-// policies are compiled site files: a Modbus session whose rules changed
-// under the same grant ends (fail closed: the client reconnects and is
-// told the new rules' decision; requests already judged, or pipelined
-// behind them, are not judged again), and the session's deadline counts
-// the grant's max session from the session's start, not from the reload.
-// (At a shift change the inspector is moved to rules that decide alike,
-// handover.go; rules that differ end the session there too.)
-func reevaluate(old, new *Policy, sess *session, now time.Time) (end bool, why string, deadline *time.Time) {
-	if old == nil {
-		return false, "", nil
-	}
-	o, ok1 := old.Decider.(PolicyDecider)
-	n, ok2 := new.Decider.(PolicyDecider)
-	if !ok1 || !ok2 {
-		return false, "", nil
-	}
-	r := policy.Reevaluate(o.P, n.P, policy.Session{User: sess.user, Asset: sess.asset, Protocol: sess.protocol, Source: sess.source, Start: sess.started}, now)
-	if !r.Allowed {
-		return true, r.Reason, nil
-	}
-	if sess.protocol == "modbus" && r.RulesChanged {
-		return true, fmt.Sprintf("modbus rules of grant %q changed: reconnect under the new rules", r.Decision.Rule), nil
-	}
-	dl := r.Decision.SessionDeadline(sess.started)
-	return false, "", &dl
 }

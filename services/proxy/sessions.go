@@ -308,6 +308,12 @@ func (s *session) request(at time.Time) DecisionRequest {
 }
 
 // ruleName is the grant that governs the session now.
+// decision is what the session runs under now: allowed by its governing
+// rule, in its zone's mode, with the Modbus rules in force.
+func (s *session) decision() Decision {
+	return Decision{Allow: true, Rule: s.ruleName(), Monitor: s.monitor, Modbus: s.modbusRules.Load()}
+}
+
 func (s *session) ruleName() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -50,8 +50,9 @@ grants:
 
 // TestSitePolicyReload runs the proxy on the real policy compiler and a
 // real site file: a Modbus session is judged by the grant's rules; a
-// reload that changes those rules ends it, a bad file is refused with
-// file:line, and a reload that removes the grant refuses new sessions.
+// reload that changes those rules moves it to them (its connection up), a
+// bad file is refused with file:line, and a reload that removes the grant
+// ends the session and refuses new ones.
 func TestSitePolicyReload(t *testing.T) {
 	l := newLab(t)
 	srv := &plant.Server{Tank: plant.NewTank(nil), Unit: 1}
@@ -90,19 +91,27 @@ func TestSitePolicyReload(t *testing.T) {
 		t.Fatalf("write after a failed reload answered %s", got)
 	}
 
-	// Narrower write range under the same grant: the session ends.
+	// Narrower write range under the same grant: the session goes on
+	// under it; a write the old rules let through is refused.
 	write(strings.Replace(policySite, "WRITE", "1", 1))
+	if n, err := g.srv.Reload(); err != nil || n != 0 {
+		t.Fatalf("Reload = %d, %v; want no session ended", n, err)
+	}
+	if got := exchange("000a000000060106000203e8"); got != "000a00000003018602" {
+		t.Fatalf("write to register 2 after the narrowing answered %s, want exception 02", got)
+	}
+	if got := exchange("000b000000060106000103e8"); got != "000b000000060106000103e8" {
+		t.Fatalf("write to register 1 after the narrowing answered %s", got)
+	}
+
+	// Grant removed: the live session ends, and a new one is refused
+	// with the policy's reason.
+	write(policySite[:strings.Index(policySite, "grants:")])
 	if n, err := g.srv.Reload(); err != nil || n != 1 {
-		t.Fatalf("Reload = %d, %v; want 1 session ended", n, err)
+		t.Fatalf("Reload without the grant = %d, %v; want 1 session ended", n, err)
 	}
 	waitClosed(t, c, 30*time.Second)
-	g.waitEnd(r.Session, "modbus rules")
-
-	// Grant removed: refused with the policy's reason.
-	write(policySite[:strings.Index(policySite, "grants:")])
-	if _, err := g.srv.Reload(); err != nil {
-		t.Fatal(err)
-	}
+	g.waitEnd(r.Session, "no longer allowed")
 	_, _, err = tunnel(t, alice, "plc-1", "modbus")
 	if err == nil {
 		t.Fatal("tunnel allowed without a grant")

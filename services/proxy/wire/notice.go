@@ -28,6 +28,11 @@ const (
 	// before its deadline, or less when the deadline is nearer); it also
 	// carries Asset, Protocol, Rule and Until.
 	NoticeWarning = "warning"
+	// NoticeRules: other Modbus rules judge the session's requests from
+	// now on (a policy reload changed its grant's, or a grant with other
+	// rules took it over): Session, Asset, Protocol, Rule (the grant),
+	// Until, and Reason, as the audit log records the change.
+	NoticeRules = "rules"
 	// NoticeEnded: the session ended with Reason, the reason the audit
 	// log records; ByGate says the gate ended it (deadline, revoke,
 	// reload, idle timeout, shutdown), not the client or the asset.
