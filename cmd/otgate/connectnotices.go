@@ -57,8 +57,7 @@ func (c *connectNotices) notice(r *wire.Reply, n wire.Notice) {
 	case wire.NoticeRules:
 		// The tool's connections stay up; its next requests may get
 		// exceptions they did not before (or pass where they did not).
-		// (The reason, as the audit log records it, is in n.Reason.)
-		c.say("session %s: other Modbus rules (grant %s) judge its requests from now on", n.Session, n.Rule)
+		c.say("session %s: %s", n.Session, n.Reason)
 	case wire.NoticeEnded:
 		if n.ByGate {
 			c.say("session %s ended by the gate: %s", n.Session, n.Reason)

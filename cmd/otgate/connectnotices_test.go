@@ -20,14 +20,14 @@ func TestConnectNoticeLines(t *testing.T) {
 	n.notice(r, wire.Notice{Kind: wire.NoticeDeadline, Session: "12", Rule: "night-shift", Until: 100}) // as at connect: quiet
 	n.notice(r, wire.Notice{Kind: wire.NoticeDeadline, Session: "12", Rule: "late-shift", Until: 100})  // a handover
 	n.notice(r, wire.Notice{Kind: wire.NoticeRules, Session: "12", Rule: "late-shift", Until: 100,
-		Reason: `policy reload: grant "late-shift" has other Modbus rules; they judge every request from now on`})
+		Reason: `other Modbus rules (grant "late-shift") judge its requests from now on`})
 	n.notice(r, wire.Notice{Kind: wire.NoticeEnded, Session: "12", Reason: "policy reload: no longer allowed: no grant allows it", ByGate: true, Dropped: 3})
 	n.notice(r, wire.Notice{Kind: wire.NoticeEnded, Session: "13", Reason: "client closed", Dropped: 3})
 	n.stream(fmt.Errorf("%w: tls: no application protocol", client.ErrNoticesUnsupported))
 	want := []string{
 		"otgate: plc-7: session 12 ends in 59s (rule night-shift)",
 		"otgate: plc-7: session 12: grant late-shift takes it over from night-shift (its end stays)",
-		"otgate: plc-7: session 12: other Modbus rules (grant late-shift) judge its requests from now on",
+		`otgate: plc-7: session 12: other Modbus rules (grant "late-shift") judge its requests from now on`,
 		"otgate: plc-7: session 12 ended by the gate: policy reload: no longer allowed: no grant allows it",
 		"otgate: plc-7: the gate dropped 3 notices this client read too slowly",
 		"otgate: plc-7: the gate sends no session notices (an older gate): warnings come from local timers and cannot follow a deadline the gate moves",

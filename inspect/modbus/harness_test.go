@@ -153,9 +153,10 @@ func startGate(t testing.TB, device string, mode modbus.Mode) *gate {
 
 // gateOptions: a clock for the inspector and a wrapper for the client side.
 type gateOptions struct {
-	now   func() time.Time
-	wrap  func(net.Conn) net.Conn
-	rules *atomic.Pointer[modbus.Policy] // Config.Rules
+	now        func() time.Time
+	wrap       func(net.Conn) net.Conn
+	rules      *atomic.Pointer[modbus.Policy] // Config.Rules
+	monitoring *atomic.Bool                   // Config.Monitoring
 }
 
 func startGateWith(t testing.TB, device string, mode modbus.Mode, opts gateOptions) *gate {
@@ -165,7 +166,7 @@ func startGateWith(t testing.TB, device string, mode modbus.Mode, opts gateOptio
 		t.Fatal(err)
 	}
 	g := &gate{addr: l.Addr().String(), rec: newRecorder(), ends: make(chan error, 100)}
-	cfg := modbus.Config{Policy: policy(t), Rules: opts.rules, Mode: mode, Sink: g.rec, Now: opts.now}
+	cfg := modbus.Config{Policy: policy(t), Rules: opts.rules, Monitoring: opts.monitoring, Mode: mode, Sink: g.rec, Now: opts.now}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)

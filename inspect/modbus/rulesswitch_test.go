@@ -67,3 +67,40 @@ func TestRulesMoveBetweenRequests(t *testing.T) {
 		}
 	}
 }
+
+// Config.Monitoring: a live session's mode can be switched between two
+// requests (the proxy, when a reload puts the zone into or out of monitor
+// mode); the next request is judged, and recorded, in the new mode. It
+// wins over Config.Mode.
+func TestModeSwitchesBetweenRequests(t *testing.T) {
+	device := startPlant(t)
+	var monitoring atomic.Bool
+	g := startGateWith(t, device, modbus.Monitor, gateOptions{monitoring: &monitoring})
+	c := dial(t, g.addr)
+	defer c.Close()
+	write60 := func(tid uint16) []byte {
+		t.Helper()
+		if _, err := c.Write(frame(tid, 1, 0x06, 0, 60, 0, 1)); err != nil {
+			t.Fatal(err)
+		}
+		return readFrame(t, c)
+	}
+	// Holding 60 is outside alice-plc7's write ranges.
+	if rsp := write60(1); rsp[7] != 0x86 || rsp[8] != 0x02 {
+		t.Fatalf("write of holding 60, enforcing: % x, want exception 02", rsp)
+	}
+	monitoring.Store(true)
+	if rsp := write60(2); rsp[7] != 0x06 {
+		t.Fatalf("write of holding 60, monitoring: % x, want the device's echo", rsp)
+	}
+	monitoring.Store(false)
+	if rsp := write60(3); rsp[7] != 0x86 || rsp[8] != 0x02 {
+		t.Fatalf("write of holding 60, enforcing again: % x, want exception 02", rsp)
+	}
+	recs := g.rec.wait(t, 3)
+	for i, want := range []modbus.Verdict{modbus.VerdictDenied, modbus.VerdictWouldDeny, modbus.VerdictDenied} {
+		if recs[i].Verdict != want {
+			t.Errorf("record %d: verdict %v, want %v", i+1, recs[i].Verdict, want)
+		}
+	}
+}

@@ -31,13 +31,17 @@ const DefaultMaxOutstanding = 32
 type Config struct {
 	Policy *Policy // required
 	// Rules, if set and holding a policy, is read for each request
-	// instead of Policy: the proxy moves a session to the grant that
-	// takes it over at another's window end (with the same rules, see
-	// Policy.SameRules), so that decisions and records name the grant in
-	// force.
+	// instead of Policy: the proxy moves a live session to the rules of
+	// the grant that takes it over at another's window end, or that a
+	// policy reload gives it, so that the next request is judged, and its
+	// decision and record name, the rules in force.
 	Rules *atomic.Pointer[Policy]
 	Mode  Mode
-	Sink  Sink // required: no unlogged session
+	// Monitoring, if set, is read for each request instead of Mode (true:
+	// Monitor): the proxy switches a live session when a reload puts its
+	// asset's zone into or out of monitor mode.
+	Monitoring *atomic.Bool
+	Sink       Sink // required: no unlogged session
 	// MaxOutstanding bounds the requests awaiting a response; when it is
 	// exceeded the oldest is recorded as OutcomeNoResponse and forgotten.
 	MaxOutstanding int
@@ -119,6 +123,14 @@ type Session struct {
 	respWritten [MaxADU]byte // respRec.Written or Refs, copied out of the pending slot
 	respBuf     [4096]byte
 	respErr     error // the first failed record of a response
+}
+
+// monitor reports whether the request being judged is in monitor mode.
+func (s *Session) monitor() bool {
+	if s.cfg.Monitoring != nil {
+		return s.cfg.Monitoring.Load()
+	}
+	return s.cfg.Mode == Monitor
 }
 
 // policy is the rules a request is judged by now.
@@ -215,7 +227,7 @@ func (s *Session) Requests(from io.Reader) error {
 			}
 			dec := s.policy().Judge(&s.req)
 			switch {
-			case dec.Allow, s.cfg.Mode == Monitor:
+			case dec.Allow, s.monitor():
 				v := VerdictAllowed
 				if !dec.Allow {
 					v = VerdictWouldDeny

@@ -107,7 +107,7 @@ func TestApplyReloadsTheProxy(t *testing.T) {
 		!strings.Contains(out[0].Detail, "site.yaml") || policyreload.Failures(out) != 0 {
 		t.Fatalf("reload of the new policy: %s; want reloaded, no session ended, naming the policy", out[0])
 	}
-	ev := g.waitEvent(EventSessionRules, "alice", `policy reload: grant "engineer-plc" has other Modbus rules; they judge every request from now on`)
+	ev := g.waitEvent(EventSessionRules, "alice", `policy reload: other Modbus rules (grant "engineer-plc") judge its requests from now on`)
 	if ev.SessionID != r.Session || ev.Rule != "engineer-plc" {
 		t.Errorf("rules event %+v: want session %s, rule engineer-plc", ev, r.Session)
 	}

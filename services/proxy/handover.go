@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/otgate/otgate/audit"
@@ -17,8 +18,8 @@ const EventSessionHandover = "session-handover"
 // then ended at 14:00 although the user was allowed on without a break,
 // and the engineering tool's connections dropped at every shift change.
 // Now a session runs on across such an edge when the grant that takes
-// over at that instant lets it go on (continues): it allows, the zone's
-// mode is the same and neither grant bounds a session's length. The
+// over at that instant lets it go on (continues): it allows and neither
+// grant bounds a session's length. The
 // session's deadline is the end of that run (sessionSpan), which the
 // client is told at the start; at each edge the proxy decides again,
 // records the handover (EventSessionHandover) and moves the session and
@@ -27,19 +28,20 @@ const EventSessionHandover = "session-handover"
 // other rules than the old grant's too (a read-write day shift, a
 // read-only late one): the connection stays up, as a SCADA master's poll
 // or an HMI must, and a request the new rules refuse gets its exception
-// like any other. A request already judged (forwarded, or answered with
-// an exception) is not judged again. Anything else at the edge (a deny,
-// a max_session, monitor against enforce) ends the session there, as
-// before.
+// like any other; so do the zone's mode, should it differ (monitor mode
+// passes what the rules deny, recorded as would-deny). A request already
+// judged (forwarded, or answered with an exception) is not judged again.
+// Anything else at the edge (a deny, a max_session) ends the session
+// there, as before.
 
 // continues reports whether a session decided by d may go on under next,
-// decided at d's Until: next allows; neither grant bounds a session's
+// decided at d's Until: next allows, and neither grant bounds a session's
 // length (a max_session counts from the session's start, and an edge
-// would hide it); and the zone's mode is the same. A Modbus session moves
-// to next's rules, whatever they are (a grant without any, which the
-// policy does not let through, would leave it none: it ends).
+// would hide it). A Modbus session moves to next's rules and zone mode,
+// whatever they are (a grant without rules, which the policy does not let
+// through, would leave it none: it ends).
 func continues(protocol string, d, next Decision) bool {
-	if !next.Allow || d.MaxSession > 0 || next.MaxSession > 0 || d.SessionBound || next.SessionBound || next.Monitor != d.Monitor {
+	if !next.Allow || d.MaxSession > 0 || next.MaxSession > 0 || d.SessionBound || next.SessionBound {
 		return false
 	}
 	return protocol != "modbus" || next.Modbus != nil
@@ -103,14 +105,18 @@ func (s *Server) handOver(sess *session, at time.Time) {
 	if !continues(sess.protocol, was, d) {
 		why := d.Reason
 		if d.Allow {
-			why = fmt.Sprintf("grant %q takes over there, but cannot carry the session on (a session length bound or another zone mode)", d.Rule)
+			why = fmt.Sprintf("grant %q takes over there, but cannot carry the session on (a session length bound)", d.Rule)
 		}
 		sess.end(fmt.Sprintf("%s: rule %q allowed it until %s; %s", EndUntil, old, at.Format(time.RFC3339), why))
 		return
 	}
-	note := rulesNote(sess.protocol, was, d)
+	change := judging(sess.protocol, was, d)
+	note := ""
+	if change != "" {
+		note = "; " + change
+	}
 	if err := s.moveSession(sess, d, EventSessionHandover,
-		fmt.Sprintf("grant %q ended at %s; grant %q takes the session over: %s%s", old, at.Format(time.RFC3339), d.Rule, d.Reason, note)); err != nil {
+		fmt.Sprintf("grant %q ended at %s; grant %q takes the session over: %s%s", old, at.Format(time.RFC3339), d.Rule, d.Reason, note), change); err != nil {
 		sess.end(fmt.Sprintf("%s: rule %q allowed it until %s, and the handover to grant %q could not be recorded: %v", EndUntil, old, at.Format(time.RFC3339), d.Rule, err))
 		return
 	}
@@ -125,41 +131,55 @@ func (s *Server) handOver(sess *session, at time.Time) {
 	s.armHandover(sess, d.Until, now)
 }
 
-// EventSessionRules is the audit event of a live Modbus session whose
-// grant a policy reload gave other rules (Rule: the grant): they judge
-// every request read from then on.
+// EventSessionRules is the audit event of a live Modbus session that a
+// policy reload left under the same grant but judged otherwise from then
+// on: the grant's rules changed, or its asset's zone went into or out of
+// monitor mode (Rule: the grant; Reason: what changed).
 const EventSessionRules = "session-rules-changed"
 
 // moveSession records an event of type typ about sess with reason, and
 // then moves sess to decision d: its governing rule and, for Modbus, the
-// rules its inspector judges the next request by. When the event cannot
-// be recorded nothing is moved and the error is returned: the caller ends
-// the session (fail closed), as no session runs under rules its record
-// does not name. When the Modbus rules differ from those in force, the
-// user's notice streams are told (wire.NoticeRules) with reason.
-func (s *Server) moveSession(sess *session, d Decision, typ, reason string) error {
+// rules and the zone mode its inspector judges the next request by. When
+// the event cannot be recorded nothing is moved and the error is
+// returned: the caller ends the session (fail closed), as no session runs
+// under rules its record does not name. change (judging) says how the
+// session's requests are judged otherwise from now on; when it is not
+// empty the user's notice streams are told (wire.NoticeRules).
+func (s *Server) moveSession(sess *session, d Decision, typ, reason, change string) error {
 	if err := s.event(audit.Event{Type: typ, User: sess.user, Source: sess.source.String(), SessionID: sess.id,
 		Asset: sess.asset, Protocol: sess.protocol, Rule: d.Rule, Reason: reason}); err != nil {
 		return err
 	}
-	changed := sess.protocol == "modbus" && !d.Modbus.SameRules(sess.modbusRules.Load())
 	if d.Modbus != nil {
 		sess.modbusRules.Store(d.Modbus)
 	}
+	sess.monitor.Store(d.Monitor)
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
 	sess.rule = d.Rule
-	if changed {
-		sess.noticeRules(reason)
+	if change != "" {
+		sess.noticeRules(change)
 	}
 	return nil
 }
 
-// rulesNote is what a move from was to d adds to its record and log line
-// when the Modbus rules differ.
-func rulesNote(protocol string, was, d Decision) string {
-	if protocol != "modbus" || d.Modbus.SameRules(was.Modbus) {
+// judging says how a Modbus session moved from was to d is judged
+// otherwise from its next request on: other rules, another zone mode
+// ("": alike, or not Modbus). Records, log lines and the rules notice
+// carry it.
+func judging(protocol string, was, d Decision) string {
+	if protocol != "modbus" {
 		return ""
 	}
-	return fmt.Sprintf("; the Modbus rules of grant %q, which differ from those the session ran under, judge every request from now on", d.Rule)
+	var how []string
+	if !d.Modbus.SameRules(was.Modbus) {
+		how = append(how, fmt.Sprintf("other Modbus rules (grant %q) judge its requests from now on", d.Rule))
+	}
+	switch {
+	case d.Monitor && !was.Monitor:
+		how = append(how, "its asset's zone is in monitor mode now: a request the rules deny passes, recorded as would-deny")
+	case !d.Monitor && was.Monitor:
+		how = append(how, "its asset's zone enforces now: a request the rules deny is refused with its exception")
+	}
+	return strings.Join(how, "; ")
 }

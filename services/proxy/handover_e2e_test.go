@@ -77,7 +77,7 @@ func TestModbusSessionHandover(t *testing.T) {
 	// night's rules differ, and take the session over at late's end.
 	time.Sleep(time.Until(edge2.Add(300 * time.Millisecond)))
 	ev = g.waitEvent(EventSessionHandover, "alice", `grant "late" ended at `+edge2.Format(time.RFC3339)+`; grant "night" takes the session over`)
-	if ev.SessionID != r.Session || !strings.Contains(ev.Reason, `the Modbus rules of grant "night", which differ from those the session ran under, judge every request from now on`) {
+	if ev.SessionID != r.Session || !strings.Contains(ev.Reason, `; other Modbus rules (grant "night") judge its requests from now on`) {
 		t.Errorf("handover event %+v: want session %s, the rules' change named", ev, r.Session)
 	}
 	c.SetDeadline(time.Now().Add(10 * time.Second))

@@ -40,8 +40,8 @@ func holdingRules(t *testing.T, name string, readLast, first, last uint16) *modb
 
 // sessionSpan carries a session across each grant that can take it over
 // (for Modbus, with whatever rules it has), and stops at the first edge
-// where the next decision denies, bounds a session's length, changes the
-// zone's mode or, for Modbus, has no rules.
+// where the next decision denies, bounds a session's length or, for
+// Modbus, has no rules.
 func TestSessionSpan(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC)
 	t1, t2, t3 := t0.Add(8*time.Hour), t0.Add(16*time.Hour), t0.Add(24*time.Hour)
@@ -65,7 +65,7 @@ func TestSessionSpan(t *testing.T) {
 		{"a deny at the edge", "tcp", scripted{step(t0, allow("day", t1)), step(t1, deny)}, t1},
 		{"the next grant bounds a session", "tcp", scripted{step(t0, allow("day", t1)), step(t1, Decision{Allow: true, Rule: "late", Until: t2, MaxSession: time.Hour})}, t1},
 		{"the first grant bounds a session", "tcp", scripted{step(t0, Decision{Allow: true, Rule: "day", Until: t1, MaxSession: 10 * time.Hour}), step(t1, allow("late", t2))}, t1},
-		{"the zone's mode differs", "tcp", scripted{step(t0, allow("day", t1)), step(t1, Decision{Allow: true, Rule: "late", Until: t2, Monitor: true})}, t1},
+		{"the zone's mode differs", "tcp", scripted{step(t0, allow("day", t1)), step(t1, Decision{Allow: true, Rule: "late", Until: t2, Monitor: true}), step(t2, deny)}, t2},
 		{"modbus, the same rules, then other rules, under other grants", "modbus", scripted{
 			step(t0, modbusAllow("day", t1, rules("day", 55))), step(t1, modbusAllow("late", t2, rules("late", 55))),
 			step(t2, modbusAllow("night", t3, rules("night", 56)))}, t3},
@@ -73,8 +73,8 @@ func TestSessionSpan(t *testing.T) {
 			step(t0, modbusAllow("day", t1, rules("day", 55))), step(t1, modbusAllow("late", t2, rules("late", 99))), step(t2, deny)}, t2},
 		{"modbus, a grant without rules at the edge", "modbus", scripted{
 			step(t0, modbusAllow("day", t1, rules("day", 55))), step(t1, allow("late", t2))}, t1},
-		{"modbus, monitor at the edge", "modbus", scripted{
-			step(t0, modbusAllow("day", t1, rules("day", 55))), step(t1, Decision{Allow: true, Rule: "late", Until: t2, Monitor: true, Modbus: rules("late", 55)})}, t1},
+		{"modbus, monitor mode at the edge", "modbus", scripted{
+			step(t0, modbusAllow("day", t1, rules("day", 55))), step(t1, Decision{Allow: true, Rule: "late", Until: t2, Monitor: true, Modbus: rules("late", 55)}), step(t2, deny)}, t2},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			req := DecisionRequest{User: "alice", Asset: "plc-1", Protocol: c.protocol, Time: t0.Add(time.Hour)}

@@ -126,10 +126,6 @@ func (a *countingAsset) CloseWrite() error {
 // A failed append ends the session (fail closed): the inspector forwards
 // no request whose record failed.
 func (s *Server) relayModbus(tc, asset io.ReadWriteCloser, sess *session, d Decision) string {
-	mode := modbus.Enforce
-	if d.Monitor {
-		mode = modbus.Monitor
-	}
 	var dec audit.Decoded // reused: the inspector serialises sink calls, each appends before returning
 	sink := modbus.SinkFunc(func(r *modbus.Record) error {
 		_, err := s.cfg.Log.AppendBuffered(modbus.AuditPayload(sess.id, r, &dec))
@@ -140,7 +136,7 @@ func (s *Server) relayModbus(tc, asset io.ReadWriteCloser, sess *session, d Deci
 	})
 	var first firstClosed
 	client := &countingClient{ReadWriteCloser: tc, sess: sess, now: func() int64 { return s.cfg.Now().UnixNano() }, first: &first}
-	err := modbus.Relay(context.Background(), modbus.Config{Policy: d.Modbus, Rules: &sess.modbusRules, Mode: mode, Sink: sink, Now: s.cfg.Now, Admit: sess.admitModbus},
+	err := modbus.Relay(context.Background(), modbus.Config{Policy: d.Modbus, Rules: &sess.modbusRules, Monitoring: &sess.monitor, Sink: sink, Now: s.cfg.Now, Admit: sess.admitModbus},
 		client, &countingAsset{ReadWriteCloser: asset, sess: sess, first: &first})
 	var rec *modbus.RecordError
 	var end *modbus.EndError

@@ -161,8 +161,9 @@ type pymodbusResult struct {
 // device as it was; a malformed frame ends the session, its reason in the
 // session-end record and in `otgate audit show`; the transcript names
 // every operation. With the zone in monitor mode the same write passes and
-// is recorded as "would deny"; a session opened in monitor mode ends when
-// the zone is switched back to enforce (fail closed).
+// is recorded as "would deny"; a session opened in monitor mode is
+// enforced from its next request on when the zone is switched back to
+// enforce (its connection up), the switch recorded.
 func TestModbusIndependentDeviceThroughConnect(t *testing.T) {
 	for _, b := range []string{"mbpoll", "/usr/bin/python3"} {
 		if _, err := exec.LookPath(b); err != nil {
@@ -311,8 +312,8 @@ func TestModbusIndependentDeviceThroughConnect(t *testing.T) {
 		t.Errorf("monitor-mode transcript lacks the would-deny write, or shows it more than once:\n%s", text)
 	}
 
-	// A session opened in monitor mode does not outlive the zone's switch
-	// back to enforce: it would keep passing what is now denied.
+	// A session opened in monitor mode is enforced from its next request
+	// once the zone is switched back to enforce, its connection up.
 	c2, err := net.Dial("tcp", "127.0.0.1:"+port)
 	if err != nil {
 		t.Fatal(err)
@@ -322,12 +323,30 @@ func TestModbusIndependentDeviceThroughConnect(t *testing.T) {
 		t.Fatalf("read holding 7 = %s, want 1", got)
 	}
 	session = waitLine(t, lines, sessionRe)[1]
-	setMode("enforce")
-	if n, err := g.srv.Reload(); err != nil || n != 1 {
-		t.Fatalf("Reload = %d, %v; want the monitor-mode session ended", n, err)
+	if got := modbusExchange(t, c2, "000400000006010600070002"); got != "000400000006010600070002" {
+		t.Fatalf("write holding 7 = 2 in monitor mode answered %s, want the device's echo", got)
 	}
-	waitClosed(t, c2, 30*time.Second)
-	g.waitEnd(session, "enforce")
+	setMode("enforce")
+	if n, err := g.srv.Reload(); err != nil || n != 0 {
+		t.Fatalf("Reload = %d, %v; want no session ended", n, err)
+	}
+	ev := g.waitEvent(EventSessionRules, "alice", "policy reload: its asset's zone enforces now: a request the rules deny is refused with its exception")
+	if ev.SessionID != session {
+		t.Errorf("mode event %+v: want session %s", ev, session)
+	}
+	if got := modbusExchange(t, c2, "000500000006010600070003"); got != "000500000003018602" {
+		t.Fatalf("write holding 7 = 3 after the switch to enforce answered %s, want exception 02", got)
+	}
+	if got := modbusExchange(t, c2, "0006000000060103000700"+"01"); got != "00060000000501030200"+"02" {
+		t.Fatalf("read holding 7 = %s, want 2 (the monitor-mode write, not the refused one)", got)
+	}
+	c2.Close()
+	g.waitEnd(session, EndClientClosed)
+	if text := show(session); !strings.Contains(text, ` alice plc-1 unit 1 write holding 7 = 2 -> ok (`) ||
+		!strings.Contains(text, `session-rules-changed`) ||
+		!strings.Contains(text, ` alice plc-1 unit 1 write holding 7 = 3 -> denied, exception 02 illegal data address: modbus rules "alice-plc": write holding 7 outside write ranges 5-6`) {
+		t.Errorf("transcript of the session across the switch to enforce:\n%s", text)
+	}
 }
 
 func sprintInts(v []int) string {

@@ -164,7 +164,7 @@ func TestModbusGatewayUnitsThroughConnect(t *testing.T) {
 	if n, err := g.srv.Reload(); err != nil || n != 0 {
 		t.Fatalf("Reload with unit 2's block changed = %d, %v; want no session ended", n, err)
 	}
-	ev := g.waitEvent(EventSessionRules, "alice", `grant "alice-plc" has other Modbus rules`)
+	ev := g.waitEvent(EventSessionRules, "alice", `policy reload: other Modbus rules (grant "alice-plc") judge its requests from now on`)
 	if ev.SessionID != s5 {
 		t.Errorf("rules event %+v: want session %s", ev, s5)
 	}

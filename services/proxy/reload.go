@@ -98,11 +98,13 @@ func servicePort(a site.Asset, protocol string) uint16 {
 // one before) and returns why it must end ("": it goes on). It goes on
 // when p still allows it and it can run on as it runs: under the same
 // grant, or under another that can take it over as at a shift change
-// (continues: the same zone mode, no session length bound); the move is
-// recorded (a handover, or the grant's new Modbus rules) before it is
-// made, and a move the log cannot record ends the session. A Modbus
-// session's inspector judges every request read after the move by the new
-// rules; the connection stays up (a SCADA master's poll, an HMI). Its
+// (continues: no session length bound); the move is recorded (a handover,
+// or the grant's new Modbus rules or zone mode) before it is made, and a
+// move the log cannot record ends the session. A Modbus session's
+// inspector judges every request read after the move by the new rules, in
+// the zone's new mode (a zone taken from monitor mode to enforce at the
+// end of commissioning); the connection stays up (a SCADA master's poll,
+// an HMI). Its
 // deadline then follows p (sessionSpan), with a max_session counted from
 // the session's start.
 func (s *Server) reloadSession(old, p *Policy, sess *session, now time.Time) string {
@@ -111,7 +113,11 @@ func (s *Server) reloadSession(old, p *Policy, sess *session, now time.Time) str
 		return "no longer allowed: " + d.Reason
 	}
 	was := sess.decision()
-	note := rulesNote(sess.protocol, was, d)
+	change := judging(sess.protocol, was, d)
+	note := ""
+	if change != "" {
+		note = "; " + change
+	}
 	var deadline *time.Time
 	if d.Rule != was.Rule {
 		if !continues(sess.protocol, was, d) {
@@ -120,7 +126,7 @@ func (s *Server) reloadSession(old, p *Policy, sess *session, now time.Time) str
 			return fmt.Sprintf("now governed by rule %q instead of %q: reconnect", d.Rule, was.Rule)
 		}
 		if err := s.moveSession(sess, d, EventSessionHandover,
-			fmt.Sprintf("policy reload: grant %q decides the session now instead of %q: %s%s", d.Rule, was.Rule, d.Reason, note)); err != nil {
+			fmt.Sprintf("policy reload: grant %q decides the session now instead of %q: %s%s", d.Rule, was.Rule, d.Reason, note), change); err != nil {
 			return fmt.Sprintf("now governed by rule %q instead of %q, and the move could not be recorded: %v", d.Rule, was.Rule, err)
 		}
 		s.cfg.Logf("proxy: session %s of %s on %s (%s): policy reload: grant %q takes it over from %q%s", sess.id, sess.user, sess.asset, sess.protocol, d.Rule, was.Rule, note)
@@ -130,16 +136,11 @@ func (s *Server) reloadSession(old, p *Policy, sess *session, now time.Time) str
 			return why
 		}
 		deadline = dl
-		if sess.monitor && !d.Monitor {
-			// Its inspector would go on passing what enforce mode
-			// denies: fail closed, the client reconnects under enforce.
-			return fmt.Sprintf("the zone of asset %q now enforces (the session was opened in monitor mode): reconnect", sess.asset)
-		}
-		if note != "" {
-			if err := s.moveSession(sess, d, EventSessionRules, fmt.Sprintf("policy reload: grant %q has other Modbus rules; they judge every request from now on", d.Rule)); err != nil {
-				return fmt.Sprintf("the Modbus rules of grant %q changed, and the change could not be recorded: %v", d.Rule, err)
+		if change != "" {
+			if err := s.moveSession(sess, d, EventSessionRules, "policy reload: "+change, change); err != nil {
+				return fmt.Sprintf("%s, and the change could not be recorded: %v", change, err)
 			}
-			s.cfg.Logf("proxy: session %s of %s on %s: policy reload: grant %q has other Modbus rules, which judge its requests from now on", sess.id, sess.user, sess.asset, d.Rule)
+			s.cfg.Logf("proxy: session %s of %s on %s: policy reload: %s", sess.id, sess.user, sess.asset, change)
 		}
 	}
 	if deadline != nil {

@@ -200,7 +200,7 @@ func TestReloadMovesASessionToAnotherGrant(t *testing.T) {
 		t.Fatalf("Reload = %d, %v; want no session ended", n, err)
 	}
 	ev := g.waitEvent(EventSessionHandover, "alice", `policy reload: grant "alice-plc1" decides the session now instead of "engineer-cell"`)
-	if ev.SessionID != r.Session || ev.Rule != "alice-plc1" || !strings.Contains(ev.Reason, `the Modbus rules of grant "alice-plc1", which differ`) {
+	if ev.SessionID != r.Session || ev.Rule != "alice-plc1" || !strings.Contains(ev.Reason, `; other Modbus rules (grant "alice-plc1") judge its requests from now on`) {
 		t.Errorf("handover event %+v: want session %s, rule alice-plc1, the rules' change named", ev, r.Session)
 	}
 	if got := modbusExchange(t, c, "000200000006010600010007"); got != "000200000006010600010007" {
@@ -210,8 +210,8 @@ func TestReloadMovesASessionToAnotherGrant(t *testing.T) {
 	for n.Kind != wire.NoticeRules {
 		n = nextNotice(t, notes, 10*time.Second, "the rules notice")
 	}
-	if n.Session != r.Session || n.Rule != "alice-plc1" || !strings.Contains(n.Reason, "policy reload") {
-		t.Errorf("rules notice %+v: want session %s, rule alice-plc1, the reason", n, r.Session)
+	if n.Session != r.Session || n.Rule != "alice-plc1" || n.Reason != `other Modbus rules (grant "alice-plc1") judge its requests from now on` {
+		t.Errorf("rules notice %+v: want session %s, rule alice-plc1, what changed", n, r.Session)
 	}
 	// The grant goes again: engineer-cell takes the session back, with
 	// its read-only rules.

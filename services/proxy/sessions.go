@@ -39,8 +39,11 @@ type session struct {
 	// rule is the grant that governs the session: the one that admitted
 	// it, then each that took it over at the end of the one before
 	// (handover.go). Guarded by mu once registered.
-	rule    string
-	monitor bool // Modbus in monitor mode: the asset's zone was when the session started
+	rule string
+	// monitor: the asset's zone is in monitor mode, in which the Modbus
+	// inspector passes what its rules deny, recorded as would-deny (the
+	// relay reads it for each request; a reload may switch it).
+	monitor atomic.Bool
 	// modbusRules are the Modbus rules in force (the relay reads them for
 	// each request): the governing grant's.
 	modbusRules atomic.Pointer[modbus.Policy]
@@ -311,7 +314,7 @@ func (s *session) request(at time.Time) DecisionRequest {
 // decision is what the session runs under now: allowed by its governing
 // rule, in its zone's mode, with the Modbus rules in force.
 func (s *session) decision() Decision {
-	return Decision{Allow: true, Rule: s.ruleName(), Monitor: s.monitor, Modbus: s.modbusRules.Load()}
+	return Decision{Allow: true, Rule: s.ruleName(), Monitor: s.monitor.Load(), Modbus: s.modbusRules.Load()}
 }
 
 func (s *session) ruleName() string {

@@ -211,9 +211,10 @@ func (s *Server) admit(p peer, h wire.Header, src netip.Addr, ev *audit.Event) (
 			return nil, netip.AddrPort{}, Decision{}, false
 		}
 		sess := &session{id: newSessionID(), user: cred.User, roles: slices.Clone(cred.Roles), serial: cred.SerialString(),
-			asset: h.Asset, protocol: h.Protocol, source: src, rule: d.Rule, monitor: d.Monitor, started: now, until: until, ruleUntil: span,
+			asset: h.Asset, protocol: h.Protocol, source: src, rule: d.Rule, started: now, until: until, ruleUntil: span,
 			chain: chain, certEnd: cred.NotAfter, ended: make(chan struct{})}
 		sess.modbusRules.Store(d.Modbus)
+		sess.monitor.Store(d.Monitor)
 		if p.framed() {
 			// Only an otgate client has a notice stream to follow.
 			sess.note.hub = s.notices

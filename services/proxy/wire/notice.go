@@ -28,10 +28,11 @@ const (
 	// before its deadline, or less when the deadline is nearer); it also
 	// carries Asset, Protocol, Rule and Until.
 	NoticeWarning = "warning"
-	// NoticeRules: other Modbus rules judge the session's requests from
-	// now on (a policy reload changed its grant's, or a grant with other
-	// rules took it over): Session, Asset, Protocol, Rule (the grant),
-	// Until, and Reason, as the audit log records the change.
+	// NoticeRules: the session's Modbus requests are judged otherwise
+	// from now on (other rules: a policy reload changed its grant's, or a
+	// grant with other rules took it over; or its asset's zone went into
+	// or out of monitor mode): Session, Asset, Protocol, Rule (the grant),
+	// Until, and Reason, which says how, for the user.
 	NoticeRules = "rules"
 	// NoticeEnded: the session ended with Reason, the reason the audit
 	// log records; ByGate says the gate ended it (deadline, revoke,
