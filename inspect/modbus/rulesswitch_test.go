@@ -1,6 +1,7 @@
 package modbus_test
 
 import (
+	"net"
 	"sync/atomic"
 	"testing"
 
@@ -14,15 +15,7 @@ func TestRulesMoveBetweenRequests(t *testing.T) {
 	device := startPlant(t)
 	var rules atomic.Pointer[modbus.Policy]
 	g := startGateWith(t, device, modbus.Enforce, gateOptions{rules: &rules})
-	c := dial(t, g.addr)
-	defer c.Close()
-	write60 := func(tid uint16) []byte {
-		t.Helper()
-		if _, err := c.Write(frame(tid, 1, 0x06, 0, 60, 0, 1)); err != nil {
-			t.Fatal(err)
-		}
-		return readFrame(t, c)
-	}
+	write60 := writeHolding60(t, dial(t, g.addr))
 	// Config.Policy (alice-plc7: holding 50-55 writable) while Rules holds none.
 	if rsp := write60(1); rsp[7] != 0x86 || rsp[8] != 0x02 {
 		t.Fatalf("write of holding 60 under alice-plc7: % x, want exception 02", rsp)
@@ -76,15 +69,7 @@ func TestModeSwitchesBetweenRequests(t *testing.T) {
 	device := startPlant(t)
 	var monitoring atomic.Bool
 	g := startGateWith(t, device, modbus.Monitor, gateOptions{monitoring: &monitoring})
-	c := dial(t, g.addr)
-	defer c.Close()
-	write60 := func(tid uint16) []byte {
-		t.Helper()
-		if _, err := c.Write(frame(tid, 1, 0x06, 0, 60, 0, 1)); err != nil {
-			t.Fatal(err)
-		}
-		return readFrame(t, c)
-	}
+	write60 := writeHolding60(t, dial(t, g.addr))
 	// Holding 60 is outside alice-plc7's write ranges.
 	if rsp := write60(1); rsp[7] != 0x86 || rsp[8] != 0x02 {
 		t.Fatalf("write of holding 60, enforcing: % x, want exception 02", rsp)
@@ -102,5 +87,19 @@ func TestModeSwitchesBetweenRequests(t *testing.T) {
 		if recs[i].Verdict != want {
 			t.Errorf("record %d: verdict %v, want %v", i+1, recs[i].Verdict, want)
 		}
+	}
+}
+
+// writeHolding60 returns a function that writes holding register 60 of
+// unit 1 (= 1) on c with a transaction id and returns the answer; c is
+// closed when the test ends.
+func writeHolding60(t *testing.T, c net.Conn) func(tid uint16) []byte {
+	t.Cleanup(func() { c.Close() })
+	return func(tid uint16) []byte {
+		t.Helper()
+		if _, err := c.Write(frame(tid, 1, 0x06, 0, 60, 0, 1)); err != nil {
+			t.Fatal(err)
+		}
+		return readFrame(t, c)
 	}
 }
