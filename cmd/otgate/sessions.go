@@ -93,7 +93,7 @@ func runSessions(args []string, out io.Writer) error {
 		if rsp.Policy != "" {
 			src = " from " + rsp.Policy
 		}
-		fmt.Fprintf(out, "policy reloaded%s; %d live sessions ended as no longer allowed\n", src, rsp.Ended)
+		fmt.Fprintf(out, "policy reloaded%s; %s\n", src, rsp.ReloadSummary())
 	case "revoke-user":
 		fmt.Fprintf(out, "revoked every certificate of %s (they must log in again); %d live sessions ended\n", pos[0], rsp.Ended)
 	default:
@@ -114,7 +114,11 @@ func printSessions(out io.Writer, ss []adminapi.Session) {
 		if s.Until != 0 {
 			until = time.Unix(0, s.Until).Local().Format("15:04:05")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.ID, s.User, s.Asset, s.Protocol, s.Source, s.Rule,
+		rule := s.Rule
+		if s.Monitor {
+			rule += " (monitor)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.ID, s.User, s.Asset, s.Protocol, s.Source, rule,
 			time.Unix(0, s.Started).Local().Format("15:04:05"), until, s.BytesToAsset, s.BytesToClient,
 			time.Duration(s.IdleNanos).Round(time.Second))
 	}

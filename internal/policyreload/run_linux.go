@@ -97,7 +97,7 @@ func reloadProxy(path string) Outcome {
 	var unrecorded *adminapi.UnrecordedError
 	if errors.As(err, &unrecorded) {
 		o.State = Reloaded
-		o.Detail = fmt.Sprintf("%d live sessions ended as no longer allowed; WARNING: %v", rsp.Ended, err)
+		o.Detail = fmt.Sprintf("%s; WARNING: %v", rsp.ReloadSummary(), err)
 		return o
 	}
 	if err != nil {
@@ -105,7 +105,7 @@ func reloadProxy(path string) Outcome {
 		return o
 	}
 	o.State = Reloaded
-	o.Detail = fmt.Sprintf("%d live sessions ended as no longer allowed", rsp.Ended)
+	o.Detail = rsp.ReloadSummary()
 	if rsp.Policy != "" {
 		o.Detail = fmt.Sprintf("decides by %s; %s", rsp.Policy, o.Detail)
 	}

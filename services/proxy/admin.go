@@ -148,7 +148,7 @@ func (a *AdminServer) handle(req adminapi.Request) adminapi.Response {
 				until = x.Until.UnixNano()
 			}
 			out = append(out, adminapi.Session{ID: x.ID, User: x.User, Serial: x.Serial, Asset: x.Asset, Protocol: x.Protocol,
-				Source: x.Source, Rule: x.Rule, Started: x.Started.UnixNano(), Until: until,
+				Source: x.Source, Rule: x.Rule, Monitor: x.Monitor, Started: x.Started.UnixNano(), Until: until,
 				BytesToAsset: x.BytesToAsset, BytesToClient: x.BytesToClient, IdleNanos: int64(x.Idle)})
 		}
 		return adminapi.Response{Sessions: out}
@@ -157,13 +157,14 @@ func (a *AdminServer) handle(req adminapi.Request) adminapi.Response {
 	case adminapi.OpRevokeSerial:
 		n, err = s.RevokeSerial(req.User, req.Serial, why)
 	case adminapi.OpReload:
-		if n, err = s.Reload(); err != nil {
+		var r Reloaded
+		if r, err = s.ReloadReport(); err != nil {
 			s.cfg.Logf("proxy: admin reload (%s): %v", why, err)
 			break
 		}
 		src := s.Policy().Source
-		s.cfg.Logf("proxy: admin reload (%s): policy reloaded from %s, %d sessions ended", why, src, n)
-		return adminapi.Response{Ended: n, Policy: src}
+		s.cfg.Logf("proxy: admin reload (%s): policy reloaded from %s, %s", why, src, r)
+		return adminapi.Response{Ended: r.Ended, Moved: r.Moved, Policy: src}
 	case adminapi.OpUnlock:
 		err = s.Unlock(req.User)
 	case adminapi.OpUserAdd, adminapi.OpUserList, adminapi.OpUserDisable, adminapi.OpUserEnable,

@@ -103,9 +103,9 @@ func TestApplyReloadsTheProxy(t *testing.T) {
 	// allowed before is refused with the device's exception, recorded.
 	second := store("1")
 	out = run(second)
-	if out[0].State != policyreload.Reloaded || !strings.Contains(out[0].Detail, "0 live sessions ended") ||
+	if out[0].State != policyreload.Reloaded || !strings.Contains(out[0].Detail, "0 live sessions ended as no longer allowed, 1 moved to their new rules") ||
 		!strings.Contains(out[0].Detail, "site.yaml") || policyreload.Failures(out) != 0 {
-		t.Fatalf("reload of the new policy: %s; want reloaded, no session ended, naming the policy", out[0])
+		t.Fatalf("reload of the new policy: %s; want reloaded, no session ended, one moved, naming the policy", out[0])
 	}
 	ev := g.waitEvent(EventSessionRules, "alice", `policy reload: other Modbus rules (grant "engineer-plc") judge its requests from now on`)
 	if ev.SessionID != r.Session || ev.Rule != "engineer-plc" {

@@ -14,11 +14,32 @@ import (
 // ErrReload wraps a reload that kept the old policy.
 var ErrReload = errors.New("reload failed: the old policy stays in force")
 
-// Reload loads the policy again. On error the old policy stays and the
-// error (naming file:line:field) is returned. On success every live
-// session is decided again under the new policy and those no longer
-// allowed are ended with the reason; it returns how many ended.
+// Reloaded is what a reload did to the live sessions.
+type Reloaded struct {
+	// Ended: the sessions ended (no longer allowed, their asset moved).
+	Ended int
+	// Moved: the sessions moved, their connections up, to other Modbus
+	// rules, another zone mode or another grant.
+	Moved int
+}
+
+func (r Reloaded) String() string {
+	return fmt.Sprintf("%d sessions ended, %d moved to new rules, zone mode or grant", r.Ended, r.Moved)
+}
+
+// Reload loads the policy again (ReloadReport) and returns how many live
+// sessions it ended.
 func (s *Server) Reload() (int, error) {
+	r, err := s.ReloadReport()
+	return r.Ended, err
+}
+
+// ReloadReport loads the policy again. On error the old policy stays and
+// the error (naming file:line:field) is returned. On success every live
+// session is decided again under the new policy: those no longer allowed
+// are ended with the reason, those allowed under other rules, another
+// zone mode or another grant are moved (reloadSession).
+func (s *Server) ReloadReport() (Reloaded, error) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	p, err := s.cfg.LoadPolicy()
@@ -27,13 +48,13 @@ func (s *Server) Reload() (int, error) {
 	}
 	if err != nil {
 		s.event(audit.Event{Type: "policy-reload-failed", Reason: err.Error()})
-		return 0, fmt.Errorf("%w: %w", ErrReload, err)
+		return Reloaded{}, fmt.Errorf("%w: %w", ErrReload, err)
 	}
 	old := s.policy.Swap(p)
 	s.admitEpoch.Add(1)
 	s.event(audit.Event{Type: "policy-reloaded", Reason: p.Source})
 	now := s.cfg.Now()
-	n := 0
+	var r Reloaded
 	for _, sess := range s.reg.snapshot() {
 		why := ""
 		a, ok := p.asset(sess.asset)
@@ -50,15 +71,19 @@ func (s *Server) Reload() (int, error) {
 				// The session's connection goes where the asset was.
 				why = fmt.Sprintf("asset %q moved (%s): reconnect", sess.asset, moved)
 			} else {
-				why = s.reloadSession(old, p, sess, now)
+				var moved bool
+				why, moved = s.reloadSession(old, p, sess, now)
+				if moved {
+					r.Moved++
+				}
 			}
 		}
 		if why != "" {
 			sess.end(EndPolicy + ": " + why)
-			n++
+			r.Ended++
 		}
 	}
-	return n, nil
+	return r, nil
 }
 
 // assetMoved describes how asset a moved from where the policy before a
@@ -95,7 +120,8 @@ func servicePort(a site.Asset, protocol string) uint16 {
 }
 
 // reloadSession decides sess again under the reloaded policy p (old: the
-// one before) and returns why it must end ("": it goes on). It goes on
+// one before) and returns why it must end ("": it goes on) and whether it
+// moved to other rules, another zone mode or another grant. It goes on
 // when p still allows it and it can run on as it runs: under the same
 // grant, or under another that can take it over as at a shift change
 // (continues: no session length bound); the move is recorded (a handover,
@@ -107,10 +133,10 @@ func servicePort(a site.Asset, protocol string) uint16 {
 // an HMI). Its
 // deadline then follows p (sessionSpan), with a max_session counted from
 // the session's start.
-func (s *Server) reloadSession(old, p *Policy, sess *session, now time.Time) string {
+func (s *Server) reloadSession(old, p *Policy, sess *session, now time.Time) (why string, moved bool) {
 	d := p.Decider.Decide(sess.request(now))
 	if !d.Allow {
-		return "no longer allowed: " + d.Reason
+		return "no longer allowed: " + d.Reason, false
 	}
 	was := sess.decision()
 	change := judging(sess.protocol, was, d)
@@ -123,23 +149,25 @@ func (s *Server) reloadSession(old, p *Policy, sess *session, now time.Time) str
 		if !continues(sess.protocol, was, d) {
 			// Another grant governs it now, and cannot carry it on as it
 			// runs: fail closed, the client reconnects under it.
-			return fmt.Sprintf("now governed by rule %q instead of %q: reconnect", d.Rule, was.Rule)
+			return fmt.Sprintf("now governed by rule %q instead of %q: reconnect", d.Rule, was.Rule), false
 		}
 		if err := s.moveSession(sess, d, EventSessionHandover,
 			fmt.Sprintf("policy reload: grant %q decides the session now instead of %q: %s%s", d.Rule, was.Rule, d.Reason, note), change); err != nil {
-			return fmt.Sprintf("now governed by rule %q instead of %q, and the move could not be recorded: %v", d.Rule, was.Rule, err)
+			return fmt.Sprintf("now governed by rule %q instead of %q, and the move could not be recorded: %v", d.Rule, was.Rule, err), false
 		}
+		moved = true
 		s.cfg.Logf("proxy: session %s of %s on %s (%s): policy reload: grant %q takes it over from %q%s", sess.id, sess.user, sess.asset, sess.protocol, d.Rule, was.Rule, note)
 	} else {
 		end, why, dl := reevaluate(old, p, sess, now)
 		if end {
-			return why
+			return why, false
 		}
 		deadline = dl
 		if change != "" {
 			if err := s.moveSession(sess, d, EventSessionRules, "policy reload: "+change, change); err != nil {
-				return fmt.Sprintf("%s, and the change could not be recorded: %v", change, err)
+				return fmt.Sprintf("%s, and the change could not be recorded: %v", change, err), false
 			}
+			moved = true
 			s.cfg.Logf("proxy: session %s of %s on %s: policy reload: %s", sess.id, sess.user, sess.asset, change)
 		}
 	}
@@ -158,7 +186,7 @@ func (s *Server) reloadSession(old, p *Policy, sess *session, now time.Time) str
 		sess.setUntil(until, span, now)
 	}
 	s.armHandover(sess, d.Until, now)
-	return ""
+	return "", moved
 }
 
 // reevaluate asks the policy package about a live session when both

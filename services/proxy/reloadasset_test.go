@@ -196,8 +196,8 @@ func TestReloadMovesASessionToAnotherGrant(t *testing.T) {
 	if err := os.WriteFile(path, []byte(site+aliceOnPLC1), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := g.srv.Reload(); err != nil || n != 0 {
-		t.Fatalf("Reload = %d, %v; want no session ended", n, err)
+	if rep, err := g.srv.ReloadReport(); err != nil || rep != (Reloaded{Moved: 1}) {
+		t.Fatalf("ReloadReport = %+v, %v; want no session ended, one moved", rep, err)
 	}
 	ev := g.waitEvent(EventSessionHandover, "alice", `policy reload: grant "alice-plc1" decides the session now instead of "engineer-cell"`)
 	if ev.SessionID != r.Session || ev.Rule != "alice-plc1" || !strings.Contains(ev.Reason, `; other Modbus rules (grant "alice-plc1") judge its requests from now on`) {

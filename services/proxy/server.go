@@ -269,7 +269,7 @@ func (s *Server) Sessions() []SessionInfo {
 	var out []SessionInfo
 	for _, x := range s.reg.snapshot() {
 		out = append(out, SessionInfo{ID: x.id, User: x.user, Serial: x.serial, Asset: x.asset, Protocol: x.protocol,
-			Source: x.source.String(), Rule: x.ruleName(), Started: x.started, Until: x.untilTime(),
+			Source: x.source.String(), Rule: x.ruleName(), Monitor: x.monitor.Load(), Started: x.started, Until: x.untilTime(),
 			BytesToAsset: x.toAsset.Load(), BytesToClient: x.toClient.Load(),
 			Idle: now.Sub(time.Unix(0, x.lastActive.Load()))})
 	}

@@ -134,6 +134,7 @@ func (s *session) touch(now int64) { s.lastActive.Store(now) }
 // SessionInfo describes a live session (admin list).
 type SessionInfo struct {
 	ID, User, Serial, Asset, Protocol, Source, Rule string
+	Monitor                                         bool // the asset's zone is in monitor mode
 	Started, Until                                  time.Time
 	BytesToAsset, BytesToClient                     uint64
 	Idle                                            time.Duration

@@ -79,6 +79,20 @@ type Response struct {
 	// after: why. Call returns it as an *UnrecordedError beside the
 	// response.
 	Unrecorded string `cbor:"7,keyasint,omitempty"`
+	// Moved counts the live sessions an OpReload moved, their
+	// connections up, to other Modbus rules, another zone mode or another
+	// grant.
+	Moved int `cbor:"8,keyasint,omitempty"`
+}
+
+// ReloadSummary is how a reload's answer reads: the sessions ended, and
+// the sessions moved when there are any.
+func (r Response) ReloadSummary() string {
+	s := fmt.Sprintf("%d live sessions ended as no longer allowed", r.Ended)
+	if r.Moved > 0 {
+		s += fmt.Sprintf(", %d moved to their new rules, zone mode or grant (connections kept)", r.Moved)
+	}
+	return s
 }
 
 // UnrecordedError is the error of a call that was made, whose outcome
@@ -95,13 +109,16 @@ func (e *UnrecordedError) Error() string {
 
 // Session is one live session.
 type Session struct {
-	ID            string `cbor:"1,keyasint"`
-	User          string `cbor:"2,keyasint"`
-	Serial        string `cbor:"3,keyasint,omitempty"`
-	Asset         string `cbor:"4,keyasint"`
-	Protocol      string `cbor:"5,keyasint"`
-	Source        string `cbor:"6,keyasint,omitempty"`
-	Rule          string `cbor:"7,keyasint"`
+	ID       string `cbor:"1,keyasint"`
+	User     string `cbor:"2,keyasint"`
+	Serial   string `cbor:"3,keyasint,omitempty"`
+	Asset    string `cbor:"4,keyasint"`
+	Protocol string `cbor:"5,keyasint"`
+	Source   string `cbor:"6,keyasint,omitempty"`
+	Rule     string `cbor:"7,keyasint"`
+	// Monitor: the asset's zone is in monitor mode (the session's Modbus
+	// requests the rules deny pass, recorded as would-deny).
+	Monitor       bool   `cbor:"13,keyasint,omitempty"`
 	Started       int64  `cbor:"8,keyasint"`           // unix ns
 	Until         int64  `cbor:"9,keyasint,omitempty"` // unix ns
 	BytesToAsset  uint64 `cbor:"10,keyasint,omitempty"`

@@ -428,12 +428,12 @@ func run(ctx context.Context, lg *log.Logger, o *options) error {
 				lg.Printf("otgate-proxy: %v: ending every session and exiting", s)
 				return nil
 			}
-			n, err := srv.Reload()
+			r, err := srv.ReloadReport()
 			if err != nil {
 				lg.Printf("otgate-proxy: SIGHUP: %v", err)
 				continue
 			}
-			lg.Printf("otgate-proxy: SIGHUP: policy reloaded from %s, %d sessions ended", o.source, n)
+			lg.Printf("otgate-proxy: SIGHUP: policy reloaded from %s, %s", o.source, r)
 		}
 	}
 }
