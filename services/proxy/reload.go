@@ -67,9 +67,9 @@ func (s *Server) ReloadReport() (Reloaded, error) {
 			}
 			if !offered {
 				why = fmt.Sprintf("asset %q no longer offers %s", sess.asset, sess.protocol)
-			} else if moved := assetMoved(old, a, sess.protocol); moved != "" {
+			} else if how := assetMoved(old, a, sess.protocol); how != "" {
 				// The session's connection goes where the asset was.
-				why = fmt.Sprintf("asset %q moved (%s): reconnect", sess.asset, moved)
+				why = fmt.Sprintf("asset %q moved (%s): reconnect", sess.asset, how)
 			} else {
 				var moved bool
 				why, moved = s.reloadSession(old, p, sess, now)
