@@ -158,7 +158,7 @@ func (a *AdminServer) handle(req adminapi.Request) adminapi.Response {
 		n, err = s.RevokeSerial(req.User, req.Serial, why)
 	case adminapi.OpReload:
 		var r Reloaded
-		if r, err = s.ReloadReport(); err != nil {
+		if r, err = s.Reload(); err != nil {
 			s.cfg.Logf("proxy: admin reload (%s): %v", why, err)
 			break
 		}

@@ -335,9 +335,9 @@ func TestEndToEnd(t *testing.T) {
 		}
 		kt := keep
 		g.grants.Store(&kt)
-		n, err := g.srv.Reload()
-		if err != nil || n != 1 {
-			t.Fatalf("Reload = %d, %v; want 1 session ended", n, err)
+		rep, err := g.srv.Reload()
+		if err != nil || rep.Ended != 1 {
+			t.Fatalf("Reload = %d, %v; want 1 session ended", rep.Ended, err)
 		}
 		waitClosed(t, c, 30*time.Second)
 		g.waitEnd(r.Session, EndPolicy)

@@ -19,20 +19,18 @@ const EventSessionHandover = "session-handover"
 // and the engineering tool's connections dropped at every shift change.
 // Now a session runs on across such an edge when the grant that takes
 // over at that instant lets it go on (continues): it allows and neither
-// grant bounds a session's length. The
-// session's deadline is the end of that run (sessionSpan), which the
-// client is told at the start; at each edge the proxy decides again,
-// records the handover (EventSessionHandover) and moves the session and
-// its inspector to the new grant, whose name the records then carry. For
-// Modbus the new grant's rules judge every request read from then on,
-// other rules than the old grant's too (a read-write day shift, a
-// read-only late one): the connection stays up, as a SCADA master's poll
-// or an HMI must, and a request the new rules refuse gets its exception
-// like any other; so do the zone's mode, should it differ (monitor mode
-// passes what the rules deny, recorded as would-deny). A request already
-// judged (forwarded, or answered with an exception) is not judged again.
-// Anything else at the edge (a deny, a max_session) ends the session
-// there, as before.
+// grant bounds a session's length. The session's deadline is the end of
+// that run (sessionSpan), which the client is told at the start; at each
+// edge the proxy decides again, records the handover
+// (EventSessionHandover) and moves the session and its inspector to the
+// new grant, whose name the records then carry. For Modbus the new
+// grant's rules, and its zone's mode, judge every request read from then
+// on, also when they differ from the old grant's (a read-write day shift,
+// a read-only late one): the connection stays up, as a SCADA master's
+// poll or an HMI needs, and a request the new rules refuse gets its
+// exception like any other. A request already judged (forwarded, or
+// answered with an exception) is not judged again. Anything else at the
+// edge (a deny, a max_session) ends the session there, as before.
 
 // continues reports whether a session decided by d may go on under next,
 // decided at d's Until: next allows, and neither grant bounds a session's
@@ -111,10 +109,7 @@ func (s *Server) handOver(sess *session, at time.Time) {
 		return
 	}
 	change := judging(sess.protocol, was, d)
-	note := ""
-	if change != "" {
-		note = "; " + change
-	}
+	note := noteOf(change)
 	if err := s.moveSession(sess, d, EventSessionHandover,
 		fmt.Sprintf("grant %q ended at %s; grant %q takes the session over: %s%s", old, at.Format(time.RFC3339), d.Rule, d.Reason, note), change); err != nil {
 		sess.end(fmt.Sprintf("%s: rule %q allowed it until %s, and the handover to grant %q could not be recorded: %v", EndUntil, old, at.Format(time.RFC3339), d.Rule, err))
@@ -182,4 +177,12 @@ func judging(protocol string, was, d Decision) string {
 		how = append(how, "its asset's zone enforces now: a request the rules deny is refused with its exception")
 	}
 	return strings.Join(how, "; ")
+}
+
+// noteOf is change as a record's or log line's tail ("" for none).
+func noteOf(change string) string {
+	if change == "" {
+		return ""
+	}
+	return "; " + change
 }

@@ -327,8 +327,8 @@ func TestModbusIndependentDeviceThroughConnect(t *testing.T) {
 		t.Fatalf("write holding 7 = 2 in monitor mode answered %s, want the device's echo", got)
 	}
 	setMode("enforce")
-	if n, err := g.srv.Reload(); err != nil || n != 0 {
-		t.Fatalf("Reload = %d, %v; want no session ended", n, err)
+	if rep, err := g.srv.Reload(); err != nil || rep.Ended != 0 {
+		t.Fatalf("Reload = %d, %v; want no session ended", rep.Ended, err)
 	}
 	ev := g.waitEvent(EventSessionRules, "alice", "policy reload: its asset's zone enforces now: a request the rules deny is refused with its exception")
 	if ev.SessionID != session {

@@ -143,8 +143,8 @@ func TestModbusGatewayUnitsThroughConnect(t *testing.T) {
 		t.Fatalf("unit 2 read input 0 = %s, want 2000 (0x07d0)", got)
 	}
 	s5 := waitLine(t, lines, sessionRe)[1]
-	if n, err := g.srv.Reload(); err != nil || n != 0 {
-		t.Fatalf("Reload of the same site = %d, %v; want no session ended", n, err)
+	if rep, err := g.srv.Reload(); err != nil || rep.Ended != 0 {
+		t.Fatalf("Reload of the same site = %d, %v; want no session ended", rep.Ended, err)
 	}
 	if got := modbusExchange(t, c, "000200000006020400010001"); got != "00020000000502040207d1" {
 		t.Fatalf("unit 2 read input 1 after an unchanged reload = %s, want 2001 (0x07d1)", got)
@@ -161,8 +161,8 @@ func TestModbusGatewayUnitsThroughConnect(t *testing.T) {
 	if err := os.WriteFile(sitePath, []byte(changed), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := g.srv.Reload(); err != nil || n != 0 {
-		t.Fatalf("Reload with unit 2's block changed = %d, %v; want no session ended", n, err)
+	if rep, err := g.srv.Reload(); err != nil || rep.Ended != 0 {
+		t.Fatalf("Reload with unit 2's block changed = %d, %v; want no session ended", rep.Ended, err)
 	}
 	ev := g.waitEvent(EventSessionRules, "alice", `policy reload: other Modbus rules (grant "alice-plc") judge its requests from now on`)
 	if ev.SessionID != s5 {

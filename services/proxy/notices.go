@@ -439,15 +439,16 @@ func (s *session) noticeCatchUp(st *noticeStream) {
 	}
 }
 
-// noticeRules announces that other Modbus rules judge the session's
-// requests from now on, with the reason its record gives (s.mu held).
-func (s *session) noticeRules(reason string) {
+// noticeRules announces that the session's Modbus requests are judged
+// otherwise from now on; change says how, for the user (judging; s.mu
+// held).
+func (s *session) noticeRules(change string) {
 	sn := &s.note
 	if sn.hub == nil || !sn.accepted || sn.finished || s.done || s.isEnded() {
 		return
 	}
 	n := s.notice(wire.NoticeRules, s.until)
-	n.Reason = reason
+	n.Reason = change
 	sn.hub.publish(s.user, n)
 }
 

@@ -27,19 +27,12 @@ func (r Reloaded) String() string {
 	return fmt.Sprintf("%d sessions ended, %d moved to new rules, zone mode or grant", r.Ended, r.Moved)
 }
 
-// Reload loads the policy again (ReloadReport) and returns how many live
-// sessions it ended.
-func (s *Server) Reload() (int, error) {
-	r, err := s.ReloadReport()
-	return r.Ended, err
-}
-
-// ReloadReport loads the policy again. On error the old policy stays and
+// Reload loads the policy again. On error the old policy stays and
 // the error (naming file:line:field) is returned. On success every live
 // session is decided again under the new policy: those no longer allowed
 // are ended with the reason, those allowed under other rules, another
 // zone mode or another grant are moved (reloadSession).
-func (s *Server) ReloadReport() (Reloaded, error) {
+func (s *Server) Reload() (Reloaded, error) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	p, err := s.cfg.LoadPolicy()
@@ -140,10 +133,7 @@ func (s *Server) reloadSession(old, p *Policy, sess *session, now time.Time) (wh
 	}
 	was := sess.decision()
 	change := judging(sess.protocol, was, d)
-	note := ""
-	if change != "" {
-		note = "; " + change
-	}
+	note := noteOf(change)
 	var deadline *time.Time
 	if d.Rule != was.Rule {
 		if !continues(sess.protocol, was, d) {

@@ -125,8 +125,8 @@ func TestReloadEndsSessionsOfAChangedAsset(t *testing.T) {
 				t.Fatalf("read answered %s", got)
 			}
 			// Unchanged by a reload of the same file: it goes on.
-			if n, err := g.srv.Reload(); err != nil || n != 0 {
-				t.Fatalf("Reload of the same file = %d, %v; want no session ended", n, err)
+			if rep, err := g.srv.Reload(); err != nil || rep.Ended != 0 {
+				t.Fatalf("Reload of the same file = %d, %v; want no session ended", rep.Ended, err)
 			}
 			if tc.zone == "" {
 				s := strings.NewReplacer("ZONE", "cell", "ADDRESS", "10.99.0.6", "PROTOCOL", "modbus").Replace(zonedSite)
@@ -137,8 +137,8 @@ func TestReloadEndsSessionsOfAChangedAsset(t *testing.T) {
 			} else {
 				write(tc.zone, tc.addr, tc.protocol)
 			}
-			if n, err := g.srv.Reload(); err != nil || n != 1 {
-				t.Fatalf("Reload = %d, %v; want 1 session ended", n, err)
+			if rep, err := g.srv.Reload(); err != nil || rep.Ended != 1 {
+				t.Fatalf("Reload = %d, %v; want 1 session ended", rep.Ended, err)
 			}
 			waitClosed(t, c, 30*time.Second)
 			g.waitEnd(r.Session, tc.reason)
@@ -196,8 +196,8 @@ func TestReloadMovesASessionToAnotherGrant(t *testing.T) {
 	if err := os.WriteFile(path, []byte(site+aliceOnPLC1), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if rep, err := g.srv.ReloadReport(); err != nil || rep != (Reloaded{Moved: 1}) {
-		t.Fatalf("ReloadReport = %+v, %v; want no session ended, one moved", rep, err)
+	if rep, err := g.srv.Reload(); err != nil || rep != (Reloaded{Moved: 1}) {
+		t.Fatalf("Reload = %+v, %v; want no session ended, one moved", rep, err)
 	}
 	ev := g.waitEvent(EventSessionHandover, "alice", `policy reload: grant "alice-plc1" decides the session now instead of "engineer-cell"`)
 	if ev.SessionID != r.Session || ev.Rule != "alice-plc1" || !strings.Contains(ev.Reason, `; other Modbus rules (grant "alice-plc1") judge its requests from now on`) {
@@ -218,8 +218,8 @@ func TestReloadMovesASessionToAnotherGrant(t *testing.T) {
 	if err := os.WriteFile(path, []byte(site), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := g.srv.Reload(); err != nil || n != 0 {
-		t.Fatalf("second Reload = %d, %v; want no session ended", n, err)
+	if rep, err := g.srv.Reload(); err != nil || rep.Ended != 0 {
+		t.Fatalf("second Reload = %d, %v; want no session ended", rep.Ended, err)
 	}
 	if got := modbusExchange(t, c, "000300000006010600010008"); got != "000300000003018601" {
 		t.Fatalf("write of holding 1 back under engineer-cell answered %s, want exception 01", got)

@@ -94,8 +94,8 @@ func TestSitePolicyReload(t *testing.T) {
 	// Narrower write range under the same grant: the session goes on
 	// under it; a write the old rules let through is refused.
 	write(strings.Replace(policySite, "WRITE", "1", 1))
-	if n, err := g.srv.Reload(); err != nil || n != 0 {
-		t.Fatalf("Reload = %d, %v; want no session ended", n, err)
+	if rep, err := g.srv.Reload(); err != nil || rep.Ended != 0 {
+		t.Fatalf("Reload = %d, %v; want no session ended", rep.Ended, err)
 	}
 	if got := exchange("000a000000060106000203e8"); got != "000a00000003018602" {
 		t.Fatalf("write to register 2 after the narrowing answered %s, want exception 02", got)
@@ -107,8 +107,8 @@ func TestSitePolicyReload(t *testing.T) {
 	// Grant removed: the live session ends, and a new one is refused
 	// with the policy's reason.
 	write(policySite[:strings.Index(policySite, "grants:")])
-	if n, err := g.srv.Reload(); err != nil || n != 1 {
-		t.Fatalf("Reload without the grant = %d, %v; want 1 session ended", n, err)
+	if rep, err := g.srv.Reload(); err != nil || rep.Ended != 1 {
+		t.Fatalf("Reload without the grant = %d, %v; want 1 session ended", rep.Ended, err)
 	}
 	waitClosed(t, c, 30*time.Second)
 	g.waitEnd(r.Session, "no longer allowed")

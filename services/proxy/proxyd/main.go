@@ -428,7 +428,7 @@ func run(ctx context.Context, lg *log.Logger, o *options) error {
 				lg.Printf("otgate-proxy: %v: ending every session and exiting", s)
 				return nil
 			}
-			r, err := srv.ReloadReport()
+			r, err := srv.Reload()
 			if err != nil {
 				lg.Printf("otgate-proxy: SIGHUP: %v", err)
 				continue
